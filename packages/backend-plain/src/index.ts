@@ -1,0 +1,16 @@
+/** @tdpemu/backend-plain: plain EPT, registered as `plain`. */
+import "reflect-metadata";
+import { BACKEND, type BackendRegistration } from "@tdpemu/core";
+import { PlainBackend } from "./plain-backend.js";
+
+export { PlainBackend };
+
+export const registration: BackendRegistration = {
+  name: "plain",
+  description: "plain EPT: no private memory, every confidential-VM hook absent",
+  register(c) {
+    c.register(BACKEND, { useClass: PlainBackend });
+  },
+};
+
+export default registration;

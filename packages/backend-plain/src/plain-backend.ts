@@ -1,0 +1,24 @@
+/**
+ * Plain EPT: a VM with no private memory. Every hook is absent except the TLB flush, which on
+ * real hardware is an INVEPT (single-context) of the VM's EPTP; the core walks the EPT itself.
+ */
+import "reflect-metadata";
+import { injectable } from "tsyringe";
+import { emptyBackendStats, type Backend, type BackendStats, type BackendVm } from "@tdpemu/core";
+
+@injectable()
+export class PlainBackend implements Backend {
+  readonly name = "plain";
+  readonly description = "plain EPT: no private memory, every confidential-VM hook absent";
+  readonly usesMirrorRoot = false;
+  readonly hasPrivateMemory = false;
+  private readonly counters: BackendStats = emptyBackendStats();
+
+  flushTlb(_vm: BackendVm, _gfn: number, _npages: number): void {
+    this.counters.calls.INVEPT = (this.counters.calls.INVEPT ?? 0) + 1;
+  }
+
+  stats(): BackendStats {
+    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+  }
+}

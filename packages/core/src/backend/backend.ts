@@ -1,0 +1,98 @@
+/**
+ * The backend: a table of optional hooks, one per thing a confidential-VM technology changes in
+ * the MMU's life, like `kvm_x86_ops` with its optional static calls (or QEMU's accelerator ops).
+ * A backend implements what its technology needs; the core calls a hook only if it is there.
+ * The mirror hooks are called only when `usesMirrorRoot` is true.
+ *
+ * Each hook call is one atomic point: one SEAMCALL or RMP instruction is one step of the model.
+ * Status codes follow the kernel: 0 for success, a negative errno (`-EBUSY`) for failure.
+ */
+import type { Level } from "../arch/levels.js";
+import type { BackendVm } from "./backend-vm.js";
+
+export const EBUSY = -16;
+export const EIO = -5;
+export const EINVAL = -22;
+export const ENOMEM = -12;
+
+/** What the "hardware" step of a guest access found (`checkGuestAccess`). */
+export const ACCESS_OK = 0;
+/** An EPT/NPT violation: KVM's fault handler runs, then the access is retried. */
+export const ACCESS_FAULT = 1;
+/** An exception delivered to the guest (TDX #VE on a PENDING page, SEV #VC/#PF on an RMP check). */
+export const ACCESS_GUEST_EXCEPTION = 2;
+
+export interface BackendStats {
+  /** Architectural calls by their architectural names (SEAMCALL/TDCALL leaves, RMPUPDATE, ...). */
+  calls: Record<string, number>;
+  /** Calls that returned BUSY (TDX_OPERAND_BUSY and the like). */
+  busy: number;
+  /** Failed calls by error name. */
+  errors: Record<string, number>;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly description: string;
+  /** Private faults go to a mirror root whose changes the backend propagates (TDX). */
+  readonly usesMirrorRoot: boolean;
+  /** The VM has private memory: guest_memfd backing and private memory attributes. */
+  readonly hasPrivateMemory: boolean;
+
+  /** Called once when the VM is created, before any other hook. */
+  init?(vm: BackendVm): void;
+  /** `kvm->arch.gfn_direct_bits`: GFN bits that select the direct (shared) root; 0 if none. */
+  gfnDirectBits?(vm: BackendVm): number;
+  /** Whether a guest access at `gpa` is private: the shared bit (TDX), the C-bit (SEV). */
+  classifyFault?(vm: BackendVm, gpa: number, privateAccess: boolean): boolean;
+  /** Largest level a private GFN may be mapped at (`private_max_mapping_level`). */
+  maxMappingLevel?(vm: BackendVm, gfn: number, pfn: number): Level;
+
+  /** Allocates the page handed to the backend for a mirror table (`external_spt`); a handle. */
+  allocExternalSpt?(vm: BackendVm): number;
+  /** A mirror non-leaf becomes present (TDH.MEM.SEPT.ADD). */
+  linkExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
+  /** A mirror leaf becomes present (TDH.MEM.PAGE.AUG, or PAGE.ADD before finalize). */
+  setExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number;
+  /** A mirror leaf is removed, under the write lock; must flush the TLB itself. */
+  removeExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number;
+  /** A mirror table is freed; failure leaks the page, which the core counts. */
+  freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
+
+  /** A private page is first used (RMPUPDATE to assigned). */
+  gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;
+  /** A private page is freed (RMPUPDATE back to shared). */
+  gmemInvalidate?(vm: BackendVm, pfn: number): void;
+
+  /**
+   * The hardware step of a guest access, for the GPAs the backend's hardware walks itself
+   * (TDX: private GPAs through the S-EPT; SEV: the NPT walk plus RMP checks). Returns
+   * `ACCESS_OK`, `ACCESS_FAULT` or `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
+   */
+  checkGuestAccess?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean): number;
+
+  /**
+   * The guest accepts a private page (TDG.MEM.PAGE.ACCEPT, PVALIDATE). `ACCESS_OK` when done,
+   * `ACCESS_FAULT` when KVM must map the page first (then the accept is retried),
+   * `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
+   */
+  guestAccept?(vm: BackendVm, vcpu: number, gpa: number): number;
+  /** Host op before the guest runs: measured initial content of a private page (PAGE.ADD, LAUNCH_UPDATE). */
+  populate?(vm: BackendVm, gfn: number, pfn: number): number;
+  /** Host op: the VM's initial state is complete (TDH.MR.FINALIZE, SNP_LAUNCH_FINISH). */
+  finalize?(vm: BackendVm): number;
+  /** VM teardown, after the shared mappings are gone and before the mirror roots are zapped (TDX: HKID release). */
+  teardown?(vm: BackendVm): void;
+
+  /** Remote TLB flush after zaps and permission drops (INVEPT, TRACK + kick, ASID flush). */
+  flushTlb?(vm: BackendVm, gfn: number, npages: number): void;
+
+  stats(): BackendStats;
+}
+
+/** The DI token under which a VM's backend is registered. */
+export const BACKEND = Symbol.for("tdpemu.Backend");
+
+export function emptyBackendStats(): BackendStats {
+  return { calls: {}, busy: 0, errors: {} };
+}

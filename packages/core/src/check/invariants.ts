@@ -1,0 +1,103 @@
+/**
+ * Invariant checks over a VM's tables, by a fresh walk that trusts no counter:
+ * - every present leaf points to an allocated host frame owned by this VM;
+ * - no frame is both free and mapped: every table an SPTE points to is a live pool page of
+ *   this VM at the right level, and no table is linked twice;
+ * - the counters equal a recount: leaves per level and linked non-root tables;
+ * - every page the VM allocated is reachable or waiting for its RCU grace period (no leak);
+ * - at the end of a run, no FROZEN SPTE is left in a reachable table.
+ */
+import { PAGES_PER_LEVEL } from "../arch/levels.js";
+import { isFrozen, isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
+import { OWNER_FREE } from "../mem/frame-allocator.js";
+import type { Vm } from "../vm/vm.js";
+
+export interface Violation {
+  check: string;
+  message: string;
+  step: number;
+}
+
+export interface CheckResult {
+  checked: number;
+  violations: Violation[];
+}
+
+const MAX_REPORTED = 20;
+
+export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
+  const mmu = vm.mmu;
+  const pool = vm.host.pool;
+  const frames = vm.host.frames;
+  const step = vm.clock.step;
+  const violations: Violation[] = [];
+  const fail = (check: string, message: string) => {
+    if (violations.length < MAX_REPORTED) violations.push({ check, message, step });
+  };
+  const pages = [0, 0, 0, 0, 0, 0];
+  let tables = 0;
+  const seen = new Set<number>();
+
+  const walk = (slot: number, level: number, baseGfn: number, mirror: boolean) => {
+    const mem = pool.tableMem(slot);
+    const off = pool.tableOff(slot);
+    const span = PAGES_PER_LEVEL[level]!;
+    for (let i = 0; i < 512; i++) {
+      const lo = mem[off + 2 * i]!;
+      const hi = mem[off + 2 * i + 1]!;
+      const gfn = baseGfn + i * span;
+      if (isFrozen(lo, hi)) {
+        if (opts.final) fail("no-frozen-spte", `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`);
+        continue;
+      }
+      if (!isShadowPresent(lo)) continue;
+      const pfn = spteToPfn(lo, hi);
+      if (isLastSpte(lo, level)) {
+        pages[level]!++;
+        const owner = frames.ownerOfPfn(pfn);
+        if (owner === OWNER_FREE) fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
+        else if (owner !== vm.owner) fail("leaf-frame-owned-by-vm", `leaf at gfn 0x${gfn.toString(16)} maps frame 0x${pfn.toString(16)} owned by ${owner}, not VM ${vm.owner}`);
+        continue;
+      }
+      const child = pool.pfnToSlot(pfn);
+      if (child < 0 || !pool.isLive(child)) {
+        fail("frame-free-and-mapped", `table entry at gfn 0x${gfn.toString(16)} level ${level} points to frame 0x${pfn.toString(16)}, which is not a live table page`);
+        continue;
+      }
+      if (seen.has(child)) {
+        fail("table-linked-once", `table page ${child} is linked more than once (again at gfn 0x${gfn.toString(16)} level ${level})`);
+        continue;
+      }
+      seen.add(child);
+      if (pool.spOwner[child] !== vm.id || pool.spLevel[child] !== level - 1 || pool.spGfn[child] !== gfn) {
+        fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
+      }
+      tables++;
+      walk(child, level - 1, gfn, mirror);
+    }
+  };
+
+  for (const root of mmu.roots) {
+    if (!pool.isLive(root.slot)) {
+      fail("frame-free-and-mapped", `root ${root.slot} is in the root list but its page is free`);
+      continue;
+    }
+    seen.add(root.slot);
+    walk(root.slot, root.level, 0, root.mirror);
+  }
+
+  for (let level = 1; level <= 3; level++) {
+    if (pages[level] !== mmu.stats.pages[level]) {
+      fail("stats-match-tables", `pages at level ${level}: counter ${mmu.stats.pages[level]}, tables hold ${pages[level]}`);
+    }
+  }
+  if (tables !== mmu.stats.tablePages) fail("stats-match-tables", `tablePages: counter ${mmu.stats.tablePages}, tables hold ${tables}`);
+
+  let live = 0;
+  for (let s = 0; s < pool.capacity; s++) if (pool.spLive[s] === 1 && pool.spOwner[s] === vm.id) live++;
+  const expected = seen.size + mmu.deferredFrees;
+  if (live !== expected) {
+    fail("no-leaked-table", `VM holds ${live} table pages; ${seen.size} are reachable and ${mmu.deferredFrees} wait for a grace period`);
+  }
+  return { checked: opts.final ? 6 : 5, violations };
+}

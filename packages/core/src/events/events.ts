@@ -1,0 +1,53 @@
+/**
+ * The typed event stream: every SPTE change, table link and free, backend hook and architectural
+ * call, TLB flush, fault and scenario op, each stamped with the step number at which it happened.
+ *
+ * Emitting is guarded by `sink.on` at every call site, so a run with no listener builds no event
+ * objects: the fault path stays free of per-step allocation.
+ */
+import type { Clock } from "../exec/clock.js";
+
+export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
+
+export type TdpEvent =
+  | { type: "spte"; step: number; vm: number; table: number; index: number; mirror: boolean; level: number;
+      gfn: number; oldLo: number; oldHi: number; newLo: number; newHi: number; by: string }
+  | { type: "table"; step: number; vm: number; action: "link" | "unlink" | "free" | "leak";
+      slot: number; pfn: number; level: number; gfn: number; mirror: boolean }
+  | { type: "root"; step: number; vm: number; action: "alloc" | "invalidate" | "free"; root: number; level: number; mirror: boolean }
+  | { type: "hook"; step: number; vm: number; hook: string; gfn: number; level: number; result: number }
+  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string }
+  | { type: "flush"; step: number; vm: number; reason: string; gfn: number; level: number }
+  | { type: "fault"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean;
+      result: FaultResult; level: number }
+  | { type: "access"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean; result: string }
+  | { type: "attributes"; step: number; vm: number; gfn: number; npages: number; private: boolean }
+  | { type: "op"; step: number; vm: number; who: string; op: string; phase: "start" | "end"; detail: string };
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+export type TdpEventInput = DistributiveOmit<TdpEvent, "step">;
+
+export type EventListener = (e: TdpEvent) => void;
+
+export class EventSink {
+  /** True while anyone listens; call sites test it before building an event. */
+  on = false;
+  private listeners: EventListener[] = [];
+
+  constructor(private readonly clock: Clock) {}
+
+  subscribe(fn: EventListener): () => void {
+    this.listeners.push(fn);
+    this.on = true;
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+      this.on = this.listeners.length > 0;
+    };
+  }
+
+  emit(e: TdpEventInput): void {
+    const ev = e as TdpEvent;
+    ev.step = this.clock.step;
+    for (const l of this.listeners) l(ev);
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * The execution context of one coroutine (a vCPU or the host thread): whether it yields at
+ * atomic points, and its per-thread state in the lock and RCU models.
+ *
+ * vCPUs do not run on threads; each operation is a generator that yields at every atomic point
+ * when `interleave` is set. With it clear, yields are skipped and an operation runs to the end
+ * in one go.
+ */
+export class ExecCtx {
+  /** Holds `mmu_lock`: 0 no, 1 read, 2 write. */
+  lockMode = 0;
+  /** RCU grace-period number at `rcu_read_lock`, -1 outside a read-side section. */
+  rcuGp = -1;
+  rcuNest = 0;
+
+  constructor(
+    readonly name: string,
+    public interleave: boolean,
+  ) {}
+}
+
+/** What a coroutine yields: nothing yet; the scheduler only needs the yield itself. */
+export type Step = void;
+export type Op<R = void> = Generator<Step, R, void>;
+
+/** Runs an operation to completion without interleaving (tests, benchmarks, bulk setup). */
+export function runToEnd<R>(op: Op<R>): R {
+  for (;;) {
+    const r = op.next();
+    if (r.done) return r.value;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * RCU in the model: read-side sections and deferred callbacks (`call_rcu`). A callback queued at
+ * grace-period number g runs once no reader that entered at or before g is still inside, so a
+ * table unlinked while a walker may hold a pointer into it is freed only after that walker has
+ * left. Callbacks run in the order they were queued.
+ */
+import type { ExecCtx } from "./ctx.js";
+
+export class Rcu {
+  private gp = 0;
+  private readonly pendingGp: number[] = [];
+  private readonly pendingFn: (() => void)[] = [];
+  private readonly readers = new Set<ExecCtx>();
+
+  readLock(ctx: ExecCtx): void {
+    if (ctx.rcuNest++ === 0) {
+      ctx.rcuGp = this.gp;
+      this.readers.add(ctx);
+    }
+  }
+
+  readUnlock(ctx: ExecCtx): void {
+    if (--ctx.rcuNest === 0) {
+      ctx.rcuGp = -1;
+      this.readers.delete(ctx);
+      if (this.pendingFn.length > 0) this.reclaim();
+    }
+  }
+
+  callRcu(fn: () => void): void {
+    this.pendingGp.push(this.gp++);
+    this.pendingFn.push(fn);
+    if (this.readers.size === 0) this.reclaim();
+  }
+
+  get pending(): number {
+    return this.pendingFn.length;
+  }
+
+  /** Oldest grace period a current reader may still observe. */
+  private oldestReader(): number {
+    let min = Infinity;
+    for (const r of this.readers) if (r.rcuGp < min) min = r.rcuGp;
+    return min;
+  }
+
+  private reclaim(): void {
+    const oldest = this.oldestReader();
+    let n = 0;
+    while (n < this.pendingGp.length && this.pendingGp[n]! < oldest) n++;
+    if (n === 0) return;
+    const fns = this.pendingFn.splice(0, n);
+    this.pendingGp.splice(0, n);
+    for (const fn of fns) fn();
+  }
+
+  /** `rcu_barrier`: runs every callback; only valid with no reader inside. */
+  barrier(): void {
+    if (this.readers.size > 0) throw new Error("rcu_barrier with readers inside");
+    this.reclaim();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * @tdpemu/core: the public face of the core. Everything not exported here is internal.
+ */
+import "reflect-metadata";
+
+// arch
+export * from "./arch/levels.js";
+export * from "./arch/gpa.js";
+export * from "./arch/spte.js";
+export * from "./arch/spte-format.js";
+// mem
+export { Host, type HostOptions } from "./mem/host.js";
+export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, OWNER_PT_POOL } from "./mem/frame-allocator.js";
+export { PtPool, ROLE_MIRROR, ROLE_ROOT, ROLE_INVALID, U32_PER_TABLE } from "./mem/pt-pool.js";
+export { HostMemoryExhausted } from "./mem/errors.js";
+export { GuestBacking, type BackingKind } from "./mem/guest-backing.js";
+export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
+export { MemAttributes } from "./mem/mem-attributes.js";
+// mmu
+export { TdpIter } from "./mmu/tdp-iter.js";
+export { TdpMmu, KvmBug, type MmuOptions } from "./mmu/tdp-mmu.js";
+export { MmuStats } from "./mmu/mmu-stats.js";
+export { Root, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS } from "./mmu/roots.js";
+export * from "./mmu/tdp-map.js";
+export { zapLeafs, zapRoot, zapAll, zapInvalidatedRoots, unmapGfnRange, KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from "./mmu/zap.js";
+export { wrprotGfnRange, clearDirtyPtMasked, collectDirtyLog, validRoots } from "./mmu/dirty-log.js";
+export { ageGfnRange } from "./mmu/age.js";
+export { trySplitHugePages } from "./mmu/split.js";
+export { recoverHugePages } from "./mmu/recover.js";
+export { maxMappingLevel, hugepageAdjust } from "./mmu/max-level.js";
+// backend
+export * from "./backend/backend.js";
+export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
+export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
+// exec
+export { Clock } from "./exec/clock.js";
+export { ExecCtx, runToEnd, type Op, type Step } from "./exec/ctx.js";
+export { RwLock, DeadlockError } from "./exec/rwlock.js";
+export { Rcu } from "./exec/rcu.js";
+export { Scheduler, ReplayDivergence, type ScheduleMode, type Task } from "./exec/scheduler.js";
+export { Prng } from "./exec/prng.js";
+// vm
+export { Vm, Vcpu, type VmOptions } from "./vm/vm.js";
+export { eptWalk, WALK_OK, WALK_VIOLATION } from "./vm/ept-walk.js";
+export { tdpPageFault, guestAccessPage, guestAcceptPage, GuestLivelock, RET_PF_MEMORY_FAULT_EXIT, type AccessOutcome } from "./vm/guest-access.js";
+export * as hostOps from "./vm/host-ops.js";
+export { OpError } from "./vm/op-error.js";
+// events, checks
+export { EventSink, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
+export { checkInvariants, type CheckResult, type Violation } from "./check/invariants.js";
+// scenario
+export * from "./scenario/schema.js";
+export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";
+export { runScenario, defaultHostMemory, RunInputError, type RunOptions, type RunResult, type OpResult } from "./scenario/runner.js";
+export { buildReport, type Report } from "./scenario/report.js";
+export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";

@@ -1,0 +1,84 @@
+/**
+ * Host physical memory as frames (PFNs), handed out in blocks of 512 frames (2 MiB).
+ *
+ * Why blocks: guest backing and page-table pages are both carved from 2 MiB blocks, so ownership
+ * costs one 32-bit word per 512 frames instead of per frame (memory per mapped page is a feature
+ * here), and a 2 MiB-aligned block is what a host huge page is, which huge mappings need.
+ * Frames inside a block belong to the block's owner; the owner decides what each frame holds.
+ *
+ * PFNs stay below 2^32 (host memory up to 16 TiB), so `pfn >>> 9` is the block of a frame.
+ */
+import { HostMemoryExhausted } from "./errors.js";
+
+export const FRAMES_PER_BLOCK = 512;
+export const BLOCK_SHIFT = 9;
+export const MAX_HOST_MEMORY = 16 * 2 ** 40;
+
+/** Owner id 0 means free; page-table pages belong to the host's pool. */
+export const OWNER_FREE = 0;
+export const OWNER_PT_POOL = 1;
+
+export class FrameAllocator {
+  readonly totalBlocks: number;
+  /** Owner of each block (0 = free). */
+  readonly blockOwner: Int32Array;
+  /** Blocks below this index have been handed out at least once; above it all are free. */
+  private bump = 0;
+  /** Single blocks given back, reused before the bump pointer moves. */
+  private freeBlocks: number[] = [];
+  private usedBlocks = 0;
+
+  constructor(memoryBytes: number) {
+    if (!Number.isFinite(memoryBytes) || memoryBytes < 2 * 2 ** 20 || memoryBytes > MAX_HOST_MEMORY) {
+      throw new RangeError(`host memory must be between 2MiB and 16TiB, got ${memoryBytes} bytes`);
+    }
+    this.totalBlocks = Math.floor(memoryBytes / (FRAMES_PER_BLOCK * 4096));
+    this.blockOwner = new Int32Array(this.totalBlocks);
+  }
+
+  get totalFrames(): number {
+    return this.totalBlocks * FRAMES_PER_BLOCK;
+  }
+
+  get usedFrames(): number {
+    return this.usedBlocks * FRAMES_PER_BLOCK;
+  }
+
+  /**
+   * `count` contiguous blocks aligned to `align` blocks (1 for 2 MiB, 512 for a 1 GiB page),
+   * owned by `owner`. Returns the first block. Throws `HostMemoryExhausted` when none are left;
+   * nothing is changed then.
+   */
+  allocBlocks(count: number, align: number, owner: number, what: string): number {
+    if (count === 1 && this.freeBlocks.length > 0) {
+      const b = this.freeBlocks.pop()!;
+      this.blockOwner[b] = owner;
+      this.usedBlocks++;
+      return b;
+    }
+    const start = Math.ceil(this.bump / align) * align;
+    if (start + count > this.totalBlocks) {
+      throw new HostMemoryExhausted(what, count * FRAMES_PER_BLOCK, this.totalFrames);
+    }
+    // Blocks skipped for alignment are not lost: they go to the free list.
+    for (let b = this.bump; b < start; b++) this.freeBlocks.push(b);
+    this.blockOwner.fill(owner, start, start + count);
+    this.bump = start + count;
+    this.usedBlocks += count;
+    return start;
+  }
+
+  freeBlock(block: number, owner: number): void {
+    if (this.blockOwner[block] !== owner) {
+      throw new Error(`freeing block ${block} owned by ${this.blockOwner[block]} as owner ${owner}`);
+    }
+    this.blockOwner[block] = OWNER_FREE;
+    this.freeBlocks.push(block);
+    this.usedBlocks--;
+  }
+
+  ownerOfPfn(pfn: number): number {
+    const b = pfn >>> BLOCK_SHIFT;
+    return b < this.totalBlocks ? this.blockOwner[b]! : OWNER_FREE;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What backs guest memory on the host: userspace memory for shared pages (anonymous or hugetlb,
+ * what `get_user_pages` returns) and a guest_memfd-like file for private pages
+ * (`kvm_gmem_get_pfn`).
+ *
+ * Frames are taken on first use, a host page at a time: 2 MiB (one block) or, with 1 GiB host
+ * pages, 512 aligned blocks. With `hostPageLevel` 1 (no huge pages) the frames still come in
+ * 2 MiB runs, but the host maps them with 4 KiB pages, so KVM must not map them huge: the host
+ * mapping level, not contiguity, is what `host_pfn_mapping_level` reports.
+ */
+import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
+import { FRAMES_PER_BLOCK, type FrameAllocator } from "./frame-allocator.js";
+
+export type BackingKind = "shared" | "gmem";
+
+export class GuestBacking {
+  /** Base PFN of each host page, -1 while not populated. */
+  private readonly chunkBase: Float64Array;
+  private readonly chunkPages: number;
+  /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
+  private readonly prepared: Uint32Array | null;
+  private populatedChunks = 0;
+
+  constructor(
+    private readonly frames: FrameAllocator,
+    readonly owner: number,
+    readonly kind: BackingKind,
+    readonly npages: number,
+    readonly hostPageLevel: Level,
+  ) {
+    this.chunkPages = hostPageLevel >= 3 ? PAGES_PER_LEVEL[3]! : FRAMES_PER_BLOCK;
+    this.chunkBase = new Float64Array(Math.ceil(npages / this.chunkPages)).fill(-1);
+    this.prepared = kind === "gmem" ? new Uint32Array(Math.ceil(npages / 32)) : null;
+  }
+
+  /** The PFN behind page `pgoff`, populating its host page on first use. */
+  getPfn(pgoff: number): number {
+    const c = Math.floor(pgoff / this.chunkPages);
+    let base = this.chunkBase[c]!;
+    if (base < 0) {
+      const blocks = this.chunkPages / FRAMES_PER_BLOCK;
+      base = this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) * FRAMES_PER_BLOCK;
+      this.chunkBase[c] = base;
+      this.populatedChunks++;
+    }
+    return base + (pgoff % this.chunkPages);
+  }
+
+  /** The PFN behind `pgoff` if populated, else -1; never allocates. */
+  peekPfn(pgoff: number): number {
+    const base = this.chunkBase[Math.floor(pgoff / this.chunkPages)]!;
+    return base < 0 ? -1 : base + (pgoff % this.chunkPages);
+  }
+
+  get populatedBytes(): number {
+    return this.populatedChunks * this.chunkPages * 4096;
+  }
+
+  /** Marks `pgoff` prepared; true if it was not before (the first use, which calls `gmemPrepare`). */
+  testAndSetPrepared(pgoff: number): boolean {
+    const p = this.prepared;
+    if (!p) return false;
+    const w = pgoff >>> 5;
+    const bit = 1 << (pgoff & 31);
+    if (p[w]! & bit) return false;
+    p[w] = p[w]! | bit;
+    return true;
+  }
+
+  /** Gives every populated host page back to the host (memslot deletion, VM teardown). */
+  release(): void {
+    const blocks = this.chunkPages / FRAMES_PER_BLOCK;
+    for (let c = 0; c < this.chunkBase.length; c++) {
+      const base = this.chunkBase[c]!;
+      if (base < 0) continue;
+      const b0 = base / FRAMES_PER_BLOCK;
+      for (let b = 0; b < blocks; b++) this.frames.freeBlock(b0 + b, this.owner);
+      this.chunkBase[c] = -1;
+    }
+    this.populatedChunks = 0;
+    this.prepared?.fill(0);
+  }
+}

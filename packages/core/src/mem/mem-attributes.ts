@@ -1,0 +1,68 @@
+/**
+ * Per-GFN memory attributes, as `KVM_SET_MEMORY_ATTRIBUTES` sets them: private or shared.
+ *
+ * The kernel keeps them in an xarray of ranges; a bitmap (one bit per GFN of guest memory) is
+ * the emulator's choice because it costs 1/32768 of the memory it describes and answers both
+ * "is this GFN private" and "is this huge page uniform" (`KVM_LPAGE_MIXED_FLAG`) by word.
+ * GFNs past the end are shared.
+ */
+export class MemAttributes {
+  private readonly bits: Uint32Array;
+
+  constructor(readonly npages: number) {
+    this.bits = new Uint32Array(Math.ceil(npages / 32));
+  }
+
+  isPrivate(gfn: number): boolean {
+    if (gfn >= this.npages) return false;
+    return (this.bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;
+  }
+
+  /** Sets [start, end) private or shared; returns how many GFNs changed. */
+  set(start: number, end: number, priv: boolean): number {
+    let changed = 0;
+    const e = Math.min(end, this.npages);
+    for (let g = start; g < e; g++) {
+      const w = g >>> 5;
+      const bit = 1 << (g & 31);
+      const was = (this.bits[w]! & bit) !== 0;
+      if (was !== priv) {
+        this.bits[w] = priv ? this.bits[w]! | bit : this.bits[w]! & ~bit;
+        changed++;
+      }
+    }
+    return changed;
+  }
+
+  /** True if [start, start+count) is all private or all shared (no mixed huge page). */
+  isUniform(start: number, count: number): boolean {
+    if (start + count > this.npages) {
+      // Past the end everything is shared.
+      if (start >= this.npages) return true;
+      return this.isUniform(start, this.npages - start) && !this.isPrivate(start);
+    }
+    const first = this.isPrivate(start);
+    const want = first ? 0xffffffff : 0;
+    let g = start;
+    const end = start + count;
+    while (g < end && (g & 31) !== 0) {
+      if (this.isPrivate(g) !== first) return false;
+      g++;
+    }
+    for (; g + 32 <= end; g += 32) if ((this.bits[g >>> 5]! >>> 0) !== want) return false;
+    for (; g < end; g++) if (this.isPrivate(g) !== first) return false;
+    return true;
+  }
+
+  countPrivate(): number {
+    let n = 0;
+    for (let i = 0; i < this.bits.length; i++) {
+      let v = this.bits[i]!;
+      while (v) {
+        v &= v - 1;
+        n++;
+      }
+    }
+    return n;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The page-table page pool: every TDP table page of every VM on a host, in typed arrays.
+ *
+ * A table page is 512 SPTEs of 8 bytes, stored as 1024 `Uint32` (lo, hi per entry), like the
+ * real 4 KiB page. Pages live in chunks of 512 (one 2 MiB host block each), so the pool grows
+ * without copying and never needs one typed array larger than 2 MiB: a 1 TiB guest's tables
+ * (over 2 GiB) fit.
+ *
+ * A page is named by its *slot*; its host PFN (what a non-leaf SPTE holds) is the chunk's block
+ * PFN plus the slot's index in the chunk, and `pfnToSlot` inverts that with one array read.
+ * Per-page metadata (the kernel's `struct kvm_mmu_page`: level, base GFN, role, external SPT)
+ * sits in parallel typed arrays indexed by slot.
+ */
+import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";
+import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
+
+export const U32_PER_TABLE = 1024;
+const SLOT_SHIFT = 9;
+const SLOT_MASK = 511;
+
+/** Role bits of a table page (`union kvm_mmu_page_role`, the parts the TDP MMU uses). */
+export const ROLE_MIRROR = 1;
+export const ROLE_ROOT = 2;
+export const ROLE_INVALID = 4;
+
+const EMPTY_TABLE = (() => {
+  const t = new Uint32Array(U32_PER_TABLE);
+  for (let i = 0; i < U32_PER_TABLE; i += 2) {
+    t[i] = SHADOW_NONPRESENT_LO;
+    t[i + 1] = SHADOW_NONPRESENT_HI;
+  }
+  return t;
+})();
+
+export class PtPool {
+  /** Table memory, one `Uint32Array` of 512 pages per chunk. */
+  readonly mem: Uint32Array[] = [];
+  private chunkBlock: number[] = [];
+  /** Host block → chunk index, -1 if the block is not a pool chunk. */
+  private blockChunk: Int32Array;
+  private freeSlots: Int32Array = new Int32Array(0);
+  private nFree = 0;
+  private live = 0;
+
+  /** `kvm_mmu_page` fields, by slot. */
+  spLevel = new Uint8Array(0);
+  spRole = new Uint8Array(0);
+  spGfn = new Float64Array(0);
+  /** Owner (VM id) of the page. */
+  spOwner = new Int32Array(0);
+  /** Handle of the backend's external page for a mirror SP (`external_spt`), -1 if none. */
+  spExternal = new Int32Array(0);
+  /** 1 while the page is allocated (for the invariant checks). */
+  spLive = new Uint8Array(0);
+
+  constructor(private readonly frames: FrameAllocator) {
+    this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);
+  }
+
+  get liveTables(): number {
+    return this.live;
+  }
+
+  get capacity(): number {
+    return this.mem.length * FRAMES_PER_BLOCK;
+  }
+
+  get bytes(): number {
+    return this.mem.length * FRAMES_PER_BLOCK * 4096;
+  }
+
+  /**
+   * Makes sure `n` pages can be allocated without asking the host (`mmu_topup_memory_caches`):
+   * the fault path tops up before it takes `mmu_lock`, so running out of memory is reported
+   * before anything is half-done. May throw `HostMemoryExhausted`.
+   */
+  reserve(n: number): void {
+    while (this.nFree < n) this.grow();
+  }
+
+  /** A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page. May throw `HostMemoryExhausted`. */
+  alloc(owner: number, level: number, gfn: number, role: number): number {
+    if (this.nFree === 0) this.grow();
+    const slot = this.freeSlots[--this.nFree]!;
+    this.mem[slot >>> SLOT_SHIFT]!.set(EMPTY_TABLE, (slot & SLOT_MASK) * U32_PER_TABLE);
+    this.spLevel[slot] = level;
+    this.spRole[slot] = role;
+    this.spGfn[slot] = gfn;
+    this.spOwner[slot] = owner;
+    this.spExternal[slot] = -1;
+    this.spLive[slot] = 1;
+    this.live++;
+    return slot;
+  }
+
+  free(slot: number): void {
+    if (this.spLive[slot] !== 1) throw new Error(`double free of table page slot ${slot}`);
+    this.spLive[slot] = 0;
+    this.freeSlots[this.nFree++] = slot;
+    this.live--;
+  }
+
+  /** The chunk array holding `slot`, and the `Uint32` offset of its entry 0. */
+  tableMem(slot: number): Uint32Array {
+    return this.mem[slot >>> SLOT_SHIFT]!;
+  }
+
+  tableOff(slot: number): number {
+    return (slot & SLOT_MASK) * U32_PER_TABLE;
+  }
+
+  slotToPfn(slot: number): number {
+    return this.chunkBlock[slot >>> SLOT_SHIFT]! * FRAMES_PER_BLOCK + (slot & SLOT_MASK);
+  }
+
+  /** Inverse of `slotToPfn`; -1 if `pfn` is not a pool page. */
+  pfnToSlot(pfn: number): number {
+    const chunk = this.blockChunk[pfn >>> SLOT_SHIFT];
+    if (chunk === undefined || chunk < 0) return -1;
+    return chunk * FRAMES_PER_BLOCK + (pfn & SLOT_MASK);
+  }
+
+  isLive(slot: number): boolean {
+    return this.spLive[slot] === 1;
+  }
+
+  private grow(): void {
+    const block = this.frames.allocBlocks(1, 1, OWNER_PT_POOL, "page-table pool");
+    const chunk = this.mem.length;
+    this.mem.push(new Uint32Array(FRAMES_PER_BLOCK * U32_PER_TABLE));
+    this.chunkBlock.push(block);
+    this.blockChunk[block] = chunk;
+    const needed = (chunk + 1) * FRAMES_PER_BLOCK;
+    if (needed > this.spLevel.length) this.growMeta(Math.max(needed, this.spLevel.length * 2));
+    // Hand out the new chunk's slots in ascending order.
+    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
+  }
+
+  /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
+  private growMeta(cap: number): void {
+    this.spLevel = grow(this.spLevel, new Uint8Array(cap));
+    this.spRole = grow(this.spRole, new Uint8Array(cap));
+    this.spLive = grow(this.spLive, new Uint8Array(cap));
+    this.spGfn = grow(this.spGfn, new Float64Array(cap));
+    this.spOwner = grow(this.spOwner, new Int32Array(cap));
+    this.spExternal = grow(this.spExternal, new Int32Array(cap));
+    this.freeSlots = grow(this.freeSlots, new Int32Array(cap));
+  }
+}
+
+function grow<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
+  (to as Uint8Array).set(from as Uint8Array);
+  return to;
+}

@@ -1,0 +1,27 @@
+/**
+ * The MMU's counters: the kernel's `kvm->stat.pages[]` and `tdp_mmu_pages`, plus what the
+ * emulator counts that the kernel does not (leaked pages, which the kernel only WARNs about and
+ * the review of the TDX patch asked to be counted).
+ */
+export class MmuStats {
+  /** EPT violations handled by the fault path (each retry is a new fault). */
+  faults = 0;
+  /** Faults that returned `RET_PF_RETRY`. */
+  faultRetries = 0;
+  /** Faults that returned `RET_PF_SPURIOUS`. */
+  spuriousFaults = 0;
+  /** Leaf SPTEs by level (`kvm->stat.pages[]`), index = level. */
+  readonly pages = [0, 0, 0, 0, 0, 0];
+  /** Linked non-root table pages (`kvm->arch.tdp_mmu_pages`). */
+  tablePages = 0;
+  /** Remote TLB flushes requested. */
+  tlbFlushes = 0;
+  /** Present leaves made non-present. */
+  zappedLeaves = 0;
+  /** Table pages intentionally leaked because the backend could not reclaim them. */
+  leakedPages = 0;
+  /** Faults whose access did not match the memory attributes (`KVM_EXIT_MEMORY_FAULT`). */
+  memoryFaultExits = 0;
+  /** Accesses with no memslot, handed to userspace as MMIO. */
+  mmioExits = 0;
+}

@@ -1,0 +1,151 @@
+/**
+ * The TDP fault path below the lock: `kvm_tdp_mmu_map` and
+ * `tdp_mmu_map_handle_target_level` (read lock, inside RCU), the huge-page split the walk may
+ * need on the way down, and `fast_page_fault` (RCU only, no `mmu_lock`).
+ */
+import { PAGES_PER_LEVEL } from "../arch/levels.js";
+import {
+  EPT_W, HI_MMU_WRITABLE, isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
+  makeLeafHi, makeLeafLo, makeSmallSpteHi, makeSmallSpteLo,
+} from "../arch/spte.js";
+import type { ExecCtx, Op } from "../exec/ctx.js";
+import type { Memslot } from "../mem/memslots.js";
+import type { Root } from "./roots.js";
+import { KvmBug, type TdpMmu } from "./tdp-mmu.js";
+import type { TdpIter } from "./tdp-iter.js";
+
+export const RET_PF_CONTINUE = 0;
+export const RET_PF_RETRY = 1;
+export const RET_PF_EMULATE = 2;
+export const RET_PF_WRITE_PROTECTED = 3;
+export const RET_PF_INVALID = 4;
+export const RET_PF_FIXED = 5;
+export const RET_PF_SPURIOUS = 6;
+
+/** `struct kvm_page_fault`, the parts the TDP MMU reads. Reused per vCPU, never allocated per fault. */
+export class PageFault {
+  /** GFN without the shared bit (`fault->gfn`). */
+  gfn = 0;
+  write = false;
+  isPrivate = false;
+  pfn = 0;
+  goalLevel = 1;
+  /** The host mapping is writable (`fault->map_writable`). */
+  mapWritable = true;
+  /** A pre-fault (`KVM_PRE_FAULT_MEMORY`, TDX initial memory): no Accessed bit, no overwrite. */
+  prefetch = false;
+  slot: Memslot | null = null;
+}
+
+/** `kvm_tdp_mmu_map` */
+export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
+  const end = fault.gfn + 1;
+  const clock = mmu.clock;
+  for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+    // The read of the entry is one atomic point; what follows decides on that snapshot.
+    clock.step++;
+    if (ctx.interleave) yield;
+    if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
+    if (iter.level === fault.goalLevel) return yield* mapHandleTargetLevel(mmu, ctx, iter, fault);
+    // Step down into the lower level table if it exists.
+    if (isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) continue;
+    // The SPTE is either non-present or a huge page that has to be split.
+    const child = mmu.allocChildSp(iter);
+    let ok: boolean;
+    if (isShadowPresent(iter.oldLo)) {
+      if (root.mirror) throw new KvmBug("huge page split on a mirror root in the fault path");
+      ok = yield* tdpMmuSplitHugePage(mmu, ctx, iter, child, true);
+    } else {
+      ok = yield* mmu.linkSp(ctx, iter, child, true);
+    }
+    if (!ok) {
+      mmu.freeUnlinkedSp(child);
+      return RET_PF_RETRY;
+    }
+  }
+  // The walk ended above the goal level, e.g. an upper-level SPTE was frozen meanwhile.
+  return RET_PF_RETRY;
+}
+
+function isAccessAllowed(fault: PageFault, lo: number): boolean {
+  return fault.write ? isWritable(lo) : true;
+}
+
+/** `tdp_mmu_map_handle_target_level` */
+function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: PageFault): Op<number> {
+  const oldLo = iter.oldLo;
+  const oldHi = iter.oldHi;
+  if (fault.prefetch && isShadowPresent(oldLo)) return RET_PF_SPURIOUS;
+  if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
+  const writable = fault.mapWritable;
+  const lo = makeLeafLo(fault.pfn, iter.level, writable, fault.prefetch);
+  const hi = makeLeafHi(fault.pfn, fault.mapWritable, writable);
+  if (lo === oldLo && hi === oldHi) return RET_PF_SPURIOUS;
+  if (!(yield* mmu.setSpteAtomicOp(ctx, iter, lo, hi))) return RET_PF_RETRY;
+  if (isShadowPresent(oldLo) && !isLastSpte(oldLo, iter.level)) {
+    mmu.flushRemoteTlbs(iter.gfn, PAGES_PER_LEVEL[iter.level]!, "replace table by huge page");
+  }
+  // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once.
+  if (writable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn);
+  return RET_PF_FIXED;
+}
+
+/**
+ * `tdp_mmu_split_huge_page`: fill `child` with the 512 small SPTEs of the huge leaf at `iter`
+ * (`make_small_spte`), link it in place of the leaf without a flush (same PFNs, same rights),
+ * and account 512 pages one level down.
+ */
+export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
+  const hugeLo = iter.oldLo;
+  const hugeHi = iter.oldHi;
+  const childLevel = iter.level - 1;
+  const per = PAGES_PER_LEVEL[childLevel]!;
+  const pool = mmu.pool;
+  const mem = pool.tableMem(child);
+  const base = pool.tableOff(child);
+  const gfn0 = iter.gfn;
+  for (let i = 0; i < 512; i++) {
+    mmu.writeSpte(mem, base + 2 * i, makeSmallSpteLo(hugeLo, hugeHi, childLevel, i, per),
+      makeSmallSpteHi(hugeLo, hugeHi, i, per), child, childLevel, gfn0 + i * per, "split");
+  }
+  if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
+  mmu.stats.pages[childLevel]! += 512;
+  return true;
+}
+
+/**
+ * `fast_page_fault` on a direct root, with only RCU held: a write to a leaf that KVM made
+ * read-only for dirty logging (MMU-writable set, W clear) gets W back by one cmpxchg and the page
+ * is marked dirty. Huge leaves of a dirty-logged slot are left to the slow path, which splits
+ * them. Returns RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow path.
+ */
+export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
+  if (!fault.write || root.mirror) return RET_PF_INVALID;
+  const clock = mmu.clock;
+  // kvm_tdp_mmu_fast_pf_get_last_sptep: walk to the last SPTE on the way to the GFN.
+  let mem: Uint32Array | null = null;
+  let off = 0;
+  let level = 0;
+  let table = 0;
+  for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
+    mem = iter.mem;
+    off = iter.off;
+    level = iter.level;
+    table = iter.tableSlot;
+  }
+  if (mem === null) return RET_PF_INVALID;
+  clock.step++;
+  if (ctx.interleave) yield;
+  const lo = mem[off]!;
+  const hi = mem[off + 1]!;
+  if (!isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
+  if (isWritable(lo)) return RET_PF_SPURIOUS;
+  if ((hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
+  if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
+  // fast_pf_fix_direct_spte: one cmpxchg; a lost race retries the access.
+  if (mem[off] !== lo || mem[off + 1] !== hi) return RET_PF_RETRY;
+  const newLo = (lo | EPT_W) >>> 0;
+  mmu.writeSpte(mem, off, newLo, hi, table, level, fault.gfn - (fault.gfn % PAGES_PER_LEVEL[level]!), "fast-pf");
+  fault.slot?.markDirty(fault.gfn);
+  return RET_PF_FIXED;
+}

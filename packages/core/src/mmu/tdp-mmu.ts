@@ -1,0 +1,438 @@
+/**
+ * The TDP MMU of one VM: its roots, its counters, and the primitives every operation is built
+ * from (`tdp_mmu.c`): the SPTE setters, `handle_changed_spte`, `handle_removed_pt`, linking a
+ * new table, the freeze protocol of mirror roots, and remote TLB flushes.
+ *
+ * Setters come in the kernel's two flavours:
+ * - `setSpteAtomic` (read lock): a cmpxchg against the iterator's snapshot; on a lost race it
+ *   refreshes the snapshot and returns false, and the caller retries (-EBUSY in the kernel);
+ * - `setSpte` (write lock): a plain store; the writer owns the table.
+ * A mirror SPTE becoming present goes through `setExternalSptePresent` instead: freeze, call the
+ * backend, then publish or roll back, so no walker acts on an entry the backend has not seen.
+ */
+import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
+import {
+  FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, isFrozen,
+  isLastSpte, isShadowPresent, makeNonleafHi, makeNonleafLo, spteToPfn,
+} from "../arch/spte.js";
+import type { Backend } from "../backend/backend.js";
+import type { BackendVm } from "../backend/backend-vm.js";
+import type { EventSink } from "../events/events.js";
+import type { Clock } from "../exec/clock.js";
+import type { ExecCtx, Op } from "../exec/ctx.js";
+import { Rcu } from "../exec/rcu.js";
+import { RwLock } from "../exec/rwlock.js";
+import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import { MmuStats } from "./mmu-stats.js";
+import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, Root } from "./roots.js";
+import type { TdpIter } from "./tdp-iter.js";
+
+export class KvmBug extends Error {
+  constructor(msg: string) {
+    super(`KVM_BUG: ${msg}`);
+    this.name = "KvmBug";
+  }
+}
+
+export interface MmuOptions {
+  /**
+   * Debug: replace the cmpxchg under the read lock by a read step and a separate write step,
+   * as a buggy kernel would. For showing that the explorer finds the race this creates.
+   */
+  unsafeNonAtomicSet?: boolean;
+}
+
+export class TdpMmu {
+  readonly roots: Root[] = [];
+  readonly stats = new MmuStats();
+  readonly pool: PtPool;
+  readonly lock: RwLock;
+  readonly rcu = new Rcu();
+  readonly rootLevel: Level;
+  /** `kvm->arch.gfn_direct_bits`: the shared bit as a GFN on TDX, 0 elsewhere. */
+  readonly gfnDirectBits: number;
+  readonly events: EventSink;
+  readonly clock: Clock;
+  /** `mmu_invalidate_seq`: bumped by every invalidation, checked by faults for staleness. */
+  invalidateSeq = 0;
+  /** `mmu_invalidate_in_progress` */
+  invalidateInProgress = 0;
+  /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
+  deferredFrees = 0;
+
+  constructor(
+    readonly vm: BackendVm,
+    readonly backend: Backend,
+    rootLevel: Level,
+    readonly options: MmuOptions = {},
+  ) {
+    this.pool = vm.host.pool;
+    this.lock = new RwLock(vm.clock);
+    this.events = vm.events;
+    this.clock = vm.clock;
+    this.rootLevel = rootLevel;
+    this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
+  }
+
+  /** `kvm_gfn_root_bits`: the direct bits on a direct root, 0 on a mirror root. */
+  rootGfnBits(root: Root): number {
+    return root.mirror ? 0 : this.gfnDirectBits;
+  }
+
+  isMirrorSlot(slot: number): boolean {
+    return (this.pool.spRole[slot]! & ROLE_MIRROR) !== 0;
+  }
+
+  // ---------------------------------------------------------------- SPTE writes
+
+  /** Every store to a table goes through here, so the event stream sees every change. */
+  writeSpte(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+    const oldLo = mem[off]!;
+    const oldHi = mem[off + 1]!;
+    mem[off] = lo;
+    mem[off + 1] = hi;
+    if (this.events.on) {
+      this.events.emit({
+        type: "spte", vm: this.vm.id, table: tableSlot, index: (off % U32_PER_TABLE) >>> 1,
+        mirror: this.isMirrorSlot(tableSlot), level, gfn, oldLo, oldHi, newLo: lo, newHi: hi, by,
+      });
+    }
+  }
+
+  /**
+   * `tdp_mmu_set_spte_atomic` for a non-mirror SPTE, under the read lock: one cmpxchg against
+   * `iter.oldLo/oldHi`. On a lost race the snapshot is refreshed and false returned.
+   */
+  setSpteAtomic(iter: TdpIter, lo: number, hi: number): boolean {
+    const mem = iter.mem;
+    const off = iter.off;
+    if (mem[off] !== iter.oldLo || mem[off + 1] !== iter.oldHi) {
+      iter.read();
+      return false;
+    }
+    const oldLo = iter.oldLo;
+    const oldHi = iter.oldHi;
+    this.writeSpte(mem, off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "cmpxchg");
+    this.handleChangedSpte(iter.tableSlot, iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
+    return true;
+  }
+
+  /**
+   * The unsafe variant behind `MmuOptions.unsafeNonAtomicSet`: the compare and the store are two
+   * atomic points, so another coroutine can slip in between them (a lost update).
+   */
+  *setSpteNonAtomic(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
+    const mem = iter.mem;
+    const off = iter.off;
+    if (mem[off] !== iter.oldLo || mem[off + 1] !== iter.oldHi) {
+      iter.read();
+      return false;
+    }
+    this.clock.step++;
+    if (ctx.interleave) yield;
+    const oldLo = iter.oldLo;
+    const oldHi = iter.oldHi;
+    this.writeSpte(mem, off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "store");
+    this.handleChangedSpte(iter.tableSlot, iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
+    return true;
+  }
+
+  /**
+   * `tdp_mmu_set_spte_atomic` as the fault path and the other read-lock walkers call it: the
+   * freeze protocol on a mirror root, the unsafe split store when asked for, else one cmpxchg.
+   */
+  *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
+    if (iter.root.mirror) return yield* this.setExternalSptePresent(ctx, iter, lo, hi);
+    if (this.options.unsafeNonAtomicSet) return yield* this.setSpteNonAtomic(ctx, iter, lo, hi);
+    return this.setSpteAtomic(iter, lo, hi);
+  }
+
+  /**
+   * `set_external_spte_present`: a mirror SPTE becomes present.
+   * 1. cmpxchg old → FROZEN (a lost race refreshes the snapshot: the 2026 fix 02eaaffdd865);
+   * 2. call the backend (`linkExternalSpt` for a table, `setExternalSpte` for a leaf);
+   * 3. on failure write the old value back, else publish the new value with a plain store
+   *    (this thread owns the frozen entry); then `handle_changed_spte`.
+   * Walkers that meet the FROZEN entry meanwhile give up and retry their fault.
+   */
+  *setExternalSptePresent(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
+    const mem = iter.mem;
+    const off = iter.off;
+    const oldLo = iter.oldLo;
+    const oldHi = iter.oldHi;
+    if (isShadowPresent(oldLo) || !isShadowPresent(lo)) {
+      // An atomic zap or change of a present mirror SPTE is a bug in the kernel (-EBUSY there).
+      throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
+    }
+    if (mem[off] !== oldLo || mem[off + 1] !== oldHi) {
+      iter.read();
+      return false;
+    }
+    const table = iter.tableSlot;
+    const level = iter.level as Level;
+    const gfn = iter.gfn;
+    this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, table, level, gfn, "freeze");
+    this.clock.step++;
+    if (ctx.interleave) yield;
+    let ret: number;
+    if (isLastSpte(lo, level)) {
+      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level, spteToPfn(lo, hi)) : 0;
+      this.hookEvent("setExternalSpte", gfn, level, ret);
+    } else {
+      const child = this.pool.pfnToSlot(spteToPfn(lo, hi));
+      const ext = this.pool.spExternal[child]!;
+      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level, ext) : 0;
+      this.hookEvent("linkExternalSpt", gfn, level, ret);
+    }
+    this.clock.step++;
+    if (ctx.interleave) yield;
+    if (ret !== 0) {
+      this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "unfreeze");
+      iter.read();
+      return false;
+    }
+    this.writeSpte(mem, off, lo, hi, table, level, gfn, "publish");
+    this.handleChangedSpte(table, gfn, oldLo, oldHi, lo, hi, level, true);
+    return true;
+  }
+
+  /**
+   * `tdp_mmu_iter_set_spte` under the write lock: a plain store, then `handle_changed_spte`,
+   * then, on a mirror root, `remove_external_spte` (non-atomic sets on mirrors only ever zap).
+   */
+  setSpte(iter: TdpIter, lo: number, hi: number): void {
+    const oldLo = iter.mem[iter.off]!;
+    const oldHi = iter.mem[iter.off + 1]!;
+    if (isFrozen(oldLo, oldHi) || isFrozen(lo, hi)) {
+      throw new KvmBug(`non-atomic set from or to FROZEN_SPTE at gfn ${iter.gfn} level ${iter.level}`);
+    }
+    const table = iter.tableSlot;
+    this.writeSpte(iter.mem, iter.off, lo, hi, table, iter.level, iter.gfn, "store");
+    iter.oldLo = lo;
+    iter.oldHi = hi;
+    this.handleChangedSpte(table, iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
+    if (iter.root.mirror) {
+      if (isShadowPresent(lo)) throw new KvmBug("non-atomic set of a present mirror SPTE");
+      this.removeExternalSpte(iter.gfn, oldLo, oldHi, iter.level);
+    }
+  }
+
+  /**
+   * `handle_changed_spte`: bookkeeping after an SPTE changed from old to new. Page stats follow
+   * leafness; a present table replaced by a leaf or a non-present value is torn down.
+   * FROZEN counts as non-present here.
+   */
+  handleChangedSpte(tableSlot: number, gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
+    const wasPresent = isShadowPresent(oldLo);
+    const isPresent = isShadowPresent(newLo);
+    const wasLeaf = wasPresent && isLastSpte(oldLo, level);
+    const isLeaf = isPresent && isLastSpte(newLo, level);
+    if (oldLo === newLo && oldHi === newHi) return;
+    const pfnChanged = spteToPfn(oldLo, oldHi) !== spteToPfn(newLo, newHi);
+    if (wasLeaf && isLeaf && pfnChanged) {
+      throw new KvmBug(`present leaf at gfn ${gfn} level ${level} changed PFN ${spteToPfn(oldLo, oldHi)} → ${spteToPfn(newLo, newHi)}`);
+    }
+    // Non-present to non-present is legal only through FROZEN (or MMIO, not modelled).
+    if (!wasPresent && !isPresent) return;
+    if (wasLeaf !== isLeaf) this.stats.pages[level]! += isLeaf ? 1 : -1;
+    if (wasLeaf && !isPresent) this.stats.zappedLeaves++;
+    if (wasPresent && !wasLeaf && (isLeaf || !isPresent || pfnChanged)) {
+      this.handleRemovedPt(this.pool.pfnToSlot(spteToPfn(oldLo, oldHi)), shared);
+    }
+    void tableSlot;
+  }
+
+  /**
+   * `handle_removed_pt`: a table was unlinked. Unaccount it, freeze each of its 512 entries
+   * (recursing into child tables through `handle_changed_spte`), tell the backend about mirror
+   * leaves and the mirror table itself, and free the page after an RCU grace period, since a
+   * walker may still hold a pointer into it.
+   *
+   * Under the read lock the kernel xchg's each entry to FROZEN and spins while another thread
+   * has it frozen. In the model the 512 entries are frozen in the same step as the unlink, and
+   * on a direct root no one else can hold a child of an unlinked table frozen (only the thread
+   * that unlinked it freezes its children); mirror tables are torn down only under the write
+   * lock. Meeting a FROZEN child under the read lock is therefore a bug here.
+   */
+  handleRemovedPt(slot: number, shared: boolean): void {
+    const pool = this.pool;
+    const level = pool.spLevel[slot]!;
+    const baseGfn = pool.spGfn[slot]!;
+    const mirror = (pool.spRole[slot]! & ROLE_MIRROR) !== 0;
+    const mem = pool.tableMem(slot);
+    const base = pool.tableOff(slot);
+    const span = PAGES_PER_LEVEL[level]!;
+    this.stats.tablePages--;
+    if (this.events.on) this.tableEvent("unlink", slot);
+    if (mirror && shared) throw new KvmBug("mirror page table removed under the shared mmu_lock");
+    for (let i = 0; i < 512; i++) {
+      const off = base + 2 * i;
+      const gfn = baseGfn + i * span;
+      const oldLo = mem[off]!;
+      const oldHi = mem[off + 1]!;
+      if (isFrozen(oldLo, oldHi)) throw new KvmBug(`child ${i} of removed table at gfn ${gfn} already frozen`);
+      if (!shared && !isShadowPresent(oldLo)) continue;
+      this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, slot, level, gfn, "freeze");
+      this.handleChangedSpte(slot, gfn, oldLo, oldHi, FROZEN_SPTE_LO, FROZEN_SPTE_HI, level, shared);
+      if (mirror) this.removeExternalSpte(gfn, oldLo, oldHi, level);
+    }
+    if (mirror) this.freeExternalSpt(slot);
+    this.deferredFrees++;
+    this.rcu.callRcu(() => {
+      if (this.events.on) this.tableEvent("free", slot);
+      pool.free(slot);
+      this.deferredFrees--;
+    });
+  }
+
+  /** `remove_external_spte`: only leaves reach the backend; a failure is a KVM bug. */
+  private removeExternalSpte(gfn: number, oldLo: number, oldHi: number, level: number): void {
+    if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !this.backend.removeExternalSpte) return;
+    this.clock.step++;
+    const ret = this.backend.removeExternalSpte(this.vm, gfn, level as Level, spteToPfn(oldLo, oldHi));
+    this.hookEvent("removeExternalSpte", gfn, level, ret);
+    if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);
+  }
+
+  /**
+   * `free_external_spt`: on failure the kernel WARNs, drops its pointer and so leaks the page on
+   * purpose (the TDX module may still own it, encrypted). The emulator counts the leak.
+   */
+  private freeExternalSpt(slot: number): void {
+    const ext = this.pool.spExternal[slot]!;
+    if (ext < 0 || !this.backend.freeExternalSpt) return;
+    this.clock.step++;
+    const level = this.pool.spLevel[slot]! as Level;
+    const gfn = this.pool.spGfn[slot]!;
+    const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
+    this.hookEvent("freeExternalSpt", gfn, level, ret);
+    if (ret !== 0) {
+      this.stats.leakedPages++;
+      if (this.events.on) this.tableEvent("leak", slot);
+    }
+    this.pool.spExternal[slot] = -1;
+  }
+
+  // ---------------------------------------------------------------- tables
+
+  /** `tdp_mmu_alloc_sp` + `tdp_mmu_init_child_sp` (+ `kvm_mmu_alloc_external_spt` on a mirror). */
+  allocChildSp(iter: TdpIter): number {
+    const level = iter.level - 1;
+    const mirror = iter.root.mirror;
+    const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
+    if (mirror && this.backend.allocExternalSpt) this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+    return slot;
+  }
+
+  /** `tdp_mmu_free_sp` for a page that was never linked: freed at once, nobody could see it. */
+  freeUnlinkedSp(slot: number): void {
+    this.pool.spExternal[slot] = -1;
+    this.pool.free(slot);
+  }
+
+  /**
+   * `tdp_mmu_link_sp`: make the entry at `iter` point to the table `child` (atomically under the
+   * read lock), then account the page. Returns false if the cmpxchg lost a race.
+   */
+  *linkSp(ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
+    const pfn = this.pool.slotToPfn(child);
+    const lo = makeNonleafLo(pfn);
+    const hi = makeNonleafHi(pfn);
+    if (shared) {
+      if (!(yield* this.setSpteAtomicOp(ctx, iter, lo, hi))) return false;
+    } else {
+      this.setSpte(iter, lo, hi);
+    }
+    this.stats.tablePages++;
+    if (this.events.on) this.tableEvent("link", child);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- flushes and events
+
+  /** `kvm_flush_remote_tlbs_range` (a whole-VM flush passes npages = Infinity). */
+  flushRemoteTlbs(gfn: number, npages: number, reason: string): void {
+    this.stats.tlbFlushes++;
+    this.clock.step++;
+    this.backend.flushTlb?.(this.vm, gfn, npages);
+    if (this.events.on) {
+      this.events.emit({ type: "flush", vm: this.vm.id, reason, gfn, level: npages === Infinity ? 0 : npages });
+    }
+  }
+
+  hookEvent(hook: string, gfn: number, level: number, result: number): void {
+    if (this.events.on) this.events.emit({ type: "hook", vm: this.vm.id, hook, gfn, level, result });
+  }
+
+  tableEvent(action: "link" | "unlink" | "free" | "leak", slot: number): void {
+    const p = this.pool;
+    this.events.emit({
+      type: "table", vm: this.vm.id, action, slot, pfn: p.slotToPfn(slot), level: p.spLevel[slot]!,
+      gfn: p.spGfn[slot]!, mirror: (p.spRole[slot]! & ROLE_MIRROR) !== 0,
+    });
+  }
+
+  // ---------------------------------------------------------------- roots
+
+  /**
+   * `kvm_tdp_mmu_alloc_root`: a valid root of the wanted kind gets another reference; else a new
+   * root page is allocated with refcount 2 (the caller's and the MMU's).
+   */
+  getRoot(mirror: boolean): Root {
+    for (const r of this.roots) {
+      if (r.mirror === mirror && !r.invalid) {
+        r.refcount++;
+        return r;
+      }
+    }
+    const slot = this.pool.alloc(this.vm.id, this.rootLevel, 0, ROLE_ROOT | (mirror ? ROLE_MIRROR : 0));
+    const root = new Root(slot, this.rootLevel, mirror);
+    // Mirror roots are allocated first in the kernel; order in the list does not matter here.
+    this.roots.push(root);
+    if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "alloc", root: slot, level: root.level, mirror });
+    return root;
+  }
+
+  /**
+   * `kvm_tdp_mmu_put_root`: drop a reference; the last one frees the root after a grace period.
+   * Only an invalid root may reach zero.
+   */
+  putRoot(root: Root): void {
+    if (--root.refcount > 0) return;
+    if (!root.invalid) throw new KvmBug(`last reference to valid root ${root.slot} dropped`);
+    this.roots.splice(this.roots.indexOf(root), 1);
+    root.freed = true;
+    this.deferredFrees++;
+    this.rcu.callRcu(() => {
+      this.deferredFrees--;
+      if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "free", root: root.slot, level: root.level, mirror: root.mirror });
+      this.pool.free(root.slot);
+    });
+  }
+
+  /** `kvm_tdp_mmu_invalidate_roots` (write lock): mark roots of the given types invalid. */
+  invalidateRoots(types: number): void {
+    for (const r of this.roots) {
+      if (r.invalid) continue;
+      const want = r.mirror ? (types & KVM_MIRROR_ROOTS) !== 0 : (types & KVM_DIRECT_ROOTS) !== 0;
+      if (!want) continue;
+      r.invalid = true;
+      r.scheduledToZap = true;
+      this.pool.spRole[r.slot] = this.pool.spRole[r.slot]! | ROLE_INVALID;
+      if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "invalidate", root: r.slot, level: r.level, mirror: r.mirror });
+    }
+  }
+
+  /** Roots matching a type mask (`KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS`, ...), in list order. */
+  rootsOfTypes(types: number): Root[] {
+    const out: Root[] = [];
+    for (const r of this.roots) {
+      if (r.invalid ? (types & KVM_INVALID_ROOTS) !== 0 : (types & (r.mirror ? KVM_MIRROR_ROOTS : KVM_DIRECT_ROOTS)) !== 0) out.push(r);
+    }
+    return out;
+  }
+
+  /** The empty SPTE, for callers that zap. */
+  static readonly NONPRESENT_LO = SHADOW_NONPRESENT_LO;
+  static readonly NONPRESENT_HI = SHADOW_NONPRESENT_HI;
+}

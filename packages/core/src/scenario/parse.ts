@@ -1,0 +1,295 @@
+/**
+ * The scenario parser: YAML or JSON text → a checked `Scenario`. Every error names the file, the
+ * line, the path inside the document (`vcpus[0][1].gpa`), what was expected and what was found;
+ * unknown keys are errors too, so a typo never silently changes a run.
+ */
+import { readFileSync } from "node:fs";
+import { LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
+import {
+  GUEST_OPS, HOST_OPS, type GuestOp, type HostOp, type HugePages, type Scenario, type ScheduleSpec, type VmSpec,
+} from "./schema.js";
+
+export class ScenarioError extends Error {
+  constructor(
+    readonly file: string,
+    readonly path: string,
+    readonly detail: string,
+    readonly line?: number,
+  ) {
+    super(`${file}${line ? `:${line}` : ""}: ${path ? `${path}: ` : ""}${detail}`);
+    this.name = "ScenarioError";
+  }
+}
+
+const UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+const PAGE = 4096;
+
+type Path = (string | number)[];
+
+function pathStr(path: Path): string {
+  let s = "";
+  for (const p of path) s += typeof p === "number" ? `[${p}]` : s === "" ? p : `.${p}`;
+  return s;
+}
+
+function show(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") return Number.isInteger(v) && v >= 4096 ? `0x${v.toString(16)}` : String(v);
+  if (v === null || v === undefined) return "nothing";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  return String(v);
+}
+
+class Ctx {
+  constructor(
+    readonly file: string,
+    readonly doc: Document | null,
+    readonly lines: LineCounter | null,
+  ) {}
+
+  fail(path: Path, detail: string): never {
+    let line: number | undefined;
+    if (this.doc && this.lines) {
+      // The deepest node that exists along the path gives the line.
+      for (let n = path.length; n >= 0 && line === undefined; n--) {
+        const node = (n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true)) as YamlNode | undefined;
+        const off = node && typeof node === "object" && "range" in node ? node.range?.[0] : undefined;
+        if (off !== undefined) line = this.lines.linePos(off).line;
+      }
+    }
+    throw new ScenarioError(this.file, pathStr(path), detail, line);
+  }
+
+  expect(path: Path, expected: string, got: unknown): never {
+    return this.fail(path, `expected ${expected}, got ${show(got)}`);
+  }
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(c: Ctx, path: Path, obj: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) c.fail([...path, k], `unknown key (expected one of: ${allowed.join(", ")})`);
+  }
+}
+
+/** A non-negative integer: a number, or a string in hex (`0x1000`) or decimal. */
+function num(c: Ctx, path: Path, v: unknown, what = "a non-negative integer (decimal or 0x hex)"): number {
+  let n: number | undefined;
+  if (typeof v === "number") n = v;
+  else if (typeof v === "string" && /^\s*(0x[0-9a-fA-F_]+|[0-9_]+)\s*$/.test(v)) n = Number(v.trim().replace(/_/g, ""));
+  if (n === undefined || !Number.isSafeInteger(n) || n < 0) c.expect(path, what, v);
+  return n;
+}
+
+/** A size: a number of bytes, hex, or a string with a unit (`4KiB`, `2MiB`, `1GiB`). */
+function size(c: Ctx, path: Path, v: unknown): number {
+  if (typeof v === "string") {
+    const m = /^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)\s*$/.exec(v);
+    if (m) return Number(m[1]) * UNITS[m[2]!]!;
+  }
+  return num(c, path, v, "a size such as 4KiB, 2MiB, 1GiB, or a number of bytes");
+}
+
+function bool(c: Ctx, path: Path, v: unknown, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== "boolean") c.expect(path, "true or false", v);
+  return v;
+}
+
+function oneOf<T extends string>(c: Ctx, path: Path, v: unknown, options: readonly T[]): T {
+  if (typeof v !== "string" || !options.includes(v as T)) c.expect(path, `one of ${options.join(", ")}`, v);
+  return v as T;
+}
+
+function parseVm(c: Ctx, v: unknown): VmSpec {
+  const path: Path = ["vm"];
+  if (!isObj(v)) c.expect(path, "a mapping with memory, gpaw, vcpus, hugepages", v);
+  checkKeys(c, path, v, ["memory", "gpaw", "vcpus", "hugepages"]);
+  if (v.memory === undefined) c.fail(path, "missing key 'memory' (the guest memory size, e.g. 1GiB)");
+  const gpaw = v.gpaw === undefined ? 48 : num(c, [...path, "gpaw"], v.gpaw);
+  if (gpaw !== 48 && gpaw !== 52) c.expect([...path, "gpaw"], "48 or 52", v.gpaw);
+  const memory = size(c, [...path, "memory"], v.memory);
+  const maxMem = 2 ** (gpaw - 1);
+  if (memory === 0 || memory % PAGE !== 0) c.expect([...path, "memory"], "a positive multiple of 4KiB", v.memory);
+  if (memory > maxMem) c.fail([...path, "memory"], `${show(memory)} bytes do not fit below the shared bit of a ${gpaw}-bit GPA space (at most ${show(maxMem)})`);
+  const vcpus = v.vcpus === undefined ? 1 : num(c, [...path, "vcpus"], v.vcpus);
+  if (vcpus < 1 || vcpus > 64) c.expect([...path, "vcpus"], "between 1 and 64 vCPUs", v.vcpus);
+  let hugepages: HugePages;
+  const h = v.hugepages;
+  if (h === undefined || h === false) hugepages = false;
+  else if (h === true || h === "2MiB") hugepages = "2MiB";
+  else if (h === "1GiB") hugepages = "1GiB";
+  else c.expect([...path, "hugepages"], "false, true, 2MiB or 1GiB", h);
+  return { memory, gpaw: gpaw as 48 | 52, vcpus, hugepages };
+}
+
+function parseSchedule(c: Ctx, v: unknown): ScheduleSpec {
+  const path: Path = ["schedule"];
+  if (v === undefined) return { mode: "round-robin", seed: 0 };
+  if (!isObj(v)) c.expect(path, "a mapping with mode and seed", v);
+  checkKeys(c, path, v, ["mode", "seed", "file", "interleave"]);
+  const mode = v.mode === undefined ? "round-robin" : oneOf(c, [...path, "mode"], v.mode, ["random", "round-robin", "replay"] as const);
+  const seed = v.seed === undefined ? 0 : num(c, [...path, "seed"], v.seed);
+  if (seed > 0xffffffff) c.expect([...path, "seed"], "a seed below 2^32", v.seed);
+  const out: ScheduleSpec = { mode, seed };
+  if (mode === "replay") {
+    if (typeof v.file !== "string" || v.file === "") c.expect([...path, "file"], "the path of a schedule file (mode replay)", v.file);
+    out.file = v.file;
+  } else if (v.file !== undefined) {
+    c.fail([...path, "file"], "only meaningful with mode: replay");
+  }
+  if (v.interleave !== undefined) out.interleave = bool(c, [...path, "interleave"], v.interleave, true);
+  return out;
+}
+
+interface Range { gpa: number; size: number }
+
+/** gpa and size of a range op; both default to the whole of guest memory. */
+function range(c: Ctx, path: Path, o: Record<string, unknown>, vm: VmSpec, required: boolean): Range {
+  if (required && o.gpa === undefined) c.fail(path, "missing key 'gpa'");
+  const gpa = o.gpa === undefined ? 0 : num(c, [...path, "gpa"], o.gpa);
+  if (gpa % PAGE !== 0) c.expect([...path, "gpa"], "a 4KiB-aligned guest physical address", o.gpa);
+  if (gpa >= vm.memory) c.fail([...path, "gpa"], `${show(gpa)} is beyond the VM's memory (${show(vm.memory)} bytes)`);
+  const sz = o.size === undefined ? (required ? PAGE : vm.memory - gpa) : size(c, [...path, "size"], o.size);
+  if (sz === 0 || sz % PAGE !== 0) c.expect([...path, "size"], "a positive multiple of 4KiB", o.size);
+  if (gpa + sz > vm.memory) c.fail([...path, "size"], `the range ${show(gpa)}+${show(sz)} goes beyond the VM's memory (${show(vm.memory)} bytes)`);
+  return { gpa, size: sz };
+}
+
+/** gpa and count (pages of 4KiB) of a per-page guest op. */
+function pages(c: Ctx, path: Path, o: Record<string, unknown>, vm: VmSpec, alignedGpa: boolean): { gpa: number; count: number } {
+  if (o.gpa === undefined) c.fail(path, "missing key 'gpa'");
+  const gpa = num(c, [...path, "gpa"], o.gpa);
+  if (alignedGpa && gpa % PAGE !== 0) c.expect([...path, "gpa"], "a 4KiB-aligned guest physical address", o.gpa);
+  if (gpa >= vm.memory) c.fail([...path, "gpa"], `${show(gpa)} is beyond the VM's memory (${show(vm.memory)} bytes)`);
+  const count = o.count === undefined ? 1 : num(c, [...path, "count"], o.count);
+  if (count < 1) c.expect([...path, "count"], "at least 1 page", o.count);
+  const first = gpa - (gpa % PAGE);
+  if (first + count * PAGE > vm.memory) {
+    c.fail([...path, "count"], `${count} pages from ${show(first)} go beyond the VM's memory (${show(vm.memory)} bytes)`);
+  }
+  return { gpa, count };
+}
+
+function slotOf(c: Ctx, path: Path, o: Record<string, unknown>): number {
+  const slot = o.slot === undefined ? 0 : num(c, [...path, "slot"], o.slot);
+  if (slot !== 0) c.fail([...path, "slot"], `no memslot ${slot}: format v1 gives a VM one memslot, 0, covering all of its memory`);
+  return slot;
+}
+
+function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
+  if (!isObj(v)) c.expect(path, "an op mapping such as { op: access, gpa: 0x0 }", v);
+  const op = oneOf(c, [...path, "op"], v.op, GUEST_OPS);
+  switch (op) {
+    case "access": {
+      checkKeys(c, path, v, ["op", "gpa", "count", "write", "shared"]);
+      const p = pages(c, path, v, vm, false);
+      return { op, ...p, write: bool(c, [...path, "write"], v.write, false), shared: bool(c, [...path, "shared"], v.shared, false) };
+    }
+    case "accept": {
+      checkKeys(c, path, v, ["op", "gpa", "count"]);
+      return { op, ...pages(c, path, v, vm, true) };
+    }
+    case "convert": {
+      checkKeys(c, path, v, ["op", "gpa", "size", "to"]);
+      const r = range(c, path, v, vm, true);
+      return { op, ...r, to: oneOf(c, [...path, "to"], v.to, ["private", "shared"] as const) };
+    }
+  }
+}
+
+function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
+  if (!isObj(v)) c.expect(path, "an op mapping such as { op: zap, gpa: 0x0, size: 2MiB }", v);
+  const op = oneOf(c, [...path, "op"], v.op, HOST_OPS);
+  switch (op) {
+    case "populate":
+    case "zap":
+    case "age":
+    case "split":
+    case "recover":
+      checkKeys(c, path, v, ["op", "gpa", "size"]);
+      return { op, ...range(c, path, v, vm, op === "zap" || op === "populate") };
+    case "convert": {
+      checkKeys(c, path, v, ["op", "gpa", "size", "to"]);
+      const r = range(c, path, v, vm, true);
+      return { op, ...r, to: oneOf(c, [...path, "to"], v.to, ["private", "shared"] as const) };
+    }
+    case "dirty-log":
+      checkKeys(c, path, v, ["op", "action", "slot"]);
+      return { op, action: oneOf(c, [...path, "action"], v.action, ["start", "collect", "stop"] as const), slot: slotOf(c, path, v) };
+    case "delete-memslot":
+      checkKeys(c, path, v, ["op", "slot"]);
+      return { op, slot: slotOf(c, path, v) };
+    case "finalize":
+    case "teardown":
+      checkKeys(c, path, v, ["op"]);
+      return { op };
+  }
+}
+
+/** A size or number given on a command line (`2GiB`, `0x1000`, `4096`); null if it is not one. */
+export function parseSizeText(text: string): number | null {
+  try {
+    return size(new Ctx("", null, null), [], /^\s*[0-9]+\s*$/.test(text) ? Number(text) : text);
+  } catch {
+    return null;
+  }
+}
+
+/** Checks a parsed document (from YAML or JSON) against format v1. */
+export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(file, null, null)): Scenario {
+  if (!isObj(raw)) c.expect([], "a scenario mapping with name, vm, vcpus", raw);
+  checkKeys(c, [], raw, ["name", "vm", "backend", "schedule", "vcpus", "host"]);
+  if (typeof raw.name !== "string" || raw.name.trim() === "") c.expect(["name"], "a non-empty string", raw.name);
+  if (raw.vm === undefined) c.fail([], "missing key 'vm' (e.g. vm: { memory: 1GiB })");
+  const vm = parseVm(c, raw.vm);
+  const backend = raw.backend === undefined ? "tdx" : raw.backend;
+  if (typeof backend !== "string" || backend === "") c.expect(["backend"], "a backend name (tdx, sev, plain) or a module path", raw.backend);
+  const schedule = parseSchedule(c, raw.schedule);
+  const vcpus: GuestOp[][] = [];
+  if (raw.vcpus !== undefined) {
+    if (!Array.isArray(raw.vcpus)) c.expect(["vcpus"], "a list with one list of ops per vCPU", raw.vcpus);
+    if (raw.vcpus.length > vm.vcpus) c.fail(["vcpus"], `${raw.vcpus.length} programs for a VM with ${vm.vcpus} vCPU(s) (vm.vcpus)`);
+    raw.vcpus.forEach((prog, i) => {
+      if (prog === null) prog = [];
+      if (!Array.isArray(prog)) c.expect(["vcpus", i], "a list of guest ops", prog);
+      vcpus.push(prog.map((op, j) => parseGuestOp(c, ["vcpus", i, j], op, vm)));
+    });
+  }
+  const host: HostOp[] = [];
+  if (raw.host !== undefined && raw.host !== null) {
+    if (!Array.isArray(raw.host)) c.expect(["host"], "a list of host ops", raw.host);
+    raw.host.forEach((op, j) => host.push(parseHostOp(c, ["host", j], op, vm)));
+  }
+  return { name: raw.name, source: file, vm, backend, schedule, vcpus, host };
+}
+
+/** Parses scenario text; YAML and JSON both go through the YAML 1.2 parser (JSON is a subset). */
+export function parseScenarioText(text: string, file: string): Scenario {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0]?.line;
+    throw new ScenarioError(file, "", `not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${e.message.split("\n")[0]}`, line);
+  }
+  const c: Ctx = new Ctx(file, doc, lines);
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  return validateScenario(raw, file, c);
+}
+
+export function loadScenario(path: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not a scenario file" : code === "EACCES" ? "permission denied" : String((e as Error).message);
+    throw new ScenarioError(path, "", `cannot read the scenario: ${why}`);
+  }
+  return parseScenarioText(text, path);
+}

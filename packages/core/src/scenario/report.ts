@@ -1,0 +1,52 @@
+/**
+ * The JSON report of `tdpemu run --json` (ARCHITECTURE.md, "The report"). The keys named there
+ * are the contract; `memslotBytes`-style extras may be added, never renamed.
+ */
+import type { BackendStats } from "../backend/backend.js";
+import type { CheckResult } from "../check/invariants.js";
+import type { Vm } from "../vm/vm.js";
+import type { Scenario } from "./schema.js";
+
+export interface Report {
+  scenario: string;
+  backend: string;
+  seed: number;
+  steps: number;
+  stats: {
+    faults: number;
+    faultRetries: number;
+    spuriousFaults: number;
+    pages: { "4k": number; "2m": number; "1g": number };
+    tablePages: number;
+    tlbFlushes: number;
+    zappedLeaves: number;
+    leakedPages: number;
+  };
+  backendStats: BackendStats;
+  invariants: CheckResult;
+  /** Extra: what each op found, in the order the ops finished. */
+  ops: { who: string; index: number; op: string; result: Record<string, number> }[];
+}
+
+export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: CheckResult, ops: Report["ops"]): Report {
+  const s = vm.mmu.stats;
+  return {
+    scenario: scn.name,
+    backend: vm.backend.name,
+    seed: scn.schedule.seed,
+    steps,
+    stats: {
+      faults: s.faults,
+      faultRetries: s.faultRetries,
+      spuriousFaults: s.spuriousFaults,
+      pages: { "4k": s.pages[1]!, "2m": s.pages[2]!, "1g": s.pages[3]! },
+      tablePages: s.tablePages,
+      tlbFlushes: s.tlbFlushes,
+      zappedLeaves: s.zappedLeaves,
+      leakedPages: s.leakedPages,
+    },
+    backendStats: vm.backend.stats(),
+    invariants,
+    ops,
+  };
+}

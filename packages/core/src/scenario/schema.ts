@@ -1,0 +1,57 @@
+/**
+ * Scenario format v1 (ARCHITECTURE.md, "The guest and the host in a scenario"): the VM, the
+ * default backend, the schedule, one program per vCPU and one for the host. Every key named
+ * here is part of the contract. Addresses and sizes are bytes; the parser has checked that
+ * every range lies inside guest memory.
+ */
+export type HugePages = false | "2MiB" | "1GiB";
+
+export interface VmSpec {
+  memory: number;
+  gpaw: 48 | 52;
+  vcpus: number;
+  hugepages: HugePages;
+}
+
+export interface ScheduleSpec {
+  mode: "random" | "round-robin" | "replay";
+  seed: number;
+  /** replay: the schedule file, resolved against the scenario's folder. */
+  file?: string;
+  /**
+   * true: vCPUs and the host interleave at every atomic point; false: each op runs whole.
+   * Defaults to true when more than one program has ops.
+   */
+  interleave?: boolean;
+}
+
+export type GuestOp =
+  | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean }
+  | { op: "accept"; gpa: number; count: number }
+  | { op: "convert"; gpa: number; size: number; to: "private" | "shared" };
+
+export type HostOp =
+  | { op: "populate"; gpa: number; size: number }
+  | { op: "finalize" }
+  | { op: "convert"; gpa: number; size: number; to: "private" | "shared" }
+  | { op: "zap"; gpa: number; size: number }
+  | { op: "dirty-log"; action: "start" | "collect" | "stop"; slot: number }
+  | { op: "age"; gpa: number; size: number }
+  | { op: "split"; gpa: number; size: number }
+  | { op: "recover"; gpa: number; size: number }
+  | { op: "delete-memslot"; slot: number }
+  | { op: "teardown" };
+
+export interface Scenario {
+  name: string;
+  /** Where it was read from (for messages and relative paths); "<built-in>" for the default. */
+  source: string;
+  vm: VmSpec;
+  backend: string;
+  schedule: ScheduleSpec;
+  vcpus: GuestOp[][];
+  host: HostOp[];
+}
+
+export const GUEST_OPS = ["access", "accept", "convert"] as const;
+export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown"] as const;

@@ -1,0 +1,35 @@
+/**
+ * The hardware's side of a guest access: the CPU walks the EPT from the root the VMCS points at
+ * (the direct root; hardware never walks a mirror root) with the full GPA, shared bit included.
+ * An entry is present to the hardware if any of R/W/X is set, which is why FROZEN_SPTE
+ * (0x5a0) and the empty SPTE are both non-present to it. With A/D bits enabled the CPU sets
+ * Accessed on the leaf it uses, and Dirty on a write.
+ *
+ * There is no TLB in the model: every access walks the live tables, so a stale translation
+ * after a missing flush is not observable here.
+ */
+import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
+import { sptIndex } from "../arch/levels.js";
+import { U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+
+export const WALK_OK = 0;
+export const WALK_VIOLATION = 1;
+
+/** Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK or WALK_VIOLATION. */
+export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean): number {
+  let slot = rootSlot;
+  for (let level = rootLevel; level >= 1; level--) {
+    const mem = pool.mem[slot >>> 9]!;
+    const off = (slot & 511) * U32_PER_TABLE + 2 * sptIndex(rawGfn, level);
+    const lo = mem[off]!;
+    if ((lo & EPT_RWX) === 0) return WALK_VIOLATION;
+    if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
+      if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_VIOLATION;
+      const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
+      if ((lo & want) !== want) mem[off] = (lo | want) >>> 0;
+      return WALK_OK;
+    }
+    slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
+  }
+  return WALK_VIOLATION;
+}

@@ -1,0 +1,198 @@
+/**
+ * The guest's side: an access goes to the "hardware" (the backend's own check, or an EPT walk of
+ * the direct root); an EPT violation enters KVM's fault handler (`kvm_tdp_page_fault`), and the
+ * access is retried until it succeeds, as a vCPU re-executes the faulting instruction.
+ */
+import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
+import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
+import { ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
+import type { FaultResult } from "../events/events.js";
+import type { Op } from "../exec/ctx.js";
+import type { Root } from "../mmu/roots.js";
+import { hugepageAdjust } from "../mmu/max-level.js";
+import {
+  RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
+  fastPageFault, kvmTdpMmuMap,
+} from "../mmu/tdp-map.js";
+import { eptWalk, WALK_OK } from "./ept-walk.js";
+import { convertMemory } from "./host-ops.js";
+import { OpError } from "./op-error.js";
+import type { Vcpu, Vm } from "./vm.js";
+
+/** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
+export const RET_PF_MEMORY_FAULT_EXIT = 100;
+
+/** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
+const MAX_TRIES = 1000;
+
+export class GuestLivelock extends Error {}
+
+function faultResult(r: number): FaultResult {
+  switch (r) {
+    case RET_PF_FIXED: return "fixed";
+    case RET_PF_SPURIOUS: return "spurious";
+    case RET_PF_RETRY: return "retry";
+    case RET_PF_EMULATE: return "emulate";
+    case RET_PF_MEMORY_FAULT_EXIT: return "memory-fault-exit";
+    default: return "write-protected";
+  }
+}
+
+/**
+ * `kvm_tdp_page_fault` for one EPT violation at `gpa`. `privateAccess` is the backend's
+ * classification of the access. `prefetch` is a pre-fault by the host (`KVM_PRE_FAULT_MEMORY`).
+ */
+export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false): Op<number> {
+  const mmu = vm.mmu;
+  const ctx = vcpu.ctx;
+  const fault = vcpu.fault;
+  mmu.stats.faults++;
+  const rawGfn = gpaToGfn(gpa);
+  const bits = mmu.gfnDirectBits;
+  const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
+  fault.gfn = gfn;
+  fault.write = write;
+  fault.isPrivate = privateAccess;
+  fault.prefetch = prefetch;
+  let r: number;
+  const slot = vm.memslots.find(gfn);
+  fault.slot = slot;
+  if (slot === null) {
+    // No memslot: emulated MMIO in userspace. MMIO SPTEs are not cached here, as with
+    // `enable_mmio_caching=0`, so each such access exits.
+    mmu.stats.mmioExits++;
+    r = RET_PF_EMULATE;
+  } else if (vm.attributes.isPrivate(gfn) !== privateAccess) {
+    // kvm_mmu_prepare_memory_fault_exit: the access does not match the attributes.
+    mmu.stats.memoryFaultExits++;
+    r = RET_PF_MEMORY_FAULT_EXIT;
+  } else {
+    r = RET_PF_INVALID;
+    const root = privateAccess && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
+    if (write && !privateAccess && !prefetch) {
+      mmu.rcu.readLock(ctx);
+      r = yield* fastPageFault(mmu, ctx, vcpu.iter, root, fault);
+      mmu.rcu.readUnlock(ctx);
+    }
+    if (r === RET_PF_INVALID) r = yield* slowPageFault(vm, vcpu, root);
+  }
+  if (r === RET_PF_RETRY) mmu.stats.faultRetries++;
+  else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
+  if (vm.events.on) {
+    vm.events.emit({ type: "fault", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: faultResult(r), level: fault.goalLevel });
+  }
+  return r;
+}
+
+/** `kvm_faultin_pfn`, `kvm_mmu_hugepage_adjust`, then `kvm_tdp_mmu_map` under the read lock. */
+function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
+  const mmu = vm.mmu;
+  const ctx = vcpu.ctx;
+  const fault = vcpu.fault;
+  const slot = fault.slot!;
+  const gfn = fault.gfn;
+  const mmuSeq = mmu.invalidateSeq;
+  const pgoff = gfn - slot.baseGfn;
+  let pfn: number;
+  if (fault.isPrivate) {
+    const gmem = slot.gmem!;
+    pfn = gmem.getPfn(pgoff);
+    if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
+      mmu.clock.step++;
+      if (ctx.interleave) yield;
+      const ret = vm.backend.gmemPrepare(vm, gfn, pfn);
+      mmu.hookEvent("gmemPrepare", gfn, 1, ret);
+      if (ret !== 0) return RET_PF_RETRY;
+    }
+    fault.mapWritable = true;
+  } else {
+    pfn = slot.shared.getPfn(pgoff);
+    fault.mapWritable = !slot.flags.readonly;
+  }
+  const level = hugepageAdjust(vm, vm.backend, slot, gfn, fault.isPrivate, pfn);
+  fault.goalLevel = level;
+  fault.pfn = pfn - (pfn % PAGES_PER_LEVEL[level]!);
+  // mmu_topup_memory_caches: enough table pages for a full walk, before taking the lock.
+  mmu.pool.reserve(vm.rootLevel);
+  yield* mmu.lock.readLock(ctx);
+  let r: number;
+  // is_page_fault_stale: an invalidation ran or is running, or the root went away.
+  if (root.invalid || mmu.invalidateInProgress > 0 || mmu.invalidateSeq !== mmuSeq) {
+    r = RET_PF_RETRY;
+  } else {
+    mmu.rcu.readLock(ctx);
+    r = yield* kvmTdpMmuMap(mmu, ctx, vcpu.iter, root, fault);
+    mmu.rcu.readUnlock(ctx);
+  }
+  mmu.lock.readUnlock(ctx);
+  return r;
+}
+
+export type AccessOutcome = "ok" | "exception" | "mmio";
+
+/**
+ * One guest access of one page: the hardware check, and on a violation the fault handler and a
+ * retry. A `KVM_EXIT_MEMORY_FAULT` is handled as QEMU does: the VMM converts the page to what
+ * the guest used (`KVM_SET_MEMORY_ATTRIBUTES`) and re-enters the guest.
+ */
+export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, sharedHint: boolean): Op<AccessOutcome> {
+  const backend = vm.backend;
+  if (vm.dead) throw new OpError(`vcpu${vcpu.id}: access after the VM was torn down`);
+  const privateAccess = backend.classifyFault ? backend.classifyFault(vm, gpa, !sharedHint) : false;
+  // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
+  const bits = vm.mmu.gfnDirectBits;
+  if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
+  for (let tries = 0; tries < MAX_TRIES; tries++) {
+    if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
+      vm.loadRoots(vcpu);
+    }
+    vm.clock.step++;
+    if (vcpu.ctx.interleave) yield;
+    let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
+    if (hw < 0) hw = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write) === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+    if (hw === ACCESS_OK) {
+      if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
+      return "ok";
+    }
+    if (hw === ACCESS_GUEST_EXCEPTION) {
+      vcpu.exceptions++;
+      if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
+      return "exception";
+    }
+    const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess);
+    if (r === RET_PF_EMULATE) return "mmio";
+    if (r === RET_PF_MEMORY_FAULT_EXIT) {
+      const gfn = vcpu.fault.gfn;
+      yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, privateAccess);
+    }
+  }
+  throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+}
+
+/**
+ * The guest accepts a private page (TDG.MEM.PAGE.ACCEPT / PVALIDATE). When the backend reports
+ * that the page is not mapped yet, KVM maps it through the fault path (the accept itself raises
+ * the EPT violation) and the accept is retried. A backend without the notion does nothing.
+ */
+export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutcome> {
+  const backend = vm.backend;
+  if (!backend.guestAccept) return "ok";
+  for (let tries = 0; tries < MAX_TRIES; tries++) {
+    vm.loadRoots(vcpu);
+    vm.clock.step++;
+    if (vcpu.ctx.interleave) yield;
+    const r = backend.guestAccept(vm, vcpu.id, gpa);
+    if (r === ACCESS_OK) return "ok";
+    if (r === ACCESS_GUEST_EXCEPTION) {
+      vcpu.exceptions++;
+      return "exception";
+    }
+    const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true);
+    if (pf === RET_PF_EMULATE) return "mmio";
+    if (pf === RET_PF_MEMORY_FAULT_EXIT) {
+      const gfn = vcpu.fault.gfn;
+      yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, true);
+    }
+  }
+  throw new GuestLivelock(`vcpu${vcpu.id}: accept of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+}

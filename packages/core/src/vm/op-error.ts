@@ -1,0 +1,7 @@
+/** An op the VM cannot carry out as asked (the ioctl would fail); the run stops with this message. */
+export class OpError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = "OpError";
+  }
+}

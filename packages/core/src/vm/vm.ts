@@ -1,0 +1,119 @@
+/**
+ * A VM: memslots, memory attributes, the TDP MMU, the backend and the vCPUs, wired together as
+ * KVM wires them. The vCPU-facing path (guest access → hardware walk → EPT violation → fault
+ * handler → retry) is in `guest-access.ts`, the host's ioctls in `host-ops.ts`.
+ */
+import { type Level } from "../arch/levels.js";
+import { gpaToGfn, rootLevelForGpaw } from "../arch/gpa.js";
+import type { Backend } from "../backend/backend.js";
+import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
+import { EventSink } from "../events/events.js";
+import { Clock } from "../exec/clock.js";
+import { ExecCtx } from "../exec/ctx.js";
+import { GuestBacking } from "../mem/guest-backing.js";
+import type { Host } from "../mem/host.js";
+import { MemAttributes } from "../mem/mem-attributes.js";
+import { Memslot, Memslots } from "../mem/memslots.js";
+import { PageFault } from "../mmu/tdp-map.js";
+import { TdpIter } from "../mmu/tdp-iter.js";
+import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
+import type { Root } from "../mmu/roots.js";
+
+export class Vcpu {
+  readonly iter: TdpIter;
+  readonly fault = new PageFault();
+  /** `mmu->root` (direct) and `mmu->mirror_root_hpa`, loaded on first entry and after invalidation. */
+  root: Root | null = null;
+  mirrorRoot: Root | null = null;
+  /** Guest exceptions (#VE, #VC) this vCPU received. */
+  exceptions = 0;
+
+  constructor(readonly id: number, readonly ctx: ExecCtx, vm: Vm) {
+    this.iter = new TdpIter(vm.host.pool);
+  }
+}
+
+export interface VmOptions {
+  mmu?: MmuOptions;
+  clock?: Clock;
+  events?: EventSink;
+  /** Interleave vCPU and host coroutines step by step (set by the scheduler). */
+  interleave?: boolean;
+}
+
+export class Vm implements BackendVm {
+  readonly id: number;
+  readonly owner: number;
+  readonly memslots = new Memslots();
+  readonly attributes: MemAttributes;
+  readonly mmu: TdpMmu;
+  readonly vcpus: Vcpu[] = [];
+  readonly hostCtx: ExecCtx;
+  /** The host's handle for vCPU ioctls it issues itself (pre-faulting initial memory). */
+  readonly hostVcpu: Vcpu;
+  readonly clock: Clock;
+  readonly events: EventSink;
+  readonly rootLevel: Level;
+  /** The VM has been torn down; no op may run on it any more. */
+  dead = false;
+
+  constructor(
+    readonly host: Host,
+    readonly config: VmConfig,
+    readonly backend: Backend,
+    opts: VmOptions = {},
+  ) {
+    this.owner = host.newOwnerId();
+    this.id = this.owner;
+    this.clock = opts.clock ?? new Clock();
+    this.events = opts.events ?? new EventSink(this.clock);
+    this.rootLevel = rootLevelForGpaw(config.gpaw);
+    const npages = gpaToGfn(config.memory);
+    this.attributes = new MemAttributes(npages);
+    backend.init?.(this);
+    this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
+    // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
+    // private memory, a guest_memfd for private ones (KVM_MEM_GUEST_MEMFD).
+    const shared = new GuestBacking(host.frames, this.owner, "shared", npages, config.hostPageLevel);
+    const gmem = backend.hasPrivateMemory
+      ? new GuestBacking(host.frames, this.owner, "gmem", npages, config.hostPageLevel)
+      : null;
+    this.memslots.add(new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem));
+    // A confidential VM starts with all of its memory private, as QEMU sets it up.
+    if (backend.hasPrivateMemory) this.attributes.set(0, npages, true);
+    const interleave = opts.interleave ?? false;
+    this.hostCtx = new ExecCtx("host", interleave);
+    for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
+    this.hostVcpu = new Vcpu(-1, this.hostCtx, this);
+  }
+
+  setInterleave(on: boolean): void {
+    this.hostCtx.interleave = on;
+    for (const v of this.vcpus) v.ctx.interleave = on;
+  }
+
+  /** `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM does). */
+  loadRoots(vcpu: Vcpu): void {
+    const mmu = this.mmu;
+    if (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid)) {
+      if (vcpu.mirrorRoot) mmu.putRoot(vcpu.mirrorRoot);
+      vcpu.mirrorRoot = mmu.getRoot(true);
+    }
+    if (vcpu.root === null || vcpu.root.invalid) {
+      if (vcpu.root) mmu.putRoot(vcpu.root);
+      vcpu.root = mmu.getRoot(false);
+    }
+  }
+
+  /** Drop the vCPU's root references (`kvm_mmu_unload` at vCPU destruction). */
+  unloadRoots(vcpu: Vcpu): void {
+    if (vcpu.root) this.mmu.putRoot(vcpu.root);
+    if (vcpu.mirrorRoot) this.mmu.putRoot(vcpu.mirrorRoot);
+    vcpu.root = null;
+    vcpu.mirrorRoot = null;
+  }
+
+  get npages(): number {
+    return this.attributes.npages;
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The `tdpemu` command: dispatch, and the mapping of errors to exit codes (0 success, 1 a run
+ * that found a violation, 2 bad input with one clear line).
+ */
+import "reflect-metadata";
+import { HostMemoryExhausted, OpError, RunInputError, ScenarioError, UnknownBackendError } from "@tdpemu/core";
+import { backendsCommand } from "./commands/backends.js";
+import { runCommand } from "./commands/run.js";
+import type { Io } from "./io.js";
+import { USAGE, UsageError } from "./usage-error.js";
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+        return await runCommand([], io);
+      case "run":
+        if (rest.length === 0 || rest[0]!.startsWith("--") && !rest.some((a) => !a.startsWith("--"))) {
+          throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
+        }
+        return await runCommand(rest, io);
+      case "backends":
+        return await backendsCommand(rest, io);
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(USAGE);
+        return 0;
+      default:
+        throw new UsageError(`unknown command '${cmd}' (commands: run, backends, help)`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof RunInputError ||
+        e instanceof UnknownBackendError || e instanceof OpError || e instanceof HostMemoryExhausted) {
+      io.err(`tdpemu: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,28 @@
+/** The human summary of a run (without `--json`). */
+import type { Report } from "@tdpemu/core";
+
+function entries(r: Record<string, number>): string {
+  const e = Object.entries(r).filter(([, n]) => n !== 0);
+  return e.length === 0 ? "none" : e.map(([k, n]) => `${k} ${n}`).join(", ");
+}
+
+export function formatSummary(r: Report, extra: { seconds: number }): string {
+  const s = r.stats;
+  const fps = extra.seconds > 0 ? Math.round(s.faults / extra.seconds) : 0;
+  const lines = [
+    `scenario    ${r.scenario}  (backend ${r.backend}, seed ${r.seed}, ${r.steps} steps)`,
+    `faults      ${s.faults}  (retries ${s.faultRetries}, spurious ${s.spuriousFaults}; ${fps.toLocaleString("en-US")} faults/s)`,
+    `pages       4k ${s.pages["4k"]}, 2m ${s.pages["2m"]}, 1g ${s.pages["1g"]}`,
+    `tables      ${s.tablePages} linked table pages`,
+    `flushes     ${s.tlbFlushes} TLB flushes, ${s.zappedLeaves} leaves zapped, ${s.leakedPages} pages leaked`,
+    `backend     calls: ${entries(r.backendStats.calls)}; busy ${r.backendStats.busy}; errors: ${entries(r.backendStats.errors)}`,
+    `invariants  ${r.invariants.checked} checked, ` +
+      (r.invariants.violations.length === 0 ? "no violations" : `${r.invariants.violations.length} violation(s):`),
+  ];
+  for (const v of r.invariants.violations) lines.push(`  [${v.check}] step ${v.step}: ${v.message}`);
+  if (r.ops.length > 0 && r.ops.length <= 40) {
+    lines.push("ops");
+    for (const o of r.ops) lines.push(`  ${o.who.padEnd(6)} #${o.index} ${o.op.padEnd(14)} ${entries(o.result)}`);
+  }
+  return lines.join("\n");
+}

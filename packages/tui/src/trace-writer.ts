@@ -1,0 +1,45 @@
+/**
+ * `--trace file.jsonl`: every event as one JSON object per line, SPTEs as 16-digit hex. Lines are
+ * gathered in a buffer and written in large chunks, so tracing a million faults stays fast.
+ */
+import { closeSync, openSync, writeSync } from "node:fs";
+import { formatSpte, type TdpEvent } from "@tdpemu/core";
+
+const CHUNK = 1 << 20;
+
+export class TraceWriter {
+  private fd: number;
+  private buf: string[] = [];
+  private size = 0;
+  count = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, "w");
+  }
+
+  write = (e: TdpEvent): void => {
+    let line: string;
+    if (e.type === "spte") {
+      const { oldLo, oldHi, newLo, newHi, ...rest } = e;
+      line = JSON.stringify({ ...rest, old: formatSpte(oldLo, oldHi), new: formatSpte(newLo, newHi) });
+    } else {
+      line = JSON.stringify(e);
+    }
+    this.buf.push(line);
+    this.size += line.length + 1;
+    this.count++;
+    if (this.size >= CHUNK) this.flush();
+  };
+
+  flush(): void {
+    if (this.buf.length === 0) return;
+    writeSync(this.fd, this.buf.join("\n") + "\n");
+    this.buf = [];
+    this.size = 0;
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+}

@@ -1,0 +1,21 @@
+/** Bad command-line input: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = "UsageError";
+  }
+}
+
+export const USAGE = `usage:
+  tdpemu                              run the built-in default scenario
+  tdpemu run <scenario> [options]     run a scenario headless
+      --backend <name|module>         override the scenario's backend (plain, or a plugin module path)
+      --json                          print the JSON report
+      --trace <file.jsonl>            write every event, one JSON object per line
+      --seed <n>                      override the schedule's seed
+      --host-memory <size>            host physical memory (default: 2 x guest memory + 64MiB)
+      --check end|op                  check invariants at the end only (default) or after every op
+  tdpemu backends                     list the registered backends
+  tdpemu help                         this text
+
+exit codes: 0 success, 1 a run that found an invariant violation, 2 bad input`;
