@@ -1,6 +1,7 @@
 /**
  * Invariant checks over a VM's tables, by a fresh walk that trusts no counter:
- * - every present leaf points to an allocated host frame owned by this VM;
+ * - every present leaf points to an allocated host frame owned by this VM, and to the very frame
+ *   the memslot backs its GFN with (shared memory, or guest_memfd for private memory);
  * - no frame is both free and mapped: every table an SPTE points to is a live pool page of
  *   this VM at the right level, and no table is linked twice;
  * - the counters equal a recount: leaves per level and linked non-root tables;
@@ -38,6 +39,22 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
   let tables = 0;
   const seen = new Set<number>();
 
+  const bits = mmu.gfnDirectBits;
+  const privateInDirect = vm.backend.hasPrivateMemory && !vm.backend.usesMirrorRoot;
+  const checkBacking = (gfn: number, level: number, pfn: number, mirror: boolean) => {
+    const slot = vm.memslots.find(gfn);
+    if (!slot) {
+      fail("leaf-maps-backing", `leaf at gfn 0x${gfn.toString(16)} level ${level} has no memslot`);
+      return;
+    }
+    const priv = mirror || (privateInDirect && vm.attributes.isPrivate(gfn));
+    const backing = priv ? slot.gmem : slot.shared;
+    const want = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
+    if (want < 0 || want - (want % PAGES_PER_LEVEL[level]!) !== pfn) {
+      fail("leaf-maps-backing", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps frame 0x${pfn.toString(16)}; the ${priv ? "guest_memfd" : "shared memory"} backing has ${want < 0 ? "no frame" : `0x${want.toString(16)}`}`);
+    }
+  };
+
   const walk = (slot: number, level: number, baseGfn: number, mirror: boolean) => {
     const mem = pool.tableMem(slot);
     const off = pool.tableOff(slot);
@@ -45,7 +62,10 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
     for (let i = 0; i < 512; i++) {
       const lo = mem[off + 2 * i]!;
       const hi = mem[off + 2 * i + 1]!;
-      const gfn = baseGfn + i * span;
+      const rawGfn = baseGfn + i * span;
+      // A direct root of a VM with a shared bit holds shared GFNs at their aliased index; the
+      // kernel's GFNs (`iter->gfn`, `sp->gfn`) never include the bit.
+      const gfn = !mirror && bits !== 0 && rawGfn >= bits ? rawGfn - bits : rawGfn;
       if (isFrozen(lo, hi)) {
         if (opts.final) fail("no-frozen-spte", `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`);
         continue;
@@ -57,6 +77,7 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
         const owner = frames.ownerOfPfn(pfn);
         if (owner === OWNER_FREE) fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
         else if (owner !== vm.owner) fail("leaf-frame-owned-by-vm", `leaf at gfn 0x${gfn.toString(16)} maps frame 0x${pfn.toString(16)} owned by ${owner}, not VM ${vm.owner}`);
+        else checkBacking(gfn, level, pfn, mirror);
         continue;
       }
       const child = pool.pfnToSlot(pfn);
@@ -73,7 +94,7 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
         fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
       }
       tables++;
-      walk(child, level - 1, gfn, mirror);
+      walk(child, level - 1, rawGfn, mirror);
     }
   };
 
@@ -95,9 +116,9 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
 
   let live = 0;
   for (let s = 0; s < pool.capacity; s++) if (pool.spLive[s] === 1 && pool.spOwner[s] === vm.id) live++;
-  const expected = seen.size + mmu.deferredFrees;
+  const expected = seen.size + mmu.deferredFrees + mmu.inFlightSps;
   if (live !== expected) {
-    fail("no-leaked-table", `VM holds ${live} table pages; ${seen.size} are reachable and ${mmu.deferredFrees} wait for a grace period`);
+    fail("no-leaked-table", `VM holds ${live} table pages; ${seen.size} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
   }
-  return { checked: opts.final ? 6 : 5, violations };
+  return { checked: opts.final ? 7 : 6, violations };
 }

@@ -59,6 +59,8 @@ export class TdpMmu {
   invalidateInProgress = 0;
   /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
   deferredFrees = 0;
+  /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
+  inFlightSps = 0;
 
   constructor(
     readonly vm: BackendVm,
@@ -321,6 +323,7 @@ export class TdpMmu {
     const mirror = iter.root.mirror;
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
     if (mirror && this.backend.allocExternalSpt) this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+    this.inFlightSps++;
     return slot;
   }
 
@@ -328,6 +331,7 @@ export class TdpMmu {
   freeUnlinkedSp(slot: number): void {
     this.pool.spExternal[slot] = -1;
     this.pool.free(slot);
+    this.inFlightSps--;
   }
 
   /**
@@ -344,6 +348,7 @@ export class TdpMmu {
       this.setSpte(iter, lo, hi);
     }
     this.stats.tablePages++;
+    this.inFlightSps--;
     if (this.events.on) this.tableEvent("link", child);
     return true;
   }

@@ -1,0 +1,129 @@
+import { describe, expect, it } from "vitest";
+import {
+  ExecCtx, Scheduler, checkInvariants, guestAccessPage, hostOps, type Task, type Vm,
+} from "../src/index.js";
+import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
+
+function privateAccess(vm: Vm, vcpu: number, gfn: number) {
+  return guestAccessPage(vm, vm.vcpus[vcpu]!, gfn * 4096, true, false);
+}
+
+describe("mirror root: the backend sees every private change, in order", () => {
+  it("a private fault links the mirror tables parent first, then sets the leaf", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    expect(run(privateAccess(vm, 0, 5))).toBe("ok");
+    expect(be.calls).toEqual(["link", "link", "link", "set"]);
+    expect(be.leaves.get(5)).toBe(vm.memslots.find(5)!.gmem!.peekPfn(5));
+    // The direct root is untouched by a private fault.
+    expect(vm.vcpus[0]!.root!.slot).not.toBe(vm.vcpus[0]!.mirrorRoot!.slot);
+    expect(vm.mmu.stats.tablePages).toBe(3);
+  });
+
+  it("a shared access goes to the direct root through the shared alias and never reaches the backend", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, false));
+    expect(run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, true))).toBe("ok");
+    expect(be.calls).toEqual([]);
+    expect(vm.mmu.stats.pages[1]).toBe(1);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("a backend failure unfreezes the entry (old value back) and the fault is retried", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    be.failNextSet = 2;
+    expect(run(privateAccess(vm, 0, 9))).toBe("ok");
+    expect(vm.mmu.stats.faultRetries).toBe(2);
+    expect(vm.mmu.stats.faults).toBe(3);
+    expect(be.calls.filter((c) => c === "set")).toHaveLength(3);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("converting private memory to shared removes the leaf from the backend under the write lock", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0, 1));
+    run(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false));
+    expect(be.leaves.size).toBe(0);
+    expect(be.calls.at(-1)).toBe("remove");
+    expect(vm.mmu.stats.zappedLeaves).toBe(1);
+    expect(vm.mmu.stats.tlbFlushes).toBe(1);
+  });
+
+  it("a mirror table the backend cannot reclaim at teardown is leaked on purpose and counted", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0, 1));
+    be.failFree = true;
+    run(hostOps.teardown(vm, vm.hostCtx));
+    expect(vm.mmu.stats.leakedPages).toBe(3);
+    expect(be.calls.filter((c) => c === "free")).toHaveLength(3);
+    expect(vm.mmu.stats.tablePages).toBe(0);
+  });
+
+  it("two vCPUs racing to fault under one missing table: every interleaving keeps the backend in order", () => {
+    // The freeze protocol: a vCPU that meets the FROZEN entry of a table being linked retries,
+    // instead of adding a leaf under a table the backend has not seen (the 2M-vs-4K race).
+    let sawRetry = false;
+    for (let seed = 1; seed <= 60; seed++) {
+      const be = new FakeMirrorBackend();
+      const vm = makeVm({ backend: be, vcpus: 2 });
+      vm.setInterleave(true);
+      const tasks: Task[] = [
+        { name: "vcpu0", op: privateAccess(vm, 0, 0), done: false },
+        { name: "vcpu1", op: privateAccess(vm, 1, 1), done: false },
+      ];
+      new Scheduler("random", seed).run(tasks, () => {
+        expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+      });
+      expect(be.leaves.size).toBe(2);
+      expect(vm.mmu.stats.tablePages).toBe(3);
+      expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+      if (vm.mmu.stats.faultRetries > 0) sawRetry = true;
+    }
+    expect(sawRetry).toBe(true);
+  });
+});
+
+describe("the rwlock and RCU models", () => {
+  it("a zap waits for a fault in flight, and the fault completes first", () => {
+    const vm = makeVm({ vcpus: 1 });
+    vm.setInterleave(true);
+    const order: string[] = [];
+    const fault = (function* () {
+      yield* guestAccessPage(vm, vm.vcpus[0]!, 0, true, false);
+      order.push("fault");
+    })();
+    const zap = (function* () {
+      yield* hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1);
+      order.push("zap");
+    })();
+    // Run the fault until it holds the read lock, then the zap until it queues.
+    const tasks: Task[] = [{ name: "f", op: fault, done: false }, { name: "z", op: zap, done: false }];
+    while (vm.mmu.lock.readers === 0) tasks[0]!.op.next();
+    for (let i = 0; i < 5; i++) tasks[1]!.op.next();
+    expect(vm.mmu.lock.waitingWriters).toBe(1);
+    new Scheduler("round-robin", 0).run(tasks);
+    expect(order).toEqual(["fault", "zap"]);
+    expect(vm.mmu.stats.pages[1]).toBe(0);
+    expect(vm.mmu.stats.zappedLeaves).toBe(1);
+  });
+
+  it("a table is not freed while a reader that could see it is still inside RCU", () => {
+    const vm = makeVm({ hostPageLevel: 2 });
+    run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
+    run(hostOps.split(vm, vm.hostCtx, 0, 512));
+    const reader = new ExecCtx("reader", false);
+    vm.mmu.rcu.readLock(reader);
+    const liveBefore = vm.host.pool.liveTables;
+    run(hostOps.recover(vm, vm.hostCtx, 0, vm.npages)); // unlinks the 4K table
+    expect(vm.mmu.stats.tablePages).toBe(2);
+    expect(vm.host.pool.liveTables).toBe(liveBefore);
+    expect(vm.mmu.deferredFrees).toBe(1);
+    vm.mmu.rcu.readUnlock(reader);
+    expect(vm.host.pool.liveTables).toBe(liveBefore - 1);
+    expect(vm.mmu.deferredFrees).toBe(0);
+  });
+});
