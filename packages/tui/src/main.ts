@@ -14,12 +14,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
   try {
     switch (cmd) {
       case undefined:
-        return await runCommand([], io);
+        return await runCommand([], io, { requireScenario: false });
       case "run":
-        if (rest.length === 0 || rest[0]!.startsWith("--") && !rest.some((a) => !a.startsWith("--"))) {
-          throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
-        }
-        return await runCommand(rest, io);
+        return await runCommand(rest, io, { requireScenario: true });
       case "backends":
         return await backendsCommand(rest, io);
       case "help":

@@ -80,7 +80,7 @@ function checkKeys(c: Ctx, path: Path, obj: Record<string, unknown>, allowed: re
 function num(c: Ctx, path: Path, v: unknown, what = "a non-negative integer (decimal or 0x hex)"): number {
   let n: number | undefined;
   if (typeof v === "number") n = v;
-  else if (typeof v === "string" && /^\s*(0x[0-9a-fA-F_]+|[0-9_]+)\s*$/.test(v)) n = Number(v.trim().replace(/_/g, ""));
+  else if (typeof v === "string" && /^\s*(0x[0-9a-fA-F][0-9a-fA-F_]*|[0-9][0-9_]*)\s*$/.test(v)) n = Number(v.trim().replace(/_/g, ""));
   if (n === undefined || !Number.isSafeInteger(n) || n < 0) c.expect(path, what, v);
   return n;
 }
@@ -89,7 +89,11 @@ function num(c: Ctx, path: Path, v: unknown, what = "a non-negative integer (dec
 function size(c: Ctx, path: Path, v: unknown): number {
   if (typeof v === "string") {
     const m = /^\s*([0-9]+)\s*(B|KiB|MiB|GiB|TiB)\s*$/.exec(v);
-    if (m) return Number(m[1]) * UNITS[m[2]!]!;
+    if (m) {
+      const n = Number(m[1]) * UNITS[m[2]!]!;
+      if (!Number.isSafeInteger(n)) c.expect(path, "a size below 8 PiB", v);
+      return n;
+    }
   }
   return num(c, path, v, "a size such as 4KiB, 2MiB, 1GiB, or a number of bytes");
 }
@@ -270,12 +274,23 @@ export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(fi
 
 /** Parses scenario text; YAML and JSON both go through the YAML 1.2 parser (JSON is a subset). */
 export function parseScenarioText(text: string, file: string): Scenario {
+  const isJson = /\.json$/i.test(file);
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const line = e.linePos?.[0]?.line;
-    throw new ScenarioError(file, "", `not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${e.message.split("\n")[0]}`, line);
+    const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
+    throw new ScenarioError(file, "", `not valid ${isJson ? "JSON" : "YAML"}: ${e.message.split("\n")[0]}`, line);
+  }
+  if (isJson) {
+    // The YAML parser accepts more than JSON (comments, trailing commas, bare words): a file
+    // named .json must be JSON. The YAML document is still used for line numbers.
+    try {
+      JSON.parse(text);
+    } catch (err) {
+      const m = /position (\d+)/.exec((err as Error).message);
+      throw new ScenarioError(file, "", `not valid JSON: ${(err as Error).message.split("\n")[0]}`, m ? lines.linePos(Number(m[1])).line : undefined);
+    }
   }
   const c: Ctx = new Ctx(file, doc, lines);
   const raw: unknown = doc.toJS({ maxAliasCount: 100 });

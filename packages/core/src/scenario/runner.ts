@@ -114,9 +114,10 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
   try {
     sched.run(tasks);
   } catch (e) {
-    if (e instanceof OpError || e instanceof HostMemoryExhausted) {
-      throw new RunInputError(`step ${clock.step}: ${e.message}`);
+    if (e instanceof HostMemoryExhausted) {
+      throw new RunInputError(`${scn.source}: step ${clock.step}: ${e.message} (the host has ${host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
     }
+    if (e instanceof OpError) throw new RunInputError(`${scn.source}: step ${clock.step}: ${e.message}`);
     if (e instanceof ReplayDivergence) throw new RunInputError(`replay: ${e.message}`);
     if (e instanceof KvmBug || e instanceof GuestLivelock || e instanceof DeadlockError) {
       const kind = e instanceof KvmBug ? "kvm-bug" : e instanceof GuestLivelock ? "livelock" : "deadlock";

@@ -9,7 +9,7 @@ export async function backendsCommand(args: string[], io: Io): Promise<number> {
   try {
     ({ values } = parseArgs({ args, options: { plugin: { type: "string", multiple: true }, json: { type: "boolean" } } }));
   } catch (e) {
-    throw new UsageError(`backends: ${(e as Error).message}`);
+    throw new UsageError(`backends: ${(e as Error).message.split("\n")[0]}`);
   }
   const registry = builtinRegistry();
   for (const p of values.plugin ?? []) await registry.load(p);

@@ -27,7 +27,7 @@ function loadReplay(scn: Scenario): number[] {
   return choices as number[];
 }
 
-export async function runCommand(args: string[], io: Io): Promise<number> {
+export async function runCommand(args: string[], io: Io, opts: { requireScenario: boolean }): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -43,14 +43,15 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
       },
     });
   } catch (e) {
-    throw new UsageError(`run: ${(e as Error).message}`);
+    throw new UsageError(`run: ${(e as Error).message.split("\n")[0]}`);
   }
   const { values, positionals } = parsed;
+  if (opts.requireScenario && positionals.length === 0) throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
   if (positionals.length > 1) throw new UsageError(`run: one scenario at a time, got ${positionals.length}: ${positionals.join(" ")}`);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
   if (values.seed !== undefined) {
-    const seed = Number(values.seed);
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`run: --seed: expected an integer from 0 to 2^32-1, got '${values.seed}'`);
+    const seed = /^[0-9]+$/.test(values.seed) ? Number(values.seed) : NaN;
+    if (!Number.isInteger(seed) || seed > 0xffffffff) throw new UsageError(`run: --seed: expected an integer from 0 to 2^32-1, got '${values.seed}'`);
     scn.schedule.seed = seed;
   }
   let hostMemory: number | undefined;
@@ -70,7 +71,14 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const backend = registry.create(backendName);
   const replay = scn.schedule.mode === "replay" ? loadReplay(scn) : undefined;
 
-  const trace = values.trace ? new TraceWriter(values.trace) : null;
+  let trace: TraceWriter | null = null;
+  if (values.trace !== undefined) {
+    try {
+      trace = new TraceWriter(values.trace);
+    } catch (e) {
+      throw new UsageError(`run: --trace: cannot create '${values.trace}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
   const t0 = performance.now();
   let result;
   try {
