@@ -2,9 +2,10 @@
  * The page-table page pool: every TDP table page of every VM on a host, in typed arrays.
  *
  * A table page is 512 SPTEs of 8 bytes, stored as 1024 `Uint32` (lo, hi per entry), like the
- * real 4 KiB page. Pages live in chunks of 512 (one 2 MiB host block each), so the pool grows
- * without copying and never needs one typed array larger than 2 MiB: a 1 TiB guest's tables
- * (over 2 GiB) fit.
+ * real 4 KiB page. The pool takes host frames a 2 MiB block (512 pages) at a time, but stores
+ * them in arrays of 64 pages (256 KiB) made on first use, so a small VM does not pay for a whole
+ * block, the pool grows without copying, and no typed array is ever large: a 1 TiB guest's
+ * tables (over 2 GiB) fit.
  *
  * A page is named by its *slot*; its host PFN (what a non-leaf SPTE holds) is the chunk's block
  * PFN plus the slot's index in the chunk, and `pfnToSlot` inverts that with one array read.
@@ -17,6 +18,9 @@ import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
 const SLOT_MASK = 511;
+/** Pages per storage array: `mem[slot >>> MEM_SHIFT]` holds `slot`, at `(slot & MEM_MASK) * 1024`. */
+export const MEM_SHIFT = 6;
+export const MEM_MASK = (1 << MEM_SHIFT) - 1;
 
 /** Role bits of a table page (`union kvm_mmu_page_role`, the parts the TDP MMU uses). */
 export const ROLE_MIRROR = 1;
@@ -33,7 +37,7 @@ const EMPTY_TABLE = (() => {
 })();
 
 export class PtPool {
-  /** Table memory, one `Uint32Array` of 512 pages per chunk. */
+  /** Table memory, one `Uint32Array` of 64 pages per entry, made when its first page is used. */
   readonly mem: Uint32Array[] = [];
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
@@ -62,11 +66,14 @@ export class PtPool {
   }
 
   get capacity(): number {
-    return this.mem.length * FRAMES_PER_BLOCK;
+    return this.chunkBlock.length * FRAMES_PER_BLOCK;
   }
 
+  /** Bytes of table storage made so far. */
   get bytes(): number {
-    return this.mem.length * FRAMES_PER_BLOCK * 4096;
+    let n = 0;
+    for (const m of this.mem) if (m) n += m.byteLength;
+    return n;
   }
 
   /**
@@ -82,7 +89,12 @@ export class PtPool {
   alloc(owner: number, level: number, gfn: number, role: number): number {
     if (this.nFree === 0) this.grow();
     const slot = this.freeSlots[--this.nFree]!;
-    this.mem[slot >>> SLOT_SHIFT]!.set(EMPTY_TABLE, (slot & SLOT_MASK) * U32_PER_TABLE);
+    let m = this.mem[slot >>> MEM_SHIFT];
+    if (m === undefined) {
+      m = new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
+      this.mem[slot >>> MEM_SHIFT] = m;
+    }
+    m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
     this.spLevel[slot] = level;
     this.spRole[slot] = role;
     this.spGfn[slot] = gfn;
@@ -100,13 +112,13 @@ export class PtPool {
     this.live--;
   }
 
-  /** The chunk array holding `slot`, and the `Uint32` offset of its entry 0. */
+  /** The array holding `slot`, and the `Uint32` offset of its entry 0 in it. */
   tableMem(slot: number): Uint32Array {
-    return this.mem[slot >>> SLOT_SHIFT]!;
+    return this.mem[slot >>> MEM_SHIFT]!;
   }
 
   tableOff(slot: number): number {
-    return (slot & SLOT_MASK) * U32_PER_TABLE;
+    return (slot & MEM_MASK) * U32_PER_TABLE;
   }
 
   slotToPfn(slot: number): number {
@@ -126,8 +138,7 @@ export class PtPool {
 
   private grow(): void {
     const block = this.frames.allocBlocks(1, 1, OWNER_PT_POOL, "page-table pool");
-    const chunk = this.mem.length;
-    this.mem.push(new Uint32Array(FRAMES_PER_BLOCK * U32_PER_TABLE));
+    const chunk = this.chunkBlock.length;
     this.chunkBlock.push(block);
     this.blockChunk[block] = chunk;
     const needed = (chunk + 1) * FRAMES_PER_BLOCK;

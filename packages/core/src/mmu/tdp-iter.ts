@@ -17,7 +17,7 @@
 import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { PtPool } from "../mem/pt-pool.js";
-import { U32_PER_TABLE } from "../mem/pt-pool.js";
+import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE } from "../mem/pt-pool.js";
 import type { Root } from "./roots.js";
 
 export class TdpIter {
@@ -93,8 +93,8 @@ export class TdpIter {
 
   private refreshSptep(): void {
     const slot = this.ptSlot[this.level]!;
-    this.mem = this.pool.mem[slot >>> 9]!;
-    this.off = (slot & 511) * U32_PER_TABLE + 2 * sptIndex(this.gfn + this.gfnBits, this.level);
+    this.mem = this.pool.mem[slot >>> MEM_SHIFT]!;
+    this.off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(this.gfn + this.gfnBits, this.level);
     this.oldLo = this.mem[this.off]!;
     this.oldHi = this.mem[this.off + 1]!;
   }

@@ -10,7 +10,7 @@
  */
 import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
 import { sptIndex } from "../arch/levels.js";
-import { U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 
 export const WALK_OK = 0;
 export const WALK_VIOLATION = 1;
@@ -19,8 +19,8 @@ export const WALK_VIOLATION = 1;
 export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean): number {
   let slot = rootSlot;
   for (let level = rootLevel; level >= 1; level--) {
-    const mem = pool.mem[slot >>> 9]!;
-    const off = (slot & 511) * U32_PER_TABLE + 2 * sptIndex(rawGfn, level);
+    const mem = pool.mem[slot >>> MEM_SHIFT]!;
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(rawGfn, level);
     const lo = mem[off]!;
     if ((lo & EPT_RWX) === 0) return WALK_VIOLATION;
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
