@@ -7,7 +7,7 @@ export const DEFAULT_SCENARIO_YAML = `# The built-in default scenario of tdpemu.
 name: default
 vm: { memory: 64MiB, gpaw: 48, vcpus: 2, hugepages: true }
 backend: tdx
-schedule: { mode: random, seed: 7 }
+schedule: { mode: random, seed: 15 }
 vcpus:
   - - { op: accept, gpa: 0x0, count: 16 }
     - { op: access, gpa: 0x0, count: 16, write: true }
