@@ -12,7 +12,7 @@ export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-f
 export type TdpEvent =
   | { type: "spte"; step: number; vm: number; table: number; index: number; mirror: boolean; level: number;
       gfn: number; oldLo: number; oldHi: number; newLo: number; newHi: number; by: string }
-  | { type: "table"; step: number; vm: number; action: "link" | "unlink" | "free" | "leak";
+  | { type: "table"; step: number; vm: number; action: "alloc" | "link" | "unlink" | "free" | "leak";
       slot: number; pfn: number; level: number; gfn: number; mirror: boolean }
   | { type: "root"; step: number; vm: number; action: "alloc" | "invalidate" | "free"; root: number; level: number; mirror: boolean }
   | { type: "hook"; step: number; vm: number; hook: string; gfn: number; level: number; result: number }

@@ -324,6 +324,7 @@ export class TdpMmu {
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
     if (mirror && this.backend.allocExternalSpt) this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
     this.inFlightSps++;
+    if (this.events.on) this.tableEvent("alloc", slot);
     return slot;
   }
 
@@ -369,7 +370,7 @@ export class TdpMmu {
     if (this.events.on) this.events.emit({ type: "hook", vm: this.vm.id, hook, gfn, level, result });
   }
 
-  tableEvent(action: "link" | "unlink" | "free" | "leak", slot: number): void {
+  tableEvent(action: "alloc" | "link" | "unlink" | "free" | "leak", slot: number): void {
     const p = this.pool;
     this.events.emit({
       type: "table", vm: this.vm.id, action, slot, pfn: p.slotToPfn(slot), level: p.spLevel[slot]!,

@@ -15,8 +15,14 @@ import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.
 export const WALK_OK = 0;
 export const WALK_VIOLATION = 1;
 
-/** Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK or WALK_VIOLATION. */
-export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean): number {
+/** Told of an Accessed/Dirty update the "CPU" made, for the event stream. */
+export type HwUpdate = (table: number, off: number, level: number, oldLo: number, newLo: number, hi: number) => void;
+
+/**
+ * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK or
+ * WALK_VIOLATION. `onUpdate`, if given, hears of every A/D update.
+ */
+export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null): number {
   let slot = rootSlot;
   for (let level = rootLevel; level >= 1; level--) {
     const mem = pool.mem[slot >>> MEM_SHIFT]!;
@@ -26,7 +32,10 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
       if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_VIOLATION;
       const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
-      if ((lo & want) !== want) mem[off] = (lo | want) >>> 0;
+      if ((lo & want) !== want) {
+        mem[off] = (lo | want) >>> 0;
+        onUpdate?.(slot, off, level, lo, mem[off]!, mem[off + 1]!);
+      }
       return WALK_OK;
     }
     slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));

@@ -14,7 +14,7 @@ import {
   RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
   fastPageFault, kvmTdpMmuMap,
 } from "../mmu/tdp-map.js";
-import { eptWalk, WALK_OK } from "./ept-walk.js";
+import { eptWalk, WALK_OK, type HwUpdate } from "./ept-walk.js";
 import { convertMemory } from "./host-ops.js";
 import { OpError } from "./op-error.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -128,6 +128,18 @@ function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
   return r;
 }
 
+/** An event for the A/D bits the CPU set during a walk (only built while someone listens). */
+function hwUpdateEvent(vm: Vm, rawGfn: number): HwUpdate {
+  return (table, off, level, oldLo, newLo, hi) => {
+    const bits = vm.mmu.gfnDirectBits;
+    const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
+    vm.events.emit({
+      type: "spte", vm: vm.id, table, index: (off % 1024) >>> 1, mirror: false, level,
+      gfn: gfn - (gfn % PAGES_PER_LEVEL[level]!), oldLo, oldHi: hi, newLo, newHi: hi, by: "cpu-a/d",
+    });
+  };
+}
+
 export type AccessOutcome = "ok" | "exception" | "mmio";
 
 /**
@@ -149,7 +161,10 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
-    if (hw < 0) hw = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write) === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+    if (hw < 0) {
+      const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
+      hw = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate) === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+    }
     if (hw === ACCESS_OK) {
       if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
       return "ok";
