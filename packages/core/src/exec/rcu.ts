@@ -10,19 +10,22 @@ export class Rcu {
   private gp = 0;
   private readonly pendingGp: number[] = [];
   private readonly pendingFn: (() => void)[] = [];
-  private readonly readers = new Set<ExecCtx>();
+  /** Every context that ever entered; few (the vCPUs and the host), so scanning them is cheap. */
+  private readonly known: ExecCtx[] = [];
+  private inside = 0;
 
   readLock(ctx: ExecCtx): void {
     if (ctx.rcuNest++ === 0) {
       ctx.rcuGp = this.gp;
-      this.readers.add(ctx);
+      this.inside++;
+      if (!this.known.includes(ctx)) this.known.push(ctx);
     }
   }
 
   readUnlock(ctx: ExecCtx): void {
     if (--ctx.rcuNest === 0) {
       ctx.rcuGp = -1;
-      this.readers.delete(ctx);
+      this.inside--;
       if (this.pendingFn.length > 0) this.reclaim();
     }
   }
@@ -30,7 +33,7 @@ export class Rcu {
   callRcu(fn: () => void): void {
     this.pendingGp.push(this.gp++);
     this.pendingFn.push(fn);
-    if (this.readers.size === 0) this.reclaim();
+    if (this.inside === 0) this.reclaim();
   }
 
   get pending(): number {
@@ -40,7 +43,7 @@ export class Rcu {
   /** Oldest grace period a current reader may still observe. */
   private oldestReader(): number {
     let min = Infinity;
-    for (const r of this.readers) if (r.rcuGp < min) min = r.rcuGp;
+    for (const r of this.known) if (r.rcuGp >= 0 && r.rcuGp < min) min = r.rcuGp;
     return min;
   }
 
@@ -56,7 +59,7 @@ export class Rcu {
 
   /** `rcu_barrier`: runs every callback; only valid with no reader inside. */
   barrier(): void {
-    if (this.readers.size > 0) throw new Error("rcu_barrier with readers inside");
+    if (this.inside > 0) throw new Error("rcu_barrier with readers inside");
     this.reclaim();
   }
 }

@@ -13,14 +13,17 @@ import { sptIndex } from "../arch/levels.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 
 export const WALK_OK = 0;
-export const WALK_VIOLATION = 1;
+/** No translation: some entry on the way is not present (EPT violation, GPA not mapped). */
+export const WALK_NOT_PRESENT = 1;
+/** A present leaf that does not allow the access (EPT violation on a present translation). */
+export const WALK_PERMISSION = 2;
 
 /** Told of an Accessed/Dirty update the "CPU" made, for the event stream. */
 export type HwUpdate = (table: number, off: number, level: number, oldLo: number, newLo: number, hi: number) => void;
 
 /**
- * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK or
- * WALK_VIOLATION. `onUpdate`, if given, hears of every A/D update.
+ * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK,
+ * WALK_NOT_PRESENT or WALK_PERMISSION (what the EPT violation's exit qualification tells KVM). `onUpdate`, if given, hears of every A/D update.
  */
 export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null): number {
   let slot = rootSlot;
@@ -28,9 +31,9 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     const mem = pool.mem[slot >>> MEM_SHIFT]!;
     const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(rawGfn, level);
     const lo = mem[off]!;
-    if ((lo & EPT_RWX) === 0) return WALK_VIOLATION;
+    if ((lo & EPT_RWX) === 0) return WALK_NOT_PRESENT;
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
-      if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_VIOLATION;
+      if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_PERMISSION;
       const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
       if ((lo & want) !== want) {
         mem[off] = (lo | want) >>> 0;
@@ -40,5 +43,5 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     }
     slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
   }
-  return WALK_VIOLATION;
+  return WALK_NOT_PRESENT;
 }

@@ -14,7 +14,7 @@ import {
   RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
   fastPageFault, kvmTdpMmuMap,
 } from "../mmu/tdp-map.js";
-import { eptWalk, WALK_OK, type HwUpdate } from "./ept-walk.js";
+import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory } from "./host-ops.js";
 import { OpError } from "./op-error.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -42,7 +42,7 @@ function faultResult(r: number): FaultResult {
  * `kvm_tdp_page_fault` for one EPT violation at `gpa`. `privateAccess` is the backend's
  * classification of the access. `prefetch` is a pre-fault by the host (`KVM_PRE_FAULT_MEMORY`).
  */
-export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false): Op<number> {
+export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false, present = false): Op<number> {
   const mmu = vm.mmu;
   const ctx = vcpu.ctx;
   const fault = vcpu.fault;
@@ -69,7 +69,9 @@ export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, p
   } else {
     r = RET_PF_INVALID;
     const root = privateAccess && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
-    if (write && !privateAccess && !prefetch) {
+    // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can be
+    // fixed without mmu_lock (the exit qualification says whether the GPA was mapped).
+    if (write && present && !privateAccess && !prefetch) {
       mmu.rcu.readLock(ctx);
       r = yield* fastPageFault(mmu, ctx, vcpu.iter, root, fault);
       mmu.rcu.readUnlock(ctx);
@@ -161,9 +163,12 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
+    let present = false;
     if (hw < 0) {
       const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
-      hw = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate) === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate);
+      hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+      present = w === WALK_PERMISSION;
     }
     if (hw === ACCESS_OK) {
       if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
@@ -174,7 +179,7 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
       if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
       return "exception";
     }
-    const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess);
+    const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
     if (r === RET_PF_EMULATE) return "mmio";
     if (r === RET_PF_MEMORY_FAULT_EXIT) {
       const gfn = vcpu.fault.gfn;
