@@ -23,7 +23,7 @@ export { MmuStats } from "./mmu/mmu-stats.js";
 export { Root, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS } from "./mmu/roots.js";
 export * from "./mmu/tdp-map.js";
 export { zapLeafs, zapRoot, zapAll, zapInvalidatedRoots, unmapGfnRange, KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from "./mmu/zap.js";
-export { wrprotGfnRange, clearDirtyPtMasked, collectDirtyLog, validRoots } from "./mmu/dirty-log.js";
+export { wrprotGfnRange, wrprotSlot, clearDirtyPtMasked, collectDirtyLog } from "./mmu/dirty-log.js";
 export { ageGfnRange } from "./mmu/age.js";
 export { trySplitHugePages } from "./mmu/split.js";
 export { recoverHugePages } from "./mmu/recover.js";
@@ -47,7 +47,7 @@ export * as hostOps from "./vm/host-ops.js";
 export { OpError } from "./vm/op-error.js";
 // events, checks
 export { EventSink, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
-export { checkInvariants, type CheckResult, type Violation } from "./check/invariants.js";
+export { checkInvariants, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";
 export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";

@@ -55,8 +55,17 @@ export class FakeMirrorBackend implements Backend {
     return 1;
   }
 
+  /** External pages handed out and not yet given back. */
+  readonly liveExternal = new Set<number>();
+
   allocExternalSpt(): number {
-    return this.nextExt++;
+    const h = this.nextExt++;
+    this.liveExternal.add(h);
+    return h;
+  }
+
+  releaseExternalSpt(_vm: BackendVm, h: number): void {
+    if (!this.liveExternal.delete(h)) throw new Error(`external page ${h} released twice or never allocated`);
   }
 
   private count(name: string): void {

@@ -40,18 +40,3 @@ export function gfnRoundForLevel(gfn: number, level: number): number {
   const span = PAGES_PER_LEVEL[level]!;
   return gfn - (gfn % span);
 }
-
-export function levelName(level: number): string {
-  switch (level) {
-    case 1: return "4K";
-    case 2: return "2M";
-    case 3: return "1G";
-    case 4: return "512G";
-    case 5: return "256T";
-    default: return `L${level}`;
-  }
-}
-
-export function isLevel(n: number): n is Level {
-  return n === 1 || n === 2 || n === 3 || n === 4 || n === 5;
-}

@@ -10,9 +10,12 @@
  *   0/1/2 R/W/X · 3-5 memtype · 6 IPAT · 7 page size (large) · 8 A · 9 D · 11 MMU-present
  *   12-51 PFN · 52-53 A/D mode · 57 host-writable · 58 MMU-writable · 63 suppress-#VE
  *
- * EPT on a CPU with execute-only support: `shadow_present_mask` is only the suppress-#VE bit,
- * R comes from `shadow_user_mask` (EPT readable), X from `shadow_x_mask`; so every present SPTE
- * has bit 63 set, like the non-present value.
+ * EPT on a CPU with execute-only support: `shadow_present_mask` holds the suppress-#VE bit, R is
+ * `PT_PRESENT_MASK` (bit 0 doubles as EPT readable), X comes from `shadow_x_mask`; so every
+ * present SPTE has bit 63 set, like the non-present value.
+ *
+ * Not modelled: the NX-huge-page mitigation (X dropped from huge leaves, given back on split),
+ * which only vulnerable CPUs enable; leaves keep X at every level here.
  */
 
 // ---- low half (bits 0-31)
@@ -40,7 +43,6 @@ export const HI_MMU_WRITABLE = 1 << (58 - 32); // EPT_SPTE_MMU_WRITABLE
 export const HI_SUPPRESS_VE = (1 << (63 - 32)) >>> 0; // VMX_EPT_SUPPRESS_VE_BIT
 
 /** Memory types (IA32_PAT encoding in EPT bits 5:3). */
-export const MTRR_TYPE_UC = 0;
 export const MTRR_TYPE_WB = 6;
 /** What `vmx_get_mt_mask` returns for ordinary RAM: WB with "ignore PAT". */
 export const RAM_MEMTYPE_BITS = (MTRR_TYPE_WB << EPT_MT_SHIFT) | EPT_IPAT;
@@ -75,17 +77,6 @@ export function isWritable(lo: number): boolean {
   return (lo & EPT_W) !== 0;
 }
 
-export function isMmuWritable(hi: number): boolean {
-  return (hi & HI_MMU_WRITABLE) !== 0;
-}
-
-export function isAccessed(lo: number): boolean {
-  return (lo & SPTE_ACCESSED) !== 0;
-}
-
-export function isDirty(lo: number): boolean {
-  return (lo & SPTE_DIRTY) !== 0;
-}
 
 /** PFN of a present SPTE (leaf: the mapped frame; non-leaf: the child table's frame). */
 export function spteToPfn(lo: number, hi: number): number {
@@ -99,9 +90,6 @@ export function pfnLo(pfn: number): number {
 export function pfnHi(pfn: number): number {
   return Math.floor(pfn / 0x100000) & HI_PFN_MASK;
 }
-
-/** The largest PFN bits 12-51 can hold. */
-export const MAX_PFN = 2 ** 40 - 1;
 
 /**
  * `make_nonleaf_spte`: child table address, RWX, A (A/D enabled), MMU-present and the present
@@ -132,27 +120,26 @@ export function makeLeafLo(pfn: number, level: number, writable: boolean, prefet
   return lo >>> 0;
 }
 
-export function makeLeafHi(pfn: number, hostWritable: boolean, writable: boolean): number {
+/** High half of `makeLeafLo`'s SPTE: a host-writable mapping is MMU-writable too (`make_spte`). */
+export function makeLeafHi(pfn: number, hostWritable: boolean): number {
   let hi = pfnHi(pfn) | HI_SUPPRESS_VE;
-  if (hostWritable) hi |= HI_HOST_WRITABLE;
-  if (writable) hi |= HI_MMU_WRITABLE;
+  if (hostWritable) hi |= HI_HOST_WRITABLE | HI_MMU_WRITABLE;
   return hi >>> 0;
 }
 
 /**
- * `make_small_spte` (split): the child of a huge leaf at `index`, one level down. The PFN advances
- * by `index` pages of the child level; a 4K child loses the page-size bit.
+ * `make_small_spte` (split): a child of a huge leaf, one level down, mapping `childPfn` (the huge
+ * PFN advanced by the child's index times the pages of the child level); a 4K child loses the
+ * page-size bit.
  */
-export function makeSmallSpteLo(hugeLo: number, hugeHi: number, childLevel: number, index: number, pagesPerChild: number): number {
-  const pfn = spteToPfn(hugeLo, hugeHi) + index * pagesPerChild;
-  let lo = (hugeLo & ~LO_PFN_MASK) | pfnLo(pfn);
+export function makeSmallSpteLo(hugeLo: number, childPfn: number, childLevel: number): number {
+  let lo = (hugeLo & ~LO_PFN_MASK) | pfnLo(childPfn);
   if (childLevel === 1) lo &= ~PT_PAGE_SIZE_MASK;
   return lo >>> 0;
 }
 
-export function makeSmallSpteHi(hugeLo: number, hugeHi: number, index: number, pagesPerChild: number): number {
-  const pfn = spteToPfn(hugeLo, hugeHi) + index * pagesPerChild;
-  return ((hugeHi & ~HI_PFN_MASK) | pfnHi(pfn)) >>> 0;
+export function makeSmallSpteHi(hugeHi: number, childPfn: number): number {
+  return ((hugeHi & ~HI_PFN_MASK) | pfnHi(childPfn)) >>> 0;
 }
 
 /**

@@ -21,6 +21,8 @@ export const ACCESS_OK = 0;
 export const ACCESS_FAULT = 1;
 /** An exception delivered to the guest (TDX #VE on a PENDING page, SEV #VC/#PF on an RMP check). */
 export const ACCESS_GUEST_EXCEPTION = 2;
+/** An EPT/NPT violation on a present translation (a permission fault): fast page fault may fix it. */
+export const ACCESS_FAULT_PRESENT = 3;
 
 export interface BackendStats {
   /** Architectural calls by their architectural names (SEAMCALL/TDCALL leaves, RMPUPDATE, ...). */
@@ -50,6 +52,8 @@ export interface Backend {
 
   /** Allocates the page handed to the backend for a mirror table (`external_spt`); a handle. */
   allocExternalSpt?(vm: BackendVm): number;
+  /** The external page goes back to the host: never linked, or reclaimed with its table. */
+  releaseExternalSpt?(vm: BackendVm, externalSpt: number): void;
   /** A mirror non-leaf becomes present (TDH.MEM.SEPT.ADD). */
   linkExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** A mirror leaf becomes present (TDH.MEM.PAGE.AUG, or PAGE.ADD before finalize). */
@@ -67,7 +71,8 @@ export interface Backend {
   /**
    * The hardware step of a guest access, for the GPAs the backend's hardware walks itself
    * (TDX: private GPAs through the S-EPT; SEV: the NPT walk plus RMP checks). Returns
-   * `ACCESS_OK`, `ACCESS_FAULT` or `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
+   * `ACCESS_OK`, `ACCESS_FAULT` (not present), `ACCESS_FAULT_PRESENT` (present, not allowed) or
+   * `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
    */
   checkGuestAccess?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean): number;
 

@@ -6,10 +6,18 @@
  *   this VM at the right level, and no table is linked twice;
  * - the counters equal a recount: leaves per level and linked non-root tables;
  * - every page the VM allocated is reachable or waiting for its RCU grace period (no leak);
- * - at the end of a run, no FROZEN SPTE is left in a reachable table.
+ * - every SPTE is well formed: bit 63 set; a non-present SPTE is exactly the empty value or
+ *   FROZEN_SPTE; no leaf above 1G; W implies MMU-writable implies host-writable
+ *   (`check_spte_writable_invariants`);
+ * - at the end of a run, no FROZEN SPTE is left in a reachable table and no table page is
+ *   half-way through being linked.
  */
 import { PAGES_PER_LEVEL } from "../arch/levels.js";
-import { isFrozen, isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
+import {
+  EPT_W, HI_HOST_WRITABLE, HI_MMU_WRITABLE, HI_SUPPRESS_VE, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO,
+  isFrozen, isLastSpte, isShadowPresent, spteToPfn,
+} from "../arch/spte.js";
+import { KVM_MAX_HUGEPAGE_LEVEL } from "../arch/levels.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import type { Vm } from "../vm/vm.js";
 
@@ -25,6 +33,12 @@ export interface CheckResult {
 }
 
 const MAX_REPORTED = 20;
+
+/** The checks a pass runs; the last only at the end of a run. */
+export const INVARIANTS = [
+  "leaf-frame-owned-by-vm", "leaf-maps-backing", "frame-free-and-mapped", "table-linked-once",
+  "table-role", "spte-well-formed", "stats-match-tables", "no-leaked-table", "no-frozen-spte",
+] as const;
 
 export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
   const mmu = vm.mmu;
@@ -70,9 +84,19 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
         if (opts.final) fail("no-frozen-spte", `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`);
         continue;
       }
-      if (!isShadowPresent(lo)) continue;
+      if (!isShadowPresent(lo)) {
+        if (lo !== SHADOW_NONPRESENT_LO || hi !== SHADOW_NONPRESENT_HI) {
+          fail("spte-well-formed", `non-present SPTE 0x${hi.toString(16).padStart(8, "0")}${lo.toString(16).padStart(8, "0")} at gfn 0x${gfn.toString(16)} level ${level} is neither empty nor FROZEN`);
+        }
+        continue;
+      }
+      if ((hi & HI_SUPPRESS_VE) === 0) fail("spte-well-formed", `present SPTE at gfn 0x${gfn.toString(16)} level ${level} lacks bit 63`);
       const pfn = spteToPfn(lo, hi);
       if (isLastSpte(lo, level)) {
+        if (level > KVM_MAX_HUGEPAGE_LEVEL) fail("spte-well-formed", `leaf at level ${level} (gfn 0x${gfn.toString(16)})`);
+        if (((lo & EPT_W) !== 0 && (hi & HI_MMU_WRITABLE) === 0) || ((hi & HI_MMU_WRITABLE) !== 0 && (hi & HI_HOST_WRITABLE) === 0)) {
+          fail("spte-well-formed", `leaf at gfn 0x${gfn.toString(16)} level ${level} breaks W ⇒ MMU-writable ⇒ host-writable`);
+        }
         pages[level]!++;
         const owner = frames.ownerOfPfn(pfn);
         if (owner === OWNER_FREE) fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
@@ -120,5 +144,6 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
   if (live !== expected) {
     fail("no-leaked-table", `VM holds ${live} table pages; ${seen.size} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
   }
-  return { checked: opts.final ? 7 : 6, violations };
+  if (opts.final && mmu.inFlightSps !== 0) fail("no-leaked-table", `${mmu.inFlightSps} table pages allocated and never linked or freed`);
+  return { checked: opts.final ? INVARIANTS.length : INVARIANTS.length - 1, violations };
 }

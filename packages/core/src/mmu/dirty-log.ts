@@ -13,15 +13,10 @@ import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS, type Root } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
-/** Valid roots, as `for_each_valid_tdp_mmu_root_yield_safe` visits them. */
-export function validRoots(mmu: TdpMmu): Root[] {
-  return mmu.rootsOfTypes(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
-}
-
 /**
  * `wrprot_gfn_range` (read lock): atomically clear W on every writable leaf at or above
  * `minLevel` in [start, end). MMU-writable stays set, so a write fault may restore W without
- * the lock. Returns whether anything changed (a flush is then due).
+ * the lock. Returns whether anything changed.
  */
 export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, end: number, minLevel: number): Op<boolean> {
   const iter = new TdpIter(mmu.pool);
@@ -35,12 +30,21 @@ export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: nu
       if (!isShadowPresent(iter.oldLo) || !isLastSpte(iter.oldLo, iter.level) || (iter.oldLo & EPT_W) === 0) break;
       mmu.clock.step++;
       if (ctx.interleave) yield;
-      if (mmu.setSpteAtomic(iter, (iter.oldLo & ~EPT_W) >>> 0, iter.oldHi)) {
+      if (yield* mmu.setSpteAtomicOp(ctx, iter, (iter.oldLo & ~EPT_W) >>> 0, iter.oldHi)) {
         changed = true;
         break;
       }
     }
   }
+  return changed;
+}
+
+/** `kvm_tdp_mmu_wrprot_slot` over every valid root (read lock and RCU held by the caller). */
+export function* wrprotSlot(mmu: TdpMmu, ctx: ExecCtx, slot: Memslot, minLevel: number): Op<boolean> {
+  let changed = false;
+  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, function* (root) {
+    if (yield* wrprotGfnRange(mmu, ctx, root, slot.baseGfn, slot.endGfn, minLevel)) changed = true;
+  });
   return changed;
 }
 
@@ -69,22 +73,24 @@ export function clearDirtyPtMasked(mmu: TdpMmu, root: Root, gfn: number, mask: n
 }
 
 /**
- * `KVM_GET_DIRTY_LOG` on `slot` (write lock held by the caller): take and clear the bitmap,
- * write-protect what it reported, flush once. Returns the dirty GFNs, ascending.
+ * `KVM_GET_DIRTY_LOG` on `slot`, the part under the write lock (held by the caller): take and
+ * clear the bitmap, write-protect what it reported. Returns the dirty GFNs, ascending; the
+ * caller flushes after dropping the lock if any were found, as `kvm_get_dirty_log_protect` does.
+ * The kernel takes the bitmap a `long` (64 GFNs) at a time; 32 here changes only how many times
+ * `clear_dirty_pt_masked` runs, not what it does.
  */
 export function collectDirtyLog(mmu: TdpMmu, slot: Memslot): number[] {
   const bm = slot.dirtyBitmap;
   if (!bm) throw new Error(`dirty logging is not enabled on memslot ${slot.id}`);
   const dirty: number[] = [];
-  let flush = false;
   for (let w = 0; w < bm.length; w++) {
     const mask = bm[w]!;
     if (mask === 0) continue;
     bm[w] = 0;
     const gfn = slot.baseGfn + w * 32;
     for (let b = 0; b < 32; b++) if (mask & (1 << b)) dirty.push(gfn + b);
-    for (const root of validRoots(mmu)) if (!root.mirror && clearDirtyPtMasked(mmu, root, gfn, mask)) flush = true;
+    // Dirty logging never reaches mirror roots: guest_memfd slots cannot log.
+    for (const root of mmu.validRoots()) if (!root.mirror) clearDirtyPtMasked(mmu, root, gfn, mask);
   }
-  if (flush) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
   return dirty;
 }

@@ -7,7 +7,7 @@
 import { isLargePte, isShadowPresent } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
-import { validRoots } from "./dirty-log.js";
+import { KVM_DIRECT_ROOTS } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
 import { tdpMmuSplitHugePage } from "./tdp-map.js";
 import type { TdpMmu } from "./tdp-mmu.js";
@@ -16,8 +16,7 @@ import type { TdpMmu } from "./tdp-mmu.js";
 export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, targetLevel: number, shared: boolean): Op<number> {
   let split = 0;
   const iter = new TdpIter(mmu.pool);
-  for (const root of validRoots(mmu)) {
-    if (root.mirror) continue;
+  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
     for (iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
       if (shouldResched(mmu, iter)) {
         yield* iterResched(mmu, ctx, iter, false, shared);
@@ -25,7 +24,7 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
       }
       for (;;) {
         if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) break;
-        // The kernel allocates with the lock dropped when the caches are empty, then restarts
+        // The kernel allocates with the lock dropped when its caches are empty, then restarts
         // the walk; the pool here never sleeps, so the page is taken in place.
         const child = mmu.allocChildSp(iter);
         mmu.clock.step++;
@@ -37,6 +36,6 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
         mmu.freeUnlinkedSp(child);
       }
     }
-  }
+  });
   return split;
 }

@@ -6,7 +6,7 @@
 import { PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
   EPT_W, HI_MMU_WRITABLE, isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
-  makeLeafHi, makeLeafLo, makeSmallSpteHi, makeSmallSpteLo,
+  makeLeafHi, makeLeafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
 } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import type { Memslot } from "../mem/memslots.js";
@@ -77,16 +77,16 @@ function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: 
   const oldHi = iter.oldHi;
   if (fault.prefetch && isShadowPresent(oldLo)) return RET_PF_SPURIOUS;
   if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
-  const writable = fault.mapWritable;
-  const lo = makeLeafLo(fault.pfn, iter.level, writable, fault.prefetch);
-  const hi = makeLeafHi(fault.pfn, fault.mapWritable, writable);
+  const lo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch);
+  const hi = makeLeafHi(fault.pfn, fault.mapWritable);
+  // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
+  // SPTE is even set.
+  if (fault.mapWritable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn);
   if (lo === oldLo && hi === oldHi) return RET_PF_SPURIOUS;
   if (!(yield* mmu.setSpteAtomicOp(ctx, iter, lo, hi))) return RET_PF_RETRY;
   if (isShadowPresent(oldLo) && !isLastSpte(oldLo, iter.level)) {
     mmu.flushRemoteTlbs(iter.gfn, PAGES_PER_LEVEL[iter.level]!, "replace table by huge page");
   }
-  // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once.
-  if (writable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn);
   return RET_PF_FIXED;
 }
 
@@ -104,9 +104,10 @@ export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, c
   const mem = pool.tableMem(child);
   const base = pool.tableOff(child);
   const gfn0 = iter.gfn;
+  const pfn0 = spteToPfn(hugeLo, hugeHi);
   for (let i = 0; i < 512; i++) {
-    mmu.writeSpte(mem, base + 2 * i, makeSmallSpteLo(hugeLo, hugeHi, childLevel, i, per),
-      makeSmallSpteHi(hugeLo, hugeHi, i, per), child, childLevel, gfn0 + i * per, "split");
+    const pfn = pfn0 + i * per;
+    mmu.writeSpte(mem, base + 2 * i, makeSmallSpteLo(hugeLo, pfn, childLevel), makeSmallSpteHi(hugeHi, pfn), child, childLevel, gfn0 + i * per, "split");
   }
   if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
   mmu.stats.pages[childLevel]! += 512;
@@ -115,37 +116,41 @@ export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, c
 
 /**
  * `fast_page_fault` on a direct root, with only RCU held: a write to a leaf that KVM made
- * read-only for dirty logging (MMU-writable set, W clear) gets W back by one cmpxchg and the page
- * is marked dirty. Huge leaves of a dirty-logged slot are left to the slow path, which splits
- * them. Returns RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow path.
+ * read-only for dirty logging (MMU-writable set, W clear) gets W back by one cmpxchg against
+ * the walk's snapshot, and the page is marked dirty. Huge leaves of a dirty-logged slot are left
+ * to the slow path, which splits them. A lost cmpxchg walks again, at most 4 retries. Returns
+ * RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow path.
  */
 export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  if (!fault.write || root.mirror) return RET_PF_INVALID;
+  if (root.mirror) return RET_PF_INVALID;
   const clock = mmu.clock;
-  // kvm_tdp_mmu_fast_pf_get_last_sptep: walk to the last SPTE on the way to the GFN.
-  let mem: Uint32Array | null = null;
-  let off = 0;
-  let level = 0;
-  let table = 0;
-  for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
-    mem = iter.mem;
-    off = iter.off;
-    level = iter.level;
-    table = iter.tableSlot;
+  for (let retry = 0; ; retry++) {
+    // kvm_tdp_mmu_fast_pf_get_last_sptep: the last SPTE on the way to the GFN, and its snapshot.
+    let mem: Uint32Array | null = null;
+    let off = 0, level = 0, table = 0, lo = 0, hi = 0, gfn = 0;
+    for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
+      mem = iter.mem;
+      off = iter.off;
+      level = iter.level;
+      table = iter.tableSlot;
+      lo = iter.oldLo;
+      hi = iter.oldHi;
+      gfn = iter.gfn;
+    }
+    clock.step++;
+    if (ctx.interleave) yield;
+    if (mem === null || !isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
+    // Someone fixed it already, or the TLB was stale.
+    if (isAccessAllowed(fault, lo)) return RET_PF_SPURIOUS;
+    if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
+    if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
+    const newLo = (lo | EPT_W) >>> 0;
+    // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
+    if (mem[off] === lo && mem[off + 1] === hi) {
+      mmu.writeSpte(mem, off, newLo, hi, table, level, gfn, "fast-pf");
+      fault.slot?.markDirty(fault.gfn);
+      return RET_PF_FIXED;
+    }
+    if (retry >= 4) return RET_PF_INVALID;
   }
-  if (mem === null) return RET_PF_INVALID;
-  clock.step++;
-  if (ctx.interleave) yield;
-  const lo = mem[off]!;
-  const hi = mem[off + 1]!;
-  if (!isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
-  if (isWritable(lo)) return RET_PF_SPURIOUS;
-  if ((hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
-  if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
-  // fast_pf_fix_direct_spte: one cmpxchg; a lost race retries the access.
-  if (mem[off] !== lo || mem[off + 1] !== hi) return RET_PF_RETRY;
-  const newLo = (lo | EPT_W) >>> 0;
-  mmu.writeSpte(mem, off, newLo, hi, table, level, fault.gfn - (fault.gfn % PAGES_PER_LEVEL[level]!), "fast-pf");
-  fault.slot?.markDirty(fault.gfn);
-  return RET_PF_FIXED;
 }

@@ -10,9 +10,9 @@
  * A mirror SPTE becoming present goes through `setExternalSptePresent` instead: freeze, call the
  * backend, then publish or roll back, so no walker acts on an entry the backend has not seen.
  */
-import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
+import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import {
-  FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, isFrozen,
+  EPT_W, FROZEN_SPTE_HI, FROZEN_SPTE_LO, HI_HOST_WRITABLE, HI_MMU_WRITABLE, isFrozen,
   isLastSpte, isShadowPresent, makeNonleafHi, makeNonleafLo, spteToPfn,
 } from "../arch/spte.js";
 import type { Backend } from "../backend/backend.js";
@@ -55,8 +55,10 @@ export class TdpMmu {
   readonly clock: Clock;
   /** `mmu_invalidate_seq`: bumped by every invalidation, checked by faults for staleness. */
   invalidateSeq = 0;
-  /** `mmu_invalidate_in_progress` */
+  /** `mmu_invalidate_in_progress` and the union of the ranges in progress. */
   invalidateInProgress = 0;
+  invalidateRangeStart = 0;
+  invalidateRangeEnd = 0;
   /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
   deferredFrees = 0;
   /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
@@ -115,7 +117,7 @@ export class TdpMmu {
     const oldLo = iter.oldLo;
     const oldHi = iter.oldHi;
     this.writeSpte(mem, off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "cmpxchg");
-    this.handleChangedSpte(iter.tableSlot, iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
+    this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
     return true;
   }
 
@@ -135,7 +137,7 @@ export class TdpMmu {
     const oldLo = iter.oldLo;
     const oldHi = iter.oldHi;
     this.writeSpte(mem, off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "store");
-    this.handleChangedSpte(iter.tableSlot, iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
+    this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
     return true;
   }
 
@@ -194,7 +196,7 @@ export class TdpMmu {
       return false;
     }
     this.writeSpte(mem, off, lo, hi, table, level, gfn, "publish");
-    this.handleChangedSpte(table, gfn, oldLo, oldHi, lo, hi, level, true);
+    this.handleChangedSpte(gfn, oldLo, oldHi, lo, hi, level, true);
     return true;
   }
 
@@ -208,11 +210,11 @@ export class TdpMmu {
     if (isFrozen(oldLo, oldHi) || isFrozen(lo, hi)) {
       throw new KvmBug(`non-atomic set from or to FROZEN_SPTE at gfn ${iter.gfn} level ${iter.level}`);
     }
-    const table = iter.tableSlot;
-    this.writeSpte(iter.mem, iter.off, lo, hi, table, iter.level, iter.gfn, "store");
-    iter.oldLo = lo;
-    iter.oldHi = hi;
-    this.handleChangedSpte(table, iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
+    this.writeSpte(iter.mem, iter.off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "store");
+    // As `tdp_mmu_iter_set_spte`, the snapshot becomes the value that was replaced.
+    iter.oldLo = oldLo;
+    iter.oldHi = oldHi;
+    this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
     if (iter.root.mirror) {
       if (isShadowPresent(lo)) throw new KvmBug("non-atomic set of a present mirror SPTE");
       this.removeExternalSpte(iter.gfn, oldLo, oldHi, iter.level);
@@ -222,26 +224,30 @@ export class TdpMmu {
   /**
    * `handle_changed_spte`: bookkeeping after an SPTE changed from old to new. Page stats follow
    * leafness; a present table replaced by a leaf or a non-present value is torn down.
-   * FROZEN counts as non-present here.
+   * FROZEN counts as non-present here. A WARN of the kernel is a `KvmBug` in the model.
    */
-  handleChangedSpte(tableSlot: number, gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
+  handleChangedSpte(gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
     const wasPresent = isShadowPresent(oldLo);
     const isPresent = isShadowPresent(newLo);
     const wasLeaf = wasPresent && isLastSpte(oldLo, level);
     const isLeaf = isPresent && isLastSpte(newLo, level);
+    if (level > KVM_MAX_HUGEPAGE_LEVEL && isLeaf) throw new KvmBug(`leaf SPTE at level ${level} (gfn ${gfn})`);
+    if (isLeaf) checkSpteWritableInvariants(newLo, newHi, gfn, level);
     if (oldLo === newLo && oldHi === newHi) return;
     const pfnChanged = spteToPfn(oldLo, oldHi) !== spteToPfn(newLo, newHi);
     if (wasLeaf && isLeaf && pfnChanged) {
       throw new KvmBug(`present leaf at gfn ${gfn} level ${level} changed PFN ${spteToPfn(oldLo, oldHi)} → ${spteToPfn(newLo, newHi)}`);
     }
-    // Non-present to non-present is legal only through FROZEN (or MMIO, not modelled).
-    if (!wasPresent && !isPresent) return;
+    // Non-present to non-present is legal only toward FROZEN (or MMIO, not modelled): a WARN.
+    if (!wasPresent && !isPresent) {
+      if (!isFrozen(newLo, newHi)) throw new KvmBug(`WARN: non-present SPTE at gfn ${gfn} level ${level} changed to another non-present value`);
+      return;
+    }
     if (wasLeaf !== isLeaf) this.stats.pages[level]! += isLeaf ? 1 : -1;
     if (wasLeaf && !isPresent) this.stats.zappedLeaves++;
     if (wasPresent && !wasLeaf && (isLeaf || !isPresent || pfnChanged)) {
       this.handleRemovedPt(this.pool.pfnToSlot(spteToPfn(oldLo, oldHi)), shared);
     }
-    void tableSlot;
   }
 
   /**
@@ -264,24 +270,29 @@ export class TdpMmu {
     const mem = pool.tableMem(slot);
     const base = pool.tableOff(slot);
     const span = PAGES_PER_LEVEL[level]!;
+    if (mirror && shared) throw new KvmBug("mirror page table removed under the shared mmu_lock");
     this.stats.tablePages--;
     if (this.events.on) this.tableEvent("unlink", slot);
-    if (mirror && shared) throw new KvmBug("mirror page table removed under the shared mmu_lock");
     for (let i = 0; i < 512; i++) {
       const off = base + 2 * i;
       const gfn = baseGfn + i * span;
       const oldLo = mem[off]!;
       const oldHi = mem[off + 1]!;
-      if (isFrozen(oldLo, oldHi)) throw new KvmBug(`child ${i} of removed table at gfn ${gfn} already frozen`);
-      if (!shared && !isShadowPresent(oldLo)) continue;
+      if (shared) {
+        if (isFrozen(oldLo, oldHi)) throw new KvmBug(`child ${i} of removed table at gfn ${gfn} already frozen`);
+      } else if (!isShadowPresent(oldLo)) {
+        continue;
+      }
       this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, slot, level, gfn, "freeze");
-      this.handleChangedSpte(slot, gfn, oldLo, oldHi, FROZEN_SPTE_LO, FROZEN_SPTE_HI, level, shared);
+      this.handleChangedSpte(gfn, oldLo, oldHi, FROZEN_SPTE_LO, FROZEN_SPTE_HI, level, shared);
       if (mirror) this.removeExternalSpte(gfn, oldLo, oldHi, level);
     }
-    if (mirror) this.freeExternalSpt(slot);
+    const ext = mirror ? this.freeExternalSpt(slot) : -1;
     this.deferredFrees++;
     this.rcu.callRcu(() => {
       if (this.events.on) this.tableEvent("free", slot);
+      // tdp_mmu_free_sp: the external page goes back to the host with the table.
+      if (ext >= 0) this.backend.releaseExternalSpt?.(this.vm, ext);
       pool.free(slot);
       this.deferredFrees--;
     });
@@ -298,11 +309,13 @@ export class TdpMmu {
 
   /**
    * `free_external_spt`: on failure the kernel WARNs, drops its pointer and so leaks the page on
-   * purpose (the TDX module may still own it, encrypted). The emulator counts the leak.
+   * purpose (the TDX module may still own it, encrypted). The emulator counts the leak. Returns
+   * the external page to free with the table, or -1 if there is none (or it was leaked).
    */
-  private freeExternalSpt(slot: number): void {
+  private freeExternalSpt(slot: number): number {
     const ext = this.pool.spExternal[slot]!;
-    if (ext < 0 || !this.backend.freeExternalSpt) return;
+    this.pool.spExternal[slot] = -1;
+    if (ext < 0 || !this.backend.freeExternalSpt) return ext;
     this.clock.step++;
     const level = this.pool.spLevel[slot]! as Level;
     const gfn = this.pool.spGfn[slot]!;
@@ -311,8 +324,9 @@ export class TdpMmu {
     if (ret !== 0) {
       this.stats.leakedPages++;
       if (this.events.on) this.tableEvent("leak", slot);
+      return -1;
     }
-    this.pool.spExternal[slot] = -1;
+    return ext;
   }
 
   // ---------------------------------------------------------------- tables
@@ -328,9 +342,14 @@ export class TdpMmu {
     return slot;
   }
 
-  /** `tdp_mmu_free_sp` for a page that was never linked: freed at once, nobody could see it. */
+  /**
+   * `tdp_mmu_free_sp` for a page that was never linked: freed at once, nobody could see it; its
+   * external page was never given to the backend's hardware, so it simply goes back.
+   */
   freeUnlinkedSp(slot: number): void {
+    const ext = this.pool.spExternal[slot]!;
     this.pool.spExternal[slot] = -1;
+    if (ext >= 0) this.backend.releaseExternalSpt?.(this.vm, ext);
     this.pool.free(slot);
     this.inFlightSps--;
   }
@@ -376,6 +395,31 @@ export class TdpMmu {
       type: "table", vm: this.vm.id, action, slot, pfn: p.slotToPfn(slot), level: p.spLevel[slot]!,
       gfn: p.spGfn[slot]!, mirror: (p.spRole[slot]! & ROLE_MIRROR) !== 0,
     });
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** `kvm_mmu_invalidate_begin` + `kvm_mmu_invalidate_range_add` (under the write lock). */
+  invalidateBegin(start: number, end: number): void {
+    if (this.invalidateInProgress++ === 0) {
+      this.invalidateRangeStart = start;
+      this.invalidateRangeEnd = end;
+    } else {
+      this.invalidateRangeStart = Math.min(this.invalidateRangeStart, start);
+      this.invalidateRangeEnd = Math.max(this.invalidateRangeEnd, end);
+    }
+  }
+
+  /** `kvm_mmu_invalidate_end`: a new sequence number, then one fewer in progress. */
+  invalidateEnd(): void {
+    this.invalidateSeq++;
+    this.invalidateInProgress--;
+  }
+
+  /** `mmu_invalidate_retry_gfn`: must a fault that sampled `seq` for `gfn` retry? */
+  invalidateRetryGfn(seq: number, gfn: number): boolean {
+    if (this.invalidateInProgress > 0 && gfn >= this.invalidateRangeStart && gfn < this.invalidateRangeEnd) return true;
+    return this.invalidateSeq !== seq;
   }
 
   // ---------------------------------------------------------------- roots
@@ -429,16 +473,47 @@ export class TdpMmu {
     }
   }
 
-  /** Roots matching a type mask (`KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS`, ...), in list order. */
+  /**
+   * Roots matching a type mask, in list order (`tdp_mmu_root_match`): an invalid root only if
+   * `KVM_INVALID_ROOTS` is asked for, and in any case only if its kind (direct or mirror) is.
+   */
   rootsOfTypes(types: number): Root[] {
     const out: Root[] = [];
     for (const r of this.roots) {
-      if (r.invalid ? (types & KVM_INVALID_ROOTS) !== 0 : (types & (r.mirror ? KVM_MIRROR_ROOTS : KVM_DIRECT_ROOTS)) !== 0) out.push(r);
+      if (r.invalid && (types & KVM_INVALID_ROOTS) === 0) continue;
+      if ((types & (r.mirror ? KVM_MIRROR_ROOTS : KVM_DIRECT_ROOTS)) !== 0) out.push(r);
     }
     return out;
   }
 
-  /** The empty SPTE, for callers that zap. */
-  static readonly NONPRESENT_LO = SHADOW_NONPRESENT_LO;
-  static readonly NONPRESENT_HI = SHADOW_NONPRESENT_HI;
+  /** Valid roots of both kinds (`for_each_valid_tdp_mmu_root_yield_safe`). */
+  validRoots(): Root[] {
+    return this.rootsOfTypes(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
+  }
+
+  /**
+   * Walks each root of `types` with a reference held (`tdp_mmu_next_root`), so a walker that
+   * drops the lock to yield never finds its root freed under it. Roots already on their way out
+   * (refcount 0) are skipped.
+   */
+  *forEachRoot(types: number, body: (root: Root) => Op): Op {
+    for (const root of this.rootsOfTypes(types)) {
+      if (root.refcount === 0 || root.freed) continue;
+      root.refcount++;
+      try {
+        yield* body(root);
+      } finally {
+        this.putRoot(root);
+      }
+    }
+  }
+}
+
+/**
+ * `check_spte_writable_invariants`: W implies MMU-writable, and MMU-writable implies
+ * host-writable. A leaf that breaks this is a KVM bug.
+ */
+function checkSpteWritableInvariants(lo: number, hi: number, gfn: number, level: number): void {
+  if ((lo & EPT_W) !== 0 && (hi & HI_MMU_WRITABLE) === 0) throw new KvmBug(`writable SPTE without MMU-writable at gfn ${gfn} level ${level}`);
+  if ((hi & HI_MMU_WRITABLE) !== 0 && (hi & HI_HOST_WRITABLE) === 0) throw new KvmBug(`MMU-writable SPTE without host-writable at gfn ${gfn} level ${level}`);
 }

@@ -10,7 +10,7 @@ import type { ExecCtx, Op } from "../exec/ctx.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, type Root } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
-import type { TdpMmu } from "./tdp-mmu.js";
+import { KvmBug, type TdpMmu } from "./tdp-mmu.js";
 
 /** `attr_filter` of a `kvm_gfn_range`: which mappings an invalidation is about. */
 export const KVM_FILTER_SHARED = 1;
@@ -56,9 +56,9 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
 export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, filter: number, reason: string): Op<boolean> {
   const types = filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS;
   let flush = false;
-  for (const root of mmu.rootsOfTypes(types)) {
+  yield* mmu.forEachRoot(types, function* (root) {
     flush = yield* zapLeafs(mmu, ctx, root, start, end, true, flush);
-  }
+  });
   if (flush) mmu.flushRemoteTlbs(start, end - start, reason);
   return flush;
 }
@@ -70,7 +70,9 @@ export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: nu
 function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean, zapLevel: number): Op {
   const iter = new TdpIter(mmu.pool);
   const end = maxGfnExclusive(root.level as Level);
-  for (iter.start(root, zapLevel, 0, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+  // `for_each_tdp_pte_min_level_all`: the whole root, with no GFN bits OR'd in (on a direct root
+  // of a TDX VM the GFNs seen here include the shared bit).
+  for (iter.start(root, zapLevel, 0, 0); iter.valid && iter.gfn < end; iter.next()) {
     if (shouldResched(mmu, iter)) {
       yield* iterResched(mmu, ctx, iter, false, shared);
       continue;
@@ -82,7 +84,7 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
       mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
     } else {
       // Retry the same entry until the cmpxchg wins (the snapshot is refreshed on failure).
-      while (!mmu.setSpteAtomic(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)) {
+      while (!(yield* mmu.setSpteAtomicOp(ctx, iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI))) {
         if (!isShadowPresent(iter.oldLo)) break;
         mmu.clock.step++;
         if (ctx.interleave) yield;
@@ -97,7 +99,7 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
  * before the tables that hold them). Mirror roots are zapped under the write lock only.
  */
 export function* zapRoot(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean): Op {
-  if (root.mirror && shared) throw new Error("KVM_BUG: mirror root zapped under the shared mmu_lock");
+  if (root.mirror && shared) throw new KvmBug("mirror root zapped under the shared mmu_lock");
   for (const level of [1, 2, 3, root.level]) yield* zapRootAtLevel(mmu, ctx, root, shared, level);
 }
 
@@ -119,5 +121,5 @@ export function* zapInvalidatedRoots(mmu: TdpMmu, ctx: ExecCtx, shared: boolean)
  * to VM teardown, which zaps them once the backend can reclaim their pages.
  */
 export function* zapAll(mmu: TdpMmu, ctx: ExecCtx): Op {
-  for (const root of mmu.rootsOfTypes(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS)) yield* zapRoot(mmu, ctx, root, false);
+  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS, (root) => zapRoot(mmu, ctx, root, false));
 }

@@ -5,7 +5,7 @@
  */
 import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
 import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
-import { ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
+import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
 import type { FaultResult } from "../events/events.js";
 import type { Op } from "../exec/ctx.js";
 import type { Root } from "../mmu/roots.js";
@@ -70,8 +70,9 @@ export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, p
     r = RET_PF_INVALID;
     const root = privateAccess && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
     // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can be
-    // fixed without mmu_lock (the exit qualification says whether the GPA was mapped).
-    if (write && present && !privateAccess && !prefetch) {
+    // fixed without mmu_lock (the exit qualification says whether the GPA was mapped). It walks
+    // the direct root only, so private faults of a mirror-root VM never take it.
+    if (write && present && !prefetch && !(privateAccess && vm.backend.usesMirrorRoot)) {
       mmu.rcu.readLock(ctx);
       r = yield* fastPageFault(mmu, ctx, vcpu.iter, root, fault);
       mmu.rcu.readUnlock(ctx);
@@ -117,17 +118,19 @@ function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
   // mmu_topup_memory_caches: enough table pages for a full walk, before taking the lock.
   mmu.pool.reserve(vm.rootLevel);
   yield* mmu.lock.readLock(ctx);
-  let r: number;
-  // is_page_fault_stale: an invalidation ran or is running, or the root went away.
-  if (root.invalid || mmu.invalidateInProgress > 0 || mmu.invalidateSeq !== mmuSeq) {
-    r = RET_PF_RETRY;
-  } else {
+  try {
+    // is_page_fault_stale: the vCPU's root went away, or an invalidation of this GFN ran or is
+    // running since the PFN was looked up.
+    if (vcpu.root!.invalid || mmu.invalidateRetryGfn(mmuSeq, gfn)) return RET_PF_RETRY;
     mmu.rcu.readLock(ctx);
-    r = yield* kvmTdpMmuMap(mmu, ctx, vcpu.iter, root, fault);
-    mmu.rcu.readUnlock(ctx);
+    try {
+      return yield* kvmTdpMmuMap(mmu, ctx, vcpu.iter, root, fault);
+    } finally {
+      mmu.rcu.readUnlock(ctx);
+    }
+  } finally {
+    mmu.lock.readUnlock(ctx);
   }
-  mmu.lock.readUnlock(ctx);
-  return r;
 }
 
 /** An event for the A/D bits the CPU set during a walk (only built while someone listens). */
@@ -163,13 +166,14 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
-    let present = false;
+    let present = hw === ACCESS_FAULT_PRESENT;
     if (hw < 0) {
       const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
       const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate);
       hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
       present = w === WALK_PERMISSION;
     }
+    if (hw === ACCESS_FAULT_PRESENT) hw = ACCESS_FAULT;
     if (hw === ACCESS_OK) {
       if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
       return "ok";

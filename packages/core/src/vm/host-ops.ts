@@ -1,32 +1,67 @@
 /**
  * The host's side: what the VMM asks of KVM (ioctls and mm notifications), each as a coroutine
- * that takes `mmu_lock` the way the kernel does.
+ * that takes `mmu_lock` the way the kernel does. Locks and RCU are released in `finally`, so an
+ * error in the middle (a KVM_BUG, the host out of memory) never leaves the MMU locked.
  */
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvalidatedRoots } from "../mmu/zap.js";
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
-import { collectDirtyLog, validRoots, wrprotGfnRange } from "../mmu/dirty-log.js";
+import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
 import { trySplitHugePages } from "../mmu/split.js";
 import { recoverHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
-import { zapLeafs } from "../mmu/zap.js";
+import type { TdpMmu } from "../mmu/tdp-mmu.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { gfnToGpa } from "../arch/gpa.js";
 import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
+import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
-import type { Vcpu, Vm } from "./vm.js";
-
 import { OpError } from "./op-error.js";
+import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
   return [Math.max(0, start), Math.min(end, vm.npages)];
+}
+
+/** `write_lock(&kvm->mmu_lock)` around `body`, with RCU held as the TDP MMU's walkers hold it. */
+function* withWriteLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>): Op<T> {
+  yield* mmu.lock.writeLock(ctx);
+  mmu.rcu.readLock(ctx);
+  try {
+    return yield* body();
+  } finally {
+    mmu.rcu.readUnlock(ctx);
+    mmu.lock.writeUnlock(ctx);
+  }
+}
+
+/** `read_lock(&kvm->mmu_lock)` around `body`, with RCU held. */
+function* withReadLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>): Op<T> {
+  yield* mmu.lock.readLock(ctx);
+  mmu.rcu.readLock(ctx);
+  try {
+    return yield* body();
+  } finally {
+    mmu.rcu.readUnlock(ctx);
+    mmu.lock.readUnlock(ctx);
+  }
+}
+
+/** An invalidation of [start, end): faults that raced with it retry (`mmu_invalidate_begin/end`). */
+function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => Op<T>): Op<T> {
+  mmu.invalidateBegin(start, end);
+  try {
+    return yield* body();
+  } finally {
+    mmu.invalidateEnd();
+  }
 }
 
 /**
  * `KVM_SET_MEMORY_ATTRIBUTES`: make [start, end) private or shared. Under the write lock the
  * mappings of the other kind are zapped (`kvm_arch_pre_set_memory_attributes`: going private
  * zaps shared mappings, going shared zaps private ones), then the attributes change, inside an
- * `mmu_invalidate_begin/end` pair so faults that raced with it retry. Returns pages changed.
+ * invalidation so faults that raced with it retry. Returns pages changed.
  */
 export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number, toPrivate: boolean): Op<number> {
   if (toPrivate && !vm.backend.hasPrivateMemory) {
@@ -37,20 +72,12 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
   const mmu = vm.mmu;
-  yield* mmu.lock.writeLock(ctx);
-  mmu.invalidateInProgress++;
-  mmu.rcu.readLock(ctx);
-  try {
+  return yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert");
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  const changed = vm.attributes.set(start, end, toPrivate);
-  if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
-  mmu.invalidateSeq++;
-  mmu.invalidateInProgress--;
-  mmu.lock.writeUnlock(ctx);
-  return changed;
+    const changed = vm.attributes.set(start, end, toPrivate);
+    if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
+    return changed;
+  }));
 }
 
 /** `kvm_zap_gfn_range`: zap every mapping of [start, end), private and shared, in every root. */
@@ -58,17 +85,8 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
   const before = mmu.stats.zappedLeaves;
-  yield* mmu.lock.writeLock(ctx);
-  mmu.invalidateInProgress++;
-  mmu.rcu.readLock(ctx);
-  try {
-    yield* unmapGfnRange(mmu, ctx, start, end, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "zap");
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  mmu.invalidateSeq++;
-  mmu.invalidateInProgress--;
-  mmu.lock.writeUnlock(ctx);
+  yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, () =>
+    unmapGfnRange(mmu, ctx, start, end, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "zap")));
   return mmu.stats.zappedLeaves - before;
 }
 
@@ -81,12 +99,12 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
 export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): Op<number> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
-  vm.loadRoots(hostVcpu);
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
     let r: number;
     let tries = 0;
     do {
+      vm.loadRoots(hostVcpu);
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
       if (r === RET_PF_EMULATE) throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
       if (++tries > 1000) throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
@@ -112,51 +130,41 @@ export function finalize(vm: Vm): number {
   return ret;
 }
 
-function slotById(vm: Vm, id: number) {
+function slotById(vm: Vm, id: number): Memslot {
   const slot = vm.memslots.byId(id);
   if (!slot) throw new OpError(`no memslot ${id}`);
   return slot;
 }
 
 /**
- * Dirty logging on (`KVM_MEM_LOG_DIRTY_PAGES` set): eager split of the slot's huge pages, then
- * write-protect every leaf at 4K (`kvm_mmu_slot_apply_flags` without PML), flush.
+ * Dirty logging on (`KVM_MEM_LOG_DIRTY_PAGES` set; `kvm_mmu_slot_apply_flags` without PML):
+ * eager split of the slot's huge pages, then write-protect every leaf at 4K, each under its own
+ * read-lock section, then flush the slot.
  */
-export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
+export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   if (slot.gmem) throw new OpError(`memslot ${slotId} has a guest_memfd: KVM_MEM_LOG_DIRTY_PAGES is not allowed on it (-EINVAL)`);
-  if (slot.dirtyBitmap) return 0;
+  if (slot.dirtyBitmap) return;
   slot.flags.dirtyLogging = true;
   slot.dirtyBitmap = new Uint32Array(Math.ceil(slot.npages / 32));
   const mmu = vm.mmu;
-  yield* mmu.lock.readLock(ctx);
-  mmu.rcu.readLock(ctx);
-  let changed = false;
-  try {
-    yield* trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true);
-    for (const root of validRoots(mmu)) {
-      if (yield* wrprotGfnRange(mmu, ctx, root, slot.baseGfn, slot.endGfn, 1)) changed = true;
-    }
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  mmu.lock.readUnlock(ctx);
-  if (changed) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect slot");
-  return 0;
+  yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true));
+  yield* withReadLock(mmu, ctx, () => wrprotSlot(mmu, ctx, slot, 1));
+  mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect slot");
 }
 
-/** `KVM_GET_DIRTY_LOG`: the dirty GFNs since the last collection; they are write-protected again. */
+/**
+ * `KVM_GET_DIRTY_LOG`: the dirty GFNs since the last collection, write-protected again under the
+ * write lock, then one flush after the lock is dropped if any page was dirty.
+ */
 export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<number[]> {
   const slot = slotById(vm, slotId);
   if (!slot.dirtyBitmap) throw new OpError(`dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`);
   const mmu = vm.mmu;
-  yield* mmu.lock.writeLock(ctx);
-  let dirty: number[];
-  try {
-    dirty = collectDirtyLog(mmu, slot);
-  } finally {
-    mmu.lock.writeUnlock(ctx);
-  }
+  const dirty = yield* withWriteLock(mmu, ctx, function* () {
+    return collectDirtyLog(mmu, slot);
+  });
+  if (dirty.length > 0) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
   return dirty;
 }
 
@@ -176,37 +184,18 @@ export function* recover(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<n
   if (!slot) return 0;
   end = Math.min(end, slot.endGfn);
   const mmu = vm.mmu;
-  yield* mmu.lock.readLock(ctx);
-  mmu.rcu.readLock(ctx);
-  let n = 0;
-  try {
-    n = yield* recoverHugePages(mmu, ctx, start, end, (gfn) => {
-      if (slot.dirtyBitmap) return 1;
-      const pfn = slot.shared.peekPfn(gfn - slot.baseGfn);
-      return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, false, pfn);
-    });
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  mmu.lock.readUnlock(ctx);
-  if (n > 0) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "recover huge pages");
-  return n;
+  return yield* withReadLock(mmu, ctx, () => recoverHugePages(mmu, ctx, start, end, (gfn) => {
+    if (slot.dirtyBitmap) return 1;
+    const pfn = slot.shared.peekPfn(gfn - slot.baseGfn);
+    return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, false, pfn);
+  }));
 }
 
 /** Eager split of [start, end) down to 4K under the read lock. Returns huge leaves split. */
 export function* split(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<number> {
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
-  yield* mmu.lock.readLock(ctx);
-  mmu.rcu.readLock(ctx);
-  let n = 0;
-  try {
-    n = yield* trySplitHugePages(mmu, ctx, start, end, 1, true);
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  mmu.lock.readUnlock(ctx);
-  return n;
+  return yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, start, end, 1, true));
 }
 
 /** Aging by the host's reclaim: clears Accessed on shared leaves; returns how many were young. */
@@ -216,41 +205,25 @@ export function* age(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<numbe
 }
 
 /**
- * Memslot deletion. A VM without a mirror root takes the default path
- * (`KVM_X86_QUIRK_SLOT_ZAP_ALL`): `kvm_mmu_zap_all_fast` invalidates the direct roots and zaps
- * them under the read lock; vCPUs load fresh roots on their next entry. A VM with a mirror root
- * zaps only the slot's leaves (`kvm_mmu_zap_memslot_leafs`), since dropping the mirror would
- * drop private memory the guest still owns. Then the slot's memory goes back to the host.
+ * Memslot deletion. A default VM (no private memory) takes `kvm_mmu_zap_all_fast`
+ * (`KVM_X86_QUIRK_SLOT_ZAP_ALL`): invalidate the direct roots under the write lock, then zap them
+ * under the read lock; vCPUs load fresh roots on their next entry. A VM with private memory
+ * (TDX, SEV-SNP) zaps only the slot (`kvm_mmu_zap_memslot`: private and shared mappings, invalid
+ * roots included). Then the slot's memory goes back to the host.
  */
 export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   const mmu = vm.mmu;
-  yield* mmu.lock.writeLock(ctx);
-  mmu.invalidateSeq++;
-  if (!vm.backend.usesMirrorRoot) {
-    mmu.invalidateRoots(KVM_DIRECT_ROOTS);
-    mmu.lock.writeUnlock(ctx);
-    yield* mmu.lock.readLock(ctx);
-    mmu.rcu.readLock(ctx);
-    try {
-      yield* zapInvalidatedRoots(mmu, ctx, true);
-    } finally {
-      mmu.rcu.readUnlock(ctx);
-    }
-    mmu.lock.readUnlock(ctx);
+  if (!vm.backend.hasPrivateMemory) {
+    yield* withWriteLock(mmu, ctx, function* () {
+      mmu.invalidateRoots(KVM_DIRECT_ROOTS);
+    });
+    yield* withReadLock(mmu, ctx, () => zapInvalidatedRoots(mmu, ctx, true));
   } else {
-    mmu.rcu.readLock(ctx);
-    let flush = false;
-    try {
-      for (const root of mmu.rootsOfTypes(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS)) {
-        flush = yield* zapLeafs(mmu, ctx, root, slot.baseGfn, slot.endGfn, true, flush);
-      }
-    } finally {
-      mmu.rcu.readUnlock(ctx);
-    }
-    if (flush) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "delete memslot");
-    mmu.lock.writeUnlock(ctx);
+    yield* withWriteLock(mmu, ctx, () => invalidating(mmu, slot.baseGfn, slot.endGfn, () =>
+      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot")));
   }
+  mmu.invalidateSeq++;
   vm.memslots.remove(slotId);
   slot.shared.release();
   slot.gmem?.release();
@@ -266,20 +239,15 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
 export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<void> {
   const mmu = vm.mmu;
   for (const v of [...vm.vcpus, ...extraVcpus]) vm.unloadRoots(v);
-  yield* mmu.lock.writeLock(ctx);
-  mmu.rcu.readLock(ctx);
-  try {
-    yield* zapAll(mmu, ctx);
-    if (vm.backend.teardown) {
-      vm.clock.step++;
-      vm.backend.teardown(vm);
-    }
+  yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
+  if (vm.backend.teardown) {
+    vm.clock.step++;
+    vm.backend.teardown(vm);
+  }
+  yield* withWriteLock(mmu, ctx, function* () {
     mmu.invalidateRoots(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
     yield* zapInvalidatedRoots(mmu, ctx, false);
-  } finally {
-    mmu.rcu.readUnlock(ctx);
-  }
-  mmu.lock.writeUnlock(ctx);
+  });
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     slot.shared.release();

@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest";
+import {
+  ExecCtx, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, RET_PF_FIXED, TdpIter, checkInvariants,
+  fastPageFault, guestAccessPage, hostOps, isWritable, type Backend, type Vm,
+} from "../src/index.js";
+import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
+
+function privateAccess(vm: Vm, gfn: number) {
+  return guestAccessPage(vm, vm.vcpus[0]!, gfn * 4096, true, false);
+}
+
+describe("root matching (tdp_mmu_root_match)", () => {
+  it("an invalid root is matched only when invalid roots are asked for, and only of its own kind", () => {
+    const vm = makeVm({ backend: new FakeMirrorBackend() });
+    run(privateAccess(vm, 0));
+    const direct = vm.vcpus[0]!.root!;
+    const mirror = vm.vcpus[0]!.mirrorRoot!;
+    vm.mmu.invalidateRoots(KVM_MIRROR_ROOTS);
+    expect(vm.mmu.rootsOfTypes(KVM_DIRECT_ROOTS)).toEqual([direct]);
+    expect(vm.mmu.rootsOfTypes(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS)).toEqual([direct]);
+    expect(vm.mmu.rootsOfTypes(KVM_MIRROR_ROOTS)).toEqual([]);
+    expect(vm.mmu.rootsOfTypes(KVM_MIRROR_ROOTS | KVM_INVALID_ROOTS)).toEqual([mirror]);
+    expect(vm.mmu.validRoots()).toEqual([direct]);
+  });
+
+  it("zapping shared mappings leaves an invalid mirror root alone", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0));
+    vm.mmu.invalidateRoots(KVM_MIRROR_ROOTS);
+    run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, true)); // no-op: already private
+    run(hostOps.convertMemory(vm, vm.hostCtx, 2, 3, false)); // zaps private mappings of GFN 2 only
+    expect(be.leaves.size).toBe(1);
+  });
+});
+
+describe("errors never leave the MMU locked", () => {
+  it("a backend that throws in the middle of a fault: the read lock and RCU are released", () => {
+    const be = new FakeMirrorBackend();
+    (be as { setExternalSpte: Backend["setExternalSpte"] }).setExternalSpte = () => {
+      throw new Error("backend exploded");
+    };
+    const vm = makeVm({ backend: be });
+    expect(() => run(privateAccess(vm, 0))).toThrow("backend exploded");
+    expect(vm.mmu.lock.readers).toBe(0);
+    expect(vm.vcpus[0]!.ctx.rcuNest).toBe(0);
+    expect(vm.vcpus[0]!.ctx.lockMode).toBe(0);
+    // The MMU still works: a zap takes the write lock at once.
+    run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16));
+  });
+});
+
+describe("external pages go back to the host", () => {
+  it("every external page is released: unlinked ones at once, linked ones with their table", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    be.failNextSet = 1; // the first leaf fails, the fault retries
+    for (let g = 0; g < 600; g++) run(privateAccess(vm, g));
+    expect(be.liveExternal.size).toBe(vm.mmu.stats.tablePages);
+    run(hostOps.teardown(vm, vm.hostCtx));
+    expect(be.liveExternal.size).toBe(0);
+  });
+
+  it("a leaked table's external page is never released", () => {
+    const be = new FakeMirrorBackend();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0));
+    be.failFree = true;
+    run(hostOps.teardown(vm, vm.hostCtx));
+    expect(vm.mmu.stats.leakedPages).toBe(3);
+    expect(be.liveExternal.size).toBe(3);
+  });
+});
+
+describe("fast page fault", () => {
+  it("decides on the walk's snapshot: a change in between fails the cmpxchg, and it walks again", () => {
+    const vm = makeVm();
+    const v = vm.vcpus[0]!;
+    run(guestAccessPage(vm, v, 0, true, false));
+    run(hostOps.dirtyLogStart(vm, vm.hostCtx, 0));
+    const ctx = new ExecCtx("fast", true);
+    const fault = v.fault;
+    Object.assign(fault, { gfn: 0, write: true, isPrivate: false, prefetch: false, slot: vm.memslots.find(0) });
+    const op = fastPageFault(vm.mmu, ctx, new TdpIter(vm.host.pool), v.root!, fault);
+    op.next(); // walked, snapshot taken, yielded before the cmpxchg
+    run(hostOps.age(vm, vm.hostCtx, 0, 1)); // clears A: the SPTE is no longer the snapshot
+    op.next(); // cmpxchg fails; walks again and yields
+    const r = op.next();
+    expect(r).toEqual({ done: true, value: RET_PF_FIXED });
+    const it2 = new TdpIter(vm.host.pool);
+    it2.start(v.root!, 1, 0, 0);
+    while (it2.level > 1) it2.next();
+    expect(isWritable(it2.oldLo)).toBe(true);
+    expect(run(hostOps.dirtyLogCollect(vm, vm.hostCtx, 0))).toEqual([0]);
+  });
+});
+
+describe("stale faults (mmu_invalidate_retry_gfn)", () => {
+  it("only an invalidation of the fault's own GFN, or a finished one, makes it retry", () => {
+    const vm = makeVm();
+    const seq = vm.mmu.invalidateSeq;
+    vm.mmu.invalidateBegin(100, 200);
+    expect(vm.mmu.invalidateRetryGfn(seq, 150)).toBe(true);
+    expect(vm.mmu.invalidateRetryGfn(seq, 50)).toBe(false);
+    vm.mmu.invalidateEnd();
+    expect(vm.mmu.invalidateRetryGfn(seq, 50)).toBe(true);
+    expect(vm.mmu.invalidateRetryGfn(vm.mmu.invalidateSeq, 50)).toBe(false);
+  });
+});
+
+describe("well-formed SPTEs", () => {
+  it("a non-present SPTE that is neither empty nor FROZEN is reported", () => {
+    const vm = makeVm();
+    run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
+    const it = new TdpIter(vm.host.pool);
+    it.start(vm.vcpus[0]!.root!, 1, 5, 0);
+    while (it.level > 1) it.next();
+    it.mem[it.off] = 0x1; // R without the MMU-present bit
+    const v = checkInvariants(vm, { final: true }).violations;
+    expect(v.map((x) => x.check)).toEqual(["spte-well-formed"]);
+  });
+});
