@@ -34,10 +34,11 @@ export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
 // exec
 export { Clock } from "./exec/clock.js";
-export { ExecCtx, runToEnd, type Op, type Step } from "./exec/ctx.js";
+export { ExecCtx, runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";
+export * from "./exec/footprint.js";
 export { RwLock, DeadlockError } from "./exec/rwlock.js";
 export { Rcu } from "./exec/rcu.js";
-export { Scheduler, ReplayDivergence, type ScheduleMode, type Task } from "./exec/scheduler.js";
+export { Scheduler, ReplayDivergence, enabledTasks, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
 export { Prng } from "./exec/prng.js";
 // vm
 export { Vm, Vcpu, type VmOptions } from "./vm/vm.js";
@@ -51,6 +52,12 @@ export { checkInvariants, INVARIANTS, type CheckResult, type Violation } from ".
 // scenario
 export * from "./scenario/schema.js";
 export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";
-export { runScenario, defaultHostMemory, RunInputError, type RunOptions, type RunResult, type OpResult } from "./scenario/runner.js";
+export {
+  runScenario, buildRun, classifyRunError, defaultHostMemory, RunInputError, InvariantViolation,
+  type RunOptions, type RunResult, type OpResult, type BuiltRun,
+} from "./scenario/runner.js";
+export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
+export { loadScheduleFile, saveScheduleFile, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
+export { explore, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation } from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";

@@ -75,7 +75,7 @@ describe("mirror root: the backend sees every private change, in order", () => {
         { name: "vcpu0", op: privateAccess(vm, 0, 0), done: false },
         { name: "vcpu1", op: privateAccess(vm, 1, 1), done: false },
       ];
-      new Scheduler("random", seed).run(tasks, () => {
+      new Scheduler("random", seed).run(tasks, vm.clock, () => {
         expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
       });
       expect(be.leaves.size).toBe(2);
@@ -105,7 +105,7 @@ describe("the rwlock and RCU models", () => {
     while (vm.mmu.lock.readers === 0) tasks[0]!.op.next();
     for (let i = 0; i < 5; i++) tasks[1]!.op.next();
     expect(vm.mmu.lock.waitingWriters).toBe(1);
-    new Scheduler("round-robin", 0).run(tasks);
+    new Scheduler("round-robin", 0).run(tasks, vm.clock);
     expect(order).toEqual(["fault", "zap"]);
     expect(vm.mmu.stats.pages[1]).toBe(0);
     expect(vm.mmu.stats.zappedLeaves).toBe(1);

@@ -3,9 +3,11 @@
  * that found a violation, 2 bad input with one clear line).
  */
 import "reflect-metadata";
-import { HostMemoryExhausted, OpError, RunInputError, ScenarioError, UnknownBackendError } from "@tdpemu/core";
+import { HostMemoryExhausted, OpError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError } from "@tdpemu/core";
 import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
+import { exploreCommand } from "./commands/explore.js";
+import { replayCommand } from "./commands/replay.js";
 import type { Io } from "./io.js";
 import { USAGE, UsageError } from "./usage-error.js";
 
@@ -17,6 +19,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await runCommand([], io, { requireScenario: false });
       case "run":
         return await runCommand(rest, io, { requireScenario: true });
+      case "explore":
+        return await exploreCommand(rest, io);
+      case "replay":
+        return await replayCommand(rest, io);
       case "backends":
         return await backendsCommand(rest, io);
       case "help":
@@ -25,11 +31,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: run, backends, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: run, explore, replay, backends, help)`);
     }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof RunInputError ||
-        e instanceof UnknownBackendError || e instanceof OpError || e instanceof HostMemoryExhausted) {
+        e instanceof UnknownBackendError || e instanceof OpError || e instanceof HostMemoryExhausted ||
+        e instanceof ScheduleFileError) {
       io.err(`tdpemu: ${e.message}`);
       return 2;
     }

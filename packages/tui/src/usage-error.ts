@@ -15,6 +15,16 @@ export const USAGE = `usage:
       --seed <n>                      override the schedule's seed
       --host-memory <size>            host physical memory (default: 2 x guest memory + 64MiB)
       --check end|op                  check invariants at the end only (default) or after every op
+      --schedule-out <file>           record the run's schedule (replay it with tdpemu replay)
+      --unsafe-non-atomic-set         debug: cmpxchg under the read lock becomes a read and a later store
+  tdpemu explore <scenario> [options] enumerate interleavings; stop at the first invariant violation
+      --max-schedules <n>             stop after n schedules (default 1000000)
+      --preemption-bound <k|none>     at most k preemptions per schedule (default none)
+      --out <file>                    where to write the violating schedule
+      --backend, --host-memory, --unsafe-non-atomic-set, --json   as for run
+  tdpemu replay <schedule.json>       run a recorded schedule again, exactly
+      --steps                         print what each step did
+      --json, --trace <file.jsonl>    as for run
   tdpemu backends                     list the registered backends
   tdpemu help                         this text
 

@@ -2,7 +2,24 @@
  * The step counter of a run. Every atomic point (an SPTE read a decision depends on, a cmpxchg,
  * a backend call, a lock operation) advances it by one, whether or not the coroutine yields
  * there, so step numbers in a trace mean the same with and without interleaving.
+ *
+ * While the explorer runs, `fp` records what each step touches; it is null otherwise.
  */
+import type { FootprintRecorder } from "./footprint.js";
+
 export class Clock {
   step = 0;
+  /**
+   * Bumped by every change of shared state a waiting coroutine may be waiting for (an SPTE, a
+   * lock, an invalidation, a root, the backend, a task finishing). A coroutine that blocked at
+   * version v can make progress only once the version has moved on.
+   */
+  version = 0;
+  fp: FootprintRecorder | null = null;
+
+  /** A step changes shared resource `id`. */
+  touch(id: number): void {
+    this.version++;
+    this.fp?.write(id);
+  }
 }

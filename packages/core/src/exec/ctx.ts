@@ -19,8 +19,17 @@ export class ExecCtx {
   ) {}
 }
 
-/** What a coroutine yields: nothing yet; the scheduler only needs the yield itself. */
-export type Step = void;
+/**
+ * What a coroutine yields: nothing at an ordinary atomic point; `BLOCKED` when it cannot go on
+ * until another coroutine changes something (a lock it waits for, the vCPUs it waits to
+ * finish); `RETRY_WAIT` when it would only repeat what it just did (a fault that returned
+ * RETRY) until something changes, so any other coroutine goes first. Neither is picked again
+ * before the clock's version has moved on; a `RETRY_WAIT` coroutine is picked anyway when no one
+ * else can run.
+ */
+export const BLOCKED = 1;
+export const RETRY_WAIT = 2;
+export type Step = void | typeof BLOCKED | typeof RETRY_WAIT;
 export type Op<R = void> = Generator<Step, R, void>;
 
 /** Runs an operation to completion without interleaving (tests, benchmarks, bulk setup). */

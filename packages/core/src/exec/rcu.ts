@@ -4,7 +4,9 @@
  * table unlinked while a walker may hold a pointer into it is freed only after that walker has
  * left. Callbacks run in the order they were queued.
  */
+import type { Clock } from "./clock.js";
 import type { ExecCtx } from "./ctx.js";
+import { R_RCU } from "./footprint.js";
 
 export class Rcu {
   private gp = 0;
@@ -14,8 +16,11 @@ export class Rcu {
   private readonly known: ExecCtx[] = [];
   private inside = 0;
 
+  constructor(private readonly clock: Clock | null = null) {}
+
   readLock(ctx: ExecCtx): void {
     if (ctx.rcuNest++ === 0) {
+      this.clock?.fp?.add(R_RCU);
       ctx.rcuGp = this.gp;
       this.inside++;
       if (!this.known.includes(ctx)) this.known.push(ctx);
@@ -24,6 +29,7 @@ export class Rcu {
 
   readUnlock(ctx: ExecCtx): void {
     if (--ctx.rcuNest === 0) {
+      this.clock?.fp?.add(R_RCU);
       ctx.rcuGp = -1;
       this.inside--;
       if (this.pendingFn.length > 0) this.reclaim();
@@ -31,6 +37,7 @@ export class Rcu {
   }
 
   callRcu(fn: () => void): void {
+    this.clock?.fp?.write(R_RCU);
     this.pendingGp.push(this.gp++);
     this.pendingFn.push(fn);
     if (this.inside === 0) this.reclaim();
@@ -52,6 +59,7 @@ export class Rcu {
     let n = 0;
     while (n < this.pendingGp.length && this.pendingGp[n]! < oldest) n++;
     if (n === 0) return;
+    this.clock?.fp?.write(R_RCU);
     const fns = this.pendingFn.splice(0, n);
     this.pendingGp.splice(0, n);
     for (const fn of fns) fn();

@@ -5,7 +5,8 @@
  * coroutine that runs without interleaving and finds the lock taken is a deadlock in the model.
  */
 import type { Clock } from "./clock.js";
-import type { ExecCtx, Op } from "./ctx.js";
+import { BLOCKED, type ExecCtx, type Op } from "./ctx.js";
+import { R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER } from "./footprint.js";
 
 export class DeadlockError extends Error {}
 
@@ -19,56 +20,88 @@ export class RwLock {
 
   /** `rwlock_needbreak`: someone waits for the lock. */
   contended(): boolean {
+    this.clock.fp?.read(R_LOCK_WAITERS);
     return this.waitingWriters > 0 || this.waitingReaders > 0;
+  }
+
+  private changed(): void {
+    this.clock.version++;
   }
 
   *readLock(ctx: ExecCtx): Op {
     this.clock.step++;
     if (ctx.interleave) yield;
+    const fp = this.clock.fp;
+    fp?.read(R_LOCK_WRITER);
     if (this.writer === null && this.waitingWriters === 0) {
+      fp?.add(R_LOCK_READERS);
       this.readers++;
       ctx.lockMode = 1;
+      this.changed();
       return;
     }
     if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
+    fp?.write(R_LOCK_WAITERS);
     this.waitingReaders++;
-    while (this.writer !== null || this.waitingWriters > 0) {
-      yield;
+    this.changed();
+    for (;;) {
+      yield BLOCKED;
       this.clock.step++;
+      this.clock.fp?.read(R_LOCK_WRITER);
+      if (this.writer === null && this.waitingWriters === 0) break;
     }
+    this.clock.touch(R_LOCK_WAITERS);
+    this.clock.fp?.add(R_LOCK_READERS);
     this.waitingReaders--;
     this.readers++;
     ctx.lockMode = 1;
+    this.changed();
   }
 
   readUnlock(ctx: ExecCtx): void {
     this.clock.step++;
+    this.clock.fp?.add(R_LOCK_READERS);
     this.readers--;
     ctx.lockMode = 0;
+    this.changed();
   }
 
   *writeLock(ctx: ExecCtx): Op {
     this.clock.step++;
     if (ctx.interleave) yield;
+    const fp = this.clock.fp;
+    fp?.read(R_LOCK_READERS);
+    fp?.write(R_LOCK_WRITER);
     if (this.writer === null && this.readers === 0) {
       this.writer = ctx;
       ctx.lockMode = 2;
+      this.changed();
       return;
     }
     if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: write_lock(mmu_lock) would block without interleaving`);
+    fp?.write(R_LOCK_WAITERS);
     this.waitingWriters++;
-    while (this.writer !== null || this.readers > 0) {
-      yield;
+    this.changed();
+    for (;;) {
+      yield BLOCKED;
       this.clock.step++;
+      this.clock.fp?.read(R_LOCK_READERS);
+      this.clock.fp?.read(R_LOCK_WRITER);
+      if (this.writer === null && this.readers === 0) break;
     }
+    this.clock.touch(R_LOCK_WAITERS);
+    this.clock.touch(R_LOCK_WRITER);
     this.waitingWriters--;
     this.writer = ctx;
     ctx.lockMode = 2;
+    this.changed();
   }
 
   writeUnlock(ctx: ExecCtx): void {
     this.clock.step++;
+    this.clock.touch(R_LOCK_WRITER);
     this.writer = null;
     ctx.lockMode = 0;
+    this.changed();
   }
 }

@@ -3,6 +3,7 @@
  * logging is on, its dirty bitmap (one bit per page, as `KVM_GET_DIRTY_LOG` returns it).
  */
 import type { GuestBacking } from "./guest-backing.js";
+import { R_DIRTY, type FootprintRecorder } from "../exec/footprint.js";
 
 export interface MemslotFlags {
   /** `KVM_MEM_LOG_DIRTY_PAGES` */
@@ -33,9 +34,10 @@ export class Memslot {
   }
 
   /** `mark_page_dirty_in_slot` */
-  markDirty(gfn: number): void {
+  markDirty(gfn: number, fp?: FootprintRecorder | null): void {
     const bm = this.dirtyBitmap;
     if (!bm) return;
+    fp?.add(R_DIRTY);
     const rel = gfn - this.baseGfn;
     bm[rel >>> 5] = bm[rel >>> 5]! | (1 << (rel & 31));
   }

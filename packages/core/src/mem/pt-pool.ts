@@ -14,6 +14,7 @@
  */
 import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
+import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -56,6 +57,8 @@ export class PtPool {
   spExternal = new Int32Array(0);
   /** 1 while the page is allocated (for the invariant checks). */
   spLive = new Uint8Array(0);
+  /** What the current step touches, while the explorer runs (SPTE reads record here too). */
+  fp: FootprintRecorder | null = null;
 
   constructor(private readonly frames: FrameAllocator) {
     this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);
@@ -88,6 +91,7 @@ export class PtPool {
   /** A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page. May throw `HostMemoryExhausted`. */
   alloc(owner: number, level: number, gfn: number, role: number): number {
     if (this.nFree === 0) this.grow();
+    this.fp?.write(R_POOL);
     const slot = this.freeSlots[--this.nFree]!;
     let m = this.mem[slot >>> MEM_SHIFT];
     if (m === undefined) {
@@ -107,6 +111,7 @@ export class PtPool {
 
   free(slot: number): void {
     if (this.spLive[slot] !== 1) throw new Error(`double free of table page slot ${slot}`);
+    this.fp?.write(R_POOL);
     this.spLive[slot] = 0;
     this.freeSlots[this.nFree++] = slot;
     this.live--;

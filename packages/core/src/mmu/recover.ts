@@ -25,6 +25,7 @@ function makeHugeFromChild(mmu: TdpMmu, iter: TdpIter): { lo: number; hi: number
     const base = pool.tableOff(slot);
     for (let i = 0; i < 512; i++) {
       const lo = mem[base + 2 * i]!;
+      pool.fp?.read(slot * 512 + i);
       if (!isShadowPresent(lo)) continue;
       const hi = mem[base + 2 * i + 1]!;
       if (isLastSpte(lo, level)) return makeHugeSpte(lo, hi, PAGES_PER_LEVEL[iter.level]!);

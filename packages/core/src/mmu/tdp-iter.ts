@@ -79,6 +79,12 @@ export class TdpIter {
   read(): void {
     this.oldLo = this.mem[this.off]!;
     this.oldHi = this.mem[this.off + 1]!;
+    if (this.pool.fp !== null) this.noteRead();
+  }
+
+  /** For the explorer: this step read the current entry. */
+  private noteRead(): void {
+    this.pool.fp!.read(this.ptSlot[this.level]! * 512 + ((this.off % U32_PER_TABLE) >>> 1));
   }
 
   /** Slot of the table the current entry lives in. */
@@ -95,15 +101,13 @@ export class TdpIter {
     const slot = this.ptSlot[this.level]!;
     this.mem = this.pool.mem[slot >>> MEM_SHIFT]!;
     this.off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(this.gfn + this.gfnBits, this.level);
-    this.oldLo = this.mem[this.off]!;
-    this.oldHi = this.mem[this.off + 1]!;
+    this.read();
   }
 
   private tryStepDown(): boolean {
     if (this.level === this.minLevel) return false;
     // Re-read before stepping down, so the walk never enters a table unlinked meanwhile.
-    this.oldLo = this.mem[this.off]!;
-    this.oldHi = this.mem[this.off + 1]!;
+    this.read();
     if (!isShadowPresent(this.oldLo) || isLastSpte(this.oldLo, this.level)) return false;
     const child = this.pool.pfnToSlot(spteToPfn(this.oldLo, this.oldHi));
     this.level--;
@@ -118,8 +122,7 @@ export class TdpIter {
     this.gfn += PAGES_PER_LEVEL[this.level]!;
     this.nextLastLevelGfn = this.gfn;
     this.off += 2;
-    this.oldLo = this.mem[this.off]!;
-    this.oldHi = this.mem[this.off + 1]!;
+    this.read();
     return true;
   }
 

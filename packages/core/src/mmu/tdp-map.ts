@@ -81,7 +81,7 @@ function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: 
   const hi = makeLeafHi(fault.pfn, fault.mapWritable);
   // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
   // SPTE is even set.
-  if (fault.mapWritable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn);
+  if (fault.mapWritable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn, mmu.clock.fp);
   if (lo === oldLo && hi === oldHi) return RET_PF_SPURIOUS;
   if (!(yield* mmu.setSpteAtomicOp(ctx, iter, lo, hi))) return RET_PF_RETRY;
   if (isShadowPresent(oldLo) && !isLastSpte(oldLo, iter.level)) {
@@ -146,9 +146,10 @@ export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: R
     if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
     const newLo = (lo | EPT_W) >>> 0;
     // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
+    mmu.pool.fp?.read(table * 512 + ((off % 1024) >>> 1));
     if (mem[off] === lo && mem[off + 1] === hi) {
       mmu.writeSpte(mem, off, newLo, hi, table, level, gfn, "fast-pf");
-      fault.slot?.markDirty(fault.gfn);
+      fault.slot?.markDirty(fault.gfn, mmu.clock.fp);
       return RET_PF_FIXED;
     }
     if (retry >= 4) return RET_PF_INVALID;

@@ -21,6 +21,7 @@ import type { EventSink } from "../events/events.js";
 import type { Clock } from "../exec/clock.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { Rcu } from "../exec/rcu.js";
+import { R_BACKEND, R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
 import { RwLock } from "../exec/rwlock.js";
 import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { MmuStats } from "./mmu-stats.js";
@@ -47,7 +48,7 @@ export class TdpMmu {
   readonly stats = new MmuStats();
   readonly pool: PtPool;
   readonly lock: RwLock;
-  readonly rcu = new Rcu();
+  readonly rcu: Rcu;
   readonly rootLevel: Level;
   /** `kvm->arch.gfn_direct_bits`: the shared bit as a GFN on TDX, 0 elsewhere. */
   readonly gfnDirectBits: number;
@@ -74,6 +75,7 @@ export class TdpMmu {
     this.lock = new RwLock(vm.clock);
     this.events = vm.events;
     this.clock = vm.clock;
+    this.rcu = new Rcu(vm.clock);
     this.rootLevel = rootLevel;
     this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
   }
@@ -95,6 +97,7 @@ export class TdpMmu {
     const oldHi = mem[off + 1]!;
     mem[off] = lo;
     mem[off + 1] = hi;
+    this.clock.touch(tableSlot * 512 + ((off % U32_PER_TABLE) >>> 1));
     if (this.events.on) {
       this.events.emit({
         type: "spte", vm: this.vm.id, table: tableSlot, index: (off % U32_PER_TABLE) >>> 1,
@@ -178,6 +181,7 @@ export class TdpMmu {
     this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, table, level, gfn, "freeze");
     this.clock.step++;
     if (ctx.interleave) yield;
+    this.clock.touch(R_BACKEND);
     let ret: number;
     if (isLastSpte(lo, level)) {
       ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level, spteToPfn(lo, hi)) : 0;
@@ -302,6 +306,7 @@ export class TdpMmu {
   private removeExternalSpte(gfn: number, oldLo: number, oldHi: number, level: number): void {
     if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !this.backend.removeExternalSpte) return;
     this.clock.step++;
+    this.clock.touch(R_BACKEND);
     const ret = this.backend.removeExternalSpte(this.vm, gfn, level as Level, spteToPfn(oldLo, oldHi));
     this.hookEvent("removeExternalSpte", gfn, level, ret);
     if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);
@@ -317,6 +322,7 @@ export class TdpMmu {
     this.pool.spExternal[slot] = -1;
     if (ext < 0 || !this.backend.freeExternalSpt) return ext;
     this.clock.step++;
+    this.clock.touch(R_BACKEND);
     const level = this.pool.spLevel[slot]! as Level;
     const gfn = this.pool.spGfn[slot]!;
     const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
@@ -336,7 +342,10 @@ export class TdpMmu {
     const level = iter.level - 1;
     const mirror = iter.root.mirror;
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
-    if (mirror && this.backend.allocExternalSpt) this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+    if (mirror && this.backend.allocExternalSpt) {
+      this.clock.touch(R_BACKEND);
+      this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+    }
     this.inFlightSps++;
     if (this.events.on) this.tableEvent("alloc", slot);
     return slot;
@@ -379,7 +388,10 @@ export class TdpMmu {
   flushRemoteTlbs(gfn: number, npages: number, reason: string): void {
     this.stats.tlbFlushes++;
     this.clock.step++;
-    this.backend.flushTlb?.(this.vm, gfn, npages);
+    if (this.backend.flushTlb) {
+      this.clock.touch(R_BACKEND);
+      this.backend.flushTlb(this.vm, gfn, npages);
+    }
     if (this.events.on) {
       this.events.emit({ type: "flush", vm: this.vm.id, reason, gfn, level: npages === Infinity ? 0 : npages });
     }
@@ -401,6 +413,7 @@ export class TdpMmu {
 
   /** `kvm_mmu_invalidate_begin` + `kvm_mmu_invalidate_range_add` (under the write lock). */
   invalidateBegin(start: number, end: number): void {
+    this.clock.touch(R_INVALIDATE);
     if (this.invalidateInProgress++ === 0) {
       this.invalidateRangeStart = start;
       this.invalidateRangeEnd = end;
@@ -412,12 +425,14 @@ export class TdpMmu {
 
   /** `kvm_mmu_invalidate_end`: a new sequence number, then one fewer in progress. */
   invalidateEnd(): void {
+    this.clock.touch(R_INVALIDATE);
     this.invalidateSeq++;
     this.invalidateInProgress--;
   }
 
   /** `mmu_invalidate_retry_gfn`: must a fault that sampled `seq` for `gfn` retry? */
   invalidateRetryGfn(seq: number, gfn: number): boolean {
+    this.clock.fp?.read(R_INVALIDATE);
     if (this.invalidateInProgress > 0 && gfn >= this.invalidateRangeStart && gfn < this.invalidateRangeEnd) return true;
     return this.invalidateSeq !== seq;
   }
@@ -429,6 +444,7 @@ export class TdpMmu {
    * root page is allocated with refcount 2 (the caller's and the MMU's).
    */
   getRoot(mirror: boolean): Root {
+    this.clock.touch(R_ROOTS);
     for (const r of this.roots) {
       if (r.mirror === mirror && !r.invalid) {
         r.refcount++;
@@ -448,6 +464,7 @@ export class TdpMmu {
    * Only an invalid root may reach zero.
    */
   putRoot(root: Root): void {
+    this.clock.touch(R_ROOTS);
     if (--root.refcount > 0) return;
     if (!root.invalid) throw new KvmBug(`last reference to valid root ${root.slot} dropped`);
     this.roots.splice(this.roots.indexOf(root), 1);
@@ -462,6 +479,7 @@ export class TdpMmu {
 
   /** `kvm_tdp_mmu_invalidate_roots` (write lock): mark roots of the given types invalid. */
   invalidateRoots(types: number): void {
+    this.clock.touch(R_ROOTS);
     for (const r of this.roots) {
       if (r.invalid) continue;
       const want = r.mirror ? (types & KVM_MIRROR_ROOTS) !== 0 : (types & KVM_DIRECT_ROOTS) !== 0;
@@ -499,6 +517,7 @@ export class TdpMmu {
   *forEachRoot(types: number, body: (root: Root) => Op): Op {
     for (const root of this.rootsOfTypes(types)) {
       if (root.refcount === 0 || root.freed) continue;
+      this.clock.touch(R_ROOTS);
       root.refcount++;
       try {
         yield* body(root);

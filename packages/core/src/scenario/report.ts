@@ -26,9 +26,11 @@ export interface Report {
   invariants: CheckResult;
   /** Extra: what each op found, in the order the ops finished. */
   ops: { who: string; index: number; op: string; result: Record<string, number> }[];
+  /** Extra: false when the run stopped before its programs ended (a replay cut at a violation). */
+  complete: boolean;
 }
 
-export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: CheckResult, ops: Report["ops"]): Report {
+export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: CheckResult, ops: Report["ops"], complete = true): Report {
   const s = vm.mmu.stats;
   return {
     scenario: scn.name,
@@ -48,5 +50,6 @@ export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: Ch
     backendStats: vm.backend.stats(),
     invariants,
     ops,
+    complete,
   };
 }

@@ -8,12 +8,13 @@
  */
 import { PAGE_SIZE } from "../arch/levels.js";
 import type { Backend } from "../backend/backend.js";
-import { checkInvariants, type CheckResult } from "../check/invariants.js";
+import { checkInvariants, type CheckResult, type Violation } from "../check/invariants.js";
 import { EventSink, type TdpEvent } from "../events/events.js";
-import { Clock } from "../exec/clock.js";
-import type { Op } from "../exec/ctx.js";
+import { BLOCKED, type Op } from "../exec/ctx.js";
 import { DeadlockError } from "../exec/rwlock.js";
+import { R_TASKS } from "../exec/footprint.js";
 import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
+import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
@@ -40,6 +41,10 @@ export interface RunOptions {
   onEvent?: (e: TdpEvent) => void;
   /** Choices to replay, overriding the scenario's schedule mode. */
   replay?: readonly number[];
+  /** Interleave at every atomic point (true) or only between ops (false); default from the scenario. */
+  interleave?: boolean;
+  /** Called after every scheduler step with the task that took it. */
+  onStep?: (task: string, step: number) => void;
   mmu?: MmuOptions;
   /** When the invariants are checked: at the end only, or also after every op. */
   check?: "end" | "op";
@@ -55,6 +60,8 @@ export interface OpResult {
 
 export interface RunResult {
   report: Report;
+  /** Whether the run interleaved at every atomic point (recorded in schedule files). */
+  interleave: boolean;
   vm: Vm;
   host: Host;
   choices: number[];
@@ -69,7 +76,20 @@ function hostPageLevel(scn: Scenario): 1 | 2 | 3 {
   return scn.vm.hugepages === "1GiB" ? 3 : scn.vm.hugepages === "2MiB" ? 2 : 1;
 }
 
-export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
+/** A scenario built and ready to run: the VM, its programs as tasks, and its checks. */
+export interface BuiltRun {
+  scenario: Scenario;
+  vm: Vm;
+  host: Host;
+  clock: Clock;
+  tasks: Task[];
+  results: OpResult[];
+  /** Invariant violations of the current state (`final` at the end of the run). */
+  check(final: boolean): CheckResult;
+}
+
+/** Builds the host, the VM and one task per program, without running anything. */
+export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   const clock = new Clock();
   const events = new EventSink(clock);
   if (opts.onEvent) events.subscribe(opts.onEvent);
@@ -80,56 +100,83 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
     throw new RunInputError(`host memory: ${(e as Error).message}`);
   }
   const programs = scn.vcpus.filter((p) => p.length > 0).length + (scn.host.length > 0 ? 1 : 0);
-  const interleave = scn.schedule.interleave ?? programs > 1;
+  const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
   const vm = new Vm(host, {
     memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
   }, opts.backend, { clock, events, interleave, mmu: opts.mmu });
 
   const results: OpResult[] = [];
-  const violations: CheckResult["violations"] = [];
-  let checked = 0;
-  const check = (final: boolean) => {
-    const r = checkInvariants(vm, { final });
-    checked += r.checked;
-    for (const v of r.violations) if (violations.length < 20) violations.push(v);
-  };
-
+  const checkOp = opts.check === "op" ? () => {
+    const r = checkInvariants(vm, { final: false });
+    if (r.violations.length > 0) throw new InvariantViolation(r.violations);
+  } : null;
   const tasks: Task[] = [];
   const vcpuTasks: Task[] = [];
   scn.vcpus.forEach((ops, i) => {
-    const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, opts.check === "op" ? () => check(false) : null), done: ops.length === 0 };
+    const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp), done: ops.length === 0 };
     tasks.push(t);
     vcpuTasks.push(t);
   });
   if (scn.host.length > 0) {
-    tasks.push({
-      name: "host",
-      op: hostProgram(vm, scn.host, results, () => vcpuTasks.every((t) => t.done), opts.check === "op" ? () => check(false) : null),
-      done: false,
-    });
+    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, () => vcpuTasks.every((t) => t.done), checkOp), done: false });
   }
+  return { scenario: scn, vm, host, clock, tasks, results, check: (final) => checkInvariants(vm, { final }) };
+}
+
+/** Thrown by `--check op` when an op leaves the VM in a state that breaks an invariant. */
+export class InvariantViolation extends Error {
+  constructor(readonly violations: Violation[]) {
+    super(violations.map((v) => v.message).join("; "));
+    this.name = "InvariantViolation";
+  }
+}
+
+/**
+ * What an error thrown by a step means for a run: a violation the run found (a KVM_BUG, a
+ * deadlock, a livelock), or bad input (rethrown as `RunInputError`). Anything else is a bug of
+ * the emulator and propagates.
+ */
+export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
+  const step = built.clock.step;
+  if (e instanceof HostMemoryExhausted) {
+    throw new RunInputError(`${scn.source}: step ${step}: ${e.message} (the host has ${built.host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
+  }
+  if (e instanceof OpError) throw new RunInputError(`${scn.source}: step ${step}: ${e.message}`);
+  if (e instanceof ReplayDivergence) throw new RunInputError(`replay: ${e.message}`);
+  if (e instanceof InvariantViolation) return e.violations;
+  if (e instanceof KvmBug) return [{ check: "kvm-bug", message: e.message, step }];
+  if (e instanceof GuestLivelock) return [{ check: "livelock", message: e.message, step }];
+  if (e instanceof DeadlockError) return [{ check: "deadlock", message: e.message, step }];
+  return null;
+}
+
+export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
+  const built = buildRun(scn, opts);
+  const { vm, host, clock, tasks, results } = built;
+  const violations: Violation[] = [];
+  let checked = 0;
   const mode = opts.replay ? "replay" : scn.schedule.mode;
   if (mode === "replay" && !opts.replay) throw new RunInputError(`${scn.source}: schedule mode replay needs the schedule's choices (schedule.file)`);
   const sched = new Scheduler(mode, scn.schedule.seed, opts.replay ?? []);
+  let complete = false;
   try {
-    sched.run(tasks);
+    complete = sched.run(tasks, clock, opts.onStep ? (t) => opts.onStep!(t.name, sched.choices.length) : undefined);
   } catch (e) {
-    if (e instanceof HostMemoryExhausted) {
-      throw new RunInputError(`${scn.source}: step ${clock.step}: ${e.message} (the host has ${host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
-    }
-    if (e instanceof OpError) throw new RunInputError(`${scn.source}: step ${clock.step}: ${e.message}`);
-    if (e instanceof ReplayDivergence) throw new RunInputError(`replay: ${e.message}`);
-    if (e instanceof KvmBug || e instanceof GuestLivelock || e instanceof DeadlockError) {
-      const kind = e instanceof KvmBug ? "kvm-bug" : e instanceof GuestLivelock ? "livelock" : "deadlock";
-      violations.push({ check: kind, message: e.message, step: clock.step });
-    } else {
-      throw e;
-    }
+    const v = classifyRunError(e, scn, built);
+    if (v === null) throw e;
+    violations.push(...v);
   }
-  if (violations.length === 0) check(true);
-  else checked++;
-  const report = buildReport(scn, vm, clock.step, { checked, violations }, results);
-  return { report, vm, host, choices: sched.choices, results };
+  if (violations.length === 0) {
+    // A replay that stops early (a schedule recorded up to a violation) is checked as the
+    // explorer checked it: the state between two steps, not the end of a run.
+    const r = built.check(complete);
+    checked += r.checked;
+    violations.push(...r.violations);
+  } else {
+    checked++;
+  }
+  const report = buildReport(scn, vm, clock.step, { checked, violations }, results, complete);
+  return { report, vm, host, choices: sched.choices, results, interleave: vm.hostCtx.interleave };
 }
 
 function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail: string): void {
@@ -204,7 +251,10 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "delete-memslot": yield* hostOps.deleteMemslot(vm, ctx, op.slot); break;
       case "teardown":
         // The VMM destroys the VM only once its vCPU threads have stopped.
-        while (!vcpusDone()) yield;
+        while (!vcpusDone()) {
+          vm.clock.fp?.read(R_TASKS);
+          yield BLOCKED;
+        }
         yield* hostOps.teardown(vm, ctx, [vm.hostVcpu]);
         break;
     }

@@ -29,14 +29,17 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
   let slot = rootSlot;
   for (let level = rootLevel; level >= 1; level--) {
     const mem = pool.mem[slot >>> MEM_SHIFT]!;
-    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(rawGfn, level);
+    const idx = sptIndex(rawGfn, level);
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx;
     const lo = mem[off]!;
+    pool.fp?.read(slot * 512 + idx);
     if ((lo & EPT_RWX) === 0) return WALK_NOT_PRESENT;
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
       if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_PERMISSION;
       const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
       if ((lo & want) !== want) {
         mem[off] = (lo | want) >>> 0;
+        pool.fp?.write(slot * 512 + idx);
         onUpdate?.(slot, off, level, lo, mem[off]!, mem[off + 1]!);
       }
       return WALK_OK;

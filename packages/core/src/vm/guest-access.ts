@@ -7,7 +7,7 @@ import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
 import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
 import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
 import type { FaultResult } from "../events/events.js";
-import type { Op } from "../exec/ctx.js";
+import { RETRY_WAIT, type Op } from "../exec/ctx.js";
 import type { Root } from "../mmu/roots.js";
 import { hugepageAdjust } from "../mmu/max-level.js";
 import {
@@ -17,6 +17,7 @@ import {
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory } from "./host-ops.js";
 import { OpError } from "./op-error.js";
+import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 /** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
@@ -55,6 +56,9 @@ export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, p
   fault.isPrivate = privateAccess;
   fault.prefetch = prefetch;
   let r: number;
+  const fp = mmu.clock.fp;
+  fp?.read(R_SLOTS);
+  fp?.read(R_ATTR);
   const slot = vm.memslots.find(gfn);
   fault.slot = slot;
   if (slot === null) {
@@ -97,12 +101,15 @@ function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
   const mmuSeq = mmu.invalidateSeq;
   const pgoff = gfn - slot.baseGfn;
   let pfn: number;
+  // Faulting the page in may take host frames: the order of two such steps decides the PFNs.
+  mmu.clock.touch(R_BACKING);
   if (fault.isPrivate) {
     const gmem = slot.gmem!;
     pfn = gmem.getPfn(pgoff);
     if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
       mmu.clock.step++;
       if (ctx.interleave) yield;
+      mmu.clock.touch(R_BACKEND);
       const ret = vm.backend.gmemPrepare(vm, gfn, pfn);
       mmu.hookEvent("gmemPrepare", gfn, 1, ret);
       if (ret !== 0) return RET_PF_RETRY;
@@ -165,6 +172,7 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     }
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
+    if (backend.checkGuestAccess) vm.clock.touch(R_BACKEND);
     let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
     let present = hw === ACCESS_FAULT_PRESENT;
     if (hw < 0) {
@@ -185,6 +193,9 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     }
     const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
     if (r === RET_PF_EMULATE) return "mmio";
+    // The guest re-executes the access; until someone else changes something it would only
+    // meet the same FROZEN entry or lost race again.
+    if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (r === RET_PF_MEMORY_FAULT_EXIT) {
       const gfn = vcpu.fault.gfn;
       yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, privateAccess);
@@ -205,6 +216,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     vm.loadRoots(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
+    vm.clock.touch(R_BACKEND);
     const r = backend.guestAccept(vm, vcpu.id, gpa);
     if (r === ACCESS_OK) return "ok";
     if (r === ACCESS_GUEST_EXCEPTION) {
@@ -213,6 +225,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     }
     const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true);
     if (pf === RET_PF_EMULATE) return "mmio";
+    if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) {
       const gfn = vcpu.fault.gfn;
       yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, true);

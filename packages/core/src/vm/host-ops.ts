@@ -17,6 +17,7 @@ import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
+import { R_ATTR, R_BACKEND, R_BACKING, R_DIRTY, R_INVALIDATE, R_SLOTS } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -70,10 +71,12 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   [start, end] = clampRange(vm, start, end);
   if (end <= start) return 0;
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
+  vm.clock.fp?.read(R_ATTR);
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
   const mmu = vm.mmu;
   return yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert");
+    vm.clock.touch(R_ATTR);
     const changed = vm.attributes.set(start, end, toPrivate);
     if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
     return changed;
@@ -112,6 +115,7 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     if (priv && vm.backend.populate) {
       const slot = vm.memslots.find(gfn)!;
       vm.clock.step++;
+      vm.clock.touch(R_BACKEND);
       const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn));
       vm.mmu.hookEvent("populate", gfn, 1, ret);
       if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${ret})`);
@@ -124,6 +128,7 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
 export function finalize(vm: Vm): number {
   if (!vm.backend.finalize) return 0;
   vm.clock.step++;
+  vm.clock.touch(R_BACKEND);
   const ret = vm.backend.finalize(vm);
   vm.mmu.hookEvent("finalize", 0, 0, ret);
   if (ret !== 0) throw new OpError(`finalize failed (${ret})`);
@@ -145,6 +150,8 @@ export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   if (slot.gmem) throw new OpError(`memslot ${slotId} has a guest_memfd: KVM_MEM_LOG_DIRTY_PAGES is not allowed on it (-EINVAL)`);
   if (slot.dirtyBitmap) return;
+  vm.clock.touch(R_SLOTS);
+  vm.clock.touch(R_DIRTY);
   slot.flags.dirtyLogging = true;
   slot.dirtyBitmap = new Uint32Array(Math.ceil(slot.npages / 32));
   const mmu = vm.mmu;
@@ -162,6 +169,7 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
   if (!slot.dirtyBitmap) throw new OpError(`dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`);
   const mmu = vm.mmu;
   const dirty = yield* withWriteLock(mmu, ctx, function* () {
+    vm.clock.touch(R_DIRTY);
     return collectDirtyLog(mmu, slot);
   });
   if (dirty.length > 0) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
@@ -172,6 +180,8 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
 export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
   const slot = slotById(vm, slotId);
   if (!slot.dirtyBitmap) return 0;
+  vm.clock.touch(R_SLOTS);
+  vm.clock.touch(R_DIRTY);
   slot.flags.dirtyLogging = false;
   slot.dirtyBitmap = null;
   return yield* recover(vm, ctx, slot.baseGfn, slot.endGfn);
@@ -224,6 +234,9 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
       unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot")));
   }
   mmu.invalidateSeq++;
+  vm.clock.touch(R_INVALIDATE);
+  vm.clock.touch(R_SLOTS);
+  vm.clock.touch(R_BACKING);
   vm.memslots.remove(slotId);
   slot.shared.release();
   slot.gmem?.release();
@@ -242,12 +255,15 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
   yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
   if (vm.backend.teardown) {
     vm.clock.step++;
+    vm.clock.touch(R_BACKEND);
     vm.backend.teardown(vm);
   }
   yield* withWriteLock(mmu, ctx, function* () {
     mmu.invalidateRoots(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
     yield* zapInvalidatedRoots(mmu, ctx, false);
   });
+  vm.clock.touch(R_SLOTS);
+  vm.clock.touch(R_BACKING);
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     slot.shared.release();

@@ -18,6 +18,7 @@ import { PageFault } from "../mmu/tdp-map.js";
 import { TdpIter } from "../mmu/tdp-iter.js";
 import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
 import type { Root } from "../mmu/roots.js";
+import { R_ROOTS } from "../exec/footprint.js";
 
 export class Vcpu {
   readonly iter: TdpIter;
@@ -95,6 +96,7 @@ export class Vm implements BackendVm {
   /** `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM does). */
   loadRoots(vcpu: Vcpu): void {
     const mmu = this.mmu;
+    this.clock.fp?.read(R_ROOTS);
     if (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid)) {
       if (vcpu.mirrorRoot) mmu.putRoot(vcpu.mirrorRoot);
       vcpu.mirrorRoot = mmu.getRoot(true);

@@ -1,51 +1,27 @@
 /** `tdpemu run <scenario>`: run headless, print the summary or the JSON report. */
-import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import {
-  DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText, parseSizeText,
-  runScenario, type Scenario,
+  DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile, parseScenarioText,
+  runScenario, saveScheduleFile,
 } from "@tdpemu/core";
+import { hostMemoryOption, parseCommandArgs } from "../cli-options.js";
 import { builtinRegistry, defaultBackend, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
 import type { Io } from "../io.js";
 
-function loadReplay(scn: Scenario): number[] {
-  const file = resolve(scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source), scn.schedule.file!);
-  let data: unknown;
-  try {
-    data = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new UsageError(`${scn.source}: schedule.file: cannot read schedule '${file}': ${(e as Error).message.split("\n")[0]}`);
-  }
-  const choices = Array.isArray(data) ? data : (data as { choices?: unknown }).choices;
-  if (!Array.isArray(choices) || !choices.every((c) => Number.isInteger(c) && c >= 0)) {
-    throw new UsageError(`${file}: expected a schedule with "choices": a list of task indexes`);
-  }
-  return choices as number[];
-}
-
 export async function runCommand(args: string[], io: Io, opts: { requireScenario: boolean }): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        backend: { type: "string" },
-        json: { type: "boolean" },
-        trace: { type: "string" },
-        seed: { type: "string" },
-        "host-memory": { type: "string" },
-        check: { type: "string" },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`run: ${(e as Error).message.split("\n")[0]}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs("run", args, {
+    backend: { type: "string" },
+    json: { type: "boolean" },
+    trace: { type: "string" },
+    seed: { type: "string" },
+    "host-memory": { type: "string" },
+    check: { type: "string" },
+    "schedule-out": { type: "string" },
+    "unsafe-non-atomic-set": { type: "boolean" },
+  });
   if (opts.requireScenario && positionals.length === 0) throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
   if (positionals.length > 1) throw new UsageError(`run: one scenario at a time, got ${positionals.length}: ${positionals.join(" ")}`);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
@@ -54,12 +30,8 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
     if (!Number.isInteger(seed) || seed > 0xffffffff) throw new UsageError(`run: --seed: expected an integer from 0 to 2^32-1, got '${values.seed}'`);
     scn.schedule.seed = seed;
   }
-  let hostMemory: number | undefined;
-  if (values["host-memory"] !== undefined) {
-    const n = parseSizeText(values["host-memory"]);
-    if (n === null) throw new UsageError(`run: --host-memory: expected a size such as 4GiB, got '${values["host-memory"]}'`);
-    hostMemory = n;
-  }
+  const hostMemory = hostMemoryOption("run", values["host-memory"]);
+  const mmu = { unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set") };
   const check = values.check ?? "end";
   if (check !== "end" && check !== "op") throw new UsageError(`run: --check: expected end or op, got '${check}'`);
 
@@ -69,7 +41,11 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   else if (positionals.length === 0 && !registry.has(scn.backend)) backendName = defaultBackend(registry);
   else backendName = await resolveBackend(registry, scn.backend);
   const backend = registry.create(backendName);
-  const replay = scn.schedule.mode === "replay" ? loadReplay(scn) : undefined;
+  let replay: number[] | undefined;
+  if (scn.schedule.mode === "replay") {
+    const file = resolve(scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source), scn.schedule.file!);
+    replay = loadScheduleFile(file).choices;
+  }
 
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {
@@ -82,13 +58,19 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const t0 = performance.now();
   let result;
   try {
-    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op" });
+    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu });
   } finally {
     trace?.close();
   }
   const seconds = (performance.now() - t0) / 1000;
   const report = result.report;
-  if (values.json) io.out(JSON.stringify(report, null, 2));
+  if (values["schedule-out"] !== undefined) {
+    saveScheduleFile(values["schedule-out"], {
+      scenarioPath: positionals[0] ?? null, name: scn.name, backend: values.backend ?? backendName, seed: scn.schedule.seed,
+      interleave: result.interleave, mmu, hostMemory, violations: report.invariants.violations, choices: result.choices,
+    });
+  }
+  if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));
   else io.out(formatSummary(report, { seconds }) + (trace ? `\ntrace       ${trace.count} events → ${trace.path}` : ""));
   return report.invariants.violations.length > 0 ? 1 : 0;
 }

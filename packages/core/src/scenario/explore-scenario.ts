@@ -1,0 +1,31 @@
+/**
+ * `tdpemu explore`: the explorer over a scenario. Every schedule builds the scenario afresh
+ * (host, VM, backend) and runs its programs step by step, with every atomic point a choice.
+ */
+import type { Backend } from "../backend/backend.js";
+import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
+import type { MmuOptions } from "../mmu/tdp-mmu.js";
+import { buildRun, classifyRunError } from "./runner.js";
+import type { Scenario } from "./schema.js";
+
+export interface ExploreScenarioOptions extends ExploreOptions {
+  /** A fresh backend for each schedule. */
+  backend: () => Backend;
+  hostMemory?: number;
+  mmu?: MmuOptions;
+}
+
+export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
+  return explore(() => {
+    const built = buildRun(scn, { backend: opts.backend(), hostMemory: opts.hostMemory, mmu: opts.mmu, interleave: true });
+    return {
+      tasks: built.tasks,
+      clock: built.clock,
+      setRecorder: (fp) => {
+        built.host.pool.fp = fp;
+      },
+      check: (final) => built.check(final).violations,
+      classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
+    };
+  }, opts);
+}

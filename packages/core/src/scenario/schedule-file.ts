@@ -1,0 +1,73 @@
+/**
+ * Schedule files: a recorded run (its choices) and everything needed to run it again exactly:
+ * the scenario (a path relative to the schedule file), the backend, the MMU's debug options,
+ * the host size and whether ops interleaved step by step. `tdpemu replay` and a scenario's
+ * `schedule: { mode: replay, file: ... }` read them.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
+import type { MmuOptions } from "../mmu/tdp-mmu.js";
+
+export const SCHEDULE_FORMAT = "tdpemu-schedule/1";
+
+export interface ScheduleFile {
+  format: typeof SCHEDULE_FORMAT;
+  /** The scenario file, relative to the schedule file's folder. */
+  scenario: string;
+  name: string;
+  backend: string;
+  seed: number;
+  interleave: boolean;
+  mmu: MmuOptions;
+  hostMemory?: number;
+  /** What the run found, for the reader; replay recomputes it. */
+  violations?: { check: string; message: string; step: number }[];
+  choices: number[];
+}
+
+export class ScheduleFileError extends Error {}
+
+/** What `scenario` says for the built-in default scenario. */
+export const BUILTIN_SCENARIO = "<built-in default>";
+
+export function saveScheduleFile(path: string, s: Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null }): void {
+  const { scenarioPath, ...rest } = s;
+  const rel = scenarioPath === null ? BUILTIN_SCENARIO : relative(dirname(resolve(path)), resolve(scenarioPath));
+  const file: ScheduleFile = { format: SCHEDULE_FORMAT, scenario: rel, ...rest };
+  try {
+    writeFileSync(path, JSON.stringify(file, null, 1) + "\n");
+  } catch (e) {
+    throw new ScheduleFileError(`cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Reads and checks a schedule file; `scenario` comes back as a path usable from here. */
+export function loadScheduleFile(path: string): ScheduleFile {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code ? code : `not valid JSON: ${(e as Error).message.split("\n")[0]}`;
+    throw new ScheduleFileError(`${path}: cannot read the schedule: ${why}`);
+  }
+  const f = data as Partial<ScheduleFile>;
+  const bad = (what: string) => new ScheduleFileError(`${path}: ${what}`);
+  if (typeof f !== "object" || f === null || f.format !== SCHEDULE_FORMAT) throw bad(`expected a schedule with "format": "${SCHEDULE_FORMAT}"`);
+  if (typeof f.scenario !== "string") throw bad(`"scenario": expected the path of the scenario file`);
+  if (typeof f.backend !== "string") throw bad(`"backend": expected a backend name or module path`);
+  if (!Array.isArray(f.choices) || !f.choices.every((c) => Number.isInteger(c) && c >= 0)) throw bad(`"choices": expected a list of task indexes`);
+  if (typeof f.interleave !== "boolean") throw bad(`"interleave": expected true or false`);
+  return {
+    format: SCHEDULE_FORMAT,
+    scenario: f.scenario === BUILTIN_SCENARIO || isAbsolute(f.scenario) ? f.scenario : resolve(dirname(path), f.scenario),
+    name: String(f.name ?? ""),
+    backend: f.backend,
+    seed: Number(f.seed ?? 0),
+    interleave: f.interleave,
+    mmu: typeof f.mmu === "object" && f.mmu !== null ? f.mmu : {},
+    hostMemory: typeof f.hostMemory === "number" ? f.hostMemory : undefined,
+    violations: f.violations,
+    choices: f.choices,
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * `tdpemu replay <schedule.json>`: run a recorded schedule again, exactly: the same choices,
+ * the same steps, the same trace byte for byte. `--steps` prints what each step did.
+ */
+import {
+  BUILTIN_SCENARIO, DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, formatSpte, loadScenario, loadScheduleFile,
+  parseScenarioText, runScenario, type TdpEvent,
+} from "@tdpemu/core";
+import { parseCommandArgs } from "../cli-options.js";
+import type { Io } from "../io.js";
+import { builtinRegistry, resolveBackend } from "../registry.js";
+import { formatSummary } from "../summary.js";
+import { TraceWriter } from "../trace-writer.js";
+import { UsageError } from "../usage-error.js";
+
+function describe(e: TdpEvent): string {
+  switch (e.type) {
+    case "spte": return `${e.by} ${e.mirror ? "mirror " : ""}L${e.level} gfn 0x${e.gfn.toString(16)}: ${formatSpte(e.oldLo, e.oldHi)} → ${formatSpte(e.newLo, e.newHi)}`;
+    case "table": return `table ${e.action} slot ${e.slot} L${e.level} gfn 0x${e.gfn.toString(16)}`;
+    case "fault": return `fault gpa 0x${e.gpa.toString(16)} ${e.write ? "write" : "read"}${e.private ? " private" : ""}: ${e.result}`;
+    case "hook": return `${e.hook}(gfn 0x${e.gfn.toString(16)}, L${e.level}) = ${e.result}`;
+    case "flush": return `TLB flush (${e.reason})`;
+    case "op": return `${e.phase} ${e.op}`;
+    case "access": return `access gpa 0x${e.gpa.toString(16)}: ${e.result}`;
+    case "root": return `root ${e.action} ${e.root}${e.mirror ? " (mirror)" : ""}`;
+    case "attributes": return `attributes gfn 0x${e.gfn.toString(16)}+${e.npages} → ${e.private ? "private" : "shared"}`;
+    case "call": return `${e.name} ${e.detail}: ${e.status}`;
+  }
+}
+
+export async function replayCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseCommandArgs("replay", args, {
+    json: { type: "boolean" },
+    trace: { type: "string" },
+    steps: { type: "boolean" },
+  });
+  if (positionals.length !== 1) throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
+  const sched = loadScheduleFile(positionals[0]!);
+  const scn = sched.scenario === BUILTIN_SCENARIO ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE) : loadScenario(sched.scenario);
+  const registry = builtinRegistry();
+  const backend = registry.create(await resolveBackend(registry, sched.backend));
+  let trace: TraceWriter | null = null;
+  if (values.trace !== undefined) {
+    try {
+      trace = new TraceWriter(values.trace);
+    } catch (e) {
+      throw new UsageError(`replay: --trace: cannot create '${values.trace}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const showSteps = values.flags.has("steps");
+  const pending: string[] = [];
+  const onEvent = (e: TdpEvent) => {
+    trace?.write(e);
+    if (showSteps) pending.push(describe(e));
+  };
+  const onStep = showSteps ? (task: string, n: number) => {
+    io.out(`#${n} ${task}${pending.length ? "" : ": (no table change)"}`);
+    for (const line of pending) io.out(`    ${line}`);
+    pending.length = 0;
+  } : undefined;
+  let result;
+  try {
+    result = runScenario(scn, {
+      backend, replay: sched.choices, interleave: sched.interleave, mmu: sched.mmu, hostMemory: sched.hostMemory,
+      onEvent: trace || showSteps ? onEvent : undefined, onStep,
+    });
+  } finally {
+    trace?.close();
+  }
+  const report = result.report;
+  if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));
+  else io.out(formatSummary(report, { seconds: 0 }) + (trace ? `\ntrace       ${trace.count} events → ${trace.path}` : ""));
+  return report.invariants.violations.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,94 @@
+/** `tdpemu explore` and `tdpemu replay` from the command line. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { main, type Io } from "../src/index.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-explore-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const SCN = resolve("scenarios/race-shared-table.yaml");
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const o: Io = { out: (t) => out.push(t), err: (t) => err.push(t) };
+  return { o, out: () => out.join("\n"), err: () => err.join("\n") };
+}
+
+describe("tdpemu explore", () => {
+  it("exhausts the race scenario without the unsafe option: exit 0, counts reported", async () => {
+    const x = io();
+    expect(await main(["explore", SCN, "--json"], x.o)).toBe(0);
+    const r = JSON.parse(x.out());
+    expect(r).toMatchObject({ scenario: "race-shared-table", backend: "plain", exhausted: true, violation: null });
+    expect(r.schedules).toBeGreaterThan(100);
+    expect(r.skippedByReduction).toBeGreaterThan(0);
+    expect(r.schedulesPerSecond).toBeGreaterThan(0);
+  });
+
+  it("with --unsafe-non-atomic-set finds a violation, exits 1 and writes the schedule", async () => {
+    const out = join(dir, "v.schedule.json");
+    const x = io();
+    expect(await main(["explore", SCN, "--unsafe-non-atomic-set", "--out", out], x.o)).toBe(1);
+    expect(x.out()).toMatch(/violation\s+in schedule \d+/);
+    expect(x.out()).toContain(`tdpemu replay ${out}`);
+    const file = JSON.parse(readFileSync(out, "utf8"));
+    expect(file.format).toBe("tdpemu-schedule/1");
+    expect(file.mmu).toEqual({ unsafeNonAtomicSet: true });
+    expect(file.choices.length).toBeGreaterThan(5);
+
+    // Replay reproduces the violation, with the same trace byte for byte each time.
+    const t1 = join(dir, "t1.jsonl");
+    const t2 = join(dir, "t2.jsonl");
+    const a = io();
+    expect(await main(["replay", out, "--trace", t1], a.o)).toBe(1);
+    expect(a.out()).toMatch(/no-leaked-table/);
+    expect(await main(["replay", out, "--trace", t2], io().o)).toBe(1);
+    expect(readFileSync(t2, "utf8")).toBe(readFileSync(t1, "utf8"));
+    expect(readFileSync(t1, "utf8").split("\n").length).toBeGreaterThan(10);
+
+    // --steps shows the two links of the level-1 table, the second over the first.
+    const s = io();
+    await main(["replay", out, "--steps"], s.o);
+    expect(s.out().match(/store L2 gfn 0x0: 0x8000000000000000 → /g)?.length).toBe(1);
+    expect(s.out()).toMatch(/store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/);
+  });
+
+  it("a preemption bound and a schedule cap are reported", async () => {
+    const x = io();
+    expect(await main(["explore", SCN, "--preemption-bound", "1", "--max-schedules", "3", "--json"], x.o)).toBe(0);
+    const r = JSON.parse(x.out());
+    expect(r.schedules).toBe(3);
+    expect(r.exhausted).toBe(false);
+    expect(r.preemptionBound).toBe(1);
+  });
+
+  it("bad input exits 2 with one line", async () => {
+    for (const args of [["explore"], ["explore", SCN, "--max-schedules", "0"], ["explore", SCN, "--preemption-bound", "x"], ["replay"], ["replay", join(dir, "missing.json")]]) {
+      const x = io();
+      expect(await main(args, x.o), args.join(" ")).toBe(2);
+      expect(x.err().split("\n")).toHaveLength(1);
+      expect(x.err()).toMatch(/^tdpemu: /);
+    }
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, JSON.stringify({ format: "tdpemu-schedule/1", scenario: SCN, backend: "plain", interleave: true, choices: [0, 7] }));
+    const x = io();
+    expect(await main(["replay", bad], x.o)).toBe(2);
+    expect(x.err()).toMatch(/replay: choice 1 names task 7, which cannot run there/);
+  });
+});
+
+describe("tdpemu run --schedule-out", () => {
+  it("records a random run; replay gives the same report and the same trace", async () => {
+    const sched = join(dir, "run.schedule.json");
+    const t1 = join(dir, "run1.jsonl");
+    const t2 = join(dir, "run2.jsonl");
+    const a = io();
+    expect(await main(["run", SCN, "--seed", "5", "--schedule-out", sched, "--trace", t1, "--json"], a.o)).toBe(0);
+    const b = io();
+    expect(await main(["replay", sched, "--trace", t2, "--json"], b.o)).toBe(0);
+    expect(readFileSync(t2, "utf8")).toBe(readFileSync(t1, "utf8"));
+    expect(JSON.parse(b.out()).stats).toEqual(JSON.parse(a.out()).stats);
+  });
+});
