@@ -21,6 +21,7 @@ export const USAGE = `usage:
       --max-schedules <n>             stop after n schedules (default 1000000)
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
+      --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --backend, --host-memory, --unsafe-non-atomic-set, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did

@@ -20,6 +20,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     out: { type: "string" },
     "host-memory": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
+    "no-reduction": { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError("explore: which scenario? (tdpemu explore scenarios/<name>.yaml)");
   const scenarioPath = positionals[0]!;
@@ -40,7 +41,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   };
   const r = exploreScenario(scn, {
     backend: () => registry.create(backendName), hostMemory, mmu, maxSchedules, preemptionBound,
-    onProgress: progress, progressMs: 2000,
+    onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
   });
   let file: string | null = null;
   if (r.violation) {
