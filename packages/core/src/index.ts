@@ -18,7 +18,7 @@ export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
 export { MemAttributes } from "./mem/mem-attributes.js";
 // mmu
 export { TdpIter } from "./mmu/tdp-iter.js";
-export { TdpMmu, KvmBug, type MmuOptions } from "./mmu/tdp-mmu.js";
+export { TdpMmu, KvmBug, type MmuOptions, type MirrorStrategy } from "./mmu/tdp-mmu.js";
 export { MmuStats } from "./mmu/mmu-stats.js";
 export { Root, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS } from "./mmu/roots.js";
 export * from "./mmu/tdp-map.js";
@@ -48,7 +48,7 @@ export * as hostOps from "./vm/host-ops.js";
 export { OpError } from "./vm/op-error.js";
 // events, checks
 export { EventSink, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
-export { checkInvariants, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
+export { checkInvariants, mirrorView, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";
 export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";

@@ -143,7 +143,7 @@ describe("scenario parser: the top level", () => {
 
   it("unknown top-level key (a typo) lists the valid keys", () => {
     expectError(doc(...HEAD, "backned: plain"), {
-      path: "backned", line: 3, detail: /unknown key \(expected one of: name, vm, backend, schedule, vcpus, host\)/,
+      path: "backned", line: 3, detail: /unknown key \(expected one of: name, vm, backend, schedule, vcpus, host, options, inject\)/,
     });
   });
 
@@ -338,12 +338,12 @@ describe("scenario parser: the host program", () => {
   it("unknown host op lists the valid host ops", () => {
     expectError(doc(...HEAD, "host:", "  - { op: zapp }"), {
       path: "host[0].op", line: 4,
-      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, got "zapp"/,
+      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, raw, got "zapp"/,
     });
   });
 
   it("a guest-only op in the host program is unknown there", () => {
-    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, got "access"/ });
+    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, raw, got "access"/ });
   });
 
   it("a zap range that runs past the end of the VM memory", () => {

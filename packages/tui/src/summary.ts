@@ -1,8 +1,8 @@
 /** The human summary of a run (without `--json`). */
 import type { Report } from "@tdpemu/core";
 
-function entries(r: Record<string, number>): string {
-  const e = Object.entries(r).filter(([, n]) => n !== 0);
+function entries(r: Record<string, number | string>): string {
+  const e = Object.entries(r).filter(([, n]) => n !== 0 && n !== "");
   return e.length === 0 ? "none" : e.map(([k, n]) => `${k} ${n}`).join(", ");
 }
 
@@ -15,7 +15,8 @@ export function formatSummary(r: Report, extra: { seconds: number }): string {
     `faults      ${s.faults}  (retries ${s.faultRetries}, spurious ${s.spuriousFaults}${rate})`,
     `pages       4k ${s.pages["4k"]}, 2m ${s.pages["2m"]}, 1g ${s.pages["1g"]}`,
     `tables      ${s.tablePages} linked table pages`,
-    `flushes     ${s.tlbFlushes} TLB flushes, ${s.zappedLeaves} leaves zapped, ${s.leakedPages} pages leaked`,
+    `flushes     ${s.tlbFlushes} TLB flushes, ${s.zappedLeaves} leaves zapped, ${s.leakedPages} pages leaked` +
+      (s.leakedPages > 0 ? ` (${entries(s.leakCauses)})` : ""),
     `backend     calls: ${entries(r.backendStats.calls)}; busy ${r.backendStats.busy}; errors: ${entries(r.backendStats.errors)}`,
     `invariants  ${r.invariants.checked} checked, ` +
       (r.invariants.violations.length === 0 ? "no violations" : `${r.invariants.violations.length} violation(s):`),

@@ -28,4 +28,6 @@ export interface BackendVm {
   readonly attributes: MemAttributes;
   readonly events: EventSink;
   readonly clock: Clock;
+  /** A page the backend could not give back safely: leaked on purpose, counted with its cause. */
+  leak(cause: string): void;
 }

@@ -92,7 +92,43 @@ export interface Backend {
   /** Remote TLB flush after zaps and permission drops (INVEPT, TRACK + kick, ASID flush). */
   flushTlb?(vm: BackendVm, gfn: number, npages: number): void;
 
+  /** The vCPU left guest mode on an EPT/NPT violation (TD exit, #VMEXIT). */
+  vcpuExit?(vm: BackendVm, vcpu: number): void;
+  /** The VM is gone (roots zapped, memory back): reclaim the control pages. */
+  destroy?(vm: BackendVm): void;
+  /** The backend's own invariants (TDX: mirror equals S-EPT, PAMT consistent), given a view of the mirror. */
+  checkInvariants?(vm: BackendVm, mirror: MirrorView): { check: string; message: string }[];
+  /** Fault injection: the named call returns `status` on its `nth` invocation, `times` times. */
+  injectFault?(vm: BackendVm, fault: FaultSpec): void;
+  /**
+   * An untrusted host's raw call, bypassing KVM (a malicious VMM): returns the status by name
+   * and as the backend formats it.
+   */
+  rawCall?(vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string };
+
   stats(): BackendStats;
+}
+
+/** A fault to inject: `call` (an architectural name) returns `status` (a status name) on its `nth` call. */
+export interface FaultSpec {
+  call: string;
+  nth: number;
+  status: string;
+  times: number;
+}
+
+/** Operands of a raw call from the untrusted host. */
+export interface RawCallArgs {
+  gpa?: number;
+  level?: number;
+  /** A host PFN, or "fresh" for a free host page, or "mapped" for the page the TD has at `gpa`. */
+  page?: number | "fresh" | "mapped";
+}
+
+/** A read-only view of the mirror root's entries, for backend invariant checks. */
+export interface MirrorView {
+  /** Every present mirror entry below the root: KVM level (1 = 4K), leaf or table, and the PFN or external page. */
+  forEach(cb: (gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number) => void): void;
 }
 
 /** The DI token under which a VM's backend is registered. */

@@ -20,6 +20,7 @@ import {
 import { KVM_MAX_HUGEPAGE_LEVEL } from "../arch/levels.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import type { Vm } from "../vm/vm.js";
+import type { MirrorView } from "../backend/backend.js";
 
 export interface Violation {
   check: string;
@@ -39,6 +40,34 @@ export const INVARIANTS = [
   "leaf-frame-owned-by-vm", "leaf-maps-backing", "frame-free-and-mapped", "table-linked-once",
   "table-role", "spte-well-formed", "stats-match-tables", "no-leaked-table", "no-frozen-spte",
 ] as const;
+
+/** The mirror roots' present entries, for a backend's own checks. */
+export function mirrorView(vm: Vm): MirrorView {
+  const pool = vm.host.pool;
+  return {
+    forEach(cb) {
+      const walk = (slot: number, level: number, base: number) => {
+        const mem = pool.tableMem(slot);
+        const off = pool.tableOff(slot);
+        for (let i = 0; i < 512; i++) {
+          const lo = mem[off + 2 * i]!;
+          const hi = mem[off + 2 * i + 1]!;
+          if (!isShadowPresent(lo)) continue;
+          const gfn = base + i * PAGES_PER_LEVEL[level]!;
+          const pfn = spteToPfn(lo, hi);
+          if (isLastSpte(lo, level)) {
+            cb(gfn, level, true, pfn, -1);
+          } else {
+            const child = pool.pfnToSlot(pfn);
+            cb(gfn, level, false, pfn, pool.spExternal[child]!);
+            walk(child, level - 1, gfn);
+          }
+        }
+      };
+      for (const root of vm.mmu.roots) if (root.mirror && !root.invalid) walk(root.slot, root.level, 0);
+    },
+  };
+}
 
 export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
   const mmu = vm.mmu;
@@ -145,5 +174,8 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
     fail("no-leaked-table", `VM holds ${live} table pages; ${seen.size} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
   }
   if (opts.final && mmu.inFlightSps !== 0) fail("no-leaked-table", `${mmu.inFlightSps} table pages allocated and never linked or freed`);
+  if (vm.backend.checkInvariants && !vm.dead) {
+    for (const v of vm.backend.checkInvariants(vm, mirrorView(vm))) fail(v.check, v.message);
+  }
   return { checked: opts.final ? INVARIANTS.length : INVARIANTS.length - 1, violations };
 }

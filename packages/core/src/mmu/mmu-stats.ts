@@ -18,8 +18,10 @@ export class MmuStats {
   tlbFlushes = 0;
   /** Present leaves made non-present. */
   zappedLeaves = 0;
-  /** Table pages intentionally leaked because the backend could not reclaim them. */
+  /** Pages intentionally leaked because they could not be given back safely. */
   leakedPages = 0;
+  /** The same, by cause ("TDH.PHYMEM.PAGE.RECLAIM failed: ..."). */
+  readonly leakCauses: Record<string, number> = {};
   /** Faults whose access did not match the memory attributes (`KVM_EXIT_MEMORY_FAULT`). */
   memoryFaultExits = 0;
   /** Accesses with no memslot, handed to userspace as MMIO. */

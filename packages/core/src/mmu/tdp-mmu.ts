@@ -35,7 +35,16 @@ export class KvmBug extends Error {
   }
 }
 
+/**
+ * How a mirror SPTE becomes present. `freeze` is the kernel's `set_external_spte_present`:
+ * freeze, call the backend, publish. `atomic-then-hook` is the unprotected order of the TDX
+ * patch's description: publish with a cmpxchg, call the backend after, which lets another vCPU
+ * build on an entry the backend has not seen yet.
+ */
+export type MirrorStrategy = "freeze" | "atomic-then-hook";
+
 export interface MmuOptions {
+  strategy?: MirrorStrategy;
   /**
    * Debug: replace the cmpxchg under the read lock by a read step and a separate write step,
    * as a buggy kernel would. For showing that the explorer finds the race this creates.
@@ -149,7 +158,10 @@ export class TdpMmu {
    * freeze protocol on a mirror root, the unsafe split store when asked for, else one cmpxchg.
    */
   *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    if (iter.root.mirror) return yield* this.setExternalSptePresent(ctx, iter, lo, hi);
+    if (iter.root.mirror) {
+      if (this.options.strategy === "atomic-then-hook") return yield* this.setExternalSpteAtomicThenHook(ctx, iter, lo, hi);
+      return yield* this.setExternalSptePresent(ctx, iter, lo, hi);
+    }
     if (this.options.unsafeNonAtomicSet) return yield* this.setSpteNonAtomic(ctx, iter, lo, hi);
     return this.setSpteAtomic(iter, lo, hi);
   }
@@ -181,17 +193,7 @@ export class TdpMmu {
     this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, table, level, gfn, "freeze");
     this.clock.step++;
     if (ctx.interleave) yield;
-    this.clock.touch(R_BACKEND);
-    let ret: number;
-    if (isLastSpte(lo, level)) {
-      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level, spteToPfn(lo, hi)) : 0;
-      this.hookEvent("setExternalSpte", gfn, level, ret);
-    } else {
-      const child = this.pool.pfnToSlot(spteToPfn(lo, hi));
-      const ext = this.pool.spExternal[child]!;
-      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level, ext) : 0;
-      this.hookEvent("linkExternalSpt", gfn, level, ret);
-    }
+    const ret = this.callSetHook(gfn, level, lo, hi);
     this.clock.step++;
     if (ctx.interleave) yield;
     if (ret !== 0) {
@@ -202,6 +204,51 @@ export class TdpMmu {
     this.writeSpte(mem, off, lo, hi, table, level, gfn, "publish");
     this.handleChangedSpte(gfn, oldLo, oldHi, lo, hi, level, true);
     return true;
+  }
+
+  /**
+   * The unprotected order (strategy `atomic-then-hook`): the final value is published by one
+   * cmpxchg, and the backend hears of it only in a later step. A walker in between may already
+   * use the new entry, e.g. descend into a table the backend has not linked yet. On a hook
+   * failure the old value is put back if the entry still holds the new one.
+   */
+  *setExternalSpteAtomicThenHook(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
+    const mem = iter.mem;
+    const off = iter.off;
+    const oldLo = iter.oldLo;
+    const oldHi = iter.oldHi;
+    if (isShadowPresent(oldLo) || !isShadowPresent(lo)) {
+      throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
+    }
+    if (!this.setSpteAtomic(iter, lo, hi)) return false;
+    const table = iter.tableSlot;
+    const level = iter.level as Level;
+    const gfn = iter.gfn;
+    this.clock.step++;
+    if (ctx.interleave) yield;
+    const ret = this.callSetHook(gfn, level, lo, hi);
+    if (ret === 0) return true;
+    if (mem[off] === lo && mem[off + 1] === hi) {
+      this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "rollback");
+      this.handleChangedSpte(gfn, lo, hi, oldLo, oldHi, level, true);
+    }
+    iter.read();
+    return false;
+  }
+
+  /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
+  private callSetHook(gfn: number, level: Level, lo: number, hi: number): number {
+    this.clock.touch(R_BACKEND);
+    let ret: number;
+    if (isLastSpte(lo, level)) {
+      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level, spteToPfn(lo, hi)) : 0;
+      this.hookEvent("setExternalSpte", gfn, level, ret);
+    } else {
+      const ext = this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!;
+      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level, ext) : 0;
+      this.hookEvent("linkExternalSpt", gfn, level, ret);
+    }
+    return ret;
   }
 
   /**
@@ -328,11 +375,17 @@ export class TdpMmu {
     const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
     this.hookEvent("freeExternalSpt", gfn, level, ret);
     if (ret !== 0) {
-      this.stats.leakedPages++;
+      this.leak(`free_external_spt failed (${ret})`);
       if (this.events.on) this.tableEvent("leak", slot);
       return -1;
     }
     return ext;
+  }
+
+  /** Counts a page leaked on purpose, with its cause. */
+  leak(cause: string): void {
+    this.stats.leakedPages++;
+    this.stats.leakCauses[cause] = (this.stats.leakCauses[cause] ?? 0) + 1;
   }
 
   // ---------------------------------------------------------------- tables

@@ -6,7 +6,8 @@
 import { readFileSync } from "node:fs";
 import { LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
 import {
-  GUEST_OPS, HOST_OPS, type GuestOp, type HostOp, type HugePages, type Scenario, type ScheduleSpec, type VmSpec,
+  GUEST_OPS, HOST_OPS, STRATEGIES, type GuestOp, type HostOp, type HugePages, type InjectSpec, type Scenario,
+  type ScheduleSpec, type VmSpec,
 } from "./schema.js";
 
 export class ScenarioError extends Error {
@@ -232,7 +233,41 @@ function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
     case "teardown":
       checkKeys(c, path, v, ["op"]);
       return { op };
+    case "raw": {
+      // An untrusted host's raw call: operands are passed as given (the point is to break rules).
+      checkKeys(c, path, v, ["op", "call", "gpa", "level", "page"]);
+      if (typeof v.call !== "string" || v.call === "") c.expect([...path, "call"], "the architectural name of a call, e.g. TDH.MEM.PAGE.REMOVE", v.call);
+      const out: HostOp = { op, call: v.call as string };
+      if (v.gpa !== undefined) out.gpa = num(c, [...path, "gpa"], v.gpa);
+      if (v.level !== undefined) out.level = num(c, [...path, "level"], v.level);
+      if (v.page !== undefined) out.page = v.page === "fresh" || v.page === "mapped" ? v.page : num(c, [...path, "page"], v.page, "a host PFN, fresh or mapped");
+      return out;
+    }
   }
+}
+
+function parseOptions(c: Ctx, v: unknown): Scenario["options"] {
+  if (v === undefined) return { strategy: "freeze" };
+  if (!isObj(v)) c.expect(["options"], "a mapping such as { strategy: freeze }", v);
+  checkKeys(c, ["options"], v, ["strategy"]);
+  return { strategy: v.strategy === undefined ? "freeze" : oneOf(c, ["options", "strategy"], v.strategy, STRATEGIES) };
+}
+
+function parseInject(c: Ctx, v: unknown): InjectSpec[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) c.expect(["inject"], "a list such as [{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY }]", v);
+  return v.map((f, i) => {
+    const path: Path = ["inject", i];
+    if (!isObj(f)) c.expect(path, "a mapping with call, nth, status", f);
+    checkKeys(c, path, f, ["call", "nth", "status", "times"]);
+    if (typeof f.call !== "string" || f.call === "") c.expect([...path, "call"], "the architectural name of a call", f.call);
+    if (typeof f.status !== "string" || f.status === "") c.expect([...path, "status"], "a status name such as OPERAND_BUSY", f.status);
+    const nth = f.nth === undefined ? 1 : num(c, [...path, "nth"], f.nth);
+    if (nth < 1) c.expect([...path, "nth"], "1 or more (the first call is 1)", f.nth);
+    const times = f.times === undefined ? 1 : num(c, [...path, "times"], f.times);
+    if (times < 1) c.expect([...path, "times"], "1 or more", f.times);
+    return { call: f.call as string, nth, status: f.status as string, times };
+  });
 }
 
 /** A size or number given on a command line (`2GiB`, `0x1000`, `4096`); null if it is not one. */
@@ -247,7 +282,7 @@ export function parseSizeText(text: string): number | null {
 /** Checks a parsed document (from YAML or JSON) against format v1. */
 export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(file, null, null)): Scenario {
   if (!isObj(raw)) c.expect([], "a scenario mapping with name, vm, vcpus", raw);
-  checkKeys(c, [], raw, ["name", "vm", "backend", "schedule", "vcpus", "host"]);
+  checkKeys(c, [], raw, ["name", "vm", "backend", "schedule", "vcpus", "host", "options", "inject"]);
   if (typeof raw.name !== "string" || raw.name.trim() === "") c.expect(["name"], "a non-empty string", raw.name);
   if (raw.vm === undefined) c.fail([], "missing key 'vm' (e.g. vm: { memory: 1GiB })");
   const vm = parseVm(c, raw.vm);
@@ -269,7 +304,7 @@ export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(fi
     if (!Array.isArray(raw.host)) c.expect(["host"], "a list of host ops", raw.host);
     raw.host.forEach((op, j) => host.push(parseHostOp(c, ["host", j], op, vm)));
   }
-  return { name: raw.name, source: file, vm, backend, schedule, vcpus, host };
+  return { name: raw.name, source: file, vm, backend, schedule, vcpus, host, options: parseOptions(c, raw.options), inject: parseInject(c, raw.inject) };
 }
 
 /** Parses scenario text; YAML and JSON both go through the YAML 1.2 parser (JSON is a subset). */

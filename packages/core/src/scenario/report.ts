@@ -21,11 +21,13 @@ export interface Report {
     tlbFlushes: number;
     zappedLeaves: number;
     leakedPages: number;
+    /** Extra: leaked pages by cause. */
+    leakCauses: Record<string, number>;
   };
   backendStats: BackendStats;
   invariants: CheckResult;
   /** Extra: what each op found, in the order the ops finished. */
-  ops: { who: string; index: number; op: string; result: Record<string, number> }[];
+  ops: { who: string; index: number; op: string; result: Record<string, number | string> }[];
   /** Extra: false when the run stopped before its programs ended (a replay cut at a violation). */
   complete: boolean;
 }
@@ -46,6 +48,7 @@ export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: Ch
       tlbFlushes: s.tlbFlushes,
       zappedLeaves: s.zappedLeaves,
       leakedPages: s.leakedPages,
+      leakCauses: { ...s.leakCauses },
     },
     backendStats: vm.backend.stats(),
     invariants,

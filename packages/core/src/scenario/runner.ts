@@ -12,7 +12,7 @@ import { checkInvariants, type CheckResult, type Violation } from "../check/inva
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
 import { DeadlockError } from "../exec/rwlock.js";
-import { R_TASKS } from "../exec/footprint.js";
+import { R_BACKEND, R_TASKS } from "../exec/footprint.js";
 import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
 import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
@@ -23,7 +23,7 @@ import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
-import type { GuestOp, HostOp, Scenario } from "./schema.js";
+import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
 export class RunInputError extends Error {
@@ -45,6 +45,8 @@ export interface RunOptions {
   interleave?: boolean;
   /** Called after every scheduler step with the task that took it. */
   onStep?: (task: string, step: number) => void;
+  /** Faults to inject besides the scenario's own (`--inject`). */
+  inject?: InjectSpec[];
   mmu?: MmuOptions;
   /** When the invariants are checked: at the end only, or also after every op. */
   check?: "end" | "op";
@@ -55,7 +57,7 @@ export interface OpResult {
   index: number;
   op: string;
   /** What the op found: pages accessed, dirty GFNs collected, young pages, ... */
-  result: Record<string, number>;
+  result: Record<string, number | string>;
 }
 
 export interface RunResult {
@@ -103,7 +105,15 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
   const vm = new Vm(host, {
     memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
-  }, opts.backend, { clock, events, interleave, mmu: opts.mmu });
+  }, opts.backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
+  for (const f of [...scn.inject, ...(opts.inject ?? [])]) {
+    if (!opts.backend.injectFault) throw new RunInputError(`${scn.source}: inject: backend '${opts.backend.name}' has no fault injection`);
+    try {
+      opts.backend.injectFault(vm, f);
+    } catch (e) {
+      throw new RunInputError(`${scn.source}: inject ${f.call}: ${(e as Error).message}`);
+    }
+  }
 
   const results: OpResult[] = [];
   const checkOp = opts.check === "op" ? () => {
@@ -189,7 +199,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
     yield;
     const op = ops[i]!;
     opEvent(vm, who, op.op, "start", JSON.stringify(op));
-    const result: Record<string, number> = {};
+    const result: Record<string, number | string> = {};
     switch (op.op) {
       case "access": {
         let ok = 0, exceptions = 0, mmio = 0;
@@ -232,8 +242,8 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
     yield;
     const op = ops[i]!;
     opEvent(vm, "host", op.op, "start", JSON.stringify(op));
-    const result: Record<string, number> = {};
-    const gfn = "gpa" in op ? op.gpa / PAGE_SIZE : 0;
+    const result: Record<string, number | string> = {};
+    const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
     switch (op.op) {
       case "populate": result.mapped = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end); break;
@@ -249,6 +259,15 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "split": result.split = yield* hostOps.split(vm, ctx, gfn, end); break;
       case "recover": result.recovered = yield* hostOps.recover(vm, ctx, gfn, end); break;
       case "delete-memslot": yield* hostOps.deleteMemslot(vm, ctx, op.slot); break;
+      case "raw": {
+        if (!vm.backend.rawCall) throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
+        vm.clock.step++;
+        vm.clock.touch(R_BACKEND);
+        const r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });
+        result.status = r.status;
+        result.detail = r.detail;
+        break;
+      }
       case "teardown":
         // The VMM destroys the VM only once its vCPU threads have stopped.
         while (!vcpusDone()) {

@@ -40,7 +40,22 @@ export type HostOp =
   | { op: "split"; gpa: number; size: number }
   | { op: "recover"; gpa: number; size: number }
   | { op: "delete-memslot"; slot: number }
-  | { op: "teardown" };
+  | { op: "teardown" }
+  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped" };
+
+/** How a mirror SPTE becomes present (see `MirrorStrategy` in the core). */
+export type Strategy = "freeze" | "atomic-then-hook";
+
+export interface InjectSpec {
+  /** The architectural name of the call (TDH.MEM.PAGE.AUG, RMPUPDATE, ...). */
+  call: string;
+  /** Its nth invocation (1-based) in this VM fails ... */
+  nth: number;
+  /** ... with this status (a status name of the backend: OPERAND_BUSY, FAIL_INUSE, ...) ... */
+  status: string;
+  /** ... and so do the following times - 1 invocations. */
+  times: number;
+}
 
 export interface Scenario {
   name: string;
@@ -51,7 +66,10 @@ export interface Scenario {
   schedule: ScheduleSpec;
   vcpus: GuestOp[][];
   host: HostOp[];
+  options: { strategy: Strategy };
+  inject: InjectSpec[];
 }
 
 export const GUEST_OPS = ["access", "accept", "convert"] as const;
-export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown"] as const;
+export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown", "raw"] as const;
+export const STRATEGIES = ["freeze", "atomic-then-hook"] as const;

@@ -191,6 +191,7 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
       if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
       return "exception";
     }
+    backend.vcpuExit?.(vm, vcpu.id);
     const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
     if (r === RET_PF_EMULATE) return "mmio";
     // The guest re-executes the access; until someone else changes something it would only
@@ -223,6 +224,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
       vcpu.exceptions++;
       return "exception";
     }
+    backend.vcpuExit?.(vm, vcpu.id);
     const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true);
     if (pf === RET_PF_EMULATE) return "mmio";
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;

@@ -269,5 +269,10 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     slot.shared.release();
     slot.gmem?.release();
   }
+  if (vm.backend.destroy) {
+    vm.clock.step++;
+    vm.clock.touch(R_BACKEND);
+    vm.backend.destroy(vm);
+  }
   vm.dead = true;
 }

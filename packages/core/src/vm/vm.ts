@@ -118,4 +118,8 @@ export class Vm implements BackendVm {
   get npages(): number {
     return this.attributes.npages;
   }
+
+  leak(cause: string): void {
+    this.mmu.leak(cause);
+  }
 }

@@ -1,0 +1,37 @@
+/**
+ * The module's locks (`tdx_locks.h`): they never spin. A contended try-lock fails at once and
+ * the leaf returns OPERAND_BUSY with the operand ID of what it could not lock. A sharex lock is
+ * an exclusive bit plus a reader count; a host-priority sharex lock also has the HP bit, which
+ * a host that failed to take it sets so that guest-side callers back off.
+ *
+ * Each SEAMCALL is one atomic step of the model, so within a step the locks it takes are always
+ * free unless another holder keeps them across steps (a test playing a concurrent caller does).
+ */
+export class SharexLock {
+  exclusive = false;
+  readers = 0;
+  /** Host-priority bit: a host caller failed to take the lock. */
+  hostPriority = false;
+
+  tryShared(): boolean {
+    if (this.exclusive) return false;
+    this.readers++;
+    return true;
+  }
+
+  tryExclusive(): boolean {
+    if (this.exclusive || this.readers > 0) return false;
+    this.exclusive = true;
+    return true;
+  }
+
+  release(): void {
+    if (this.exclusive) this.exclusive = false;
+    else if (this.readers > 0) this.readers--;
+    else throw new Error("release of a free sharex lock");
+  }
+
+  get held(): boolean {
+    return this.exclusive || this.readers > 0;
+  }
+}

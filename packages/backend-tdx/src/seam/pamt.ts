@@ -1,0 +1,86 @@
+/**
+ * The PAMT: the module's metadata for every 4 KiB granule of TDX-convertible memory (reference
+ * §4): page type, owner (the TDR's PFN), BEPOCH (the TD epoch when the page was blocked) and a
+ * host-priority lock. The real PAMT costs 16 bytes per page; here it is kept per 2 MiB block,
+ * made on first use, so memory the module never sees costs nothing.
+ */
+import { SharexLock } from "./locks.js";
+
+export const PT_NDA = 0;
+export const PT_RSVD = 1;
+export const PT_REG = 3;
+export const PT_TDR = 4;
+export const PT_TDCX = 5;
+export const PT_TDVPR = 6;
+export const PT_EPT = 8;
+
+export const PAGE_TYPE_NAMES: Record<number, string> = {
+  0: "NDA", 1: "RSVD", 3: "REG", 4: "TDR", 5: "TDCX", 6: "TDVPR", 8: "EPT",
+};
+
+class PamtBlock {
+  readonly type = new Uint8Array(512);
+  readonly owner = new Float64Array(512);
+  readonly bepoch = new Float64Array(512);
+  readonly locks: (SharexLock | undefined)[] = [];
+}
+
+export class Pamt {
+  private readonly blocks: (PamtBlock | undefined)[] = [];
+
+  /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
+  constructor(readonly totalFrames: number) {}
+
+  inTdmr(pfn: number): boolean {
+    return Number.isInteger(pfn) && pfn >= 0 && pfn < this.totalFrames;
+  }
+
+  private block(pfn: number): PamtBlock {
+    const b = pfn >>> 9;
+    let blk = this.blocks[b];
+    if (!blk) {
+      blk = new PamtBlock();
+      this.blocks[b] = blk;
+    }
+    return blk;
+  }
+
+  type(pfn: number): number {
+    return this.blocks[pfn >>> 9]?.type[pfn & 511] ?? PT_NDA;
+  }
+
+  owner(pfn: number): number {
+    return this.blocks[pfn >>> 9]?.owner[pfn & 511] ?? 0;
+  }
+
+  bepoch(pfn: number): number {
+    return this.blocks[pfn >>> 9]?.bepoch[pfn & 511] ?? 0;
+  }
+
+  lock(pfn: number): SharexLock {
+    const blk = this.block(pfn);
+    return (blk.locks[pfn & 511] ??= new SharexLock());
+  }
+
+  set(pfn: number, type: number, owner: number): void {
+    const blk = this.block(pfn);
+    blk.type[pfn & 511] = type;
+    blk.owner[pfn & 511] = owner;
+    blk.bepoch[pfn & 511] = 0;
+  }
+
+  setBepoch(pfn: number, epoch: number): void {
+    this.block(pfn).bepoch[pfn & 511] = epoch;
+  }
+
+  /** Every granule of a given type and owner (for invariant checks). */
+  *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const blk = this.blocks[b];
+      if (!blk) continue;
+      for (let i = 0; i < 512; i++) {
+        if (blk.type[i] !== PT_NDA && blk.owner[i] === owner) yield [b * 512 + i, blk.type[i]!];
+      }
+    }
+  }
+}

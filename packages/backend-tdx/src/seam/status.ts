@@ -1,0 +1,94 @@
+/**
+ * TDX module status codes, as the module returns them in RAX (reference notes §0): the class in
+ * bits 63:32 with an operand ID added into bits 31:0. 0x8… may succeed on retry, 0xC… will fail
+ * again, 0x0… is success or a warning. Values from `tdx_error_codes_defs.h` (TDX module 1.5).
+ */
+export const TDX_SUCCESS = 0n;
+export const TDX_OPERAND_INVALID = 0xc000010000000000n;
+export const TDX_OPERAND_ADDR_RANGE_ERROR = 0xc000010100000000n;
+export const TDX_OPERAND_BUSY = 0x8000020000000000n;
+export const TDX_PREVIOUS_TLB_EPOCH_BUSY = 0x8000020100000000n;
+export const TDX_OPERAND_BUSY_HOST_PRIORITY = 0x8000020400000000n;
+export const TDX_PAGE_METADATA_INCORRECT = 0xc000030000000000n;
+export const TDX_TD_ASSOCIATED_PAGES_EXIST = 0xc000040000000000n;
+export const TDX_TD_FATAL = 0xe000060400000000n;
+export const TDX_LIFECYCLE_STATE_INCORRECT = 0xc000060700000000n;
+export const TDX_OP_STATE_INCORRECT = 0xc000060800000000n;
+export const TDX_TD_KEYS_NOT_CONFIGURED = 0x8000081000000000n;
+export const TDX_EPT_WALK_FAILED = 0xc0000b0000000000n;
+export const TDX_GPA_RANGE_NOT_BLOCKED = 0xc0000b0600000000n;
+export const TDX_GPA_RANGE_ALREADY_BLOCKED = 0x00000b0700000000n;
+export const TDX_TLB_TRACKING_NOT_DONE = 0xc0000b0800000000n;
+export const TDX_PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
+export const TDX_PAGE_SIZE_MISMATCH = 0xc0000b0b00000000n;
+export const TDX_EPT_ENTRY_STATE_INCORRECT = 0xc0000b0d00000000n;
+export const TDX_EPT_PAGE_NOT_FREE = 0xc0000b0e00000000n;
+
+/** Operand IDs added into bits 31:0. */
+export const OPERAND_RCX = 1n;
+export const OPERAND_RDX = 2n;
+export const OPERAND_R8 = 8n;
+export const OPERAND_R9 = 9n;
+export const OPERAND_TDR = 0x80n;
+export const OPERAND_SEPT_TREE = 0x92n;
+export const OPERAND_TD_EPOCH = 0xa9n;
+export const OPERAND_OP_STATE = 0xacn;
+
+const NAMES = new Map<bigint, string>([
+  [TDX_SUCCESS, "SUCCESS"],
+  [TDX_OPERAND_INVALID, "OPERAND_INVALID"],
+  [TDX_OPERAND_ADDR_RANGE_ERROR, "OPERAND_ADDR_RANGE_ERROR"],
+  [TDX_OPERAND_BUSY, "OPERAND_BUSY"],
+  [TDX_PREVIOUS_TLB_EPOCH_BUSY, "PREVIOUS_TLB_EPOCH_BUSY"],
+  [TDX_OPERAND_BUSY_HOST_PRIORITY, "OPERAND_BUSY_HOST_PRIORITY"],
+  [TDX_PAGE_METADATA_INCORRECT, "PAGE_METADATA_INCORRECT"],
+  [TDX_TD_ASSOCIATED_PAGES_EXIST, "TD_ASSOCIATED_PAGES_EXIST"],
+  [TDX_TD_FATAL, "TD_FATAL"],
+  [TDX_LIFECYCLE_STATE_INCORRECT, "LIFECYCLE_STATE_INCORRECT"],
+  [TDX_OP_STATE_INCORRECT, "OP_STATE_INCORRECT"],
+  [TDX_TD_KEYS_NOT_CONFIGURED, "TD_KEYS_NOT_CONFIGURED"],
+  [TDX_EPT_WALK_FAILED, "EPT_WALK_FAILED"],
+  [TDX_GPA_RANGE_NOT_BLOCKED, "GPA_RANGE_NOT_BLOCKED"],
+  [TDX_GPA_RANGE_ALREADY_BLOCKED, "GPA_RANGE_ALREADY_BLOCKED"],
+  [TDX_TLB_TRACKING_NOT_DONE, "TLB_TRACKING_NOT_DONE"],
+  [TDX_PAGE_ALREADY_ACCEPTED, "PAGE_ALREADY_ACCEPTED"],
+  [TDX_PAGE_SIZE_MISMATCH, "PAGE_SIZE_MISMATCH"],
+  [TDX_EPT_ENTRY_STATE_INCORRECT, "EPT_ENTRY_STATE_INCORRECT"],
+  [TDX_EPT_PAGE_NOT_FREE, "EPT_PAGE_NOT_FREE"],
+]);
+
+/** Status names usable in fault injection and scenario files. */
+export const STATUS_BY_NAME = new Map<string, bigint>([...NAMES].map(([v, n]) => [n, v]));
+
+const CLASS_MASK = 0xffffffff00000000n;
+
+/** KVM's way to classify a status: mask off the operand ID. */
+export function statusClass(s: bigint): bigint {
+  return s & CLASS_MASK;
+}
+
+export function isBusy(s: bigint): boolean {
+  const c = statusClass(s);
+  return c === TDX_OPERAND_BUSY || c === TDX_OPERAND_BUSY_HOST_PRIORITY || c === TDX_PREVIOUS_TLB_EPOCH_BUSY;
+}
+
+/** Success, or a warning (class 0x0…): bit 63 clear. */
+export function isOk(s: bigint): boolean {
+  return s >> 63n === 0n;
+}
+
+export function statusName(s: bigint): string {
+  return NAMES.get(statusClass(s)) ?? `0x${statusClass(s).toString(16)}`;
+}
+
+/** `0xC0000B0000000001 (EPT_WALK_FAILED|RCX)` */
+export function formatStatus(s: bigint): string {
+  const op = s & 0xffffffffn;
+  const opName = op === 0n ? "" : `|${OPERAND_NAMES.get(op) ?? `0x${op.toString(16)}`}`;
+  return `0x${s.toString(16).toUpperCase().padStart(16, "0")} (${statusName(s)}${opName})`;
+}
+
+const OPERAND_NAMES = new Map<bigint, string>([
+  [OPERAND_RCX, "RCX"], [OPERAND_RDX, "RDX"], [OPERAND_R8, "R8"], [OPERAND_R9, "R9"], [OPERAND_TDR, "TDR"],
+  [OPERAND_SEPT_TREE, "SEPT_TREE"], [OPERAND_TD_EPOCH, "TD_EPOCH"], [OPERAND_OP_STATE, "OP_STATE"],
+]);
