@@ -1,13 +1,13 @@
 /** Option parsing shared by the commands: one-line errors, sizes, counts. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { parseSizeText } from "@tdpemu/core";
+import { STRATEGIES, parseSizeText, type InjectSpec, type MmuOptions, type Scenario } from "@tdpemu/core";
 import { UsageError } from "./usage-error.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export interface ParsedArgs {
-  /** String options as strings, boolean options as true, absent ones undefined. */
-  values: Record<string, string | undefined> & { flags: Set<string> };
+  /** String options as strings, boolean options in `flags`, repeated options in `lists`. */
+  values: Record<string, string | undefined> & { flags: Set<string>; lists: Record<string, string[]> };
   positionals: string[];
 }
 
@@ -19,12 +19,14 @@ export function parseCommandArgs(cmd: string, args: string[], options: Options):
     throw new UsageError(`${cmd}: ${(e as Error).message.split("\n")[0]}`);
   }
   const flags = new Set<string>();
+  const lists: Record<string, string[]> = {};
   const values: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(parsed.values)) {
     if (v === true) flags.add(k);
     else if (typeof v === "string") values[k] = v;
+    else if (Array.isArray(v)) lists[k] = v.filter((x): x is string => typeof x === "string");
   }
-  return { values: Object.assign(values, { flags }), positionals: parsed.positionals };
+  return { values: Object.assign(values, { flags, lists }), positionals: parsed.positionals };
 }
 
 export function hostMemoryOption(cmd: string, v: string | undefined): number | undefined {
@@ -42,4 +44,24 @@ export function countOption(cmd: string, name: string, v: string | undefined, mi
     throw new UsageError(`${cmd}: --${name}: expected a whole number of at least ${min}${allowInfinite ? " (or none)" : ""}, got '${v}'`);
   }
   return Number(v);
+}
+
+/** `--strategy` (default: the scenario's `options.strategy`) and `--unsafe-non-atomic-set`. */
+export function mmuOptions(cmd: string, values: ParsedArgs["values"], scn: Scenario): Required<MmuOptions> {
+  const strategy = values.strategy ?? scn.options.strategy;
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) {
+    throw new UsageError(`${cmd}: --strategy: expected one of ${STRATEGIES.join(", ")}, got '${strategy}'`);
+  }
+  return { strategy: strategy as MmuOptions["strategy"] & string, unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set") } as Required<MmuOptions>;
+}
+
+/** `--inject CALL:N:STATUS[:TIMES]`, repeatable: the Nth CALL returns STATUS (TIMES times). */
+export function injectOptions(cmd: string, specs: string[] | undefined): InjectSpec[] {
+  return (specs ?? []).map((s) => {
+    const m = /^([A-Za-z0-9_.#-]+):([0-9]+):([A-Z_]+)(?::([0-9]+))?$/.exec(s);
+    if (!m || Number(m[2]) < 1 || (m[4] !== undefined && Number(m[4]) < 1)) {
+      throw new UsageError(`${cmd}: --inject: expected CALL:N:STATUS[:TIMES] such as TDH.MEM.PAGE.AUG:1:OPERAND_BUSY, got '${s}'`);
+    }
+    return { call: m[1]!, nth: Number(m[2]), status: m[3]!, times: m[4] === undefined ? 1 : Number(m[4]) };
+  });
 }

@@ -4,9 +4,11 @@
  */
 import { BackendRegistry } from "@tdpemu/core";
 import { registration as plain } from "@tdpemu/backend-plain";
+import { registration as tdx } from "@tdpemu/backend-tdx";
 
 export function builtinRegistry(): BackendRegistry {
   const r = new BackendRegistry();
+  r.add(tdx);
   r.add(plain);
   return r;
 }

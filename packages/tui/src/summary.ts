@@ -22,7 +22,7 @@ export function formatSummary(r: Report, extra: { seconds: number }): string {
       (r.invariants.violations.length === 0 ? "no violations" : `${r.invariants.violations.length} violation(s):`),
   ];
   for (const v of r.invariants.violations) lines.push(`  [${v.check}] step ${v.step}: ${v.message}`);
-  if (!r.complete) lines.push("stopped     at the schedule's last choice, before the programs ended");
+  if (!r.complete) lines.push("stopped     before the programs ended");
   if (r.ops.length > 0 && r.ops.length <= 40) {
     lines.push("ops");
     for (const o of r.ops) lines.push(`  ${o.who.padEnd(6)} #${o.index} ${o.op.padEnd(14)} ${entries(o.result)}`);

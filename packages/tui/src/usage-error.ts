@@ -17,12 +17,14 @@ export const USAGE = `usage:
       --check end|op                  check invariants at the end only (default) or after every op
       --schedule-out <file>           record the run's schedule (replay it with tdpemu replay)
       --unsafe-non-atomic-set         debug: cmpxchg under the read lock becomes a read and a later store
+      --strategy freeze|atomic-then-hook   how a mirror SPTE becomes present (default: the scenario's)
+      --inject CALL:N:STATUS[:TIMES]  the Nth CALL returns STATUS (repeatable), e.g. TDH.MEM.PAGE.AUG:1:OPERAND_BUSY
   tdpemu explore <scenario> [options] enumerate interleavings; stop at the first invariant violation
       --max-schedules <n>             stop after n schedules (default 1000000)
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
-      --backend, --host-memory, --unsafe-non-atomic-set, --json   as for run
+      --backend, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --json, --trace <file.jsonl>    as for run

@@ -372,7 +372,7 @@ export class SeamModule {
   memSeptAdd(gpa: number, level: number, tdr: number, page: number): SeamResult {
     return this.call("TDH.MEM.SEPT.ADD", tdr, `gpa 0x${gpa.toString(16)} level ${level} page ${page}`, () => {
       const td = this.tdPrologue(tdr, OPERAND_RDX, [OP_INITIALIZED, OP_RUNNABLE]);
-      const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel - 1);
+      const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel);
       this.lock(td.treeLock, false, OPERAND_SEPT_TREE);
       const { table, off } = this.walk(td, gfn, level);
       this.entryState(table, off, level, [SEPT_FREE]);
@@ -426,7 +426,7 @@ export class SeamModule {
   memRangeBlock(gpa: number, level: number, tdr: number): SeamResult {
     return this.call("TDH.MEM.RANGE.BLOCK", tdr, `gpa 0x${gpa.toString(16)} level ${level}`, () => {
       const td = this.tdPrologue(tdr, OPERAND_RDX, [OP_INITIALIZED, OP_RUNNABLE]);
-      const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel - 1);
+      const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel);
       this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
       const { table, off } = this.walk(td, gfn, level);
       const lo = table[off]!;
@@ -448,7 +448,7 @@ export class SeamModule {
   memRangeUnblock(gpa: number, level: number, tdr: number): SeamResult {
     return this.call("TDH.MEM.RANGE.UNBLOCK", tdr, `gpa 0x${gpa.toString(16)} level ${level}`, () => {
       const td = this.tdPrologue(tdr, OPERAND_RDX, [OP_INITIALIZED, OP_RUNNABLE]);
-      const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel - 1);
+      const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel);
       this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
       const { table, off } = this.walk(td, gfn, level);
       const st = this.entryState(table, off, level, [SEPT_BLOCKED, SEPT_PENDING_BLOCKED, SEPT_NL_BLOCKED]);
@@ -493,6 +493,8 @@ export class SeamModule {
       this.lock(this.pamt.lock(pfn), true, OPERAND_R8);
       this.setEntry(table, off, SEPT_FREE, 0, level);
       this.pamt.set(pfn, PT_NDA, 0);
+      // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
+      this.plaintext.delete(pfn);
       td.childCount--;
       return { status: TDX_SUCCESS, pfn };
     });
@@ -502,7 +504,7 @@ export class SeamModule {
   memSeptRemove(gpa: number, level: number, tdr: number): SeamResult {
     return this.call("TDH.MEM.SEPT.REMOVE", tdr, `gpa 0x${gpa.toString(16)} level ${level}`, () => {
       const td = this.tdPrologue(tdr, OPERAND_RDX, [OP_INITIALIZED, OP_RUNNABLE]);
-      const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel - 1);
+      const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel);
       this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
       const { table, off } = this.walk(td, gfn, level);
       const st = this.entryState(table, off, level, [SEPT_NL_MAPPED, SEPT_NL_BLOCKED]);
@@ -640,6 +642,14 @@ export class SeamModule {
   hostRead(pfn: number): string | null {
     if (this.pamt.type(pfn) !== PT_NDA) return null;
     return this.plaintext.get(pfn) ?? "";
+  }
+
+  /** The page of the 4K leaf at `gpa` in any leaf state, or -1 (for a host that wants it). */
+  mappedPfn(td: Td, gpa: number): number {
+    for (const [gfn, level, state, pfn] of this.septEntries(td)) {
+      if (level === 0 && gfn === Math.floor(gpa / 4096) && state !== SEPT_FREE) return pfn;
+    }
+    return -1;
   }
 
   private translatePfn(td: Td, gpa: number): number {

@@ -125,10 +125,19 @@ export interface RawCallArgs {
   page?: number | "fresh" | "mapped";
 }
 
+/** What a mirror entry is, for a backend's checks. */
+export type MirrorEntryKind = "leaf" | "table";
+
 /** A read-only view of the mirror root's entries, for backend invariant checks. */
 export interface MirrorView {
-  /** Every present mirror entry below the root: KVM level (1 = 4K), leaf or table, and the PFN or external page. */
-  forEach(cb: (gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number) => void): void;
+  /**
+   * Every present mirror entry below the root: KVM level (1 = 4K), leaf or table, the PFN (or
+   * the external page of a table), and whether the backend is being told about it right now
+   * (`inFlight`: frozen, or published and its hook not called yet), when the two may differ.
+   */
+  forEach(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void): void;
+  /** Mirror entries whose backend call is under way (frozen or not yet propagated). */
+  inFlight(gfn: number, level: number): boolean;
 }
 
 /** The DI token under which a VM's backend is registered. */

@@ -73,6 +73,12 @@ export class TdpMmu {
   deferredFrees = 0;
   /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
   inFlightSps = 0;
+  /** Mirror entries between their first change and the end of their backend call (gfn * 8 + level). */
+  private readonly mirrorInFlight = new Set<number>();
+
+  isMirrorInFlight(gfn: number, level: number): boolean {
+    return this.mirrorInFlight.has(gfn * 8 + level);
+  }
 
   constructor(
     readonly vm: BackendVm,
@@ -191,11 +197,13 @@ export class TdpMmu {
     const level = iter.level as Level;
     const gfn = iter.gfn;
     this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, table, level, gfn, "freeze");
+    this.mirrorInFlight.add(gfn * 8 + level);
     this.clock.step++;
     if (ctx.interleave) yield;
     const ret = this.callSetHook(gfn, level, lo, hi);
     this.clock.step++;
     if (ctx.interleave) yield;
+    this.mirrorInFlight.delete(gfn * 8 + level);
     if (ret !== 0) {
       this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "unfreeze");
       iter.read();
@@ -224,9 +232,15 @@ export class TdpMmu {
     const table = iter.tableSlot;
     const level = iter.level as Level;
     const gfn = iter.gfn;
+    this.mirrorInFlight.add(gfn * 8 + level);
     this.clock.step++;
     if (ctx.interleave) yield;
-    const ret = this.callSetHook(gfn, level, lo, hi);
+    let ret: number;
+    try {
+      ret = this.callSetHook(gfn, level, lo, hi);
+    } finally {
+      this.mirrorInFlight.delete(gfn * 8 + level);
+    }
     if (ret === 0) return true;
     if (mem[off] === lo && mem[off + 1] === hi) {
       this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "rollback");

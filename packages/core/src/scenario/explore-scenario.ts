@@ -6,18 +6,19 @@ import type { Backend } from "../backend/backend.js";
 import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
 import { buildRun, classifyRunError } from "./runner.js";
-import type { Scenario } from "./schema.js";
+import type { InjectSpec, Scenario } from "./schema.js";
 
 export interface ExploreScenarioOptions extends ExploreOptions {
   /** A fresh backend for each schedule. */
   backend: () => Backend;
   hostMemory?: number;
   mmu?: MmuOptions;
+  inject?: InjectSpec[];
 }
 
 export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
   return explore(() => {
-    const built = buildRun(scn, { backend: opts.backend(), hostMemory: opts.hostMemory, mmu: opts.mmu, interleave: true });
+    const built = buildRun(scn, { backend: opts.backend(), hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true });
     return {
       tasks: built.tasks,
       clock: built.clock,

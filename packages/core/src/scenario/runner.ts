@@ -263,7 +263,13 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         if (!vm.backend.rawCall) throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
         vm.clock.step++;
         vm.clock.touch(R_BACKEND);
-        const r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });
+        let r: { status: string; detail: string };
+        try {
+          r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });
+        } catch (e) {
+          if (e instanceof KvmBug) throw e;
+          throw new OpError(`raw ${op.call}: ${(e as Error).message}`);
+        }
         result.status = r.status;
         result.detail = r.detail;
         break;

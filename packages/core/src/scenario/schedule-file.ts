@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
+import type { InjectSpec } from "./schema.js";
 
 export const SCHEDULE_FORMAT = "tdpemu-schedule/1";
 
@@ -20,6 +21,8 @@ export interface ScheduleFile {
   interleave: boolean;
   mmu: MmuOptions;
   hostMemory?: number;
+  /** Faults injected besides the scenario's own. */
+  inject?: InjectSpec[];
   /** What the run found, for the reader; replay recomputes it. */
   violations?: { check: string; message: string; step: number }[];
   choices: number[];
@@ -67,6 +70,7 @@ export function loadScheduleFile(path: string): ScheduleFile {
     interleave: f.interleave,
     mmu: typeof f.mmu === "object" && f.mmu !== null ? f.mmu : {},
     hostMemory: typeof f.hostMemory === "number" ? f.hostMemory : undefined,
+    inject: Array.isArray(f.inject) ? f.inject : undefined,
     violations: f.violations,
     choices: f.choices,
   };

@@ -4,7 +4,7 @@
  */
 import { basename } from "node:path";
 import { exploreScenario, loadScenario, saveScheduleFile, type ExploreProgress } from "@tdpemu/core";
-import { countOption, hostMemoryOption, parseCommandArgs } from "../cli-options.js";
+import { countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, resolveBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
@@ -21,6 +21,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     "host-memory": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
     "no-reduction": { type: "boolean" },
+    strategy: { type: "string" },
+    inject: { type: "string", multiple: true },
   });
   if (positionals.length !== 1) throw new UsageError("explore: which scenario? (tdpemu explore scenarios/<name>.yaml)");
   const scenarioPath = positionals[0]!;
@@ -28,7 +30,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const maxSchedules = countOption("explore", "max-schedules", values["max-schedules"], 1) ?? DEFAULT_MAX_SCHEDULES;
   const preemptionBound = countOption("explore", "preemption-bound", values["preemption-bound"], 0, true) ?? Infinity;
   const hostMemory = hostMemoryOption("explore", values["host-memory"]);
-  const mmu = { unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set") };
+  const mmu = mmuOptions("explore", values, scn);
+  const inject = injectOptions("explore", values.lists.inject);
   const registry = builtinRegistry();
   const backendName = await resolveBackend(registry, values.backend ?? scn.backend);
   registry.create(backendName); // an unknown backend fails here, before any schedule runs
@@ -40,7 +43,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     io.err(line);
   };
   const r = exploreScenario(scn, {
-    backend: () => registry.create(backendName), hostMemory, mmu, maxSchedules, preemptionBound,
+    backend: () => registry.create(backendName), hostMemory, mmu, inject, maxSchedules, preemptionBound,
     onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
   });
   let file: string | null = null;
@@ -48,7 +51,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     file = out;
     saveScheduleFile(out, {
       scenarioPath, name: scn.name, backend: values.backend ?? backendName, seed: scn.schedule.seed, interleave: true,
-      mmu, hostMemory, violations: r.violation.violations, choices: r.violation.choices,
+      mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
     });
   }
   const perSecond = r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules;
@@ -62,7 +65,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     }, null, 2));
   } else {
     const bound = Number.isFinite(r.preemptionBound) ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
-    io.out(`scenario    ${scn.name}  (backend ${backendName}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}, ${bound})`);
+    io.out(`scenario    ${scn.name}  (backend ${backendName}, strategy ${mmu.strategy}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}, ${bound})`);
     io.out(`explored    ${r.schedules.toLocaleString("en-US")} schedules, ${r.steps.toLocaleString("en-US")} steps in ${r.seconds.toFixed(2)} s (${perSecond.toLocaleString("en-US")} schedules/s)`);
     io.out(`reduction   skipped ${r.skippedByReduction.toLocaleString("en-US")} branches that only reorder independent steps; the bound cut ${r.prunedByBound.toLocaleString("en-US")}`);
     if (r.violation) {

@@ -61,11 +61,16 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   let result;
   try {
     result = runScenario(scn, {
-      backend, replay: sched.choices, interleave: sched.interleave, mmu: sched.mmu, hostMemory: sched.hostMemory,
+      backend, replay: sched.choices, interleave: sched.interleave, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject,
       onEvent: trace || showSteps ? onEvent : undefined, onStep,
     });
   } finally {
     trace?.close();
+  }
+  if (showSteps && pending.length > 0) {
+    // The events of a step that ended in a violation (the step never returned to the scheduler).
+    io.out(`#${sched.choices.length} (the step that failed)`);
+    for (const line of pending) io.out(`    ${line}`);
   }
   const report = result.report;
   if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));

@@ -4,7 +4,7 @@ import {
   DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile, parseScenarioText,
   runScenario, saveScheduleFile,
 } from "@tdpemu/core";
-import { hostMemoryOption, parseCommandArgs } from "../cli-options.js";
+import { hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import { builtinRegistry, defaultBackend, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
@@ -21,6 +21,8 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
     check: { type: "string" },
     "schedule-out": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
+    strategy: { type: "string" },
+    inject: { type: "string", multiple: true },
   });
   if (opts.requireScenario && positionals.length === 0) throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
   if (positionals.length > 1) throw new UsageError(`run: one scenario at a time, got ${positionals.length}: ${positionals.join(" ")}`);
@@ -31,7 +33,8 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
     scn.schedule.seed = seed;
   }
   const hostMemory = hostMemoryOption("run", values["host-memory"]);
-  const mmu = { unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set") };
+  const mmu = mmuOptions("run", values, scn);
+  const inject = injectOptions("run", values.lists.inject);
   const check = values.check ?? "end";
   if (check !== "end" && check !== "op") throw new UsageError(`run: --check: expected end or op, got '${check}'`);
 
@@ -58,7 +61,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const t0 = performance.now();
   let result;
   try {
-    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu });
+    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu, inject });
   } finally {
     trace?.close();
   }
@@ -67,7 +70,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   if (values["schedule-out"] !== undefined) {
     saveScheduleFile(values["schedule-out"], {
       scenarioPath: positionals[0] ?? null, name: scn.name, backend: values.backend ?? backendName, seed: scn.schedule.seed,
-      interleave: result.interleave, mmu, hostMemory, violations: report.invariants.violations, choices: result.choices,
+      interleave: result.interleave, mmu, hostMemory, inject, violations: report.invariants.violations, choices: result.choices,
     });
   }
   if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));

@@ -1,0 +1,374 @@
+/**
+ * The KVM side of TDX (`arch/x86/kvm/vmx/tdx.c`): the TD's life (create, populate, finalize,
+ * teardown), the four external-SPT hooks as mainline implements them, KVM's retry rules, and the
+ * guest's view through the module (private accesses are translated by the S-EPT, never by the
+ * mirror).
+ *
+ * Retry rules: a busy SEPT.ADD or AUG makes the hook return -EBUSY (the fault unfreezes and
+ * retries); a busy BLOCK, TRACK or REMOVE (under the write lock) kicks every vCPU out of guest
+ * mode and retries once; any other failure is a KVM_BUG_ON that marks the VM bugged.
+ */
+import "reflect-metadata";
+import { injectable } from "tsyringe";
+import {
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EBUSY, EINVAL, EIO, KvmBug, sharedGfnBit,
+  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
+  type RawCallArgs,
+} from "@tdpemu/core";
+import { ControlPages } from "./control-pages.js";
+import { checkTdxInvariants } from "./tdx-invariants.js";
+import { SeamModule, type SeamResult } from "./seam/seam-module.js";
+import { STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, formatStatus, isBusy, isOk, statusClass, statusName } from "./seam/status.js";
+import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
+import { SEPT_FREE } from "./seam/sept.js";
+
+/** One module per host: the TDX module is platform-wide. */
+const modules = new WeakMap<Host, { module: SeamModule; nextHkid: number }>();
+
+export function seamModuleOf(host: Host): SeamModule {
+  let m = modules.get(host);
+  if (!m) {
+    m = { module: new SeamModule(host.frames.totalFrames), nextHkid: 1 };
+    modules.set(host, m);
+  }
+  return m.module;
+}
+
+function nextHkid(host: Host): number {
+  seamModuleOf(host);
+  return modules.get(host)!.nextHkid++;
+}
+
+const TDCS_PAGES = 4;
+
+@injectable()
+export class TdxBackend implements Backend {
+  readonly name = "tdx";
+  readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
+  readonly usesMirrorRoot = true;
+  readonly hasPrivateMemory = true;
+
+  module!: SeamModule;
+  td!: Td;
+  tdr = -1;
+  hkid = 0;
+  private pages!: ControlPages;
+  private readonly tdvprs: number[] = [];
+  /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed. */
+  nrPremapped = 0;
+  /** #VE injected into the guest for accesses to PENDING pages, by vCPU. */
+  readonly veCount: number[] = [];
+  bugged = false;
+  private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
+  private readonly leakedPfns = new Set<number>();
+  private vm!: BackendVm;
+
+  // ------------------------------------------------------------------ TD life
+
+  init(vm: BackendVm): void {
+    this.vm = vm;
+    this.module = seamModuleOf(vm.host);
+    this.pages = new ControlPages(vm.host.frames, vm.owner);
+    this.hkid = nextHkid(vm.host);
+    this.tdr = this.pages.alloc();
+    this.module.listen(this.tdr, (name, r, detail) => this.count(name, r, detail));
+    this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
+    this.td = this.module.tds.get(this.tdr)!;
+    this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
+    for (let i = 0; i < TDCS_PAGES; i++) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
+    this.must("TDH.MNG.INIT", this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }));
+    for (let i = 0; i < vm.config.vcpus; i++) {
+      const tdvpr = this.pages.alloc();
+      this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr));
+      this.tdvprs.push(tdvpr);
+      this.veCount.push(0);
+    }
+  }
+
+  gfnDirectBits(vm: BackendVm): number {
+    return sharedGfnBit(vm.config.gpaw);
+  }
+
+  classifyFault(_vm: BackendVm, _gpa: number, privateAccess: boolean): boolean {
+    return privateAccess;
+  }
+
+  /** `tdx_gmem_private_max_mapping_level`: 4K (huge private pages are a later series). */
+  maxMappingLevel(): Level {
+    return 1;
+  }
+
+  /** `KVM_TDX_INIT_MEM_REGION` after the premap: PAGE.ADD from a source page, then 16 MR.EXTEND. */
+  populate(vm: BackendVm, gfn: number, pfn: number): number {
+    if (this.td.opState !== OP_INITIALIZED) return EINVAL;
+    const source = this.pages.alloc();
+    const r = this.module.memPageAdd(gfn * 4096, 0, this.tdr, pfn, source);
+    this.pages.release(source);
+    if (!isOk(r.status)) {
+      if (isBusy(r.status)) return EBUSY;
+      this.bug("TDH.MEM.PAGE.ADD", r);
+    }
+    this.nrPremapped--;
+    for (let i = 0; i < 16; i++) this.must("TDH.MR.EXTEND", this.module.mrExtend(gfn * 4096 + i * 256, this.tdr));
+    void vm;
+    return 0;
+  }
+
+  /** `KVM_TDX_FINALIZE_VM`: refused while premapped pages wait for PAGE.ADD. */
+  finalize(_vm: BackendVm): number {
+    if (this.td.opState === OP_RUNNABLE) return 0;
+    if (this.nrPremapped !== 0) return EINVAL;
+    const r = this.module.mrFinalize(this.tdr);
+    if (isBusy(r.status)) return EBUSY;
+    if (!isOk(r.status)) this.bug("TDH.MR.FINALIZE", r);
+    return 0;
+  }
+
+  /**
+   * `tdx_mmu_release_hkid`: kick the vCPUs out, flush them, VPFLUSHDONE, then free the key.
+   * After this the S-EPT and the TD's pages can only be reclaimed. A failure leaks the HKID (and
+   * with it every page still owned by the TD).
+   */
+  teardown(_vm: BackendVm): void {
+    this.kickAll();
+    for (const tdvpr of this.tdvprs) this.module.vpFlush(tdvpr);
+    const done = this.module.mngVpflushdone(this.tdr);
+    const freed = isOk(done.status) ? this.module.mngKeyFreeid(this.tdr) : done;
+    if (!isOk(freed.status)) this.vm.leak(`HKID ${this.hkid} leaked: ${formatStatus(freed.status)}`);
+  }
+
+  /** `tdx_vm_free`: reclaim the vCPU pages, the TDCS pages (with the S-EPT root), then the TDR. */
+  destroy(vm: BackendVm): void {
+    if (this.td.lifecycle !== LC_TEARDOWN) return;
+    for (const page of [...this.tdvprs, ...this.td.tdcx, this.tdr]) this.reclaimOrLeak(page, "control page");
+    this.pages.releaseBlocks(this.leakedPfns);
+    void vm;
+  }
+
+  // ------------------------------------------------------------------ the external-SPT hooks
+
+  allocExternalSpt(): number {
+    return this.pages.alloc();
+  }
+
+  releaseExternalSpt(_vm: BackendVm, pfn: number): void {
+    this.pages.release(pfn);
+  }
+
+  /** `tdx_sept_link_private_spt`: TDH.MEM.SEPT.ADD at TDX level = mirror level - 1. */
+  linkExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
+    const r = this.module.memSeptAdd(gfn * 4096, level - 1, this.tdr, externalSpt);
+    if (isOk(r.status)) return 0;
+    if (isBusy(r.status)) return EBUSY;
+    return this.bug("TDH.MEM.SEPT.ADD", r);
+  }
+
+  /** `tdx_sept_set_private_spte`: AUG once the TD runs; before finalize only count the premap. */
+  setExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
+    if (level !== 1) throw new KvmBug(`TDX maps private memory at 4K only, asked for level ${level}`);
+    if (this.td.opState !== OP_RUNNABLE) {
+      this.nrPremapped++;
+      return 0;
+    }
+    const r = this.module.memPageAug(gfn * 4096, 0, this.tdr, pfn);
+    if (isOk(r.status)) return 0;
+    if (isBusy(r.status)) return EBUSY;
+    return this.bug("TDH.MEM.PAGE.AUG", r);
+  }
+
+  /**
+   * `tdx_sept_remove_private_spte`: BLOCK → TRACK + kick → REMOVE → WBINVD → clear. After the
+   * HKID is gone it is only a RECLAIM of the page.
+   */
+  removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
+    if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
+    if (this.td.lifecycle === LC_TEARDOWN) {
+      const r = this.module.phymemPageReclaim(pfn);
+      if (isOk(r.status)) return 0;
+      this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM failed: ${statusName(r.status)}`);
+      return this.bug("TDH.PHYMEM.PAGE.RECLAIM", r);
+    }
+    const gpa = gfn * 4096;
+    const blocked = this.noVcpusRetry(() => this.module.memRangeBlock(gpa, 0, this.tdr));
+    if (!isOk(blocked.status)) {
+      // A page premapped before finalize and never PAGE.ADDed: nothing in the S-EPT.
+      if (statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && this.nrPremapped > 0 &&
+          blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
+        this.nrPremapped--;
+        return 0;
+      }
+      return this.bug("TDH.MEM.RANGE.BLOCK", blocked);
+    }
+    this.track();
+    const removed = this.noVcpusRetry(() => this.module.memPageRemove(gpa, 0, this.tdr));
+    if (!isOk(removed.status)) return this.bug("TDH.MEM.PAGE.REMOVE", removed);
+    const wb = this.module.phymemPageWbinvd(pfn, this.hkid, this.tdr);
+    if (!isOk(wb.status)) {
+      this.leak(pfn, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);
+      return this.bug("TDH.PHYMEM.PAGE.WBINVD", wb);
+    }
+    return 0;
+  }
+
+  /**
+   * `tdx_sept_free_private_spt`: only once the HKID is freed, by RECLAIM. A failure leaves the
+   * page owned by the module: the core leaks it on purpose and counts it.
+   */
+  freeExternalSpt(_vm: BackendVm, _gfn: number, _level: Level, externalSpt: number): number {
+    if (this.td.lifecycle !== LC_TEARDOWN) return EINVAL;
+    const r = this.module.phymemPageReclaim(externalSpt);
+    if (isOk(r.status)) return 0;
+    this.leakedPfns.add(externalSpt);
+    return EIO;
+  }
+
+  /** A remote TLB flush of a TD: `tdx_track`, TRACK then kick every vCPU out of guest mode. */
+  flushTlb(): void {
+    this.track();
+  }
+
+  // ------------------------------------------------------------------ the guest
+
+  /**
+   * The CPU's side of an access. Private GPAs are translated by the module's S-EPT: MAPPED is
+   * fine, PENDING gives the guest a #VE, anything else is an EPT violation (TD exit). Shared
+   * GPAs go through the shared EPT, which the core walks.
+   */
+  checkGuestAccess(_vm: BackendVm, vcpu: number, gpa: number, _write: boolean, privateAccess: boolean): number {
+    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    if (!privateAccess) return -1;
+    const t = this.module.guestTranslate(this.tdvprs[vcpu]!, gpa);
+    if (t === "ok") return ACCESS_OK;
+    if (t === "ve") {
+      this.veCount[vcpu]!++;
+      this.counters.calls["#VE"] = (this.counters.calls["#VE"] ?? 0) + 1;
+      return ACCESS_GUEST_EXCEPTION;
+    }
+    this.module.tdExit(this.tdvprs[vcpu]!);
+    return ACCESS_FAULT;
+  }
+
+  /** TDG.MEM.PAGE.ACCEPT from the guest; an EPT-violation exit lets KVM AUG the page first. */
+  guestAccept(_vm: BackendVm, vcpu: number, gpa: number): number {
+    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    const r = this.module.tdgMemPageAccept(this.tdvprs[vcpu]!, gpa - (gpa % 4096), 0);
+    if ("exit" in r) {
+      this.module.tdExit(this.tdvprs[vcpu]!);
+      return ACCESS_FAULT;
+    }
+    return isOk(r.status) ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+  }
+
+  vcpuExit(_vm: BackendVm, vcpu: number): void {
+    const tdvpr = this.tdvprs[vcpu];
+    if (tdvpr !== undefined) this.module.tdExit(tdvpr);
+  }
+
+  /**
+   * TDH.VP.ENTER. The VMM finalizes the TD before the first KVM_RUN (QEMU does it when machine
+   * setup is done), so a vCPU entering an INITIALIZED TD finalizes it first. False if the vCPU
+   * cannot enter (the TD cannot be finalized, or it is torn down).
+   */
+  private enter(vcpu: number): boolean {
+    const tdvpr = this.tdvprs[vcpu];
+    if (tdvpr === undefined) return false;
+    if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
+    if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
+    return isOk(this.module.vpEnter(tdvpr).status);
+  }
+
+  // ------------------------------------------------------------------ KVM helpers
+
+  /** `kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)`: every vCPU leaves guest mode. */
+  private kickAll(): void {
+    for (const tdvpr of this.tdvprs) this.module.tdExit(tdvpr);
+  }
+
+  /** `tdx_track`: only for a runnable TD. */
+  private track(): void {
+    if (this.td.opState !== OP_RUNNABLE || this.td.lifecycle !== LC_KEYS_CONFIGURED) return;
+    const r = this.noVcpusRetry(() => this.module.memTrack(this.tdr));
+    if (!isOk(r.status)) this.bug("TDH.MEM.TRACK", r);
+    this.kickAll();
+  }
+
+  /** `tdh_do_no_vcpus`: on BUSY, kick every vCPU out (and keep them out), then try once more. */
+  private noVcpusRetry(f: () => SeamResult): SeamResult {
+    const r = f();
+    if (!isBusy(r.status)) return r;
+    this.kickAll();
+    return f();
+  }
+
+  private must(name: string, r: SeamResult): void {
+    if (!isOk(r.status)) this.bug(name, r);
+  }
+
+  /** `KVM_BUG_ON`: the VM is bugged; the run stops with a violation. */
+  private bug(name: string, r: SeamResult): never {
+    this.bugged = true;
+    const extra = r.entry !== undefined ? ` (entry 0x${r.entry.toString(16)}, level_state 0x${r.levelState!.toString(16)})` : "";
+    throw new KvmBug(`SEAMCALL ${name} failed: ${formatStatus(r.status)}${extra}`);
+  }
+
+  private leak(pfn: number, cause: string): void {
+    this.leakedPfns.add(pfn);
+    this.vm.leak(cause);
+  }
+
+  private reclaimOrLeak(pfn: number, what: string): void {
+    const r = this.module.phymemPageReclaim(pfn);
+    if (isOk(r.status)) this.pages.release(pfn);
+    else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
+  }
+
+  private count(name: string, r: SeamResult, detail: string): void {
+    const c = this.counters;
+    c.calls[name] = (c.calls[name] ?? 0) + 1;
+    if (isBusy(r.status)) c.busy++;
+    if (!isOk(r.status)) c.errors[statusName(r.status)] = (c.errors[statusName(r.status)] ?? 0) + 1;
+    if (this.vm?.events.on) this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail, status: statusName(r.status) });
+  }
+
+  // ------------------------------------------------------------------ checks, faults, the untrusted host
+
+  checkInvariants(_vm: BackendVm, mirror: MirrorView): { check: string; message: string }[] {
+    return checkTdxInvariants(this, mirror);
+  }
+
+  injectFault(_vm: BackendVm, f: FaultSpec): void {
+    const status = STATUS_BY_NAME.get(f.status);
+    if (status === undefined) throw new Error(`unknown TDX status '${f.status}' (known: ${[...STATUS_BY_NAME.keys()].join(", ")})`);
+    this.module.inject(this.tdr, { call: f.call, nth: f.nth, status, times: f.times });
+  }
+
+  rawCall(_vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string } {
+    const gpa = args.gpa ?? 0;
+    const level = args.level ?? 0;
+    const page = (): number => {
+      if (args.page === undefined || args.page === "fresh") return this.pages.alloc();
+      if (args.page === "mapped") return this.module.mappedPfn(this.td, gpa);
+      return args.page;
+    };
+    let r: SeamResult;
+    switch (call) {
+      case "TDH.MEM.PAGE.AUG": r = this.module.memPageAug(gpa, level, this.tdr, page()); break;
+      case "TDH.MEM.SEPT.ADD": r = this.module.memSeptAdd(gpa, level, this.tdr, page()); break;
+      case "TDH.MEM.RANGE.BLOCK": r = this.module.memRangeBlock(gpa, level, this.tdr); break;
+      case "TDH.MEM.RANGE.UNBLOCK": r = this.module.memRangeUnblock(gpa, level, this.tdr); break;
+      case "TDH.MEM.TRACK": r = this.module.memTrack(this.tdr); break;
+      case "TDH.MEM.PAGE.REMOVE": r = this.module.memPageRemove(gpa, level, this.tdr); break;
+      case "TDH.MEM.SEPT.REMOVE": r = this.module.memSeptRemove(gpa, level, this.tdr); break;
+      case "TDH.PHYMEM.PAGE.RECLAIM": r = this.module.phymemPageReclaim(page()); break;
+      case "TDH.PHYMEM.PAGE.WBINVD": r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr); break;
+      case "TDH.MR.FINALIZE": r = this.module.mrFinalize(this.tdr); break;
+      default:
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, RECLAIM, WBINVD, MR.FINALIZE)`);
+    }
+    return { status: statusName(r.status), detail: formatStatus(r.status) };
+  }
+
+  stats(): BackendStats {
+    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+  }
+}

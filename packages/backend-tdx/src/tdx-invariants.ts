@@ -1,0 +1,86 @@
+/**
+ * TDX's own invariants, checked with the core's: the mirror and the S-EPT describe the same
+ * mappings (the same leaves over the same pages, the same tables over the pages KVM handed to
+ * the module, states that agree), and the PAMT agrees with both (each private page owned by the
+ * TD and mapped exactly once; the child count equals the pages the TD owns).
+ *
+ * A mirror entry whose backend call is under way (frozen, or published but not yet propagated
+ * under `atomic-then-hook`) may differ from the S-EPT for that one step; premapped pages (mapped
+ * in the mirror before finalize, waiting for PAGE.ADD) have no S-EPT leaf yet.
+ */
+import type { MirrorView } from "@tdpemu/core";
+import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
+import { SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_STATE_NAMES } from "./seam/sept.js";
+import { LC_TEARDOWN } from "./seam/td.js";
+import type { TdxBackend } from "./tdx-backend.js";
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check: string; message: string }[] {
+  const out: { check: string; message: string }[] = [];
+  const fail = (check: string, message: string) => {
+    if (out.length < 20) out.push({ check, message });
+  };
+  const td = be.td;
+  if (!td || td.lifecycle === LC_TEARDOWN || !be.module.tds.has(be.tdr)) return out;
+  const module = be.module;
+
+  // The S-EPT, keyed by "tdxLevel:gfn".
+  const sept = new Map<string, { state: number; pfn: number }>();
+  for (const [gfn, level, state, pfn] of module.septEntries(td)) sept.set(`${level}:${gfn}`, { state, pfn });
+
+  let premapped = 0;
+  const seen = new Set<string>();
+  mirror.forEach((gfn, level, kind, pfn, ext) => {
+    const key = `${level - 1}:${gfn}`;
+    seen.add(key);
+    if (mirror.inFlight(gfn, level)) return;
+    const s = sept.get(key);
+    if (kind === "leaf") {
+      if (!s) {
+        if (td.opState !== 2) premapped++;
+        else fail("mirror-equals-sept", `mirror leaf at gfn ${hex(gfn)} (page ${hex(pfn)}) has no S-EPT leaf`);
+        return;
+      }
+      if (s.pfn !== pfn) fail("mirror-equals-sept", `gfn ${hex(gfn)}: mirror maps page ${hex(pfn)}, the S-EPT ${hex(s.pfn)}`);
+      if (s.state !== SEPT_MAPPED && s.state !== SEPT_PENDING) {
+        fail("mirror-equals-sept", `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[s.state]}`);
+      }
+    } else {
+      if (!s) fail("mirror-equals-sept", `mirror table at gfn ${hex(gfn)} level ${level} has no S-EPT table`);
+      else if (s.state !== SEPT_NL_MAPPED || s.pfn !== ext) {
+        fail("mirror-equals-sept", `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`);
+      }
+    }
+  });
+  for (const [key, s] of sept) {
+    if (seen.has(key)) continue;
+    const [level, gfn] = key.split(":").map(Number) as [number, number];
+    if (mirror.inFlight(gfn, level + 1)) continue;
+    fail("mirror-equals-sept", `S-EPT ${SEPT_STATE_NAMES[s.state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(s.pfn)}) is not in the mirror`);
+  }
+  if (premapped !== be.nrPremapped) fail("mirror-equals-sept", `${premapped} mirror leaves wait for PAGE.ADD, KVM counts ${be.nrPremapped} premapped`);
+
+  // The PAMT: what the TD owns against what its S-EPT and TDCS use.
+  const mappedOnce = new Map<number, number>();
+  for (const s of sept.values()) mappedOnce.set(s.pfn, (mappedOnce.get(s.pfn) ?? 0) + 1);
+  let owned = 0;
+  for (const [pfn, type] of module.pamt.pagesOf(be.tdr)) {
+    if (pfn === be.tdr) continue;
+    owned++;
+    const uses = mappedOnce.get(pfn) ?? 0;
+    if (type === PT_REG || type === PT_EPT) {
+      if (uses !== 1) fail("pamt-consistent", `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is mapped ${uses} times in its S-EPT`);
+    } else if (type !== PT_TDCX && type !== PT_TDVPR) {
+      fail("pamt-consistent", `page ${hex(pfn)} of type ${PAGE_TYPE_NAMES[type]} is owned by the TD`);
+    }
+  }
+  for (const [pfn] of mappedOnce) {
+    const t = module.pamt.type(pfn);
+    if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
+      fail("pamt-consistent", `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`);
+    }
+  }
+  if (owned !== td.childCount) fail("pamt-consistent", `the TD owns ${owned} pages besides its TDR, its child count says ${td.childCount}`);
+  return out;
+}
