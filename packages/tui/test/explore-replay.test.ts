@@ -35,7 +35,7 @@ describe("tdpemu explore", () => {
     expect(x.out()).toContain(`tdpemu replay ${out}`);
     const file = JSON.parse(readFileSync(out, "utf8"));
     expect(file.format).toBe("tdpemu-schedule/1");
-    expect(file.mmu).toEqual({ unsafeNonAtomicSet: true });
+    expect(file.mmu).toEqual({ strategy: "freeze", unsafeNonAtomicSet: true });
     expect(file.choices.length).toBeGreaterThan(5);
 
     // Replay reproduces the violation, with the same trace byte for byte each time.
