@@ -219,12 +219,25 @@ export class TdxBackend implements Backend {
     const r = this.module.phymemPageReclaim(externalSpt);
     if (isOk(r.status)) return 0;
     this.leakedPfns.add(externalSpt);
+    this.lastFailure = `TDH.PHYMEM.PAGE.RECLAIM of an S-EPT page failed: ${statusName(r.status)}`;
     return EIO;
   }
 
-  /** A remote TLB flush of a TD: `tdx_track`, TRACK then kick every vCPU out of guest mode. */
+  private lastFailure = "";
+
+  lastError(): string {
+    return this.lastFailure;
+  }
+
+  /**
+   * A remote TLB flush (`KVM_REQ_TLB_FLUSH` to every vCPU, so each one leaves guest mode).
+   * `tdx_flush_tlb_all` then flushes only the shared EPT (`ept_sync_global`, an INVEPT): the
+   * private side was already tracked by `remove_external_spte`, whose TRACK makes the next
+   * TD entry flush it, so KVM does not TRACK again here.
+   */
   flushTlb(): void {
-    this.track();
+    this.kickAll();
+    this.counters.calls.INVEPT = (this.counters.calls.INVEPT ?? 0) + 1;
   }
 
   // ------------------------------------------------------------------ the guest

@@ -62,6 +62,8 @@ export interface Backend {
   removeExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number;
   /** A mirror table is freed; failure leaks the page, which the core counts. */
   freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
+  /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */
+  lastError?(): string;
 
   /** A private page is first used (RMPUPDATE to assigned). */
   gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;

@@ -389,7 +389,7 @@ export class TdpMmu {
     const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
     this.hookEvent("freeExternalSpt", gfn, level, ret);
     if (ret !== 0) {
-      this.leak(`free_external_spt failed (${ret})`);
+      this.leak(`free_external_spt failed: ${this.backend.lastError?.() ?? ret}`);
       if (this.events.on) this.tableEvent("leak", slot);
       return -1;
     }

@@ -1,7 +1,8 @@
 /**
- * The built-in default scenario: what `tdpemu` runs with no arguments. Two vCPUs fault memory
- * in (private where the backend has private memory), one also through the shared alias, while
- * the host converts a page and zaps a range, so every kind of table change shows up.
+ * The built-in default scenario: what `tdpemu` runs with no arguments. Two vCPUs accept and
+ * fault memory in (private where the backend has private memory), one converts two pages to
+ * shared and uses them through the shared alias, while the host zaps a range and ages memory,
+ * so every kind of table change shows up.
  */
 export const DEFAULT_SCENARIO_YAML = `# The built-in default scenario of tdpemu.
 name: default
@@ -11,10 +12,12 @@ schedule: { mode: random, seed: 15 }
 vcpus:
   - - { op: accept, gpa: 0x0, count: 16 }
     - { op: access, gpa: 0x0, count: 16, write: true }
+    - { op: accept, gpa: 0x400000, count: 512 }
     - { op: access, gpa: 0x400000, count: 512 }
-  - - { op: access, gpa: 0x200000, count: 8, write: true }
+  - - { op: accept, gpa: 0x200000, count: 8 }
+    - { op: access, gpa: 0x200000, count: 8, write: true }
+    - { op: convert, gpa: 0x800000, size: 8KiB, to: shared }
     - { op: access, gpa: 0x800000, shared: true, write: true }
-    - { op: convert, gpa: 0x801000, size: 4KiB, to: shared }
     - { op: access, gpa: 0x801000, shared: true }
 host:
   - { op: zap, gpa: 0x200000, size: 2MiB }

@@ -122,13 +122,15 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   } : null;
   const tasks: Task[] = [];
   const vcpuTasks: Task[] = [];
+  // The VMM starts its vCPUs only once the VM is finalized, if the host program finalizes it.
+  const start = { finalized: !scn.host.some((op) => op.op === "finalize") };
   scn.vcpus.forEach((ops, i) => {
-    const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp), done: ops.length === 0 };
+    const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp, start), done: ops.length === 0 };
     tasks.push(t);
     vcpuTasks.push(t);
   });
   if (scn.host.length > 0) {
-    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, () => vcpuTasks.every((t) => t.done), checkOp), done: false });
+    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, () => vcpuTasks.every((t) => t.done), checkOp, start), done: false });
   }
   return { scenario: scn, vm, host, clock, tasks, results, check: (final) => checkInvariants(vm, { final }) };
 }
@@ -193,8 +195,12 @@ function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail
   if (vm.events.on) vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail });
 }
 
-function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null): Op {
+function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: { finalized: boolean }): Op {
   const who = `vcpu${vcpu.id}`;
+  while (!start.finalized) {
+    vm.clock.fp?.read(R_TASKS);
+    yield BLOCKED;
+  }
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
@@ -236,7 +242,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
   }
 }
 
-function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () => boolean, afterOp: (() => void) | null): Op {
+function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () => boolean, afterOp: (() => void) | null, start: { finalized: boolean }): Op {
   const ctx = vm.hostCtx;
   for (let i = 0; i < ops.length; i++) {
     yield;
@@ -247,7 +253,11 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
     switch (op.op) {
       case "populate": result.mapped = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end); break;
-      case "finalize": result.status = hostOps.finalize(vm); break;
+      case "finalize":
+        result.status = hostOps.finalize(vm);
+        start.finalized = true;
+        vm.clock.touch(R_TASKS);
+        break;
       case "convert": result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private"); break;
       case "zap": result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end); break;
       case "dirty-log":

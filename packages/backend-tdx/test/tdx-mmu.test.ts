@@ -1,0 +1,145 @@
+/**
+ * TDX end to end: the mirror root, KVM's hooks and the TDX module model, against the facts of
+ * the reference notes (SEAMCALL counts, states, the freeze protocol and the 2M/4K race).
+ */
+import { describe, expect, it } from "vitest";
+import {
+  Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
+  parseScenarioText, runScenario, runToEnd,
+} from "@tdpemu/core";
+import {
+  PT_NDA, PT_REG, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, TdxBackend,
+} from "../src/index.js";
+
+const MiB = 2 ** 20;
+
+function tdVm(opts: { memory?: number; gpaw?: 48 | 52; vcpus?: number } = {}) {
+  const memory = opts.memory ?? 16 * MiB;
+  const host = new Host({ memory: 2 * memory + 64 * MiB });
+  const be = new TdxBackend();
+  const vm = new Vm(host, { memory, gpaw: opts.gpaw ?? 48, vcpus: opts.vcpus ?? 1, hostPageLevel: 1 }, be);
+  return { vm, be, host };
+}
+
+function septState(be: TdxBackend, gfn: number): number {
+  for (const [g, level, state] of be.module.septEntries(be.td)) if (level === 0 && g === gfn) return state;
+  return SEPT_FREE;
+}
+
+describe("TDX: private faults through the mirror and the S-EPT", () => {
+  it("512 private 4 KiB faults over GPA 0-2 MiB on a fresh runnable TD cost 3 SEPT.ADD and 512 AUG", () => {
+    const { vm, be } = tdVm();
+    for (let p = 0; p < 512; p++) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096))).toBe("ok");
+    const calls = be.stats().calls;
+    expect(calls["TDH.MEM.SEPT.ADD"]).toBe(3);
+    expect(calls["TDH.MEM.PAGE.AUG"]).toBe(512);
+    expect(calls["TDH.MR.FINALIZE"]).toBe(1);
+    expect(vm.mmu.stats.pages[1]).toBe(512);
+    expect(vm.mmu.stats.tablePages).toBe(3);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+    // Every accepted page is MAPPED in the S-EPT, a REG page of the TD in the PAMT.
+    const pfn = vm.memslots.find(7)!.gmem!.peekPfn(7);
+    expect(septState(be, 7)).toBe(SEPT_MAPPED);
+    expect(be.module.pamt.type(pfn)).toBe(PT_REG);
+    expect(be.module.pamt.owner(pfn)).toBe(be.tdr);
+  });
+
+  it("a 5-level TD (GPAW 52) adds 4 S-EPT tables for its first private page", () => {
+    const { vm, be } = tdVm({ gpaw: 52 });
+    runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0));
+    expect(be.stats().calls["TDH.MEM.SEPT.ADD"]).toBe(4);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("a private access to a page not yet accepted gets AUG'd, then #VE (PENDING), counted", () => {
+    const { vm, be } = tdVm();
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, false, false))).toBe("exception");
+    expect(septState(be, 3)).toBe(SEPT_PENDING);
+    expect(be.veCount[0]).toBe(1);
+    expect(be.stats().calls["#VE"]).toBe(1);
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x3000))).toBe("ok");
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, true, false))).toBe("ok");
+    // A second ACCEPT is answered PAGE_ALREADY_ACCEPTED, a warning, not an error.
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x3000))).toBe("ok");
+    expect(be.stats().errors).toEqual({});
+  });
+
+  it("converting a private page to shared: BLOCK, TRACK, REMOVE, WBINVD; the page leaves the TD", () => {
+    const { vm, be } = tdVm();
+    runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x5000));
+    const pfn = vm.memslots.find(5)!.gmem!.peekPfn(5);
+    runToEnd(hostOps.convertMemory(vm, vm.hostCtx, 5, 6, false));
+    const calls = be.stats().calls;
+    for (const leaf of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"]) expect(calls[leaf], leaf).toBe(1);
+    expect(septState(be, 5)).toBe(SEPT_FREE);
+    expect(be.module.pamt.type(pfn)).toBe(PT_NDA);
+    // The shared alias now works through the direct root; the mirror and the S-EPT still agree.
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, true))).toBe("ok");
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("populate before finalize: premap, PAGE.ADD and MR.EXTEND; finalize; then the guest runs", () => {
+    const scn = parseScenarioText(`
+name: populate
+vm: { memory: 16MiB }
+backend: tdx
+schedule: { mode: round-robin, interleave: false }
+host:
+  - { op: populate, gpa: 0x0, size: 16KiB }
+  - { op: finalize }
+`, "populate.yaml");
+    const r = runScenario(scn, { backend: new TdxBackend() });
+    expect(r.report.invariants.violations).toEqual([]);
+    const calls = r.report.backendStats.calls;
+    expect(calls["TDH.MEM.PAGE.ADD"]).toBe(4);
+    expect(calls["TDH.MR.EXTEND"]).toBe(64);
+    expect(calls["TDH.MEM.PAGE.AUG"]).toBeUndefined();
+    expect(calls["TDH.MR.FINALIZE"]).toBe(1);
+    expect((r.vm.backend as TdxBackend).nrPremapped).toBe(0);
+  });
+
+  it("teardown: the HKID is freed, every S-EPT, private and control page is reclaimed, the frames go back", () => {
+    const { vm, be, host } = tdVm();
+    for (let p = 0; p < 600; p++) runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096));
+    runToEnd(hostOps.teardown(vm, vm.hostCtx));
+    const calls = be.stats().calls;
+    expect(calls["TDH.MNG.KEY.FREEID"]).toBe(1);
+    // 600 private pages + 4 S-EPT pages + 4 TDCS + 1 TDVPR + the TDR.
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(600 + 4 + 4 + 1 + 1);
+    expect(vm.mmu.stats.leakedPages).toBe(0);
+    expect(be.module.tds.has(be.tdr)).toBe(false);
+    expect(host.frames.usedFrames).toBe(512); // the table pool's block only
+  });
+});
+
+describe("TDX: the 2M/4K race and the freeze protocol", () => {
+  const scn = loadScenario("scenarios/tdx-race-2m-4k.yaml");
+
+  it("atomic-then-hook: the explorer finds the AUG that fails with EPT_WALK_FAILED, and replay reproduces it", () => {
+    const r = exploreScenario(scn, { backend: () => new TdxBackend(), mmu: { strategy: "atomic-then-hook" } });
+    expect(r.violation).not.toBeNull();
+    const v = r.violation!.violations[0]!;
+    expect(v.check).toBe("kvm-bug");
+    expect(v.message).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
+    const rep = runScenario(scn, { backend: new TdxBackend(), replay: r.violation!.choices, interleave: true, mmu: { strategy: "atomic-then-hook" } });
+    expect(rep.report.invariants.violations[0]!.message).toBe(v.message);
+  });
+
+  it("freeze: no interleaving fails (exhausted within a preemption bound of 2)", () => {
+    const r = exploreScenario(scn, { backend: () => new TdxBackend(), preemptionBound: 2 });
+    expect(r.violation).toBeNull();
+    expect(r.exhausted).toBe(true);
+    expect(r.schedules).toBeGreaterThan(100);
+  });
+
+  it("freeze: a vCPU that meets the FROZEN entry retries its fault", () => {
+    let retried = false;
+    for (let seed = 1; seed <= 40 && !retried; seed++) {
+      const s = { ...scn, schedule: { mode: "random" as const, seed } };
+      const r = runScenario(s, { backend: new TdxBackend(), interleave: true });
+      expect(r.report.invariants.violations).toEqual([]);
+      if (r.report.stats.faultRetries > 0) retried = true;
+    }
+    expect(retried).toBe(true);
+  });
+});
