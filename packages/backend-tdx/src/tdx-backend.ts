@@ -18,7 +18,9 @@ import {
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SeamModule, type SeamResult } from "./seam/seam-module.js";
-import { STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, formatStatus, isBusy, isOk, statusClass, statusName } from "./seam/status.js";
+import {
+  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass, statusName,
+} from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 import { SEPT_FREE } from "./seam/sept.js";
 
@@ -40,6 +42,7 @@ function nextHkid(host: Host): number {
 }
 
 const TDCS_PAGES = 4;
+const TDX_SEAMCALL_RETRIES = 10000;
 
 @injectable()
 export class TdxBackend implements Backend {
@@ -183,7 +186,7 @@ export class TdxBackend implements Backend {
   removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
     if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
     if (this.td.lifecycle === LC_TEARDOWN) {
-      const r = this.module.phymemPageReclaim(pfn);
+      const r = this.reclaim(pfn);
       if (isOk(r.status)) return 0;
       this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM failed: ${statusName(r.status)}`);
       return this.bug("TDH.PHYMEM.PAGE.RECLAIM", r);
@@ -216,7 +219,7 @@ export class TdxBackend implements Backend {
    */
   freeExternalSpt(_vm: BackendVm, _gfn: number, _level: Level, externalSpt: number): number {
     if (this.td.lifecycle !== LC_TEARDOWN) return EINVAL;
-    const r = this.module.phymemPageReclaim(externalSpt);
+    const r = this.reclaim(externalSpt);
     if (isOk(r.status)) return 0;
     this.leakedPfns.add(externalSpt);
     this.lastFailure = `TDH.PHYMEM.PAGE.RECLAIM of an S-EPT page failed: ${statusName(r.status)}`;
@@ -313,6 +316,16 @@ export class TdxBackend implements Backend {
     return f();
   }
 
+  /**
+   * `__tdx_reclaim_page`: RECLAIM may be busy while the module works on the same page; KVM
+   * retries it (`TDX_SEAMCALL_RETRIES`, 10000 times) before giving up.
+   */
+  private reclaim(pfn: number): SeamResult {
+    let r = this.module.phymemPageReclaim(pfn);
+    for (let i = 1; i < TDX_SEAMCALL_RETRIES && statusClass(r.status) === TDX_OPERAND_BUSY; i++) r = this.module.phymemPageReclaim(pfn);
+    return r;
+  }
+
   private must(name: string, r: SeamResult): void {
     if (!isOk(r.status)) this.bug(name, r);
   }
@@ -330,7 +343,7 @@ export class TdxBackend implements Backend {
   }
 
   private reclaimOrLeak(pfn: number, what: string): void {
-    const r = this.module.phymemPageReclaim(pfn);
+    const r = this.reclaim(pfn);
     if (isOk(r.status)) this.pages.release(pfn);
     else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
   }
