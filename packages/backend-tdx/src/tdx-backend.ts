@@ -17,7 +17,7 @@ import {
 } from "@tdpemu/core";
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
-import { SeamModule, type SeamResult } from "./seam/seam-module.js";
+import { SEAMCALL_NAMES, SeamModule, type SeamResult } from "./seam/seam-module.js";
 import {
   STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass, statusName,
 } from "./seam/status.js";
@@ -363,6 +363,9 @@ export class TdxBackend implements Backend {
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
+    if (!(SEAMCALL_NAMES as readonly string[]).includes(f.call)) {
+      throw new Error(`unknown TDX call '${f.call}' (known: ${SEAMCALL_NAMES.join(", ")})`);
+    }
     const status = STATUS_BY_NAME.get(f.status);
     if (status === undefined) throw new Error(`unknown TDX status '${f.status}' (known: ${[...STATUS_BY_NAME.keys()].join(", ")})`);
     this.module.inject(this.tdr, { call: f.call, nth: f.nth, status, times: f.times });

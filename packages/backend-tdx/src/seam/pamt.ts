@@ -18,9 +18,12 @@ export const PAGE_TYPE_NAMES: Record<number, string> = {
   0: "NDA", 1: "RSVD", 3: "REG", 4: "TDR", 5: "TDCX", 6: "TDVPR", 8: "EPT",
 };
 
+/** The owner of a page no TD owns: -1, since a TDR may sit at PFN 0. */
+export const NO_TD = -1;
+
 class PamtBlock {
   readonly type = new Uint8Array(512);
-  readonly owner = new Float64Array(512);
+  readonly owner = new Float64Array(512).fill(NO_TD);
   readonly bepoch = new Float64Array(512);
   readonly locks: (SharexLock | undefined)[] = [];
 }
@@ -50,7 +53,7 @@ export class Pamt {
   }
 
   owner(pfn: number): number {
-    return this.blocks[pfn >>> 9]?.owner[pfn & 511] ?? 0;
+    return this.blocks[pfn >>> 9]?.owner[pfn & 511] ?? NO_TD;
   }
 
   bepoch(pfn: number): number {

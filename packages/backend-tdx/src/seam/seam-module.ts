@@ -7,7 +7,7 @@
  *
  * GPAs are byte addresses; levels are TDX levels (0 = 4K); pages are host PFNs.
  */
-import { Pamt, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDCX, PT_TDR, PT_TDVPR } from "./pamt.js";
+import { NO_TD, Pamt, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDCX, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
   SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED,
   SeptPages, entryBigInt, entryLocked, levelState, makeSeptEntry, septIndex, septPfn, septState,
@@ -62,6 +62,14 @@ class SeamError {
   constructor(readonly result: SeamResult) {}
 }
 
+/** Every call the module answers, by its architectural name. */
+export const SEAMCALL_NAMES = [
+  "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.MR.FINALIZE",
+  "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
+  "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
+  "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
+] as const;
+
 export type CallListener = (name: string, r: SeamResult, detail: string) => void;
 
 export class SeamModule {
@@ -97,7 +105,7 @@ export class SeamModule {
   // ------------------------------------------------------------------ plumbing
 
   /**
-   * Runs one leaf on behalf of the TD `tdr` (0 when no TD is involved): counts it, applies
+   * Runs one leaf on behalf of the TD `tdr` (NO_TD when no TD is involved): counts it, applies
    * injected faults, releases the locks it took, and tells the TD's listener.
    */
   private call(name: string, tdr: number, detail: string, body: () => SeamResult): SeamResult {
@@ -431,6 +439,7 @@ export class SeamModule {
       const { table, off } = this.walk(td, gfn, level);
       const lo = table[off]!;
       const hi = table[off + 1]!;
+      this.check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
       const st0 = septState(lo, hi, level);
       if (st0 === SEPT_BLOCKED || st0 === SEPT_PENDING_BLOCKED || st0 === SEPT_NL_BLOCKED) {
         return { status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX };
@@ -486,13 +495,15 @@ export class SeamModule {
       const { table, off } = this.walk(td, gfn, level);
       const st = this.entryState(table, off, level, [SEPT_MAPPED, SEPT_BLOCKED, SEPT_PENDING, SEPT_PENDING_BLOCKED]);
       const pfn = septPfn(table[off]!, table[off + 1]!);
+      // The page's PAMT entry is locked before the blocked/tracked checks; REMOVE has no page
+      // operand, so a busy page lock is reported against the GPA (RCX).
+      this.lock(this.pamt.lock(pfn), true, OPERAND_RCX);
       if (td.opState === OP_RUNNABLE) {
         this.check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
         this.check(this.tracked(td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
       }
-      this.lock(this.pamt.lock(pfn), true, OPERAND_R8);
       this.setEntry(table, off, SEPT_FREE, 0, level);
-      this.pamt.set(pfn, PT_NDA, 0);
+      this.pamt.set(pfn, PT_NDA, NO_TD);
       // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
       this.plaintext.delete(pfn);
       td.childCount--;
@@ -521,7 +532,7 @@ export class SeamModule {
       }
       this.setEntry(table, off, SEPT_FREE, 0, level);
       this.sept.drop(page);
-      this.pamt.set(page, PT_NDA, 0);
+      this.pamt.set(page, PT_NDA, NO_TD);
       td.childCount--;
       return ok();
     });
@@ -549,7 +560,7 @@ export class SeamModule {
       }
       if (type === PT_EPT) this.sept.drop(pfn);
       this.plaintext.delete(pfn);
-      this.pamt.set(pfn, PT_NDA, 0);
+      this.pamt.set(pfn, PT_NDA, NO_TD);
       return ok();
     });
   }

@@ -1,0 +1,278 @@
+/**
+ * Fault injection through scenarios (`inject: [{ call, nth, status, times }]`): the TDX module
+ * model returns the chosen status on the nth call of a leaf for the VM's TD, and KVM's side must
+ * react as the kernel does (reference §5 and §6): retry a busy SEPT.ADD / AUG through the fault
+ * path, kick and retry a busy REMOVE once then KVM_BUG_ON, leak a page whose RECLAIM fails.
+ */
+import { describe, expect, it } from "vitest";
+import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
+import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/index.js";
+
+interface Call {
+  name: string;
+  detail: string;
+  status: string;
+}
+
+function scenarioText(o: { inject?: string[]; vcpu: string[]; host?: string[] }): string {
+  const lines = [
+    "name: fault-injection",
+    "vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }",
+    "backend: tdx",
+    "schedule: { mode: round-robin, interleave: false }",
+  ];
+  if (o.inject) lines.push("inject:", ...o.inject.map((f) => `  - ${f}`));
+  lines.push("vcpus:", `  - - ${o.vcpu[0]}`, ...o.vcpu.slice(1).map((op) => `    - ${op}`));
+  if (o.host) lines.push("host:", ...o.host.map((op) => `  - ${op}`));
+  return lines.join("\n") + "\n";
+}
+
+/** Runs a scenario with a fresh TdxBackend and records every SEAMCALL in order. */
+function run(o: { inject?: string[]; vcpu: string[]; host?: string[] }): RunResult & { be: TdxBackend; calls: Call[] } {
+  const be = new TdxBackend();
+  const calls: Call[] = [];
+  const onEvent = (e: TdpEvent) => {
+    if (e.type === "call") calls.push({ name: e.name, detail: e.detail, status: e.status });
+  };
+  const r = runScenario(parseScenarioText(scenarioText(o), "fault-injection.yaml"), { backend: be, onEvent });
+  return { ...r, be, calls };
+}
+
+const ACCEPT_ONE = ["{ op: accept, gpa: 0x0 }"];
+const ACCEPT_THEN_SHARE = ["{ op: accept, gpa: 0x0, count: 2 }", "{ op: convert, gpa: 0x0, size: 4KiB, to: shared }"];
+
+function septStateAt(be: TdxBackend, gfn: number): number {
+  for (const [g, level, state] of be.module.septEntries(be.td)) if (level === 0 && g === gfn) return state;
+  return SEPT_FREE;
+}
+
+describe("a busy SEPT.ADD or AUG: the fault unfreezes and retries", () => {
+  it("baseline without injection: one AUG, three SEPT.ADD, no retry", () => {
+    const { report } = run({ vcpu: ACCEPT_ONE });
+    expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(1);
+    expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(3);
+    expect(report.stats.faultRetries).toBe(0);
+    expect(report.backendStats.busy).toBe(0);
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("AUG busy on its first call: retried, the page is accepted, the failed call is counted", () => {
+    const { report, calls } = run({
+      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY }"],
+      vcpu: ACCEPT_ONE,
+    });
+    expect(report.stats.faultRetries).toBeGreaterThanOrEqual(1);
+    expect(report.backendStats.busy).toBeGreaterThanOrEqual(1);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(2);
+    expect(report.backendStats.errors).toEqual({ OPERAND_BUSY: 1 });
+    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map((c) => c.status)).toEqual(["OPERAND_BUSY", "SUCCESS"]);
+    // The tables linked before the busy AUG stay: no SEPT.ADD is repeated.
+    expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(3);
+    expect(report.ops[0]!.result).toEqual({ ok: 1, exceptions: 0 });
+    expect(report.stats.pages["4k"]).toBe(1);
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("SEPT.ADD busy on its second call (the level-2 table): retried, the walk finishes", () => {
+    const { report, calls } = run({
+      inject: ["{ call: TDH.MEM.SEPT.ADD, nth: 2, status: OPERAND_BUSY }"],
+      vcpu: ACCEPT_ONE,
+    });
+    expect(report.stats.faultRetries).toBeGreaterThanOrEqual(1);
+    expect(report.backendStats.busy).toBeGreaterThanOrEqual(1);
+    expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(4);
+    expect(calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map((c) => `${c.detail.split(" page")[0]} ${c.status}`)).toEqual([
+      "gpa 0x0 level 3 SUCCESS",
+      "gpa 0x0 level 2 OPERAND_BUSY",
+      "gpa 0x0 level 2 SUCCESS",
+      "gpa 0x0 level 1 SUCCESS",
+    ]);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(1);
+    expect(report.stats.tablePages).toBe(3);
+    expect(report.ops[0]!.result).toEqual({ ok: 1, exceptions: 0 });
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("SEPT.ADD busy several times in a row: retried as often as it takes", () => {
+    const { report } = run({
+      inject: ["{ call: TDH.MEM.SEPT.ADD, nth: 1, status: OPERAND_BUSY, times: 3 }"],
+      vcpu: ACCEPT_ONE,
+    });
+    expect(report.stats.faultRetries).toBe(3);
+    expect(report.backendStats.busy).toBe(3);
+    expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(6);
+    expect(report.invariants.violations).toEqual([]);
+  });
+});
+
+describe("a busy REMOVE (under the write lock): kick every vCPU, retry once, then KVM_BUG_ON", () => {
+  it("baseline: converting an accepted page to shared is BLOCK, TRACK, REMOVE, WBINVD", () => {
+    const { report, calls, be, vm } = run({ vcpu: ACCEPT_THEN_SHARE });
+    expect(calls.filter((c) => c.name.startsWith("TDH.MEM.RANGE") || c.name.startsWith("TDH.MEM.TRACK") ||
+      c.name.startsWith("TDH.MEM.PAGE.REMOVE") || c.name.startsWith("TDH.PHYMEM")).map((c) => c.name)).toEqual([
+      "TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD",
+    ]);
+    expect(septStateAt(be, 0)).toBe(SEPT_FREE);
+    expect(vm.attributes.isPrivate(0)).toBe(false);
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("REMOVE busy once: retried after the kick, the conversion completes, REMOVE counted twice", () => {
+    const { report, calls, be, vm } = run({
+      inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: OPERAND_BUSY }"],
+      vcpu: ACCEPT_THEN_SHARE,
+    });
+    expect(report.invariants.violations).toEqual([]);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.REMOVE"]).toBe(2);
+    expect(report.backendStats.calls["TDH.MEM.RANGE.BLOCK"]).toBe(1);
+    expect(report.backendStats.busy).toBe(1);
+    expect(report.backendStats.errors).toEqual({ OPERAND_BUSY: 1 });
+    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.REMOVE").map((c) => c.status)).toEqual(["OPERAND_BUSY", "SUCCESS"]);
+    expect(be.bugged).toBe(false);
+    // The page is gone from the S-EPT and back to the host (NDA); its neighbour is untouched.
+    expect(septStateAt(be, 0)).toBe(SEPT_FREE);
+    expect(septStateAt(be, 1)).not.toBe(SEPT_FREE);
+    const pfn = vm.memslots.find(0)!.gmem!.peekPfn(0);
+    if (pfn >= 0) expect(be.module.pamt.type(pfn)).toBe(PT_NDA);
+    expect(report.ops.find((o) => o.op === "convert")!.result).toEqual({ changed: 1 });
+    // After the kick no vCPU is left in guest mode.
+    for (const v of be.td.vcpus.values()) expect(v.inGuest).toBe(false);
+  });
+
+  it("REMOVE busy twice in a row (times: 2): KVM_BUG_ON, the VM is bugged, a kvm-bug violation names the call", () => {
+    const { report, be } = run({
+      inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: OPERAND_BUSY, times: 2 }"],
+      vcpu: ACCEPT_THEN_SHARE,
+    });
+    expect(be.bugged).toBe(true);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.REMOVE"]).toBe(2);
+    const bugs = report.invariants.violations.filter((v) => v.check === "kvm-bug");
+    expect(bugs).toHaveLength(1);
+    expect(bugs[0]!.message).toContain("TDH.MEM.PAGE.REMOVE");
+    expect(bugs[0]!.message).toContain("0x8000020000000000 (OPERAND_BUSY)");
+    expect(report.invariants.violations.every((v) => v.check === "kvm-bug")).toBe(true);
+  });
+
+  it("a busy BLOCK is retried once too; a non-busy REMOVE error is a KVM bug at once", () => {
+    const blocked = run({
+      inject: ["{ call: TDH.MEM.RANGE.BLOCK, nth: 1, status: OPERAND_BUSY }"],
+      vcpu: ACCEPT_THEN_SHARE,
+    });
+    expect(blocked.report.invariants.violations).toEqual([]);
+    expect(blocked.report.backendStats.calls["TDH.MEM.RANGE.BLOCK"]).toBe(2);
+
+    const failed = run({
+      inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: TLB_TRACKING_NOT_DONE }"],
+      vcpu: ACCEPT_THEN_SHARE,
+    });
+    expect(failed.report.backendStats.calls["TDH.MEM.PAGE.REMOVE"]).toBe(1);
+    expect(failed.report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
+    expect(failed.report.invariants.violations[0]!.message).toContain("TDH.MEM.PAGE.REMOVE");
+    expect(failed.report.invariants.violations[0]!.message).toContain("TLB_TRACKING_NOT_DONE");
+  });
+});
+
+describe("a failing RECLAIM at teardown leaks the page", () => {
+  const TEARDOWN = ["{ op: teardown }"];
+
+  /** The RECLAIM calls of a clean teardown, in order, and which of them reclaim an S-EPT page. */
+  function reclaimOrder(): { pages: number[]; septPages: Set<number> } {
+    const { calls, report } = run({ vcpu: ACCEPT_ONE, host: TEARDOWN });
+    expect(report.stats.leakedPages).toBe(0);
+    expect(report.invariants.violations).toEqual([]);
+    const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
+    const septPages = new Set(calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map(page));
+    const pages = calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").map(page);
+    expect(septPages.size).toBe(3);
+    expect(pages.filter((p) => septPages.has(p))).toHaveLength(3);
+    return { pages, septPages };
+  }
+
+  it("RECLAIM of an S-EPT page fails (LIFECYCLE_STATE_INCORRECT): the page leaks, the TDR with it, no other violation", () => {
+    const { pages, septPages } = reclaimOrder();
+    const nth = pages.findIndex((p) => septPages.has(p)) + 1;
+    const victim = pages[nth - 1]!;
+    const { report, be, calls, host, vm } = run({
+      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: LIFECYCLE_STATE_INCORRECT }`],
+      vcpu: ACCEPT_ONE,
+      host: TEARDOWN,
+    });
+    // The very call the count pointed at failed.
+    const failed = calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status !== "SUCCESS");
+    expect(failed[0]).toEqual({ name: "TDH.PHYMEM.PAGE.RECLAIM", detail: `page ${victim}`, status: "LIFECYCLE_STATE_INCORRECT" });
+    expect(report.stats.leakedPages).toBeGreaterThanOrEqual(1);
+    const causes = Object.keys(report.stats.leakCauses);
+    expect(causes.some((c) => c.includes("LIFECYCLE_STATE_INCORRECT"))).toBe(true);
+    // The S-EPT page is still the module's (the TD's child), so the TDR cannot be reclaimed either.
+    expect(be.module.pamt.type(victim)).toBe(PT_EPT);
+    expect(be.module.pamt.owner(victim)).toBe(be.tdr);
+    expect(be.module.pamt.type(be.tdr)).toBe(PT_TDR);
+    expect(causes.some((c) => c.includes("TD_ASSOCIATED_PAGES_EXIST"))).toBe(true);
+    expect(report.stats.leakedPages).toBe(2);
+    expect(Object.values(report.stats.leakCauses).reduce((a, b) => a + b, 0)).toBe(report.stats.leakedPages);
+    // The host never gets the leaked page back: its block stays the VM's.
+    expect(host.frames.ownerOfPfn(victim)).toBe(vm.owner);
+    expect(be.module.hostRead(victim)).toBeNull();
+    // A leak on purpose is not a violation; the teardown ran to the end.
+    expect(report.invariants.violations).toEqual([]);
+    expect(be.bugged).toBe(false);
+    expect(vm.dead).toBe(true);
+  });
+
+  it("every S-EPT RECLAIM fails (times covers them all): three S-EPT pages and the TDR leak", () => {
+    const { pages, septPages } = reclaimOrder();
+    const first = pages.findIndex((p) => septPages.has(p)) + 1;
+    const last = pages.length - [...pages].reverse().findIndex((p) => septPages.has(p));
+    expect(last - first + 1).toBe(3); // the S-EPT pages are reclaimed one after the other
+    const { report } = run({
+      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${first}, status: LIFECYCLE_STATE_INCORRECT, times: 3 }`],
+      vcpu: ACCEPT_ONE,
+      host: TEARDOWN,
+    });
+    expect(report.stats.leakedPages).toBe(4);
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("RECLAIM of the private (leaf) page fails: leaked and a KVM bug naming RECLAIM", () => {
+    const { pages, septPages } = reclaimOrder();
+    const nth = pages.findIndex((p) => !septPages.has(p)) + 1;
+    expect(nth).toBeGreaterThan(0);
+    const { report, be } = run({
+      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: LIFECYCLE_STATE_INCORRECT }`],
+      vcpu: ACCEPT_ONE,
+      host: TEARDOWN,
+    });
+    expect(be.bugged).toBe(true);
+    expect(report.stats.leakedPages).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(report.stats.leakCauses).some((c) => c.includes("TDH.PHYMEM.PAGE.RECLAIM"))).toBe(true);
+    expect(report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
+    expect(report.invariants.violations[0]!.message).toContain("TDH.PHYMEM.PAGE.RECLAIM");
+  });
+});
+
+describe("bad inject input", () => {
+  it("a misspelled call name is bad input, not a fault that never fires", () => {
+    const scn = parseScenarioText(scenarioText({
+      inject: ["{ call: TDH.MEM.PAGE.AUGG, nth: 1, status: OPERAND_BUSY }"],
+      vcpu: ACCEPT_ONE,
+    }), "bad-call.yaml");
+    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(/unknown TDX call 'TDH\.MEM\.PAGE\.AUGG'/);
+  });
+
+  it("an unknown status name: runScenario throws RunInputError naming it", () => {
+    const scn = parseScenarioText(scenarioText({
+      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: NOT_A_TDX_STATUS }"],
+      vcpu: ACCEPT_ONE,
+    }), "bad-inject.yaml");
+    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(RunInputError);
+    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(/NOT_A_TDX_STATUS/);
+  });
+
+  it("a status name with an operand is not a name either (operands are not injected)", () => {
+    const scn = parseScenarioText(scenarioText({
+      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: 'OPERAND_BUSY|RCX' }"],
+      vcpu: ACCEPT_ONE,
+    }), "bad-inject.yaml");
+    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(RunInputError);
+  });
+});

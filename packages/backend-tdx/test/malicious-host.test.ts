@@ -1,0 +1,535 @@
+/**
+ * An untrusted VMM against the TDX module model: it calls SEAMCALL leaves directly (or through
+ * `backend.rawCall` / a scenario's `raw` op), with operands KVM would never pass, on a TD that a
+ * VM set up and whose guest accepted a few pages. Every refusal is checked to the exact 64-bit
+ * status (class + operand ID, reference §0), and the module state is checked to be unchanged.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  FRAMES_PER_BLOCK, Host, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+} from "@tdpemu/core";
+import {
+  OPERAND_R8, OPERAND_RCX, OPERAND_SEPT_TREE, PT_EPT, PT_NDA, PT_REG, PT_TDR, SEPT_BLOCKED, SEPT_FREE,
+  SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_TDEL, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_PAGE_NOT_FREE,
+  TDX_EPT_WALK_FAILED, TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT,
+  TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS,
+  TDX_TLB_TRACKING_NOT_DONE, TdxBackend, levelState, statusClass, type SeamModule, type Td,
+} from "../src/index.js";
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+/** GPAW 48: the shared bit is bit 47 (reference §7). */
+const SHARED_BIT = 2 ** 47;
+/** The architectural value of a FREE S-EPT entry: only suppress-#VE (bit 63) set. */
+const FREE_ENTRY = 0x8000000000000000n;
+/** Pages the guest accepts in every fixture (all under one level-0 S-EPT table). */
+const ACCEPTED = [0x0, 0x1000, 0x2000];
+/** A GPA under the same S-EPT tables that the guest never touched (its 4K entry is FREE). */
+const UNTOUCHED = 0x5000;
+
+interface Fixture {
+  host: Host;
+  vm: Vm;
+  be: TdxBackend;
+  m: SeamModule;
+  td: Td;
+  tdr: number;
+  tdvpr: number;
+}
+
+/** A runnable TD (the first vCPU entry finalizes it) whose guest accepted the pages of ACCEPTED. */
+function makeTd(existingHost?: Host): Fixture {
+  const host = existingHost ?? new Host({ memory: 256 * MiB });
+  const be = new TdxBackend();
+  const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, be);
+  for (const gpa of ACCEPTED) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
+  const tdvpr = [...be.td.vcpus.keys()][0]!;
+  return { host, vm, be, m: be.module, td: be.td, tdr: be.tdr, tdvpr };
+}
+
+/** A host page the module has never seen (PAMT NDA), taken from the host's own allocator. */
+function freshPage(host: Host): number {
+  return host.frames.allocBlocks(1, 1, host.newOwnerId(), "pages of the malicious VMM") * FRAMES_PER_BLOCK;
+}
+
+/** The state and page of the S-EPT entry at (gpa, TDX level), or FREE. */
+function septAt(f: Fixture, gpa: number, level: number): { state: number; pfn: number } {
+  for (const [gfn, lvl, state, pfn] of f.m.septEntries(f.td)) {
+    if (lvl === level && gfn === gpa / 4096) return { state, pfn };
+  }
+  return { state: SEPT_FREE, pfn: -1 };
+}
+
+/** The S-EPT page holding the 4K entries of GPA 0 (what the level-1 entry of GPA 0 points to). */
+function leafTableOf(f: Fixture): number {
+  const e = septAt(f, 0, 1);
+  expect(e.state).toBe(SEPT_NL_MAPPED);
+  return e.pfn;
+}
+
+function privatePfn(f: Fixture, gpa: number): number {
+  const pfn = f.m.mappedPfn(f.td, gpa);
+  expect(pfn).toBeGreaterThanOrEqual(0);
+  return pfn;
+}
+
+/** Module state that a refused call must leave alone. */
+function snapshot(f: Fixture): string {
+  return JSON.stringify({
+    sept: [...f.m.septEntries(f.td)],
+    children: f.td.childCount,
+    epoch: f.td.epoch,
+    refcount: [...f.td.refcount],
+    owned: [...f.m.pamt.pagesOf(f.tdr)],
+  });
+}
+
+describe("the fixture: a runnable TD the guest has used", () => {
+  it("has the accepted pages MAPPED, owned (REG) by the TD, and a vCPU in guest mode", () => {
+    const f = makeTd();
+    for (const gpa of ACCEPTED) {
+      expect(septAt(f, gpa, 0).state).toBe(SEPT_MAPPED);
+      const pfn = privatePfn(f, gpa);
+      expect(f.m.pamt.type(pfn)).toBe(PT_REG);
+      expect(f.m.pamt.owner(pfn)).toBe(f.tdr);
+    }
+    expect(f.m.pamt.type(f.tdr)).toBe(PT_TDR);
+    expect(f.m.pamt.type(leafTableOf(f))).toBe(PT_EPT);
+    expect(f.td.vcpus.get(f.tdvpr)!.inGuest).toBe(true);
+    expect(checkInvariants(f.vm, { final: false }).violations).toEqual([]);
+  });
+});
+
+describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
+  it("a page already REG of this TD: PAGE_METADATA_INCORRECT|R8, nothing changes", () => {
+    const f = makeTd();
+    const reg = privatePfn(f, 0x1000);
+    const before = snapshot(f);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, reg).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, reg).status).toBe(0xc000030000000008n);
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(reg)).toBe(PT_REG);
+    expect(septAt(f, UNTOUCHED, 0).state).toBe(SEPT_FREE);
+  });
+
+  it("the TD's own TDR, or one of its S-EPT pages: PAGE_METADATA_INCORRECT|R8", () => {
+    const f = makeTd();
+    const before = snapshot(f);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, f.tdr).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, leafTableOf(f)).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(f.tdr)).toBe(PT_TDR);
+  });
+
+  it("with a page of its own the same AUG succeeds (the refusal was about the page)", () => {
+    const f = makeTd();
+    const page = freshPage(f.host);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, page).status).toBe(TDX_SUCCESS);
+    expect(f.m.pamt.type(page)).toBe(PT_REG);
+    expect(f.m.pamt.owner(page)).toBe(f.tdr);
+  });
+
+  it("AUG over a MAPPED entry: EPT_ENTRY_STATE_INCORRECT|RCX with the entry and level_state (level 0, MAPPED)", () => {
+    const f = makeTd();
+    const page = freshPage(f.host);
+    const mapped = privatePfn(f, 0x1000);
+    const before = snapshot(f);
+    const r = f.m.memPageAug(0x1000, 0, f.tdr, page);
+    expect(r.status).toBe(TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX);
+    expect(r.status).toBe(0xc0000b0d00000001n);
+    expect(r.levelState).toBe(levelState(0, SEPT_MAPPED));
+    expect(r.levelState).toBe(0x400n);
+    // RCX: the architectural entry, which maps the page the guest has there.
+    expect(Number((r.entry! >> 12n) & 0xffffffffffn)).toBe(mapped);
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(page)).toBe(PT_NDA);
+  });
+});
+
+describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (reference §3)", () => {
+  it("REMOVE without BLOCK: GPA_RANGE_NOT_BLOCKED|RCX (0xC0000B0600000001)", () => {
+    const f = makeTd();
+    const before = snapshot(f);
+    const r = f.m.memPageRemove(0x1000, 0, f.tdr);
+    expect(r.status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+    expect(r.status).toBe(0xc0000b0600000001n);
+    expect(snapshot(f)).toBe(before);
+  });
+
+  it("REMOVE after BLOCK without TRACK: TLB_TRACKING_NOT_DONE|RCX", () => {
+    const f = makeTd();
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(septAt(f, 0x1000, 0).state).toBe(SEPT_BLOCKED);
+    const r = f.m.memPageRemove(0x1000, 0, f.tdr);
+    expect(r.status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    expect(r.status).toBe(0xc0000b0800000001n);
+    expect(septAt(f, 0x1000, 0).state).toBe(SEPT_BLOCKED);
+  });
+
+  it("BLOCK + TRACK while a vCPU that entered in the old epoch is in guest mode: still not done; after its exit: SUCCESS", () => {
+    const f = makeTd();
+    const pfn = privatePfn(f, 0x1000);
+    // The vCPU (re-)enters before the BLOCK, in epoch e, and stays in guest mode.
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    const e = f.td.epoch;
+    expect(f.td.vcpus.get(f.tdvpr)!.epoch).toBe(e);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.pamt.bepoch(pfn)).toBe(e);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.td.epoch).toBe(e + 1);
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    expect(f.m.pamt.type(pfn)).toBe(PT_REG);
+    // The vCPU leaves guest mode: nobody can hold a translation from epoch e any more.
+    f.m.tdExit(f.tdvpr);
+    const r = f.m.memPageRemove(0x1000, 0, f.tdr);
+    expect(r.status).toBe(TDX_SUCCESS);
+    expect(r.pfn).toBe(pfn);
+    expect(septAt(f, 0x1000, 0).state).toBe(SEPT_FREE);
+    expect(f.m.pamt.type(pfn)).toBe(PT_NDA);
+  });
+
+  it("a vCPU entering after the TRACK (new epoch) does not hold the REMOVE back", () => {
+    const f = makeTd();
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+  });
+
+  it("a second TRACK while a vCPU of the previous epoch is still in guest: PREVIOUS_TLB_EPOCH_BUSY", () => {
+    const f = makeTd();
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    const e = f.td.epoch;
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    const r = f.m.memTrack(f.tdr);
+    expect(r.status).toBe(TDX_PREVIOUS_TLB_EPOCH_BUSY);
+    expect(r.status).toBe(0x8000020100000000n);
+    expect(f.td.epoch).toBe(e + 1);
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.td.epoch).toBe(e + 2);
+  });
+});
+
+describe("S-EPT table leaves", () => {
+  it("SEPT.ADD at level 1 where the level-2 entry is FREE: EPT_WALK_FAILED|RCX, stopped at level 2", () => {
+    const f = makeTd();
+    const page = freshPage(f.host);
+    const before = snapshot(f);
+    // GPA 1 GiB: the level-3 entry (GPA 0..512 GiB) exists, the level-2 entry for 1..2 GiB does not.
+    const r = f.m.memSeptAdd(1 * GiB, 1, f.tdr, page);
+    expect(r.status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
+    expect(r.status).toBe(0xc0000b0000000001n);
+    expect(r.levelState).toBe(levelState(2, SEPT_FREE));
+    expect(r.levelState).toBe(0x002n);
+    expect(r.entry).toBe(FREE_ENTRY);
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(page)).toBe(PT_NDA);
+  });
+
+  it("SEPT.ADD at level 1 at 512 GiB, where even the level-3 entry is FREE: the walk stops at level 3", () => {
+    const f = makeTd();
+    const r = f.m.memSeptAdd(512 * GiB, 1, f.tdr, freshPage(f.host));
+    expect(r.status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
+    expect(r.levelState).toBe(0x003n);
+    expect(r.entry).toBe(FREE_ENTRY);
+  });
+
+  it("the walk also stops at a blocked table: NL_BLOCKED in level_state", () => {
+    const f = makeTd();
+    expect(f.m.memRangeBlock(0, 1, f.tdr).status).toBe(TDX_SUCCESS);
+    const r = f.m.memPageAug(UNTOUCHED, 0, f.tdr, freshPage(f.host));
+    expect(r.status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
+    expect(r.levelState).toBe(levelState(1, SEPT_NL_BLOCKED));
+    expect(r.levelState).toBe(0x8101n);
+  });
+
+  it("SEPT.REMOVE of a table that still has children, after BLOCK+TRACK and every exit: EPT_PAGE_NOT_FREE|RCX", () => {
+    const f = makeTd();
+    const table = leafTableOf(f);
+    expect(f.m.memRangeBlock(0, 1, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    f.m.tdExit(f.tdvpr);
+    const children = f.td.childCount;
+    const r = f.m.memSeptRemove(0, 1, f.tdr);
+    expect(r.status).toBe(TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX);
+    expect(r.status).toBe(0xc0000b0e00000001n);
+    expect(septAt(f, 0, 1)).toEqual({ state: SEPT_NL_BLOCKED, pfn: table });
+    expect(f.m.pamt.type(table)).toBe(PT_EPT);
+    expect(f.td.childCount).toBe(children);
+  });
+
+  it("SEPT.REMOVE of a table without BLOCK on a RUNNABLE TD: GPA_RANGE_NOT_BLOCKED|RCX", () => {
+    const f = makeTd();
+    expect(f.m.memSeptRemove(0, 1, f.tdr).status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+  });
+});
+
+describe("TDH.PHYMEM.PAGE.RECLAIM of pages of a live TD", () => {
+  it("a private page, an S-EPT page, a TDR: LIFECYCLE_STATE_INCORRECT, and they stay the TD's", () => {
+    const f = makeTd();
+    const reg = privatePfn(f, 0);
+    const table = leafTableOf(f);
+    const before = snapshot(f);
+    for (const page of [reg, table, f.tdr]) {
+      expect(f.m.phymemPageReclaim(page).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+      expect(f.m.phymemPageReclaim(page).status).toBe(0xc000060700000000n);
+    }
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(reg)).toBe(PT_REG);
+    expect(f.m.pamt.type(table)).toBe(PT_EPT);
+    expect(checkInvariants(f.vm, { final: false }).violations).toEqual([]);
+  });
+});
+
+describe("a second TD on the same host (one module per host)", () => {
+  it("shares the module, and cannot AUG the first TD's private page: PAGE_METADATA_INCORRECT|R8", () => {
+    const a = makeTd();
+    const b = makeTd(a.host);
+    expect(b.m).toBe(a.m);
+    expect(b.tdr).not.toBe(a.tdr);
+    expect(b.be.hkid).not.toBe(a.be.hkid);
+    const victim = privatePfn(a, 0x1000);
+    const beforeA = snapshot(a);
+    const beforeB = snapshot(b);
+    expect(b.m.memPageAug(UNTOUCHED, 0, b.tdr, victim).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(snapshot(a)).toBe(beforeA);
+    expect(snapshot(b)).toBe(beforeB);
+    expect(a.m.pamt.owner(victim)).toBe(a.tdr);
+  });
+
+  it("cannot SEPT.ADD with the first TD's S-EPT page (or its TDR): PAGE_METADATA_INCORRECT|R8", () => {
+    const a = makeTd();
+    const b = makeTd(a.host);
+    const table = leafTableOf(a);
+    const beforeA = snapshot(a);
+    // B's walk to level 2 at 1 GiB succeeds (B's level-3 entry exists), so only the page is wrong.
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, table).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.tdr).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.td.septRoot).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(snapshot(a)).toBe(beforeA);
+    expect(a.m.pamt.owner(table)).toBe(a.tdr);
+    // With a page of its own the same SEPT.ADD works.
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, freshPage(b.host)).status).toBe(TDX_SUCCESS);
+  });
+
+  it("B's RECLAIM, REMOVE or BLOCK cannot reach A's pages either", () => {
+    const a = makeTd();
+    const b = makeTd(a.host);
+    const victim = privatePfn(a, 0);
+    const beforeA = snapshot(a);
+    expect(b.m.phymemPageReclaim(victim).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+    // B's operations work on B's own S-EPT: A's mapping at the same GPA is untouched.
+    expect(b.m.memRangeBlock(0, 0, b.tdr).status).toBe(TDX_SUCCESS);
+    expect(septAt(b, 0, 0).state).toBe(SEPT_BLOCKED);
+    expect(snapshot(a)).toBe(beforeA);
+  });
+});
+
+describe("operands a careful VMM never passes", () => {
+  it("a private GPA operand with the shared bit set: OPERAND_INVALID|RCX, for every GPA leaf", () => {
+    const f = makeTd();
+    const before = snapshot(f);
+    const bad = 0x1000 + SHARED_BIT;
+    const invalid = TDX_OPERAND_INVALID + OPERAND_RCX;
+    expect(invalid).toBe(0xc000010000000001n);
+    expect(f.m.memPageAug(UNTOUCHED + SHARED_BIT, 0, f.tdr, freshPage(f.host)).status).toBe(invalid);
+    expect(f.m.memSeptAdd(1 * GiB + SHARED_BIT, 2, f.tdr, freshPage(f.host)).status).toBe(invalid);
+    expect(f.m.memRangeBlock(bad, 0, f.tdr).status).toBe(invalid);
+    expect(f.m.memPageRemove(bad, 0, f.tdr).status).toBe(invalid);
+    expect(f.m.memSeptRemove(SHARED_BIT, 1, f.tdr).status).toBe(invalid);
+    expect(snapshot(f)).toBe(before);
+  });
+
+  it("a GPA beyond GPAW (bit 48 with GPAW 48) and a misaligned GPA: OPERAND_INVALID|RCX", () => {
+    const f = makeTd();
+    expect(f.m.memPageAug(2 ** 48 + UNTOUCHED, 0, f.tdr, freshPage(f.host)).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    expect(f.m.memPageAug(UNTOUCHED + 0x10, 0, f.tdr, freshPage(f.host)).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+  });
+
+  it("the S-EPT tree lock held by a concurrent caller: AUG returns OPERAND_BUSY|SEPT_TREE (0x8000020000000092)", () => {
+    const f = makeTd();
+    const page = freshPage(f.host);
+    expect(f.td.treeLock.tryExclusive()).toBe(true); // e.g. a BLOCK in flight on another CPU
+    const before = snapshot(f);
+    const r = f.m.memPageAug(UNTOUCHED, 0, f.tdr, page);
+    expect(r.status).toBe(TDX_OPERAND_BUSY + OPERAND_SEPT_TREE);
+    expect(r.status).toBe(0x8000020000000092n);
+    expect(f.m.memSeptAdd(1 * GiB, 2, f.tdr, freshPage(f.host)).status).toBe(0x8000020000000092n);
+    expect(snapshot(f)).toBe(before);
+    expect(f.m.pamt.type(page)).toBe(PT_NDA);
+    // The failed calls took nothing: the concurrent holder still has the lock, alone.
+    expect(f.td.treeLock.exclusive).toBe(true);
+    expect(f.td.treeLock.readers).toBe(0);
+    f.td.treeLock.release();
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, page).status).toBe(TDX_SUCCESS);
+    expect(f.td.treeLock.held).toBe(false);
+  });
+
+  it("a shared holder of the tree lock lets AUG in but keeps BLOCK (exclusive) out", () => {
+    const f = makeTd();
+    expect(f.td.treeLock.tryShared()).toBe(true);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(0x8000020000000092n);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, freshPage(f.host)).status).toBe(TDX_SUCCESS);
+    f.td.treeLock.release();
+    expect(f.td.treeLock.held).toBe(false);
+  });
+});
+
+describe("locks held by a concurrent caller across the call (reference §1 checks 9-10, §5)", () => {
+  /** Sets or clears the S-EPT entry lock (TDEL, bit 11) of the 4K entry of `gpa`, as another CPU holding it would. */
+  function entryLock(f: Fixture, gpa: number, held: boolean): void {
+    const t = f.m.sept.get(leafTableOf(f))!;
+    const off = 2 * ((gpa / 4096) % 512);
+    t[off] = held ? t[off]! | SEPT_TDEL : t[off]! & ~SEPT_TDEL;
+  }
+
+  it("BLOCK of a MAPPED entry whose entry lock is held: OPERAND_BUSY|RCX, nothing blocked", () => {
+    const f = makeTd();
+    entryLock(f, 0x1000, true);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    entryLock(f, 0x1000, false);
+    expect(septAt(f, 0x1000, 0).state).toBe(SEPT_MAPPED);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+  });
+
+  it("BLOCK of an entry already blocked (lock free): the warning GPA_RANGE_ALREADY_BLOCKED|RCX", () => {
+    const f = makeTd();
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX);
+  });
+
+  // src bug: seam-module.ts memRangeBlock tests "already blocked" before the entry lock (check 9
+  // before 10 in the reference; the module's tdh_mem_range_block.c takes the entry lock first).
+  it("BLOCK of an already-blocked entry whose entry lock is held: OPERAND_BUSY|RCX, not ALREADY_BLOCKED", () => {
+    const f = makeTd();
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    entryLock(f, 0x1000, true);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(0x8000020000000001n);
+  });
+
+  it("REMOVE of a blocked, tracked page whose PAMT entry is locked by a concurrent caller: BUSY, nothing removed", () => {
+    const f = makeTd();
+    const pfn = privatePfn(f, 0x1000);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    f.m.tdExit(f.tdvpr);
+    const lock = f.m.pamt.lock(pfn);
+    expect(lock.tryExclusive()).toBe(true);
+    expect(statusClass(f.m.memPageRemove(0x1000, 0, f.tdr).status)).toBe(TDX_OPERAND_BUSY);
+    expect(f.m.pamt.type(pfn)).toBe(PT_REG);
+    expect(septAt(f, 0x1000, 0).state).toBe(SEPT_BLOCKED);
+    lock.release();
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+  });
+
+  // src bug: seam-module.ts memPageRemove reports the busy PAMT lock of the removed page as
+  // BUSY|R8, an operand REMOVE does not have (RCX = GPA, RDX = TDR; reference §1 table). The
+  // module (tdh_mem_page_remove.c) returns api_error_with_operand_id(BUSY, OPERAND_ID_RCX).
+  it("REMOVE with the removed page's PAMT lock held: exactly OPERAND_BUSY|RCX (0x8000020000000001)", () => {
+    const f = makeTd();
+    const pfn = privatePfn(f, 0x1000);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.pamt.lock(pfn).tryExclusive()).toBe(true);
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(0x8000020000000001n);
+  });
+});
+
+describe("private memory stays private", () => {
+  it("the host reads no plaintext of a private page, during its life or after KVM converts it to shared", () => {
+    const f = makeTd();
+    const gpa = 0x2000;
+    const pfn = privatePfn(f, gpa);
+    expect(f.m.guestWrite(f.tdvpr, gpa, "guest secret")).toBe(true);
+    expect(f.m.hostRead(pfn)).toBeNull();
+    // KVM converts the page to shared: BLOCK, TRACK + kick, REMOVE, WBINVD.
+    const calls = { ...f.be.stats().calls };
+    expect(runToEnd(hostOps.convertMemory(f.vm, f.vm.hostCtx, gpa / 4096, gpa / 4096 + 1, false))).toBe(1);
+    const after = f.be.stats().calls;
+    for (const c of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"]) {
+      expect(after[c]! - (calls[c] ?? 0)).toBe(1);
+    }
+    expect(f.be.stats().errors).toEqual({});
+    expect(septAt(f, gpa, 0).state).toBe(SEPT_FREE);
+    expect(f.m.pamt.type(pfn)).toBe(PT_NDA);
+    const seen = f.m.hostRead(pfn);
+    expect(seen).not.toBeNull();
+    expect(seen).not.toContain("guest secret");
+    expect(checkInvariants(f.vm, { final: false }).violations).toEqual([]);
+  });
+
+  it("a REMOVE by the host itself (BLOCK, TRACK, exit, REMOVE) does not hand it the plaintext either", () => {
+    const f = makeTd();
+    const pfn = privatePfn(f, 0x1000);
+    expect(f.m.guestWrite(f.tdvpr, 0x1000, "another secret")).toBe(true);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
+    f.m.tdExit(f.tdvpr);
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
+    expect(f.m.hostRead(pfn)).not.toContain("another secret");
+  });
+});
+
+describe("raw calls through the backend and through a scenario", () => {
+  it("backend.rawCall reports the status by name and as the exact value", () => {
+    const f = makeTd();
+    const r = f.be.rawCall(f.vm, "TDH.MEM.PAGE.REMOVE", { gpa: 0x1000, level: 0 });
+    expect(r).toEqual({ status: "GPA_RANGE_NOT_BLOCKED", detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)" });
+    const aug = f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: privatePfn(f, 0) });
+    expect(aug.detail).toBe("0xC000030000000008 (PAGE_METADATA_INCORRECT|R8)");
+    const busy = (() => {
+      f.td.treeLock.tryExclusive();
+      try {
+        return f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: "fresh" });
+      } finally {
+        f.td.treeLock.release();
+      }
+    })();
+    expect(busy.detail).toBe("0x8000020000000092 (OPERAND_BUSY|SEPT_TREE)");
+  });
+
+  const scenario = (hostLines: string) => `
+name: malicious-remove
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: tdx
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: accept, gpa: 0x0, count: 2 }
+host:
+${hostLines}
+`;
+
+  it("a raw REMOVE in a host program: the op's result names the status; nothing else changes", () => {
+    const scn = parseScenarioText(scenario("  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }"), "malicious.yaml");
+    const { report } = runScenario(scn, { backend: new TdxBackend() });
+    const raw = report.ops.find((o) => o.who === "host" && o.op === "raw");
+    expect(raw?.result).toEqual({ status: "GPA_RANGE_NOT_BLOCKED", detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)" });
+    expect(report.ops.find((o) => o.who === "vcpu0")?.result).toEqual({ ok: 2, exceptions: 0 });
+    expect(report.backendStats.errors).toEqual({ GPA_RANGE_NOT_BLOCKED: 1 });
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("raw BLOCK, TRACK, REMOVE with the vCPU still in guest: TLB_TRACKING_NOT_DONE, and the checks see the tampering", () => {
+    const scn = parseScenarioText(scenario([
+      "  - { op: raw, call: TDH.MEM.RANGE.BLOCK, gpa: 0x1000, level: 0 }",
+      "  - { op: raw, call: TDH.MEM.TRACK }",
+      "  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }",
+      "  - { op: raw, call: TDH.MEM.TRACK }",
+    ].join("\n")), "malicious.yaml");
+    const { report } = runScenario(scn, { backend: new TdxBackend() });
+    const raws = report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
+    expect(raws).toEqual([
+      "0x0000000000000000 (SUCCESS)",
+      "0x0000000000000000 (SUCCESS)",
+      "0xC0000B0800000001 (TLB_TRACKING_NOT_DONE|RCX)",
+      "0x8000020100000000 (PREVIOUS_TLB_EPOCH_BUSY)",
+    ]);
+    // KVM's mirror still maps the page the S-EPT now has BLOCKED: the TDX checks report it.
+    expect(report.invariants.violations.map((v) => v.check)).toContain("mirror-equals-sept");
+  });
+});
