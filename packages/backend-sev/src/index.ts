@@ -1,5 +1,19 @@
-/**
- * @tdpemu/backend-sev: package skeleton. The backend itself is built by its own issue; until
- * then this package registers nothing, and `tdpemu backends` does not list it.
- */
-export const registrations: readonly never[] = [];
+/** @tdpemu/backend-sev: the SEV-like backend (AMD SEV-SNP's RMP), registered as `sev`. */
+import "reflect-metadata";
+import { BACKEND, type BackendRegistration } from "@tdpemu/core";
+import { SevBackend } from "./sev-backend.js";
+
+export { SevBackend, rmpOf, type SevException } from "./sev-backend.js";
+export * from "./sev-backend.js";
+export * from "./rmp.js";
+export * from "./rmp-instructions.js";
+
+export const registration: BackendRegistration = {
+  name: "sev",
+  description: "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access",
+  register(c) {
+    c.register(BACKEND, { useClass: SevBackend });
+  },
+};
+
+export default registration;

@@ -5,10 +5,12 @@
 import { BackendRegistry } from "@tdpemu/core";
 import { registration as plain } from "@tdpemu/backend-plain";
 import { registration as tdx } from "@tdpemu/backend-tdx";
+import { registration as sev } from "@tdpemu/backend-sev";
 
 export function builtinRegistry(): BackendRegistry {
   const r = new BackendRegistry();
   r.add(tdx);
+  r.add(sev);
   r.add(plain);
   return r;
 }

@@ -67,8 +67,8 @@ export interface Backend {
 
   /** A private page is first used (RMPUPDATE to assigned). */
   gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;
-  /** A private page is freed (RMPUPDATE back to shared). */
-  gmemInvalidate?(vm: BackendVm, pfn: number): void;
+  /** Private pages [pfn, pfn + npages) are freed (RMPUPDATE back to hypervisor-owned). */
+  gmemInvalidate?(vm: BackendVm, pfn: number, npages: number): void;
 
   /**
    * The hardware step of a guest access, for the GPAs the backend's hardware walks itself
@@ -77,15 +77,32 @@ export interface Backend {
    * `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
    */
   checkGuestAccess?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean): number;
+  /**
+   * The hardware's checks after a successful walk of the direct root (SEV: the RMP checks): the
+   * translation found maps `gpa` to host frame `pfn` with a leaf at `level`. Returns ACCESS_OK,
+   * ACCESS_FAULT_PRESENT (a #NPF KVM must handle) or ACCESS_GUEST_EXCEPTION (#VC).
+   */
+  checkTranslation?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number;
+  /**
+   * After KVM handled a fault the hardware reported with the RMP bit (`sev_handle_rmp_fault`):
+   * a GFN range to zap so it re-faults (after a PSMASH), or null.
+   */
+  faultFixup?(vm: BackendVm, vcpu: number, gpa: number): { gfn: number; npages: number } | null;
 
   /**
    * The guest accepts a private page (TDG.MEM.PAGE.ACCEPT, PVALIDATE). `ACCESS_OK` when done,
    * `ACCESS_FAULT` when KVM must map the page first (then the accept is retried),
    * `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
    */
-  guestAccept?(vm: BackendVm, vcpu: number, gpa: number): number;
+  guestAccept?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number;
   /** Host op before the guest runs: measured initial content of a private page (PAGE.ADD, LAUNCH_UPDATE). */
   populate?(vm: BackendVm, gfn: number, pfn: number): number;
+  /**
+   * Whether `populate` maps the page through the fault path first (TDX: `kvm_tdp_map_page`, then
+   * PAGE.ADD; the default) or only fills guest_memfd (SEV: `kvm_gmem_populate`; the guest's
+   * first access maps it).
+   */
+  readonly populateMapsFirst?: boolean;
   /** Host op: the VM's initial state is complete (TDH.MR.FINALIZE, SNP_LAUNCH_FINISH). */
   finalize?(vm: BackendVm): number;
   /** VM teardown, after the shared mappings are gone and before the mirror roots are zapped (TDX: HKID release). */
@@ -138,6 +155,8 @@ export interface MirrorView {
    * (`inFlight`: frozen, or published and its hook not called yet), when the two may differ.
    */
   forEach(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void): void;
+  /** The same for the valid direct roots (GFNs without the shared bit). */
+  forEachDirect(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void): void;
   /** Mirror entries whose backend call is under way (frozen or not yet propagated). */
   inFlight(gfn: number, level: number): boolean;
 }

@@ -66,6 +66,26 @@ export function mirrorView(vm: Vm): MirrorView {
       };
       for (const root of vm.mmu.roots) if (root.mirror && !root.invalid) walk(root.slot, root.level, 0);
     },
+    forEachDirect(cb) {
+      const bits = vm.mmu.gfnDirectBits;
+      const walk = (slot: number, level: number, base: number) => {
+        const mem = pool.tableMem(slot);
+        const off = pool.tableOff(slot);
+        for (let i = 0; i < 512; i++) {
+          const lo = mem[off + 2 * i]!;
+          if (!isShadowPresent(lo)) continue;
+          const hi = mem[off + 2 * i + 1]!;
+          const raw = base + i * PAGES_PER_LEVEL[level]!;
+          const gfn = bits !== 0 && raw >= bits ? raw - bits : raw;
+          if (isLastSpte(lo, level)) cb(gfn, level, "leaf", spteToPfn(lo, hi));
+          else {
+            cb(gfn, level, "table", spteToPfn(lo, hi));
+            walk(pool.pfnToSlot(spteToPfn(lo, hi)), level - 1, raw);
+          }
+        }
+      };
+      for (const root of vm.mmu.roots) if (!root.mirror && !root.invalid) walk(root.slot, root.level, 0);
+    },
     inFlight: (gfn, level) => vm.mmu.isMirrorInFlight(gfn, level),
   };
 }

@@ -67,6 +67,29 @@ export class GuestBacking {
     return true;
   }
 
+  /**
+   * A hole punched at `pgoff` (`fallocate(PUNCH_HOLE)` on the guest_memfd after a conversion to
+   * shared): the page is no longer prepared. Returns whether it was. The frame stays with the
+   * backing here; a page prepared again is a fresh page to the guest either way.
+   */
+  discard(pgoff: number): boolean {
+    const p = this.prepared;
+    if (!p) return false;
+    const w = pgoff >>> 5;
+    const bit = 1 << (pgoff & 31);
+    if ((p[w]! & bit) === 0) return false;
+    p[w] = p[w]! & ~bit;
+    return true;
+  }
+
+  /** Populated host pages: [first PFN, frames]. */
+  *populated(): Generator<[pfn: number, npages: number]> {
+    for (let c = 0; c < this.chunkBase.length; c++) {
+      const base = this.chunkBase[c]!;
+      if (base >= 0) yield [base, this.chunkPages];
+    }
+  }
+
   /** Gives every populated host page back to the host (memslot deletion, VM teardown). */
   release(): void {
     const blocks = this.chunkPages / FRAMES_PER_BLOCK;

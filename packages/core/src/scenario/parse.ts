@@ -259,14 +259,17 @@ function parseInject(c: Ctx, v: unknown): InjectSpec[] {
   return v.map((f, i) => {
     const path: Path = ["inject", i];
     if (!isObj(f)) c.expect(path, "a mapping with call, nth, status", f);
-    checkKeys(c, path, f, ["call", "nth", "status", "times"]);
+    checkKeys(c, path, f, ["call", "nth", "status", "times", "backend"]);
+    if (f.backend !== undefined && (typeof f.backend !== "string" || f.backend === "")) c.expect([...path, "backend"], "a backend name", f.backend);
     if (typeof f.call !== "string" || f.call === "") c.expect([...path, "call"], "the architectural name of a call", f.call);
     if (typeof f.status !== "string" || f.status === "") c.expect([...path, "status"], "a status name such as OPERAND_BUSY", f.status);
     const nth = f.nth === undefined ? 1 : num(c, [...path, "nth"], f.nth);
     if (nth < 1) c.expect([...path, "nth"], "1 or more (the first call is 1)", f.nth);
     const times = f.times === undefined ? 1 : num(c, [...path, "times"], f.times);
     if (times < 1) c.expect([...path, "times"], "1 or more", f.times);
-    return { call: f.call as string, nth, status: f.status as string, times };
+    const spec: InjectSpec = { call: f.call as string, nth, status: f.status as string, times };
+    if (typeof f.backend === "string") spec.backend = f.backend;
+    return spec;
   });
 }
 

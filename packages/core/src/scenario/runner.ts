@@ -107,6 +107,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
   }, opts.backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
   for (const f of [...scn.inject, ...(opts.inject ?? [])]) {
+    if (f.backend !== undefined && f.backend !== opts.backend.name) continue;
     if (!opts.backend.injectFault) throw new RunInputError(`${scn.source}: inject: backend '${opts.backend.name}' has no fault injection`);
     try {
       opts.backend.injectFault(vm, f);

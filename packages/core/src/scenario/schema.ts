@@ -55,6 +55,8 @@ export interface InjectSpec {
   status: string;
   /** ... and so do the following times - 1 invocations. */
   times: number;
+  /** Only on this backend (calls are architectural, so a scenario for several backends names it). */
+  backend?: string;
 }
 
 export interface Scenario {

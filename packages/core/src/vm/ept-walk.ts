@@ -9,7 +9,7 @@
  * after a missing flush is not observable here.
  */
 import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
-import { sptIndex } from "../arch/levels.js";
+import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 
 export const WALK_OK = 0;
@@ -25,7 +25,13 @@ export type HwUpdate = (table: number, off: number, level: number, oldLo: number
  * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK,
  * WALK_NOT_PRESENT or WALK_PERMISSION (what the EPT violation's exit qualification tells KVM). `onUpdate`, if given, hears of every A/D update.
  */
-export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null): number {
+/** Where the walk leaves the translation it found (reused, never allocated per walk). */
+export class WalkOut {
+  pfn = 0;
+  level = 0;
+}
+
+export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null, out?: WalkOut): number {
   let slot = rootSlot;
   for (let level = rootLevel; level >= 1; level--) {
     const mem = pool.mem[slot >>> MEM_SHIFT]!;
@@ -35,6 +41,11 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     pool.fp?.read(slot * 512 + idx);
     if ((lo & EPT_RWX) === 0) return WALK_NOT_PRESENT;
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
+      if (out) {
+        const leafPfn = spteToPfn(lo, mem[off + 1]!);
+        out.pfn = leafPfn + (rawGfn % PAGES_PER_LEVEL[level]!);
+        out.level = level;
+      }
       if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_PERMISSION;
       const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
       if ((lo & want) !== want) {

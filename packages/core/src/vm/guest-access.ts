@@ -15,7 +15,7 @@ import {
   fastPageFault, kvmTdpMmuMap,
 } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
-import { convertMemory } from "./host-ops.js";
+import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
 import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -175,11 +175,17 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     if (backend.checkGuestAccess) vm.clock.touch(R_BACKEND);
     let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
     let present = hw === ACCESS_FAULT_PRESENT;
+    let rmpFault = false;
     if (hw < 0) {
       const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
-      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate);
+      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate, vcpu.walk);
       hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
       present = w === WALK_PERMISSION;
+      if (hw === ACCESS_OK && backend.checkTranslation) {
+        vm.clock.touch(R_BACKEND);
+        hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
+        if (hw === ACCESS_FAULT_PRESENT) rmpFault = true;
+      }
     }
     if (hw === ACCESS_FAULT_PRESENT) hw = ACCESS_FAULT;
     if (hw === ACCESS_OK) {
@@ -194,6 +200,7 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     backend.vcpuExit?.(vm, vcpu.id);
     const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
     if (r === RET_PF_EMULATE) return "mmio";
+    if (rmpFault && backend.faultFixup) yield* rmpFaultFixup(vm, vcpu, gpa);
     // The guest re-executes the access; until someone else changes something it would only
     // meet the same FROZEN entry or lost race again.
     if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
@@ -203,6 +210,13 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
     }
   }
   throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+}
+
+/** `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits, KVM zaps so it re-faults. */
+function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
+  vm.clock.touch(R_BACKEND);
+  const z = vm.backend.faultFixup!(vm, vcpu.id, gpa);
+  if (z) yield* zapGfnRange(vm, vcpu.ctx, z.gfn, z.gfn + z.npages);
 }
 
 /**
@@ -218,15 +232,23 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     vm.clock.touch(R_BACKEND);
-    const r = backend.guestAccept(vm, vcpu.id, gpa);
+    // PVALIDATE works on the frame the NPT maps the page to; the mirror-root backends (TDX)
+    // find it in their own tables.
+    let npt: { pfn: number; level: number } | null = null;
+    if (!backend.usesMirrorRoot) {
+      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), false, null, vcpu.walk);
+      if (w === WALK_OK) npt = vcpu.walk;
+    }
+    const r = backend.guestAccept(vm, vcpu.id, gpa, npt);
     if (r === ACCESS_OK) return "ok";
     if (r === ACCESS_GUEST_EXCEPTION) {
       vcpu.exceptions++;
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
-    const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true);
+    const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true, false, r === ACCESS_FAULT_PRESENT);
     if (pf === RET_PF_EMULATE) return "mmio";
+    if (r === ACCESS_FAULT_PRESENT && backend.faultFixup) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) {
       const gfn = vcpu.fault.gfn;

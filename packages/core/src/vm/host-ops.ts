@@ -78,9 +78,38 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert");
     vm.clock.touch(R_ATTR);
     const changed = vm.attributes.set(start, end, toPrivate);
+    if (!toPrivate) punchPrivateHoles(vm, start, end);
     if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
     return changed;
   }));
+}
+
+/**
+ * After a conversion to shared the VMM punches the old private pages out of the guest_memfd;
+ * freeing them runs `kvm_arch_gmem_invalidate` (SEV: RMPUPDATE back to hypervisor-owned).
+ */
+function punchPrivateHoles(vm: Vm, start: number, end: number): void {
+  const slot = vm.memslots.find(start);
+  const gmem = slot?.gmem;
+  if (!slot || !gmem || !vm.backend.gmemInvalidate) return;
+  for (let gfn = start; gfn < Math.min(end, slot.endGfn); gfn++) {
+    const pgoff = gfn - slot.baseGfn;
+    if (!gmem.discard(pgoff)) continue;
+    vm.clock.touch(R_BACKEND);
+    vm.backend.gmemInvalidate(vm, gmem.peekPfn(pgoff), 1);
+  }
+}
+
+/** Guest memory goes back to the host; guest_memfd pages are invalidated first (`kvm_gmem_free_folio`). */
+function releaseBacking(vm: Vm, slot: Memslot): void {
+  if (slot.gmem && vm.backend.gmemInvalidate) {
+    for (const [pfn, npages] of slot.gmem.populated()) {
+      vm.clock.touch(R_BACKEND);
+      vm.backend.gmemInvalidate(vm, pfn, npages);
+    }
+  }
+  slot.shared.release();
+  slot.gmem?.release();
 }
 
 /** `kvm_zap_gfn_range`: zap every mapping of [start, end), private and shared, in every root. */
@@ -104,6 +133,21 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
   let mapped = 0;
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
+    if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
+      // kvm_gmem_populate: the page goes into guest_memfd (prepared, so no gmemPrepare later)
+      // and the backend measures it; the NPT is left alone.
+      const slot = vm.memslots.find(gfn)!;
+      const pgoff = gfn - slot.baseGfn;
+      const pfn = slot.gmem!.getPfn(pgoff);
+      slot.gmem!.testAndSetPrepared(pgoff);
+      vm.clock.step++;
+      vm.clock.touch(R_BACKEND);
+      const ret = vm.backend.populate(vm, gfn, pfn);
+      vm.mmu.hookEvent("populate", gfn, 1, ret);
+      if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${vm.backend.lastError?.() ?? ret})`);
+      mapped++;
+      continue;
+    }
     let r: number;
     let tries = 0;
     do {
@@ -238,8 +282,7 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   vm.clock.touch(R_SLOTS);
   vm.clock.touch(R_BACKING);
   vm.memslots.remove(slotId);
-  slot.shared.release();
-  slot.gmem?.release();
+  releaseBacking(vm, slot);
 }
 
 /**
@@ -266,8 +309,7 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
   vm.clock.touch(R_BACKING);
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
-    slot.shared.release();
-    slot.gmem?.release();
+    releaseBacking(vm, slot);
   }
   if (vm.backend.destroy) {
     vm.clock.step++;

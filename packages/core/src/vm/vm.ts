@@ -16,6 +16,7 @@ import { MemAttributes } from "../mem/mem-attributes.js";
 import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
 import { TdpIter } from "../mmu/tdp-iter.js";
+import { WalkOut } from "./ept-walk.js";
 import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
 import type { Root } from "../mmu/roots.js";
 import { R_ROOTS } from "../exec/footprint.js";
@@ -23,6 +24,8 @@ import { R_ROOTS } from "../exec/footprint.js";
 export class Vcpu {
   readonly iter: TdpIter;
   readonly fault = new PageFault();
+  /** The translation the last hardware walk found. */
+  readonly walk = new WalkOut();
   /** `mmu->root` (direct) and `mmu->mirror_root_hpa`, loaded on first entry and after invalidation. */
   root: Root | null = null;
   mirrorRoot: Root | null = null;

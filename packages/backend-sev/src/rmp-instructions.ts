@@ -1,0 +1,83 @@
+/**
+ * The instructions that change the RMP (reference §1.2), with Linux's return codes
+ * (`asm/sev.h`): RMPUPDATE and PSMASH for the host, PVALIDATE for the guest.
+ */
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, type Rmp } from "./rmp.js";
+
+export const RMP_SUCCESS = 0;
+export const FAIL_INPUT = 1;
+export const FAIL_PERMISSION = 2;
+export const FAIL_INUSE = 3;
+export const FAIL_OVERLAP = 4;
+export const FAIL_SIZEMISMATCH = 6;
+/** PVALIDATE with CF=1: the Validated bit was already as requested (Linux's PVALIDATE_FAIL_NOUPDATE). */
+export const FAIL_NOUPDATE = 255;
+
+export const RMP_STATUS_NAMES: Record<number, string> = {
+  0: "SUCCESS", 1: "FAIL_INPUT", 2: "FAIL_PERMISSION", 3: "FAIL_INUSE", 4: "FAIL_OVERLAP", 6: "FAIL_SIZEMISMATCH", 255: "FAIL_NOUPDATE",
+};
+export const RMP_STATUS_BY_NAME = new Map(Object.entries(RMP_STATUS_NAMES).map(([k, v]) => [v, Number(k)]));
+
+export interface RmpUpdate {
+  assigned: boolean;
+  size2m: boolean;
+  immutable: boolean;
+  asid: number;
+  gfn: number;
+}
+
+/**
+ * RMPUPDATE: write an entry; Validated is always cleared. A 2M entry needs a 2M-aligned frame and
+ * every other frame of the range hypervisor-owned (FAIL_OVERLAP); a 4K update inside an assigned
+ * 2M entry needs a PSMASH first (FAIL_OVERLAP). An immutable page takes no update from the host
+ * (FAIL_PERMISSION) until firmware reclaims it; pages in use by VMRUN give FAIL_INUSE.
+ */
+export function rmpupdate(rmp: Rmp, pfn: number, u: RmpUpdate, inUse: (pfn: number) => boolean): number {
+  if (!rmp.covers(pfn) || (u.size2m && pfn % 512 !== 0)) return FAIL_INPUT;
+  if (inUse(pfn)) return FAIL_INUSE;
+  const governing = rmp.lookup(pfn);
+  if (governing.immutable) return FAIL_PERMISSION;
+  if (u.size2m) {
+    for (let i = 1; i < 512; i++) if (rmp.flagsOf(pfn + i) & RMP_ASSIGNED) return FAIL_OVERLAP;
+  } else if (governing.assigned && governing.size2m) {
+    return FAIL_OVERLAP;
+  }
+  const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
+  rmp.set(pfn, u.assigned ? flags : 0, u.assigned ? u.asid : 0, u.assigned ? u.gfn : 0);
+  return RMP_SUCCESS;
+}
+
+/** PSMASH: an assigned 2M entry becomes 512 4K entries with consecutive GPAs; Validated is kept. */
+export function psmash(rmp: Rmp, pfn: number): number {
+  if (!rmp.covers(pfn) || pfn % 512 !== 0) return FAIL_INPUT;
+  const e = rmp.raw(pfn);
+  if (!e.assigned || !e.size2m) return FAIL_INPUT;
+  const flags = rmp.flagsOf(pfn) & ~RMP_PAGE_2M;
+  for (let i = 0; i < 512; i++) rmp.set(pfn + i, flags, e.asid, e.gfn + i);
+  return RMP_SUCCESS;
+}
+
+export type PvalidateResult =
+  | { kind: "ok" }
+  | { kind: "status"; status: number }
+  | { kind: "npf"; errorCode: bigint };
+
+/**
+ * PVALIDATE (guest): set or clear Validated for the frame that `gfn` maps to at `size2m`. The
+ * frame must be assigned to the guest's ASID at this GPA, else a #NPF with the RMP bit; a 4K
+ * request over a 2M entry is a #NPF with SIZEM (the host PSMASHes); a 2M request over 4K entries
+ * is FAIL_SIZEMISMATCH; no change is FAIL_NOUPDATE (CF=1).
+ */
+export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, validate: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult {
+  const e = rmp.lookup(pfn);
+  const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
+  if (!e.assigned || e.asid !== asid || expectGfn !== gfn || e.immutable) return { kind: "npf", errorCode: npfBase | rmpBit };
+  if (!size2m && e.size2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
+  if (size2m && !e.size2m) return { kind: "status", status: FAIL_SIZEMISMATCH };
+  const f = rmp.flagsOf(e.pfn);
+  if (((f & RMP_VALIDATED) !== 0) === validate) return { kind: "status", status: FAIL_NOUPDATE };
+  rmp.setFlags(e.pfn, validate ? f | RMP_VALIDATED : f & ~RMP_VALIDATED);
+  return { kind: "ok" };
+}
+
+export { RMP_IMMUTABLE, RMP_VALIDATED };

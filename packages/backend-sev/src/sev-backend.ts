@@ -1,0 +1,337 @@
+/**
+ * The SEV-like backend: AMD SEV-SNP's model of protection (reference §1-§2). There is no mirror
+ * table: one ordinary NPT (the direct root) maps private and shared GFNs alike, the host writes
+ * it freely, and the hardware checks every access against the RMP, which says who owns each
+ * host frame. KVM's part is to keep the RMP right: assign a frame when the guest first uses a
+ * private page (`sev_gmem_prepare`), give it back when guest_memfd frees it
+ * (`sev_gmem_invalidate`), cap private mappings at the RMP's page size, and split a 2M RMP
+ * entry when an access needs 4K (`sev_handle_rmp_fault`).
+ */
+import "reflect-metadata";
+import { injectable } from "tsyringe";
+import {
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EIO,
+  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
+  type RawCallArgs,
+} from "@tdpemu/core";
+import { Rmp } from "./rmp.js";
+import {
+  FAIL_NOUPDATE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdate, type RmpUpdate,
+} from "./rmp-instructions.js";
+import { checkSevInvariants } from "./sev-invariants.js";
+
+/** #NPF error code bits (EXITINFO1, reference §1.3), and the x86 #PF bits they start with. */
+export const PFERR_PRESENT = 1n << 0n;
+export const PFERR_WRITE = 1n << 1n;
+export const PFERR_USER = 1n << 2n;
+export const PFERR_RMP = 1n << 31n;
+export const PFERR_GUEST_FINAL = 1n << 32n;
+export const PFERR_GUEST_PAGE = 1n << 33n;
+export const PFERR_ENC = 1n << 34n;
+export const PFERR_SIZEM = 1n << 35n;
+/** #VC error code for an access to a page the guest never validated. */
+export const SVM_EXIT_PAGE_NOT_VALIDATED = 0x404;
+
+const platforms = new WeakMap<Host, { rmp: Rmp; nextAsid: number }>();
+
+/** The RMP is per machine, like the hardware's. */
+export function rmpOf(host: Host): Rmp {
+  let p = platforms.get(host);
+  if (!p) {
+    p = { rmp: new Rmp(host.frames.totalFrames), nextAsid: 1 };
+    platforms.set(host, p);
+  }
+  return p.rmp;
+}
+
+export interface SevException {
+  kind: "#NPF" | "#VC" | "#PF";
+  gpa: number;
+  errorCode: bigint;
+}
+
+const RMP_CALLS = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH"];
+
+@injectable()
+export class SevBackend implements Backend {
+  readonly name = "sev";
+  readonly description = "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access";
+  readonly usesMirrorRoot = false;
+  readonly hasPrivateMemory = true;
+  /** `kvm_gmem_populate`: launch content goes into guest_memfd and the RMP, not into the NPT. */
+  readonly populateMapsFirst = false;
+
+  rmp!: Rmp;
+  asid = 0;
+  /** Every #NPF, #VC and host #PF the hardware raised, with its error code. */
+  readonly exceptions: SevException[] = [];
+  private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
+  private readonly callCount = new Map<string, number>();
+  private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
+  private vm!: BackendVm;
+  private lastNpf: SevException | null = null;
+  private lastFailure = "";
+
+  init(vm: BackendVm): void {
+    this.vm = vm;
+    this.rmp = rmpOf(vm.host);
+    this.asid = platforms.get(vm.host)!.nextAsid++;
+  }
+
+  /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */
+  classifyFault(_vm: BackendVm, _gpa: number, privateAccess: boolean): boolean {
+    return privateAccess;
+  }
+
+  /** `sev_gmem_max_mapping_level`: the RMP entry's size, 4K for an unassigned frame. */
+  maxMappingLevel(_vm: BackendVm, _gfn: number, pfn: number): Level {
+    const e = this.rmp.lookup(pfn);
+    return e.assigned && e.size2m ? 2 : 1;
+  }
+
+  // ------------------------------------------------------------------ guest_memfd
+
+  /**
+   * `sev_gmem_prepare`: the first private use of a frame assigns it to the guest (Validated
+   * clear). One 2M entry when the backing is 2M, the frame and the GFN are equally aligned and
+   * all 512 frames are hypervisor-owned; else 4K. Already assigned: nothing to do.
+   */
+  gmemPrepare(vm: BackendVm, gfn: number, pfn: number): number {
+    if (this.rmp.lookup(pfn).assigned) return 0;
+    const head = pfn - (pfn % 512);
+    const gfnHead = gfn - (gfn % 512);
+    let huge = vm.config.hostPageLevel >= 2 && pfn % 512 === gfn % 512;
+    for (let i = 0; huge && i < 512; i++) if (this.rmp.lookup(head + i).assigned) huge = false;
+    const r = huge
+      ? this.rmpUpdate(head, { assigned: true, size2m: true, immutable: false, asid: this.asid, gfn: gfnHead })
+      : this.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: this.asid, gfn });
+    return r === RMP_SUCCESS ? 0 : EIO;
+  }
+
+  /**
+   * `sev_gmem_invalidate`: freed guest_memfd frames go back to the hypervisor, with one 2M
+   * RMPUPDATE where the whole 2M entry is freed, else PSMASH and 4K updates. A failure only
+   * WARNs here (the frame stays assigned; the invariants will say so).
+   */
+  gmemInvalidate(_vm: BackendVm, pfn: number, npages: number): void {
+    for (let p = pfn; p < pfn + npages; p++) {
+      const e = this.rmp.lookup(p);
+      if (!e.assigned) continue;
+      if (e.size2m) {
+        if (e.pfn === p && p + 512 <= pfn + npages) {
+          this.rmpUpdate(p, { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 });
+          p += 511;
+          continue;
+        }
+        this.psmash(e.pfn);
+      }
+      this.rmpUpdate(p, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 });
+    }
+  }
+
+  /**
+   * `sev_gmem_post_populate` (KVM_SEV_SNP_LAUNCH_UPDATE): the page is made private and immutable,
+   * then the firmware measures and encrypts it and leaves it validated (guest-owned, no longer
+   * immutable) for the guest.
+   */
+  populate(_vm: BackendVm, gfn: number, pfn: number): number {
+    const r = this.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: this.asid, gfn });
+    if (r !== RMP_SUCCESS) return EIO;
+    this.count("SNP_LAUNCH_UPDATE", 0);
+    const e = this.rmp.raw(pfn);
+    this.rmp.set(pfn, (this.rmp.flagsOf(pfn) | 8) & ~4, e.asid, e.gfn);
+    return 0;
+  }
+
+  /** SNP_LAUNCH_FINISH: measurement done; the guest may run. */
+  finalize(): number {
+    this.count("SNP_LAUNCH_FINISH", 0);
+    return 0;
+  }
+
+  /** An ASID-wide TLB flush (the next VMRUN flushes the guest's ASID). */
+  flushTlb(): void {
+    this.counters.calls["ASID flush"] = (this.counters.calls["ASID flush"] ?? 0) + 1;
+  }
+
+  // ------------------------------------------------------------------ the hardware's checks
+
+  /**
+   * The RMP checks after the NPT walk, in the manual's priority order (reference §1.3).
+   * C=1 (private): the frame must be assigned, to this ASID, at this GPA, not immutable, with an
+   * RMP page size matching the NPT leaf (a 2M leaf needs a 2M entry, a 4K leaf a 4K one), else
+   * #NPF; then validated, else #VC 0x404. C=0: a write needs a hypervisor-owned frame, else
+   * #NPF; shared reads are not checked.
+   */
+  checkTranslation(_vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
+    const gfn = Math.floor(gpa / 4096);
+    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | (write ? PFERR_WRITE : 0n) | (privateAccess ? PFERR_ENC : 0n);
+    const e = this.rmp.lookup(pfn);
+    if (!privateAccess) {
+      if (write && e.assigned) return this.npf(gpa, base | PFERR_RMP);
+      return ACCESS_OK;
+    }
+    const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
+    if (!e.assigned || e.asid !== this.asid || expectGfn !== gfn || e.immutable) return this.npf(gpa, base | PFERR_RMP);
+    if ((level >= 2) !== e.size2m) return this.npf(gpa, base | PFERR_RMP | PFERR_SIZEM);
+    if (!e.validated) {
+      this.raise({ kind: "#VC", gpa, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) });
+      return ACCESS_GUEST_EXCEPTION;
+    }
+    void vcpu;
+    return ACCESS_OK;
+  }
+
+  /**
+   * `sev_handle_rmp_fault` after a fault with the RMP bit: a private GFN behind a 2M RMP entry
+   * is PSMASHed and its 2M range zapped, so it re-faults at 4K. A 4K entry: nothing to do.
+   */
+  faultFixup(vm: BackendVm, _vcpu: number, gpa: number): { gfn: number; npages: number } | null {
+    const npf = this.lastNpf;
+    this.lastNpf = null;
+    if (!npf || (npf.errorCode & PFERR_RMP) === 0n) return null;
+    const gfn = Math.floor(gpa / 4096);
+    if (!vm.attributes.isPrivate(gfn)) return null;
+    const slot = vm.memslots.find(gfn);
+    const pfn = slot?.gmem?.peekPfn(gfn - slot.baseGfn) ?? -1;
+    if (pfn < 0) return null;
+    const e = this.rmp.lookup(pfn);
+    if (!e.assigned || !e.size2m) return null;
+    if (this.psmash(e.pfn) !== RMP_SUCCESS) return null;
+    return { gfn: gfn - (gfn % 512), npages: 512 };
+  }
+
+  /**
+   * PVALIDATE from the guest (the `accept` op) at 4K: the NPT must map the page (else an NPF
+   * KVM fixes by faulting it in), then the RMP rules of `pvalidate` apply.
+   */
+  guestAccept(_vm: BackendVm, _vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number {
+    if (npt === null) return ACCESS_FAULT;
+    const gfn = Math.floor(gpa / 4096);
+    const injected = this.injectedStatus("PVALIDATE");
+    if (injected !== null) {
+      this.count("PVALIDATE", injected);
+      return ACCESS_GUEST_EXCEPTION;
+    }
+    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
+    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
+    if (r.kind === "npf") {
+      this.count("PVALIDATE", RMP_SUCCESS);
+      return this.npf(gpa, r.errorCode);
+    }
+    const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
+    this.count("PVALIDATE", status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
+    return status === RMP_SUCCESS || status === FAIL_NOUPDATE ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+  }
+
+  /** A host write to a frame (the kernel's direct map): an assigned frame gives #PF with the RMP bit. */
+  hostWrite(pfn: number): SevException | null {
+    if (!this.rmp.lookup(pfn).assigned) return null;
+    const ex: SevException = { kind: "#PF", gpa: -1, errorCode: PFERR_RMP | PFERR_WRITE | PFERR_PRESENT };
+    this.raise(ex);
+    return ex;
+  }
+
+  // ------------------------------------------------------------------ instructions, counted
+
+  rmpUpdate(pfn: number, u: RmpUpdate): number {
+    const status = this.injectedStatus("RMPUPDATE") ?? rmpupdate(this.rmp, pfn, u, () => false);
+    this.count("RMPUPDATE", status);
+    return status;
+  }
+
+  psmash(pfn: number): number {
+    const status = this.injectedStatus("PSMASH") ?? psmash(this.rmp, pfn);
+    this.count("PSMASH", status);
+    return status;
+  }
+
+  private injectedStatus(call: string): number | null {
+    const n = (this.callCount.get(call) ?? 0) + 1;
+    this.callCount.set(call, n);
+    for (const f of this.injected) if (f.call === call && n >= f.nth && n < f.nth + f.times) return f.status;
+    return null;
+  }
+
+  private count(name: string, status: number): void {
+    const c = this.counters;
+    c.calls[name] = (c.calls[name] ?? 0) + 1;
+    if (status !== RMP_SUCCESS) {
+      const n = RMP_STATUS_NAMES[status] ?? String(status);
+      c.errors[n] = (c.errors[n] ?? 0) + 1;
+      if (status === 3) c.busy++;
+      this.lastFailure = `${name} failed: ${n}`;
+    }
+    if (this.vm?.events.on) this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
+  }
+
+  private npf(gpa: number, errorCode: bigint): number {
+    const ex: SevException = { kind: "#NPF", gpa, errorCode };
+    this.lastNpf = ex;
+    this.raise(ex);
+    return ACCESS_FAULT_PRESENT;
+  }
+
+  private raise(ex: SevException): void {
+    this.exceptions.push(ex);
+    this.counters.calls[ex.kind] = (this.counters.calls[ex.kind] ?? 0) + 1;
+    if (this.vm?.events.on) {
+      this.vm.events.emit({ type: "call", vm: this.vm.id, name: ex.kind, detail: `gpa 0x${ex.gpa.toString(16)} error 0x${ex.errorCode.toString(16)}`, status: "raised" });
+    }
+  }
+
+  lastError(): string {
+    return this.lastFailure;
+  }
+
+  // ------------------------------------------------------------------ checks, faults, the untrusted host
+
+  checkInvariants(vm: BackendVm, view: MirrorView): { check: string; message: string }[] {
+    return checkSevInvariants(this, vm, view);
+  }
+
+  injectFault(_vm: BackendVm, f: FaultSpec): void {
+    if (!RMP_CALLS.includes(f.call)) throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
+    const status = RMP_STATUS_BY_NAME.get(f.status);
+    if (status === undefined) throw new Error(`unknown RMP status '${f.status}' (known: ${[...RMP_STATUS_BY_NAME.keys()].join(", ")})`);
+    this.injected.push({ call: f.call, nth: f.nth, status, times: f.times });
+  }
+
+  /**
+   * An untrusted host: RMPUPDATE.PRIVATE / RMPUPDATE.SHARED / PSMASH of a frame, or HOST.WRITE /
+   * HOST.READ of one. `page: mapped` is the frame guest_memfd gives the GFN at `gpa`.
+   */
+  rawCall(vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string } {
+    const gfn = Math.floor((args.gpa ?? 0) / 4096);
+    let pfn: number;
+    if (args.page === "mapped") {
+      const slot = vm.memslots.find(gfn);
+      pfn = slot?.gmem?.peekPfn(gfn - slot.baseGfn) ?? -1;
+    } else if (args.page === undefined || args.page === "fresh") {
+      pfn = vm.host.frames.allocBlocks(1, 1, vm.owner, "untrusted host page") * 512;
+    } else {
+      pfn = args.page;
+    }
+    const named = (s: number) => ({ status: RMP_STATUS_NAMES[s] ?? String(s), detail: `${call} page 0x${pfn.toString(16)}` });
+    switch (call) {
+      case "RMPUPDATE.PRIVATE":
+        return named(this.rmpUpdate(pfn, { assigned: true, size2m: (args.level ?? 0) >= 1, immutable: false, asid: this.asid, gfn }));
+      case "RMPUPDATE.SHARED":
+        return named(this.rmpUpdate(pfn, { assigned: false, size2m: (args.level ?? 0) >= 1, immutable: false, asid: 0, gfn: 0 }));
+      case "PSMASH":
+        return named(this.psmash(pfn));
+      case "HOST.WRITE": {
+        const ex = this.hostWrite(pfn);
+        return ex ? { status: "#PF", detail: `error 0x${ex.errorCode.toString(16)}` } : { status: "OK", detail: "written" };
+      }
+      case "HOST.READ":
+        return { status: "OK", detail: this.rmp.lookup(pfn).assigned ? "ciphertext" : "plaintext" };
+      default:
+        throw new Error(`raw call '${call}' is not one the SEV backend knows (RMPUPDATE.PRIVATE, RMPUPDATE.SHARED, PSMASH, HOST.WRITE, HOST.READ)`);
+    }
+  }
+
+  stats(): BackendStats {
+    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+  }
+}
