@@ -8,6 +8,8 @@ import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
 import { exploreCommand } from "./commands/explore.js";
 import { replayCommand } from "./commands/replay.js";
+import { tuiCommand } from "./commands/tui.js";
+import { compareCommand } from "./commands/compare.js";
 import type { Io } from "./io.js";
 import { USAGE, UsageError } from "./usage-error.js";
 
@@ -16,7 +18,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
   try {
     switch (cmd) {
       case undefined:
-        return await runCommand([], io, { requireScenario: false });
+        return await tuiCommand([], io);
+      case "tui":
+        return await tuiCommand(rest, io);
+      case "compare":
+        return await compareCommand(rest, io);
       case "run":
         return await runCommand(rest, io, { requireScenario: true });
       case "explore":
@@ -31,7 +37,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: run, explore, replay, backends, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, backends, help)`);
     }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof RunInputError ||

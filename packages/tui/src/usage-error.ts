@@ -7,7 +7,9 @@ export class UsageError extends Error {
 }
 
 export const USAGE = `usage:
-  tdpemu                              run the built-in default scenario
+  tdpemu                              the terminal UI on the built-in default scenario (TDX)
+  tdpemu tui [scenario] [--backend b] [--strategy s] [--paused]   the terminal UI on a scenario
+  tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
   tdpemu run <scenario> [options]     run a scenario headless
       --backend <name|module>         override the scenario's backend (plain, or a plugin module path)
       --json                          print the JSON report

@@ -655,6 +655,24 @@ export class SeamModule {
     return this.plaintext.get(pfn) ?? "";
   }
 
+  /**
+   * The S-EPT entry for `gfn` at TDX `level`, read as the host debugger would (no locks, no
+   * counting): its state and page, or FREE when the walk stops above the level.
+   */
+  entryAt(td: Td, gfn: number, level: number): { state: number; pfn: number } {
+    let table = this.sept.get(td.septRoot);
+    for (let lvl = td.rootLevel; lvl >= level && table; lvl--) {
+      const off = 2 * septIndex(gfn, lvl);
+      const lo = table[off]!;
+      const hi = table[off + 1]!;
+      const st = septState(lo, hi, lvl);
+      if (lvl === level) return { state: st, pfn: septPfn(lo, hi) };
+      if (st !== SEPT_NL_MAPPED) return { state: SEPT_FREE, pfn: 0 };
+      table = this.sept.get(septPfn(lo, hi));
+    }
+    return { state: SEPT_FREE, pfn: 0 };
+  }
+
   /** The page of the 4K leaf at `gpa` in any leaf state, or -1 (for a host that wants it). */
   mappedPfn(td: Td, gpa: number): number {
     for (const [gfn, level, state, pfn] of this.septEntries(td)) {

@@ -3,30 +3,16 @@
  * the same steps, the same trace byte for byte. `--steps` prints what each step did.
  */
 import {
-  BUILTIN_SCENARIO, DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, formatSpte, loadScenario, loadScheduleFile,
+  BUILTIN_SCENARIO, DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile,
   parseScenarioText, runScenario, type TdpEvent,
 } from "@tdpemu/core";
+import { describeEvent } from "../event-text.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
-
-function describe(e: TdpEvent): string {
-  switch (e.type) {
-    case "spte": return `${e.by} ${e.mirror ? "mirror " : ""}L${e.level} gfn 0x${e.gfn.toString(16)}: ${formatSpte(e.oldLo, e.oldHi)} → ${formatSpte(e.newLo, e.newHi)}`;
-    case "table": return `table ${e.action} slot ${e.slot} L${e.level} gfn 0x${e.gfn.toString(16)}`;
-    case "fault": return `fault gpa 0x${e.gpa.toString(16)} ${e.write ? "write" : "read"}${e.private ? " private" : ""}: ${e.result}`;
-    case "hook": return `${e.hook}(gfn 0x${e.gfn.toString(16)}, L${e.level}) = ${e.result}`;
-    case "flush": return `TLB flush (${e.reason})`;
-    case "op": return `${e.phase} ${e.op}`;
-    case "access": return `access gpa 0x${e.gpa.toString(16)}: ${e.result}`;
-    case "root": return `root ${e.action} ${e.root}${e.mirror ? " (mirror)" : ""}`;
-    case "attributes": return `attributes gfn 0x${e.gfn.toString(16)}+${e.npages} → ${e.private ? "private" : "shared"}`;
-    case "call": return `${e.name} ${e.detail}: ${e.status}`;
-  }
-}
 
 export async function replayCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("replay", args, {
@@ -51,7 +37,7 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   const pending: string[] = [];
   const onEvent = (e: TdpEvent) => {
     trace?.write(e);
-    if (showSteps) pending.push(describe(e));
+    if (showSteps) pending.push(describeEvent(e));
   };
   const onStep = showSteps ? (task: string, n: number) => {
     io.out(`#${n} ${task}${pending.length ? "" : ": (no table change)"}`);

@@ -1,0 +1,435 @@
+/**
+ * A UI session: one scenario running on one backend, stepped by the UI, and the snapshots the
+ * panes render. The model runs with interleaving on, so one step is one atomic point.
+ *
+ * Snapshots are what the UI renders, at most about 30 a second; their cost does not grow with
+ * guest memory: the GPA map samples one GFN a cell, the walk is one GPA, the event list a ring.
+ */
+import {
+  BLOCKED, RETRY_WAIT, Scheduler, TdpIter, buildRun, decodeSpte, enabledTasks, formatSpte, isLastSpte,
+  isShadowPresent, runScenario, sptIndex, stepTask, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
+  type TdpEvent, type Root,
+} from "@tdpemu/core";
+import { describeEvent } from "./event-text.js";
+
+export type EventKind = "any" | "fault" | "spte" | "call" | "flush" | "hook";
+export const EVENT_KINDS: EventKind[] = ["any", "fault", "spte", "call", "flush", "hook"];
+
+export interface VcpuRow {
+  id: number;
+  name: string;
+  state: string;
+  op: string;
+  gpa: string;
+  steps: number;
+  retries: number;
+}
+
+export interface WalkRow {
+  level: number;
+  index: number;
+  hex: string;
+  flags: string;
+  kind: string;
+  /** The secure side of the same entry: S-EPT state (TDX) or RMP entry (SEV). */
+  secure: string;
+}
+
+export interface EventRow {
+  step: number;
+  text: string;
+  tone: "error" | "busy" | "fault" | "plain";
+}
+
+export interface Snapshot {
+  scenario: string;
+  backend: string;
+  strategy: string;
+  step: number;
+  choices: number;
+  running: boolean;
+  speed: number;
+  finished: boolean;
+  violations: string[];
+  vcpus: VcpuRow[];
+  walkGpa: number;
+  walk: { title: string; rows: WalkRow[] }[];
+  events: EventRow[];
+  stats: [string, string][];
+  calls: [string, number][];
+  map: { cells: string; cols: number; cellBytes: number };
+  runTo: EventKind;
+}
+
+const EVENT_RING = 200;
+/** Steps per frame at each speed setting; the last one runs for a time budget instead. */
+export const SPEEDS = [1, 4, 16, 64, 256, 1024, 4096, Infinity];
+const FRAME_BUDGET_MS = 12;
+
+interface Tracker {
+  op: string;
+  gpa: number;
+  steps: number;
+  retries: number;
+}
+
+export class Session {
+  run!: BuiltRun;
+  private sched!: Scheduler;
+  private readonly enabled: number[] = [];
+  private ring: EventRow[] = [];
+  private trackers: Tracker[] = [];
+  private lastEventKind: string | null = null;
+  private violations: string[] = [];
+  finished = false;
+  running = false;
+  speedIndex = 2;
+  runTo: EventKind = "fault";
+  walkGpa = 0;
+  followFaults = true;
+  backendName: string;
+
+  constructor(
+    private readonly scenario: Scenario,
+    private readonly registry: BackendRegistry,
+    backendName: string,
+    private readonly strategy: "freeze" | "atomic-then-hook" = scenario.options.strategy,
+  ) {
+    this.backendName = backendName;
+    this.restart();
+  }
+
+  /** Build the scenario afresh on the current backend. */
+  restart(): void {
+    const backend = this.registry.create(this.backendName);
+    this.run = buildRun(this.scenario, {
+      backend, interleave: true, mmu: { strategy: this.strategy },
+      onEvent: (e) => this.onEvent(e),
+    });
+    const mode = this.scenario.schedule.mode === "replay" ? "round-robin" : this.scenario.schedule.mode;
+    this.sched = new Scheduler(mode, this.scenario.schedule.seed);
+    this.ring = [];
+    this.trackers = this.run.tasks.map(() => ({ op: "", gpa: -1, steps: 0, retries: 0 }));
+    this.violations = [];
+    this.finished = false;
+  }
+
+  /** The next backend of the registry, same scenario, from the start. */
+  cycleBackend(): void {
+    const names = this.registry.list().map((b) => b.name);
+    this.backendName = names[(names.indexOf(this.backendName) + 1) % names.length]!;
+    this.restart();
+  }
+
+  get speed(): number {
+    return SPEEDS[this.speedIndex]!;
+  }
+
+  /** One atomic point of whichever task the scheduler picks. False when nothing is left. */
+  step(): boolean {
+    if (this.finished) return false;
+    const { tasks, clock } = this.run;
+    enabledTasks(tasks, clock, this.enabled);
+    if (this.enabled.length === 0) {
+      this.finished = true;
+      if (!tasks.every((t) => t.done)) this.violations.push("deadlock: every unfinished task waits");
+      else this.violations.push(...this.run.check(true).violations.map((v) => `[${v.check}] ${v.message}`));
+      return false;
+    }
+    const i = this.sched.pick(this.enabled);
+    this.trackers[i]!.steps++;
+    try {
+      stepTask(tasks[i]!, clock);
+    } catch (e) {
+      this.finished = true;
+      this.violations.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+      return false;
+    }
+    return true;
+  }
+
+  /** Steps until an event of the chosen kind happens (or the run ends); at most `limit` steps. */
+  stepToEvent(kind: EventKind = this.runTo, limit = 1_000_000): number {
+    let n = 0;
+    this.lastEventKind = null;
+    while (n < limit && this.step()) {
+      n++;
+      if (this.lastEventKind !== null && (kind === "any" || this.lastEventKind === kind)) break;
+      this.lastEventKind = null;
+    }
+    return n;
+  }
+
+  /** What one UI frame advances while running: `speed` steps, or a time budget at the top speed. */
+  advanceFrame(): void {
+    if (!this.running || this.finished) return;
+    if (this.speed === Infinity) {
+      const t0 = performance.now();
+      while (performance.now() - t0 < FRAME_BUDGET_MS) {
+        for (let i = 0; i < 256; i++) if (!this.step()) return;
+      }
+      return;
+    }
+    for (let i = 0; i < this.speed; i++) if (!this.step()) return;
+  }
+
+  private onEvent(e: TdpEvent): void {
+    this.lastEventKind = e.type;
+    if (e.type === "op" && e.phase === "start") {
+      const t = this.taskOf(e.who);
+      if (t) {
+        t.op = e.op;
+        try {
+          t.gpa = (JSON.parse(e.detail) as { gpa?: number }).gpa ?? -1;
+        } catch {
+          t.gpa = -1;
+        }
+      }
+    }
+    if (e.type === "fault") {
+      const t = this.trackers[e.vcpu];
+      if (t) {
+        t.gpa = e.gpa;
+        if (e.result === "retry") t.retries++;
+      }
+      if (this.followFaults) this.walkGpa = e.gpa % (2 ** 47);
+    }
+    if (e.type === "access") {
+      const t = this.trackers[e.vcpu];
+      if (t) t.gpa = e.gpa;
+    }
+    // Only the kinds a person reads; CPU A/D updates and table bookkeeping would drown the rest.
+    if (e.type === "spte" && e.by === "cpu-a/d") return;
+    if (e.type === "table" && (e.action === "alloc" || e.action === "free")) return;
+    let tone: EventRow["tone"] = "plain";
+    if (e.type === "call" && e.status !== "SUCCESS" && e.status !== "raised") tone = /BUSY/.test(e.status) ? "busy" : "error";
+    if (e.type === "call" && e.status === "raised") tone = "fault";
+    if (e.type === "fault") tone = e.result === "retry" ? "busy" : "fault";
+    if (e.type === "hook" && e.result !== 0) tone = "busy";
+    this.ring.push({ step: e.step, text: describeEvent(e), tone });
+    if (this.ring.length > EVENT_RING) this.ring.splice(0, this.ring.length - EVENT_RING);
+  }
+
+  private taskOf(who: string): Tracker | undefined {
+    const i = this.run.tasks.findIndex((t) => t.name === who);
+    return i >= 0 ? this.trackers[i] : undefined;
+  }
+
+  // ------------------------------------------------------------------ snapshots
+
+  snapshot(mapCells = 256, events = 12): Snapshot {
+    const { vm, tasks, clock } = this.run;
+    const s = vm.mmu.stats;
+    const bs = vm.backend.stats();
+    const vcpus: VcpuRow[] = tasks.map((t, i) => ({
+      id: i,
+      name: t.name,
+      state: this.taskState(i),
+      op: this.trackers[i]!.op,
+      gpa: this.trackers[i]!.gpa >= 0 ? `0x${this.trackers[i]!.gpa.toString(16)}` : "",
+      steps: this.trackers[i]!.steps,
+      retries: this.trackers[i]!.retries,
+    }));
+    return {
+      scenario: this.scenario.name,
+      backend: this.backendName,
+      strategy: this.strategy,
+      step: clock.step,
+      choices: this.sched.choices.length,
+      running: this.running,
+      speed: this.speed,
+      finished: this.finished,
+      violations: this.violations,
+      vcpus,
+      walkGpa: this.walkGpa,
+      walk: this.walkTables(),
+      events: this.ring.slice(-events),
+      stats: [
+        ["pages 4k/2m/1g", `${s.pages[1]}/${s.pages[2]}/${s.pages[3]}`],
+        ["table pages", String(s.tablePages)],
+        ["faults", String(s.faults)],
+        ["retries", String(s.faultRetries)],
+        ["spurious", String(s.spuriousFaults)],
+        ["TLB flushes", String(s.tlbFlushes)],
+        ["zapped leaves", String(s.zappedLeaves)],
+        ["leaked pages", String(s.leakedPages)],
+        ["busy", String(bs.busy)],
+        ["errors", Object.entries(bs.errors).map(([k, n]) => `${k} ${n}`).join(", ") || "none"],
+      ],
+      calls: Object.entries(bs.calls).sort((a, b) => b[1] - a[1]),
+      map: this.gpaMap(mapCells),
+      runTo: this.runTo,
+    };
+  }
+
+  private taskState(i: number): string {
+    const t = this.run.tasks[i]!;
+    if (t.done) return "done";
+    if (t.blockedAt !== undefined && t.blockedAt >= 0 && t.blockedAt === this.run.clock.version) {
+      return t.blockKind === BLOCKED ? "blocked" : t.blockKind === RETRY_WAIT ? "retrying" : "waiting";
+    }
+    const vcpu = this.run.vm.vcpus[i];
+    if (!vcpu) return "running";
+    if (vcpu.ctx.lockMode === 1) return "in KVM (read lock)";
+    if (vcpu.ctx.lockMode === 2) return "in KVM (write lock)";
+    if (vcpu.ctx.rcuNest > 0) return "in KVM (RCU)";
+    return "running";
+  }
+
+  /** The GPA of the walk pane, by 4 KiB or 2 MiB steps. */
+  moveWalk(delta: number): void {
+    this.followFaults = false;
+    const max = this.run.vm.config.memory - 4096;
+    this.walkGpa = Math.min(max, Math.max(0, this.walkGpa - (this.walkGpa % 4096) + delta));
+  }
+
+  private roots(): { direct: Root | null; mirror: Root | null } {
+    let direct: Root | null = null;
+    let mirror: Root | null = null;
+    for (const r of this.run.vm.mmu.roots) {
+      if (r.invalid) continue;
+      if (r.mirror) mirror ??= r;
+      else direct ??= r;
+    }
+    return { direct, mirror };
+  }
+
+  private walkRoot(root: Root, rawGfn: number, secure: (gfn: number, level: number, lo: number, hi: number) => string): WalkRow[] {
+    const pool = this.run.host.pool;
+    const rows: WalkRow[] = [];
+    let slot = root.slot;
+    for (let level = root.level; level >= 1; level--) {
+      const index = sptIndex(rawGfn, level);
+      const mem = pool.tableMem(slot);
+      const off = pool.tableOff(slot) + 2 * index;
+      const lo = mem[off]!;
+      const hi = mem[off + 1]!;
+      const d = decodeSpte(lo, hi, level);
+      rows.push({ level, index, hex: formatSpte(lo, hi), flags: d.flags.filter((f) => f !== "SUPPRESS_VE" && f !== "MMU_PRESENT").join(" "), kind: d.kind, secure: secure(rawGfn, level, lo, hi) });
+      if (!isShadowPresent(lo) || isLastSpte(lo, level)) break;
+      slot = pool.pfnToSlot(spteToPfn(lo, hi));
+    }
+    return rows;
+  }
+
+  private walkTables(): { title: string; rows: WalkRow[] }[] {
+    const { direct, mirror } = this.roots();
+    const gfn = Math.floor(this.walkGpa / 4096);
+    const out: { title: string; rows: WalkRow[] }[] = [];
+    const backend = this.run.vm.backend as unknown as Record<string, unknown>;
+    const bits = this.run.vm.mmu.gfnDirectBits;
+    if (mirror) out.push({ title: "mirror root (private) · S-EPT", rows: this.walkRoot(mirror, gfn, (g, level) => this.septState(backend, g, level)) });
+    if (direct) {
+      const title = bits ? "direct root (shared alias)" : this.backendName === "sev" ? "NPT · RMP" : "EPT";
+      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (_g, level, lo, hi) => this.rmpOf(backend, level, lo, hi)) });
+    }
+    return out;
+  }
+
+  private septState(backend: Record<string, unknown>, gfn: number, level: number): string {
+    const module = backend.module as { entryAt?: (td: unknown, gfn: number, level: number) => { state: number } } | undefined;
+    if (!module?.entryAt || !backend.td || (backend.td as { septRoot: number }).septRoot < 0) return "";
+    const st = module.entryAt(backend.td, gfn, level - 1).state;
+    return SEPT_NAMES[st] ?? String(st);
+  }
+
+  private rmpOf(backend: Record<string, unknown>, level: number, lo: number, hi: number): string {
+    const rmp = backend.rmp as { lookup?: (pfn: number) => { assigned: boolean; size2m: boolean; validated: boolean; asid: number; immutable: boolean } } | undefined;
+    if (!rmp?.lookup || !isShadowPresent(lo) || !isLastSpte(lo, level)) return "";
+    const e = rmp.lookup(spteToPfn(lo, hi));
+    if (!e.assigned) return "RMP: hypervisor";
+    return `RMP: ASID ${e.asid} ${e.size2m ? "2M" : "4K"}${e.validated ? " validated" : ""}${e.immutable ? " immutable" : ""}`;
+  }
+
+  /**
+   * The guest's memory as cells, each sampled at its first GFN: '.' unmapped, 's' shared,
+   * 'p' private 4K, 'P' private 2M or larger, '?' pending (TDX), 'b' blocked.
+   */
+  private gpaMap(cells: number): Snapshot["map"] {
+    const { direct, mirror } = this.roots();
+    const mem = this.run.vm.config.memory;
+    const cellBytes = Math.max(4096, Math.ceil(mem / cells / 4096) * 4096);
+    const n = Math.ceil(mem / cellBytes);
+    const bits = this.run.vm.mmu.gfnDirectBits;
+    const backend = this.run.vm.backend as unknown as Record<string, unknown>;
+    const attrs = this.run.vm.attributes;
+    let out = "";
+    for (let c = 0; c < n; c++) {
+      const gfn = (c * cellBytes) / 4096;
+      let ch = ".";
+      const m = mirror ? this.leafLevel(mirror, gfn) : 0;
+      if (m > 0) {
+        const st = this.septState(backend, gfn, 1);
+        ch = st === "PENDING" ? "?" : st.includes("BLOCKED") ? "b" : m > 1 ? "P" : "p";
+      } else if (direct) {
+        const d = this.leafLevel(direct, gfn + bits);
+        if (d > 0) ch = !mirror && attrs.isPrivate(gfn) ? (d > 1 ? "P" : "p") : "s";
+      }
+      out += ch;
+    }
+    return { cells: out, cols: Math.min(64, n), cellBytes };
+  }
+
+  private leafLevel(root: Root, rawGfn: number): number {
+    const pool = this.run.host.pool;
+    let slot = root.slot;
+    for (let level = root.level; level >= 1; level--) {
+      const mem = pool.tableMem(slot);
+      const off = pool.tableOff(slot) + 2 * sptIndex(rawGfn, level);
+      const lo = mem[off]!;
+      if (!isShadowPresent(lo)) return 0;
+      if (isLastSpte(lo, level)) return level;
+      slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
+    }
+    return 0;
+  }
+}
+
+const SEPT_NAMES: Record<number, string> = {
+  0: "FREE", 1: "BLOCKED", 2: "PENDING", 3: "PENDING_BLOCKED", 4: "MAPPED", 0x81: "NL_BLOCKED", 0x84: "NL_MAPPED",
+};
+
+/** One row of the comparison: the scenario run headless on one backend. */
+export interface CompareRow {
+  backend: string;
+  values: Record<string, string>;
+}
+
+export const COMPARE_COLUMNS = [
+  "steps", "faults", "retries", "spurious", "pages 4k/2m/1g", "table pages", "TLB flushes", "zapped", "leaked",
+  "backend calls", "busy", "errors", "violations", "ms",
+];
+
+/** Runs the scenario on every registered backend (`tdpemu compare`, and the UI's comparison view). */
+export function compareBackends(scn: Scenario, registry: BackendRegistry, strategy?: "freeze" | "atomic-then-hook"): CompareRow[] {
+  return registry.list().map(({ name }) => {
+    const t0 = performance.now();
+    let values: Record<string, string>;
+    try {
+      const r = runScenario(scn, { backend: registry.create(name), mmu: strategy ? { strategy } : undefined }).report;
+      const s = r.stats;
+      values = {
+        steps: String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
+        "pages 4k/2m/1g": `${s.pages["4k"]}/${s.pages["2m"]}/${s.pages["1g"]}`, "table pages": String(s.tablePages),
+        "TLB flushes": String(s.tlbFlushes), zapped: String(s.zappedLeaves), leaked: String(s.leakedPages),
+        "backend calls": String(Object.values(r.backendStats.calls).reduce((a, b) => a + b, 0)),
+        busy: String(r.backendStats.busy), errors: String(Object.values(r.backendStats.errors).reduce((a, b) => a + b, 0)),
+        violations: String(r.invariants.violations.length),
+        ms: (performance.now() - t0).toFixed(1),
+      };
+    } catch (e) {
+      values = Object.fromEntries(COMPARE_COLUMNS.map((c) => [c, c === "violations" ? (e as Error).message.slice(0, 60) : "-"]));
+    }
+    return { backend: name, values };
+  });
+}
+
+/** The comparison as a plain-text table (backends as columns). */
+export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
+  const w0 = Math.max(...COMPARE_COLUMNS.map((c) => c.length));
+  const widths = rows.map((r) => Math.max(r.backend.length, ...COMPARE_COLUMNS.map((c) => r.values[c]!.length)));
+  const line = (label: string, cells: string[]) => label.padEnd(w0) + "  " + cells.map((c, i) => c.padStart(widths[i]!)).join("  ");
+  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!)))].join("\n");
+}
+
+export { TdpIter };

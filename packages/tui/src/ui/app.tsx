@@ -1,0 +1,166 @@
+/**
+ * The terminal UI: a scenario running step by step on one backend, its tables live. Frames come
+ * from a timer at about 30 a second, each from one snapshot of the model; events never render.
+ */
+import { Box, Text, useApp, useInput, useStdout } from "ink";
+import { useEffect, useMemo, useState } from "react";
+import type { BackendRegistry, Scenario } from "@tdpemu/core";
+import { EVENT_KINDS, SPEEDS, Session, compareBackends, formatCompare, type Snapshot } from "../session.js";
+import { EventsPane, GpaMapPane, StatsPane, VcpuPane, WalkPane } from "./panes.js";
+
+export const FRAME_MS = 33;
+export const MIN_COLUMNS = 100;
+export const MIN_ROWS = 30;
+const PANES = ["vcpus", "walk", "events", "stats", "map"] as const;
+
+export const HELP: [string, string][] = [
+  ["space", "pause / run"],
+  ["s", "step one atomic point"],
+  ["n", "run to the next event of the chosen kind"],
+  ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
+  ["+ / -", "faster / slower"],
+  ["[ ] { }", "walk the previous / next page, 2 MiB back / on"],
+  ["f", "walk the GPA of each new fault"],
+  ["b", "next backend (restart the scenario on it)"],
+  ["c", "comparison: the scenario on every backend"],
+  ["tab", "focus the next pane"],
+  ["?", "this help"],
+  ["q", "quit"],
+];
+
+export interface AppProps {
+  scenario: Scenario;
+  registry: BackendRegistry;
+  backend: string;
+  strategy?: "freeze" | "atomic-then-hook";
+  /** Start running at once (the main job); tests start paused. */
+  autoRun?: boolean;
+  /** Frame interval; tests pass 0 to render only on input. */
+  frameMs?: number;
+}
+
+export function App(props: AppProps) {
+  const { exit } = useApp();
+  const { stdout } = useStdout();
+  const session = useMemo(() => new Session(props.scenario, props.registry, props.backend, props.strategy), []);
+  const [snap, setSnap] = useState<Snapshot>(() => session.snapshot());
+  const [view, setView] = useState<"main" | "help" | "compare">("main");
+  const [compare, setCompare] = useState<string>("");
+  const [focus, setFocus] = useState(0);
+  const [size, setSize] = useState({ columns: stdout?.columns ?? 120, rows: stdout?.rows ?? 40 });
+
+  useEffect(() => {
+    session.running = props.autoRun ?? false;
+    setSnap(session.snapshot());
+    const ms = props.frameMs ?? FRAME_MS;
+    if (ms <= 0) return;
+    const timer = setInterval(() => {
+      if (!session.running) return;
+      session.advanceFrame();
+      if (session.finished) session.running = false;
+      setSnap(session.snapshot());
+    }, ms);
+    return () => clearInterval(timer);
+  }, []);
+
+  useEffect(() => {
+    if (!stdout) return;
+    const onResize = () => setSize({ columns: stdout.columns, rows: stdout.rows });
+    stdout.on("resize", onResize);
+    return () => {
+      stdout.off("resize", onResize);
+    };
+  }, [stdout]);
+
+  const refresh = () => setSnap(session.snapshot());
+
+  useInput((input, key) => {
+    if (input === "q" || (key.ctrl && input === "c")) {
+      exit();
+      return;
+    }
+    if (view !== "main") {
+      if (input === "?" || input === "c" || key.escape) setView("main");
+      return;
+    }
+    if (input === " ") session.running = !session.running;
+    else if (input === "s") {
+      session.running = false;
+      session.step();
+    } else if (input === "n") {
+      session.running = false;
+      session.stepToEvent();
+    } else if (input === "k") session.runTo = EVENT_KINDS[(EVENT_KINDS.indexOf(session.runTo) + 1) % EVENT_KINDS.length]!;
+    else if (input === "+" || input === "=") session.speedIndex = Math.min(SPEEDS.length - 1, session.speedIndex + 1);
+    else if (input === "-") session.speedIndex = Math.max(0, session.speedIndex - 1);
+    else if (input === "[") session.moveWalk(-4096);
+    else if (input === "]") session.moveWalk(4096);
+    else if (input === "{") session.moveWalk(-(2 ** 21));
+    else if (input === "}") session.moveWalk(2 ** 21);
+    else if (input === "f") session.followFaults = true;
+    else if (input === "b") session.cycleBackend();
+    else if (input === "c") {
+      setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy)));
+      setView("compare");
+    } else if (key.tab) setFocus((f) => (f + 1) % PANES.length);
+    else if (input === "?") setView("help");
+    refresh();
+  });
+
+  if (size.columns < MIN_COLUMNS || size.rows < MIN_ROWS) {
+    return (
+      <Text color="yellow">
+        {`tdpemu needs a terminal of at least ${MIN_COLUMNS}x${MIN_ROWS}; this one is ${size.columns}x${size.rows}. Make it larger (q quits).`}
+      </Text>
+    );
+  }
+  const header = (
+    <Text>
+      <Text bold>tdpemu</Text>
+      {`  ${snap.scenario} on `}
+      <Text bold color="cyan">{snap.backend}</Text>
+      {`  strategy ${snap.strategy}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
+    </Text>
+  );
+  const status = <Text dimColor>space run/pause · s step · n next {snap.runTo} · b backend · c compare · ? help · q quit</Text>;
+  if (view === "help") {
+    return (
+      <Box flexDirection="column">
+        {header}
+        <Box flexDirection="column" borderStyle="round" paddingX={1}>
+          <Text bold>keys</Text>
+          {HELP.map(([k, d]) => <Text key={k}>{`${k.padEnd(10)} ${d}`}</Text>)}
+          <Text dimColor>press ? or esc to go back</Text>
+        </Box>
+      </Box>
+    );
+  }
+  if (view === "compare") {
+    return (
+      <Box flexDirection="column">
+        {header}
+        <Box flexDirection="column" borderStyle="round" paddingX={1}>
+          <Text bold>comparison: the scenario on every backend</Text>
+          {compare.split("\n").map((l, i) => <Text key={i}>{l}</Text>)}
+          <Text dimColor>press c or esc to go back</Text>
+        </Box>
+      </Box>
+    );
+  }
+  return (
+    <Box flexDirection="column">
+      {header}
+      <Box>
+        <VcpuPane snap={snap} focused={PANES[focus] === "vcpus"} />
+        <WalkPane snap={snap} focused={PANES[focus] === "walk"} />
+      </Box>
+      <Box>
+        <EventsPane snap={snap} focused={PANES[focus] === "events"} />
+        <StatsPane snap={snap} focused={PANES[focus] === "stats"} />
+      </Box>
+      <GpaMapPane snap={snap} focused={PANES[focus] === "map"} />
+      {snap.violations.length > 0 ? <Text color="red">{`violations: ${snap.violations.join("; ")}`}</Text> : null}
+      {status}
+    </Box>
+  );
+}

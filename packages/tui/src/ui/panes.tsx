@@ -1,0 +1,95 @@
+/** The panes of the terminal UI: each renders one part of a `Snapshot`, nothing else. */
+import { Box, Text } from "ink";
+import type { EventRow, Snapshot } from "../session.js";
+
+export function Pane(props: { title: string; focused: boolean; width?: number | string; children: React.ReactNode }) {
+  return (
+    <Box flexDirection="column" borderStyle="round" borderColor={props.focused ? "cyan" : "gray"} width={props.width} paddingX={1}>
+      <Text bold color={props.focused ? "cyan" : undefined}>{`${props.focused ? "▶ " : ""}${props.title}`}</Text>
+      {props.children}
+    </Box>
+  );
+}
+
+const STATE_COLOR: Record<string, string> = { done: "gray", blocked: "red", retrying: "yellow", running: "green" };
+
+export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  return (
+    <Pane title="vCPUs and host" focused={focused} width="45%">
+      <Text dimColor>{"task    state                op        gpa           steps  retries"}</Text>
+      {snap.vcpus.map((v) => (
+        <Text key={v.id}>
+          {v.name.padEnd(8)}
+          <Text color={STATE_COLOR[v.state] ?? "white"}>{v.state.padEnd(21)}</Text>
+          {`${v.op.padEnd(10)}${v.gpa.padEnd(14)}${String(v.steps).padStart(5)}  ${String(v.retries).padStart(7)}`}
+        </Text>
+      ))}
+    </Pane>
+  );
+}
+
+export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  return (
+    <Pane title={`walk of GPA 0x${snap.walkGpa.toString(16)}  ([ ] ±4KiB, { } ±2MiB, f follow faults)`} focused={focused} width="55%">
+      {snap.walk.length === 0 ? <Text dimColor>no root loaded yet</Text> : null}
+      {snap.walk.map((t) => (
+        <Box key={t.title} flexDirection="column">
+          <Text underline>{t.title}</Text>
+          {t.rows.map((r) => (
+            <Text key={r.level} wrap="truncate-end">
+              {`L${r.level} [${String(r.index).padStart(3)}] `}
+              <Text color={r.kind === "frozen" ? "magenta" : r.kind === "leaf" ? "green" : r.kind === "table" ? "blue" : "gray"}>{r.hex}</Text>
+              {r.secure ? <Text color="yellow">{` ${r.secure.padEnd(10)}`}</Text> : null}
+              {` ${r.kind.padEnd(6)} ${r.flags}`}
+            </Text>
+          ))}
+        </Box>
+      ))}
+    </Pane>
+  );
+}
+
+const TONE: Record<EventRow["tone"], string | undefined> = { error: "red", busy: "yellow", fault: "cyan", plain: undefined };
+
+export function EventsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  return (
+    <Pane title="events (latest last)" focused={focused} width="60%">
+      {snap.events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
+      {snap.events.map((e, i) => (
+        <Text key={i} color={TONE[e.tone]} wrap="truncate-end">{`${String(e.step).padStart(7)} ${e.text}`}</Text>
+      ))}
+    </Pane>
+  );
+}
+
+export function StatsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  return (
+    <Pane title="stats" focused={focused} width="40%">
+      {snap.stats.map(([k, v]) => (
+        <Text key={k} wrap="truncate-end">{`${k.padEnd(15)} ${v}`}</Text>
+      ))}
+      <Text dimColor>calls</Text>
+      {snap.calls.slice(0, 6).map(([k, n]) => (
+        <Text key={k} wrap="truncate-end">{`  ${k.padEnd(24)} ${n}`}</Text>
+      ))}
+    </Pane>
+  );
+}
+
+const CELL_COLOR: Record<string, string> = { ".": "gray", s: "green", p: "blue", P: "magenta", "?": "yellow", b: "red" };
+
+export function GpaMapPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  const { cells, cols, cellBytes } = snap.map;
+  const rows: string[] = [];
+  for (let i = 0; i < cells.length; i += cols) rows.push(cells.slice(i, i + cols));
+  return (
+    <Pane title={`GPA map (${cellBytes >= 2 ** 20 ? `${cellBytes / 2 ** 20} MiB` : `${cellBytes / 1024} KiB`} a cell)`} focused={focused}>
+      {rows.map((r, i) => (
+        <Text key={i}>
+          {[...r].map((c, j) => <Text key={j} color={CELL_COLOR[c]}>{c}</Text>)}
+        </Text>
+      ))}
+      <Text dimColor>. unmapped  s shared  p private 4K  P private 2M+  ? pending  b blocked</Text>
+    </Pane>
+  );
+}

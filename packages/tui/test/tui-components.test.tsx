@@ -1,0 +1,180 @@
+/**
+ * The terminal UI's panes and keys, rendered with ink-testing-library: each pane shows what the
+ * model holds, and each key does what the help screen says.
+ */
+import { render } from "ink-testing-library";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, formatSpte, loadScenario, parseScenarioText } from "@tdpemu/core";
+import { builtinRegistry } from "../src/registry.js";
+import { App, HELP } from "../src/ui/app.js";
+import { Session } from "../src/session.js";
+
+const tick = () => new Promise((r) => setTimeout(r, 20));
+
+async function press(stdin: { write(s: string): void }, keys: string) {
+  for (const k of keys) {
+    stdin.write(k);
+    await tick();
+  }
+}
+
+function app(scenarioPath?: string, backend = "tdx") {
+  const scenario = scenarioPath ? loadScenario(scenarioPath) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+  return render(<App scenario={scenario} registry={builtinRegistry()} backend={backend} frameMs={0} />);
+}
+
+describe("terminal UI: panes show the model", () => {
+  it("the walk pane shows the SPTE the mirror holds, in hex, with the S-EPT state beside it", async () => {
+    const scenario = loadScenario("scenarios/tdx-sequential-2m.yaml");
+    const s = new Session(scenario, builtinRegistry(), "tdx");
+    s.stepToEvent("fault");
+    const snap = s.snapshot();
+    const leaf = snap.walk[0]!.rows.at(-1)!;
+    // The same SPTE, read from the pool directly.
+    const vm = s.run.vm;
+    const pfn = vm.memslots.find(0)!.gmem!.peekPfn(0);
+    expect(leaf.hex).toMatch(new RegExp(`^0x86000000${pfn.toString(16).padStart(5, "0")}b77$`));
+    expect(leaf.secure).toBe("PENDING");
+    const ui = app("scenarios/tdx-sequential-2m.yaml");
+    await press(ui.stdin, "n");
+    expect(ui.lastFrame()).toContain(leaf.hex);
+    expect(ui.lastFrame()).toContain("PENDING");
+    ui.unmount();
+  });
+
+  it("the stats pane and the calls list follow the model's counters", async () => {
+    const ui = app("scenarios/tdx-sequential-2m.yaml");
+    await press(ui.stdin, "nnn");
+    const frame = ui.lastFrame()!;
+    expect(frame).toMatch(/faults\s+3/);
+    expect(frame).toMatch(/TDH\.MEM\.PAGE\.AUG\s+3/);
+    expect(frame).toMatch(/TDH\.MEM\.SEPT\.ADD\s+3/);
+    ui.unmount();
+  });
+
+  it("the events pane lists SEAMCALLs with their status, the vCPU pane each task's op", async () => {
+    const ui = app("scenarios/tdx-sequential-2m.yaml");
+    await press(ui.stdin, "n");
+    const frame = ui.lastFrame()!;
+    expect(frame).toContain("TDH.MEM.PAGE.AUG gpa 0x0 level 0 page");
+    expect(frame).toContain("SUCCESS");
+    expect(frame).toMatch(/vcpu0\s+\S.*accept/);
+    ui.unmount();
+  });
+
+  it("the GPA map colours what maps each region: private pages after ACCEPT, shared after a conversion", async () => {
+    const s = new Session(loadScenario("scenarios/tdx-convert.yaml"), builtinRegistry(), "tdx");
+    while (s.step()) { /* run to the end */ }
+    const map = s.snapshot(4096).map;
+    // 64 MiB in 4096 cells: 16 KiB a cell; the first cell holds private pages 0-3.
+    expect(map.cellBytes).toBe(16384);
+    expect(map.cells[0]).toBe("p");
+    expect(map.cells[1]).toBe("p");
+    expect(map.cells[10]).toBe(".");
+  });
+});
+
+describe("terminal UI: keys", () => {
+  it("s steps one atomic point: the step counter moves and the walk changes after a fault", async () => {
+    const ui = app("scenarios/tdx-sequential-2m.yaml");
+    const before = ui.lastFrame()!;
+    expect(before).toMatch(/step 0 \(clock 0\)/);
+    await press(ui.stdin, "s");
+    expect(ui.lastFrame()).toMatch(/step 1 \(clock \d+\)/);
+    await press(ui.stdin, "n");
+    expect(ui.lastFrame()).toContain("leaf");
+    ui.unmount();
+  });
+
+  it("k chooses the kind n runs to; + and - change the speed", async () => {
+    const ui = app();
+    expect(ui.lastFrame()).toContain("run-to fault");
+    await press(ui.stdin, "k");
+    expect(ui.lastFrame()).toContain("run-to spte");
+    expect(ui.lastFrame()).toContain("speed 16/frame");
+    await press(ui.stdin, "+");
+    expect(ui.lastFrame()).toContain("speed 64/frame");
+    await press(ui.stdin, "--");
+    expect(ui.lastFrame()).toContain("speed 4/frame");
+    ui.unmount();
+  });
+
+  it("b restarts the same scenario on the next backend", async () => {
+    const ui = app();
+    expect(ui.lastFrame()).toMatch(/default on tdx/);
+    await press(ui.stdin, "b");
+    expect(ui.lastFrame()).toMatch(/default on sev/);
+    await press(ui.stdin, "b");
+    expect(ui.lastFrame()).toMatch(/default on plain/);
+    ui.unmount();
+  });
+
+  it("] and [ move the walk by a page; { and } by 2 MiB", async () => {
+    const ui = app();
+    await press(ui.stdin, "]]");
+    expect(ui.lastFrame()).toContain("walk of GPA 0x2000");
+    await press(ui.stdin, "}");
+    expect(ui.lastFrame()).toContain("walk of GPA 0x202000");
+    await press(ui.stdin, "[{");
+    expect(ui.lastFrame()).toContain("walk of GPA 0x1000");
+    ui.unmount();
+  });
+
+  it("? shows every key of the help; c shows the comparison on every backend", async () => {
+    const ui = app("scenarios/zap-refault.yaml", "plain");
+    await press(ui.stdin, "?");
+    for (const [k, d] of HELP) {
+      expect(ui.lastFrame()).toContain(k);
+      expect(ui.lastFrame()).toContain(d);
+    }
+    await press(ui.stdin, "?");
+    expect(ui.lastFrame()).toContain("events (latest last)");
+    await press(ui.stdin, "c");
+    const frame = ui.lastFrame()!;
+    expect(frame).toContain("comparison");
+    expect(frame).toMatch(/tdx\s+sev\s+plain/);
+    expect(frame).toMatch(/faults\s+1536\s+1536\s+1536/);
+    ui.unmount();
+  });
+
+  it("tab moves the focus between panes", async () => {
+    const ui = app();
+    expect(ui.lastFrame()).toContain("▶ vCPUs and host");
+    await press(ui.stdin, "\t");
+    expect(ui.lastFrame()).toContain("▶ walk of GPA");
+    expect(ui.lastFrame()).not.toContain("▶ vCPUs and host");
+    ui.unmount();
+  });
+
+  it("a terminal smaller than the layout gets a clear message", () => {
+    const prev = { c: process.stdout.columns, r: process.stdout.rows };
+    const scenario = parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+    const ui = render(<App scenario={scenario} registry={builtinRegistry()} backend="tdx" frameMs={0} />);
+    // ink-testing-library's stdout is 100 columns wide; make it a real 80x24 terminal.
+    Object.defineProperty(ui.stdout, "columns", { value: 80, configurable: true });
+    Object.defineProperty(ui.stdout, "rows", { value: 24, configurable: true });
+    ui.stdout.emit("resize");
+    return tick().then(() => {
+      expect(ui.lastFrame()).toContain("needs a terminal of at least 100x30; this one is 80x24");
+      ui.unmount();
+      void prev;
+    });
+  });
+});
+
+describe("the walk pane reads the live tables", () => {
+  it("an empty root shows the empty SPTE; after a fixed fault, the leaf the fault made", () => {
+    const s = new Session(loadScenario("scenarios/zap-refault.yaml"), builtinRegistry(), "plain");
+    s.step();
+    expect(s.snapshot().walk).toEqual([]); // no root before the first guest entry
+    let rows = s.snapshot().walk[0]?.rows ?? [];
+    for (let i = 0; i < 50 && rows.at(-1)?.kind !== "leaf"; i++) {
+      s.stepToEvent("fault");
+      rows = s.snapshot().walk[0]!.rows;
+    }
+    expect(rows.map((r) => r.level)).toEqual([4, 3, 2, 1]);
+    expect(rows.at(-1)!.kind).toBe("leaf");
+    s.moveWalk(2 ** 30 - 4096 - s.walkGpa); // far away: nothing mapped below the root
+    expect(s.snapshot().walk[0]!.rows.at(-1)!.hex).toBe(formatSpte(0, 0x80000000));
+  });
+});

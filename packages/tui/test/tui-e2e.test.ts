@@ -1,0 +1,59 @@
+/**
+ * The real `tdpemu` binary in a real terminal (tmux): keys in, screen out. Needs tmux (.ci/run
+ * installs it when the machine lacks it).
+ */
+import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const SESSION = `tdpemu-e2e-${process.pid}`;
+const CLI = resolve("packages/tui/dist/cli.js");
+const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
+const screen = () => tmux("capture-pane", "-t", SESSION, "-p");
+
+async function waitFor(pred: (s: string) => boolean, what: string, ms = 8000): Promise<string> {
+  const t0 = Date.now();
+  let last = "";
+  while (Date.now() - t0 < ms) {
+    last = screen();
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; the screen was:\n${last}`);
+}
+
+afterAll(() => {
+  try {
+    tmux("kill-session", "-t", SESSION);
+  } catch {
+    /* already gone */
+  }
+});
+
+describe("tdpemu in a terminal", () => {
+  it("steps, walks, swaps the backend, compares, and quits on the keys it documents", async () => {
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
+      `node ${CLI} tui ${resolve("scenarios/tdx-sequential-2m.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+    await waitFor((s) => s.includes("tdx-sequential-2m on tdx"), "the UI");
+    expect(screen()).toMatch(/step 0 \(clock 0\)/);
+
+    tmux("send-keys", "-t", SESSION, "n");
+    const afterFault = await waitFor((s) => /L1 \[\s*0\] 0x86000000[0-9a-f]{5}b77/.test(s), "the leaf after a fault");
+    expect(afterFault).toContain("PENDING");
+    tmux("send-keys", "-t", SESSION, "]");
+    await waitFor((s) => s.includes("walk of GPA 0x1000"), "the walk of the next page");
+
+    tmux("send-keys", "-t", SESSION, "b");
+    await waitFor((s) => s.includes("tdx-sequential-2m on sev"), "the backend swap");
+
+    tmux("send-keys", "-t", SESSION, "c");
+    const cmp = await waitFor((s) => s.includes("comparison: the scenario on every backend"), "the comparison");
+    expect(cmp).toMatch(/tdx\s+sev\s+plain/);
+    expect(cmp).toMatch(/faults\s+512\s+512\s+512/);
+    tmux("send-keys", "-t", SESSION, "c");
+    await waitFor((s) => s.includes("events (latest last)"), "the main view again");
+
+    tmux("send-keys", "-t", SESSION, "q");
+    await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
+  }, 30_000);
+});
