@@ -150,6 +150,16 @@ export function App(props: AppProps) {
   return (
     <Box flexDirection="column">
       {header}
+      <MainView snap={snap} focus={focus} />
+      {status}
+    </Box>
+  );
+}
+
+/** The main view's panes for one snapshot: what one frame renders. */
+export function MainView({ snap, focus }: { snap: Snapshot; focus: number }) {
+  return (
+    <Box flexDirection="column">
       <Box>
         <VcpuPane snap={snap} focused={PANES[focus] === "vcpus"} />
         <WalkPane snap={snap} focused={PANES[focus] === "walk"} />
@@ -160,7 +170,6 @@ export function App(props: AppProps) {
       </Box>
       <GpaMapPane snap={snap} focused={PANES[focus] === "map"} />
       {snap.violations.length > 0 ? <Text color="red">{`violations: ${snap.violations.join("; ")}`}</Text> : null}
-      {status}
     </Box>
   );
 }

@@ -1,0 +1,112 @@
+/**
+ * The example scenarios run on the SEV backend (what `tdpemu run --backend sev` does): the TDX
+ * ones are backend-neutral programs of accepts, accesses, conversions, populate and teardown, and
+ * sev-hugepages is SEV's own. Each must end without a violation, and the RMP instructions it cost
+ * are counted in the report's backend stats.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parseScenarioText, runScenario, type RunResult } from "@tdpemu/core";
+import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
+
+const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url));
+
+function run(name: string): { r: RunResult; be: SevBackend } {
+  const path = `${SCENARIOS}${name}.yaml`;
+  const be = new SevBackend();
+  const r = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: be });
+  return { r, be };
+}
+
+/** Frames the RMP still assigns to this backend's ASID. */
+function assignedToAsid(r: RunResult, be: SevBackend): number {
+  return [...rmpOf(r.host).assigned()].filter((e) => e.asid === be.asid).length;
+}
+
+function expectClean(r: RunResult): void {
+  expect(r.report.backend).toBe("sev");
+  expect(r.report.complete).toBe(true);
+  expect(r.report.invariants.violations).toEqual([]);
+  expect(r.report.invariants.checked).toBeGreaterThan(0);
+  expect(r.report.stats.leakedPages).toBe(0);
+  expect(r.report.backendStats.errors).toEqual({});
+  expect(r.report.backendStats.busy).toBe(0);
+}
+
+describe("example scenarios with backend: new SevBackend()", () => {
+  it("tdx-sequential-2m: exactly 512 RMPUPDATE and 512 PVALIDATE, no fault or exception", () => {
+    const { r, be } = run("tdx-sequential-2m");
+    expectClean(r);
+    const calls = r.report.backendStats.calls;
+    expect(calls.RMPUPDATE).toBe(512);
+    expect(calls.PVALIDATE).toBe(512);
+    expect(calls.SNP_LAUNCH_FINISH).toBe(1);
+    expect(calls.PSMASH).toBeUndefined();
+    expect(calls["#NPF"]).toBeUndefined();
+    expect(calls["#VC"]).toBeUndefined();
+    expect(be.exceptions).toEqual([]);
+    expect(assignedToAsid(r, be)).toBe(512);
+    // 512 accepts and 512 accesses, each page faulted in once at 4K.
+    expect(r.report.stats.pages["4k"]).toBe(512);
+    expect(r.vm.vcpus[0]!.exceptions).toBe(0);
+  });
+
+  it("tdx-convert: 16 + 4 pages assigned, 4 given back on the way to shared; 20 PVALIDATE", () => {
+    const { r, be } = run("tdx-convert");
+    expectClean(r);
+    const calls = r.report.backendStats.calls;
+    // 16 first uses (sev_gmem_prepare), 4 hole punches (sev_gmem_invalidate), 4 re-prepares.
+    expect(calls.RMPUPDATE).toBe(24);
+    expect(calls.PVALIDATE).toBe(20);
+    expect(calls.PSMASH).toBeUndefined();
+    expect(be.exceptions).toEqual([]);
+    expect(assignedToAsid(r, be)).toBe(16);
+  });
+
+  it("tdx-populate-teardown: 16 launch pages, 16 accepted pages, teardown gives all 32 back (the TDX-only inject is skipped)", () => {
+    const { r, be } = run("tdx-populate-teardown");
+    expectClean(r);
+    const calls = r.report.backendStats.calls;
+    expect(calls.SNP_LAUNCH_UPDATE).toBe(16);
+    expect(calls.SNP_LAUNCH_FINISH).toBe(1);
+    // 16 launch pages + 16 prepared on accept, then 32 made shared at teardown.
+    expect(calls.RMPUPDATE).toBe(64);
+    expect(calls.PVALIDATE).toBe(16);
+    expect(be.exceptions).toEqual([]);
+    expect(r.vm.dead).toBe(true);
+    expect(assignedToAsid(r, be)).toBe(0);
+  });
+
+  it("tdx-race-2m-4k: two vCPUs each PVALIDATE one page: 2 RMPUPDATE, 2 PVALIDATE", () => {
+    const { r, be } = run("tdx-race-2m-4k");
+    expectClean(r);
+    const calls = r.report.backendStats.calls;
+    expect(calls.RMPUPDATE).toBe(2);
+    expect(calls.PVALIDATE).toBe(2);
+    expect(be.exceptions).toEqual([]);
+  });
+
+  it("sev-hugepages: one 2M RMPUPDATE, one #VC 0x404, one #NPF with SIZEM, exactly one PSMASH, 5 PVALIDATE", () => {
+    const { r, be } = run("sev-hugepages");
+    expectClean(r);
+    const calls = r.report.backendStats.calls;
+    expect(calls.RMPUPDATE).toBe(1);
+    expect(calls.PSMASH).toBe(1);
+    expect(calls["#VC"]).toBe(1);
+    expect(calls["#NPF"]).toBe(1);
+    // The first 4K PVALIDATE meets the 2M entry (#NPF SIZEM), is retried after the PSMASH, then 3 more.
+    expect(calls.PVALIDATE).toBe(5);
+    const npf = be.exceptions.filter((e) => e.kind === "#NPF");
+    expect(npf).toHaveLength(1);
+    expect(npf[0]!.gpa).toBe(0x200000);
+    expect(npf[0]!.errorCode & PFERR_SIZEM).toBe(PFERR_SIZEM);
+    expect(npf[0]!.errorCode & PFERR_RMP).toBe(PFERR_RMP);
+    expect(be.exceptions.filter((e) => e.kind === "#VC")).toEqual([{ kind: "#VC", gpa: 0x200000, errorCode: 0x404n }]);
+    // After the PSMASH the 2 MiB range is 512 4K entries; 4 of them validated.
+    const entries = [...rmpOf(r.host).assigned()].filter((e) => e.asid === be.asid);
+    expect(entries).toHaveLength(512);
+    expect(entries.every((e) => !e.size2m)).toBe(true);
+    expect(entries.filter((e) => e.validated).map((e) => e.gfn)).toEqual([0x200, 0x201, 0x202, 0x203]);
+  });
+});
