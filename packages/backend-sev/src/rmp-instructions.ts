@@ -38,6 +38,9 @@ export function rmpupdate(rmp: Rmp, pfn: number, u: RmpUpdate, inUse: (pfn: numb
   const governing = rmp.lookup(pfn);
   if (governing.immutable) return FAIL_PERMISSION;
   if (u.size2m) {
+    // Every 4K entry of the range must be hypervisor-owned; the head may only be the 2M entry itself.
+    const head = rmp.flagsOf(pfn);
+    if ((head & RMP_ASSIGNED) !== 0 && (head & RMP_PAGE_2M) === 0) return FAIL_OVERLAP;
     for (let i = 1; i < 512; i++) if (rmp.flagsOf(pfn + i) & RMP_ASSIGNED) return FAIL_OVERLAP;
   } else if (governing.assigned && governing.size2m) {
     return FAIL_OVERLAP;

@@ -63,8 +63,16 @@ export class SevBackend implements Backend {
 
   rmp!: Rmp;
   asid = 0;
-  /** Every #NPF, #VC and host #PF the hardware raised, with its error code. */
+  /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (the last 1,000; counts are in stats). */
   readonly exceptions: SevException[] = [];
+  /** How many were ever raised: `exceptionsSince(raisedTotal)` later gives the new ones. */
+  raisedTotal = 0;
+
+  /** The exceptions raised since the total was `mark` (as many as are still kept). */
+  exceptionsSince(mark: number): SevException[] {
+    const first = this.raisedTotal - this.exceptions.length;
+    return this.exceptions.slice(Math.max(0, mark - first));
+  }
   private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
   private readonly callCount = new Map<string, number>();
   private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
@@ -274,6 +282,8 @@ export class SevBackend implements Backend {
 
   private raise(ex: SevException): void {
     this.exceptions.push(ex);
+    this.raisedTotal++;
+    if (this.exceptions.length > 1000) this.exceptions.splice(0, this.exceptions.length - 1000);
     this.counters.calls[ex.kind] = (this.counters.calls[ex.kind] ?? 0) + 1;
     if (this.vm?.events.on) {
       this.vm.events.emit({ type: "call", vm: this.vm.id, name: ex.kind, detail: `gpa 0x${ex.gpa.toString(16)} error 0x${ex.errorCode.toString(16)}`, status: "raised" });

@@ -10,6 +10,7 @@ import { exploreCommand } from "./commands/explore.js";
 import { replayCommand } from "./commands/replay.js";
 import { tuiCommand } from "./commands/tui.js";
 import { compareCommand } from "./commands/compare.js";
+import { benchCommand } from "./commands/bench.js";
 import type { Io } from "./io.js";
 import { USAGE, UsageError } from "./usage-error.js";
 
@@ -23,6 +24,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await tuiCommand(rest, io);
       case "compare":
         return await compareCommand(rest, io);
+      case "bench":
+        return await benchCommand(rest, io);
       case "run":
         return await runCommand(rest, io, { requireScenario: true });
       case "explore":
@@ -37,7 +40,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, backends, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, bench, backends, help)`);
     }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof RunInputError ||

@@ -30,6 +30,7 @@ export const USAGE = `usage:
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --json, --trace <file.jsonl>    as for run
+  tdpemu bench [--json] [--filter NAME] [--quick]   the benchmarks (--quick skips the 64 GiB and 1 TiB guests)
   tdpemu backends                     list the registered backends
   tdpemu help                         this text
 

@@ -28,6 +28,22 @@ export class RwLock {
     this.clock.version++;
   }
 
+  /**
+   * `read_lock` for a coroutine that does not interleave: the lock is free by construction (no
+   * other coroutine runs inside its step), so no generator is needed. The fault path uses it to
+   * stay cheap; an interleaving coroutine must use `readLock`.
+   */
+  readLockNow(ctx: ExecCtx): boolean {
+    if (ctx.interleave || this.writer !== null || this.waitingWriters !== 0) return false;
+    this.clock.step++;
+    this.clock.fp?.read(R_LOCK_WRITER);
+    this.clock.fp?.add(R_LOCK_READERS);
+    this.readers++;
+    ctx.lockMode = 1;
+    this.changed();
+    return true;
+  }
+
   *readLock(ctx: ExecCtx): Op {
     this.clock.step++;
     if (ctx.interleave) yield;

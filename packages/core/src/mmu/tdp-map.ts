@@ -34,6 +34,9 @@ export class PageFault {
   mapWritable = true;
   /** A pre-fault (`KVM_PRE_FAULT_MEMORY`, TDX initial memory): no Accessed bit, no overwrite. */
   prefetch = false;
+  /** The SPTE `make_spte` built for the target level. */
+  newLo = 0;
+  newHi = 0;
   slot: Memslot | null = null;
 }
 
@@ -46,7 +49,11 @@ export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Ro
     clock.step++;
     if (ctx.interleave) yield;
     if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
-    if (iter.level === fault.goalLevel) return yield* mapHandleTargetLevel(mmu, ctx, iter, fault);
+    if (iter.level === fault.goalLevel) {
+      // A plain cmpxchg needs no generator; the mirror and the unsafe store take steps of their own.
+      if (root.mirror || mmu.options.unsafeNonAtomicSet) return yield* mapHandleTargetLevel(mmu, ctx, iter, fault);
+      return mapHandleTargetLevelAtomic(mmu, iter, fault);
+    }
     // Step down into the lower level table if it exists.
     if (isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) continue;
     // The SPTE is either non-present or a huge page that has to be split.
@@ -71,23 +78,49 @@ function isAccessAllowed(fault: PageFault, lo: number): boolean {
   return fault.write ? isWritable(lo) : true;
 }
 
-/** `tdp_mmu_map_handle_target_level` */
-function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: PageFault): Op<number> {
+/**
+ * `tdp_mmu_map_handle_target_level`, up to the set: RET_PF_SPURIOUS if the entry already allows
+ * the access, else -1 with the new SPTE in `fault.newLo/newHi` (`make_spte`).
+ */
+function targetLevelPrepare(mmu: TdpMmu, iter: TdpIter, fault: PageFault): number {
   const oldLo = iter.oldLo;
-  const oldHi = iter.oldHi;
   if (fault.prefetch && isShadowPresent(oldLo)) return RET_PF_SPURIOUS;
   if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
-  const lo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch);
-  const hi = makeLeafHi(fault.pfn, fault.mapWritable);
+  fault.newLo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch);
+  fault.newHi = makeLeafHi(fault.pfn, fault.mapWritable);
   // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
   // SPTE is even set.
   if (fault.mapWritable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn, mmu.clock.fp);
-  if (lo === oldLo && hi === oldHi) return RET_PF_SPURIOUS;
-  if (!(yield* mmu.setSpteAtomicOp(ctx, iter, lo, hi))) return RET_PF_RETRY;
-  if (isShadowPresent(oldLo) && !isLastSpte(oldLo, iter.level)) {
-    mmu.flushRemoteTlbs(iter.gfn, PAGES_PER_LEVEL[iter.level]!, "replace table by huge page");
+  if (fault.newLo === oldLo && fault.newHi === iter.oldHi) return RET_PF_SPURIOUS;
+  return -1;
+}
+
+/** After a successful set: replacing a table by a huge page needs a flush of its range. */
+function targetLevelDone(mmu: TdpMmu, iter: TdpIter, oldLo: number, level: number): number {
+  if (isShadowPresent(oldLo) && !isLastSpte(oldLo, level)) {
+    mmu.flushRemoteTlbs(iter.gfn, PAGES_PER_LEVEL[level]!, "replace table by huge page");
   }
   return RET_PF_FIXED;
+}
+
+/** `tdp_mmu_map_handle_target_level` with the set as its own step(s) (mirror roots, unsafe store). */
+function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: PageFault): Op<number> {
+  const oldLo = iter.oldLo;
+  const level = iter.level;
+  const pre = targetLevelPrepare(mmu, iter, fault);
+  if (pre >= 0) return pre;
+  if (!(yield* mmu.setSpteAtomicOp(ctx, iter, fault.newLo, fault.newHi))) return RET_PF_RETRY;
+  return targetLevelDone(mmu, iter, oldLo, level);
+}
+
+/** `tdp_mmu_map_handle_target_level` with one cmpxchg, in the step that read the entry. */
+function mapHandleTargetLevelAtomic(mmu: TdpMmu, iter: TdpIter, fault: PageFault): number {
+  const oldLo = iter.oldLo;
+  const level = iter.level;
+  const pre = targetLevelPrepare(mmu, iter, fault);
+  if (pre >= 0) return pre;
+  if (!mmu.setSpteAtomic(iter, fault.newLo, fault.newHi)) return RET_PF_RETRY;
+  return targetLevelDone(mmu, iter, oldLo, level);
 }
 
 /**

@@ -18,7 +18,7 @@ import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
-import { GuestLivelock, guestAcceptPage, guestAccessPage } from "../vm/guest-access.js";
+import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange } from "../vm/guest-access.js";
 import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
@@ -209,15 +209,9 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
     const result: Record<string, number | string> = {};
     switch (op.op) {
       case "access": {
-        let ok = 0, exceptions = 0, mmio = 0;
-        const base = op.gpa - (op.gpa % PAGE_SIZE);
-        for (let p = 0; p < op.count; p++) {
-          const o = yield* guestAccessPage(vm, vcpu, p === 0 ? op.gpa : base + p * PAGE_SIZE, op.write, op.shared);
-          if (o === "ok") ok++;
-          else if (o === "exception") exceptions++;
-          else mmio++;
-        }
-        Object.assign(result, { ok, exceptions, mmio });
+        const tally = new AccessTally();
+        yield* guestAccessRange(vm, vcpu, op.gpa, op.count, op.write, op.shared, tally);
+        Object.assign(result, { ok: tally.ok, exceptions: tally.exceptions, mmio: tally.mmio });
         break;
       }
       case "accept": {

@@ -124,7 +124,7 @@ function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
   fault.pfn = pfn - (pfn % PAGES_PER_LEVEL[level]!);
   // mmu_topup_memory_caches: enough table pages for a full walk, before taking the lock.
   mmu.pool.reserve(vm.rootLevel);
-  yield* mmu.lock.readLock(ctx);
+  if (!mmu.lock.readLockNow(ctx)) yield* mmu.lock.readLock(ctx);
   try {
     // is_page_fault_stale: the vCPU's root went away, or an invalidation of this GFN ran or is
     // running since the PFN was looked up.
@@ -159,57 +159,93 @@ export type AccessOutcome = "ok" | "exception" | "mmio";
  * retry. A `KVM_EXIT_MEMORY_FAULT` is handled as QEMU does: the VMM converts the page to what
  * the guest used (`KVM_SET_MEMORY_ATTRIBUTES`) and re-enters the guest.
  */
+/** What a range of guest accesses ended in, page by page. */
+export class AccessTally {
+  ok = 0;
+  exceptions = 0;
+  mmio = 0;
+  last: AccessOutcome = "ok";
+}
+
+/** One guest access of one page (see `guestAccessRange`). */
 export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, sharedHint: boolean): Op<AccessOutcome> {
+  const tally = new AccessTally();
+  yield* guestAccessRange(vm, vcpu, gpa, 1, write, sharedHint, tally);
+  return tally.last;
+}
+
+/**
+ * Guest accesses of `count` pages from `gpa`, one page after the other: for each, the hardware
+ * check, and on a violation the fault handler and a retry. A `KVM_EXIT_MEMORY_FAULT` is handled
+ * as QEMU does: the VMM converts the page to what the guest used (`KVM_SET_MEMORY_ATTRIBUTES`)
+ * and re-enters the guest. One generator serves the whole range, so a bulk access costs no
+ * generator per page.
+ */
+export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: number, write: boolean, sharedHint: boolean, tally: AccessTally): Op {
   const backend = vm.backend;
   if (vm.dead) throw new OpError(`vcpu${vcpu.id}: access after the VM was torn down`);
-  const privateAccess = backend.classifyFault ? backend.classifyFault(vm, gpa, !sharedHint) : false;
-  // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
   const bits = vm.mmu.gfnDirectBits;
-  if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
-  for (let tries = 0; tries < MAX_TRIES; tries++) {
-    if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
-      vm.loadRoots(vcpu);
-    }
-    vm.clock.step++;
-    if (vcpu.ctx.interleave) yield;
-    if (backend.checkGuestAccess) vm.clock.touch(R_BACKEND);
-    let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
-    let present = hw === ACCESS_FAULT_PRESENT;
-    let rmpFault = false;
-    if (hw < 0) {
-      const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
-      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate, vcpu.walk);
-      hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
-      present = w === WALK_PERMISSION;
-      if (hw === ACCESS_OK && backend.checkTranslation) {
-        vm.clock.touch(R_BACKEND);
-        hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
-        if (hw === ACCESS_FAULT_PRESENT) rmpFault = true;
+  const base = gpa0 - (gpa0 % PAGE_SIZE);
+  page: for (let p = 0; p < count; p++) {
+    let gpa = p === 0 ? gpa0 : base + p * PAGE_SIZE;
+    const privateAccess = backend.classifyFault ? backend.classifyFault(vm, gpa, !sharedHint) : false;
+    // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
+    if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
+    for (let tries = 0; tries < MAX_TRIES; tries++) {
+      if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
+        vm.loadRoots(vcpu);
+      }
+      vm.clock.step++;
+      if (vcpu.ctx.interleave) yield;
+      if (backend.checkGuestAccess) vm.clock.touch(R_BACKEND);
+      let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
+      let present = hw === ACCESS_FAULT_PRESENT;
+      let rmpFault = false;
+      if (hw < 0) {
+        const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
+        const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate, vcpu.walk);
+        hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
+        present = w === WALK_PERMISSION;
+        if (hw === ACCESS_OK && backend.checkTranslation) {
+          vm.clock.touch(R_BACKEND);
+          hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
+          if (hw === ACCESS_FAULT_PRESENT) rmpFault = true;
+        }
+      }
+      if (hw === ACCESS_FAULT_PRESENT) hw = ACCESS_FAULT;
+      if (hw === ACCESS_OK) {
+        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
+        tally.ok++;
+        tally.last = "ok";
+        continue page;
+      }
+      if (hw === ACCESS_GUEST_EXCEPTION) {
+        vcpu.exceptions++;
+        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
+        tally.exceptions++;
+        tally.last = "exception";
+        continue page;
+      }
+      backend.vcpuExit?.(vm, vcpu.id);
+      const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
+      if (r === RET_PF_EMULATE) {
+        tally.mmio++;
+        tally.last = "mmio";
+        continue page;
+      }
+      // npf_interception calls sev_handle_rmp_fault only after a handled fault (rc > 0), not when
+      // the fault exits to userspace.
+      if (rmpFault && backend.faultFixup && r !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
+      // The guest re-executes the access; until someone else changes something it would only
+      // meet the same FROZEN entry or lost race again.
+      if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
+      if (r === RET_PF_MEMORY_FAULT_EXIT) {
+        const gfn = vcpu.fault.gfn;
+        yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, privateAccess);
       }
     }
-    if (hw === ACCESS_FAULT_PRESENT) hw = ACCESS_FAULT;
-    if (hw === ACCESS_OK) {
-      if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
-      return "ok";
-    }
-    if (hw === ACCESS_GUEST_EXCEPTION) {
-      vcpu.exceptions++;
-      if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
-      return "exception";
-    }
-    backend.vcpuExit?.(vm, vcpu.id);
-    const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
-    if (r === RET_PF_EMULATE) return "mmio";
-    if (rmpFault && backend.faultFixup) yield* rmpFaultFixup(vm, vcpu, gpa);
-    // The guest re-executes the access; until someone else changes something it would only
-    // meet the same FROZEN entry or lost race again.
-    if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
-    if (r === RET_PF_MEMORY_FAULT_EXIT) {
-      const gfn = vcpu.fault.gfn;
-      yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, privateAccess);
-    }
+    throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
   }
-  throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
 }
 
 /** `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits, KVM zaps so it re-faults. */
@@ -248,7 +284,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     backend.vcpuExit?.(vm, vcpu.id);
     const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true, false, r === ACCESS_FAULT_PRESENT);
     if (pf === RET_PF_EMULATE) return "mmio";
-    if (r === ACCESS_FAULT_PRESENT && backend.faultFixup) yield* rmpFaultFixup(vm, vcpu, gpa);
+    if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) {
       const gfn = vcpu.fault.gfn;

@@ -240,8 +240,11 @@ export function* recover(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<n
   const mmu = vm.mmu;
   return yield* withReadLock(mmu, ctx, () => recoverHugePages(mmu, ctx, start, end, (gfn) => {
     if (slot.dirtyBitmap) return 1;
-    const pfn = slot.shared.peekPfn(gfn - slot.baseGfn);
-    return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, false, pfn);
+    // kvm_mmu_max_mapping_level: private GFNs are capped by the backend too (SEV: the RMP size).
+    const priv = vm.attributes.isPrivate(gfn);
+    const backing = priv ? slot.gmem : slot.shared;
+    const pfn = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
+    return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, priv, pfn);
   }));
 }
 

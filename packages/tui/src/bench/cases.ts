@@ -1,0 +1,152 @@
+/**
+ * The benchmark cases of `tdpemu bench`. Each returns one measurement of one run; the command
+ * runs each several times and reports the median. Rates are compared with the speed of light
+ * measured in the same process, never with absolute targets from another machine.
+ */
+import v8 from "node:v8";
+import vm from "node:vm";
+import { createElement } from "react";
+import { render } from "ink-testing-library";
+import {
+  exploreScenario, hostOps, loadScenario, parseScenarioText, runScenario, runToEnd, buildRun, Scheduler,
+  type BackendRegistry,
+} from "@tdpemu/core";
+import { Session } from "../session.js";
+import { MainView } from "../ui/app.js";
+
+export interface Measurement {
+  /** The headline number, in `unit`. */
+  value: number;
+  unit: string;
+  /** Other numbers worth a column. */
+  extra?: Record<string, number>;
+}
+
+export interface BenchCase {
+  name: string;
+  what: string;
+  runs: number;
+  run(): Measurement;
+}
+
+const GiB = 2 ** 30;
+const PAGES_1G = 262144;
+
+v8.setFlagsFromString("--expose-gc");
+const gc = vm.runInNewContext("gc") as () => void;
+
+/**
+ * The speed of light: a bare loop that walks and fills a 4-level radix table in one typed array
+ * for the same GFNs as the fault cases, with no events, hooks, locks or checks.
+ */
+export function speedOfLight(pages: number): Measurement {
+  const tables = Math.ceil(pages / 512) + Math.ceil(pages / 512 / 512) + 3;
+  const pool = new Uint32Array(tables * 1024);
+  let next = 1;
+  const t0 = performance.now();
+  for (let gfn = 0; gfn < pages; gfn++) {
+    let table = 0;
+    for (let level = 4; level > 1; level--) {
+      const off = table * 1024 + 2 * (Math.floor(gfn / 512 ** (level - 1)) % 512);
+      if (pool[off + 1] === 0) {
+        pool[off] = ((next << 12) | 0x907) >>> 0;
+        pool[off + 1] = 0x80000000;
+        table = next++;
+      } else table = pool[off]! >>> 12;
+    }
+    const off = table * 1024 + 2 * (gfn % 512);
+    pool[off] = ((gfn << 12) | 0xb77) >>> 0;
+    pool[off + 1] = 0x86000000;
+  }
+  const s = (performance.now() - t0) / 1000;
+  return { value: pages / s, unit: "pages/s" };
+}
+
+function sequential(memory: string, pages: number, backend: string, hugepages: boolean): string {
+  return `
+name: bench-${backend}
+vm: { memory: ${memory}, gpaw: 48, vcpus: 1, hugepages: ${hugepages ? "2MiB" : "false"} }
+backend: ${backend}
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: access, gpa: 0x0, count: ${pages}, write: true }
+`;
+}
+
+/** Sequential private faults, one vCPU, no interleaving: faults/s. */
+export function faultCase(registry: BackendRegistry, backend: string, hugepages: boolean): Measurement {
+  const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, hugepages), "bench.yaml");
+  const t0 = performance.now();
+  const r = runScenario(scn, { backend: registry.create(backend) });
+  const s = (performance.now() - t0) / 1000;
+  if (r.report.invariants.violations.length > 0) throw new Error(`${backend}: ${r.report.invariants.violations[0]!.message}`);
+  const pages = r.report.stats.pages["4k"] + 512 * r.report.stats.pages["2m"];
+  return { value: r.report.stats.faults / s, unit: "faults/s", extra: { "pages/s": pages / s } };
+}
+
+/** Zapping 1 GiB of 4 KiB mappings: pages/s. */
+export function zapCase(registry: BackendRegistry, backend: string): Measurement {
+  const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, false), "bench.yaml");
+  const built = buildRun(scn, { backend: registry.create(backend) });
+  new Scheduler("round-robin", 0).run(built.tasks, built.clock);
+  const t0 = performance.now();
+  const zapped = runToEnd(hostOps.zapGfnRange(built.vm, built.vm.hostCtx, 0, PAGES_1G));
+  const s = (performance.now() - t0) / 1000;
+  return { value: zapped / s, unit: "pages/s" };
+}
+
+/** Bytes of heap and array buffers per mapped 4 KiB page, after a GC. */
+export function memoryCase(registry: BackendRegistry, backend: string): Measurement {
+  const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, false), "bench.yaml");
+  gc();
+  gc();
+  const m0 = process.memoryUsage();
+  let r: ReturnType<typeof runScenario> | null = runScenario(scn, { backend: registry.create(backend) });
+  gc();
+  gc();
+  const m1 = process.memoryUsage();
+  const pages = r.report.stats.pages["4k"];
+  r = null;
+  const bytes = m1.heapUsed + m1.arrayBuffers - (m0.heapUsed + m0.arrayBuffers);
+  return { value: bytes / pages, unit: "bytes/page" };
+}
+
+/** Schedules explored per second on the 2M/4K race with the freeze protocol. */
+export function exploreCase(registry: BackendRegistry, scenarioPath: string, maxSchedules: number): Measurement {
+  const scn = loadScenario(scenarioPath);
+  const r = exploreScenario(scn, { backend: () => registry.create("tdx"), maxSchedules });
+  if (r.violation) throw new Error(`explore found a violation: ${r.violation.violations[0]!.message}`);
+  return { value: r.schedules / r.seconds, unit: "schedules/s", extra: { schedules: r.schedules, "steps/s": r.steps / r.seconds } };
+}
+
+/** One UI frame (snapshot + Ink render) with `pages` mapped pages: ms. */
+export function uiFrameCase(registry: BackendRegistry, pages: number): Measurement {
+  const scn = parseScenarioText(sequential("4GiB", pages, "plain", false), "bench.yaml");
+  const s = new Session(scn, registry, "plain");
+  s.run.vm.setInterleave(false);
+  while (s.step()) { /* fill memory */ }
+  const ui = render(createElement(MainView, { snap: s.snapshot(), focus: 0 }));
+  const times: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    s.moveWalk(4096);
+    const t0 = performance.now();
+    ui.rerender(createElement(MainView, { snap: s.snapshot(), focus: i % 5 }));
+    if (!ui.lastFrame()) throw new Error("nothing rendered");
+    times.push(performance.now() - t0);
+  }
+  ui.unmount();
+  times.sort((a, b) => a - b);
+  return { value: times[times.length >> 1]!, unit: "ms/frame", extra: { "mapped pages": s.run.vm.mmu.stats.pages[1]! } };
+}
+
+/** A whole guest faulted in: seconds and peak memory (run in a child process of its own). */
+export function scaleCase(registry: BackendRegistry, backend: string, memory: number): Measurement {
+  const pages = memory / 4096;
+  const scn = parseScenarioText(sequential(`${memory / GiB}GiB`, pages, backend, false), "bench.yaml");
+  const t0 = performance.now();
+  const r = runScenario(scn, { backend: registry.create(backend), hostMemory: 2 * memory + GiB });
+  const s = (performance.now() - t0) / 1000;
+  if (r.report.stats.faults !== pages) throw new Error(`${backend}: ${r.report.stats.faults} faults for ${pages} pages`);
+  const peak = process.resourceUsage().maxRSS * 1024;
+  return { value: s, unit: "s", extra: { "faults/s": pages / s, "peak RSS GiB": peak / GiB, "bytes/page (RSS)": peak / pages } };
+}

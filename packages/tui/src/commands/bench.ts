@@ -1,0 +1,153 @@
+/**
+ * `tdpemu bench [--json] [--filter NAME] [--quick]`: the benchmarks. Each case runs several
+ * times and reports its median; fault rates are given as a ratio to the speed of light measured
+ * in the same run; every target is checked and marked. The scale cases run each in a child
+ * process of their own, so their peak memory is theirs alone.
+ */
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import {
+  exploreCase, faultCase, memoryCase, scaleCase, speedOfLight, uiFrameCase, zapCase, type Measurement,
+} from "../bench/cases.js";
+import { parseCommandArgs } from "../cli-options.js";
+import type { Io } from "../io.js";
+import { builtinRegistry } from "../registry.js";
+import { UsageError } from "../usage-error.js";
+
+const GiB = 2 ** 30;
+const TiB = 2 ** 40;
+
+interface CaseDef {
+  name: string;
+  what: string;
+  runs: number;
+  /** Run in a child process (scale). */
+  child?: boolean;
+  slow?: boolean;
+  run: () => Measurement;
+  /** The target: a check on the value (and the speed of light), and how it reads. */
+  target?: { text: string; ok: (m: Measurement, sol: number) => boolean };
+  /** A ratio to the speed of light is shown. */
+  ratio?: boolean;
+}
+
+function cases(explorePath: string): CaseDef[] {
+  const reg = builtinRegistry();
+  const fault = (b: string, min: number): CaseDef => ({
+    name: `fault-${b}`, what: `sequential 4K faults over 1 GiB on ${b}`, runs: 5, ratio: true,
+    run: () => faultCase(reg, b, false),
+    target: { text: `≥ ${min} × SoL`, ok: (m, sol) => m.value / sol >= min },
+  });
+  const bytes = (b: string, max: number): CaseDef => ({
+    name: `memory-${b}`, what: `bytes per mapped 4K page on ${b}`, runs: 3,
+    run: () => memoryCase(reg, b),
+    target: { text: `≤ ${max} B`, ok: (m) => m.value <= max },
+  });
+  const scale = (b: string, mem: number, label: string): CaseDef => ({
+    name: `scale-${b}-${label}`, what: `a ${label} guest (${(mem / 4096).toLocaleString("en-US")} 4K pages) on ${b}`, runs: 1, child: true, slow: true,
+    run: () => scaleCase(reg, b, mem),
+    target: { text: "fits this machine", ok: () => true },
+  });
+  return [
+    { name: "sol", what: "speed of light: a bare 4-level radix fill of 1 GiB of GFNs", runs: 7, run: () => speedOfLight(262144) },
+    fault("plain", 0.25),
+    fault("sev", 0.15),
+    fault("tdx", 0.1),
+    { name: "fault-plain-2m", what: "sequential faults over 1 GiB with 2 MiB pages on plain", runs: 5, run: () => faultCase(reg, "plain", true) },
+    { name: "fault-sev-2m", what: "sequential faults over 1 GiB with 2 MiB pages on sev", runs: 5, run: () => faultCase(reg, "sev", true) },
+    { name: "zap-plain", what: "zap 1 GiB of 4K mappings on plain", runs: 3, run: () => zapCase(reg, "plain") },
+    { name: "zap-sev", what: "zap 1 GiB of 4K mappings on sev", runs: 3, run: () => zapCase(reg, "sev") },
+    { name: "zap-tdx", what: "zap 1 GiB of 4K mappings on tdx (BLOCK, TRACK, REMOVE, WBINVD each)", runs: 3, run: () => zapCase(reg, "tdx") },
+    bytes("plain", 9),
+    bytes("sev", 24),
+    bytes("tdx", 32),
+    {
+      name: "explore-race", what: "schedules/s on tdx-race-2m-4k (freeze)", runs: 3,
+      run: () => exploreCase(reg, explorePath, 5000),
+      target: { text: "≥ 20,000/s", ok: (m) => m.value >= 20000 },
+    },
+    {
+      name: "ui-frame", what: "one UI frame with 1,048,576 mapped pages", runs: 3,
+      run: () => uiFrameCase(reg, 1 << 20),
+      target: { text: "≤ 16 ms", ok: (m) => m.value <= 16 },
+    },
+    scale("plain", 64 * GiB, "64GiB"),
+    scale("sev", 64 * GiB, "64GiB"),
+    scale("tdx", 64 * GiB, "64GiB"),
+    scale("plain", TiB, "1TiB"),
+  ];
+}
+
+function median(ms: Measurement[]): Measurement {
+  const sorted = [...ms].sort((a, b) => a.value - b.value);
+  return sorted[sorted.length >> 1]!;
+}
+
+function fmt(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e4) return `${Math.round(n).toLocaleString("en-US")}`;
+  return n.toFixed(n >= 100 ? 0 : 2);
+}
+
+export async function benchCommand(args: string[], io: Io): Promise<number> {
+  const { values } = parseCommandArgs("bench", args, {
+    json: { type: "boolean" },
+    filter: { type: "string" },
+    quick: { type: "boolean" },
+    child: { type: "string" },
+  });
+  const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
+  const all = cases(explorePath);
+  if (values.child !== undefined) {
+    // A child process runs one case and prints its measurement.
+    const c = all.find((x) => x.name === values.child);
+    if (!c) throw new UsageError(`bench: no case '${values.child}'`);
+    io.out(JSON.stringify(c.run()));
+    return 0;
+  }
+  const filter = values.filter;
+  const chosen = all.filter((c) => (filter ? c.name.includes(filter) || c.name === "sol" : !(values.flags.has("quick") && c.slow)));
+  if (filter && chosen.length <= 1 && filter !== "sol") {
+    throw new UsageError(`bench: --filter '${filter}' matches no case (cases: ${all.map((c) => c.name).join(", ")})`);
+  }
+  const results: { def: CaseDef; m: Measurement; error?: string }[] = [];
+  let sol = 0;
+  for (const [i, c] of chosen.entries()) {
+    const runs: Measurement[] = [];
+    try {
+      for (let r = 0; r < c.runs; r++) {
+        io.err(`[${i + 1}/${chosen.length}] ${c.name}: run ${r + 1} of ${c.runs}`);
+        if (c.child) {
+          const p = spawnSync(process.execPath, ["--max-old-space-size=20000", process.argv[1]!, "bench", "--child", c.name], { encoding: "utf8", maxBuffer: 1 << 20 });
+          if (p.status !== 0) throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop()!);
+          runs.push(JSON.parse(p.stdout.trim().split("\n").pop()!) as Measurement);
+        } else {
+          runs.push(c.run());
+        }
+      }
+      const m = median(runs);
+      if (c.name === "sol") sol = m.value;
+      results.push({ def: c, m });
+    } catch (e) {
+      results.push({ def: c, m: { value: NaN, unit: "" }, error: (e as Error).message });
+    }
+  }
+  const rows = results.map(({ def, m, error }) => {
+    const ratio = def.ratio && sol > 0 ? m.value / sol : undefined;
+    const ok = error ? false : def.target ? def.target.ok(m, sol) : undefined;
+    return { name: def.name, what: def.what, value: m.value, unit: m.unit, ratio, extra: m.extra ?? {}, target: def.target?.text ?? "", ok, error };
+  });
+  if (values.flags.has("json")) {
+    io.out(JSON.stringify({ speedOfLight: sol, cases: rows }, null, 2));
+  } else {
+    io.out(`${"case".padEnd(16)} ${"median".padStart(12)} ${"unit".padEnd(12)} ${"× SoL".padStart(6)}  ${"target".padEnd(18)} result  details`);
+    for (const r of rows) {
+      const extra = Object.entries(r.extra).map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
+      const result = r.error ? "ERROR" : r.ok === undefined ? "" : r.ok ? "ok" : "MISSED";
+      io.out(`${r.name.padEnd(16)} ${(r.error ? "-" : fmt(r.value)).padStart(12)} ${r.unit.padEnd(12)} ${(r.ratio !== undefined ? r.ratio.toFixed(3) : "").padStart(6)}  ${r.target.padEnd(18)} ${result.padEnd(6)}  ${r.error ?? extra}`);
+    }
+  }
+  return rows.some((r) => r.error) ? 1 : 0;
+}
+
+export { TiB };
