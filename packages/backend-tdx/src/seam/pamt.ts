@@ -1,8 +1,9 @@
 /**
  * The PAMT: the module's metadata for every 4 KiB granule of TDX-convertible memory (reference
  * §4): page type, owner (the TDR's PFN), BEPOCH (the TD epoch when the page was blocked) and a
- * host-priority lock. The real PAMT costs 16 bytes per page; here it is kept per 2 MiB block,
- * made on first use, so memory the module never sees costs nothing.
+ * host-priority lock. The real PAMT costs 16 bytes per page; here 10 (type, owner, BEPOCH and
+ * the lock in typed arrays), per 2 MiB block, made on first use, so memory the module never sees
+ * costs nothing. Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
  */
 import { SharexLock } from "./locks.js";
 
@@ -23,9 +24,44 @@ export const NO_TD = -1;
 
 class PamtBlock {
   readonly type = new Uint8Array(512);
-  readonly owner = new Float64Array(512).fill(NO_TD);
-  readonly bepoch = new Float64Array(512);
-  readonly locks: (SharexLock | undefined)[] = [];
+  readonly owner = new Int32Array(512).fill(NO_TD);
+  readonly bepoch = new Uint32Array(512);
+  /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
+  readonly lockState = new Int8Array(512);
+}
+
+/** A view of one PAMT entry's lock with the `SharexLock` interface (made per use, not stored). */
+class PamtLock {
+  constructor(
+    private readonly state: Int8Array,
+    private readonly i: number,
+  ) {}
+
+  tryShared(): boolean {
+    if (this.state[this.i]! < 0) return false;
+    this.state[this.i]!++;
+    return true;
+  }
+
+  tryExclusive(): boolean {
+    if (this.state[this.i] !== 0) return false;
+    this.state[this.i] = -1;
+    return true;
+  }
+
+  release(): void {
+    const v = this.state[this.i]!;
+    if (v === 0) throw new Error("release of a free PAMT lock");
+    this.state[this.i] = v < 0 ? 0 : v - 1;
+  }
+
+  get held(): boolean {
+    return this.state[this.i] !== 0;
+  }
+
+  get exclusive(): boolean {
+    return this.state[this.i]! < 0;
+  }
 }
 
 export class Pamt {
@@ -61,8 +97,7 @@ export class Pamt {
   }
 
   lock(pfn: number): SharexLock {
-    const blk = this.block(pfn);
-    return (blk.locks[pfn & 511] ??= new SharexLock());
+    return new PamtLock(this.block(pfn).lockState, pfn & 511) as unknown as SharexLock;
   }
 
   set(pfn: number, type: number, owner: number): void {

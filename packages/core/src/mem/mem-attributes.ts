@@ -4,22 +4,27 @@
  * The kernel keeps them in an xarray of ranges; a bitmap (one bit per GFN of guest memory) is
  * the emulator's choice because it costs 1/32768 of the memory it describes and answers both
  * "is this GFN private" and "is this huge page uniform" (`KVM_LPAGE_MIXED_FLAG`) by word.
- * GFNs past the end are shared.
+ * GFNs past the end are shared. The bitmap is made when a GFN first becomes private, so a VM
+ * without private memory does not pay for it.
  */
-export class MemAttributes {
-  private readonly bits: Uint32Array;
+const NONE = new Uint32Array(0);
 
-  constructor(readonly npages: number) {
-    this.bits = new Uint32Array(Math.ceil(npages / 32));
-  }
+export class MemAttributes {
+  private bits: Uint32Array = NONE;
+
+  constructor(readonly npages: number) {}
 
   isPrivate(gfn: number): boolean {
-    if (gfn >= this.npages) return false;
+    if (gfn >= this.npages || this.bits === NONE) return false;
     return (this.bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;
   }
 
   /** Sets [start, end) private or shared; returns how many GFNs changed. */
   set(start: number, end: number, priv: boolean): number {
+    if (this.bits === NONE) {
+      if (!priv) return 0;
+      this.bits = new Uint32Array(Math.ceil(this.npages / 32));
+    }
     let changed = 0;
     const e = Math.min(end, this.npages);
     for (let g = start; g < e; g++) {
@@ -41,6 +46,7 @@ export class MemAttributes {
       if (start >= this.npages) return true;
       return this.isUniform(start, this.npages - start) && !this.isPrivate(start);
     }
+    if (this.bits === NONE) return true;
     const first = this.isPrivate(start);
     const want = first ? 0xffffffff : 0;
     let g = start;

@@ -3,7 +3,7 @@
  *
  * A table page is 512 SPTEs of 8 bytes, stored as 1024 `Uint32` (lo, hi per entry), like the
  * real 4 KiB page. The pool takes host frames a 2 MiB block (512 pages) at a time, but stores
- * them in arrays of 64 pages (256 KiB) made on first use, so a small VM does not pay for a whole
+ * them in arrays of 16 pages (64 KiB) made on first use, so a small VM does not pay for a whole
  * block, the pool grows without copying, and no typed array is ever large: a 1 TiB guest's
  * tables (over 2 GiB) fit.
  *
@@ -20,7 +20,7 @@ export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
 const SLOT_MASK = 511;
 /** Pages per storage array: `mem[slot >>> MEM_SHIFT]` holds `slot`, at `(slot & MEM_MASK) * 1024`. */
-export const MEM_SHIFT = 6;
+export const MEM_SHIFT = 4;
 export const MEM_MASK = (1 << MEM_SHIFT) - 1;
 
 /** Role bits of a table page (`union kvm_mmu_page_role`, the parts the TDP MMU uses). */
@@ -38,7 +38,7 @@ const EMPTY_TABLE = (() => {
 })();
 
 export class PtPool {
-  /** Table memory, one `Uint32Array` of 64 pages per entry, made when its first page is used. */
+  /** Table memory, one `Uint32Array` of 16 pages per entry, made when its first page is used. */
   readonly mem: Uint32Array[] = [];
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */

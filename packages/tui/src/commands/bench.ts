@@ -39,7 +39,7 @@ function cases(explorePath: string): CaseDef[] {
     target: { text: `≥ ${min} × SoL`, ok: (m, sol) => m.value / sol >= min },
   });
   const bytes = (b: string, max: number): CaseDef => ({
-    name: `memory-${b}`, what: `bytes per mapped 4K page on ${b}`, runs: 3,
+    name: `memory-${b}`, what: `bytes per mapped 4K page on ${b} (2 GiB guest)`, runs: 3,
     run: () => memoryCase(reg, b),
     target: { text: `≤ ${max} B`, ok: (m) => m.value <= max },
   });
