@@ -34,6 +34,12 @@ export interface ExploreSystem {
   check(final: boolean): ExploreViolation[];
   /** Turns an error thrown by a step into a violation, or returns null to let it propagate. */
   classify(e: unknown): ExploreViolation | null;
+  /**
+   * A number that changes whenever the state the invariants read may have changed. A step that
+   * leaves it alone (a read, a failed try) cannot break an invariant that held before it, so the
+   * check after it is skipped.
+   */
+  stateVersion?(): number;
 }
 
 export interface ExploreOptions {
@@ -141,6 +147,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       sleep = new Map();
     }
     const enabled: number[] = [];
+    let checkedAt = -1;
+    const checkStep = (): ExploreViolation[] => {
+      const v = sys.stateVersion ? sys.stateVersion() : -2;
+      if (v !== -2 && v === checkedAt) return [];
+      checkedAt = v;
+      return sys.check(false);
+    };
     for (;;) {
       enabledTasks(sys.tasks, sys.clock, enabled);
       if (enabled.length === 0) {
@@ -174,7 +187,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       sleep = childSleep(node, c, r);
       depth++;
       if (checkEveryStep) {
-        const v = sys.check(false);
+        const v = checkStep();
         if (v.length > 0) return v;
       }
     }

@@ -59,6 +59,8 @@ export class PtPool {
   spLive = new Uint8Array(0);
   /** What the current step touches, while the explorer runs (SPTE reads record here too). */
   fp: FootprintRecorder | null = null;
+  /** Bumped by every allocation and free (the explorer re-checks invariants only after a change). */
+  generation = 0;
 
   constructor(private readonly frames: FrameAllocator) {
     this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);
@@ -92,6 +94,7 @@ export class PtPool {
   alloc(owner: number, level: number, gfn: number, role: number): number {
     if (this.nFree === 0) this.grow();
     this.fp?.write(R_POOL);
+    this.generation++;
     const slot = this.freeSlots[--this.nFree]!;
     let m = this.mem[slot >>> MEM_SHIFT];
     if (m === undefined) {
@@ -112,6 +115,7 @@ export class PtPool {
   free(slot: number): void {
     if (this.spLive[slot] !== 1) throw new Error(`double free of table page slot ${slot}`);
     this.fp?.write(R_POOL);
+    this.generation++;
     this.spLive[slot] = 0;
     this.freeSlots[this.nFree++] = slot;
     this.live--;
