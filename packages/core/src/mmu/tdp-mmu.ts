@@ -185,10 +185,7 @@ export class TdpMmu {
     const off = iter.off;
     const oldLo = iter.oldLo;
     const oldHi = iter.oldHi;
-    if (isShadowPresent(oldLo) || !isShadowPresent(lo)) {
-      // An atomic zap or change of a present mirror SPTE is a bug in the kernel (-EBUSY there).
-      throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
-    }
+    assertMirrorSetPresent(iter, lo);
     if (mem[off] !== oldLo || mem[off + 1] !== oldHi) {
       iter.read();
       return false;
@@ -225,9 +222,7 @@ export class TdpMmu {
     const off = iter.off;
     const oldLo = iter.oldLo;
     const oldHi = iter.oldHi;
-    if (isShadowPresent(oldLo) || !isShadowPresent(lo)) {
-      throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
-    }
+    assertMirrorSetPresent(iter, lo);
     if (!this.setSpteAtomic(iter, lo, hi)) return false;
     const table = iter.tableSlot;
     const level = iter.level as Level;
@@ -592,6 +587,16 @@ export class TdpMmu {
         this.putRoot(root);
       }
     }
+  }
+}
+
+/**
+ * An atomic update of a mirror SPTE may only make a non-present entry present: an atomic zap or
+ * change of a present mirror SPTE is a bug in the kernel (-EBUSY there).
+ */
+function assertMirrorSetPresent(iter: TdpIter, lo: number): void {
+  if (isShadowPresent(iter.oldLo) || !isShadowPresent(lo)) {
+    throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
   }
 }
 
