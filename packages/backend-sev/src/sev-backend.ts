@@ -63,7 +63,7 @@ export class SevBackend implements Backend {
 
   rmp!: Rmp;
   asid = 0;
-  /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (the last 1,000; counts are in stats). */
+  /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (at least the last 1,000; counts are in stats). */
   readonly exceptions: SevException[] = [];
   /** How many were ever raised: `exceptionsSince(raisedTotal)` later gives the new ones. */
   raisedTotal = 0;
@@ -281,9 +281,10 @@ export class SevBackend implements Backend {
   }
 
   private raise(ex: SevException): void {
+    // Keep the latest 1,000: drop the older half at once, so a flood of #VC costs O(1) each.
+    if (this.exceptions.length >= 2000) this.exceptions.splice(0, 1000);
     this.exceptions.push(ex);
     this.raisedTotal++;
-    if (this.exceptions.length > 1000) this.exceptions.splice(0, this.exceptions.length - 1000);
     this.counters.calls[ex.kind] = (this.counters.calls[ex.kind] ?? 0) + 1;
     if (this.vm?.events.on) {
       this.vm.events.emit({ type: "call", vm: this.vm.id, name: ex.kind, detail: `gpa 0x${ex.gpa.toString(16)} error 0x${ex.errorCode.toString(16)}`, status: "raised" });

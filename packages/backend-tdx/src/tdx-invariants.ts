@@ -7,11 +7,15 @@
  * A mirror entry whose backend call is under way (frozen, or published but not yet propagated
  * under `atomic-then-hook`) may differ from the S-EPT for that one step; premapped pages (mapped
  * in the mirror before finalize, waiting for PAGE.ADD) have no S-EPT leaf yet.
+ *
+ * Nothing here is keyed by a Map (a 64 GiB TD has 16.7 million leaves, past V8's Map limit):
+ * each side is checked by looking the entry up in the other, and "mapped once" is a bitmap over
+ * host frames.
  */
 import type { MirrorView } from "@tdpemu/core";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
-import { SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_STATE_NAMES } from "./seam/sept.js";
-import { LC_TEARDOWN } from "./seam/td.js";
+import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_STATE_NAMES } from "./seam/sept.js";
+import { LC_TEARDOWN, OP_RUNNABLE } from "./seam/td.js";
 import type { TdxBackend } from "./tdx-backend.js";
 
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -25,20 +29,14 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
   if (!td || td.lifecycle === LC_TEARDOWN || !be.module.tds.has(be.tdr)) return out;
   const module = be.module;
 
-  // The S-EPT, keyed by "tdxLevel:gfn".
-  const sept = new Map<string, { state: number; pfn: number }>();
-  for (const [gfn, level, state, pfn] of module.septEntries(td)) sept.set(`${level}:${gfn}`, { state, pfn });
-
+  // Mirror → S-EPT.
   let premapped = 0;
-  const seen = new Set<string>();
   mirror.forEach((gfn, level, kind, pfn, ext) => {
-    const key = `${level - 1}:${gfn}`;
-    seen.add(key);
     if (mirror.inFlight(gfn, level)) return;
-    const s = sept.get(key);
+    const s = module.entryAt(td, gfn, level - 1);
     if (kind === "leaf") {
-      if (!s) {
-        if (td.opState !== 2) premapped++;
+      if (s.state === SEPT_FREE) {
+        if (td.opState !== OP_RUNNABLE) premapped++;
         else fail("mirror-equals-sept", `mirror leaf at gfn ${hex(gfn)} (page ${hex(pfn)}) has no S-EPT leaf`);
         return;
       }
@@ -46,39 +44,37 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
       if (s.state !== SEPT_MAPPED && s.state !== SEPT_PENDING) {
         fail("mirror-equals-sept", `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[s.state]}`);
       }
-    } else {
-      if (!s) fail("mirror-equals-sept", `mirror table at gfn ${hex(gfn)} level ${level} has no S-EPT table`);
-      else if (s.state !== SEPT_NL_MAPPED || s.pfn !== ext) {
-        fail("mirror-equals-sept", `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`);
-      }
+    } else if (s.state !== SEPT_NL_MAPPED || s.pfn !== ext) {
+      fail("mirror-equals-sept", `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`);
     }
   });
-  for (const [key, s] of sept) {
-    if (seen.has(key)) continue;
-    const [level, gfn] = key.split(":").map(Number) as [number, number];
-    if (mirror.inFlight(gfn, level + 1)) continue;
-    fail("mirror-equals-sept", `S-EPT ${SEPT_STATE_NAMES[s.state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(s.pfn)}) is not in the mirror`);
-  }
   if (premapped !== be.nrPremapped) fail("mirror-equals-sept", `${premapped} mirror leaves wait for PAGE.ADD, KVM counts ${be.nrPremapped} premapped`);
 
+  // S-EPT → mirror, and each page the S-EPT uses: the TD's, of the right type, used once.
+  const used = new Uint8Array(Math.ceil(module.pamt.totalFrames / 8));
+  for (const [gfn, level, state, pfn] of module.septEntries(td)) {
+    const m = mirror.lookup(gfn, level + 1);
+    if (!m && !mirror.inFlight(gfn, level + 1)) {
+      fail("mirror-equals-sept", `S-EPT ${SEPT_STATE_NAMES[state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(pfn)}) is not in the mirror`);
+    }
+    const bit = 1 << (pfn & 7);
+    if (used[pfn >>> 3]! & bit) fail("pamt-consistent", `page ${hex(pfn)} is used twice in the S-EPT`);
+    used[pfn >>> 3] = used[pfn >>> 3]! | bit;
+    const t = module.pamt.type(pfn);
+    if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
+      fail("pamt-consistent", `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`);
+    }
+  }
+
   // The PAMT: what the TD owns against what its S-EPT and TDCS use.
-  const mappedOnce = new Map<number, number>();
-  for (const s of sept.values()) mappedOnce.set(s.pfn, (mappedOnce.get(s.pfn) ?? 0) + 1);
   let owned = 0;
   for (const [pfn, type] of module.pamt.pagesOf(be.tdr)) {
     if (pfn === be.tdr) continue;
     owned++;
-    const uses = mappedOnce.get(pfn) ?? 0;
     if (type === PT_REG || type === PT_EPT) {
-      if (uses !== 1) fail("pamt-consistent", `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is mapped ${uses} times in its S-EPT`);
+      if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0) fail("pamt-consistent", `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is not in its S-EPT`);
     } else if (type !== PT_TDCX && type !== PT_TDVPR) {
       fail("pamt-consistent", `page ${hex(pfn)} of type ${PAGE_TYPE_NAMES[type]} is owned by the TD`);
-    }
-  }
-  for (const [pfn] of mappedOnce) {
-    const t = module.pamt.type(pfn);
-    if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
-      fail("pamt-consistent", `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`);
     }
   }
   if (owned !== td.childCount) fail("pamt-consistent", `the TD owns ${owned} pages besides its TDR, its child count says ${td.childCount}`);

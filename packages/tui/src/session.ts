@@ -6,7 +6,7 @@
  * guest memory: the GPA map samples one GFN a cell, the walk is one GPA, the event list a ring.
  */
 import {
-  BLOCKED, RETRY_WAIT, Scheduler, TdpIter, buildRun, decodeSpte, enabledTasks, formatSpte, isLastSpte,
+  BLOCKED, RETRY_WAIT, Scheduler, buildRun, decodeSpte, enabledTasks, formatSpte, isLastSpte,
   isShadowPresent, runScenario, sptIndex, stepTask, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
   type TdpEvent, type Root,
 } from "@tdpemu/core";
@@ -432,4 +432,4 @@ export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
   return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!)))].join("\n");
 }
 
-export { TdpIter };
+

@@ -159,6 +159,8 @@ export interface MirrorView {
   forEachDirect(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void): void;
   /** Mirror entries whose backend call is under way (frozen or not yet propagated). */
   inFlight(gfn: number, level: number): boolean;
+  /** The present mirror entry at KVM `level` covering `gfn`, or null. */
+  lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null;
 }
 
 /** The DI token under which a VM's backend is registered. */

@@ -12,7 +12,7 @@
  * - at the end of a run, no FROZEN SPTE is left in a reachable table and no table page is
  *   half-way through being linked.
  */
-import { PAGES_PER_LEVEL } from "../arch/levels.js";
+import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import {
   EPT_W, HI_HOST_WRITABLE, HI_MMU_WRITABLE, HI_SUPPRESS_VE, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO,
   isFrozen, isLastSpte, isShadowPresent, spteToPfn,
@@ -87,6 +87,27 @@ export function mirrorView(vm: Vm): MirrorView {
       for (const root of vm.mmu.roots) if (!root.mirror && !root.invalid) walk(root.slot, root.level, 0);
     },
     inFlight: (gfn, level) => vm.mmu.isMirrorInFlight(gfn, level),
+    lookup(gfn, level) {
+      for (const root of vm.mmu.roots) {
+        if (!root.mirror || root.invalid) continue;
+        let slot = root.slot;
+        for (let l = root.level; l >= level; l--) {
+          const mem = pool.tableMem(slot);
+          const off = pool.tableOff(slot) + 2 * sptIndex(gfn, l);
+          const lo = mem[off]!;
+          const hi = mem[off + 1]!;
+          if (!isShadowPresent(lo)) return null;
+          const leaf = isLastSpte(lo, l);
+          if (l === level) {
+            const pfn = spteToPfn(lo, hi);
+            return leaf ? { kind: "leaf", pfn, externalSpt: -1 } : { kind: "table", pfn, externalSpt: pool.spExternal[pool.pfnToSlot(pfn)]! };
+          }
+          if (leaf) return null;
+          slot = pool.pfnToSlot(spteToPfn(lo, hi));
+        }
+      }
+      return null;
+    },
   };
 }
 
