@@ -15,11 +15,14 @@ export class Clock {
    * version v can make progress only once the version has moved on.
    */
   version = 0;
+  /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
+  stateVersion = 0;
   fp: FootprintRecorder | null = null;
 
   /** A step changes shared resource `id`. */
   touch(id: number): void {
     this.version++;
+    this.stateVersion++;
     this.fp?.write(id);
   }
 }

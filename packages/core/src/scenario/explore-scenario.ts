@@ -27,7 +27,7 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       },
       check: (final) => built.check(final).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-      stateVersion: () => built.clock.version + built.host.pool.generation,
+      stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
     };
   }, opts);
 }
