@@ -16,12 +16,12 @@ const STATE_COLOR: Record<string, string> = { done: "gray", blocked: "red", retr
 export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
     <Pane title="vCPUs and host" focused={focused} width="45%">
-      <Text dimColor>{"task    state                op        gpa           steps  retries"}</Text>
+      <Text dimColor wrap="truncate-end">{"task   state              op       gpa             steps retries"}</Text>
       {snap.vcpus.map((v) => (
-        <Text key={v.id}>
-          {v.name.padEnd(8)}
-          <Text color={STATE_COLOR[v.state] ?? "white"}>{v.state.padEnd(21)}</Text>
-          {`${v.op.padEnd(10)}${v.gpa.padEnd(14)}${String(v.steps).padStart(5)}  ${String(v.retries).padStart(7)}`}
+        <Text key={v.id} wrap="truncate-end">
+          {v.name.padEnd(7)}
+          <Text color={STATE_COLOR[v.state] ?? "white"}>{v.state.padEnd(19)}</Text>
+          {`${v.op.padEnd(9)}${v.gpa.padEnd(15)}${String(v.steps).padStart(6)} ${String(v.retries).padStart(7)}`}
         </Text>
       ))}
     </Pane>
