@@ -33,7 +33,8 @@ afterAll(() => {
 describe("tdpemu in a terminal", () => {
   it("steps, walks, swaps the backend, compares, and quits on the keys it documents", async () => {
     tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
-      `node ${CLI} tui ${resolve("scenarios/tdx-sequential-2m.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+      // Ink renders only the last frame when it thinks it runs in CI (CI set), as in .ci/run.
+      `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-sequential-2m.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
     await waitFor((s) => s.includes("tdx-sequential-2m on tdx"), "the UI");
     expect(screen()).toMatch(/step 0 \(clock 0\)/);
 
