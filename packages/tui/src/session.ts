@@ -393,6 +393,8 @@ const SEPT_NAMES: Record<number, string> = {
 export interface CompareRow {
   backend: string;
   values: Record<string, string>;
+  /** Why the scenario could not run on this backend (an op it refuses), if it could not. */
+  error?: string;
 }
 
 export const COMPARE_COLUMNS = [
@@ -405,6 +407,7 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, strate
   return registry.list().map(({ name }) => {
     const t0 = performance.now();
     let values: Record<string, string>;
+    let error: string | undefined;
     try {
       const r = runScenario(scn, { backend: registry.create(name), mmu: strategy ? { strategy } : undefined }).report;
       const s = r.stats;
@@ -418,9 +421,11 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, strate
         ms: (performance.now() - t0).toFixed(1),
       };
     } catch (e) {
-      values = Object.fromEntries(COMPARE_COLUMNS.map((c) => [c, c === "violations" ? (e as Error).message.slice(0, 60) : "-"]));
+      values = Object.fromEntries(COMPARE_COLUMNS.map((c) => [c, "-"]));
+      values.violations = "n/a";
+      error = (e as Error).message;
     }
-    return { backend: name, values };
+    return { backend: name, values, error };
   });
 }
 
@@ -429,7 +434,8 @@ export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
   const w0 = Math.max(...COMPARE_COLUMNS.map((c) => c.length));
   const widths = rows.map((r) => Math.max(r.backend.length, ...COMPARE_COLUMNS.map((c) => r.values[c]!.length)));
   const line = (label: string, cells: string[]) => label.padEnd(w0) + "  " + cells.map((c, i) => c.padStart(widths[i]!)).join("  ");
-  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!)))].join("\n");
+  const notes = rows.filter((r) => r.error).map((r) => `${r.backend}: not run: ${r.error}`);
+  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!))), ...notes].join("\n");
 }
 
 

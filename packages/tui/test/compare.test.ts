@@ -1,0 +1,37 @@
+/** `tdpemu compare`: one scenario on every backend, side by side, headless. */
+import { describe, expect, it } from "vitest";
+import { main, type Io } from "../src/index.js";
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const o: Io = { out: (t) => out.push(t), err: (t) => err.push(t) };
+  return { o, out: () => out.join("\n"), err: () => err.join("\n") };
+}
+
+describe("tdpemu compare", () => {
+  it("runs the scenario on tdx, sev and plain and prints one table", async () => {
+    const x = io();
+    expect(await main(["compare", "scenarios/tdx-sequential-2m.yaml"], x.o)).toBe(0);
+    expect(x.out()).toMatch(/^\s+tdx\s+sev\s+plain$/m);
+    expect(x.out()).toMatch(/^faults\s+512\s+512\s+512$/m);
+    expect(x.out()).toMatch(/^violations\s+0\s+0\s+0$/m);
+  });
+
+  it("a backend that refuses an op of the scenario is reported under the table, not counted as a violation", async () => {
+    const x = io();
+    expect(await main(["compare", "scenarios/dirty-log.yaml"], x.o)).toBe(0);
+    expect(x.out()).toMatch(/^violations\s+n\/a\s+n\/a\s+0$/m);
+    expect(x.out()).toMatch(/^tdx: not run: .*KVM_MEM_LOG_DIRTY_PAGES is not allowed/m);
+  });
+
+  it("--json gives the rows; a missing scenario is bad input", async () => {
+    const x = io();
+    expect(await main(["compare", "scenarios/zap-refault.yaml", "--json"], x.o)).toBe(0);
+    const r = JSON.parse(x.out());
+    expect(r.backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain"]);
+    const y = io();
+    expect(await main(["compare"], y.o)).toBe(2);
+    expect(y.err()).toMatch(/^tdpemu: compare: which scenario\?/);
+  });
+});
