@@ -11,7 +11,7 @@ export const USAGE = `usage:
   tdpemu tui [scenario] [--backend b] [--strategy s] [--paused]   the terminal UI on a scenario
   tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
   tdpemu run <scenario> [options]     run a scenario headless
-      --backend <name|module>         override the scenario's backend (plain, or a plugin module path)
+      --backend <name|module>         override the scenario's backend (tdx, sev, plain, or a plugin module path)
       --json                          print the JSON report
       --trace <file.jsonl>            write every event, one JSON object per line
       --seed <n>                      override the schedule's seed
