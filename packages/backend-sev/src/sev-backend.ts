@@ -171,7 +171,7 @@ export class SevBackend implements Backend {
    * #NPF; then validated, else #VC 0x404. C=0: a write needs a hypervisor-owned frame, else
    * #NPF; shared reads are not checked.
    */
-  checkTranslation(_vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
+  checkTranslation(_vm: BackendVm, _vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
     const gfn = Math.floor(gpa / 4096);
     const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | (write ? PFERR_WRITE : 0n) | (privateAccess ? PFERR_ENC : 0n);
     const e = this.rmp.lookup(pfn);
@@ -186,7 +186,6 @@ export class SevBackend implements Backend {
       this.raise({ kind: "#VC", gpa, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) });
       return ACCESS_GUEST_EXCEPTION;
     }
-    void vcpu;
     return ACCESS_OK;
   }
 

@@ -102,7 +102,7 @@ export class TdxBackend implements Backend {
   }
 
   /** `KVM_TDX_INIT_MEM_REGION` after the premap: PAGE.ADD from a source page, then 16 MR.EXTEND. */
-  populate(vm: BackendVm, gfn: number, pfn: number): number {
+  populate(_vm: BackendVm, gfn: number, pfn: number): number {
     if (this.td.opState !== OP_INITIALIZED) return EINVAL;
     const source = this.pages.alloc();
     const r = this.module.memPageAdd(gfn * 4096, 0, this.tdr, pfn, source);
@@ -113,7 +113,6 @@ export class TdxBackend implements Backend {
     }
     this.nrPremapped--;
     for (let i = 0; i < 16; i++) this.must("TDH.MR.EXTEND", this.module.mrExtend(gfn * 4096 + i * 256, this.tdr));
-    void vm;
     return 0;
   }
 
@@ -141,11 +140,10 @@ export class TdxBackend implements Backend {
   }
 
   /** `tdx_vm_free`: reclaim the vCPU pages, the TDCS pages (with the S-EPT root), then the TDR. */
-  destroy(vm: BackendVm): void {
+  destroy(_vm: BackendVm): void {
     if (this.td.lifecycle !== LC_TEARDOWN) return;
     for (const page of [...this.tdvprs, ...this.td.tdcx, this.tdr]) this.reclaimOrLeak(page, "control page");
     this.pages.releaseBlocks(this.leakedPfns);
-    void vm;
   }
 
   // ------------------------------------------------------------------ the external-SPT hooks

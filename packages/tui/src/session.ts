@@ -10,6 +10,8 @@ import {
   isShadowPresent, runScenario, sptIndex, stepTask, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
   type TdpEvent, type Root,
 } from "@tdpemu/core";
+import { SEPT_STATE_NAMES, TdxBackend } from "@tdpemu/backend-tdx";
+import { SevBackend } from "@tdpemu/backend-sev";
 import { describeEvent } from "./event-text.js";
 
 export type EventKind = "any" | "fault" | "spte" | "call" | "flush" | "hook";
@@ -316,27 +318,28 @@ export class Session {
     const { direct, mirror } = this.roots();
     const gfn = Math.floor(this.walkGpa / 4096);
     const out: { title: string; rows: WalkRow[] }[] = [];
-    const backend = this.run.vm.backend as unknown as Record<string, unknown>;
     const bits = this.run.vm.mmu.gfnDirectBits;
-    if (mirror) out.push({ title: "mirror root (private) · S-EPT", rows: this.walkRoot(mirror, gfn, (g, level) => this.septState(backend, g, level)) });
+    if (mirror) out.push({ title: "mirror root (private) · S-EPT", rows: this.walkRoot(mirror, gfn, (g, level) => this.septState(g, level)) });
     if (direct) {
-      const title = bits ? "direct root (shared alias)" : this.backendName === "sev" ? "NPT · RMP" : "EPT";
-      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (_g, level, lo, hi) => this.rmpOf(backend, level, lo, hi)) });
+      const title = bits ? "direct root (shared alias)" : this.run.vm.backend instanceof SevBackend ? "NPT · RMP" : "EPT";
+      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (_g, level, lo, hi) => this.rmpOf(level, lo, hi)) });
     }
     return out;
   }
 
-  private septState(backend: Record<string, unknown>, gfn: number, level: number): string {
-    const module = backend.module as { entryAt?: (td: unknown, gfn: number, level: number) => { state: number } } | undefined;
-    if (!module?.entryAt || !backend.td || (backend.td as { septRoot: number }).septRoot < 0) return "";
-    const st = module.entryAt(backend.td, gfn, level - 1).state;
-    return SEPT_NAMES[st] ?? String(st);
+  /** The S-EPT state of the entry a mirror entry stands for (TDX only). */
+  private septState(gfn: number, level: number): string {
+    const be = this.run.vm.backend;
+    if (!(be instanceof TdxBackend) || be.td.septRoot < 0) return "";
+    const st = be.module.entryAt(be.td, gfn, level - 1).state;
+    return SEPT_STATE_NAMES[st] ?? String(st);
   }
 
-  private rmpOf(backend: Record<string, unknown>, level: number, lo: number, hi: number): string {
-    const rmp = backend.rmp as { lookup?: (pfn: number) => { assigned: boolean; size2m: boolean; validated: boolean; asid: number; immutable: boolean } } | undefined;
-    if (!rmp?.lookup || !isShadowPresent(lo) || !isLastSpte(lo, level)) return "";
-    const e = rmp.lookup(spteToPfn(lo, hi));
+  /** The RMP entry behind an NPT leaf (SEV only). */
+  private rmpOf(level: number, lo: number, hi: number): string {
+    const be = this.run.vm.backend;
+    if (!(be instanceof SevBackend) || !isShadowPresent(lo) || !isLastSpte(lo, level)) return "";
+    const e = be.rmp.lookup(spteToPfn(lo, hi));
     if (!e.assigned) return "RMP: hypervisor";
     return `RMP: ASID ${e.asid} ${e.size2m ? "2M" : "4K"}${e.validated ? " validated" : ""}${e.immutable ? " immutable" : ""}`;
   }
@@ -351,7 +354,6 @@ export class Session {
     const cellBytes = Math.max(4096, Math.ceil(mem / cells / 4096) * 4096);
     const n = Math.ceil(mem / cellBytes);
     const bits = this.run.vm.mmu.gfnDirectBits;
-    const backend = this.run.vm.backend as unknown as Record<string, unknown>;
     const attrs = this.run.vm.attributes;
     let out = "";
     for (let c = 0; c < n; c++) {
@@ -359,7 +361,7 @@ export class Session {
       let ch = ".";
       const m = mirror ? this.leafLevel(mirror, gfn) : 0;
       if (m > 0) {
-        const st = this.septState(backend, gfn, 1);
+        const st = this.septState(gfn, 1);
         ch = st === "PENDING" ? "?" : st.includes("BLOCKED") ? "b" : m > 1 ? "P" : "p";
       } else if (direct) {
         const d = this.leafLevel(direct, gfn + bits);
@@ -385,9 +387,6 @@ export class Session {
   }
 }
 
-const SEPT_NAMES: Record<number, string> = {
-  0: "FREE", 1: "BLOCKED", 2: "PENDING", 3: "PENDING_BLOCKED", 4: "MAPPED", 0x81: "NL_BLOCKED", 0x84: "NL_MAPPED",
-};
 
 /** One row of the comparison: the scenario run headless on one backend. */
 export interface CompareRow {

@@ -84,7 +84,7 @@ export class SeamModule {
   private readonly injected = new Map<number, InjectedFault[]>();
   /** Plaintext the guest keeps in its private pages, by PFN (the model of memory contents). */
   private readonly plaintext = new Map<number, string>();
-  private held: SharexLock[] = [];
+  private readonly held: SharexLock[] = [];
 
   constructor(totalFrames: number) {
     this.pamt = new Pamt(totalFrames);
@@ -118,7 +118,7 @@ export class SeamModule {
       if (f.call === name && n >= f.nth && n < f.nth + f.times) r = { status: f.status };
     }
     if (r === null) {
-      this.held = [];
+      this.held.length = 0;
       try {
         r = body();
       } catch (e) {
@@ -126,7 +126,7 @@ export class SeamModule {
         r = e.result;
       } finally {
         for (const l of this.held) l.release();
-        this.held = [];
+        this.held.length = 0;
       }
     }
     if (isBusy(r.status)) this.stats.busy++;

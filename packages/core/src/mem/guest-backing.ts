@@ -19,7 +19,6 @@ export class GuestBacking {
   private readonly chunkPages: number;
   /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
   private readonly prepared: Uint32Array | null;
-  private populatedChunks = 0;
 
   constructor(
     private readonly frames: FrameAllocator,
@@ -41,7 +40,6 @@ export class GuestBacking {
       const blocks = this.chunkPages / FRAMES_PER_BLOCK;
       base = this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) * FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
-      this.populatedChunks++;
     }
     return base + (pgoff % this.chunkPages);
   }
@@ -50,10 +48,6 @@ export class GuestBacking {
   peekPfn(pgoff: number): number {
     const base = this.chunkBase[Math.floor(pgoff / this.chunkPages)]!;
     return base < 0 ? -1 : base + (pgoff % this.chunkPages);
-  }
-
-  get populatedBytes(): number {
-    return this.populatedChunks * this.chunkPages * 4096;
   }
 
   /** Marks `pgoff` prepared; true if it was not before (the first use, which calls `gmemPrepare`). */
@@ -100,7 +94,6 @@ export class GuestBacking {
       for (let b = 0; b < blocks; b++) this.frames.freeBlock(b0 + b, this.owner);
       this.chunkBase[c] = -1;
     }
-    this.populatedChunks = 0;
     this.prepared?.fill(0);
   }
 }

@@ -60,15 +60,4 @@ export class MemAttributes {
     return true;
   }
 
-  countPrivate(): number {
-    let n = 0;
-    for (let i = 0; i < this.bits.length; i++) {
-      let v = this.bits[i]!;
-      while (v) {
-        v &= v - 1;
-        n++;
-      }
-    }
-    return n;
-  }
 }

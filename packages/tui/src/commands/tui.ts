@@ -8,7 +8,7 @@ import { builtinRegistry, defaultBackend, resolveBackend } from "../registry.js"
 import { UsageError } from "../usage-error.js";
 import { App } from "../ui/app.js";
 
-export async function tuiCommand(args: string[], io: Io): Promise<number> {
+export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("tui", args, {
     backend: { type: "string" },
     strategy: { type: "string" },
@@ -26,6 +26,5 @@ export async function tuiCommand(args: string[], io: Io): Promise<number> {
   }
   const app = render(createElement(App, { scenario: scn, registry, backend, strategy, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
   await app.waitUntilExit();
-  void io;
   return 0;
 }
