@@ -31,12 +31,18 @@ export function pagesPerHpage(level: number): number {
 
 /** `SPTE_INDEX(gfn << PAGE_SHIFT, level)`: the entry of `gfn` in its table at `level`. */
 export function sptIndex(gfn: number, level: number): number {
-  if (level === 1) return gfn % 512;
+  // Shifts are exact while the GFN fits in 32 bits and the shift is below 32 (levels 1-4).
+  if (gfn <= 0xffffffff && level <= 4) return (gfn >>> (9 * level - 9)) & 511;
   return Math.floor(gfn / PAGES_PER_LEVEL[level]!) % 512;
+}
+
+/** `gfn % KVM_PAGES_PER_HPAGE(level)`: the offset of `gfn` inside the span of one entry at `level`. */
+export function gfnOffsetInLevel(gfn: number, level: number): number {
+  if (gfn <= 0xffffffff && level <= 4) return gfn & (PAGES_PER_LEVEL[level]! - 1);
+  return gfn % PAGES_PER_LEVEL[level]!;
 }
 
 /** `gfn_round_for_level`: `gfn` aligned down to the span of one entry at `level`. */
 export function gfnRoundForLevel(gfn: number, level: number): number {
-  const span = PAGES_PER_LEVEL[level]!;
-  return gfn - (gfn % span);
+  return gfn - gfnOffsetInLevel(gfn, level);
 }

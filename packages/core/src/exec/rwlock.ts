@@ -29,15 +29,36 @@ export class RwLock {
   }
 
   /**
-   * `read_lock` for a coroutine that does not interleave: the lock is free by construction (no
-   * other coroutine runs inside its step), so no generator is needed. The fault path uses it to
-   * stay cheap; an interleaving coroutine must use `readLock`.
+   * The attempt of `read_lock` at its atomic point (the caller has counted the step): take the
+   * lock if no writer holds it or waits for it; else register as a waiting reader and return
+   * false, and the caller blocks and calls `retryReadLock` once something changed. Without
+   * interleaving nobody else can release the lock, so blocking would be a deadlock.
    */
-  readLockNow(ctx: ExecCtx): boolean {
-    if (ctx.interleave || this.writer !== null || this.waitingWriters !== 0) return false;
+  tryReadLock(ctx: ExecCtx): boolean {
+    const fp = this.clock.fp;
+    fp?.read(R_LOCK_WRITER);
+    if (this.writer === null && this.waitingWriters === 0) {
+      fp?.add(R_LOCK_READERS);
+      this.readers++;
+      ctx.lockMode = 1;
+      this.changed();
+      return true;
+    }
+    if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
+    fp?.write(R_LOCK_WAITERS);
+    this.waitingReaders++;
+    this.changed();
+    return false;
+  }
+
+  /** A waiting reader tries again (one atomic point): true once it holds the lock. */
+  retryReadLock(ctx: ExecCtx): boolean {
     this.clock.step++;
     this.clock.fp?.read(R_LOCK_WRITER);
+    if (this.writer !== null || this.waitingWriters !== 0) return false;
+    this.clock.touch(R_LOCK_WAITERS);
     this.clock.fp?.add(R_LOCK_READERS);
+    this.waitingReaders--;
     this.readers++;
     ctx.lockMode = 1;
     this.changed();
@@ -47,31 +68,9 @@ export class RwLock {
   *readLock(ctx: ExecCtx): Op {
     this.clock.step++;
     if (ctx.interleave) yield;
-    const fp = this.clock.fp;
-    fp?.read(R_LOCK_WRITER);
-    if (this.writer === null && this.waitingWriters === 0) {
-      fp?.add(R_LOCK_READERS);
-      this.readers++;
-      ctx.lockMode = 1;
-      this.changed();
-      return;
-    }
-    if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
-    fp?.write(R_LOCK_WAITERS);
-    this.waitingReaders++;
-    this.changed();
-    for (;;) {
-      yield BLOCKED;
-      this.clock.step++;
-      this.clock.fp?.read(R_LOCK_WRITER);
-      if (this.writer === null && this.waitingWriters === 0) break;
-    }
-    this.clock.touch(R_LOCK_WAITERS);
-    this.clock.fp?.add(R_LOCK_READERS);
-    this.waitingReaders--;
-    this.readers++;
-    ctx.lockMode = 1;
-    this.changed();
+    if (this.tryReadLock(ctx)) return;
+    do yield BLOCKED;
+    while (!this.retryReadLock(ctx));
   }
 
   readUnlock(ctx: ExecCtx): void {

@@ -14,7 +14,7 @@
  *
  * One iterator object is reused across walks, so a walk allocates nothing.
  */
-import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
+import { PAGES_PER_LEVEL, gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { PtPool } from "../mem/pt-pool.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE } from "../mem/pt-pool.js";
@@ -57,7 +57,7 @@ export class TdpIter {
     this.yielded = false;
     this.yieldedGfn = this.nextLastLevelGfn;
     this.level = this.rootLevel;
-    this.gfn = this.nextLastLevelGfn - (this.nextLastLevelGfn % PAGES_PER_LEVEL[this.level]!);
+    this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
     this.valid = true;
   }
@@ -112,7 +112,7 @@ export class TdpIter {
     const child = this.pool.pfnToSlot(spteToPfn(this.oldLo, this.oldHi));
     this.level--;
     this.ptSlot[this.level] = child;
-    this.gfn = this.nextLastLevelGfn - (this.nextLastLevelGfn % PAGES_PER_LEVEL[this.level]!);
+    this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
     return true;
   }
@@ -129,7 +129,7 @@ export class TdpIter {
   private tryStepUp(): boolean {
     if (this.level === this.rootLevel) return false;
     this.level++;
-    this.gfn -= this.gfn % PAGES_PER_LEVEL[this.level]!;
+    this.gfn -= gfnOffsetInLevel(this.gfn, this.level);
     this.refreshSptep();
     return true;
   }

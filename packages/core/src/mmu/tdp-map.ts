@@ -6,12 +6,15 @@
 import { PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
   EPT_W, HI_MMU_WRITABLE, isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
-  makeLeafHi, makeLeafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
+  makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
 } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
+import { STEP_YIELD, runSteps, type StepMachine } from "../exec/step-machine.js";
 import type { Memslot } from "../mem/memslots.js";
 import type { Root } from "./roots.js";
-import { KvmBug, type TdpMmu } from "./tdp-mmu.js";
+import { AtomicSet } from "./atomic-set.js";
+import { KvmBug } from "./kvm-bug.js";
+import type { TdpMmu } from "./tdp-mmu.js";
 import type { TdpIter } from "./tdp-iter.js";
 
 export const RET_PF_CONTINUE = 0;
@@ -40,38 +43,120 @@ export class PageFault {
   slot: Memslot | null = null;
 }
 
-/** `kvm_tdp_mmu_map` */
-export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  const end = fault.gfn + 1;
-  const clock = mmu.clock;
-  for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
-    // The read of the entry is one atomic point; what follows decides on that snapshot.
-    clock.step++;
-    if (ctx.interleave) yield;
-    if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
-    if (iter.level === fault.goalLevel) {
-      // A plain cmpxchg needs no generator; the mirror and the unsafe store take steps of their own.
-      if (root.mirror || mmu.options.unsafeNonAtomicSet) return yield* mapHandleTargetLevel(mmu, ctx, iter, fault);
-      return mapHandleTargetLevelAtomic(mmu, iter, fault);
-    }
-    // Step down into the lower level table if it exists.
-    if (isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) continue;
-    // The SPTE is either non-present or a huge page that has to be split.
-    const child = mmu.allocChildSp(iter);
-    let ok: boolean;
-    if (isShadowPresent(iter.oldLo)) {
-      if (root.mirror) throw new KvmBug("huge page split on a mirror root in the fault path");
-      ok = yield* tdpMmuSplitHugePage(mmu, ctx, iter, child, true);
-    } else {
-      ok = yield* mmu.linkSp(ctx, iter, child, true);
-    }
-    if (!ok) {
-      mmu.freeUnlinkedSp(child);
-      return RET_PF_RETRY;
+const W_ENTRY = 0;
+const W_DECIDE = 1;
+const W_SET_LEAF = 2;
+const W_SET_LINK = 3;
+
+/**
+ * `kvm_tdp_mmu_map` as a step machine (see `exec/step-machine.ts`), under the read lock and
+ * RCU: one atomic point per entry the walk reads; at the goal level the leaf is set
+ * (`tdp_mmu_map_handle_target_level`); on the way down a missing table is linked and a huge
+ * leaf in the way is split. The result is a RET_PF_* code. Each vCPU reuses one walker.
+ */
+export class MapWalk implements StepMachine {
+  private readonly set: AtomicSet;
+  private iter!: TdpIter;
+  private root!: Root;
+  private fault!: PageFault;
+  private state = W_ENTRY;
+  /** The table being linked, and whether it holds a split huge page. */
+  private child = -1;
+  private splitting = false;
+  /** The target entry's value and level before the set (`tdp_mmu_map_handle_target_level`). */
+  private targetOldLo = 0;
+  private targetLevel = 0;
+
+  constructor(private readonly mmu: TdpMmu) {
+    this.set = new AtomicSet(mmu);
+  }
+
+  begin(iter: TdpIter, root: Root, fault: PageFault): this {
+    this.iter = iter;
+    this.root = root;
+    this.fault = fault;
+    this.state = W_ENTRY;
+    iter.start(root, 1, fault.gfn, this.mmu.rootGfnBits(root));
+    return this;
+  }
+
+  step(): number {
+    const mmu = this.mmu;
+    const iter = this.iter;
+    const fault = this.fault;
+    for (;;) {
+      switch (this.state) {
+        case W_ENTRY:
+          if (!iter.valid || iter.gfn >= fault.gfn + 1) {
+            // The walk ended above the goal level, e.g. an upper-level SPTE was frozen meanwhile.
+            return RET_PF_RETRY;
+          }
+          // The read of the entry is one atomic point; what follows decides on that snapshot.
+          mmu.clock.step++;
+          this.state = W_DECIDE;
+          return STEP_YIELD;
+        case W_DECIDE: {
+          if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
+          if (iter.level === fault.goalLevel) {
+            // A plain cmpxchg needs no step of its own; mirror roots and the unsafe store do.
+            if (!this.root.mirror && !mmu.options.unsafeNonAtomicSet) return mapHandleTargetLevelAtomic(mmu, iter, fault);
+            this.targetOldLo = iter.oldLo;
+            this.targetLevel = iter.level;
+            const pre = targetLevelPrepare(mmu, iter, fault);
+            if (pre >= 0) return pre;
+            this.set.begin(iter, fault.newLo, fault.newHi);
+            this.state = W_SET_LEAF;
+            continue;
+          }
+          // Step down into the lower level table if it exists.
+          if (isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) {
+            iter.next();
+            this.state = W_ENTRY;
+            continue;
+          }
+          // The SPTE is either non-present or a huge page that has to be split.
+          const child = mmu.allocChildSp(iter);
+          this.child = child;
+          this.splitting = isShadowPresent(iter.oldLo);
+          if (this.splitting) {
+            if (this.root.mirror) throw new KvmBug("huge page split on a mirror root in the fault path");
+            fillSplitTable(mmu, iter, child);
+          }
+          const pfn = mmu.pool.slotToPfn(child);
+          this.set.begin(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
+          this.state = W_SET_LINK;
+          continue;
+        }
+        case W_SET_LEAF: {
+          const r = this.set.step();
+          if (r < 0) return r;
+          if (r === 0) return RET_PF_RETRY;
+          return targetLevelDone(mmu, iter, this.targetOldLo, this.targetLevel);
+        }
+        case W_SET_LINK: {
+          const r = this.set.step();
+          if (r < 0) return r;
+          if (r === 0) {
+            mmu.freeUnlinkedSp(this.child);
+            return RET_PF_RETRY;
+          }
+          mmu.linkedSp(this.child);
+          if (this.splitting) mmu.stats.pages[iter.level - 1]! += 512;
+          iter.next();
+          this.state = W_ENTRY;
+          continue;
+        }
+      }
+      throw new Error(`MapWalk: bad state ${this.state}`);
     }
   }
-  // The walk ended above the goal level, e.g. an upper-level SPTE was frozen meanwhile.
-  return RET_PF_RETRY;
+
+  abort(): void {}
+}
+
+/** `kvm_tdp_mmu_map` as a coroutine (tests, callers without a walker of their own). */
+export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
+  return yield* runSteps(new MapWalk(mmu).begin(iter, root, fault), ctx);
 }
 
 function isAccessAllowed(fault: PageFault, lo: number): boolean {
@@ -103,16 +188,6 @@ function targetLevelDone(mmu: TdpMmu, iter: TdpIter, oldLo: number, level: numbe
   return RET_PF_FIXED;
 }
 
-/** `tdp_mmu_map_handle_target_level` with the set as its own step(s) (mirror roots, unsafe store). */
-function* mapHandleTargetLevel(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, fault: PageFault): Op<number> {
-  const oldLo = iter.oldLo;
-  const level = iter.level;
-  const pre = targetLevelPrepare(mmu, iter, fault);
-  if (pre >= 0) return pre;
-  if (!(yield* mmu.setSpteAtomicOp(ctx, iter, fault.newLo, fault.newHi))) return RET_PF_RETRY;
-  return targetLevelDone(mmu, iter, oldLo, level);
-}
-
 /** `tdp_mmu_map_handle_target_level` with one cmpxchg, in the step that read the entry. */
 function mapHandleTargetLevelAtomic(mmu: TdpMmu, iter: TdpIter, fault: PageFault): number {
   const oldLo = iter.oldLo;
@@ -123,12 +198,8 @@ function mapHandleTargetLevelAtomic(mmu: TdpMmu, iter: TdpIter, fault: PageFault
   return targetLevelDone(mmu, iter, oldLo, level);
 }
 
-/**
- * `tdp_mmu_split_huge_page`: fill `child` with the 512 small SPTEs of the huge leaf at `iter`
- * (`make_small_spte`), link it in place of the leaf without a flush (same PFNs, same rights),
- * and account 512 pages one level down.
- */
-export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
+/** The 512 small SPTEs of the huge leaf at `iter`, written into the new table `child` (`make_small_spte`). */
+function fillSplitTable(mmu: TdpMmu, iter: TdpIter, child: number): void {
   const hugeLo = iter.oldLo;
   const hugeHi = iter.oldHi;
   const childLevel = iter.level - 1;
@@ -142,49 +213,100 @@ export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, c
     const pfn = pfn0 + i * per;
     mmu.writeSpte(mem, base + 2 * i, makeSmallSpteLo(hugeLo, pfn, childLevel), makeSmallSpteHi(hugeHi, pfn), child, childLevel, gfn0 + i * per, "split");
   }
-  if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
-  mmu.stats.pages[childLevel]! += 512;
-  return true;
 }
 
 /**
- * `fast_page_fault` on a direct root, with only RCU held: a write to a leaf that KVM made
- * read-only for dirty logging (MMU-writable set, W clear) gets W back by one cmpxchg against
- * the walk's snapshot, and the page is marked dirty. Huge leaves of a dirty-logged slot are left
- * to the slow path, which splits them. A lost cmpxchg walks again, at most 4 retries. Returns
- * RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow path.
+ * `tdp_mmu_split_huge_page`: fill `child` with the 512 small SPTEs of the huge leaf at `iter`,
+ * link it in place of the leaf without a flush (same PFNs, same rights), and account 512 pages
+ * one level down.
  */
-export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  if (root.mirror) return RET_PF_INVALID;
-  const clock = mmu.clock;
-  for (let retry = 0; ; retry++) {
-    // kvm_tdp_mmu_fast_pf_get_last_sptep: the last SPTE on the way to the GFN, and its snapshot.
-    let mem: Uint32Array | null = null;
-    let off = 0, level = 0, table = 0, lo = 0, hi = 0, gfn = 0;
-    for (iter.start(root, 1, fault.gfn, mmu.rootGfnBits(root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
-      mem = iter.mem;
-      off = iter.off;
-      level = iter.level;
-      table = iter.tableSlot;
-      lo = iter.oldLo;
-      hi = iter.oldHi;
-      gfn = iter.gfn;
-    }
-    clock.step++;
-    if (ctx.interleave) yield;
-    if (mem === null || !isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
-    // Someone fixed it already, or the TLB was stale.
-    if (isAccessAllowed(fault, lo)) return RET_PF_SPURIOUS;
-    if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
-    if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
-    const newLo = (lo | EPT_W) >>> 0;
-    // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
-    mmu.pool.fp?.read(table * 512 + ((off % 1024) >>> 1));
-    if (mem[off] === lo && mem[off + 1] === hi) {
-      mmu.writeSpte(mem, off, newLo, hi, table, level, gfn, "fast-pf");
-      fault.slot?.markDirty(fault.gfn, mmu.clock.fp);
-      return RET_PF_FIXED;
-    }
-    if (retry >= 4) return RET_PF_INVALID;
+export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
+  fillSplitTable(mmu, iter, child);
+  if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
+  mmu.stats.pages[iter.level - 1]! += 512;
+  return true;
+}
+
+const F_WALK = 0;
+const F_FIX = 1;
+
+/**
+ * `fast_page_fault` on a direct root, with only RCU held, as a step machine: a write to a leaf
+ * that KVM made read-only for dirty logging (MMU-writable set, W clear) gets W back by one
+ * cmpxchg against the walk's snapshot, and the page is marked dirty. Huge leaves of a
+ * dirty-logged slot are left to the slow path, which splits them. A lost cmpxchg walks again,
+ * at most 4 retries. Returns RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow
+ * path.
+ */
+export class FastPageFault implements StepMachine {
+  private iter!: TdpIter;
+  private root!: Root;
+  private fault!: PageFault;
+  private state = F_WALK;
+  private retry = 0;
+  /** kvm_tdp_mmu_fast_pf_get_last_sptep: the last SPTE on the way to the GFN, and its snapshot. */
+  private mem: Uint32Array | null = null;
+  private off = 0;
+  private level = 0;
+  private table = 0;
+  private lo = 0;
+  private hi = 0;
+  private gfn = 0;
+
+  constructor(private readonly mmu: TdpMmu) {}
+
+  begin(iter: TdpIter, root: Root, fault: PageFault): this {
+    this.iter = iter;
+    this.root = root;
+    this.fault = fault;
+    this.state = F_WALK;
+    this.retry = 0;
+    return this;
   }
+
+  step(): number {
+    const mmu = this.mmu;
+    const fault = this.fault;
+    for (;;) {
+      if (this.state === F_WALK) {
+        if (this.root.mirror) return RET_PF_INVALID;
+        const iter = this.iter;
+        this.mem = null;
+        for (iter.start(this.root, 1, fault.gfn, mmu.rootGfnBits(this.root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
+          this.mem = iter.mem;
+          this.off = iter.off;
+          this.level = iter.level;
+          this.table = iter.tableSlot;
+          this.lo = iter.oldLo;
+          this.hi = iter.oldHi;
+          this.gfn = iter.gfn;
+        }
+        mmu.clock.step++;
+        this.state = F_FIX;
+        return STEP_YIELD;
+      }
+      const { mem, off, level, lo, hi } = this;
+      if (mem === null || !isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
+      // Someone fixed it already, or the TLB was stale.
+      if (isAccessAllowed(fault, lo)) return RET_PF_SPURIOUS;
+      if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
+      if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
+      // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
+      mmu.pool.fp?.read(this.table * 512 + ((off % 1024) >>> 1));
+      if (mem[off] === lo && mem[off + 1] === hi) {
+        mmu.writeSpte(mem, off, (lo | EPT_W) >>> 0, hi, this.table, level, this.gfn, "fast-pf");
+        fault.slot?.markDirty(fault.gfn, mmu.clock.fp);
+        return RET_PF_FIXED;
+      }
+      if (this.retry++ >= 4) return RET_PF_INVALID;
+      this.state = F_WALK;
+    }
+  }
+
+  abort(): void {}
+}
+
+/** `fast_page_fault` as a coroutine (tests, callers without a machine of their own). */
+export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
+  return yield* runSteps(new FastPageFault(mmu).begin(iter, root, fault), ctx);
 }

@@ -27,13 +27,11 @@ import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from
 import { MmuStats } from "./mmu-stats.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, Root } from "./roots.js";
 import type { TdpIter } from "./tdp-iter.js";
+import { KvmBug } from "./kvm-bug.js";
+import { AtomicSet } from "./atomic-set.js";
+import { runSteps } from "../exec/step-machine.js";
 
-export class KvmBug extends Error {
-  constructor(msg: string) {
-    super(`KVM_BUG: ${msg}`);
-    this.name = "KvmBug";
-  }
-}
+export { KvmBug };
 
 /**
  * How a mirror SPTE becomes present. `freeze` is the kernel's `set_external_spte_present`:
@@ -140,121 +138,32 @@ export class TdpMmu {
   }
 
   /**
-   * The unsafe variant behind `MmuOptions.unsafeNonAtomicSet`: the compare and the store are two
-   * atomic points, so another coroutine can slip in between them (a lost update).
-   */
-  *setSpteNonAtomic(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    const mem = iter.mem;
-    const off = iter.off;
-    if (mem[off] !== iter.oldLo || mem[off + 1] !== iter.oldHi) {
-      iter.read();
-      return false;
-    }
-    this.clock.step++;
-    if (ctx.interleave) yield;
-    const oldLo = iter.oldLo;
-    const oldHi = iter.oldHi;
-    this.writeSpte(mem, off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "store");
-    this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, true);
-    return true;
-  }
-
-  /**
-   * `tdp_mmu_set_spte_atomic` as the fault path and the other read-lock walkers call it: the
-   * freeze protocol on a mirror root, the unsafe split store when asked for, else one cmpxchg.
+   * `tdp_mmu_set_spte_atomic` for the read-lock walkers that run as coroutines (zap, dirty log,
+   * recovery): the step machine of `atomic-set.ts`, one step per atomic point. The fault path
+   * runs its own reused machine instead.
    */
   *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    if (iter.root.mirror) {
-      if (this.options.strategy === "atomic-then-hook") return yield* this.setExternalSpteAtomicThenHook(ctx, iter, lo, hi);
-      return yield* this.setExternalSptePresent(ctx, iter, lo, hi);
-    }
-    if (this.options.unsafeNonAtomicSet) return yield* this.setSpteNonAtomic(ctx, iter, lo, hi);
-    return this.setSpteAtomic(iter, lo, hi);
+    return (yield* runSteps(new AtomicSet(this).begin(iter, lo, hi), ctx)) === 1;
   }
 
-  /**
-   * `set_external_spte_present`: a mirror SPTE becomes present.
-   * 1. cmpxchg old → FROZEN (a lost race refreshes the snapshot: the 2026 fix 02eaaffdd865);
-   * 2. call the backend (`linkExternalSpt` for a table, `setExternalSpte` for a leaf);
-   * 3. on failure write the old value back, else publish the new value with a plain store
-   *    (this thread owns the frozen entry); then `handle_changed_spte`.
-   * Walkers that meet the FROZEN entry meanwhile give up and retry their fault.
-   */
-  *setExternalSptePresent(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    const mem = iter.mem;
-    const off = iter.off;
-    const oldLo = iter.oldLo;
-    const oldHi = iter.oldHi;
-    assertMirrorSetPresent(iter, lo);
-    if (mem[off] !== oldLo || mem[off + 1] !== oldHi) {
-      iter.read();
-      return false;
-    }
-    const table = iter.tableSlot;
-    const level = iter.level as Level;
-    const gfn = iter.gfn;
-    this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, table, level, gfn, "freeze");
+  mirrorInFlightAdd(gfn: number, level: number): void {
     this.mirrorInFlight.add(gfn * 8 + level);
-    this.clock.step++;
-    if (ctx.interleave) yield;
-    const ret = this.callSetHook(gfn, level, lo, hi);
-    this.clock.step++;
-    if (ctx.interleave) yield;
+  }
+
+  mirrorInFlightDelete(gfn: number, level: number): void {
     this.mirrorInFlight.delete(gfn * 8 + level);
-    if (ret !== 0) {
-      this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "unfreeze");
-      iter.read();
-      return false;
-    }
-    this.writeSpte(mem, off, lo, hi, table, level, gfn, "publish");
-    this.handleChangedSpte(gfn, oldLo, oldHi, lo, hi, level, true);
-    return true;
-  }
-
-  /**
-   * The unprotected order (strategy `atomic-then-hook`): the final value is published by one
-   * cmpxchg, and the backend hears of it only in a later step. A walker in between may already
-   * use the new entry, e.g. descend into a table the backend has not linked yet. On a hook
-   * failure the old value is put back if the entry still holds the new one.
-   */
-  *setExternalSpteAtomicThenHook(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    const mem = iter.mem;
-    const off = iter.off;
-    const oldLo = iter.oldLo;
-    const oldHi = iter.oldHi;
-    assertMirrorSetPresent(iter, lo);
-    if (!this.setSpteAtomic(iter, lo, hi)) return false;
-    const table = iter.tableSlot;
-    const level = iter.level as Level;
-    const gfn = iter.gfn;
-    this.mirrorInFlight.add(gfn * 8 + level);
-    this.clock.step++;
-    if (ctx.interleave) yield;
-    let ret: number;
-    try {
-      ret = this.callSetHook(gfn, level, lo, hi);
-    } finally {
-      this.mirrorInFlight.delete(gfn * 8 + level);
-    }
-    if (ret === 0) return true;
-    if (mem[off] === lo && mem[off + 1] === hi) {
-      this.writeSpte(mem, off, oldLo, oldHi, table, level, gfn, "rollback");
-      this.handleChangedSpte(gfn, lo, hi, oldLo, oldHi, level, true);
-    }
-    iter.read();
-    return false;
   }
 
   /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
-  private callSetHook(gfn: number, level: Level, lo: number, hi: number): number {
+  callSetHook(gfn: number, level: number, lo: number, hi: number): number {
     this.clock.touch(R_BACKEND);
     let ret: number;
     if (isLastSpte(lo, level)) {
-      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level, spteToPfn(lo, hi)) : 0;
+      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level as Level, spteToPfn(lo, hi)) : 0;
       this.hookEvent("setExternalSpte", gfn, level, ret);
     } else {
       const ext = this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!;
-      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level, ext) : 0;
+      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level as Level, ext) : 0;
       this.hookEvent("linkExternalSpt", gfn, level, ret);
     }
     return ret;
@@ -431,17 +340,20 @@ export class TdpMmu {
    */
   *linkSp(ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
     const pfn = this.pool.slotToPfn(child);
-    const lo = makeNonleafLo(pfn);
-    const hi = makeNonleafHi(pfn);
     if (shared) {
-      if (!(yield* this.setSpteAtomicOp(ctx, iter, lo, hi))) return false;
+      if (!(yield* this.setSpteAtomicOp(ctx, iter, makeNonleafLo(pfn), makeNonleafHi(pfn)))) return false;
     } else {
-      this.setSpte(iter, lo, hi);
+      this.setSpte(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
     }
+    this.linkedSp(child);
+    return true;
+  }
+
+  /** The accounting of `tdp_mmu_link_sp` once the entry points to `child`. */
+  linkedSp(child: number): void {
     this.stats.tablePages++;
     this.inFlightSps--;
     if (this.events.on) this.tableEvent("link", child);
-    return true;
   }
 
   // ---------------------------------------------------------------- flushes and events
@@ -587,16 +499,6 @@ export class TdpMmu {
         this.putRoot(root);
       }
     }
-  }
-}
-
-/**
- * An atomic update of a mirror SPTE may only make a non-present entry present: an atomic zap or
- * change of a present mirror SPTE is a bug in the kernel (-EBUSY there).
- */
-function assertMirrorSetPresent(iter: TdpIter, lo: number): void {
-  if (isShadowPresent(iter.oldLo) || !isShadowPresent(lo)) {
-    throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
   }
 }
 

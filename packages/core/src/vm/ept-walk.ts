@@ -9,7 +9,7 @@
  * after a missing flush is not observable here.
  */
 import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
-import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
+import { gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 
 export const WALK_OK = 0;
@@ -43,7 +43,7 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
       if (out) {
         const leafPfn = spteToPfn(lo, mem[off + 1]!);
-        out.pfn = leafPfn + (rawGfn % PAGES_PER_LEVEL[level]!);
+        out.pfn = leafPfn + gfnOffsetInLevel(rawGfn, level);
         out.level = level;
       }
       if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_PERMISSION;

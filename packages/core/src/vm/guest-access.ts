@@ -6,138 +6,31 @@
 import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
 import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
 import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
-import type { FaultResult } from "../events/events.js";
 import { RETRY_WAIT, type Op } from "../exec/ctx.js";
-import type { Root } from "../mmu/roots.js";
-import { hugepageAdjust } from "../mmu/max-level.js";
-import {
-  RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
-  fastPageFault, kvmTdpMmuMap,
-} from "../mmu/tdp-map.js";
+import { runNow, runSteps } from "../exec/step-machine.js";
+import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
-import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
+import { R_BACKEND } from "../exec/footprint.js";
+import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 
-/** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
-export const RET_PF_MEMORY_FAULT_EXIT = 100;
+export { RET_PF_MEMORY_FAULT_EXIT };
 
 /** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
 const MAX_TRIES = 1000;
 
 export class GuestLivelock extends Error {}
 
-function faultResult(r: number): FaultResult {
-  switch (r) {
-    case RET_PF_FIXED: return "fixed";
-    case RET_PF_SPURIOUS: return "spurious";
-    case RET_PF_RETRY: return "retry";
-    case RET_PF_EMULATE: return "emulate";
-    case RET_PF_MEMORY_FAULT_EXIT: return "memory-fault-exit";
-    default: return "write-protected";
-  }
-}
-
 /**
- * `kvm_tdp_page_fault` for one EPT violation at `gpa`. `privateAccess` is the backend's
- * classification of the access. `prefetch` is a pre-fault by the host (`KVM_PRE_FAULT_MEMORY`).
+ * `kvm_tdp_page_fault` for one EPT violation at `gpa`, as a coroutine. `privateAccess` is the
+ * backend's classification of the access. `prefetch` is a pre-fault by the host
+ * (`KVM_PRE_FAULT_MEMORY`). The vCPU's own fault machine does the work (`tdp-fault.ts`).
  */
 export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false, present = false): Op<number> {
-  const mmu = vm.mmu;
-  const ctx = vcpu.ctx;
-  const fault = vcpu.fault;
-  mmu.stats.faults++;
-  const rawGfn = gpaToGfn(gpa);
-  const bits = mmu.gfnDirectBits;
-  const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
-  fault.gfn = gfn;
-  fault.write = write;
-  fault.isPrivate = privateAccess;
-  fault.prefetch = prefetch;
-  let r: number;
-  const fp = mmu.clock.fp;
-  fp?.read(R_SLOTS);
-  fp?.read(R_ATTR);
-  const slot = vm.memslots.find(gfn);
-  fault.slot = slot;
-  if (slot === null) {
-    // No memslot: emulated MMIO in userspace. MMIO SPTEs are not cached here, as with
-    // `enable_mmio_caching=0`, so each such access exits.
-    mmu.stats.mmioExits++;
-    r = RET_PF_EMULATE;
-  } else if (vm.attributes.isPrivate(gfn) !== privateAccess) {
-    // kvm_mmu_prepare_memory_fault_exit: the access does not match the attributes.
-    mmu.stats.memoryFaultExits++;
-    r = RET_PF_MEMORY_FAULT_EXIT;
-  } else {
-    r = RET_PF_INVALID;
-    const root = privateAccess && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
-    // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can be
-    // fixed without mmu_lock (the exit qualification says whether the GPA was mapped). It walks
-    // the direct root only, so private faults of a mirror-root VM never take it.
-    if (write && present && !prefetch && !(privateAccess && vm.backend.usesMirrorRoot)) {
-      mmu.rcu.readLock(ctx);
-      r = yield* fastPageFault(mmu, ctx, vcpu.iter, root, fault);
-      mmu.rcu.readUnlock(ctx);
-    }
-    if (r === RET_PF_INVALID) r = yield* slowPageFault(vm, vcpu, root);
-  }
-  if (r === RET_PF_RETRY) mmu.stats.faultRetries++;
-  else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
-  if (vm.events.on) {
-    vm.events.emit({ type: "fault", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: faultResult(r), level: fault.goalLevel });
-  }
-  return r;
-}
-
-/** `kvm_faultin_pfn`, `kvm_mmu_hugepage_adjust`, then `kvm_tdp_mmu_map` under the read lock. */
-function* slowPageFault(vm: Vm, vcpu: Vcpu, root: Root): Op<number> {
-  const mmu = vm.mmu;
-  const ctx = vcpu.ctx;
-  const fault = vcpu.fault;
-  const slot = fault.slot!;
-  const gfn = fault.gfn;
-  const mmuSeq = mmu.invalidateSeq;
-  const pgoff = gfn - slot.baseGfn;
-  let pfn: number;
-  // Faulting the page in may take host frames: the order of two such steps decides the PFNs.
-  mmu.clock.touch(R_BACKING);
-  if (fault.isPrivate) {
-    const gmem = slot.gmem!;
-    pfn = gmem.getPfn(pgoff);
-    if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
-      mmu.clock.step++;
-      if (ctx.interleave) yield;
-      mmu.clock.touch(R_BACKEND);
-      const ret = vm.backend.gmemPrepare(vm, gfn, pfn);
-      mmu.hookEvent("gmemPrepare", gfn, 1, ret);
-      if (ret !== 0) return RET_PF_RETRY;
-    }
-    fault.mapWritable = true;
-  } else {
-    pfn = slot.shared.getPfn(pgoff);
-    fault.mapWritable = !slot.flags.readonly;
-  }
-  const level = hugepageAdjust(vm, vm.backend, slot, gfn, fault.isPrivate, pfn);
-  fault.goalLevel = level;
-  fault.pfn = pfn - (pfn % PAGES_PER_LEVEL[level]!);
-  // mmu_topup_memory_caches: enough table pages for a full walk, before taking the lock.
-  mmu.pool.reserve(vm.rootLevel);
-  if (!mmu.lock.readLockNow(ctx)) yield* mmu.lock.readLock(ctx);
-  try {
-    // is_page_fault_stale: the vCPU's root went away, or an invalidation of this GFN ran or is
-    // running since the PFN was looked up.
-    if (vcpu.root!.invalid || mmu.invalidateRetryGfn(mmuSeq, gfn)) return RET_PF_RETRY;
-    mmu.rcu.readLock(ctx);
-    try {
-      return yield* kvmTdpMmuMap(mmu, ctx, vcpu.iter, root, fault);
-    } finally {
-      mmu.rcu.readUnlock(ctx);
-    }
-  } finally {
-    mmu.lock.readUnlock(ctx);
-  }
+  const m = vcpu.pf.begin(gpa, write, privateAccess, prefetch, present);
+  return vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
 }
 
 /** An event for the A/D bits the CPU set during a walk (only built while someone listens). */
@@ -227,7 +120,9 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
         continue page;
       }
       backend.vcpuExit?.(vm, vcpu.id);
-      const r = yield* tdpPageFault(vm, vcpu, gpa, write, privateAccess, false, present);
+      // kvm_tdp_page_fault: the vCPU's fault machine, stepped only when interleaving.
+      const pf = vcpu.pf.begin(gpa, write, privateAccess, false, present);
+      const r = vcpu.ctx.interleave ? yield* runSteps(pf, vcpu.ctx) : runNow(pf);
       if (r === RET_PF_EMULATE) {
         tally.mmio++;
         tally.last = "mmio";

@@ -17,6 +17,7 @@ import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
 import { TdpIter } from "../mmu/tdp-iter.js";
 import { WalkOut } from "./ept-walk.js";
+import { TdpFault } from "./tdp-fault.js";
 import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
 import type { Root } from "../mmu/roots.js";
 import { R_ROOTS } from "../exec/footprint.js";
@@ -24,6 +25,8 @@ import { R_ROOTS } from "../exec/footprint.js";
 export class Vcpu {
   readonly iter: TdpIter;
   readonly fault = new PageFault();
+  /** The fault handler's state machine, reused for every fault of this vCPU. */
+  readonly pf: TdpFault;
   /** The translation the last hardware walk found. */
   readonly walk = new WalkOut();
   /** `mmu->root` (direct) and `mmu->mirror_root_hpa`, loaded on first entry and after invalidation. */
@@ -34,6 +37,7 @@ export class Vcpu {
 
   constructor(readonly id: number, readonly ctx: ExecCtx, vm: Vm) {
     this.iter = new TdpIter(vm.host.pool);
+    this.pf = new TdpFault(vm, this);
   }
 }
 

@@ -1,0 +1,275 @@
+/**
+ * `kvm_tdp_page_fault` as a step machine (see `exec/step-machine.ts`), one per vCPU and reused
+ * for every fault, so the fault path allocates nothing: the checks against memslots and memory
+ * attributes, `fast_page_fault` (RCU only), then the slow path: `kvm_faultin_pfn` (with the
+ * backend's gmem prepare), `kvm_mmu_hugepage_adjust`, the read lock, the staleness check and
+ * `kvm_tdp_mmu_map`. The result is a RET_PF_* code.
+ */
+import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
+import { gfnOffsetInLevel } from "../arch/levels.js";
+import type { FaultResult } from "../events/events.js";
+import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
+import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
+import { hugepageAdjust } from "../mmu/max-level.js";
+import type { Root } from "../mmu/roots.js";
+import {
+  FastPageFault, MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
+} from "../mmu/tdp-map.js";
+import type { Vcpu, Vm } from "./vm.js";
+
+/** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
+export const RET_PF_MEMORY_FAULT_EXIT = 100;
+
+const P_START = 0;
+/** `fast_page_fault` under RCU. */
+const P_FAST = 1;
+/** The backend prepares a gmem page before its first mapping. */
+const P_PREPARE = 2;
+/** `read_lock(&kvm->mmu_lock)`: the attempt, and the retries of a blocked reader. */
+const P_LOCK = 3;
+const P_LOCK_WAIT = 4;
+/** `kvm_tdp_mmu_map` under the read lock and RCU. */
+const P_MAP = 5;
+
+function faultResult(r: number): FaultResult {
+  switch (r) {
+    case RET_PF_FIXED: return "fixed";
+    case RET_PF_SPURIOUS: return "spurious";
+    case RET_PF_RETRY: return "retry";
+    case RET_PF_EMULATE: return "emulate";
+    case RET_PF_MEMORY_FAULT_EXIT: return "memory-fault-exit";
+    default: return "write-protected";
+  }
+}
+
+export class TdpFault implements StepMachine {
+  private readonly map: MapWalk;
+  private readonly fast: FastPageFault;
+  private state = P_START;
+  private gpa = 0;
+  private present = false;
+  private root!: Root;
+  /** `fault->mmu_seq`, sampled before the PFN is looked up. */
+  private mmuSeq = 0;
+  private pfn = 0;
+  /** What this fault holds, for `abort`. */
+  private holdsRcu = false;
+  private holdsLock = false;
+
+  constructor(
+    private readonly vm: Vm,
+    private readonly vcpu: Vcpu,
+  ) {
+    this.map = new MapWalk(vm.mmu);
+    this.fast = new FastPageFault(vm.mmu);
+  }
+
+  /** A new fault at `gpa`; `present` is the exit qualification's "GPA was mapped". */
+  begin(gpa: number, write: boolean, privateAccess: boolean, prefetch: boolean, present: boolean): this {
+    const fault = this.vcpu.fault;
+    fault.write = write;
+    fault.isPrivate = privateAccess;
+    fault.prefetch = prefetch;
+    this.gpa = gpa;
+    this.present = present;
+    this.state = P_START;
+    return this;
+  }
+
+  step(): number {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    const vcpu = this.vcpu;
+    const ctx = vcpu.ctx;
+    const fault = vcpu.fault;
+    for (;;) {
+      switch (this.state) {
+        case P_START: {
+          const r = this.start();
+          if (r !== RET_PF_INVALID) return this.end(r);
+          // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can
+          // be fixed without mmu_lock (the exit qualification says whether the GPA was mapped).
+          // It walks the direct root only, so private faults of a mirror-root VM never take it.
+          if (fault.write && this.present && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot)) {
+            mmu.rcu.readLock(ctx);
+            this.holdsRcu = true;
+            this.fast.begin(vcpu.iter, this.root, fault);
+            this.state = P_FAST;
+            continue;
+          }
+          if (this.faultin()) {
+            this.state = P_PREPARE;
+            return STEP_YIELD;
+          }
+          this.state = P_LOCK;
+          return STEP_YIELD;
+        }
+        case P_FAST: {
+          const r = this.fast.step();
+          if (r < 0) return r;
+          mmu.rcu.readUnlock(ctx);
+          this.holdsRcu = false;
+          if (r !== RET_PF_INVALID) return this.end(r);
+          if (this.faultin()) {
+            this.state = P_PREPARE;
+            return STEP_YIELD;
+          }
+          this.state = P_LOCK;
+          return STEP_YIELD;
+        }
+        case P_PREPARE: {
+          mmu.clock.touch(R_BACKEND);
+          const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
+          mmu.hookEvent("gmemPrepare", fault.gfn, 1, ret);
+          if (ret !== 0) return this.end(RET_PF_RETRY);
+          this.adjust();
+          this.state = P_LOCK;
+          return STEP_YIELD;
+        }
+        case P_LOCK:
+          if (!mmu.lock.tryReadLock(ctx)) {
+            this.state = P_LOCK_WAIT;
+            return STEP_BLOCKED;
+          }
+          this.state = P_MAP;
+          if (!this.locked()) return this.end(RET_PF_RETRY);
+          continue;
+        case P_LOCK_WAIT:
+          if (!mmu.lock.retryReadLock(ctx)) return STEP_BLOCKED;
+          this.state = P_MAP;
+          if (!this.locked()) return this.end(RET_PF_RETRY);
+          continue;
+        case P_MAP: {
+          const r = this.map.step();
+          if (r < 0) return r;
+          mmu.rcu.readUnlock(ctx);
+          this.holdsRcu = false;
+          mmu.lock.readUnlock(ctx);
+          this.holdsLock = false;
+          return this.end(r);
+        }
+      }
+      throw new Error(`TdpFault: bad state ${this.state}`);
+    }
+  }
+
+  abort(): void {
+    const mmu = this.vm.mmu;
+    if (this.holdsRcu) mmu.rcu.readUnlock(this.vcpu.ctx);
+    if (this.holdsLock) mmu.lock.readUnlock(this.vcpu.ctx);
+    this.holdsRcu = false;
+    this.holdsLock = false;
+  }
+
+  /**
+   * The checks before any table is looked at: the GFN without the shared bit, its memslot (none:
+   * emulated MMIO), and whether the access matches the memory attributes. RET_PF_INVALID means
+   * "go on and map".
+   */
+  private start(): number {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    const vcpu = this.vcpu;
+    const fault = vcpu.fault;
+    mmu.stats.faults++;
+    const rawGfn = gpaToGfn(this.gpa);
+    const bits = mmu.gfnDirectBits;
+    const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
+    fault.gfn = gfn;
+    const fp = mmu.clock.fp;
+    fp?.read(R_SLOTS);
+    fp?.read(R_ATTR);
+    const slot = vm.memslots.find(gfn);
+    fault.slot = slot;
+    if (slot === null) {
+      // No memslot: emulated MMIO in userspace. MMIO SPTEs are not cached here, as with
+      // `enable_mmio_caching=0`, so each such access exits.
+      mmu.stats.mmioExits++;
+      return RET_PF_EMULATE;
+    }
+    if (vm.attributes.isPrivate(gfn) !== fault.isPrivate) {
+      // kvm_mmu_prepare_memory_fault_exit: the access does not match the attributes.
+      mmu.stats.memoryFaultExits++;
+      return RET_PF_MEMORY_FAULT_EXIT;
+    }
+    this.root = fault.isPrivate && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
+    return RET_PF_INVALID;
+  }
+
+  /**
+   * `kvm_faultin_pfn`: the PFN from guest_memfd (private) or the host mapping (shared). True if
+   * the backend must prepare the gmem page first, which is an atomic point of its own; else the
+   * goal level is computed at once.
+   */
+  private faultin(): boolean {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    const fault = this.vcpu.fault;
+    const slot = fault.slot!;
+    const pgoff = fault.gfn - slot.baseGfn;
+    this.mmuSeq = mmu.invalidateSeq;
+    // Faulting the page in may take host frames: the order of two such steps decides the PFNs.
+    mmu.clock.touch(R_BACKING);
+    if (fault.isPrivate) {
+      const gmem = slot.gmem!;
+      this.pfn = gmem.getPfn(pgoff);
+      fault.mapWritable = true;
+      if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
+        mmu.clock.step++;
+        return true;
+      }
+    } else {
+      this.pfn = slot.shared.getPfn(pgoff);
+      fault.mapWritable = !slot.flags.readonly;
+    }
+    this.adjust();
+    return false;
+  }
+
+  /**
+   * `kvm_mmu_hugepage_adjust`, then `mmu_topup_memory_caches` (enough table pages for a full
+   * walk, before taking the lock), then the step of `read_lock`.
+   */
+  private adjust(): void {
+    const vm = this.vm;
+    const fault = this.vcpu.fault;
+    const level = hugepageAdjust(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
+    fault.goalLevel = level;
+    fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
+    vm.mmu.pool.reserve(vm.rootLevel);
+    vm.mmu.clock.step++;
+  }
+
+  /**
+   * The read lock is held: `is_page_fault_stale` (the vCPU's root went away, or an invalidation
+   * of this GFN ran or is running since the PFN was looked up), then RCU and the map walk.
+   * False if the fault is stale (the lock is dropped again).
+   */
+  private locked(): boolean {
+    const mmu = this.vm.mmu;
+    const ctx = this.vcpu.ctx;
+    this.holdsLock = true;
+    if (this.vcpu.root!.invalid || mmu.invalidateRetryGfn(this.mmuSeq, this.vcpu.fault.gfn)) {
+      mmu.lock.readUnlock(ctx);
+      this.holdsLock = false;
+      return false;
+    }
+    mmu.rcu.readLock(ctx);
+    this.holdsRcu = true;
+    this.map.begin(this.vcpu.iter, this.root, this.vcpu.fault);
+    return true;
+  }
+
+  /** Counts and reports the fault's outcome. */
+  private end(r: number): number {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    if (r === RET_PF_RETRY) mmu.stats.faultRetries++;
+    else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
+    if (vm.events.on) {
+      const f = this.vcpu.fault;
+      vm.events.emit({ type: "fault", vm: vm.id, vcpu: this.vcpu.id, gpa: this.gpa, write: f.write, private: f.isPrivate, result: faultResult(r), level: f.goalLevel });
+    }
+    return r;
+  }
+}
