@@ -80,7 +80,9 @@ export function isWritable(lo: number): boolean {
 
 /** PFN of a present SPTE (leaf: the mapped frame; non-leaf: the child table's frame). */
 export function spteToPfn(lo: number, hi: number): number {
-  return (lo >>> 12) + (hi & HI_PFN_MASK) * 0x100000;
+  const top = hi & HI_PFN_MASK;
+  // Below 4 GiB of host memory the PFN fits in the low half: integer math only.
+  return top === 0 ? lo >>> 12 : (lo >>> 12) + top * 0x100000;
 }
 
 export function pfnLo(pfn: number): number {

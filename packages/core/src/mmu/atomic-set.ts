@@ -12,6 +12,7 @@
  * One machine is reused per walker, so a fault allocates nothing.
  */
 import { FROZEN_SPTE_HI, FROZEN_SPTE_LO, isShadowPresent } from "../arch/spte.js";
+import type { ExecCtx } from "../exec/ctx.js";
 import { STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import type { TdpIter } from "./tdp-iter.js";
 import { KvmBug } from "./kvm-bug.js";
@@ -35,10 +36,12 @@ export class AtomicSet implements StepMachine {
   private oldHi = 0;
   private state = S_FIRST;
   private hookRet = 0;
+  private ctx!: ExecCtx;
 
   constructor(private readonly mmu: TdpMmu) {}
 
-  begin(iter: TdpIter, lo: number, hi: number): this {
+  begin(iter: TdpIter, lo: number, hi: number, ctx: ExecCtx): this {
+    this.ctx = ctx;
     this.iter = iter;
     this.lo = lo;
     this.hi = hi;
@@ -51,7 +54,8 @@ export class AtomicSet implements StepMachine {
   step(): number {
     const mmu = this.mmu;
     const iter = this.iter;
-    switch (this.state) {
+    // Without interleaving, the atomic points are passed straight through.
+    for (;;) switch (this.state) {
       case S_FIRST: {
         if (iter.root.mirror) {
           assertMirrorSetPresent(iter, this.lo);
@@ -60,7 +64,8 @@ export class AtomicSet implements StepMachine {
             mmu.mirrorInFlightAdd(iter.gfn, iter.level);
             this.state = S_PUBLISHED_HOOK;
             mmu.clock.step++;
-            return STEP_YIELD;
+            if (this.ctx.interleave) return STEP_YIELD;
+            continue;
           }
           // set_external_spte_present, 1: cmpxchg old → FROZEN. A lost race refreshes the
           // snapshot (the 2026 fix 02eaaffdd865).
@@ -69,13 +74,15 @@ export class AtomicSet implements StepMachine {
           mmu.mirrorInFlightAdd(iter.gfn, iter.level);
           this.state = S_FROZEN_HOOK;
           mmu.clock.step++;
-          return STEP_YIELD;
+          if (this.ctx.interleave) return STEP_YIELD;
+          continue;
         }
         if (mmu.options.unsafeNonAtomicSet) {
           if (!this.compare()) return 0;
           this.state = S_UNSAFE_STORE;
           mmu.clock.step++;
-          return STEP_YIELD;
+          if (this.ctx.interleave) return STEP_YIELD;
+          continue;
         }
         return mmu.setSpteAtomic(iter, this.lo, this.hi) ? 1 : 0;
       }
@@ -84,7 +91,8 @@ export class AtomicSet implements StepMachine {
         this.hookRet = mmu.callSetHook(iter.gfn, iter.level, this.lo, this.hi);
         this.state = S_FROZEN_PUBLISH;
         mmu.clock.step++;
-        return STEP_YIELD;
+        if (this.ctx.interleave) return STEP_YIELD;
+        continue;
       case S_FROZEN_PUBLISH:
         // 3: this thread owns the frozen entry, so a plain store publishes or rolls back.
         mmu.mirrorInFlightDelete(iter.gfn, iter.level);
@@ -117,8 +125,9 @@ export class AtomicSet implements StepMachine {
         mmu.writeSpte(iter.mem, iter.off, this.lo, this.hi, iter.tableSlot, iter.level, iter.gfn, "store");
         mmu.handleChangedSpte(iter.gfn, this.oldLo, this.oldHi, this.lo, this.hi, iter.level, true);
         return 1;
+      default:
+        throw new Error(`AtomicSet: bad state ${this.state}`);
     }
-    throw new Error(`AtomicSet: bad state ${this.state}`);
   }
 
   /** Nothing is held across steps: an entry left FROZEN by a failed step is a finding, not a leak to undo. */

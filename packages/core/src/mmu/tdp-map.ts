@@ -66,12 +66,14 @@ export class MapWalk implements StepMachine {
   /** The target entry's value and level before the set (`tdp_mmu_map_handle_target_level`). */
   private targetOldLo = 0;
   private targetLevel = 0;
+  private ctx!: ExecCtx;
 
   constructor(private readonly mmu: TdpMmu) {
     this.set = new AtomicSet(mmu);
   }
 
-  begin(iter: TdpIter, root: Root, fault: PageFault): this {
+  begin(iter: TdpIter, root: Root, fault: PageFault, ctx: ExecCtx): this {
+    this.ctx = ctx;
     this.iter = iter;
     this.root = root;
     this.fault = fault;
@@ -94,7 +96,9 @@ export class MapWalk implements StepMachine {
           // The read of the entry is one atomic point; what follows decides on that snapshot.
           mmu.clock.step++;
           this.state = W_DECIDE;
-          return STEP_YIELD;
+          // Without interleaving, the atomic points are passed straight through.
+          if (this.ctx.interleave) return STEP_YIELD;
+          continue;
         case W_DECIDE: {
           if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
           if (iter.level === fault.goalLevel) {
@@ -104,7 +108,7 @@ export class MapWalk implements StepMachine {
             this.targetLevel = iter.level;
             const pre = targetLevelPrepare(mmu, iter, fault);
             if (pre >= 0) return pre;
-            this.set.begin(iter, fault.newLo, fault.newHi);
+            this.set.begin(iter, fault.newLo, fault.newHi, this.ctx);
             this.state = W_SET_LEAF;
             continue;
           }
@@ -123,7 +127,7 @@ export class MapWalk implements StepMachine {
             fillSplitTable(mmu, iter, child);
           }
           const pfn = mmu.pool.slotToPfn(child);
-          this.set.begin(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
+          this.set.begin(iter, makeNonleafLo(pfn), makeNonleafHi(pfn), this.ctx);
           this.state = W_SET_LINK;
           continue;
         }
@@ -156,7 +160,7 @@ export class MapWalk implements StepMachine {
 
 /** `kvm_tdp_mmu_map` as a coroutine (tests, callers without a walker of their own). */
 export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  return yield* runSteps(new MapWalk(mmu).begin(iter, root, fault), ctx);
+  return yield* runSteps(new MapWalk(mmu).begin(iter, root, fault, ctx), ctx);
 }
 
 function isAccessAllowed(fault: PageFault, lo: number): boolean {
@@ -252,10 +256,12 @@ export class FastPageFault implements StepMachine {
   private lo = 0;
   private hi = 0;
   private gfn = 0;
+  private ctx!: ExecCtx;
 
   constructor(private readonly mmu: TdpMmu) {}
 
-  begin(iter: TdpIter, root: Root, fault: PageFault): this {
+  begin(iter: TdpIter, root: Root, fault: PageFault, ctx: ExecCtx): this {
+    this.ctx = ctx;
     this.iter = iter;
     this.root = root;
     this.fault = fault;
@@ -283,7 +289,8 @@ export class FastPageFault implements StepMachine {
         }
         mmu.clock.step++;
         this.state = F_FIX;
-        return STEP_YIELD;
+        if (this.ctx.interleave) return STEP_YIELD;
+        continue;
       }
       const { mem, off, level, lo, hi } = this;
       if (mem === null || !isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
@@ -308,5 +315,5 @@ export class FastPageFault implements StepMachine {
 
 /** `fast_page_fault` as a coroutine (tests, callers without a machine of their own). */
 export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  return yield* runSteps(new FastPageFault(mmu).begin(iter, root, fault), ctx);
+  return yield* runSteps(new FastPageFault(mmu).begin(iter, root, fault, ctx), ctx);
 }

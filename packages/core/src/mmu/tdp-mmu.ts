@@ -143,7 +143,7 @@ export class TdpMmu {
    * runs its own reused machine instead.
    */
   *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
-    return (yield* runSteps(new AtomicSet(this).begin(iter, lo, hi), ctx)) === 1;
+    return (yield* runSteps(new AtomicSet(this).begin(iter, lo, hi, ctx), ctx)) === 1;
   }
 
   mirrorInFlightAdd(gfn: number, level: number): void {

@@ -93,16 +93,14 @@ export class TdpFault implements StepMachine {
           if (fault.write && this.present && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot)) {
             mmu.rcu.readLock(ctx);
             this.holdsRcu = true;
-            this.fast.begin(vcpu.iter, this.root, fault);
+            this.fast.begin(vcpu.iter, this.root, fault, ctx);
             this.state = P_FAST;
             continue;
           }
-          if (this.faultin()) {
-            this.state = P_PREPARE;
-            return STEP_YIELD;
-          }
-          this.state = P_LOCK;
-          return STEP_YIELD;
+          // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
+          this.state = this.faultin() ? P_PREPARE : P_LOCK;
+          if (ctx.interleave) return STEP_YIELD;
+          continue;
         }
         case P_FAST: {
           const r = this.fast.step();
@@ -110,12 +108,10 @@ export class TdpFault implements StepMachine {
           mmu.rcu.readUnlock(ctx);
           this.holdsRcu = false;
           if (r !== RET_PF_INVALID) return this.end(r);
-          if (this.faultin()) {
-            this.state = P_PREPARE;
-            return STEP_YIELD;
-          }
-          this.state = P_LOCK;
-          return STEP_YIELD;
+          // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
+          this.state = this.faultin() ? P_PREPARE : P_LOCK;
+          if (ctx.interleave) return STEP_YIELD;
+          continue;
         }
         case P_PREPARE: {
           mmu.clock.touch(R_BACKEND);
@@ -124,7 +120,8 @@ export class TdpFault implements StepMachine {
           if (ret !== 0) return this.end(RET_PF_RETRY);
           this.adjust();
           this.state = P_LOCK;
-          return STEP_YIELD;
+          if (ctx.interleave) return STEP_YIELD;
+          continue;
         }
         case P_LOCK:
           if (!mmu.lock.tryReadLock(ctx)) {
@@ -256,7 +253,7 @@ export class TdpFault implements StepMachine {
     }
     mmu.rcu.readLock(ctx);
     this.holdsRcu = true;
-    this.map.begin(this.vcpu.iter, this.root, this.vcpu.fault);
+    this.map.begin(this.vcpu.iter, this.root, this.vcpu.fault, ctx);
     return true;
   }
 
