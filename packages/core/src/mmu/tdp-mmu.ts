@@ -72,10 +72,14 @@ export class TdpMmu {
   /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
   inFlightSps = 0;
   /** Mirror entries between their first change and the end of their backend call (gfn * 8 + level). */
-  private readonly mirrorInFlight = new Set<number>();
+  /**
+   * At most one per thread (a hook runs inside one set), so a short array beats a Set: adding
+   * and removing one costs no hashing and no allocation.
+   */
+  private readonly mirrorInFlight: number[] = [];
 
   isMirrorInFlight(gfn: number, level: number): boolean {
-    return this.mirrorInFlight.has(gfn * 8 + level);
+    return this.mirrorInFlight.includes(gfn * 8 + level);
   }
 
   constructor(
@@ -147,11 +151,15 @@ export class TdpMmu {
   }
 
   mirrorInFlightAdd(gfn: number, level: number): void {
-    this.mirrorInFlight.add(gfn * 8 + level);
+    this.mirrorInFlight.push(gfn * 8 + level);
   }
 
   mirrorInFlightDelete(gfn: number, level: number): void {
-    this.mirrorInFlight.delete(gfn * 8 + level);
+    const list = this.mirrorInFlight;
+    const i = list.indexOf(gfn * 8 + level);
+    if (i < 0) return;
+    list[i] = list[list.length - 1]!;
+    list.pop();
   }
 
   /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
