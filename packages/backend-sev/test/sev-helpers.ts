@@ -102,11 +102,15 @@ export function writeNptLeaf(vm: Vm, gfn: number, level: number, pfn: number): S
   const oldHi = mem[off + 1]!;
   mem[off] = makeLeafLo(pfn, level, true, false);
   mem[off + 1] = makeLeafHi(pfn, true);
+  // A store behind the MMU's back: the walkers' path caches must hear of it, as they hear of
+  // every store through TdpMmu.writeSpte.
+  if (level > 1) vm.host.pool.upperWrites++;
   return {
     level, oldLo, oldHi,
     restore() {
       mem[off] = oldLo;
       mem[off + 1] = oldHi;
+      if (level > 1) vm.host.pool.upperWrites++;
     },
   };
 }

@@ -18,6 +18,13 @@ async function press(stdin: { write(s: string): void }, keys: string) {
   }
 }
 
+/** The frame once it matches `re` (Ink renders asynchronously; a loaded machine may take longer than a tick). */
+async function frameMatching(ui: { lastFrame(): string | undefined }, re: RegExp, ms = 10_000): Promise<string> {
+  const end = Date.now() + ms;
+  while (!re.test(ui.lastFrame() ?? "") && Date.now() < end) await tick();
+  return ui.lastFrame() ?? "";
+}
+
 function app(scenarioPath?: string, backend = "tdx") {
   const scenario = scenarioPath ? loadScenario(scenarioPath) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
   return render(<App scenario={scenario} registry={builtinRegistry()} backend={backend} frameMs={0} />);
@@ -130,7 +137,7 @@ describe("terminal UI: keys", () => {
     await press(ui.stdin, "?");
     expect(ui.lastFrame()).toContain("events (latest last)");
     await press(ui.stdin, "c");
-    const frame = ui.lastFrame()!;
+    const frame = await frameMatching(ui, /faults\s+\d+\s+\d+\s+\d+/);
     expect(frame).toContain("comparison");
     expect(frame).toMatch(/tdx\s+sev\s+plain/);
     expect(frame).toMatch(/faults\s+1536\s+1536\s+1536/);

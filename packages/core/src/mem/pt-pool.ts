@@ -61,6 +61,11 @@ export class PtPool {
   fp: FootprintRecorder | null = null;
   /** Bumped by every allocation and free (the explorer re-checks invariants only after a change). */
   generation = 0;
+  /**
+   * Bumped by every store to an entry above level 1 (`TdpMmu.writeSpte`): walkers that cache the
+   * path to a last-level table (`WalkOut`, `TdpIter`) trust it only while this is unchanged.
+   */
+  upperWrites = 0;
 
   constructor(private readonly frames: FrameAllocator) {
     this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);

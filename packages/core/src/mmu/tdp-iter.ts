@@ -38,8 +38,44 @@ export class TdpIter {
   valid = false;
   yielded = false;
   root!: Root;
+  /**
+   * The path (table slot per level) of the last walk that stepped down into a last-level table,
+   * for `startAtLeaf`: valid for that root and 2 MiB region (GFN with `gfnBits`) while no entry
+   * above level 1 has been written (`PtPool.upperWrites`).
+   */
+  private readonly cachePath = new Int32Array(6);
+  private cacheRoot = -1;
+  private cacheRegion = -1;
+  private cacheGen = -1;
 
   constructor(private readonly pool: PtPool) {}
+
+  /**
+   * `tdp_iter_start` straight to the last-level entry of `gfn`, if the last walk went down the
+   * same path and nothing above level 1 changed since: the iterator ends up exactly where
+   * stepping down from the root would leave it, without reading the upper entries again. Only
+   * for walkers that do not record footprints (the explorer needs every read). Returns false,
+   * having done nothing, when the path is not known.
+   */
+  startAtLeaf(root: Root, gfn: number, gfnBits: number): boolean {
+    const pool = this.pool;
+    if (pool.fp !== null || this.cacheGen !== pool.upperWrites || this.cacheRoot !== root.slot) return false;
+    const raw = gfn + gfnBits;
+    if (raw - gfnOffsetInLevel(raw, 2) !== this.cacheRegion) return false;
+    this.root = root;
+    this.nextLastLevelGfn = gfn;
+    this.gfnBits = gfnBits;
+    this.rootLevel = root.level;
+    this.minLevel = 1;
+    this.ptSlot.set(this.cachePath);
+    this.yielded = false;
+    this.yieldedGfn = gfn;
+    this.level = 1;
+    this.gfn = gfn;
+    this.refreshSptep();
+    this.valid = true;
+    return true;
+  }
 
   /** `tdp_iter_start` */
   start(root: Root, minLevel: number, gfn: number, gfnBits: number): void {
@@ -114,7 +150,16 @@ export class TdpIter {
     this.ptSlot[this.level] = child;
     this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
+    if (this.level === 1 && this.pool.fp === null) this.rememberPath();
     return true;
+  }
+
+  private rememberPath(): void {
+    const raw = this.gfn + this.gfnBits;
+    this.cachePath.set(this.ptSlot);
+    this.cacheRoot = this.root.slot;
+    this.cacheRegion = raw - gfnOffsetInLevel(raw, 2);
+    this.cacheGen = this.pool.upperWrites;
   }
 
   private tryStepSide(): boolean {

@@ -78,7 +78,15 @@ export class MapWalk implements StepMachine {
     this.root = root;
     this.fault = fault;
     this.state = W_ENTRY;
-    iter.start(root, 1, fault.gfn, this.mmu.rootGfnBits(root));
+    const bits = this.mmu.rootGfnBits(root);
+    // Not interleaving, a 4K fault under a path the last walk took and nothing above level 1
+    // has changed since: the upper entries would be read, found present and stepped through,
+    // one atomic point each; the iterator jumps to the leaf and the steps are counted.
+    if (!ctx.interleave && fault.goalLevel === 1 && iter.startAtLeaf(root, fault.gfn, bits)) {
+      this.mmu.clock.step += root.level - 1;
+      return this;
+    }
+    iter.start(root, 1, fault.gfn, bits);
     return this;
   }
 

@@ -108,19 +108,26 @@ export class TdpMmu {
 
   // ---------------------------------------------------------------- SPTE writes
 
-  /** Every store to a table goes through here, so the event stream sees every change. */
+  /**
+   * Every store to a table goes through here, so the event stream sees every change. Kept
+   * small enough to be inlined into the fault path (the event is built elsewhere), which also
+   * spares boxing the SPTE halves, doubles above 2^30, into heap numbers on every call.
+   */
   writeSpte(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
-    const oldLo = mem[off]!;
-    const oldHi = mem[off + 1]!;
+    const oldLo = this.events.on ? mem[off]! : 0;
+    const oldHi = this.events.on ? mem[off + 1]! : 0;
     mem[off] = lo;
     mem[off + 1] = hi;
-    this.clock.touch(tableSlot * 512 + ((off % U32_PER_TABLE) >>> 1));
-    if (this.events.on) {
-      this.events.emit({
-        type: "spte", vm: this.vm.id, table: tableSlot, index: (off % U32_PER_TABLE) >>> 1,
-        mirror: this.isMirrorSlot(tableSlot), level, gfn, oldLo, oldHi, newLo: lo, newHi: hi, by,
-      });
-    }
+    if (level > 1) this.pool.upperWrites++;
+    this.clock.touch(tableSlot * 512 + ((off & (U32_PER_TABLE - 1)) >>> 1));
+    if (this.events.on) this.spteEvent(off, oldLo, oldHi, lo, hi, tableSlot, level, gfn, by);
+  }
+
+  private spteEvent(off: number, oldLo: number, oldHi: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+    this.events.emit({
+      type: "spte", vm: this.vm.id, table: tableSlot, index: (off % U32_PER_TABLE) >>> 1,
+      mirror: this.isMirrorSlot(tableSlot), level, gfn, oldLo, oldHi, newLo: lo, newHi: hi, by,
+    });
   }
 
   /**
@@ -204,6 +211,17 @@ export class TdpMmu {
    * FROZEN counts as non-present here. A WARN of the kernel is a `KvmBug` in the model.
    */
   handleChangedSpte(gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
+    // The fault path's common case, kept small enough to inline: a non-present, non-frozen
+    // entry becomes a 4K leaf. Everything else takes the full checks below.
+    if (level === 1 && !isShadowPresent(oldLo) && isShadowPresent(newLo) && !isFrozen(oldLo, oldHi)) {
+      checkSpteWritableInvariants(newLo, newHi, gfn, level);
+      this.stats.pages[1]!++;
+      return;
+    }
+    this.handleChangedSpteFull(gfn, oldLo, oldHi, newLo, newHi, level, shared);
+  }
+
+  private handleChangedSpteFull(gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
     const wasPresent = isShadowPresent(oldLo);
     const isPresent = isShadowPresent(newLo);
     const wasLeaf = wasPresent && isLastSpte(oldLo, level);

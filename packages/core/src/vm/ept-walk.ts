@@ -22,18 +22,38 @@ export const WALK_PERMISSION = 2;
 export type HwUpdate = (table: number, off: number, level: number, oldLo: number, newLo: number, hi: number) => void;
 
 /**
- * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK,
- * WALK_NOT_PRESENT or WALK_PERMISSION (what the EPT violation's exit qualification tells KVM). `onUpdate`, if given, hears of every A/D update.
+ * Where the walk leaves the translation it found (reused, never allocated per walk), and the
+ * walker's paging-structure cache: the last-level table of the last 2 MiB region it walked
+ * through non-leaf entries, valid while no entry above level 1 anywhere in the pool has been
+ * written since (`PtPool.upperWrites`). With it, a walk of a known region reads only its leaf.
+ * Unlike the CPU's paging-structure caches it is exact (any upper write drops it), so no stale
+ * translation can be observed. It is not used while the explorer records footprints, which
+ * need every entry the walk reads.
  */
-/** Where the walk leaves the translation it found (reused, never allocated per walk). */
 export class WalkOut {
   pfn = 0;
   level = 0;
+  cacheRoot = -1;
+  cacheRegion = -1;
+  cacheGen = -1;
+  cacheTable = -1;
 }
 
+/**
+ * Walk `rawGfn` from the root table `rootSlot`; sets A/D like the CPU. Returns WALK_OK,
+ * WALK_NOT_PRESENT or WALK_PERMISSION (what the EPT violation's exit qualification tells KVM).
+ * `onUpdate`, if given, hears of every A/D update.
+ */
 export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null, out?: WalkOut): number {
   let slot = rootSlot;
-  for (let level = rootLevel; level >= 1; level--) {
+  let level = rootLevel;
+  const region = rawGfn - gfnOffsetInLevel(rawGfn, 2);
+  const cached = out !== undefined && pool.fp === null;
+  if (cached && out.cacheGen === pool.upperWrites && out.cacheRegion === region && out.cacheRoot === rootSlot) {
+    slot = out.cacheTable;
+    level = 1;
+  }
+  for (; level >= 1; level--) {
     const mem = pool.mem[slot >>> MEM_SHIFT]!;
     const idx = sptIndex(rawGfn, level);
     const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx;
@@ -56,6 +76,12 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
       return WALK_OK;
     }
     slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
+    if (level === 2 && cached) {
+      out.cacheRoot = rootSlot;
+      out.cacheRegion = region;
+      out.cacheGen = pool.upperWrites;
+      out.cacheTable = slot;
+    }
   }
   return WALK_NOT_PRESENT;
 }
