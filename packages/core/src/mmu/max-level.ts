@@ -12,6 +12,9 @@ import type { Memslot } from "../mem/memslots.js";
 export function maxMappingLevel(vm: BackendVm, backend: Backend, slot: Memslot, gfn: number, isPrivate: boolean, pfn: number): Level {
   const backing = isPrivate ? slot.gmem : slot.shared;
   let level = Math.min(backing ? backing.hostPageLevel : 1, KVM_MAX_HUGEPAGE_LEVEL);
+  if (level === 1) return 1;
+  // kvm_max_private_mapping_level asks the backend (gmem_max_mapping_level) only when more
+  // than 4K is possible at all.
   if (isPrivate && backend.maxMappingLevel) level = Math.min(level, backend.maxMappingLevel(vm, gfn, pfn));
   for (; level > 1; level--) {
     const span = PAGES_PER_LEVEL[level]!;
