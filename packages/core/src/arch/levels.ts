@@ -38,7 +38,7 @@ export function sptIndex(gfn: number, level: number): number {
 
 /** `gfn % KVM_PAGES_PER_HPAGE(level)`: the offset of `gfn` inside the span of one entry at `level`. */
 export function gfnOffsetInLevel(gfn: number, level: number): number {
-  if (gfn <= 0xffffffff && level <= 4) return gfn & (PAGES_PER_LEVEL[level]! - 1);
+  if (gfn <= 0xffffffff && level <= 4) return gfn & ((1 << (9 * level - 9)) - 1);
   return gfn % PAGES_PER_LEVEL[level]!;
 }
 
