@@ -27,14 +27,19 @@ export class MemAttributes {
     }
     let changed = 0;
     const e = Math.min(end, this.npages);
-    for (let g = start; g < e; g++) {
+    const bits = this.bits;
+    // Word by word: the bits of [start, e) in each word are set or cleared at once, and the
+    // ones that flipped are counted.
+    for (let g = start; g < e; ) {
       const w = g >>> 5;
-      const bit = 1 << (g & 31);
-      const was = (this.bits[w]! & bit) !== 0;
-      if (was !== priv) {
-        this.bits[w] = priv ? this.bits[w]! | bit : this.bits[w]! & ~bit;
-        changed++;
-      }
+      const lo = g & 31;
+      const hi = Math.min(32, lo + (e - g));
+      const mask = hi - lo === 32 ? 0xffffffff : (((1 << (hi - lo)) - 1) << lo) >>> 0;
+      const old = bits[w]!;
+      const next = priv ? (old | mask) >>> 0 : (old & ~mask) >>> 0;
+      changed += popcount32((old ^ next) >>> 0);
+      bits[w] = next;
+      g += hi - lo;
     }
     return changed;
   }
@@ -60,4 +65,11 @@ export class MemAttributes {
     return true;
   }
 
+}
+
+/** Set bits in a 32-bit word. */
+function popcount32(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
