@@ -86,10 +86,12 @@ export function spteToPfn(lo: number, hi: number): number {
 }
 
 export function pfnLo(pfn: number): number {
+  if (pfn <= 0xffffffff) return ((pfn & 0xfffff) << 12) >>> 0;
   return ((pfn % 0x100000) << 12) >>> 0;
 }
 
 export function pfnHi(pfn: number): number {
+  if (pfn <= 0xffffffff) return pfn >>> 20;
   return Math.floor(pfn / 0x100000) & HI_PFN_MASK;
 }
 

@@ -17,6 +17,7 @@ export class GuestBacking {
   /** Base PFN of each host page, -1 while not populated. */
   private readonly chunkBase: Float64Array;
   private readonly chunkPages: number;
+  private readonly chunkShift: number;
   /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
   private readonly prepared: Uint32Array | null;
 
@@ -28,20 +29,22 @@ export class GuestBacking {
     readonly hostPageLevel: Level,
   ) {
     this.chunkPages = hostPageLevel >= 3 ? PAGES_PER_LEVEL[3]! : FRAMES_PER_BLOCK;
+    this.chunkShift = Math.log2(this.chunkPages);
     this.chunkBase = new Float64Array(Math.ceil(npages / this.chunkPages)).fill(-1);
     this.prepared = kind === "gmem" ? new Uint32Array(Math.ceil(npages / 32)) : null;
   }
 
   /** The PFN behind page `pgoff`, populating its host page on first use. */
   getPfn(pgoff: number): number {
-    const c = Math.floor(pgoff / this.chunkPages);
+    // Host pages are a power of two of frames: a shift and a mask, exact below 2^32 pages.
+    const c = pgoff <= 0xffffffff ? pgoff >>> this.chunkShift : Math.floor(pgoff / this.chunkPages);
     let base = this.chunkBase[c]!;
     if (base < 0) {
       const blocks = this.chunkPages / FRAMES_PER_BLOCK;
       base = this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) * FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
     }
-    return base + (pgoff % this.chunkPages);
+    return base + (pgoff - c * this.chunkPages);
   }
 
   /** The PFN behind `pgoff` if populated, else -1; never allocates. */
