@@ -79,6 +79,9 @@ export class Pamt {
     let blk = this.blocks[b];
     if (!blk) {
       blk = new PamtBlock();
+      // Grown densely, so the array keeps fast elements (a far index into an empty array
+      // would turn it into a dictionary).
+      while (this.blocks.length < b) this.blocks.push(undefined);
       this.blocks[b] = blk;
     }
     return blk;
@@ -96,8 +99,32 @@ export class Pamt {
     return this.blocks[pfn >>> 9]?.bepoch[pfn & 511] ?? 0;
   }
 
+  /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLock`/`unlock`). */
   lock(pfn: number): SharexLock {
     return new PamtLock(this.block(pfn).lockState, pfn & 511) as unknown as SharexLock;
+  }
+
+  /** Takes the page's lock shared or exclusive if it can (never spins), as `PamtLock` does. */
+  tryLock(pfn: number, exclusive: boolean): boolean {
+    const state = this.block(pfn).lockState;
+    const i = pfn & 511;
+    const v = state[i]!;
+    if (exclusive) {
+      if (v !== 0) return false;
+      state[i] = -1;
+      return true;
+    }
+    if (v < 0) return false;
+    state[i] = v + 1;
+    return true;
+  }
+
+  unlock(pfn: number): void {
+    const state = this.block(pfn).lockState;
+    const i = pfn & 511;
+    const v = state[i]!;
+    if (v === 0) throw new Error("release of a free PAMT lock");
+    state[i] = v < 0 ? 0 : v - 1;
   }
 
   set(pfn: number, type: number, owner: number): void {

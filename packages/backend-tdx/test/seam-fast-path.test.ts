@@ -1,0 +1,185 @@
+/**
+ * What the SEAM module's fast path must keep exactly as it was: the S-EPT entry bits for every
+ * state (small and huge PFNs), the entry index of a GFN at every level (GFNs past 2^32 too), the
+ * S-EPT page lookup, the event text of every leaf, the order of `backendStats.calls`, the locks a
+ * failing leaf releases, and the results a caller may keep.
+ */
+import { describe, expect, it } from "vitest";
+import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core";
+import {
+  OPERAND_R8, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
+  SEPT_PENDING_BLOCKED, SeptPages, TDX_OPERAND_BUSY, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
+  septState,
+} from "../src/index.js";
+import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
+
+const MiB = 2 ** 20;
+
+function tdVm(vcpus = 1) {
+  const host = new Host({ memory: 128 * MiB });
+  const be = new TdxBackend();
+  const events: TdpEvent[] = [];
+  const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus, hostPageLevel: 1 }, be);
+  return { host, vm, be, events };
+}
+
+describe("S-EPT entries", () => {
+  // [state, pfn, level, lo, hi]: the architectural bits (reference §2) written out by hand.
+  const cases: [number, number, number, number, number][] = [
+    [SEPT_FREE, 0x1234, 0, 0, 0x80000000],
+    [SEPT_MAPPED, 0x1234, 0, 0x01234007, 0x80000000],
+    [SEPT_MAPPED, 0x1234, 1, 0x01234087, 0x80000000],
+    [SEPT_PENDING, 0x1234, 0, 0x01234000, 0x81000000],
+    [SEPT_PENDING, 0x1234, 1, 0x01234080, 0x81000000],
+    [SEPT_BLOCKED, 0x1234, 0, 0x01234000, 0x80800000],
+    [SEPT_PENDING_BLOCKED, 0x1234, 0, 0x01234000, 0x81800000],
+    [SEPT_NL_MAPPED, 0x1234, 2, 0x01234007, 0x80000000],
+    [SEPT_NL_BLOCKED, 0x1234, 2, 0x01234000, 0x80800000],
+    // PFN bits 20-31 go to the high half; past 2^32 the exact (double) path.
+    [SEPT_MAPPED, 0xfffff, 0, 0xfffff007, 0x80000000],
+    [SEPT_MAPPED, 0x100000, 0, 0x00000007, 0x80000001],
+    [SEPT_MAPPED, 0xffffffff, 0, 0xfffff007, 0x80000fff],
+    [SEPT_PENDING, 0x1_2345_6789, 0, 0x56789000, 0x81001234],
+    [SEPT_NL_MAPPED, 0xff_ffff_ffff, 3, 0xfffff007, 0x800fffff],
+  ];
+  it.each(cases)("state %i over page %i at level %i", (state, pfn, level, lo, hi) => {
+    const e = makeSeptEntry(state, pfn, level);
+    expect([e.lo, e.hi]).toEqual([lo, hi]);
+    expect(septState(e.lo, e.hi, level)).toBe(state);
+    if (state !== SEPT_FREE) expect(septPfn(e.lo, e.hi)).toBe(pfn);
+  });
+});
+
+describe("septIndex", () => {
+  const exact = (gfn: number, level: number) => Math.floor(gfn / 512 ** level) % 512;
+  it("matches the exact formula below and above 2^32, at every level including 4", () => {
+    const gfns = [0, 1, 511, 512, 0x3ffff, 0x40000, 0x7fffffff, 0x80000000, 0xffffffff, 2 ** 32, 2 ** 32 + 0x12345, 2 ** 40 - 1, 2 ** 40 + 513];
+    for (const gfn of gfns) for (let level = 0; level <= 4; level++) expect(septIndex(gfn, level)).toBe(exact(gfn, level));
+  });
+});
+
+describe("SeptPages", () => {
+  it("finds, drops and counts pages at small and huge PFNs", () => {
+    const p = new SeptPages();
+    const a = p.init(5);
+    const b = p.init(3000);
+    const c = p.init(2 ** 33 + 7);
+    expect([p.get(5), p.get(3000), p.get(2 ** 33 + 7), p.get(6), p.get(7)]).toEqual([a, b, c, undefined, undefined]);
+    expect(p.count).toBe(3);
+    p.drop(3000);
+    p.drop(2 ** 33 + 7);
+    p.drop(123456);
+    expect([p.get(3000), p.get(2 ** 33 + 7), p.count]).toEqual([undefined, undefined, 1]);
+    expect(a[0]).toBe(0);
+    expect(a[1]).toBe(0x80000000);
+  });
+});
+
+describe("the event text of every call", () => {
+  it("is the text each leaf has always had", () => {
+    const d = (name: string, tdr: number, ...ops: number[]) => {
+      const [a = 0, b = 0, c = 0, e = 0] = ops;
+      return callDetail(SEAMCALL_NAMES.indexOf(name as (typeof SEAMCALL_NAMES)[number]), tdr, a, b, c, e);
+    };
+    expect(d("TDH.MNG.CREATE", 0, 1)).toBe("tdr 0 hkid 1");
+    expect(d("TDH.MNG.KEY.CONFIG", 7)).toBe("tdr 7");
+    expect(d("TDH.MNG.ADDCX", 0, 1)).toBe("tdr 0 page 1");
+    expect(d("TDH.MNG.INIT", 0, 52, 1)).toBe("tdr 0 gpaw 52");
+    expect(d("TDH.VP.CREATE", 0, 5)).toBe("tdr 0 tdvpr 5");
+    expect(d("TDH.MR.FINALIZE", 0)).toBe("tdr 0");
+    expect(d("TDH.MR.EXTEND", 0, 0x1100)).toBe("gpa 0x1100");
+    expect(d("TDH.VP.FLUSH", 0, 5)).toBe("tdvpr 5");
+    expect(d("TDH.MNG.VPFLUSHDONE", 0)).toBe("tdr 0");
+    expect(d("TDH.MNG.KEY.FREEID", 0)).toBe("tdr 0");
+    expect(d("TDH.VP.ENTER", 0, 5)).toBe("tdvpr 5");
+    expect(d("TDH.MEM.SEPT.ADD", 0, 0x40000000, 2, 6)).toBe("gpa 0x40000000 level 2 page 6");
+    expect(d("TDH.MEM.PAGE.AUG", 0, 0x3000, 0, 1027)).toBe("gpa 0x3000 level 0 page 1027");
+    expect(d("TDH.MEM.PAGE.ADD", 0, 0x2000, 0, 1024, 9)).toBe("gpa 0x2000 page 1024");
+    expect(d("TDH.MEM.RANGE.BLOCK", 0, 0x1000, 0)).toBe("gpa 0x1000 level 0");
+    expect(d("TDH.MEM.RANGE.UNBLOCK", 0, 0x1000, 1)).toBe("gpa 0x1000 level 1");
+    expect(d("TDH.MEM.TRACK", 3)).toBe("tdr 3");
+    expect(d("TDH.MEM.PAGE.REMOVE", 0, 0x800000000000, 0)).toBe("gpa 0x800000000000 level 0");
+    expect(d("TDH.MEM.SEPT.REMOVE", 0, 0, 1)).toBe("gpa 0x0 level 1");
+    expect(d("TDH.PHYMEM.PAGE.RECLAIM", -1, 1024)).toBe("page 1024");
+    expect(d("TDH.PHYMEM.PAGE.WBINVD", 0, 1024, 1)).toBe("page 1024 hkid 1");
+    expect(d("TDG.MEM.PAGE.ACCEPT", 0, 5, 0x200000, 0)).toBe("gpa 0x200000 level 0");
+    expect(d("TDH.MEM.PAGE.AUG", 0, -4096, 0.5, 3)).toBe("gpa 0x-1000 level 0.5 page 3");
+  });
+
+  it("reaches the event stream with the leaf's name and status", () => {
+    const { vm, be } = tdVm();
+    const calls: string[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "call") calls.push(`${e.name} ${e.detail} ${e.status}`);
+    });
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
+    expect(calls).toEqual([
+      `TDH.MR.FINALIZE tdr ${be.tdr} SUCCESS`,
+      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
+      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 SUCCESS",
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 3 page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 2 page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 1 page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.PAGE\.AUG gpa 0x1000 level 0 page \d+ SUCCESS$/),
+      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
+      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 SUCCESS",
+    ]);
+  });
+});
+
+describe("backendStats.calls", () => {
+  it("lists the calls in the order each was first made, #VE and INVEPT among them", () => {
+    const { vm, be } = tdVm();
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x0, true, false))).toBe("exception");
+    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1));
+    expect(Object.keys(be.stats().calls)).toEqual([
+      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.MR.FINALIZE",
+      "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG", "#VE", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK",
+      "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD", "INVEPT",
+    ]);
+    expect(be.stats().calls["TDH.VP.ENTER"]).toBe(2);
+    // A copy each time: changing it changes nothing.
+    be.stats().calls["TDH.VP.ENTER"] = 99;
+    expect(be.stats().calls["TDH.VP.ENTER"]).toBe(2);
+  });
+
+  it("the module's platform-wide counts agree", () => {
+    const { vm, be } = tdVm();
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x0))).toBe("ok");
+    const { "#VE": _ve, INVEPT: _invept, ...seamcalls } = be.stats().calls;
+    expect(be.module.stats.calls).toEqual(seamcalls);
+    expect(be.module.stats.busy).toBe(0);
+    expect(be.module.stats.errors).toEqual({});
+  });
+});
+
+describe("locks and results", () => {
+  it("a leaf that fails on a busy page lock releases the TDR, op-state and tree locks it took", () => {
+    const { vm, be, host } = tdVm();
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x0))).toBe("ok");
+    const m = be.module;
+    const page = host.frames.allocBlocks(1, 1, host.newOwnerId(), "test") * 512;
+    const held = m.pamt.lock(page);
+    expect(held.tryShared()).toBe(true);
+    expect(m.memPageAug(0x1000, 0, be.tdr, page).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+    expect(m.pamt.lock(be.tdr).held).toBe(false);
+    expect(be.td.opStateLock.held).toBe(false);
+    expect(be.td.treeLock.held).toBe(false);
+    held.release();
+    expect(m.pamt.lock(page).held).toBe(false);
+    expect(m.memPageAug(0x1000, 0, be.tdr, page).status).toBe(TDX_SUCCESS);
+    expect(m.pamt.lock(page).held).toBe(false);
+  });
+
+  it("results are safe to keep: a success cannot be changed by its holder, failures are fresh objects", () => {
+    const { vm, be } = tdVm();
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x0))).toBe("ok");
+    const r = be.module.memTrack(be.tdr);
+    expect(r).toEqual({ status: TDX_SUCCESS });
+    expect(Object.isFrozen(r)).toBe(true);
+    const f1 = be.module.memPageAug(0x1001, 0, be.tdr, 0);
+    const f2 = be.module.memPageAug(0x1001, 0, be.tdr, 0);
+    expect(f1).not.toBe(f2);
+    expect(f1).toEqual(f2);
+  });
+});
