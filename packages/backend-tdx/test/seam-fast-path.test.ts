@@ -7,8 +7,9 @@
 import { describe, expect, it } from "vitest";
 import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core";
 import {
-  OPERAND_R8, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
-  SEPT_PENDING_BLOCKED, SeptPages, TDX_OPERAND_BUSY, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
+  OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
+  SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
+  TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
   septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
@@ -181,5 +182,66 @@ describe("locks and results", () => {
     const f2 = be.module.memPageAug(0x1001, 0, be.tdr, 0);
     expect(f1).not.toBe(f2);
     expect(f1).toEqual(f2);
+  });
+});
+
+describe("the module's remembered lookups follow the TDs and vCPUs", () => {
+  it("a TDR and a TDVPR reclaimed and made again are seen as the new TD and vCPU", () => {
+    const m = new SeamModule(4096);
+    const build = (hkid: number) => {
+      expect(m.mngCreate(0, hkid).status).toBe(TDX_SUCCESS);
+      expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
+      expect(m.mngAddcx(0, 1).status).toBe(TDX_SUCCESS);
+      expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
+      expect(m.vpCreate(0, 2).status).toBe(TDX_SUCCESS);
+    };
+    build(1);
+    const first = m.tds.get(0)!;
+    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    m.tdExit(2);
+    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+    for (const page of [2, 1, 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
+    expect(m.tds.size).toBe(0);
+    expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.mrFinalize(0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    m.tdExit(2);
+    build(2);
+    const second = m.tds.get(0)!;
+    expect(second).not.toBe(first);
+    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(second.vcpus.get(2)!.inGuest).toBe(true);
+    expect(first.vcpus.get(2)!.inGuest).toBe(false);
+    expect(second.refcount).toEqual([0, 1]);
+    m.tdExit(2);
+    expect(second.vcpus.get(2)!.inGuest).toBe(false);
+    expect(second.refcount).toEqual([0, 0]);
+  });
+
+  it("two TDs on one module: calls that alternate between them reach the right TD", () => {
+    const m = new SeamModule(4096);
+    for (const [tdr, hkid] of [[0, 1], [10, 2]] as const) {
+      m.mngCreate(tdr, hkid);
+      m.mngKeyConfig(tdr);
+      m.mngAddcx(tdr, tdr + 1);
+      m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
+      m.vpCreate(tdr, tdr + 2);
+    }
+    expect(m.mrFinalize(10).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpEnter(12).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(true);
+    expect(m.tds.get(0)!.vcpus.get(2)!.inGuest).toBe(false);
+    expect(m.guestTranslate(12, 0)).toEqual({ exit: "ept-violation" });
+    m.tdExit(2);
+    expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(true);
+    m.tdExit(12);
+    expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(false);
   });
 });

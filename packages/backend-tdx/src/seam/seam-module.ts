@@ -118,6 +118,7 @@ class TdCallLog {
 export class SeamModule {
   readonly pamt: Pamt;
   readonly sept = new SeptPages();
+  /** The TDs by TDR. Changed only by the leaves (TDH.MNG.CREATE, RECLAIM of a TDR), which bump `tdsVersion`. */
   readonly tds = new Map<number, Td>();
   /** Platform-wide counts; each TD's own counts go to its listener. */
   private readonly platformCalls = new CallCounts(SEAMCALL_NAMES);
@@ -138,6 +139,21 @@ export class SeamModule {
   private walkOff = 0;
   /** The vCPU `tdOfVcpu` found. */
   private foundVcpu: TdVcpu | undefined = undefined;
+  /**
+   * The last TD looked up by TDR, and the last vCPU by TDVPR (with the TD its PAMT owner names):
+   * a fault looks up the same ones half a dozen times. Valid while `tdsVersion` is unchanged,
+   * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
+   * `tds` and to a TD's vCPUs); the vCPU's entry is also keyed by its PAMT owner.
+   */
+  private tdsVersion = 0;
+  private cachedTdr = Number.NaN;
+  private cachedTd: Td | undefined = undefined;
+  private cachedTdVersion = -1;
+  private cachedTdvpr = Number.NaN;
+  private cachedOwner = Number.NaN;
+  private cachedVcpu: TdVcpu | undefined = undefined;
+  private cachedVcpuTd: Td | undefined = undefined;
+  private cachedVcpuVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   private addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
@@ -196,9 +212,36 @@ export class SeamModule {
         this.releaseHeld();
       }
     }
-    if (r.status !== TDX_SUCCESS) this.countFailure(r.status);
+    if (r !== SUCCESS && r.status !== TDX_SUCCESS) this.countFailure(r.status);
     log.listener?.(leaf, r, tdr, a, b, c, d);
     return r;
+  }
+
+  /** `tds.get(tdr)`, remembered. */
+  private tdAt(tdr: number): Td | undefined {
+    if (tdr !== this.cachedTdr || this.cachedTdVersion !== this.tdsVersion) {
+      this.cachedTd = this.tds.get(tdr);
+      this.cachedTdr = tdr;
+      this.cachedTdVersion = this.tdsVersion;
+    }
+    return this.cachedTd;
+  }
+
+  /**
+   * The vCPU of `tdvpr` in the TD the PAMT says owns the page, remembered; that TD (or
+   * undefined) is left in `cachedVcpuTd`.
+   */
+  private vcpuAt(tdvpr: number): TdVcpu | undefined {
+    const owner = this.pamt.owner(tdvpr);
+    if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
+      const td = this.tds.get(owner);
+      this.cachedVcpuTd = td;
+      this.cachedVcpu = td?.vcpus.get(tdvpr);
+      this.cachedTdvpr = tdvpr;
+      this.cachedOwner = owner;
+      this.cachedVcpuVersion = this.tdsVersion;
+    }
+    return this.cachedVcpu;
   }
 
   private countFailure(status: bigint): void {
@@ -239,7 +282,7 @@ export class SeamModule {
 
   /** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
   private tdPrologue(tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false): Td {
-    const td = this.tds.get(tdr);
+    const td = this.tdAt(tdr);
     this.check(this.pamt.type(tdr) === PT_TDR && td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
     this.lockPage(tdr, tdrExclusive, tdrOperand);
     this.check(!td!.fatal, TDX_TD_FATAL);
@@ -323,6 +366,7 @@ export class SeamModule {
     this.checkNewPage(tdr, OPERAND_RCX);
     this.pamt.set(tdr, PT_TDR, tdr);
     this.tds.set(tdr, new Td(tdr, hkid));
+    this.tdsVersion++;
     return ok();
   }
 
@@ -384,6 +428,7 @@ export class SeamModule {
     const v = new TdVcpu(tdvpr);
     v.initialized = true;
     td.vcpus.set(tdvpr, v);
+    this.tdsVersion++;
     return ok();
   }
 
@@ -453,11 +498,10 @@ export class SeamModule {
   /** The TD of a TDVPR page, with the vCPU in `foundVcpu`. */
   private tdOfVcpu(tdvpr: number): Td {
     this.check(this.pamt.type(tdvpr) === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
-    const td = this.tds.get(this.pamt.owner(tdvpr));
-    const v = td?.vcpus.get(tdvpr);
+    const v = this.vcpuAt(tdvpr);
     this.check(v !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     this.foundVcpu = v;
-    return td!;
+    return this.cachedVcpuTd!;
   }
 
   // ------------------------------------------------------------------ vCPU entry and exit
@@ -486,8 +530,8 @@ export class SeamModule {
 
   /** A TD exit (EPT violation, IPI, ...): the vCPU leaves the count of its epoch's parity. */
   tdExit(tdvpr: number): void {
-    const td = this.tds.get(this.pamt.owner(tdvpr));
-    const v = td?.vcpus.get(tdvpr);
+    const v = this.vcpuAt(tdvpr);
+    const td = this.cachedVcpuTd;
     if (!td || !v || !v.inGuest) return;
     v.inGuest = false;
     td.refcount[v.epoch & 1]!--;
@@ -708,6 +752,7 @@ export class SeamModule {
     if (type === PT_TDR) {
       this.check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
       this.tds.delete(pfn);
+      this.tdsVersion++;
     } else {
       td.childCount--;
     }
@@ -778,7 +823,8 @@ export class SeamModule {
    * SEPT_VE_DISABLE makes it a PENDING EPT violation exit); "exit" otherwise.
    */
   guestTranslate(tdvpr: number, gpa: number): "ok" | "ve" | GuestExit {
-    const td = this.tds.get(this.pamt.owner(tdvpr))!;
+    this.vcpuAt(tdvpr);
+    const td = this.cachedVcpuTd!;
     const gfn = Math.floor(gpa / 4096);
     let table = this.sept.get(td.septRoot)!;
     for (let lvl = td.rootLevel; lvl >= 0; lvl--) {
