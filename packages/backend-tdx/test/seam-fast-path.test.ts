@@ -9,7 +9,7 @@ import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type Tdp
 import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
+  TDX_EPT_WALK_FAILED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
   septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
@@ -243,5 +243,45 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(true);
     m.tdExit(12);
     expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(false);
+  });
+});
+
+describe("the remembered walk (paging-structure cache) follows every change above 4K", () => {
+  it("a 4K table removed and added again over another page: the walks see each change", () => {
+    const m = new SeamModule(4096);
+    m.mngCreate(0, 1);
+    m.mngKeyConfig(0);
+    m.mngAddcx(0, 1);
+    m.mngInit(0, { gpaw: 48, septVeDisable: false });
+    m.vpCreate(0, 2);
+    m.mrFinalize(0);
+    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, 0x1000)).toBe("ve");
+    expect(m.guestTranslate(2, 0x2000)).toEqual({ exit: "ept-violation" });
+    // Take the 4K page and then its table away.
+    expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageRemove(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, 0x1000)).toEqual({ exit: "ept-violation" });
+    expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 101).status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.sept.get(12)).toBeUndefined();
+    const failed = m.memPageAug(0x1000, 0, 0, 101);
+    expect(failed.status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
+    expect(failed.levelState).toBe(1n);
+    expect(m.guestTranslate(2, 0x1000)).toEqual({ exit: "ept-violation" });
+    // A new 4K table over another page: the walks go through it.
+    expect(m.memSeptAdd(0, 1, 0, 13).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 101).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, 0x1000)).toBe("ve");
+    expect(m.sept.get(13)![2]).toBe(101 << 12);
+    expect(m.entryAt(m.tds.get(0)!, 1, 0)).toEqual({ state: SEPT_PENDING, pfn: 101 });
+    // Blocking the 2M-level entry above it stops the walk again.
+    expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, 0x1000)).toEqual({ exit: "ept-violation" });
+    expect(m.memPageAug(0x3000, 0, 0, 102).status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
   });
 });

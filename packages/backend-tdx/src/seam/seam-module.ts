@@ -23,8 +23,7 @@ import {
 import { NO_TD, Pamt, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDCX, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
   SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED,
-  SeptPages, entryBigInt, entryLocked, levelState, septEntryHi, septEntryLo, septIndex, septPfn, septState,
-  septStateBit,
+  SeptPages, entryBigInt, entryLocked, levelState, septIndex, septPfn, septState, septStateBit,
 } from "./sept.js";
 import {
   OPERAND_OP_STATE, OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, OPERAND_SEPT_TREE, OPERAND_TD_EPOCH,
@@ -158,6 +157,11 @@ export class SeamModule {
   private addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
   private acceptExited = false;
+  /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
+  private leafVersion = -1;
+  private leafRoot = -1;
+  private leafBase = -1;
+  private leafTable: Uint32Array = new Uint32Array(0);
 
   constructor(totalFrames: number) {
     this.pamt = new Pamt(totalFrames);
@@ -309,6 +313,12 @@ export class SeamModule {
    * The entry found is at `walkOff` in `walkTable`.
    */
   private walk(td: Td, gfn: number, level: number): void {
+    const remembered = level === 0 ? this.rememberedLeafTable(td, gfn) : undefined;
+    if (remembered !== undefined) {
+      this.walkTable = remembered;
+      this.walkOff = 2 * septIndex(gfn, 0);
+      return;
+    }
     let table = this.sept.get(td.septRoot)!;
     for (let lvl = td.rootLevel; lvl > level; lvl--) {
       const off = 2 * septIndex(gfn, lvl);
@@ -320,6 +330,7 @@ export class SeamModule {
       }
       table = this.sept.get(septPfn(lo, hi))!;
     }
+    if (level === 0) this.rememberLeafTable(td, gfn, table);
     this.walkTable = table;
     this.walkOff = 2 * septIndex(gfn, level);
   }
@@ -345,8 +356,25 @@ export class SeamModule {
   }
 
   private setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
-    table[off] = septEntryLo(state, pfn, level);
-    table[off + 1] = septEntryHi(state, pfn);
+    this.sept.setEntry(table, off, state, pfn, level);
+  }
+
+  /**
+   * The 4K table a walk for `gfn` reached last time, if nothing it went through has changed
+   * since (same S-EPT version and root, same 2 MiB of GFNs), else undefined. A fault walks the
+   * S-EPT three times for the same GFN (the guest's access, AUG, the access again) and the next
+   * fault goes to the same table: the hardware's paging-structure cache, in short.
+   */
+  private rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
+    if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBase !== gfn - (gfn % 512)) return undefined;
+    return this.leafTable;
+  }
+
+  private rememberLeafTable(td: Td, gfn: number, table: Uint32Array): void {
+    this.leafVersion = this.sept.version;
+    this.leafRoot = td.septRoot;
+    this.leafBase = gfn - (gfn % 512);
+    this.leafTable = table;
   }
 
   /** "Tracked": blocked in an epoch no vCPU can still be running with (reference §3). */
@@ -826,14 +854,16 @@ export class SeamModule {
     this.vcpuAt(tdvpr);
     const td = this.cachedVcpuTd!;
     const gfn = Math.floor(gpa / 4096);
-    let table = this.sept.get(td.septRoot)!;
-    for (let lvl = td.rootLevel; lvl >= 0; lvl--) {
+    const remembered = this.rememberedLeafTable(td, gfn);
+    let table = remembered ?? this.sept.get(td.septRoot)!;
+    for (let lvl = remembered ? 0 : td.rootLevel; lvl >= 0; lvl--) {
       const off = 2 * septIndex(gfn, lvl);
       const lo = table[off]!;
       const hi = table[off + 1]!;
       const st = septState(lo, hi, lvl);
       if (st === SEPT_NL_MAPPED) {
         table = this.sept.get(septPfn(lo, hi))!;
+        if (lvl === 1) this.rememberLeafTable(td, gfn, table);
         continue;
       }
       if (st === SEPT_MAPPED) return "ok";

@@ -121,6 +121,12 @@ export function entryBigInt(lo: number, hi: number): bigint {
  * and anything else (never an S-EPT page in practice) goes to a Map so that any PFN stays exact.
  */
 export class SeptPages {
+  /**
+   * Bumped whenever a page comes or goes or an entry above 4K is written through `setEntry`:
+   * the walk down to a 4K table depends on nothing else, so a walk remembered at one version
+   * holds while it lasts. Only the module writes S-EPT entries (the pages are its memory).
+   */
+  version = 0;
   private readonly blocks: ((Uint32Array | undefined)[] | undefined)[] = [];
   private readonly others = new Map<number, Uint32Array>();
   private size = 0;
@@ -130,6 +136,7 @@ export class SeptPages {
     const t = new Uint32Array(1024);
     for (let i = 1; i < 1024; i += 2) t[i] = SEPT_FREE_HI;
     this.put(pfn, t);
+    this.version++;
     return t;
   }
 
@@ -140,6 +147,14 @@ export class SeptPages {
 
   drop(pfn: number): void {
     this.put(pfn, undefined);
+    this.version++;
+  }
+
+  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`. */
+  setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
+    table[off] = septEntryLo(state, pfn, level);
+    table[off + 1] = septEntryHi(state, pfn);
+    if (level > 0) this.version++;
   }
 
   get count(): number {
