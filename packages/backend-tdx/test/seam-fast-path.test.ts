@@ -285,3 +285,59 @@ describe("the remembered walk (paging-structure cache) follows every change abov
     expect(m.memPageAug(0x3000, 0, 0, 102).status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
   });
 });
+
+describe("locks a leaf takes within its step", () => {
+  function runnableTd() {
+    const m = new SeamModule(4096);
+    m.mngCreate(0, 1);
+    m.mngKeyConfig(0);
+    m.mngAddcx(0, 1);
+    m.mngInit(0, { gpaw: 48, septVeDisable: false });
+    m.vpCreate(0, 2);
+    m.mrFinalize(0);
+    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) m.memSeptAdd(0, level!, 0, page!);
+    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    return m;
+  }
+
+  it("PAGE.REMOVE of a leaf that names the TDR itself: the TDR's lock is the prologue's, so OPERAND_BUSY|RCX", () => {
+    const m = runnableTd();
+    expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    // Corrupt the blocked leaf to point at page 0 (the TDR), as no leaf ever would.
+    const t = m.sept.get(12)!;
+    const e = makeSeptEntry(SEPT_BLOCKED, 0, 0);
+    t[2] = e.lo;
+    t[3] = e.hi;
+    expect(m.memPageRemove(0x1000, 0, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    expect(m.pamt.lock(0).held).toBe(false);
+    expect([t[2], t[3]]).toEqual([e.lo, e.hi]);
+  });
+
+  it("locks held across the step by others make the leaf BUSY and stay held; free ones stay free", () => {
+    const m = runnableTd();
+    const td = m.tds.get(0)!;
+    expect(td.treeLock.tryExclusive()).toBe(true);
+    expect(m.memPageAug(0x2000, 0, 0, 101).status).toBe(TDX_OPERAND_BUSY + 0x92n);
+    expect(td.treeLock.exclusive).toBe(true);
+    td.treeLock.release();
+    expect(td.treeLock.tryShared()).toBe(true);
+    expect(m.memPageAug(0x2000, 0, 0, 101).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(0x2000, 0, 0).status).toBe(TDX_OPERAND_BUSY + 0x92n);
+    expect(td.treeLock.readers).toBe(1);
+    td.treeLock.release();
+    const page = m.pamt.lock(0);
+    expect(page.tryExclusive()).toBe(true);
+    expect(m.memPageAug(0x3000, 0, 0, 102).status).toBe(TDX_OPERAND_BUSY + 2n);
+    page.release();
+    expect([td.treeLock.held, td.opStateLock.held, td.epochLock.held, m.pamt.lock(0).held, m.pamt.lock(102).held]).toEqual([false, false, false, false, false]);
+  });
+
+  it("a TDR lock with 127 readers ends free after a leaf takes it shared (the Int8 lock wraps, as it always did)", () => {
+    const m = runnableTd();
+    const l = m.pamt.lock(0);
+    for (let i = 0; i < 127; i++) expect(l.tryShared()).toBe(true);
+    expect(m.memPageAug(0x2000, 0, 0, 101).status).toBe(TDX_SUCCESS);
+    expect(l.held).toBe(false);
+  });
+});

@@ -105,32 +105,25 @@ export class Pamt {
     return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch[pfn & BLOCK_MASK] ?? 0;
   }
 
-  /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLock`/`unlock`). */
+  /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLockAndRelease`). */
   lock(pfn: number): SharexLock {
     return new PamtLock(this.block(pfn).lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
   }
 
-  /** Takes the page's lock shared or exclusive if it can (never spins), as `PamtLock` does. */
-  tryLock(pfn: number, exclusive: boolean): boolean {
+  /**
+   * Takes the page's lock (never spinning) and releases it again, as a leaf does within its one
+   * step: true if it could be taken, and the lock left as `PamtLock`'s take and release leave it.
+   */
+  tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
     const state = this.block(pfn).lockState;
     const i = pfn & BLOCK_MASK;
     const v = state[i]!;
-    if (exclusive) {
-      if (v !== 0) return false;
-      state[i] = -1;
-      return true;
-    }
+    if (exclusive) return v === 0;
     if (v < 0) return false;
-    state[i] = v + 1;
+    // Taken shared, 127 readers wrap the Int8 to -128, which the release reads as exclusive and
+    // frees: the lock ends at 0.
+    if (v === 127) state[i] = 0;
     return true;
-  }
-
-  unlock(pfn: number): void {
-    const state = this.block(pfn).lockState;
-    const i = pfn & BLOCK_MASK;
-    const v = state[i]!;
-    if (v === 0) throw new Error("release of a free PAMT lock");
-    state[i] = v < 0 ? 0 : v - 1;
   }
 
   set(pfn: number, type: number, owner: number): void {

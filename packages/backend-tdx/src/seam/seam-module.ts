@@ -9,9 +9,9 @@
  *
  * Speed: a fault costs two TDH.VP.ENTERs and a TDH.MEM.PAGE.AUG, so a successful call allocates
  * nothing. Each leaf's body is a method the dispatcher calls with numeric operands (no closure),
- * successes share one frozen result, the locks a leaf holds are a fixed stack (the PAMT's by
- * PFN), the walk leaves its result in fields, sets of states and op states are bit masks, and
- * the event text is made only when the TD's listener asks for it.
+ * successes share one frozen result, locks are checked rather than held (see `lock`), the walk
+ * leaves its result in fields, sets of states and op states are bit masks, and the event text is
+ * made only when the TD's listener asks for it.
  */
 import { CallCounts } from "./call-counts.js";
 import {
@@ -129,10 +129,8 @@ export class SeamModule {
   private lastLog: TdCallLog | undefined = undefined;
   /** Plaintext the guest keeps in its private pages, by PFN (the model of memory contents). */
   private readonly plaintext = new Map<number, string>();
-  /** The locks the running leaf holds, in the order taken: a sharex lock, or null for the PAMT lock of `heldPfns[i]`. */
-  private readonly heldLocks: (SharexLock | null)[] = [];
-  private readonly heldPfns: number[] = [];
-  private nHeld = 0;
+  /** The TDR whose PAMT lock the running leaf took in its prologue (NaN before). */
+  private lockedTdr = Number.NaN;
   /** Where the last `walk` ended: the table at the level asked for and the entry's offset in it. */
   private walkTable: Uint32Array = new Uint32Array(0);
   private walkOff = 0;
@@ -206,14 +204,12 @@ export class SeamModule {
     const n = ++log.counts[leaf]!;
     let r = log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
     if (r === null) {
-      this.nHeld = 0;
+      this.lockedTdr = Number.NaN;
       try {
         r = body.call(this, tdr, a, b, c, d);
       } catch (e) {
         if (!(e instanceof SeamError)) throw e;
         r = e.result;
-      } finally {
-        this.releaseHeld();
       }
     }
     if (r !== SUCCESS && r.status !== TDX_SUCCESS) this.countFailure(r.status);
@@ -253,35 +249,29 @@ export class SeamModule {
     if (!isOk(status)) this.errorCounts[statusName(status)] = (this.errorCounts[statusName(status)] ?? 0) + 1;
   }
 
-  private releaseHeld(): void {
-    for (let i = 0; i < this.nHeld; i++) {
-      const l = this.heldLocks[i];
-      this.heldLocks[i] = null;
-      if (l) l.release();
-      else this.pamt.unlock(this.heldPfns[i]!);
-    }
-    this.nHeld = 0;
-  }
-
   private check(cond: boolean, status: bigint, operand = 0n): void {
     if (!cond) throw new SeamError(fail(status, operand));
   }
 
+  /**
+   * Takes a lock for the rest of the leaf (the module's locks never spin: a lock it cannot take
+   * is OPERAND_BUSY with the operand's ID). A leaf is one atomic step of the model and releases
+   * what it took before the step ends, so taking is modelled as checking that the lock could be
+   * taken: the same status at the same point, and the lock as it was once the step is over. That
+   * is exact because no leaf takes the same lock twice; the one case that could (a page whose
+   * PAMT lock is the TDR's, already taken by the prologue) `lockPage` answers as the held lock would.
+   */
   private lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): void {
-    if (!(exclusive ? l.tryExclusive() : l.tryShared())) {
-      throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
-    }
-    this.heldLocks[this.nHeld] = l;
-    this.heldPfns[this.nHeld] = 0;
-    this.nHeld++;
+    if (!l.tryTakeAndRelease(exclusive)) throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
   }
 
   /** The PAMT entry lock of `pfn` (a page or a TDR), as `lock` does for the other locks. */
   private lockPage(pfn: number, exclusive: boolean, busyOperand: bigint): void {
-    if (!this.pamt.tryLock(pfn, exclusive)) throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
-    this.heldLocks[this.nHeld] = null;
-    this.heldPfns[this.nHeld] = pfn;
-    this.nHeld++;
+    // The prologue holds the TDR's lock (shared or exclusive) and every later page lock is
+    // exclusive, so a page that is the TDR itself could not be locked.
+    if (pfn === this.lockedTdr || !this.pamt.tryLockAndRelease(pfn, exclusive)) {
+      throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
+    }
   }
 
   /** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
@@ -289,6 +279,7 @@ export class SeamModule {
     const td = this.tdAt(tdr);
     this.check(this.pamt.type(tdr) === PT_TDR && td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
     this.lockPage(tdr, tdrExclusive, tdrOperand);
+    this.lockedTdr = tdr;
     this.check(!td!.fatal, TDX_TD_FATAL);
     this.check(td!.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
     this.lock(td!.opStateLock, false, OPERAND_OP_STATE);
