@@ -341,3 +341,29 @@ describe("locks a leaf takes within its step", () => {
     expect(l.held).toBe(false);
   });
 });
+
+describe("septEntries", () => {
+  it("lists every present entry depth first, as a recursive walk of the tables does", () => {
+    const { vm, be } = tdVm();
+    for (const gpa of [0x0, 0x1000, 0x3ff000, 0x400000, 0x800000, 0xf34000]) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
+    expect(be.module.memRangeBlock(0x1000, 0, be.tdr).status).toBe(TDX_SUCCESS);
+    expect(be.module.memRangeBlock(0x800000, 1, be.tdr).status).toBe(TDX_SUCCESS);
+    const m = be.module;
+    const expected: [number, number, number, number][] = [];
+    const visit = (page: number, level: number, base: number) => {
+      const t = m.sept.get(page)!;
+      for (let i = 0; i < 512; i++) {
+        const st = septState(t[2 * i]!, t[2 * i + 1]!, level);
+        if (st === SEPT_FREE) continue;
+        const gfn = base + i * 512 ** level;
+        expected.push([gfn, level, st, septPfn(t[2 * i]!, t[2 * i + 1]!)]);
+        if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visit(septPfn(t[2 * i]!, t[2 * i + 1]!), level - 1, gfn);
+      }
+    };
+    visit(be.td.septRoot, be.td.rootLevel, 0);
+    const listed = [...m.septEntries(be.td)];
+    expect(listed).toEqual(expected);
+    expect(listed.map(([, level, state]) => `${level}:${state}`)).toContain(`1:${SEPT_NL_BLOCKED}`);
+    expect(listed.filter(([, level]) => level === 0)).toHaveLength(6);
+  });
+});

@@ -883,8 +883,9 @@ export class SeamModule {
    * counting): its state and page, or FREE when the walk stops above the level.
    */
   entryAt(td: Td, gfn: number, level: number): { state: number; pfn: number } {
-    let table = this.sept.get(td.septRoot);
-    for (let lvl = td.rootLevel; lvl >= level && table; lvl--) {
+    const remembered = level === 0 ? this.rememberedLeafTable(td, gfn) : undefined;
+    let table = remembered ?? this.sept.get(td.septRoot);
+    for (let lvl = remembered ? 0 : td.rootLevel; lvl >= level && table; lvl--) {
       const off = 2 * septIndex(gfn, lvl);
       const lo = table[off]!;
       const hi = table[off + 1]!;
@@ -892,6 +893,7 @@ export class SeamModule {
       if (lvl === level) return { state: st, pfn: septPfn(lo, hi) };
       if (st !== SEPT_NL_MAPPED) return { state: SEPT_FREE, pfn: 0 };
       table = this.sept.get(septPfn(lo, hi));
+      if (lvl === 1 && table) this.rememberLeafTable(td, gfn, table);
     }
     return { state: SEPT_FREE, pfn: 0 };
   }
@@ -916,21 +918,42 @@ export class SeamModule {
     return -1;
   }
 
-  /** Every present entry of a TD's S-EPT below the root: [gfn, TDX level, state, PFN]. */
+  /**
+   * Every present entry of a TD's S-EPT below the root: [gfn, TDX level, state, PFN], depth
+   * first (an entry, then the table under it, then the next entry). One generator with its own
+   * stack: a recursive one passed each of a 64 GiB TD's 16 million entries up through every level.
+   */
   *septEntries(td: Td): Generator<[gfn: number, level: number, state: number, pfn: number]> {
-    const visit = function* (this: SeamModule, page: number, level: number, base: number): Generator<[number, number, number, number]> {
-      const t = this.sept.get(page)!;
-      for (let i = 0; i < 512; i++) {
-        const lo = t[2 * i]!;
-        const hi = t[2 * i + 1]!;
-        const st = septState(lo, hi, level);
-        if (st === SEPT_FREE) continue;
-        const gfn = base + i * 512 ** level;
-        yield [gfn, level, st, septPfn(lo, hi)];
-        if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) yield* visit.call(this, septPfn(lo, hi), level - 1, gfn);
+    const tables: (Uint32Array | undefined)[] = [this.sept.get(td.septRoot)];
+    const levels = [td.rootLevel];
+    const bases = [0];
+    const next = [0];
+    while (tables.length > 0) {
+      const top = tables.length - 1;
+      const i = next[top]!;
+      if (i === 512) {
+        tables.pop();
+        levels.pop();
+        bases.pop();
+        next.pop();
+        continue;
       }
-    };
-    yield* visit.call(this, td.septRoot, td.rootLevel, 0);
+      next[top] = i + 1;
+      const t = tables[top]!;
+      const level = levels[top]!;
+      const lo = t[2 * i]!;
+      const hi = t[2 * i + 1]!;
+      const st = septState(lo, hi, level);
+      if (st === SEPT_FREE) continue;
+      const gfn = bases[top]! + i * 512 ** level;
+      yield [gfn, level, st, septPfn(lo, hi)];
+      if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) {
+        tables.push(this.sept.get(septPfn(lo, hi)));
+        levels.push(level - 1);
+        bases.push(gfn);
+        next.push(0);
+      }
+    }
   }
 }
 
