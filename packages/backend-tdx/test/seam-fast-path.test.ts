@@ -24,6 +24,20 @@ function tdVm(vcpus = 1) {
   return { host, vm, be, events };
 }
 
+/** A runnable TD on a module of its own (TDR 0, TDCS 1, TDVPR 2), S-EPT tables 10-12 over GPA 0, page 100 AUGed at 0x1000. */
+function runnableTd(): SeamModule {
+  const m = new SeamModule(4096);
+  m.mngCreate(0, 1);
+  m.mngKeyConfig(0);
+  m.mngAddcx(0, 1);
+  m.mngInit(0, { gpaw: 48, septVeDisable: false });
+  m.vpCreate(0, 2);
+  m.mrFinalize(0);
+  for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+  return m;
+}
+
 describe("S-EPT entries", () => {
   // [state, pfn, level, lo, hi]: the architectural bits (reference §2) written out by hand.
   const cases: [number, number, number, number, number][] = [
@@ -248,15 +262,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
 
 describe("the remembered walk (paging-structure cache) follows every change above 4K", () => {
   it("a 4K table removed and added again over another page: the walks see each change", () => {
-    const m = new SeamModule(4096);
-    m.mngCreate(0, 1);
-    m.mngKeyConfig(0);
-    m.mngAddcx(0, 1);
-    m.mngInit(0, { gpaw: 48, septVeDisable: false });
-    m.vpCreate(0, 2);
-    m.mrFinalize(0);
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    const m = runnableTd();
     expect(m.guestTranslate(2, 0x1000)).toBe("ve");
     expect(m.guestTranslate(2, 0x2000)).toEqual({ exit: "ept-violation" });
     // Take the 4K page and then its table away.
@@ -287,19 +293,6 @@ describe("the remembered walk (paging-structure cache) follows every change abov
 });
 
 describe("locks a leaf takes within its step", () => {
-  function runnableTd() {
-    const m = new SeamModule(4096);
-    m.mngCreate(0, 1);
-    m.mngKeyConfig(0);
-    m.mngAddcx(0, 1);
-    m.mngInit(0, { gpaw: 48, septVeDisable: false });
-    m.vpCreate(0, 2);
-    m.mrFinalize(0);
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) m.memSeptAdd(0, level!, 0, page!);
-    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
-    return m;
-  }
-
   it("PAGE.REMOVE of a leaf that names the TDR itself: the TDR's lock is the prologue's, so OPERAND_BUSY|RCX", () => {
     const m = runnableTd();
     expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);

@@ -104,6 +104,11 @@ const ST_BLOCKABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_PENDING) | se
 const ST_BLOCKED = septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING_BLOCKED) | septStateBit(SEPT_NL_BLOCKED);
 const ST_NON_LEAF = septStateBit(SEPT_NL_MAPPED) | septStateBit(SEPT_NL_BLOCKED);
 
+/** How a leaf takes the S-EPT tree lock. */
+const NO_TREE_LOCK = 0;
+const TREE_SHARED = 1;
+const TREE_EXCLUSIVE = 2;
+
 /** 4096 · 512^level - 1 for the levels whose alignment a 32-bit mask can test (it divides 2^32). */
 const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
 
@@ -324,6 +329,18 @@ export class SeamModule {
     if (level === 0) this.rememberLeafTable(td, gfn, table);
     this.walkTable = table;
     this.walkOff = 2 * septIndex(gfn, level);
+  }
+
+  /**
+   * Checks 6-8 of a leaf on one S-EPT entry: the GPA at `level` (in [minLevel, maxLevel]), the
+   * S-EPT tree lock (`tree`: TREE_SHARED, TREE_EXCLUSIVE or NO_TREE_LOCK), the walk. Returns the
+   * table the entry is in; its offset is `walkOff`.
+   */
+  private septOperand(td: Td, gpa: number, level: number, minLevel: number, maxLevel: number, tree: number): Uint32Array {
+    const gfn = this.checkGpa(td, gpa, level, minLevel, maxLevel);
+    if (tree !== NO_TREE_LOCK) this.lock(td.treeLock, tree === TREE_EXCLUSIVE, OPERAND_SEPT_TREE);
+    this.walk(td, gfn, level);
+    return this.walkTable;
   }
 
   /** Checks 9-10: the entry lock, then the state the leaf needs (`allowed`: a mask of `septStateBit`s). */
@@ -565,10 +582,7 @@ export class SeamModule {
 
   private memSeptAddLeaf(tdr: number, gpa: number, level: number, page: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel);
-    this.lock(td.treeLock, false, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 1, td.rootLevel, TREE_SHARED);
     const off = this.walkOff;
     this.entryState(table, off, level, ST_FREE);
     this.checkNewPage(page, OPERAND_R8);
@@ -586,10 +600,7 @@ export class SeamModule {
 
   private memPageAugLeaf(tdr: number, gpa: number, level: number, page: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 0, 0);
-    this.lock(td.treeLock, false, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 0, 0, TREE_SHARED);
     const off = this.walkOff;
     this.entryState(table, off, level, ST_FREE);
     this.checkNewPage(page, OPERAND_R8);
@@ -610,9 +621,7 @@ export class SeamModule {
 
   private memPageAddLeaf(tdr: number, gpa: number, level: number, page: number, source: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INITIALIZED, true);
-    const gfn = this.checkGpa(td, gpa, level, 0, 0);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 0, 0, NO_TREE_LOCK);
     const off = this.walkOff;
     this.entryState(table, off, level, ST_FREE);
     this.checkNewPage(page, OPERAND_R8);
@@ -632,10 +641,7 @@ export class SeamModule {
 
   private memRangeBlockLeaf(tdr: number, gpa: number, level: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel);
-    this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
     const off = this.walkOff;
     const lo = table[off]!;
     const hi = table[off + 1]!;
@@ -659,10 +665,7 @@ export class SeamModule {
 
   private memRangeUnblockLeaf(tdr: number, gpa: number, level: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 0, td.rootLevel);
-    this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
     const off = this.walkOff;
     const st = this.entryState(table, off, level, ST_BLOCKED);
     const pfn = septPfn(table[off]!, table[off + 1]!);
@@ -698,10 +701,7 @@ export class SeamModule {
 
   private memPageRemoveLeaf(tdr: number, gpa: number, level: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 0, 2);
-    this.lock(td.treeLock, false, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 0, 2, TREE_SHARED);
     const off = this.walkOff;
     const st = this.entryState(table, off, level, ST_REMOVABLE);
     const pfn = septPfn(table[off]!, table[off + 1]!);
@@ -727,10 +727,7 @@ export class SeamModule {
 
   private memSeptRemoveLeaf(tdr: number, gpa: number, level: number): SeamResult {
     const td = this.tdPrologue(tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-    const gfn = this.checkGpa(td, gpa, level, 1, td.rootLevel);
-    this.lock(td.treeLock, true, OPERAND_SEPT_TREE);
-    this.walk(td, gfn, level);
-    const table = this.walkTable;
+    const table = this.septOperand(td, gpa, level, 1, td.rootLevel, TREE_EXCLUSIVE);
     const off = this.walkOff;
     const st = this.entryState(table, off, level, ST_NON_LEAF);
     const page = septPfn(table[off]!, table[off + 1]!);
