@@ -201,7 +201,7 @@ export class SeamModule {
 
   /**
    * Runs one leaf on behalf of the TD `tdr` (NO_TD when no TD is involved): counts it, applies
-   * injected faults, releases the locks it took, and tells the TD's listener.
+   * injected faults, turns a failed check into its status, and tells the TD's listener.
    */
   private call(leaf: number, tdr: number, a: number, b: number, c: number, d: number, body: LeafBody): SeamResult {
     this.platformCalls.add(leaf);
