@@ -33,22 +33,35 @@ export interface RmpUpdate {
  * (FAIL_PERMISSION) until firmware reclaims it; pages in use by VMRUN give FAIL_INUSE.
  */
 export function rmpupdate(rmp: Rmp, pfn: number, u: RmpUpdate, inUse: (pfn: number) => boolean): number {
-  if (!rmp.covers(pfn) || (u.size2m && pfn % 512 !== 0)) return FAIL_INPUT;
+  const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
+  return rmpupdateEntry(rmp, pfn, flags, u.asid, u.gfn, inUse);
+}
+
+/**
+ * RMPUPDATE with the new entry as its RMP bits (`RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE`),
+ * ASID and GFN, as the instruction takes them in its operand (no object per call).
+ */
+export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: number, gfn: number, inUse: (pfn: number) => boolean): number {
+  const assigned = (flags & RMP_ASSIGNED) !== 0;
+  const size2m = (flags & RMP_PAGE_2M) !== 0;
+  if (!rmp.covers(pfn) || (size2m && pfn % 512 !== 0)) return FAIL_INPUT;
   if (inUse(pfn)) return FAIL_INUSE;
-  const governing = rmp.lookup(pfn);
-  if (governing.immutable) return FAIL_PERMISSION;
-  if (u.size2m) {
+  const governing = rmp.flagsOf(rmp.governing(pfn));
+  if ((governing & RMP_IMMUTABLE) !== 0) return FAIL_PERMISSION;
+  if (size2m) {
     // Every 4K entry of the range must be hypervisor-owned; the head may only be the 2M entry itself.
     const head = rmp.flagsOf(pfn);
     if ((head & RMP_ASSIGNED) !== 0 && (head & RMP_PAGE_2M) === 0) return FAIL_OVERLAP;
     for (let i = 1; i < 512; i++) if (rmp.flagsOf(pfn + i) & RMP_ASSIGNED) return FAIL_OVERLAP;
-  } else if (governing.assigned && governing.size2m) {
+  } else if ((governing & RMP_ASSIGNED) !== 0 && (governing & RMP_PAGE_2M) !== 0) {
     return FAIL_OVERLAP;
   }
-  const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
-  rmp.set(pfn, u.assigned ? flags : 0, u.assigned ? u.asid : 0, u.assigned ? u.gfn : 0);
+  rmp.set(pfn, assigned ? flags & (RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE) : 0, assigned ? asid : 0, assigned ? gfn : 0);
   return RMP_SUCCESS;
 }
+
+/** For callers with no VMRUN in flight: no page is in use. */
+export const NOTHING_IN_USE = (_pfn: number): boolean => false;
 
 /** PSMASH: an assigned 2M entry becomes 512 4K entries with consecutive GPAs; Validated is kept. */
 export function psmash(rmp: Rmp, pfn: number): number {
@@ -72,15 +85,21 @@ export type PvalidateResult =
  * is FAIL_SIZEMISMATCH; no change is FAIL_NOUPDATE (CF=1).
  */
 export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, validate: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult {
-  const e = rmp.lookup(pfn);
-  const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
-  if (!e.assigned || e.asid !== asid || expectGfn !== gfn || e.immutable) return { kind: "npf", errorCode: npfBase | rmpBit };
-  if (!size2m && e.size2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
-  if (size2m && !e.size2m) return { kind: "status", status: FAIL_SIZEMISMATCH };
-  const f = rmp.flagsOf(e.pfn);
-  if (((f & RMP_VALIDATED) !== 0) === validate) return { kind: "status", status: FAIL_NOUPDATE };
-  rmp.setFlags(e.pfn, validate ? f | RMP_VALIDATED : f & ~RMP_VALIDATED);
-  return { kind: "ok" };
+  const g = rmp.governing(pfn);
+  const f = rmp.flagsOf(g);
+  const entry2m = (f & RMP_PAGE_2M) !== 0;
+  const expectGfn = entry2m ? rmp.gfnOf(g) + (pfn - g) : rmp.gfnOf(g);
+  if ((f & RMP_ASSIGNED) === 0 || rmp.asidOf(g) !== asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return { kind: "npf", errorCode: npfBase | rmpBit };
+  if (!size2m && entry2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
+  if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
+  if (((f & RMP_VALIDATED) !== 0) === validate) return PVALIDATE_NOUPDATE;
+  rmp.setFlags(g, validate ? f | RMP_VALIDATED : f & ~RMP_VALIDATED);
+  return PVALIDATE_OK;
 }
+
+/** The results PVALIDATE gives without an error code: shared, so never changed. */
+const PVALIDATE_OK: PvalidateResult = Object.freeze({ kind: "ok" });
+const PVALIDATE_SIZEMISMATCH: PvalidateResult = Object.freeze({ kind: "status", status: FAIL_SIZEMISMATCH });
+const PVALIDATE_NOUPDATE: PvalidateResult = Object.freeze({ kind: "status", status: FAIL_NOUPDATE });
 
 export { RMP_IMMUTABLE, RMP_VALIDATED };

@@ -6,7 +6,12 @@
  *
  * Lookup, as the hardware does it: the 2M-aligned entry first; if it is an assigned 2M entry it
  * governs the frame, otherwise the frame's own entry does. Entries live in typed arrays per
- * 2 MiB block, made on first use: 7 bytes a frame instead of the hardware's 16.
+ * 16 MiB block of frames, made on first use: 7 bytes a frame instead of the hardware's 16. (A
+ * block per 2 MiB cost a few microseconds to make for every 512 frames a guest first used.)
+ *
+ * The access check and guest_memfd's prepare read the RMP on every fault, so they use the
+ * field readers (`governing`, `flagsOf`, `asidOf`, `gfnOf`), which allocate nothing; `lookup`
+ * and `raw` give the same as an object, for checks and tools.
  */
 export const RMP_ASSIGNED = 1;
 export const RMP_PAGE_2M = 2;
@@ -14,11 +19,18 @@ export const RMP_IMMUTABLE = 4;
 export const RMP_VALIDATED = 8;
 export const RMP_VMSA = 16;
 
+/** Frames per block: 4096 (16 MiB). */
+const BLOCK_SHIFT = 12;
+const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_FRAMES - 1;
+
 class RmpBlock {
-  readonly flags = new Uint8Array(512);
-  readonly asid = new Uint16Array(512);
+  /** One buffer for the three arrays: one backing store per block, not three. */
+  private readonly bytes = new ArrayBuffer(BLOCK_FRAMES * 7);
+  readonly flags = new Uint8Array(this.bytes, 0, BLOCK_FRAMES);
+  readonly asid = new Uint16Array(this.bytes, BLOCK_FRAMES, BLOCK_FRAMES);
   /** The GFN the frame must be reached at (GPAs below 16 TiB). */
-  readonly gfn = new Uint32Array(512);
+  readonly gfn = new Uint32Array(this.bytes, BLOCK_FRAMES * 3, BLOCK_FRAMES);
 }
 
 export interface RmpEntry {
@@ -42,10 +54,13 @@ export class Rmp {
   }
 
   private block(pfn: number, create: boolean): RmpBlock | undefined {
-    const b = pfn >>> 9;
+    const b = pfn >>> BLOCK_SHIFT;
     let blk = this.blocks[b];
     if (!blk && create) {
       blk = new RmpBlock();
+      // Grown densely, so the array keeps fast elements (a far index into an empty array
+      // would turn it into a dictionary).
+      while (this.blocks.length < b) this.blocks.push(undefined);
       this.blocks[b] = blk;
     }
     return blk;
@@ -53,35 +68,47 @@ export class Rmp {
 
   /** The raw entry of one frame (not the lookup rule). */
   flagsOf(pfn: number): number {
-    return this.block(pfn, false)?.flags[pfn & 511] ?? 0;
+    return this.block(pfn, false)?.flags[pfn & BLOCK_MASK] ?? 0;
+  }
+
+  asidOf(pfn: number): number {
+    return this.block(pfn, false)?.asid[pfn & BLOCK_MASK] ?? 0;
+  }
+
+  gfnOf(pfn: number): number {
+    return this.block(pfn, false)?.gfn[pfn & BLOCK_MASK] ?? 0;
+  }
+
+  /** The frame whose entry governs `pfn`: its 2M head if that is an assigned 2M entry, else `pfn` itself. */
+  governing(pfn: number): number {
+    const head = pfn - (pfn % 512);
+    const hf = this.flagsOf(head);
+    return (hf & RMP_ASSIGNED) !== 0 && (hf & RMP_PAGE_2M) !== 0 ? head : pfn;
   }
 
   raw(pfn: number): RmpEntry {
     const blk = this.block(pfn, false);
-    const f = blk?.flags[pfn & 511] ?? 0;
+    const f = blk?.flags[pfn & BLOCK_MASK] ?? 0;
     return {
       assigned: (f & RMP_ASSIGNED) !== 0, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
-      validated: (f & RMP_VALIDATED) !== 0, asid: blk?.asid[pfn & 511] ?? 0, gfn: blk?.gfn[pfn & 511] ?? 0, pfn,
+      validated: (f & RMP_VALIDATED) !== 0, asid: blk?.asid[pfn & BLOCK_MASK] ?? 0, gfn: blk?.gfn[pfn & BLOCK_MASK] ?? 0, pfn,
     };
   }
 
   /** The entry that governs `pfn`: its 2M head's if that is an assigned 2M entry, else its own. */
   lookup(pfn: number): RmpEntry {
-    const head = pfn - (pfn % 512);
-    const hf = this.flagsOf(head);
-    if ((hf & RMP_ASSIGNED) !== 0 && (hf & RMP_PAGE_2M) !== 0) return this.raw(head);
-    return this.raw(pfn);
+    return this.raw(this.governing(pfn));
   }
 
   set(pfn: number, flags: number, asid: number, gfn: number): void {
     const blk = this.block(pfn, true)!;
-    blk.flags[pfn & 511] = flags;
-    blk.asid[pfn & 511] = asid;
-    blk.gfn[pfn & 511] = gfn;
+    blk.flags[pfn & BLOCK_MASK] = flags;
+    blk.asid[pfn & BLOCK_MASK] = asid;
+    blk.gfn[pfn & BLOCK_MASK] = gfn;
   }
 
   setFlags(pfn: number, flags: number): void {
-    this.block(pfn, true)!.flags[pfn & 511] = flags;
+    this.block(pfn, true)!.flags[pfn & BLOCK_MASK] = flags;
   }
 
   /** Every assigned entry: [pfn, entry]. */
@@ -89,7 +116,7 @@ export class Rmp {
     for (let b = 0; b < this.blocks.length; b++) {
       const blk = this.blocks[b];
       if (!blk) continue;
-      for (let i = 0; i < 512; i++) if (blk.flags[i]! & RMP_ASSIGNED) yield this.raw(b * 512 + i);
+      for (let i = 0; i < BLOCK_FRAMES; i++) if (blk.flags[i]! & RMP_ASSIGNED) yield this.raw(b * BLOCK_FRAMES + i);
     }
   }
 }

@@ -14,9 +14,10 @@ import {
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
-import { Rmp } from "./rmp.js";
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
-  FAIL_NOUPDATE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdate, type RmpUpdate,
+  FAIL_NOUPDATE, NOTHING_IN_USE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
+  type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
 
@@ -31,6 +32,18 @@ export const PFERR_ENC = 1n << 34n;
 export const PFERR_SIZEM = 1n << 35n;
 /** #VC error code for an access to a page the guest never validated. */
 export const SVM_EXIT_PAGE_NOT_VALIDATED = 0x404;
+
+/**
+ * The same bits as numbers, for error codes built on every access: all below 2^36, so exact as
+ * doubles, and distinct, so a sum of them is their OR (no bigint until someone reads one).
+ */
+const ERR_PRESENT = Number(PFERR_PRESENT);
+const ERR_WRITE = Number(PFERR_WRITE);
+const ERR_USER = Number(PFERR_USER);
+const ERR_RMP = Number(PFERR_RMP);
+const ERR_GUEST_FINAL = Number(PFERR_GUEST_FINAL);
+const ERR_ENC = Number(PFERR_ENC);
+const ERR_SIZEM = Number(PFERR_SIZEM);
 
 const platforms = new WeakMap<Host, { rmp: Rmp; nextAsid: number }>();
 
@@ -51,6 +64,18 @@ export interface SevException {
 }
 
 const RMP_CALLS = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH"];
+const RMPUPDATE = 0;
+const PSMASH = 1;
+const PVALIDATE = 2;
+
+/** Exception kinds as kept in the ring (an index into this list). */
+const KINDS: SevException["kind"][] = ["#NPF", "#VC", "#PF"];
+const NPF = 0;
+const VC = 1;
+const PF = 2;
+/** The ring keeps the latest 1,000 to 1,999: at 2,000 the older 1,000 go at once (O(1) each). */
+const RING = 2000;
+const RING_DROP = 1000;
 
 @injectable()
 export class SevBackend implements Backend {
@@ -63,21 +88,40 @@ export class SevBackend implements Backend {
 
   rmp!: Rmp;
   asid = 0;
-  /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (at least the last 1,000; counts are in stats). */
-  readonly exceptions: SevException[] = [];
-  /** How many were ever raised: `exceptionsSince(raisedTotal)` later gives the new ones. */
+  /** How many exceptions were ever raised: `exceptionsSince(raisedTotal)` later gives the new ones. */
   raisedTotal = 0;
+  /**
+   * The latest exceptions, kept as numbers in a ring (a guest that never validates raises a #VC
+   * on every access; objects kept that long would be copied by every young-generation GC).
+   * Exception `i` (counting from 0 since the start) is in slot `i % RING` while it is kept.
+   */
+  private readonly ringKind = new Uint8Array(RING);
+  private readonly ringGpa = new Float64Array(RING);
+  private readonly ringCode = new Float64Array(RING);
+  private kept = 0;
+
+  /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (at least the last 1,000; counts are in stats). A new array each time. */
+  get exceptions(): SevException[] {
+    const out: SevException[] = [];
+    for (let i = this.raisedTotal - this.kept; i < this.raisedTotal; i++) {
+      const s = i % RING;
+      out.push({ kind: KINDS[this.ringKind[s]!]!, gpa: this.ringGpa[s]!, errorCode: BigInt(this.ringCode[s]!) });
+    }
+    return out;
+  }
 
   /** The exceptions raised since the total was `mark` (as many as are still kept). */
   exceptionsSince(mark: number): SevException[] {
-    const first = this.raisedTotal - this.exceptions.length;
+    const first = this.raisedTotal - this.kept;
     return this.exceptions.slice(Math.max(0, mark - first));
   }
   private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
-  private readonly callCount = new Map<string, number>();
+  /** Calls of RMPUPDATE, PSMASH and PVALIDATE (indexes into RMP_CALLS), for fault injection. */
+  private readonly callCount = new Float64Array(RMP_CALLS.length);
   private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
   private vm!: BackendVm;
-  private lastNpf: SevException | null = null;
+  /** The error code of the #NPF KVM has not looked at yet (`faultFixup`), or -1. */
+  private lastNpfCode = -1;
   private lastFailure = "";
 
   init(vm: BackendVm): void {
@@ -93,8 +137,13 @@ export class SevBackend implements Backend {
 
   /** `sev_gmem_max_mapping_level`: the RMP entry's size, 4K for an unassigned frame. */
   maxMappingLevel(_vm: BackendVm, _gfn: number, pfn: number): Level {
-    const e = this.rmp.lookup(pfn);
-    return e.assigned && e.size2m ? 2 : 1;
+    const f = this.rmp.flagsOf(this.rmp.governing(pfn));
+    return (f & RMP_ASSIGNED) !== 0 && (f & RMP_PAGE_2M) !== 0 ? 2 : 1;
+  }
+
+  /** Whether the entry that governs `pfn` assigns it (to any guest). */
+  private assigned(pfn: number): boolean {
+    return (this.rmp.flagsOf(this.rmp.governing(pfn)) & RMP_ASSIGNED) !== 0;
   }
 
   // ------------------------------------------------------------------ guest_memfd
@@ -105,14 +154,14 @@ export class SevBackend implements Backend {
    * all 512 frames are hypervisor-owned; else 4K. Already assigned: nothing to do.
    */
   gmemPrepare(vm: BackendVm, gfn: number, pfn: number): number {
-    if (this.rmp.lookup(pfn).assigned) return 0;
+    if (this.assigned(pfn)) return 0;
     const head = pfn - (pfn % 512);
     const gfnHead = gfn - (gfn % 512);
     let huge = vm.config.hostPageLevel >= 2 && pfn % 512 === gfn % 512;
-    for (let i = 0; huge && i < 512; i++) if (this.rmp.lookup(head + i).assigned) huge = false;
+    for (let i = 0; huge && i < 512; i++) if (this.assigned(head + i)) huge = false;
     const r = huge
-      ? this.rmpUpdate(head, { assigned: true, size2m: true, immutable: false, asid: this.asid, gfn: gfnHead })
-      : this.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: this.asid, gfn });
+      ? this.rmpUpdateEntry(head, RMP_ASSIGNED | RMP_PAGE_2M, this.asid, gfnHead)
+      : this.rmpUpdateEntry(pfn, RMP_ASSIGNED, this.asid, gfn);
     return r === RMP_SUCCESS ? 0 : EIO;
   }
 
@@ -123,17 +172,18 @@ export class SevBackend implements Backend {
    */
   gmemInvalidate(_vm: BackendVm, pfn: number, npages: number): void {
     for (let p = pfn; p < pfn + npages; p++) {
-      const e = this.rmp.lookup(p);
-      if (!e.assigned) continue;
-      if (e.size2m) {
-        if (e.pfn === p && p + 512 <= pfn + npages) {
-          this.rmpUpdate(p, { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 });
+      const g = this.rmp.governing(p);
+      const f = this.rmp.flagsOf(g);
+      if ((f & RMP_ASSIGNED) === 0) continue;
+      if ((f & RMP_PAGE_2M) !== 0) {
+        if (g === p && p + 512 <= pfn + npages) {
+          this.rmpUpdateEntry(p, RMP_PAGE_2M, 0, 0);
           p += 511;
           continue;
         }
-        this.psmash(e.pfn);
+        this.psmash(g);
       }
-      this.rmpUpdate(p, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 });
+      this.rmpUpdateEntry(p, 0, 0, 0);
     }
   }
 
@@ -173,17 +223,20 @@ export class SevBackend implements Backend {
    */
   checkTranslation(_vm: BackendVm, _vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
     const gfn = Math.floor(gpa / 4096);
-    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | (write ? PFERR_WRITE : 0n) | (privateAccess ? PFERR_ENC : 0n);
-    const e = this.rmp.lookup(pfn);
+    const base = ERR_GUEST_FINAL + ERR_PRESENT + ERR_USER + (write ? ERR_WRITE : 0) + (privateAccess ? ERR_ENC : 0);
+    const g = this.rmp.governing(pfn);
+    const f = this.rmp.flagsOf(g);
+    const assigned = (f & RMP_ASSIGNED) !== 0;
     if (!privateAccess) {
-      if (write && e.assigned) return this.npf(gpa, base | PFERR_RMP);
+      if (write && assigned) return this.npf(gpa, base + ERR_RMP);
       return ACCESS_OK;
     }
-    const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
-    if (!e.assigned || e.asid !== this.asid || expectGfn !== gfn || e.immutable) return this.npf(gpa, base | PFERR_RMP);
-    if ((level >= 2) !== e.size2m) return this.npf(gpa, base | PFERR_RMP | PFERR_SIZEM);
-    if (!e.validated) {
-      this.raise({ kind: "#VC", gpa, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) });
+    const size2m = (f & RMP_PAGE_2M) !== 0;
+    const expectGfn = size2m ? this.rmp.gfnOf(g) + (pfn - g) : this.rmp.gfnOf(g);
+    if (!assigned || this.rmp.asidOf(g) !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(gpa, base + ERR_RMP);
+    if ((level >= 2) !== size2m) return this.npf(gpa, base + ERR_RMP + ERR_SIZEM);
+    if ((f & RMP_VALIDATED) === 0) {
+      this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
     }
     return ACCESS_OK;
@@ -194,17 +247,19 @@ export class SevBackend implements Backend {
    * is PSMASHed and its 2M range zapped, so it re-faults at 4K. A 4K entry: nothing to do.
    */
   faultFixup(vm: BackendVm, _vcpu: number, gpa: number): { gfn: number; npages: number } | null {
-    const npf = this.lastNpf;
-    this.lastNpf = null;
-    if (!npf || (npf.errorCode & PFERR_RMP) === 0n) return null;
+    const code = this.lastNpfCode;
+    this.lastNpfCode = -1;
+    // Bit 31 (RMP): the code is below 2^36, so the bit is that of the code divided by 2^31.
+    if (code < 0 || Math.floor(code / ERR_RMP) % 2 === 0) return null;
     const gfn = Math.floor(gpa / 4096);
     if (!vm.attributes.isPrivate(gfn)) return null;
     const slot = vm.memslots.find(gfn);
     const pfn = slot?.gmem?.peekPfn(gfn - slot.baseGfn) ?? -1;
     if (pfn < 0) return null;
-    const e = this.rmp.lookup(pfn);
-    if (!e.assigned || !e.size2m) return null;
-    if (this.psmash(e.pfn) !== RMP_SUCCESS) return null;
+    const g = this.rmp.governing(pfn);
+    const f = this.rmp.flagsOf(g);
+    if ((f & RMP_ASSIGNED) === 0 || (f & RMP_PAGE_2M) === 0) return null;
+    if (this.psmash(g) !== RMP_SUCCESS) return null;
     return { gfn: gfn - (gfn % 512), npages: 512 };
   }
 
@@ -215,7 +270,7 @@ export class SevBackend implements Backend {
   guestAccept(_vm: BackendVm, _vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
-    const injected = this.injectedStatus("PVALIDATE");
+    const injected = this.injectedStatus(PVALIDATE);
     if (injected !== null) {
       this.count("PVALIDATE", injected);
       return ACCESS_GUEST_EXCEPTION;
@@ -224,7 +279,7 @@ export class SevBackend implements Backend {
     const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
       this.count("PVALIDATE", RMP_SUCCESS);
-      return this.npf(gpa, r.errorCode);
+      return this.npf(gpa, Number(r.errorCode));
     }
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
     this.count("PVALIDATE", status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
@@ -233,30 +288,37 @@ export class SevBackend implements Backend {
 
   /** A host write to a frame (the kernel's direct map): an assigned frame gives #PF with the RMP bit. */
   hostWrite(pfn: number): SevException | null {
-    if (!this.rmp.lookup(pfn).assigned) return null;
+    if (!this.assigned(pfn)) return null;
     const ex: SevException = { kind: "#PF", gpa: -1, errorCode: PFERR_RMP | PFERR_WRITE | PFERR_PRESENT };
-    this.raise(ex);
+    this.raise(PF, ex.gpa, Number(ex.errorCode));
     return ex;
   }
 
   // ------------------------------------------------------------------ instructions, counted
 
   rmpUpdate(pfn: number, u: RmpUpdate): number {
-    const status = this.injectedStatus("RMPUPDATE") ?? rmpupdate(this.rmp, pfn, u, () => false);
+    const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
+    return this.rmpUpdateEntry(pfn, flags, u.asid, u.gfn);
+  }
+
+  /** RMPUPDATE with the new entry as RMP bits, ASID and GFN (see `rmpupdateEntry`), counted. */
+  private rmpUpdateEntry(pfn: number, flags: number, asid: number, gfn: number): number {
+    const status = this.injectedStatus(RMPUPDATE) ?? rmpupdateEntry(this.rmp, pfn, flags, asid, gfn, NOTHING_IN_USE);
     this.count("RMPUPDATE", status);
     return status;
   }
 
   psmash(pfn: number): number {
-    const status = this.injectedStatus("PSMASH") ?? psmash(this.rmp, pfn);
+    const status = this.injectedStatus(PSMASH) ?? psmash(this.rmp, pfn);
     this.count("PSMASH", status);
     return status;
   }
 
-  private injectedStatus(call: string): number | null {
-    const n = (this.callCount.get(call) ?? 0) + 1;
-    this.callCount.set(call, n);
-    for (const f of this.injected) if (f.call === call && n >= f.nth && n < f.nth + f.times) return f.status;
+  /** Counts a call of RMP_CALLS[call]; the status an injected fault gives it (the first that matches), or null. */
+  private injectedStatus(call: number): number | null {
+    const n = ++this.callCount[call]!;
+    if (this.injected.length === 0) return null;
+    for (const f of this.injected) if (f.call === RMP_CALLS[call] && n >= f.nth && n < f.nth + f.times) return f.status;
     return null;
   }
 
@@ -272,21 +334,25 @@ export class SevBackend implements Backend {
     if (this.vm?.events.on) this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
   }
 
-  private npf(gpa: number, errorCode: bigint): number {
-    const ex: SevException = { kind: "#NPF", gpa, errorCode };
-    this.lastNpf = ex;
-    this.raise(ex);
+  private npf(gpa: number, errorCode: number): number {
+    this.lastNpfCode = errorCode;
+    this.raise(NPF, gpa, errorCode);
     return ACCESS_FAULT_PRESENT;
   }
 
-  private raise(ex: SevException): void {
-    // Keep the latest 1,000: drop the older half at once, so a flood of #VC costs O(1) each.
-    if (this.exceptions.length >= 2000) this.exceptions.splice(0, 1000);
-    this.exceptions.push(ex);
+  /** The hardware raises exception `kind` (an index into KINDS) with `errorCode`: kept in the ring, counted, and an event. */
+  private raise(kind: number, gpa: number, errorCode: number): void {
+    if (this.kept >= RING) this.kept -= RING_DROP;
+    const s = this.raisedTotal % RING;
+    this.ringKind[s] = kind;
+    this.ringGpa[s] = gpa;
+    this.ringCode[s] = errorCode;
+    this.kept++;
     this.raisedTotal++;
-    this.counters.calls[ex.kind] = (this.counters.calls[ex.kind] ?? 0) + 1;
+    const name = KINDS[kind]!;
+    this.counters.calls[name] = (this.counters.calls[name] ?? 0) + 1;
     if (this.vm?.events.on) {
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name: ex.kind, detail: `gpa 0x${ex.gpa.toString(16)} error 0x${ex.errorCode.toString(16)}`, status: "raised" });
+      this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised" });
     }
   }
 
@@ -335,7 +401,7 @@ export class SevBackend implements Backend {
         return ex ? { status: "#PF", detail: `error 0x${ex.errorCode.toString(16)}` } : { status: "OK", detail: "written" };
       }
       case "HOST.READ":
-        return { status: "OK", detail: this.rmp.lookup(pfn).assigned ? "ciphertext" : "plaintext" };
+        return { status: "OK", detail: this.assigned(pfn) ? "ciphertext" : "plaintext" };
       default:
         throw new Error(`raw call '${call}' is not one the SEV backend knows (RMPUPDATE.PRIVATE, RMPUPDATE.SHARED, PSMASH, HOST.WRITE, HOST.READ)`);
     }

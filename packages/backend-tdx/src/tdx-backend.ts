@@ -17,9 +17,12 @@ import {
 } from "@tdpemu/core";
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
-import { SEAMCALL_NAMES, SeamModule, type SeamResult } from "./seam/seam-module.js";
+import { CallCounts } from "./seam/call-counts.js";
+import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
+import { SeamModule, type SeamResult } from "./seam/seam-module.js";
 import {
-  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass, statusName,
+  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_SUCCESS, formatStatus, isBusy, isOk, statusClass,
+  statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 import { SEPT_FREE } from "./seam/sept.js";
@@ -42,6 +45,10 @@ function nextHkid(host: Host): number {
 }
 
 const TDCS_PAGES = 4;
+/** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
+const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT"];
+const VE = SEAMCALL_NAMES.length;
+const INVEPT = VE + 1;
 const TDX_SEAMCALL_RETRIES = 10000;
 
 @injectable()
@@ -62,7 +69,9 @@ export class TdxBackend implements Backend {
   /** #VE injected into the guest for accesses to PENDING pages, by vCPU. */
   readonly veCount: number[] = [];
   bugged = false;
-  private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
+  private readonly calls = new CallCounts(COUNTED);
+  private busy = 0;
+  private readonly errors: Record<string, number> = {};
   private readonly leakedPfns = new Set<number>();
   private vm!: BackendVm;
 
@@ -74,7 +83,7 @@ export class TdxBackend implements Backend {
     this.pages = new ControlPages(vm.host.frames, vm.owner);
     this.hkid = nextHkid(vm.host);
     this.tdr = this.pages.alloc();
-    this.module.listen(this.tdr, (name, r, detail) => this.count(name, r, detail));
+    this.module.listen(this.tdr, (leaf, r, tdr, a, b, c, d) => this.count(leaf, r, tdr, a, b, c, d));
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
     this.td = this.module.tds.get(this.tdr)!;
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
@@ -238,7 +247,7 @@ export class TdxBackend implements Backend {
    */
   flushTlb(): void {
     this.kickAll();
-    this.counters.calls.INVEPT = (this.counters.calls.INVEPT ?? 0) + 1;
+    this.calls.add(INVEPT);
   }
 
   // ------------------------------------------------------------------ the guest
@@ -255,7 +264,7 @@ export class TdxBackend implements Backend {
     if (t === "ok") return ACCESS_OK;
     if (t === "ve") {
       this.veCount[vcpu]!++;
-      this.counters.calls["#VE"] = (this.counters.calls["#VE"] ?? 0) + 1;
+      this.calls.add(VE);
       return ACCESS_GUEST_EXCEPTION;
     }
     this.module.tdExit(this.tdvprs[vcpu]!);
@@ -346,12 +355,16 @@ export class TdxBackend implements Backend {
     else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
   }
 
-  private count(name: string, r: SeamResult, detail: string): void {
-    const c = this.counters;
-    c.calls[name] = (c.calls[name] ?? 0) + 1;
-    if (isBusy(r.status)) c.busy++;
-    if (!isOk(r.status)) c.errors[statusName(r.status)] = (c.errors[statusName(r.status)] ?? 0) + 1;
-    if (this.vm?.events.on) this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail, status: statusName(r.status) });
+  /** Every call the module made for this TD: counted, and an event (with its text) if someone listens. */
+  private count(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+    this.calls.add(leaf);
+    if (r.status !== TDX_SUCCESS) {
+      if (isBusy(r.status)) this.busy++;
+      if (!isOk(r.status)) this.errors[statusName(r.status)] = (this.errors[statusName(r.status)] ?? 0) + 1;
+    }
+    if (this.vm?.events.on) {
+      this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status: statusName(r.status) });
+    }
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host
@@ -396,6 +409,6 @@ export class TdxBackend implements Backend {
   }
 
   stats(): BackendStats {
-    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+    return { calls: this.calls.record(), busy: this.busy, errors: { ...this.errors } };
   }
 }

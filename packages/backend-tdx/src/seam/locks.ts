@@ -25,6 +25,14 @@ export class SharexLock {
     return true;
   }
 
+  /**
+   * Takes the lock and releases it again, as a leaf does within its one step: true if it could
+   * be taken. The lock is left as it was.
+   */
+  tryTakeAndRelease(exclusive: boolean): boolean {
+    return exclusive ? !this.exclusive && this.readers === 0 : !this.exclusive;
+  }
+
   release(): void {
     if (this.exclusive) this.exclusive = false;
     else if (this.readers > 0) this.readers--;

@@ -2,8 +2,9 @@
  * The PAMT: the module's metadata for every 4 KiB granule of TDX-convertible memory (reference
  * §4): page type, owner (the TDR's PFN), BEPOCH (the TD epoch when the page was blocked) and a
  * host-priority lock. The real PAMT costs 16 bytes per page; here 10 (type, owner, BEPOCH and
- * the lock in typed arrays), per 2 MiB block, made on first use, so memory the module never sees
- * costs nothing. Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
+ * the lock in typed arrays), per 16 MiB block of frames, made on first use, so memory the module
+ * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
+ * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
  */
 import { SharexLock } from "./locks.js";
 
@@ -22,12 +23,17 @@ export const PAGE_TYPE_NAMES: Record<number, string> = {
 /** The owner of a page no TD owns: -1, since a TDR may sit at PFN 0. */
 export const NO_TD = -1;
 
+/** Frames per block: 4096 (16 MiB). */
+const BLOCK_SHIFT = 12;
+const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_FRAMES - 1;
+
 class PamtBlock {
-  readonly type = new Uint8Array(512);
-  readonly owner = new Int32Array(512).fill(NO_TD);
-  readonly bepoch = new Uint32Array(512);
+  readonly type = new Uint8Array(BLOCK_FRAMES);
+  readonly owner = new Int32Array(BLOCK_FRAMES).fill(NO_TD);
+  readonly bepoch = new Uint32Array(BLOCK_FRAMES);
   /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
-  readonly lockState = new Int8Array(512);
+  readonly lockState = new Int8Array(BLOCK_FRAMES);
 }
 
 /** A view of one PAMT entry's lock with the `SharexLock` interface (made per use, not stored). */
@@ -75,40 +81,60 @@ export class Pamt {
   }
 
   private block(pfn: number): PamtBlock {
-    const b = pfn >>> 9;
+    const b = pfn >>> BLOCK_SHIFT;
     let blk = this.blocks[b];
     if (!blk) {
       blk = new PamtBlock();
+      // Grown densely, so the array keeps fast elements (a far index into an empty array
+      // would turn it into a dictionary).
+      while (this.blocks.length < b) this.blocks.push(undefined);
       this.blocks[b] = blk;
     }
     return blk;
   }
 
   type(pfn: number): number {
-    return this.blocks[pfn >>> 9]?.type[pfn & 511] ?? PT_NDA;
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.type[pfn & BLOCK_MASK] ?? PT_NDA;
   }
 
   owner(pfn: number): number {
-    return this.blocks[pfn >>> 9]?.owner[pfn & 511] ?? NO_TD;
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.owner[pfn & BLOCK_MASK] ?? NO_TD;
   }
 
   bepoch(pfn: number): number {
-    return this.blocks[pfn >>> 9]?.bepoch[pfn & 511] ?? 0;
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch[pfn & BLOCK_MASK] ?? 0;
   }
 
+  /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLockAndRelease`). */
   lock(pfn: number): SharexLock {
-    return new PamtLock(this.block(pfn).lockState, pfn & 511) as unknown as SharexLock;
+    return new PamtLock(this.block(pfn).lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
+  }
+
+  /**
+   * Takes the page's lock (never spinning) and releases it again, as a leaf does within its one
+   * step: true if it could be taken, and the lock left as `PamtLock`'s take and release leave it.
+   */
+  tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
+    const state = this.block(pfn).lockState;
+    const i = pfn & BLOCK_MASK;
+    const v = state[i]!;
+    if (exclusive) return v === 0;
+    if (v < 0) return false;
+    // Taken shared, 127 readers wrap the Int8 to -128, which the release reads as exclusive and
+    // frees: the lock ends at 0.
+    if (v === 127) state[i] = 0;
+    return true;
   }
 
   set(pfn: number, type: number, owner: number): void {
     const blk = this.block(pfn);
-    blk.type[pfn & 511] = type;
-    blk.owner[pfn & 511] = owner;
-    blk.bepoch[pfn & 511] = 0;
+    blk.type[pfn & BLOCK_MASK] = type;
+    blk.owner[pfn & BLOCK_MASK] = owner;
+    blk.bepoch[pfn & BLOCK_MASK] = 0;
   }
 
   setBepoch(pfn: number, epoch: number): void {
-    this.block(pfn).bepoch[pfn & 511] = epoch;
+    this.block(pfn).bepoch[pfn & BLOCK_MASK] = epoch;
   }
 
   /** Every granule of a given type and owner (for invariant checks). */
@@ -116,8 +142,8 @@ export class Pamt {
     for (let b = 0; b < this.blocks.length; b++) {
       const blk = this.blocks[b];
       if (!blk) continue;
-      for (let i = 0; i < 512; i++) {
-        if (blk.type[i] !== PT_NDA && blk.owner[i] === owner) yield [b * 512 + i, blk.type[i]!];
+      for (let i = 0; i < BLOCK_FRAMES; i++) {
+        if (blk.type[i] !== PT_NDA && blk.owner[i] === owner) yield [b * BLOCK_FRAMES + i, blk.type[i]!];
       }
     }
   }

@@ -41,10 +41,6 @@ export function septPfn(lo: number, hi: number): number {
   return (lo >>> 12) + (hi & HI_PFN_MASK) * 0x100000;
 }
 
-function pfnBits(pfn: number): SeptEntry {
-  return { lo: ((pfn % 0x100000) << 12) >>> 0, hi: Math.floor(pfn / 0x100000) & HI_PFN_MASK };
-}
-
 /** The public state of the entry at TDX `level`. */
 export function septState(lo: number, hi: number, level: number): number {
   const leaf = level === 0 || (lo & PS) !== 0;
@@ -60,22 +56,42 @@ export function septState(lo: number, hi: number, level: number): number {
   return SEPT_FREE;
 }
 
-/** The entry for `state` over `pfn` at TDX `level` (locks clear). */
-export function makeSeptEntry(state: number, pfn: number, level: number): SeptEntry {
-  if (state === SEPT_FREE) return { lo: SEPT_FREE_LO, hi: SEPT_FREE_HI };
-  const e = pfnBits(pfn);
+/**
+ * The low half of the entry for `state` over `pfn` at TDX `level` (locks clear): HPA bits 12-31,
+ * PS for a leaf above 4K, RWX for the present states. With `septEntryHi`, what the module writes
+ * when a leaf changes state; two numbers rather than an object, so a SEAMCALL allocates nothing.
+ */
+export function septEntryLo(state: number, pfn: number, level: number): number {
+  if (state === SEPT_FREE) return SEPT_FREE_LO;
+  // PFNs below 2^32 (hosts up to 16 TiB) take integer math; the rest the exact double math.
+  const pfnLo = (pfn >>> 0) === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
   const leafPs = level > 0 && (state & 0x80) === 0 ? PS : 0;
-  let lo = e.lo | leafPs;
-  let hi = e.hi | SVE;
+  const rwx = state === SEPT_NL_MAPPED || state === SEPT_MAPPED ? RWX : 0;
+  return (pfnLo | leafPs | rwx) >>> 0;
+}
+
+/** The high half: HPA bits 32-51, suppress-#VE, and the TDB / TDP bits of the blocked and pending states. */
+export function septEntryHi(state: number, pfn: number): number {
+  if (state === SEPT_FREE) return SEPT_FREE_HI;
+  const pfnHi = (pfn >>> 0) === pfn ? pfn >>> 20 : Math.floor(pfn / 0x100000) & HI_PFN_MASK;
+  let bits = 0;
   switch (state) {
-    case SEPT_NL_MAPPED: lo |= RWX; break;
-    case SEPT_NL_BLOCKED: hi |= TDB; break;
-    case SEPT_MAPPED: lo |= RWX; break;
-    case SEPT_PENDING: hi |= TDP; break;
-    case SEPT_BLOCKED: hi |= TDB; break;
-    case SEPT_PENDING_BLOCKED: hi |= TDB | TDP; break;
+    case SEPT_NL_BLOCKED: bits = TDB; break;
+    case SEPT_PENDING: bits = TDP; break;
+    case SEPT_BLOCKED: bits = TDB; break;
+    case SEPT_PENDING_BLOCKED: bits = TDB | TDP; break;
   }
-  return { lo: lo >>> 0, hi: hi >>> 0 };
+  return (pfnHi | SVE | bits) >>> 0;
+}
+
+/** The entry for `state` over `pfn` at TDX `level` (locks clear), as an object (for tests and tools). */
+export function makeSeptEntry(state: number, pfn: number, level: number): SeptEntry {
+  return { lo: septEntryLo(state, pfn, level), hi: septEntryHi(state, pfn) };
+}
+
+/** A state as one bit (FREE..MAPPED bits 0-4, NL_BLOCKED 9, NL_MAPPED 12), so that the set of states a leaf accepts is one number. */
+export function septStateBit(state: number): number {
+  return 1 << ((state & 7) | ((state & 0x80) >>> 4));
 }
 
 export function entryLocked(lo: number): boolean {
@@ -98,32 +114,78 @@ export function entryBigInt(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
-/** S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables. */
+/**
+ * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables. Looked up
+ * on every level of every walk, so by two array loads (2 MiB block of PFNs, then the page in it)
+ * rather than a Map; the pages the module takes are TDMR pages, whose PFNs are far below 2^32,
+ * and anything else (never an S-EPT page in practice) goes to a Map so that any PFN stays exact.
+ */
 export class SeptPages {
-  private readonly pages = new Map<number, Uint32Array>();
+  /**
+   * Bumped whenever a page comes or goes or an entry above 4K is written through `setEntry`:
+   * the walk down to a 4K table depends on nothing else, so a walk remembered at one version
+   * holds while it lasts. Only the module writes S-EPT entries (the pages are its memory).
+   */
+  version = 0;
+  private readonly blocks: ((Uint32Array | undefined)[] | undefined)[] = [];
+  private readonly others = new Map<number, Uint32Array>();
+  private size = 0;
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
   init(pfn: number): Uint32Array {
     const t = new Uint32Array(1024);
     for (let i = 1; i < 1024; i += 2) t[i] = SEPT_FREE_HI;
-    this.pages.set(pfn, t);
+    this.put(pfn, t);
+    this.version++;
     return t;
   }
 
   get(pfn: number): Uint32Array | undefined {
-    return this.pages.get(pfn);
+    if ((pfn >>> 0) !== pfn) return this.others.get(pfn);
+    return this.blocks[pfn >>> 9]?.[pfn & 511];
   }
 
   drop(pfn: number): void {
-    this.pages.delete(pfn);
+    this.put(pfn, undefined);
+    this.version++;
+  }
+
+  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`. */
+  setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
+    table[off] = septEntryLo(state, pfn, level);
+    table[off + 1] = septEntryHi(state, pfn);
+    if (level > 0) this.version++;
   }
 
   get count(): number {
-    return this.pages.size;
+    return this.size;
+  }
+
+  private put(pfn: number, t: Uint32Array | undefined): void {
+    const had = this.get(pfn) !== undefined;
+    if ((pfn >>> 0) !== pfn) {
+      if (t) this.others.set(pfn, t);
+      else this.others.delete(pfn);
+    } else {
+      let blk = this.blocks[pfn >>> 9];
+      if (!blk) {
+        if (!t) return;
+        blk = new Array<Uint32Array | undefined>(512).fill(undefined);
+        // Grown densely, so the array keeps fast elements (a far index into an empty array
+        // would turn it into a dictionary).
+        while (this.blocks.length < pfn >>> 9) this.blocks.push(undefined);
+        this.blocks[pfn >>> 9] = blk;
+      }
+      blk[pfn & 511] = t;
+    }
+    this.size += (t ? 1 : 0) - (had ? 1 : 0);
   }
 }
 
 /** Index of `gfn`'s entry at TDX `level` (0 = 4K). */
 export function septIndex(gfn: number, level: number): number {
+  // GFNs below 2^32 (GPAs below 16 TiB) by shift and mask; above, exact double math. Level 4
+  // (5-level S-EPT) would shift by 36: every GFN below 2^32 is in entry 0 there.
+  if ((gfn >>> 0) === gfn) return level < 4 ? (gfn >>> (9 * level)) & 511 : 0;
   return Math.floor(gfn / 512 ** level) % 512;
 }

@@ -68,13 +68,15 @@ export function statusClass(s: bigint): bigint {
 }
 
 export function isBusy(s: bigint): boolean {
+  // SUCCESS first: no bigint arithmetic (which allocates) for the common case.
+  if (s === TDX_SUCCESS) return false;
   const c = statusClass(s);
   return c === TDX_OPERAND_BUSY || c === TDX_OPERAND_BUSY_HOST_PRIORITY || c === TDX_PREVIOUS_TLB_EPOCH_BUSY;
 }
 
 /** Success, or a warning (class 0x0…): bit 63 clear. */
 export function isOk(s: bigint): boolean {
-  return s >> 63n === 0n;
+  return s === TDX_SUCCESS || s >> 63n === 0n;
 }
 
 export function statusName(s: bigint): string {

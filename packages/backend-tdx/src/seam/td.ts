@@ -43,7 +43,9 @@ export class Td {
   /** The S-EPT root (a TDCX page) and its TDX level (3 for 4-level, 4 for 5-level). */
   septRoot = -1;
   rootLevel = 3;
-  gpaw = 48;
+  private gpawBits = 48;
+  /** 2^(GPAW-1), kept with GPAW: every GPA a leaf takes is checked against it. */
+  private sharedBit = 2 ** 47;
   /** TD attribute SEPT_VE_DISABLE: a PENDING access exits to the VMM instead of a #VE. */
   septVeDisable = false;
   readonly vcpus = new Map<number, TdVcpu>();
@@ -55,7 +57,17 @@ export class Td {
     readonly hkid: number,
   ) {}
 
+  /** Guest physical address width (TDH.MNG.INIT's GPAW: 48 or 52). */
+  get gpaw(): number {
+    return this.gpawBits;
+  }
+
+  set gpaw(bits: number) {
+    this.gpawBits = bits;
+    this.sharedBit = 2 ** (bits - 1);
+  }
+
   get sharedBitGpa(): number {
-    return 2 ** (this.gpaw - 1);
+    return this.sharedBit;
   }
 }

@@ -1,0 +1,31 @@
+/**
+ * How many times each call was made, counted by index in a typed array (a string-keyed record
+ * costs a keyed property store per call) and reported as the record `backendStats.calls` has
+ * always been: names in the order each call was first made, as insertion into a record orders them.
+ */
+export class CallCounts {
+  private readonly n: Float64Array;
+  private readonly order: number[] = [];
+
+  constructor(readonly names: readonly string[]) {
+    this.n = new Float64Array(names.length);
+  }
+
+  /** One more call `i`; returns how many there have been. */
+  add(i: number): number {
+    const n = ++this.n[i]!;
+    if (n === 1) this.order.push(i);
+    return n;
+  }
+
+  get(i: number): number {
+    return this.n[i]!;
+  }
+
+  /** The counts by name, in first-use order (a new object each time). */
+  record(): Record<string, number> {
+    const r: Record<string, number> = {};
+    for (const i of this.order) r[this.names[i]!] = this.n[i]!;
+    return r;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The calls the module answers: their architectural names, the index each is counted and
+ * dispatched by (a SEAMCALL's leaf number plays that part on the real module), and the text that
+ * describes one call in the event stream. The text is made only when someone listens, from the
+ * call's numeric operands, so a call on the fast path builds no string.
+ */
+
+/** Every call the module answers, by its architectural name. */
+export const SEAMCALL_NAMES = [
+  "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.MR.FINALIZE",
+  "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
+  "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
+  "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
+] as const;
+
+export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
+
+const leaf = (name: SeamcallName): number => SEAMCALL_NAMES.indexOf(name);
+
+export const TDH_MNG_CREATE = leaf("TDH.MNG.CREATE");
+export const TDH_MNG_KEY_CONFIG = leaf("TDH.MNG.KEY.CONFIG");
+export const TDH_MNG_ADDCX = leaf("TDH.MNG.ADDCX");
+export const TDH_MNG_INIT = leaf("TDH.MNG.INIT");
+export const TDH_VP_CREATE = leaf("TDH.VP.CREATE");
+export const TDH_MR_FINALIZE = leaf("TDH.MR.FINALIZE");
+export const TDH_MR_EXTEND = leaf("TDH.MR.EXTEND");
+export const TDH_VP_FLUSH = leaf("TDH.VP.FLUSH");
+export const TDH_MNG_VPFLUSHDONE = leaf("TDH.MNG.VPFLUSHDONE");
+export const TDH_MNG_KEY_FREEID = leaf("TDH.MNG.KEY.FREEID");
+export const TDH_VP_ENTER = leaf("TDH.VP.ENTER");
+export const TDH_MEM_SEPT_ADD = leaf("TDH.MEM.SEPT.ADD");
+export const TDH_MEM_PAGE_AUG = leaf("TDH.MEM.PAGE.AUG");
+export const TDH_MEM_PAGE_ADD = leaf("TDH.MEM.PAGE.ADD");
+export const TDH_MEM_RANGE_BLOCK = leaf("TDH.MEM.RANGE.BLOCK");
+export const TDH_MEM_RANGE_UNBLOCK = leaf("TDH.MEM.RANGE.UNBLOCK");
+export const TDH_MEM_TRACK = leaf("TDH.MEM.TRACK");
+export const TDH_MEM_PAGE_REMOVE = leaf("TDH.MEM.PAGE.REMOVE");
+export const TDH_MEM_SEPT_REMOVE = leaf("TDH.MEM.SEPT.REMOVE");
+export const TDH_PHYMEM_PAGE_RECLAIM = leaf("TDH.PHYMEM.PAGE.RECLAIM");
+export const TDH_PHYMEM_PAGE_WBINVD = leaf("TDH.PHYMEM.PAGE.WBINVD");
+export const TDG_MEM_PAGE_ACCEPT = leaf("TDG.MEM.PAGE.ACCEPT");
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * The event text of one call, from its operands as the leaf's method took them: `tdr` is the TD
+ * the call was made for, `a`-`d` the method's other numeric operands in order.
+ */
+export function callDetail(leaf: number, tdr: number, a: number, b: number, c: number, _d: number): string {
+  switch (leaf) {
+    case TDH_MNG_CREATE: return `tdr ${tdr} hkid ${a}`;
+    case TDH_MNG_ADDCX: return `tdr ${tdr} page ${a}`;
+    case TDH_MNG_INIT: return `tdr ${tdr} gpaw ${a}`;
+    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a}`;
+    case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
+    case TDH_VP_FLUSH:
+    case TDH_VP_ENTER: return `tdvpr ${a}`;
+    case TDH_MEM_SEPT_ADD:
+    case TDH_MEM_PAGE_AUG: return `gpa ${hex(a)} level ${b} page ${c}`;
+    case TDH_MEM_PAGE_ADD: return `gpa ${hex(a)} page ${c}`;
+    case TDH_MEM_RANGE_BLOCK:
+    case TDH_MEM_RANGE_UNBLOCK:
+    case TDH_MEM_PAGE_REMOVE:
+    case TDH_MEM_SEPT_REMOVE: return `gpa ${hex(a)} level ${b}`;
+    case TDH_PHYMEM_PAGE_RECLAIM: return `page ${a}`;
+    case TDH_PHYMEM_PAGE_WBINVD: return `page ${a} hkid ${b}`;
+    case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} level ${c}`;
+    default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK
+  }
+}
