@@ -123,13 +123,22 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    */
   const runSchedule = (from: number, first: number | null): ExploreViolation[] | null => {
     const sys = make();
+    // The prefix replays choices whose footprints were recorded when they were first taken (the
+    // nodes keep them), so it runs without a recorder: nothing is noted or copied per step.
+    sys.clock.fp = null;
+    sys.setRecorder(null);
+    for (let d = 0; d < from; d++) {
+      const node = path[d]!;
+      steps++;
+      try {
+        stepTask(sys.tasks[node.done[node.done.length - 1]!]!, sys.clock);
+      } catch (e) {
+        if (sys.classify(e) === null) throw e;
+        throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
+      }
+    }
     sys.clock.fp = rec;
     sys.setRecorder(rec);
-    const chosenAt = (d: number) => path[d]!.done[path[d]!.done.length - 1]!;
-    for (let d = 0; d < from; d++) {
-      const r = take(sys, chosenAt(d));
-      if (!(r as StepFootprint).ids) throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
-    }
     let depth = from;
     let sleep: Map<number, StepFootprint>;
     if (first !== null) {
