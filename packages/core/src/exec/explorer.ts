@@ -32,6 +32,11 @@ export interface ExploreSystem {
   setRecorder(fp: FootprintRecorder | null): void;
   /** Invariant violations of the current state; `final` once every task has finished. */
   check(final: boolean): ExploreViolation[];
+  /**
+   * `check(true)` of a state that `check(false)` found clean and that has not changed since
+   * (same `stateVersion`): only the checks that hold at the end of a run alone can fail.
+   */
+  checkEnd?(): ExploreViolation[];
   /** Turns an error thrown by a step into a violation, or returns null to let it propagate. */
   classify(e: unknown): ExploreViolation | null;
   /**
@@ -40,6 +45,8 @@ export interface ExploreSystem {
    * check after it is skipped.
    */
   stateVersion?(): number;
+  /** Called once the explorer is done with this instance: it may give its storage back. */
+  release?(): void;
 }
 
 export interface ExploreOptions {
@@ -123,6 +130,14 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    */
   const runSchedule = (from: number, first: number | null): ExploreViolation[] | null => {
     const sys = make();
+    try {
+      return runOn(sys, from, first);
+    } finally {
+      sys.release?.();
+    }
+  };
+
+  const runOn = (sys: ExploreSystem, from: number, first: number | null): ExploreViolation[] | null => {
     // The prefix replays choices whose footprints were recorded when they were first taken (the
     // nodes keep them), so it runs without a recorder: nothing is noted or copied per step.
     sys.clock.fp = null;
@@ -141,6 +156,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     sys.setRecorder(rec);
     let depth = from;
     let sleep: Map<number, StepFootprint>;
+    /** `stateVersion` of the last state found clean, -2 if none (or no versions). */
+    let checkedAt = -2;
+    const version = () => (sys.stateVersion ? sys.stateVersion() : -2);
     if (first !== null) {
       const node = path[from]!;
       const r = take(sys, first);
@@ -151,22 +169,28 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (checkEveryStep) {
         const v = sys.check(false);
         if (v.length > 0) return v;
+        checkedAt = version();
       }
     } else {
       sleep = new Map();
     }
     const enabled: number[] = [];
-    let checkedAt = -1;
     const checkStep = (): ExploreViolation[] => {
-      const v = sys.stateVersion ? sys.stateVersion() : -2;
+      const v = version();
       if (v !== -2 && v === checkedAt) return [];
+      const found = sys.check(false);
       checkedAt = v;
-      return sys.check(false);
+      return found;
+    };
+    /** At the end of the schedule: a state checked clean and unchanged since needs only the end-of-run checks. */
+    const checkEnd = (): ExploreViolation[] => {
+      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt) return sys.checkEnd();
+      return sys.check(true);
     };
     for (;;) {
       enabledTasks(sys.tasks, sys.clock, enabled);
       if (enabled.length === 0) {
-        if (sys.tasks.every((t) => t.done)) return sys.check(true);
+        if (sys.tasks.every((t) => t.done)) return checkEnd();
         return [{ check: "deadlock", message: `deadlock: ${sys.tasks.filter((t) => !t.done).map((t) => t.name).join(", ")} all wait`, step: sys.clock.step }];
       }
       const prevNode = path[depth - 1];
