@@ -128,7 +128,9 @@ class TableWalk {
     let live = 0;
     const spLive = pool.spLive;
     const spOwner = pool.spOwner;
-    for (let s = 0; s < pool.capacity; s++) if (spLive[s] === 1 && spOwner[s] === vm.id) live++;
+    const capacity = pool.capacity;
+    const id = vm.id;
+    for (let s = 0; s < capacity; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
     const expected = this.linked - this.linkingNow + mmu.deferredFrees + mmu.inFlightSps;
     if (live !== expected) {
       this.fail("no-leaked-table", `VM holds ${live} table pages; ${this.linked} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
@@ -139,11 +141,14 @@ class TableWalk {
     const pool = this.vm.host.pool;
     const mem = pool.tableMem(slot);
     const off = pool.tableOff(slot);
+    // Locals, not the imported bindings, in the loop: V8 reloads those on every iteration.
+    const emptyLo = SHADOW_NONPRESENT_LO;
+    const emptyHi = SHADOW_NONPRESENT_HI;
     for (let i = 0; i < 512; i++) {
       const lo = mem[off + 2 * i]!;
       const hi = mem[off + 2 * i + 1]!;
       // Most entries are empty: nothing to check, and nothing to compute for them.
-      if (lo === SHADOW_NONPRESENT_LO && hi === SHADOW_NONPRESENT_HI) continue;
+      if (lo === emptyLo && hi === emptyHi) continue;
       this.entry(lo, hi, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
     }
   }
