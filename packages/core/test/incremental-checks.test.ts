@@ -12,7 +12,8 @@ import {
   FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, U32_PER_TABLE, buildRun, classifyRunError, explore,
   guestAccessPage, hostOps, parseScenarioText, type ExploreOptions, type ExploreResult, type ExploreSystem, type Op, type Vm,
 } from "../src/index.js";
-import { checkEndOfRun, checkInvariants } from "../src/check/invariants.js";
+import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
+import type { Backend, MirrorView } from "../src/backend/backend.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
 const RACE = `
@@ -125,6 +126,44 @@ describe("checkEndOfRun", () => {
           if (freeze) corrupt(vm, "frozen");
           if (checkInvariants(vm, { final: false }).violations.length > 0) return;
           expect(checkEndOfRun(vm)).toEqual(checkInvariants(vm, { final: true }));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+/** Every entry a backend's check sees through the view, direct roots then mirror roots. */
+function seen(view: MirrorView): string[] {
+  const out: string[] = [];
+  view.forEachDirect((gfn, level, kind, pfn) => out.push(`direct ${gfn} ${level} ${kind} ${pfn}`));
+  view.forEach((gfn, level, kind, pfn, ext) => out.push(`mirror ${gfn} ${level} ${kind} ${pfn} ${ext}`));
+  return out;
+}
+
+describe("the view a backend's checks get", () => {
+  it("answers from the invariant walk's log what its own walks find", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ gfn: fc.integer({ min: 0, max: 4095 }), n: fc.integer({ min: 1, max: 600 }), zap: fc.boolean(), shared: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+        fc.boolean(), (ops, mirror) => {
+          const be: Backend = mirror ? new FakeMirrorBackend() : bareBackend();
+          let inCheck: string[] | null = null;
+          const own = be.checkInvariants?.bind(be);
+          be.checkInvariants = (vm, view) => {
+            inCheck = seen(view);
+            return own ? own(vm, view) : [];
+          };
+          const vm = makeVm({ memory: 16 * MiB, backend: be });
+          for (const o of ops) {
+            const end = Math.min(4096, o.gfn + o.n);
+            if (o.zap) run(hostOps.zapGfnRange(vm, vm.hostCtx, o.gfn, end));
+            else for (let g = o.gfn; g < end; g += 97) run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, o.shared));
+            inCheck = null;
+            const r = checkInvariants(vm, { final: false });
+            expect(r.violations).toEqual([]);
+            expect(inCheck).toEqual(seen(mirrorView(vm)));
+          }
         },
       ),
       { numRuns: 60 },

@@ -19,7 +19,7 @@ import {
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import type { Vm } from "../vm/vm.js";
-import { mirrorView } from "./mirror-view.js";
+import { VisitLog, mirrorView, withVisitLog } from "./mirror-view.js";
 
 export { mirrorView } from "./mirror-view.js";
 
@@ -58,6 +58,10 @@ class TableWalk {
   private final = false;
   private step = 0;
   private violations: Violation[] = [];
+  /** The present entries of the valid roots met by this pass, for the backend's checks. */
+  private readonly log = new VisitLog();
+  /** The root being walked is valid (its entries go to `log`). */
+  private logging = false;
 
   constructor(private readonly vm: Vm) {}
 
@@ -89,6 +93,7 @@ class TableWalk {
     this.tables = 0;
     this.linked = 0;
     this.linkingNow = 0;
+    this.log.clear();
     if (this.seenAt.length < pool.capacity) this.seenAt = new Int32Array(pool.capacity);
     if (++this.stamp === 0x7fffffff) {
       this.seenAt.fill(0);
@@ -101,13 +106,20 @@ class TableWalk {
         continue;
       }
       this.see(root.slot);
+      this.logging = !root.invalid;
       this.walk(root.slot, root.level, 0, root.mirror);
     }
 
     if (!endOnly) this.checkCounts();
     if (final && mmu.inFlightSps !== 0) this.fail("no-leaked-table", `${mmu.inFlightSps} table pages allocated and never linked or freed`);
-    if (!endOnly && vm.backend.checkInvariants && !vm.dead) {
-      for (const v of vm.backend.checkInvariants(vm, mirrorView(vm))) this.fail(v.check, v.message);
+    const backendCheck = vm.backend.checkInvariants;
+    if (!endOnly && backendCheck && !vm.dead) {
+      // A pass that found nothing wrong descended into every table an entry links, as the
+      // view's own walks do, so its log is what they would find; otherwise they walk.
+      const found = this.violations.length === 0
+        ? withVisitLog(vm, this.log, (view) => backendCheck.call(vm.backend, vm, view))
+        : backendCheck.call(vm.backend, vm, mirrorView(vm));
+      for (const v of found) this.fail(v.check, v.message);
     }
     return { checked: final ? INVARIANTS.length : INVARIANTS.length - 1, violations: this.violations };
   }
@@ -178,6 +190,7 @@ class TableWalk {
         this.fail("spte-well-formed", `leaf at gfn 0x${gfn.toString(16)} level ${level} breaks W ⇒ MMU-writable ⇒ host-writable`);
       }
       this.pages[level]!++;
+      if (this.logging) this.log.add(gfn, level, true, pfn, -1, mirror);
       const owner = vm.host.frames.ownerOfPfn(pfn);
       if (owner === OWNER_FREE) this.fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
       else if (owner !== vm.owner) this.fail("leaf-frame-owned-by-vm", `leaf at gfn 0x${gfn.toString(16)} maps frame 0x${pfn.toString(16)} owned by ${owner}, not VM ${vm.owner}`);
@@ -201,6 +214,7 @@ class TableWalk {
       this.fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
     }
     if (!linking) this.tables++;
+    if (this.logging) this.log.add(gfn, level, false, pfn, pool.spExternal[child]!, mirror);
     this.walk(child, level - 1, rawGfn, mirror);
   }
 

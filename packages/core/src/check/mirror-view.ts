@@ -15,14 +15,89 @@ import type { Vm } from "../vm/vm.js";
 type MirrorCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void;
 type DirectCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void;
 
+const LOG_LEAF = 1;
+const LOG_MIRROR = 2;
+
+/**
+ * The present entries of the valid roots, in walk order, as the core's invariant walk met them
+ * (it visits every one of them anyway): the backend's checks, run right after it on the same
+ * state, replay this instead of walking the tables again.
+ */
+export class VisitLog {
+  private gfns = new Float64Array(64);
+  private pfns = new Float64Array(64);
+  private exts = new Int32Array(64);
+  private levels = new Uint8Array(64);
+  private flags = new Uint8Array(64);
+  private n = 0;
+
+  clear(): void {
+    this.n = 0;
+  }
+
+  add(gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number, mirror: boolean): void {
+    if (this.n === this.gfns.length) this.grow();
+    const i = this.n++;
+    this.gfns[i] = gfn;
+    this.pfns[i] = pfn;
+    this.exts[i] = externalSpt;
+    this.levels[i] = level;
+    this.flags[i] = (leaf ? LOG_LEAF : 0) | (mirror ? LOG_MIRROR : 0);
+  }
+
+  forEach(mirror: boolean, cb: MirrorCb): void {
+    const want = mirror ? LOG_MIRROR : 0;
+    for (let i = 0; i < this.n; i++) {
+      const f = this.flags[i]!;
+      if ((f & LOG_MIRROR) !== want) continue;
+      cb(this.gfns[i]!, this.levels[i]!, f & LOG_LEAF ? "leaf" : "table", this.pfns[i]!, this.exts[i]!);
+    }
+  }
+
+  private grow(): void {
+    const cap = this.gfns.length * 2;
+    const gfns = new Float64Array(cap);
+    gfns.set(this.gfns);
+    this.gfns = gfns;
+    const pfns = new Float64Array(cap);
+    pfns.set(this.pfns);
+    this.pfns = pfns;
+    const exts = new Int32Array(cap);
+    exts.set(this.exts);
+    this.exts = exts;
+    const levels = new Uint8Array(cap);
+    levels.set(this.levels);
+    this.levels = levels;
+    const flags = new Uint8Array(cap);
+    flags.set(this.flags);
+    this.flags = flags;
+  }
+}
+
 class PoolMirrorView implements MirrorView {
   private readonly pool: PtPool;
+  /** Set while the state is the one `log` was taken of (see `withLog`). */
+  private log: VisitLog | null = null;
 
   constructor(private readonly vm: Vm) {
     this.pool = vm.host.pool;
   }
 
+  /** Runs `fn` with the walks answered from `log`, a complete record of the current state's valid roots. */
+  withLog<T>(log: VisitLog, fn: () => T): T {
+    this.log = log;
+    try {
+      return fn();
+    } finally {
+      this.log = null;
+    }
+  }
+
   forEach(cb: MirrorCb): void {
+    if (this.log !== null) {
+      this.log.forEach(true, cb);
+      return;
+    }
     for (const root of this.vm.mmu.roots) if (root.mirror && !root.invalid) this.walkMirror(cb, root.slot, root.level, 0);
   }
 
@@ -47,6 +122,10 @@ class PoolMirrorView implements MirrorView {
   }
 
   forEachDirect(cb: DirectCb): void {
+    if (this.log !== null) {
+      this.log.forEach(false, cb);
+      return;
+    }
     for (const root of this.vm.mmu.roots) if (!root.mirror && !root.invalid) this.walkDirect(cb, root.slot, root.level, 0);
   }
 
@@ -99,12 +178,22 @@ class PoolMirrorView implements MirrorView {
 
 const views = new WeakMap<Vm, PoolMirrorView>();
 
-/** The mirror roots' present entries, for a backend's own checks. */
-export function mirrorView(vm: Vm): MirrorView {
+function poolMirrorView(vm: Vm): PoolMirrorView {
   let v = views.get(vm);
   if (v === undefined) {
     v = new PoolMirrorView(vm);
     views.set(vm, v);
   }
   return v;
+}
+
+/** The mirror roots' present entries, for a backend's own checks. */
+export function mirrorView(vm: Vm): MirrorView {
+  return poolMirrorView(vm);
+}
+
+/** `mirrorView(vm)` answering its walks from `log` while `fn` runs (the state must not change meanwhile). */
+export function withVisitLog<T>(vm: Vm, log: VisitLog, fn: (view: MirrorView) => T): T {
+  const view = poolMirrorView(vm);
+  return view.withLog(log, () => fn(view));
 }
