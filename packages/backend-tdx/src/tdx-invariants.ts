@@ -50,17 +50,12 @@ function visitSept(pages: SeptPages, page: number, level: number, base: number, 
   }
 }
 
-/** "Used by the S-EPT" bitmaps over host frames, one per backend, cleared per check rather than made. */
-const usedBitmaps = new WeakMap<TdxBackend, Uint8Array>();
+/** The "used by the S-EPT" bitmap over host frames, cleared per check rather than made (checks do not nest). */
+let used = new Uint8Array(0);
 
-function usedBitmap(be: TdxBackend, frames: number): Uint8Array {
-  let used = usedBitmaps.get(be);
-  if (used === undefined || used.length !== Math.ceil(frames / 8)) {
-    used = new Uint8Array(Math.ceil(frames / 8));
-    usedBitmaps.set(be, used);
-  } else {
-    used.fill(0);
-  }
+function usedBitmap(frames: number): Uint8Array {
+  if (used.length !== Math.ceil(frames / 8)) used = new Uint8Array(Math.ceil(frames / 8));
+  else used.fill(0);
   return used;
 }
 
@@ -95,7 +90,7 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
   if (premapped !== be.nrPremapped) fail("mirror-equals-sept", `${premapped} mirror leaves wait for PAGE.ADD, KVM counts ${be.nrPremapped} premapped`);
 
   // S-EPT → mirror, and each page the S-EPT uses: the TD's, of the right type, used once.
-  const used = usedBitmap(be, module.pamt.totalFrames);
+  const used = usedBitmap(module.pamt.totalFrames);
   forEachSeptEntry(module.sept, td, (gfn, level, state, pfn) => {
     const m = mirror.lookup(gfn, level + 1);
     if (!m && !mirror.inFlight(gfn, level + 1)) {

@@ -43,9 +43,10 @@ export const INVARIANTS = [
 ] as const;
 
 /**
- * One pass over a VM's tables. The explorer checks after every step, so a VM keeps one of these
- * and reuses its scratch state: "linked already" is a stamp per pool slot (the stamp moves on
- * every pass, so nothing is cleared), and the walk is a method, not a closure made per pass.
+ * One pass over a VM's tables. The explorer checks after every step of hundreds of thousands of
+ * short-lived VMs, so passes reuse one walker and its scratch state: "linked already" is a stamp
+ * per pool slot (the stamp moves on every pass, so nothing is cleared), and the walk is a
+ * method, not a closure made per pass.
  */
 class TableWalk {
   private readonly pages = new Float64Array(6);
@@ -63,7 +64,7 @@ class TableWalk {
   /** The root being walked is valid (its entries go to `log`). */
   private logging = false;
 
-  constructor(private readonly vm: Vm) {}
+  private vm!: Vm;
 
   private fail(check: string, message: string): void {
     if (this.violations.length < MAX_REPORTED) this.violations.push({ check, message, step: this.step });
@@ -82,8 +83,8 @@ class TableWalk {
    * adds can fail (FROZEN entries, pages never linked): the counters, the leak count and the
    * backend's checks, which would say what they said then, are not redone.
    */
-  run(final: boolean, endOnly = false): CheckResult {
-    const vm = this.vm;
+  run(vm: Vm, final: boolean, endOnly = false): CheckResult {
+    this.vm = vm;
     const mmu = vm.mmu;
     const pool = vm.host.pool;
     this.final = final;
@@ -235,19 +236,21 @@ class TableWalk {
   }
 }
 
-const walks = new WeakMap<Vm, TableWalk>();
+/** The walker not in use; a pass that starts while another runs (none does today) makes its own. */
+let idle: TableWalk | null = new TableWalk();
 
-function tableWalk(vm: Vm): TableWalk {
-  let w = walks.get(vm);
-  if (w === undefined) {
-    w = new TableWalk(vm);
-    walks.set(vm, w);
+function pass(vm: Vm, final: boolean, endOnly: boolean): CheckResult {
+  const w = idle ?? new TableWalk();
+  idle = null;
+  try {
+    return w.run(vm, final, endOnly);
+  } finally {
+    idle = w;
   }
-  return w;
 }
 
 export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
-  return tableWalk(vm).run(opts.final);
+  return pass(vm, opts.final, false);
 }
 
 /**
@@ -256,5 +259,5 @@ export function checkInvariants(vm: Vm, opts: { final: boolean }): CheckResult {
  * redoes the checks that hold at the end of a run alone.
  */
 export function checkEndOfRun(vm: Vm): CheckResult {
-  return tableWalk(vm).run(true, true);
+  return pass(vm, true, true);
 }
