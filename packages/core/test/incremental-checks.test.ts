@@ -14,18 +14,10 @@ import {
 } from "../src/index.js";
 import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
 import type { Backend, MirrorView } from "../src/backend/backend.js";
-import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
+import { FakeMirrorBackend, MiB, RACE, bareBackend, makeVm, run } from "./helpers.js";
 
-const RACE = `
-name: race
-vm: { memory: 4MiB, vcpus: 2 }
-backend: plain
-schedule: { mode: random, seed: 1 }
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-    - { op: access, gpa: 0x200000, write: true }
-  - - { op: access, gpa: 0x1000, write: true }
-host:
+/** The race, and the host zapping under it. */
+const RACE_AND_ZAP = `${RACE}host:
   - { op: zap, gpa: 0x0, size: 2MiB }
 `;
 
@@ -54,7 +46,7 @@ function corrupt(vm: Vm, kind: Corruption): boolean {
  * check, so the explorer checks everything after every step.
  */
 function system(atStep: number, kind: Corruption, full: boolean, unsafe: boolean): () => ExploreSystem {
-  const scn = parseScenarioText(RACE, "race.yaml");
+  const scn = parseScenarioText(RACE_AND_ZAP, "race.yaml");
   return () => {
     const built = buildRun(scn, { backend: bareBackend(), interleave: true, mmu: { unsafeNonAtomicSet: unsafe } });
     let steps = 0;

@@ -56,22 +56,17 @@ export class VisitLog {
 
   private grow(): void {
     const cap = this.gfns.length * 2;
-    const gfns = new Float64Array(cap);
-    gfns.set(this.gfns);
-    this.gfns = gfns;
-    const pfns = new Float64Array(cap);
-    pfns.set(this.pfns);
-    this.pfns = pfns;
-    const exts = new Int32Array(cap);
-    exts.set(this.exts);
-    this.exts = exts;
-    const levels = new Uint8Array(cap);
-    levels.set(this.levels);
-    this.levels = levels;
-    const flags = new Uint8Array(cap);
-    flags.set(this.flags);
-    this.flags = flags;
+    this.gfns = copied(this.gfns, new Float64Array(cap));
+    this.pfns = copied(this.pfns, new Float64Array(cap));
+    this.exts = copied(this.exts, new Int32Array(cap));
+    this.levels = copied(this.levels, new Uint8Array(cap));
+    this.flags = copied(this.flags, new Uint8Array(cap));
   }
+}
+
+function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
 }
 
 class PoolMirrorView implements MirrorView {
@@ -98,27 +93,7 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(true, cb);
       return;
     }
-    for (const root of this.vm.mmu.roots) if (root.mirror && !root.invalid) this.walkMirror(cb, root.slot, root.level, 0);
-  }
-
-  private walkMirror(cb: MirrorCb, slot: number, level: number, base: number): void {
-    const pool = this.pool;
-    const mem = pool.tableMem(slot);
-    const off = pool.tableOff(slot);
-    for (let i = 0; i < 512; i++) {
-      const lo = mem[off + 2 * i]!;
-      if (!isShadowPresent(lo)) continue;
-      const hi = mem[off + 2 * i + 1]!;
-      const gfn = base + i * PAGES_PER_LEVEL[level]!;
-      const pfn = spteToPfn(lo, hi);
-      if (isLastSpte(lo, level)) {
-        cb(gfn, level, "leaf", pfn, -1);
-      } else {
-        const child = pool.pfnToSlot(pfn);
-        cb(gfn, level, "table", pfn, pool.spExternal[child]!);
-        this.walkMirror(cb, child, level - 1, gfn);
-      }
-    }
+    for (const root of this.vm.mmu.roots) if (root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, true);
   }
 
   forEachDirect(cb: DirectCb): void {
@@ -126,12 +101,13 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(false, cb);
       return;
     }
-    for (const root of this.vm.mmu.roots) if (!root.mirror && !root.invalid) this.walkDirect(cb, root.slot, root.level, 0);
+    for (const root of this.vm.mmu.roots) if (!root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, false);
   }
 
-  private walkDirect(cb: DirectCb, slot: number, level: number, base: number): void {
+  /** A direct root holds shared GFNs at their aliased index (`raw`); the GFN given is without the shared bit. */
+  private walk(cb: MirrorCb, slot: number, level: number, base: number, mirror: boolean): void {
     const pool = this.pool;
-    const bits = this.vm.mmu.gfnDirectBits;
+    const bits = mirror ? 0 : this.vm.mmu.gfnDirectBits;
     const mem = pool.tableMem(slot);
     const off = pool.tableOff(slot);
     for (let i = 0; i < 512; i++) {
@@ -140,10 +116,13 @@ class PoolMirrorView implements MirrorView {
       const hi = mem[off + 2 * i + 1]!;
       const raw = base + i * PAGES_PER_LEVEL[level]!;
       const gfn = bits !== 0 && raw >= bits ? raw - bits : raw;
-      if (isLastSpte(lo, level)) cb(gfn, level, "leaf", spteToPfn(lo, hi));
-      else {
-        cb(gfn, level, "table", spteToPfn(lo, hi));
-        this.walkDirect(cb, pool.pfnToSlot(spteToPfn(lo, hi)), level - 1, raw);
+      const pfn = spteToPfn(lo, hi);
+      if (isLastSpte(lo, level)) {
+        cb(gfn, level, "leaf", pfn, -1);
+      } else {
+        const child = pool.pfnToSlot(pfn);
+        cb(gfn, level, "table", pfn, mirror ? pool.spExternal[child]! : -1);
+        this.walk(cb, child, level - 1, raw, mirror);
       }
     }
   }
