@@ -9,8 +9,10 @@
  *   not conflict), because running t there would only reorder independent steps into a run
  *   already explored. Every Mazurkiewicz trace keeps at least one representative.
  *
- * Invariants are checked after every step and at the end of every schedule; the search stops at
- * the first violation and returns its choices, which `replay` reproduces exactly. Note that the
+ * Invariants are checked after every step that changed the state they read (`stateVersion`) and
+ * at the end of every schedule (only the end-of-run checks when the last state was just found
+ * clean); the search stops at the first violation and returns its choices, which `replay`
+ * reproduces exactly. Note that the
  * reduction checks the states of the representative it runs: an intermediate state that only
  * another ordering of independent steps passes through is not visited.
  */
