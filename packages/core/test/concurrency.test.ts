@@ -8,17 +8,7 @@ import {
   buildRun, explore, exploreScenario, guestAccessPage, hostOps, parseScenarioText, runScenario, tdpPageFault,
   type Op, type Task, type TdpEvent,
 } from "../src/index.js";
-import { bareBackend, makeVm, run } from "./helpers.js";
-
-const RACE = `
-name: race
-vm: { memory: 4MiB, vcpus: 2 }
-backend: plain
-schedule: { mode: random, seed: 1 }
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-  - - { op: access, gpa: 0x1000, write: true }
-`;
+import { RACE, bareBackend, makeVm, run } from "./helpers.js";
 
 describe("the mmu_lock rwlock", () => {
   it("faults wait for a zap that holds the write lock, then map", () => {

@@ -152,3 +152,14 @@ export function run<R>(op: Op<R>): R {
 
 export const MiB = 2 ** 20;
 export const GiB = 2 ** 30;
+
+/** Two vCPUs faulting neighbouring pages under one empty table: the race of the shared table. */
+export const RACE = `
+name: race
+vm: { memory: 4MiB, vcpus: 2 }
+backend: plain
+schedule: { mode: random, seed: 1 }
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+  - - { op: access, gpa: 0x1000, write: true }
+`;

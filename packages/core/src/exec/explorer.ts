@@ -9,8 +9,10 @@
  *   not conflict), because running t there would only reorder independent steps into a run
  *   already explored. Every Mazurkiewicz trace keeps at least one representative.
  *
- * Invariants are checked after every step and at the end of every schedule; the search stops at
- * the first violation and returns its choices, which `replay` reproduces exactly. Note that the
+ * Invariants are checked after every step that changed the state they read (`stateVersion`) and
+ * at the end of every schedule (only the end-of-run checks when the last state was just found
+ * clean); the search stops at the first violation and returns its choices, which `replay`
+ * reproduces exactly. Note that the
  * reduction checks the states of the representative it runs: an intermediate state that only
  * another ordering of independent steps passes through is not visited.
  */
@@ -32,6 +34,11 @@ export interface ExploreSystem {
   setRecorder(fp: FootprintRecorder | null): void;
   /** Invariant violations of the current state; `final` once every task has finished. */
   check(final: boolean): ExploreViolation[];
+  /**
+   * `check(true)` of a state that `check(false)` found clean and that has not changed since
+   * (same `stateVersion`): only the checks that hold at the end of a run alone can fail.
+   */
+  checkEnd?(): ExploreViolation[];
   /** Turns an error thrown by a step into a violation, or returns null to let it propagate. */
   classify(e: unknown): ExploreViolation | null;
   /**
@@ -40,6 +47,8 @@ export interface ExploreSystem {
    * check after it is skipped.
    */
   stateVersion?(): number;
+  /** Called once the explorer is done with this instance: it may give its storage back. */
+  release?(): void;
 }
 
 export interface ExploreOptions {
@@ -123,41 +132,70 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    */
   const runSchedule = (from: number, first: number | null): ExploreViolation[] | null => {
     const sys = make();
+    try {
+      return runOn(sys, from, first);
+    } finally {
+      sys.release?.();
+    }
+  };
+
+  const runOn = (sys: ExploreSystem, from: number, first: number | null): ExploreViolation[] | null => {
+    // The prefix replays choices whose footprints were recorded when they were first taken (the
+    // nodes keep them), so it runs without a recorder: nothing is noted or copied per step.
+    sys.clock.fp = null;
+    sys.setRecorder(null);
+    for (let d = 0; d < from; d++) {
+      const node = path[d]!;
+      steps++;
+      try {
+        stepTask(sys.tasks[node.done[node.done.length - 1]!]!, sys.clock);
+      } catch (e) {
+        if (sys.classify(e) === null) throw e;
+        throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
+      }
+    }
     sys.clock.fp = rec;
     sys.setRecorder(rec);
-    const chosenAt = (d: number) => path[d]!.done[path[d]!.done.length - 1]!;
-    for (let d = 0; d < from; d++) {
-      const r = take(sys, chosenAt(d));
-      if (!(r as StepFootprint).ids) throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
-    }
     let depth = from;
     let sleep: Map<number, StepFootprint>;
+    /** `stateVersion` of the last state found clean, -2 if none (or no versions). */
+    let checkedAt = -2;
+    const version = () => (sys.stateVersion ? sys.stateVersion() : -2);
+    const checkStep = (): ExploreViolation[] => {
+      const v = version();
+      if (v !== -2 && v === checkedAt) return [];
+      const found = sys.check(false);
+      checkedAt = v;
+      return found;
+    };
+    /** At the end of the schedule: a state checked clean and unchanged since needs only the end-of-run checks. */
+    const checkEnd = (): ExploreViolation[] => {
+      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt) return sys.checkEnd();
+      return sys.check(true);
+    };
     if (first !== null) {
       const node = path[from]!;
+      // The replayed state is clean: when a schedule first reached it, it was checked, or it
+      // was unchanged from a state that was (the start alone is never checked). So a first step
+      // that changes nothing the invariants read needs no check, as in the loop below.
+      if (from > 0 && checkEveryStep) checkedAt = version();
       const r = take(sys, first);
       if (!("ids" in r)) return [r];
       node.fps.set(first, r);
       sleep = childSleep(node, first, r);
       depth = from + 1;
       if (checkEveryStep) {
-        const v = sys.check(false);
+        const v = checkStep();
         if (v.length > 0) return v;
       }
     } else {
       sleep = new Map();
     }
     const enabled: number[] = [];
-    let checkedAt = -1;
-    const checkStep = (): ExploreViolation[] => {
-      const v = sys.stateVersion ? sys.stateVersion() : -2;
-      if (v !== -2 && v === checkedAt) return [];
-      checkedAt = v;
-      return sys.check(false);
-    };
     for (;;) {
       enabledTasks(sys.tasks, sys.clock, enabled);
       if (enabled.length === 0) {
-        if (sys.tasks.every((t) => t.done)) return sys.check(true);
+        if (sys.tasks.every((t) => t.done)) return checkEnd();
         return [{ check: "deadlock", message: `deadlock: ${sys.tasks.filter((t) => !t.done).map((t) => t.name).join(", ")} all wait`, step: sys.clock.step }];
       }
       const prevNode = path[depth - 1];

@@ -54,27 +54,54 @@ export class StepFootprint {
   }
 }
 
-/** Collects the accesses of the step in progress. */
+/**
+ * Collects the accesses of the step in progress. A step touches a handful of resources, so the
+ * ids sit in a typed array found by a linear scan (no Map, nothing allocated per access); a
+ * step that touches many (a zap of a whole table in one step) switches to a hashed index.
+ */
+const LINEAR_MAX = 32;
+
 export class FootprintRecorder {
-  private ids: number[] = [];
-  private kinds: number[] = [];
-  private index = new Map<number, number>();
+  private ids = new Float64Array(64);
+  private kinds = new Uint8Array(64);
+  private n = 0;
+  /** id → position, only once the step has touched more than `LINEAR_MAX` resources. */
+  private index: Map<number, number> | null = null;
 
   reset(): void {
-    this.ids.length = 0;
-    this.kinds.length = 0;
-    this.index.clear();
+    this.n = 0;
+    this.index = null;
+  }
+
+  private find(id: number): number {
+    if (this.index !== null) return this.index.get(id) ?? -1;
+    const ids = this.ids;
+    for (let i = 0; i < this.n; i++) if (ids[i] === id) return i;
+    return -1;
   }
 
   private note(id: number, kind: number): void {
-    const i = this.index.get(id);
-    if (i === undefined) {
-      this.index.set(id, this.ids.length);
-      this.ids.push(id);
-      this.kinds.push(kind);
-    } else {
+    const i = this.find(id);
+    if (i >= 0) {
       this.kinds[i]! |= kind;
+      return;
     }
+    if (this.n === this.ids.length) {
+      const ids = new Float64Array(this.n * 2);
+      ids.set(this.ids);
+      this.ids = ids;
+      const kinds = new Uint8Array(this.n * 2);
+      kinds.set(this.kinds);
+      this.kinds = kinds;
+    }
+    this.ids[this.n] = id;
+    this.kinds[this.n] = kind;
+    if (this.index !== null) this.index.set(id, this.n);
+    else if (this.n === LINEAR_MAX) {
+      this.index = new Map();
+      for (let j = 0; j <= this.n; j++) this.index.set(this.ids[j]!, j);
+    }
+    this.n++;
   }
 
   read(id: number): void {
@@ -90,7 +117,7 @@ export class FootprintRecorder {
   }
 
   snapshot(): StepFootprint {
-    const touchedLock = this.index.has(R_LOCK_WRITER) || this.index.has(R_LOCK_READERS);
-    return new StepFootprint(Float64Array.from(this.ids), Uint8Array.from(this.kinds), touchedLock);
+    const touchedLock = this.find(R_LOCK_WRITER) >= 0 || this.find(R_LOCK_READERS) >= 0;
+    return new StepFootprint(this.ids.slice(0, this.n), this.kinds.slice(0, this.n), touchedLock);
   }
 }

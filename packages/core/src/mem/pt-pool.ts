@@ -37,15 +37,40 @@ const EMPTY_TABLE = (() => {
   return t;
 })();
 
+/**
+ * Arrays of discarded pools (`release`), zeroed, for the next pool to take instead of making
+ * new ones. The explorer builds a VM, and so a pool, for every schedule it runs (hundreds of
+ * thousands of them); a new 64 KiB table array per pool, zero-filled by the allocator and later
+ * swept by the collector, cost more than the pool's own work. A recycled array is zeroed over
+ * everything the pool wrote, so a pool cannot tell it from a new one.
+ */
+const SPARE_MEM_MAX = 64;
+const spareMem: Uint32Array[] = [];
+
+/** The metadata arrays of one block's worth of slots (a pool's first `growMeta`). */
+interface Meta {
+  spLevel: Uint8Array<ArrayBuffer>;
+  spRole: Uint8Array<ArrayBuffer>;
+  spLive: Uint8Array<ArrayBuffer>;
+  spGfn: Float64Array<ArrayBuffer>;
+  spOwner: Int32Array<ArrayBuffer>;
+  spExternal: Int32Array<ArrayBuffer>;
+  freeSlots: Int32Array<ArrayBuffer>;
+}
+const SPARE_META_MAX = 8;
+const spareMeta: Meta[] = [];
+
 export class PtPool {
   /** Table memory, one `Uint32Array` of 16 pages per entry, made when its first page is used. */
   readonly mem: Uint32Array[] = [];
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
   private blockChunk: Int32Array;
-  private freeSlots: Int32Array = new Int32Array(0);
+  private freeSlots = new Int32Array(0);
   private nFree = 0;
   private live = 0;
+  /** One past the highest slot ever allocated: table memory and metadata below it were written. */
+  private touched = 0;
 
   /** `kvm_mmu_page` fields, by slot. */
   spLevel = new Uint8Array(0);
@@ -101,9 +126,10 @@ export class PtPool {
     this.fp?.write(R_POOL);
     this.generation++;
     const slot = this.freeSlots[--this.nFree]!;
+    if (slot >= this.touched) this.touched = slot + 1;
     let m = this.mem[slot >>> MEM_SHIFT];
     if (m === undefined) {
-      m = new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
+      m = spareMem.pop() ?? new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
       this.mem[slot >>> MEM_SHIFT] = m;
     }
     m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
@@ -161,8 +187,44 @@ export class PtPool {
     for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
   }
 
+  /**
+   * Gives the pool's arrays, zeroed, to the pools made after it (see `spareMem`). For a host
+   * that is being discarded (the explorer's, after each schedule): the pool must not be used
+   * again.
+   */
+  release(): void {
+    for (let c = 0; c < this.mem.length; c++) {
+      const m = this.mem[c];
+      if (m === undefined) continue;
+      const written = Math.min(MEM_MASK + 1, Math.max(0, this.touched - (c << MEM_SHIFT)));
+      m.fill(0, 0, written * U32_PER_TABLE);
+      if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
+    }
+    this.mem.length = 0;
+    if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
+      const meta: Meta = {
+        spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
+        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
+      };
+      for (const a of Object.values(meta)) a.fill(0);
+      spareMeta.push(meta);
+    }
+    this.spLevel = this.spRole = this.spLive = new Uint8Array(0);
+    this.spGfn = new Float64Array(0);
+    this.spOwner = this.spExternal = this.freeSlots = new Int32Array(0);
+    this.nFree = 0;
+  }
+
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
   private growMeta(cap: number): void {
+    if (this.spLevel.length === 0 && cap === FRAMES_PER_BLOCK) {
+      const meta = spareMeta.pop();
+      if (meta !== undefined) {
+        ({ spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn } = meta);
+        ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots } = meta);
+        return;
+      }
+    }
     this.spLevel = grow(this.spLevel, new Uint8Array(cap));
     this.spRole = grow(this.spRole, new Uint8Array(cap));
     this.spLive = grow(this.spLive, new Uint8Array(cap));

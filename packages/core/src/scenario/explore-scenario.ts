@@ -3,6 +3,7 @@
  * (host, VM, backend) and runs its programs step by step, with every atomic point a choice.
  */
 import type { Backend } from "../backend/backend.js";
+import { checkEndOfRun } from "../check/invariants.js";
 import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
 import { buildRun, classifyRunError } from "./runner.js";
@@ -26,8 +27,11 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
         built.host.pool.fp = fp;
       },
       check: (final) => built.check(final).violations,
+      checkEnd: () => checkEndOfRun(built.vm).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
       stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
+      // The host is this schedule's alone: its table storage can go to the next schedule's.
+      release: () => built.host.pool.release(),
     };
   }, opts);
 }

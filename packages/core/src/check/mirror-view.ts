@@ -1,0 +1,178 @@
+/**
+ * The read-only view of a VM's roots that a backend's invariant checks walk (`MirrorView`):
+ * the mirror roots' present entries (what TDX compares with its S-EPT) and the direct roots'
+ * (what SEV compares with its RMP).
+ *
+ * It is checked after every explorer step, so it is one object per VM, made on first use, and
+ * its walks are methods that take the callback as an argument: nothing is allocated per check.
+ */
+import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
+import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
+import type { MirrorEntryKind, MirrorView } from "../backend/backend.js";
+import type { PtPool } from "../mem/pt-pool.js";
+import type { Vm } from "../vm/vm.js";
+
+type MirrorCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void;
+type DirectCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void;
+
+const LOG_LEAF = 1;
+const LOG_MIRROR = 2;
+
+/**
+ * The present entries of the valid roots, in walk order, as the core's invariant walk met them
+ * (it visits every one of them anyway): the backend's checks, run right after it on the same
+ * state, replay this instead of walking the tables again.
+ */
+export class VisitLog {
+  private gfns = new Float64Array(64);
+  private pfns = new Float64Array(64);
+  private exts = new Int32Array(64);
+  private levels = new Uint8Array(64);
+  private flags = new Uint8Array(64);
+  private n = 0;
+
+  clear(): void {
+    this.n = 0;
+  }
+
+  add(gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number, mirror: boolean): void {
+    if (this.n === this.gfns.length) this.grow();
+    const i = this.n++;
+    this.gfns[i] = gfn;
+    this.pfns[i] = pfn;
+    this.exts[i] = externalSpt;
+    this.levels[i] = level;
+    this.flags[i] = (leaf ? LOG_LEAF : 0) | (mirror ? LOG_MIRROR : 0);
+  }
+
+  forEach(mirror: boolean, cb: MirrorCb): void {
+    const want = mirror ? LOG_MIRROR : 0;
+    for (let i = 0; i < this.n; i++) {
+      const f = this.flags[i]!;
+      if ((f & LOG_MIRROR) !== want) continue;
+      cb(this.gfns[i]!, this.levels[i]!, f & LOG_LEAF ? "leaf" : "table", this.pfns[i]!, this.exts[i]!);
+    }
+  }
+
+  private grow(): void {
+    const cap = this.gfns.length * 2;
+    this.gfns = copied(this.gfns, new Float64Array(cap));
+    this.pfns = copied(this.pfns, new Float64Array(cap));
+    this.exts = copied(this.exts, new Int32Array(cap));
+    this.levels = copied(this.levels, new Uint8Array(cap));
+    this.flags = copied(this.flags, new Uint8Array(cap));
+  }
+}
+
+function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
+
+class PoolMirrorView implements MirrorView {
+  private readonly pool: PtPool;
+  /** Set while the state is the one `log` was taken of (see `withLog`). */
+  private log: VisitLog | null = null;
+
+  constructor(private readonly vm: Vm) {
+    this.pool = vm.host.pool;
+  }
+
+  /** Runs `fn` with the walks answered from `log`, a complete record of the current state's valid roots. */
+  withLog<T>(log: VisitLog, fn: () => T): T {
+    this.log = log;
+    try {
+      return fn();
+    } finally {
+      this.log = null;
+    }
+  }
+
+  forEach(cb: MirrorCb): void {
+    if (this.log !== null) {
+      this.log.forEach(true, cb);
+      return;
+    }
+    for (const root of this.vm.mmu.roots) if (root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, true);
+  }
+
+  forEachDirect(cb: DirectCb): void {
+    if (this.log !== null) {
+      this.log.forEach(false, cb);
+      return;
+    }
+    for (const root of this.vm.mmu.roots) if (!root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, false);
+  }
+
+  /** A direct root holds shared GFNs at their aliased index (`raw`); the GFN given is without the shared bit. */
+  private walk(cb: MirrorCb, slot: number, level: number, base: number, mirror: boolean): void {
+    const pool = this.pool;
+    const bits = mirror ? 0 : this.vm.mmu.gfnDirectBits;
+    const mem = pool.tableMem(slot);
+    const off = pool.tableOff(slot);
+    for (let i = 0; i < 512; i++) {
+      const lo = mem[off + 2 * i]!;
+      if (!isShadowPresent(lo)) continue;
+      const hi = mem[off + 2 * i + 1]!;
+      const raw = base + i * PAGES_PER_LEVEL[level]!;
+      const gfn = bits !== 0 && raw >= bits ? raw - bits : raw;
+      const pfn = spteToPfn(lo, hi);
+      if (isLastSpte(lo, level)) {
+        cb(gfn, level, "leaf", pfn, -1);
+      } else {
+        const child = pool.pfnToSlot(pfn);
+        cb(gfn, level, "table", pfn, mirror ? pool.spExternal[child]! : -1);
+        this.walk(cb, child, level - 1, raw, mirror);
+      }
+    }
+  }
+
+  inFlight(gfn: number, level: number): boolean {
+    return this.vm.mmu.isMirrorInFlight(gfn, level);
+  }
+
+  lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
+    const pool = this.pool;
+    for (const root of this.vm.mmu.roots) {
+      if (!root.mirror || root.invalid) continue;
+      let slot = root.slot;
+      for (let l = root.level; l >= level; l--) {
+        const mem = pool.tableMem(slot);
+        const off = pool.tableOff(slot) + 2 * sptIndex(gfn, l);
+        const lo = mem[off]!;
+        const hi = mem[off + 1]!;
+        if (!isShadowPresent(lo)) return null;
+        const leaf = isLastSpte(lo, l);
+        if (l === level) {
+          const pfn = spteToPfn(lo, hi);
+          return leaf ? { kind: "leaf", pfn, externalSpt: -1 } : { kind: "table", pfn, externalSpt: pool.spExternal[pool.pfnToSlot(pfn)]! };
+        }
+        if (leaf) return null;
+        slot = pool.pfnToSlot(spteToPfn(lo, hi));
+      }
+    }
+    return null;
+  }
+}
+
+const views = new WeakMap<Vm, PoolMirrorView>();
+
+function poolMirrorView(vm: Vm): PoolMirrorView {
+  let v = views.get(vm);
+  if (v === undefined) {
+    v = new PoolMirrorView(vm);
+    views.set(vm, v);
+  }
+  return v;
+}
+
+/** The mirror roots' present entries, for a backend's own checks. */
+export function mirrorView(vm: Vm): MirrorView {
+  return poolMirrorView(vm);
+}
+
+/** `mirrorView(vm)` answering its walks from `log` while `fn` runs (the state must not change meanwhile). */
+export function withVisitLog<T>(vm: Vm, log: VisitLog, fn: (view: MirrorView) => T): T {
+  const view = poolMirrorView(vm);
+  return view.withLog(log, () => fn(view));
+}
