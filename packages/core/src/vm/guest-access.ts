@@ -60,6 +60,44 @@ export class AccessTally {
   last: AccessOutcome = "ok";
 }
 
+/** What the hardware made of one access attempt. */
+const HW_OK = 0;
+const HW_EXCEPTION = 1;
+/** An EPT violation on a GPA with no translation. */
+const HW_FAULT = 2;
+/** An EPT violation on a present translation (the exit qualification says so). */
+const HW_FAULT_PRESENT = 3;
+/** A present translation the backend's hardware check refused (SNP's #NPF with the RMP bit). */
+const HW_RMP_FAULT = 4;
+
+/**
+ * One attempt of an access by the "hardware": the backend's own check if it has one (TDX
+ * translates private GPAs through the S-EPT), else a walk of the direct root, then the
+ * backend's check of the translation found (the RMP check on SNP).
+ */
+function hardwareAccess(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean): number {
+  const backend = vm.backend;
+  let hw = -1;
+  if (backend.checkGuestAccess) {
+    vm.clock.touch(R_BACKEND);
+    hw = backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess);
+  }
+  if (hw >= 0) {
+    if (hw === ACCESS_OK) return HW_OK;
+    if (hw === ACCESS_GUEST_EXCEPTION) return HW_EXCEPTION;
+    return hw === ACCESS_FAULT_PRESENT ? HW_FAULT_PRESENT : HW_FAULT;
+  }
+  const gfn = gpaToGfn(gpa);
+  const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gfn, write, vm.events.on ? hwUpdateEvent(vm, gfn) : null, vcpu.walk);
+  if (w !== WALK_OK) return w === WALK_PERMISSION ? HW_FAULT_PRESENT : HW_FAULT;
+  if (!backend.checkTranslation) return HW_OK;
+  vm.clock.touch(R_BACKEND);
+  hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
+  if (hw === ACCESS_OK) return HW_OK;
+  if (hw === ACCESS_GUEST_EXCEPTION) return HW_EXCEPTION;
+  return hw === ACCESS_FAULT_PRESENT ? HW_RMP_FAULT : HW_FAULT;
+}
+
 /** One guest access of one page (see `guestAccessRange`). */
 export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, sharedHint: boolean): Op<AccessOutcome> {
   const tally = new AccessTally();
@@ -90,35 +128,22 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       }
       vm.clock.step++;
       if (vcpu.ctx.interleave) yield;
-      if (backend.checkGuestAccess) vm.clock.touch(R_BACKEND);
-      let hw = backend.checkGuestAccess ? backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess) : -1;
-      let present = hw === ACCESS_FAULT_PRESENT;
-      let rmpFault = false;
-      if (hw < 0) {
-        const onUpdate = vm.events.on ? hwUpdateEvent(vm, gpaToGfn(gpa)) : null;
-        const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), write, onUpdate, vcpu.walk);
-        hw = w === WALK_OK ? ACCESS_OK : ACCESS_FAULT;
-        present = w === WALK_PERMISSION;
-        if (hw === ACCESS_OK && backend.checkTranslation) {
-          vm.clock.touch(R_BACKEND);
-          hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
-          if (hw === ACCESS_FAULT_PRESENT) rmpFault = true;
+      const hw = hardwareAccess(vm, vcpu, gpa, write, privateAccess);
+      if (hw === HW_OK || hw === HW_EXCEPTION) {
+        const result = hw === HW_OK ? "ok" : "exception";
+        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result });
+        if (hw === HW_OK) tally.ok++;
+        else {
+          vcpu.exceptions++;
+          tally.exceptions++;
         }
-      }
-      if (hw === ACCESS_FAULT_PRESENT) hw = ACCESS_FAULT;
-      if (hw === ACCESS_OK) {
-        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "ok" });
-        tally.ok++;
-        tally.last = "ok";
+        tally.last = result;
         continue page;
       }
-      if (hw === ACCESS_GUEST_EXCEPTION) {
-        vcpu.exceptions++;
-        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result: "exception" });
-        tally.exceptions++;
-        tally.last = "exception";
-        continue page;
-      }
+      // The exit qualification's "GPA was mapped": a violation on a present EPT entry (an RMP
+      // refusal is a #NPF of its own, not a permission fault of the NPT walk).
+      const present = hw === HW_FAULT_PRESENT;
+      const rmpFault = hw === HW_RMP_FAULT;
       backend.vcpuExit?.(vm, vcpu.id);
       // kvm_tdp_page_fault: the vCPU's fault machine, stepped only when interleaving.
       const pf = vcpu.pf.begin(gpa, write, privateAccess, false, present);
