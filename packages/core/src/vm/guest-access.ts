@@ -202,7 +202,9 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
-    const pf = yield* tdpPageFault(vm, vcpu, gpa, true, true, false, r === ACCESS_FAULT_PRESENT);
+    // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
+    const m = vcpu.pf.begin(gpa, true, true, false, r === ACCESS_FAULT_PRESENT);
+    const pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
     if (pf === RET_PF_EMULATE) return "mmio";
     if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
