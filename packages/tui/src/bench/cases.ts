@@ -30,7 +30,7 @@ export interface BenchCase {
 }
 
 const GiB = 2 ** 30;
-const PAGES_1G = 262144;
+export const PAGES_1G = 262144;
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;
