@@ -23,6 +23,8 @@ export const RET_PF_MEMORY_FAULT_EXIT = 100;
 const P_START = 0;
 /** `fast_page_fault` under RCU. */
 const P_FAST = 1;
+/** `kvm_faultin_pfn` and the slow path up to the lock. */
+const P_FAULTIN = 6;
 /** The backend prepares a gmem page before its first mapping. */
 const P_PREPARE = 2;
 /** `read_lock(&kvm->mmu_lock)`: the attempt, and the retries of a blocked reader. */
@@ -97,9 +99,7 @@ export class TdpFault implements StepMachine {
             this.state = P_FAST;
             continue;
           }
-          // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
-          this.state = this.faultin() ? P_PREPARE : P_LOCK;
-          if (ctx.interleave) return STEP_YIELD;
+          this.state = P_FAULTIN;
           continue;
         }
         case P_FAST: {
@@ -108,11 +108,14 @@ export class TdpFault implements StepMachine {
           mmu.rcu.readUnlock(ctx);
           this.holdsRcu = false;
           if (r !== RET_PF_INVALID) return this.end(r);
+          this.state = P_FAULTIN;
+          continue;
+        }
+        case P_FAULTIN:
           // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
           this.state = this.faultin() ? P_PREPARE : P_LOCK;
           if (ctx.interleave) return STEP_YIELD;
           continue;
-        }
         case P_PREPARE: {
           mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
