@@ -107,7 +107,8 @@ class TableWalk {
         continue;
       }
       this.see(root.slot);
-      this.logging = !root.invalid;
+      // Only a backend with checks of its own reads the log.
+      this.logging = !root.invalid && vm.backend.checkInvariants !== undefined;
       this.walk(root.slot, root.level, 0, root.mirror);
     }
 
@@ -117,11 +118,12 @@ class TableWalk {
     if (!endOnly && backendCheck && !vm.dead) {
       // A pass that found nothing wrong descended into every table an entry links, as the
       // view's own walks do, so its log is what they would find; otherwise they walk.
-      const found = this.violations.length === 0
+      const found = this.violations.length === 0 && !this.log.overflowed
         ? withVisitLog(vm, this.log, (view) => backendCheck.call(vm.backend, vm, view))
         : backendCheck.call(vm.backend, vm, mirrorView(vm));
       for (const v of found) this.fail(v.check, v.message);
     }
+    this.log.clear();
     return { checked: final ? INVARIANTS.length : INVARIANTS.length - 1, violations: this.violations };
   }
 

@@ -24,25 +24,46 @@ const LOG_MIRROR = 2;
  * state, replay this instead of walking the tables again.
  */
 export class VisitLog {
-  private gfns = new Float64Array(64);
-  private pfns = new Float64Array(64);
-  private exts = new Int32Array(64);
-  private levels = new Uint8Array(64);
-  private flags = new Uint8Array(64);
+  private gfns = new Float64Array(LOG_INITIAL);
+  private pfns = new Float64Array(LOG_INITIAL);
+  private exts = new Int32Array(LOG_INITIAL);
+  private levels = new Uint8Array(LOG_INITIAL);
+  private flags = new Uint8Array(LOG_INITIAL);
   private n = 0;
+  /**
+   * More entries than `LOG_MAX` were met: the log stopped taking them and the checks must walk.
+   * A large guest (a 1 TiB one has 268 M leaves) would otherwise need gigabytes for a copy of
+   * its tables; the log pays off on the explorer's small states, checked after every step.
+   */
+  overflowed = false;
 
+  constructor(private readonly max = LOG_MAX) {}
+
+  /** Empties the log, and gives back the memory of a large one (the checker lives on). */
   clear(): void {
     this.n = 0;
+    this.overflowed = false;
+    if (this.gfns.length > LOG_KEEP) this.resize(LOG_INITIAL);
   }
 
   add(gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number, mirror: boolean): void {
-    if (this.n === this.gfns.length) this.grow();
+    if (this.n === this.gfns.length) {
+      if (this.n >= this.max) {
+        this.overflowed = true;
+        return;
+      }
+      this.resize(this.n * 2);
+    }
     const i = this.n++;
     this.gfns[i] = gfn;
     this.pfns[i] = pfn;
     this.exts[i] = externalSpt;
     this.levels[i] = level;
     this.flags[i] = (leaf ? LOG_LEAF : 0) | (mirror ? LOG_MIRROR : 0);
+  }
+
+  get size(): number {
+    return this.n;
   }
 
   forEach(mirror: boolean, cb: MirrorCb): void {
@@ -54,18 +75,23 @@ export class VisitLog {
     }
   }
 
-  private grow(): void {
-    const cap = this.gfns.length * 2;
-    this.gfns = copied(this.gfns, new Float64Array(cap));
-    this.pfns = copied(this.pfns, new Float64Array(cap));
-    this.exts = copied(this.exts, new Int32Array(cap));
-    this.levels = copied(this.levels, new Uint8Array(cap));
-    this.flags = copied(this.flags, new Uint8Array(cap));
+  private resize(cap: number): void {
+    this.gfns = copied(this.gfns, new Float64Array(cap), this.n);
+    this.pfns = copied(this.pfns, new Float64Array(cap), this.n);
+    this.exts = copied(this.exts, new Int32Array(cap), this.n);
+    this.levels = copied(this.levels, new Uint8Array(cap), this.n);
+    this.flags = copied(this.flags, new Uint8Array(cap), this.n);
   }
 }
 
-function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
-  to.set(from);
+const LOG_INITIAL = 64;
+/** A cleared log larger than this gives its arrays back. */
+const LOG_KEEP = 1 << 16;
+/** Entries a log takes at most (22 bytes each). */
+const LOG_MAX = 1 << 20;
+
+function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T, n: number): T {
+  to.set(from.subarray(0, n));
   return to;
 }
 
