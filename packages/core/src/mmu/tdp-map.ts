@@ -1,11 +1,11 @@
 /**
  * The TDP fault path below the lock: `kvm_tdp_mmu_map` and
- * `tdp_mmu_map_handle_target_level` (read lock, inside RCU), the huge-page split the walk may
- * need on the way down, and `fast_page_fault` (RCU only, no `mmu_lock`).
+ * `tdp_mmu_map_handle_target_level` (read lock, inside RCU), and the huge-page split the walk may
+ * need on the way down. `fast_page_fault` (RCU only, no `mmu_lock`) is in `fast-page-fault.ts`.
  */
 import { PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
-  EPT_W, HI_MMU_WRITABLE, isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
+  isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
   makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
 } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
@@ -171,7 +171,8 @@ export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Ro
   return yield* runSteps(new MapWalk(mmu).begin(iter, root, fault, ctx), ctx);
 }
 
-function isAccessAllowed(fault: PageFault, lo: number): boolean {
+/** The leaf already allows the access (`is_access_allowed`). */
+export function isAccessAllowed(fault: PageFault, lo: number): boolean {
   return fault.write ? isWritable(lo) : true;
 }
 
@@ -237,91 +238,4 @@ export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, c
   if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
   mmu.stats.pages[iter.level - 1]! += 512;
   return true;
-}
-
-const F_WALK = 0;
-const F_FIX = 1;
-
-/**
- * `fast_page_fault` on a direct root, with only RCU held, as a step machine: a write to a leaf
- * that KVM made read-only for dirty logging (MMU-writable set, W clear) gets W back by one
- * cmpxchg against the walk's snapshot, and the page is marked dirty. Huge leaves of a
- * dirty-logged slot are left to the slow path, which splits them. A lost cmpxchg walks again,
- * at most 4 retries. Returns RET_PF_FIXED, RET_PF_SPURIOUS, or RET_PF_INVALID to take the slow
- * path.
- */
-export class FastPageFault implements StepMachine {
-  private iter!: TdpIter;
-  private root!: Root;
-  private fault!: PageFault;
-  private state = F_WALK;
-  private retry = 0;
-  /** kvm_tdp_mmu_fast_pf_get_last_sptep: the last SPTE on the way to the GFN, and its snapshot. */
-  private mem: Uint32Array | null = null;
-  private off = 0;
-  private level = 0;
-  private table = 0;
-  private lo = 0;
-  private hi = 0;
-  private gfn = 0;
-  private ctx!: ExecCtx;
-
-  constructor(private readonly mmu: TdpMmu) {}
-
-  begin(iter: TdpIter, root: Root, fault: PageFault, ctx: ExecCtx): this {
-    this.ctx = ctx;
-    this.iter = iter;
-    this.root = root;
-    this.fault = fault;
-    this.state = F_WALK;
-    this.retry = 0;
-    return this;
-  }
-
-  step(): number {
-    const mmu = this.mmu;
-    const fault = this.fault;
-    for (;;) {
-      if (this.state === F_WALK) {
-        if (this.root.mirror) return RET_PF_INVALID;
-        const iter = this.iter;
-        this.mem = null;
-        for (iter.start(this.root, 1, fault.gfn, mmu.rootGfnBits(this.root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
-          this.mem = iter.mem;
-          this.off = iter.off;
-          this.level = iter.level;
-          this.table = iter.tableSlot;
-          this.lo = iter.oldLo;
-          this.hi = iter.oldHi;
-          this.gfn = iter.gfn;
-        }
-        mmu.clock.step++;
-        this.state = F_FIX;
-        if (this.ctx.interleave) return STEP_YIELD;
-        continue;
-      }
-      const { mem, off, level, lo, hi } = this;
-      if (mem === null || !isShadowPresent(lo) || !isLastSpte(lo, level)) return RET_PF_INVALID;
-      // Someone fixed it already, or the TLB was stale.
-      if (isAccessAllowed(fault, lo)) return RET_PF_SPURIOUS;
-      if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
-      if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
-      // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
-      mmu.pool.fp?.read(this.table * 512 + ((off % 1024) >>> 1));
-      if (mem[off] === lo && mem[off + 1] === hi) {
-        mmu.writeSpte(mem, off, (lo | EPT_W) >>> 0, hi, this.table, level, this.gfn, "fast-pf");
-        fault.slot?.markDirty(fault.gfn, mmu.clock.fp);
-        return RET_PF_FIXED;
-      }
-      if (this.retry++ >= 4) return RET_PF_INVALID;
-      this.state = F_WALK;
-    }
-  }
-
-  abort(): void {}
-}
-
-/** `fast_page_fault` as a coroutine (tests, callers without a machine of their own). */
-export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  return yield* runSteps(new FastPageFault(mmu).begin(iter, root, fault, ctx), ctx);
 }

@@ -12,9 +12,8 @@ import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
 import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import { hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
-import {
-  FastPageFault, MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS,
-} from "../mmu/tdp-map.js";
+import { FastPageFault } from "../mmu/fast-page-fault.js";
+import { MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 /** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
