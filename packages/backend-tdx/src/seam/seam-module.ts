@@ -921,7 +921,11 @@ export class SeamModule {
    * stack: a recursive one passed each of a 64 GiB TD's 16 million entries up through every level.
    */
   *septEntries(td: Td): Generator<[gfn: number, level: number, state: number, pfn: number]> {
-    const tables: (Uint32Array | undefined)[] = [this.sept.get(td.septRoot)];
+    const root = this.sept.get(td.septRoot);
+    // After teardown the S-EPT pages may be reclaimed: a page that is no S-EPT page any more
+    // has no entries to report, though an entry above it may still name it.
+    if (root === undefined) return;
+    const tables: Uint32Array[] = [root];
     const levels = [td.rootLevel];
     const bases = [0];
     const next = [0];
@@ -944,8 +948,9 @@ export class SeamModule {
       if (st === SEPT_FREE) continue;
       const gfn = bases[top]! + i * 512 ** level;
       yield [gfn, level, st, septPfn(lo, hi)];
-      if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) {
-        tables.push(this.sept.get(septPfn(lo, hi)));
+      const child = st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED ? this.sept.get(septPfn(lo, hi)) : undefined;
+      if (child !== undefined) {
+        tables.push(child);
         levels.push(level - 1);
         bases.push(gfn);
         next.push(0);
