@@ -1,0 +1,54 @@
+/**
+ * `tdpemu bench`: the harness itself (the cases are measured by running it, not by tests). Runs
+ * the built binary, since cases that need a process of their own re-run it as a child.
+ */
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { radixFill } from "../src/bench/cases.js";
+
+const CLI = resolve("packages/tui/dist/cli.js");
+
+function bench(...args: string[]) {
+  const p = spawnSync(process.execPath, [CLI, "bench", ...args], { encoding: "utf8", timeout: 120_000 });
+  return { code: p.status, out: p.stdout, err: p.stderr };
+}
+
+describe("tdpemu bench", () => {
+  it("a filter that matches no case is bad input, and the message names the cases", () => {
+    const r = bench("--filter", "no-such-case");
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^tdpemu: bench: --filter 'no-such-case' matches no case \(cases: sol, fault-plain, .*scale-plain-1TiB\)/);
+  });
+
+  it("a case in a child process reports every run's median, with progress on stderr and JSON on stdout", () => {
+    const r = bench("--filter", "fault-plain-2m", "--json");
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/fault-plain-2m: 5 runs in a child process/);
+    const j = JSON.parse(r.out) as { speedOfLight: number; cases: { name: string; value: number; unit: string; extra: Record<string, number>; error?: string }[] };
+    expect(j.speedOfLight).toBeGreaterThan(0);
+    const row = j.cases.find((c) => c.name === "fault-plain-2m")!;
+    expect(row.error).toBeUndefined();
+    expect(row.unit).toBe("faults/s");
+    // 1 GiB in 2 MiB pages is 512 faults: the pages/s figure is 512 times the fault rate.
+    expect(row.extra["pages/s"]! / row.value).toBeCloseTo(512, 0);
+  });
+
+  it("the speed of light's loop fills the table it claims to: every GFN walks to its own leaf", () => {
+    const pages = 512 * 512 + 700; // more than one level-2 table
+    const pool = radixFill(pages);
+    for (const gfn of [0, 1, 511, 512, 262143, 262144, pages - 1]) {
+      let table = 0;
+      for (let level = 4; level > 1; level--) {
+        const off = table * 1024 + 2 * (Math.floor(gfn / 512 ** (level - 1)) % 512);
+        expect(pool[off]! & 7, `gfn ${gfn} level ${level}`).toBe(7);
+        table = pool[off]! >>> 12;
+      }
+      expect(pool[table * 1024 + 2 * (gfn % 512)]! >>> 12).toBe(gfn);
+    }
+    // The entry past the last GFN was never written.
+    let table = 0;
+    for (let level = 4; level > 1; level--) table = pool[table * 1024 + 2 * (Math.floor(pages / 512 ** (level - 1)) % 512)]! >>> 12;
+    expect(pool[table * 1024 + 2 * (pages % 512)]).toBe(0);
+  });
+});
