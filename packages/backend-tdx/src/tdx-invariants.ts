@@ -110,8 +110,10 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
 
   // The PAMT: what the TD owns against what its S-EPT and TDCS use.
   let owned = 0;
-  for (const [pfn, type] of module.pamt.pagesOf(be.tdr)) {
+  const pamt = module.pamt;
+  for (let pfn = pamt.nextPageOf(be.tdr, 0); pfn >= 0; pfn = pamt.nextPageOf(be.tdr, pfn + 1)) {
     if (pfn === be.tdr) continue;
+    const type = pamt.type(pfn);
     owned++;
     if (type === PT_REG || type === PT_EPT) {
       if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0) fail("pamt-consistent", `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is not in its S-EPT`);

@@ -34,6 +34,15 @@ class PamtBlock {
   readonly bepoch = new Uint32Array(BLOCK_FRAMES);
   /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
   readonly lockState = new Int8Array(BLOCK_FRAMES);
+  /**
+   * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA). The module
+   * itself finds a TD's pages through its TDCS and S-EPT; this index is the emulator's, so
+   * that the PAMT invariant (run after every explorer step) visits the few assigned granules
+   * instead of every granule of the block.
+   */
+  readonly assigned = new Int32Array(BLOCK_FRAMES >>> 5);
+  /** How many granules of the block are assigned. */
+  nAssigned = 0;
 }
 
 /** A view of one PAMT entry's lock with the `SharexLock` interface (made per use, not stored). */
@@ -128,23 +137,54 @@ export class Pamt {
 
   set(pfn: number, type: number, owner: number): void {
     const blk = this.block(pfn);
-    blk.type[pfn & BLOCK_MASK] = type;
-    blk.owner[pfn & BLOCK_MASK] = owner;
-    blk.bepoch[pfn & BLOCK_MASK] = 0;
+    const i = pfn & BLOCK_MASK;
+    const was = blk.type[i] !== PT_NDA;
+    const is = type !== PT_NDA;
+    if (was !== is) {
+      blk.assigned[i >>> 5] ^= 1 << (i & 31);
+      blk.nAssigned += is ? 1 : -1;
+    }
+    blk.type[i] = type;
+    blk.owner[i] = owner;
+    blk.bepoch[i] = 0;
   }
 
   setBepoch(pfn: number, epoch: number): void {
     this.block(pfn).bepoch[pfn & BLOCK_MASK] = epoch;
   }
 
-  /** Every granule of a given type and owner (for invariant checks). */
-  *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
-    for (let b = 0; b < this.blocks.length; b++) {
-      const blk = this.blocks[b];
-      if (!blk) continue;
-      for (let i = 0; i < BLOCK_FRAMES; i++) {
-        if (blk.type[i] !== PT_NDA && blk.owner[i] === owner) yield [b * BLOCK_FRAMES + i, blk.type[i]!];
+  /**
+   * The lowest PFN at or above `from` that is assigned (not NDA) to `owner`, or -1: the TD's
+   * pages in ascending order, by `for (p = next(o, 0); p >= 0; p = next(o, p + 1))`, with
+   * nothing allocated (the PAMT invariant runs after every explorer step).
+   */
+  nextPageOf(owner: number, from: number): number {
+    const blocks = this.blocks;
+    if (from < 0) from = 0;
+    for (let b = from >>> BLOCK_SHIFT; b < blocks.length; b++) {
+      const blk = blocks[b];
+      if (blk === undefined || blk.nAssigned === 0) continue;
+      const start = b === from >>> BLOCK_SHIFT ? from & BLOCK_MASK : 0;
+      const assigned = blk.assigned;
+      const ownerOf = blk.owner;
+      // The first word keeps only the bits at or above `start`.
+      let bits = assigned[start >>> 5]! & (-1 << (start & 31));
+      for (let w = start >>> 5; ; ) {
+        while (bits !== 0) {
+          const low = bits & -bits;
+          const i = (w << 5) | (31 - Math.clz32(low));
+          if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
+          bits ^= low;
+        }
+        if (++w === assigned.length) break;
+        bits = assigned[w]!;
       }
     }
+    return -1;
+  }
+
+  /** Every granule assigned to `owner` with its type, in ascending PFN order (for tests and tools). */
+  *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
+    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1)) yield [p, this.type(p)];
   }
 }
