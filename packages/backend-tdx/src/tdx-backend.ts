@@ -35,6 +35,10 @@ export function seamModuleOf(host: Host): SeamModule {
   if (!m) {
     m = { module: new SeamModule(host.frames.totalFrames), nextHkid: 1 };
     modules.set(host, m);
+    // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
+    // serve the next host's module.
+    host.onRelease(m.module.pamt);
+    host.onRelease(m.module.sept);
   }
   return m.module;
 }

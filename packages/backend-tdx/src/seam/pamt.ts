@@ -43,7 +43,39 @@ class PamtBlock {
   readonly assigned = new Int32Array(BLOCK_FRAMES >>> 5);
   /** How many granules of the block are assigned. */
   nAssigned = 0;
+  /** Every granule written is in [lo, hi): what `clear` must reset. */
+  lo = BLOCK_FRAMES;
+  hi = 0;
+
+  /** Granule `i` is about to be written. */
+  touch(i: number): void {
+    if (i < this.lo) this.lo = i;
+    if (i >= this.hi) this.hi = i + 1;
+  }
+
+  /** Back to the state of a new block: every granule NDA, unowned, epoch 0, unlocked. */
+  clear(): void {
+    if (this.lo < this.hi) {
+      this.type.fill(PT_NDA, this.lo, this.hi);
+      this.owner.fill(NO_TD, this.lo, this.hi);
+      this.bepoch.fill(0, this.lo, this.hi);
+      this.lockState.fill(0, this.lo, this.hi);
+      this.assigned.fill(0, this.lo >>> 5, ((this.hi - 1) >>> 5) + 1);
+    }
+    this.nAssigned = 0;
+    this.lo = BLOCK_FRAMES;
+    this.hi = 0;
+  }
 }
+
+/**
+ * Blocks of discarded PAMTs (`release`), cleared, for the next PAMT to take instead of making
+ * new ones: the explorer builds a host, and so a TDX module, for every schedule it runs, and a
+ * new block (40 KiB of typed arrays, zero-filled, then swept by the collector) cost more than
+ * building the rest of the TD.
+ */
+const SPARE_BLOCKS_MAX = 16;
+const spareBlocks: PamtBlock[] = [];
 
 /** A view of one PAMT entry's lock with the `SharexLock` interface (made per use, not stored). */
 class PamtLock {
@@ -93,7 +125,7 @@ export class Pamt {
     const b = pfn >>> BLOCK_SHIFT;
     let blk = this.blocks[b];
     if (!blk) {
-      blk = new PamtBlock();
+      blk = spareBlocks.pop() ?? new PamtBlock();
       // Grown densely, so the array keeps fast elements (a far index into an empty array
       // would turn it into a dictionary).
       while (this.blocks.length < b) this.blocks.push(undefined);
@@ -116,7 +148,9 @@ export class Pamt {
 
   /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLockAndRelease`). */
   lock(pfn: number): SharexLock {
-    return new PamtLock(this.block(pfn).lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
+    const blk = this.block(pfn);
+    blk.touch(pfn & BLOCK_MASK);
+    return new PamtLock(blk.lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
   }
 
   /**
@@ -124,20 +158,25 @@ export class Pamt {
    * step: true if it could be taken, and the lock left as `PamtLock`'s take and release leave it.
    */
   tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
-    const state = this.block(pfn).lockState;
+    const blk = this.block(pfn);
+    const state = blk.lockState;
     const i = pfn & BLOCK_MASK;
     const v = state[i]!;
     if (exclusive) return v === 0;
     if (v < 0) return false;
     // Taken shared, 127 readers wrap the Int8 to -128, which the release reads as exclusive and
     // frees: the lock ends at 0.
-    if (v === 127) state[i] = 0;
+    if (v === 127) {
+      blk.touch(i);
+      state[i] = 0;
+    }
     return true;
   }
 
   set(pfn: number, type: number, owner: number): void {
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
+    blk.touch(i);
     const was = blk.type[i] !== PT_NDA;
     const is = type !== PT_NDA;
     if (was !== is) {
@@ -150,7 +189,22 @@ export class Pamt {
   }
 
   setBepoch(pfn: number, epoch: number): void {
-    this.block(pfn).bepoch[pfn & BLOCK_MASK] = epoch;
+    const blk = this.block(pfn);
+    blk.touch(pfn & BLOCK_MASK);
+    blk.bepoch[pfn & BLOCK_MASK] = epoch;
+  }
+
+  /**
+   * Gives the blocks, cleared, to the PAMTs made after this one (see `spareBlocks`): for the
+   * module of a host that is being discarded. The PAMT reads as all NDA afterwards.
+   */
+  release(): void {
+    for (const blk of this.blocks) {
+      if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
+      blk.clear();
+      spareBlocks.push(blk);
+    }
+    this.blocks.length = 0;
   }
 
   /**

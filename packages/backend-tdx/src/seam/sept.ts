@@ -114,6 +114,26 @@ export function entryBigInt(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
+/** A page of FREE entries, copied into a page the module takes (`SeptPages.init`). */
+const FREE_TABLE = (() => {
+  const t = new Uint32Array(1024);
+  for (let i = 0; i < 1024; i += 2) {
+    t[i] = SEPT_FREE_LO;
+    t[i + 1] = SEPT_FREE_HI;
+  }
+  return t;
+})();
+
+/**
+ * Pages and lookup blocks of discarded modules (`release`) for the next to take: the explorer
+ * makes a TDX module per schedule, and a new 4 KiB array per S-EPT page (zero-filled, then swept
+ * by the collector) was a good part of building a TD. A page taken again is overwritten whole.
+ */
+const SPARE_PAGES_MAX = 64;
+const sparePages: Uint32Array[] = [];
+const SPARE_LOOKUP_MAX = 8;
+const spareLookup: (Uint32Array | undefined)[][] = [];
+
 /**
  * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables. Looked up
  * on every level of every walk, so by two array loads (2 MiB block of PFNs, then the page in it)
@@ -133,8 +153,8 @@ export class SeptPages {
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
   init(pfn: number): Uint32Array {
-    const t = new Uint32Array(1024);
-    for (let i = 1; i < 1024; i += 2) t[i] = SEPT_FREE_HI;
+    const t = sparePages.pop() ?? new Uint32Array(1024);
+    t.set(FREE_TABLE);
     this.put(pfn, t);
     this.version++;
     return t;
@@ -161,6 +181,29 @@ export class SeptPages {
     return this.size;
   }
 
+  /**
+   * Gives the pages and lookup blocks to the modules made after this one (see `sparePages`):
+   * for the module of a host that is being discarded. No page is found afterwards.
+   */
+  release(): void {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const blk = this.blocks[b];
+      if (blk === undefined) continue;
+      for (let i = 0; i < 512; i++) {
+        const t = blk[i];
+        if (t !== undefined && sparePages.length < SPARE_PAGES_MAX) sparePages.push(t);
+      }
+      if (spareLookup.length < SPARE_LOOKUP_MAX) {
+        blk.fill(undefined);
+        spareLookup.push(blk);
+      }
+    }
+    this.blocks.length = 0;
+    this.others.clear();
+    this.size = 0;
+    this.version++;
+  }
+
   private put(pfn: number, t: Uint32Array | undefined): void {
     const had = this.get(pfn) !== undefined;
     if ((pfn >>> 0) !== pfn) {
@@ -170,7 +213,7 @@ export class SeptPages {
       let blk = this.blocks[pfn >>> 9];
       if (!blk) {
         if (!t) return;
-        blk = new Array<Uint32Array | undefined>(512).fill(undefined);
+        blk = spareLookup.pop() ?? new Array<Uint32Array | undefined>(512).fill(undefined);
         // Grown densely, so the array keeps fast elements (a far index into an empty array
         // would turn it into a dictionary).
         while (this.blocks.length < pfn >>> 9) this.blocks.push(undefined);

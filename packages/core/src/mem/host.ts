@@ -11,14 +11,37 @@ export interface HostOptions {
   memory: number;
 }
 
+/** Storage that lives as long as a host and can be handed on when the host is discarded. */
+export interface HostStorage {
+  release(): void;
+}
+
 export class Host {
   readonly frames: FrameAllocator;
   readonly pool: PtPool;
   private nextOwner = OWNER_PT_POOL + 1;
+  /** Platform state kept per host (a TDX module's PAMT and S-EPT pages), released with it. */
+  private readonly storage: HostStorage[] = [];
 
   constructor(opts: HostOptions) {
     this.frames = new FrameAllocator(opts.memory);
     this.pool = new PtPool(this.frames);
+  }
+
+  /** `s.release()` runs when the host is discarded (`release`). */
+  onRelease(s: HostStorage): void {
+    this.storage.push(s);
+  }
+
+  /**
+   * The host is being discarded (the explorer builds one per schedule, hundreds of thousands of
+   * them): the table pool and the storage registered with `onRelease` give their arrays to the
+   * hosts made after it. Nothing may use the host again.
+   */
+  release(): void {
+    this.pool.release();
+    for (const s of this.storage) s.release();
+    this.storage.length = 0;
   }
 
   /** A fresh owner id for a VM's frames. */

@@ -30,8 +30,8 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       checkEnd: () => checkEndOfRun(built.vm).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
       stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
-      // The host is this schedule's alone: its table storage can go to the next schedule's.
-      release: () => built.host.pool.release(),
+      // The host is this schedule's alone: its storage can go to the next schedule's.
+      release: () => built.host.release(),
     };
   }, opts);
 }
