@@ -116,3 +116,21 @@ describe("5-level tables", () => {
     expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
   });
 });
+
+describe("HostSlot", () => {
+  it("holds one value per host and slot, set and replaced", async () => {
+    const { Host, HostSlot } = await import("../src/index.js");
+    const a = new Host({ memory: 4 * 2 ** 20 });
+    const b = new Host({ memory: 4 * 2 ** 20 });
+    const x = new HostSlot<{ n: number }>("x");
+    const y = new HostSlot<string>("y");
+    expect(a.get(x)).toBeUndefined();
+    a.set(x, { n: 1 });
+    a.set(y, "why");
+    expect(a.get(x)).toEqual({ n: 1 });
+    expect(a.get(y)).toBe("why");
+    expect(b.get(x)).toBeUndefined();
+    a.set(x, { n: 2 });
+    expect(a.get(x)).toEqual({ n: 2 });
+  });
+});

@@ -19,7 +19,7 @@ import {
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import type { Vm } from "../vm/vm.js";
-import { VisitLog, mirrorView, withVisitLog } from "./mirror-view.js";
+import { VisitLog, checkWithVisitLog, mirrorView } from "./mirror-view.js";
 
 export { mirrorView } from "./mirror-view.js";
 
@@ -118,7 +118,7 @@ class TableWalk {
       // A pass that found nothing wrong descended into every table an entry links, as the
       // view's own walks do, so its log is what they would find; otherwise they walk.
       const found = this.violations.length === 0
-        ? withVisitLog(vm, this.log, (view) => backendCheck.call(vm.backend, vm, view))
+        ? checkWithVisitLog(vm, this.log, backendCheck)
         : backendCheck.call(vm.backend, vm, mirrorView(vm));
       for (const v of found) this.fail(v.check, v.message);
     }

@@ -5,7 +5,7 @@
  */
 import { type Level } from "../arch/levels.js";
 import { gpaToGfn, rootLevelForGpaw } from "../arch/gpa.js";
-import type { Backend } from "../backend/backend.js";
+import type { Backend, MirrorView } from "../backend/backend.js";
 import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
 import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
@@ -64,6 +64,8 @@ export class Vm implements BackendVm {
   readonly rootLevel: Level;
   /** The VM has been torn down; no op may run on it any more. */
   dead = false;
+  /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
+  checkView: MirrorView | null = null;
 
   constructor(
     readonly host: Host,
