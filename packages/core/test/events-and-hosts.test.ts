@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  Host, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
+  Host, HostSlot, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
 } from "../src/index.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
@@ -118,8 +118,7 @@ describe("5-level tables", () => {
 });
 
 describe("HostSlot", () => {
-  it("holds one value per host and slot, set and replaced", async () => {
-    const { Host, HostSlot } = await import("../src/index.js");
+  it("holds one value per host and slot, set and replaced", () => {
     const a = new Host({ memory: 4 * 2 ** 20 });
     const b = new Host({ memory: 4 * 2 ** 20 });
     const x = new HostSlot<{ n: number }>("x");
