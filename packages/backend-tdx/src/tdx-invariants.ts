@@ -15,7 +15,7 @@
 import type { MirrorView } from "@tdpemu/core";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
 import {
-  SEPT_FREE, SEPT_FREE_HI, SEPT_FREE_LO, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_STATE_NAMES,
+  SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, SEPT_PENDING, SEPT_STATE_NAMES,
   septPfn, septState, type SeptPages,
 } from "./seam/sept.js";
 import { LC_TEARDOWN, OP_RUNNABLE, type Td } from "./seam/td.js";
@@ -36,20 +36,23 @@ function forEachSeptEntry(pages: SeptPages, td: Td, cb: SeptCb): void {
 
 function visitSept(pages: SeptPages, page: number, level: number, base: number, cb: SeptCb): void {
   const t = pages.get(page)!;
-  // Locals, not the imported bindings, in the loop: V8 reloads those on every iteration.
-  const freeLo = SEPT_FREE_LO;
-  const freeHi = SEPT_FREE_HI;
-  for (let i = 0; i < 512; i++) {
-    const lo = t[2 * i]!;
-    const hi = t[2 * i + 1]!;
-    // The FREE encoding is FREE at every level; the rest needs the level to decode.
-    if (lo === freeLo && hi === freeHi) continue;
-    const st = septState(lo, hi, level);
-    if (st === SEPT_FREE) continue;
-    // Computed here, not hoisted: with `512 ** level` before the loop V8 ran the loop 7x slower.
-    const gfn = base + i * 512 ** level;
-    cb(gfn, level, st, septPfn(lo, hi));
-    if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
+  // Only the entries the occupancy bitmap marks, in ascending order: every other entry is the
+  // FREE encoding, which is FREE at every level.
+  for (let w = 0; w < SEPT_OCCUPANCY_WORDS; w++) {
+    let bits = t[SEPT_OCCUPANCY + w]!;
+    while (bits !== 0) {
+      const low = bits & -bits;
+      bits ^= low;
+      const i = (w << 5) | (31 - Math.clz32(low));
+      const lo = t[2 * i]!;
+      const hi = t[2 * i + 1]!;
+      const st = septState(lo, hi, level);
+      if (st === SEPT_FREE) continue;
+      // Computed here, not hoisted: with `512 ** level` before the loop V8 ran the loop 7x slower.
+      const gfn = base + i * 512 ** level;
+      cb(gfn, level, st, septPfn(lo, hi));
+      if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
+    }
   }
 }
 

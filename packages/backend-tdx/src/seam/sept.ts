@@ -114,9 +114,20 @@ export function entryBigInt(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
-/** A page of FREE entries, copied into a page the module takes (`SeptPages.init`). */
+/**
+ * Where a page's occupancy bitmap starts: after the 512 entries (1024 uint32), 16 words with bit
+ * `i & 31` of word `i >>> 5` set while entry i is not the FREE encoding. The module finds entries
+ * by walking; the bitmap is the emulator's, kept by `setEntry` (the only writer of entries), so
+ * that the S-EPT invariant, run after every explorer step, visits the few used entries of a page
+ * instead of all 512. It lives in the page's own array: no lookup besides the page's.
+ */
+export const SEPT_OCCUPANCY = 1024;
+export const SEPT_OCCUPANCY_WORDS = 16;
+const PAGE_U32 = SEPT_OCCUPANCY + SEPT_OCCUPANCY_WORDS;
+
+/** A page of FREE entries (and an empty bitmap), copied into a page the module takes (`SeptPages.init`). */
 const FREE_TABLE = (() => {
-  const t = new Uint32Array(1024);
+  const t = new Uint32Array(PAGE_U32);
   for (let i = 0; i < 1024; i += 2) {
     t[i] = SEPT_FREE_LO;
     t[i + 1] = SEPT_FREE_HI;
@@ -135,7 +146,8 @@ const SPARE_LOOKUP_MAX = 8;
 const spareLookup: (Uint32Array | undefined)[][] = [];
 
 /**
- * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables. Looked up
+ * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables, then the
+ * occupancy bitmap (`SEPT_OCCUPANCY`). Looked up
  * on every level of every walk, so by two array loads (2 MiB block of PFNs, then the page in it)
  * rather than a Map; the pages the module takes are TDMR pages, whose PFNs are far below 2^32,
  * and anything else (never an S-EPT page in practice) goes to a Map so that any PFN stays exact.
@@ -153,7 +165,7 @@ export class SeptPages {
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
   init(pfn: number): Uint32Array {
-    const t = sparePages.pop() ?? new Uint32Array(1024);
+    const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
     t.set(FREE_TABLE);
     this.put(pfn, t);
     this.version++;
@@ -170,10 +182,16 @@ export class SeptPages {
     this.version++;
   }
 
-  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`. */
+  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
-    table[off] = septEntryLo(state, pfn, level);
-    table[off + 1] = septEntryHi(state, pfn);
+    const lo = septEntryLo(state, pfn, level);
+    const hi = septEntryHi(state, pfn);
+    table[off] = lo;
+    table[off + 1] = hi;
+    const i = off >>> 1;
+    const w = SEPT_OCCUPANCY + (i >>> 5);
+    if (lo === SEPT_FREE_LO && hi === SEPT_FREE_HI) table[w] = table[w]! & ~(1 << (i & 31));
+    else table[w] = table[w]! | (1 << (i & 31));
     if (level > 0) this.version++;
   }
 
