@@ -14,6 +14,7 @@
  */
 import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
+import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
 
 export const U32_PER_TABLE = 1024;
@@ -47,6 +48,18 @@ const EMPTY_TABLE = (() => {
 const SPARE_MEM_MAX = 64;
 const spareMem: Uint32Array[] = [];
 
+/**
+ * Stamps of table stores, shared by every pool so that a stamp never repeats (see
+ * `PtPool.writtenAt`): ascending, taken by a store to a tracked pool's table and by a walk that
+ * reads one.
+ */
+let lastTableStamp = 0;
+
+/** A stamp later than every table store so far. */
+export function tableStamp(): number {
+  return ++lastTableStamp;
+}
+
 /** The metadata arrays of one block's worth of slots (a pool's first `growMeta`). */
 interface Meta {
   spLevel: Uint8Array<ArrayBuffer>;
@@ -56,6 +69,7 @@ interface Meta {
   spOwner: Int32Array<ArrayBuffer>;
   spExternal: Int32Array<ArrayBuffer>;
   freeSlots: Int32Array<ArrayBuffer>;
+  writtenAt: Float64Array<ArrayBuffer>;
 }
 const SPARE_META_MAX = 8;
 const spareMeta: Meta[] = [];
@@ -82,6 +96,19 @@ export class PtPool {
   spExternal = new Int32Array(0);
   /** 1 while the page is allocated (for the invariant checks). */
   spLive = new Uint8Array(0);
+  /**
+   * By slot, the `tableStamp` of the last store to the table (its allocation, or an SPTE store
+   * reported through `noteSpteWrite`): a walk that read the table at a later stamp saw what it
+   * holds now, as long as `tracksWrites`.
+   */
+  writtenAt = new Float64Array(0);
+  /**
+   * Every store to the pool's tables is stamped in `writtenAt`: set by `trackWrites` for a host
+   * whose VMs all run on one clock (the explorer's), off otherwise. SPTE stores are stamped
+   * through the clock; the hardware walk's A/D updates are not (they never make an entry empty
+   * or non-empty).
+   */
+  tracksWrites = false;
   /** What the current step touches, while the explorer runs (SPTE reads record here too). */
   fp: FootprintRecorder | null = null;
   /** Bumped by every allocation and free (the explorer re-checks invariants only after a change). */
@@ -139,6 +166,7 @@ export class PtPool {
     this.spOwner[slot] = owner;
     this.spExternal[slot] = -1;
     this.spLive[slot] = 1;
+    this.writtenAt[slot] = tableStamp();
     this.live++;
     return slot;
   }
@@ -150,6 +178,19 @@ export class PtPool {
     this.spLive[slot] = 0;
     this.freeSlots[this.nFree++] = slot;
     this.live--;
+  }
+
+  /**
+   * From now on every SPTE store made through `clock` is stamped (`writtenAt`): for a host whose
+   * every VM runs on `clock` and stores only through the MMU (the explorer's).
+   */
+  trackWrites(clock: Clock): void {
+    clock.tables = this;
+    this.tracksWrites = true;
+  }
+
+  noteSpteWrite(id: number): void {
+    this.writtenAt[Math.floor(id / 512)] = tableStamp();
   }
 
   /** The array holding `slot`, and the `Uint32` offset of its entry 0 in it. */
@@ -201,16 +242,17 @@ export class PtPool {
       if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
     }
     this.mem.length = 0;
+    this.tracksWrites = false;
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
         spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
-        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
+        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots, writtenAt: this.writtenAt,
       };
       for (const a of Object.values(meta)) a.fill(0);
       spareMeta.push(meta);
     }
     this.spLevel = this.spRole = this.spLive = new Uint8Array(0);
-    this.spGfn = new Float64Array(0);
+    this.spGfn = this.writtenAt = new Float64Array(0);
     this.spOwner = this.spExternal = this.freeSlots = new Int32Array(0);
     this.nFree = 0;
   }
@@ -221,7 +263,7 @@ export class PtPool {
       const meta = spareMeta.pop();
       if (meta !== undefined) {
         ({ spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn } = meta);
-        ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots } = meta);
+        ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots, writtenAt: this.writtenAt } = meta);
         return;
       }
     }
@@ -232,6 +274,7 @@ export class PtPool {
     this.spOwner = grow(this.spOwner, new Int32Array(cap));
     this.spExternal = grow(this.spExternal, new Int32Array(cap));
     this.freeSlots = grow(this.freeSlots, new Int32Array(cap));
+    this.writtenAt = grow(this.writtenAt, new Float64Array(cap));
   }
 }
 
