@@ -133,3 +133,18 @@ describe("HostSlot", () => {
     expect(a.get(x)).toEqual({ n: 2 });
   });
 });
+
+describe("Host.release", () => {
+  it("a host made after a released one starts as a new one: every block free, no pool page", () => {
+    const a = new Host({ memory: 64 * MiB });
+    a.frames.allocBlocks(3, 1, 7, "test");
+    a.pool.alloc(2, 1, 0, 0);
+    const pfn = a.pool.slotToPfn(0);
+    a.release();
+    const b = new Host({ memory: 64 * MiB });
+    expect([...b.frames.blockOwner].every((o) => o === 0)).toBe(true);
+    expect(b.frames.usedFrames).toBe(0);
+    expect(b.pool.pfnToSlot(pfn)).toBe(-1);
+    expect(b.pool.liveTables).toBe(0);
+  });
+});

@@ -162,6 +162,8 @@ export class SeptPages {
   private readonly blocks: ((Uint32Array | undefined)[] | undefined)[] = [];
   private readonly others = new Map<number, Uint32Array>();
   private size = 0;
+  /** The PFNs of the pages in `blocks` (for `release`). */
+  private readonly held: number[] = [];
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
   init(pfn: number): Uint32Array {
@@ -204,18 +206,15 @@ export class SeptPages {
    * for the module of a host that is being discarded. No page is found afterwards.
    */
   release(): void {
-    for (let b = 0; b < this.blocks.length; b++) {
-      const blk = this.blocks[b];
-      if (blk === undefined) continue;
-      for (let i = 0; i < 512; i++) {
-        const t = blk[i];
-        if (t !== undefined && sparePages.length < SPARE_PAGES_MAX) sparePages.push(t);
-      }
-      if (spareLookup.length < SPARE_LOOKUP_MAX) {
-        blk.fill(undefined);
-        spareLookup.push(blk);
-      }
+    // The pages held, found through their PFNs: a module holds a handful of pages, and a
+    // lookup block has 512 places.
+    for (const pfn of this.held) {
+      const blk = this.blocks[pfn >>> 9]!;
+      if (sparePages.length < SPARE_PAGES_MAX) sparePages.push(blk[pfn & 511]!);
+      blk[pfn & 511] = undefined;
     }
+    this.held.length = 0;
+    for (const blk of this.blocks) if (blk !== undefined && spareLookup.length < SPARE_LOOKUP_MAX) spareLookup.push(blk);
     this.blocks.length = 0;
     this.others.clear();
     this.size = 0;
@@ -238,6 +237,12 @@ export class SeptPages {
         this.blocks[pfn >>> 9] = blk;
       }
       blk[pfn & 511] = t;
+      if (t && !had) this.held.push(pfn);
+      else if (!t && had) {
+        const k = this.held.indexOf(pfn);
+        this.held[k] = this.held[this.held.length - 1]!;
+        this.held.pop();
+      }
     }
     this.size += (t ? 1 : 0) - (had ? 1 : 0);
   }

@@ -164,9 +164,10 @@ class TableWalk {
     let live = 0;
     const spLive = pool.spLive;
     const spOwner = pool.spOwner;
-    const capacity = pool.capacity;
+    // Slots never allocated are not live: the count stops at the last one ever used.
+    const used = pool.slotsUsed;
     const id = vm.id;
-    for (let s = 0; s < capacity; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
+    for (let s = 0; s < used; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
     const expected = this.linked - this.linkingNow + mmu.deferredFrees + mmu.inFlightSps;
     if (live !== expected) {
       this.fail("no-leaked-table", `VM holds ${live} table pages; ${this.linked} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);

@@ -66,11 +66,12 @@ export class Host {
 
   /**
    * The host is being discarded (the explorer builds one per schedule, hundreds of thousands of
-   * them): the table pool and the storage registered with `onRelease` give their arrays to the
+   * them): the table pool, the frame allocator and the storage registered with `onRelease` give their arrays to the
    * hosts made after it. Nothing may use the host again.
    */
   release(): void {
     this.pool.release();
+    this.frames.release();
     for (const s of this.storage) s.release();
     this.storage.length = 0;
   }

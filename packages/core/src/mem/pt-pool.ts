@@ -16,6 +16,7 @@ import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-al
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
+import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -79,7 +80,7 @@ export class PtPool {
   readonly mem: Uint32Array[] = [];
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
-  private blockChunk: Int32Array;
+  private blockChunk: Int32Array<ArrayBuffer>;
   private freeSlots = new Int32Array(0);
   private nFree = 0;
   private live = 0;
@@ -120,11 +121,16 @@ export class PtPool {
   upperWrites = 0;
 
   constructor(private readonly frames: FrameAllocator) {
-    this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);
+    this.blockChunk = takeInt32Array(frames.totalBlocks, -1);
   }
 
   get liveTables(): number {
     return this.live;
+  }
+
+  /** One past the highest slot ever allocated: every slot from here on has never been live. */
+  get slotsUsed(): number {
+    return this.touched;
   }
 
   get capacity(): number {
@@ -243,6 +249,8 @@ export class PtPool {
     }
     this.mem.length = 0;
     this.tracksWrites = false;
+    giveInt32Array(this.blockChunk);
+    this.blockChunk = new Int32Array(0);
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
         spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
