@@ -18,7 +18,7 @@ import {
   isFrozen, isLastSpte, isShadowPresent, spteToPfn,
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
-import { tableStamp, type PtPool } from "../mem/pt-pool.js";
+import { OCCUPANCY_WORDS } from "../mem/pt-pool.js";
 import type { Vm } from "../vm/vm.js";
 import { VisitLog, checkWithVisitLog, mirrorView } from "./mirror-view.js";
 
@@ -49,14 +49,6 @@ export const INVARIANTS = [
  * per pool slot (the stamp moves on every pass, so nothing is cleared), and the walk is a
  * method, not a closure made per pass.
  */
-/**
- * Non-empty entries a walk remembers per table, at most (a table with more is always scanned:
- * most of its entries are work anyway).
- */
-const REMEMBERED_MAX = 32;
-/** `rememberedN` of a table with more than `REMEMBERED_MAX` non-empty entries. */
-const TOO_MANY = 0xffff;
-
 class TableWalk {
   private readonly pages = new Float64Array(6);
   private tables = 0;
@@ -72,19 +64,6 @@ class TableWalk {
   private readonly log = new VisitLog();
   /** The root being walked is valid (its entries go to `log`). */
   private logging = false;
-  /**
-   * What the scans of a pool whose stores are stamped (`PtPool.tracksWrites`, the explorer's)
-   * found, by slot: the indexes of a table's non-empty entries as of stamp `scannedAt`. A table
-   * not stored to since (`writtenAt` below it) has the same entries empty, so a pass reads only
-   * those remembered (their values are read afresh) instead of all 512. Any other pool is
-   * scanned in full.
-   */
-  private scannedAt = new Float64Array(0);
-  private rememberedN = new Uint16Array(0);
-  private remembered = new Uint16Array(0);
-  /** The pool the scans are of, and the stamp before which anything remembered is void. */
-  private scansOf: PtPool | null = null;
-  private scansFrom = 0;
 
   private vm!: Vm;
 
@@ -118,7 +97,6 @@ class TableWalk {
     this.linkingNow = 0;
     this.log.clear();
     if (this.seenAt.length < pool.capacity) this.seenAt = new Int32Array(pool.capacity);
-    if (pool.tracksWrites) this.rememberFor(pool);
     if (++this.stamp === 0x7fffffff) {
       this.seenAt.fill(0);
       this.stamp = 1;
@@ -174,41 +152,25 @@ class TableWalk {
     }
   }
 
-  /** Readies the per-slot memory of scans for `pool` (whose stores are stamped). */
-  private rememberFor(pool: PtPool): void {
-    if (this.scannedAt.length < pool.capacity) {
-      this.scannedAt = new Float64Array(pool.capacity);
-      this.rememberedN = new Uint16Array(pool.capacity);
-      this.remembered = new Uint16Array(pool.capacity * REMEMBERED_MAX);
-    }
-    if (pool !== this.scansOf) {
-      // Scans of another pool say nothing of this one's tables.
-      this.scansOf = pool;
-      this.scansFrom = tableStamp();
-    }
-  }
-
   private walk(slot: number, level: number, baseGfn: number, mirror: boolean): void {
     const pool = this.vm.host.pool;
     const mem = pool.tableMem(slot);
     const off = pool.tableOff(slot);
-    const remember = pool.tracksWrites;
-    if (remember) {
-      const at = this.scannedAt[slot]!;
-      if (at > this.scansFrom && at > pool.writtenAt[slot]! && this.rememberedN[slot] !== TOO_MANY) {
-        // Not stored to since it was scanned: the same entries are non-empty.
-        const base = slot * REMEMBERED_MAX;
-        const n = this.rememberedN[slot]!;
-        for (let k = 0; k < n; k++) {
-          const i = this.remembered[base + k]!;
+    if (pool.tracksWrites) {
+      // The pool knows which entries are not empty (the explorer's pools): those, in order.
+      const occupancy = pool.occupancy;
+      const words = slot * OCCUPANCY_WORDS;
+      for (let w = 0; w < OCCUPANCY_WORDS; w++) {
+        let bits = occupancy[words + w]!;
+        while (bits !== 0) {
+          const low = bits & -bits;
+          bits ^= low;
+          const i = (w << 5) | (31 - Math.clz32(low));
           this.entry(mem[off + 2 * i]!, mem[off + 2 * i + 1]!, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
         }
-        return;
       }
-      this.scannedAt[slot] = tableStamp();
+      return;
     }
-    const base = slot * REMEMBERED_MAX;
-    let n = 0;
     // Locals, not the imported bindings, in the loop: V8 reloads those on every iteration.
     const emptyLo = SHADOW_NONPRESENT_LO;
     const emptyHi = SHADOW_NONPRESENT_HI;
@@ -217,11 +179,8 @@ class TableWalk {
       const hi = mem[off + 2 * i + 1]!;
       // Most entries are empty: nothing to check, and nothing to compute for them.
       if (lo === emptyLo && hi === emptyHi) continue;
-      if (remember && n < REMEMBERED_MAX) this.remembered[base + n] = i;
-      n++;
       this.entry(lo, hi, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
     }
-    if (remember) this.rememberedN[slot] = n <= REMEMBERED_MAX ? n : TOO_MANY;
   }
 
   /** The checks of one non-empty SPTE at `rawGfn` (its index in the table, shared bit included). */

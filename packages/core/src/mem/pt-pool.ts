@@ -49,17 +49,8 @@ const EMPTY_TABLE = (() => {
 const SPARE_MEM_MAX = 64;
 const spareMem: Uint32Array[] = [];
 
-/**
- * Stamps of table stores, shared by every pool so that a stamp never repeats (see
- * `PtPool.writtenAt`): ascending, taken by a store to a tracked pool's table and by a walk that
- * reads one.
- */
-let lastTableStamp = 0;
-
-/** A stamp later than every table store so far. */
-export function tableStamp(): number {
-  return ++lastTableStamp;
-}
+/** Words of a table's occupancy bitmap (`PtPool.occupancy`): 512 bits. */
+export const OCCUPANCY_WORDS = 16;
 
 /** The metadata arrays of one block's worth of slots (a pool's first `growMeta`). */
 interface Meta {
@@ -70,10 +61,11 @@ interface Meta {
   spOwner: Int32Array<ArrayBuffer>;
   spExternal: Int32Array<ArrayBuffer>;
   freeSlots: Int32Array<ArrayBuffer>;
-  writtenAt: Float64Array<ArrayBuffer>;
 }
 const SPARE_META_MAX = 8;
 const spareMeta: Meta[] = [];
+/** Occupancy bitmaps of one block's worth of slots, likewise (see `PtPool.occupancy`). */
+const spareOccupancy: Uint32Array<ArrayBuffer>[] = [];
 
 export class PtPool {
   /** Table memory, one `Uint32Array` of 16 pages per entry, made when its first page is used. */
@@ -98,16 +90,17 @@ export class PtPool {
   /** 1 while the page is allocated (for the invariant checks). */
   spLive = new Uint8Array(0);
   /**
-   * By slot, the `tableStamp` of the last store to the table (its allocation, or an SPTE store
-   * reported through `noteSpteWrite`): a walk that read the table at a later stamp saw what it
-   * holds now, as long as `tracksWrites`.
+   * While `tracksWrites`: by slot, `OCCUPANCY_WORDS` words whose bit `i & 31` of word `i >>> 5`
+   * is set while entry i is not the empty SPTE, kept by `noteSpteWrite` and `alloc`, so that the
+   * invariant walk (after every explorer step) visits a table's few used entries instead of all
+   * 512. The kernel has nothing like it; it is the emulator's index.
    */
-  writtenAt = new Float64Array(0);
+  occupancy: Uint32Array<ArrayBuffer> = new Uint32Array(0);
   /**
-   * Every store to the pool's tables is stamped in `writtenAt`: set by `trackWrites` for a host
-   * whose VMs all run on one clock (the explorer's), off otherwise. SPTE stores are stamped
-   * through the clock; the hardware walk's A/D updates are not (they never make an entry empty
-   * or non-empty).
+   * `occupancy` describes every live table: set by `trackWrites` for a host whose VMs all run on
+   * one clock and store only through the MMU (the explorer's), off otherwise. SPTE stores reach
+   * `noteSpteWrite` through the clock; the hardware walk's A/D updates do not, and need not (they
+   * never make an entry empty or non-empty).
    */
   tracksWrites = false;
   /** What the current step touches, while the explorer runs (SPTE reads record here too). */
@@ -172,7 +165,7 @@ export class PtPool {
     this.spOwner[slot] = owner;
     this.spExternal[slot] = -1;
     this.spLive[slot] = 1;
-    this.writtenAt[slot] = tableStamp();
+    if (this.tracksWrites) this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
     this.live++;
     return slot;
   }
@@ -187,16 +180,42 @@ export class PtPool {
   }
 
   /**
-   * From now on every SPTE store made through `clock` is stamped (`writtenAt`): for a host whose
-   * every VM runs on `clock` and stores only through the MMU (the explorer's).
+   * From now on `occupancy` follows every SPTE store made through `clock`: for a host whose every
+   * VM runs on `clock` and stores only through the MMU (the explorer's). The live tables' bits
+   * are taken from what they hold now.
    */
   trackWrites(clock: Clock): void {
     clock.tables = this;
     this.tracksWrites = true;
+    if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS) this.growOccupancy(this.spLevel.length);
+    for (let slot = 0; slot < this.touched; slot++) {
+      if (this.spLive[slot] !== 1) continue;
+      for (let i = 0; i < 512; i++) this.noteSpteWrite(slot * 512 + i);
+    }
   }
 
+  /** The SPTE `slot * 512 + index` was just stored to: its occupancy bit follows what it holds. */
   noteSpteWrite(id: number): void {
-    this.writtenAt[Math.floor(id / 512)] = tableStamp();
+    const slot = Math.floor(id / 512);
+    const i = id - slot * 512;
+    const m = this.mem[slot >>> MEM_SHIFT]!;
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * i;
+    const w = slot * OCCUPANCY_WORDS + (i >>> 5);
+    if (m[off] === SHADOW_NONPRESENT_LO && m[off + 1] === SHADOW_NONPRESENT_HI) this.occupancy[w] = this.occupancy[w]! & ~(1 << (i & 31));
+    else this.occupancy[w] = this.occupancy[w]! | (1 << (i & 31));
+  }
+
+  private growOccupancy(slots: number): void {
+    if (this.occupancy.length === 0 && slots === FRAMES_PER_BLOCK) {
+      const spare = spareOccupancy.pop();
+      if (spare !== undefined) {
+        this.occupancy = spare;
+        return;
+      }
+    }
+    const o = new Uint32Array(slots * OCCUPANCY_WORDS);
+    o.set(this.occupancy);
+    this.occupancy = o;
   }
 
   /** The array holding `slot`, and the `Uint32` offset of its entry 0 in it. */
@@ -254,24 +273,28 @@ export class PtPool {
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
         spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
-        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots, writtenAt: this.writtenAt,
+        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
       };
       for (const a of Object.values(meta)) a.fill(0);
       spareMeta.push(meta);
     }
     this.spLevel = this.spRole = this.spLive = new Uint8Array(0);
-    this.spGfn = this.writtenAt = new Float64Array(0);
+    this.spGfn = new Float64Array(0);
+    // Not cleared: `alloc` clears a slot's bits before the slot is used.
+    if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
+    this.occupancy = new Uint32Array(0);
     this.spOwner = this.spExternal = this.freeSlots = new Int32Array(0);
     this.nFree = 0;
   }
 
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
   private growMeta(cap: number): void {
+    if (this.tracksWrites) this.growOccupancy(cap);
     if (this.spLevel.length === 0 && cap === FRAMES_PER_BLOCK) {
       const meta = spareMeta.pop();
       if (meta !== undefined) {
         ({ spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn } = meta);
-        ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots, writtenAt: this.writtenAt } = meta);
+        ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots } = meta);
         return;
       }
     }
@@ -282,7 +305,6 @@ export class PtPool {
     this.spOwner = grow(this.spOwner, new Int32Array(cap));
     this.spExternal = grow(this.spExternal, new Int32Array(cap));
     this.freeSlots = grow(this.freeSlots, new Int32Array(cap));
-    this.writtenAt = grow(this.writtenAt, new Float64Array(cap));
   }
 }
 
