@@ -16,6 +16,7 @@ export { HostMemoryExhausted } from "./mem/errors.js";
 export { GuestBacking, type BackingKind } from "./mem/guest-backing.js";
 export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
 export { MemAttributes } from "./mem/mem-attributes.js";
+export { nextSetBit } from "./mem/typed-arrays.js";
 // mmu
 export { TdpIter } from "./mmu/tdp-iter.js";
 export { TdpMmu, KvmBug, type MmuOptions, type MirrorStrategy } from "./mmu/tdp-mmu.js";

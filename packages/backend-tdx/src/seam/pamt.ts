@@ -6,6 +6,7 @@
  * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
  * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
  */
+import { nextSetBit } from "@tdpemu/core";
 import { SharexLock } from "./locks.js";
 
 export const PT_NDA = 0;
@@ -221,17 +222,8 @@ export class Pamt {
       const start = b === from >>> BLOCK_SHIFT ? from & BLOCK_MASK : 0;
       const assigned = blk.assigned;
       const ownerOf = blk.owner;
-      // The first word keeps only the bits at or above `start`.
-      let bits = assigned[start >>> 5]! & (-1 << (start & 31));
-      for (let w = start >>> 5; ; ) {
-        while (bits !== 0) {
-          const low = bits & -bits;
-          const i = (w << 5) | (31 - Math.clz32(low));
-          if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
-          bits ^= low;
-        }
-        if (++w === assigned.length) break;
-        bits = assigned[w]!;
+      for (let i = nextSetBit(assigned, 0, assigned.length, start); i >= 0; i = nextSetBit(assigned, 0, assigned.length, i + 1)) {
+        if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
       }
     }
     return -1;

@@ -19,6 +19,7 @@ import {
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import { OCCUPANCY_WORDS } from "../mem/pt-pool.js";
+import { nextSetBit } from "../mem/typed-arrays.js";
 import type { Vm } from "../vm/vm.js";
 import { VisitLog, checkWithVisitLog, mirrorView } from "./mirror-view.js";
 
@@ -160,14 +161,8 @@ class TableWalk {
       // The pool knows which entries are not empty (the explorer's pools): those, in order.
       const occupancy = pool.occupancy;
       const words = slot * OCCUPANCY_WORDS;
-      for (let w = 0; w < OCCUPANCY_WORDS; w++) {
-        let bits = occupancy[words + w]!;
-        while (bits !== 0) {
-          const low = bits & -bits;
-          bits ^= low;
-          const i = (w << 5) | (31 - Math.clz32(low));
-          this.entry(mem[off + 2 * i]!, mem[off + 2 * i + 1]!, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
-        }
+      for (let i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, i + 1)) {
+        this.entry(mem[off + 2 * i]!, mem[off + 2 * i + 1]!, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
       }
       return;
     }

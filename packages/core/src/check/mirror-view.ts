@@ -10,6 +10,7 @@ import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { Backend, MirrorEntryKind, MirrorView } from "../backend/backend.js";
 import type { PtPool } from "../mem/pt-pool.js";
+import { grown } from "../mem/typed-arrays.js";
 import type { Vm } from "../vm/vm.js";
 
 /** A backend's `checkInvariants` and what it returns. */
@@ -60,18 +61,14 @@ export class VisitLog {
 
   private grow(): void {
     const cap = this.gfns.length * 2;
-    this.gfns = copied(this.gfns, new Float64Array(cap));
-    this.pfns = copied(this.pfns, new Float64Array(cap));
-    this.exts = copied(this.exts, new Int32Array(cap));
-    this.levels = copied(this.levels, new Uint8Array(cap));
-    this.flags = copied(this.flags, new Uint8Array(cap));
+    this.gfns = grown(this.gfns, new Float64Array(cap));
+    this.pfns = grown(this.pfns, new Float64Array(cap));
+    this.exts = grown(this.exts, new Int32Array(cap));
+    this.levels = grown(this.levels, new Uint8Array(cap));
+    this.flags = grown(this.flags, new Uint8Array(cap));
   }
 }
 
-function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
-  to.set(from);
-  return to;
-}
 
 class PoolMirrorView implements MirrorView {
   private readonly pool: PtPool;

@@ -17,6 +17,7 @@
  * another ordering of independent steps passes through is not visited.
  */
 import type { Clock } from "./clock.js";
+import { grown } from "../mem/typed-arrays.js";
 import { FootprintRecorder, FootprintStore } from "./footprint.js";
 import { enabledTasks, stepTask, type Task } from "./scheduler.js";
 
@@ -143,8 +144,8 @@ class SearchPath {
 
   private grow(): void {
     const cap = Math.max(64, this.cap * 2);
-    const per = (a: Int32Array) => grownTo(a, cap);
-    const perTask = (a: Int32Array) => grownTo(a, cap * this.tasks);
+    const per = (a: Int32Array<ArrayBuffer>) => grownTo(a, cap);
+    const perTask = (a: Int32Array<ArrayBuffer>) => grownTo(a, cap * this.tasks);
     this.enabled = perTask(this.enabled);
     this.nEnabled = per(this.nEnabled);
     this.prev = per(this.prev);
@@ -158,10 +159,8 @@ class SearchPath {
   }
 }
 
-function grownTo(a: Int32Array, cap: number): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(cap);
-  b.set(a);
-  return b;
+function grownTo(a: Int32Array<ArrayBuffer>, cap: number): Int32Array<ArrayBuffer> {
+  return grown(a, new Int32Array(cap));
 }
 
 export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): ExploreResult {

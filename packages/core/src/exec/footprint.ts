@@ -9,6 +9,8 @@
  * state has a negative id of its own below. Recording costs nothing when no recorder is set
  * (`clock.fp === null`, the normal case).
  */
+import { grown } from "../mem/typed-arrays.js";
+
 export const R_LOCK_WRITER = -1; // mmu_lock: writer and waiting writers
 export const R_LOCK_READERS = -2; // mmu_lock: reader count
 export const R_LOCK_WAITERS = -3; // mmu_lock: contention (rwlock_needbreak)
@@ -100,11 +102,6 @@ export class FootprintStore {
     }
     return false;
   }
-}
-
-function grown<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
-  (to as Uint8Array).set(from as Uint8Array);
-  return to;
 }
 
 /**

@@ -17,6 +17,7 @@ import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
+import { grown } from "./typed-arrays.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -213,9 +214,7 @@ export class PtPool {
         return;
       }
     }
-    const o = new Uint32Array(slots * OCCUPANCY_WORDS);
-    o.set(this.occupancy);
-    this.occupancy = o;
+    this.occupancy = grown(this.occupancy, new Uint32Array(slots * OCCUPANCY_WORDS));
   }
 
   /** The array holding `slot`, and the `Uint32` offset of its entry 0 in it. */
@@ -298,17 +297,13 @@ export class PtPool {
         return;
       }
     }
-    this.spLevel = grow(this.spLevel, new Uint8Array(cap));
-    this.spRole = grow(this.spRole, new Uint8Array(cap));
-    this.spLive = grow(this.spLive, new Uint8Array(cap));
-    this.spGfn = grow(this.spGfn, new Float64Array(cap));
-    this.spOwner = grow(this.spOwner, new Int32Array(cap));
-    this.spExternal = grow(this.spExternal, new Int32Array(cap));
-    this.freeSlots = grow(this.freeSlots, new Int32Array(cap));
+    this.spLevel = grown(this.spLevel, new Uint8Array(cap));
+    this.spRole = grown(this.spRole, new Uint8Array(cap));
+    this.spLive = grown(this.spLive, new Uint8Array(cap));
+    this.spGfn = grown(this.spGfn, new Float64Array(cap));
+    this.spOwner = grown(this.spOwner, new Int32Array(cap));
+    this.spExternal = grown(this.spExternal, new Int32Array(cap));
+    this.freeSlots = grown(this.freeSlots, new Int32Array(cap));
   }
 }
 
-function grow<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
-  (to as Uint8Array).set(from as Uint8Array);
-  return to;
-}
