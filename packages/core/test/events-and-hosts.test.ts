@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  Host, HostSlot, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
+  GuestBacking, Host, HostSlot, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
 } from "../src/index.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
@@ -146,5 +146,23 @@ describe("Host.release", () => {
     expect(b.frames.usedFrames).toBe(0);
     expect(b.pool.pfnToSlot(pfn)).toBe(-1);
     expect(b.pool.liveTables).toBe(0);
+  });
+});
+
+describe("per-VM bitmaps handed on when the host is released", () => {
+  it("memory attributes and prepared pages of a VM made afterwards start as new ones", () => {
+    const host = new Host({ memory: 64 * MiB });
+    const attrs = new MemAttributes(2048);
+    attrs.set(0, 2048, true);
+    const gmem = new GuestBacking(host.frames, 9, "gmem", 2048, 1);
+    expect(gmem.testAndSetPrepared(3)).toBe(true);
+    attrs.discardStorage();
+    gmem.discardStorage();
+    const attrs2 = new MemAttributes(2048);
+    attrs2.set(5, 6, true);
+    expect([attrs2.isPrivate(0), attrs2.isPrivate(5), attrs2.isPrivate(2047)]).toEqual([false, true, false]);
+    const gmem2 = new GuestBacking(host.frames, 9, "gmem", 2048, 1);
+    expect(gmem2.testAndSetPrepared(3)).toBe(true);
+    expect(gmem2.testAndSetPrepared(3)).toBe(false);
   });
 });
