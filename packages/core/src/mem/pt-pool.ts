@@ -65,6 +65,12 @@ interface Meta {
 }
 const SPARE_META_MAX = 8;
 const spareMeta: Meta[] = [];
+/** Empty arrays for a pool with no slots yet or released (shared: nothing is ever stored in them). */
+const NO_U8: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+const NO_I32: Int32Array<ArrayBuffer> = new Int32Array(0);
+const NO_U32: Uint32Array<ArrayBuffer> = new Uint32Array(0);
+const NO_F64: Float64Array<ArrayBuffer> = new Float64Array(0);
+
 /** Occupancy bitmaps of one block's worth of slots, likewise (see `PtPool.occupancy`). */
 const spareOccupancy: Uint32Array<ArrayBuffer>[] = [];
 
@@ -74,29 +80,29 @@ export class PtPool {
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
   private blockChunk: Int32Array<ArrayBuffer>;
-  private freeSlots = new Int32Array(0);
+  private freeSlots = NO_I32;
   private nFree = 0;
   private live = 0;
   /** One past the highest slot ever allocated: table memory and metadata below it were written. */
   private touched = 0;
 
   /** `kvm_mmu_page` fields, by slot. */
-  spLevel = new Uint8Array(0);
-  spRole = new Uint8Array(0);
-  spGfn = new Float64Array(0);
+  spLevel = NO_U8;
+  spRole = NO_U8;
+  spGfn = NO_F64;
   /** Owner (VM id) of the page. */
-  spOwner = new Int32Array(0);
+  spOwner = NO_I32;
   /** Handle of the backend's external page for a mirror SP (`external_spt`), -1 if none. */
-  spExternal = new Int32Array(0);
+  spExternal = NO_I32;
   /** 1 while the page is allocated (for the invariant checks). */
-  spLive = new Uint8Array(0);
+  spLive = NO_U8;
   /**
    * While `tracksWrites`: by slot, `OCCUPANCY_WORDS` words whose bit `i & 31` of word `i >>> 5`
    * is set while entry i is not the empty SPTE, kept by `noteSpteWrite` and `alloc`, so that the
    * invariant walk (after every explorer step) visits a table's few used entries instead of all
    * 512. The kernel has nothing like it; it is the emulator's index.
    */
-  occupancy: Uint32Array<ArrayBuffer> = new Uint32Array(0);
+  occupancy = NO_U32;
   /**
    * `occupancy` describes every live table: set by `trackWrites` for a host whose VMs all run on
    * one clock and store only through the MMU (the explorer's), off otherwise. SPTE stores reach
@@ -268,21 +274,24 @@ export class PtPool {
     this.mem.length = 0;
     this.tracksWrites = false;
     giveInt32Array(this.blockChunk);
-    this.blockChunk = new Int32Array(0);
+    this.blockChunk = NO_I32;
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
         spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
         spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
       };
-      for (const a of Object.values(meta)) a.fill(0);
+      // Zeroed over the slots ever allocated, the only ones written; `freeSlots` is written
+      // by `grow` before it is read.
+      const used = this.touched;
+      for (const a of [meta.spLevel, meta.spRole, meta.spLive, meta.spGfn, meta.spOwner, meta.spExternal]) a.fill(0, 0, used);
       spareMeta.push(meta);
     }
-    this.spLevel = this.spRole = this.spLive = new Uint8Array(0);
-    this.spGfn = new Float64Array(0);
+    this.spLevel = this.spRole = this.spLive = NO_U8;
+    this.spGfn = NO_F64;
     // Not cleared: `alloc` clears a slot's bits before the slot is used.
     if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
-    this.occupancy = new Uint32Array(0);
-    this.spOwner = this.spExternal = this.freeSlots = new Int32Array(0);
+    this.occupancy = NO_U32;
+    this.spOwner = this.spExternal = this.freeSlots = NO_I32;
     this.nFree = 0;
   }
 
