@@ -11,7 +11,7 @@ import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
   ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EIO,
-  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
+  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
@@ -45,14 +45,14 @@ const ERR_GUEST_FINAL = Number(PFERR_GUEST_FINAL);
 const ERR_ENC = Number(PFERR_ENC);
 const ERR_SIZEM = Number(PFERR_SIZEM);
 
-const platforms = new WeakMap<Host, { rmp: Rmp; nextAsid: number }>();
+const PLATFORM = new HostSlot<{ rmp: Rmp; nextAsid: number }>("SEV RMP");
 
 /** The RMP is per machine, like the hardware's. */
 export function rmpOf(host: Host): Rmp {
-  let p = platforms.get(host);
+  let p = host.get(PLATFORM);
   if (!p) {
     p = { rmp: new Rmp(host.frames.totalFrames), nextAsid: 1 };
-    platforms.set(host, p);
+    host.set(PLATFORM, p);
   }
   return p.rmp;
 }
@@ -127,7 +127,7 @@ export class SevBackend implements Backend {
   init(vm: BackendVm): void {
     this.vm = vm;
     this.rmp = rmpOf(vm.host);
-    this.asid = platforms.get(vm.host)!.nextAsid++;
+    this.asid = vm.host.get(PLATFORM)!.nextAsid++;
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */

@@ -11,7 +11,7 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EBUSY, EINVAL, EIO, KvmBug, sharedGfnBit,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EBUSY, EINVAL, EIO, HostSlot, KvmBug, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
@@ -28,20 +28,24 @@ import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td }
 import { SEPT_FREE } from "./seam/sept.js";
 
 /** One module per host: the TDX module is platform-wide. */
-const modules = new WeakMap<Host, { module: SeamModule; nextHkid: number }>();
+const MODULE = new HostSlot<{ module: SeamModule; nextHkid: number }>("TDX module");
 
 export function seamModuleOf(host: Host): SeamModule {
-  let m = modules.get(host);
+  let m = host.get(MODULE);
   if (!m) {
     m = { module: new SeamModule(host.frames.totalFrames), nextHkid: 1 };
-    modules.set(host, m);
+    host.set(MODULE, m);
+    // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
+    // serve the next host's module.
+    host.onRelease(m.module.pamt);
+    host.onRelease(m.module.sept);
   }
   return m.module;
 }
 
 function nextHkid(host: Host): number {
   seamModuleOf(host);
-  return modules.get(host)!.nextHkid++;
+  return host.get(MODULE)!.nextHkid++;
 }
 
 const TDCS_PAGES = 4;

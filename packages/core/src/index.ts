@@ -9,13 +9,14 @@ export * from "./arch/gpa.js";
 export * from "./arch/spte.js";
 export * from "./arch/spte-format.js";
 // mem
-export { Host, type HostOptions } from "./mem/host.js";
+export { Host, HostSlot, type HostOptions, type HostStorage } from "./mem/host.js";
 export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, OWNER_PT_POOL } from "./mem/frame-allocator.js";
 export { PtPool, ROLE_MIRROR, ROLE_ROOT, ROLE_INVALID, U32_PER_TABLE } from "./mem/pt-pool.js";
 export { HostMemoryExhausted } from "./mem/errors.js";
 export { GuestBacking, type BackingKind } from "./mem/guest-backing.js";
 export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
 export { MemAttributes } from "./mem/mem-attributes.js";
+export { nextSetBit } from "./mem/typed-arrays.js";
 // mmu
 export { TdpIter } from "./mmu/tdp-iter.js";
 export { TdpMmu, KvmBug, type MmuOptions, type MirrorStrategy } from "./mmu/tdp-mmu.js";

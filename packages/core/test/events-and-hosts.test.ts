@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  Host, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
+  GuestBacking, Host, HostSlot, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
 } from "../src/index.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
@@ -114,5 +114,55 @@ describe("5-level tables", () => {
     run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, false));
     expect(run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, true))).toBe("ok");
     expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+});
+
+describe("HostSlot", () => {
+  it("holds one value per host and slot, set and replaced", () => {
+    const a = new Host({ memory: 4 * 2 ** 20 });
+    const b = new Host({ memory: 4 * 2 ** 20 });
+    const x = new HostSlot<{ n: number }>("x");
+    const y = new HostSlot<string>("y");
+    expect(a.get(x)).toBeUndefined();
+    a.set(x, { n: 1 });
+    a.set(y, "why");
+    expect(a.get(x)).toEqual({ n: 1 });
+    expect(a.get(y)).toBe("why");
+    expect(b.get(x)).toBeUndefined();
+    a.set(x, { n: 2 });
+    expect(a.get(x)).toEqual({ n: 2 });
+  });
+});
+
+describe("Host.release", () => {
+  it("a host made after a released one starts as a new one: every block free, no pool page", () => {
+    const a = new Host({ memory: 64 * MiB });
+    a.frames.allocBlocks(3, 1, 7, "test");
+    a.pool.alloc(2, 1, 0, 0);
+    const pfn = a.pool.slotToPfn(0);
+    a.release();
+    const b = new Host({ memory: 64 * MiB });
+    expect([...b.frames.blockOwner].every((o) => o === 0)).toBe(true);
+    expect(b.frames.usedFrames).toBe(0);
+    expect(b.pool.pfnToSlot(pfn)).toBe(-1);
+    expect(b.pool.liveTables).toBe(0);
+  });
+});
+
+describe("per-VM bitmaps handed on when the host is released", () => {
+  it("memory attributes and prepared pages of a VM made afterwards start as new ones", () => {
+    const host = new Host({ memory: 64 * MiB });
+    const attrs = new MemAttributes(2048);
+    attrs.set(0, 2048, true);
+    const gmem = new GuestBacking(host.frames, 9, "gmem", 2048, 1);
+    expect(gmem.testAndSetPrepared(3)).toBe(true);
+    attrs.discardStorage();
+    gmem.discardStorage();
+    const attrs2 = new MemAttributes(2048);
+    attrs2.set(5, 6, true);
+    expect([attrs2.isPrivate(0), attrs2.isPrivate(5), attrs2.isPrivate(2047)]).toEqual([false, true, false]);
+    const gmem2 = new GuestBacking(host.frames, 9, "gmem", 2048, 1);
+    expect(gmem2.testAndSetPrepared(3)).toBe(true);
+    expect(gmem2.testAndSetPrepared(3)).toBe(false);
   });
 });

@@ -1,14 +1,16 @@
 /**
- * How many times each call was made, counted by index in a typed array (a string-keyed record
- * costs a keyed property store per call) and reported as the record `backendStats.calls` has
- * always been: names in the order each call was first made, as insertion into a record orders them.
+ * How many times each call was made, counted by index in an array (a string-keyed record costs a
+ * keyed property store per call) and reported as the record `backendStats.calls` has always
+ * been: names in the order each call was first made, as insertion into a record orders them.
+ * A plain array, not a typed one: a typed array over 64 bytes has its store outside the heap,
+ * which cost more to make and collect than anything else of a TD built per explorer schedule.
  */
 export class CallCounts {
-  private readonly n: Float64Array;
+  private readonly n: number[];
   private readonly order: number[] = [];
 
   constructor(readonly names: readonly string[]) {
-    this.n = new Float64Array(names.length);
+    this.n = new Array<number>(names.length).fill(0);
   }
 
   /** One more call `i`; returns how many there have been. */

@@ -6,6 +6,7 @@
  * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
  * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
  */
+import { nextSetBit } from "@tdpemu/core";
 import { SharexLock } from "./locks.js";
 
 export const PT_NDA = 0;
@@ -34,7 +35,48 @@ class PamtBlock {
   readonly bepoch = new Uint32Array(BLOCK_FRAMES);
   /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
   readonly lockState = new Int8Array(BLOCK_FRAMES);
+  /**
+   * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA). The module
+   * itself finds a TD's pages through its TDCS and S-EPT; this index is the emulator's, so
+   * that the PAMT invariant (run after every explorer step) visits the few assigned granules
+   * instead of every granule of the block.
+   */
+  readonly assigned = new Int32Array(BLOCK_FRAMES >>> 5);
+  /** How many granules of the block are assigned. */
+  nAssigned = 0;
+  /** Every granule written is in [lo, hi): what `clear` must reset. */
+  lo = BLOCK_FRAMES;
+  hi = 0;
+
+  /** Granule `i` is about to be written. */
+  touch(i: number): void {
+    if (i < this.lo) this.lo = i;
+    if (i >= this.hi) this.hi = i + 1;
+  }
+
+  /** Back to the state of a new block: every granule NDA, unowned, epoch 0, unlocked. */
+  clear(): void {
+    if (this.lo < this.hi) {
+      this.type.fill(PT_NDA, this.lo, this.hi);
+      this.owner.fill(NO_TD, this.lo, this.hi);
+      this.bepoch.fill(0, this.lo, this.hi);
+      this.lockState.fill(0, this.lo, this.hi);
+      this.assigned.fill(0, this.lo >>> 5, ((this.hi - 1) >>> 5) + 1);
+    }
+    this.nAssigned = 0;
+    this.lo = BLOCK_FRAMES;
+    this.hi = 0;
+  }
 }
+
+/**
+ * Blocks of discarded PAMTs (`release`), cleared, for the next PAMT to take instead of making
+ * new ones: the explorer builds a host, and so a TDX module, for every schedule it runs, and a
+ * new block (40 KiB of typed arrays, zero-filled, then swept by the collector) cost more than
+ * building the rest of the TD.
+ */
+const SPARE_BLOCKS_MAX = 16;
+const spareBlocks: PamtBlock[] = [];
 
 /** A view of one PAMT entry's lock with the `SharexLock` interface (made per use, not stored). */
 class PamtLock {
@@ -84,7 +126,7 @@ export class Pamt {
     const b = pfn >>> BLOCK_SHIFT;
     let blk = this.blocks[b];
     if (!blk) {
-      blk = new PamtBlock();
+      blk = spareBlocks.pop() ?? new PamtBlock();
       // Grown densely, so the array keeps fast elements (a far index into an empty array
       // would turn it into a dictionary).
       while (this.blocks.length < b) this.blocks.push(undefined);
@@ -107,7 +149,9 @@ export class Pamt {
 
   /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLockAndRelease`). */
   lock(pfn: number): SharexLock {
-    return new PamtLock(this.block(pfn).lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
+    const blk = this.block(pfn);
+    blk.touch(pfn & BLOCK_MASK);
+    return new PamtLock(blk.lockState, pfn & BLOCK_MASK) as unknown as SharexLock;
   }
 
   /**
@@ -115,36 +159,78 @@ export class Pamt {
    * step: true if it could be taken, and the lock left as `PamtLock`'s take and release leave it.
    */
   tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
-    const state = this.block(pfn).lockState;
+    const blk = this.block(pfn);
+    const state = blk.lockState;
     const i = pfn & BLOCK_MASK;
     const v = state[i]!;
     if (exclusive) return v === 0;
     if (v < 0) return false;
     // Taken shared, 127 readers wrap the Int8 to -128, which the release reads as exclusive and
     // frees: the lock ends at 0.
-    if (v === 127) state[i] = 0;
+    if (v === 127) {
+      blk.touch(i);
+      state[i] = 0;
+    }
     return true;
   }
 
   set(pfn: number, type: number, owner: number): void {
     const blk = this.block(pfn);
-    blk.type[pfn & BLOCK_MASK] = type;
-    blk.owner[pfn & BLOCK_MASK] = owner;
-    blk.bepoch[pfn & BLOCK_MASK] = 0;
+    const i = pfn & BLOCK_MASK;
+    blk.touch(i);
+    const was = blk.type[i] !== PT_NDA;
+    const is = type !== PT_NDA;
+    if (was !== is) {
+      blk.assigned[i >>> 5] ^= 1 << (i & 31);
+      blk.nAssigned += is ? 1 : -1;
+    }
+    blk.type[i] = type;
+    blk.owner[i] = owner;
+    blk.bepoch[i] = 0;
   }
 
   setBepoch(pfn: number, epoch: number): void {
-    this.block(pfn).bepoch[pfn & BLOCK_MASK] = epoch;
+    const blk = this.block(pfn);
+    blk.touch(pfn & BLOCK_MASK);
+    blk.bepoch[pfn & BLOCK_MASK] = epoch;
   }
 
-  /** Every granule of a given type and owner (for invariant checks). */
-  *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
-    for (let b = 0; b < this.blocks.length; b++) {
-      const blk = this.blocks[b];
-      if (!blk) continue;
-      for (let i = 0; i < BLOCK_FRAMES; i++) {
-        if (blk.type[i] !== PT_NDA && blk.owner[i] === owner) yield [b * BLOCK_FRAMES + i, blk.type[i]!];
+  /**
+   * Gives the blocks, cleared, to the PAMTs made after this one (see `spareBlocks`): for the
+   * module of a host that is being discarded. The PAMT reads as all NDA afterwards.
+   */
+  release(): void {
+    for (const blk of this.blocks) {
+      if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
+      blk.clear();
+      spareBlocks.push(blk);
+    }
+    this.blocks.length = 0;
+  }
+
+  /**
+   * The lowest PFN at or above `from` that is assigned (not NDA) to `owner`, or -1: the TD's
+   * pages in ascending order, by `for (p = next(o, 0); p >= 0; p = next(o, p + 1))`, with
+   * nothing allocated (the PAMT invariant runs after every explorer step).
+   */
+  nextPageOf(owner: number, from: number): number {
+    const blocks = this.blocks;
+    if (from < 0) from = 0;
+    for (let b = from >>> BLOCK_SHIFT; b < blocks.length; b++) {
+      const blk = blocks[b];
+      if (blk === undefined || blk.nAssigned === 0) continue;
+      const start = b === from >>> BLOCK_SHIFT ? from & BLOCK_MASK : 0;
+      const assigned = blk.assigned;
+      const ownerOf = blk.owner;
+      for (let i = nextSetBit(assigned, 0, assigned.length, start); i >= 0; i = nextSetBit(assigned, 0, assigned.length, i + 1)) {
+        if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
       }
     }
+    return -1;
+  }
+
+  /** Every granule assigned to `owner` with its type, in ascending PFN order (for tests and tools). */
+  *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
+    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1)) yield [p, this.type(p)];
   }
 }

@@ -114,7 +114,7 @@ const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
 
 /** Per TD (by TDR): who hears of its calls, how many of each it has made, what to inject. */
 class TdCallLog {
-  readonly counts = new Float64Array(SEAMCALL_NAMES.length);
+  readonly counts = new Array<number>(SEAMCALL_NAMES.length).fill(0); // not typed: see CallCounts
   readonly injected: InjectedFault[] = [];
   listener: CallListener | undefined = undefined;
 }

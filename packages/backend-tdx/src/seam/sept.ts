@@ -115,7 +115,39 @@ export function entryBigInt(lo: number, hi: number): bigint {
 }
 
 /**
- * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables. Looked up
+ * Where a page's occupancy bitmap starts: after the 512 entries (1024 uint32), 16 words with bit
+ * `i & 31` of word `i >>> 5` set while entry i is not the FREE encoding. The module finds entries
+ * by walking; the bitmap is the emulator's, kept by `setEntry` (the only writer of entries), so
+ * that the S-EPT invariant, run after every explorer step, visits the few used entries of a page
+ * instead of all 512. It lives in the page's own array: no lookup besides the page's.
+ */
+export const SEPT_OCCUPANCY = 1024;
+export const SEPT_OCCUPANCY_WORDS = 16;
+const PAGE_U32 = SEPT_OCCUPANCY + SEPT_OCCUPANCY_WORDS;
+
+/** A page of FREE entries (and an empty bitmap), copied into a page the module takes (`SeptPages.init`). */
+const FREE_TABLE = (() => {
+  const t = new Uint32Array(PAGE_U32);
+  for (let i = 0; i < 1024; i += 2) {
+    t[i] = SEPT_FREE_LO;
+    t[i + 1] = SEPT_FREE_HI;
+  }
+  return t;
+})();
+
+/**
+ * Pages and lookup blocks of discarded modules (`release`) for the next to take: the explorer
+ * makes a TDX module per schedule, and a new 4 KiB array per S-EPT page (zero-filled, then swept
+ * by the collector) was a good part of building a TD. A page taken again is overwritten whole.
+ */
+const SPARE_PAGES_MAX = 64;
+const sparePages: Uint32Array[] = [];
+const SPARE_LOOKUP_MAX = 8;
+const spareLookup: (Uint32Array | undefined)[][] = [];
+
+/**
+ * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables, then the
+ * occupancy bitmap (`SEPT_OCCUPANCY`). Looked up
  * on every level of every walk, so by two array loads (2 MiB block of PFNs, then the page in it)
  * rather than a Map; the pages the module takes are TDMR pages, whose PFNs are far below 2^32,
  * and anything else (never an S-EPT page in practice) goes to a Map so that any PFN stays exact.
@@ -130,11 +162,13 @@ export class SeptPages {
   private readonly blocks: ((Uint32Array | undefined)[] | undefined)[] = [];
   private readonly others = new Map<number, Uint32Array>();
   private size = 0;
+  /** The PFNs of the pages in `blocks` (for `release`). */
+  private readonly held: number[] = [];
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
   init(pfn: number): Uint32Array {
-    const t = new Uint32Array(1024);
-    for (let i = 1; i < 1024; i += 2) t[i] = SEPT_FREE_HI;
+    const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
+    t.set(FREE_TABLE);
     this.put(pfn, t);
     this.version++;
     return t;
@@ -150,15 +184,41 @@ export class SeptPages {
     this.version++;
   }
 
-  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`. */
+  /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
-    table[off] = septEntryLo(state, pfn, level);
-    table[off + 1] = septEntryHi(state, pfn);
+    const lo = septEntryLo(state, pfn, level);
+    const hi = septEntryHi(state, pfn);
+    table[off] = lo;
+    table[off + 1] = hi;
+    const i = off >>> 1;
+    const w = SEPT_OCCUPANCY + (i >>> 5);
+    if (lo === SEPT_FREE_LO && hi === SEPT_FREE_HI) table[w] = table[w]! & ~(1 << (i & 31));
+    else table[w] = table[w]! | (1 << (i & 31));
     if (level > 0) this.version++;
   }
 
   get count(): number {
     return this.size;
+  }
+
+  /**
+   * Gives the pages and lookup blocks to the modules made after this one (see `sparePages`):
+   * for the module of a host that is being discarded. No page is found afterwards.
+   */
+  release(): void {
+    // The pages held, found through their PFNs: a module holds a handful of pages, and a
+    // lookup block has 512 places.
+    for (const pfn of this.held) {
+      const blk = this.blocks[pfn >>> 9]!;
+      if (sparePages.length < SPARE_PAGES_MAX) sparePages.push(blk[pfn & 511]!);
+      blk[pfn & 511] = undefined;
+    }
+    this.held.length = 0;
+    for (const blk of this.blocks) if (blk !== undefined && spareLookup.length < SPARE_LOOKUP_MAX) spareLookup.push(blk);
+    this.blocks.length = 0;
+    this.others.clear();
+    this.size = 0;
+    this.version++;
   }
 
   private put(pfn: number, t: Uint32Array | undefined): void {
@@ -170,13 +230,19 @@ export class SeptPages {
       let blk = this.blocks[pfn >>> 9];
       if (!blk) {
         if (!t) return;
-        blk = new Array<Uint32Array | undefined>(512).fill(undefined);
+        blk = spareLookup.pop() ?? new Array<Uint32Array | undefined>(512).fill(undefined);
         // Grown densely, so the array keeps fast elements (a far index into an empty array
         // would turn it into a dictionary).
         while (this.blocks.length < pfn >>> 9) this.blocks.push(undefined);
         this.blocks[pfn >>> 9] = blk;
       }
       blk[pfn & 511] = t;
+      if (t && !had) this.held.push(pfn);
+      else if (!t && had) {
+        const k = this.held.indexOf(pfn);
+        this.held[k] = this.held[this.held.length - 1]!;
+        this.held.pop();
+      }
     }
     this.size += (t ? 1 : 0) - (had ? 1 : 0);
   }

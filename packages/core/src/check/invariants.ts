@@ -18,8 +18,10 @@ import {
   isFrozen, isLastSpte, isShadowPresent, spteToPfn,
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
+import { OCCUPANCY_WORDS } from "../mem/pt-pool.js";
+import { nextSetBit } from "../mem/typed-arrays.js";
 import type { Vm } from "../vm/vm.js";
-import { VisitLog, mirrorView, withVisitLog } from "./mirror-view.js";
+import { VisitLog, checkWithVisitLog, mirrorView } from "./mirror-view.js";
 
 export { mirrorView } from "./mirror-view.js";
 
@@ -119,7 +121,7 @@ class TableWalk {
       // A pass that found nothing wrong descended into every table an entry links, as the
       // view's own walks do, so its log is what they would find; otherwise they walk.
       const found = this.violations.length === 0 && !this.log.overflowed
-        ? withVisitLog(vm, this.log, (view) => backendCheck.call(vm.backend, vm, view))
+        ? checkWithVisitLog(vm, this.log, backendCheck)
         : backendCheck.call(vm.backend, vm, mirrorView(vm));
       for (const v of found) this.fail(v.check, v.message);
     }
@@ -143,9 +145,10 @@ class TableWalk {
     let live = 0;
     const spLive = pool.spLive;
     const spOwner = pool.spOwner;
-    const capacity = pool.capacity;
+    // Slots never allocated are not live: the count stops at the last one ever used.
+    const used = pool.slotsUsed;
     const id = vm.id;
-    for (let s = 0; s < capacity; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
+    for (let s = 0; s < used; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
     const expected = this.linked - this.linkingNow + mmu.deferredFrees + mmu.inFlightSps;
     if (live !== expected) {
       this.fail("no-leaked-table", `VM holds ${live} table pages; ${this.linked} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
@@ -156,6 +159,15 @@ class TableWalk {
     const pool = this.vm.host.pool;
     const mem = pool.tableMem(slot);
     const off = pool.tableOff(slot);
+    if (pool.tracksWrites) {
+      // The pool knows which entries are not empty (the explorer's pools): those, in order.
+      const occupancy = pool.occupancy;
+      const words = slot * OCCUPANCY_WORDS;
+      for (let i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, i + 1)) {
+        this.entry(mem[off + 2 * i]!, mem[off + 2 * i + 1]!, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
+      }
+      return;
+    }
     // Locals, not the imported bindings, in the loop: V8 reloads those on every iteration.
     const emptyLo = SHADOW_NONPRESENT_LO;
     const emptyHi = SHADOW_NONPRESENT_HI;

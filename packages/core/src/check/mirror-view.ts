@@ -8,9 +8,14 @@
  */
 import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
-import type { MirrorEntryKind, MirrorView } from "../backend/backend.js";
+import type { Backend, MirrorEntryKind, MirrorView } from "../backend/backend.js";
 import type { PtPool } from "../mem/pt-pool.js";
+import { grown } from "../mem/typed-arrays.js";
 import type { Vm } from "../vm/vm.js";
+
+/** A backend's `checkInvariants` and what it returns. */
+type BackendCheck = NonNullable<Backend["checkInvariants"]>;
+type Finding = ReturnType<BackendCheck>[number];
 
 type MirrorCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void;
 type DirectCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void;
@@ -76,11 +81,12 @@ export class VisitLog {
   }
 
   private resize(cap: number): void {
-    this.gfns = copied(this.gfns, new Float64Array(cap), this.n);
-    this.pfns = copied(this.pfns, new Float64Array(cap), this.n);
-    this.exts = copied(this.exts, new Int32Array(cap), this.n);
-    this.levels = copied(this.levels, new Uint8Array(cap), this.n);
-    this.flags = copied(this.flags, new Uint8Array(cap), this.n);
+    const n = this.n;
+    this.gfns = grown(this.gfns.subarray(0, n), new Float64Array(cap));
+    this.pfns = grown(this.pfns.subarray(0, n), new Float64Array(cap));
+    this.exts = grown(this.exts.subarray(0, n), new Int32Array(cap));
+    this.levels = grown(this.levels.subarray(0, n), new Uint8Array(cap));
+    this.flags = grown(this.flags.subarray(0, n), new Uint8Array(cap));
   }
 }
 
@@ -89,11 +95,6 @@ const LOG_INITIAL = 64;
 const LOG_KEEP = 1 << 16;
 /** Entries a log takes at most (22 bytes each). */
 const LOG_MAX = 1 << 20;
-
-function copied<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T, n: number): T {
-  to.set(from.subarray(0, n));
-  return to;
-}
 
 class PoolMirrorView implements MirrorView {
   private readonly pool: PtPool;
@@ -104,11 +105,11 @@ class PoolMirrorView implements MirrorView {
     this.pool = vm.host.pool;
   }
 
-  /** Runs `fn` with the walks answered from `log`, a complete record of the current state's valid roots. */
-  withLog<T>(log: VisitLog, fn: () => T): T {
+  /** Runs the backend's checks with the walks answered from `log`, a complete record of the current state's valid roots. */
+  checkWithLog(log: VisitLog, backend: Backend, check: BackendCheck): Finding[] {
     this.log = log;
     try {
-      return fn();
+      return check.call(backend, this.vm, this);
     } finally {
       this.log = null;
     }
@@ -181,15 +182,13 @@ class PoolMirrorView implements MirrorView {
   }
 }
 
-const views = new WeakMap<Vm, PoolMirrorView>();
-
+/** The VM's view, kept on the VM (a WeakMap keyed by short-lived VMs kept them alive through young-generation collections). */
 function poolMirrorView(vm: Vm): PoolMirrorView {
-  let v = views.get(vm);
-  if (v === undefined) {
-    v = new PoolMirrorView(vm);
-    views.set(vm, v);
-  }
-  return v;
+  const v = vm.checkView;
+  if (v instanceof PoolMirrorView) return v;
+  const made = new PoolMirrorView(vm);
+  vm.checkView = made;
+  return made;
 }
 
 /** The mirror roots' present entries, for a backend's own checks. */
@@ -197,8 +196,11 @@ export function mirrorView(vm: Vm): MirrorView {
   return poolMirrorView(vm);
 }
 
-/** `mirrorView(vm)` answering its walks from `log` while `fn` runs (the state must not change meanwhile). */
-export function withVisitLog<T>(vm: Vm, log: VisitLog, fn: (view: MirrorView) => T): T {
-  const view = poolMirrorView(vm);
-  return view.withLog(log, () => fn(view));
+/**
+ * `check` (the backend's `checkInvariants`) given `mirrorView(vm)` answering its walks from
+ * `log` (the state must not change meanwhile). A method and its arguments, not a closure: it
+ * runs after every explorer step that changed the state.
+ */
+export function checkWithVisitLog(vm: Vm, log: VisitLog, check: BackendCheck): Finding[] {
+  return poolMirrorView(vm).checkWithLog(log, vm.backend, check);
 }

@@ -7,6 +7,12 @@
  */
 import type { FootprintRecorder } from "./footprint.js";
 
+/** Hears of every SPTE store (see `Clock.tables`). */
+export interface SpteWriteLog {
+  /** The SPTE `slot * 512 + index` was stored to. */
+  noteSpteWrite(id: number): void;
+}
+
 export class Clock {
   step = 0;
   /**
@@ -18,11 +24,18 @@ export class Clock {
   /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
   stateVersion = 0;
   fp: FootprintRecorder | null = null;
+  /**
+   * Told of every SPTE store (`touch` of an id >= 0: every store goes through `TdpMmu.writeSpte`)
+   * while the explorer runs: the page-table pool, which stamps the table written so that the
+   * invariant walk rescans only the tables written since its last pass. Null otherwise.
+   */
+  tables: SpteWriteLog | null = null;
 
   /** A step changes shared resource `id`. */
   touch(id: number): void {
     this.version++;
     this.stateVersion++;
     this.fp?.write(id);
+    if (id >= 0 && this.tables !== null) this.tables.noteSpteWrite(id);
   }
 }

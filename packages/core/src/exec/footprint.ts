@@ -9,6 +9,8 @@
  * state has a negative id of its own below. Recording costs nothing when no recorder is set
  * (`clock.fp === null`, the normal case).
  */
+import { grown } from "../mem/typed-arrays.js";
+
 export const R_LOCK_WRITER = -1; // mmu_lock: writer and waiting writers
 export const R_LOCK_READERS = -2; // mmu_lock: reader count
 export const R_LOCK_WAITERS = -3; // mmu_lock: contention (rwlock_needbreak)
@@ -27,25 +29,73 @@ const KIND_READ = 1;
 const KIND_ADD = 2;
 const KIND_WRITE = 4;
 
-/** An immutable record of one step's accesses. */
-export class StepFootprint {
-  constructor(
-    readonly ids: Float64Array,
-    readonly kinds: Uint8Array,
-    /** The step touched the lock (blocked tasks may proceed after it). */
-    readonly touchedLock: boolean,
-  ) {}
+/**
+ * The footprints of the steps the explorer has taken and still refers to, in one growing buffer
+ * (a step's accesses at an offset), named by handles 0, 1, 2, ... in the order they were added.
+ * The explorer adds one for every step it takes with a choice and forgets them in the reverse
+ * order (a depth-first search drops the footprints of a subtree when it leaves it), so the store
+ * is a stack: `truncate` forgets every footprint from a handle on, and nothing is allocated per
+ * step once the buffers have grown to the deepest path.
+ */
+export class FootprintStore {
+  private ids = new Float64Array(1024);
+  private kinds = new Uint8Array(1024);
+  private used = 0;
+  /** Per handle: where its accesses start in `ids`/`kinds`, and how many there are. */
+  private start = new Int32Array(256);
+  private len = new Int32Array(256);
+  private n = 0;
 
-  /** Whether this step and `o` do not commute. */
-  dependsOn(o: StepFootprint): boolean {
-    const a = this.ids.length <= o.ids.length ? this : o;
-    const b = a === this ? o : this;
-    for (let i = 0; i < a.ids.length; i++) {
-      const id = a.ids[i]!;
-      const ka = a.kinds[i]!;
-      for (let j = 0; j < b.ids.length; j++) {
-        if (b.ids[j] !== id) continue;
-        const kb = b.kinds[j]!;
+  /** How many footprints are held (the next handle). */
+  get count(): number {
+    return this.n;
+  }
+
+  /** Forgets the footprints with handles `n` and up. */
+  truncate(n: number): void {
+    this.n = n;
+    this.used = n === 0 ? 0 : this.start[n - 1]! + this.len[n - 1]!;
+  }
+
+  /** Adds `count` accesses (ids and kinds); returns the new footprint's handle. */
+  add(ids: Float64Array, kinds: Uint8Array, count: number): number {
+    if (this.n === this.start.length) {
+      this.start = grown(this.start, new Int32Array(this.n * 2));
+      this.len = grown(this.len, new Int32Array(this.n * 2));
+    }
+    if (this.used + count > this.ids.length) {
+      const cap = Math.max(this.ids.length * 2, this.used + count);
+      this.ids = grown(this.ids, new Float64Array(cap));
+      this.kinds = grown(this.kinds, new Uint8Array(cap));
+    }
+    // A loop, not `set(subarray)`: a step touches a handful of resources, and a view per step
+    // would be the one allocation left.
+    const to = this.used;
+    for (let i = 0; i < count; i++) {
+      this.ids[to + i] = ids[i]!;
+      this.kinds[to + i] = kinds[i]!;
+    }
+    const h = this.n++;
+    this.start[h] = this.used;
+    this.len[h] = count;
+    this.used += count;
+    return h;
+  }
+
+  /** Whether the steps of footprints `a` and `b` do not commute. */
+  dependsOn(a: number, b: number): boolean {
+    const ids = this.ids;
+    const kinds = this.kinds;
+    const a0 = this.start[a]!;
+    const a1 = a0 + this.len[a]!;
+    const b0 = this.start[b]!;
+    const b1 = b0 + this.len[b]!;
+    for (let i = a0; i < a1; i++) {
+      const id = ids[i]!;
+      const ka = kinds[i]!;
+      for (let j = b0; j < b1; j++) {
+        if (ids[j] !== id) continue;
+        const kb = kinds[j]!;
         if ((ka | kb) & KIND_WRITE) return true;
         if ((ka & KIND_READ && kb & KIND_ADD) || (ka & KIND_ADD && kb & KIND_READ)) return true;
       }
@@ -116,8 +166,8 @@ export class FootprintRecorder {
     this.note(id, KIND_ADD);
   }
 
-  snapshot(): StepFootprint {
-    const touchedLock = this.find(R_LOCK_WRITER) >= 0 || this.find(R_LOCK_READERS) >= 0;
-    return new StepFootprint(this.ids.slice(0, this.n), this.kinds.slice(0, this.n), touchedLock);
+  /** Adds the accesses recorded since `reset` to `store`; returns their handle there. */
+  saveTo(store: FootprintStore): number {
+    return store.add(this.ids, this.kinds, this.n);
   }
 }

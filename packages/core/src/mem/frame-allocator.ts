@@ -9,6 +9,7 @@
  * PFNs stay below 2^32 (host memory up to 16 TiB), so `pfn >>> 9` is the block of a frame.
  */
 import { HostMemoryExhausted } from "./errors.js";
+import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
 
 export const FRAMES_PER_BLOCK = 512;
 export const BLOCK_SHIFT = 9;
@@ -21,7 +22,7 @@ export const OWNER_PT_POOL = 1;
 export class FrameAllocator {
   readonly totalBlocks: number;
   /** Owner of each block (0 = free). */
-  readonly blockOwner: Int32Array;
+  readonly blockOwner: Int32Array<ArrayBuffer>;
   /** Blocks below this index have been handed out at least once; above it all are free. */
   private bump = 0;
   /** Single blocks given back, reused before the bump pointer moves. */
@@ -33,7 +34,12 @@ export class FrameAllocator {
       throw new RangeError(`host memory must be between 2MiB and 16TiB, got ${memoryBytes} bytes`);
     }
     this.totalBlocks = Math.floor(memoryBytes / (FRAMES_PER_BLOCK * 4096));
-    this.blockOwner = new Int32Array(this.totalBlocks);
+    this.blockOwner = takeInt32Array(this.totalBlocks, OWNER_FREE);
+  }
+
+  /** The host is discarded: its owner array goes to the next host of the same size. */
+  release(): void {
+    giveInt32Array(this.blockOwner);
   }
 
   get totalFrames(): number {

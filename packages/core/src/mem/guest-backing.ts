@@ -10,6 +10,7 @@
  */
 import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { FRAMES_PER_BLOCK, type FrameAllocator } from "./frame-allocator.js";
+import { giveUint32Array, takeUint32Array } from "./spare-arrays.js";
 
 export type BackingKind = "shared" | "gmem";
 
@@ -19,7 +20,7 @@ export class GuestBacking {
   private readonly chunkPages: number;
   private readonly chunkShift: number;
   /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
-  private readonly prepared: Uint32Array | null;
+  private readonly prepared: Uint32Array<ArrayBuffer> | null;
 
   constructor(
     private readonly frames: FrameAllocator,
@@ -31,7 +32,7 @@ export class GuestBacking {
     this.chunkPages = hostPageLevel >= 3 ? PAGES_PER_LEVEL[3]! : FRAMES_PER_BLOCK;
     this.chunkShift = Math.log2(this.chunkPages);
     this.chunkBase = new Float64Array(Math.ceil(npages / this.chunkPages)).fill(-1);
-    this.prepared = kind === "gmem" ? new Uint32Array(Math.ceil(npages / 32)) : null;
+    this.prepared = kind === "gmem" ? takeUint32Array(Math.ceil(npages / 32)) : null;
   }
 
   /** The PFN behind page `pgoff`, populating its host page on first use. */
@@ -98,5 +99,10 @@ export class GuestBacking {
       this.chunkBase[c] = -1;
     }
     this.prepared?.fill(0);
+  }
+
+  /** The host is discarded: the bitmap of prepared pages goes to the next backing of the same size. */
+  discardStorage(): void {
+    if (this.prepared) giveUint32Array(this.prepared);
   }
 }

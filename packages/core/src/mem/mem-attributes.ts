@@ -7,10 +7,12 @@
  * GFNs past the end are shared. The bitmap is made when a GFN first becomes private, so a VM
  * without private memory does not pay for it.
  */
-const NONE = new Uint32Array(0);
+import { giveUint32Array, takeUint32Array } from "./spare-arrays.js";
+
+const NONE: Uint32Array<ArrayBuffer> = new Uint32Array(0);
 
 export class MemAttributes {
-  private bits: Uint32Array = NONE;
+  private bits: Uint32Array<ArrayBuffer> = NONE;
 
   constructor(readonly npages: number) {}
 
@@ -23,7 +25,7 @@ export class MemAttributes {
   set(start: number, end: number, priv: boolean): number {
     if (this.bits === NONE) {
       if (!priv) return 0;
-      this.bits = new Uint32Array(Math.ceil(this.npages / 32));
+      this.bits = takeUint32Array(Math.ceil(this.npages / 32));
     }
     let changed = 0;
     const e = Math.min(end, this.npages);
@@ -42,6 +44,12 @@ export class MemAttributes {
       g += hi - lo;
     }
     return changed;
+  }
+
+  /** The host is discarded: the bitmap goes to the next VM of the same size. */
+  discardStorage(): void {
+    if (this.bits !== NONE) giveUint32Array(this.bits);
+    this.bits = NONE;
   }
 
   /** True if [start, start+count) is all private or all shared (no mixed huge page). */

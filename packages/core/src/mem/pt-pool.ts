@@ -14,7 +14,10 @@
  */
 import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
+import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
+import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
+import { grown } from "./typed-arrays.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -47,6 +50,9 @@ const EMPTY_TABLE = (() => {
 const SPARE_MEM_MAX = 64;
 const spareMem: Uint32Array[] = [];
 
+/** Words of a table's occupancy bitmap (`PtPool.occupancy`): 512 bits. */
+export const OCCUPANCY_WORDS = 16;
+
 /** The metadata arrays of one block's worth of slots (a pool's first `growMeta`). */
 interface Meta {
   spLevel: Uint8Array<ArrayBuffer>;
@@ -59,29 +65,51 @@ interface Meta {
 }
 const SPARE_META_MAX = 8;
 const spareMeta: Meta[] = [];
+/** Empty arrays for a pool with no slots yet or released (shared: nothing is ever stored in them). */
+const NO_U8: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+const NO_I32: Int32Array<ArrayBuffer> = new Int32Array(0);
+const NO_U32: Uint32Array<ArrayBuffer> = new Uint32Array(0);
+const NO_F64: Float64Array<ArrayBuffer> = new Float64Array(0);
+
+/** Occupancy bitmaps of one block's worth of slots, likewise (see `PtPool.occupancy`). */
+const spareOccupancy: Uint32Array<ArrayBuffer>[] = [];
 
 export class PtPool {
   /** Table memory, one `Uint32Array` of 16 pages per entry, made when its first page is used. */
   readonly mem: Uint32Array[] = [];
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
-  private blockChunk: Int32Array;
-  private freeSlots = new Int32Array(0);
+  private blockChunk: Int32Array<ArrayBuffer>;
+  private freeSlots = NO_I32;
   private nFree = 0;
   private live = 0;
   /** One past the highest slot ever allocated: table memory and metadata below it were written. */
   private touched = 0;
 
   /** `kvm_mmu_page` fields, by slot. */
-  spLevel = new Uint8Array(0);
-  spRole = new Uint8Array(0);
-  spGfn = new Float64Array(0);
+  spLevel = NO_U8;
+  spRole = NO_U8;
+  spGfn = NO_F64;
   /** Owner (VM id) of the page. */
-  spOwner = new Int32Array(0);
+  spOwner = NO_I32;
   /** Handle of the backend's external page for a mirror SP (`external_spt`), -1 if none. */
-  spExternal = new Int32Array(0);
+  spExternal = NO_I32;
   /** 1 while the page is allocated (for the invariant checks). */
-  spLive = new Uint8Array(0);
+  spLive = NO_U8;
+  /**
+   * While `tracksWrites`: by slot, `OCCUPANCY_WORDS` words whose bit `i & 31` of word `i >>> 5`
+   * is set while entry i is not the empty SPTE, kept by `noteSpteWrite` and `alloc`, so that the
+   * invariant walk (after every explorer step) visits a table's few used entries instead of all
+   * 512. The kernel has nothing like it; it is the emulator's index.
+   */
+  occupancy = NO_U32;
+  /**
+   * `occupancy` describes every live table: set by `trackWrites` for a host whose VMs all run on
+   * one clock and store only through the MMU (the explorer's), off otherwise. SPTE stores reach
+   * `noteSpteWrite` through the clock; the hardware walk's A/D updates do not, and need not (they
+   * never make an entry empty or non-empty).
+   */
+  tracksWrites = false;
   /** What the current step touches, while the explorer runs (SPTE reads record here too). */
   fp: FootprintRecorder | null = null;
   /** Bumped by every allocation and free (the explorer re-checks invariants only after a change). */
@@ -93,11 +121,16 @@ export class PtPool {
   upperWrites = 0;
 
   constructor(private readonly frames: FrameAllocator) {
-    this.blockChunk = new Int32Array(frames.totalBlocks).fill(-1);
+    this.blockChunk = takeInt32Array(frames.totalBlocks, -1);
   }
 
   get liveTables(): number {
     return this.live;
+  }
+
+  /** One past the highest slot ever allocated: every slot from here on has never been live. */
+  get slotsUsed(): number {
+    return this.touched;
   }
 
   get capacity(): number {
@@ -139,6 +172,7 @@ export class PtPool {
     this.spOwner[slot] = owner;
     this.spExternal[slot] = -1;
     this.spLive[slot] = 1;
+    if (this.tracksWrites) this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
     this.live++;
     return slot;
   }
@@ -150,6 +184,43 @@ export class PtPool {
     this.spLive[slot] = 0;
     this.freeSlots[this.nFree++] = slot;
     this.live--;
+  }
+
+  /**
+   * From now on `occupancy` follows every SPTE store made through `clock`: for a host whose every
+   * VM runs on `clock` and stores only through the MMU (the explorer's). The live tables' bits
+   * are taken from what they hold now.
+   */
+  trackWrites(clock: Clock): void {
+    clock.tables = this;
+    this.tracksWrites = true;
+    if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS) this.growOccupancy(this.spLevel.length);
+    for (let slot = 0; slot < this.touched; slot++) {
+      if (this.spLive[slot] !== 1) continue;
+      for (let i = 0; i < 512; i++) this.noteSpteWrite(slot * 512 + i);
+    }
+  }
+
+  /** The SPTE `slot * 512 + index` was just stored to: its occupancy bit follows what it holds. */
+  noteSpteWrite(id: number): void {
+    const slot = Math.floor(id / 512);
+    const i = id - slot * 512;
+    const m = this.mem[slot >>> MEM_SHIFT]!;
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * i;
+    const w = slot * OCCUPANCY_WORDS + (i >>> 5);
+    if (m[off] === SHADOW_NONPRESENT_LO && m[off + 1] === SHADOW_NONPRESENT_HI) this.occupancy[w] = this.occupancy[w]! & ~(1 << (i & 31));
+    else this.occupancy[w] = this.occupancy[w]! | (1 << (i & 31));
+  }
+
+  private growOccupancy(slots: number): void {
+    if (this.occupancy.length === 0 && slots === FRAMES_PER_BLOCK) {
+      const spare = spareOccupancy.pop();
+      if (spare !== undefined) {
+        this.occupancy = spare;
+        return;
+      }
+    }
+    this.occupancy = grown(this.occupancy, new Uint32Array(slots * OCCUPANCY_WORDS));
   }
 
   /** The array holding `slot`, and the `Uint32` offset of its entry 0 in it. */
@@ -201,22 +272,32 @@ export class PtPool {
       if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
     }
     this.mem.length = 0;
+    this.tracksWrites = false;
+    giveInt32Array(this.blockChunk);
+    this.blockChunk = NO_I32;
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
         spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
         spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
       };
-      for (const a of Object.values(meta)) a.fill(0);
+      // Zeroed over the slots ever allocated, the only ones written; `freeSlots` is written
+      // by `grow` before it is read.
+      const used = this.touched;
+      for (const a of [meta.spLevel, meta.spRole, meta.spLive, meta.spGfn, meta.spOwner, meta.spExternal]) a.fill(0, 0, used);
       spareMeta.push(meta);
     }
-    this.spLevel = this.spRole = this.spLive = new Uint8Array(0);
-    this.spGfn = new Float64Array(0);
-    this.spOwner = this.spExternal = this.freeSlots = new Int32Array(0);
+    this.spLevel = this.spRole = this.spLive = NO_U8;
+    this.spGfn = NO_F64;
+    // Not cleared: `alloc` clears a slot's bits before the slot is used.
+    if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
+    this.occupancy = NO_U32;
+    this.spOwner = this.spExternal = this.freeSlots = NO_I32;
     this.nFree = 0;
   }
 
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
   private growMeta(cap: number): void {
+    if (this.tracksWrites) this.growOccupancy(cap);
     if (this.spLevel.length === 0 && cap === FRAMES_PER_BLOCK) {
       const meta = spareMeta.pop();
       if (meta !== undefined) {
@@ -225,17 +306,13 @@ export class PtPool {
         return;
       }
     }
-    this.spLevel = grow(this.spLevel, new Uint8Array(cap));
-    this.spRole = grow(this.spRole, new Uint8Array(cap));
-    this.spLive = grow(this.spLive, new Uint8Array(cap));
-    this.spGfn = grow(this.spGfn, new Float64Array(cap));
-    this.spOwner = grow(this.spOwner, new Int32Array(cap));
-    this.spExternal = grow(this.spExternal, new Int32Array(cap));
-    this.freeSlots = grow(this.freeSlots, new Int32Array(cap));
+    this.spLevel = grown(this.spLevel, new Uint8Array(cap));
+    this.spRole = grown(this.spRole, new Uint8Array(cap));
+    this.spLive = grown(this.spLive, new Uint8Array(cap));
+    this.spGfn = grown(this.spGfn, new Float64Array(cap));
+    this.spOwner = grown(this.spOwner, new Int32Array(cap));
+    this.spExternal = grown(this.spExternal, new Int32Array(cap));
+    this.freeSlots = grown(this.freeSlots, new Int32Array(cap));
   }
 }
 
-function grow<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
-  (to as Uint8Array).set(from as Uint8Array);
-  return to;
-}

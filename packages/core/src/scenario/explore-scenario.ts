@@ -20,6 +20,9 @@ export interface ExploreScenarioOptions extends ExploreOptions {
 export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
   return explore(() => {
     const built = buildRun(scn, { backend: opts.backend(), hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true });
+    // One VM on its own host, on one clock, storing only through its MMU: the invariant walk
+    // may rescan only the tables stored to since its last pass.
+    built.host.pool.trackWrites(built.clock);
     return {
       tasks: built.tasks,
       clock: built.clock,
@@ -30,8 +33,8 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       checkEnd: () => checkEndOfRun(built.vm).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
       stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
-      // The host is this schedule's alone: its table storage can go to the next schedule's.
-      release: () => built.host.pool.release(),
+      // The host is this schedule's alone: its storage can go to the next schedule's.
+      release: () => built.host.release(),
     };
   }, opts);
 }

@@ -192,8 +192,9 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
   return { report, vm, host, choices: sched.choices, results, interleave: vm.hostCtx.interleave };
 }
 
-function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail: string): void {
-  if (vm.events.on) vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail });
+/** An op's start or end event, with `detail` as JSON; nothing is serialized when no one listens. */
+function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail: object): void {
+  if (vm.events.on) vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail: JSON.stringify(detail) });
 }
 
 function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: { finalized: boolean }): Op {
@@ -205,7 +206,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
-    opEvent(vm, who, op.op, "start", JSON.stringify(op));
+    opEvent(vm, who, op.op, "start", op);
     const result: Record<string, number | string> = {};
     switch (op.op) {
       case "access": {
@@ -232,7 +233,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
       }
     }
     results.push({ who, index: i, op: op.op, result });
-    opEvent(vm, who, op.op, "end", JSON.stringify(result));
+    opEvent(vm, who, op.op, "end", result);
     afterOp?.();
   }
 }
@@ -242,7 +243,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
-    opEvent(vm, "host", op.op, "start", JSON.stringify(op));
+    opEvent(vm, "host", op.op, "start", op);
     const result: Record<string, number | string> = {};
     const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
@@ -289,7 +290,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         break;
     }
     results.push({ who: "host", index: i, op: op.op, result });
-    opEvent(vm, "host", op.op, "end", JSON.stringify(result));
+    opEvent(vm, "host", op.op, "end", result);
     afterOp?.();
   }
 }

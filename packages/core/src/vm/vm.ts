@@ -5,13 +5,13 @@
  */
 import { type Level } from "../arch/levels.js";
 import { gpaToGfn, rootLevelForGpaw } from "../arch/gpa.js";
-import type { Backend } from "../backend/backend.js";
+import type { Backend, MirrorView } from "../backend/backend.js";
 import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
 import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
 import { ExecCtx } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
-import type { Host } from "../mem/host.js";
+import type { Host, HostStorage } from "../mem/host.js";
 import { MemAttributes } from "../mem/mem-attributes.js";
 import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
@@ -49,7 +49,7 @@ export interface VmOptions {
   interleave?: boolean;
 }
 
-export class Vm implements BackendVm {
+export class Vm implements BackendVm, HostStorage {
   readonly id: number;
   readonly owner: number;
   readonly memslots = new Memslots();
@@ -64,6 +64,8 @@ export class Vm implements BackendVm {
   readonly rootLevel: Level;
   /** The VM has been torn down; no op may run on it any more. */
   dead = false;
+  /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
+  checkView: MirrorView | null = null;
 
   constructor(
     readonly host: Host,
@@ -93,6 +95,19 @@ export class Vm implements BackendVm {
     this.hostCtx = new ExecCtx("host", interleave);
     for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
     this.hostVcpu = new Vcpu(-1, this.hostCtx, this);
+    host.onRelease(this);
+  }
+
+  /**
+   * The host is discarded (`Host.release`, after each explorer schedule): the VM's per-GFN
+   * bitmaps go to the next VM of the same size. Nothing may use the VM again.
+   */
+  release(): void {
+    this.attributes.discardStorage();
+    for (const slot of this.memslots.all()) {
+      slot.shared.discardStorage();
+      slot.gmem?.discardStorage();
+    }
   }
 
   setInterleave(on: boolean): void {

@@ -1,0 +1,68 @@
+/**
+ * The explorer's footprint store: footprints added from the recorder read back as the recorder
+ * saw them (by `dependsOn`, against a plain definition over the recorded accesses), across the
+ * recorder's switch to a hashed index and the store's growth, and `truncate` forgets exactly the
+ * footprints from a handle on.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FootprintRecorder, FootprintStore } from "../src/index.js";
+
+type Access = { id: number; kind: "read" | "write" | "add" };
+const KIND = { read: 1, add: 2, write: 4 } as const;
+
+/** The accesses of one step folded by id, as the recorder keeps them. */
+function folded(step: Access[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const a of step) m.set(a.id, (m.get(a.id) ?? 0) | KIND[a.kind]);
+  return m;
+}
+
+/** Two steps do not commute: a resource written by one and touched by the other, or read by one and added to by the other. */
+function depends(a: Access[], b: Access[]): boolean {
+  const fa = folded(a);
+  const fb = folded(b);
+  for (const [id, ka] of fa) {
+    const kb = fb.get(id);
+    if (kb === undefined) continue;
+    if ((ka | kb) & KIND.write) return true;
+    if ((ka & KIND.read && kb & KIND.add) || (ka & KIND.add && kb & KIND.read)) return true;
+  }
+  return false;
+}
+
+describe("FootprintStore", () => {
+  it("answers dependsOn as the accesses define it, and truncate forgets from a handle on", () => {
+    const access = fc.record({
+      id: fc.oneof(fc.integer({ min: -13, max: -1 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 2 ** 30 })),
+      kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
+    });
+    const step = fc.oneof(fc.array(access, { maxLength: 6 }), fc.array(access, { minLength: 30, maxLength: 80 }));
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 12 }), fc.nat(), fc.array(step, { maxLength: 4 }), (steps, cut, more) => {
+        const rec = new FootprintRecorder();
+        const store = new FootprintStore();
+        const add = (s: Access[]) => {
+          rec.reset();
+          for (const a of s) rec[a.kind](a.id);
+          return rec.saveTo(store);
+        };
+        const held = steps.map(add);
+        expect(held).toEqual(steps.map((_, i) => i));
+        const check = (list: Access[][]) => {
+          for (let i = 0; i < list.length; i++) {
+            for (let j = 0; j < list.length; j++) expect(store.dependsOn(i, j)).toBe(depends(list[i]!, list[j]!));
+          }
+        };
+        check(steps);
+        const keep = cut % (steps.length + 1);
+        store.truncate(keep);
+        expect(store.count).toBe(keep);
+        const now = [...steps.slice(0, keep), ...more];
+        for (const s of more) add(s);
+        check(now);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
