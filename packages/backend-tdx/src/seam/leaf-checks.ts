@@ -35,7 +35,7 @@ export const TREE_SHARED = 1;
 export const TREE_EXCLUSIVE = 2;
 
 /** 4096 · 512^level - 1 for the levels whose alignment a 32-bit mask can test (it divides 2^32). */
-export const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
+const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
 
 /**
  * Takes a lock for the rest of the leaf (the module's locks never spin: a lock it cannot take
