@@ -402,7 +402,7 @@ describe("locks held by a concurrent caller across the call (reference §1 check
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX);
   });
 
-  // src bug: seam-module.ts memRangeBlock tests "already blocked" before the entry lock (check 9
+  // src bug: mem-leaves.ts memRangeBlockLeaf tests "already blocked" before the entry lock (check 9
   // before 10 in the reference; the module's tdh_mem_range_block.c takes the entry lock first).
   it("BLOCK of an already-blocked entry whose entry lock is held: OPERAND_BUSY|RCX, not ALREADY_BLOCKED", () => {
     const f = makeTd();
@@ -426,7 +426,7 @@ describe("locks held by a concurrent caller across the call (reference §1 check
     expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
   });
 
-  // src bug: seam-module.ts memPageRemove reports the busy PAMT lock of the removed page as
+  // src bug: mem-leaves.ts memPageRemoveLeaf reports the busy PAMT lock of the removed page as
   // BUSY|R8, an operand REMOVE does not have (RCX = GPA, RDX = TDR; reference §1 table). The
   // module (tdh_mem_page_remove.c) returns api_error_with_operand_id(BUSY, OPERAND_ID_RCX).
   it("REMOVE with the removed page's PAMT lock held: exactly OPERAND_BUSY|RCX (0x8000020000000001)", () => {

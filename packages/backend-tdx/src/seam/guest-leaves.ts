@@ -1,0 +1,90 @@
+/**
+ * The guest side: TDG.MEM.PAGE.ACCEPT (a TDCALL), and what the CPU does with a private guest
+ * access (the translation through the S-EPT, and a write into a private page).
+ */
+import { checkGpa } from "./leaf-checks.js";
+import type { SeamCore } from "./seam-core.js";
+import { EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, SeamError, check, fail, ok } from "./seam-result.js";
+import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
+import { OPERAND_RCX, TDX_OPERAND_BUSY, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH } from "./status.js";
+import type { Td } from "./td.js";
+
+/** TDG.MEM.PAGE.ACCEPT: the body of `SeamModule.tdgMemPageAccept`. */
+export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, gpa: number, level: number): SeamResult {
+  const td = m.tdOfVcpu(tdvpr);
+  const gfn = checkGpa(td, gpa, level, 0, 1);
+  try {
+    m.walk(td, gfn, level);
+  } catch (e) {
+    if (!(e instanceof SeamError)) throw e;
+    // The walk stopped above the level: a leaf there means the page is mapped bigger.
+    const ls = e.result.levelState;
+    if (ls !== undefined && ((ls >> 8n) & 0x80n) === 0n && (ls >> 8n) !== BigInt(SEPT_FREE)) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
+    m.acceptExited = true;
+    return ok();
+  }
+  const table = m.walkTable;
+  const off = m.walkOff;
+  const lo = table[off]!;
+  const hi = table[off + 1]!;
+  check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const st = septState(lo, hi, level);
+  if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED);
+  if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
+  if (st !== SEPT_PENDING) {
+    m.acceptExited = true;
+    return ok();
+  }
+  const pfn = septPfn(lo, hi);
+  m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
+  m.plaintext.set(pfn, "");
+  return ok();
+}
+
+/**
+ * What the CPU does with a private guest access (the S-EPT is what hardware walks for the
+ * private half of the GPA space): "ok" on a MAPPED leaf; "ve" on a PENDING one (#VE, unless
+ * SEPT_VE_DISABLE makes it a PENDING EPT violation exit); "exit" otherwise.
+ */
+export function guestTranslate(m: SeamCore, tdvpr: number, gpa: number): "ok" | "ve" | GuestExit {
+  m.vcpuAt(tdvpr);
+  const td = m.cachedVcpuTd!;
+  const gfn = Math.floor(gpa / 4096);
+  const remembered = m.rememberedLeafTable(td, gfn);
+  let table = remembered ?? m.sept.get(td.septRoot)!;
+  for (let lvl = remembered ? 0 : td.rootLevel; lvl >= 0; lvl--) {
+    const off = 2 * septIndex(gfn, lvl);
+    const lo = table[off]!;
+    const hi = table[off + 1]!;
+    const st = septState(lo, hi, lvl);
+    if (st === SEPT_NL_MAPPED) {
+      table = m.sept.get(septPfn(lo, hi))!;
+      if (lvl === 1) m.rememberLeafTable(td, gfn, table);
+      continue;
+    }
+    if (st === SEPT_MAPPED) return "ok";
+    if (st === SEPT_PENDING) return td.septVeDisable ? PENDING_EPT_VIOLATION : "ve";
+    return EPT_VIOLATION;
+  }
+  return EPT_VIOLATION;
+}
+
+/** The guest writes `data` into its private page at `gpa` (the memory-content model). */
+export function guestWrite(m: SeamCore, tdvpr: number, gpa: number, data: string): boolean {
+  const pfn = translatePfn(m, m.tds.get(m.pamt.owner(tdvpr))!, gpa);
+  if (pfn < 0) return false;
+  m.plaintext.set(pfn, data);
+  return true;
+}
+
+export function translatePfn(m: SeamCore, td: Td, gpa: number): number {
+  const gfn = Math.floor(gpa / 4096);
+  let table = m.sept.get(td.septRoot)!;
+  for (let lvl = td.rootLevel; lvl >= 0; lvl--) {
+    const off = 2 * septIndex(gfn, lvl);
+    const st = septState(table[off]!, table[off + 1]!, lvl);
+    if (st === SEPT_NL_MAPPED) table = m.sept.get(septPfn(table[off]!, table[off + 1]!))!;
+    else return st === SEPT_MAPPED ? septPfn(table[off]!, table[off + 1]!) : -1;
+  }
+  return -1;
+}

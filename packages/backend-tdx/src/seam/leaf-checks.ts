@@ -1,0 +1,121 @@
+/**
+ * The checks the leaves share, in the module's order (reference §1): the TD prologue (checks
+ * 1-5), the GPA operand (6), the S-EPT tree lock and walk (7-8), the entry lock and state
+ * (9-10), the new page (11), and whether a block has been tracked. Each throws a SeamError with
+ * the status and operand ID of the first check that fails, and changes nothing.
+ */
+import { PT_NDA, PT_TDR } from "./pamt.js";
+import type { SeamCore } from "./seam-core.js";
+import { SeamError, check, fail } from "./seam-result.js";
+import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED } from "./sept.js";
+import {
+  OPERAND_RCX, OPERAND_OP_STATE, OPERAND_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR,
+  TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_TD_FATAL,
+  TDX_TD_KEYS_NOT_CONFIGURED,
+} from "./status.js";
+import type { SharexLock } from "./locks.js";
+import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
+
+/** Op states as a mask (bit n = op state n), so a leaf's allowed set is one number. */
+export const OPS_INITIALIZED = 1 << OP_INITIALIZED;
+export const OPS_UNINITIALIZED = 1 << OP_UNINITIALIZED;
+export const OPS_INIT_OR_RUNNABLE = (1 << OP_INITIALIZED) | (1 << OP_RUNNABLE);
+export const OPS_ANY = OPS_UNINITIALIZED | OPS_INIT_OR_RUNNABLE;
+
+export const ST_FREE = septStateBit(SEPT_FREE);
+export const ST_MAPPED = septStateBit(SEPT_MAPPED);
+export const ST_REMOVABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_PENDING_BLOCKED);
+export const ST_BLOCKABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_NL_MAPPED);
+export const ST_BLOCKED = septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING_BLOCKED) | septStateBit(SEPT_NL_BLOCKED);
+export const ST_NON_LEAF = septStateBit(SEPT_NL_MAPPED) | septStateBit(SEPT_NL_BLOCKED);
+
+/** How a leaf takes the S-EPT tree lock. */
+export const NO_TREE_LOCK = 0;
+export const TREE_SHARED = 1;
+export const TREE_EXCLUSIVE = 2;
+
+/** 4096 · 512^level - 1 for the levels whose alignment a 32-bit mask can test (it divides 2^32). */
+const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
+
+/**
+ * Takes a lock for the rest of the leaf (the module's locks never spin: a lock it cannot take
+ * is OPERAND_BUSY with the operand's ID). A leaf is one atomic step of the model and releases
+ * what it took before the step ends, so taking is modelled as checking that the lock could be
+ * taken: the same status at the same point, and the lock as it was once the step is over. That
+ * is exact because no leaf takes the same lock twice; the one case that could (a page whose
+ * PAMT lock is the TDR's, already taken by the prologue) `lockPage` answers as the held lock would.
+ */
+export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): void {
+  if (!l.tryTakeAndRelease(exclusive)) throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
+}
+
+/** The PAMT entry lock of `pfn` (a page or a TDR), as `lock` does for the other locks. */
+export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOperand: bigint): void {
+  // The prologue holds the TDR's lock (shared or exclusive) and every later page lock is
+  // exclusive, so a page that is the TDR itself could not be locked.
+  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive)) {
+    throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
+  }
+}
+
+/** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
+export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false): Td {
+  const td = m.tdAt(tdr);
+  check(m.pamt.type(tdr) === PT_TDR && td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
+  lockPage(m, tdr, tdrExclusive, tdrOperand);
+  m.lockedTdr = tdr;
+  check(!td!.fatal, TDX_TD_FATAL);
+  check(td!.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
+  lock(td!.opStateLock, false, OPERAND_OP_STATE);
+  check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
+  return td!;
+}
+
+/** Check 6: the level is one the leaf takes, the GPA private, inside GPAW, and aligned to the level. */
+export function checkGpa(td: Td, gpa: number, level: number, minLevel: number, maxLevel: number): number {
+  // A GPA below 2^GPAW is private iff it is below the shared bit, 2^(GPAW-1).
+  let valid = Number.isInteger(level) && level >= minLevel && level <= maxLevel && Number.isSafeInteger(gpa) &&
+    gpa >= 0 && gpa < td.sharedBitGpa;
+  // 4K, 2M and 1G alignments divide 2^32, so the low 32 bits decide them for any safe integer.
+  if (valid) valid = level <= 2 ? (gpa & ALIGN_MASK[level]!) === 0 : gpa % (4096 * 512 ** level) === 0;
+  check(valid, TDX_OPERAND_INVALID, OPERAND_RCX);
+  return gpa / 4096;
+}
+
+/**
+ * Checks 6-8 of a leaf on one S-EPT entry: the GPA at `level` (in [minLevel, maxLevel]), the
+ * S-EPT tree lock (`tree`: TREE_SHARED, TREE_EXCLUSIVE or NO_TREE_LOCK), the walk. Returns the
+ * table the entry is in; its offset is `walkOff`.
+ */
+export function septOperand(m: SeamCore, td: Td, gpa: number, level: number, minLevel: number, maxLevel: number, tree: number): Uint32Array {
+  const gfn = checkGpa(td, gpa, level, minLevel, maxLevel);
+  if (tree !== NO_TREE_LOCK) lock(td.treeLock, tree === TREE_EXCLUSIVE, OPERAND_SEPT_TREE);
+  m.walk(td, gfn, level);
+  return m.walkTable;
+}
+
+/** Checks 9-10: the entry lock, then the state the leaf needs (`allowed`: a mask of `septStateBit`s). */
+export function entryState(table: Uint32Array, off: number, level: number, allowed: number): number {
+  const lo = table[off]!;
+  const hi = table[off + 1]!;
+  check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const st = septState(lo, hi, level);
+  if ((septStateBit(st) & allowed) === 0) {
+    throw new SeamError({ status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(level, st) });
+  }
+  return st;
+}
+
+/** Check 11: a page the host hands over must be convertible memory, free (NDA) and unlocked. */
+export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
+  check(Number.isInteger(pfn) && pfn >= 0, TDX_OPERAND_INVALID, operand);
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+  lockPage(m, pfn, true, operand);
+}
+
+/** "Tracked": blocked in an epoch no vCPU can still be running with (reference §3). */
+export function tracked(m: SeamCore, td: Td, pfnOfEntry: number): boolean {
+  const b = m.pamt.bepoch(pfnOfEntry);
+  return b < td.epoch - 1 || (b === td.epoch - 1 && td.refcount[b & 1] === 0);
+}

@@ -1,0 +1,152 @@
+/**
+ * TDH.MEM.*: the S-EPT leaves (SEPT.ADD and SEPT.REMOVE; PAGE.AUG, PAGE.ADD and PAGE.REMOVE;
+ * RANGE.BLOCK and RANGE.UNBLOCK) and TDH.MEM.TRACK, which starts a new TLB epoch.
+ */
+import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
+import {
+  NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
+  TREE_EXCLUSIVE, TREE_SHARED, checkNewPage, entryState, lock, lockPage, septOperand, tdPrologue, tracked,
+} from "./leaf-checks.js";
+import type { SeamCore } from "./seam-core.js";
+import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
+import {
+  SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED, entryLocked,
+  septPfn, septState,
+} from "./sept.js";
+import {
+  OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, OPERAND_SEPT_TREE, OPERAND_TD_EPOCH, TDX_EPT_PAGE_NOT_FREE,
+  TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID,
+  TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS, TDX_TLB_TRACKING_NOT_DONE,
+} from "./status.js";
+import { OP_RUNNABLE } from "./td.js";
+
+/** TDH.MEM.SEPT.ADD: the body of `SeamModule.memSeptAdd`. */
+export function memSeptAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_SHARED);
+  const off = m.walkOff;
+  entryState(table, off, level, ST_FREE);
+  checkNewPage(m, page, OPERAND_R8);
+  m.sept.init(page);
+  m.pamt.set(page, PT_EPT, tdr);
+  td.childCount++;
+  m.sept.setEntry(table, off, SEPT_NL_MAPPED, page, level);
+  return ok();
+}
+
+/** TDH.MEM.PAGE.AUG: the body of `SeamModule.memPageAug`. */
+export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 0, 0, TREE_SHARED);
+  const off = m.walkOff;
+  entryState(table, off, level, ST_FREE);
+  checkNewPage(m, page, OPERAND_R8);
+  m.pamt.set(page, PT_REG, tdr);
+  td.childCount++;
+  m.sept.setEntry(table, off, SEPT_PENDING, page, level);
+  return ok();
+}
+
+/** TDH.MEM.PAGE.ADD: the body of `SeamModule.memPageAdd`. */
+export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number, source: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED, true);
+  const table = septOperand(m, td, gpa, level, 0, 0, NO_TREE_LOCK);
+  const off = m.walkOff;
+  entryState(table, off, level, ST_FREE);
+  checkNewPage(m, page, OPERAND_R8);
+  check(m.pamt.inTdmr(source) && m.pamt.type(source) === PT_NDA, TDX_OPERAND_INVALID, OPERAND_R9);
+  m.pamt.set(page, PT_REG, tdr);
+  td.childCount++;
+  m.sept.setEntry(table, off, SEPT_MAPPED, page, level);
+  m.plaintext.set(page, m.addContent);
+  td.mrtd = (Math.imul(td.mrtd ^ 0x85ebca6b, 31) + gpa) >>> 0;
+  return ok();
+}
+
+/** TDH.MEM.RANGE.BLOCK: the body of `SeamModule.memRangeBlock`. */
+export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
+  const off = m.walkOff;
+  const lo = table[off]!;
+  const hi = table[off + 1]!;
+  check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const st0 = septState(lo, hi, level);
+  if (st0 === SEPT_BLOCKED || st0 === SEPT_PENDING_BLOCKED || st0 === SEPT_NL_BLOCKED) {
+    return { status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX };
+  }
+  const st = entryState(table, off, level, ST_BLOCKABLE);
+  const pfn = septPfn(lo, hi);
+  const next = st === SEPT_MAPPED ? SEPT_BLOCKED : st === SEPT_PENDING ? SEPT_PENDING_BLOCKED : SEPT_NL_BLOCKED;
+  m.sept.setEntry(table, off, next, pfn, level);
+  m.pamt.setBepoch(pfn, td.epoch);
+  return ok();
+}
+
+/** TDH.MEM.RANGE.UNBLOCK: the body of `SeamModule.memRangeUnblock`. */
+export function memRangeUnblockLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
+  const off = m.walkOff;
+  const st = entryState(table, off, level, ST_BLOCKED);
+  const pfn = septPfn(table[off]!, table[off + 1]!);
+  if (td.opState === OP_RUNNABLE) check(tracked(m, td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_SEPT_TREE);
+  const next = st === SEPT_BLOCKED ? SEPT_MAPPED : st === SEPT_PENDING_BLOCKED ? SEPT_PENDING : SEPT_NL_MAPPED;
+  m.sept.setEntry(table, off, next, pfn, level);
+  return ok();
+}
+
+/** TDH.MEM.TRACK: the body of `SeamModule.memTrack`. */
+export function memTrackLeaf(m: SeamCore, tdr: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_INIT_OR_RUNNABLE);
+  lock(td.epochLock, true, OPERAND_TD_EPOCH);
+  check(td.refcount[(td.epoch - 1) & 1] === 0, TDX_PREVIOUS_TLB_EPOCH_BUSY);
+  td.epoch++;
+  return ok();
+}
+
+/** TDH.MEM.PAGE.REMOVE: the body of `SeamModule.memPageRemove`. */
+export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 0, 2, TREE_SHARED);
+  const off = m.walkOff;
+  const st = entryState(table, off, level, ST_REMOVABLE);
+  const pfn = septPfn(table[off]!, table[off + 1]!);
+  // The page's PAMT entry is locked before the blocked/tracked checks; REMOVE has no page
+  // operand, so a busy page lock is reported against the GPA (RCX).
+  lockPage(m, pfn, true, OPERAND_RCX);
+  if (td.opState === OP_RUNNABLE) {
+    check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+    check(tracked(m, td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
+  }
+  m.sept.setEntry(table, off, SEPT_FREE, 0, level);
+  m.pamt.set(pfn, PT_NDA, NO_TD);
+  // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
+  m.plaintext.delete(pfn);
+  td.childCount--;
+  return { status: TDX_SUCCESS, pfn };
+}
+
+/** TDH.MEM.SEPT.REMOVE: the body of `SeamModule.memSeptRemove`. */
+export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_EXCLUSIVE);
+  const off = m.walkOff;
+  const st = entryState(table, off, level, ST_NON_LEAF);
+  const page = septPfn(table[off]!, table[off + 1]!);
+  if (td.opState === OP_RUNNABLE) {
+    check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+    check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
+  }
+  const child = m.sept.get(page)!;
+  for (let i = 0; i < 512; i++) {
+    if (septState(child[2 * i]!, child[2 * i + 1]!, level - 1) !== SEPT_FREE) {
+      throw new SeamError({ status: TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX });
+    }
+  }
+  m.sept.setEntry(table, off, SEPT_FREE, 0, level);
+  m.sept.drop(page);
+  m.pamt.set(page, PT_NDA, NO_TD);
+  td.childCount--;
+  return ok();
+}

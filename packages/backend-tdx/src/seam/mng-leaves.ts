@@ -1,0 +1,70 @@
+/**
+ * TDH.MNG.*: a TD's management leaves (create, key configuration, TDCS pages, initialization,
+ * the VP flush barrier, freeing the key). Each is a leaf body the dispatcher (`SeamCore.call`)
+ * runs with the TD's TDR and the call's numeric operands.
+ */
+import { PT_TDCX, PT_TDR } from "./pamt.js";
+import { OPS_ANY, OPS_UNINITIALIZED, checkNewPage, tdPrologue } from "./leaf-checks.js";
+import type { SeamCore } from "./seam-core.js";
+import { type SeamResult, check, ok } from "./seam-result.js";
+import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT } from "./status.js";
+import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, Td } from "./td.js";
+
+/** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
+export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
+  checkNewPage(m, tdr, OPERAND_RCX);
+  m.pamt.set(tdr, PT_TDR, tdr);
+  m.tds.set(tdr, new Td(tdr, hkid));
+  m.tdsVersion++;
+  return ok();
+}
+
+/** TDH.MNG.KEY.CONFIG: the body of `SeamModule.mngKeyConfig`. */
+export function mngKeyConfigLeaf(m: SeamCore, tdr: number): SeamResult {
+  const td = m.tds.get(tdr);
+  check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  check(td!.lifecycle === LC_HKID_ASSIGNED, TDX_LIFECYCLE_STATE_INCORRECT);
+  td!.lifecycle = LC_KEYS_CONFIGURED;
+  return ok();
+}
+
+/** TDH.MNG.ADDCX: the body of `SeamModule.mngAddcx`. */
+export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_UNINITIALIZED, true);
+  checkNewPage(m, page, OPERAND_RCX);
+  m.pamt.set(page, PT_TDCX, tdr);
+  td.tdcx.push(page);
+  td.childCount++;
+  return ok();
+}
+
+/** TDH.MNG.INIT: the body of `SeamModule.mngInit`. */
+export function mngInitLeaf(m: SeamCore, tdr: number, gpaw: number, septVeDisable: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_UNINITIALIZED, true);
+  check(td.tdcx.length > 0, TDX_OP_STATE_INCORRECT);
+  check(gpaw === 48 || gpaw === 52, TDX_OPERAND_INVALID, OPERAND_RDX);
+  td.gpaw = gpaw;
+  td.rootLevel = gpaw > 48 ? 4 : 3;
+  td.septVeDisable = septVeDisable === 1;
+  td.septRoot = td.tdcx[0]!;
+  m.sept.init(td.septRoot);
+  td.opState = OP_INITIALIZED;
+  return ok();
+}
+
+/** TDH.MNG.VPFLUSHDONE: the body of `SeamModule.mngVpflushdone`. */
+export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_ANY, true);
+  for (const v of td.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
+  td.lifecycle = LC_BLOCKED;
+  return ok();
+}
+
+/** TDH.MNG.KEY.FREEID: the body of `SeamModule.mngKeyFreeid`. */
+export function mngKeyFreeidLeaf(m: SeamCore, tdr: number): SeamResult {
+  const td = m.tds.get(tdr);
+  check(td !== undefined && m.pamt.type(tdr) === PT_TDR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  check(td!.lifecycle === LC_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT);
+  td!.lifecycle = LC_TEARDOWN;
+  return ok();
+}

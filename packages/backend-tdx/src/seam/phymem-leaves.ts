@@ -1,0 +1,35 @@
+/** TDH.PHYMEM.*: taking a page back from a TD being torn down, and flushing a page's cache lines. */
+import { NO_TD, PT_EPT, PT_NDA, PT_RSVD, PT_TDR } from "./pamt.js";
+import { lockPage } from "./leaf-checks.js";
+import type { SeamCore } from "./seam-core.js";
+import { type SeamResult, check, ok } from "./seam-result.js";
+import { OPERAND_RCX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT, TDX_TD_ASSOCIATED_PAGES_EXIST } from "./status.js";
+import { LC_TEARDOWN } from "./td.js";
+
+/** TDH.PHYMEM.PAGE.RECLAIM: the body of `SeamModule.phymemPageReclaim`. */
+export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  const type = m.pamt.type(pfn);
+  check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  lockPage(m, pfn, true, OPERAND_RCX);
+  const td = m.tds.get(m.pamt.owner(pfn))!;
+  check(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
+  if (type === PT_TDR) {
+    check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
+    m.tds.delete(pfn);
+    m.tdsVersion++;
+  } else {
+    td.childCount--;
+  }
+  if (type === PT_EPT) m.sept.drop(pfn);
+  m.plaintext.delete(pfn);
+  m.pamt.set(pfn, PT_NDA, NO_TD);
+  return ok();
+}
+
+/** TDH.PHYMEM.PAGE.WBINVD: the body of `SeamModule.phymemPageWbinvd`. */
+export function phymemPageWbinvdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  return ok();
+}

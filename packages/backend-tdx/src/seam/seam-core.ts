@@ -1,0 +1,218 @@
+/**
+ * The module's state and dispatcher: platform-wide state (PAMT, S-EPT pages, TDs), each TD's
+ * call log (counts, listener, injected faults), the `call` wrapper every SEAMCALL goes through,
+ * the remembered TD and vCPU lookups, and the S-EPT walk with its remembered 4K table. The leaf
+ * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
+ * fields they read and write are public for them, and for nothing else to change.
+ */
+import { CallCounts } from "./call-counts.js";
+import { SEAMCALL_NAMES } from "./leaves.js";
+import { Pamt, PT_TDVPR } from "./pamt.js";
+import {
+  type CallListener, type InjectedFault, type SeamResult, type SeamStats, SUCCESS, SeamError, check, injectedResult,
+} from "./seam-result.js";
+import { SeptPages, entryBigInt, levelState, septIndex, septPfn, septState, SEPT_NL_MAPPED } from "./sept.js";
+import { OPERAND_RCX, TDX_EPT_WALK_FAILED, TDX_PAGE_METADATA_INCORRECT, TDX_SUCCESS, isBusy, isOk, statusName } from "./status.js";
+import type { Td, TdVcpu } from "./td.js";
+
+/** A leaf's body: the checks and the change, given the module, the TD the call is for and its numeric operands. */
+export type LeafBody = (m: SeamCore, tdr: number, a: number, b: number, c: number, d: number) => SeamResult;
+
+
+/** Per TD (by TDR): who hears of its calls, how many of each it has made, what to inject. */
+class TdCallLog {
+  readonly counts = new Array<number>(SEAMCALL_NAMES.length).fill(0); // not typed: see CallCounts
+  readonly injected: InjectedFault[] = [];
+  listener: CallListener | undefined = undefined;
+}
+
+export class SeamCore {
+  readonly pamt: Pamt;
+  readonly sept = new SeptPages();
+  /** The TDs by TDR. Changed only by the leaves (TDH.MNG.CREATE, RECLAIM of a TDR), which bump `tdsVersion`. */
+  readonly tds = new Map<number, Td>();
+  /** Platform-wide counts; each TD's own counts go to its listener. */
+  private readonly platformCalls = new CallCounts(SEAMCALL_NAMES);
+  private busyCount = 0;
+  private readonly errorCounts: Record<string, number> = {};
+  private readonly logs = new Map<number, TdCallLog>();
+  /** The last TD whose log was looked up (calls come in long runs for one TD). */
+  private lastLogTdr = Number.NaN;
+  private lastLog: TdCallLog | undefined = undefined;
+  /** Plaintext the guest keeps in its private pages, by PFN (the model of memory contents). */
+  readonly plaintext = new Map<number, string>();
+  /** The TDR whose PAMT lock the running leaf took in its prologue (NaN before). */
+  lockedTdr = Number.NaN;
+  /** Where the last `walk` ended: the table at the level asked for and the entry's offset in it. */
+  walkTable: Uint32Array = new Uint32Array(0);
+  walkOff = 0;
+  /** The vCPU `tdOfVcpu` found. */
+  foundVcpu: TdVcpu | undefined = undefined;
+  /**
+   * The last TD looked up by TDR, and the last vCPU by TDVPR (with the TD its PAMT owner names):
+   * a fault looks up the same ones half a dozen times. Valid while `tdsVersion` is unchanged,
+   * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
+   * `tds` and to a TD's vCPUs); the vCPU's entry is also keyed by its PAMT owner.
+   */
+  tdsVersion = 0;
+  private cachedTdr = Number.NaN;
+  private cachedTd: Td | undefined = undefined;
+  private cachedTdVersion = -1;
+  private cachedTdvpr = Number.NaN;
+  private cachedOwner = Number.NaN;
+  private cachedVcpu: TdVcpu | undefined = undefined;
+  cachedVcpuTd: Td | undefined = undefined;
+  private cachedVcpuVersion = -1;
+  /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
+  addContent = "";
+  /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
+  acceptExited = false;
+  /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
+  private leafVersion = -1;
+  private leafRoot = -1;
+  private leafBase = -1;
+  private leafTable: Uint32Array = new Uint32Array(0);
+
+  constructor(totalFrames: number) {
+    this.pamt = new Pamt(totalFrames);
+  }
+
+  /** Platform-wide counts of calls (names in first-call order), BUSY statuses and errors, as of now. */
+  get stats(): SeamStats {
+    return { calls: this.platformCalls.record(), busy: this.busyCount, errors: { ...this.errorCounts } };
+  }
+
+  /** `listener` hears of every call made for the TD `tdr` (its VMM's counters and events). */
+  listen(tdr: number, listener: CallListener): void {
+    this.logOf(tdr).listener = listener;
+  }
+
+  /** Calls made for `tdr` return `f.status` from their `f.nth` invocation on, `f.times` times. */
+  inject(tdr: number, f: InjectedFault): void {
+    this.logOf(tdr).injected.push(f);
+  }
+
+  // ------------------------------------------------------------------ plumbing
+
+  private logOf(tdr: number): TdCallLog {
+    if (tdr === this.lastLogTdr) return this.lastLog!;
+    let log = this.logs.get(tdr);
+    if (log === undefined) {
+      log = new TdCallLog();
+      this.logs.set(tdr, log);
+    }
+    this.lastLogTdr = tdr;
+    this.lastLog = log;
+    return log;
+  }
+
+  /**
+   * Runs one leaf on behalf of the TD `tdr` (NO_TD when no TD is involved): counts it, applies
+   * injected faults, turns a failed check into its status, and tells the TD's listener.
+   */
+  protected call(leaf: number, tdr: number, a: number, b: number, c: number, d: number, body: LeafBody): SeamResult {
+    this.platformCalls.add(leaf);
+    const log = this.logOf(tdr);
+    const n = ++log.counts[leaf]!;
+    let r = log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
+    if (r === null) {
+      this.lockedTdr = Number.NaN;
+      try {
+        r = body(this, tdr, a, b, c, d);
+      } catch (e) {
+        if (!(e instanceof SeamError)) throw e;
+        r = e.result;
+      }
+    }
+    if (r !== SUCCESS && r.status !== TDX_SUCCESS) this.countFailure(r.status);
+    log.listener?.(leaf, r, tdr, a, b, c, d);
+    return r;
+  }
+
+  /** `tds.get(tdr)`, remembered. */
+  tdAt(tdr: number): Td | undefined {
+    if (tdr !== this.cachedTdr || this.cachedTdVersion !== this.tdsVersion) {
+      this.cachedTd = this.tds.get(tdr);
+      this.cachedTdr = tdr;
+      this.cachedTdVersion = this.tdsVersion;
+    }
+    return this.cachedTd;
+  }
+
+  /**
+   * The vCPU of `tdvpr` in the TD the PAMT says owns the page, remembered; that TD (or
+   * undefined) is left in `cachedVcpuTd`.
+   */
+  vcpuAt(tdvpr: number): TdVcpu | undefined {
+    const owner = this.pamt.owner(tdvpr);
+    if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
+      const td = this.tds.get(owner);
+      this.cachedVcpuTd = td;
+      this.cachedVcpu = td?.vcpus.get(tdvpr);
+      this.cachedTdvpr = tdvpr;
+      this.cachedOwner = owner;
+      this.cachedVcpuVersion = this.tdsVersion;
+    }
+    return this.cachedVcpu;
+  }
+
+  private countFailure(status: bigint): void {
+    if (isBusy(status)) this.busyCount++;
+    if (!isOk(status)) this.errorCounts[statusName(status)] = (this.errorCounts[statusName(status)] ?? 0) + 1;
+  }
+
+  /** The TD of a TDVPR page, with the vCPU in `foundVcpu`. */
+  tdOfVcpu(tdvpr: number): Td {
+    check(this.pamt.type(tdvpr) === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+    const v = this.vcpuAt(tdvpr);
+    check(v !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+    this.foundVcpu = v;
+    return this.cachedVcpuTd!;
+  }
+
+  /**
+   * Check 8: walk the S-EPT down to `level`. The walk goes only through NL_MAPPED entries: a FREE
+   * or blocked entry, or a leaf, above the level ends it with EPT_WALK_FAILED (RCX/RDX say where).
+   * The entry found is at `walkOff` in `walkTable`.
+   */
+  walk(td: Td, gfn: number, level: number): void {
+    const remembered = level === 0 ? this.rememberedLeafTable(td, gfn) : undefined;
+    if (remembered !== undefined) {
+      this.walkTable = remembered;
+      this.walkOff = 2 * septIndex(gfn, 0);
+      return;
+    }
+    let table = this.sept.get(td.septRoot)!;
+    for (let lvl = td.rootLevel; lvl > level; lvl--) {
+      const off = 2 * septIndex(gfn, lvl);
+      const lo = table[off]!;
+      const hi = table[off + 1]!;
+      const st = septState(lo, hi, lvl);
+      if (st !== SEPT_NL_MAPPED) {
+        throw new SeamError({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(lvl, st) });
+      }
+      table = this.sept.get(septPfn(lo, hi))!;
+    }
+    if (level === 0) this.rememberLeafTable(td, gfn, table);
+    this.walkTable = table;
+    this.walkOff = 2 * septIndex(gfn, level);
+  }
+
+  /**
+   * The 4K table a walk for `gfn` reached last time, if nothing it went through has changed
+   * since (same S-EPT version and root, same 2 MiB of GFNs), else undefined. A fault walks the
+   * S-EPT three times for the same GFN (the guest's access, AUG, the access again) and the next
+   * fault goes to the same table: the hardware's paging-structure cache, in short.
+   */
+  rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
+    if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBase !== gfn - (gfn % 512)) return undefined;
+    return this.leafTable;
+  }
+
+  rememberLeafTable(td: Td, gfn: number, table: Uint32Array): void {
+    this.leafVersion = this.sept.version;
+    this.leafRoot = td.septRoot;
+    this.leafBase = gfn - (gfn % 512);
+    this.leafTable = table;
+  }
+}

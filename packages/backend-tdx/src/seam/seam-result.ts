@@ -1,0 +1,67 @@
+/**
+ * What a SEAMCALL gives back and how a leaf fails: the result and guest-exit shapes, the shared
+ * success result (a successful call allocates nothing), the failure a check throws, and the
+ * status an injected fault puts in place of a call's.
+ */
+import { TDX_SUCCESS } from "./status.js";
+
+export interface SeamResult {
+  status: bigint;
+  /** RCX on S-EPT errors: the architectural entry where the operation stopped. */
+  entry?: bigint;
+  /** RDX on S-EPT errors: level (bits 2:0) and state (bits 15:8). */
+  levelState?: bigint;
+  /** RCX of PAGE.REMOVE: the HPA (PFN) that was mapped. */
+  pfn?: number;
+}
+
+/** What TDG.MEM.PAGE.ACCEPT or a guest access ends in when KVM must act first. */
+export interface GuestExit {
+  exit: "ept-violation" | "pending-ept-violation";
+}
+
+/** Makes a named call return a chosen status on its nth invocation (1-based), `times` times in a row. */
+export interface InjectedFault {
+  call: string;
+  nth: number;
+  status: bigint;
+  times: number;
+}
+
+export interface SeamStats {
+  calls: Record<string, number>;
+  busy: number;
+  errors: Record<string, number>;
+}
+
+/**
+ * Hears of every call made for a TD: the leaf (an index into SEAMCALL_NAMES), its result, and
+ * the operands the event text is made from (`callDetail`), only if the listener wants it.
+ */
+export type CallListener = (leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number) => void;
+
+/** The result of every call that succeeds with nothing more to say: shared, so never changed. */
+export const SUCCESS: SeamResult = Object.freeze({ status: TDX_SUCCESS });
+export const EPT_VIOLATION: GuestExit = Object.freeze({ exit: "ept-violation" });
+export const PENDING_EPT_VIOLATION: GuestExit = Object.freeze({ exit: "pending-ept-violation" });
+
+export const ok = (): SeamResult => SUCCESS;
+export const fail = (status: bigint, operand = 0n): SeamResult => ({ status: status + operand });
+
+export class SeamError {
+  constructor(readonly result: SeamResult) {}
+}
+
+/** A failed check: the leaf ends with `status` + `operand` (the dispatcher catches it). */
+export function check(cond: boolean, status: bigint, operand = 0n): void {
+  if (!cond) throw new SeamError(fail(status, operand));
+}
+
+/** The status an injected fault gives the `n`th call named `name` (the last matching fault wins), or null. */
+export function injectedResult(faults: readonly InjectedFault[], name: string, n: number): SeamResult | null {
+  let r: SeamResult | null = null;
+  for (const f of faults) {
+    if (f.call === name && n >= f.nth && n < f.nth + f.times) r = { status: f.status };
+  }
+  return r;
+}
