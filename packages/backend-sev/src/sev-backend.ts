@@ -49,12 +49,11 @@ const PLATFORM = new HostSlot<{ rmp: Rmp; nextAsid: number }>("SEV RMP");
 
 /** The RMP is per machine, like the hardware's. */
 export function rmpOf(host: Host): Rmp {
-  let p = host.get(PLATFORM);
-  if (!p) {
-    p = { rmp: new Rmp(host.frames.totalFrames), nextAsid: 1 };
-    host.set(PLATFORM, p);
-  }
-  return p.rmp;
+  return platform(host).rmp;
+}
+
+function platform(host: Host): { rmp: Rmp; nextAsid: number } {
+  return host.slot(PLATFORM, (h) => ({ rmp: new Rmp(h.frames.totalFrames), nextAsid: 1 }));
 }
 
 export interface SevException {
@@ -127,7 +126,7 @@ export class SevBackend implements Backend {
   init(vm: BackendVm): void {
     this.vm = vm;
     this.rmp = rmpOf(vm.host);
-    this.asid = vm.host.get(PLATFORM)!.nextAsid++;
+    this.asid = platform(vm.host).nextAsid++;
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */

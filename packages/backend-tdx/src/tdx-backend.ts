@@ -31,21 +31,22 @@ import { SEPT_FREE } from "./seam/sept.js";
 const MODULE = new HostSlot<{ module: SeamModule; nextHkid: number }>("TDX module");
 
 export function seamModuleOf(host: Host): SeamModule {
-  let m = host.get(MODULE);
-  if (!m) {
-    m = { module: new SeamModule(host.frames.totalFrames), nextHkid: 1 };
-    host.set(MODULE, m);
+  return platform(host).module;
+}
+
+function platform(host: Host): { module: SeamModule; nextHkid: number } {
+  return host.slot(MODULE, (h) => {
+    const module = new SeamModule(h.frames.totalFrames);
     // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
     // serve the next host's module.
-    host.onRelease(m.module.pamt);
-    host.onRelease(m.module.sept);
-  }
-  return m.module;
+    h.onRelease(module.pamt);
+    h.onRelease(module.sept);
+    return { module, nextHkid: 1 };
+  });
 }
 
 function nextHkid(host: Host): number {
-  seamModuleOf(host);
-  return host.get(MODULE)!.nextHkid++;
+  return platform(host).nextHkid++;
 }
 
 const TDCS_PAGES = 4;

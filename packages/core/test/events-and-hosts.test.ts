@@ -132,6 +132,18 @@ describe("HostSlot", () => {
     a.set(x, { n: 2 });
     expect(a.get(x)).toEqual({ n: 2 });
   });
+
+  it("slot makes the value once per host, on first use", () => {
+    const a = new Host({ memory: 4 * 2 ** 20 });
+    const b = new Host({ memory: 4 * 2 ** 20 });
+    const x = new HostSlot<{ n: number }>("x");
+    let made = 0;
+    const make = (h: Host) => ({ n: h === a ? 1 : 2, made: ++made });
+    const first = a.slot(x, make);
+    expect(a.slot(x, make)).toBe(first);
+    expect(b.slot(x, make)).toEqual({ n: 2, made: 2 });
+    expect(made).toBe(2);
+  });
 });
 
 describe("Host.release", () => {

@@ -50,6 +50,15 @@ export class Host {
     return i < 0 ? undefined : (this.slotValues[i] as T);
   }
 
+  /** The value in `slot`, made by `make(host)` on first use (platform state made on demand). */
+  slot<T>(slot: HostSlot<T>, make: (host: Host) => T): T {
+    const have = this.get(slot);
+    if (have !== undefined) return have;
+    const v = make(this);
+    this.set(slot, v);
+    return v;
+  }
+
   set<T>(slot: HostSlot<T>, value: T): void {
     const i = this.slotKeys.indexOf(slot);
     if (i >= 0) this.slotValues[i] = value;
