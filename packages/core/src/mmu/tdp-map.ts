@@ -9,7 +9,7 @@ import {
   makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
 } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
-import { STEP_YIELD, runSteps, type StepMachine } from "../exec/step-machine.js";
+import { STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import type { Memslot } from "../mem/memslots.js";
 import type { Root } from "./roots.js";
 import { AtomicSet } from "./atomic-set.js";
@@ -164,11 +164,6 @@ export class MapWalk implements StepMachine {
   }
 
   abort(): void {}
-}
-
-/** `kvm_tdp_mmu_map` as a coroutine (tests, callers without a walker of their own). */
-export function* kvmTdpMmuMap(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
-  return yield* runSteps(new MapWalk(mmu).begin(iter, root, fault, ctx), ctx);
 }
 
 /** The leaf already allows the access (`is_access_allowed`). */

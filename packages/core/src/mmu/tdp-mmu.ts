@@ -1,14 +1,15 @@
 /**
  * The TDP MMU of one VM: its roots, its counters, and the primitives every operation is built
  * from (`tdp_mmu.c`): the SPTE setters, `handle_changed_spte`, `handle_removed_pt`, linking a
- * new table, the freeze protocol of mirror roots, and remote TLB flushes.
+ * new table, the backend hooks of mirror roots, and remote TLB flushes.
  *
  * Setters come in the kernel's two flavours:
  * - `setSpteAtomic` (read lock): a cmpxchg against the iterator's snapshot; on a lost race it
  *   refreshes the snapshot and returns false, and the caller retries (-EBUSY in the kernel);
  * - `setSpte` (write lock): a plain store; the writer owns the table.
- * A mirror SPTE becoming present goes through `setExternalSptePresent` instead: freeze, call the
- * backend, then publish or roll back, so no walker acts on an entry the backend has not seen.
+ * A mirror SPTE becoming present goes through `set_external_spte_present` instead (the step
+ * machine `AtomicSet` in `atomic-set.ts`): freeze, call the backend, then publish or roll back,
+ * so no walker acts on an entry the backend has not seen.
  */
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import {
