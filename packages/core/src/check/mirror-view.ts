@@ -98,7 +98,7 @@ const LOG_MAX = 1 << 20;
 
 class PoolMirrorView implements MirrorView {
   private readonly pool: PtPool;
-  /** Set while the state is the one `log` was taken of (see `withLog`). */
+  /** Set while the state is the one `log` was taken of (see `checkWithLog`). */
   private log: VisitLog | null = null;
 
   constructor(private readonly vm: Vm) {

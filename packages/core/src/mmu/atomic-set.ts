@@ -40,6 +40,11 @@ export class AtomicSet implements StepMachine {
 
   constructor(private readonly mmu: TdpMmu) {}
 
+  /** The entry's value when the set began (what it replaces). */
+  get replaced(): number {
+    return this.oldLo;
+  }
+
   begin(iter: TdpIter, lo: number, hi: number, ctx: ExecCtx): this {
     this.ctx = ctx;
     this.iter = iter;

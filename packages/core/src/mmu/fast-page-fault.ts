@@ -5,6 +5,7 @@
 import { EPT_W, HI_MMU_WRITABLE, isLastSpte, isShadowPresent } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { STEP_YIELD, runSteps, type StepMachine } from "../exec/step-machine.js";
+import { U32_PER_TABLE } from "../mem/pt-pool.js";
 import type { Root } from "./roots.js";
 import { RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS, isAccessAllowed, type PageFault } from "./tdp-map.js";
 import type { TdpIter } from "./tdp-iter.js";
@@ -78,7 +79,7 @@ export class FastPageFault implements StepMachine {
       if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
       if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
       // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
-      mmu.pool.fp?.read(this.table * 512 + ((off % 1024) >>> 1));
+      mmu.pool.fp?.read(this.table * 512 + ((off % U32_PER_TABLE) >>> 1));
       if (mem[off] === lo && mem[off + 1] === hi) {
         mmu.writeSpte(mem, off, (lo | EPT_W) >>> 0, hi, this.table, level, this.gfn, "fast-pf");
         fault.slot?.markDirty(fault.gfn, mmu.clock.fp);

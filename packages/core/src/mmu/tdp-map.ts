@@ -63,9 +63,6 @@ export class MapWalk implements StepMachine {
   /** The table being linked, and whether it holds a split huge page. */
   private child = -1;
   private splitting = false;
-  /** The target entry's value and level before the set (`tdp_mmu_map_handle_target_level`). */
-  private targetOldLo = 0;
-  private targetLevel = 0;
   private ctx!: ExecCtx;
 
   constructor(private readonly mmu: TdpMmu) {
@@ -112,8 +109,6 @@ export class MapWalk implements StepMachine {
           if (iter.level === fault.goalLevel) {
             // A plain cmpxchg needs no step of its own; mirror roots and the unsafe store do.
             if (!this.root.mirror && !mmu.options.unsafeNonAtomicSet) return mapHandleTargetLevelAtomic(mmu, iter, fault);
-            this.targetOldLo = iter.oldLo;
-            this.targetLevel = iter.level;
             const pre = targetLevelPrepare(mmu, iter, fault);
             if (pre >= 0) return pre;
             this.set.begin(iter, fault.newLo, fault.newHi, this.ctx);
@@ -143,7 +138,7 @@ export class MapWalk implements StepMachine {
           const r = this.set.step();
           if (r < 0) return r;
           if (r === 0) return RET_PF_RETRY;
-          return targetLevelDone(mmu, iter, this.targetOldLo, this.targetLevel);
+          return targetLevelDone(mmu, iter, this.set.replaced, iter.level);
         }
         case W_SET_LINK: {
           const r = this.set.step();

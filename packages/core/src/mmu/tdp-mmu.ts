@@ -155,6 +155,8 @@ export class TdpMmu {
    * runs its own reused machine instead.
    */
   *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
+    // A plain cmpxchg is one step of its own caller's: no machine needed (the common case).
+    if (!iter.root.mirror && !this.options.unsafeNonAtomicSet) return this.setSpteAtomic(iter, lo, hi);
     return (yield* runSteps(new AtomicSet(this).begin(iter, lo, hi, ctx), ctx)) === 1;
   }
 

@@ -16,7 +16,6 @@ import { R_BACKEND } from "../exec/footprint.js";
 import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 
-export { RET_PF_MEMORY_FAULT_EXIT };
 
 /** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
 const MAX_TRIES = 1000;
@@ -47,11 +46,6 @@ function hwUpdateEvent(vm: Vm, rawGfn: number): HwUpdate {
 
 export type AccessOutcome = "ok" | "exception" | "mmio";
 
-/**
- * One guest access of one page: the hardware check, and on a violation the fault handler and a
- * retry. A `KVM_EXIT_MEMORY_FAULT` is handled as QEMU does: the VMM converts the page to what
- * the guest used (`KVM_SET_MEMORY_ATTRIBUTES`) and re-enters the guest.
- */
 /** What a range of guest accesses ended in, page by page. */
 export class AccessTally {
   ok = 0;

@@ -23,14 +23,14 @@ const P_START = 0;
 /** `fast_page_fault` under RCU. */
 const P_FAST = 1;
 /** `kvm_faultin_pfn` and the slow path up to the lock. */
-const P_FAULTIN = 6;
+const P_FAULTIN = 2;
 /** The backend prepares a gmem page before its first mapping. */
-const P_PREPARE = 2;
+const P_PREPARE = 3;
 /** `read_lock(&kvm->mmu_lock)`: the attempt, and the retries of a blocked reader. */
-const P_LOCK = 3;
-const P_LOCK_WAIT = 4;
+const P_LOCK = 4;
+const P_LOCK_WAIT = 5;
 /** `kvm_tdp_mmu_map` under the read lock and RCU. */
-const P_MAP = 5;
+const P_MAP = 6;
 
 function faultResult(r: number): FaultResult {
   switch (r) {
@@ -119,7 +119,12 @@ export class TdpFault implements StepMachine {
           mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
           mmu.hookEvent("gmemPrepare", fault.gfn, 1, ret);
-          if (ret !== 0) return this.end(RET_PF_RETRY);
+          if (ret !== 0) {
+            // kvm_gmem_prepare_folio marks the folio up to date only on success: the retried
+            // fault prepares again.
+            fault.slot!.gmem!.discard(fault.gfn - fault.slot!.baseGfn);
+            return this.end(RET_PF_RETRY);
+          }
           this.adjust();
           this.state = P_LOCK;
           if (ctx.interleave) return STEP_YIELD;
@@ -213,6 +218,9 @@ export class TdpFault implements StepMachine {
       const gmem = slot.gmem!;
       this.pfn = gmem.getPfn(pgoff);
       fault.mapWritable = true;
+      // The page counts as prepared from here. In the kernel the folio lock holds a second
+      // fault on the same page until prepare is done; the model has no folio lock, so a fault
+      // interleaved between this step and the prepare step would map the page unprepared.
       if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
         mmu.clock.step++;
         return true;

@@ -22,13 +22,6 @@ export interface Measurement {
   extra?: Record<string, number>;
 }
 
-export interface BenchCase {
-  name: string;
-  what: string;
-  runs: number;
-  run(): Measurement;
-}
-
 const GiB = 2 ** 30;
 export const PAGES_1G = 262144;
 

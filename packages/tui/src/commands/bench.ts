@@ -171,4 +171,3 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   return rows.some((r) => r.error) ? 1 : 0;
 }
 
-export { TiB };
