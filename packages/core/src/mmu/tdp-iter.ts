@@ -67,7 +67,7 @@ export class TdpIter {
     this.gfnBits = gfnBits;
     this.rootLevel = root.level;
     this.minLevel = 1;
-    this.ptSlot.set(this.cachePath);
+    copyPath(this.ptSlot, this.cachePath);
     this.yielded = false;
     this.yieldedGfn = gfn;
     this.level = 1;
@@ -156,7 +156,7 @@ export class TdpIter {
 
   private rememberPath(): void {
     const raw = this.gfn + this.gfnBits;
-    this.cachePath.set(this.ptSlot);
+    copyPath(this.cachePath, this.ptSlot);
     this.cacheRoot = this.root.slot;
     this.cacheRegion = raw - gfnOffsetInLevel(raw, 2);
     this.cacheGen = this.pool.upperWrites;
@@ -178,4 +178,16 @@ export class TdpIter {
     this.refreshSptep();
     return true;
   }
+}
+
+/**
+ * Copies a path (table slot per level, 1-5). By hand: `TypedArray.prototype.set` is a call into
+ * a builtin that optimized code does not inline, and cost more than the rest of `startAtLeaf`.
+ */
+function copyPath(to: Int32Array, from: Int32Array): void {
+  to[1] = from[1]!;
+  to[2] = from[2]!;
+  to[3] = from[3]!;
+  to[4] = from[4]!;
+  to[5] = from[5]!;
 }
