@@ -24,7 +24,7 @@ describe("tdpemu bench", () => {
   it("a case in a child process reports every run's median, with progress on stderr and JSON on stdout", () => {
     const r = bench("--filter", "fault-plain-2m", "--json");
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/fault-plain-2m: 5 runs in a child process/);
+    expect(r.err).toMatch(/fault-plain-2m: 2 warm-up and 5 runs in a child process/);
     const j = JSON.parse(r.out) as { speedOfLight: number; cases: { name: string; value: number; unit: string; extra: Record<string, number>; error?: string }[] };
     expect(j.speedOfLight).toBeGreaterThan(0);
     const row = j.cases.find((c) => c.name === "fault-plain-2m")!;
@@ -32,6 +32,14 @@ describe("tdpemu bench", () => {
     expect(row.unit).toBe("faults/s");
     // 1 GiB in 2 MiB pages is 512 faults: the pages/s figure is 512 times the fault rate.
     expect(row.extra["pages/s"]! / row.value).toBeCloseTo(512, 0);
+  });
+
+  it("a child reports its timed runs only, not its warm-up runs", () => {
+    const r = bench("--child", "fault-plain-2m");
+    expect(r.code).toBe(0);
+    const runs = JSON.parse(r.out) as { value: number; unit: string }[];
+    expect(runs).toHaveLength(5);
+    for (const m of runs) expect(m.unit).toBe("faults/s");
   });
 
   it("the speed of light's loop fills the table it claims to: every GFN walks to its own leaf", () => {
