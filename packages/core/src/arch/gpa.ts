@@ -33,7 +33,17 @@ export function sharedGfnBit(gpaw: number): number {
 
 /** True if `gfn` has the bit `bitMask` (a power of two, up to 2^52) set. */
 export function gfnHasBit(gfn: number, bitMask: number): boolean {
+  if (gfn < bitMask) return false;
   return Math.floor(gfn / bitMask) % 2 === 1;
+}
+
+/**
+ * `gfn & ~kvm_gfn_direct_bits(kvm)`: the GFN without the shared bit `bits` (0 on a VM without
+ * one). The kernel's GFNs (`fault->gfn`, `iter->gfn`, `sp->gfn`) never include it; a direct
+ * root holds shared GFNs at their aliased index, and the hardware walks the full GPA.
+ */
+export function gfnWithoutDirectBits(gfn: number, bits: number): number {
+  return bits !== 0 && gfnHasBit(gfn, bits) ? gfn - bits : gfn;
 }
 
 /** One past the largest GFN a root of `rootLevel` maps (`tdp_mmu_max_gfn_exclusive`). */

@@ -12,6 +12,7 @@
  * - at the end of a run, no FROZEN SPTE is left in a reachable table and no table page is
  *   half-way through being linked.
  */
+import { gfnWithoutDirectBits } from "../arch/gpa.js";
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
   EPT_W, HI_HOST_WRITABLE, HI_MMU_WRITABLE, HI_SUPPRESS_VE, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO,
@@ -185,10 +186,7 @@ class TableWalk {
     const vm = this.vm;
     const mmu = vm.mmu;
     const pool = vm.host.pool;
-    const bits = mmu.gfnDirectBits;
-    // A direct root of a VM with a shared bit holds shared GFNs at their aliased index; the
-    // kernel's GFNs (`iter->gfn`, `sp->gfn`) never include the bit.
-    const gfn = !mirror && bits !== 0 && rawGfn >= bits ? rawGfn - bits : rawGfn;
+    const gfn = mirror ? rawGfn : gfnWithoutDirectBits(rawGfn, mmu.gfnDirectBits);
     if (isFrozen(lo, hi)) {
       if (this.final) this.fail("no-frozen-spte", `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`);
       return;

@@ -6,6 +6,7 @@
  * It is checked after every explorer step, so it is one object per VM, made on first use, and
  * its walks are methods that take the callback as an argument: nothing is allocated per check.
  */
+import { gfnWithoutDirectBits } from "../arch/gpa.js";
 import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { Backend, MirrorEntryKind, MirrorView } from "../backend/backend.js";
@@ -142,7 +143,7 @@ class PoolMirrorView implements MirrorView {
       if (!isShadowPresent(lo)) continue;
       const hi = mem[off + 2 * i + 1]!;
       const raw = base + i * PAGES_PER_LEVEL[level]!;
-      const gfn = bits !== 0 && raw >= bits ? raw - bits : raw;
+      const gfn = gfnWithoutDirectBits(raw, bits);
       const pfn = spteToPfn(lo, hi);
       if (isLastSpte(lo, level)) {
         cb(gfn, level, "leaf", pfn, -1);

@@ -18,6 +18,7 @@ import { PAGES_PER_LEVEL, gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { PtPool } from "../mem/pt-pool.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE } from "../mem/pt-pool.js";
+import { copyPath, PathCache } from "../mem/path-cache.js";
 import type { Root } from "./roots.js";
 
 export class TdpIter {
@@ -38,15 +39,8 @@ export class TdpIter {
   valid = false;
   yielded = false;
   root!: Root;
-  /**
-   * The path (table slot per level) of the last walk that stepped down into a last-level table,
-   * for `startAtLeaf`: valid for that root and 2 MiB region (GFN with `gfnBits`) while no entry
-   * above level 1 has been written (`PtPool.upperWrites`).
-   */
-  private readonly cachePath = new Int32Array(6);
-  private cacheRoot = -1;
-  private cacheRegion = -1;
-  private cacheGen = -1;
+  /** The path of the last walk that stepped down into a last-level table, for `startAtLeaf`. */
+  private readonly cache = new PathCache();
 
   constructor(private readonly pool: PtPool) {}
 
@@ -58,16 +52,13 @@ export class TdpIter {
    * having done nothing, when the path is not known.
    */
   startAtLeaf(root: Root, gfn: number, gfnBits: number): boolean {
-    const pool = this.pool;
-    if (pool.fp !== null || this.cacheGen !== pool.upperWrites || this.cacheRoot !== root.slot) return false;
-    const raw = gfn + gfnBits;
-    if (raw - gfnOffsetInLevel(raw, 2) !== this.cacheRegion) return false;
+    if (!this.cache.hit(this.pool, root.slot, gfn + gfnBits)) return false;
     this.root = root;
     this.nextLastLevelGfn = gfn;
     this.gfnBits = gfnBits;
     this.rootLevel = root.level;
     this.minLevel = 1;
-    copyPath(this.ptSlot, this.cachePath);
+    copyPath(this.ptSlot, this.cache.path);
     this.yielded = false;
     this.yieldedGfn = gfn;
     this.level = 1;
@@ -150,16 +141,8 @@ export class TdpIter {
     this.ptSlot[this.level] = child;
     this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
-    if (this.level === 1 && this.pool.fp === null) this.rememberPath();
+    if (this.level === 1) this.cache.fill(this.pool, this.root.slot, this.gfn + this.gfnBits, this.ptSlot, -1);
     return true;
-  }
-
-  private rememberPath(): void {
-    const raw = this.gfn + this.gfnBits;
-    copyPath(this.cachePath, this.ptSlot);
-    this.cacheRoot = this.root.slot;
-    this.cacheRegion = raw - gfnOffsetInLevel(raw, 2);
-    this.cacheGen = this.pool.upperWrites;
   }
 
   private tryStepSide(): boolean {
@@ -178,16 +161,4 @@ export class TdpIter {
     this.refreshSptep();
     return true;
   }
-}
-
-/**
- * Copies a path (table slot per level, 1-5). By hand: `TypedArray.prototype.set` is a call into
- * a builtin that optimized code does not inline, and cost more than the rest of `startAtLeaf`.
- */
-function copyPath(to: Int32Array, from: Int32Array): void {
-  to[1] = from[1]!;
-  to[2] = from[2]!;
-  to[3] = from[3]!;
-  to[4] = from[4]!;
-  to[5] = from[5]!;
 }

@@ -11,6 +11,7 @@
 import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
 import { gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
 import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import { PathCache } from "../mem/path-cache.js";
 
 export const WALK_OK = 0;
 /** No translation: some entry on the way is not present (EPT violation, GPA not mapped). */
@@ -23,20 +24,12 @@ export type HwUpdate = (table: number, off: number, level: number, oldLo: number
 
 /**
  * Where the walk leaves the translation it found (reused, never allocated per walk), and the
- * walker's paging-structure cache: the last-level table of the last 2 MiB region it walked
- * through non-leaf entries, valid while no entry above level 1 anywhere in the pool has been
- * written since (`PtPool.upperWrites`). With it, a walk of a known region reads only its leaf.
- * Unlike the CPU's paging-structure caches it is exact (any upper write drops it), so no stale
- * translation can be observed. It is not used while the explorer records footprints, which
- * need every entry the walk reads.
+ * walker's paging-structure cache (see `PathCache`; the walk keeps only the last-level table).
  */
 export class WalkOut {
   pfn = 0;
   level = 0;
-  cacheRoot = -1;
-  cacheRegion = -1;
-  cacheGen = -1;
-  cacheTable = -1;
+  readonly cache = new PathCache();
 }
 
 /**
@@ -47,10 +40,8 @@ export class WalkOut {
 export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null, out?: WalkOut): number {
   let slot = rootSlot;
   let level = rootLevel;
-  const region = rawGfn - gfnOffsetInLevel(rawGfn, 2);
-  const cached = out !== undefined && pool.fp === null;
-  if (cached && out.cacheGen === pool.upperWrites && out.cacheRegion === region && out.cacheRoot === rootSlot) {
-    slot = out.cacheTable;
+  if (out !== undefined && out.cache.hit(pool, rootSlot, rawGfn)) {
+    slot = out.cache.path[1]!;
     level = 1;
   }
   for (; level >= 1; level--) {
@@ -76,12 +67,7 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
       return WALK_OK;
     }
     slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
-    if (level === 2 && cached) {
-      out.cacheRoot = rootSlot;
-      out.cacheRegion = region;
-      out.cacheGen = pool.upperWrites;
-      out.cacheTable = slot;
-    }
+    if (level === 2 && out !== undefined) out.cache.fill(pool, rootSlot, rawGfn, null, slot);
   }
   return WALK_NOT_PRESENT;
 }

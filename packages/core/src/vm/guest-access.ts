@@ -4,7 +4,7 @@
  * access is retried until it succeeds, as a vCPU re-executes the faulting instruction.
  */
 import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
-import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
+import { gfnHasBit, gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
 import { RETRY_WAIT, type Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
@@ -35,8 +35,7 @@ export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, p
 /** An event for the A/D bits the CPU set during a walk (only built while someone listens). */
 function hwUpdateEvent(vm: Vm, rawGfn: number): HwUpdate {
   return (table, off, level, oldLo, newLo, hi) => {
-    const bits = vm.mmu.gfnDirectBits;
-    const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
+    const gfn = gfnWithoutDirectBits(rawGfn, vm.mmu.gfnDirectBits);
     vm.events.emit({
       type: "spte", vm: vm.id, table, index: (off % 1024) >>> 1, mirror: false, level,
       gfn: gfn - (gfn % PAGES_PER_LEVEL[level]!), oldLo, oldHi: hi, newLo, newHi: hi, by: "cpu-a/d",

@@ -5,7 +5,7 @@
  * backend's gmem prepare), `kvm_mmu_hugepage_adjust`, the read lock, the staleness check and
  * `kvm_tdp_mmu_map`. The result is a RET_PF_* code.
  */
-import { gfnHasBit, gpaToGfn } from "../arch/gpa.js";
+import { gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { gfnOffsetInLevel } from "../arch/levels.js";
 import type { FaultResult } from "../events/events.js";
 import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
@@ -176,9 +176,7 @@ export class TdpFault implements StepMachine {
     const vcpu = this.vcpu;
     const fault = vcpu.fault;
     mmu.stats.faults++;
-    const rawGfn = gpaToGfn(this.gpa);
-    const bits = mmu.gfnDirectBits;
-    const gfn = bits !== 0 && gfnHasBit(rawGfn, bits) ? rawGfn - bits : rawGfn;
+    const gfn = gfnWithoutDirectBits(gpaToGfn(this.gpa), mmu.gfnDirectBits);
     fault.gfn = gfn;
     const fp = mmu.clock.fp;
     fp?.read(R_SLOTS);
