@@ -137,12 +137,8 @@ export class FootprintRecorder {
       return;
     }
     if (this.n === this.ids.length) {
-      const ids = new Float64Array(this.n * 2);
-      ids.set(this.ids);
-      this.ids = ids;
-      const kinds = new Uint8Array(this.n * 2);
-      kinds.set(this.kinds);
-      this.kinds = kinds;
+      this.ids = grown(this.ids, new Float64Array(this.n * 2));
+      this.kinds = grown(this.kinds, new Uint8Array(this.n * 2));
     }
     this.ids[this.n] = id;
     this.kinds[this.n] = kind;
