@@ -144,6 +144,24 @@ describe("terminal UI: keys", () => {
     ui.unmount();
   });
 
+  it("keys typed faster than frames act on the view the previous key made", async () => {
+    const ui = app("scenarios/zap-refault.yaml", "plain");
+    const soon = () => new Promise((r) => setImmediate(r));
+    for (const k of "??c") {
+      ui.stdin.write(k);
+      await soon();
+    }
+    const frame = await frameMatching(ui, /comparison/, 3000);
+    expect(frame).toContain("comparison");
+    // From the comparison, "c" closes it and "?" typed right after opens the help.
+    for (const k of "c?") {
+      ui.stdin.write(k);
+      await soon();
+    }
+    expect(await frameMatching(ui, /run to the next event of the chosen kind/, 3000)).toContain("run to the next event of the chosen kind");
+    ui.unmount();
+  });
+
   it("tab moves the focus between panes", async () => {
     const ui = app();
     expect(ui.lastFrame()).toContain("▶ vCPUs and host");

@@ -3,7 +3,7 @@
  * from a timer at about 30 a second, each from one snapshot of the model; events never render.
  */
 import { Box, Text, useApp, useInput, useStdout } from "ink";
-import { useEffect, useMemo, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import type { BackendRegistry, Scenario } from "@tdpemu/core";
 import { EVENT_KINDS, SPEEDS, Session, compareBackends, formatCompare, type Snapshot } from "../session.js";
 import { EventsPane, GpaMapPane, StatsPane, VcpuPane, WalkPane } from "./panes.js";
@@ -44,7 +44,16 @@ export function App(props: AppProps) {
   const { stdout } = useStdout();
   const session = useMemo(() => new Session(props.scenario, props.registry, props.backend, props.strategy), []);
   const [snap, setSnap] = useState<Snapshot>(() => session.snapshot());
-  const [view, setView] = useState<"main" | "help" | "compare">("main");
+  const [view, setViewState] = useState<"main" | "help" | "compare">("main");
+  // Keys act on the view the previous key made, kept in a ref the key handler sets and reads:
+  // React renders, and Ink re-subscribes the handler, only after the keys already typed are
+  // handled, so a handler reading `view` saw a stale one ("?", "?", "c" typed quickly closed the
+  // help and then toggled instead of comparing).
+  const viewRef = useRef(view);
+  const setView = (v: "main" | "help" | "compare") => {
+    viewRef.current = v;
+    setViewState(v);
+  };
   const [compare, setCompare] = useState<string>("");
   const [focus, setFocus] = useState(0);
   const [size, setSize] = useState({ columns: stdout?.columns ?? 120, rows: stdout?.rows ?? 40 });
@@ -79,7 +88,7 @@ export function App(props: AppProps) {
       exit();
       return;
     }
-    if (view !== "main") {
+    if (viewRef.current !== "main") {
       if (input === "?" || input === "c" || key.escape) setView("main");
       return;
     }
