@@ -3,7 +3,7 @@
  * success result (a successful call allocates nothing), the failure a check throws, and the
  * status an injected fault puts in place of a call's.
  */
-import { TDX_SUCCESS } from "./status.js";
+import { TDX_SUCCESS, isOk } from "./status.js";
 
 export interface SeamResult {
   status: bigint;
@@ -46,6 +46,19 @@ export const EPT_VIOLATION: GuestExit = Object.freeze({ exit: "ept-violation" })
 export const PENDING_EPT_VIOLATION: GuestExit = Object.freeze({ exit: "pending-ept-violation" });
 
 export const ok = (): SeamResult => SUCCESS;
+
+/**
+ * `isOk(r.status)` and `r.status !== TDX_SUCCESS`, with the shared SUCCESS tested by identity
+ * first: comparing bigints is a builtin call (a few ns), and nearly every call on a fault's
+ * path returns SUCCESS.
+ */
+export function resultOk(r: SeamResult): boolean {
+  return r === SUCCESS || isOk(r.status);
+}
+
+export function resultNotSuccess(r: SeamResult): boolean {
+  return r !== SUCCESS && r.status !== TDX_SUCCESS;
+}
 export const fail = (status: bigint, operand = 0n): SeamResult => ({ status: status + operand });
 
 export class SeamError {
