@@ -19,7 +19,7 @@ import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { CallCounts } from "./seam/call-counts.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
-import { SeamModule, type SeamResult } from "./seam/seam-module.js";
+import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import {
   STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass,
@@ -58,7 +58,7 @@ const INVEPT = VE + 1;
 const TDX_SEAMCALL_RETRIES = 10000;
 
 @injectable()
-export class TdxBackend implements Backend {
+export class TdxBackend implements Backend, CallListener {
   readonly name = "tdx";
   readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
@@ -89,7 +89,7 @@ export class TdxBackend implements Backend {
     this.pages = new ControlPages(vm.host.frames, vm.owner);
     this.hkid = nextHkid(vm.host);
     this.tdr = this.pages.alloc();
-    this.module.listen(this.tdr, (leaf, r, tdr, a, b, c, d) => this.count(leaf, r, tdr, a, b, c, d));
+    this.module.listen(this.tdr, this);
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
     this.td = this.module.tds.get(this.tdr)!;
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
@@ -361,8 +361,8 @@ export class TdxBackend implements Backend {
     else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
   }
 
-  /** Every call the module made for this TD: counted, and an event (with its text) if someone listens. */
-  private count(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+  /** The module's `CallListener`: every call it made for this TD is counted, and an event (with its text) if someone listens. */
+  seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
     this.calls.add(leaf);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (resultNotSuccess(r)) this.countFailure(r.status);

@@ -125,7 +125,7 @@ export class SeamCore {
       }
     }
     if (r !== SUCCESS && r.status !== TDX_SUCCESS) this.countFailure(r.status);
-    log.listener?.(leaf, r, tdr, a, b, c, d);
+    log.listener?.seamcallDone(leaf, r, tdr, a, b, c, d);
     return r;
   }
 

@@ -36,9 +36,13 @@ export interface SeamStats {
 
 /**
  * Hears of every call made for a TD: the leaf (an index into SEAMCALL_NAMES), its result, and
- * the operands the event text is made from (`callDetail`), only if the listener wants it.
+ * the operands the event text is made from (`callDetail`), only if the listener wants it. An
+ * object with a method, not a function: the VMM listens itself, and a method of its class
+ * measured about 30 instructions a call cheaper than a closure made per TD.
  */
-export type CallListener = (leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number) => void;
+export interface CallListener {
+  seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void;
+}
 
 /** The result of every call that succeeds with nothing more to say: shared, so never changed. */
 export const SUCCESS: SeamResult = Object.freeze({ status: TDX_SUCCESS });
