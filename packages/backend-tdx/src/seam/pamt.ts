@@ -114,6 +114,11 @@ class PamtLock {
 
 export class Pamt {
   private readonly blocks: (PamtBlock | undefined)[] = [];
+  /**
+   * Bumped by every change of a page's type or owner (`set`, `release`): what was read of them
+   * at one version holds while it lasts (the module remembers its vCPU lookup by it).
+   */
+  version = 0;
 
   /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
   constructor(readonly totalFrames: number) {}
@@ -175,6 +180,7 @@ export class Pamt {
   }
 
   set(pfn: number, type: number, owner: number): void {
+    this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
     blk.touch(i);
@@ -200,6 +206,7 @@ export class Pamt {
    * module of a host that is being discarded. The PAMT reads as all NDA afterwards.
    */
   release(): void {
+    this.version++;
     for (const blk of this.blocks) {
       if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
       blk.clear();

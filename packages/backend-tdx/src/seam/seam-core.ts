@@ -52,7 +52,8 @@ export class SeamCore {
    * The last TD looked up by TDR, and the last vCPU by TDVPR (with the TD its PAMT owner names):
    * a fault looks up the same ones half a dozen times. Valid while `tdsVersion` is unchanged,
    * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
-   * `tds` and to a TD's vCPUs); the vCPU's entry is also keyed by its PAMT owner.
+   * `tds` and to a TD's vCPUs); the vCPU's entry also holds the page's PAMT type and owner, so
+   * it is valid only while the PAMT's version is unchanged too.
    */
   tdsVersion = 0;
   private cachedTdr = Number.NaN;
@@ -60,9 +61,11 @@ export class SeamCore {
   private cachedTdVersion = -1;
   private cachedTdvpr = Number.NaN;
   private cachedOwner = Number.NaN;
+  private cachedType = -1;
   private cachedVcpu: TdVcpu | undefined = undefined;
   cachedVcpuTd: Td | undefined = undefined;
   private cachedVcpuVersion = -1;
+  private cachedPamtVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
@@ -144,16 +147,29 @@ export class SeamCore {
    * undefined) is left in `cachedVcpuTd`.
    */
   vcpuAt(tdvpr: number): TdVcpu | undefined {
-    const owner = this.pamt.owner(tdvpr);
-    if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
-      const td = this.tds.get(owner);
-      this.cachedVcpuTd = td;
-      this.cachedVcpu = td?.vcpus.get(tdvpr);
-      this.cachedTdvpr = tdvpr;
-      this.cachedOwner = owner;
-      this.cachedVcpuVersion = this.tdsVersion;
+    if (tdvpr !== this.cachedTdvpr || this.cachedPamtVersion !== this.pamt.version || this.cachedVcpuVersion !== this.tdsVersion) {
+      this.lookUpVcpu(tdvpr);
     }
     return this.cachedVcpu;
+  }
+
+  /** `pamt.owner(tdvpr)`, remembered with the vCPU (the TD a vCPU's calls are made for). */
+  vcpuOwner(tdvpr: number): number {
+    this.vcpuAt(tdvpr);
+    return this.cachedOwner;
+  }
+
+  /** `vcpuAt` when what it remembers does not hold: the PAMT, then the TD and its vCPU. */
+  private lookUpVcpu(tdvpr: number): void {
+    const owner = this.pamt.owner(tdvpr);
+    const td = this.tds.get(owner);
+    this.cachedVcpuTd = td;
+    this.cachedVcpu = td?.vcpus.get(tdvpr);
+    this.cachedTdvpr = tdvpr;
+    this.cachedOwner = owner;
+    this.cachedType = this.pamt.type(tdvpr);
+    this.cachedVcpuVersion = this.tdsVersion;
+    this.cachedPamtVersion = this.pamt.version;
   }
 
   private countFailure(status: bigint): void {
@@ -163,8 +179,8 @@ export class SeamCore {
 
   /** The TD of a TDVPR page, with the vCPU in `foundVcpu`. */
   tdOfVcpu(tdvpr: number): Td {
-    check(this.pamt.type(tdvpr) === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     const v = this.vcpuAt(tdvpr);
+    check(this.cachedType === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     check(v !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     this.foundVcpu = v;
     return this.cachedVcpuTd!;
