@@ -159,16 +159,22 @@ export class SeamCore {
     return this.cachedOwner;
   }
 
-  /** `vcpuAt` when what it remembers does not hold: the PAMT, then the TD and its vCPU. */
+  /**
+   * `vcpuAt` when what it remembers may not hold: the page's PAMT type and owner again, and the
+   * TD and its vCPU again only if the page, its owner or the TDs changed (every PAGE.AUG changes
+   * the PAMT, seldom this page).
+   */
   private lookUpVcpu(tdvpr: number): void {
     const owner = this.pamt.owner(tdvpr);
-    const td = this.tds.get(owner);
-    this.cachedVcpuTd = td;
-    this.cachedVcpu = td?.vcpus.get(tdvpr);
-    this.cachedTdvpr = tdvpr;
-    this.cachedOwner = owner;
+    if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
+      const td = this.tds.get(owner);
+      this.cachedVcpuTd = td;
+      this.cachedVcpu = td?.vcpus.get(tdvpr);
+      this.cachedTdvpr = tdvpr;
+      this.cachedOwner = owner;
+      this.cachedVcpuVersion = this.tdsVersion;
+    }
     this.cachedType = this.pamt.type(tdvpr);
-    this.cachedVcpuVersion = this.tdsVersion;
     this.cachedPamtVersion = this.pamt.version;
   }
 
