@@ -30,18 +30,20 @@ const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
 const BLOCK_MASK = BLOCK_FRAMES - 1;
 
 class PamtBlock {
-  readonly type = new Uint8Array(BLOCK_FRAMES);
-  readonly owner = new Int32Array(BLOCK_FRAMES).fill(NO_TD);
-  readonly bepoch = new Uint32Array(BLOCK_FRAMES);
-  /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
-  readonly lockState = new Int8Array(BLOCK_FRAMES);
+  /** One buffer for the five arrays: one backing store to make (and collect) per block, not five. */
+  private readonly bytes = new ArrayBuffer(BLOCK_FRAMES * 10 + (BLOCK_FRAMES >>> 3));
+  readonly owner = new Int32Array(this.bytes, 0, BLOCK_FRAMES).fill(NO_TD);
+  readonly bepoch = new Uint32Array(this.bytes, BLOCK_FRAMES * 4, BLOCK_FRAMES);
   /**
    * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA). The module
    * itself finds a TD's pages through its TDCS and S-EPT; this index is the emulator's, so
    * that the PAMT invariant (run after every explorer step) visits the few assigned granules
    * instead of every granule of the block.
    */
-  readonly assigned = new Int32Array(BLOCK_FRAMES >>> 5);
+  readonly assigned = new Int32Array(this.bytes, BLOCK_FRAMES * 8, BLOCK_FRAMES >>> 5);
+  readonly type = new Uint8Array(this.bytes, BLOCK_FRAMES * 8 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
+  /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
+  readonly lockState = new Int8Array(this.bytes, BLOCK_FRAMES * 9 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
   /** How many granules of the block are assigned. */
   nAssigned = 0;
   /** Every granule written is in [lo, hi): what `clear` must reset. */
