@@ -121,6 +121,12 @@ export class Pamt {
    * at one version holds while it lasts (the module remembers its vCPU lookup by it).
    */
   version = 0;
+  /**
+   * Bumped by every change of the type or owner of a page that is a TDVPR page (before the
+   * change): a TDVPR page read at one such version is still the same TDVPR page of the same
+   * owner while it lasts, though PAGE.AUG changes the PAMT (and `version`) on every fault.
+   */
+  vcpuPageVersion = 0;
 
   /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
   constructor(readonly totalFrames: number) {}
@@ -185,6 +191,7 @@ export class Pamt {
     this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
+    if (blk.type[i] === PT_TDVPR) this.vcpuPageVersion++;
     blk.touch(i);
     const was = blk.type[i] !== PT_NDA;
     const is = type !== PT_NDA;
@@ -209,6 +216,7 @@ export class Pamt {
    */
   release(): void {
     this.version++;
+    this.vcpuPageVersion++;
     for (const blk of this.blocks) {
       if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
       blk.clear();

@@ -53,7 +53,8 @@ export class SeamCore {
    * a fault looks up the same ones half a dozen times. Valid while `tdsVersion` is unchanged,
    * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
    * `tds` and to a TD's vCPUs); the vCPU's entry also holds the page's PAMT type and owner, so
-   * it is valid only while the PAMT's version is unchanged too.
+   * it is valid only while the PAMT's version is unchanged too, or, for a TDVPR page, its
+   * `vcpuPageVersion` (only a change of that page makes it something else).
    */
   tdsVersion = 0;
   private cachedTdr = Number.NaN;
@@ -66,6 +67,7 @@ export class SeamCore {
   cachedVcpuTd: Td | undefined = undefined;
   private cachedVcpuVersion = -1;
   private cachedPamtVersion = -1;
+  private cachedVcpuPageVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
@@ -147,9 +149,9 @@ export class SeamCore {
    * undefined) is left in `cachedVcpuTd`.
    */
   vcpuAt(tdvpr: number): TdVcpu | undefined {
-    if (tdvpr !== this.cachedTdvpr || this.cachedPamtVersion !== this.pamt.version || this.cachedVcpuVersion !== this.tdsVersion) {
-      this.lookUpVcpu(tdvpr);
-    }
+    const pamt = this.pamt;
+    const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuPageVersion === pamt.vcpuPageVersion : this.cachedPamtVersion === pamt.version;
+    if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion) this.lookUpVcpu(tdvpr);
     return this.cachedVcpu;
   }
 
@@ -176,6 +178,7 @@ export class SeamCore {
     }
     this.cachedType = this.pamt.type(tdvpr);
     this.cachedPamtVersion = this.pamt.version;
+    this.cachedVcpuPageVersion = this.pamt.vcpuPageVersion;
   }
 
   private countFailure(status: bigint): void {
