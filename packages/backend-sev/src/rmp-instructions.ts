@@ -46,7 +46,7 @@ export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: numbe
   const size2m = (flags & RMP_PAGE_2M) !== 0;
   if (!rmp.covers(pfn) || (size2m && pfn % 512 !== 0)) return FAIL_INPUT;
   if (inUse(pfn)) return FAIL_INUSE;
-  const governing = rmp.flagsOf(rmp.governing(pfn));
+  const governing = rmp.readGoverning(pfn);
   if ((governing & RMP_IMMUTABLE) !== 0) return FAIL_PERMISSION;
   if (size2m) {
     // Every 4K entry of the range must be hypervisor-owned; the head may only be the 2M entry itself.

@@ -46,6 +46,10 @@ export interface RmpEntry {
 
 export class Rmp {
   private readonly blocks: (RmpBlock | undefined)[] = [];
+  /** Frame, ASID and GFN of the entry `readGoverning` read last. */
+  governingPfn = 0;
+  governingAsid = 0;
+  governingGfn = 0;
 
   constructor(readonly totalFrames: number) {}
 
@@ -77,6 +81,45 @@ export class Rmp {
 
   gfnOf(pfn: number): number {
     return this.block(pfn, false)?.gfn[pfn & BLOCK_MASK] ?? 0;
+  }
+
+  /**
+   * The entry that governs `pfn` (see `governing`), read with one block lookup: returns its
+   * flags, and leaves its frame, ASID and GFN in `governingPfn`, `governingAsid` and
+   * `governingGfn` (fields, not an object, so that the access check allocates nothing). The
+   * access check and guest_memfd's prepare read the RMP this way on every fault; a 2M head
+   * shares its block with every frame it governs, so one lookup serves both entries.
+   */
+  readGoverning(pfn: number): number {
+    // Frames below 2^32 by shift and mask; anything else by the field readers, as ever.
+    if ((pfn >>> 0) !== pfn) return this.readGoverningSlow(pfn);
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined) {
+      this.governingPfn = pfn;
+      this.governingAsid = 0;
+      this.governingGfn = 0;
+      return 0;
+    }
+    let i = pfn & BLOCK_MASK;
+    const head = i - (i % 512);
+    const hf = blk.flags[head]!;
+    if ((hf & RMP_ASSIGNED) !== 0 && (hf & RMP_PAGE_2M) !== 0) {
+      this.governingPfn = pfn - (pfn % 512);
+      i = head;
+    } else {
+      this.governingPfn = pfn;
+    }
+    this.governingAsid = blk.asid[i]!;
+    this.governingGfn = blk.gfn[i]!;
+    return blk.flags[i]!;
+  }
+
+  private readGoverningSlow(pfn: number): number {
+    const g = this.governing(pfn);
+    this.governingPfn = g;
+    this.governingAsid = this.asidOf(g);
+    this.governingGfn = this.gfnOf(g);
+    return this.flagsOf(g);
   }
 
   /** The frame whose entry governs `pfn`: its 2M head if that is an assigned 2M entry, else `pfn` itself. */

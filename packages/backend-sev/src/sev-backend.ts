@@ -136,13 +136,13 @@ export class SevBackend implements Backend {
 
   /** `sev_gmem_max_mapping_level`: the RMP entry's size, 4K for an unassigned frame. */
   maxMappingLevel(_vm: BackendVm, _gfn: number, pfn: number): Level {
-    const f = this.rmp.flagsOf(this.rmp.governing(pfn));
+    const f = this.rmp.readGoverning(pfn);
     return (f & RMP_ASSIGNED) !== 0 && (f & RMP_PAGE_2M) !== 0 ? 2 : 1;
   }
 
   /** Whether the entry that governs `pfn` assigns it (to any guest). */
   private assigned(pfn: number): boolean {
-    return (this.rmp.flagsOf(this.rmp.governing(pfn)) & RMP_ASSIGNED) !== 0;
+    return (this.rmp.readGoverning(pfn) & RMP_ASSIGNED) !== 0;
   }
 
   // ------------------------------------------------------------------ guest_memfd
@@ -223,16 +223,16 @@ export class SevBackend implements Backend {
   checkTranslation(_vm: BackendVm, _vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
     const gfn = Math.floor(gpa / 4096);
     const base = ERR_GUEST_FINAL + ERR_PRESENT + ERR_USER + (write ? ERR_WRITE : 0) + (privateAccess ? ERR_ENC : 0);
-    const g = this.rmp.governing(pfn);
-    const f = this.rmp.flagsOf(g);
+    const rmp = this.rmp;
+    const f = rmp.readGoverning(pfn);
     const assigned = (f & RMP_ASSIGNED) !== 0;
     if (!privateAccess) {
       if (write && assigned) return this.npf(gpa, base + ERR_RMP);
       return ACCESS_OK;
     }
     const size2m = (f & RMP_PAGE_2M) !== 0;
-    const expectGfn = size2m ? this.rmp.gfnOf(g) + (pfn - g) : this.rmp.gfnOf(g);
-    if (!assigned || this.rmp.asidOf(g) !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(gpa, base + ERR_RMP);
+    const expectGfn = size2m ? rmp.governingGfn + (pfn - rmp.governingPfn) : rmp.governingGfn;
+    if (!assigned || rmp.governingAsid !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(gpa, base + ERR_RMP);
     if ((level >= 2) !== size2m) return this.npf(gpa, base + ERR_RMP + ERR_SIZEM);
     if ((f & RMP_VALIDATED) === 0) {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
@@ -324,13 +324,21 @@ export class SevBackend implements Backend {
   private count(name: string, status: number): void {
     const c = this.counters;
     c.calls[name] = (c.calls[name] ?? 0) + 1;
-    if (status !== RMP_SUCCESS) {
-      const n = RMP_STATUS_NAMES[status] ?? String(status);
-      c.errors[n] = (c.errors[n] ?? 0) + 1;
-      if (status === 3) c.busy++;
-      this.lastFailure = `${name} failed: ${n}`;
-    }
-    if (this.vm?.events.on) this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
+    // The rare parts in functions of their own, so that this one stays small enough to inline.
+    if (status !== RMP_SUCCESS) this.countFailure(name, status);
+    if (this.vm?.events.on) this.emitCall(name, status);
+  }
+
+  private countFailure(name: string, status: number): void {
+    const c = this.counters;
+    const n = RMP_STATUS_NAMES[status] ?? String(status);
+    c.errors[n] = (c.errors[n] ?? 0) + 1;
+    if (status === 3) c.busy++;
+    this.lastFailure = `${name} failed: ${n}`;
+  }
+
+  private emitCall(name: string, status: number): void {
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
   }
 
   private npf(gpa: number, errorCode: number): number {
@@ -350,9 +358,12 @@ export class SevBackend implements Backend {
     this.raisedTotal++;
     const name = KINDS[kind]!;
     this.counters.calls[name] = (this.counters.calls[name] ?? 0) + 1;
-    if (this.vm?.events.on) {
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised" });
-    }
+    if (this.vm?.events.on) this.emitRaised(name, gpa, errorCode);
+  }
+
+  /** The event of a raised exception (its text made here, only for a listener: kept out of `raise`, which is inlined). */
+  private emitRaised(name: string, gpa: number, errorCode: number): void {
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised" });
   }
 
   lastError(): string {

@@ -90,6 +90,24 @@ describe("RMPUPDATE", () => {
         .toEqual({ pfn: e.pfn, asid: e.asid, gfn: e.gfn, assigned: e.assigned });
     }
   });
+
+  it("readGoverning reads what the field readers read, in one lookup, for any frame number", () => {
+    const rmp = new Rmp(3 * 4096);
+    rmpupdateEntry(rmp, 512, RMP_ASSIGNED | RMP_PAGE_2M, 3, 0x400, NOTHING_IN_USE);
+    rmpupdateEntry(rmp, 4096 + 1024, RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE, 4, 0x800, NOTHING_IN_USE);
+    rmpupdateEntry(rmp, 7, RMP_ASSIGNED, 9, 0x77, NOTHING_IN_USE);
+    rmpupdateEntry(rmp, 2048, 0, 0, 0, NOTHING_IN_USE);
+    // A 4K entry inside an unassigned 2M head, frames of blocks never made, and numbers no
+    // frame has (the untrusted host's raw calls pass any number).
+    const frames = [0, 7, 8, 511, 512, 513, 1023, 1024, 2048, 4095, 4096, 4096 + 1024, 4096 + 1535, 4096 + 1536, 9000, 2 ** 20,
+      2 ** 32 + 7, -1, -513, 1.5, 512.25, Number.NaN];
+    for (const pfn of frames) {
+      const g = rmp.governing(pfn);
+      const flags = rmp.readGoverning(pfn);
+      expect({ flags, pfn: rmp.governingPfn, asid: rmp.governingAsid, gfn: rmp.governingGfn })
+        .toEqual({ flags: rmp.flagsOf(g), pfn: g, asid: rmp.asidOf(g), gfn: rmp.gfnOf(g) });
+    }
+  });
 });
 
 describe("PVALIDATE", () => {

@@ -19,9 +19,10 @@ import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { CallCounts } from "./seam/call-counts.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
-import { SeamModule, type SeamResult } from "./seam/seam-module.js";
+import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
+import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import {
-  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_SUCCESS, formatStatus, isBusy, isOk, statusClass,
+  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass,
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
@@ -57,7 +58,7 @@ const INVEPT = VE + 1;
 const TDX_SEAMCALL_RETRIES = 10000;
 
 @injectable()
-export class TdxBackend implements Backend {
+export class TdxBackend implements Backend, CallListener {
   readonly name = "tdx";
   readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
@@ -88,7 +89,7 @@ export class TdxBackend implements Backend {
     this.pages = new ControlPages(vm.host.frames, vm.owner);
     this.hkid = nextHkid(vm.host);
     this.tdr = this.pages.alloc();
-    this.module.listen(this.tdr, (leaf, r, tdr, a, b, c, d) => this.count(leaf, r, tdr, a, b, c, d));
+    this.module.listen(this.tdr, this);
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
     this.td = this.module.tds.get(this.tdr)!;
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
@@ -173,7 +174,7 @@ export class TdxBackend implements Backend {
   /** `tdx_sept_link_private_spt`: TDH.MEM.SEPT.ADD at TDX level = mirror level - 1. */
   linkExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
     const r = this.module.memSeptAdd(gfn * 4096, level - 1, this.tdr, externalSpt);
-    if (isOk(r.status)) return 0;
+    if (resultOk(r)) return 0;
     if (isBusy(r.status)) return EBUSY;
     return this.bug("TDH.MEM.SEPT.ADD", r);
   }
@@ -186,7 +187,7 @@ export class TdxBackend implements Backend {
       return 0;
     }
     const r = this.module.memPageAug(gfn * 4096, 0, this.tdr, pfn);
-    if (isOk(r.status)) return 0;
+    if (resultOk(r)) return 0;
     if (isBusy(r.status)) return EBUSY;
     return this.bug("TDH.MEM.PAGE.AUG", r);
   }
@@ -302,7 +303,7 @@ export class TdxBackend implements Backend {
     if (tdvpr === undefined) return false;
     if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
     if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
-    return isOk(this.module.vpEnter(tdvpr).status);
+    return resultOk(this.module.vpEnter(tdvpr));
   }
 
   // ------------------------------------------------------------------ KVM helpers
@@ -360,16 +361,21 @@ export class TdxBackend implements Backend {
     else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
   }
 
-  /** Every call the module made for this TD: counted, and an event (with its text) if someone listens. */
-  private count(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+  /** The module's `CallListener`: every call it made for this TD is counted, and an event (with its text) if someone listens. */
+  seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
     this.calls.add(leaf);
-    if (r.status !== TDX_SUCCESS) {
-      if (isBusy(r.status)) this.busy++;
-      if (!isOk(r.status)) this.errors[statusName(r.status)] = (this.errors[statusName(r.status)] ?? 0) + 1;
-    }
-    if (this.vm?.events.on) {
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status: statusName(r.status) });
-    }
+    // The rare parts in functions of their own, so that this one stays small enough to inline.
+    if (resultNotSuccess(r)) this.countFailure(r.status);
+    if (this.vm?.events.on) this.emitCall(leaf, r, tdr, a, b, c, d);
+  }
+
+  private countFailure(status: bigint): void {
+    if (isBusy(status)) this.busy++;
+    if (!isOk(status)) this.errors[statusName(status)] = (this.errors[statusName(status)] ?? 0) + 1;
+  }
+
+  private emitCall(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status: statusName(r.status) });
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host

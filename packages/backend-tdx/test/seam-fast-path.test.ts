@@ -237,6 +237,26 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(second.refcount).toEqual([0, 0]);
   });
 
+  it("a vCPU remembered before its TDVPR page changes hands is looked up again (the PAMT's version)", () => {
+    const m = new SeamModule(4096);
+    m.mngCreate(0, 1);
+    m.mngKeyConfig(0);
+    m.mngAddcx(0, 1);
+    m.mngInit(0, { gpaw: 48, septVeDisable: false });
+    m.vpCreate(0, 2);
+    m.mrFinalize(0);
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    m.tdExit(2);
+    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+    // The TDVPR page alone goes back (the TD stays): no longer a vCPU, though its TD is unchanged.
+    expect(m.phymemPageReclaim(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.vpFlush(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.tdgMemPageAccept(2, 0, 0)).toEqual({ status: TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX });
+  });
+
   it("two TDs on one module: calls that alternate between them reach the right TD", () => {
     const m = new SeamModule(4096);
     for (const [tdr, hkid] of [[0, 1], [10, 2]] as const) {

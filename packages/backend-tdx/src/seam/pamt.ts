@@ -30,18 +30,20 @@ const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
 const BLOCK_MASK = BLOCK_FRAMES - 1;
 
 class PamtBlock {
-  readonly type = new Uint8Array(BLOCK_FRAMES);
-  readonly owner = new Int32Array(BLOCK_FRAMES).fill(NO_TD);
-  readonly bepoch = new Uint32Array(BLOCK_FRAMES);
-  /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
-  readonly lockState = new Int8Array(BLOCK_FRAMES);
+  /** One buffer for the five arrays: one backing store to make (and collect) per block, not five. */
+  private readonly bytes = new ArrayBuffer(BLOCK_FRAMES * 10 + (BLOCK_FRAMES >>> 3));
+  readonly owner = new Int32Array(this.bytes, 0, BLOCK_FRAMES).fill(NO_TD);
+  readonly bepoch = new Uint32Array(this.bytes, BLOCK_FRAMES * 4, BLOCK_FRAMES);
   /**
    * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA). The module
    * itself finds a TD's pages through its TDCS and S-EPT; this index is the emulator's, so
    * that the PAMT invariant (run after every explorer step) visits the few assigned granules
    * instead of every granule of the block.
    */
-  readonly assigned = new Int32Array(BLOCK_FRAMES >>> 5);
+  readonly assigned = new Int32Array(this.bytes, BLOCK_FRAMES * 8, BLOCK_FRAMES >>> 5);
+  readonly type = new Uint8Array(this.bytes, BLOCK_FRAMES * 8 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
+  /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
+  readonly lockState = new Int8Array(this.bytes, BLOCK_FRAMES * 9 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
   /** How many granules of the block are assigned. */
   nAssigned = 0;
   /** Every granule written is in [lo, hi): what `clear` must reset. */
@@ -114,6 +116,17 @@ class PamtLock {
 
 export class Pamt {
   private readonly blocks: (PamtBlock | undefined)[] = [];
+  /**
+   * Bumped by every change of a page's type or owner (`set`, `release`): what was read of them
+   * at one version holds while it lasts (the module remembers its vCPU lookup by it).
+   */
+  version = 0;
+  /**
+   * Bumped by every change of the type or owner of a page that is a TDVPR page (before the
+   * change): a TDVPR page read at one such version is still the same TDVPR page of the same
+   * owner while it lasts, though PAGE.AUG changes the PAMT (and `version`) on every fault.
+   */
+  vcpuPageVersion = 0;
 
   /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
   constructor(readonly totalFrames: number) {}
@@ -175,8 +188,10 @@ export class Pamt {
   }
 
   set(pfn: number, type: number, owner: number): void {
+    this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
+    if (blk.type[i] === PT_TDVPR) this.vcpuPageVersion++;
     blk.touch(i);
     const was = blk.type[i] !== PT_NDA;
     const is = type !== PT_NDA;
@@ -200,6 +215,8 @@ export class Pamt {
    * module of a host that is being discarded. The PAMT reads as all NDA afterwards.
    */
   release(): void {
+    this.version++;
+    this.vcpuPageVersion++;
     for (const blk of this.blocks) {
       if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
       blk.clear();

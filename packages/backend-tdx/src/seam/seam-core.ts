@@ -52,7 +52,9 @@ export class SeamCore {
    * The last TD looked up by TDR, and the last vCPU by TDVPR (with the TD its PAMT owner names):
    * a fault looks up the same ones half a dozen times. Valid while `tdsVersion` is unchanged,
    * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
-   * `tds` and to a TD's vCPUs); the vCPU's entry is also keyed by its PAMT owner.
+   * `tds` and to a TD's vCPUs); the vCPU's entry also holds the page's PAMT type and owner, so
+   * it is valid only while the PAMT's version is unchanged too, or, for a TDVPR page, its
+   * `vcpuPageVersion` (only a change of that page makes it something else).
    */
   tdsVersion = 0;
   private cachedTdr = Number.NaN;
@@ -60,9 +62,12 @@ export class SeamCore {
   private cachedTdVersion = -1;
   private cachedTdvpr = Number.NaN;
   private cachedOwner = Number.NaN;
+  private cachedType = -1;
   private cachedVcpu: TdVcpu | undefined = undefined;
   cachedVcpuTd: Td | undefined = undefined;
   private cachedVcpuVersion = -1;
+  private cachedPamtVersion = -1;
+  private cachedVcpuPageVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
@@ -125,7 +130,7 @@ export class SeamCore {
       }
     }
     if (r !== SUCCESS && r.status !== TDX_SUCCESS) this.countFailure(r.status);
-    log.listener?.(leaf, r, tdr, a, b, c, d);
+    log.listener?.seamcallDone(leaf, r, tdr, a, b, c, d);
     return r;
   }
 
@@ -144,6 +149,24 @@ export class SeamCore {
    * undefined) is left in `cachedVcpuTd`.
    */
   vcpuAt(tdvpr: number): TdVcpu | undefined {
+    const pamt = this.pamt;
+    const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuPageVersion === pamt.vcpuPageVersion : this.cachedPamtVersion === pamt.version;
+    if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion) this.lookUpVcpu(tdvpr);
+    return this.cachedVcpu;
+  }
+
+  /** `pamt.owner(tdvpr)`, remembered with the vCPU (the TD a vCPU's calls are made for). */
+  vcpuOwner(tdvpr: number): number {
+    this.vcpuAt(tdvpr);
+    return this.cachedOwner;
+  }
+
+  /**
+   * `vcpuAt` when what it remembers may not hold: the page's PAMT type and owner again, and the
+   * TD and its vCPU again only if the page, its owner or the TDs changed (every PAGE.AUG changes
+   * the PAMT, seldom this page).
+   */
+  private lookUpVcpu(tdvpr: number): void {
     const owner = this.pamt.owner(tdvpr);
     if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
       const td = this.tds.get(owner);
@@ -153,7 +176,9 @@ export class SeamCore {
       this.cachedOwner = owner;
       this.cachedVcpuVersion = this.tdsVersion;
     }
-    return this.cachedVcpu;
+    this.cachedType = this.pamt.type(tdvpr);
+    this.cachedPamtVersion = this.pamt.version;
+    this.cachedVcpuPageVersion = this.pamt.vcpuPageVersion;
   }
 
   private countFailure(status: bigint): void {
@@ -163,8 +188,8 @@ export class SeamCore {
 
   /** The TD of a TDVPR page, with the vCPU in `foundVcpu`. */
   tdOfVcpu(tdvpr: number): Td {
-    check(this.pamt.type(tdvpr) === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     const v = this.vcpuAt(tdvpr);
+    check(this.cachedType === PT_TDVPR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     check(v !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
     this.foundVcpu = v;
     return this.cachedVcpuTd!;

@@ -103,7 +103,7 @@ export class SeamModule extends SeamCore {
    * (a TRACK waits for the previous parity to drain). Only a RUNNABLE TD with keys runs.
    */
   vpEnter(tdvpr: number): SeamResult {
-    return this.call(TDH_VP_ENTER, this.pamt.owner(tdvpr), tdvpr, 0, 0, 0, vpEnterLeaf);
+    return this.call(TDH_VP_ENTER, this.vcpuOwner(tdvpr), tdvpr, 0, 0, 0, vpEnterLeaf);
   }
 
   /** A TD exit (EPT violation, IPI, ...): the vCPU leaves the count of its epoch's parity. */

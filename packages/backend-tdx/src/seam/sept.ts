@@ -28,6 +28,8 @@ const TDHP = 1 << (52 - 32);
 const TDB = 1 << (55 - 32);
 const TDP = 1 << (56 - 32);
 const SVE = (1 << (63 - 32)) >>> 0;
+/** SVE as the int32 the `*32` encoders use (the sign bit). */
+const SVE32 = SVE | 0;
 
 export const SEPT_FREE_LO = 0;
 export const SEPT_FREE_HI = SVE;
@@ -62,17 +64,31 @@ export function septState(lo: number, hi: number, level: number): number {
  * when a leaf changes state; two numbers rather than an object, so a SEAMCALL allocates nothing.
  */
 export function septEntryLo(state: number, pfn: number, level: number): number {
+  return entryLo32(state, pfn, level) >>> 0;
+}
+
+/** The high half: HPA bits 32-51, suppress-#VE, and the TDB / TDP bits of the blocked and pending states. */
+export function septEntryHi(state: number, pfn: number): number {
+  return entryHi32(state, pfn) >>> 0;
+}
+
+/*
+ * The halves as int32 for `setEntry` (a Uint32Array store takes them mod 2^32 all the same): a
+ * uint32 at or above 2^31 is not a small integer to V8, and is allocated as a heap number each
+ * time a function returns it or takes it. The high half always is one (suppress-#VE is bit 31),
+ * the low half whenever bit 19 of the PFN is set.
+ */
+function entryLo32(state: number, pfn: number, level: number): number {
   if (state === SEPT_FREE) return SEPT_FREE_LO;
   // PFNs below 2^32 (hosts up to 16 TiB) take integer math; the rest the exact double math.
   const pfnLo = (pfn >>> 0) === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
   const leafPs = level > 0 && (state & 0x80) === 0 ? PS : 0;
   const rwx = state === SEPT_NL_MAPPED || state === SEPT_MAPPED ? RWX : 0;
-  return (pfnLo | leafPs | rwx) >>> 0;
+  return pfnLo | leafPs | rwx;
 }
 
-/** The high half: HPA bits 32-51, suppress-#VE, and the TDB / TDP bits of the blocked and pending states. */
-export function septEntryHi(state: number, pfn: number): number {
-  if (state === SEPT_FREE) return SEPT_FREE_HI;
+function entryHi32(state: number, pfn: number): number {
+  if (state === SEPT_FREE) return SVE32;
   const pfnHi = (pfn >>> 0) === pfn ? pfn >>> 20 : Math.floor(pfn / 0x100000) & HI_PFN_MASK;
   let bits = 0;
   switch (state) {
@@ -81,7 +97,7 @@ export function septEntryHi(state: number, pfn: number): number {
     case SEPT_BLOCKED: bits = TDB; break;
     case SEPT_PENDING_BLOCKED: bits = TDB | TDP; break;
   }
-  return (pfnHi | SVE | bits) >>> 0;
+  return pfnHi | SVE32 | bits;
 }
 
 /** The entry for `state` over `pfn` at TDX `level` (locks clear), as an object (for tests and tools). */
@@ -186,13 +202,13 @@ export class SeptPages {
 
   /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
-    const lo = septEntryLo(state, pfn, level);
-    const hi = septEntryHi(state, pfn);
+    const lo = entryLo32(state, pfn, level);
+    const hi = entryHi32(state, pfn);
     table[off] = lo;
     table[off + 1] = hi;
     const i = off >>> 1;
     const w = SEPT_OCCUPANCY + (i >>> 5);
-    if (lo === SEPT_FREE_LO && hi === SEPT_FREE_HI) table[w] = table[w]! & ~(1 << (i & 31));
+    if (lo === SEPT_FREE_LO && hi === SVE32) table[w] = table[w]! & ~(1 << (i & 31));
     else table[w] = table[w]! | (1 << (i & 31));
     if (level > 0) this.version++;
   }
