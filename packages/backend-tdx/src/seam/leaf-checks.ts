@@ -4,7 +4,7 @@
  * (9-10), the new page (11), and whether a block has been tracked. Each throws a SeamError with
  * the status and operand ID of the first check that fails, and changes nothing.
  */
-import { PT_NDA, PT_TDR } from "./pamt.js";
+import { PT_NDA } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
 import { SeamError, check, fail } from "./seam-result.js";
 import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED } from "./sept.js";
@@ -60,8 +60,8 @@ export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOpera
 
 /** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
 export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false): Td {
-  const td = m.tdAt(tdr);
-  check(m.pamt.type(tdr) === PT_TDR && td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
+  const td = m.tdOfTdr(tdr);
+  check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
   lockPage(m, tdr, tdrExclusive, tdrOperand);
   m.lockedTdr = tdr;
   check(!td!.fatal, TDX_TD_FATAL);

@@ -122,11 +122,11 @@ export class Pamt {
    */
   version = 0;
   /**
-   * Bumped by every change of the type or owner of a page that is a TDVPR page (before the
-   * change): a TDVPR page read at one such version is still the same TDVPR page of the same
-   * owner while it lasts, though PAGE.AUG changes the PAMT (and `version`) on every fault.
+   * Bumped by every change of the type or owner of a page that is a TDR or TDVPR page (before
+   * the change): such a page read at one such version is still the same kind of page of the
+   * same owner while it lasts, though PAGE.AUG changes the PAMT (and `version`) on every fault.
    */
-  vcpuPageVersion = 0;
+  controlPageVersion = 0;
 
   /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
   constructor(readonly totalFrames: number) {}
@@ -191,7 +191,8 @@ export class Pamt {
     this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
-    if (blk.type[i] === PT_TDVPR) this.vcpuPageVersion++;
+    const before = blk.type[i];
+    if (before === PT_TDVPR || before === PT_TDR) this.controlPageVersion++;
     blk.touch(i);
     const was = blk.type[i] !== PT_NDA;
     const is = type !== PT_NDA;
@@ -216,7 +217,7 @@ export class Pamt {
    */
   release(): void {
     this.version++;
-    this.vcpuPageVersion++;
+    this.controlPageVersion++;
     for (const blk of this.blocks) {
       if (blk === undefined || spareBlocks.length >= SPARE_BLOCKS_MAX) continue;
       blk.clear();

@@ -7,7 +7,7 @@
  */
 import { CallCounts } from "./call-counts.js";
 import { SEAMCALL_NAMES } from "./leaves.js";
-import { Pamt, PT_TDVPR } from "./pamt.js";
+import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
   type CallListener, type InjectedFault, type SeamResult, type SeamStats, SUCCESS, SeamError, check, injectedResult,
 } from "./seam-result.js";
@@ -54,12 +54,16 @@ export class SeamCore {
    * which TDH.MNG.CREATE, TDH.VP.CREATE and the RECLAIM of a TDR bump (the only changes to
    * `tds` and to a TD's vCPUs); the vCPU's entry also holds the page's PAMT type and owner, so
    * it is valid only while the PAMT's version is unchanged too, or, for a TDVPR page, its
-   * `vcpuPageVersion` (only a change of that page makes it something else).
+   * `controlPageVersion` (only a change of that page makes it something else). The TD's entry
+   * likewise holds whether its TDR page is one.
    */
   tdsVersion = 0;
   private cachedTdr = Number.NaN;
   private cachedTd: Td | undefined = undefined;
   private cachedTdVersion = -1;
+  private cachedTdrIsTdr = false;
+  private cachedTdPamtVersion = -1;
+  private cachedTdControlVersion = -1;
   private cachedTdvpr = Number.NaN;
   private cachedOwner = Number.NaN;
   private cachedType = -1;
@@ -67,7 +71,7 @@ export class SeamCore {
   cachedVcpuTd: Td | undefined = undefined;
   private cachedVcpuVersion = -1;
   private cachedPamtVersion = -1;
-  private cachedVcpuPageVersion = -1;
+  private cachedVcpuControlVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
   /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
@@ -134,14 +138,19 @@ export class SeamCore {
     return r;
   }
 
-  /** `tds.get(tdr)`, remembered. */
-  tdAt(tdr: number): Td | undefined {
-    if (tdr !== this.cachedTdr || this.cachedTdVersion !== this.tdsVersion) {
+  /** The TD whose TDR is `tdr`: in `tds`, and the page's PAMT type TDR; else undefined. Remembered. */
+  tdOfTdr(tdr: number): Td | undefined {
+    const pamt = this.pamt;
+    const pamtSame = this.cachedTdrIsTdr ? this.cachedTdControlVersion === pamt.controlPageVersion : this.cachedTdPamtVersion === pamt.version;
+    if (tdr !== this.cachedTdr || !pamtSame || this.cachedTdVersion !== this.tdsVersion) {
       this.cachedTd = this.tds.get(tdr);
       this.cachedTdr = tdr;
       this.cachedTdVersion = this.tdsVersion;
+      this.cachedTdrIsTdr = pamt.type(tdr) === PT_TDR;
+      this.cachedTdPamtVersion = pamt.version;
+      this.cachedTdControlVersion = pamt.controlPageVersion;
     }
-    return this.cachedTd;
+    return this.cachedTdrIsTdr ? this.cachedTd : undefined;
   }
 
   /**
@@ -150,7 +159,7 @@ export class SeamCore {
    */
   vcpuAt(tdvpr: number): TdVcpu | undefined {
     const pamt = this.pamt;
-    const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuPageVersion === pamt.vcpuPageVersion : this.cachedPamtVersion === pamt.version;
+    const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuControlVersion === pamt.controlPageVersion : this.cachedPamtVersion === pamt.version;
     if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion) this.lookUpVcpu(tdvpr);
     return this.cachedVcpu;
   }
@@ -178,7 +187,7 @@ export class SeamCore {
     }
     this.cachedType = this.pamt.type(tdvpr);
     this.cachedPamtVersion = this.pamt.version;
-    this.cachedVcpuPageVersion = this.pamt.vcpuPageVersion;
+    this.cachedVcpuControlVersion = this.pamt.controlPageVersion;
   }
 
   private countFailure(status: bigint): void {

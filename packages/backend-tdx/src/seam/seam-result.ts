@@ -63,6 +63,7 @@ export function resultOk(r: SeamResult): boolean {
 export function resultNotSuccess(r: SeamResult): boolean {
   return r !== SUCCESS && r.status !== TDX_SUCCESS;
 }
+
 export const fail = (status: bigint, operand = 0n): SeamResult => ({ status: status + operand });
 
 export class SeamError {
