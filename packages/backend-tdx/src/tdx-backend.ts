@@ -267,14 +267,16 @@ export class TdxBackend implements Backend, CallListener {
     if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     if (!privateAccess) return -1;
     const t = this.module.guestTranslate(this.tdvprs[vcpu]!, gpa);
-    if (t === "ok") return ACCESS_OK;
-    if (t === "ve") {
-      this.veCount[vcpu]!++;
-      this.calls.add(VE);
-      return ACCESS_GUEST_EXCEPTION;
+    // The exit (an object) first: the comparisons below then only ever see the two strings, so
+    // V8 compares them as pointers instead of calling its generic equality on every access.
+    if (typeof t === "object") {
+      this.module.tdExit(this.tdvprs[vcpu]!);
+      return ACCESS_FAULT;
     }
-    this.module.tdExit(this.tdvprs[vcpu]!);
-    return ACCESS_FAULT;
+    if (t === "ok") return ACCESS_OK;
+    this.veCount[vcpu]!++;
+    this.calls.add(VE);
+    return ACCESS_GUEST_EXCEPTION;
   }
 
   /** TDG.MEM.PAGE.ACCEPT from the guest; an EPT-violation exit lets KVM AUG the page first. */
