@@ -10,7 +10,7 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EIO,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
@@ -66,12 +66,22 @@ const RMP_CALLS = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP
 const RMPUPDATE = 0;
 const PSMASH = 1;
 const PVALIDATE = 2;
+const SNP_LAUNCH_UPDATE = 3;
+const SNP_LAUNCH_FINISH = 4;
 
 /** Exception kinds as kept in the ring (an index into this list). */
 const KINDS: SevException["kind"][] = ["#NPF", "#VC", "#PF"];
 const NPF = 0;
 const VC = 1;
 const PF = 2;
+
+/**
+ * What `stats().calls` counts, by index: the RMP instructions and firmware calls (RMP_CALLS),
+ * the ASID flush, then the exceptions raised (KINDS, from RAISED).
+ */
+const COUNTED = [...RMP_CALLS, "ASID flush", ...KINDS];
+const ASID_FLUSH = RMP_CALLS.length;
+const RAISED = ASID_FLUSH + 1;
 /** The ring keeps the latest 1,000 to 1,999: at 2,000 the older 1,000 go at once (O(1) each). */
 const RING = 2000;
 const RING_DROP = 1000;
@@ -114,7 +124,10 @@ export class SevBackend implements Backend {
     const first = this.raisedTotal - this.kept;
     return this.exceptions.slice(Math.max(0, mark - first));
   }
-  private readonly counters: BackendStats = { calls: {}, busy: 0, errors: {} };
+  private readonly calls = new CallCounts(COUNTED);
+  /** Failed calls by status name, and how many were busy (`BackendStats`). */
+  private readonly errors: Record<string, number> = {};
+  private busy = 0;
   /** Calls of RMPUPDATE, PSMASH and PVALIDATE (indexes into RMP_CALLS), for fault injection. */
   private readonly callCount = new Float64Array(RMP_CALLS.length);
   private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
@@ -194,7 +207,7 @@ export class SevBackend implements Backend {
   populate(_vm: BackendVm, gfn: number, pfn: number): number {
     const r = this.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: this.asid, gfn });
     if (r !== RMP_SUCCESS) return EIO;
-    this.count("SNP_LAUNCH_UPDATE", 0);
+    this.count(SNP_LAUNCH_UPDATE, 0);
     const e = this.rmp.raw(pfn);
     this.rmp.set(pfn, (this.rmp.flagsOf(pfn) | 8) & ~4, e.asid, e.gfn);
     return 0;
@@ -202,13 +215,13 @@ export class SevBackend implements Backend {
 
   /** SNP_LAUNCH_FINISH: measurement done; the guest may run. */
   finalize(): number {
-    this.count("SNP_LAUNCH_FINISH", 0);
+    this.count(SNP_LAUNCH_FINISH, 0);
     return 0;
   }
 
   /** An ASID-wide TLB flush (the next VMRUN flushes the guest's ASID). */
   flushTlb(): void {
-    this.counters.calls["ASID flush"] = (this.counters.calls["ASID flush"] ?? 0) + 1;
+    this.calls.add(ASID_FLUSH);
   }
 
   // ------------------------------------------------------------------ the hardware's checks
@@ -271,17 +284,17 @@ export class SevBackend implements Backend {
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(PVALIDATE);
     if (injected !== null) {
-      this.count("PVALIDATE", injected);
+      this.count(PVALIDATE, injected);
       return ACCESS_GUEST_EXCEPTION;
     }
     const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
     const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
-      this.count("PVALIDATE", RMP_SUCCESS);
+      this.count(PVALIDATE, RMP_SUCCESS);
       return this.npf(gpa, Number(r.errorCode));
     }
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count("PVALIDATE", status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
+    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
     return status === RMP_SUCCESS || status === FAIL_NOUPDATE ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
@@ -303,13 +316,13 @@ export class SevBackend implements Backend {
   /** RMPUPDATE with the new entry as RMP bits, ASID and GFN (see `rmpupdateEntry`), counted. */
   private rmpUpdateEntry(pfn: number, flags: number, asid: number, gfn: number): number {
     const status = this.injectedStatus(RMPUPDATE) ?? rmpupdateEntry(this.rmp, pfn, flags, asid, gfn, NOTHING_IN_USE);
-    this.count("RMPUPDATE", status);
+    this.count(RMPUPDATE, status);
     return status;
   }
 
   psmash(pfn: number): number {
     const status = this.injectedStatus(PSMASH) ?? psmash(this.rmp, pfn);
-    this.count("PSMASH", status);
+    this.count(PSMASH, status);
     return status;
   }
 
@@ -321,19 +334,18 @@ export class SevBackend implements Backend {
     return null;
   }
 
-  private count(name: string, status: number): void {
-    const c = this.counters;
-    c.calls[name] = (c.calls[name] ?? 0) + 1;
+  /** Counts a call of RMP_CALLS[call] that ended with `status`. */
+  private count(call: number, status: number): void {
+    this.calls.add(call);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
-    if (status !== RMP_SUCCESS) this.countFailure(name, status);
-    if (this.vm?.events.on) this.emitCall(name, status);
+    if (status !== RMP_SUCCESS) this.countFailure(RMP_CALLS[call]!, status);
+    if (this.vm?.events.on) this.emitCall(RMP_CALLS[call]!, status);
   }
 
   private countFailure(name: string, status: number): void {
-    const c = this.counters;
     const n = RMP_STATUS_NAMES[status] ?? String(status);
-    c.errors[n] = (c.errors[n] ?? 0) + 1;
-    if (status === 3) c.busy++;
+    this.errors[n] = (this.errors[n] ?? 0) + 1;
+    if (status === 3) this.busy++;
     this.lastFailure = `${name} failed: ${n}`;
   }
 
@@ -356,9 +368,8 @@ export class SevBackend implements Backend {
     this.ringCode[s] = errorCode;
     this.kept++;
     this.raisedTotal++;
-    const name = KINDS[kind]!;
-    this.counters.calls[name] = (this.counters.calls[name] ?? 0) + 1;
-    if (this.vm?.events.on) this.emitRaised(name, gpa, errorCode);
+    this.calls.add(RAISED + kind);
+    if (this.vm?.events.on) this.emitRaised(KINDS[kind]!, gpa, errorCode);
   }
 
   /** The event of a raised exception (its text made here, only for a listener: kept out of `raise`, which is inlined). */
@@ -418,6 +429,6 @@ export class SevBackend implements Backend {
   }
 
   stats(): BackendStats {
-    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+    return { calls: this.calls.record(), busy: this.busy, errors: { ...this.errors } };
   }
 }

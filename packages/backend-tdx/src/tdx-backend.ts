@@ -11,13 +11,12 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, EBUSY, EINVAL, EIO, HostSlot, KvmBug, sharedGfnBit,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
-import { CallCounts } from "./seam/call-counts.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";

@@ -34,6 +34,7 @@ export { maxMappingLevel, hugepageAdjust } from "./mmu/max-level.js";
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
+export { CallCounts } from "./backend/call-counts.js";
 // exec
 export { Clock } from "./exec/clock.js";
 export { ExecCtx, runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";

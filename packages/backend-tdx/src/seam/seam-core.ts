@@ -5,7 +5,7 @@
  * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
  * fields they read and write are public for them, and for nothing else to change.
  */
-import { CallCounts } from "./call-counts.js";
+import { CallCounts } from "@tdpemu/core";
 import { SEAMCALL_NAMES } from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {

@@ -1,4 +1,5 @@
 /**
+ * A backend's call counts (`BackendStats.calls`: SEAMCALLs, RMP instructions, exceptions raised).
  * How many times each call was made, counted by index in an array (a string-keyed record costs a
  * keyed property store per call) and reported as the record `backendStats.calls` has always
  * been: names in the order each call was first made, as insertion into a record orders them.
