@@ -24,8 +24,8 @@ function tdVm(vcpus = 1) {
   return { host, vm, be, events };
 }
 
-/** A runnable TD on a module of its own (TDR 0, TDCS 1, TDVPR 2), S-EPT tables 10-12 over GPA 0, page 100 AUGed at 0x1000. */
-function runnableTd(): SeamModule {
+/** A finalized TD with one vCPU on a module of its own: TDR 0, TDCS 1, TDVPR 2. */
+function finalizedTd(): SeamModule {
   const m = new SeamModule(4096);
   m.mngCreate(0, 1);
   m.mngKeyConfig(0);
@@ -33,6 +33,12 @@ function runnableTd(): SeamModule {
   m.mngInit(0, { gpaw: 48, septVeDisable: false });
   m.vpCreate(0, 2);
   m.mrFinalize(0);
+  return m;
+}
+
+/** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
+function runnableTd(): SeamModule {
+  const m = finalizedTd();
   for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
   expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
   return m;
@@ -238,13 +244,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
   });
 
   it("a vCPU remembered before its TDVPR page changes hands is looked up again (the PAMT's version)", () => {
-    const m = new SeamModule(4096);
-    m.mngCreate(0, 1);
-    m.mngKeyConfig(0);
-    m.mngAddcx(0, 1);
-    m.mngInit(0, { gpaw: 48, septVeDisable: false });
-    m.vpCreate(0, 2);
-    m.mrFinalize(0);
+    const m = finalizedTd();
     expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
     m.tdExit(2);
     expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
