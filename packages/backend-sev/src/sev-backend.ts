@@ -108,6 +108,8 @@ export class SevBackend implements Backend {
   private readonly ringGpa = new Float64Array(RING);
   private readonly ringCode = new Float64Array(RING);
   private kept = 0;
+  /** `raisedTotal % RING`, kept by counting: a remainder by a constant V8 reads from a cell is an idiv. */
+  private ringPos = 0;
 
   /** The latest #NPF, #VC and host #PF the hardware raised, with their error codes (at least the last 1,000; counts are in stats). A new array each time. */
   get exceptions(): SevException[] {
@@ -362,7 +364,8 @@ export class SevBackend implements Backend {
   /** The hardware raises exception `kind` (an index into KINDS) with `errorCode`: kept in the ring, counted, and an event. */
   private raise(kind: number, gpa: number, errorCode: number): void {
     if (this.kept >= RING) this.kept -= RING_DROP;
-    const s = this.raisedTotal % RING;
+    const s = this.ringPos;
+    this.ringPos = s === RING - 1 ? 0 : s + 1;
     this.ringKind[s] = kind;
     this.ringGpa[s] = gpa;
     this.ringCode[s] = errorCode;
