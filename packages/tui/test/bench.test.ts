@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { radixFill } from "../src/bench/cases.js";
 
-const CLI = resolve("packages/tui/dist/cli.js");
+const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 
 function bench(...args: string[]) {
   const p = spawnSync(process.execPath, [CLI, "bench", ...args], { encoding: "utf8", timeout: 120_000 });

@@ -325,7 +325,7 @@ describe("tdpemu: bad input exits 2 with one line", () => {
 
 describe("the built CLI as a process", () => {
   it("bad input: exit code 2, nothing on stdout, one line on stderr", () => {
-    const p = spawnSync(process.execPath, ["packages/tui/dist/cli.js", "run", "scenarios/does-not-exist.yaml"], {
+    const p = spawnSync(process.execPath, ["packages/tui/dist/tdpemu.mjs", "run", "scenarios/does-not-exist.yaml"], {
       cwd: ROOT,
       encoding: "utf8",
       timeout: 20_000,

@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 const SESSION = `tdpemu-e2e-${process.pid}`;
-const CLI = resolve("packages/tui/dist/cli.js");
+const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
 const screen = () => tmux("capture-pane", "-t", SESSION, "-p");
 
