@@ -24,11 +24,21 @@ export class PathCache {
     return pool.fp === null && this.gen === pool.upperWrites && this.root === rootSlot && this.region === rawGfn - gfnOffsetInLevel(rawGfn, 2);
   }
 
-  /** Remembers `path` (or, for a walker that keeps only the last-level table, that table alone). */
-  fill(pool: PtPool, rootSlot: number, rawGfn: number, path: Int32Array | null, table: number): void {
+  /** Remembers the whole path (`TdpIter`). */
+  fillPath(pool: PtPool, rootSlot: number, rawGfn: number, path: Int32Array): void {
     if (pool.fp !== null) return;
-    if (path !== null) copyPath(this.path, path);
-    else this.path[1] = table;
+    copyPath(this.path, path);
+    this.tag(pool, rootSlot, rawGfn);
+  }
+
+  /** Remembers the last-level table alone (the hardware walk needs no more). */
+  fillTable(pool: PtPool, rootSlot: number, rawGfn: number, table: number): void {
+    if (pool.fp !== null) return;
+    this.path[1] = table;
+    this.tag(pool, rootSlot, rawGfn);
+  }
+
+  private tag(pool: PtPool, rootSlot: number, rawGfn: number): void {
     this.root = rootSlot;
     this.region = rawGfn - gfnOffsetInLevel(rawGfn, 2);
     this.gen = pool.upperWrites;

@@ -141,7 +141,7 @@ export class TdpIter {
     this.ptSlot[this.level] = child;
     this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
-    if (this.level === 1) this.cache.fill(this.pool, this.root.slot, this.gfn + this.gfnBits, this.ptSlot, -1);
+    if (this.level === 1) this.cache.fillPath(this.pool, this.root.slot, this.gfn + this.gfnBits, this.ptSlot);
     return true;
   }
 

@@ -67,7 +67,7 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
       return WALK_OK;
     }
     slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
-    if (level === 2 && out !== undefined) out.cache.fill(pool, rootSlot, rawGfn, null, slot);
+    if (level === 2 && out !== undefined) out.cache.fillTable(pool, rootSlot, rawGfn, slot);
   }
   return WALK_NOT_PRESENT;
 }
