@@ -167,13 +167,13 @@ describe("random operation sequences on a SEV VM keep every invariant", () => {
   });
 });
 
-describe("known core bugs (it.fails until packages/core is fixed)", () => {
+describe("core bugs the SEV tests found, now fixed (regression tests)", () => {
   /**
-   * host-ops.ts `recover()` computes the level with `maxMappingLevel(vm, vm.backend, slot, gfn,
+   * host-ops.ts `recover()` used to compute the level with `maxMappingLevel(vm, vm.backend, slot, gfn,
    * false, slot.shared.peekPfn(...))`: always as if the GFN were shared, so SEV's level cap
-   * (`maxMappingLevel` = the RMP entry's size, reference §2.4) is never consulted. Once the
+   * (`maxMappingLevel` = the RMP entry's size, reference §2.4) was never consulted. Once the
    * shared backing of a 2 MiB range is populated (the range was shared once), recovering a range
-   * of private 4K leaves over PSMASHed (4K) RMP entries builds a 2M private leaf over 4K entries,
+   * of private 4K leaves over PSMASHed (4K) RMP entries built a 2M private leaf over 4K entries,
    * which breaks the §3 invariant "a private NPT leaf implies an RMP entry of the same size".
    */
   it("huge-page recovery: recover over private 4K leaves backed by 4K RMP entries keeps them 4K", () => {
@@ -189,18 +189,18 @@ describe("known core bugs (it.fails until packages/core is fixed)", () => {
 
     runToEnd(hostOps.recover(vm, vm.hostCtx, 0x200, 0x400));
 
-    // Fails today: the recovery installs a 2M leaf ("2M private leaf at gfn 0x200 over a 4K RMP entry").
+    // The bug installed a 2M leaf here ("2M private leaf at gfn 0x200 over a 4K RMP entry").
     expect(nptLeaf(vm, 0x200)).toMatchObject({ level: 1 });
     expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
   });
 
   /**
-   * guest-access.ts runs the backend's RMP fault fixup after every fault with the RMP bit, even
+   * guest-access.ts used to run the backend's RMP fault fixup after every fault with the RMP bit, even
    * when the fault handler returned RET_PF_MEMORY_FAULT_EXIT (the exit to userspace for an
    * implicit conversion). Reference §2.1 has KVM call `sev_handle_rmp_fault` only after a handled
    * fault (`npf_interception`: `if (rc > 0 && error_code & PFERR_GUEST_RMP_MASK)`; rc == 0 means
    * "a userspace exit is needed ... do that first before updating the RMP table"). So a C=0 write
-   * to a never-used page of a 2M RMP entry PSMASHes the guest's 2M entry for nothing.
+   * to a never-used page of a 2M RMP entry PSMASHed the guest's 2M entry for nothing.
    */
   it("memory-fault exit: a C=0 write that exits to userspace does not PSMASH the 2M RMP entry", () => {
     const { vm, be } = newVm(2);
@@ -213,7 +213,7 @@ describe("known core bugs (it.fails until packages/core is fixed)", () => {
     expect(be.exceptionsSince(n)).toEqual([{ kind: "#NPF", gpa: 0x201000, errorCode: PFERR_GUEST_FINAL | PFERR_RMP | PFERR_USER | PFERR_WRITE | PFERR_PRESENT }]);
     expect(vm.attributes.isPrivate(0x201)).toBe(false);
     expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
-    // Fails today: PSMASH ran after the memory-fault exit, so the entry is 4K.
+    // The bug ran PSMASH after the memory-fault exit, which left the entry 4K.
     expect(be.stats().calls.PSMASH).toBeUndefined();
     expect(be.rmp.raw(head)).toMatchObject({ assigned: true, size2m: true });
   });

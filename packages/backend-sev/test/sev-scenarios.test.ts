@@ -7,8 +7,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { parseScenarioText, runScenario, type RunResult } from "@tdpemu/core";
+import { checkInvariants, exploreScenario, guestAcceptPage, parseScenarioText, runScenario, runToEnd, type RunResult } from "@tdpemu/core";
 import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
+import { access, makeSevVm, nptLeaf } from "./sev-helpers.js";
 
 const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url));
 
@@ -108,5 +109,70 @@ describe("example scenarios with backend: new SevBackend()", () => {
     expect(entries).toHaveLength(512);
     expect(entries.every((e) => !e.size2m)).toBe(true);
     expect(entries.filter((e) => e.validated).map((e) => e.gfn)).toEqual([0x200, 0x201, 0x202, 0x203]);
+  });
+});
+
+/**
+ * `sev_handle_rmp_fault` PSMASHes the 2M RMP entry first and zaps the 2M NPT leaf after, so for
+ * a few steps the NPT maps 2M over 4K RMP entries, in the kernel as here. The invariant allows
+ * that only while the vCPU's fixup is zapping the range (`Vm.faultFixupPending`).
+ */
+describe("the window between PSMASH and the zap in sev_handle_rmp_fault", () => {
+  it("is marked while the zap runs, every step of it passes the invariants, and the mark is gone after", () => {
+    const { vm } = makeSevVm({ hostPageLevel: 2 });
+    expect(access(vm, 0x200000, true)).toBe("exception"); // 2M RMP entry, 2M NPT leaf, #VC: not validated
+    expect(nptLeaf(vm, 0x200)).toMatchObject({ level: 2 });
+    vm.setInterleave(true);
+    const op = guestAcceptPage(vm, vm.vcpus[0]!, 0x200000); // 4K PVALIDATE over 2M: #NPF with SIZEM
+    let marked = 0;
+    let sawLeaf2mOver4k = false;
+    for (let r = op.next(); !r.done; r = op.next()) {
+      const pending = vm.faultFixupPending(0x200);
+      if (pending) {
+        marked++;
+        if (nptLeaf(vm, 0x200)?.level === 2) sawLeaf2mOver4k = true;
+      }
+      expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+    }
+    expect(marked).toBeGreaterThan(0);
+    // The state the invariant would otherwise report did occur: a 2M leaf inside the window.
+    expect(sawLeaf2mOver4k).toBe(true);
+    expect(vm.faultFixupPending(0x200)).toBe(false);
+    expect(nptLeaf(vm, 0x200)).toMatchObject({ level: 1 });
+  });
+
+  it("outside the window the same 2M leaf over 4K RMP entries is a violation", () => {
+    const { vm, be } = makeSevVm({ hostPageLevel: 2 });
+    expect(access(vm, 0x200000, true)).toBe("exception");
+    // PSMASH by hand, with no fault fixup under way: nothing will zap the 2M leaf.
+    const g = be.rmp.governing(nptLeaf(vm, 0x200)!.pfn);
+    expect(be.psmash(g)).toBe(0);
+    const v = checkInvariants(vm, { final: false }).violations;
+    expect(v.map((x) => x.message)).toContain("2M private leaf at gfn 0x200 over a 4K RMP entry");
+  });
+
+  it("tdpemu explore on scenarios/sev-hugepages.yaml exhausts its one schedule without a violation", () => {
+    const path = `${SCENARIOS}sev-hugepages.yaml`;
+    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: () => new SevBackend() });
+    expect(r.violation).toBeNull();
+    expect(r.exhausted).toBe(true);
+  });
+
+  it("two vCPUs PVALIDATE and write in one 2M range: every interleaving within a preemption bound of 2 is clean", () => {
+    const scn = parseScenarioText(`
+name: sev-hugepages-two-vcpus
+vm: { memory: 64MiB, gpaw: 48, vcpus: 2, hugepages: 2MiB }
+backend: sev
+schedule: { mode: round-robin, interleave: true }
+vcpus:
+  - - { op: access, gpa: 0x200000, write: true }
+    - { op: accept, gpa: 0x200000, count: 2 }
+  - - { op: accept, gpa: 0x201000 }
+    - { op: access, gpa: 0x201000, write: true }
+`, "two-vcpus.yaml");
+    const r = exploreScenario(scn, { backend: () => new SevBackend(), preemptionBound: 2 });
+    expect(r.violation).toBeNull();
+    expect(r.exhausted).toBe(true);
+    expect(r.schedules).toBeGreaterThan(100);
   });
 });

@@ -161,11 +161,23 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
   }
 }
 
-/** `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits, KVM zaps so it re-faults. */
+/**
+ * `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits, KVM zaps so it
+ * re-faults. Between the two the NPT may map the range at a size the RMP no longer has; the
+ * vCPU marks the range while it zaps, for the backend's invariants (`Vm.faultFixupPending`).
+ */
 function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
   vm.clock.touch(R_BACKEND);
   const z = vm.backend.faultFixup!(vm, vcpu.id, gpa);
-  if (z) yield* zapGfnRange(vm, vcpu.ctx, z.gfn, z.gfn + z.npages);
+  if (!z) return;
+  vcpu.fixupZapStart = z.gfn;
+  vcpu.fixupZapEnd = z.gfn + z.npages;
+  try {
+    yield* zapGfnRange(vm, vcpu.ctx, z.gfn, z.gfn + z.npages);
+  } finally {
+    vcpu.fixupZapStart = 0;
+    vcpu.fixupZapEnd = 0;
+  }
 }
 
 /**
