@@ -69,6 +69,12 @@ export class TdxBackend implements Backend, CallListener {
   hkid = 0;
   private pages!: ControlPages;
   private readonly tdvprs: number[] = [];
+  /**
+   * KVM's own view of each vCPU (`vcpu->mode`): in guest mode from a successful TDH.VP.ENTER
+   * until the TD exit that returns from it. KVM issues VP.ENTER only to (re-)enter: a guest
+   * that takes a #VE, or simply goes on to its next access, is still running.
+   */
+  private readonly inGuest: boolean[] = [];
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed. */
   nrPremapped = 0;
   /** #VE injected into the guest for accesses to PENDING pages, by vCPU. */
@@ -98,6 +104,7 @@ export class TdxBackend implements Backend, CallListener {
       const tdvpr = this.pages.alloc();
       this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr));
       this.tdvprs.push(tdvpr);
+      this.inGuest.push(false);
       this.veCount.push(0);
     }
   }
@@ -269,7 +276,7 @@ export class TdxBackend implements Backend, CallListener {
     // The exit (an object) first: the comparisons below then only ever see the two strings, so
     // V8 compares them as pointers instead of calling its generic equality on every access.
     if (typeof t === "object") {
-      this.module.tdExit(this.tdvprs[vcpu]!);
+      this.exit(vcpu);
       return ACCESS_FAULT;
     }
     if (t === "ok") return ACCESS_OK;
@@ -283,35 +290,43 @@ export class TdxBackend implements Backend, CallListener {
     if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     const r = this.module.tdgMemPageAccept(this.tdvprs[vcpu]!, gpa - (gpa % 4096), 0);
     if ("exit" in r) {
-      this.module.tdExit(this.tdvprs[vcpu]!);
+      this.exit(vcpu);
       return ACCESS_FAULT;
     }
     return isOk(r.status) ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
   vcpuExit(_vm: BackendVm, vcpu: number): void {
-    const tdvpr = this.tdvprs[vcpu];
-    if (tdvpr !== undefined) this.module.tdExit(tdvpr);
+    if (this.tdvprs[vcpu] !== undefined) this.exit(vcpu);
+  }
+
+  /** A TD exit: TDH.VP.ENTER returns to KVM, and the vCPU is out of guest mode. */
+  private exit(vcpu: number): void {
+    this.module.tdExit(this.tdvprs[vcpu]!);
+    this.inGuest[vcpu] = false;
   }
 
   /**
-   * TDH.VP.ENTER. The VMM finalizes the TD before the first KVM_RUN (QEMU does it when machine
+   * TDH.VP.ENTER, unless the vCPU is in guest mode already. The VMM finalizes the TD before the first KVM_RUN (QEMU does it when machine
    * setup is done), so a vCPU entering an INITIALIZED TD finalizes it first. False if the vCPU
    * cannot enter (the TD cannot be finalized, or it is torn down).
    */
   private enter(vcpu: number): boolean {
+    if (this.inGuest[vcpu]) return true;
     const tdvpr = this.tdvprs[vcpu];
     if (tdvpr === undefined) return false;
     if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
     if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
-    return resultOk(this.module.vpEnter(tdvpr));
+    const ok = resultOk(this.module.vpEnter(tdvpr));
+    this.inGuest[vcpu] = ok;
+    return ok;
   }
 
   // ------------------------------------------------------------------ KVM helpers
 
   /** `kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)`: every vCPU leaves guest mode. */
   private kickAll(): void {
-    for (const tdvpr of this.tdvprs) this.module.tdExit(tdvpr);
+    for (let v = 0; v < this.tdvprs.length; v++) this.exit(v);
   }
 
   /** `tdx_track`: only for a runnable TD. */

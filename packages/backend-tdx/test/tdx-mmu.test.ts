@@ -143,3 +143,23 @@ describe("TDX: the 2M/4K race and the freeze protocol", () => {
     expect(retried).toBe(true);
   });
 });
+
+describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
+  it("KVM enters a vCPU only when it is out of guest mode: N faulting accesses cost N + 1 VP.ENTER, not one per attempt", () => {
+    const { vm, be } = tdVm();
+    const v = vm.vcpus[0]!;
+    // Each access: an EPT violation (TD exit), AUG, VP.ENTER again, then #VE on the PENDING page.
+    // The #VE is delivered inside the guest, so the next access needs no entry of its own.
+    for (let p = 0; p < 8; p++) expect(runToEnd(guestAccessPage(vm, v, p * 4096, true, false))).toBe("exception");
+    expect(be.stats().calls["TDH.VP.ENTER"]).toBe(1 + 8);
+    expect(be.stats().calls["#VE"]).toBe(8);
+    expect(be.td.vcpus.get([...be.td.vcpus.keys()][0]!)!.inGuest).toBe(true);
+    // A remote TLB flush kicks the vCPU out: its next access enters again, once.
+    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1));
+    expect(be.td.vcpus.get([...be.td.vcpus.keys()][0]!)!.inGuest).toBe(false);
+    expect(runToEnd(guestAccessPage(vm, v, 4 * 4096, true, false))).toBe("exception");
+    expect(runToEnd(guestAccessPage(vm, v, 5 * 4096, true, false))).toBe("exception");
+    expect(be.stats().calls["TDH.VP.ENTER"]).toBe(1 + 8 + 1);
+    expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+  });
+});

@@ -12,8 +12,8 @@
  * guest-leaves.ts; host reads without a SEAMCALL are in host-reads.ts. This class is the face:
  * one method per call, which hands the leaf's body and numeric operands to the dispatcher.
  *
- * Speed: a fault costs two TDH.VP.ENTERs and a TDH.MEM.PAGE.AUG, so a successful call allocates
- * nothing. Each leaf's body is a function the dispatcher calls with the module and numeric
+ * Speed: a fault costs a TDH.MEM.PAGE.AUG and the TDH.VP.ENTER after its exit, so a successful
+ * call allocates nothing. Each leaf's body is a function the dispatcher calls with the module and numeric
  * operands (no closure), successes share one frozen result, locks are checked rather than held
  * (see `lock`), the walk leaves its result in fields, sets of states and op states are bit masks,
  * and the event text is made only when the TD's listener asks for it.
