@@ -21,7 +21,7 @@ import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import {
-  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY, formatStatus, isBusy, isOk, statusClass,
+  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, formatStatus, isBusy, isOk, statusClass, tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
@@ -54,7 +54,6 @@ const TDCS_PAGES = 4;
 const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT"];
 const VE = SEAMCALL_NAMES.length;
 const INVEPT = VE + 1;
-const TDX_SEAMCALL_RETRIES = 10000;
 
 @injectable()
 export class TdxBackend implements Backend, CallListener {
@@ -129,7 +128,7 @@ export class TdxBackend implements Backend, CallListener {
     const r = this.module.memPageAdd(gfn * 4096, 0, this.tdr, pfn, source);
     this.pages.release(source);
     if (!isOk(r.status)) {
-      if (isBusy(r.status)) return EBUSY;
+      if (tdxOperandBusy(r.status)) return EBUSY;
       this.bug("TDH.MEM.PAGE.ADD", r);
     }
     this.nrPremapped--;
@@ -142,7 +141,7 @@ export class TdxBackend implements Backend, CallListener {
     if (this.td.opState === OP_RUNNABLE) return 0;
     if (this.nrPremapped !== 0) return EINVAL;
     const r = this.module.mrFinalize(this.tdr);
-    if (isBusy(r.status)) return EBUSY;
+    if (tdxOperandBusy(r.status)) return EBUSY;
     if (!isOk(r.status)) this.bug("TDH.MR.FINALIZE", r);
     return 0;
   }
@@ -181,7 +180,7 @@ export class TdxBackend implements Backend, CallListener {
   linkExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
     const r = this.module.memSeptAdd(gfn * 4096, level - 1, this.tdr, externalSpt);
     if (resultOk(r)) return 0;
-    if (isBusy(r.status)) return EBUSY;
+    if (tdxOperandBusy(r.status)) return EBUSY;
     return this.bug("TDH.MEM.SEPT.ADD", r);
   }
 
@@ -194,7 +193,7 @@ export class TdxBackend implements Backend, CallListener {
     }
     const r = this.module.memPageAug(gfn * 4096, 0, this.tdr, pfn);
     if (resultOk(r)) return 0;
-    if (isBusy(r.status)) return EBUSY;
+    if (tdxOperandBusy(r.status)) return EBUSY;
     return this.bug("TDH.MEM.PAGE.AUG", r);
   }
 
@@ -340,19 +339,18 @@ export class TdxBackend implements Backend, CallListener {
   /** `tdh_do_no_vcpus`: on BUSY, kick every vCPU out (and keep them out), then try once more. */
   private noVcpusRetry(f: () => SeamResult): SeamResult {
     const r = f();
-    if (!isBusy(r.status)) return r;
+    if (!tdxOperandBusy(r.status)) return r;
     this.kickAll();
     return f();
   }
 
   /**
-   * `__tdx_reclaim_page`: RECLAIM may be busy while the module works on the same page; KVM
-   * retries it (`TDX_SEAMCALL_RETRIES`, 10000 times) before giving up.
+   * `__tdx_reclaim_page`: one RECLAIM, no retry. All TD pages are freed before the HKID is
+   * released, so the kernel expects no contention ("No need to check for TDX_OPERAND_BUSY"); a
+   * failure, BUSY included, is a WARN and the page is leaked by the caller.
    */
   private reclaim(pfn: number): SeamResult {
-    let r = this.module.phymemPageReclaim(pfn);
-    for (let i = 1; i < TDX_SEAMCALL_RETRIES && statusClass(r.status) === TDX_OPERAND_BUSY; i++) r = this.module.phymemPageReclaim(pfn);
-    return r;
+    return this.module.phymemPageReclaim(pfn);
   }
 
   private must(name: string, r: SeamResult): void {

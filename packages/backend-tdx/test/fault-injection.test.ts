@@ -276,3 +276,48 @@ describe("bad inject input", () => {
     expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(RunInputError);
   });
 });
+
+describe("only TDX_OPERAND_BUSY is contention to KVM (tdx_operand_busy)", () => {
+  it("AUG with OPERAND_BUSY_HOST_PRIORITY: no retry, KVM_BUG_ON names the call and the status", () => {
+    const { report, be } = run({ inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"], vcpu: ACCEPT_ONE });
+    expect(be.bugged).toBe(true);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(1);
+    expect(report.stats.faultRetries).toBe(0);
+    expect(report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
+    expect(report.invariants.violations[0]!.message).toContain("TDH.MEM.PAGE.AUG failed: 0x8000020400000000 (OPERAND_BUSY_HOST_PRIORITY)");
+  });
+
+  it("SEPT.ADD with PREVIOUS_TLB_EPOCH_BUSY: a KVM bug, not -EBUSY and a retried fault", () => {
+    const { report, be } = run({ inject: ["{ call: TDH.MEM.SEPT.ADD, nth: 1, status: PREVIOUS_TLB_EPOCH_BUSY }"], vcpu: ACCEPT_ONE });
+    expect(be.bugged).toBe(true);
+    expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(1);
+    expect(report.invariants.violations[0]!.message).toContain("TDH.MEM.SEPT.ADD failed: 0x8000020100000000 (PREVIOUS_TLB_EPOCH_BUSY)");
+  });
+
+  it("a busy REMOVE with OPERAND_BUSY_HOST_PRIORITY is not kicked and retried: one REMOVE, then KVM_BUG_ON", () => {
+    const { report, be } = run({ inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"], vcpu: ACCEPT_THEN_SHARE });
+    expect(be.bugged).toBe(true);
+    expect(report.backendStats.calls["TDH.MEM.PAGE.REMOVE"]).toBe(1);
+  });
+});
+
+describe("RECLAIM is never retried (__tdx_reclaim_page)", () => {
+  it("a RECLAIM of an S-EPT page that returns OPERAND_BUSY is called once and the page leaks", () => {
+    const clean = run({ vcpu: ACCEPT_ONE, host: ["{ op: teardown }"] });
+    const reclaims = clean.report.backendStats.calls["TDH.PHYMEM.PAGE.RECLAIM"]!;
+    const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
+    const septPages = new Set(clean.calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map(page));
+    const nth = clean.calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").findIndex((c) => septPages.has(page(c))) + 1;
+    expect(nth).toBeGreaterThan(0);
+    const { report, calls } = run({
+      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: OPERAND_BUSY }`],
+      vcpu: ACCEPT_ONE,
+      host: ["{ op: teardown }"],
+    });
+    // The same number of RECLAIMs as without the injection: the busy one is not called again.
+    expect(report.backendStats.calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(reclaims);
+    expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status === "OPERAND_BUSY")).toHaveLength(1);
+    expect(Object.keys(report.stats.leakCauses).some((c) => c.includes("OPERAND_BUSY"))).toBe(true);
+    expect(report.stats.leakedPages).toBe(2); // the S-EPT page, and the TDR that still has a child
+  });
+});

@@ -67,6 +67,16 @@ export function statusClass(s: bigint): bigint {
   return s & CLASS_MASK;
 }
 
+/**
+ * KVM's `tdx_operand_busy()`: the status, operand ID masked off, is TDX_OPERAND_BUSY. Only that
+ * one is contention KVM retries (-EBUSY, or `tdh_do_no_vcpus`); OPERAND_BUSY_HOST_PRIORITY and
+ * PREVIOUS_TLB_EPOCH_BUSY are errors to KVM like any other (KVM_BUG_ON).
+ */
+export function tdxOperandBusy(s: bigint): boolean {
+  return s !== TDX_SUCCESS && statusClass(s) === TDX_OPERAND_BUSY;
+}
+
+/** Any of the busy statuses: what the `busy` counts of the stats count. */
 export function isBusy(s: bigint): boolean {
   // SUCCESS first: no bigint arithmetic (which allocates) for the common case.
   if (s === TDX_SUCCESS) return false;
