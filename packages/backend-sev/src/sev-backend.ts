@@ -10,13 +10,13 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
-  FAIL_NOUPDATE, NOTHING_IN_USE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
+  FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
@@ -62,6 +62,8 @@ export interface SevException {
   errorCode: bigint;
 }
 
+/** Where the model stops a retry loop the kernel would run until the hardware agrees. */
+const LINUX_SPIN_LIMIT = 1000;
 const RMP_CALLS = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH"];
 const RMPUPDATE = 0;
 const PSMASH = 1;
@@ -174,8 +176,8 @@ export class SevBackend implements Backend {
     let huge = vm.config.hostPageLevel >= 2 && pfn % 512 === gfn % 512;
     for (let i = 0; huge && i < 512; i++) if (this.assigned(head + i)) huge = false;
     const r = huge
-      ? this.rmpUpdateEntry(head, RMP_ASSIGNED | RMP_PAGE_2M, this.asid, gfnHead)
-      : this.rmpUpdateEntry(pfn, RMP_ASSIGNED, this.asid, gfn);
+      ? this.linuxRmpupdate(head, RMP_ASSIGNED | RMP_PAGE_2M, this.asid, gfnHead)
+      : this.linuxRmpupdate(pfn, RMP_ASSIGNED, this.asid, gfn);
     return r === RMP_SUCCESS ? 0 : EIO;
   }
 
@@ -191,13 +193,15 @@ export class SevBackend implements Backend {
       if ((f & RMP_ASSIGNED) === 0) continue;
       if ((f & RMP_PAGE_2M) !== 0) {
         if (g === p && p + 512 <= pfn + npages) {
-          this.rmpUpdateEntry(p, RMP_PAGE_2M, 0, 0);
+          this.linuxRmpupdate(p, RMP_PAGE_2M, 0, 0);
           p += 511;
           continue;
         }
-        this.psmash(g);
+        // "This shouldn't fail, but if it does, report it, but still try to update RMP entry
+        // to shared": a failed PSMASH leaves the 2M entry, and the 4K update below overlaps it.
+        this.snpRmptablePsmash(g);
       }
-      this.rmpUpdateEntry(p, 0, 0, 0);
+      this.linuxRmpupdate(p, 0, 0, 0);
     }
   }
 
@@ -207,7 +211,7 @@ export class SevBackend implements Backend {
    * immutable) for the guest.
    */
   populate(_vm: BackendVm, gfn: number, pfn: number): number {
-    const r = this.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: this.asid, gfn });
+    const r = this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn);
     if (r !== RMP_SUCCESS) return EIO;
     this.count(SNP_LAUNCH_UPDATE, 0);
     const e = this.rmp.raw(pfn);
@@ -258,7 +262,11 @@ export class SevBackend implements Backend {
 
   /**
    * `sev_handle_rmp_fault` after a fault with the RMP bit: a private GFN behind a 2M RMP entry
-   * is PSMASHed and its 2M range zapped, so it re-faults at 4K. A 4K entry: nothing to do.
+   * is PSMASHed and 512 GFNs from the faulting one zapped (`kvm_zap_gfn_range(kvm, gfn, gfn +
+   * PTRS_PER_PMD)`: not 2M-aligned, so the zap covers the huge leaf over `gfn` and the start of
+   * the next 2 MiB), so it re-faults at 4K. A 4K entry: a spurious fault, nothing to do. A PSMASH
+   * that fails is looked up again: 4K by now means another CPU split it; else the kernel warns
+   * and zaps anyway.
    */
   faultFixup(vm: BackendVm, _vcpu: number, gpa: number): { gfn: number; npages: number } | null {
     const code = this.lastNpfCode;
@@ -273,8 +281,11 @@ export class SevBackend implements Backend {
     const g = this.rmp.governing(pfn);
     const f = this.rmp.flagsOf(g);
     if ((f & RMP_ASSIGNED) === 0 || (f & RMP_PAGE_2M) === 0) return null;
-    if (this.psmash(g) !== RMP_SUCCESS) return null;
-    return { gfn: gfn - (gfn % 512), npages: 512 };
+    if (this.snpRmptablePsmash(g) !== RMP_SUCCESS) {
+      const again = this.rmp.readGoverning(pfn);
+      if ((again & RMP_ASSIGNED) !== 0 && (again & RMP_PAGE_2M) === 0) return null;
+    }
+    return { gfn, npages: 512 };
   }
 
   /**
@@ -309,6 +320,29 @@ export class SevBackend implements Backend {
   }
 
   // ------------------------------------------------------------------ instructions, counted
+
+  /**
+   * Linux's `rmpupdate()`: RMPUPDATE again while it returns FAIL_OVERLAP (another CPU is changing
+   * an overlapping entry). An overlap that never clears would spin the kernel forever; the model
+   * stops after LINUX_SPIN_LIMIT tries with a KVM bug that says so.
+   */
+  private linuxRmpupdate(pfn: number, flags: number, asid: number, gfn: number): number {
+    for (let tries = 1; ; tries++) {
+      const status = this.rmpUpdateEntry(pfn, flags, asid, gfn);
+      if (status !== FAIL_OVERLAP) return status;
+      if (tries === LINUX_SPIN_LIMIT) throw new KvmBug(`RMPUPDATE of frame 0x${pfn.toString(16)} returned FAIL_OVERLAP ${tries} times in a row: Linux's rmpupdate() would spin here forever`);
+    }
+  }
+
+  /** `snp_rmptable_psmash`: PSMASH of the 2M-aligned frame, again while FAIL_INUSE (bounded as `linuxRmpupdate`). */
+  private snpRmptablePsmash(pfn: number): number {
+    const head = pfn - (pfn % 512);
+    for (let tries = 1; ; tries++) {
+      const status = this.psmash(head);
+      if (status !== FAIL_INUSE) return status;
+      if (tries === LINUX_SPIN_LIMIT) throw new KvmBug(`PSMASH of frame 0x${head.toString(16)} returned FAIL_INUSE ${tries} times in a row: snp_rmptable_psmash() would spin here forever`);
+    }
+  }
 
   rmpUpdate(pfn: number, u: RmpUpdate): number {
     const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);

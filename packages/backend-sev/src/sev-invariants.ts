@@ -22,7 +22,7 @@ export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorVi
     const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
     if (!e.assigned || e.asid !== be.asid || expectGfn !== gfn) {
       fail("rmp-covers-private-leaf", `private leaf at gfn ${hex(gfn)} maps frame ${hex(pfn)}, which the RMP gives ${e.assigned ? `ASID ${e.asid} at gfn ${hex(expectGfn)}` : "to no guest"}`);
-    } else if (level >= 2 && !e.size2m && !vm.faultFixupPending(gfn)) {
+    } else if (level >= 2 && !e.size2m && !vm.faultFixupPending(gfn, 512 ** (level - 1))) {
       // Inside sev_handle_rmp_fault the PSMASH comes first and the zap of the 2M leaf after it,
       // as in the kernel; the hardware refuses any access through the leaf meanwhile (SIZEM).
       fail("rmp-covers-private-leaf", `2M private leaf at gfn ${hex(gfn)} over a 4K RMP entry`);

@@ -127,7 +127,7 @@ describe("the window between PSMASH and the zap in sev_handle_rmp_fault", () => 
     let marked = 0;
     let sawLeaf2mOver4k = false;
     for (let r = op.next(); !r.done; r = op.next()) {
-      const pending = vm.faultFixupPending(0x200);
+      const pending = vm.faultFixupPending(0x200, 1);
       if (pending) {
         marked++;
         if (nptLeaf(vm, 0x200)?.level === 2) sawLeaf2mOver4k = true;
@@ -137,7 +137,7 @@ describe("the window between PSMASH and the zap in sev_handle_rmp_fault", () => 
     expect(marked).toBeGreaterThan(0);
     // The state the invariant would otherwise report did occur: a 2M leaf inside the window.
     expect(sawLeaf2mOver4k).toBe(true);
-    expect(vm.faultFixupPending(0x200)).toBe(false);
+    expect(vm.faultFixupPending(0x200, 1)).toBe(false);
     expect(nptLeaf(vm, 0x200)).toMatchObject({ level: 1 });
   });
 
@@ -174,5 +174,62 @@ vcpus:
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
     expect(r.schedules).toBeGreaterThan(100);
+  });
+});
+
+/** sev-hugepages.yaml with faults injected (`inject:`), run to the end. */
+function runHugepages(inject: string[]): { r: RunResult; be: SevBackend } {
+  const path = `${SCENARIOS}sev-hugepages.yaml`;
+  const text = readFileSync(path, "utf8").replace("vcpus:\n", `inject:\n${inject.map((f) => `  - ${f}\n`).join("")}vcpus:\n`);
+  const be = new SevBackend();
+  return { r: runScenario(parseScenarioText(text, path), { backend: be }), be };
+}
+
+describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
+  it("zaps the 512 GFNs from the faulting one, not the aligned 2 MiB: the huge leaf of the next 2 MiB goes too", () => {
+    const { vm } = makeSevVm({ hostPageLevel: 2 });
+    // Two 2M RMP entries mapped by two 2M NPT leaves (the guest has not validated them: #VC).
+    expect(access(vm, 0x400000, true)).toBe("exception");
+    expect(access(vm, 0x200000, true)).toBe("exception");
+    expect(nptLeaf(vm, 0x400)).toMatchObject({ level: 2 });
+    const zapped = vm.mmu.stats.zappedLeaves;
+    // PVALIDATE at 0x201000, 4K over the 2M entry: #NPF (SIZEM), PSMASH, zap [0x201, 0x401).
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x201000))).toBe("ok");
+    expect(vm.mmu.stats.zappedLeaves - zapped).toBe(2);
+    expect(nptLeaf(vm, 0x400)).toBeNull();
+    expect(nptLeaf(vm, 0x201)).toMatchObject({ level: 1 });
+    expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+  });
+
+  it("a PSMASH that returns FAIL_INUSE is issued again (snp_rmptable_psmash); the run ends as without it", () => {
+    const { r } = runHugepages(["{ call: PSMASH, nth: 1, status: FAIL_INUSE }"]);
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.backendStats.calls.PSMASH).toBe(2);
+    expect(r.report.backendStats.calls["#NPF"]).toBe(1);
+    expect(r.report.backendStats.calls.PVALIDATE).toBe(5);
+  });
+
+  it("a PSMASH that fails otherwise, with the entry still 2M: the kernel warns and zaps anyway, the fault comes back and splits it", () => {
+    const { r } = runHugepages(["{ call: PSMASH, nth: 1, status: FAIL_INPUT }"]);
+    expect(r.report.invariants.violations).toEqual([]);
+    // The zap went ahead: the range re-faults at 2M (the entry is still 2M), the next 4K
+    // PVALIDATE meets it again (a second #NPF), and this PSMASH works.
+    expect(r.report.backendStats.calls.PSMASH).toBe(2);
+    expect(r.report.backendStats.calls["#NPF"]).toBe(2);
+    expect(r.report.stats.zappedLeaves).toBe(2);
+  });
+
+  it("an RMPUPDATE that returns FAIL_OVERLAP is issued again (Linux's rmpupdate), so the fault is not retried", () => {
+    const clean = runHugepages([]).r.report;
+    const { r } = runHugepages(["{ call: RMPUPDATE, nth: 1, status: FAIL_OVERLAP }"]);
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.backendStats.calls.RMPUPDATE).toBe(clean.backendStats.calls.RMPUPDATE! + 1);
+    expect(r.report.stats.faultRetries).toBe(clean.stats.faultRetries);
+  });
+
+  it("an overlap that never clears would spin the kernel forever: the model stops with a KVM bug that says so", () => {
+    const { r } = runHugepages(["{ call: RMPUPDATE, nth: 1, status: FAIL_OVERLAP, times: 100000 }"]);
+    expect(r.report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
+    expect(r.report.invariants.violations[0]!.message).toMatch(/RMPUPDATE of frame 0x[0-9a-f]+ returned FAIL_OVERLAP 1000 times in a row: Linux's rmpupdate\(\) would spin here forever/);
   });
 });

@@ -148,8 +148,8 @@ export class Vm implements BackendVm, HostStorage {
     this.mmu.leak(cause);
   }
 
-  faultFixupPending(gfn: number): boolean {
-    for (const v of this.vcpus) if (gfn >= v.fixupZapStart && gfn < v.fixupZapEnd) return true;
+  faultFixupPending(gfn: number, npages: number): boolean {
+    for (const v of this.vcpus) if (gfn < v.fixupZapEnd && gfn + npages > v.fixupZapStart) return true;
     return false;
   }
 }
