@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import {
   Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
-  parseScenarioText, runScenario, runToEnd,
+  parseScenarioText, runScenario, runToEnd, type TdpEvent,
 } from "@tdpemu/core";
 import {
   PT_NDA, PT_REG, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, TdxBackend,
@@ -161,5 +161,58 @@ describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
     expect(runToEnd(guestAccessPage(vm, v, 5 * 4096, true, false))).toBe("exception");
     expect(be.stats().calls["TDH.VP.ENTER"]).toBe(1 + 8 + 1);
     expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+  });
+});
+
+describe("TDX: tdx_handle_ept_violation", () => {
+  const scn = loadScenario("scenarios/tdx-race-2m-4k.yaml");
+
+  it("a private fault that returns RET_PF_RETRY is retried in KVM, with no VP.ENTER and no second ACCEPT in between", () => {
+    // Every interleaving of the 2M/4K race in which a vCPU meets the other's FROZEN entry.
+    const seen = { retried: 0 };
+    for (let seed = 1; seed <= 40; seed++) {
+      const s = { ...scn, schedule: { mode: "random" as const, seed } };
+      const events: TdpEvent[] = [];
+      const r = runScenario(s, { backend: new TdxBackend(), interleave: true, onEvent: (e) => events.push(e) });
+      expect(r.report.invariants.violations).toEqual([]);
+      if (r.report.stats.faultRetries === 0) continue;
+      seen.retried++;
+      // Two vCPUs, one ACCEPT each: each enters once, exits once, and is entered again once.
+      expect(r.report.backendStats.calls["TDH.VP.ENTER"]).toBe(4);
+      expect(r.report.backendStats.calls["TDG.MEM.PAGE.ACCEPT"]).toBe(4);
+      // After a fault that ended in "retry", that vCPU's next event is its next fault.
+      const vcpuEvents = (id: number) => events.filter((e) => (e.type === "fault" && e.vcpu === id) || (e.type === "call" && (e.name === "TDH.VP.ENTER" || e.name === "TDG.MEM.PAGE.ACCEPT")));
+      for (const id of [0, 1]) {
+        const ev = vcpuEvents(id);
+        ev.forEach((e, i) => {
+          if (e.type === "fault" && e.result === "retry") expect(ev.slice(i + 1).find((x) => x.type === "fault" && x.vcpu === id)).toBeDefined();
+        });
+      }
+    }
+    expect(seen.retried).toBeGreaterThan(0);
+  });
+
+  it("alone, a busy AUG is retried in KVM: one more AUG, but no more VP.ENTER or ACCEPT than without it", () => {
+    const clean = tdVm();
+    expect(runToEnd(guestAcceptPage(clean.vm, clean.vm.vcpus[0]!, 0x1000))).toBe("ok");
+    const { vm, be } = tdVm();
+    be.injectFault(vm, { call: "TDH.MEM.PAGE.AUG", nth: 1, status: "OPERAND_BUSY", times: 1 });
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
+    const calls = be.stats().calls;
+    expect(calls["TDH.MEM.PAGE.AUG"]).toBe(2);
+    expect(vm.mmu.stats.faultRetries).toBe(1);
+    expect(calls["TDH.VP.ENTER"]).toBe(clean.be.stats().calls["TDH.VP.ENTER"]);
+    expect(calls["TDG.MEM.PAGE.ACCEPT"]).toBe(clean.be.stats().calls["TDG.MEM.PAGE.ACCEPT"]);
+  });
+
+  it("a private read is handled as a write fault: the exit qualification of an S-EPT violation is ignored", () => {
+    const { vm } = tdVm();
+    const faults: TdpEvent[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "fault") faults.push(e);
+    });
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, false, false))).toBe("exception");
+    expect(faults).toHaveLength(1);
+    expect(faults[0]).toMatchObject({ type: "fault", private: true, write: true, result: "fixed" });
   });
 });

@@ -45,6 +45,14 @@ export interface Backend {
   init?(vm: BackendVm): void;
   /** `kvm->arch.gfn_direct_bits`: GFN bits that select the direct (shared) root; 0 if none. */
   gfnDirectBits?(vm: BackendVm): number;
+  /**
+   * How the exit handler passes a private EPT violation to the fault path when it is not KVM's
+   * default (`tdx_handle_ept_violation`): the exit qualification is ignored and the fault taken
+   * as a write (private pages are always mapped writable), and a fault that returns
+   * RET_PF_RETRY is retried in KVM without re-entering the guest, so that the module's
+   * zero-step mitigation does not count entries that make no progress.
+   */
+  readonly privateEptViolation?: { asWrite: boolean; localRetry: boolean };
   /** Whether a guest access at `gpa` is private: the shared bit (TDX), the C-bit (SEV). */
   classifyFault?(vm: BackendVm, gpa: number, privateAccess: boolean): boolean;
   /** Largest level a private GFN may be mapped at (`private_max_mapping_level`). */

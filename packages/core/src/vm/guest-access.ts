@@ -139,8 +139,10 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       const rmpFault = hw === HW_RMP_FAULT;
       backend.vcpuExit?.(vm, vcpu.id);
       // kvm_tdp_page_fault: the vCPU's fault machine, stepped only when interleaving.
-      const pf = vcpu.pf.begin(gpa, write, privateAccess, false, present);
-      const r = vcpu.ctx.interleave ? yield* runSteps(pf, vcpu.ctx) : runNow(pf);
+      const ev = privateAccess ? backend.privateEptViolation : undefined;
+      const pf = ev?.asWrite ? vcpu.pf.begin(gpa, true, true, false, false) : vcpu.pf.begin(gpa, write, privateAccess, false, present);
+      let r = vcpu.ctx.interleave ? yield* runSteps(pf, vcpu.ctx) : runNow(pf);
+      if (r === RET_PF_RETRY && ev?.localRetry) r = yield* retryPrivateFaultLocally(vm, vcpu, gpa, ev.asWrite || write);
       if (r === RET_PF_EMULATE) {
         tally.mmio++;
         tally.last = "mmio";
@@ -159,6 +161,24 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
     }
     throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
   }
+}
+
+/**
+ * The loop of `tdx_handle_ept_violation`: a private fault that returned RET_PF_RETRY is handled
+ * again in KVM, without re-entering the guest, until it returns something else or the VM is
+ * dead (-EIO; the guest's next entry fails). Interleaved, each retry first waits until someone
+ * else has changed something (`cond_resched`); alone, nobody would, and after MAX_TRIES the loop
+ * ends as a livelock.
+ */
+function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean): Op<number> {
+  for (let tries = 0; tries < MAX_TRIES; tries++) {
+    if (vm.dead) return RET_PF_RETRY;
+    if (vcpu.ctx.interleave) yield RETRY_WAIT;
+    const m = vcpu.pf.begin(gpa, write, true, false, false);
+    const r = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
+    if (r !== RET_PF_RETRY) return r;
+  }
+  throw new GuestLivelock(`vcpu${vcpu.id}: the private fault at ${gpa.toString(16)} returned RET_PF_RETRY ${MAX_TRIES} times in KVM's local retry`);
 }
 
 /**
@@ -208,8 +228,10 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     }
     backend.vcpuExit?.(vm, vcpu.id);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
-    const m = vcpu.pf.begin(gpa, true, true, false, r === ACCESS_FAULT_PRESENT);
-    const pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
+    const ev = backend.privateEptViolation;
+    const m = vcpu.pf.begin(gpa, true, true, false, ev?.asWrite ? false : r === ACCESS_FAULT_PRESENT);
+    let pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
+    if (pf === RET_PF_RETRY && ev?.localRetry) pf = yield* retryPrivateFaultLocally(vm, vcpu, gpa, true);
     if (pf === RET_PF_EMULATE) return "mmio";
     if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
