@@ -28,20 +28,24 @@ import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td }
 import { SEPT_FREE } from "./seam/sept.js";
 
 /** One module per host: the TDX module is platform-wide. */
-const MODULE = new HostSlot<{ module: SeamModule; nextHkid: number }>("TDX module");
+/**
+ * One module per host: the TDX module is platform-wide. Linux keeps the first TDX KeyID for the
+ * module's own key (`tdx_global_keyid`) and gives the others to TDs.
+ */
+const MODULE = new HostSlot<{ module: SeamModule; nextHkid: number; globalKeyid: number }>("TDX module");
 
 export function seamModuleOf(host: Host): SeamModule {
   return platform(host).module;
 }
 
-function platform(host: Host): { module: SeamModule; nextHkid: number } {
+function platform(host: Host): { module: SeamModule; nextHkid: number; globalKeyid: number } {
   return host.slot(MODULE, (h) => {
     const module = new SeamModule(h.frames.totalFrames);
     // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
     // serve the next host's module.
     h.onRelease(module.pamt);
     h.onRelease(module.sept);
-    return { module, nextHkid: 1 };
+    return { module, nextHkid: 2, globalKeyid: 1 };
   });
 }
 
@@ -149,22 +153,36 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * `tdx_mmu_release_hkid`: kick the vCPUs out, flush them, VPFLUSHDONE, then free the key.
-   * After this the S-EPT and the TD's pages can only be reclaimed. A failure leaks the HKID (and
-   * with it every page still owned by the TD).
+   * `tdx_mmu_release_hkid`: kick the vCPUs out, flush them, VPFLUSHDONE, write back the caches
+   * of every package for the key (TDH.PHYMEM.CACHE.WB; the model's platform has one package),
+   * then free the key. After this the S-EPT and the TD's pages can only be reclaimed. A failure
+   * leaks the HKID (and with it every page still owned by the TD).
    */
   teardown(_vm: BackendVm): void {
     this.kickAll();
     for (const tdvpr of this.tdvprs) this.module.vpFlush(tdvpr);
     const done = this.module.mngVpflushdone(this.tdr);
+    // A failed write-back shows as KEY.FREEID's WBCACHE_NOT_COMPLETE, as the kernel expects.
+    if (isOk(done.status)) this.module.phymemCacheWb(this.tdr);
     const freed = isOk(done.status) ? this.module.mngKeyFreeid(this.tdr) : done;
     if (!isOk(freed.status)) this.vm.leak(`HKID ${this.hkid} leaked: ${formatStatus(freed.status)}`);
   }
 
-  /** `tdx_vm_free`: reclaim the vCPU pages, the TDCS pages (with the S-EPT root), then the TDR. */
-  destroy(_vm: BackendVm): void {
+  /**
+   * `tdx_vm_free`: reclaim the vCPU pages, the TDCS pages (with the S-EPT root), then the TDR,
+   * and write back the TDR's cache lines under the module's global KeyID (the module used the
+   * TDR while the TDCS pages were reclaimed); a page that fails either is leaked.
+   */
+  destroy(vm: BackendVm): void {
     if (this.td.lifecycle !== LC_TEARDOWN) return;
-    for (const page of [...this.tdvprs, ...this.td.tdcx, this.tdr]) this.reclaimOrLeak(page, "control page");
+    for (const page of [...this.tdvprs, ...this.td.tdcx]) this.reclaimOrLeak(page, "control page");
+    const r = this.reclaim(this.tdr);
+    if (!isOk(r.status)) this.leak(this.tdr, `TDH.PHYMEM.PAGE.RECLAIM of a control page failed: ${statusName(r.status)}`);
+    else {
+      const wb = this.module.phymemPageWbinvd(this.tdr, platform(vm.host).globalKeyid, this.tdr);
+      if (isOk(wb.status)) this.pages.release(this.tdr);
+      else this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
+    }
     this.pages.releaseBlocks(this.leakedPfns);
   }
 

@@ -223,6 +223,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     m.tdExit(2);
     expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
     expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
     expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
     for (const page of [2, 1, 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
@@ -249,6 +250,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     m.tdExit(2);
     expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
     expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
     expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
     // The TDVPR page alone goes back (the TD stays): no longer a vCPU, though its TD is unchanged.
     expect(m.phymemPageReclaim(2).status).toBe(TDX_SUCCESS);

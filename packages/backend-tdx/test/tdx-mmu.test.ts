@@ -8,7 +8,7 @@ import {
   parseScenarioText, runScenario, runToEnd, type TdpEvent,
 } from "@tdpemu/core";
 import {
-  PT_NDA, PT_REG, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, TdxBackend,
+  PT_NDA, PT_REG, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend,
 } from "../src/index.js";
 
 const MiB = 2 ** 20;
@@ -214,5 +214,42 @@ describe("TDX: tdx_handle_ept_violation", () => {
     expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, false, false))).toBe("exception");
     expect(faults).toHaveLength(1);
     expect(faults[0]).toMatchObject({ type: "fault", private: true, write: true, result: "fixed" });
+  });
+});
+
+describe("TDX: releasing the HKID (tdx_mmu_release_hkid) and freeing the TD (tdx_vm_free)", () => {
+  it("KEY.FREEID needs TDH.PHYMEM.CACHE.WB after VPFLUSHDONE; KVM issues it once (one package), then the TDR's WBINVD after its RECLAIM", () => {
+    const { vm, be, host } = tdVm();
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
+    const calls: string[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "call") calls.push(`${e.name} ${e.detail} ${e.status}`);
+    });
+    runToEnd(hostOps.teardown(vm, vm.hostCtx));
+    const names = calls.map((c) => c.split(" ")[0]);
+    const at = (name: string) => names.indexOf(name);
+    expect(at("TDH.MNG.VPFLUSHDONE")).toBeLessThan(at("TDH.PHYMEM.CACHE.WB"));
+    expect(at("TDH.PHYMEM.CACHE.WB")).toBeLessThan(at("TDH.MNG.KEY.FREEID"));
+    expect(names.filter((n) => n === "TDH.PHYMEM.CACHE.WB")).toHaveLength(1);
+    expect(calls[at("TDH.MNG.KEY.FREEID")]).toMatch(/SUCCESS$/);
+    // The TDR is reclaimed last and its cache lines written back under the global KeyID (1; TDs get 2 on).
+    expect(be.hkid).toBeGreaterThan(1);
+    const last = calls.slice(-2);
+    expect(last).toEqual([`TDH.PHYMEM.PAGE.RECLAIM page ${be.tdr} SUCCESS`, `TDH.PHYMEM.PAGE.WBINVD page ${be.tdr} hkid 1 SUCCESS`]);
+    expect(vm.mmu.stats.leakedPages).toBe(0);
+    expect(host.frames.ownerOfPfn(be.tdr)).not.toBe(vm.owner);
+  });
+
+  it("the module: KEY.FREEID before the write-back is WBCACHE_NOT_COMPLETE; a CACHE.WB with no HKID waiting only warns", () => {
+    const m = new SeamModule(4096);
+    m.mngCreate(0, 2);
+    m.mngKeyConfig(0);
+    m.mngAddcx(0, 1);
+    m.mngInit(0, { gpaw: 48, septVeDisable: false });
+    expect(m.phymemCacheWb(0).status).toBe(0x0000082100000000n); // NO_HKID_READY_TO_WBCACHE
+    expect(m.mngVpflushdone(0).status).toBe(0n);
+    expect(m.mngKeyFreeid(0).status).toBe(0x8000081700000000n); // WBCACHE_NOT_COMPLETE
+    expect(m.phymemCacheWb(0).status).toBe(0n);
+    expect(m.mngKeyFreeid(0).status).toBe(0n);
   });
 });

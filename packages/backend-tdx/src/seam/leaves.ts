@@ -11,6 +11,7 @@ export const SEAMCALL_NAMES = [
   "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
   "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
   "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
+  "TDH.PHYMEM.CACHE.WB",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -39,6 +40,7 @@ export const TDH_MEM_SEPT_REMOVE = leaf("TDH.MEM.SEPT.REMOVE");
 export const TDH_PHYMEM_PAGE_RECLAIM = leaf("TDH.PHYMEM.PAGE.RECLAIM");
 export const TDH_PHYMEM_PAGE_WBINVD = leaf("TDH.PHYMEM.PAGE.WBINVD");
 export const TDG_MEM_PAGE_ACCEPT = leaf("TDG.MEM.PAGE.ACCEPT");
+export const TDH_PHYMEM_CACHE_WB = leaf("TDH.PHYMEM.CACHE.WB");
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -65,6 +67,6 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_PHYMEM_PAGE_RECLAIM: return `page ${a}`;
     case TDH_PHYMEM_PAGE_WBINVD: return `page ${a} hkid ${b}`;
     case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} level ${c}`;
-    default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK
+    default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK, CACHE.WB (for that TD's HKID)
   }
 }

@@ -7,7 +7,7 @@ import { PT_TDCX, PT_TDR } from "./pamt.js";
 import { OPS_ANY, OPS_UNINITIALIZED, checkNewPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT } from "./status.js";
+import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, Td } from "./td.js";
 
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
@@ -57,6 +57,8 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_ANY, true);
   for (const v of td.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
   td.lifecycle = LC_BLOCKED;
+  // KOT_STATE_HKID_FLUSHED: every package must write back its caches for the HKID first.
+  td.wbcachePending = true;
   return ok();
 }
 
@@ -65,6 +67,7 @@ export function mngKeyFreeidLeaf(m: SeamCore, tdr: number): SeamResult {
   const td = m.tds.get(tdr);
   check(td !== undefined && m.pamt.type(tdr) === PT_TDR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   check(td!.lifecycle === LC_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT);
+  check(!td!.wbcachePending, TDX_WBCACHE_NOT_COMPLETE);
   td!.lifecycle = LC_TEARDOWN;
   return ok();
 }

@@ -1,10 +1,16 @@
-/** TDH.PHYMEM.*: taking a page back from a TD being torn down, and flushing a page's cache lines. */
+/**
+ * TDH.PHYMEM.*: taking a page back from a TD being torn down, flushing a page's cache lines, and
+ * writing back a package's caches for the HKIDs being freed.
+ */
 import { NO_TD, PT_EPT, PT_NDA, PT_RSVD, PT_TDR } from "./pamt.js";
 import { lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT, TDX_TD_ASSOCIATED_PAGES_EXIST } from "./status.js";
-import { LC_TEARDOWN } from "./td.js";
+import {
+  OPERAND_RCX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
+  TDX_TD_ASSOCIATED_PAGES_EXIST,
+} from "./status.js";
+import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
 
 /** TDH.PHYMEM.PAGE.RECLAIM: the body of `SeamModule.phymemPageReclaim`. */
 export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
@@ -32,4 +38,21 @@ export function phymemPageWbinvdLeaf(m: SeamCore, _tdr: number, pfn: number): Se
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
   check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   return ok();
+}
+
+/**
+ * TDH.PHYMEM.CACHE.WB on this package: the caches are written back for every HKID whose TD has
+ * passed VPFLUSHDONE, which clears their pending write-back. With none waiting the call does
+ * nothing and says so (a warning status, not an error). The real leaf is interruptible and
+ * resumed through RCX; one call here stands for the whole write-back.
+ */
+export function phymemCacheWbLeaf(m: SeamCore, _tdr: number): SeamResult {
+  let any = false;
+  for (const td of m.tds.values()) {
+    if (td.lifecycle === LC_BLOCKED && td.wbcachePending) {
+      td.wbcachePending = false;
+      any = true;
+    }
+  }
+  return any ? ok() : { status: TDX_NO_HKID_READY_TO_WBCACHE };
 }

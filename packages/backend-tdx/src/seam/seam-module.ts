@@ -22,7 +22,7 @@ import {
   SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
   TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
   TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
-  TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_CREATE, TDH_VP_ENTER, TDH_VP_FLUSH,
+  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_CREATE, TDH_VP_ENTER, TDH_VP_FLUSH,
 } from "./leaves.js";
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
@@ -34,7 +34,7 @@ import {
   mngAddcxLeaf, mngCreateLeaf, mngInitLeaf, mngKeyConfigLeaf, mngKeyFreeidLeaf, mngVpflushdoneLeaf,
 } from "./mng-leaves.js";
 import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
-import { phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
+import { phymemCacheWbLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
 import { EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
@@ -176,6 +176,11 @@ export class SeamModule extends SeamCore {
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */
   phymemPageWbinvd(pfn: number, hkid: number, onBehalfOf = this.pamt.owner(pfn)): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_WBINVD, onBehalfOf, pfn, hkid, 0, 0, phymemPageWbinvdLeaf);
+  }
+
+  /** TDH.PHYMEM.CACHE.WB on this package, made while freeing the HKID of the TD `onBehalfOf`. */
+  phymemCacheWb(onBehalfOf: number): SeamResult {
+    return this.call(TDH_PHYMEM_CACHE_WB, onBehalfOf, 0, 0, 0, 0, phymemCacheWbLeaf);
   }
 
   // ------------------------------------------------------------------ the guest side

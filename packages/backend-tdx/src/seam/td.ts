@@ -39,6 +39,11 @@ export class Td {
   readonly epochLock = new SharexLock();
   /** Pages owned by the TD other than its TDR: TDCX, TDVPR, S-EPT and private pages. */
   childCount = 0;
+  /**
+   * The HKID's KOT entry still waits for TDH.PHYMEM.CACHE.WB (its WBINVD bitmap; the model's
+   * platform has one package): set by VPFLUSHDONE, cleared by CACHE.WB, checked by KEY.FREEID.
+   */
+  wbcachePending = false;
   readonly tdcx: number[] = [];
   /** The S-EPT root (a TDCX page) and its TDX level (3 for 4-level, 4 for 5-level). */
   septRoot = -1;
