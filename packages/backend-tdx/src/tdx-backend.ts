@@ -409,7 +409,9 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   private emitCall(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status: statusName(r.status) });
+    // A TDCALL that exited has no status: the event says what happened instead.
+    const status = r.tdExit !== undefined ? `TD exit (${r.tdExit})` : statusName(r.status);
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status });
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host

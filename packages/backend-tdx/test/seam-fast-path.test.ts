@@ -137,7 +137,8 @@ describe("the event text of every call", () => {
     expect(calls).toEqual([
       `TDH.MR.FINALIZE tdr ${be.tdr} SUCCESS`,
       `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
-      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 SUCCESS",
+      // The first ACCEPT meets no S-EPT entry: the TD exits (EPT violation), no status.
+      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 TD exit (ept-violation)",
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 3 page \d+ SUCCESS$/),
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 2 page \d+ SUCCESS$/),
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 1 page \d+ SUCCESS$/),

@@ -4,7 +4,7 @@
  */
 import { checkGpa } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, SeamError, check, fail, ok } from "./seam-result.js";
+import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, SeamError, check, fail, ok } from "./seam-result.js";
 import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
 import { OPERAND_RCX, TDX_OPERAND_BUSY, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH } from "./status.js";
 import type { Td } from "./td.js";
@@ -20,8 +20,7 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
     // The walk stopped above the level: a leaf there means the page is mapped bigger.
     const ls = e.result.levelState;
     if (ls !== undefined && ((ls >> 8n) & 0x80n) === 0n && (ls >> 8n) !== BigInt(SEPT_FREE)) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
-    m.acceptExited = true;
-    return ok();
+    return ACCEPT_EXITED;
   }
   const table = m.walkTable;
   const off = m.walkOff;
@@ -31,10 +30,7 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   const st = septState(lo, hi, level);
   if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED);
   if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
-  if (st !== SEPT_PENDING) {
-    m.acceptExited = true;
-    return ok();
-  }
+  if (st !== SEPT_PENDING) return ACCEPT_EXITED;
   const pfn = septPfn(lo, hi);
   m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
   m.plaintext.set(pfn, "");

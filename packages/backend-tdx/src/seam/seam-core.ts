@@ -74,8 +74,6 @@ export class SeamCore {
   private cachedVcpuControlVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
-  /** TDG.MEM.PAGE.ACCEPT ended in an EPT-violation exit rather than a status. */
-  acceptExited = false;
   /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
   private leafVersion = -1;
   private leafRoot = -1;

@@ -36,7 +36,7 @@ import {
 import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
 import { phymemCacheWbLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
-import { EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
+import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
 import { tdExit, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf } from "./vp-leaves.js";
 
@@ -191,9 +191,8 @@ export class SeamModule extends SeamCore {
    * violation) so it can AUG the page; the guest then retries.
    */
   tdgMemPageAccept(tdvpr: number, gpa: number, level: number): SeamResult | GuestExit {
-    this.acceptExited = false;
     const r = this.call(TDG_MEM_PAGE_ACCEPT, this.pamt.owner(tdvpr), tdvpr, gpa, level, 0, tdgMemPageAcceptLeaf);
-    return this.acceptExited ? EPT_VIOLATION : r;
+    return r === ACCEPT_EXITED ? EPT_VIOLATION : r;
   }
 
   /** What the CPU does with a private guest access (see `guestTranslate` in guest-leaves.ts). */

@@ -13,6 +13,11 @@ export interface SeamResult {
   levelState?: bigint;
   /** RCX of PAGE.REMOVE: the HPA (PFN) that was mapped. */
   pfn?: number;
+  /**
+   * A TDCALL that did not complete: the TD exited to KVM instead (an EPT violation), and the
+   * guest runs the TDCALL again once re-entered. No status reaches the guest.
+   */
+  tdExit?: GuestExit["exit"];
 }
 
 /** What TDG.MEM.PAGE.ACCEPT or a guest access ends in when KVM must act first. */
@@ -48,6 +53,8 @@ export interface CallListener {
 export const SUCCESS: SeamResult = Object.freeze({ status: TDX_SUCCESS });
 export const EPT_VIOLATION: GuestExit = Object.freeze({ exit: "ept-violation" });
 export const PENDING_EPT_VIOLATION: GuestExit = Object.freeze({ exit: "pending-ept-violation" });
+/** The result of a TDG.MEM.PAGE.ACCEPT that ended in an EPT-violation TD exit (see `SeamResult.tdExit`). */
+export const ACCEPT_EXITED: SeamResult = Object.freeze({ status: TDX_SUCCESS, tdExit: "ept-violation" });
 
 export const ok = (): SeamResult => SUCCESS;
 
