@@ -36,6 +36,15 @@ function finalizedTd(): SeamModule {
   return m;
 }
 
+/** TD 0's vCPU (TDVPR 2) leaves guest mode and the HKID is released, as `tdx_mmu_release_hkid` does. */
+function releaseHkid(m: SeamModule): void {
+  m.tdExit(2);
+  expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+  expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+  expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
+  expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+}
+
 /** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
 function runnableTd(): SeamModule {
   const m = finalizedTd();
@@ -221,11 +230,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
-    m.tdExit(2);
-    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
-    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-    expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
-    expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+    releaseHkid(m);
     for (const page of [2, 1, 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
     expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
@@ -248,11 +253,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
   it("a vCPU remembered before its TDVPR page changes hands is looked up again (the PAMT's version)", () => {
     const m = finalizedTd();
     expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
-    m.tdExit(2);
-    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
-    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-    expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
-    expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+    releaseHkid(m);
     // The TDVPR page alone goes back (the TD stays): no longer a vCPU, though its TD is unchanged.
     expect(m.phymemPageReclaim(2).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
