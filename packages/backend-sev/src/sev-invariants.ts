@@ -1,8 +1,9 @@
 /**
  * SEV's own invariants (reference §3, "SNP invariants to check"): a private NPT leaf maps a
  * frame the RMP assigns to this guest (its ASID) at this GPA, with a page size no smaller than
- * the leaf (except while a fault fixup is zapping the leaf it has just made too large); no 2M entry overlaps assigned 4K entries; a frame guest_memfd has given back (its
- * host block is free) is not assigned.
+ * the leaf (except while a fault fixup is zapping the leaf its PSMASH has just made too large);
+ * no 2M entry overlaps assigned 4K entries; a frame guest_memfd has given back (its host block
+ * is free) is not assigned.
  */
 import { OWNER_FREE, type BackendVm, type MirrorView } from "@tdpemu/core";
 import { RMP_ASSIGNED } from "./rmp.js";

@@ -175,10 +175,8 @@ export class TdxBackend implements Backend, CallListener {
    */
   destroy(vm: BackendVm): void {
     if (this.td.lifecycle !== LC_TEARDOWN) return;
-    for (const page of [...this.tdvprs, ...this.td.tdcx]) this.reclaimOrLeak(page, "control page");
-    const r = this.reclaim(this.tdr);
-    if (!isOk(r.status)) this.leak(this.tdr, `TDH.PHYMEM.PAGE.RECLAIM of a control page failed: ${statusName(r.status)}`);
-    else {
+    for (const page of [...this.tdvprs, ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
+    if (this.reclaimOrLeak(this.tdr, "control page")) {
       const wb = this.module.phymemPageWbinvd(this.tdr, platform(vm.host).globalKeyid, this.tdr);
       if (isOk(wb.status)) this.pages.release(this.tdr);
       else this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
@@ -326,9 +324,10 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * TDH.VP.ENTER, unless the vCPU is in guest mode already. The VMM finalizes the TD before the first KVM_RUN (QEMU does it when machine
-   * setup is done), so a vCPU entering an INITIALIZED TD finalizes it first. False if the vCPU
-   * cannot enter (the TD cannot be finalized, or it is torn down).
+   * TDH.VP.ENTER, unless the vCPU is in guest mode already. The VMM finalizes the TD before the
+   * first KVM_RUN (QEMU does it when machine setup is done), so a vCPU entering an INITIALIZED TD
+   * finalizes it first. False if the vCPU cannot enter (the TD cannot be finalized, or it is torn
+   * down).
    */
   private enter(vcpu: number): boolean {
     if (this.inGuest[vcpu]) return true;
@@ -389,10 +388,12 @@ export class TdxBackend implements Backend, CallListener {
     this.vm.leak(cause);
   }
 
-  private reclaimOrLeak(pfn: number, what: string): void {
+  /** RECLAIM of a page KVM gave the TD; true if it is back (the caller frees it), else it is leaked. */
+  private reclaimOrLeak(pfn: number, what: string): boolean {
     const r = this.reclaim(pfn);
-    if (isOk(r.status)) this.pages.release(pfn);
-    else this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
+    if (isOk(r.status)) return true;
+    this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM of a ${what} failed: ${statusName(r.status)}`);
+    return false;
   }
 
   /** The module's `CallListener`: every call it made for this TD is counted, and an event (with its text) if someone listens. */

@@ -13,10 +13,10 @@
  * one method per call, which hands the leaf's body and numeric operands to the dispatcher.
  *
  * Speed: a fault costs a TDH.MEM.PAGE.AUG and the TDH.VP.ENTER after its exit, so a successful
- * call allocates nothing. Each leaf's body is a function the dispatcher calls with the module and numeric
- * operands (no closure), successes share one frozen result, locks are checked rather than held
- * (see `lock`), the walk leaves its result in fields, sets of states and op states are bit masks,
- * and the event text is made only when the TD's listener asks for it.
+ * call allocates nothing. Each leaf's body is a function the dispatcher calls with the module
+ * and numeric operands (no closure), successes share one frozen result, locks are checked rather
+ * than held (see `lock`), the walk leaves its result in fields, sets of states and op states are
+ * bit masks, and the event text is made only when the TD's listener asks for it.
  */
 import {
   SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
