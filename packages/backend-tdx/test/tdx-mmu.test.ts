@@ -253,3 +253,28 @@ describe("TDX: releasing the HKID (tdx_mmu_release_hkid) and freeing the TD (tdx
     expect(m.mngKeyFreeid(0).status).toBe(0n);
   });
 });
+
+describe("TDX: a GFN no memslot covers (kvm_mmu_faultin_pfn, kvm_handle_noslot_fault)", () => {
+  it("a private access exits to userspace (not emulated MMIO), and a VMM with nothing to convert stops the vCPU", () => {
+    const { vm } = tdVm();
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
+    runToEnd(hostOps.deleteMemslot(vm, vm.hostCtx, 0));
+    const exits = vm.mmu.stats.memoryFaultExits;
+    expect(() => runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x1000, true, false))).toThrow(
+      /KVM_EXIT_MEMORY_FAULT for a private access to gfn 0x1, which no memslot covers/,
+    );
+    expect(vm.mmu.stats.memoryFaultExits).toBe(exits + 1);
+    expect(vm.mmu.stats.mmioExits).toBe(0);
+  });
+
+  it("a shared access to it is emulated MMIO, after the attributes are checked first", () => {
+    const { vm } = tdVm();
+    runToEnd(hostOps.deleteMemslot(vm, vm.hostCtx, 0));
+    // GFN 0x2 is private by the attributes; a shared access is a mismatch first: the VMM makes it
+    // shared (KVM_SET_MEMORY_ATTRIBUTES needs no memslot), then the access is MMIO.
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x2000, true, true))).toBe("mmio");
+    expect(vm.mmu.stats.memoryFaultExits).toBe(1);
+    expect(vm.mmu.stats.mmioExits).toBe(1);
+    expect(vm.attributes.isPrivate(2)).toBe(false);
+  });
+});

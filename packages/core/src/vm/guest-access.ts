@@ -154,13 +154,23 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       // The guest re-executes the access; until someone else changes something it would only
       // meet the same FROZEN entry or lost race again.
       if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
-      if (r === RET_PF_MEMORY_FAULT_EXIT) {
-        const gfn = vcpu.fault.gfn;
-        yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, privateAccess);
-      }
+      if (r === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, privateAccess);
     }
     throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
   }
+}
+
+/**
+ * `KVM_EXIT_MEMORY_FAULT`, handled as QEMU's `kvm_convert_memory` does: the page becomes what the
+ * guest used, and the vCPU runs again. A GFN with no memory behind it cannot be made private:
+ * QEMU fails the conversion and the vCPU stops (an error of the op here, not a livelock).
+ */
+function* memoryFaultExit(vm: Vm, vcpu: Vcpu, toPrivate: boolean): Op {
+  const gfn = vcpu.fault.gfn;
+  if (toPrivate && vm.memslots.find(gfn) === null) {
+    throw new OpError(`vcpu${vcpu.id}: KVM_EXIT_MEMORY_FAULT for a private access to gfn 0x${gfn.toString(16)}, which no memslot covers: the VMM cannot convert it and stops the vCPU`);
+  }
+  yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, toPrivate);
 }
 
 /**
@@ -235,10 +245,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     if (pf === RET_PF_EMULATE) return "mmio";
     if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
-    if (pf === RET_PF_MEMORY_FAULT_EXIT) {
-      const gfn = vcpu.fault.gfn;
-      yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, true);
-    }
+    if (pf === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, true);
   }
   throw new GuestLivelock(`vcpu${vcpu.id}: accept of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
 }

@@ -183,16 +183,22 @@ export class TdpFault implements StepMachine {
     fp?.read(R_ATTR);
     const slot = vm.memslots.find(gfn);
     fault.slot = slot;
-    if (slot === null) {
-      // No memslot: emulated MMIO in userspace. MMIO SPTEs are not cached here, as with
-      // `enable_mmio_caching=0`, so each such access exits.
-      mmu.stats.mmioExits++;
-      return RET_PF_EMULATE;
-    }
+    // kvm_mmu_faultin_pfn checks the attributes first: an access that does not match them exits
+    // to userspace (kvm_mmu_prepare_memory_fault_exit), memslot or not.
     if (vm.attributes.isPrivate(gfn) !== fault.isPrivate) {
-      // kvm_mmu_prepare_memory_fault_exit: the access does not match the attributes.
       mmu.stats.memoryFaultExits++;
       return RET_PF_MEMORY_FAULT_EXIT;
+    }
+    if (slot === null) {
+      // kvm_handle_noslot_fault: a private access to no memslot exits to userspace too; a
+      // shared one is emulated MMIO. MMIO SPTEs are not cached here, as with
+      // `enable_mmio_caching=0`, so each such access exits.
+      if (fault.isPrivate) {
+        mmu.stats.memoryFaultExits++;
+        return RET_PF_MEMORY_FAULT_EXIT;
+      }
+      mmu.stats.mmioExits++;
+      return RET_PF_EMULATE;
     }
     this.root = fault.isPrivate && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
     return RET_PF_INVALID;
