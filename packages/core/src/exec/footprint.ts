@@ -24,6 +24,7 @@ export const R_ROOTS = -10; // the root list and root validity
 export const R_SLOTS = -11; // memslots
 export const R_DIRTY = -12; // dirty bitmaps
 export const R_TASKS = -13; // which tasks have finished
+export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side section, of which memslots generation
 
 const KIND_READ = 1;
 const KIND_ADD = 2;

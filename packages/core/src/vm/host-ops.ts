@@ -11,13 +11,13 @@ import { recoverHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
-import type { ExecCtx, Op } from "../exec/ctx.js";
+import { BLOCKED, type ExecCtx, type Op } from "../exec/ctx.js";
 import { gfnToGpa } from "../arch/gpa.js";
 import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { R_ATTR, R_BACKEND, R_BACKING, R_DIRTY, R_INVALIDATE, R_SLOTS } from "../exec/footprint.js";
+import { R_ATTR, R_BACKEND, R_BACKING, R_DIRTY, R_INVALIDATE, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -186,9 +186,29 @@ function slotById(vm: Vm, id: number): Memslot {
 }
 
 /**
- * Dirty logging on (`KVM_MEM_LOG_DIRTY_PAGES` set; `kvm_mmu_slot_apply_flags` without PML):
- * eager split of the slot's huge pages, then write-protect every leaf at 4K, each under its own
- * read-lock section, then flush the slot.
+ * `synchronize_srcu(&kvm->srcu)` after `kvm_swap_active_memslots` published new memslot flags:
+ * waits until every fault that may have read the old flags has finished. Only then does
+ * `kvm_commit_memory_region` act on the new ones, so no fault that missed them maps after that.
+ */
+function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
+  const gen = ++vm.memslotsGen;
+  for (;;) {
+    vm.clock.fp?.read(R_SRCU);
+    let waiting = false;
+    for (const v of vm.vcpus) if (v.srcuGen >= 0 && v.srcuGen < gen) waiting = true;
+    if (vm.hostVcpu.srcuGen >= 0 && vm.hostVcpu.srcuGen < gen) waiting = true;
+    if (!waiting) return;
+    // Without interleaving no fault can be in flight while a host op runs.
+    if (!ctx.interleave) throw new OpError("synchronize_srcu would wait forever: a fault is in flight and nothing interleaves");
+    yield BLOCKED;
+  }
+}
+
+/**
+ * Dirty logging on (`KVM_MEM_LOG_DIRTY_PAGES` set; `kvm_mmu_slot_apply_flags` without PML): the
+ * flag is published and in-flight faults drained (`synchronizeSrcu`), then eager split of the
+ * slot's huge pages, then write-protect every leaf at 4K, each under its own read-lock section,
+ * then flush the slot.
  */
 export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
@@ -198,6 +218,7 @@ export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   vm.clock.touch(R_DIRTY);
   slot.flags.dirtyLogging = true;
   slot.dirtyBitmap = new Uint32Array(Math.ceil(slot.npages / 32));
+  yield* synchronizeSrcu(vm, ctx);
   const mmu = vm.mmu;
   yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true));
   yield* withReadLock(mmu, ctx, () => wrprotSlot(mmu, ctx, slot, 1));
@@ -228,6 +249,7 @@ export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> 
   vm.clock.touch(R_DIRTY);
   slot.flags.dirtyLogging = false;
   slot.dirtyBitmap = null;
+  yield* synchronizeSrcu(vm, ctx);
   return yield* recover(vm, ctx, slot.baseGfn, slot.endGfn);
 }
 

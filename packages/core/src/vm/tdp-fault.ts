@@ -8,7 +8,7 @@
 import { gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { gfnOffsetInLevel } from "../arch/levels.js";
 import type { FaultResult } from "../events/events.js";
-import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS } from "../exec/footprint.js";
+import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import { hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
@@ -163,6 +163,7 @@ export class TdpFault implements StepMachine {
     if (this.holdsLock) mmu.lock.readUnlock(this.vcpu.ctx);
     this.holdsRcu = false;
     this.holdsLock = false;
+    this.vcpu.srcuGen = -1;
   }
 
   /**
@@ -181,6 +182,9 @@ export class TdpFault implements StepMachine {
     const fp = mmu.clock.fp;
     fp?.read(R_SLOTS);
     fp?.read(R_ATTR);
+    // The fault runs inside kvm->srcu: a memslot update waits for it before acting on new flags.
+    fp?.add(R_SRCU);
+    vcpu.srcuGen = vm.memslotsGen;
     const slot = vm.memslots.find(gfn);
     fault.slot = slot;
     // kvm_mmu_faultin_pfn checks the attributes first: an access that does not match them exits
@@ -275,6 +279,8 @@ export class TdpFault implements StepMachine {
   private end(r: number): number {
     const vm = this.vm;
     const mmu = vm.mmu;
+    mmu.clock.fp?.add(R_SRCU);
+    this.vcpu.srcuGen = -1;
     if (r === RET_PF_RETRY) mmu.stats.faultRetries++;
     else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
     if (vm.events.on) {

@@ -34,6 +34,11 @@ export class Vcpu {
   mirrorRoot: Root | null = null;
   /** Guest exceptions (#VE, #VC) this vCPU received. */
   exceptions = 0;
+  /**
+   * The memslots generation the vCPU's fault in flight saw, inside its `kvm->srcu` read-side
+   * section, or -1 (see `synchronizeSrcu`).
+   */
+  srcuGen = -1;
   /** The GFN range [start, end) this vCPU's fault fixup is zapping, or empty (see `Vm.faultFixupPending`). */
   fixupZapStart = 0;
   fixupZapEnd = 0;
@@ -67,6 +72,8 @@ export class Vm implements BackendVm, HostStorage {
   readonly rootLevel: Level;
   /** The VM has been torn down; no op may run on it any more. */
   dead = false;
+  /** Bumped by every change of the memslots a fault reads (their flags); see `synchronizeSrcu`. */
+  memslotsGen = 0;
   /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
   checkView: MirrorView | null = null;
 
