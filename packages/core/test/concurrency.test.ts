@@ -17,7 +17,8 @@ describe("the mmu_lock rwlock", () => {
     run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
     const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
     while (vm.mmu.lock.writer === null) zap.next();
-    const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false);
+    // A GFN outside the range being zapped: nothing tells the fault to retry early.
+    const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x20000, true, false);
     const tasks: Task[] = [{ name: "fault", op: fault, done: false }, { name: "zap", op: zap, done: false }];
     // The fault runs until it has to wait for the lock: then it is blocked, the zap is not.
     for (let i = 0; i < 20 && tasks[0]!.blockedAt !== vm.clock.version; i++) {
@@ -28,7 +29,24 @@ describe("the mmu_lock rwlock", () => {
     tasks[0]!.blockKind = BLOCKED;
     new Scheduler("round-robin", 0).run(tasks, vm.clock);
     expect(vm.mmu.stats.zappedLeaves).toBe(1);
-    expect(vm.mmu.stats.pages[1]).toBe(1); // the fault mapped 0x5000 after the zap
+    expect(vm.mmu.stats.pages[1]).toBe(1); // the fault mapped 0x20000 after the zap
+  });
+
+  it("a fault on a GFN being invalidated retries before faulting the PFN in (mmu_invalidate_retry_gfn_unsafe), without waiting for the lock", () => {
+    const vm = makeVm({ vcpus: 1 });
+    vm.setInterleave(true);
+    run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
+    const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
+    while (vm.mmu.lock.writer === null) zap.next();
+    const retries = vm.mmu.stats.faultRetries;
+    const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false);
+    for (let i = 0; i < 20 && vm.mmu.stats.faultRetries === retries; i++) fault.next();
+    expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
+    expect(vm.mmu.lock.waitingReaders).toBe(0);
+    // It faults again once the zap is done, and maps.
+    const tasks: Task[] = [{ name: "fault", op: fault, done: false }, { name: "zap", op: zap, done: false }];
+    new Scheduler("round-robin", 0).run(tasks, vm.clock);
+    expect(vm.mmu.stats.pages[1]).toBe(1);
   });
 
   it("every unfinished task waiting is a deadlock", () => {

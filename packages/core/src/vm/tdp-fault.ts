@@ -32,6 +32,10 @@ const P_LOCK_WAIT = 5;
 /** `kvm_tdp_mmu_map` under the read lock and RCU. */
 const P_MAP = 6;
 
+/** What `faultin` found besides RET_PF_RETRY: go on to the lock, or prepare the gmem page first. */
+const FAULTIN_DONE = -1;
+const FAULTIN_PREPARE = -2;
+
 function faultResult(r: number): FaultResult {
   switch (r) {
     case RET_PF_FIXED: return "fixed";
@@ -110,11 +114,14 @@ export class TdpFault implements StepMachine {
           this.state = P_FAULTIN;
           continue;
         }
-        case P_FAULTIN:
+        case P_FAULTIN: {
+          const r = this.faultin();
+          if (r === RET_PF_RETRY) return this.end(r);
           // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
-          this.state = this.faultin() ? P_PREPARE : P_LOCK;
+          this.state = r === FAULTIN_PREPARE ? P_PREPARE : P_LOCK;
           if (ctx.interleave) return STEP_YIELD;
           continue;
+        }
         case P_PREPARE: {
           mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
@@ -125,6 +132,8 @@ export class TdpFault implements StepMachine {
             fault.slot!.gmem!.discard(fault.gfn - fault.slot!.baseGfn);
             return this.end(RET_PF_RETRY);
           }
+          // kvm_mmu_faultin_pfn checks again once the PFN is in, to spare contending mmu_lock.
+          if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return this.end(RET_PF_RETRY);
           this.adjust();
           this.state = P_LOCK;
           if (ctx.interleave) return STEP_YIELD;
@@ -209,17 +218,22 @@ export class TdpFault implements StepMachine {
   }
 
   /**
-   * `kvm_faultin_pfn`: the PFN from guest_memfd (private) or the host mapping (shared). True if
-   * the backend must prepare the gmem page first, which is an atomic point of its own; else the
-   * goal level is computed at once.
+   * `kvm_mmu_faultin_pfn`: the PFN from guest_memfd (private) or the host mapping (shared).
+   * FAULTIN_PREPARE if the backend must prepare the gmem page first, which is an atomic point of
+   * its own; RET_PF_RETRY if an invalidation of the GFN is already under way
+   * (`mmu_invalidate_retry_gfn_unsafe`, before the PFN is looked up); else the goal level is
+   * computed at once and FAULTIN_DONE returned.
    */
-  private faultin(): boolean {
+  private faultin(): number {
     const vm = this.vm;
     const mmu = vm.mmu;
     const fault = this.vcpu.fault;
     const slot = fault.slot!;
     const pgoff = fault.gfn - slot.baseGfn;
     this.mmuSeq = mmu.invalidateSeq;
+    // The kernel checks once more after faulting the PFN in; with no prepare step between, that
+    // check sees the same state as this one.
+    if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
     // Faulting the page in may take host frames: the order of two such steps decides the PFNs.
     mmu.clock.touch(R_BACKING);
     if (fault.isPrivate) {
@@ -231,14 +245,14 @@ export class TdpFault implements StepMachine {
       // interleaved between this step and the prepare step would map the page unprepared.
       if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
         mmu.clock.step++;
-        return true;
+        return FAULTIN_PREPARE;
       }
     } else {
       this.pfn = slot.shared.getPfn(pgoff);
       fault.mapWritable = !slot.flags.readonly;
     }
     this.adjust();
-    return false;
+    return FAULTIN_DONE;
   }
 
   /**
