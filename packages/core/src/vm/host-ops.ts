@@ -13,6 +13,7 @@ import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
 import { BLOCKED, type ExecCtx, type Op } from "../exec/ctx.js";
 import { gfnToGpa } from "../arch/gpa.js";
+import { PAGES_PER_LEVEL } from "../arch/levels.js";
 import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
@@ -123,10 +124,11 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
 }
 
 /**
- * Initial content before the guest runs: pre-fault every page of [start, end) through the fault
- * path (`KVM_PRE_FAULT_MEMORY`, which TDX's `KVM_TDX_INIT_MEM_REGION` also uses), private or
- * shared as the attributes say, then let the backend measure private pages (PAGE.ADD,
- * LAUNCH_UPDATE). Returns pages mapped.
+ * Initial content before the guest runs: pre-fault [start, end) through the fault path
+ * (`KVM_PRE_FAULT_MEMORY`, which TDX's `KVM_TDX_INIT_MEM_REGION` also uses), private or shared
+ * as the attributes say, then let the backend measure private pages (PAGE.ADD, LAUNCH_UPDATE).
+ * As `kvm_arch_vcpu_pre_fault_memory`, a fault that mapped a huge page covers the rest of it:
+ * the next fault is at the end of that page. Returns pages mapped.
  */
 export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): Op<number> {
   [start, end] = clampRange(vm, start, end);
@@ -157,14 +159,20 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
       if (++tries > 1000) throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
+      // The backend measures every 4K page (TDX maps private memory at 4K only).
       const slot = vm.memslots.find(gfn)!;
       vm.clock.step++;
       vm.clock.touch(R_BACKEND);
       const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn));
       vm.mmu.hookEvent("populate", gfn, 1, ret);
       if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${ret})`);
+      mapped++;
+      continue;
     }
-    mapped++;
+    const span = PAGES_PER_LEVEL[hostVcpu.fault.goalLevel]!;
+    const next = Math.min(end, gfn - (gfn % span) + span);
+    mapped += next - gfn;
+    gfn = next - 1;
   }
   return mapped;
 }
