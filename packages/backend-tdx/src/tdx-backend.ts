@@ -65,6 +65,8 @@ export class TdxBackend implements Backend, CallListener {
   readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
+  /** `tdx_vm_init` disables KVM_X86_QUIRK_IGNORE_GUEST_PAT: a TD's leaves are WB without IPAT. */
+  readonly honorsGuestPat = true;
   /** `tdx_handle_ept_violation`: a private fault is a write, retried in KVM (zero-step mitigation). */
   readonly privateEptViolation = { asWrite: true, localRetry: true };
 

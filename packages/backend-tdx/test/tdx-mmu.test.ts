@@ -278,3 +278,18 @@ describe("TDX: a GFN no memslot covers (kvm_mmu_faultin_pfn, kvm_handle_noslot_f
     expect(vm.attributes.isPrivate(2)).toBe(false);
   });
 });
+
+describe("TDX: memory type of a TD's leaves", () => {
+  it("WB without IPAT on the mirror and on the shared EPT (KVM_X86_QUIRK_IGNORE_GUEST_PAT is off for TDs)", () => {
+    const { vm } = tdVm();
+    const sptes: { mirror: boolean; newLo: number }[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "spte" && e.level === 1 && (e.newLo & 7) !== 0) sptes.push({ mirror: e.mirror, newLo: e.newLo });
+    });
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
+    expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, true, true))).toBe("ok");
+    expect(sptes.some((x) => x.mirror)).toBe(true);
+    expect(sptes.some((x) => !x.mirror)).toBe(true);
+    for (const x of sptes) expect(x.newLo & 0x78).toBe(0x30); // memtype WB (6 << 3), bit 6 (IPAT) clear
+  });
+});

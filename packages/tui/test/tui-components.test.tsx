@@ -40,7 +40,8 @@ describe("terminal UI: panes show the model", () => {
     // The same SPTE, read from the pool directly.
     const vm = s.run.vm;
     const pfn = vm.memslots.find(0)!.gmem!.peekPfn(0);
-    expect(leaf.hex).toMatch(new RegExp(`^0x86000000${pfn.toString(16).padStart(5, "0")}b77$`));
+    // A TD's leaf: WB without IPAT (0x30, not 0x70; tdx_vm_init lets the guest's PAT apply).
+    expect(leaf.hex).toMatch(new RegExp(`^0x86000000${pfn.toString(16).padStart(5, "0")}b37$`));
     expect(leaf.secure).toBe("PENDING");
     const ui = app("scenarios/tdx-sequential-2m.yaml");
     await press(ui.stdin, "n");

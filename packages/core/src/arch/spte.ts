@@ -44,8 +44,13 @@ export const HI_SUPPRESS_VE = (1 << (63 - 32)) >>> 0; // VMX_EPT_SUPPRESS_VE_BIT
 
 /** Memory types (IA32_PAT encoding in EPT bits 5:3). */
 export const MTRR_TYPE_WB = 6;
-/** What `vmx_get_mt_mask` returns for ordinary RAM: WB with "ignore PAT". */
+/**
+ * What `vmx_get_mt_mask` returns for ordinary RAM: WB with "ignore PAT", while
+ * KVM_X86_QUIRK_IGNORE_GUEST_PAT is on (the default).
+ */
 export const RAM_MEMTYPE_BITS = (MTRR_TYPE_WB << EPT_MT_SHIFT) | EPT_IPAT;
+/** The same with the quirk disabled (a TD: `tdx_vm_init`): WB, and the guest's PAT applies. */
+export const RAM_MEMTYPE_BITS_GUEST_PAT = MTRR_TYPE_WB << EPT_MT_SHIFT;
 
 /** `SHADOW_NONPRESENT_VALUE`: the empty SPTE is bit 63 (suppress #VE), not 0. */
 export const SHADOW_NONPRESENT_LO = 0;
@@ -111,13 +116,14 @@ export function makeNonleafHi(childPfn: number): number {
 
 /**
  * `make_spte` for guest RAM with A/D bits enabled and `pte_access = ACC_ALL`: MMU-present,
- * R, X, A (not on prefetch), memtype WB|IPAT, host-writable; if writable also W, MMU-writable
+ * R, X, A (not on prefetch), the memtype `memtype` (`vmx_get_mt_mask`: WB|IPAT unless the VM
+ * honours the guest's PAT), host-writable; if writable also W, MMU-writable
  * and D ("writable mappings get W, MMU-writable and D at once"); the page-size bit above 4K.
  * KVM maps a read fault writable too when the host mapping is writable (it marks the page dirty
  * in the slot's bitmap at once); only dirty logging write-protects it afterwards.
  */
-export function makeLeafLo(pfn: number, level: number, writable: boolean, prefetch: boolean): number {
-  let lo = pfnLo(pfn) | SPTE_MMU_PRESENT | EPT_R | EPT_X | RAM_MEMTYPE_BITS;
+export function makeLeafLo(pfn: number, level: number, writable: boolean, prefetch: boolean, memtype = RAM_MEMTYPE_BITS): number {
+  let lo = pfnLo(pfn) | SPTE_MMU_PRESENT | EPT_R | EPT_X | memtype;
   if (!prefetch) lo |= SPTE_ACCESSED;
   if (writable) lo |= EPT_W | SPTE_DIRTY;
   if (level > 1) lo |= PT_PAGE_SIZE_MASK;

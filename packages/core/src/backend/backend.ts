@@ -53,6 +53,11 @@ export interface Backend {
    * zero-step mitigation does not count entries that make no progress.
    */
   readonly privateEptViolation?: { asWrite: boolean; localRetry: boolean };
+  /**
+   * KVM_X86_QUIRK_IGNORE_GUEST_PAT is disabled for the VM (TDX: `tdx_vm_init`): leaf SPTEs get
+   * WB without "ignore PAT", so the guest's PAT decides the memory type.
+   */
+  readonly honorsGuestPat?: boolean;
   /** Whether a guest access at `gpa` is private: the shared bit (TDX), the C-bit (SEV). */
   classifyFault?(vm: BackendVm, gpa: number, privateAccess: boolean): boolean;
   /** Largest level a private GFN may be mapped at (`private_max_mapping_level`). */

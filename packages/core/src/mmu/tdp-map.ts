@@ -174,7 +174,7 @@ function targetLevelPrepare(mmu: TdpMmu, iter: TdpIter, fault: PageFault): numbe
   const oldLo = iter.oldLo;
   if (fault.prefetch && isShadowPresent(oldLo)) return RET_PF_SPURIOUS;
   if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
-  fault.newLo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch);
+  fault.newLo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch, mmu.memtypeBits);
   fault.newHi = makeLeafHi(fault.pfn, fault.mapWritable);
   // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
   // SPTE is even set.

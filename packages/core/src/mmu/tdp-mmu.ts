@@ -14,7 +14,7 @@
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import {
   EPT_W, FROZEN_SPTE_HI, FROZEN_SPTE_LO, HI_HOST_WRITABLE, HI_MMU_WRITABLE, isFrozen,
-  isLastSpte, isShadowPresent, makeNonleafHi, makeNonleafLo, spteToPfn,
+  isLastSpte, isShadowPresent, makeNonleafHi, makeNonleafLo, RAM_MEMTYPE_BITS, RAM_MEMTYPE_BITS_GUEST_PAT, spteToPfn,
 } from "../arch/spte.js";
 import type { Backend } from "../backend/backend.js";
 import type { BackendVm } from "../backend/backend-vm.js";
@@ -61,6 +61,8 @@ export class TdpMmu {
   readonly rootLevel: Level;
   /** `kvm->arch.gfn_direct_bits`: the shared bit as a GFN on TDX, 0 elsewhere. */
   readonly gfnDirectBits: number;
+  /** The memory-type bits of a leaf for guest RAM (`vmx_get_mt_mask`, fixed per VM). */
+  readonly memtypeBits: number;
   readonly events: EventSink;
   readonly clock: Clock;
   /** `mmu_invalidate_seq`: bumped by every invalidation, checked by faults for staleness. */
@@ -105,6 +107,7 @@ export class TdpMmu {
     this.rcu = new Rcu(vm.clock);
     this.rootLevel = rootLevel;
     this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
+    this.memtypeBits = backend.honorsGuestPat ? RAM_MEMTYPE_BITS_GUEST_PAT : RAM_MEMTYPE_BITS;
   }
 
   /** `kvm_gfn_root_bits`: the direct bits on a direct root, 0 on a mirror root. */
