@@ -39,7 +39,7 @@ describe("tdpemu in a terminal", () => {
     expect(screen()).toMatch(/step 0 \(clock 0\)/);
 
     tmux("send-keys", "-t", SESSION, "n");
-    const afterFault = await waitFor((s) => /L1 \[\s*0\] 0x86000000[0-9a-f]{5}b77/.test(s), "the leaf after a fault");
+    const afterFault = await waitFor((s) => /L1 \[\s*0\] 0x86000000[0-9a-f]{5}b37/.test(s), "the leaf after a fault"); // a TD leaf: WB without IPAT
     expect(afterFault).toContain("PENDING");
     tmux("send-keys", "-t", SESSION, "]");
     await waitFor((s) => s.includes("walk of GPA 0x1000"), "the walk of the next page");
