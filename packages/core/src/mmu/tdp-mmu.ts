@@ -469,8 +469,10 @@ export class TdpMmu {
     }
     const slot = this.pool.alloc(this.vm.id, this.rootLevel, 0, ROLE_ROOT | (mirror ? ROLE_MIRROR : 0));
     const root = new Root(slot, this.rootLevel, mirror);
-    // Mirror roots are allocated first in the kernel; order in the list does not matter here.
-    this.roots.push(root);
+    // list_add_rcu: a new root goes to the head of tdp_mmu_roots, so walks over the roots (zap,
+    // unmap, invalidation) meet the newest first; on a TD, the direct root before the mirror,
+    // which KVM allocates first.
+    this.roots.unshift(root);
     if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "alloc", root: slot, level: root.level, mirror });
     return root;
   }
