@@ -293,3 +293,12 @@ describe("TDX: memory type of a TD's leaves", () => {
     for (const x of sptes) expect(x.newLo & 0x78).toBe(0x30); // memtype WB (6 << 3), bit 6 (IPAT) clear
   });
 });
+
+describe("TDX: the root list (kvm_tdp_mmu_alloc_root)", () => {
+  it("KVM allocates the mirror root first and adds each new root at the head: the direct root comes first", () => {
+    const { vm } = tdVm();
+    vm.loadRoots(vm.vcpus[0]!);
+    expect(vm.mmu.roots.map((r) => r.mirror)).toEqual([false, true]);
+    expect(vm.mmu.roots[1]).toBe(vm.vcpus[0]!.mirrorRoot);
+  });
+});
