@@ -10,13 +10,19 @@ import {
 } from "../src/index.js";
 import { RACE, bareBackend, makeVm, run } from "./helpers.js";
 
+/** An interleaving VM with GFN 0 mapped and a zap of GFNs [0, 16) stopped while it holds mmu_lock for write. */
+function zapHoldingWriteLock() {
+  const vm = makeVm({ vcpus: 1 });
+  vm.setInterleave(true);
+  run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
+  const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
+  while (vm.mmu.lock.writer === null) zap.next();
+  return { vm, zap };
+}
+
 describe("the mmu_lock rwlock", () => {
   it("faults wait for a zap that holds the write lock, then map", () => {
-    const vm = makeVm({ vcpus: 1 });
-    vm.setInterleave(true);
-    run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
-    const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
-    while (vm.mmu.lock.writer === null) zap.next();
+    const { vm, zap } = zapHoldingWriteLock();
     // A GFN outside the range being zapped: nothing tells the fault to retry early.
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x20000, true, false);
     const tasks: Task[] = [{ name: "fault", op: fault, done: false }, { name: "zap", op: zap, done: false }];
@@ -33,11 +39,7 @@ describe("the mmu_lock rwlock", () => {
   });
 
   it("a fault on a GFN being invalidated retries before faulting the PFN in (mmu_invalidate_retry_gfn_unsafe), without waiting for the lock", () => {
-    const vm = makeVm({ vcpus: 1 });
-    vm.setInterleave(true);
-    run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
-    const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
-    while (vm.mmu.lock.writer === null) zap.next();
+    const { vm, zap } = zapHoldingWriteLock();
     const retries = vm.mmu.stats.faultRetries;
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false);
     for (let i = 0; i < 20 && vm.mmu.stats.faultRetries === retries; i++) fault.next();
