@@ -302,3 +302,20 @@ describe("TDX: the root list (kvm_tdp_mmu_alloc_root)", () => {
     expect(vm.mmu.roots[1]).toBe(vm.vcpus[0]!.mirrorRoot);
   });
 });
+
+describe("TDX: flush ranges", () => {
+  it("a conversion flushes the whole VM (kvm_handle_gfn_range), a zap only its range (kvm_zap_gfn_range)", () => {
+    const { vm } = tdVm();
+    for (const gpa of [0x1000, 0x2000]) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
+    const flushes: { reason: string; gfn: number; level: number }[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "flush") flushes.push({ reason: e.reason, gfn: e.gfn, level: e.level });
+    });
+    runToEnd(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false));
+    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 2, 3));
+    expect(flushes).toEqual([
+      { reason: "convert", gfn: 0, level: 0 },
+      { reason: "zap", gfn: 2, level: 1 },
+    ]);
+  });
+});

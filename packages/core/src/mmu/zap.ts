@@ -51,15 +51,20 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
 
 /**
  * `kvm_tdp_mmu_unmap_gfn_range` + flush (write lock held by the caller): zap the leaves of
- * [start, end) in every root the filter selects, and in invalid roots.
+ * [start, end) in every root the filter selects, and in invalid roots. The flush is of the range
+ * (`kvm_zap_gfn_range`: `kvm_flush_remote_tlbs_range`), or of the whole VM where the kernel's
+ * caller flushes that way (`kvm_handle_gfn_range` for attribute changes, `kvm_mmu_zap_memslot`).
  */
-export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, filter: number, reason: string): Op<boolean> {
+export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, filter: number, reason: string, wholeVmFlush = false): Op<boolean> {
   const types = filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS;
   let flush = false;
   yield* mmu.forEachRoot(types, function* (root) {
     flush = yield* zapLeafs(mmu, ctx, root, start, end, true, flush);
   });
-  if (flush) mmu.flushRemoteTlbs(start, end - start, reason);
+  if (flush) {
+    if (wholeVmFlush) mmu.flushRemoteTlbs(0, Infinity, reason);
+    else mmu.flushRemoteTlbs(start, end - start, reason);
+  }
   return flush;
 }
 

@@ -76,7 +76,7 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
   const mmu = vm.mmu;
   return yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
-    yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert");
+    yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert", true);
     vm.clock.touch(R_ATTR);
     const changed = vm.attributes.set(start, end, toPrivate);
     if (!toPrivate) punchPrivateHoles(vm, start, end);
@@ -308,7 +308,7 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
     yield* withReadLock(mmu, ctx, () => zapInvalidatedRoots(mmu, ctx, true));
   } else {
     yield* withWriteLock(mmu, ctx, () => invalidating(mmu, slot.baseGfn, slot.endGfn, () =>
-      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot")));
+      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot", true)));
   }
   mmu.invalidateSeq++;
   vm.clock.touch(R_INVALIDATE);
