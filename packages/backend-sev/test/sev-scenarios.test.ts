@@ -7,7 +7,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { checkInvariants, exploreScenario, guestAcceptPage, parseScenarioText, runScenario, runToEnd, type RunResult } from "@tdpemu/core";
+import {
+  R_BACKEND, R_BACKING, checkInvariants, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  type FootprintRecorder, type RunResult,
+} from "@tdpemu/core";
 import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
 import { access, makeSevVm, nptLeaf } from "./sev-helpers.js";
 
@@ -231,5 +234,32 @@ describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
     const { r } = runHugepages(["{ call: RMPUPDATE, nth: 1, status: FAIL_OVERLAP, times: 100000 }"]);
     expect(r.report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
     expect(r.report.invariants.violations[0]!.message).toMatch(/RMPUPDATE of frame 0x[0-9a-f]+ returned FAIL_OVERLAP 1000 times in a row: Linux's rmpupdate\(\) would spin here forever/);
+  });
+});
+
+describe("what the explorer sees a SEV fault read", () => {
+  it("the step that picks the level reads the backend (the RMP entry's size), so a PSMASH elsewhere is not taken as independent", () => {
+    const { vm } = makeSevVm({ hostPageLevel: 2 });
+    expect(access(vm, 0x200000, true)).toBe("exception"); // prepared: a 2M RMP entry, a 2M leaf
+    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
+    vm.setInterleave(true);
+    vm.loadRoots(vm.vcpus[0]!);
+    // A recorder standing in for the explorer's: the accesses of each step, by kind.
+    const steps: { read: Set<number>; written: Set<number> }[] = [];
+    let cur = { read: new Set<number>(), written: new Set<number>() };
+    const rec = { read: (id: number) => cur.read.add(id), write: (id: number) => cur.written.add(id), add: (id: number) => cur.written.add(id) };
+    vm.clock.fp = rec as unknown as FootprintRecorder;
+    const pf = vm.vcpus[0]!.pf.begin(0x200000, true, true, false, false);
+    for (let r = pf.step(); ; r = pf.step()) {
+      steps.push(cur);
+      cur = { read: new Set<number>(), written: new Set<number>() };
+      if (r >= 0) break;
+    }
+    vm.clock.fp = null;
+    // The faultin step (the page is prepared already, so no backend call writes there) reads it.
+    const faultin = steps.find((s) => s.written.has(R_BACKING))!;
+    expect(faultin).toBeDefined();
+    expect(faultin.written.has(R_BACKEND)).toBe(false);
+    expect(faultin.read.has(R_BACKEND)).toBe(true);
   });
 });
