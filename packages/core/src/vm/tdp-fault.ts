@@ -262,6 +262,11 @@ export class TdpFault implements StepMachine {
   private adjust(): void {
     const vm = this.vm;
     const fault = this.vcpu.fault;
+    // The level depends on the memslot's flags and the attributes around the GFN; after a gmem
+    // prepare this is a step of its own, so the explorer must see it read them again.
+    const fp = vm.clock.fp;
+    fp?.read(R_SLOTS);
+    fp?.read(R_ATTR);
     const level = hugepageAdjust(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
     fault.goalLevel = level;
     fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
