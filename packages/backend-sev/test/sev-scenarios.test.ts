@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  R_BACKEND, R_BACKING, checkInvariants, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  R_ATTR, R_BACKEND, R_BACKING, R_SLOTS, Vm, checkInvariants, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
   type FootprintRecorder, type RunResult,
 } from "@tdpemu/core";
 import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
@@ -238,28 +238,42 @@ describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
 });
 
 describe("what the explorer sees a SEV fault read", () => {
-  it("the step that picks the level reads the backend (the RMP entry's size), so a PSMASH elsewhere is not taken as independent", () => {
-    const { vm } = makeSevVm({ hostPageLevel: 2 });
-    expect(access(vm, 0x200000, true)).toBe("exception"); // prepared: a 2M RMP entry, a 2M leaf
-    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
+  /** Runs a fault machine step by step under a recorder standing in for the explorer's: each step's reads and writes. */
+  function stepFootprints(vm: Vm, gpa: number): { read: Set<number>; written: Set<number> }[] {
     vm.setInterleave(true);
     vm.loadRoots(vm.vcpus[0]!);
-    // A recorder standing in for the explorer's: the accesses of each step, by kind.
     const steps: { read: Set<number>; written: Set<number> }[] = [];
     let cur = { read: new Set<number>(), written: new Set<number>() };
     const rec = { read: (id: number) => cur.read.add(id), write: (id: number) => cur.written.add(id), add: (id: number) => cur.written.add(id) };
     vm.clock.fp = rec as unknown as FootprintRecorder;
-    const pf = vm.vcpus[0]!.pf.begin(0x200000, true, true, false, false);
+    const pf = vm.vcpus[0]!.pf.begin(gpa, true, true, false, false);
     for (let r = pf.step(); ; r = pf.step()) {
       steps.push(cur);
       cur = { read: new Set<number>(), written: new Set<number>() };
       if (r >= 0) break;
     }
     vm.clock.fp = null;
+    return steps;
+  }
+
+  it("the step that picks the level reads the backend (the RMP entry's size), so a PSMASH elsewhere is not taken as independent", () => {
+    const { vm } = makeSevVm({ hostPageLevel: 2 });
+    expect(access(vm, 0x200000, true)).toBe("exception"); // prepared: a 2M RMP entry, a 2M leaf
+    runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
     // The faultin step (the page is prepared already, so no backend call writes there) reads it.
-    const faultin = steps.find((s) => s.written.has(R_BACKING))!;
+    const faultin = stepFootprints(vm, 0x200000).find((s) => s.written.has(R_BACKING))!;
     expect(faultin).toBeDefined();
     expect(faultin.written.has(R_BACKEND)).toBe(false);
     expect(faultin.read.has(R_BACKEND)).toBe(true);
+  });
+
+  it("the gmem prepare step, which also picks the level, reads the memslot flags and the attributes", () => {
+    const { vm } = makeSevVm({ hostPageLevel: 2 });
+    const steps = stepFootprints(vm, 0x200000);
+    const faultin = steps.findIndex((s) => s.written.has(R_BACKING));
+    const prepare = steps[faultin + 1]!;
+    expect(prepare.written.has(R_BACKEND)).toBe(true); // RMPUPDATE
+    expect(prepare.read.has(R_SLOTS)).toBe(true);
+    expect(prepare.read.has(R_ATTR)).toBe(true);
   });
 });
