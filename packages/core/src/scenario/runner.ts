@@ -12,7 +12,7 @@ import { checkInvariants, type CheckResult, type Violation } from "../check/inva
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
 import { DeadlockError } from "../exec/rwlock.js";
-import { R_BACKEND, R_TASKS } from "../exec/footprint.js";
+import { R_BACKEND, R_BACKING, R_SLOTS, R_TASKS } from "../exec/footprint.js";
 import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
 import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
@@ -269,6 +269,10 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         if (!vm.backend.rawCall) throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
         vm.clock.step++;
         vm.clock.touch(R_BACKEND);
+        // A raw call may name the page the guest has at a GPA ("mapped"): the memslot and the
+        // backing it reads are the ones a fault fills.
+        vm.clock.fp?.read(R_SLOTS);
+        vm.clock.fp?.read(R_BACKING);
         let r: { status: string; detail: string };
         try {
           r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });

@@ -12,7 +12,7 @@ import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
-import { R_BACKEND } from "../exec/footprint.js";
+import { R_BACKEND, R_ROOTS } from "../exec/footprint.js";
 import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 
@@ -116,6 +116,8 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
     // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
     if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
     for (let tries = 0; tries < MAX_TRIES; tries++) {
+      // kvm_mmu_reload reads the roots' validity, which a host's invalidation writes.
+      vm.clock.fp?.read(R_ROOTS);
       if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
         vm.loadRoots(vcpu);
       }

@@ -137,7 +137,11 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     const priv = vm.attributes.isPrivate(gfn);
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
       // kvm_gmem_populate: the page goes into guest_memfd (prepared, so no gmemPrepare later)
-      // and the backend measures it; the NPT is left alone.
+      // and the backend measures it; the NPT is left alone. The explorer must see this step
+      // read the attributes and the memslot and fill the backing, as a fault's faultin does.
+      vm.clock.fp?.read(R_ATTR);
+      vm.clock.fp?.read(R_SLOTS);
+      vm.clock.touch(R_BACKING);
       const slot = vm.memslots.find(gfn)!;
       const pgoff = gfn - slot.baseGfn;
       const pfn = slot.gmem!.getPfn(pgoff);

@@ -129,6 +129,7 @@ export class TdpFault implements StepMachine {
           if (ret !== 0) {
             // kvm_gmem_prepare_folio marks the folio up to date only on success: the retried
             // fault prepares again.
+            mmu.clock.touch(R_BACKING);
             fault.slot!.gmem!.discard(fault.gfn - fault.slot!.baseGfn);
             return this.end(RET_PF_RETRY);
           }
