@@ -262,3 +262,23 @@ host:
     expect(raced).toBeGreaterThan(0);
   });
 });
+
+describe("memslot deletion against a racing fault (KVM_MEMSLOT_INVALID, kvm->srcu)", () => {
+  it("no interleaving leaves a mapping to the memory the deletion gave back", () => {
+    const scn = parseScenarioText(`
+name: delete-race
+vm: { memory: 4MiB, gpaw: 48, vcpus: 1, hugepages: false }
+backend: plain
+schedule: { mode: round-robin, interleave: true }
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+    - { op: access, gpa: 0x0, write: true }
+host:
+  - { op: delete-memslot, slot: 0 }
+`, "delete-race.yaml");
+    const r = exploreScenario(scn, { backend: bareBackend });
+    expect(r.violation?.violations ?? []).toEqual([]);
+    expect(r.exhausted).toBe(true);
+    expect(r.schedules).toBeGreaterThan(20);
+  });
+});

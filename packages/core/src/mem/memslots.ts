@@ -14,6 +14,8 @@ export interface MemslotFlags {
 
 export class Memslot {
   dirtyBitmap: Uint32Array | null = null;
+  /** `KVM_MEMSLOT_INVALID`: the slot is being deleted; faults that hit it retry. */
+  invalid = false;
 
   constructor(
     readonly id: number,

@@ -305,6 +305,12 @@ export function* age(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<numbe
 export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   const mmu = vm.mmu;
+  // kvm_invalidate_memslot: publish the slot as KVM_MEMSLOT_INVALID and wait for the faults that
+  // may still use it (synchronize_srcu); from here a fault that hits it retries, so none maps
+  // it again between the zap below and its removal.
+  vm.clock.touch(R_SLOTS);
+  slot.invalid = true;
+  yield* synchronizeSrcu(vm, ctx);
   if (!vm.backend.hasPrivateMemory) {
     yield* withWriteLock(mmu, ctx, function* () {
       mmu.invalidateRoots(KVM_DIRECT_ROOTS);

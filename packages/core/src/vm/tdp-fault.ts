@@ -14,6 +14,7 @@ import { hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
 import { FastPageFault } from "../mmu/fast-page-fault.js";
 import { MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
+import { OpError } from "./op-error.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 /** Not a kernel RET_PF_*: the fault exits to userspace with `KVM_EXIT_MEMORY_FAULT`. */
@@ -231,6 +232,12 @@ export class TdpFault implements StepMachine {
     const fault = this.vcpu.fault;
     const slot = fault.slot!;
     const pgoff = fault.gfn - slot.baseGfn;
+    // A memslot being deleted: retry (its SPTEs are zapped before it goes), or, for a pre-fault,
+    // fail (-EAGAIN: prefaulting promises no forward progress).
+    if (slot.invalid) {
+      if (fault.prefetch) throw new OpError(`pre-fault of GFN 0x${fault.gfn.toString(16)}: its memslot is being deleted (-EAGAIN)`);
+      return RET_PF_RETRY;
+    }
     this.mmuSeq = mmu.invalidateSeq;
     // The kernel checks once more after faulting the PFN in; with no prepare step between, that
     // check sees the same state as this one.
