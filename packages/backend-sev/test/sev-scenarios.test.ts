@@ -323,3 +323,28 @@ host:
     expect([...reduced].some((t) => !t.includes("gmemPrepare"))).toBe(true);
   });
 });
+
+describe("two faults on one gmem page (the folio lock of kvm_gmem_get_pfn)", () => {
+  const text = (inject: string) => `
+name: prepare-race
+vm: { memory: 4MiB, gpaw: 48, vcpus: 2, hugepages: false }
+backend: sev
+schedule: { mode: round-robin, interleave: true }
+${inject}vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+  - - { op: access, gpa: 0x0, write: true }
+`;
+
+  it("the second waits while the first prepares: no interleaving maps the page before its RMPUPDATE", () => {
+    const r = exploreScenario(parseScenarioText(text(""), "prepare-race.yaml"), { backend: () => new SevBackend() });
+    expect(r.violation?.violations ?? []).toEqual([]);
+    expect(r.exhausted).toBe(true);
+  });
+
+  it("when the first prepare fails, the waiting fault prepares the page itself", () => {
+    const inject = "inject:\n  - { call: RMPUPDATE, nth: 1, status: FAIL_INPUT, times: 1 }\n";
+    const r = exploreScenario(parseScenarioText(text(inject), "prepare-fail-race.yaml"), { backend: () => new SevBackend() });
+    expect(r.violation?.violations ?? []).toEqual([]);
+    expect(r.exhausted).toBe(true);
+  });
+});

@@ -54,6 +54,28 @@ export class GuestBacking {
     return base < 0 ? -1 : base + (pgoff % this.chunkPages);
   }
 
+  /**
+   * Pages whose folio a fault holds locked while the backend prepares them
+   * (`kvm_gmem_get_pfn` → `kvm_gmem_prepare_folio` under the folio lock): another fault of the
+   * same page waits until the prepare is done. A handful at a time, one per fault in flight.
+   */
+  private readonly preparing: number[] = [];
+
+  /** Another fault is preparing `pgoff`: a fault on it waits for the folio lock. */
+  isPreparing(pgoff: number): boolean {
+    return this.preparing.length > 0 && this.preparing.includes(pgoff);
+  }
+
+  /** The folio of `pgoff` is locked for its prepare (`beginPrepare`), then unlocked (`endPrepare`). */
+  beginPrepare(pgoff: number): void {
+    this.preparing.push(pgoff);
+  }
+
+  endPrepare(pgoff: number): void {
+    const i = this.preparing.indexOf(pgoff);
+    if (i >= 0) this.preparing.splice(i, 1);
+  }
+
   /** Marks `pgoff` prepared; true if it was not before (the first use, which calls `gmemPrepare`). */
   testAndSetPrepared(pgoff: number): boolean {
     const p = this.prepared;

@@ -33,9 +33,13 @@ const P_LOCK_WAIT = 5;
 /** `kvm_tdp_mmu_map` under the read lock and RCU. */
 const P_MAP = 6;
 
-/** What `faultin` found besides RET_PF_RETRY: go on to the lock, or prepare the gmem page first. */
+/**
+ * What `faultin` found besides RET_PF_RETRY: go on to the lock, prepare the gmem page first, or
+ * wait for another fault's prepare of the page (its folio lock).
+ */
 const FAULTIN_DONE = -1;
 const FAULTIN_PREPARE = -2;
+const FAULTIN_WAIT = -3;
 
 function faultResult(r: number): FaultResult {
   switch (r) {
@@ -61,6 +65,8 @@ export class TdpFault implements StepMachine {
   /** What this fault holds, for `abort`. */
   private holdsRcu = false;
   private holdsLock = false;
+  /** The gmem page whose folio this fault holds locked for its prepare, or -1. */
+  private preparing = -1;
 
   constructor(
     private readonly vm: Vm,
@@ -118,6 +124,12 @@ export class TdpFault implements StepMachine {
         case P_FAULTIN: {
           const r = this.faultin();
           if (r === RET_PF_RETRY) return this.end(r);
+          // Blocked on the folio lock: faultin runs again once something has changed. Alone,
+          // no other fault can hold it.
+          if (r === FAULTIN_WAIT) {
+            if (!ctx.interleave) throw new Error(`TdpFault: gfn 0x${fault.gfn.toString(16)} is being prepared, but nothing else runs`);
+            return STEP_BLOCKED;
+          }
           // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
           this.state = r === FAULTIN_PREPARE ? P_PREPARE : P_LOCK;
           if (ctx.interleave) return STEP_YIELD;
@@ -127,10 +139,12 @@ export class TdpFault implements StepMachine {
           mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
           mmu.hookEvent("gmemPrepare", fault.gfn, 1, ret);
+          // The folio is unlocked: a fault waiting for it goes on.
+          mmu.clock.touch(R_BACKING);
+          this.endPrepare();
           if (ret !== 0) {
             // kvm_gmem_prepare_folio marks the folio up to date only on success: the retried
             // fault prepares again.
-            mmu.clock.touch(R_BACKING);
             fault.slot!.gmem!.discard(fault.gfn - fault.slot!.baseGfn);
             return this.end(RET_PF_RETRY);
           }
@@ -175,6 +189,14 @@ export class TdpFault implements StepMachine {
     this.holdsRcu = false;
     this.holdsLock = false;
     this.vcpu.srcuGen = -1;
+    this.endPrepare();
+  }
+
+  /** Unlocks the folio this fault locked for its prepare, if any. */
+  private endPrepare(): void {
+    if (this.preparing < 0) return;
+    this.vcpu.fault.slot!.gmem!.endPrepare(this.preparing);
+    this.preparing = -1;
   }
 
   /**
@@ -248,10 +270,13 @@ export class TdpFault implements StepMachine {
       const gmem = slot.gmem!;
       this.pfn = gmem.getPfn(pgoff);
       fault.mapWritable = true;
-      // The page counts as prepared from here. In the kernel the folio lock holds a second
-      // fault on the same page until prepare is done; the model has no folio lock, so a fault
-      // interleaved between this step and the prepare step would map the page unprepared.
+      // The folio lock: while another fault prepares this page, wait for it (then the page is
+      // prepared, or its prepare failed and this fault prepares it).
+      if (gmem.isPreparing(pgoff)) return FAULTIN_WAIT;
+      // The page counts as prepared from here; its folio stays locked until the prepare step.
       if (gmem.testAndSetPrepared(pgoff) && vm.backend.gmemPrepare) {
+        gmem.beginPrepare(pgoff);
+        this.preparing = pgoff;
         mmu.clock.step++;
         return FAULTIN_PREPARE;
       }
