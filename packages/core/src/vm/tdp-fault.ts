@@ -32,6 +32,8 @@ const P_LOCK = 4;
 const P_LOCK_WAIT = 5;
 /** `kvm_tdp_mmu_map` under the read lock and RCU. */
 const P_MAP = 6;
+/** Waiting for the folio lock another fault holds while it prepares the page. */
+const P_FAULTIN_WAIT = 7;
 
 /**
  * What `faultin` found besides RET_PF_RETRY: go on to the lock, prepare the gmem page first, or
@@ -128,6 +130,7 @@ export class TdpFault implements StepMachine {
           // no other fault can hold it.
           if (r === FAULTIN_WAIT) {
             if (!ctx.interleave) throw new Error(`TdpFault: gfn 0x${fault.gfn.toString(16)} is being prepared, but nothing else runs`);
+            this.state = P_FAULTIN_WAIT;
             return STEP_BLOCKED;
           }
           // Either way an atomic point follows: the gmem prepare, or the step of read_lock.
@@ -135,6 +138,11 @@ export class TdpFault implements StepMachine {
           if (ctx.interleave) return STEP_YIELD;
           continue;
         }
+        case P_FAULTIN_WAIT:
+          // Another try for the folio lock is an atomic point of its own, as a retried read_lock.
+          mmu.clock.step++;
+          this.state = P_FAULTIN;
+          continue;
         case P_PREPARE: {
           mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
