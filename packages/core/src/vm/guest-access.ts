@@ -13,7 +13,7 @@ import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js"
 import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
 import { R_BACKEND, R_ROOTS } from "../exec/footprint.js";
-import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
+import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 
@@ -141,10 +141,9 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       const rmpFault = hw === HW_RMP_FAULT;
       backend.vcpuExit?.(vm, vcpu.id);
       // kvm_tdp_page_fault: the vCPU's fault machine, stepped only when interleaving.
-      const ev = privateAccess ? backend.privateEptViolation : undefined;
-      const pf = ev?.asWrite ? vcpu.pf.begin(gpa, true, true, false, false) : vcpu.pf.begin(gpa, write, privateAccess, false, present);
+      const pf = beginEptViolation(vm, vcpu, gpa, write, privateAccess, present);
       let r = vcpu.ctx.interleave ? yield* runSteps(pf, vcpu.ctx) : runNow(pf);
-      if (r === RET_PF_RETRY && ev?.localRetry) r = yield* retryPrivateFaultLocally(vm, vcpu, gpa, ev.asWrite || write);
+      if (r === RET_PF_RETRY && privateAccess && backend.privateEptViolation?.localRetry) r = yield* retryPrivateFaultLocally(vm, vcpu, gpa, write);
       if (r === RET_PF_EMULATE) {
         tally.mmio++;
         tally.last = "mmio";
@@ -160,6 +159,16 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
     }
     throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
   }
+}
+
+/**
+ * The exit handler's `kvm_tdp_page_fault` for an EPT violation: the vCPU's fault machine, begun
+ * with what the exit qualification says, unless the backend ignores it for private GPAs
+ * (`tdx_handle_ept_violation`: a write, and not known to be present).
+ */
+function beginEptViolation(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, present: boolean): TdpFault {
+  if (privateAccess && vm.backend.privateEptViolation?.asWrite) return vcpu.pf.begin(gpa, true, true, false, false);
+  return vcpu.pf.begin(gpa, write, privateAccess, false, present);
 }
 
 /**
@@ -186,7 +195,7 @@ function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boole
   for (let tries = 0; tries < MAX_TRIES; tries++) {
     if (vm.dead) return RET_PF_RETRY;
     if (vcpu.ctx.interleave) yield RETRY_WAIT;
-    const m = vcpu.pf.begin(gpa, write, true, false, false);
+    const m = beginEptViolation(vm, vcpu, gpa, write, true, false);
     const r = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
     if (r !== RET_PF_RETRY) return r;
   }
@@ -240,10 +249,9 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     }
     backend.vcpuExit?.(vm, vcpu.id);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
-    const ev = backend.privateEptViolation;
-    const m = vcpu.pf.begin(gpa, true, true, false, ev?.asWrite ? false : r === ACCESS_FAULT_PRESENT);
+    const m = beginEptViolation(vm, vcpu, gpa, true, true, r === ACCESS_FAULT_PRESENT);
     let pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
-    if (pf === RET_PF_RETRY && ev?.localRetry) pf = yield* retryPrivateFaultLocally(vm, vcpu, gpa, true);
+    if (pf === RET_PF_RETRY && backend.privateEptViolation?.localRetry) pf = yield* retryPrivateFaultLocally(vm, vcpu, gpa, true);
     if (pf === RET_PF_EMULATE) return "mmio";
     if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
