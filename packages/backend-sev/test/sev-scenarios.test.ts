@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  R_ATTR, R_BACKEND, R_BACKING, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  R_ATTR, R_BACKEND, R_INVALIDATE, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
   type FootprintRecorder, type RunResult,
 } from "@tdpemu/core";
 import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
@@ -261,7 +261,8 @@ describe("what the explorer sees a SEV fault read", () => {
     expect(access(vm, 0x200000, true)).toBe("exception"); // prepared: a 2M RMP entry, a 2M leaf
     runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
     // The faultin step (the page is prepared already, so no backend call writes there) reads it.
-    const faultin = stepFootprints(vm, 0x200000).find((s) => s.written.has(R_BACKING))!;
+    // The first step that reads the invalidation sequence is faultin's.
+    const faultin = stepFootprints(vm, 0x200000).find((s) => s.read.has(R_INVALIDATE))!;
     expect(faultin).toBeDefined();
     expect(faultin.written.has(R_BACKEND)).toBe(false);
     expect(faultin.read.has(R_BACKEND)).toBe(true);
@@ -270,7 +271,7 @@ describe("what the explorer sees a SEV fault read", () => {
   it("the gmem prepare step, which also picks the level, reads the memslot flags and the attributes", () => {
     const { vm } = makeSevVm({ hostPageLevel: 2 });
     const steps = stepFootprints(vm, 0x200000);
-    const faultin = steps.findIndex((s) => s.written.has(R_BACKING));
+    const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
     const prepare = steps[faultin + 1]!;
     expect(prepare.written.has(R_BACKEND)).toBe(true); // RMPUPDATE
     expect(prepare.read.has(R_SLOTS)).toBe(true);

@@ -41,7 +41,9 @@ export { ExecCtx, runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./ex
 export * from "./exec/footprint.js";
 export { RwLock, DeadlockError } from "./exec/rwlock.js";
 export { Rcu } from "./exec/rcu.js";
-export { Scheduler, ReplayDivergence, enabledTasks, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
+export { Scheduler, ReplayDivergence, TaskStepper, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
+export { WaitTracker } from "./exec/wait-tracker.js";
+export { traceKey } from "./exec/trace-key.js";
 export { Prng } from "./exec/prng.js";
 // vm
 export { Vm, Vcpu, type VmOptions } from "./vm/vm.js";

@@ -6,8 +6,8 @@
  * guest memory: the GPA map samples one GFN a cell, the walk is one GPA, the event list a ring.
  */
 import {
-  BLOCKED, RETRY_WAIT, Scheduler, buildRun, decodeSpte, enabledTasks, formatSpte, isLastSpte,
-  isShadowPresent, runScenario, sptIndex, stepTask, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
+  BLOCKED, RETRY_WAIT, Scheduler, TaskStepper, buildRun, decodeSpte, formatSpte, isLastSpte,
+  isShadowPresent, runScenario, sptIndex, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
   type TdpEvent, type Root,
 } from "@tdpemu/core";
 import { SEPT_STATE_NAMES, TdxBackend } from "@tdpemu/backend-tdx";
@@ -78,6 +78,7 @@ interface Tracker {
 export class Session {
   run!: BuiltRun;
   private sched!: Scheduler;
+  private stepper!: TaskStepper;
   private readonly enabled: number[] = [];
   private ring: EventRow[] = [];
   private trackers: Tracker[] = [];
@@ -110,6 +111,7 @@ export class Session {
     });
     const mode = this.scenario.schedule.mode === "replay" ? "round-robin" : this.scenario.schedule.mode;
     this.sched = new Scheduler(mode, this.scenario.schedule.seed);
+    this.stepper = new TaskStepper(this.run.tasks, this.run.clock);
     this.ring = [];
     this.trackers = this.run.tasks.map(() => ({ op: "", gpa: -1, steps: 0, retries: 0 }));
     this.violations = [];
@@ -130,18 +132,18 @@ export class Session {
   /** One atomic point of whichever task the scheduler picks. False when nothing is left. */
   step(): boolean {
     if (this.finished) return false;
-    const { tasks, clock } = this.run;
-    enabledTasks(tasks, clock, this.enabled);
+    const { tasks } = this.run;
+    this.stepper.enabled(this.enabled);
     if (this.enabled.length === 0) {
       this.finished = true;
-      if (!tasks.every((t) => t.done)) this.violations.push("deadlock: every unfinished task waits");
+      if (!tasks.every((t) => t.done)) this.violations.push(this.stepper.stuck().message);
       else this.violations.push(...this.run.check(true).violations.map((v) => `[${v.check}] ${v.message}`));
       return false;
     }
     const i = this.sched.pick(this.enabled);
     this.trackers[i]!.steps++;
     try {
-      stepTask(tasks[i]!, clock);
+      this.stepper.step(i);
     } catch (e) {
       this.finished = true;
       this.violations.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
@@ -267,8 +269,9 @@ export class Session {
   private taskState(i: number): string {
     const t = this.run.tasks[i]!;
     if (t.done) return "done";
-    if (t.blockedAt !== undefined && t.blockedAt >= 0 && t.blockedAt === this.run.clock.version) {
-      return t.blockKind === BLOCKED ? "blocked" : t.blockKind === RETRY_WAIT ? "retrying" : "waiting";
+    if (this.stepper.tracker.waiting(i)) {
+      const kind = this.stepper.tracker.waitKind[i];
+      return kind === BLOCKED ? "blocked" : kind === RETRY_WAIT ? "retrying" : "waiting";
     }
     const vcpu = this.run.vm.vcpus[i];
     if (!vcpu) return "running";

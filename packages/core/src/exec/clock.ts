@@ -13,17 +13,23 @@ export interface SpteWriteLog {
   noteSpteWrite(id: number): void;
 }
 
+/** Something that records into the clock's recorder by a field of its own (the page-table pool). */
+export interface RecorderSink {
+  fp: FootprintRecorder | null;
+}
+
 export class Clock {
   step = 0;
-  /**
-   * Bumped by every change of shared state a waiting coroutine may be waiting for (an SPTE, a
-   * lock, an invalidation, a root, the backend, a task finishing). A coroutine that blocked at
-   * version v can make progress only once the version has moved on.
-   */
-  version = 0;
   /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
   stateVersion = 0;
   fp: FootprintRecorder | null = null;
+  /**
+   * The run's tasks yield at every atomic point (`Vm.setInterleave`): their steps are small, and
+   * the scheduler records their footprints to decide who is enabled (`TaskStepper`).
+   */
+  interleaved = false;
+  private readonly sinks: RecorderSink[] = [];
+  private spaces = 0;
   /**
    * Told of every SPTE store (`touch` of an id >= 0: every store goes through `TdpMmu.writeSpte`)
    * while the explorer runs: the page-table pool, which stamps the table written so that the
@@ -31,9 +37,28 @@ export class Clock {
    */
   tables: SpteWriteLog | null = null;
 
+  /**
+   * A new space of per-object resource ids (`resourceId(space, i)`): one per guest backing, per
+   * RMP, per S-EPT... Numbered in the order objects are made, so the same run numbers them alike.
+   */
+  newResourceSpace(): number {
+    return this.spaces++;
+  }
+
+  /** `sink` gets every recorder this clock gets (`setRecorder`), from now on. */
+  shareRecorder(sink: RecorderSink): void {
+    if (!this.sinks.includes(sink)) this.sinks.push(sink);
+    sink.fp = this.fp;
+  }
+
+  /** Records what each step touches into `fp` (null: nothing is recorded). */
+  setRecorder(fp: FootprintRecorder | null): void {
+    this.fp = fp;
+    for (const s of this.sinks) s.fp = fp;
+  }
+
   /** A step changes shared resource `id`. */
   touch(id: number): void {
-    this.version++;
     this.stateVersion++;
     this.fp?.write(id);
     if (id >= 0 && this.tables !== null) this.tables.noteSpteWrite(id);

@@ -19,7 +19,9 @@
 import type { Clock } from "./clock.js";
 import { grown } from "../mem/typed-arrays.js";
 import { FootprintRecorder, FootprintStore } from "./footprint.js";
-import { enabledTasks, stepTask, type Task } from "./scheduler.js";
+import { deadlock, stepTask, type Task } from "./scheduler.js";
+import { traceKey } from "./trace-key.js";
+import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
 
 export interface ExploreViolation {
   check: string;
@@ -62,6 +64,10 @@ export interface ExploreOptions {
   checkEveryStep?: boolean;
   /** Sleep-set reduction (default on); off explores every interleaving within the bound. */
   reduction?: boolean;
+  /** Count the distinct Mazurkiewicz traces of the complete schedules (`traces`). */
+  countTraces?: boolean;
+  /** Called with the trace key and the choices of every complete schedule (with `countTraces`). */
+  onTrace?: (key: string, choices: Int32Array) => void;
 }
 
 export interface ExploreProgress {
@@ -69,11 +75,22 @@ export interface ExploreProgress {
   steps: number;
   skippedByReduction: number;
   prunedByBound: number;
+  /** Schedules that ran every task to its end. */
+  complete: number;
+  /** Schedules cut short because every way on was asleep (sleep-set blocked) or over the bound. */
+  cut: number;
+  /**
+   * Schedules dropped because they starved a task: a livelock found while another task stayed
+   * enabled and never ran (see `FAIRNESS_WINDOW`).
+   */
+  unfair: number;
   seconds: number;
 }
 
 export interface ExploreResult extends ExploreProgress {
   exhausted: boolean;
+  /** Distinct Mazurkiewicz traces among the complete schedules, with `countTraces`; else null. */
+  traces: number | null;
   preemptionBound: number;
   violation: { violations: ExploreViolation[]; choices: number[]; schedule: number } | null;
 }
@@ -102,6 +119,8 @@ class SearchPath {
   sleep = new Int32Array(0);
   /** Footprint of the step each explored choice took here, -1 if none yet. */
   fps = new Int32Array(0);
+  /** Per explored choice: 1 if its task could go on right after its step (not waiting, not done). */
+  goesOn = new Int32Array(0);
   /** `store.count` when the node was made: its footprints and its subtree's come after. */
   fpMark = new Int32Array(0);
 
@@ -154,9 +173,32 @@ class SearchPath {
     this.nDone = per(this.nDone);
     this.sleep = perTask(this.sleep);
     this.fps = perTask(this.fps);
+    this.goesOn = perTask(this.goesOn);
     this.fpMark = per(this.fpMark);
     this.cap = cap;
   }
+}
+
+/**
+ * How many of the last nodes a livelocked schedule must be fair over: a task enabled at each of
+ * them must have run in one. A livelock report needs a thousand retries of one task, so the
+ * window lies within them.
+ */
+const FAIRNESS_WINDOW = 200;
+
+/** Whether, over the last `FAIRNESS_WINDOW` nodes up to `d`, some task was always enabled and never chosen. */
+function starves(p: SearchPath, d: number): boolean {
+  const from = Math.max(0, d - FAIRNESS_WINDOW + 1);
+  for (let t = 0; t < p.tasks; t++) {
+    let always = true;
+    let ran = false;
+    for (let e = from; e <= d && always && !ran; e++) {
+      if (!p.isEnabled(e, t)) always = false;
+      else if (p.choice(e) === t) ran = true;
+    }
+    if (always && !ran) return true;
+  }
+  return false;
 }
 
 function grownTo(a: Int32Array<ArrayBuffer>, cap: number): Int32Array<ArrayBuffer> {
@@ -178,27 +220,36 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let steps = 0;
   let skippedByReduction = 0;
   let prunedByBound = 0;
+  let complete = 0;
+  let cut = 0;
+  let unfair = 0;
+  const traceKeys = opts.countTraces ? new Set<string>() : null;
+  /** Made with the first system, like the path. */
+  let tracker: WaitTracker | null = null;
   let violation: ExploreResult["violation"] = null;
   /** A violation of the step `take` just ran, if any. */
   let stepViolation: ExploreViolation | null = null;
 
   const progress = (): ExploreProgress => ({
-    schedules, steps, skippedByReduction, prunedByBound, seconds: (performance.now() - t0) / 1000,
+    schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
   });
 
   /** Takes one step of task `c` with recording on; returns its footprint's handle, or -1 with `stepViolation` set. */
   const take = (sys: ExploreSystem, c: number): number => {
     rec.reset();
     steps++;
+    let outcome: number;
     try {
-      stepTask(sys.tasks[c]!, sys.clock);
+      outcome = stepTask(sys.tasks, c, sys.clock);
     } catch (e) {
       const v = sys.classify(e);
       if (v === null) throw e;
       stepViolation = v;
       return -1;
     }
-    return rec.saveTo(store);
+    const h = rec.saveTo(store);
+    tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
+    return h;
   };
 
   /** Choosing `c` at node `d` preempts the task that took the step into it, which could have gone on. */
@@ -215,6 +266,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const runSchedule = (from: number, first: number | null): ExploreViolation[] | null => {
     const sys = make();
     path ??= new SearchPath(sys.tasks.length);
+    tracker ??= new WaitTracker(sys.tasks.length, store);
+    tracker.reset();
+    for (let i = 0; i < sys.tasks.length; i++) if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
     try {
       return runOn(sys, path, from, first);
     } finally {
@@ -225,18 +279,22 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const runOn = (sys: ExploreSystem, p: SearchPath, from: number, first: number | null): ExploreViolation[] | null => {
     // The prefix replays choices whose footprints were recorded when they were first taken (the
     // nodes keep them), so it runs without a recorder: nothing is noted or copied per step.
-    sys.clock.fp = null;
+    sys.clock.setRecorder(null);
     sys.setRecorder(null);
+    const tr = tracker!;
     for (let d = 0; d < from; d++) {
       steps++;
+      const c = p.choice(d);
+      let outcome: number;
       try {
-        stepTask(sys.tasks[p.choice(d)]!, sys.clock);
+        outcome = stepTask(sys.tasks, c, sys.clock);
       } catch (e) {
         if (sys.classify(e) === null) throw e;
         throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
       }
+      tr.onStep(c, p.fps[d * p.tasks + c]!, outcome, sys.tasks[c]!.done);
     }
-    sys.clock.fp = rec;
+    sys.clock.setRecorder(rec);
     sys.setRecorder(rec);
     const T = p.tasks;
     let depth = from;
@@ -261,8 +319,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       // that changes nothing the invariants read needs no check, as in the loop below.
       if (from > 0 && checkEveryStep) checkedAt = version();
       const f = take(sys, first);
-      if (f < 0) return [stepViolation!];
+      if (f < 0) return stepFailed(p, from);
       p.fps[from * T + first] = f;
+      p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
       depth = from + 1;
       p.prepare(depth, store.count);
       childSleep(p, from, first, f);
@@ -276,10 +335,15 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     const enabled: number[] = [];
     for (;;) {
       // Node `depth` is prepared with its sleep set; it joins the path if there is a choice.
-      enabledTasks(sys.tasks, sys.clock, enabled);
+      tr.enabledTasks(enabled);
       if (enabled.length === 0) {
-        if (sys.tasks.every((t) => t.done)) return checkEnd();
-        return [{ check: "deadlock", message: `deadlock: ${sys.tasks.filter((t) => !t.done).map((t) => t.name).join(", ")} all wait`, step: sys.clock.step }];
+        if (sys.tasks.every((t) => t.done)) {
+          const v = checkEnd();
+          if (v.length === 0) completed(p);
+          return v;
+        }
+        const stuck = deadlock(sys.tasks, tr).message;
+        return [{ check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: sys.clock.step }];
       }
       const d = depth;
       const base = d * T;
@@ -302,12 +366,14 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
       if (c < 0) {
         // Every way on is asleep (already covered) or over the bound: this branch adds nothing.
+        cut++;
         return null;
       }
       p.addDone(d, c);
       const f = take(sys, c);
-      if (f < 0) return [stepViolation!];
+      if (f < 0) return stepFailed(p, d);
       p.fps[base + c] = f;
+      p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
       depth++;
       p.prepare(depth, store.count);
       childSleep(p, d, c, f);
@@ -318,6 +384,37 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     }
   };
 
+  /** A complete schedule ran: its trace is counted. */
+  function completed(p: SearchPath): void {
+    complete++;
+    if (traceKeys === null) return;
+    const n = p.length;
+    const tasks = new Int32Array(n);
+    const fps = new Int32Array(n);
+    for (let d = 0; d < n; d++) {
+      tasks[d] = p.choice(d);
+      fps[d] = p.fps[d * p.tasks + tasks[d]!]!;
+    }
+    const key = traceKey(store, tasks, fps, n, p.tasks);
+    traceKeys.add(key);
+    opts.onTrace?.(key, tasks);
+  }
+
+  /**
+   * The step taken at node `d` threw a violation. A livelock (a task that retried a fault
+   * MAX_TRIES times) counts only on a fair schedule: if another task was enabled at every node
+   * of the last `FAIRNESS_WINDOW` and never ran, the retries only show that it was starved (on
+   * real hardware it runs on a CPU of its own), and the schedule is dropped (null).
+   */
+  function stepFailed(p: SearchPath, d: number): ExploreViolation[] | null {
+    const v = stepViolation!;
+    if (v.check === "livelock" && starves(p, d)) {
+      unfair++;
+      return null;
+    }
+    return [v];
+  }
+
   /**
    * The sleep set of node `d + 1`, reached by taking `c` (footprint `f`) at node `d`: the
    * inherited sleepers and the earlier siblings that are independent of it.
@@ -327,10 +424,22 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     const T = p.tasks;
     const from = d * T;
     const to = from + T;
+    const bounded = bound !== Infinity;
+    const cPreempts = bounded && isPreemption(p, d, c);
     for (let t = 0; t < T; t++) {
       if (t === c) continue;
       // A task sleeps on arrival or was explored from here, never both.
-      const ft = p.sleep[from + t] !== -1 ? p.sleep[from + t]! : p.fps[from + t]!;
+      let ft = p.sleep[from + t]!;
+      if (ft === -1) {
+        ft = p.fps[from + t]!;
+        // Under a preemption bound, a sibling t explored here stands for a schedule of this
+        // branch that runs t's step later only if moving that step to the front keeps the
+        // schedule within the bound. The move costs at most
+        //   [choosing t here preempts] - [choosing c here preempts] + [t goes on after it]
+        // preemptions more (the last term: t is switched away from right after its step, to c,
+        // where the later schedule let it run on); when that can be positive, t stays awake.
+        if (ft !== -1 && bounded && (isPreemption(p, d, t) ? 1 : 0) - (cPreempts ? 1 : 0) + p.goesOn[from + t]! > 0) continue;
+      }
       if (ft !== -1 && !store.dependsOn(ft, f)) p.sleep[to + t] = ft;
     }
   }
@@ -386,5 +495,5 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     violation = { violations: found, choices, schedule: schedules };
   }
   const exhausted = violation === null && p.length === 0;
-  return { ...progress(), exhausted, preemptionBound: bound, violation };
+  return { ...progress(), exhausted, traces: traceKeys === null ? null : traceKeys.size, preemptionBound: bound, violation };
 }

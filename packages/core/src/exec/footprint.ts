@@ -23,12 +23,35 @@ export const R_BACKEND = -9; // the backend's own state (SEAM module, RMP)
 export const R_ROOTS = -10; // the root list and root validity
 export const R_SLOTS = -11; // memslots
 export const R_DIRTY = -12; // dirty bitmaps
-export const R_TASKS = -13; // which tasks have finished
+export const R_FINALIZED = -13; // the VMM has finalized the VM (its vCPUs may start)
 export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side section, of which memslots generation
+/** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
+export const R_TASK_DONE = -1000;
 
-const KIND_READ = 1;
-const KIND_ADD = 2;
-const KIND_WRITE = 4;
+export function taskDoneId(task: number): number {
+  return R_TASK_DONE - task;
+}
+
+/**
+ * Resource `index` (< 2^32) of the per-object space `space` (`Clock.newResourceSpace`): a guest
+ * backing's host pages, an RMP's entries, a TD's S-EPT entries. Below -2^40, apart from the
+ * fixed ids above and the task ids; exact in a double for 2^12 spaces.
+ */
+export function resourceId(space: number, index: number): number {
+  return -1099511627776 - space * 4294967296 - index;
+}
+
+export const KIND_READ = 1;
+export const KIND_ADD = 2;
+export const KIND_WRITE = 4;
+
+/**
+ * Whether an access of kind `theirs` by one task changes what an access of kind `mine` by another
+ * saw: a write changes every access, a commutative update changes a read or a write.
+ */
+export function modifies(theirs: number, mine: number): boolean {
+  return (theirs & KIND_WRITE) !== 0 || ((theirs & KIND_ADD) !== 0 && (mine & (KIND_READ | KIND_WRITE)) !== 0);
+}
 
 /**
  * The footprints of the steps the explorer has taken and still refers to, in one growing buffer
@@ -81,6 +104,24 @@ export class FootprintStore {
     this.len[h] = count;
     this.used += count;
     return h;
+  }
+
+  /** Where the accesses of footprint `h` start in `idsView`/`kindsView`. */
+  startOf(h: number): number {
+    return this.start[h]!;
+  }
+
+  lengthOf(h: number): number {
+    return this.len[h]!;
+  }
+
+  /** The accesses of every footprint (valid until the next `add`, which may grow them). */
+  get idsView(): Float64Array {
+    return this.ids;
+  }
+
+  get kindsView(): Uint8Array {
+    return this.kinds;
   }
 
   /** Whether the steps of footprints `a` and `b` do not commute. */

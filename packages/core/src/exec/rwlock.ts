@@ -24,10 +24,6 @@ export class RwLock {
     return this.waitingWriters > 0 || this.waitingReaders > 0;
   }
 
-  private changed(): void {
-    this.clock.version++;
-  }
-
   /**
    * The attempt of `read_lock` at its atomic point (the caller has counted the step): take the
    * lock if no writer holds it or waits for it; else register as a waiting reader and return
@@ -41,13 +37,11 @@ export class RwLock {
       fp?.add(R_LOCK_READERS);
       this.readers++;
       ctx.lockMode = 1;
-      this.changed();
       return true;
     }
     if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
     fp?.write(R_LOCK_WAITERS);
     this.waitingReaders++;
-    this.changed();
     return false;
   }
 
@@ -61,7 +55,6 @@ export class RwLock {
     this.waitingReaders--;
     this.readers++;
     ctx.lockMode = 1;
-    this.changed();
     return true;
   }
 
@@ -78,7 +71,6 @@ export class RwLock {
     this.clock.fp?.add(R_LOCK_READERS);
     this.readers--;
     ctx.lockMode = 0;
-    this.changed();
   }
 
   *writeLock(ctx: ExecCtx): Op {
@@ -90,13 +82,11 @@ export class RwLock {
     if (this.writer === null && this.readers === 0) {
       this.writer = ctx;
       ctx.lockMode = 2;
-      this.changed();
       return;
     }
     if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: write_lock(mmu_lock) would block without interleaving`);
     fp?.write(R_LOCK_WAITERS);
     this.waitingWriters++;
-    this.changed();
     for (;;) {
       yield BLOCKED;
       this.clock.step++;
@@ -109,7 +99,6 @@ export class RwLock {
     this.waitingWriters--;
     this.writer = ctx;
     ctx.lockMode = 2;
-    this.changed();
   }
 
   writeUnlock(ctx: ExecCtx): void {
@@ -117,6 +106,5 @@ export class RwLock {
     this.clock.touch(R_LOCK_WRITER);
     this.writer = null;
     ctx.lockMode = 0;
-    this.changed();
   }
 }

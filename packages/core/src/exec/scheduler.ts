@@ -6,9 +6,10 @@
  */
 import type { Clock } from "./clock.js";
 import { BLOCKED, RETRY_WAIT, type Op } from "./ctx.js";
-import { R_TASKS } from "./footprint.js";
+import { FootprintRecorder, FootprintStore, taskDoneId } from "./footprint.js";
 import { Prng } from "./prng.js";
 import { DeadlockError } from "./rwlock.js";
+import { NO_CHANGE, UNKNOWN_CHANGE, WaitTracker } from "./wait-tracker.js";
 
 export type ScheduleMode = "random" | "round-robin" | "replay";
 
@@ -16,61 +17,90 @@ export interface Task {
   readonly name: string;
   readonly op: Op<unknown>;
   done: boolean;
-  /** `clock.version` when the task last yielded BLOCKED or RETRY_WAIT; -1 when it did not. */
-  blockedAt?: number;
-  /** What it yielded then: BLOCKED or RETRY_WAIT. */
-  blockKind?: number;
 }
 
 export class ReplayDivergence extends Error {}
 
-function waiting(t: Task, clock: Clock, kind: number): boolean {
-  return t.blockKind === kind && t.blockedAt === clock.version;
-}
-
 /**
- * The tasks that may take the next step, ascending: unfinished, not BLOCKED since the last
- * change, and not waiting to RETRY unless no one else can run. Empty with unfinished tasks left
- * means a deadlock.
+ * Runs one step of task `index`: up to its next yield, or to its end. Returns what it yielded
+ * (0 for an ordinary atomic point, BLOCKED, RETRY_WAIT); a task that ends records that its own
+ * completion changed (the host's teardown waits for the vCPUs).
  */
-export function enabledTasks(tasks: readonly Task[], clock: Clock, out: number[] = []): number[] {
-  out.length = 0;
-  let soft = 0;
-  for (let i = 0; i < tasks.length; i++) {
-    const t = tasks[i]!;
-    if (t.done || waiting(t, clock, BLOCKED)) continue;
-    if (waiting(t, clock, RETRY_WAIT)) {
-      soft++;
-      continue;
-    }
-    out.push(i);
-  }
-  if (out.length === 0 && soft > 0) {
-    for (let i = 0; i < tasks.length; i++) if (!tasks[i]!.done && waiting(tasks[i]!, clock, RETRY_WAIT)) out.push(i);
-  }
-  return out;
-}
-
-/** Runs one step of `t`: up to its next yield, or to its end. */
-export function stepTask(t: Task, clock: Clock): void {
+export function stepTask(tasks: readonly Task[], index: number, clock: Clock): number {
+  const t = tasks[index]!;
   const r = t.op.next();
   if (r.done) {
     t.done = true;
-    t.blockedAt = -1;
-    // Other tasks may wait for this one to finish (the host's teardown waits for the vCPUs).
-    clock.touch(R_TASKS);
-  } else if (r.value === BLOCKED || r.value === RETRY_WAIT) {
-    t.blockKind = r.value;
-    t.blockedAt = clock.version;
-  } else {
-    t.blockedAt = -1;
+    clock.touch(taskDoneId(index));
+    return 0;
   }
+  return r.value === BLOCKED || r.value === RETRY_WAIT ? r.value : 0;
 }
 
 /** Thrown when every unfinished task is blocked. */
-export function deadlock(tasks: readonly Task[]): DeadlockError {
-  const blocked = tasks.filter((t) => !t.done).map((t) => t.name);
-  return new DeadlockError(`deadlock: ${blocked.join(", ")} all wait for a lock that no one will release`);
+export function deadlock(tasks: readonly Task[], tracker?: WaitTracker): DeadlockError {
+  const waiting = tasks.flatMap((t, i) => (t.done ? [] : [i]));
+  const names = waiting.map((i) => tasks[i]!.name).join(", ");
+  if (tracker && waiting.every((i) => tracker.waitKind[i] === RETRY_WAIT)) {
+    return new DeadlockError(`livelock: ${names} retry their faults, and nothing that they read can change any more`);
+  }
+  return new DeadlockError(`deadlock: ${names} all wait for something that no one will change`);
+}
+
+/**
+ * Steps a run's tasks one at a time and knows which may go next (`WaitTracker`), from the
+ * footprint each step records. Every way of running tasks step by step (the scheduler's modes,
+ * the terminal UI) goes through it, so a schedule means the same everywhere, and the explorer's
+ * schedules replay exactly.
+ */
+export class TaskStepper {
+  private readonly rec = new FootprintRecorder();
+  readonly store = new FootprintStore();
+  readonly tracker: WaitTracker;
+
+  constructor(
+    readonly tasks: readonly Task[],
+    readonly clock: Clock,
+  ) {
+    this.tracker = new WaitTracker(tasks.length, this.store);
+    for (let i = 0; i < tasks.length; i++) if (tasks[i]!.done) this.tracker.onStep(i, NO_CHANGE, 0, true);
+  }
+
+  /** The tasks that may take the next step, ascending, into `out`. */
+  enabled(out: number[] = []): number[] {
+    return this.tracker.enabledTasks(out);
+  }
+
+  /**
+   * Takes one step of task `i`, recording its footprint when the run interleaves. A run that does
+   * not steps through whole ops (a range of a thousand faults in one step): recording them would
+   * cost the fault path most of its speed, and its only waits (for the VM to be finalized, for
+   * the vCPUs to finish) are woken by any step of another task that changed shared state.
+   */
+  step(i: number): void {
+    const clock = this.clock;
+    if (!clock.interleaved) {
+      const v = clock.stateVersion;
+      const outcome = stepTask(this.tasks, i, clock);
+      this.tracker.onStep(i, clock.stateVersion === v ? NO_CHANGE : UNKNOWN_CHANGE, outcome, this.tasks[i]!.done);
+      return;
+    }
+    const prev = clock.fp;
+    this.rec.reset();
+    clock.setRecorder(this.rec);
+    let outcome: number;
+    try {
+      outcome = stepTask(this.tasks, i, clock);
+    } finally {
+      clock.setRecorder(prev);
+    }
+    this.tracker.onStep(i, this.rec.saveTo(this.store), outcome, this.tasks[i]!.done);
+  }
+
+  /** Unfinished tasks with nothing enabled: a deadlock, or a livelock of retries. */
+  stuck(): DeadlockError {
+    return deadlock(this.tasks, this.tracker);
+  }
 }
 
 export class Scheduler {
@@ -114,8 +144,9 @@ export class Scheduler {
    */
   run(tasks: Task[], clock: Clock, afterStep?: (task: Task) => void): boolean {
     const enabled: number[] = [];
+    const stepper = new TaskStepper(tasks, clock);
     for (;;) {
-      enabledTasks(tasks, clock, enabled);
+      stepper.enabled(enabled);
       if (enabled.length === 0) {
         if (tasks.every((t) => t.done)) {
           if (this.mode === "replay" && this.replayPos < this.replay.length) {
@@ -123,12 +154,12 @@ export class Scheduler {
           }
           return true;
         }
-        throw deadlock(tasks);
+        throw stepper.stuck();
       }
       if (this.mode === "replay" && this.replayPos >= this.replay.length) return false;
-      const t = tasks[this.pick(enabled)]!;
-      stepTask(t, clock);
-      afterStep?.(t);
+      const i = this.pick(enabled);
+      stepper.step(i);
+      afterStep?.(tasks[i]!);
     }
   }
 }

@@ -7,8 +7,16 @@
  * pages, 512 aligned blocks. With `hostPageLevel` 1 (no huge pages) the frames still come in
  * 2 MiB runs, but the host maps them with 4 KiB pages, so KVM must not map them huge: the host
  * mapping level, not contiguity, is what `host_pfn_mapping_level` reports.
+ *
+ * Shared state that records itself: given a clock, every access notes its resource for the
+ * explorer. Each host page is one resource (its frames, its pages' prepared bits), each page's
+ * folio another (the folio lock and the prepared bit), and taking or giving back frames writes
+ * `R_BACKING`, the host's frame allocator as guest memory uses it (the order of two allocations
+ * decides which frames each gets).
  */
 import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
+import type { Clock } from "../exec/clock.js";
+import { R_BACKING, resourceId } from "../exec/footprint.js";
 import { FRAMES_PER_BLOCK, type FrameAllocator } from "./frame-allocator.js";
 import { giveUint32Array, takeUint32Array } from "./spare-arrays.js";
 
@@ -21,6 +29,9 @@ export class GuestBacking {
   private readonly chunkShift: number;
   /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
   private readonly prepared: Uint32Array<ArrayBuffer> | null;
+  /** Resource spaces: host pages (chunks), and pages' folios. */
+  private readonly chunkSpace: number;
+  private readonly folioSpace: number;
 
   constructor(
     private readonly frames: FrameAllocator,
@@ -28,7 +39,10 @@ export class GuestBacking {
     readonly kind: BackingKind,
     readonly npages: number,
     readonly hostPageLevel: Level,
+    private readonly clock: Clock | null = null,
   ) {
+    this.chunkSpace = clock ? clock.newResourceSpace() : 0;
+    this.folioSpace = clock ? clock.newResourceSpace() : 0;
     this.chunkPages = hostPageLevel >= 3 ? PAGES_PER_LEVEL[3]! : FRAMES_PER_BLOCK;
     this.chunkShift = Math.log2(this.chunkPages);
     this.chunkBase = new Float64Array(Math.ceil(npages / this.chunkPages)).fill(-1);
@@ -44,14 +58,32 @@ export class GuestBacking {
       const blocks = this.chunkPages / FRAMES_PER_BLOCK;
       base = this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) * FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
-    }
+      if (this.clock !== null) {
+        this.clock.touch(R_BACKING);
+        this.clock.touch(resourceId(this.chunkSpace, c));
+      }
+    } else this.clock?.fp?.read(resourceId(this.chunkSpace, c));
     return base + (pgoff - c * this.chunkPages);
   }
 
   /** The PFN behind `pgoff` if populated, else -1; never allocates. */
   peekPfn(pgoff: number): number {
-    const base = this.chunkBase[Math.floor(pgoff / this.chunkPages)]!;
+    const c = Math.floor(pgoff / this.chunkPages);
+    this.clock?.fp?.read(resourceId(this.chunkSpace, c));
+    const base = this.chunkBase[c]!;
     return base < 0 ? -1 : base + (pgoff % this.chunkPages);
+  }
+
+  /** A read of page `pgoff`'s folio state (its host page's too: a release clears it). */
+  private readFolio(pgoff: number): void {
+    const fp = this.clock?.fp;
+    if (!fp) return;
+    fp.read(resourceId(this.chunkSpace, Math.floor(pgoff / this.chunkPages)));
+    fp.read(resourceId(this.folioSpace, pgoff));
+  }
+
+  private writeFolio(pgoff: number): void {
+    this.clock?.touch(resourceId(this.folioSpace, pgoff));
   }
 
   /**
@@ -63,15 +95,19 @@ export class GuestBacking {
 
   /** Another fault is preparing `pgoff`: a fault on it waits for the folio lock. */
   isPreparing(pgoff: number): boolean {
+    this.readFolio(pgoff);
     return this.preparing.length > 0 && this.preparing.includes(pgoff);
   }
 
   /** The folio of `pgoff` is locked for its prepare (`beginPrepare`), then unlocked (`endPrepare`). */
   beginPrepare(pgoff: number): void {
+    this.writeFolio(pgoff);
     this.preparing.push(pgoff);
   }
 
+  /** The folio is unlocked: a fault waiting for it goes on. */
   endPrepare(pgoff: number): void {
+    this.writeFolio(pgoff);
     const i = this.preparing.indexOf(pgoff);
     if (i >= 0) this.preparing.splice(i, 1);
   }
@@ -80,9 +116,11 @@ export class GuestBacking {
   testAndSetPrepared(pgoff: number): boolean {
     const p = this.prepared;
     if (!p) return false;
+    this.readFolio(pgoff);
     const w = pgoff >>> 5;
     const bit = 1 << (pgoff & 31);
     if (p[w]! & bit) return false;
+    this.writeFolio(pgoff);
     p[w] = p[w]! | bit;
     return true;
   }
@@ -95,9 +133,11 @@ export class GuestBacking {
   discard(pgoff: number): boolean {
     const p = this.prepared;
     if (!p) return false;
+    this.readFolio(pgoff);
     const w = pgoff >>> 5;
     const bit = 1 << (pgoff & 31);
     if ((p[w]! & bit) === 0) return false;
+    this.writeFolio(pgoff);
     p[w] = p[w]! & ~bit;
     return true;
   }
@@ -113,9 +153,11 @@ export class GuestBacking {
   /** Gives every populated host page back to the host (memslot deletion, VM teardown). */
   release(): void {
     const blocks = this.chunkPages / FRAMES_PER_BLOCK;
+    this.clock?.touch(R_BACKING);
     for (let c = 0; c < this.chunkBase.length; c++) {
       const base = this.chunkBase[c]!;
       if (base < 0) continue;
+      this.clock?.touch(resourceId(this.chunkSpace, c));
       const b0 = base / FRAMES_PER_BLOCK;
       for (let b = 0; b < blocks; b++) this.frames.freeBlock(b0 + b, this.owner);
       this.chunkBase[c] = -1;

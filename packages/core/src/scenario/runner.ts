@@ -12,7 +12,7 @@ import { checkInvariants, type CheckResult, type Violation } from "../check/inva
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
 import { DeadlockError } from "../exec/rwlock.js";
-import { R_BACKEND, R_BACKING, R_SLOTS, R_TASKS } from "../exec/footprint.js";
+import { R_BACKEND, R_BACKING, R_FINALIZED, R_SLOTS, taskDoneId } from "../exec/footprint.js";
 import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
 import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
@@ -131,7 +131,16 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     vcpuTasks.push(t);
   });
   if (scn.host.length > 0) {
-    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, () => vcpuTasks.every((t) => t.done), checkOp, start), done: false });
+    // The teardown waits for each vCPU task to finish: it reads their completion, one resource each.
+    const vcpusDone = () => {
+      let all = true;
+      for (let i = 0; i < vcpuTasks.length; i++) {
+        vm.clock.fp?.read(taskDoneId(i));
+        if (!vcpuTasks[i]!.done) all = false;
+      }
+      return all;
+    };
+    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start), done: false });
   }
   return { scenario: scn, vm, host, clock, tasks, results, check: (final) => checkInvariants(vm, { final }) };
 }
@@ -200,7 +209,7 @@ function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail
 function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: { finalized: boolean }): Op {
   const who = `vcpu${vcpu.id}`;
   while (!start.finalized) {
-    vm.clock.fp?.read(R_TASKS);
+    vm.clock.fp?.read(R_FINALIZED);
     yield BLOCKED;
   }
   for (let i = 0; i < ops.length; i++) {
@@ -252,7 +261,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "finalize":
         result.status = hostOps.finalize(vm);
         start.finalized = true;
-        vm.clock.touch(R_TASKS);
+        vm.clock.touch(R_FINALIZED);
         break;
       case "convert": result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private"); break;
       case "zap": result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end); break;
@@ -286,10 +295,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       }
       case "teardown":
         // The VMM destroys the VM only once its vCPU threads have stopped.
-        while (!vcpusDone()) {
-          vm.clock.fp?.read(R_TASKS);
-          yield BLOCKED;
-        }
+        while (!vcpusDone()) yield BLOCKED;
         yield* hostOps.teardown(vm, ctx, [vm.hostVcpu]);
         break;
     }

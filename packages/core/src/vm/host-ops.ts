@@ -18,7 +18,7 @@ import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { R_ATTR, R_BACKEND, R_BACKING, R_DIRTY, R_INVALIDATE, R_SLOTS, R_SRCU } from "../exec/footprint.js";
+import { R_ATTR, R_BACKEND, R_DIRTY, R_INVALIDATE, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -141,7 +141,6 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
       // read the attributes and the memslot and fill the backing, as a fault's faultin does.
       vm.clock.fp?.read(R_ATTR);
       vm.clock.fp?.read(R_SLOTS);
-      vm.clock.touch(R_BACKING);
       const slot = vm.memslots.find(gfn)!;
       const pgoff = gfn - slot.baseGfn;
       const pfn = slot.gmem!.getPfn(pgoff);
@@ -323,7 +322,6 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   mmu.invalidateSeq++;
   vm.clock.touch(R_INVALIDATE);
   vm.clock.touch(R_SLOTS);
-  vm.clock.touch(R_BACKING);
   vm.memslots.remove(slotId);
   releaseBacking(vm, slot);
 }
@@ -349,7 +347,6 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     yield* zapInvalidatedRoots(mmu, ctx, false);
   });
   vm.clock.touch(R_SLOTS);
-  vm.clock.touch(R_BACKING);
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     releaseBacking(vm, slot);

@@ -8,7 +8,7 @@
 import { gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { gfnOffsetInLevel } from "../arch/levels.js";
 import type { FaultResult } from "../events/events.js";
-import { R_ATTR, R_BACKEND, R_BACKING, R_SLOTS, R_SRCU } from "../exec/footprint.js";
+import { R_ATTR, R_BACKEND, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import { hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
@@ -148,7 +148,6 @@ export class TdpFault implements StepMachine {
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
           mmu.hookEvent("gmemPrepare", fault.gfn, 1, ret);
           // The folio is unlocked: a fault waiting for it goes on.
-          mmu.clock.touch(R_BACKING);
           this.endPrepare();
           if (ret !== 0) {
             // kvm_gmem_prepare_folio marks the folio up to date only on success: the retried
@@ -272,8 +271,6 @@ export class TdpFault implements StepMachine {
     // The kernel checks once more after faulting the PFN in; with no prepare step between, that
     // check sees the same state as this one.
     if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
-    // Faulting the page in may take host frames: the order of two such steps decides the PFNs.
-    mmu.clock.touch(R_BACKING);
     if (fault.isPrivate) {
       const gmem = slot.gmem!;
       this.pfn = gmem.getPfn(pgoff);

@@ -94,14 +94,16 @@ export class Vm implements BackendVm, HostStorage {
     this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
     // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
     // private memory, a guest_memfd for private ones (KVM_MEM_GUEST_MEMFD).
-    const shared = new GuestBacking(host.frames, this.owner, "shared", npages, config.hostPageLevel);
+    const shared = new GuestBacking(host.frames, this.owner, "shared", npages, config.hostPageLevel, this.clock);
     const gmem = backend.hasPrivateMemory
-      ? new GuestBacking(host.frames, this.owner, "gmem", npages, config.hostPageLevel)
+      ? new GuestBacking(host.frames, this.owner, "gmem", npages, config.hostPageLevel, this.clock)
       : null;
     this.memslots.add(new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem));
     // A confidential VM starts with all of its memory private, as QEMU sets it up.
     if (backend.hasPrivateMemory) this.attributes.set(0, npages, true);
     const interleave = opts.interleave ?? false;
+    this.clock.interleaved = interleave;
+    this.clock.shareRecorder(host.pool);
     this.hostCtx = new ExecCtx("host", interleave);
     for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
     this.hostVcpu = new Vcpu(-1, this.hostCtx, this);
@@ -121,6 +123,7 @@ export class Vm implements BackendVm, HostStorage {
   }
 
   setInterleave(on: boolean): void {
+    this.clock.interleaved = on;
     this.hostCtx.interleave = on;
     for (const v of this.vcpus) v.ctx.interleave = on;
   }

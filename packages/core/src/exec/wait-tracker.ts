@@ -1,0 +1,276 @@
+/**
+ * Which tasks can take a step, decided from footprints alone.
+ *
+ * A task that yields `BLOCKED` (a lock it cannot take, a folio being prepared, vCPUs still
+ * running) or `RETRY_WAIT` (a fault that returned RET_PF_RETRY) would, if run again with nothing
+ * changed, read the same values and end the same way: running it is a wasted step, and in the
+ * explorer a false branch. So it is disabled until *another task modifies a resource it waits
+ * on*, and only such a step enables it:
+ *
+ * - `BLOCKED`: the resources the blocking step touched (the lock words, the folio's backing, the
+ *   task-completion ids). The retry re-reads them first.
+ * - `RETRY_WAIT`: every resource the task touched since its previous retry began (the whole
+ *   attempt: the fault's reads of the memslot, the invalidation sequence, the SPTEs it walked,
+ *   the lock words). If another task modified one of them *after* the task had touched it, the
+ *   attempt is already stale and the task is enabled at once (a lost cmpxchg, an invalidation
+ *   that ended after the fault sampled the sequence).
+ *
+ * This is what makes the explorer's reduction sound: a step that enables a waiting task conflicts
+ * (by footprint) with a step of that task, so the sleep sets order them; a step that changes
+ * nothing the task read leaves it disabled whatever order the two are in. The old rule, "any
+ * change of a global version wakes every waiter", made independent steps change what was
+ * enabled, cut branches whose traces were never run, and let two retrying vCPUs wake each other
+ * forever while the vCPU they waited for never ran.
+ *
+ * The tracker reads footprints from a `FootprintStore` by handle and keeps a log of the steps
+ * (task, footprint) of the current run; a run is replayed from its start, so `reset` empties it.
+ * A step with no footprint (a run without interleaving records none, its steps being whole ops)
+ * is `UNKNOWN_CHANGE` if it changed shared state (it wakes every waiting task) or `NO_CHANGE`; a
+ * task that blocks in such a step waits for any change by another.
+ */
+import { BLOCKED, RETRY_WAIT } from "./ctx.js";
+import { modifies, type FootprintStore } from "./footprint.js";
+import { grown } from "../mem/typed-arrays.js";
+
+export const WAIT_NONE = 0;
+/** Footprint handles for steps recorded without a footprint. */
+export const UNKNOWN_CHANGE = -1;
+export const NO_CHANGE = -2;
+
+export class WaitTracker {
+  private logTask = new Int32Array(256);
+  private logFp = new Int32Array(256);
+  private n = 0;
+  /** Per task: WAIT_NONE, BLOCKED or RETRY_WAIT. */
+  readonly waitKind: Uint8Array;
+  /** Per task: a modification of what it waits on has happened since it began to wait. */
+  private readonly woken: Uint8Array;
+  private readonly done: Uint8Array;
+  /** Per task: it waits with no footprint known, so any other task's step may wake it. */
+  private readonly waitAny: Uint8Array;
+  /** Per task: the log index where its current retry attempt began. */
+  private readonly attemptStart: Int32Array;
+  /** Per waiting task: the ids it waits on and how it touched them. */
+  private readonly waitIds: number[][];
+  private readonly waitKinds: number[][];
+  private nWaiting = 0;
+  /** Scratch for `beginRetryWait`: id → position in the task's wait list. */
+  private readonly seen = new IdIndex();
+
+  constructor(readonly tasks: number, private store: FootprintStore) {
+    this.waitKind = new Uint8Array(tasks);
+    this.woken = new Uint8Array(tasks);
+    this.done = new Uint8Array(tasks);
+    this.waitAny = new Uint8Array(tasks);
+    this.attemptStart = new Int32Array(tasks);
+    this.waitIds = Array.from({ length: tasks }, () => []);
+    this.waitKinds = Array.from({ length: tasks }, () => []);
+  }
+
+  /** Forgets the run: every task enabled, nothing logged. */
+  reset(store: FootprintStore = this.store): void {
+    this.store = store;
+    this.n = 0;
+    this.nWaiting = 0;
+    this.waitKind.fill(WAIT_NONE);
+    this.woken.fill(0);
+    this.done.fill(0);
+    this.waitAny.fill(0);
+    this.attemptStart.fill(0);
+  }
+
+  /** Whether task `t` may take the next step. */
+  enabled(t: number): boolean {
+    return this.done[t] === 0 && (this.waitKind[t] === WAIT_NONE || this.woken[t] === 1);
+  }
+
+  /** Whether `t` waits for someone else (and nobody has changed what it waits on yet). */
+  waiting(t: number): boolean {
+    return this.done[t] === 0 && this.waitKind[t] !== WAIT_NONE && this.woken[t] === 0;
+  }
+
+  /** The enabled tasks, ascending, into `out`. */
+  enabledTasks(out: number[]): number[] {
+    out.length = 0;
+    for (let t = 0; t < this.tasks; t++) if (this.enabled(t)) out.push(t);
+    return out;
+  }
+
+  /**
+   * Task `t` took a step whose footprint is handle `h` in the store (-1: none recorded) and that
+   * yielded `outcome` (0 for an ordinary atomic point, BLOCKED, RETRY_WAIT); `finished` if the
+   * task ended with it.
+   */
+  onStep(t: number, h: number, outcome: number, finished: boolean): void {
+    if (this.n === this.logTask.length) {
+      this.logTask = grown(this.logTask, new Int32Array(this.n * 2));
+      this.logFp = grown(this.logFp, new Int32Array(this.n * 2));
+    }
+    const idx = this.n++;
+    this.logTask[idx] = t;
+    this.logFp[idx] = h;
+    if (this.waitKind[t] !== WAIT_NONE) {
+      // It ran, so it was woken: a retry begins a new attempt; a lock retry goes on with the old one.
+      if (this.waitKind[t] === RETRY_WAIT) this.attemptStart[t] = idx;
+      this.waitKind[t] = WAIT_NONE;
+      this.nWaiting--;
+    }
+    if (this.nWaiting > 0) this.wake(t, h);
+    if (finished) {
+      this.done[t] = 1;
+      return;
+    }
+    if (outcome === BLOCKED) this.beginBlocked(t, h);
+    else if (outcome === RETRY_WAIT) this.beginRetryWait(t, idx);
+  }
+
+  /** Wakes every waiting task other than `t` whose wait set footprint `h` modifies (all, for UNKNOWN_CHANGE). */
+  private wake(t: number, h: number): void {
+    if (h === NO_CHANGE) return;
+    if (h < 0) {
+      for (let u = 0; u < this.tasks; u++) if (u !== t) this.woken[u] = 1;
+      return;
+    }
+    const ids = this.store.idsView;
+    const kinds = this.store.kindsView;
+    const a0 = this.store.startOf(h);
+    const a1 = a0 + this.store.lengthOf(h);
+    for (let u = 0; u < this.tasks; u++) {
+      if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
+      if (this.waitAny[u] === 1) {
+        this.woken[u] = 1;
+        continue;
+      }
+      const wIds = this.waitIds[u]!;
+      const wKinds = this.waitKinds[u]!;
+      outer: for (let i = a0; i < a1; i++) {
+        const k = kinds[i]!;
+        const id = ids[i]!;
+        for (let j = 0; j < wIds.length; j++) {
+          if (wIds[j] === id && modifies(k, wKinds[j]!)) {
+            this.woken[u] = 1;
+            break outer;
+          }
+        }
+      }
+    }
+  }
+
+  private beginBlocked(t: number, h: number): void {
+    const wIds = this.waitIds[t]!;
+    const wKinds = this.waitKinds[t]!;
+    wIds.length = 0;
+    wKinds.length = 0;
+    this.waitAny[t] = h < 0 ? 1 : 0;
+    if (h >= 0) {
+      const ids = this.store.idsView;
+      const kinds = this.store.kindsView;
+      const a0 = this.store.startOf(h);
+      const a1 = a0 + this.store.lengthOf(h);
+      for (let i = a0; i < a1; i++) {
+        wIds.push(ids[i]!);
+        wKinds.push(kinds[i]!);
+      }
+    }
+    this.waitKind[t] = BLOCKED;
+    this.woken[t] = 0;
+    this.nWaiting++;
+  }
+
+  /**
+   * The wait set of a retry: everything `t` touched since its attempt began, in one pass over the
+   * log, noting on the way whether another task modified an id after `t` had touched it.
+   */
+  private beginRetryWait(t: number, idx: number): void {
+    const wIds = this.waitIds[t]!;
+    const wKinds = this.waitKinds[t]!;
+    wIds.length = 0;
+    wKinds.length = 0;
+    const seen = this.seen;
+    seen.clear();
+    let stale = false;
+    const store = this.store;
+    this.waitAny[t] = 0;
+    for (let s = this.attemptStart[t]!; s <= idx; s++) {
+      const h = this.logFp[s]!;
+      if (h < 0) {
+        // A step with no footprint: if it was the task's own, what it waits on is unknown.
+        if (this.logTask[s] === t) this.waitAny[t] = 1;
+        else if (h === UNKNOWN_CHANGE) stale = true;
+        continue;
+      }
+      const ids = store.idsView;
+      const kinds = store.kindsView;
+      const a0 = store.startOf(h);
+      const a1 = a0 + store.lengthOf(h);
+      const mine = this.logTask[s] === t;
+      for (let i = a0; i < a1; i++) {
+        const id = ids[i]!;
+        const pos = seen.get(id);
+        if (mine) {
+          if (pos < 0) {
+            seen.set(id, wIds.length);
+            wIds.push(id);
+            wKinds.push(kinds[i]!);
+          } else wKinds[pos]! |= kinds[i]!;
+        } else if (!stale && pos >= 0 && modifies(kinds[i]!, wKinds[pos]!)) stale = true;
+      }
+    }
+    this.waitKind[t] = RETRY_WAIT;
+    this.woken[t] = stale ? 1 : 0;
+    this.nWaiting++;
+  }
+}
+
+/**
+ * A map from resource id to a small number, cleared in O(1) (a generation stamp): open
+ * addressing over typed arrays, since a retry's wait set is computed on every RET_PF_RETRY the
+ * explorer runs into.
+ */
+class IdIndex {
+  private keys = new Float64Array(256);
+  private vals = new Int32Array(256);
+  private stamps = new Int32Array(256);
+  private gen = 1;
+  private n = 0;
+
+  clear(): void {
+    this.gen++;
+    this.n = 0;
+  }
+
+  private slot(id: number): number {
+    const mask = this.keys.length - 1;
+    let h = Math.imul((id | 0) ^ ((id / 4294967296) | 0), 0x9e3779b1) >>> 0;
+    for (;;) {
+      const i = h & mask;
+      if (this.stamps[i] !== this.gen || this.keys[i] === id) return i;
+      h = i + 1;
+    }
+  }
+
+  /** The number stored for `id`, or -1. */
+  get(id: number): number {
+    const i = this.slot(id);
+    return this.stamps[i] === this.gen ? this.vals[i]! : -1;
+  }
+
+  set(id: number, v: number): void {
+    if (2 * (this.n + 1) > this.keys.length) this.grow();
+    const i = this.slot(id);
+    if (this.stamps[i] !== this.gen) this.n++;
+    this.keys[i] = id;
+    this.vals[i] = v;
+    this.stamps[i] = this.gen;
+  }
+
+  private grow(): void {
+    const { keys, vals, stamps, gen } = this;
+    this.keys = new Float64Array(keys.length * 2);
+    this.vals = new Int32Array(keys.length * 2);
+    this.stamps = new Int32Array(keys.length * 2);
+    this.gen = 1;
+    this.n = 0;
+    for (let i = 0; i < keys.length; i++) if (stamps[i] === gen) this.set(keys[i]!, vals[i]!);
+  }
+}
