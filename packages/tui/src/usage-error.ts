@@ -26,6 +26,7 @@ export const USAGE = `usage:
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
+      --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
       --backend, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did

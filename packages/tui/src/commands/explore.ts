@@ -21,6 +21,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     "host-memory": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
     "no-reduction": { type: "boolean" },
+    "count-traces": { type: "boolean" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
   });
@@ -45,6 +46,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const r = exploreScenario(scn, {
     backend: () => registry.create(backendName), hostMemory, mmu, inject, maxSchedules, preemptionBound,
     onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
+    countTraces: values.flags.has("count-traces"),
   });
   let file: string | null = null;
   if (r.violation) {
@@ -58,6 +60,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   if (values.flags.has("json")) {
     io.out(JSON.stringify({
       scenario: scn.name, backend: backendName, schedules: r.schedules, steps: r.steps,
+      complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
       skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
       preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
       exhausted: r.exhausted, seconds: r.seconds, schedulesPerSecond: perSecond,
@@ -67,6 +70,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     const bound = Number.isFinite(r.preemptionBound) ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
     io.out(`scenario    ${scn.name}  (backend ${backendName}, strategy ${mmu.strategy}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}, ${bound})`);
     io.out(`explored    ${r.schedules.toLocaleString("en-US")} schedules, ${r.steps.toLocaleString("en-US")} steps in ${r.seconds.toFixed(2)} s (${perSecond.toLocaleString("en-US")} schedules/s)`);
+    const traces = r.traces === null ? "" : `, ${r.traces.toLocaleString("en-US")} distinct traces`;
+    io.out(`complete    ${r.complete.toLocaleString("en-US")} schedules ran to the end${traces}; ${r.cut.toLocaleString("en-US")} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${r.unfair.toLocaleString("en-US")} starved a task and were dropped as unfair` : ""}`);
     io.out(`reduction   skipped ${r.skippedByReduction.toLocaleString("en-US")} branches that only reorder independent steps; the bound cut ${r.prunedByBound.toLocaleString("en-US")}`);
     if (r.violation) {
       io.out(`violation   in schedule ${r.violation.schedule}, after ${r.violation.choices.length} steps:`);

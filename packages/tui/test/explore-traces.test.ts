@@ -1,0 +1,30 @@
+/**
+ * The explorer's reduction (sleep sets, bound-aware) loses no Mazurkiewicz trace: with and
+ * without it, the same set of traces among the complete schedules, on the race scenarios and
+ * within preemption bounds. The SEV races have test files of their own, so that their
+ * brute-force searches (over a million schedules each) run beside the rest.
+ */
+import { describe, it } from "vitest";
+import { expectSameTraces } from "./trace-sets.js";
+
+describe("the reduced search reaches exactly the traces of the full one", () => {
+  it("race-shared-table on plain", () => {
+    expectSameTraces("race-shared-table.yaml", "plain");
+  });
+
+  it("tdx-race-2m-4k on TDX, preemption bound 2", () => {
+    expectSameTraces("tdx-race-2m-4k.yaml", "tdx", 2);
+  });
+
+  it("tdx-race-2m-4k on TDX, preemption bound 3", () => {
+    expectSameTraces("tdx-race-2m-4k.yaml", "tdx", 3);
+  });
+
+  it("tdx-race-3vcpu on TDX, preemption bound 1", () => {
+    expectSameTraces("tdx-race-3vcpu.yaml", "tdx", 1);
+  });
+
+  it("tdx-race-3vcpu on TDX, preemption bound 2", () => {
+    expectSameTraces("tdx-race-3vcpu.yaml", "tdx", 2);
+  });
+});
