@@ -203,6 +203,8 @@ function slotById(vm: Vm, id: number): Memslot {
  */
 function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
   const gen = ++vm.memslotsGen;
+  // A new generation: faults that enter kvm->srcu from here on read the new memslots.
+  vm.clock.touch(R_SRCU);
   for (;;) {
     vm.clock.fp?.read(R_SRCU);
     let waiting = false;
