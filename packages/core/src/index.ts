@@ -67,3 +67,4 @@ export { loadScheduleFile, saveScheduleFile, ScheduleFileError, SCHEDULE_FORMAT,
 export { explore, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation } from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";
+export { FootprintAudit } from "./check/footprint-audit.js";

@@ -52,6 +52,11 @@ export interface ExploreSystem {
   stateVersion?(): number;
   /** Called once the explorer is done with this instance: it may give its storage back. */
   release?(): void;
+  /**
+   * With `audit`: before each step, `begin`; after it, `end` returns the changes the step's
+   * footprint does not record (empty when it records them all).
+   */
+  audit?: { begin(): void; end(rec: FootprintRecorder, task: string): string[] };
 }
 
 export interface ExploreOptions {
@@ -64,6 +69,11 @@ export interface ExploreOptions {
   checkEveryStep?: boolean;
   /** Sleep-set reduction (default on); off explores every interleaving within the bound. */
   reduction?: boolean;
+  /**
+   * Fail a step that changes shared state its footprint does not record as written (a
+   * "footprint-audit" violation naming the step and the state). For tests: it is slow.
+   */
+  audit?: boolean;
   /** Count the distinct Mazurkiewicz traces of the complete schedules (`traces`). */
   countTraces?: boolean;
   /** Called with the trace key and the choices of every complete schedule (with `countTraces`). */
@@ -239,6 +249,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     rec.reset();
     steps++;
     let outcome: number;
+    const auditor = opts.audit ? sys.audit : undefined;
+    auditor?.begin();
     try {
       outcome = stepTask(sys.tasks, c, sys.clock);
     } catch (e) {
@@ -246,6 +258,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (v === null) throw e;
       stepViolation = v;
       return -1;
+    }
+    if (auditor) {
+      const missed = auditor.end(rec, sys.tasks[c]!.name);
+      if (missed.length > 0) {
+        stepViolation = { check: "footprint-audit", message: missed.join("; "), step: sys.clock.step };
+        return -1;
+      }
     }
     const h = rec.saveTo(store);
     tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);

@@ -32,6 +32,20 @@ export function taskDoneId(task: number): number {
   return R_TASK_DONE - task;
 }
 
+const FIXED_NAMES = [
+  "", "mmu_lock writer", "mmu_lock readers", "mmu_lock waiters", "RCU", "page-table pool", "guest backing frames",
+  "memory attributes", "mmu_invalidate", "backend", "roots", "memslots", "dirty bitmaps", "finalize", "kvm->srcu",
+];
+
+/** A resource id as a reader would name it. */
+export function resourceName(id: number): string {
+  if (id >= 0) return `SPTE ${id % 512} of table slot ${Math.floor(id / 512)}`;
+  if (id > R_TASK_DONE) return FIXED_NAMES[-id] ?? `resource ${id}`;
+  if (id > -1099511627776) return `completion of task ${R_TASK_DONE - id}`;
+  const rest = -1099511627776 - id;
+  return `resource ${rest % 4294967296} of space ${Math.floor(rest / 4294967296)}`;
+}
+
 /**
  * Resource `index` (< 2^32) of the per-object space `space` (`Clock.newResourceSpace`): a guest
  * backing's host pages, an RMP's entries, a TD's S-EPT entries. Below -2^40, apart from the
@@ -190,6 +204,12 @@ export class FootprintRecorder {
       for (let j = 0; j <= this.n; j++) this.index.set(this.ids[j]!, j);
     }
     this.n++;
+  }
+
+  /** How the step in progress touched `id` (KIND_* bits), 0 if not at all. */
+  kindOf(id: number): number {
+    const i = this.find(id);
+    return i < 0 ? 0 : this.kinds[i]!;
   }
 
   read(id: number): void {

@@ -18,6 +18,11 @@ export class Rcu {
 
   constructor(private readonly clock: Clock | null = null) {}
 
+  /** Grace periods, readers and queued callbacks, for the footprint audit. */
+  auditState(): string {
+    return `${this.gp}/${this.inside}/${this.pendingGp.join(",")}`;
+  }
+
   readLock(ctx: ExecCtx): void {
     if (ctx.rcuNest++ === 0) {
       this.clock?.fp?.add(R_RCU);

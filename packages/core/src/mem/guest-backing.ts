@@ -74,6 +74,14 @@ export class GuestBacking {
     return base < 0 ? -1 : base + (pgoff % this.chunkPages);
   }
 
+  /**
+   * The state behind this backing's resources, for the footprint audit: host pages (resource
+   * `resourceId(chunkSpace, c)`) and folios (`resourceId(folioSpace, pgoff)`). Do not write.
+   */
+  auditView(): { chunkSpace: number; folioSpace: number; chunks: Float64Array; prepared: Uint32Array | null; preparing: readonly number[] } {
+    return { chunkSpace: this.chunkSpace, folioSpace: this.folioSpace, chunks: this.chunkBase, prepared: this.prepared, preparing: this.preparing };
+  }
+
   /** A read of page `pgoff`'s folio state (its host page's too: a release clears it). */
   private readFolio(pgoff: number): void {
     const fp = this.clock?.fp;
@@ -162,7 +170,13 @@ export class GuestBacking {
       for (let b = 0; b < blocks; b++) this.frames.freeBlock(b0 + b, this.owner);
       this.chunkBase[c] = -1;
     }
-    this.prepared?.fill(0);
+    const p = this.prepared;
+    if (p && this.clock !== null) {
+      for (let w = 0; w < p.length; w++) {
+        for (let bits = p[w]!; bits !== 0; bits &= bits - 1) this.clock.touch(resourceId(this.folioSpace, w * 32 + (31 - Math.clz32(bits & -bits))));
+      }
+    }
+    p?.fill(0);
   }
 
   /** The host is discarded: the bitmap of prepared pages goes to the next backing of the same size. */

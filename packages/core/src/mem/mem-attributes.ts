@@ -16,6 +16,11 @@ export class MemAttributes {
 
   constructor(readonly npages: number) {}
 
+  /** The bitmap as it stands, for the footprint audit (`check/footprint-audit.ts`): do not write. */
+  auditWords(): Uint32Array {
+    return this.bits;
+  }
+
   isPrivate(gfn: number): boolean {
     if (gfn >= this.npages || this.bits === NONE) return false;
     return (this.bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;

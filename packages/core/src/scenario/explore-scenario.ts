@@ -3,6 +3,7 @@
  * (host, VM, backend) and runs its programs step by step, with every atomic point a choice.
  */
 import type { Backend } from "../backend/backend.js";
+import { FootprintAudit } from "../check/footprint-audit.js";
 import { checkEndOfRun } from "../check/invariants.js";
 import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
@@ -35,6 +36,7 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
       // The host is this schedule's alone: its storage can go to the next schedule's.
       release: () => built.host.release(),
+      audit: opts.audit ? new FootprintAudit(built.vm, built.tasks) : undefined,
     };
   }, opts);
 }

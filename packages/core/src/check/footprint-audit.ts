@@ -1,0 +1,139 @@
+/**
+ * The footprint audit: a checking mode (`explore(..., { audit: true })`) that compares the
+ * shared state before and after every step the explorer takes and fails the step if a resource
+ * changed that the step's footprint does not record as written (or updated). A write the
+ * footprint misses makes the reduction take two conflicting steps as independent and skip their
+ * other order: the explorer would say "exhausted" over interleavings it never ran, and nothing
+ * else would show it.
+ *
+ * Each piece of shared state is read here under the resource id its accessor records:
+ * SPTEs (table slot * 512 + index), the page-table pool, memory attributes, memslots and dirty
+ * bitmaps, the invalidation sequence and range, the roots, guest backing per host page and
+ * per folio, mmu_lock's words, RCU, kvm->srcu, and each task's completion. The backend's own
+ * state is not compared (every call into it is recorded as a write of R_BACKEND). Reads are not
+ * audited: a read the footprint misses shows only in a step's outcome.
+ */
+import { resourceId } from "../exec/footprint.js";
+import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
+import {
+  KIND_ADD, KIND_WRITE, R_ATTR, R_DIRTY, R_INVALIDATE, R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER, R_POOL,
+  R_RCU, R_ROOTS, R_SLOTS, R_SRCU, resourceName, taskDoneId, type FootprintRecorder,
+} from "../exec/footprint.js";
+import type { Task } from "../exec/scheduler.js";
+import type { Vm } from "../vm/vm.js";
+
+type Numbers = Float64Array | Uint32Array;
+
+/** A copy of an array of numbers taken before a step, to be compared with it after. */
+class Watched {
+  copy: Numbers = new Uint32Array(0);
+  constructor(
+    readonly get: () => Numbers | null,
+    /** The resource behind element i. */
+    readonly idOf: (i: number) => number,
+    readonly what: string,
+  ) {}
+}
+
+export class FootprintAudit {
+  private before = new Map<number, string | number>();
+  private tables = new Map<number, Uint32Array>();
+  private readonly watched: Watched[] = [];
+
+  constructor(
+    private readonly vm: Vm,
+    private readonly tasks: readonly Task[],
+  ) {
+    this.watched.push(new Watched(() => vm.attributes.auditWords(), () => R_ATTR, "the memory attributes"));
+    for (const m of vm.memslots.all()) {
+      this.watched.push(new Watched(() => (vm.memslots.byId(m.id) === m ? m.dirtyBitmap : null), () => R_DIRTY, "a dirty bitmap"));
+      for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
+        const v = b.auditView();
+        this.watched.push(new Watched(() => v.chunks, (c) => resourceId(v.chunkSpace, c), "a host page of guest memory"));
+        // A word of prepared bits: 32 folios; the message names the word's first.
+        this.watched.push(new Watched(() => v.prepared, (w) => resourceId(v.folioSpace, w * 32), "a prepared bit"));
+      }
+    }
+  }
+
+  /** Notes the state before a step. */
+  begin(): void {
+    this.before = this.snapshot();
+    this.tables = this.copyTables();
+    for (const w of this.watched) {
+      const a = w.get();
+      w.copy = a ? a.slice() : new Uint32Array(0);
+    }
+  }
+
+  /** The changes of the step just taken that `rec` does not record as writes, as messages. */
+  end(rec: FootprintRecorder, task: string): string[] {
+    const out: string[] = [];
+    const written = (id: number) => (rec.kindOf(id) & (KIND_WRITE | KIND_ADD)) !== 0;
+    const miss = (id: number, what: string) => {
+      if (!written(id) && out.length < 5) out.push(`a step of ${task} changed ${what} (${resourceName(id)}) without recording a write of it`);
+    };
+    const after = this.snapshot();
+    for (const [id, v] of after) if (this.before.get(id) !== v) miss(id, "its state");
+    for (const [id] of this.before) if (!after.has(id)) miss(id, "its state");
+    for (const [slot, words] of this.copyTables()) {
+      const old = this.tables.get(slot);
+      if (!old) continue; // a table allocated by this step: R_POOL covers its birth
+      for (let i = 0; i < 512; i++) {
+        if (old[2 * i] !== words[2 * i] || old[2 * i + 1] !== words[2 * i + 1]) miss(slot * 512 + i, "an SPTE");
+      }
+    }
+    for (const w of this.watched) {
+      const a = w.get() ?? new Uint32Array(0);
+      const n = Math.max(a.length, w.copy.length);
+      for (let i = 0; i < n; i++) {
+        if (a[i] === w.copy[i]) continue;
+        const id = w.idOf(i);
+        // A word of prepared bits changed: every folio whose bit flipped must be written.
+        if (w.what === "a prepared bit") {
+          const flipped = ((a[i] ?? 0) ^ (w.copy[i] ?? 0)) >>> 0;
+          for (let b = 0; b < 32; b++) if ((flipped >>> b) & 1) miss(id - b, w.what);
+        } else miss(id, w.what);
+      }
+    }
+    return out;
+  }
+
+  private copyTables(): Map<number, Uint32Array> {
+    const pool = this.vm.host.pool;
+    const out = new Map<number, Uint32Array>();
+    for (let slot = 0; slot < pool.slotsUsed; slot++) {
+      if (pool.spLive[slot] !== 1) continue;
+      const mem = pool.mem[slot >>> MEM_SHIFT]!;
+      const off = (slot & MEM_MASK) * U32_PER_TABLE;
+      out.set(slot, mem.slice(off, off + U32_PER_TABLE));
+    }
+    return out;
+  }
+
+  /** The small pieces of state, each under its resource id. */
+  private snapshot(): Map<number, string | number> {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    const s = new Map<number, string | number>();
+    const pool = mmu.pool;
+    s.set(R_POOL, `${pool.generation}/${pool.liveTables}`);
+    s.set(R_SLOTS, vm.memslots.all().map((m) => `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.flags)}:${m.invalid}:${m.dirtyBitmap !== null}`).join(";"));
+    s.set(R_INVALIDATE, `${mmu.invalidateSeq}/${mmu.invalidateInProgress}/${mmu.invalidateRangeStart}-${mmu.invalidateRangeEnd}`);
+    s.set(R_ROOTS, mmu.roots.map((r) => `${r.slot}:${r.mirror}:${r.invalid}:${r.freed}`).join(";"));
+    const lock = mmu.lock;
+    s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
+    s.set(R_LOCK_READERS, lock.readers);
+    s.set(R_LOCK_WAITERS, lock.waitingReaders);
+    s.set(R_RCU, mmu.rcu.auditState());
+    s.set(R_SRCU, `${vm.memslotsGen}/${vm.vcpus.map((v) => v.srcuGen).join(",")}/${vm.hostVcpu.srcuGen}`);
+    for (let i = 0; i < this.tasks.length; i++) s.set(taskDoneId(i), this.tasks[i]!.done ? 1 : 0);
+    for (const m of vm.memslots.all()) {
+      for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
+        const v = b.auditView();
+        for (const pgoff of v.preparing) s.set(resourceId(v.folioSpace, pgoff), "locked");
+      }
+    }
+    return s;
+  }
+}
