@@ -39,7 +39,7 @@ export { CallCounts } from "./backend/call-counts.js";
 export { Clock } from "./exec/clock.js";
 export { ExecCtx, runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";
 export * from "./exec/footprint.js";
-export { RwLock, DeadlockError } from "./exec/rwlock.js";
+export { RwLock, DeadlockError, LockdepError } from "./exec/rwlock.js";
 export { Rcu } from "./exec/rcu.js";
 export { Scheduler, ReplayDivergence, TaskStepper, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
 export { WaitTracker } from "./exec/wait-tracker.js";

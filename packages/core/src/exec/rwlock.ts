@@ -10,6 +10,14 @@ import { R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER } from "./footprint.js";
 
 export class DeadlockError extends Error {}
 
+/**
+ * A function ran without the lock it needs (`lockdep_assert_held*`). The model's coroutines do
+ * not run on threads, so "held" means held by the task whose step is running: a function
+ * reached only from that task's code, with the lock in the state it needs, as lockdep checks it
+ * for `current`.
+ */
+export class LockdepError extends Error {}
+
 export class RwLock {
   readers = 0;
   writer: ExecCtx | null = null;
@@ -17,6 +25,21 @@ export class RwLock {
   waitingReaders = 0;
 
   constructor(private readonly clock: Clock) {}
+
+  /** `lockdep_assert_held_write(&kvm->mmu_lock)`, for function `fn`. */
+  assertHeldWrite(fn: string): void {
+    if (this.writer === null) throw new LockdepError(`${fn}: mmu_lock must be held for write, ${this.readers > 0 ? "but it is held for read" : "but it is not held"}`);
+  }
+
+  /** `lockdep_assert_held_read(&kvm->mmu_lock)`. */
+  assertHeldRead(fn: string): void {
+    if (this.readers === 0) throw new LockdepError(`${fn}: mmu_lock must be held for read, ${this.writer !== null ? "but it is held for write" : "but it is not held"}`);
+  }
+
+  /** `lockdep_assert_held(&kvm->mmu_lock)`: for read or for write. */
+  assertHeld(fn: string): void {
+    if (this.writer === null && this.readers === 0) throw new LockdepError(`${fn}: mmu_lock must be held, but it is not`);
+  }
 
   /** `rwlock_needbreak`: someone waits for the lock. */
   contended(): boolean {

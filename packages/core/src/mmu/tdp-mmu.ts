@@ -148,6 +148,7 @@ export class TdpMmu {
    * `iter.oldLo/oldHi`. On a lost race the snapshot is refreshed and false returned.
    */
   setSpteAtomic(iter: TdpIter, lo: number, hi: number): boolean {
+    this.lock.assertHeldRead("tdp_mmu_set_spte_atomic");
     const mem = iter.mem;
     const off = iter.off;
     if (mem[off] !== iter.oldLo || mem[off + 1] !== iter.oldHi) {
@@ -187,6 +188,7 @@ export class TdpMmu {
 
   /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
   callSetHook(gfn: number, level: number, lo: number, hi: number): number {
+    this.lock.assertHeld("set_external_spte_present");
     this.clock.touch(R_BACKEND);
     let ret: number;
     if (isLastSpte(lo, level)) {
@@ -205,6 +207,7 @@ export class TdpMmu {
    * then, on a mirror root, `remove_external_spte` (non-atomic sets on mirrors only ever zap).
    */
   setSpte(iter: TdpIter, lo: number, hi: number): void {
+    this.lock.assertHeldWrite("tdp_mmu_iter_set_spte");
     const oldLo = iter.mem[iter.off]!;
     const oldHi = iter.mem[iter.off + 1]!;
     if (isFrozen(oldLo, oldHi) || isFrozen(lo, hi)) {
@@ -312,6 +315,8 @@ export class TdpMmu {
   /** `remove_external_spte`: only leaves reach the backend; a failure is a KVM bug. */
   private removeExternalSpte(gfn: number, oldLo: number, oldHi: number, level: number): void {
     if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !this.backend.removeExternalSpte) return;
+    // KVM zaps external (S-EPT) entries only with mmu_lock held for write.
+    this.lock.assertHeldWrite("remove_external_spte");
     this.clock.step++;
     this.clock.touch(R_BACKEND);
     const ret = this.backend.removeExternalSpte(this.vm, gfn, level as Level, spteToPfn(oldLo, oldHi));

@@ -11,7 +11,7 @@ import type { Backend } from "../backend/backend.js";
 import { checkInvariants, type CheckResult, type Violation } from "../check/invariants.js";
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
-import { DeadlockError } from "../exec/rwlock.js";
+import { DeadlockError, LockdepError } from "../exec/rwlock.js";
 import { R_BACKEND, R_BACKING, R_FINALIZED, R_SLOTS, taskDoneId } from "../exec/footprint.js";
 import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
 import { Clock } from "../exec/clock.js";
@@ -155,7 +155,7 @@ export class InvariantViolation extends Error {
 
 /**
  * What an error thrown by a step means for a run: a violation the run found (a KVM_BUG, a
- * deadlock, a livelock), or bad input (rethrown as `RunInputError`). Anything else is a bug of
+ * deadlock, a livelock, a lock not held where lockdep would assert it), or bad input (rethrown as `RunInputError`). Anything else is a bug of
  * the emulator and propagates.
  */
 export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
@@ -169,6 +169,7 @@ export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Vi
   if (e instanceof KvmBug) return [{ check: "kvm-bug", message: e.message, step }];
   if (e instanceof GuestLivelock) return [{ check: "livelock", message: e.message, step }];
   if (e instanceof DeadlockError) return [{ check: "deadlock", message: e.message, step }];
+  if (e instanceof LockdepError) return [{ check: "lockdep", message: e.message, step }];
   return null;
 }
 

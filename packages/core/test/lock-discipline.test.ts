@@ -1,0 +1,110 @@
+/**
+ * The kernel's lock discipline, as behaviour a change of it would alter: a long walk under the
+ * write lock yields it to a waiting fault (tdp_mmu_iter_cond_resched); a fault re-checks, under
+ * the lock, that no invalidation ran since it sampled mmu_invalidate_seq (is_page_fault_stale);
+ * a zap flushes the TLBs of what it zapped; and a setter reached without the lock it needs is a
+ * lockdep violation naming the function.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  LockdepError, Scheduler, TdpIter, guestAccessPage, guestAccessRange, AccessTally, hostOps, zapLeafs, buildRun,
+  parseScenarioText, explore, type Task,
+} from "../src/index.js";
+import { bareBackend, makeVm, run } from "./helpers.js";
+
+/** A VM with GFNs [0, n) mapped 4K by vCPU 0, interleaving from here on. */
+function mapped(n: number) {
+  const vm = makeVm({ vcpus: 1 });
+  run(guestAccessRange(vm, vm.vcpus[0]!, 0, n, true, false, new AccessTally()));
+  vm.setInterleave(true);
+  return vm;
+}
+
+describe("mmu_lock and the walkers", () => {
+  it("a zap of many leaves yields the write lock to a fault that waits for it, and finishes after it", () => {
+    const vm = mapped(1024);
+    const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1024);
+    while (vm.mmu.stats.zappedLeaves < 8) zap.next();
+    expect(vm.mmu.lock.writer).not.toBeNull();
+    // A fault outside the range being zapped (nothing tells it to retry early) waits for the lock.
+    const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x800000, true, false);
+    const tasks: Task[] = [{ name: "zap", op: zap, done: false }, { name: "fault", op: fault, done: false }];
+    const finished: string[] = [];
+    new Scheduler("round-robin", 0).run(tasks, vm.clock, (t) => {
+      if (t.done && !finished.includes(t.name)) finished.push(t.name);
+    });
+    expect(finished).toEqual(["fault", "zap"]);
+    expect(vm.mmu.stats.zappedLeaves).toBe(1024);
+  });
+
+  it("a fault whose GFN was invalidated after it sampled mmu_invalidate_seq retries once it holds the lock", () => {
+    const vm = makeVm({ vcpus: 1 });
+    vm.setInterleave(true);
+    const vcpu = vm.vcpus[0]!;
+    const fault = guestAccessPage(vm, vcpu, 0x5000, true, false);
+    // Up to the step that sampled the sequence (the fault is inside kvm->srcu, without the lock).
+    while (vcpu.srcuGen < 0) fault.next();
+    expect(vm.mmu.lock.readers).toBe(0);
+    run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16));
+    const retries = vm.mmu.stats.faultRetries;
+    for (let r = fault.next(); !r.done; r = fault.next()) { /* the fault runs alone */ }
+    expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
+    expect(vm.mmu.stats.pages[1]).toBe(1);
+  });
+
+  it("a zap flushes the TLBs once for what it zapped, and not at all when it zapped nothing", () => {
+    const vm = mapped(4);
+    const before = vm.mmu.stats.tlbFlushes;
+    expect(run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 4))).toBe(4);
+    expect(vm.mmu.stats.tlbFlushes).toBe(before + 1);
+    expect(run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 4))).toBe(0);
+    expect(vm.mmu.stats.tlbFlushes).toBe(before + 1);
+  });
+});
+
+describe("lockdep", () => {
+  it("a write-lock walker run under the read lock fails, naming the setter and the lock", () => {
+    const vm = mapped(4);
+    vm.setInterleave(false);
+    const ctx = vm.hostCtx;
+    run(vm.mmu.lock.readLock(ctx));
+    const zap = zapLeafs(vm.mmu, ctx, vm.mmu.roots[0]!, 0, 4, false, false);
+    expect(() => run(zap)).toThrow(LockdepError);
+    expect(() => run(zapLeafs(vm.mmu, ctx, vm.mmu.roots[0]!, 0, 4, false, false))).toThrow(/tdp_mmu_iter_set_spte: mmu_lock must be held for write, but it is held for read/);
+  });
+
+  it("a cmpxchg with no lock held fails (tdp_mmu_set_spte_atomic asserts the read lock)", () => {
+    const vm = mapped(1);
+    const it = new TdpIter(vm.host.pool);
+    it.start(vm.mmu.roots[0]!, 1, 0, 0);
+    while (it.level > 1) it.next();
+    expect(() => vm.mmu.setSpteAtomic(it, it.oldLo, it.oldHi)).toThrow(/tdp_mmu_set_spte_atomic: mmu_lock must be held for read, but it is not held/);
+  });
+
+  it("the explorer reports a lockdep failure as a violation of its own", () => {
+    const scn = parseScenarioText(`
+name: lockdep
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`, "lockdep.yaml");
+    const r = explore(() => {
+      const built = buildRun(scn, { backend: bareBackend(), interleave: true });
+      // A host task that zaps leaves holding only the read lock: a write-lock path under the read lock.
+      function* wrongLock() {
+        yield* built.vm.mmu.lock.readLock(built.vm.hostCtx);
+        yield* zapLeafs(built.vm.mmu, built.vm.hostCtx, built.vm.mmu.roots[0]!, 0, 1, false, false);
+        built.vm.mmu.lock.readUnlock(built.vm.hostCtx);
+      }
+      const tasks: Task[] = [...built.tasks, { name: "host", op: wrongLock(), done: false }];
+      return {
+        tasks, clock: built.clock, setRecorder: () => {},
+        check: (final) => built.check(final).violations,
+        classify: (e) => (e instanceof LockdepError ? { check: "lockdep", message: e.message, step: built.clock.step } : null),
+      };
+    });
+    expect(r.violation?.violations[0]).toMatchObject({ check: "lockdep" });
+    expect(r.violation!.violations[0]!.message).toMatch(/tdp_mmu_iter_set_spte/);
+  });
+});
