@@ -172,7 +172,8 @@ export function isAccessAllowed(fault: PageFault, lo: number): boolean {
  */
 function targetLevelPrepare(mmu: TdpMmu, iter: TdpIter, fault: PageFault): number {
   const oldLo = iter.oldLo;
-  if (fault.prefetch && isShadowPresent(oldLo)) return RET_PF_SPURIOUS;
+  // A prefetch does not overwrite a present leaf; a table under it is replaced by the huge page.
+  if (fault.prefetch && isShadowPresent(oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
   if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
   fault.newLo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch, mmu.memtypeBits);
   fault.newHi = makeLeafHi(fault.pfn, fault.mapWritable);
