@@ -24,7 +24,7 @@ export { MmuStats } from "./mmu/mmu-stats.js";
 export { Root, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS } from "./mmu/roots.js";
 export * from "./mmu/tdp-map.js";
 export { FastPageFault, fastPageFault } from "./mmu/fast-page-fault.js";
-export { zapLeafs, zapRoot, zapAll, zapInvalidatedRoots, unmapGfnRange, KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from "./mmu/zap.js";
+export { zapLeafs, zapRoot, zapAll, zapInvalidatedRoots, unmapGfnRange, zapLeafsOfValidRoots, KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from "./mmu/zap.js";
 export { wrprotGfnRange, wrprotSlot, clearDirtyPtMasked, collectDirtyLog } from "./mmu/dirty-log.js";
 export { ageGfnRange } from "./mmu/age.js";
 export { trySplitHugePages } from "./mmu/split.js";

@@ -51,12 +51,25 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
 
 /**
  * `kvm_tdp_mmu_unmap_gfn_range` + flush (write lock held by the caller): zap the leaves of
- * [start, end) in every root the filter selects, and in invalid roots. The flush is of the range
- * (`kvm_zap_gfn_range`: `kvm_flush_remote_tlbs_range`), or of the whole VM where the kernel's
- * caller flushes that way (`kvm_handle_gfn_range` for attribute changes, `kvm_mmu_zap_memslot`).
+ * [start, end) in every root the filter selects, and in invalid roots (an mmu_notifier or
+ * attribute invalidation must reach mappings a vCPU may still use through an invalid root). The
+ * flush is of the range, or of the whole VM where the kernel's caller flushes that way
+ * (`kvm_handle_gfn_range` for attribute changes, `kvm_mmu_zap_memslot`).
  */
 export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, filter: number, reason: string, wholeVmFlush = false): Op<boolean> {
-  const types = filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS;
+  return yield* zapLeafsOfRoots(mmu, ctx, filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS, start, end, reason, wholeVmFlush);
+}
+
+/**
+ * `kvm_tdp_mmu_zap_leafs` + `kvm_zap_gfn_range`'s flush of the range (write lock held by the
+ * caller): the leaves of [start, end) in every *valid* root, direct and mirror
+ * (`for_each_valid_tdp_mmu_root_yield_safe`). Invalid roots are left to their own zap.
+ */
+export function* zapLeafsOfValidRoots(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, reason: string): Op<boolean> {
+  return yield* zapLeafsOfRoots(mmu, ctx, KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, start, end, reason, false);
+}
+
+function* zapLeafsOfRoots(mmu: TdpMmu, ctx: ExecCtx, types: number, start: number, end: number, reason: string, wholeVmFlush: boolean): Op<boolean> {
   let flush = false;
   yield* mmu.forEachRoot(types, function* (root) {
     flush = yield* zapLeafs(mmu, ctx, root, start, end, true, flush);

@@ -3,7 +3,7 @@
  * that takes `mmu_lock` the way the kernel does. Locks and RCU are released in `finally`, so an
  * error in the middle (a KVM_BUG, the host out of memory) never leaves the MMU locked.
  */
-import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvalidatedRoots } from "../mmu/zap.js";
+import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvalidatedRoots, zapLeafsOfValidRoots } from "../mmu/zap.js";
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
 import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
 import { trySplitHugePages } from "../mmu/split.js";
@@ -113,13 +113,13 @@ function releaseBacking(vm: Vm, slot: Memslot): void {
   slot.gmem?.release();
 }
 
-/** `kvm_zap_gfn_range`: zap every mapping of [start, end), private and shared, in every root. */
+/** `kvm_zap_gfn_range`: zap every mapping of [start, end), private and shared, in every valid root. */
 export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<number> {
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
   const before = mmu.stats.zappedLeaves;
   yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, () =>
-    unmapGfnRange(mmu, ctx, start, end, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "zap")));
+    zapLeafsOfValidRoots(mmu, ctx, start, end, "zap")));
   return mmu.stats.zappedLeaves - before;
 }
 
