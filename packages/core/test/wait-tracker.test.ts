@@ -1,0 +1,80 @@
+/**
+ * The wait tracker against a plain reference that recomputes every task's enabledness from the
+ * whole log of steps: a task that blocked waits on what its blocking step touched; a task that
+ * yielded RETRY_WAIT waits on everything it touched since its previous retry began, and is
+ * enabled by a step of another task that modified one of those after it touched it.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { BLOCKED, FootprintRecorder, FootprintStore, RETRY_WAIT, WaitTracker, modifies } from "../src/index.js";
+
+type Access = { id: number; kind: 1 | 2 | 4 };
+type Step = { task: number; accesses: Access[]; outcome: 0 | typeof BLOCKED | typeof RETRY_WAIT };
+
+/** The accesses folded by id, as the recorder keeps them. */
+function folded(a: Access[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const x of a) m.set(x.id, (m.get(x.id) ?? 0) | x.kind);
+  return m;
+}
+
+function referenceEnabled(log: Step[], t: number): boolean {
+  let last = -1;
+  for (let i = log.length - 1; i >= 0; i--) if (log[i]!.task === t) { last = i; break; }
+  if (last < 0 || log[last]!.outcome === 0) return true;
+  const woken = (waits: Map<number, { kind: number; from: number }>) => {
+    for (let j = 0; j < log.length; j++) {
+      if (log[j]!.task === t) continue;
+      for (const [id, k] of folded(log[j]!.accesses)) {
+        const w = waits.get(id);
+        if (w && j > w.from && modifies(k, w.kind)) return true;
+      }
+    }
+    return false;
+  };
+  if (log[last]!.outcome === BLOCKED) {
+    const waits = new Map<number, { kind: number; from: number }>();
+    for (const [id, k] of folded(log[last]!.accesses)) waits.set(id, { kind: k, from: last });
+    return woken(waits);
+  }
+  // The attempt: from the task's first step after its previous RETRY_WAIT (or from the start).
+  let start = 0;
+  for (let i = last - 1; i >= 0; i--) if (log[i]!.task === t && log[i]!.outcome === RETRY_WAIT) { start = i + 1; break; }
+  const waits = new Map<number, { kind: number; from: number }>();
+  for (let i = start; i <= last; i++) {
+    if (log[i]!.task !== t) continue;
+    for (const [id, k] of folded(log[i]!.accesses)) {
+      const w = waits.get(id);
+      if (w) w.kind |= k;
+      else waits.set(id, { kind: k, from: i });
+    }
+  }
+  return woken(waits);
+}
+
+const access = fc.record({ id: fc.integer({ min: 0, max: 5 }), kind: fc.constantFrom(1 as const, 2 as const, 4 as const) });
+const step = fc.record({
+  task: fc.integer({ min: 0, max: 2 }),
+  accesses: fc.array(access, { maxLength: 3 }),
+  outcome: fc.constantFrom(0 as const, 0 as const, BLOCKED as typeof BLOCKED, RETRY_WAIT as typeof RETRY_WAIT),
+});
+
+describe("WaitTracker", () => {
+  it("enables exactly the tasks the reference does, after every step of any run", () => {
+    fc.assert(fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+      const store = new FootprintStore();
+      const rec = new FootprintRecorder();
+      const tracker = new WaitTracker(3, store);
+      const log: Step[] = [];
+      for (const s of steps) {
+        // Only an enabled task takes a step, as in any scheduler.
+        if (!tracker.enabled(s.task)) continue;
+        rec.reset();
+        for (const a of s.accesses) (a.kind === 1 ? rec.read(a.id) : a.kind === 2 ? rec.add(a.id) : rec.write(a.id));
+        tracker.onStep(s.task, rec.saveTo(store), s.outcome, false);
+        log.push(s);
+        for (let t = 0; t < 3; t++) expect(tracker.enabled(t)).toBe(referenceEnabled(log, t));
+      }
+    }), { numRuns: 400 });
+  });
+});
