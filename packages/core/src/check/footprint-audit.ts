@@ -29,9 +29,11 @@ class Watched {
   copy: Numbers = new Uint32Array(0);
   constructor(
     readonly get: () => Numbers | null,
-    /** The resource behind element i. */
+    /** The resource behind element i (for a bitmap, behind its bit 0). */
     readonly idOf: (i: number) => number,
     readonly what: string,
+    /** Each element holds 32 resources, one per bit (a bitmap of folios). */
+    readonly bitmap = false,
   ) {}
 }
 
@@ -51,7 +53,7 @@ export class FootprintAudit {
         const v = b.auditView();
         this.watched.push(new Watched(() => v.chunks, (c) => resourceId(v.chunkSpace, c), "a host page of guest memory"));
         // A word of prepared bits: 32 folios; the message names the word's first.
-        this.watched.push(new Watched(() => v.prepared, (w) => resourceId(v.folioSpace, w * 32), "a prepared bit"));
+        this.watched.push(new Watched(() => v.prepared, (w) => resourceId(v.folioSpace, w * 32), "a prepared bit", true));
       }
     }
   }
@@ -90,7 +92,7 @@ export class FootprintAudit {
         if (a[i] === w.copy[i]) continue;
         const id = w.idOf(i);
         // A word of prepared bits changed: every folio whose bit flipped must be written.
-        if (w.what === "a prepared bit") {
+        if (w.bitmap) {
           const flipped = ((a[i] ?? 0) ^ (w.copy[i] ?? 0)) >>> 0;
           for (let b = 0; b < 32; b++) if ((flipped >>> b) & 1) miss(id - b, w.what);
         } else miss(id, w.what);

@@ -55,7 +55,7 @@ export function deadlock(tasks: readonly Task[], tracker?: WaitTracker): Deadloc
  */
 export class TaskStepper {
   private readonly rec = new FootprintRecorder();
-  readonly store = new FootprintStore();
+  private readonly store = new FootprintStore();
   readonly tracker: WaitTracker;
 
   constructor(
