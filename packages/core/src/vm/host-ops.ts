@@ -318,11 +318,13 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
     });
     yield* withReadLock(mmu, ctx, () => zapInvalidatedRoots(mmu, ctx, true));
   } else {
-    yield* withWriteLock(mmu, ctx, () => invalidating(mmu, slot.baseGfn, slot.endGfn, () =>
-      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot", true)));
+    // kvm_mmu_zap_memslot: no mmu_invalidate_begin/end and no new sequence number. None is
+    // needed: a fault that looked the slot up before it was marked invalid has left kvm->srcu
+    // (synchronizeSrcu above), and one that looks it up now finds it invalid and retries. The
+    // flush covers the slot (kvm_flush_remote_tlbs_memslot), inside the write lock.
+    yield* withWriteLock(mmu, ctx, () =>
+      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot"));
   }
-  mmu.invalidateSeq++;
-  vm.clock.touch(R_INVALIDATE);
   vm.clock.touch(R_SLOTS);
   vm.memslots.remove(slotId);
   releaseBacking(vm, slot);
