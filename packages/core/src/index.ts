@@ -35,12 +35,15 @@ export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
 export { CallCounts } from "./backend/call-counts.js";
+export { recordedBackend } from "./backend/recorded-backend.js";
 // exec
 export { Clock } from "./exec/clock.js";
 export { ExecCtx, runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";
 export * from "./exec/footprint.js";
 export { RwLock, DeadlockError, LockdepError } from "./exec/rwlock.js";
 export { Rcu } from "./exec/rcu.js";
+export { Srcu } from "./exec/srcu.js";
+export { SharedFlag } from "./exec/shared-flag.js";
 export { Scheduler, ReplayDivergence, TaskStepper, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
 export { WaitTracker } from "./exec/wait-tracker.js";
 export { traceKey } from "./exec/trace-key.js";

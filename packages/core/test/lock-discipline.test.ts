@@ -43,7 +43,7 @@ describe("mmu_lock and the walkers", () => {
     const vcpu = vm.vcpus[0]!;
     const fault = guestAccessPage(vm, vcpu, 0x5000, true, false);
     // Up to the step that sampled the sequence (the fault is inside kvm->srcu, without the lock).
-    while (vcpu.srcuGen < 0) fault.next();
+    while (!vm.srcu.isReading(vcpu.id)) fault.next();
     expect(vm.mmu.lock.readers).toBe(0);
     run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16));
     const retries = vm.mmu.stats.faultRetries;

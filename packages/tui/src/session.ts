@@ -291,8 +291,8 @@ export class Session {
   private roots(): { direct: Root | null; mirror: Root | null } {
     let direct: Root | null = null;
     let mirror: Root | null = null;
-    for (const r of this.run.vm.mmu.roots) {
-      if (r.invalid) continue;
+    for (const r of this.run.vm.mmu.peekRoots()) {
+      if (r.peekInvalid()) continue;
       if (r.mirror) mirror ??= r;
       else direct ??= r;
     }

@@ -70,11 +70,12 @@ vcpus:
 `, "audit.yaml");
     const r = explore(() => {
       const built = buildRun(scn, { backend: registry.create("plain"), interleave: true });
-      // A task that bumps mmu_invalidate_seq behind the recorder's back.
+      // A task that bumps mmu_invalidate_seq behind its accessors' back.
+      const mmu = built.vm.mmu as unknown as { seq: number };
       function* sneaky(): Op {
         yield;
-        built.vm.mmu.invalidateSeq++;
-        if (built.vm.mmu.invalidateSeq < 0) yield BLOCKED;
+        mmu.seq++;
+        if (mmu.seq < 0) yield BLOCKED;
       }
       const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
       return {

@@ -5,6 +5,8 @@
  * The mirror hooks are called only when `usesMirrorRoot` is true.
  *
  * Each hook call is one atomic point: one SEAMCALL or RMP instruction is one step of the model.
+ * Its accesses to the backend's state are recorded for the explorer: by the backend itself
+ * (`recordsOwnAccesses`), or by the core's coarse wrapper (`recorded-backend.ts`).
  * Status codes follow the kernel: 0 for success, a negative errno (`-EBUSY`) for failure.
  */
 import type { Level } from "../arch/levels.js";
@@ -40,6 +42,13 @@ export interface Backend {
   readonly usesMirrorRoot: boolean;
   /** The VM has private memory: guest_memfd backing and private memory attributes. */
   readonly hasPrivateMemory: boolean;
+  /**
+   * The backend records every access to its own state into `vm.clock`'s recorder, at the grain
+   * of its entries (an S-EPT entry, a PAMT entry, an RMP entry), reads as reads. Unset, the
+   * core records them for it, coarsely: each hook that may change its state as a write of the
+   * whole backend (`recorded-backend.ts`).
+   */
+  readonly recordsOwnAccesses?: boolean;
 
   /** Called once when the VM is created, before any other hook. */
   init?(vm: BackendVm): void;
@@ -130,6 +139,12 @@ export interface Backend {
   destroy?(vm: BackendVm): void;
   /** The backend's own invariants (TDX: mirror equals S-EPT, PAMT consistent), given a view of the mirror. */
   checkInvariants?(vm: BackendVm, mirror: MirrorView): { check: string; message: string }[];
+  /**
+   * For the footprint audit (a backend that `recordsOwnAccesses`): every piece of its state that
+   * a hook may change, each under the resource id its accessors record, as a value that changes
+   * when the state does. Records nothing.
+   */
+  auditState?(vm: BackendVm, out: Map<number, string | number>): void;
   /** Fault injection: the named call returns `status` on its `nth` invocation, `times` times. */
   injectFault?(vm: BackendVm, fault: FaultSpec): void;
   /**

@@ -9,9 +9,10 @@
  * Each piece of shared state is read here under the resource id its accessor records:
  * SPTEs (table slot * 512 + index), the page-table pool, memory attributes, memslots and dirty
  * bitmaps, the invalidation sequence and range, the roots, guest backing per host page and
- * per folio, mmu_lock's words, RCU, kvm->srcu, and each task's completion. The backend's own
- * state is not compared (every call into it is recorded as a write of R_BACKEND). Reads are not
- * audited: a read the footprint misses shows only in a step's outcome.
+ * per folio, mmu_lock's words, RCU, kvm->srcu, each task's completion, and the backend's own
+ * state as it reports it (`Backend.auditState`; a backend that does not record its own accesses
+ * is recorded whole, as R_BACKEND, by the core). Reads are not audited here: the accessors that
+ * record them are the only way to the state (fields private to them).
  */
 import { resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
@@ -47,8 +48,8 @@ export class FootprintAudit {
     private readonly tasks: readonly Task[],
   ) {
     this.watched.push(new Watched(() => vm.attributes.auditWords(), () => R_ATTR, "the memory attributes"));
-    for (const m of vm.memslots.all()) {
-      this.watched.push(new Watched(() => (vm.memslots.byId(m.id) === m ? m.dirtyBitmap : null), () => R_DIRTY, "a dirty bitmap"));
+    for (const m of vm.memslots.peekAll()) {
+      this.watched.push(new Watched(() => (vm.memslots.peekAll().includes(m) ? m.peekDirtyBitmap() : null), () => R_DIRTY, "a dirty bitmap"));
       for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
         const v = b.auditView();
         this.watched.push(new Watched(() => v.chunks, (c) => resourceId(v.chunkSpace, c), "a host page of guest memory"));
@@ -120,17 +121,18 @@ export class FootprintAudit {
     const s = new Map<number, string | number>();
     const pool = mmu.pool;
     s.set(R_POOL, `${pool.generation}/${pool.liveTables}`);
-    s.set(R_SLOTS, vm.memslots.all().map((m) => `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.flags)}:${m.invalid}:${m.dirtyBitmap !== null}`).join(";"));
-    s.set(R_INVALIDATE, `${mmu.invalidateSeq}/${mmu.invalidateInProgress}/${mmu.invalidateRangeStart}-${mmu.invalidateRangeEnd}`);
-    s.set(R_ROOTS, mmu.roots.map((r) => `${r.slot}:${r.mirror}:${r.invalid}:${r.freed}`).join(";"));
+    s.set(R_SLOTS, vm.memslots.peekAll().map((m) => `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.peekFlags())}:${m.peekInvalid()}:${m.peekDirtyBitmap() !== null}`).join(";"));
+    s.set(R_INVALIDATE, mmu.invalidateAuditState());
+    s.set(R_ROOTS, mmu.peekRoots().map((r) => `${r.slot}:${r.mirror}:${r.peekInvalid()}:${r.peekFreed()}:${r.peekRefcount()}:${r.peekScheduledZap()}`).join(";"));
     const lock = mmu.lock;
     s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
     s.set(R_LOCK_READERS, lock.readers);
     s.set(R_LOCK_WAITERS, lock.waitingReaders);
     s.set(R_RCU, mmu.rcu.auditState());
-    s.set(R_SRCU, `${vm.memslotsGen}/${vm.vcpus.map((v) => v.srcuGen).join(",")}/${vm.hostVcpu.srcuGen}`);
+    s.set(R_SRCU, vm.srcu.auditState());
     for (let i = 0; i < this.tasks.length; i++) s.set(taskDoneId(i), this.tasks[i]!.done ? 1 : 0);
-    for (const m of vm.memslots.all()) {
+    vm.backend.auditState?.(vm, s);
+    for (const m of vm.memslots.peekAll()) {
       for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
         const v = b.auditView();
         for (const pgoff of v.preparing) s.set(resourceId(v.folioSpace, pgoff), "locked");

@@ -104,14 +104,14 @@ class TableWalk {
       this.stamp = 1;
     }
 
-    for (const root of mmu.roots) {
+    for (const root of mmu.peekRoots()) {
       if (!pool.isLive(root.slot)) {
         this.fail("frame-free-and-mapped", `root ${root.slot} is in the root list but its page is free`);
         continue;
       }
       this.see(root.slot);
       // Only a backend with checks of its own reads the log.
-      this.logging = !root.invalid && vm.backend.checkInvariants !== undefined;
+      this.logging = !root.peekInvalid() && vm.backend.checkInvariants !== undefined;
       this.walk(root.slot, root.level, 0, root.mirror);
     }
 
@@ -239,7 +239,7 @@ class TableWalk {
       return;
     }
     const privateInDirect = vm.backend.hasPrivateMemory && !vm.backend.usesMirrorRoot;
-    const priv = mirror || (privateInDirect && vm.attributes.isPrivate(gfn));
+    const priv = mirror || (privateInDirect && vm.attributes.peekPrivate(gfn));
     const backing = priv ? slot.gmem : slot.shared;
     const want = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
     if (want < 0 || want - (want % PAGES_PER_LEVEL[level]!) !== pfn) {

@@ -121,7 +121,7 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(true, cb);
       return;
     }
-    for (const root of this.vm.mmu.roots) if (root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, true);
+    for (const root of this.vm.mmu.peekRoots()) if (root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, true);
   }
 
   forEachDirect(cb: DirectCb): void {
@@ -129,7 +129,7 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(false, cb);
       return;
     }
-    for (const root of this.vm.mmu.roots) if (!root.mirror && !root.invalid) this.walk(cb, root.slot, root.level, 0, false);
+    for (const root of this.vm.mmu.peekRoots()) if (!root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, false);
   }
 
   /** A direct root holds shared GFNs at their aliased index (`raw`); the GFN given is without the shared bit. */
@@ -161,8 +161,8 @@ class PoolMirrorView implements MirrorView {
 
   lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
     const pool = this.pool;
-    for (const root of this.vm.mmu.roots) {
-      if (!root.mirror || root.invalid) continue;
+    for (const root of this.vm.mmu.peekRoots()) {
+      if (!root.mirror || root.peekInvalid()) continue;
       let slot = root.slot;
       for (let l = root.level; l >= level; l--) {
         const mem = pool.tableMem(slot);

@@ -37,6 +37,12 @@ export function stepTask(tasks: readonly Task[], index: number, clock: Clock): n
   return r.value === BLOCKED || r.value === RETRY_WAIT ? r.value : 0;
 }
 
+/** Whether task `index` has finished, as another task reads it (its completion is a resource). */
+export function isTaskDone(tasks: readonly Task[], index: number, clock: Clock): boolean {
+  clock.fp?.read(taskDoneId(index));
+  return tasks[index]!.done;
+}
+
 /** Thrown when every unfinished task is blocked. */
 export function deadlock(tasks: readonly Task[], tracker?: WaitTracker): DeadlockError {
   const waiting = tasks.flatMap((t, i) => (t.done ? [] : [i]));

@@ -6,7 +6,13 @@
  * "is this GFN private" and "is this huge page uniform" (`KVM_LPAGE_MIXED_FLAG`) by word.
  * GFNs past the end are shared. The bitmap is made when a GFN first becomes private, so a VM
  * without private memory does not pay for it.
+ *
+ * The attributes are shared state (one resource, R_ATTR): `isPrivate`, `isUniform` and `set`
+ * record their access into the clock's recorder themselves, so no caller can forget it. Checks
+ * that look between steps use `peekPrivate`, which records nothing.
  */
+import type { Clock } from "../exec/clock.js";
+import { R_ATTR } from "../exec/footprint.js";
 import { giveUint32Array, takeUint32Array } from "./spare-arrays.js";
 
 const NONE: Uint32Array<ArrayBuffer> = new Uint32Array(0);
@@ -14,20 +20,32 @@ const NONE: Uint32Array<ArrayBuffer> = new Uint32Array(0);
 export class MemAttributes {
   private bits: Uint32Array<ArrayBuffer> = NONE;
 
-  constructor(readonly npages: number) {}
+  constructor(
+    readonly npages: number,
+    /** Where accesses are recorded; none for attributes no explorer sees (tests, tools). */
+    private readonly clock: Clock | null = null,
+  ) {}
 
   /** The bitmap as it stands, for the footprint audit (`check/footprint-audit.ts`): do not write. */
   auditWords(): Uint32Array {
     return this.bits;
   }
 
+  /** Whether `gfn` is private (`kvm_mem_is_private`): a read of the attributes. */
   isPrivate(gfn: number): boolean {
+    this.clock?.fp?.read(R_ATTR);
+    return this.peekPrivate(gfn);
+  }
+
+  /** `isPrivate` without recording: for checks and views between steps. */
+  peekPrivate(gfn: number): boolean {
     if (gfn >= this.npages || this.bits === NONE) return false;
     return (this.bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;
   }
 
   /** Sets [start, end) private or shared; returns how many GFNs changed. */
   set(start: number, end: number, priv: boolean): number {
+    this.clock?.touch(R_ATTR);
     if (this.bits === NONE) {
       if (!priv) return 0;
       this.bits = takeUint32Array(Math.ceil(this.npages / 32));
@@ -59,22 +77,27 @@ export class MemAttributes {
 
   /** True if [start, start+count) is all private or all shared (no mixed huge page). */
   isUniform(start: number, count: number): boolean {
+    this.clock?.fp?.read(R_ATTR);
+    return this.peekUniform(start, count);
+  }
+
+  private peekUniform(start: number, count: number): boolean {
     if (start + count > this.npages) {
       // Past the end everything is shared.
       if (start >= this.npages) return true;
-      return this.isUniform(start, this.npages - start) && !this.isPrivate(start);
+      return this.peekUniform(start, this.npages - start) && !this.peekPrivate(start);
     }
     if (this.bits === NONE) return true;
-    const first = this.isPrivate(start);
+    const first = this.peekPrivate(start);
     const want = first ? 0xffffffff : 0;
     let g = start;
     const end = start + count;
     while (g < end && (g & 31) !== 0) {
-      if (this.isPrivate(g) !== first) return false;
+      if (this.peekPrivate(g) !== first) return false;
       g++;
     }
     for (; g + 32 <= end; g += 32) if ((this.bits[g >>> 5]! >>> 0) !== want) return false;
-    for (; g < end; g++) if (this.isPrivate(g) !== first) return false;
+    for (; g < end; g++) if (this.peekPrivate(g) !== first) return false;
     return true;
   }
 

@@ -1,9 +1,16 @@
 /**
  * Memslots (`struct kvm_memory_slot`): a GFN range, its flags, its backing and, while dirty
  * logging is on, its dirty bitmap (one bit per page, as `KVM_GET_DIRTY_LOG` returns it).
+ *
+ * The memslots are shared state: the set of slots and their flags are one resource (R_SLOTS),
+ * the dirty bitmaps another (R_DIRTY). Every way to reach what can change records itself into
+ * the clock's recorder: the lookups, the flags, `invalid`, `dirtyBitmap`, and the setters. A
+ * slot's id, range and backings never change while it exists, so reading them records nothing.
+ * Checks and views between steps use `peekAll` and the `peek*` readers, which record nothing.
  */
 import type { GuestBacking } from "./guest-backing.js";
-import { R_DIRTY, type FootprintRecorder } from "../exec/footprint.js";
+import type { Clock } from "../exec/clock.js";
+import { R_DIRTY, R_SLOTS } from "../exec/footprint.js";
 
 export interface MemslotFlags {
   /** `KVM_MEM_LOG_DIRTY_PAGES` */
@@ -13,19 +20,28 @@ export interface MemslotFlags {
 }
 
 export class Memslot {
-  dirtyBitmap: Uint32Array | null = null;
-  /** `KVM_MEMSLOT_INVALID`: the slot is being deleted; faults that hit it retry. */
-  invalid = false;
+  private bitmap: Uint32Array | null = null;
+  private isInvalid = false;
+  private readonly slotFlags: MemslotFlags;
+  /** Set when the slot is added to a VM's memslots: from then on its accesses are recorded. */
+  private clock: Clock | null = null;
 
   constructor(
     readonly id: number,
     readonly baseGfn: number,
     readonly npages: number,
-    readonly flags: MemslotFlags,
+    flags: MemslotFlags,
     readonly shared: GuestBacking,
     /** guest_memfd backing of private pages; null for a VM without private memory. */
     readonly gmem: GuestBacking | null,
-  ) {}
+  ) {
+    this.slotFlags = { ...flags };
+  }
+
+  /** The slot joins `clock`'s VM (`Memslots.add`). */
+  attach(clock: Clock | null): void {
+    this.clock = clock;
+  }
 
   get endGfn(): number {
     return this.baseGfn + this.npages;
@@ -35,13 +51,76 @@ export class Memslot {
     return gfn >= this.baseGfn && gfn < this.baseGfn + this.npages;
   }
 
+  /** The slot's flags, as a fault reads them (a copy: change them by the setters). */
+  get flags(): Readonly<MemslotFlags> {
+    this.clock?.fp?.read(R_SLOTS);
+    return this.slotFlags;
+  }
+
+  /** `KVM_MEMSLOT_INVALID`: the slot is being deleted; faults that hit it retry. */
+  get invalid(): boolean {
+    this.clock?.fp?.read(R_SLOTS);
+    return this.isInvalid;
+  }
+
+  /** `kvm_invalidate_memslot` publishes the slot as invalid. */
+  markInvalid(): void {
+    this.clock?.touch(R_SLOTS);
+    this.isInvalid = true;
+  }
+
+  /** The dirty bitmap while dirty logging is on, else null: whether it is on is a slot flag. */
+  get dirtyBitmap(): Uint32Array | null {
+    this.clock?.fp?.read(R_SLOTS);
+    return this.bitmap;
+  }
+
+  /**
+   * `KVM_MEM_LOG_DIRTY_PAGES` set or cleared: the flag and the bitmap (a fresh, clean one when
+   * set) change together.
+   */
+  setDirtyLogging(on: boolean): void {
+    this.clock?.touch(R_SLOTS);
+    this.clock?.touch(R_DIRTY);
+    this.slotFlags.dirtyLogging = on;
+    this.bitmap = on ? new Uint32Array(Math.ceil(this.npages / 32)) : null;
+  }
+
+  /** Words in the dirty bitmap (32 GFNs each), or -1 if dirty logging is off. */
+  dirtyWords(): number {
+    const bm = this.dirtyBitmap;
+    return bm ? bm.length : -1;
+  }
+
+  /** `KVM_GET_DIRTY_LOG` takes word `w` of the bitmap (GFNs from base + 32w) and clears it. */
+  takeDirtyWord(w: number): number {
+    this.clock?.touch(R_DIRTY);
+    const bm = this.bitmap!;
+    const mask = bm[w]!;
+    bm[w] = 0;
+    return mask;
+  }
+
   /** `mark_page_dirty_in_slot` */
-  markDirty(gfn: number, fp?: FootprintRecorder | null): void {
+  markDirty(gfn: number): void {
     const bm = this.dirtyBitmap;
     if (!bm) return;
-    fp?.add(R_DIRTY);
+    this.clock?.fp?.add(R_DIRTY);
     const rel = gfn - this.baseGfn;
     bm[rel >>> 5] = bm[rel >>> 5]! | (1 << (rel & 31));
+  }
+
+  /** The state as it stands, recording nothing: for checks and the footprint audit. */
+  peekFlags(): Readonly<MemslotFlags> {
+    return this.slotFlags;
+  }
+
+  peekInvalid(): boolean {
+    return this.isInvalid;
+  }
+
+  peekDirtyBitmap(): Uint32Array | null {
+    return this.bitmap;
   }
 }
 
@@ -49,16 +128,26 @@ export class Memslots {
   private slots: Memslot[] = [];
   private last: Memslot | null = null;
 
+  constructor(private readonly clock: Clock | null = null) {}
+
   all(): readonly Memslot[] {
+    this.clock?.fp?.read(R_SLOTS);
+    return this.slots;
+  }
+
+  /** `all` without recording: for checks and views between steps. */
+  peekAll(): readonly Memslot[] {
     return this.slots;
   }
 
   byId(id: number): Memslot | undefined {
+    this.clock?.fp?.read(R_SLOTS);
     return this.slots.find((s) => s.id === id);
   }
 
   /** `gfn_to_memslot`, with the kernel's last-used cache. */
   find(gfn: number): Memslot | null {
+    this.clock?.fp?.read(R_SLOTS);
     const l = this.last;
     if (l && gfn >= l.baseGfn && gfn < l.baseGfn + l.npages) return l;
     for (const s of this.slots) {
@@ -78,6 +167,8 @@ export class Memslots {
         throw new Error(`memslot ${slot.id} overlaps memslot ${s.id}`);
       }
     }
+    this.clock?.touch(R_SLOTS);
+    slot.attach(this.clock);
     this.slots.push(slot);
     this.slots.sort((a, b) => a.baseGfn - b.baseGfn);
   }
@@ -85,6 +176,7 @@ export class Memslots {
   remove(id: number): Memslot {
     const i = this.slots.findIndex((s) => s.id === id);
     if (i < 0) throw new Error(`no memslot ${id}`);
+    this.clock?.touch(R_SLOTS);
     const [s] = this.slots.splice(i, 1);
     if (this.last === s) this.last = null;
     return s!;

@@ -128,6 +128,36 @@ export class PtPool {
     return this.live;
   }
 
+  /**
+   * The SPTE at entry `idx` of table `slot`, as a walker outside `TdpIter` reads it (the
+   * hardware walk, fast page fault's compare, make_huge_spte's search): returns its low half and
+   * leaves its high half in `readHi` (no object per read). The read is recorded.
+   */
+  readSpte(slot: number, idx: number): number {
+    this.fp?.read(slot * 512 + idx);
+    const mem = this.mem[slot >>> MEM_SHIFT]!;
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx;
+    this.readHi = mem[off + 1]!;
+    return mem[off]!;
+  }
+
+  /** The high half of the SPTE `readSpte` read last. */
+  readHi = 0;
+
+  /**
+   * The CPU's page walker sets Accessed (and Dirty) in a leaf: `bits` ORed into the low half of
+   * entry `idx` of table `slot`, recorded as a write. Returns the new low half. Not an MMU store
+   * (no `writeSpte`): it never makes an entry present or not, as the occupancy index assumes.
+   */
+  setHardwareBits(slot: number, idx: number, bits: number): number {
+    this.fp?.write(slot * 512 + idx);
+    const mem = this.mem[slot >>> MEM_SHIFT]!;
+    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx;
+    const lo = (mem[off]! | bits) >>> 0;
+    mem[off] = lo;
+    return lo;
+  }
+
   /** One past the highest slot ever allocated: every slot from here on has never been live. */
   get slotsUsed(): number {
     return this.touched;

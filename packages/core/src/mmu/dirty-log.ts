@@ -80,13 +80,12 @@ export function clearDirtyPtMasked(mmu: TdpMmu, root: Root, gfn: number, mask: n
  * `clear_dirty_pt_masked` runs, not what it does.
  */
 export function collectDirtyLog(mmu: TdpMmu, slot: Memslot): number[] {
-  const bm = slot.dirtyBitmap;
-  if (!bm) throw new Error(`dirty logging is not enabled on memslot ${slot.id}`);
+  const words = slot.dirtyWords();
+  if (words < 0) throw new Error(`dirty logging is not enabled on memslot ${slot.id}`);
   const dirty: number[] = [];
-  for (let w = 0; w < bm.length; w++) {
-    const mask = bm[w]!;
+  for (let w = 0; w < words; w++) {
+    const mask = slot.takeDirtyWord(w);
     if (mask === 0) continue;
-    bm[w] = 0;
     const gfn = slot.baseGfn + w * 32;
     for (let b = 0; b < 32; b++) if (mask & (1 << b)) dirty.push(gfn + b);
     // Dirty logging never reaches mirror roots: guest_memfd slots cannot log.

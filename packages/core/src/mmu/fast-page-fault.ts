@@ -79,10 +79,9 @@ export class FastPageFault implements StepMachine {
       if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
       if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
       // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
-      mmu.pool.fp?.read(this.table * 512 + ((off % U32_PER_TABLE) >>> 1));
-      if (mem[off] === lo && mem[off + 1] === hi) {
+      if (mmu.pool.readSpte(this.table, (off % U32_PER_TABLE) >>> 1) === lo && mmu.pool.readHi === hi) {
         mmu.writeSpte(mem, off, (lo | EPT_W) >>> 0, hi, this.table, level, this.gfn, "fast-pf");
-        fault.slot?.markDirty(fault.gfn, mmu.clock.fp);
+        fault.slot?.markDirty(fault.gfn);
         return RET_PF_FIXED;
       }
       if (this.retry++ >= 4) return RET_PF_INVALID;

@@ -8,7 +8,6 @@ import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/lev
 import type { Backend } from "../backend/backend.js";
 import type { BackendVm } from "../backend/backend-vm.js";
 import type { Memslot } from "../mem/memslots.js";
-import { R_BACKEND } from "../exec/footprint.js";
 
 export function maxMappingLevel(vm: BackendVm, backend: Backend, slot: Memslot, gfn: number, isPrivate: boolean, pfn: number): Level {
   const backing = isPrivate ? slot.gmem : slot.shared;
@@ -17,9 +16,7 @@ export function maxMappingLevel(vm: BackendVm, backend: Backend, slot: Memslot, 
   // kvm_max_private_mapping_level asks the backend (gmem_max_mapping_level) only when more
   // than 4K is possible at all.
   if (isPrivate && backend.maxMappingLevel) {
-    // The backend answers from its own state (SEV: the RMP entry's size): the explorer must
-    // see this step read it, or it would take a PSMASH elsewhere as independent of this fault.
-    vm.clock.fp?.read(R_BACKEND);
+    // The backend answers from its own state (SEV: the RMP entry's size), and records the read.
     level = Math.min(level, backend.maxMappingLevel(vm, gfn, pfn));
   }
   for (; level > 1; level--) {

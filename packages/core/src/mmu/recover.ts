@@ -21,13 +21,10 @@ import type { TdpMmu } from "./tdp-mmu.js";
 function makeHugeFromChild(mmu: TdpMmu, iter: TdpIter): { lo: number; hi: number } | null {
   const pool = mmu.pool;
   const find = (slot: number, level: number): { lo: number; hi: number } | null => {
-    const mem = pool.tableMem(slot);
-    const base = pool.tableOff(slot);
     for (let i = 0; i < 512; i++) {
-      const lo = mem[base + 2 * i]!;
-      pool.fp?.read(slot * 512 + i);
+      const lo = pool.readSpte(slot, i);
       if (!isShadowPresent(lo)) continue;
-      const hi = mem[base + 2 * i + 1]!;
+      const hi = pool.readHi;
       if (isLastSpte(lo, level)) return makeHugeSpte(lo, hi, PAGES_PER_LEVEL[iter.level]!);
       const below = find(pool.pfnToSlot(spteToPfn(lo, hi)), level - 1);
       if (below) return below;

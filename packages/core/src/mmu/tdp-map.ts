@@ -179,7 +179,7 @@ function targetLevelPrepare(mmu: TdpMmu, iter: TdpIter, fault: PageFault): numbe
   fault.newHi = makeLeafHi(fault.pfn, fault.mapWritable);
   // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
   // SPTE is even set.
-  if (fault.mapWritable && fault.slot!.dirtyBitmap) fault.slot!.markDirty(iter.gfn, mmu.clock.fp);
+  if (fault.mapWritable) fault.slot!.markDirty(iter.gfn);
   if (fault.newLo === oldLo && fault.newHi === iter.oldHi) return RET_PF_SPURIOUS;
   return -1;
 }

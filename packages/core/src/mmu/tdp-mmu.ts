@@ -22,7 +22,7 @@ import type { EventSink } from "../events/events.js";
 import type { Clock } from "../exec/clock.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { Rcu } from "../exec/rcu.js";
-import { R_BACKEND, R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
+import { R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
 import { RwLock } from "../exec/rwlock.js";
 import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { MmuStats } from "./mmu-stats.js";
@@ -53,7 +53,8 @@ export interface MmuOptions {
 }
 
 export class TdpMmu {
-  readonly roots: Root[] = [];
+  /** `tdp_mmu_roots`: reached through `roots` (recorded) or `peekRoots` (checks). */
+  private readonly rootList: Root[] = [];
   readonly stats = new MmuStats();
   readonly pool: PtPool;
   readonly lock: RwLock;
@@ -65,12 +66,15 @@ export class TdpMmu {
   readonly memtypeBits: number;
   readonly events: EventSink;
   readonly clock: Clock;
-  /** `mmu_invalidate_seq`: bumped by every invalidation, checked by faults for staleness. */
-  invalidateSeq = 0;
-  /** `mmu_invalidate_in_progress` and the union of the ranges in progress. */
-  invalidateInProgress = 0;
-  invalidateRangeStart = 0;
-  invalidateRangeEnd = 0;
+  /**
+   * `mmu_invalidate_seq`, bumped by every invalidation and checked by faults for staleness, and
+   * `mmu_invalidate_in_progress` with the union of the ranges in progress: one resource
+   * (R_INVALIDATE), reached only through the methods below, which record their accesses.
+   */
+  private seq = 0;
+  private inProgress = 0;
+  private rangeStart = 0;
+  private rangeEnd = 0;
   /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
   deferredFrees = 0;
   /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
@@ -189,7 +193,6 @@ export class TdpMmu {
   /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
   callSetHook(gfn: number, level: number, lo: number, hi: number): number {
     this.lock.assertHeld("set_external_spte_present");
-    this.clock.touch(R_BACKEND);
     let ret: number;
     if (isLastSpte(lo, level)) {
       ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level as Level, spteToPfn(lo, hi)) : 0;
@@ -318,7 +321,6 @@ export class TdpMmu {
     // KVM zaps external (S-EPT) entries only with mmu_lock held for write.
     this.lock.assertHeldWrite("remove_external_spte");
     this.clock.step++;
-    this.clock.touch(R_BACKEND);
     const ret = this.backend.removeExternalSpte(this.vm, gfn, level as Level, spteToPfn(oldLo, oldHi));
     this.hookEvent("removeExternalSpte", gfn, level, ret);
     if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);
@@ -334,7 +336,6 @@ export class TdpMmu {
     this.pool.spExternal[slot] = -1;
     if (ext < 0 || !this.backend.freeExternalSpt) return ext;
     this.clock.step++;
-    this.clock.touch(R_BACKEND);
     const level = this.pool.spLevel[slot]! as Level;
     const gfn = this.pool.spGfn[slot]!;
     const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
@@ -361,7 +362,6 @@ export class TdpMmu {
     const mirror = iter.root.mirror;
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
     if (mirror && this.backend.allocExternalSpt) {
-      this.clock.touch(R_BACKEND);
       this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
     }
     this.inFlightSps++;
@@ -410,7 +410,6 @@ export class TdpMmu {
     this.stats.tlbFlushes++;
     this.clock.step++;
     if (this.backend.flushTlb) {
-      this.clock.touch(R_BACKEND);
       this.backend.flushTlb(this.vm, gfn, npages);
     }
     if (this.events.on) {
@@ -435,30 +434,52 @@ export class TdpMmu {
   /** `kvm_mmu_invalidate_begin` + `kvm_mmu_invalidate_range_add` (under the write lock). */
   invalidateBegin(start: number, end: number): void {
     this.clock.touch(R_INVALIDATE);
-    if (this.invalidateInProgress++ === 0) {
-      this.invalidateRangeStart = start;
-      this.invalidateRangeEnd = end;
+    if (this.inProgress++ === 0) {
+      this.rangeStart = start;
+      this.rangeEnd = end;
     } else {
-      this.invalidateRangeStart = Math.min(this.invalidateRangeStart, start);
-      this.invalidateRangeEnd = Math.max(this.invalidateRangeEnd, end);
+      this.rangeStart = Math.min(this.rangeStart, start);
+      this.rangeEnd = Math.max(this.rangeEnd, end);
     }
   }
 
   /** `kvm_mmu_invalidate_end`: a new sequence number, then one fewer in progress. */
   invalidateEnd(): void {
     this.clock.touch(R_INVALIDATE);
-    this.invalidateSeq++;
-    this.invalidateInProgress--;
+    this.seq++;
+    this.inProgress--;
+  }
+
+  /** `kvm->mmu_invalidate_seq`, as a fault samples it before looking the PFN up. */
+  get invalidateSeq(): number {
+    this.clock.fp?.read(R_INVALIDATE);
+    return this.seq;
   }
 
   /** `mmu_invalidate_retry_gfn`: must a fault that sampled `seq` for `gfn` retry? */
   invalidateRetryGfn(seq: number, gfn: number): boolean {
     this.clock.fp?.read(R_INVALIDATE);
-    if (this.invalidateInProgress > 0 && gfn >= this.invalidateRangeStart && gfn < this.invalidateRangeEnd) return true;
-    return this.invalidateSeq !== seq;
+    if (this.inProgress > 0 && gfn >= this.rangeStart && gfn < this.rangeEnd) return true;
+    return this.seq !== seq;
+  }
+
+  /** The invalidation state as a string, recording nothing: for the footprint audit. */
+  invalidateAuditState(): string {
+    return `${this.seq}/${this.inProgress}/${this.rangeStart}-${this.rangeEnd}`;
   }
 
   // ---------------------------------------------------------------- roots
+
+  /** The root list, newest first, as a walker reads it. */
+  get roots(): readonly Root[] {
+    this.clock.fp?.read(R_ROOTS);
+    return this.rootList;
+  }
+
+  /** The root list, recording nothing: for checks and views between steps. */
+  peekRoots(): readonly Root[] {
+    return this.rootList;
+  }
 
   /**
    * `kvm_tdp_mmu_alloc_root`: a valid root of the wanted kind gets another reference; else a new
@@ -466,18 +487,18 @@ export class TdpMmu {
    */
   getRoot(mirror: boolean): Root {
     this.clock.touch(R_ROOTS);
-    for (const r of this.roots) {
+    for (const r of this.rootList) {
       if (r.mirror === mirror && !r.invalid) {
-        r.refcount++;
+        r.get();
         return r;
       }
     }
     const slot = this.pool.alloc(this.vm.id, this.rootLevel, 0, ROLE_ROOT | (mirror ? ROLE_MIRROR : 0));
-    const root = new Root(slot, this.rootLevel, mirror);
+    const root = new Root(slot, this.rootLevel, mirror, this.clock);
     // list_add_rcu: a new root goes to the head of tdp_mmu_roots, so walks over the roots (zap,
     // unmap, invalidation) meet the newest first; on a TD, the direct root before the mirror,
     // which KVM allocates first.
-    this.roots.unshift(root);
+    this.rootList.unshift(root);
     if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "alloc", root: slot, level: root.level, mirror });
     return root;
   }
@@ -487,11 +508,10 @@ export class TdpMmu {
    * Only an invalid root may reach zero.
    */
   putRoot(root: Root): void {
-    this.clock.touch(R_ROOTS);
-    if (--root.refcount > 0) return;
+    if (root.put() > 0) return;
     if (!root.invalid) throw new KvmBug(`last reference to valid root ${root.slot} dropped`);
-    this.roots.splice(this.roots.indexOf(root), 1);
-    root.freed = true;
+    this.rootList.splice(this.rootList.indexOf(root), 1);
+    root.markFreed();
     this.deferredFrees++;
     this.rcu.callRcu(() => {
       this.deferredFrees--;
@@ -502,13 +522,12 @@ export class TdpMmu {
 
   /** `kvm_tdp_mmu_invalidate_roots` (write lock): mark roots of the given types invalid. */
   invalidateRoots(types: number): void {
-    this.clock.touch(R_ROOTS);
-    for (const r of this.roots) {
+    this.clock.fp?.read(R_ROOTS);
+    for (const r of this.rootList) {
       if (r.invalid) continue;
       const want = r.mirror ? (types & KVM_MIRROR_ROOTS) !== 0 : (types & KVM_DIRECT_ROOTS) !== 0;
       if (!want) continue;
-      r.invalid = true;
-      r.scheduledToZap = true;
+      r.markInvalid();
       this.pool.spRole[r.slot] = this.pool.spRole[r.slot]! | ROLE_INVALID;
       if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "invalidate", root: r.slot, level: r.level, mirror: r.mirror });
     }
@@ -540,8 +559,7 @@ export class TdpMmu {
   *forEachRoot(types: number, body: (root: Root) => Op): Op {
     for (const root of this.rootsOfTypes(types)) {
       if (root.refcount === 0 || root.freed) continue;
-      this.clock.touch(R_ROOTS);
-      root.refcount++;
+      root.get();
       try {
         yield* body(root);
       } finally {

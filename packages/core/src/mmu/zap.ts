@@ -127,8 +127,7 @@ export function* zapRoot(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean)
  */
 export function* zapInvalidatedRoots(mmu: TdpMmu, ctx: ExecCtx, shared: boolean): Op {
   for (const root of [...mmu.roots]) {
-    if (!root.scheduledToZap) continue;
-    root.scheduledToZap = false;
+    if (!root.takeScheduledZap()) continue;
     yield* zapRoot(mmu, ctx, root, shared);
     mmu.putRoot(root);
   }

@@ -12,8 +12,9 @@ import { checkInvariants, type CheckResult, type Violation } from "../check/inva
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
 import { DeadlockError, LockdepError } from "../exec/rwlock.js";
-import { R_BACKEND, R_BACKING, R_FINALIZED, R_SLOTS, taskDoneId } from "../exec/footprint.js";
-import { ReplayDivergence, Scheduler, type Task } from "../exec/scheduler.js";
+import { R_FINALIZED } from "../exec/footprint.js";
+import { SharedFlag } from "../exec/shared-flag.js";
+import { ReplayDivergence, Scheduler, isTaskDone, type Task } from "../exec/scheduler.js";
 import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
@@ -124,7 +125,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   const tasks: Task[] = [];
   const vcpuTasks: Task[] = [];
   // The VMM starts its vCPUs only once the VM is finalized, if the host program finalizes it.
-  const start = { finalized: !scn.host.some((op) => op.op === "finalize") };
+  const start = new SharedFlag(vm.clock, R_FINALIZED, !scn.host.some((op) => op.op === "finalize"));
   scn.vcpus.forEach((ops, i) => {
     const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp, start), done: ops.length === 0 };
     tasks.push(t);
@@ -134,10 +135,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     // The teardown waits for each vCPU task to finish: it reads their completion, one resource each.
     const vcpusDone = () => {
       let all = true;
-      for (let i = 0; i < vcpuTasks.length; i++) {
-        vm.clock.fp?.read(taskDoneId(i));
-        if (!vcpuTasks[i]!.done) all = false;
-      }
+      for (let i = 0; i < vcpuTasks.length; i++) if (!isTaskDone(vcpuTasks, i, vm.clock)) all = false;
       return all;
     };
     tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start), done: false });
@@ -207,12 +205,9 @@ function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail
   if (vm.events.on) vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail: JSON.stringify(detail) });
 }
 
-function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: { finalized: boolean }): Op {
+function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: SharedFlag): Op {
   const who = `vcpu${vcpu.id}`;
-  while (!start.finalized) {
-    vm.clock.fp?.read(R_FINALIZED);
-    yield BLOCKED;
-  }
+  while (!start.get()) yield BLOCKED;
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
@@ -248,7 +243,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
   }
 }
 
-function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () => boolean, afterOp: (() => void) | null, start: { finalized: boolean }): Op {
+function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () => boolean, afterOp: (() => void) | null, start: SharedFlag): Op {
   const ctx = vm.hostCtx;
   for (let i = 0; i < ops.length; i++) {
     yield;
@@ -261,8 +256,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "populate": result.mapped = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end); break;
       case "finalize":
         result.status = hostOps.finalize(vm);
-        start.finalized = true;
-        vm.clock.touch(R_FINALIZED);
+        start.raise();
         break;
       case "convert": result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private"); break;
       case "zap": result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end); break;
@@ -278,11 +272,6 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "raw": {
         if (!vm.backend.rawCall) throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
         vm.clock.step++;
-        vm.clock.touch(R_BACKEND);
-        // A raw call may name the page the guest has at a GPA ("mapped"): the memslot and the
-        // backing it reads are the ones a fault fills.
-        vm.clock.fp?.read(R_SLOTS);
-        vm.clock.fp?.read(R_BACKING);
         let r: { status: string; detail: string };
         try {
           r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });

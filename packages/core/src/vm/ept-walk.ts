@@ -45,28 +45,25 @@ export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGf
     level = 1;
   }
   for (; level >= 1; level--) {
-    const mem = pool.mem[slot >>> MEM_SHIFT]!;
     const idx = sptIndex(rawGfn, level);
-    const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx;
-    const lo = mem[off]!;
-    pool.fp?.read(slot * 512 + idx);
+    const lo = pool.readSpte(slot, idx);
+    const hi = pool.readHi;
     if ((lo & EPT_RWX) === 0) return WALK_NOT_PRESENT;
     if (level === 1 || (lo & PT_PAGE_SIZE_MASK) !== 0) {
       if (out) {
-        const leafPfn = spteToPfn(lo, mem[off + 1]!);
+        const leafPfn = spteToPfn(lo, hi);
         out.pfn = leafPfn + gfnOffsetInLevel(rawGfn, level);
         out.level = level;
       }
       if ((lo & EPT_R) === 0 || (write && (lo & EPT_W) === 0)) return WALK_PERMISSION;
       const want = write ? SPTE_ACCESSED | SPTE_DIRTY : SPTE_ACCESSED;
       if ((lo & want) !== want) {
-        mem[off] = (lo | want) >>> 0;
-        pool.fp?.write(slot * 512 + idx);
-        onUpdate?.(slot, off, level, lo, mem[off]!, mem[off + 1]!);
+        const now = pool.setHardwareBits(slot, idx, want);
+        onUpdate?.(slot, (slot & MEM_MASK) * U32_PER_TABLE + 2 * idx, level, lo, now, hi);
       }
       return WALK_OK;
     }
-    slot = pool.pfnToSlot(spteToPfn(lo, mem[off + 1]!));
+    slot = pool.pfnToSlot(spteToPfn(lo, hi));
     if (level === 2 && out !== undefined) out.cache.fillTable(pool, rootSlot, rawGfn, slot);
   }
   return WALK_NOT_PRESENT;

@@ -12,7 +12,6 @@ import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
-import { R_BACKEND, R_ROOTS } from "../exec/footprint.js";
 import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 
@@ -72,7 +71,6 @@ function hardwareAccess(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, private
   const backend = vm.backend;
   let hw = -1;
   if (backend.checkGuestAccess) {
-    vm.clock.touch(R_BACKEND);
     hw = backend.checkGuestAccess(vm, vcpu.id, gpa, write, privateAccess);
   }
   if (hw >= 0) {
@@ -84,7 +82,6 @@ function hardwareAccess(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, private
   const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gfn, write, vm.events.on ? hwUpdateEvent(vm, gfn) : null, vcpu.walk);
   if (w !== WALK_OK) return w === WALK_PERMISSION ? HW_FAULT_PRESENT : HW_FAULT;
   if (!backend.checkTranslation) return HW_OK;
-  vm.clock.touch(R_BACKEND);
   hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
   if (hw === ACCESS_OK) return HW_OK;
   if (hw === ACCESS_GUEST_EXCEPTION) return HW_EXCEPTION;
@@ -116,8 +113,7 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
     // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
     if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
     for (let tries = 0; tries < MAX_TRIES; tries++) {
-      // kvm_mmu_reload reads the roots' validity, which a host's invalidation writes.
-      vm.clock.fp?.read(R_ROOTS);
+      // kvm_mmu_reload reads the roots' validity (recorded by `Root.invalid`).
       if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
         vm.loadRoots(vcpu);
       }
@@ -208,7 +204,6 @@ function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boole
  * vCPU marks the range while it zaps, for the backend's invariants (`Vm.faultFixupPending`).
  */
 function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
-  vm.clock.touch(R_BACKEND);
   const z = vm.backend.faultFixup!(vm, vcpu.id, gpa);
   if (!z) return;
   vcpu.fixupZapStart = z.gfn;
@@ -233,7 +228,6 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     vm.loadRoots(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
-    vm.clock.touch(R_BACKEND);
     // PVALIDATE works on the frame the NPT maps the page to; the mirror-root backends (TDX)
     // find it in their own tables.
     let npt: { pfn: number; level: number } | null = null;

@@ -18,7 +18,6 @@ import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { R_ATTR, R_BACKEND, R_DIRTY, R_INVALIDATE, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -72,12 +71,10 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   [start, end] = clampRange(vm, start, end);
   if (end <= start) return 0;
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
-  vm.clock.fp?.read(R_ATTR);
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
   const mmu = vm.mmu;
   return yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert", true);
-    vm.clock.touch(R_ATTR);
     const changed = vm.attributes.set(start, end, toPrivate);
     if (!toPrivate) punchPrivateHoles(vm, start, end);
     if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
@@ -96,7 +93,6 @@ function punchPrivateHoles(vm: Vm, start: number, end: number): void {
   for (let gfn = start; gfn < Math.min(end, slot.endGfn); gfn++) {
     const pgoff = gfn - slot.baseGfn;
     if (!gmem.discard(pgoff)) continue;
-    vm.clock.touch(R_BACKEND);
     vm.backend.gmemInvalidate(vm, gmem.peekPfn(pgoff), 1);
   }
 }
@@ -105,7 +101,6 @@ function punchPrivateHoles(vm: Vm, start: number, end: number): void {
 function releaseBacking(vm: Vm, slot: Memslot): void {
   if (slot.gmem && vm.backend.gmemInvalidate) {
     for (const [pfn, npages] of slot.gmem.populated()) {
-      vm.clock.touch(R_BACKEND);
       vm.backend.gmemInvalidate(vm, pfn, npages);
     }
   }
@@ -137,16 +132,12 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     const priv = vm.attributes.isPrivate(gfn);
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
       // kvm_gmem_populate: the page goes into guest_memfd (prepared, so no gmemPrepare later)
-      // and the backend measures it; the NPT is left alone. The explorer must see this step
-      // read the attributes and the memslot and fill the backing, as a fault's faultin does.
-      vm.clock.fp?.read(R_ATTR);
-      vm.clock.fp?.read(R_SLOTS);
+      // and the backend measures it; the NPT is left alone.
       const slot = vm.memslots.find(gfn)!;
       const pgoff = gfn - slot.baseGfn;
       const pfn = slot.gmem!.getPfn(pgoff);
       slot.gmem!.testAndSetPrepared(pgoff);
       vm.clock.step++;
-      vm.clock.touch(R_BACKEND);
       const ret = vm.backend.populate(vm, gfn, pfn);
       vm.mmu.hookEvent("populate", gfn, 1, ret);
       if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${vm.backend.lastError?.() ?? ret})`);
@@ -165,7 +156,6 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
       // The backend measures every 4K page (TDX maps private memory at 4K only).
       const slot = vm.memslots.find(gfn)!;
       vm.clock.step++;
-      vm.clock.touch(R_BACKEND);
       const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn));
       vm.mmu.hookEvent("populate", gfn, 1, ret);
       if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${ret})`);
@@ -183,7 +173,6 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
 export function finalize(vm: Vm): number {
   if (!vm.backend.finalize) return 0;
   vm.clock.step++;
-  vm.clock.touch(R_BACKEND);
   const ret = vm.backend.finalize(vm);
   vm.mmu.hookEvent("finalize", 0, 0, ret);
   if (ret !== 0) throw new OpError(`finalize failed (${ret})`);
@@ -202,15 +191,10 @@ function slotById(vm: Vm, id: number): Memslot {
  * `kvm_commit_memory_region` act on the new ones, so no fault that missed them maps after that.
  */
 function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
-  const gen = ++vm.memslotsGen;
   // A new generation: faults that enter kvm->srcu from here on read the new memslots.
-  vm.clock.touch(R_SRCU);
+  const gen = vm.srcu.newGeneration();
   for (;;) {
-    vm.clock.fp?.read(R_SRCU);
-    let waiting = false;
-    for (const v of vm.vcpus) if (v.srcuGen >= 0 && v.srcuGen < gen) waiting = true;
-    if (vm.hostVcpu.srcuGen >= 0 && vm.hostVcpu.srcuGen < gen) waiting = true;
-    if (!waiting) return;
+    if (!vm.srcu.readersBefore(gen)) return;
     // Without interleaving no fault can be in flight while a host op runs.
     if (!ctx.interleave) throw new OpError("synchronize_srcu would wait forever: a fault is in flight and nothing interleaves");
     yield BLOCKED;
@@ -227,10 +211,7 @@ export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   if (slot.gmem) throw new OpError(`memslot ${slotId} has a guest_memfd: KVM_MEM_LOG_DIRTY_PAGES is not allowed on it (-EINVAL)`);
   if (slot.dirtyBitmap) return;
-  vm.clock.touch(R_SLOTS);
-  vm.clock.touch(R_DIRTY);
-  slot.flags.dirtyLogging = true;
-  slot.dirtyBitmap = new Uint32Array(Math.ceil(slot.npages / 32));
+  slot.setDirtyLogging(true);
   yield* synchronizeSrcu(vm, ctx);
   const mmu = vm.mmu;
   yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true));
@@ -247,7 +228,6 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
   if (!slot.dirtyBitmap) throw new OpError(`dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`);
   const mmu = vm.mmu;
   const dirty = yield* withWriteLock(mmu, ctx, function* () {
-    vm.clock.touch(R_DIRTY);
     return collectDirtyLog(mmu, slot);
   });
   if (dirty.length > 0) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
@@ -258,10 +238,7 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
 export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
   const slot = slotById(vm, slotId);
   if (!slot.dirtyBitmap) return 0;
-  vm.clock.touch(R_SLOTS);
-  vm.clock.touch(R_DIRTY);
-  slot.flags.dirtyLogging = false;
-  slot.dirtyBitmap = null;
+  slot.setDirtyLogging(false);
   yield* synchronizeSrcu(vm, ctx);
   return yield* recover(vm, ctx, slot.baseGfn, slot.endGfn);
 }
@@ -309,8 +286,7 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   // kvm_invalidate_memslot: publish the slot as KVM_MEMSLOT_INVALID and wait for the faults that
   // may still use it (synchronize_srcu); from here a fault that hits it retries, so none maps
   // it again between the zap below and its removal.
-  vm.clock.touch(R_SLOTS);
-  slot.invalid = true;
+  slot.markInvalid();
   yield* synchronizeSrcu(vm, ctx);
   if (!vm.backend.hasPrivateMemory) {
     yield* withWriteLock(mmu, ctx, function* () {
@@ -325,7 +301,6 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
     yield* withWriteLock(mmu, ctx, () =>
       unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot"));
   }
-  vm.clock.touch(R_SLOTS);
   vm.memslots.remove(slotId);
   releaseBacking(vm, slot);
 }
@@ -343,21 +318,18 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
   yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
   if (vm.backend.teardown) {
     vm.clock.step++;
-    vm.clock.touch(R_BACKEND);
     vm.backend.teardown(vm);
   }
   yield* withWriteLock(mmu, ctx, function* () {
     mmu.invalidateRoots(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
     yield* zapInvalidatedRoots(mmu, ctx, false);
   });
-  vm.clock.touch(R_SLOTS);
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     releaseBacking(vm, slot);
   }
   if (vm.backend.destroy) {
     vm.clock.step++;
-    vm.clock.touch(R_BACKEND);
     vm.backend.destroy(vm);
   }
   vm.dead = true;

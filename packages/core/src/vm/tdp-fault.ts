@@ -8,7 +8,6 @@
 import { gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { gfnOffsetInLevel } from "../arch/levels.js";
 import type { FaultResult } from "../events/events.js";
-import { R_ATTR, R_BACKEND, R_SLOTS, R_SRCU } from "../exec/footprint.js";
 import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import { hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
@@ -144,7 +143,6 @@ export class TdpFault implements StepMachine {
           this.state = P_FAULTIN;
           continue;
         case P_PREPARE: {
-          mmu.clock.touch(R_BACKEND);
           const ret = vm.backend.gmemPrepare!(vm, fault.gfn, this.pfn);
           mmu.hookEvent("gmemPrepare", fault.gfn, 1, ret);
           // The folio is unlocked: a fault waiting for it goes on.
@@ -195,7 +193,7 @@ export class TdpFault implements StepMachine {
     if (this.holdsLock) mmu.lock.readUnlock(this.vcpu.ctx);
     this.holdsRcu = false;
     this.holdsLock = false;
-    this.vcpu.srcuGen = -1;
+    this.vm.srcu.readUnlock(this.vcpu.id);
     this.endPrepare();
   }
 
@@ -219,12 +217,8 @@ export class TdpFault implements StepMachine {
     mmu.stats.faults++;
     const gfn = gfnWithoutDirectBits(gpaToGfn(this.gpa), mmu.gfnDirectBits);
     fault.gfn = gfn;
-    const fp = mmu.clock.fp;
-    fp?.read(R_SLOTS);
-    fp?.read(R_ATTR);
     // The fault runs inside kvm->srcu: a memslot update waits for it before acting on new flags.
-    fp?.add(R_SRCU);
-    vcpu.srcuGen = vm.memslotsGen;
+    vm.srcu.readLock(vcpu.id);
     const slot = vm.memslots.find(gfn);
     fault.slot = slot;
     // kvm_mmu_faultin_pfn checks the attributes first: an access that does not match them exits
@@ -300,11 +294,6 @@ export class TdpFault implements StepMachine {
   private adjust(): void {
     const vm = this.vm;
     const fault = this.vcpu.fault;
-    // The level depends on the memslot's flags and the attributes around the GFN; after a gmem
-    // prepare this is a step of its own, so the explorer must see it read them again.
-    const fp = vm.clock.fp;
-    fp?.read(R_SLOTS);
-    fp?.read(R_ATTR);
     const level = hugepageAdjust(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
     fault.goalLevel = level;
     fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
@@ -336,8 +325,7 @@ export class TdpFault implements StepMachine {
   private end(r: number): number {
     const vm = this.vm;
     const mmu = vm.mmu;
-    mmu.clock.fp?.add(R_SRCU);
-    this.vcpu.srcuGen = -1;
+    vm.srcu.readUnlock(this.vcpu.id);
     if (r === RET_PF_RETRY) mmu.stats.faultRetries++;
     else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
     if (vm.events.on) {

@@ -13,6 +13,8 @@ import { ExecCtx } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
 import type { Host, HostStorage } from "../mem/host.js";
 import { MemAttributes } from "../mem/mem-attributes.js";
+import { Srcu } from "../exec/srcu.js";
+import { recordedBackend } from "../backend/recorded-backend.js";
 import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
 import { TdpIter } from "../mmu/tdp-iter.js";
@@ -20,7 +22,6 @@ import { WalkOut } from "./ept-walk.js";
 import { TdpFault } from "./tdp-fault.js";
 import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
 import type { Root } from "../mmu/roots.js";
-import { R_ROOTS } from "../exec/footprint.js";
 
 export class Vcpu {
   readonly iter: TdpIter;
@@ -34,11 +35,6 @@ export class Vcpu {
   mirrorRoot: Root | null = null;
   /** Guest exceptions (#VE, #VC) this vCPU received. */
   exceptions = 0;
-  /**
-   * The memslots generation the vCPU's fault in flight saw, inside its `kvm->srcu` read-side
-   * section, or -1 (see `synchronizeSrcu`).
-   */
-  srcuGen = -1;
   /** The GFN range [start, end) this vCPU's fault fixup is zapping, or empty (see `Vm.faultFixupPending`). */
   fixupZapStart = 0;
   fixupZapEnd = 0;
@@ -60,7 +56,7 @@ export interface VmOptions {
 export class Vm implements BackendVm, HostStorage {
   readonly id: number;
   readonly owner: number;
-  readonly memslots = new Memslots();
+  readonly memslots: Memslots;
   readonly attributes: MemAttributes;
   readonly mmu: TdpMmu;
   readonly vcpus: Vcpu[] = [];
@@ -68,28 +64,34 @@ export class Vm implements BackendVm, HostStorage {
   /** The host's handle for vCPU ioctls it issues itself (pre-faulting initial memory). */
   readonly hostVcpu: Vcpu;
   readonly clock: Clock;
+  readonly backend: Backend;
   readonly events: EventSink;
   readonly rootLevel: Level;
   /** The VM has been torn down; no op may run on it any more. */
   dead = false;
-  /** Bumped by every change of the memslots a fault reads (their flags); see `synchronizeSrcu`. */
-  memslotsGen = 0;
+  /** `kvm->srcu`: faults read the memslots inside it; memslot updates wait for them (`synchronizeSrcu`). */
+  readonly srcu: Srcu;
   /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
   checkView: MirrorView | null = null;
 
   constructor(
     readonly host: Host,
     readonly config: VmConfig,
-    readonly backend: Backend,
+    backend: Backend,
     opts: VmOptions = {},
   ) {
     this.owner = host.newOwnerId();
     this.id = this.owner;
     this.clock = opts.clock ?? new Clock();
+    // The backend as the core calls it: its accesses recorded, by itself or by the wrapper.
+    backend = recordedBackend(backend, this.clock);
+    this.backend = backend;
     this.events = opts.events ?? new EventSink(this.clock);
     this.rootLevel = rootLevelForGpaw(config.gpaw);
     const npages = gpaToGfn(config.memory);
-    this.attributes = new MemAttributes(npages);
+    this.attributes = new MemAttributes(npages, this.clock);
+    this.memslots = new Memslots(this.clock);
+    this.srcu = new Srcu(this.clock, config.vcpus);
     backend.init?.(this);
     this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
     // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
@@ -131,7 +133,6 @@ export class Vm implements BackendVm, HostStorage {
   /** `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM does). */
   loadRoots(vcpu: Vcpu): void {
     const mmu = this.mmu;
-    this.clock.fp?.read(R_ROOTS);
     if (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid)) {
       if (vcpu.mirrorRoot) mmu.putRoot(vcpu.mirrorRoot);
       vcpu.mirrorRoot = mmu.getRoot(true);

@@ -1,0 +1,58 @@
+/**
+ * A backend that does not record its own accesses (`Backend.recordsOwnAccesses` unset: a
+ * plugin, a test's backend) is reached through this wrapper, which records them for it at the
+ * coarsest grain: every hook that may change the backend's state as a write of one resource,
+ * the whole backend (R_BACKEND), and the hooks that only read it as reads. So the explorer can
+ * never take two calls into such a backend as independent; a backend that records per entry
+ * (TDX's S-EPT and PAMT, SEV's RMP) lets it tell more calls apart, and is not wrapped.
+ *
+ * The wrapper calls the backend's own functions with the backend as `this`, and reads its other
+ * properties through, so a backend's extra methods and fields stay reachable through it.
+ */
+import type { Clock } from "../exec/clock.js";
+import { R_BACKEND } from "../exec/footprint.js";
+import type { Backend } from "./backend.js";
+
+/** Hooks that may change the backend's state. */
+const WRITES: ReadonlySet<string> = new Set([
+  "allocExternalSpt", "releaseExternalSpt", "linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt",
+  "gmemPrepare", "gmemInvalidate", "checkGuestAccess", "checkTranslation", "faultFixup", "guestAccept", "populate",
+  "finalize", "teardown", "flushTlb", "vcpuExit", "destroy", "rawCall",
+]);
+/** Hooks that may read it. */
+const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault"]);
+
+type Fn = (...args: unknown[]) => unknown;
+
+export function recordedBackend(backend: Backend, clock: Clock): Backend {
+  if (backend.recordsOwnAccesses) return backend;
+  // The backend is the wrapper's prototype: every field reads through, even one the backend
+  // sets later (in `init`); its functions are shadowed by ones that call it as `this`.
+  const out = Object.create(backend) as Record<string, unknown>;
+  const self = backend as unknown as Record<string, unknown>;
+  for (let o: object | null = backend; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) {
+      if (k === "constructor" || Object.prototype.hasOwnProperty.call(out, k)) continue;
+      const v = self[k];
+      if (typeof v === "function") out[k] = wrap(k, v as Fn, backend, clock);
+    }
+  }
+  return out as unknown as Backend;
+}
+
+/** Fixed arity (every hook takes at most six arguments): no array is made per call. */
+function wrap(name: string, fn: Fn, backend: Backend, clock: Clock): Fn {
+  if (WRITES.has(name)) {
+    return (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
+      clock.touch(R_BACKEND);
+      return fn.call(backend, a, b, c, d, e, f);
+    };
+  }
+  if (READS.has(name)) {
+    return (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
+      clock.fp?.read(R_BACKEND);
+      return fn.call(backend, a, b, c, d, e, f);
+    };
+  }
+  return fn.bind(backend) as Fn;
+}
