@@ -12,6 +12,8 @@ export class PlainBackend implements Backend {
   readonly description = "plain EPT: no private memory, every confidential-VM hook absent";
   readonly usesMirrorRoot = false;
   readonly hasPrivateMemory = false;
+  /** Its only state is the call counter, which no hook reads: nothing to record. */
+  readonly recordsOwnAccesses = true;
   private readonly counters: BackendStats = emptyBackendStats();
 
   flushTlb(_vm: BackendVm, _gfn: number, _npages: number): void {

@@ -12,7 +12,15 @@
  * The access check and guest_memfd's prepare read the RMP on every fault, so they use the
  * field readers (`governing`, `flagsOf`, `asidOf`, `gfnOf`), which allocate nothing; `lookup`
  * and `raw` give the same as an object, for checks and tools.
+ *
+ * Each entry is a resource of its own for the explorer (`resourceId(space, pfn)`): every reader
+ * above records a read of the entries it looks at, and `set`/`setFlags` a write, into the
+ * recorder of the clock the RMP is attached to (`attach`). Two CPUs working on different
+ * frames' entries are thus independent, as they are on the hardware. `assigned` and
+ * `auditEntries` record nothing: they are for checks between steps.
  */
+import { resourceId, type Clock } from "@tdpemu/core";
+
 export const RMP_ASSIGNED = 1;
 export const RMP_PAGE_2M = 2;
 export const RMP_IMMUTABLE = 4;
@@ -46,12 +54,38 @@ export interface RmpEntry {
 
 export class Rmp {
   private readonly blocks: (RmpBlock | undefined)[] = [];
+  private clock: Clock | null = null;
+  private space = 0;
   /** Frame, ASID and GFN of the entry `readGoverning` read last. */
   governingPfn = 0;
   governingAsid = 0;
   governingGfn = 0;
 
   constructor(readonly totalFrames: number) {}
+
+  /**
+   * Accesses are recorded into `clock`'s recorder from now on, in a resource space of its own
+   * (the RMP is the machine's; a run attaches it to the clock of its VM).
+   */
+  attach(clock: Clock): void {
+    if (this.clock === clock) return;
+    this.clock = clock;
+    this.space = clock.newResourceSpace();
+  }
+
+  /** The resource of frame `pfn`'s entry. */
+  entryId(pfn: number): number {
+    return resourceId(this.space, pfn);
+  }
+
+  private noteRead(pfn: number): void {
+    const fp = this.clock?.fp;
+    if (fp) fp.read(resourceId(this.space, pfn));
+  }
+
+  private noteWrite(pfn: number): void {
+    this.clock?.touch(resourceId(this.space, pfn));
+  }
 
   covers(pfn: number): boolean {
     return Number.isInteger(pfn) && pfn >= 0 && pfn < this.totalFrames;
@@ -72,14 +106,17 @@ export class Rmp {
 
   /** The raw entry of one frame (not the lookup rule). */
   flagsOf(pfn: number): number {
+    this.noteRead(pfn);
     return this.block(pfn, false)?.flags[pfn & BLOCK_MASK] ?? 0;
   }
 
   asidOf(pfn: number): number {
+    this.noteRead(pfn);
     return this.block(pfn, false)?.asid[pfn & BLOCK_MASK] ?? 0;
   }
 
   gfnOf(pfn: number): number {
+    this.noteRead(pfn);
     return this.block(pfn, false)?.gfn[pfn & BLOCK_MASK] ?? 0;
   }
 
@@ -93,6 +130,12 @@ export class Rmp {
   readGoverning(pfn: number): number {
     // Frames below 2^32 by shift and mask; anything else by the field readers, as ever.
     if ((pfn >>> 0) !== pfn) return this.readGoverningSlow(pfn);
+    // The head's entry is read; the frame's own too unless the head is an assigned 2M entry.
+    // Recorded as both: one more read, never a missed one.
+    if (this.clock !== null && this.clock.fp !== null) {
+      this.noteRead(pfn - (pfn % 512));
+      this.noteRead(pfn);
+    }
     const blk = this.blocks[pfn >>> BLOCK_SHIFT];
     if (blk === undefined) {
       this.governingPfn = pfn;
@@ -130,6 +173,7 @@ export class Rmp {
   }
 
   raw(pfn: number): RmpEntry {
+    this.noteRead(pfn);
     const blk = this.block(pfn, false);
     const f = blk?.flags[pfn & BLOCK_MASK] ?? 0;
     return {
@@ -144,6 +188,7 @@ export class Rmp {
   }
 
   set(pfn: number, flags: number, asid: number, gfn: number): void {
+    this.noteWrite(pfn);
     const blk = this.block(pfn, true)!;
     blk.flags[pfn & BLOCK_MASK] = flags;
     blk.asid[pfn & BLOCK_MASK] = asid;
@@ -151,15 +196,35 @@ export class Rmp {
   }
 
   setFlags(pfn: number, flags: number): void {
+    this.noteWrite(pfn);
     this.block(pfn, true)!.flags[pfn & BLOCK_MASK] = flags;
   }
 
-  /** Every assigned entry: [pfn, entry]. */
+  /** Every assigned entry (recording nothing: for checks). */
   *assigned(): Generator<RmpEntry> {
     for (let b = 0; b < this.blocks.length; b++) {
       const blk = this.blocks[b];
       if (!blk) continue;
-      for (let i = 0; i < BLOCK_FRAMES; i++) if (blk.flags[i]! & RMP_ASSIGNED) yield this.raw(b * BLOCK_FRAMES + i);
+      for (let i = 0; i < BLOCK_FRAMES; i++) {
+        if ((blk.flags[i]! & RMP_ASSIGNED) === 0) continue;
+        const f = blk.flags[i]!;
+        yield {
+          assigned: true, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
+          validated: (f & RMP_VALIDATED) !== 0, asid: blk.asid[i]!, gfn: blk.gfn[i]!, pfn: b * BLOCK_FRAMES + i,
+        };
+      }
+    }
+  }
+
+  /** Every entry that is not all zero, under its resource id (recording nothing: for the footprint audit). */
+  auditEntries(out: Map<number, string | number>): void {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const blk = this.blocks[b];
+      if (!blk) continue;
+      for (let i = 0; i < BLOCK_FRAMES; i++) {
+        if (blk.flags[i] === 0 && blk.asid[i] === 0 && blk.gfn[i] === 0) continue;
+        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${blk.gfn[i]}`);
+      }
     }
   }
 }

@@ -10,7 +10,7 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, resourceId,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
@@ -96,6 +96,12 @@ export class SevBackend implements Backend {
   readonly hasPrivateMemory = true;
   /** `kvm_gmem_populate`: launch content goes into guest_memfd and the RMP, not into the NPT. */
   readonly populateMapsFirst = false;
+  /**
+   * The RMP records each entry's reads and writes (`Rmp.attach`); the call counters, while a
+   * fault is injected, are resources of their own. The exception ring and the statistics are
+   * only reported, never read by a hook, so they are not shared state the explorer needs.
+   */
+  readonly recordsOwnAccesses = true;
 
   rmp!: Rmp;
   asid = 0;
@@ -136,13 +142,21 @@ export class SevBackend implements Backend {
   private readonly callCount = new Float64Array(RMP_CALLS.length);
   private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
   private vm!: BackendVm;
-  /** The error code of the #NPF KVM has not looked at yet (`faultFixup`), or -1. */
-  private lastNpfCode = -1;
+  /**
+   * Per vCPU (the host's last), the error code of the #NPF KVM has not looked at yet
+   * (`faultFixup`), or -1: the VMCB's EXITINFO1, which each vCPU has its own of.
+   */
+  private lastNpfCode = new Float64Array(0);
+  /** The resource space of the call counters (`callCount`), which injection makes shared. */
+  private space = 0;
   private lastFailure = "";
 
   init(vm: BackendVm): void {
     this.vm = vm;
     this.rmp = rmpOf(vm.host);
+    this.rmp.attach(vm.clock);
+    this.space = vm.clock.newResourceSpace();
+    this.lastNpfCode = new Float64Array(vm.config.vcpus + 1).fill(-1);
     this.asid = platform(vm.host).nextAsid++;
   }
 
@@ -239,20 +253,20 @@ export class SevBackend implements Backend {
    * #NPF; then validated, else #VC 0x404. C=0: a write needs a hypervisor-owned frame, else
    * #NPF; shared reads are not checked.
    */
-  checkTranslation(_vm: BackendVm, _vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
+  checkTranslation(_vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
     const gfn = Math.floor(gpa / 4096);
     const base = ERR_GUEST_FINAL + ERR_PRESENT + ERR_USER + (write ? ERR_WRITE : 0) + (privateAccess ? ERR_ENC : 0);
     const rmp = this.rmp;
     const f = rmp.readGoverning(pfn);
     const assigned = (f & RMP_ASSIGNED) !== 0;
     if (!privateAccess) {
-      if (write && assigned) return this.npf(gpa, base + ERR_RMP);
+      if (write && assigned) return this.npf(vcpu, gpa, base + ERR_RMP);
       return ACCESS_OK;
     }
     const size2m = (f & RMP_PAGE_2M) !== 0;
     const expectGfn = size2m ? rmp.governingGfn + (pfn - rmp.governingPfn) : rmp.governingGfn;
-    if (!assigned || rmp.governingAsid !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(gpa, base + ERR_RMP);
-    if ((level >= 2) !== size2m) return this.npf(gpa, base + ERR_RMP + ERR_SIZEM);
+    if (!assigned || rmp.governingAsid !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(vcpu, gpa, base + ERR_RMP);
+    if ((level >= 2) !== size2m) return this.npf(vcpu, gpa, base + ERR_RMP + ERR_SIZEM);
     if ((f & RMP_VALIDATED) === 0) {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
@@ -268,9 +282,10 @@ export class SevBackend implements Backend {
    * that fails is looked up again: 4K by now means another CPU split it; else the kernel warns
    * and zaps anyway.
    */
-  faultFixup(vm: BackendVm, _vcpu: number, gpa: number): { gfn: number; npages: number } | null {
-    const code = this.lastNpfCode;
-    this.lastNpfCode = -1;
+  faultFixup(vm: BackendVm, vcpu: number, gpa: number): { gfn: number; npages: number } | null {
+    const v = this.vcpuIndex(vcpu);
+    const code = this.lastNpfCode[v]!;
+    this.lastNpfCode[v] = -1;
     // Bit 31 (RMP): the code is below 2^36, so the bit is that of the code divided by 2^31.
     if (code < 0 || Math.floor(code / ERR_RMP) % 2 === 0) return null;
     const gfn = Math.floor(gpa / 4096);
@@ -292,7 +307,7 @@ export class SevBackend implements Backend {
    * PVALIDATE from the guest (the `accept` op) at 4K: the NPT must map the page (else an NPF
    * KVM fixes by faulting it in), then the RMP rules of `pvalidate` apply.
    */
-  guestAccept(_vm: BackendVm, _vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number {
+  guestAccept(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(PVALIDATE);
@@ -304,7 +319,7 @@ export class SevBackend implements Backend {
     const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
       this.count(PVALIDATE, RMP_SUCCESS);
-      return this.npf(gpa, Number(r.errorCode));
+      return this.npf(vcpu, gpa, Number(r.errorCode));
     }
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
     this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
@@ -362,10 +377,20 @@ export class SevBackend implements Backend {
     return status;
   }
 
-  /** Counts a call of RMP_CALLS[call]; the status an injected fault gives it (the first that matches), or null. */
+  /** The index of vCPU `vcpu` (-1: the host's) in per-vCPU arrays. */
+  private vcpuIndex(vcpu: number): number {
+    return vcpu < 0 ? this.lastNpfCode.length - 1 : vcpu;
+  }
+
+  /**
+   * Counts a call of RMP_CALLS[call]; the status an injected fault gives it (the first that
+   * matches), or null. With a fault injected, which call is the nth depends on the order of the
+   * calls: the counter is then shared state, written by each call.
+   */
   private injectedStatus(call: number): number | null {
     const n = ++this.callCount[call]!;
     if (this.injected.length === 0) return null;
+    this.vm.clock.touch(resourceId(this.space, call));
     for (const f of this.injected) if (f.call === RMP_CALLS[call] && n >= f.nth && n < f.nth + f.times) return f.status;
     return null;
   }
@@ -389,8 +414,8 @@ export class SevBackend implements Backend {
     this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
   }
 
-  private npf(gpa: number, errorCode: number): number {
-    this.lastNpfCode = errorCode;
+  private npf(vcpu: number, gpa: number, errorCode: number): number {
+    this.lastNpfCode[this.vcpuIndex(vcpu)] = errorCode;
     this.raise(NPF, gpa, errorCode);
     return ACCESS_FAULT_PRESENT;
   }
@@ -424,6 +449,11 @@ export class SevBackend implements Backend {
     return checkSevInvariants(this, vm, view);
   }
 
+  auditState(_vm: BackendVm, out: Map<number, string | number>): void {
+    this.rmp.auditEntries(out);
+    if (this.injected.length > 0) for (let c = 0; c < RMP_CALLS.length; c++) out.set(resourceId(this.space, c), this.callCount[c]!);
+  }
+
   injectFault(_vm: BackendVm, f: FaultSpec): void {
     if (!RMP_CALLS.includes(f.call)) throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
     const status = RMP_STATUS_BY_NAME.get(f.status);
@@ -442,6 +472,8 @@ export class SevBackend implements Backend {
       const slot = vm.memslots.find(gfn);
       pfn = slot?.gmem?.peekPfn(gfn - slot.baseGfn) ?? -1;
     } else if (args.page === undefined || args.page === "fresh") {
+      // The host's frame allocator, which guest memory takes its frames from too.
+      vm.clock.touch(R_BACKING);
       pfn = vm.host.frames.allocBlocks(1, 1, vm.owner, "untrusted host page") * 512;
     } else {
       pfn = args.page;

@@ -18,7 +18,7 @@ export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorVi
   };
   const rmp = be.rmp;
   view.forEachDirect((gfn, level, kind, pfn) => {
-    if (kind !== "leaf" || !vm.attributes.isPrivate(gfn)) return;
+    if (kind !== "leaf" || !vm.attributes.peekPrivate(gfn)) return;
     const e = rmp.lookup(pfn);
     const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
     if (!e.assigned || e.asid !== be.asid || expectGfn !== gfn) {

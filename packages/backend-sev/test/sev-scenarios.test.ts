@@ -256,24 +256,38 @@ describe("what the explorer sees a SEV fault read", () => {
     return steps;
   }
 
-  it("the step that picks the level reads the backend (the RMP entry's size), so a PSMASH elsewhere is not taken as independent", () => {
+  /** The resources of the RMP: entry ids of the VM's RMP. */
+  function rmpIds(vm: Vm, ids: Set<number>): number[] {
+    const rmp = rmpOf(vm.host);
+    const head = gmemPfn(vm, 0x200) - (gmemPfn(vm, 0x200) % 512);
+    return [...ids].filter((id) => id === rmp.entryId(head) || id === rmp.entryId(gmemPfn(vm, 0x200)));
+  }
+
+  function gmemPfn(vm: Vm, gfn: number): number {
+    const slot = vm.memslots.find(gfn)!;
+    return slot.gmem!.peekPfn(gfn - slot.baseGfn);
+  }
+
+  it("the step that picks the level reads the RMP entry (its size), so a PSMASH of it is not taken as independent", () => {
     const { vm } = makeSevVm({ hostPageLevel: 2 });
     expect(access(vm, 0x200000, true)).toBe("exception"); // prepared: a 2M RMP entry, a 2M leaf
     runToEnd(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
-    // The faultin step (the page is prepared already, so no backend call writes there) reads it.
+    // The faultin step (the page is prepared already, so no RMP entry is written there) reads it.
     // The first step that reads the invalidation sequence is faultin's.
     const faultin = stepFootprints(vm, 0x200000).find((s) => s.read.has(R_INVALIDATE))!;
     expect(faultin).toBeDefined();
-    expect(faultin.written.has(R_BACKEND)).toBe(false);
-    expect(faultin.read.has(R_BACKEND)).toBe(true);
+    expect(rmpIds(vm, faultin.written)).toEqual([]);
+    expect(rmpIds(vm, faultin.read)).toContain(rmpOf(vm.host).entryId(gmemPfn(vm, 0x200)));
+    expect(faultin.read.has(R_BACKEND)).toBe(false);
   });
 
-  it("the gmem prepare step, which also picks the level, reads the memslot flags and the attributes", () => {
+  it("the gmem prepare step, which also picks the level, writes the RMP entry and reads the memslot flags and the attributes", () => {
     const { vm } = makeSevVm({ hostPageLevel: 2 });
     const steps = stepFootprints(vm, 0x200000);
     const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
     const prepare = steps[faultin + 1]!;
-    expect(prepare.written.has(R_BACKEND)).toBe(true); // RMPUPDATE
+    // One 2M RMPUPDATE: the head's entry is written.
+    expect(rmpIds(vm, prepare.written)).toEqual([rmpOf(vm.host).entryId(gmemPfn(vm, 0x200))]);
     expect(prepare.read.has(R_SLOTS)).toBe(true);
     expect(prepare.read.has(R_ATTR)).toBe(true);
   });
