@@ -131,6 +131,8 @@ class SearchPath {
   fps = new Int32Array(0);
   /** Per explored choice: 1 if its task could go on right after its step (not waiting, not done). */
   goesOn = new Int32Array(0);
+  /** Per explored choice, under a bound: 1 if its step changed what another task's attempt touched (`WaitTracker.affectsAttempts`). */
+  affects = new Int32Array(0);
   /** `store.count` when the node was made: its footprints and its subtree's come after. */
   fpMark = new Int32Array(0);
 
@@ -184,6 +186,7 @@ class SearchPath {
     this.sleep = perTask(this.sleep);
     this.fps = perTask(this.fps);
     this.goesOn = perTask(this.goesOn);
+    this.affects = perTask(this.affects);
     this.fpMark = per(this.fpMark);
     this.cap = cap;
   }
@@ -341,6 +344,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (f < 0) return stepFailed(p, from);
       p.fps[from * T + first] = f;
       p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
+      p.affects[from * T + first] = bound !== Infinity && tracker!.affectsAttempts(first, f) ? 1 : 0;
       depth = from + 1;
       p.prepare(depth, store.count);
       childSleep(p, from, first, f);
@@ -393,6 +397,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (f < 0) return stepFailed(p, d);
       p.fps[base + c] = f;
       p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
+      p.affects[base + c] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
       depth++;
       p.prepare(depth, store.count);
       childSleep(p, d, c, f);
@@ -457,7 +462,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         //   [choosing t here preempts] - [choosing c here preempts] + [t goes on after it]
         // preemptions more (the last term: t is switched away from right after its step, to c,
         // where the later schedule let it run on); when that can be positive, t stays awake.
-        if (ft !== -1 && bounded && (isPreemption(p, d, t) ? 1 : 0) - (cPreempts ? 1 : 0) + p.goesOn[from + t]! > 0) continue;
+        // So does a t whose step changed something another task's attempt had touched: moved
+        // to the front, it wakes that task earlier (or makes its next retry stale at once), and
+        // a later switch away from that task, free while it waited, becomes a preemption.
+        if (ft !== -1 && bounded && ((isPreemption(p, d, t) ? 1 : 0) - (cPreempts ? 1 : 0) + p.goesOn[from + t]! > 0 || p.affects[from + t] === 1)) continue;
       }
       if (ft !== -1 && !store.dependsOn(ft, f)) p.sleep[to + t] = ft;
     }

@@ -124,6 +124,37 @@ export class WaitTracker {
     else if (outcome === RETRY_WAIT) this.beginRetryWait(t, idx);
   }
 
+  /**
+   * Whether the step just logged (task `t`, footprint `h`) modifies something another unfinished
+   * task touched in its current attempt: what it waits on, or would wait on if it retried, or
+   * what makes its next retry stale. Such a step moved earlier or later changes when that task
+   * is enabled, though it commutes with every step in between (the explorer's bound needs this).
+   */
+  affectsAttempts(t: number, h: number): boolean {
+    if (h < 0) return h === UNKNOWN_CHANGE;
+    const store = this.store;
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    const a0 = store.startOf(h);
+    const a1 = a0 + store.lengthOf(h);
+    const last = this.n - 1;
+    for (let s = 0; s < last; s++) {
+      const u = this.logTask[s]!;
+      if (u === t || this.done[u] === 1 || s < this.attemptStart[u]!) continue;
+      const g = this.logFp[s]!;
+      if (g < 0) {
+        if (g === UNKNOWN_CHANGE || g === NO_CHANGE) return true;
+        continue;
+      }
+      const b0 = store.startOf(g);
+      const b1 = b0 + store.lengthOf(g);
+      for (let j = b0; j < b1; j++) {
+        for (let i = a0; i < a1; i++) if (ids[i] === ids[j] && modifies(kinds[i]!, kinds[j]!)) return true;
+      }
+    }
+    return false;
+  }
+
   /** Wakes every waiting task other than `t` whose wait set footprint `h` modifies (all, for UNKNOWN_CHANGE). */
   private wake(t: number, h: number): void {
     if (h === NO_CHANGE) return;
