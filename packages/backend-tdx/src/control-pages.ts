@@ -6,8 +6,12 @@
  * Pages given back are taken again first, the last given back first; then the newest block's
  * pages in ascending order. The newest block's untaken pages are a range (`next` to its end),
  * not 512 entries pushed per block: a TD is built for every schedule the explorer runs.
+ *
+ * Which page a caller gets depends on the order of the calls: the pages are one resource of the
+ * explorer's (`id`), which every call writes, and a new block comes from the host's frame
+ * allocator, which guest memory takes its frames from too (R_BACKING).
  */
-import { FRAMES_PER_BLOCK, type FrameAllocator } from "@tdpemu/core";
+import { FRAMES_PER_BLOCK, R_BACKING, type Clock, type FrameAllocator } from "@tdpemu/core";
 
 export class ControlPages {
   /** Pages given back, to be taken again (last in, first out). */
@@ -16,15 +20,21 @@ export class ControlPages {
   /** The newest block's next untaken page and its end (equal when all are taken). */
   private next = 0;
   private end = 0;
+  /** Pages the module could not give back: never given to the host again. */
+  private readonly leaked = new Set<number>();
 
   constructor(
     private readonly frames: FrameAllocator,
     private readonly owner: number,
+    private readonly clock: Clock | null = null,
+    private readonly id = 0,
   ) {}
 
   alloc(): number {
+    this.clock?.touch(this.id);
     if (this.free.length > 0) return this.free.pop()!;
     if (this.next === this.end) {
+      this.clock?.touch(R_BACKING);
       const block = this.frames.allocBlocks(1, 1, this.owner, "TDX control pages");
       this.blocks.push(block);
       this.next = block * FRAMES_PER_BLOCK;
@@ -34,11 +44,21 @@ export class ControlPages {
   }
 
   release(pfn: number): void {
+    this.clock?.touch(this.id);
     this.free.push(pfn);
   }
 
+  /** `pfn` stays with the module (its RECLAIM failed): leaked on purpose. */
+  markLeaked(pfn: number): void {
+    this.clock?.touch(this.id);
+    this.leaked.add(pfn);
+  }
+
   /** Every page given back: return the blocks whose pages all came back to the host. */
-  releaseBlocks(leaked: ReadonlySet<number>): void {
+  releaseBlocks(): void {
+    const leaked = this.leaked;
+    this.clock?.touch(this.id);
+    this.clock?.touch(R_BACKING);
     const freeSet = new Set(this.free);
     const untaken = (pfn: number) => pfn >= this.next && pfn < this.end;
     for (const b of this.blocks.splice(0)) {
@@ -52,5 +72,10 @@ export class ControlPages {
     }
     this.free = this.free.filter((pfn) => this.blocks.includes(Math.floor(pfn / FRAMES_PER_BLOCK)));
     if (this.next < this.end && !this.blocks.includes(Math.floor(this.next / FRAMES_PER_BLOCK))) this.next = this.end;
+  }
+
+  /** The allocator's state as a string, recording nothing (the footprint audit). */
+  auditState(): string {
+    return `${this.free.join(",")}/${this.blocks.join(",")}/${this.next}/${this.end}/${[...this.leaked].join(",")}`;
   }
 }

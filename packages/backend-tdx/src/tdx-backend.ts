@@ -11,7 +11,7 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, sharedGfnBit,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs,
 } from "@tdpemu/core";
@@ -65,6 +65,12 @@ export class TdxBackend implements Backend, CallListener {
   readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
+  /**
+   * The module records its state per piece (S-EPT entry, PAMT entry, TD epoch, locks, TDVPR...:
+   * `seam/seam-footprint.ts`); KVM's side here records the control pages, `nr_premapped` and
+   * each vCPU's guest mode. Call counts and the #VE count are only reported.
+   */
+  readonly recordsOwnAccesses = true;
   /** `tdx_vm_init` disables KVM_X86_QUIRK_IGNORE_GUEST_PAT: a TD's leaves are WB without IPAT. */
   readonly honorsGuestPat = true;
   /** `tdx_handle_ept_violation`: a private fault is a write, retried in KVM (zero-step mitigation). */
@@ -82,15 +88,19 @@ export class TdxBackend implements Backend, CallListener {
    * that takes a #VE, or simply goes on to its next access, is still running.
    */
   private readonly inGuest: boolean[] = [];
-  /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed. */
-  nrPremapped = 0;
+  /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
+  private premapped = 0;
+  /**
+   * The explorer's resources of KVM's side (the module records its own, per entry): 0 the
+   * control pages, 1 `nrPremapped`, 2 + v vCPU v's guest mode.
+   */
+  private space = 0;
   /** #VE injected into the guest for accesses to PENDING pages, by vCPU. */
   readonly veCount: number[] = [];
   bugged = false;
   private readonly calls = new CallCounts(COUNTED);
   private busy = 0;
   private readonly errors: Record<string, number> = {};
-  private readonly leakedPfns = new Set<number>();
   private vm!: BackendVm;
 
   // ------------------------------------------------------------------ TD life
@@ -98,7 +108,9 @@ export class TdxBackend implements Backend, CallListener {
   init(vm: BackendVm): void {
     this.vm = vm;
     this.module = seamModuleOf(vm.host);
-    this.pages = new ControlPages(vm.host.frames, vm.owner);
+    this.module.attach(vm.clock);
+    this.space = vm.clock.newResourceSpace();
+    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0));
     this.hkid = nextHkid(vm.host);
     this.tdr = this.pages.alloc();
     this.module.listen(this.tdr, this);
@@ -114,6 +126,28 @@ export class TdxBackend implements Backend, CallListener {
       this.inGuest.push(false);
       this.veCount.push(0);
     }
+  }
+
+  /** `kvm_tdx->nr_premapped` */
+  get nrPremapped(): number {
+    this.vm.clock.fp?.read(resourceId(this.space, 1));
+    return this.premapped;
+  }
+
+  set nrPremapped(n: number) {
+    this.vm.clock.touch(resourceId(this.space, 1));
+    this.premapped = n;
+  }
+
+  /** Whether KVM has vCPU `v` in guest mode (`vcpu->mode`). */
+  private guestMode(v: number): boolean {
+    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+    return this.inGuest[v]!;
+  }
+
+  private setGuestMode(v: number, on: boolean): void {
+    this.vm.clock.touch(resourceId(this.space, 2 + v));
+    this.inGuest[v] = on;
   }
 
   gfnDirectBits(vm: BackendVm): number {
@@ -183,7 +217,7 @@ export class TdxBackend implements Backend, CallListener {
       if (isOk(wb.status)) this.pages.release(this.tdr);
       else this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
     }
-    this.pages.releaseBlocks(this.leakedPfns);
+    this.pages.releaseBlocks();
   }
 
   // ------------------------------------------------------------------ the external-SPT hooks
@@ -259,7 +293,7 @@ export class TdxBackend implements Backend, CallListener {
     if (this.td.lifecycle !== LC_TEARDOWN) return EINVAL;
     const r = this.reclaim(externalSpt);
     if (isOk(r.status)) return 0;
-    this.leakedPfns.add(externalSpt);
+    this.pages.markLeaked(externalSpt);
     this.lastFailure = `TDH.PHYMEM.PAGE.RECLAIM of an S-EPT page failed: ${statusName(r.status)}`;
     return EIO;
   }
@@ -322,7 +356,7 @@ export class TdxBackend implements Backend, CallListener {
   /** A TD exit: TDH.VP.ENTER returns to KVM, and the vCPU is out of guest mode. */
   private exit(vcpu: number): void {
     this.module.tdExit(this.tdvprs[vcpu]!);
-    this.inGuest[vcpu] = false;
+    this.setGuestMode(vcpu, false);
   }
 
   /**
@@ -332,13 +366,13 @@ export class TdxBackend implements Backend, CallListener {
    * down).
    */
   private enter(vcpu: number): boolean {
-    if (this.inGuest[vcpu]) return true;
+    if (this.guestMode(vcpu)) return true;
     const tdvpr = this.tdvprs[vcpu];
     if (tdvpr === undefined) return false;
     if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
     if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
     const ok = resultOk(this.module.vpEnter(tdvpr));
-    this.inGuest[vcpu] = ok;
+    this.setGuestMode(vcpu, ok);
     return ok;
   }
 
@@ -386,7 +420,7 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   private leak(pfn: number, cause: string): void {
-    this.leakedPfns.add(pfn);
+    this.pages.markLeaked(pfn);
     this.vm.leak(cause);
   }
 
@@ -421,6 +455,13 @@ export class TdxBackend implements Backend, CallListener {
 
   checkInvariants(_vm: BackendVm, mirror: MirrorView): { check: string; message: string }[] {
     return checkTdxInvariants(this, mirror);
+  }
+
+  auditState(_vm: BackendVm, out: Map<number, string | number>): void {
+    this.module.auditState(out);
+    out.set(resourceId(this.space, 0), this.pages.auditState());
+    out.set(resourceId(this.space, 1), this.premapped);
+    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), String(this.inGuest[v]));
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {

@@ -55,6 +55,7 @@ describe("ControlPages", () => {
         const pages = new ControlPages(fa, 5);
         const model = new ListModel(fb, 5);
         const held: number[] = [];
+        const leaked = new Set<number>();
         for (const o of ops) {
           if (o.kind === "alloc") {
             for (let i = 0; i < o.n; i++) {
@@ -68,8 +69,13 @@ describe("ControlPages", () => {
             pages.release(p!);
             model.release(p!);
           } else {
-            const leaked = new Set(o.leak >= 0 && held.length > 0 ? [held[o.leak % held.length]!] : []);
-            pages.releaseBlocks(leaked);
+            // A page leaked stays leaked: the allocator keeps the set, the model is given it.
+            if (o.leak >= 0 && held.length > 0) {
+              const p = held[o.leak % held.length]!;
+              pages.markLeaked(p);
+              leaked.add(p);
+            }
+            pages.releaseBlocks();
             model.releaseBlocks(leaked);
             expect(fa.usedFrames).toBe(fb.usedFrames);
           }

@@ -89,4 +89,46 @@ vcpus:
     expect(v.check).toBe("footprint-audit");
     expect(v.message).toMatch(/a step of sneaky changed its state \(mmu_invalidate\) without recording a write/);
   });
+
+  it("fails a step that changes a backend's own state without recording it (an S-EPT entry, an RMP entry)", () => {
+    const scn = parseScenarioText(`
+name: audit-backend
+vm: { memory: 4MiB, vcpus: 1 }
+backend: tdx
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`, "audit-backend.yaml");
+    for (const name of ["tdx", "sev"]) {
+      const r = explore(() => {
+        const built = buildRun({ ...scn, backend: name }, { backend: registry.create(name), interleave: true });
+        const be = built.vm.backend as unknown as {
+          module?: { peekTds(): ReadonlyMap<number, { septRoot: number }>; sept: { get(pfn: number): Uint32Array | undefined } };
+          rmp?: { assigned(): Iterable<{ pfn: number }> };
+        };
+        // A task that flips a bit of the backend's state behind its accessors' back.
+        function* sneaky(): Op {
+          yield;
+          if (be.module) {
+            const td = [...be.module.peekTds().values()][0]!;
+            be.module.sept.get(td.septRoot)![2]! ^= 1;
+          } else {
+            // The Validated bit of the first assigned frame's entry, in the RMP's own array.
+            const pfn = [...be.rmp!.assigned()][0]!.pfn;
+            (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[pfn & 4095]! ^= 8;
+          }
+          if (built.vm.dead) yield BLOCKED;
+        }
+        const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
+        return {
+          tasks, clock: built.clock, setRecorder: () => {},
+          check: (final) => built.check(final).violations, classify: () => null,
+          audit: new FootprintAudit(built.vm, tasks),
+        };
+      }, { audit: true });
+      expect(r.violation, name).not.toBeNull();
+      const v = r.violation!.violations[0]!;
+      expect(v.check).toBe("footprint-audit");
+      expect(v.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
+    }
+  });
 });

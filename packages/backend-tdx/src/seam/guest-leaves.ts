@@ -24,8 +24,8 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   }
   const table = m.walkTable;
   const off = m.walkOff;
-  const lo = table[off]!;
-  const hi = table[off + 1]!;
+  const lo = m.sept.entryLo(table, off);
+  const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st = septState(lo, hi, level);
   if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED);
@@ -33,7 +33,7 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   if (st !== SEPT_PENDING) return ACCEPT_EXITED;
   const pfn = septPfn(lo, hi);
   m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
-  m.plaintext.set(pfn, "");
+  m.plainSet(pfn, "");
   return ok();
 }
 
@@ -50,8 +50,8 @@ export function guestTranslate(m: SeamCore, tdvpr: number, gpa: number): "ok" | 
   let table = remembered ?? m.sept.get(td.septRoot)!;
   for (let lvl = remembered ? 0 : td.rootLevel; lvl >= 0; lvl--) {
     const off = 2 * septIndex(gfn, lvl);
-    const lo = table[off]!;
-    const hi = table[off + 1]!;
+    const lo = m.sept.entryLo(table, off);
+    const hi = m.sept.entryHi(table, off);
     const st = septState(lo, hi, lvl);
     if (st === SEPT_NL_MAPPED) {
       table = m.sept.get(septPfn(lo, hi))!;
@@ -69,7 +69,7 @@ export function guestTranslate(m: SeamCore, tdvpr: number, gpa: number): "ok" | 
 export function guestWrite(m: SeamCore, tdvpr: number, gpa: number, data: string): boolean {
   const pfn = translatePfn(m, m.tds.get(m.pamt.owner(tdvpr))!, gpa);
   if (pfn < 0) return false;
-  m.plaintext.set(pfn, data);
+  m.plainSet(pfn, data);
   return true;
 }
 
@@ -78,9 +78,9 @@ export function translatePfn(m: SeamCore, td: Td, gpa: number): number {
   let table = m.sept.get(td.septRoot)!;
   for (let lvl = td.rootLevel; lvl >= 0; lvl--) {
     const off = 2 * septIndex(gfn, lvl);
-    const st = septState(table[off]!, table[off + 1]!, lvl);
-    if (st === SEPT_NL_MAPPED) table = m.sept.get(septPfn(table[off]!, table[off + 1]!))!;
-    else return st === SEPT_MAPPED ? septPfn(table[off]!, table[off + 1]!) : -1;
+    const st = septState(m.sept.entryLo(table, off), m.sept.entryHi(table, off), lvl);
+    if (st === SEPT_NL_MAPPED) table = m.sept.get(septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)))!;
+    else return st === SEPT_MAPPED ? septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)) : -1;
   }
   return -1;
 }

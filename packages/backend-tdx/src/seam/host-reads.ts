@@ -1,7 +1,9 @@
 /**
  * What the host sees of the module's state without a SEAMCALL (no locks, no counting): a
  * physical page's plaintext, an S-EPT entry as the host debugger reads it, and every present
- * entry of a TD's S-EPT.
+ * entry of a TD's S-EPT. `hostRead` and `mappedPfn` serve an untrusted host's raw calls, which
+ * are steps of a run, and record what they read; `entryAt` and `septEntries` serve checks and
+ * views between steps and record nothing.
  */
 import { PT_NDA } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
@@ -11,7 +13,7 @@ import type { Td } from "./td.js";
 /** The host reads a physical page: private memory (a page a TD owns) gives no plaintext. */
 export function hostRead(m: SeamCore, pfn: number): string | null {
   if (m.pamt.type(pfn) !== PT_NDA) return null;
-  return m.plaintext.get(pfn) ?? "";
+  return m.plainGet(pfn) ?? "";
 }
 
 /**
@@ -34,10 +36,21 @@ export function entryAt(m: SeamCore, td: Td, gfn: number, level: number): { stat
   return { state: SEPT_FREE, pfn: 0 };
 }
 
-/** The page of the 4K leaf at `gpa` in any leaf state, or -1 (for a host that wants it). */
+/**
+ * The page of the 4K leaf at `gpa` in any leaf state, or -1 (for an untrusted host's raw call
+ * that names it): a walk through present and blocked tables, its reads recorded like a leaf's.
+ */
 export function mappedPfn(m: SeamCore, td: Td, gpa: number): number {
-  for (const [gfn, level, state, pfn] of septEntries(m, td)) {
-    if (level === 0 && gfn === Math.floor(gpa / 4096) && state !== SEPT_FREE) return pfn;
+  const gfn = Math.floor(gpa / 4096);
+  let table = m.sept.get(td.septRoot);
+  for (let lvl = td.rootLevel; lvl >= 0 && table !== undefined; lvl--) {
+    const off = 2 * septIndex(gfn, lvl);
+    const lo = m.sept.entryLo(table, off);
+    const hi = m.sept.entryHi(table, off);
+    const st = septState(lo, hi, lvl);
+    if (lvl === 0) return st !== SEPT_FREE ? septPfn(lo, hi) : -1;
+    if (st !== SEPT_NL_MAPPED && st !== SEPT_NL_BLOCKED) return -1;
+    table = m.sept.get(septPfn(lo, hi));
   }
   return -1;
 }

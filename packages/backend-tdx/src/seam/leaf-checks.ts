@@ -95,9 +95,9 @@ export function septOperand(m: SeamCore, td: Td, gpa: number, level: number, min
 }
 
 /** Checks 9-10: the entry lock, then the state the leaf needs (`allowed`: a mask of `septStateBit`s). */
-export function entryState(table: Uint32Array, off: number, level: number, allowed: number): number {
-  const lo = table[off]!;
-  const hi = table[off + 1]!;
+export function entryState(m: SeamCore, table: Uint32Array, off: number, level: number, allowed: number): number {
+  const lo = m.sept.entryLo(table, off);
+  const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st = septState(lo, hi, level);
   if ((septStateBit(st) & allowed) === 0) {
@@ -117,5 +117,5 @@ export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
 /** "Tracked": blocked in an epoch no vCPU can still be running with (reference §3). */
 export function tracked(m: SeamCore, td: Td, pfnOfEntry: number): boolean {
   const b = m.pamt.bepoch(pfnOfEntry);
-  return b < td.epoch - 1 || (b === td.epoch - 1 && td.refcount[b & 1] === 0);
+  return b < td.epoch - 1 || (b === td.epoch - 1 && td.refcountOf(b & 1) === 0);
 }

@@ -7,19 +7,29 @@
  * Each SEAMCALL is one atomic step of the model, so within a step the locks it takes are always
  * free unless another holder keeps them across steps (a test playing a concurrent caller does).
  */
+import type { SeamFootprint } from "./seam-footprint.js";
+
 export class SharexLock {
   exclusive = false;
   readers = 0;
   /** Host-priority bit: a host caller failed to take the lock. */
   hostPriority = false;
 
+  constructor(
+    /** Where the lock's accesses are recorded, as resource `id` (none for a lock no explorer sees). */
+    private readonly fp: SeamFootprint | null = null,
+    private readonly id = 0,
+  ) {}
+
   tryShared(): boolean {
+    this.fp?.write(this.id);
     if (this.exclusive) return false;
     this.readers++;
     return true;
   }
 
   tryExclusive(): boolean {
+    this.fp?.write(this.id);
     if (this.exclusive || this.readers > 0) return false;
     this.exclusive = true;
     return true;
@@ -27,16 +37,22 @@ export class SharexLock {
 
   /**
    * Takes the lock and releases it again, as a leaf does within its one step: true if it could
-   * be taken. The lock is left as it was.
+   * be taken. The lock is left as it was, so the step only reads it.
    */
   tryTakeAndRelease(exclusive: boolean): boolean {
+    if (this.fp !== null && this.fp.recording) this.fp.read(this.id);
     return exclusive ? !this.exclusive && this.readers === 0 : !this.exclusive;
   }
 
   release(): void {
+    this.fp?.write(this.id);
     if (this.exclusive) this.exclusive = false;
     else if (this.readers > 0) this.readers--;
     else throw new Error("release of a free sharex lock");
+  }
+
+  auditState(out: Map<number, string | number>): void {
+    if (this.fp) out.set(this.id, `${this.exclusive}/${this.readers}/${this.hostPriority}`);
   }
 
   get held(): boolean {

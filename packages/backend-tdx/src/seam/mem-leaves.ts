@@ -25,11 +25,11 @@ export function memSeptAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_SHARED);
   const off = m.walkOff;
-  entryState(table, off, level, ST_FREE);
+  entryState(m, table, off, level, ST_FREE);
   checkNewPage(m, page, OPERAND_R8);
   m.sept.init(page);
   m.pamt.set(page, PT_EPT, tdr);
-  td.childCount++;
+  td.addChildren(1);
   m.sept.setEntry(table, off, SEPT_NL_MAPPED, page, level);
   return ok();
 }
@@ -39,10 +39,10 @@ export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, 0, TREE_SHARED);
   const off = m.walkOff;
-  entryState(table, off, level, ST_FREE);
+  entryState(m, table, off, level, ST_FREE);
   checkNewPage(m, page, OPERAND_R8);
   m.pamt.set(page, PT_REG, tdr);
-  td.childCount++;
+  td.addChildren(1);
   m.sept.setEntry(table, off, SEPT_PENDING, page, level);
   return ok();
 }
@@ -52,13 +52,13 @@ export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED, true);
   const table = septOperand(m, td, gpa, level, 0, 0, NO_TREE_LOCK);
   const off = m.walkOff;
-  entryState(table, off, level, ST_FREE);
+  entryState(m, table, off, level, ST_FREE);
   checkNewPage(m, page, OPERAND_R8);
   check(m.pamt.inTdmr(source) && m.pamt.type(source) === PT_NDA, TDX_OPERAND_INVALID, OPERAND_R9);
   m.pamt.set(page, PT_REG, tdr);
-  td.childCount++;
+  td.addChildren(1);
   m.sept.setEntry(table, off, SEPT_MAPPED, page, level);
-  m.plaintext.set(page, m.addContent);
+  m.plainSet(page, m.addContent);
   td.mrtd = (Math.imul(td.mrtd ^ 0x85ebca6b, 31) + gpa) >>> 0;
   return ok();
 }
@@ -68,14 +68,14 @@ export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
-  const lo = table[off]!;
-  const hi = table[off + 1]!;
+  const lo = m.sept.entryLo(table, off);
+  const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st0 = septState(lo, hi, level);
   if (st0 === SEPT_BLOCKED || st0 === SEPT_PENDING_BLOCKED || st0 === SEPT_NL_BLOCKED) {
     return { status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX };
   }
-  const st = entryState(table, off, level, ST_BLOCKABLE);
+  const st = entryState(m, table, off, level, ST_BLOCKABLE);
   const pfn = septPfn(lo, hi);
   const next = st === SEPT_MAPPED ? SEPT_BLOCKED : st === SEPT_PENDING ? SEPT_PENDING_BLOCKED : SEPT_NL_BLOCKED;
   m.sept.setEntry(table, off, next, pfn, level);
@@ -88,8 +88,8 @@ export function memRangeUnblockLeaf(m: SeamCore, tdr: number, gpa: number, level
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
-  const st = entryState(table, off, level, ST_BLOCKED);
-  const pfn = septPfn(table[off]!, table[off + 1]!);
+  const st = entryState(m, table, off, level, ST_BLOCKED);
+  const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
   if (td.opState === OP_RUNNABLE) check(tracked(m, td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_SEPT_TREE);
   const next = st === SEPT_BLOCKED ? SEPT_MAPPED : st === SEPT_PENDING_BLOCKED ? SEPT_PENDING : SEPT_NL_MAPPED;
   m.sept.setEntry(table, off, next, pfn, level);
@@ -100,7 +100,7 @@ export function memRangeUnblockLeaf(m: SeamCore, tdr: number, gpa: number, level
 export function memTrackLeaf(m: SeamCore, tdr: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_INIT_OR_RUNNABLE);
   lock(td.epochLock, true, OPERAND_TD_EPOCH);
-  check(td.refcount[(td.epoch - 1) & 1] === 0, TDX_PREVIOUS_TLB_EPOCH_BUSY);
+  check(td.refcountOf((td.epoch - 1) & 1) === 0, TDX_PREVIOUS_TLB_EPOCH_BUSY);
   td.epoch++;
   return ok();
 }
@@ -110,8 +110,8 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, 2, TREE_SHARED);
   const off = m.walkOff;
-  const st = entryState(table, off, level, ST_REMOVABLE);
-  const pfn = septPfn(table[off]!, table[off + 1]!);
+  const st = entryState(m, table, off, level, ST_REMOVABLE);
+  const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
   // The page's PAMT entry is locked before the blocked/tracked checks; REMOVE has no page
   // operand, so a busy page lock is reported against the GPA (RCX).
   lockPage(m, pfn, true, OPERAND_RCX);
@@ -122,8 +122,8 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.pamt.set(pfn, PT_NDA, NO_TD);
   // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
-  m.plaintext.delete(pfn);
-  td.childCount--;
+  m.plainDelete(pfn);
+  td.addChildren(-1);
   return { status: TDX_SUCCESS, pfn };
 }
 
@@ -132,21 +132,21 @@ export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
-  const st = entryState(table, off, level, ST_NON_LEAF);
-  const page = septPfn(table[off]!, table[off + 1]!);
+  const st = entryState(m, table, off, level, ST_NON_LEAF);
+  const page = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
   if (td.opState === OP_RUNNABLE) {
     check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
     check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
   }
   const child = m.sept.get(page)!;
   for (let i = 0; i < 512; i++) {
-    if (septState(child[2 * i]!, child[2 * i + 1]!, level - 1) !== SEPT_FREE) {
+    if (septState(m.sept.entryLo(child, 2 * i), m.sept.entryHi(child, 2 * i), level - 1) !== SEPT_FREE) {
       throw new SeamError({ status: TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX });
     }
   }
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.sept.drop(page);
   m.pamt.set(page, PT_NDA, NO_TD);
-  td.childCount--;
+  td.addChildren(-1);
   return ok();
 }

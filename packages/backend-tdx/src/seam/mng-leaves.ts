@@ -14,8 +14,7 @@ import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITI
 export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
   checkNewPage(m, tdr, OPERAND_RCX);
   m.pamt.set(tdr, PT_TDR, tdr);
-  m.tds.set(tdr, new Td(tdr, hkid));
-  m.tdsVersion++;
+  m.addTd(new Td(tdr, hkid, m.fp));
   return ok();
 }
 
@@ -33,8 +32,8 @@ export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_UNINITIALIZED, true);
   checkNewPage(m, page, OPERAND_RCX);
   m.pamt.set(page, PT_TDCX, tdr);
-  td.tdcx.push(page);
-  td.childCount++;
+  td.addTdcx(page);
+  td.addChildren(1);
   return ok();
 }
 

@@ -19,7 +19,7 @@ export function mrExtendLeaf(m: SeamCore, tdr: number, gpa: number): SeamResult 
   lock(td.treeLock, false, OPERAND_SEPT_TREE);
   const gfn = Math.floor(gpa / 4096);
   m.walk(td, gfn, 0);
-  entryState(m.walkTable, m.walkOff, 0, ST_MAPPED);
+  entryState(m, m.walkTable, m.walkOff, 0, ST_MAPPED);
   td.mrtd = (Math.imul(td.mrtd ^ 0x9e3779b9, 31) + gpa) >>> 0;
   return ok();
 }

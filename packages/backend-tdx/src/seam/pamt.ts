@@ -5,9 +5,14 @@
  * the lock in typed arrays), per 16 MiB block of frames, made on first use, so memory the module
  * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
  * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
+ *
+ * Each entry is a resource of the explorer's (`SeamFootprint.pamtId`): its readers record a
+ * read, `set`/`setBepoch` a write. `nextPageOf`, `pagesOf` and `auditEntries` are for checks and
+ * record nothing.
  */
 import { nextSetBit } from "@tdpemu/core";
 import { SharexLock } from "./locks.js";
+import type { SeamFootprint } from "./seam-footprint.js";
 
 export const PT_NDA = 0;
 export const PT_RSVD = 1;
@@ -128,8 +133,15 @@ export class Pamt {
    */
   controlPageVersion = 0;
 
-  /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
-  constructor(readonly totalFrames: number) {}
+  constructor(
+    /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
+    readonly totalFrames: number,
+    private readonly fp: SeamFootprint | null = null,
+  ) {}
+
+  private noteRead(pfn: number): void {
+    if (this.fp !== null && this.fp.recording) this.fp.read(this.fp.pamtId(pfn));
+  }
 
   inTdmr(pfn: number): boolean {
     return Number.isInteger(pfn) && pfn >= 0 && pfn < this.totalFrames;
@@ -149,14 +161,21 @@ export class Pamt {
   }
 
   type(pfn: number): number {
+    this.noteRead(pfn);
+    return this.rawType(pfn);
+  }
+
+  private rawType(pfn: number): number {
     return this.blocks[pfn >>> BLOCK_SHIFT]?.type[pfn & BLOCK_MASK] ?? PT_NDA;
   }
 
   owner(pfn: number): number {
+    this.noteRead(pfn);
     return this.blocks[pfn >>> BLOCK_SHIFT]?.owner[pfn & BLOCK_MASK] ?? NO_TD;
   }
 
   bepoch(pfn: number): number {
+    this.noteRead(pfn);
     return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch[pfn & BLOCK_MASK] ?? 0;
   }
 
@@ -172,6 +191,7 @@ export class Pamt {
    * step: true if it could be taken, and the lock left as `PamtLock`'s take and release leave it.
    */
   tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
+    this.noteRead(pfn);
     const blk = this.block(pfn);
     const state = blk.lockState;
     const i = pfn & BLOCK_MASK;
@@ -181,6 +201,7 @@ export class Pamt {
     // Taken shared, 127 readers wrap the Int8 to -128, which the release reads as exclusive and
     // frees: the lock ends at 0.
     if (v === 127) {
+      this.fp?.write(this.fp.pamtId(pfn));
       blk.touch(i);
       state[i] = 0;
     }
@@ -188,6 +209,7 @@ export class Pamt {
   }
 
   set(pfn: number, type: number, owner: number): void {
+    this.fp?.write(this.fp.pamtId(pfn));
     this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
@@ -206,6 +228,7 @@ export class Pamt {
   }
 
   setBepoch(pfn: number, epoch: number): void {
+    this.fp?.write(this.fp.pamtId(pfn));
     const blk = this.block(pfn);
     blk.touch(pfn & BLOCK_MASK);
     blk.bepoch[pfn & BLOCK_MASK] = epoch;
@@ -249,6 +272,20 @@ export class Pamt {
 
   /** Every granule assigned to `owner` with its type, in ascending PFN order (for tests and tools). */
   *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
-    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1)) yield [p, this.type(p)];
+    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1)) yield [p, this.rawType(p)];
+  }
+
+  /** Every entry not in its initial state, under its resource id (recording nothing: for the footprint audit). */
+  auditEntries(out: Map<number, string | number>): void {
+    if (this.fp === null) return;
+    for (let b = 0; b < this.blocks.length; b++) {
+      const blk = this.blocks[b];
+      if (blk === undefined) continue;
+      for (let i = blk.lo; i < blk.hi; i++) {
+        // An entry as a new block has it is not listed: a change to it shows as its appearance.
+        if (blk.type[i] === PT_NDA && blk.owner[i] === NO_TD && blk.bepoch[i] === 0 && blk.lockState[i] === 0) continue;
+        out.set(this.fp.pamtId(b * BLOCK_FRAMES + i), `${blk.type[i]}/${blk.owner[i]}/${blk.bepoch[i]}/${blk.lockState[i]}`);
+      }
+    }
   }
 }

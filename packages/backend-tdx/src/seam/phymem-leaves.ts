@@ -22,13 +22,12 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   check(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
   if (type === PT_TDR) {
     check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
-    m.tds.delete(pfn);
-    m.tdsVersion++;
+    m.removeTd(pfn);
   } else {
-    td.childCount--;
+    td.addChildren(-1);
   }
   if (type === PT_EPT) m.sept.drop(pfn);
-  m.plaintext.delete(pfn);
+  m.plainDelete(pfn);
   m.pamt.set(pfn, PT_NDA, NO_TD);
   return ok();
 }

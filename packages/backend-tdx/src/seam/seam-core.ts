@@ -5,7 +5,8 @@
  * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
  * fields they read and write are public for them, and for nothing else to change.
  */
-import { CallCounts } from "@tdpemu/core";
+import { CallCounts, type Clock } from "@tdpemu/core";
+import { SeamFootprint } from "./seam-footprint.js";
 import { SEAMCALL_NAMES } from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
@@ -27,10 +28,12 @@ class TdCallLog {
 }
 
 export class SeamCore {
+  /** Where the state's accessors record what each call reads and writes (`attach`). */
+  readonly fp = new SeamFootprint();
   readonly pamt: Pamt;
-  readonly sept = new SeptPages();
-  /** The TDs by TDR. Changed only by the leaves (TDH.MNG.CREATE, RECLAIM of a TDR), which bump `tdsVersion`. */
-  readonly tds = new Map<number, Td>();
+  readonly sept = new SeptPages(this.fp);
+  /** The TDs by TDR: changed only by TDH.MNG.CREATE and the RECLAIM of a TDR (`addTd`, `removeTd`). */
+  private readonly tdMap = new Map<number, Td>();
   /** Platform-wide counts; each TD's own counts go to its listener. */
   private readonly platformCalls = new CallCounts(SEAMCALL_NAMES);
   private busyCount = 0;
@@ -40,7 +43,7 @@ export class SeamCore {
   private lastLogTdr = Number.NaN;
   private lastLog: TdCallLog | undefined = undefined;
   /** Plaintext the guest keeps in its private pages, by PFN (the model of memory contents). */
-  readonly plaintext = new Map<number, string>();
+  private readonly plaintext = new Map<number, string>();
   /** The TDR whose PAMT lock the running leaf took in its prologue (NaN before). */
   lockedTdr = Number.NaN;
   /** Where the last `walk` ended: the table at the level asked for and the entry's offset in it. */
@@ -81,7 +84,66 @@ export class SeamCore {
   private leafTable: Uint32Array = new Uint32Array(0);
 
   constructor(totalFrames: number) {
-    this.pamt = new Pamt(totalFrames);
+    this.pamt = new Pamt(totalFrames, this.fp);
+  }
+
+  /** Accesses are recorded into `clock`'s recorder from now on (the module is the machine's; a run attaches it to its VM's clock). */
+  attach(clock: Clock): void {
+    this.fp.attach(clock);
+  }
+
+  // ------------------------------------------------------------------ state shared by the leaves
+
+  /** The TDs by TDR, as a leaf reads them. */
+  get tds(): ReadonlyMap<number, Td> {
+    if (this.fp.recording) this.fp.read(this.fp.platformId(0));
+    return this.tdMap;
+  }
+
+  /** The TDs, recording nothing (checks, tools). */
+  peekTds(): ReadonlyMap<number, Td> {
+    return this.tdMap;
+  }
+
+  addTd(td: Td): void {
+    this.fp.write(this.fp.platformId(0));
+    this.tdMap.set(td.tdr, td);
+    this.tdsVersion++;
+  }
+
+  removeTd(tdr: number): void {
+    this.fp.write(this.fp.platformId(0));
+    this.tdMap.delete(tdr);
+    this.tdsVersion++;
+  }
+
+  /** The plaintext of private page `pfn` (the memory-content model), or undefined. */
+  plainGet(pfn: number): string | undefined {
+    if (this.fp.recording) this.fp.read(this.fp.plainId(pfn));
+    return this.plaintext.get(pfn);
+  }
+
+  plainSet(pfn: number, data: string): void {
+    this.fp.write(this.fp.plainId(pfn));
+    this.plaintext.set(pfn, data);
+  }
+
+  plainDelete(pfn: number): void {
+    this.fp.write(this.fp.plainId(pfn));
+    this.plaintext.delete(pfn);
+  }
+
+  /** Every piece of the module's state a leaf may change, under its resource id, recording nothing (the footprint audit). */
+  auditState(out: Map<number, string | number>): void {
+    this.sept.auditEntries(out);
+    this.pamt.auditEntries(out);
+    out.set(this.fp.platformId(0), [...this.tdMap.keys()].join(","));
+    for (const td of this.tdMap.values()) td.auditState(out);
+    for (const [pfn, data] of this.plaintext) out.set(this.fp.plainId(pfn), data);
+    for (const [tdr, log] of this.logs) {
+      if (log.injected.length === 0) continue;
+      for (let leaf = 0; leaf < log.counts.length; leaf++) out.set(this.fp.platformId(1 + leaf), `${tdr}:${log.counts[leaf]}`);
+    }
   }
 
   /** Platform-wide counts of calls (names in first-call order), BUSY statuses and errors, as of now. */
@@ -121,6 +183,9 @@ export class SeamCore {
     this.platformCalls.add(leaf);
     const log = this.logOf(tdr);
     const n = ++log.counts[leaf]!;
+    // With a fault injected, which call is the nth depends on the order of the calls: the
+    // counter is shared state then.
+    if (log.injected.length !== 0) this.fp.write(this.fp.platformId(1 + leaf));
     let r = log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
     if (r === null) {
       this.lockedTdr = Number.NaN;
@@ -139,6 +204,8 @@ export class SeamCore {
   /** The TD whose TDR is `tdr`: in `tds`, and the page's PAMT type TDR; else undefined. Remembered. */
   tdOfTdr(tdr: number): Td | undefined {
     const pamt = this.pamt;
+    // While recording, what the lookup reads must be read (and recorded) every time.
+    if (this.fp.recording) return pamt.type(tdr) === PT_TDR ? this.tds.get(tdr) : undefined;
     const pamtSame = this.cachedTdrIsTdr ? this.cachedTdControlVersion === pamt.controlPageVersion : this.cachedTdPamtVersion === pamt.version;
     if (tdr !== this.cachedTdr || !pamtSame || this.cachedTdVersion !== this.tdsVersion) {
       this.cachedTd = this.tds.get(tdr);
@@ -157,6 +224,11 @@ export class SeamCore {
    */
   vcpuAt(tdvpr: number): TdVcpu | undefined {
     const pamt = this.pamt;
+    if (this.fp.recording) {
+      this.cachedTdvpr = Number.NaN;
+      this.lookUpVcpu(tdvpr);
+      return this.cachedVcpu;
+    }
     const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuControlVersion === pamt.controlPageVersion : this.cachedPamtVersion === pamt.version;
     if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion) this.lookUpVcpu(tdvpr);
     return this.cachedVcpu;
@@ -217,8 +289,8 @@ export class SeamCore {
     let table = this.sept.get(td.septRoot)!;
     for (let lvl = td.rootLevel; lvl > level; lvl--) {
       const off = 2 * septIndex(gfn, lvl);
-      const lo = table[off]!;
-      const hi = table[off + 1]!;
+      const lo = this.sept.entryLo(table, off);
+      const hi = this.sept.entryHi(table, off);
       const st = septState(lo, hi, lvl);
       if (st !== SEPT_NL_MAPPED) {
         throw new SeamError({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(lvl, st) });
@@ -237,6 +309,8 @@ export class SeamCore {
    * fault goes to the same table: the hardware's paging-structure cache, in short.
    */
   rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
+    // While recording, the walk must read (and record) the entries above the table.
+    if (this.fp.recording) return undefined;
     if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBase !== gfn - (gfn % 512)) return undefined;
     return this.leafTable;
   }

@@ -6,6 +6,8 @@
  * and the public state follows from them. TDX numbers levels from 0 (4K) up; KVM's mirror level
  * is the TDX level + 1.
  */
+import { SeamFootprint } from "./seam-footprint.js";
+
 export const SEPT_FREE = 0;
 export const SEPT_BLOCKED = 1;
 export const SEPT_PENDING = 2;
@@ -139,7 +141,9 @@ export function entryBigInt(lo: number, hi: number): bigint {
  */
 export const SEPT_OCCUPANCY = 1024;
 export const SEPT_OCCUPANCY_WORDS = 16;
-const PAGE_U32 = SEPT_OCCUPANCY + SEPT_OCCUPANCY_WORDS;
+/** The last word: the page's own PFN (0xffffffff above 2^32), so an entry's accessor can name its resource. */
+const SEPT_PAGE_PFN = SEPT_OCCUPANCY + SEPT_OCCUPANCY_WORDS;
+const PAGE_U32 = SEPT_PAGE_PFN + 1;
 
 /** A page of FREE entries (and an empty bitmap), copied into a page the module takes (`SeptPages.init`). */
 const FREE_TABLE = (() => {
@@ -169,6 +173,9 @@ const spareLookup: (Uint32Array | undefined)[][] = [];
  * and anything else (never an S-EPT page in practice) goes to a Map so that any PFN stays exact.
  */
 export class SeptPages {
+  /** Where entry accesses are recorded (see `entryLo`). */
+  constructor(private readonly fp: SeamFootprint = new SeamFootprint()) {}
+
   /**
    * Bumped whenever a page comes or goes or an entry above 4K is written through `setEntry`:
    * the walk down to a 4K table depends on nothing else, so a walk remembered at one version
@@ -185,6 +192,8 @@ export class SeptPages {
   init(pfn: number): Uint32Array {
     const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
     t.set(FREE_TABLE);
+    t[SEPT_PAGE_PFN] = (pfn >>> 0) === pfn ? pfn : 0xffffffff;
+    this.writeAll(t);
     this.put(pfn, t);
     this.version++;
     return t;
@@ -196,12 +205,41 @@ export class SeptPages {
   }
 
   drop(pfn: number): void {
+    const t = this.get(pfn);
+    if (t !== undefined) this.writeAll(t);
     this.put(pfn, undefined);
     this.version++;
   }
 
+  /**
+   * The low half of the entry at `off` of `table` (a page `get` returned), as a leaf reads it:
+   * recorded as a read of that entry. Leaves read entries only through this and `entryHi`.
+   */
+  entryLo(table: Uint32Array, off: number): number {
+    if (this.fp.recording) this.fp.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    return table[off]!;
+  }
+
+  /** The high half of the entry at `off` of `table`, recorded as `entryLo`. */
+  entryHi(table: Uint32Array, off: number): number {
+    if (this.fp.recording) this.fp.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    return table[off + 1]!;
+  }
+
+  /** A page becomes an S-EPT page, or stops being one: every entry of it is written. */
+  private writeAll(t: Uint32Array): void {
+    const page = t[SEPT_PAGE_PFN]!;
+    for (let i = 0; i < 512; i++) this.fp.write(this.fp.septId(page, i));
+  }
+
+  /** The resource of the entry at `off` of `table` (for the audit). */
+  entryId(table: Uint32Array, off: number): number {
+    return this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1);
+  }
+
   /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
+    this.fp.write(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
     const lo = entryLo32(state, pfn, level);
     const hi = entryHi32(state, pfn);
     table[off] = lo;
@@ -215,6 +253,14 @@ export class SeptPages {
 
   get count(): number {
     return this.size;
+  }
+
+  /** Every entry of every page, under its resource id, recording nothing (the footprint audit). */
+  auditEntries(out: Map<number, string | number>): void {
+    const pages = [...this.held.map((pfn) => this.get(pfn)!), ...this.others.values()];
+    for (const t of pages) {
+      for (let i = 0; i < 512; i++) out.set(this.fp.septId(t[SEPT_PAGE_PFN]!, i), `${t[2 * i]}/${t[2 * i + 1]}`);
+    }
   }
 
   /**

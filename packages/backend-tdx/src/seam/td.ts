@@ -2,8 +2,17 @@
  * A trust domain as the module keeps it (TDR + TDCS): lifecycle, op state, HKID, the TLB epoch
  * with its two per-parity counters of vCPUs in guest mode, the locks, and the number of pages
  * the TD owns besides its TDR (the child count that keeps the TDR from being reclaimed).
+ *
+ * A TD's state is several resources for the explorer (`SeamFootprint`): its state proper
+ * (lifecycle, op state, fatal, configuration, TDCX pages, vCPUs), its epoch, each parity's count
+ * of vCPUs in guest mode, its child count (updated commutatively), MRTD and each lock; a vCPU's
+ * TDVPR state is one more. Every field is private to an accessor that records its access;
+ * `auditState` reads them all without recording, for the footprint audit.
  */
 import { SharexLock } from "./locks.js";
+import {
+  TD_CHILDREN, TD_EPOCH, TD_EPOCH_LOCK, TD_MRTD, TD_OPSTATE_LOCK, TD_REFCOUNT, TD_STATE, TD_TREE_LOCK, type SeamFootprint,
+} from "./seam-footprint.js";
 
 // TDR lifecycle (reference §4)
 export const LC_HKID_ASSIGNED = 0;
@@ -20,59 +29,276 @@ export const OP_STATE_NAMES = ["UNINITIALIZED", "INITIALIZED", "RUNNABLE"];
 
 export class TdVcpu {
   /** The TD epoch at this vCPU's last TDH.VP.ENTER. */
-  epoch = 0;
-  inGuest = false;
-  initialized = false;
+  private entryEpoch = 0;
+  private guest = false;
+  private init = false;
+  private readonly id: number;
 
-  constructor(readonly tdvpr: number) {}
+  constructor(
+    readonly tdvpr: number,
+    private readonly fp: SeamFootprint | null = null,
+  ) {
+    this.id = fp ? fp.vcpuId(tdvpr) : 0;
+  }
+
+  private noteRead(): void {
+    if (this.fp !== null && this.fp.recording) this.fp.read(this.id);
+  }
+
+  get epoch(): number {
+    this.noteRead();
+    return this.entryEpoch;
+  }
+
+  set epoch(e: number) {
+    this.fp?.write(this.id);
+    this.entryEpoch = e;
+  }
+
+  get inGuest(): boolean {
+    this.noteRead();
+    return this.guest;
+  }
+
+  set inGuest(g: boolean) {
+    this.fp?.write(this.id);
+    this.guest = g;
+  }
+
+  get initialized(): boolean {
+    this.noteRead();
+    return this.init;
+  }
+
+  set initialized(i: boolean) {
+    this.fp?.write(this.id);
+    this.init = i;
+  }
+
+  auditState(out: Map<number, string | number>): void {
+    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}`);
+  }
 }
 
 export class Td {
-  lifecycle = LC_HKID_ASSIGNED;
-  opState = OP_UNINITIALIZED;
-  fatal = false;
+  private lc = LC_HKID_ASSIGNED;
+  private ops = OP_UNINITIALIZED;
+  private isFatal = false;
   /** TD_EPOCH, and the number of vCPUs in guest mode that entered in an even / odd epoch. */
-  epoch = 1;
-  readonly refcount = [0, 0];
-  readonly treeLock = new SharexLock();
-  readonly opStateLock = new SharexLock();
-  readonly epochLock = new SharexLock();
+  private tdEpoch = 1;
+  private readonly counts = [0, 0];
+  readonly treeLock: SharexLock;
+  readonly opStateLock: SharexLock;
+  readonly epochLock: SharexLock;
   /** Pages owned by the TD other than its TDR: TDCX, TDVPR, S-EPT and private pages. */
-  childCount = 0;
+  private children = 0;
   /**
    * The HKID's KOT entry still waits for TDH.PHYMEM.CACHE.WB (its WBINVD bitmap; the model's
    * platform has one package): set by VPFLUSHDONE, cleared by CACHE.WB, checked by KEY.FREEID.
    */
-  wbcachePending = false;
-  readonly tdcx: number[] = [];
+  private wbcache = false;
+  private readonly tdcxPages: number[] = [];
   /** The S-EPT root (a TDCX page) and its TDX level (3 for 4-level, 4 for 5-level). */
-  septRoot = -1;
-  rootLevel = 3;
+  private root = -1;
+  private levels = 3;
   private gpawBits = 48;
   /** 2^(GPAW-1), kept with GPAW: every GPA a leaf takes is checked against it. */
   private sharedBit = 2 ** 47;
   /** TD attribute SEPT_VE_DISABLE: a PENDING access exits to the VMM instead of a #VE. */
-  septVeDisable = false;
-  readonly vcpus = new Map<number, TdVcpu>();
+  private veDisable = false;
+  private readonly vcpuMap = new Map<number, TdVcpu>();
   /** MRTD as a running digest of what was measured. */
-  mrtd = 0;
+  private measurement = 0;
 
   constructor(
     readonly tdr: number,
     readonly hkid: number,
-  ) {}
+    private readonly fp: SeamFootprint | null = null,
+  ) {
+    this.treeLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_TREE_LOCK) : 0);
+    this.opStateLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_OPSTATE_LOCK) : 0);
+    this.epochLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_EPOCH_LOCK) : 0);
+  }
+
+  private noteRead(part: number): void {
+    if (this.fp !== null && this.fp.recording) this.fp.read(this.fp.tdId(this.tdr, part));
+  }
+
+  private noteWrite(part: number): void {
+    this.fp?.write(this.fp.tdId(this.tdr, part));
+  }
+
+  get lifecycle(): number {
+    this.noteRead(TD_STATE);
+    return this.lc;
+  }
+
+  set lifecycle(v: number) {
+    this.noteWrite(TD_STATE);
+    this.lc = v;
+  }
+
+  get opState(): number {
+    this.noteRead(TD_STATE);
+    return this.ops;
+  }
+
+  set opState(v: number) {
+    this.noteWrite(TD_STATE);
+    this.ops = v;
+  }
+
+  get fatal(): boolean {
+    this.noteRead(TD_STATE);
+    return this.isFatal;
+  }
+
+  set fatal(v: boolean) {
+    this.noteWrite(TD_STATE);
+    this.isFatal = v;
+  }
+
+  get wbcachePending(): boolean {
+    this.noteRead(TD_STATE);
+    return this.wbcache;
+  }
+
+  set wbcachePending(v: boolean) {
+    this.noteWrite(TD_STATE);
+    this.wbcache = v;
+  }
+
+  get septRoot(): number {
+    this.noteRead(TD_STATE);
+    return this.root;
+  }
+
+  set septRoot(v: number) {
+    this.noteWrite(TD_STATE);
+    this.root = v;
+  }
+
+  get rootLevel(): number {
+    this.noteRead(TD_STATE);
+    return this.levels;
+  }
+
+  set rootLevel(v: number) {
+    this.noteWrite(TD_STATE);
+    this.levels = v;
+  }
+
+  get septVeDisable(): boolean {
+    this.noteRead(TD_STATE);
+    return this.veDisable;
+  }
+
+  set septVeDisable(v: boolean) {
+    this.noteWrite(TD_STATE);
+    this.veDisable = v;
+  }
 
   /** Guest physical address width (TDH.MNG.INIT's GPAW: 48 or 52). */
   get gpaw(): number {
+    this.noteRead(TD_STATE);
     return this.gpawBits;
   }
 
   set gpaw(bits: number) {
+    this.noteWrite(TD_STATE);
     this.gpawBits = bits;
     this.sharedBit = 2 ** (bits - 1);
   }
 
   get sharedBitGpa(): number {
+    this.noteRead(TD_STATE);
     return this.sharedBit;
+  }
+
+  /** The TDCX pages, the S-EPT root's first. */
+  get tdcx(): readonly number[] {
+    this.noteRead(TD_STATE);
+    return this.tdcxPages;
+  }
+
+  addTdcx(page: number): void {
+    this.noteWrite(TD_STATE);
+    this.tdcxPages.push(page);
+  }
+
+  /** The vCPUs by TDVPR. */
+  get vcpus(): ReadonlyMap<number, TdVcpu> {
+    this.noteRead(TD_STATE);
+    return this.vcpuMap;
+  }
+
+  addVcpu(v: TdVcpu): void {
+    this.noteWrite(TD_STATE);
+    this.vcpuMap.set(v.tdvpr, v);
+  }
+
+  get epoch(): number {
+    this.noteRead(TD_EPOCH);
+    return this.tdEpoch;
+  }
+
+  set epoch(v: number) {
+    this.noteWrite(TD_EPOCH);
+    this.tdEpoch = v;
+  }
+
+  /** vCPUs in guest mode that entered in an epoch of `parity`. */
+  refcountOf(parity: number): number {
+    this.noteRead(TD_REFCOUNT + parity);
+    return this.counts[parity]!;
+  }
+
+  /** One more or fewer vCPU in guest mode of `parity`: a commutative update. */
+  refcountAdd(parity: number, delta: number): void {
+    this.fp?.update(this.fp.tdId(this.tdr, TD_REFCOUNT + parity));
+    this.counts[parity]! += delta;
+  }
+
+  /** Both counts, as a new array (for tests and tools). */
+  get refcount(): readonly number[] {
+    return [this.refcountOf(0), this.refcountOf(1)];
+  }
+
+  get childCount(): number {
+    this.noteRead(TD_CHILDREN);
+    return this.children;
+  }
+
+  /** A page more or fewer owned by the TD: a commutative update (AUGs of different pages commute). */
+  addChildren(delta: number): void {
+    this.fp?.update(this.fp.tdId(this.tdr, TD_CHILDREN));
+    this.children += delta;
+  }
+
+  get mrtd(): number {
+    this.noteRead(TD_MRTD);
+    return this.measurement;
+  }
+
+  set mrtd(v: number) {
+    this.noteWrite(TD_MRTD);
+    this.measurement = v;
+  }
+
+  /** Every piece of the TD's state under its resource id, recording nothing (the footprint audit). */
+  auditState(out: Map<number, string | number>): void {
+    const fp = this.fp;
+    if (!fp) return;
+    const id = (part: number) => fp.tdId(this.tdr, part);
+    out.set(id(TD_STATE), `${this.lc}/${this.ops}/${this.isFatal}/${this.wbcache}/${this.root}/${this.levels}/${this.gpawBits}/${this.veDisable}/${this.tdcxPages.join(",")}/${[...this.vcpuMap.keys()].join(",")}`);
+    out.set(id(TD_EPOCH), this.tdEpoch);
+    out.set(id(TD_REFCOUNT), this.counts[0]!);
+    out.set(id(TD_REFCOUNT + 1), this.counts[1]!);
+    out.set(id(TD_CHILDREN), this.children);
+    out.set(id(TD_MRTD), this.measurement);
+    this.treeLock.auditState(out);
+    this.opStateLock.auditState(out);
+    this.epochLock.auditState(out);
+    for (const v of this.vcpuMap.values()) v.auditState(out);
   }
 }

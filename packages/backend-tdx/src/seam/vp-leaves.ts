@@ -14,10 +14,10 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResul
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED);
   checkNewPage(m, tdvpr, OPERAND_RCX);
   m.pamt.set(tdvpr, PT_TDVPR, tdr);
-  td.childCount++;
-  const v = new TdVcpu(tdvpr);
+  td.addChildren(1);
+  const v = new TdVcpu(tdvpr, m.fp);
   v.initialized = true;
-  td.vcpus.set(tdvpr, v);
+  td.addVcpu(v);
   m.tdsVersion++;
   return ok();
 }
@@ -40,7 +40,7 @@ export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResul
   if (v.inGuest) return ok();
   v.epoch = td.epoch;
   v.inGuest = true;
-  td.refcount[td.epoch & 1]!++;
+  td.refcountAdd(td.epoch & 1, 1);
   return ok();
 }
 
@@ -50,5 +50,5 @@ export function tdExit(m: SeamCore, tdvpr: number): void {
   const td = m.cachedVcpuTd;
   if (!td || !v || !v.inGuest) return;
   v.inGuest = false;
-  td.refcount[v.epoch & 1]!--;
+  td.refcountAdd(v.epoch & 1, -1);
 }

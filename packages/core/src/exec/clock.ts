@@ -57,6 +57,12 @@ export class Clock {
     for (const s of this.sinks) s.fp = fp;
   }
 
+  /** A step updates shared resource `id` commutatively (a counter's increment). */
+  update(id: number): void {
+    this.stateVersion++;
+    this.fp?.add(id);
+  }
+
   /** A step changes shared resource `id`. */
   touch(id: number): void {
     this.stateVersion++;

@@ -1,0 +1,93 @@
+/**
+ * What each SEAMCALL reads and writes of the module's state, recorded for the explorer into the
+ * clock the module is attached to (`SeamCore.attach`), one resource per piece the module keeps
+ * apart: each S-EPT entry, each PAMT entry, each vCPU's TDVPR state, each page's plaintext, and
+ * per TD its state (lifecycle, op state, fatal, configuration, TDCX, vCPUs), its TLB epoch, the
+ * two per-parity counts of vCPUs in guest mode, its child count, MRTD and its three locks. Two
+ * calls are then independent exactly when they touch different pieces, as two CPUs running them
+ * at once on the real module would not contend (AUGs of different GPAs, a VP.ENTER and a TRACK
+ * of another TD...).
+ *
+ * The state's classes (`SeptPages`, `Pamt`, `Td`, `TdVcpu`, `SharexLock`, `SeamCore`) record
+ * through this object in their accessors; leaf code never calls it.
+ */
+import { resourceId, type Clock } from "@tdpemu/core";
+
+// The pieces of a TD's state, each a resource of its own (`tdId`).
+export const TD_STATE = 0;
+export const TD_EPOCH = 1;
+/** TD_REFCOUNT + parity: the vCPUs in guest mode that entered in an even / odd epoch. */
+export const TD_REFCOUNT = 2;
+export const TD_CHILDREN = 4;
+export const TD_MRTD = 5;
+export const TD_TREE_LOCK = 6;
+export const TD_OPSTATE_LOCK = 7;
+export const TD_EPOCH_LOCK = 8;
+const TD_PARTS = 16;
+
+/** Index spaces are 2^32 wide: an S-EPT page at a PFN from 2^23 on shares one resource per entry index (coarser, never unsound). */
+const SEPT_PFN_LIMIT = 2 ** 23;
+
+export class SeamFootprint {
+  private clock: Clock | null = null;
+  private septSpace = 0;
+  private pamtSpace = 0;
+  private tdSpace = 0;
+  private vcpuSpace = 0;
+  private plainSpace = 0;
+  private platformSpace = 0;
+
+  /** Records into `clock` from now on (a new set of resource spaces if it is a new clock). */
+  attach(clock: Clock): void {
+    if (this.clock === clock) return;
+    this.clock = clock;
+    this.septSpace = clock.newResourceSpace();
+    this.pamtSpace = clock.newResourceSpace();
+    this.tdSpace = clock.newResourceSpace();
+    this.vcpuSpace = clock.newResourceSpace();
+    this.plainSpace = clock.newResourceSpace();
+    this.platformSpace = clock.newResourceSpace();
+  }
+
+  /** Whether accesses are being recorded now (the explorer's step): remembered lookups must not be used then. */
+  get recording(): boolean {
+    return this.clock !== null && this.clock.fp !== null;
+  }
+
+  septId(page: number, index: number): number {
+    return resourceId(this.septSpace, page < SEPT_PFN_LIMIT ? page * 512 + index : 0xfffffe00 + index);
+  }
+
+  pamtId(pfn: number): number {
+    return resourceId(this.pamtSpace, pfn);
+  }
+
+  tdId(tdr: number, part: number): number {
+    return resourceId(this.tdSpace, tdr * TD_PARTS + part);
+  }
+
+  vcpuId(tdvpr: number): number {
+    return resourceId(this.vcpuSpace, tdvpr);
+  }
+
+  plainId(pfn: number): number {
+    return resourceId(this.plainSpace, pfn);
+  }
+
+  /** The list of TDs (index 0), and per leaf its call counter while a fault is injected (1 + leaf). */
+  platformId(index: number): number {
+    return resourceId(this.platformSpace, index);
+  }
+
+  read(id: number): void {
+    this.clock?.fp?.read(id);
+  }
+
+  write(id: number): void {
+    this.clock?.touch(id);
+  }
+
+  update(id: number): void {
+    this.clock?.update(id);
+  }
+}
