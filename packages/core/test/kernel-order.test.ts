@@ -4,7 +4,9 @@
  * memslot deletion on a VM with private memory.
  */
 import { describe, expect, it } from "vitest";
-import { AccessTally, KVM_DIRECT_ROOTS, guestAccessRange, hostOps, type BackendVm, type TdpEvent } from "../src/index.js";
+import {
+  AccessTally, ExecCtx, KVM_DIRECT_ROOTS, TdpIter, guestAccessRange, hostOps, runToEnd, wrprotGfnRange, type BackendVm, type TdpEvent,
+} from "../src/index.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
 describe("tdp_mmu_map_handle_target_level", () => {
@@ -72,5 +74,72 @@ describe("kvm_mmu_zap_memslot", () => {
     // kvm_flush_remote_tlbs_memslot: the slot's range, not the whole VM.
     expect(flushes).toHaveLength(1);
     expect(flushes[0]).toMatchObject({ gfn: 0, level: 4096 });
+  });
+});
+
+describe("kvm_vm_set_mem_attributes", () => {
+  it("zaps in one write-lock section, stores the attributes with mmu_lock dropped, ends the invalidation in a second; the range covers the head huge page", () => {
+    const backend = {
+      ...bareBackend(),
+      hasPrivateMemory: true,
+      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
+    };
+    const vm = makeVm({ memory: 16 * 2 ** 20, hostPageLevel: 2, backend });
+    vm.setInterleave(true);
+    const seq = vm.mmu.invalidateSeq;
+    const op = hostOps.convertMemory(vm, vm.hostCtx, 0x201, 0x202, false);
+    const seen: { locked: boolean; shared: boolean; widened: boolean; beyond: boolean }[] = [];
+    for (let r = op.next(); !r.done; r = op.next()) {
+      seen.push({
+        locked: vm.mmu.lock.writer !== null,
+        shared: !vm.attributes.peekPrivate(0x201),
+        // A fault that sampled the sequence before the change, on the same 2M page but outside
+        // the range converted, and on the next 2M page.
+        widened: vm.mmu.invalidateRetryGfn(seq, 0x300),
+        beyond: vm.mmu.invalidateRetryGfn(seq, 0x400),
+      });
+    }
+    // Between the two lock sections: mmu_lock free, the invalidation (widened to the 2M page
+    // around the range, not beyond it) in progress, the attributes not yet stored.
+    const between = seen.findIndex((s) => !s.locked && s.widened && !s.shared);
+    expect(between).toBeGreaterThanOrEqual(0);
+    expect(seen[between]!.beyond).toBe(false);
+    // Then the attributes are stored while the invalidation is still in progress, before the
+    // second section ends it.
+    expect(seen.slice(between).some((s) => s.shared && s.widened && !s.beyond)).toBe(true);
+    expect(vm.attributes.peekPrivate(0x201)).toBe(false);
+    expect(vm.attributes.peekPrivate(0x300)).toBe(true);
+  });
+});
+
+describe("goto retry after a lost cmpxchg (wrprot_gfn_range, __tdp_mmu_zap_root, split, recover)", () => {
+  it("the retry passes through tdp_mmu_iter_cond_resched: a writer that began waiting meanwhile gets mmu_lock first", () => {
+    const vm = makeVm({});
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 2, true, false, new AccessTally()));
+    vm.setInterleave(true);
+    const mmu = vm.mmu;
+    const a = new ExecCtx("wrprot", true);
+    runToEnd(mmu.lock.readLock(a));
+    mmu.rcu.readLock(a);
+    const root = mmu.peekRoots()[0]!;
+    const w = wrprotGfnRange(mmu, a, root, 0, 2, 1);
+    // GFN 0 is write-protected; then up to the atomic point before the cmpxchg of GFN 1's leaf
+    // (past the first entry, so the walk has made progress and may yield).
+    expect(w.next().done).toBe(false);
+    expect(w.next().done).toBe(false);
+    // Another CPU under the read lock changes that leaf (clears Accessed), so the cmpxchg loses...
+    const other = new TdpIter(mmu.pool);
+    for (other.start(root, 1, 1, 0); other.valid && (other.level > 1 || other.gfn < 1); other.next()) { /* down to GFN 1's leaf */ }
+    expect(other.gfn).toBe(1);
+    expect(mmu.setSpteAtomic(other, (other.oldLo & ~0x100) >>> 0, other.oldHi)).toBe(true);
+    // ...and a writer starts waiting for mmu_lock.
+    const b = new ExecCtx("writer", true);
+    const writer = mmu.lock.writeLock(b);
+    for (let i = 0; i < 2; i++) expect(writer.next().done).toBe(false); // its atomic point, then it blocks
+    expect(mmu.lock.contended()).toBe(true);
+    // The retry yields the lock to the writer before trying the cmpxchg again.
+    w.next();
+    expect(mmu.lock.readers).toBe(0);
+    expect(writer.next().done).toBe(true);
   });
 });

@@ -22,11 +22,12 @@ export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: nu
   const iter = new TdpIter(mmu.pool);
   let changed = false;
   for (iter.start(root, minLevel, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
-    if (shouldResched(mmu, iter)) {
-      yield* iterResched(mmu, ctx, iter, false, true);
-      continue;
-    }
+    // retry: a lost cmpxchg goes back through the yield check, as the kernel's `goto retry`.
     for (;;) {
+      if (shouldResched(mmu, iter)) {
+        yield* iterResched(mmu, ctx, iter, false, true);
+        break;
+      }
       if (!isShadowPresent(iter.oldLo) || !isLastSpte(iter.oldLo, iter.level) || (iter.oldLo & EPT_W) === 0) break;
       mmu.clock.step++;
       if (ctx.interleave) yield;

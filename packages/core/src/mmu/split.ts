@@ -18,11 +18,12 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
   const iter = new TdpIter(mmu.pool);
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
     for (iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
-      if (shouldResched(mmu, iter)) {
-        yield* iterResched(mmu, ctx, iter, false, shared);
-        continue;
-      }
+      // retry: a lost cmpxchg goes back through the yield check, as the kernel's `goto retry`.
       for (;;) {
+        if (shouldResched(mmu, iter)) {
+          yield* iterResched(mmu, ctx, iter, false, shared);
+          break;
+        }
         if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) break;
         // The kernel allocates with the lock dropped when its caches are empty, then restarts
         // the walk; the pool here never sleeps, so the page is taken in place.

@@ -443,6 +443,13 @@ export class TdpMmu {
     }
   }
 
+  /** `kvm_mmu_invalidate_range_add`: the range in progress grows to cover [start, end) too. */
+  invalidateRangeAdd(start: number, end: number): void {
+    this.clock.touch(R_INVALIDATE);
+    this.rangeStart = Math.min(this.rangeStart, start);
+    this.rangeEnd = Math.max(this.rangeEnd, end);
+  }
+
   /** `kvm_mmu_invalidate_end`: a new sequence number, then one fewer in progress. */
   invalidateEnd(): void {
     this.clock.touch(R_INVALIDATE);

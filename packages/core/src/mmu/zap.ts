@@ -91,22 +91,21 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
   // `for_each_tdp_pte_min_level_all`: the whole root, with no GFN bits OR'd in (on a direct root
   // of a TDX VM the GFNs seen here include the shared bit).
   for (iter.start(root, zapLevel, 0, 0); iter.valid && iter.gfn < end; iter.next()) {
-    if (shouldResched(mmu, iter)) {
-      yield* iterResched(mmu, ctx, iter, false, shared);
-      continue;
-    }
-    if (!isShadowPresent(iter.oldLo) || iter.level > zapLevel) continue;
-    mmu.clock.step++;
-    if (ctx.interleave) yield;
-    if (!shared) {
-      mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
-    } else {
-      // Retry the same entry until the cmpxchg wins (the snapshot is refreshed on failure).
-      while (!(yield* mmu.setSpteAtomicOp(ctx, iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI))) {
-        if (!isShadowPresent(iter.oldLo)) break;
-        mmu.clock.step++;
-        if (ctx.interleave) yield;
+    // retry: a lost cmpxchg (the snapshot refreshed) goes back through the yield check and the
+    // tests, as the kernel's `goto retry`.
+    for (;;) {
+      if (shouldResched(mmu, iter)) {
+        yield* iterResched(mmu, ctx, iter, false, shared);
+        break;
       }
+      if (!isShadowPresent(iter.oldLo) || iter.level > zapLevel) break;
+      mmu.clock.step++;
+      if (ctx.interleave) yield;
+      if (!shared) {
+        mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+        break;
+      }
+      if (yield* mmu.setSpteAtomicOp(ctx, iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)) break;
     }
   }
 }

@@ -13,7 +13,7 @@ import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
 import { BLOCKED, type ExecCtx, type Op } from "../exec/ctx.js";
 import { gfnToGpa } from "../arch/gpa.js";
-import { PAGES_PER_LEVEL } from "../arch/levels.js";
+import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
 import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
@@ -59,10 +59,13 @@ function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => O
 }
 
 /**
- * `KVM_SET_MEMORY_ATTRIBUTES`: make [start, end) private or shared. Under the write lock the
+ * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_set_mem_attributes`): make [start, end) private or
+ * shared, in the kernel's three phases. Under the write lock, the invalidation begins and the
  * mappings of the other kind are zapped (`kvm_arch_pre_set_memory_attributes`: going private
- * zaps shared mappings, going shared zaps private ones), then the attributes change, inside an
- * invalidation so faults that raced with it retry. Returns pages changed.
+ * zaps shared mappings, going shared private ones), then the TLBs are flushed. With `mmu_lock`
+ * dropped the attributes are stored. Under the write lock again the invalidation ends
+ * (`kvm_arch_post_set_memory_attributes`, whose hugepage bookkeeping the model recomputes from
+ * the attributes when it needs it). A fault on the range in between retries. Returns pages changed.
  */
 export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number, toPrivate: boolean): Op<number> {
   if (toPrivate && !vm.backend.hasPrivateMemory) {
@@ -73,13 +76,44 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
   const mmu = vm.mmu;
-  return yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
+  yield* withWriteLock(mmu, ctx, function* () {
+    mmu.invalidateBegin(start, end);
+    widenToHugepages(vm, start, end);
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert", true);
-    const changed = vm.attributes.set(start, end, toPrivate);
-    if (!toPrivate) punchPrivateHoles(vm, start, end);
-    if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
-    return changed;
-  }));
+  });
+  // xa_store of each GFN's attributes, with mmu_lock dropped: an atomic point of its own.
+  vm.clock.step++;
+  if (ctx.interleave) yield;
+  const changed = vm.attributes.set(start, end, toPrivate);
+  if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
+  yield* withWriteLock(mmu, ctx, function* () {
+    mmu.invalidateEnd();
+  });
+  if (!toPrivate) punchPrivateHoles(vm, start, end);
+  return changed;
+}
+
+/**
+ * `kvm_arch_pre_set_memory_attributes`: where the head or tail huge page of [start, end) (2M and
+ * 1G) lies in the memslot and is not mixed, its whole range joins the invalidation, so that no
+ * fault maps a huge page over GFNs whose attributes are changing while the change is under way.
+ * Only [start, end) itself is unmapped: that unmaps any huge page over it anyway.
+ */
+function widenToHugepages(vm: Vm, start: number, end: number): void {
+  const slot = vm.memslots.find(start);
+  if (!slot) return;
+  for (let level = 2; level <= KVM_MAX_HUGEPAGE_LEVEL; level++) {
+    const span = PAGES_PER_LEVEL[level]!;
+    const head = start - (start % span);
+    const tail = (end - 1) - ((end - 1) % span);
+    if ((head !== start || head + span > end) && head >= slot.baseGfn && head + span <= slot.endGfn && vm.attributes.isUniform(head, span)) {
+      vm.mmu.invalidateRangeAdd(head, head + span);
+    }
+    if (tail === head) continue;
+    if (tail + span > end && tail + span <= slot.endGfn && vm.attributes.isUniform(tail, span)) {
+      vm.mmu.invalidateRangeAdd(tail, tail + span);
+    }
+  }
 }
 
 /**
