@@ -84,7 +84,11 @@ export class Rmp {
   }
 
   private noteWrite(pfn: number): void {
-    this.clock?.touch(resourceId(this.space, pfn));
+    const c = this.clock;
+    if (c === null) return;
+    // The id is made only while recording; otherwise a write only bumps the state version.
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(resourceId(this.space, pfn));
   }
 
   covers(pfn: number): boolean {

@@ -146,7 +146,10 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   private setGuestMode(v: number, on: boolean): void {
-    this.vm.clock.touch(resourceId(this.space, 2 + v));
+    const c = this.vm.clock;
+    // The id is made only while recording; otherwise the write only bumps the state version.
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(resourceId(this.space, 2 + v));
     this.inGuest[v] = on;
   }
 

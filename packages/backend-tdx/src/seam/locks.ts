@@ -40,7 +40,7 @@ export class SharexLock {
    * be taken. The lock is left as it was, so the step only reads it.
    */
   tryTakeAndRelease(exclusive: boolean): boolean {
-    if (this.fp !== null && this.fp.recording) this.fp.read(this.id);
+    this.fp?.fp?.read(this.id);
     return exclusive ? !this.exclusive && this.readers === 0 : !this.exclusive;
   }
 

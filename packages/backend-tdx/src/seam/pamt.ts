@@ -140,7 +140,8 @@ export class Pamt {
   ) {}
 
   private noteRead(pfn: number): void {
-    if (this.fp !== null && this.fp.recording) this.fp.read(this.fp.pamtId(pfn));
+    const rec = this.fp?.fp;
+    if (rec) rec.read(this.fp!.pamtId(pfn));
   }
 
   inTdmr(pfn: number): boolean {
@@ -209,7 +210,7 @@ export class Pamt {
   }
 
   set(pfn: number, type: number, owner: number): void {
-    this.fp?.write(this.fp.pamtId(pfn));
+    this.fp?.writePamt(pfn);
     this.version++;
     const blk = this.block(pfn);
     const i = pfn & BLOCK_MASK;
@@ -228,7 +229,7 @@ export class Pamt {
   }
 
   setBepoch(pfn: number, epoch: number): void {
-    this.fp?.write(this.fp.pamtId(pfn));
+    this.fp?.writePamt(pfn);
     const blk = this.block(pfn);
     blk.touch(pfn & BLOCK_MASK);
     blk.bepoch[pfn & BLOCK_MASK] = epoch;

@@ -11,7 +11,7 @@
  * The state's classes (`SeptPages`, `Pamt`, `Td`, `TdVcpu`, `SharexLock`, `SeamCore`) record
  * through this object in their accessors; leaf code never calls it.
  */
-import { resourceId, type Clock } from "@tdpemu/core";
+import { resourceId, type Clock, type FootprintRecorder } from "@tdpemu/core";
 
 // The pieces of a TD's state, each a resource of its own (`tdId`).
 export const TD_STATE = 0;
@@ -30,6 +30,8 @@ const SEPT_PFN_LIMIT = 2 ** 23;
 
 export class SeamFootprint {
   private clock: Clock | null = null;
+  /** The clock's recorder, kept here by the clock (`shareRecorder`): null while nothing records. */
+  fp: FootprintRecorder | null = null;
   private septSpace = 0;
   private pamtSpace = 0;
   private tdSpace = 0;
@@ -41,6 +43,7 @@ export class SeamFootprint {
   attach(clock: Clock): void {
     if (this.clock === clock) return;
     this.clock = clock;
+    clock.shareRecorder(this);
     this.septSpace = clock.newResourceSpace();
     this.pamtSpace = clock.newResourceSpace();
     this.tdSpace = clock.newResourceSpace();
@@ -51,7 +54,7 @@ export class SeamFootprint {
 
   /** Whether accesses are being recorded now (the explorer's step): remembered lookups must not be used then. */
   get recording(): boolean {
-    return this.clock !== null && this.clock.fp !== null;
+    return this.fp !== null;
   }
 
   septId(page: number, index: number): number {
@@ -80,7 +83,7 @@ export class SeamFootprint {
   }
 
   read(id: number): void {
-    this.clock?.fp?.read(id);
+    this.fp?.read(id);
   }
 
   write(id: number): void {
@@ -89,5 +92,37 @@ export class SeamFootprint {
 
   update(id: number): void {
     this.clock?.update(id);
+  }
+
+  /**
+   * The write of S-EPT entry `index` of `page`, of PAMT entry `pfn`, of TD part `part`: the id
+   * is made only while recording (a write otherwise only bumps the state version).
+   */
+  writeSept(page: number, index: number): void {
+    const c = this.clock;
+    if (c === null) return;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(this.septId(page, index));
+  }
+
+  writePamt(pfn: number): void {
+    const c = this.clock;
+    if (c === null) return;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(this.pamtId(pfn));
+  }
+
+  writeTd(tdr: number, part: number): void {
+    const c = this.clock;
+    if (c === null) return;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(this.tdId(tdr, part));
+  }
+
+  updateTd(tdr: number, part: number): void {
+    const c = this.clock;
+    if (c === null) return;
+    if (c.fp === null) c.stateVersion++;
+    else c.update(this.tdId(tdr, part));
   }
 }

@@ -193,7 +193,8 @@ export class SeptPages {
     const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
     t.set(FREE_TABLE);
     t[SEPT_PAGE_PFN] = (pfn >>> 0) === pfn ? pfn : 0xffffffff;
-    this.writeAll(t);
+    // No entry is recorded as written: the page is reached only through the entry that links
+    // it (TDH.MEM.SEPT.ADD writes that), and an entry of a page nobody can reach is no one's.
     this.put(pfn, t);
     this.version++;
     return t;
@@ -206,7 +207,7 @@ export class SeptPages {
 
   drop(pfn: number): void {
     const t = this.get(pfn);
-    if (t !== undefined) this.writeAll(t);
+    if (t !== undefined) this.writeUsed(t);
     this.put(pfn, undefined);
     this.version++;
   }
@@ -216,20 +217,22 @@ export class SeptPages {
    * recorded as a read of that entry. Leaves read entries only through this and `entryHi`.
    */
   entryLo(table: Uint32Array, off: number): number {
-    if (this.fp.recording) this.fp.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    const rec = this.fp.fp;
+    if (rec !== null) rec.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
     return table[off]!;
   }
 
   /** The high half of the entry at `off` of `table`, recorded as `entryLo`. */
   entryHi(table: Uint32Array, off: number): number {
-    if (this.fp.recording) this.fp.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    const rec = this.fp.fp;
+    if (rec !== null) rec.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
     return table[off + 1]!;
   }
 
-  /** A page becomes an S-EPT page, or stops being one: every entry of it is written. */
-  private writeAll(t: Uint32Array): void {
+  /** A page stops being an S-EPT page (RECLAIM at teardown may drop one with entries left): its used entries are written. */
+  private writeUsed(t: Uint32Array): void {
     const page = t[SEPT_PAGE_PFN]!;
-    for (let i = 0; i < 512; i++) this.fp.write(this.fp.septId(page, i));
+    for (let i = 0; i < 512; i++) if (t[2 * i] !== SEPT_FREE_LO || t[2 * i + 1] !== SEPT_FREE_HI) this.fp.write(this.fp.septId(page, i));
   }
 
   /** The resource of the entry at `off` of `table` (for the audit). */
@@ -239,7 +242,7 @@ export class SeptPages {
 
   /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
-    this.fp.write(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    this.fp.writeSept(table[SEPT_PAGE_PFN]!, off >>> 1);
     const lo = entryLo32(state, pfn, level);
     const hi = entryHi32(state, pfn);
     table[off] = lo;
@@ -255,11 +258,17 @@ export class SeptPages {
     return this.size;
   }
 
-  /** Every entry of every page, under its resource id, recording nothing (the footprint audit). */
+  /**
+   * Every entry that is not FREE, under its resource id, recording nothing (the footprint audit):
+   * a page's birth and death (all FREE, or dropped) then show no change, as they need none.
+   */
   auditEntries(out: Map<number, string | number>): void {
     const pages = [...this.held.map((pfn) => this.get(pfn)!), ...this.others.values()];
     for (const t of pages) {
-      for (let i = 0; i < 512; i++) out.set(this.fp.septId(t[SEPT_PAGE_PFN]!, i), `${t[2 * i]}/${t[2 * i + 1]}`);
+      for (let i = 0; i < 512; i++) {
+        if (t[2 * i] === SEPT_FREE_LO && t[2 * i + 1] === SEPT_FREE_HI) continue;
+        out.set(this.fp.septId(t[SEPT_PAGE_PFN]!, i), `${t[2 * i]}/${t[2 * i + 1]}`);
+      }
     }
   }
 

@@ -42,7 +42,7 @@ export class TdVcpu {
   }
 
   private noteRead(): void {
-    if (this.fp !== null && this.fp.recording) this.fp.read(this.id);
+    this.fp?.fp?.read(this.id);
   }
 
   get epoch(): number {
@@ -121,11 +121,12 @@ export class Td {
   }
 
   private noteRead(part: number): void {
-    if (this.fp !== null && this.fp.recording) this.fp.read(this.fp.tdId(this.tdr, part));
+    const rec = this.fp?.fp;
+    if (rec) rec.read(this.fp!.tdId(this.tdr, part));
   }
 
   private noteWrite(part: number): void {
-    this.fp?.write(this.fp.tdId(this.tdr, part));
+    this.fp?.writeTd(this.tdr, part);
   }
 
   get lifecycle(): number {
@@ -255,7 +256,7 @@ export class Td {
 
   /** One more or fewer vCPU in guest mode of `parity`: a commutative update. */
   refcountAdd(parity: number, delta: number): void {
-    this.fp?.update(this.fp.tdId(this.tdr, TD_REFCOUNT + parity));
+    this.fp?.updateTd(this.tdr, TD_REFCOUNT + parity);
     this.counts[parity]! += delta;
   }
 
@@ -271,7 +272,7 @@ export class Td {
 
   /** A page more or fewer owned by the TD: a commutative update (AUGs of different pages commute). */
   addChildren(delta: number): void {
-    this.fp?.update(this.fp.tdId(this.tdr, TD_CHILDREN));
+    this.fp?.updateTd(this.tdr, TD_CHILDREN);
     this.children += delta;
   }
 
