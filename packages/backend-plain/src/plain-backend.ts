@@ -16,7 +16,8 @@ export class PlainBackend implements Backend {
   readonly recordsOwnAccesses = true;
   private readonly counters: BackendStats = emptyBackendStats();
 
-  flushTlb(_vm: BackendVm, _gfn: number, _npages: number): void {
+  /** A vCPU's flush at entry: INVEPT (single-context) of the VM's EPTP. */
+  flushTlb(_vm: BackendVm, _vcpu: number): void {
     this.counters.calls.INVEPT = (this.counters.calls.INVEPT ?? 0) + 1;
   }
 

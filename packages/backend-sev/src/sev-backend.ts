@@ -239,7 +239,7 @@ export class SevBackend implements Backend {
     return 0;
   }
 
-  /** An ASID-wide TLB flush (the next VMRUN flushes the guest's ASID). */
+  /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
   flushTlb(): void {
     this.calls.add(ASID_FLUSH);
   }

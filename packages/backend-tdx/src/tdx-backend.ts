@@ -308,14 +308,18 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * A remote TLB flush (`KVM_REQ_TLB_FLUSH` to every vCPU, so each one leaves guest mode).
-   * `tdx_flush_tlb_all` then flushes only the shared EPT (`ept_sync_global`, an INVEPT): the
-   * private side was already tracked by `remove_external_spte`, whose TRACK makes the next
-   * TD entry flush it, so KVM does not TRACK again here.
+   * A vCPU's flush at entry (`tdx_flush_tlb_all`, `tdx_flush_tlb_current`): only the shared EPT
+   * needs one (`ept_sync_global`, an INVEPT). The private side was tracked by
+   * `remove_external_spte`, whose TRACK makes the next TD entry flush it, so KVM does not TRACK
+   * again here.
    */
   flushTlb(): void {
-    this.kickAll();
     this.calls.add(INVEPT);
+  }
+
+  /** `kvm_vcpu_kick` of a vCPU in guest mode: the TD exits. */
+  kickVcpu(_vm: BackendVm, vcpu: number): void {
+    if (this.tdvprs[vcpu] !== undefined) this.exit(vcpu);
   }
 
   // ------------------------------------------------------------------ the guest

@@ -143,3 +143,49 @@ describe("goto retry after a lost cmpxchg (wrprot_gfn_range, __tdp_mmu_zap_root,
     expect(writer.next().done).toBe(true);
   });
 });
+
+describe("tdp_mmu_split_huge_pages_root", () => {
+  it("drops mmu_lock to allocate the page for a split, takes it again and restarts from the root", () => {
+    const vm = makeVm({ hostPageLevel: 2 });
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));
+    expect(vm.mmu.stats.pages[2]).toBe(1);
+    vm.setInterleave(true);
+    const lock = vm.mmu.lock;
+    let unlocks = 0;
+    const readUnlock = lock.readUnlock.bind(lock);
+    lock.readUnlock = (ctx) => {
+      unlocks++;
+      readUnlock(ctx);
+    };
+    const tables = vm.mmu.stats.tablePages;
+    // One section would unlock once, at the end; the kernel unlocks for the allocation too.
+    expect(run(hostOps.split(vm, vm.hostCtx, 0, 512))).toBe(1);
+    expect(unlocks).toBe(2);
+    expect(vm.mmu.stats.pages[1]).toBe(512);
+    expect(vm.mmu.stats.tablePages).toBe(tables + 1);
+    expect(vm.mmu.inFlightSps).toBe(0);
+  });
+});
+
+describe("kvm_flush_remote_tlbs", () => {
+  it("is a KVM_REQ_TLB_FLUSH on every vCPU, done at each one's next entry, once for any number of requests", () => {
+    const flushes: number[] = [];
+    const backend = { ...bareBackend(), flushTlb: (_vm: BackendVm, vcpu: number) => { flushes.push(vcpu); } };
+    const vm = makeVm({ vcpus: 2, backend });
+    // First entries: kvm_mmu_load flushes for the new root.
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));
+    run(guestAccessRange(vm, vm.vcpus[1]!, 0x1000, 1, true, false, new AccessTally()));
+    expect(flushes).toEqual([0, 1]);
+    // Two zaps: two requests, no flush yet.
+    run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1));
+    run(hostOps.zapGfnRange(vm, vm.hostCtx, 1, 2));
+    expect(vm.mmu.stats.tlbFlushes).toBe(2);
+    expect(flushes).toEqual([0, 1]);
+    // Each vCPU flushes once at its next entry; then nothing is pending.
+    run(guestAccessRange(vm, vm.vcpus[1]!, 0x1000, 1, true, false, new AccessTally()));
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));
+    expect(flushes).toEqual([0, 1, 1, 0]);
+    expect(vm.mmu.stats.vcpuTlbFlushes).toBe(4);
+  });
+});

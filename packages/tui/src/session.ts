@@ -255,6 +255,7 @@ export class Session {
         ["retries", String(s.faultRetries)],
         ["spurious", String(s.spuriousFaults)],
         ["TLB flushes", String(s.tlbFlushes)],
+        ["vCPU flushes", String(s.vcpuTlbFlushes)],
         ["zapped leaves", String(s.zappedLeaves)],
         ["leaked pages", String(s.leakedPages)],
         ["busy", String(bs.busy)],
@@ -416,7 +417,7 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, strate
       values = {
         steps: String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
         "pages 4k/2m/1g": `${s.pages["4k"]}/${s.pages["2m"]}/${s.pages["1g"]}`, "table pages": String(s.tablePages),
-        "TLB flushes": String(s.tlbFlushes), zapped: String(s.zappedLeaves), leaked: String(s.leakedPages),
+        "TLB flushes": String(s.tlbFlushes), "vCPU flushes": String(s.vcpuTlbFlushes), zapped: String(s.zappedLeaves), leaked: String(s.leakedPages),
         "backend calls": String(Object.values(r.backendStats.calls).reduce((a, b) => a + b, 0)),
         busy: String(r.backendStats.busy), errors: String(Object.values(r.backendStats.errors).reduce((a, b) => a + b, 0)),
         violations: String(r.invariants.violations.length),

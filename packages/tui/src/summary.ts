@@ -15,7 +15,7 @@ export function formatSummary(r: Report, extra: { seconds: number }): string {
     `faults      ${s.faults}  (retries ${s.faultRetries}, spurious ${s.spuriousFaults}${rate})`,
     `pages       4k ${s.pages["4k"]}, 2m ${s.pages["2m"]}, 1g ${s.pages["1g"]}`,
     `tables      ${s.tablePages} linked table pages`,
-    `flushes     ${s.tlbFlushes} TLB flushes, ${s.zappedLeaves} leaves zapped, ${s.leakedPages} pages leaked` +
+    `flushes     ${s.tlbFlushes} remote TLB flushes requested, ${s.vcpuTlbFlushes} done by vCPUs at entry, ${s.zappedLeaves} leaves zapped, ${s.leakedPages} pages leaked` +
       (s.leakedPages > 0 ? ` (${entries(s.leakCauses)})` : ""),
     `backend     calls: ${entries(r.backendStats.calls)}; busy ${r.backendStats.busy}; errors: ${entries(r.backendStats.errors)}`,
     `invariants  ${r.invariants.checked} checked, ` +

@@ -130,8 +130,14 @@ export interface Backend {
   /** VM teardown, after the shared mappings are gone and before the mirror roots are zapped (TDX: HKID release). */
   teardown?(vm: BackendVm): void;
 
-  /** Remote TLB flush after zaps and permission drops (INVEPT, TRACK + kick, ASID flush). */
-  flushTlb?(vm: BackendVm, gfn: number, npages: number): void;
+  /**
+   * A vCPU's TLB flush at its entry into the guest, for a `KVM_REQ_TLB_FLUSH` a remote flush made
+   * or after it loaded a new root (INVEPT, an ASID flush, TDX's shared-EPT flush). vCPU -1 is
+   * the host's own (a pre-fault ioctl's).
+   */
+  flushTlb?(vm: BackendVm, vcpu: number): void;
+  /** `kvm_vcpu_kick`: a vCPU in guest mode is made to leave it (a remote flush's IPI; TDX: a TD exit). */
+  kickVcpu?(vm: BackendVm, vcpu: number): void;
 
   /** The vCPU left guest mode on an EPT/NPT violation (TD exit, #VMEXIT). */
   vcpuExit?(vm: BackendVm, vcpu: number): void;

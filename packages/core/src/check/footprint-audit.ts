@@ -132,6 +132,7 @@ export class FootprintAudit {
     s.set(R_SRCU, vm.srcu.auditState());
     for (let i = 0; i < this.tasks.length; i++) s.set(taskDoneId(i), this.tasks[i]!.done ? 1 : 0);
     vm.backend.auditState?.(vm, s);
+    mmu.requests.auditState(s);
     for (const m of vm.memslots.peekAll()) {
       for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
         const v = b.auditView();

@@ -207,6 +207,14 @@ export class PtPool {
     return slot;
   }
 
+  /** A page allocated before it was known where it goes (a split's) gets its level, GFN and role. */
+  initSlot(slot: number, level: number, gfn: number, role: number): void {
+    this.fp?.write(R_POOL);
+    this.spLevel[slot] = level;
+    this.spGfn[slot] = gfn;
+    this.spRole[slot] = role;
+  }
+
   free(slot: number): void {
     if (this.spLive[slot] !== 1) throw new Error(`double free of table page slot ${slot}`);
     this.fp?.write(R_POOL);

@@ -14,8 +14,10 @@ export class MmuStats {
   readonly pages = [0, 0, 0, 0, 0, 0];
   /** Linked non-root table pages (`kvm->arch.tdp_mmu_pages`). */
   tablePages = 0;
-  /** Remote TLB flushes requested. */
+  /** Remote TLB flushes requested (`kvm_flush_remote_tlbs`: a request on every vCPU). */
   tlbFlushes = 0;
+  /** TLB flushes the vCPUs did at entry: for the requests (coalesced), and after loading a new root. */
+  vcpuTlbFlushes = 0;
   /** Present leaves made non-present. */
   zappedLeaves = 0;
   /** Pages intentionally leaked because they could not be given back safely. */

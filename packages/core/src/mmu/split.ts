@@ -12,11 +12,17 @@ import { TdpIter } from "./tdp-iter.js";
 import { tdpMmuSplitHugePage } from "./tdp-map.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
-/** Caller holds `mmu_lock` (read if `shared`, else write) and RCU. Returns leaves split. */
+/**
+ * `tdp_mmu_split_huge_pages_root` over the direct roots. Caller holds `mmu_lock` (read if
+ * `shared`, else write) and RCU. With no page at hand for the next split, the walk drops
+ * `mmu_lock` and RCU to allocate one (the allocation may sleep), takes them again and restarts
+ * from the root; a page left over at the end is freed. Returns leaves split.
+ */
 export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, targetLevel: number, shared: boolean): Op<number> {
   let split = 0;
   const iter = new TdpIter(mmu.pool);
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
+    let sp = -1;
     for (iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
       // retry: a lost cmpxchg goes back through the yield check, as the kernel's `goto retry`.
       for (;;) {
@@ -25,18 +31,37 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
           break;
         }
         if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) break;
-        // The kernel allocates with the lock dropped when its caches are empty, then restarts
-        // the walk; the pool here never sleeps, so the page is taken in place.
-        const child = mmu.allocChildSp(iter);
-        mmu.clock.step++;
-        if (ctx.interleave) yield;
-        if (yield* tdpMmuSplitHugePage(mmu, ctx, iter, child, shared)) {
-          split++;
+        if (sp < 0) {
+          sp = yield* allocWithLockDropped(mmu, ctx, shared);
+          iter.yielded = true;
           break;
         }
-        mmu.freeUnlinkedSp(child);
+        mmu.initChildSp(sp, iter);
+        mmu.clock.step++;
+        if (ctx.interleave) yield;
+        if (yield* tdpMmuSplitHugePage(mmu, ctx, iter, sp, shared)) {
+          split++;
+          sp = -1;
+          break;
+        }
       }
     }
+    // Another thread (a vCPU splitting for NX huge pages, say) may have won the last race.
+    if (sp >= 0) mmu.freeUnlinkedSp(sp);
   });
   return split;
+}
+
+/** `tdp_mmu_alloc_sp_for_split` with `mmu_lock` and RCU dropped around it, as the kernel does. */
+function* allocWithLockDropped(mmu: TdpMmu, ctx: ExecCtx, shared: boolean): Op<number> {
+  mmu.rcu.readUnlock(ctx);
+  if (shared) mmu.lock.readUnlock(ctx);
+  else mmu.lock.writeUnlock(ctx);
+  mmu.clock.step++;
+  if (ctx.interleave) yield;
+  const sp = mmu.allocSpForSplit();
+  if (shared) yield* mmu.lock.readLock(ctx);
+  else yield* mmu.lock.writeLock(ctx);
+  mmu.rcu.readLock(ctx);
+  return sp;
 }

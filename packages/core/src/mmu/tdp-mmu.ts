@@ -27,6 +27,7 @@ import { RwLock } from "../exec/rwlock.js";
 import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { MmuStats } from "./mmu-stats.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, Root } from "./roots.js";
+import { KVM_REQ_TLB_FLUSH, VcpuRequests } from "../vm/vcpu-requests.js";
 import type { TdpIter } from "./tdp-iter.js";
 import { KvmBug } from "./kvm-bug.js";
 import { AtomicSet } from "./atomic-set.js";
@@ -59,6 +60,8 @@ export class TdpMmu {
   readonly pool: PtPool;
   readonly lock: RwLock;
   readonly rcu: Rcu;
+  /** Requests made on the vCPUs (`KVM_REQ_TLB_FLUSH`), acted on at their next entry. */
+  readonly requests: VcpuRequests;
   readonly rootLevel: Level;
   /** `kvm->arch.gfn_direct_bits`: the shared bit as a GFN on TDX, 0 elsewhere. */
   readonly gfnDirectBits: number;
@@ -109,6 +112,7 @@ export class TdpMmu {
     this.events = vm.events;
     this.clock = vm.clock;
     this.rcu = new Rcu(vm.clock);
+    this.requests = new VcpuRequests(vm.clock, vm.config.vcpus);
     this.rootLevel = rootLevel;
     this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
     this.memtypeBits = backend.honorsGuestPat ? RAM_MEMTYPE_BITS_GUEST_PAT : RAM_MEMTYPE_BITS;
@@ -370,6 +374,23 @@ export class TdpMmu {
   }
 
   /**
+   * `tdp_mmu_alloc_sp_for_split`: a page for eager splitting, allocated with `mmu_lock` dropped
+   * and made the child of an entry only when used (`initChildSp`). Direct roots only.
+   */
+  allocSpForSplit(): number {
+    const slot = this.pool.alloc(this.vm.id, 0, 0, 0);
+    this.inFlightSps++;
+    return slot;
+  }
+
+  /** `tdp_mmu_init_child_sp`: page `slot` (from `allocSpForSplit`) is to become the table under `iter`. */
+  initChildSp(slot: number, iter: TdpIter): void {
+    if (iter.root.mirror) throw new KvmBug("eager split of a mirror root");
+    this.pool.initSlot(slot, iter.level - 1, iter.gfn, 0);
+    if (this.events.on) this.tableEvent("alloc", slot);
+  }
+
+  /**
    * `tdp_mmu_free_sp` for a page that was never linked: freed at once, nobody could see it; its
    * external page was never given to the backend's hardware, so it simply goes back.
    */
@@ -405,16 +426,31 @@ export class TdpMmu {
 
   // ---------------------------------------------------------------- flushes and events
 
-  /** `kvm_flush_remote_tlbs_range` (a whole-VM flush passes npages = Infinity). */
+  /**
+   * `kvm_flush_remote_tlbs_range` (a whole-VM flush passes npages = Infinity): without a
+   * range-flush hook (Hyper-V's), x86 falls back to `kvm_flush_remote_tlbs`, which makes
+   * `KVM_REQ_TLB_FLUSH` on every vCPU and kicks those in guest mode out. Each flushes at its next
+   * entry (`flushVcpuTlb`), once for any number of requests.
+   */
   flushRemoteTlbs(gfn: number, npages: number, reason: string): void {
     this.stats.tlbFlushes++;
     this.clock.step++;
-    if (this.backend.flushTlb) {
-      this.backend.flushTlb(this.vm, gfn, npages);
-    }
+    this.requests.makeAll(KVM_REQ_TLB_FLUSH);
+    if (this.backend.kickVcpu) for (let v = 0; v < this.requests.vcpus; v++) this.backend.kickVcpu(this.vm, v);
     if (this.events.on) {
       this.events.emit({ type: "flush", vm: this.vm.id, reason, gfn, level: npages === Infinity ? 0 : npages });
     }
+  }
+
+  /**
+   * A vCPU's own TLB flush before it enters the guest: `kvm_vcpu_flush_tlb_all` for a pending
+   * `KVM_REQ_TLB_FLUSH`, or `flush_tlb_current` after `kvm_mmu_load` loaded a new root (INVEPT,
+   * the ASID flush, TDX's `tdx_flush_tlb_all`/`_current`: the backend's `flushTlb`).
+   */
+  flushVcpuTlb(vcpu: number, reason: string): void {
+    this.stats.vcpuTlbFlushes++;
+    this.backend.flushTlb?.(this.vm, vcpu);
+    if (this.events.on) this.events.emit({ type: "flush", vm: this.vm.id, reason: `${reason} (vcpu${vcpu})`, gfn: 0, level: -1 });
   }
 
   hookEvent(hook: string, gfn: number, level: number, result: number): void {

@@ -18,7 +18,10 @@ export interface Report {
     spuriousFaults: number;
     pages: { "4k": number; "2m": number; "1g": number };
     tablePages: number;
+    /** Remote flushes requested (a KVM_REQ_TLB_FLUSH on every vCPU). */
     tlbFlushes: number;
+    /** Flushes the vCPUs did at entry (requests coalesced, and after loading a new root). */
+    vcpuTlbFlushes: number;
     zappedLeaves: number;
     leakedPages: number;
     /** Extra: leaked pages by cause. */
@@ -46,6 +49,7 @@ export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: Ch
       pages: { "4k": s.pages[1]!, "2m": s.pages[2]!, "1g": s.pages[3]! },
       tablePages: s.tablePages,
       tlbFlushes: s.tlbFlushes,
+      vcpuTlbFlushes: s.vcpuTlbFlushes,
       zappedLeaves: s.zappedLeaves,
       leakedPages: s.leakedPages,
       leakCauses: { ...s.leakCauses },

@@ -113,10 +113,7 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
     // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
     if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
     for (let tries = 0; tries < MAX_TRIES; tries++) {
-      // kvm_mmu_reload reads the roots' validity (recorded by `Root.invalid`).
-      if (vcpu.root === null || vcpu.root.invalid || (backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
-        vm.loadRoots(vcpu);
-      }
+      vm.enterGuest(vcpu);
       vm.clock.step++;
       if (vcpu.ctx.interleave) yield;
       const hw = hardwareAccess(vm, vcpu, gpa, write, privateAccess);
@@ -225,7 +222,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
   const backend = vm.backend;
   if (!backend.guestAccept) return "ok";
   for (let tries = 0; tries < MAX_TRIES; tries++) {
-    vm.loadRoots(vcpu);
+    vm.enterGuest(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     // PVALIDATE works on the frame the NPT maps the page to; the mirror-root backends (TDX)

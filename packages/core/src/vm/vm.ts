@@ -14,6 +14,7 @@ import { GuestBacking } from "../mem/guest-backing.js";
 import type { Host, HostStorage } from "../mem/host.js";
 import { MemAttributes } from "../mem/mem-attributes.js";
 import { Srcu } from "../exec/srcu.js";
+import { KVM_REQ_TLB_FLUSH } from "./vcpu-requests.js";
 import { recordedBackend } from "../backend/recorded-backend.js";
 import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
@@ -130,17 +131,35 @@ export class Vm implements BackendVm, HostStorage {
     for (const v of this.vcpus) v.ctx.interleave = on;
   }
 
-  /** `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM does). */
+  /**
+   * `vcpu_enter_guest` up to the entry, as far as the MMU goes: a pending `KVM_REQ_TLB_FLUSH` is
+   * a flush now, then `kvm_mmu_reload`.
+   */
+  enterGuest(vcpu: Vcpu): void {
+    if (this.mmu.requests.check(vcpu.id, KVM_REQ_TLB_FLUSH)) this.mmu.flushVcpuTlb(vcpu.id, "KVM_REQ_TLB_FLUSH");
+    if (vcpu.root === null || vcpu.root.invalid || (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
+      this.loadRoots(vcpu);
+    }
+  }
+
+  /**
+   * `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM
+   * does); `kvm_mmu_load` flushes the vCPU's TLB for the new root (`flush_tlb_current`).
+   */
   loadRoots(vcpu: Vcpu): void {
     const mmu = this.mmu;
+    let loaded = false;
     if (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid)) {
       if (vcpu.mirrorRoot) mmu.putRoot(vcpu.mirrorRoot);
       vcpu.mirrorRoot = mmu.getRoot(true);
+      loaded = true;
     }
     if (vcpu.root === null || vcpu.root.invalid) {
       if (vcpu.root) mmu.putRoot(vcpu.root);
       vcpu.root = mmu.getRoot(false);
+      loaded = true;
     }
+    if (loaded) mmu.flushVcpuTlb(vcpu.id, "new root");
   }
 
   /** Drop the vCPU's root references (`kvm_mmu_unload` at vCPU destruction). */
