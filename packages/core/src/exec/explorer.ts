@@ -323,17 +323,31 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     /** `stateVersion` of the last state found clean, -2 if none (or no versions). */
     let checkedAt = -2;
     const version = () => (sys.stateVersion ? sys.stateVersion() : -2);
+    /**
+     * The invariants read the state through the same accessors as the steps; what they read is
+     * no step's footprint, so nothing records while they run (it would only cost time).
+     */
+    const unrecorded = <T>(f: () => T): T => {
+      sys.clock.setRecorder(null);
+      sys.setRecorder(null);
+      try {
+        return f();
+      } finally {
+        sys.clock.setRecorder(rec);
+        sys.setRecorder(rec);
+      }
+    };
     const checkStep = (): ExploreViolation[] => {
       const v = version();
       if (v !== -2 && v === checkedAt) return [];
-      const found = sys.check(false);
+      const found = unrecorded(() => sys.check(false));
       checkedAt = v;
       return found;
     };
     /** At the end of the schedule: a state checked clean and unchanged since needs only the end-of-run checks. */
     const checkEnd = (): ExploreViolation[] => {
-      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt) return sys.checkEnd();
-      return sys.check(true);
+      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt) return unrecorded(() => sys.checkEnd!());
+      return unrecorded(() => sys.check(true));
     };
     if (first !== null) {
       // The replayed state is clean: when a schedule first reached it, it was checked, or it

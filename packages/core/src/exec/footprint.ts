@@ -82,6 +82,8 @@ export class FootprintStore {
   /** Per handle: where its accesses start in `ids`/`kinds`, and how many there are. */
   private start = new Int32Array(256);
   private len = new Int32Array(256);
+  /** Per handle: 1 if any access writes or updates (a footprint of reads only changes nothing). */
+  private mods = new Uint8Array(256);
   private n = 0;
 
   /** How many footprints are held (the next handle). */
@@ -100,6 +102,7 @@ export class FootprintStore {
     if (this.n === this.start.length) {
       this.start = grown(this.start, new Int32Array(this.n * 2));
       this.len = grown(this.len, new Int32Array(this.n * 2));
+      this.mods = grown(this.mods, new Uint8Array(this.n * 2));
     }
     if (this.used + count > this.ids.length) {
       const cap = Math.max(this.ids.length * 2, this.used + count);
@@ -109,11 +112,14 @@ export class FootprintStore {
     // A loop, not `set(subarray)`: a step touches a handful of resources, and a view per step
     // would be the one allocation left.
     const to = this.used;
+    let mods = 0;
     for (let i = 0; i < count; i++) {
       this.ids[to + i] = ids[i]!;
       this.kinds[to + i] = kinds[i]!;
+      mods |= kinds[i]!;
     }
     const h = this.n++;
+    this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
     this.start[h] = this.used;
     this.len[h] = count;
     this.used += count;
@@ -127,6 +133,11 @@ export class FootprintStore {
 
   lengthOf(h: number): number {
     return this.len[h]!;
+  }
+
+  /** Whether footprint `h` writes or updates anything (else it cannot change what another step saw). */
+  modifiesAny(h: number): boolean {
+    return this.mods[h] === 1;
   }
 
   /** The accesses of every footprint (valid until the next `add`, which may grow them). */

@@ -158,6 +158,8 @@ export class WaitTracker {
   /** Wakes every waiting task other than `t` whose wait set footprint `h` modifies (all, for UNKNOWN_CHANGE). */
   private wake(t: number, h: number): void {
     if (h === NO_CHANGE) return;
+    // A step of reads only changes nothing anyone waits on.
+    if (h >= 0 && !this.store.modifiesAny(h)) return;
     if (h < 0) {
       for (let u = 0; u < this.tasks; u++) if (u !== t) this.woken[u] = 1;
       return;
@@ -230,11 +232,13 @@ export class WaitTracker {
         else if (h === UNKNOWN_CHANGE) stale = true;
         continue;
       }
+      const mine = this.logTask[s] === t;
+      // Another task's step that only read cannot have made the attempt stale.
+      if (!mine && (stale || !store.modifiesAny(h))) continue;
       const ids = store.idsView;
       const kinds = store.kindsView;
       const a0 = store.startOf(h);
       const a1 = a0 + store.lengthOf(h);
-      const mine = this.logTask[s] === t;
       for (let i = a0; i < a1; i++) {
         const id = ids[i]!;
         const pos = seen.get(id);
