@@ -64,8 +64,8 @@ export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opState
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
   lockPage(m, tdr, tdrExclusive, tdrOperand);
   m.lockedTdr = tdr;
-  check(!td!.fatal, TDX_TD_FATAL);
-  check(td!.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
+  const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
+  if (alive !== 0n) throw new SeamError(fail(alive));
   lock(td!.opStateLock, false, OPERAND_OP_STATE);
   check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
   return td!;

@@ -75,6 +75,28 @@ export class TdVcpu {
     this.init = i;
   }
 
+  /**
+   * TDH.VP.ENTER's change: the vCPU enters guest mode in TD epoch `epoch`; false (and no change)
+   * if it is in guest mode already. One read and, on entry, one write of the TDVPR state.
+   */
+  enterGuest(epoch: number): boolean {
+    this.noteRead();
+    if (this.guest) return false;
+    this.fp?.write(this.id);
+    this.entryEpoch = epoch;
+    this.guest = true;
+    return true;
+  }
+
+  /** A TD exit: the epoch the vCPU had entered in, or -1 if it was not in guest mode. */
+  exitGuest(): number {
+    this.noteRead();
+    if (!this.guest) return -1;
+    this.fp?.write(this.id);
+    this.guest = false;
+    return this.entryEpoch;
+  }
+
   auditState(out: Map<number, string | number>): void {
     if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}`);
   }
@@ -127,6 +149,17 @@ export class Td {
 
   private noteWrite(part: number): void {
     this.fp?.writeTd(this.tdr, part);
+  }
+
+  /**
+   * The TD checks every TD leaf makes first, as one read of the TD's state: 0 if it is neither
+   * fatal nor without its keys, else the status of the first check that fails.
+   */
+  aliveStatus(fatalStatus: bigint, keysStatus: bigint): bigint {
+    this.noteRead(TD_STATE);
+    if (this.isFatal) return fatalStatus;
+    if (this.lc !== LC_KEYS_CONFIGURED) return keysStatus;
+    return 0n;
   }
 
   get lifecycle(): number {

@@ -5,9 +5,9 @@
 import { PT_TDVPR } from "./pamt.js";
 import { OPS_INITIALIZED, checkNewPage, lock, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { type SeamResult, check, ok } from "./seam-result.js";
+import { type SeamResult, check, fail, ok } from "./seam-result.js";
 import { OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED } from "./status.js";
-import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu } from "./td.js";
+import { OP_RUNNABLE, TdVcpu } from "./td.js";
 
 /** TDH.VP.CREATE: the body of `SeamModule.vpCreate`. */
 export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResult {
@@ -33,14 +33,14 @@ export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResul
 export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResult {
   const td = m.tdOfVcpu(tdvpr);
   const v = m.foundVcpu!;
-  check(!td.fatal, TDX_TD_FATAL);
-  check(td.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
+  const alive = td.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
+  if (alive !== 0n) return fail(alive);
   check(td.opState === OP_RUNNABLE, TDX_OP_STATE_INCORRECT);
   lock(td.epochLock, false, OPERAND_TD_EPOCH);
   if (v.inGuest) return ok();
-  v.epoch = td.epoch;
-  v.inGuest = true;
-  td.refcountAdd(td.epoch & 1, 1);
+  const epoch = td.epoch;
+  v.enterGuest(epoch);
+  td.refcountAdd(epoch & 1, 1);
   return ok();
 }
 
@@ -48,7 +48,7 @@ export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResul
 export function tdExit(m: SeamCore, tdvpr: number): void {
   const v = m.vcpuAt(tdvpr);
   const td = m.cachedVcpuTd;
-  if (!td || !v || !v.inGuest) return;
-  v.inGuest = false;
-  td.refcountAdd(v.epoch & 1, -1);
+  if (!td || !v) return;
+  const epoch = v.exitGuest();
+  if (epoch >= 0) td.refcountAdd(epoch & 1, -1);
 }
