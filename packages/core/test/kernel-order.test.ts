@@ -189,3 +189,19 @@ describe("kvm_flush_remote_tlbs", () => {
     expect(vm.mmu.stats.vcpuTlbFlushes).toBe(4);
   });
 });
+
+describe("kvm_tdp_mmu_try_split_huge_pages over a range", () => {
+  it("splits the huge leaves that start inside [start, end) only, down to the target level", () => {
+    const vm = makeVm({ hostPageLevel: 2 });
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));
+    run(guestAccessRange(vm, vm.vcpus[0]!, 0x200000, 1, true, false, new AccessTally()));
+    expect(vm.mmu.stats.pages[2]).toBe(2);
+    // [0, 512): the 2M leaf at GFN 512 starts at the end of the range and stays whole.
+    expect(run(hostOps.split(vm, vm.hostCtx, 0, 512))).toBe(1);
+    expect(vm.mmu.stats.pages[2]).toBe(1);
+    expect(vm.mmu.stats.pages[1]).toBe(512);
+    expect(run(hostOps.split(vm, vm.hostCtx, 512, 1024))).toBe(1);
+    expect(vm.mmu.stats.pages[2]).toBe(0);
+    expect(vm.mmu.stats.pages[1]).toBe(1024);
+  });
+});
