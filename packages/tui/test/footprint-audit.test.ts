@@ -37,6 +37,28 @@ function shrunk(scn: Scenario): Scenario {
 }
 
 const registry = builtinRegistry();
+
+/**
+ * Explores `scn` on `backend` with the audit on and one more task, "sneaky", whose second step
+ * runs `tamper` (given the run): the first audit violation, if any.
+ */
+function auditWithSneaky(scn: Scenario, backend: string, tamper: (built: ReturnType<typeof buildRun>) => void) {
+  const r = explore(() => {
+    const built = buildRun({ ...scn, backend }, { backend: registry.create(backend), interleave: true });
+    function* sneaky(): Op {
+      yield;
+      tamper(built);
+      if (built.vm.dead) yield BLOCKED;
+    }
+    const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
+    return {
+      tasks, clock: built.clock, setRecorder: () => {},
+      check: (final) => built.check(final).violations, classify: () => null,
+      audit: new FootprintAudit(built.vm, tasks),
+    };
+  }, { audit: true });
+  return r.violation?.violations[0] ?? null;
+}
 const files = readdirSync(resolve("scenarios")).filter((f) => f.endsWith(".yaml")).sort();
 
 describe("the footprint audit", () => {
@@ -70,26 +92,13 @@ backend: plain
 vcpus:
   - - { op: access, gpa: 0x0, write: true }
 `, "audit.yaml");
-    const r = explore(() => {
-      const built = buildRun(scn, { backend: registry.create("plain"), interleave: true });
-      // A task that bumps mmu_invalidate_seq behind its accessors' back.
-      const mmu = built.vm.mmu as unknown as { seq: number };
-      function* sneaky(): Op {
-        yield;
-        mmu.seq++;
-        if (mmu.seq < 0) yield BLOCKED;
-      }
-      const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
-      return {
-        tasks, clock: built.clock, setRecorder: () => {},
-        check: (final) => built.check(final).violations, classify: () => null,
-        audit: new FootprintAudit(built.vm, tasks),
-      };
-    }, { audit: true });
-    expect(r.violation).not.toBeNull();
-    const v = r.violation!.violations[0]!;
-    expect(v.check).toBe("footprint-audit");
-    expect(v.message).toMatch(/a step of sneaky changed its state \(mmu_invalidate\) without recording a write/);
+    // A task that bumps mmu_invalidate_seq behind its accessors' back.
+    const v = auditWithSneaky(scn, "plain", (built) => {
+      (built.vm.mmu as unknown as { seq: number }).seq++;
+    });
+    expect(v).not.toBeNull();
+    expect(v!.check).toBe("footprint-audit");
+    expect(v!.message).toMatch(/a step of sneaky changed its state \(mmu_invalidate\) without recording a write/);
   });
 
   it("fails a step that changes a backend's own state without recording it (an S-EPT entry, an RMP entry)", () => {
@@ -101,36 +110,24 @@ vcpus:
   - - { op: accept, gpa: 0x0 }
 `, "audit-backend.yaml");
     for (const name of ["tdx", "sev"]) {
-      const r = explore(() => {
-        const built = buildRun({ ...scn, backend: name }, { backend: registry.create(name), interleave: true });
+      // A task that flips a bit of the backend's state behind its accessors' back.
+      const v = auditWithSneaky(scn, name, (built) => {
         const be = built.vm.backend as unknown as {
           module?: { peekTds(): ReadonlyMap<number, { septRoot: number }>; sept: { get(pfn: number): Uint32Array | undefined } };
           rmp?: { assigned(): Iterable<{ pfn: number }> };
         };
-        // A task that flips a bit of the backend's state behind its accessors' back.
-        function* sneaky(): Op {
-          yield;
-          if (be.module) {
-            const td = [...be.module.peekTds().values()][0]!;
-            be.module.sept.get(td.septRoot)![2]! ^= 1;
-          } else {
-            // The Validated bit of the first assigned frame's entry, in the RMP's own array.
-            const pfn = [...be.rmp!.assigned()][0]!.pfn;
-            (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[pfn & 4095]! ^= 8;
-          }
-          if (built.vm.dead) yield BLOCKED;
+        if (be.module) {
+          const td = [...be.module.peekTds().values()][0]!;
+          be.module.sept.get(td.septRoot)![2]! ^= 1;
+        } else {
+          // The Validated bit of the first assigned frame's entry, in the RMP's own array.
+          const pfn = [...be.rmp!.assigned()][0]!.pfn;
+          (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[pfn & 4095]! ^= 8;
         }
-        const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
-        return {
-          tasks, clock: built.clock, setRecorder: () => {},
-          check: (final) => built.check(final).violations, classify: () => null,
-          audit: new FootprintAudit(built.vm, tasks),
-        };
-      }, { audit: true });
-      expect(r.violation, name).not.toBeNull();
-      const v = r.violation!.violations[0]!;
-      expect(v.check).toBe("footprint-audit");
-      expect(v.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
+      });
+      expect(v, name).not.toBeNull();
+      expect(v!.check).toBe("footprint-audit");
+      expect(v!.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
     }
   });
 });
