@@ -1,5 +1,5 @@
 /**
- * The instructions that change the RMP (reference §1.2), with Linux's return codes
+ * The instructions that change the RMP (docs/sev-snp.md §1.2), with Linux's return codes
  * (`asm/sev.h`): RMPUPDATE and PSMASH for the host, PVALIDATE for the guest.
  */
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, type Rmp } from "./rmp.js";

@@ -1,5 +1,5 @@
 /**
- * The Reverse Map Table (SEV-SNP, APM vol. 2 §15.36; reference §1.1): one entry per 4 KiB host
+ * The Reverse Map Table (SEV-SNP, APM vol. 2 §15.36; docs/sev-snp.md §1.1): one entry per 4 KiB host
  * frame saying who owns it: assigned (guest or firmware) or hypervisor-owned, page size (a 2M
  * entry at the 2M-aligned frame governs all 512 frames), immutable, validated (the guest's
  * PVALIDATE), the owning ASID and the GPA the frame must be reached at.

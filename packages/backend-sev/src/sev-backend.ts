@@ -1,5 +1,5 @@
 /**
- * The SEV-like backend: AMD SEV-SNP's model of protection (reference §1-§2). There is no mirror
+ * The SEV-like backend: AMD SEV-SNP's model of protection (docs/sev-snp.md §1-§2). There is no mirror
  * table: one ordinary NPT (the direct root) maps private and shared GFNs alike, the host writes
  * it freely, and the hardware checks every access against the RMP, which says who owns each
  * host frame. KVM's part is to keep the RMP right: assign a frame when the guest first uses a
@@ -21,7 +21,7 @@ import {
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
 
-/** #NPF error code bits (EXITINFO1, reference §1.3), and the x86 #PF bits they start with. */
+/** #NPF error code bits (EXITINFO1, docs/sev-snp.md §1.3), and the x86 #PF bits they start with. */
 export const PFERR_PRESENT = 1n << 0n;
 export const PFERR_WRITE = 1n << 1n;
 export const PFERR_USER = 1n << 2n;
@@ -247,7 +247,7 @@ export class SevBackend implements Backend {
   // ------------------------------------------------------------------ the hardware's checks
 
   /**
-   * The RMP checks after the NPT walk, in the manual's priority order (reference §1.3).
+   * The RMP checks after the NPT walk, in the manual's priority order (docs/sev-snp.md §1.3).
    * C=1 (private): the frame must be assigned, to this ASID, at this GPA, not immutable, with an
    * RMP page size matching the NPT leaf (a 2M leaf needs a 2M entry, a 4K leaf a 4K one), else
    * #NPF; then validated, else #VC 0x404. C=0: a write needs a hypervisor-owned frame, else

@@ -1,5 +1,5 @@
 /**
- * SEV's own invariants (reference §3, "SNP invariants to check"): a private NPT leaf maps a
+ * SEV's own invariants (docs/sev-snp.md §3): a private NPT leaf maps a
  * frame the RMP assigns to this guest (its ASID) at this GPA, with a page size no smaller than
  * the leaf (except while a fault fixup is zapping the leaf its PSMASH has just made too large);
  * no 2M entry overlaps assigned 4K entries; a frame guest_memfd has given back (its host block

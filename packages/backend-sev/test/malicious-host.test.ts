@@ -1,5 +1,5 @@
 /**
- * An untrusted host against the SEV-SNP model (reference §1.2-§1.3): it rewrites the NPT behind
+ * An untrusted host against the SEV-SNP model (docs/sev-snp.md §1.2-§1.3): it rewrites the NPT behind
  * KVM's back, writes guest frames through its direct map, plays a second guest, and issues RMP
  * instructions KVM never would. Every refusal is checked to the exact fault and error code the
  * backend records (`SevBackend.exceptions`), and the guest is checked never to complete an access
@@ -139,7 +139,7 @@ describe("a 2M NPT leaf over frames the RMP assigns at 4K", () => {
   }
 });
 
-describe("host writes through the direct map (reference §1.3, check 4)", () => {
+describe("host writes through the direct map (docs/sev-snp.md §1.3, check 4)", () => {
   const HOST_PF = PFERR_RMP | PFERR_WRITE | PFERR_PRESENT;
 
   it("to an assigned frame: #PF with the RMP bit (hostWrite and rawCall HOST.WRITE); reads see ciphertext", () => {
@@ -286,7 +286,7 @@ describe("immutable pages and launch pages", () => {
     expect(be.stats().errors).toEqual({ FAIL_PERMISSION: 3 });
     expect(be.lastError()).toBe("RMPUPDATE failed: FAIL_PERMISSION");
 
-    // The guest cannot use an immutable page either: #NPF with the RMP bit (reference §1.3 1.1).
+    // The guest cannot use an immutable page either: #NPF with the RMP bit (docs/sev-snp.md §1.3, check 1).
     const raised = raisedBy(be, () => expect(() => access(vm, 0x1000, false)).toThrow(GuestLivelock));
     expect(raised.length).toBeGreaterThan(1);
     for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: 0x1000, errorCode: NPF_PRIVATE | PFERR_RMP });
@@ -328,7 +328,7 @@ describe("a page the guest never validated", () => {
   });
 });
 
-describe("RMPUPDATE, PSMASH and PVALIDATE rules (reference §1.2)", () => {
+describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => {
   const npfArgs = [NPF_PRIVATE, PFERR_RMP, PFERR_SIZEM] as const;
 
   it("RMPUPDATE of a 2M entry over assigned 4K entries: FAIL_OVERLAP, nothing changes", () => {

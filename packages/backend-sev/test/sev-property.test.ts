@@ -74,7 +74,7 @@ function step(vm: Vm, op: Op, validated: Set<number>): void {
       const readThroughPrivateLeaf = op.shared && !op.write && vm.attributes.isPrivate(op.gfn) && nptLeaf(vm, op.gfn) !== null;
       const got: AccessOutcome = access(vm, op.gfn * 4096, op.write, op.shared);
       if (readThroughPrivateLeaf) {
-        // A C=0 read is not checked against the RMP (reference §1.3, check 2): through the
+        // A C=0 read is not checked against the RMP (docs/sev-snp.md §1.3, check 2): through the
         // present private leaf it completes (the guest reads ciphertext) and nothing exits.
         expect(got).toBe("ok");
         expect(vm.attributes.isPrivate(op.gfn)).toBe(true);
@@ -171,7 +171,7 @@ describe("core bugs the SEV tests found, now fixed (regression tests)", () => {
   /**
    * host-ops.ts `recover()` used to compute the level with `maxMappingLevel(vm, vm.backend, slot, gfn,
    * false, slot.shared.peekPfn(...))`: always as if the GFN were shared, so SEV's level cap
-   * (`maxMappingLevel` = the RMP entry's size, reference §2.4) was never consulted. Once the
+   * (`maxMappingLevel` = the RMP entry's size, docs/sev-snp.md §2, item 4) was never consulted. Once the
    * shared backing of a 2 MiB range is populated (the range was shared once), recovering a range
    * of private 4K leaves over PSMASHed (4K) RMP entries built a 2M private leaf over 4K entries,
    * which breaks the §3 invariant "a private NPT leaf implies an RMP entry of the same size".

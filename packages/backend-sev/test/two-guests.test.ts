@@ -1,7 +1,7 @@
 /**
  * Two SEV guests on one host share one RMP and one frame allocator but get distinct ASIDs. Each
  * validates and writes its own private memory; a host that points either guest's NPT at the
- * other's frames gets a #NPF (reference §1.3: ASID check) on every private access, and a shared
+ * other's frames gets a #NPF (docs/sev-snp.md §1.3: ASID check) on every private access, and a shared
  * write to such a frame is refused as well (check 2). Tearing one guest down gives its frames
  * back to the host unassigned and leaves the other guest untouched.
  */
