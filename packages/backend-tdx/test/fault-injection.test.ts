@@ -1,7 +1,7 @@
 /**
  * Fault injection through scenarios (`inject: [{ call, nth, status, times }]`): the TDX module
  * model returns the chosen status on the nth call of a leaf for the VM's TD, and KVM's side must
- * react as the kernel does (reference §5 and §6): retry a busy SEPT.ADD / AUG through the fault
+ * react as the kernel does (docs/tdx-module.md §5 and §6): retry a busy SEPT.ADD / AUG through the fault
  * path, kick and retry a busy REMOVE once then KVM_BUG_ON, leak a page whose RECLAIM fails.
  */
 import { describe, expect, it } from "vitest";

@@ -2,7 +2,7 @@
  * An untrusted VMM against the TDX module model: it calls SEAMCALL leaves directly (or through
  * `backend.rawCall` / a scenario's `raw` op), with operands KVM would never pass, on a TD that a
  * VM set up and whose guest accepted a few pages. Every refusal is checked to the exact 64-bit
- * status (class + operand ID, reference §0), and the module state is checked to be unchanged.
+ * status (class + operand ID, docs/tdx-module.md §0), and the module state is checked to be unchanged.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -18,7 +18,7 @@ import {
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
-/** GPAW 48: the shared bit is bit 47 (reference §7). */
+/** GPAW 48: the shared bit is bit 47 (docs/tdx-module.md §7). */
 const SHARED_BIT = 2 ** 47;
 /** The architectural value of a FREE S-EPT entry: only suppress-#VE (bit 63) set. */
 const FREE_ENTRY = 0x8000000000000000n;
@@ -146,7 +146,7 @@ describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
   });
 });
 
-describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (reference §3)", () => {
+describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/tdx-module.md §3)", () => {
   it("REMOVE without BLOCK: GPA_RANGE_NOT_BLOCKED|RCX (0xC0000B0600000001)", () => {
     const f = makeTd();
     const before = snapshot(f);
@@ -379,7 +379,7 @@ describe("operands a careful VMM never passes", () => {
   });
 });
 
-describe("locks held by a concurrent caller across the call (reference §1 checks 9-10, §5)", () => {
+describe("locks held by a concurrent caller across the call (docs/tdx-module.md §1 checks 9-10, §5)", () => {
   /** Sets or clears the S-EPT entry lock (TDEL, bit 11) of the 4K entry of `gpa`, as another CPU holding it would. */
   function entryLock(f: Fixture, gpa: number, held: boolean): void {
     const t = f.m.sept.get(leafTableOf(f))!;
@@ -427,7 +427,7 @@ describe("locks held by a concurrent caller across the call (reference §1 check
   });
 
   // src bug: mem-leaves.ts memPageRemoveLeaf reports the busy PAMT lock of the removed page as
-  // BUSY|R8, an operand REMOVE does not have (RCX = GPA, RDX = TDR; reference §1 table). The
+  // BUSY|R8, an operand REMOVE does not have (RCX = GPA, RDX = TDR; docs/tdx-module.md §1 table). The
   // module (tdh_mem_page_remove.c) returns api_error_with_operand_id(BUSY, OPERAND_ID_RCX).
   it("REMOVE with the removed page's PAMT lock held: exactly OPERAND_BUSY|RCX (0x8000020000000001)", () => {
     const f = makeTd();

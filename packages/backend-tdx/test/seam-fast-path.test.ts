@@ -54,7 +54,7 @@ function runnableTd(): SeamModule {
 }
 
 describe("S-EPT entries", () => {
-  // [state, pfn, level, lo, hi]: the architectural bits (reference §2) written out by hand.
+  // [state, pfn, level, lo, hi]: the architectural bits (docs/tdx-module.md §2) written out by hand.
   const cases: [number, number, number, number, number][] = [
     [SEPT_FREE, 0x1234, 0, 0, 0x80000000],
     [SEPT_MAPPED, 0x1234, 0, 0x01234007, 0x80000000],

@@ -1,5 +1,5 @@
 /**
- * The checks the leaves share, in the module's order (reference §1): the TD prologue (checks
+ * The checks the leaves share, in the module's order (docs/tdx-module.md §1): the TD prologue (checks
  * 1-5), the GPA operand (6), the S-EPT tree lock and walk (7-8), the entry lock and state
  * (9-10), the new page (11), and whether a block has been tracked. Each throws a SeamError with
  * the status and operand ID of the first check that fails, and changes nothing.
@@ -114,7 +114,7 @@ export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
   lockPage(m, pfn, true, operand);
 }
 
-/** "Tracked": blocked in an epoch no vCPU can still be running with (reference §3). */
+/** "Tracked": blocked in an epoch no vCPU can still be running with (docs/tdx-module.md §3). */
 export function tracked(m: SeamCore, td: Td, pfnOfEntry: number): boolean {
   const b = m.pamt.bepoch(pfnOfEntry);
   return b < td.epoch - 1 || (b === td.epoch - 1 && td.refcountOf(b & 1) === 0);

@@ -1,5 +1,5 @@
 /**
- * The PAMT: the module's metadata for every 4 KiB granule of TDX-convertible memory (reference
+ * The PAMT: the module's metadata for every 4 KiB granule of TDX-convertible memory (docs/tdx-module.md
  * §4): page type, owner (the TDR's PFN), BEPOCH (the TD epoch when the page was blocked) and a
  * host-priority lock. The real PAMT costs 16 bytes per page; here 10 (type, owner, BEPOCH and
  * the lock in typed arrays), per 16 MiB block of frames, made on first use, so memory the module

@@ -1,6 +1,6 @@
 /**
  * The TDX module model: platform-wide state (PAMT, S-EPT pages, TDs) and the SEAMCALL leaves
- * that change it, each as one atomic step, with the checks in the module's order (reference
+ * that change it, each as one atomic step, with the checks in the module's order (docs/tdx-module.md
  * §1): TDR page and lock, fatal, lifecycle, op-state lock, op state, operands, S-EPT tree lock,
  * walk, entry lock, state lookup, then the new page. A failed check returns its status with the
  * operand ID and changes nothing.

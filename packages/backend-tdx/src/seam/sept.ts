@@ -1,6 +1,6 @@
 /**
  * The Secure EPT: the module's own page tables, in pages the host gave it (TDH.MEM.SEPT.ADD).
- * Entries carry the module's state bits beside the architectural ones (reference §2):
+ * Entries carry the module's state bits beside the architectural ones (docs/tdx-module.md §2):
  *   0-2 RWX · 7 PS (leaf above 4K) · 11 TDEL (entry lock) · 12-51 HPA
  *   52 TDHP (host priority) · 55 TDB (blocked) · 56 TDP (pending) · 63 suppress-#VE
  * and the public state follows from them. TDX numbers levels from 0 (4K) up; KVM's mirror level

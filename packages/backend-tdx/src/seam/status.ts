@@ -1,5 +1,5 @@
 /**
- * TDX module status codes, as the module returns them in RAX (reference notes §0): the class in
+ * TDX module status codes, as the module returns them in RAX (docs/tdx-module.md §0): the class in
  * bits 63:32 with an operand ID added into bits 31:0. 0x8… may succeed on retry, 0xC… will fail
  * again, 0x0… is success or a warning. Values from `tdx_error_codes_defs.h` (TDX module 1.5).
  */

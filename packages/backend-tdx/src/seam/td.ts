@@ -14,7 +14,7 @@ import {
   TD_CHILDREN, TD_EPOCH, TD_EPOCH_LOCK, TD_MRTD, TD_OPSTATE_LOCK, TD_REFCOUNT, TD_STATE, TD_TREE_LOCK, type SeamFootprint,
 } from "./seam-footprint.js";
 
-// TDR lifecycle (reference §4)
+// TDR lifecycle (docs/tdx-module.md §4)
 export const LC_HKID_ASSIGNED = 0;
 export const LC_KEYS_CONFIGURED = 1;
 export const LC_BLOCKED = 2;
