@@ -13,19 +13,19 @@ import { injectable } from "tsyringe";
 import {
   ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
-  type RawCallArgs,
+  type RawCallArgs, type StepMachine,
 } from "@tdpemu/core";
+import { RemovePrivateSpte } from "./remove-private-spte.js";
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import {
-  STATUS_BY_NAME, TDX_EPT_ENTRY_STATE_INCORRECT, formatStatus, isBusy, isOk, statusClass, tdxOperandBusy,
+  STATUS_BY_NAME, formatStatus, isBusy, isOk, tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
-import { SEPT_FREE } from "./seam/sept.js";
 
 /** One module per host: the TDX module is platform-wide. */
 /**
@@ -102,6 +102,7 @@ export class TdxBackend implements Backend, CallListener {
   private busy = 0;
   private readonly errors: Record<string, number> = {};
   private vm!: BackendVm;
+  private removal!: RemovePrivateSpte;
 
   // ------------------------------------------------------------------ TD life
 
@@ -109,6 +110,7 @@ export class TdxBackend implements Backend, CallListener {
     this.vm = vm;
     this.module = seamModuleOf(vm.host);
     this.module.attach(vm.clock);
+    this.removal = new RemovePrivateSpte(this, vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0));
     this.hkid = nextHkid(vm.host);
@@ -255,10 +257,11 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * `tdx_sept_remove_private_spte`: BLOCK → TRACK + kick → REMOVE → WBINVD → clear. After the
-   * HKID is gone it is only a RECLAIM of the page.
+   * `tdx_sept_remove_private_spte`: BLOCK → TRACK + kick → REMOVE → WBINVD, one SEAMCALL per
+   * atomic point (`remove-private-spte.ts`). After the HKID is gone it is only a RECLAIM of the
+   * page.
    */
-  removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
+  removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
     if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
     if (this.td.lifecycle === LC_TEARDOWN) {
       const r = this.reclaim(pfn);
@@ -266,26 +269,7 @@ export class TdxBackend implements Backend, CallListener {
       this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM failed: ${statusName(r.status)}`);
       return this.bug("TDH.PHYMEM.PAGE.RECLAIM", r);
     }
-    const gpa = gfn * 4096;
-    const blocked = this.noVcpusRetry(() => this.module.memRangeBlock(gpa, 0, this.tdr));
-    if (!isOk(blocked.status)) {
-      // A page premapped before finalize and never PAGE.ADDed: nothing in the S-EPT.
-      if (statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && this.nrPremapped > 0 &&
-          blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
-        this.nrPremapped--;
-        return 0;
-      }
-      return this.bug("TDH.MEM.RANGE.BLOCK", blocked);
-    }
-    this.track();
-    const removed = this.noVcpusRetry(() => this.module.memPageRemove(gpa, 0, this.tdr));
-    if (!isOk(removed.status)) return this.bug("TDH.MEM.PAGE.REMOVE", removed);
-    const wb = this.module.phymemPageWbinvd(pfn, this.hkid, this.tdr);
-    if (!isOk(wb.status)) {
-      this.leak(pfn, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);
-      return this.bug("TDH.PHYMEM.PAGE.WBINVD", wb);
-    }
-    return 0;
+    return this.removal.begin(gfn, pfn);
   }
 
   /**
@@ -390,16 +374,21 @@ export class TdxBackend implements Backend, CallListener {
     for (let v = 0; v < this.tdvprs.length; v++) this.exit(v);
   }
 
-  /** `tdx_track`: only for a runnable TD. */
-  private track(): void {
-    if (this.td.opState !== OP_RUNNABLE || this.td.lifecycle !== LC_KEYS_CONFIGURED) return;
+  /** `tdx_track` has work only for a runnable TD with its key. */
+  trackNeeded(): boolean {
+    return this.td.opState === OP_RUNNABLE && this.td.lifecycle === LC_KEYS_CONFIGURED;
+  }
+
+  /** `tdx_track`: TDH.MEM.TRACK, then every vCPU out of the TD (internal to the package). */
+  track(): void {
+    if (!this.trackNeeded()) return;
     const r = this.noVcpusRetry(() => this.module.memTrack(this.tdr));
     if (!isOk(r.status)) this.bug("TDH.MEM.TRACK", r);
     this.kickAll();
   }
 
   /** `tdh_do_no_vcpus`: on BUSY, kick every vCPU out (and keep them out), then try once more. */
-  private noVcpusRetry(f: () => SeamResult): SeamResult {
+  noVcpusRetry(f: () => SeamResult): SeamResult {
     const r = f();
     if (!tdxOperandBusy(r.status)) return r;
     this.kickAll();
@@ -420,13 +409,13 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /** `KVM_BUG_ON`: the VM is bugged; the run stops with a violation. */
-  private bug(name: string, r: SeamResult): never {
+  bug(name: string, r: SeamResult): never {
     this.bugged = true;
     const extra = r.entry !== undefined ? ` (entry 0x${r.entry.toString(16)}, level_state 0x${r.levelState!.toString(16)})` : "";
     throw new KvmBug(`SEAMCALL ${name} failed: ${formatStatus(r.status)}${extra}`);
   }
 
-  private leak(pfn: number, cause: string): void {
+  leak(pfn: number, cause: string): void {
     this.pages.markLeaked(pfn);
     this.vm.leak(cause);
   }

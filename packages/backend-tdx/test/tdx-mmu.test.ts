@@ -4,11 +4,11 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
+  ACCESS_FAULT, ACCESS_OK, ExecCtx, Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
   parseScenarioText, runScenario, runToEnd, type TdpEvent,
 } from "@tdpemu/core";
 import {
-  PT_NDA, PT_REG, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend,
+  PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend,
 } from "../src/index.js";
 
 const MiB = 2 ** 20;
@@ -317,5 +317,45 @@ describe("TDX: flush ranges", () => {
       { reason: "convert", gfn: 0, level: 0 },
       { reason: "zap", gfn: 2, level: 1 },
     ]);
+  });
+});
+
+describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => {
+  const REMOVAL = ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"];
+
+  it("BLOCK, TRACK with the kick, REMOVE, WBINVD, with the write lock held; between them vCPUs run and see the page blocked", () => {
+    const { vm, be } = tdVm({ vcpus: 2 });
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x5000))).toBe("ok");
+    expect(runToEnd(guestAcceptPage(vm, vm.vcpus[1]!, 0x6000))).toBe("ok");
+    const ctx = new ExecCtx("host", true);
+    const op = hostOps.convertMemory(vm, ctx, 5, 6, false);
+    const steps: string[][] = [];
+    let last = { ...be.stats().calls };
+    let epochAtBlock = -1;
+    for (let r = op.next(); !r.done; r = op.next()) {
+      const now = { ...be.stats().calls };
+      const made = REMOVAL.filter((n) => (now[n] ?? 0) !== (last[n] ?? 0));
+      if (made.length > 0) steps.push(made);
+      expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+      if (made.includes("TDH.MEM.RANGE.BLOCK")) {
+        expect(ctx.lockMode).toBe(2);
+        expect(septState(be, 5)).toBe(SEPT_BLOCKED);
+        epochAtBlock = be.td.epoch;
+        // Between BLOCK and TRACK: vCPU 0's access to the blocked page is an EPT violation (a TD
+        // exit); vCPU 1 goes on in the epoch the page was blocked in.
+        expect(be.checkGuestAccess(vm, 0, 0x5000, false, true)).toBe(ACCESS_FAULT);
+        expect(be.checkGuestAccess(vm, 1, 0x6000, false, true)).toBe(ACCESS_OK);
+      }
+      if (made.includes("TDH.MEM.TRACK")) {
+        expect(be.td.epoch).toBe(epochAtBlock + 1);
+        // The kick: no vCPU is left in the old epoch, so REMOVE finds the tracking done.
+        expect(be.td.refcountOf(epochAtBlock & 1)).toBe(0);
+        expect(septState(be, 5)).toBe(SEPT_BLOCKED);
+      }
+      last = now;
+    }
+    expect(steps).toEqual(REMOVAL.map((n) => [n]));
+    expect(septState(be, 5)).toBe(SEPT_FREE);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
   });
 });

@@ -45,6 +45,7 @@ export { Rcu } from "./exec/rcu.js";
 export { Srcu } from "./exec/srcu.js";
 export { SharedFlag } from "./exec/shared-flag.js";
 export { Scheduler, ReplayDivergence, TaskStepper, stepTask, type ScheduleMode, type Task } from "./exec/scheduler.js";
+export { STEP_YIELD, STEP_BLOCKED, runNow, runSteps, type StepMachine } from "./exec/step-machine.js";
 export { WaitTracker } from "./exec/wait-tracker.js";
 export { traceKey } from "./exec/trace-key.js";
 export { Prng } from "./exec/prng.js";

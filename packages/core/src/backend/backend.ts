@@ -4,13 +4,15 @@
  * A backend implements what its technology needs; the core calls a hook only if it is there.
  * The mirror hooks are called only when `usesMirrorRoot` is true.
  *
- * Each hook call is one atomic point: one SEAMCALL or RMP instruction is one step of the model.
+ * Each hook call is one atomic point: one SEAMCALL or RMP instruction is one step of the model
+ * (a hook made of several returns a step machine, which takes one step per point).
  * Its accesses to the backend's state are recorded for the explorer: by the backend itself
  * (`recordsOwnAccesses`), or by the core's coarse wrapper (`recorded-backend.ts`).
  * Status codes follow the kernel: 0 for success, a negative errno (`-EBUSY`) for failure.
  */
 import type { Level } from "../arch/levels.js";
 import type { BackendVm } from "./backend-vm.js";
+import type { StepMachine } from "../exec/step-machine.js";
 
 export const EBUSY = -16;
 export const EIO = -5;
@@ -80,8 +82,13 @@ export interface Backend {
   linkExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** A mirror leaf becomes present (TDH.MEM.PAGE.AUG, or PAGE.ADD before finalize). */
   setExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number;
-  /** A mirror leaf is removed, under the write lock; must flush the TLB itself. */
-  removeExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number;
+  /**
+   * A mirror leaf is removed, under the write lock; must flush the TLB itself. A removal made of
+   * several atomic points (TDX: BLOCK, TRACK and the kick, REMOVE, WBINVD) returns a step
+   * machine instead of a status: it runs one point per step, the first in the caller's step,
+   * and its result is 0 or the errno's magnitude (5 for -EIO).
+   */
+  removeExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine;
   /** A mirror table is freed; failure leaks the page, which the core counts. */
   freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */

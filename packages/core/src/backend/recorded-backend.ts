@@ -11,6 +11,7 @@
  */
 import type { Clock } from "../exec/clock.js";
 import { R_BACKEND } from "../exec/footprint.js";
+import type { StepMachine } from "../exec/step-machine.js";
 import type { Backend } from "./backend.js";
 
 /** Hooks that may change the backend's state. */
@@ -45,7 +46,8 @@ function wrap(name: string, fn: Fn, backend: Backend, clock: Clock): Fn {
   if (WRITES.has(name)) {
     return (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
       clock.touch(R_BACKEND);
-      return fn.call(backend, a, b, c, d, e, f);
+      const r = fn.call(backend, a, b, c, d, e, f);
+      return typeof r === "object" && r !== null && typeof (r as StepMachine).step === "function" ? recordedSteps(r as StepMachine, clock) : r;
     };
   }
   if (READS.has(name)) {
@@ -55,4 +57,15 @@ function wrap(name: string, fn: Fn, backend: Backend, clock: Clock): Fn {
     };
   }
   return fn.bind(backend) as Fn;
+}
+
+/** A hook's step machine (a removal in several atomic points): each step writes the backend too. */
+function recordedSteps(m: StepMachine, clock: Clock): StepMachine {
+  return {
+    step: () => {
+      clock.touch(R_BACKEND);
+      return m.step();
+    },
+    abort: () => m.abort(),
+  };
 }

@@ -31,6 +31,7 @@ import { KVM_REQ_TLB_FLUSH, VcpuRequests } from "../vm/vcpu-requests.js";
 import type { TdpIter } from "./tdp-iter.js";
 import { KvmBug } from "./kvm-bug.js";
 import { AtomicSet } from "./atomic-set.js";
+import { ExternalZaps } from "./external-zap.js";
 import { runSteps } from "../exec/step-machine.js";
 import { grown } from "../mem/typed-arrays.js";
 
@@ -78,6 +79,8 @@ export class TdpMmu {
   private inProgress = 0;
   private rangeStart = 0;
   private rangeEnd = 0;
+  /** The backend calls of mirror entries zapped under the write lock, run by the walker. */
+  readonly externalZaps = new ExternalZaps(this);
   /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
   deferredFrees = 0;
   /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
@@ -212,9 +215,12 @@ export class TdpMmu {
   /**
    * `tdp_mmu_iter_set_spte` under the write lock: a plain store, then `handle_changed_spte`,
    * then, on a mirror root, `remove_external_spte` (non-atomic sets on mirrors only ever zap).
+   * The mirror's backend calls are queued: the walker runs them (`externalZaps.run`) before its
+   * next store, yielding between their atomic points.
    */
   setSpte(iter: TdpIter, lo: number, hi: number): void {
     this.lock.assertHeldWrite("tdp_mmu_iter_set_spte");
+    if (this.externalZaps.pending) throw new KvmBug("SPTE store before the backend calls of the previous one ran");
     const oldLo = iter.mem[iter.off]!;
     const oldHi = iter.mem[iter.off + 1]!;
     if (isFrozen(oldLo, oldHi) || isFrozen(lo, hi)) {
@@ -227,7 +233,7 @@ export class TdpMmu {
     this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
     if (iter.root.mirror) {
       if (isShadowPresent(lo)) throw new KvmBug("non-atomic set of a present mirror SPTE");
-      this.removeExternalSpte(iter.gfn, oldLo, oldHi, iter.level);
+      this.externalZaps.queueRemove(iter.gfn, oldLo, oldHi, iter.level);
     }
   }
 
@@ -306,50 +312,27 @@ export class TdpMmu {
       }
       this.writeSpte(mem, off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, slot, level, gfn, "freeze");
       this.handleChangedSpte(gfn, oldLo, oldHi, FROZEN_SPTE_LO, FROZEN_SPTE_HI, level, shared);
-      if (mirror) this.removeExternalSpte(gfn, oldLo, oldHi, level);
+      if (mirror) this.externalZaps.queueRemove(gfn, oldLo, oldHi, level);
     }
-    const ext = mirror ? this.freeExternalSpt(slot) : -1;
     this.deferredFrees++;
+    if (mirror) this.externalZaps.queueFree(slot);
+    else this.freeAfterGracePeriod(slot, -1);
+  }
+
+
+  /**
+   * The page of an unlinked table, and its external page if the backend gave it back, are freed
+   * after an RCU grace period: a walker may still hold a pointer into the table. The page counts
+   * in `deferredFrees` from its unlink.
+   */
+  freeAfterGracePeriod(slot: number, ext: number): void {
     this.rcu.callRcu(() => {
       if (this.events.on) this.tableEvent("free", slot);
       // tdp_mmu_free_sp: the external page goes back to the host with the table.
       if (ext >= 0) this.backend.releaseExternalSpt?.(this.vm, ext);
-      pool.free(slot);
+      this.pool.free(slot);
       this.deferredFrees--;
     });
-  }
-
-  /** `remove_external_spte`: only leaves reach the backend; a failure is a KVM bug. */
-  private removeExternalSpte(gfn: number, oldLo: number, oldHi: number, level: number): void {
-    if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !this.backend.removeExternalSpte) return;
-    // KVM zaps external (S-EPT) entries only with mmu_lock held for write.
-    this.lock.assertHeldWrite("remove_external_spte");
-    this.clock.step++;
-    const ret = this.backend.removeExternalSpte(this.vm, gfn, level as Level, spteToPfn(oldLo, oldHi));
-    this.hookEvent("removeExternalSpte", gfn, level, ret);
-    if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);
-  }
-
-  /**
-   * `free_external_spt`: on failure the kernel WARNs, drops its pointer and so leaks the page on
-   * purpose (the TDX module may still own it, encrypted). The emulator counts the leak. Returns
-   * the external page to free with the table, or -1 if there is none (or it was leaked).
-   */
-  private freeExternalSpt(slot: number): number {
-    const ext = this.pool.spExternal[slot]!;
-    this.pool.spExternal[slot] = -1;
-    if (ext < 0 || !this.backend.freeExternalSpt) return ext;
-    this.clock.step++;
-    const level = this.pool.spLevel[slot]! as Level;
-    const gfn = this.pool.spGfn[slot]!;
-    const ret = this.backend.freeExternalSpt(this.vm, gfn, level, ext);
-    this.hookEvent("freeExternalSpt", gfn, level, ret);
-    if (ret !== 0) {
-      this.leak(`free_external_spt failed: ${this.backend.lastError?.() ?? ret}`);
-      if (this.events.on) this.tableEvent("leak", slot);
-      return -1;
-    }
-    return ext;
   }
 
   /** Counts a page leaked on purpose, with its cause. */

@@ -44,6 +44,7 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
     mmu.clock.step++;
     if (ctx.interleave) yield;
     mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+    if (mmu.externalZaps.pending) yield* mmu.externalZaps.run(ctx);
     if (!root.invalid) flush = true;
   }
   return flush;
@@ -103,6 +104,7 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
       if (ctx.interleave) yield;
       if (!shared) {
         mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+        if (mmu.externalZaps.pending) yield* mmu.externalZaps.run(ctx);
         break;
       }
       if (yield* mmu.setSpteAtomicOp(ctx, iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)) break;

@@ -1,0 +1,120 @@
+/**
+ * `tdx_sept_remove_private_spte` while the TD has its HKID, as a step machine (the core's
+ * `StepMachine`): one SEAMCALL per atomic point, because each is one on the real machine and a
+ * vCPU on another CPU runs between them.
+ *
+ * 1. `tdx_sept_zap_private_spte`: TDH.MEM.RANGE.BLOCK. From here the guest's accesses to the
+ *    page take EPT violations, and its TDG.MEM.PAGE.ACCEPT fails, until the fault path can map
+ *    it again (after the zap drops `mmu_lock`).
+ * 2. `tdx_track`: TDH.MEM.TRACK starts a new TLB epoch, then
+ *    `kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)` kicks every vCPU out of the TD so
+ *    none still runs in the epoch the page was blocked in. The kick follows the TRACK with
+ *    nothing of the zapping thread's between them, and the model's kick is synchronous: one
+ *    point. A vCPU may re-enter right after, in the new epoch.
+ * 3. `tdx_sept_drop_private_spte`: TDH.MEM.PAGE.REMOVE, which checks that tracking is done,
+ * 4. and TDH.PHYMEM.PAGE.WBINVD of the page under the TD's key (then `tdx_clear_page`, which
+ *    only the host sees).
+ *
+ * BLOCK and REMOVE go through `tdh_do_no_vcpus`: on TDX_OPERAND_BUSY every vCPU is kicked out
+ * and kept out while the call is retried once. With the vCPUs held outside nothing can contend
+ * for the retry, so the retry stays in the point of the first try.
+ *
+ * A page mapped in the mirror before finalize but never PAGE.ADDed has nothing in the S-EPT:
+ * BLOCK finds the entry FREE and the removal ends there, uncounting the premap. Before finalize
+ * there is no TRACK (the TD has never run), so its point is skipped.
+ */
+import { STEP_YIELD, type Clock, type StepMachine } from "@tdpemu/core";
+import type { SeamModule, SeamResult } from "./seam/seam-module.js";
+import { TDX_EPT_ENTRY_STATE_INCORRECT, isOk, statusClass, statusName } from "./seam/status.js";
+import { SEPT_FREE } from "./seam/sept.js";
+
+/** What the removal needs of KVM's side of the TD (`TdxBackend`). */
+export interface RemovalHost {
+  readonly module: SeamModule;
+  readonly tdr: number;
+  readonly hkid: number;
+  nrPremapped: number;
+  /** `tdh_do_no_vcpus`: the call, and on BUSY a kick of every vCPU and one retry. */
+  noVcpusRetry(f: () => SeamResult): SeamResult;
+  /** Whether `tdx_track` has anything to do (the TD is runnable and keyed). */
+  trackNeeded(): boolean;
+  /** `tdx_track`: TDH.MEM.TRACK and the kick of every vCPU. */
+  track(): void;
+  /** `KVM_BUG_ON` on a failed SEAMCALL: throws. */
+  bug(name: string, r: SeamResult): never;
+  /** The page stays with the module: leaked on purpose, counted. */
+  leak(pfn: number, cause: string): void;
+}
+
+const S_BLOCK = 0;
+const S_TRACK = 1;
+const S_REMOVE = 2;
+const S_WBINVD = 3;
+
+export class RemovePrivateSpte implements StepMachine {
+  private state = S_BLOCK;
+  private gpa = 0;
+  private pfn = 0;
+  private readonly block = () => this.host.module.memRangeBlock(this.gpa, 0, this.host.tdr);
+  private readonly remove = () => this.host.module.memPageRemove(this.gpa, 0, this.host.tdr);
+
+  constructor(
+    private readonly host: RemovalHost,
+    private readonly clock: Clock,
+  ) {}
+
+  /** One machine per TD, reused: removals run under the write `mmu_lock`, one at a time. */
+  begin(gfn: number, pfn: number): this {
+    this.state = S_BLOCK;
+    this.gpa = gfn * 4096;
+    this.pfn = pfn;
+    return this;
+  }
+
+  step(): number {
+    const host = this.host;
+    switch (this.state) {
+      case S_BLOCK: {
+        const blocked = host.noVcpusRetry(this.block);
+        if (!isOk(blocked.status)) {
+          if (statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
+              blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
+            host.nrPremapped--;
+            return 0;
+          }
+          return host.bug("TDH.MEM.RANGE.BLOCK", blocked);
+        }
+        this.state = host.trackNeeded() ? S_TRACK : S_REMOVE;
+        return this.next();
+      }
+      case S_TRACK:
+        host.track();
+        this.state = S_REMOVE;
+        return this.next();
+      case S_REMOVE: {
+        const removed = host.noVcpusRetry(this.remove);
+        if (!isOk(removed.status)) return host.bug("TDH.MEM.PAGE.REMOVE", removed);
+        this.state = S_WBINVD;
+        return this.next();
+      }
+      case S_WBINVD: {
+        const wb = host.module.phymemPageWbinvd(this.pfn, host.hkid, host.tdr);
+        if (!isOk(wb.status)) {
+          host.leak(this.pfn, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);
+          return host.bug("TDH.PHYMEM.PAGE.WBINVD", wb);
+        }
+        return 0;
+      }
+      default:
+        throw new Error(`RemovePrivateSpte: bad state ${this.state}`);
+    }
+  }
+
+  /** A SEAMCALL is atomic: a step that threw holds nothing. */
+  abort(): void {}
+
+  private next(): number {
+    this.clock.step++;
+    return STEP_YIELD;
+  }
+}
