@@ -102,7 +102,8 @@ export class TdxBackend implements Backend, CallListener {
   private busy = 0;
   private readonly errors: Record<string, number> = {};
   private vm!: BackendVm;
-  private removal!: RemovePrivateSpte;
+  /** Made on the first removal: most runs (and the explorer's schedules) have none. */
+  private removal: RemovePrivateSpte | null = null;
 
   // ------------------------------------------------------------------ TD life
 
@@ -110,7 +111,6 @@ export class TdxBackend implements Backend, CallListener {
     this.vm = vm;
     this.module = seamModuleOf(vm.host);
     this.module.attach(vm.clock);
-    this.removal = new RemovePrivateSpte(this, vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0));
     this.hkid = nextHkid(vm.host);
@@ -269,6 +269,7 @@ export class TdxBackend implements Backend, CallListener {
       this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM failed: ${statusName(r.status)}`);
       return this.bug("TDH.PHYMEM.PAGE.RECLAIM", r);
     }
+    this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
     return this.removal.begin(gfn, pfn);
   }
 
