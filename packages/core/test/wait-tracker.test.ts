@@ -86,4 +86,29 @@ describe("WaitTracker", () => {
       ]]],
     });
   });
+  it("a replay that passes back each retry's code enables the same tasks as the run did", () => {
+    fc.assert(fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+      const store = new FootprintStore();
+      const rec = new FootprintRecorder();
+      const tracker = new WaitTracker(3, store);
+      const taken: { task: number; h: number; outcome: number; code: number; enabled: boolean[] }[] = [];
+      for (const s of steps) {
+        if (!tracker.enabled(s.task)) continue;
+        rec.reset();
+        for (const a of s.accesses) (a.kind === 1 ? rec.read(a.id) : a.kind === 2 ? rec.add(a.id) : rec.write(a.id));
+        const h = rec.saveTo(store);
+        const code = tracker.onStep(s.task, h, s.outcome, false);
+        expect(code >= 0).toBe(s.outcome === RETRY_WAIT);
+        taken.push({ task: s.task, h, outcome: s.outcome, code, enabled: [0, 1, 2].map((t) => tracker.enabled(t)) });
+      }
+      // The explorer's replay: the same footprints, the codes given back, nothing merged again.
+      const before = store.count;
+      tracker.reset();
+      for (const x of taken) {
+        expect(tracker.onStep(x.task, x.h, x.outcome, false, x.code)).toBe(x.code);
+        expect([0, 1, 2].map((t) => tracker.enabled(t))).toEqual(x.enabled);
+      }
+      expect(store.count).toBe(before);
+    }), { numRuns: 300 });
+  });
 });

@@ -129,6 +129,8 @@ class SearchPath {
   sleep = new Int32Array(0);
   /** Footprint of the step each explored choice took here, -1 if none yet. */
   fps = new Int32Array(0);
+  /** Per explored choice: the wait set its step began, if it began a retry (`WaitTracker.onStep`), else -1. */
+  waits = new Int32Array(0);
   /** Per explored choice: 1 if its task could go on right after its step (not waiting, not done). */
   goesOn = new Int32Array(0);
   /** Per explored choice, under a bound: 1 if its step changed what another task's attempt touched (`WaitTracker.affectsAttempts`). */
@@ -185,6 +187,7 @@ class SearchPath {
     this.nDone = per(this.nDone);
     this.sleep = perTask(this.sleep);
     this.fps = perTask(this.fps);
+    this.waits = perTask(this.waits);
     this.goesOn = perTask(this.goesOn);
     this.affects = perTask(this.affects);
     this.fpMark = per(this.fpMark);
@@ -242,6 +245,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let violation: ExploreResult["violation"] = null;
   /** A violation of the step `take` just ran, if any. */
   let stepViolation: ExploreViolation | null = null;
+  /** The wait set the step `take` just ran began (`WaitTracker.onStep`), -1 if none. */
+  let stepWait = -1;
 
   const progress = (): ExploreProgress => ({
     schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
@@ -270,7 +275,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
     }
     const h = rec.saveTo(store);
-    tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
+    stepWait = tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
     return h;
   };
 
@@ -314,7 +319,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         if (sys.classify(e) === null) throw e;
         throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
       }
-      tr.onStep(c, p.fps[d * p.tasks + c]!, outcome, sys.tasks[c]!.done);
+      tr.onStep(c, p.fps[d * p.tasks + c]!, outcome, sys.tasks[c]!.done, p.waits[d * p.tasks + c]!);
     }
     sys.clock.setRecorder(rec);
     sys.setRecorder(rec);
@@ -357,6 +362,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const f = take(sys, first);
       if (f < 0) return stepFailed(p, from);
       p.fps[from * T + first] = f;
+      p.waits[from * T + first] = stepWait;
       p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
       p.affects[from * T + first] = bound !== Infinity && tracker!.affectsAttempts(first, f) ? 1 : 0;
       depth = from + 1;
@@ -410,6 +416,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const f = take(sys, c);
       if (f < 0) return stepFailed(p, d);
       p.fps[base + c] = f;
+      p.waits[base + c] = stepWait;
       p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
       p.affects[base + c] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
       depth++;

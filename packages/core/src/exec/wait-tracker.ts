@@ -24,6 +24,10 @@
  *
  * The tracker reads footprints from a `FootprintStore` by handle and keeps a log of the steps
  * (task, footprint) of the current run; a run is replayed from its start, so `reset` empties it.
+ * A wait set is a footprint too: a blocked task's is its blocking step's, a retrying task's is
+ * added to the store when the retry begins, and its handle is returned, so that a replay of the
+ * same run passes it back instead of merging the attempt again (the explorer replays a prefix
+ * for every schedule, and most retries it meets are in prefixes).
  * A step with no footprint (a run without interleaving records none, its steps being whole ops)
  * is `UNKNOWN_CHANGE` if it changed shared state (it wakes every waiting task) or `NO_CHANGE`; a
  * task that blocks in such a step waits for any change by another.
@@ -50,12 +54,13 @@ export class WaitTracker {
   private readonly waitAny: Uint8Array;
   /** Per task: the log index where its current retry attempt began. */
   private readonly attemptStart: Int32Array;
-  /** Per waiting task: the ids it waits on and how it touched them. */
-  private readonly waitIds: number[][];
-  private readonly waitKinds: number[][];
+  /** Per waiting task: the footprint of what it waits on (a handle in the store), -1 if none. */
+  private readonly waitFp: Int32Array;
   private nWaiting = 0;
-  /** Scratch for `beginRetryWait`: id → position in the task's wait list. */
+  /** Scratch for `beginRetryWait`: id → position in the wait set being merged. */
   private readonly seen = new IdIndex();
+  private mergedIds = new Float64Array(64);
+  private mergedKinds = new Uint8Array(64);
 
   constructor(readonly tasks: number, private store: FootprintStore) {
     this.waitKind = new Uint8Array(tasks);
@@ -63,8 +68,7 @@ export class WaitTracker {
     this.done = new Uint8Array(tasks);
     this.waitAny = new Uint8Array(tasks);
     this.attemptStart = new Int32Array(tasks);
-    this.waitIds = Array.from({ length: tasks }, () => []);
-    this.waitKinds = Array.from({ length: tasks }, () => []);
+    this.waitFp = new Int32Array(tasks).fill(-1);
   }
 
   /** Forgets the run: every task enabled, nothing logged. */
@@ -99,9 +103,10 @@ export class WaitTracker {
   /**
    * Task `t` took a step whose footprint is handle `h` in the store (-1: none recorded) and that
    * yielded `outcome` (0 for an ordinary atomic point, BLOCKED, RETRY_WAIT); `finished` if the
-   * task ended with it.
+   * task ended with it. A step that began a retry returns its wait set as a code (`retryCode`
+   * of a replay of the same step), else -1.
    */
-  onStep(t: number, h: number, outcome: number, finished: boolean): void {
+  onStep(t: number, h: number, outcome: number, finished: boolean, retryCode = -1): number {
     if (this.n === this.logTask.length) {
       this.logTask = grown(this.logTask, new Int32Array(this.n * 2));
       this.logFp = grown(this.logFp, new Int32Array(this.n * 2));
@@ -118,10 +123,11 @@ export class WaitTracker {
     if (this.nWaiting > 0) this.wake(t, h);
     if (finished) {
       this.done[t] = 1;
-      return;
+      return -1;
     }
     if (outcome === BLOCKED) this.beginBlocked(t, h);
-    else if (outcome === RETRY_WAIT) this.beginRetryWait(t, idx);
+    else if (outcome === RETRY_WAIT) return retryCode >= 0 ? this.resumeRetryWait(t, retryCode) : this.beginRetryWait(t, idx);
+    return -1;
   }
 
   /**
@@ -164,23 +170,25 @@ export class WaitTracker {
       for (let u = 0; u < this.tasks; u++) if (u !== t) this.woken[u] = 1;
       return;
     }
-    const ids = this.store.idsView;
-    const kinds = this.store.kindsView;
-    const a0 = this.store.startOf(h);
-    const a1 = a0 + this.store.lengthOf(h);
+    const store = this.store;
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    const a0 = store.startOf(h);
+    const a1 = a0 + store.lengthOf(h);
     for (let u = 0; u < this.tasks; u++) {
       if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
-      if (this.waitAny[u] === 1) {
+      const w = this.waitFp[u]!;
+      if (this.waitAny[u] === 1 || w < 0) {
         this.woken[u] = 1;
         continue;
       }
-      const wIds = this.waitIds[u]!;
-      const wKinds = this.waitKinds[u]!;
+      const w0 = store.startOf(w);
+      const w1 = w0 + store.lengthOf(w);
       outer: for (let i = a0; i < a1; i++) {
         const k = kinds[i]!;
         const id = ids[i]!;
-        for (let j = 0; j < wIds.length; j++) {
-          if (wIds[j] === id && modifies(k, wKinds[j]!)) {
+        for (let j = w0; j < w1; j++) {
+          if (ids[j] === id && modifies(k, kinds[j]!)) {
             this.woken[u] = 1;
             break outer;
           }
@@ -189,22 +197,10 @@ export class WaitTracker {
     }
   }
 
+  /** It waits on what its blocking step touched: that step's own footprint. */
   private beginBlocked(t: number, h: number): void {
-    const wIds = this.waitIds[t]!;
-    const wKinds = this.waitKinds[t]!;
-    wIds.length = 0;
-    wKinds.length = 0;
+    this.waitFp[t] = h;
     this.waitAny[t] = h < 0 ? 1 : 0;
-    if (h >= 0) {
-      const ids = this.store.idsView;
-      const kinds = this.store.kindsView;
-      const a0 = this.store.startOf(h);
-      const a1 = a0 + this.store.lengthOf(h);
-      for (let i = a0; i < a1; i++) {
-        wIds.push(ids[i]!);
-        wKinds.push(kinds[i]!);
-      }
-    }
     this.waitKind[t] = BLOCKED;
     this.woken[t] = 0;
     this.nWaiting++;
@@ -212,23 +208,22 @@ export class WaitTracker {
 
   /**
    * The wait set of a retry: everything `t` touched since its attempt began, in one pass over the
-   * log, noting on the way whether another task modified an id after `t` had touched it.
+   * log, noting on the way whether another task modified an id after `t` had touched it. The set
+   * goes to the store; the code returned holds its handle, that staleness and whether a step of
+   * the attempt had no footprint (`resumeRetryWait` takes it back).
    */
-  private beginRetryWait(t: number, idx: number): void {
-    const wIds = this.waitIds[t]!;
-    const wKinds = this.waitKinds[t]!;
-    wIds.length = 0;
-    wKinds.length = 0;
+  private beginRetryWait(t: number, idx: number): number {
     const seen = this.seen;
     seen.clear();
+    let n = 0;
     let stale = false;
+    let any = 0;
     const store = this.store;
-    this.waitAny[t] = 0;
     for (let s = this.attemptStart[t]!; s <= idx; s++) {
       const h = this.logFp[s]!;
       if (h < 0) {
         // A step with no footprint: if it was the task's own, what it waits on is unknown.
-        if (this.logTask[s] === t) this.waitAny[t] = 1;
+        if (this.logTask[s] === t) any = 1;
         else if (h === UNKNOWN_CHANGE) stale = true;
         continue;
       }
@@ -244,16 +239,29 @@ export class WaitTracker {
         const pos = seen.get(id);
         if (mine) {
           if (pos < 0) {
-            seen.set(id, wIds.length);
-            wIds.push(id);
-            wKinds.push(kinds[i]!);
-          } else wKinds[pos]! |= kinds[i]!;
-        } else if (!stale && pos >= 0 && modifies(kinds[i]!, wKinds[pos]!)) stale = true;
+            if (n === this.mergedIds.length) {
+              this.mergedIds = grown(this.mergedIds, new Float64Array(2 * n));
+              this.mergedKinds = grown(this.mergedKinds, new Uint8Array(2 * n));
+            }
+            seen.set(id, n);
+            this.mergedIds[n] = id;
+            this.mergedKinds[n++] = kinds[i]!;
+          } else this.mergedKinds[pos]! |= kinds[i]!;
+        } else if (!stale && pos >= 0 && modifies(kinds[i]!, this.mergedKinds[pos]!)) stale = true;
       }
     }
+    const code = store.add(this.mergedIds, this.mergedKinds, n) * 4 + (stale ? 2 : 0) + any;
+    return this.resumeRetryWait(t, code);
+  }
+
+  /** The retry wait of `beginRetryWait`'s code: the same set, staleness and unknowns. */
+  private resumeRetryWait(t: number, code: number): number {
+    this.waitFp[t] = code >>> 2;
+    this.waitAny[t] = code & 1;
     this.waitKind[t] = RETRY_WAIT;
-    this.woken[t] = stale ? 1 : 0;
+    this.woken[t] = (code & 2) !== 0 ? 1 : 0;
     this.nWaiting++;
+    return code;
   }
 }
 
