@@ -2,6 +2,7 @@
  * TDX end to end: the mirror root, KVM's hooks and the TDX module model, against the facts of
  * the reference notes (SEAMCALL counts, states, the freeze protocol and the 2M/4K race).
  */
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   ACCESS_FAULT, ACCESS_OK, ExecCtx, Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
@@ -357,5 +358,23 @@ describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => 
     expect(steps).toEqual(REMOVAL.map((n) => [n]));
     expect(septState(be, 5)).toBe(SEPT_FREE);
     expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+  it("the explorer runs vCPUs between BLOCK and REMOVE: an access meets the blocked page, and no interleaving fails (bound 2)", () => {
+    let sawBlocked = 0;
+    const r = exploreScenario(loadScenario(resolve("scenarios/tdx-zap-race.yaml")), {
+      preemptionBound: 2,
+      backend: () => {
+        const be = new TdxBackend();
+        const check = be.checkGuestAccess.bind(be);
+        be.checkGuestAccess = (vm, vcpu, gpa, write, priv) => {
+          if (gpa === 0x5000 && priv && septState(be, 5) === SEPT_BLOCKED) sawBlocked++;
+          return check(vm, vcpu, gpa, write, priv);
+        };
+        return be;
+      },
+    });
+    expect(r.violation).toBeNull();
+    expect(r.exhausted).toBe(true);
+    expect(sawBlocked).toBeGreaterThan(0);
   });
 });
