@@ -4,7 +4,7 @@
  */
 import {
   ACCESS_FAULT, ACCESS_OK, EBUSY, Host, Vm, emptyBackendStats, gpaToGfn, runToEnd, sharedGfnBit,
-  type Backend, type BackendStats, type BackendVm, type Level, type Op,
+  type Backend, type BackendStats, type BackendVm, type Level, type Op, type StepMachine,
 } from "../src/index.js";
 
 /** A VM without private memory: what the plain backend is, without importing it. */
@@ -103,7 +103,7 @@ export class FakeMirrorBackend implements Backend {
     return 0;
   }
 
-  removeExternalSpte(_vm: BackendVm, gfn: number, _level: Level, pfn: number): number {
+  removeExternalSpte(_vm: BackendVm, gfn: number, _level: Level, pfn: number): number | StepMachine {
     this.count("remove");
     if (this.leaves.get(gfn) !== pfn) throw new Error(`remove of leaf ${gfn} (pfn ${pfn}) that was never set`);
     this.leaves.delete(gfn);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
-  ExecCtx, Scheduler, checkInvariants, guestAccessPage, hostOps, type Task, type Vm,
+  ExecCtx, KvmBug, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
+  guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task, type Vm,
 } from "../src/index.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
@@ -125,5 +126,118 @@ describe("the rwlock and RCU models", () => {
     vm.mmu.rcu.readUnlock(reader);
     expect(vm.host.pool.liveTables).toBe(liveBefore - 1);
     expect(vm.mmu.deferredFrees).toBe(0);
+  });
+});
+
+/**
+ * A mirror backend whose removal takes two atomic points (as TDX's takes four), each noted in
+ * `calls` with the step of the clock it ran at; the leaf goes at the second.
+ */
+class TwoStepRemoval extends FakeMirrorBackend {
+  readonly at: number[] = [];
+  failWith = 0;
+  private vm!: BackendVm;
+
+  init(vm: BackendVm): void {
+    this.vm = vm;
+  }
+
+  override removeExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
+    let phase = 0;
+    const note = (name: string) => {
+      this.calls.push(name);
+      this.at.push(this.vm.clock.step);
+    };
+    return {
+      step: () => {
+        if (phase++ === 0) {
+          note(`block:${gfn}`);
+          this.vm.clock.step++;
+          return STEP_YIELD;
+        }
+        note(`remove:${gfn}`);
+        if (this.failWith !== 0) return this.failWith;
+        super.removeExternalSpte(vm, gfn, level, pfn);
+        this.calls.pop();
+        return 0;
+      },
+      abort: () => {},
+    };
+  }
+
+  override freeExternalSpt(): number {
+    const r = super.freeExternalSpt();
+    this.at.push(this.vm.clock.step);
+    return r;
+  }
+}
+
+/** Runs `op` as a coroutine that yields at every atomic point; returns the yields it made. */
+function stepAll(op: Op<unknown>): number {
+  let yields = 0;
+  while (!op.next().done) yields++;
+  return yields;
+}
+
+describe("remove_external_spte in several atomic points", () => {
+  it("a removal that is a step machine yields between its points under the write lock, and is reported once", () => {
+    const be = new TwoStepRemoval();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0, 1));
+    const hooks: string[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "hook" && e.hook === "removeExternalSpte") hooks.push(`${e.gfn}:${e.result}`);
+    });
+    const ctx = new ExecCtx("host", true);
+    const op = hostOps.convertMemory(vm, ctx, 1, 2, false);
+    let lockedAtBlock = -1;
+    for (let r = op.next(); !r.done; r = op.next()) {
+      if (be.calls.at(-1) === "block:1" && lockedAtBlock < 0) lockedAtBlock = ctx.lockMode;
+    }
+    expect(be.calls.slice(-2)).toEqual(["block:1", "remove:1"]);
+    expect(be.at[1]).toBeGreaterThan(be.at[0]!);
+    expect(lockedAtBlock).toBe(2);
+    expect(be.leaves.size).toBe(0);
+    expect(hooks).toEqual(["1:0"]);
+    expect(vm.mmu.isMirrorInFlight(1, 1)).toBe(false);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("a removal whose machine ends with an errno is a KVM bug naming it", () => {
+    const be = new TwoStepRemoval();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0, 1));
+    be.failWith = 5;
+    expect(() => run(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false))).toThrow(/remove_external_spte failed \(-5\) at gfn 1 level 1/);
+  });
+
+  it("a mirror table torn down with leaves in it: each leaf leaves the backend, then the table, one atomic point per call", () => {
+    const be = new TwoStepRemoval();
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0, 1));
+    run(privateAccess(vm, 0, 2));
+    be.calls.length = 0;
+    const mmu = vm.mmu;
+    const ctx = new ExecCtx("host", true);
+    const live = vm.host.pool.liveTables;
+    const zapTable = function* (): Op<void> {
+      yield* mmu.lock.writeLock(ctx);
+      const iter = new TdpIter(mmu.pool);
+      for (iter.start(vm.vcpus[0]!.mirrorRoot!, 2, 0, 0); iter.valid; iter.next()) if (iter.level === 2) break;
+      mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+      // The walker runs the queued calls before it may store again.
+      expect(() => mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)).toThrow(KvmBug);
+      yield* mmu.externalZaps.run(ctx);
+      mmu.lock.writeUnlock(ctx);
+    };
+    stepAll(zapTable());
+    expect(be.calls).toEqual(["block:1", "remove:1", "block:2", "remove:2", "free"]);
+    // Five calls, five points: each call at a step of its own.
+    expect(new Set(be.at.slice(-5)).size).toBe(5);
+    expect(be.leaves.size).toBe(0);
+    expect(mmu.externalZaps.pending).toBe(false);
+    // The table's page went back after its grace period, its external page with it.
+    expect(vm.host.pool.liveTables).toBe(live - 1);
+    expect(be.liveExternal.size).toBe(2);
   });
 });
