@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
-  ExecCtx, KvmBug, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
-  guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task, type Vm,
+  EBUSY, ExecCtx, Host, KvmBug, Vm, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
+  guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task,
 } from "../src/index.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
@@ -239,5 +239,61 @@ describe("remove_external_spte in several atomic points", () => {
     // The table's page went back after its grace period, its external page with it.
     expect(vm.host.pool.liveTables).toBe(live - 1);
     expect(be.liveExternal.size).toBe(2);
+  });
+});
+
+/** A VM with a fake mirror backend, interleaving, and the strategy given. */
+function mirrorVm(strategy: "freeze" | "atomic-then-hook") {
+  const be = new FakeMirrorBackend();
+  const vm = new Vm(new Host({ memory: 256 * 2 ** 20 }), { memory: 64 * 2 ** 20, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, be, {
+    mmu: { strategy }, interleave: true,
+  });
+  /** What happened to the 4K mirror entry and the backend, by the yield it happened after. */
+  const seen: string[] = [];
+  let yields = 0;
+  vm.events.subscribe((e) => {
+    if (e.type === "spte" && e.mirror && e.level === 1) seen.push(`${yields}:${e.by}`);
+    if (e.type === "hook" && e.hook === "setExternalSpte") seen.push(`${yields}:hook=${e.result}`);
+  });
+  const step = (op: Op<unknown>) => {
+    while (!op.next().done) yields++;
+  };
+  return { be, vm, seen, step };
+}
+
+describe("set_external_spte_present: where the atomic points are", () => {
+  it("freeze: the FROZEN store, the backend call and the publish are three points, in that order", () => {
+    const { be, vm, seen, step } = mirrorVm("freeze");
+    step(privateAccess(vm, 0, 1));
+    const leaf = seen.filter((s) => /freeze|hook|publish/.test(s));
+    expect(leaf.map((s) => s.split(":")[1])).toEqual(["freeze", "hook=0", "publish"]);
+    const at = leaf.map((s) => Number(s.split(":")[0]));
+    expect(at[1]).toBeGreaterThan(at[0]!);
+    expect(at[2]).toBeGreaterThan(at[1]!);
+    expect(be.leaves.has(1)).toBe(true);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("atomic-then-hook: the entry is published a point before the backend hears of it", () => {
+    const { be, vm, seen, step } = mirrorVm("atomic-then-hook");
+    step(privateAccess(vm, 0, 1));
+    const leaf = seen.filter((s) => /cmpxchg|hook/.test(s));
+    expect(leaf.map((s) => s.split(":")[1])).toEqual(["cmpxchg", "hook=0"]);
+    expect(Number(leaf[1]!.split(":")[0])).toBeGreaterThan(Number(leaf[0]!.split(":")[0]));
+    expect(be.leaves.has(1)).toBe(true);
+    expect(vm.mmu.isMirrorInFlight(1, 1)).toBe(false);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
+  });
+
+  it("atomic-then-hook: a failed hook rolls the published entry back, and the fault retries", () => {
+    const { be, vm, seen, step } = mirrorVm("atomic-then-hook");
+    be.failNextSet = 1;
+    step(privateAccess(vm, 0, 1));
+    expect(seen.filter((s) => /cmpxchg|hook|rollback/.test(s)).map((s) => s.split(":")[1]))
+      .toEqual(["cmpxchg", `hook=${EBUSY}`, "rollback", "cmpxchg", "hook=0"]);
+    expect(vm.mmu.stats.faultRetries).toBe(1);
+    expect(vm.mmu.stats.pages[1]).toBe(1);
+    expect(be.leaves.has(1)).toBe(true);
+    expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
   });
 });
