@@ -258,17 +258,12 @@ export class TdxBackend implements Backend, CallListener {
 
   /**
    * `tdx_sept_remove_private_spte`: BLOCK → TRACK + kick → REMOVE → WBINVD, one SEAMCALL per
-   * atomic point (`remove-private-spte.ts`). After the HKID is gone it is only a RECLAIM of the
-   * page.
+   * atomic point (`remove-private-spte.ts`). The HKID is released only after every private page
+   * is gone (the guest_memfd's release zaps them first), so a removal without it is a KVM bug.
    */
   removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
     if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
-    if (this.td.lifecycle === LC_TEARDOWN) {
-      const r = this.reclaim(pfn);
-      if (isOk(r.status)) return 0;
-      this.leak(pfn, `TDH.PHYMEM.PAGE.RECLAIM failed: ${statusName(r.status)}`);
-      return this.bug("TDH.PHYMEM.PAGE.RECLAIM", r);
-    }
+    if (this.td.lifecycle === LC_TEARDOWN) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
     this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
     return this.removal.begin(gfn, pfn);
   }
@@ -277,8 +272,8 @@ export class TdxBackend implements Backend, CallListener {
    * `tdx_sept_free_private_spt`: only once the HKID is freed, by RECLAIM. A failure leaves the
    * page owned by the module: the core leaks it on purpose and counts it.
    */
-  freeExternalSpt(_vm: BackendVm, _gfn: number, _level: Level, externalSpt: number): number {
-    if (this.td.lifecycle !== LC_TEARDOWN) return EINVAL;
+  freeExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
+    if (this.td.lifecycle !== LC_TEARDOWN) this.bugOn(`free_external_spt of the table at gfn 0x${gfn.toString(16)} level ${level} while the HKID is assigned`);
     const r = this.reclaim(externalSpt);
     if (isOk(r.status)) return 0;
     this.pages.markLeaked(externalSpt);
@@ -409,7 +404,13 @@ export class TdxBackend implements Backend, CallListener {
     if (!isOk(r.status)) this.bug(name, r);
   }
 
-  /** `KVM_BUG_ON`: the VM is bugged; the run stops with a violation. */
+  /** `KVM_BUG_ON` of a condition KVM checks itself: the VM is bugged; the run stops with a violation. */
+  private bugOn(what: string): never {
+    this.bugged = true;
+    throw new KvmBug(`KVM_BUG_ON: ${what}`);
+  }
+
+  /** `KVM_BUG_ON` after a failed SEAMCALL: the VM is bugged; the run stops with a violation. */
   bug(name: string, r: SeamResult): never {
     this.bugged = true;
     const extra = r.entry !== undefined ? ` (entry 0x${r.entry.toString(16)}, level_state 0x${r.levelState!.toString(16)})` : "";

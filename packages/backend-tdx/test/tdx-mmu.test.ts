@@ -99,14 +99,24 @@ host:
     expect((r.vm.backend as TdxBackend).nrPremapped).toBe(0);
   });
 
-  it("teardown: the HKID is freed, every S-EPT, private and control page is reclaimed, the frames go back", () => {
+  it("teardown: private pages leave the S-EPT while the TD has its key; then the HKID is freed and the S-EPT and control pages are reclaimed; the frames go back", () => {
     const { vm, be, host } = tdVm();
     for (let p = 0; p < 600; p++) runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096));
+    const order: string[] = [];
+    vm.events.subscribe((e) => {
+      if (e.type === "call" && /REMOVE|KEY\.FREEID|RECLAIM/.test(e.name)) order.push(e.name);
+    });
     runToEnd(hostOps.teardown(vm, vm.hostCtx));
     const calls = be.stats().calls;
     expect(calls["TDH.MNG.KEY.FREEID"]).toBe(1);
-    // 600 private pages + 4 S-EPT pages + 4 TDCS + 1 TDVPR + the TDR.
-    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(600 + 4 + 4 + 1 + 1);
+    // The guest_memfd's release: every private page BLOCKed, REMOVEd and written back, keyed.
+    expect(calls["TDH.MEM.RANGE.BLOCK"]).toBe(600);
+    expect(calls["TDH.MEM.PAGE.REMOVE"]).toBe(600);
+    expect(calls["TDH.PHYMEM.PAGE.WBINVD"]).toBe(600 + 1); // and the TDR's, under the global KeyID
+    expect(order.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(order.indexOf("TDH.MNG.KEY.FREEID"));
+    expect(order.indexOf("TDH.PHYMEM.PAGE.RECLAIM")).toBeGreaterThan(order.indexOf("TDH.MNG.KEY.FREEID"));
+    // 4 S-EPT pages + 4 TDCS + 1 TDVPR + the TDR.
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 4 + 1 + 1);
     expect(vm.mmu.stats.leakedPages).toBe(0);
     expect(be.module.tds.has(be.tdr)).toBe(false);
     expect(host.frames.usedFrames).toBe(512); // the table pool's block only
@@ -376,5 +386,17 @@ describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => 
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
     expect(sawBlocked).toBeGreaterThan(0);
+  });
+  it("KVM_BUG_ON: a removal after the HKID was released, a table freed while it is assigned", () => {
+    const { vm, be } = tdVm();
+    runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x5000));
+    expect(() => be.freeExternalSpt(vm, 0, 2, 1)).toThrow(/KVM_BUG_ON: free_external_spt .* while the HKID is assigned/);
+    expect(be.bugged).toBe(true);
+    const td2 = tdVm();
+    runToEnd(guestAcceptPage(td2.vm, td2.vm.vcpus[0]!, 0x5000));
+    const pfn = td2.vm.memslots.find(5)!.gmem!.peekPfn(5);
+    td2.be.teardown(td2.vm);
+    expect(() => td2.be.removeExternalSpte(td2.vm, 5, 1, pfn)).toThrow(/KVM_BUG_ON: remove_external_spte of gfn 0x5 after the HKID was released/);
+    expect(td2.be.bugged).toBe(true);
   });
 });

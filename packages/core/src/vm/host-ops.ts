@@ -341,15 +341,27 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
 
 /**
  * VM teardown: vCPUs drop their roots, the MMU notifier's release zaps everything it may
- * (`kvm_mmu_zap_all`: direct and invalid roots), the backend gives up the guest's key (TDX: HKID
- * release, after which S-EPT pages can be reclaimed), then `kvm_mmu_uninit_tdp_mmu` invalidates
- * every root and zaps them under the write lock, the deferred frees run, and guest memory goes
- * back to the host.
+ * (`kvm_mmu_zap_all`: direct and invalid roots), the guest_memfd's release zaps every private
+ * mapping, the backend gives up the guest's key (TDX: HKID release, after which S-EPT pages can
+ * be reclaimed), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the
+ * write lock, the deferred frees run, and guest memory goes back to the host.
+ *
+ * A guest_memfd file holds a reference to its VM, so `kvm_gmem_release` runs before the VM is
+ * destroyed: `kvm_gmem_invalidate_begin` over the whole file, one invalidation under the write
+ * lock that unmaps private mappings only (KVM_FILTER_PRIVATE) and flushes the whole VM. On TDX
+ * that removes every private page from the S-EPT (BLOCK, TRACK, REMOVE, WBINVD) while the TD
+ * still has its key: `tdx_sept_remove_private_spte` treats a removal after the HKID release as
+ * a KVM bug. What is left of a mirror root for the last zap is its tables.
  */
 export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<void> {
   const mmu = vm.mmu;
   for (const v of [...vm.vcpus, ...extraVcpus]) vm.unloadRoots(v);
   yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
+  if (vm.backend.hasPrivateMemory) {
+    const end = vm.npages;
+    yield* withWriteLock(mmu, ctx, () => invalidating(mmu, 0, end, () =>
+      unmapGfnRange(mmu, ctx, 0, end, KVM_FILTER_PRIVATE, "guest_memfd release", true)));
+  }
   if (vm.backend.teardown) {
     vm.clock.step++;
     vm.backend.teardown(vm);
