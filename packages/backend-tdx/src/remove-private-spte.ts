@@ -3,9 +3,11 @@
  * `StepMachine`): one SEAMCALL per atomic point, because each is one on the real machine and a
  * vCPU on another CPU runs between them.
  *
- * 1. `tdx_sept_zap_private_spte`: TDH.MEM.RANGE.BLOCK. From here the guest's accesses to the
- *    page take EPT violations, and its TDG.MEM.PAGE.ACCEPT fails, until the fault path can map
- *    it again (after the zap drops `mmu_lock`).
+ * 1. `tdx_sept_zap_private_spte`: TDH.MEM.RANGE.BLOCK. From here a new translation of the page
+ *    fails: an access takes an EPT violation, TDG.MEM.PAGE.ACCEPT exits, and the fault waits for
+ *    `mmu_lock`. On hardware a vCPU that has the translation in its TLB may go on using it
+ *    until the kick below makes it exit; the model has no TLB, so its vCPUs see the BLOCK at
+ *    once (an interleaving the hardware also allows).
  * 2. `tdx_track`: TDH.MEM.TRACK starts a new TLB epoch, then
  *    `kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)` kicks every vCPU out of the TD so
  *    none still runs in the epoch the page was blocked in. The kick follows the TRACK with
@@ -15,8 +17,9 @@
  * 4. and TDH.PHYMEM.PAGE.WBINVD of the page under the TD's key (then `tdx_clear_page`, which
  *    only the host sees).
  *
- * BLOCK and REMOVE go through `tdh_do_no_vcpus`: on TDX_OPERAND_BUSY every vCPU is kicked out
- * and kept out while the call is retried once. With the vCPUs held outside nothing can contend
+ * BLOCK, TRACK and REMOVE are retried once on TDX_OPERAND_BUSY between
+ * `tdx_no_vcpus_enter_start` and `tdx_no_vcpus_enter_stop` (later kernels fold these into
+ * `tdh_do_no_vcpus`): every vCPU is kicked out and kept out while the call is retried. With the vCPUs held outside nothing can contend
  * for the retry, so the retry stays in the point of the first try.
  *
  * A page mapped in the mirror before finalize but never PAGE.ADDed has nothing in the S-EPT:

@@ -383,7 +383,7 @@ export class TdxBackend implements Backend, CallListener {
     this.kickAll();
   }
 
-  /** `tdh_do_no_vcpus`: on BUSY, kick every vCPU out (and keep them out), then try once more. */
+  /** On BUSY, kick every vCPU out and keep them out (`tdx_no_vcpus_enter_start`), then try once more. */
   noVcpusRetry(f: () => SeamResult): SeamResult {
     const r = f();
     if (!tdxOperandBusy(r.status)) return r;
