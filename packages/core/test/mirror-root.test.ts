@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  EBUSY, ExecCtx, Host, KvmBug, Vm, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
+  EBUSY, ExecCtx, Host, KvmBug, Vm, runSteps, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
   guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task,
 } from "../src/index.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
@@ -227,7 +227,7 @@ describe("remove_external_spte in several atomic points", () => {
       mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
       // The walker runs the queued calls before it may store again.
       expect(() => mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)).toThrow(KvmBug);
-      yield* mmu.externalZaps.run(ctx);
+      yield* runSteps(mmu.externalZaps.begin(), ctx);
       mmu.lock.writeUnlock(ctx);
     };
     stepAll(zapTable());

@@ -3,9 +3,10 @@
  * `remove_external_spte` for each leaf, then `free_external_spt` for the table that held it.
  *
  * The kernel makes these calls inside `handle_changed_spte` and `handle_removed_pt`, with
- * `mmu_lock` held for write. The model queues them there and runs them right after the store,
- * from the walker's coroutine (`run`), so that a backend whose removal takes several atomic
- * points yields between them. TDX's does: `tdx_sept_remove_private_spte` is TDH.MEM.RANGE.BLOCK,
+ * `mmu_lock` held for write. The model queues them there and the walker runs them right after
+ * the store, as a step machine (`begin`: one atomic point per call, and as many as a backend's
+ * removal takes), so that a walker that interleaves yields between them and one that does not
+ * runs them straight through, with no generator per zapped leaf. TDX's does: `tdx_sept_remove_private_spte` is TDH.MEM.RANGE.BLOCK,
  * TDH.MEM.TRACK with the kick of every vCPU, TDH.MEM.PAGE.REMOVE and TDH.PHYMEM.PAGE.WBINVD,
  * separate SEAMCALLs between which a vCPU on another CPU can enter the TD, take an EPT
  * violation on the blocked page or ACCEPT it.
@@ -18,17 +19,20 @@
  */
 import type { Level } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
-import type { ExecCtx, Op } from "../exec/ctx.js";
-import { runSteps } from "../exec/step-machine.js";
+import { STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
 import { KvmBug } from "./kvm-bug.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
 const EXT_REMOVE = 0;
 const EXT_FREE = 1;
 
-export class ExternalZaps {
+export class ExternalZaps implements StepMachine {
   /** Pending calls, four numbers each: kind, then gfn, level, pfn (remove) or slot (free). */
   private readonly queue: number[] = [];
+  /** The call `step` is at, as an index into `queue`. */
+  private next = 0;
+  /** The backend's machine of the removal at `next`, while it has points left. */
+  private removal: StepMachine | null = null;
 
   constructor(private readonly mmu: TdpMmu) {}
 
@@ -53,32 +57,59 @@ export class ExternalZaps {
   }
 
   /**
-   * Runs the queued calls, one atomic point each (and as many as the backend's removal takes),
-   * the first in the step of the store that queued them.
+   * The queued calls as a step machine (`runSteps` or `runNow`): the first runs in the step of
+   * the store that queued them, each later one at an atomic point of its own. Ends with 0.
    */
-  *run(ctx: ExecCtx): Op {
+  begin(): this {
+    this.next = 0;
+    this.removal = null;
+    return this;
+  }
+
+  step(): number {
     const q = this.queue;
-    try {
-      for (let i = 0; i < q.length; i += 4) {
-        if (i > 0) {
-          this.mmu.clock.step++;
-          if (ctx.interleave) yield;
+    const mmu = this.mmu;
+    for (;;) {
+      const i = this.next;
+      if (this.removal !== null) {
+        const r = this.removal.step();
+        if (r < 0) return r;
+        this.removal = null;
+        // A step machine's result is the errno's magnitude.
+        this.removed(q[i + 1]!, q[i + 2]!, -r);
+      } else if (i >= q.length) {
+        q.length = 0;
+        return 0;
+      } else if (q[i] === EXT_REMOVE) {
+        mmu.clock.step++;
+        const r = mmu.backend.removeExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!);
+        if (typeof r !== "number") {
+          // Its first point is this one.
+          this.removal = r;
+          continue;
         }
-        if (q[i] === EXT_REMOVE) yield* this.remove(ctx, q[i + 1]!, q[i + 2]!, q[i + 3]!);
-        else this.free(q[i + 1]!);
+        this.removed(q[i + 1]!, q[i + 2]!, r);
+      } else {
+        this.free(q[i + 1]!);
       }
-    } finally {
-      q.length = 0;
+      this.next = i + 4;
+      if (this.next < q.length) {
+        mmu.clock.step++;
+        return STEP_YIELD;
+      }
     }
   }
 
-  /** `remove_external_spte`: a failure is a KVM bug. */
-  private *remove(ctx: ExecCtx, gfn: number, level: number, pfn: number): Op {
+  /** A step threw (a KVM bug): the run is over, nothing queued is left for the next store. */
+  abort(): void {
+    this.removal?.abort();
+    this.removal = null;
+    this.queue.length = 0;
+  }
+
+  /** `remove_external_spte` returned `ret`: a failure is a KVM bug. */
+  private removed(gfn: number, level: number, ret: number): void {
     const mmu = this.mmu;
-    mmu.clock.step++;
-    const r = mmu.backend.removeExternalSpte!(mmu.vm, gfn, level as Level, pfn);
-    // A step machine's result is the errno's magnitude.
-    const ret = typeof r === "number" ? r : -(yield* runSteps(r, ctx));
     mmu.mirrorInFlightDelete(gfn, level);
     mmu.hookEvent("removeExternalSpte", gfn, level, ret);
     if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);

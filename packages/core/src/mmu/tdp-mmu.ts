@@ -215,7 +215,7 @@ export class TdpMmu {
   /**
    * `tdp_mmu_iter_set_spte` under the write lock: a plain store, then `handle_changed_spte`,
    * then, on a mirror root, `remove_external_spte` (non-atomic sets on mirrors only ever zap).
-   * The mirror's backend calls are queued: the walker runs them (`externalZaps.run`) before its
+   * The mirror's backend calls are queued: the walker runs them (`externalZaps.begin`) before its
    * next store, yielding between their atomic points.
    */
   setSpte(iter: TdpIter, lo: number, hi: number): void {
