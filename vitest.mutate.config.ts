@@ -1,9 +1,16 @@
 // The tests `pnpm mutate` (Stryker) runs against each mutant of packages/core/src/mmu and vm:
 // the core and backend suites. The CLI's tests drive the built bundle, which a mutant of the
 // sources does not change, and its brute-force explorations take minutes each.
+//
+// The backends' tests import `@tdpemu/core`, which normally resolves to the built `dist`: here
+// it resolves to the core's sources, so that those tests run against each mutant too (the TDX
+// and SEV tests are what exercise the guest's accept, the local retry of private faults and
+// the RMP fix-up of `vm/guest-access.ts`).
+import { resolve } from "node:path";
 import { defineConfig, mergeConfig } from "vitest/config";
 import base from "./vitest.config.js";
 
 export default mergeConfig(base, defineConfig({
+  resolve: { alias: { "@tdpemu/core": resolve(import.meta.dirname, "packages/core/src/index.ts") } },
   test: { include: ["packages/core/test/**/*.test.ts", "packages/backend-*/test/**/*.test.ts"] },
 }));
