@@ -4,12 +4,12 @@
  *
  * The kernel makes these calls inside `handle_changed_spte` and `handle_removed_pt`, with
  * `mmu_lock` held for write. The model queues them there and the walker runs them right after
- * the store, as a step machine (`begin`: one atomic point per call, and as many as a backend's
- * removal takes), so that a walker that interleaves yields between them and one that does not
- * runs them straight through, with no generator per zapped leaf. TDX's does: `tdx_sept_remove_private_spte` is TDH.MEM.RANGE.BLOCK,
- * TDH.MEM.TRACK with the kick of every vCPU, TDH.MEM.PAGE.REMOVE and TDH.PHYMEM.PAGE.WBINVD,
- * separate SEAMCALLs between which a vCPU on another CPU can enter the TD, take an EPT
- * violation on the blocked page or ACCEPT it.
+ * the store, as a step machine (`begin`): one atomic point per call, and as many as a backend's
+ * removal takes, so that a walker that interleaves yields between them and one that does not
+ * runs them straight through, with no generator per zapped leaf. TDX's removal takes four:
+ * `tdx_sept_remove_private_spte` is TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK with the kick of every
+ * vCPU, TDH.MEM.PAGE.REMOVE and TDH.PHYMEM.PAGE.WBINVD, separate SEAMCALLs between which a vCPU
+ * on another CPU can enter the TD, take an EPT violation on the blocked page or ACCEPT it.
  *
  * Only the zapping thread reads a mirror table while it holds the write lock, so no task can
  * tell whether child i + 1 is frozen before or after child i's SEAMCALLs: what the others see,
