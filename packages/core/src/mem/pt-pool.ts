@@ -80,8 +80,21 @@ export class PtPool {
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
   private blockChunk: Int32Array<ArrayBuffer>;
+  /**
+   * Freed slots, popped before anything else, and under them those freed before the newest
+   * chunk came: a stack whose entries from `freshBase` on were pushed after `grow`.
+   */
   private freeSlots = NO_I32;
   private nFree = 0;
+  /**
+   * The newest chunk's never-used slots, `freshNext` up to `freshEnd`, handed out in ascending
+   * order after the slots freed since it came and before those freed earlier (as if `grow` had
+   * pushed them all, lowest on top; a chunk is 512 slots, and the explorer makes a pool per
+   * schedule, so pushing them was a loop of 512 stores for every schedule).
+   */
+  private freshNext = 0;
+  private freshEnd = 0;
+  private freshBase = 0;
   private live = 0;
   /** One past the highest slot ever allocated: table memory and metadata below it were written. */
   private touched = 0;
@@ -180,15 +193,21 @@ export class PtPool {
    * before anything is half-done. May throw `HostMemoryExhausted`.
    */
   reserve(n: number): void {
-    while (this.nFree < n) this.grow();
+    while (this.nFree + this.freshEnd - this.freshNext < n) this.grow();
   }
 
   /** A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page. May throw `HostMemoryExhausted`. */
   alloc(owner: number, level: number, gfn: number, role: number): number {
-    if (this.nFree === 0) this.grow();
+    if (this.nFree === 0 && this.freshNext === this.freshEnd) this.grow();
     this.fp?.write(R_POOL);
     this.generation++;
-    const slot = this.freeSlots[--this.nFree]!;
+    let slot: number;
+    if (this.nFree > this.freshBase || this.freshNext === this.freshEnd) {
+      slot = this.freeSlots[--this.nFree]!;
+      if (this.nFree < this.freshBase) this.freshBase = this.nFree;
+    } else {
+      slot = this.freshNext++;
+    }
     if (slot >= this.touched) this.touched = slot + 1;
     let m = this.mem[slot >>> MEM_SHIFT];
     if (m === undefined) {
@@ -292,8 +311,17 @@ export class PtPool {
     this.blockChunk[block] = chunk;
     const needed = (chunk + 1) * FRAMES_PER_BLOCK;
     if (needed > this.spLevel.length) this.growMeta(Math.max(needed, this.spLevel.length * 2));
-    // Hand out the new chunk's slots in ascending order.
-    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
+    // The last chunk's unused slots (`reserve` may grow before they are gone) take their place
+    // in the stack, under the slots freed since that chunk came, lowest on top.
+    const left = this.freshEnd - this.freshNext;
+    if (left > 0) {
+      this.freeSlots.copyWithin(this.freshBase + left, this.freshBase, this.nFree);
+      for (let i = 0; i < left; i++) this.freeSlots[this.freshBase + i] = this.freshEnd - 1 - i;
+      this.nFree += left;
+    }
+    this.freshNext = chunk * FRAMES_PER_BLOCK;
+    this.freshEnd = this.freshNext + FRAMES_PER_BLOCK;
+    this.freshBase = this.nFree;
   }
 
   /**
@@ -330,7 +358,7 @@ export class PtPool {
     if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
     this.occupancy = NO_U32;
     this.spOwner = this.spExternal = this.freeSlots = NO_I32;
-    this.nFree = 0;
+    this.nFree = this.freshNext = this.freshEnd = this.freshBase = 0;
   }
 
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */

@@ -1,0 +1,83 @@
+/**
+ * The page-table pool hands out slots in one fixed order, whatever the mix of allocations,
+ * frees and top-ups: the slots freed last first, then the newest chunk's unused slots from the
+ * lowest, then older freed slots. Slot numbers become PFNs in traces and schedule files, so the
+ * order is part of what makes a run reproducible; the reference here is the plain stack the
+ * pool used to keep (a new chunk's 512 slots pushed, lowest on top).
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FRAMES_PER_BLOCK, FrameAllocator, PtPool } from "../src/index.js";
+
+type Op = { kind: "alloc" } | { kind: "free"; pick: number } | { kind: "reserve"; n: number };
+
+class ReferencePool {
+  private stack: number[] = [];
+  private chunks = 0;
+  private grow(): void {
+    const base = this.chunks++ * FRAMES_PER_BLOCK;
+    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.stack.push(base + i);
+  }
+  reserve(n: number): void {
+    while (this.stack.length < n) this.grow();
+  }
+  alloc(): number {
+    if (this.stack.length === 0) this.grow();
+    return this.stack.pop()!;
+  }
+  free(slot: number): void {
+    this.stack.push(slot);
+  }
+}
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.constant<Op>({ kind: "alloc" }) },
+  { weight: 3, arbitrary: fc.nat(10_000).map<Op>((pick) => ({ kind: "free", pick })) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 2 * FRAMES_PER_BLOCK }).map<Op>((n) => ({ kind: "reserve", n })) },
+);
+
+describe("page-table pool", () => {
+  it("hands out slots in the reference stack's order under any allocations, frees and top-ups", () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 1500 }), (ops) => {
+        const pool = new PtPool(new FrameAllocator(64 * 2 ** 20));
+        const ref = new ReferencePool();
+        const live: number[] = [];
+        for (const o of ops) {
+          if (o.kind === "alloc") {
+            const slot = pool.alloc(0, 1, 0, 0);
+            expect(slot).toBe(ref.alloc());
+            live.push(slot);
+          } else if (o.kind === "free") {
+            if (live.length === 0) continue;
+            const [slot] = live.splice(o.pick % live.length, 1);
+            pool.free(slot!);
+            ref.free(slot!);
+          } else {
+            pool.reserve(o.n);
+            ref.reserve(o.n);
+          }
+        }
+        expect(pool.liveTables).toBe(live.length);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("tops up whole chunks: a reserve with slots left in the newest chunk keeps them for later", () => {
+    const pool = new PtPool(new FrameAllocator(64 * 2 ** 20));
+    const first = pool.alloc(0, 1, 0, 0);
+    const freed = pool.alloc(0, 1, 0, 0);
+    pool.free(freed);
+    pool.reserve(FRAMES_PER_BLOCK + 5);
+    expect(pool.capacity).toBe(2 * FRAMES_PER_BLOCK);
+    // The new chunk's slots come first, lowest on top; then the slot freed before the top-up,
+    // then the first chunk's unused slots.
+    expect(pool.alloc(0, 1, 0, 0)).toBe(FRAMES_PER_BLOCK);
+    const rest: number[] = [];
+    for (let i = 1; i < FRAMES_PER_BLOCK; i++) rest.push(pool.alloc(0, 1, 0, 0));
+    expect(rest[rest.length - 1]).toBe(2 * FRAMES_PER_BLOCK - 1);
+    expect(pool.alloc(0, 1, 0, 0)).toBe(freed);
+    expect(pool.alloc(0, 1, 0, 0)).toBe(first + 2);
+  });
+});
