@@ -34,6 +34,9 @@ function forEachSeptEntry(pages: SeptPages, td: Td, cb: SeptCb): void {
   visitSept(pages, td.septRoot, td.rootLevel, 0, cb);
 }
 
+/** GFNs an entry at TDX level `level` spans (`512 ** level`, which V8 computes as a call to pow). */
+const GFNS_PER_ENTRY = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4];
+
 function visitSept(pages: SeptPages, page: number, level: number, base: number, cb: SeptCb): void {
   const t = pages.get(page)!;
   // Only the entries the occupancy bitmap marks, in ascending order: every other entry is the
@@ -43,8 +46,7 @@ function visitSept(pages: SeptPages, page: number, level: number, base: number, 
     const hi = t[2 * i + 1]!;
     const st = septState(lo, hi, level);
     if (st === SEPT_FREE) continue;
-    // Computed here, not hoisted: with `512 ** level` before the loop V8 ran the loop 7x slower.
-    const gfn = base + i * 512 ** level;
+    const gfn = base + i * GFNS_PER_ENTRY[level]!;
     cb(gfn, level, st, septPfn(lo, hi));
     if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
   }

@@ -9,7 +9,7 @@ import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type Tdp
 import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_EPT_WALK_FAILED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
+  TDX_EPT_WALK_FAILED, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
   septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
@@ -387,5 +387,28 @@ describe("septEntries", () => {
     expect(listed).toEqual(expected);
     expect(listed.map(([, level, state]) => `${level}:${state}`)).toContain(`1:${SEPT_NL_BLOCKED}`);
     expect(listed.filter(([, level]) => level === 0)).toHaveLength(6);
+  });
+});
+
+describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
+  // The walk stops above the 4K level without building a status (the guest's ACCEPT before the
+  // VMM maps the page is the common case): it must still exit exactly where the throwing walk did.
+  it("exits to the VMM at a FREE entry above the leaf, and at a blocked table", () => {
+    const m = finalizedTd();
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
+    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
+    // Leaves that go on from the walk still fail with the entry and level where it stopped.
+    expect(m.memPageAug(0x2000, 0, 0, 101)).toMatchObject({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, levelState: 1n | (BigInt(SEPT_NL_BLOCKED) << 8n) });
+  });
+
+  it("accepts a PENDING page once the walk reaches it, and only once", () => {
+    const m = runnableTd();
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ status: TDX_SUCCESS });
+    expect(m.tdgMemPageAccept(2, 0x1000, 0)).toMatchObject({ status: TDX_PAGE_ALREADY_ACCEPTED });
   });
 });

@@ -4,7 +4,7 @@
  */
 import { checkGpa } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, SeamError, check, fail, ok } from "./seam-result.js";
+import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, check, fail, ok } from "./seam-result.js";
 import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
 import { OPERAND_RCX, TDX_OPERAND_BUSY, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH } from "./status.js";
 import type { Td } from "./td.js";
@@ -13,13 +13,10 @@ import type { Td } from "./td.js";
 export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, gpa: number, level: number): SeamResult {
   const td = m.tdOfVcpu(tdvpr);
   const gfn = checkGpa(td, gpa, level, 0, 1);
-  try {
-    m.walk(td, gfn, level);
-  } catch (e) {
-    if (!(e instanceof SeamError)) throw e;
+  if (!m.tryWalk(td, gfn, level)) {
     // The walk stopped above the level: a leaf there means the page is mapped bigger.
-    const ls = e.result.levelState;
-    if (ls !== undefined && ((ls >> 8n) & 0x80n) === 0n && (ls >> 8n) !== BigInt(SEPT_FREE)) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
+    const st = m.walkStopState;
+    if ((st & 0x80) === 0 && st !== SEPT_FREE) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
     return ACCEPT_EXITED;
   }
   const table = m.walkTable;

@@ -280,11 +280,26 @@ export class SeamCore {
    * The entry found is at `walkOff` in `walkTable`.
    */
   walk(td: Td, gfn: number, level: number): void {
+    if (!this.tryWalk(td, gfn, level)) {
+      const lo = this.walkStopLo;
+      const hi = this.walkStopHi;
+      throw new SeamError({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(this.walkStopLevel, this.walkStopState) });
+    }
+  }
+
+  /**
+   * `walk` for a caller that handles the stop itself (the guest's ACCEPT, which exits to the
+   * VMM there): false if the walk stopped above `level`, with the entry it stopped at in
+   * `walkStopLo`/`walkStopHi` and its TDX level and state in `walkStopLevel`/`walkStopState`.
+   * No status is built and nothing is thrown: a guest accepting pages before the VMM maps them
+   * stops here on every first try.
+   */
+  tryWalk(td: Td, gfn: number, level: number): boolean {
     const remembered = level === 0 ? this.rememberedLeafTable(td, gfn) : undefined;
     if (remembered !== undefined) {
       this.walkTable = remembered;
       this.walkOff = 2 * septIndex(gfn, 0);
-      return;
+      return true;
     }
     let table = this.sept.get(td.septRoot)!;
     for (let lvl = td.rootLevel; lvl > level; lvl--) {
@@ -293,14 +308,25 @@ export class SeamCore {
       const hi = this.sept.entryHi(table, off);
       const st = septState(lo, hi, lvl);
       if (st !== SEPT_NL_MAPPED) {
-        throw new SeamError({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(lvl, st) });
+        this.walkStopLo = lo;
+        this.walkStopHi = hi;
+        this.walkStopLevel = lvl;
+        this.walkStopState = st;
+        return false;
       }
       table = this.sept.get(septPfn(lo, hi))!;
     }
     if (level === 0) this.rememberLeafTable(td, gfn, table);
     this.walkTable = table;
     this.walkOff = 2 * septIndex(gfn, level);
+    return true;
   }
+
+  /** Where the last `tryWalk` that failed stopped (see there). */
+  walkStopLo = 0;
+  walkStopHi = 0;
+  walkStopLevel = 0;
+  walkStopState = 0;
 
   /**
    * The 4K table a walk for `gfn` reached last time, if nothing it went through has changed
