@@ -81,3 +81,36 @@ describe("page-table pool", () => {
     expect(pool.alloc(0, 1, 0, 0)).toBe(first + 2);
   });
 });
+
+describe("page-table pool storage", () => {
+  it("gives every allocated table empty SPTEs: fresh slots, reused slots, and a released pool's arrays", () => {
+    const frames = new FrameAllocator(64 * 2 ** 20);
+    const isEmpty = (pool: PtPool, slot: number) => {
+      const m = pool.tableMem(slot);
+      const off = pool.tableOff(slot);
+      for (let i = 0; i < 512; i++) if (m[off + 2 * i] !== 0 || m[off + 2 * i + 1] !== 0x80000000) return false;
+      return true;
+    };
+    const scribble = (pool: PtPool, slot: number) => {
+      const m = pool.tableMem(slot);
+      m.fill(0xdeadbeef, pool.tableOff(slot), pool.tableOff(slot) + 1024);
+    };
+    for (let round = 0; round < 3; round++) {
+      const pool = new PtPool(frames);
+      const slots = Array.from({ length: 40 }, () => pool.alloc(0, 1, 0, 0));
+      for (const s of slots) {
+        expect(isEmpty(pool, s)).toBe(true);
+        scribble(pool, s);
+      }
+      for (const s of slots.slice(0, 20)) pool.free(s);
+      // A top-up that puts the first chunk's unused slots back on the stack, then reuse.
+      pool.reserve(FRAMES_PER_BLOCK + 30);
+      for (let i = 0; i < FRAMES_PER_BLOCK + 30; i++) {
+        const s = pool.alloc(0, 1, 0, 0);
+        expect(isEmpty(pool, s)).toBe(true);
+        scribble(pool, s);
+      }
+      pool.release();
+    }
+  });
+});

@@ -41,14 +41,25 @@ const EMPTY_TABLE = (() => {
 })();
 
 /**
- * Arrays of discarded pools (`release`), zeroed, for the next pool to take instead of making
- * new ones. The explorer builds a VM, and so a pool, for every schedule it runs (hundreds of
- * thousands of them); a new 64 KiB table array per pool, zero-filled by the allocator and later
- * swept by the collector, cost more than the pool's own work. A recycled array is zeroed over
- * everything the pool wrote, so a pool cannot tell it from a new one.
+ * Arrays of discarded pools (`release`) for the next pool to take instead of making new ones.
+ * The explorer builds a VM, and so a pool, for every schedule it runs (hundreds of thousands of
+ * them); a new 64 KiB table array per pool, zero-filled by the allocator and later swept by the
+ * collector, cost more than the pool's own work. Every table of a storage array, new or
+ * recycled, holds empty SPTEs until a pool first uses it (a recycled one is emptied again over
+ * everything its pool wrote), so a pool cannot tell one from the other, and a slot's first
+ * allocation writes nothing.
  */
 const SPARE_MEM_MAX = 64;
 const spareMem: Uint32Array[] = [];
+
+/** A storage array for `MEM_MASK + 1` tables, every entry empty. */
+function storage(): Uint32Array {
+  const recycled = spareMem.pop();
+  if (recycled !== undefined) return recycled;
+  const m = new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
+  for (let i = 0; i <= MEM_MASK; i++) m.set(EMPTY_TABLE, i * U32_PER_TABLE);
+  return m;
+}
 
 /** Words of a table's occupancy bitmap (`PtPool.occupancy`): 512 bits. */
 export const OCCUPANCY_WORDS = 16;
@@ -202,19 +213,21 @@ export class PtPool {
     this.fp?.write(R_POOL);
     this.generation++;
     let slot: number;
+    let m: Uint32Array | undefined;
     if (this.nFree > this.freshBase || this.freshNext === this.freshEnd) {
       slot = this.freeSlots[--this.nFree]!;
       if (this.nFree < this.freshBase) this.freshBase = this.nFree;
+      // A slot used before holds what its last table left (one `grow` put back unused may not).
+      m = this.mem[slot >>> MEM_SHIFT];
+      if (m === undefined) this.mem[slot >>> MEM_SHIFT] = storage();
+      else m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
     } else {
+      // A slot never used holds empty SPTEs already (see `storage`).
       slot = this.freshNext++;
+      m = this.mem[slot >>> MEM_SHIFT];
+      if (m === undefined) this.mem[slot >>> MEM_SHIFT] = storage();
     }
     if (slot >= this.touched) this.touched = slot + 1;
-    let m = this.mem[slot >>> MEM_SHIFT];
-    if (m === undefined) {
-      m = spareMem.pop() ?? new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
-      this.mem[slot >>> MEM_SHIFT] = m;
-    }
-    m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
     this.spLevel[slot] = level;
     this.spRole[slot] = role;
     this.spGfn[slot] = gfn;
@@ -334,7 +347,7 @@ export class PtPool {
       const m = this.mem[c];
       if (m === undefined) continue;
       const written = Math.min(MEM_MASK + 1, Math.max(0, this.touched - (c << MEM_SHIFT)));
-      m.fill(0, 0, written * U32_PER_TABLE);
+      for (let i = 0; i < written; i++) m.set(EMPTY_TABLE, i * U32_PER_TABLE);
       if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
     }
     this.mem.length = 0;
