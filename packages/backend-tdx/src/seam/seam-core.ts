@@ -27,6 +27,9 @@ class TdCallLog {
   listener: CallListener | undefined = undefined;
 }
 
+/** No table yet (shared: a module is made per explored schedule, and nothing is stored in it). */
+const NO_TABLE = new Uint32Array(0);
+
 export class SeamCore {
   /** Where the state's accessors record what each call reads and writes (`attach`). */
   readonly fp = new SeamFootprint();
@@ -47,7 +50,7 @@ export class SeamCore {
   /** The TDR whose PAMT lock the running leaf took in its prologue (NaN before). */
   lockedTdr = Number.NaN;
   /** Where the last `walk` ended: the table at the level asked for and the entry's offset in it. */
-  walkTable: Uint32Array = new Uint32Array(0);
+  walkTable: Uint32Array = NO_TABLE;
   walkOff = 0;
   /** The vCPU `tdOfVcpu` found. */
   foundVcpu: TdVcpu | undefined = undefined;
@@ -80,8 +83,9 @@ export class SeamCore {
   /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
   private leafVersion = -1;
   private leafRoot = -1;
-  private leafBase = -1;
-  private leafTable: Uint32Array = new Uint32Array(0);
+  /** The 2 MiB block of GFNs (`gfn / 512`, floored) of the remembered table. */
+  private leafBlock = -1;
+  private leafTable: Uint32Array = NO_TABLE;
 
   constructor(totalFrames: number) {
     this.pamt = new Pamt(totalFrames, this.fp);
@@ -337,14 +341,16 @@ export class SeamCore {
   rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
     // While recording, the walk must read (and record) the entries above the table.
     if (this.fp.recording) return undefined;
-    if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBase !== gfn - (gfn % 512)) return undefined;
+    if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBlock !== Math.floor(gfn / 512)) return undefined;
     return this.leafTable;
   }
 
   rememberLeafTable(td: Td, gfn: number, table: Uint32Array): void {
     this.leafVersion = this.sept.version;
     this.leafRoot = td.septRoot;
-    this.leafBase = gfn - (gfn % 512);
+    // Divided and floored, not `gfn % 512`: a GFN is a double to the compiler, and a double's
+    // remainder is a call to fmod, on every guest access.
+    this.leafBlock = Math.floor(gfn / 512);
     this.leafTable = table;
   }
 }
