@@ -129,8 +129,6 @@ class SearchPath {
   sleep = new Int32Array(0);
   /** Footprint of the step each explored choice took here, -1 if none yet. */
   fps = new Int32Array(0);
-  /** Per explored choice: the wait set its step began, if it began a retry (`WaitTracker.onStep`), else -1. */
-  waits = new Int32Array(0);
   /** Per explored choice: 1 if its task could go on right after its step (not waiting, not done). */
   goesOn = new Int32Array(0);
   /** Per explored choice, under a bound: 1 if its step changed what another task's attempt touched (`WaitTracker.affectsAttempts`). */
@@ -187,7 +185,6 @@ class SearchPath {
     this.nDone = per(this.nDone);
     this.sleep = perTask(this.sleep);
     this.fps = perTask(this.fps);
-    this.waits = perTask(this.waits);
     this.goesOn = perTask(this.goesOn);
     this.affects = perTask(this.affects);
     this.fpMark = per(this.fpMark);
@@ -245,8 +242,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let violation: ExploreResult["violation"] = null;
   /** A violation of the step `take` just ran, if any. */
   let stepViolation: ExploreViolation | null = null;
-  /** The wait set the step `take` just ran began (`WaitTracker.onStep`), -1 if none. */
-  let stepWait = -1;
 
   const progress = (): ExploreProgress => ({
     schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
@@ -275,7 +270,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
     }
     const h = rec.saveTo(store);
-    stepWait = tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
+    tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
     return h;
   };
 
@@ -296,6 +291,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     tracker ??= new WaitTracker(sys.tasks.length, store);
     tracker.reset();
     for (let i = 0; i < sys.tasks.length; i++) if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
+    if (from === 0) tracker.save(0);
     try {
       return runOn(sys, path, from, first);
     } finally {
@@ -305,22 +301,22 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
 
   const runOn = (sys: ExploreSystem, p: SearchPath, from: number, first: number | null): ExploreViolation[] | null => {
     // The prefix replays choices whose footprints were recorded when they were first taken (the
-    // nodes keep them), so it runs without a recorder: nothing is noted or copied per step.
+    // nodes keep them), so it runs without a recorder: nothing is noted or copied per step. Nor
+    // is the wait tracker told of its steps: it goes back to the state it saved after the
+    // prefix's last step, when a run first took it (its log still holds the prefix's steps).
     sys.clock.setRecorder(null);
     sys.setRecorder(null);
     const tr = tracker!;
     for (let d = 0; d < from; d++) {
       steps++;
-      const c = p.choice(d);
-      let outcome: number;
       try {
-        outcome = stepTask(sys.tasks, c, sys.clock);
+        stepTask(sys.tasks, p.choice(d), sys.clock);
       } catch (e) {
         if (sys.classify(e) === null) throw e;
         throw new Error("explorer: a replayed prefix failed; the system is not deterministic");
       }
-      tr.onStep(c, p.fps[d * p.tasks + c]!, outcome, sys.tasks[c]!.done, p.waits[d * p.tasks + c]!);
     }
+    if (from > 0) tr.restore(from);
     sys.clock.setRecorder(rec);
     sys.setRecorder(rec);
     const T = p.tasks;
@@ -362,10 +358,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const f = take(sys, first);
       if (f < 0) return stepFailed(p, from);
       p.fps[from * T + first] = f;
-      p.waits[from * T + first] = stepWait;
       p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
       p.affects[from * T + first] = bound !== Infinity && tracker!.affectsAttempts(first, f) ? 1 : 0;
       depth = from + 1;
+      tr.save(depth);
       p.prepare(depth, store.count);
       childSleep(p, from, first, f);
       if (checkEveryStep) {
@@ -416,10 +412,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const f = take(sys, c);
       if (f < 0) return stepFailed(p, d);
       p.fps[base + c] = f;
-      p.waits[base + c] = stepWait;
       p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
       p.affects[base + c] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
       depth++;
+      tr.save(depth);
       p.prepare(depth, store.count);
       childSleep(p, d, c, f);
       if (checkEveryStep) {

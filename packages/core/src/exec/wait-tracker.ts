@@ -25,9 +25,9 @@
  * The tracker reads footprints from a `FootprintStore` by handle and keeps a log of the steps
  * (task, footprint) of the current run; a run is replayed from its start, so `reset` empties it.
  * A wait set is a footprint too: a blocked task's is its blocking step's, a retrying task's is
- * added to the store when the retry begins, and its handle is returned, so that a replay of the
- * same run passes it back instead of merging the attempt again (the explorer replays a prefix
- * for every schedule, and most retries it meets are in prefixes).
+ * added to the store when the retry begins. The explorer replays a prefix for every schedule:
+ * instead of telling the tracker every step of it again (and so merging every retry and testing
+ * every wake again), it restores the state `save` kept after the prefix's last step.
  * A step with no footprint (a run without interleaving records none, its steps being whole ops)
  * is `UNKNOWN_CHANGE` if it changed shared state (it wakes every waiting task) or `NO_CHANGE`; a
  * task that blocks in such a step waits for any change by another.
@@ -61,6 +61,12 @@ export class WaitTracker {
   private readonly seen = new IdIndex();
   private mergedIds = new Float64Array(64);
   private mergedKinds = new Uint8Array(64);
+  /**
+   * `save`d states, `stride` numbers each: the log length, `nWaiting`, then per task its wait
+   * kind, woken, done, wait-any, attempt start and wait set.
+   */
+  private saved = new Int32Array(0);
+  private readonly stride: number;
 
   constructor(readonly tasks: number, private store: FootprintStore) {
     this.waitKind = new Uint8Array(tasks);
@@ -69,6 +75,52 @@ export class WaitTracker {
     this.waitAny = new Uint8Array(tasks);
     this.attemptStart = new Int32Array(tasks);
     this.waitFp = new Int32Array(tasks).fill(-1);
+    this.stride = 2 + 6 * tasks;
+  }
+
+  /**
+   * Keeps the state after the steps logged so far as state `slot` (the explorer's: the depth).
+   * A later run that logs the same steps first may `restore` it instead of logging them.
+   */
+  save(slot: number): void {
+    const S = this.stride;
+    const T = this.tasks;
+    if ((slot + 1) * S > this.saved.length) this.saved = grown(this.saved, new Int32Array(Math.max(2 * this.saved.length, (slot + 1) * S)));
+    const a = this.saved;
+    let o = slot * S;
+    a[o++] = this.n;
+    a[o++] = this.nWaiting;
+    for (let t = 0; t < T; t++) {
+      a[o] = this.waitKind[t]!;
+      a[o + T] = this.woken[t]!;
+      a[o + 2 * T] = this.done[t]!;
+      a[o + 3 * T] = this.waitAny[t]!;
+      a[o + 4 * T] = this.attemptStart[t]!;
+      a[o + 5 * T] = this.waitFp[t]!;
+      o++;
+    }
+  }
+
+  /**
+   * Back to state `slot` as `save` kept it. The log up to it must hold the same steps as when it
+   * was saved (the explorer's runs share their prefix with the run that saved it), and the wait
+   * sets it names must still be in the store.
+   */
+  restore(slot: number): void {
+    const T = this.tasks;
+    const a = this.saved;
+    let o = slot * this.stride;
+    this.n = a[o++]!;
+    this.nWaiting = a[o++]!;
+    for (let t = 0; t < T; t++) {
+      this.waitKind[t] = a[o]!;
+      this.woken[t] = a[o + T]!;
+      this.done[t] = a[o + 2 * T]!;
+      this.waitAny[t] = a[o + 3 * T]!;
+      this.attemptStart[t] = a[o + 4 * T]!;
+      this.waitFp[t] = a[o + 5 * T]!;
+      o++;
+    }
   }
 
   /** Forgets the run: every task enabled, nothing logged. */
@@ -103,10 +155,9 @@ export class WaitTracker {
   /**
    * Task `t` took a step whose footprint is handle `h` in the store (-1: none recorded) and that
    * yielded `outcome` (0 for an ordinary atomic point, BLOCKED, RETRY_WAIT); `finished` if the
-   * task ended with it. A step that began a retry returns its wait set as a code (`retryCode`
-   * of a replay of the same step), else -1.
+   * task ended with it.
    */
-  onStep(t: number, h: number, outcome: number, finished: boolean, retryCode = -1): number {
+  onStep(t: number, h: number, outcome: number, finished: boolean): void {
     if (this.n === this.logTask.length) {
       this.logTask = grown(this.logTask, new Int32Array(this.n * 2));
       this.logFp = grown(this.logFp, new Int32Array(this.n * 2));
@@ -123,11 +174,10 @@ export class WaitTracker {
     if (this.nWaiting > 0) this.wake(t, h);
     if (finished) {
       this.done[t] = 1;
-      return -1;
+      return;
     }
     if (outcome === BLOCKED) this.beginBlocked(t, h);
-    else if (outcome === RETRY_WAIT) return retryCode >= 0 ? this.resumeRetryWait(t, retryCode) : this.beginRetryWait(t, idx);
-    return -1;
+    else if (outcome === RETRY_WAIT) this.beginRetryWait(t, idx);
   }
 
   /**
@@ -208,11 +258,11 @@ export class WaitTracker {
 
   /**
    * The wait set of a retry: everything `t` touched since its attempt began, in one pass over the
-   * log, noting on the way whether another task modified an id after `t` had touched it. The set
-   * goes to the store; the code returned holds its handle, that staleness and whether a step of
-   * the attempt had no footprint (`resumeRetryWait` takes it back).
+   * log, noting on the way whether another task modified an id after `t` had touched it (then
+   * it is woken at once) and whether a step of the attempt had no footprint (then any change
+   * wakes it). The set goes to the store.
    */
-  private beginRetryWait(t: number, idx: number): number {
+  private beginRetryWait(t: number, idx: number): void {
     const seen = this.seen;
     seen.clear();
     let n = 0;
@@ -250,18 +300,11 @@ export class WaitTracker {
         } else if (!stale && pos >= 0 && modifies(kinds[i]!, this.mergedKinds[pos]!)) stale = true;
       }
     }
-    const code = store.add(this.mergedIds, this.mergedKinds, n) * 4 + (stale ? 2 : 0) + any;
-    return this.resumeRetryWait(t, code);
-  }
-
-  /** The retry wait of `beginRetryWait`'s code: the same set, staleness and unknowns. */
-  private resumeRetryWait(t: number, code: number): number {
-    this.waitFp[t] = code >>> 2;
-    this.waitAny[t] = code & 1;
+    this.waitFp[t] = store.add(this.mergedIds, this.mergedKinds, n);
+    this.waitAny[t] = any;
     this.waitKind[t] = RETRY_WAIT;
-    this.woken[t] = (code & 2) !== 0 ? 1 : 0;
+    this.woken[t] = stale ? 1 : 0;
     this.nWaiting++;
-    return code;
   }
 }
 
@@ -284,7 +327,9 @@ class IdIndex {
 
   private slot(id: number): number {
     const mask = this.keys.length - 1;
-    let h = Math.imul((id | 0) ^ ((id / 4294967296) | 0), 0x9e3779b1) >>> 0;
+    // The low 32 bits only: ids of different per-object spaces with one index collide, and the
+    // probe tells them apart; a division to mix in the high half cost more than the collisions.
+    let h = Math.imul(id | 0, 0x9e3779b1) >>> 0;
     for (;;) {
       const i = h & mask;
       if (this.stamps[i] !== this.gen || this.keys[i] === id) return i;
