@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FRAMES_PER_BLOCK, FrameAllocator, PtPool } from "../src/index.js";
+import { Clock, FRAMES_PER_BLOCK, FrameAllocator, PtPool } from "../src/index.js";
 
 type Op = { kind: "alloc" } | { kind: "free"; pick: number } | { kind: "reserve"; n: number };
 
@@ -111,6 +111,43 @@ describe("page-table pool storage", () => {
         scribble(pool, s);
       }
       pool.release();
+    }
+  });
+});
+
+describe("page-table pool storage while it tracks writes", () => {
+  it("a released pool's arrays come back empty though only the marked entries were rewritten", () => {
+    const frames = new FrameAllocator(64 * 2 ** 20);
+    const clock = new Clock();
+    for (let round = 0; round < 3; round++) {
+      const pool = new PtPool(frames);
+      // Tables written before tracking starts: one freed then (it stays free), one live.
+      const early = pool.alloc(0, 1, 0, 0);
+      const live = pool.alloc(0, 1, 0, 0);
+      const slots = Array.from({ length: 20 }, () => pool.alloc(0, 1, 0, 0));
+      pool.tableMem(early).fill(0x1234, pool.tableOff(early), pool.tableOff(early) + 1024);
+      pool.free(early);
+      pool.tableMem(live)[pool.tableOff(live) + 10] = 0x5007;
+      pool.trackWrites(clock);
+      // Stores while tracking reach the pool's log, as `TdpMmu.writeSpte`'s do through the clock.
+      for (const s of slots) {
+        for (const i of [0, 7, 300, 511]) {
+          pool.tableMem(s)[pool.tableOff(s) + 2 * i] = 0xabc007;
+          pool.noteSpteWrite(s * 512 + i);
+        }
+      }
+      pool.release();
+      const next = new PtPool(frames);
+      for (let i = 0; i < 40; i++) {
+        const s = next.alloc(0, 1, 0, 0);
+        const m = next.tableMem(s);
+        const off = next.tableOff(s);
+        for (let e = 0; e < 512; e++) {
+          expect(m[off + 2 * e]).toBe(0);
+          expect(m[off + 2 * e + 1]).toBe(0x80000000);
+        }
+      }
+      next.release();
     }
   });
 });

@@ -17,7 +17,7 @@ import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
-import { grown } from "./typed-arrays.js";
+import { grown, nextSetBit } from "./typed-arrays.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -266,7 +266,13 @@ export class PtPool {
     this.tracksWrites = true;
     if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS) this.growOccupancy(this.spLevel.length);
     for (let slot = 0; slot < this.touched; slot++) {
-      if (this.spLive[slot] !== 1) continue;
+      if (this.spLive[slot] !== 1) {
+        // A freed table is emptied, so that every bit, live table or not, says what its entry
+        // holds (`release` empties only the entries the bits mark).
+        this.mem[slot >>> MEM_SHIFT]!.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
+        this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
+        continue;
+      }
       for (let i = 0; i < 512; i++) this.noteSpteWrite(slot * 512 + i);
     }
   }
@@ -347,7 +353,10 @@ export class PtPool {
       const m = this.mem[c];
       if (m === undefined) continue;
       const written = Math.min(MEM_MASK + 1, Math.max(0, this.touched - (c << MEM_SHIFT)));
-      for (let i = 0; i < written; i++) m.set(EMPTY_TABLE, i * U32_PER_TABLE);
+      for (let i = 0; i < written; i++) {
+        if (this.tracksWrites) this.emptyMarked(m, (c << MEM_SHIFT) + i, i * U32_PER_TABLE);
+        else m.set(EMPTY_TABLE, i * U32_PER_TABLE);
+      }
       if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
     }
     this.mem.length = 0;
@@ -372,6 +381,20 @@ export class PtPool {
     this.occupancy = NO_U32;
     this.spOwner = this.spExternal = this.freeSlots = NO_I32;
     this.nFree = this.freshNext = this.freshEnd = this.freshBase = 0;
+  }
+
+  /**
+   * Empties the entries of table `slot` (at `off` of `m`) that `occupancy` marks as used: while
+   * it tracks writes, an unmarked entry is empty already. The explorer's tables hold a handful of
+   * entries, and rewriting all 512 of each was most of discarding a pool.
+   */
+  private emptyMarked(m: Uint32Array, slot: number, off: number): void {
+    const words = this.occupancy;
+    const base = slot * OCCUPANCY_WORDS;
+    for (let i = nextSetBit(words, base, OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(words, base, OCCUPANCY_WORDS, i + 1)) {
+      m[off + 2 * i] = SHADOW_NONPRESENT_LO;
+      m[off + 2 * i + 1] = SHADOW_NONPRESENT_HI;
+    }
   }
 
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
