@@ -22,7 +22,7 @@ export type LeafBody = (m: SeamCore, tdr: number, a: number, b: number, c: numbe
 
 /** Per TD (by TDR): who hears of its calls, how many of each it has made, what to inject. */
 class TdCallLog {
-  readonly counts = new Array<number>(SEAMCALL_NAMES.length).fill(0); // not typed: see CallCounts
+  readonly counts = Array.from({ length: SEAMCALL_NAMES.length }, () => 0); // packed, not typed: see CallCounts
   readonly injected: InjectedFault[] = [];
   listener: CallListener | undefined = undefined;
 }
