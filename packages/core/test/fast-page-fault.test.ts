@@ -93,4 +93,22 @@ describe("fast page fault", () => {
       expect(r.value).toBe(losses === 4 ? RET_PF_FIXED : RET_PF_INVALID);
     }
   });
+
+  it("the fault path sends a guest write to a present leaf there first, and nothing else", () => {
+    // page_fault_can_be_fast: a write to a present translation, not a pre-fault, on the direct root.
+    const byOf = (vm: Vm, op: () => void) => {
+      const by: string[] = [];
+      const off = vm.events.subscribe((e) => { if (e.type === "spte") by.push(e.by); });
+      op();
+      off();
+      return by;
+    };
+    const vm = dirtyLogged();
+    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false)))).toEqual(["fast-pf"]);
+    expect(run(hostOps.dirtyLogCollect(vm, vm.hostCtx, 0))).toEqual([0]);
+    // A read of the write-protected page is allowed already: no fault, no store.
+    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0, false, false)))).toEqual([]);
+    // A write to a page never mapped goes the slow way (a new leaf, not a fast fix).
+    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false)))).not.toContain("fast-pf");
+  });
 });
