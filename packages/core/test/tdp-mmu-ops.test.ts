@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
-  HostMemoryExhausted, checkInvariants, formatSpte, guestAccessPage, hostOps, isLastSpte, isWritable, spteToPfn,
+  ExecCtx, HostMemoryExhausted, checkInvariants, formatSpte, guestAccessPage, hostOps, isLastSpte, isWritable, runToEnd, spteToPfn,
+  wrprotGfnRange,
   TdpIter, type Vm,
 } from "../src/index.js";
 import { GiB, MiB, makeVm, run } from "./helpers.js";
@@ -172,6 +173,29 @@ describe("split and recover", () => {
       expect(isWritable(lo)).toBe(true);
     }
     clean(vm);
+  });
+
+  it("a write to a dirty-logged 2M page splits it in the fault path: 512 stores, one per child GFN", () => {
+    const vm = makeVm({ hostPageLevel: 2 });
+    access(vm, 0, 1);
+    // Dirty logging on without the eager split (KVM's eager_page_split=N): the 2M leaf is only
+    // write-protected, and the write fault splits it.
+    vm.memslots.find(0)!.setDirtyLogging(true);
+    const ctx = new ExecCtx("wrprot", false);
+    runToEnd(vm.mmu.lock.readLock(ctx));
+    vm.mmu.rcu.readLock(ctx);
+    expect(run(wrprotGfnRange(vm.mmu, ctx, vm.mmu.peekRoots()[0]!, 0, 512, 2))).toBe(true);
+    vm.mmu.rcu.readUnlock(ctx);
+    vm.mmu.lock.readUnlock(ctx);
+    const [, hlo, hhi] = leafOf(vm, 0)!;
+    const split: number[] = [];
+    const off = vm.events.subscribe((e) => { if (e.type === "spte" && e.by === "split") split.push(e.gfn); });
+    run(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false));
+    off();
+    // Each child's store names the GFN it maps (the events a user follows in the UI and traces).
+    expect(split).toEqual(Array.from({ length: 512 }, (_, i) => i));
+    for (const g of [0, 5, 511]) expect(spteToPfn(...(leafOf(vm, g)!.slice(1) as [number, number]))).toBe(spteToPfn(hlo, hhi) + g);
+    expect(leafOf(vm, 5)![0]).toBe(1);
   });
 
   it("a 1G leaf splits into 2M leaves and then 4K leaves", () => {
