@@ -112,6 +112,53 @@ describe("kvm_vm_set_mem_attributes", () => {
   });
 });
 
+describe("kvm_arch_pre_set_memory_attributes: the invalidation covers the head and tail huge pages", () => {
+  const privateVm = (memory: number) => makeVm({
+    memory, hostPageLevel: 2,
+    backend: { ...bareBackend(), hasPrivateMemory: true, classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p },
+  });
+  /** Which of `probes` a fault that sampled the sequence before the conversion must retry, at any point of it. */
+  const invalidated = (vm: ReturnType<typeof privateVm>, start: number, end: number, probes: number[]) => {
+    vm.setInterleave(true);
+    const seq = vm.mmu.invalidateSeq;
+    const hit = new Set<number>();
+    const op = hostOps.convertMemory(vm, vm.hostCtx, start, end, false);
+    for (let r = op.next(); !r.done; r = op.next()) for (const g of probes) if (vm.mmu.invalidateRetryGfn(seq, g)) hit.add(g);
+    vm.setInterleave(false);
+    return probes.filter((g) => hit.has(g));
+  };
+  const MiB16 = 16 * 2 ** 20;
+
+  it("widens to a uniform 2M page around a range inside it, and not beyond", () => {
+    expect(invalidated(privateVm(MiB16), 0x201, 0x202, [0x1ff, 0x200, 0x201, 0x3ff, 0x400])).toEqual([0x200, 0x201, 0x3ff]);
+    // Starting on the boundary, ending inside.
+    expect(invalidated(privateVm(MiB16), 0x200, 0x201, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([0x200, 0x3ff]);
+  });
+
+  it("adds nothing to a range that is whole 2M pages", () => {
+    expect(invalidated(privateVm(MiB16), 0x200, 0x400, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([0x200, 0x3ff]);
+  });
+
+  it("widens both ends of a range across two 2M pages", () => {
+    expect(invalidated(privateVm(MiB16), 0x3ff, 0x401, [0x1ff, 0x200, 0x3ff, 0x400, 0x5ff, 0x600])).toEqual([0x200, 0x3ff, 0x400, 0x5ff]);
+  });
+
+  it("leaves out a head or tail 2M page whose attributes are mixed already", () => {
+    const head = privateVm(MiB16);
+    run(hostOps.convertMemory(head, head.hostCtx, 0x250, 0x251, false));
+    expect(invalidated(head, 0x201, 0x202, [0x200, 0x201, 0x3ff])).toEqual([0x201]);
+    const tail = privateVm(MiB16);
+    run(hostOps.convertMemory(tail, tail.hostCtx, 0x450, 0x451, false));
+    expect(invalidated(tail, 0x3ff, 0x401, [0x200, 0x400, 0x401, 0x5ff])).toEqual([0x200, 0x400]);
+  });
+
+  it("leaves out a head or tail 2M page that reaches past the memslot", () => {
+    // 15 MiB: the last 2M page, 0xe00-0xfff, ends past the memslot's end at 0xf00.
+    expect(invalidated(privateVm(15 * 2 ** 20), 0xe01, 0xe02, [0xe00, 0xe01, 0xeff])).toEqual([0xe01]);
+    expect(invalidated(privateVm(15 * 2 ** 20), 0xdff, 0xe01, [0xc00, 0xdff, 0xe00, 0xe01, 0xeff])).toEqual([0xc00, 0xdff, 0xe00]);
+  });
+});
+
 describe("goto retry after a lost cmpxchg (wrprot_gfn_range, __tdp_mmu_zap_root, split, recover)", () => {
   it("the retry passes through tdp_mmu_iter_cond_resched: a writer that began waiting meanwhile gets mmu_lock first", () => {
     const vm = makeVm({});
