@@ -34,6 +34,38 @@ describe("root matching (tdp_mmu_root_match)", () => {
   });
 });
 
+describe("kvm_mmu_reload", () => {
+  it("loads a root (and flushes the vCPU's TLB for it) only when the vCPU has no valid one", () => {
+    for (const mirror of [false, true]) {
+      const vm = makeVm(mirror ? { backend: new FakeMirrorBackend() } : {});
+      const host = vm.hostVcpu;
+      // Pre-faults reload the host vCPU's roots before every page, as kvm_arch_vcpu_pre_fault_memory does.
+      run(hostOps.populate(vm, host, 0, 1));
+      const root = host.root;
+      const mirrorRoot = host.mirrorRoot;
+      const flushes = vm.mmu.stats.vcpuTlbFlushes;
+      run(hostOps.populate(vm, host, 1, 4));
+      expect(vm.mmu.stats.vcpuTlbFlushes).toBe(flushes);
+      expect(host.root).toBe(root);
+      expect(host.mirrorRoot).toBe(mirrorRoot);
+      // The direct root invalidated: it alone is loaded again, with one flush.
+      vm.mmu.invalidateRoots(KVM_DIRECT_ROOTS);
+      vm.loadRoots(host);
+      expect(vm.mmu.stats.vcpuTlbFlushes).toBe(flushes + 1);
+      expect(host.root).not.toBe(root);
+      expect(host.mirrorRoot).toBe(mirrorRoot);
+      if (!mirror) continue;
+      // The mirror root invalidated: it alone.
+      const direct = host.root;
+      vm.mmu.invalidateRoots(KVM_MIRROR_ROOTS);
+      vm.loadRoots(host);
+      expect(vm.mmu.stats.vcpuTlbFlushes).toBe(flushes + 2);
+      expect(host.mirrorRoot).not.toBe(mirrorRoot);
+      expect(host.root).toBe(direct);
+    }
+  });
+});
+
 describe("errors never leave the MMU locked", () => {
   it("a backend that throws in the middle of a fault: the read lock and RCU are released", () => {
     const be = new FakeMirrorBackend();
