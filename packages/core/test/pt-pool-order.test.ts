@@ -2,8 +2,8 @@
  * The page-table pool hands out slots in one fixed order, whatever the mix of allocations,
  * frees and top-ups: the slots freed last first, then the newest chunk's unused slots from the
  * lowest, then older freed slots. Slot numbers become PFNs in traces and schedule files, so the
- * order is part of what makes a run reproducible; the reference here is the plain stack the
- * pool used to keep (a new chunk's 512 slots pushed, lowest on top).
+ * order is part of what makes a run reproducible; the reference here is a plain stack (a new
+ * chunk's 512 slots pushed, lowest on top), written apart from the pool's own.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -116,7 +116,7 @@ describe("page-table pool storage", () => {
 });
 
 describe("page-table pool storage while it tracks writes", () => {
-  it("a released pool's arrays come back empty though only the marked entries were rewritten", () => {
+  it("a released pool's arrays come back empty, tables written before and while tracking alike", () => {
     const frames = new FrameAllocator(64 * 2 ** 20);
     const clock = new Clock();
     for (let round = 0; round < 3; round++) {

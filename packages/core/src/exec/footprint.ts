@@ -84,14 +84,6 @@ export class FootprintStore {
   private len = new Int32Array(256);
   /** Per handle: 1 if any access writes or updates (a footprint of reads only changes nothing). */
   private mods = new Uint8Array(256);
-  /**
-   * Per handle, a 32-bit summary of its ids by kind (bit `idBit(id)` of the mask of each kind it
-   * has): two footprints whose summaries cannot conflict are independent without comparing ids
-   * (most pairs the sleep sets compare are), and a shared bit only sends them to the exact test.
-   */
-  private readMask = new Int32Array(256);
-  private addMask = new Int32Array(256);
-  private writeMask = new Int32Array(256);
   private n = 0;
 
   /** How many footprints are held (the next handle). */
@@ -111,9 +103,6 @@ export class FootprintStore {
       this.start = grown(this.start, new Int32Array(this.n * 2));
       this.len = grown(this.len, new Int32Array(this.n * 2));
       this.mods = grown(this.mods, new Uint8Array(this.n * 2));
-      this.readMask = grown(this.readMask, new Int32Array(this.n * 2));
-      this.addMask = grown(this.addMask, new Int32Array(this.n * 2));
-      this.writeMask = grown(this.writeMask, new Int32Array(this.n * 2));
     }
     if (this.used + count > this.ids.length) {
       const cap = Math.max(this.ids.length * 2, this.used + count);
@@ -124,25 +113,13 @@ export class FootprintStore {
     // would be the one allocation left.
     const to = this.used;
     let mods = 0;
-    let r = 0;
-    let a = 0;
-    let w = 0;
     for (let i = 0; i < count; i++) {
-      const id = ids[i]!;
-      const k = kinds[i]!;
-      this.ids[to + i] = id;
-      this.kinds[to + i] = k;
-      mods |= k;
-      const bit = 1 << idBit(id);
-      if (k & KIND_READ) r |= bit;
-      if (k & KIND_ADD) a |= bit;
-      if (k & KIND_WRITE) w |= bit;
+      this.ids[to + i] = ids[i]!;
+      this.kinds[to + i] = kinds[i]!;
+      mods |= kinds[i]!;
     }
     const h = this.n++;
     this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
-    this.readMask[h] = r;
-    this.addMask[h] = a;
-    this.writeMask[h] = w;
     this.start[h] = this.used;
     this.len[h] = count;
     this.used += count;
@@ -174,13 +151,6 @@ export class FootprintStore {
 
   /** Whether the steps of footprints `a` and `b` do not commute. */
   dependsOn(a: number, b: number): boolean {
-    const wa = this.writeMask[a]!;
-    const wb = this.writeMask[b]!;
-    const ra = this.readMask[a]!;
-    const rb = this.readMask[b]!;
-    const aa = this.addMask[a]!;
-    const ab = this.addMask[b]!;
-    if (((wa & (rb | ab | wb)) | (wb & (ra | aa)) | (ra & ab) | (aa & rb)) === 0) return false;
     const ids = this.ids;
     const kinds = this.kinds;
     const a0 = this.start[a]!;
@@ -199,15 +169,6 @@ export class FootprintStore {
     }
     return false;
   }
-}
-
-/**
- * Which of 32 bits summarises resource `id` in a footprint's masks: a hash of its low 32 bits
- * (ids of different per-object spaces with the same index share a bit, which only sends their
- * pair to the exact test; a division to mix in the high bits cost more than it saved).
- */
-function idBit(id: number): number {
-  return Math.imul(id | 0, 0x9e3779b1) >>> 27;
 }
 
 /**

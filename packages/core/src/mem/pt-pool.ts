@@ -17,7 +17,7 @@ import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
 import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
-import { grown, nextSetBit } from "./typed-arrays.js";
+import { grown } from "./typed-arrays.js";
 
 export const U32_PER_TABLE = 1024;
 const SLOT_SHIFT = 9;
@@ -41,25 +41,14 @@ const EMPTY_TABLE = (() => {
 })();
 
 /**
- * Arrays of discarded pools (`release`) for the next pool to take instead of making new ones.
- * The explorer builds a VM, and so a pool, for every schedule it runs (hundreds of thousands of
- * them); a new 64 KiB table array per pool, zero-filled by the allocator and later swept by the
- * collector, cost more than the pool's own work. Every table of a storage array, new or
- * recycled, holds empty SPTEs until a pool first uses it (a recycled one is emptied again over
- * everything its pool wrote), so a pool cannot tell one from the other, and a slot's first
- * allocation writes nothing.
+ * Arrays of discarded pools (`release`), zeroed, for the next pool to take instead of making
+ * new ones. The explorer builds a VM, and so a pool, for every schedule it runs (hundreds of
+ * thousands of them); a new 64 KiB table array per pool, zero-filled by the allocator and later
+ * swept by the collector, cost more than the pool's own work. A recycled array is zeroed over
+ * everything the pool wrote, so a pool cannot tell it from a new one.
  */
 const SPARE_MEM_MAX = 64;
 const spareMem: Uint32Array[] = [];
-
-/** A storage array for `MEM_MASK + 1` tables, every entry empty. */
-function storage(): Uint32Array {
-  const recycled = spareMem.pop();
-  if (recycled !== undefined) return recycled;
-  const m = new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
-  for (let i = 0; i <= MEM_MASK; i++) m.set(EMPTY_TABLE, i * U32_PER_TABLE);
-  return m;
-}
 
 /** Words of a table's occupancy bitmap (`PtPool.occupancy`): 512 bits. */
 export const OCCUPANCY_WORDS = 16;
@@ -91,21 +80,8 @@ export class PtPool {
   private chunkBlock: number[] = [];
   /** Host block → chunk index, -1 if the block is not a pool chunk. */
   private blockChunk: Int32Array<ArrayBuffer>;
-  /**
-   * Freed slots, popped before anything else, and under them those freed before the newest
-   * chunk came: a stack whose entries from `freshBase` on were pushed after `grow`.
-   */
   private freeSlots = NO_I32;
   private nFree = 0;
-  /**
-   * The newest chunk's never-used slots, `freshNext` up to `freshEnd`, handed out in ascending
-   * order after the slots freed since it came and before those freed earlier (as if `grow` had
-   * pushed them all, lowest on top; a chunk is 512 slots, and the explorer makes a pool per
-   * schedule, so pushing them was a loop of 512 stores for every schedule).
-   */
-  private freshNext = 0;
-  private freshEnd = 0;
-  private freshBase = 0;
   private live = 0;
   /** One past the highest slot ever allocated: table memory and metadata below it were written. */
   private touched = 0;
@@ -204,30 +180,22 @@ export class PtPool {
    * before anything is half-done. May throw `HostMemoryExhausted`.
    */
   reserve(n: number): void {
-    while (this.nFree + this.freshEnd - this.freshNext < n) this.grow();
+    while (this.nFree < n) this.grow();
   }
 
   /** A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page. May throw `HostMemoryExhausted`. */
   alloc(owner: number, level: number, gfn: number, role: number): number {
-    if (this.nFree === 0 && this.freshNext === this.freshEnd) this.grow();
+    if (this.nFree === 0) this.grow();
     this.fp?.write(R_POOL);
     this.generation++;
-    let slot: number;
-    let m: Uint32Array | undefined;
-    if (this.nFree > this.freshBase || this.freshNext === this.freshEnd) {
-      slot = this.freeSlots[--this.nFree]!;
-      if (this.nFree < this.freshBase) this.freshBase = this.nFree;
-      // A slot used before holds what its last table left (one `grow` put back unused may not).
-      m = this.mem[slot >>> MEM_SHIFT];
-      if (m === undefined) this.mem[slot >>> MEM_SHIFT] = storage();
-      else m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
-    } else {
-      // A slot never used holds empty SPTEs already (see `storage`).
-      slot = this.freshNext++;
-      m = this.mem[slot >>> MEM_SHIFT];
-      if (m === undefined) this.mem[slot >>> MEM_SHIFT] = storage();
-    }
+    const slot = this.freeSlots[--this.nFree]!;
     if (slot >= this.touched) this.touched = slot + 1;
+    let m = this.mem[slot >>> MEM_SHIFT];
+    if (m === undefined) {
+      m = spareMem.pop() ?? new Uint32Array((MEM_MASK + 1) * U32_PER_TABLE);
+      this.mem[slot >>> MEM_SHIFT] = m;
+    }
+    m.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
     this.spLevel[slot] = level;
     this.spRole[slot] = role;
     this.spGfn[slot] = gfn;
@@ -266,13 +234,7 @@ export class PtPool {
     this.tracksWrites = true;
     if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS) this.growOccupancy(this.spLevel.length);
     for (let slot = 0; slot < this.touched; slot++) {
-      if (this.spLive[slot] !== 1) {
-        // A freed table is emptied, so that every bit, live table or not, says what its entry
-        // holds (`release` empties only the entries the bits mark).
-        this.mem[slot >>> MEM_SHIFT]!.set(EMPTY_TABLE, (slot & MEM_MASK) * U32_PER_TABLE);
-        this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
-        continue;
-      }
+      if (this.spLive[slot] !== 1) continue;
       for (let i = 0; i < 512; i++) this.noteSpteWrite(slot * 512 + i);
     }
   }
@@ -330,17 +292,8 @@ export class PtPool {
     this.blockChunk[block] = chunk;
     const needed = (chunk + 1) * FRAMES_PER_BLOCK;
     if (needed > this.spLevel.length) this.growMeta(Math.max(needed, this.spLevel.length * 2));
-    // The last chunk's unused slots (`reserve` may grow before they are gone) take their place
-    // in the stack, under the slots freed since that chunk came, lowest on top.
-    const left = this.freshEnd - this.freshNext;
-    if (left > 0) {
-      this.freeSlots.copyWithin(this.freshBase + left, this.freshBase, this.nFree);
-      for (let i = 0; i < left; i++) this.freeSlots[this.freshBase + i] = this.freshEnd - 1 - i;
-      this.nFree += left;
-    }
-    this.freshNext = chunk * FRAMES_PER_BLOCK;
-    this.freshEnd = this.freshNext + FRAMES_PER_BLOCK;
-    this.freshBase = this.nFree;
+    // Hand out the new chunk's slots in ascending order.
+    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
   }
 
   /**
@@ -353,10 +306,7 @@ export class PtPool {
       const m = this.mem[c];
       if (m === undefined) continue;
       const written = Math.min(MEM_MASK + 1, Math.max(0, this.touched - (c << MEM_SHIFT)));
-      for (let i = 0; i < written; i++) {
-        if (this.tracksWrites) this.emptyMarked(m, (c << MEM_SHIFT) + i, i * U32_PER_TABLE);
-        else m.set(EMPTY_TABLE, i * U32_PER_TABLE);
-      }
+      m.fill(0, 0, written * U32_PER_TABLE);
       if (spareMem.length < SPARE_MEM_MAX) spareMem.push(m);
     }
     this.mem.length = 0;
@@ -380,21 +330,7 @@ export class PtPool {
     if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
     this.occupancy = NO_U32;
     this.spOwner = this.spExternal = this.freeSlots = NO_I32;
-    this.nFree = this.freshNext = this.freshEnd = this.freshBase = 0;
-  }
-
-  /**
-   * Empties the entries of table `slot` (at `off` of `m`) that `occupancy` marks as used: while
-   * it tracks writes, an unmarked entry is empty already. The explorer's tables hold a handful of
-   * entries, and rewriting all 512 of each was most of discarding a pool.
-   */
-  private emptyMarked(m: Uint32Array, slot: number, off: number): void {
-    const words = this.occupancy;
-    const base = slot * OCCUPANCY_WORDS;
-    for (let i = nextSetBit(words, base, OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(words, base, OCCUPANCY_WORDS, i + 1)) {
-      m[off + 2 * i] = SHADOW_NONPRESENT_LO;
-      m[off + 2 * i + 1] = SHADOW_NONPRESENT_HI;
-    }
+    this.nFree = 0;
   }
 
   /** Metadata arrays grow by doubling, so a pool of n pages costs O(n) copies in total. */
