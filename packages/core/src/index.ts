@@ -34,7 +34,7 @@ export { maxMappingLevel, hugepageAdjust } from "./mmu/max-level.js";
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
-export { CallCounts } from "./backend/call-counts.js";
+export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { recordedBackend } from "./backend/recorded-backend.js";
 // exec
 export { Clock } from "./exec/clock.js";

@@ -5,7 +5,7 @@
  * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
  * fields they read and write are public for them, and for nothing else to change.
  */
-import { CallCounts, type Clock } from "@tdpemu/core";
+import { CallCounts, packedZeros, type Clock } from "@tdpemu/core";
 import { SeamFootprint } from "./seam-footprint.js";
 import { SEAMCALL_NAMES } from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
@@ -22,7 +22,7 @@ export type LeafBody = (m: SeamCore, tdr: number, a: number, b: number, c: numbe
 
 /** Per TD (by TDR): who hears of its calls, how many of each it has made, what to inject. */
 class TdCallLog {
-  readonly counts = Array.from({ length: SEAMCALL_NAMES.length }, () => 0); // packed, not typed: see CallCounts
+  readonly counts = packedZeros(SEAMCALL_NAMES.length); // packed, not typed: see CallCounts
   readonly injected: InjectedFault[] = [];
   listener: CallListener | undefined = undefined;
 }
