@@ -1,6 +1,6 @@
 /** @tdpemu/backend-plain: plain EPT, registered as `plain`. */
 import "reflect-metadata";
-import { BACKEND, type BackendRegistration } from "@tdpemu/core";
+import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { PlainBackend } from "./plain-backend.js";
 
 export { PlainBackend };

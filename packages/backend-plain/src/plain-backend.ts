@@ -4,7 +4,7 @@
  */
 import "reflect-metadata";
 import { injectable } from "tsyringe";
-import { emptyBackendStats, type Backend, type BackendStats, type BackendVm } from "@tdpemu/core";
+import { emptyBackendStats, type Backend, type BackendStats, type BackendVm } from "@tdpemu/backend-sdk";
 
 @injectable()
 export class PlainBackend implements Backend {

@@ -1,6 +1,6 @@
 /** @tdpemu/backend-sev: the SEV-like backend (AMD SEV-SNP's RMP), registered as `sev`. */
 import "reflect-metadata";
-import { BACKEND, type BackendRegistration } from "@tdpemu/core";
+import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { SevBackend } from "./sev-backend.js";
 
 export { SevBackend, rmpOf, type SevException } from "./sev-backend.js";

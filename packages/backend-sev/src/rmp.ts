@@ -19,7 +19,7 @@
  * frames' entries are thus independent, as they are on the hardware. `assigned` and
  * `auditEntries` record nothing: they are for checks between steps.
  */
-import { resourceId, type Clock } from "@tdpemu/core";
+import { resourceId, type Clock } from "@tdpemu/backend-sdk";
 
 export const RMP_ASSIGNED = 1;
 export const RMP_PAGE_2M = 2;

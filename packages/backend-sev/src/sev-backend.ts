@@ -13,7 +13,7 @@ import {
   ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, resourceId,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
   type RawCallArgs,
-} from "@tdpemu/core";
+} from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
   FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,

@@ -5,7 +5,7 @@
  * no 2M entry overlaps assigned 4K entries; a frame guest_memfd has given back (its host block
  * is free) is not assigned.
  */
-import { OWNER_FREE, type BackendVm, type MirrorView } from "@tdpemu/core";
+import { OWNER_FREE, type BackendVm, type MirrorView } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED } from "./rmp.js";
 import type { SevBackend } from "./sev-backend.js";
 

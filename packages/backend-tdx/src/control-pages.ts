@@ -11,7 +11,7 @@
  * explorer's (`id`), which every call writes, and a new block comes from the host's frame
  * allocator, which guest memory takes its frames from too (R_BACKING).
  */
-import { FRAMES_PER_BLOCK, R_BACKING, type Clock, type FrameAllocator } from "@tdpemu/core";
+import { FRAMES_PER_BLOCK, R_BACKING, type Clock, type FrameAllocator } from "@tdpemu/backend-sdk";
 
 export class ControlPages {
   /** Pages given back, to be taken again (last in, first out). */

@@ -1,6 +1,6 @@
 /** @tdpemu/backend-tdx: Intel TDX (KVM's side and a model of the TDX module), registered as `tdx`. */
 import "reflect-metadata";
-import { BACKEND, type BackendRegistration } from "@tdpemu/core";
+import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { TdxBackend } from "./tdx-backend.js";
 
 export { TdxBackend, seamModuleOf } from "./tdx-backend.js";

@@ -26,7 +26,7 @@
  * BLOCK finds the entry FREE and the removal ends there, uncounting the premap. Before finalize
  * there is no TRACK (the TD has never run), so its point is skipped.
  */
-import { STEP_YIELD, type Clock, type StepMachine } from "@tdpemu/core";
+import { STEP_YIELD, type Clock, type StepMachine } from "@tdpemu/backend-sdk";
 import type { SeamModule, SeamResult } from "./seam/seam-module.js";
 import { TDX_EPT_ENTRY_STATE_INCORRECT, isOk, statusClass, statusName } from "./seam/status.js";
 import { SEPT_FREE } from "./seam/sept.js";

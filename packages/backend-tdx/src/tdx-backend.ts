@@ -14,7 +14,7 @@ import {
   ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs, type StepMachine,
-} from "@tdpemu/core";
+} from "@tdpemu/backend-sdk";
 import { RemovePrivateSpte } from "./remove-private-spte.js";
 import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";

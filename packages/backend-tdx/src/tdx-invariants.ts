@@ -12,7 +12,7 @@
  * each side is checked by looking the entry up in the other, and "mapped once" is a bitmap over
  * host frames.
  */
-import { nextSetBit, type MirrorView } from "@tdpemu/core";
+import { nextSetBit, type MirrorView } from "@tdpemu/backend-sdk";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
 import {
   SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, SEPT_PENDING, SEPT_STATE_NAMES,

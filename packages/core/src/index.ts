@@ -13,6 +13,7 @@ export { Host, HostSlot, type HostOptions, type HostStorage } from "./mem/host.j
 export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, OWNER_PT_POOL } from "./mem/frame-allocator.js";
 export { PtPool, ROLE_MIRROR, ROLE_ROOT, ROLE_INVALID, U32_PER_TABLE } from "./mem/pt-pool.js";
 export { HostMemoryExhausted } from "./mem/errors.js";
+export { defineErrorKind, errorKind } from "./error-kind.js";
 export { GuestBacking, type BackingKind } from "./mem/guest-backing.js";
 export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
 export { MemAttributes } from "./mem/mem-attributes.js";
@@ -33,7 +34,7 @@ export { maxMappingLevel, hugepageAdjust } from "./mmu/max-level.js";
 // backend
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
-export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration } from "./backend/registry.js";
+export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration, type BackendRegistryOptions } from "./backend/registry.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { recordedBackend } from "./backend/recorded-backend.js";
 // exec

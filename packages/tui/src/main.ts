@@ -43,9 +43,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, bench, backends, help)`);
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof RunInputError ||
-        e instanceof UnknownBackendError || e instanceof OpError || e instanceof HostMemoryExhausted ||
-        e instanceof ScheduleFileError) {
+    if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||
+        HostMemoryExhausted.is(e) || ScheduleFileError.is(e)) {
       io.err(`tdpemu: ${e.message}`);
       return 2;
     }

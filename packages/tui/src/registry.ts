@@ -6,9 +6,10 @@ import { BackendRegistry } from "@tdpemu/core";
 import { registration as plain } from "@tdpemu/backend-plain";
 import { registration as tdx } from "@tdpemu/backend-tdx";
 import { registration as sev } from "@tdpemu/backend-sev";
+import { linkPlugins } from "./plugin-linker.js";
 
 export function builtinRegistry(): BackendRegistry {
-  const r = new BackendRegistry();
+  const r = new BackendRegistry({ beforeLoad: linkPlugins });
   r.add(tdx);
   r.add(sev);
   r.add(plain);

@@ -1,10 +1,12 @@
+import { defineErrorKind, errorKind } from "@tdpemu/core";
+
 /** Bad command-line input: printed as one line, exit code 2. */
 export class UsageError extends Error {
-  constructor(msg: string) {
-    super(msg);
-    this.name = "UsageError";
+  static is(e: unknown): e is UsageError {
+    return errorKind(e) === "UsageError";
   }
 }
+defineErrorKind(UsageError, "UsageError");
 
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)
@@ -32,7 +34,7 @@ export const USAGE = `usage:
       --steps                         print what each step did
       --json, --trace <file.jsonl>    as for run
   tdpemu bench [--json] [--filter NAME] [--quick]   the benchmarks (--quick skips the 64 GiB and 1 TiB guests)
-  tdpemu backends                     list the registered backends
+  tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
   tdpemu help                         this text
 
 exit codes: 0 success, 1 a run that found an invariant violation, 2 bad input`;

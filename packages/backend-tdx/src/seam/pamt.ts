@@ -10,7 +10,7 @@
  * read, `set`/`setBepoch` a write. `nextPageOf`, `pagesOf` and `auditEntries` are for checks and
  * record nothing.
  */
-import { nextSetBit } from "@tdpemu/core";
+import { nextSetBit } from "@tdpemu/backend-sdk";
 import { SharexLock } from "./locks.js";
 import type { SeamFootprint } from "./seam-footprint.js";
 

@@ -5,7 +5,7 @@
  * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
  * fields they read and write are public for them, and for nothing else to change.
  */
-import { CallCounts, packedZeros, type Clock } from "@tdpemu/core";
+import { CallCounts, packedZeros, type Clock } from "@tdpemu/backend-sdk";
 import { SeamFootprint } from "./seam-footprint.js";
 import { SEAMCALL_NAMES } from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";

@@ -11,7 +11,7 @@
  * The state's classes (`SeptPages`, `Pamt`, `Td`, `TdVcpu`, `SharexLock`, `SeamCore`) record
  * through this object in their accessors; leaf code never calls it.
  */
-import { resourceId, type Clock, type FootprintRecorder } from "@tdpemu/core";
+import { resourceId, type Clock, type FootprintRecorder } from "@tdpemu/backend-sdk";
 
 // The pieces of a TD's state, each a resource of its own (`tdId`).
 export const TD_STATE = 0;

@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import { resolve as resolvePath } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import { BACKEND, type Backend } from "./backend.js";
+import { defineErrorKind, errorKind } from "../error-kind.js";
 
 export interface BackendRegistration {
   name: string;
@@ -18,15 +19,30 @@ export interface BackendRegistration {
   register(c: DependencyContainer): void;
 }
 
-export class UnknownBackendError extends Error {}
+export class UnknownBackendError extends Error {
+  static is(e: unknown): e is UnknownBackendError {
+    return errorKind(e) === "UnknownBackendError";
+  }
+}
+defineErrorKind(UnknownBackendError, "UnknownBackendError");
 
 export function isRegistration(x: unknown): x is BackendRegistration {
   const r = x as BackendRegistration;
   return typeof r === "object" && r !== null && typeof r.name === "string" && typeof r.register === "function";
 }
 
+export interface BackendRegistryOptions {
+  /**
+   * Called before each plugin module is imported: the command links the plugin's imports of the
+   * backend SDK to its own instance here (`tui/src/plugin-linker.ts`).
+   */
+  beforeLoad?: () => void;
+}
+
 export class BackendRegistry {
   private readonly regs = new Map<string, BackendRegistration & { origin: string }>();
+
+  constructor(private readonly opts: BackendRegistryOptions = {}) {}
 
   add(reg: BackendRegistration, origin = "built-in"): void {
     if (this.regs.has(reg.name)) throw new Error(`a backend named '${reg.name}' is already registered (${this.regs.get(reg.name)!.origin})`);
@@ -59,6 +75,7 @@ export class BackendRegistry {
   async load(modulePath: string): Promise<string> {
     const url = /^[a-z]+:/i.test(modulePath) ? modulePath : pathToFileURL(resolvePath(modulePath)).href;
     let mod: Record<string, unknown>;
+    this.opts.beforeLoad?.();
     try {
       mod = (await import(url)) as Record<string, unknown>;
     } catch (e) {

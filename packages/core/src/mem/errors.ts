@@ -1,7 +1,13 @@
+import { defineErrorKind, errorKind } from "../error-kind.js";
+
 /** Raised when the host has no frame left to give: a resource error, never a crash. */
 export class HostMemoryExhausted extends Error {
+  static is(e: unknown): e is HostMemoryExhausted {
+    return errorKind(e) === "HostMemoryExhausted";
+  }
+
   constructor(readonly what: string, readonly requestedFrames: number, readonly totalFrames: number) {
     super(`host out of memory: ${what} needs ${requestedFrames} more frame(s) and all ${totalFrames} frames of the host are in use`);
-    this.name = "HostMemoryExhausted";
   }
 }
+defineErrorKind(HostMemoryExhausted, "HostMemoryExhausted");

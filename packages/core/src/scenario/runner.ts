@@ -25,14 +25,15 @@ import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
+import { defineErrorKind, errorKind } from "../error-kind.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
 export class RunInputError extends Error {
-  constructor(msg: string) {
-    super(msg);
-    this.name = "RunInputError";
+  static is(e: unknown): e is RunInputError {
+    return errorKind(e) === "RunInputError";
   }
 }
+defineErrorKind(RunInputError, "RunInputError");
 
 export interface RunOptions {
   backend: Backend;
@@ -145,11 +146,15 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
 
 /** Thrown by `--check op` when an op leaves the VM in a state that breaks an invariant. */
 export class InvariantViolation extends Error {
+  static is(e: unknown): e is InvariantViolation {
+    return errorKind(e) === "InvariantViolation";
+  }
+
   constructor(readonly violations: Violation[]) {
     super(violations.map((v) => v.message).join("; "));
-    this.name = "InvariantViolation";
   }
 }
+defineErrorKind(InvariantViolation, "InvariantViolation");
 
 /**
  * What an error thrown by a step means for a run: a violation the run found (a KVM_BUG, a
@@ -158,16 +163,16 @@ export class InvariantViolation extends Error {
  */
 export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
   const step = built.clock.step;
-  if (e instanceof HostMemoryExhausted) {
+  if (HostMemoryExhausted.is(e)) {
     throw new RunInputError(`${scn.source}: step ${step}: ${e.message} (the host has ${built.host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
   }
-  if (e instanceof OpError) throw new RunInputError(`${scn.source}: step ${step}: ${e.message}`);
-  if (e instanceof ReplayDivergence) throw new RunInputError(`replay: ${e.message}`);
-  if (e instanceof InvariantViolation) return e.violations;
-  if (e instanceof KvmBug) return [{ check: "kvm-bug", message: e.message, step }];
-  if (e instanceof GuestLivelock) return [{ check: "livelock", message: e.message, step }];
-  if (e instanceof DeadlockError) return [{ check: "deadlock", message: e.message, step }];
-  if (e instanceof LockdepError) return [{ check: "lockdep", message: e.message, step }];
+  if (OpError.is(e)) throw new RunInputError(`${scn.source}: step ${step}: ${e.message}`);
+  if (ReplayDivergence.is(e)) throw new RunInputError(`replay: ${e.message}`);
+  if (InvariantViolation.is(e)) return e.violations;
+  if (KvmBug.is(e)) return [{ check: "kvm-bug", message: e.message, step }];
+  if (GuestLivelock.is(e)) return [{ check: "livelock", message: e.message, step }];
+  if (DeadlockError.is(e)) return [{ check: "deadlock", message: e.message, step }];
+  if (LockdepError.is(e)) return [{ check: "lockdep", message: e.message, step }];
   return null;
 }
 
@@ -276,7 +281,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         try {
           r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page });
         } catch (e) {
-          if (e instanceof KvmBug) throw e;
+          if (KvmBug.is(e)) throw e;
           throw new OpError(`raw ${op.call}: ${(e as Error).message}`);
         }
         result.status = r.status;

@@ -1,0 +1,33 @@
+/**
+ * @tdpemu/backend-sdk: the one package a backend imports, built-in or plugin.
+ *
+ * A backend is a table of optional hooks (`Backend`, declared with its contracts in the core's
+ * `backend/backend.ts` and documented for authors in `docs/writing-a-backend.md`), registered
+ * under a name by a `BackendRegistration`. What it needs besides the contract is here: the
+ * status and access-result constants, the errors it may throw (`KvmBug` ends the run as a
+ * violation), step machines for hooks of several atomic points, and the helpers every backend
+ * writes otherwise (call counting, resource ids for recording its own accesses, host slots).
+ *
+ * Loaded by the `tdpemu` command, a plugin's `import ... from "@tdpemu/backend-sdk"` resolves to
+ * the command's own instance (the command links it so), so there is one core at run time
+ * whatever the plugin has installed beside it.
+ */
+import "reflect-metadata";
+
+// The contract and its registration.
+export {
+  type Backend, type BackendStats, type FaultSpec, type RawCallArgs, type MirrorView, type MirrorEntryKind,
+  ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, BACKEND,
+  emptyBackendStats,
+  type BackendVm, type VmConfig, type BackendRegistration, isRegistration,
+} from "@tdpemu/core";
+// Errors: a KvmBug is a finding (exit 1); the kinds are recognised across copies (`errorKind`).
+export { KvmBug, errorKind, defineErrorKind } from "@tdpemu/core";
+// Hooks of several atomic points.
+export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "@tdpemu/core";
+// Recording a backend's own accesses for the explorer (`recordsOwnAccesses`).
+export { resourceId, R_BACKING, type Clock, type FootprintRecorder } from "@tdpemu/core";
+// Host-wide state a backend shares with the other VMs of its host, and the host's frames.
+export { type Host, HostSlot, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE } from "@tdpemu/core";
+// Helpers.
+export { CallCounts, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";
