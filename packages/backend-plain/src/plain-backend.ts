@@ -8,7 +8,7 @@ import { emptyBackendStats, type Backend, type BackendStats, type BackendVm } fr
 
 @injectable()
 export class PlainBackend implements Backend {
-  readonly name = "plain";
+  readonly name: string = "plain";
   readonly description = "plain EPT: no private memory, every confidential-VM hook absent";
   readonly usesMirrorRoot = false;
   readonly hasPrivateMemory = false;

@@ -20,7 +20,10 @@ export {
   ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, BACKEND,
   emptyBackendStats,
   type BackendVm, type VmConfig, type BackendRegistration, isRegistration,
+  type WalkedSpte, MAP_CELL_CLASSES,
 } from "@tdpemu/core";
+// Events a backend emits (`vm.events`), with the tone the UI colours them by.
+export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";
 // Errors: a KvmBug is a finding (exit 1); the kinds are recognised across copies (`errorKind`).
 export { KvmBug, errorKind, defineErrorKind } from "@tdpemu/core";
 // Hooks of several atomic points.

@@ -12,7 +12,7 @@ import { injectable } from "tsyringe";
 import {
   ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, resourceId,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
-  type RawCallArgs,
+  type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
@@ -90,7 +90,7 @@ const RING_DROP = 1000;
 
 @injectable()
 export class SevBackend implements Backend {
-  readonly name = "sev";
+  readonly name: string = "sev";
   readonly description = "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access";
   readonly usesMirrorRoot = false;
   readonly hasPrivateMemory = true;
@@ -411,7 +411,9 @@ export class SevBackend implements Backend {
   }
 
   private emitCall(name: string, status: number): void {
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status) });
+    // FAIL_INUSE is the RMP's contention: the caller retries.
+    const tone = status === RMP_SUCCESS ? "ok" : status === FAIL_INUSE ? "busy" : "error";
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status), tone });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {
@@ -436,7 +438,7 @@ export class SevBackend implements Backend {
 
   /** The event of a raised exception (its text made here, only for a listener: kept out of `raise`, which is inlined). */
   private emitRaised(name: string, gpa: number, errorCode: number): void {
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised" });
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised", tone: "exception" });
   }
 
   lastError(): string {
@@ -499,5 +501,19 @@ export class SevBackend implements Backend {
 
   stats(): BackendStats {
     return { calls: this.calls.record(), busy: this.busy, errors: { ...this.errors } };
+  }
+
+  // ------------------------------------------------------------------ what the UI shows
+
+  walkTitle(_vm: BackendVm, root: "mirror" | "direct"): string {
+    return root === "direct" ? "NPT · RMP" : "mirror root (private)";
+  }
+
+  /** The RMP entry that governs the page behind an NPT leaf. */
+  describeEntry(_vm: BackendVm, root: "mirror" | "direct", _gfn: number, _level: number, spte: WalkedSpte): string {
+    if (root !== "direct" || !spte.present || !spte.leaf || this.rmp === undefined) return "";
+    const e = this.rmp.lookup(spte.pfn);
+    if (!e.assigned) return "RMP: hypervisor";
+    return `RMP: ASID ${e.asid} ${e.size2m ? "2M" : "4K"}${e.validated ? " validated" : ""}${e.immutable ? " immutable" : ""}`;
   }
 }

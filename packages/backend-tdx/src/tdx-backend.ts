@@ -21,6 +21,7 @@ import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
+import { SEPT_STATE_NAMES } from "./seam/sept.js";
 import {
   STATUS_BY_NAME, formatStatus, isBusy, isOk, tdxOperandBusy,
   statusName,
@@ -61,7 +62,7 @@ const INVEPT = VE + 1;
 
 @injectable()
 export class TdxBackend implements Backend, CallListener {
-  readonly name = "tdx";
+  readonly name: string = "tdx";
   readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
@@ -446,7 +447,8 @@ export class TdxBackend implements Backend, CallListener {
   private emitCall(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
     // A TDCALL that exited has no status: the event says what happened instead.
     const status = r.tdExit !== undefined ? `TD exit (${r.tdExit})` : statusName(r.status);
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status });
+    const tone = r.tdExit !== undefined ? "exception" : isOk(r.status) ? "ok" : isBusy(r.status) ? "busy" : "error";
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status, tone });
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host
@@ -499,5 +501,24 @@ export class TdxBackend implements Backend, CallListener {
 
   stats(): BackendStats {
     return { calls: this.calls.record(), busy: this.busy, errors: { ...this.errors } };
+  }
+
+  // ------------------------------------------------------------------ what the UI shows
+
+  walkTitle(_vm: BackendVm, root: "mirror" | "direct"): string {
+    return root === "mirror" ? "mirror root (private) · S-EPT" : "direct root (shared alias)";
+  }
+
+  /** The state of the S-EPT entry a mirror entry stands for, as the host debugger reads it. */
+  describeEntry(_vm: BackendVm, root: "mirror" | "direct", gfn: number, level: number): string {
+    if (root !== "mirror" || this.td === undefined || this.td.septRoot < 0) return "";
+    const st = this.module.entryAt(this.td, gfn, level - 1).state;
+    return SEPT_STATE_NAMES[st] ?? String(st);
+  }
+
+  /** A mirrored page the guest has not accepted yet is pending; one under removal, blocked. */
+  mapCell(vm: BackendVm, gfn: number, level: number): string | null {
+    const st = this.describeEntry(vm, "mirror", gfn, level);
+    return st === "PENDING" ? "?" : st.includes("BLOCKED") ? "b" : null;
   }
 }

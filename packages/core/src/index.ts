@@ -36,6 +36,7 @@ export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration, type BackendRegistryOptions } from "./backend/registry.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
+export { PluginError, BACKEND_HOOKS, checkPluginBackend, guardPlugin, type PluginInfo } from "./backend/plugin-guard.js";
 export { recordedBackend } from "./backend/recorded-backend.js";
 // exec
 export { Clock } from "./exec/clock.js";
@@ -58,7 +59,7 @@ export { RET_PF_MEMORY_FAULT_EXIT } from "./vm/tdp-fault.js";
 export * as hostOps from "./vm/host-ops.js";
 export { OpError } from "./vm/op-error.js";
 // events, checks
-export { EventSink, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
+export { EventSink, type EventTone, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
 export { checkInvariants, mirrorView, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";

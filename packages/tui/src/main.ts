@@ -3,7 +3,7 @@
  * that found a violation, 2 bad input with one clear line).
  */
 import "reflect-metadata";
-import { HostMemoryExhausted, OpError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError } from "@tdpemu/core";
+import { HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError } from "@tdpemu/core";
 import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
 import { exploreCommand } from "./commands/explore.js";
@@ -12,10 +12,16 @@ import { tuiCommand } from "./commands/tui.js";
 import { compareCommand } from "./commands/compare.js";
 import { benchCommand } from "./commands/bench.js";
 import type { Io } from "./io.js";
+import { pluginMode } from "./registry.js";
 import { USAGE, UsageError } from "./usage-error.js";
 
+/** Options of every command, taken wherever they stand. */
+const GLOBAL_FLAGS = ["--debug", "--strict-plugin"];
+
 export async function main(argv: string[], io: Io): Promise<number> {
-  const [cmd, ...rest] = argv;
+  const debug = argv.includes("--debug");
+  pluginMode.strict = argv.includes("--strict-plugin");
+  const [cmd, ...rest] = argv.filter((a) => !GLOBAL_FLAGS.includes(a));
   try {
     switch (cmd) {
       case undefined:
@@ -44,8 +50,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
   } catch (e) {
     if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||
-        HostMemoryExhausted.is(e) || ScheduleFileError.is(e)) {
+        HostMemoryExhausted.is(e) || ScheduleFileError.is(e) || PluginError.is(e)) {
       io.err(`tdpemu: ${e.message}`);
+      // The plugin's own stack, where its mistake is: one line unless asked for.
+      if (debug && e.cause !== undefined) io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : String(e.cause));
       return 2;
     }
     throw e;

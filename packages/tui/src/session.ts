@@ -10,8 +10,6 @@ import {
   isShadowPresent, runScenario, sptIndex, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
   type TdpEvent, type Root,
 } from "@tdpemu/core";
-import { SEPT_STATE_NAMES, TdxBackend } from "@tdpemu/backend-tdx";
-import { SevBackend } from "@tdpemu/backend-sev";
 import { describeEvent } from "./event-text.js";
 
 export type EventKind = "any" | "fault" | "spte" | "call" | "flush" | "hook";
@@ -206,8 +204,8 @@ export class Session {
     if (e.type === "spte" && e.by === "cpu-a/d") return;
     if (e.type === "table" && (e.action === "alloc" || e.action === "free")) return;
     let tone: EventRow["tone"] = "plain";
-    if (e.type === "call" && e.status !== "SUCCESS" && e.status !== "raised") tone = /BUSY/.test(e.status) ? "busy" : "error";
-    if (e.type === "call" && e.status === "raised") tone = "fault";
+    // A backend's call says how it went (`tone`); one that does not is shown plain.
+    if (e.type === "call" && e.tone !== undefined && e.tone !== "ok") tone = e.tone === "exception" ? "fault" : e.tone;
     if (e.type === "fault") tone = e.result === "retry" ? "busy" : "fault";
     if (e.type === "hook" && e.result !== 0) tone = "busy";
     this.ring.push({ step: e.step, text: describeEvent(e), tone });
@@ -260,6 +258,7 @@ export class Session {
         ["leaked pages", String(s.leakedPages)],
         ["busy", String(bs.busy)],
         ["errors", Object.entries(bs.errors).map(([k, n]) => `${k} ${n}`).join(", ") || "none"],
+        ...(vm.backend.extraStats?.(vm) ?? []),
       ],
       calls: Object.entries(bs.calls).sort((a, b) => b[1] - a[1]),
       map: this.gpaMap(mapCells),
@@ -320,37 +319,29 @@ export class Session {
 
   private walkTables(): { title: string; rows: WalkRow[] }[] {
     const { direct, mirror } = this.roots();
+    const vm = this.run.vm;
+    const be = vm.backend;
     const gfn = Math.floor(this.walkGpa / 4096);
     const out: { title: string; rows: WalkRow[] }[] = [];
-    const bits = this.run.vm.mmu.gfnDirectBits;
-    if (mirror) out.push({ title: "mirror root (private) · S-EPT", rows: this.walkRoot(mirror, gfn, (g, level) => this.septState(g, level)) });
+    const bits = vm.mmu.gfnDirectBits;
+    // What the backend says of each entry (TDX: its S-EPT state; SEV: the RMP entry), if anything.
+    const describe = (root: "mirror" | "direct") => (g: number, level: number, lo: number, hi: number) => {
+      if (!be.describeEntry) return "";
+      const present = isShadowPresent(lo);
+      return be.describeEntry(vm, root, g, level, { present, leaf: present && isLastSpte(lo, level), pfn: present ? spteToPfn(lo, hi) : 0 });
+    };
+    if (mirror) out.push({ title: be.walkTitle?.(vm, "mirror") ?? "mirror root (private)", rows: this.walkRoot(mirror, gfn, describe("mirror")) });
     if (direct) {
-      const title = bits ? "direct root (shared alias)" : this.run.vm.backend instanceof SevBackend ? "NPT · RMP" : "EPT";
-      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (_g, level, lo, hi) => this.rmpOf(level, lo, hi)) });
+      const title = be.walkTitle?.(vm, "direct") ?? (bits ? "direct root (shared alias)" : "EPT");
+      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (g, level, lo, hi) => describe("direct")(g - bits, level, lo, hi)) });
     }
     return out;
   }
 
-  /** The S-EPT state of the entry a mirror entry stands for (TDX only). */
-  private septState(gfn: number, level: number): string {
-    const be = this.run.vm.backend;
-    if (!(be instanceof TdxBackend) || be.td.septRoot < 0) return "";
-    const st = be.module.entryAt(be.td, gfn, level - 1).state;
-    return SEPT_STATE_NAMES[st] ?? String(st);
-  }
-
-  /** The RMP entry behind an NPT leaf (SEV only). */
-  private rmpOf(level: number, lo: number, hi: number): string {
-    const be = this.run.vm.backend;
-    if (!(be instanceof SevBackend) || !isShadowPresent(lo) || !isLastSpte(lo, level)) return "";
-    const e = be.rmp.lookup(spteToPfn(lo, hi));
-    if (!e.assigned) return "RMP: hypervisor";
-    return `RMP: ASID ${e.asid} ${e.size2m ? "2M" : "4K"}${e.validated ? " validated" : ""}${e.immutable ? " immutable" : ""}`;
-  }
-
   /**
    * The guest's memory as cells, each sampled at its first GFN: '.' unmapped, 's' shared,
-   * 'p' private 4K, 'P' private 2M or larger, '?' pending (TDX), 'b' blocked.
+   * 'p' private 4K, 'P' private 2M or larger, or what the backend says of a mirrored page
+   * (`mapCell`: TDX's '?' pending and 'b' blocked).
    */
   private gpaMap(cells: number): Snapshot["map"] {
     const { direct, mirror } = this.roots();
@@ -365,8 +356,7 @@ export class Session {
       let ch = ".";
       const m = mirror ? this.leafLevel(mirror, gfn) : 0;
       if (m > 0) {
-        const st = this.septState(gfn, 1);
-        ch = st === "PENDING" ? "?" : st.includes("BLOCKED") ? "b" : m > 1 ? "P" : "p";
+        ch = this.run.vm.backend.mapCell?.(this.run.vm, gfn, m) ?? (m > 1 ? "P" : "p");
       } else if (direct) {
         const d = this.leafLevel(direct, gfn + bits);
         if (d > 0) ch = !mirror && attrs.isPrivate(gfn) ? (d > 1 ? "P" : "p") : "s";
@@ -405,9 +395,9 @@ export const COMPARE_COLUMNS = [
   "backend calls", "busy", "errors", "violations", "ms",
 ];
 
-/** Runs the scenario on every registered backend (`tdpemu compare`, and the UI's comparison view). */
-export function compareBackends(scn: Scenario, registry: BackendRegistry, strategy?: "freeze" | "atomic-then-hook"): CompareRow[] {
-  return registry.list().map(({ name }) => {
+/** Runs the scenario on every registered backend, or on `only` (`tdpemu compare`, and the UI's comparison view). */
+export function compareBackends(scn: Scenario, registry: BackendRegistry, strategy?: "freeze" | "atomic-then-hook", only?: string[]): CompareRow[] {
+  return (only ?? registry.list().map((b) => b.name)).map((name) => {
     const t0 = performance.now();
     let values: Record<string, string>;
     let error: string | undefined;

@@ -10,8 +10,10 @@ defineErrorKind(UsageError, "UsageError");
 
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)
-  tdpemu tui [scenario] [--backend b] [--strategy s] [--paused]   the terminal UI on a scenario
+  tdpemu tui [scenario] [--backend b] [--plugin m.js]... [--strategy s] [--paused]   the terminal UI on a scenario
   tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
+      --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own plugin always is)
+      --backend <name|module>         compare only these backends (repeatable)
   tdpemu run <scenario> [options]     run a scenario headless
       --backend <name|module>         override the scenario's backend (tdx, sev, plain, or a plugin module path)
       --json                          print the JSON report
@@ -33,8 +35,12 @@ export const USAGE = `usage:
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --json, --trace <file.jsonl>    as for run
-  tdpemu bench [--json] [--filter NAME] [--quick]   the benchmarks (--quick skips the 64 GiB and 1 TiB guests)
+  tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
   tdpemu help                         this text
+
+options of every command:
+      --strict-plugin                 check what each hook of a plugin backend returns, and name the hook on a bad value
+      --debug                         with a plugin's error, print the plugin's stack too
 
 exit codes: 0 success, 1 a run that found an invariant violation, 2 bad input`;

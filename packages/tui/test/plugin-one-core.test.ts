@@ -57,7 +57,7 @@ export const registration = {
 
 describe("a plugin outside the workspace, through the bundled binary", () => {
   it("run: the plugin's KvmBug is a kvm-bug violation, exit 1, with its injected limit", () => {
-    const r = tdpemu("run", "scenarios/zap-refault.yaml", "--backend", plugin);
+    const r = tdpemu("run", "scenarios/zap-refault.yaml", "--backend", plugin, "--strict-plugin");
     expect(r.err).toBe("");
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/backend flush-limit/);
@@ -66,7 +66,7 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
 
   it("explore writes the violating schedule, and replay reproduces it", () => {
     const out = join(dir, "violation.json");
-    const e = tdpemu("explore", "scenarios/race-shared-table.yaml", "--backend", plugin, "--out", out);
+    const e = tdpemu("explore", "scenarios/race-shared-table.yaml", "--backend", plugin, "--out", out, "--strict-plugin");
     expect(e.err).toBe("");
     expect(e.code).toBe(1);
     expect(e.out).toMatch(/\[kvm-bug\]/);

@@ -2,7 +2,7 @@
  * A new confidential-VM model is a module that exports a registration: `tdpemu backends
  * --plugin` lists it and `tdpemu run --backend <module>` runs on it, with no change to the core.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -56,6 +56,49 @@ describe("backend plugins", () => {
     expect(r.backendStats.calls.FLUSH).toBe(r.stats.vcpuTlbFlushes);
     expect(r.stats.tlbFlushes).toBe(1);
     expect(r.stats.vcpuTlbFlushes).toBeGreaterThanOrEqual(2);
+  });
+
+  it("a scenario's relative backend path is taken from the scenario's folder, and schedules record the module", async () => {
+    mkdirSync(join(dir, "scenarios"), { recursive: true });
+    const scn = join(dir, "scenarios", "uses-plugin.yaml");
+    writeFileSync(scn, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../counting-backend.mjs"));
+    const sched = join(dir, "uses-plugin.schedule.json");
+    const o = io();
+    expect(await main(["run", scn, "--json", "--schedule-out", sched], o)).toBe(0);
+    expect(JSON.parse(o.outText()).backend).toBe("counting");
+    expect(JSON.parse(readFileSync(sched, "utf8")).backend).toBe(plugin);
+    const r = io();
+    expect(await main(["replay", sched, "--json"], r)).toBe(0);
+    expect(JSON.parse(r.outText()).backend).toBe("counting");
+  });
+
+  it("compare takes plugins: --plugin adds a column, --backend picks, the scenario's own plugin is always in", async () => {
+    const o = io();
+    expect(await main(["compare", "scenarios/zap-refault.yaml", "--plugin", plugin, "--json"], o)).toBe(0);
+    expect(JSON.parse(o.outText()).backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "counting"]);
+    const picked = io();
+    expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "plain", "--backend", plugin, "--json"], picked)).toBe(0);
+    const rows = JSON.parse(picked.outText()).backends as { backend: string; values: Record<string, string> }[];
+    expect(rows.map((b) => b.backend)).toEqual(["plain", "counting"]);
+    expect(rows[1]!.values.faults).toBe(rows[0]!.values.faults);
+    const own = join(dir, "scenarios", "own-plugin.yaml");
+    mkdirSync(join(dir, "scenarios"), { recursive: true });
+    writeFileSync(own, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../counting-backend.mjs"));
+    const viaScenario = io();
+    expect(await main(["compare", own, "--json"], viaScenario)).toBe(0);
+    expect(JSON.parse(viaScenario.outText()).backends.map((b: { backend: string }) => b.backend)).toContain("counting");
+    const bad = io();
+    expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "nope"], bad)).toBe(2);
+    expect(bad.errText()).toMatch(/^tdpemu: compare: --backend: unknown backend 'nope' \(registered: tdx, sev, plain\)$/);
+  });
+
+  it("bench --plugin measures the plugin beside the built-ins", async () => {
+    const o = io();
+    expect(await main(["bench", "--filter=zap-counting", "--plugin", plugin, "--json"], o)).toBe(0);
+    const cases = JSON.parse(o.outText()).cases as { name: string; value: number; unit: string }[];
+    expect(cases.map((c) => c.name)).toEqual(["sol", "zap-counting"]);
+    expect(cases[1]!.unit).toBe("pages/s");
+    expect(cases[1]!.value).toBeGreaterThan(0);
   });
 
   it("a module without a registration is bad input, exit 2", async () => {

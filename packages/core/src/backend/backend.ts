@@ -167,7 +167,46 @@ export interface Backend {
   rawCall?(vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string };
 
   stats(): BackendStats;
+
+  // What the terminal UI shows of the backend. All optional, each with a default; the UI names
+  // no backend, so a plugin's state shows the way TDX's and SEV's do. They read state between
+  // steps and record nothing.
+
+  /**
+   * The title of a root's walk in the walk pane. Defaults: "mirror root (private)"; the direct
+   * root "direct root (shared alias)" when it has GFN bits, else "EPT". (TDX: "· S-EPT"; SEV:
+   * "NPT · RMP".)
+   */
+  walkTitle?(vm: BackendVm, root: "mirror" | "direct"): string;
+  /**
+   * The backend's word on the entry at KVM `level` (1 = 4K) of a walk of `gfn` through `root`
+   * (TDX: the state of the S-EPT entry a mirror entry stands for; SEV: the RMP entry behind a
+   * leaf), or "" for nothing. `spte` is what the root's entry holds.
+   */
+  describeEntry?(vm: BackendVm, root: "mirror" | "direct", gfn: number, level: number, spte: WalkedSpte): string;
+  /**
+   * The GPA map's class for a GFN that the mirror root maps with a leaf at `level`: one of the
+   * map's letters (`MAP_CELL_CLASSES`), or null for the default ('p', or 'P' above 4K).
+   * TDX: '?' for a PENDING page, 'b' for a blocked one.
+   */
+  mapCell?(vm: BackendVm, gfn: number, level: number): string | null;
+  /** Lines of the backend's own for the stats pane, as [label, value]. */
+  extraStats?(vm: BackendVm): [string, string][];
 }
+
+/** A walked entry, as `describeEntry` is told of it. */
+export interface WalkedSpte {
+  present: boolean;
+  /** A leaf (4K, or a huge page), not a table. */
+  leaf: boolean;
+  /** The host PFN it maps, or the table it points to; 0 when not present. */
+  pfn: number;
+}
+
+/** The GPA map's classes, with what the UI says of each. */
+export const MAP_CELL_CLASSES: Readonly<Record<string, string>> = {
+  ".": "unmapped", s: "shared", p: "private 4K", P: "private 2M+", "?": "pending", b: "blocked",
+};
 
 /** A fault to inject: `call` (an architectural name) returns `status` (a status name) on its `nth` call. */
 export interface FaultSpec {

@@ -7,6 +7,12 @@
  */
 import type { Clock } from "../exec/clock.js";
 
+/**
+ * How an architectural call went, for a reader: done (ok), contended and to be retried (busy),
+ * failed (error), or an exception raised to the guest (exception). The UI colours by it.
+ */
+export type EventTone = "ok" | "busy" | "error" | "exception";
+
 export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
 
 export type TdpEvent =
@@ -16,7 +22,7 @@ export type TdpEvent =
       slot: number; pfn: number; level: number; gfn: number; mirror: boolean }
   | { type: "root"; step: number; vm: number; action: "alloc" | "invalidate" | "free"; root: number; level: number; mirror: boolean }
   | { type: "hook"; step: number; vm: number; hook: string; gfn: number; level: number; result: number }
-  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string }
+  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string; tone?: EventTone }
   | { type: "flush"; step: number; vm: number; reason: string; gfn: number; level: number }
   | { type: "fault"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean;
       result: FaultResult; level: number }

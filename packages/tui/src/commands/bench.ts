@@ -17,6 +17,7 @@ import {
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry } from "../registry.js";
+import type { BackendRegistry } from "@tdpemu/core";
 import { UsageError } from "../usage-error.js";
 
 const GiB = 2 ** 30;
@@ -42,8 +43,8 @@ interface CaseDef {
   ratio?: boolean;
 }
 
-function cases(explorePath: string): CaseDef[] {
-  const reg = builtinRegistry();
+/** The cases, on the built-in backends and on each plugin loaded into `reg` (`--plugin`). */
+function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
   const fault = (b: string, min: number): CaseDef => ({
     name: `fault-${b}`, what: `sequential 4K faults over 1 GiB on ${b}`, runs: 5, warmup: 2, ratio: true, child: true,
     run: () => faultCase(reg, b, false),
@@ -89,6 +90,13 @@ function cases(explorePath: string): CaseDef[] {
     scale("sev", 64 * GiB, "64GiB"),
     scale("tdx", 64 * GiB, "64GiB"),
     scale("plain", TiB, "1TiB"),
+    // A plugin gets the fault, zap and memory cases, with no target: its own figures, measured
+    // in the same run as the built-ins'.
+    ...reg.list().filter((b) => reg.moduleOf(b.name) !== null).flatMap(({ name }): CaseDef[] => [
+      { name: `fault-${name}`, what: `sequential 4K faults over 1 GiB on plugin ${name}`, runs: 5, warmup: 2, ratio: true, child: true, run: () => faultCase(reg, name, false) },
+      { name: `zap-${name}`, what: `zap 1 GiB of 4K mappings on plugin ${name}`, runs: 3, warmup: 1, run: () => zapCase(reg, name) },
+      { name: `memory-${name}`, what: `bytes per mapped 4K page on plugin ${name} (2 GiB guest)`, runs: 3, run: () => memoryCase(reg, name) },
+    ]),
   ];
 }
 
@@ -124,9 +132,13 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     filter: { type: "string" },
     quick: { type: "boolean" },
     child: { type: "string" },
+    plugin: { type: "string", multiple: true },
   });
   const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
-  const all = cases(explorePath);
+  const reg = builtinRegistry();
+  const plugins = (values.lists.plugin ?? []).map((p) => resolve(p));
+  for (const p of plugins) await reg.load(p);
+  const all = cases(explorePath, reg);
   if (values.child !== undefined) {
     // A child process runs one case and prints its measurement.
     const c = all.find((x) => x.name === values.child);
@@ -148,7 +160,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
       if (c.child) {
         const warm = c.warmup ? `${c.warmup} warm-up and ` : "";
         io.err(`[${i + 1}/${chosen.length}] ${c.name}: ${warm}${c.runs === 1 ? "one run" : `${c.runs} runs`} in a child process`);
-        const p = spawnSync(process.execPath, ["--max-old-space-size=20000", process.argv[1]!, "bench", "--child", c.name], { encoding: "utf8", maxBuffer: 1 << 20 });
+        const p = spawnSync(process.execPath, ["--max-old-space-size=20000", process.argv[1]!, "bench", "--child", c.name, ...plugins.flatMap((p) => ["--plugin", p])], { encoding: "utf8", maxBuffer: 1 << 20 });
         if (p.status !== 0) throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop()!);
         runs.push(...(JSON.parse(p.stdout.trim().split("\n").pop()!) as Measurement[]));
       } else {

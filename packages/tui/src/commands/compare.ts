@@ -1,17 +1,33 @@
-/** `tdpemu compare <scenario>`: the scenario on every backend, one table side by side. */
+/**
+ * `tdpemu compare <scenario> [--plugin m.js]... [--backend b]...`: the scenario on every backend,
+ * one table side by side. Every registered backend takes part: the built-ins, each `--plugin`,
+ * and the scenario's own `backend:` if it is a module; `--backend` (repeatable) picks some.
+ */
+import { resolve as resolvePath } from "node:path";
 import { loadScenario } from "@tdpemu/core";
 import { parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry } from "../registry.js";
+import { builtinRegistry, resolveBackend, scenarioDir } from "../registry.js";
 import { compareBackends, formatCompare } from "../session.js";
 import { UsageError } from "../usage-error.js";
 
 export async function compareCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseCommandArgs("compare", args, { strategy: { type: "string" }, json: { type: "boolean" } });
+  const { values, positionals } = parseCommandArgs("compare", args, {
+    strategy: { type: "string" }, json: { type: "boolean" }, plugin: { type: "string", multiple: true }, backend: { type: "string", multiple: true },
+  });
   if (positionals.length !== 1) throw new UsageError("compare: which scenario? (tdpemu compare scenarios/<name>.yaml)");
   const scn = loadScenario(positionals[0]!);
   const { strategy } = mmuOptions("compare", values, scn);
-  const rows = compareBackends(scn, builtinRegistry(), strategy);
+  const registry = builtinRegistry();
+  for (const p of values.lists.plugin ?? []) await registry.load(resolvePath(p));
+  await resolveBackend(registry, scn.backend, scenarioDir(scn)); // the scenario's own plugin takes part too
+  const only: string[] = [];
+  for (const b of values.lists.backend ?? []) {
+    const name = await resolveBackend(registry, b);
+    if (!registry.has(name)) throw new UsageError(`compare: --backend: unknown backend '${b}' (registered: ${registry.list().map((x) => x.name).join(", ")})`);
+    if (!only.includes(name)) only.push(name);
+  }
+  const rows = compareBackends(scn, registry, strategy, only.length > 0 ? only : undefined);
   io.out(values.flags.has("json") ? JSON.stringify({ scenario: scn.name, backends: rows }, null, 2) : formatCompare(scn, rows));
   // A backend that refuses one of the scenario's ops is reported, not a violation.
   return rows.some((r) => !r.error && r.values.violations !== "0") ? 1 : 0;

@@ -6,7 +6,7 @@ import { basename } from "node:path";
 import { exploreScenario, loadScenario, saveScheduleFile, type ExploreProgress } from "@tdpemu/core";
 import { countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, resolveBackend } from "../registry.js";
+import { backendForSchedule, builtinRegistry, resolveBackend, scenarioDir } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 
 const DEFAULT_MAX_SCHEDULES = 1_000_000;
@@ -34,7 +34,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const mmu = mmuOptions("explore", values, scn);
   const inject = injectOptions("explore", values.lists.inject);
   const registry = builtinRegistry();
-  const backendName = await resolveBackend(registry, values.backend ?? scn.backend);
+  const backendName = values.backend !== undefined ? await resolveBackend(registry, values.backend) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
   registry.create(backendName); // an unknown backend fails here, before any schedule runs
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
@@ -52,7 +52,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   if (r.violation) {
     file = out;
     saveScheduleFile(out, {
-      scenarioPath, name: scn.name, backend: values.backend ?? backendName, seed: scn.schedule.seed, interleave: true,
+      scenarioPath, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed, interleave: true,
       mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
     });
   }

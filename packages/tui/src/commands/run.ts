@@ -5,7 +5,7 @@ import {
   runScenario, saveScheduleFile,
 } from "@tdpemu/core";
 import { hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
-import { builtinRegistry, defaultBackend, resolveBackend } from "../registry.js";
+import { backendForSchedule, builtinRegistry, defaultBackend, resolveBackend, scenarioDir } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
@@ -42,7 +42,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   let backendName: string;
   if (values.backend !== undefined) backendName = await resolveBackend(registry, values.backend);
   else if (positionals.length === 0 && !registry.has(scn.backend)) backendName = defaultBackend(registry);
-  else backendName = await resolveBackend(registry, scn.backend);
+  else backendName = await resolveBackend(registry, scn.backend, scenarioDir(scn));
   const backend = registry.create(backendName);
   let replay: number[] | undefined;
   if (scn.schedule.mode === "replay") {
@@ -69,7 +69,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const report = result.report;
   if (values["schedule-out"] !== undefined) {
     saveScheduleFile(values["schedule-out"], {
-      scenarioPath: positionals[0] ?? null, name: scn.name, backend: values.backend ?? backendName, seed: scn.schedule.seed,
+      scenarioPath: positionals[0] ?? null, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed,
       interleave: result.interleave, mmu, hostMemory, inject, violations: report.invariants.violations, choices: result.choices,
     });
   }

@@ -1,10 +1,11 @@
 /** `tdpemu` and `tdpemu tui [scenario]`: the terminal UI. */
+import { resolve as resolvePath } from "node:path";
 import { createElement } from "react";
 import { render } from "ink";
 import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText } from "@tdpemu/core";
 import { parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, defaultBackend, resolveBackend } from "../registry.js";
+import { builtinRegistry, defaultBackend, resolveBackend, scenarioDir } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 import { App } from "../ui/app.js";
 
@@ -13,12 +14,15 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     backend: { type: "string" },
     strategy: { type: "string" },
     paused: { type: "boolean" },
+    plugin: { type: "string", multiple: true },
   });
   if (positionals.length > 1) throw new UsageError(`tui: one scenario at a time, got ${positionals.length}`);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
   const registry = builtinRegistry();
+  // Plugins given here join the built-ins in the UI's comparison view.
+  for (const p of values.lists.plugin ?? []) await registry.load(resolvePath(p));
   const backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
-    : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend);
+    : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
   registry.create(backend);
   const { strategy } = mmuOptions("tui", values, scn);
   if (!process.stdin.isTTY) {

@@ -1,5 +1,6 @@
 /** The panes of the terminal UI: each renders one part of a `Snapshot`, nothing else. */
 import { Box, Text } from "ink";
+import { MAP_CELL_CLASSES } from "@tdpemu/core";
 import type { EventRow, Snapshot } from "../session.js";
 
 export function Pane(props: { title: string; focused: boolean; width?: number | string; children: React.ReactNode }) {
@@ -89,7 +90,7 @@ export function GpaMapPane({ snap, focused }: { snap: Snapshot; focused: boolean
           {[...r].map((c, j) => <Text key={j} color={CELL_COLOR[c]}>{c}</Text>)}
         </Text>
       ))}
-      <Text dimColor>. unmapped  s shared  p private 4K  P private 2M+  ? pending  b blocked</Text>
+      <Text dimColor>{Object.entries(MAP_CELL_CLASSES).map(([c, what]) => `${c} ${what}`).join("  ")}</Text>
     </Pane>
   );
 }
