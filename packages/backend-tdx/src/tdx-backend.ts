@@ -11,12 +11,11 @@
 import "reflect-metadata";
 import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, ControlPages, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
   type RawCallArgs, type StepMachine,
 } from "@tdpemu/backend-sdk";
 import { RemovePrivateSpte } from "./remove-private-spte.js";
-import { ControlPages } from "./control-pages.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
@@ -113,7 +112,7 @@ export class TdxBackend implements Backend, CallListener {
     this.module = seamModuleOf(vm.host);
     this.module.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
-    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0));
+    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0), "TDX control pages");
     this.hkid = nextHkid(vm.host);
     this.tdr = this.pages.alloc();
     this.module.listen(this.tdr, this);

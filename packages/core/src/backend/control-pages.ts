@@ -1,7 +1,9 @@
 /**
- * Pages KVM gives the TDX module for a TD (TDR, TDCS, TDVPR, S-EPT pages): 4 KiB host frames
- * carved out of 2 MiB blocks the VM owns, taken on demand and given back when the module has
- * released them. A page the module could not release is never given back (leaked on purpose).
+ * A backend's control pages: host pages KVM hands to the technology's firmware or hardware for
+ * a VM (TDX: the TDR, TDCS, TDVPR and S-EPT pages it gives the TDX module), as 4 KiB host
+ * frames carved out of 2 MiB blocks the VM owns, taken on demand and given back when the
+ * firmware has released them. A page it could not release is never given back (leaked on
+ * purpose, as KVM does with a page whose reclaim failed).
  *
  * Pages given back are taken again first, the last given back first; then the newest block's
  * pages in ascending order. The newest block's untaken pages are a range (`next` to its end),
@@ -11,7 +13,9 @@
  * explorer's (`id`), which every call writes, and a new block comes from the host's frame
  * allocator, which guest memory takes its frames from too (R_BACKING).
  */
-import { FRAMES_PER_BLOCK, R_BACKING, type Clock, type FrameAllocator } from "@tdpemu/backend-sdk";
+import type { Clock } from "../exec/clock.js";
+import { R_BACKING } from "../exec/footprint.js";
+import { FRAMES_PER_BLOCK, type FrameAllocator } from "../mem/frame-allocator.js";
 
 export class ControlPages {
   /** Pages given back, to be taken again (last in, first out). */
@@ -28,6 +32,8 @@ export class ControlPages {
     private readonly owner: number,
     private readonly clock: Clock | null = null,
     private readonly id = 0,
+    /** What the blocks are for, as the frame allocator reports it when the host runs out. */
+    private readonly label = "control pages",
   ) {}
 
   alloc(): number {
@@ -35,7 +41,7 @@ export class ControlPages {
     if (this.free.length > 0) return this.free.pop()!;
     if (this.next === this.end) {
       this.clock?.touch(R_BACKING);
-      const block = this.frames.allocBlocks(1, 1, this.owner, "TDX control pages");
+      const block = this.frames.allocBlocks(1, 1, this.owner, this.label);
       this.blocks.push(block);
       this.next = block * FRAMES_PER_BLOCK;
       this.end = this.next + FRAMES_PER_BLOCK;

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { FRAMES_PER_BLOCK, FrameAllocator } from "@tdpemu/core";
-import { ControlPages } from "../src/control-pages.js";
+import { FRAMES_PER_BLOCK, FrameAllocator } from "../src/index.js";
+import { ControlPages } from "../src/backend/control-pages.js";
 
 /** The original implementation: every page of a new block pushed on the free list. */
 class ListModel {
