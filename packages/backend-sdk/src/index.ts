@@ -20,7 +20,7 @@ export {
   ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, BACKEND,
   emptyBackendStats,
   type BackendVm, type VmConfig, type BackendRegistration, isRegistration,
-  type WalkedSpte, MAP_CELL_CLASSES,
+  type WalkedSpte, MAP_CELL_CLASSES, type HostOpSchema, type HostOpParamKind,
 } from "@tdpemu/core";
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
 export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";

@@ -64,7 +64,7 @@ export { EventSink, type EventTone, type TdpEvent, type TdpEventInput, type Even
 export { checkInvariants, mirrorView, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";
-export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";
+export { parseScenarioText, loadScenario, validateScenario, parseSizeText, checkPluginOps, ScenarioError } from "./scenario/parse.js";
 export {
   runScenario, buildRun, classifyRunError, defaultHostMemory, RunInputError, InvariantViolation,
   type RunOptions, type RunResult, type OpResult, type BuiltRun,

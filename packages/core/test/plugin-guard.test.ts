@@ -76,4 +76,17 @@ describe("checkPluginBackend", () => {
     const mirror = checkPluginBackend(backend({ usesMirrorRoot: true, hasPrivateMemory: true, classifyFault: () => true, checkGuestAccess: () => 0 }), "p");
     expect(mirror).toEqual(["it uses a mirror root but lacks linkExternalSpt, setExternalSpte, removeExternalSpte, freeExternalSpt (the core calls them on every private fault and zap)"]);
   });
+
+  it("host ops: a declaration needs runHostOp, a description and params of known kinds", () => {
+    const ok = { mark: { description: "d", params: { gpa: { kind: "gpa" }, n: { kind: "count", optional: true } } } };
+    expect(checkPluginBackend(backend({ hostOps: ok, runHostOp: () => 0 } as never), "p")).toEqual([]);
+    expect(checkPluginBackend(backend({ hostOps: ok } as never), "p")).toEqual(["it defines hostOps but no runHostOp to run them"]);
+    const bad = { mark: { description: "d", params: { op: { kind: "gpa" }, x: { kind: "colour" } } }, "sp ace": { params: {} } };
+    expect(checkPluginBackend(backend({ hostOps: bad, runHostOp: () => 0 } as never), "p")).toEqual([
+      "host op 'mark': a parameter may not be named 'op'",
+      "host op 'mark', parameter 'x': kind \"colour\", expected one of gpa, size, count, number, string, boolean",
+      "host op 'sp ace': a name of letters, digits, '_', '-' and '.' only",
+      "host op 'sp ace' is {\"params\":{}}, expected { description, params }",
+    ]);
+  });
 });

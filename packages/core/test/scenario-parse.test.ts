@@ -335,15 +335,20 @@ describe("scenario parser: guest programs", () => {
 });
 
 describe("scenario parser: the host program", () => {
-  it("unknown host op lists the valid host ops", () => {
+  it("unknown host op lists the valid host ops, and says how a plugin's op is named", () => {
     expectError(doc(...HEAD, "host:", "  - { op: zapp }"), {
       path: "host[0].op", line: 4,
-      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, raw, got "zapp"/,
+      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, raw, or a plugin's op named <backend>\.<op>, got "zapp"/,
     });
   });
 
+  it("an op named <backend>.<op> is a plugin's, kept with its operands and line for the backend to check", () => {
+    const scn = parseScenarioText([...HEAD, "host:", "  - { op: zap, gpa: 0x0, size: 4KiB }", "  - { op: sealed.unseal, gpa: 0x1000, size: 8KiB }"].join("\n"), "t.yaml");
+    expect(scn.host[1]).toEqual({ op: "plugin", name: "sealed.unseal", args: { gpa: 0x1000, size: "8KiB" }, at: "host[1]", line: 5 });
+  });
+
   it("a guest-only op in the host program is unknown there", () => {
-    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, raw, got "access"/ });
+    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, raw, or a plugin's op named <backend>\.<op>, got "access"/ });
   });
 
   it("a zap range that runs past the end of the VM memory", () => {

@@ -94,6 +94,15 @@ export interface Backend {
   /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */
   lastError?(): string;
 
+  /**
+   * The memory attributes of [gfn, gfn + npages) became private or shared
+   * (`KVM_SET_MEMORY_ATTRIBUTES`), called under the write `mmu_lock` in the change's second
+   * lock section, as `kvm_arch_post_set_memory_attributes` is: the range is already unmapped
+   * from the side it left, and faults cannot map it until the invalidation ends. A technology
+   * that tracks the guest's view of each page (a realm's RIPAS, say) updates it here.
+   */
+  memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean): void;
+
   /** A private page is first used (RMPUPDATE to assigned). */
   gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;
   /** Private pages [pfn, pfn + npages) are freed (RMPUPDATE back to hypervisor-owned). */
@@ -124,6 +133,17 @@ export interface Backend {
    * `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
    */
   guestAccept?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number;
+  /**
+   * Host ops the backend defines, by name: a scenario writes `{ op: <backend>.<name>, ... }` in
+   * its host program, and the operands are checked against `params` when the run is built, with
+   * the same one-line errors as built-in ops' (`checkPluginOps`).
+   */
+  readonly hostOps?: Readonly<Record<string, HostOpSchema>>;
+  /**
+   * Runs host op `name` with its checked operands: one atomic point, with no KVM lock held (an
+   * ioctl of the backend's own). Returns a status, which the op's result reports.
+   */
+  runHostOp?(vm: BackendVm, name: string, args: Readonly<Record<string, number | string | boolean>>): number;
   /** Host op before the guest runs: measured initial content of a private page (PAGE.ADD, LAUNCH_UPDATE). */
   populate?(vm: BackendVm, gfn: number, pfn: number): number;
   /**
@@ -207,6 +227,15 @@ export interface WalkedSpte {
 export const MAP_CELL_CLASSES: Readonly<Record<string, string>> = {
   ".": "unmapped", s: "shared", p: "private 4K", P: "private 2M+", "?": "pending", b: "blocked",
 };
+
+/** The kinds of operand a plugin's host op may take (`HostOpSchema`), checked as built-in ops' are. */
+export type HostOpParamKind = "gpa" | "size" | "count" | "number" | "string" | "boolean";
+
+/** A host op a plugin backend defines: what it does, and its operands by name. */
+export interface HostOpSchema {
+  description: string;
+  params: Readonly<Record<string, { kind: HostOpParamKind; optional?: boolean }>>;
+}
 
 /** A fault to inject: `call` (an architectural name) returns `status` (a status name) on its `nth` call. */
 export interface FaultSpec {

@@ -81,6 +81,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
   gmemPrepare: status,
   populate: status,
   finalize: status,
+  runHostOp: status,
   lastError: { ok: (r) => typeof r === "string", expected: "a string" },
   checkGuestAccess: oneOf([-1, 0, 1, 2, 3], "ACCESS_OK (0), ACCESS_FAULT (1), ACCESS_GUEST_EXCEPTION (2), ACCESS_FAULT_PRESENT (3), or -1 to let the core walk the EPT"),
   checkTranslation: oneOf([0, 2, 3], "ACCESS_OK (0), ACCESS_GUEST_EXCEPTION (2) or ACCESS_FAULT_PRESENT (3)"),
@@ -119,7 +120,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
 /** Every hook the core may call, the ones returning nothing included. */
 export const BACKEND_HOOKS: readonly string[] = [
   ...Object.keys(RETURNS), "init", "releaseExternalSpt", "gmemInvalidate", "teardown", "flushTlb", "kickVcpu", "vcpuExit",
-  "destroy", "auditState", "injectFault",
+  "destroy", "auditState", "injectFault", "memoryAttributesChanged",
 ];
 
 /** The hooks the core calls on a mirror root's entries: a backend with `usesMirrorRoot` needs every one. */
@@ -162,8 +163,31 @@ export function checkPluginBackend(b: unknown, registeredName: string): string[]
   if (x.hasPrivateMemory === true && typeof x.classifyFault !== "function") {
     problems.push("it has private memory but no classifyFault (every access would be taken as shared)");
   }
+  if (x.hostOps !== undefined) problems.push(...hostOpProblems(x.hostOps, typeof x.runHostOp === "function"));
   if (typeof x.name === "string" && x.name !== registeredName) {
     problems.push(`its backend is named '${x.name}' but its registration '${registeredName}' (they must be the same)`);
+  }
+  return problems;
+}
+
+const PARAM_KINDS = ["gpa", "size", "count", "number", "string", "boolean"];
+
+/** What is wrong with a backend's `hostOps` declaration. */
+function hostOpProblems(ops: unknown, runs: boolean): string[] {
+  if (typeof ops !== "object" || ops === null) return [`'hostOps' is ${describeValue(ops)}, expected { name: { description, params } }`];
+  const problems: string[] = [];
+  if (!runs && Object.keys(ops).length > 0) problems.push("it defines hostOps but no runHostOp to run them");
+  for (const [name, schema] of Object.entries(ops as Record<string, unknown>)) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) problems.push(`host op '${name}': a name of letters, digits, '_', '-' and '.' only`);
+    const s = schema as { description?: unknown; params?: unknown };
+    if (typeof s !== "object" || s === null || typeof s.description !== "string" || typeof s.params !== "object" || s.params === null) {
+      problems.push(`host op '${name}' is ${describeValue(schema)}, expected { description, params }`);
+      continue;
+    }
+    for (const [p, spec] of Object.entries(s.params as Record<string, { kind?: unknown }>)) {
+      if (p === "op") problems.push(`host op '${name}': a parameter may not be named 'op'`);
+      if (!PARAM_KINDS.includes(spec?.kind as string)) problems.push(`host op '${name}', parameter '${p}': kind ${describeValue(spec?.kind)}, expected one of ${PARAM_KINDS.join(", ")}`);
+    }
   }
   return problems;
 }

@@ -18,7 +18,7 @@ import type { Backend } from "./backend.js";
 const WRITES: ReadonlySet<string> = new Set([
   "allocExternalSpt", "releaseExternalSpt", "linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt",
   "gmemPrepare", "gmemInvalidate", "checkGuestAccess", "checkTranslation", "faultFixup", "guestAccept", "populate",
-  "finalize", "teardown", "flushTlb", "kickVcpu", "vcpuExit", "destroy", "rawCall",
+  "finalize", "teardown", "flushTlb", "kickVcpu", "vcpuExit", "destroy", "rawCall", "memoryAttributesChanged", "runHostOp",
 ]);
 /** Hooks that may read it. */
 const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault"]);

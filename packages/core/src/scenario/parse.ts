@@ -10,6 +10,7 @@ import {
   type ScheduleSpec, type VmSpec,
 } from "./schema.js";
 import { defineErrorKind, errorKind } from "../error-kind.js";
+import type { HostOpParamKind, HostOpSchema } from "../backend/backend.js";
 
 export class ScenarioError extends Error {
   static is(e: unknown): e is ScenarioError {
@@ -69,6 +70,24 @@ class Ctx {
 
   expect(path: Path, expected: string, got: unknown): never {
     return this.fail(path, `expected ${expected}, got ${show(got)}`);
+  }
+
+  /** The line of the node at `path`, if the document is known. */
+  lineOf(path: Path): number | undefined {
+    const node = this.doc?.getIn(path, true) as YamlNode | undefined;
+    const off = node && typeof node === "object" && "range" in node ? node.range?.[0] : undefined;
+    return off !== undefined && this.lines ? this.lines.linePos(off).line : undefined;
+  }
+}
+
+/** A context for checks made after parsing, that report every failure at one known line. */
+class LineCtx extends Ctx {
+  constructor(file: string, private readonly line: number | undefined) {
+    super(file, null, null);
+  }
+
+  override fail(path: Path, detail: string): never {
+    throw new ScenarioError(this.file, pathStr(path), detail, this.line);
   }
 }
 
@@ -212,9 +231,19 @@ function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
   }
 }
 
+/** A plugin's host op is named `<backend>.<op>`; built-in ops have no dot. */
+const PLUGIN_OP = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$/;
+
 function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
   if (!isObj(v)) c.expect(path, "an op mapping such as { op: zap, gpa: 0x0, size: 2MiB }", v);
-  const op = oneOf(c, [...path, "op"], v.op, HOST_OPS);
+  if (typeof v.op === "string" && PLUGIN_OP.test(v.op)) {
+    const { op: name, ...args } = v;
+    return { op: "plugin", name: name as string, args, at: pathStr(path), line: c.lineOf(path) };
+  }
+  if (typeof v.op !== "string" || !(HOST_OPS as readonly string[]).includes(v.op)) {
+    c.expect([...path, "op"], `one of ${HOST_OPS.join(", ")}, or a plugin's op named <backend>.<op>`, v.op);
+  }
+  const op = v.op as (typeof HOST_OPS)[number];
   switch (op) {
     case "populate":
     case "zap":
@@ -276,6 +305,71 @@ function parseInject(c: Ctx, v: unknown): InjectSpec[] {
     if (typeof f.backend === "string") spec.backend = f.backend;
     return spec;
   });
+}
+
+const PARAM_KINDS: Readonly<Record<HostOpParamKind, string>> = {
+  gpa: "a guest physical address inside the VM (decimal or 0x hex)",
+  size: "a size such as 4KiB, 2MiB, or a number of bytes",
+  count: "a count, 1 or more",
+  number: "a non-negative integer (decimal or 0x hex)",
+  string: "a non-empty string",
+  boolean: "true or false",
+};
+
+/**
+ * Checks the scenario's plugin host ops against `backend`'s schema (`Backend.hostOps`) and fills
+ * each op's `values`, or throws a `ScenarioError` at the op's line: an op of another backend,
+ * one the backend does not define, an unknown or missing operand, an operand of the wrong kind.
+ * Called when a run is built, once the backend is known.
+ */
+export function checkPluginOps(scn: Scenario, backend: { name: string; hostOps?: Readonly<Record<string, HostOpSchema>> }): void {
+  for (const op of scn.host) {
+    if (op.op !== "plugin") continue;
+    const c: Ctx = new LineCtx(scn.source, op.line);
+    const at: Path = [op.at];
+    const dot = op.name.indexOf(".");
+    const owner = op.name.slice(0, dot);
+    const short = op.name.slice(dot + 1);
+    if (owner !== backend.name) c.fail([...at, "op"], `'${op.name}' is an op of backend '${owner}', and this run is on '${backend.name}'`);
+    const schema = backend.hostOps && Object.hasOwn(backend.hostOps, short) ? backend.hostOps[short]! : undefined;
+    if (!schema) {
+      const known = Object.keys(backend.hostOps ?? {}).map((k) => `${backend.name}.${k}`);
+      c.fail([...at, "op"], `backend '${backend.name}' defines no host op '${short}' (its ops: ${known.join(", ") || "none"})`);
+    }
+    const params = Object.keys(schema.params);
+    for (const k of Object.keys(op.args)) if (!params.includes(k)) c.fail([...at, k], `unknown key (expected one of: ${["op", ...params].join(", ")})`);
+    const values: Record<string, number | string | boolean> = {};
+    for (const [k, p] of Object.entries(schema.params)) {
+      const v = op.args[k];
+      const path: Path = [...at, k];
+      if (v === undefined) {
+        if (!p.optional) c.fail(path, `missing; expected ${PARAM_KINDS[p.kind]}`);
+        continue;
+      }
+      switch (p.kind) {
+        case "gpa": {
+          const gpa = num(c, path, v, PARAM_KINDS.gpa);
+          if (gpa >= scn.vm.memory) c.fail(path, `${show(gpa)} is beyond the VM's memory (${show(scn.vm.memory)} bytes)`);
+          values[k] = gpa;
+          break;
+        }
+        case "size": values[k] = size(c, path, v); break;
+        case "count": {
+          const n = num(c, path, v, PARAM_KINDS.count);
+          if (n < 1) c.expect(path, PARAM_KINDS.count, v);
+          values[k] = n;
+          break;
+        }
+        case "number": values[k] = num(c, path, v); break;
+        case "string":
+          if (typeof v !== "string" || v === "") c.expect(path, PARAM_KINDS.string, v);
+          values[k] = v;
+          break;
+        case "boolean": values[k] = bool(c, path, v, false); break;
+      }
+    }
+    op.values = values;
+  }
 }
 
 /** A size or number given on a command line (`2GiB`, `0x1000`, `4096`); null if it is not one. */

@@ -26,6 +26,7 @@ import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 import { defineErrorKind, errorKind } from "../error-kind.js";
+import { checkPluginOps } from "./parse.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
 export class RunInputError extends Error {
@@ -103,6 +104,8 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   } catch (e) {
     throw new RunInputError(`host memory: ${(e as Error).message}`);
   }
+  // A plugin's host ops are checked against its schema now that the backend is known.
+  checkPluginOps(scn, opts.backend);
   const programs = scn.vcpus.filter((p) => p.length > 0).length + (scn.host.length > 0 ? 1 : 0);
   const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
   const vm = new Vm(host, {
@@ -253,7 +256,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
-    opEvent(vm, "host", op.op, "start", op);
+    opEvent(vm, "host", op.op === "plugin" ? op.name : op.op, "start", op);
     const result: Record<string, number | string> = {};
     const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
@@ -288,14 +291,23 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         result.detail = r.detail;
         break;
       }
+      case "plugin": {
+        // The backend's own ioctl: one atomic point; its operands were checked when the run was built.
+        const name = op.name.slice(op.name.indexOf(".") + 1);
+        if (!vm.backend.runHostOp) throw new OpError(`${op.name}: backend '${vm.backend.name}' runs no host ops`);
+        vm.clock.step++;
+        result.status = vm.backend.runHostOp(vm, name, op.values!);
+        break;
+      }
       case "teardown":
         // The VMM destroys the VM only once its vCPU threads have stopped.
         while (!vcpusDone()) yield BLOCKED;
         yield* hostOps.teardown(vm, ctx, [vm.hostVcpu]);
         break;
     }
-    results.push({ who: "host", index: i, op: op.op, result });
-    opEvent(vm, "host", op.op, "end", result);
+    const opName = op.op === "plugin" ? op.name : op.op;
+    results.push({ who: "host", index: i, op: opName, result });
+    opEvent(vm, "host", opName, "end", result);
     afterOp?.();
   }
 }

@@ -41,7 +41,13 @@ export type HostOp =
   | { op: "recover"; gpa: number; size: number }
   | { op: "delete-memslot"; slot: number }
   | { op: "teardown" }
-  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped" };
+  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped" }
+  /**
+   * A host op a plugin backend defines (`Backend.hostOps`), named `<backend>.<op>`: its operands
+   * as written (`args`) are checked against the backend's schema when the run is built, which
+   * fills `values` (`checkPluginOps`). `at` and `line` say where it was written.
+   */
+  | { op: "plugin"; name: string; args: Record<string, unknown>; at: string; line?: number; values?: Record<string, number | string | boolean> };
 
 /** How a mirror SPTE becomes present (see `MirrorStrategy` in the core). */
 export type Strategy = "freeze" | "atomic-then-hook";
