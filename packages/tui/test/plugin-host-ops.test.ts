@@ -8,16 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { main, type Io } from "../src/index.js";
+import { main } from "../src/index.js";
+import { captureIo as io } from "./capture-io.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-hostops-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function io(): Io & { outText: () => string; errText: () => string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out: (t) => out.push(t), err: (t) => err.push(t), outText: () => out.join("\n"), errText: () => err.join("\n") };
-}
 
 const plugin = join(dir, "marker.mjs");
 writeFileSync(plugin, `

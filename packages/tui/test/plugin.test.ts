@@ -6,16 +6,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { main, type Io } from "../src/index.js";
+import { main } from "../src/index.js";
+import { captureIo as io } from "./capture-io.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-plugin-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function io(): Io & { outText: () => string; errText: () => string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out: (t) => out.push(t), err: (t) => err.push(t), outText: () => out.join("\n"), errText: () => err.join("\n") };
-}
 
 // A plugin needs nothing from tdpemu at import time: the DI token is Symbol.for("tdpemu.Backend").
 const plugin = join(dir, "counting-backend.mjs");
