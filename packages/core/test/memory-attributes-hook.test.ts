@@ -1,14 +1,15 @@
 /**
  * A backend hears of each change of memory attributes (`memoryAttributesChanged`) once, with the
- * range and direction, under the write mmu_lock and after the range is unmapped from the side
- * it left, as kvm_arch_post_set_memory_attributes runs; a change that changes nothing is not
+ * range and direction, where kvm_arch_post_set_memory_attributes runs: under the write mmu_lock,
+ * with the attributes stored and the invalidation ended (the section's on_lock,
+ * kvm_mmu_invalidate_end, runs before its handler); a change that changes nothing is not
  * reported.
  */
 import { describe, expect, it } from "vitest";
 import { hostOps, type Backend, type BackendVm, type Vm } from "../src/index.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
-interface Heard { gfn: number; npages: number; toPrivate: boolean; privateNow: boolean }
+interface Heard { gfn: number; npages: number; toPrivate: boolean; privateNow: boolean; invalidation: string }
 
 function listening(): { backend: Backend; heard: Heard[] } {
   const heard: Heard[] = [];
@@ -20,7 +21,7 @@ function listening(): { backend: Backend; heard: Heard[] } {
     memoryAttributesChanged(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean) {
       const v = vm as Vm;
       v.mmu.lock.assertHeldWrite("memoryAttributesChanged");
-      heard.push({ gfn, npages, toPrivate, privateNow: v.attributes.peekPrivate(gfn) });
+      heard.push({ gfn, npages, toPrivate, privateNow: v.attributes.peekPrivate(gfn), invalidation: v.mmu.invalidateAuditState().split("/")[1]! });
     },
   };
   return { backend, heard };
@@ -33,8 +34,8 @@ describe("memoryAttributesChanged", () => {
     run(hostOps.convertMemory(vm, vm.hostCtx, 16, 48, false));
     run(hostOps.convertMemory(vm, vm.hostCtx, 16, 20, true));
     expect(heard).toEqual([
-      { gfn: 16, npages: 32, toPrivate: false, privateNow: false },
-      { gfn: 16, npages: 4, toPrivate: true, privateNow: true },
+      { gfn: 16, npages: 32, toPrivate: false, privateNow: false, invalidation: "0" },
+      { gfn: 16, npages: 4, toPrivate: true, privateNow: true, invalidation: "0" },
     ]);
   });
 

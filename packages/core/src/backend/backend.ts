@@ -98,7 +98,8 @@ export interface Backend {
    * The memory attributes of [gfn, gfn + npages) became private or shared
    * (`KVM_SET_MEMORY_ATTRIBUTES`), called under the write `mmu_lock` in the change's second
    * lock section, as `kvm_arch_post_set_memory_attributes` is: the range is already unmapped
-   * from the side it left, and faults cannot map it until the invalidation ends. A technology
+   * from the side it left and the attributes stored, and the invalidation has just ended (the
+   * section's `on_lock`), so a fault may map the range once the lock is dropped. A technology
    * that tracks the guest's view of each page (a realm's RIPAS, say) updates it here.
    */
   memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean): void;

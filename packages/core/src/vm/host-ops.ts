@@ -87,10 +87,11 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   const changed = vm.attributes.set(start, end, toPrivate);
   if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
   yield* withWriteLock(mmu, ctx, function* () {
-    // kvm_arch_post_set_memory_attributes runs here, under the write lock, before the
-    // invalidation ends; the backend hears of the change at the same point.
-    vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate);
+    // The second section's on_lock ends the invalidation, then its handler,
+    // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
+    // change at that point.
     mmu.invalidateEnd();
+    vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate);
   });
   if (!toPrivate) punchPrivateHoles(vm, start, end);
   return changed;
