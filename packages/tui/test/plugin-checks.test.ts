@@ -101,6 +101,10 @@ describe("exceptions from plugin code name the plugin and where", () => {
     expectOneLine(await run(plugin(STATS, { ctor: "throw new Error('bad config');" })), /: its backend's constructor threw Error: bad config$/);
   });
 
+  it("a member that is a getter and throws, read at load", async () => {
+    expectOneLine(await run(plugin(`${STATS} get flushTlb() { throw new Error("not yet"); }`)), /: reading its backend's members threw Error: not yet$/);
+  });
+
   it("init()", async () => {
     expectOneLine(await run(plugin(`${STATS} init() { null.x; }`)), /: init\(\) threw TypeError: Cannot read properties of null/);
   });

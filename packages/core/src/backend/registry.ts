@@ -132,7 +132,13 @@ export class BackendRegistry {
     // before anything runs rather than in the middle of a run.
     let problems: string[];
     try {
-      problems = checkPluginBackend(this.resolvePlugin(this.regs.get(reg.name)!), reg.name);
+      const probe = this.resolvePlugin(this.regs.get(reg.name)!);
+      try {
+        problems = checkPluginBackend(probe, reg.name);
+      } catch (e) {
+        // A member that is a getter, and throws.
+        throw pluginThrew({ name: reg.name, origin: modulePath }, "reading its backend's members", e);
+      }
     } catch (e) {
       this.regs.delete(reg.name);
       throw e;
