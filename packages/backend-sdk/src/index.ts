@@ -33,4 +33,4 @@ export { resourceId, R_BACKING, type Clock, type FootprintRecorder } from "@tdpe
 // Host-wide state a backend shares with the other VMs of its host, and the host's frames.
 export { type Host, HostSlot, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE } from "@tdpemu/core";
 // Helpers.
-export { CallCounts, ControlPages, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";
+export { CallCounts, ControlPages, StatusNames, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";

@@ -2,6 +2,7 @@
  * The instructions that change the RMP (docs/sev-snp.md §1.2), with Linux's return codes
  * (`asm/sev.h`): RMPUPDATE and PSMASH for the host, PVALIDATE for the guest.
  */
+import { StatusNames } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, type Rmp } from "./rmp.js";
 
 export const RMP_SUCCESS = 0;
@@ -13,10 +14,10 @@ export const FAIL_SIZEMISMATCH = 6;
 /** PVALIDATE with CF=1: the Validated bit was already as requested (Linux's PVALIDATE_FAIL_NOUPDATE). */
 export const FAIL_NOUPDATE = 255;
 
-export const RMP_STATUS_NAMES: Record<number, string> = {
-  0: "SUCCESS", 1: "FAIL_INPUT", 2: "FAIL_PERMISSION", 3: "FAIL_INUSE", 4: "FAIL_OVERLAP", 6: "FAIL_SIZEMISMATCH", 255: "FAIL_NOUPDATE",
-};
-export const RMP_STATUS_BY_NAME = new Map(Object.entries(RMP_STATUS_NAMES).map(([k, v]) => [v, Number(k)]));
+export const RMP_STATUS = new StatusNames<number>("RMP status", [
+  [RMP_SUCCESS, "SUCCESS"], [FAIL_INPUT, "FAIL_INPUT"], [FAIL_PERMISSION, "FAIL_PERMISSION"], [FAIL_INUSE, "FAIL_INUSE"],
+  [FAIL_OVERLAP, "FAIL_OVERLAP"], [FAIL_SIZEMISMATCH, "FAIL_SIZEMISMATCH"], [FAIL_NOUPDATE, "FAIL_NOUPDATE"],
+]);
 
 export interface RmpUpdate {
   assigned: boolean;

@@ -16,7 +16,7 @@ import {
 } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
-  FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS_BY_NAME, RMP_STATUS_NAMES, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
+  FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
@@ -404,7 +404,7 @@ export class SevBackend implements Backend {
   }
 
   private countFailure(name: string, status: number): void {
-    const n = RMP_STATUS_NAMES[status] ?? String(status);
+    const n = RMP_STATUS.name(status);
     this.errors[n] = (this.errors[n] ?? 0) + 1;
     if (status === 3) this.busy++;
     this.lastFailure = `${name} failed: ${n}`;
@@ -413,7 +413,7 @@ export class SevBackend implements Backend {
   private emitCall(name: string, status: number): void {
     // FAIL_INUSE is the RMP's contention: the caller retries.
     const tone = status === RMP_SUCCESS ? "ok" : status === FAIL_INUSE ? "busy" : "error";
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS_NAMES[status] ?? String(status), tone });
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS.name(status), tone });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {
@@ -458,8 +458,7 @@ export class SevBackend implements Backend {
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
     if (!RMP_CALLS.includes(f.call)) throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
-    const status = RMP_STATUS_BY_NAME.get(f.status);
-    if (status === undefined) throw new Error(`unknown RMP status '${f.status}' (known: ${[...RMP_STATUS_BY_NAME.keys()].join(", ")})`);
+    const status = RMP_STATUS.code(f.status);
     this.injected.push({ call: f.call, nth: f.nth, status, times: f.times });
   }
 
@@ -480,7 +479,7 @@ export class SevBackend implements Backend {
     } else {
       pfn = args.page;
     }
-    const named = (s: number) => ({ status: RMP_STATUS_NAMES[s] ?? String(s), detail: `${call} page 0x${pfn.toString(16)}` });
+    const named = (s: number) => ({ status: RMP_STATUS.name(s), detail: `${call} page 0x${pfn.toString(16)}` });
     switch (call) {
       case "RMPUPDATE.PRIVATE":
         return named(this.rmpUpdate(pfn, { assigned: true, size2m: (args.level ?? 0) >= 1, immutable: false, asid: this.asid, gfn }));

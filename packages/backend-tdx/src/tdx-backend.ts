@@ -22,7 +22,7 @@ import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-modu
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import { SEPT_STATE_NAMES } from "./seam/sept.js";
 import {
-  STATUS_BY_NAME, formatStatus, isBusy, isOk, tdxOperandBusy,
+  TDX_STATUS, formatStatus, isBusy, isOk, tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
@@ -467,8 +467,7 @@ export class TdxBackend implements Backend, CallListener {
     if (!(SEAMCALL_NAMES as readonly string[]).includes(f.call)) {
       throw new Error(`unknown TDX call '${f.call}' (known: ${SEAMCALL_NAMES.join(", ")})`);
     }
-    const status = STATUS_BY_NAME.get(f.status);
-    if (status === undefined) throw new Error(`unknown TDX status '${f.status}' (known: ${[...STATUS_BY_NAME.keys()].join(", ")})`);
+    const status = TDX_STATUS.code(f.status);
     this.module.inject(this.tdr, { call: f.call, nth: f.nth, status, times: f.times });
   }
 

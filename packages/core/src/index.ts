@@ -37,6 +37,7 @@ export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
 export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration, type BackendRegistryOptions } from "./backend/registry.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { ControlPages } from "./backend/control-pages.js";
+export { StatusNames } from "./backend/status-names.js";
 export { PluginError, BACKEND_HOOKS, checkPluginBackend, guardPlugin, type PluginInfo } from "./backend/plugin-guard.js";
 export { recordedBackend } from "./backend/recorded-backend.js";
 // exec

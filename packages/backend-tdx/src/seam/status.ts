@@ -3,6 +3,8 @@
  * bits 63:32 with an operand ID added into bits 31:0. 0x8… may succeed on retry, 0xC… will fail
  * again, 0x0… is success or a warning. Values from `tdx_error_codes_defs.h` (TDX module 1.5).
  */
+import { StatusNames } from "@tdpemu/backend-sdk";
+
 export const TDX_SUCCESS = 0n;
 export const TDX_OPERAND_INVALID = 0xc000010000000000n;
 export const TDX_OPERAND_ADDR_RANGE_ERROR = 0xc000010100000000n;
@@ -62,8 +64,8 @@ const NAMES = new Map<bigint, string>([
   [TDX_EPT_PAGE_NOT_FREE, "EPT_PAGE_NOT_FREE"],
 ]);
 
-/** Status names usable in fault injection and scenario files. */
-export const STATUS_BY_NAME = new Map<string, bigint>([...NAMES].map(([v, n]) => [n, v]));
+/** The status classes by name, both ways (fault injection and scenario files read the names). */
+export const TDX_STATUS = new StatusNames<bigint>("TDX status", NAMES);
 
 const CLASS_MASK = 0xffffffff00000000n;
 
@@ -95,7 +97,7 @@ export function isOk(s: bigint): boolean {
 }
 
 export function statusName(s: bigint): string {
-  return NAMES.get(statusClass(s)) ?? `0x${statusClass(s).toString(16)}`;
+  return TDX_STATUS.name(statusClass(s));
 }
 
 /** `0xC0000B0000000001 (EPT_WALK_FAILED|RCX)` */
