@@ -25,7 +25,7 @@ export {
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
 export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";
 // Errors: a KvmBug is a finding (exit 1); the kinds are recognised across copies (`errorKind`).
-export { KvmBug, errorKind, defineErrorKind } from "@tdpemu/core";
+export { KvmBug, ErrorOfKind, errorKind, defineErrorKind } from "@tdpemu/core";
 // Hooks of several atomic points.
 export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "@tdpemu/core";
 // Recording a backend's own accesses for the explorer (`recordsOwnAccesses`).

@@ -16,6 +16,21 @@ export function defineErrorKind(cls: { prototype: Error }, kind: string): void {
   Object.defineProperty(cls.prototype, "name", { value: kind, writable: true, configurable: true });
 }
 
+/**
+ * The base of an error class of `kind`: its `is(e)` recognises an error of that kind from any
+ * copy of the core, narrowed to the class it is called on, and its instances are named after
+ * the kind. `class KvmBug extends ErrorOfKind("KvmBug") { ... }`.
+ */
+export function ErrorOfKind(kind: string) {
+  class Kinded extends Error {
+    static is<C extends abstract new (...args: never[]) => Error>(this: C, e: unknown): e is InstanceType<C> {
+      return errorKind(e) === kind;
+    }
+  }
+  defineErrorKind(Kinded, kind);
+  return Kinded;
+}
+
 /** The kind of a tdpemu error, from whichever copy of the core made it; undefined for anything else. */
 export function errorKind(e: unknown): string | undefined {
   if (typeof e !== "object" || e === null) return undefined;

@@ -13,7 +13,7 @@ export { Host, HostSlot, type HostOptions, type HostStorage } from "./mem/host.j
 export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, OWNER_PT_POOL } from "./mem/frame-allocator.js";
 export { PtPool, ROLE_MIRROR, ROLE_ROOT, ROLE_INVALID, U32_PER_TABLE } from "./mem/pt-pool.js";
 export { HostMemoryExhausted } from "./mem/errors.js";
-export { defineErrorKind, errorKind } from "./error-kind.js";
+export { ErrorOfKind, defineErrorKind, errorKind } from "./error-kind.js";
 export { GuestBacking, type BackingKind } from "./mem/guest-backing.js";
 export { Memslot, Memslots, type MemslotFlags } from "./mem/memslots.js";
 export { MemAttributes } from "./mem/mem-attributes.js";

@@ -1,12 +1,7 @@
-import { defineErrorKind, errorKind } from "@tdpemu/core";
+import { ErrorOfKind } from "@tdpemu/core";
 
 /** Bad command-line input: printed as one line, exit code 2. */
-export class UsageError extends Error {
-  static is(e: unknown): e is UsageError {
-    return errorKind(e) === "UsageError";
-  }
-}
-defineErrorKind(UsageError, "UsageError");
+export class UsageError extends ErrorOfKind("UsageError") {}
 
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)

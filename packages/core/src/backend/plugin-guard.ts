@@ -14,17 +14,12 @@
  *
  * Built-in backends are not guarded: their hooks are tested, and the fault path pays nothing.
  */
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind, errorKind } from "../error-kind.js";
 import type { StepMachine } from "../exec/step-machine.js";
 import { MAP_CELL_CLASSES, type Backend } from "./backend.js";
 
 /** A plugin that is broken: it fails to load, breaks a contract or throws. Bad input, exit 2. */
-export class PluginError extends Error {
-  static is(e: unknown): e is PluginError {
-    return errorKind(e) === "PluginError";
-  }
-}
-defineErrorKind(PluginError, "PluginError");
+export class PluginError extends ErrorOfKind("PluginError") {}
 
 /** Which plugin, for messages: its backend's name and the module it came from. */
 export interface PluginInfo {

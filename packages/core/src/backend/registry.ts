@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import { resolve as resolvePath } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import { BACKEND, type Backend } from "./backend.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 import { PluginError, checkPluginBackend, guardPlugin, pluginLabel, pluginThrew } from "./plugin-guard.js";
 
 export interface BackendRegistration {
@@ -20,12 +20,7 @@ export interface BackendRegistration {
   register(c: DependencyContainer): void;
 }
 
-export class UnknownBackendError extends Error {
-  static is(e: unknown): e is UnknownBackendError {
-    return errorKind(e) === "UnknownBackendError";
-  }
-}
-defineErrorKind(UnknownBackendError, "UnknownBackendError");
+export class UnknownBackendError extends ErrorOfKind("UnknownBackendError") {}
 
 export function isRegistration(x: unknown): x is BackendRegistration {
   const r = x as BackendRegistration;

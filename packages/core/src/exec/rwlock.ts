@@ -7,14 +7,9 @@
 import type { Clock } from "./clock.js";
 import { BLOCKED, type ExecCtx, type Op } from "./ctx.js";
 import { R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER } from "./footprint.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 
-export class DeadlockError extends Error {
-  static is(e: unknown): e is DeadlockError {
-    return errorKind(e) === "DeadlockError";
-  }
-}
-defineErrorKind(DeadlockError, "DeadlockError");
+export class DeadlockError extends ErrorOfKind("DeadlockError") {}
 
 /**
  * A function ran without the lock it needs (`lockdep_assert_held*`). The model's coroutines do
@@ -22,12 +17,7 @@ defineErrorKind(DeadlockError, "DeadlockError");
  * reached only from that task's code, with the lock in the state it needs, as lockdep checks it
  * for `current`.
  */
-export class LockdepError extends Error {
-  static is(e: unknown): e is LockdepError {
-    return errorKind(e) === "LockdepError";
-  }
-}
-defineErrorKind(LockdepError, "LockdepError");
+export class LockdepError extends ErrorOfKind("LockdepError") {}
 
 export class RwLock {
   readers = 0;

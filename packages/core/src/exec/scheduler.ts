@@ -10,7 +10,7 @@ import { FootprintRecorder, FootprintStore, taskDoneId } from "./footprint.js";
 import { Prng } from "./prng.js";
 import { DeadlockError } from "./rwlock.js";
 import { NO_CHANGE, UNKNOWN_CHANGE, WaitTracker } from "./wait-tracker.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 
 export type ScheduleMode = "random" | "round-robin" | "replay";
 
@@ -20,12 +20,7 @@ export interface Task {
   done: boolean;
 }
 
-export class ReplayDivergence extends Error {
-  static is(e: unknown): e is ReplayDivergence {
-    return errorKind(e) === "ReplayDivergence";
-  }
-}
-defineErrorKind(ReplayDivergence, "ReplayDivergence");
+export class ReplayDivergence extends ErrorOfKind("ReplayDivergence") {}
 
 /**
  * Runs one step of task `index`: up to its next yield, or to its end. Returns what it yielded

@@ -1,13 +1,8 @@
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 
 /** Raised when the host has no frame left to give: a resource error, never a crash. */
-export class HostMemoryExhausted extends Error {
-  static is(e: unknown): e is HostMemoryExhausted {
-    return errorKind(e) === "HostMemoryExhausted";
-  }
-
+export class HostMemoryExhausted extends ErrorOfKind("HostMemoryExhausted") {
   constructor(readonly what: string, readonly requestedFrames: number, readonly totalFrames: number) {
     super(`host out of memory: ${what} needs ${requestedFrames} more frame(s) and all ${totalFrames} frames of the host are in use`);
   }
 }
-defineErrorKind(HostMemoryExhausted, "HostMemoryExhausted");

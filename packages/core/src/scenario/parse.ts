@@ -9,14 +9,10 @@ import {
   GUEST_OPS, HOST_OPS, STRATEGIES, type GuestOp, type HostOp, type HugePages, type InjectSpec, type Scenario,
   type ScheduleSpec, type VmSpec,
 } from "./schema.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 import type { HostOpParamKind, HostOpSchema } from "../backend/backend.js";
 
-export class ScenarioError extends Error {
-  static is(e: unknown): e is ScenarioError {
-    return errorKind(e) === "ScenarioError";
-  }
-
+export class ScenarioError extends ErrorOfKind("ScenarioError") {
   constructor(
     readonly file: string,
     readonly path: string,
@@ -26,7 +22,6 @@ export class ScenarioError extends Error {
     super(`${file}${line ? `:${line}` : ""}: ${path ? `${path}: ` : ""}${detail}`);
   }
 }
-defineErrorKind(ScenarioError, "ScenarioError");
 
 const UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
 const PAGE = 4096;

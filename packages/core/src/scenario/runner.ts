@@ -25,16 +25,11 @@ import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 import { checkPluginOps } from "./parse.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
-export class RunInputError extends Error {
-  static is(e: unknown): e is RunInputError {
-    return errorKind(e) === "RunInputError";
-  }
-}
-defineErrorKind(RunInputError, "RunInputError");
+export class RunInputError extends ErrorOfKind("RunInputError") {}
 
 export interface RunOptions {
   backend: Backend;
@@ -148,16 +143,11 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
 }
 
 /** Thrown by `--check op` when an op leaves the VM in a state that breaks an invariant. */
-export class InvariantViolation extends Error {
-  static is(e: unknown): e is InvariantViolation {
-    return errorKind(e) === "InvariantViolation";
-  }
-
+export class InvariantViolation extends ErrorOfKind("InvariantViolation") {
   constructor(readonly violations: Violation[]) {
     super(violations.map((v) => v.message).join("; "));
   }
 }
-defineErrorKind(InvariantViolation, "InvariantViolation");
 
 /**
  * What an error thrown by a step means for a run: a violation the run found (a KVM_BUG, a

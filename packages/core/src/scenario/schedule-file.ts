@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
 import type { InjectSpec } from "./schema.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 
 export const SCHEDULE_FORMAT = "tdpemu-schedule/1";
 
@@ -29,12 +29,7 @@ export interface ScheduleFile {
   choices: number[];
 }
 
-export class ScheduleFileError extends Error {
-  static is(e: unknown): e is ScheduleFileError {
-    return errorKind(e) === "ScheduleFileError";
-  }
-}
-defineErrorKind(ScheduleFileError, "ScheduleFileError");
+export class ScheduleFileError extends ErrorOfKind("ScheduleFileError") {}
 
 /** What `scenario` says for the built-in default scenario. */
 export const BUILTIN_SCENARIO = "<built-in default>";

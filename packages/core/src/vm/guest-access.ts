@@ -14,18 +14,13 @@ import { convertMemory, zapGfnRange } from "./host-ops.js";
 import { OpError } from "./op-error.js";
 import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
-import { defineErrorKind, errorKind } from "../error-kind.js";
+import { ErrorOfKind } from "../error-kind.js";
 
 
 /** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
 const MAX_TRIES = 1000;
 
-export class GuestLivelock extends Error {
-  static is(e: unknown): e is GuestLivelock {
-    return errorKind(e) === "GuestLivelock";
-  }
-}
-defineErrorKind(GuestLivelock, "GuestLivelock");
+export class GuestLivelock extends ErrorOfKind("GuestLivelock") {}
 
 /**
  * `kvm_tdp_page_fault` for one EPT violation at `gpa`, as a coroutine. `privateAccess` is the
