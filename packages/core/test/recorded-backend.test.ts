@@ -51,6 +51,18 @@ describe("recordedBackend", () => {
     expect(inner.gmemCalls).toBe(1);
   });
 
+  it("records a function it does not know as a write (the sound default), and the views and checks not at all", () => {
+    const clock = new Clock();
+    const b = recordedBackend(new Counting() as unknown as Backend, clock) as unknown as Counting;
+    const rec = new FootprintRecorder();
+    clock.setRecorder(rec);
+    b.extra();
+    expect(rec.kindOf(R_BACKEND) & KIND_WRITE).toBe(KIND_WRITE);
+    rec.reset();
+    b.stats();
+    expect(rec.kindOf(R_BACKEND)).toBe(0);
+  });
+
   it("leaves a backend that records its own accesses as it is", () => {
     const own = { ...bareBackend(), recordsOwnAccesses: true };
     expect(recordedBackend(own, new Clock())).toBe(own);
