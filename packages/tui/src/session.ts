@@ -333,7 +333,8 @@ export class Session {
     if (mirror) out.push({ title: be.walkTitle?.(vm, "mirror") ?? "mirror root (private)", rows: this.walkRoot(mirror, gfn, describe("mirror")) });
     if (direct) {
       const title = be.walkTitle?.(vm, "direct") ?? (bits ? "direct root (shared alias)" : "EPT");
-      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (g, level, lo, hi) => describe("direct")(g - bits, level, lo, hi)) });
+      const describeDirect = describe("direct");
+      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (g, level, lo, hi) => describeDirect(g - bits, level, lo, hi)) });
     }
     return out;
   }
