@@ -41,6 +41,17 @@ export async function resolveBackend(r: BackendRegistry, nameOrPath: string, bas
   return nameOrPath; // create() reports it as unknown, with the list of known names
 }
 
+/**
+ * Loads each `--plugin` module (paths from the current directory, loaded by their absolute path,
+ * as `resolveBackend` loads them, so the same module named both ways is loaded once). Returns
+ * the absolute paths, for a child process to load again.
+ */
+export async function loadPlugins(r: BackendRegistry, paths: readonly string[]): Promise<string[]> {
+  const abs = paths.map((p) => resolvePath(p));
+  for (const p of abs) await r.load(p);
+  return abs;
+}
+
 /** The directory a scenario's relative paths are taken from. */
 export function scenarioDir(scn: Scenario): string {
   return scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source);

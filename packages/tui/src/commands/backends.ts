@@ -1,6 +1,6 @@
 /** `tdpemu backends [--plugin module]...`: the registered backends, plugins included. */
 import { parseArgs } from "node:util";
-import { builtinRegistry } from "../registry.js";
+import { builtinRegistry, loadPlugins } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 import type { Io } from "../io.js";
 
@@ -12,7 +12,7 @@ export async function backendsCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(`backends: ${(e as Error).message.split("\n")[0]}`);
   }
   const registry = builtinRegistry();
-  for (const p of values.plugin ?? []) await registry.load(p);
+  await loadPlugins(registry, values.plugin ?? []);
   const list = registry.list();
   if (values.json) io.out(JSON.stringify(list, null, 2));
   else for (const b of list) io.out(`${b.name.padEnd(8)} ${b.description}${b.origin === "built-in" ? "" : `  (${b.origin})`}`);

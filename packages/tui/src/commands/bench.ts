@@ -16,7 +16,7 @@ import {
 } from "../bench/cases.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry } from "../registry.js";
+import { builtinRegistry, loadPlugins } from "../registry.js";
 import type { BackendRegistry } from "@tdpemu/core";
 import { UsageError } from "../usage-error.js";
 
@@ -136,8 +136,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   });
   const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
   const reg = builtinRegistry();
-  const plugins = (values.lists.plugin ?? []).map((p) => resolve(p));
-  for (const p of plugins) await reg.load(p);
+  const plugins = await loadPlugins(reg, values.lists.plugin ?? []);
   const all = cases(explorePath, reg);
   if (values.child !== undefined) {
     // A child process runs one case and prints its measurement.

@@ -3,11 +3,10 @@
  * one table side by side. Every registered backend takes part: the built-ins, each `--plugin`,
  * and the scenario's own `backend:` if it is a module; `--backend` (repeatable) picks some.
  */
-import { resolve as resolvePath } from "node:path";
 import { loadScenario } from "@tdpemu/core";
 import { parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, resolveBackend, scenarioDir } from "../registry.js";
+import { builtinRegistry, loadPlugins, resolveBackend, scenarioDir } from "../registry.js";
 import { compareBackends, formatCompare } from "../session.js";
 import { UsageError } from "../usage-error.js";
 
@@ -19,7 +18,7 @@ export async function compareCommand(args: string[], io: Io): Promise<number> {
   const scn = loadScenario(positionals[0]!);
   const { strategy } = mmuOptions("compare", values, scn);
   const registry = builtinRegistry();
-  for (const p of values.lists.plugin ?? []) await registry.load(resolvePath(p));
+  await loadPlugins(registry, values.lists.plugin ?? []);
   await resolveBackend(registry, scn.backend, scenarioDir(scn)); // the scenario's own plugin takes part too
   const only: string[] = [];
   for (const b of values.lists.backend ?? []) {

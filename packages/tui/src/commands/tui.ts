@@ -1,11 +1,10 @@
 /** `tdpemu` and `tdpemu tui [scenario]`: the terminal UI. */
-import { resolve as resolvePath } from "node:path";
 import { createElement } from "react";
 import { render } from "ink";
 import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText } from "@tdpemu/core";
 import { parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, defaultBackend, resolveBackend, scenarioDir } from "../registry.js";
+import { builtinRegistry, defaultBackend, loadPlugins, resolveBackend, scenarioDir } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 import { App } from "../ui/app.js";
 
@@ -20,7 +19,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
   const registry = builtinRegistry();
   // Plugins given here join the built-ins in the UI's comparison view.
-  for (const p of values.lists.plugin ?? []) await registry.load(resolvePath(p));
+  await loadPlugins(registry, values.lists.plugin ?? []);
   const backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
     : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
   registry.create(backend);
