@@ -1,5 +1,4 @@
 /** @tdpemu/backend-plain: plain EPT, registered as `plain`. */
-import "reflect-metadata";
 import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { PlainBackend } from "./plain-backend.js";
 

@@ -2,9 +2,7 @@
  * Plain EPT: a VM with no private memory. Every hook is absent except the TLB flush, which on
  * real hardware is an INVEPT (single-context) of the VM's EPTP; the core walks the EPT itself.
  */
-import "reflect-metadata";
-import { injectable } from "tsyringe";
-import { emptyBackendStats, type Backend, type BackendStats, type BackendVm } from "@tdpemu/backend-sdk";
+import { emptyBackendStats, injectable, type Backend, type BackendStats, type BackendVm } from "@tdpemu/backend-sdk";
 
 @injectable()
 export class PlainBackend implements Backend {

@@ -6,7 +6,10 @@
  * under a name by a `BackendRegistration`. What it needs besides the contract is here: the
  * status and access-result constants, the errors it may throw (`KvmBug` ends the run as a
  * violation), step machines for hooks of several atomic points, and the helpers every backend
- * writes otherwise (call counting, resource ids for recording its own accesses, host slots).
+ * writes otherwise (call counting, resource ids for recording its own accesses), and the
+ * dependency injection its parts are made with: the tokens of what a host offers (`HOST`,
+ * `FRAMES`, `CLOCK`, `EVENTS`) and tsyringe's decorators and helpers, re-exported so that a
+ * plugin uses the command's one tsyringe.
  *
  * Loaded by the `tdpemu` command, a plugin's `import ... from "@tdpemu/backend-sdk"` resolves to
  * the command's own instance (the command links it so), so there is one core at run time
@@ -19,7 +22,7 @@ export {
   type Backend, type BackendStats, type FaultSpec, type RawCallArgs, type MirrorView, type MirrorEntryKind,
   ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, BACKEND,
   emptyBackendStats,
-  type BackendVm, type VmConfig, type BackendRegistration, isRegistration,
+  type BackendVm, type VmConfig, type BackendRegistration, type BackendSource, isRegistration, backendSource,
   type WalkedSpte, MAP_CELL_CLASSES, type HostOpSchema, type HostOpParamKind,
 } from "@tdpemu/core";
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
@@ -31,6 +34,13 @@ export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "@tdpemu/core";
 // Recording a backend's own accesses for the explorer (`recordsOwnAccesses`).
 export { resourceId, R_BACKING, type Clock, type FootprintRecorder } from "@tdpemu/core";
 // Host-wide state a backend shares with the other VMs of its host, and the host's frames.
-export { type Host, HostSlot, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE } from "@tdpemu/core";
+export { Host, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, EventSink } from "@tdpemu/core";
+// Dependency injection (core's `backend/containers.ts`): what a host's container holds, and
+// tsyringe's means of asking for it.
+export { HOST, FRAMES, CLOCK, EVENTS, type Configure } from "@tdpemu/core";
+export {
+  inject, injectable, singleton, injectAll, instanceCachingFactory, Lifecycle,
+  type DependencyContainer, type InjectionToken,
+} from "tsyringe";
 // Helpers.
 export { CallCounts, ControlPages, StatusNames, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";

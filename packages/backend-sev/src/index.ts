@@ -1,9 +1,10 @@
 /** @tdpemu/backend-sev: the SEV-like backend (AMD SEV-SNP's RMP), registered as `sev`. */
-import "reflect-metadata";
 import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { SevBackend } from "./sev-backend.js";
+import { registerSevHost } from "./sev-platform.js";
 
-export { SevBackend, rmpOf, type SevException } from "./sev-backend.js";
+export { SevBackend, type SevException } from "./sev-backend.js";
+export { RMP, SEV_ASIDS, SevAsids } from "./sev-platform.js";
 export * from "./sev-backend.js";
 export * from "./rmp.js";
 export * from "./rmp-instructions.js";
@@ -14,6 +15,7 @@ export const registration: BackendRegistration = {
   register(c) {
     c.register(BACKEND, { useClass: SevBackend });
   },
+  registerHost: registerSevHost,
 };
 
 export default registration;

@@ -7,11 +7,9 @@
  * (`sev_gmem_invalidate`), cap private mappings at the RMP's page size, and split a 2M RMP
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
-import "reflect-metadata";
-import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, resourceId,
-  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, HostSlot, type Level, type MirrorView,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, inject, injectable,
+  resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
@@ -20,6 +18,7 @@ import {
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
+import { RMP, SEV_ASIDS, SevAsids } from "./sev-platform.js";
 
 /** #NPF error code bits (EXITINFO1, docs/sev-snp.md §1.3), and the x86 #PF bits they start with. */
 export const PFERR_PRESENT = 1n << 0n;
@@ -44,17 +43,6 @@ const ERR_RMP = Number(PFERR_RMP);
 const ERR_GUEST_FINAL = Number(PFERR_GUEST_FINAL);
 const ERR_ENC = Number(PFERR_ENC);
 const ERR_SIZEM = Number(PFERR_SIZEM);
-
-const PLATFORM = new HostSlot<{ rmp: Rmp; nextAsid: number }>("SEV RMP");
-
-/** The RMP is per machine, like the hardware's. */
-export function rmpOf(host: Host): Rmp {
-  return platform(host).rmp;
-}
-
-function platform(host: Host): { rmp: Rmp; nextAsid: number } {
-  return host.slot(PLATFORM, (h) => ({ rmp: new Rmp(h.frames.totalFrames), nextAsid: 1 }));
-}
 
 export interface SevException {
   kind: "#NPF" | "#VC" | "#PF";
@@ -103,7 +91,6 @@ export class SevBackend implements Backend {
    */
   readonly recordsOwnAccesses = true;
 
-  rmp!: Rmp;
   asid = 0;
   /** How many exceptions were ever raised: `exceptionsSince(raisedTotal)` later gives the new ones. */
   raisedTotal = 0;
@@ -151,13 +138,18 @@ export class SevBackend implements Backend {
   private space = 0;
   private lastFailure = "";
 
+  /** The host's RMP and ASIDs (`sev-platform.ts`), shared with every guest on the host. */
+  constructor(
+    @inject(RMP) readonly rmp: Rmp,
+    @inject(SEV_ASIDS) private readonly asids: SevAsids,
+  ) {}
+
   init(vm: BackendVm): void {
     this.vm = vm;
-    this.rmp = rmpOf(vm.host);
     this.rmp.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.lastNpfCode = new Float64Array(vm.config.vcpus + 1).fill(-1);
-    this.asid = platform(vm.host).nextAsid++;
+    this.asid = this.asids.alloc();
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */

@@ -10,7 +10,7 @@ import { GuestLivelock, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm 
 import {
   FAIL_INPUT, FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL,
   PFERR_GUEST_PAGE, PFERR_PRESENT, PFERR_RMP, PFERR_SIZEM, PFERR_USER, PFERR_WRITE, RMP_SUCCESS, Rmp,
-  SVM_EXIT_PAGE_NOT_VALIDATED, psmash, pvalidate, rmpOf, rmpupdate, type SevBackend, type SevException,
+  SVM_EXIT_PAGE_NOT_VALIDATED, psmash, pvalidate, RMP, rmpupdate, type SevBackend, type SevException,
 } from "../src/index.js";
 import { MiB, accept, access, gmemPfn, makeSevVm, nptLeaf, sharedPfn, writeNptLeaf } from "./sev-helpers.js";
 
@@ -201,7 +201,7 @@ describe("a second guest on the same host (another ASID) whose NPT maps the firs
   function twoGuests() {
     const one = makeSevVm({ memory: 16 * MiB });
     const two = makeSevVm({ host: one.host, memory: 16 * MiB });
-    expect(rmpOf(one.host)).toBe(one.be.rmp);
+    expect(one.host.container.resolve(RMP)).toBe(one.be.rmp);
     expect(two.be.rmp).toBe(one.be.rmp);
     expect(two.be.asid).not.toBe(one.be.asid);
     // Both guests use the same GFN, so only the ASID tells their frames apart.

@@ -4,12 +4,20 @@
  * NPT (read and overwrite an entry of the direct root with TdpIter).
  */
 import {
-  Host, TdpIter, Vm, guestAcceptPage, guestAccessPage, isLastSpte, isShadowPresent, makeLeafHi, makeLeafLo,
+  Host, TdpIter, backendSource, Vm, guestAcceptPage, guestAccessPage, isLastSpte, isShadowPresent, makeLeafHi, makeLeafLo,
   runToEnd, spteToPfn, type AccessOutcome,
 } from "@tdpemu/core";
-import { SevBackend } from "../src/index.js";
+import { registration, type SevBackend } from "../src/index.js";
 
 export const MiB = 2 ** 20;
+
+/** The `sev` backend as the command makes it: from its registration, through the containers. */
+export const sev = backendSource(registration);
+
+/** A SevBackend for a VM on `host`, resolved through the host's container (its RMP and ASIDs). */
+export function newSev(host: Host): SevBackend {
+  return sev.create(host) as SevBackend;
+}
 
 export interface SevFixture {
   host: Host;
@@ -26,7 +34,7 @@ export interface SevVmOptions {
 /** A SEV VM (all memory private, as it starts) with one vCPU. */
 export function makeSevVm(o: SevVmOptions = {}): SevFixture {
   const host = o.host ?? new Host({ memory: 256 * MiB });
-  const be = new SevBackend();
+  const be = newSev(host);
   const vm = new Vm(host, { memory: o.memory ?? 32 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: o.hostPageLevel ?? 1 }, be);
   return { host, vm, be };
 }

@@ -18,8 +18,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Host, Vm, checkInvariants, hostOps, runToEnd, type AccessOutcome } from "@tdpemu/core";
-import { PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, SevBackend } from "../src/index.js";
-import { MiB, accept, access, gmemPfn, nptLeaf } from "./sev-helpers.js";
+import { PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/index.js";
+import { MiB, accept, access, gmemPfn, newSev, nptLeaf } from "./sev-helpers.js";
 
 const NPAGES = 2048; // 8 MiB: four 2 MiB ranges
 const SEED = 0x5e5;
@@ -60,7 +60,7 @@ let opsRun = 0;
 
 function newVm(hostPageLevel: 1 | 2): { vm: Vm; be: SevBackend } {
   const host = new Host({ memory: 64 * MiB });
-  const be = new SevBackend();
+  const be = newSev(host);
   const vm = new Vm(host, { memory: NPAGES * 4096, gpaw: 48, vcpus: 1, hostPageLevel }, be);
   return { vm, be };
 }

@@ -11,21 +11,20 @@ import {
   R_ATTR, R_BACKEND, R_INVALIDATE, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
   type FootprintRecorder, type RunResult,
 } from "@tdpemu/core";
-import { PFERR_RMP, PFERR_SIZEM, SevBackend, rmpOf } from "../src/index.js";
-import { access, makeSevVm, nptLeaf } from "./sev-helpers.js";
+import { PFERR_RMP, PFERR_SIZEM, RMP, type SevBackend } from "../src/index.js";
+import { access, makeSevVm, nptLeaf, sev } from "./sev-helpers.js";
 
 const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url));
 
 function run(name: string): { r: RunResult; be: SevBackend } {
   const path = `${SCENARIOS}${name}.yaml`;
-  const be = new SevBackend();
-  const r = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: be });
-  return { r, be };
+  const r = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: sev });
+  return { r, be: r.vm.backend as SevBackend };
 }
 
 /** Frames the RMP still assigns to this backend's ASID. */
 function assignedToAsid(r: RunResult, be: SevBackend): number {
-  return [...rmpOf(r.host).assigned()].filter((e) => e.asid === be.asid).length;
+  return [...r.host.container.resolve(RMP).assigned()].filter((e) => e.asid === be.asid).length;
 }
 
 function expectClean(r: RunResult): void {
@@ -38,7 +37,7 @@ function expectClean(r: RunResult): void {
   expect(r.report.backendStats.busy).toBe(0);
 }
 
-describe("example scenarios with backend: new SevBackend()", () => {
+describe("example scenarios with the sev backend", () => {
   it("tdx-sequential-2m: exactly 512 RMPUPDATE and 512 PVALIDATE, no fault or exception", () => {
     const { r, be } = run("tdx-sequential-2m");
     expectClean(r);
@@ -108,7 +107,7 @@ describe("example scenarios with backend: new SevBackend()", () => {
     expect(npf[0]!.errorCode & PFERR_RMP).toBe(PFERR_RMP);
     expect(be.exceptions.filter((e) => e.kind === "#VC")).toEqual([{ kind: "#VC", gpa: 0x200000, errorCode: 0x404n }]);
     // After the PSMASH the 2 MiB range is 512 4K entries; 4 of them validated.
-    const entries = [...rmpOf(r.host).assigned()].filter((e) => e.asid === be.asid);
+    const entries = [...r.host.container.resolve(RMP).assigned()].filter((e) => e.asid === be.asid);
     expect(entries).toHaveLength(512);
     expect(entries.every((e) => !e.size2m)).toBe(true);
     expect(entries.filter((e) => e.validated).map((e) => e.gfn)).toEqual([0x200, 0x201, 0x202, 0x203]);
@@ -156,7 +155,7 @@ describe("the window between PSMASH and the zap in sev_handle_rmp_fault", () => 
 
   it("tdpemu explore on scenarios/sev-hugepages.yaml exhausts its one schedule without a violation", () => {
     const path = `${SCENARIOS}sev-hugepages.yaml`;
-    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: () => new SevBackend() });
+    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: sev });
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
   });
@@ -173,7 +172,7 @@ vcpus:
   - - { op: accept, gpa: 0x201000 }
     - { op: access, gpa: 0x201000, write: true }
 `, "two-vcpus.yaml");
-    const r = exploreScenario(scn, { backend: () => new SevBackend(), preemptionBound: 2 });
+    const r = exploreScenario(scn, { backend: sev, preemptionBound: 2 });
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
     expect(r.schedules).toBeGreaterThan(100);
@@ -184,8 +183,8 @@ vcpus:
 function runHugepages(inject: string[]): { r: RunResult; be: SevBackend } {
   const path = `${SCENARIOS}sev-hugepages.yaml`;
   const text = readFileSync(path, "utf8").replace("vcpus:\n", `inject:\n${inject.map((f) => `  - ${f}\n`).join("")}vcpus:\n`);
-  const be = new SevBackend();
-  return { r: runScenario(parseScenarioText(text, path), { backend: be }), be };
+  const r = runScenario(parseScenarioText(text, path), { backend: sev });
+  return { r, be: r.vm.backend as SevBackend };
 }
 
 describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
@@ -258,7 +257,7 @@ describe("what the explorer sees a SEV fault read", () => {
 
   /** The resources of the RMP: entry ids of the VM's RMP. */
   function rmpIds(vm: Vm, ids: Set<number>): number[] {
-    const rmp = rmpOf(vm.host);
+    const rmp = vm.host.container.resolve(RMP);
     const head = gmemPfn(vm, 0x200) - (gmemPfn(vm, 0x200) % 512);
     return [...ids].filter((id) => id === rmp.entryId(head) || id === rmp.entryId(gmemPfn(vm, 0x200)));
   }
@@ -277,7 +276,7 @@ describe("what the explorer sees a SEV fault read", () => {
     const faultin = stepFootprints(vm, 0x200000).find((s) => s.read.has(R_INVALIDATE))!;
     expect(faultin).toBeDefined();
     expect(rmpIds(vm, faultin.written)).toEqual([]);
-    expect(rmpIds(vm, faultin.read)).toContain(rmpOf(vm.host).entryId(gmemPfn(vm, 0x200)));
+    expect(rmpIds(vm, faultin.read)).toContain(vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200)));
     expect(faultin.read.has(R_BACKEND)).toBe(false);
   });
 
@@ -287,7 +286,7 @@ describe("what the explorer sees a SEV fault read", () => {
     const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
     const prepare = steps[faultin + 1]!;
     // One 2M RMPUPDATE: the head's entry is written.
-    expect(rmpIds(vm, prepare.written)).toEqual([rmpOf(vm.host).entryId(gmemPfn(vm, 0x200))]);
+    expect(rmpIds(vm, prepare.written)).toEqual([vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200))]);
     expect(prepare.read.has(R_SLOTS)).toBe(true);
     expect(prepare.read.has(R_ATTR)).toBe(true);
   });
@@ -299,7 +298,7 @@ describe("the explorer with reduction reaches what it reaches without", () => {
     const scn = parseScenarioText(text, "race.yaml");
     const traces = new Set<string>();
     const r = explore(() => {
-      const built = buildRun(scn, { backend: new SevBackend(), interleave: true });
+      const built = buildRun(scn, { backend: sev, interleave: true });
       const calls: string[] = [];
       built.vm.events.subscribe((e) => {
         if (e.type === "call") calls.push(e.name);
@@ -351,14 +350,14 @@ ${inject}vcpus:
 `;
 
   it("the second waits while the first prepares: no interleaving maps the page before its RMPUPDATE", () => {
-    const r = exploreScenario(parseScenarioText(text(""), "prepare-race.yaml"), { backend: () => new SevBackend() });
+    const r = exploreScenario(parseScenarioText(text(""), "prepare-race.yaml"), { backend: sev });
     expect(r.violation?.violations ?? []).toEqual([]);
     expect(r.exhausted).toBe(true);
   });
 
   it("when the first prepare fails, the waiting fault prepares the page itself", () => {
     const inject = "inject:\n  - { call: RMPUPDATE, nth: 1, status: FAIL_INPUT, times: 1 }\n";
-    const r = exploreScenario(parseScenarioText(text(inject), "prepare-fail-race.yaml"), { backend: () => new SevBackend() });
+    const r = exploreScenario(parseScenarioText(text(inject), "prepare-fail-race.yaml"), { backend: sev });
     expect(r.violation?.violations ?? []).toEqual([]);
     expect(r.exhausted).toBe(true);
   });

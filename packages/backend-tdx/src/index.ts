@@ -1,9 +1,10 @@
 /** @tdpemu/backend-tdx: Intel TDX (KVM's side and a model of the TDX module), registered as `tdx`. */
-import "reflect-metadata";
 import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { TdxBackend } from "./tdx-backend.js";
+import { registerTdxHost } from "./tdx-platform.js";
 
-export { TdxBackend, seamModuleOf } from "./tdx-backend.js";
+export { TdxBackend } from "./tdx-backend.js";
+export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
 export { SeamModule, type SeamResult, type GuestExit, type InjectedFault } from "./seam/seam-module.js";
 export * from "./seam/status.js";
 export * from "./seam/sept.js";
@@ -16,6 +17,7 @@ export const registration: BackendRegistration = {
   register(c) {
     c.register(BACKEND, { useClass: TdxBackend });
   },
+  registerHost: registerTdxHost,
 };
 
 export default registration;

@@ -8,14 +8,13 @@
  * retries); a busy BLOCK, TRACK or REMOVE (under the write lock) kicks every vCPU out of guest
  * mode and retries once; any other failure is a KVM_BUG_ON that marks the VM bugged.
  */
-import "reflect-metadata";
-import { injectable } from "tsyringe";
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, ControlPages, EBUSY, EINVAL, EIO, HostSlot, KvmBug, resourceId, sharedGfnBit,
-  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Host, type Level, type MirrorView,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, inject, injectable, CallCounts, ControlPages, EBUSY, EINVAL, EIO, KvmBug, resourceId, sharedGfnBit,
+  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type StepMachine,
 } from "@tdpemu/backend-sdk";
 import { RemovePrivateSpte } from "./remove-private-spte.js";
+import { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
@@ -26,32 +25,6 @@ import {
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
-
-/** One module per host: the TDX module is platform-wide. */
-/**
- * One module per host: the TDX module is platform-wide. Linux keeps the first TDX KeyID for the
- * module's own key (`tdx_global_keyid`) and gives the others to TDs.
- */
-const MODULE = new HostSlot<{ module: SeamModule; nextHkid: number; globalKeyid: number }>("TDX module");
-
-export function seamModuleOf(host: Host): SeamModule {
-  return platform(host).module;
-}
-
-function platform(host: Host): { module: SeamModule; nextHkid: number; globalKeyid: number } {
-  return host.slot(MODULE, (h) => {
-    const module = new SeamModule(h.frames.totalFrames);
-    // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
-    // serve the next host's module.
-    h.onRelease(module.pamt);
-    h.onRelease(module.sept);
-    return { module, nextHkid: 2, globalKeyid: 1 };
-  });
-}
-
-function nextHkid(host: Host): number {
-  return platform(host).nextHkid++;
-}
 
 const TDCS_PAGES = 4;
 /** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
@@ -76,7 +49,6 @@ export class TdxBackend implements Backend, CallListener {
   /** `tdx_handle_ept_violation`: a private fault is a write, retried in KVM (zero-step mitigation). */
   readonly privateEptViolation = { asWrite: true, localRetry: true };
 
-  module!: SeamModule;
   td!: Td;
   tdr = -1;
   hkid = 0;
@@ -105,15 +77,20 @@ export class TdxBackend implements Backend, CallListener {
   /** Made on the first removal: most runs (and the explorer's schedules) have none. */
   private removal: RemovePrivateSpte | null = null;
 
+  /** The host's TDX module and KeyIDs (`tdx-platform.ts`), shared with every TD on the host. */
+  constructor(
+    @inject(SEAM_MODULE) readonly module: SeamModule,
+    @inject(TDX_KEYIDS) private readonly keyids: TdxKeyIds,
+  ) {}
+
   // ------------------------------------------------------------------ TD life
 
   init(vm: BackendVm): void {
     this.vm = vm;
-    this.module = seamModuleOf(vm.host);
     this.module.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0), "TDX control pages");
-    this.hkid = nextHkid(vm.host);
+    this.hkid = this.keyids.alloc();
     this.tdr = this.pages.alloc();
     this.module.listen(this.tdr, this);
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
@@ -218,7 +195,7 @@ export class TdxBackend implements Backend, CallListener {
     if (this.td.lifecycle !== LC_TEARDOWN) return;
     for (const page of [...this.tdvprs, ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
     if (this.reclaimOrLeak(this.tdr, "control page")) {
-      const wb = this.module.phymemPageWbinvd(this.tdr, platform(vm.host).globalKeyid, this.tdr);
+      const wb = this.module.phymemPageWbinvd(this.tdr, this.keyids.globalKeyid, this.tdr);
       if (isOk(wb.status)) this.pages.release(this.tdr);
       else this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
     }

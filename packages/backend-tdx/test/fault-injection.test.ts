@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
 import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/index.js";
+import { tdx } from "./tdx-source.js";
 
 interface Call {
   name: string;
@@ -29,13 +30,12 @@ function scenarioText(o: { inject?: string[]; vcpu: string[]; host?: string[] })
 
 /** Runs a scenario with a fresh TdxBackend and records every SEAMCALL in order. */
 function run(o: { inject?: string[]; vcpu: string[]; host?: string[] }): RunResult & { be: TdxBackend; calls: Call[] } {
-  const be = new TdxBackend();
   const calls: Call[] = [];
   const onEvent = (e: TdpEvent) => {
     if (e.type === "call") calls.push({ name: e.name, detail: e.detail, status: e.status });
   };
-  const r = runScenario(parseScenarioText(scenarioText(o), "fault-injection.yaml"), { backend: be, onEvent });
-  return { ...r, be, calls };
+  const r = runScenario(parseScenarioText(scenarioText(o), "fault-injection.yaml"), { backend: tdx, onEvent });
+  return { ...r, be: r.vm.backend as TdxBackend, calls };
 }
 
 const ACCEPT_ONE = ["{ op: accept, gpa: 0x0 }"];
@@ -254,7 +254,7 @@ describe("bad inject input", () => {
       inject: ["{ call: TDH.MEM.PAGE.AUGG, nth: 1, status: OPERAND_BUSY }"],
       vcpu: ACCEPT_ONE,
     }), "bad-call.yaml");
-    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(/unknown TDX call 'TDH\.MEM\.PAGE\.AUGG'/);
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(/unknown TDX call 'TDH\.MEM\.PAGE\.AUGG'/);
   });
 
   it("an unknown status name: runScenario throws RunInputError naming it", () => {
@@ -262,8 +262,8 @@ describe("bad inject input", () => {
       inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: NOT_A_TDX_STATUS }"],
       vcpu: ACCEPT_ONE,
     }), "bad-inject.yaml");
-    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(RunInputError);
-    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(/NOT_A_TDX_STATUS/);
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(RunInputError);
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(/NOT_A_TDX_STATUS/);
   });
 
   it("a status name with an operand is not a name either (operands are not injected)", () => {
@@ -271,7 +271,7 @@ describe("bad inject input", () => {
       inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: 'OPERAND_BUSY|RCX' }"],
       vcpu: ACCEPT_ONE,
     }), "bad-inject.yaml");
-    expect(() => runScenario(scn, { backend: new TdxBackend() })).toThrow(RunInputError);
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(RunInputError);
   });
 });
 

@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { Host, parseScenarioText, runScenario } from "@tdpemu/core";
-import { NO_TD, PT_NDA, PT_REG, PT_TDR, Pamt, SEPT_FREE, SeptPages, TdxBackend, seamModuleOf, septState } from "../src/index.js";
+import { NO_TD, PT_NDA, PT_REG, PT_TDR, Pamt, SEPT_FREE, SEAM_MODULE, SeptPages, septState } from "../src/index.js";
+import { tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
 
@@ -65,7 +66,7 @@ describe("storage handed on by Host.release", () => {
   it("runs on hosts made after released ones report what runs on fresh storage report", () => {
     const report = (seed: number, release: boolean) => {
       const scn = parseScenarioText(RACE.replace("SEED", String(seed)), "race.yaml");
-      const r = runScenario(scn, { backend: new TdxBackend() });
+      const r = runScenario(scn, { backend: tdx });
       const out = JSON.stringify({ report: r.report, results: r.results, choices: r.choices });
       if (release) r.host.release();
       return out;
@@ -77,7 +78,8 @@ describe("storage handed on by Host.release", () => {
 
   it("a released host's module lets go of its storage", () => {
     const host = new Host({ memory: 64 * MiB });
-    const m = seamModuleOf(host);
+    tdx.prepareHost(host);
+    const m = host.container.resolve(SEAM_MODULE);
     m.sept.init(3);
     m.pamt.set(3, PT_REG, 1);
     host.release();

@@ -15,6 +15,7 @@ import {
   TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS,
   TDX_TLB_TRACKING_NOT_DONE, TdxBackend, levelState, statusClass, type SeamModule, type Td,
 } from "../src/index.js";
+import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -40,7 +41,7 @@ interface Fixture {
 /** A runnable TD (the first vCPU entry finalizes it) whose guest accepted the pages of ACCEPTED. */
 function makeTd(existingHost?: Host): Fixture {
   const host = existingHost ?? new Host({ memory: 256 * MiB });
-  const be = new TdxBackend();
+  const be = newTdx(host);
   const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, be);
   for (const gpa of ACCEPTED) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
   const tdvpr = [...be.td.vcpus.keys()][0]!;
@@ -506,7 +507,7 @@ ${hostLines}
 
   it("a raw REMOVE in a host program: the op's result names the status; nothing else changes", () => {
     const scn = parseScenarioText(scenario("  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }"), "malicious.yaml");
-    const { report } = runScenario(scn, { backend: new TdxBackend() });
+    const { report } = runScenario(scn, { backend: tdx });
     const raw = report.ops.find((o) => o.who === "host" && o.op === "raw");
     expect(raw?.result).toEqual({ status: "GPA_RANGE_NOT_BLOCKED", detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)" });
     expect(report.ops.find((o) => o.who === "vcpu0")?.result).toEqual({ ok: 2, exceptions: 0 });
@@ -521,7 +522,7 @@ ${hostLines}
       "  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }",
       "  - { op: raw, call: TDH.MEM.TRACK }",
     ].join("\n")), "malicious.yaml");
-    const { report } = runScenario(scn, { backend: new TdxBackend() });
+    const { report } = runScenario(scn, { backend: tdx });
     const raws = report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
     expect(raws).toEqual([
       "0x0000000000000000 (SUCCESS)",

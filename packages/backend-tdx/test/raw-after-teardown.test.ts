@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { parseScenarioText, runScenario } from "@tdpemu/core";
 import { TdxBackend } from "../src/index.js";
+import { tdx } from "./tdx-source.js";
 
 const SCENARIO = `
 name: raw-after-teardown
@@ -22,7 +23,7 @@ host:
 
 describe("raw SEAMCALLs after teardown", () => {
   it("`page: mapped` finds no page once the S-EPT is reclaimed; each call reports a status, nothing throws", () => {
-    const r = runScenario(parseScenarioText(SCENARIO, "raw-after-teardown.yaml"), { backend: new TdxBackend() });
+    const r = runScenario(parseScenarioText(SCENARIO, "raw-after-teardown.yaml"), { backend: tdx });
     expect(r.report.invariants.violations).toEqual([]);
     const raws = r.report.ops.filter((o) => o.op === "raw").map((o) => o.result.status);
     expect(raws).toHaveLength(2);

@@ -13,12 +13,13 @@ import {
   septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
+import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
 
 function tdVm(vcpus = 1) {
   const host = new Host({ memory: 128 * MiB });
-  const be = new TdxBackend();
+  const be = newTdx(host);
   const events: TdpEvent[] = [];
   const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus, hostPageLevel: 1 }, be);
   return { host, vm, be, events };

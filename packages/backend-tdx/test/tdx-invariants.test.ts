@@ -6,12 +6,13 @@
 import { describe, expect, it } from "vitest";
 import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core";
 import { PT_REG, SEPT_MAPPED, TdxBackend } from "../src/index.js";
+import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
 
 function tdWithPages(pages: number) {
   const host = new Host({ memory: 96 * MiB });
-  const be = new TdxBackend();
+  const be = newTdx(host);
   const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, be);
   for (let p = 0; p < pages; p++) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096))).toBe("ok");
   return { vm, be };

@@ -11,13 +11,14 @@ import {
 import {
   PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend,
 } from "../src/index.js";
+import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
 
 function tdVm(opts: { memory?: number; gpaw?: 48 | 52; vcpus?: number } = {}) {
   const memory = opts.memory ?? 16 * MiB;
   const host = new Host({ memory: 2 * memory + 64 * MiB });
-  const be = new TdxBackend();
+  const be = newTdx(host);
   const vm = new Vm(host, { memory, gpaw: opts.gpaw ?? 48, vcpus: opts.vcpus ?? 1, hostPageLevel: 1 }, be);
   return { vm, be, host };
 }
@@ -89,7 +90,7 @@ host:
   - { op: populate, gpa: 0x0, size: 16KiB }
   - { op: finalize }
 `, "populate.yaml");
-    const r = runScenario(scn, { backend: new TdxBackend() });
+    const r = runScenario(scn, { backend: tdx });
     expect(r.report.invariants.violations).toEqual([]);
     const calls = r.report.backendStats.calls;
     expect(calls["TDH.MEM.PAGE.ADD"]).toBe(4);
@@ -127,17 +128,17 @@ describe("TDX: the 2M/4K race and the freeze protocol", () => {
   const scn = loadScenario("scenarios/tdx-race-2m-4k.yaml");
 
   it("atomic-then-hook: the explorer finds the AUG that fails with EPT_WALK_FAILED, and replay reproduces it", () => {
-    const r = exploreScenario(scn, { backend: () => new TdxBackend(), mmu: { strategy: "atomic-then-hook" } });
+    const r = exploreScenario(scn, { backend: tdx, mmu: { strategy: "atomic-then-hook" } });
     expect(r.violation).not.toBeNull();
     const v = r.violation!.violations[0]!;
     expect(v.check).toBe("kvm-bug");
     expect(v.message).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
-    const rep = runScenario(scn, { backend: new TdxBackend(), replay: r.violation!.choices, interleave: true, mmu: { strategy: "atomic-then-hook" } });
+    const rep = runScenario(scn, { backend: tdx, replay: r.violation!.choices, interleave: true, mmu: { strategy: "atomic-then-hook" } });
     expect(rep.report.invariants.violations[0]!.message).toBe(v.message);
   });
 
   it("freeze: no interleaving fails (exhausted within a preemption bound of 2)", () => {
-    const r = exploreScenario(scn, { backend: () => new TdxBackend(), preemptionBound: 2 });
+    const r = exploreScenario(scn, { backend: tdx, preemptionBound: 2 });
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
     expect(r.schedules).toBeGreaterThan(100);
@@ -147,7 +148,7 @@ describe("TDX: the 2M/4K race and the freeze protocol", () => {
     let retried = false;
     for (let seed = 1; seed <= 40 && !retried; seed++) {
       const s = { ...scn, schedule: { mode: "random" as const, seed } };
-      const r = runScenario(s, { backend: new TdxBackend(), interleave: true });
+      const r = runScenario(s, { backend: tdx, interleave: true });
       expect(r.report.invariants.violations).toEqual([]);
       if (r.report.stats.faultRetries > 0) retried = true;
     }
@@ -184,7 +185,7 @@ describe("TDX: tdx_handle_ept_violation", () => {
     for (let seed = 1; seed <= 40; seed++) {
       const s = { ...scn, schedule: { mode: "random" as const, seed } };
       const events: TdpEvent[] = [];
-      const r = runScenario(s, { backend: new TdxBackend(), interleave: true, onEvent: (e) => events.push(e) });
+      const r = runScenario(s, { backend: tdx, interleave: true, onEvent: (e) => events.push(e) });
       expect(r.report.invariants.violations).toEqual([]);
       if (r.report.stats.faultRetries === 0) continue;
       seen.retried++;
@@ -373,14 +374,17 @@ describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => 
     let sawBlocked = 0;
     const r = exploreScenario(loadScenario(resolve("scenarios/tdx-zap-race.yaml")), {
       preemptionBound: 2,
-      backend: () => {
-        const be = new TdxBackend();
-        const check = be.checkGuestAccess.bind(be);
-        be.checkGuestAccess = (vm, vcpu, gpa, write, priv) => {
-          if (gpa === 0x5000 && priv && septState(be, 5) === SEPT_BLOCKED) sawBlocked++;
-          return check(vm, vcpu, gpa, write, priv);
-        };
-        return be;
+      backend: {
+        ...tdx,
+        create: (host) => {
+          const be = newTdx(host);
+          const check = be.checkGuestAccess.bind(be);
+          be.checkGuestAccess = (vm, vcpu, gpa, write, priv) => {
+            if (gpa === 0x5000 && priv && septState(be, 5) === SEPT_BLOCKED) sawBlocked++;
+            return check(vm, vcpu, gpa, write, priv);
+          };
+          return be;
+        },
       },
     });
     expect(r.violation).toBeNull();

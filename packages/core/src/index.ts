@@ -9,7 +9,7 @@ export * from "./arch/gpa.js";
 export * from "./arch/spte.js";
 export * from "./arch/spte-format.js";
 // mem
-export { Host, HostSlot, type HostOptions, type HostStorage } from "./mem/host.js";
+export { Host, type HostOptions, type HostStorage } from "./mem/host.js";
 export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, OWNER_PT_POOL } from "./mem/frame-allocator.js";
 export { PtPool, ROLE_MIRROR, ROLE_ROOT, ROLE_INVALID, U32_PER_TABLE } from "./mem/pt-pool.js";
 export { HostMemoryExhausted } from "./mem/errors.js";
@@ -34,7 +34,9 @@ export { maxMappingLevel, hugepageAdjust } from "./mmu/max-level.js";
 // backend
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
-export { BackendRegistry, UnknownBackendError, isRegistration, type BackendRegistration, type BackendRegistryOptions } from "./backend/registry.js";
+export { BackendRegistry, UnknownBackendError, type BackendRegistryOptions } from "./backend/registry.js";
+export { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend/backend-source.js";
+export { HOST, FRAMES, CLOCK, EVENTS, processContainer, type Configure } from "./backend/containers.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { ControlPages } from "./backend/control-pages.js";
 export { StatusNames } from "./backend/status-names.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  GuestBacking, Host, HostSlot, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
+  GuestBacking, Host, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
 } from "../src/index.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
@@ -114,35 +114,6 @@ describe("5-level tables", () => {
     run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, false));
     expect(run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, true))).toBe("ok");
     expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
-  });
-});
-
-describe("HostSlot", () => {
-  it("holds one value per host and slot, set and replaced", () => {
-    const a = new Host({ memory: 4 * 2 ** 20 });
-    const b = new Host({ memory: 4 * 2 ** 20 });
-    const x = new HostSlot<{ n: number }>("x");
-    const y = new HostSlot<string>("y");
-    expect(a.get(x)).toBeUndefined();
-    a.set(x, { n: 1 });
-    a.set(y, "why");
-    expect(a.get(x)).toEqual({ n: 1 });
-    expect(a.get(y)).toBe("why");
-    expect(b.get(x)).toBeUndefined();
-    a.set(x, { n: 2 });
-    expect(a.get(x)).toEqual({ n: 2 });
-  });
-
-  it("slot makes the value once per host, on first use", () => {
-    const a = new Host({ memory: 4 * 2 ** 20 });
-    const b = new Host({ memory: 4 * 2 ** 20 });
-    const x = new HostSlot<{ n: number }>("x");
-    let made = 0;
-    const make = (h: Host) => ({ n: h === a ? 1 : 2, made: ++made });
-    const first = a.slot(x, make);
-    expect(a.slot(x, make)).toBe(first);
-    expect(b.slot(x, make)).toEqual({ n: 2, made: 2 });
-    expect(made).toBe(2);
   });
 });
 

@@ -102,7 +102,7 @@ export class Session {
 
   /** Build the scenario afresh on the current backend. */
   restart(): void {
-    const backend = this.registry.create(this.backendName);
+    const backend = this.registry.source(this.backendName);
     this.run = buildRun(this.scenario, {
       backend, interleave: true, mmu: { strategy: this.strategy },
       onEvent: (e) => this.onEvent(e),
@@ -403,7 +403,7 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, strate
     let values: Record<string, string>;
     let error: string | undefined;
     try {
-      const r = runScenario(scn, { backend: registry.create(name), mmu: strategy ? { strategy } : undefined }).report;
+      const r = runScenario(scn, { backend: registry.source(name), mmu: strategy ? { strategy } : undefined }).report;
       const s = r.stats;
       values = {
         steps: String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),

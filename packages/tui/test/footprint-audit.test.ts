@@ -44,7 +44,7 @@ const registry = builtinRegistry();
  */
 function auditWithSneaky(scn: Scenario, backend: string, tamper: (built: ReturnType<typeof buildRun>) => void) {
   const r = explore(() => {
-    const built = buildRun({ ...scn, backend }, { backend: registry.create(backend), interleave: true });
+    const built = buildRun({ ...scn, backend }, { backend: registry.source(backend), interleave: true });
     function* sneaky(): Op {
       yield;
       tamper(built);
@@ -69,7 +69,7 @@ describe("the footprint audit", () => {
       for (const backend of ["plain", "sev", "tdx"]) {
         let r;
         try {
-          r = exploreScenario(scn, { backend: () => registry.create(backend), audit: true, preemptionBound: 1, maxSchedules: 30 });
+          r = exploreScenario(scn, { backend: registry.source(backend), audit: true, preemptionBound: 1, maxSchedules: 30 });
         } catch (e) {
           if (e instanceof RunInputError) continue; // an op this backend refuses (dirty logging of private memory)
           throw e;

@@ -13,7 +13,7 @@ export function traceSet(scenario: string, backend: string, preemptionBound: num
   const registry = builtinRegistry();
   const keys = new Set<string>();
   const r = exploreScenario(loadScenario(resolve("scenarios", scenario)), {
-    backend: () => registry.create(backend), preemptionBound, reduction, countTraces: true,
+    backend: registry.source(backend), preemptionBound, reduction, countTraces: true,
     // The invariants have their own tests; the trace sets do not depend on them.
     checkEveryStep: false,
     onTrace: (k) => keys.add(k),

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { BACKEND, BackendRegistry, loadScenario, type BackendVm, type WalkedSpte } from "@tdpemu/core";
-import { TdxBackend } from "@tdpemu/backend-tdx";
+import { SEAM_MODULE, TDX_KEYIDS, TdxBackend, registration as tdx } from "@tdpemu/backend-tdx";
 import { PlainBackend } from "@tdpemu/backend-plain";
 import { Session } from "../src/session.js";
 
@@ -49,7 +49,11 @@ class Describing extends PlainBackend {
 
 function registry(): BackendRegistry {
   const r = new BackendRegistry();
-  r.add({ name: "tagged", description: "t", register: (c) => c.register(BACKEND, { useClass: TaggedTdx }) });
+  // TDX's host-wide parts, handed to the subclass as the container hands them to TdxBackend.
+  r.add({
+    name: "tagged", description: "t", registerHost: tdx.registerHost,
+    register: (c) => c.register(BACKEND, { useFactory: (x) => new TaggedTdx(x.resolve(SEAM_MODULE), x.resolve(TDX_KEYIDS)) }),
+  });
   r.add({ name: "describing", description: "d", register: (c) => c.register(BACKEND, { useClass: Describing }) });
   return r;
 }

@@ -1,31 +1,18 @@
 /**
- * The backend registry: names (`tdx`, `sev`, `plain`) and module paths to registrations. A
- * registration puts its backend class into a tsyringe container under the `BACKEND` token; each
- * VM resolves its backend from a child container of its own, so backends never share state.
+ * The backend registry: names (`tdx`, `sev`, `plain`) and module paths to registrations
+ * (`backend-source.ts`). Each VM resolves its backend from a container of its own under its
+ * host's (`containers.ts`), so backends share only what their registration puts on the host.
  * A plugin is any ES module that exports `registration` (or a default export) of this shape:
  * nothing in the core changes to add one.
  */
-import "reflect-metadata";
 import { pathToFileURL } from "node:url";
 import { resolve as resolvePath } from "node:path";
-import { container as rootContainer, type DependencyContainer } from "tsyringe";
-import { BACKEND, type Backend } from "./backend.js";
 import { ErrorOfKind } from "../error-kind.js";
-import { PluginError, checkPluginBackend, guardPlugin, pluginLabel, pluginThrew } from "./plugin-guard.js";
-
-export interface BackendRegistration {
-  name: string;
-  description: string;
-  /** Registers the backend under `BACKEND` in `c` (e.g. `c.register(BACKEND, { useClass: X })`). */
-  register(c: DependencyContainer): void;
-}
+import { Host } from "../mem/host.js";
+import { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend-source.js";
+import { PluginError, checkPluginBackend, describeValue, pluginLabel, pluginThrew } from "./plugin-guard.js";
 
 export class UnknownBackendError extends ErrorOfKind("UnknownBackendError") {}
-
-export function isRegistration(x: unknown): x is BackendRegistration {
-  const r = x as BackendRegistration;
-  return typeof r === "object" && r !== null && typeof r.name === "string" && typeof r.register === "function";
-}
 
 export interface BackendRegistryOptions {
   /**
@@ -38,6 +25,8 @@ export interface BackendRegistryOptions {
 }
 
 const BUILT_IN = "built-in";
+/** The host a plugin's backend is made on to be checked at load (2 MiB: the least a host has). */
+const PROBE_HOST_MEMORY = 2 * 2 ** 20;
 
 export class BackendRegistry {
   private readonly regs = new Map<string, BackendRegistration & { origin: string }>();
@@ -64,37 +53,20 @@ export class BackendRegistry {
   }
 
   /**
-   * A fresh backend instance for one VM. A plugin's comes behind its guard (`guardPlugin`), and
-   * an exception from its registration or constructor is a `PluginError` naming it.
+   * Where VMs get backend `name` from. A plugin's instances come behind its guard
+   * (`guardPlugin`), and an exception from its registration or constructor is a `PluginError`
+   * naming it.
    */
-  create(name: string): Backend {
+  source(name: string): BackendSource {
     const reg = this.regs.get(name);
     if (!reg) {
       throw new UnknownBackendError(`unknown backend '${name}' (registered: ${[...this.regs.keys()].join(", ") || "none"}; a plugin is given by a module path such as ./my-backend.js)`);
     }
-    if (reg.origin === BUILT_IN) {
-      const child = rootContainer.createChildContainer();
-      reg.register(child);
-      return child.resolve<Backend>(BACKEND);
-    }
-    return guardPlugin(this.resolvePlugin(reg), { name: reg.name, origin: reg.origin, strict: this.opts.strictPlugins ?? false });
+    return reg.origin === BUILT_IN ? backendSource(reg) : backendSource(reg, this.pluginInfo(reg));
   }
 
-  /** A plugin's backend, unguarded: its `register` and its construction, each answering for itself. */
-  private resolvePlugin(reg: BackendRegistration & { origin: string }): Backend {
-    const child = rootContainer.createChildContainer();
-    try {
-      reg.register(child);
-    } catch (e) {
-      throw pluginThrew(reg, "register()", e);
-    }
-    try {
-      return child.resolve<Backend>(BACKEND);
-    } catch (e) {
-      const m = e instanceof Error ? e.message : "";
-      if (!child.isRegistered(BACKEND)) throw new PluginError(`${pluginLabel(reg)}: register() put nothing under the BACKEND token (c.register(BACKEND, { useClass: ... }))`);
-      throw pluginThrew(reg, /TypeInfo not known|Cannot inject the dependency/.test(m) ? "resolving its backend" : "its backend's constructor", e);
-    }
+  private pluginInfo(reg: BackendRegistration & { origin: string }) {
+    return { name: reg.name, origin: reg.origin, strict: this.opts.strictPlugins ?? false };
   }
 
   /**
@@ -122,12 +94,16 @@ export class BackendRegistry {
         ? `backend module '${modulePath}' registers '${reg.name}', the name of a built-in backend: give it a name of its own`
         : `backend module '${modulePath}' registers '${reg.name}', which '${known.origin}' registered already`);
     }
+    if (reg.registerHost !== undefined && typeof reg.registerHost !== "function") {
+      throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(reg.registerHost)}, expected a function`);
+    }
     this.add(reg, modulePath);
     // Checked now, on an instance made for the purpose, so that a broken plugin is refused
     // before anything runs rather than in the middle of a run.
     let problems: string[];
     try {
-      const probe = this.resolvePlugin(this.regs.get(reg.name)!);
+      // On a host of its own, the smallest there is; the guard is left off to see the backend itself.
+      const probe = backendSource(reg, this.pluginInfo(this.regs.get(reg.name)!), false).create(new Host({ memory: PROBE_HOST_MEMORY }));
       try {
         problems = checkPluginBackend(probe, reg.name);
       } catch (e) {

@@ -5,23 +5,12 @@
  */
 import { FrameAllocator, OWNER_PT_POOL } from "./frame-allocator.js";
 import { PtPool } from "./pt-pool.js";
+import type { DependencyContainer } from "tsyringe";
+import { FRAMES, HOST, processContainer } from "../backend/containers.js";
 
 export interface HostOptions {
   /** Bytes of host physical memory; 2 MiB to 16 TiB. */
   memory: number;
-}
-
-/**
- * A named place on a host for platform state the core knows nothing of (a TDX module, an RMP:
- * one per machine). The state hangs off the host itself rather than a WeakMap keyed by it: the
- * explorer makes a host per schedule, and weak entries for hundreds of thousands of short-lived
- * keys kept every host alive through young-generation collections (promoted, then swept by full
- * ones), which cost more than building them.
- */
-export class HostSlot<T> {
-  constructor(readonly what: string) {}
-  /** Only for the type parameter. */
-  declare private readonly phantom: T;
 }
 
 /** Storage that lives as long as a host and can be handed on when the host is discarded. */
@@ -35,37 +24,23 @@ export class Host {
   private nextOwner = OWNER_PT_POOL + 1;
   /** Platform state kept per host (a TDX module's PAMT and S-EPT pages), released with it. */
   private readonly storage: HostStorage[] = [];
-  /** `HostSlot`s and their values, side by side (a host has one or two). */
-  private readonly slotKeys: HostSlot<unknown>[] = [];
-  private readonly slotValues: unknown[] = [];
+  /**
+   * The host's container (`backend/containers.ts`): the host, its frames, and the platform
+   * state the core knows nothing of (a TDX module, an RMP), one per machine. Held by the host
+   * itself rather than a WeakMap keyed by it: the explorer makes a host per schedule, and weak
+   * entries for hundreds of thousands of short-lived keys kept every host alive through
+   * young-generation collections, which cost more than building them.
+   */
+  readonly container: DependencyContainer;
+  /** The backends whose host-wide parts are registered in `container` (`BackendSource.prepareHost`). */
+  readonly preparedFor: string[] = [];
 
   constructor(opts: HostOptions) {
     this.frames = new FrameAllocator(opts.memory);
     this.pool = new PtPool(this.frames);
-  }
-
-  /** The value in `slot`, undefined until `set`. */
-  get<T>(slot: HostSlot<T>): T | undefined {
-    const i = this.slotKeys.indexOf(slot);
-    return i < 0 ? undefined : (this.slotValues[i] as T);
-  }
-
-  /** The value in `slot`, made by `make(host)` on first use (platform state made on demand). */
-  slot<T>(slot: HostSlot<T>, make: (host: Host) => T): T {
-    const have = this.get(slot);
-    if (have !== undefined) return have;
-    const v = make(this);
-    this.set(slot, v);
-    return v;
-  }
-
-  set<T>(slot: HostSlot<T>, value: T): void {
-    const i = this.slotKeys.indexOf(slot);
-    if (i >= 0) this.slotValues[i] = value;
-    else {
-      this.slotKeys.push(slot);
-      this.slotValues.push(value);
-    }
+    this.container = processContainer.createChildContainer();
+    this.container.register(HOST, { useValue: this });
+    this.container.register(FRAMES, { useValue: this.frames });
   }
 
   /** `s.release()` runs when the host is discarded (`release`). */

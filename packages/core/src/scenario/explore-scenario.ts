@@ -3,6 +3,7 @@
  * (host, VM, backend) and runs its programs step by step, with every atomic point a choice.
  */
 import type { Backend } from "../backend/backend.js";
+import type { BackendSource } from "../backend/backend-source.js";
 import { FootprintAudit } from "../check/footprint-audit.js";
 import { checkEndOfRun } from "../check/invariants.js";
 import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
@@ -11,16 +12,17 @@ import { buildRun, classifyRunError } from "./runner.js";
 import type { InjectSpec, Scenario } from "./schema.js";
 
 export interface ExploreScenarioOptions extends ExploreOptions {
-  /** A fresh backend for each schedule. */
-  backend: () => Backend;
+  /** Where each schedule's backend comes from: a source, or a function that makes a fresh one. */
+  backend: BackendSource | (() => Backend);
   hostMemory?: number;
   mmu?: MmuOptions;
   inject?: InjectSpec[];
 }
 
 export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
+  const backend = opts.backend;
   return explore(() => {
-    const built = buildRun(scn, { backend: opts.backend(), hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true });
+    const built = buildRun(scn, { backend: typeof backend === "function" ? backend() : backend, hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true });
     // One VM on its own host, on one clock, storing only through its MMU: the invariant walk
     // may rescan only the tables stored to since its last pass.
     built.host.pool.trackWrites(built.clock);

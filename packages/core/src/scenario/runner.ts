@@ -8,6 +8,8 @@
  */
 import { PAGE_SIZE } from "../arch/levels.js";
 import type { Backend } from "../backend/backend.js";
+import type { BackendSource } from "../backend/backend-source.js";
+import { CLOCK, EVENTS, type Configure } from "../backend/containers.js";
 import { checkInvariants, type CheckResult, type Violation } from "../check/invariants.js";
 import { EventSink, type TdpEvent } from "../events/events.js";
 import { BLOCKED, type Op } from "../exec/ctx.js";
@@ -26,13 +28,27 @@ import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 import { ErrorOfKind } from "../error-kind.js";
+import { instanceCachingFactory } from "tsyringe";
 import { checkPluginOps } from "./parse.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
 export class RunInputError extends ErrorOfKind("RunInputError") {}
 
 export interface RunOptions {
-  backend: Backend;
+  /**
+   * Where the VM's backend comes from: a registered source (`BackendRegistry.source`), resolved
+   * in the VM's container under the run's host; or an instance the caller made, for a backend
+   * that needs nothing from the containers (the core's tests' own).
+   */
+  backend: BackendSource | Backend;
+  /**
+   * Registrations added to the host's container after the backend's host-wide parts and before
+   * anything is resolved from it: a test substitutes a part here (a recording `EVENTS` sink, a
+   * TDX module that fails on cue).
+   */
+  configureHost?: Configure;
+  /** The same for the VM's container, after the backend's registration. */
+  configureVm?: Configure;
   /** Host memory in bytes; default: twice the guest memory (shared and private backing) plus 64 MiB. */
   hostMemory?: number;
   /** Receives every event of the run. */
@@ -90,27 +106,35 @@ export interface BuiltRun {
 
 /** Builds the host, the VM and one task per program, without running anything. */
 export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
-  const clock = new Clock();
-  const events = new EventSink(clock);
-  if (opts.onEvent) events.subscribe(opts.onEvent);
   let host: Host;
   try {
     host = new Host({ memory: opts.hostMemory ?? defaultHostMemory(scn) });
   } catch (e) {
     throw new RunInputError(`host memory: ${(e as Error).message}`);
   }
+  // The run's clock and event bus are the host's: its one VM and the backend's platform parts
+  // see the same ones.
+  const clock = new Clock();
+  host.container.register(CLOCK, { useValue: clock });
+  host.container.register(EVENTS, { useFactory: instanceCachingFactory((c) => new EventSink(c.resolve(CLOCK))) });
+  const source = isBackendSource(opts.backend) ? opts.backend : null;
+  source?.prepareHost(host);
+  opts.configureHost?.(host.container);
+  const events = host.container.resolve(EVENTS);
+  if (opts.onEvent) events.subscribe(opts.onEvent);
+  const backend = source === null ? (opts.backend as Backend) : source.create(host, opts.configureVm);
   // A plugin's host ops are checked against its schema now that the backend is known.
-  checkPluginOps(scn, opts.backend);
+  checkPluginOps(scn, backend);
   const programs = scn.vcpus.filter((p) => p.length > 0).length + (scn.host.length > 0 ? 1 : 0);
   const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
   const vm = new Vm(host, {
     memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
-  }, opts.backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
+  }, backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
   for (const f of [...scn.inject, ...(opts.inject ?? [])]) {
-    if (f.backend !== undefined && f.backend !== opts.backend.name) continue;
-    if (!opts.backend.injectFault) throw new RunInputError(`${scn.source}: inject: backend '${opts.backend.name}' has no fault injection`);
+    if (f.backend !== undefined && f.backend !== backend.name) continue;
+    if (!backend.injectFault) throw new RunInputError(`${scn.source}: inject: backend '${backend.name}' has no fault injection`);
     try {
-      opts.backend.injectFault(vm, f);
+      backend.injectFault(vm, f);
     } catch (e) {
       throw new RunInputError(`${scn.source}: inject ${f.call}: ${(e as Error).message}`);
     }
@@ -140,6 +164,11 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start), done: false });
   }
   return { scenario: scn, vm, host, clock, tasks, results, check: (final) => checkInvariants(vm, { final }) };
+}
+
+/** A source rather than an instance: a backend has no `prepareHost`. */
+export function isBackendSource(b: BackendSource | Backend): b is BackendSource {
+  return typeof (b as BackendSource).prepareHost === "function" && typeof (b as BackendSource).create === "function";
 }
 
 /** Thrown by `--check op` when an op leaves the VM in a state that breaks an invariant. */

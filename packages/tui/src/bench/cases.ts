@@ -81,7 +81,7 @@ vcpus:
  */
 export function faultCase(registry: BackendRegistry, backend: string, hugepages: boolean): Measurement {
   const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, hugepages), "bench.yaml");
-  const built = buildRun(scn, { backend: registry.create(backend) });
+  const built = buildRun(scn, { backend: registry.source(backend) });
   const t0 = performance.now();
   new Scheduler("round-robin", 0).run(built.tasks, built.clock);
   const s = (performance.now() - t0) / 1000;
@@ -97,7 +97,7 @@ export function faultCase(registry: BackendRegistry, backend: string, hugepages:
 /** Zapping 1 GiB of 4 KiB mappings: pages/s. */
 export function zapCase(registry: BackendRegistry, backend: string): Measurement {
   const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, false), "bench.yaml");
-  const built = buildRun(scn, { backend: registry.create(backend) });
+  const built = buildRun(scn, { backend: registry.source(backend) });
   new Scheduler("round-robin", 0).run(built.tasks, built.clock);
   const t0 = performance.now();
   const zapped = runToEnd(hostOps.zapGfnRange(built.vm, built.vm.hostCtx, 0, PAGES_1G));
@@ -112,11 +112,11 @@ export function zapCase(registry: BackendRegistry, backend: string): Measurement
 export function memoryCase(registry: BackendRegistry, backend: string): Measurement {
   const scn = parseScenarioText(sequential("2GiB", 2 * PAGES_1G, backend, false), "bench.yaml");
   // Warm up first, so compiled code is not counted as memory of the mapped pages.
-  runScenario(parseScenarioText(sequential("1GiB", 4096, backend, false), "warm.yaml"), { backend: registry.create(backend) });
+  runScenario(parseScenarioText(sequential("1GiB", 4096, backend, false), "warm.yaml"), { backend: registry.source(backend) });
   gc();
   gc();
   const m0 = process.memoryUsage();
-  let r: ReturnType<typeof runScenario> | null = runScenario(scn, { backend: registry.create(backend) });
+  let r: ReturnType<typeof runScenario> | null = runScenario(scn, { backend: registry.source(backend) });
   gc();
   gc();
   const m1 = process.memoryUsage();
@@ -129,7 +129,7 @@ export function memoryCase(registry: BackendRegistry, backend: string): Measurem
 /** Schedules explored per second on the 2M/4K race with the freeze protocol. */
 export function exploreCase(registry: BackendRegistry, scenarioPath: string, maxSchedules: number): Measurement {
   const scn = loadScenario(scenarioPath);
-  const r = exploreScenario(scn, { backend: () => registry.create("tdx"), maxSchedules });
+  const r = exploreScenario(scn, { backend: registry.source("tdx"), maxSchedules });
   if (r.violation) throw new Error(`explore found a violation: ${r.violation.violations[0]!.message}`);
   return { value: r.schedules / r.seconds, unit: "schedules/s", extra: { schedules: r.schedules, "steps/s": r.steps / r.seconds } };
 }
@@ -161,7 +161,7 @@ export function uiFrameCase(registry: BackendRegistry, pages: number): Measureme
 export function scaleCase(registry: BackendRegistry, backend: string, memory: number): Measurement {
   const pages = memory / 4096;
   const scn = parseScenarioText(sequential(`${memory / GiB}GiB`, pages, backend, false), "bench.yaml");
-  const built = buildRun(scn, { backend: registry.create(backend), hostMemory: 2 * memory + GiB });
+  const built = buildRun(scn, { backend: registry.source(backend), hostMemory: 2 * memory + GiB });
   const t0 = performance.now();
   new Scheduler("round-robin", 0).run(built.tasks, built.clock);
   const s = (performance.now() - t0) / 1000;

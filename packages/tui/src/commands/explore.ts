@@ -35,7 +35,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const inject = injectOptions("explore", values.lists.inject);
   const registry = builtinRegistry();
   const backendName = values.backend !== undefined ? await resolveBackend(registry, values.backend) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
-  registry.create(backendName); // an unknown backend fails here, before any schedule runs
+  const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
   const progress = (p: ExploreProgress) => {
@@ -44,7 +44,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     io.err(line);
   };
   const r = exploreScenario(scn, {
-    backend: () => registry.create(backendName), hostMemory, mmu, inject, maxSchedules, preemptionBound,
+    backend: source, hostMemory, mmu, inject, maxSchedules, preemptionBound,
     onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
     countTraces: values.flags.has("count-traces"),
   });

@@ -24,7 +24,7 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   const sched = loadScheduleFile(positionals[0]!);
   const scn = sched.scenario === BUILTIN_SCENARIO ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE) : loadScenario(sched.scenario);
   const registry = builtinRegistry();
-  const backend = registry.create(await resolveBackend(registry, sched.backend));
+  const backend = registry.source(await resolveBackend(registry, sched.backend));
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {
     try {

@@ -43,7 +43,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   if (values.backend !== undefined) backendName = await resolveBackend(registry, values.backend);
   else if (positionals.length === 0 && !registry.has(scn.backend)) backendName = defaultBackend(registry);
   else backendName = await resolveBackend(registry, scn.backend, scenarioDir(scn));
-  const backend = registry.create(backendName);
+  const backend = registry.source(backendName);
   let replay: number[] | undefined;
   if (scn.schedule.mode === "replay") {
     const file = resolve(scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source), scn.schedule.file!);

@@ -22,7 +22,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   await loadPlugins(registry, values.lists.plugin ?? []);
   const backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
     : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
-  registry.create(backend);
+  registry.source(backend); // an unknown backend fails here, before the UI starts
   const { strategy } = mmuOptions("tui", values, scn);
   if (!process.stdin.isTTY) {
     throw new UsageError("tui: the terminal UI needs a terminal (use tdpemu run for a headless run)");
