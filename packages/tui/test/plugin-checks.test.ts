@@ -19,7 +19,7 @@ const STATS = "stats() { return { calls: {}, busy: 0, errors: {} }; }";
 let n = 0;
 
 /** A plugin module: a backend class with `body`, registered as `name` (the backend is named `backendName`). */
-function plugin(body: string, opts: { name?: string; backendName?: string; register?: string; ctor?: string } = {}): string {
+function plugin(body: string, opts: { name?: string; backendName?: string; register?: string; registerHost?: string; ctor?: string } = {}): string {
   const name = opts.name ?? `broken${++n}`;
   const file = join(dir, `${name}-${n}.mjs`);
   writeFileSync(file, `
@@ -34,6 +34,7 @@ class B {
 export const registration = {
   name: ${JSON.stringify(name)},
   description: "a broken test plugin",
+  ${opts.registerHost === undefined ? "" : `registerHost: ${opts.registerHost},`}
   register(c) { ${opts.register ?? ""} c.register(Symbol.for("tdpemu.Backend"), { useClass: B }); },
 };
 `);
@@ -95,6 +96,14 @@ describe("checked at load", () => {
 describe("exceptions from plugin code name the plugin and where", () => {
   it("register()", async () => {
     expectOneLine(await run(plugin(STATS, { register: "throw new RangeError('no room');" })), /: register\(\) threw RangeError: no room$/);
+  });
+
+  it("registerHost()", async () => {
+    expectOneLine(await run(plugin(STATS, { registerHost: "(c) => { throw new Error('no platform'); }" })), /: registerHost\(\) threw Error: no platform$/);
+  });
+
+  it("a registerHost that is not a function", async () => {
+    expectOneLine(await run(plugin(STATS, { registerHost: "3" })), /: its registration's registerHost is 3, expected a function$/);
   });
 
   it("the backend's constructor", async () => {

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { writeFlushLimitPlugin } from "./outside-plugin.js";
 
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-outside-"));
@@ -20,40 +21,9 @@ function tdpemu(...args: string[]) {
   return { code: p.status, out: p.stdout, err: p.stderr };
 }
 
-// The flush that counts past the limit is a KVM bug. The limit is the plugin's own injectable,
-// injected into the backend's constructor by the command's container (decorators applied by
-// hand: a plain .mjs file has no decorator syntax).
-const plugin = join(dir, "flush-limit.mjs");
-writeFileSync(plugin, `
-import { BACKEND, CallCounts, KvmBug, emptyBackendStats } from "@tdpemu/backend-sdk";
-import { inject, injectable } from "tsyringe";
-
-const LIMIT = "flush-limit.limit";
-
-class FlushLimitBackend {
-  name = "flush-limit";
-  description = "test plugin: a KVM bug at the flush past its limit";
-  usesMirrorRoot = false;
-  hasPrivateMemory = false;
-  calls = new CallCounts(["FLUSH"]);
-  constructor(limit) { this.limit = limit; }
-  flushTlb() {
-    if (this.calls.add(0) > this.limit) throw new KvmBug("flush-limit: flush " + this.calls.get(0) + " is past the limit of " + this.limit);
-  }
-  stats() { return { ...emptyBackendStats(), calls: this.calls.record() }; }
-}
-inject(LIMIT)(FlushLimitBackend, undefined, 0);
-injectable()(FlushLimitBackend);
-
-export const registration = {
-  name: "flush-limit",
-  description: "test plugin: a KVM bug at the flush past its limit",
-  register(c) {
-    c.register(LIMIT, { useValue: 1 });
-    c.register(BACKEND, { useClass: FlushLimitBackend });
-  },
-};
-`);
+const plugin = writeFlushLimitPlugin(dir, "flush-limit", 1);
+// The same, with a limit no run reaches: for the commands that need a clean run.
+const quiet = writeFlushLimitPlugin(dir, "flush-quiet", 1e9);
 
 describe("a plugin outside the workspace, through the bundled binary", () => {
   it("run: the plugin's KvmBug is a kvm-bug violation, exit 1, with its injected limit", () => {
@@ -61,7 +31,8 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     expect(r.err).toBe("");
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/backend flush-limit/);
-    expect(r.out).toMatch(/\[kvm-bug\] step \d+: KVM_BUG: flush-limit: flush 2 is past the limit of 1/);
+    // zap-refault's host: 2 × 256 MiB of guest memory + 64 MiB, in 4K frames.
+    expect(r.out).toMatch(/\[kvm-bug\] step \d+: KVM_BUG: flush-limit: flush 2 is past the limit of 1 \(host of 147456 frames\)/);
   });
 
   it("explore writes the violating schedule, and replay reproduces it", () => {
@@ -82,5 +53,33 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     const r = tdpemu("backends", "--plugin", plugin);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^flush-limit .*flush-limit\.mjs/m);
+  });
+
+  it("compare runs it beside the built-ins, each on a host of its own", () => {
+    const r = tdpemu("compare", "scenarios/zap-refault.yaml", "--plugin", quiet, "--json");
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const rows = (JSON.parse(r.out) as { backends: { backend: string; values: Record<string, string> }[] }).backends;
+    expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "flush-quiet"]);
+    const mine = rows.find((x) => x.backend === "flush-quiet")!.values;
+    expect(mine.violations).toBe("0");
+    // Its flushes are counted as its calls, as plain's are its INVEPTs.
+    expect(Number(mine["backend calls"])).toBeGreaterThan(0);
+  });
+
+  it("bench measures it", () => {
+    const r = tdpemu("bench", "--plugin", quiet, "--filter", "zap-flush-quiet", "--json");
+    expect(r.code).toBe(0);
+    const cases = JSON.parse(r.out).cases as { name: string; value: number }[];
+    expect(cases.length).toBeGreaterThan(0);
+    for (const c of cases) expect(c.value).toBeGreaterThan(0);
+  });
+
+  it("a constructor that asks for a token nobody registered: one line naming the plugin, exit 2", () => {
+    const file = join(dir, "unresolved.mjs");
+    writeFileSync(file, readFileSync(quiet, "utf8").replaceAll("flush-quiet", "unresolved").replace("registerHost(c) {", "notRegisterHost(c) {"));
+    const r = tdpemu("run", "scenarios/zap-refault.yaml", "--backend", file);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^tdpemu: plugin 'unresolved' \(.*unresolved\.mjs\): resolving its backend threw Error: Cannot inject the dependency .*unresolved\.limit.*\n$/);
   });
 });

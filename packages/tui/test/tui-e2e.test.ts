@@ -3,10 +3,14 @@
  * installs it when the machine lacks it).
  */
 import { execFileSync } from "node:child_process";
-import { resolve } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { writeFlushLimitPlugin } from "./outside-plugin.js";
 
 const SESSION = `tdpemu-e2e-${process.pid}`;
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-e2e-"));
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
 const screen = () => tmux("capture-pane", "-t", SESSION, "-p");
@@ -23,6 +27,7 @@ async function waitFor(pred: (s: string) => boolean, what: string, ms = 8000): P
 }
 
 afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
   try {
     tmux("kill-session", "-t", SESSION);
   } catch {
@@ -54,6 +59,19 @@ describe("tdpemu in a terminal", () => {
     tmux("send-keys", "-t", SESSION, "c");
     await waitFor((s) => s.includes("events (latest last)"), "the main view again");
 
+    tmux("send-keys", "-t", SESSION, "q");
+    await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
+  }, 30_000);
+
+  it("a plugin from outside the workspace: its walk title, made with the frames the container handed it", async () => {
+    const plugin = writeFlushLimitPlugin(dir, "flush-quiet", 1e9);
+    tmux("kill-session", "-t", SESSION);
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
+      `env CI=0 node ${CLI} tui ${resolve("scenarios/zap-refault.yaml")} --backend ${plugin} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+    await waitFor((s) => s.includes("zap-refault on flush-quiet"), "the UI on the plugin");
+    tmux("send-keys", "-t", SESSION, "n");
+    // zap-refault's host: 2 × 256 MiB of guest memory + 64 MiB, in 4K frames.
+    await waitFor((s) => s.includes("flush-quiet EPT on a host of 147456 frames"), "the plugin's walk title");
     tmux("send-keys", "-t", SESSION, "q");
     await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
   }, 30_000);

@@ -33,11 +33,15 @@ export function pluginLabel(p: { name: string; origin: string }): string {
   return `plugin '${p.name}' (${p.origin})`;
 }
 
-/** One line for what `e` was: its class name and message, the first line only. */
+/**
+ * One line for what `e` was: its class name and message, the message's lines joined (tsyringe
+ * puts the reason a dependency could not be injected on the lines after the first, nested as
+ * deep as the chain of constructors).
+ */
 export function describeThrown(e: unknown): string {
   if (e instanceof Error || (typeof e === "object" && e !== null && "message" in e)) {
     const err = e as Error;
-    return `${err.name || "Error"}: ${String(err.message).split("\n")[0]}`;
+    return `${err.name || "Error"}: ${String(err.message).split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ")}`;
   }
   return `the value ${String(e)}`;
 }
@@ -121,7 +125,7 @@ export const BACKEND_HOOKS: readonly string[] = [
 /** The hooks the core calls on a mirror root's entries: a backend with `usesMirrorRoot` needs every one. */
 const MIRROR_HOOKS = ["classifyFault", "checkGuestAccess", "linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt"];
 
-function describeValue(r: unknown): string {
+export function describeValue(r: unknown): string {
   if (typeof r === "string") return JSON.stringify(r);
   if (typeof r === "function") return "a function";
   if (Array.isArray(r)) return "an array";
