@@ -23,7 +23,7 @@ export {
   ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, BACKEND,
   emptyBackendStats,
   type BackendVm, type VmConfig, type BackendRegistration, type BackendSource, isRegistration, backendSource,
-  type WalkedSpte, MAP_CELL_CLASSES, type HostOpSchema, type HostOpParamKind,
+  type WalkedSpte, MAP_CELL_CLASSES, DIRECT_OLD_LEAF, DIRECT_NEW_LEAF, DIRECT_OLD_WRITABLE, DIRECT_NEW_WRITABLE, type HostOpSchema, type HostOpParamKind,
 } from "@tdpemu/core";
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
 export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";

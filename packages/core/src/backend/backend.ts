@@ -103,6 +103,21 @@ export interface Backend {
    * that tracks the guest's view of each page (a realm's RIPAS, say) updates it here.
    */
   memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean): void;
+  /**
+   * An entry of a direct root changed what it maps: a leaf or a table became present or went
+   * (zapped, or frozen while its table is torn down), changed its PFN, or gained or lost write
+   * permission (a fault, dirty logging, fast page fault). Called for every such store, after it
+   * and in the same atomic step, under `mmu_lock` (read or write), with the direct root's GFN
+   * without its direct bits; changes of the accessed and dirty bits alone are not reported. KVM
+   * has no such hook (the hardware walks the direct root itself); a technology whose secure side
+   * holds the unprotected mappings too (Arm CCA's `RMI_RTT_MAP_UNPROTECTED`) follows them here.
+   * `oldPfn` and `newPfn` are the PFN of the leaf or of the table page, -1 for nothing;
+   * `flags` holds `DIRECT_OLD_LEAF`, `DIRECT_NEW_LEAF`, `DIRECT_OLD_WRITABLE` and
+   * `DIRECT_NEW_WRITABLE`. The store is made: the hook cannot refuse it, and a backend that
+   * cannot follow throws `KvmBug`. It is on the fault path of every direct mapping: a backend
+   * without it costs the core one test per store.
+   */
+  directSpteChanged?(vm: BackendVm, gfn: number, level: Level, oldPfn: number, newPfn: number, flags: number): void;
 
   /** A private page is first used (RMPUPDATE to assigned). */
   gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;
@@ -214,6 +229,15 @@ export interface Backend {
   /** Lines of the backend's own for the stats pane, as [label, value]. */
   extraStats?(vm: BackendVm): [string, string][];
 }
+
+/** `directSpteChanged`'s flags: the old entry was a leaf (else a table, or nothing). */
+export const DIRECT_OLD_LEAF = 1;
+/** The new entry is a leaf. */
+export const DIRECT_NEW_LEAF = 2;
+/** The old entry was writable. */
+export const DIRECT_OLD_WRITABLE = 4;
+/** The new entry is writable. */
+export const DIRECT_NEW_WRITABLE = 8;
 
 /** A walked entry, as `describeEntry` is told of it. */
 export interface WalkedSpte {

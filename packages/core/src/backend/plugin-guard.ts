@@ -119,7 +119,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
 /** Every hook the core may call, the ones returning nothing included. */
 export const BACKEND_HOOKS: readonly string[] = [
   ...Object.keys(RETURNS), "init", "releaseExternalSpt", "gmemInvalidate", "teardown", "flushTlb", "kickVcpu", "vcpuExit",
-  "destroy", "auditState", "injectFault", "memoryAttributesChanged",
+  "destroy", "auditState", "injectFault", "memoryAttributesChanged", "directSpteChanged",
 ];
 
 /** The hooks the core calls on a mirror root's entries: a backend with `usesMirrorRoot` needs every one. */

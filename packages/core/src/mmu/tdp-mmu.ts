@@ -14,9 +14,9 @@
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import {
   EPT_W, FROZEN_SPTE_HI, FROZEN_SPTE_LO, HI_HOST_WRITABLE, HI_MMU_WRITABLE, isFrozen,
-  isLastSpte, isShadowPresent, makeNonleafHi, makeNonleafLo, RAM_MEMTYPE_BITS, RAM_MEMTYPE_BITS_GUEST_PAT, spteToPfn,
+  isLastSpte, isShadowPresent, isWritable, makeNonleafHi, makeNonleafLo, RAM_MEMTYPE_BITS, RAM_MEMTYPE_BITS_GUEST_PAT, spteToPfn,
 } from "../arch/spte.js";
-import type { Backend } from "../backend/backend.js";
+import { DIRECT_NEW_LEAF, DIRECT_NEW_WRITABLE, DIRECT_OLD_LEAF, DIRECT_OLD_WRITABLE, type Backend } from "../backend/backend.js";
 import type { BackendVm } from "../backend/backend-vm.js";
 import type { EventSink } from "../events/events.js";
 import type { Clock } from "../exec/clock.js";
@@ -92,6 +92,8 @@ export class TdpMmu {
    * (`Array.prototype.indexOf` and a `pop` to empty showed in the TDX fault path's profile).
    */
   private mirrorInFlight = new Float64Array(8);
+  /** The backend follows the direct roots' stores (`directSpteChanged`). */
+  private readonly directHook: boolean;
   private nMirrorInFlight = 0;
 
   isMirrorInFlight(gfn: number, level: number): boolean {
@@ -119,6 +121,7 @@ export class TdpMmu {
     this.rootLevel = rootLevel;
     this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
     this.memtypeBits = backend.honorsGuestPat ? RAM_MEMTYPE_BITS_GUEST_PAT : RAM_MEMTYPE_BITS;
+    this.directHook = backend.directSpteChanged !== undefined;
   }
 
   /** `kvm_gfn_root_bits`: the direct bits on a direct root, 0 on a mirror root. */
@@ -138,13 +141,41 @@ export class TdpMmu {
    * spares boxing the SPTE halves, doubles above 2^30, into heap numbers on every call.
    */
   writeSpte(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
-    const oldLo = this.events.on ? mem[off]! : 0;
-    const oldHi = this.events.on ? mem[off + 1]! : 0;
+    if (this.events.on || this.directHook) {
+      this.writeSpteNoted(mem, off, lo, hi, tableSlot, level, gfn, by);
+      return;
+    }
+    mem[off] = lo;
+    mem[off + 1] = hi;
+    if (level > 1) this.pool.upperWrites++;
+    this.clock.touch(tableSlot * 512 + ((off & (U32_PER_TABLE - 1)) >>> 1));
+  }
+
+  /** `writeSpte` when someone is told of it: the event stream, or the backend's `directSpteChanged`. */
+  private writeSpteNoted(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+    const oldLo = mem[off]!;
+    const oldHi = mem[off + 1]!;
     mem[off] = lo;
     mem[off + 1] = hi;
     if (level > 1) this.pool.upperWrites++;
     this.clock.touch(tableSlot * 512 + ((off & (U32_PER_TABLE - 1)) >>> 1));
     if (this.events.on) this.spteEvent(off, oldLo, oldHi, lo, hi, tableSlot, level, gfn, by);
+    if (this.directHook && !this.isMirrorSlot(tableSlot)) this.directChanged(gfn, level, oldLo, oldHi, lo, hi);
+  }
+
+  /** `directSpteChanged` for a store to a direct root, unless only accessed or dirty bits changed. */
+  private directChanged(gfn: number, level: number, oldLo: number, oldHi: number, lo: number, hi: number): void {
+    const oldPfn = isShadowPresent(oldLo) ? spteToPfn(oldLo, oldHi) : -1;
+    const newPfn = isShadowPresent(lo) ? spteToPfn(lo, hi) : -1;
+    const flags = (oldPfn >= 0 && isLastSpte(oldLo, level) ? DIRECT_OLD_LEAF : 0)
+      | (newPfn >= 0 && isLastSpte(lo, level) ? DIRECT_NEW_LEAF : 0)
+      | (oldPfn >= 0 && isWritable(oldLo) ? DIRECT_OLD_WRITABLE : 0)
+      | (newPfn >= 0 && isWritable(lo) ? DIRECT_NEW_WRITABLE : 0);
+    // Old and new alike: nothing the backend is told of changed.
+    if (oldPfn === newPfn && (flags & DIRECT_OLD_LEAF) === (flags & DIRECT_NEW_LEAF) >> 1
+      && (flags & DIRECT_OLD_WRITABLE) === (flags & DIRECT_NEW_WRITABLE) >> 1) return;
+    this.backend.directSpteChanged!(this.vm, gfn, level as Level, oldPfn, newPfn, flags);
+    this.hookEvent("directSpteChanged", gfn, level, 0);
   }
 
   private spteEvent(off: number, oldLo: number, oldHi: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
