@@ -29,6 +29,16 @@ describe("guardPlugin", () => {
     expect((caught as Error).cause).toBe(boom);
   });
 
+  it("strict: adoptExternalSpt must give a page handle or -1", () => {
+    const strict = { ...info, strict: true };
+    for (const ok of [-1, 0, 7]) expect(guardPlugin(backend({ adoptExternalSpt: () => ok }), strict).adoptExternalSpt!(vm, 0, 2)).toBe(ok);
+    for (const bad of [-2, 1.5, undefined]) {
+      expect(() => guardPlugin(backend({ adoptExternalSpt: () => bad as never }), strict).adoptExternalSpt!(vm, 0, 2)).toThrow(
+        /: adoptExternalSpt\(\) returned .*; expected the handle of the secure table it already has, an integer ≥ 0, or -1 for none/,
+      );
+    }
+  });
+
   it("lets tdpemu's own errors through: a KvmBug from a plugin is a finding", () => {
     const g = guardPlugin(backend({ flushTlb: () => { throw new KvmBug("seen"); } }), info);
     expect(() => g.flushTlb!(vm, 0)).toThrow(KvmBug);

@@ -83,6 +83,11 @@ describe("checked at load", () => {
     expectOneLine(await run(f), /uses a mirror root but lacks checkGuestAccess, linkExternalSpt, removeExternalSpte, freeExternalSpt/);
   });
 
+  it("mirror hooks without a mirror root are refused (the core would never call them)", async () => {
+    const f = plugin(`${STATS} adoptExternalSpt() { return -1; } linkExternalSpt() { return 0; }`);
+    expectOneLine(await run(f), /it has adoptExternalSpt, linkExternalSpt but no mirror root \(usesMirrorRoot\)/);
+  });
+
   it("private memory without classifyFault is refused (every access would be shared)", async () => {
     expectOneLine(await run(plugin(`${STATS} hasPrivateMemory = true;`)), /has private memory but no classifyFault/);
   });

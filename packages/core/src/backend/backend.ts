@@ -78,6 +78,18 @@ export interface Backend {
   allocExternalSpt?(vm: BackendVm): number;
   /** The external page goes back to the host: never linked, or reclaimed with its table. */
   releaseExternalSpt?(vm: BackendVm, externalSpt: number): void;
+  /**
+   * The secure table the backend already has for a mirror table about to be made under the
+   * entry at (`gfn`, `level`) (the entry `linkExternalSpt` would be called for), or -1 for none.
+   * A backend that creates secure tables itself (at VM creation, in a host op of its own, as a
+   * realm's starting-level RTTs are made with it) hands them over here: the mirror table takes
+   * that page as its external page instead of `allocExternalSpt`'s, and `linkExternalSpt` is not
+   * called when the entry becomes present. Asked when the fault path allocates the mirror
+   * table, under the read `mmu_lock`; a table that loses the race to link is freed without
+   * `releaseExternalSpt` (the page stays the backend's). Once linked, the page goes with the
+   * table as any other: `freeExternalSpt`, then `releaseExternalSpt` when it is freed.
+   */
+  adoptExternalSpt?(vm: BackendVm, gfn: number, level: Level): number;
   /** A mirror non-leaf becomes present (TDH.MEM.SEPT.ADD). */
   linkExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** A mirror leaf becomes present (TDH.MEM.PAGE.AUG, or PAGE.ADD before finalize). */

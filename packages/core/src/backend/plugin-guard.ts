@@ -73,6 +73,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
   classifyFault: { ok: (r) => typeof r === "boolean", expected: "a boolean (is the access private)" },
   maxMappingLevel: oneOf([1, 2, 3], "a level: 1 (4K), 2 (2M) or 3 (1G)"),
   allocExternalSpt: { ok: (r) => isInt(r) && r >= 0, expected: "the external page's handle, an integer ≥ 0" },
+  adoptExternalSpt: { ok: (r) => isInt(r) && r >= -1, expected: "the handle of the secure table it already has, an integer ≥ 0, or -1 for none" },
   linkExternalSpt: status,
   setExternalSpte: status,
   removeExternalSpte: { ok: (r) => status.ok(r) || isStepMachine(r), expected: `${status.expected}, or a step machine ({ step, abort })` },
@@ -158,6 +159,10 @@ export function checkPluginBackend(b: unknown, registeredName: string): string[]
   if (x.usesMirrorRoot === true) {
     const missing = MIRROR_HOOKS.filter((h) => typeof x[h] !== "function");
     if (missing.length > 0) problems.push(`it uses a mirror root but lacks ${missing.join(", ")} (the core calls them on every private fault and zap)`);
+  }
+  if (x.usesMirrorRoot !== true) {
+    const mirrorOnly = ["adoptExternalSpt", "allocExternalSpt", "linkExternalSpt"].filter((h) => typeof x[h] === "function");
+    if (mirrorOnly.length > 0) problems.push(`it has ${mirrorOnly.join(", ")} but no mirror root (usesMirrorRoot): the core would never call them`);
   }
   if (x.hasPrivateMemory === true && typeof x.classifyFault !== "function") {
     problems.push("it has private memory but no classifyFault (every access would be taken as shared)");

@@ -30,6 +30,12 @@ export const MEM_MASK = (1 << MEM_SHIFT) - 1;
 export const ROLE_MIRROR = 1;
 export const ROLE_ROOT = 2;
 export const ROLE_INVALID = 4;
+/**
+ * Not a role of the kernel's: a mirror table whose external page the backend already had
+ * (`Backend.adoptExternalSpt`). The page is the backend's until the table is linked: a table
+ * freed unlinked does not give it back.
+ */
+export const ROLE_ADOPTED = 8;
 
 const EMPTY_TABLE = (() => {
   const t = new Uint32Array(U32_PER_TABLE);

@@ -24,7 +24,7 @@ import type { ExecCtx, Op } from "../exec/ctx.js";
 import { Rcu } from "../exec/rcu.js";
 import { R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
 import { RwLock } from "../exec/rwlock.js";
-import { ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import { ROLE_ADOPTED, ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { MmuStats } from "./mmu-stats.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, Root } from "./roots.js";
 import { KVM_REQ_TLB_FLUSH, VcpuRequests } from "../vm/vcpu-requests.js";
@@ -236,7 +236,14 @@ export class TdpMmu {
       ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level as Level, spteToPfn(lo, hi)) : 0;
       this.hookEvent("setExternalSpte", gfn, level, ret);
     } else {
-      const ext = this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!;
+      const slot = this.pool.pfnToSlot(spteToPfn(lo, hi));
+      const ext = this.pool.spExternal[slot]!;
+      if ((this.pool.spRole[slot]! & ROLE_ADOPTED) !== 0) {
+        // The backend's secure table is already where the entry points: nothing to link. From
+        // here on the page goes with the mirror table like any linked one.
+        this.hookEvent("adoptExternalSpt", gfn, level, 0);
+        return 0;
+      }
       ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level as Level, ext) : 0;
       this.hookEvent("linkExternalSpt", gfn, level, ret);
     }
@@ -379,8 +386,15 @@ export class TdpMmu {
     const level = iter.level - 1;
     const mirror = iter.root.mirror;
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
-    if (mirror && this.backend.allocExternalSpt) {
-      this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+    if (mirror) {
+      // A secure table the backend made itself is adopted rather than a new one linked.
+      const adopted = this.backend.adoptExternalSpt ? this.backend.adoptExternalSpt(this.vm, iter.gfn, iter.level as Level) : -1;
+      if (adopted >= 0) {
+        this.pool.spExternal[slot] = adopted;
+        this.pool.spRole[slot] = this.pool.spRole[slot]! | ROLE_ADOPTED;
+      } else if (this.backend.allocExternalSpt) {
+        this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+      }
     }
     this.inFlightSps++;
     if (this.events.on) this.tableEvent("alloc", slot);
@@ -411,7 +425,8 @@ export class TdpMmu {
   freeUnlinkedSp(slot: number): void {
     const ext = this.pool.spExternal[slot]!;
     this.pool.spExternal[slot] = -1;
-    if (ext >= 0) this.backend.releaseExternalSpt?.(this.vm, ext);
+    // An adopted page stays the backend's secure table: it was never handed over.
+    if (ext >= 0 && (this.pool.spRole[slot]! & ROLE_ADOPTED) === 0) this.backend.releaseExternalSpt?.(this.vm, ext);
     this.pool.free(slot);
     this.inFlightSps--;
   }
