@@ -29,6 +29,15 @@ export function parseCommandArgs(cmd: string, args: string[], options: Options):
   return { values: Object.assign(values, { flags, lists }), positionals: parsed.positionals };
 }
 
+/**
+ * `--plugin m.js` (repeatable) and `--allow-plugins`: the code a command may load. A module a
+ * scenario or schedule file names is loaded only if given here, or with `--allow-plugins`.
+ */
+export const PLUGIN_OPTIONS = {
+  plugin: { type: "string", multiple: true },
+  "allow-plugins": { type: "boolean" },
+} as const satisfies Options;
+
 export function hostMemoryOption(cmd: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = parseSizeText(v);

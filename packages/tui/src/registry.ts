@@ -8,6 +8,7 @@ import { registration as plain } from "@tdpemu/backend-plain";
 import { registration as tdx } from "@tdpemu/backend-tdx";
 import { registration as sev } from "@tdpemu/backend-sev";
 import { linkPlugins } from "./plugin-linker.js";
+import { UsageError } from "./usage-error.js";
 
 /** How plugins are run, for the whole command (`--strict-plugin`, set by `main`). */
 export const pluginMode = { strict: false };
@@ -30,15 +31,48 @@ export function defaultBackend(r: BackendRegistry): string {
 }
 
 /**
- * Resolves a backend (a name or a module path) to a registered name. A relative module path is
- * taken from `baseDir`: the directory of the file that names it (a scenario's `backend:`), or the
- * current one for `--backend`. The module is loaded by its absolute path, which is what
- * schedule files record (`backendForSchedule`).
+ * Where a backend was named, when not on the command line: a data file (a scenario's
+ * `backend:`, a schedule's `"backend"`), which never loads code by itself.
  */
-export async function resolveBackend(r: BackendRegistry, nameOrPath: string, baseDir = "."): Promise<string> {
+export interface NamedInFile {
+  file: string;
+  line?: number;
+  what: "scenario" | "schedule";
+  /** `--allow-plugins`: load a module the file names even when the command line does not. */
+  allowPlugins: boolean;
+}
+
+/** The `NamedInFile` of a scenario's `backend:`. */
+export function namedInScenario(scn: Scenario, allowPlugins: boolean): NamedInFile {
+  return { file: scn.source, line: scn.backendLine, what: "scenario", allowPlugins };
+}
+
+/** A URL (file:, data:...) rather than a path; a Windows drive letter is a path. */
+const isUrl = (p: string) => /^[a-z][a-z0-9+.-]*:/i.test(p) && !/^[a-z]:[/\\]/i.test(p);
+
+/**
+ * Resolves a backend (a name or a module path) to a registered name. A module is loaded by its
+ * absolute path, which is what schedule files record (`backendForSchedule`); a relative path is
+ * taken from the current directory on the command line, from the file's folder in a file.
+ *
+ * A module named in a file (`from`) is trusted only when the command line gave the same module
+ * (`--backend`, `--plugin`) or `--allow-plugins`: a schedule attached to a bug report, or a
+ * scenario from elsewhere, must not run code on the machine of whoever replays it.
+ */
+export async function resolveBackend(r: BackendRegistry, nameOrPath: string, from?: NamedInFile): Promise<string> {
   if (r.has(nameOrPath)) return nameOrPath;
-  if (/[/\\]|\.m?js$/.test(nameOrPath)) return r.load(/^[a-z][a-z0-9+.-]*:/i.test(nameOrPath) && !/^[a-z]:[/\\]/i.test(nameOrPath) ? nameOrPath : resolvePath(baseDir, nameOrPath));
-  return nameOrPath; // create() reports it as unknown, with the list of known names
+  if (!/[/\\]|\.m?js$/.test(nameOrPath)) return nameOrPath; // source() reports it as unknown, with the known names
+  const baseDir = from === undefined || from.file === DEFAULT_SCENARIO_SOURCE ? "." : dirname(from.file);
+  const target = isUrl(nameOrPath) ? nameOrPath : resolvePath(baseDir, nameOrPath);
+  if (from !== undefined) {
+    const given = r.loadedFrom(target);
+    if (given !== undefined) return given;
+    if (!from.allowPlugins) {
+      throw new UsageError(`${from.file}${from.line ? `:${from.line}` : ""}: backend '${nameOrPath}' is a module, and a ${from.what} file does not load code by itself: ` +
+        `give it on the command line (--plugin ${target}) or allow it with --allow-plugins`);
+    }
+  }
+  return r.load(target);
 }
 
 /**
@@ -50,11 +84,6 @@ export async function loadPlugins(r: BackendRegistry, paths: readonly string[]):
   const abs = paths.map((p) => resolvePath(p));
   for (const p of abs) await r.load(p);
   return abs;
-}
-
-/** The directory a scenario's relative paths are taken from. */
-export function scenarioDir(scn: Scenario): string {
-  return scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source);
 }
 
 /** What a schedule file records for backend `name`: a plugin's module path, else the name. */

@@ -5,12 +5,14 @@ export class UsageError extends ErrorOfKind("UsageError") {}
 
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)
-  tdpemu tui [scenario] [--backend b] [--plugin m.js]... [--strategy s] [--paused]   the terminal UI on a scenario
+  tdpemu tui [scenario] [--backend b] [--plugin m.js]... [--allow-plugins] [--strategy s] [--paused]   the terminal UI on a scenario
   tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
-      --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own plugin always is)
+      --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own takes part if given or allowed)
       --backend <name|module>         compare only these backends (repeatable)
   tdpemu run <scenario> [options]     run a scenario headless
       --backend <name|module>         override the scenario's backend (tdx, sev, plain, or a plugin module path)
+      --plugin <module>               load this plugin backend (repeatable): a module the scenario names runs only if given here
+      --allow-plugins                 load a module the scenario or schedule file names although the command line does not
       --json                          print the JSON report
       --trace <file.jsonl>            write every event, one JSON object per line
       --seed <n>                      override the schedule's seed
@@ -26,10 +28,10 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
-      --backend, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --json   as for run
+      --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
-      --json, --trace <file.jsonl>    as for run
+      --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run
   tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
   tdpemu help                         this text

@@ -44,7 +44,7 @@ function scenario(hostOps: string[]): string {
 
 async function run(file: string, ...extra: string[]) {
   const o = io();
-  const code = await main(["run", file, "--json", "--strict-plugin", ...extra], o);
+  const code = await main(["run", file, "--json", "--strict-plugin", "--allow-plugins", ...extra], o);
   return { code, out: o.outText(), err: o.errText() };
 }
 

@@ -43,7 +43,7 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     expect(e.out).toMatch(/\[kvm-bug\]/);
     expect(existsSync(out)).toBe(true);
     expect(JSON.parse(readFileSync(out, "utf8")).violations[0].check).toBe("kvm-bug");
-    const r = tdpemu("replay", out);
+    const r = tdpemu("replay", out, "--plugin", plugin);
     expect(r.err).toBe("");
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/flush 2 is past the limit of 1/);

@@ -2,9 +2,9 @@
  * A new confidential-VM model is a module that exports a registration: `tdpemu backends
  * --plugin` lists it and `tdpemu run --backend <module>` runs on it, with no change to the core.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
 import { captureIo as io } from "./capture-io.js";
@@ -60,15 +60,15 @@ describe("backend plugins", () => {
     writeFileSync(scn, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../counting-backend.mjs"));
     const sched = join(dir, "uses-plugin.schedule.json");
     const o = io();
-    expect(await main(["run", scn, "--json", "--schedule-out", sched], o)).toBe(0);
+    expect(await main(["run", scn, "--json", "--schedule-out", sched, "--allow-plugins"], o)).toBe(0);
     expect(JSON.parse(o.outText()).backend).toBe("counting");
     expect(JSON.parse(readFileSync(sched, "utf8")).backend).toBe(plugin);
     const r = io();
-    expect(await main(["replay", sched, "--json"], r)).toBe(0);
+    expect(await main(["replay", sched, "--json", "--plugin", plugin], r)).toBe(0);
     expect(JSON.parse(r.outText()).backend).toBe("counting");
   });
 
-  it("compare takes plugins: --plugin adds a column, --backend picks, the scenario's own plugin is always in", async () => {
+  it("compare takes plugins: --plugin adds a column, --backend picks, the scenario's own plugin is in when allowed", async () => {
     const o = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--plugin", plugin, "--json"], o)).toBe(0);
     expect(JSON.parse(o.outText()).backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "counting"]);
@@ -81,7 +81,7 @@ describe("backend plugins", () => {
     mkdirSync(join(dir, "scenarios"), { recursive: true });
     writeFileSync(own, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../counting-backend.mjs"));
     const viaScenario = io();
-    expect(await main(["compare", own, "--json"], viaScenario)).toBe(0);
+    expect(await main(["compare", own, "--json", "--allow-plugins"], viaScenario)).toBe(0);
     expect(JSON.parse(viaScenario.outText()).backends.map((b: { backend: string }) => b.backend)).toContain("counting");
     const bad = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "nope"], bad)).toBe(2);
@@ -101,5 +101,58 @@ describe("backend plugins", () => {
     const o = io();
     expect(await main(["run", "scenarios/zap-refault.yaml", "--backend", notPlugin], o)).toBe(2);
     expect(o.errText()).toMatch(/^tdpemu: backend module .* exports no registration/);
+  });
+});
+
+describe("a data file never loads code by itself", () => {
+  // Importing it leaves a mark: the test can tell whether it ran at all.
+  const marker = join(dir, "ran.txt");
+  const sneaky = join(dir, "sneaky-backend.mjs");
+  writeFileSync(sneaky, readFileSync(plugin, "utf8").replaceAll("counting", "sneaky")
+    + `\nimport { appendFileSync } from "node:fs";\nappendFileSync(${JSON.stringify(marker)}, "ran\\n");\n`);
+  const scn = join(dir, "scenarios", "sneaky.yaml");
+  mkdirSync(join(dir, "scenarios"), { recursive: true });
+  writeFileSync(scn, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../sneaky-backend.mjs"));
+  const line = readFileSync(scn, "utf8").split("\n").findIndex((l) => l.startsWith("backend:")) + 1;
+  const ran = () => { try { return readFileSync(marker, "utf8").split("\n").filter(Boolean).length; } catch { return 0; } };
+
+  for (const cmd of ["run", "explore", "compare", "tui"]) {
+    it(`${cmd}: a scenario naming a module stops at its backend: line, exit 2, and the module never runs`, async () => {
+      const before = ran();
+      const o = io();
+      expect(await main([cmd, scn], o)).toBe(2);
+      expect(o.errText()).toBe(`tdpemu: ${scn}:${line}: backend '../sneaky-backend.mjs' is a module, and a scenario file does not load code by itself: ` +
+        `give it on the command line (--plugin ${sneaky}) or allow it with --allow-plugins`);
+      expect(ran()).toBe(before);
+    });
+  }
+
+  it("replay: a schedule naming a module runs nothing without consent; --plugin from another folder is consent", async () => {
+    // A module never imported in this process before (an import runs a module once).
+    const marker2 = join(dir, "ran2.txt");
+    const sneaky2 = join(dir, "sneaky2-backend.mjs");
+    writeFileSync(sneaky2, readFileSync(sneaky, "utf8").replace(JSON.stringify(marker), JSON.stringify(marker2)));
+    const sched = join(dir, "sneaky.schedule.json");
+    expect(await main(["run", scn, "--schedule-out", sched, "--allow-plugins"], io())).toBe(0);
+    writeFileSync(sched, readFileSync(sched, "utf8").replace(JSON.stringify(sneaky), JSON.stringify(sneaky2)));
+    const o = io();
+    expect(await main(["replay", sched], o)).toBe(2);
+    expect(o.errText()).toBe(`tdpemu: ${sched}: backend '${sneaky2}' is a module, and a schedule file does not load code by itself: ` +
+      `give it on the command line (--plugin ${sneaky2}) or allow it with --allow-plugins`);
+    expect(existsSync(marker2)).toBe(false);
+    // The same module, named relative to the current directory rather than by the schedule's absolute path.
+    const r = io();
+    expect(await main(["replay", sched, "--plugin", relative(process.cwd(), sneaky2), "--json"], r)).toBe(0);
+    expect(JSON.parse(r.outText()).backend).toBe("sneaky");
+    expect(readFileSync(marker2, "utf8")).toBe("ran\n");
+  });
+
+  it("run: --plugin naming the same module, or --allow-plugins, lets it load", async () => {
+    const a = io();
+    expect(await main(["run", scn, "--plugin", sneaky, "--json"], a)).toBe(0);
+    expect(JSON.parse(a.outText()).backend).toBe("sneaky");
+    const b = io();
+    expect(await main(["run", scn, "--allow-plugins", "--json"], b)).toBe(0);
+    expect(JSON.parse(b.outText()).backend).toBe("sneaky");
   });
 });

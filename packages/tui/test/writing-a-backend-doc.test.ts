@@ -34,7 +34,7 @@ describe("docs/writing-a-backend.md", () => {
     const b = tdpemu("backends", "--plugin", "./sealed-backend.mjs");
     expect(b.err).toBe("");
     expect(b.out).toMatch(/^sealed .*sealed-backend\.mjs/m);
-    const r = tdpemu("run", "sealed.yaml", "--strict-plugin", "--json");
+    const r = tdpemu("run", "sealed.yaml", "--plugin", "./sealed-backend.mjs", "--strict-plugin", "--json");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const report = JSON.parse(r.out);
@@ -45,11 +45,11 @@ describe("docs/writing-a-backend.md", () => {
   });
 
   it("explore, compare and bench take it as the page shows", () => {
-    const e = tdpemu("explore", "sealed.yaml", "--max-schedules", "2000", "--strict-plugin");
+    const e = tdpemu("explore", "sealed.yaml", "--plugin", "./sealed-backend.mjs", "--max-schedules", "2000", "--strict-plugin");
     expect(e.err).toBe("");
     expect(e.code).toBe(0);
     expect(e.out).toMatch(/no violation in the first 2,000 schedules/);
-    const c = tdpemu("compare", "sealed.yaml", "--json");
+    const c = tdpemu("compare", "sealed.yaml", "--allow-plugins", "--json");
     expect(c.err).toBe("");
     expect(JSON.parse(c.out).backends.map((x: { backend: string }) => x.backend)).toEqual(["tdx", "sev", "plain", "sealed"]);
     const bench = tdpemu("bench", "--plugin", "./sealed-backend.mjs", "--filter=zap-sealed", "--json");

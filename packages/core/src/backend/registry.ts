@@ -48,6 +48,12 @@ export class BackendRegistry {
     return o === undefined || o === BUILT_IN ? null : o;
   }
 
+  /** The backend registered from the module at `modulePath` (as loaded), if it was loaded. */
+  loadedFrom(modulePath: string): string | undefined {
+    for (const r of this.regs.values()) if (r.origin === modulePath) return r.name;
+    return undefined;
+  }
+
   has(name: string): boolean {
     return this.regs.has(name);
   }

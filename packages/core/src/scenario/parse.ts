@@ -401,7 +401,10 @@ export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(fi
     if (!Array.isArray(raw.host)) c.expect(["host"], "a list of host ops", raw.host);
     raw.host.forEach((op, j) => host.push(parseHostOp(c, ["host", j], op, vm)));
   }
-  return { name: raw.name, source: file, vm, backend, schedule, vcpus, host, options: parseOptions(c, raw.options), inject: parseInject(c, raw.inject) };
+  return {
+    name: raw.name, source: file, vm, backend, backendLine: c.lineOf(["backend"]), schedule, vcpus, host,
+    options: parseOptions(c, raw.options), inject: parseInject(c, raw.inject),
+  };
 }
 
 /** Parses scenario text; YAML and JSON both go through the YAML 1.2 parser (JSON is a subset). */

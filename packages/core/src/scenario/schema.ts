@@ -71,6 +71,8 @@ export interface Scenario {
   source: string;
   vm: VmSpec;
   backend: string;
+  /** The line of `backend:` in the file, for messages about it. */
+  backendLine?: number;
   schedule: ScheduleSpec;
   vcpus: GuestOp[][];
   host: HostOp[];

@@ -4,22 +4,22 @@
  * and the scenario's own `backend:` if it is a module; `--backend` (repeatable) picks some.
  */
 import { loadScenario } from "@tdpemu/core";
-import { parseCommandArgs, mmuOptions } from "../cli-options.js";
+import { PLUGIN_OPTIONS, parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, loadPlugins, resolveBackend, scenarioDir } from "../registry.js";
+import { builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { compareBackends, formatCompare } from "../session.js";
 import { UsageError } from "../usage-error.js";
 
 export async function compareCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("compare", args, {
-    strategy: { type: "string" }, json: { type: "boolean" }, plugin: { type: "string", multiple: true }, backend: { type: "string", multiple: true },
+    strategy: { type: "string" }, json: { type: "boolean" }, ...PLUGIN_OPTIONS, backend: { type: "string", multiple: true },
   });
   if (positionals.length !== 1) throw new UsageError("compare: which scenario? (tdpemu compare scenarios/<name>.yaml)");
   const scn = loadScenario(positionals[0]!);
   const { strategy } = mmuOptions("compare", values, scn);
   const registry = builtinRegistry();
   await loadPlugins(registry, values.lists.plugin ?? []);
-  await resolveBackend(registry, scn.backend, scenarioDir(scn)); // the scenario's own plugin takes part too
+  await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins"))); // the scenario's own plugin takes part too
   const only: string[] = [];
   for (const b of values.lists.backend ?? []) {
     const name = await resolveBackend(registry, b);

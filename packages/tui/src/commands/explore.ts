@@ -4,15 +4,16 @@
  */
 import { basename } from "node:path";
 import { exploreScenario, loadScenario, saveScheduleFile, type ExploreProgress } from "@tdpemu/core";
-import { countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
+import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { backendForSchedule, builtinRegistry, resolveBackend, scenarioDir } from "../registry.js";
+import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 
 const DEFAULT_MAX_SCHEDULES = 1_000_000;
 
 export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("explore", args, {
+    ...PLUGIN_OPTIONS,
     backend: { type: "string" },
     "max-schedules": { type: "string" },
     "preemption-bound": { type: "string" },
@@ -34,7 +35,9 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const mmu = mmuOptions("explore", values, scn);
   const inject = injectOptions("explore", values.lists.inject);
   const registry = builtinRegistry();
-  const backendName = values.backend !== undefined ? await resolveBackend(registry, values.backend) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
+  await loadPlugins(registry, values.lists.plugin ?? []);
+  const backendName = values.backend !== undefined ? await resolveBackend(registry, values.backend)
+    : await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
   const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 

@@ -7,15 +7,16 @@ import {
   parseScenarioText, runScenario, type TdpEvent,
 } from "@tdpemu/core";
 import { describeEvent } from "../event-text.js";
-import { parseCommandArgs } from "../cli-options.js";
+import { PLUGIN_OPTIONS, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, resolveBackend } from "../registry.js";
+import { builtinRegistry, loadPlugins, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
 
 export async function replayCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("replay", args, {
+    ...PLUGIN_OPTIONS,
     json: { type: "boolean" },
     trace: { type: "string" },
     steps: { type: "boolean" },
@@ -24,7 +25,9 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   const sched = loadScheduleFile(positionals[0]!);
   const scn = sched.scenario === BUILTIN_SCENARIO ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE) : loadScenario(sched.scenario);
   const registry = builtinRegistry();
-  const backend = registry.source(await resolveBackend(registry, sched.backend));
+  await loadPlugins(registry, values.lists.plugin ?? []);
+  const named = { file: positionals[0]!, what: "schedule" as const, allowPlugins: values.flags.has("allow-plugins") };
+  const backend = registry.source(await resolveBackend(registry, sched.backend, named));
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {
     try {

@@ -4,8 +4,8 @@ import {
   DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile, parseScenarioText,
   runScenario, saveScheduleFile,
 } from "@tdpemu/core";
-import { hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
-import { backendForSchedule, builtinRegistry, defaultBackend, resolveBackend, scenarioDir } from "../registry.js";
+import { PLUGIN_OPTIONS, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
+import { backendForSchedule, builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
@@ -13,6 +13,7 @@ import type { Io } from "../io.js";
 
 export async function runCommand(args: string[], io: Io, opts: { requireScenario: boolean }): Promise<number> {
   const { values, positionals } = parseCommandArgs("run", args, {
+    ...PLUGIN_OPTIONS,
     backend: { type: "string" },
     json: { type: "boolean" },
     trace: { type: "string" },
@@ -39,10 +40,11 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   if (check !== "end" && check !== "op") throw new UsageError(`run: --check: expected end or op, got '${check}'`);
 
   const registry = builtinRegistry();
+  await loadPlugins(registry, values.lists.plugin ?? []);
   let backendName: string;
   if (values.backend !== undefined) backendName = await resolveBackend(registry, values.backend);
   else if (positionals.length === 0 && !registry.has(scn.backend)) backendName = defaultBackend(registry);
-  else backendName = await resolveBackend(registry, scn.backend, scenarioDir(scn));
+  else backendName = await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
   const backend = registry.source(backendName);
   let replay: number[] | undefined;
   if (scn.schedule.mode === "replay") {

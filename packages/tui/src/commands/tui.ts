@@ -2,9 +2,9 @@
 import { createElement } from "react";
 import { render } from "ink";
 import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText } from "@tdpemu/core";
-import { parseCommandArgs, mmuOptions } from "../cli-options.js";
+import { PLUGIN_OPTIONS, parseCommandArgs, mmuOptions } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, defaultBackend, loadPlugins, resolveBackend, scenarioDir } from "../registry.js";
+import { builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 import { App } from "../ui/app.js";
 
@@ -13,7 +13,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     backend: { type: "string" },
     strategy: { type: "string" },
     paused: { type: "boolean" },
-    plugin: { type: "string", multiple: true },
+    ...PLUGIN_OPTIONS,
   });
   if (positionals.length > 1) throw new UsageError(`tui: one scenario at a time, got ${positionals.length}`);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
@@ -21,7 +21,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   // Plugins given here join the built-ins in the UI's comparison view.
   await loadPlugins(registry, values.lists.plugin ?? []);
   const backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
-    : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, scenarioDir(scn));
+    : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
   registry.source(backend); // an unknown backend fails here, before the UI starts
   const { strategy } = mmuOptions("tui", values, scn);
   if (!process.stdin.isTTY) {
