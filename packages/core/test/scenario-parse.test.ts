@@ -57,8 +57,9 @@ function expectError(text: string, want: Expected): ScenarioError {
 }
 
 /** The scenario without its source, to compare the same content read from two files. */
-function content(s: Scenario): Omit<Scenario, "source"> {
-  const { source: _source, ...rest } = s;
+/** What a scenario says, without where it was read from (its file, the line of its backend). */
+function content(s: Scenario): Omit<Scenario, "source" | "backendLine"> {
+  const { source: _source, backendLine: _line, ...rest } = s;
   return rest;
 }
 

@@ -13,6 +13,15 @@ import { processIo } from "./io.js";
 // reads the flag, so setting it here, before any hot code has run, applies it to the whole run.
 v8.setFlagsFromString("--max-inlined-bytecode-size-cumulative=4000");
 
+// A reader that stops reading (`tdpemu replay s.json --steps | head -1`) is not an error of the
+// run: the output ends there, quietly, as a command killed by SIGPIPE would.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
+}
+
 main(process.argv.slice(2), processIo).then(
   (code) => {
     process.exitCode = code;

@@ -4,6 +4,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { formatSpte, type TdpEvent } from "@tdpemu/core";
+import { UsageError } from "./usage-error.js";
 
 const CHUNK = 1 << 20;
 
@@ -33,7 +34,12 @@ export class TraceWriter {
 
   flush(): void {
     if (this.buf.length === 0) return;
-    writeSync(this.fd, this.buf.join("\n") + "\n");
+    try {
+      writeSync(this.fd, this.buf.join("\n") + "\n");
+    } catch (e) {
+      // A full disk or a file that takes no writes (/dev/full, /proc/version): bad output, not a crash.
+      throw new UsageError(`--trace: cannot write '${this.path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
     this.buf = [];
     this.size = 0;
   }

@@ -120,6 +120,14 @@ export class GuestBacking {
     if (i >= 0) this.preparing.splice(i, 1);
   }
 
+  /** Whether `pgoff` is prepared (`folio_test_uptodate`). */
+  isPrepared(pgoff: number): boolean {
+    const p = this.prepared;
+    if (!p) return false;
+    this.readFolio(pgoff);
+    return (p[pgoff >>> 5]! & (1 << (pgoff & 31))) !== 0;
+  }
+
   /** Marks `pgoff` prepared; true if it was not before (the first use, which calls `gmemPrepare`). */
   testAndSetPrepared(pgoff: number): boolean {
     const p = this.prepared;

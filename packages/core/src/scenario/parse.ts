@@ -282,6 +282,11 @@ function parseOptions(c: Ctx, v: unknown): Scenario["options"] {
   return { strategy: v.strategy === undefined ? "freeze" : oneOf(c, ["options", "strategy"], v.strategy, STRATEGIES) };
 }
 
+/** A list of faults to inject, checked as a scenario's `inject` is (schedule files record one). */
+export function parseInjectList(file: string, v: unknown): InjectSpec[] {
+  return parseInject(new Ctx(file, null, null), v);
+}
+
 function parseInject(c: Ctx, v: unknown): InjectSpec[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) c.expect(["inject"], "a list such as [{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY }]", v);
@@ -407,6 +412,24 @@ export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(fi
   };
 }
 
+/**
+ * How many times aliases may be expanded in one document: a scenario has no use for more, and an
+ * alias bomb (aliases of aliases, ten by ten) would otherwise build an exponential tree.
+ */
+const MAX_ALIAS_COUNT = 100;
+
+/** `toJS`'s errors, which are about aliases: an undefined one, or too many expansions. */
+function aliasError(e: unknown, text: string, file: string, lines: LineCounter): ScenarioError {
+  const m = String((e as Error).message);
+  const undefinedAlias = /Unresolved alias[^:]*: (\S+)/.exec(m);
+  if (undefinedAlias) {
+    const at = text.indexOf(`*${undefinedAlias[1]}`);
+    return new ScenarioError(file, "", `not valid YAML: alias *${undefinedAlias[1]} names no anchor set before it (&${undefinedAlias[1]})`, at >= 0 ? lines.linePos(at).line : undefined);
+  }
+  if (/alias count/i.test(m)) return new ScenarioError(file, "", `not valid YAML: its aliases expand to more than ${MAX_ALIAS_COUNT} copies (an alias bomb?)`);
+  return new ScenarioError(file, "", `not valid YAML: ${m.split("\n")[0]}`);
+}
+
 /** Parses scenario text; YAML and JSON both go through the YAML 1.2 parser (JSON is a subset). */
 export function parseScenarioText(text: string, file: string): Scenario {
   const isJson = /\.json$/i.test(file);
@@ -428,7 +451,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
     }
   }
   const c: Ctx = new Ctx(file, doc, lines);
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    throw aliasError(e, text, file, lines);
+  }
   return validateScenario(raw, file, c);
 }
 

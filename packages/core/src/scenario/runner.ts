@@ -275,6 +275,9 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
+    // The VM's file descriptor is gone: no ioctl reaches it. A raw call is the untrusted host
+    // going around KVM to the firmware, which still answers.
+    if (vm.dead && op.op !== "raw") throw new OpError(`${op.op === "plugin" ? op.name : op.op}: the VM was torn down`);
     opEvent(vm, "host", op.op === "plugin" ? op.name : op.op, "start", op);
     const result: Record<string, number | string> = {};
     const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;

@@ -7,7 +7,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
-import type { InjectSpec } from "./schema.js";
+import { STRATEGIES, type InjectSpec } from "./schema.js";
+import { parseInjectList } from "./parse.js";
 import { ErrorOfKind } from "../error-kind.js";
 
 export const SCHEDULE_FORMAT = "tdpemu-schedule/1";
@@ -45,6 +46,16 @@ export function saveScheduleFile(path: string, s: Omit<ScheduleFile, "format" | 
   }
 }
 
+const SCHEDULE_KEYS = ["format", "scenario", "name", "backend", "seed", "interleave", "mmu", "hostMemory", "inject", "violations", "choices"];
+
+function checkMmu(mmu: unknown, bad: (what: string) => Error): asserts mmu is MmuOptions {
+  if (typeof mmu !== "object" || mmu === null || Array.isArray(mmu)) throw bad(`"mmu": expected an object such as { "strategy": "freeze" }`);
+  const m = mmu as Record<string, unknown>;
+  for (const k of Object.keys(m)) if (k !== "strategy" && k !== "unsafeNonAtomicSet") throw bad(`"mmu": unknown key "${k}" (expected strategy, unsafeNonAtomicSet)`);
+  if (m.strategy !== undefined && !(STRATEGIES as readonly unknown[]).includes(m.strategy)) throw bad(`"mmu.strategy": expected one of ${STRATEGIES.join(", ")}, got ${JSON.stringify(m.strategy)}`);
+  if (m.unsafeNonAtomicSet !== undefined && typeof m.unsafeNonAtomicSet !== "boolean") throw bad(`"mmu.unsafeNonAtomicSet": expected true or false, got ${JSON.stringify(m.unsafeNonAtomicSet)}`);
+}
+
 /** Reads and checks a schedule file; `scenario` comes back as a path usable from here. */
 export function loadScheduleFile(path: string): ScheduleFile {
   let data: unknown;
@@ -62,6 +73,16 @@ export function loadScheduleFile(path: string): ScheduleFile {
   if (typeof f.backend !== "string") throw bad(`"backend": expected a backend name or module path`);
   if (!Array.isArray(f.choices) || !f.choices.every((c) => Number.isInteger(c) && c >= 0)) throw bad(`"choices": expected a list of task indexes`);
   if (typeof f.interleave !== "boolean") throw bad(`"interleave": expected true or false`);
+  // The rest is checked as strictly as a scenario: a schedule from elsewhere must not switch on
+  // a debug mode by a value that only looks like one ("unsafeNonAtomicSet": "yes").
+  const unknown = Object.keys(f).filter((k) => !SCHEDULE_KEYS.includes(k));
+  if (unknown.length > 0) throw bad(`unknown key "${unknown[0]}" (a schedule has ${SCHEDULE_KEYS.join(", ")})`);
+  if (f.name !== undefined && typeof f.name !== "string") throw bad(`"name": expected a string`);
+  if (f.seed !== undefined && !(Number.isInteger(f.seed) && f.seed >= 0 && f.seed <= 0xffffffff)) throw bad(`"seed": expected an integer from 0 to 2^32-1`);
+  if (f.hostMemory !== undefined && !(Number.isSafeInteger(f.hostMemory) && f.hostMemory > 0)) throw bad(`"hostMemory": expected a number of bytes`);
+  if (f.mmu !== undefined) checkMmu(f.mmu, bad);
+  if (f.violations !== undefined && !Array.isArray(f.violations)) throw bad(`"violations": expected a list`);
+  const inject = f.inject === undefined ? undefined : parseInjectList(path, f.inject);
   return {
     format: SCHEDULE_FORMAT,
     scenario: f.scenario === BUILTIN_SCENARIO || isAbsolute(f.scenario) ? f.scenario : resolve(dirname(path), f.scenario),
@@ -69,9 +90,9 @@ export function loadScheduleFile(path: string): ScheduleFile {
     backend: f.backend,
     seed: Number(f.seed ?? 0),
     interleave: f.interleave,
-    mmu: typeof f.mmu === "object" && f.mmu !== null ? f.mmu : {},
-    hostMemory: typeof f.hostMemory === "number" ? f.hostMemory : undefined,
-    inject: Array.isArray(f.inject) ? f.inject : undefined,
+    mmu: f.mmu ?? {},
+    hostMemory: f.hostMemory,
+    inject,
     violations: f.violations,
     choices: f.choices,
   };

@@ -168,10 +168,16 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
   let mapped = 0;
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
+    const slot = vm.memslots.find(gfn);
+    if (slot === null) throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
+    // kvm_gmem_populate takes only pages guest_memfd has not prepared yet: a page populated
+    // before, or already faulted in by the guest, is -EEXIST before any firmware call.
+    if (priv && vm.backend.populate && slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
+      throw new OpError(`populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`);
+    }
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
       // kvm_gmem_populate: the page goes into guest_memfd (prepared, so no gmemPrepare later)
       // and the backend measures it; the NPT is left alone.
-      const slot = vm.memslots.find(gfn)!;
       const pgoff = gfn - slot.baseGfn;
       const pfn = slot.gmem!.getPfn(pgoff);
       slot.gmem!.testAndSetPrepared(pgoff);
@@ -192,7 +198,6 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
-      const slot = vm.memslots.find(gfn)!;
       vm.clock.step++;
       const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn));
       vm.mmu.hookEvent("populate", gfn, 1, ret);

@@ -1,0 +1,132 @@
+/**
+ * Inputs a careful user meets, each answered in one line with exit 2 (bad input, a refused op),
+ * never a stack trace: YAML aliases, unwritable traces, loose schedule files, a cut pipe, ops
+ * the kernel refuses (a second populate, anything on a torn-down VM, a populate with no
+ * memslot).
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { main } from "../src/index.js";
+import { captureIo as io } from "./capture-io.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-hardening-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+async function tdpemu(...args: string[]) {
+  const o = io();
+  const code = await main(args, o);
+  return { code, out: o.outText(), err: o.errText() };
+}
+
+/** Exit 2 and exactly one line on stderr, matching `re`. */
+function oneLine(r: { code: number; err: string }, re: RegExp): void {
+  expect(r.err.split("\n")).toHaveLength(1);
+  expect(r.err).toMatch(/^tdpemu: /);
+  expect(r.err).toMatch(re);
+  expect(r.code).toBe(2);
+}
+
+function hostScenario(backend: string, ops: string[], vcpu: string[] = []): string {
+  return [
+    "name: host-ops", "vm: { memory: 4MiB, vcpus: 1 }", `backend: ${backend}`, "schedule: { mode: round-robin, interleave: false }",
+    ...(vcpu.length > 0 ? ["vcpus:", `  - - ${vcpu[0]}`, ...vcpu.slice(1).map((o) => `    - ${o}`)] : []),
+    "host:", ...ops.map((o) => `  - ${o}`),
+  ].join("\n") + "\n";
+}
+
+describe("YAML aliases", () => {
+  it("an alias with no anchor is one line at its line", async () => {
+    const f = file("alias.yaml", "vm: { memory: 4MiB }\nname: *nope\n");
+    oneLine(await tdpemu("run", f), /alias\.yaml:2: not valid YAML: alias \*nope names no anchor set before it \(&nope\)$/);
+  });
+
+  it("an alias bomb is refused, not expanded", async () => {
+    const f = file("bomb.yaml", "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nname: x\nvm: { memory: 4MiB }\n");
+    for (const cmd of ["run", "explore", "compare"]) oneLine(await tdpemu(cmd, f), /bomb\.yaml: not valid YAML: its aliases expand to more than 100 copies/);
+  });
+});
+
+describe("output that cannot be written", () => {
+  it.runIf(existsSync("/dev/full"))("--trace to a full device is one line, exit 2", async () => {
+    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--trace", "/dev/full"), /--trace: cannot write '\/dev\/full': ENOSPC$/);
+  });
+
+  it("a reader that stops reading ends the output quietly, exit 0 (not 1, which is a violation's)", () => {
+    const sched = join(dir, "race.json");
+    const cli = resolve("packages/tui/dist/tdpemu.mjs");
+    spawnSync(process.execPath, [cli, "explore", "scenarios/race-shared-table.yaml", "--unsafe-non-atomic-set", "--out", sched], { encoding: "utf8" });
+    // A reader that is gone before the first write (\`true\` exits long before Node has started),
+    // so every write meets EPIPE. Then tdpemu's exit status (not the reader's), and its stderr: none.
+    const q = spawnSync("bash", ["-c", `"${process.execPath}" "${cli}" replay "${sched}" --steps 2>"${dir}/epipe.err" | true; echo \${PIPESTATUS[0]}; cat "${dir}/epipe.err"`], { encoding: "utf8" });
+    expect(q.stdout).toBe("0\n");
+  });
+});
+
+describe("schedule files are checked as strictly as scenarios", () => {
+  const good = () => {
+    const sched = join(dir, "good.json");
+    spawnSync(process.execPath, [resolve("packages/tui/dist/tdpemu.mjs"), "run", resolve("scenarios/race-shared-table.yaml"), "--schedule-out", sched], { encoding: "utf8" });
+    return JSON.parse(readFileSync(sched, "utf8")) as Record<string, unknown>;
+  };
+  const cases: [string, (s: Record<string, unknown>) => void, RegExp][] = [
+    ["a null fault to inject", (s) => { s.inject = [null]; }, /inject\[0\]: expected a mapping with call, nth, status/],
+    ["a debug mode switched on by a string", (s) => { s.mmu = { unsafeNonAtomicSet: "yes" }; }, /"mmu\.unsafeNonAtomicSet": expected true or false, got "yes"/],
+    ["an unknown strategy", (s) => { s.mmu = { strategy: "hope" }; }, /"mmu\.strategy": expected one of freeze, atomic-then-hook, got "hope"/],
+    ["an unknown mmu option", (s) => { s.mmu = { fast: true }; }, /"mmu": unknown key "fast"/],
+    ["an unknown key", (s) => { s.backdoor = 1; }, /unknown key "backdoor"/],
+    ["a negative seed", (s) => { s.seed = -1; }, /"seed": expected an integer from 0 to 2\^32-1/],
+    ["a host memory that is not a size", (s) => { s.hostMemory = "lots"; }, /"hostMemory": expected a number of bytes/],
+  ];
+  for (const [what, spoil, re] of cases) {
+    it(`${what}: one line naming the file, exit 2`, async () => {
+      const s = good();
+      spoil(s);
+      const f = file(`${what.replaceAll(" ", "-")}.json`, JSON.stringify(s));
+      oneLine(await tdpemu("replay", f), new RegExp(`${f.replaceAll(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: ${re.source}`));
+    });
+  }
+});
+
+describe("ops the kernel refuses", () => {
+  for (const backend of ["tdx", "sev"]) {
+    it(`${backend}: a second populate of a GFN is -EEXIST before any firmware call`, async () => {
+      const f = file(`populate-twice-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }", "{ op: populate, gpa: 0x0, size: 4KiB }"]));
+      oneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST from kvm_gmem_populate\)$/);
+      const once = file(`populate-once-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }"]));
+      const r = await tdpemu("run", once, "--json");
+      expect(r.code).toBe(0);
+      const calls = JSON.parse(r.out).backendStats.calls;
+      expect(calls[backend === "tdx" ? "TDH.MEM.PAGE.ADD" : "SNP_LAUNCH_UPDATE"]).toBe(1);
+    });
+
+    it(`${backend}: a populate of a page the guest already faulted in is -EEXIST`, async () => {
+      const f = file(`populate-used-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }"], [backend === "tdx" ? "{ op: accept, gpa: 0x0 }" : "{ op: access, gpa: 0x0, write: true }"]));
+      // The vCPU waits for finalize only if the host finalizes: here the guest runs first.
+      oneLine(await tdpemu("run", f), /populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST/);
+    });
+  }
+
+  for (const op of ["{ op: finalize }", "{ op: zap, gpa: 0x0, size: 4KiB }", "{ op: convert, gpa: 0x0, size: 4KiB, to: shared }",
+    "{ op: age, gpa: 0x0, size: 4KiB }", "{ op: split, gpa: 0x0, size: 2MiB }", "{ op: recover, gpa: 0x0, size: 2MiB }",
+    "{ op: populate, gpa: 0x0, size: 4KiB }", "{ op: teardown }"]) {
+    const name = /op: ([a-z-]+)/.exec(op)![1]!;
+    it(`after teardown, ${name} is refused`, async () => {
+      const f = file(`dead-${name}.yaml`, hostScenario("tdx", ["{ op: teardown }", op]));
+      oneLine(await tdpemu("run", f), new RegExp(`step \\d+: ${name}: the VM was torn down$`));
+    });
+  }
+
+  it("sev: populate after the memslot is deleted names the GFN, not a TypeError", async () => {
+    const f = file("sev-deleted.yaml", hostScenario("sev", ["{ op: delete-memslot }", "{ op: populate, gpa: 0x0, size: 4KiB }"]));
+    oneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 has no memslot$/);
+  });
+});
