@@ -16,7 +16,8 @@ export function parseCommandArgs(cmd: string, args: string[], options: Options):
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError(`${cmd}: ${(e as Error).message.split("\n")[0]}`);
+    // Node's message has its hint on the next lines ("use '--seed=-XYZ'"): one line, all of it.
+    throw new UsageError(`${cmd}: ${(e as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).join(" ")}`);
   }
   const flags = new Set<string>();
   const lists: Record<string, string[]> = {};
@@ -42,6 +43,8 @@ export function hostMemoryOption(cmd: string, v: string | undefined): number | u
   if (v === undefined) return undefined;
   const n = parseSizeText(v);
   if (n === null) throw new UsageError(`${cmd}: --host-memory: expected a size such as 4GiB, got '${v}'`);
+  // Host memory comes in 2 MiB blocks: 3MiB would silently be 2MiB.
+  if (n % (2 * 2 ** 20) !== 0) throw new UsageError(`${cmd}: --host-memory: expected a multiple of 2MiB (host memory is handed out in 2 MiB blocks), got '${v}'`);
   return n;
 }
 

@@ -3,7 +3,10 @@
  * that found a violation, 2 bad input with one clear line).
  */
 import "reflect-metadata";
-import { HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError } from "@tdpemu/core";
+import {
+  DEFAULT_MAX_INPUT, HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError, inputLimits,
+  parseSizeText,
+} from "@tdpemu/core";
 import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
 import { exploreCommand } from "./commands/explore.js";
@@ -18,11 +21,38 @@ import { USAGE, UsageError } from "./usage-error.js";
 /** Options of every command, taken wherever they stand. */
 const GLOBAL_FLAGS = ["--debug", "--strict-plugin"];
 
+/**
+ * A message as one line of plain text: what came from the input (a key, a value, a path) may
+ * hold control characters, which would otherwise break the line or recolour the terminal.
+ */
+export function printable(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => c === "\n" ? " " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** `--max-input <size>` (any command): the largest scenario or schedule file read. Returns the other arguments. */
+function takeMaxInput(args: string[]): string[] {
+  inputLimits.maxBytes = DEFAULT_MAX_INPUT;
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a !== "--max-input" && !a.startsWith("--max-input=")) {
+      out.push(a);
+      continue;
+    }
+    const v = a === "--max-input" ? args[++i] : a.slice("--max-input=".length);
+    const n = v === undefined ? null : parseSizeText(v);
+    if (n === null || n < 1) throw new UsageError(`--max-input: expected a size such as 64MiB, got ${v === undefined ? "nothing" : `'${v}'`}`);
+    inputLimits.maxBytes = n;
+  }
+  return out;
+}
+
 export async function main(argv: string[], io: Io): Promise<number> {
   const debug = argv.includes("--debug");
   pluginMode.strict = argv.includes("--strict-plugin");
-  const [cmd, ...rest] = argv.filter((a) => !GLOBAL_FLAGS.includes(a));
   try {
+    const [cmd, ...rest] = takeMaxInput(argv.filter((a) => !GLOBAL_FLAGS.includes(a)));
     switch (cmd) {
       case undefined:
         return await tuiCommand([], io);
@@ -51,7 +81,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||
         HostMemoryExhausted.is(e) || ScheduleFileError.is(e) || PluginError.is(e)) {
-      io.err(`tdpemu: ${e.message}`);
+      io.err(`tdpemu: ${printable(e.message)}`);
       // The plugin's own stack, where its mistake is: one line unless asked for.
       if (debug && e.cause !== undefined) io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : String(e.cause));
       return 2;

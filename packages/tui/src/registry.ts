@@ -61,18 +61,28 @@ const isUrl = (p: string) => /^[a-z][a-z0-9+.-]*:/i.test(p) && !/^[a-z]:[/\\]/i.
  */
 export async function resolveBackend(r: BackendRegistry, nameOrPath: string, from?: NamedInFile): Promise<string> {
   if (r.has(nameOrPath)) return nameOrPath;
-  if (!/[/\\]|\.m?js$/.test(nameOrPath)) return nameOrPath; // source() reports it as unknown, with the known names
+  const at = from === undefined ? "" : `${from.file}${from.line ? `:${from.line}` : ""}: `;
+  if (!/[/\\]|\.m?js$/.test(nameOrPath)) {
+    if (from === undefined) return nameOrPath; // source() reports it as unknown, with the known names
+    throw new UsageError(`${at}backend: unknown backend '${nameOrPath}' (registered: ${r.list().map((b) => b.name).join(", ")}; a plugin is given by a module path such as ./my-backend.mjs)`);
+  }
   const baseDir = from === undefined || from.file === DEFAULT_SCENARIO_SOURCE ? "." : dirname(from.file);
   const target = isUrl(nameOrPath) ? nameOrPath : resolvePath(baseDir, nameOrPath);
   if (from !== undefined) {
     const given = r.loadedFrom(target);
     if (given !== undefined) return given;
     if (!from.allowPlugins) {
-      throw new UsageError(`${from.file}${from.line ? `:${from.line}` : ""}: backend '${nameOrPath}' is a module, and a ${from.what} file does not load code by itself: ` +
+      throw new UsageError(`${at}backend '${nameOrPath}' is a module, and a ${from.what} file does not load code by itself: ` +
         `give it on the command line (--plugin ${target}) or allow it with --allow-plugins`);
     }
   }
-  return r.load(target);
+  try {
+    return await r.load(target);
+  } catch (e) {
+    // Where the module was named, in front of what went wrong with it.
+    if (from !== undefined && e instanceof Error) e.message = at + e.message;
+    throw e;
+  }
 }
 
 /**

@@ -39,5 +39,6 @@ export const USAGE = `usage:
 options of every command:
       --strict-plugin                 check what each hook of a plugin backend returns, and name the hook on a bad value
       --debug                         with a plugin's error, print the plugin's stack too
+      --max-input <size>              the largest scenario or schedule file read (default 4MiB)
 
 exit codes: 0 success, 1 a run that found an invariant violation, 2 bad input`;

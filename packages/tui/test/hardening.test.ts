@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { BackendRegistry, PluginError } from "@tdpemu/core";
 import { main } from "../src/index.js";
 import { captureIo as io } from "./capture-io.js";
 
@@ -130,3 +131,79 @@ describe("ops the kernel refuses", () => {
     oneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 has no memslot$/);
   });
 });
+
+describe("messages that name the file, the line and the setting", () => {
+  it("a guest too large for any host names vm.memory and the file", async () => {
+    const f = file("big.yaml", "name: big\nvm: { memory: 8TiB }\nbackend: plain\n");
+    oneLine(await tdpemu("run", f), /big\.yaml: vm\.memory: a guest of 8796093022208 bytes needs a host of 17592253153280 bytes \(2 × its memory \+ 64MiB\), and host memory must be between 2MiB and 16TiB/);
+  });
+
+  it("an unknown backend name in a scenario names the file and line", async () => {
+    const f = file("cca.yaml", "name: cca\nvm: { memory: 4MiB }\nbackend: arm-cca\n");
+    oneLine(await tdpemu("run", f), /cca\.yaml:3: backend: unknown backend 'arm-cca' \(registered: tdx, sev, plain;/);
+  });
+
+  it("a missing plugin module in a scenario names the file and line", async () => {
+    const f = file("missing.yaml", "name: m\nvm: { memory: 4MiB }\nbackend: ./missing-backend.mjs\n");
+    oneLine(await tdpemu("run", f, "--allow-plugins"), /missing\.yaml:3: cannot load backend module '.*missing-backend\.mjs': Error: Cannot find module/);
+  });
+
+  it("control characters from the input are shown escaped, on one line", async () => {
+    const f = file("ctl.yaml", "name: x\nvm: { memory: 4MiB }\n\"bo\\x1b[31mgus\\nkey\": 1\n");
+    const r = await tdpemu("run", f);
+    oneLine(r, /ctl\.yaml:3: bo\\u001b\[31mgus key: unknown key/);
+    expect(r.err).not.toMatch(/\x1b/);
+  });
+
+  it("--seed -1 says how to write a value that starts with a dash", async () => {
+    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed", "-1"), /run: Option '--seed' argument is ambiguous\. .*use '--seed=-XYZ'/);
+    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed=-1"), /run: --seed: expected an integer from 0 to 2\^32-1, got '-1'/);
+  });
+
+  it("--host-memory that is not whole 2 MiB blocks is refused, not rounded down", async () => {
+    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--host-memory", "3MiB"), /--host-memory: expected a multiple of 2MiB/);
+  });
+});
+
+describe("bounded input", () => {
+  it("a file that never ends is refused after the limit", async () => {
+    oneLine(await tdpemu("run", "/dev/zero"), /^tdpemu: \/dev\/zero: cannot read the scenario: larger than the 4MiB a scenario file may have \(raise it with --max-input <size>\)$/);
+    oneLine(await tdpemu("replay", "/dev/zero"), /\/dev\/zero: cannot read the schedule: larger than the 4MiB/);
+  });
+
+  it("--max-input lowers or raises the limit, for any command", async () => {
+    const f = file("padded.yaml", readFileSync("scenarios/zap-refault.yaml", "utf8") + "#".repeat(2000) + "\n");
+    oneLine(await tdpemu("run", f, "--max-input", "1KiB"), /larger than the 1KiB a scenario file may have/);
+    expect((await tdpemu("run", f, "--max-input=1MiB")).code).toBe(0);
+    oneLine(await tdpemu("run", f, "--max-input", "lots"), /--max-input: expected a size such as 64MiB, got 'lots'/);
+  });
+
+  it("a plugin whose top-level await never settles is an error after the load timeout", async () => {
+    const f = file("hang.mjs", "await new Promise(() => {});\nexport const registration = {};\n");
+    const r = new BackendRegistry({ loadTimeoutMs: 200 });
+    await expect(r.load(f)).rejects.toThrow(PluginError);
+    await expect(new BackendRegistry({ loadTimeoutMs: 200 }).load(f)).rejects.toThrow(/did not finish loading within 0\.2 s/);
+  });
+
+  it("a plugin that throws a non-Error at import is one line", async () => {
+    for (const [what, shown] of [["null", "the value null"], ["'x'", "the value x"]]) {
+      const f = file(`throws-${shown.length}.mjs`, `throw ${what};\n`);
+      oneLine(await tdpemu("backends", "--plugin", f), new RegExp(`cannot load backend module '.*': ${shown}$`));
+    }
+  });
+});
+
+describe("explore --out that cannot be written", () => {
+  it("still prints the violation and its schedule, exit 1, and the printed schedule replays", async () => {
+    const r = await tdpemu("explore", "scenarios/race-shared-table.yaml", "--unsafe-non-atomic-set", "--out", join(dir, "no-such-dir", "v.json"), "--json");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^tdpemu: explore: --out: cannot write the schedule to '.*v\.json': ENOENT; the schedule is printed instead$/);
+    const report = JSON.parse(r.out);
+    expect(report.violation.file).toBeNull();
+    const saved = file("printed.json", JSON.stringify(report.violation.scheduleFile));
+    const replay = await tdpemu("replay", saved, "--json");
+    expect(replay.code).toBe(1);
+    expect(JSON.parse(replay.out).invariants.violations[0].message).toBe(report.violation.violations[0].message);
+  });
+});
+

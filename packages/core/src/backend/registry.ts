@@ -10,7 +10,7 @@ import { resolve as resolvePath } from "node:path";
 import { ErrorOfKind } from "../error-kind.js";
 import { Host } from "../mem/host.js";
 import { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend-source.js";
-import { PluginError, checkPluginBackend, describeValue, pluginLabel, pluginThrew } from "./plugin-guard.js";
+import { PluginError, checkPluginBackend, describeThrown, describeValue, pluginLabel, pluginThrew } from "./plugin-guard.js";
 
 export class UnknownBackendError extends ErrorOfKind("UnknownBackendError") {}
 
@@ -22,9 +22,13 @@ export interface BackendRegistryOptions {
   beforeLoad?: () => void;
   /** Check what each plugin hook returns (`--strict-plugin`; see `plugin-guard.ts`). */
   strictPlugins?: boolean;
+  /** How long a plugin module may take to load (default 10 s). */
+  loadTimeoutMs?: number;
 }
 
 const BUILT_IN = "built-in";
+/** How long a plugin module may take to load (its imports and top-level code). */
+const PLUGIN_LOAD_TIMEOUT_MS = 10_000;
 /** The host a plugin's backend is made on to be checked at load (2 MiB: the least a host has). */
 const PROBE_HOST_MEMORY = 2 * 2 ** 20;
 
@@ -83,10 +87,21 @@ export class BackendRegistry {
     const url = /^[a-z]+:/i.test(modulePath) ? modulePath : pathToFileURL(resolvePath(modulePath)).href;
     let mod: Record<string, unknown>;
     this.opts.beforeLoad?.();
+    let timer: NodeJS.Timeout | undefined;
+    const ms = this.opts.loadTimeoutMs ?? PLUGIN_LOAD_TIMEOUT_MS;
     try {
-      mod = (await import(url)) as Record<string, unknown>;
+      // A module whose top-level await never settles would leave nothing for the event loop to
+      // wait on: the command would end with exit 0 and no word. The timer keeps it alive and
+      // turns the wait into an error.
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new PluginError(`backend module '${modulePath}' did not finish loading within ${ms / 1000} s (a top-level await that never settles?)`)), ms);
+      });
+      mod = (await Promise.race([import(url), timeout])) as Record<string, unknown>;
     } catch (e) {
-      throw new UnknownBackendError(`cannot load backend module '${modulePath}': ${(e as Error).message.split("\n")[0]}`);
+      if (PluginError.is(e)) throw e;
+      throw new UnknownBackendError(`cannot load backend module '${modulePath}': ${describeThrown(e)}`);
+    } finally {
+      clearTimeout(timer);
     }
     const reg = mod.registration ?? mod.default;
     if (!isRegistration(reg)) {

@@ -3,7 +3,7 @@
  * line, the path inside the document (`vcpus[0][1].gpa`), what was expected and what was found;
  * unknown keys are errors too, so a typo never silently changes a run.
  */
-import { readFileSync } from "node:fs";
+import { readInputFile } from "./input-file.js";
 import { LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
 import {
   GUEST_OPS, HOST_OPS, STRATEGIES, type GuestOp, type HostOp, type HugePages, type InjectSpec, type Scenario,
@@ -461,13 +461,6 @@ export function parseScenarioText(text: string, file: string): Scenario {
 }
 
 export function loadScenario(path: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not a scenario file" : code === "EACCES" ? "permission denied" : String((e as Error).message);
-    throw new ScenarioError(path, "", `cannot read the scenario: ${why}`);
-  }
+  const text = readInputFile(path, "scenario", (why) => new ScenarioError(path, "", `cannot read the scenario: ${why}`));
   return parseScenarioText(text, path);
 }

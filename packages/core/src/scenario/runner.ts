@@ -110,7 +110,10 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   try {
     host = new Host({ memory: opts.hostMemory ?? defaultHostMemory(scn) });
   } catch (e) {
-    throw new RunInputError(`host memory: ${(e as Error).message}`);
+    // Say which setting asked for it: the guest's size, through the default host, or --host-memory.
+    throw new RunInputError(opts.hostMemory === undefined
+      ? `${scn.source}: vm.memory: a guest of ${scn.vm.memory} bytes needs a host of ${defaultHostMemory(scn)} bytes (2 × its memory + 64MiB), and ${(e as Error).message}`
+      : `--host-memory: ${(e as Error).message}`);
   }
   // The run's clock and event bus are the host's: its one VM and the backend's platform parts
   // see the same ones.

@@ -4,7 +4,8 @@
  * the host size and whether ops interleaved step by step. `tdpemu replay` and a scenario's
  * `schedule: { mode: replay, file: ... }` read them.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { readInputFile } from "./input-file.js";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
 import { STRATEGIES, type InjectSpec } from "./schema.js";
@@ -35,12 +36,23 @@ export class ScheduleFileError extends ErrorOfKind("ScheduleFileError") {}
 /** What `scenario` says for the built-in default scenario. */
 export const BUILTIN_SCENARIO = "<built-in default>";
 
-export function saveScheduleFile(path: string, s: Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null }): void {
+type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null };
+
+/**
+ * The text of a schedule file for `path` (its scenario relative to it), or with `path` null, one
+ * that stands anywhere (the scenario by its absolute path): what `explore` prints when it cannot
+ * write the file, so that the schedule it found is not lost.
+ */
+export function scheduleFileText(path: string | null, s: ScheduleContent): string {
   const { scenarioPath, ...rest } = s;
-  const rel = scenarioPath === null ? BUILTIN_SCENARIO : relative(dirname(resolve(path)), resolve(scenarioPath));
-  const file: ScheduleFile = { format: SCHEDULE_FORMAT, scenario: rel, ...rest };
+  const scenario = scenarioPath === null ? BUILTIN_SCENARIO : path === null ? resolve(scenarioPath) : relative(dirname(resolve(path)), resolve(scenarioPath));
+  const file: ScheduleFile = { format: SCHEDULE_FORMAT, scenario, ...rest };
+  return JSON.stringify(file, null, 1) + "\n";
+}
+
+export function saveScheduleFile(path: string, s: ScheduleContent): void {
   try {
-    writeFileSync(path, JSON.stringify(file, null, 1) + "\n");
+    writeFileSync(path, scheduleFileText(path, s));
   } catch (e) {
     throw new ScheduleFileError(`cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -58,13 +70,12 @@ function checkMmu(mmu: unknown, bad: (what: string) => Error): asserts mmu is Mm
 
 /** Reads and checks a schedule file; `scenario` comes back as a path usable from here. */
 export function loadScheduleFile(path: string): ScheduleFile {
+  const text = readInputFile(path, "schedule", (why) => new ScheduleFileError(`${path}: cannot read the schedule: ${why}`));
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(path, "utf8"));
+    data = JSON.parse(text);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code ? code : `not valid JSON: ${(e as Error).message.split("\n")[0]}`;
-    throw new ScheduleFileError(`${path}: cannot read the schedule: ${why}`);
+    throw new ScheduleFileError(`${path}: cannot read the schedule: not valid JSON: ${(e as Error).message.split("\n")[0]}`);
   }
   const f = data as Partial<ScheduleFile>;
   const bad = (what: string) => new ScheduleFileError(`${path}: ${what}`);

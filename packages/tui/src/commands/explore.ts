@@ -3,7 +3,7 @@
  * write its schedule. Exit 1 when a violation is found.
  */
 import { basename } from "node:path";
-import { exploreScenario, loadScenario, saveScheduleFile, type ExploreProgress } from "@tdpemu/core";
+import { ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText, type ExploreProgress } from "@tdpemu/core";
 import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
@@ -52,12 +52,21 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     countTraces: values.flags.has("count-traces"),
   });
   let file: string | null = null;
+  /** The schedule, when it could not be written to `out`: printed instead, never lost. */
+  let unsaved: string | null = null;
   if (r.violation) {
-    file = out;
-    saveScheduleFile(out, {
+    const content = {
       scenarioPath, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed, interleave: true,
       mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
-    });
+    };
+    try {
+      saveScheduleFile(out, content);
+      file = out;
+    } catch (e) {
+      if (!ScheduleFileError.is(e)) throw e;
+      io.err(`tdpemu: explore: --out: ${e.message}; the schedule is printed instead`);
+      unsaved = scheduleFileText(null, content);
+    }
   }
   const perSecond = r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules;
   if (values.flags.has("json")) {
@@ -67,7 +76,10 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
       skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
       preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
       exhausted: r.exhausted, seconds: r.seconds, schedulesPerSecond: perSecond,
-      violation: r.violation ? { schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length } : null,
+      violation: r.violation ? {
+        schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length,
+        ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
+      } : null,
     }, null, 2));
   } else {
     const bound = Number.isFinite(r.preemptionBound) ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
@@ -79,7 +91,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     if (r.violation) {
       io.out(`violation   in schedule ${r.violation.schedule}, after ${r.violation.choices.length} steps:`);
       for (const v of r.violation.violations) io.out(`  [${v.check}] step ${v.step}: ${v.message}`);
-      io.out(`schedule    written to ${file}; replay it with: tdpemu replay ${file}`);
+      if (unsaved === null) io.out(`schedule    written to ${file}; replay it with: tdpemu replay ${file}`);
+      else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${unsaved.trimEnd()}`);
     } else {
       io.out(r.exhausted ? "result      no violation; the space is exhausted" : `result      no violation in the first ${r.schedules.toLocaleString("en-US")} schedules; the space is not exhausted (--max-schedules)`);
     }
