@@ -207,3 +207,21 @@ describe("explore --out that cannot be written", () => {
   });
 });
 
+
+describe("guests backed by 1 GiB pages get a host that holds them", () => {
+  for (const memory of ["1GiB", "4MiB"]) {
+    for (const backend of ["tdx", "sev"]) {
+      it(`${memory} guest on ${backend}: one private and one shared page, on the default host`, async () => {
+        const priv = backend === "tdx" ? "{ op: accept, gpa: 0x0 }" : "{ op: access, gpa: 0x0, write: true }";
+        const f = file(`g1-${memory}-${backend}.yaml`, [
+          "name: g1", `vm: { memory: ${memory}, vcpus: 1, hugepages: 1GiB }`, `backend: ${backend}`, "vcpus:", `  - - ${priv}`,
+          "    - { op: convert, gpa: 0x200000, size: 2MiB, to: shared }", "    - { op: access, gpa: 0x200000, shared: true, write: true }",
+        ].join("\n") + "\n");
+        const r = await tdpemu("run", f, "--json");
+        expect(r.err).toBe("");
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.out).invariants.violations).toEqual([]);
+      });
+    }
+  }
+});

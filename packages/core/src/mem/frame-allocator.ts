@@ -25,7 +25,11 @@ export class FrameAllocator {
   readonly blockOwner: Int32Array<ArrayBuffer>;
   /** Blocks below this index have been handed out at least once; above it all are free. */
   private bump = 0;
-  /** Single blocks given back, reused before the bump pointer moves. */
+  /**
+   * Blocks below `bump` that were given back or skipped for alignment, reused one at a time
+   * before the bump pointer moves. An entry may be stale (a run found by `findFreeRun` took the
+   * block since): popping skips those.
+   */
   private freeBlocks: number[] = [];
   private usedBlocks = 0;
 
@@ -56,22 +60,54 @@ export class FrameAllocator {
    * nothing is changed then.
    */
   allocBlocks(count: number, align: number, owner: number, what: string): number {
-    if (count === 1 && this.freeBlocks.length > 0) {
-      const b = this.freeBlocks.pop()!;
-      this.blockOwner[b] = owner;
-      this.usedBlocks++;
-      return b;
+    if (count === 1 && align === 1) {
+      while (this.freeBlocks.length > 0) {
+        const b = this.freeBlocks.pop()!;
+        if (this.blockOwner[b] !== OWNER_FREE) continue; // taken by a run since
+        this.blockOwner[b] = owner;
+        this.usedBlocks++;
+        return b;
+      }
     }
-    const start = Math.ceil(this.bump / align) * align;
-    if (start + count > this.totalBlocks) {
-      throw new HostMemoryExhausted(what, count * FRAMES_PER_BLOCK, this.totalFrames);
+    let start = Math.ceil(this.bump / align) * align;
+    if (start + count <= this.totalBlocks) {
+      // Blocks skipped for alignment are not lost: they go to the free list.
+      for (let b = this.bump; b < start; b++) this.freeBlocks.push(b);
+      this.bump = start + count;
+    } else {
+      // No aligned room past the bump pointer: a run of blocks given back or skipped before,
+      // which may reach past the pointer into blocks never handed out.
+      start = this.findFreeRun(count, align);
+      if (start < 0) throw this.exhausted(what, count, align);
+      if (start + count > this.bump) this.bump = start + count;
     }
-    // Blocks skipped for alignment are not lost: they go to the free list.
-    for (let b = this.bump; b < start; b++) this.freeBlocks.push(b);
     this.blockOwner.fill(owner, start, start + count);
-    this.bump = start + count;
     this.usedBlocks += count;
     return start;
+  }
+
+  /** The first `align`-aligned run of `count` free blocks, or -1. */
+  private findFreeRun(count: number, align: number): number {
+    const owner = this.blockOwner;
+    for (let start = 0; start + count <= this.totalBlocks; start += align) {
+      let b = start;
+      while (b < start + count && owner[b] === OWNER_FREE) b++;
+      if (b === start + count) return start;
+    }
+    return -1;
+  }
+
+  /** What is free, and the largest free aligned run, for the message. */
+  private exhausted(what: string, count: number, align: number): HostMemoryExhausted {
+    const owner = this.blockOwner;
+    let largest = 0;
+    for (let start = 0; start < this.totalBlocks; start += align) {
+      let b = start;
+      while (b < this.totalBlocks && owner[b] === OWNER_FREE) b++;
+      largest = Math.max(largest, b - start);
+    }
+    return new HostMemoryExhausted(what, count * FRAMES_PER_BLOCK, align * FRAMES_PER_BLOCK, this.totalFrames,
+      (this.totalBlocks - this.usedBlocks) * FRAMES_PER_BLOCK, largest * FRAMES_PER_BLOCK);
   }
 
   freeBlock(block: number, owner: number): void {

@@ -49,7 +49,7 @@ export interface RunOptions {
   configureHost?: Configure;
   /** The same for the VM's container, after the backend's registration. */
   configureVm?: Configure;
-  /** Host memory in bytes; default: twice the guest memory (shared and private backing) plus 64 MiB. */
+  /** Host memory in bytes; default `defaultHostMemory`: twice the guest memory plus 64 MiB, in host pages. */
   hostMemory?: number;
   /** Receives every event of the run. */
   onEvent?: (e: TdpEvent) => void;
@@ -84,8 +84,15 @@ export interface RunResult {
   results: OpResult[];
 }
 
+/**
+ * Twice the guest memory (shared and private backing) and 64 MiB for tables and control pages,
+ * each rounded up to the host page size: a guest backed by 1 GiB pages gets its backing in
+ * 1 GiB-aligned runs, which the blocks below the first one cannot hold.
+ */
 export function defaultHostMemory(scn: Scenario): number {
-  return 2 * scn.vm.memory + 64 * 2 ** 20;
+  const page = scn.vm.hugepages === "1GiB" ? 2 ** 30 : 2 * 2 ** 20;
+  const up = (n: number) => Math.ceil(n / page) * page;
+  return up(64 * 2 ** 20) + 2 * up(scn.vm.memory);
 }
 
 function hostPageLevel(scn: Scenario): 1 | 2 | 3 {
