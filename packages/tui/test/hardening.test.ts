@@ -4,7 +4,7 @@
  * the kernel refuses (a second populate, anything on a torn-down VM, a populate with no
  * memslot).
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -224,4 +224,31 @@ describe("guests backed by 1 GiB pages get a host that holds them", () => {
       });
     }
   }
+});
+
+describe("a trace cut short says so", () => {
+  const cli = resolve("packages/tui/dist/tdpemu.mjs");
+
+  it("a run killed mid-way leaves whole lines and a last line that says it was interrupted", async () => {
+    const out = join(dir, "cut.jsonl");
+    const child = spawn(process.execPath, [cli, "run", "scenarios/sequential-1g.yaml", "--trace", out], { stdio: "ignore" });
+    // Once the first chunk is on disk (the trailer alone is one line), stop it as Ctrl-C would.
+    const t0 = Date.now();
+    while ((!existsSync(out) || readFileSync(out, "utf8").split("\n").length < 1000) && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 50));
+    child.kill("SIGINT");
+    await new Promise((r) => child.once("exit", r));
+    const lines = readFileSync(out, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { type: string; events?: number });
+    const last = lines.at(-1)!;
+    expect(last.type).toBe("interrupted");
+    expect(last.events).toBe(lines.length - 1);
+    expect(lines.slice(0, -1).some((l) => l.type === "interrupted")).toBe(false);
+  }, 90_000);
+
+  it("a whole run's trace has no such line", async () => {
+    const out = join(dir, "whole.jsonl");
+    expect((await tdpemu("run", "scenarios/zap-refault.yaml", "--trace", out)).code).toBe(0);
+    const lines = readFileSync(out, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { type: string });
+    expect(lines.at(-1)!.type).toBe("op");
+    expect(lines.some((l) => l.type === "interrupted")).toBe(false);
+  });
 });
