@@ -14,6 +14,7 @@ import { replayCommand } from "./commands/replay.js";
 import { tuiCommand } from "./commands/tui.js";
 import { compareCommand } from "./commands/compare.js";
 import { benchCommand } from "./commands/bench.js";
+import { fuzzCommand } from "./commands/fuzz.js";
 import type { Io } from "./io.js";
 import { pluginMode } from "./registry.js";
 import { USAGE, UsageError } from "./usage-error.js";
@@ -70,13 +71,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await replayCommand(rest, io);
       case "backends":
         return await backendsCommand(rest, io);
+      case "fuzz":
+        return await fuzzCommand(rest, io, main);
       case "help":
       case "--help":
       case "-h":
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, bench, backends, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, bench, backends, fuzz, help)`);
     }
   } catch (e) {
     if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||

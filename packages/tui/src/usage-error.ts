@@ -34,6 +34,8 @@ export const USAGE = `usage:
       --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run
   tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
+  tdpemu fuzz [--budget s] [--seed n] [--corpus dir] [--json]   malformed files, CLI misuse and random workloads on every backend, each answer checked (pnpm fuzz)
+      --write-corpus <dir> [--count n]   write n malformed scenario and schedule files (the checked-in corpus is fuzz/corpus)
   tdpemu help                         this text
 
 options of every command:

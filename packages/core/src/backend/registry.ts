@@ -5,7 +5,8 @@
  * A plugin is any ES module that exports `registration` (or a default export) of this shape:
  * nothing in the core changes to add one.
  */
-import { pathToFileURL } from "node:url";
+import { statSync, type Stats } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve as resolvePath } from "node:path";
 import { ErrorOfKind } from "../error-kind.js";
 import { Host } from "../mem/host.js";
@@ -85,6 +86,16 @@ export class BackendRegistry {
    */
   async load(modulePath: string): Promise<string> {
     const url = /^[a-z]+:/i.test(modulePath) ? modulePath : pathToFileURL(resolvePath(modulePath)).href;
+    // A device or a FIFO is not a module: /dev/zero would be read forever by the loader.
+    if (url.startsWith("file:")) {
+      let st: Stats | undefined;
+      try {
+        st = statSync(fileURLToPath(url));
+      } catch {
+        /* missing: the import says so */
+      }
+      if (st !== undefined && !st.isFile()) throw new UnknownBackendError(`cannot load backend module '${modulePath}': not a regular file`);
+    }
     let mod: Record<string, unknown>;
     this.opts.beforeLoad?.();
     let timer: NodeJS.Timeout | undefined;

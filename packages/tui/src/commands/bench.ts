@@ -127,13 +127,15 @@ function fmt(n: number): string {
 }
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {
-  const { values } = parseCommandArgs("bench", args, {
+  const { values, positionals } = parseCommandArgs("bench", args, {
     json: { type: "boolean" },
     filter: { type: "string" },
     quick: { type: "boolean" },
     child: { type: "string" },
     plugin: { type: "string", multiple: true },
   });
+  // `bench -- --filter x` would otherwise run every case, for minutes, ignoring the filter.
+  if (positionals.length > 0) throw new UsageError(`bench: takes no file or name (got ${positionals.join(" ")}); pick cases with --filter NAME`);
   const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
   const reg = builtinRegistry();
   const plugins = await loadPlugins(reg, values.lists.plugin ?? []);

@@ -1,0 +1,55 @@
+/**
+ * The fuzzer, on a short budget (CI's share of `pnpm fuzz`): the checked-in corpus of malformed
+ * files and a few seconds of random workloads, broken files and CLI misuse, each answered with
+ * exit 0, 1 or 2, one line on error, no stack trace, and the same answer twice.
+ */
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { main } from "../src/index.js";
+import { fuzz, withoutTimes } from "../src/fuzz/fuzz.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-fuzz-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("tdpemu fuzz", () => {
+  it("the corpus has at least 200 malformed files", () => {
+    expect(readdirSync("fuzz/corpus").length).toBeGreaterThanOrEqual(200);
+  });
+
+  it("corpus and 10 s of generated cases: no crash, no slow case, nothing nondeterministic", async () => {
+    const r = await fuzz({ seed: 7, budgetMs: 10_000, corpus: "fuzz/corpus", dir, main });
+    expect(r.crashes).toEqual([]);
+    expect(r.nondeterministic).toEqual([]);
+    expect(r.slow).toEqual([]);
+    expect(r.byKind.corpus).toBeGreaterThanOrEqual(200);
+    for (const k of ["workload", "malformed", "misuse"]) expect(r.byKind[k]).toBeGreaterThan(10);
+    // Every kind of answer occurs: clean runs, violations or refusals, bad input.
+    expect(r.exits["0"]).toBeGreaterThan(0);
+    expect(r.exits["2"]).toBeGreaterThan(0);
+    expect(Object.keys(r.exits).every((c) => ["0", "1", "2"].includes(c))).toBe(true);
+  }, 120_000);
+
+  it("a crash, a stack trace or a second answer that differs is a finding", async () => {
+    let n = 0;
+    const flaky = async (argv: string[], io: { out(t: string): void; err(t: string): void }) => {
+      n++;
+      if (argv[0] === "run" && argv[1]!.includes("workload")) throw new TypeError("boom");
+      if (argv[0] === "run") { io.err(`tdpemu: bad\n    at x (y.js:1:1)`); return 2; }
+      io.out(`answer ${n}`);
+      return 0;
+    };
+    const r = await fuzz({ seed: 3, budgetMs: 300, dir, main: flaky });
+    expect(r.crashes.some((f) => f.kind === "workload" && /TypeError: boom/.test(f.what))).toBe(true);
+    expect(r.crashes.some((f) => f.kind === "malformed" && /a stack trace|not one line/.test(f.what))).toBe(true);
+    expect(r.nondeterministic.some((f) => f.kind === "misuse")).toBe(true);
+  });
+
+  it("times and rates do not count as differences", () => {
+    expect(withoutTimes("faults      262144  (retries 0, spurious 0; 1,259,250 faults/s)")).toBe(withoutTimes("faults      262144  (retries 0, spurious 0; 180,287 faults/s)"));
+    expect(withoutTimes("explored    3 schedules, 9 steps in 0.52 s (6 schedules/s)")).toBe(withoutTimes("explored    3 schedules, 9 steps in 1.50 s (2 schedules/s)"));
+    expect(withoutTimes('"seconds": 0.5, "ms": "61.2"')).toBe(withoutTimes('"seconds": 1.25, "ms": "7.0"'));
+    expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
+  });
+});
