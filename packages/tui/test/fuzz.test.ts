@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
 import { fuzz, withoutTimes } from "../src/fuzz/fuzz.js";
+import { soakCase } from "../src/bench/cases.js";
+import { builtinRegistry } from "../src/registry.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-fuzz-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,4 +54,12 @@ describe("tdpemu fuzz", () => {
     expect(withoutTimes('"seconds": 0.5, "ms": "61.2"')).toBe(withoutTimes('"seconds": 1.25, "ms": "7.0"'));
     expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
   });
+
+  for (const b of ["tdx", "sev", "plain"]) {
+    it(`the soak's workloads on ${b} run clean with invariants after every op (a short soak)`, () => {
+      const m = soakCase(builtinRegistry(), b, 3000);
+      expect(m.extra!.steps).toBeGreaterThanOrEqual(3000);
+      expect(m.extra!.workloads).toBeGreaterThan(m.extra!.refused!);
+    });
+  }
 });

@@ -8,9 +8,10 @@ import vm from "node:vm";
 import { createElement } from "react";
 import { render } from "ink-testing-library";
 import {
-  exploreScenario, hostOps, loadScenario, parseScenarioText, runScenario, runToEnd, buildRun, Scheduler,
+  OpError, Prng, RunInputError, exploreScenario, hostOps, loadScenario, parseScenarioText, runScenario, runToEnd, buildRun, Scheduler,
   type BackendRegistry,
 } from "@tdpemu/core";
+import { randomWorkload } from "../fuzz/generate.js";
 import { Session } from "../session.js";
 import { MainView } from "../ui/app.js";
 
@@ -124,6 +125,33 @@ export function memoryCase(registry: BackendRegistry, backend: string): Measurem
   r = null;
   const bytes = m1.heapUsed + m1.arrayBuffers - (m0.heapUsed + m0.arrayBuffers);
   return { value: bytes / pages, unit: "bytes/page" };
+}
+
+/**
+ * The soak: random valid workloads (`fuzz/generate.ts`) on `backend`, with the invariants
+ * checked after every op, until `minSteps` steps have run: steps/s. An op the backend refuses
+ * ends its workload (counted); a violation fails the case, naming the seed that found it.
+ */
+export function soakCase(registry: BackendRegistry, backend: string, minSteps: number): Measurement {
+  const r = new Prng(0x50a4);
+  let steps = 0;
+  let workloads = 0;
+  let refused = 0;
+  const t0 = performance.now();
+  while (steps < minSteps) {
+    const text = randomWorkload(r, backend);
+    workloads++;
+    try {
+      const run = runScenario(parseScenarioText(text, `soak-${workloads}.yaml`), { backend: registry.source(backend), check: "op" });
+      if (run.report.invariants.violations.length > 0) throw new Error(`${backend}: workload ${workloads}: ${run.report.invariants.violations[0]!.message}\n${text}`);
+      steps += run.report.steps;
+    } catch (e) {
+      if (!RunInputError.is(e) && !OpError.is(e)) throw e;
+      refused++;
+    }
+  }
+  const s = (performance.now() - t0) / 1000;
+  return { value: steps / s, unit: "steps/s", extra: { steps, workloads, refused } };
 }
 
 /** Schedules explored per second on the 2M/4K race with the freeze protocol. */

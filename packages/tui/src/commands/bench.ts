@@ -12,7 +12,7 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import {
-  PAGES_1G, exploreCase, faultCase, memoryCase, scaleCase, speedOfLight, uiFrameCase, zapCase, type Measurement,
+  PAGES_1G, exploreCase, faultCase, memoryCase, scaleCase, soakCase, speedOfLight, uiFrameCase, zapCase, type Measurement,
 } from "../bench/cases.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
@@ -60,6 +60,11 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
     run: () => scaleCase(reg, b, mem),
     target: { text: "fits this machine", ok: () => true },
   });
+  const soak = (b: string): CaseDef => ({
+    name: `soak-${b}`, what: `random workloads on ${b}, invariants after every op, 100,000 steps or more`, runs: 1,
+    run: () => soakCase(reg, b, 100_000),
+    target: { text: "no violation", ok: (m) => (m.extra?.steps ?? 0) >= 100_000 },
+  });
   return [
     { name: "sol", what: "speed of light: a bare 4-level radix fill of 1 GiB of GFNs", runs: 7, run: () => speedOfLight(PAGES_1G) },
     fault("plain", 0.25),
@@ -86,6 +91,9 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
       run: () => uiFrameCase(reg, 1 << 20),
       target: { text: "≤ 16 ms", ok: (m) => m.value <= 16 },
     },
+    soak("tdx"),
+    soak("sev"),
+    soak("plain"),
     scale("plain", 64 * GiB, "64GiB"),
     scale("sev", 64 * GiB, "64GiB"),
     scale("tdx", 64 * GiB, "64GiB"),

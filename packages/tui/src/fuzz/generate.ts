@@ -23,24 +23,29 @@ export function randomWorkload(r: Prng, backend: string): string {
   const memory = pick(r, [4, 8, 16]) * MiB;
   const pages = memory / 4096;
   const vcpus = 1 + r.below(3);
-  const gpa = () => hex(r.below(pages) * 4096);
+  const gpa = (count = 1) => hex(r.below(pages - count + 1) * 4096);
   const gpa2m = () => hex(r.below(memory / (2 * MiB)) * 2 * MiB);
   const guestOp = () => {
     switch (r.below(4)) {
-      case 0: return `{ op: access, gpa: ${gpa()}, count: ${1 + r.below(8)}, write: ${r.below(2) === 0} }`;
+      case 0: {
+        const count = 1 + r.below(8);
+        return `{ op: access, gpa: ${gpa(count)}, count: ${count}, write: ${r.below(2) === 0} }`;
+      }
       case 1: return `{ op: access, gpa: ${gpa()}, shared: true, write: true }`;
-      case 2: return `{ op: accept, gpa: ${gpa()}, count: ${1 + r.below(4)} }`;
+      case 2: {
+        const count = 1 + r.below(4);
+        return `{ op: accept, gpa: ${gpa(count)}, count: ${count} }`;
+      }
       default: return `{ op: convert, gpa: ${gpa2m()}, size: 2MiB, to: ${pick(r, ["shared", "private"])} }`;
     }
   };
   const hostOp = () => {
-    switch (r.below(6)) {
+    switch (r.below(5)) {
       case 0: return `{ op: zap, gpa: ${gpa2m()}, size: 2MiB }`;
       case 1: return `{ op: age, gpa: ${gpa2m()}, size: 2MiB }`;
       case 2: return `{ op: convert, gpa: ${gpa2m()}, size: 2MiB, to: ${pick(r, ["shared", "private"])} }`;
       case 3: return `{ op: split, gpa: ${gpa2m()}, size: 2MiB }`;
-      case 4: return `{ op: recover, gpa: ${gpa2m()}, size: 2MiB }`;
-      default: return `{ op: populate, gpa: ${gpa()}, size: 4KiB }`;
+      default: return `{ op: recover, gpa: ${gpa2m()}, size: 2MiB }`;
     }
   };
   const lines = [
@@ -54,9 +59,14 @@ export function randomWorkload(r: Prng, backend: string): string {
     const n = 1 + r.below(4);
     for (let i = 0; i < n; i++) lines.push(`${i === 0 ? "  - - " : "    - "}${guestOp()}`);
   }
-  const h = r.below(4);
-  if (h > 0) lines.push("host:");
-  for (let i = 0; i < h; i++) lines.push(`  - ${hostOp()}`);
+  // As a VMM launches a confidential guest: pages populated, then the VM finalized, and only
+  // then do the vCPUs run (they wait for finalize when the host program has one).
+  const host: string[] = [];
+  const populates = r.below(3);
+  for (let i = 0; i < populates; i++) host.push(`{ op: populate, gpa: ${gpa()}, size: 4KiB }`);
+  if (populates > 0) host.push("{ op: finalize }");
+  for (let i = 0, n = r.below(4); i < n; i++) host.push(hostOp());
+  if (host.length > 0) lines.push("host:", ...host.map((o) => `  - ${o}`));
   return lines.join("\n") + "\n";
 }
 
