@@ -43,4 +43,4 @@ export {
   type DependencyContainer, type InjectionToken,
 } from "tsyringe";
 // Helpers.
-export { CallCounts, ControlPages, StatusNames, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";
+export { CallCounts, ControlPages, IdAllocator, StatusNames, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";

@@ -4,7 +4,7 @@ import { SevBackend } from "./sev-backend.js";
 import { registerSevHost } from "./sev-platform.js";
 
 export { SevBackend, type SevException } from "./sev-backend.js";
-export { RMP, SEV_ASIDS, SevAsids } from "./sev-platform.js";
+export { RMP, SEV_ASIDS } from "./sev-platform.js";
 export * from "./sev-backend.js";
 export * from "./rmp.js";
 export * from "./rmp-instructions.js";

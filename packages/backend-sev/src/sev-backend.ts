@@ -8,7 +8,7 @@
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, KvmBug, R_BACKING, inject, injectable,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, IdAllocator, KvmBug, R_BACKING, inject, injectable,
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
@@ -18,7 +18,7 @@ import {
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
-import { RMP, SEV_ASIDS, SevAsids } from "./sev-platform.js";
+import { RMP, SEV_ASIDS } from "./sev-platform.js";
 
 /** #NPF error code bits (EXITINFO1, docs/sev-snp.md §1.3), and the x86 #PF bits they start with. */
 export const PFERR_PRESENT = 1n << 0n;
@@ -141,7 +141,7 @@ export class SevBackend implements Backend {
   /** The host's RMP and ASIDs (`sev-platform.ts`), shared with every guest on the host. */
   constructor(
     @inject(RMP) readonly rmp: Rmp,
-    @inject(SEV_ASIDS) private readonly asids: SevAsids,
+    @inject(SEV_ASIDS) private readonly asids: IdAllocator,
   ) {}
 
   init(vm: BackendVm): void {

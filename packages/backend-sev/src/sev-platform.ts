@@ -4,28 +4,19 @@
  * host's container by the registration's `registerHost`; `SevBackend` is handed both by its
  * constructor.
  */
-import { FRAMES, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
+import { FRAMES, IdAllocator, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
 import { Rmp } from "./rmp.js";
 
+/** The host's RMP. */
+export const RMP: InjectionToken<Rmp> = Symbol.for("tdpemu.sev.Rmp");
 /**
  * The host's ASIDs, one per guest (`sev_asid_new`). Numbered from 1: ASID 0 is the host's own,
  * and SEV-ES and SNP guests take the low ones.
  */
-export class SevAsids {
-  private next = 1;
-
-  alloc(): number {
-    return this.next++;
-  }
-}
-
-/** The host's RMP. */
-export const RMP: InjectionToken<Rmp> = Symbol.for("tdpemu.sev.Rmp");
-/** The host's ASIDs. */
-export const SEV_ASIDS: InjectionToken<SevAsids> = Symbol.for("tdpemu.sev.Asids");
+export const SEV_ASIDS: InjectionToken<IdAllocator> = Symbol.for("tdpemu.sev.Asids");
 
 /** `registerHost` of the `sev` registration: one RMP and one ASID space per host, made on first use. */
 export function registerSevHost(c: DependencyContainer): void {
   c.register(RMP, { useFactory: instanceCachingFactory((r) => new Rmp(r.resolve(FRAMES).totalFrames)) });
-  c.register(SEV_ASIDS, { useFactory: instanceCachingFactory(() => new SevAsids()) });
+  c.register(SEV_ASIDS, { useFactory: instanceCachingFactory(() => new IdAllocator(1)) });
 }

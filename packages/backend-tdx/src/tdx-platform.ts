@@ -3,7 +3,7 @@
  * covers all of host memory) and the platform's KeyIDs. Registered in the host's container by
  * the registration's `registerHost`; `TdxBackend` is handed both by its constructor.
  */
-import { HOST, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
+import { HOST, IdAllocator, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
 import { SeamModule } from "./seam/seam-module.js";
 
 /**
@@ -11,12 +11,11 @@ import { SeamModule } from "./seam/seam-module.js";
  * (`tdx_global_keyid`, used to flush the TDR's cache lines at teardown) and gives the others to
  * TDs as their HKIDs, one each (`tdx_guest_keyid_alloc`).
  */
-export class TdxKeyIds {
+export class TdxKeyIds extends IdAllocator {
   readonly globalKeyid = 1;
-  private next = 2;
 
-  alloc(): number {
-    return this.next++;
+  constructor() {
+    super(2);
   }
 }
 

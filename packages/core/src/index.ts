@@ -39,6 +39,7 @@ export { backendSource, isRegistration, type BackendRegistration, type BackendSo
 export { HOST, FRAMES, CLOCK, EVENTS, processContainer, type Configure } from "./backend/containers.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { ControlPages } from "./backend/control-pages.js";
+export { IdAllocator } from "./backend/id-allocator.js";
 export { StatusNames } from "./backend/status-names.js";
 export { PluginError, BACKEND_HOOKS, checkPluginBackend, guardPlugin, type PluginInfo } from "./backend/plugin-guard.js";
 export { recordedBackend } from "./backend/recorded-backend.js";

@@ -1,8 +1,17 @@
 /** An `Io` that keeps what a command writes, for tests that call `main` in-process. */
+import { expect } from "vitest";
 import type { Io } from "../src/index.js";
 
 export function captureIo(): Io & { outText: () => string; errText: () => string } {
   const out: string[] = [];
   const err: string[] = [];
   return { out: (t) => out.push(t), err: (t) => err.push(t), outText: () => out.join("\n"), errText: () => err.join("\n") };
+}
+
+/** Exit 2 and exactly one line on stderr, starting with "tdpemu: " and matching `re`. */
+export function expectOneLine(r: { code: number; err: string }, re: RegExp): void {
+  expect(r.err.split("\n")).toHaveLength(1);
+  expect(r.err).toMatch(/^tdpemu: /);
+  expect(r.err).toMatch(re);
+  expect(r.code).toBe(2);
 }

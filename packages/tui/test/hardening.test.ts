@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BackendRegistry, PluginError } from "@tdpemu/core";
 import { main } from "../src/index.js";
-import { captureIo as io } from "./capture-io.js";
+import { captureIo as io, expectOneLine } from "./capture-io.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-hardening-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,13 +28,6 @@ async function tdpemu(...args: string[]) {
   return { code, out: o.outText(), err: o.errText() };
 }
 
-/** Exit 2 and exactly one line on stderr, matching `re`. */
-function oneLine(r: { code: number; err: string }, re: RegExp): void {
-  expect(r.err.split("\n")).toHaveLength(1);
-  expect(r.err).toMatch(/^tdpemu: /);
-  expect(r.err).toMatch(re);
-  expect(r.code).toBe(2);
-}
 
 function hostScenario(backend: string, ops: string[], vcpu: string[] = []): string {
   return [
@@ -47,18 +40,18 @@ function hostScenario(backend: string, ops: string[], vcpu: string[] = []): stri
 describe("YAML aliases", () => {
   it("an alias with no anchor is one line at its line", async () => {
     const f = file("alias.yaml", "vm: { memory: 4MiB }\nname: *nope\n");
-    oneLine(await tdpemu("run", f), /alias\.yaml:2: not valid YAML: alias \*nope names no anchor set before it \(&nope\)$/);
+    expectOneLine(await tdpemu("run", f), /alias\.yaml:2: not valid YAML: alias \*nope names no anchor set before it \(&nope\)$/);
   });
 
   it("an alias bomb is refused, not expanded", async () => {
     const f = file("bomb.yaml", "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nname: x\nvm: { memory: 4MiB }\n");
-    for (const cmd of ["run", "explore", "compare"]) oneLine(await tdpemu(cmd, f), /bomb\.yaml: not valid YAML: its aliases expand to more than 100 copies/);
+    for (const cmd of ["run", "explore", "compare"]) expectOneLine(await tdpemu(cmd, f), /bomb\.yaml: not valid YAML: its aliases expand to more than 100 copies/);
   });
 });
 
 describe("output that cannot be written", () => {
   it.runIf(existsSync("/dev/full"))("--trace to a full device is one line, exit 2", async () => {
-    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--trace", "/dev/full"), /--trace: cannot write '\/dev\/full': ENOSPC$/);
+    expectOneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--trace", "/dev/full"), /--trace: cannot write '\/dev\/full': ENOSPC$/);
   });
 
   it("a reader that stops reading ends the output quietly, exit 0 (not 1, which is a violation's)", () => {
@@ -92,7 +85,7 @@ describe("schedule files are checked as strictly as scenarios", () => {
       const s = good();
       spoil(s);
       const f = file(`${what.replaceAll(" ", "-")}.json`, JSON.stringify(s));
-      oneLine(await tdpemu("replay", f), new RegExp(`${f.replaceAll(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: ${re.source}`));
+      expectOneLine(await tdpemu("replay", f), new RegExp(`${f.replaceAll(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: ${re.source}`));
     });
   }
 });
@@ -101,7 +94,7 @@ describe("ops the kernel refuses", () => {
   for (const backend of ["tdx", "sev"]) {
     it(`${backend}: a second populate of a GFN is -EEXIST before any firmware call`, async () => {
       const f = file(`populate-twice-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }", "{ op: populate, gpa: 0x0, size: 4KiB }"]));
-      oneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST from kvm_gmem_populate\)$/);
+      expectOneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST from kvm_gmem_populate\)$/);
       const once = file(`populate-once-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }"]));
       const r = await tdpemu("run", once, "--json");
       expect(r.code).toBe(0);
@@ -112,7 +105,7 @@ describe("ops the kernel refuses", () => {
     it(`${backend}: a populate of a page the guest already faulted in is -EEXIST`, async () => {
       const f = file(`populate-used-${backend}.yaml`, hostScenario(backend, ["{ op: populate, gpa: 0x0, size: 4KiB }"], [backend === "tdx" ? "{ op: accept, gpa: 0x0 }" : "{ op: access, gpa: 0x0, write: true }"]));
       // The vCPU waits for finalize only if the host finalizes: here the guest runs first.
-      oneLine(await tdpemu("run", f), /populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST/);
+      expectOneLine(await tdpemu("run", f), /populate: GFN 0x0 is already populated or in use by the guest \(-EEXIST/);
     });
   }
 
@@ -122,60 +115,60 @@ describe("ops the kernel refuses", () => {
     const name = /op: ([a-z-]+)/.exec(op)![1]!;
     it(`after teardown, ${name} is refused`, async () => {
       const f = file(`dead-${name}.yaml`, hostScenario("tdx", ["{ op: teardown }", op]));
-      oneLine(await tdpemu("run", f), new RegExp(`step \\d+: ${name}: the VM was torn down$`));
+      expectOneLine(await tdpemu("run", f), new RegExp(`step \\d+: ${name}: the VM was torn down$`));
     });
   }
 
   it("sev: populate after the memslot is deleted names the GFN, not a TypeError", async () => {
     const f = file("sev-deleted.yaml", hostScenario("sev", ["{ op: delete-memslot }", "{ op: populate, gpa: 0x0, size: 4KiB }"]));
-    oneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 has no memslot$/);
+    expectOneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 has no memslot$/);
   });
 });
 
 describe("messages that name the file, the line and the setting", () => {
   it("a guest too large for any host names vm.memory and the file", async () => {
     const f = file("big.yaml", "name: big\nvm: { memory: 8TiB }\nbackend: plain\n");
-    oneLine(await tdpemu("run", f), /big\.yaml: vm\.memory: a guest of 8796093022208 bytes needs a host of 17592253153280 bytes \(2 × its memory \+ 64MiB\), and host memory must be between 2MiB and 16TiB/);
+    expectOneLine(await tdpemu("run", f), /big\.yaml: vm\.memory: a guest of 8796093022208 bytes needs a host of 17592253153280 bytes \(2 × its memory \+ 64MiB\), and host memory must be between 2MiB and 16TiB/);
   });
 
   it("an unknown backend name in a scenario names the file and line", async () => {
     const f = file("cca.yaml", "name: cca\nvm: { memory: 4MiB }\nbackend: arm-cca\n");
-    oneLine(await tdpemu("run", f), /cca\.yaml:3: backend: unknown backend 'arm-cca' \(registered: tdx, sev, plain;/);
+    expectOneLine(await tdpemu("run", f), /cca\.yaml:3: backend: unknown backend 'arm-cca' \(registered: tdx, sev, plain;/);
   });
 
   it("a missing plugin module in a scenario names the file and line", async () => {
     const f = file("missing.yaml", "name: m\nvm: { memory: 4MiB }\nbackend: ./missing-backend.mjs\n");
-    oneLine(await tdpemu("run", f, "--allow-plugins"), /missing\.yaml:3: cannot load backend module '.*missing-backend\.mjs': Error: Cannot find module/);
+    expectOneLine(await tdpemu("run", f, "--allow-plugins"), /missing\.yaml:3: cannot load backend module '.*missing-backend\.mjs': Error: Cannot find module/);
   });
 
   it("control characters from the input are shown escaped, on one line", async () => {
     const f = file("ctl.yaml", "name: x\nvm: { memory: 4MiB }\n\"bo\\x1b[31mgus\\nkey\": 1\n");
     const r = await tdpemu("run", f);
-    oneLine(r, /ctl\.yaml:3: bo\\u001b\[31mgus key: unknown key/);
+    expectOneLine(r, /ctl\.yaml:3: bo\\u001b\[31mgus key: unknown key/);
     expect(r.err).not.toMatch(/\x1b/);
   });
 
   it("--seed -1 says how to write a value that starts with a dash", async () => {
-    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed", "-1"), /run: Option '--seed' argument is ambiguous\. .*use '--seed=-XYZ'/);
-    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed=-1"), /run: --seed: expected an integer from 0 to 2\^32-1, got '-1'/);
+    expectOneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed", "-1"), /run: Option '--seed' argument is ambiguous\. .*use '--seed=-XYZ'/);
+    expectOneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--seed=-1"), /run: --seed: expected an integer from 0 to 2\^32-1, got '-1'/);
   });
 
   it("--host-memory that is not whole 2 MiB blocks is refused, not rounded down", async () => {
-    oneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--host-memory", "3MiB"), /--host-memory: expected a multiple of 2MiB/);
+    expectOneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--host-memory", "3MiB"), /--host-memory: expected a multiple of 2MiB/);
   });
 });
 
 describe("bounded input", () => {
   it("a file that never ends is refused after the limit", async () => {
-    oneLine(await tdpemu("run", "/dev/zero"), /^tdpemu: \/dev\/zero: cannot read the scenario: larger than the 4MiB a scenario file may have \(raise it with --max-input <size>\)$/);
-    oneLine(await tdpemu("replay", "/dev/zero"), /\/dev\/zero: cannot read the schedule: larger than the 4MiB/);
+    expectOneLine(await tdpemu("run", "/dev/zero"), /^tdpemu: \/dev\/zero: cannot read the scenario: larger than the 4MiB a scenario file may have \(raise it with --max-input <size>\)$/);
+    expectOneLine(await tdpemu("replay", "/dev/zero"), /\/dev\/zero: cannot read the schedule: larger than the 4MiB/);
   });
 
   it("--max-input lowers or raises the limit, for any command", async () => {
     const f = file("padded.yaml", readFileSync("scenarios/zap-refault.yaml", "utf8") + "#".repeat(2000) + "\n");
-    oneLine(await tdpemu("run", f, "--max-input", "1KiB"), /larger than the 1KiB a scenario file may have/);
+    expectOneLine(await tdpemu("run", f, "--max-input", "1KiB"), /larger than the 1KiB a scenario file may have/);
     expect((await tdpemu("run", f, "--max-input=1MiB")).code).toBe(0);
-    oneLine(await tdpemu("run", f, "--max-input", "lots"), /--max-input: expected a size such as 64MiB, got 'lots'/);
+    expectOneLine(await tdpemu("run", f, "--max-input", "lots"), /--max-input: expected a size such as 64MiB, got 'lots'/);
   });
 
   it("a plugin whose top-level await never settles is an error after the load timeout", async () => {
@@ -188,7 +181,7 @@ describe("bounded input", () => {
   it("a plugin that throws a non-Error at import is one line", async () => {
     for (const [what, shown] of [["null", "the value null"], ["'x'", "the value x"]]) {
       const f = file(`throws-${shown.length}.mjs`, `throw ${what};\n`);
-      oneLine(await tdpemu("backends", "--plugin", f), new RegExp(`cannot load backend module '.*': ${shown}$`));
+      expectOneLine(await tdpemu("backends", "--plugin", f), new RegExp(`cannot load backend module '.*': ${shown}$`));
     }
   });
 });

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
-import { captureIo as io } from "./capture-io.js";
+import { captureIo as io, expectOneLine } from "./capture-io.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-broken-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -57,13 +57,6 @@ async function run(file: string, ...extra: string[]) {
   return { code, out: o.outText(), err: o.errText() };
 }
 
-/** Exit 2 and one line on stderr, matching `re`. */
-function expectOneLine(r: { code: number; err: string }, re: RegExp): void {
-  expect(r.err.split("\n")).toHaveLength(1);
-  expect(r.err).toMatch(/^tdpemu: /);
-  expect(r.err).toMatch(re);
-  expect(r.code).toBe(2);
-}
 
 describe("checked at load", () => {
   it("a plugin without stats() is refused before anything runs", async () => {
