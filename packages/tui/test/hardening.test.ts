@@ -128,7 +128,7 @@ describe("ops the kernel refuses", () => {
 describe("messages that name the file, the line and the setting", () => {
   it("a guest too large for any host names vm.memory and the file", async () => {
     const f = file("big.yaml", "name: big\nvm: { memory: 8TiB }\nbackend: plain\n");
-    expectOneLine(await tdpemu("run", f), /big\.yaml: vm\.memory: a guest of 8796093022208 bytes needs a host of 17592253153280 bytes \(2 × its memory \+ 64MiB\), and host memory must be between 2MiB and 16TiB/);
+    expectOneLine(await tdpemu("run", f), /big\.yaml: vm\.memory: a guest of 8796093022208 bytes needs a host of 17592253153280 bytes \(2 × its memory \+ 64MiB, in host pages\), and host memory must be between 2MiB and 16TiB/);
   });
 
   it("an unknown backend name in a scenario names the file and line", async () => {

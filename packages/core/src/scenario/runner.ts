@@ -28,7 +28,6 @@ import { Vm, type Vcpu } from "../vm/vm.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 import { ErrorOfKind } from "../error-kind.js";
-import { instanceCachingFactory } from "tsyringe";
 import { checkPluginOps } from "./parse.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
@@ -119,14 +118,14 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   } catch (e) {
     // Say which setting asked for it: the guest's size, through the default host, or --host-memory.
     throw new RunInputError(opts.hostMemory === undefined
-      ? `${scn.source}: vm.memory: a guest of ${scn.vm.memory} bytes needs a host of ${defaultHostMemory(scn)} bytes (2 × its memory + 64MiB), and ${(e as Error).message}`
+      ? `${scn.source}: vm.memory: a guest of ${scn.vm.memory} bytes needs a host of ${defaultHostMemory(scn)} bytes (2 × its memory + 64MiB, in host pages), and ${(e as Error).message}`
       : `--host-memory: ${(e as Error).message}`);
   }
   // The run's clock and event bus are the host's: its one VM and the backend's platform parts
   // see the same ones.
   const clock = new Clock();
   host.container.register(CLOCK, { useValue: clock });
-  host.container.register(EVENTS, { useFactory: instanceCachingFactory((c) => new EventSink(c.resolve(CLOCK))) });
+  host.container.register(EVENTS, { useValue: new EventSink(clock) });
   const source = isBackendSource(opts.backend) ? opts.backend : null;
   source?.prepareHost(host);
   opts.configureHost?.(host.container);
@@ -287,8 +286,9 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
     const op = ops[i]!;
     // The VM's file descriptor is gone: no ioctl reaches it. A raw call is the untrusted host
     // going around KVM to the firmware, which still answers.
-    if (vm.dead && op.op !== "raw") throw new OpError(`${op.op === "plugin" ? op.name : op.op}: the VM was torn down`);
-    opEvent(vm, "host", op.op === "plugin" ? op.name : op.op, "start", op);
+    const opName = op.op === "plugin" ? op.name : op.op;
+    if (vm.dead && op.op !== "raw") throw new OpError(`${opName}: the VM was torn down`);
+    opEvent(vm, "host", opName, "start", op);
     const result: Record<string, number | string> = {};
     const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
@@ -337,7 +337,6 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         yield* hostOps.teardown(vm, ctx, [vm.hostVcpu]);
         break;
     }
-    const opName = op.op === "plugin" ? op.name : op.op;
     results.push({ who: "host", index: i, op: opName, result });
     opEvent(vm, "host", opName, "end", result);
     afterOp?.();
