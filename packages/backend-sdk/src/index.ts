@@ -24,6 +24,7 @@ export {
   emptyBackendStats,
   type BackendVm, type VmConfig, type BackendRegistration, type BackendSource, isRegistration, backendSource,
   type WalkedSpte, MAP_CELL_CLASSES, DIRECT_OLD_LEAF, DIRECT_NEW_LEAF, DIRECT_OLD_WRITABLE, DIRECT_NEW_WRITABLE, type HostOpSchema, type HostOpParamKind,
+  GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED,
 } from "@tdpemu/core";
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
 export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";

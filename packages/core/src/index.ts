@@ -78,5 +78,6 @@ export { inputLimits, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
 export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
 export { explore, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation } from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
+export { guestMemory, type GuestMemory, type GuestMemoryRange, type PageOwner } from "./scenario/guest-memory.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";
 export { FootprintAudit } from "./check/footprint-audit.js";

@@ -68,12 +68,13 @@ describe("guardPlugin", () => {
   });
 
   it("strict: each hook's return against its contract; loose: returned as is", () => {
-    const b = backend({ setExternalSpte: () => 1, maxMappingLevel: () => 4 as never, classifyFault: () => "yes" as never, mapCell: () => "x" });
+    const b = backend({ setExternalSpte: () => 1, maxMappingLevel: () => 4 as never, classifyFault: () => "yes" as never, mapCell: () => "x", guestPage: () => 4 });
     const strict = guardPlugin(b, { ...info, strict: true });
     expect(() => strict.setExternalSpte!(vm, 0, 1, 0)).toThrow("plugin 'p' (/x/p.mjs): setExternalSpte() returned 1; expected a status: 0, or a negative errno");
     expect(() => strict.maxMappingLevel!(vm, 0, 0)).toThrow(/maxMappingLevel\(\) returned 4; expected a level/);
     expect(() => strict.classifyFault!(vm, 0, true)).toThrow(/classifyFault\(\) returned "yes"; expected a boolean/);
     expect(() => strict.mapCell!(vm, 0, 1)).toThrow(/mapCell\(\) returned "x"; expected null, or one of the map's classes/);
+    expect(() => strict.guestPage!(vm, 0, 1)).toThrow(/guestPage\(\) returned 4; expected GUEST_PAGE_ACCEPTED \(1\) and GUEST_PAGE_OWNED \(2\)/);
     expect(guardPlugin(b, info).setExternalSpte!(vm, 0, 1, 0)).toBe(1);
     expect(guardPlugin(backend({ setExternalSpte: () => -16 }), { ...info, strict: true }).setExternalSpte!(vm, 0, 1, 0)).toBe(-16);
   });

@@ -240,7 +240,24 @@ export interface Backend {
   mapCell?(vm: BackendVm, gfn: number, level: number): string | null;
   /** Lines of the backend's own for the stats pane, as [label, value]. */
   extraStats?(vm: BackendVm): [string, string][];
+
+  /**
+   * The guest's side of one page, for the report's summary of guest memory (`run --json`,
+   * `guestMemory`): `GUEST_PAGE_OWNED` when the frame `pfn` behind `gfn` (its guest_memfd page
+   * if the GFN is private, its userspace page if shared; asked only of GFNs that have one)
+   * belongs to the guest, so the trusted side refuses the host its contents (TDX: a PT_REG page of this TD
+   * in the PAMT; SEV-SNP: an RMP entry assigned to this guest's ASID), and `GUEST_PAGE_ACCEPTED`
+   * when the guest may use it as private memory without accepting it first (TDX: the S-EPT leaf
+   * is MAPPED; SEV-SNP: the RMP entry is validated). Read between steps; records nothing.
+   * Default 0: the host's page, nothing for the guest to accept (plain EPT).
+   */
+  guestPage?(vm: BackendVm, gfn: number, pfn: number): number;
 }
+
+/** `guestPage`: the guest may use the page as private memory without accepting it first. */
+export const GUEST_PAGE_ACCEPTED = 1;
+/** `guestPage`: the frame is the guest's; the host cannot read its contents. */
+export const GUEST_PAGE_OWNED = 2;
 
 /** `directSpteChanged`'s flags: the old entry was a leaf (else a table, or nothing). */
 export const DIRECT_OLD_LEAF = 1;

@@ -111,6 +111,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
     ok: (r) => r === null || (typeof r === "string" && Object.hasOwn(MAP_CELL_CLASSES, r)),
     expected: `null, or one of the map's classes (${Object.keys(MAP_CELL_CLASSES).join(" ")})`,
   },
+  guestPage: { ok: (r) => isInt(r) && r >= 0 && r <= 3, expected: "GUEST_PAGE_ACCEPTED (1) and GUEST_PAGE_OWNED (2) or'd together, or 0" },
   extraStats: {
     ok: (r) => Array.isArray(r) && r.every((v) => Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string"),
     expected: "an array of [label, value] string pairs",

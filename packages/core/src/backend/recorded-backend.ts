@@ -22,12 +22,12 @@ import type { Backend } from "./backend.js";
 const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault"]);
 /**
  * Functions that record nothing: called at VM creation (`init`, `gfnDirectBits`, `injectFault`,
- * before any step), between steps by the checks, the audit and the UI (which record nothing by
- * design), or right after a recorded hook of the same step, about it (`lastError`).
+ * before any step), between steps by the checks, the audit, the UI and the report (which record
+ * nothing by design), or right after a recorded hook of the same step, about it (`lastError`).
  */
 const UNRECORDED: ReadonlySet<string> = new Set([
   "init", "gfnDirectBits", "injectFault", "lastError", "stats", "checkInvariants", "auditState",
-  "walkTitle", "describeEntry", "mapCell", "extraStats",
+  "walkTitle", "describeEntry", "mapCell", "extraStats", "guestPage",
 ]);
 
 type Fn = (...args: unknown[]) => unknown;

@@ -74,6 +74,24 @@ export class GuestBacking {
     return base < 0 ? -1 : base + (pgoff % this.chunkPages);
   }
 
+  /** The end of the host page that holds `pgoff` (all its pages are populated together). */
+  hostPageEnd(pgoff: number): number {
+    return (Math.floor(pgoff / this.chunkPages) + 1) * this.chunkPages;
+  }
+
+  /**
+   * The first page in [pgoff, limit) whose host page is populated, or `limit`; never
+   * allocates and records nothing (views between steps, over guests of any size).
+   */
+  peekNextPopulated(pgoff: number, limit: number): number {
+    const bases = this.chunkBase;
+    const last = Math.min(Math.ceil(limit / this.chunkPages), bases.length);
+    for (let c = Math.floor(pgoff / this.chunkPages); c < last; c++) {
+      if (bases[c]! >= 0) return Math.min(Math.max(pgoff, c * this.chunkPages), limit);
+    }
+    return limit;
+  }
+
   /**
    * The state behind this backing's resources, for the footprint audit: host pages (resource
    * `resourceId(chunkSpace, c)`) and folios (`resourceId(folioSpace, pgoff)`). Do not write.

@@ -75,6 +75,27 @@ export class MemAttributes {
     this.bits = NONE;
   }
 
+  /**
+   * The first GFN in [start, limit) whose attribute differs from `start`'s, or `limit`: the end
+   * of a run, found by word where the run is long. Records nothing (views between steps).
+   */
+  peekRunEnd(start: number, limit: number): number {
+    const end = Math.min(limit, this.npages);
+    if (start >= end) return limit;
+    const first = this.peekPrivate(start);
+    if (this.bits === NONE) return limit;
+    const want = first ? 0xffffffff : 0;
+    let g = start + 1;
+    while (g < end && (g & 31) !== 0) {
+      if (this.peekPrivate(g) !== first) return g;
+      g++;
+    }
+    while (g + 32 <= end && (this.bits[g >>> 5]! >>> 0) === want) g += 32;
+    for (; g < end; g++) if (this.peekPrivate(g) !== first) return g;
+    // Past the end everything is shared.
+    return first && end < limit ? end : limit;
+  }
+
   /** True if [start, start+count) is all private or all shared (no mixed huge page). */
   isUniform(start: number, count: number): boolean {
     this.clock?.fp?.read(R_ATTR);

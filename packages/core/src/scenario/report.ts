@@ -5,6 +5,7 @@
 import type { BackendStats } from "../backend/backend.js";
 import type { CheckResult } from "../check/invariants.js";
 import type { Vm } from "../vm/vm.js";
+import type { GuestMemory } from "./guest-memory.js";
 import type { Scenario } from "./schema.js";
 
 export interface Report {
@@ -33,6 +34,8 @@ export interface Report {
   ops: { who: string; index: number; op: string; result: Record<string, number | string> }[];
   /** Extra: false when the run stopped before its programs ended (a replay cut at a violation). */
   complete: boolean;
+  /** Extra, when asked for (`RunOptions.guestMemory`, `run --json`): the guest's memory at the end, per GFN range. */
+  guestMemory?: GuestMemory;
 }
 
 export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: CheckResult, ops: Report["ops"], complete = true): Report {

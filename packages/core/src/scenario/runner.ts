@@ -25,6 +25,7 @@ import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange } from ".
 import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
+import { guestMemory } from "./guest-memory.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 import { ErrorOfKind } from "../error-kind.js";
@@ -63,6 +64,8 @@ export interface RunOptions {
   mmu?: MmuOptions;
   /** When the invariants are checked: at the end only, or also after every op. */
   check?: "end" | "op";
+  /** Add the summary of guest memory (`Report.guestMemory`) to the report: a pass over every GFN. */
+  guestMemory?: boolean;
 }
 
 export interface OpResult {
@@ -233,6 +236,7 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
     checked++;
   }
   const report = buildReport(scn, vm, clock.step, { checked, violations }, results, complete);
+  if (opts.guestMemory) report.guestMemory = guestMemory(vm);
   return { report, vm, host, choices: sched.choices, results, interleave: vm.hostCtx.interleave };
 }
 
