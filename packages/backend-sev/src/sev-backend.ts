@@ -8,7 +8,8 @@
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, IdAllocator, KvmBug, R_BACKING, inject, injectable,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
+  KvmBug, R_BACKING, inject, injectable,
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
@@ -498,6 +499,19 @@ export class SevBackend implements Backend {
 
   walkTitle(_vm: BackendVm, root: "mirror" | "direct"): string {
     return root === "direct" ? "NPT · RMP" : "mirror root (private)";
+  }
+
+  /**
+   * The page is the guest's when the RMP entry governing it is assigned to this guest's ASID
+   * (the host's reads of it fault), and accepted when that entry is validated (PVALIDATE, or
+   * SNP_LAUNCH_UPDATE for the pages the guest starts with): an access to an unvalidated page
+   * gives the guest a #VC.
+   */
+  guestPage(_vm: BackendVm, _gfn: number, pfn: number): number {
+    if (this.rmp === undefined) return 0;
+    const e = this.rmp.lookup(pfn);
+    if (!e.assigned || e.asid !== this.asid) return 0;
+    return GUEST_PAGE_OWNED | (e.validated ? GUEST_PAGE_ACCEPTED : 0);
   }
 
   /** The RMP entry that governs the page behind an NPT leaf. */

@@ -9,7 +9,7 @@
  * mode and retries once; any other failure is a KVM_BUG_ON that marks the VM bugged.
  */
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, inject, injectable, CallCounts, ControlPages, EBUSY, EINVAL, EIO, KvmBug, resourceId, sharedGfnBit,
+  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, inject, injectable, CallCounts, ControlPages, EBUSY, EINVAL, EIO, KvmBug, resourceId, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type StepMachine,
 } from "@tdpemu/backend-sdk";
@@ -19,7 +19,8 @@ import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
 import { SeamModule, type CallListener, type SeamResult } from "./seam/seam-module.js";
 import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
-import { SEPT_STATE_NAMES } from "./seam/sept.js";
+import { PT_NDA } from "./seam/pamt.js";
+import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_STATE_NAMES } from "./seam/sept.js";
 import {
   TDX_STATUS, formatStatus, isBusy, isOk, tdxOperandBusy,
   statusName,
@@ -495,5 +496,27 @@ export class TdxBackend implements Backend, CallListener {
   mapCell(vm: BackendVm, gfn: number, level: number): string | null {
     const st = this.describeEntry(vm, "mirror", gfn, level);
     return st === "PENDING" ? "?" : st.includes("BLOCKED") ? "b" : null;
+  }
+
+  /**
+   * The page is the TD's when the PAMT says so (a PT_REG page owned by this TD's TDR: the host
+   * reads only ciphertext), and accepted when the S-EPT leaf mapping the GFN to it, at whatever
+   * level, is MAPPED: a PENDING page (AUG'd, not accepted) gives the guest a #VE, and BLOCKED
+   * ones are on their way out.
+   */
+  guestPage(_vm: BackendVm, gfn: number, pfn: number): number {
+    const td = this.td;
+    if (td === undefined) return 0;
+    const pamt = this.module.pamt;
+    if (pamt.type(pfn) === PT_NDA || pamt.owner(pfn) !== this.tdr) return 0;
+    if (td.septRoot < 0) return GUEST_PAGE_OWNED;
+    for (let lvl = 0; lvl <= 2; lvl++) {
+      const e = this.module.entryAt(td, gfn, lvl);
+      // FREE below a leaf (the walk stopped above `lvl`), or a table: look one level up.
+      if (e.state === SEPT_FREE || e.state >= SEPT_NL_BLOCKED) continue;
+      const mapsIt = e.pfn + (gfn % 512 ** lvl) === pfn;
+      return GUEST_PAGE_OWNED | (e.state === SEPT_MAPPED && mapsIt ? GUEST_PAGE_ACCEPTED : 0);
+    }
+    return GUEST_PAGE_OWNED;
   }
 }

@@ -51,7 +51,7 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   try {
     result = runScenario(scn, {
       backend, replay: sched.choices, interleave: sched.interleave, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject,
-      onEvent: trace || showSteps ? onEvent : undefined, onStep,
+      onEvent: trace || showSteps ? onEvent : undefined, onStep, guestMemory: values.flags.has("json"),
     });
   } finally {
     trace?.close();

@@ -63,7 +63,9 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const t0 = performance.now();
   let result;
   try {
-    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu, inject });
+    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu, inject,
+      guestMemory: values.flags.has("json"),
+    });
   } finally {
     trace?.close();
   }
