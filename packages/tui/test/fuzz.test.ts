@@ -54,6 +54,8 @@ describe("tdpemu fuzz", () => {
     expect(withoutTimes('"seconds": 0.5, "ms": "61.2"')).toBe(withoutTimes('"seconds": 1.25, "ms": "7.0"'));
     // A quick run shows no rate, a slow one does (on a loaded machine, the same run can be both).
     expect(withoutTimes("faults      512  (retries 0, spurious 0)")).toBe(withoutTimes("faults      512  (retries 0, spurious 0; 9,868 faults/s)"));
+    // compare's table is as wide as its widest cell, and the ms row's cells vary.
+    expect(withoutTimes("faults   512     512\nms      9.1   102.4")).toBe(withoutTimes("faults   512    512\nms      9.1   12.4"));
     expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
   });
 

@@ -77,7 +77,8 @@ async function ask(main: FuzzOptions["main"], argv: string[]): Promise<Answer> {
 
 /**
  * An answer without what depends on the machine's speed (rates and whether they are shown at
- * all, seconds, the compare table's ms row): what must be the same on a rerun.
+ * all, seconds, the compare table's ms row and the column widths it sets): what must be the
+ * same on a rerun.
  */
 export function withoutTimes(text: string): string {
   return text
@@ -86,7 +87,10 @@ export function withoutTimes(text: string): string {
     .replace(/; [\d,.]+ (faults|schedules|steps)\/s/g, "")
     .replace(/[\d,.]+(e[+-]?\d+)?( ?)(faults\/s|schedules\/s|steps\/s|ms\b|s\b)/g, "#$2$3")
     .replace(/"(ms|seconds|schedulesPerSecond|steps\/s|faults\/s|value)": "?[\d.e+-]+"?/g, '"$1": #')
-    .replace(/^(ms\s+).*$/gm, "$1#");
+    .replace(/^(ms\s+).*$/gm, "$1#")
+    // A table pads its columns to the widest cell, the ms row's included: compare what the
+    // cells say, not how wide they are.
+    .replace(/[ \t]+/g, " ");
 }
 
 /** What is wrong with an answer, or null. */
