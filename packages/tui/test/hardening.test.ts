@@ -49,6 +49,22 @@ describe("YAML aliases", () => {
   });
 });
 
+describe("YAML keys", () => {
+  it("a map used as a key is one line at its line, and no warning reaches stderr", async () => {
+    const f = file("key.yaml", "name: x\nvm: { memory: 4MiB, vcpus: 1 }\nvcpus:\n  - - { op: access, gpa: 0x0, count }: 1\n");
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on("warning", onWarning);
+    try {
+      expectOneLine(await tdpemu("run", f), /key\.yaml:4: a map or list is used as a key; expected a name/);
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe("output that cannot be written", () => {
   it.runIf(existsSync("/dev/full"))("--trace to a full device is one line, exit 2", async () => {
     expectOneLine(await tdpemu("run", "scenarios/zap-refault.yaml", "--trace", "/dev/full"), /--trace: cannot write '\/dev\/full': ENOSPC$/);

@@ -4,7 +4,7 @@
  * unknown keys are errors too, so a typo never silently changes a run.
  */
 import { readInputFile } from "./input-file.js";
-import { LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
+import { LineCounter, isCollection, parseDocument, visit, type Document, type Node as YamlNode } from "yaml";
 import {
   GUEST_OPS, HOST_OPS, STRATEGIES, type GuestOp, type HostOp, type HugePages, type InjectSpec, type Scenario,
   type ScheduleSpec, type VmSpec,
@@ -450,6 +450,16 @@ export function parseScenarioText(text: string, file: string): Scenario {
       throw new ScenarioError(file, "", `not valid JSON: ${(err as Error).message.split("\n")[0]}`, m ? lines.linePos(Number(m[1])).line : undefined);
     }
   }
+  // A map or list used as a key (`{ op: access }: 1`) has no meaning in a scenario, and `toJS`
+  // would turn it into a string with a warning on the process's stderr.
+  visit(doc, {
+    Pair(_, pair) {
+      if (isCollection(pair.key)) {
+        const at = pair.key.range?.[0];
+        throw new ScenarioError(file, "", "a map or list is used as a key; expected a name (did a '}' or ']' go missing, or a ':' come too early?)", at === undefined ? undefined : lines.linePos(at).line);
+      }
+    },
+  });
   const c: Ctx = new Ctx(file, doc, lines);
   let raw: unknown;
   try {
