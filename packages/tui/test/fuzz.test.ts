@@ -23,6 +23,7 @@ describe("tdpemu fuzz", () => {
   it("corpus and 10 s of generated cases: no crash, no slow case, nothing nondeterministic", async () => {
     const r = await fuzz({ seed: 7, budgetMs: 10_000, corpus: "fuzz/corpus", dir, main });
     expect(r.crashes).toEqual([]);
+    expect(r.violations).toEqual([]);
     expect(r.nondeterministic).toEqual([]);
     expect(r.slow).toEqual([]);
     expect(r.byKind.corpus).toBeGreaterThanOrEqual(200);
@@ -46,6 +47,25 @@ describe("tdpemu fuzz", () => {
     expect(r.crashes.some((f) => f.kind === "workload" && /TypeError: boom/.test(f.what))).toBe(true);
     expect(r.crashes.some((f) => f.kind === "malformed" && /a stack trace|not one line/.test(f.what))).toBe(true);
     expect(r.nondeterministic.some((f) => f.kind === "misuse")).toBe(true);
+  });
+
+  it("a valid workload that ends in a violation, and a warning on the process's stderr, are findings", async () => {
+    const broken = async (argv: string[], io: { out(t: string): void; err(t: string): void }) => {
+      if (argv[0] === "run" && argv[1]!.includes("workload")) {
+        io.out(JSON.stringify({ invariants: { violations: [{ check: "pamt-consistent", message: "page 0x5 owned twice" }] } }));
+        return 1;
+      }
+      if (argv[0] === "run") {
+        process.emitWarning("Keys with collection values will be stringified");
+        io.err("tdpemu: bad");
+        return 2;
+      }
+      return 0;
+    };
+    const r = await fuzz({ seed: 4, budgetMs: 300, dir, main: broken });
+    expect(r.violations.length).toBeGreaterThan(0);
+    expect(r.violations[0]!.what).toBe("[pamt-consistent] page 0x5 owned twice");
+    expect(r.crashes.some((f) => f.kind === "malformed" && /a warning on stderr: Keys with collection values/.test(f.what))).toBe(true);
   });
 
   it("times and rates do not count as differences", () => {

@@ -43,12 +43,12 @@ export async function fuzzCommand(args: string[], io: Io, main: (argv: string[],
   try {
     const onCase = values.flags.has("verbose") ? (kind: string, argv: string[]) => io.err(`${kind}: tdpemu ${argv.join(" ")}`) : undefined;
     const r = await fuzz({ seed, budgetMs: budget * 1000, corpus, dir, main, onCase });
-    const findings = [...r.crashes.map((f) => ({ ...f, is: "crash" })), ...r.nondeterministic.map((f) => ({ ...f, is: "nondeterministic" })), ...r.slow.map((f) => ({ ...f, is: "slow" }))];
+    const findings = [...r.crashes.map((f) => ({ ...f, is: "crash" })), ...r.violations.map((f) => ({ ...f, is: "violation" })), ...r.nondeterministic.map((f) => ({ ...f, is: "nondeterministic" })), ...r.slow.map((f) => ({ ...f, is: "slow" }))];
     if (values.flags.has("json")) io.out(JSON.stringify({ seed, ...r }, null, 2));
     else {
       io.out(`fuzz        seed ${seed}, ${r.cases} cases in ${r.seconds.toFixed(1)} s: ${Object.entries(r.byKind).map(([k, n]) => `${k} ${n}`).join(", ")}`);
       io.out(`exits       ${Object.entries(r.exits).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
-      io.out(`found       ${r.crashes.length} crashes, ${r.slow.length} slow, ${r.nondeterministic.length} nondeterministic`);
+      io.out(`found       ${r.crashes.length} crashes, ${r.violations.length} violations of valid workloads, ${r.slow.length} slow, ${r.nondeterministic.length} nondeterministic`);
       io.out(`costs       slowest case ${Math.round(r.maxMs)} ms, largest heap ${Math.round(r.maxHeapMiB)} MiB` +
         (r.largestAccepted ? `; largest input accepted ${r.largestAccepted.bytes} bytes in ${Math.round(r.largestAccepted.ms)} ms` : ""));
       for (const f of findings) io.out(`  [${f.is}] ${f.kind}: tdpemu ${f.argv.join(" ")}: ${f.what}`);

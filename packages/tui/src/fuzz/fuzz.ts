@@ -4,6 +4,8 @@
  *
  * - the exit code is 0, 1 (a violation) or 2 (bad input, a refusal), never an internal error;
  * - with exit 2, stderr is one line that starts with `tdpemu: `, with no stack trace;
+ * - no warning reaches the process's stderr (Node's, or a library's, beside the one line);
+ * - a random valid workload ends without a violation (exit 1 there is a bug of the model);
  * - the same input gives the same answer again (stdout, stderr and code), byte for byte;
  * - time and heap per case are measured; a case over `slowMs` is reported as slow.
  *
@@ -43,6 +45,8 @@ export interface FuzzReport {
   byKind: Record<string, number>;
   exits: Record<string, number>;
   crashes: FuzzFinding[];
+  /** Valid workloads that ended with a violation: the model broke its own invariants. */
+  violations: FuzzFinding[];
   nondeterministic: FuzzFinding[];
   slow: FuzzFinding[];
   /** The slowest case, in ms, and the largest heap seen, in MiB. */
@@ -55,6 +59,8 @@ export interface FuzzReport {
 
 interface Answer {
   code: number | "crash";
+  /** Process warnings emitted while the case ran. */
+  warnings: string[];
   out: string;
   err: string;
   ms: number;
@@ -64,6 +70,9 @@ async function ask(main: FuzzOptions["main"], argv: string[]): Promise<Answer> {
   const out: string[] = [];
   const err: string[] = [];
   const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t) };
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on("warning", onWarning);
   const t0 = performance.now();
   let code: number | "crash";
   try {
@@ -72,7 +81,11 @@ async function ask(main: FuzzOptions["main"], argv: string[]): Promise<Answer> {
     code = "crash";
     err.push(`internal error: ${e instanceof Error ? e.stack : String(e)}`);
   }
-  return { code, out: out.join("\n"), err: err.join("\n"), ms: performance.now() - t0 };
+  const ms = performance.now() - t0;
+  // `process.emitWarning` delivers on the next tick.
+  await new Promise((r) => setImmediate(r));
+  process.off("warning", onWarning);
+  return { code, warnings, out: out.join("\n"), err: err.join("\n"), ms };
 }
 
 /**
@@ -93,9 +106,20 @@ export function withoutTimes(text: string): string {
     .replace(/[ \t]+/g, " ");
 }
 
+/** The first violation of a `run --json` report. */
+function firstViolation(out: string): string {
+  try {
+    const v = (JSON.parse(out) as { invariants: { violations: { check: string; message: string }[] } }).invariants.violations[0];
+    return v === undefined ? "exit 1" : `[${v.check}] ${v.message}`;
+  } catch {
+    return "exit 1";
+  }
+}
+
 /** What is wrong with an answer, or null. */
 function judge(a: Answer): string | null {
   if (a.code === "crash") return a.err.split("\n").slice(0, 3).join(" | ");
+  if (a.warnings.length > 0) return `a warning on stderr: ${a.warnings[0]!.slice(0, 200)}`;
   if (a.code !== 0 && a.code !== 1 && a.code !== 2) return `exit ${a.code}`;
   if (/internal error|\n\s+at /.test(a.err)) return `a stack trace: ${a.err.split("\n").slice(0, 2).join(" | ")}`;
   if (a.code === 2 && (a.err.split("\n").length !== 1 || !a.err.startsWith("tdpemu: "))) return `not one line: ${JSON.stringify(a.err.slice(0, 200))}`;
@@ -106,7 +130,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const r = new Prng(opts.seed);
   const slowMs = opts.slowMs ?? 10_000;
   const report: FuzzReport = {
-    cases: 0, byKind: {}, exits: {}, crashes: [], nondeterministic: [], slow: [], maxMs: 0, maxHeapMiB: 0, largestAccepted: null, seconds: 0,
+    cases: 0, byKind: {}, exits: {}, crashes: [], violations: [], nondeterministic: [], slow: [], maxMs: 0, maxHeapMiB: 0, largestAccepted: null, seconds: 0,
   };
   mkdirSync(opts.dir, { recursive: true });
   const t0 = performance.now();
@@ -122,6 +146,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
     report.maxHeapMiB = Math.max(report.maxHeapMiB, process.memoryUsage().heapUsed / 2 ** 20);
     const bad = judge(a);
     if (bad !== null) report.crashes.push({ kind, argv, what: bad });
+    else if (kind === "workload" && a.code === 1) report.violations.push({ kind, argv, what: firstViolation(a.out) });
     else if (a.code !== b.code || withoutTimes(a.out) !== withoutTimes(b.out) || withoutTimes(a.err) !== withoutTimes(b.err)) {
       const same = (x: string, y: string) => (withoutTimes(x) === withoutTimes(y) ? "same" : "differs");
       report.nondeterministic.push({ kind, argv, what: `exit ${a.code} then ${b.code}; stdout ${same(a.out, b.out)}; stderr ${same(a.err, b.err)}` });
