@@ -1,9 +1,14 @@
 /**
- * SEV's own invariants (docs/sev-snp.md §3): a private NPT leaf maps a
- * frame the RMP assigns to this guest (its ASID) at this GPA, with a page size no smaller than
- * the leaf (except while a fault fixup is zapping the leaf its PSMASH has just made too large);
- * no 2M entry overlaps assigned 4K entries; a frame guest_memfd has given back (its host block
- * is free) is not assigned.
+ * SEV's own invariants (docs/sev-snp.md §3): a private NPT leaf maps frames the RMP assigns to
+ * this guest (its ASID) at the leaf's GPAs; no 2M entry overlaps assigned 4K entries; a frame
+ * guest_memfd has given back (its host block is free) is not assigned.
+ *
+ * A 2M leaf may sit over 512 4K entries of this guest (a PSMASHed 2M entry): the hardware
+ * refuses every access through it (the NPT page is larger than the RMP's), and the next fault
+ * on it maps 4K. The kernel leaves such leaves behind: `sev_handle_rmp_fault` PSMASHes first
+ * and zaps after, and zaps [gfn, gfn + 512) from the faulting GFN, not from its 2M boundary, so
+ * a fault that sized its mapping before the PSMASH and maps a GFN below that range passes its
+ * staleness check and installs the 2M leaf again (found by `tdpemu fuzz`, seed 9).
  */
 import { OWNER_FREE, type BackendVm, type MirrorView } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED } from "./rmp.js";
@@ -23,10 +28,15 @@ export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorVi
     const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
     if (!e.assigned || e.asid !== be.asid || expectGfn !== gfn) {
       fail("rmp-covers-private-leaf", `private leaf at gfn ${hex(gfn)} maps frame ${hex(pfn)}, which the RMP gives ${e.assigned ? `ASID ${e.asid} at gfn ${hex(expectGfn)}` : "to no guest"}`);
-    } else if (level >= 2 && !e.size2m && !vm.faultFixupPending(gfn, 512 ** (level - 1))) {
-      // Inside sev_handle_rmp_fault the PSMASH comes first and the zap of the 2M leaf after it,
-      // as in the kernel; the hardware refuses any access through the leaf meanwhile (SIZEM).
-      fail("rmp-covers-private-leaf", `2M private leaf at gfn ${hex(gfn)} over a 4K RMP entry`);
+    } else if (level >= 2 && !e.size2m) {
+      // Over 4K entries: each of them must be this guest's, at the leaf's GFNs.
+      for (let i = 1; i < 512 ** (level - 1); i++) {
+        const f = rmp.lookup(pfn + i);
+        if (!f.assigned || f.asid !== be.asid || f.size2m || f.gfn !== gfn + i) {
+          fail("rmp-covers-private-leaf", `2M private leaf at gfn ${hex(gfn)} over 4K RMP entries, of which frame ${hex(pfn + i)} is ${f.assigned ? `ASID ${f.asid}'s at gfn ${hex(f.gfn)}` : "no guest's"}`);
+          break;
+        }
+      }
     }
   });
   for (const e of rmp.assigned()) {

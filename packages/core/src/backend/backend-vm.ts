@@ -30,11 +30,4 @@ export interface BackendVm {
   readonly clock: Clock;
   /** A page the backend could not give back safely: leaked on purpose, counted with its cause. */
   leak(cause: string): void;
-  /**
-   * A vCPU is inside `sev_handle_rmp_fault` for a range that overlaps [gfn, gfn + npages): the
-   * backend's `faultFixup` has changed its own table (PSMASH) and KVM's zap of the range it
-   * returned has not finished, so the NPT may still hold the mapping the change made stale. The
-   * kernel has the same window; a backend's invariants allow it only while it lasts.
-   */
-  faultFixupPending(gfn: number, npages: number): boolean;
 }

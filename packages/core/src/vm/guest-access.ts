@@ -197,21 +197,15 @@ function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boole
 }
 
 /**
- * `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits, KVM zaps so it
- * re-faults. Between the two the NPT may map the range at a size the RMP no longer has; the
- * vCPU marks the range while it zaps, for the backend's invariants (`Vm.faultFixupPending`).
+ * `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits (PSMASH), KVM zaps
+ * the range it names so that it re-faults at the new size. The kernel zaps [gfn, gfn + 512)
+ * from the faulting GFN, which may leave a 2M leaf over the split entries below it; the
+ * hardware refuses access through it and the next fault there maps 4K (`sev-invariants.ts`).
  */
 function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
   const z = vm.backend.faultFixup!(vm, vcpu.id, gpa);
   if (!z) return;
-  vcpu.fixupZapStart = z.gfn;
-  vcpu.fixupZapEnd = z.gfn + z.npages;
-  try {
-    yield* zapGfnRange(vm, vcpu.ctx, z.gfn, z.gfn + z.npages);
-  } finally {
-    vcpu.fixupZapStart = 0;
-    vcpu.fixupZapEnd = 0;
-  }
+  yield* zapGfnRange(vm, vcpu.ctx, z.gfn, z.gfn + z.npages);
 }
 
 /**

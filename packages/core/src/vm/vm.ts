@@ -36,9 +36,6 @@ export class Vcpu {
   mirrorRoot: Root | null = null;
   /** Guest exceptions (#VE, #VC) this vCPU received. */
   exceptions = 0;
-  /** The GFN range [start, end) this vCPU's fault fixup is zapping, or empty (see `Vm.faultFixupPending`). */
-  fixupZapStart = 0;
-  fixupZapEnd = 0;
 
   constructor(readonly id: number, readonly ctx: ExecCtx, vm: Vm) {
     this.iter = new TdpIter(vm.host.pool);
@@ -176,10 +173,5 @@ export class Vm implements BackendVm, HostStorage {
 
   leak(cause: string): void {
     this.mmu.leak(cause);
-  }
-
-  faultFixupPending(gfn: number, npages: number): boolean {
-    for (const v of this.vcpus) if (gfn < v.fixupZapEnd && gfn + npages > v.fixupZapStart) return true;
-    return false;
   }
 }
