@@ -5,10 +5,10 @@
  */
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
-import { fuzz, withoutTimes } from "../src/fuzz/fuzz.js";
+import { fuzz, keepFindingInputs, withoutTimes } from "../src/fuzz/fuzz.js";
 import { soakCase } from "../src/bench/cases.js";
 import { builtinRegistry } from "../src/registry.js";
 
@@ -66,6 +66,10 @@ describe("tdpemu fuzz", () => {
     expect(r.violations.length).toBeGreaterThan(0);
     expect(r.violations[0]!.what).toBe("[pamt-consistent] page 0x5 owned twice");
     expect(r.crashes.some((f) => f.kind === "malformed" && /a warning on stderr: Keys with collection values/.test(f.what))).toBe(true);
+    // The inputs of the findings outlive the fuzzer's temporary files.
+    const kept = join(dir, "kept");
+    expect(keepFindingInputs(r.violations, dir, kept)).toBe(r.violations.length);
+    expect(readdirSync(kept).sort()).toEqual(r.violations.map((f) => basename(f.argv[1]!)).sort());
   });
 
   it("times and rates do not count as differences", () => {

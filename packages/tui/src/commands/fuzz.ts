@@ -1,18 +1,21 @@
 /**
  * `tdpemu fuzz [--budget s] [--seed n] [--corpus dir] [--json]` (`pnpm fuzz`): the fuzzer of
  * `fuzz/fuzz.ts`, and `--write-corpus dir [--count n]` to make a corpus of malformed files.
- * Exit 0 when every case was answered properly, 1 when a case crashed, was not deterministic
- * or was slow (each listed).
+ * Exit 0 when every case was answered properly, 1 when a case crashed, warned, was not
+ * deterministic or was slow, or a valid workload ended in a violation (each listed, and the
+ * generated inputs of those cases kept in `fuzz-findings/`).
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { countOption, parseCommandArgs } from "../cli-options.js";
-import { fuzz, writeCorpus } from "../fuzz/fuzz.js";
+import { fuzz, keepFindingInputs, writeCorpus } from "../fuzz/fuzz.js";
 import type { Io } from "../io.js";
 import { UsageError } from "../usage-error.js";
 
 const DEFAULT_CORPUS = "fuzz/corpus";
+/** Where `fuzz` keeps the inputs of its findings (relative to the current folder). */
+const FINDINGS_DIR = "fuzz-findings";
 
 export async function fuzzCommand(args: string[], io: Io, main: (argv: string[], io: Io) => Promise<number>): Promise<number> {
   const { values, positionals } = parseCommandArgs("fuzz", args, {
@@ -53,6 +56,9 @@ export async function fuzzCommand(args: string[], io: Io, main: (argv: string[],
         (r.largestAccepted ? `; largest input accepted ${r.largestAccepted.bytes} bytes in ${Math.round(r.largestAccepted.ms)} ms` : ""));
       for (const f of findings) io.out(`  [${f.is}] ${f.kind}: tdpemu ${f.argv.join(" ")}: ${f.what}`);
     }
+    // The generated inputs go with the temporary folder: keep the ones that found something.
+    const kept = keepFindingInputs(findings, dir, FINDINGS_DIR);
+    if (kept > 0) io.err(`tdpemu: fuzz: the ${kept} input file(s) of the findings are kept in ${FINDINGS_DIR}/`);
     return findings.length > 0 ? 1 : 0;
   } finally {
     rmSync(dir, { recursive: true, force: true });

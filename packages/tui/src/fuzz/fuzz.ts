@@ -14,8 +14,8 @@
  * CLI. A case that hangs outright stops the fuzzer with it; the time limit of the caller (CI's,
  * or the shell's) is what finds those.
  */
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { basename, join, sep } from "node:path";
 import { Prng } from "@tdpemu/core";
 import type { Io } from "../io.js";
 import { malformed, misuse, randomWorkload } from "./generate.js";
@@ -207,4 +207,18 @@ export function writeCorpus(dir: string, seed: number, count: number, scenarios:
     written.push(name);
   }
   return written;
+}
+
+/** Copies the files under `dir` that the findings' command lines name into `to`; returns how many. */
+export function keepFindingInputs(findings: { argv: string[] }[], dir: string, to: string): number {
+  let n = 0;
+  for (const f of findings) {
+    for (const a of f.argv) {
+      if (!a.startsWith(dir + sep) || !existsSync(a)) continue;
+      mkdirSync(to, { recursive: true });
+      copyFileSync(a, join(to, basename(a)));
+      n++;
+    }
+  }
+  return n;
 }
