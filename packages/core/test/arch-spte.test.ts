@@ -23,6 +23,8 @@ describe("SPTE codec, against hand-computed values", () => {
     expect(isShadowPresent(FROZEN_SPTE_LO)).toBe(false);
     expect(isFrozen(FROZEN_SPTE_LO, FROZEN_SPTE_HI)).toBe(true);
     expect(decodeSpte(FROZEN_SPTE_LO, FROZEN_SPTE_HI, 1).kind).toBe("frozen");
+    // 0x5a0 sets bits 5, 7, 8 and 10: a marker, not "LARGE A" permissions.
+    expect(decodeSpte(FROZEN_SPTE_LO, FROZEN_SPTE_HI, 2).flags).toEqual([]);
   });
 
   it("a writable 4K leaf: RWX, WB|IPAT, A, D, MMU-present, PFN, host- and MMU-writable, bit 63", () => {

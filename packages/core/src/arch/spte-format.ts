@@ -38,21 +38,15 @@ export interface DecodedSpte {
   flags: string[];
 }
 
-/** Decode an SPTE found at `level`; flags are named as in the kernel and the SDM. */
+/**
+ * Decode an SPTE found at `level`; flags are named as in the kernel and the SDM. Only a present
+ * SPTE has flags: the bits of FROZEN_SPTE (0x5a0) or of another non-present value are a marker,
+ * not permissions, and reading them as R, LARGE or A would mislead.
+ */
 export function decodeSpte(lo: number, hi: number, level: number): DecodedSpte {
-  const flags: string[] = [];
-  if (lo & EPT_R) flags.push("R");
-  if (lo & EPT_W) flags.push("W");
-  if (lo & EPT_X) flags.push("X");
-  if (lo & EPT_IPAT) flags.push("IPAT");
-  if (lo & PT_PAGE_SIZE_MASK) flags.push("LARGE");
-  if (lo & SPTE_ACCESSED) flags.push("A");
-  if (lo & SPTE_DIRTY) flags.push("D");
-  if (lo & SPTE_MMU_PRESENT) flags.push("MMU_PRESENT");
-  if (hi & HI_HOST_WRITABLE) flags.push("HOST_WRITABLE");
-  if (hi & HI_MMU_WRITABLE) flags.push("MMU_WRITABLE");
-  if (hi & HI_SUPPRESS_VE) flags.push("SUPPRESS_VE");
   const present = isShadowPresent(lo);
+  const flags: string[] = [];
+  if (present) pushFlags(lo, hi, flags);
   let kind: DecodedSpte["kind"];
   if (lo === SHADOW_NONPRESENT_LO && hi === SHADOW_NONPRESENT_HI) kind = "empty";
   else if (isFrozen(lo, hi)) kind = "frozen";
@@ -71,3 +65,17 @@ export function decodeSpte(lo: number, hi: number, level: number): DecodedSpte {
 }
 
 export { FROZEN_SPTE_LO, FROZEN_SPTE_HI };
+
+function pushFlags(lo: number, hi: number, flags: string[]): void {
+  if (lo & EPT_R) flags.push("R");
+  if (lo & EPT_W) flags.push("W");
+  if (lo & EPT_X) flags.push("X");
+  if (lo & EPT_IPAT) flags.push("IPAT");
+  if (lo & PT_PAGE_SIZE_MASK) flags.push("LARGE");
+  if (lo & SPTE_ACCESSED) flags.push("A");
+  if (lo & SPTE_DIRTY) flags.push("D");
+  if (lo & SPTE_MMU_PRESENT) flags.push("MMU_PRESENT");
+  if (hi & HI_HOST_WRITABLE) flags.push("HOST_WRITABLE");
+  if (hi & HI_MMU_WRITABLE) flags.push("MMU_WRITABLE");
+  if (hi & HI_SUPPRESS_VE) flags.push("SUPPRESS_VE");
+}
