@@ -17,7 +17,7 @@ import { benchCommand } from "./commands/bench.js";
 import { fuzzCommand } from "./commands/fuzz.js";
 import type { Io } from "./io.js";
 import { pluginMode } from "./registry.js";
-import { USAGE, UsageError } from "./usage-error.js";
+import { USAGE, UsageError, commandUsage } from "./usage-error.js";
 
 /** Options of every command, taken wherever they stand. */
 const GLOBAL_FLAGS = ["--debug", "--strict-plugin"];
@@ -54,6 +54,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
   pluginMode.strict = argv.includes("--strict-plugin");
   try {
     const [cmd, ...rest] = takeMaxInput(argv.filter((a) => !GLOBAL_FLAGS.includes(a)));
+    // `tdpemu <command> --help` (before any "--"), and `tdpemu help <command>`: that command's usage.
+    const beforeDashes = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
+    const helpFor = cmd === "help" && rest.length > 0 ? rest[0]! : cmd !== undefined && (beforeDashes.includes("--help") || beforeDashes.includes("-h")) ? cmd : null;
+    if (helpFor !== null) {
+      const usage = commandUsage(helpFor);
+      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, replay, compare, bench, backends, fuzz)`);
+      io.out(usage);
+      return 0;
+    }
     switch (cmd) {
       case undefined:
         return await tuiCommand([], io);

@@ -5,7 +5,10 @@ export class UsageError extends ErrorOfKind("UsageError") {}
 
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)
-  tdpemu tui [scenario] [--backend b] [--plugin m.js]... [--allow-plugins] [--strategy s] [--paused]   the terminal UI on a scenario
+  tdpemu tui [scenario] [options]     the terminal UI on a scenario, paused or running
+      --backend, --plugin, --allow-plugins, --seed, --strategy, --inject, --host-memory, --unsafe-non-atomic-set   as for run
+      --paused                        start paused (space runs, s steps, n runs to the next event)
+  tdpemu tui <schedule.json>          the terminal UI replaying a recorded schedule exactly (what explore writes)
   tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
       --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own takes part if given or allowed)
       --backend <name|module>         compare only these backends (repeatable)
@@ -44,3 +47,17 @@ options of every command:
       --max-input <size>              the largest scenario or schedule file read (default 4MiB)
 
 exit codes: 0 success, 1 a run that found an invariant violation, 2 bad input`;
+
+/**
+ * The usage of one command (`tdpemu <command> --help`): its lines of `USAGE`, the options every
+ * command takes, and the exit codes. Null for a command `USAGE` does not name.
+ */
+export function commandUsage(cmd: string): string | null {
+  const lines = USAGE.split("\n");
+  const start = lines.findIndex((l) => l.startsWith(`  tdpemu ${cmd} `) || l === `  tdpemu ${cmd}`);
+  if (start < 0) return null;
+  let end = start + 1;
+  while (end < lines.length && (lines[end]!.startsWith("      ") || lines[end]!.startsWith(`  tdpemu ${cmd} `))) end++;
+  const common = lines.slice(lines.indexOf("options of every command:"));
+  return ["usage:", ...lines.slice(start, end), "", ...common].join("\n");
+}

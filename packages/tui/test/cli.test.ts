@@ -208,6 +208,24 @@ describe("tdpemu backends and help", () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/tdpemu run <scenario>/);
   });
+
+  it("<command> --help and help <command> print that command's usage, exit 0", async () => {
+    for (const cmd of ["tui", "run", "explore", "replay", "compare", "bench", "backends", "fuzz"]) {
+      for (const argv of [[cmd, "--help"], [cmd, "-h"], ["help", cmd]]) {
+        const r = await run(...argv);
+        expect({ argv, code: r.code, err: r.err }).toEqual({ argv, code: 0, err: "" });
+        expect(r.out).toMatch(new RegExp(`^usage:\\n  tdpemu ${cmd}\\b`));
+        expect(r.out).toContain("options of every command:");
+        // Only its own lines: no other command's.
+        expect(new Set(r.out.match(/^ {2}tdpemu \w+/gm))).toEqual(new Set([`  tdpemu ${cmd}`]));
+      }
+    }
+    expect((await run("run", "--help")).out).toContain("--schedule-out <file>");
+    expect((await run("tui", "--help")).out).toContain("tdpemu tui <schedule.json>");
+    // After "--", --help is a scenario's name, not a request for help.
+    expect((await run("run", "--", "--help")).code).toBe(2);
+    expect((await run("help", "nope")).err).toMatch(/^tdpemu: help: no command 'nope' \(commands: /);
+  });
 });
 
 describe("tdpemu: bad input exits 2 with one line", () => {
