@@ -27,6 +27,19 @@ describe("tdpemu explore", () => {
     expect(r.schedulesPerSecond).toBeGreaterThan(0);
   });
 
+  it("a bound that cut branches is not called an exhausted space (B6)", async () => {
+    const x = io();
+    expect(await main(["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1"], x.o)).toBe(0);
+    expect(x.out()).toMatch(/^result {6}no violation in any schedule of at most 1 preemptions \(all of them ran\); the bound cut [\d,]+ branches, so the space beyond it is not exhausted/m);
+    expect(x.out()).not.toMatch(/the space is exhausted/);
+    const j = io();
+    expect(await main(["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1", "--json"], j.o)).toBe(0);
+    expect(JSON.parse(j.out())).toMatchObject({ exhausted: true, spaceExhausted: false });
+    const whole = io();
+    expect(await main(["explore", SCN, "--json"], whole.o)).toBe(0);
+    expect(JSON.parse(whole.out())).toMatchObject({ exhausted: true, spaceExhausted: true, prunedByBound: 0 });
+  });
+
   it("with --unsafe-non-atomic-set finds a violation, exits 1 and writes the schedule", async () => {
     const out = join(dir, "v.schedule.json");
     const x = io();
@@ -90,5 +103,10 @@ describe("tdpemu run --schedule-out", () => {
     expect(await main(["replay", sched, "--trace", t2, "--json"], b.o)).toBe(0);
     expect(readFileSync(t2, "utf8")).toBe(readFileSync(t1, "utf8"));
     expect(JSON.parse(b.out()).stats).toEqual(JSON.parse(a.out()).stats);
+    // The seed is the one the schedule was recorded with (--seed 5), not the scenario's (B3).
+    expect(JSON.parse(b.out()).seed).toBe(5);
+    const c = io();
+    expect(await main(["replay", sched], c.o)).toBe(0);
+    expect(c.out()).toMatch(/^scenario .*\(backend plain, seed 5, /);
   });
 });

@@ -75,7 +75,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
       complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
       skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
       preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
-      exhausted: r.exhausted, seconds: r.seconds, schedulesPerSecond: perSecond,
+      // `exhausted`: every schedule within the bound ran; `spaceExhausted`: and the bound cut none.
+      exhausted: r.exhausted, spaceExhausted: r.exhausted && r.prunedByBound === 0, seconds: r.seconds, schedulesPerSecond: perSecond,
       violation: r.violation ? {
         schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length,
         ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
@@ -94,7 +95,9 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
       if (unsaved === null) io.out(`schedule    written to ${file}; replay it with: tdpemu replay ${file}`);
       else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${unsaved.trimEnd()}`);
     } else {
-      io.out(r.exhausted ? "result      no violation; the space is exhausted" : `result      no violation in the first ${r.schedules.toLocaleString("en-US")} schedules; the space is not exhausted (--max-schedules)`);
+      io.out(!r.exhausted ? `result      no violation in the first ${r.schedules.toLocaleString("en-US")} schedules; the space is not exhausted (--max-schedules)`
+        : r.prunedByBound > 0 ? `result      no violation in any schedule of at most ${r.preemptionBound} preemptions (all of them ran); the bound cut ${r.prunedByBound.toLocaleString("en-US")} branches, so the space beyond it is not exhausted (leave out --preemption-bound to explore it)`
+        : "result      no violation; the space is exhausted");
     }
   }
   return r.violation ? 1 : 0;
