@@ -74,7 +74,7 @@ export {
   type RunOptions, type RunResult, type OpResult, type BuiltRun,
 } from "./scenario/runner.js";
 export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
-export { inputLimits, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
+export { inputLimits, readInputFile, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
 export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
 export { explore, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation } from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";

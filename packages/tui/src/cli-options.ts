@@ -1,6 +1,7 @@
 /** Option parsing shared by the commands: one-line errors, sizes, counts. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { STRATEGIES, parseSizeText, type InjectSpec, type MmuOptions, type Scenario } from "@tdpemu/core";
+import { dirname, resolve } from "node:path";
+import { DEFAULT_SCENARIO_SOURCE, STRATEGIES, loadScheduleFile, parseSizeText, type InjectSpec, type MmuOptions, type Scenario } from "@tdpemu/core";
 import { UsageError } from "./usage-error.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -76,4 +77,19 @@ export function injectOptions(cmd: string, specs: string[] | undefined): InjectS
     }
     return { call: m[1]!, nth: Number(m[2]), status: m[3]!, times: m[4] === undefined ? 1 : Number(m[4]) };
   });
+}
+
+/** `--seed <n>`: sets the scenario's schedule seed. */
+export function applySeedOption(cmd: string, v: string | undefined, scn: Scenario): void {
+  if (v === undefined) return;
+  const seed = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(seed) || seed > 0xffffffff) throw new UsageError(`${cmd}: --seed: expected an integer from 0 to 2^32-1, got '${v}'`);
+  scn.schedule.seed = seed;
+}
+
+/** A scenario's `schedule: { mode: replay, file }`: the choices of that file (relative to the scenario's folder). */
+export function scenarioReplayChoices(scn: Scenario): number[] | undefined {
+  if (scn.schedule.mode !== "replay") return undefined;
+  const file = resolve(scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source), scn.schedule.file!);
+  return loadScheduleFile(file).choices;
 }

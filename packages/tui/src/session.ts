@@ -7,8 +7,8 @@
  */
 import {
   BLOCKED, RETRY_WAIT, Scheduler, TaskStepper, buildRun, decodeSpte, formatSpte, isLastSpte,
-  isShadowPresent, runScenario, sptIndex, spteToPfn, type BackendRegistry, type BuiltRun, type Scenario,
-  type TdpEvent, type Root,
+  isShadowPresent, runScenario, sptIndex, spteToPfn, RunInputError, classifyRunError, type BackendRegistry, type BuiltRun, type Scenario,
+  type TdpEvent, type Root, type InjectSpec,
 } from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
 
@@ -73,6 +73,21 @@ interface Tracker {
   retries: number;
 }
 
+/** How a session runs its scenario, besides the scenario itself. */
+export interface SessionOptions {
+  strategy?: "freeze" | "atomic-then-hook";
+  unsafeNonAtomicSet?: boolean;
+  /**
+   * A recorded schedule's choices (`tui <schedule.json>`, a scenario's `mode: replay`): the
+   * session makes exactly these, as `replay` does, and stops where they end.
+   */
+  replay?: readonly number[];
+  /** Interleave at every atomic point (the default; a replay: the scenario's) or only between ops, as a schedule was recorded. */
+  interleave?: boolean;
+  inject?: InjectSpec[];
+  hostMemory?: number;
+}
+
 export class Session {
   run!: BuiltRun;
   private sched!: Scheduler;
@@ -80,7 +95,8 @@ export class Session {
   private readonly enabled: number[] = [];
   private ring: EventRow[] = [];
   private trackers: Tracker[] = [];
-  private lastEventKind: string | null = null;
+  /** The kinds of the events the current step emitted: a step may emit several (a SEAMCALL, then an SPTE change). */
+  private readonly stepKinds = new Set<string>();
   private violations: string[] = [];
   finished = false;
   running = false;
@@ -90,25 +106,36 @@ export class Session {
   followFaults = true;
   backendName: string;
 
+  private readonly strategy: "freeze" | "atomic-then-hook";
+
   constructor(
     private readonly scenario: Scenario,
     private readonly registry: BackendRegistry,
     backendName: string,
-    private readonly strategy: "freeze" | "atomic-then-hook" = scenario.options.strategy,
+    private readonly opts: SessionOptions = {},
   ) {
     this.backendName = backendName;
+    this.strategy = opts.strategy ?? scenario.options.strategy;
+    if (scenario.schedule.mode === "replay" && opts.replay === undefined) {
+      throw new RunInputError(`${scenario.source}: schedule mode replay needs the schedule's choices (schedule.file)`);
+    }
     this.restart();
   }
 
   /** Build the scenario afresh on the current backend. */
   restart(): void {
     const backend = this.registry.source(this.backendName);
+    const o = this.opts;
     this.run = buildRun(this.scenario, {
-      backend, interleave: true, mmu: { strategy: this.strategy },
+      // The UI steps atomic point by atomic point; a replay keeps the interleaving its choices
+      // were made with (given, or the scenario's, as `run` takes it).
+      backend, interleave: o.interleave ?? (o.replay !== undefined ? undefined : true), mmu: { strategy: this.strategy, unsafeNonAtomicSet: o.unsafeNonAtomicSet ?? false },
+      inject: o.inject, hostMemory: o.hostMemory,
       onEvent: (e) => this.onEvent(e),
     });
-    const mode = this.scenario.schedule.mode === "replay" ? "round-robin" : this.scenario.schedule.mode;
-    this.sched = new Scheduler(mode, this.scenario.schedule.seed);
+    this.sched = o.replay !== undefined
+      ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
+      : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
     this.stepper = new TaskStepper(this.run.tasks, this.run.clock);
     this.ring = [];
     this.trackers = this.run.tasks.map(() => ({ op: "", gpa: -1, steps: 0, retries: 0 }));
@@ -138,13 +165,31 @@ export class Session {
       else this.violations.push(...this.run.check(true).violations.map((v) => `[${v.check}] ${v.message}`));
       return false;
     }
+    const replay = this.opts.replay;
+    if (replay !== undefined && this.sched.choices.length >= replay.length) {
+      // A schedule recorded up to a violation ends there: check the state it reached, as
+      // `replay` does (between two steps, not at the end of a run).
+      this.finished = true;
+      this.violations.push(...this.run.check(false).violations.map((v) => `[${v.check}] ${v.message}`));
+      return false;
+    }
     const i = this.sched.pick(this.enabled);
     this.trackers[i]!.steps++;
     try {
       this.stepper.step(i);
     } catch (e) {
       this.finished = true;
-      this.violations.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+      // As `run` and `replay` name it ("[kvm-bug] ..."), and the walk on the GPA the failing
+      // task was working on.
+      let found: string[];
+      try {
+        found = classifyRunError(e, this.scenario, this.run)?.map((v) => `[${v.check}] ${v.message}`) ?? [e instanceof Error ? `${e.name}: ${e.message}` : String(e)];
+      } catch (refused) {
+        found = [(refused as Error).message];
+      }
+      this.violations.push(...found);
+      const gpa = this.trackers[i]!.gpa;
+      if (gpa >= 0) this.walkGpa = gpa % 2 ** 47;
       return false;
     }
     return true;
@@ -153,12 +198,23 @@ export class Session {
   /** Steps until an event of the chosen kind happens (or the run ends); at most `limit` steps. */
   stepToEvent(kind: EventKind = this.runTo, limit = 1_000_000): number {
     let n = 0;
-    this.lastEventKind = null;
+    this.stepKinds.clear();
     while (n < limit && this.step()) {
       n++;
-      if (this.lastEventKind !== null && (kind === "any" || this.lastEventKind === kind)) break;
-      this.lastEventKind = null;
+      if (kind === "any" ? this.stepKinds.size > 0 : this.stepKinds.has(kind)) break;
+      this.stepKinds.clear();
     }
+    return n;
+  }
+
+  /**
+   * Steps until the run ends: at a violation (a replayed schedule from `explore` ends on the
+   * step that failed) or when every task is done; at most `limit` steps. The walk follows the
+   * faults, so it ends on the GPA of the last one.
+   */
+  runToEnd(limit = 10_000_000): number {
+    let n = 0;
+    while (n < limit && this.step()) n++;
     return n;
   }
 
@@ -176,7 +232,7 @@ export class Session {
   }
 
   private onEvent(e: TdpEvent): void {
-    this.lastEventKind = e.type;
+    this.stepKinds.add(e.type);
     if (e.type === "op" && e.phase === "start") {
       const t = this.taskOf(e.who);
       if (t) {

@@ -82,6 +82,23 @@ describe("terminal UI: panes show the model", () => {
   });
 });
 
+describe("stepping to the next event of a kind", () => {
+  it("stops at every step that made a SEAMCALL, not only those whose last event was one (B1)", () => {
+    const scn = loadScenario("scenarios/tdx-race-2m-4k.yaml");
+    const seamcalls = (s: Session) => s.snapshot().calls.filter(([name]) => name.startsWith("TDH.")).reduce((a, [, n]) => a + n, 0);
+    // One step at a time: the steps whose SEAMCALL count rose.
+    const one = new Session(scn, builtinRegistry(), "tdx");
+    let withCall = 0;
+    for (let before = seamcalls(one); one.step(); before = seamcalls(one)) if (seamcalls(one) > before) withCall++;
+    // `n` with the run-to kind "call": it must stop at each of them.
+    const byCall = new Session(scn, builtinRegistry(), "tdx");
+    let stopsAtCall = 0;
+    for (let before = seamcalls(byCall); byCall.stepToEvent("call") > 0; before = seamcalls(byCall)) if (seamcalls(byCall) > before) stopsAtCall++;
+    expect(withCall).toBeGreaterThan(5);
+    expect(stopsAtCall).toBe(withCall);
+  });
+});
+
 describe("terminal UI: keys", () => {
   it("s steps one atomic point: the step counter moves and the walk changes after a fault", async () => {
     const ui = app("scenarios/tdx-sequential-2m.yaml");

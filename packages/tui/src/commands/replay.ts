@@ -2,14 +2,12 @@
  * `tdpemu replay <schedule.json>`: run a recorded schedule again, exactly: the same choices,
  * the same steps, the same trace byte for byte. `--steps` prints what each step did.
  */
-import {
-  BUILTIN_SCENARIO, DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile,
-  parseScenarioText, runScenario, type TdpEvent,
-} from "@tdpemu/core";
+import { runScenario, type TdpEvent } from "@tdpemu/core";
 import { describeEvent } from "../event-text.js";
 import { PLUGIN_OPTIONS, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, loadPlugins, resolveBackend } from "../registry.js";
+import { builtinRegistry, loadPlugins } from "../registry.js";
+import { openSchedule } from "../schedule-source.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
 import { UsageError } from "../usage-error.js";
@@ -22,12 +20,11 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     steps: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
-  const sched = loadScheduleFile(positionals[0]!);
-  const scn = sched.scenario === BUILTIN_SCENARIO ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE) : loadScenario(sched.scenario);
   const registry = builtinRegistry();
   await loadPlugins(registry, values.lists.plugin ?? []);
-  const named = { file: positionals[0]!, what: "schedule" as const, allowPlugins: values.flags.has("allow-plugins") };
-  const backend = registry.source(await resolveBackend(registry, sched.backend, named));
+  const opened = await openSchedule(positionals[0]!, registry, values.flags.has("allow-plugins"));
+  const { sched, scn } = opened;
+  const backend = registry.source(opened.backend);
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {
     try {

@@ -1,10 +1,10 @@
 /** `tdpemu run <scenario>`: run headless, print the summary or the JSON report. */
-import { dirname, resolve } from "node:path";
 import {
-  DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile, parseScenarioText,
-  runScenario, saveScheduleFile,
+  DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText, runScenario, saveScheduleFile,
 } from "@tdpemu/core";
-import { PLUGIN_OPTIONS, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
+import {
+  PLUGIN_OPTIONS, applySeedOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs, scenarioReplayChoices,
+} from "../cli-options.js";
 import { backendForSchedule, builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
@@ -28,11 +28,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   if (opts.requireScenario && positionals.length === 0) throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
   if (positionals.length > 1) throw new UsageError(`run: one scenario at a time, got ${positionals.length}: ${positionals.join(" ")}`);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
-  if (values.seed !== undefined) {
-    const seed = /^[0-9]+$/.test(values.seed) ? Number(values.seed) : NaN;
-    if (!Number.isInteger(seed) || seed > 0xffffffff) throw new UsageError(`run: --seed: expected an integer from 0 to 2^32-1, got '${values.seed}'`);
-    scn.schedule.seed = seed;
-  }
+  applySeedOption("run", values.seed, scn);
   const hostMemory = hostMemoryOption("run", values["host-memory"]);
   const mmu = mmuOptions("run", values, scn);
   const inject = injectOptions("run", values.lists.inject);
@@ -46,11 +42,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   else if (positionals.length === 0 && !registry.has(scn.backend)) backendName = defaultBackend(registry);
   else backendName = await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
   const backend = registry.source(backendName);
-  let replay: number[] | undefined;
-  if (scn.schedule.mode === "replay") {
-    const file = resolve(scn.source === DEFAULT_SCENARIO_SOURCE ? "." : dirname(scn.source), scn.schedule.file!);
-    replay = loadScheduleFile(file).choices;
-  }
+  const replay = scenarioReplayChoices(scn);
 
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {

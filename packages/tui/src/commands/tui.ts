@@ -1,10 +1,18 @@
-/** `tdpemu` and `tdpemu tui [scenario]`: the terminal UI. */
+/**
+ * `tdpemu`, `tdpemu tui [scenario]` and `tdpemu tui <schedule.json>`: the terminal UI. A schedule
+ * file (what `explore` writes, or `run --schedule-out`) is replayed exactly, as `replay` does,
+ * and so is a scenario whose schedule is `mode: replay`.
+ */
 import { createElement } from "react";
 import { render } from "ink";
-import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText } from "@tdpemu/core";
-import { PLUGIN_OPTIONS, parseCommandArgs, mmuOptions } from "../cli-options.js";
+import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText, type Scenario } from "@tdpemu/core";
+import {
+  PLUGIN_OPTIONS, applySeedOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs, scenarioReplayChoices,
+} from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
+import { isScheduleFile, openSchedule } from "../schedule-source.js";
+import { Session, type SessionOptions } from "../session.js";
 import { UsageError } from "../usage-error.js";
 import { App } from "../ui/app.js";
 
@@ -12,22 +20,58 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("tui", args, {
     backend: { type: "string" },
     strategy: { type: "string" },
+    seed: { type: "string" },
+    inject: { type: "string", multiple: true },
+    "host-memory": { type: "string" },
+    "unsafe-non-atomic-set": { type: "boolean" },
     paused: { type: "boolean" },
     ...PLUGIN_OPTIONS,
   });
-  if (positionals.length > 1) throw new UsageError(`tui: one scenario at a time, got ${positionals.length}`);
-  const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+  if (positionals.length > 1) throw new UsageError(`tui: one scenario or schedule at a time, got ${positionals.length}`);
   const registry = builtinRegistry();
   // Plugins given here join the built-ins in the UI's comparison view.
   await loadPlugins(registry, values.lists.plugin ?? []);
-  const backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
-    : registry.has(scn.backend) ? scn.backend : positionals.length === 0 ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
-  registry.source(backend); // an unknown backend fails here, before the UI starts
-  const { strategy } = mmuOptions("tui", values, scn);
+  const allowPlugins = values.flags.has("allow-plugins");
+  const path = positionals[0];
+  let session: Session;
+  let backend: string;
+  let scn: Scenario;
+  if (path !== undefined && isScheduleFile(path)) {
+    // A recorded schedule is replayed as recorded: what would change it is refused.
+    for (const o of ["backend", "seed", "strategy", "inject", "host-memory", "unsafe-non-atomic-set"]) {
+      if (values[o] !== undefined || values.flags.has(o) || values.lists[o] !== undefined) {
+        throw new UsageError(`tui: --${o}: a schedule file is replayed as it was recorded; give the scenario instead to change it`);
+      }
+    }
+    const opened = await openSchedule(path, registry, allowPlugins);
+    const { sched } = opened;
+    scn = opened.scn;
+    backend = opened.backend;
+    registry.source(backend); // an unknown backend fails here, before the UI starts
+    session = new Session(scn, registry, backend, {
+      strategy: sched.mmu.strategy, unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet, replay: sched.choices,
+      interleave: sched.interleave, inject: sched.inject, hostMemory: sched.hostMemory,
+    });
+  } else {
+    scn = path !== undefined ? loadScenario(path) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+    applySeedOption("tui", values.seed, scn);
+    backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
+      : registry.has(scn.backend) ? scn.backend : path === undefined ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, namedInScenario(scn, allowPlugins));
+    registry.source(backend);
+    const mmu = mmuOptions("tui", values, scn);
+    const replay = scenarioReplayChoices(scn);
+    const opts: SessionOptions = {
+      strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, inject: injectOptions("tui", values.lists.inject),
+      hostMemory: hostMemoryOption("tui", values["host-memory"]), replay,
+    };
+    // Made before the UI starts, so that what the run refuses (an unknown call to inject, a host
+    // too small) is one line and exit 2, not an error screen.
+    session = new Session(scn, registry, backend, opts);
+  }
   if (!process.stdin.isTTY) {
     throw new UsageError("tui: the terminal UI needs a terminal (use tdpemu run for a headless run)");
   }
-  const app = render(createElement(App, { scenario: scn, registry, backend, strategy, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
+  const app = render(createElement(App, { scenario: scn, registry, backend, session, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
   await app.waitUntilExit();
   return 0;
 }

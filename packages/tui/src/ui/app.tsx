@@ -17,6 +17,7 @@ export const HELP: [string, string][] = [
   ["space", "pause / run"],
   ["s", "step one atomic point"],
   ["n", "run to the next event of the chosen kind"],
+  ["v", "run to the violation (or the end), and stop on the step that failed"],
   ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
   ["+ / -", "faster / slower"],
   ["[ ] { }", "walk the previous / next page, 2 MiB back / on"],
@@ -33,6 +34,8 @@ export interface AppProps {
   registry: BackendRegistry;
   backend: string;
   strategy?: "freeze" | "atomic-then-hook";
+  /** A session made beforehand (the command makes it first, so that bad input is one line, not an error screen). */
+  session?: Session;
   /** Start running at once (the main job); tests start paused. */
   autoRun?: boolean;
   /** Frame interval; tests pass 0 to render only on input. */
@@ -42,7 +45,7 @@ export interface AppProps {
 export function App(props: AppProps) {
   const { exit } = useApp();
   const { stdout } = useStdout();
-  const session = useMemo(() => new Session(props.scenario, props.registry, props.backend, props.strategy), []);
+  const session = useMemo(() => props.session ?? new Session(props.scenario, props.registry, props.backend, { strategy: props.strategy }), []);
   const [snap, setSnap] = useState<Snapshot>(() => session.snapshot());
   const [view, setViewState] = useState<"main" | "help" | "compare">("main");
   // Keys act on the view the previous key made, kept in a ref the key handler sets and reads:
@@ -99,6 +102,9 @@ export function App(props: AppProps) {
     } else if (input === "n") {
       session.running = false;
       session.stepToEvent();
+    } else if (input === "v") {
+      session.running = false;
+      session.runToEnd();
     } else if (input === "k") session.runTo = EVENT_KINDS[(EVENT_KINDS.indexOf(session.runTo) + 1) % EVENT_KINDS.length]!;
     else if (input === "+" || input === "=") session.speedIndex = Math.min(SPEEDS.length - 1, session.speedIndex + 1);
     else if (input === "-") session.speedIndex = Math.max(0, session.speedIndex - 1);
