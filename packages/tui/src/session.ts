@@ -37,6 +37,8 @@ export interface WalkRow {
 
 export interface EventRow {
   step: number;
+  /** The task that caused it (a vCPU, or the host). */
+  task: string;
   text: string;
   tone: "error" | "busy" | "fault" | "plain";
 }
@@ -264,7 +266,7 @@ export class Session {
     if (e.type === "call" && e.tone !== undefined && e.tone !== "ok") tone = e.tone === "exception" ? "fault" : e.tone;
     if (e.type === "fault") tone = e.result === "retry" ? "busy" : "fault";
     if (e.type === "hook" && e.result !== 0) tone = "busy";
-    this.ring.push({ step: e.step, text: describeEvent(e), tone });
+    this.ring.push({ step: e.step, task: e.task, text: describeEvent(e), tone });
     if (this.ring.length > EVENT_RING) this.ring.splice(0, this.ring.length - EVENT_RING);
   }
 

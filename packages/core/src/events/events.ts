@@ -1,6 +1,7 @@
 /**
  * The typed event stream: every SPTE change, table link and free, backend hook and architectural
- * call, TLB flush, fault and scenario op, each stamped with the step number at which it happened.
+ * call, TLB flush, fault and scenario op, each stamped with the step number at which it happened
+ * and the task that took that step (a vCPU, or the host).
  *
  * Emitting is guarded by `sink.on` at every call site, so a run with no listener builds no event
  * objects: the fault path stays free of per-step allocation.
@@ -15,7 +16,13 @@ export type EventTone = "ok" | "busy" | "error" | "exception";
 
 export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
 
-export type TdpEvent =
+/** What every event carries: the clock's step and the task that took it ("vcpu0", "host"). */
+interface EventStamp {
+  step: number;
+  task: string;
+}
+
+export type TdpEvent = EventStamp & (
   | { type: "spte"; step: number; vm: number; table: number; index: number; mirror: boolean; level: number;
       gfn: number; oldLo: number; oldHi: number; newLo: number; newHi: number; by: string }
   | { type: "table"; step: number; vm: number; action: "alloc" | "link" | "unlink" | "free" | "leak";
@@ -28,10 +35,10 @@ export type TdpEvent =
       result: FaultResult; level: number }
   | { type: "access"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean; result: string }
   | { type: "attributes"; step: number; vm: number; gfn: number; npages: number; private: boolean }
-  | { type: "op"; step: number; vm: number; who: string; op: string; phase: "start" | "end"; detail: string };
+  | { type: "op"; step: number; vm: number; who: string; op: string; phase: "start" | "end"; detail: string });
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
-export type TdpEventInput = DistributiveOmit<TdpEvent, "step">;
+export type TdpEventInput = DistributiveOmit<TdpEvent, "step" | "task">;
 
 export type EventListener = (e: TdpEvent) => void;
 
@@ -54,6 +61,7 @@ export class EventSink {
   emit(e: TdpEventInput): void {
     const ev = e as TdpEvent;
     ev.step = this.clock.step;
+    ev.task = this.clock.task;
     for (const l of this.listeners) l(ev);
   }
 }

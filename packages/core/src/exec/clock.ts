@@ -20,6 +20,11 @@ export interface RecorderSink {
 
 export class Clock {
   step = 0;
+  /**
+   * The task taking the current step (`stepTask` sets it), so that every event says who caused
+   * it; "host" before the first step (the VMM building the VM).
+   */
+  task = "host";
   /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
   stateVersion = 0;
   fp: FootprintRecorder | null = null;

@@ -14,13 +14,21 @@ export function Pane(props: { title: string; focused: boolean; width?: number | 
 
 const STATE_COLOR: Record<string, string> = { done: "gray", blocked: "red", retrying: "yellow", running: "green" };
 
+/** One colour per task, the same in every pane: the host, then the vCPUs in turn. */
+const TASK_COLORS = ["cyan", "yellow", "magenta", "green", "blue", "redBright"];
+export function taskColor(task: string): string {
+  if (task === "host") return "white";
+  const m = /^vcpu(\d+)$/.exec(task);
+  return m ? TASK_COLORS[Number(m[1]) % TASK_COLORS.length]! : "gray";
+}
+
 export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
     <Pane title="vCPUs and host" focused={focused} width="45%">
       <Text dimColor wrap="truncate-end">{"task   state              op       gpa             steps retries"}</Text>
       {snap.vcpus.map((v) => (
         <Text key={v.id} wrap="truncate-end">
-          {v.name.padEnd(7)}
+          <Text color={taskColor(v.name)}>{v.name.padEnd(7)}</Text>
           <Text color={STATE_COLOR[v.state] ?? "white"}>{v.state.padEnd(19)}</Text>
           {`${v.op.padEnd(9)}${v.gpa.padEnd(15)}${String(v.steps).padStart(6)} ${String(v.retries).padStart(7)}`}
         </Text>
@@ -53,11 +61,18 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
 const TONE: Record<EventRow["tone"], string | undefined> = { error: "red", busy: "yellow", fault: "cyan", plain: undefined };
 
 export function EventsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+  // Columns as wide as what they hold: the steps shown, the task names.
+  const stepWidth = String(snap.events.at(-1)?.step ?? 0).length;
+  const taskWidth = Math.max(4, ...snap.events.map((e) => e.task.length));
   return (
-    <Pane title="events (latest last)" focused={focused} width="60%">
+    <Pane title="events (latest last)" focused={focused} width="67%">
       {snap.events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
       {snap.events.map((e, i) => (
-        <Text key={i} color={TONE[e.tone]} wrap="truncate-end">{`${String(e.step).padStart(7)} ${e.text}`}</Text>
+        <Text key={i} wrap="truncate-end">
+          {`${String(e.step).padStart(stepWidth)} `}
+          <Text color={taskColor(e.task)}>{e.task.padEnd(taskWidth)}</Text>
+          <Text color={TONE[e.tone]}>{` ${e.text}`}</Text>
+        </Text>
       ))}
     </Pane>
   );
@@ -65,7 +80,7 @@ export function EventsPane({ snap, focused }: { snap: Snapshot; focused: boolean
 
 export function StatsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
-    <Pane title="stats" focused={focused} width="40%">
+    <Pane title="stats" focused={focused} width="33%">
       {snap.stats.map(([k, v]) => (
         <Text key={k} wrap="truncate-end">{`${k.padEnd(15)} ${v}`}</Text>
       ))}

@@ -1,0 +1,45 @@
+/**
+ * Every event says which task caused it (a vCPU, or the host): in `--trace`, in the UI's events
+ * pane, and so in what `replay --steps` groups under each step's task.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadScenario } from "@tdpemu/core";
+import { main } from "../src/index.js";
+import { builtinRegistry } from "../src/registry.js";
+import { Session } from "../src/session.js";
+import { captureIo } from "./capture-io.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-attr-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("events carry their task", () => {
+  it("in --trace: the VMM's calls are the host's, a fault's SEAMCALLs the faulting vCPU's", async () => {
+    const trace = join(dir, "t.jsonl");
+    expect(await main(["run", "scenarios/tdx-race-2m-4k.yaml", "--trace", trace], captureIo())).toBe(0);
+    const events = readFileSync(trace, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { type: string; task: string; name?: string; vcpu?: number; who?: string });
+    expect(events.every((e) => e.task === "host" || /^vcpu\d$/.test(e.task))).toBe(true);
+    expect(events.find((e) => e.name === "TDH.MNG.CREATE")!.task).toBe("host");
+    const augs = events.filter((e) => e.name === "TDH.MEM.PAGE.AUG");
+    expect(augs.length).toBeGreaterThan(0);
+    expect(augs.every((e) => /^vcpu\d$/.test(e.task))).toBe(true);
+    // A fault is the vCPU's own; an op's start and end are its program's.
+    for (const e of events) {
+      if (e.type === "fault") expect(e.task).toBe(`vcpu${e.vcpu}`);
+      if (e.type === "op") expect(e.task).toBe(e.who);
+    }
+  });
+
+  it("in the UI's events pane, one column per row", () => {
+    const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
+    while (s.step()) { /* to the end */ }
+    const rows = s.snapshot().events;
+    expect(rows.length).toBeGreaterThan(0);
+    const tasks = new Set(rows.map((r) => r.task));
+    expect([...tasks].every((t) => ["host", "vcpu0", "vcpu1"].includes(t))).toBe(true);
+    expect(tasks.has("vcpu0") && tasks.has("vcpu1")).toBe(true);
+    for (const r of rows.filter((x) => x.text.startsWith("fault "))) expect(r.task).toMatch(/^vcpu\d$/);
+  });
+});
