@@ -46,7 +46,10 @@ export interface EventRow {
 export interface Snapshot {
   scenario: string;
   backend: string;
-  strategy: string;
+  /** The mirror-root strategy, or null on a backend without a mirror root. */
+  strategy: string | null;
+  /** Whether the walk follows each new fault (`f`). */
+  followFaults: boolean;
   step: number;
   choices: number;
   running: boolean;
@@ -143,6 +146,7 @@ export class Session {
     this.trackers = this.run.tasks.map(() => ({ op: "", gpa: -1, steps: 0, retries: 0 }));
     this.violations = [];
     this.finished = false;
+    this.walkGpa = 0;
   }
 
   /** The next backend of the registry, same scenario, from the start. */
@@ -293,7 +297,9 @@ export class Session {
     return {
       scenario: this.scenario.name,
       backend: this.backendName,
-      strategy: this.strategy,
+      // The freeze protocol is about the mirror root: nothing to say on a backend without one.
+      strategy: this.run.vm.backend.usesMirrorRoot ? this.strategy : null,
+      followFaults: this.followFaults,
       step: clock.step,
       choices: this.sched.choices.length,
       running: this.running,

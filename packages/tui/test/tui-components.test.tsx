@@ -124,13 +124,30 @@ describe("terminal UI: keys", () => {
     ui.unmount();
   });
 
-  it("b restarts the same scenario on the next backend", async () => {
+  it("b restarts the same scenario on the next backend; the strategy shows only where there is a mirror root", async () => {
     const ui = app();
-    expect(ui.lastFrame()).toMatch(/default on tdx/);
+    expect(ui.lastFrame()).toMatch(/default on tdx {2}strategy freeze {2}step/);
     await press(ui.stdin, "b");
-    expect(ui.lastFrame()).toMatch(/default on sev/);
+    expect(ui.lastFrame()).toMatch(/default on sev {2}step/);
     await press(ui.stdin, "b");
-    expect(ui.lastFrame()).toMatch(/default on plain/);
+    expect(ui.lastFrame()).toMatch(/default on plain {2}step/);
+    expect(ui.lastFrame()).not.toContain("strategy");
+    ui.unmount();
+  });
+
+  it("r restarts the scenario, paused; f turns following faults off and on, and the walk says which", async () => {
+    const ui = app("scenarios/tdx-sequential-2m.yaml");
+    expect(ui.lastFrame()).toContain("· follows faults (f)");
+    await press(ui.stdin, "nn");
+    expect(ui.lastFrame()).not.toMatch(/step 0 \(clock 0\)/);
+    await press(ui.stdin, "r");
+    expect(ui.lastFrame()).toMatch(/step 0 \(clock 0\) {2}paused/);
+    await press(ui.stdin, "f");
+    expect(ui.lastFrame()).toContain("· fixed (f follows)");
+    await press(ui.stdin, "n");
+    expect(ui.lastFrame()).toContain("walk of GPA 0x0 · fixed");
+    await press(ui.stdin, "f");
+    expect(ui.lastFrame()).toContain("· follows faults (f)");
     ui.unmount();
   });
 

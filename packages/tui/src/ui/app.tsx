@@ -21,7 +21,8 @@ export const HELP: [string, string][] = [
   ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
   ["+ / -", "faster / slower"],
   ["[ ] { }", "walk the previous / next page, 2 MiB back / on"],
-  ["f", "walk the GPA of each new fault"],
+  ["f", "walk the GPA of each new fault: on / off (the walk pane's title says which)"],
+  ["r", "restart the scenario from the start, paused"],
   ["b", "next backend (restart the scenario on it)"],
   ["c", "comparison: the scenario on every backend"],
   ["tab", "focus the next pane"],
@@ -112,7 +113,11 @@ export function App(props: AppProps) {
     else if (input === "]") session.moveWalk(4096);
     else if (input === "{") session.moveWalk(-(2 ** 21));
     else if (input === "}") session.moveWalk(2 ** 21);
-    else if (input === "f") session.followFaults = true;
+    else if (input === "f") session.followFaults = !session.followFaults;
+    else if (input === "r") {
+      session.running = false;
+      session.restart();
+    }
     else if (input === "b") session.cycleBackend();
     else if (input === "c") {
       setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy)));
@@ -134,7 +139,7 @@ export function App(props: AppProps) {
       <Text bold>tdpemu</Text>
       {`  ${snap.scenario} on `}
       <Text bold color="cyan">{snap.backend}</Text>
-      {`  strategy ${snap.strategy}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
+      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
   const status = <Text dimColor>space run/pause · s step · n next {snap.runTo} · b backend · c compare · ? help · q quit</Text>;

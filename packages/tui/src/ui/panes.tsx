@@ -39,7 +39,7 @@ export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }
 
 export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
-    <Pane title={`walk of GPA 0x${snap.walkGpa.toString(16)}  ([ ] ±4KiB, { } ±2MiB, f follow faults)`} focused={focused} width="55%">
+    <Pane title={`walk of GPA 0x${snap.walkGpa.toString(16)} · ${snap.followFaults ? "follows faults (f)" : "fixed (f follows)"} · [ ] { } move`} focused={focused} width="55%">
       {snap.walk.length === 0 ? <Text dimColor>no root loaded yet</Text> : null}
       {snap.walk.map((t) => (
         <Box key={t.title} flexDirection="column">
