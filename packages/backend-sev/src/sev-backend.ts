@@ -220,7 +220,7 @@ export class SevBackend implements Backend {
   populate(_vm: BackendVm, gfn: number, pfn: number): number {
     const r = this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn);
     if (r !== RMP_SUCCESS) return EIO;
-    this.count(SNP_LAUNCH_UPDATE, 0);
+    this.count(SNP_LAUNCH_UPDATE, 0, pfn, gfn, 1);
     const e = this.rmp.raw(pfn);
     this.rmp.set(pfn, (this.rmp.flagsOf(pfn) | 8) & ~4, e.asid, e.gfn);
     return 0;
@@ -305,17 +305,17 @@ export class SevBackend implements Backend {
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(PVALIDATE);
     if (injected !== null) {
-      this.count(PVALIDATE, injected);
+      this.count(PVALIDATE, injected, npt.pfn, gfn, 1);
       return ACCESS_GUEST_EXCEPTION;
     }
     const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
     const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
-      this.count(PVALIDATE, RMP_SUCCESS);
+      this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, 1);
       return this.npf(vcpu, gpa, Number(r.errorCode));
     }
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status);
+    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status, npt.pfn, gfn, 1);
     return status === RMP_SUCCESS || status === FAIL_NOUPDATE ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
@@ -360,13 +360,13 @@ export class SevBackend implements Backend {
   /** RMPUPDATE with the new entry as RMP bits, ASID and GFN (see `rmpupdateEntry`), counted. */
   private rmpUpdateEntry(pfn: number, flags: number, asid: number, gfn: number): number {
     const status = this.injectedStatus(RMPUPDATE) ?? rmpupdateEntry(this.rmp, pfn, flags, asid, gfn, NOTHING_IN_USE);
-    this.count(RMPUPDATE, status);
+    this.count(RMPUPDATE, status, pfn, (flags & RMP_ASSIGNED) !== 0 ? gfn : -1, (flags & RMP_PAGE_2M) !== 0 ? 2 : 1);
     return status;
   }
 
   psmash(pfn: number): number {
     const status = this.injectedStatus(PSMASH) ?? psmash(this.rmp, pfn);
-    this.count(PSMASH, status);
+    this.count(PSMASH, status, pfn, -1, 2);
     return status;
   }
 
@@ -388,12 +388,15 @@ export class SevBackend implements Backend {
     return null;
   }
 
-  /** Counts a call of RMP_CALLS[call] that ended with `status`. */
-  private count(call: number, status: number): void {
+  /**
+   * Counts a call of RMP_CALLS[call] that ended with `status`; for the event, the frame, the
+   * guest page (-1 for none: a page given back to the hypervisor, a PSMASH) and the size.
+   */
+  private count(call: number, status: number, pfn = -1, gfn = -1, level = 0): void {
     this.calls.add(call);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (status !== RMP_SUCCESS) this.countFailure(RMP_CALLS[call]!, status);
-    if (this.vm?.events.on) this.emitCall(RMP_CALLS[call]!, status);
+    if (this.vm?.events.on) this.emitCall(RMP_CALLS[call]!, status, pfn, gfn, level);
   }
 
   private countFailure(name: string, status: number): void {
@@ -403,10 +406,15 @@ export class SevBackend implements Backend {
     this.lastFailure = `${name} failed: ${n}`;
   }
 
-  private emitCall(name: string, status: number): void {
+  private emitCall(name: string, status: number, pfn: number, gfn: number, level: number): void {
     // FAIL_INUSE is the RMP's contention: the caller retries.
     const tone = status === RMP_SUCCESS ? "ok" : status === FAIL_INUSE ? "busy" : "error";
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: "", status: RMP_STATUS.name(status), tone });
+    const parts: string[] = [];
+    if (gfn >= 0) parts.push(`gpa 0x${(gfn * 4096).toString(16)}`);
+    if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
+    if (name === "RMPUPDATE" && gfn < 0) parts.push("to the hypervisor");
+    if (level > 0) parts.push(level === 2 ? "2M" : "4K");
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: RMP_STATUS.name(status), tone });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {

@@ -32,6 +32,19 @@ describe("events carry their task", () => {
     }
   });
 
+  it("SEV's RMP instructions say their GPA, frame and size", async () => {
+    const trace = join(dir, "sev.jsonl");
+    expect(await main(["run", "scenarios/sev-hugepages.yaml", "--trace", trace], captureIo())).toBe(0);
+    const calls = readFileSync(trace, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { type: string; name?: string; detail?: string })
+      .filter((e) => e.type === "call");
+    const detail = (name: string) => calls.filter((e) => e.name === name).map((e) => e.detail!);
+    expect(detail("RMPUPDATE").length).toBeGreaterThan(0);
+    for (const d of detail("RMPUPDATE")) expect(d).toMatch(/^(gpa 0x[0-9a-f]+ pfn 0x[0-9a-f]+|pfn 0x[0-9a-f]+ to the hypervisor) (4K|2M)$/);
+    expect(detail("PVALIDATE").length).toBeGreaterThan(0);
+    for (const d of detail("PVALIDATE")) expect(d).toMatch(/^gpa 0x[0-9a-f]+ pfn 0x[0-9a-f]+ 4K$/);
+    for (const d of detail("PSMASH")) expect(d).toMatch(/^pfn 0x[0-9a-f]+ 2M$/);
+  });
+
   it("in the UI's events pane, one column per row", () => {
     const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
     while (s.step()) { /* to the end */ }
