@@ -401,8 +401,9 @@ export class SevBackend implements Backend {
 
   private countFailure(name: string, status: number): void {
     const n = RMP_STATUS.name(status);
-    this.errors[n] = (this.errors[n] ?? 0) + 1;
-    if (status === 3) this.busy++;
+    // FAIL_INUSE is contention, retried: busy, not an error.
+    if (status === FAIL_INUSE) this.busy++;
+    else this.errors[n] = (this.errors[n] ?? 0) + 1;
     this.lastFailure = `${name} failed: ${n}`;
   }
 

@@ -418,14 +418,14 @@ export class TdxBackend implements Backend, CallListener {
 
   private countFailure(status: bigint): void {
     if (isBusy(status)) this.busy++;
-    if (!isOk(status)) this.errors[statusName(status)] = (this.errors[statusName(status)] ?? 0) + 1;
+    else if (!isOk(status)) this.errors[statusName(status)] = (this.errors[statusName(status)] ?? 0) + 1;
   }
 
   private emitCall(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
     // A TDCALL that exited has no status: the event says what happened instead.
     const status = r.tdExit !== undefined ? `TD exit (${r.tdExit})` : statusName(r.status);
     const tone = r.tdExit !== undefined ? "exception" : isOk(r.status) ? "ok" : isBusy(r.status) ? "busy" : "error";
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status, tone });
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status, tone, ...(r.injected ? { injected: true } : {}) });
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host

@@ -12,6 +12,6 @@ export function describeEvent(e: TdpEvent): string {
     case "access": return `access gpa 0x${e.gpa.toString(16)}: ${e.result}`;
     case "root": return `root ${e.action} ${e.root}${e.mirror ? " (mirror)" : ""}`;
     case "attributes": return `attributes gfn 0x${e.gfn.toString(16)}+${e.npages} → ${e.private ? "private" : "shared"}`;
-    case "call": return `${e.name} ${e.detail}: ${e.status}`;
+    case "call": return `${e.name} ${e.detail}: ${e.status}${e.injected ? " (injected)" : ""}`;
   }
 }

@@ -10,6 +10,7 @@ import { loadScenario } from "@tdpemu/core";
 import { main } from "../src/index.js";
 import { builtinRegistry } from "../src/registry.js";
 import { Session } from "../src/session.js";
+import { describeEvent } from "../src/event-text.js";
 import { captureIo } from "./capture-io.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-attr-"));
@@ -43,6 +44,20 @@ describe("events carry their task", () => {
     expect(detail("PVALIDATE").length).toBeGreaterThan(0);
     for (const d of detail("PVALIDATE")) expect(d).toMatch(/^gpa 0x[0-9a-f]+ pfn 0x[0-9a-f]+ 4K$/);
     for (const d of detail("PSMASH")) expect(d).toMatch(/^pfn 0x[0-9a-f]+ 2M$/);
+  });
+
+  it("an injected status is marked as injected, and busy is not an error", async () => {
+    const trace = join(dir, "inj.jsonl");
+    const io = captureIo();
+    expect(await main(["run", "scenarios/tdx-sequential-2m.yaml", "--inject", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY", "--trace", trace, "--json"], io)).toBe(0);
+    const augs = readFileSync(trace, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { name?: string; status?: string; injected?: boolean })
+      .filter((e) => e.name === "TDH.MEM.PAGE.AUG");
+    expect(augs[0]).toMatchObject({ status: "OPERAND_BUSY", injected: true });
+    expect(augs.slice(1).every((e) => e.injected === undefined)).toBe(true);
+    expect(describeEvent(augs[0] as never)).toMatch(/: OPERAND_BUSY \(injected\)$/);
+    const report = JSON.parse(io.outText()) as { backendStats: { busy: number; errors: Record<string, number> } };
+    expect(report.backendStats.busy).toBe(1);
+    expect(report.backendStats.errors).toEqual({});
   });
 
   it("in the UI's events pane, one column per row", () => {

@@ -7,6 +7,8 @@ import { TDX_SUCCESS, isOk } from "./status.js";
 
 export interface SeamResult {
   status: bigint;
+  /** The status came from fault injection (`--inject`), not from the leaf: events say so. */
+  injected?: boolean;
   /** RCX on S-EPT errors: the architectural entry where the operation stopped. */
   entry?: bigint;
   /** RDX on S-EPT errors: level (bits 2:0) and state (bits 15:8). */
@@ -86,7 +88,7 @@ export function check(cond: boolean, status: bigint, operand = 0n): void {
 export function injectedResult(faults: readonly InjectedFault[], name: string, n: number): SeamResult | null {
   let r: SeamResult | null = null;
   for (const f of faults) {
-    if (f.call === name && n >= f.nth && n < f.nth + f.times) r = { status: f.status };
+    if (f.call === name && n >= f.nth && n < f.nth + f.times) r = { status: f.status, injected: true };
   }
   return r;
 }

@@ -31,9 +31,9 @@ export const ACCESS_FAULT_PRESENT = 3;
 export interface BackendStats {
   /** Architectural calls by their architectural names (SEAMCALL/TDCALL leaves, RMPUPDATE, ...). */
   calls: Record<string, number>;
-  /** Calls that returned BUSY (TDX_OPERAND_BUSY and the like). */
+  /** Calls that returned BUSY (TDX_OPERAND_BUSY and the like): contention, retried. */
   busy: number;
-  /** Failed calls by error name. */
+  /** Calls that failed otherwise, by error name (a busy call is not an error). */
   errors: Record<string, number>;
 }
 

@@ -29,7 +29,9 @@ export type TdpEvent = EventStamp & (
       slot: number; pfn: number; level: number; gfn: number; mirror: boolean }
   | { type: "root"; step: number; vm: number; action: "alloc" | "invalidate" | "free"; root: number; level: number; mirror: boolean }
   | { type: "hook"; step: number; vm: number; hook: string; gfn: number; level: number; result: number }
-  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string; tone?: EventTone }
+  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string; tone?: EventTone;
+      /** The status came from fault injection, not from the call. */
+      injected?: boolean }
   | { type: "flush"; step: number; vm: number; reason: string; gfn: number; level: number }
   | { type: "fault"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean;
       result: FaultResult; level: number }
