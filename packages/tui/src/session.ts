@@ -214,6 +214,29 @@ export class Session {
   }
 
   /**
+   * Back to the state after step `n` (a scheduler step: the header's count): the run is built
+   * again and its first `n` choices are made again. The scheduler is deterministic (round-robin,
+   * a seeded PRNG, or a replay), so the same choices come out and the state is the one that was
+   * there, as rr and gdb's reverse execution give it. The walk stays where it is.
+   */
+  goToStep(n: number): void {
+    const target = Math.max(0, Math.min(n, this.sched.choices.length));
+    const walk = this.walkGpa;
+    const follow = this.followFaults;
+    this.running = false;
+    this.restart();
+    this.followFaults = false;
+    while (this.sched.choices.length < target && this.step()) { /* replay */ }
+    this.followFaults = follow;
+    this.walkGpa = walk;
+  }
+
+  /** One step back (`p`): `goToStep` of the step before this one. */
+  stepBack(): void {
+    this.goToStep(this.sched.choices.length - 1);
+  }
+
+  /**
    * Steps until the run ends: at a violation (a replayed schedule from `explore` ends on the
    * step that failed) or when every task is done; at most `limit` steps. The walk follows the
    * faults, so it ends on the GPA of the last one.

@@ -99,6 +99,26 @@ describe("stepping to the next event of a kind", () => {
   });
 });
 
+describe("stepping back", () => {
+  it("p returns to the state of the step before: the same tables, stats, tasks and events", () => {
+    for (const backend of ["tdx", "sev", "plain"]) {
+      const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), backend);
+      const seen = [];
+      for (let i = 0; i < 25 && s.step(); i++) seen.push(s.snapshot());
+      const state = (x: ReturnType<Session["snapshot"]>) => ({ choices: x.choices, step: x.step, walk: x.walk, stats: x.stats, calls: x.calls, vcpus: x.vcpus, events: x.events, map: x.map });
+      s.stepBack();
+      expect(state(s.snapshot())).toEqual(state(seen.at(-2)!));
+      expect(seen.length).toBeGreaterThan(3);
+      const k = seen.length >> 1;
+      s.goToStep(k + 1);
+      expect(state(s.snapshot())).toEqual(state(seen[k]!));
+      // And forward again from there, as before.
+      s.step();
+      expect(state(s.snapshot())).toEqual(state(seen[k + 1]!));
+    }
+  });
+});
+
 describe("terminal UI: keys", () => {
   it("s steps one atomic point: the step counter moves and the walk changes after a fault", async () => {
     const ui = app("scenarios/tdx-sequential-2m.yaml");
@@ -140,6 +160,10 @@ describe("terminal UI: keys", () => {
     expect(ui.lastFrame()).toContain("· follows faults (f)");
     await press(ui.stdin, "nn");
     expect(ui.lastFrame()).not.toMatch(/step 0 \(clock 0\)/);
+    const stepOf = () => Number(/ step (\d+) \(clock/.exec(ui.lastFrame()!)![1]);
+    const at = stepOf();
+    await press(ui.stdin, "p");
+    expect(stepOf()).toBe(at - 1);
     await press(ui.stdin, "r");
     expect(ui.lastFrame()).toMatch(/step 0 \(clock 0\) {2}paused/);
     await press(ui.stdin, "f");

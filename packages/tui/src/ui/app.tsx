@@ -17,6 +17,7 @@ export const HELP: [string, string][] = [
   ["space", "pause / run"],
   ["s", "step one atomic point"],
   ["n", "run to the next event of the chosen kind"],
+  ["p", "one step back (the run is rebuilt and replayed to the step before)"],
   ["v", "run to the violation (or the end), and stop on the step that failed"],
   ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
   ["+ / -", "faster / slower"],
@@ -103,6 +104,8 @@ export function App(props: AppProps) {
     } else if (input === "n") {
       session.running = false;
       session.stepToEvent();
+    } else if (input === "p") {
+      session.stepBack();
     } else if (input === "v") {
       session.running = false;
       session.runToEnd();
