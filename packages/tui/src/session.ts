@@ -304,7 +304,7 @@ export class Session {
 
   // ------------------------------------------------------------------ snapshots
 
-  snapshot(mapCells = 256, events = 12): Snapshot {
+  snapshot(mapCells = 256, events = 12, mapCols = 64): Snapshot {
     const { vm, tasks, clock } = this.run;
     const s = vm.mmu.stats;
     const bs = vm.backend.stats();
@@ -348,7 +348,7 @@ export class Session {
         ...(vm.backend.extraStats?.(vm) ?? []),
       ],
       calls: Object.entries(bs.calls).sort((a, b) => b[1] - a[1]),
-      map: this.gpaMap(mapCells),
+      map: this.gpaMap(mapCells, mapCols),
       runTo: this.runTo,
     };
   }
@@ -431,7 +431,7 @@ export class Session {
    * 'p' private 4K, 'P' private 2M or larger, or what the backend says of a mirrored page
    * (`mapCell`: TDX's '?' pending and 'b' blocked).
    */
-  private gpaMap(cells: number): Snapshot["map"] {
+  private gpaMap(cells: number, cols: number): Snapshot["map"] {
     const { direct, mirror } = this.roots();
     const mem = this.run.vm.config.memory;
     const cellBytes = Math.max(4096, Math.ceil(mem / cells / 4096) * 4096);
@@ -451,7 +451,7 @@ export class Session {
       }
       out += ch;
     }
-    return { cells: out, cols: Math.min(64, n), cellBytes };
+    return { cells: out, cols: Math.min(cols, n), cellBytes };
   }
 
   private leafLevel(root: Root, rawGfn: number): number {

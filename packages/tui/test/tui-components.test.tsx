@@ -230,6 +230,17 @@ describe("terminal UI: keys", () => {
     ui.unmount();
   });
 
+  it("at the minimum, 100x30, the whole view fits: no more lines than rows, every pane there (B4)", async () => {
+    for (const path of ["scenarios/tdx-race-2m-4k.yaml", "scenarios/zap-refault.yaml", "scenarios/sev-hugepages.yaml"]) {
+      const ui = render(<App scenario={loadScenario(path)} registry={builtinRegistry()} backend={path.includes("sev") ? "sev" : "tdx"} frameMs={0} columns={100} rows={30} />);
+      await press(ui.stdin, "nnv");
+      const frame = ui.lastFrame()!;
+      expect(frame.split("\n").length).toBeLessThanOrEqual(30);
+      for (const title of ["tdpemu  ", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) expect(frame).toContain(title);
+      ui.unmount();
+    }
+  });
+
   it("a terminal smaller than the layout gets a clear message", () => {
     const prev = { c: process.stdout.columns, r: process.stdout.rows };
     const scenario = parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);

@@ -63,6 +63,38 @@ describe("tdpemu in a terminal", () => {
     await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
   }, 30_000);
 
+  for (const [columns, rows] of [[100, 30], [300, 80]]) {
+    it(`at ${columns}x${rows} every pane's title is on the screen, nothing scrolled off (B4)`, async () => {
+      const session = `${SESSION}-${columns}`;
+      tmux("new-session", "-d", "-s", session, "-x", String(columns), "-y", String(rows),
+        `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+      const shot = () => tmux("capture-pane", "-t", session, "-p");
+      try {
+        const t0 = Date.now();
+        while (!shot().includes("tdx-race-2m-4k on tdx") && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
+        // Run to the end: the most the panes will hold.
+        tmux("send-keys", "-t", session, "v");
+        let screenText = "";
+        while (Date.now() - t0 < 15000) {
+          screenText = shot();
+          if (/ finished /.test(screenText)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        for (const title of ["tdpemu  tdx-race-2m-4k on tdx", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) {
+          expect({ title, on: screenText.includes(title) }).toEqual({ title, on: true });
+        }
+        expect(screenText.split("\n")[0]).toMatch(/^tdpemu {2}tdx-race-2m-4k on tdx/);
+        tmux("send-keys", "-t", session, "q");
+      } finally {
+        try {
+          tmux("kill-session", "-t", session);
+        } catch {
+          /* gone */
+        }
+      }
+    }, 30_000);
+  }
+
   it("a plugin from outside the workspace: its walk title, made with the frames the container handed it", async () => {
     const plugin = writeFlushLimitPlugin(dir, "flush-quiet", 1e9);
     tmux("kill-session", "-t", SESSION);

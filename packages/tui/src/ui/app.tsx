@@ -7,6 +7,7 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import type { BackendRegistry, Scenario } from "@tdpemu/core";
 import { EVENT_KINDS, SPEEDS, Session, compareBackends, formatCompare, type Snapshot } from "../session.js";
 import { EventsPane, GpaMapPane, StatsPane, VcpuPane, WalkPane } from "./panes.js";
+import { layoutFor, mapSize, type Layout } from "./layout.js";
 
 export const FRAME_MS = 33;
 export const MIN_COLUMNS = 100;
@@ -42,13 +43,19 @@ export interface AppProps {
   autoRun?: boolean;
   /** Frame interval; tests pass 0 to render only on input. */
   frameMs?: number;
+  /** The terminal's size, for tests (else the terminal's, followed as it changes). */
+  columns?: number;
+  rows?: number;
 }
+
+/** Events the snapshot keeps: more than any terminal shows. */
+const MAX_EVENTS = 120;
 
 export function App(props: AppProps) {
   const { exit } = useApp();
   const { stdout } = useStdout();
   const session = useMemo(() => props.session ?? new Session(props.scenario, props.registry, props.backend, { strategy: props.strategy }), []);
-  const [snap, setSnap] = useState<Snapshot>(() => session.snapshot());
+  const [snap, setSnap] = useState<Snapshot>(() => session.snapshot(256, MAX_EVENTS));
   const [view, setViewState] = useState<"main" | "help" | "compare">("main");
   // Keys act on the view the previous key made, kept in a ref the key handler sets and reads:
   // React renders, and Ink re-subscribes the handler, only after the keys already typed are
@@ -61,32 +68,45 @@ export function App(props: AppProps) {
   };
   const [compare, setCompare] = useState<string>("");
   const [focus, setFocus] = useState(0);
-  const [size, setSize] = useState({ columns: stdout?.columns ?? 120, rows: stdout?.rows ?? 40 });
+  const [size, setSizeState] = useState({ columns: props.columns ?? stdout?.columns ?? 120, rows: props.rows ?? stdout?.rows ?? 40 });
+  // The timer's snapshots are sized by the terminal as it is now, not as it was at the start.
+  const sizeRef = useRef(size);
+  const setSize = (s: { columns: number; rows: number }) => {
+    sizeRef.current = s;
+    setSizeState(s);
+  };
+  const take = () => {
+    const m = mapSize(sizeRef.current.columns, sizeRef.current.rows);
+    return session.snapshot(m.mapRows * m.mapCols, MAX_EVENTS, m.mapCols);
+  };
 
   useEffect(() => {
     session.running = props.autoRun ?? false;
-    setSnap(session.snapshot());
+    setSnap(take());
     const ms = props.frameMs ?? FRAME_MS;
     if (ms <= 0) return;
     const timer = setInterval(() => {
       if (!session.running) return;
       session.advanceFrame();
       if (session.finished) session.running = false;
-      setSnap(session.snapshot());
+      setSnap(take());
     }, ms);
     return () => clearInterval(timer);
   }, []);
 
   useEffect(() => {
-    if (!stdout) return;
-    const onResize = () => setSize({ columns: stdout.columns, rows: stdout.rows });
+    if (!stdout || props.columns !== undefined) return;
+    const onResize = () => {
+      setSize({ columns: stdout.columns, rows: stdout.rows });
+      setSnap(take());
+    };
     stdout.on("resize", onResize);
     return () => {
       stdout.off("resize", onResize);
     };
   }, [stdout]);
 
-  const refresh = () => setSnap(session.snapshot());
+  const refresh = () => setSnap(take());
 
   useInput((input, key) => {
     if (input === "q" || (key.ctrl && input === "c")) {
@@ -138,14 +158,14 @@ export function App(props: AppProps) {
     );
   }
   const header = (
-    <Text>
+    <Text wrap="truncate-end">
       <Text bold>tdpemu</Text>
       {`  ${snap.scenario} on `}
       <Text bold color="cyan">{snap.backend}</Text>
       {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
-  const status = <Text dimColor>space run/pause · s step · n next {snap.runTo} · b backend · c compare · ? help · q quit</Text>;
+  const status = <Text dimColor wrap="truncate-end">space run/pause · s step · n next {snap.runTo} · b backend · c compare · ? help · q quit</Text>;
   if (view === "help") {
     return (
       <Box flexDirection="column">
@@ -173,14 +193,22 @@ export function App(props: AppProps) {
   return (
     <Box flexDirection="column">
       {header}
-      <MainView snap={snap} focus={focus} />
+      <MainView snap={snap} focus={focus} columns={size.columns} rows={size.rows} />
       {status}
     </Box>
   );
 }
 
-/** The main view's panes for one snapshot: what one frame renders. */
-export function MainView({ snap, focus }: { snap: Snapshot; focus: number }) {
+/** The lines of the top row's tallest pane: the vCPUs (a heading and a line a task) or the walk (each root's title and rows). */
+function topLines(snap: Snapshot): number {
+  const walk = snap.walk.length === 0 ? 1 : snap.walk.reduce((n, t) => n + 1 + t.rows.length, 0);
+  return Math.max(1 + snap.vcpus.length, walk);
+}
+
+/** The main view's panes for one snapshot, sized to the terminal: what one frame renders. */
+export function MainView({ snap, focus, columns = 120, rows = 60 }: { snap: Snapshot; focus: number; columns?: number; rows?: number }) {
+  const violation = snap.violations.length > 0 ? `violations: ${snap.violations.join("; ")}` : "";
+  const layout: Layout = layoutFor(columns, rows, topLines(snap), violation === "" ? 0 : Math.ceil(violation.length / columns), snap.stats.length);
   return (
     <Box flexDirection="column">
       <Box>
@@ -188,11 +216,11 @@ export function MainView({ snap, focus }: { snap: Snapshot; focus: number }) {
         <WalkPane snap={snap} focused={PANES[focus] === "walk"} />
       </Box>
       <Box>
-        <EventsPane snap={snap} focused={PANES[focus] === "events"} />
-        <StatsPane snap={snap} focused={PANES[focus] === "stats"} />
+        <EventsPane snap={snap} focused={PANES[focus] === "events"} rows={layout.events} />
+        <StatsPane snap={snap} focused={PANES[focus] === "stats"} lines={layout.statsLines} calls={layout.calls} />
       </Box>
-      <GpaMapPane snap={snap} focused={PANES[focus] === "map"} />
-      {snap.violations.length > 0 ? <Text color="red">{`violations: ${snap.violations.join("; ")}`}</Text> : null}
+      <GpaMapPane snap={snap} focused={PANES[focus] === "map"} legend={layout.legend} />
+      {violation !== "" ? <Text color="red">{violation}</Text> : null}
     </Box>
   );
 }

@@ -6,7 +6,7 @@ import type { EventRow, Snapshot } from "../session.js";
 export function Pane(props: { title: string; focused: boolean; width?: number | string; children: React.ReactNode }) {
   return (
     <Box flexDirection="column" borderStyle="round" borderColor={props.focused ? "cyan" : "gray"} width={props.width} paddingX={1}>
-      <Text bold color={props.focused ? "cyan" : undefined}>{`${props.focused ? "▶ " : ""}${props.title}`}</Text>
+      <Text bold color={props.focused ? "cyan" : undefined} wrap="truncate-end">{`${props.focused ? "▶ " : ""}${props.title}`}</Text>
       {props.children}
     </Box>
   );
@@ -60,14 +60,15 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
 
 const TONE: Record<EventRow["tone"], string | undefined> = { error: "red", busy: "yellow", fault: "cyan", plain: undefined };
 
-export function EventsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+export function EventsPane({ snap, focused, rows }: { snap: Snapshot; focused: boolean; rows?: number }) {
+  const events = rows === undefined ? snap.events : snap.events.slice(-rows);
   // Columns as wide as what they hold: the steps shown, the task names.
-  const stepWidth = String(snap.events.at(-1)?.step ?? 0).length;
-  const taskWidth = Math.max(4, ...snap.events.map((e) => e.task.length));
+  const stepWidth = String(events.at(-1)?.step ?? 0).length;
+  const taskWidth = Math.max(4, ...events.map((e) => e.task.length));
   return (
     <Pane title="events (latest last)" focused={focused} width="67%">
-      {snap.events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
-      {snap.events.map((e, i) => (
+      {events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
+      {events.map((e, i) => (
         <Text key={i} wrap="truncate-end">
           {`${String(e.step).padStart(stepWidth)} `}
           <Text color={taskColor(e.task)}>{e.task.padEnd(taskWidth)}</Text>
@@ -78,14 +79,14 @@ export function EventsPane({ snap, focused }: { snap: Snapshot; focused: boolean
   );
 }
 
-export function StatsPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+export function StatsPane({ snap, focused, lines = snap.stats.length, calls = 6 }: { snap: Snapshot; focused: boolean; lines?: number; calls?: number }) {
   return (
     <Pane title="stats" focused={focused} width="33%">
-      {snap.stats.map(([k, v]) => (
+      {snap.stats.slice(0, lines).map(([k, v]) => (
         <Text key={k} wrap="truncate-end">{`${k.padEnd(15)} ${v}`}</Text>
       ))}
-      <Text dimColor>calls</Text>
-      {snap.calls.slice(0, 6).map(([k, n]) => (
+      {calls > 0 ? <Text dimColor>calls</Text> : null}
+      {snap.calls.slice(0, calls).map(([k, n]) => (
         <Text key={k} wrap="truncate-end">{`  ${k.padEnd(24)} ${n}`}</Text>
       ))}
     </Pane>
@@ -94,7 +95,7 @@ export function StatsPane({ snap, focused }: { snap: Snapshot; focused: boolean 
 
 const CELL_COLOR: Record<string, string> = { ".": "gray", s: "green", p: "blue", P: "magenta", "?": "yellow", b: "red" };
 
-export function GpaMapPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
+export function GpaMapPane({ snap, focused, legend = true }: { snap: Snapshot; focused: boolean; legend?: boolean }) {
   const { cells, cols, cellBytes } = snap.map;
   const rows: string[] = [];
   for (let i = 0; i < cells.length; i += cols) rows.push(cells.slice(i, i + cols));
@@ -105,7 +106,7 @@ export function GpaMapPane({ snap, focused }: { snap: Snapshot; focused: boolean
           {[...r].map((c, j) => <Text key={j} color={CELL_COLOR[c]}>{c}</Text>)}
         </Text>
       ))}
-      <Text dimColor>{Object.entries(MAP_CELL_CLASSES).map(([c, what]) => `${c} ${what}`).join("  ")}</Text>
+      {legend ? <Text dimColor wrap="truncate-end">{Object.entries(MAP_CELL_CLASSES).map(([c, what]) => `${c} ${what}`).join("  ")}</Text> : null}
     </Pane>
   );
 }
