@@ -85,10 +85,10 @@ describe("a busy SEPT.ADD or AUG: the fault unfreezes and retries", () => {
     expect(report.backendStats.busy).toBeGreaterThanOrEqual(1);
     expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(4);
     expect(calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map((c) => `${c.detail.split(" page")[0]} ${c.status}`)).toEqual([
-      "gpa 0x0 level 3 SUCCESS",
-      "gpa 0x0 level 2 OPERAND_BUSY",
-      "gpa 0x0 level 2 SUCCESS",
-      "gpa 0x0 level 1 SUCCESS",
+      "gpa 0x0 L4 [tdx 3] SUCCESS",
+      "gpa 0x0 L3 [tdx 2] OPERAND_BUSY",
+      "gpa 0x0 L3 [tdx 2] SUCCESS",
+      "gpa 0x0 L2 [tdx 1] SUCCESS",
     ]);
     expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(1);
     expect(report.stats.tablePages).toBe(3);

@@ -123,18 +123,18 @@ describe("the event text of every call", () => {
     expect(d("TDH.MNG.VPFLUSHDONE", 0)).toBe("tdr 0");
     expect(d("TDH.MNG.KEY.FREEID", 0)).toBe("tdr 0");
     expect(d("TDH.VP.ENTER", 0, 5)).toBe("tdvpr 5");
-    expect(d("TDH.MEM.SEPT.ADD", 0, 0x40000000, 2, 6)).toBe("gpa 0x40000000 level 2 page 6");
-    expect(d("TDH.MEM.PAGE.AUG", 0, 0x3000, 0, 1027)).toBe("gpa 0x3000 level 0 page 1027");
+    expect(d("TDH.MEM.SEPT.ADD", 0, 0x40000000, 2, 6)).toBe("gpa 0x40000000 L3 [tdx 2] page 6");
+    expect(d("TDH.MEM.PAGE.AUG", 0, 0x3000, 0, 1027)).toBe("gpa 0x3000 L1 [tdx 0] page 1027");
     expect(d("TDH.MEM.PAGE.ADD", 0, 0x2000, 0, 1024, 9)).toBe("gpa 0x2000 page 1024");
-    expect(d("TDH.MEM.RANGE.BLOCK", 0, 0x1000, 0)).toBe("gpa 0x1000 level 0");
-    expect(d("TDH.MEM.RANGE.UNBLOCK", 0, 0x1000, 1)).toBe("gpa 0x1000 level 1");
+    expect(d("TDH.MEM.RANGE.BLOCK", 0, 0x1000, 0)).toBe("gpa 0x1000 L1 [tdx 0]");
+    expect(d("TDH.MEM.RANGE.UNBLOCK", 0, 0x1000, 1)).toBe("gpa 0x1000 L2 [tdx 1]");
     expect(d("TDH.MEM.TRACK", 3)).toBe("tdr 3");
-    expect(d("TDH.MEM.PAGE.REMOVE", 0, 0x800000000000, 0)).toBe("gpa 0x800000000000 level 0");
-    expect(d("TDH.MEM.SEPT.REMOVE", 0, 0, 1)).toBe("gpa 0x0 level 1");
+    expect(d("TDH.MEM.PAGE.REMOVE", 0, 0x800000000000, 0)).toBe("gpa 0x800000000000 L1 [tdx 0]");
+    expect(d("TDH.MEM.SEPT.REMOVE", 0, 0, 1)).toBe("gpa 0x0 L2 [tdx 1]");
     expect(d("TDH.PHYMEM.PAGE.RECLAIM", -1, 1024)).toBe("page 1024");
     expect(d("TDH.PHYMEM.PAGE.WBINVD", 0, 1024, 1)).toBe("page 1024 hkid 1");
-    expect(d("TDG.MEM.PAGE.ACCEPT", 0, 5, 0x200000, 0)).toBe("gpa 0x200000 level 0");
-    expect(d("TDH.MEM.PAGE.AUG", 0, -4096, 0.5, 3)).toBe("gpa 0x-1000 level 0.5 page 3");
+    expect(d("TDG.MEM.PAGE.ACCEPT", 0, 5, 0x200000, 0)).toBe("gpa 0x200000 L1 [tdx 0]");
+    expect(d("TDH.MEM.PAGE.AUG", 0, -4096, 0.5, 3)).toBe("gpa 0x-1000 L1.5 [tdx 0.5] page 3");
   });
 
   it("reaches the event stream with the leaf's name and status", () => {
@@ -148,13 +148,13 @@ describe("the event text of every call", () => {
       `TDH.MR.FINALIZE tdr ${be.tdr} SUCCESS`,
       `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
       // The first ACCEPT meets no S-EPT entry: the TD exits (EPT violation), no status.
-      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 TD exit (ept-violation)",
-      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 3 page \d+ SUCCESS$/),
-      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 2 page \d+ SUCCESS$/),
-      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 level 1 page \d+ SUCCESS$/),
-      expect.stringMatching(/^TDH\.MEM\.PAGE\.AUG gpa 0x1000 level 0 page \d+ SUCCESS$/),
+      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 L1 [tdx 0] TD exit (ept-violation)",
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L4 \[tdx 3\] page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L3 \[tdx 2\] page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L2 \[tdx 1\] page \d+ SUCCESS$/),
+      expect.stringMatching(/^TDH\.MEM\.PAGE\.AUG gpa 0x1000 L1 \[tdx 0\] page \d+ SUCCESS$/),
       `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
-      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 level 0 SUCCESS",
+      "TDG.MEM.PAGE.ACCEPT gpa 0x1000 L1 [tdx 0] SUCCESS",
     ]);
   });
 });

@@ -64,7 +64,7 @@ describe("terminal UI: panes show the model", () => {
     const ui = app("scenarios/tdx-sequential-2m.yaml");
     await press(ui.stdin, "n");
     const frame = ui.lastFrame()!;
-    expect(frame).toContain("TDH.MEM.PAGE.AUG gpa 0x0 level 0 page");
+    expect(frame).toContain("TDH.MEM.PAGE.AUG gpa 0x0 L1 [tdx 0] page");
     expect(frame).toContain("SUCCESS");
     expect(frame).toMatch(/vcpu0\s+\S.*accept/);
     ui.unmount();

@@ -45,6 +45,14 @@ export const TDH_PHYMEM_CACHE_WB = leaf("TDH.PHYMEM.CACHE.WB");
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /**
+ * A SEAMCALL's level operand in the one convention the UI and the walk use, KVM's (L1 = 4K),
+ * with the TDX module's own (0 = 4K) in brackets ("L1 [tdx 0]"), as the call takes it.
+ */
+function level(tdxLevel: number): string {
+  return `L${tdxLevel + 1} [tdx ${tdxLevel}]`;
+}
+
+/**
  * The event text of one call, from its operands as the leaf's method took them: `tdr` is the TD
  * the call was made for, `a`-`d` the method's other numeric operands in order.
  */
@@ -58,15 +66,15 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_VP_FLUSH:
     case TDH_VP_ENTER: return `tdvpr ${a}`;
     case TDH_MEM_SEPT_ADD:
-    case TDH_MEM_PAGE_AUG: return `gpa ${hex(a)} level ${b} page ${c}`;
+    case TDH_MEM_PAGE_AUG: return `gpa ${hex(a)} ${level(b)} page ${c}`;
     case TDH_MEM_PAGE_ADD: return `gpa ${hex(a)} page ${c}`;
     case TDH_MEM_RANGE_BLOCK:
     case TDH_MEM_RANGE_UNBLOCK:
     case TDH_MEM_PAGE_REMOVE:
-    case TDH_MEM_SEPT_REMOVE: return `gpa ${hex(a)} level ${b}`;
+    case TDH_MEM_SEPT_REMOVE: return `gpa ${hex(a)} ${level(b)}`;
     case TDH_PHYMEM_PAGE_RECLAIM: return `page ${a}`;
     case TDH_PHYMEM_PAGE_WBINVD: return `page ${a} hkid ${b}`;
-    case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} level ${c}`;
+    case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} ${level(c)}`;
     default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK, CACHE.WB (for that TD's HKID)
   }
 }
