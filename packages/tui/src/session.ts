@@ -37,8 +37,12 @@ export interface WalkRow {
 
 export interface EventRow {
   step: number;
+  /** The scheduler step it happened in (the header's count), 0 before the first: `goToStep` goes there. */
+  at: number;
   /** The task that caused it (a vCPU, or the host). */
   task: string;
+  /** The guest physical address it is about, or -1. */
+  gpa: number;
   text: string;
   tone: "error" | "busy" | "fault" | "plain";
 }
@@ -50,6 +54,8 @@ export interface Snapshot {
   strategy: string | null;
   /** Whether the walk follows each new fault (`f`). */
   followFaults: boolean;
+  /** The task whose events alone the events pane shows, or null for all (`t`). */
+  taskFilter: string | null;
   step: number;
   choices: number;
   running: boolean;
@@ -109,6 +115,7 @@ export class Session {
   runTo: EventKind = "fault";
   walkGpa = 0;
   followFaults = true;
+  taskFilter: string | null = null;
   backendName: string;
 
   private readonly strategy: "freeze" | "atomic-then-hook";
@@ -131,6 +138,11 @@ export class Session {
   restart(): void {
     const backend = this.registry.source(this.backendName);
     const o = this.opts;
+    // The scheduler and the event list first: building the VM emits events (the VMM's calls), at step 0.
+    this.sched = o.replay !== undefined
+      ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
+      : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
+    this.ring = [];
     this.run = buildRun(this.scenario, {
       // The UI steps atomic point by atomic point; a replay keeps the interleaving its choices
       // were made with (given, or the scenario's, as `run` takes it).
@@ -138,11 +150,7 @@ export class Session {
       inject: o.inject, hostMemory: o.hostMemory,
       onEvent: (e) => this.onEvent(e),
     });
-    this.sched = o.replay !== undefined
-      ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
-      : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
     this.stepper = new TaskStepper(this.run.tasks, this.run.clock);
-    this.ring = [];
     this.trackers = this.run.tasks.map(() => ({ op: "", gpa: -1, steps: 0, retries: 0 }));
     this.violations = [];
     this.finished = false;
@@ -231,6 +239,25 @@ export class Session {
     this.walkGpa = walk;
   }
 
+  /** Only this task's events in the events pane, the next task's, ..., then all again (`t`). */
+  cycleTaskFilter(): void {
+    const names = this.run.tasks.map((t) => t.name);
+    const i = this.taskFilter === null ? -1 : names.indexOf(this.taskFilter);
+    this.taskFilter = i + 1 < names.length ? names[i + 1]! : null;
+  }
+
+  /**
+   * An event chosen in the events pane: back to the state after the step it happened in, the
+   * walk on the GPA it is about (and no longer following faults).
+   */
+  selectEvent(row: EventRow): void {
+    this.goToStep(row.at);
+    if (row.gpa >= 0) {
+      this.followFaults = false;
+      this.walkGpa = row.gpa;
+    }
+  }
+
   /** One step back (`p`): `goToStep` of the step before this one. */
   stepBack(): void {
     this.goToStep(this.sched.choices.length - 1);
@@ -293,7 +320,7 @@ export class Session {
     if (e.type === "call" && e.tone !== undefined && e.tone !== "ok") tone = e.tone === "exception" ? "fault" : e.tone;
     if (e.type === "fault") tone = e.result === "retry" ? "busy" : "fault";
     if (e.type === "hook" && e.result !== 0) tone = "busy";
-    this.ring.push({ step: e.step, task: e.task, text: describeEvent(e), tone });
+    this.ring.push({ step: e.step, at: this.sched.choices.length, task: e.task, gpa: eventGpa(e), text: describeEvent(e), tone });
     if (this.ring.length > EVENT_RING) this.ring.splice(0, this.ring.length - EVENT_RING);
   }
 
@@ -332,7 +359,8 @@ export class Session {
       vcpus,
       walkGpa: this.walkGpa,
       walk: this.walkTables(),
-      events: this.ring.slice(-events),
+      events: (this.taskFilter === null ? this.ring : this.ring.filter((r) => r.task === this.taskFilter)).slice(-events),
+      taskFilter: this.taskFilter,
       stats: [
         ["pages 4k/2m/1g", `${s.pages[1]}/${s.pages[2]}/${s.pages[3]}`],
         ["table pages", String(s.tablePages)],
@@ -484,6 +512,23 @@ export const COMPARE_COLUMNS = [
 ];
 
 /** Runs the scenario on every registered backend, or on `only` (`tdpemu compare`, and the UI's comparison view). */
+/** The GPA an event is about, or -1: a fault's or access's, a call's operand, an entry's GFN. */
+function eventGpa(e: TdpEvent): number {
+  switch (e.type) {
+    case "fault":
+    case "access": return e.gpa % 2 ** 47;
+    case "spte":
+    case "table":
+    case "hook":
+    case "attributes": return (e.gfn * 4096) % 2 ** 47;
+    case "call": {
+      const m = /gpa (0x[0-9a-f]+)/.exec(e.detail);
+      return m ? Number(m[1]) % 2 ** 47 : -1;
+    }
+    default: return -1;
+  }
+}
+
 export function compareBackends(scn: Scenario, registry: BackendRegistry, strategy?: "freeze" | "atomic-then-hook", only?: string[]): CompareRow[] {
   return (only ?? registry.list().map((b) => b.name)).map((name) => {
     const t0 = performance.now();

@@ -99,6 +99,42 @@ describe("stepping to the next event of a kind", () => {
   });
 });
 
+describe("the events pane as a timeline", () => {
+  it("t shows one task's events at a time; every row knows its step and GPA", () => {
+    const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
+    while (s.step()) { /* to the end */ }
+    const all = s.snapshot(256, 200).events;
+    // Building the TD is the host's, at step 0.
+    expect(all[0]).toMatchObject({ task: "host", at: 0 });
+    s.cycleTaskFilter();
+    expect(s.snapshot(256, 200).taskFilter).toBe("vcpu0");
+    expect(s.snapshot(256, 200).events.every((e) => e.task === "vcpu0")).toBe(true);
+    for (let i = 0; i < s.run.tasks.length; i++) s.cycleTaskFilter();
+    expect(s.snapshot(256, 200).taskFilter).toBeNull();
+    const aug = all.filter((e) => e.text.startsWith("TDH.MEM.PAGE.AUG")).at(-1)!;
+    expect(aug.gpa).toBe(0x1000);
+    s.selectEvent(aug);
+    expect(s.snapshot().choices).toBe(aug.at);
+    expect(s.walkGpa).toBe(0x1000);
+  });
+
+  it("↑ chooses an older event, enter goes to its step with the walk on its GPA", async () => {
+    const ui = app("scenarios/tdx-race-2m-4k.yaml");
+    await press(ui.stdin, "v");
+    await press(ui.stdin, "\t\t"); // focus the events pane
+    for (let i = 0; i < 3; i++) {
+      ui.stdin.write("\u001B[A");
+      await tick();
+    }
+    const chosen = /step (\d+) chosen, enter goes there/.exec(ui.lastFrame()!);
+    expect(chosen).not.toBeNull();
+    await press(ui.stdin, "\r");
+    expect(ui.lastFrame()).toMatch(new RegExp(` step ${chosen![1]} \\(clock`));
+    expect(ui.lastFrame()).not.toContain("chosen, enter goes there");
+    ui.unmount();
+  });
+});
+
 describe("stepping back", () => {
   it("p returns to the state of the step before: the same tables, stats, tasks and events", () => {
     for (const backend of ["tdx", "sev", "plain"]) {

@@ -28,6 +28,9 @@ export const HELP: [string, string][] = [
   ["b", "next backend (restart the scenario on it)"],
   ["c", "comparison: the scenario on every backend"],
   ["tab", "focus the next pane"],
+  ["↑ ↓", "in the events pane: choose an event (up is older)"],
+  ["enter", "in the events pane: go to the step of the chosen event, the walk on its GPA"],
+  ["t", "the events of one task only: each task in turn, then all"],
   ["?", "this help"],
   ["q", "quit"],
 ];
@@ -68,6 +71,15 @@ export function App(props: AppProps) {
   };
   const [compare, setCompare] = useState<string>("");
   const [focus, setFocus] = useState(0);
+  // The chosen event in the events pane, counted from the latest (null: none chosen). In a ref
+  // too, for keys typed faster than frames (see viewRef).
+  const [cursor, setCursorState] = useState<number | null>(null);
+  const cursorRef = useRef<number | null>(null);
+  const setCursor = (c: number | null) => {
+    cursorRef.current = c;
+    setCursorState(c);
+  };
+  const focusRef = useRef(0);
   const [size, setSizeState] = useState({ columns: props.columns ?? stdout?.columns ?? 120, rows: props.rows ?? stdout?.rows ?? 40 });
   // The timer's snapshots are sized by the terminal as it is now, not as it was at the start.
   const sizeRef = useRef(size);
@@ -145,7 +157,23 @@ export function App(props: AppProps) {
     else if (input === "c") {
       setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy)));
       setView("compare");
-    } else if (key.tab) setFocus((f) => (f + 1) % PANES.length);
+    } else if (key.tab) {
+      focusRef.current = (focusRef.current + 1) % PANES.length;
+      setFocus(focusRef.current);
+    } else if (PANES[focusRef.current] === "events" && (key.upArrow || key.downArrow)) {
+      const n = session.snapshot(1, MAX_EVENTS, 1).events.length;
+      const c = cursorRef.current;
+      if (key.upArrow) setCursor(Math.min(n - 1, c === null ? 0 : c + 1));
+      else setCursor(c === null || c === 0 ? null : c - 1);
+    } else if (PANES[focusRef.current] === "events" && key.return && cursorRef.current !== null) {
+      const events = session.snapshot(1, MAX_EVENTS, 1).events;
+      const row = events[events.length - 1 - cursorRef.current];
+      if (row) session.selectEvent(row);
+      setCursor(null);
+    } else if (input === "t") {
+      session.cycleTaskFilter();
+      setCursor(null);
+    }
     else if (input === "?") setView("help");
     refresh();
   });
@@ -193,7 +221,7 @@ export function App(props: AppProps) {
   return (
     <Box flexDirection="column">
       {header}
-      <MainView snap={snap} focus={focus} columns={size.columns} rows={size.rows} />
+      <MainView snap={snap} focus={focus} columns={size.columns} rows={size.rows} cursor={cursor} />
       {status}
     </Box>
   );
@@ -206,7 +234,7 @@ function topLines(snap: Snapshot): number {
 }
 
 /** The main view's panes for one snapshot, sized to the terminal: what one frame renders. */
-export function MainView({ snap, focus, columns = 120, rows = 60 }: { snap: Snapshot; focus: number; columns?: number; rows?: number }) {
+export function MainView({ snap, focus, columns = 120, rows = 60, cursor = null }: { snap: Snapshot; focus: number; columns?: number; rows?: number; cursor?: number | null }) {
   const violation = snap.violations.length > 0 ? `violations: ${snap.violations.join("; ")}` : "";
   const layout: Layout = layoutFor(columns, rows, topLines(snap), violation === "" ? 0 : Math.ceil(violation.length / columns), snap.stats.length);
   return (
@@ -216,7 +244,7 @@ export function MainView({ snap, focus, columns = 120, rows = 60 }: { snap: Snap
         <WalkPane snap={snap} focused={PANES[focus] === "walk"} />
       </Box>
       <Box>
-        <EventsPane snap={snap} focused={PANES[focus] === "events"} rows={layout.events} />
+        <EventsPane snap={snap} focused={PANES[focus] === "events"} rows={layout.events} cursor={cursor} />
         <StatsPane snap={snap} focused={PANES[focus] === "stats"} lines={layout.statsLines} calls={layout.calls} />
       </Box>
       <GpaMapPane snap={snap} focused={PANES[focus] === "map"} legend={layout.legend} />

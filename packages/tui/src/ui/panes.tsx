@@ -60,16 +60,22 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
 
 const TONE: Record<EventRow["tone"], string | undefined> = { error: "red", busy: "yellow", fault: "cyan", plain: undefined };
 
-export function EventsPane({ snap, focused, rows }: { snap: Snapshot; focused: boolean; rows?: number }) {
-  const events = rows === undefined ? snap.events : snap.events.slice(-rows);
+export function EventsPane({ snap, focused, rows, cursor = null }: { snap: Snapshot; focused: boolean; rows?: number; cursor?: number | null }) {
+  // The window ends at the latest event, or scrolls up to keep the chosen one (`cursor`, counted
+  // from the latest) in view.
+  const n = snap.events.length;
+  const shown = rows ?? n;
+  const offset = cursor === null ? 0 : Math.max(0, cursor - shown + 1);
+  const events = snap.events.slice(Math.max(0, n - shown - offset), n - offset);
+  const chosen = cursor === null ? -1 : events.length - 1 - (cursor - offset);
   // Columns as wide as what they hold: the steps shown, the task names.
   const stepWidth = String(events.at(-1)?.step ?? 0).length;
   const taskWidth = Math.max(4, ...events.map((e) => e.task.length));
   return (
-    <Pane title="events (latest last)" focused={focused} width="67%">
+    <Pane title={`events (latest last${snap.taskFilter !== null ? `; ${snap.taskFilter} only, t for more` : ""}${cursor !== null ? `; step ${events[chosen]?.at ?? "?"} chosen, enter goes there` : ""})`} focused={focused} width="67%">
       {events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
       {events.map((e, i) => (
-        <Text key={i} wrap="truncate-end">
+        <Text key={i} wrap="truncate-end" inverse={i === chosen}>
           {`${String(e.step).padStart(stepWidth)} `}
           <Text color={taskColor(e.task)}>{e.task.padEnd(taskWidth)}</Text>
           <Text color={TONE[e.tone]}>{` ${e.text}`}</Text>
