@@ -56,6 +56,8 @@ export interface Snapshot {
   followFaults: boolean;
   /** The task whose events alone the events pane shows, or null for all (`t`). */
   taskFilter: string | null;
+  /** Text the events shown contain (`/`), or "" for all. */
+  search: string;
   step: number;
   choices: number;
   running: boolean;
@@ -116,6 +118,8 @@ export class Session {
   walkGpa = 0;
   followFaults = true;
   taskFilter: string | null = null;
+  /** Only events whose text contains this (case-insensitive): a kind ("fault"), a GPA ("0x1000"), a call. */
+  search = "";
   backendName: string;
 
   private readonly strategy: "freeze" | "atomic-then-hook";
@@ -239,6 +243,14 @@ export class Session {
     this.walkGpa = walk;
   }
 
+  /** The events the events pane shows: of the chosen task, containing the search text. */
+  private filteredEvents(): EventRow[] {
+    const task = this.taskFilter;
+    const q = this.search.toLowerCase();
+    if (task === null && q === "") return this.ring;
+    return this.ring.filter((r) => (task === null || r.task === task) && (q === "" || `${r.task} ${r.text}`.toLowerCase().includes(q)));
+  }
+
   /** Only this task's events in the events pane, the next task's, ..., then all again (`t`). */
   cycleTaskFilter(): void {
     const names = this.run.tasks.map((t) => t.name);
@@ -359,8 +371,9 @@ export class Session {
       vcpus,
       walkGpa: this.walkGpa,
       walk: this.walkTables(),
-      events: (this.taskFilter === null ? this.ring : this.ring.filter((r) => r.task === this.taskFilter)).slice(-events),
+      events: this.filteredEvents().slice(-events),
       taskFilter: this.taskFilter,
+      search: this.search,
       stats: [
         ["pages 4k/2m/1g", `${s.pages[1]}/${s.pages[2]}/${s.pages[3]}`],
         ["table pages", String(s.tablePages)],

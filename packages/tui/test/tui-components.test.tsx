@@ -135,6 +135,28 @@ describe("the events pane as a timeline", () => {
   });
 });
 
+describe("searching the events", () => {
+  it("/ then text shows only the events containing it; enter keeps it, esc clears it", async () => {
+    const ui = app("scenarios/tdx-race-2m-4k.yaml");
+    await press(ui.stdin, "v/aug");
+    const frame = ui.lastFrame()!;
+    expect(frame).toContain("search the events: aug");
+    expect(frame).toContain('containing "aug"');
+    const rows = frame.split("\n").filter((l) => /^│ +\d+ (host|vcpu\d) /.test(l));
+    expect(rows.length).toBeGreaterThan(0);
+    for (const r of rows) expect(r).toMatch(/TDH\.MEM\.PAGE\.AUG/);
+    await press(ui.stdin, "\r");
+    expect(ui.lastFrame()).toContain('containing "aug"');
+    expect(ui.lastFrame()).toContain("space run/pause");
+    await press(ui.stdin, "/");
+    ui.stdin.write("\u001B");
+    await tick();
+    await tick();
+    expect(ui.lastFrame()).not.toContain("containing");
+    ui.unmount();
+  });
+});
+
 describe("stepping back", () => {
   it("p returns to the state of the step before: the same tables, stats, tasks and events", () => {
     for (const backend of ["tdx", "sev", "plain"]) {

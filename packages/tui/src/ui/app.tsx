@@ -31,6 +31,7 @@ export const HELP: [string, string][] = [
   ["↑ ↓", "in the events pane: choose an event (up is older)"],
   ["enter", "in the events pane: go to the step of the chosen event, the walk on its GPA"],
   ["t", "the events of one task only: each task in turn, then all"],
+  ["/", "show only events containing what you type (a kind, a GPA); enter keeps, esc clears"],
   ["?", "this help"],
   ["q", "quit"],
 ];
@@ -80,6 +81,13 @@ export function App(props: AppProps) {
     setCursorState(c);
   };
   const focusRef = useRef(0);
+  // While '/' is being typed: the text so far (null when not searching).
+  const searchRef = useRef<string | null>(null);
+  const [searching, setSearching] = useState<string | null>(null);
+  const setSearch = (t: string | null) => {
+    searchRef.current = t;
+    setSearching(t);
+  };
   const [size, setSizeState] = useState({ columns: props.columns ?? stdout?.columns ?? 120, rows: props.rows ?? stdout?.rows ?? 40 });
   // The timer's snapshots are sized by the terminal as it is now, not as it was at the start.
   const sizeRef = useRef(size);
@@ -123,6 +131,20 @@ export function App(props: AppProps) {
   useInput((input, key) => {
     if (input === "q" || (key.ctrl && input === "c")) {
       exit();
+      return;
+    }
+    if (searchRef.current !== null) {
+      // Typing a search: the text filters the events as it grows.
+      const t = searchRef.current;
+      if (key.escape) {
+        session.search = "";
+        setSearch(null);
+      } else if (key.return) setSearch(null);
+      else if (key.backspace || key.delete) setSearch(t.slice(0, -1));
+      else if (input.length > 0 && !key.ctrl && !key.meta) setSearch(t + input);
+      if (searchRef.current !== null) session.search = searchRef.current;
+      setCursor(null);
+      refresh();
       return;
     }
     if (viewRef.current !== "main") {
@@ -170,6 +192,9 @@ export function App(props: AppProps) {
       const row = events[events.length - 1 - cursorRef.current];
       if (row) session.selectEvent(row);
       setCursor(null);
+    } else if (input === "/") {
+      setSearch(session.search);
+      setCursor(null);
     } else if (input === "t") {
       session.cycleTaskFilter();
       setCursor(null);
@@ -193,7 +218,9 @@ export function App(props: AppProps) {
       {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
-  const status = <Text dimColor wrap="truncate-end">space run/pause · s step · n next {snap.runTo} · b backend · c compare · ? help · q quit</Text>;
+  const status = searching !== null
+    ? <Text wrap="truncate-end">{`search the events: ${searching}▏ (enter keeps it, esc clears it)`}</Text>
+    : <Text dimColor wrap="truncate-end">space run/pause · s step · p back · n next {snap.runTo} · v to the violation · / search · b backend · c compare · ? help · q quit</Text>;
   if (view === "help") {
     return (
       <Box flexDirection="column">

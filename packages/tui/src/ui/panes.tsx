@@ -72,7 +72,7 @@ export function EventsPane({ snap, focused, rows, cursor = null }: { snap: Snaps
   const stepWidth = String(events.at(-1)?.step ?? 0).length;
   const taskWidth = Math.max(4, ...events.map((e) => e.task.length));
   return (
-    <Pane title={`events (latest last${snap.taskFilter !== null ? `; ${snap.taskFilter} only, t for more` : ""}${cursor !== null ? `; step ${events[chosen]?.at ?? "?"} chosen, enter goes there` : ""})`} focused={focused} width="67%">
+    <Pane title={`events (latest last${snap.taskFilter !== null ? `; ${snap.taskFilter} only, t for more` : ""}${snap.search !== "" ? `; containing "${snap.search}"` : ""}${cursor !== null ? `; step ${events[chosen]?.at ?? "?"} chosen, enter goes there` : ""})`} focused={focused} width="67%">
       {events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
       {events.map((e, i) => (
         <Text key={i} wrap="truncate-end" inverse={i === chosen}>
