@@ -251,6 +251,10 @@ describe("terminal UI: keys", () => {
       expect(ui.lastFrame()).toContain(k);
       expect(ui.lastFrame()).toContain(d);
     }
+    // What the keys do now, in this state.
+    expect(ui.lastFrame()).toContain("(now: to the next fault event)");
+    expect(ui.lastFrame()).toContain("(now: at the start)");
+    expect(ui.lastFrame()).toContain("(now: all tasks)");
     await press(ui.stdin, "?");
     expect(ui.lastFrame()).toContain("events (latest last)");
     await press(ui.stdin, "c");

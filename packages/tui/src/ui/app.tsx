@@ -18,12 +18,12 @@ export const HELP: [string, string][] = [
   ["space", "pause / run"],
   ["s", "step one atomic point"],
   ["n", "run to the next event of the chosen kind"],
-  ["p", "one step back (the run is rebuilt and replayed to the step before)"],
+  ["p", "one step back (the run replayed to the step before)"],
   ["v", "run to the violation (or the end), and stop on the step that failed"],
   ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
   ["+ / -", "faster / slower"],
   ["[ ] { }", "walk the previous / next page, 2 MiB back / on"],
-  ["f", "walk the GPA of each new fault: on / off (the walk pane's title says which)"],
+  ["f", "the walk follows each new fault, or stays where it is"],
   ["r", "restart the scenario from the start, paused"],
   ["b", "next backend (restart the scenario on it)"],
   ["c", "comparison: the scenario on every backend"],
@@ -35,6 +35,19 @@ export const HELP: [string, string][] = [
   ["?", "this help"],
   ["q", "quit"],
 ];
+
+/** What a key does in the state shown, beside its help line (`?`). */
+export function helpNow(key: string, snap: Snapshot): string {
+  switch (key) {
+    case "space": return snap.finished ? "  (now: the run has ended; r restarts)" : `  (now: ${snap.running ? "pauses" : "runs"})`;
+    case "n": return `  (now: to the next ${snap.runTo} event)`;
+    case "f": return `  (now: ${snap.followFaults ? "on" : "off"})`;
+    case "t": return `  (now: ${snap.taskFilter ?? "all tasks"})`;
+    case "/": return snap.search === "" ? "" : `  (now: "${snap.search}")`;
+    case "p": return snap.choices === 0 ? "  (now: at the start)" : `  (now: back to step ${snap.choices - 1})`;
+    default: return "";
+  }
+}
 
 export interface AppProps {
   scenario: Scenario;
@@ -227,7 +240,7 @@ export function App(props: AppProps) {
         {header}
         <Box flexDirection="column" borderStyle="round" paddingX={1}>
           <Text bold>keys</Text>
-          {HELP.map(([k, d]) => <Text key={k}>{`${k.padEnd(10)} ${d}`}</Text>)}
+          {HELP.map(([k, d]) => <Text key={k}>{`${k.padEnd(10)} ${d}`}<Text color="cyan">{helpNow(k, snap)}</Text></Text>)}
           <Text dimColor>press ? or esc to go back</Text>
         </Box>
       </Box>
