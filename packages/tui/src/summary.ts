@@ -11,7 +11,7 @@ export function formatSummary(r: Report, extra: { seconds: number }): string {
   // A rate over a few milliseconds says nothing; show it for runs long enough to mean something.
   const rate = extra.seconds >= 0.05 ? `; ${Math.round(s.faults / extra.seconds).toLocaleString("en-US")} faults/s` : "";
   const lines = [
-    `scenario    ${r.scenario}  (backend ${r.backend}, seed ${r.seed}, ${r.steps} steps)`,
+    `scenario    ${r.scenario}  (backend ${r.backend}, seed ${r.seed}, ${r.steps} atomic points)`,
     `faults      ${s.faults}  (retries ${s.faultRetries}, spurious ${s.spuriousFaults}${rate})`,
     `pages       4k ${s.pages["4k"]}, 2m ${s.pages["2m"]}, 1g ${s.pages["1g"]}`,
     `tables      ${s.tablePages} linked table pages`,

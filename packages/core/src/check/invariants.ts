@@ -29,6 +29,7 @@ export { mirrorView } from "./mirror-view.js";
 export interface Violation {
   check: string;
   message: string;
+  /** The scheduler step after which it was found (`Clock.tick`), as explore, replay and the UI count. */
   step: number;
 }
 
@@ -91,7 +92,7 @@ class TableWalk {
     const mmu = vm.mmu;
     const pool = vm.host.pool;
     this.final = final;
-    this.step = vm.clock.step;
+    this.step = vm.clock.tick;
     this.violations = [];
     this.pages.fill(0);
     this.tables = 0;

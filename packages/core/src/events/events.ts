@@ -16,7 +16,10 @@ export type EventTone = "ok" | "busy" | "error" | "exception";
 
 export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
 
-/** What every event carries: the clock's step and the task that took it ("vcpu0", "host"). */
+/**
+ * What every event carries: the scheduler step it happened in (`Clock.tick`: 1 for the first
+ * step, 0 while the VM is built) and the task that took it ("vcpu0", "host").
+ */
 interface EventStamp {
   step: number;
   task: string;
@@ -62,7 +65,7 @@ export class EventSink {
 
   emit(e: TdpEventInput): void {
     const ev = e as TdpEvent;
-    ev.step = this.clock.step;
+    ev.step = this.clock.tick;
     ev.task = this.clock.task;
     for (const l of this.listeners) l(ev);
   }

@@ -19,7 +19,16 @@ export interface RecorderSink {
 }
 
 export class Clock {
+  /**
+   * Atomic points passed, counted the same whether the run interleaves or not (a fault's walk
+   * counts its levels either way): what the model's logic reads (RCU, `kvm->srcu`, staleness).
+   */
   step = 0;
+  /**
+   * Scheduler steps taken (`stepTask`): the one step count a user sees, the same as the
+   * explorer's and replay's "#N" and the UI's "step N". Events and violations carry it.
+   */
+  tick = 0;
   /**
    * The task taking the current step (`stepTask` sets it), so that every event says who caused
    * it; "host" before the first step (the VMM building the VM).

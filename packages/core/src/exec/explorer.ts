@@ -265,7 +265,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     if (auditor) {
       const missed = auditor.end(rec, sys.tasks[c]!.name);
       if (missed.length > 0) {
-        stepViolation = { check: "footprint-audit", message: missed.join("; "), step: sys.clock.step };
+        stepViolation = { check: "footprint-audit", message: missed.join("; "), step: sys.clock.tick };
         return -1;
       }
     }
@@ -382,7 +382,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
           return v;
         }
         const stuck = deadlock(sys.tasks, tr).message;
-        return [{ check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: sys.clock.step }];
+        return [{ check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: sys.clock.tick }];
       }
       const d = depth;
       const base = d * T;

@@ -30,6 +30,7 @@ export class ReplayDivergence extends ErrorOfKind("ReplayDivergence") {}
 export function stepTask(tasks: readonly Task[], index: number, clock: Clock): number {
   const t = tasks[index]!;
   clock.task = t.name;
+  clock.tick++;
   const r = t.op.next();
   if (r.done) {
     t.done = true;

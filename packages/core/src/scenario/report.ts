@@ -12,6 +12,7 @@ export interface Report {
   scenario: string;
   backend: string;
   seed: number;
+  /** Atomic points the run passed (`Clock.step`), the same interleaved or not; not scheduler steps. */
   steps: number;
   stats: {
     faults: number;

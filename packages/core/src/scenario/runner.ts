@@ -196,7 +196,7 @@ export class InvariantViolation extends ErrorOfKind("InvariantViolation") {
  * the emulator and propagates.
  */
 export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
-  const step = built.clock.step;
+  const step = built.clock.tick;
   if (HostMemoryExhausted.is(e)) {
     throw new RunInputError(`${scn.source}: step ${step}: ${e.message} (the host has ${built.host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
   }

@@ -228,7 +228,7 @@ export function App(props: AppProps) {
       <Text bold>tdpemu</Text>
       {`  ${snap.scenario} on `}
       <Text bold color="cyan">{snap.backend}</Text>
-      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices} (clock ${snap.step})  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
+      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
   const status = searching !== null
