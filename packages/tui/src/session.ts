@@ -232,11 +232,12 @@ export class Session {
    * there, as rr and gdb's reverse execution give it. The walk stays where it is.
    */
   goToStep(n: number): void {
-    const target = Math.max(0, Math.min(n, this.sched.choices.length));
+    const target = Math.max(0, n);
     const walk = this.walkGpa;
     const follow = this.followFaults;
     this.running = false;
-    this.restart();
+    // Forward is stepping on; back is building again and stepping to it.
+    if (target < this.sched.choices.length) this.restart();
     this.followFaults = false;
     while (this.sched.choices.length < target && this.step()) { /* replay */ }
     this.followFaults = follow;

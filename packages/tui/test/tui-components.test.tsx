@@ -157,6 +157,25 @@ describe("searching the events", () => {
   });
 });
 
+describe("going to a step", () => {
+  it("g, a number and enter go there, forward or back; esc cancels", async () => {
+    const ui = app("scenarios/tdx-race-2m-4k.yaml");
+    await press(ui.stdin, "g12");
+    expect(ui.lastFrame()).toContain("go to step: 12");
+    await press(ui.stdin, "\r");
+    expect(ui.lastFrame()).toMatch(/ step 12 {2}paused/);
+    await press(ui.stdin, "g5\r");
+    expect(ui.lastFrame()).toMatch(/ step 5 {2}paused/);
+    await press(ui.stdin, "g9");
+    ui.stdin.write("\u001B");
+    await tick();
+    await tick();
+    expect(ui.lastFrame()).toMatch(/ step 5 {2}paused/);
+    expect(ui.lastFrame()).not.toContain("go to step");
+    ui.unmount();
+  });
+});
+
 describe("stepping back", () => {
   it("p returns to the state of the step before: the same tables, stats, tasks and events", () => {
     for (const backend of ["tdx", "sev", "plain"]) {

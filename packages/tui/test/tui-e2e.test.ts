@@ -2,7 +2,7 @@
  * The real `tdpemu` binary in a real terminal (tmux): keys in, screen out. Needs tmux (.ci/run
  * installs it when the machine lacks it).
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -61,6 +61,37 @@ describe("tdpemu in a terminal", () => {
 
     tmux("send-keys", "-t", SESSION, "q");
     await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
+  }, 30_000);
+
+  it("opens the schedule explore wrote and v stops on the failing TDH.MEM.PAGE.AUG, with its vCPU", async () => {
+    const sched = join(dir, "2m4k.json");
+    // Exit 1: it found the race.
+    expect(spawnSync(process.execPath, [CLI, "explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", sched]).status).toBe(1);
+    const session = `${SESSION}-sched`;
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", `env CI=0 node ${CLI} tui ${sched} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+    const shot = () => tmux("capture-pane", "-t", session, "-p");
+    try {
+      const t0 = Date.now();
+      while (!shot().includes("tdx-race-2m-4k on tdx") && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
+      expect(shot()).toContain("strategy atomic-then-hook");
+      tmux("send-keys", "-t", session, "v");
+      let s = "";
+      while (Date.now() - t0 < 15000) {
+        s = shot();
+        if (s.includes("violations:")) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(s).toMatch(/violations: \[kvm-bug\] .*TDH\.MEM\.PAGE\.AUG failed/);
+      // The failing call's row names the vCPU that issued it.
+      expect(s).toMatch(/vcpu\d +TDH\.MEM\.PAGE\.AUG gpa 0x1000 L1 \[tdx 0\].*EPT_WALK_FAILED/);
+      expect(s).toContain("walk of GPA 0x1000");
+    } finally {
+      try {
+        tmux("kill-session", "-t", session);
+      } catch {
+        /* gone */
+      }
+    }
   }, 30_000);
 
   for (const [columns, rows] of [[100, 30], [300, 80]]) {

@@ -31,6 +31,7 @@ export const HELP: [string, string][] = [
   ["↑ ↓", "in the events pane: choose an event (up is older)"],
   ["enter", "in the events pane: go to the step of the chosen event, the walk on its GPA"],
   ["t", "the events of one task only: each task in turn, then all"],
+  ["g", "go to a step: type its number, then enter (back or forward)"],
   ["/", "show only events containing what you type (a kind, a GPA); enter keeps, esc clears"],
   ["?", "this help"],
   ["q", "quit"],
@@ -94,8 +95,9 @@ export function App(props: AppProps) {
     setCursorState(c);
   };
   const focusRef = useRef(0);
-  // While '/' is being typed: the text so far (null when not searching).
+  // While '/' or 'g' is being typed: the text so far (null when not typing).
   const searchRef = useRef<string | null>(null);
+  const gotoRef = useRef(false);
   const [searching, setSearching] = useState<string | null>(null);
   const setSearch = (t: string | null) => {
     searchRef.current = t;
@@ -144,6 +146,19 @@ export function App(props: AppProps) {
   useInput((input, key) => {
     if (input === "q" || (key.ctrl && input === "c")) {
       exit();
+      return;
+    }
+    if (searchRef.current !== null && gotoRef.current) {
+      // Typing a step number: enter goes there.
+      const t = searchRef.current;
+      if (key.escape) setSearch(null);
+      else if (key.return) {
+        if (t !== "") session.goToStep(Number(t));
+        setSearch(null);
+      } else if (key.backspace || key.delete) setSearch(t.slice(0, -1));
+      else if (/^[0-9]$/.test(input) && t.length < 9) setSearch(t + input);
+      if (searchRef.current === null) gotoRef.current = false;
+      refresh();
       return;
     }
     if (searchRef.current !== null) {
@@ -205,6 +220,9 @@ export function App(props: AppProps) {
       const row = events[events.length - 1 - cursorRef.current];
       if (row) session.selectEvent(row);
       setCursor(null);
+    } else if (input === "g") {
+      gotoRef.current = true;
+      setSearch("");
     } else if (input === "/") {
       setSearch(session.search);
       setCursor(null);
@@ -231,7 +249,9 @@ export function App(props: AppProps) {
       {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
-  const status = searching !== null
+  const status = searching !== null && gotoRef.current
+    ? <Text wrap="truncate-end">{`go to step: ${searching}▏ (enter goes, esc cancels)`}</Text>
+    : searching !== null
     ? <Text wrap="truncate-end">{`search the events: ${searching}▏ (enter keeps it, esc clears it)`}</Text>
     : <Text dimColor wrap="truncate-end">space run/pause · s step · p back · n next {snap.runTo} · v to the violation · / search · b backend · c compare · ? help · q quit</Text>;
   if (view === "help") {
