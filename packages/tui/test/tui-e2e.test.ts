@@ -63,6 +63,38 @@ describe("tdpemu in a terminal", () => {
     await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
   }, 30_000);
 
+  it("n with the run-to kind 'call' stops at each SEAMCALL, not at the end (B1)", async () => {
+    const session = `${SESSION}-b1`;
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused; sleep 30`);
+    const shot = () => tmux("capture-pane", "-t", session, "-p");
+    const until = async (pred: (s: string) => boolean) => {
+      const t0 = Date.now();
+      while (!pred(shot()) && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
+      return shot();
+    };
+    try {
+      await until((s) => s.includes("tdx-race-2m-4k on tdx"));
+      tmux("send-keys", "-t", session, "k");
+      await until((s) => s.includes("run-to spte"));
+      tmux("send-keys", "-t", session, "k");
+      await until((s) => s.includes("run-to call"));
+      let step = 0;
+      for (let i = 1; i <= 3; i++) {
+        tmux("send-keys", "-t", session, "n");
+        const s = await until((x) => Number(/ step (\d+) /.exec(x)?.[1] ?? 0) > step);
+        const now = Number(/ step (\d+) /.exec(s)![1]);
+        expect({ n: i, finished: s.includes(" finished ") }).toEqual({ n: i, finished: false });
+        step = now;
+      }
+    } finally {
+      try {
+        tmux("kill-session", "-t", session);
+      } catch {
+        /* gone */
+      }
+    }
+  }, 30_000);
+
   it("opens the schedule explore wrote and v stops on the failing TDH.MEM.PAGE.AUG, with its vCPU", async () => {
     const sched = join(dir, "2m4k.json");
     // Exit 1: it found the race.
