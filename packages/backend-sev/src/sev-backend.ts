@@ -375,6 +375,9 @@ export class SevBackend implements Backend {
     return vcpu < 0 ? this.lastNpfCode.length - 1 : vcpu;
   }
 
+  /** The call being counted got its status from an injected fault (for its event). */
+  private injectedNow = false;
+
   /**
    * Counts a call of RMP_CALLS[call]; the status an injected fault gives it (the first that
    * matches), or null. With a fault injected, which call is the nth depends on the order of the
@@ -384,7 +387,12 @@ export class SevBackend implements Backend {
     const n = ++this.callCount[call]!;
     if (this.injected.length === 0) return null;
     this.vm.clock.touch(resourceId(this.space, call));
-    for (const f of this.injected) if (f.call === RMP_CALLS[call] && n >= f.nth && n < f.nth + f.times) return f.status;
+    for (const f of this.injected) {
+      if (f.call === RMP_CALLS[call] && n >= f.nth && n < f.nth + f.times) {
+        this.injectedNow = true;
+        return f.status;
+      }
+    }
     return null;
   }
 
@@ -397,6 +405,7 @@ export class SevBackend implements Backend {
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (status !== RMP_SUCCESS) this.countFailure(RMP_CALLS[call]!, status);
     if (this.vm?.events.on) this.emitCall(RMP_CALLS[call]!, status, pfn, gfn, level);
+    this.injectedNow = false;
   }
 
   private countFailure(name: string, status: number): void {
@@ -415,7 +424,7 @@ export class SevBackend implements Backend {
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
     if (name === "RMPUPDATE" && gfn < 0) parts.push("to the hypervisor");
     if (level > 0) parts.push(level === 2 ? "2M" : "4K");
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: RMP_STATUS.name(status), tone });
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: RMP_STATUS.name(status), tone, ...(this.injectedNow ? { injected: true } : {}) });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {

@@ -58,6 +58,15 @@ describe("events carry their task", () => {
     const report = JSON.parse(io.outText()) as { backendStats: { busy: number; errors: Record<string, number> } };
     expect(report.backendStats.busy).toBe(1);
     expect(report.backendStats.errors).toEqual({});
+    // SEV's injected RMP statuses too: the busy RMPUPDATE is marked, its retry is not.
+    const sevTrace = join(dir, "sev-inj.jsonl");
+    const sevIo = captureIo();
+    expect(await main(["run", "scenarios/sev-hugepages.yaml", "--inject", "RMPUPDATE:1:FAIL_INUSE", "--trace", sevTrace, "--json"], sevIo)).toBe(0);
+    const updates = readFileSync(sevTrace, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { name?: string; status?: string; injected?: boolean })
+      .filter((e) => e.name === "RMPUPDATE");
+    expect(updates.slice(0, 2).map((e) => [e.status, e.injected === true])).toEqual([["FAIL_INUSE", true], ["SUCCESS", false]]);
+    const sevReport = JSON.parse(sevIo.outText()) as { backendStats: { busy: number; errors: Record<string, number> } };
+    expect(sevReport.backendStats).toMatchObject({ busy: 1, errors: {} });
   });
 
   it("in the UI's events pane, one column per row", () => {
