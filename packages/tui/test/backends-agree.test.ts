@@ -70,6 +70,8 @@ function outcomes(r: Report, excused: (op: string, field: string) => boolean): M
 /** Runs per property; `TDPEMU_DIFF_RUNS=5000 TDPEMU_DIFF_SEED=n npx vitest run backends-agree` for a longer search. */
 const RUNS = Number(process.env.TDPEMU_DIFF_RUNS ?? 120);
 const SEED = process.env.TDPEMU_DIFF_SEED === undefined ? 0 : Number(process.env.TDPEMU_DIFF_SEED);
+/** A test's time limit, grown with the runs asked for (a few ms a run, more on a loaded machine). */
+const TIMEOUT = Math.max(60_000, RUNS * 200);
 
 describe("backends agree on a random workload, but for the differences they are meant to have", () => {
   it("TDX and SEV-SNP, 4 KiB pages, no zap: every op's outcome, and every page but the ones populate or a conversion left mapped (D1, D3, D6)", () => {
@@ -101,7 +103,7 @@ describe("backends agree on a random workload, but for the differences they are 
       }),
       { numRuns: RUNS, seed: SEED + 1501 },
     );
-  });
+  }, TIMEOUT);
 
   it("TDX and SEV-SNP, any host op and page size: the same attributes; TDX accepts and owns no page SEV-SNP does not (D2, D4)", () => {
     fc.assert(
@@ -124,7 +126,7 @@ describe("backends agree on a random workload, but for the differences they are 
       }),
       { numRuns: RUNS, seed: SEED + 1502 },
     );
-  });
+  }, TIMEOUT);
 
   it("plain EPT runs what TDX runs but conversions to private, all of it shared, every access and accept succeeding (D5)", () => {
     fc.assert(
@@ -157,5 +159,5 @@ describe("backends agree on a random workload, but for the differences they are 
       }),
       { numRuns: RUNS, seed: SEED + 1503 },
     );
-  });
+  }, TIMEOUT);
 });
