@@ -58,6 +58,8 @@ export interface Snapshot {
   taskFilter: string | null;
   /** Text the events shown contain (`/`), or "" for all. */
   search: string;
+  /** Something refused that the user should see (`b` to a backend that refuses the run), or null. */
+  notice: string | null;
   step: number;
   choices: number;
   running: boolean;
@@ -118,6 +120,8 @@ export class Session {
   walkGpa = 0;
   followFaults = true;
   taskFilter: string | null = null;
+  /** A refusal to show the user once (a backend `b` could not switch to), or null. */
+  notice: string | null = null;
   /** Only events whose text contains this (case-insensitive): a kind ("fault"), a GPA ("0x1000"), a call. */
   search = "";
   backendName: string;
@@ -164,8 +168,18 @@ export class Session {
   /** The next backend of the registry, same scenario, from the start. */
   cycleBackend(): void {
     const names = this.registry.list().map((b) => b.name);
-    this.backendName = names[(names.indexOf(this.backendName) + 1) % names.length]!;
-    this.restart();
+    const was = this.backendName;
+    this.backendName = names[(names.indexOf(was) + 1) % names.length]!;
+    try {
+      this.restart();
+      this.notice = null;
+    } catch (e) {
+      // What the next backend refuses (a call to inject it does not know): stay where we were.
+      if (!RunInputError.is(e)) throw e;
+      this.notice = `${this.backendName}: ${e.message}`;
+      this.backendName = was;
+      this.restart();
+    }
   }
 
   get speed(): number {
@@ -191,9 +205,12 @@ export class Session {
       this.violations.push(...this.run.check(false).violations.map((v) => `[${v.check}] ${v.message}`));
       return false;
     }
-    const i = this.sched.pick(this.enabled);
-    this.trackers[i]!.steps++;
+    let i = -1;
     try {
+      // A replay whose choice cannot run here (its schedule was recorded on another backend)
+      // ends the session with the scheduler's reason, as `replay` does.
+      i = this.sched.pick(this.enabled);
+      this.trackers[i]!.steps++;
       this.stepper.step(i);
     } catch (e) {
       this.finished = true;
@@ -206,7 +223,7 @@ export class Session {
         found = [(refused as Error).message];
       }
       this.violations.push(...found);
-      const gpa = this.trackers[i]!.gpa;
+      const gpa = i >= 0 ? this.trackers[i]!.gpa : -1;
       if (gpa >= 0) this.walkGpa = gpa % 2 ** 47;
       return false;
     }
@@ -375,6 +392,7 @@ export class Session {
       events: this.filteredEvents().slice(-events),
       taskFilter: this.taskFilter,
       search: this.search,
+      notice: this.notice,
       stats: [
         ["pages 4k/2m/1g", `${s.pages[1]}/${s.pages[2]}/${s.pages[3]}`],
         ["table pages", String(s.tablePages)],
@@ -521,7 +539,7 @@ export interface CompareRow {
 }
 
 export const COMPARE_COLUMNS = [
-  "steps", "faults", "retries", "spurious", "pages 4k/2m/1g", "table pages", "TLB flushes", "zapped", "leaked",
+  "atomic points", "faults", "retries", "spurious", "pages 4k/2m/1g", "table pages", "TLB flushes", "zapped", "leaked",
   "backend calls", "busy", "errors", "violations", "ms",
 ];
 
@@ -552,7 +570,7 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, strate
       const r = runScenario(scn, { backend: registry.source(name), mmu: strategy ? { strategy } : undefined }).report;
       const s = r.stats;
       values = {
-        steps: String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
+        "atomic points": String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
         "pages 4k/2m/1g": `${s.pages["4k"]}/${s.pages["2m"]}/${s.pages["1g"]}`, "table pages": String(s.tablePages),
         "TLB flushes": String(s.tlbFlushes), "vCPU flushes": String(s.vcpuTlbFlushes), zapped: String(s.zappedLeaves), leaked: String(s.leakedPages),
         "backend calls": String(Object.values(r.backendStats.calls).reduce((a, b) => a + b, 0)),

@@ -33,6 +33,18 @@ describe("events carry their task", () => {
     }
   });
 
+  it("replay --steps shows the VM's build under #0, the host's, before the first step", async () => {
+    const sched = join(dir, "race.json");
+    expect(await main(["run", "scenarios/tdx-race-2m-4k.yaml", "--schedule-out", sched], captureIo())).toBe(0);
+    const io = captureIo();
+    expect(await main(["replay", sched, "--steps"], io)).toBe(0);
+    const lines = io.outText().split("\n");
+    expect(lines[0]).toBe("#0 host: the VM is built");
+    const first = lines.findIndex((l) => l.startsWith("#1 "));
+    expect(lines.slice(1, first).some((l) => l.includes("TDH.MNG.CREATE"))).toBe(true);
+    expect(lines.slice(first).some((l) => l.startsWith("    ") && l.includes("TDH.MNG.CREATE"))).toBe(false);
+  });
+
   it("SEV's RMP instructions say their GPA, frame and size", async () => {
     const trace = join(dir, "sev.jsonl");
     expect(await main(["run", "scenarios/sev-hugepages.yaml", "--trace", trace], captureIo())).toBe(0);

@@ -80,6 +80,8 @@ describe("tdpemu fuzz", () => {
     expect(withoutTimes("faults      512  (retries 0, spurious 0)")).toBe(withoutTimes("faults      512  (retries 0, spurious 0; 9,868 faults/s)"));
     // compare's table is as wide as its widest cell, and the ms row's cells vary.
     expect(withoutTimes("faults   512     512\nms      9.1   102.4")).toBe(withoutTimes("faults   512    512\nms      9.1   12.4"));
+    // explore's progress lines, one every 2 s, come as often as the machine's load makes them.
+    expect(withoutTimes("explored 1,915 schedules, 697,932 steps, 954/s\nresult      no violation")).toBe(withoutTimes("result      no violation"));
     expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
   });
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFlushLimitPlugin } from "./outside-plugin.js";
+import { withoutProgress } from "./capture-io.js";
 
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-outside-"));
@@ -38,7 +39,7 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
   it("explore writes the violating schedule, and replay reproduces it", () => {
     const out = join(dir, "violation.json");
     const e = tdpemu("explore", "scenarios/race-shared-table.yaml", "--backend", plugin, "--out", out, "--strict-plugin");
-    expect(e.err).toBe("");
+    expect(withoutProgress(e.err)).toBe("");
     expect(e.code).toBe(1);
     expect(e.out).toMatch(/\[kvm-bug\]/);
     expect(existsSync(out)).toBe(true);

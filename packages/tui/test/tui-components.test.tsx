@@ -6,7 +6,7 @@ import { render } from "ink-testing-library";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, formatSpte, loadScenario, parseScenarioText } from "@tdpemu/core";
 import { builtinRegistry } from "../src/registry.js";
-import { App, HELP } from "../src/ui/app.js";
+import { App, HELP, MainView } from "../src/ui/app.js";
 import { Session } from "../src/session.js";
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
@@ -122,16 +122,47 @@ describe("the events pane as a timeline", () => {
     const ui = app("scenarios/tdx-race-2m-4k.yaml");
     await press(ui.stdin, "v");
     await press(ui.stdin, "\t\t"); // focus the events pane
-    for (let i = 0; i < 3; i++) {
+    const end = Number(/ step (\d+) /.exec(ui.lastFrame()!)![1]);
+    // Up until the chosen event is of an earlier step than the last.
+    let chosen: RegExpExecArray | null = null;
+    for (let i = 0; i < 40; i++) {
       ui.stdin.write("\u001B[A");
       await tick();
+      chosen = /step (\d+) chosen, enter goes there/.exec(ui.lastFrame()!);
+      if (chosen && Number(chosen[1]) < end) break;
     }
-    const chosen = /step (\d+) chosen, enter goes there/.exec(ui.lastFrame()!);
-    expect(chosen).not.toBeNull();
+    expect(Number(chosen![1])).toBeLessThan(end);
     await press(ui.stdin, "\r");
     expect(ui.lastFrame()).toMatch(new RegExp(` step ${chosen![1]} `));
     expect(ui.lastFrame()).not.toContain("chosen, enter goes there");
     ui.unmount();
+  });
+
+  it("↑ with no event shown chooses nothing; q typed in a search is text, not quit", async () => {
+    const ui = app("scenarios/tdx-race-2m-4k.yaml");
+    await press(ui.stdin, "v/zzzq");
+    expect(ui.lastFrame()).toContain("search the events: zzzq");
+    await press(ui.stdin, "\r\t\t");
+    ui.stdin.write("\u001B[A");
+    await tick();
+    expect(ui.lastFrame()).not.toContain("chosen");
+    ui.unmount();
+  });
+
+  it("b to a backend that refuses the run stays where it was and says why; b in a replay does not crash", async () => {
+    const registry = builtinRegistry();
+    const s = new Session(loadScenario("scenarios/tdx-sequential-2m.yaml"), registry, "tdx", { inject: [{ call: "TDH.MEM.PAGE.AUG", nth: 1, status: "OPERAND_BUSY", times: 1 }] });
+    s.cycleBackend();
+    expect(s.backendName).toBe("tdx");
+    expect(s.snapshot().notice).toMatch(/^sev: .*inject TDH\.MEM\.PAGE\.AUG: unknown SEV call/);
+    const choices: number[] = [];
+    const r = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), registry, "tdx");
+    while (r.step()) { /* to the end */ }
+    for (let i = 0; i < r.snapshot().choices; i++) choices.push(0);
+    const replayed = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), registry, "tdx", { replay: choices });
+    replayed.cycleBackend(); // sev: the choices no longer fit
+    while (replayed.step()) { /* to where the replay stops */ }
+    expect(replayed.snapshot().violations.join("\n")).toMatch(/replay: |every task finished/);
   });
 });
 
@@ -320,6 +351,18 @@ describe("terminal UI: keys", () => {
       for (const title of ["tdpemu  ", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) expect(frame).toContain(title);
       ui.unmount();
     }
+  });
+
+  it("many long violations still fit: one line each, three at most and a count", () => {
+    const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
+    while (s.step()) { /* to the end */ }
+    const snap = { ...s.snapshot(96, 120, 96), violations: Array.from({ length: 15 }, (_, i) => `[check-${i}] ${"a long message ".repeat(20)}`) };
+    const ui = render(<MainView snap={snap} focus={0} columns={100} rows={30} />);
+    const frame = ui.lastFrame()!;
+    // The header and the status line are the App's two other lines.
+    expect(frame.split("\n").length).toBeLessThanOrEqual(28);
+    expect(frame).toContain("… and 12 more");
+    ui.unmount();
   });
 
   it("a terminal smaller than the layout gets a clear message", () => {

@@ -35,9 +35,18 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   }
   const showSteps = values.flags.has("steps");
   const pending: string[] = [];
+  let built = false;
   const onEvent = (e: TdpEvent) => {
     trace?.write(e);
-    if (showSteps) pending.push(describeEvent(e));
+    if (!showSteps) return;
+    // What the host does while the VM is built (step 0) comes before the first step, under its own heading.
+    if (e.step === 0) {
+      if (!built) io.out("#0 host: the VM is built");
+      built = true;
+      io.out(`    ${describeEvent(e)}`);
+      return;
+    }
+    pending.push(describeEvent(e));
   };
   const onStep = showSteps ? (task: string, n: number) => {
     io.out(`#${n} ${task}${pending.length ? "" : ": (no table change)"}`);

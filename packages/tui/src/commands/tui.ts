@@ -36,6 +36,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   let session: Session;
   let backend: string;
   let scn: Scenario;
+  let strategy: "freeze" | "atomic-then-hook" | undefined;
   if (path !== undefined && isScheduleFile(path)) {
     // A recorded schedule is replayed as recorded: what would change it is refused.
     for (const o of ["backend", "seed", "strategy", "inject", "host-memory", "unsafe-non-atomic-set"]) {
@@ -48,6 +49,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     scn = opened.scn;
     backend = opened.backend;
     registry.source(backend); // an unknown backend fails here, before the UI starts
+    strategy = sched.mmu.strategy;
     session = new Session(scn, registry, backend, {
       strategy: sched.mmu.strategy, unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet, replay: sched.choices,
       interleave: sched.interleave, inject: sched.inject, hostMemory: sched.hostMemory,
@@ -59,6 +61,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
       : registry.has(scn.backend) ? scn.backend : path === undefined ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, namedInScenario(scn, allowPlugins));
     registry.source(backend);
     const mmu = mmuOptions("tui", values, scn);
+    strategy = mmu.strategy;
     const replay = scenarioReplayChoices(scn);
     const opts: SessionOptions = {
       strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, inject: injectOptions("tui", values.lists.inject),
@@ -71,7 +74,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   if (!process.stdin.isTTY) {
     throw new UsageError("tui: the terminal UI needs a terminal (use tdpemu run for a headless run)");
   }
-  const app = render(createElement(App, { scenario: scn, registry, backend, session, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
+  const app = render(createElement(App, { scenario: scn, registry, backend, session, strategy, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
   await app.waitUntilExit();
   return 0;
 }

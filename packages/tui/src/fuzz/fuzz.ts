@@ -95,6 +95,8 @@ async function ask(main: FuzzOptions["main"], argv: string[]): Promise<Answer> {
  */
 export function withoutTimes(text: string): string {
   return text
+    // explore's progress lines come every 2 s: how many depends on the machine's load.
+    .replace(/^explored [\d,]+ schedules, [\d,]+ steps, [\d,]+\/s(\n|$)/gm, "")
     // A rate is shown only when the run took long enough (summary.ts), so its presence depends
     // on the machine's load as much as its value does.
     .replace(/; [\d,.]+ (faults|schedules|steps)\/s/g, "")

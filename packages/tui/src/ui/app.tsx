@@ -144,10 +144,12 @@ export function App(props: AppProps) {
   const refresh = () => setSnap(take());
 
   useInput((input, key) => {
-    if (input === "q" || (key.ctrl && input === "c")) {
+    if (key.ctrl && input === "c") {
       exit();
       return;
     }
+    // A notice is shown until the next key.
+    session.notice = null;
     if (searchRef.current !== null && gotoRef.current) {
       // Typing a step number: enter goes there.
       const t = searchRef.current;
@@ -173,6 +175,11 @@ export function App(props: AppProps) {
       if (searchRef.current !== null) session.search = searchRef.current;
       setCursor(null);
       refresh();
+      return;
+    }
+    // q quits, except while a search or a step number is typed (above: it is text there).
+    if (input === "q") {
+      exit();
       return;
     }
     if (viewRef.current !== "main") {
@@ -213,7 +220,8 @@ export function App(props: AppProps) {
     } else if (PANES[focusRef.current] === "events" && (key.upArrow || key.downArrow)) {
       const n = session.snapshot(1, MAX_EVENTS, 1).events.length;
       const c = cursorRef.current;
-      if (key.upArrow) setCursor(Math.min(n - 1, c === null ? 0 : c + 1));
+      if (n === 0) setCursor(null);
+      else if (key.upArrow) setCursor(Math.min(n - 1, c === null ? 0 : c + 1));
       else setCursor(c === null || c === 0 ? null : c - 1);
     } else if (PANES[focusRef.current] === "events" && key.return && cursorRef.current !== null) {
       const events = session.snapshot(1, MAX_EVENTS, 1).events;
@@ -249,7 +257,9 @@ export function App(props: AppProps) {
       {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
-  const status = searching !== null && gotoRef.current
+  const status = snap.notice !== null
+    ? <Text color="yellow" wrap="truncate-end">{snap.notice}</Text>
+    : searching !== null && gotoRef.current
     ? <Text wrap="truncate-end">{`go to step: ${searching}▏ (enter goes, esc cancels)`}</Text>
     : searching !== null
     ? <Text wrap="truncate-end">{`search the events: ${searching}▏ (enter keeps it, esc clears it)`}</Text>
@@ -295,8 +305,11 @@ function topLines(snap: Snapshot): number {
 
 /** The main view's panes for one snapshot, sized to the terminal: what one frame renders. */
 export function MainView({ snap, focus, columns = 120, rows = 60, cursor = null }: { snap: Snapshot; focus: number; columns?: number; rows?: number; cursor?: number | null }) {
-  const violation = snap.violations.length > 0 ? `violations: ${snap.violations.join("; ")}` : "";
-  const layout: Layout = layoutFor(columns, rows, topLines(snap), violation === "" ? 0 : Math.ceil(violation.length / columns), snap.stats.length);
+  // One line a violation, cut to the width, at most three and a count of the rest: a height known
+  // before it is drawn (wrapped text would take what the words make of it).
+  const shown = snap.violations.slice(0, 3).map((v, i) => `${i === 0 ? "violations: " : "            "}${v}`);
+  if (snap.violations.length > 3) shown.push(`            … and ${snap.violations.length - 3} more (tdpemu replay lists them all)`);
+  const layout: Layout = layoutFor(columns, rows, topLines(snap), shown.length, snap.stats.length);
   return (
     <Box flexDirection="column">
       <Box>
@@ -308,7 +321,7 @@ export function MainView({ snap, focus, columns = 120, rows = 60, cursor = null 
         <StatsPane snap={snap} focused={PANES[focus] === "stats"} lines={layout.statsLines} calls={layout.calls} />
       </Box>
       <GpaMapPane snap={snap} focused={PANES[focus] === "map"} legend={layout.legend} />
-      {violation !== "" ? <Text color="red">{violation}</Text> : null}
+      {shown.map((l, i) => <Text key={i} color="red" wrap="truncate-end">{l}</Text>)}
     </Box>
   );
 }

@@ -38,7 +38,9 @@ export function layoutFor(columns: number, rows: number, topLines: number, viola
   const pane = 3; // a border above and below, a title
   const mapHeight = map.mapRows + (map.legend ? 1 : 0) + pane;
   const middle = rows - header - status - (topLines + pane) - mapHeight - violationLines - pane;
-  const lines = Math.max(3, middle);
+  // At the minimum size the rows left are never fewer than one; a smaller terminal is refused
+  // before this (MIN_ROWS), so the view is never taller than the terminal.
+  const lines = Math.max(1, middle);
   const statsLines = Math.min(statsCount, lines);
   // The call list needs its heading line and one call at least.
   const calls = lines - statsLines >= 2 ? Math.min(12, lines - statsLines - 1) : 0;
