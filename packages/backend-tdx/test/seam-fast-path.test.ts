@@ -412,4 +412,18 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ status: TDX_SUCCESS });
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toMatchObject({ status: TDX_PAGE_ALREADY_ACCEPTED });
   });
+
+  // tdg_mem_page_accept.c, check_tdaccept_failure: a 4K ACCEPT whose walk stops at a 2M leaf.
+  it("a 4K ACCEPT under a 2M leaf: a TD exit while the leaf is PENDING, PAGE_ALREADY_ACCEPTED with level 1 once MAPPED", () => {
+    const m = runnableTd();
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    // A PENDING 2M leaf, written by hand: the model's AUG is 4K only (2M pages are issue 18's).
+    m.sept.setEntry(m.sept.get(11)!, 2 * septIndex(0x200, 1), SEPT_PENDING, 1024, 1);
+    expect(m.tdgMemPageAccept(2, 0x201000, 0)).toEqual({ exit: "ept-violation" }); // case 1.2
+    expect(m.tdgMemPageAccept(2, 0x200000, 1)).toEqual({ status: TDX_SUCCESS });
+    // Case 1.1: the operand is the level the walk reached, not RCX.
+    expect(m.tdgMemPageAccept(2, 0x201000, 0)).toEqual({ status: TDX_PAGE_ALREADY_ACCEPTED + 1n });
+    // At the level asked for, the operand is that level.
+    expect(m.tdgMemPageAccept(2, 0x200000, 1)).toEqual({ status: TDX_PAGE_ALREADY_ACCEPTED + 1n });
+  });
 });

@@ -5,7 +5,7 @@
 import { checkGpa } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, check, fail, ok } from "./seam-result.js";
-import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
+import { SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
 import { OPERAND_RCX, TDX_OPERAND_BUSY, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH } from "./status.js";
 import type { Td } from "./td.js";
 
@@ -14,9 +14,11 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   const td = m.tdOfVcpu(tdvpr);
   const gfn = checkGpa(td, gpa, level, 0, 1);
   if (!m.tryWalk(td, gfn, level)) {
-    // The walk stopped above the level: a leaf there means the page is mapped bigger.
-    const st = m.walkStopState;
-    if ((st & 0x80) === 0 && st !== SEPT_FREE) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
+    // The walk stopped above the level asked for (tdg_mem_page_accept.c, check_tdaccept_failure,
+    // case 1): a guest-accessible leaf there (MAPPED) is the page already accepted, at a bigger
+    // size, and the status carries the level the walk reached; anything else (a PENDING or
+    // BLOCKED leaf, a missing or blocked table: cases 1.2 and 2) is an EPT violation TD exit.
+    if (m.walkStopState === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED, BigInt(m.walkStopLevel));
     return ACCEPT_EXITED;
   }
   const table = m.walkTable;
@@ -25,8 +27,10 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st = septState(lo, hi, level);
-  if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED);
-  if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) return fail(TDX_PAGE_SIZE_MISMATCH, OPERAND_RCX);
+  // At the level asked for, the module's operand is that level (`api_error_with_operand_id(...,
+  // ept_level)`): 0 for 4K, 1 for 2M, where a 2M ACCEPT finds a table (case 3).
+  if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED, BigInt(level));
+  if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) return fail(TDX_PAGE_SIZE_MISMATCH, BigInt(level));
   if (st !== SEPT_PENDING) return ACCEPT_EXITED;
   const pfn = septPfn(lo, hi);
   m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
