@@ -113,10 +113,12 @@ describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
     expect(septAt(f, UNTOUCHED, 0).state).toBe(SEPT_FREE);
   });
 
-  it("the TD's own TDR, or one of its S-EPT pages: PAGE_METADATA_INCORRECT|R8", () => {
+  it("the TD's own TDR: OPERAND_BUSY|R8 (its lock is the call's own); one of its S-EPT pages: PAGE_METADATA_INCORRECT|R8", () => {
     const f = makeTd();
     const before = snapshot(f);
-    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, f.tdr).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    // helpers.c, non_shared_hpa_metadata_check_and_lock: the PAMT entry is locked before its
+    // type is read, and the TDR's is held (shared) by the AUG's own prologue.
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, f.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
     expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, leafTableOf(f)).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
     expect(snapshot(f)).toBe(before);
     expect(f.m.pamt.type(f.tdr)).toBe(PT_TDR);

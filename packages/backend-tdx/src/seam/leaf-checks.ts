@@ -106,12 +106,17 @@ export function entryState(m: SeamCore, table: Uint32Array, off: number, level: 
   return st;
 }
 
-/** Check 11: a page the host hands over must be convertible memory, free (NDA) and unlocked. */
+/**
+ * Check 11: a page the host hands over must be convertible memory, unlocked and free (NDA), in
+ * that order: `non_shared_hpa_metadata_check_and_lock` (helpers.c) walks the PAMT taking the
+ * entry's lock before it reads the page type, so a locked page is OPERAND_BUSY whatever its
+ * type (the TD's own TDR, locked by the call's prologue, among them).
+ */
 export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
   check(Number.isInteger(pfn) && pfn >= 0, TDX_OPERAND_INVALID, operand);
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
-  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
   lockPage(m, pfn, true, operand);
+  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
 }
 
 /** "Tracked": blocked in an epoch no vCPU can still be running with (docs/tdx-module.md §3). */
