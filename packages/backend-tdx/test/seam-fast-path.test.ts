@@ -9,7 +9,7 @@ import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type Tdp
 import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_EPT_WALK_FAILED, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
+  TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
   septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
@@ -404,6 +404,17 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
     // Leaves that go on from the walk still fail with the entry and level where it stopped.
     expect(m.memPageAug(0x2000, 0, 0, 101)).toMatchObject({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, levelState: 1n | (BigInt(SEPT_NL_BLOCKED) << 8n) });
+  });
+
+  // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
+  it("VPFLUSHDONE twice: the second finds the TD BLOCKED, LIFECYCLE_STATE_INCORRECT", () => {
+    const m = runnableTd();
+    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.mngVpflushdone(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // the vCPU in guest holds the TDR
+    m.tdExit(2);
+    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    expect(m.mngVpflushdone(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   });
 
   it("accepts a PENDING page once the walk reaches it, and only once", () => {

@@ -4,7 +4,7 @@
  * runs with the TD's TDR and the call's numeric operands.
  */
 import { PT_TDCX, PT_TDR } from "./pamt.js";
-import { OPS_ANY, OPS_UNINITIALIZED, checkNewPage, tdPrologue } from "./leaf-checks.js";
+import { OPS_UNINITIALIZED, checkNewPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
@@ -53,11 +53,19 @@ export function mngInitLeaf(m: SeamCore, tdr: number, gpaw: number, septVeDisabl
 
 /** TDH.MNG.VPFLUSHDONE: the body of `SeamModule.mngVpflushdone`. */
 export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
-  const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_ANY, true);
-  for (const v of td.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
-  td.lifecycle = LC_BLOCKED;
+  // tdh_mng_vpflushdone.c takes no TD prologue: the TDR, locked exclusively (a vCPU in guest
+  // mode holds it shared: busy), then the lifecycle, KEYS_CONFIGURED or still HKID_ASSIGNED;
+  // neither a fatal TD nor its op state matters. A second VPFLUSHDONE finds it BLOCKED.
+  const td = m.tdOfTdr(tdr);
+  check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  lockPage(m, tdr, true, OPERAND_RCX);
+  m.lockedTdr = tdr;
+  for (const v of td!.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
+  const lc = td!.lifecycle;
+  check(lc === LC_KEYS_CONFIGURED || lc === LC_HKID_ASSIGNED, TDX_LIFECYCLE_STATE_INCORRECT);
+  td!.lifecycle = LC_BLOCKED;
   // KOT_STATE_HKID_FLUSHED: every package must write back its caches for the HKID first.
-  td.wbcachePending = true;
+  td!.wbcachePending = true;
   return ok();
 }
 
