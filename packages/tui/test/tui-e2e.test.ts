@@ -26,6 +26,33 @@ async function waitFor(pred: (s: string) => boolean, what: string, ms = 8000): P
   throw new Error(`timed out waiting for ${what}; the screen was:\n${last}`);
 }
 
+/**
+ * `tdpemu <args>` in a tmux session of its own, `columns` x `rows`: `keys` types, `until` waits
+ * (8 s at most) for the screen to satisfy `pred` and returns it. The session goes at the end.
+ */
+async function inTerminal(
+  name: string, columns: number, rows: number, args: string,
+  body: (t: { keys: (k: string) => void; until: (pred: (s: string) => boolean) => Promise<string> }) => Promise<void>,
+): Promise<void> {
+  const session = `${SESSION}-${name}`;
+  tmux("new-session", "-d", "-s", session, "-x", String(columns), "-y", String(rows), `env CI=0 node ${CLI} ${args}; sleep 30`);
+  const shot = () => tmux("capture-pane", "-t", session, "-p");
+  const until = async (pred: (s: string) => boolean) => {
+    const t0 = Date.now();
+    while (!pred(shot()) && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
+    return shot();
+  };
+  try {
+    await body({ keys: (k) => tmux("send-keys", "-t", session, k), until });
+  } finally {
+    try {
+      tmux("kill-session", "-t", session);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
   try {
@@ -64,97 +91,49 @@ describe("tdpemu in a terminal", () => {
   }, 30_000);
 
   it("n with the run-to kind 'call' stops at each SEAMCALL, not at the end (B1)", async () => {
-    const session = `${SESSION}-b1`;
-    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused; sleep 30`);
-    const shot = () => tmux("capture-pane", "-t", session, "-p");
-    const until = async (pred: (s: string) => boolean) => {
-      const t0 = Date.now();
-      while (!pred(shot()) && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
-      return shot();
-    };
-    try {
+    await inTerminal("b1", 160, 48, `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`, async ({ keys, until }) => {
       await until((s) => s.includes("tdx-race-2m-4k on tdx"));
-      tmux("send-keys", "-t", session, "k");
+      keys("k");
       await until((s) => s.includes("run-to spte"));
-      tmux("send-keys", "-t", session, "k");
+      keys("k");
       await until((s) => s.includes("run-to call"));
       let step = 0;
       for (let i = 1; i <= 3; i++) {
-        tmux("send-keys", "-t", session, "n");
+        keys("n");
         const s = await until((x) => Number(/ step (\d+) /.exec(x)?.[1] ?? 0) > step);
-        const now = Number(/ step (\d+) /.exec(s)![1]);
         expect({ n: i, finished: s.includes(" finished ") }).toEqual({ n: i, finished: false });
-        step = now;
+        step = Number(/ step (\d+) /.exec(s)![1]);
       }
-    } finally {
-      try {
-        tmux("kill-session", "-t", session);
-      } catch {
-        /* gone */
-      }
-    }
+    });
   }, 30_000);
 
   it("opens the schedule explore wrote and v stops on the failing TDH.MEM.PAGE.AUG, with its vCPU", async () => {
     const sched = join(dir, "2m4k.json");
     // Exit 1: it found the race.
     expect(spawnSync(process.execPath, [CLI, "explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", sched]).status).toBe(1);
-    const session = `${SESSION}-sched`;
-    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", `env CI=0 node ${CLI} tui ${sched} --paused; echo TDPEMU-EXITED $?; sleep 30`);
-    const shot = () => tmux("capture-pane", "-t", session, "-p");
-    try {
-      const t0 = Date.now();
-      while (!shot().includes("tdx-race-2m-4k on tdx") && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
-      expect(shot()).toContain("strategy atomic-then-hook");
-      tmux("send-keys", "-t", session, "v");
-      let s = "";
-      while (Date.now() - t0 < 15000) {
-        s = shot();
-        if (s.includes("violations:")) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+    await inTerminal("sched", 160, 48, `tui ${sched} --paused`, async ({ keys, until }) => {
+      expect(await until((s) => s.includes("tdx-race-2m-4k on tdx"))).toContain("strategy atomic-then-hook");
+      keys("v");
+      const s = await until((x) => x.includes("violations:"));
       expect(s).toMatch(/violations: \[kvm-bug\] .*TDH\.MEM\.PAGE\.AUG failed/);
       // The failing call's row names the vCPU that issued it.
       expect(s).toMatch(/vcpu\d +TDH\.MEM\.PAGE\.AUG gpa 0x1000 L1 \[tdx 0\].*EPT_WALK_FAILED/);
       expect(s).toContain("walk of GPA 0x1000");
-    } finally {
-      try {
-        tmux("kill-session", "-t", session);
-      } catch {
-        /* gone */
-      }
-    }
+    });
   }, 30_000);
 
   for (const [columns, rows] of [[100, 30], [300, 80]]) {
     it(`at ${columns}x${rows} every pane's title is on the screen, nothing scrolled off (B4)`, async () => {
-      const session = `${SESSION}-${columns}`;
-      tmux("new-session", "-d", "-s", session, "-x", String(columns), "-y", String(rows),
-        `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
-      const shot = () => tmux("capture-pane", "-t", session, "-p");
-      try {
-        const t0 = Date.now();
-        while (!shot().includes("tdx-race-2m-4k on tdx") && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 100));
+      await inTerminal(String(columns), columns!, rows!, `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`, async ({ keys, until }) => {
+        await until((s) => s.includes("tdx-race-2m-4k on tdx"));
         // Run to the end: the most the panes will hold.
-        tmux("send-keys", "-t", session, "v");
-        let screenText = "";
-        while (Date.now() - t0 < 15000) {
-          screenText = shot();
-          if (/ finished /.test(screenText)) break;
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        keys("v");
+        const screenText = await until((s) => / finished /.test(s));
         for (const title of ["tdpemu  tdx-race-2m-4k on tdx", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) {
           expect({ title, on: screenText.includes(title) }).toEqual({ title, on: true });
         }
         expect(screenText.split("\n")[0]).toMatch(/^tdpemu {2}tdx-race-2m-4k on tdx/);
-        tmux("send-keys", "-t", session, "q");
-      } finally {
-        try {
-          tmux("kill-session", "-t", session);
-        } catch {
-          /* gone */
-        }
-      }
+      });
     }, 30_000);
   }
 
