@@ -22,10 +22,10 @@ import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import { PT_NDA } from "./seam/pamt.js";
 import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_STATE_NAMES } from "./seam/sept.js";
 import {
-  TDX_STATUS, formatStatus, isBusy, isOk, tdxOperandBusy,
+  TDX_FLUSHVP_NOT_DONE, TDX_STATUS, TDX_VCPU_NOT_ASSOCIATED, formatStatus, isBusy, isOk, statusClass, tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
-import { LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
+import { LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 
 const TDCS_PAGES = 4;
 /** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
@@ -61,6 +61,7 @@ export class TdxBackend implements Backend, CallListener {
    * that takes a #VE, or simply goes on to its next access, is still running.
    */
   private readonly inGuest: boolean[] = [];
+  private readonly cpus: number[] = [];
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
   private premapped = 0;
   /**
@@ -99,11 +100,14 @@ export class TdxBackend implements Backend, CallListener {
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
     for (let i = 0; i < TDCS_PAGES; i++) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
     this.must("TDH.MNG.INIT", this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }));
+    // KVM_TDX_INIT_VCPU runs with the vCPU loaded on its CPU: VP.INIT associates it there. The
+    // model runs vCPU i on logical processor i, and it never migrates.
     for (let i = 0; i < vm.config.vcpus; i++) {
       const tdvpr = this.pages.alloc();
-      this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr));
+      this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr, i));
       this.tdvprs.push(tdvpr);
       this.inGuest.push(false);
+      this.cpus.push(i);
       this.veCount.push(0);
     }
   }
@@ -123,6 +127,20 @@ export class TdxBackend implements Backend, CallListener {
   private guestMode(v: number): boolean {
     this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
     return this.inGuest[v]!;
+  }
+
+  /**
+   * `vcpu->cpu`: the CPU KVM last loaded vCPU `v` on, -1 once flushed from it. Shares the
+   * vCPU's KVM-state resource with its mode.
+   */
+  private vcpuCpu(v: number): number {
+    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+    return this.cpus[v]!;
+  }
+
+  private setVcpuCpu(v: number, cpu: number): void {
+    this.vm.clock.touch(resourceId(this.space, 2 + v));
+    this.cpus[v] = cpu;
   }
 
   private setGuestMode(v: number, on: boolean): void {
@@ -178,13 +196,34 @@ export class TdxBackend implements Backend, CallListener {
    * leaks the HKID (and with it every page still owned by the TD).
    */
   teardown(_vm: BackendVm): void {
+    if (this.td.lifecycle !== LC_HKID_ASSIGNED && this.td.lifecycle !== LC_KEYS_CONFIGURED) return; // !is_hkid_assigned
     this.kickAll();
-    for (const tdvpr of this.tdvprs) this.module.vpFlush(tdvpr);
+    // tdx_flush_vp_on_cpu: a vCPU KVM has on a CPU is flushed there, and is then on none. The
+    // module may answer VCPU_NOT_ASSOCIATED (someone flushed it already): not an error to KVM.
+    for (let v = 0; v < this.tdvprs.length; v++) {
+      if (this.vcpuCpu(v) === -1) continue;
+      const r = this.module.vpFlush(this.tdvprs[v]!, v);
+      if (!isOk(r.status) && statusClass(r.status) !== TDX_VCPU_NOT_ASSOCIATED) this.bug("TDH.VP.FLUSH", r);
+      this.setVcpuCpu(v, -1);
+    }
     const done = this.module.mngVpflushdone(this.tdr);
+    // A vCPU still associated somewhere: KVM gives up quietly, and the HKID stays assigned (so
+    // the TD's pages can never be reclaimed: they leak with it).
+    if (statusClass(done.status) === TDX_FLUSHVP_NOT_DONE) {
+      this.vm.leak(`HKID ${this.hkid} kept: ${formatStatus(done.status)}`);
+      return;
+    }
+    if (!isOk(done.status)) this.leakHkid("TDH.MNG.VPFLUSHDONE", done);
     // A failed write-back shows as KEY.FREEID's WBCACHE_NOT_COMPLETE, as the kernel expects.
-    if (isOk(done.status)) this.module.phymemCacheWb(this.tdr);
-    const freed = isOk(done.status) ? this.module.mngKeyFreeid(this.tdr) : done;
-    if (!isOk(freed.status)) this.vm.leak(`HKID ${this.hkid} leaked: ${formatStatus(freed.status)}`);
+    this.module.phymemCacheWb(this.tdr);
+    const freed = this.module.mngKeyFreeid(this.tdr);
+    if (!isOk(freed.status)) this.leakHkid("TDH.MNG.KEY.FREEID", freed);
+  }
+
+  /** `KVM_BUG_ON` after VPFLUSHDONE or KEY.FREEID failed: "HKID is leaked", with every page of the TD. */
+  private leakHkid(call: string, r: SeamResult): never {
+    this.vm.leak(`HKID ${this.hkid} leaked: ${call} ${formatStatus(r.status)}`);
+    return this.bug(call, r);
   }
 
   /**
@@ -336,7 +375,7 @@ export class TdxBackend implements Backend, CallListener {
     if (tdvpr === undefined) return false;
     if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
     if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
-    const ok = resultOk(this.module.vpEnter(tdvpr));
+    const ok = resultOk(this.module.vpEnter(tdvpr, vcpu));
     this.setGuestMode(vcpu, ok);
     return ok;
   }
@@ -438,7 +477,7 @@ export class TdxBackend implements Backend, CallListener {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
     out.set(resourceId(this.space, 1), this.premapped);
-    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), String(this.inGuest[v]));
+    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}`);
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
@@ -452,6 +491,7 @@ export class TdxBackend implements Backend, CallListener {
   rawCall(_vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string } {
     const gpa = args.gpa ?? 0;
     const level = args.level ?? 0;
+    const vcpu = args.vcpu ?? 0;
     const page = (): number => {
       if (args.page === undefined || args.page === "fresh") return this.pages.alloc();
       if (args.page === "mapped") return this.module.mappedPfn(this.td, gpa);
@@ -469,8 +509,13 @@ export class TdxBackend implements Backend, CallListener {
       case "TDH.PHYMEM.PAGE.RECLAIM": r = this.module.phymemPageReclaim(page()); break;
       case "TDH.PHYMEM.PAGE.WBINVD": r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr); break;
       case "TDH.MR.FINALIZE": r = this.module.mrFinalize(this.tdr); break;
+      // A vCPU's call runs where KVM would run it, on the CPU the vCPU runs on (LP = its index).
+      case "TDH.VP.FLUSH": r = this.module.vpFlush(this.tdvprs[vcpu]!, vcpu); break;
+      case "TDH.MNG.VPFLUSHDONE": r = this.module.mngVpflushdone(this.tdr); break;
+      case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
+      case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, RECLAIM, WBINVD, MR.FINALIZE)`);
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, RECLAIM, WBINVD, MR.FINALIZE, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
     }
     return { status: statusName(r.status), detail: formatStatus(r.status) };
   }

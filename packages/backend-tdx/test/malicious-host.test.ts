@@ -13,7 +13,7 @@ import {
   SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_TDEL, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_PAGE_NOT_FREE,
   TDX_EPT_WALK_FAILED, TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT,
   TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS,
-  TDX_TLB_TRACKING_NOT_DONE, TdxBackend, levelState, statusClass, type SeamModule, type Td,
+  TDX_TLB_TRACKING_NOT_DONE, TdxBackend, LC_TEARDOWN, levelState, statusClass, type SeamModule, type Td,
 } from "../src/index.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
@@ -174,7 +174,7 @@ describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/t
     const pfn = privatePfn(f, 0x1000);
     // The vCPU (re-)enters before the BLOCK, in epoch e, and stays in guest mode.
     f.m.tdExit(f.tdvpr);
-    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    expect(f.m.vpEnter(f.tdvpr, 0).status).toBe(TDX_SUCCESS);
     const e = f.td.epoch;
     expect(f.td.vcpus.get(f.tdvpr)!.epoch).toBe(e);
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
@@ -197,14 +197,14 @@ describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/t
     f.m.tdExit(f.tdvpr);
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
     expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
-    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    expect(f.m.vpEnter(f.tdvpr, 0).status).toBe(TDX_SUCCESS);
     expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
   });
 
   it("a second TRACK while a vCPU of the previous epoch is still in guest: PREVIOUS_TLB_EPOCH_BUSY", () => {
     const f = makeTd();
     f.m.tdExit(f.tdvpr);
-    expect(f.m.vpEnter(f.tdvpr).status).toBe(TDX_SUCCESS);
+    expect(f.m.vpEnter(f.tdvpr, 0).status).toBe(TDX_SUCCESS);
     const e = f.td.epoch;
     expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
     const r = f.m.memTrack(f.tdr);
@@ -534,5 +534,60 @@ ${hostLines}
     ]);
     // KVM's mirror still maps the page the S-EPT now has BLOCKED: the TDX checks report it.
     expect(report.invariants.violations.map((v) => v.check)).toContain("mirror-equals-sept");
+  });
+});
+
+// tdh_vp_flush.c and tdh_mng_vpflushdone.c through a host program, and KVM's answer in
+// tdx_mmu_release_hkid: a vCPU someone else flushed (VCPU_NOT_ASSOCIATED) is no error to KVM;
+// any other VP.FLUSH failure is a KVM_BUG_ON.
+describe("vCPU association: raw VP.FLUSH and VPFLUSHDONE, and KVM's teardown after them", () => {
+  const scenario = (host: string[], inject: string[] = []) => `
+name: association
+vm: { memory: 8MiB, gpaw: 48, vcpus: 2 }
+backend: tdx
+schedule: { mode: round-robin, interleave: false }
+${inject.length > 0 ? `inject:\n${inject.map((l) => `  - ${l}`).join("\n")}` : ""}
+# Two vCPUs that never run: associated with their CPUs by VP.INIT, never in guest mode.
+vcpus: [[], []]
+host:
+${host.map((l) => `  - ${l}`).join("\n")}
+`;
+  const raws = (r: ReturnType<typeof runScenario>) => r.report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
+
+  it("VPFLUSHDONE before the vCPUs are flushed: FLUSHVP_NOT_DONE; after flushing both, SUCCESS", () => {
+    const r = runScenario(parseScenarioText(scenario([
+      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }",
+      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
+      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
+      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+    ]), "association.yaml"), { backend: tdx });
+    expect(raws(r)).toEqual([
+      "0x8000082400000000 (FLUSHVP_NOT_DONE)",
+      "0x0000000000000000 (SUCCESS)",
+      "0x8000082400000000 (FLUSHVP_NOT_DONE)",
+      "0x0000000000000000 (SUCCESS)",
+      "0x8000070200000000 (VCPU_NOT_ASSOCIATED)",
+      "0x0000000000000000 (SUCCESS)",
+    ]);
+  });
+
+  it("a vCPU flushed behind KVM's back: the teardown's VP.FLUSH gets VCPU_NOT_ASSOCIATED, and the HKID is freed", () => {
+    const r = runScenario(parseScenarioText(scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }", "{ op: teardown }"]), "association.yaml"), { backend: tdx });
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.backendStats.errors).toEqual({ VCPU_NOT_ASSOCIATED: 1 });
+    expect(r.report.backendStats.calls["TDH.MNG.KEY.FREEID"]).toBe(1);
+    expect((r.vm.backend as TdxBackend).td.lifecycle).toBe(LC_TEARDOWN);
+  });
+
+  it("a VP.FLUSH that fails otherwise in the teardown: KVM_BUG_ON", () => {
+    const r = runScenario(parseScenarioText(scenario(["{ op: teardown }"], ["{ call: TDH.VP.FLUSH, nth: 1, status: OPERAND_BUSY }"]), "association.yaml"), { backend: tdx });
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/KVM_BUG.*TDH\.VP\.FLUSH.*OPERAND_BUSY/)]);
+  });
+
+  it("a vCPU index the VM does not have is bad input at its line", () => {
+    expect(() => parseScenarioText(scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 2 }"]), "association.yaml"))
+      .toThrow(/association\.yaml:\d+: host\[0\]\.vcpu: vCPU 2 does not exist: the VM has 2 \(0 to 1\)/);
   });
 });

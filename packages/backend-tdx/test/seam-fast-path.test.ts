@@ -10,7 +10,7 @@ import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
-  septState,
+  septState, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
@@ -32,7 +32,7 @@ function finalizedTd(): SeamModule {
   m.mngKeyConfig(0);
   m.mngAddcx(0, 1);
   m.mngInit(0, { gpaw: 48, septVeDisable: false });
-  m.vpCreate(0, 2);
+  m.vpCreate(0, 2, 0);
   m.mrFinalize(0);
   return m;
 }
@@ -40,7 +40,7 @@ function finalizedTd(): SeamModule {
 /** TD 0's vCPU (TDVPR 2) leaves guest mode and the HKID is released, as `tdx_mmu_release_hkid` does. */
 function releaseHkid(m: SeamModule): void {
   m.tdExit(2);
-  expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+  expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
   expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
   expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
   expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
@@ -107,7 +107,7 @@ describe("SeptPages", () => {
 });
 
 describe("the event text of every call", () => {
-  it("is the text each leaf has always had", () => {
+  it("is the text each leaf has always had (VP leaves name their LP)", () => {
     const d = (name: string, tdr: number, ...ops: number[]) => {
       const [a = 0, b = 0, c = 0, e = 0] = ops;
       return callDetail(SEAMCALL_NAMES.indexOf(name as (typeof SEAMCALL_NAMES)[number]), tdr, a, b, c, e);
@@ -116,13 +116,13 @@ describe("the event text of every call", () => {
     expect(d("TDH.MNG.KEY.CONFIG", 7)).toBe("tdr 7");
     expect(d("TDH.MNG.ADDCX", 0, 1)).toBe("tdr 0 page 1");
     expect(d("TDH.MNG.INIT", 0, 52, 1)).toBe("tdr 0 gpaw 52");
-    expect(d("TDH.VP.CREATE", 0, 5)).toBe("tdr 0 tdvpr 5");
+    expect(d("TDH.VP.CREATE", 0, 5, 1)).toBe("tdr 0 tdvpr 5 lp 1");
     expect(d("TDH.MR.FINALIZE", 0)).toBe("tdr 0");
     expect(d("TDH.MR.EXTEND", 0, 0x1100)).toBe("gpa 0x1100");
-    expect(d("TDH.VP.FLUSH", 0, 5)).toBe("tdvpr 5");
+    expect(d("TDH.VP.FLUSH", 0, 5, 1)).toBe("tdvpr 5 lp 1");
     expect(d("TDH.MNG.VPFLUSHDONE", 0)).toBe("tdr 0");
     expect(d("TDH.MNG.KEY.FREEID", 0)).toBe("tdr 0");
-    expect(d("TDH.VP.ENTER", 0, 5)).toBe("tdvpr 5");
+    expect(d("TDH.VP.ENTER", 0, 5)).toBe("tdvpr 5 lp 0");
     expect(d("TDH.MEM.SEPT.ADD", 0, 0x40000000, 2, 6)).toBe("gpa 0x40000000 L3 [tdx 2] page 6");
     expect(d("TDH.MEM.PAGE.AUG", 0, 0x3000, 0, 1027)).toBe("gpa 0x3000 L1 [tdx 0] page 1027");
     expect(d("TDH.MEM.PAGE.ADD", 0, 0x2000, 0, 1024, 9)).toBe("gpa 0x2000 page 1024");
@@ -146,14 +146,14 @@ describe("the event text of every call", () => {
     expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
     expect(calls).toEqual([
       `TDH.MR.FINALIZE tdr ${be.tdr} SUCCESS`,
-      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
+      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} lp 0 SUCCESS`,
       // The first ACCEPT meets no S-EPT entry: the TD exits (EPT violation), no status.
       "TDG.MEM.PAGE.ACCEPT gpa 0x1000 L1 [tdx 0] TD exit (ept-violation)",
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L4 \[tdx 3\] page \d+ SUCCESS$/),
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L3 \[tdx 2\] page \d+ SUCCESS$/),
       expect.stringMatching(/^TDH\.MEM\.SEPT\.ADD gpa 0x0 L2 \[tdx 1\] page \d+ SUCCESS$/),
       expect.stringMatching(/^TDH\.MEM\.PAGE\.AUG gpa 0x1000 L1 \[tdx 0\] page \d+ SUCCESS$/),
-      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} SUCCESS`,
+      `TDH.VP.ENTER tdvpr ${[...be.td.vcpus.keys()][0]} lp 0 SUCCESS`,
       "TDG.MEM.PAGE.ACCEPT gpa 0x1000 L1 [tdx 0] SUCCESS",
     ]);
   });
@@ -229,25 +229,25 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
       expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
       expect(m.mngAddcx(0, 1).status).toBe(TDX_SUCCESS);
       expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
-      expect(m.vpCreate(0, 2).status).toBe(TDX_SUCCESS);
+      expect(m.vpCreate(0, 2, 0).status).toBe(TDX_SUCCESS);
     };
     build(1);
     const first = m.tds.get(0)!;
-    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     releaseHkid(m);
     for (const page of [2, 1, 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
-    expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.mrFinalize(0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     m.tdExit(2);
     build(2);
     const second = m.tds.get(0)!;
     expect(second).not.toBe(first);
-    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(second.vcpus.get(2)!.inGuest).toBe(true);
     expect(first.vcpus.get(2)!.inGuest).toBe(false);
     expect(second.refcount).toEqual([0, 1]);
@@ -258,12 +258,12 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
 
   it("a vCPU remembered before its TDVPR page changes hands is looked up again (the PAMT's version)", () => {
     const m = finalizedTd();
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     releaseHkid(m);
     // The TDVPR page alone goes back (the TD stays): no longer a vCPU, though its TD is unchanged.
     expect(m.phymemPageReclaim(2).status).toBe(TDX_SUCCESS);
-    expect(m.vpEnter(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
-    expect(m.vpFlush(2).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.vpFlush(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.tdgMemPageAccept(2, 0, 0)).toEqual({ status: TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX });
   });
 
@@ -274,12 +274,12 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
       m.mngKeyConfig(tdr);
       m.mngAddcx(tdr, tdr + 1);
       m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
-      m.vpCreate(tdr, tdr + 2);
+      m.vpCreate(tdr, tdr + 2, 0);
     }
     expect(m.mrFinalize(10).status).toBe(TDX_SUCCESS);
-    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
-    expect(m.vpEnter(12).status).toBe(TDX_SUCCESS);
-    expect(m.vpEnter(2).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpEnter(12, 0).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.tds.get(10)!.vcpus.get(12)!.inGuest).toBe(true);
     expect(m.tds.get(0)!.vcpus.get(2)!.inGuest).toBe(false);
     expect(m.guestTranslate(12, 0)).toEqual({ exit: "ept-violation" });
@@ -396,7 +396,7 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
   // VMM maps the page is the common case): it must still exit exactly where the throwing walk did.
   it("exits to the VMM at a FREE entry above the leaf, and at a blocked table", () => {
     const m = finalizedTd();
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
     for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
@@ -409,17 +409,60 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
   // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
   it("VPFLUSHDONE twice: the second finds the TD BLOCKED, LIFECYCLE_STATE_INCORRECT", () => {
     const m = runnableTd();
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.mngVpflushdone(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // the vCPU in guest holds the TDR
     m.tdExit(2);
-    expect(m.vpFlush(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
     expect(m.mngVpflushdone(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   });
 
+  // tdh_vp_flush.c, tdh_mng_vpflushdone.c and associate_vcpu (helpers.c): a vCPU is associated
+  // with the LP that ran TDH.VP.INIT or entered it last, until TDH.VP.FLUSH on that LP.
+  describe("vCPU association", () => {
+    it("VPFLUSHDONE with a vCPU still associated: FLUSHVP_NOT_DONE, and the TD stays as it was", () => {
+      const m = finalizedTd();
+      expect(m.mngVpflushdone(0).status).toBe(TDX_FLUSHVP_NOT_DONE);
+      expect(TDX_FLUSHVP_NOT_DONE).toBe(0x8000082400000000n);
+      expect(m.tds.get(0)!.lifecycle).toBe(LC_KEYS_CONFIGURED);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
+      expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    });
+
+    it("VP.FLUSH on another LP, or a second time: VCPU_NOT_ASSOCIATED", () => {
+      const m = finalizedTd();
+      expect(m.vpFlush(2, 1).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
+      expect(TDX_VCPU_NOT_ASSOCIATED).toBe(0x8000070200000000n);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
+    });
+
+    it("VP.ENTER on another LP: VCPU_ASSOCIATED until the vCPU is flushed; then it is that LP's", () => {
+      const m = finalizedTd();
+      expect(m.vpEnter(2, 1).status).toBe(TDX_VCPU_ASSOCIATED);
+      expect(TDX_VCPU_ASSOCIATED).toBe(0x8000070100000000n);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
+      expect(m.vpEnter(2, 1).status).toBe(TDX_SUCCESS);
+      m.tdExit(2);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
+      expect(m.mngVpflushdone(0).status).toBe(TDX_FLUSHVP_NOT_DONE);
+      expect(m.vpFlush(2, 1).status).toBe(TDX_SUCCESS);
+      expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+    });
+
+    it("VP.FLUSH of a vCPU in guest mode is busy on its TDVPR; of a TD without its keys, TD_KEYS_NOT_CONFIGURED", () => {
+      const m = finalizedTd();
+      expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+      m.tdExit(2);
+      releaseHkid(m);
+      expect(m.vpFlush(2, 0).status).toBe(TDX_TD_KEYS_NOT_CONFIGURED);
+    });
+  });
+
   it("accepts a PENDING page once the walk reaches it, and only once", () => {
     const m = runnableTd();
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ status: TDX_SUCCESS });
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toMatchObject({ status: TDX_PAGE_ALREADY_ACCEPTED });
   });
@@ -427,7 +470,7 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
   // tdg_mem_page_accept.c, check_tdaccept_failure: a 4K ACCEPT whose walk stops at a 2M leaf.
   it("a 4K ACCEPT under a 2M leaf: a TD exit while the leaf is PENDING, PAGE_ALREADY_ACCEPTED with level 1 once MAPPED", () => {
     const m = runnableTd();
-    expect(m.vpEnter(2).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     // A PENDING 2M leaf, written by hand: the model's AUG is 4K only (2M pages are issue 18's).
     m.sept.setEntry(m.sept.get(11)!, 2 * septIndex(0x200, 1), SEPT_PENDING, 1024, 1);
     expect(m.tdgMemPageAccept(2, 0x201000, 0)).toEqual({ exit: "ept-violation" }); // case 1.2

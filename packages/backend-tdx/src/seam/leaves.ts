@@ -61,10 +61,10 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_MNG_CREATE: return `tdr ${tdr} hkid ${a}`;
     case TDH_MNG_ADDCX: return `tdr ${tdr} page ${a}`;
     case TDH_MNG_INIT: return `tdr ${tdr} gpaw ${a}`;
-    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a}`;
+    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a} lp ${b}`;
     case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
-    case TDH_VP_ENTER: return `tdvpr ${a}`;
+    case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;
     case TDH_MEM_SEPT_ADD:
     case TDH_MEM_PAGE_AUG: return `gpa ${hex(a)} ${level(b)} page ${c}`;
     case TDH_MEM_PAGE_ADD: return `gpa ${hex(a)} page ${c}`;

@@ -7,8 +7,8 @@ import { PT_TDCX, PT_TDR } from "./pamt.js";
 import { OPS_UNINITIALIZED, checkNewPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
-import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, Td } from "./td.js";
+import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE, TDX_FLUSHVP_NOT_DONE } from "./status.js";
+import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_UNINITIALIZED, Td } from "./td.js";
 
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
 export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
@@ -63,6 +63,10 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   for (const v of td!.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
   const lc = td!.lifecycle;
   check(lc === LC_KEYS_CONFIGURED || lc === LC_HKID_ASSIGNED, TDX_LIFECYCLE_STATE_INCORRECT);
+  // No new association can start now (the TDR is held exclusively): every vCPU must have been
+  // flushed from its LP (TDH.VP.FLUSH). The count lives in the TDCS, so only a TD with its TDCS
+  // pages and an initialized op state has one.
+  if (td!.tdcx.length > 0 && td!.opState !== OP_UNINITIALIZED) check(td!.associatedVcpus === 0, TDX_FLUSHVP_NOT_DONE);
   td!.lifecycle = LC_BLOCKED;
   // KOT_STATE_HKID_FLUSHED: every package must write back its caches for the HKID first.
   td!.wbcachePending = true;

@@ -66,9 +66,9 @@ export class SeamModule extends SeamCore {
     return this.call(TDH_MNG_INIT, tdr, params.gpaw, params.septVeDisable ? 1 : 0, 0, 0, mngInitLeaf);
   }
 
-  /** TDH.VP.CREATE + TDH.VP.INIT: a vCPU's TDVPR page. */
-  vpCreate(tdr: number, tdvpr: number): SeamResult {
-    return this.call(TDH_VP_CREATE, tdr, tdvpr, 0, 0, 0, vpCreateLeaf);
+  /** TDH.VP.CREATE + TDH.VP.INIT on logical processor `lp`: a vCPU's TDVPR page, associated with `lp`. */
+  vpCreate(tdr: number, tdvpr: number, lp: number): SeamResult {
+    return this.call(TDH_VP_CREATE, tdr, tdvpr, lp, 0, 0, vpCreateLeaf);
   }
 
   /** TDH.MR.FINALIZE: the measurement is final; the TD becomes RUNNABLE. */
@@ -81,9 +81,12 @@ export class SeamModule extends SeamCore {
     return this.call(TDH_MR_EXTEND, tdr, gpa, 0, 0, 0, mrExtendLeaf);
   }
 
-  /** TDH.VP.FLUSH: the vCPU's cached state is written back (it must be out of guest mode). */
-  vpFlush(tdvpr: number): SeamResult {
-    return this.call(TDH_VP_FLUSH, this.pamt.owner(tdvpr), tdvpr, 0, 0, 0, vpFlushLeaf);
+  /**
+   * TDH.VP.FLUSH on logical processor `lp`: the vCPU's cached state is written back (it must be
+   * out of guest mode and associated with `lp`), and it is associated with no LP any more.
+   */
+  vpFlush(tdvpr: number, lp: number): SeamResult {
+    return this.call(TDH_VP_FLUSH, this.pamt.owner(tdvpr), tdvpr, lp, 0, 0, vpFlushLeaf);
   }
 
   /** TDH.MNG.VPFLUSHDONE: every vCPU flushed; no VP.ENTER any more (lifecycle BLOCKED). */
@@ -102,8 +105,8 @@ export class SeamModule extends SeamCore {
    * TDH.VP.ENTER: takes the epoch lock shared and counts the vCPU in the current epoch's parity
    * (a TRACK waits for the previous parity to drain). Only a RUNNABLE TD with keys runs.
    */
-  vpEnter(tdvpr: number): SeamResult {
-    return this.call(TDH_VP_ENTER, this.vcpuOwner(tdvpr), tdvpr, 0, 0, 0, vpEnterLeaf);
+  vpEnter(tdvpr: number, lp: number): SeamResult {
+    return this.call(TDH_VP_ENTER, this.vcpuOwner(tdvpr), tdvpr, lp, 0, 0, vpEnterLeaf);
   }
 
   /** A TD exit (EPT violation, IPI, ...): the vCPU leaves the count of its epoch's parity. */

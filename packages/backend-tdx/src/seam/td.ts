@@ -32,6 +32,8 @@ export class TdVcpu {
   private entryEpoch = 0;
   private guest = false;
   private init = false;
+  /** TDVPS `assoc_lpid`: the logical processor the vCPU is associated with, -1 for none. */
+  private lp = -1;
   private readonly id: number;
 
   constructor(
@@ -75,6 +77,16 @@ export class TdVcpu {
     this.init = i;
   }
 
+  get associatedLp(): number {
+    this.noteRead();
+    return this.lp;
+  }
+
+  set associatedLp(lp: number) {
+    this.fp?.write(this.id);
+    this.lp = lp;
+  }
+
   /**
    * TDH.VP.ENTER's change: the vCPU enters guest mode in TD epoch `epoch`; false (and no change)
    * if it is in guest mode already. One read and, on entry, one write of the TDVPR state.
@@ -98,7 +110,7 @@ export class TdVcpu {
   }
 
   auditState(out: Map<number, string | number>): void {
-    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}`);
+    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}`);
   }
 }
 
@@ -129,6 +141,8 @@ export class Td {
   /** TD attribute SEPT_VE_DISABLE: a PENDING access exits to the VMM instead of a #VE. */
   private veDisable = false;
   private readonly vcpuMap = new Map<number, TdVcpu>();
+  /** TDCS `num_assoc_vcpus`: vCPUs associated with a logical processor (VPFLUSHDONE needs 0). */
+  private assocVcpus = 0;
   /** MRTD as a running digest of what was measured. */
   private measurement = 0;
 
@@ -271,6 +285,16 @@ export class Td {
     this.vcpuMap.set(v.tdvpr, v);
   }
 
+  get associatedVcpus(): number {
+    this.noteRead(TD_STATE);
+    return this.assocVcpus;
+  }
+
+  set associatedVcpus(n: number) {
+    this.noteWrite(TD_STATE);
+    this.assocVcpus = n;
+  }
+
   get epoch(): number {
     this.noteRead(TD_EPOCH);
     return this.tdEpoch;
@@ -324,7 +348,7 @@ export class Td {
     const fp = this.fp;
     if (!fp) return;
     const id = (part: number) => fp.tdId(this.tdr, part);
-    out.set(id(TD_STATE), `${this.lc}/${this.ops}/${this.isFatal}/${this.wbcache}/${this.root}/${this.levels}/${this.gpawBits}/${this.veDisable}/${this.tdcxPages.join(",")}/${[...this.vcpuMap.keys()].join(",")}`);
+    out.set(id(TD_STATE), `${this.lc}/${this.ops}/${this.isFatal}/${this.wbcache}/${this.root}/${this.levels}/${this.gpawBits}/${this.veDisable}/${this.tdcxPages.join(",")}/${[...this.vcpuMap.keys()].join(",")}/${this.assocVcpus}`);
     out.set(id(TD_EPOCH), this.tdEpoch);
     out.set(id(TD_REFCOUNT), this.counts[0]!);
     out.set(id(TD_REFCOUNT + 1), this.counts[1]!);

@@ -6,36 +6,67 @@ import { PT_TDVPR } from "./pamt.js";
 import { OPS_INITIALIZED, checkNewPage, lock, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, fail, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED } from "./status.js";
-import { OP_RUNNABLE, TdVcpu } from "./td.js";
+import {
+  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
+  TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+} from "./status.js";
+import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu, type Td } from "./td.js";
 
-/** TDH.VP.CREATE: the body of `SeamModule.vpCreate`. */
-export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResult {
+/**
+ * TDH.VP.CREATE with TDH.VP.INIT folded in: the body of `SeamModule.vpCreate`. VP.INIT
+ * (`associate_vcpu_initial`) associates the vCPU with the logical processor `lp` that runs it,
+ * and the TD counts one more associated vCPU.
+ */
+export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number, lp: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED);
   checkNewPage(m, tdvpr, OPERAND_RCX);
   m.pamt.set(tdvpr, PT_TDVPR, tdr);
   td.addChildren(1);
   const v = new TdVcpu(tdvpr, m.fp);
   v.initialized = true;
+  v.associatedLp = lp;
   td.addVcpu(v);
+  td.associatedVcpus = td.associatedVcpus + 1;
   m.tdsVersion++;
   return ok();
 }
 
-/** TDH.VP.FLUSH: the body of `SeamModule.vpFlush`. */
-export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResult {
-  m.tdOfVcpu(tdvpr);
-  check(!m.foundVcpu!.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
+/**
+ * TDH.VP.FLUSH on logical processor `lp` (`tdh_vp_flush.c`): the TDVPR locked exclusively (a
+ * vCPU in guest mode holds it: busy), the TD must have its keys, and the vCPU must be associated
+ * with this very LP; then it is associated with none, and the TD counts one fewer.
+ */
+export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
+  const td = m.tdOfVcpu(tdvpr);
+  const v = m.foundVcpu!;
+  check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
+  check(td.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
+  check(v.associatedLp === lp, TDX_VCPU_NOT_ASSOCIATED);
+  v.associatedLp = -1;
+  td.associatedVcpus = td.associatedVcpus - 1;
   return ok();
 }
 
-/** TDH.VP.ENTER: the body of `SeamModule.vpEnter`. */
-export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number): SeamResult {
+/**
+ * `check_and_associate_vcpu` on logical processor `lp`: a vCPU associated with another LP is
+ * refused (VCPU_ASSOCIATED); one associated with none becomes this LP's, counted by the TD.
+ */
+function associate(td: Td, v: TdVcpu, lp: number): void {
+  const now = v.associatedLp;
+  if (now === lp) return;
+  check(now === -1, TDX_VCPU_ASSOCIATED);
+  v.associatedLp = lp;
+  td.associatedVcpus = td.associatedVcpus + 1;
+}
+
+/** TDH.VP.ENTER on logical processor `lp`: the body of `SeamModule.vpEnter`. */
+export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
   const td = m.tdOfVcpu(tdvpr);
   const v = m.foundVcpu!;
   const alive = td.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
   if (alive !== 0n) return fail(alive);
   check(td.opState === OP_RUNNABLE, TDX_OP_STATE_INCORRECT);
+  associate(td, v, lp);
   lock(td.epochLock, false, OPERAND_TD_EPOCH);
   if (v.inGuest) return ok();
   const epoch = td.epoch;

@@ -305,6 +305,8 @@ export interface RawCallArgs {
   level?: number;
   /** A host PFN, or "fresh" for a free host page, or "mapped" for the page the TD has at `gpa`. */
   page?: number | "fresh" | "mapped";
+  /** A vCPU by index, for calls that name one (TDX: its TDVPR, on the CPU it runs on). */
+  vcpu?: number;
 }
 
 /** What a mirror entry is, for a backend's checks. */

@@ -41,7 +41,7 @@ export type HostOp =
   | { op: "recover"; gpa: number; size: number }
   | { op: "delete-memslot"; slot: number }
   | { op: "teardown" }
-  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped" }
+  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped"; vcpu?: number }
   /**
    * A host op a plugin backend defines (`Backend.hostOps`), named `<backend>.<op>`: its operands
    * as written (`args`) are checked against the backend's schema when the run is built, which
