@@ -38,6 +38,13 @@ function expectClean(r: RunResult): void {
 }
 
 describe("example scenarios with the sev backend", () => {
+  it("tdx-terminate: SEV has no KVM_TDX_TERMINATE_VM (-ENOTTY); the teardown gives every page back", () => {
+    const { r, be } = run("tdx-terminate");
+    expectClean(r);
+    expect(r.report.ops.find((o) => o.op === "terminate")!.result).toEqual({ status: -25 });
+    expect(assignedToAsid(r, be)).toBe(0);
+  });
+
   it("tdx-sequential-2m: exactly 512 RMPUPDATE and 512 PVALIDATE, no fault or exception", () => {
     const { r, be } = run("tdx-sequential-2m");
     expectClean(r);

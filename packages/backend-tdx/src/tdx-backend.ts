@@ -62,6 +62,7 @@ export class TdxBackend implements Backend, CallListener {
    */
   private readonly inGuest: boolean[] = [];
   private readonly cpus: number[] = [];
+  private dead = false;
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
   private premapped = 0;
   /**
@@ -110,6 +111,20 @@ export class TdxBackend implements Backend, CallListener {
       this.cpus.push(i);
       this.veCount.push(0);
     }
+  }
+
+  /**
+   * `kvm->vm_dead`, set by KVM_TDX_TERMINATE_VM. Only the host's teardown reads it (the vCPUs
+   * have stopped), but it is KVM's per-VM state like `nr_premapped`, and recorded as such.
+   */
+  private get vmDead(): boolean {
+    this.vm.clock.fp?.read(resourceId(this.space, 1));
+    return this.dead;
+  }
+
+  private set vmDead(d: boolean) {
+    this.vm.clock.touch(resourceId(this.space, 1));
+    this.dead = d;
   }
 
   /** `kvm_tdx->nr_premapped` */
@@ -220,6 +235,19 @@ export class TdxBackend implements Backend, CallListener {
     if (!isOk(freed.status)) this.leakHkid("TDH.MNG.KEY.FREEID", freed);
   }
 
+  /**
+   * `tdx_terminate_vm` (KVM_TDX_TERMINATE_VM): `kvm_vm_dead`, then `__tdx_release_hkid(kvm,
+   * true)` at once. The guest_memfd's release that follows finds the HKID gone on a dead VM and
+   * RECLAIMs each private page (`tdx_sept_remove_private_spte`) instead of BLOCK, TRACK, REMOVE
+   * and WBINVD: the caches were written back by TDH.PHYMEM.CACHE.WB. The vCPUs have stopped
+   * (the core waits for them), so `kvm_trylock_all_vcpus` succeeds.
+   */
+  terminate(vm: BackendVm): number {
+    this.vmDead = true;
+    this.teardown(vm);
+    return 0;
+  }
+
   /** `KVM_BUG_ON` after VPFLUSHDONE or KEY.FREEID failed: "HKID is leaked", with every page of the TD. */
   private leakHkid(call: string, r: SeamResult): never {
     this.vm.leak(`HKID ${this.hkid} leaked: ${call} ${formatStatus(r.status)}`);
@@ -280,7 +308,15 @@ export class TdxBackend implements Backend, CallListener {
    */
   removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
     if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
-    if (this.td.lifecycle === LC_TEARDOWN) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
+    if (this.td.lifecycle === LC_TEARDOWN) {
+      if (!this.vmDead) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
+      // After KVM_TDX_TERMINATE_VM: `tdx_reclaim_page`, one RECLAIM; a failure leaks the page
+      // (it stays pinned) and is the caller's KVM_BUG_ON.
+      const r = this.reclaim(pfn);
+      if (isOk(r.status)) return 0;
+      this.vm.leak(`TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`);
+      return EIO;
+    }
     this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
     return this.removal.begin(gfn, pfn);
   }
@@ -476,7 +512,7 @@ export class TdxBackend implements Backend, CallListener {
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
-    out.set(resourceId(this.space, 1), this.premapped);
+    out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}`);
     for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}`);
   }
 

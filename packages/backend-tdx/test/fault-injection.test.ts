@@ -4,6 +4,8 @@
  * react as the kernel does (docs/tdx-module.md §5 and §6): retry a busy SEPT.ADD / AUG through the fault
  * path, kick and retry a busy REMOVE once then KVM_BUG_ON, leak a page whose RECLAIM fails.
  */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
 import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/index.js";
@@ -320,5 +322,62 @@ describe("RECLAIM is never retried (__tdx_reclaim_page)", () => {
     expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status === "OPERAND_BUSY")).toHaveLength(1);
     expect(Object.keys(report.stats.leakCauses).some((c) => c.includes("OPERAND_BUSY"))).toBe(true);
     expect(report.stats.leakedPages).toBe(2); // the S-EPT page, and the TDR that still has a child
+  });
+});
+
+// KVM_TDX_TERMINATE_VM (tdx_terminate_vm, then the teardown): the HKID goes first, and the
+// guest_memfd's release finds a dead VM without one, so each private page is RECLAIMed
+// (tdx_sept_remove_private_spte's !is_hkid_assigned branch), never BLOCKed, TRACKed or REMOVEd.
+describe("terminate: the HKID released first, private pages reclaimed", () => {
+  const TWO_PRIVATE = ["{ op: accept, gpa: 0x0, count: 2 }"];
+
+  it("no BLOCK, TRACK, REMOVE or WBINVD of a private page; each RECLAIMed once after KEY.FREEID", () => {
+    const { report, calls, be } = run({ vcpu: TWO_PRIVATE, host: ["{ op: terminate }"] });
+    expect(report.invariants.violations).toEqual([]);
+    expect(report.stats.leakedPages).toBe(0);
+    expect(report.ops.find((o) => o.op === "terminate")!.result).toEqual({ status: 0 });
+    const names = calls.map((c) => c.name);
+    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"]) expect(names).not.toContain(n);
+    const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
+    const augPages = calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map(page);
+    expect(augPages).toHaveLength(2);
+    const freeid = names.indexOf("TDH.MNG.KEY.FREEID");
+    const reclaims = calls.map((c, i) => ({ c, i })).filter(({ c }) => c.name === "TDH.PHYMEM.PAGE.RECLAIM");
+    for (const p of augPages) {
+      const at = reclaims.filter(({ c }) => page(c) === p);
+      expect(at).toHaveLength(1);
+      expect(at[0]!.i).toBeGreaterThan(freeid);
+      expect(at[0]!.c.status).toBe("SUCCESS");
+    }
+    // The only WBINVD is the TDR's, under the global KeyID, at the very end.
+    expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.WBINVD").map(page)).toEqual([be.tdr]);
+  });
+
+  it("scenarios/tdx-terminate.yaml: 41 RECLAIMs (32 private pages, 3 S-EPT pages, 6 control pages), nothing removed", () => {
+    const path = fileURLToPath(new URL("../../../scenarios/tdx-terminate.yaml", import.meta.url));
+    const { report } = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: tdx });
+    expect(report.invariants.violations).toEqual([]);
+    const calls = report.backendStats.calls;
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(41);
+    expect(calls["TDH.MEM.PAGE.ADD"]! + calls["TDH.MEM.PAGE.AUG"]!).toBe(32);
+    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"]) expect(calls[n]).toBeUndefined();
+    expect(report.stats.leakedPages).toBe(0);
+  });
+
+  it("the ordinary teardown of the same TD REMOVEs both pages before KEY.FREEID instead", () => {
+    const { report, calls } = run({ vcpu: TWO_PRIVATE, host: ["{ op: teardown }"] });
+    expect(report.invariants.violations).toEqual([]);
+    const names = calls.map((c) => c.name);
+    expect(names.filter((n) => n === "TDH.MEM.PAGE.REMOVE")).toHaveLength(2);
+    expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(names.indexOf("TDH.MNG.KEY.FREEID"));
+  });
+
+  it("a private page whose RECLAIM fails after terminate: leaked, and the caller's KVM_BUG_ON", () => {
+    const clean = run({ vcpu: TWO_PRIVATE, host: ["{ op: terminate }"] });
+    const augPage = Number(/page (\d+)/.exec(clean.calls.find((c) => c.name === "TDH.MEM.PAGE.AUG")!.detail)![1]);
+    const nth = clean.calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").findIndex((c) => c.detail === `page ${augPage}`) + 1;
+    const { report } = run({ vcpu: TWO_PRIVATE, host: ["{ op: terminate }"], inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: PAGE_METADATA_INCORRECT }`] });
+    expect(report.stats.leakedPages).toBe(1);
+    expect(report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/remove_external_spte failed \(-5\)/)]);
   });
 });

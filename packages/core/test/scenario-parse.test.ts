@@ -339,7 +339,7 @@ describe("scenario parser: the host program", () => {
   it("unknown host op lists the valid host ops, and says how a plugin's op is named", () => {
     expectError(doc(...HEAD, "host:", "  - { op: zapp }"), {
       path: "host[0].op", line: 4,
-      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, raw, or a plugin's op named <backend>\.<op>, got "zapp"/,
+      detail: /expected one of populate, finalize, convert, zap, dirty-log, age, split, recover, delete-memslot, teardown, terminate, raw, or a plugin's op named <backend>\.<op>, got "zapp"/,
     });
   });
 
@@ -349,7 +349,7 @@ describe("scenario parser: the host program", () => {
   });
 
   it("a guest-only op in the host program is unknown there", () => {
-    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, raw, or a plugin's op named <backend>\.<op>, got "access"/ });
+    expectError(doc(...HEAD, "host:", "  - { op: access, gpa: 0x0 }"), { path: "host[0].op", line: 4, detail: /expected one of populate, .*teardown, terminate, raw, or a plugin's op named <backend>\.<op>, got "access"/ });
   });
 
   it("a zap range that runs past the end of the VM memory", () => {

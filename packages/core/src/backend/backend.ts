@@ -17,6 +17,7 @@ import type { StepMachine } from "../exec/step-machine.js";
 export const EBUSY = -16;
 export const EIO = -5;
 export const EINVAL = -22;
+export const ENOTTY = -25;
 export const ENOMEM = -12;
 
 /** What the "hardware" step of a guest access found (`checkGuestAccess`). */
@@ -184,6 +185,14 @@ export interface Backend {
   finalize?(vm: BackendVm): number;
   /** VM teardown, after the shared mappings are gone and before the mirror roots are zapped (TDX: HKID release). */
   teardown?(vm: BackendVm): void;
+  /**
+   * Host op `terminate`: the VMM ends the VM before destroying it (TDX: KVM_TDX_TERMINATE_VM,
+   * which marks the VM dead and releases the HKID at once, so that the teardown after it
+   * reclaims private pages instead of removing them one by one). 0 or a negative errno. Called
+   * once the vCPUs have stopped, then the ordinary teardown runs. Without it the op gets
+   * -ENOTTY, as KVM answers a sub-ioctl the VM's type does not have.
+   */
+  terminate?(vm: BackendVm): number;
 
   /**
    * A vCPU's TLB flush at its entry into the guest, for a `KVM_REQ_TLB_FLUSH` a remote flush made

@@ -81,6 +81,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
   gmemPrepare: status,
   populate: status,
   finalize: status,
+  terminate: status,
   runHostOp: status,
   lastError: { ok: (r) => typeof r === "string", expected: "a string" },
   checkGuestAccess: oneOf([-1, 0, 1, 2, 3], "ACCESS_OK (0), ACCESS_FAULT (1), ACCESS_GUEST_EXCEPTION (2), ACCESS_FAULT_PRESENT (3), or -1 to let the core walk the EPT"),

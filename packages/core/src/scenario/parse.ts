@@ -260,6 +260,7 @@ function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
       return { op, slot: slotOf(c, path, v) };
     case "finalize":
     case "teardown":
+    case "terminate":
       checkKeys(c, path, v, ["op"]);
       return { op };
     case "raw": {

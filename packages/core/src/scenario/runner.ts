@@ -336,8 +336,11 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         break;
       }
       case "teardown":
-        // The VMM destroys the VM only once its vCPU threads have stopped.
+      case "terminate":
+        // The VMM destroys the VM only once its vCPU threads have stopped (and terminates it
+        // only then: KVM_TDX_TERMINATE_VM's trylock of every vCPU would fail with -EBUSY).
         while (!vcpusDone()) yield BLOCKED;
+        if (op.op === "terminate") result.status = hostOps.terminate(vm);
         yield* hostOps.teardown(vm, ctx, [vm.hostVcpu]);
         break;
     }

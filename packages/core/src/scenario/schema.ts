@@ -41,6 +41,7 @@ export type HostOp =
   | { op: "recover"; gpa: number; size: number }
   | { op: "delete-memslot"; slot: number }
   | { op: "teardown" }
+  | { op: "terminate" }
   | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped"; vcpu?: number }
   /**
    * A host op a plugin backend defines (`Backend.hostOps`), named `<backend>.<op>`: its operands
@@ -81,5 +82,5 @@ export interface Scenario {
 }
 
 export const GUEST_OPS = ["access", "accept", "convert"] as const;
-export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown", "raw"] as const;
+export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown", "terminate", "raw"] as const;
 export const STRATEGIES = ["freeze", "atomic-then-hook"] as const;

@@ -18,6 +18,7 @@ import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
+import { ENOTTY } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -346,6 +347,18 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   }
   vm.memslots.remove(slotId);
   releaseBacking(vm, slot);
+}
+
+/**
+ * The VMM ends the VM before destroying it (TDX: KVM_TDX_TERMINATE_VM): one atomic point, the
+ * backend's. Returns its status; -ENOTTY for a backend without the hook. The teardown follows.
+ */
+export function terminate(vm: Vm): number {
+  if (!vm.backend.terminate) return ENOTTY;
+  vm.clock.step++;
+  const ret = vm.backend.terminate(vm);
+  vm.mmu.hookEvent("terminate", 0, 0, ret);
+  return ret;
 }
 
 /**
