@@ -215,9 +215,10 @@ export class SevBackend implements Backend {
   /**
    * `sev_gmem_post_populate` (KVM_SEV_SNP_LAUNCH_UPDATE): the page is made private and immutable,
    * then the firmware measures and encrypts it and leaves it validated (guest-owned, no longer
-   * immutable) for the guest.
+   * immutable) for the guest. Without `measure` the page would be KVM_SEV_SNP_PAGE_TYPE_UNMEASURED:
+   * only the launch digest differs, which the model does not keep.
    */
-  populate(_vm: BackendVm, gfn: number, pfn: number): number {
+  populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
     const r = this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn);
     if (r !== RMP_SUCCESS) return EIO;
     this.count(SNP_LAUNCH_UPDATE, 0, pfn, gfn, 1);

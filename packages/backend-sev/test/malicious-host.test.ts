@@ -250,7 +250,7 @@ describe("a second guest on the same host (another ASID) whose NPT maps the firs
 describe("immutable pages and launch pages", () => {
   it("populate (SNP_LAUNCH_UPDATE) leaves the page assigned and validated; the model then clears Immutable", () => {
     const { vm, be } = makeSevVm();
-    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toBe(4);
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toEqual({ mapped: 4, status: 0 });
     hostOps.finalize(vm);
     expect(be.stats().calls).toMatchObject({ RMPUPDATE: 4, SNP_LAUNCH_UPDATE: 4, SNP_LAUNCH_FINISH: 1 });
     for (let gfn = 0; gfn < 4; gfn++) {

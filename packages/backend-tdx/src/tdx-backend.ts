@@ -179,25 +179,44 @@ export class TdxBackend implements Backend, CallListener {
     return 1;
   }
 
-  /** `KVM_TDX_INIT_MEM_REGION` after the premap: PAGE.ADD from a source page, then 16 MR.EXTEND. */
-  populate(_vm: BackendVm, gfn: number, pfn: number): number {
-    if (this.td.opState !== OP_INITIALIZED) return EINVAL;
+  /**
+   * `tdx_gmem_post_populate` (KVM_TDX_INIT_MEM_REGION) after the premap: PAGE.ADD from a source
+   * page, then, with KVM_TDX_MEASURE_MEMORY_REGION, 16 MR.EXTEND of 256 bytes. A failure is
+   * the ioctl's errno, not a KVM bug: -EBUSY for contention, else -EIO (MR.EXTEND's too, after
+   * the page was added). `nr_premapped` already 0 is KVM's own bug.
+   */
+  populate(_vm: BackendVm, gfn: number, pfn: number, measure: boolean): number {
+    if (this.td.opState !== OP_INITIALIZED) {
+      this.lastFailure = "KVM_TDX_INIT_MEM_REGION: the TD is finalized already";
+      return EINVAL;
+    }
     const source = this.pages.alloc();
     const r = this.module.memPageAdd(gfn * 4096, 0, this.tdr, pfn, source);
     this.pages.release(source);
     if (!isOk(r.status)) {
-      if (tdxOperandBusy(r.status)) return EBUSY;
-      this.bug("TDH.MEM.PAGE.ADD", r);
+      this.lastFailure = `TDH.MEM.PAGE.ADD of gfn 0x${gfn.toString(16)} failed: ${formatStatus(r.status)}`;
+      return tdxOperandBusy(r.status) ? EBUSY : EIO;
     }
+    if (this.nrPremapped === 0) this.bugOn(`nr_premapped is 0 at PAGE.ADD of gfn 0x${gfn.toString(16)}`);
     this.nrPremapped--;
-    for (let i = 0; i < 16; i++) this.must("TDH.MR.EXTEND", this.module.mrExtend(gfn * 4096 + i * 256, this.tdr));
+    if (!measure) return 0;
+    for (let i = 0; i < 16; i++) {
+      const e = this.module.mrExtend(gfn * 4096 + i * 256, this.tdr);
+      if (!isOk(e.status)) {
+        this.lastFailure = `TDH.MR.EXTEND of gpa 0x${(gfn * 4096 + i * 256).toString(16)} failed: ${formatStatus(e.status)}`;
+        return EIO;
+      }
+    }
     return 0;
   }
 
   /** `KVM_TDX_FINALIZE_VM`: refused while premapped pages wait for PAGE.ADD. */
   finalize(_vm: BackendVm): number {
     if (this.td.opState === OP_RUNNABLE) return 0;
-    if (this.nrPremapped !== 0) return EINVAL;
+    if (this.nrPremapped !== 0) {
+      this.lastFailure = `KVM_TDX_FINALIZE_VM: ${this.nrPremapped} premapped page(s) never got their TDH.MEM.PAGE.ADD`;
+      return EINVAL;
+    }
     const r = this.module.mrFinalize(this.tdr);
     if (tdxOperandBusy(r.status)) return EBUSY;
     if (!isOk(r.status)) this.bug("TDH.MR.FINALIZE", r);

@@ -381,3 +381,57 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
     expect(report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/remove_external_spte failed \(-5\)/)]);
   });
 });
+
+// tdx_gmem_post_populate: PAGE.ADD and MR.EXTEND failures are the ioctl's -EIO (-EBUSY for
+// contention) to the VMM, not KVM bugs; MR.EXTEND runs only with KVM_TDX_MEASURE_MEMORY_REGION.
+describe("populate: errors are the VMM's, and measuring is a flag", () => {
+  // A vCPU that never runs: an entering vCPU would finalize the TD before the populate.
+  const populate = (op: string, inject: string[] = []) => {
+    const text = [
+      "name: populate-errors",
+      "vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }",
+      "schedule: { mode: round-robin, interleave: false }",
+      ...(inject.length > 0 ? ["inject:", ...inject.map((f) => `  - ${f}`)] : []),
+      "vcpus: [[]]",
+      "host:",
+      `  - ${op}`,
+    ].join("\n");
+    return runScenario(parseScenarioText(text, "populate-errors.yaml"), { backend: tdx });
+  };
+
+  it("measure: false adds the pages without a single MR.EXTEND", () => {
+    const measured = populate("{ op: populate, gpa: 0x0, size: 16KiB }");
+    const unmeasured = populate("{ op: populate, gpa: 0x0, size: 16KiB, measure: false }");
+    expect(measured.report.backendStats.calls["TDH.MR.EXTEND"]).toBe(64);
+    expect(unmeasured.report.backendStats.calls["TDH.MR.EXTEND"]).toBeUndefined();
+    expect(unmeasured.report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBe(4);
+    expect(unmeasured.report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 4 });
+    expect(unmeasured.report.invariants.violations).toEqual([]);
+  });
+
+  it("a PAGE.ADD that fails: the op stops there with -EIO, no KVM bug", () => {
+    const { report } = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }"]);
+    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 2, status: -5, detail: "TDH.MEM.PAGE.ADD of gfn 0x2 failed: 0xC000010000000000 (OPERAND_INVALID)" });
+    expect(report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBe(3);
+    expect(report.invariants.violations.map((v) => v.check)).not.toContain("kvm-bug");
+  });
+
+  it("finalize after that PAGE.ADD failed: refused, saying why (the page stays premapped)", () => {
+    const text = [
+      "name: finalize-after-failure", "vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }",
+      "inject:", "  - { call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }",
+      "vcpus: [[]]", "host:", "  - { op: populate, gpa: 0x0, size: 16KiB }", "  - { op: finalize }",
+    ].join("\n");
+    expect(() => runScenario(parseScenarioText(text, "f.yaml"), { backend: tdx }))
+      .toThrow(/finalize failed \(-22\): KVM_TDX_FINALIZE_VM: 1 premapped page\(s\) never got their TDH\.MEM\.PAGE\.ADD/);
+  });
+
+  it("a busy PAGE.ADD is -EBUSY; a failing MR.EXTEND is -EIO after the page was added", () => {
+    const busy = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MEM.PAGE.ADD, nth: 1, status: OPERAND_BUSY }"]);
+    expect(busy.report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 0, status: -16, detail: "TDH.MEM.PAGE.ADD of gfn 0x0 failed: 0x8000020000000000 (OPERAND_BUSY)" });
+    const extend = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MR.EXTEND, nth: 20, status: OPERAND_INVALID }"]);
+    expect(extend.report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 1, status: -5, detail: "TDH.MR.EXTEND of gpa 0x1300 failed: 0xC000010000000000 (OPERAND_INVALID)" });
+    expect(extend.report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBe(2);
+    expect(extend.report.invariants.violations.map((v) => v.check)).not.toContain("kvm-bug");
+  });
+});

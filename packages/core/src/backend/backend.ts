@@ -173,8 +173,13 @@ export interface Backend {
    * ioctl of the backend's own). Returns a status, which the op's result reports.
    */
   runHostOp?(vm: BackendVm, name: string, args: Readonly<Record<string, number | string | boolean>>): number;
-  /** Host op before the guest runs: measured initial content of a private page (PAGE.ADD, LAUNCH_UPDATE). */
-  populate?(vm: BackendVm, gfn: number, pfn: number): number;
+  /**
+   * Host op before the guest runs: initial content of a private page (PAGE.ADD, LAUNCH_UPDATE),
+   * measured if `measure` (TDX: KVM_TDX_MEASURE_MEMORY_REGION, TDH.MR.EXTEND; SEV-SNP: a NORMAL
+   * page rather than an UNMEASURED one). 0, or the negative errno the ioctl returns to the VMM
+   * (the populate stops there).
+   */
+  populate?(vm: BackendVm, gfn: number, pfn: number, measure: boolean): number;
   /**
    * Whether `populate` maps the page through the fault path first (TDX: `kvm_tdp_map_page`, then
    * PAGE.ADD; the default) or only fills guest_memfd (SEV: `kvm_gmem_populate`; the guest's

@@ -241,12 +241,14 @@ function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
   const op = v.op as (typeof HOST_OPS)[number];
   switch (op) {
     case "populate":
+      checkKeys(c, path, v, ["op", "gpa", "size", "measure"]);
+      return { op, ...range(c, path, v, vm, true), measure: bool(c, [...path, "measure"], v.measure, true) };
     case "zap":
     case "age":
     case "split":
     case "recover":
       checkKeys(c, path, v, ["op", "gpa", "size"]);
-      return { op, ...range(c, path, v, vm, op === "zap" || op === "populate") };
+      return { op, ...range(c, path, v, vm, op === "zap") };
     case "convert": {
       checkKeys(c, path, v, ["op", "gpa", "size", "to"]);
       const r = range(c, path, v, vm, true);

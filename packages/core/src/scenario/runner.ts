@@ -297,7 +297,18 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
     const gfn = "gpa" in op && op.gpa !== undefined ? op.gpa / PAGE_SIZE : 0;
     const end = "size" in op ? gfn + op.size / PAGE_SIZE : 0;
     switch (op.op) {
-      case "populate": result.mapped = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end); break;
+      case "populate": {
+        // KVM_TDX_INIT_MEM_REGION / KVM_SEV_SNP_LAUNCH_UPDATE stop at the first page the
+        // firmware refuses and return its errno to the VMM: the op's status.
+        const r = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end, op.measure);
+        result.mapped = r.mapped;
+        if (r.status !== 0) {
+          result.status = r.status;
+          const why = vm.backend.lastError?.();
+          if (why) result.detail = why;
+        }
+        break;
+      }
       case "finalize":
         result.status = hostOps.finalize(vm);
         start.raise();

@@ -31,7 +31,8 @@ export type GuestOp =
   | { op: "convert"; gpa: number; size: number; to: "private" | "shared" };
 
 export type HostOp =
-  | { op: "populate"; gpa: number; size: number }
+  /** `measure`: KVM_TDX_MEASURE_MEMORY_REGION (TDH.MR.EXTEND of each page); true unless `measure: false`. */
+  | { op: "populate"; gpa: number; size: number; measure: boolean }
   | { op: "finalize" }
   | { op: "convert"; gpa: number; size: number; to: "private" | "shared" }
   | { op: "zap"; gpa: number; size: number }

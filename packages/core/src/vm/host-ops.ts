@@ -160,11 +160,12 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
 /**
  * Initial content before the guest runs: pre-fault [start, end) through the fault path
  * (`KVM_PRE_FAULT_MEMORY`, which TDX's `KVM_TDX_INIT_MEM_REGION` also uses), private or shared
- * as the attributes say, then let the backend measure private pages (PAGE.ADD, LAUNCH_UPDATE).
- * As `kvm_arch_vcpu_pre_fault_memory`, a fault that mapped a huge page covers the rest of it:
- * the next fault is at the end of that page. Returns pages mapped.
+ * as the attributes say, then let the backend add private pages (PAGE.ADD, LAUNCH_UPDATE),
+ * measured if `measure`. As `kvm_arch_vcpu_pre_fault_memory`, a fault that mapped a huge page
+ * covers the rest of it: the next fault is at the end of that page. Returns pages mapped, and
+ * the errno of the first page the backend refused (the ioctl stops there), else 0.
  */
-export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): Op<number> {
+export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, measure = true): Op<{ mapped: number; status: number }> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
   for (let gfn = start; gfn < end; gfn++) {
@@ -183,9 +184,9 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
       const pfn = slot.gmem!.getPfn(pgoff);
       slot.gmem!.testAndSetPrepared(pgoff);
       vm.clock.step++;
-      const ret = vm.backend.populate(vm, gfn, pfn);
+      const ret = vm.backend.populate(vm, gfn, pfn, measure);
       vm.mmu.hookEvent("populate", gfn, 1, ret);
-      if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${vm.backend.lastError?.() ?? ret})`);
+      if (ret !== 0) return { mapped, status: ret };
       mapped++;
       continue;
     }
@@ -200,9 +201,9 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
       vm.clock.step++;
-      const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn));
+      const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn), measure);
       vm.mmu.hookEvent("populate", gfn, 1, ret);
-      if (ret !== 0) throw new OpError(`populate: the backend refused GFN 0x${gfn.toString(16)} (${ret})`);
+      if (ret !== 0) return { mapped, status: ret };
       mapped++;
       continue;
     }
@@ -211,7 +212,7 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number): O
     mapped += next - gfn;
     gfn = next - 1;
   }
-  return mapped;
+  return { mapped, status: 0 };
 }
 
 export function finalize(vm: Vm): number {
@@ -219,7 +220,7 @@ export function finalize(vm: Vm): number {
   vm.clock.step++;
   const ret = vm.backend.finalize(vm);
   vm.mmu.hookEvent("finalize", 0, 0, ret);
-  if (ret !== 0) throw new OpError(`finalize failed (${ret})`);
+  if (ret !== 0) throw new OpError(`finalize failed (${ret})${vm.backend.lastError?.() ? `: ${vm.backend.lastError()}` : ""}`);
   return ret;
 }
 
