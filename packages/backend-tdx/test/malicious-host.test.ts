@@ -272,15 +272,18 @@ describe("S-EPT table leaves", () => {
 });
 
 describe("TDH.PHYMEM.PAGE.RECLAIM of pages of a live TD", () => {
-  it("a private page, an S-EPT page, a TDR: LIFECYCLE_STATE_INCORRECT, and they stay the TD's", () => {
+  it("a private page, an S-EPT page: LIFECYCLE_STATE_INCORRECT; the TDR of a running TD: busy; all stay the TD's", () => {
     const f = makeTd();
     const reg = privatePfn(f, 0);
     const table = leafTableOf(f);
     const before = snapshot(f);
-    for (const page of [reg, table, f.tdr]) {
+    for (const page of [reg, table]) {
       expect(f.m.phymemPageReclaim(page).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
       expect(f.m.phymemPageReclaim(page).status).toBe(0xc000060700000000n);
     }
+    // The TDR is locked first, and the TD's vCPU, in guest mode, holds it (tdh_vp_enter.c).
+    expect(f.be.td.vcpus.values().next().value!.inGuest).toBe(true);
+    expect(f.m.phymemPageReclaim(f.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
     expect(snapshot(f)).toBe(before);
     expect(f.m.pamt.type(reg)).toBe(PT_REG);
     expect(f.m.pamt.type(table)).toBe(PT_EPT);
@@ -304,14 +307,15 @@ describe("a second TD on the same host (one module per host)", () => {
     expect(a.m.pamt.owner(victim)).toBe(a.tdr);
   });
 
-  it("cannot SEPT.ADD with the first TD's S-EPT page (or its TDR): PAGE_METADATA_INCORRECT|R8", () => {
+  it("cannot SEPT.ADD with the first TD's S-EPT page: PAGE_METADATA_INCORRECT|R8 (its TDR, held by its running vCPU: busy)", () => {
     const a = makeTd();
     const b = makeTd(a.host);
     const table = leafTableOf(a);
     const beforeA = snapshot(a);
     // B's walk to level 2 at 1 GiB succeeds (B's level-3 entry exists), so only the page is wrong.
     expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, table).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
-    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.tdr).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    // A's TDR is held by A's vCPU in guest mode: the lock fails before the type is read.
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
     expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.td.septRoot).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
     expect(snapshot(a)).toBe(beforeA);
     expect(a.m.pamt.owner(table)).toBe(a.tdr);

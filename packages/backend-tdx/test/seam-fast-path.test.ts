@@ -10,7 +10,7 @@ import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
-  septState, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  septState, OPERAND_RDX, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
@@ -457,6 +457,58 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
       m.tdExit(2);
       releaseHkid(m);
       expect(m.vpFlush(2, 0).status).toBe(TDX_TD_KEYS_NOT_CONFIGURED);
+    });
+  });
+
+  // tdh_vp_enter.c: a vCPU in guest mode holds its TD's TDR and its TDVPR locked shared until
+  // the TD exit, so every leaf that needs either exclusively is busy meanwhile, at the lock,
+  // before the checks after it.
+  describe("locks a vCPU in guest mode holds", () => {
+    /** TD 0 (finalized, its vCPU TDVPR 2 in guest mode) and TD 10 (initialized, vCPU 12). */
+    function twoTds(): SeamModule {
+      const m = finalizedTd();
+      m.mngCreate(10, 2);
+      m.mngKeyConfig(10);
+      m.mngAddcx(10, 11);
+      m.mngInit(10, { gpaw: 48, septVeDisable: false });
+      m.vpCreate(10, 12, 1);
+      expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+      return m;
+    }
+
+    it("SEPT.ADD naming another TD's TDR as its new page: OPERAND_BUSY|R8 while that TD runs, PAGE_METADATA_INCORRECT|R8 after", () => {
+      const m = twoTds();
+      expect(m.memSeptAdd(0, 3, 10, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+      expect(TDX_OPERAND_BUSY + OPERAND_R8).toBe(0x8000020000000008n);
+      m.tdExit(2);
+      expect(m.memSeptAdd(0, 3, 10, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    });
+
+    it("MR.FINALIZE and PAGE.ADD take the TDR exclusively: busy while a vCPU runs, OP_STATE_INCORRECT after", () => {
+      const m = twoTds();
+      expect(m.mrFinalize(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+      expect(m.memPageAdd(0x1000, 0, 0, 100, 101).status).toBe(TDX_OPERAND_BUSY + OPERAND_RDX);
+      m.tdExit(2);
+      expect(m.mrFinalize(0).status).toBe(TDX_OP_STATE_INCORRECT);
+      expect(m.memPageAdd(0x1000, 0, 0, 100, 101).status).toBe(TDX_OP_STATE_INCORRECT);
+    });
+
+    it("RECLAIM of a live TD's TDR and KEY.FREEID: OPERAND_BUSY|RCX while a vCPU runs, LIFECYCLE_STATE_INCORRECT after", () => {
+      const m = twoTds();
+      expect(m.phymemPageReclaim(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+      expect(m.mngKeyFreeid(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+      // The other TD's TDR is not held: its vCPU never entered.
+      expect(m.phymemPageReclaim(10).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+      m.tdExit(2);
+      expect(m.phymemPageReclaim(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+      expect(m.mngKeyFreeid(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+    });
+
+    it("a running vCPU's TDVPR as a new page: busy; the TD's shared locks (AUG, TRACK) are not", () => {
+      const m = twoTds();
+      expect(m.memSeptAdd(0, 3, 10, 2).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+      expect(m.memSeptAdd(0, 3, 0, 20).status).toBe(TDX_SUCCESS);
+      expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     });
   });
 

@@ -4,7 +4,7 @@
  * (9-10), the new page (11), and whether a block has been tracked. Each throws a SeamError with
  * the status and operand ID of the first check that fails, and changes nothing.
  */
-import { PT_NDA } from "./pamt.js";
+import { PT_NDA, PT_TDR, PT_TDVPR } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
 import { SeamError, check, fail } from "./seam-result.js";
 import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED } from "./sept.js";
@@ -53,9 +53,26 @@ export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): vo
 export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOperand: bigint): void {
   // The prologue holds the TDR's lock (shared or exclusive) and every later page lock is
   // exclusive, so a page that is the TDR itself could not be locked.
-  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive)) {
+  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive) || (exclusive && heldByGuest(m, pfn))) {
     throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
   }
+}
+
+/**
+ * A vCPU in guest mode holds its TD's TDR and its own TDVPR locked shared, from TDH.VP.ENTER to
+ * the TD exit (`tdh_vp_enter.c`): no exclusive lock of either can be taken meanwhile. The model
+ * keeps the hold as the state it follows from, the TD's counts of vCPUs in guest mode and the
+ * vCPU's mode, so that a shared lock of the TDR (every TD leaf's prologue) stays independent of
+ * entries and exits, as on the module.
+ */
+function heldByGuest(m: SeamCore, pfn: number): boolean {
+  const type = m.pamt.type(pfn);
+  if (type === PT_TDR) {
+    const td = m.tds.get(pfn);
+    return td !== undefined && td.refcountOf(0) + td.refcountOf(1) > 0;
+  }
+  if (type === PT_TDVPR) return m.tds.get(m.pamt.owner(pfn))?.vcpus.get(pfn)?.inGuest ?? false;
+  return false;
 }
 
 /** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */

@@ -7,7 +7,7 @@ import { PT_TDCX, PT_TDR } from "./pamt.js";
 import { OPS_UNINITIALIZED, checkNewPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE, TDX_FLUSHVP_NOT_DONE } from "./status.js";
+import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE, TDX_FLUSHVP_NOT_DONE } from "./status.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_UNINITIALIZED, Td } from "./td.js";
 
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
@@ -60,7 +60,6 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   lockPage(m, tdr, true, OPERAND_RCX);
   m.lockedTdr = tdr;
-  for (const v of td!.vcpus.values()) check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
   const lc = td!.lifecycle;
   check(lc === LC_KEYS_CONFIGURED || lc === LC_HKID_ASSIGNED, TDX_LIFECYCLE_STATE_INCORRECT);
   // No new association can start now (the TDR is held exclusively): every vCPU must have been
@@ -77,6 +76,8 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
 export function mngKeyFreeidLeaf(m: SeamCore, tdr: number): SeamResult {
   const td = m.tds.get(tdr);
   check(td !== undefined && m.pamt.type(tdr) === PT_TDR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  // tdh_mng_key_freeid.c: the TDR locked exclusively (busy while a vCPU is in guest mode).
+  lockPage(m, tdr, true, OPERAND_RCX);
   check(td!.lifecycle === LC_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT);
   check(!td!.wbcachePending, TDX_WBCACHE_NOT_COMPLETE);
   td!.lifecycle = LC_TEARDOWN;

@@ -7,7 +7,7 @@ import { lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
+  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
   TDX_TD_ASSOCIATED_PAGES_EXIST,
 } from "./status.js";
 import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
@@ -15,10 +15,15 @@ import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
 /** TDH.PHYMEM.PAGE.RECLAIM: the body of `SeamModule.phymemPageReclaim`. */
 export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  // tdh_phymem_page_reclaim.c: the PAMT walk locks the page's entry exclusively before its type
+  // is read (a live TD's TDR, held by a vCPU in guest mode, is busy); a page that is not the TDR
+  // then takes its owner's TDR lock shared.
+  lockPage(m, pfn, true, OPERAND_RCX);
   const type = m.pamt.type(pfn);
   check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
-  lockPage(m, pfn, true, OPERAND_RCX);
-  const td = m.tds.get(m.pamt.owner(pfn))!;
+  const owner = m.pamt.owner(pfn);
+  if (type !== PT_TDR) lockPage(m, owner, false, OPERAND_TDR);
+  const td = m.tds.get(owner)!;
   check(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
   if (type === PT_TDR) {
     check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);

@@ -3,11 +3,11 @@
  * count in its epoch's parity.
  */
 import { PT_TDVPR } from "./pamt.js";
-import { OPS_INITIALIZED, checkNewPage, lock, tdPrologue } from "./leaf-checks.js";
+import { OPS_INITIALIZED, checkNewPage, lock, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, fail, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
+  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
   TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "./status.js";
 import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu, type Td } from "./td.js";
@@ -39,7 +39,7 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number, lp: number
 export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
   const td = m.tdOfVcpu(tdvpr);
   const v = m.foundVcpu!;
-  check(!v.inGuest, TDX_OPERAND_BUSY, OPERAND_RCX);
+  lockPage(m, tdvpr, true, OPERAND_RCX);
   check(td.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
   check(v.associatedLp === lp, TDX_VCPU_NOT_ASSOCIATED);
   v.associatedLp = -1;
