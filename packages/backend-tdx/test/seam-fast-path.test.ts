@@ -10,7 +10,7 @@ import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
-  septState, OPERAND_RDX, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  septState, OPERAND_RDX, OPERAND_R9, TDX_OPERAND_INVALID, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
@@ -509,6 +509,35 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
       expect(m.memSeptAdd(0, 3, 10, 2).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
       expect(m.memSeptAdd(0, 3, 0, 20).status).toBe(TDX_SUCCESS);
       expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    });
+  });
+
+  // tdh_mem_page_add.c: the source page passes only shared_hpa_check (below MAX_PA, outside
+  // SEAMRR, a shared KeyID), after the entry's state and before the new page.
+  describe("PAGE.ADD's source page", () => {
+    /** TD 0 initialized (not finalized), S-EPT tables 10-12 over GPA 0. */
+    function initializedTd(): SeamModule {
+      const m = new SeamModule(4096);
+      m.mngCreate(0, 1);
+      m.mngKeyConfig(0);
+      m.mngAddcx(0, 1);
+      m.mngInit(0, { gpaw: 48, septVeDisable: false });
+      m.vpCreate(0, 2, 0);
+      for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+      return m;
+    }
+
+    it("may be any page: the TD's own TDR, a page outside the TDMRs", () => {
+      const m = initializedTd();
+      expect(m.memPageAdd(0x1000, 0, 0, 100, 0).status).toBe(TDX_SUCCESS);
+      expect(m.memPageAdd(0x2000, 0, 0, 101, 5000).status).toBe(TDX_SUCCESS);
+    });
+
+    it("beyond MAX_PA: OPERAND_INVALID|R9, checked before the new page (here busy, the TD's own TDR)", () => {
+      const m = initializedTd();
+      expect(m.memPageAdd(0x1000, 0, 0, 0, 2 ** 40).status).toBe(TDX_OPERAND_INVALID + OPERAND_R9);
+      expect(TDX_OPERAND_INVALID + OPERAND_R9).toBe(0xc000010000000009n);
+      expect(m.memPageAdd(0x1000, 0, 0, 0, 7).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
     });
   });
 

@@ -47,14 +47,21 @@ export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   return ok();
 }
 
+/** PFNs below MAX_PA (52 bits of physical address). */
+const MAX_PA_PFN = 2 ** (52 - 12);
+
 /** TDH.MEM.PAGE.ADD: the body of `SeamModule.memPageAdd`. */
 export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number, source: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED, true);
   const table = septOperand(m, td, gpa, level, 0, 0, NO_TREE_LOCK);
   const off = m.walkOff;
   entryState(m, table, off, level, ST_FREE);
+  // The source only passes `shared_hpa_check` (tdh_mem_page_add.c), before the new page: a PA
+  // below MAX_PA, outside SEAMRR, with a shared KeyID (the model's PFNs carry no KeyID and no
+  // SEAMRR lies in host memory). Any other page will do, another TD's or one outside the TDMRs:
+  // the module reads it through a shared mapping.
+  check(Number.isInteger(source) && source >= 0 && source < MAX_PA_PFN, TDX_OPERAND_INVALID, OPERAND_R9);
   checkNewPage(m, page, OPERAND_R8);
-  check(m.pamt.inTdmr(source) && m.pamt.type(source) === PT_NDA, TDX_OPERAND_INVALID, OPERAND_R9);
   m.pamt.set(page, PT_REG, tdr);
   td.addChildren(1);
   m.sept.setEntry(table, off, SEPT_MAPPED, page, level);
