@@ -10,7 +10,7 @@ import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
-  septState, OPERAND_RDX, OPERAND_R9, TDX_OPERAND_INVALID, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  septState, PT_NDA, OPERAND_RDX, OPERAND_R9, TDX_OPERAND_INVALID, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
@@ -510,6 +510,20 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
       expect(m.memSeptAdd(0, 3, 0, 20).status).toBe(TDX_SUCCESS);
       expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     });
+  });
+
+  // tdh_mem_sept_remove.c locks the removed S-EPT page's PAMT entry exclusively.
+  it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; unlocked, SUCCESS", () => {
+    const m = finalizedTd();
+    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    const held = m.pamt.lock(12);
+    expect(held.tryExclusive()).toBe(true);
+    expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    held.release();
+    expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.pamt.type(12)).toBe(PT_NDA);
   });
 
   // tdh_mem_page_add.c: the source page passes only shared_hpa_check (below MAX_PA, outside

@@ -141,6 +141,9 @@ export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_NON_LEAF);
   const page = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
+  // tdh_mem_sept_remove.c locks the removed page's PAMT entry exclusively before the tracking
+  // and emptiness checks (busy: RCX).
+  lockPage(m, page, true, OPERAND_RCX);
   if (td.opState === OP_RUNNABLE) {
     check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
     check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
