@@ -8,12 +8,13 @@ import { describe, expect, it } from "vitest";
 import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core";
 import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
-  SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_EPT_WALK_FAILED, TDX_LIFECYCLE_STATE_INCORRECT, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, TdxBackend, makeSeptEntry, septIndex, septPfn,
-  septState, PT_NDA, OPERAND_RDX, OPERAND_R9, TDX_OPERAND_INVALID, LC_KEYS_CONFIGURED, TDX_FLUSHVP_NOT_DONE, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT,
+  TDX_PAGE_METADATA_INCORRECT, TDX_EPT_WALK_FAILED, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, makeSeptEntry,
+  septIndex, septPfn, septState,
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
+import { finalizedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
 
 const MiB = 2 ** 20;
 
@@ -23,35 +24,6 @@ function tdVm(vcpus = 1) {
   const events: TdpEvent[] = [];
   const vm = new Vm(host, { memory: 16 * MiB, gpaw: 48, vcpus, hostPageLevel: 1 }, be);
   return { host, vm, be, events };
-}
-
-/** A finalized TD with one vCPU on a module of its own: TDR 0, TDCS 1, TDVPR 2. */
-function finalizedTd(): SeamModule {
-  const m = new SeamModule(4096);
-  m.mngCreate(0, 1);
-  m.mngKeyConfig(0);
-  m.mngAddcx(0, 1);
-  m.mngInit(0, { gpaw: 48, septVeDisable: false });
-  m.vpCreate(0, 2, 0);
-  m.mrFinalize(0);
-  return m;
-}
-
-/** TD 0's vCPU (TDVPR 2) leaves guest mode and the HKID is released, as `tdx_mmu_release_hkid` does. */
-function releaseHkid(m: SeamModule): void {
-  m.tdExit(2);
-  expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-  expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-  expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
-  expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
-}
-
-/** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
-function runnableTd(): SeamModule {
-  const m = finalizedTd();
-  for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-  expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
-  return m;
 }
 
 describe("S-EPT entries", () => {
@@ -404,155 +376,6 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
     // Leaves that go on from the walk still fail with the entry and level where it stopped.
     expect(m.memPageAug(0x2000, 0, 0, 101)).toMatchObject({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, levelState: 1n | (BigInt(SEPT_NL_BLOCKED) << 8n) });
-  });
-
-  // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
-  it("VPFLUSHDONE twice: the second finds the TD BLOCKED, LIFECYCLE_STATE_INCORRECT", () => {
-    const m = runnableTd();
-    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
-    expect(m.mngVpflushdone(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // the vCPU in guest holds the TDR
-    m.tdExit(2);
-    expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-    expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-    expect(m.mngVpflushdone(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
-  });
-
-  // tdh_vp_flush.c, tdh_mng_vpflushdone.c and associate_vcpu (helpers.c): a vCPU is associated
-  // with the LP that ran TDH.VP.INIT or entered it last, until TDH.VP.FLUSH on that LP.
-  describe("vCPU association", () => {
-    it("VPFLUSHDONE with a vCPU still associated: FLUSHVP_NOT_DONE, and the TD stays as it was", () => {
-      const m = finalizedTd();
-      expect(m.mngVpflushdone(0).status).toBe(TDX_FLUSHVP_NOT_DONE);
-      expect(TDX_FLUSHVP_NOT_DONE).toBe(0x8000082400000000n);
-      expect(m.tds.get(0)!.lifecycle).toBe(LC_KEYS_CONFIGURED);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-      expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-    });
-
-    it("VP.FLUSH on another LP, or a second time: VCPU_NOT_ASSOCIATED", () => {
-      const m = finalizedTd();
-      expect(m.vpFlush(2, 1).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
-      expect(TDX_VCPU_NOT_ASSOCIATED).toBe(0x8000070200000000n);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
-    });
-
-    it("VP.ENTER on another LP: VCPU_ASSOCIATED until the vCPU is flushed; then it is that LP's", () => {
-      const m = finalizedTd();
-      expect(m.vpEnter(2, 1).status).toBe(TDX_VCPU_ASSOCIATED);
-      expect(TDX_VCPU_ASSOCIATED).toBe(0x8000070100000000n);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-      expect(m.vpEnter(2, 1).status).toBe(TDX_SUCCESS);
-      m.tdExit(2);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
-      expect(m.mngVpflushdone(0).status).toBe(TDX_FLUSHVP_NOT_DONE);
-      expect(m.vpFlush(2, 1).status).toBe(TDX_SUCCESS);
-      expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-    });
-
-    it("VP.FLUSH of a vCPU in guest mode is busy on its TDVPR; of a TD without its keys, TD_KEYS_NOT_CONFIGURED", () => {
-      const m = finalizedTd();
-      expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
-      m.tdExit(2);
-      releaseHkid(m);
-      expect(m.vpFlush(2, 0).status).toBe(TDX_TD_KEYS_NOT_CONFIGURED);
-    });
-  });
-
-  // tdh_vp_enter.c: a vCPU in guest mode holds its TD's TDR and its TDVPR locked shared until
-  // the TD exit, so every leaf that needs either exclusively is busy meanwhile, at the lock,
-  // before the checks after it.
-  describe("locks a vCPU in guest mode holds", () => {
-    /** TD 0 (finalized, its vCPU TDVPR 2 in guest mode) and TD 10 (initialized, vCPU 12). */
-    function twoTds(): SeamModule {
-      const m = finalizedTd();
-      m.mngCreate(10, 2);
-      m.mngKeyConfig(10);
-      m.mngAddcx(10, 11);
-      m.mngInit(10, { gpaw: 48, septVeDisable: false });
-      m.vpCreate(10, 12, 1);
-      expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
-      return m;
-    }
-
-    it("SEPT.ADD naming another TD's TDR as its new page: OPERAND_BUSY|R8 while that TD runs, PAGE_METADATA_INCORRECT|R8 after", () => {
-      const m = twoTds();
-      expect(m.memSeptAdd(0, 3, 10, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
-      expect(TDX_OPERAND_BUSY + OPERAND_R8).toBe(0x8000020000000008n);
-      m.tdExit(2);
-      expect(m.memSeptAdd(0, 3, 10, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
-    });
-
-    it("MR.FINALIZE and PAGE.ADD take the TDR exclusively: busy while a vCPU runs, OP_STATE_INCORRECT after", () => {
-      const m = twoTds();
-      expect(m.mrFinalize(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
-      expect(m.memPageAdd(0x1000, 0, 0, 100, 101).status).toBe(TDX_OPERAND_BUSY + OPERAND_RDX);
-      m.tdExit(2);
-      expect(m.mrFinalize(0).status).toBe(TDX_OP_STATE_INCORRECT);
-      expect(m.memPageAdd(0x1000, 0, 0, 100, 101).status).toBe(TDX_OP_STATE_INCORRECT);
-    });
-
-    it("RECLAIM of a live TD's TDR and KEY.FREEID: OPERAND_BUSY|RCX while a vCPU runs, LIFECYCLE_STATE_INCORRECT after", () => {
-      const m = twoTds();
-      expect(m.phymemPageReclaim(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
-      expect(m.mngKeyFreeid(0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
-      // The other TD's TDR is not held: its vCPU never entered.
-      expect(m.phymemPageReclaim(10).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
-      m.tdExit(2);
-      expect(m.phymemPageReclaim(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
-      expect(m.mngKeyFreeid(0).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
-    });
-
-    it("a running vCPU's TDVPR as a new page: busy; the TD's shared locks (AUG, TRACK) are not", () => {
-      const m = twoTds();
-      expect(m.memSeptAdd(0, 3, 10, 2).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
-      expect(m.memSeptAdd(0, 3, 0, 20).status).toBe(TDX_SUCCESS);
-      expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    });
-  });
-
-  // tdh_mem_sept_remove.c locks the removed S-EPT page's PAMT entry exclusively.
-  it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; unlocked, SUCCESS", () => {
-    const m = finalizedTd();
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-    expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    const held = m.pamt.lock(12);
-    expect(held.tryExclusive()).toBe(true);
-    expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
-    held.release();
-    expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.pamt.type(12)).toBe(PT_NDA);
-  });
-
-  // tdh_mem_page_add.c: the source page passes only shared_hpa_check (below MAX_PA, outside
-  // SEAMRR, a shared KeyID), after the entry's state and before the new page.
-  describe("PAGE.ADD's source page", () => {
-    /** TD 0 initialized (not finalized), S-EPT tables 10-12 over GPA 0. */
-    function initializedTd(): SeamModule {
-      const m = new SeamModule(4096);
-      m.mngCreate(0, 1);
-      m.mngKeyConfig(0);
-      m.mngAddcx(0, 1);
-      m.mngInit(0, { gpaw: 48, septVeDisable: false });
-      m.vpCreate(0, 2, 0);
-      for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-      return m;
-    }
-
-    it("may be any page: the TD's own TDR, a page outside the TDMRs", () => {
-      const m = initializedTd();
-      expect(m.memPageAdd(0x1000, 0, 0, 100, 0).status).toBe(TDX_SUCCESS);
-      expect(m.memPageAdd(0x2000, 0, 0, 101, 5000).status).toBe(TDX_SUCCESS);
-    });
-
-    it("beyond MAX_PA: OPERAND_INVALID|R9, checked before the new page (here busy, the TD's own TDR)", () => {
-      const m = initializedTd();
-      expect(m.memPageAdd(0x1000, 0, 0, 0, 2 ** 40).status).toBe(TDX_OPERAND_INVALID + OPERAND_R9);
-      expect(TDX_OPERAND_INVALID + OPERAND_R9).toBe(0xc000010000000009n);
-      expect(m.memPageAdd(0x1000, 0, 0, 0, 7).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
-    });
   });
 
   it("accepts a PENDING page once the walk reaches it, and only once", () => {

@@ -1,0 +1,32 @@
+/** Small TDs on a module of their own, for tests of the SEAM module's leaves. */
+import { expect } from "vitest";
+import { SeamModule, TDX_SUCCESS } from "../src/index.js";
+
+/** A finalized TD with one vCPU on a module of its own: TDR 0, TDCS 1, TDVPR 2. */
+export function finalizedTd(): SeamModule {
+  const m = new SeamModule(4096);
+  m.mngCreate(0, 1);
+  m.mngKeyConfig(0);
+  m.mngAddcx(0, 1);
+  m.mngInit(0, { gpaw: 48, septVeDisable: false });
+  m.vpCreate(0, 2, 0);
+  m.mrFinalize(0);
+  return m;
+}
+
+/** TD 0's vCPU (TDVPR 2) leaves guest mode and the HKID is released, as `tdx_mmu_release_hkid` does. */
+export function releaseHkid(m: SeamModule): void {
+  m.tdExit(2);
+  expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
+  expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
+  expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
+  expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+}
+
+/** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
+export function runnableTd(): SeamModule {
+  const m = finalizedTd();
+  for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+  return m;
+}
