@@ -21,8 +21,8 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 /** GPAW 48: the shared bit is bit 47 (docs/tdx-module.md §7). */
 const SHARED_BIT = 2 ** 47;
-/** The architectural value of a FREE S-EPT entry: only suppress-#VE (bit 63) set. */
-const FREE_ENTRY = 0x8000000000000000n;
+/** A FREE S-EPT entry as the module returns it: TDEX, TDBW and TDB (the FREE encoding) with suppress-#VE (`SEPTE_INIT_VALUE`). */
+const FREE_ENTRY = 0x80e0000000000000n;
 /** Pages the guest accepts in every fixture (all under one level-0 S-EPT table). */
 const ACCEPTED = [0x0, 0x1000, 0x2000];
 /** A GPA under the same S-EPT tables that the guest never touched (its 4K entry is FREE). */

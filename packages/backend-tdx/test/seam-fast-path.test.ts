@@ -27,22 +27,24 @@ function tdVm(vcpus = 1) {
 }
 
 describe("S-EPT entries", () => {
-  // [state, pfn, level, lo, hi]: the architectural bits (docs/tdx-module.md §2) written out by hand.
+  // [state, pfn, level, lo, hi]: the bits as TDX module 1.5 writes them (docs/tdx-module.md §2),
+  // written out by hand: FREE is TDEX|TDBW|TDB with SVE; every leaf, at 4K too, has MT=WB, IPAT
+  // and PS (0xF0); MAPPED has RWX, PENDING TDP, BLOCKED TDB.
   const cases: [number, number, number, number, number][] = [
-    [SEPT_FREE, 0x1234, 0, 0, 0x80000000],
-    [SEPT_MAPPED, 0x1234, 0, 0x01234007, 0x80000000],
-    [SEPT_MAPPED, 0x1234, 1, 0x01234087, 0x80000000],
-    [SEPT_PENDING, 0x1234, 0, 0x01234000, 0x81000000],
-    [SEPT_PENDING, 0x1234, 1, 0x01234080, 0x81000000],
-    [SEPT_BLOCKED, 0x1234, 0, 0x01234000, 0x80800000],
-    [SEPT_PENDING_BLOCKED, 0x1234, 0, 0x01234000, 0x81800000],
+    [SEPT_FREE, 0x1234, 0, 0, 0x80e00000],
+    [SEPT_MAPPED, 0x1234, 0, 0x012340f7, 0x80000000],
+    [SEPT_MAPPED, 0x1234, 1, 0x012340f7, 0x80000000],
+    [SEPT_PENDING, 0x1234, 0, 0x012340f0, 0x81000000],
+    [SEPT_PENDING, 0x1234, 1, 0x012340f0, 0x81000000],
+    [SEPT_BLOCKED, 0x1234, 0, 0x012340f0, 0x80800000],
+    [SEPT_PENDING_BLOCKED, 0x1234, 0, 0x012340f0, 0x81800000],
     [SEPT_NL_MAPPED, 0x1234, 2, 0x01234007, 0x80000000],
     [SEPT_NL_BLOCKED, 0x1234, 2, 0x01234000, 0x80800000],
     // PFN bits 20-31 go to the high half; past 2^32 the exact (double) path.
-    [SEPT_MAPPED, 0xfffff, 0, 0xfffff007, 0x80000000],
-    [SEPT_MAPPED, 0x100000, 0, 0x00000007, 0x80000001],
-    [SEPT_MAPPED, 0xffffffff, 0, 0xfffff007, 0x80000fff],
-    [SEPT_PENDING, 0x1_2345_6789, 0, 0x56789000, 0x81001234],
+    [SEPT_MAPPED, 0xfffff, 0, 0xfffff0f7, 0x80000000],
+    [SEPT_MAPPED, 0x100000, 0, 0x000000f7, 0x80000001],
+    [SEPT_MAPPED, 0xffffffff, 0, 0xfffff0f7, 0x80000fff],
+    [SEPT_PENDING, 0x1_2345_6789, 0, 0x567890f0, 0x81001234],
     [SEPT_NL_MAPPED, 0xff_ffff_ffff, 3, 0xfffff007, 0x800fffff],
   ];
   it.each(cases)("state %i over page %i at level %i", (state, pfn, level, lo, hi) => {
@@ -74,7 +76,7 @@ describe("SeptPages", () => {
     p.drop(123456);
     expect([p.get(3000), p.get(2 ** 33 + 7), p.count]).toEqual([undefined, undefined, 1]);
     expect(a[0]).toBe(0);
-    expect(a[1]).toBe(0x80000000);
+    expect(a[1]).toBe(0x80e00000); // SEPTE_INIT_VALUE: FREE (TDEX|TDBW|TDB) with SVE
   });
 });
 
@@ -285,7 +287,7 @@ describe("the remembered walk (paging-structure cache) follows every change abov
     expect(m.memSeptAdd(0, 1, 0, 13).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x1000, 0, 0, 101).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, 0x1000)).toBe("ve");
-    expect(m.sept.get(13)![2]).toBe(101 << 12);
+    expect(m.sept.get(13)![2]).toBe((101 << 12) | 0xf0); // PENDING: MT=WB, IPAT, PS
     expect(m.entryAt(m.tds.get(0)!, 1, 0)).toEqual({ state: SEPT_PENDING, pfn: 101 });
     // Blocking the 2M-level entry above it stops the walk again.
     expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);

@@ -1,10 +1,12 @@
 /**
  * The Secure EPT: the module's own page tables, in pages the host gave it (TDH.MEM.SEPT.ADD).
  * Entries carry the module's state bits beside the architectural ones (docs/tdx-module.md §2):
- *   0-2 RWX · 7 PS (leaf above 4K) · 11 TDEL (entry lock) · 12-51 HPA
- *   52 TDHP (host priority) · 55 TDB (blocked) · 56 TDP (pending) · 63 suppress-#VE
- * and the public state follows from them. TDX numbers levels from 0 (4K) up; KVM's mirror level
- * is the TDX level + 1.
+ *   0-2 RWX · 3-5 MT · 6 IPAT · 7 PS · 9 D · 11 TDEL (entry lock) · 12-51 HPA
+ *   52 TDHP (host priority) · 53 TDEX · 54 TDBW · 55 TDB (blocked) · 56 TDP (pending) · 63 SVE
+ * and the public state is their encoding, as TDX module 1.5 writes it (`sept_manager.h`,
+ * `sept_state_lookup.h`): D, TDEX, TDBW, TDB, TDP, IPAT and PS. FREE is TDEX|TDBW|TDB (with SVE);
+ * every leaf, 4K ones too, has IPAT and PS, and memory type WB; a non-leaf has neither. TDX
+ * numbers levels from 0 (4K) up; KVM's mirror level is the TDX level + 1.
  */
 import { SeamFootprint } from "./seam-footprint.js";
 
@@ -22,11 +24,18 @@ export const SEPT_STATE_NAMES: Record<number, string> = {
 
 // low half
 const RWX = 7;
+/** Memory type WB (6) in bits 5:3. */
+const MT_WB = 6 << 3;
+const IPAT = 1 << 6;
 const PS = 1 << 7;
+/** What every leaf entry carries besides its permissions and HPA. */
+const LEAF_BITS = MT_WB | IPAT | PS;
 const TDEL = 1 << 11;
 // high half (bit - 32)
 const HI_PFN_MASK = 0xfffff;
 const TDHP = 1 << (52 - 32);
+const TDEX = 1 << (53 - 32);
+const TDBW = 1 << (54 - 32);
 const TDB = 1 << (55 - 32);
 const TDP = 1 << (56 - 32);
 const SVE = (1 << (63 - 32)) >>> 0;
@@ -34,7 +43,9 @@ const SVE = (1 << (63 - 32)) >>> 0;
 const SVE32 = SVE | 0;
 
 export const SEPT_FREE_LO = 0;
-export const SEPT_FREE_HI = SVE;
+/** `SEPTE_INIT_VALUE`: the FREE encoding (TDEX, TDBW, TDB) with suppress-#VE. */
+export const SEPT_FREE_HI = (SVE | TDEX | TDBW | TDB) >>> 0;
+const FREE_HI32 = SEPT_FREE_HI | 0;
 
 export interface SeptEntry {
   lo: number;
@@ -45,19 +56,23 @@ export function septPfn(lo: number, hi: number): number {
   return (lo >>> 12) + (hi & HI_PFN_MASK) * 0x100000;
 }
 
-/** The public state of the entry at TDX `level`. */
-export function septState(lo: number, hi: number, level: number): number {
-  const leaf = level === 0 || (lo & PS) !== 0;
+/**
+ * The public state of an entry, from its encoding alone (the module's states do not depend on
+ * the level: a 4K leaf has PS too). TDEX is set only in FREE among the states the model has
+ * (the others with it are live migration's). `_level` is kept for the callers' symmetry with the
+ * encoders.
+ */
+export function septState(lo: number, hi: number, _level: number): number {
+  if ((hi & TDEX) !== 0) return SEPT_FREE;
   const blocked = (hi & TDB) !== 0;
-  const pending = (hi & TDP) !== 0;
-  if (!leaf) {
-    if ((lo & RWX) !== 0) return SEPT_NL_MAPPED;
-    return blocked ? SEPT_NL_BLOCKED : SEPT_FREE;
+  if ((lo & PS) === 0) {
+    if (blocked) return SEPT_NL_BLOCKED;
+    // NL_MAPPED's encoding is 0; an entry without permissions was never written by the module.
+    return (lo & RWX) !== 0 ? SEPT_NL_MAPPED : SEPT_FREE;
   }
+  const pending = (hi & TDP) !== 0;
   if (blocked) return pending ? SEPT_PENDING_BLOCKED : SEPT_BLOCKED;
-  if (pending) return SEPT_PENDING;
-  if ((lo & RWX) !== 0) return SEPT_MAPPED;
-  return SEPT_FREE;
+  return pending ? SEPT_PENDING : SEPT_MAPPED;
 }
 
 /**
@@ -84,13 +99,13 @@ function entryLo32(state: number, pfn: number, level: number): number {
   if (state === SEPT_FREE) return SEPT_FREE_LO;
   // PFNs below 2^32 (hosts up to 16 TiB) take integer math; the rest the exact double math.
   const pfnLo = (pfn >>> 0) === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
-  const leafPs = level > 0 && (state & 0x80) === 0 ? PS : 0;
+  const leafBits = (state & 0x80) === 0 ? LEAF_BITS : 0;
   const rwx = state === SEPT_NL_MAPPED || state === SEPT_MAPPED ? RWX : 0;
-  return pfnLo | leafPs | rwx;
+  return pfnLo | leafBits | rwx;
 }
 
 function entryHi32(state: number, pfn: number): number {
-  if (state === SEPT_FREE) return SVE32;
+  if (state === SEPT_FREE) return FREE_HI32;
   const pfnHi = (pfn >>> 0) === pfn ? pfn >>> 20 : Math.floor(pfn / 0x100000) & HI_PFN_MASK;
   let bits = 0;
   switch (state) {
@@ -249,7 +264,7 @@ export class SeptPages {
     table[off + 1] = hi;
     const i = off >>> 1;
     const w = SEPT_OCCUPANCY + (i >>> 5);
-    if (lo === SEPT_FREE_LO && hi === SVE32) table[w] = table[w]! & ~(1 << (i & 31));
+    if (lo === SEPT_FREE_LO && hi === FREE_HI32) table[w] = table[w]! & ~(1 << (i & 31));
     else table[w] = table[w]! | (1 << (i & 31));
     if (level > 0) this.version++;
   }
