@@ -415,3 +415,30 @@ ${inject}vcpus:
     expect(r.exhausted).toBe(true);
   });
 });
+
+// kvm_gmem_populate marks a folio prepared only once sev_gmem_post_populate succeeded: a page
+// whose launch update failed is still the guest's to prepare at its first fault.
+describe("a populate the firmware refuses", () => {
+  const text = `
+name: launch-update-fails
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: sev
+schedule: { mode: round-robin, interleave: false }
+inject:
+  - { call: RMPUPDATE, nth: 2, status: FAIL_INPUT }
+host:
+  - { op: populate, gpa: 0x0, size: 16KiB }
+  - { op: finalize }
+vcpus:
+  - - { op: accept, gpa: 0x1000 }
+`;
+
+  it("ends the op with -EIO at that page, which stays unprepared, and the guest's fault prepares it", () => {
+    const r = runScenario(parseScenarioText(text, "launch-update-fails.yaml"), { backend: sev });
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: -5 });
+    const slot = r.vm.memslots.find(1)!;
+    expect(slot.gmem!.isPrepared(1 - slot.baseGfn)).toBe(true);
+    expect(r.report.ops.find((o) => o.op === "accept")!.result).toEqual({ ok: 1, exceptions: 0 });
+    expect(r.report.invariants.violations).toEqual([]);
+  });
+});

@@ -25,7 +25,7 @@ import {
   TDX_FLUSHVP_NOT_DONE, TDX_STATUS, TDX_VCPU_NOT_ASSOCIATED, formatStatus, isBusy, isOk, statusClass, tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
-import { LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
+import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 
 const TDCS_PAGES = 4;
 /** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
@@ -63,6 +63,7 @@ export class TdxBackend implements Backend, CallListener {
   private readonly inGuest: boolean[] = [];
   private readonly cpus: number[] = [];
   private dead = false;
+  private keyAssigned = true;
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
   private premapped = 0;
   /**
@@ -113,57 +114,86 @@ export class TdxBackend implements Backend, CallListener {
     }
   }
 
-  /**
-   * `kvm->vm_dead`, set by KVM_TDX_TERMINATE_VM. Only the host's teardown reads it (the vCPUs
-   * have stopped), but it is KVM's per-VM state like `nr_premapped`, and recorded as such.
-   */
-  private get vmDead(): boolean {
+  // KVM's own state, in two kinds of resources for the explorer: resource 1 is the VM's
+  // (`kvm_tdx`: nr_premapped, the HKID, `kvm->vm_dead`), 2 + v vCPU v's (mode and CPU). A write
+  // made while nothing records only bumps the state version; the id is made only while recording.
+
+  private readKvm(): void {
     this.vm.clock.fp?.read(resourceId(this.space, 1));
-    return this.dead;
   }
 
-  private set vmDead(d: boolean) {
-    this.vm.clock.touch(resourceId(this.space, 1));
-    this.dead = d;
+  private writeKvm(): void {
+    const c = this.vm.clock;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(resourceId(this.space, 1));
+  }
+
+  private readVcpu(v: number): void {
+    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+  }
+
+  private writeVcpu(v: number): void {
+    const c = this.vm.clock;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(resourceId(this.space, 2 + v));
   }
 
   /** `kvm_tdx->nr_premapped` */
   get nrPremapped(): number {
-    this.vm.clock.fp?.read(resourceId(this.space, 1));
+    this.readKvm();
     return this.premapped;
   }
 
   set nrPremapped(n: number) {
-    this.vm.clock.touch(resourceId(this.space, 1));
+    this.writeKvm();
     this.premapped = n;
+  }
+
+  /** `kvm->vm_dead`, set by KVM_TDX_TERMINATE_VM. */
+  private get vmDead(): boolean {
+    this.readKvm();
+    return this.dead;
+  }
+
+  private set vmDead(d: boolean) {
+    this.writeKvm();
+    this.dead = d;
+  }
+
+  /**
+   * `is_hkid_assigned`: KVM's own view (`kvm_tdx->hkid`), cleared only by its own successful
+   * KEY.FREEID. A malicious host's raw calls move the module's lifecycle, never this.
+   */
+  private get hkidAssigned(): boolean {
+    this.readKvm();
+    return this.keyAssigned;
+  }
+
+  private set hkidAssigned(a: boolean) {
+    this.writeKvm();
+    this.keyAssigned = a;
   }
 
   /** Whether KVM has vCPU `v` in guest mode (`vcpu->mode`). */
   private guestMode(v: number): boolean {
-    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+    this.readVcpu(v);
     return this.inGuest[v]!;
   }
 
-  /**
-   * `vcpu->cpu`: the CPU KVM last loaded vCPU `v` on, -1 once flushed from it. Shares the
-   * vCPU's KVM-state resource with its mode.
-   */
+  private setGuestMode(v: number, on: boolean): void {
+    this.writeVcpu(v);
+    this.inGuest[v] = on;
+  }
+
+  /** `vcpu->cpu`: the CPU KVM last loaded vCPU `v` on, -1 once flushed from it. */
   private vcpuCpu(v: number): number {
-    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+    this.readVcpu(v);
     return this.cpus[v]!;
   }
 
   private setVcpuCpu(v: number, cpu: number): void {
-    this.vm.clock.touch(resourceId(this.space, 2 + v));
+    this.writeVcpu(v);
     this.cpus[v] = cpu;
-  }
-
-  private setGuestMode(v: number, on: boolean): void {
-    const c = this.vm.clock;
-    // The id is made only while recording; otherwise the write only bumps the state version.
-    if (c.fp === null) c.stateVersion++;
-    else c.touch(resourceId(this.space, 2 + v));
-    this.inGuest[v] = on;
   }
 
   gfnDirectBits(vm: BackendVm): number {
@@ -179,6 +209,13 @@ export class TdxBackend implements Backend, CallListener {
     return 1;
   }
 
+  /** `tdx_vcpu_init_mem_region`: only before KVM_TDX_FINALIZE_VM, before anything is mapped. */
+  canPopulate(): number {
+    if (this.td.opState === OP_INITIALIZED) return 0;
+    this.lastFailure = "KVM_TDX_INIT_MEM_REGION: the TD is finalized already";
+    return EINVAL;
+  }
+
   /**
    * `tdx_gmem_post_populate` (KVM_TDX_INIT_MEM_REGION) after the premap: PAGE.ADD from a source
    * page, then, with KVM_TDX_MEASURE_MEMORY_REGION, 16 MR.EXTEND of 256 bytes. A failure is
@@ -186,10 +223,6 @@ export class TdxBackend implements Backend, CallListener {
    * the page was added). `nr_premapped` already 0 is KVM's own bug.
    */
   populate(_vm: BackendVm, gfn: number, pfn: number, measure: boolean): number {
-    if (this.td.opState !== OP_INITIALIZED) {
-      this.lastFailure = "KVM_TDX_INIT_MEM_REGION: the TD is finalized already";
-      return EINVAL;
-    }
     const source = this.pages.alloc();
     const r = this.module.memPageAdd(gfn * 4096, 0, this.tdr, pfn, source);
     this.pages.release(source);
@@ -230,7 +263,7 @@ export class TdxBackend implements Backend, CallListener {
    * leaks the HKID (and with it every page still owned by the TD).
    */
   teardown(_vm: BackendVm): void {
-    if (this.td.lifecycle !== LC_HKID_ASSIGNED && this.td.lifecycle !== LC_KEYS_CONFIGURED) return; // !is_hkid_assigned
+    if (!this.hkidAssigned) return;
     this.kickAll();
     // tdx_flush_vp_on_cpu: a vCPU KVM has on a CPU is flushed there, and is then on none. The
     // module may answer VCPU_NOT_ASSOCIATED (someone flushed it already): not an error to KVM.
@@ -241,17 +274,15 @@ export class TdxBackend implements Backend, CallListener {
       this.setVcpuCpu(v, -1);
     }
     const done = this.module.mngVpflushdone(this.tdr);
-    // A vCPU still associated somewhere: KVM gives up quietly, and the HKID stays assigned (so
-    // the TD's pages can never be reclaimed: they leak with it).
-    if (statusClass(done.status) === TDX_FLUSHVP_NOT_DONE) {
-      this.vm.leak(`HKID ${this.hkid} kept: ${formatStatus(done.status)}`);
-      return;
-    }
+    // A vCPU still associated somewhere: KVM gives up quietly and the HKID stays assigned; the
+    // S-EPT pages then cannot be freed (`tdx_sept_free_private_spt` is a KVM bug with the HKID).
+    if (statusClass(done.status) === TDX_FLUSHVP_NOT_DONE) return;
     if (!isOk(done.status)) this.leakHkid("TDH.MNG.VPFLUSHDONE", done);
     // A failed write-back shows as KEY.FREEID's WBCACHE_NOT_COMPLETE, as the kernel expects.
     this.module.phymemCacheWb(this.tdr);
     const freed = this.module.mngKeyFreeid(this.tdr);
     if (!isOk(freed.status)) this.leakHkid("TDH.MNG.KEY.FREEID", freed);
+    this.hkidAssigned = false;
   }
 
   /**
@@ -279,7 +310,12 @@ export class TdxBackend implements Backend, CallListener {
    * TDR while the TDCS pages were reclaimed); a page that fails either is leaked.
    */
   destroy(vm: BackendVm): void {
-    if (this.td.lifecycle !== LC_TEARDOWN) return;
+    if (this.hkidAssigned) {
+      // `tdx_reclaim_td_control_pages` returns at once while the HKID is assigned (its release
+      // gave up): the TDR, TDCS and TDVPR pages stay the module's, leaked on purpose.
+      for (const page of [...this.tdvprs, ...this.td.tdcx, this.tdr]) this.leak(page, `control page ${page} kept: the HKID is still assigned`);
+      return;
+    }
     for (const page of [...this.tdvprs, ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
     if (this.reclaimOrLeak(this.tdr, "control page")) {
       const wb = this.module.phymemPageWbinvd(this.tdr, this.keyids.globalKeyid, this.tdr);
@@ -327,10 +363,11 @@ export class TdxBackend implements Backend, CallListener {
    */
   removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
     if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
-    if (this.td.lifecycle === LC_TEARDOWN) {
+    if (!this.hkidAssigned) {
       if (!this.vmDead) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
       // After KVM_TDX_TERMINATE_VM: `tdx_reclaim_page`, one RECLAIM; a failure leaks the page
-      // (it stays pinned) and is the caller's KVM_BUG_ON.
+      // (it stays pinned in guest_memfd, not one of the control pages) and is the caller's
+      // KVM_BUG_ON.
       const r = this.reclaim(pfn);
       if (isOk(r.status)) return 0;
       this.vm.leak(`TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`);
@@ -345,7 +382,7 @@ export class TdxBackend implements Backend, CallListener {
    * page owned by the module: the core leaks it on purpose and counts it.
    */
   freeExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
-    if (this.td.lifecycle !== LC_TEARDOWN) this.bugOn(`free_external_spt of the table at gfn 0x${gfn.toString(16)} level ${level} while the HKID is assigned`);
+    if (this.hkidAssigned) this.bugOn(`free_external_spt of the table at gfn 0x${gfn.toString(16)} level ${level} while the HKID is assigned`);
     const r = this.reclaim(externalSpt);
     if (isOk(r.status)) return 0;
     this.pages.markLeaked(externalSpt);
@@ -531,7 +568,7 @@ export class TdxBackend implements Backend, CallListener {
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
-    out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}`);
+    out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}/${this.keyAssigned}`);
     for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}`);
   }
 
@@ -565,7 +602,10 @@ export class TdxBackend implements Backend, CallListener {
       case "TDH.PHYMEM.PAGE.WBINVD": r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr); break;
       case "TDH.MR.FINALIZE": r = this.module.mrFinalize(this.tdr); break;
       // A vCPU's call runs where KVM would run it, on the CPU the vCPU runs on (LP = its index).
-      case "TDH.VP.FLUSH": r = this.module.vpFlush(this.tdvprs[vcpu]!, vcpu); break;
+      case "TDH.VP.FLUSH":
+        if (args.vcpu === undefined) throw new Error("TDH.VP.FLUSH names a vCPU: give vcpu: N");
+        r = this.module.vpFlush(this.tdvprs[vcpu]!, vcpu);
+        break;
       case "TDH.MNG.VPFLUSHDONE": r = this.module.mngVpflushdone(this.tdr); break;
       case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
       case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;

@@ -386,7 +386,7 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
 // contention) to the VMM, not KVM bugs; MR.EXTEND runs only with KVM_TDX_MEASURE_MEMORY_REGION.
 describe("populate: errors are the VMM's, and measuring is a flag", () => {
   // A vCPU that never runs: an entering vCPU would finalize the TD before the populate.
-  const populate = (op: string, inject: string[] = []) => {
+  const populate = (ops: string | string[], inject: string[] = []) => {
     const text = [
       "name: populate-errors",
       "vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }",
@@ -394,7 +394,7 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
       ...(inject.length > 0 ? ["inject:", ...inject.map((f) => `  - ${f}`)] : []),
       "vcpus: [[]]",
       "host:",
-      `  - ${op}`,
+      ...[ops].flat().map((op) => `  - ${op}`),
     ].join("\n");
     return runScenario(parseScenarioText(text, "populate-errors.yaml"), { backend: tdx });
   };
@@ -417,13 +417,17 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
   });
 
   it("finalize after that PAGE.ADD failed: refused, saying why (the page stays premapped)", () => {
-    const text = [
-      "name: finalize-after-failure", "vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }",
-      "inject:", "  - { call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }",
-      "vcpus: [[]]", "host:", "  - { op: populate, gpa: 0x0, size: 16KiB }", "  - { op: finalize }",
-    ].join("\n");
-    expect(() => runScenario(parseScenarioText(text, "f.yaml"), { backend: tdx }))
+    expect(() => populate(["{ op: populate, gpa: 0x0, size: 16KiB }", "{ op: finalize }"], ["{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }"]))
       .toThrow(/finalize failed \(-22\): KVM_TDX_FINALIZE_VM: 1 premapped page\(s\) never got their TDH\.MEM\.PAGE\.ADD/);
+  });
+
+  it("populate after finalize: -EINVAL before anything is mapped (no AUG, no PAGE.ADD)", () => {
+    const { report } = populate(["{ op: finalize }", "{ op: populate, gpa: 0x0, size: 16KiB }"]);
+    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 0, status: -22, detail: "KVM_TDX_INIT_MEM_REGION: the TD is finalized already" });
+    expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBeUndefined();
+    expect(report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBeUndefined();
+    expect(report.stats.faults).toBe(0);
+    expect(report.invariants.violations).toEqual([]);
   });
 
   it("a busy PAGE.ADD is -EBUSY; a failing MR.EXTEND is -EIO after the page was added", () => {

@@ -595,3 +595,43 @@ ${host.map((l) => `  - ${l}`).join("\n")}
       .toThrow(/association\.yaml:\d+: host\[0\]\.vcpu: vCPU 2 does not exist: the VM has 2 \(0 to 1\)/);
   });
 });
+
+// tdx_mmu_release_hkid keeps its own view of the HKID (`is_hkid_assigned`): what a malicious
+// host did behind its back meets KVM's checks, not a shortcut.
+describe("KVM's HKID release after the host's own calls, and its failures", () => {
+  const scenario = (host: string[], inject: string[] = []) => `
+name: release
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: tdx
+schedule: { mode: round-robin, interleave: false }
+${inject.length > 0 ? `inject:\n${inject.map((l) => `  - ${l}`).join("\n")}` : ""}
+vcpus: [[]]
+host:
+${host.map((l) => `  - ${l}`).join("\n")}
+`;
+  const run = (host: string[], inject?: string[]) => runScenario(parseScenarioText(scenario(host, inject), "release.yaml"), { backend: tdx });
+
+  it("the host flushed the vCPU and ran VPFLUSHDONE itself: KVM's VP.FLUSH meets TD_KEYS_NOT_CONFIGURED, a KVM_BUG_ON", () => {
+    const r = run(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }", "{ op: raw, call: TDH.MNG.VPFLUSHDONE }", "{ op: teardown }"]);
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/TDH\.VP\.FLUSH failed: 0x8000081000000000 \(TD_KEYS_NOT_CONFIGURED\)/)]);
+  });
+
+  it("VPFLUSHDONE answers FLUSHVP_NOT_DONE: KVM gives up, no KEY.FREEID, and the control pages are leaked and counted", () => {
+    const r = run(["{ op: teardown }"], ["{ call: TDH.VP.FLUSH, nth: 1, status: VCPU_NOT_ASSOCIATED }"]);
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.backendStats.calls["TDH.MNG.KEY.FREEID"]).toBeUndefined();
+    expect(r.report.backendStats.errors).toMatchObject({ FLUSHVP_NOT_DONE: 1 });
+    // The TDR, the TDCS pages and the TDVPR stay the module's.
+    expect(r.report.stats.leakedPages).toBe(1 + 4 + 1);
+  });
+
+  it("KEY.FREEID fails: a KVM_BUG_ON, and the HKID is leaked", () => {
+    const r = run(["{ op: teardown }"], ["{ call: TDH.MNG.KEY.FREEID, nth: 1, status: WBCACHE_NOT_COMPLETE }"]);
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/TDH\.MNG\.KEY\.FREEID failed: 0x8000081700000000/)]);
+    expect(r.report.stats.leakedPages).toBeGreaterThan(0);
+  });
+
+  it("a raw VP.FLUSH without its vCPU is bad input", () => {
+    expect(() => run(["{ op: raw, call: TDH.VP.FLUSH }"])).toThrow(/raw TDH\.VP\.FLUSH: TDH\.VP\.FLUSH names a vCPU: give vcpu: N/);
+  });
+});

@@ -9,9 +9,9 @@ import { describe, expect, it } from "vitest";
 import {
   LC_KEYS_CONFIGURED, OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, PT_NDA, SeamModule, TDX_FLUSHVP_NOT_DONE,
   TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
 } from "../src/index.js";
-import { finalizedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
+import { finalizedTd, initializedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
 
 describe("the end of a TD's keys", () => {
   // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
@@ -75,12 +75,7 @@ describe("vCPU association", () => {
 describe("locks a vCPU in guest mode holds", () => {
   /** TD 0 (finalized, its vCPU TDVPR 2 in guest mode) and TD 10 (initialized, vCPU 12). */
   function twoTds(): SeamModule {
-    const m = finalizedTd();
-    m.mngCreate(10, 2);
-    m.mngKeyConfig(10);
-    m.mngAddcx(10, 11);
-    m.mngInit(10, { gpaw: 48, septVeDisable: false });
-    m.vpCreate(10, 12, 1);
+    const m = initializedTd(finalizedTd(), 10, 2, 1);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     return m;
   }
@@ -139,27 +134,51 @@ it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; 
 // SEAMRR, a shared KeyID), after the entry's state and before the new page.
 describe("PAGE.ADD's source page", () => {
   /** TD 0 initialized (not finalized), S-EPT tables 10-12 over GPA 0. */
-  function initializedTd(): SeamModule {
-    const m = new SeamModule(4096);
-    m.mngCreate(0, 1);
-    m.mngKeyConfig(0);
-    m.mngAddcx(0, 1);
-    m.mngInit(0, { gpaw: 48, septVeDisable: false });
-    m.vpCreate(0, 2, 0);
+  function withTables(): SeamModule {
+    const m = initializedTd();
     for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
     return m;
   }
 
   it("may be any page: the TD's own TDR, a page outside the TDMRs", () => {
-    const m = initializedTd();
+    const m = withTables();
     expect(m.memPageAdd(0x1000, 0, 0, 100, 0).status).toBe(TDX_SUCCESS);
     expect(m.memPageAdd(0x2000, 0, 0, 101, 5000).status).toBe(TDX_SUCCESS);
   });
 
   it("beyond MAX_PA: OPERAND_INVALID|R9, checked before the new page (here busy, the TD's own TDR)", () => {
-    const m = initializedTd();
+    const m = withTables();
     expect(m.memPageAdd(0x1000, 0, 0, 0, 2 ** 40).status).toBe(TDX_OPERAND_INVALID + OPERAND_R9);
     expect(TDX_OPERAND_INVALID + OPERAND_R9).toBe(0xc000010000000009n);
     expect(m.memPageAdd(0x1000, 0, 0, 0, 7).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+  });
+});
+
+// helpers.c: an explicit page operand is range-checked, then its PAMT entry locked, and only
+// then its type read; an implicit TDR (a page's owner) is locked shared with the TDR's operand ID.
+describe("the order of an operand's checks", () => {
+  it("VP.FLUSH naming a running TD's TDR: OPERAND_BUSY|RCX (the lock comes before the type)", () => {
+    const m = finalizedTd();
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.vpFlush(0, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    m.tdExit(2);
+    expect(m.vpFlush(0, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+  });
+
+  it("VPFLUSHDONE and KEY.FREEID of a page outside the TDMRs: OPERAND_ADDR_RANGE_ERROR|RCX; of a TDCS page: PAGE_METADATA_INCORRECT|RCX", () => {
+    const m = finalizedTd();
+    expect(m.mngVpflushdone(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
+    expect(m.mngKeyFreeid(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
+    expect(m.mngVpflushdone(1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.mngKeyFreeid(1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+  });
+
+  it("RECLAIM of an S-EPT page while its TDR is held exclusively: OPERAND_BUSY|TDR (0x8000020000000080)", () => {
+    const m = runnableTd();
+    const tdr = m.pamt.lock(0);
+    expect(tdr.tryExclusive()).toBe(true);
+    expect(m.phymemPageReclaim(12).status).toBe(0x8000020000000080n);
+    tdr.release();
+    expect(m.phymemPageReclaim(12).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   });
 });

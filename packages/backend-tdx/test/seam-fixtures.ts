@@ -2,14 +2,22 @@
 import { expect } from "vitest";
 import { SeamModule, TDX_SUCCESS } from "../src/index.js";
 
-/** A finalized TD with one vCPU on a module of its own: TDR 0, TDCS 1, TDVPR 2. */
+/**
+ * A TD built but not finalized, with one vCPU on LP `lp`: TDR `tdr`, TDCS `tdr + 1`, TDVPR
+ * `tdr + 2` (by default TD 0 on a module of its own).
+ */
+export function initializedTd(m = new SeamModule(4096), tdr = 0, hkid = 1, lp = 0): SeamModule {
+  m.mngCreate(tdr, hkid);
+  m.mngKeyConfig(tdr);
+  m.mngAddcx(tdr, tdr + 1);
+  m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
+  m.vpCreate(tdr, tdr + 2, lp);
+  return m;
+}
+
+/** `initializedTd`, finalized. */
 export function finalizedTd(): SeamModule {
-  const m = new SeamModule(4096);
-  m.mngCreate(0, 1);
-  m.mngKeyConfig(0);
-  m.mngAddcx(0, 1);
-  m.mngInit(0, { gpaw: 48, septVeDisable: false });
-  m.vpCreate(0, 2, 0);
+  const m = initializedTd();
   m.mrFinalize(0);
   return m;
 }

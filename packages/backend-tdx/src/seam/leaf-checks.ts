@@ -51,8 +51,8 @@ export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): vo
 
 /** The PAMT entry lock of `pfn` (a page or a TDR), as `lock` does for the other locks. */
 export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOperand: bigint): void {
-  // The prologue holds the TDR's lock (shared or exclusive) and every later page lock is
-  // exclusive, so a page that is the TDR itself could not be locked.
+  // The prologue holds the TDR's lock (shared or exclusive), so a page that is the TDR itself
+  // could not be locked again (the module's locks are not recursive).
   if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive) || (exclusive && heldByGuest(m, pfn))) {
     throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
   }
@@ -75,11 +75,28 @@ function heldByGuest(m: SeamCore, pfn: number): boolean {
   return false;
 }
 
+/** PFNs below MAX_PA (52 bits of physical address). */
+export const MAX_PA_PFN = 2 ** (52 - 12);
+
+/**
+ * A page an operand names explicitly (`check_and_lock_explicit_4k_private_hpa`,
+ * `check_lock_and_map_explicit_tdr` in helpers.c): a PA below MAX_PA, inside a TDMR, its PAMT
+ * entry locked, and only then its type checked (a locked page is busy whatever it is).
+ */
+export function lockExplicitPage(m: SeamCore, pfn: number, exclusive: boolean, operand: bigint, type: number): void {
+  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  lockPage(m, pfn, exclusive, operand);
+  check(m.pamt.type(pfn) === type, TDX_PAGE_METADATA_INCORRECT, operand);
+}
+
 /** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
 export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false): Td {
+  // check_lock_and_map_explicit_tdr: the TDR's PAMT entry is locked before its type is read.
+  check(m.pamt.inTdmr(tdr), TDX_OPERAND_ADDR_RANGE_ERROR, tdrOperand);
+  lockPage(m, tdr, tdrExclusive, tdrOperand);
   const td = m.tdOfTdr(tdr);
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
-  lockPage(m, tdr, tdrExclusive, tdrOperand);
   m.lockedTdr = tdr;
   const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
   if (alive !== 0n) throw new SeamError(fail(alive));

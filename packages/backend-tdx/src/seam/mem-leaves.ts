@@ -5,7 +5,7 @@
 import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
 import {
   NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
-  TREE_EXCLUSIVE, TREE_SHARED, checkNewPage, entryState, lock, lockPage, septOperand, tdPrologue, tracked,
+  MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNewPage, entryState, lock, lockPage, septOperand, tdPrologue, tracked,
 } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
@@ -46,9 +46,6 @@ export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   m.sept.setEntry(table, off, SEPT_PENDING, page, level);
   return ok();
 }
-
-/** PFNs below MAX_PA (52 bits of physical address). */
-const MAX_PA_PFN = 2 ** (52 - 12);
 
 /** TDH.MEM.PAGE.ADD: the body of `SeamModule.memPageAdd`. */
 export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number, source: number): SeamResult {

@@ -4,7 +4,7 @@
  * runs with the TD's TDR and the call's numeric operands.
  */
 import { PT_TDCX, PT_TDR } from "./pamt.js";
-import { OPS_UNINITIALIZED, checkNewPage, lockPage, tdPrologue } from "./leaf-checks.js";
+import { OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE, TDX_FLUSHVP_NOT_DONE } from "./status.js";
@@ -56,9 +56,8 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   // tdh_mng_vpflushdone.c takes no TD prologue: the TDR, locked exclusively (a vCPU in guest
   // mode holds it shared: busy), then the lifecycle, KEYS_CONFIGURED or still HKID_ASSIGNED;
   // neither a fatal TD nor its op state matters. A second VPFLUSHDONE finds it BLOCKED.
-  const td = m.tdOfTdr(tdr);
-  check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
-  lockPage(m, tdr, true, OPERAND_RCX);
+  lockExplicitPage(m, tdr, true, OPERAND_RCX, PT_TDR);
+  const td = m.tds.get(tdr);
   m.lockedTdr = tdr;
   const lc = td!.lifecycle;
   check(lc === LC_KEYS_CONFIGURED || lc === LC_HKID_ASSIGNED, TDX_LIFECYCLE_STATE_INCORRECT);
@@ -74,10 +73,9 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
 
 /** TDH.MNG.KEY.FREEID: the body of `SeamModule.mngKeyFreeid`. */
 export function mngKeyFreeidLeaf(m: SeamCore, tdr: number): SeamResult {
-  const td = m.tds.get(tdr);
-  check(td !== undefined && m.pamt.type(tdr) === PT_TDR, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   // tdh_mng_key_freeid.c: the TDR locked exclusively (busy while a vCPU is in guest mode).
-  lockPage(m, tdr, true, OPERAND_RCX);
+  lockExplicitPage(m, tdr, true, OPERAND_RCX, PT_TDR);
+  const td = m.tds.get(tdr);
   check(td!.lifecycle === LC_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT);
   check(!td!.wbcachePending, TDX_WBCACHE_NOT_COMPLETE);
   td!.lifecycle = LC_TEARDOWN;

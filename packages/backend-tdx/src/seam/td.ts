@@ -290,9 +290,10 @@ export class Td {
     return this.assocVcpus;
   }
 
-  set associatedVcpus(n: number) {
+  /** One more or fewer vCPU associated with an LP (VP.INIT, VP.ENTER, VP.FLUSH). */
+  addAssociatedVcpus(delta: number): void {
     this.noteWrite(TD_STATE);
-    this.assocVcpus = n;
+    this.assocVcpus += delta;
   }
 
   get epoch(): number {

@@ -3,11 +3,11 @@
  * count in its epoch's parity.
  */
 import { PT_TDVPR } from "./pamt.js";
-import { OPS_INITIALIZED, checkNewPage, lock, lockPage, tdPrologue } from "./leaf-checks.js";
+import { OPS_INITIALIZED, checkNewPage, lock, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, fail, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
+  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, OPERAND_TDR, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
   TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
 } from "./status.js";
 import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu, type Td } from "./td.js";
@@ -26,7 +26,7 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number, lp: number
   v.initialized = true;
   v.associatedLp = lp;
   td.addVcpu(v);
-  td.associatedVcpus = td.associatedVcpus + 1;
+  td.addAssociatedVcpus(1);
   m.tdsVersion++;
   return ok();
 }
@@ -37,13 +37,14 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number, lp: number
  * with this very LP; then it is associated with none, and the TD counts one fewer.
  */
 export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
+  lockExplicitPage(m, tdvpr, true, OPERAND_RCX, PT_TDVPR);
   const td = m.tdOfVcpu(tdvpr);
   const v = m.foundVcpu!;
-  lockPage(m, tdvpr, true, OPERAND_RCX);
+  lockPage(m, m.pamt.owner(tdvpr), false, OPERAND_TDR);
   check(td.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
   check(v.associatedLp === lp, TDX_VCPU_NOT_ASSOCIATED);
   v.associatedLp = -1;
-  td.associatedVcpus = td.associatedVcpus - 1;
+  td.addAssociatedVcpus(-1);
   return ok();
 }
 
@@ -56,7 +57,7 @@ function associate(td: Td, v: TdVcpu, lp: number): void {
   if (now === lp) return;
   check(now === -1, TDX_VCPU_ASSOCIATED);
   v.associatedLp = lp;
-  td.associatedVcpus = td.associatedVcpus + 1;
+  td.addAssociatedVcpus(1);
 }
 
 /** TDH.VP.ENTER on logical processor `lp`: the body of `SeamModule.vpEnter`. */

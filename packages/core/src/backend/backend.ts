@@ -181,6 +181,12 @@ export interface Backend {
    */
   populate?(vm: BackendVm, gfn: number, pfn: number, measure: boolean): number;
   /**
+   * The populate ioctl's own checks, before the first private page is mapped or touched (TDX:
+   * KVM_TDX_INIT_MEM_REGION is -EINVAL once the TD is finalized). 0 to go on, else the errno
+   * the op ends with.
+   */
+  canPopulate?(vm: BackendVm): number;
+  /**
    * Whether `populate` maps the page through the fault path first (TDX: `kvm_tdp_map_page`, then
    * PAGE.ADD; the default) or only fills guest_memfd (SEV: `kvm_gmem_populate`; the guest's
    * first access maps it).

@@ -80,6 +80,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
   freeExternalSpt: status,
   gmemPrepare: status,
   populate: status,
+  canPopulate: status,
   finalize: status,
   terminate: status,
   runHostOp: status,

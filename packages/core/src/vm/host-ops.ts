@@ -168,25 +168,31 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
 export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, measure = true): Op<{ mapped: number; status: number }> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
+  let checked = false;
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
     const slot = vm.memslots.find(gfn);
     if (slot === null) throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
-    // kvm_gmem_populate takes only pages guest_memfd has not prepared yet: a page populated
-    // before, or already faulted in by the guest, is -EEXIST before any firmware call.
-    if (priv && vm.backend.populate && slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
-      throw new OpError(`populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`);
+    if (priv && vm.backend.populate) {
+      // The ioctl's own checks come before any page is touched (TDX: -EINVAL once finalized).
+      if (!checked) {
+        checked = true;
+        const ret = vm.backend.canPopulate?.(vm) ?? 0;
+        if (ret !== 0) return { mapped, status: ret };
+      }
+      // kvm_gmem_populate takes only pages guest_memfd has not prepared yet: a page populated
+      // before, or already faulted in by the guest, is -EEXIST before any firmware call.
+      if (slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
+        throw new OpError(`populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`);
+      }
     }
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
-      // kvm_gmem_populate: the page goes into guest_memfd (prepared, so no gmemPrepare later)
-      // and the backend measures it; the NPT is left alone.
+      // kvm_gmem_populate: the page goes into guest_memfd and the backend measures it; the NPT
+      // is left alone. The folio is marked prepared (no gmemPrepare later) only on success.
       const pgoff = gfn - slot.baseGfn;
-      const pfn = slot.gmem!.getPfn(pgoff);
-      slot.gmem!.testAndSetPrepared(pgoff);
-      vm.clock.step++;
-      const ret = vm.backend.populate(vm, gfn, pfn, measure);
-      vm.mmu.hookEvent("populate", gfn, 1, ret);
+      const ret = populatePage(vm, gfn, slot.gmem!.getPfn(pgoff), measure);
       if (ret !== 0) return { mapped, status: ret };
+      slot.gmem!.testAndSetPrepared(pgoff);
       mapped++;
       continue;
     }
@@ -200,9 +206,7 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, me
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
-      vm.clock.step++;
-      const ret = vm.backend.populate(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn), measure);
-      vm.mmu.hookEvent("populate", gfn, 1, ret);
+      const ret = populatePage(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn), measure);
       if (ret !== 0) return { mapped, status: ret };
       mapped++;
       continue;
@@ -213,6 +217,14 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, me
     gfn = next - 1;
   }
   return { mapped, status: 0 };
+}
+
+/** The backend's part of populating one page, as one atomic point: its status. */
+function populatePage(vm: Vm, gfn: number, pfn: number, measure: boolean): number {
+  vm.clock.step++;
+  const ret = vm.backend.populate!(vm, gfn, pfn, measure);
+  vm.mmu.hookEvent("populate", gfn, 1, ret);
+  return ret;
 }
 
 export function finalize(vm: Vm): number {
