@@ -648,7 +648,9 @@ export class TdxBackend implements Backend, CallListener {
     const td = this.td;
     if (td === undefined) return 0;
     const pamt = this.module.pamt;
-    if (pamt.type(pfn) === PT_NDA || pamt.owner(pfn) !== this.tdr) return 0;
+    // A page of a 2 MiB page is the TD's by the 2M PAMT entry over it.
+    const owned = pamt.type2m(pfn) !== PT_NDA ? pamt.owner2m(pfn) === this.tdr : pamt.type(pfn) !== PT_NDA && pamt.owner(pfn) === this.tdr;
+    if (!owned) return 0;
     if (td.septRoot < 0) return GUEST_PAGE_OWNED;
     for (let lvl = 0; lvl <= 2; lvl++) {
       const e = this.module.entryAt(td, gfn, lvl);

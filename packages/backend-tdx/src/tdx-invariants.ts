@@ -116,6 +116,14 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
       fail("mirror-equals-sept", `S-EPT ${SEPT_STATE_NAMES[state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(pfn)}) is not in the mirror`);
     }
     if (used[pfn >>> 3]! & (1 << (pfn & 7))) fail("pamt-consistent", `page ${hex(pfn)} is used twice in the S-EPT`);
+    if (level === 1 && state !== SEPT_NL_MAPPED && state !== SEPT_NL_BLOCKED) {
+      // A 2 MiB page: one 2M PAMT entry of the TD's, the 512 4K entries under it NDA.
+      for (let i = 0; i < 512; i++) mark(pfn + i);
+      if (module.pamt.type2m(pfn) !== PT_REG || module.pamt.owner2m(pfn) !== be.tdr) {
+        fail("pamt-consistent", `the S-EPT maps a 2 MiB page at ${hex(pfn)}, which the PAMT's 2M entry says is ${PAGE_TYPE_NAMES[module.pamt.type2m(pfn)]} owned by ${hex(module.pamt.owner2m(pfn))}`);
+      }
+      return;
+    }
     mark(pfn);
     const t = module.pamt.type(pfn);
     if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
@@ -135,6 +143,10 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
     } else if (type !== PT_TDCX && type !== PT_TDVPR) {
       fail("pamt-consistent", `page ${hex(pfn)} of type ${PAGE_TYPE_NAMES[type]} is owned by the TD`);
     }
+  }
+  for (let pfn = pamt.next2mPageOf(be.tdr, 0); pfn >= 0; pfn = pamt.next2mPageOf(be.tdr, pfn + 512)) {
+    owned += 512;
+    if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0) fail("pamt-consistent", `2 MiB page ${hex(pfn)} owned by the TD is not in its S-EPT`);
   }
   if (owned !== td.childCount) fail("pamt-consistent", `the TD owns ${owned} pages besides its TDR, its child count says ${td.childCount}`);
   return out;

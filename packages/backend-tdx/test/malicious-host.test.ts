@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  FRAMES_PER_BLOCK, Host, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  FRAMES_PER_BLOCK, GUEST_PAGE_OWNED, Host, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
 } from "@tdpemu/core";
 import {
   OPERAND_R8, OPERAND_RCX, OPERAND_SEPT_TREE, PT_EPT, PT_NDA, PT_REG, PT_TDR, SEPT_BLOCKED, SEPT_FREE,
@@ -633,5 +633,19 @@ ${host.map((l) => `  - ${l}`).join("\n")}
 
   it("a raw VP.FLUSH without its vCPU is bad input", () => {
     expect(() => run(["{ op: raw, call: TDH.VP.FLUSH }"])).toThrow(/raw TDH\.VP\.FLUSH: TDH\.VP\.FLUSH names a vCPU: give vcpu: N/);
+  });
+});
+
+describe("a 2 MiB page AUGed behind KVM's back", () => {
+  it("is the TD's by its 2M PAMT entry; the checks see the mapping KVM does not have, and nothing wrong in the PAMT", () => {
+    const f = makeTd();
+    const page = freshPage(f.host);
+    const r = f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: 0x200000, level: 1, page });
+    expect(r).toEqual({ status: "SUCCESS", detail: "0x0000000000000000 (SUCCESS)" });
+    expect(f.m.pamt.type2m(page)).toBe(PT_REG);
+    const checks = checkInvariants(f.vm, { final: false }).violations;
+    expect(checks.map((v) => v.check)).toEqual(["mirror-equals-sept"]);
+    expect(checks[0]!.message).toMatch(/S-EPT PENDING at gfn 0x200 TDX level 1/);
+    expect(f.be.guestPage(f.vm, 0x205, page + 5)).toBe(GUEST_PAGE_OWNED);
   });
 });

@@ -10,6 +10,7 @@ import {
   LC_KEYS_CONFIGURED, OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, PT_NDA, SeamModule, TDX_FLUSHVP_NOT_DONE,
   TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
+  PT_REG, SEPT_PENDING, TDX_PAGE_ALREADY_ACCEPTED, TDX_TLB_TRACKING_NOT_DONE,
 } from "../src/index.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
 
@@ -180,5 +181,81 @@ describe("the order of an operand's checks", () => {
     expect(m.phymemPageReclaim(12).status).toBe(0x8000020000000080n);
     tdr.release();
     expect(m.phymemPageReclaim(12).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+  });
+});
+
+// 2 MiB private pages (tdh_mem_page_aug.c, tdg_mem_page_accept.c, tdh_mem_range_block.c,
+// tdh_mem_page_remove.c, tdh_phymem_page_reclaim.c; pamt_manager.c): one 2M PAMT entry per
+// 2 MiB page, the 512 4K entries under it left NDA, the TD's child count 512 more.
+describe("2 MiB private pages", () => {
+  const GPA_2M = 0x200000;
+  /** A finalized TD with the tables down to the 2M level over GPA 0-1 GiB (the level-1 entries FREE). */
+  function upTo2m(): SeamModule {
+    const m = finalizedTd();
+    for (const [level, page] of [[3, 10], [2, 11]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    return m;
+  }
+
+  it("AUG at level 1: PENDING at 2M, one 2M PAMT entry REG of the TD, 512 more children", () => {
+    const m = upTo2m();
+    const before = m.tds.get(0)!.childCount;
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_PENDING, pfn: 1024 });
+    expect([m.pamt.type2m(1024), m.pamt.owner2m(1024), m.pamt.type(1024), m.pamt.type(1535)]).toEqual([PT_REG, 0, PT_NDA, PT_NDA]);
+    expect(m.tds.get(0)!.childCount).toBe(before + 512);
+  });
+
+  it("AUG at 2M with a page not 2M-aligned: OPERAND_INVALID|R8; outside the TDMRs: OPERAND_ADDR_RANGE_ERROR|R8", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1025).status).toBe(0xc000010000000008n);
+    expect(m.memPageAug(GPA_2M, 1, 0, 4096).status).toBe(0xc000010100000008n);
+  });
+
+  it("AUG at 2M over a range holding a page of the TD's (its TDR): PAGE_METADATA_INCORRECT|R8; at a GPA not 2M-aligned: OPERAND_INVALID|RCX", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(m.memPageAug(GPA_2M + 0x1000, 1, 0, 1024).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+  });
+
+  it("a page inside a 2 MiB page named as a new 4K page: PAGE_METADATA_INCORRECT|R8 (the PAMT walk ends at the 2M entry)", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    expect(m.memSeptAdd(0x40000000, 2, 0, 1030).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+  });
+
+  it("the guest ACCEPTs it at 2M; a 4K ACCEPT inside is PAGE_ALREADY_ACCEPTED with level 1", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.tdgMemPageAccept(2, GPA_2M, 1)).toEqual({ status: TDX_SUCCESS });
+    expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
+    expect(m.tdgMemPageAccept(2, GPA_2M + 0x5000, 0)).toEqual({ status: TDX_PAGE_ALREADY_ACCEPTED + 1n });
+  });
+
+  it("BLOCK at 2M puts BEPOCH on the 2M entry: REMOVE before TRACK is TLB_TRACKING_NOT_DONE|RCX; after, SUCCESS and 512 fewer children", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    const before = m.tds.get(0)!.childCount;
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageRemove(GPA_2M, 1, 0).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    const held = m.pamt.lock2m(1024);
+    expect(held.tryExclusive()).toBe(true);
+    expect(m.memPageRemove(GPA_2M, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    held.release();
+    expect(m.memPageRemove(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.pamt.type2m(1024)).toBe(PT_NDA);
+    expect(m.tds.get(0)!.childCount).toBe(before - 512);
+  });
+
+  it("RECLAIM after teardown names the 2 MiB page by its first PFN: another PFN in it is OPERAND_INVALID|RCX", () => {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    releaseHkid(m);
+    expect(m.phymemPageReclaim(1025).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    const before = m.tds.get(0)!.childCount;
+    expect(m.phymemPageReclaim(1024).status).toBe(TDX_SUCCESS);
+    expect(m.pamt.type2m(1024)).toBe(PT_NDA);
+    expect(m.tds.get(0)!.childCount).toBe(before - 512);
   });
 });

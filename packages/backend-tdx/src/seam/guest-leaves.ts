@@ -34,7 +34,8 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   if (st !== SEPT_PENDING) return ACCEPT_EXITED;
   const pfn = septPfn(lo, hi);
   m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
-  m.plainSet(pfn, "");
+  // ACCEPT zeroes the page: all 512 of a 2 MiB one.
+  for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainSet(pfn + i, "");
   return ok();
 }
 

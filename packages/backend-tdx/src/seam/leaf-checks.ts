@@ -149,12 +149,35 @@ export function entryState(m: SeamCore, table: Uint32Array, off: number, level: 
 export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
   check(Number.isInteger(pfn) && pfn >= 0, TDX_OPERAND_INVALID, operand);
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  // The PAMT walk passes the 2M entry (locked shared); a 2 MiB page there ends the walk above
+  // the 4K entry the operand needs.
+  check(m.pamt.tryLock2mAndRelease(pfn, false), TDX_OPERAND_BUSY, operand);
+  check(m.pamt.type2m(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
   lockPage(m, pfn, true, operand);
   check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
 }
 
+/**
+ * Check 11 for a 2 MiB page (TDH.MEM.PAGE.AUG at level 1, `check_and_lock_free_range_hpa`):
+ * 2M-aligned below MAX_PA, inside a TDMR, its 2M PAMT entry locked exclusively, NDA, and every
+ * 4K entry under it NDA too.
+ */
+export function checkNew2mPage(m: SeamCore, pfn: number, operand: bigint): void {
+  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN && pfn % 512 === 0, TDX_OPERAND_INVALID, operand);
+  check(m.pamt.inTdmr(pfn) && m.pamt.inTdmr(pfn + 511), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  check(m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, operand);
+  check(m.pamt.type2m(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+  for (let i = 0; i < 512; i++) check(m.pamt.type(pfn + i) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+}
+
+/** The lock of the PAMT entry of the leaf page `pfn` at TDX `level` (4K or 2M), exclusively. */
+export function lockLeafPage(m: SeamCore, pfn: number, level: number, busyOperand: bigint): void {
+  if (level === 0) lockPage(m, pfn, true, busyOperand);
+  else check(m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, busyOperand);
+}
+
 /** "Tracked": blocked in an epoch no vCPU can still be running with (docs/tdx-module.md §3). */
-export function tracked(m: SeamCore, td: Td, pfnOfEntry: number): boolean {
-  const b = m.pamt.bepoch(pfnOfEntry);
+export function tracked(m: SeamCore, td: Td, pfnOfEntry: number, pamtLevel = 0): boolean {
+  const b = m.pamt.leafBepoch(pfnOfEntry, pamtLevel);
   return b < td.epoch - 1 || (b === td.epoch - 1 && td.refcountOf(b & 1) === 0);
 }

@@ -5,7 +5,8 @@
 import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
 import {
   NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
-  MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNewPage, entryState, lock, lockPage, septOperand, tdPrologue, tracked,
+  MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNew2mPage, checkNewPage, entryState, lock, lockLeafPage, lockPage, septOperand,
+  tdPrologue, tracked,
 } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
@@ -37,12 +38,14 @@ export function memSeptAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
 /** TDH.MEM.PAGE.AUG: the body of `SeamModule.memPageAug`. */
 export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
-  const table = septOperand(m, td, gpa, level, 0, 0, TREE_SHARED);
+  // 4K or 2M (tdh_mem_page_aug.c): a 2 MiB page is one 2M PAMT entry, 512 pages of the TD.
+  const table = septOperand(m, td, gpa, level, 0, 1, TREE_SHARED);
   const off = m.walkOff;
   entryState(m, table, off, level, ST_FREE);
-  checkNewPage(m, page, OPERAND_R8);
-  m.pamt.set(page, PT_REG, tdr);
-  td.addChildren(1);
+  if (level === 0) checkNewPage(m, page, OPERAND_R8);
+  else checkNew2mPage(m, page, OPERAND_R8);
+  m.pamt.setLeaf(page, level, PT_REG, tdr);
+  td.addChildren(level === 0 ? 1 : 512);
   m.sept.setEntry(table, off, SEPT_PENDING, page, level);
   return ok();
 }
@@ -83,7 +86,8 @@ export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const pfn = septPfn(lo, hi);
   const next = st === SEPT_MAPPED ? SEPT_BLOCKED : st === SEPT_PENDING ? SEPT_PENDING_BLOCKED : SEPT_NL_BLOCKED;
   m.sept.setEntry(table, off, next, pfn, level);
-  m.pamt.setBepoch(pfn, td.epoch);
+  // BEPOCH goes to the leaf page's own PAMT entry (2M for a 2 MiB page), or the S-EPT page's.
+  m.pamt.setLeafBepoch(pfn, next === SEPT_NL_BLOCKED ? 0 : level, td.epoch);
   return ok();
 }
 
@@ -94,7 +98,7 @@ export function memRangeUnblockLeaf(m: SeamCore, tdr: number, gpa: number, level
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_BLOCKED);
   const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
-  if (td.opState === OP_RUNNABLE) check(tracked(m, td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_SEPT_TREE);
+  if (td.opState === OP_RUNNABLE) check(tracked(m, td, pfn, st === SEPT_NL_BLOCKED ? 0 : level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_SEPT_TREE);
   const next = st === SEPT_BLOCKED ? SEPT_MAPPED : st === SEPT_PENDING_BLOCKED ? SEPT_PENDING : SEPT_NL_MAPPED;
   m.sept.setEntry(table, off, next, pfn, level);
   return ok();
@@ -116,18 +120,18 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_REMOVABLE);
   const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
-  // The page's PAMT entry is locked before the blocked/tracked checks; REMOVE has no page
-  // operand, so a busy page lock is reported against the GPA (RCX).
-  lockPage(m, pfn, true, OPERAND_RCX);
+  // The page's PAMT entry (2M for a 2 MiB page) is locked before the blocked/tracked checks;
+  // REMOVE has no page operand, so a busy page lock is reported against the GPA (RCX).
+  lockLeafPage(m, pfn, level, OPERAND_RCX);
   if (td.opState === OP_RUNNABLE) {
     check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
-    check(tracked(m, td, pfn), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
+    check(tracked(m, td, pfn, level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
   }
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
-  m.pamt.set(pfn, PT_NDA, NO_TD);
+  m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
   // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
-  m.plainDelete(pfn);
-  td.addChildren(-1);
+  for (let i = 0; i < 512 ** level; i++) m.plainDelete(pfn + i);
+  td.addChildren(-(512 ** level));
   return { status: TDX_SUCCESS, pfn };
 }
 

@@ -6,9 +6,14 @@
  * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
  * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
  *
- * Each entry is a resource of the explorer's (`SeamFootprint.pamtId`): its readers record a
- * read, `set`/`setBepoch` a write. `nextPageOf`, `pagesOf` and `auditEntries` are for checks and
- * record nothing.
+ * Above the 4K entries, one 2M entry per 2 MiB region (the module's PAMT is a 1G/2M/4K
+ * hierarchy, `pamt_manager.c`): a 2 MiB private page is one 2M entry of type REG, the 512 4K
+ * entries under it staying NDA, and a walk to a 4K entry takes the 2M entry's lock shared on its
+ * way. The 1G level is not modelled (no 1G private pages).
+ *
+ * Each entry is a resource of the explorer's (`SeamFootprint.pamtId`, `pamt2mId`): its readers
+ * record a read, `set`/`setBepoch` a write. `nextPageOf`, `pagesOf` and `auditEntries` are for
+ * checks and record nothing.
  */
 import { nextSetBit } from "@tdpemu/backend-sdk";
 import { SharexLock } from "./locks.js";
@@ -33,6 +38,8 @@ export const NO_TD = -1;
 const BLOCK_SHIFT = 12;
 const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
 const BLOCK_MASK = BLOCK_FRAMES - 1;
+/** 2M entries per block. */
+const BLOCK_2M = BLOCK_FRAMES >>> 9;
 
 class PamtBlock {
   /** One buffer for the five arrays: one backing store to make (and collect) per block, not five. */
@@ -51,6 +58,13 @@ class PamtBlock {
   readonly lockState = new Int8Array(this.bytes, BLOCK_FRAMES * 9 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
   /** How many granules of the block are assigned. */
   nAssigned = 0;
+  /** The block's 2M entries: type, owner, BEPOCH, lock (as the 4K ones). */
+  readonly type2m = new Uint8Array(BLOCK_2M);
+  readonly owner2m = new Int32Array(BLOCK_2M).fill(NO_TD);
+  readonly bepoch2m = new Uint32Array(BLOCK_2M);
+  readonly lock2m = new Int8Array(BLOCK_2M);
+  /** How many of the block's 2M entries are assigned. */
+  n2m = 0;
   /** Every granule written is in [lo, hi): what `clear` must reset. */
   lo = BLOCK_FRAMES;
   hi = 0;
@@ -70,6 +84,11 @@ class PamtBlock {
       this.lockState.fill(0, this.lo, this.hi);
       this.assigned.fill(0, this.lo >>> 5, ((this.hi - 1) >>> 5) + 1);
     }
+    this.type2m.fill(PT_NDA);
+    this.owner2m.fill(NO_TD);
+    this.bepoch2m.fill(0);
+    this.lock2m.fill(0);
+    this.n2m = 0;
     this.nAssigned = 0;
     this.lo = BLOCK_FRAMES;
     this.hi = 0;
@@ -180,6 +199,91 @@ export class Pamt {
     return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch[pfn & BLOCK_MASK] ?? 0;
   }
 
+  // ------------------------------------------------------------------ the 2M level
+
+  private noteRead2m(pfn: number): void {
+    const rec = this.fp?.fp;
+    if (rec) rec.read(this.fp!.pamt2mId(pfn));
+  }
+
+  /** The type of the 2M entry over `pfn`'s 2 MiB region: REG for a 2 MiB page, else NDA. */
+  type2m(pfn: number): number {
+    this.noteRead2m(pfn);
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.type2m[(pfn & BLOCK_MASK) >>> 9] ?? PT_NDA;
+  }
+
+  owner2m(pfn: number): number {
+    this.noteRead2m(pfn);
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.owner2m[(pfn & BLOCK_MASK) >>> 9] ?? NO_TD;
+  }
+
+  /** The 2M entry over `pfn`: a 2 MiB page of `owner` (REG) or none (NDA); BEPOCH back to 0. */
+  set2m(pfn: number, type: number, owner: number): void {
+    this.fp?.writePamt2m(pfn);
+    this.version++;
+    const blk = this.block(pfn);
+    const j = (pfn & BLOCK_MASK) >>> 9;
+    if ((blk.type2m[j] !== PT_NDA) !== (type !== PT_NDA)) blk.n2m += type !== PT_NDA ? 1 : -1;
+    blk.type2m[j] = type;
+    blk.owner2m[j] = owner;
+    blk.bepoch2m[j] = 0;
+  }
+
+  /**
+   * The 2M entry's lock taken (never spinning) and released within the step, as
+   * `tryLockAndRelease` does for a 4K entry: a 4K walk passes through it shared.
+   */
+  tryLock2mAndRelease(pfn: number, exclusive: boolean): boolean {
+    this.noteRead2m(pfn);
+    const v = this.blocks[pfn >>> BLOCK_SHIFT]?.lock2m[(pfn & BLOCK_MASK) >>> 9] ?? 0;
+    return exclusive ? v === 0 : v >= 0;
+  }
+
+  /** A view of a 2M entry's lock (for tests). */
+  lock2m(pfn: number): SharexLock {
+    return new PamtLock(this.block(pfn).lock2m, (pfn & BLOCK_MASK) >>> 9) as unknown as SharexLock;
+  }
+
+  /** The PAMT entry of a leaf page at TDX `level` (0: the 4K entry, 1: the 2M entry): its BEPOCH. */
+  leafBepoch(pfn: number, level: number): number {
+    if (level === 0) return this.bepoch(pfn);
+    this.noteRead2m(pfn);
+    return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch2m[(pfn & BLOCK_MASK) >>> 9] ?? 0;
+  }
+
+  setLeafBepoch(pfn: number, level: number, epoch: number): void {
+    if (level === 0) return this.setBepoch(pfn, epoch);
+    this.fp?.writePamt2m(pfn);
+    this.block(pfn).bepoch2m[(pfn & BLOCK_MASK) >>> 9] = epoch;
+  }
+
+  /** The lock of the PAMT entry of a leaf page at TDX `level`, as `tryLockAndRelease`. */
+  tryLockLeafAndRelease(pfn: number, level: number, exclusive: boolean): boolean {
+    return level === 0 ? this.tryLockAndRelease(pfn, exclusive) : this.tryLock2mAndRelease(pfn, exclusive);
+  }
+
+  /** The PAMT entry of a leaf page at TDX `level` becomes `type` of `owner`. */
+  setLeaf(pfn: number, level: number, type: number, owner: number): void {
+    if (level === 0) this.set(pfn, type, owner);
+    else this.set2m(pfn, type, owner);
+  }
+
+  /**
+   * The first PFN of the lowest 2 MiB page at or above `from` that `owner` has (a 2M entry of
+   * type REG), or -1; records nothing (for the checks).
+   */
+  next2mPageOf(owner: number, from: number): number {
+    const blocks = this.blocks;
+    if (from < 0) from = 0;
+    for (let b = from >>> BLOCK_SHIFT; b < blocks.length; b++) {
+      const blk = blocks[b];
+      if (blk === undefined || blk.n2m === 0) continue;
+      const start = b === from >>> BLOCK_SHIFT ? ((from & BLOCK_MASK) + 511) >>> 9 : 0;
+      for (let j = start; j < BLOCK_2M; j++) if (blk.type2m[j] !== PT_NDA && blk.owner2m[j] === owner) return b * BLOCK_FRAMES + j * 512;
+    }
+    return -1;
+  }
+
   /** A view of the page's lock (allocated: for tests and tools; SEAMCALLs use `tryLockAndRelease`). */
   lock(pfn: number): SharexLock {
     const blk = this.block(pfn);
@@ -286,6 +390,10 @@ export class Pamt {
         // An entry as a new block has it is not listed: a change to it shows as its appearance.
         if (blk.type[i] === PT_NDA && blk.owner[i] === NO_TD && blk.bepoch[i] === 0 && blk.lockState[i] === 0) continue;
         out.set(this.fp.pamtId(b * BLOCK_FRAMES + i), `${blk.type[i]}/${blk.owner[i]}/${blk.bepoch[i]}/${blk.lockState[i]}`);
+      }
+      for (let j = 0; j < BLOCK_2M; j++) {
+        if (blk.type2m[j] === PT_NDA && blk.owner2m[j] === NO_TD && blk.bepoch2m[j] === 0 && blk.lock2m[j] === 0) continue;
+        out.set(this.fp.pamt2mId(b * BLOCK_FRAMES + j * 512), `2M ${blk.type2m[j]}/${blk.owner2m[j]}/${blk.bepoch2m[j]}/${blk.lock2m[j]}`);
       }
     }
   }

@@ -7,7 +7,7 @@ import { lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
+  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
   TDX_TD_ASSOCIATED_PAGES_EXIST,
 } from "./status.js";
 import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
@@ -16,12 +16,16 @@ import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
 export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
   // tdh_phymem_page_reclaim.c: the PAMT walk locks the page's entry exclusively before its type
-  // is read (a live TD's TDR, held by a vCPU in guest mode, is busy); a page that is not the TDR
-  // then takes its owner's TDR lock shared.
-  lockPage(m, pfn, true, OPERAND_RCX);
-  const type = m.pamt.type(pfn);
+  // is read (a live TD's TDR, held by a vCPU in guest mode, is busy); it ends at the 2M entry of
+  // a 2 MiB page, which must then be named by its first PFN. A page that is not the TDR then
+  // takes its owner's TDR lock shared.
+  check(m.pamt.tryLock2mAndRelease(pfn, m.pamt.type2m(pfn) !== PT_NDA), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const level = m.pamt.type2m(pfn) !== PT_NDA ? 1 : 0;
+  if (level === 0) lockPage(m, pfn, true, OPERAND_RCX);
+  const type = level === 0 ? m.pamt.type(pfn) : m.pamt.type2m(pfn);
   check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
-  const owner = m.pamt.owner(pfn);
+  check(level === 0 || pfn % 512 === 0, TDX_OPERAND_INVALID, OPERAND_RCX);
+  const owner = level === 0 ? m.pamt.owner(pfn) : m.pamt.owner2m(pfn);
   if (type !== PT_TDR) lockPage(m, owner, false, OPERAND_TDR);
   const td = m.tds.get(owner)!;
   check(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
@@ -29,11 +33,11 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
     check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
     m.removeTd(pfn);
   } else {
-    td.addChildren(-1);
+    td.addChildren(level === 0 ? -1 : -512);
   }
   if (type === PT_EPT) m.sept.drop(pfn);
-  m.plainDelete(pfn);
-  m.pamt.set(pfn, PT_NDA, NO_TD);
+  for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainDelete(pfn + i);
+  m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
   return ok();
 }
 

@@ -65,6 +65,11 @@ export class SeamFootprint {
     return resourceId(this.pamtSpace, pfn);
   }
 
+  /** The 2M PAMT entry over `pfn` (its own resource, apart from the 512 4K entries under it). */
+  pamt2mId(pfn: number): number {
+    return resourceId(this.pamtSpace, 0x80000000 + Math.floor(pfn / 512));
+  }
+
   tdId(tdr: number, part: number): number {
     return resourceId(this.tdSpace, tdr * TD_PARTS + part);
   }
@@ -110,6 +115,13 @@ export class SeamFootprint {
     if (c === null) return;
     if (c.fp === null) c.stateVersion++;
     else c.touch(this.pamtId(pfn));
+  }
+
+  writePamt2m(pfn: number): void {
+    const c = this.clock;
+    if (c === null) return;
+    if (c.fp === null) c.stateVersion++;
+    else c.touch(this.pamt2mId(pfn));
   }
 
   writeTd(tdr: number, part: number): void {
