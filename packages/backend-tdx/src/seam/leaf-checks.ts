@@ -53,7 +53,7 @@ export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): vo
 export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOperand: bigint): void {
   // The prologue holds the TDR's lock (shared or exclusive), so a page that is the TDR itself
   // could not be locked again (the module's locks are not recursive).
-  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive) || (exclusive && heldByGuest(m, pfn))) {
+  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive) || (exclusive && heldByGuest(m, pfn, m.pamt.type(pfn)))) {
     throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
   }
 }
@@ -65,8 +65,7 @@ export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOpera
  * vCPU's mode, so that a shared lock of the TDR (every TD leaf's prologue) stays independent of
  * entries and exits, as on the module.
  */
-function heldByGuest(m: SeamCore, pfn: number): boolean {
-  const type = m.pamt.type(pfn);
+function heldByGuest(m: SeamCore, pfn: number, type: number): boolean {
   if (type === PT_TDR) {
     const td = m.tds.get(pfn);
     return td !== undefined && td.refcountOf(0) + td.refcountOf(1) > 0;
@@ -150,11 +149,15 @@ export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
   check(Number.isInteger(pfn) && pfn >= 0, TDX_OPERAND_INVALID, operand);
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
   // The PAMT walk passes the 2M entry (locked shared); a 2 MiB page there ends the walk above
-  // the 4K entry the operand needs.
-  check(m.pamt.tryLock2mAndRelease(pfn, false), TDX_OPERAND_BUSY, operand);
-  check(m.pamt.type2m(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
-  lockPage(m, pfn, true, operand);
-  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+  // the 4K entry the operand needs. Each entry is read once: this is on every AUG's path.
+  const big = m.pamt.walk2m(pfn);
+  check(big >= 0, TDX_OPERAND_BUSY, operand);
+  check(big === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+  const type = m.pamt.type(pfn);
+  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, true) || heldByGuest(m, pfn, type)) {
+    throw new SeamError(fail(TDX_OPERAND_BUSY, operand));
+  }
+  check(type === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
 }
 
 /**

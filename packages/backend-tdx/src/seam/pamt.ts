@@ -239,6 +239,18 @@ export class Pamt {
     return exclusive ? v === 0 : v >= 0;
   }
 
+  /**
+   * A 4K walk's pass through the 2M entry over `pfn` (its lock taken shared and released): the
+   * entry's type, or -1 if an exclusive holder keeps the walk out.
+   */
+  walk2m(pfn: number): number {
+    this.noteRead2m(pfn);
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined) return PT_NDA;
+    const j = (pfn & BLOCK_MASK) >>> 9;
+    return blk.lock2m[j]! < 0 ? -1 : blk.type2m[j]!;
+  }
+
   /** A view of a 2M entry's lock (for tests). */
   lock2m(pfn: number): SharexLock {
     return new PamtLock(this.block(pfn).lock2m, (pfn & BLOCK_MASK) >>> 9) as unknown as SharexLock;
