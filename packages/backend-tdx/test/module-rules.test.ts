@@ -10,7 +10,8 @@ import {
   LC_KEYS_CONFIGURED, OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, PT_NDA, SeamModule, TDX_FLUSHVP_NOT_DONE,
   TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
-  PT_REG, SEPT_PENDING, TDX_PAGE_ALREADY_ACCEPTED, TDX_TLB_TRACKING_NOT_DONE,
+  PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
+  TDX_TLB_TRACKING_NOT_DONE,
 } from "../src/index.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
 
@@ -246,6 +247,57 @@ describe("2 MiB private pages", () => {
     expect(m.memPageRemove(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.pamt.type2m(1024)).toBe(PT_NDA);
     expect(m.tds.get(0)!.childCount).toBe(before - 512);
+  });
+
+  /** `upTo2m` with a 2 MiB page AUGed at GPA_2M over pages 1024-1535 (accepted if `accept`) and its vCPU out of guest mode. */
+  function with2mPage(accept: boolean): SeamModule {
+    const m = upTo2m();
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    if (accept) expect(m.tdgMemPageAccept(2, GPA_2M, 1)).toEqual({ status: TDX_SUCCESS });
+    m.tdExit(2);
+    return m;
+  }
+
+  it("DEMOTE on a running TD: GPA_RANGE_NOT_BLOCKED|RCX unblocked, TLB_TRACKING_NOT_DONE|RCX untracked; a page inside the 2 MiB page as the new table: PAGE_METADATA_INCORRECT|R8", () => {
+    const m = with2mPage(true);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 1030).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(m.memPageDemote(GPA_2M, 0, 0, 20).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+  });
+
+  it("DEMOTE of an accepted 2 MiB page: 512 MAPPED 4K leaves in the new table, the parent NL_MAPPED unblocked, the PAMT split, the guest without a #VE", () => {
+    const m = with2mPage(true);
+    const td = m.tds.get(0)!;
+    const before = td.childCount;
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    expect(m.entryAt(td, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_NL_MAPPED, pfn: 20 });
+    for (const i of [0, 5, 511]) expect(m.entryAt(td, GPA_2M / 4096 + i, 0)).toMatchObject({ state: SEPT_MAPPED, pfn: 1024 + i });
+    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.owner(1535), m.pamt.type(20)]).toEqual([PT_NDA, PT_REG, 0, PT_EPT]);
+    expect(td.childCount).toBe(before + 1);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
+    // One 4K page of it can now go on its own: BLOCK, TRACK, REMOVE at 4K.
+    m.tdExit(2);
+    expect(m.memRangeBlock(GPA_2M + 0x5000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageRemove(GPA_2M + 0x5000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(td.childCount).toBe(before);
+  });
+
+  it("DEMOTE of a 2 MiB page the guest never accepted: 512 PENDING leaves (a #VE on access)", () => {
+    const m = with2mPage(false);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096 + 7, 0)).toMatchObject({ state: SEPT_PENDING, pfn: 1031 });
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, GPA_2M + 0x7000)).toBe("ve");
   });
 
   it("RECLAIM after teardown names the 2 MiB page by its first PFN: another PFN in it is OPERAND_INVALID|RCX", () => {

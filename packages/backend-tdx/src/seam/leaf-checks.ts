@@ -28,6 +28,8 @@ export const ST_REMOVABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_BLOCKE
 export const ST_BLOCKABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_NL_MAPPED);
 export const ST_BLOCKED = septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING_BLOCKED) | septStateBit(SEPT_NL_BLOCKED);
 export const ST_NON_LEAF = septStateBit(SEPT_NL_MAPPED) | septStateBit(SEPT_NL_BLOCKED);
+/** DEMOTE's leaves: MAPPED, BLOCKED, PENDING, PENDING_BLOCKED. */
+export const ST_DEMOTABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_PENDING_BLOCKED);
 
 /** How a leaf takes the S-EPT tree lock. */
 export const NO_TREE_LOCK = 0;

@@ -4,7 +4,7 @@
  */
 import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
 import {
-  NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
+  NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_DEMOTABLE, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
   MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNew2mPage, checkNewPage, entryState, lock, lockLeafPage, lockPage, septOperand,
   tdPrologue, tracked,
 } from "./leaf-checks.js";
@@ -133,6 +133,37 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   for (let i = 0; i < 512 ** level; i++) m.plainDelete(pfn + i);
   td.addChildren(-(512 ** level));
   return { status: TDX_SUCCESS, pfn };
+}
+
+/**
+ * TDH.MEM.PAGE.DEMOTE: the body of `SeamModule.memPageDemote` (tdh_mem_page_demote.c, module
+ * 1.5: no PAMT-page operands). A 2 MiB leaf becomes a table of 512 4K leaves in a new S-EPT
+ * page, each in the leaf's state unblocked (BLOCKED → MAPPED, PENDING_BLOCKED → PENDING), so the
+ * guest keeps every page it had accepted; the parent is NL_MAPPED at once (no UNBLOCK), and the
+ * 2M PAMT entry splits into 512 4K entries of the TD with BEPOCH 0.
+ */
+export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 1, 2, TREE_SHARED);
+  const off = m.walkOff;
+  const st = entryState(m, table, off, level, ST_DEMOTABLE);
+  const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
+  if (td.opState === OP_RUNNABLE) {
+    check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+    check(tracked(m, td, pfn, level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
+  }
+  checkNewPage(m, page, OPERAND_R8);
+  // pamt_demote: the 2M entry locked exclusively (no page operand of its own: RCX).
+  lockLeafPage(m, pfn, level, OPERAND_RCX);
+  const child = m.sept.init(page);
+  const small = st === SEPT_BLOCKED || st === SEPT_MAPPED ? SEPT_MAPPED : SEPT_PENDING;
+  for (let i = 0; i < 512; i++) m.sept.setEntry(child, 2 * i, small, pfn + i, level - 1);
+  m.pamt.set(page, PT_EPT, tdr);
+  td.addChildren(1);
+  m.pamt.set2m(pfn, PT_NDA, NO_TD);
+  for (let i = 0; i < 512; i++) m.pamt.set(pfn + i, PT_REG, tdr);
+  m.sept.setEntry(table, off, SEPT_NL_MAPPED, page, level);
+  return ok();
 }
 
 /** TDH.MEM.SEPT.REMOVE: the body of `SeamModule.memSeptRemove`. */
