@@ -599,6 +599,7 @@ export class TdxBackend implements Backend, CallListener {
       case "TDH.MEM.PAGE.REMOVE": r = this.module.memPageRemove(gpa, level, this.tdr); break;
       case "TDH.MEM.SEPT.REMOVE": r = this.module.memSeptRemove(gpa, level, this.tdr); break;
       case "TDH.MEM.PAGE.DEMOTE": r = this.module.memPageDemote(gpa, level, this.tdr, page()); break;
+      case "TDH.MEM.PAGE.PROMOTE": r = this.module.memPagePromote(gpa, level, this.tdr); break;
       case "TDH.PHYMEM.PAGE.RECLAIM": r = this.module.phymemPageReclaim(page()); break;
       case "TDH.PHYMEM.PAGE.WBINVD": r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr); break;
       case "TDH.MR.FINALIZE": r = this.module.mrFinalize(this.tdr); break;
@@ -611,7 +612,7 @@ export class TdxBackend implements Backend, CallListener {
       case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
       case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, RECLAIM, WBINVD, MR.FINALIZE, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, MR.FINALIZE, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
     }
     return { status: statusName(r.status), detail: formatStatus(r.status) };
   }

@@ -11,7 +11,7 @@ import {
   TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
   PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
-  TDX_TLB_TRACKING_NOT_DONE,
+  TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS,
 } from "../src/index.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
 
@@ -298,6 +298,63 @@ describe("2 MiB private pages", () => {
     expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096 + 7, 0)).toMatchObject({ state: SEPT_PENDING, pfn: 1031 });
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, GPA_2M + 0x7000)).toBe("ve");
+  });
+
+  /** `with2mPage` demoted into S-EPT page 20, then its table blocked and tracked, ready to PROMOTE. */
+  function demotedAndBlocked(accept: boolean): SeamModule {
+    const m = with2mPage(accept);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    return m;
+  }
+
+  it("PROMOTE of 512 MAPPED contiguous leaves: one MAPPED 2 MiB leaf again, the S-EPT page free and returned, the PAMT merged", () => {
+    const m = demotedAndBlocked(true);
+    const td = m.tds.get(0)!;
+    const before = td.childCount;
+    expect(m.memPagePromote(GPA_2M, 1, 0)).toEqual({ status: TDX_SUCCESS, pfn: 20 });
+    expect(m.entryAt(td, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_MAPPED, pfn: 1024 });
+    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.type(20)]).toEqual([PT_REG, PT_NDA, PT_NDA]);
+    expect(td.childCount).toBe(before - 1);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
+  });
+
+  it("PROMOTE refusals: unblocked GPA_RANGE_NOT_BLOCKED|RCX; untracked TLB_TRACKING_NOT_DONE|RCX; a leaf removed or of another state EPT_INVALID_PROMOTE_CONDITIONS|RCX", () => {
+    const m = with2mPage(true);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    // One leaf blocked (the page's own BLOCK) breaks the sameness.
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeUnblock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(GPA_2M + 0x3000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
+    expect(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX).toBe(0xc0000b0900000001n);
+  });
+
+  it("PROMOTE of 512 PENDING leaves gives a PENDING 2 MiB leaf; mixed PENDING and MAPPED is refused", () => {
+    const pending = demotedAndBlocked(false);
+    expect(pending.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(pending.entryAt(pending.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_PENDING, pfn: 1024 });
+    const mixed = with2mPage(false);
+    expect(mixed.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(mixed.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(mixed.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    expect(mixed.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(mixed.tdgMemPageAccept(2, GPA_2M + 0x1000, 0)).toEqual({ status: TDX_SUCCESS });
+    mixed.tdExit(2);
+    expect(mixed.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(mixed.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(mixed.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
   });
 
   it("RECLAIM after teardown names the 2 MiB page by its first PFN: another PFN in it is OPERAND_INVALID|RCX", () => {

@@ -11,7 +11,7 @@ export const SEAMCALL_NAMES = [
   "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
   "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
   "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
-  "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE",
+  "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -37,6 +37,7 @@ export const TDH_MEM_RANGE_UNBLOCK = leaf("TDH.MEM.RANGE.UNBLOCK");
 export const TDH_MEM_TRACK = leaf("TDH.MEM.TRACK");
 export const TDH_MEM_PAGE_REMOVE = leaf("TDH.MEM.PAGE.REMOVE");
 export const TDH_MEM_PAGE_DEMOTE = leaf("TDH.MEM.PAGE.DEMOTE");
+export const TDH_MEM_PAGE_PROMOTE = leaf("TDH.MEM.PAGE.PROMOTE");
 export const TDH_MEM_SEPT_REMOVE = leaf("TDH.MEM.SEPT.REMOVE");
 export const TDH_PHYMEM_PAGE_RECLAIM = leaf("TDH.PHYMEM.PAGE.RECLAIM");
 export const TDH_PHYMEM_PAGE_WBINVD = leaf("TDH.PHYMEM.PAGE.WBINVD");
@@ -72,6 +73,7 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_MEM_PAGE_ADD: return `gpa ${hex(a)} page ${c}`;
     case TDH_MEM_RANGE_BLOCK:
     case TDH_MEM_RANGE_UNBLOCK:
+    case TDH_MEM_PAGE_PROMOTE:
     case TDH_MEM_PAGE_REMOVE:
     case TDH_MEM_SEPT_REMOVE: return `gpa ${hex(a)} ${level(b)}`;
     case TDH_PHYMEM_PAGE_RECLAIM: return `page ${a}`;

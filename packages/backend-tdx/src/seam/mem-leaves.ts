@@ -17,7 +17,7 @@ import {
 import {
   OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, OPERAND_SEPT_TREE, OPERAND_TD_EPOCH, TDX_EPT_PAGE_NOT_FREE,
   TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID,
-  TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS, TDX_TLB_TRACKING_NOT_DONE,
+  TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS, TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS,
 } from "./status.js";
 import { OP_RUNNABLE } from "./td.js";
 
@@ -164,6 +164,47 @@ export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   for (let i = 0; i < 512; i++) m.pamt.set(pfn + i, PT_REG, tdr);
   m.sept.setEntry(table, off, SEPT_NL_MAPPED, page, level);
   return ok();
+}
+
+/**
+ * TDH.MEM.PAGE.PROMOTE: the body of `SeamModule.memPagePromote` (tdh_mem_page_promote.c). The
+ * table under the level-1 entry becomes one 2 MiB leaf again, if its 512 leaves could be one:
+ * all MAPPED or all PENDING, none locked or blocked, over 512 contiguous pages from a 2M-aligned
+ * one; else EPT_INVALID_PROMOTE_CONDITIONS|RCX. The leaf takes their state, unblocked; the S-EPT
+ * page is free at once (NDA) and its PFN returned; the 4K PAMT entries merge into the 2M one.
+ */
+export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  const table = septOperand(m, td, gpa, level, 1, 2, TREE_SHARED);
+  const off = m.walkOff;
+  const st = entryState(m, table, off, level, ST_NON_LEAF);
+  const page = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
+  lockPage(m, page, true, OPERAND_RCX);
+  if (td.opState === OP_RUNNABLE) {
+    check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+    check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
+  }
+  const child = m.sept.get(page)!;
+  const lo0 = m.sept.entryLo(child, 0);
+  const first = septPfn(lo0, m.sept.entryHi(child, 0));
+  const state = septState(lo0, m.sept.entryHi(child, 0), level - 1);
+  for (let i = 0; i < 512; i++) {
+    const lo = m.sept.entryLo(child, 2 * i);
+    check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+    const hi = m.sept.entryHi(child, 2 * i);
+    const ok = first % 512 === 0 && (state === SEPT_MAPPED || state === SEPT_PENDING) &&
+      septState(lo, hi, level - 1) === state && septPfn(lo, hi) === first + i;
+    check(ok, TDX_EPT_INVALID_PROMOTE_CONDITIONS, OPERAND_RCX);
+  }
+  // pamt_promote: the 2M entry locked exclusively, then the 512 4K entries merged into it.
+  lockLeafPage(m, first, level, OPERAND_RCX);
+  for (let i = 0; i < 512; i++) m.pamt.set(first + i, PT_NDA, NO_TD);
+  m.pamt.set2m(first, PT_REG, tdr);
+  m.sept.setEntry(table, off, state, first, level);
+  m.sept.drop(page);
+  m.pamt.set(page, PT_NDA, NO_TD);
+  td.addChildren(-1);
+  return { status: TDX_SUCCESS, pfn: page };
 }
 
 /** TDH.MEM.SEPT.REMOVE: the body of `SeamModule.memSeptRemove`. */

@@ -19,7 +19,7 @@
  * bit masks, and the event text is made only when the TD's listener asks for it.
  */
 import {
-  SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
+  SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_PROMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
   TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
   TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
   TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_CREATE, TDH_VP_ENTER, TDH_VP_FLUSH,
@@ -27,7 +27,7 @@ import {
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
 import {
-  memPageAddLeaf, memPageAugLeaf, memPageDemoteLeaf, memPageRemoveLeaf, memRangeBlockLeaf, memRangeUnblockLeaf, memSeptAddLeaf,
+  memPageAddLeaf, memPageAugLeaf, memPageDemoteLeaf, memPagePromoteLeaf, memPageRemoveLeaf, memRangeBlockLeaf, memRangeUnblockLeaf, memSeptAddLeaf,
   memSeptRemoveLeaf, memTrackLeaf,
 } from "./mem-leaves.js";
 import {
@@ -159,6 +159,11 @@ export class SeamModule extends SeamCore {
    */
   memPageRemove(gpa: number, level: number, tdr: number): SeamResult {
     return this.call(TDH_MEM_PAGE_REMOVE, tdr, gpa, level, 0, 0, memPageRemoveLeaf);
+  }
+
+  /** TDH.MEM.PAGE.PROMOTE: the table under (gpa, level) merged into one leaf at `level`; the freed S-EPT page in `pfn`. */
+  memPagePromote(gpa: number, level: number, tdr: number): SeamResult {
+    return this.call(TDH_MEM_PAGE_PROMOTE, tdr, gpa, level, 0, 0, memPagePromoteLeaf);
   }
 
   /** TDH.MEM.PAGE.DEMOTE: the leaf at (gpa, level) split into a table of leaves one level down, in S-EPT page `page`. */
