@@ -368,3 +368,17 @@ describe("2 MiB private pages", () => {
     expect(m.tds.get(0)!.childCount).toBe(before - 512);
   });
 });
+
+// check_td_in_correct_build_state (helpers.c): after fatal and keys, a TD leaf needs the TDCS
+// pages TDH.MNG.ADDCX gives it.
+describe("a TD without its TDCS pages", () => {
+  it("MNG.INIT and VP.CREATE before ADDCX: TDCS_NOT_ALLOCATED (0xC000060600000000); ADDCX itself goes on", () => {
+    const m = new SeamModule(4096);
+    expect(m.mngCreate(0, 1).status).toBe(TDX_SUCCESS);
+    expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
+    expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(0xc000060600000000n);
+    expect(m.vpCreate(0, 2, 0).status).toBe(0xc000060600000000n);
+    expect(m.mngAddcx(0, 1).status).toBe(TDX_SUCCESS);
+    expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
+  });
+});

@@ -11,7 +11,7 @@ import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLO
 import {
   OPERAND_RCX, OPERAND_OP_STATE, OPERAND_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR,
   TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_TD_FATAL,
-  TDX_TD_KEYS_NOT_CONFIGURED,
+  TDX_TD_KEYS_NOT_CONFIGURED, TDX_TDCS_NOT_ALLOCATED,
 } from "./status.js";
 import type { SharexLock } from "./locks.js";
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
@@ -91,8 +91,12 @@ export function lockExplicitPage(m: SeamCore, pfn: number, exclusive: boolean, o
   check(m.pamt.type(pfn) === type, TDX_PAGE_METADATA_INCORRECT, operand);
 }
 
-/** Checks 1-5 of every TD leaf: the TDR, fatal, keys, the op-state lock and the op state (`opStates`: a mask of OP_*). */
-export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false): Td {
+/**
+ * Checks 1-5 of every TD leaf: the TDR, fatal, keys, the TDCS (`check_td_in_correct_build_state`:
+ * TDCS_NOT_ALLOCATED before TDH.MNG.ADDCX gave it its pages; ADDCX itself passes
+ * `tdcsNeeded` false), the op-state lock and the op state (`opStates`: a mask of OP_*).
+ */
+export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false, tdcsNeeded = true): Td {
   // check_lock_and_map_explicit_tdr: the TDR's PAMT entry is locked before its type is read.
   check(m.pamt.inTdmr(tdr), TDX_OPERAND_ADDR_RANGE_ERROR, tdrOperand);
   lockPage(m, tdr, tdrExclusive, tdrOperand);
@@ -101,6 +105,7 @@ export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opState
   m.lockedTdr = tdr;
   const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
   if (alive !== 0n) throw new SeamError(fail(alive));
+  if (tdcsNeeded) check(td!.tdcx.length > 0, TDX_TDCS_NOT_ALLOCATED);
   lock(td!.opStateLock, false, OPERAND_OP_STATE);
   check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
   return td!;

@@ -7,7 +7,7 @@ import { PT_TDCX, PT_TDR } from "./pamt.js";
 import { OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE, TDX_FLUSHVP_NOT_DONE } from "./status.js";
+import { OPERAND_RCX, OPERAND_RDX, TDX_FLUSHVP_NOT_DONE, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_UNINITIALIZED, Td } from "./td.js";
 
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
@@ -29,7 +29,7 @@ export function mngKeyConfigLeaf(m: SeamCore, tdr: number): SeamResult {
 
 /** TDH.MNG.ADDCX: the body of `SeamModule.mngAddcx`. */
 export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult {
-  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_UNINITIALIZED, true);
+  const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_UNINITIALIZED, true, false);
   checkNewPage(m, page, OPERAND_RCX);
   m.pamt.set(page, PT_TDCX, tdr);
   td.addTdcx(page);
@@ -40,7 +40,6 @@ export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult
 /** TDH.MNG.INIT: the body of `SeamModule.mngInit`. */
 export function mngInitLeaf(m: SeamCore, tdr: number, gpaw: number, septVeDisable: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_UNINITIALIZED, true);
-  check(td.tdcx.length > 0, TDX_OP_STATE_INCORRECT);
   check(gpaw === 48 || gpaw === 52, TDX_OPERAND_INVALID, OPERAND_RDX);
   td.gpaw = gpaw;
   td.rootLevel = gpaw > 48 ? 4 : 3;
