@@ -344,6 +344,11 @@ export interface MirrorView {
   forEachDirect(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void): void;
   /** Mirror entries whose backend call is under way (frozen or not yet propagated). */
   inFlight(gfn: number, level: number): boolean;
+  /**
+   * Each of those entries, as (gfn, KVM level): a frozen one is not present, so `forEach` does
+   * not show it, though its backend call may already have happened.
+   */
+  forEachInFlight(cb: (gfn: number, level: number) => void): void;
   /** The present mirror entry at KVM `level` covering `gfn`, or null. */
   lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null;
 }

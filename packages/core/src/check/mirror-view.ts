@@ -159,6 +159,10 @@ class PoolMirrorView implements MirrorView {
     return this.vm.mmu.isMirrorInFlight(gfn, level);
   }
 
+  forEachInFlight(cb: (gfn: number, level: number) => void): void {
+    this.vm.mmu.forEachMirrorInFlight(cb);
+  }
+
   lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
     const pool = this.pool;
     for (const root of this.vm.mmu.peekRoots()) {

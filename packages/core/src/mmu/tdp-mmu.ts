@@ -100,6 +100,14 @@ export class TdpMmu {
     return this.mirrorInFlightIndex(gfn * 8 + level) >= 0;
   }
 
+  /** Every mirror entry whose backend call is under way, as (gfn, level) (for the checks). */
+  forEachMirrorInFlight(cb: (gfn: number, level: number) => void): void {
+    for (let i = 0; i < this.nMirrorInFlight; i++) {
+      const key = this.mirrorInFlight[i]!;
+      cb(Math.floor(key / 8), key % 8);
+    }
+  }
+
   private mirrorInFlightIndex(key: number): number {
     const list = this.mirrorInFlight;
     for (let i = 0; i < this.nMirrorInFlight; i++) if (list[i] === key) return i;
