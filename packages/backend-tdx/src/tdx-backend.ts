@@ -26,8 +26,10 @@ import {
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
+import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
 
-const TDCS_PAGES = 4;
+/** KVM's `tdcs_nr_pages`, from the module's TDCS_BASE_SIZE: MIN_NUM_TDCS_PAGES pages. */
+const TDCS_PAGES = MIN_NUM_TDCS_PAGES;
 /** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
 const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT"];
 const VE = SEAMCALL_NAMES.length;

@@ -126,10 +126,14 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
     if (used[pfn >>> 3]! & (1 << (pfn & 7))) fail("pamt-consistent", `page ${hex(pfn)} is used twice in the S-EPT`);
     if (level === 1 && state !== SEPT_NL_MAPPED && state !== SEPT_NL_BLOCKED) {
       // A 2 MiB page: one 2M PAMT entry of the TD's, the 512 4K entries under it NDA.
+      for (let i = 1; i < 512; i++) {
+        if (used[(pfn + i) >>> 3]! & (1 << ((pfn + i) & 7))) fail("pamt-consistent", `page ${hex(pfn + i)} is used twice in the S-EPT`);
+      }
       for (let i = 0; i < 512; i++) mark(pfn + i);
       if (module.pamt.type2m(pfn) !== PT_REG || module.pamt.owner2m(pfn) !== be.tdr) {
         fail("pamt-consistent", `the S-EPT maps a 2 MiB page at ${hex(pfn)}, which the PAMT's 2M entry says is ${PAGE_TYPE_NAMES[module.pamt.type2m(pfn)]} owned by ${hex(module.pamt.owner2m(pfn))}`);
       }
+      if (module.pamt.anyAssigned4k(pfn)) fail("pamt-consistent", `the 2 MiB page at ${hex(pfn)} has 4K PAMT entries assigned under its 2M entry`);
       return;
     }
     mark(pfn);

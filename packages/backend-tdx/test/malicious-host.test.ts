@@ -82,6 +82,11 @@ function snapshot(f: Fixture): string {
     epoch: f.td.epoch,
     refcount: [...f.td.refcount],
     owned: [...f.m.pamt.pagesOf(f.tdr)],
+    owned2m: (() => {
+      const out: number[] = [];
+      for (let p = f.m.pamt.next2mPageOf(f.tdr, 0); p >= 0; p = f.m.pamt.next2mPageOf(f.tdr, p + 512)) out.push(p);
+      return out;
+    })(),
   });
 }
 
@@ -621,8 +626,8 @@ ${host.map((l) => `  - ${l}`).join("\n")}
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.backendStats.calls["TDH.MNG.KEY.FREEID"]).toBeUndefined();
     expect(r.report.backendStats.errors).toMatchObject({ FLUSHVP_NOT_DONE: 1 });
-    // The TDR, the TDCS pages and the TDVPR stay the module's.
-    expect(r.report.stats.leakedPages).toBe(1 + 4 + 1);
+    // The TDR, the six TDCS pages and the TDVPR stay the module's.
+    expect(r.report.stats.leakedPages).toBe(1 + 6 + 1);
   });
 
   it("KEY.FREEID fails: a KVM_BUG_ON, and the HKID is leaked", () => {

@@ -13,7 +13,7 @@ import {
   PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
   TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS,
 } from "../src/index.js";
-import { finalizedTd, initializedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
+import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages } from "./seam-fixtures.js";
 
 describe("the end of a TD's keys", () => {
   // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
@@ -357,6 +357,43 @@ describe("2 MiB private pages", () => {
     expect(mixed.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
   });
 
+  it("the guest's write lands in the frame of the 2 MiB page that holds its GPA, and the host reads none of its frames", () => {
+    const m = with2mPage(true);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.guestWrite(2, GPA_2M + 0x5000, "secret")).toBe(true);
+    expect(m.plainGet(1029)).toBe("secret");
+    expect(m.plainGet(1024)).toBe("");
+    for (const pfn of [1024, 1029, 1535]) expect(m.hostRead(pfn)).toBeNull();
+    expect(m.mappedPfn(m.tds.get(0)!, GPA_2M + 0x5000)).toBe(1029);
+  });
+
+  it("WBINVD of a frame of a live 2 MiB page: PAGE_METADATA_INCORRECT|RCX; with its 2M entry held: OPERAND_BUSY|RCX", () => {
+    const m = with2mPage(true);
+    expect(m.phymemPageWbinvd(1029, 1, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    const held = m.pamt.lock2m(1024);
+    expect(held.tryExclusive()).toBe(true);
+    expect(m.phymemPageWbinvd(1029, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+  });
+
+  it("a new 4K page whose 2M entry is held exclusively: OPERAND_BUSY|R8; AUG at 2M over a range with a page assigned in its middle: PAGE_METADATA_INCORRECT|R8", () => {
+    const m = upTo2m();
+    const held = m.pamt.lock2m(2048);
+    expect(held.tryExclusive()).toBe(true);
+    expect(m.memSeptAdd(0x40000000, 2, 0, 2050).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+    held.release();
+    expect(m.memSeptAdd(0x40000000, 2, 0, 2050).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(GPA_2M, 1, 0, 2048).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+  });
+
+  it("a RECLAIM of a 2 MiB page is the TD's call: counted and injectable for its TD", () => {
+    const m = with2mPage(true);
+    releaseHkid(m);
+    const calls: number[] = [];
+    m.listen(0, { seamcallDone: (leaf) => void calls.push(leaf) });
+    expect(m.phymemPageReclaim(1024).status).toBe(TDX_SUCCESS);
+    expect(calls).toHaveLength(1);
+  });
+
   it("RECLAIM after teardown names the 2 MiB page by its first PFN: another PFN in it is OPERAND_INVALID|RCX", () => {
     const m = upTo2m();
     expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
@@ -372,13 +409,18 @@ describe("2 MiB private pages", () => {
 // check_td_in_correct_build_state (helpers.c): after fatal and keys, a TD leaf needs the TDCS
 // pages TDH.MNG.ADDCX gives it.
 describe("a TD without its TDCS pages", () => {
-  it("MNG.INIT and VP.CREATE before ADDCX: TDCS_NOT_ALLOCATED (0xC000060600000000); ADDCX itself goes on", () => {
+  it("MNG.INIT and VP.CREATE with fewer than six TDCS pages: TDCS_NOT_ALLOCATED (0xC000060600000000); ADDCX itself goes on", () => {
     const m = new SeamModule(4096);
     expect(m.mngCreate(0, 1).status).toBe(TDX_SUCCESS);
     expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
+    const [first, ...rest] = tdcsPages(0);
+    expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(0xc000060600000000n);
+    expect(m.mngAddcx(0, first!).status).toBe(TDX_SUCCESS);
+    for (const page of rest.slice(0, 4)) expect(m.mngAddcx(0, page).status).toBe(TDX_SUCCESS);
+    // Five of MIN_NUM_TDCS_PAGES (6): still refused.
     expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(0xc000060600000000n);
     expect(m.vpCreate(0, 2, 0).status).toBe(0xc000060600000000n);
-    expect(m.mngAddcx(0, 1).status).toBe(TDX_SUCCESS);
+    expect(m.mngAddcx(0, rest[4]!).status).toBe(TDX_SUCCESS);
     expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
   });
 });

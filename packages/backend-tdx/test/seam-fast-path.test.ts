@@ -14,7 +14,7 @@ import {
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
-import { finalizedTd, releaseHkid, runnableTd } from "./seam-fixtures.js";
+import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages } from "./seam-fixtures.js";
 
 const MiB = 2 ** 20;
 
@@ -201,7 +201,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     const build = (hkid: number) => {
       expect(m.mngCreate(0, hkid).status).toBe(TDX_SUCCESS);
       expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
-      expect(m.mngAddcx(0, 1).status).toBe(TDX_SUCCESS);
+      for (const page of tdcsPages(0)) expect(m.mngAddcx(0, page).status).toBe(TDX_SUCCESS);
       expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
       expect(m.vpCreate(0, 2, 0).status).toBe(TDX_SUCCESS);
     };
@@ -211,7 +211,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     releaseHkid(m);
-    for (const page of [2, 1, 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
+    for (const page of [2, ...tdcsPages(0), 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
     expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.mrFinalize(0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
@@ -242,14 +242,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
   });
 
   it("two TDs on one module: calls that alternate between them reach the right TD", () => {
-    const m = new SeamModule(4096);
-    for (const [tdr, hkid] of [[0, 1], [10, 2]] as const) {
-      m.mngCreate(tdr, hkid);
-      m.mngKeyConfig(tdr);
-      m.mngAddcx(tdr, tdr + 1);
-      m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
-      m.vpCreate(tdr, tdr + 2, 0);
-    }
+    const m = initializedTd(initializedTd(), 10, 2, 0);
     expect(m.mrFinalize(10).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.vpEnter(12, 0).status).toBe(TDX_SUCCESS);

@@ -2,14 +2,19 @@
 import { expect } from "vitest";
 import { SeamModule, TDX_SUCCESS } from "../src/index.js";
 
+/** The pages of a TD's TDCS in these fixtures: the first (the S-EPT root) right after the TDR. */
+export function tdcsPages(tdr: number): number[] {
+  return [tdr + 1, tdr + 3, tdr + 4, tdr + 5, tdr + 6, tdr + 7];
+}
+
 /**
- * A TD built but not finalized, with one vCPU on LP `lp`: TDR `tdr`, TDCS `tdr + 1`, TDVPR
- * `tdr + 2` (by default TD 0 on a module of its own).
+ * A TD built but not finalized, with one vCPU on LP `lp`: TDR `tdr`, its six TDCS pages
+ * (`tdcsPages`), TDVPR `tdr + 2` (by default TD 0 on a module of its own).
  */
 export function initializedTd(m = new SeamModule(4096), tdr = 0, hkid = 1, lp = 0): SeamModule {
   m.mngCreate(tdr, hkid);
   m.mngKeyConfig(tdr);
-  m.mngAddcx(tdr, tdr + 1);
+  for (const page of tdcsPages(tdr)) m.mngAddcx(tdr, page);
   m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
   m.vpCreate(tdr, tdr + 2, lp);
   return m;

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core";
-import { PT_REG, SEPT_MAPPED, TdxBackend } from "../src/index.js";
+import { PT_NDA, PT_REG, SEPT_MAPPED, TdxBackend } from "../src/index.js";
 import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
@@ -42,5 +42,21 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
     expect(messages(vm)).toEqual([]);
     be.module.pamt.set(stray, PT_REG, be.tdr);
     expect(messages(vm)).toContainEqual(`pamt-consistent: REG page 0x${stray.toString(16)} owned by the TD is not in its S-EPT`);
+  });
+
+  it("a 2 MiB page: its 4K PAMT entries assigned under its 2M entry, and a 4K leaf on one of its frames, are named", () => {
+    const { vm, be } = tdWithPages(1);
+    const m = be.module;
+    const big = vm.host.frames.allocBlocks(1, 1, vm.host.newOwnerId(), "a 2 MiB page") * 512;
+    // AUG at 2M over GPA 2 MiB, behind KVM's back, as the raw host call would.
+    expect(be.rawCall(vm, "TDH.MEM.PAGE.AUG", { gpa: 0x200000, level: 1, page: big }).status).toBe("SUCCESS");
+    const pamtOnly = () => messages(vm).filter((x) => x.startsWith("pamt-consistent"));
+    expect(pamtOnly()).toEqual([]);
+    m.pamt.set(big + 7, PT_REG, be.tdr);
+    expect(pamtOnly()).toContainEqual(`pamt-consistent: the 2 MiB page at 0x${big.toString(16)} has 4K PAMT entries assigned under its 2M entry`);
+    m.pamt.set(big + 7, PT_NDA, -1);
+    m.walk(be.td!, 0, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, big + 9, 0);
+    expect(pamtOnly()).toContainEqual(`pamt-consistent: page 0x${(big + 9).toString(16)} is used twice in the S-EPT`);
   });
 });

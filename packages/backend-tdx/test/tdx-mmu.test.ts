@@ -117,7 +117,7 @@ host:
     expect(order.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(order.indexOf("TDH.MNG.KEY.FREEID"));
     expect(order.indexOf("TDH.PHYMEM.PAGE.RECLAIM")).toBeGreaterThan(order.indexOf("TDH.MNG.KEY.FREEID"));
     // 4 S-EPT pages + 4 TDCS + 1 TDVPR + the TDR.
-    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 4 + 1 + 1);
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 6 + 1 + 1);
     expect(vm.mmu.stats.leakedPages).toBe(0);
     expect(be.module.tds.has(be.tdr)).toBe(false);
     expect(host.frames.usedFrames).toBe(512); // the table pool's block only

@@ -82,7 +82,8 @@ export function translatePfn(m: SeamCore, td: Td, gpa: number): number {
     const off = 2 * septIndex(gfn, lvl);
     const st = septState(m.sept.entryLo(table, off), m.sept.entryHi(table, off), lvl);
     if (st === SEPT_NL_MAPPED) table = m.sept.get(septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)))!;
-    else return st === SEPT_MAPPED ? septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)) : -1;
+    // Under a leaf above 4K, the frame of it that holds `gpa`.
+    else return st === SEPT_MAPPED ? septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)) + (gfn % 512 ** lvl) : -1;
   }
   return -1;
 }

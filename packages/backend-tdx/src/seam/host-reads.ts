@@ -12,7 +12,8 @@ import type { Td } from "./td.js";
 
 /** The host reads a physical page: private memory (a page a TD owns) gives no plaintext. */
 export function hostRead(m: SeamCore, pfn: number): string | null {
-  if (m.pamt.type(pfn) !== PT_NDA) return null;
+  // A frame of a 2 MiB page is the TD's by the 2M entry over it (its 4K entry stays NDA).
+  if (m.pamt.type2m(pfn) !== PT_NDA || m.pamt.type(pfn) !== PT_NDA) return null;
   return m.plainGet(pfn) ?? "";
 }
 
@@ -37,8 +38,9 @@ export function entryAt(m: SeamCore, td: Td, gfn: number, level: number): { stat
 }
 
 /**
- * The page of the 4K leaf at `gpa` in any leaf state, or -1 (for an untrusted host's raw call
- * that names it): a walk through present and blocked tables, its reads recorded like a leaf's.
+ * The page that maps `gpa` in any leaf state, or -1 (for an untrusted host's raw call that
+ * names it): a walk through present and blocked tables, its reads recorded like a leaf's; under
+ * a 2 MiB leaf, the frame of it that holds `gpa`.
  */
 export function mappedPfn(m: SeamCore, td: Td, gpa: number): number {
   const gfn = Math.floor(gpa / 4096);
@@ -49,7 +51,7 @@ export function mappedPfn(m: SeamCore, td: Td, gpa: number): number {
     const hi = m.sept.entryHi(table, off);
     const st = septState(lo, hi, lvl);
     if (lvl === 0) return st !== SEPT_FREE ? septPfn(lo, hi) : -1;
-    if (st !== SEPT_NL_MAPPED && st !== SEPT_NL_BLOCKED) return -1;
+    if (st !== SEPT_NL_MAPPED && st !== SEPT_NL_BLOCKED) return st !== SEPT_FREE ? septPfn(lo, hi) + (gfn % 512 ** lvl) : -1;
     table = m.sept.get(septPfn(lo, hi));
   }
   return -1;

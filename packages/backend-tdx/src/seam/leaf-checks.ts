@@ -79,6 +79,9 @@ function heldByGuest(m: SeamCore, pfn: number, type: number): boolean {
 /** PFNs below MAX_PA (52 bits of physical address). */
 export const MAX_PA_PFN = 2 ** (52 - 12);
 
+/** A TD's TDCS pages before its leaves run (TDX module 1.5, `tdcs_page_index_t`). */
+export const MIN_NUM_TDCS_PAGES = 6;
+
 /**
  * A page an operand names explicitly (`check_and_lock_explicit_4k_private_hpa`,
  * `check_lock_and_map_explicit_tdr` in helpers.c): a PA below MAX_PA, inside a TDMR, its PAMT
@@ -103,9 +106,8 @@ export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opState
   const td = m.tdOfTdr(tdr);
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
   m.lockedTdr = tdr;
-  const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
+  const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED, tdcsNeeded ? MIN_NUM_TDCS_PAGES : 0, TDX_TDCS_NOT_ALLOCATED);
   if (alive !== 0n) throw new SeamError(fail(alive));
-  if (tdcsNeeded) check(td!.tdcx.length > 0, TDX_TDCS_NOT_ALLOCATED);
   lock(td!.opStateLock, false, OPERAND_OP_STATE);
   check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
   return td!;
@@ -153,7 +155,7 @@ export function entryState(m: SeamCore, table: Uint32Array, off: number, level: 
  * type (the TD's own TDR, locked by the call's prologue, among them).
  */
 export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
-  check(Number.isInteger(pfn) && pfn >= 0, TDX_OPERAND_INVALID, operand);
+  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
   // The PAMT walk passes the 2M entry (locked shared); a 2 MiB page there ends the walk above
   // the 4K entry the operand needs. Each entry is read once: this is on every AUG's path.

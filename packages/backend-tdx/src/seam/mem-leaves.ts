@@ -144,6 +144,8 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
  */
 export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  // Level 2 (1G → 2M) is a valid operand, as on the module, but the model has no 1G leaves: the
+  // entry's state check refuses it before the body below, which is for 2M → 4K.
   const table = septOperand(m, td, gpa, level, 1, 2, TREE_SHARED);
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_DEMOTABLE);
@@ -175,6 +177,8 @@ export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: 
  */
 export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
+  // Level 2 would merge 2 MiB leaves into a 1G one, which the model does not have: its 2 MiB
+  // children fail the 4K contiguity check below (EPT_INVALID_PROMOTE_CONDITIONS).
   const table = septOperand(m, td, gpa, level, 1, 2, TREE_SHARED);
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_NON_LEAF);

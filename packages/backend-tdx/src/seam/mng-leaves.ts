@@ -4,7 +4,7 @@
  * runs with the TD's TDR and the call's numeric operands.
  */
 import { PT_TDCX, PT_TDR } from "./pamt.js";
-import { OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
+import { MIN_NUM_TDCS_PAGES, OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import { OPERAND_RCX, OPERAND_RDX, TDX_FLUSHVP_NOT_DONE, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
@@ -63,7 +63,7 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   // No new association can start now (the TDR is held exclusively): every vCPU must have been
   // flushed from its LP (TDH.VP.FLUSH). The count lives in the TDCS, so only a TD with its TDCS
   // pages and an initialized op state has one.
-  if (td!.tdcx.length > 0 && td!.opState !== OP_UNINITIALIZED) check(td!.associatedVcpus === 0, TDX_FLUSHVP_NOT_DONE);
+  if (td!.tdcx.length >= MIN_NUM_TDCS_PAGES && td!.opState !== OP_UNINITIALIZED) check(td!.associatedVcpus === 0, TDX_FLUSHVP_NOT_DONE);
   td!.lifecycle = LC_BLOCKED;
   // KOT_STATE_HKID_FLUSHED: every package must write back its caches for the HKID first.
   td!.wbcachePending = true;

@@ -234,6 +234,7 @@ export class Pamt {
    * `tryLockAndRelease` does for a 4K entry: a 4K walk passes through it shared.
    */
   tryLock2mAndRelease(pfn: number, exclusive: boolean): boolean {
+    // No leaf holds a 2M entry across steps, so its reader count never wraps as a 4K entry's can.
     this.noteRead2m(pfn);
     const v = this.blocks[pfn >>> BLOCK_SHIFT]?.lock2m[(pfn & BLOCK_MASK) >>> 9] ?? 0;
     return exclusive ? v === 0 : v >= 0;
@@ -254,6 +255,20 @@ export class Pamt {
   /** A view of a 2M entry's lock (for tests). */
   lock2m(pfn: number): SharexLock {
     return new PamtLock(this.block(pfn).lock2m, (pfn & BLOCK_MASK) >>> 9) as unknown as SharexLock;
+  }
+
+  /** The owner of the page `pfn` is in: of its 2 MiB page if it is in one, else its own. */
+  leafOwner(pfn: number): number {
+    return this.type2m(pfn) !== PT_NDA ? this.owner2m(pfn) : this.owner(pfn);
+  }
+
+  /** Whether any 4K entry of the 2 MiB region from `pfn` is assigned (records nothing: for the checks). */
+  anyAssigned4k(pfn: number): boolean {
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined) return false;
+    const w = (pfn & BLOCK_MASK) >>> 5;
+    for (let i = w; i < w + 16; i++) if (blk.assigned[i] !== 0) return true;
+    return false;
   }
 
   /** The PAMT entry of a leaf page at TDX `level` (0: the 4K entry, 1: the 2M entry): its BEPOCH. */

@@ -44,7 +44,10 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
 /** TDH.PHYMEM.PAGE.WBINVD: the body of `SeamModule.phymemPageWbinvd`. */
 export function phymemPageWbinvdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
-  check(m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  // check_and_lock_explicit_4k_private_hpa: a frame of a 2 MiB page ends the walk at its 2M entry.
+  const big = m.pamt.walk2m(pfn);
+  check(big >= 0, TDX_OPERAND_BUSY, OPERAND_RCX);
+  check(big === PT_NDA && m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   return ok();
 }
 

@@ -183,11 +183,11 @@ export class SeamModule extends SeamCore {
    * TDR only once all its other pages are back.
    */
   phymemPageReclaim(pfn: number): SeamResult {
-    return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.owner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
+    return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
   }
 
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */
-  phymemPageWbinvd(pfn: number, hkid: number, onBehalfOf = this.pamt.owner(pfn)): SeamResult {
+  phymemPageWbinvd(pfn: number, hkid: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_WBINVD, onBehalfOf, pfn, hkid, 0, 0, phymemPageWbinvdLeaf);
   }
 

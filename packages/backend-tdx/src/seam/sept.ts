@@ -77,7 +77,7 @@ export function septState(lo: number, hi: number, _level: number): number {
 
 /**
  * The low half of the entry for `state` over `pfn` at TDX `level` (locks clear): HPA bits 12-31,
- * PS for a leaf above 4K, RWX for the present states. With `septEntryHi`, what the module writes
+ * MT=WB, IPAT and PS for every leaf, RWX for the present states. With `septEntryHi`, what the module writes
  * when a leaf changes state; two numbers rather than an object, so a SEAMCALL allocates nothing.
  */
 export function septEntryLo(state: number, pfn: number, level: number): number {

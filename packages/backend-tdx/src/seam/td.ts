@@ -169,10 +169,11 @@ export class Td {
    * The TD checks every TD leaf makes first, as one read of the TD's state: 0 if it is neither
    * fatal nor without its keys, else the status of the first check that fails.
    */
-  aliveStatus(fatalStatus: bigint, keysStatus: bigint): bigint {
+  aliveStatus(fatalStatus: bigint, keysStatus: bigint, minTdcs = 0, tdcsStatus = 0n): bigint {
     this.noteRead(TD_STATE);
     if (this.isFatal) return fatalStatus;
     if (this.lc !== LC_KEYS_CONFIGURED) return keysStatus;
+    if (this.tdcxPages.length < minTdcs) return tdcsStatus;
     return 0n;
   }
 
