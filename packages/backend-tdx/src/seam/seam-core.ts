@@ -117,6 +117,7 @@ export class SeamCore {
 
   removeTd(tdr: number): void {
     this.fp.write(this.fp.platformId(0));
+    this.tdMap.get(tdr)?.noteGone();
     this.tdMap.delete(tdr);
     this.tdsVersion++;
   }

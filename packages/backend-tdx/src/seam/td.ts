@@ -112,6 +112,11 @@ export class TdVcpu {
   auditState(out: Map<number, string | number>): void {
     if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}`);
   }
+
+  /** The vCPU's state goes with its TD (the RECLAIM of the TDR): a write of it. */
+  noteGone(): void {
+    this.fp?.write(this.id);
+  }
 }
 
 export class Td {
@@ -343,6 +348,15 @@ export class Td {
   set mrtd(v: number) {
     this.noteWrite(TD_MRTD);
     this.measurement = v;
+  }
+
+  /**
+   * The TD is gone (the RECLAIM of its TDR): every piece of its state, its vCPUs' included, is
+   * written, so that a step that read any of it conflicts with the removal.
+   */
+  noteGone(): void {
+    for (const part of [TD_STATE, TD_EPOCH, TD_REFCOUNT, TD_REFCOUNT + 1, TD_CHILDREN, TD_MRTD, TD_TREE_LOCK, TD_OPSTATE_LOCK, TD_EPOCH_LOCK]) this.noteWrite(part);
+    for (const v of this.vcpuMap.values()) v.noteGone();
   }
 
   /** Every piece of the TD's state under its resource id, recording nothing (the footprint audit). */
