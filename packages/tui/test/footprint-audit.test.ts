@@ -75,8 +75,10 @@ describe("the footprint audit", () => {
           throw e;
         }
         ran++;
-        const audit = r.violation?.violations.filter((v) => v.check === "footprint-audit") ?? [];
-        expect(audit.map((v) => `${backend}: ${v.message}`)).toEqual([]);
+        // Any violation ends the exploration, and with it the audit of the steps after it: a
+        // false one (tdx-populate-teardown had one until c0bbc7b) hid an unrecorded change.
+        const found = r.violation?.violations ?? [];
+        expect(found.map((v) => `${backend}: [${v.check}] ${v.message}`)).toEqual([]);
       }
       expect(ran).toBeGreaterThan(0);
       // The audit copies all shared state around every step, the backends' per-entry state

@@ -59,6 +59,8 @@ export class TdpFault implements StepMachine {
   private state = P_START;
   private gpa = 0;
   private present = false;
+  /** `page_fault_can_be_fast`'s answer on the memslot and attributes (the rest is in `step`). */
+  private canBeFast = false;
   private root!: Root;
   /** `fault->mmu_seq`, sampled before the PFN is looked up. */
   private mmuSeq = 0;
@@ -103,7 +105,7 @@ export class TdpFault implements StepMachine {
           // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can
           // be fixed without mmu_lock (the exit qualification says whether the GPA was mapped).
           // It walks the direct root only, so private faults of a mirror-root VM never take it.
-          if (fault.write && this.present && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot)) {
+          if (fault.write && this.present && this.canBeFast && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot)) {
             mmu.rcu.readLock(ctx);
             this.holdsRcu = true;
             this.fast.begin(vcpu.iter, this.root, fault, ctx);
@@ -124,7 +126,7 @@ export class TdpFault implements StepMachine {
         }
         case P_FAULTIN: {
           const r = this.faultin();
-          if (r === RET_PF_RETRY) return this.end(r);
+          if (r === RET_PF_RETRY || r === RET_PF_MEMORY_FAULT_EXIT || r === RET_PF_EMULATE) return this.end(r);
           // Blocked on the folio lock: faultin runs again once something has changed. Alone,
           // no other fault can hold it.
           if (r === FAULTIN_WAIT) {
@@ -205,9 +207,10 @@ export class TdpFault implements StepMachine {
   }
 
   /**
-   * The checks before any table is looked at: the GFN without the shared bit, its memslot (none:
-   * emulated MMIO), and whether the access matches the memory attributes. RET_PF_INVALID means
-   * "go on and map".
+   * Before any table is looked at: the GFN without the shared bit and its memslot. Whether the
+   * access matches the memory attributes, and a fault with no memslot, are `faultin`'s, after its
+   * snapshot of the invalidation sequence; here a mismatch or a missing memslot only keeps the
+   * fault off the fast path (`page_fault_can_be_fast`). RET_PF_INVALID means "go on".
    */
   private start(): number {
     const vm = this.vm;
@@ -221,23 +224,8 @@ export class TdpFault implements StepMachine {
     vm.srcu.readLock(vcpu.id);
     const slot = vm.memslots.find(gfn);
     fault.slot = slot;
-    // kvm_mmu_faultin_pfn checks the attributes first: an access that does not match them exits
-    // to userspace (kvm_mmu_prepare_memory_fault_exit), memslot or not.
-    if (vm.attributes.isPrivate(gfn) !== fault.isPrivate) {
-      mmu.stats.memoryFaultExits++;
-      return RET_PF_MEMORY_FAULT_EXIT;
-    }
-    if (slot === null) {
-      // kvm_handle_noslot_fault: a private access to no memslot exits to userspace too; a
-      // shared one is emulated MMIO. MMIO SPTEs are not cached here, as with
-      // `enable_mmio_caching=0`, so each such access exits.
-      if (fault.isPrivate) {
-        mmu.stats.memoryFaultExits++;
-        return RET_PF_MEMORY_FAULT_EXIT;
-      }
-      mmu.stats.mmioExits++;
-      return RET_PF_EMULATE;
-    }
+    // page_fault_can_be_fast's own (racy) look at the attributes: a mismatch takes the slow path.
+    this.canBeFast = slot !== null && vm.attributes.isPrivate(gfn) === fault.isPrivate;
     this.root = fault.isPrivate && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
     return RET_PF_INVALID;
   }
@@ -253,7 +241,29 @@ export class TdpFault implements StepMachine {
     const vm = this.vm;
     const mmu = vm.mmu;
     const fault = this.vcpu.fault;
-    const slot = fault.slot!;
+    // The snapshot of the invalidation sequence comes first: a conversion that changes the
+    // attributes after it is an invalidation is_page_fault_stale sees, and one before it is seen
+    // by the check below (kvm_mmu_faultin_pfn: "Now that we have a snapshot of
+    // mmu_invalidate_seq we can check for a private vs. shared mismatch").
+    this.mmuSeq = mmu.invalidateSeq;
+    // An access that does not match the attributes exits to userspace
+    // (kvm_mmu_prepare_memory_fault_exit), memslot or not.
+    if (vm.attributes.isPrivate(fault.gfn) !== fault.isPrivate) {
+      mmu.stats.memoryFaultExits++;
+      return RET_PF_MEMORY_FAULT_EXIT;
+    }
+    const slot = fault.slot;
+    if (slot === null) {
+      // kvm_handle_noslot_fault: a private access to no memslot exits to userspace too; a
+      // shared one is emulated MMIO. MMIO SPTEs are not cached here, as with
+      // `enable_mmio_caching=0`, so each such access exits.
+      if (fault.isPrivate) {
+        mmu.stats.memoryFaultExits++;
+        return RET_PF_MEMORY_FAULT_EXIT;
+      }
+      mmu.stats.mmioExits++;
+      return RET_PF_EMULATE;
+    }
     const pgoff = fault.gfn - slot.baseGfn;
     // A memslot being deleted: retry (its SPTEs are zapped before it goes), or, for a pre-fault,
     // fail (-EAGAIN: prefaulting promises no forward progress).
@@ -261,7 +271,6 @@ export class TdpFault implements StepMachine {
       if (fault.prefetch) throw new OpError(`pre-fault of GFN 0x${fault.gfn.toString(16)}: its memslot is being deleted (-EAGAIN)`);
       return RET_PF_RETRY;
     }
-    this.mmuSeq = mmu.invalidateSeq;
     // The kernel checks once more after faulting the PFN in; with no prepare step between, that
     // check sees the same state as this one.
     if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
