@@ -59,8 +59,6 @@ export class TdpFault implements StepMachine {
   private state = P_START;
   private gpa = 0;
   private present = false;
-  /** `page_fault_can_be_fast`'s answer on the memslot and attributes (the rest is in `step`). */
-  private canBeFast = false;
   private root!: Root;
   /** `fault->mmu_seq`, sampled before the PFN is looked up. */
   private mmuSeq = 0;
@@ -105,7 +103,10 @@ export class TdpFault implements StepMachine {
           // page_fault_can_be_fast: with A/D bits on, only a write to a present translation can
           // be fixed without mmu_lock (the exit qualification says whether the GPA was mapped).
           // It walks the direct root only, so private faults of a mirror-root VM never take it.
-          if (fault.write && this.present && this.canBeFast && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot)) {
+          // page_fault_can_be_fast's own (racy) look at the memslot and attributes, last, so that
+          // only a fault that could be fast reads them: a mismatch takes the slow path.
+          if (fault.write && this.present && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot) &&
+            fault.slot !== null && vm.attributes.isPrivate(fault.gfn) === fault.isPrivate) {
             mmu.rcu.readLock(ctx);
             this.holdsRcu = true;
             this.fast.begin(vcpu.iter, this.root, fault, ctx);
@@ -224,8 +225,6 @@ export class TdpFault implements StepMachine {
     vm.srcu.readLock(vcpu.id);
     const slot = vm.memslots.find(gfn);
     fault.slot = slot;
-    // page_fault_can_be_fast's own (racy) look at the attributes: a mismatch takes the slow path.
-    this.canBeFast = slot !== null && vm.attributes.isPrivate(gfn) === fault.isPrivate;
     this.root = fault.isPrivate && vm.backend.usesMirrorRoot ? vcpu.mirrorRoot! : vcpu.root!;
     return RET_PF_INVALID;
   }
