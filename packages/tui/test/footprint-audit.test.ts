@@ -76,7 +76,7 @@ describe("the footprint audit", () => {
         }
         ran++;
         // Any violation ends the exploration, and with it the audit of the steps after it: a
-        // false one (tdx-populate-teardown had one until c0bbc7b) hid an unrecorded change.
+        // false one (tdx-populate-teardown once had one) hid an unrecorded change behind it.
         const found = r.violation?.violations ?? [];
         expect(found.map((v) => `${backend}: [${v.check}] ${v.message}`)).toEqual([]);
       }
