@@ -11,7 +11,7 @@ import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLO
 import {
   OPERAND_RCX, OPERAND_OP_STATE, OPERAND_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR,
   TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_TD_FATAL,
-  TDX_TD_KEYS_NOT_CONFIGURED, TDX_TDCS_NOT_ALLOCATED,
+  TDX_TD_KEYS_NOT_CONFIGURED, TDX_TDCS_NOT_ALLOCATED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_TLB_TRACKING_NOT_DONE,
 } from "./status.js";
 import type { SharexLock } from "./locks.js";
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
@@ -186,6 +186,17 @@ export function checkNew2mPage(m: SeamCore, pfn: number, operand: bigint): void 
 export function lockLeafPage(m: SeamCore, pfn: number, level: number, busyOperand: bigint): void {
   if (level === 0) lockPage(m, pfn, true, busyOperand);
   else check(m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, busyOperand);
+}
+
+/**
+ * On a RUNNABLE TD (the op state where TLB tracking is required), what leaves that take a page
+ * or table from the guest need: the entry blocked (GPA_RANGE_NOT_BLOCKED|RCX), then its BEPOCH
+ * tracked (TLB_TRACKING_NOT_DONE|RCX). REMOVE, SEPT.REMOVE, DEMOTE and PROMOTE.
+ */
+export function blockedAndTracked(m: SeamCore, td: Td, blocked: boolean, pfnOfEntry: number, pamtLevel = 0): void {
+  if (td.opState !== OP_RUNNABLE) return;
+  check(blocked, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+  check(tracked(m, td, pfnOfEntry, pamtLevel), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
 }
 
 /** "Tracked": blocked in an epoch no vCPU can still be running with (docs/tdx-module.md §3). */

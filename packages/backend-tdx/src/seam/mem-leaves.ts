@@ -6,7 +6,7 @@ import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
 import {
   NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_DEMOTABLE, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
   MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNew2mPage, checkNewPage, entryState, lock, lockLeafPage, lockPage, septOperand,
-  tdPrologue, tracked,
+  blockedAndTracked, tdPrologue, tracked,
 } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
@@ -123,10 +123,7 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   // The page's PAMT entry (2M for a 2 MiB page) is locked before the blocked/tracked checks;
   // REMOVE has no page operand, so a busy page lock is reported against the GPA (RCX).
   lockLeafPage(m, pfn, level, OPERAND_RCX);
-  if (td.opState === OP_RUNNABLE) {
-    check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
-    check(tracked(m, td, pfn, level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
-  }
+  blockedAndTracked(m, td, st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, pfn, level);
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
   // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
@@ -150,10 +147,7 @@ export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_DEMOTABLE);
   const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
-  if (td.opState === OP_RUNNABLE) {
-    check(st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
-    check(tracked(m, td, pfn, level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
-  }
+  blockedAndTracked(m, td, st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, pfn, level);
   checkNewPage(m, page, OPERAND_R8);
   // pamt_demote: the 2M entry locked exclusively (no page operand of its own: RCX).
   lockLeafPage(m, pfn, level, OPERAND_RCX);
@@ -184,10 +178,7 @@ export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level:
   const st = entryState(m, table, off, level, ST_NON_LEAF);
   const page = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
   lockPage(m, page, true, OPERAND_RCX);
-  if (td.opState === OP_RUNNABLE) {
-    check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
-    check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
-  }
+  blockedAndTracked(m, td, st === SEPT_NL_BLOCKED, page);
   const child = m.sept.get(page)!;
   const lo0 = m.sept.entryLo(child, 0);
   const first = septPfn(lo0, m.sept.entryHi(child, 0));
@@ -221,10 +212,7 @@ export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   // tdh_mem_sept_remove.c locks the removed page's PAMT entry exclusively before the tracking
   // and emptiness checks (busy: RCX).
   lockPage(m, page, true, OPERAND_RCX);
-  if (td.opState === OP_RUNNABLE) {
-    check(st === SEPT_NL_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
-    check(tracked(m, td, page), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
-  }
+  blockedAndTracked(m, td, st === SEPT_NL_BLOCKED, page);
   const child = m.sept.get(page)!;
   for (let i = 0; i < 512; i++) {
     if (septState(m.sept.entryLo(child, 2 * i), m.sept.entryHi(child, 2 * i), level - 1) !== SEPT_FREE) {
