@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  OpError, R_ATTR, R_BACKEND, R_INVALIDATE, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  OpError, R_ATTR, R_BACKEND, R_INVALIDATE, R_LOCK_READERS, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
   type FootprintRecorder, type Op, type RunResult,
 } from "@tdpemu/core";
 import { PFERR_RMP, PFERR_SIZEM, RMP, type SevBackend } from "../src/index.js";
@@ -320,15 +320,20 @@ describe("what the explorer sees a SEV fault read", () => {
     expect(faultin.read.has(R_BACKEND)).toBe(false);
   });
 
-  it("the gmem prepare step, which also picks the level, writes the RMP entry and reads the memslot flags and the attributes", () => {
+  it("the gmem prepare step writes the RMP entry; the level is picked under mmu_lock, reading the memslot flags and the attributes", () => {
     const { vm } = makeSevVm({ hostPageLevel: 2 });
     const steps = stepFootprints(vm, 0x200000);
     const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
     const prepare = steps[faultin + 1]!;
     // One 2M RMPUPDATE: the head's entry is written.
     expect(rmpIds(vm, prepare.written)).toEqual([vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200))]);
-    expect(prepare.read.has(R_SLOTS)).toBe(true);
-    expect(prepare.read.has(R_ATTR)).toBe(true);
+    expect(prepare.read.has(R_SLOTS)).toBe(false);
+    expect(prepare.read.has(R_ATTR)).toBe(false);
+    // kvm_mmu_hugepage_adjust runs in kvm_tdp_mmu_map, in the step that takes the read lock.
+    const locked = steps.findIndex((s, i) => i > faultin + 1 && s.read.has(R_ATTR));
+    expect(locked).toBeGreaterThan(faultin + 1);
+    expect(steps[locked]!.written.has(R_LOCK_READERS)).toBe(true);
+    expect(steps[locked]!.read.has(R_SLOTS)).toBe(true);
   });
 });
 

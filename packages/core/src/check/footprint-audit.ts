@@ -17,7 +17,7 @@
 import { resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
 import {
-  KIND_ADD, KIND_WRITE, R_ATTR, R_DIRTY, R_INVALIDATE, R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER, R_POOL,
+  KIND_ADD, KIND_WRITE, R_ATTR, R_DIRTY, R_INVALIDATE, R_LPAGE, R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER, R_POOL,
   R_RCU, R_ROOTS, R_SLOTS, R_SRCU, resourceName, taskDoneId, type FootprintRecorder,
 } from "../exec/footprint.js";
 import type { Task } from "../exec/scheduler.js";
@@ -122,6 +122,7 @@ export class FootprintAudit {
     const pool = mmu.pool;
     s.set(R_POOL, `${pool.generation}/${pool.liveTables}`);
     s.set(R_SLOTS, vm.memslots.peekAll().map((m) => `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.peekFlags())}:${m.peekInvalid()}:${m.peekDirtyBitmap() !== null}`).join(";"));
+    s.set(R_LPAGE, vm.memslots.peekAll().map((m) => m.auditInhibit()).join(";"));
     s.set(R_INVALIDATE, mmu.invalidateAuditState());
     s.set(R_ROOTS, mmu.peekRoots().map((r) => `${r.slot}:${r.mirror}:${r.peekInvalid()}:${r.peekFreed()}:${r.peekRefcount()}:${r.peekScheduledZap()}`).join(";"));
     const lock = mmu.lock;

@@ -25,6 +25,7 @@ export const R_SLOTS = -11; // memslots
 export const R_DIRTY = -12; // dirty bitmaps
 export const R_FINALIZED = -13; // the VMM has finalized the VM (its vCPUs may start)
 export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side section, of which memslots generation
+export const R_LPAGE = -15; // the memslots' lpage_info guest-inhibit bits (TDX huge pages)
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -35,6 +36,7 @@ export function taskDoneId(task: number): number {
 const FIXED_NAMES = [
   "", "mmu_lock writer", "mmu_lock readers", "mmu_lock waiters", "RCU", "page-table pool", "guest backing frames",
   "memory attributes", "mmu_invalidate", "backend", "roots", "memslots", "dirty bitmaps", "finalize", "kvm->srcu",
+  "lpage_info guest inhibit",
 ];
 
 /** A resource id as a reader would name it. */

@@ -10,7 +10,7 @@
  */
 import type { GuestBacking } from "./guest-backing.js";
 import type { Clock } from "../exec/clock.js";
-import { R_DIRTY, R_SLOTS } from "../exec/footprint.js";
+import { R_DIRTY, R_LPAGE, R_SLOTS } from "../exec/footprint.js";
 
 export interface MemslotFlags {
   /** `KVM_MEM_LOG_DIRTY_PAGES` */
@@ -25,6 +25,13 @@ export class Memslot {
   private readonly slotFlags: MemslotFlags;
   /** Set when the slot is added to a VM's memslots: from then on its accesses are recorded. */
   private clock: Clock | null = null;
+  /**
+   * The guest-inhibit bits of `lpage_info` (the TDX huge-page series'
+   * `hugepage_set_guest_inhibit`), per level 2 and 3: the huge pages, by index from the slot's
+   * first GFN, that the guest accepted at a smaller size, so that KVM never maps them bigger
+   * again. Set one way only, under the write `mmu_lock`; one resource (R_LPAGE).
+   */
+  private readonly inhibited: [Set<number>, Set<number>] = [new Set(), new Set()];
 
   constructor(
     readonly id: number,
@@ -110,6 +117,29 @@ export class Memslot {
     bm[rel >>> 5] = bm[rel >>> 5]! | (1 << (rel & 31));
   }
 
+  /** `hugepage_test_guest_inhibit`: the huge page of `level` (2 or 3) over `gfn` may not be mapped at `level`. */
+  guestInhibited(gfn: number, level: number): boolean {
+    this.clock?.fp?.read(R_LPAGE);
+    return this.inhibited[level - 2]!.has(this.hugeIndex(gfn, level));
+  }
+
+  /** `hugepage_set_guest_inhibit` */
+  setGuestInhibit(gfn: number, level: number): void {
+    this.clock?.touch(R_LPAGE);
+    this.inhibited[level - 2]!.add(this.hugeIndex(gfn, level));
+  }
+
+  /** lpage_info's index: huge pages counted from the one over the slot's first GFN. */
+  private hugeIndex(gfn: number, level: number): number {
+    const span = level === 2 ? 512 : 512 * 512;
+    return Math.floor(gfn / span) - Math.floor(this.baseGfn / span);
+  }
+
+  /** The guest-inhibit bits as a string, recording nothing: for the footprint audit. */
+  auditInhibit(): string {
+    return this.inhibited.map((s) => [...s].sort((a, b) => a - b).join(",")).join("/");
+  }
+
   /** The state as it stands, recording nothing: for checks and the footprint audit. */
   peekFlags(): Readonly<MemslotFlags> {
     return this.slotFlags;
@@ -177,6 +207,8 @@ export class Memslots {
     const i = this.slots.findIndex((s) => s.id === id);
     if (i < 0) throw new Error(`no memslot ${id}`);
     this.clock?.touch(R_SLOTS);
+    // The slot's lpage_info goes with it (kvm_arch_free_memslot).
+    this.clock?.touch(R_LPAGE);
     const [s] = this.slots.splice(i, 1);
     if (this.last === s) this.last = null;
     return s!;

@@ -6,10 +6,10 @@
  * `kvm_tdp_mmu_map`. The result is a RET_PF_* code.
  */
 import { gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
-import { gfnOffsetInLevel } from "../arch/levels.js";
+import { gfnOffsetInLevel, type Level } from "../arch/levels.js";
 import type { FaultResult } from "../events/events.js";
 import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
-import { hugepageAdjust } from "../mmu/max-level.js";
+import { faultinMaxLevel, hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
 import { FastPageFault } from "../mmu/fast-page-fault.js";
 import { MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
@@ -63,6 +63,8 @@ export class TdpFault implements StepMachine {
   /** `fault->mmu_seq`, sampled before the PFN is looked up. */
   private mmuSeq = 0;
   private pfn = 0;
+  /** `fault->max_level` after faultin: the folio's and the backend's bound (see `adjust`). */
+  private maxLevel: Level = 1;
   /** What this fault holds, for `abort`. */
   private holdsRcu = false;
   private holdsLock = false;
@@ -296,15 +298,14 @@ export class TdpFault implements StepMachine {
   }
 
   /**
-   * `kvm_mmu_hugepage_adjust`, then `mmu_topup_memory_caches` (enough table pages for a full
-   * walk, before taking the lock), then the step of `read_lock`.
+   * The end of `kvm_mmu_faultin_pfn`: the bound the folio and the backend put on the level
+   * (`hugepageAdjust` finishes it under the lock); then `mmu_topup_memory_caches` (enough table
+   * pages for a full walk, before taking the lock), then the step of `read_lock`.
    */
   private adjust(): void {
     const vm = this.vm;
     const fault = this.vcpu.fault;
-    const level = hugepageAdjust(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
-    fault.goalLevel = level;
-    fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
+    this.maxLevel = faultinMaxLevel(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
     vm.mmu.pool.reserve(vm.rootLevel);
     vm.mmu.clock.step++;
   }
@@ -323,9 +324,14 @@ export class TdpFault implements StepMachine {
       this.holdsLock = false;
       return false;
     }
+    // kvm_tdp_mmu_map starts with kvm_mmu_hugepage_adjust, under the lock: the goal level.
+    const fault = this.vcpu.fault;
+    const level = hugepageAdjust(this.vm, fault.slot!, fault.gfn, fault.isPrivate, this.maxLevel);
+    fault.goalLevel = level;
+    fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
     mmu.rcu.readLock(ctx);
     this.holdsRcu = true;
-    this.map.begin(this.vcpu.iter, this.root, this.vcpu.fault, ctx);
+    this.map.begin(this.vcpu.iter, this.root, fault, ctx);
     return true;
   }
 
