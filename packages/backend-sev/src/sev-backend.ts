@@ -298,25 +298,26 @@ export class SevBackend implements Backend {
   }
 
   /**
-   * PVALIDATE from the guest (the `accept` op) at 4K: the NPT must map the page (else an NPF
-   * KVM fixes by faulting it in), then the RMP rules of `pvalidate` apply.
+   * PVALIDATE from the guest (the `accept` op) at 4K or 2M (`level`): the NPT must map the page
+   * (else an NPF KVM fixes by faulting it in), then the RMP rules of `pvalidate` apply, page size
+   * included (a 2M PVALIDATE over 4K RMP entries is FAIL_SIZEMISMATCH).
    */
-  guestAccept(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number {
+  guestAccept(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(PVALIDATE);
     if (injected !== null) {
-      this.count(PVALIDATE, injected, npt.pfn, gfn, 1);
+      this.count(PVALIDATE, injected, npt.pfn, gfn, level);
       return ACCESS_GUEST_EXCEPTION;
     }
     const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
-    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, false, true, base, PFERR_RMP, PFERR_SIZEM);
+    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, level === 2, true, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
-      this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, 1);
+      this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, level);
       return this.npf(vcpu, gpa, Number(r.errorCode));
     }
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status, npt.pfn, gfn, 1);
+    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status, npt.pfn, gfn, level);
     return status === RMP_SUCCESS || status === FAIL_NOUPDATE ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 

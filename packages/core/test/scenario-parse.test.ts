@@ -308,6 +308,20 @@ describe("scenario parser: guest programs", () => {
     });
   });
 
+  it("an accept of a size other than 4KiB or 2MiB, or a 2MiB accept off a 2 MiB boundary", () => {
+    expectError(doc(...HEAD, "vcpus:", "  - - { op: accept, gpa: 0x0, size: 1GiB }"), { path: "vcpus[0][0].size", line: 4, detail: /expected 4KiB or 2MiB, got "1GiB"/ });
+    expectError(doc(...HEAD, "vcpus:", "  - - { op: accept, gpa: 0x1000, size: 2MiB }"), { path: "vcpus[0][0].gpa", line: 4, detail: /expected a 2MiB-aligned guest physical address/ });
+    expectError(doc(...HEAD, "vcpus:", "  - - { op: accept, gpa: 0x3fe00000, count: 2, size: 2MiB }"), { path: "vcpus[0][0].count", line: 4, detail: /2 pages of 2MiB from 0x3fe00000 go beyond the VM's memory/ });
+  });
+
+  it("an accept at 2MiB counts 2 MiB pages; tdxHugePages is a boolean, off by default", () => {
+    const s = parseScenarioText(doc(...HEAD, "options: { tdxHugePages: true }", "vcpus:", "  - - { op: accept, gpa: 0x200000, count: 2, size: 2MiB }"), "t.yaml");
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x200000, count: 2, size: 2 * 2 ** 20 });
+    expect(s.options).toEqual({ strategy: "freeze", tdxHugePages: true });
+    expect(parseScenarioText(doc(...HEAD), "t.yaml").options.tdxHugePages).toBe(false);
+    expectError(doc(...HEAD, "options: { tdxHugePages: 1 }"), { path: "options.tdxHugePages", line: 3, detail: /expected true or false, got 1/ });
+  });
+
   it("write that is not a boolean", () => {
     expectError(doc(...HEAD, "vcpus:", '  - - { op: access, gpa: 0x0, write: "yes" }'), { path: "vcpus[0][0].write", line: 4, detail: /expected true or false, got "yes"/ });
   });
@@ -475,7 +489,7 @@ describe("scenario parser: good input", () => {
     });
     const s = parseScenarioText(text, "h.json");
     expect(s.vm.memory).toBe(GiB);
-    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2 });
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2, size: 4096 });
     expect(s.host[0]).toEqual({ op: "zap", gpa: 0x200000, size: 0x1000 });
     expect(s.schedule.seed).toBe(16);
   });

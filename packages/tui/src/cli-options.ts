@@ -59,13 +59,20 @@ export function countOption(cmd: string, name: string, v: string | undefined, mi
   return Number(v);
 }
 
-/** `--strategy` (default: the scenario's `options.strategy`) and `--unsafe-non-atomic-set`. */
+/**
+ * `--strategy` (default: the scenario's `options.strategy`), `--unsafe-non-atomic-set` and
+ * `--tdx-huge-pages` (on if given or if the scenario's `options.tdxHugePages` is).
+ */
 export function mmuOptions(cmd: string, values: ParsedArgs["values"], scn: Scenario): Required<MmuOptions> {
   const strategy = values.strategy ?? scn.options.strategy;
   if (!(STRATEGIES as readonly string[]).includes(strategy)) {
     throw new UsageError(`${cmd}: --strategy: expected one of ${STRATEGIES.join(", ")}, got '${strategy}'`);
   }
-  return { strategy: strategy as MmuOptions["strategy"] & string, unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set") } as Required<MmuOptions>;
+  return {
+    strategy: strategy as MmuOptions["strategy"] & string,
+    unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set"),
+    tdxHugePages: values.flags.has("tdx-huge-pages") || scn.options.tdxHugePages,
+  } as Required<MmuOptions>;
 }
 
 /** `--inject CALL:N:STATUS[:TIMES]`, repeatable: the Nth CALL returns STATUS (TIMES times). */

@@ -8,7 +8,7 @@
 import {
   BLOCKED, RETRY_WAIT, Scheduler, TaskStepper, buildRun, decodeSpte, formatSpte, isLastSpte,
   isShadowPresent, runScenario, sptIndex, spteToPfn, RunInputError, classifyRunError, type BackendRegistry, type BuiltRun, type Scenario,
-  type TdpEvent, type Root, type InjectSpec,
+  type TdpEvent, type Root, type InjectSpec, type MmuOptions,
 } from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
 
@@ -92,6 +92,8 @@ interface Tracker {
 export interface SessionOptions {
   strategy?: "freeze" | "atomic-then-hook";
   unsafeNonAtomicSet?: boolean;
+  /** TDX's 2 MiB private pages (default: the scenario's `options.tdxHugePages`). */
+  tdxHugePages?: boolean;
   /**
    * A recorded schedule's choices (`tui <schedule.json>`, a scenario's `mode: replay`): the
    * session makes exactly these, as `replay` does, and stops where they end.
@@ -154,7 +156,9 @@ export class Session {
     this.run = buildRun(this.scenario, {
       // The UI steps atomic point by atomic point; a replay keeps the interleaving its choices
       // were made with (given, or the scenario's, as `run` takes it).
-      backend, interleave: o.interleave ?? (o.replay !== undefined ? undefined : true), mmu: { strategy: this.strategy, unsafeNonAtomicSet: o.unsafeNonAtomicSet ?? false },
+      backend, interleave: o.interleave ?? (o.replay !== undefined ? undefined : true), mmu: {
+        strategy: this.strategy, unsafeNonAtomicSet: o.unsafeNonAtomicSet ?? false, tdxHugePages: o.tdxHugePages ?? this.scenario.options.tdxHugePages,
+      },
       inject: o.inject, hostMemory: o.hostMemory,
       onEvent: (e) => this.onEvent(e),
     });
@@ -561,13 +565,13 @@ function eventGpa(e: TdpEvent): number {
   }
 }
 
-export function compareBackends(scn: Scenario, registry: BackendRegistry, strategy?: "freeze" | "atomic-then-hook", only?: string[]): CompareRow[] {
+export function compareBackends(scn: Scenario, registry: BackendRegistry, mmu?: MmuOptions, only?: string[]): CompareRow[] {
   return (only ?? registry.list().map((b) => b.name)).map((name) => {
     const t0 = performance.now();
     let values: Record<string, string>;
     let error: string | undefined;
     try {
-      const r = runScenario(scn, { backend: registry.source(name), mmu: strategy ? { strategy } : undefined }).report;
+      const r = runScenario(scn, { backend: registry.source(name), mmu }).report;
       const s = r.stats;
       values = {
         "atomic points": String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),

@@ -6,10 +6,11 @@ export class UsageError extends ErrorOfKind("UsageError") {}
 export const USAGE = `usage:
   tdpemu                              the terminal UI on the built-in default scenario (TDX)
   tdpemu tui [scenario] [options]     the terminal UI on a scenario, paused or running
-      --backend, --plugin, --allow-plugins, --seed, --strategy, --inject, --host-memory, --unsafe-non-atomic-set   as for run
+      --backend, --plugin, --allow-plugins, --seed, --strategy, --inject, --host-memory, --unsafe-non-atomic-set, --tdx-huge-pages   as for run
       --paused                        start paused (space runs, s steps, n runs to the next event)
   tdpemu tui <schedule.json>          the terminal UI replaying a recorded schedule exactly (what explore writes)
   tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
+      --strategy, --tdx-huge-pages    as for run
       --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own takes part if given or allowed)
       --backend <name|module>         compare only these backends (repeatable)
   tdpemu run <scenario> [options]     run a scenario headless
@@ -24,6 +25,7 @@ export const USAGE = `usage:
       --schedule-out <file>           record the run's schedule (replay it with tdpemu replay)
       --unsafe-non-atomic-set         debug: cmpxchg under the read lock becomes a read and a later store
       --strategy freeze|atomic-then-hook   how a mirror SPTE becomes present (default: the scenario's)
+      --tdx-huge-pages                TDX maps private memory at 2 MiB where it can (default: the scenario's options.tdxHugePages)
       --inject CALL:N:STATUS[:TIMES]  the Nth CALL returns STATUS (repeatable), e.g. TDH.MEM.PAGE.AUG:1:OPERAND_BUSY
   tdpemu explore <scenario> [options] enumerate interleavings; stop at the first invariant violation
       --max-schedules <n>             stop after n schedules (default 1000000)
@@ -31,7 +33,7 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
-      --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --json   as for run
+      --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run

@@ -91,6 +91,7 @@ describe("schedule files are checked as strictly as scenarios", () => {
     ["a null fault to inject", (s) => { s.inject = [null]; }, /inject\[0\]: expected a mapping with call, nth, status/],
     ["a debug mode switched on by a string", (s) => { s.mmu = { unsafeNonAtomicSet: "yes" }; }, /"mmu\.unsafeNonAtomicSet": expected true or false, got "yes"/],
     ["an unknown strategy", (s) => { s.mmu = { strategy: "hope" }; }, /"mmu\.strategy": expected one of freeze, atomic-then-hook, got "hope"/],
+    ["huge pages switched on by a string", (s) => { s.mmu = { tdxHugePages: "on" }; }, /"mmu\.tdxHugePages": expected true or false, got "on"/],
     ["an unknown mmu option", (s) => { s.mmu = { fast: true }; }, /"mmu": unknown key "fast"/],
     ["an unknown key", (s) => { s.backdoor = 1; }, /unknown key "backdoor"/],
     ["a negative seed", (s) => { s.seed = -1; }, /"seed": expected an integer from 0 to 2\^32-1/],

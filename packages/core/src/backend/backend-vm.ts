@@ -17,6 +17,11 @@ export interface VmConfig {
   vcpus: number;
   /** Host page size backing guest memory: 1 (4 KiB), 2 (2 MiB), 3 (1 GiB). */
   hostPageLevel: 1 | 2 | 3;
+  /**
+   * The TDX huge-page switch (a kvm_intel parameter in the TDX huge-page series): 2 MiB private
+   * mappings where the guest_memfd folio and the attributes allow. Other backends ignore it.
+   */
+  tdxHugePages?: boolean;
 }
 
 export interface BackendVm {

@@ -102,6 +102,14 @@ export interface Backend {
    * and its result is 0 or the errno's magnitude (5 for -EIO).
    */
   removeExternalSpte?(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine;
+  /**
+   * A mirror huge leaf at `level` becomes a table of smaller leaves, under the write lock
+   * (`split_external_spte`, the TDX huge-page series): `externalSpt` is the new table's external
+   * page. A split of several atomic points (TDX: BLOCK, TRACK and the kick, DEMOTE) returns a
+   * step machine, as `removeExternalSpte` may; its result is 0 or the errno's magnitude, and a
+   * failure is a KVM bug. Without it the core never splits a mirror leaf.
+   */
+  splitExternalSpte?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine;
   /** A mirror table is freed; failure leaks the page, which the core counts. */
   freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */
@@ -157,11 +165,19 @@ export interface Backend {
   faultFixup?(vm: BackendVm, vcpu: number, gpa: number): { gfn: number; npages: number } | null;
 
   /**
-   * The guest accepts a private page (TDG.MEM.PAGE.ACCEPT, PVALIDATE). `ACCESS_OK` when done,
-   * `ACCESS_FAULT` when KVM must map the page first (then the accept is retried),
-   * `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
+   * The guest accepts a private page of `level` (1: 4K, 2: 2M) at `gpa` (TDG.MEM.PAGE.ACCEPT,
+   * PVALIDATE). `ACCESS_OK` when done, `ACCESS_FAULT` when KVM must map the page first (then the
+   * accept is retried), `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
    */
-  guestAccept?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null): number;
+  guestAccept?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number;
+  /**
+   * After `guestAccept` returned `ACCESS_FAULT`: the level the guest accepted at if the exit
+   * says so (TDX's extended exit qualification of type ACCEPT), else 0. Unless the huge page
+   * above is guest-inhibited already, the core then honors it (`tdx_honor_guest_accept_level`):
+   * it splits the mirror leaves over that page under the write lock and sets the guest-inhibit
+   * bits of the sizes above.
+   */
+  guestAcceptLevel?(vm: BackendVm, vcpu: number, gfn: number): number;
   /**
    * Host ops the backend defines, by name: a scenario writes `{ op: <backend>.<name>, ... }` in
    * its host program, and the operands are checked against `params` when the run is built, with

@@ -56,6 +56,8 @@ class TableWalk {
   private readonly pages = new Float64Array(6);
   private tables = 0;
   private linked = 0;
+  /** Inside the table of a huge leaf being split: its leaves are not accounted yet. */
+  private unaccounted = 0;
   private linkingNow = 0;
   /** `seenAt[slot] === stamp`: the table is linked in this pass. */
   private seenAt = new Int32Array(0);
@@ -98,6 +100,7 @@ class TableWalk {
     this.tables = 0;
     this.linked = 0;
     this.linkingNow = 0;
+    this.unaccounted = 0;
     this.log.clear();
     if (this.seenAt.length < pool.capacity) this.seenAt = new Int32Array(pool.capacity);
     if (++this.stamp === 0x7fffffff) {
@@ -203,7 +206,7 @@ class TableWalk {
       if (((lo & EPT_W) !== 0 && (hi & HI_MMU_WRITABLE) === 0) || ((hi & HI_MMU_WRITABLE) !== 0 && (hi & HI_HOST_WRITABLE) === 0)) {
         this.fail("spte-well-formed", `leaf at gfn 0x${gfn.toString(16)} level ${level} breaks W ⇒ MMU-writable ⇒ host-writable`);
       }
-      this.pages[level]!++;
+      if (this.unaccounted === 0) this.pages[level]!++;
       if (this.logging) this.log.add(gfn, level, true, pfn, -1, mirror);
       const owner = vm.host.frames.ownerOfPfn(pfn);
       if (owner === OWNER_FREE) this.fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
@@ -220,16 +223,20 @@ class TableWalk {
       this.fail("table-linked-once", `table page ${child} is linked more than once (again at gfn 0x${gfn.toString(16)} level ${level})`);
       return;
     }
-    // A mirror table published before its backend call returned (strategy atomic-then-hook) is
-    // still being linked: KVM accounts it once the call is done.
+    // A mirror table published before its backend call returned (strategy atomic-then-hook), or
+    // a huge leaf being split, is still being linked: KVM accounts it once the call is done, and
+    // a split's 512 leaves with it.
     const linking = mirror && mmu.isMirrorInFlight(gfn, level);
     if (linking) this.linkingNow++;
+    const splitting = linking && mmu.isMirrorSplitting(gfn, level);
     if (pool.spOwner[child] !== vm.id || pool.spLevel[child] !== level - 1 || pool.spGfn[child] !== gfn) {
       this.fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
     }
     if (!linking) this.tables++;
     if (this.logging) this.log.add(gfn, level, false, pfn, pool.spExternal[child]!, mirror);
+    if (splitting) this.unaccounted++;
     this.walk(child, level - 1, rawGfn, mirror);
+    if (splitting) this.unaccounted--;
   }
 
   private checkBacking(gfn: number, level: number, pfn: number, mirror: boolean): void {

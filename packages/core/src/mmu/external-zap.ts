@@ -19,19 +19,21 @@
  */
 import type { Level } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
-import { STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
+import type { ExecCtx, Op } from "../exec/ctx.js";
+import { STEP_YIELD, runNow, runSteps, type StepMachine } from "../exec/step-machine.js";
 import { KvmBug } from "./kvm-bug.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
 const EXT_REMOVE = 0;
 const EXT_FREE = 1;
+const EXT_SPLIT = 2;
 
 export class ExternalZaps implements StepMachine {
-  /** Pending calls, four numbers each: kind, then gfn, level, pfn (remove) or slot (free). */
+  /** Pending calls, four numbers each: kind, then gfn, level, pfn (remove), slot (free) or the new table's external page (split). */
   private readonly queue: number[] = [];
   /** The call `step` is at, as an index into `queue`. */
   private next = 0;
-  /** The backend's machine of the removal at `next`, while it has points left. */
+  /** The backend's machine of the removal or split at `next`, while it has points left. */
   private removal: StepMachine | null = null;
 
   constructor(private readonly mmu: TdpMmu) {}
@@ -49,6 +51,19 @@ export class ExternalZaps implements StepMachine {
     mmu.lock.assertHeldWrite("remove_external_spte");
     mmu.mirrorInFlightAdd(gfn, level);
     this.queue.push(EXT_REMOVE, gfn, level, spteToPfn(oldLo, oldHi));
+  }
+
+  /**
+   * A mirror huge leaf became a table whose external page is `externalSpt`
+   * (`split_external_spte`): until the backend's split is done the entry and its new small
+   * leaves are in flight.
+   */
+  queueSplit(gfn: number, level: number, externalSpt: number): void {
+    const mmu = this.mmu;
+    mmu.lock.assertHeldWrite("split_external_spte");
+    if (!mmu.backend.splitExternalSpte) throw new KvmBug(`split of a mirror huge leaf at gfn ${gfn} level ${level}: the backend cannot split`);
+    mmu.mirrorSplitBegin(gfn, level);
+    this.queue.push(EXT_SPLIT, gfn, level, externalSpt);
   }
 
   /** A mirror table was unlinked and its entries queued: its external page follows them. */
@@ -76,19 +91,21 @@ export class ExternalZaps implements StepMachine {
         if (r < 0) return r;
         this.removal = null;
         // A step machine's result is the errno's magnitude.
-        this.removed(q[i + 1]!, q[i + 2]!, -r);
+        this.done(q[i]!, q[i + 1]!, q[i + 2]!, -r);
       } else if (i >= q.length) {
         q.length = 0;
         return 0;
-      } else if (q[i] === EXT_REMOVE) {
+      } else if (q[i] !== EXT_FREE) {
         mmu.clock.step++;
-        const r = mmu.backend.removeExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!);
+        const r = q[i] === EXT_REMOVE
+          ? mmu.backend.removeExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!)
+          : mmu.backend.splitExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!);
         if (typeof r !== "number") {
           // Its first point is this one.
           this.removal = r;
           continue;
         }
-        this.removed(q[i + 1]!, q[i + 2]!, r);
+        this.done(q[i]!, q[i + 1]!, q[i + 2]!, r);
       } else {
         this.free(q[i + 1]!);
       }
@@ -102,17 +119,21 @@ export class ExternalZaps implements StepMachine {
 
   /** A step threw (a KVM bug): the run is over, nothing queued is left for the next store. */
   abort(): void {
+    const q = this.queue;
+    for (let i = this.next; i < q.length; i += 4) if (q[i] === EXT_SPLIT) this.mmu.mirrorSplitEnd(q[i + 1]!, q[i + 2]!);
     this.removal?.abort();
     this.removal = null;
     this.queue.length = 0;
   }
 
-  /** `remove_external_spte` returned `ret`: a failure is a KVM bug. */
-  private removed(gfn: number, level: number, ret: number): void {
+  /** `remove_external_spte` or `split_external_spte` returned `ret`: a failure is a KVM bug. */
+  private done(kind: number, gfn: number, level: number, ret: number): void {
     const mmu = this.mmu;
-    mmu.mirrorInFlightDelete(gfn, level);
-    mmu.hookEvent("removeExternalSpte", gfn, level, ret);
-    if (ret !== 0) throw new KvmBug(`remove_external_spte failed (${ret}) at gfn ${gfn} level ${level}`);
+    if (kind === EXT_REMOVE) mmu.mirrorInFlightDelete(gfn, level);
+    else mmu.mirrorSplitEnd(gfn, level);
+    const hook = kind === EXT_REMOVE ? "removeExternalSpte" : "splitExternalSpte";
+    mmu.hookEvent(hook, gfn, level, ret);
+    if (ret !== 0) throw new KvmBug(`${kind === EXT_REMOVE ? "remove_external_spte" : "split_external_spte"} failed (${ret}) at gfn ${gfn} level ${level}`);
   }
 
   /**
@@ -139,4 +160,14 @@ export class ExternalZaps implements StepMachine {
     }
     mmu.freeAfterGracePeriod(slot, ext);
   }
+}
+
+/**
+ * The walker's side: after a store under the write lock, the backend calls it queued, yielding
+ * between their atomic points when the walker interleaves.
+ */
+export function* runExternalCalls(mmu: TdpMmu, ctx: ExecCtx): Op {
+  if (!mmu.externalZaps.pending) return;
+  if (ctx.interleave) yield* runSteps(mmu.externalZaps.begin(), ctx);
+  else runNow(mmu.externalZaps.begin());
 }

@@ -4,12 +4,14 @@
  * The walk is pre-order from `targetLevel + 1`, so a 1G leaf becomes 512 2M leaves which are
  * then split in turn. Mirror roots cannot be split (TDX) and are skipped.
  */
-import { isLargePte, isShadowPresent } from "../arch/spte.js";
+import { PAGES_PER_LEVEL } from "../arch/levels.js";
+import { isLargePte, isShadowPresent, makeNonleafHi, makeNonleafLo } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
-import { KVM_DIRECT_ROOTS } from "./roots.js";
+import { runExternalCalls } from "./external-zap.js";
+import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
-import { tdpMmuSplitHugePage } from "./tdp-map.js";
+import { fillSplitTable, tdpMmuSplitHugePage } from "./tdp-map.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
 /**
@@ -64,4 +66,40 @@ function* allocWithLockDropped(mmu: TdpMmu, ctx: ExecCtx, shared: boolean): Op<n
   else yield* mmu.lock.writeLock(ctx);
   mmu.rcu.readLock(ctx);
   return sp;
+}
+
+/**
+ * `kvm_split_cross_boundary_leafs` for the mirror roots (the TDX huge-page series), under the
+ * write lock: every huge private leaf that straddles `start` or `end` becomes a table of 4K
+ * leaves, so that what follows (a zap of [start, end), a smaller mapping the guest accepted)
+ * touches only the pages inside. A leaf wholly inside the range stays huge: the zap removes it
+ * whole. Each split is a store of the new table, then the backend's `split_external_spte`
+ * (TDX: BLOCK, TRACK, DEMOTE). The series takes the new table from a cache it tops up before
+ * taking `mmu_lock`; the model allocates it in place. Returns leaves split.
+ */
+export function* splitCrossBoundaryLeafs(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number): Op<number> {
+  mmu.lock.assertHeldWrite("kvm_split_cross_boundary_leafs");
+  if (!mmu.backend.splitExternalSpte) return 0;
+  let split = 0;
+  const iter = new TdpIter(mmu.pool);
+  yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, function* (root) {
+    for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
+      if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) continue;
+      const span = PAGES_PER_LEVEL[iter.level]!;
+      if (iter.gfn >= start && iter.gfn + span <= end) continue;
+      mmu.clock.step++;
+      if (ctx.interleave) yield;
+      const child = mmu.allocChildSp(iter);
+      fillSplitTable(mmu, iter, child);
+      const pfn = mmu.pool.slotToPfn(child);
+      mmu.setSpte(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
+      yield* runExternalCalls(mmu, ctx);
+      // tdp_mmu_split_huge_page: the table and its leaves are accounted once the link (and with
+      // it the backend's split) is done.
+      mmu.linkedSp(child);
+      mmu.stats.pages[iter.level - 1]! += 512;
+      split++;
+    }
+  });
+  return split;
 }

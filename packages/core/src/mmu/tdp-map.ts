@@ -203,7 +203,7 @@ function mapHandleTargetLevelAtomic(mmu: TdpMmu, iter: TdpIter, fault: PageFault
 }
 
 /** The 512 small SPTEs of the huge leaf at `iter`, written into the new table `child` (`make_small_spte`). */
-function fillSplitTable(mmu: TdpMmu, iter: TdpIter, child: number): void {
+export function fillSplitTable(mmu: TdpMmu, iter: TdpIter, child: number): void {
   const hugeLo = iter.oldLo;
   const hugeHi = iter.oldHi;
   const childLevel = iter.level - 1;

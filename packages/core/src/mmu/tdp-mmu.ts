@@ -52,6 +52,11 @@ export interface MmuOptions {
    * as a buggy kernel would. For showing that the explorer finds the race this creates.
    */
   unsafeNonAtomicSet?: boolean;
+  /**
+   * TDX maps private memory at 2 MiB where it can (`options.tdxHugePages`, which this overrides
+   * when set): the TDX backend reads it from `VmConfig.tdxHugePages`.
+   */
+  tdxHugePages?: boolean;
 }
 
 export class TdpMmu {
@@ -96,8 +101,40 @@ export class TdpMmu {
   private readonly directHook: boolean;
   private nMirrorInFlight = 0;
 
+  /**
+   * Whether the mirror entry at (gfn, level) differs from the backend's for now: its own call is
+   * under way, or it is a small leaf of a huge one being split (the backend still has the huge
+   * leaf until its split call is done).
+   */
   isMirrorInFlight(gfn: number, level: number): boolean {
-    return this.mirrorInFlightIndex(gfn * 8 + level) >= 0;
+    if (this.splitKey >= 0) {
+      const span = PAGES_PER_LEVEL[level + 1];
+      if (span !== undefined && this.splitKey === (gfn - (gfn % span)) * 8 + level + 1) return true;
+    }
+    return this.nMirrorInFlight > 0 && this.mirrorInFlightIndex(gfn * 8 + level) >= 0;
+  }
+
+  /**
+   * The mirror huge leaf being split (`split_external_spte` under way), as gfn * 8 + level, or
+   * -1: splits run under the write lock, one at a time. Its entry is a table already, which KVM
+   * accounts, with its 512 leaves, once the backend's split is done.
+   */
+  private splitKey = -1;
+
+  mirrorSplitBegin(gfn: number, level: number): void {
+    if (this.splitKey >= 0) throw new KvmBug("split_external_spte while another split is under way");
+    this.splitKey = gfn * 8 + level;
+    this.mirrorInFlightAdd(gfn, level);
+  }
+
+  mirrorSplitEnd(gfn: number, level: number): void {
+    this.splitKey = -1;
+    this.mirrorInFlightDelete(gfn, level);
+  }
+
+  /** Whether the mirror table at (gfn, level) is a huge leaf being split (for the checks). */
+  isMirrorSplitting(gfn: number, level: number): boolean {
+    return this.splitKey === gfn * 8 + level;
   }
 
   /** Every mirror entry whose backend call is under way, as (gfn, level) (for the checks). */
@@ -260,7 +297,8 @@ export class TdpMmu {
 
   /**
    * `tdp_mmu_iter_set_spte` under the write lock: a plain store, then `handle_changed_spte`,
-   * then, on a mirror root, `remove_external_spte` (non-atomic sets on mirrors only ever zap).
+   * then, on a mirror root, `remove_external_spte` for a zap, or `split_external_spte` for a
+   * huge leaf becoming a table (the TDX huge-page series; nothing else may become present here).
    * The mirror's backend calls are queued: the walker runs them (`externalZaps.begin`) before its
    * next store, yielding between their atomic points.
    */
@@ -278,8 +316,10 @@ export class TdpMmu {
     iter.oldHi = oldHi;
     this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
     if (iter.root.mirror) {
-      if (isShadowPresent(lo)) throw new KvmBug("non-atomic set of a present mirror SPTE");
-      this.externalZaps.queueRemove(iter.gfn, oldLo, oldHi, iter.level);
+      if (!isShadowPresent(lo)) this.externalZaps.queueRemove(iter.gfn, oldLo, oldHi, iter.level);
+      else if (isShadowPresent(oldLo) && isLastSpte(oldLo, iter.level) && !isLastSpte(lo, iter.level)) {
+        this.externalZaps.queueSplit(iter.gfn, iter.level, this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!);
+      } else throw new KvmBug("non-atomic set of a present mirror SPTE that is not a split");
     }
   }
 

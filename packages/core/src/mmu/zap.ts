@@ -7,7 +7,7 @@ import { type Level } from "../arch/levels.js";
 import { maxGfnExclusive } from "../arch/gpa.js";
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, isLastSpte, isShadowPresent } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
-import { runNow, runSteps } from "../exec/step-machine.js";
+import { runExternalCalls } from "./external-zap.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, type Root } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
@@ -45,10 +45,7 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
     mmu.clock.step++;
     if (ctx.interleave) yield;
     mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
-    if (mmu.externalZaps.pending) {
-      if (ctx.interleave) yield* runSteps(mmu.externalZaps.begin(), ctx);
-      else runNow(mmu.externalZaps.begin());
-    }
+    yield* runExternalCalls(mmu, ctx);
     if (!root.invalid) flush = true;
   }
   return flush;
@@ -108,10 +105,7 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
       if (ctx.interleave) yield;
       if (!shared) {
         mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
-        if (mmu.externalZaps.pending) {
-          if (ctx.interleave) yield* runSteps(mmu.externalZaps.begin(), ctx);
-          else runNow(mmu.externalZaps.begin());
-        }
+        yield* runExternalCalls(mmu, ctx);
         break;
       }
       if (yield* mmu.setSpteAtomicOp(ctx, iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)) break;

@@ -215,8 +215,19 @@ function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
       return { op, ...p, write: bool(c, [...path, "write"], v.write, false), shared: bool(c, [...path, "shared"], v.shared, false) };
     }
     case "accept": {
-      checkKeys(c, path, v, ["op", "gpa", "count"]);
-      return { op, ...pages(c, path, v, vm, true) };
+      checkKeys(c, path, v, ["op", "gpa", "count", "size"]);
+      // `size`: the page size the guest accepts at (TDG.MEM.PAGE.ACCEPT's level, PVALIDATE's
+      // page size); `count` pages of it from `gpa`, which must be aligned to it.
+      const sz = v.size === undefined ? PAGE : size(c, [...path, "size"], v.size);
+      if (sz !== PAGE && sz !== 512 * PAGE) c.expect([...path, "size"], "4KiB or 2MiB", v.size);
+      if (sz === PAGE) return { op, ...pages(c, path, v, vm, true), size: sz };
+      if (v.gpa === undefined) c.fail(path, "missing key 'gpa'");
+      const gpa = num(c, [...path, "gpa"], v.gpa);
+      if (gpa % sz !== 0) c.expect([...path, "gpa"], "a 2MiB-aligned guest physical address (the size is 2MiB)", v.gpa);
+      const count = v.count === undefined ? 1 : num(c, [...path, "count"], v.count);
+      if (count < 1) c.expect([...path, "count"], "at least 1 page", v.count);
+      if (gpa + count * sz > vm.memory) c.fail([...path, "count"], `${count} pages of 2MiB from ${show(gpa)} go beyond the VM's memory (${show(vm.memory)} bytes)`);
+      return { op, gpa, count, size: sz };
     }
     case "convert": {
       checkKeys(c, path, v, ["op", "gpa", "size", "to"]);
@@ -283,10 +294,13 @@ function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
 }
 
 function parseOptions(c: Ctx, v: unknown): Scenario["options"] {
-  if (v === undefined) return { strategy: "freeze" };
+  if (v === undefined) return { strategy: "freeze", tdxHugePages: false };
   if (!isObj(v)) c.expect(["options"], "a mapping such as { strategy: freeze }", v);
-  checkKeys(c, ["options"], v, ["strategy"]);
-  return { strategy: v.strategy === undefined ? "freeze" : oneOf(c, ["options", "strategy"], v.strategy, STRATEGIES) };
+  checkKeys(c, ["options"], v, ["strategy", "tdxHugePages"]);
+  return {
+    strategy: v.strategy === undefined ? "freeze" : oneOf(c, ["options", "strategy"], v.strategy, STRATEGIES),
+    tdxHugePages: bool(c, ["options", "tdxHugePages"], v.tdxHugePages, false),
+  };
 }
 
 /** A list of faults to inject, checked as a scenario's `inject` is (schedule files record one). */

@@ -141,6 +141,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
   const vm = new Vm(host, {
     memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
+    tdxHugePages: opts.mmu?.tdxHugePages ?? scn.options.tdxHugePages,
   }, backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
   for (const f of [...scn.inject, ...(opts.inject ?? [])]) {
     if (f.backend !== undefined && f.backend !== backend.name) continue;
@@ -262,8 +263,9 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
       }
       case "accept": {
         let ok = 0, exceptions = 0;
+        const level = op.size === PAGE_SIZE ? 1 : 2;
         for (let p = 0; p < op.count; p++) {
-          const o = yield* guestAcceptPage(vm, vcpu, op.gpa + p * PAGE_SIZE);
+          const o = yield* guestAcceptPage(vm, vcpu, op.gpa + p * op.size, level);
           if (o === "ok") ok++;
           else exceptions++;
         }

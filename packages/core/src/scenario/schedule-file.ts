@@ -63,8 +63,9 @@ const SCHEDULE_KEYS = ["format", "scenario", "name", "backend", "seed", "interle
 function checkMmu(mmu: unknown, bad: (what: string) => Error): asserts mmu is MmuOptions {
   if (typeof mmu !== "object" || mmu === null || Array.isArray(mmu)) throw bad(`"mmu": expected an object such as { "strategy": "freeze" }`);
   const m = mmu as Record<string, unknown>;
-  for (const k of Object.keys(m)) if (k !== "strategy" && k !== "unsafeNonAtomicSet") throw bad(`"mmu": unknown key "${k}" (expected strategy, unsafeNonAtomicSet)`);
+  for (const k of Object.keys(m)) if (k !== "strategy" && k !== "unsafeNonAtomicSet" && k !== "tdxHugePages") throw bad(`"mmu": unknown key "${k}" (expected strategy, unsafeNonAtomicSet, tdxHugePages)`);
   if (m.strategy !== undefined && !(STRATEGIES as readonly unknown[]).includes(m.strategy)) throw bad(`"mmu.strategy": expected one of ${STRATEGIES.join(", ")}, got ${JSON.stringify(m.strategy)}`);
+  if (m.tdxHugePages !== undefined && typeof m.tdxHugePages !== "boolean") throw bad(`"mmu.tdxHugePages": expected true or false, got ${JSON.stringify(m.tdxHugePages)}`);
   if (m.unsafeNonAtomicSet !== undefined && typeof m.unsafeNonAtomicSet !== "boolean") throw bad(`"mmu.unsafeNonAtomicSet": expected true or false, got ${JSON.stringify(m.unsafeNonAtomicSet)}`);
 }
 

@@ -27,7 +27,8 @@ export interface ScheduleSpec {
 
 export type GuestOp =
   | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean }
-  | { op: "accept"; gpa: number; count: number }
+  /** `count` pages of `size` bytes (4 KiB or 2 MiB) from `gpa`. */
+  | { op: "accept"; gpa: number; count: number; size: number }
   | { op: "convert"; gpa: number; size: number; to: "private" | "shared" };
 
 export type HostOp =
@@ -78,7 +79,11 @@ export interface Scenario {
   schedule: ScheduleSpec;
   vcpus: GuestOp[][];
   host: HostOp[];
-  options: { strategy: Strategy };
+  /**
+   * `tdxHugePages`: TDX maps private memory at 2 MiB where it can (the TDX huge-page series for
+   * KVM, a kvm_intel parameter there); off, as in mainline, private mappings are 4K.
+   */
+  options: { strategy: Strategy; tdxHugePages: boolean };
   inject: InjectSpec[];
 }
 

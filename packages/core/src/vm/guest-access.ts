@@ -3,14 +3,15 @@
  * the direct root); an EPT violation enters KVM's fault handler (`kvm_tdp_page_fault`), and the
  * access is retried until it succeeds, as a vCPU re-executes the faulting instruction.
  */
-import { PAGE_SIZE, PAGES_PER_LEVEL } from "../arch/levels.js";
+import { KVM_MAX_HUGEPAGE_LEVEL, PAGE_SIZE, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { gfnHasBit, gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
 import { RETRY_WAIT, type Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
 import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
-import { convertMemory, zapGfnRange } from "./host-ops.js";
+import { convertMemory, withWriteLock, zapGfnRange } from "./host-ops.js";
+import { splitCrossBoundaryLeafs } from "../mmu/split.js";
 import { OpError } from "./op-error.js";
 import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -209,11 +210,12 @@ function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
 }
 
 /**
- * The guest accepts a private page (TDG.MEM.PAGE.ACCEPT / PVALIDATE). When the backend reports
- * that the page is not mapped yet, KVM maps it through the fault path (the accept itself raises
- * the EPT violation) and the accept is retried. A backend without the notion does nothing.
+ * The guest accepts a private page of `level` (1: 4K, 2: 2M) at `gpa` (TDG.MEM.PAGE.ACCEPT /
+ * PVALIDATE). When the backend reports that the page is not mapped yet, KVM maps it through the
+ * fault path (the accept itself raises the EPT violation) and the accept is retried. A backend
+ * without the notion does nothing.
  */
-export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutcome> {
+export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level = 1): Op<AccessOutcome> {
   const backend = vm.backend;
   if (!backend.guestAccept) return "ok";
   for (let tries = 0; tries < MAX_TRIES; tries++) {
@@ -227,13 +229,15 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
       const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), false, null, vcpu.walk);
       if (w === WALK_OK) npt = vcpu.walk;
     }
-    const r = backend.guestAccept(vm, vcpu.id, gpa, npt);
+    const r = backend.guestAccept(vm, vcpu.id, gpa, npt, level);
     if (r === ACCESS_OK) return "ok";
     if (r === ACCESS_GUEST_EXCEPTION) {
       vcpu.exceptions++;
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
+    const accepted = backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0;
+    if (accepted > 0) yield* honorGuestAcceptLevel(vm, vcpu, gpaToGfn(gpa), accepted);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
     const m = beginEptViolation(vm, vcpu, gpa, true, true, r === ACCESS_FAULT_PRESENT);
     let pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
@@ -244,4 +248,24 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number): Op<AccessOutc
     if (pf === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, true);
   }
   throw new GuestLivelock(`vcpu${vcpu.id}: accept of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+}
+
+/**
+ * `tdx_honor_guest_accept_level` (the TDX huge-page series), before the fault of an ACCEPT the
+ * guest made at `level`: under the write lock, split any mirror leaf bigger than that over the
+ * page (BLOCK, TRACK, DEMOTE; no flush needed after, the TRACK did it), then set the
+ * guest-inhibit bits of the sizes above, so that no fault maps the page bigger again (for a 4K
+ * accept, 2M and 1G; for a 2M one, 1G).
+ */
+function* honorGuestAcceptLevel(vm: Vm, vcpu: Vcpu, gfn: number, level: number): Op {
+  const slot = vm.memslots.find(gfn);
+  // Read without mmu_lock, as the series does: the bit is only ever set, after the split.
+  if (slot === null || level >= KVM_MAX_HUGEPAGE_LEVEL || slot.guestInhibited(gfn, level + 1)) return;
+  const span = PAGES_PER_LEVEL[level]!;
+  const base = gfn - (gfn % span);
+  const mmu = vm.mmu;
+  yield* withWriteLock(mmu, vcpu.ctx, function* () {
+    yield* splitCrossBoundaryLeafs(mmu, vcpu.ctx, base, base + span);
+    for (let l = level + 1; l <= KVM_MAX_HUGEPAGE_LEVEL; l++) slot.setGuestInhibit(gfn, l);
+  });
 }

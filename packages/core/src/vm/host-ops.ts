@@ -6,7 +6,7 @@
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvalidatedRoots, zapLeafsOfValidRoots } from "../mmu/zap.js";
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
 import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
-import { trySplitHugePages } from "../mmu/split.js";
+import { splitCrossBoundaryLeafs, trySplitHugePages } from "../mmu/split.js";
 import { recoverHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
@@ -26,7 +26,7 @@ function clampRange(vm: Vm, start: number, end: number): [number, number] {
 }
 
 /** `write_lock(&kvm->mmu_lock)` around `body`, with RCU held as the TDP MMU's walkers hold it. */
-function* withWriteLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>): Op<T> {
+export function* withWriteLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>): Op<T> {
   yield* mmu.lock.writeLock(ctx);
   mmu.rcu.readLock(ctx);
   try {
@@ -80,6 +80,9 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
   yield* withWriteLock(mmu, ctx, function* () {
     mmu.invalidateBegin(start, end);
     widenToHugepages(vm, start, end);
+    // kvm_arch_pre_set_memory_attributes in the TDX huge-page series: a private huge page that
+    // straddles the range is split first (DEMOTE), so that only the converted pages leave it.
+    yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
     yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert", true);
   });
   // xa_store of each GFN's attributes, with mmu_lock dropped: an atomic point of its own.
@@ -152,8 +155,12 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
   const before = mmu.stats.zappedLeaves;
-  yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, () =>
-    zapLeafsOfValidRoots(mmu, ctx, start, end, "zap")));
+  yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
+    // As guest_memfd's hole punch in the TDX huge-page series: a private huge page that
+    // straddles the range is split first, and only the pages inside are zapped.
+    yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+    return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
+  }));
   return mmu.stats.zappedLeaves - before;
 }
 

@@ -21,6 +21,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     out: { type: "string" },
     "host-memory": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
+    "tdx-huge-pages": { type: "boolean" },
     "no-reduction": { type: "boolean" },
     "count-traces": { type: "boolean" },
     strategy: { type: "string" },
@@ -84,7 +85,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     }, null, 2));
   } else {
     const bound = Number.isFinite(r.preemptionBound) ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
-    io.out(`scenario    ${scn.name}  (backend ${backendName}, strategy ${mmu.strategy}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}, ${bound})`);
+    io.out(`scenario    ${scn.name}  (backend ${backendName}, strategy ${mmu.strategy}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${mmu.tdxHugePages ? ", TDX huge pages" : ""}, ${bound})`);
     io.out(`explored    ${r.schedules.toLocaleString("en-US")} schedules, ${r.steps.toLocaleString("en-US")} steps in ${r.seconds.toFixed(2)} s (${perSecond.toLocaleString("en-US")} schedules/s)`);
     const traces = r.traces === null ? "" : `, ${r.traces.toLocaleString("en-US")} distinct traces`;
     io.out(`complete    ${r.complete.toLocaleString("en-US")} schedules ran to the end${traces}; ${r.cut.toLocaleString("en-US")} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${r.unfair.toLocaleString("en-US")} starved a task and were dropped as unfair` : ""}`);

@@ -22,6 +22,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
     check: { type: "string" },
     "schedule-out": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
+    "tdx-huge-pages": { type: "boolean" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
   });

@@ -24,6 +24,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     inject: { type: "string", multiple: true },
     "host-memory": { type: "string" },
     "unsafe-non-atomic-set": { type: "boolean" },
+    "tdx-huge-pages": { type: "boolean" },
     paused: { type: "boolean" },
     ...PLUGIN_OPTIONS,
   });
@@ -39,7 +40,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   let strategy: "freeze" | "atomic-then-hook" | undefined;
   if (path !== undefined && isScheduleFile(path)) {
     // A recorded schedule is replayed as recorded: what would change it is refused.
-    for (const o of ["backend", "seed", "strategy", "inject", "host-memory", "unsafe-non-atomic-set"]) {
+    for (const o of ["backend", "seed", "strategy", "inject", "host-memory", "unsafe-non-atomic-set", "tdx-huge-pages"]) {
       if (values[o] !== undefined || values.flags.has(o) || values.lists[o] !== undefined) {
         throw new UsageError(`tui: --${o}: a schedule file is replayed as it was recorded; give the scenario instead to change it`);
       }
@@ -51,7 +52,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     registry.source(backend); // an unknown backend fails here, before the UI starts
     strategy = sched.mmu.strategy;
     session = new Session(scn, registry, backend, {
-      strategy: sched.mmu.strategy, unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet, replay: sched.choices,
+      strategy: sched.mmu.strategy, unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet, tdxHugePages: sched.mmu.tdxHugePages, replay: sched.choices,
       interleave: sched.interleave, inject: sched.inject, hostMemory: sched.hostMemory,
     });
   } else {
@@ -64,7 +65,7 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     strategy = mmu.strategy;
     const replay = scenarioReplayChoices(scn);
     const opts: SessionOptions = {
-      strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, inject: injectOptions("tui", values.lists.inject),
+      strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, tdxHugePages: mmu.tdxHugePages, inject: injectOptions("tui", values.lists.inject),
       hostMemory: hostMemoryOption("tui", values["host-memory"]), replay,
     };
     // Made before the UI starts, so that what the run refuses (an unknown call to inject, a host

@@ -212,7 +212,7 @@ export function App(props: AppProps) {
     }
     else if (input === "b") session.cycleBackend();
     else if (input === "c") {
-      setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy)));
+      setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy ? { strategy: props.strategy } : undefined)));
       setView("compare");
     } else if (key.tab) {
       focusRef.current = (focusRef.current + 1) % PANES.length;
