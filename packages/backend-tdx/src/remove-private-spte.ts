@@ -15,7 +15,16 @@
  *    point. A vCPU may re-enter right after, in the new epoch.
  * 3. `tdx_sept_drop_private_spte`: TDH.MEM.PAGE.REMOVE, which checks that tracking is done,
  * 4. and TDH.PHYMEM.PAGE.WBINVD of the page under the TD's key (then `tdx_clear_page`, which
- *    only the host sees).
+ *    only the host sees). A 2 MiB page is written back 4K by 4K, 512 calls, as the huge-page
+ *    series' `tdh_phymem_page_wbinvd_hkid` does for a folio; the model makes them one point:
+ *    the page is out of the S-EPT and its frames are reached by no one else until KVM frees them.
+ *
+ * Splitting a 2 MiB leaf (`tdx_sept_split_private_spte`, the TDX huge-page series) is the same
+ * machine with DEMOTE in place of REMOVE and nothing after it: BLOCK at 2M, TRACK and the kick,
+ * then TDH.MEM.PAGE.DEMOTE with the new S-EPT page, which leaves 512 4K leaves in the state the
+ * 2M one had before the BLOCK (no UNBLOCK is needed). The series retries BLOCK and DEMOTE once
+ * with the vCPUs held out (`tdh_do_no_vcpus`), as the removal does; any other failure is a
+ * KVM_BUG_ON.
  *
  * BLOCK, TRACK and REMOVE are retried once on TDX_OPERAND_BUSY between
  * `tdx_no_vcpus_enter_start` and `tdx_no_vcpus_enter_stop` (later kernels fold these into
@@ -53,24 +62,42 @@ const S_BLOCK = 0;
 const S_TRACK = 1;
 const S_REMOVE = 2;
 const S_WBINVD = 3;
+const S_DEMOTE = 4;
 
 export class RemovePrivateSpte implements StepMachine {
   private state = S_BLOCK;
   private gpa = 0;
   private pfn = 0;
-  private readonly block = () => this.host.module.memRangeBlock(this.gpa, 0, this.host.tdr);
-  private readonly remove = () => this.host.module.memPageRemove(this.gpa, 0, this.host.tdr);
+  /** The entry's TDX level: 0 for 4K, 1 for 2M. */
+  private tdxLevel = 0;
+  /** A split: the new S-EPT page DEMOTE takes; -1 for a removal. */
+  private newSept = -1;
+  private readonly block = () => this.host.module.memRangeBlock(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly remove = () => this.host.module.memPageRemove(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly demote = () => this.host.module.memPageDemote(this.gpa, this.tdxLevel, this.host.tdr, this.newSept);
 
   constructor(
     private readonly host: RemovalHost,
     private readonly clock: Clock,
   ) {}
 
-  /** One machine per TD, reused: removals run under the write `mmu_lock`, one at a time. */
-  begin(gfn: number, pfn: number): this {
+  /**
+   * One machine per TD, reused: removals and splits run under the write `mmu_lock`, one at a
+   * time. The removal of the leaf at `gfn` of mirror level `level` (1 or 2) mapping `pfn`.
+   */
+  begin(gfn: number, pfn: number, level = 1): this {
     this.state = S_BLOCK;
     this.gpa = gfn * 4096;
     this.pfn = pfn;
+    this.tdxLevel = level - 1;
+    this.newSept = -1;
+    return this;
+  }
+
+  /** The split of the 2 MiB leaf at `gfn` into the new S-EPT page `newSept`. */
+  beginSplit(gfn: number, newSept: number): this {
+    this.begin(gfn, -1, 2);
+    this.newSept = newSept;
     return this;
   }
 
@@ -80,20 +107,25 @@ export class RemovePrivateSpte implements StepMachine {
       case S_BLOCK: {
         const blocked = host.noVcpusRetry(this.block);
         if (!isOk(blocked.status)) {
-          if (statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
+          if (this.newSept < 0 && statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
               blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
             host.nrPremapped--;
             return 0;
           }
           return host.bug("TDH.MEM.RANGE.BLOCK", blocked);
         }
-        this.state = host.trackNeeded() ? S_TRACK : S_REMOVE;
+        this.state = host.trackNeeded() ? S_TRACK : this.afterTrack();
         return this.next();
       }
       case S_TRACK:
         host.track();
-        this.state = S_REMOVE;
+        this.state = this.afterTrack();
         return this.next();
+      case S_DEMOTE: {
+        const demoted = host.noVcpusRetry(this.demote);
+        if (!isOk(demoted.status)) return host.bug("TDH.MEM.PAGE.DEMOTE", demoted);
+        return 0;
+      }
       case S_REMOVE: {
         const removed = host.noVcpusRetry(this.remove);
         if (!isOk(removed.status)) return host.bug("TDH.MEM.PAGE.REMOVE", removed);
@@ -101,16 +133,22 @@ export class RemovePrivateSpte implements StepMachine {
         return this.next();
       }
       case S_WBINVD: {
-        const wb = host.module.phymemPageWbinvd(this.pfn, host.hkid, host.tdr);
-        if (!isOk(wb.status)) {
-          host.leak(this.pfn, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);
-          return host.bug("TDH.PHYMEM.PAGE.WBINVD", wb);
+        for (let i = 0; i < (this.tdxLevel === 0 ? 1 : 512); i++) {
+          const wb = host.module.phymemPageWbinvd(this.pfn + i, host.hkid, host.tdr);
+          if (!isOk(wb.status)) {
+            host.leak(this.pfn + i, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);
+            return host.bug("TDH.PHYMEM.PAGE.WBINVD", wb);
+          }
         }
         return 0;
       }
       default:
         throw new Error(`RemovePrivateSpte: bad state ${this.state}`);
     }
+  }
+
+  private afterTrack(): number {
+    return this.newSept < 0 ? S_REMOVE : S_DEMOTE;
   }
 
   /** A SEAMCALL is atomic: a step that threw holds nothing. */

@@ -30,10 +30,16 @@ import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
 
 /** KVM's `tdcs_nr_pages`, from the module's TDCS_BASE_SIZE: MIN_NUM_TDCS_PAGES pages. */
 const TDCS_PAGES = MIN_NUM_TDCS_PAGES;
-/** What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw. */
-const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT"];
+/**
+ * What KVM counts in `backendStats.calls`: the module's calls, then the #VEs and INVEPTs it saw,
+ * and the TDCALLs that ended in a TD exit instead of returning to the guest (an ACCEPT of a page
+ * not mapped yet: the guest runs it again after KVM's fault, and that run is the one counted
+ * as TDG.MEM.PAGE.ACCEPT).
+ */
+const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT", "TD exit (ACCEPT)"];
 const VE = SEAMCALL_NAMES.length;
 const INVEPT = VE + 1;
+const ACCEPT_EXIT = VE + 2;
 
 @injectable()
 export class TdxBackend implements Backend, CallListener {
@@ -64,6 +70,8 @@ export class TdxBackend implements Backend, CallListener {
    */
   private readonly inGuest: boolean[] = [];
   private readonly cpus: number[] = [];
+  /** Per vCPU, the level of the ACCEPT its last TD exit came from (the extended exit qualification), 0 for none. */
+  private readonly acceptExit: number[] = [];
   private dead = false;
   private keyAssigned = true;
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
@@ -112,6 +120,7 @@ export class TdxBackend implements Backend, CallListener {
       this.tdvprs.push(tdvpr);
       this.inGuest.push(false);
       this.cpus.push(i);
+      this.acceptExit.push(0);
       this.veCount.push(0);
     }
   }
@@ -206,9 +215,15 @@ export class TdxBackend implements Backend, CallListener {
     return privateAccess;
   }
 
-  /** `tdx_gmem_private_max_mapping_level`: 4K (huge private pages are a later series). */
-  maxMappingLevel(): Level {
-    return 1;
+  /**
+   * `tdx_gmem_private_max_mapping_level`: 4K in mainline. With `tdxHugePages` (the TDX huge-page
+   * series), 2M once the TD is RUNNABLE ("Enforce 4KB mapping level during TD build time":
+   * PAGE.ADD is 4K only); the core adds the folio size, the attributes and the guest-inhibit
+   * bits. TDX maps private memory at 2M at most: no 1G AUG in the series.
+   */
+  maxMappingLevel(vm: BackendVm): Level {
+    if (!vm.config.tdxHugePages) return 1;
+    return this.td.opState === OP_RUNNABLE ? 2 : 1;
   }
 
   /** `tdx_vcpu_init_mem_region`: only before KVM_TDX_FINALIZE_VM, before anything is mapped. */
@@ -345,14 +360,18 @@ export class TdxBackend implements Backend, CallListener {
     return this.bug("TDH.MEM.SEPT.ADD", r);
   }
 
-  /** `tdx_sept_set_private_spte`: AUG once the TD runs; before finalize only count the premap. */
-  setExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
-    if (level !== 1) throw new KvmBug(`TDX maps private memory at 4K only, asked for level ${level}`);
+  /**
+   * `tdx_sept_set_private_spte`: AUG once the TD runs, at 4K or (huge pages) 2M; before finalize
+   * only count the premap, which is 4K only.
+   */
+  setExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number {
+    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages)) throw new KvmBug(`TDX maps private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`);
     if (this.td.opState !== OP_RUNNABLE) {
+      if (level !== 1) this.bugOn(`a 2M premap of gfn 0x${gfn.toString(16)} before the TD is runnable`);
       this.nrPremapped++;
       return 0;
     }
-    const r = this.module.memPageAug(gfn * 4096, 0, this.tdr, pfn);
+    const r = this.module.memPageAug(gfn * 4096, level - 1, this.tdr, pfn);
     if (resultOk(r)) return 0;
     if (tdxOperandBusy(r.status)) return EBUSY;
     return this.bug("TDH.MEM.PAGE.AUG", r);
@@ -363,20 +382,32 @@ export class TdxBackend implements Backend, CallListener {
    * atomic point (`remove-private-spte.ts`). The HKID is released only after every private page
    * is gone (the guest_memfd's release zaps them first), so a removal without it is a KVM bug.
    */
-  removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
-    if (level !== 1) throw new KvmBug(`TDX removes private memory at 4K only, asked for level ${level}`);
+  removeExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
+    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages)) throw new KvmBug(`TDX removes private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`);
     if (!this.hkidAssigned) {
       if (!this.vmDead) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
       // After KVM_TDX_TERMINATE_VM: `tdx_reclaim_page`, one RECLAIM; a failure leaks the page
       // (it stays pinned in guest_memfd, not one of the control pages) and is the caller's
       // KVM_BUG_ON.
+      // A 2 MiB page is reclaimed by its 2M PAMT entry, named by its first PFN.
       const r = this.reclaim(pfn);
       if (isOk(r.status)) return 0;
       this.vm.leak(`TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`);
       return EIO;
     }
     this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
-    return this.removal.begin(gfn, pfn);
+    return this.removal.begin(gfn, pfn, level);
+  }
+
+  /**
+   * `tdx_sept_split_private_spte` (the TDX huge-page series, under the write `mmu_lock`): a
+   * 2 MiB leaf of a runnable TD becomes 512 4K ones in `externalSpt` by BLOCK, TRACK and the
+   * kick, and DEMOTE (`remove-private-spte.ts`). Anything else is a KVM_BUG_ON.
+   */
+  splitExternalSpte(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine {
+    if (this.td.opState !== OP_RUNNABLE || level !== 2) this.bugOn(`split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${this.td.opState !== OP_RUNNABLE ? " before the TD is runnable" : ""}`);
+    this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
+    return this.removal.beginSplit(gfn, externalSpt);
   }
 
   /**
@@ -436,15 +467,38 @@ export class TdxBackend implements Backend, CallListener {
     return ACCESS_GUEST_EXCEPTION;
   }
 
-  /** TDG.MEM.PAGE.ACCEPT from the guest; an EPT-violation exit lets KVM AUG the page first. */
-  guestAccept(_vm: BackendVm, vcpu: number, gpa: number): number {
+  /**
+   * TDG.MEM.PAGE.ACCEPT from the guest at 4K or 2M; an EPT-violation exit lets KVM AUG the page
+   * first. The exit's extended qualification says it was an ACCEPT, and at which level
+   * (`guestAcceptLevel`).
+   */
+  guestAccept(_vm: BackendVm, vcpu: number, gpa: number, _npt: unknown, level: Level): number {
     if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
-    const r = this.module.tdgMemPageAccept(this.tdvprs[vcpu]!, gpa - (gpa % 4096), 0);
+    const r = this.module.tdgMemPageAccept(this.tdvprs[vcpu]!, gpa - (gpa % 4096), level - 1);
     if ("exit" in r) {
       this.exit(vcpu);
+      this.setAcceptExit(vcpu, level);
       return ACCESS_FAULT;
     }
     return isOk(r.status) ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+  }
+
+  /**
+   * `tdx_honor_guest_accept_level` reads the exit's type and level (TDX_EXT_EXIT_QUAL_TYPE_ACCEPT):
+   * the level of the ACCEPT that just exited, once. Mainline has no such step: without
+   * `tdxHugePages` there is nothing to honor (every private mapping is 4K).
+   */
+  guestAcceptLevel(vm: BackendVm, vcpu: number): number {
+    this.readVcpu(vcpu);
+    const level = this.acceptExit[vcpu]!;
+    if (level === 0) return 0;
+    this.setAcceptExit(vcpu, 0);
+    return vm.config.tdxHugePages ? level : 0;
+  }
+
+  private setAcceptExit(vcpu: number, level: number): void {
+    this.writeVcpu(vcpu);
+    this.acceptExit[vcpu] = level;
   }
 
   vcpuExit(_vm: BackendVm, vcpu: number): void {
@@ -543,7 +597,7 @@ export class TdxBackend implements Backend, CallListener {
 
   /** The module's `CallListener`: every call it made for this TD is counted, and an event (with its text) if someone listens. */
   seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
-    this.calls.add(leaf);
+    this.calls.add(r.tdExit === undefined ? leaf : ACCEPT_EXIT);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (resultNotSuccess(r)) this.countFailure(r.status);
     if (this.vm?.events.on) this.emitCall(leaf, r, tdr, a, b, c, d);
@@ -571,7 +625,7 @@ export class TdxBackend implements Backend, CallListener {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
     out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}/${this.keyAssigned}`);
-    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}`);
+    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}/${this.acceptExit[v]}`);
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {

@@ -48,7 +48,7 @@ describe("tdpemu explore", () => {
     expect(x.out()).toContain(`tdpemu replay ${out}`);
     const file = JSON.parse(readFileSync(out, "utf8"));
     expect(file.format).toBe("tdpemu-schedule/1");
-    expect(file.mmu).toEqual({ strategy: "freeze", unsafeNonAtomicSet: true });
+    expect(file.mmu).toEqual({ strategy: "freeze", unsafeNonAtomicSet: true, tdxHugePages: false });
     expect(file.choices.length).toBeGreaterThan(5);
 
     // Replay reproduces the violation, with the same trace byte for byte each time.
@@ -66,6 +66,27 @@ describe("tdpemu explore", () => {
     await main(["replay", out, "--steps"], s.o);
     expect(s.out().match(/store L2 gfn 0x0: 0x8000000000000000 → /g)?.length).toBe(1);
     expect(s.out()).toMatch(/store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/);
+  });
+
+  it("--tdx-huge-pages switches on 2 MiB private pages, and the schedule it writes replays with them", async () => {
+    // The 2M-leaf race without the scenario's own switch: the flag alone turns it on.
+    const text = readFileSync(resolve("scenarios/tdx-race-2m-leaf.yaml"), "utf8").replace("tdxHugePages: true", "tdxHugePages: false");
+    const scn = join(dir, "race-2m-leaf-off.yaml");
+    writeFileSync(scn, text);
+    const off = io();
+    expect(await main(["run", scn, "--json"], off.o)).toBe(0);
+    expect(JSON.parse(off.out()).stats.pages["2m"]).toBe(0);
+    const on = io();
+    expect(await main(["run", scn, "--json", "--tdx-huge-pages", "--seed", "3"], on.o)).toBe(0);
+    expect(JSON.parse(on.out()).backendStats.calls["TDH.MEM.PAGE.AUG"]).toBeGreaterThan(0);
+    const out = join(dir, "race-2m-leaf.json");
+    const x = io();
+    expect(await main(["explore", scn, "--tdx-huge-pages", "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
+    expect(x.out()).toContain("TDX huge pages");
+    expect(JSON.parse(readFileSync(out, "utf8")).mmu).toEqual({ strategy: "atomic-then-hook", unsafeNonAtomicSet: false, tdxHugePages: true });
+    const r = io();
+    expect(await main(["replay", out], r.o)).toBe(1);
+    expect(r.out()).toMatch(/EPT_WALK_FAILED/);
   });
 
   it("a preemption bound and a schedule cap are reported", async () => {
