@@ -65,6 +65,23 @@ describe("TDX huge pages: 2 MiB private pages", () => {
     expect(r.report.ops.slice(2).map((o) => (o.result as { exceptions: number }).exceptions)).toEqual([0, 0]);
   });
 
+  it("a page converted back to private is mapped 4K under the table the split left (disallowed_hugepage_adjust), never merged", () => {
+    const r = run(`
+- { op: accept, gpa: 0x400000, count: 1, size: 2MiB }
+- { op: convert, gpa: 0x401000, size: 4KiB, to: shared }
+- { op: convert, gpa: 0x401000, size: 4KiB, to: private }
+- { op: access, gpa: 0x401000, count: 1, write: true }
+- { op: accept, gpa: 0x401000, count: 1 }
+- { op: access, gpa: 0x400000, count: 512, write: true }`);
+    expect(r.report.invariants.violations).toEqual([]);
+    const c = calls(r);
+    // The 2M AUG, then the refault of the converted page: AUG at 4K, a #VE, the 4K ACCEPT.
+    expect(c["TDH.MEM.PAGE.AUG"]).toBe(2);
+    expect(c["#VE"]).toBe(1);
+    expect(r.report.stats.pages).toMatchObject({ "4k": 512, "2m": 0 });
+    expect(r.report.ops.map((o) => (o.result as { exceptions?: number }).exceptions ?? 0)).toEqual([0, 0, 0, 1, 0, 0]);
+  });
+
   it("a 4K zap inside a 2M private page splits it first: only that page is removed", () => {
     const r = run(`
 - { op: accept, gpa: 0x400000, count: 1, size: 2MiB }`, { host: `

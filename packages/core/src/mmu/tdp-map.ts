@@ -106,6 +106,12 @@ export class MapWalk implements StepMachine {
           continue;
         case W_DECIDE: {
           if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
+          // disallowed_hugepage_adjust on a mirror root (the TDX huge-page series): a table
+          // already at the goal level is never merged into a huge leaf; the goal goes one down.
+          if (this.root.mirror && iter.level === fault.goalLevel && iter.level > 1 && isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) {
+            fault.pfn += fault.gfn % PAGES_PER_LEVEL[iter.level]! - fault.gfn % PAGES_PER_LEVEL[iter.level - 1]!;
+            fault.goalLevel--;
+          }
           if (iter.level === fault.goalLevel) {
             // A plain cmpxchg needs no step of its own; mirror roots and the unsafe store do.
             if (!this.root.mirror && !mmu.options.unsafeNonAtomicSet) return mapHandleTargetLevelAtomic(mmu, iter, fault);
