@@ -13,7 +13,7 @@ import {
   type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type StepMachine,
 } from "@tdpemu/backend-sdk";
-import { RemovePrivateSpte } from "./remove-private-spte.js";
+import { SeptChange } from "./sept-change.js";
 import { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
@@ -89,7 +89,7 @@ export class TdxBackend implements Backend, CallListener {
   private readonly errors: Record<string, number> = {};
   private vm!: BackendVm;
   /** Made on the first removal: most runs (and the explorer's schedules) have none. */
-  private removal: RemovePrivateSpte | null = null;
+  private removal: SeptChange | null = null;
 
   /** The host's TDX module and KeyIDs (`tdx-platform.ts`), shared with every TD on the host. */
   constructor(
@@ -379,7 +379,7 @@ export class TdxBackend implements Backend, CallListener {
 
   /**
    * `tdx_sept_remove_private_spte`: BLOCK → TRACK + kick → REMOVE → WBINVD, one SEAMCALL per
-   * atomic point (`remove-private-spte.ts`). The HKID is released only after every private page
+   * atomic point (`sept-change.ts`). The HKID is released only after every private page
    * is gone (the guest_memfd's release zaps them first), so a removal without it is a KVM bug.
    */
   removeExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
@@ -395,19 +395,34 @@ export class TdxBackend implements Backend, CallListener {
       this.vm.leak(`TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`);
       return EIO;
     }
-    this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
+    this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.begin(gfn, pfn, level);
   }
 
   /**
    * `tdx_sept_split_private_spte` (the TDX huge-page series, under the write `mmu_lock`): a
    * 2 MiB leaf of a runnable TD becomes 512 4K ones in `externalSpt` by BLOCK, TRACK and the
-   * kick, and DEMOTE (`remove-private-spte.ts`). Anything else is a KVM_BUG_ON.
+   * kick, and DEMOTE (`sept-change.ts`). Anything else is a KVM_BUG_ON.
    */
   splitExternalSpte(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine {
     if (this.td.opState !== OP_RUNNABLE || level !== 2) this.bugOn(`split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${this.td.opState !== OP_RUNNABLE ? " before the TD is runnable" : ""}`);
-    this.removal ??= new RemovePrivateSpte(this, this.vm.clock);
+    this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.beginSplit(gfn, externalSpt);
+  }
+
+  /**
+   * Huge-page recovery by TDH.MEM.PAGE.PROMOTE, which no posted KVM series issues (the huge-page
+   * series forbids merging in mirror roots): BLOCK of the level-1 entry, TRACK and the kick,
+   * PROMOTE, or UNBLOCK and -EAGAIN when the module refuses (EPT_INVALID_PROMOTE_CONDITIONS: its
+   * 4K leaves are not all MAPPED, or all PENDING, over contiguous pages). The merged-away S-EPT
+   * page is free in the PAMT at once; KVM gives it back with the mirror table. Only with
+   * `tdxHugePages`, on a runnable TD.
+   */
+  promoteExternalSpt(vm: BackendVm, gfn: number, level: Level): number | StepMachine {
+    if (!vm.config.tdxHugePages || level !== 2) return -11;
+    if (this.td.opState !== OP_RUNNABLE) this.bugOn(`promote of gfn 0x${gfn.toString(16)} before the TD is runnable`);
+    this.removal ??= new SeptChange(this, this.vm.clock);
+    return this.removal.beginPromote(gfn);
   }
 
   /**

@@ -92,6 +92,29 @@ describe("TDX huge pages: 2 MiB private pages", () => {
     expect(r.report.stats.pages).toMatchObject({ "4k": 511, "2m": 0 });
   });
 
+  it("recovery merges a split 2M page back with PROMOTE once its 512 pages are MAPPED again; refused (UNBLOCK) while one is PENDING", () => {
+    const events: TdpEvent[] = [];
+    const r = run(`
+- { op: accept, gpa: 0x400000, count: 1, size: 2MiB }
+- { op: access, gpa: 0x401000, count: 1 }
+- { op: accept, gpa: 0x401000, count: 1 }
+- { op: access, gpa: 0x400000, count: 512, write: true }`, { host: `
+- { op: zap, gpa: 0x401000, size: 4KiB }
+- { op: recover, gpa: 0x400000, size: 2MiB }
+- { op: recover, gpa: 0x400000, size: 2MiB }`, sequential: true, events });
+    expect(r.report.invariants.violations).toEqual([]);
+    const c = calls(r);
+    expect(c["TDH.MEM.PAGE.PROMOTE"]).toBe(2);
+    expect(c["TDH.MEM.RANGE.UNBLOCK"]).toBe(1);
+    const promotes = events.flatMap((e) => (e.type === "call" && e.name === "TDH.MEM.PAGE.PROMOTE" ? [e.status] : []));
+    expect(promotes).toEqual(["EPT_INVALID_PROMOTE_CONDITIONS", "SUCCESS"]);
+    // The refaulted page was AUGed 4K and PENDING (a #VE) at the first recovery, accepted before the second.
+    expect(c["#VE"]).toBe(1);
+    expect(r.report.stats.pages).toMatchObject({ "4k": 0, "2m": 1 });
+    expect(r.report.stats.tablePages).toBe(2);
+    expect(r.report.ops.filter((o) => o.op === "access").map((o) => (o.result as { exceptions: number }).exceptions)).toEqual([1, 0]);
+  });
+
   it("off (the default, as mainline), the same accepts map 4K: 1024 AUG", () => {
     const r = run(`
 - { op: access, gpa: 0x400000, count: 1024, write: true }`, { huge: false });
@@ -181,5 +204,29 @@ describe("TDX huge pages: the 2M/4K race with a 2 MiB leaf (scenarios/tdx-race-2
     }
     expect([...outcomes].sort()).toEqual(["4K first", "split"]);
   });
+});
+
+describe("TDX huge pages: every change recorded", () => {
+  it("the footprint audit finds the split, the honored accept level and PROMOTE record all they change", () => {
+    const scn = parseScenarioText([
+      "name: tdx-huge-audit",
+      "vm: { memory: 4MiB, vcpus: 2, hugepages: 2MiB }",
+      "backend: tdx",
+      "options: { tdxHugePages: true }",
+      "vcpus:",
+      "  - - { op: accept, gpa: 0x200000, size: 2MiB }",
+      "    - { op: access, gpa: 0x201000 }",
+      "    - { op: accept, gpa: 0x201000 }",
+      "  - - { op: access, gpa: 0x0 }",
+      "    - { op: accept, gpa: 0x0, count: 2 }",
+      "host:",
+      "  - { op: zap, gpa: 0x201000, size: 4KiB }",
+      "  - { op: recover, gpa: 0x200000, size: 2MiB }",
+      "  - { op: convert, gpa: 0x3ff000, size: 4KiB, to: shared }",
+    ].join("\n"), "tdx-huge-audit.yaml");
+    const r = exploreScenario(scn, { backend: tdx, audit: true, preemptionBound: 1, maxSchedules: 40 });
+    expect(r.violation?.violations ?? []).toEqual([]);
+    expect(r.schedules).toBe(40);
+  }, 300_000);
 });
 

@@ -110,6 +110,15 @@ export interface Backend {
    * failure is a KVM bug. Without it the core never splits a mirror leaf.
    */
   splitExternalSpte?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine;
+  /**
+   * The mirror table at (`gfn`, `level`), whose external page is `externalSpt`, is to become one
+   * huge leaf over the same pages (huge-page recovery, under the write lock; no posted KVM series
+   * does this for TDX, where it is TDH.MEM.PAGE.PROMOTE). 0 when the backend merged it (the
+   * external page is then free: the core gives it back with the table); -EAGAIN (-11; a step
+   * machine ends with 11) when it refused and left everything as it was; anything else is a KVM
+   * bug. A status or a step machine, as `removeExternalSpte`.
+   */
+  promoteExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine;
   /** A mirror table is freed; failure leaks the page, which the core counts. */
   freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */

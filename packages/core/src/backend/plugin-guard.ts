@@ -78,6 +78,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
   setExternalSpte: status,
   removeExternalSpte: { ok: (r) => status.ok(r) || isStepMachine(r), expected: `${status.expected}, or a step machine ({ step, abort })` },
   splitExternalSpte: { ok: (r) => status.ok(r) || isStepMachine(r), expected: `${status.expected}, or a step machine ({ step, abort })` },
+  promoteExternalSpt: { ok: (r) => status.ok(r) || isStepMachine(r), expected: `${status.expected} (-11, EAGAIN: refused, nothing changed), or a step machine ({ step, abort })` },
   freeExternalSpt: status,
   guestAcceptLevel: oneOf([0, 1, 2], "0 (nothing to honor), or the level the guest accepted at: 1 (4K) or 2 (2M)"),
   gmemPrepare: status,

@@ -226,9 +226,11 @@ class TableWalk {
     // A mirror table published before its backend call returned (strategy atomic-then-hook), or
     // a huge leaf being split, is still being linked: KVM accounts it once the call is done, and
     // a split's 512 leaves with it.
-    const linking = mirror && mmu.isMirrorInFlight(gfn, level);
+    // A table being merged into a huge leaf is still the table KVM accounts.
+    const resizing = mirror ? mmu.mirrorResizing(gfn, level) : 0;
+    const linking = mirror && resizing !== 2 && mmu.isMirrorInFlight(gfn, level);
     if (linking) this.linkingNow++;
-    const splitting = linking && mmu.isMirrorSplitting(gfn, level);
+    const splitting = resizing === 1;
     if (pool.spOwner[child] !== vm.id || pool.spLevel[child] !== level - 1 || pool.spGfn[child] !== gfn) {
       this.fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
     }

@@ -62,7 +62,7 @@ export class ExternalZaps implements StepMachine {
     const mmu = this.mmu;
     mmu.lock.assertHeldWrite("split_external_spte");
     if (!mmu.backend.splitExternalSpte) throw new KvmBug(`split of a mirror huge leaf at gfn ${gfn} level ${level}: the backend cannot split`);
-    mmu.mirrorSplitBegin(gfn, level);
+    mmu.mirrorResizeBegin(gfn, level, true);
     this.queue.push(EXT_SPLIT, gfn, level, externalSpt);
   }
 
@@ -120,7 +120,7 @@ export class ExternalZaps implements StepMachine {
   /** A step threw (a KVM bug): the run is over, nothing queued is left for the next store. */
   abort(): void {
     const q = this.queue;
-    for (let i = this.next; i < q.length; i += 4) if (q[i] === EXT_SPLIT) this.mmu.mirrorSplitEnd(q[i + 1]!, q[i + 2]!);
+    for (let i = this.next; i < q.length; i += 4) if (q[i] === EXT_SPLIT) this.mmu.mirrorResizeEnd();
     this.removal?.abort();
     this.removal = null;
     this.queue.length = 0;
@@ -130,7 +130,7 @@ export class ExternalZaps implements StepMachine {
   private done(kind: number, gfn: number, level: number, ret: number): void {
     const mmu = this.mmu;
     if (kind === EXT_REMOVE) mmu.mirrorInFlightDelete(gfn, level);
-    else mmu.mirrorSplitEnd(gfn, level);
+    else mmu.mirrorResizeEnd();
     const hook = kind === EXT_REMOVE ? "removeExternalSpte" : "splitExternalSpte";
     mmu.hookEvent(hook, gfn, level, ret);
     if (ret !== 0) throw new KvmBug(`${kind === EXT_REMOVE ? "remove_external_spte" : "split_external_spte"} failed (${ret}) at gfn ${gfn} level ${level}`);

@@ -107,34 +107,64 @@ export class TdpMmu {
    * leaf until its split call is done).
    */
   isMirrorInFlight(gfn: number, level: number): boolean {
-    if (this.splitKey >= 0) {
+    if (this.resizeKey >= 0) {
+      if (this.resizeKey === gfn * 8 + level) return true;
       const span = PAGES_PER_LEVEL[level + 1];
-      if (span !== undefined && this.splitKey === (gfn - (gfn % span)) * 8 + level + 1) return true;
+      if (span !== undefined && this.resizeKey === (gfn - (gfn % span)) * 8 + level + 1) return true;
     }
     return this.nMirrorInFlight > 0 && this.mirrorInFlightIndex(gfn * 8 + level) >= 0;
   }
 
   /**
-   * The mirror huge leaf being split (`split_external_spte` under way), as gfn * 8 + level, or
-   * -1: splits run under the write lock, one at a time. Its entry is a table already, which KVM
-   * accounts, with its 512 leaves, once the backend's split is done.
+   * The mirror entry whose size the backend is changing, as gfn * 8 + level, or -1: a huge leaf
+   * being split (`split_external_spte`: the entry is a table already, which KVM accounts, with
+   * its 512 leaves, once the backend is done) or a table being merged (`promoteExternalSpt`: the
+   * entry is still the table). Both run under the write lock, one at a time.
    */
-  private splitKey = -1;
+  private resizeKey = -1;
+  private resizeIsSplit = false;
 
-  mirrorSplitBegin(gfn: number, level: number): void {
-    if (this.splitKey >= 0) throw new KvmBug("split_external_spte while another split is under way");
-    this.splitKey = gfn * 8 + level;
-    this.mirrorInFlightAdd(gfn, level);
+  mirrorResizeBegin(gfn: number, level: number, split: boolean): void {
+    if (this.resizeKey >= 0) throw new KvmBug("a mirror entry changes size while another one does");
+    this.resizeKey = gfn * 8 + level;
+    this.resizeIsSplit = split;
   }
 
-  mirrorSplitEnd(gfn: number, level: number): void {
-    this.splitKey = -1;
-    this.mirrorInFlightDelete(gfn, level);
+  mirrorResizeEnd(): void {
+    this.resizeKey = -1;
   }
 
-  /** Whether the mirror table at (gfn, level) is a huge leaf being split (for the checks). */
-  isMirrorSplitting(gfn: number, level: number): boolean {
-    return this.splitKey === gfn * 8 + level;
+  /** 1 if the mirror table at (gfn, level) is a huge leaf being split, 2 if it is being merged, else 0 (for the checks). */
+  mirrorResizing(gfn: number, level: number): number {
+    return this.resizeKey === gfn * 8 + level ? (this.resizeIsSplit ? 1 : 2) : 0;
+  }
+
+  /**
+   * The mirror table under `iter` (level 2) becomes the huge leaf `lo`/`hi` the backend has
+   * merged it into (`promoteExternalSpt` returned 0), under the write lock: its leaves leave
+   * with it, with no backend call of their own, and the table page and its external page (the
+   * backend's, free again) go after a grace period.
+   */
+  replaceTableByMergedLeaf(iter: TdpIter, lo: number, hi: number): void {
+    this.lock.assertHeldWrite("promote_external_spt");
+    const oldLo = iter.oldLo;
+    const oldHi = iter.oldHi;
+    const slot = this.pool.pfnToSlot(spteToPfn(oldLo, oldHi));
+    this.writeSpte(iter.mem, iter.off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "promote");
+    iter.oldLo = lo;
+    iter.oldHi = hi;
+    const mem = this.pool.tableMem(slot);
+    const base = this.pool.tableOff(slot);
+    let leaves = 0;
+    for (let i = 0; i < 512; i++) if (isShadowPresent(mem[base + 2 * i]!)) leaves++;
+    this.stats.pages[iter.level - 1]! -= leaves;
+    this.stats.pages[iter.level]!++;
+    this.stats.tablePages--;
+    this.deferredFrees++;
+    if (this.events.on) this.tableEvent("unlink", slot);
+    const ext = this.pool.spExternal[slot]!;
+    this.pool.spExternal[slot] = -1;
+    this.freeAfterGracePeriod(slot, ext);
   }
 
   /** Every mirror entry whose backend call is under way, as (gfn, level) (for the checks). */

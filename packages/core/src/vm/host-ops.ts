@@ -7,7 +7,7 @@ import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvali
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
 import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
 import { splitCrossBoundaryLeafs, trySplitHugePages } from "../mmu/split.js";
-import { recoverHugePages } from "../mmu/recover.js";
+import { recoverHugePages, recoverMirrorHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
@@ -314,14 +314,18 @@ export function* recover(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<n
   if (!slot) return 0;
   end = Math.min(end, slot.endGfn);
   const mmu = vm.mmu;
-  return yield* withReadLock(mmu, ctx, () => recoverHugePages(mmu, ctx, start, end, (gfn) => {
+  const maxLevel = (gfn: number): number => {
     if (slot.dirtyBitmap) return 1;
     // kvm_mmu_max_mapping_level: private GFNs are capped by the backend too (SEV: the RMP size).
     const priv = vm.attributes.isPrivate(gfn);
     const backing = priv ? slot.gmem : slot.shared;
     const pfn = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
     return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, priv, pfn);
-  }));
+  };
+  const direct = yield* withReadLock(mmu, ctx, () => recoverHugePages(mmu, ctx, start, end, maxLevel));
+  // The mirror roots' tables, merged by the backend (TDX: PROMOTE), under the write lock.
+  if (!vm.backend.promoteExternalSpt) return direct;
+  return direct + (yield* withWriteLock(mmu, ctx, () => recoverMirrorHugePages(mmu, ctx, start, end, maxLevel)));
 }
 
 /** Eager split of [start, end) down to 4K under the read lock. Returns huge leaves split. */

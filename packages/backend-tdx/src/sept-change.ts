@@ -26,6 +26,12 @@
  * with the vCPUs held out (`tdh_do_no_vcpus`), as the removal does; any other failure is a
  * KVM_BUG_ON.
  *
+ * Merging a table back into a 2 MiB leaf (`promoteExternalSpt`) is the same machine again: BLOCK
+ * of the level-1 entry (NL_BLOCKED), TRACK and the kick, TDH.MEM.PAGE.PROMOTE; a refusal
+ * (EPT_INVALID_PROMOTE_CONDITIONS) is undone by TDH.MEM.RANGE.UNBLOCK. No posted KVM series calls
+ * PROMOTE (the huge-page series disallows merging in mirror roots); this is the model's huge-page
+ * recovery for TDX, the `recover` host op with `tdxHugePages`.
+ *
  * BLOCK, TRACK and REMOVE are retried once on TDX_OPERAND_BUSY between
  * `tdx_no_vcpus_enter_start` and `tdx_no_vcpus_enter_stop` (later kernels fold these into
  * `tdh_do_no_vcpus`): every vCPU is kicked out and kept out while the call is retried. With the vCPUs held outside nothing can contend
@@ -37,7 +43,7 @@
  */
 import { STEP_YIELD, type Clock, type StepMachine } from "@tdpemu/backend-sdk";
 import type { SeamModule, SeamResult } from "./seam/seam-module.js";
-import { TDX_EPT_ENTRY_STATE_INCORRECT, isOk, statusClass, statusName } from "./seam/status.js";
+import { TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_INVALID_PROMOTE_CONDITIONS, isOk, statusClass, statusName } from "./seam/status.js";
 import { SEPT_FREE } from "./seam/sept.js";
 
 /** What the removal needs of KVM's side of the TD (`TdxBackend`). */
@@ -63,18 +69,34 @@ const S_TRACK = 1;
 const S_REMOVE = 2;
 const S_WBINVD = 3;
 const S_DEMOTE = 4;
+const S_PROMOTE = 5;
+const S_UNBLOCK = 6;
 
-export class RemovePrivateSpte implements StepMachine {
+const MODE_REMOVE = 0;
+const MODE_SPLIT = 1;
+const MODE_PROMOTE = 2;
+
+/** The machine's result for a PROMOTE the module refused and KVM undid (EAGAIN's magnitude). */
+export const PROMOTE_REFUSED = 11;
+
+/**
+ * A change of one S-EPT entry under the write `mmu_lock` that takes the entry out of the
+ * guest's reach first: BLOCK, TRACK and the kick, then REMOVE (and WBINVD), DEMOTE, or PROMOTE.
+ */
+export class SeptChange implements StepMachine {
   private state = S_BLOCK;
+  private mode = MODE_REMOVE;
   private gpa = 0;
   private pfn = 0;
   /** The entry's TDX level: 0 for 4K, 1 for 2M. */
   private tdxLevel = 0;
-  /** A split: the new S-EPT page DEMOTE takes; -1 for a removal. */
+  /** A split: the new S-EPT page DEMOTE takes. */
   private newSept = -1;
   private readonly block = () => this.host.module.memRangeBlock(this.gpa, this.tdxLevel, this.host.tdr);
   private readonly remove = () => this.host.module.memPageRemove(this.gpa, this.tdxLevel, this.host.tdr);
   private readonly demote = () => this.host.module.memPageDemote(this.gpa, this.tdxLevel, this.host.tdr, this.newSept);
+  private readonly unblock = () => this.host.module.memRangeUnblock(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly promote = () => this.host.module.memPagePromote(this.gpa, this.tdxLevel, this.host.tdr);
 
   constructor(
     private readonly host: RemovalHost,
@@ -91,6 +113,7 @@ export class RemovePrivateSpte implements StepMachine {
     this.pfn = pfn;
     this.tdxLevel = level - 1;
     this.newSept = -1;
+    this.mode = MODE_REMOVE;
     return this;
   }
 
@@ -98,6 +121,19 @@ export class RemovePrivateSpte implements StepMachine {
   beginSplit(gfn: number, newSept: number): this {
     this.begin(gfn, -1, 2);
     this.newSept = newSept;
+    this.mode = MODE_SPLIT;
+    return this;
+  }
+
+  /**
+   * The merge of the S-EPT table under the level-1 entry at `gfn` into one 2 MiB leaf: the
+   * entry is blocked (NL_BLOCKED) and tracked, then PROMOTE. A refusal
+   * (EPT_INVALID_PROMOTE_CONDITIONS: the 4K leaves are not all MAPPED, or all PENDING, over
+   * contiguous pages) is undone by UNBLOCK, and the machine ends with `PROMOTE_REFUSED`.
+   */
+  beginPromote(gfn: number): this {
+    this.begin(gfn, -1, 2);
+    this.mode = MODE_PROMOTE;
     return this;
   }
 
@@ -107,7 +143,7 @@ export class RemovePrivateSpte implements StepMachine {
       case S_BLOCK: {
         const blocked = host.noVcpusRetry(this.block);
         if (!isOk(blocked.status)) {
-          if (this.newSept < 0 && statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
+          if (this.mode === MODE_REMOVE && statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
               blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
             host.nrPremapped--;
             return 0;
@@ -126,6 +162,18 @@ export class RemovePrivateSpte implements StepMachine {
         if (!isOk(demoted.status)) return host.bug("TDH.MEM.PAGE.DEMOTE", demoted);
         return 0;
       }
+      case S_PROMOTE: {
+        const promoted = host.noVcpusRetry(this.promote);
+        if (isOk(promoted.status)) return 0;
+        if (statusClass(promoted.status) !== TDX_EPT_INVALID_PROMOTE_CONDITIONS) return host.bug("TDH.MEM.PAGE.PROMOTE", promoted);
+        this.state = S_UNBLOCK;
+        return this.next();
+      }
+      case S_UNBLOCK: {
+        const unblocked = host.noVcpusRetry(this.unblock);
+        if (!isOk(unblocked.status)) return host.bug("TDH.MEM.RANGE.UNBLOCK", unblocked);
+        return PROMOTE_REFUSED;
+      }
       case S_REMOVE: {
         const removed = host.noVcpusRetry(this.remove);
         if (!isOk(removed.status)) return host.bug("TDH.MEM.PAGE.REMOVE", removed);
@@ -143,12 +191,12 @@ export class RemovePrivateSpte implements StepMachine {
         return 0;
       }
       default:
-        throw new Error(`RemovePrivateSpte: bad state ${this.state}`);
+        throw new Error(`SeptChange: bad state ${this.state}`);
     }
   }
 
   private afterTrack(): number {
-    return this.newSept < 0 ? S_REMOVE : S_DEMOTE;
+    return this.mode === MODE_REMOVE ? S_REMOVE : this.mode === MODE_SPLIT ? S_DEMOTE : S_PROMOTE;
   }
 
   /** A SEAMCALL is atomic: a step that threw holds nothing. */
