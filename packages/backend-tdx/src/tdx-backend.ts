@@ -27,6 +27,7 @@ import {
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
+import { MIN_TDVPS_PAGES } from "./seam/vp-leaves.js";
 
 /** KVM's `tdcs_nr_pages`, from the module's TDCS_BASE_SIZE: MIN_NUM_TDCS_PAGES pages. */
 const TDCS_PAGES = MIN_NUM_TDCS_PAGES;
@@ -63,6 +64,8 @@ export class TdxBackend implements Backend, CallListener {
   hkid = 0;
   private pages!: ControlPages;
   private readonly tdvprs: number[] = [];
+  /** Each vCPU's TDCX pages (`tdx->vp.tdcx_pages`). */
+  private readonly tdcxPages: number[][] = [];
   /**
    * KVM's own view of each vCPU (`vcpu->mode`): in guest mode from a successful TDH.VP.ENTER
    * until the TD exit that returns from it. KVM issues VP.ENTER only to (re-)enter: a guest
@@ -112,11 +115,21 @@ export class TdxBackend implements Backend, CallListener {
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
     for (let i = 0; i < TDCS_PAGES; i++) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
     this.must("TDH.MNG.INIT", this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }));
-    // KVM_TDX_INIT_VCPU runs with the vCPU loaded on its CPU: VP.INIT associates it there. The
-    // model runs vCPU i on logical processor i, and it never migrates.
+    // KVM_TDX_INIT_VCPU (`tdx_td_vcpu_init`): VP.CREATE, a TDH.VP.ADDCX for each TDCX page the
+    // module's TDVPS size asks for (`tdx_sysinfo->td_ctrl.tdvps_base_size`: 6 pages, the TDVPR
+    // among them), then VP.INIT, which runs with the vCPU loaded on its CPU and associates it
+    // there. The model runs vCPU i on logical processor i, and it never migrates.
     for (let i = 0; i < vm.config.vcpus; i++) {
       const tdvpr = this.pages.alloc();
-      this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr, i));
+      this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr));
+      const tdcx: number[] = [];
+      for (let p = 1; p < MIN_TDVPS_PAGES; p++) {
+        const page = this.pages.alloc();
+        this.must("TDH.VP.ADDCX", this.module.vpAddcx(tdvpr, page));
+        tdcx.push(page);
+      }
+      this.must("TDH.VP.INIT", this.module.vpInit(tdvpr, i));
+      this.tdcxPages.push(tdcx);
       this.tdvprs.push(tdvpr);
       this.inGuest.push(false);
       this.cpus.push(i);
@@ -315,6 +328,11 @@ export class TdxBackend implements Backend, CallListener {
     return 0;
   }
 
+  /** The vCPUs' pages in `tdx_vcpu_free`'s order: each vCPU's TDCX pages, then its TDVPR. */
+  private vcpuPages(): number[] {
+    return this.tdvprs.flatMap((tdvpr, v) => [...this.tdcxPages[v]!, tdvpr]);
+  }
+
   /** `KVM_BUG_ON` after VPFLUSHDONE or KEY.FREEID failed: "HKID is leaked", with every page of the TD. */
   private leakHkid(call: string, r: SeamResult): never {
     this.vm.leak(`HKID ${this.hkid} leaked: ${call} ${formatStatus(r.status)}`);
@@ -330,10 +348,10 @@ export class TdxBackend implements Backend, CallListener {
     if (this.hkidAssigned) {
       // `tdx_reclaim_td_control_pages` returns at once while the HKID is assigned (its release
       // gave up): the TDR, TDCS and TDVPR pages stay the module's, leaked on purpose.
-      for (const page of [...this.tdvprs, ...this.td.tdcx, this.tdr]) this.leak(page, `control page ${page} kept: the HKID is still assigned`);
+      for (const page of [...this.vcpuPages(), ...this.td.tdcx, this.tdr]) this.leak(page, `control page ${page} kept: the HKID is still assigned`);
       return;
     }
-    for (const page of [...this.tdvprs, ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
+    for (const page of [...this.vcpuPages(), ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
     if (this.reclaimOrLeak(this.tdr, "control page")) {
       const wb = this.module.phymemPageWbinvd(this.tdr, this.keyids.globalKeyid, this.tdr);
       if (isOk(wb.status)) this.pages.release(this.tdr);
@@ -679,13 +697,24 @@ export class TdxBackend implements Backend, CallListener {
         if (args.vcpu === undefined) throw new Error("TDH.VP.FLUSH names a vCPU: give vcpu: N");
         r = this.module.vpFlush(this.tdvprs[vcpu]!, vcpu);
         break;
+      case "TDH.VP.ADDCX":
+        if (args.vcpu === undefined) throw new Error("TDH.VP.ADDCX names a vCPU: give vcpu: N");
+        r = this.module.vpAddcx(this.tdvprs[vcpu]!, page());
+        break;
+      case "TDH.VP.INIT":
+        if (args.vcpu === undefined) throw new Error("TDH.VP.INIT names a vCPU: give vcpu: N");
+        r = this.module.vpInit(this.tdvprs[vcpu]!, vcpu);
+        break;
+      case "TDH.PHYMEM.PAGE.RDMD": r = this.module.phymemPageRdmd(page()); break;
       case "TDH.MNG.VPFLUSHDONE": r = this.module.mngVpflushdone(this.tdr); break;
       case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
       case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, MR.FINALIZE, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
     }
-    return { status: statusName(r.status), detail: formatStatus(r.status) };
+    // A leaf that reads metadata says what it read, register by register.
+    const regs = r.regs ? ` ${Object.entries(r.regs).map(([k, v]) => `${k.toUpperCase()}=0x${v.toString(16)}`).join(" ")}` : "";
+    return { status: statusName(r.status), detail: formatStatus(r.status) + regs };
   }
 
   stats(): BackendStats {

@@ -244,8 +244,9 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
     const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
     const controlPages = new Set([be.tdr]);
     const reclaimedOther = pages.filter((p) => !septPages.has(p) && !controlPages.has(p));
-    // What is RECLAIMed besides the S-EPT pages and the TDR are the TDCS and TDVPR pages.
-    expect(reclaimedOther).toHaveLength(6 + 1);
+    // What is RECLAIMed besides the S-EPT pages and the TDR are the TDCS pages and the vCPU's
+    // TDVPR and five TDCX pages.
+    expect(reclaimedOther).toHaveLength(6 + 1 + 5);
     const names = calls.map((c) => c.name);
     expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeGreaterThan(-1);
     expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(names.indexOf("TDH.MNG.KEY.FREEID"));
@@ -353,12 +354,13 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
     expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.WBINVD").map(page)).toEqual([be.tdr]);
   });
 
-  it("scenarios/tdx-terminate.yaml: 43 RECLAIMs (32 private pages, 3 S-EPT pages, 8 control pages), nothing removed", () => {
+  it("scenarios/tdx-terminate.yaml: 48 RECLAIMs (32 private pages, 3 S-EPT pages, 13 control pages), nothing removed", () => {
     const path = fileURLToPath(new URL("../../../scenarios/tdx-terminate.yaml", import.meta.url));
     const { report } = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: tdx });
     expect(report.invariants.violations).toEqual([]);
     const calls = report.backendStats.calls;
-    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(43);
+    // Control pages: the TDR, six TDCS pages, the vCPU's TDVPR and its five TDCX pages.
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(32 + 3 + 1 + 6 + 1 + 5);
     expect(calls["TDH.MEM.PAGE.ADD"]! + calls["TDH.MEM.PAGE.AUG"]!).toBe(32);
     for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"]) expect(calls[n]).toBeUndefined();
     expect(report.stats.leakedPages).toBe(0);

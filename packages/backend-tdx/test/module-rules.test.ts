@@ -11,9 +11,9 @@ import {
   TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
   TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
   PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
-  TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS,
+  TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_STATE_INCORRECT, PT_TDCX, PT_TDVPR,
 } from "../src/index.js";
-import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages } from "./seam-fixtures.js";
+import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
 
 describe("the end of a TD's keys", () => {
   // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
@@ -419,8 +419,86 @@ describe("a TD without its TDCS pages", () => {
     for (const page of rest.slice(0, 4)) expect(m.mngAddcx(0, page).status).toBe(TDX_SUCCESS);
     // Five of MIN_NUM_TDCS_PAGES (6): still refused.
     expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(0xc000060600000000n);
-    expect(m.vpCreate(0, 2, 0).status).toBe(0xc000060600000000n);
+    expect(m.vpCreate(0, 2).status).toBe(0xc000060600000000n);
     expect(m.mngAddcx(0, rest[4]!).status).toBe(TDX_SUCCESS);
     expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
+  });
+});
+
+// tdh_vp_addcx.c, tdh_vp_init.c, tdh_vp_enter.c (map_tdvps, check_and_associate_vcpu): a vCPU is
+// its TDVPR and five TDCX pages (MIN_TDVPS_PAGES 6), READY only once VP.INIT ran.
+describe("a vCPU's TDVPS pages and VP.INIT", () => {
+  /** TD 0 initialized, with TDVPR 2 created but no TDCX page added. */
+  function bareVcpu(): SeamModule {
+    const m = new SeamModule(4096);
+    m.mngCreate(0, 1);
+    m.mngKeyConfig(0);
+    for (const page of tdcsPages(0)) m.mngAddcx(0, page);
+    m.mngInit(0, { gpaw: 48, septVeDisable: false });
+    expect(m.vpCreate(0, 2).status).toBe(TDX_SUCCESS);
+    return m;
+  }
+
+  it("VP.INIT before the five TDCX pages: TDCX_NUM_INCORRECT (0xC000061000000000), no operand", () => {
+    const m = bareVcpu();
+    for (const page of tdcxPages(2).slice(0, 4)) expect(m.vpAddcx(2, page).status).toBe(TDX_SUCCESS);
+    expect(m.vpInit(2, 0).status).toBe(TDX_TDCX_NUM_INCORRECT);
+    expect(TDX_TDCX_NUM_INCORRECT).toBe(0xc000061000000000n);
+    expect(m.vpAddcx(2, tdcxPages(2)[4]!).status).toBe(TDX_SUCCESS);
+    expect(m.vpInit(2, 0).status).toBe(TDX_SUCCESS);
+    expect(m.pamt.type(tdcxPages(2)[0]!)).toBe(PT_TDCX);
+  });
+
+  it("VP.ADDCX after VP.INIT, and VP.INIT twice: VCPU_STATE_INCORRECT (0xC000070000000000)", () => {
+    const m = initializedTd();
+    expect(m.vpAddcx(2, 3500).status).toBe(TDX_VCPU_STATE_INCORRECT);
+    expect(TDX_VCPU_STATE_INCORRECT).toBe(0xc000070000000000n);
+    expect(m.vpInit(2, 0).status).toBe(TDX_VCPU_STATE_INCORRECT);
+    expect(m.pamt.type(3500)).toBe(PT_NDA);
+  });
+
+  it("VP.ADDCX past MAX_TDVPS_PAGES (15): TDCX_NUM_INCORRECT", () => {
+    const m = bareVcpu();
+    for (let i = 0; i < 14; i++) expect(m.vpAddcx(2, 3500 + i).status).toBe(TDX_SUCCESS);
+    expect(m.vpAddcx(2, 3600).status).toBe(TDX_TDCX_NUM_INCORRECT);
+  });
+
+  it("VP.ADDCX: the TDVPR (RDX) is checked first, then the page (RCX): another TD's page or a non-TDVPR", () => {
+    const m = bareVcpu();
+    expect(m.vpAddcx(3, 3500).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RDX); // TDCS page 3, not a TDVPR
+    expect(m.vpAddcx(2, 1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX); // the TD's own TDCS page
+    expect(m.vpAddcx(2, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // its TDR, locked by the call
+  });
+
+  it("VP.ENTER of a vCPU never VP.INITed: VCPU_STATE_INCORRECT; VP.ADDCX or VP.INIT on a finalized TD: OP_STATE_INCORRECT", () => {
+    const m = bareVcpu();
+    for (const page of tdcxPages(2)) expect(m.vpAddcx(2, page).status).toBe(TDX_SUCCESS);
+    expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
+    expect(m.vpEnter(2, 0).status).toBe(TDX_VCPU_STATE_INCORRECT);
+    expect(m.vpInit(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
+    expect(m.vpAddcx(2, 3500).status).toBe(TDX_OP_STATE_INCORRECT);
+  });
+});
+
+// tdh_phymem_page_rdmd.c: any page of a TDMR, no type check; the PAMT leaf's type, owner, size, BEPOCH.
+describe("TDH.PHYMEM.PAGE.RDMD", () => {
+  it("reads a REG page's type, owner (a physical address), size and BEPOCH; a free page's zeros", () => {
+    const m = runnableTd();
+    const reg = m.phymemPageRdmd(100);
+    expect(reg.status).toBe(TDX_SUCCESS);
+    expect(reg.regs).toEqual({ rcx: BigInt(PT_REG), rdx: 0n << 12n, r8: 0n, r9: 0n });
+    expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.phymemPageRdmd(100).regs!.r9).toBe(BigInt(m.tds.get(0)!.epoch));
+    expect(m.phymemPageRdmd(2).regs).toEqual({ rcx: BigInt(PT_TDVPR), rdx: 0n, r8: 0n, r9: 0n });
+    expect(m.phymemPageRdmd(3900).regs).toEqual({ rcx: BigInt(PT_NDA), rdx: 0n, r8: 0n, r9: 0n });
+  });
+
+  it("a 2 MiB page answers for its 2M PAMT entry (size 1); outside the TDMR: OPERAND_ADDR_RANGE_ERROR|RCX", () => {
+    const m = initializedTd(new SeamModule(4096), 16, 2, 0);
+    expect(m.mrFinalize(16).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [[3, 30], [2, 31]]) expect(m.memSeptAdd(0, level!, 16, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x200000, 1, 16, 1024).status).toBe(TDX_SUCCESS);
+    expect(m.phymemPageRdmd(1024 + 7).regs).toEqual({ rcx: BigInt(PT_REG), rdx: 16n << 12n, r8: 1n, r9: 0n });
+    expect(m.phymemPageRdmd(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
   });
 });

@@ -14,7 +14,7 @@ import {
 } from "../src/index.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
-import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages } from "./seam-fixtures.js";
+import { createVcpu, finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
 
 const MiB = 2 ** 20;
 
@@ -90,7 +90,10 @@ describe("the event text of every call", () => {
     expect(d("TDH.MNG.KEY.CONFIG", 7)).toBe("tdr 7");
     expect(d("TDH.MNG.ADDCX", 0, 1)).toBe("tdr 0 page 1");
     expect(d("TDH.MNG.INIT", 0, 52, 1)).toBe("tdr 0 gpaw 52");
-    expect(d("TDH.VP.CREATE", 0, 5, 1)).toBe("tdr 0 tdvpr 5 lp 1");
+    expect(d("TDH.VP.CREATE", 0, 5)).toBe("tdr 0 tdvpr 5");
+    expect(d("TDH.VP.ADDCX", 0, 5, 9)).toBe("tdvpr 5 tdcx 9");
+    expect(d("TDH.VP.INIT", 0, 5, 1)).toBe("tdvpr 5 lp 1");
+    expect(d("TDH.PHYMEM.PAGE.RDMD", 0, 9)).toBe("page 9");
     expect(d("TDH.MR.FINALIZE", 0)).toBe("tdr 0");
     expect(d("TDH.MR.EXTEND", 0, 0x1100)).toBe("gpa 0x1100");
     expect(d("TDH.VP.FLUSH", 0, 5, 1)).toBe("tdvpr 5 lp 1");
@@ -141,7 +144,7 @@ describe("backendStats.calls", () => {
     // INVEPT first at the vCPU's first entry (kvm_mmu_load flushes for the new root), before the
     // TD is finalized and entered; the zap's remote flush is a request the vCPU has not acted on.
     expect(Object.keys(be.stats().calls)).toEqual([
-      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "INVEPT",
+      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.VP.ADDCX", "TDH.VP.INIT", "INVEPT",
       "TDH.MR.FINALIZE", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG", "#VE", "TDH.MEM.RANGE.BLOCK",
       "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD",
     ]);
@@ -205,7 +208,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
       expect(m.mngKeyConfig(0).status).toBe(TDX_SUCCESS);
       for (const page of tdcsPages(0)) expect(m.mngAddcx(0, page).status).toBe(TDX_SUCCESS);
       expect(m.mngInit(0, { gpaw: 48, septVeDisable: false }).status).toBe(TDX_SUCCESS);
-      expect(m.vpCreate(0, 2, 0).status).toBe(TDX_SUCCESS);
+      createVcpu(m, 0, 2, 0);
     };
     build(1);
     const first = m.tds.get(0)!;
@@ -213,7 +216,7 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     releaseHkid(m);
-    for (const page of [2, ...tdcsPages(0), 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
+    for (const page of [...tdcxPages(2), 2, ...tdcsPages(0), 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
     expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.mrFinalize(0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);

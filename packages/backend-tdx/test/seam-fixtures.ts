@@ -7,16 +7,29 @@ export function tdcsPages(tdr: number): number[] {
   return [tdr + 1, tdr + 3, tdr + 4, tdr + 5, tdr + 6, tdr + 7];
 }
 
+/** The five TDCX pages of the vCPU whose TDVPR is `tdvpr` in these fixtures (MIN_TDVPS_PAGES - 1). */
+export function tdcxPages(tdvpr: number): number[] {
+  return [0, 1, 2, 3, 4].map((i) => 3000 + tdvpr * 5 + i);
+}
+
+/** A vCPU of TD `tdr` as KVM makes one: TDH.VP.CREATE, five TDH.VP.ADDCX, TDH.VP.INIT on LP `lp`. */
+export function createVcpu(m: SeamModule, tdr: number, tdvpr: number, lp: number): void {
+  expect(m.vpCreate(tdr, tdvpr).status).toBe(TDX_SUCCESS);
+  for (const page of tdcxPages(tdvpr)) expect(m.vpAddcx(tdvpr, page).status).toBe(TDX_SUCCESS);
+  expect(m.vpInit(tdvpr, lp).status).toBe(TDX_SUCCESS);
+}
+
 /**
  * A TD built but not finalized, with one vCPU on LP `lp`: TDR `tdr`, its six TDCS pages
- * (`tdcsPages`), TDVPR `tdr + 2` (by default TD 0 on a module of its own).
+ * (`tdcsPages`), TDVPR `tdr + 2` with its TDCX pages (`tdcxPages`) (by default TD 0 on a
+ * module of its own).
  */
 export function initializedTd(m = new SeamModule(4096), tdr = 0, hkid = 1, lp = 0): SeamModule {
   m.mngCreate(tdr, hkid);
   m.mngKeyConfig(tdr);
   for (const page of tdcsPages(tdr)) m.mngAddcx(tdr, page);
   m.mngInit(tdr, { gpaw: 48, septVeDisable: false });
-  m.vpCreate(tdr, tdr + 2, lp);
+  createVcpu(m, tdr, tdr + 2, lp);
   return m;
 }
 

@@ -116,8 +116,8 @@ host:
     expect(calls["TDH.PHYMEM.PAGE.WBINVD"]).toBe(600 + 1); // and the TDR's, under the global KeyID
     expect(order.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(order.indexOf("TDH.MNG.KEY.FREEID"));
     expect(order.indexOf("TDH.PHYMEM.PAGE.RECLAIM")).toBeGreaterThan(order.indexOf("TDH.MNG.KEY.FREEID"));
-    // 4 S-EPT pages + 4 TDCS + 1 TDVPR + the TDR.
-    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 6 + 1 + 1);
+    // 4 S-EPT pages + 6 TDCS + 1 TDVPR and its 5 TDCX + the TDR.
+    expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 6 + 1 + 5 + 1);
     expect(vm.mmu.stats.leakedPages).toBe(0);
     expect(be.module.tds.has(be.tdr)).toBe(false);
     expect(host.frames.usedFrames).toBe(512); // the table pool's block only
@@ -185,6 +185,20 @@ describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
     expect(runToEnd(guestAccessPage(vm, v, 5 * 4096, true, false))).toBe("exception");
     expect(be.stats().calls["TDH.VP.ENTER"]).toBe(1 + 8 + 1);
     expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
+  });
+});
+
+describe("TDX: KVM_TDX_INIT_VCPU", () => {
+  it("each vCPU is TDH.VP.CREATE, five TDH.VP.ADDCX (its TDCX pages) and TDH.VP.INIT on its CPU, in that order", () => {
+    const events: TdpEvent[] = [];
+    const r = runScenario(parseScenarioText("name: v\nvm: { memory: 16MiB, vcpus: 2 }\nbackend: tdx\nvcpus: [[], []]", "v.yaml"), { backend: tdx, onEvent: (e) => events.push(e) });
+    expect(r.report.backendStats.calls).toMatchObject({ "TDH.VP.CREATE": 2, "TDH.VP.ADDCX": 10, "TDH.VP.INIT": 2 });
+    const vp = events.flatMap((e) => (e.type === "call" && e.name.startsWith("TDH.VP.") ? [`${e.name} ${e.detail}`] : []));
+    expect(vp.map((x) => x.split(" ")[0])).toEqual([
+      "TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT",
+    ]);
+    expect(vp[6]).toMatch(/lp 0$/);
+    expect(vp[13]).toMatch(/lp 1$/);
   });
 });
 

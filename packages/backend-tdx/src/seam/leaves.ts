@@ -11,7 +11,8 @@ export const SEAMCALL_NAMES = [
   "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
   "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
   "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
-  "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE",
+  "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE", "TDH.VP.ADDCX", "TDH.VP.INIT",
+  "TDH.PHYMEM.PAGE.RDMD",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -23,6 +24,9 @@ export const TDH_MNG_KEY_CONFIG = leaf("TDH.MNG.KEY.CONFIG");
 export const TDH_MNG_ADDCX = leaf("TDH.MNG.ADDCX");
 export const TDH_MNG_INIT = leaf("TDH.MNG.INIT");
 export const TDH_VP_CREATE = leaf("TDH.VP.CREATE");
+export const TDH_VP_ADDCX = leaf("TDH.VP.ADDCX");
+export const TDH_VP_INIT = leaf("TDH.VP.INIT");
+export const TDH_PHYMEM_PAGE_RDMD = leaf("TDH.PHYMEM.PAGE.RDMD");
 export const TDH_MR_FINALIZE = leaf("TDH.MR.FINALIZE");
 export const TDH_MR_EXTEND = leaf("TDH.MR.EXTEND");
 export const TDH_VP_FLUSH = leaf("TDH.VP.FLUSH");
@@ -63,7 +67,10 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_MNG_CREATE: return `tdr ${tdr} hkid ${a}`;
     case TDH_MNG_ADDCX: return `tdr ${tdr} page ${a}`;
     case TDH_MNG_INIT: return `tdr ${tdr} gpaw ${a}`;
-    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a} lp ${b}`;
+    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a}`;
+    case TDH_VP_ADDCX: return `tdvpr ${a} tdcx ${b}`;
+    case TDH_VP_INIT: return `tdvpr ${a} lp ${b}`;
+    case TDH_PHYMEM_PAGE_RDMD: return `page ${a}`;
     case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
     case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;

@@ -2,12 +2,12 @@
  * TDH.PHYMEM.*: taking a page back from a TD being torn down, flushing a page's cache lines, and
  * writing back a package's caches for the HKIDs being freed.
  */
-import { NO_TD, PT_EPT, PT_NDA, PT_RSVD, PT_TDR } from "./pamt.js";
-import { lockPage } from "./leaf-checks.js";
+import { NO_TD, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDR } from "./pamt.js";
+import { MAX_PA_PFN, lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
+  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_SUCCESS, TDX_OPERAND_INVALID, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
   TDX_TD_ASSOCIATED_PAGES_EXIST,
 } from "./status.js";
 import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
@@ -39,6 +39,29 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainDelete(pfn + i);
   m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
   return ok();
+}
+
+/**
+ * TDH.PHYMEM.PAGE.RDMD (`tdh_phymem_page_rdmd.c`): a page's PAMT metadata, for any page in a
+ * TDMR whatever its type. The PAMT walk takes the 2M entry's lock shared and ends there for a
+ * 2 MiB page, else takes the 4K entry's shared (busy: RCX). RCX = type, RDX = the owner's
+ * physical address (its PAMT owner field, a TDR PFN, shifted by 12; 0 for none), R8 = the
+ * leaf's size (0 for 4K, 1 for 2M), R9 = BEPOCH for a REG or EPT page, else 0.
+ */
+export function phymemPageRdmdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
+  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, OPERAND_RCX);
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  check(m.pamt.tryLock2mAndRelease(pfn, false), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const big = m.pamt.type2m(pfn) !== PT_NDA;
+  if (!big) check(m.pamt.tryLockAndRelease(pfn, false), TDX_OPERAND_BUSY, OPERAND_RCX);
+  const type = big ? m.pamt.type2m(pfn) : m.pamt.type(pfn);
+  const owner = big ? m.pamt.owner2m(pfn) : m.pamt.owner(pfn);
+  const level = big ? 1 : 0;
+  const bepoch = type === PT_REG || type === PT_EPT ? m.pamt.leafBepoch(pfn, level) : 0;
+  return {
+    status: TDX_SUCCESS,
+    regs: { rcx: BigInt(type), rdx: owner === NO_TD ? 0n : BigInt(owner) << 12n, r8: BigInt(level), r9: BigInt(bepoch) },
+  };
 }
 
 /** TDH.PHYMEM.PAGE.WBINVD: the body of `SeamModule.phymemPageWbinvd`. */

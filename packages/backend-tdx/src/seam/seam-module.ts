@@ -22,7 +22,7 @@ import {
   SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_PROMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
   TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
   TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
-  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_CREATE, TDH_VP_ENTER, TDH_VP_FLUSH,
+  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
 } from "./leaves.js";
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
@@ -34,11 +34,11 @@ import {
   mngAddcxLeaf, mngCreateLeaf, mngInitLeaf, mngKeyConfigLeaf, mngKeyFreeidLeaf, mngVpflushdoneLeaf,
 } from "./mng-leaves.js";
 import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
-import { phymemCacheWbLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
+import { phymemCacheWbLeaf, phymemPageRdmdLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
-import { tdExit, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf } from "./vp-leaves.js";
+import { tdExit, vpAddcxLeaf, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf, vpInitLeaf } from "./vp-leaves.js";
 
 export { SEAMCALL_NAMES };
 export type { CallListener, GuestExit, InjectedFault, SeamResult, SeamStats } from "./seam-result.js";
@@ -67,8 +67,18 @@ export class SeamModule extends SeamCore {
   }
 
   /** TDH.VP.CREATE + TDH.VP.INIT on logical processor `lp`: a vCPU's TDVPR page, associated with `lp`. */
-  vpCreate(tdr: number, tdvpr: number, lp: number): SeamResult {
-    return this.call(TDH_VP_CREATE, tdr, tdvpr, lp, 0, 0, vpCreateLeaf);
+  vpCreate(tdr: number, tdvpr: number): SeamResult {
+    return this.call(TDH_VP_CREATE, tdr, tdvpr, 0, 0, 0, vpCreateLeaf);
+  }
+
+  /** TDH.VP.ADDCX: `tdcx` becomes one of the TDCX pages of the vCPU `tdvpr`. */
+  vpAddcx(tdvpr: number, tdcx: number): SeamResult {
+    return this.call(TDH_VP_ADDCX, this.pamt.owner(tdvpr), tdvpr, tdcx, 0, 0, vpAddcxLeaf);
+  }
+
+  /** TDH.VP.INIT on logical processor `lp`. */
+  vpInit(tdvpr: number, lp: number): SeamResult {
+    return this.call(TDH_VP_INIT, this.pamt.owner(tdvpr), tdvpr, lp, 0, 0, vpInitLeaf);
   }
 
   /** TDH.MR.FINALIZE: the measurement is final; the TD becomes RUNNABLE. */
@@ -184,6 +194,11 @@ export class SeamModule extends SeamCore {
    */
   phymemPageReclaim(pfn: number): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
+  }
+
+  /** TDH.PHYMEM.PAGE.RDMD: the page's PAMT metadata (`regs`: RCX type, RDX owner, R8 size, R9 BEPOCH). */
+  phymemPageRdmd(pfn: number): SeamResult {
+    return this.call(TDH_PHYMEM_PAGE_RDMD, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageRdmdLeaf);
   }
 
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */

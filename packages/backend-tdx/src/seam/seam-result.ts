@@ -15,6 +15,8 @@ export interface SeamResult {
   levelState?: bigint;
   /** RCX of PAGE.REMOVE: the HPA (PFN) that was mapped. */
   pfn?: number;
+  /** Output registers of a leaf that reads metadata (TDH.PHYMEM.PAGE.RDMD), by name. */
+  regs?: Readonly<Record<string, bigint>>;
   /**
    * A TDCALL that did not complete: the TD exited to KVM instead (an EPT violation), and the
    * guest runs the TDCALL again once re-entered. No status reaches the guest.

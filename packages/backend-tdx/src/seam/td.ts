@@ -32,6 +32,8 @@ export class TdVcpu {
   private entryEpoch = 0;
   private guest = false;
   private init = false;
+  /** TDVPS `num_tdvps_pages`: the TDVPR (VP.CREATE) and each TDCX page VP.ADDCX added. */
+  private pages = 1;
   /** TDVPS `assoc_lpid`: the logical processor the vCPU is associated with, -1 for none. */
   private lp = -1;
   private readonly id: number;
@@ -77,6 +79,17 @@ export class TdVcpu {
     this.init = i;
   }
 
+  get tdvpsPages(): number {
+    this.noteRead();
+    return this.pages;
+  }
+
+  /** VP.ADDCX added a TDCX page. */
+  addTdvpsPage(): void {
+    this.fp?.write(this.id);
+    this.pages++;
+  }
+
   get associatedLp(): number {
     this.noteRead();
     return this.lp;
@@ -110,7 +123,7 @@ export class TdVcpu {
   }
 
   auditState(out: Map<number, string | number>): void {
-    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}`);
+    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}/${this.pages}`);
   }
 
   /** The vCPU's state goes with its TD (the RECLAIM of the TDR): a write of it. */

@@ -1,33 +1,76 @@
 /**
- * TDH.VP.*: a vCPU's leaves (create, flush, enter), and the TD exit that undoes an entry's
- * count in its epoch's parity.
+ * TDH.VP.*: a vCPU's leaves (create, add its TDCX pages, init, flush, enter), and the TD exit
+ * that undoes an entry's count in its epoch's parity.
  */
-import { PT_TDVPR } from "./pamt.js";
+import { PT_TDCX, PT_TDVPR } from "./pamt.js";
 import { OPS_INITIALIZED, checkNewPage, lock, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, fail, ok } from "./seam-result.js";
 import {
   OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, OPERAND_TDR, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
-  TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED,
+  TDX_TDCX_NUM_INCORRECT, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_VCPU_STATE_INCORRECT,
 } from "./status.js";
 import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu, type Td } from "./td.js";
 
 /**
- * TDH.VP.CREATE with TDH.VP.INIT folded in: the body of `SeamModule.vpCreate`. VP.INIT
- * (`associate_vcpu_initial`) associates the vCPU with the logical processor `lp` that runs it,
- * and the TD counts one more associated vCPU.
+ * `MIN_TDVPS_PAGES` (tdx_tdvps.h): a TDVPS with no L2 VM is the TDVPR and 5 TDCX pages;
+ * `MAX_TDVPS_PAGES` bounds what VP.ADDCX takes (each L2 VM would add 3; the model has none).
  */
-export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number, lp: number): SeamResult {
+export const MIN_TDVPS_PAGES = 6;
+export const MAX_TDVPS_PAGES = 15;
+
+/**
+ * TDH.VP.CREATE: the body of `SeamModule.vpCreate`. The new TDVPS has its TDVPR only
+ * (`num_tdvps_pages` 1) and is UNINITIALIZED until TDH.VP.INIT.
+ */
+export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED);
   checkNewPage(m, tdvpr, OPERAND_RCX);
   m.pamt.set(tdvpr, PT_TDVPR, tdr);
   td.addChildren(1);
-  const v = new TdVcpu(tdvpr, m.fp);
+  td.addVcpu(new TdVcpu(tdvpr, m.fp));
+  m.tdsVersion++;
+  return ok();
+}
+
+/**
+ * TDH.VP.ADDCX (`tdh_vp_addcx.c`): the TDVPR (RDX) locked exclusively before its type is read,
+ * its TD's TDR (implicit) shared, the TD's state and op state (INITIALIZED), the vCPU still
+ * UNINITIALIZED (VCPU_STATE_INCORRECT) with room for a page (TDCX_NUM_INCORRECT, no operand),
+ * then the new page (RCX) locked exclusively and free. It becomes a TDCX page of the TD.
+ */
+export function vpAddcxLeaf(m: SeamCore, _tdr: number, tdvpr: number, tdcx: number): SeamResult {
+  lockExplicitPage(m, tdvpr, true, OPERAND_RDX, PT_TDVPR);
+  const owner = m.pamt.owner(tdvpr);
+  m.tdOfVcpu(tdvpr);
+  const v = m.foundVcpu!;
+  const td = tdPrologue(m, owner, OPERAND_TDR, OPS_INITIALIZED);
+  check(!v.initialized, TDX_VCPU_STATE_INCORRECT);
+  check(v.tdvpsPages < MAX_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
+  checkNewPage(m, tdcx, OPERAND_RCX);
+  m.pamt.set(tdcx, PT_TDCX, owner);
+  td.addChildren(1);
+  v.addTdvpsPage();
+  return ok();
+}
+
+/**
+ * TDH.VP.INIT on logical processor `lp` (`tdh_vp_init.c`): the TDVPR (RCX) locked exclusively,
+ * the TDR shared, the TD INITIALIZED, every TDCX page added (`map_tdvps`: TDCX_NUM_INCORRECT),
+ * the vCPU UNINITIALIZED (VCPU_STATE_INCORRECT). It becomes READY and is associated with `lp`
+ * (`associate_vcpu_initial`), the TD counting one more associated vCPU.
+ */
+export function vpInitLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
+  lockExplicitPage(m, tdvpr, true, OPERAND_RCX, PT_TDVPR);
+  const owner = m.pamt.owner(tdvpr);
+  m.tdOfVcpu(tdvpr);
+  const v = m.foundVcpu!;
+  const td = tdPrologue(m, owner, OPERAND_TDR, OPS_INITIALIZED);
+  check(v.tdvpsPages >= MIN_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
+  check(!v.initialized, TDX_VCPU_STATE_INCORRECT);
   v.initialized = true;
   v.associatedLp = lp;
-  td.addVcpu(v);
   td.addAssociatedVcpus(1);
-  m.tdsVersion++;
   return ok();
 }
 
@@ -67,6 +110,9 @@ export function vpEnterLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number
   const alive = td.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED);
   if (alive !== 0n) return fail(alive);
   check(td.opState === OP_RUNNABLE, TDX_OP_STATE_INCORRECT);
+  // map_tdvps, then check_and_associate_vcpu: a vCPU never VP.INITed is VCPU_STATE_INCORRECT.
+  check(v.tdvpsPages >= MIN_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
+  check(v.initialized, TDX_VCPU_STATE_INCORRECT);
   associate(td, v, lp);
   lock(td.epochLock, false, OPERAND_TD_EPOCH);
   if (v.inGuest) return ok();
