@@ -4,7 +4,7 @@ import { TdxBackend } from "./tdx-backend.js";
 import { registerTdxHost } from "./tdx-platform.js";
 
 export { TdxBackend } from "./tdx-backend.js";
-export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
+export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds, tdxEnable } from "./tdx-platform.js";
 export { SeamModule, type SeamResult, type GuestExit, type InjectedFault } from "./seam/seam-module.js";
 export * from "./seam/status.js";
 export * from "./seam/sept.js";

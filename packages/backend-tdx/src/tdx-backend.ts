@@ -706,11 +706,17 @@ export class TdxBackend implements Backend, CallListener {
         r = this.module.vpInit(this.tdvprs[vcpu]!, vcpu);
         break;
       case "TDH.PHYMEM.PAGE.RDMD": r = this.module.phymemPageRdmd(page()); break;
+      // The bring-up leaves, on a platform the host kernel brought up long ago: each is refused
+      // in its own way (SYS_INIT_NOT_PENDING, TDMR_ALREADY_INITIALIZED, ...). `vcpu` picks the LP.
+      case "TDH.SYS.INIT": r = this.module.sysInit(); break;
+      case "TDH.SYS.LP.INIT": r = this.module.sysLpInit(vcpu); break;
+      case "TDH.SYS.KEY.CONFIG": r = this.module.sysKeyConfig(vcpu); break;
+      case "TDH.SYS.TDMR.INIT": r = this.module.sysTdmrInit(args.page === undefined || typeof args.page !== "number" ? 0 : args.page); break;
       case "TDH.MNG.VPFLUSHDONE": r = this.module.mngVpflushdone(this.tdr); break;
       case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
       case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID)`);
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID, SYS.INIT, SYS.LP.INIT, SYS.KEY.CONFIG, SYS.TDMR.INIT)`);
     }
     // A leaf that reads metadata says what it read, register by register.
     const regs = r.regs ? ` ${Object.entries(r.regs).map(([k, v]) => `${k.toUpperCase()}=0x${v.toString(16)}`).join(" ")}` : "";

@@ -505,6 +505,15 @@ describe("raw calls through the backend and through a scenario", () => {
     expect(busy.detail).toBe("0x8000020000000092 (OPERAND_BUSY|SEPT_TREE)");
   });
 
+  it("on a running host the bring-up leaves are refused, each with its status; RDMD names what it read", () => {
+    const f = makeTd();
+    expect(f.be.rawCall(f.vm, "TDH.SYS.INIT", {}).detail).toBe("0xC000050000000000 (SYS_INIT_NOT_PENDING)");
+    expect(f.be.rawCall(f.vm, "TDH.SYS.LP.INIT", { vcpu: 0 }).detail).toBe("0xC000050B00000000 (SYS_LP_INIT_NOT_PENDING)");
+    expect(f.be.rawCall(f.vm, "TDH.SYS.KEY.CONFIG", { vcpu: 0 }).detail).toBe("0xC000050700000000 (SYS_KEY_CONFIG_NOT_PENDING)");
+    expect(f.be.rawCall(f.vm, "TDH.SYS.TDMR.INIT", { page: 0 }).detail).toBe("0x00000A0300000000 (TDMR_ALREADY_INITIALIZED)");
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail).toBe(`0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x0 R8=0x0 R9=0x0`);
+  });
+
   const scenario = (hostLines: string) => `
 name: malicious-remove
 vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }

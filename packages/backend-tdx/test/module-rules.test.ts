@@ -12,6 +12,8 @@ import {
   TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
   PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
   TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_STATE_INCORRECT, PT_TDCX, PT_TDVPR,
+  TDX_SYS_NOT_READY, TDX_SYS_LP_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
+  TDX_SYS_CONFIG_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, tdxEnable,
 } from "../src/index.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
 
@@ -500,5 +502,70 @@ describe("TDH.PHYMEM.PAGE.RDMD", () => {
     expect(m.memPageAug(0x200000, 1, 16, 1024).status).toBe(TDX_SUCCESS);
     expect(m.phymemPageRdmd(1024 + 7).regs).toEqual({ rcx: BigInt(PT_REG), rdx: 16n << 12n, r8: 1n, r9: 0n });
     expect(m.phymemPageRdmd(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
+  });
+});
+
+// tdh_sys_init.c, tdh_sys_lp_init.c, tdh_sys_config.c, tdh_sys_key_config.c, tdh_sys_tdmr_init.c
+// and tdx_vmm_dispatcher.c: the platform's bring-up and the SYS_READY gate.
+describe("the platform's bring-up (TDH.SYS.*)", () => {
+  const GiB = 262144;
+
+  it("before SYS_READY every other leaf is SYS_NOT_READY (0xC000050500000000), TDMR.INIT too", () => {
+    const m = new SeamModule(4096, { cold: true, lps: 2 });
+    expect(m.mngCreate(0, 1).status).toBe(TDX_SYS_NOT_READY);
+    expect(TDX_SYS_NOT_READY).toBe(0xc000050500000000n);
+    expect(m.sysTdmrInit(0).status).toBe(TDX_SYS_NOT_READY);
+    expect(m.phymemPageRdmd(0).status).toBe(TDX_SYS_NOT_READY);
+  });
+
+  it("each step only in its state: LP.INIT before SYS.INIT, SYS.INIT twice, LP.INIT twice, CONFIG before every LP, KEY.CONFIG before CONFIG", () => {
+    const m = new SeamModule(4096, { cold: true, lps: 2 });
+    expect(m.sysLpInit(0).status).toBe(TDX_SYS_LP_INIT_NOT_PENDING);
+    expect(TDX_SYS_LP_INIT_NOT_PENDING).toBe(0xc000050b00000000n);
+    expect(m.sysKeyConfig(0).status).toBe(TDX_SYS_KEY_CONFIG_NOT_PENDING);
+    expect(m.sysInit().status).toBe(TDX_SUCCESS);
+    expect(m.sysInit().status).toBe(TDX_SYS_INIT_NOT_PENDING);
+    expect(m.sysLpInit(0).status).toBe(TDX_SUCCESS);
+    expect(m.sysLpInit(0).status).toBe(TDX_SYS_LP_INIT_DONE);
+    expect(m.sysConfig(GiB, 1, 1).status).toBe(TDX_SYS_CONFIG_NOT_PENDING); // LP 1 not initialized yet
+    expect(m.sysLpInit(1).status).toBe(TDX_SUCCESS);
+    expect(m.sysConfig(GiB + 1, 1, 1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX); // not 1 GiB sized
+    expect(m.sysConfig(GiB, 0, 1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RDX);
+    expect(m.sysConfig(GiB, 1, 1).status).toBe(TDX_SUCCESS);
+    expect(m.sysLpInit(1).status).toBe(TDX_SYS_LP_INIT_NOT_PENDING); // after SYS.CONFIG
+    expect(m.sysKeyConfig(0).status).toBe(TDX_SUCCESS);
+    // One package: the platform is SYS_READY, and a second KEY.CONFIG finds nothing pending.
+    expect(m.sysKeyConfig(1).status).toBe(TDX_SYS_KEY_CONFIG_NOT_PENDING);
+  });
+
+  it("TDMR.INIT initializes 4 MiB a call; RDX stays at the 1 GiB boundary until the TDMR is done; pages past it are outside the TDMRs", () => {
+    const m = new SeamModule(4096, { cold: true, lps: 1 });
+    for (const r of [m.sysInit(), m.sysLpInit(0), m.sysConfig(GiB, 1, 1), m.sysKeyConfig(0)]) expect(r.status).toBe(TDX_SUCCESS);
+    expect(m.sysTdmrInit(1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    expect(m.sysTdmrInit(GiB).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX); // no TDMR there
+    const first = m.sysTdmrInit(0);
+    expect(first.status).toBe(TDX_SUCCESS);
+    expect(first.regs!.rdx).toBe(0n);
+    // Until the whole 1 GiB block is initialized its pages are not usable.
+    expect(m.mngCreate(0, 2).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
+    let calls = 1;
+    let last = first;
+    while (last.regs!.rdx === 0n) {
+      last = m.sysTdmrInit(0);
+      calls++;
+    }
+    expect(calls).toBe(GiB / 1024);
+    expect(last.regs!.rdx).toBe(BigInt(GiB) << 12n);
+    expect(m.sysTdmrInit(0).status).toBe(TDX_TDMR_ALREADY_INITIALIZED);
+    expect(m.mngCreate(0, 2).status).toBe(TDX_SUCCESS);
+  });
+
+  it("a host's module is brought up through the leaves: SYS.INIT, 64 LP.INIT, CONFIG, KEY.CONFIG, and a TDMR.INIT per 4 MiB", () => {
+    const m = new SeamModule(4096, { cold: true });
+    tdxEnable(m, 1);
+    expect(m.stats.calls).toEqual({
+      "TDH.SYS.INIT": 1, "TDH.SYS.LP.INIT": 64, "TDH.SYS.CONFIG": 1, "TDH.SYS.KEY.CONFIG": 1, "TDH.SYS.TDMR.INIT": GiB / 1024,
+    });
+    expect(m.mngCreate(0, 2).status).toBe(TDX_SUCCESS);
   });
 });

@@ -12,7 +12,7 @@ export const SEAMCALL_NAMES = [
   "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
   "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
   "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE", "TDH.VP.ADDCX", "TDH.VP.INIT",
-  "TDH.PHYMEM.PAGE.RDMD",
+  "TDH.PHYMEM.PAGE.RDMD", "TDH.SYS.INIT", "TDH.SYS.LP.INIT", "TDH.SYS.CONFIG", "TDH.SYS.KEY.CONFIG", "TDH.SYS.TDMR.INIT",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -27,6 +27,11 @@ export const TDH_VP_CREATE = leaf("TDH.VP.CREATE");
 export const TDH_VP_ADDCX = leaf("TDH.VP.ADDCX");
 export const TDH_VP_INIT = leaf("TDH.VP.INIT");
 export const TDH_PHYMEM_PAGE_RDMD = leaf("TDH.PHYMEM.PAGE.RDMD");
+export const TDH_SYS_INIT = leaf("TDH.SYS.INIT");
+export const TDH_SYS_LP_INIT = leaf("TDH.SYS.LP.INIT");
+export const TDH_SYS_CONFIG = leaf("TDH.SYS.CONFIG");
+export const TDH_SYS_KEY_CONFIG = leaf("TDH.SYS.KEY.CONFIG");
+export const TDH_SYS_TDMR_INIT = leaf("TDH.SYS.TDMR.INIT");
 export const TDH_MR_FINALIZE = leaf("TDH.MR.FINALIZE");
 export const TDH_MR_EXTEND = leaf("TDH.MR.EXTEND");
 export const TDH_VP_FLUSH = leaf("TDH.VP.FLUSH");
@@ -71,6 +76,11 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_VP_ADDCX: return `tdvpr ${a} tdcx ${b}`;
     case TDH_VP_INIT: return `tdvpr ${a} lp ${b}`;
     case TDH_PHYMEM_PAGE_RDMD: return `page ${a}`;
+    case TDH_SYS_INIT: return "";
+    case TDH_SYS_LP_INIT: return `lp ${a}`;
+    case TDH_SYS_CONFIG: return `${b} TDMR(s) of ${a} frames, global KeyID ${c}`;
+    case TDH_SYS_KEY_CONFIG: return `lp ${a}`;
+    case TDH_SYS_TDMR_INIT: return `tdmr at frame ${a}`;
     case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
     case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;

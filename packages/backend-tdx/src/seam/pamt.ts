@@ -152,11 +152,16 @@ export class Pamt {
    */
   controlPageVersion = 0;
 
+  /** Frames below this are in an initialized part of a TDMR (`setUsableFrames`). */
+  private usable: number;
+
   constructor(
     /** Host frames below this are convertible memory (one TDMR covering all of host memory). */
     readonly totalFrames: number,
     private readonly fp: SeamFootprint | null = null,
-  ) {}
+  ) {
+    this.usable = totalFrames;
+  }
 
   private noteRead(pfn: number): void {
     const rec = this.fp?.fp;
@@ -164,7 +169,15 @@ export class Pamt {
   }
 
   inTdmr(pfn: number): boolean {
-    return Number.isInteger(pfn) && pfn >= 0 && pfn < this.totalFrames;
+    return Number.isInteger(pfn) && pfn >= 0 && pfn < this.usable;
+  }
+
+  /**
+   * Frames below `n` are in the initialized part of a TDMR (TDH.SYS.TDMR.INIT's progress); the
+   * module refuses any other page as outside the TDMRs.
+   */
+  setUsableFrames(n: number): void {
+    this.usable = Math.min(n, this.totalFrames);
   }
 
   private block(pfn: number): PamtBlock {

@@ -7,13 +7,14 @@
  */
 import { CallCounts, packedZeros, type Clock } from "@tdpemu/backend-sdk";
 import { SeamFootprint } from "./seam-footprint.js";
-import { SEAMCALL_NAMES } from "./leaves.js";
+import { SEAMCALL_NAMES, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT } from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
   type CallListener, type InjectedFault, type SeamResult, type SeamStats, SUCCESS, SeamError, check, injectedResult,
 } from "./seam-result.js";
 import { SeptPages, entryBigInt, levelState, septIndex, septPfn, septState, SEPT_NL_MAPPED } from "./sept.js";
-import { OPERAND_RCX, TDX_EPT_WALK_FAILED, TDX_PAGE_METADATA_INCORRECT, TDX_SUCCESS, isBusy, isOk, statusName } from "./status.js";
+import { OPERAND_RCX, TDX_EPT_WALK_FAILED, TDX_PAGE_METADATA_INCORRECT, TDX_SUCCESS, TDX_SYS_NOT_READY, isBusy, isOk, statusName } from "./status.js";
+import { SYS_READY, SysState, TDMR_ALIGN_FRAMES } from "./sys-leaves.js";
 import type { Td, TdVcpu } from "./td.js";
 
 /** A leaf's body: the checks and the change, given the module, the TD the call is for and its numeric operands. */
@@ -25,6 +26,23 @@ class TdCallLog {
   readonly counts = packedZeros(SEAMCALL_NAMES.length); // packed, not typed: see CallCounts
   readonly injected: InjectedFault[] = [];
   listener: CallListener | undefined = undefined;
+}
+
+/**
+ * The platform's logical processors: vCPU i runs on LP i, and a VM has at most 64 vCPUs. The
+ * host kernel runs TDH.SYS.LP.INIT on each.
+ */
+export const PLATFORM_LPS = 64;
+
+/** The leaves the dispatcher lets through before SYS_READY (`tdx_vmm_dispatcher.c`); TDMR.INIT is not one. */
+const BEFORE_READY: ReadonlySet<number> = new Set([TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_SYS_CONFIG, TDH_SYS_KEY_CONFIG]);
+const SYS_NOT_READY_RESULT: SeamResult = Object.freeze({ status: TDX_SYS_NOT_READY });
+const BRING_UP_LEAVES = [TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_SYS_CONFIG, TDH_SYS_KEY_CONFIG, TDH_SYS_TDMR_INIT];
+
+/** A module's state after its platform's bring-up, and the calls it took. */
+export interface BringUpRecord {
+  readonly sys: SysState;
+  readonly calls: readonly (readonly [number, number])[];
 }
 
 /** No table yet (shared: a module is made per explored schedule, and nothing is stored in it). */
@@ -87,8 +105,45 @@ export class SeamCore {
   private leafBlock = -1;
   private leafTable: Uint32Array = NO_TABLE;
 
-  constructor(totalFrames: number) {
+  /** The platform's bring-up state (TDH.SYS.*, `sys-leaves.ts`). */
+  readonly sys: SysState;
+
+  /**
+   * A module for a platform of `totalFrames` frames. `cold`: as the platform starts, before the
+   * host kernel's TDH.SYS.* bring-up (`tdxEnable` in tdx-platform.ts does it through the
+   * leaves); otherwise already brought up, as the leaves would leave it (for tests of the other
+   * leaves: every LP initialized, one package configured, one TDMR over all frames, initialized).
+   */
+  constructor(totalFrames: number, opts: { cold?: boolean; lps?: number } = {}) {
     this.pamt = new Pamt(totalFrames, this.fp);
+    this.sys = new SysState(opts.lps ?? PLATFORM_LPS, 1);
+    if (opts.cold) {
+      this.pamt.setUsableFrames(0);
+      return;
+    }
+    const s = this.sys;
+    s.lpIsInit.fill(1);
+    s.numInitLps = s.numLps;
+    s.pkgConfigBitmap = 1;
+    s.numInitPkgs = 1;
+    s.globalHkid = 1;
+    const frames = Math.max(TDMR_ALIGN_FRAMES, Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES);
+    s.tdmrs = [{ base: 0, frames, lastInitialized: frames }];
+    s.state = SYS_READY;
+  }
+
+  /** What the bring-up left: the global state and the bring-up leaves' counts (`restoreBringUp`). */
+  bringUpRecord(): BringUpRecord {
+    const sys = new SysState(this.sys.numLps, this.sys.numPkgs);
+    sys.copyFrom(this.sys);
+    return { sys, calls: BRING_UP_LEAVES.map((leaf) => [leaf, this.platformCalls.get(leaf)] as const) };
+  }
+
+  /** A cold module takes the state a bring-up of the same platform left (`bringUpRecord`), its counts included. */
+  restoreBringUp(r: BringUpRecord): void {
+    this.sys.copyFrom(r.sys);
+    this.pamt.setUsableFrames(this.sys.usableFrames());
+    for (const [leaf, n] of r.calls) this.platformCalls.addMany(leaf, n);
   }
 
   /** Accesses are recorded into `clock`'s recorder from now on (the module is the machine's; a run attaches it to its VM's clock). */
@@ -192,6 +247,8 @@ export class SeamCore {
     // counter is shared state then.
     if (log.injected.length !== 0) this.fp.write(this.fp.platformId(1 + leaf));
     let r = log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
+    // tdx_vmm_dispatcher: until the platform is SYS_READY only the bring-up leaves run.
+    if (r === null && this.sys.state !== SYS_READY && !BEFORE_READY.has(leaf)) r = SYS_NOT_READY_RESULT;
     if (r === null) {
       this.lockedTdr = Number.NaN;
       try {

@@ -22,7 +22,7 @@ import {
   SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_PROMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
   TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
   TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
-  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
+  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
 } from "./leaves.js";
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
@@ -36,8 +36,10 @@ import {
 import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
 import { phymemCacheWbLeaf, phymemPageRdmdLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
+import { NO_TD } from "./pamt.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
+import { sysConfigLeaf, sysInitLeaf, sysKeyConfigLeaf, sysLpInitLeaf, sysTdmrInitLeaf } from "./sys-leaves.js";
 import { tdExit, vpAddcxLeaf, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf, vpInitLeaf } from "./vp-leaves.js";
 
 export { SEAMCALL_NAMES };
@@ -194,6 +196,33 @@ export class SeamModule extends SeamCore {
    */
   phymemPageReclaim(pfn: number): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
+  }
+
+  // ------------------------------------------------------------------ the platform's bring-up
+
+  /** TDH.SYS.INIT. */
+  sysInit(): SeamResult {
+    return this.call(TDH_SYS_INIT, NO_TD, 0, 0, 0, 0, sysInitLeaf);
+  }
+
+  /** TDH.SYS.LP.INIT on logical processor `lp`. */
+  sysLpInit(lp: number): SeamResult {
+    return this.call(TDH_SYS_LP_INIT, NO_TD, lp, 0, 0, 0, sysLpInitLeaf);
+  }
+
+  /** TDH.SYS.CONFIG: `count` TDMRs of `tdmrFrames` frames each from frame 0, and the global KeyID. */
+  sysConfig(tdmrFrames: number, count: number, hkid: number): SeamResult {
+    return this.call(TDH_SYS_CONFIG, NO_TD, tdmrFrames, count, hkid, 0, sysConfigLeaf);
+  }
+
+  /** TDH.SYS.KEY.CONFIG on `lp`'s package. */
+  sysKeyConfig(lp: number): SeamResult {
+    return this.call(TDH_SYS_KEY_CONFIG, NO_TD, lp, 0, 0, 0, sysKeyConfigLeaf);
+  }
+
+  /** TDH.SYS.TDMR.INIT of the TDMR at frame `baseFrame`: RDX (`regs.rdx`) is how far it has come. */
+  sysTdmrInit(baseFrame: number): SeamResult {
+    return this.call(TDH_SYS_TDMR_INIT, NO_TD, baseFrame, 0, 0, 0, sysTdmrInitLeaf);
   }
 
   /** TDH.PHYMEM.PAGE.RDMD: the page's PAMT metadata (`regs`: RCX type, RDX owner, R8 size, R9 BEPOCH). */

@@ -33,6 +33,13 @@ export class CallCounts {
     return n;
   }
 
+  /** `k` more calls `i` at once. */
+  addMany(i: number, k: number): void {
+    if (k <= 0) return;
+    if (this.n[i] === 0) this.order.push(i);
+    this.n[i]! += k;
+  }
+
   get(i: number): number {
     return this.n[i]!;
   }
