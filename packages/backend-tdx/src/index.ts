@@ -10,6 +10,7 @@ export * from "./seam/status.js";
 export * from "./seam/sept.js";
 export * from "./seam/pamt.js";
 export * from "./seam/td.js";
+export { TD_TSC_MULTIPLIER, TD_TSC_OFFSET, VP_GUEST_RIP, VP_PEND_NMI, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV } from "./seam/md-leaves.js";
 
 export const registration: BackendRegistration = {
   name: "tdx",

@@ -28,6 +28,13 @@ import {
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
 import { MIN_TDVPS_PAGES } from "./seam/vp-leaves.js";
+import {
+  TD_TSC_MULTIPLIER, TD_TSC_OFFSET, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV, mdFieldByName,
+} from "./seam/md-leaves.js";
+
+/** Linux's POSTED_INTR_VECTOR (0xf2), and PIN_BASED_POSTED_INTR (bit 7 of the pin-based controls). */
+const POSTED_INTR_VECTOR = 0xf2n;
+const PIN_BASED_POSTED_INTR = 0x80n;
 
 /** KVM's `tdcs_nr_pages`, from the module's TDCS_BASE_SIZE: MIN_NUM_TDCS_PAGES pages. */
 const TDCS_PAGES = MIN_NUM_TDCS_PAGES;
@@ -115,6 +122,9 @@ export class TdxBackend implements Backend, CallListener {
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
     for (let i = 0; i < TDCS_PAGES; i++) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
     this.must("TDH.MNG.INIT", this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }));
+    // tdx_td_init reads the TD's TSC offset and multiplier back (td_tdcs_exec_read64).
+    this.must("TDH.MNG.RD", this.module.mngRd(this.tdr, TD_TSC_OFFSET));
+    this.must("TDH.MNG.RD", this.module.mngRd(this.tdr, TD_TSC_MULTIPLIER));
     // KVM_TDX_INIT_VCPU (`tdx_td_vcpu_init`): VP.CREATE, a TDH.VP.ADDCX for each TDCX page the
     // module's TDVPS size asks for (`tdx_sysinfo->td_ctrl.tdvps_base_size`: 6 pages, the TDVPR
     // among them), then VP.INIT, which runs with the vCPU loaded on its CPU and associates it
@@ -129,6 +139,10 @@ export class TdxBackend implements Backend, CallListener {
         tdcx.push(page);
       }
       this.must("TDH.VP.INIT", this.module.vpInit(tdvpr, i));
+      // tdx_vcpu_init: posted interrupts, through the TD VMCS (td_vmcs_write16/64, setbit32).
+      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_POSTED_INTR_NV, POSTED_INTR_VECTOR, 0xffffn));
+      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_POSTED_INTR_DESC_ADDR, BigInt(tdvpr) << 12n, 0xffffffffffffffffn));
+      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_PIN_BASED_VM_EXEC_CONTROL, PIN_BASED_POSTED_INTR, PIN_BASED_POSTED_INTR));
       this.tdcxPages.push(tdcx);
       this.tdvprs.push(tdvpr);
       this.inGuest.push(false);
@@ -706,6 +720,10 @@ export class TdxBackend implements Backend, CallListener {
         r = this.module.vpInit(this.tdvprs[vcpu]!, vcpu);
         break;
       case "TDH.PHYMEM.PAGE.RDMD": r = this.module.phymemPageRdmd(page()); break;
+      // Metadata: `field` by name or as a hex id, `value` and `mask` (TDH.VP.WR) as numbers or hex strings.
+      case "TDH.MNG.RD": r = this.module.mngRd(this.tdr, mdFieldByName(args.field)); break;
+      case "TDH.VP.RD": r = this.module.vpRd(this.tdvprs[vcpu]!, vcpu, mdFieldByName(args.field)); break;
+      case "TDH.VP.WR": r = this.module.vpWr(this.tdvprs[vcpu]!, vcpu, mdFieldByName(args.field), BigInt(args.value ?? 0), BigInt(args.mask ?? "0xffffffffffffffff")); break;
       // The bring-up leaves, on a platform the host kernel brought up long ago: each is refused
       // in its own way (SYS_INIT_NOT_PENDING, TDMR_ALREADY_INITIALIZED, ...). `vcpu` picks the LP.
       case "TDH.SYS.INIT": r = this.module.sysInit(); break;
@@ -716,7 +734,7 @@ export class TdxBackend implements Backend, CallListener {
       case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
       case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID, SYS.INIT, SYS.LP.INIT, SYS.KEY.CONFIG, SYS.TDMR.INIT)`);
+        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID, SYS.INIT, SYS.LP.INIT, SYS.KEY.CONFIG, SYS.TDMR.INIT, MNG.RD, VP.RD, VP.WR)`);
     }
     // A leaf that reads metadata says what it read, register by register.
     const regs = r.regs ? ` ${Object.entries(r.regs).map(([k, v]) => `${k.toUpperCase()}=0x${v.toString(16)}`).join(" ")}` : "";

@@ -514,6 +514,16 @@ describe("raw calls through the backend and through a scenario", () => {
     expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail).toBe(`0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x0 R8=0x0 R9=0x0`);
   });
 
+  it("metadata through raw calls: a field by name or id; the guest RIP is refused; an unknown name is bad input", () => {
+    const f = makeTd();
+    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC_OFFSET" }).detail).toBe("0x0000000000000000 (SUCCESS) R8=0x0");
+    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "POSTED_INTR_NV" }).detail).toBe("0x0000000000000000 (SUCCESS) R8=0xf2");
+    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "GUEST_RIP" }).detail).toBe("0xC0000C0200000000 (METADATA_FIELD_NOT_READABLE)");
+    expect(f.be.rawCall(f.vm, "TDH.VP.WR", { vcpu: 0, field: "PEND_NMI", value: "1", mask: "0x1" }).status).toBe("SUCCESS");
+    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "0x1100000000000fff" }).detail).toBe("0xC0000C0000000000 (METADATA_FIELD_ID_INCORRECT)");
+    expect(() => f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC" })).toThrow(/unknown metadata field 'TSC'/);
+  });
+
   const scenario = (hostLines: string) => `
 name: malicious-remove
 vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }

@@ -14,6 +14,8 @@ import {
   TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_STATE_INCORRECT, PT_TDCX, PT_TDVPR,
   TDX_SYS_NOT_READY, TDX_SYS_LP_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
   TDX_SYS_CONFIG_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, tdxEnable,
+  TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE, TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
+  TD_TSC_OFFSET, VP_GUEST_RIP, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV,
 } from "../src/index.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
 
@@ -567,5 +569,55 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
       "TDH.SYS.INIT": 1, "TDH.SYS.LP.INIT": 64, "TDH.SYS.CONFIG": 1, "TDH.SYS.KEY.CONFIG": 1, "TDH.SYS.TDMR.INIT": GiB / 1024,
     });
     expect(m.mngCreate(0, 2).status).toBe(TDX_SUCCESS);
+  });
+});
+
+// tdh_mng_rd_wr.c, tdh_vp_rd_wr.c (md_check_as_single_element_id, the read and write masks).
+describe("metadata: TDH.MNG.RD, TDH.VP.RD, TDH.VP.WR", () => {
+  it("MNG.RD of the TSC offset reads R8; an unknown field, or one with reserved bits, is METADATA_FIELD_ID_INCORRECT; before MNG.INIT, OP_STATE_INCORRECT", () => {
+    const m = initializedTd();
+    const r = m.mngRd(0, TD_TSC_OFFSET);
+    expect(r.status).toBe(TDX_SUCCESS);
+    expect(r.regs).toEqual({ r8: 0n });
+    expect(TD_TSC_OFFSET).toBe(0x110000000000000an);
+    // The module's own id of the field (its context and size filled in) names the same field.
+    expect(m.mngRd(0, 0x111000030000000an).status).toBe(TDX_SUCCESS);
+    expect(m.mngRd(0, TD_TSC_OFFSET + 0x100n).status).toBe(TDX_METADATA_FIELD_ID_INCORRECT);
+    expect(TDX_METADATA_FIELD_ID_INCORRECT).toBe(0xc0000c0000000000n);
+    expect(m.mngRd(0, TD_TSC_OFFSET | (1n << 24n)).status).toBe(TDX_METADATA_FIELD_ID_INCORRECT);
+    expect(m.mngRd(2, TD_TSC_OFFSET).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX); // a TDVPR, not a TDR
+    const fresh = new SeamModule(4096);
+    fresh.mngCreate(0, 1);
+    fresh.mngKeyConfig(0);
+    for (const page of tdcsPages(0)) fresh.mngAddcx(0, page);
+    expect(fresh.mngRd(0, TD_TSC_OFFSET).status).toBe(TDX_OP_STATE_INCORRECT);
+  });
+
+  it("VP.RD/WR of the guest RIP of a production TD: METADATA_FIELD_NOT_READABLE, METADATA_FIELD_NOT_WRITABLE", () => {
+    const m = initializedTd();
+    expect(m.vpRd(2, 0, VP_GUEST_RIP).status).toBe(TDX_METADATA_FIELD_NOT_READABLE);
+    expect(TDX_METADATA_FIELD_NOT_READABLE).toBe(0xc0000c0200000000n);
+    expect(m.vpWr(2, 0, VP_GUEST_RIP, 0x1000n, 0xffffffffffffffffn).status).toBe(TDX_METADATA_FIELD_NOT_WRITABLE);
+    expect(TDX_METADATA_FIELD_NOT_WRITABLE).toBe(0xc0000c0100000000n);
+  });
+
+  it("VP.WR: posted interrupts on before the vector and descriptor: TD_VMCS_FIELD_NOT_INITIALIZED with the field; the host writes bit 7 of the pin-based controls only", () => {
+    const m = initializedTd();
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2n);
+    expect(m.vpWr(2, 0, VP_POSTED_INTR_NV, 0xf2n, 0xffffn).status).toBe(TDX_SUCCESS);
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2016n);
+    expect(m.vpWr(2, 0, VP_POSTED_INTR_DESC_ADDR, 0x5000n, 0xffffffffffffffffn).status).toBe(TDX_SUCCESS);
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x1n, 0x1n).status).toBe(TDX_METADATA_FIELD_NOT_WRITABLE);
+    const w = m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0xffn, 0xffn);
+    expect(w).toMatchObject({ status: TDX_SUCCESS, regs: { r8: 0n } });
+    expect(m.vpRd(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL).regs).toEqual({ r8: 0x80n });
+  });
+
+  it("VP.RD of a vCPU not VP.INITed: VCPU_STATE_INCORRECT; from another LP than the one it is associated with: VCPU_ASSOCIATED", () => {
+    const m = initializedTd();
+    expect(m.vpRd(2, 1, VP_POSTED_INTR_NV).status).toBe(TDX_VCPU_ASSOCIATED);
+    expect(m.vpCreate(0, 9).status).toBe(TDX_SUCCESS);
+    for (const page of tdcxPages(9)) expect(m.vpAddcx(9, page).status).toBe(TDX_SUCCESS);
+    expect(m.vpRd(9, 1, VP_POSTED_INTR_NV).status).toBe(TDX_VCPU_STATE_INCORRECT);
   });
 });

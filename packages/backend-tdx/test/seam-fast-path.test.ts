@@ -144,7 +144,8 @@ describe("backendStats.calls", () => {
     // INVEPT first at the vCPU's first entry (kvm_mmu_load flushes for the new root), before the
     // TD is finalized and entered; the zap's remote flush is a request the vCPU has not acted on.
     expect(Object.keys(be.stats().calls)).toEqual([
-      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.VP.ADDCX", "TDH.VP.INIT", "INVEPT",
+      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.MNG.RD", "TDH.VP.CREATE", "TDH.VP.ADDCX", "TDH.VP.INIT",
+      "TDH.VP.WR", "INVEPT",
       "TDH.MR.FINALIZE", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG", "#VE", "TDH.MEM.RANGE.BLOCK",
       "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD",
     ]);

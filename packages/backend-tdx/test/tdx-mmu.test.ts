@@ -189,16 +189,17 @@ describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
 });
 
 describe("TDX: KVM_TDX_INIT_VCPU", () => {
-  it("each vCPU is TDH.VP.CREATE, five TDH.VP.ADDCX (its TDCX pages) and TDH.VP.INIT on its CPU, in that order", () => {
+  it("each vCPU is TDH.VP.CREATE, five TDH.VP.ADDCX (its TDCX pages), TDH.VP.INIT on its CPU and three TDH.VP.WR (posted interrupts), in that order", () => {
     const events: TdpEvent[] = [];
     const r = runScenario(parseScenarioText("name: v\nvm: { memory: 16MiB, vcpus: 2 }\nbackend: tdx\nvcpus: [[], []]", "v.yaml"), { backend: tdx, onEvent: (e) => events.push(e) });
-    expect(r.report.backendStats.calls).toMatchObject({ "TDH.VP.CREATE": 2, "TDH.VP.ADDCX": 10, "TDH.VP.INIT": 2 });
+    expect(r.report.backendStats.calls).toMatchObject({ "TDH.VP.CREATE": 2, "TDH.VP.ADDCX": 10, "TDH.VP.INIT": 2, "TDH.VP.WR": 6, "TDH.MNG.RD": 2 });
     const vp = events.flatMap((e) => (e.type === "call" && e.name.startsWith("TDH.VP.") ? [`${e.name} ${e.detail}`] : []));
-    expect(vp.map((x) => x.split(" ")[0])).toEqual([
-      "TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT",
-    ]);
+    const one = ["TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.WR", "TDH.VP.WR", "TDH.VP.WR"];
+    expect(vp.map((x) => x.split(" ")[0])).toEqual([...one, ...one]);
     expect(vp[6]).toMatch(/lp 0$/);
-    expect(vp[13]).toMatch(/lp 1$/);
+    expect(vp[16]).toMatch(/lp 1$/);
+    // POSTED_INTR_NV, POSTED_INTR_DESC_ADDR, then PIN_BASED_VM_EXEC_CONTROL: the order the module needs.
+    expect(vp.slice(7, 10).map((x) => x.replace(/^.* field /, ""))).toEqual(["0x000000002", "0x000002016", "0x000004000"]);
   });
 });
 

@@ -13,6 +13,7 @@ export const SEAMCALL_NAMES = [
   "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
   "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE", "TDH.VP.ADDCX", "TDH.VP.INIT",
   "TDH.PHYMEM.PAGE.RDMD", "TDH.SYS.INIT", "TDH.SYS.LP.INIT", "TDH.SYS.CONFIG", "TDH.SYS.KEY.CONFIG", "TDH.SYS.TDMR.INIT",
+  "TDH.MNG.RD", "TDH.VP.RD", "TDH.VP.WR",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -32,6 +33,9 @@ export const TDH_SYS_LP_INIT = leaf("TDH.SYS.LP.INIT");
 export const TDH_SYS_CONFIG = leaf("TDH.SYS.CONFIG");
 export const TDH_SYS_KEY_CONFIG = leaf("TDH.SYS.KEY.CONFIG");
 export const TDH_SYS_TDMR_INIT = leaf("TDH.SYS.TDMR.INIT");
+export const TDH_MNG_RD = leaf("TDH.MNG.RD");
+export const TDH_VP_RD = leaf("TDH.VP.RD");
+export const TDH_VP_WR = leaf("TDH.VP.WR");
 export const TDH_MR_FINALIZE = leaf("TDH.MR.FINALIZE");
 export const TDH_MR_EXTEND = leaf("TDH.MR.EXTEND");
 export const TDH_VP_FLUSH = leaf("TDH.VP.FLUSH");
@@ -67,7 +71,7 @@ function level(tdxLevel: number): string {
  * The event text of one call, from its operands as the leaf's method took them: `tdr` is the TD
  * the call was made for, `a`-`d` the method's other numeric operands in order.
  */
-export function callDetail(leaf: number, tdr: number, a: number, b: number, c: number, _d: number): string {
+export function callDetail(leaf: number, tdr: number, a: number, b: number, c: number, d: number): string {
   switch (leaf) {
     case TDH_MNG_CREATE: return `tdr ${tdr} hkid ${a}`;
     case TDH_MNG_ADDCX: return `tdr ${tdr} page ${a}`;
@@ -81,6 +85,10 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_SYS_CONFIG: return `${b} TDMR(s) of ${a} frames, global KeyID ${c}`;
     case TDH_SYS_KEY_CONFIG: return `lp ${a}`;
     case TDH_SYS_TDMR_INIT: return `tdmr at frame ${a}`;
+    // The field id's high and low halves.
+    case TDH_MNG_RD: return `tdr ${tdr} field 0x${b.toString(16)}${a.toString(16).padStart(8, "0")}`;
+    case TDH_VP_RD:
+    case TDH_VP_WR: return `tdvpr ${a} lp ${b} field 0x${d.toString(16)}${c.toString(16).padStart(8, "0")}`;
     case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
     case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;

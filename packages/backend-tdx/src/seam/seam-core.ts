@@ -98,6 +98,8 @@ export class SeamCore {
   private cachedVcpuControlVersion = -1;
   /** TDH.MEM.PAGE.ADD's content operand (not numeric, so not passed through the dispatcher). */
   addContent = "";
+  /** The 64-bit operands of TDH.MNG.RD and TDH.VP.RD/WR: the field id (RDX), the value (R8) and the write mask (R9). */
+  mdOperands = { id: 0n, value: 0n, mask: 0n };
   /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
   private leafVersion = -1;
   private leafRoot = -1;

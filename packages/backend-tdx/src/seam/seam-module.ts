@@ -22,7 +22,7 @@ import {
   SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_PROMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
   TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
   TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
-  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
+  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT, TDH_MNG_RD, TDH_VP_RD, TDH_VP_WR, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
 } from "./leaves.js";
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
@@ -37,6 +37,7 @@ import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
 import { phymemCacheWbLeaf, phymemPageRdmdLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
 import { NO_TD } from "./pamt.js";
+import { mngRdLeaf, vpRdLeaf, vpWrLeaf } from "./md-leaves.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
 import { sysConfigLeaf, sysInitLeaf, sysKeyConfigLeaf, sysLpInitLeaf, sysTdmrInitLeaf } from "./sys-leaves.js";
@@ -196,6 +197,28 @@ export class SeamModule extends SeamCore {
    */
   phymemPageReclaim(pfn: number): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
+  }
+
+  // ------------------------------------------------------------------ metadata
+
+  /** TDH.MNG.RD of field `id` of TD `tdr`: `regs.r8` the value. */
+  mngRd(tdr: number, id: bigint): SeamResult {
+    this.mdOperands.id = id;
+    return this.call(TDH_MNG_RD, tdr, Number(id & 0xffffffffn), Number(id >> 32n), 0, 0, mngRdLeaf);
+  }
+
+  /** TDH.VP.RD of field `id` of vCPU `tdvpr`, on logical processor `lp`: `regs.r8` the value. */
+  vpRd(tdvpr: number, lp: number, id: bigint): SeamResult {
+    this.mdOperands.id = id;
+    return this.call(TDH_VP_RD, this.pamt.owner(tdvpr), tdvpr, lp, Number(id & 0xffffffffn), Number(id >> 32n), vpRdLeaf);
+  }
+
+  /** TDH.VP.WR of `value` under `mask` into field `id` of vCPU `tdvpr`, on `lp`: `regs.r8` the old value. */
+  vpWr(tdvpr: number, lp: number, id: bigint, value: bigint, mask: bigint): SeamResult {
+    this.mdOperands.id = id;
+    this.mdOperands.value = value;
+    this.mdOperands.mask = mask;
+    return this.call(TDH_VP_WR, this.pamt.owner(tdvpr), tdvpr, lp, Number(id & 0xffffffffn), Number(id >> 32n), vpWrLeaf);
   }
 
   // ------------------------------------------------------------------ the platform's bring-up

@@ -79,6 +79,25 @@ export class TdVcpu {
     this.init = i;
   }
 
+  /** The vCPU's metadata fields the host reaches (TDH.VP.RD/WR), by class and field code; unset fields are 0. */
+  private readonly md = new Map<number, bigint>();
+
+  metadata(key: number): bigint {
+    this.noteRead();
+    return this.md.get(key) ?? 0n;
+  }
+
+  /** Whether the field was ever written (a VMCS field the module must see initialized). */
+  metadataWritten(key: number): boolean {
+    this.noteRead();
+    return this.md.has(key);
+  }
+
+  setMetadata(key: number, value: bigint): void {
+    this.fp?.write(this.id);
+    this.md.set(key, value);
+  }
+
   get tdvpsPages(): number {
     this.noteRead();
     return this.pages;
@@ -123,7 +142,7 @@ export class TdVcpu {
   }
 
   auditState(out: Map<number, string | number>): void {
-    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}/${this.pages}`);
+    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}/${this.pages}/${[...this.md].join(",")}`);
   }
 
   /** The vCPU's state goes with its TD (the RECLAIM of the TDR): a write of it. */
@@ -192,6 +211,16 @@ export class Td {
     if (this.isFatal) return fatalStatus;
     if (this.lc !== LC_KEYS_CONFIGURED) return keysStatus;
     if (this.tdcxPages.length < minTdcs) return tdcsStatus;
+    return 0n;
+  }
+
+  /**
+   * A TD metadata field by class and field code (TDH.MNG.RD). The model's TD execution controls
+   * the host reads (ATTRIBUTES, XFAM, TSC offset and multiplier) are fixed at TDH.MNG.INIT, all 0
+   * here: nothing in the model depends on their values.
+   */
+  metadata(_key: number): bigint {
+    this.noteRead(TD_STATE);
     return 0n;
   }
 

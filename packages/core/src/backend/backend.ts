@@ -352,6 +352,11 @@ export interface RawCallArgs {
   page?: number | "fresh" | "mapped";
   /** A vCPU by index, for calls that name one (TDX: its TDVPR, on the CPU it runs on). */
   vcpu?: number;
+  /** A metadata field, by name or as a hex id (TDX: TDH.MNG.RD, TDH.VP.RD/WR). */
+  field?: string;
+  /** A 64-bit value and write mask (TDH.VP.WR), as a number or a hex string. */
+  value?: string;
+  mask?: string;
 }
 
 /** What a mirror entry is, for a backend's checks. */

@@ -278,12 +278,23 @@ function parseHostOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): HostOp {
       return { op };
     case "raw": {
       // An untrusted host's raw call: operands are passed as given (the point is to break rules).
-      checkKeys(c, path, v, ["op", "call", "gpa", "level", "page", "vcpu"]);
+      checkKeys(c, path, v, ["op", "call", "gpa", "level", "page", "vcpu", "field", "value", "mask"]);
       if (typeof v.call !== "string" || v.call === "") c.expect([...path, "call"], "the architectural name of a call, e.g. TDH.MEM.PAGE.REMOVE", v.call);
       const out: HostOp = { op, call: v.call as string };
       if (v.gpa !== undefined) out.gpa = num(c, [...path, "gpa"], v.gpa);
       if (v.level !== undefined) out.level = num(c, [...path, "level"], v.level);
       if (v.page !== undefined) out.page = v.page === "fresh" || v.page === "mapped" ? v.page : num(c, [...path, "page"], v.page, "a host PFN, fresh or mapped");
+      if (v.field !== undefined) {
+        if (typeof v.field !== "string" || v.field === "") c.expect([...path, "field"], "a metadata field's name (TSC_OFFSET, POSTED_INTR_NV, ...) or its id in hex", v.field);
+        out.field = v.field as string;
+      }
+      for (const k of ["value", "mask"] as const) {
+        if (v[k] === undefined) continue;
+        const x = v[k];
+        if (typeof x === "number" && Number.isSafeInteger(x) && x >= 0) out[k] = String(x);
+        else if (typeof x === "string" && /^0x[0-9a-f]{1,16}$/i.test(x)) out[k] = x;
+        else c.expect([...path, k], "a 64-bit value: a number, or hex such as 0xffffffffffffffff", x);
+      }
       if (v.vcpu !== undefined) {
         out.vcpu = num(c, [...path, "vcpu"], v.vcpu, "a vCPU index");
         if (out.vcpu >= vm.vcpus) c.fail([...path, "vcpu"], `vCPU ${out.vcpu} does not exist: the VM has ${vm.vcpus} (0 to ${vm.vcpus - 1})`);

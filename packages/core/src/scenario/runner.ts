@@ -331,7 +331,7 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         vm.clock.step++;
         let r: { status: string; detail: string };
         try {
-          r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page, vcpu: op.vcpu });
+          r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page, vcpu: op.vcpu, field: op.field, value: op.value, mask: op.mask });
         } catch (e) {
           if (KvmBug.is(e)) throw e;
           throw new OpError(`raw ${op.call}: ${(e as Error).message}`);

@@ -44,7 +44,7 @@ export type HostOp =
   | { op: "delete-memslot"; slot: number }
   | { op: "teardown" }
   | { op: "terminate" }
-  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped"; vcpu?: number }
+  | { op: "raw"; call: string; gpa?: number; level?: number; page?: number | "fresh" | "mapped"; vcpu?: number; field?: string; value?: string; mask?: string }
   /**
    * A host op a plugin backend defines (`Backend.hostOps`), named `<backend>.<op>`: its operands
    * as written (`args`) are checked against the backend's schema when the run is built, which
