@@ -33,6 +33,8 @@ export function randomWorkload(r: Prng, backend: string): string {
       }
       case 1: return `{ op: access, gpa: ${gpa()}, shared: true, write: true }`;
       case 2: {
+        // A 2 MiB accept now and then (TDG.MEM.PAGE.ACCEPT at level 1, a 2M PVALIDATE).
+        if (r.below(4) === 0) return `{ op: accept, gpa: ${gpa2m()}, size: 2MiB }`;
         const count = 1 + r.below(4);
         return `{ op: accept, gpa: ${gpa(count)}, count: ${count} }`;
       }
@@ -53,6 +55,8 @@ export function randomWorkload(r: Prng, backend: string): string {
     `vm: { memory: ${memory / MiB}MiB, vcpus: ${vcpus}, hugepages: ${pick(r, ["false", "2MiB"])} }`,
     `backend: ${backend}`,
     `schedule: { mode: random, seed: ${r.below(1000)}, interleave: ${r.below(2) === 0} }`,
+    // TDX's 2 MiB private pages on or off (other backends ignore the switch).
+    `options: { tdxHugePages: ${r.below(2) === 0} }`,
     "vcpus:",
   ];
   for (let v = 0; v < vcpus; v++) {
