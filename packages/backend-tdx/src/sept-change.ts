@@ -28,7 +28,8 @@
  *
  * Merging a table back into a 2 MiB leaf (`promoteExternalSpt`) is the same machine again: BLOCK
  * of the level-1 entry (NL_BLOCKED), TRACK and the kick, TDH.MEM.PAGE.PROMOTE; a refusal
- * (EPT_INVALID_PROMOTE_CONDITIONS) is undone by TDH.MEM.RANGE.UNBLOCK. No posted KVM series calls
+ * (EPT_INVALID_PROMOTE_CONDITIONS) is undone by TDH.MEM.RANGE.UNBLOCK; the S-EPT page PROMOTE frees is
+ * written back (WBINVD under the TD's key) before KVM gives it back. No posted KVM series calls
  * PROMOTE (the huge-page series disallows merging in mirror roots); this is the model's huge-page
  * recovery for TDX, the `recover` host op with `tdxHugePages`.
  *
@@ -90,8 +91,10 @@ export class SeptChange implements StepMachine {
   private pfn = 0;
   /** The entry's TDX level: 0 for 4K, 1 for 2M. */
   private tdxLevel = 0;
-  /** A split: the new S-EPT page DEMOTE takes. */
+  /** A split: the new S-EPT page DEMOTE takes; a merge: the S-EPT page PROMOTE frees. */
   private newSept = -1;
+  /** The pages WBINVD writes back at the end, from `pfn`: the removed page's 1 or 512, or the merged-away S-EPT page. */
+  private wbPages = 1;
   private readonly block = () => this.host.module.memRangeBlock(this.gpa, this.tdxLevel, this.host.tdr);
   private readonly remove = () => this.host.module.memPageRemove(this.gpa, this.tdxLevel, this.host.tdr);
   private readonly demote = () => this.host.module.memPageDemote(this.gpa, this.tdxLevel, this.host.tdr, this.newSept);
@@ -113,6 +116,7 @@ export class SeptChange implements StepMachine {
     this.pfn = pfn;
     this.tdxLevel = level - 1;
     this.newSept = -1;
+    this.wbPages = level === 1 ? 1 : 512;
     this.mode = MODE_REMOVE;
     return this;
   }
@@ -131,8 +135,9 @@ export class SeptChange implements StepMachine {
    * (EPT_INVALID_PROMOTE_CONDITIONS: the 4K leaves are not all MAPPED, or all PENDING, over
    * contiguous pages) is undone by UNBLOCK, and the machine ends with `PROMOTE_REFUSED`.
    */
-  beginPromote(gfn: number): this {
+  beginPromote(gfn: number, septPage: number): this {
     this.begin(gfn, -1, 2);
+    this.newSept = septPage;
     this.mode = MODE_PROMOTE;
     return this;
   }
@@ -164,7 +169,15 @@ export class SeptChange implements StepMachine {
       }
       case S_PROMOTE: {
         const promoted = host.noVcpusRetry(this.promote);
-        if (isOk(promoted.status)) return 0;
+        if (isOk(promoted.status)) {
+          // The freed S-EPT page is the one KVM linked there, and was written under the TD's key:
+          // written back before the host has it again, as a removed page is.
+          if (promoted.pfn !== this.newSept) return host.bug("TDH.MEM.PAGE.PROMOTE returned another S-EPT page", promoted);
+          this.pfn = this.newSept;
+          this.wbPages = 1;
+          this.state = S_WBINVD;
+          return this.next();
+        }
         if (statusClass(promoted.status) !== TDX_EPT_INVALID_PROMOTE_CONDITIONS) return host.bug("TDH.MEM.PAGE.PROMOTE", promoted);
         this.state = S_UNBLOCK;
         return this.next();
@@ -181,7 +194,7 @@ export class SeptChange implements StepMachine {
         return this.next();
       }
       case S_WBINVD: {
-        for (let i = 0; i < (this.tdxLevel === 0 ? 1 : 512); i++) {
+        for (let i = 0; i < this.wbPages; i++) {
           const wb = host.module.phymemPageWbinvd(this.pfn + i, host.hkid, host.tdr);
           if (!isOk(wb.status)) {
             host.leak(this.pfn + i, `TDH.PHYMEM.PAGE.WBINVD failed: ${statusName(wb.status)}`);

@@ -450,11 +450,11 @@ export class TdxBackend implements Backend, CallListener {
    * page is free in the PAMT at once; KVM gives it back with the mirror table. Only with
    * `tdxHugePages`, on a runnable TD.
    */
-  promoteExternalSpt(vm: BackendVm, gfn: number, level: Level): number | StepMachine {
+  promoteExternalSpt(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine {
     if (!vm.config.tdxHugePages || level !== 2) return -11;
     if (this.td.opState !== OP_RUNNABLE) this.bugOn(`promote of gfn 0x${gfn.toString(16)} before the TD is runnable`);
     this.removal ??= new SeptChange(this, this.vm.clock);
-    return this.removal.beginPromote(gfn);
+    return this.removal.beginPromote(gfn, externalSpt);
   }
 
   /**

@@ -106,6 +106,8 @@ describe("TDX huge pages: 2 MiB private pages", () => {
     const c = calls(r);
     expect(c["TDH.MEM.PAGE.PROMOTE"]).toBe(2);
     expect(c["TDH.MEM.RANGE.UNBLOCK"]).toBe(1);
+    // The zapped page's WBINVD, and the merged-away S-EPT page's before the host has it back.
+    expect(c["TDH.PHYMEM.PAGE.WBINVD"]).toBe(2);
     const promotes = events.flatMap((e) => (e.type === "call" && e.name === "TDH.MEM.PAGE.PROMOTE" ? [e.status] : []));
     expect(promotes).toEqual(["EPT_INVALID_PROMOTE_CONDITIONS", "SUCCESS"]);
     // The refaulted page was AUGed 4K and PENDING (a #VE) at the first recovery, accepted before the second.
@@ -140,6 +142,19 @@ describe("TDX huge pages: 2 MiB private pages", () => {
     expect(c["TDH.MEM.PAGE.AUG"]).toBe(2);
     expect(r.report.stats.pages).toMatchObject({ "4k": 513, "2m": 0 });
     expect(r.report.ops.map((o) => (o.result as { exceptions: number }).exceptions)).toEqual([1, 0, 0, 0]);
+  });
+
+  it("the guest-inhibit bit a 4K accept set holds for shared mappings too (a bit of disallow_lpage)", () => {
+    const inhibited = run(`
+- { op: accept, gpa: 0x400000, count: 1 }
+- { op: convert, gpa: 0x400000, size: 2MiB, to: shared }
+- { op: access, gpa: 0x400000, count: 512, write: true, shared: true }`);
+    expect(inhibited.report.invariants.violations).toEqual([]);
+    expect(inhibited.report.stats.pages).toMatchObject({ "4k": 512, "2m": 0 });
+    const free = run(`
+- { op: convert, gpa: 0x400000, size: 2MiB, to: shared }
+- { op: access, gpa: 0x400000, count: 512, write: true, shared: true }`);
+    expect(free.report.stats.pages).toMatchObject({ "4k": 0, "2m": 1 });
   });
 
   it("a 2M ACCEPT over 4K mappings is refused (PAGE_SIZE_MISMATCH): the guest gets the error", () => {

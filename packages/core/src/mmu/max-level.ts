@@ -1,8 +1,9 @@
 /**
  * The largest level a GFN may be mapped at, in the kernel's two halves:
  *
- * - `kvm_mmu_faultin_pfn` (before `mmu_lock`): the host page behind the GFN bounds it (the
- *   folio's order, `hostPageLevel`), and for private memory the backend has its say
+ * - before `mmu_lock`: the host page behind the GFN bounds it (the folio's order,
+ *   `hostPageLevel`, which never changes here; the kernel reads the host mapping's level in
+ *   `hugepage_adjust`), and for private memory the backend has its say in `kvm_mmu_faultin_pfn`
  *   (`kvm_max_private_mapping_level` → `gmem_max_mapping_level`): `faultinMaxLevel`;
  * - `kvm_mmu_hugepage_adjust` (in `kvm_tdp_mmu_map`, under the read `mmu_lock`): the huge page
  *   must lie inside the memslot, with uniform memory attributes (no `KVM_LPAGE_MIXED_FLAG`), no
@@ -50,8 +51,9 @@ function levelInSlot(vm: BackendVm, slot: Memslot, gfn: number, isPrivate: boole
     const base = gfn - (gfn % span);
     if (base < slot.baseGfn || base + span > slot.endGfn) continue;
     if (!vm.attributes.isUniform(base, span)) continue;
-    // __kvm_mmu_max_mapping_level in the TDX huge-page series: lpage_info's guest-inhibit bit.
-    if (isPrivate && slot.guestInhibited(gfn, level)) continue;
+    // __kvm_mmu_max_mapping_level in the TDX huge-page series: lpage_info's guest-inhibit bit,
+    // one of `disallow_lpage`'s, which holds for shared faults as well.
+    if (slot.guestInhibited(gfn, level)) continue;
     break;
   }
   return level as Level;

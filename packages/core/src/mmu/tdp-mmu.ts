@@ -153,11 +153,8 @@ export class TdpMmu {
     this.writeSpte(iter.mem, iter.off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "promote");
     iter.oldLo = lo;
     iter.oldHi = hi;
-    const mem = this.pool.tableMem(slot);
-    const base = this.pool.tableOff(slot);
-    let leaves = 0;
-    for (let i = 0; i < 512; i++) if (isShadowPresent(mem[base + 2 * i]!)) leaves++;
-    this.stats.pages[iter.level - 1]! -= leaves;
+    // The caller found the table full of leaves (`mergeableLeaves`), under this same lock.
+    this.stats.pages[iter.level - 1]! -= 512;
     this.stats.pages[iter.level]!++;
     this.stats.tablePages--;
     this.deferredFrees++;

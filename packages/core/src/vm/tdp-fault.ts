@@ -306,6 +306,8 @@ export class TdpFault implements StepMachine {
     const vm = this.vm;
     const fault = this.vcpu.fault;
     this.maxLevel = faultinMaxLevel(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
+    // Until the adjust under the lock, the bound is the level a stale fault's event reports.
+    fault.goalLevel = this.maxLevel;
     vm.mmu.pool.reserve(vm.rootLevel);
     vm.mmu.clock.step++;
   }
