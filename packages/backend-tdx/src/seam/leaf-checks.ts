@@ -14,7 +14,7 @@ import {
   TDX_TD_KEYS_NOT_CONFIGURED, TDX_TDCS_NOT_ALLOCATED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_TLB_TRACKING_NOT_DONE,
 } from "./status.js";
 import type { SharexLock } from "./locks.js";
-import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
+import { OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
 
 /** Op states as a mask (bit n = op state n), so a leaf's allowed set is one number. */
 export const OPS_INITIALIZED = 1 << OP_INITIALIZED;

@@ -13,16 +13,15 @@
  * "process posted interrupts", which needs the two before), the guest RIP (neither readable nor
  * writable by the host of a production TD) and the pending-NMI flag.
  */
-import { PT_TDVPR } from "./pamt.js";
-import { OPS_INIT_OR_RUNNABLE, lockExplicitPage, tdPrologue } from "./leaf-checks.js";
+import { OPS_INIT_OR_RUNNABLE, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_TDR, TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE,
+  OPERAND_RCX, TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE,
   TDX_SUCCESS, TDX_TD_VMCS_FIELD_NOT_INITIALIZED, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_ASSOCIATED, TDX_VCPU_STATE_INCORRECT,
 } from "./status.js";
 import type { Td, TdVcpu } from "./td.js";
-import { MIN_TDVPS_PAGES } from "./vp-leaves.js";
+import { MIN_TDVPS_PAGES, vcpuPrologue } from "./vp-leaves.js";
 
 const CLASS_TD_EXECUTION_CONTROLS = 17;
 const CLASS_VMCS = 0;
@@ -93,11 +92,7 @@ export function mngRdLeaf(m: SeamCore, tdr: number): SeamResult {
  * `lp`, the one the call runs on).
  */
 function vpPrologue(m: SeamCore, tdvpr: number, lp: number): { td: Td; v: TdVcpu } {
-  lockExplicitPage(m, tdvpr, false, OPERAND_RCX, PT_TDVPR);
-  const owner = m.pamt.owner(tdvpr);
-  m.tdOfVcpu(tdvpr);
-  const v = m.foundVcpu!;
-  const td = tdPrologue(m, owner, OPERAND_TDR, OPS_INIT_OR_RUNNABLE);
+  const { td, v } = vcpuPrologue(m, tdvpr, false, OPERAND_RCX, OPS_INIT_OR_RUNNABLE);
   check(v.tdvpsPages >= MIN_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
   check(v.initialized, TDX_VCPU_STATE_INCORRECT);
   const now = v.associatedLp;

@@ -4,7 +4,7 @@
  * runs with the TD's TDR and the call's numeric operands.
  */
 import { PT_TDCX, PT_TDR } from "./pamt.js";
-import { MIN_NUM_TDCS_PAGES, OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
+import { MIN_NUM_TDCS_PAGES, OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import { OPERAND_RCX, OPERAND_RDX, TDX_FLUSHVP_NOT_DONE, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";

@@ -34,21 +34,30 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResul
 }
 
 /**
+ * The start of every leaf on one vCPU: its TDVPR (`operand`) locked (`exclusive` or shared)
+ * before its type is read, then its TD's TDR (implicit, shared) and the TD's checks, its op state
+ * one of `opStates`. Returns the TD and the vCPU.
+ */
+export function vcpuPrologue(m: SeamCore, tdvpr: number, exclusive: boolean, operand: bigint, opStates: number): { td: Td; v: TdVcpu } {
+  lockExplicitPage(m, tdvpr, exclusive, operand, PT_TDVPR);
+  const owner = m.pamt.owner(tdvpr);
+  m.tdOfVcpu(tdvpr);
+  const v = m.foundVcpu!;
+  return { td: tdPrologue(m, owner, OPERAND_TDR, opStates), v };
+}
+
+/**
  * TDH.VP.ADDCX (`tdh_vp_addcx.c`): the TDVPR (RDX) locked exclusively before its type is read,
  * its TD's TDR (implicit) shared, the TD's state and op state (INITIALIZED), the vCPU still
  * UNINITIALIZED (VCPU_STATE_INCORRECT) with room for a page (TDCX_NUM_INCORRECT, no operand),
  * then the new page (RCX) locked exclusively and free. It becomes a TDCX page of the TD.
  */
 export function vpAddcxLeaf(m: SeamCore, _tdr: number, tdvpr: number, tdcx: number): SeamResult {
-  lockExplicitPage(m, tdvpr, true, OPERAND_RDX, PT_TDVPR);
-  const owner = m.pamt.owner(tdvpr);
-  m.tdOfVcpu(tdvpr);
-  const v = m.foundVcpu!;
-  const td = tdPrologue(m, owner, OPERAND_TDR, OPS_INITIALIZED);
+  const { td, v } = vcpuPrologue(m, tdvpr, true, OPERAND_RDX, OPS_INITIALIZED);
   check(!v.initialized, TDX_VCPU_STATE_INCORRECT);
   check(v.tdvpsPages < MAX_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
   checkNewPage(m, tdcx, OPERAND_RCX);
-  m.pamt.set(tdcx, PT_TDCX, owner);
+  m.pamt.set(tdcx, PT_TDCX, td.tdr);
   td.addChildren(1);
   v.addTdvpsPage();
   return ok();
@@ -61,11 +70,7 @@ export function vpAddcxLeaf(m: SeamCore, _tdr: number, tdvpr: number, tdcx: numb
  * (`associate_vcpu_initial`), the TD counting one more associated vCPU.
  */
 export function vpInitLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
-  lockExplicitPage(m, tdvpr, true, OPERAND_RCX, PT_TDVPR);
-  const owner = m.pamt.owner(tdvpr);
-  m.tdOfVcpu(tdvpr);
-  const v = m.foundVcpu!;
-  const td = tdPrologue(m, owner, OPERAND_TDR, OPS_INITIALIZED);
+  const { td, v } = vcpuPrologue(m, tdvpr, true, OPERAND_RCX, OPS_INITIALIZED);
   check(v.tdvpsPages >= MIN_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
   check(!v.initialized, TDX_VCPU_STATE_INCORRECT);
   v.initialized = true;
