@@ -14,7 +14,7 @@
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
-  OPERAND_R8, OPERAND_RCX, OPERAND_RDX, TDX_KEY_CONFIGURED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_SUCCESS,
+  OPERAND_R8, OPERAND_RCX, OPERAND_RDX, TDX_KEY_CONFIGURED, TDX_OPERAND_INVALID, TDX_SUCCESS,
   TDX_SYS_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
   TDX_SYS_LP_INIT_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED,
 } from "./status.js";
@@ -50,8 +50,6 @@ export class SysState {
   numInitPkgs = 0;
   globalHkid = -1;
   tdmrs: Tdmr[] = [];
-  /** The TDMR.INIT in progress, by TDMR (its mutex, a try-lock): for tests of SYS_BUSY-like contention. */
-  tdmrBusy = -1;
 
   constructor(
     readonly numLps: number,
@@ -146,16 +144,16 @@ export function sysKeyConfigLeaf(m: SeamCore, _tdr: number, lp: number): SeamRes
 
 /**
  * TDH.SYS.TDMR.INIT (`tdh_sys_tdmr_init.c`, after the dispatcher's SYS_READY check): the TDMR
- * whose base is RCX (1 GiB aligned and configured, else OPERAND_INVALID|RCX; its mutex taken,
- * else OPERAND_BUSY|RCX) gets 4 MiB more of its PAMT initialized; RDX is how far it has come,
- * rounded down to 1 GiB. A TDMR done already is TDMR_ALREADY_INITIALIZED (a warning).
+ * whose base is RCX (1 GiB aligned and configured, else OPERAND_INVALID|RCX) gets 4 MiB more of
+ * its PAMT initialized; RDX is how far it has come, rounded down to 1 GiB. A TDMR done already is
+ * TDMR_ALREADY_INITIALIZED (a warning). The module takes the TDMR's mutex first (OPERAND_BUSY|RCX
+ * for a concurrent caller); the model's bring-up runs on one CPU, so no call finds it taken.
  */
 export function sysTdmrInitLeaf(m: SeamCore, _tdr: number, baseFrame: number): SeamResult {
   const s = m.sys;
   check(Number.isInteger(baseFrame) && baseFrame % TDMR_ALIGN_FRAMES === 0, TDX_OPERAND_INVALID, OPERAND_RCX);
   const i = s.tdmrs.findIndex((t) => t.base === baseFrame);
   check(i >= 0, TDX_OPERAND_INVALID, OPERAND_RCX);
-  check(s.tdmrBusy !== i, TDX_OPERAND_BUSY, OPERAND_RCX);
   const t = s.tdmrs[i]!;
   const end = t.base + t.frames;
   if (t.lastInitialized >= end) return { status: TDX_TDMR_ALREADY_INITIALIZED };
