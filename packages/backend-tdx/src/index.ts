@@ -4,7 +4,8 @@ import { TdxBackend } from "./tdx-backend.js";
 import { registerTdxHost } from "./tdx-platform.js";
 
 export { TdxBackend } from "./tdx-backend.js";
-export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds, tdxEnable } from "./tdx-platform.js";
+export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds, kernelTdmrInfo, pamtFrames, tdmrFramesFor, tdxEnable } from "./tdx-platform.js";
+export { MAX_RESERVED_AREAS, type FrameRange, type RsvdArea, type TdmrInfo } from "./seam/sys-leaves.js";
 export { SeamModule, type SeamResult, type GuestExit, type InjectedFault } from "./seam/seam-module.js";
 export * from "./seam/status.js";
 export * from "./seam/sept.js";

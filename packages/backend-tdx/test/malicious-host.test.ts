@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  FRAMES_PER_BLOCK, GUEST_PAGE_OWNED, Host, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  FRAMES_PER_BLOCK, GUEST_PAGE_OWNED, Host, OWNER_FREE, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
 } from "@tdpemu/core";
 import {
   OPERAND_R8, OPERAND_RCX, OPERAND_SEPT_TREE, PT_EPT, PT_NDA, PT_REG, PT_TDR, SEPT_BLOCKED, SEPT_FREE,
@@ -511,7 +511,24 @@ describe("raw calls through the backend and through a scenario", () => {
     expect(f.be.rawCall(f.vm, "TDH.SYS.LP.INIT", { vcpu: 0 }).detail).toBe("0xC000050B00000000 (SYS_LP_INIT_NOT_PENDING)");
     expect(f.be.rawCall(f.vm, "TDH.SYS.KEY.CONFIG", { vcpu: 0 }).detail).toBe("0xC000050700000000 (SYS_KEY_CONFIG_NOT_PENDING)");
     expect(f.be.rawCall(f.vm, "TDH.SYS.TDMR.INIT", { page: 0 }).detail).toBe("0x00000A0300000000 (TDMR_ALREADY_INITIALIZED)");
-    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail).toBe(`0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x0 R8=0x0 R9=0x0`);
+    // A TDR's own PAMT entry: type TDR (4), its owner itself (RDX, as a PA).
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail)
+      .toBe(`0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x${(f.be.tdr * 4096).toString(16)} R8=0x0 R9=0x0`);
+  });
+
+  it("the host's PAMT lies in host memory, reserved in the TDMR: a raw AUG or RECLAIM of a PAMT page is PAGE_METADATA_INCORRECT", () => {
+    const f = makeTd();
+    // A 256 MiB host: one 1 GiB TDMR, whose PAMT (1024 + 2 + 1 frames) the host kernel took
+    // from its memory; the TDMR's reserved areas are the PAMT and the part past host memory.
+    const [pamt, hole] = f.m.sys.tdmrs[0]!.rsvd;
+    expect(pamt!.frames).toBe(1027);
+    expect(hole).toEqual({ base: f.host.frames.totalFrames, frames: 262144 - f.host.frames.totalFrames });
+    expect(f.host.frames.ownerOfPfn(pamt!.base)).not.toBe(OWNER_FREE);
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base }).detail).toBe("0x0000000000000000 (SUCCESS) RCX=0x1 RDX=0x0 R8=0x0 R9=0x0");
+    expect(f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: pamt!.base + 5 }).detail).toBe("0xC000030000000008 (PAGE_METADATA_INCORRECT|R8)");
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RECLAIM", { page: pamt!.base }).detail).toBe("0xC000030000000001 (PAGE_METADATA_INCORRECT|RCX)");
+    // The rest of its last 2 MiB block is the host's, not the PAMT's: NDA to the module.
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base + 1027 }).detail).toMatch(/RCX=0x0 /);
   });
 
   it("metadata through raw calls: a field by name or id; the guest RIP is refused; an unknown name is bad input", () => {

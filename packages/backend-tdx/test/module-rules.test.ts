@@ -13,7 +13,9 @@ import {
   PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
   TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_STATE_INCORRECT, PT_TDCX, PT_TDVPR,
   TDX_SYS_NOT_READY, TDX_SYS_LP_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
-  TDX_SYS_CONFIG_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, tdxEnable,
+  TDX_SYS_CONFIG_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, tdxEnable, kernelTdmrInfo, PT_RSVD, TDX_INVALID_TDMR, TDX_NON_ORDERED_TDMR,
+  TDX_NON_ORDERED_RESERVED_IN_TDMR, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_PAMT, TDX_PAMT_OVERLAP, TDX_PAMT_OUTSIDE_CMRS,
+  TDX_TDMR_OUTSIDE_CMRS, type RsvdArea, type TdmrInfo,
   TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE, TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
   TD_TSC_OFFSET, VP_GUEST_RIP, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV,
 } from "../src/index.js";
@@ -511,6 +513,8 @@ describe("TDH.PHYMEM.PAGE.RDMD", () => {
 // and tdx_vmm_dispatcher.c: the platform's bring-up and the SYS_READY gate.
 describe("the platform's bring-up (TDH.SYS.*)", () => {
   const GiB = 262144;
+  /** Where the host put the PAMT of a 4096-frame platform (its 1 GiB TDMR needs 1024 + 2 + 1 frames), clear of the fixtures' pages. */
+  const PAMT_BASE = 1024;
 
   it("before SYS_READY every other leaf is SYS_NOT_READY (0xC000050500000000), TDMR.INIT too", () => {
     const m = new SeamModule(4096, { cold: true, lps: 2 });
@@ -529,11 +533,12 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
     expect(m.sysInit().status).toBe(TDX_SYS_INIT_NOT_PENDING);
     expect(m.sysLpInit(0).status).toBe(TDX_SUCCESS);
     expect(m.sysLpInit(0).status).toBe(TDX_SYS_LP_INIT_DONE);
-    expect(m.sysConfig(GiB, 1, 1).status).toBe(TDX_SYS_CONFIG_NOT_PENDING); // LP 1 not initialized yet
+    const tdmrs = kernelTdmrInfo(4096, PAMT_BASE);
+    expect(m.sysConfig(tdmrs, 1).status).toBe(TDX_SYS_CONFIG_NOT_PENDING); // LP 1 not initialized yet
     expect(m.sysLpInit(1).status).toBe(TDX_SUCCESS);
-    expect(m.sysConfig(GiB + 1, 1, 1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX); // not 1 GiB sized
-    expect(m.sysConfig(GiB, 0, 1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RDX);
-    expect(m.sysConfig(GiB, 1, 1).status).toBe(TDX_SUCCESS);
+    expect(m.sysConfig(tdmrs, 1, 0).status).toBe(TDX_OPERAND_INVALID + OPERAND_RDX);
+    expect(m.sysConfig(tdmrs, 0x10000).status).toBe(TDX_OPERAND_INVALID + OPERAND_R8);
+    expect(m.sysConfig(tdmrs, 1).status).toBe(TDX_SUCCESS);
     expect(m.sysLpInit(1).status).toBe(TDX_SYS_LP_INIT_NOT_PENDING); // after SYS.CONFIG
     expect(m.sysKeyConfig(0).status).toBe(TDX_SUCCESS);
     // One package: the platform is SYS_READY, and a second KEY.CONFIG finds nothing pending.
@@ -542,7 +547,7 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
 
   it("TDMR.INIT initializes 4 MiB a call; RDX stays at the 1 GiB boundary until the TDMR is done; pages past it are outside the TDMRs", () => {
     const m = new SeamModule(4096, { cold: true, lps: 1 });
-    for (const r of [m.sysInit(), m.sysLpInit(0), m.sysConfig(GiB, 1, 1), m.sysKeyConfig(0)]) expect(r.status).toBe(TDX_SUCCESS);
+    for (const r of [m.sysInit(), m.sysLpInit(0), m.sysConfig(kernelTdmrInfo(4096, PAMT_BASE), 1), m.sysKeyConfig(0)]) expect(r.status).toBe(TDX_SUCCESS);
     expect(m.sysTdmrInit(1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
     expect(m.sysTdmrInit(GiB).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX); // no TDMR there
     const first = m.sysTdmrInit(0);
@@ -564,11 +569,64 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
 
   it("a host's module is brought up through the leaves: SYS.INIT, 64 LP.INIT, CONFIG, KEY.CONFIG, and a TDMR.INIT per 4 MiB", () => {
     const m = new SeamModule(4096, { cold: true });
-    tdxEnable(m, 1);
+    tdxEnable(m, 1, PAMT_BASE);
     expect(m.stats.calls).toEqual({
       "TDH.SYS.INIT": 1, "TDH.SYS.LP.INIT": 64, "TDH.SYS.CONFIG": 1, "TDH.SYS.KEY.CONFIG": 1, "TDH.SYS.TDMR.INIT": GiB / 1024,
     });
     expect(m.mngCreate(0, 2).status).toBe(TDX_SUCCESS);
+  });
+});
+
+// tdh_sys_config.c (check_and_set_tdmrs and its helpers), pamt_manager.c (pamt_4kb_init),
+// tdh_mem_page_aug.c and tdh_phymem_page_reclaim.c: the TDMR_INFO checks and the reserved frames.
+describe("TDMRs, their PAMTs and reserved areas", () => {
+  const GiB = 262144;
+  const PAMT_BASE = 1024;
+  const configuring = () => {
+    const m = new SeamModule(4096, { cold: true, lps: 1 });
+    for (const r of [m.sysInit(), m.sysLpInit(0)]) expect(r.status).toBe(TDX_SUCCESS);
+    return m;
+  };
+  const good = kernelTdmrInfo(4096, PAMT_BASE)[0]!;
+  const config = (...tdmrs: TdmrInfo[]) => configuring().sysConfig(tdmrs, 1).status;
+
+  it("the kernel's TDMR_INFO: one 1 GiB TDMR, its PAMT 4K, 2M, 1G in one run, reserved: the PAMT and the part past memory", () => {
+    expect(good).toEqual({
+      base: 0, frames: GiB,
+      pamt4k: { base: 1024, frames: 1024 }, pamt2m: { base: 2048, frames: 2 }, pamt1g: { base: 2050, frames: 1 },
+      rsvd: [{ offset: 1024, frames: 1027 }, { offset: 4096, frames: GiB - 4096 }],
+    });
+    expect(config(good)).toBe(TDX_SUCCESS);
+  });
+
+  it("each defect its own code, with the TDMR's index, the PAMT level or reserved area, and the other TDMR", () => {
+    expect(config({ ...good, frames: GiB + 512 })).toBe(TDX_INVALID_TDMR);
+    expect(config(good, good)).toBe(TDX_NON_ORDERED_TDMR + 1n); // the second overlaps the first
+    const [pamt, hole] = good.rsvd as [RsvdArea, RsvdArea];
+    expect(config({ ...good, rsvd: [hole, pamt] })).toBe(TDX_NON_ORDERED_RESERVED_IN_TDMR + 0x100n);
+    expect(config({ ...good, rsvd: [{ offset: 0, frames: 0 }, pamt, hole] })).toBe(TDX_NON_ORDERED_RESERVED_IN_TDMR);
+    expect(config({ ...good, rsvd: [pamt, { ...hole, frames: hole.frames + 1 }] })).toBe(TDX_INVALID_RESERVED_IN_TDMR + 0x100n);
+    expect(config({ ...good, pamt2m: { base: 2048, frames: 0 } })).toBe(TDX_INVALID_PAMT + 0x100n); // too small for 512 entries
+    expect(config({ ...good, pamt1g: { base: 2049, frames: 1 } })).toBe(TDX_PAMT_OVERLAP + 0x100n); // the 2M area overlaps the 1G one
+    expect(config({ ...good, rsvd: [hole] })).toBe(TDX_PAMT_OVERLAP); // the 4K area lies in the TDMR's usable part
+    const outside = { ...good, pamt4k: { base: 8192, frames: 1024 }, pamt2m: { base: 9216, frames: 2 }, pamt1g: { base: 9218, frames: 1 }, rsvd: [hole] };
+    expect(config(outside)).toBe(TDX_PAMT_OUTSIDE_CMRS + 0x200n); // the 1G area is checked first
+    expect(TDX_PAMT_OUTSIDE_CMRS + 0x200n).toBe(0xc0000a1100000200n);
+    expect(config({ ...good, rsvd: [pamt] })).toBe(TDX_TDMR_OUTSIDE_CMRS); // usable frames past the end of memory
+  });
+
+  it("after TDMR.INIT the PAMT's own frames are PT_RSVD: RDMD reads type 1; AUG of one is PAGE_METADATA_INCORRECT|R8, RECLAIM PAGE_METADATA_INCORRECT|RCX", () => {
+    const m = new SeamModule(4096, { cold: true });
+    tdxEnable(m, 1, PAMT_BASE);
+    expect(m.phymemPageRdmd(PAMT_BASE).regs!.rcx).toBe(BigInt(PT_RSVD));
+    expect(m.phymemPageRdmd(PAMT_BASE + 1026).regs!.rcx).toBe(BigInt(PT_RSVD));
+    expect(m.phymemPageRdmd(PAMT_BASE - 1).regs!.rcx).toBe(BigInt(PT_NDA));
+    expect(m.phymemPageRdmd(PAMT_BASE + 1027).regs!.rcx).toBe(BigInt(PT_NDA));
+    initializedTd(m);
+    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 7).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(m.phymemPageReclaim(PAMT_BASE + 7).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 1027).status).toBe(TDX_SUCCESS);
   });
 });
 

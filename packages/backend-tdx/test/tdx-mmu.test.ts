@@ -9,7 +9,7 @@ import {
   parseScenarioText, runScenario, runToEnd, type TdpEvent,
 } from "@tdpemu/core";
 import {
-  PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend,
+  PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend, pamtFrames, tdmrFramesFor,
 } from "../src/index.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
@@ -120,7 +120,9 @@ host:
     expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 6 + 1 + 5 + 1);
     expect(vm.mmu.stats.leakedPages).toBe(0);
     expect(be.module.tds.has(be.tdr)).toBe(false);
-    expect(host.frames.usedFrames).toBe(512); // the table pool's block only
+    // The table pool's block, and the blocks the host keeps for the TDX module's PAMT.
+    const pamt = pamtFrames(tdmrFramesFor(host.frames.totalFrames)).reduce((a, b) => a + b);
+    expect(host.frames.usedFrames).toBe(512 + Math.ceil(pamt / 512) * 512);
   });
 });
 
@@ -199,7 +201,7 @@ describe("TDX: KVM_TDX_INIT_VCPU", () => {
     expect(vp[6]).toMatch(/lp 0$/);
     expect(vp[16]).toMatch(/lp 1$/);
     // POSTED_INTR_NV, POSTED_INTR_DESC_ADDR, then PIN_BASED_VM_EXEC_CONTROL: the order the module needs.
-    expect(vp.slice(7, 10).map((x) => x.replace(/^.* field /, ""))).toEqual(["0x000000002", "0x000002016", "0x000004000"]);
+    expect(vp.slice(7, 10).map((x) => x.replace(/^.* field /, ""))).toEqual(["0x2", "0x2016", "0x4000"]);
   });
 });
 

@@ -82,13 +82,13 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDH_PHYMEM_PAGE_RDMD: return `page ${a}`;
     case TDH_SYS_INIT: return "";
     case TDH_SYS_LP_INIT: return `lp ${a}`;
-    case TDH_SYS_CONFIG: return `${b} TDMR(s) of ${a} frames, global KeyID ${c}`;
+    case TDH_SYS_CONFIG: return `${a} TDMR(s), global KeyID ${b}`;
     case TDH_SYS_KEY_CONFIG: return `lp ${a}`;
     case TDH_SYS_TDMR_INIT: return `tdmr at frame ${a}`;
     // The field id's high and low halves.
-    case TDH_MNG_RD: return `tdr ${tdr} field 0x${b.toString(16)}${a.toString(16).padStart(8, "0")}`;
+    case TDH_MNG_RD: return `tdr ${tdr} field ${fieldHex(b, a)}`;
     case TDH_VP_RD:
-    case TDH_VP_WR: return `tdvpr ${a} lp ${b} field 0x${d.toString(16)}${c.toString(16).padStart(8, "0")}`;
+    case TDH_VP_WR: return `tdvpr ${a} lp ${b} field ${fieldHex(d, c)}`;
     case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
     case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;
@@ -106,4 +106,9 @@ export function callDetail(leaf: number, tdr: number, a: number, b: number, c: n
     case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} ${level(c)}`;
     default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK, CACHE.WB (for that TD's HKID)
   }
+}
+
+/** A 64-bit field id given as its high and low 32-bit halves, in hex. */
+function fieldHex(hi: number, lo: number): string {
+  return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")}`;
 }

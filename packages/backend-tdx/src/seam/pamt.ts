@@ -9,7 +9,13 @@
  * Above the 4K entries, one 2M entry per 2 MiB region (the module's PAMT is a 1G/2M/4K
  * hierarchy, `pamt_manager.c`): a 2 MiB private page is one 2M entry of type REG, the 512 4K
  * entries under it staying NDA, and a walk to a 4K entry takes the 2M entry's lock shared on its
- * way. The 1G level is not modelled (no 1G private pages).
+ * way. The 1G level is not modelled: no 1G private pages exist in the model (KVM maps private
+ * memory at 4K and 2M; a raw PROMOTE at 1G is refused, see `memPagePromoteLeaf`), so no leaf
+ * ever holds a 1G entry exclusively and the shared pass through it that `pamt_walk` makes first
+ * could never find it busy.
+ *
+ * The frames of reserved areas of a TDMR (the PAMT's own, in host memory) are PT_RSVD from
+ * TDH.SYS.TDMR.INIT on (`setReserved`); no TD owns them and no leaf changes them.
  *
  * Each entry is a resource of the explorer's (`SeamFootprint.pamtId`, `pamt2mId`): its readers
  * record a read, `set`/`setBepoch` a write. `nextPageOf`, `pagesOf` and `auditEntries` are for
@@ -31,6 +37,11 @@ export const PAGE_TYPE_NAMES: Record<number, string> = {
   0: "NDA", 1: "RSVD", 3: "REG", 4: "TDR", 5: "TDCX", 6: "TDVPR", 8: "EPT",
 };
 
+/** Types of pages a TD owns (in a block's `assigned` index): not NDA, not reserved. */
+function ownable(type: number): boolean {
+  return type !== PT_NDA && type !== PT_RSVD;
+}
+
 /** The owner of a page no TD owns: -1, since a TDR may sit at PFN 0. */
 export const NO_TD = -1;
 
@@ -47,7 +58,7 @@ class PamtBlock {
   readonly owner = new Int32Array(this.bytes, 0, BLOCK_FRAMES).fill(NO_TD);
   readonly bepoch = new Uint32Array(this.bytes, BLOCK_FRAMES * 4, BLOCK_FRAMES);
   /**
-   * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA). The module
+   * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA or RSVD). The module
    * itself finds a TD's pages through its TDCS and S-EPT; this index is the emulator's, so
    * that the PAMT invariant (run after every explorer step) visits the few assigned granules
    * instead of every granule of the block.
@@ -361,8 +372,8 @@ export class Pamt {
     const before = blk.type[i];
     if (before === PT_TDVPR || before === PT_TDR) this.controlPageVersion++;
     blk.touch(i);
-    const was = blk.type[i] !== PT_NDA;
-    const is = type !== PT_NDA;
+    const was = ownable(blk.type[i]!);
+    const is = ownable(type);
     if (was !== is) {
       blk.assigned[i >>> 5] ^= 1 << (i & 31);
       blk.nAssigned += is ? 1 : -1;
@@ -370,6 +381,26 @@ export class Pamt {
     blk.type[i] = type;
     blk.owner[i] = owner;
     blk.bepoch[i] = 0;
+  }
+
+  /**
+   * TDH.SYS.TDMR.INIT's marking of frames [from, to) of a reserved area (`pamt_4kb_init`:
+   * PT_RSVD, no owner): in bulk and recording nothing, since the host's bring-up runs before any
+   * VM exists. No leaf ever changes such an entry again, and no TD owns it (it is not in
+   * `assigned`).
+   */
+  setReserved(from: number, to: number): void {
+    this.version++;
+    for (let pfn = from; pfn < to;) {
+      const blk = this.block(pfn);
+      const lo = pfn & BLOCK_MASK;
+      const hi = Math.min(BLOCK_FRAMES, lo + (to - pfn));
+      blk.touch(lo);
+      blk.touch(hi - 1);
+      blk.type.fill(PT_RSVD, lo, hi);
+      blk.owner.fill(NO_TD, lo, hi);
+      pfn += hi - lo;
+    }
   }
 
   setBepoch(pfn: number, epoch: number): void {
@@ -426,11 +457,21 @@ export class Pamt {
     for (let b = 0; b < this.blocks.length; b++) {
       const blk = this.blocks[b];
       if (blk === undefined) continue;
+      // The reserved entries TDMR.INIT left (a thousand and more per TDMR) count as one entry,
+      // under the first's id: a change to any of them changes the count.
+      let reserved = 0;
+      let firstReserved = -1;
       for (let i = blk.lo; i < blk.hi; i++) {
+        const initial = blk.owner[i] === NO_TD && blk.bepoch[i] === 0 && blk.lockState[i] === 0;
         // An entry as a new block has it is not listed: a change to it shows as its appearance.
-        if (blk.type[i] === PT_NDA && blk.owner[i] === NO_TD && blk.bepoch[i] === 0 && blk.lockState[i] === 0) continue;
+        if (initial && blk.type[i] === PT_NDA) continue;
+        if (initial && blk.type[i] === PT_RSVD) {
+          if (reserved++ === 0) firstReserved = i;
+          continue;
+        }
         out.set(this.fp.pamtId(b * BLOCK_FRAMES + i), `${blk.type[i]}/${blk.owner[i]}/${blk.bepoch[i]}/${blk.lockState[i]}`);
       }
+      if (reserved > 0) out.set(this.fp.pamtId(b * BLOCK_FRAMES + firstReserved), `${reserved} reserved`);
       for (let j = 0; j < BLOCK_2M; j++) {
         if (blk.type2m[j] === PT_NDA && blk.owner2m[j] === NO_TD && blk.bepoch2m[j] === 0 && blk.lock2m[j] === 0) continue;
         out.set(this.fp.pamt2mId(b * BLOCK_FRAMES + j * 512), `2M ${blk.type2m[j]}/${blk.owner2m[j]}/${blk.bepoch2m[j]}/${blk.lock2m[j]}`);

@@ -14,7 +14,7 @@ import {
 } from "./seam-result.js";
 import { SeptPages, entryBigInt, levelState, septIndex, septPfn, septState, SEPT_NL_MAPPED } from "./sept.js";
 import { OPERAND_RCX, TDX_EPT_WALK_FAILED, TDX_PAGE_METADATA_INCORRECT, TDX_SUCCESS, TDX_SYS_NOT_READY, isBusy, isOk, statusName } from "./status.js";
-import { SYS_READY, SysState, TDMR_ALIGN_FRAMES } from "./sys-leaves.js";
+import { SYS_READY, SysState, TDMR_ALIGN_FRAMES, markReserved, type TdmrInfo } from "./sys-leaves.js";
 import type { Td, TdVcpu } from "./td.js";
 
 /** A leaf's body: the checks and the change, given the module, the TD the call is for and its numeric operands. */
@@ -100,6 +100,8 @@ export class SeamCore {
   addContent = "";
   /** The 64-bit operands of TDH.MNG.RD and TDH.VP.RD/WR: the field id (RDX), the value (R8) and the write mask (R9). */
   mdOperands = { id: 0n, value: 0n, mask: 0n };
+  /** TDH.SYS.CONFIG's TDMR_INFO array (what RCX points to). */
+  tdmrInfo: readonly TdmrInfo[] = [];
   /** The last walk that reached a 4K table (see `rememberedLeafTable`). */
   private leafVersion = -1;
   private leafRoot = -1;
@@ -130,7 +132,8 @@ export class SeamCore {
     s.numInitPkgs = 1;
     s.globalHkid = 1;
     const frames = Math.max(TDMR_ALIGN_FRAMES, Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES);
-    s.tdmrs = [{ base: 0, frames, lastInitialized: frames }];
+    // The PAMT of this ready-made platform lies outside its frames: no reserved area.
+    s.tdmrs = [{ base: 0, frames, lastInitialized: frames, rsvd: [] }];
     s.state = SYS_READY;
   }
 
@@ -145,6 +148,7 @@ export class SeamCore {
   restoreBringUp(r: BringUpRecord): void {
     this.sys.copyFrom(r.sys);
     this.pamt.setUsableFrames(this.sys.usableFrames());
+    for (const t of this.sys.tdmrs) markReserved(this, t, t.base, t.lastInitialized);
     for (const [leaf, n] of r.calls) this.platformCalls.addMany(leaf, n);
   }
 

@@ -40,7 +40,7 @@ import { NO_TD } from "./pamt.js";
 import { mngRdLeaf, vpRdLeaf, vpWrLeaf } from "./md-leaves.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
 import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
-import { sysConfigLeaf, sysInitLeaf, sysKeyConfigLeaf, sysLpInitLeaf, sysTdmrInitLeaf } from "./sys-leaves.js";
+import { type TdmrInfo, sysConfigLeaf, sysInitLeaf, sysKeyConfigLeaf, sysLpInitLeaf, sysTdmrInitLeaf } from "./sys-leaves.js";
 import { tdExit, vpAddcxLeaf, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf, vpInitLeaf } from "./vp-leaves.js";
 
 export { SEAMCALL_NAMES };
@@ -233,9 +233,10 @@ export class SeamModule extends SeamCore {
     return this.call(TDH_SYS_LP_INIT, NO_TD, lp, 0, 0, 0, sysLpInitLeaf);
   }
 
-  /** TDH.SYS.CONFIG: `count` TDMRs of `tdmrFrames` frames each from frame 0, and the global KeyID. */
-  sysConfig(tdmrFrames: number, count: number, hkid: number): SeamResult {
-    return this.call(TDH_SYS_CONFIG, NO_TD, tdmrFrames, count, hkid, 0, sysConfigLeaf);
+  /** TDH.SYS.CONFIG: the TDMR_INFO array `tdmrs` (RCX), `count` of its entries (RDX), the global KeyID (R8). */
+  sysConfig(tdmrs: readonly TdmrInfo[], hkid: number, count = tdmrs.length): SeamResult {
+    this.tdmrInfo = tdmrs;
+    return this.call(TDH_SYS_CONFIG, NO_TD, count, hkid, 0, 0, sysConfigLeaf);
   }
 
   /** TDH.SYS.KEY.CONFIG on `lp`'s package. */

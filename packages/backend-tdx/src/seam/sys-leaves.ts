@@ -8,15 +8,20 @@
  * (SYS.INIT) → SYSCONFIG_DONE (SYS.CONFIG) → SYS_READY (the last package's KEY.CONFIG); until
  * then the dispatcher answers every other leaf, TDMR.INIT included, with SYS_NOT_READY
  * (`tdx_vmm_dispatcher.c`). The module's global lock is a try-lock: a leaf that finds it taken
- * returns SYS_BUSY. The model's platform has one package; the TDMRs and their PAMTs are the
- * host's memory (the PAMT itself is the model's, outside host memory).
+ * returns SYS_BUSY. The model's platform has one package. The TDMRs cover the host's memory;
+ * the PAMT the host kernel gives each lies in host memory too (`tdx-platform.ts` keeps it at
+ * the top), inside a reserved area of its TDMR, and TDMR.INIT makes its frames PT_RSVD, so a
+ * host that hands one to the module as a page is refused. (The model keeps its PAMT in typed
+ * arrays of its own; those frames only carry the type.)
  */
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
+import { MAX_PA_PFN } from "./leaf-checks.js";
 import {
-  OPERAND_R8, OPERAND_RCX, OPERAND_RDX, TDX_KEY_CONFIGURED, TDX_OPERAND_INVALID, TDX_SUCCESS,
+  OPERAND_R8, OPERAND_RCX, OPERAND_RDX, TDX_INVALID_PAMT, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_TDMR, TDX_KEY_CONFIGURED,
+  TDX_NON_ORDERED_RESERVED_IN_TDMR, TDX_NON_ORDERED_TDMR, TDX_OPERAND_INVALID, TDX_PAMT_OUTSIDE_CMRS, TDX_PAMT_OVERLAP, TDX_SUCCESS,
   TDX_SYS_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
-  TDX_SYS_LP_INIT_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED,
+  TDX_SYS_LP_INIT_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, TDX_TDMR_OUTSIDE_CMRS,
 } from "./status.js";
 
 export const SYSINIT_PENDING = 0;
@@ -29,12 +34,42 @@ const TDMR_INIT_FRAMES = 1024;
 /** TDMRs are 1 GiB aligned and sized (TDH.SYS.CONFIG checks it). */
 export const TDMR_ALIGN_FRAMES = 262144;
 const MAX_TDMRS = 64;
+/** `MAX_RESERVED_AREAS`: the slots of a TDMR_INFO entry. */
+export const MAX_RESERVED_AREAS = 16;
+/** Bytes of one PAMT entry (`pamt_entry_t`). */
+const PAMT_ENTRY_BYTES = 16;
 
-/** One TDMR: its first frame, its size, and `last_initialized`, how far TDMR.INIT has come. */
+/** A range of frames: its first frame and how many. */
+export interface FrameRange {
+  base: number;
+  frames: number;
+}
+
+/** A reserved area of a TDMR: its offset from the TDMR's base and its size, in frames (size 0: an unused slot). */
+export interface RsvdArea {
+  offset: number;
+  frames: number;
+}
+
+/**
+ * One TDMR_INFO entry (`tdmr_info_entry_t`, the array RCX of TDH.SYS.CONFIG points to), in
+ * frames: the TDMR, the three PAMT areas (one entry of 16 bytes per 1 GiB, 2 MiB and 4 KiB of
+ * the TDMR), and up to 16 reserved areas, ascending: parts of the TDMR the module must never
+ * hand out, its own PAMT among them, whose PAMT entries TDMR.INIT makes PT_RSVD.
+ */
+export interface TdmrInfo extends FrameRange {
+  pamt4k: FrameRange;
+  pamt2m: FrameRange;
+  pamt1g: FrameRange;
+  rsvd: readonly RsvdArea[];
+}
+
+/** One TDMR as the module keeps it: `last_initialized` is how far TDMR.INIT has come; `rsvd` in absolute frames. */
 interface Tdmr {
   base: number;
   frames: number;
   lastInitialized: number;
+  rsvd: readonly FrameRange[];
 }
 
 /**
@@ -107,23 +142,131 @@ export function sysLpInitLeaf(m: SeamCore, _tdr: number, lp: number): SeamResult
 
 /**
  * TDH.SYS.CONFIG (`tdh_sys_config.c`): while SYSINIT_DONE and only once every LP ran LP.INIT
- * (else SYS_CONFIG_NOT_PENDING); 1 to 64 TDMRs (RDX) and a global KeyID (R8); each TDMR 1 GiB
- * aligned and sized, in ascending order, inside the platform's memory. The model checks the
- * count, the KeyID and the TDMRs' shape; a bad TDMR is OPERAND_INVALID|RCX here (the module has
- * a code per defect, INVALID_TDMR and others, with the TDMR's index).
+ * (else SYS_CONFIG_NOT_PENDING); 1 to 64 TDMR_INFO entries (`m.tdmrInfo`, RCX; their count
+ * RDX) and a global KeyID (R8). Each entry is checked as `check_and_set_tdmrs` does, in its
+ * order: the TDMRs ascending and apart, 1 GiB aligned and sized; the reserved areas ascending,
+ * apart, inside their TDMR; the PAMT areas big enough, apart from each other and from every
+ * TDMR's non-reserved part, inside convertible memory; the non-reserved part of the TDMR
+ * inside convertible memory. Convertible memory (the CMRs) is the host's memory.
  */
-export function sysConfigLeaf(m: SeamCore, _tdr: number, tdmrFrames: number, count: number, hkid: number): SeamResult {
+export function sysConfigLeaf(m: SeamCore, _tdr: number, count: number, hkid: number): SeamResult {
   const s = m.sys;
+  const info = m.tdmrInfo;
   check(s.state === SYSINIT_DONE && s.numInitLps === s.numLps, TDX_SYS_CONFIG_NOT_PENDING);
-  check(Number.isInteger(count) && count >= 1 && count <= MAX_TDMRS, TDX_OPERAND_INVALID, OPERAND_RDX);
+  check(Number.isInteger(count) && count >= 1 && count <= MAX_TDMRS && count <= info.length, TDX_OPERAND_INVALID, OPERAND_RDX);
   check(Number.isInteger(hkid) && hkid > 0 && hkid < 0x10000, TDX_OPERAND_INVALID, OPERAND_R8);
-  check(Number.isInteger(tdmrFrames) && tdmrFrames > 0 && tdmrFrames % TDMR_ALIGN_FRAMES === 0, TDX_OPERAND_INVALID, OPERAND_RCX);
+  // An entry has 16 reserved-area slots: a 17th cannot be written into the array RCX points to.
+  for (let i = 0; i < count; i++) check(info[i]!.rsvd.length <= MAX_RESERVED_AREAS, TDX_OPERAND_INVALID, OPERAND_RCX);
+  const cmrEnd = m.pamt.totalFrames;
+  for (let i = 0; i < count; i++) {
+    const t = info[i]!;
+    check(Number.isInteger(t.base) && Number.isInteger(t.frames) && t.base >= 0, multi(TDX_INVALID_TDMR, i));
+    if (i > 0) {
+      const prev = info[i - 1]!;
+      check(t.base >= prev.base, multi(TDX_NON_ORDERED_TDMR, i));
+      check(t.base >= prev.base + prev.frames, multi(TDX_NON_ORDERED_TDMR, i));
+    }
+    check(t.base % TDMR_ALIGN_FRAMES === 0 && t.frames > 0 && t.frames % TDMR_ALIGN_FRAMES === 0, multi(TDX_INVALID_TDMR, i));
+    check(t.base + t.frames <= MAX_PA_PFN, multi(TDX_INVALID_TDMR, i));
+    checkReservedAreas(t, i);
+    checkPamtAreas(info, i, cmrEnd);
+    for (const [, to] of availableAreas(t)) check(to <= cmrEnd, multi(TDX_TDMR_OUTSIDE_CMRS, i));
+  }
   s.globalHkid = hkid;
-  // The TDMRs: `count` of `tdmrFrames` each, one after the other from frame 0.
-  s.tdmrs = Array.from({ length: count }, (_, i) => ({ base: i * tdmrFrames, frames: tdmrFrames, lastInitialized: i * tdmrFrames }));
+  s.tdmrs = info.slice(0, count).map((t) => ({
+    base: t.base, frames: t.frames, lastInitialized: t.base,
+    rsvd: t.rsvd.filter((r) => r.frames > 0).map((r) => ({ base: t.base + r.offset, frames: r.frames })),
+  }));
   s.pkgConfigBitmap = 0;
   s.state = SYSCONFIG_DONE;
   return ok();
+}
+
+/** `api_error_with_multiple_info`: the details in bytes 0 to 2 of the status's low half. */
+function multi(status: bigint, info0: number, info1 = 0, info2 = 0): bigint {
+  return status + BigInt(info0) + (BigInt(info1) << 8n) + (BigInt(info2) << 16n);
+}
+
+/** `check_tdmr_reserved_areas`: used slots first, ascending and apart, whole frames, inside the TDMR. */
+function checkReservedAreas(t: TdmrInfo, i: number): void {
+  for (let j = 0; j < t.rsvd.length; j++) {
+    const r = t.rsvd[j]!;
+    if (r.frames === 0) {
+      check(j + 1 >= t.rsvd.length || t.rsvd[j + 1]!.frames === 0, multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j));
+      continue;
+    }
+    check(Number.isInteger(r.offset) && Number.isInteger(r.frames) && r.offset >= 0 && r.frames > 0, multi(TDX_INVALID_RESERVED_IN_TDMR, i, j));
+    if (j > 0) {
+      const prev = t.rsvd[j - 1]!;
+      check(r.offset >= prev.offset, multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j));
+      check(r.offset >= prev.offset + prev.frames, multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j));
+    }
+    check(r.offset + r.frames <= t.frames, multi(TDX_INVALID_RESERVED_IN_TDMR, i, j));
+  }
+}
+
+/** The PAMT levels as `page_size_t` numbers them (the second detail of a PAMT error). */
+const PT_4KB = 0;
+const PT_2MB = 1;
+const PT_1GB = 2;
+
+function pamtOf(t: TdmrInfo, level: number): FrameRange {
+  return level === PT_4KB ? t.pamt4k : level === PT_2MB ? t.pamt2m : t.pamt1g;
+}
+
+function overlap(a: FrameRange, from: number, to: number): boolean {
+  return a.base < to && from < a.base + a.frames;
+}
+
+/** The TDMR's parts outside its reserved areas, as [from, to) frame ranges. */
+function availableAreas(t: TdmrInfo): [number, number][] {
+  const out: [number, number][] = [];
+  let at = t.base;
+  for (const r of t.rsvd) {
+    if (r.frames === 0) break;
+    if (t.base + r.offset > at) out.push([at, t.base + r.offset]);
+    at = t.base + r.offset + r.frames;
+  }
+  if (at < t.base + t.frames) out.push([at, t.base + t.frames]);
+  return out;
+}
+
+/**
+ * `check_tdmr_pamt_areas` for entry `i`: each PAMT area (1G, 2M, 4K) whole frames below MAX_PA
+ * and big enough for the TDMR (INVALID_PAMT); apart from the earlier entries' PAMTs and from its
+ * own other levels, then from the non-reserved parts of every TDMR up to it, both ways
+ * (PAMT_OVERLAP); inside convertible memory (PAMT_OUTSIDE_CMRS).
+ */
+function checkPamtAreas(info: readonly TdmrInfo[], i: number, cmrEnd: number): void {
+  const t = info[i]!;
+  for (const level of [PT_1GB, PT_2MB, PT_4KB]) {
+    const p = pamtOf(t, level);
+    const entries = level === PT_4KB ? t.frames : level === PT_2MB ? t.frames / 512 : t.frames / TDMR_ALIGN_FRAMES;
+    const ok = Number.isInteger(p.base) && Number.isInteger(p.frames) && p.base >= 0 && p.frames >= 0 &&
+      p.base + p.frames <= MAX_PA_PFN && p.frames * 4096 >= entries * PAMT_ENTRY_BYTES;
+    check(ok, multi(TDX_INVALID_PAMT, i, level));
+  }
+  const levels = [PT_4KB, PT_2MB, PT_1GB];
+  for (let j = 0; j < i; j++) {
+    for (const level of levels) {
+      const p = pamtOf(t, level);
+      const hit = levels.some((l) => overlap(p, pamtOf(info[j]!, l).base, pamtOf(info[j]!, l).base + pamtOf(info[j]!, l).frames));
+      check(!hit, multi(TDX_PAMT_OVERLAP, i, level, j));
+    }
+  }
+  for (const [a, b] of [[PT_4KB, PT_2MB], [PT_4KB, PT_1GB], [PT_2MB, PT_1GB]] as const) {
+    const q = pamtOf(t, b);
+    check(!overlap(pamtOf(t, a), q.base, q.base + q.frames), multi(TDX_PAMT_OVERLAP, i, a, i));
+  }
+  const hitsAvailable = (p: FrameRange, tdmr: TdmrInfo) => availableAreas(tdmr).some(([from, to]) => overlap(p, from, to));
+  for (let j = 0; j <= i; j++) {
+    for (const level of levels) check(!hitsAvailable(pamtOf(t, level), info[j]!), multi(TDX_PAMT_OVERLAP, i, level, j));
+    if (j < i) for (const level of levels) check(!hitsAvailable(pamtOf(info[j]!, level), t), multi(TDX_PAMT_OVERLAP, j, level, i));
+  }
+  for (const level of [PT_1GB, PT_2MB, PT_4KB]) {
+    const p = pamtOf(t, level);
+    check(p.base + p.frames <= cmrEnd, multi(TDX_PAMT_OUTSIDE_CMRS, i, level));
+  }
 }
 
 /**
@@ -157,8 +300,26 @@ export function sysTdmrInitLeaf(m: SeamCore, _tdr: number, baseFrame: number): S
   const t = s.tdmrs[i]!;
   const end = t.base + t.frames;
   if (t.lastInitialized >= end) return { status: TDX_TDMR_ALREADY_INITIALIZED };
+  const from = t.lastInitialized;
   t.lastInitialized = Math.min(end, t.lastInitialized + TDMR_INIT_FRAMES);
+  markReserved(m, t, from, t.lastInitialized);
   const next = t.base + Math.floor((t.lastInitialized - t.base) / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES;
   m.pamt.setUsableFrames(s.usableFrames());
   return { status: TDX_SUCCESS, regs: { rdx: BigInt(next) << 12n } };
+}
+
+/**
+ * The PAMT entries of the reserved frames in [from, to) of TDMR `t` become PT_RSVD
+ * (`pamt_4kb_init`). Only frames of the host's memory have entries in the model: a reserved
+ * hole past the end of host memory (the TDMR is 1 GiB sized, the host need not be) is left out,
+ * and a page there is refused as outside the TDMRs (OPERAND_ADDR_RANGE_ERROR) where the module
+ * would find PT_RSVD (PAGE_METADATA_INCORRECT).
+ */
+export function markReserved(m: SeamCore, t: Tdmr, from: number, to: number): void {
+  const end = Math.min(to, m.pamt.totalFrames);
+  for (const r of t.rsvd) {
+    const a = Math.max(from, r.base);
+    const b = Math.min(end, r.base + r.frames);
+    if (a < b) m.pamt.setReserved(a, b);
+  }
 }
