@@ -93,6 +93,13 @@ export function kernelTdmrInfo(totalFrames: number, pamtBase: number): TdmrInfo[
  * with the TDMR_INFO of `kernelTdmrInfo` (its PAMT at `pamtBase`) and the global KeyID,
  * TDH.SYS.KEY.CONFIG on the one package, then TDH.SYS.TDMR.INIT until RDX reaches the TDMR's
  * end. A failure is the kernel's: TDX is then off on this host, and no TD can be made.
+ *
+ * Between LP.INIT and CONFIG the kernel reads the module's global metadata with TDH.SYS.RD, a
+ * field a call (`get_tdx_sys_info`: version, features, the TDMR limits and PAMT entry sizes, the
+ * TD control and configuration sizes and CPUID configuration). The model has no TDH.SYS.RD: its
+ * kernel knows the values the model's module has (64 TDMRs, 16 reserved areas each, 16-byte PAMT
+ * entries, its TDCS and TDVPS page counts), so the bring-up's call counts lack
+ * those reads.
  */
 export function tdxEnable(module: SeamModule, globalKeyid: number, pamtBase: number): void {
   const must = (what: string, r: SeamResult) => {
