@@ -651,6 +651,18 @@ describe("metadata: TDH.MNG.RD, TDH.VP.RD, TDH.VP.WR", () => {
     expect(fresh.mngRd(0, TD_TSC_OFFSET).status).toBe(TDX_OP_STATE_INCORRECT);
   });
 
+  it("a field id is looked up by class and field code: size, INC_SIZE, WRITE_MASK_VALID, context and bit 63 are ignored, any other bit flipped is refused", () => {
+    const m = initializedTd();
+    // metadata_generic.c: md_check_as_single_element_id and the lookup by class and field code.
+    // Bit 0 turns TSC_OFFSET (0xa) into TSC_MULTIPLIER (0xb), a field too.
+    const readable = new Set([0, 32, 33, 50, 51, 52, 53, 54, 63]);
+    for (let bit = 0; bit < 64; bit++) {
+      const status = m.mngRd(0, TD_TSC_OFFSET ^ (1n << BigInt(bit))).status;
+      expect([bit, status]).toEqual([bit, readable.has(bit) ? TDX_SUCCESS : TDX_METADATA_FIELD_ID_INCORRECT]);
+    }
+    for (const id of [TD_TSC_OFFSET + (1n << 64n), -TD_TSC_OFFSET]) expect(m.mngRd(0, id).status).toBe(TDX_METADATA_FIELD_ID_INCORRECT);
+  });
+
   it("VP.RD/WR of the guest RIP of a production TD: METADATA_FIELD_NOT_READABLE, METADATA_FIELD_NOT_WRITABLE", () => {
     const m = initializedTd();
     expect(m.vpRd(2, 0, VP_GUEST_RIP).status).toBe(TDX_METADATA_FIELD_NOT_READABLE);

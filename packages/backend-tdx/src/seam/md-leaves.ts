@@ -4,8 +4,10 @@
  * tdx_api_defs.h) is the field code in bits 23:0, the element size code in 33:32, the last
  * element in 37:34 and the last field in 46:38 (both 0 for one element), the context in 54:52
  * (overwritten by the module), the class in 61:56 and "non-architectural" in bit 63; bits 31:24,
- * 49:47, 55 and 62 are reserved. The module looks a field up by class and field code (and the
- * module's own ids carry a context and a size, which it ignores on input).
+ * 49:47, 55 and 62 are reserved, and 50 and 51 are INC_SIZE and WRITE_MASK_VALID. The module
+ * looks a field up by class and field code alone (`md_check_as_single_element_id` and the lookup
+ * in metadata_generic.c), so the size, context, INC_SIZE, WRITE_MASK_VALID and bit 63 are
+ * ignored on input.
  *
  * The model has the fields Linux's KVM uses: the TD's TSC offset and multiplier, ATTRIBUTES
  * and XFAM (TD execution controls, read-only), and the vCPU's posted-interrupt notification
@@ -59,13 +61,24 @@ const VP_FIELDS = new Map<number, Field>([
   [CLASS_VCPU_MANAGEMENT * 2 ** 24 + 11, { readMask: 1n, writeMask: 1n }], // TD_VCPU_PEND_NMI
 ]);
 
-/** A field id as the module checks it (`md_check_as_single_element_id`): its lookup key, or -1. */
+/**
+ * A field id as the module checks it (`md_check_as_single_element_id`): its lookup key, or -1.
+ * Taken apart as two 32-bit halves (KVM makes these calls for every vCPU it creates, and the
+ * explorer creates a TD per schedule: a BigInt operation per bit field cost more than the leaf).
+ */
 function fieldKey(id: bigint): number {
-  const reserved = (id >> 24n) & 0xffn || (id >> 47n) & 0x7n || (id >> 55n) & 1n || (id >> 62n) & 1n;
-  const lastElement = (id >> 34n) & 0xfn;
-  const lastField = (id >> 38n) & 0x1ffn;
-  if (reserved !== 0n || lastElement !== 0n || lastField !== 0n || (id >> 63n) !== 0n) return -1;
-  return Number((id >> 56n) & 0x3fn) * 2 ** 24 + Number(id & 0xffffffn);
+  // A register holds 64 bits: anything else is no field id at all.
+  if (id < 0n || id > 0xffffffffffffffffn) return -1;
+  const hi = Number(id >> 32n);
+  const lo = Number(id & 0xffffffffn);
+  // Reserved bits 31:24, 49:47, 55 and 62; the last element (37:34) and last field (46:38).
+  // The size (33:32), INC_SIZE (50), WRITE_MASK_VALID (51), the context (54:52) and the
+  // non-architectural bit (63) are ignored: the lookup is by class and field code.
+  const reserved = (lo >>> 24) | ((hi >>> 15) & 0x7) | ((hi >>> 23) & 1) | ((hi >>> 30) & 1);
+  const lastElement = (hi >>> 2) & 0xf;
+  const lastField = (hi >>> 6) & 0x1ff;
+  if (reserved !== 0 || lastElement !== 0 || lastField !== 0) return -1;
+  return ((hi >>> 24) & 0x3f) * 2 ** 24 + (lo & 0xffffff);
 }
 
 function lookup(fields: Map<number, Field>, id: bigint): { key: number; field: Field } {
