@@ -10,6 +10,7 @@ import {
 import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
 import { exploreCommand } from "./commands/explore.js";
+import { exploreMergeCommand } from "./commands/explore-merge.js";
 import { replayCommand } from "./commands/replay.js";
 import { tuiCommand } from "./commands/tui.js";
 import { compareCommand } from "./commands/compare.js";
@@ -59,7 +60,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const helpFor = cmd === "help" && rest.length > 0 ? rest[0]! : cmd !== undefined && (beforeDashes.includes("--help") || beforeDashes.includes("-h")) ? cmd : null;
     if (helpFor !== null) {
       const usage = commandUsage(helpFor);
-      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, replay, compare, bench, backends, fuzz)`);
+      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz)`);
       io.out(usage);
       return 0;
     }
@@ -76,6 +77,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await runCommand(rest, io, { requireScenario: true });
       case "explore":
         return await exploreCommand(rest, io);
+      case "explore-merge":
+        return await exploreMergeCommand(rest, io);
       case "replay":
         return await replayCommand(rest, io);
       case "backends":
@@ -88,7 +91,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, replay, compare, bench, backends, fuzz, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, help)`);
     }
   } catch (e) {
     if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||

@@ -33,7 +33,12 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
+      --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
+      --split-depth <d>               with --shard: the depth whose nodes are shared out (default 12)
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
+  tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives
+      --json                          print the JSON report
+      --out <file>                    where to write the violating schedule
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run

@@ -78,6 +78,27 @@ export interface ExploreOptions {
   countTraces?: boolean;
   /** Called with the trace key and the choices of every complete schedule (with `countTraces`). */
   onTrace?: (key: string, choices: Int32Array) => void;
+  /**
+   * Explore a share of the search (`explore --shard K/N`): the nodes at depth `depth` are
+   * numbered in the order the search meets them, and only the subtrees below the nodes `owns`
+   * takes are explored. See `ExploreSplit`.
+   */
+  split?: ExploreSplit;
+}
+
+/**
+ * How a search is shared out. Every share walks the tree above `depth` as the whole search
+ * does (its runs are short: they stop where they reach `depth` in a subtree that is not
+ * theirs), so each subtree's root has the sleep set and the bound it has in the whole search,
+ * and the shares together run below `depth` exactly the schedules the whole search runs there.
+ * What happens above `depth` (a run that ends there, a node whose choices are used up) is
+ * counted by the share that owns the next subtree to come, so every schedule, step and branch
+ * is counted once: the shares' counts add up to the whole search's.
+ */
+export interface ExploreSplit {
+  depth: number;
+  /** Whether this share explores subtree `index` (asked once per index, in increasing order). */
+  owns(index: number): boolean;
 }
 
 export interface ExploreProgress {
@@ -102,7 +123,11 @@ export interface ExploreResult extends ExploreProgress {
   /** Distinct Mazurkiewicz traces among the complete schedules, with `countTraces`; else null. */
   traces: number | null;
   preemptionBound: number;
-  violation: { violations: ExploreViolation[]; choices: number[]; schedule: number } | null;
+  /**
+   * The violation the search stopped at; `position` orders the violations of a split search's
+   * shares as the whole search would meet them (the least comes first; 0 when not split).
+   */
+  violation: { violations: ExploreViolation[]; choices: number[]; schedule: number; position: number } | null;
 }
 
 /**
@@ -214,6 +239,9 @@ function starves(p: SearchPath, d: number): boolean {
   return false;
 }
 
+/** What a run returns when it reached a subtree of another share (`ExploreSplit`): not a violation. */
+const ABANDONED: ExploreViolation[] = [{ check: "abandoned", message: "the subtree is another share's", step: -1 }];
+
 function grownTo(a: Int32Array<ArrayBuffer>, cap: number): Int32Array<ArrayBuffer> {
   return grown(a, new Int32Array(cap));
 }
@@ -242,6 +270,18 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let violation: ExploreResult["violation"] = null;
   /** A violation of the step `take` just ran, if any. */
   let stepViolation: ExploreViolation | null = null;
+  const split = opts.split ?? null;
+  const splitDepth = split === null ? Infinity : split.depth;
+  /** Subtree roots (nodes at `splitDepth`) met so far, in the order of the search. */
+  let subtrees = 0;
+  const ownership: boolean[] = [];
+  const owns = (i: number): boolean => (split === null ? true : (ownership[i] ??= split.owns(i)));
+  /** The subtree the current run is in, -1 while it is above `splitDepth`. */
+  let runSubtree = -1;
+  /** The trace of the current run if it completed, counted once the run is known to count. */
+  let pendingTrace: { key: string; tasks: Int32Array } | null = null;
+  /** Where the search is, as an ordered number: 2i inside subtree i, 2i - 1 above the cut before it; 0 unsplit. */
+  const position = () => (split === null ? 0 : runSubtree >= 0 ? 2 * runSubtree : 2 * subtrees - 1);
 
   const progress = (): ExploreProgress => ({
     schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
@@ -292,11 +332,41 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     tracker.reset();
     for (let i = 0; i < sys.tasks.length; i++) if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
     if (from === 0) tracker.save(0);
+    // A run from a node inside a subtree stays in it (the search is depth-first).
+    runSubtree = from >= splitDepth ? subtrees - 1 : -1;
+    pendingTrace = null;
+    const before = { steps, complete, cut, unfair };
+    let found: ExploreViolation[] | null;
     try {
-      return runOn(sys, path, from, first);
+      found = runOn(sys, path, from, first);
     } finally {
       sys.release?.();
     }
+    // A run that is not this share's leaves no count behind (its violation, if any, every share
+    // running it finds and reports with its position).
+    runCounted = found !== ABANDONED && (runSubtree >= 0 || owns(subtrees));
+    if (!runCounted) ({ steps, complete, cut, unfair } = before);
+    else {
+      // Set by `completed`, inside the run (out of sight of the compiler's narrowing).
+      const trace = pendingTrace as { key: string; tasks: Int32Array } | null;
+      if (trace !== null) {
+        traceKeys!.add(trace.key);
+        opts.onTrace?.(trace.key, trace.tasks);
+      }
+    }
+    return found;
+  };
+  /** Whether the last run counts for this share (`runSchedule`). */
+  let runCounted = true;
+
+  /**
+   * The run just stepped into node `depth`. The first node at `splitDepth` a run reaches is a
+   * subtree's root: the run goes on only if the subtree is this share's.
+   */
+  const entersForeignSubtree = (depth: number): boolean => {
+    if (depth !== splitDepth) return false;
+    runSubtree = subtrees++;
+    return !owns(runSubtree);
   };
 
   const runOn = (sys: ExploreSystem, p: SearchPath, from: number, first: number | null): ExploreViolation[] | null => {
@@ -361,6 +431,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
       p.affects[from * T + first] = bound !== Infinity && tracker!.affectsAttempts(first, f) ? 1 : 0;
       depth = from + 1;
+      if (entersForeignSubtree(depth)) return ABANDONED;
       tr.save(depth);
       p.prepare(depth, store.count);
       childSleep(p, from, first, f);
@@ -415,6 +486,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
       p.affects[base + c] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
       depth++;
+      if (entersForeignSubtree(depth)) return ABANDONED;
       tr.save(depth);
       p.prepare(depth, store.count);
       childSleep(p, d, c, f);
@@ -436,9 +508,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       tasks[d] = p.choice(d);
       fps[d] = p.fps[d * p.tasks + tasks[d]!]!;
     }
-    const key = traceKey(store, tasks, fps, n, p.tasks);
-    traceKeys.add(key);
-    opts.onTrace?.(key, tasks);
+    pendingTrace = { key: traceKey(store, tasks, fps, n, p.tasks), tasks };
   }
 
   /**
@@ -489,9 +559,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   }
 
   let found = runSchedule(0, null);
-  schedules++;
+  if (runCounted) schedules++;
   const p = path!;
-  while (found === null || found.length === 0) {
+  while (found === null || found.length === 0 || found === ABANDONED) {
     if (schedules >= maxSchedules) break;
     // Backtrack to the deepest state with a choice left.
     let next = -1;
@@ -514,7 +584,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         nextChoice = u;
         break;
       }
-      for (let k = 0; k < nEnabled; k++) {
+      // Above the split depth every share passes here: the one that owns the next subtree counts.
+      const counts = d >= splitDepth || owns(subtrees);
+      for (let k = 0; k < nEnabled && counts; k++) {
         const i = p.enabled[base + k]!;
         if (p.isDone(d, i)) continue;
         if (p.sleep[base + i] !== -1) skippedByReduction++;
@@ -526,17 +598,17 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     }
     if (next < 0) break;
     found = runSchedule(next, nextChoice);
-    schedules++;
+    if (runCounted) schedules++;
     const now = performance.now();
     if (opts.onProgress && now - lastProgress >= (opts.progressMs ?? 1000)) {
       lastProgress = now;
       opts.onProgress(progress());
     }
   }
-  if (found !== null && found.length > 0) {
+  if (found !== null && found.length > 0 && found !== ABANDONED) {
     const choices: number[] = [];
     for (let d = 0; d < p.length; d++) choices.push(p.choice(d));
-    violation = { violations: found, choices, schedule: schedules };
+    violation = { violations: found, choices, schedule: schedules, position: position() };
   }
   const exhausted = violation === null && p.length === 0;
   return { ...progress(), exhausted, traces: traceKeys === null ? null : traceKeys.size, preemptionBound: bound, violation };

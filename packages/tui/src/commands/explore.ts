@@ -2,12 +2,14 @@
  * `tdpemu explore <scenario>`: enumerate interleavings, stop at the first invariant violation,
  * write its schedule. Exit 1 when a violation is found.
  */
+import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText, type ExploreProgress } from "@tdpemu/core";
 import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
+import { type ExploreReport, printExploreReport } from "./explore-report.js";
 
 const DEFAULT_MAX_SCHEDULES = 1_000_000;
 
@@ -24,6 +26,8 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     "tdx-huge-pages": { type: "boolean" },
     "no-reduction": { type: "boolean" },
     "count-traces": { type: "boolean" },
+    shard: { type: "string" },
+    "split-depth": { type: "string" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
   });
@@ -42,64 +46,84 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
+  const shard = shardOption(values.shard, countOption("explore", "split-depth", values["split-depth"], 1));
   const progress = (p: ExploreProgress) => {
     const line = `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
       `${Math.round(p.schedules / p.seconds).toLocaleString("en-US")}/s`;
     io.err(line);
   };
+  const countTraces = values.flags.has("count-traces");
+  const digests: string[] = [];
   const r = exploreScenario(scn, {
     backend: source, hostMemory, mmu, inject, maxSchedules, preemptionBound,
     onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
-    countTraces: values.flags.has("count-traces"),
+    countTraces,
+    ...(shard === null ? {} : {
+      split: { depth: shard.depth, owns: (i: number) => i % shard.count === shard.index },
+      // A shard's traces leave as digests, for explore-merge to count them as one set.
+      onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
+    }),
   });
   let file: string | null = null;
-  /** The schedule, when it could not be written to `out`: printed instead, never lost. */
+  /** The schedule, when it could not be written to `out` (or, for a shard, always): in the report, never lost. */
   let unsaved: string | null = null;
   if (r.violation) {
     const content = {
       scenarioPath, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed, interleave: true,
       mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
     };
-    try {
-      saveScheduleFile(out, content);
-      file = out;
-    } catch (e) {
-      if (!ScheduleFileError.is(e)) throw e;
-      io.err(`tdpemu: explore: --out: ${e.message}; the schedule is printed instead`);
-      unsaved = scheduleFileText(null, content);
+    // A shard writes its schedule only where told to (shards side by side would overwrite one
+    // file); its report carries it for explore-merge.
+    if (shard !== null) unsaved = scheduleFileText(null, content);
+    if (shard === null || values.out !== undefined) {
+      try {
+        saveScheduleFile(out, content);
+        file = out;
+      } catch (e) {
+        if (!ScheduleFileError.is(e)) throw e;
+        io.err(`tdpemu: explore: --out: ${e.message}; the schedule is printed instead`);
+        unsaved = scheduleFileText(null, content);
+      }
     }
   }
-  const perSecond = r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules;
-  if (values.flags.has("json")) {
-    io.out(JSON.stringify({
-      scenario: scn.name, backend: backendName, schedules: r.schedules, steps: r.steps,
-      complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
-      skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
-      preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
-      // `exhausted`: every schedule within the bound ran; `spaceExhausted`: and the bound cut none.
-      exhausted: r.exhausted, spaceExhausted: r.exhausted && r.prunedByBound === 0, seconds: r.seconds, schedulesPerSecond: perSecond,
-      violation: r.violation ? {
-        schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length,
-        ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
-      } : null,
-    }, null, 2));
-  } else {
-    const bound = Number.isFinite(r.preemptionBound) ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
-    io.out(`scenario    ${scn.name}  (backend ${backendName}, strategy ${mmu.strategy}${mmu.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${mmu.tdxHugePages ? ", TDX huge pages" : ""}, ${bound})`);
-    io.out(`explored    ${r.schedules.toLocaleString("en-US")} schedules, ${r.steps.toLocaleString("en-US")} steps in ${r.seconds.toFixed(2)} s (${perSecond.toLocaleString("en-US")} schedules/s)`);
-    const traces = r.traces === null ? "" : `, ${r.traces.toLocaleString("en-US")} distinct traces`;
-    io.out(`complete    ${r.complete.toLocaleString("en-US")} schedules ran to the end${traces}; ${r.cut.toLocaleString("en-US")} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${r.unfair.toLocaleString("en-US")} starved a task and were dropped as unfair` : ""}`);
-    io.out(`reduction   skipped ${r.skippedByReduction.toLocaleString("en-US")} branches that only reorder independent steps; the bound cut ${r.prunedByBound.toLocaleString("en-US")}`);
-    if (r.violation) {
-      io.out(`violation   in schedule ${r.violation.schedule}, after ${r.violation.choices.length} steps:`);
-      for (const v of r.violation.violations) io.out(`  [${v.check}] step ${v.step}: ${v.message}`);
-      if (unsaved === null) io.out(`schedule    written to ${file}; replay it with: tdpemu replay ${file}`);
-      else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${unsaved.trimEnd()}`);
-    } else {
-      io.out(!r.exhausted ? `result      no violation in the first ${r.schedules.toLocaleString("en-US")} schedules; the space is not exhausted (--max-schedules)`
-        : r.prunedByBound > 0 ? `result      no violation in any schedule of at most ${r.preemptionBound} preemptions (all of them ran); the bound cut ${r.prunedByBound.toLocaleString("en-US")} branches, so the space beyond it is not exhausted (leave out --preemption-bound to explore it)`
-        : "result      no violation; the space is exhausted");
-    }
-  }
+  const report: ExploreReport = {
+    scenario: scn.name, backend: backendName, strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, tdxHugePages: mmu.tdxHugePages,
+    reduction: !values.flags.has("no-reduction"),
+    schedules: r.schedules, steps: r.steps, complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
+    skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
+    preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
+    exhausted: r.exhausted, spaceExhausted: r.exhausted && r.prunedByBound === 0, seconds: r.seconds,
+    schedulesPerSecond: r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules,
+    violation: r.violation ? {
+      schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length,
+      ...(shard === null ? {} : { position: r.violation.position }),
+      ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
+    } : null,
+    ...(shard === null ? {} : { shard, ...(countTraces ? { traceDigests: digests } : {}) }),
+  };
+  printExploreReport(io, report, shard !== null || values.flags.has("json"));
   return r.violation ? 1 : 0;
+}
+
+/** The depth `--shard` splits the search at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
+export const DEFAULT_SPLIT_DEPTH = 12;
+
+/** `--shard K/N` (and `--split-depth`): the K-th of N shares of the search, or null. */
+function shardOption(v: string | undefined, depth: number | undefined): { index: number; count: number; depth: number } | null {
+  if (v === undefined) {
+    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N");
+    return null;
+  }
+  const m = /^([0-9]+)\/([0-9]+)$/.exec(v);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isSafeInteger(count) || count < 1 || index >= count) {
+    throw new UsageError(`explore: --shard: expected K/N, the K-th of N shares counted from 0 (0 <= K < N), got '${v}'`);
+  }
+  return { index, count, depth: depth ?? DEFAULT_SPLIT_DEPTH };
+}
+
+/** A trace's key as a short digest (SHA-256, 96 bits): what a shard's report lists of each trace. */
+export function traceDigest(key: string): string {
+  return createHash("sha256").update(key).digest("base64url").slice(0, 16);
 }

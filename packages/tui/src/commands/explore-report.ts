@@ -1,0 +1,72 @@
+/**
+ * What `tdpemu explore` reports, as one object: printed as JSON (`--json`, and always for a
+ * shard) or as text, by `explore` and by `explore-merge` alike, so that merged shards read
+ * exactly as one exploration does.
+ */
+import type { ExploreViolation } from "@tdpemu/core";
+import type { Io } from "../io.js";
+
+export interface ExploreReport {
+  scenario: string;
+  backend: string;
+  /** The MMU options the schedules ran with (the text report's first line names them). */
+  strategy: string;
+  unsafeNonAtomicSet: boolean;
+  tdxHugePages: boolean;
+  reduction: boolean;
+  schedules: number;
+  steps: number;
+  complete: number;
+  cut: number;
+  traces: number | null;
+  unfair: number;
+  skippedByReduction: number;
+  prunedByBound: number;
+  preemptionBound: number | null;
+  /** Every schedule within the bound ran; `spaceExhausted`: and the bound cut none. */
+  exhausted: boolean;
+  spaceExhausted: boolean;
+  seconds: number;
+  schedulesPerSecond: number;
+  violation: {
+    schedule: number;
+    violations: ExploreViolation[];
+    file: string | null;
+    steps: number;
+    /** Where in the search it was found (for a share of one: which comes first). */
+    position?: number;
+    /** The schedule file's content, when it is not on disk (or, for a shard, always). */
+    scheduleFile?: unknown;
+    /** In merged shards: the shard that found it ("K/N"; `schedule` counts that shard's schedules). */
+    foundBy?: string;
+  } | null;
+  /** For a share of an exploration (`--shard K/N`): which one, and the depth the search was split at. */
+  shard?: { index: number; count: number; depth: number };
+  /** For a share with `--count-traces`: a digest of each trace it counted (merged as a set). */
+  traceDigests?: string[];
+}
+
+export function printExploreReport(io: Io, r: ExploreReport, json: boolean): void {
+  if (json) {
+    io.out(JSON.stringify(r, null, 2));
+    return;
+  }
+  const n = (x: number) => x.toLocaleString("en-US");
+  const bound = r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
+  io.out(`scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound})`);
+  io.out(`explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s (${n(r.schedulesPerSecond)} schedules/s)`);
+  const traces = r.traces === null ? "" : `, ${n(r.traces)} distinct traces`;
+  io.out(`complete    ${n(r.complete)} schedules ran to the end${traces}; ${n(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${n(r.unfair)} starved a task and were dropped as unfair` : ""}`);
+  io.out(`reduction   skipped ${n(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${n(r.prunedByBound)}`);
+  const v = r.violation;
+  if (v) {
+    io.out(`violation   in schedule ${v.schedule}${v.foundBy === undefined ? "" : ` of shard ${v.foundBy}`}, after ${v.steps} steps:`);
+    for (const x of v.violations) io.out(`  [${x.check}] step ${x.step}: ${x.message}`);
+    if (v.file !== null) io.out(`schedule    written to ${v.file}; replay it with: tdpemu replay ${v.file}`);
+    else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${JSON.stringify(v.scheduleFile, null, 1)}`);
+  } else {
+    io.out(!r.exhausted ? `result      no violation in the first ${n(r.schedules)} schedules; the space is not exhausted (--max-schedules)`
+      : r.prunedByBound > 0 ? `result      no violation in any schedule of at most ${r.preemptionBound} preemptions (all of them ran); the bound cut ${n(r.prunedByBound)} branches, so the space beyond it is not exhausted (leave out --preemption-bound to explore it)`
+      : "result      no violation; the space is exhausted");
+  }
+}

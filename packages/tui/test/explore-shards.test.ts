@@ -1,0 +1,110 @@
+/**
+ * `tdpemu explore --shard K/N` in N processes side by side, and `tdpemu explore-merge`: the
+ * merged report is the one report a single `tdpemu explore` gives, field by field (all but the
+ * timing), and a violation is the same one, with the same schedule.
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const CLI = resolve("packages/tui/dist/tdpemu.mjs");
+const dir = mkdtempSync(join(tmpdir(), "tdpemu-shards-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The command's exit code, standard output and error (a non-zero exit is an answer, not a failure). */
+async function tdpemu(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20 });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, out: x.stdout, err: x.stderr };
+  }
+}
+
+/** Runs the N shards as N processes at once; returns their report files. */
+async function shards(n: number, args: string[], tag: string): Promise<string[]> {
+  const files = Array.from({ length: n }, (_, k) => join(dir, `${tag}-${k}.json`));
+  const rs = await Promise.all(files.map((_, k) => tdpemu("explore", ...args, "--shard", `${k}/${n}`)));
+  rs.forEach((r, k) => writeFileSync(files[k]!, r.out));
+  return files;
+}
+
+const TIMING = new Set(["seconds", "schedulesPerSecond"]);
+
+describe("explore --shard K/N and explore-merge", () => {
+  it.each([
+    ["race-shared-table on plain, 3 shards split at depth 6", ["scenarios/race-shared-table.yaml", "--count-traces"], ["--split-depth", "6"], 3],
+    ["race-shared-table on SEV, 2 shards", ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"], [], 2],
+    ["race-shared-table on plain without reduction, 3 shards", ["scenarios/race-shared-table.yaml", "--count-traces", "--no-reduction"], [], 3],
+    ["tdx-race-2m-4k on TDX, bound 2, 4 shards", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "2", "--count-traces"], [], 4],
+  ] as const)("%s: the merged report is the single exploration's, field by field", async (tag, args, split, n) => {
+    const whole = await tdpemu("explore", ...args, "--json");
+    expect(whole.code).toBe(0);
+    const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
+    const parts = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number });
+    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => expect.objectContaining({ index: k, count: n })));
+    // Each shard did a share of the work, not all of it.
+    for (const p of parts) expect(p.schedules).toBeLessThan(JSON.parse(whole.out).schedules);
+    const merged = await tdpemu("explore-merge", ...files, "--json");
+    expect(merged.code).toBe(0);
+    const w = JSON.parse(whole.out) as Record<string, unknown>;
+    const m = JSON.parse(merged.out) as Record<string, unknown>;
+    expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
+    for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+    expect(w.exhausted).toBe(true);
+  }, 120_000);
+
+  it("a violation: the first in the order of the search, whichever shard found it, with the same schedule to replay", async () => {
+    const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
+    const single = join(dir, "single.schedule.json");
+    expect((await tdpemu("explore", ...args, "--out", single)).code).toBe(1);
+    const files = await shards(4, args, "violation");
+    const mergedSchedule = join(dir, "merged.schedule.json");
+    const merged = await tdpemu("explore-merge", ...files, "--out", mergedSchedule);
+    expect(merged.code).toBe(1);
+    expect(merged.out).toMatch(/^violation {3}in schedule \d+ of shard \d\/4, after 18 steps:$/m);
+    const a = JSON.parse(readFileSync(single, "utf8")) as { choices: number[]; violations: unknown };
+    const b = JSON.parse(readFileSync(mergedSchedule, "utf8")) as { choices: number[]; violations: unknown };
+    expect(b.choices).toEqual(a.choices);
+    expect(b.violations).toEqual(a.violations);
+    const replayed = await tdpemu("replay", mergedSchedule);
+    expect(replayed.code).toBe(1);
+    expect(replayed.out).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
+  }, 120_000);
+
+  it("bad input is named, exit 2: a missing or doubled shard, shares of different explorations, a file that is no report, a bad --shard", async () => {
+    const args = ["scenarios/race-shared-table.yaml", "--split-depth", "4"];
+    const files = await shards(3, args, "bad");
+    const other = await tdpemu("explore", ...args, "--shard", "1/3", "--backend", "sev");
+    const otherFile = join(dir, "other.json");
+    writeFileSync(otherFile, other.out);
+    const notReport = join(dir, "not-report.json");
+    writeFileSync(notReport, JSON.stringify({ shard: { index: 0 } }));
+    const cases: [string[], RegExp][] = [
+      [[files[0]!, files[2]!], /explore-merge: shard 1\/3 missing: every share of the 3 is needed/],
+      [[files[0]!, files[0]!, files[1]!, files[2]!], /explore-merge: shard 0\/3 is given twice/],
+      [[files[0]!, otherFile, files[2]!], /has backend "sev", .* "plain": not shares of one exploration/],
+      [[notReport], /not-report\.json: "shard": expected whole numbers, 0 <= index < count, depth >= 1, got \{"index":0\}/],
+      [[join(dir, "nowhere.json")], /explore-merge: .*nowhere\.json: cannot read the shard report/],
+      [[], /explore-merge: which shard reports\?/],
+    ];
+    for (const [files_, message] of cases) {
+      const r = await tdpemu("explore-merge", ...files_);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);
+    }
+    for (const [flags, message] of [
+      [["--shard", "3/3"], /--shard: expected K\/N, the K-th of N shares counted from 0 \(0 <= K < N\), got '3\/3'/],
+      [["--shard", "one"], /--shard: expected K\/N/],
+      [["--split-depth", "4"], /--split-depth: only with --shard K\/N/],
+      [["--shard", "0/2", "--split-depth", "0"], /--split-depth: expected a whole number of at least 1/],
+    ] as [string[], RegExp][]) {
+      const r = await tdpemu("explore", "scenarios/race-shared-table.yaml", ...flags);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);
+    }
+  }, 120_000);
+});
