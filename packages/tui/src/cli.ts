@@ -2,6 +2,8 @@
 import v8 from "node:v8";
 import "reflect-metadata";
 import { main } from "./main.js";
+import { exploreCommand } from "./commands/explore.js";
+import { isExploreJob, runExploreJob } from "./commands/explore-jobs.js";
 import { processIo } from "./io.js";
 
 // V8 inlines callees into an optimized function until their bytecode adds up to 920 bytes. The
@@ -22,7 +24,9 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-main(process.argv.slice(2), processIo).then(
+// The same module is the entry of `explore --jobs`'s worker threads: there it runs one job.
+if (isExploreJob()) void runExploreJob(exploreCommand);
+else main(process.argv.slice(2), processIo).then(
   (code) => {
     process.exitCode = code;
   },

@@ -33,8 +33,9 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
+      --jobs <n>                      explore on n threads (default 1): the same report, counts and first violation as one
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
-      --split-depth <d>               with --shard: the depth whose nodes are shared out (default 12)
+      --split-depth <d>               with --jobs or --shard: the depth whose nodes are shared out (default 12)
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives
       --json                          print the JSON report

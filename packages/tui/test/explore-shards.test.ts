@@ -1,7 +1,8 @@
 /**
- * `tdpemu explore --shard K/N` in N processes side by side, and `tdpemu explore-merge`: the
- * merged report is the one report a single `tdpemu explore` gives, field by field (all but the
- * timing), and a violation is the same one, with the same schedule.
+ * `tdpemu explore --shard K/N` in N processes side by side with `tdpemu explore-merge`, and
+ * `tdpemu explore --jobs N` on N threads: the report is the one report a single-threaded
+ * `tdpemu explore` gives, field by field (all but the timing), and a violation is the same one,
+ * with the same schedule.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -77,6 +78,33 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(replayed.out).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
   }, 120_000);
 
+  it.each([
+    ["race-shared-table on SEV", ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"]],
+    ["tdx-race-2m-4k on TDX, bound 3", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "3", "--count-traces"]],
+  ] as const)("--jobs 3 on %s: the report of one thread, field by field", async (_tag, args) => {
+    const one = await tdpemu("explore", ...args, "--json");
+    const three = await tdpemu("explore", ...args, "--json", "--jobs", "3");
+    expect([one.code, three.code]).toEqual([0, 0]);
+    const w = JSON.parse(one.out) as Record<string, unknown>;
+    const m = JSON.parse(three.out) as Record<string, unknown>;
+    expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
+    for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+  }, 120_000);
+
+  it("--jobs 2 with a violation: the one a single thread stops at, and its schedule", async () => {
+    const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
+    const single = join(dir, "jobs-single.schedule.json");
+    const double = join(dir, "jobs-two.schedule.json");
+    expect((await tdpemu("explore", ...args, "--out", single)).code).toBe(1);
+    const r = await tdpemu("explore", ...args, "--jobs", "2", "--out", double);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^schedule {4}written to .*jobs-two\.schedule\.json/m);
+    const a = JSON.parse(readFileSync(single, "utf8")) as { choices: number[]; violations: unknown };
+    const b = JSON.parse(readFileSync(double, "utf8")) as { choices: number[]; violations: unknown };
+    expect(b.choices).toEqual(a.choices);
+    expect(b.violations).toEqual(a.violations);
+  }, 120_000);
+
   it("bad input is named, exit 2: a missing or doubled shard, shares of different explorations, a file that is no report, a bad --shard", async () => {
     const args = ["scenarios/race-shared-table.yaml", "--split-depth", "4"];
     const files = await shards(3, args, "bad");
@@ -100,7 +128,9 @@ describe("explore --shard K/N and explore-merge", () => {
     for (const [flags, message] of [
       [["--shard", "3/3"], /--shard: expected K\/N, the K-th of N shares counted from 0 \(0 <= K < N\), got '3\/3'/],
       [["--shard", "one"], /--shard: expected K\/N/],
-      [["--split-depth", "4"], /--split-depth: only with --shard K\/N/],
+      [["--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N/],
+      [["--jobs", "0"], /--jobs: expected a whole number of at least 1, got '0'/],
+      [["--jobs", "2", "--shard", "0/2"], /--jobs and --shard: a shard runs in one thread/],
       [["--shard", "0/2", "--split-depth", "0"], /--split-depth: expected a whole number of at least 1/],
     ] as [string[], RegExp][]) {
       const r = await tdpemu("explore", "scenarios/race-shared-table.yaml", ...flags);

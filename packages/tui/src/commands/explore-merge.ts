@@ -41,6 +41,16 @@ export async function exploreMergeCommand(args: string[], io: Io): Promise<numbe
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !seen.has(i));
   if (missing.length > 0) throw new UsageError(`explore-merge: shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")} missing: every share of the ${count} is needed`);
 
+  return printMerged(io, mergeShares(shares), values.out, values.flags.has("json"));
+}
+
+/**
+ * The shares' reports as one: counts summed, traces as one set, exhausted if all are, and the
+ * violation that comes first in the search's order (with the share that found it).
+ */
+export function mergeShares(shares: readonly { r: ExploreReport }[]): ExploreReport {
+  const first = shares[0]!;
+  const count = first.r.shard!.count;
   const merged: ExploreReport = { ...first.r };
   delete merged.shard;
   delete merged.traceDigests;
@@ -52,26 +62,27 @@ export async function exploreMergeCommand(args: string[], io: Io): Promise<numbe
   const found = shares.filter((s) => s.r.violation !== null).sort((a, b) => a.r.violation!.position! - b.r.violation!.position!)[0];
   merged.exhausted = found === undefined && shares.every((s) => s.r.exhausted);
   merged.spaceExhausted = merged.exhausted && merged.prunedByBound === 0;
-  merged.violation = null;
-  if (found !== undefined) {
-    const v = found.r.violation!;
+  merged.violation = found === undefined ? null : { ...found.r.violation!, file: null, foundBy: `${found.r.shard!.index}/${count}` };
+  return merged;
+}
+
+/** Writes the merged violation's schedule to `out` (default: named for the scenario), prints the report; the exit code. */
+export function printMerged(io: Io, merged: ExploreReport, out: string | undefined, json: boolean): number {
+  const v = merged.violation;
+  if (v !== null) {
     const schedule = v.scheduleFile as { scenario: string };
-    const out = values.out ?? `${basename(schedule.scenario).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
-    let file: string | null = out;
+    const path = out ?? `${basename(schedule.scenario).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
+    delete v.position;
     try {
-      writeFileSync(out, JSON.stringify(schedule, null, 1) + "\n");
+      writeFileSync(path, JSON.stringify(schedule, null, 1) + "\n");
+      v.file = path;
+      delete v.scheduleFile;
     } catch (e) {
-      io.err(`tdpemu: explore-merge: --out: cannot write the schedule to '${out}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`);
-      file = null;
+      io.err(`tdpemu: --out: cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`);
     }
-    merged.violation = {
-      schedule: v.schedule, violations: v.violations, file, steps: v.steps,
-      foundBy: `${found.r.shard!.index}/${count}`,
-      ...(file === null ? { scheduleFile: schedule } : {}),
-    };
   }
-  printExploreReport(io, merged, values.flags.has("json"));
-  return merged.violation ? 1 : 0;
+  printExploreReport(io, merged, json);
+  return v ? 1 : 0;
 }
 
 /** A shard's report, checked field by field: anything else is named with what was expected. */

@@ -9,11 +9,25 @@ import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOption
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
+import { runExploreJobs } from "./explore-jobs.js";
 import { type ExploreReport, printExploreReport } from "./explore-report.js";
 
 const DEFAULT_MAX_SCHEDULES = 1_000_000;
 
-export async function exploreCommand(args: string[], io: Io): Promise<number> {
+/**
+ * One of the worker threads of `explore --jobs N` (`explore-jobs.ts`): it explores the subtrees
+ * it claims and prints its report as a shard does.
+ */
+export interface ExploreJob {
+  index: number;
+  count: number;
+  owns(subtree: number): boolean;
+  /** Called with the position of the violation this job stopped at. */
+  found(position: number): void;
+  progress(p: ExploreProgress): void;
+}
+
+export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): Promise<number> {
   const { values, positionals } = parseCommandArgs("explore", args, {
     ...PLUGIN_OPTIONS,
     backend: { type: "string" },
@@ -28,6 +42,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     "count-traces": { type: "boolean" },
     shard: { type: "string" },
     "split-depth": { type: "string" },
+    jobs: { type: "string" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
   });
@@ -46,8 +61,16 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
   const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
-  const shard = shardOption(values.shard, countOption("explore", "split-depth", values["split-depth"], 1));
-  const progress = (p: ExploreProgress) => {
+  const jobs = countOption("explore", "jobs", values.jobs, 1) ?? 1;
+  if (jobs > 1 && values.shard !== undefined) throw new UsageError("explore: --jobs and --shard: a shard runs in one thread (run more shards instead)");
+  const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
+  if (jobs > 1 && job === undefined) {
+    return runExploreJobs(args, jobs, out, values.flags.has("json"), io);
+  }
+  const shard = job !== undefined ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
+    : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
+  const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
+  const progress = job !== undefined ? job.progress : (p: ExploreProgress) => {
     const line = `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
       `${Math.round(p.schedules / p.seconds).toLocaleString("en-US")}/s`;
     io.err(line);
@@ -59,7 +82,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
     countTraces,
     ...(shard === null ? {} : {
-      split: { depth: shard.depth, owns: (i: number) => i % shard.count === shard.index },
+      split: { depth: shard.depth, owns },
       // A shard's traces leave as digests, for explore-merge to count them as one set.
       onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
     }),
@@ -75,7 +98,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     // A shard writes its schedule only where told to (shards side by side would overwrite one
     // file); its report carries it for explore-merge.
     if (shard !== null) unsaved = scheduleFileText(null, content);
-    if (shard === null || values.out !== undefined) {
+    if (shard === null || (values.out !== undefined && job === undefined)) {
       try {
         saveScheduleFile(out, content);
         file = out;
@@ -101,6 +124,7 @@ export async function exploreCommand(args: string[], io: Io): Promise<number> {
     } : null,
     ...(shard === null ? {} : { shard, ...(countTraces ? { traceDigests: digests } : {}) }),
   };
+  if (job !== undefined && r.violation) job.found(r.violation.position);
   printExploreReport(io, report, shard !== null || values.flags.has("json"));
   return r.violation ? 1 : 0;
 }
@@ -111,7 +135,7 @@ export const DEFAULT_SPLIT_DEPTH = 12;
 /** `--shard K/N` (and `--split-depth`): the K-th of N shares of the search, or null. */
 function shardOption(v: string | undefined, depth: number | undefined): { index: number; count: number; depth: number } | null {
   if (v === undefined) {
-    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N");
+    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N");
     return null;
   }
   const m = /^([0-9]+)\/([0-9]+)$/.exec(v);
