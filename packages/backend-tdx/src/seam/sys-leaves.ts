@@ -9,10 +9,10 @@
  * then the dispatcher answers every other leaf, TDMR.INIT included, with SYS_NOT_READY
  * (`tdx_vmm_dispatcher.c`). The module's global lock is a try-lock: a leaf that finds it taken
  * returns SYS_BUSY. The model's platform has one package. The TDMRs cover the host's memory;
- * the PAMT the host kernel gives each lies in host memory too (`tdx-platform.ts` keeps it at
- * the top), inside a reserved area of its TDMR, and TDMR.INIT makes its frames PT_RSVD, so a
- * host that hands one to the module as a page is refused. (The model keeps its PAMT in typed
- * arrays of its own; those frames only carry the type.)
+ * the PAMT the host kernel gives each lies in host memory too (`tdx-platform.ts` takes it from
+ * the host's allocator when TDX comes up), inside a reserved area of its TDMR, and TDMR.INIT
+ * makes its frames PT_RSVD, so a host that hands one to the module as a page is refused. (The
+ * model keeps its PAMT in typed arrays of its own; those frames only carry the type.)
  */
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";

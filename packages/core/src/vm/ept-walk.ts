@@ -10,7 +10,7 @@
  */
 import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
 import { gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
-import { MEM_MASK, MEM_SHIFT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import { MEM_MASK, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { PathCache } from "../mem/path-cache.js";
 
 export const WALK_OK = 0;

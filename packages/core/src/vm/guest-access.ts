@@ -5,7 +5,7 @@
  */
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGE_SIZE, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { gfnHasBit, gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
-import { ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
+import { ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
 import { RETRY_WAIT, type Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
 import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
