@@ -33,7 +33,7 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
-      --jobs <n>                      explore on n threads (default 1): the same report, counts and first violation as one
+      --jobs <n>                      explore on n threads (default 1): the counts and traces of one thread, or its first violation
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
       --split-depth <d>               with --jobs or --shard: the depth whose nodes are shared out (default 12)
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run

@@ -113,11 +113,15 @@ describe("explore --shard K/N and explore-merge", () => {
     writeFileSync(otherFile, other.out);
     const notReport = join(dir, "not-report.json");
     writeFileSync(notReport, JSON.stringify({ shard: { index: 0 } }));
+    // A count no exploration had, from a file: refused before anything is sized by it.
+    const hugeCount = join(dir, "huge-count.json");
+    writeFileSync(hugeCount, JSON.stringify({ ...JSON.parse(readFileSync(files[0]!, "utf8")), shard: { index: 0, count: 2 ** 32, depth: 4 } }));
     const cases: [string[], RegExp][] = [
       [[files[0]!, files[2]!], /explore-merge: shard 1\/3 missing: every share of the 3 is needed/],
       [[files[0]!, files[0]!, files[1]!, files[2]!], /explore-merge: shard 0\/3 is given twice/],
       [[files[0]!, otherFile, files[2]!], /has backend "sev", .* "plain": not shares of one exploration/],
-      [[notReport], /not-report\.json: "shard": expected whole numbers, 0 <= index < count, depth >= 1, got \{"index":0\}/],
+      [[notReport], /not-report\.json: "shard": expected whole numbers, 0 <= index < count <= 65536, depth >= 1, got \{"index":0\}/],
+      [[hugeCount], /"shard": expected whole numbers, 0 <= index < count <= 65536/],
       [[join(dir, "nowhere.json")], /explore-merge: .*nowhere\.json: cannot read the shard report/],
       [[], /explore-merge: which shard reports\?/],
     ];
@@ -130,6 +134,8 @@ describe("explore --shard K/N and explore-merge", () => {
       [["--shard", "one"], /--shard: expected K\/N/],
       [["--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N/],
       [["--jobs", "0"], /--jobs: expected a whole number of at least 1, got '0'/],
+      [["--jobs", "10000"], /--jobs: expected at most 256 threads, got 10000/],
+      [["--jobs", "1", "--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N \(N > 1\)/],
       [["--jobs", "2", "--shard", "0/2"], /--jobs and --shard: a shard runs in one thread/],
       [["--shard", "0/2", "--split-depth", "0"], /--split-depth: expected a whole number of at least 1/],
     ] as [string[], RegExp][]) {

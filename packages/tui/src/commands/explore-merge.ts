@@ -15,6 +15,8 @@ import { type ExploreReport, printExploreReport } from "./explore-report.js";
 
 /** The fields every share of one exploration must agree on. */
 const SAME = ["scenario", "backend", "strategy", "unsafeNonAtomicSet", "tdxHugePages", "reduction", "preemptionBound"] as const;
+/** More shares than this are no exploration anyone ran (and a count from a file is not trusted). */
+export const MAX_SHARDS = 65536;
 const COUNTS = ["schedules", "steps", "complete", "cut", "unfair", "skippedByReduction", "prunedByBound"] as const;
 
 export async function exploreMergeCommand(args: string[], io: Io): Promise<number> {
@@ -38,8 +40,16 @@ export async function exploreMergeCommand(args: string[], io: Io): Promise<numbe
     if (twice !== undefined) throw new UsageError(`explore-merge: shard ${r.shard!.index}/${count} is given twice (${twice}, ${file})`);
     seen.set(r.shard!.index, file);
   }
-  const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !seen.has(i));
-  if (missing.length > 0) throw new UsageError(`explore-merge: shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")} missing: every share of the ${count} is needed`);
+  if (shares.length !== count) {
+    const missing: number[] = [];
+    for (let i = 0; i < count && missing.length < 10; i++) if (!seen.has(i)) missing.push(i);
+    const more = count - shares.length > missing.length ? ` and ${count - shares.length - missing.length} more` : "";
+    throw new UsageError(`explore-merge: shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")}${more} missing: every share of the ${count} is needed`);
+  }
+  // A share that stopped at --max-schedules without a violation may hold one that comes first.
+  for (const { file, r } of shares) {
+    if (!r.exhausted && r.violation === null) io.err(`tdpemu: explore-merge: ${file} stopped (--max-schedules) before its share was explored: a violation reported here may not be the first`);
+  }
 
   return printMerged(io, mergeShares(shares), values.out, values.flags.has("json"));
 }
@@ -101,8 +111,8 @@ function readShare(file: string): ExploreReport {
   const shard = r.shard as Record<string, unknown> | undefined;
   if (typeof shard !== "object" || shard === null) throw bad("\"shard\"", "{ index, count, depth } (a report of tdpemu explore --shard K/N)", shard);
   const whole = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
-  if (!whole(shard.count, 1) || !whole(shard.index, 0) || (shard.index as number) >= (shard.count as number) || !whole(shard.depth, 1)) {
-    throw bad("\"shard\"", "whole numbers, 0 <= index < count, depth >= 1", shard);
+  if (!whole(shard.count, 1) || (shard.count as number) > MAX_SHARDS || !whole(shard.index, 0) || (shard.index as number) >= (shard.count as number) || !whole(shard.depth, 1)) {
+    throw bad("\"shard\"", `whole numbers, 0 <= index < count <= ${MAX_SHARDS}, depth >= 1`, shard);
   }
   for (const k of COUNTS) if (!whole(r[k], 0)) throw bad(`"${k}"`, "a whole number of at least 0", r[k]);
   for (const k of ["scenario", "backend", "strategy"] as const) if (typeof r[k] !== "string") throw bad(`"${k}"`, "a string", r[k]);
@@ -119,7 +129,7 @@ function readShare(file: string): ExploreReport {
     if (!whole(v.schedule, 0) || !whole(v.steps, 0)) throw bad("\"violation\"", "whole numbers \"schedule\" and \"steps\"", v);
     if (!Array.isArray(v.violations) || !v.violations.every(isViolation)) throw bad("\"violation.violations\"", "a list of { check, message, step }", v.violations);
     const sf = v.scheduleFile as Record<string, unknown> | undefined;
-    if (typeof sf !== "object" || sf === null || typeof sf.scenario !== "string" || !Array.isArray(sf.choices)) {
+    if (typeof sf !== "object" || sf === null || typeof sf.scenario !== "string" || sf.scenario === "" || !Array.isArray(sf.choices)) {
       throw bad("\"violation.scheduleFile\"", "the schedule file's content, with \"scenario\" and \"choices\"", sf);
     }
   }

@@ -62,6 +62,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
   const jobs = countOption("explore", "jobs", values.jobs, 1) ?? 1;
+  if (jobs > MAX_JOBS) throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${jobs}`);
   if (jobs > 1 && values.shard !== undefined) throw new UsageError("explore: --jobs and --shard: a shard runs in one thread (run more shards instead)");
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
   if (jobs > 1 && job === undefined) {
@@ -129,13 +130,16 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   return r.violation ? 1 : 0;
 }
 
+/** More threads than any machine this runs on has cores for (each is a V8 isolate of its own). */
+const MAX_JOBS = 256;
+
 /** The depth `--shard` splits the search at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
 export const DEFAULT_SPLIT_DEPTH = 12;
 
 /** `--shard K/N` (and `--split-depth`): the K-th of N shares of the search, or null. */
 function shardOption(v: string | undefined, depth: number | undefined): { index: number; count: number; depth: number } | null {
   if (v === undefined) {
-    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N");
+    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
     return null;
   }
   const m = /^([0-9]+)\/([0-9]+)$/.exec(v);
