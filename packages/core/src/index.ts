@@ -76,7 +76,9 @@ export {
 export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
 export { inputLimits, readInputFile, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
 export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
-export { explore, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation } from "./exec/explorer.js";
+export {
+  explore, type ExploreAlgorithm, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation,
+} from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
 export { guestMemory, type GuestMemory, type GuestMemoryRange, type PageOwner } from "./scenario/guest-memory.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";

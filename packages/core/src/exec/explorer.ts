@@ -19,9 +19,12 @@
 import type { Clock } from "./clock.js";
 import { grown } from "../mem/typed-arrays.js";
 import { FootprintRecorder, FootprintStore } from "./footprint.js";
+import { RETRY_WAIT } from "./ctx.js";
 import { deadlock, stepTask, type Task } from "./scheduler.js";
 import { traceKey } from "./trace-key.js";
-import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
+import { NO_CHANGE, WAIT_NONE, WaitTracker } from "./wait-tracker.js";
+import { RaceFinder } from "./races.js";
+import { weakInitial, WakeupTrees, type StepSequence } from "./wakeup-tree.js";
 
 export interface ExploreViolation {
   check: string;
@@ -59,6 +62,8 @@ export interface ExploreSystem {
   audit?: { begin(): void; end(rec: FootprintRecorder, task: string): string[] };
 }
 
+export type ExploreAlgorithm = "sleep" | "optimal";
+
 export interface ExploreOptions {
   maxSchedules?: number;
   preemptionBound?: number;
@@ -67,8 +72,17 @@ export interface ExploreOptions {
   progressMs?: number;
   /** Check invariants after every step (default) or only at the end of each schedule. */
   checkEveryStep?: boolean;
-  /** Sleep-set reduction (default on); off explores every interleaving within the bound. */
+  /** Partial-order reduction (default on); off explores every interleaving within the bound. */
   reduction?: boolean;
+  /**
+   * The reduction: `optimal` (Optimal-DPOR with wakeup trees: one complete run per trace, none
+   * cut by a sleep set) or `sleep` (sleep sets alone, which branch at every node and cut the
+   * runs they find redundant). `optimal` unless the search is split or bounded, which need
+   * `sleep` (asking for `optimal` there throws): an optimal search fills a node's wakeup tree
+   * from the runs of every subtree below it, so its subtrees cannot be explored apart; and it
+   * reaches some traces only through reorderings that cost more preemptions than a bound allows.
+   */
+  algorithm?: ExploreAlgorithm;
   /**
    * Fail a step that changes shared state its footprint does not record as written (a
    * "footprint-audit" violation naming the step and the state). For tests: it is slow.
@@ -160,6 +174,15 @@ class SearchPath {
   affects = new Int32Array(0);
   /** `store.count` when the node was made: its footprints and its subtree's come after. */
   fpMark = new Int32Array(0);
+  /** Optimal-DPOR: the node's wakeup tree (a node of `WakeupTrees`; its first child is the choice taken). */
+  root = new Int32Array(0);
+  /** What the step of the choice taken yielded (`stepTask`), and 1 if its task finished with it. */
+  outcome = new Int32Array(0);
+  finished = new Int32Array(0);
+  /** The node whose choice woke the task of this node's choice from a wait, -1 if it did not wait. */
+  waker = new Int32Array(0);
+  /** 1 if the node's choice woke a waiting task or made a task's attempt stale. */
+  wakes = new Int32Array(0);
 
   constructor(readonly tasks: number) {}
 
@@ -172,6 +195,7 @@ class SearchPath {
     while (d >= this.cap) this.grow();
     this.nEnabled[d] = 0;
     this.nDone[d] = 0;
+    this.wakes[d] = 0;
     this.fpMark[d] = storeCount;
     this.sleep.fill(-1, d * this.tasks, (d + 1) * this.tasks);
     this.fps.fill(-1, d * this.tasks, (d + 1) * this.tasks);
@@ -213,6 +237,11 @@ class SearchPath {
     this.goesOn = perTask(this.goesOn);
     this.affects = perTask(this.affects);
     this.fpMark = per(this.fpMark);
+    this.root = per(this.root);
+    this.outcome = per(this.outcome);
+    this.finished = per(this.finished);
+    this.waker = per(this.waker);
+    this.wakes = per(this.wakes);
     this.cap = cap;
   }
 }
@@ -251,6 +280,11 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const bound = opts.preemptionBound ?? Infinity;
   const checkEveryStep = opts.checkEveryStep ?? true;
   const reduction = opts.reduction ?? true;
+  const bounded = bound !== Infinity;
+  const optimal = reduction && (opts.algorithm ?? (opts.split || bounded ? "sleep" : "optimal")) === "optimal";
+  // Neither would be complete (docs/explorer.md): the caller must not ask.
+  if (optimal && opts.split) throw new Error("explore: a split search (shards, jobs) needs the sleep-set algorithm");
+  if (optimal && bounded) throw new Error("explore: a bounded search needs the sleep-set algorithm");
   const t0 = performance.now();
   let lastProgress = t0;
   const rec = new FootprintRecorder();
@@ -267,6 +301,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const traceKeys = opts.countTraces ? new Set<string>() : null;
   /** Made with the first system, like the path. */
   let tracker: WaitTracker | null = null;
+  /** Optimal-DPOR's wakeup trees and race finder, and a tracker to try reordered runs on. */
+  const wut = optimal ? new WakeupTrees() : null;
+  let races: RaceFinder | null = null;
+  let simTracker: WaitTracker | null = null;
   let violation: ExploreResult["violation"] = null;
   /** A violation of the step `take` just ran, if any. */
   let stepViolation: ExploreViolation | null = null;
@@ -287,12 +325,19 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
   });
 
+  /** What the last step `take` took yielded, and the depth of the step that woke its task (-1: none). */
+  let lastOutcome = 0;
+  let lastWaker = -1;
+  /** The tracker's log length at depth 0 (it logs the tasks finished from the start first). */
+  let logBase = 0;
+
   /** Takes one step of task `c` with recording on; returns its footprint's handle, or -1 with `stepViolation` set. */
   const take = (sys: ExploreSystem, c: number): number => {
     rec.reset();
     steps++;
     let outcome: number;
     const auditor = opts.audit ? sys.audit : undefined;
+    const waker = tracker!.wakerOf(c);
     auditor?.begin();
     try {
       outcome = stepTask(sys.tasks, c, sys.clock);
@@ -310,6 +355,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
     }
     const h = rec.saveTo(store);
+    lastOutcome = outcome;
+    lastWaker = waker < 0 ? -1 : waker - logBase;
     tracker!.onStep(c, h, outcome, sys.tasks[c]!.done);
     return h;
   };
@@ -327,10 +374,20 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    */
   const runSchedule = (from: number, first: number | null): ExploreViolation[] | null => {
     const sys = make();
-    path ??= new SearchPath(sys.tasks.length);
+    if (path === null) {
+      path = new SearchPath(sys.tasks.length);
+      if (wut !== null) {
+        path.prepare(0, 0);
+        path.root[0] = wut.root();
+        races = new RaceFinder(sys.tasks.length);
+        lastRun = new Int32Array(sys.tasks.length);
+        simTracker = new WaitTracker(sys.tasks.length, store);
+      }
+    }
     tracker ??= new WaitTracker(sys.tasks.length, store);
     tracker.reset();
     for (let i = 0; i < sys.tasks.length; i++) if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
+    logBase = tracker.logLength;
     if (from === 0) tracker.save(0);
     // A run from a node inside a subtree stays in it (the search is depth-first).
     runSubtree = from >= splitDepth ? subtrees - 1 : -1;
@@ -427,13 +484,12 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (from > 0 && checkEveryStep) checkedAt = version();
       const f = take(sys, first);
       if (f < 0) return stepFailed(p, from);
-      p.fps[from * T + first] = f;
-      p.goesOn[from * T + first] = tracker!.enabled(first) ? 1 : 0;
-      p.affects[from * T + first] = bound !== Infinity && tracker!.affectsAttempts(first, f) ? 1 : 0;
+      tookStep(sys, p, from, first, f);
       depth = from + 1;
       if (entersForeignSubtree(depth)) return ABANDONED;
       tr.save(depth);
       p.prepare(depth, store.count);
+      if (wut !== null) p.root[depth] = wut.firstChild(p.root[from]!);
       childSleep(p, from, first, f);
       if (checkEveryStep) {
         const v = checkStep();
@@ -443,6 +499,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       p.prepare(depth, store.count);
     }
     const enabled: number[] = [];
+    if (wut !== null) {
+      lastRun.fill(-1);
+      for (let e = 0; e < depth; e++) lastRun[p.choice(e)] = e;
+    }
     for (;;) {
       // Node `depth` is prepared with its sleep set; it joins the path if there is a choice.
       tr.enabledTasks(enabled);
@@ -464,8 +524,15 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const preemptions = d === 0 ? 0 : p.preemptions[d - 1]! + (isPreemption(p, d - 1, prev) ? 1 : 0);
       p.prev[d] = prev;
       p.preemptions[d] = preemptions;
-      let c = -1;
-      if (prev >= 0 && p.isEnabled(d, prev) && p.sleep[base + prev] === -1) c = prev;
+      // Optimal-DPOR goes where the node's wakeup tree says; where it says nothing, the choice is
+      // free, as with sleep sets: keep the running task, else the lowest enabled one.
+      const wake = wut === null ? -1 : nextWakeup(p, d);
+      let c = wake >= 0 ? wut!.taskOf(wake) : -1;
+      if (c >= 0) {
+        // Taken from the tree.
+      } else if (wut !== null && (c = starved(p, d, enabled)) >= 0) {
+        // A task kept waiting too long goes first.
+      } else if (prev >= 0 && p.isEnabled(d, prev) && p.sleep[base + prev] === -1) c = prev;
       else {
         for (const i of enabled) {
           if (p.sleep[base + i] !== -1) continue;
@@ -479,16 +546,19 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         cut++;
         return null;
       }
+      if (wut !== null) {
+        if (wake < 0) wut.addChild(p.root[d]!, c);
+        lastRun[c] = d;
+      }
       p.addDone(d, c);
       const f = take(sys, c);
       if (f < 0) return stepFailed(p, d);
-      p.fps[base + c] = f;
-      p.goesOn[base + c] = tracker!.enabled(c) ? 1 : 0;
-      p.affects[base + c] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
+      tookStep(sys, p, d, c, f);
       depth++;
       if (entersForeignSubtree(depth)) return ABANDONED;
       tr.save(depth);
       p.prepare(depth, store.count);
+      if (wut !== null) p.root[depth] = wut.firstChild(p.root[d]!);
       childSleep(p, d, c, f);
       if (checkEveryStep) {
         const v = checkStep();
@@ -496,6 +566,168 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
     }
   };
+
+  /** Optimal-DPOR: per task, the depth it last took a step at in the run (-1: none yet). */
+  let lastRun = new Int32Array(0);
+
+  /**
+   * Optimal-DPOR's free choice at node `d`, kept fair: an enabled, awake task that has not run
+   * for half the fairness window, the one that waited longest; -1 if none. Sleep sets branch to
+   * every task at every node, so a run that starves one is dropped (`stepFailed`) and a sibling
+   * runs it; an optimal search runs only the branches a race asks for, and a step that commutes
+   * with a livelock races with none of it: without this it would never run, and every run that
+   * ends in the livelock would be dropped as unfair.
+   */
+  function starved(p: SearchPath, d: number, enabled: readonly number[]): number {
+    let c = -1;
+    for (const t of enabled) {
+      if (p.sleep[d * p.tasks + t] !== -1 || d - lastRun[t]! < FAIRNESS_WINDOW / 2) continue;
+      if (c < 0 || lastRun[t]! < lastRun[c]!) c = t;
+    }
+    return c;
+  }
+
+  /** Notes at node `d` what the step of its choice `c` (footprint `f`) did. */
+  function tookStep(sys: ExploreSystem, p: SearchPath, d: number, c: number, f: number): void {
+    const at = d * p.tasks + c;
+    p.fps[at] = f;
+    p.goesOn[at] = tracker!.enabled(c) ? 1 : 0;
+    p.affects[at] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
+    p.outcome[d] = lastOutcome;
+    p.waker[d] = lastWaker;
+    // A step that woke a task, or made a task's attempt stale (that task's own retry finds out):
+    // another task that could have done so first must get its turn here (`addReversals`).
+    if (tracker!.wokeByLast > 0) p.wakes[d] = 1;
+    if (tracker!.waitKind[c] !== WAIT_NONE && tracker!.enabled(c) && lastOutcome === RETRY_WAIT) {
+      const s = tracker!.wakerOf(c) - logBase;
+      if (s >= 0) p.wakes[s] = 1;
+    }
+    // The step's own footprint, not the one it had in the run its wakeup sequence came from: the
+    // last step of a reversal may behave otherwise once it runs first, and an insertion further
+    // up compares with what the step did here.
+    if (wut !== null) wut.setFootprint(wut.firstChild(p.root[d]!), wut.store.addFrom(store, f));
+    p.finished[d] = sys.tasks[c]!.done ? 1 : 0;
+  }
+
+  /**
+   * The first step node `d`'s wakeup tree has left to run, dropping those over the bound; -1 if
+   * none. Its task is enabled and awake: an inserted sequence was checked to be feasible, and
+   * Optimal-DPOR never inserts one that starts with a sleeping task.
+   */
+  function nextWakeup(p: SearchPath, d: number): number {
+    const r = p.root[d]!;
+    for (;;) {
+      const fc = wut!.firstChild(r);
+      if (fc < 0) return -1;
+      const t = wut!.taskOf(fc);
+      if (!p.isEnabled(d, t) || p.sleep[d * p.tasks + t] !== -1) {
+        throw new Error(`explorer: the wakeup tree at step ${d} runs task ${t}, which is ${p.isEnabled(d, t) ? "asleep" : "not enabled"} there`);
+      }
+      if (!isPreemption(p, d, t) || p.preemptions[d]! + 1 <= bound) return fc;
+      wut!.removeFirstChild(r);
+      prunedByBound++;
+    }
+  }
+
+  /** The steps of the last run, for `addReversals`. */
+  let evTasks = new Int32Array(64);
+  let evFps = new Int32Array(64);
+  let evWakers = new Int32Array(64);
+  /** The reversal being added, with its footprints copied into the wakeup trees' store. */
+  const copied: StepSequence = { tasks: new Int32Array(0), fps: new Int32Array(64), wakers: new Int32Array(0), len: 0 };
+  let noneTaken = new Uint8Array(64);
+
+  /**
+   * Optimal-DPOR, after a run (complete or not; a violation ends the search): for each race of
+   * its new steps (`from` on) whose reversal starts with no task asleep at the race's node and
+   * can run, the reversal goes into that node's wakeup tree (Abdulla et al., JACM 2017,
+   * Algorithm 2, lines 2-6; there at the end of maximal runs only, here after cut and unfair
+   * runs too: their races are real, and no other run may reach them).
+   */
+  function addReversals(p: SearchPath, from: number): void {
+    const T = p.tasks;
+    let n = p.length;
+    // The last node may hold no step: the run ended there (cut, or its step failed).
+    if (n > 0 && (p.nDone[n - 1] === 0 || p.fps[(n - 1) * T + p.choice(n - 1)] === -1)) n--;
+    if (evTasks.length < n) {
+      evTasks = new Int32Array(2 * n);
+      evFps = new Int32Array(2 * n);
+      evWakers = new Int32Array(2 * n);
+      copied.fps = new Int32Array(2 * n);
+      noneTaken = new Uint8Array(2 * n);
+    }
+    for (let d = 0; d < n; d++) {
+      evTasks[d] = p.choice(d);
+      evFps[d] = p.fps[d * T + evTasks[d]!]!;
+      evWakers[d] = p.waker[d]!;
+    }
+    const rf = races!;
+    const w = wut!;
+    rf.analyze(store, evTasks, evFps, evWakers, n, from, (i, j) => {
+      rf.reversal(evTasks, evFps, evWakers, n, i, j);
+      const v = rf.reversalSeq;
+      const len = v.len;
+      // A task asleep at node i (arrived asleep, or explored there already) whose step is a weak
+      // initial of the reversal: the runs it stands for cover the reversal's trace.
+      const base = i * T;
+      const cur = evTasks[i]!;
+      for (let q = 0; q < T; q++) {
+        if (q === cur) continue;
+        const fq = p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
+        const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
+        if (x >= 0) return;
+      }
+      if (!feasible(p, i, rf)) return;
+      const mark = w.store.count;
+      for (let k = 0; k < len; k++) copied.fps[k] = w.store.addFrom(store, v.fps[k]!);
+      copied.tasks = v.tasks;
+      copied.wakers = v.wakers;
+      copied.len = len;
+      if (!w.insert(p.root[i]!, copied)) w.store.truncate(mark);
+    });
+    // Where a step woke a task (or made its attempt stale), any other task that could go there
+    // may be the one that wakes it first, and that run differs from this one by the order of two
+    // steps whose footprints need not conflict: no race names it, so it is branched to outright.
+    // (Optimal-DPOR assumes a task is disabled only by its own step and enabled by no one; the
+    // explorer's waiting tasks are enabled by another's step. Without these branches a search
+    // lost traces (test/optimal-dpor.test.ts); with them a few runs end with every task asleep.)
+    for (let d = 0; d < n; d++) {
+      if (p.wakes[d] === 0) continue;
+      const base = d * T;
+      for (let k = 0; k < p.nEnabled[d]!; k++) {
+        const t = p.enabled[base + k]!;
+        if (p.isDone(d, t) || p.sleep[base + t] !== -1 || w.hasChild(p.root[d]!, t)) continue;
+        w.addChild(p.root[d]!, t);
+      }
+    }
+    w.compact(p.root[0]!);
+  }
+
+  /**
+   * Whether the reversal in `rf` can run from node `i`: every task enabled when its turn comes.
+   * Its steps before the last keep every order with the steps before them, and a step that ran
+   * after a wait re-read what it waited on (`take`), so they always can; the last may be a
+   * task's step after a wait that only the race's first step ended.
+   */
+  function feasible(p: SearchPath, i: number, rf: RaceFinder): boolean {
+    const sim = simTracker!;
+    sim.copyFrom(tracker!, i);
+    const mark = store.count;
+    try {
+      const v = rf.reversalSeq;
+      const last = v.len - 1;
+      for (let k = 0; k < last; k++) {
+        const t = v.tasks[k]!;
+        if (!sim.enabled(t)) throw new Error(`explorer: a reordered run cannot take step ${rf.vSteps[k]} (task ${t}): the footprints miss what enabled it`);
+        const s = rf.vSteps[k]!;
+        sim.onStep(t, v.fps[k]!, p.outcome[s]!, p.finished[s] === 1);
+      }
+      return sim.enabled(v.tasks[last]!);
+    } finally {
+      // Waits begun in the trial added their wait sets to the store.
+      store.truncate(mark);
+    }
+  }
 
   /** A complete schedule ran: its trace is counted. */
   function completed(p: SearchPath): void {
@@ -561,7 +793,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let found = runSchedule(0, null);
   if (runCounted) schedules++;
   const p = path!;
+  let runFrom = 0;
   while (found === null || found.length === 0 || found === ABANDONED) {
+    if (wut !== null) addReversals(p, runFrom);
     if (schedules >= maxSchedules) break;
     // Backtrack to the deepest state with a choice left.
     let next = -1;
@@ -571,7 +805,12 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const base = d * p.tasks;
       const nEnabled = p.nEnabled[d]!;
       let u = -1;
-      for (let k = 0; k < nEnabled; k++) {
+      if (wut !== null) {
+        // The choice explored from here leaves the wakeup tree; the next one left is taken.
+        if (p.nDone[d]! > 0) wut.removeFirstChild(p.root[d]!);
+        const fc = nextWakeup(p, d);
+        if (fc >= 0) u = wut.taskOf(fc);
+      } else for (let k = 0; k < nEnabled; k++) {
         const i = p.enabled[base + k]!;
         if (p.isDone(d, i) || p.sleep[base + i] !== -1) continue;
         if (isPreemption(p, d, i) && p.preemptions[d]! + 1 > bound) continue;
@@ -589,7 +828,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       for (let k = 0; k < nEnabled && counts; k++) {
         const i = p.enabled[base + k]!;
         if (p.isDone(d, i)) continue;
-        if (p.sleep[base + i] !== -1) skippedByReduction++;
+        // Optimal-DPOR leaves out every choice no race asked for: each is only a reordering.
+        if (p.sleep[base + i] !== -1 || wut !== null) skippedByReduction++;
         else prunedByBound++;
       }
       // The node and its subtree's footprints go.
@@ -597,6 +837,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       store.truncate(p.fpMark[d]!);
     }
     if (next < 0) break;
+    runFrom = next;
     found = runSchedule(next, nextChoice);
     if (runCounted) schedules++;
     const now = performance.now();

@@ -99,8 +99,8 @@ export class FootprintStore {
     this.used = n === 0 ? 0 : this.start[n - 1]! + this.len[n - 1]!;
   }
 
-  /** Adds `count` accesses (ids and kinds); returns the new footprint's handle. */
-  add(ids: Float64Array, kinds: Uint8Array, count: number): number {
+  /** Adds `count` accesses (ids and kinds, from index `from`); returns the new footprint's handle. */
+  add(ids: Float64Array, kinds: Uint8Array, count: number, from = 0): number {
     if (this.n === this.start.length) {
       this.start = grown(this.start, new Int32Array(this.n * 2));
       this.len = grown(this.len, new Int32Array(this.n * 2));
@@ -116,9 +116,9 @@ export class FootprintStore {
     const to = this.used;
     let mods = 0;
     for (let i = 0; i < count; i++) {
-      this.ids[to + i] = ids[i]!;
-      this.kinds[to + i] = kinds[i]!;
-      mods |= kinds[i]!;
+      this.ids[to + i] = ids[from + i]!;
+      this.kinds[to + i] = kinds[from + i]!;
+      mods |= kinds[from + i]!;
     }
     const h = this.n++;
     this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
@@ -126,6 +126,11 @@ export class FootprintStore {
     this.len[h] = count;
     this.used += count;
     return h;
+  }
+
+  /** Adds a copy of footprint `h` of store `src`; returns its handle here. */
+  addFrom(src: FootprintStore, h: number): number {
+    return this.add(src.ids, src.kinds, src.len[h]!, src.start[h]!);
   }
 
   /** Where the accesses of footprint `h` start in `idsView`/`kindsView`. */

@@ -56,6 +56,10 @@ export class WaitTracker {
   private readonly attemptStart: Int32Array;
   /** Per waiting task: the footprint of what it waits on (a handle in the store), -1 if none. */
   private readonly waitFp: Int32Array;
+  /** Per woken task: the log index of the step that woke it (changed what it waits on, or made its attempt stale). */
+  private readonly wokenAt: Int32Array;
+  /** How many tasks the last step logged woke. */
+  wokeByLast = 0;
   private nWaiting = 0;
   /** Scratch for `beginRetryWait`: id → position in the wait set being merged. */
   private readonly seen = new IdIndex();
@@ -63,7 +67,7 @@ export class WaitTracker {
   private mergedKinds = new Uint8Array(64);
   /**
    * `save`d states, `stride` numbers each: the log length, `nWaiting`, then per task its wait
-   * kind, woken, done, wait-any, attempt start and wait set.
+   * kind, woken, done, wait-any, attempt start, wait set and waker.
    */
   private saved = new Int32Array(0);
   private readonly stride: number;
@@ -75,7 +79,8 @@ export class WaitTracker {
     this.waitAny = new Uint8Array(tasks);
     this.attemptStart = new Int32Array(tasks);
     this.waitFp = new Int32Array(tasks).fill(-1);
-    this.stride = 2 + 6 * tasks;
+    this.wokenAt = new Int32Array(tasks).fill(-1);
+    this.stride = 2 + 7 * tasks;
   }
 
   /**
@@ -97,6 +102,7 @@ export class WaitTracker {
       a[o + 3 * T] = this.waitAny[t]!;
       a[o + 4 * T] = this.attemptStart[t]!;
       a[o + 5 * T] = this.waitFp[t]!;
+      a[o + 6 * T] = this.wokenAt[t]!;
       o++;
     }
   }
@@ -107,8 +113,44 @@ export class WaitTracker {
    * sets it names must still be in the store.
    */
   restore(slot: number): void {
+    this.restoreFrom(this.saved, slot);
+  }
+
+  /**
+   * Becomes a copy of `other` in state `slot` (as `other.restore(slot)` would leave it), with
+   * the log up to it: the explorer tries reordered runs on such a copy without disturbing the
+   * tracker of the run in progress.
+   */
+  copyFrom(other: WaitTracker, slot: number): void {
+    this.store = other.store;
+    const n = other.saved[slot * other.stride]!;
+    if (this.logTask.length < n) {
+      this.logTask = new Int32Array(other.logTask.length);
+      this.logFp = new Int32Array(other.logTask.length);
+    }
+    for (let i = 0; i < n; i++) {
+      this.logTask[i] = other.logTask[i]!;
+      this.logFp[i] = other.logFp[i]!;
+    }
+    this.restoreFrom(other.saved, slot);
+  }
+
+  /**
+   * If task `t` waited and has been woken, the log index of the step that woke it; else -1. Its
+   * next step cannot come before that one: the explorer keeps them in this order although their
+   * footprints may not conflict (a retried fault re-reads what changed only in a later step).
+   */
+  wakerOf(t: number): number {
+    return this.waitKind[t] !== WAIT_NONE && this.woken[t] === 1 ? this.wokenAt[t]! : -1;
+  }
+
+  /** How many steps are logged. */
+  get logLength(): number {
+    return this.n;
+  }
+
+  private restoreFrom(a: Int32Array, slot: number): void {
     const T = this.tasks;
-    const a = this.saved;
     let o = slot * this.stride;
     this.n = a[o++]!;
     this.nWaiting = a[o++]!;
@@ -119,6 +161,7 @@ export class WaitTracker {
       this.waitAny[t] = a[o + 3 * T]!;
       this.attemptStart[t] = a[o + 4 * T]!;
       this.waitFp[t] = a[o + 5 * T]!;
+      this.wokenAt[t] = a[o + 6 * T]!;
       o++;
     }
   }
@@ -165,6 +208,7 @@ export class WaitTracker {
     const idx = this.n++;
     this.logTask[idx] = t;
     this.logFp[idx] = h;
+    this.wokeByLast = 0;
     if (this.waitKind[t] !== WAIT_NONE) {
       // It ran, so it was woken: a retry begins a new attempt; a lock retry goes on with the old one.
       if (this.waitKind[t] === RETRY_WAIT) this.attemptStart[t] = idx;
@@ -217,7 +261,12 @@ export class WaitTracker {
     // A step of reads only changes nothing anyone waits on.
     if (h >= 0 && !this.store.modifiesAny(h)) return;
     if (h < 0) {
-      for (let u = 0; u < this.tasks; u++) if (u !== t) this.woken[u] = 1;
+      for (let u = 0; u < this.tasks; u++) {
+        if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
+        this.woken[u] = 1;
+        this.wokenAt[u] = this.n - 1;
+        this.wokeByLast++;
+      }
       return;
     }
     const store = this.store;
@@ -230,6 +279,8 @@ export class WaitTracker {
       const w = this.waitFp[u]!;
       if (this.waitAny[u] === 1 || w < 0) {
         this.woken[u] = 1;
+        this.wokenAt[u] = this.n - 1;
+        this.wokeByLast++;
         continue;
       }
       const w0 = store.startOf(w);
@@ -240,6 +291,8 @@ export class WaitTracker {
         for (let j = w0; j < w1; j++) {
           if (ids[j] === id && modifies(k, kinds[j]!)) {
             this.woken[u] = 1;
+            this.wokenAt[u] = this.n - 1;
+            this.wokeByLast++;
             break outer;
           }
         }
@@ -267,6 +320,7 @@ export class WaitTracker {
     seen.clear();
     let n = 0;
     let stale = false;
+    let staleAt = -1;
     let any = 0;
     const store = this.store;
     for (let s = this.attemptStart[t]!; s <= idx; s++) {
@@ -274,7 +328,10 @@ export class WaitTracker {
       if (h < 0) {
         // A step with no footprint: if it was the task's own, what it waits on is unknown.
         if (this.logTask[s] === t) any = 1;
-        else if (h === UNKNOWN_CHANGE) stale = true;
+        else if (h === UNKNOWN_CHANGE && !stale) {
+          stale = true;
+          staleAt = s;
+        }
         continue;
       }
       const mine = this.logTask[s] === t;
@@ -297,13 +354,17 @@ export class WaitTracker {
             this.mergedIds[n] = id;
             this.mergedKinds[n++] = kinds[i]!;
           } else this.mergedKinds[pos]! |= kinds[i]!;
-        } else if (!stale && pos >= 0 && modifies(kinds[i]!, this.mergedKinds[pos]!)) stale = true;
+        } else if (!stale && pos >= 0 && modifies(kinds[i]!, this.mergedKinds[pos]!)) {
+          stale = true;
+          staleAt = s;
+        }
       }
     }
     this.waitFp[t] = store.add(this.mergedIds, this.mergedKinds, n);
     this.waitAny[t] = any;
     this.waitKind[t] = RETRY_WAIT;
     this.woken[t] = stale ? 1 : 0;
+    this.wokenAt[t] = staleAt;
     this.nWaiting++;
   }
 }

@@ -1,0 +1,229 @@
+/**
+ * Wakeup trees, the part of Optimal-DPOR (Abdulla, Aronis, Jonsson and Sagonas, "Source Sets: A
+ * Foundation for Optimal Dynamic Partial Order Reduction", JACM 64(4), 2017, section 6) that
+ * says how to begin each new branch so that it cannot end with every way on asleep.
+ *
+ * The wakeup tree of a node of the search is an ordered tree of steps (a task, and the footprint
+ * its step had in the run the sequence came from); each path from its root to a leaf is a
+ * sequence the search must still run from that node, and the children of a node are run in the
+ * order they were added. The tree of a child node is the subtree of the step taken to reach it,
+ * so the trees of the nodes on the search path are nested: one forest, kept here in typed arrays
+ * (a node is an index; children are linked lists), with the footprints in a store of their own
+ * (a tree outlives the run whose steps it holds, and the run's store is cut back as the search
+ * backtracks).
+ *
+ * Insertion (the paper's `insert[E](w, wut)`) walks down from the root: at each node it takes
+ * the first child whose task is a *weak initial* of what is left of `w` (its step could come
+ * first in some run equivalent to `w`, or commutes with all of `w`), and takes that step out of
+ * `w`; reaching a leaf means a run the tree already holds covers `w`. Where no child is a weak
+ * initial, the rest of `w` is added as a new last branch.
+ */
+import { FootprintStore } from "./footprint.js";
+import { grown } from "../mem/typed-arrays.js";
+
+/** The first event of `task` among events `[0, len)` not yet `taken`; -1 if it has none. */
+function firstOf(task: number, tasks: Int32Array, taken: Uint8Array, len: number): number {
+  for (let x = 0; x < len; x++) if (taken[x] === 0 && tasks[x] === task) return x;
+  return -1;
+}
+
+/**
+ * A sequence of steps: per step its task, its footprint (a handle in some store) and the index
+ * in the sequence of the step that woke its task from a wait (-1 if none there: it must come
+ * after that step, though their footprints may not conflict).
+ */
+export interface StepSequence {
+  tasks: Int32Array;
+  fps: Int32Array;
+  wakers: Int32Array;
+  len: number;
+}
+
+/**
+ * Whether a step of `task` with footprint `fp` (a handle in `store`) is a weak initial of the
+ * steps of `seq` not yet `taken`: it is one of them and nothing before it conflicts with it or
+ * woke it, or it is none of them and conflicts with none. Returns the index of its step in the
+ * sequence (to be taken out), `seq.len` if it is none of them but commutes with all, or -1.
+ */
+export function weakInitial(store: FootprintStore, task: number, fp: number, seq: StepSequence, taken: Uint8Array): number {
+  const { tasks, fps, len } = seq;
+  const x = firstOf(task, tasks, taken, len);
+  if (x >= 0) {
+    const wk = seq.wakers[x]!;
+    if (wk >= 0 && taken[wk] === 0) return -1;
+    for (let y = 0; y < x; y++) if (taken[y] === 0 && store.dependsOn(fps[y]!, fps[x]!)) return -1;
+    return x;
+  }
+  if (fp < 0) return -1;
+  for (let y = 0; y < len; y++) if (taken[y] === 0 && store.dependsOn(fp, fps[y]!)) return -1;
+  return len;
+}
+
+export class WakeupTrees {
+  /** Per node: the task of its step, its footprint in `store` (-1 if not known), links. */
+  private task = new Int32Array(256);
+  private fp = new Int32Array(256);
+  private first = new Int32Array(256);
+  private last = new Int32Array(256);
+  private next = new Int32Array(256);
+  private free = -1;
+  private used = 0;
+  /** Nodes in use, and the count after the last compaction of the store. */
+  private live = 0;
+  private liveFps = 0;
+  /** The footprints of the trees' steps. */
+  store = new FootprintStore();
+  /** Scratch for `insert`: which events of the sequence are taken out. */
+  private taken = new Uint8Array(64);
+
+  /** A new node for a step of `task` with footprint `fp`, with no children. */
+  private alloc(task: number, fp: number): number {
+    let n = this.free;
+    if (n >= 0) this.free = this.next[n]!;
+    else {
+      if (this.used === this.task.length) {
+        const cap = this.used * 2;
+        this.task = grown(this.task, new Int32Array(cap));
+        this.fp = grown(this.fp, new Int32Array(cap));
+        this.first = grown(this.first, new Int32Array(cap));
+        this.last = grown(this.last, new Int32Array(cap));
+        this.next = grown(this.next, new Int32Array(cap));
+      }
+      n = this.used++;
+    }
+    this.task[n] = task;
+    this.fp[n] = fp;
+    this.first[n] = -1;
+    this.last[n] = -1;
+    this.next[n] = -1;
+    this.live++;
+    return n;
+  }
+
+  /** A root: the tree of a node that has no tree above it (the start of the search). */
+  root(): number {
+    return this.alloc(-1, -1);
+  }
+
+  taskOf(n: number): number {
+    return this.task[n]!;
+  }
+
+  firstChild(n: number): number {
+    return this.first[n]!;
+  }
+
+  /** Sets the footprint (a handle in `store`) of node `n`'s step, once it has run. */
+  setFootprint(n: number, fp: number): void {
+    this.fp[n] = fp;
+  }
+
+  /** Whether `n` has a child for `task`. */
+  hasChild(n: number, task: number): boolean {
+    for (let c = this.first[n]!; c >= 0; c = this.next[c]!) if (this.task[c] === task) return true;
+    return false;
+  }
+
+  /** Adds a step of `task` (footprint unknown: a choice of the search's own) as the last child of `n`. */
+  addChild(n: number, task: number): number {
+    return this.append(n, task, -1);
+  }
+
+  private append(n: number, task: number, fp: number): number {
+    const c = this.alloc(task, fp);
+    if (this.last[n]! < 0) this.first[n] = c;
+    else this.next[this.last[n]!] = c;
+    this.last[n] = c;
+    return c;
+  }
+
+  /** Drops the first child of `n` and its subtree (explored, or not to be explored). */
+  removeFirstChild(n: number): void {
+    const c = this.first[n]!;
+    this.first[n] = this.next[c]!;
+    if (this.first[n]! < 0) this.last[n] = -1;
+    this.freeSubtree(c);
+  }
+
+  /**
+   * Frees `n` and everything below it. Iterative (a branch is as deep as a run is long): each
+   * freed node's children join the work list, which is threaded through `next`.
+   */
+  freeSubtree(n: number): void {
+    this.next[n] = -1;
+    let work = n;
+    while (work >= 0) {
+      const m = work;
+      work = this.next[m]!;
+      if (this.first[m]! >= 0) {
+        this.next[this.last[m]!] = work;
+        work = this.first[m]!;
+      }
+      this.next[m] = this.free;
+      this.free = m;
+      this.live--;
+    }
+  }
+
+  /**
+   * Inserts the sequence `seq` (footprints: handles in `store`) into the tree below `root`.
+   * Returns false if the tree already held a run that covers it.
+   */
+  insert(root: number, seq: StepSequence): boolean {
+    const { tasks, fps, len } = seq;
+    if (this.taken.length < len) this.taken = new Uint8Array(2 * len);
+    const taken = this.taken;
+    taken.fill(0, 0, len);
+    let left = len;
+    let u = root;
+    for (;;) {
+      if (left === 0 || (u !== root && this.first[u]! < 0)) return false;
+      let c = this.first[u]!;
+      for (; c >= 0; c = this.next[c]!) {
+        const x = weakInitial(this.store, this.task[c]!, this.fp[c]!, seq, taken);
+        if (x < 0) continue;
+        if (x < len) {
+          taken[x] = 1;
+          left--;
+        }
+        break;
+      }
+      if (c < 0) break;
+      u = c;
+    }
+    for (let x = 0; x < len; x++) if (taken[x] === 0) u = this.append(u, tasks[x]!, fps[x]!);
+    return true;
+  }
+
+  /**
+   * Copies the footprints the trees below `root` still refer to into a fresh store, once the
+   * store holds many that none does (inserted sequences whose steps matched existing nodes,
+   * subtrees explored and freed). Call only when no handle into the store is held elsewhere.
+   */
+  compact(root: number): void {
+    if (this.store.count < 4096 || this.store.count < 2 * this.liveFps) return;
+    const old = this.store;
+    const fresh = new FootprintStore();
+    // Depth first, without recursion: down to the first child, else on to the next sibling of
+    // the nearest node that has one.
+    const up: number[] = [];
+    for (let n = root; n >= 0; ) {
+      if (this.fp[n]! >= 0) this.fp[n] = fresh.addFrom(old, this.fp[n]!);
+      if (this.first[n]! >= 0) {
+        if (n !== root) up.push(n);
+        n = this.first[n]!;
+        continue;
+      }
+      let m = n;
+      while (m !== root && this.next[m]! < 0) m = up.pop() ?? root;
+      n = m === root ? -1 : this.next[m]!;
+    }
+    this.store = fresh;
+    this.liveFps = fresh.count;
+  }
+
+  /** Nodes in use (for tests and the peak-memory figure). */
+  get size(): number {
+    return this.live;
+  }
+}
