@@ -32,6 +32,7 @@ export const USAGE = `usage:
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
+      --algorithm <optimal|sleep>     the reduction: optimal DPOR, one run per trace (default), or sleep sets (the default with --preemption-bound, --jobs or --shard)
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
       --jobs <n>                      explore on n threads (default 1): the counts and traces of one thread, or its first violation
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge

@@ -37,6 +37,12 @@ async function shards(n: number, args: string[], tag: string): Promise<string[]>
 
 const TIMING = new Set(["seconds", "schedulesPerSecond"]);
 
+/**
+ * The one-process search a split one must equal: with sleep sets, as shares and jobs search
+ * (an optimal search reaches the same traces in other runs, in another order).
+ */
+const single = (args: readonly string[]) => (args.includes("--no-reduction") || args.includes("--preemption-bound") ? [...args] : [...args, "--algorithm", "sleep"]);
+
 describe("explore --shard K/N and explore-merge", () => {
   it.each([
     ["race-shared-table on plain, 3 shards split at depth 6", ["scenarios/race-shared-table.yaml", "--count-traces"], ["--split-depth", "6"], 3],
@@ -44,7 +50,7 @@ describe("explore --shard K/N and explore-merge", () => {
     ["race-shared-table on plain without reduction, 3 shards", ["scenarios/race-shared-table.yaml", "--count-traces", "--no-reduction"], [], 3],
     ["tdx-race-2m-4k on TDX, bound 2, 4 shards", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "2", "--count-traces"], [], 4],
   ] as const)("%s: the merged report is the single exploration's, field by field", async (tag, args, split, n) => {
-    const whole = await tdpemu("explore", ...args, "--json");
+    const whole = await tdpemu("explore", ...single(args), "--json");
     expect(whole.code).toBe(0);
     const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
     const parts = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number });
@@ -62,14 +68,14 @@ describe("explore --shard K/N and explore-merge", () => {
 
   it("a violation: the first in the order of the search, whichever shard found it, with the same schedule to replay", async () => {
     const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
-    const single = join(dir, "single.schedule.json");
-    expect((await tdpemu("explore", ...args, "--out", single)).code).toBe(1);
+    const one = join(dir, "single.schedule.json");
+    expect((await tdpemu("explore", ...single(args), "--out", one)).code).toBe(1);
     const files = await shards(4, args, "violation");
     const mergedSchedule = join(dir, "merged.schedule.json");
     const merged = await tdpemu("explore-merge", ...files, "--out", mergedSchedule);
     expect(merged.code).toBe(1);
     expect(merged.out).toMatch(/^violation {3}in schedule \d+ of shard \d\/4, after 18 steps:$/m);
-    const a = JSON.parse(readFileSync(single, "utf8")) as { choices: number[]; violations: unknown };
+    const a = JSON.parse(readFileSync(one, "utf8")) as { choices: number[]; violations: unknown };
     const b = JSON.parse(readFileSync(mergedSchedule, "utf8")) as { choices: number[]; violations: unknown };
     expect(b.choices).toEqual(a.choices);
     expect(b.violations).toEqual(a.violations);
@@ -82,7 +88,7 @@ describe("explore --shard K/N and explore-merge", () => {
     ["race-shared-table on SEV", ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"]],
     ["tdx-race-2m-4k on TDX, bound 3", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "3", "--count-traces"]],
   ] as const)("--jobs 3 on %s: the report of one thread, field by field", async (_tag, args) => {
-    const one = await tdpemu("explore", ...args, "--json");
+    const one = await tdpemu("explore", ...single(args), "--json");
     const three = await tdpemu("explore", ...args, "--json", "--jobs", "3");
     expect([one.code, three.code]).toEqual([0, 0]);
     const w = JSON.parse(one.out) as Record<string, unknown>;
@@ -93,13 +99,13 @@ describe("explore --shard K/N and explore-merge", () => {
 
   it("--jobs 2 with a violation: the one a single thread stops at, and its schedule", async () => {
     const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
-    const single = join(dir, "jobs-single.schedule.json");
+    const one = join(dir, "jobs-single.schedule.json");
     const double = join(dir, "jobs-two.schedule.json");
-    expect((await tdpemu("explore", ...args, "--out", single)).code).toBe(1);
+    expect((await tdpemu("explore", ...single(args), "--out", one)).code).toBe(1);
     const r = await tdpemu("explore", ...args, "--jobs", "2", "--out", double);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/^schedule {4}written to .*jobs-two\.schedule\.json/m);
-    const a = JSON.parse(readFileSync(single, "utf8")) as { choices: number[]; violations: unknown };
+    const a = JSON.parse(readFileSync(one, "utf8")) as { choices: number[]; violations: unknown };
     const b = JSON.parse(readFileSync(double, "utf8")) as { choices: number[]; violations: unknown };
     expect(b.choices).toEqual(a.choices);
     expect(b.violations).toEqual(a.violations);

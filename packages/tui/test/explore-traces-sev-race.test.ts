@@ -2,7 +2,7 @@
 import { describe, it } from "vitest";
 import { expectSameTraces } from "./trace-sets.js";
 
-describe("the reduced search reaches exactly the traces of the full one", () => {
+describe("the reduced searches reach exactly the traces of the full one", () => {
   it("race-shared-table on SEV", () => {
     expectSameTraces("race-shared-table.yaml", "sev");
   }, 600_000);

@@ -7,7 +7,7 @@
 import { describe, it } from "vitest";
 import { expectSameTraces } from "./trace-sets.js";
 
-describe("the reduced search reaches exactly the traces of the full one", () => {
+describe("the reduced searches reach exactly the traces of the full one", () => {
   it("race-shared-table on plain", () => {
     expectSameTraces("race-shared-table.yaml", "plain");
   });

@@ -14,7 +14,7 @@ import { UsageError } from "../usage-error.js";
 import { type ExploreReport, printExploreReport } from "./explore-report.js";
 
 /** The fields every share of one exploration must agree on. */
-const SAME = ["scenario", "backend", "strategy", "unsafeNonAtomicSet", "tdxHugePages", "reduction", "preemptionBound"] as const;
+const SAME = ["scenario", "backend", "strategy", "unsafeNonAtomicSet", "tdxHugePages", "reduction", "algorithm", "preemptionBound"] as const;
 /** More shares than this are no exploration anyone ran (and a count from a file is not trusted). */
 export const MAX_SHARDS = 65536;
 const COUNTS = ["schedules", "steps", "complete", "cut", "unfair", "skippedByReduction", "prunedByBound"] as const;
@@ -116,6 +116,8 @@ function readShare(file: string): ExploreReport {
   }
   for (const k of COUNTS) if (!whole(r[k], 0)) throw bad(`"${k}"`, "a whole number of at least 0", r[k]);
   for (const k of ["scenario", "backend", "strategy"] as const) if (typeof r[k] !== "string") throw bad(`"${k}"`, "a string", r[k]);
+  // A share of a search is a sleep-set search, or none at all (--no-reduction).
+  if (r.algorithm !== "sleep" && r.algorithm !== "none") throw bad("\"algorithm\"", "\"sleep\" or \"none\" (a shard's search)", r.algorithm);
   for (const k of ["unsafeNonAtomicSet", "tdxHugePages", "reduction", "exhausted"] as const) if (typeof r[k] !== "boolean") throw bad(`"${k}"`, "true or false", r[k]);
   if (r.preemptionBound !== null && !whole(r.preemptionBound, 0)) throw bad("\"preemptionBound\"", "a whole number or null", r.preemptionBound);
   if (typeof r.seconds !== "number" || !(r.seconds >= 0)) throw bad("\"seconds\"", "a number of at least 0", r.seconds);

@@ -14,6 +14,8 @@ export interface ExploreReport {
   unsafeNonAtomicSet: boolean;
   tdxHugePages: boolean;
   reduction: boolean;
+  /** The search: Optimal-DPOR, sleep sets, or none (`--no-reduction`). */
+  algorithm: "optimal" | "sleep" | "none";
   schedules: number;
   steps: number;
   complete: number;
@@ -53,7 +55,8 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
   }
   const n = (x: number) => x.toLocaleString("en-US");
   const bound = r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
-  io.out(`scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound})`);
+  const search = r.algorithm === "optimal" ? "optimal DPOR" : r.algorithm === "sleep" ? "sleep sets" : "no reduction";
+  io.out(`scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound}, ${search})`);
   io.out(`explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s (${n(r.schedulesPerSecond)} schedules/s)`);
   const traces = r.traces === null ? "" : `, ${n(r.traces)} distinct traces`;
   io.out(`complete    ${n(r.complete)} schedules ran to the end${traces}; ${n(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${n(r.unfair)} starved a task and were dropped as unfair` : ""}`);

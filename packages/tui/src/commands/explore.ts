@@ -39,6 +39,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     "unsafe-non-atomic-set": { type: "boolean" },
     "tdx-huge-pages": { type: "boolean" },
     "no-reduction": { type: "boolean" },
+    algorithm: { type: "string" },
     "count-traces": { type: "boolean" },
     shard: { type: "string" },
     "split-depth": { type: "string" },
@@ -70,6 +71,8 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   }
   const shard = job !== undefined ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
     : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
+  const reduction = !values.flags.has("no-reduction");
+  const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), jobs > 1 || shard !== null);
   const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
   const progress = job !== undefined ? job.progress : (p: ExploreProgress) => {
     const line = `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
@@ -80,7 +83,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   const digests: string[] = [];
   const r = exploreScenario(scn, {
     backend: source, hostMemory, mmu, inject, maxSchedules, preemptionBound,
-    onProgress: progress, progressMs: 2000, reduction: !values.flags.has("no-reduction"),
+    onProgress: progress, progressMs: 2000, reduction, algorithm: algorithm === "none" ? undefined : algorithm,
     countTraces,
     ...(shard === null ? {} : {
       split: { depth: shard.depth, owns },
@@ -112,7 +115,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   }
   const report: ExploreReport = {
     scenario: scn.name, backend: backendName, strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, tdxHugePages: mmu.tdxHugePages,
-    reduction: !values.flags.has("no-reduction"),
+    reduction, algorithm,
     schedules: r.schedules, steps: r.steps, complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
     skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
     preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
@@ -128,6 +131,25 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   if (job !== undefined && r.violation) job.found(r.violation.position);
   printExploreReport(io, report, shard !== null || values.flags.has("json"));
   return r.violation ? 1 : 0;
+}
+
+/**
+ * `--algorithm`: Optimal-DPOR unless the search is bounded or split, where only sleep sets are
+ * complete (see docs/explorer.md): asking for `optimal` there is an error, not a silent change.
+ */
+function algorithmOption(v: string | undefined, reduction: boolean, bounded: boolean, split: boolean): "optimal" | "sleep" | "none" {
+  if (v !== undefined && v !== "optimal" && v !== "sleep") throw new UsageError(`explore: --algorithm: expected optimal or sleep, got ${JSON.stringify(v)}`);
+  if (!reduction) {
+    if (v !== undefined) throw new UsageError(`explore: --algorithm ${v} and --no-reduction: --no-reduction runs every interleaving, with no reduction to choose`);
+    return "none";
+  }
+  if (v === "optimal" && bounded) {
+    throw new UsageError("explore: --algorithm optimal and --preemption-bound: an optimal search reaches some traces only through reorderings that cost more preemptions than the bound allows, so it would miss traces within the bound; leave out --algorithm (a bounded search uses sleep sets)");
+  }
+  if (v === "optimal" && split) {
+    throw new UsageError("explore: --algorithm optimal and --jobs/--shard: an optimal search fills each node's wakeup tree from runs in every subtree below it, so its subtrees cannot be explored apart; leave out --algorithm (a split search uses sleep sets)");
+  }
+  return v ?? (bounded || split ? "sleep" : "optimal");
 }
 
 /** More threads than any machine this runs on has cores for (each is a V8 isolate of its own). */
