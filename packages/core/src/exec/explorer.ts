@@ -610,22 +610,27 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   }
 
   /**
-   * The first step node `d`'s wakeup tree has left to run, dropping those over the bound; -1 if
-   * none. Its task is enabled and awake: an inserted sequence was checked to be feasible, and
-   * Optimal-DPOR never inserts one that starts with a sleeping task.
+   * The first step node `d`'s wakeup tree has left to run; -1 if none. In the paper's model its
+   * task is always enabled and awake here; with tasks that wait, a sequence merged into the tree
+   * below a prefix other than its own may not be (`addReversals`). A step of a sleeping task
+   * begins only runs its earlier branch covers: that subtree goes. A task that cannot run here
+   * makes the node branch to every task that can, as sleep sets would, so nothing is lost.
    */
   function nextWakeup(p: SearchPath, d: number): number {
     const r = p.root[d]!;
+    const T = p.tasks;
     for (;;) {
       const fc = wut!.firstChild(r);
       if (fc < 0) return -1;
       const t = wut!.taskOf(fc);
-      if (!p.isEnabled(d, t) || p.sleep[d * p.tasks + t] !== -1) {
-        throw new Error(`explorer: the wakeup tree at step ${d} runs task ${t}, which is ${p.isEnabled(d, t) ? "asleep" : "not enabled"} there`);
-      }
-      if (!isPreemption(p, d, t) || p.preemptions[d]! + 1 <= bound) return fc;
+      if (p.isEnabled(d, t) && p.sleep[d * T + t] === -1 && !p.isDone(d, t)) return fc;
       wut!.removeFirstChild(r);
-      prunedByBound++;
+      skippedByReduction++;
+      if (p.isEnabled(d, t)) continue;
+      for (let k = 0; k < p.nEnabled[d]!; k++) {
+        const u = p.enabled[d * T + k]!;
+        if (!p.isDone(d, u) && p.sleep[d * T + u] === -1 && !wut!.hasChild(r, u)) wut!.addChild(r, u);
+      }
     }
   }
 
