@@ -34,6 +34,20 @@ describe("tdpemu bench", () => {
     expect(row.extra["pages/s"]! / row.value).toBeCloseTo(512, 0);
   });
 
+  it("explore-optimality: one complete run per trace on every race, and the same traces as sleep sets in more runs", () => {
+    const r = bench("--filter", "explore-optimality", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { cases: { name: string; value: number; ok: boolean; extra: Record<string, number> }[] };
+    const row = j.cases.find((c) => c.name === "explore-optimality")!;
+    expect([row.value, row.ok]).toEqual([1, true]);
+    expect(row.extra["2m-4k tdx traces"]).toBe(5934);
+    expect(row.extra["shared-table plain traces"]).toBe(498);
+    for (const k of ["shared-table plain", "2m-4k sev", "2m-4k tdx", "shared-table sev"]) {
+      expect(row.extra[`${k} runs/trace`]).toBe(1);
+      expect(row.extra[`${k} sleep runs/trace`]).toBeGreaterThan(1.5);
+    }
+  });
+
   it("a child reports its timed runs only, not its warm-up runs", () => {
     const r = bench("--child", "fault-plain-2m");
     expect(r.code).toBe(0);

@@ -3,6 +3,7 @@
  * runs each several times and reports the median. Rates are compared with the speed of light
  * measured in the same process, never with absolute targets from another machine.
  */
+import { spawnSync } from "node:child_process";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { createElement } from "react";
@@ -160,6 +161,73 @@ export function exploreCase(registry: BackendRegistry, scenarioPath: string, max
   const r = exploreScenario(scn, { backend: registry.source("tdx"), maxSchedules });
   if (r.violation) throw new Error(`explore found a violation: ${r.violation.violations[0]!.message}`);
   return { value: r.schedules / r.seconds, unit: "schedules/s", extra: { schedules: r.schedules, "steps/s": r.steps / r.seconds } };
+}
+
+/** A scenario to explore, on a backend, unbounded. */
+export interface ExploreTarget {
+  label: string;
+  path: string;
+  backend: string;
+}
+
+/**
+ * Optimal-DPOR's runs per trace: complete runs ÷ distinct traces on each target (the value: the
+ * largest), and the runs cut short (every task asleep), beside sleep sets' on the same targets.
+ */
+export function exploreOptimalityCase(registry: BackendRegistry, targets: readonly ExploreTarget[]): Measurement {
+  const extra: Record<string, number> = {};
+  let worst = 0;
+  for (const t of targets) {
+    const scn = loadScenario(t.path);
+    const opt = exploreScenario(scn, { backend: registry.source(t.backend), countTraces: true, algorithm: "optimal" });
+    const sleep = exploreScenario(scn, { backend: registry.source(t.backend), countTraces: true, algorithm: "sleep" });
+    for (const r of [opt, sleep]) {
+      if (r.violation || !r.exhausted) throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
+    }
+    if (sleep.traces !== opt.traces) throw new Error(`${t.label}: sleep sets reach ${sleep.traces} traces, optimal ${opt.traces}`);
+    const ratio = opt.complete / opt.traces!;
+    worst = Math.max(worst, ratio);
+    extra[`${t.label} traces`] = opt.traces!;
+    extra[`${t.label} runs/trace`] = ratio;
+    extra[`${t.label} cut`] = opt.cut;
+    extra[`${t.label} sleep runs/trace`] = sleep.schedules / sleep.traces!;
+  }
+  return { value: worst, unit: "runs/trace", extra };
+}
+
+/** Exhausting a scenario unbounded with Optimal-DPOR: seconds; runs and steps, and sleep sets' beside. */
+export function exploreExhaustCase(registry: BackendRegistry, t: ExploreTarget): Measurement {
+  const scn = loadScenario(t.path);
+  const opt = exploreScenario(scn, { backend: registry.source(t.backend), algorithm: "optimal" });
+  const sleep = exploreScenario(scn, { backend: registry.source(t.backend), algorithm: "sleep" });
+  for (const r of [opt, sleep]) if (r.violation || !r.exhausted) throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
+  return {
+    value: opt.seconds, unit: "s",
+    extra: {
+      complete: opt.complete, cut: opt.cut, steps: opt.steps,
+      "sleep schedules": sleep.schedules, "sleep steps": sleep.steps, "sleep s": sleep.seconds, "× faster": sleep.seconds / opt.seconds,
+    },
+  };
+}
+
+/**
+ * `explore --jobs 2` against `--jobs 1` (both sleep sets, the search a split one uses), as two
+ * processes of the built CLI run one after the other: the speedup of the wall-clock times.
+ */
+export function exploreJobsCase(cli: string, args: readonly string[]): Measurement {
+  const time = (jobs: string[]): { s: number; schedules: number } => {
+    const t0 = performance.now();
+    const p = spawnSync(process.execPath, [cli, "explore", ...args, "--json", ...jobs], { encoding: "utf8", maxBuffer: 1 << 24 });
+    const s = (performance.now() - t0) / 1000;
+    if (p.status !== 0) throw new Error(`explore ${jobs.join(" ")}: exit ${p.status}: ${(p.stderr || "").trim().split("\n").pop()}`);
+    const r = JSON.parse(p.stdout) as { schedules: number; exhausted: boolean };
+    if (!r.exhausted) throw new Error(`explore ${jobs.join(" ")}: the space was not exhausted`);
+    return { s, schedules: r.schedules };
+  };
+  const one = time(["--algorithm", "sleep"]);
+  const two = time(["--jobs", "2"]);
+  if (one.schedules !== two.schedules) throw new Error(`--jobs 2 ran ${two.schedules} schedules, --jobs 1 ${one.schedules}`);
+  return { value: one.s / two.s, unit: "× speedup", extra: { "jobs 1 s": one.s, "jobs 2 s": two.s, schedules: one.schedules } };
 }
 
 /** One UI frame (snapshot + Ink render) with `pages` mapped pages: ms. */

@@ -12,7 +12,8 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import {
-  PAGES_1G, exploreCase, faultCase, memoryCase, scaleCase, soakCase, speedOfLight, uiFrameCase, zapCase, type Measurement,
+  PAGES_1G, exploreCase, exploreExhaustCase, exploreJobsCase, exploreOptimalityCase, faultCase, memoryCase, scaleCase, soakCase, speedOfLight,
+  uiFrameCase, zapCase, type ExploreTarget, type Measurement,
 } from "../bench/cases.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
@@ -42,6 +43,14 @@ interface CaseDef {
   /** A ratio to the speed of light is shown. */
   ratio?: boolean;
 }
+
+/** The scenarios `explore-optimality` measures (the issue's races), unbounded. */
+const EXPLORE_TARGETS: readonly ExploreTarget[] = [
+  { label: "shared-table plain", path: resolve("scenarios/race-shared-table.yaml"), backend: "plain" },
+  { label: "2m-4k sev", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "sev" },
+  { label: "2m-4k tdx", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "tdx" },
+  { label: "shared-table sev", path: resolve("scenarios/race-shared-table.yaml"), backend: "sev" },
+];
 
 /** The cases, on the built-in backends and on each plugin loaded into `reg` (`--plugin`). */
 function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
@@ -80,11 +89,32 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
     bytes("tdx", 32),
     {
       name: "explore-race", what: "schedules/s on tdx-race-2m-4k (freeze)", runs: 3, warmup: 1,
-      // 20,000 schedules a run (about 30 % of the 66,475 the freeze protocol leaves), after one
+      // Up to 20,000 schedules a run (Optimal-DPOR exhausts the space in 5,936), after one
       // untimed run: the first run of a process is mostly the JIT compiling the explorer and the
-      // fault path (measured: 21,000 schedules/s, then 27,000-35,000).
+      // fault path.
       run: () => exploreCase(reg, explorePath, 20000),
       target: { text: "≥ 20,000/s", ok: (m) => m.value >= 20000 },
+    },
+    {
+      name: "explore-optimality", what: "complete runs ÷ traces, optimal DPOR, unbounded (the worst of 4)", runs: 1, warmup: 1,
+      run: () => exploreOptimalityCase(reg, EXPLORE_TARGETS),
+      target: { text: "= 1.00", ok: (m) => m.value === 1 },
+    },
+    {
+      name: "explore-exhaust-tdx", what: "seconds to exhaust tdx-race-2m-4k unbounded, optimal DPOR", runs: 3, warmup: 1,
+      run: () => exploreExhaustCase(reg, EXPLORE_TARGETS[2]!),
+      target: { text: "≤ 10,000 runs", ok: (m) => (m.extra?.complete ?? Infinity) + (m.extra?.cut ?? 0) <= 10000 },
+    },
+    {
+      name: "explore-3task", what: "seconds to exhaust tdx-race-2m-4k-convert unbounded, optimal DPOR", runs: 1, slow: true,
+      run: () => exploreExhaustCase(reg, { label: "2m-4k-convert", path: resolve("scenarios/tdx-race-2m-4k-convert.yaml"), backend: "tdx" }),
+      target: { text: "≤ 600 s", ok: (m) => m.value <= 600 },
+    },
+    {
+      name: "explore-jobs", what: "speedup of explore --jobs 2 over --jobs 1 (sleep sets), tdx-race-3vcpu bound 3", runs: 1,
+      // About 16 s with one thread: long enough that starting the workers does not count.
+      run: () => exploreJobsCase(process.argv[1]!, [resolve("scenarios/tdx-race-3vcpu.yaml"), "--preemption-bound", "3"]),
+      target: { text: "≥ 1.7×", ok: (m) => m.value >= 1.7 },
     },
     {
       name: "ui-frame", what: "one UI frame with 1,048,576 mapped pages", runs: 3,
