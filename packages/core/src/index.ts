@@ -74,6 +74,7 @@ export {
   type RunOptions, type RunResult, type OpResult, type BuiltRun,
 } from "./scenario/runner.js";
 export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
+export { conflictChain, scheduleSteps, type ScheduleStep, type ScheduleSteps } from "./scenario/schedule-steps.js";
 export { inputLimits, readInputFile, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
 export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
 export {

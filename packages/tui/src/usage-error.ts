@@ -43,6 +43,7 @@ export const USAGE = `usage:
       --out <file>                    where to write the violating schedule
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
+      --diagram                       only the steps that lead to the violation, one column per task
       --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run
   tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given

@@ -68,6 +68,34 @@ describe("tdpemu explore", () => {
     expect(s.out()).toMatch(/store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/);
   });
 
+  it("a violation is drawn as the race: the steps that lead to it, one column per task; replay --diagram draws the same", async () => {
+    const out = join(dir, "aah.schedule.json");
+    const x = io();
+    expect(await main(["explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
+    const race = x.out().slice(x.out().indexOf("the race"));
+    const d = io();
+    expect(await main(["replay", out, "--diagram"], d.o)).toBe(1);
+    const lines = d.out().split("\n");
+    // The account of the TDX patch: vcpu0 publishes the L2 mirror entry before its SEPT.ADD at
+    // L2, vcpu1 walks into the new table and its AUG below it fails.
+    expect(lines[0]).toMatch(/^step\s+vcpu0\s+vcpu1$/);
+    const col = lines[0]!.indexOf("vcpu1");
+    const at = (re: RegExp) => lines.find((l) => re.test(l));
+    expect(at(/cmpxchg mirror L2 gfn 0x0/)!.indexOf("cmpxchg")).toBeLessThan(col);
+    expect(at(/TDH\.MEM\.PAGE\.AUG gpa 0x1000/)!.indexOf("TDH.MEM.PAGE.AUG")).toBe(col);
+    expect(d.out()).toMatch(/^=> \[kvm-bug\] KVM_BUG: SEAMCALL TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001/m);
+    expect(d.out()).toMatch(/^\((\d+) of 18 steps: the chain of conflicting steps/m);
+    expect(Number(/\((\d+) of 18 steps/.exec(d.out())![1])).toBeLessThan(9);
+    // explore printed the same lines, indented.
+    for (const l of lines) expect(race).toContain(`  ${l}`);
+    // A schedule that ends in no violation has no race to draw.
+    const clean = join(dir, "clean.schedule.json");
+    expect(await main(["run", SCN, "--seed", "3", "--schedule-out", clean], io().o)).toBe(0);
+    const c = io();
+    expect(await main(["replay", clean, "--diagram"], c.o)).toBe(0);
+    expect(c.out()).toMatch(/^no violation: the schedule runs to its end/);
+  });
+
   it("--tdx-huge-pages switches on 2 MiB private pages, and the schedule it writes replays with them", async () => {
     // The 2M-leaf race without the scenario's own switch: the flag alone turns it on.
     const text = readFileSync(resolve("scenarios/tdx-race-2m-leaf.yaml"), "utf8").replace("tdxHugePages: true", "tdxHugePages: false");

@@ -8,6 +8,7 @@ import { ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, sch
 import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
+import { raceDiagram } from "../race-diagram.js";
 import { UsageError } from "../usage-error.js";
 import { runExploreJobs } from "./explore-jobs.js";
 import { type ExploreReport, printExploreReport } from "./explore-report.js";
@@ -130,6 +131,13 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   };
   if (job !== undefined && r.violation) job.found(r.violation.position);
   printExploreReport(io, report, shard !== null || values.flags.has("json"));
+  if (r.violation && shard === null && !values.flags.has("json")) {
+    const lines = raceDiagram(scn, { backend: source, hostMemory, mmu, inject }, r.violation.choices);
+    if (lines !== null) {
+      io.out("\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):");
+      for (const line of lines) io.out(`  ${line}`);
+    }
+  }
   return r.violation ? 1 : 0;
 }
 

@@ -1,12 +1,14 @@
 /**
  * `tdpemu replay <schedule.json>`: run a recorded schedule again, exactly: the same choices,
- * the same steps, the same trace byte for byte. `--steps` prints what each step did.
+ * the same steps, the same trace byte for byte. `--steps` prints what each step did; `--diagram`
+ * only the steps that lead to its violation, one column per task (`race-diagram.ts`).
  */
 import { runScenario, type TdpEvent } from "@tdpemu/core";
 import { describeEvent } from "../event-text.js";
 import { PLUGIN_OPTIONS, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, loadPlugins } from "../registry.js";
+import { raceDiagram } from "../race-diagram.js";
 import { openSchedule } from "../schedule-source.js";
 import { formatSummary } from "../summary.js";
 import { TraceWriter } from "../trace-writer.js";
@@ -18,6 +20,7 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     json: { type: "boolean" },
     trace: { type: "string" },
     steps: { type: "boolean" },
+    diagram: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
   const registry = builtinRegistry();
@@ -25,6 +28,16 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   const opened = await openSchedule(positionals[0]!, registry, values.flags.has("allow-plugins"));
   const { sched, scn } = opened;
   const backend = registry.source(opened.backend);
+  if (values.flags.has("diagram")) {
+    if (!sched.interleave) throw new UsageError("replay: --diagram: the schedule was recorded without interleaving (whole ops, no atomic points to draw)");
+    const lines = raceDiagram(scn, { backend, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject }, sched.choices);
+    if (lines === null) {
+      io.out("no violation: the schedule runs to its end with every invariant holding, so there is no race to draw");
+      return 0;
+    }
+    for (const line of lines) io.out(line);
+    return 1;
+  }
   let trace: TraceWriter | null = null;
   if (values.trace !== undefined) {
     try {

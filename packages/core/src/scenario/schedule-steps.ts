@@ -1,0 +1,136 @@
+/**
+ * A schedule's steps as the explorer saw them: for each choice, the task that took the step,
+ * what it touched (its footprint, recorded as in `explore`) and the events it emitted. The race
+ * diagram (`replay --diagram`) keeps only the steps on the chain of conflicts that leads to the
+ * violation.
+ */
+import type { TdpEvent } from "../events/events.js";
+import { FootprintRecorder, FootprintStore, KIND_ADD, KIND_READ, KIND_WRITE } from "../exec/footprint.js";
+import { stepTask } from "../exec/scheduler.js";
+import type { ExploreViolation } from "../exec/explorer.js";
+import { buildRun, classifyRunError } from "./runner.js";
+import type { ExploreScenarioOptions } from "./explore-scenario.js";
+import type { Scenario } from "./schema.js";
+
+export interface ScheduleStep {
+  /** The task's index and name. */
+  task: number;
+  name: string;
+  /** The step's footprint: a handle in `ScheduleSteps.store`. */
+  fp: number;
+  events: TdpEvent[];
+}
+
+export interface ScheduleSteps {
+  steps: ScheduleStep[];
+  store: FootprintStore;
+  /** The violation the schedule ends in (in its last step, or at its end), if any. */
+  violation: ExploreViolation | null;
+}
+
+/**
+ * Runs `choices` on a fresh build of `scn` with every step recorded. Stops at the first step
+ * that fails; a choice of a task that has finished is an error (the schedule is not this
+ * scenario's).
+ */
+export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, "hostMemory" | "mmu" | "inject"> & { backend: ExploreScenarioOptions["backend"] }, choices: readonly number[]): ScheduleSteps {
+  let current: TdpEvent[] = [];
+  const backend = opts.backend;
+  const built = buildRun(scn, {
+    backend: typeof backend === "function" ? backend() : backend, hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true,
+    onEvent: (e) => current.push(e),
+  });
+  const rec = new FootprintRecorder();
+  const store = new FootprintStore();
+  built.clock.setRecorder(rec);
+  built.host.pool.fp = rec;
+  const steps: ScheduleStep[] = [];
+  let violation: ExploreViolation | null = null;
+  for (const c of choices) {
+    const task = built.tasks[c];
+    if (task === undefined || task.done) throw new Error(`step ${steps.length + 1}: task ${c} ${task === undefined ? "does not exist" : "has finished"}`);
+    current = [];
+    rec.reset();
+    try {
+      stepTask(built.tasks, c, built.clock);
+    } catch (e) {
+      const v = classifyRunError(e, scn, built);
+      if (v === null) throw e;
+      violation = v[0]!;
+    }
+    steps.push({ task: c, name: task.name, fp: rec.saveTo(store), events: current });
+    if (violation !== null) break;
+  }
+  built.clock.setRecorder(null);
+  built.host.pool.fp = null;
+  if (violation === null) violation = built.check(built.tasks.every((t) => t.done)).violations[0] ?? null;
+  return { steps, store, violation };
+}
+
+/**
+ * The steps that lead to step `last`: it; for every step on the chain, the latest earlier step
+ * of each other task whose footprint conflicts with it; and each step of `last`'s task, since
+ * its current op began, that read what another task wrote in its latest step before it (it saw
+ * that task midway), with that step. Ascending.
+ */
+export function conflictChain(s: ScheduleSteps, last: number): number[] {
+  const on = new Set<number>([last]);
+  const work = [last];
+  const add = (k: number) => {
+    if (on.has(k)) return;
+    on.add(k);
+    work.push(k);
+  };
+  const store = s.store;
+  const ids = store.idsView;
+  const kinds = store.kindsView;
+  const me = s.steps[last]!.task;
+  let opStart = last;
+  while (opStart > 0 && !s.steps[opStart]!.events.some((e) => e.type === "op" && e.phase === "start")) {
+    do opStart--; while (opStart > 0 && s.steps[opStart]!.task !== me);
+  }
+  for (let k = opStart; k < last; k++) {
+    if (s.steps[k]!.task !== me) continue;
+    const fp = s.steps[k]!.fp;
+    for (let a = store.startOf(fp), e = a + store.lengthOf(fp); a < e; a++) {
+      if ((kinds[a]! & KIND_READ) === 0) continue;
+      const w = latestWriter(s, ids[a]!, k, me);
+      if (w >= 0 && latestOf(s, s.steps[w]!.task, k) === w) {
+        add(k);
+        add(w);
+      }
+    }
+  }
+  while (work.length > 0) {
+    const j = work.pop()!;
+    const seen = new Set<number>([s.steps[j]!.task]);
+    for (let k = j - 1; k >= 0; k--) {
+      const t = s.steps[k]!.task;
+      if (seen.has(t) || !store.dependsOn(s.steps[k]!.fp, s.steps[j]!.fp)) continue;
+      seen.add(t);
+      add(k);
+    }
+  }
+  return [...on].sort((a, b) => a - b);
+}
+
+/** The latest step of `task` before step `before`; -1 if none. */
+function latestOf(s: ScheduleSteps, task: number, before: number): number {
+  for (let k = before - 1; k >= 0; k--) if (s.steps[k]!.task === task) return k;
+  return -1;
+}
+
+/** The latest step before `before` of a task other than `task` that wrote or updated `id`; -1 if none. */
+function latestWriter(s: ScheduleSteps, id: number, before: number, task: number): number {
+  const store = s.store;
+  const ids = store.idsView;
+  const kinds = store.kindsView;
+  for (let k = before - 1; k >= 0; k--) {
+    if (s.steps[k]!.task === task) continue;
+    const fp = s.steps[k]!.fp;
+    for (let a = store.startOf(fp), e = a + store.lengthOf(fp); a < e; a++) {
+      if (ids[a] === id && (kinds[a]! & (KIND_WRITE | KIND_ADD)) !== 0) return k;
+    }
+  }
+  return -1;
+}
