@@ -75,8 +75,9 @@ export {
 } from "./scenario/runner.js";
 export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
 export { conflictChain, scheduleSteps, type ScheduleStep, type ScheduleSteps } from "./scenario/schedule-steps.js";
+export { shrinkSchedule, type Shrunk } from "./scenario/shrink.js";
 export { inputLimits, readInputFile, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
-export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleFile } from "./scenario/schedule-file.js";
+export { loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleContent, type ScheduleFile } from "./scenario/schedule-file.js";
 export {
   explore, type ExploreAlgorithm, type ExploreSystem, type ExploreOptions, type ExploreResult, type ExploreProgress, type ExploreViolation,
 } from "./exec/explorer.js";

@@ -68,13 +68,16 @@ describe("tdpemu explore", () => {
     expect(s.out()).toMatch(/store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/);
   });
 
-  it("a violation is drawn as the race: the steps that lead to it, one column per task; replay --diagram draws the same", async () => {
+  it("a violation is shrunk to the fewest preemptions and drawn as the race, one column per task; replay --diagram draws the same", async () => {
     const out = join(dir, "aah.schedule.json");
+    const shrunk = join(dir, "aah.shrunk.schedule.json");
     const x = io();
     expect(await main(["explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
+    expect(x.out()).toMatch(/^the race, shrunk to 18 steps and 1 preemption \(the steps that lead to the violation\):$/m);
+    expect(x.out()).toContain(`replay it with: tdpemu replay ${shrunk} --diagram`);
     const race = x.out().slice(x.out().indexOf("the race"));
     const d = io();
-    expect(await main(["replay", out, "--diagram"], d.o)).toBe(1);
+    expect(await main(["replay", shrunk, "--diagram"], d.o)).toBe(1);
     const lines = d.out().split("\n");
     // The account of the TDX patch: vcpu0 publishes the L2 mirror entry before its SEPT.ADD at
     // L2, vcpu1 walks into the new table and its AUG below it fails.
@@ -94,6 +97,22 @@ describe("tdpemu explore", () => {
     const c = io();
     expect(await main(["replay", clean, "--diagram"], c.o)).toBe(0);
     expect(c.out()).toMatch(/^no violation: the schedule runs to its end/);
+  });
+
+  it("the lost-table race, drawn: vcpu1 links the level-1 table, vcpu0's non-atomic store overwrites the link", async () => {
+    const out = join(dir, "lost.schedule.json");
+    const x = io();
+    expect(await main(["explore", SCN, "--unsafe-non-atomic-set", "--out", out], x.o)).toBe(1);
+    const race = x.out().slice(x.out().indexOf("the race"));
+    const lines = race.split("\n");
+    const col = lines[1]!.indexOf("vcpu1");
+    const link = lines.findIndex((l) => /store L2 gfn 0x0: 0x8000000000000000 →/.test(l));
+    const overwrite = lines.findIndex((l) => /store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 →/.test(l));
+    expect(link).toBeGreaterThan(0);
+    expect(overwrite).toBeGreaterThan(link);
+    expect(lines[link]!.indexOf("store")).toBe(col);
+    expect(lines[overwrite]!.indexOf("store")).toBeLessThan(col);
+    expect(race).toMatch(/=> \[(stats-match-tables|no-leaked-table)\]/);
   });
 
   it("--tdx-huge-pages switches on 2 MiB private pages, and the schedule it writes replays with them", async () => {

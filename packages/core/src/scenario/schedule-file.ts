@@ -36,7 +36,8 @@ export class ScheduleFileError extends ErrorOfKind("ScheduleFileError") {}
 /** What `scenario` says for the built-in default scenario. */
 export const BUILTIN_SCENARIO = "<built-in default>";
 
-type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null };
+/** What a schedule file holds, before it is written (`scenarioPath` becomes `scenario`). */
+export type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null };
 
 /**
  * The text of a schedule file for `path` (its scenario relative to it), or with `path` null, one

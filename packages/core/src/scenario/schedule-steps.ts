@@ -68,10 +68,11 @@ export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, 
 }
 
 /**
- * The steps that lead to step `last`: it; for every step on the chain, the latest earlier step
- * of each other task whose footprint conflicts with it; and each step of `last`'s task, since
- * its current op began, that read what another task wrote in its latest step before it (it saw
- * that task midway), with that step. Ascending.
+ * The steps that lead to step `last`: it; since its task's current op began, every step of
+ * another task it conflicts with, and each step of its own task that read what another task
+ * wrote in its latest step before (it saw that task midway), with that step; and for every
+ * step on the chain, the latest earlier step of each other task that conflicts with it.
+ * Ascending.
  */
 export function conflictChain(s: ScheduleSteps, last: number): number[] {
   const on = new Set<number>([last]);
@@ -90,7 +91,11 @@ export function conflictChain(s: ScheduleSteps, last: number): number[] {
     do opStart--; while (opStart > 0 && s.steps[opStart]!.task !== me);
   }
   for (let k = opStart; k < last; k++) {
-    if (s.steps[k]!.task !== me) continue;
+    // Every step of another task since the op began that the failing step conflicts with.
+    if (s.steps[k]!.task !== me) {
+      if (store.dependsOn(s.steps[k]!.fp, s.steps[last]!.fp)) add(k);
+      continue;
+    }
     const fp = s.steps[k]!.fp;
     for (let a = store.startOf(fp), e = a + store.lengthOf(fp); a < e; a++) {
       if ((kinds[a]! & KIND_READ) === 0) continue;

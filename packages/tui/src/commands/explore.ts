@@ -4,7 +4,10 @@
  */
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
-import { ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText, type ExploreProgress } from "@tdpemu/core";
+import {
+  ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText, shrinkSchedule,
+  type ExploreProgress, type MmuOptions, type Scenario, type ScheduleContent,
+} from "@tdpemu/core";
 import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
@@ -95,8 +98,9 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   let file: string | null = null;
   /** The schedule, when it could not be written to `out` (or, for a shard, always): in the report, never lost. */
   let unsaved: string | null = null;
+  let content: ScheduleContent | null = null;
   if (r.violation) {
-    const content = {
+    content = {
       scenarioPath, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed, interleave: true,
       mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
     };
@@ -131,14 +135,36 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   };
   if (job !== undefined && r.violation) job.found(r.violation.position);
   printExploreReport(io, report, shard !== null || values.flags.has("json"));
-  if (r.violation && shard === null && !values.flags.has("json")) {
-    const lines = raceDiagram(scn, { backend: source, hostMemory, mmu, inject }, r.violation.choices);
-    if (lines !== null) {
-      io.out("\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):");
-      for (const line of lines) io.out(`  ${line}`);
+  if (content !== null && shard === null && !values.flags.has("json")) drawRace(io, scn, { backend: source, hostMemory, mmu, inject }, content, file);
+  return r.violation ? 1 : 0;
+}
+
+/**
+ * After a violation: the schedule shrunk to the fewest preemptions (`shrinkSchedule`), written
+ * beside the one found (`<out>.shrunk.schedule.json`), and drawn as the race
+ * (`race-diagram.ts`), with the command that replays it.
+ */
+function drawRace(io: Io, scn: Scenario, opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions }, found: ScheduleContent, file: string | null): void {
+  const check = found.violations?.[0]?.check;
+  if (check === undefined) return;
+  const shrunk = shrinkSchedule(scn, opts, check);
+  const better = shrunk !== null && shrunk.choices.length <= found.choices.length;
+  let replayFile = file;
+  if (better && file !== null) {
+    replayFile = `${file.replace(/(\.schedule)?\.json$/i, "")}.shrunk.schedule.json`;
+    try {
+      saveScheduleFile(replayFile, { ...found, violations: shrunk.violations, choices: shrunk.choices });
+    } catch (e) {
+      if (!ScheduleFileError.is(e)) throw e;
+      replayFile = null;
     }
   }
-  return r.violation ? 1 : 0;
+  const lines = raceDiagram(scn, opts, better ? shrunk.choices : found.choices);
+  if (lines === null) return;
+  io.out(better ? `\nthe race, shrunk to ${shrunk.choices.length} steps and ${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"} (the steps that lead to the violation):`
+    : "\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):");
+  for (const line of lines) io.out(`  ${line}`);
+  if (replayFile !== null) io.out(`replay it with: tdpemu replay ${replayFile} --diagram`);
 }
 
 /**
