@@ -135,7 +135,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   };
   if (job !== undefined && r.violation) job.found(r.violation.position);
   printExploreReport(io, report, shard !== null || values.flags.has("json"));
-  if (content !== null && shard === null && !values.flags.has("json")) drawRace(io, scn, { backend: source, hostMemory, mmu, inject }, content, file);
+  if (content !== null && shard === null && !values.flags.has("json")) drawRace(io, scn, { backend: source, hostMemory, mmu, inject }, content, file, r.schedules);
   return r.violation ? 1 : 0;
 }
 
@@ -144,10 +144,14 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
  * beside the one found (`<out>.shrunk.schedule.json`), and drawn as the race
  * (`race-diagram.ts`), with the command that replays it.
  */
-function drawRace(io: Io, scn: Scenario, opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions }, found: ScheduleContent, file: string | null): void {
+function drawRace(
+  io: Io, scn: Scenario, opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions }, found: ScheduleContent, file: string | null, searched: number,
+): void {
   const check = found.violations?.[0]?.check;
   if (check === undefined) return;
-  const shrunk = shrinkSchedule(scn, opts, check);
+  // Each bounded search may run ten times the schedules the search that found it ran (at least
+  // 1,000, at most 100,000): a violation found at once is shrunk at once.
+  const shrunk = shrinkSchedule(scn, opts, check, 6, Math.max(1000, Math.min(100_000, 10 * searched)));
   const better = shrunk !== null && shrunk.choices.length <= found.choices.length;
   let replayFile = file;
   if (better && file !== null) {
