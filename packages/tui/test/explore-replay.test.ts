@@ -91,6 +91,17 @@ describe("tdpemu explore", () => {
     expect(Number(/\((\d+) of 18 steps/.exec(d.out())![1])).toBeLessThan(9);
     // explore printed the same lines, indented.
     for (const l of lines) expect(race).toContain(`  ${l}`);
+    // A schedule that is not the scenario's is bad input, as for a plain replay.
+    const bad = join(dir, "bad.schedule.json");
+    const sf = JSON.parse(readFileSync(shrunk, "utf8")) as { choices: number[] };
+    writeFileSync(bad, JSON.stringify({ ...sf, choices: [...sf.choices.slice(0, 3), 7, ...sf.choices.slice(3)] }));
+    const b = io();
+    expect(await main(["replay", bad, "--diagram"], b.o)).toBe(2);
+    expect(b.err()).toMatch(/replay: choice 4 names task 7, which does not exist: the schedule is not this scenario's/);
+    // --algorithm is checked before --jobs starts its threads.
+    const j = io();
+    expect(await main(["explore", SCN, "--jobs", "2", "--algorithm", "optimal"], j.o)).toBe(2);
+    expect(j.err()).toMatch(/--algorithm optimal and --jobs\/--shard/);
     // A schedule that ends in no violation has no race to draw.
     const clean = join(dir, "clean.schedule.json");
     expect(await main(["run", SCN, "--seed", "3", "--schedule-out", clean], io().o)).toBe(0);

@@ -68,8 +68,7 @@ export class WakeupTrees {
   private next = new Int32Array(256);
   private free = -1;
   private used = 0;
-  /** Nodes in use, and the count after the last compaction of the store. */
-  private live = 0;
+  /** Footprints held after the last compaction of the store. */
   private liveFps = 0;
   /** The footprints of the trees' steps. */
   store = new FootprintStore();
@@ -96,7 +95,6 @@ export class WakeupTrees {
     this.first[n] = -1;
     this.last[n] = -1;
     this.next[n] = -1;
-    this.live++;
     return n;
   }
 
@@ -161,7 +159,6 @@ export class WakeupTrees {
       }
       this.next[m] = this.free;
       this.free = m;
-      this.live--;
     }
   }
 
@@ -222,8 +219,4 @@ export class WakeupTrees {
     this.liveFps = fresh.count;
   }
 
-  /** Nodes in use (for tests and the peak-memory figure). */
-  get size(): number {
-    return this.live;
-  }
 }

@@ -6,9 +6,10 @@
  */
 import type { TdpEvent } from "../events/events.js";
 import { FootprintRecorder, FootprintStore, KIND_ADD, KIND_READ, KIND_WRITE } from "../exec/footprint.js";
-import { stepTask } from "../exec/scheduler.js";
+import { deadlock, stepTask } from "../exec/scheduler.js";
+import { NO_CHANGE, WaitTracker } from "../exec/wait-tracker.js";
 import type { ExploreViolation } from "../exec/explorer.js";
-import { buildRun, classifyRunError } from "./runner.js";
+import { RunInputError, buildRun, classifyRunError } from "./runner.js";
 import type { ExploreScenarioOptions } from "./explore-scenario.js";
 import type { Scenario } from "./schema.js";
 
@@ -30,8 +31,8 @@ export interface ScheduleSteps {
 
 /**
  * Runs `choices` on a fresh build of `scn` with every step recorded. Stops at the first step
- * that fails; a choice of a task that has finished is an error (the schedule is not this
- * scenario's).
+ * that fails; a choice of a task that cannot run there is bad input (the schedule is not this
+ * scenario's). A schedule that leaves every unfinished task waiting ends in a deadlock.
  */
 export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, "hostMemory" | "mmu" | "inject"> & { backend: ExploreScenarioOptions["backend"] }, choices: readonly number[]): ScheduleSteps {
   let current: TdpEvent[] = [];
@@ -46,23 +47,37 @@ export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, 
   built.host.pool.fp = rec;
   const steps: ScheduleStep[] = [];
   let violation: ExploreViolation | null = null;
+  // Which tasks may go next, as in the explorer: a waiting task is not one of them.
+  const tracker = new WaitTracker(built.tasks.length, store);
+  built.tasks.forEach((t, i) => t.done && tracker.onStep(i, NO_CHANGE, 0, true));
   for (const c of choices) {
     const task = built.tasks[c];
-    if (task === undefined || task.done) throw new Error(`step ${steps.length + 1}: task ${c} ${task === undefined ? "does not exist" : "has finished"}`);
+    if (task === undefined || !tracker.enabled(c)) {
+      const why = task === undefined ? "does not exist" : task.done ? "has finished" : "waits there";
+      throw new RunInputError(`replay: choice ${steps.length + 1} names task ${c}, which ${why}: the schedule is not this scenario's`);
+    }
     current = [];
     rec.reset();
+    let outcome = 0;
     try {
-      stepTask(built.tasks, c, built.clock);
+      outcome = stepTask(built.tasks, c, built.clock);
     } catch (e) {
       const v = classifyRunError(e, scn, built);
       if (v === null) throw e;
       violation = v[0]!;
     }
-    steps.push({ task: c, name: task.name, fp: rec.saveTo(store), events: current });
+    const fp = rec.saveTo(store);
+    steps.push({ task: c, name: task.name, fp, events: current });
     if (violation !== null) break;
+    tracker.onStep(c, fp, outcome, task.done);
   }
   built.clock.setRecorder(null);
   built.host.pool.fp = null;
+  if (violation === null && !built.tasks.every((t) => t.done) && tracker.enabledTasks([]).length === 0) {
+    // Every unfinished task waits for a change no one will make (the explorer's deadlock).
+    const stuck = deadlock(built.tasks, tracker).message;
+    violation = { check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: built.clock.tick };
+  }
   if (violation === null) violation = built.check(built.tasks.every((t) => t.done)).violations[0] ?? null;
   return { steps, store, violation };
 }

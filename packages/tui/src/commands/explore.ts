@@ -70,13 +70,14 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   if (jobs > MAX_JOBS) throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${jobs}`);
   if (jobs > 1 && values.shard !== undefined) throw new UsageError("explore: --jobs and --shard: a shard runs in one thread (run more shards instead)");
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
+  const reduction = !values.flags.has("no-reduction");
+  // Checked here, before --jobs hands the command line to its threads.
+  const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), jobs > 1 || job !== undefined || values.shard !== undefined);
   if (jobs > 1 && job === undefined) {
     return runExploreJobs(args, jobs, out, values.flags.has("json"), io);
   }
   const shard = job !== undefined ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
     : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
-  const reduction = !values.flags.has("no-reduction");
-  const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), jobs > 1 || shard !== null);
   const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
   const progress = job !== undefined ? job.progress : (p: ExploreProgress) => {
     const line = `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
