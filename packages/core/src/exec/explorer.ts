@@ -618,19 +618,24 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    */
   function nextWakeup(p: SearchPath, d: number): number {
     const r = p.root[d]!;
-    const T = p.tasks;
     for (;;) {
       const fc = wut!.firstChild(r);
       if (fc < 0) return -1;
       const t = wut!.taskOf(fc);
-      if (p.isEnabled(d, t) && p.sleep[d * T + t] === -1 && !p.isDone(d, t)) return fc;
+      if (p.isEnabled(d, t) && p.sleep[d * p.tasks + t] === -1 && !p.isDone(d, t)) return fc;
       wut!.removeFirstChild(r);
       skippedByReduction++;
-      if (p.isEnabled(d, t)) continue;
-      for (let k = 0; k < p.nEnabled[d]!; k++) {
-        const u = p.enabled[d * T + k]!;
-        if (!p.isDone(d, u) && p.sleep[d * T + u] === -1 && !wut!.hasChild(r, u)) wut!.addChild(r, u);
-      }
+      if (!p.isEnabled(d, t)) branchToAll(p, d);
+    }
+  }
+
+  /** Node `d`'s wakeup tree gets a branch to every enabled, awake task not explored there yet, as sleep sets would branch. */
+  function branchToAll(p: SearchPath, d: number): void {
+    const base = d * p.tasks;
+    const r = p.root[d]!;
+    for (let k = 0; k < p.nEnabled[d]!; k++) {
+      const u = p.enabled[base + k]!;
+      if (!p.isDone(d, u) && p.sleep[base + u] === -1 && !wut!.hasChild(r, u)) wut!.addChild(r, u);
     }
   }
 
@@ -696,15 +701,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     // (Optimal-DPOR assumes a task is disabled only by its own step and enabled by no one; the
     // explorer's waiting tasks are enabled by another's step. Without these branches a search
     // lost traces (test/optimal-dpor.test.ts); with them a few runs end with every task asleep.)
-    for (let d = 0; d < n; d++) {
-      if (p.wakes[d] === 0) continue;
-      const base = d * T;
-      for (let k = 0; k < p.nEnabled[d]!; k++) {
-        const t = p.enabled[base + k]!;
-        if (p.isDone(d, t) || p.sleep[base + t] !== -1 || w.hasChild(p.root[d]!, t)) continue;
-        w.addChild(p.root[d]!, t);
-      }
-    }
+    for (let d = 0; d < n; d++) if (p.wakes[d] === 1) branchToAll(p, d);
     w.compact(p.root[0]!);
   }
 
