@@ -20,7 +20,7 @@ import "reflect-metadata";
 // The contract and its registration.
 export {
   type Backend, type BackendStats, type FaultSpec, type RawCallArgs, type MirrorView, type MirrorEntryKind,
-  ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EIO, EINVAL, ENOMEM, ENOTTY, BACKEND,
+  ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EEXIST, EFAULT, EIO, EINVAL, ENOMEM, ENOTTY, BACKEND,
   emptyBackendStats,
   type BackendVm, type VmConfig, type BackendRegistration, type BackendSource, isRegistration, backendSource,
   type WalkedSpte, MAP_CELL_CLASSES, DIRECT_OLD_LEAF, DIRECT_NEW_LEAF, DIRECT_OLD_WRITABLE, DIRECT_NEW_WRITABLE, type HostOpSchema, type HostOpParamKind,

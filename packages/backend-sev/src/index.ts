@@ -8,6 +8,7 @@ export { RMP, SEV_ASIDS } from "./sev-platform.js";
 export * from "./sev-backend.js";
 export * from "./rmp.js";
 export * from "./rmp-instructions.js";
+export * from "./snp-firmware.js";
 
 export const registration: BackendRegistration = {
   name: "sev",

@@ -8,17 +8,18 @@
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EEXIST, EFAULT, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
   KvmBug, R_BACKING, inject, injectable,
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
 import {
-  FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
+  FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
+import { FW_STATUS, SEV_RET_SUCCESS, snpPageReclaim } from "./snp-firmware.js";
 import { RMP, SEV_ASIDS } from "./sev-platform.js";
 
 /** #NPF error code bits (EXITINFO1, docs/sev-snp.md §1.3), and the x86 #PF bits they start with. */
@@ -43,7 +44,6 @@ const ERR_USER = Number(PFERR_USER);
 const ERR_RMP = Number(PFERR_RMP);
 const ERR_GUEST_FINAL = Number(PFERR_GUEST_FINAL);
 const ERR_ENC = Number(PFERR_ENC);
-const ERR_SIZEM = Number(PFERR_SIZEM);
 
 export interface SevException {
   kind: "#NPF" | "#VC" | "#PF";
@@ -53,12 +53,20 @@ export interface SevException {
 
 /** Where the model stops a retry loop the kernel would run until the hardware agrees. */
 const LINUX_SPIN_LIMIT = 1000;
-const RMP_CALLS = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH"];
+/** The RMP instructions, then the firmware's commands (from FIRMWARE on: their statuses are FW_STATUS codes). */
+export const RMP_CALLS: readonly string[] = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH", "SNP_PAGE_RECLAIM"];
 const RMPUPDATE = 0;
 const PSMASH = 1;
 const PVALIDATE = 2;
 const SNP_LAUNCH_UPDATE = 3;
 const SNP_LAUNCH_FINISH = 4;
+const SNP_PAGE_RECLAIM = 5;
+const FIRMWARE = SNP_LAUNCH_UPDATE;
+
+/** The name of `status` as call `call` returns it: an RMP instruction's code or the firmware's. */
+function statusName(call: number, status: number): string {
+  return call >= FIRMWARE ? FW_STATUS.name(status) : RMP_STATUS.name(status);
+}
 
 /** Exception kinds as kept in the ring (an index into this list). */
 const KINDS: SevException["kind"][] = ["#NPF", "#VC", "#PF"];
@@ -138,6 +146,8 @@ export class SevBackend implements Backend {
   /** The resource space of the call counters (`callCount`), which injection makes shared. */
   private space = 0;
   private lastFailure = "";
+  /** Set by a KVM_BUG: the VM is dead to KVM (`kvm->vm_bugged`). */
+  bugged = false;
 
   /** The host's RMP and ASIDs (`sev-platform.ts`), shared with every guest on the host. */
   constructor(
@@ -213,24 +223,53 @@ export class SevBackend implements Backend {
   }
 
   /**
-   * `sev_gmem_post_populate` (KVM_SEV_SNP_LAUNCH_UPDATE): the page is made private and immutable,
-   * then the firmware measures and encrypts it and leaves it validated (guest-owned, no longer
-   * immutable) for the guest. Without `measure` the page would be KVM_SEV_SNP_PAGE_TYPE_UNMEASURED:
-   * only the launch digest differs, which the model does not keep.
+   * `sev_gmem_post_populate` (KVM_SEV_SNP_LAUNCH_UPDATE), one page: the frame must still be
+   * hypervisor-owned (-EEXIST otherwise: "initial shared state"); `rmp_make_private(...,
+   * immutable = true)` makes it Pre-Guest (-EFAULT if the RMPUPDATE fails, as Linux's
+   * `rmpupdate()` returns); then the firmware's SNP_LAUNCH_UPDATE measures and encrypts it and
+   * leaves it validated and mutable (Guest-Valid). A page the firmware refuses is taken back
+   * (`snp_page_reclaim`) and the ioctl fails with -EIO. Without `measure` the page would be
+   * KVM_SEV_SNP_PAGE_TYPE_UNMEASURED: only the launch digest differs, which the model does not keep.
    */
   populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
-    const r = this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn);
-    if (r !== RMP_SUCCESS) return EIO;
-    this.count(SNP_LAUNCH_UPDATE, 0, pfn, gfn, 1);
+    if (this.assigned(pfn)) return EEXIST;
+    if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn) !== RMP_SUCCESS) return EFAULT;
+    const fw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
+    this.count(SNP_LAUNCH_UPDATE, fw, pfn, gfn, 1);
+    if (fw !== SEV_RET_SUCCESS) {
+      this.snpPageReclaim(pfn);
+      return EIO;
+    }
     const e = this.rmp.raw(pfn);
-    this.rmp.set(pfn, (this.rmp.flagsOf(pfn) | 8) & ~4, e.asid, e.gfn);
+    this.rmp.set(pfn, (this.rmp.flagsOf(pfn) | RMP_VALIDATED) & ~RMP_IMMUTABLE, e.asid, e.gfn);
     return 0;
   }
 
-  /** SNP_LAUNCH_FINISH: measurement done; the guest may run. */
+  /**
+   * `snp_page_reclaim` after a failed launch update: SNP_PAGE_RECLAIM, then
+   * `kvm_rmp_make_shared`. Either failing is a KVM_BUG: the page can be neither used nor given
+   * back, so `snp_leak_pages` keeps it from the host for good (counted in `leakedPages`).
+   */
+  private snpPageReclaim(pfn: number): void {
+    const fw = this.injectedStatus(SNP_PAGE_RECLAIM) ?? snpPageReclaim(this.rmp, pfn);
+    this.count(SNP_PAGE_RECLAIM, fw, pfn, -1, 1);
+    if (fw !== SEV_RET_SUCCESS) this.leakAndBug(pfn, `SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`);
+    const r = this.linuxRmpupdate(pfn, 0, 0, 0);
+    if (r !== RMP_SUCCESS) this.leakAndBug(pfn, `rmp_make_shared of reclaimed page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
+  }
+
+  /** `KVM_BUG` with `snp_leak_pages(pfn, 1)`: the page is leaked on purpose and the VM is bugged. */
+  private leakAndBug(pfn: number, cause: string): never {
+    this.vm.leak(cause);
+    this.bugged = true;
+    throw new KvmBug(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
+  }
+
+  /** SNP_LAUNCH_FINISH: measurement done; the guest may run. A firmware error fails the ioctl with -EIO. */
   finalize(): number {
-    this.count(SNP_LAUNCH_FINISH, 0);
-    return 0;
+    const fw = this.injectedStatus(SNP_LAUNCH_FINISH) ?? SEV_RET_SUCCESS;
+    this.count(SNP_LAUNCH_FINISH, fw);
+    return fw === SEV_RET_SUCCESS ? 0 : EIO;
   }
 
   /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
@@ -260,7 +299,9 @@ export class SevBackend implements Backend {
     const size2m = (f & RMP_PAGE_2M) !== 0;
     const expectGfn = size2m ? rmp.governingGfn + (pfn - rmp.governingPfn) : rmp.governingGfn;
     if (!assigned || rmp.governingAsid !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(vcpu, gpa, base + ERR_RMP);
-    if ((level >= 2) !== size2m) return this.npf(vcpu, gpa, base + ERR_RMP + ERR_SIZEM);
+    // The page-size check of an access: RMP set, SIZEM not (the APM sets SIZEM only for a
+    // PVALIDATE or RMPADJUST whose size mismatches the RMP; `sev_handle_rmp_fault`, case 2).
+    if ((level >= 2) !== size2m) return this.npf(vcpu, gpa, base + ERR_RMP);
     if ((f & RMP_VALIDATED) === 0) {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
@@ -316,9 +357,11 @@ export class SevBackend implements Backend {
       this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, level);
       return this.npf(vcpu, gpa, Number(r.errorCode));
     }
+    // FAIL_NOUPDATE (CF=1, the page was validated already) is a failure to a Linux guest: its
+    // `pvalidate_4k_page` terminates the guest on any non-zero result (GHCB_TERM_PVALIDATE).
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(PVALIDATE, status === FAIL_NOUPDATE ? RMP_SUCCESS : status, npt.pfn, gfn, level);
-    return status === RMP_SUCCESS || status === FAIL_NOUPDATE ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+    this.count(PVALIDATE, status, npt.pfn, gfn, level);
+    return status === RMP_SUCCESS ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
   /** A host write to a frame (the kernel's direct map): an assigned frame gives #PF with the RMP bit. */
@@ -405,28 +448,29 @@ export class SevBackend implements Backend {
   private count(call: number, status: number, pfn = -1, gfn = -1, level = 0): void {
     this.calls.add(call);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
-    if (status !== RMP_SUCCESS) this.countFailure(RMP_CALLS[call]!, status);
-    if (this.vm?.events.on) this.emitCall(RMP_CALLS[call]!, status, pfn, gfn, level);
+    if (status !== RMP_SUCCESS) this.countFailure(call, status);
+    if (this.vm?.events.on) this.emitCall(call, status, pfn, gfn, level);
     this.injectedNow = false;
   }
 
-  private countFailure(name: string, status: number): void {
-    const n = RMP_STATUS.name(status);
+  private countFailure(call: number, status: number): void {
+    const n = statusName(call, status);
     // FAIL_INUSE is contention, retried: busy, not an error.
-    if (status === FAIL_INUSE) this.busy++;
+    if (call < FIRMWARE && status === FAIL_INUSE) this.busy++;
     else this.errors[n] = (this.errors[n] ?? 0) + 1;
-    this.lastFailure = `${name} failed: ${n}`;
+    this.lastFailure = `${RMP_CALLS[call]!} failed: ${n}`;
   }
 
-  private emitCall(name: string, status: number, pfn: number, gfn: number, level: number): void {
+  private emitCall(call: number, status: number, pfn: number, gfn: number, level: number): void {
+    const name = RMP_CALLS[call]!;
     // FAIL_INUSE is the RMP's contention: the caller retries.
-    const tone = status === RMP_SUCCESS ? "ok" : status === FAIL_INUSE ? "busy" : "error";
+    const tone = status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
     const parts: string[] = [];
     if (gfn >= 0) parts.push(`gpa 0x${(gfn * 4096).toString(16)}`);
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
     if (name === "RMPUPDATE" && gfn < 0) parts.push("to the hypervisor");
     if (level > 0) parts.push(level === 2 ? "2M" : "4K");
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: RMP_STATUS.name(status), tone, ...(this.injectedNow ? { injected: true } : {}) });
+    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: statusName(call, status), tone, ...(this.injectedNow ? { injected: true } : {}) });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {
@@ -471,7 +515,8 @@ export class SevBackend implements Backend {
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
     if (!RMP_CALLS.includes(f.call)) throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
-    const status = RMP_STATUS.code(f.status);
+    // An RMP instruction fails with an RMP status, a firmware command with a firmware one.
+    const status = RMP_CALLS.indexOf(f.call) >= FIRMWARE ? FW_STATUS.code(f.status) : RMP_STATUS.code(f.status);
     this.injected.push({ call: f.call, nth: f.nth, status, times: f.times });
   }
 

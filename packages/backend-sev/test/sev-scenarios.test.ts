@@ -438,9 +438,9 @@ vcpus:
   - - { op: accept, gpa: 0x1000 }
 `;
 
-  it("ends the op with -EIO at that page, which stays unprepared, and the guest's fault prepares it", () => {
+  it("ends the op with -EFAULT at that page (Linux's rmpupdate()), which stays unprepared, and the guest's fault prepares it", () => {
     const r = runScenario(parseScenarioText(text, "launch-update-fails.yaml"), { backend: sev });
-    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: -5 });
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: -14 });
     const slot = r.vm.memslots.find(1)!;
     expect(slot.gmem!.isPrepared(1 - slot.baseGfn)).toBe(true);
     expect(r.report.ops.find((o) => o.op === "accept")!.result).toEqual({ ok: 1, exceptions: 0 });

@@ -19,6 +19,8 @@ export const EIO = -5;
 export const EINVAL = -22;
 export const ENOTTY = -25;
 export const ENOMEM = -12;
+export const EFAULT = -14;
+export const EEXIST = -17;
 
 /** What the "hardware" step of a guest access found (`checkGuestAccess`). */
 export const ACCESS_OK = 0;

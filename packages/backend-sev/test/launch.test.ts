@@ -1,0 +1,162 @@
+/**
+ * An SEV-SNP launch as KVM runs it (`snp_launch_update` → `kvm_gmem_populate` →
+ * `sev_gmem_post_populate`, then `snp_launch_finish`), with its failure paths: a frame already
+ * assigned, an RMPUPDATE refused, a firmware error on SNP_LAUNCH_UPDATE (reclaim, make shared,
+ * -EIO), a reclaim that fails too (KVM_BUG, `snp_leak_pages`), and SNP_LAUNCH_FINISH refused.
+ * Each asserts the errno, the RMP entry left behind, and what was leaked, with the kernel
+ * function it follows.
+ */
+import { describe, expect, it } from "vitest";
+import { hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core";
+import {
+  FW_STATUS, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
+} from "../src/index.js";
+import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
+
+const EIO = -5;
+const EFAULT = -14;
+const EEXIST = -17;
+
+/** A scenario that populates four pages from GPA 0, finalizes and has the guest touch page 1. */
+function launch(inject: string): string {
+  return `
+name: launch
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: sev
+schedule: { mode: round-robin, interleave: false }
+inject:
+${inject}
+host:
+  - { op: populate, gpa: 0x0, size: 16KiB }
+  - { op: finalize }
+vcpus:
+  - - { op: access, gpa: 0x1000, write: true }
+`;
+}
+
+function runLaunch(inject: string) {
+  const events: TdpEvent[] = [];
+  const r = runScenario(parseScenarioText(launch(inject), "launch.yaml"), { backend: sev, onEvent: (e) => events.push(e) });
+  return { r, be: r.vm.backend as SevBackend, events };
+}
+
+describe("sev_gmem_post_populate", () => {
+  it("a frame the RMP already assigns is refused with -EEXIST before any RMPUPDATE or firmware call", () => {
+    const { vm, be } = makeSevVm();
+    const slot = vm.memslots.find(0)!;
+    // Another path (a racing prepare the folio does not show, a host playing tricks) assigned
+    // the frame guest_memfd will hand out for GFN 0: "initial shared state" fails.
+    const pfn = slot.gmem!.getPfn(0);
+    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 0 })).toBe(RMP_SUCCESS);
+    const before = be.rmp.raw(pfn);
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({ mapped: 0, status: EEXIST });
+    expect(be.rmp.raw(pfn)).toEqual(before);
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 1 });
+    expect(slot.gmem!.isPrepared(0)).toBe(false);
+  });
+
+  it("a firmware error on SNP_LAUNCH_UPDATE: the page is reclaimed and made shared, the ioctl fails with -EIO, nothing leaks", () => {
+    const { r, be, events } = runLaunch("  - { call: SNP_LAUNCH_UPDATE, nth: 2, status: INVALID_PARAM }");
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: EIO });
+    // Page 1: Pre-Guest (RMPUPDATE immutable), refused, SNP_PAGE_RECLAIM, RMPUPDATE to shared.
+    const calls = events.filter((e) => e.type === "call").map((e) => `${e.name} ${e.status}${e.injected ? " (injected)" : ""}`);
+    expect(calls).toEqual([
+      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS",
+      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE INVALID_PARAM (injected)", "SNP_PAGE_RECLAIM SUCCESS", "RMPUPDATE SUCCESS",
+      "SNP_LAUNCH_FINISH SUCCESS",
+      // The guest's write to page 1: its first fault (no NPT leaf yet) prepares it
+      // (sev_gmem_prepare), and the access then needs a PVALIDATE the guest never made (#VC 0x404).
+      "RMPUPDATE SUCCESS", "#VC raised",
+    ]);
+    expect(r.report.stats.leakedPages).toBe(0);
+    expect(be.stats().errors).toEqual({ INVALID_PARAM: 1 });
+    expect(be.bugged).toBe(false);
+    expect(r.report.invariants.violations).toEqual([]);
+  });
+
+  it("a reclaim that fails as well: KVM_BUG, the page leaked with its cause, left Pre-Guest in the RMP", () => {
+    const { r, be } = runLaunch(`  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_PARAM }
+  - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_STATE }`);
+    const pfn = gmemPfn(r.vm, 0);
+    expect(r.report.invariants.violations).toEqual([
+      expect.objectContaining({ check: "kvm-bug", message: expect.stringMatching(/SNP_PAGE_RECLAIM of page 0x[0-9a-f]+ failed: INVALID_PAGE_STATE.*leaked \(snp_leak_pages\)/) }),
+    ]);
+    expect(r.report.stats.leakedPages).toBe(1);
+    expect(Object.keys(r.report.stats.leakCauses)).toEqual([`SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]);
+    expect(be.bugged).toBe(true);
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true, validated: false, asid: be.asid, gfn: 0 });
+  });
+
+  it("SNP_PAGE_RECLAIM moves only a firmware-owned (Pre-Guest) page to Reclaim; any other is INVALID_PAGE_STATE", () => {
+    const { be } = makeSevVm();
+    const pfn = 0x1234;
+    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
+    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 5 })).toBe(RMP_SUCCESS);
+    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
+    // Pre-Guest: no RMPUPDATE can change it; reclaim can, and then RMPUPDATE makes it shared.
+    be.rmp.set(pfn, 0, 0, 0);
+    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 5 })).toBe(RMP_SUCCESS);
+    expect(be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 })).not.toBe(RMP_SUCCESS);
+    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_SUCCESS);
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: false, validated: false, asid: 0, gfn: 0 });
+    expect(be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 })).toBe(RMP_SUCCESS);
+    expect(be.rmp.raw(pfn).assigned).toBe(false);
+  });
+
+  it("an RMPUPDATE refused while making the page private is -EFAULT (rmpupdate()), and no firmware call follows", () => {
+    const { r, be } = runLaunch("  - { call: RMPUPDATE, nth: 3, status: FAIL_PERMISSION }");
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 2, status: EFAULT });
+    expect(be.stats().calls).toMatchObject({ SNP_LAUNCH_UPDATE: 2 });
+    expect(be.stats().calls.SNP_PAGE_RECLAIM).toBeUndefined();
+  });
+});
+
+describe("snp_launch_finish", () => {
+  it("a firmware error fails the ioctl with -EIO, and the run stops there as bad input", () => {
+    expect(() => runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_GUEST_STATE }"))
+      .toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
+  });
+});
+
+describe("fault injection", () => {
+  /** A scenario that makes each SEV call at least once (SNP_PAGE_RECLAIM only after a refused launch update). */
+  const scenarios: Record<string, string> = {
+    RMPUPDATE: "  - { call: RMPUPDATE, nth: 1, status: FAIL_INUSE, times: 1 }",
+    SNP_LAUNCH_UPDATE: "  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_ADDRESS }",
+    SNP_LAUNCH_FINISH: "  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_PLATFORM_STATE }",
+    SNP_PAGE_RECLAIM: "  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_ADDRESS }\n  - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_OWNER }",
+  };
+
+  it("fires on every call the SEV backend accepts a fault for: each is consulted where it happens", () => {
+    const fired = new Set<string>();
+    const note = (events: TdpEvent[]) => {
+      for (const e of events) if (e.type === "call" && e.injected) fired.add(e.name);
+    };
+    for (const inject of Object.values(scenarios)) {
+      const events: TdpEvent[] = [];
+      try {
+        runScenario(parseScenarioText(launch(inject), "launch.yaml"), { backend: sev, onEvent: (e) => events.push(e) });
+      } catch {
+        // SNP_LAUNCH_FINISH refused ends the run; its event came first.
+      }
+      note(events);
+    }
+    // PVALIDATE (the guest's accept) and PSMASH (a raw call of the host) outside a launch.
+    const { vm, be } = makeSevVm();
+    be.injectFault(vm, { call: "PVALIDATE", nth: 1, status: "FAIL_INPUT", times: 1 });
+    be.injectFault(vm, { call: "PSMASH", nth: 1, status: "FAIL_INUSE", times: 1 });
+    const events: TdpEvent[] = [];
+    vm.events.subscribe((e) => events.push(e));
+    expect(accept(vm, 0x3000)).toBe("exception");
+    expect(be.rawCall(vm, "PSMASH", { page: 0x200 }).status).toBe("FAIL_INUSE");
+    note(events);
+    expect([...fired].sort()).toEqual([...RMP_CALLS].sort());
+  });
+
+  it("names a firmware command's status from the firmware's codes, and refuses an RMP status for it", () => {
+    const { vm, be } = makeSevVm();
+    expect(FW_STATUS.name(0x16)).toBe("INVALID_PARAM");
+    expect(() => be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 1, status: "FAIL_INPUT", times: 1 })).toThrow(/SEV firmware status/);
+    expect(() => be.injectFault(vm, { call: "RMPUPDATE", nth: 1, status: "INVALID_PARAM", times: 1 })).toThrow(/RMP status/);
+  });
+});
