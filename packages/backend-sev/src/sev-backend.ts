@@ -78,9 +78,11 @@ const PF = 2;
  * What `stats().calls` counts, by index: the RMP instructions and firmware calls (RMP_CALLS),
  * the ASID flush, then the exceptions raised (KINDS, from RAISED).
  */
-const COUNTED = [...RMP_CALLS, "ASID flush", ...KINDS];
+const COUNTED = [...RMP_CALLS, "ASID flush", "VMGEXIT(PSC)", ...KINDS];
 const ASID_FLUSH = RMP_CALLS.length;
-const RAISED = ASID_FLUSH + 1;
+/** The guest's Page State Change request (a VMGEXIT with the GHCB), which KVM takes to userspace. */
+const PSC = ASID_FLUSH + 1;
+const RAISED = PSC + 1;
 /** The ring keeps the latest 1,000 to 1,999: at 2,000 the older 1,000 go at once (O(1) each). */
 const RING = 2000;
 const RING_DROP = 1000;
@@ -344,6 +346,28 @@ export class SevBackend implements Backend {
    * included (a 2M PVALIDATE over 4K RMP entries is FAIL_SIZEMISMATCH).
    */
   guestAccept(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number {
+    return this.guestPvalidate(vcpu, gpa, npt, level, true);
+  }
+
+  /** PVALIDATE with validate clear: the guest gives a page up before asking for it to be shared (`set_pages_state`). */
+  guestRescind(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number {
+    return this.guestPvalidate(vcpu, gpa, npt, level, false);
+  }
+
+  /**
+   * The guest's Page State Change request (`vmgexit_psc`, or the GHCB MSR protocol for one
+   * page): a VMGEXIT that KVM turns into KVM_HC_MAP_GPA_RANGE for userspace. Counted; the RMP
+   * changes later, when guest_memfd frees the pages (`sev_gmem_invalidate`) or the guest's next
+   * access prepares them (`sev_gmem_prepare`).
+   */
+  guestMapGpa(_vm: BackendVm, _vcpu: number, gfn: number, npages: number, toPrivate: boolean): void {
+    this.calls.add(PSC);
+    if (this.vm?.events.on) {
+      this.vm.events.emit({ type: "call", vm: this.vm.id, name: "VMGEXIT(PSC)", detail: `gpa 0x${(gfn * 4096).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit", tone: "ok" });
+    }
+  }
+
+  private guestPvalidate(vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, validate: boolean): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(PVALIDATE);
@@ -352,7 +376,7 @@ export class SevBackend implements Backend {
       return ACCESS_GUEST_EXCEPTION;
     }
     const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
-    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, level === 2, true, base, PFERR_RMP, PFERR_SIZEM);
+    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, level === 2, validate, base, PFERR_RMP, PFERR_SIZEM);
     if (r.kind === "npf") {
       this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, level);
       return this.npf(vcpu, gpa, Number(r.errorCode));
@@ -360,7 +384,7 @@ export class SevBackend implements Backend {
     // FAIL_NOUPDATE (CF=1, the page was validated already) is a failure to a Linux guest: its
     // `pvalidate_4k_page` terminates the guest on any non-zero result (GHCB_TERM_PVALIDATE).
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(PVALIDATE, status, npt.pfn, gfn, level);
+    this.count(PVALIDATE, status, npt.pfn, gfn, level, validate ? "" : "rescind");
     return status === RMP_SUCCESS ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
@@ -445,11 +469,11 @@ export class SevBackend implements Backend {
    * Counts a call of RMP_CALLS[call] that ended with `status`; for the event, the frame, the
    * guest page (-1 for none: a page given back to the hypervisor, a PSMASH) and the size.
    */
-  private count(call: number, status: number, pfn = -1, gfn = -1, level = 0): void {
+  private count(call: number, status: number, pfn = -1, gfn = -1, level = 0, note = ""): void {
     this.calls.add(call);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (status !== RMP_SUCCESS) this.countFailure(call, status);
-    if (this.vm?.events.on) this.emitCall(call, status, pfn, gfn, level);
+    if (this.vm?.events.on) this.emitCall(call, status, pfn, gfn, level, note);
     this.injectedNow = false;
   }
 
@@ -461,7 +485,7 @@ export class SevBackend implements Backend {
     this.lastFailure = `${RMP_CALLS[call]!} failed: ${n}`;
   }
 
-  private emitCall(call: number, status: number, pfn: number, gfn: number, level: number): void {
+  private emitCall(call: number, status: number, pfn: number, gfn: number, level: number, note: string): void {
     const name = RMP_CALLS[call]!;
     // FAIL_INUSE is the RMP's contention: the caller retries.
     const tone = status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
@@ -470,6 +494,7 @@ export class SevBackend implements Backend {
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
     if (name === "RMPUPDATE" && gfn < 0) parts.push("to the hypervisor");
     if (level > 0) parts.push(level === 2 ? "2M" : "4K");
+    if (note) parts.push(note);
     this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: statusName(call, status), tone, ...(this.injectedNow ? { injected: true } : {}) });
   }
 

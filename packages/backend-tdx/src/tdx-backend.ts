@@ -44,10 +44,11 @@ const TDCS_PAGES = MIN_NUM_TDCS_PAGES;
  * not mapped yet: the guest runs it again after KVM's fault, and that run is the one counted
  * as TDG.MEM.PAGE.ACCEPT).
  */
-const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT", "TD exit (ACCEPT)"];
+const COUNTED = [...SEAMCALL_NAMES, "#VE", "INVEPT", "TD exit (ACCEPT)", "TDG.VP.VMCALL<MapGPA>"];
 const VE = SEAMCALL_NAMES.length;
 const INVEPT = VE + 1;
 const ACCEPT_EXIT = VE + 2;
+const MAP_GPA = VE + 3;
 
 @injectable()
 export class TdxBackend implements Backend, CallListener {
@@ -550,6 +551,22 @@ export class TdxBackend implements Backend, CallListener {
 
   vcpuExit(_vm: BackendVm, vcpu: number): void {
     if (this.tdvprs[vcpu] !== undefined) this.exit(vcpu);
+  }
+
+  /**
+   * TDG.VP.VMCALL<MapGPA>: the guest asks for [gfn, gfn + npages) to be mapped private or shared
+   * (the shared alias of the range, for shared). A TDCALL from the running TD that exits to KVM
+   * (TDH.VP.ENTER returns), which hands it to userspace as KVM_HC_MAP_GPA_RANGE
+   * (`tdx_map_gpa`).
+   */
+  guestMapGpa(_vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): void {
+    if (!this.enter(vcpu)) return;
+    this.calls.add(MAP_GPA);
+    if (this.vm?.events.on) {
+      const gpa = (gfn * 4096 + (toPrivate ? 0 : 2 ** (this.vm.config.gpaw - 1))).toString(16);
+      this.vm.events.emit({ type: "call", vm: this.vm.id, name: "TDG.VP.VMCALL<MapGPA>", detail: `gpa 0x${gpa} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "TD exit", tone: "ok" });
+    }
+    this.exit(vcpu);
   }
 
   /** A TD exit: TDH.VP.ENTER returns to KVM, and the vCPU is out of guest mode. */

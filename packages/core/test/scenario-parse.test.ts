@@ -244,18 +244,18 @@ describe("scenario parser: schedule", () => {
 describe("scenario parser: guest programs", () => {
   it("unknown guest op lists the valid guest ops", () => {
     expectError(doc(...HEAD, "vcpus:", "  - - { op: acces, gpa: 0x0 }"), {
-      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, got "acces"/,
+      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got "acces"/,
     });
   });
 
   it("a host-only op in a vCPU program is unknown there", () => {
     expectError(doc(...HEAD, "vcpus:", "  - - { op: zap, gpa: 0x0 }"), {
-      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, got "zap"/,
+      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got "zap"/,
     });
   });
 
   it("an op without op", () => {
-    expectError(doc(...HEAD, "vcpus:", "  - - { gpa: 0x0 }"), { path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, got nothing/ });
+    expectError(doc(...HEAD, "vcpus:", "  - - { gpa: 0x0 }"), { path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got nothing/ });
   });
 
   it("unknown key in an op lists the op's keys", () => {

@@ -190,6 +190,18 @@ export interface Backend {
    */
   guestAcceptLevel?(vm: BackendVm, vcpu: number, gfn: number): number;
   /**
+   * The guest gives up its validation of a private page before it is made shared (SEV-SNP's
+   * PVALIDATE with validate clear, as Linux's `set_pages_state` does first). Returns as
+   * `guestAccept`. A backend whose guest has nothing to rescind (TDX) leaves it out.
+   */
+  guestRescind?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number;
+  /**
+   * The guest asks the host to convert [gfn, gfn + npages) (the GHCB's Page State Change
+   * request, TDG.VP.VMCALL<MapGPA>): the vCPU leaves the guest for KVM, which exits to userspace
+   * with KVM_HC_MAP_GPA_RANGE. The backend counts its exit; the core then has the VMM convert.
+   */
+  guestMapGpa?(vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): void;
+  /**
    * Host ops the backend defines, by name: a scenario writes `{ op: <backend>.<name>, ... }` in
    * its host program, and the operands are checked against `params` when the run is built, with
    * the same one-line errors as built-in ops' (`checkPluginOps`).

@@ -234,6 +234,17 @@ function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
       const r = range(c, path, v, vm, true);
       return { op, ...r, to: oneOf(c, [...path, "to"], v.to, ["private", "shared"] as const) };
     }
+    case "psc": {
+      checkKeys(c, path, v, ["op", "gpa", "size", "to", "pagesize"]);
+      // `pagesize`: what the guest validates or gives up each page at (PVALIDATE's page size,
+      // TDG.MEM.PAGE.ACCEPT's level); the range must be made of whole pages of it.
+      const ps = v.pagesize === undefined ? PAGE : size(c, [...path, "pagesize"], v.pagesize);
+      if (ps !== PAGE && ps !== 512 * PAGE) c.expect([...path, "pagesize"], "4KiB or 2MiB", v.pagesize);
+      const r = range(c, path, v, vm, true);
+      if (r.gpa % ps !== 0) c.expect([...path, "gpa"], `an address aligned to the page size (${show(ps)})`, v.gpa);
+      if (r.size % ps !== 0) c.expect([...path, "size"], `a multiple of the page size (${show(ps)})`, v.size);
+      return { op, ...r, to: oneOf(c, [...path, "to"], v.to, ["private", "shared"] as const), pageSize: ps };
+    }
   }
 }
 

@@ -22,6 +22,7 @@ import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
 import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange } from "../vm/guest-access.js";
+import { guestPageStateChange } from "../vm/guest-psc.js";
 import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
 import { Vm, type Vcpu } from "../vm/vm.js";
@@ -276,6 +277,11 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
         // MapGPA / page-state change: the guest asks, the VMM sets the attributes.
         const gfn = op.gpa / PAGE_SIZE;
         result.changed = yield* hostOps.convertMemory(vm, vcpu.ctx, gfn, gfn + op.size / PAGE_SIZE, op.to === "private");
+        break;
+      }
+      case "psc": {
+        const r = yield* guestPageStateChange(vm, vcpu, op.gpa / PAGE_SIZE, op.size / PAGE_SIZE, op.to === "private", op.pageSize === PAGE_SIZE ? 1 : 2);
+        Object.assign(result, r);
         break;
       }
     }

@@ -29,7 +29,12 @@ export type GuestOp =
   | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean }
   /** `count` pages of `size` bytes (4 KiB or 2 MiB) from `gpa`. */
   | { op: "accept"; gpa: number; count: number; size: number }
-  | { op: "convert"; gpa: number; size: number; to: "private" | "shared" };
+  | { op: "convert"; gpa: number; size: number; to: "private" | "shared" }
+  /**
+   * The guest converts [gpa, gpa + size) itself (`guestPageStateChange`): PVALIDATE or ACCEPT
+   * around a Page State Change / MapGPA request, in pages of `pageSize` bytes (4 KiB or 2 MiB).
+   */
+  | { op: "psc"; gpa: number; size: number; to: "private" | "shared"; pageSize: number };
 
 export type HostOp =
   /** `measure`: KVM_TDX_MEASURE_MEMORY_REGION (TDH.MR.EXTEND of each page); true unless `measure: false`. */
@@ -87,6 +92,6 @@ export interface Scenario {
   inject: InjectSpec[];
 }
 
-export const GUEST_OPS = ["access", "accept", "convert"] as const;
+export const GUEST_OPS = ["access", "accept", "convert", "psc"] as const;
 export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown", "terminate", "raw"] as const;
 export const STRATEGIES = ["freeze", "atomic-then-hook"] as const;

@@ -211,13 +211,14 @@ function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
 
 /**
  * The guest accepts a private page of `level` (1: 4K, 2: 2M) at `gpa` (TDG.MEM.PAGE.ACCEPT /
- * PVALIDATE). When the backend reports that the page is not mapped yet, KVM maps it through the
- * fault path (the accept itself raises the EPT violation) and the accept is retried. A backend
+ * PVALIDATE), or with `rescind` gives up its validation of it (PVALIDATE with validate clear).
+ * When the backend reports that the page is not mapped yet, KVM maps it through the fault path
+ * (the instruction itself raises the EPT violation or #NPF) and it is retried. A backend
  * without the notion does nothing.
  */
-export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level = 1): Op<AccessOutcome> {
+export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level = 1, rescind = false): Op<AccessOutcome> {
   const backend = vm.backend;
-  if (!backend.guestAccept) return "ok";
+  if (rescind ? !backend.guestRescind : !backend.guestAccept) return "ok";
   for (let tries = 0; tries < MAX_TRIES; tries++) {
     vm.enterGuest(vcpu);
     vm.clock.step++;
@@ -229,14 +230,14 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level =
       const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), false, null, vcpu.walk);
       if (w === WALK_OK) npt = vcpu.walk;
     }
-    const r = backend.guestAccept(vm, vcpu.id, gpa, npt, level);
+    const r = rescind ? backend.guestRescind!(vm, vcpu.id, gpa, npt, level) : backend.guestAccept!(vm, vcpu.id, gpa, npt, level);
     if (r === ACCESS_OK) return "ok";
     if (r === ACCESS_GUEST_EXCEPTION) {
       vcpu.exceptions++;
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
-    const accepted = backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0;
+    const accepted = rescind ? 0 : (backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0);
     if (accepted > 0) yield* honorGuestAcceptLevel(vm, vcpu, gpaToGfn(gpa), accepted);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
     const m = beginEptViolation(vm, vcpu, gpa, true, true, r === ACCESS_FAULT_PRESENT);
@@ -247,7 +248,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level =
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, true);
   }
-  throw new GuestLivelock(`vcpu${vcpu.id}: accept of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+  throw new GuestLivelock(`vcpu${vcpu.id}: ${rescind ? "rescind" : "accept"} of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
 }
 
 /**
