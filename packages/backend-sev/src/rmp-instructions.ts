@@ -11,12 +11,14 @@ export const FAIL_PERMISSION = 2;
 export const FAIL_INUSE = 3;
 export const FAIL_OVERLAP = 4;
 export const FAIL_SIZEMISMATCH = 6;
+/** PSMASH of an entry that is no assigned 2M page: nothing to split (the APM's PSMASH codes; upstream Linux names only FAIL_INUSE). */
+export const FAIL_BADADDR = 7;
 /** PVALIDATE with CF=1: the Validated bit was already as requested (Linux's PVALIDATE_FAIL_NOUPDATE). */
 export const FAIL_NOUPDATE = 255;
 
 export const RMP_STATUS = new StatusNames<number>("RMP status", [
   [RMP_SUCCESS, "SUCCESS"], [FAIL_INPUT, "FAIL_INPUT"], [FAIL_PERMISSION, "FAIL_PERMISSION"], [FAIL_INUSE, "FAIL_INUSE"],
-  [FAIL_OVERLAP, "FAIL_OVERLAP"], [FAIL_SIZEMISMATCH, "FAIL_SIZEMISMATCH"], [FAIL_NOUPDATE, "FAIL_NOUPDATE"],
+  [FAIL_OVERLAP, "FAIL_OVERLAP"], [FAIL_SIZEMISMATCH, "FAIL_SIZEMISMATCH"], [FAIL_BADADDR, "FAIL_BADADDR"], [FAIL_NOUPDATE, "FAIL_NOUPDATE"],
 ]);
 
 export interface RmpUpdate {
@@ -64,11 +66,15 @@ export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: numbe
 /** For callers with no VMRUN in flight: no page is in use. */
 export const NOTHING_IN_USE = (_pfn: number): boolean => false;
 
-/** PSMASH: an assigned 2M entry becomes 512 4K entries with consecutive GPAs; Validated is kept. */
+/**
+ * PSMASH: an assigned 2M entry becomes 512 4K entries with consecutive GPAs; Validated is kept.
+ * A frame that is not 2M-aligned (or outside the RMP) is FAIL_INPUT; an entry that is not an
+ * assigned 2M page cannot be split, FAIL_BADADDR (7).
+ */
 export function psmash(rmp: Rmp, pfn: number): number {
   if (!rmp.covers(pfn) || pfn % 512 !== 0) return FAIL_INPUT;
   const e = rmp.raw(pfn);
-  if (!e.assigned || !e.size2m) return FAIL_INPUT;
+  if (!e.assigned || !e.size2m) return FAIL_BADADDR;
   const flags = rmp.flagsOf(pfn) & ~RMP_PAGE_2M;
   for (let i = 0; i < 512; i++) rmp.set(pfn + i, flags, e.asid, e.gfn + i);
   return RMP_SUCCESS;

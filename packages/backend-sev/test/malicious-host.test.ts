@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { GuestLivelock, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core";
 import {
-  FAIL_INPUT, FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL,
+  FAIL_BADADDR, FAIL_INPUT, FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL,
   PFERR_GUEST_PAGE, PFERR_PRESENT, PFERR_RMP, PFERR_SIZEM, PFERR_USER, PFERR_WRITE, RMP_SUCCESS, Rmp,
   SVM_EXIT_PAGE_NOT_VALIDATED, psmash, pvalidate, RMP, rmpupdate, type SevBackend, type SevException,
 } from "../src/index.js";
@@ -381,8 +381,11 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     for (let i = 0; i < 512; i++) {
       expect(be.rmp.raw(head + i)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, asid: be.asid, gfn: 0x200 + i, pfn: head + i });
     }
-    // No merge back, and a second PSMASH has no 2M entry to split.
-    expect(be.psmash(head)).toBe(FAIL_INPUT);
+    // No merge back, and a second PSMASH has no 2M entry to split: FAIL_BADADDR (7), while a
+    // frame that is not 2M-aligned is FAIL_INPUT (1).
+    expect(be.psmash(head)).toBe(FAIL_BADADDR);
+    expect(FAIL_BADADDR).toBe(7);
+    expect(be.psmash(head + 1)).toBe(FAIL_INPUT);
 
     // The 2M NPT leaf now sits over 4K entries: one #NPF with RMP (no SIZEM: an access, not a
     // PVALIDATE), KVM splits, the access completes without any PVALIDATE because Validated survived.
