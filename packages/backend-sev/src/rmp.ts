@@ -27,6 +27,12 @@ export const RMP_IMMUTABLE = 4;
 export const RMP_VALIDATED = 8;
 export const RMP_VMSA = 16;
 
+/**
+ * A GFN the 32-bit array cannot hold (the VMSA's, 0xFFFFFFFFF at GPA 0xFFFFFFFFF000): the array
+ * holds this and `bigGfns` the GFN, so that the array stays 4 bytes a frame.
+ */
+const BIG_GFN = 0xffffffff;
+
 /** Frames per block: 4096 (16 MiB). */
 const BLOCK_SHIFT = 12;
 const BLOCK_FRAMES = 1 << BLOCK_SHIFT;
@@ -37,7 +43,7 @@ class RmpBlock {
   private readonly bytes = new ArrayBuffer(BLOCK_FRAMES * 7);
   readonly flags = new Uint8Array(this.bytes, 0, BLOCK_FRAMES);
   readonly asid = new Uint16Array(this.bytes, BLOCK_FRAMES, BLOCK_FRAMES);
-  /** The GFN the frame must be reached at (GPAs below 16 TiB). */
+  /** The GFN the frame must be reached at (BIG_GFN: see `Rmp.bigGfns`). */
   readonly gfn = new Uint32Array(this.bytes, BLOCK_FRAMES * 3, BLOCK_FRAMES);
 }
 
@@ -46,6 +52,8 @@ export interface RmpEntry {
   size2m: boolean;
   immutable: boolean;
   validated: boolean;
+  /** A guest save area (set by the firmware's launch update of a VMSA page, or VMPL0's RMPADJUST). */
+  vmsa: boolean;
   asid: number;
   gfn: number;
   /** The frame whose entry this is (the 2M head for a 2M entry). */
@@ -60,8 +68,16 @@ export class Rmp {
   governingPfn = 0;
   governingAsid = 0;
   governingGfn = 0;
+  /** The GFNs from BIG_GFN on, by frame (a VMSA page's: one per vCPU). */
+  private readonly bigGfns = new Map<number, number>();
 
   constructor(readonly totalFrames: number) {}
+
+  /** The GFN in slot `i` of `blk`, which holds frame `pfn`. */
+  private gfnIn(blk: RmpBlock, i: number, pfn: number): number {
+    const g = blk.gfn[i]!;
+    return g === BIG_GFN ? this.bigGfns.get(pfn)! : g;
+  }
 
   /**
    * Accesses are recorded into `clock`'s recorder from now on, in a resource space of its own
@@ -121,7 +137,8 @@ export class Rmp {
 
   gfnOf(pfn: number): number {
     this.noteRead(pfn);
-    return this.block(pfn, false)?.gfn[pfn & BLOCK_MASK] ?? 0;
+    const blk = this.block(pfn, false);
+    return blk === undefined ? 0 : this.gfnIn(blk, pfn & BLOCK_MASK, pfn);
   }
 
   /**
@@ -157,7 +174,8 @@ export class Rmp {
       this.governingPfn = pfn;
     }
     this.governingAsid = blk.asid[i]!;
-    this.governingGfn = blk.gfn[i]!;
+    const g = blk.gfn[i]!;
+    this.governingGfn = g === BIG_GFN ? this.bigGfns.get(this.governingPfn)! : g;
     return blk.flags[i]!;
   }
 
@@ -182,7 +200,8 @@ export class Rmp {
     const f = blk?.flags[pfn & BLOCK_MASK] ?? 0;
     return {
       assigned: (f & RMP_ASSIGNED) !== 0, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
-      validated: (f & RMP_VALIDATED) !== 0, asid: blk?.asid[pfn & BLOCK_MASK] ?? 0, gfn: blk?.gfn[pfn & BLOCK_MASK] ?? 0, pfn,
+      validated: (f & RMP_VALIDATED) !== 0, vmsa: (f & RMP_VMSA) !== 0, asid: blk?.asid[pfn & BLOCK_MASK] ?? 0,
+      gfn: blk === undefined ? 0 : this.gfnIn(blk, pfn & BLOCK_MASK, pfn), pfn,
     };
   }
 
@@ -196,7 +215,9 @@ export class Rmp {
     const blk = this.block(pfn, true)!;
     blk.flags[pfn & BLOCK_MASK] = flags;
     blk.asid[pfn & BLOCK_MASK] = asid;
-    blk.gfn[pfn & BLOCK_MASK] = gfn;
+    if (blk.gfn[pfn & BLOCK_MASK] === BIG_GFN) this.bigGfns.delete(pfn);
+    if (gfn >= BIG_GFN) this.bigGfns.set(pfn, gfn);
+    blk.gfn[pfn & BLOCK_MASK] = Math.min(gfn, BIG_GFN);
   }
 
   setFlags(pfn: number, flags: number): void {
@@ -214,7 +235,7 @@ export class Rmp {
         const f = blk.flags[i]!;
         yield {
           assigned: true, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
-          validated: (f & RMP_VALIDATED) !== 0, asid: blk.asid[i]!, gfn: blk.gfn[i]!, pfn: b * BLOCK_FRAMES + i,
+          validated: (f & RMP_VALIDATED) !== 0, vmsa: (f & RMP_VMSA) !== 0, asid: blk.asid[i]!, gfn: this.gfnIn(blk, i, b * BLOCK_FRAMES + i), pfn: b * BLOCK_FRAMES + i,
         };
       }
     }
@@ -227,7 +248,7 @@ export class Rmp {
       if (!blk) continue;
       for (let i = 0; i < BLOCK_FRAMES; i++) {
         if (blk.flags[i] === 0 && blk.asid[i] === 0 && blk.gfn[i] === 0) continue;
-        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${blk.gfn[i]}`);
+        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${this.gfnIn(blk, i, b * BLOCK_FRAMES + i)}`);
       }
     }
   }

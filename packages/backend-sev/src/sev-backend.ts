@@ -8,12 +8,12 @@
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, EEXIST, EFAULT, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
+  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, ControlPages, EEXIST, EFAULT, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
   KvmBug, R_BACKING, inject, injectable,
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, Rmp } from "./rmp.js";
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp } from "./rmp.js";
 import {
   FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
   type RmpUpdate,
@@ -67,6 +67,9 @@ const FIRMWARE = SNP_LAUNCH_UPDATE;
 function statusName(call: number, status: number): string {
   return call >= FIRMWARE ? FW_STATUS.name(status) : RMP_STATUS.name(status);
 }
+
+/** `INITIAL_VMSA_GPA` (0xFFFFFFFFF000) as a GFN: where launch makes every vCPU's VMSA private. */
+export const INITIAL_VMSA_GFN = 0xfffffffff;
 
 /** Exception kinds as kept in the ring (an index into this list). */
 const KINDS: SevException["kind"][] = ["#NPF", "#VC", "#PF"];
@@ -150,6 +153,10 @@ export class SevBackend implements Backend {
   private lastFailure = "";
   /** Set by a KVM_BUG: the VM is dead to KVM (`kvm->vm_bugged`). */
   bugged = false;
+  /** Host pages KVM gives the hardware for the VM: the vCPUs' VMSAs. */
+  private pages!: ControlPages;
+  /** Each vCPU's VMSA page (`svm->sev_es.vmsa`), allocated with the vCPU. */
+  vmsaPages: number[] = [];
 
   /** The host's RMP and ASIDs (`sev-platform.ts`), shared with every guest on the host. */
   constructor(
@@ -163,6 +170,19 @@ export class SevBackend implements Backend {
     this.space = vm.clock.newResourceSpace();
     this.lastNpfCode = new Float64Array(vm.config.vcpus + 1).fill(-1);
     this.asid = this.asids.alloc();
+    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, RMP_CALLS.length), "SEV VMSA pages");
+    // `snp_safe_alloc_page` at vCPU creation: never a 2M-aligned page (an erratum: a 2M-aligned
+    // VMSA can take a false RMP #PF when a huge mapping covers it).
+    const aligned: number[] = [];
+    for (let v = 0; v < vm.config.vcpus; v++) {
+      let p = this.pages.alloc();
+      while (p % 512 === 0) {
+        aligned.push(p);
+        p = this.pages.alloc();
+      }
+      this.vmsaPages.push(p);
+    }
+    for (const p of aligned) this.pages.release(p);
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */
@@ -267,11 +287,46 @@ export class SevBackend implements Backend {
     throw new KvmBug(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
   }
 
-  /** SNP_LAUNCH_FINISH: measurement done; the guest may run. A firmware error fails the ioctl with -EIO. */
+  /**
+   * `snp_launch_finish`. First `snp_launch_update_vmsa`: each vCPU's VMSA page is made private at
+   * INITIAL_VMSA_GPA, immutable, and given to SNP_LAUNCH_UPDATE as a VMSA page, which the
+   * firmware measures and leaves a VMSA (validated, no longer immutable: KVM later gives it back
+   * with a plain RMPUPDATE). A refused RMPUPDATE is -EFAULT, a refused launch update reclaims the
+   * page (`snp_page_reclaim`) and fails with -EIO; vCPUs done before are not undone, as in the
+   * kernel. Then SNP_LAUNCH_FINISH; a firmware error fails the ioctl with -EIO.
+   */
   finalize(): number {
+    for (const pfn of this.vmsaPages) {
+      if ((this.rmp.flagsOf(pfn) & RMP_VMSA) !== 0) continue;
+      if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, INITIAL_VMSA_GFN) !== RMP_SUCCESS) return EFAULT;
+      const vmsaFw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
+      this.count(SNP_LAUNCH_UPDATE, vmsaFw, pfn, INITIAL_VMSA_GFN, 1, "VMSA");
+      if (vmsaFw !== SEV_RET_SUCCESS) {
+        this.snpPageReclaim(pfn);
+        return EIO;
+      }
+      this.rmp.setFlags(pfn, RMP_ASSIGNED | RMP_VALIDATED | RMP_VMSA);
+    }
     const fw = this.injectedStatus(SNP_LAUNCH_FINISH) ?? SEV_RET_SUCCESS;
     this.count(SNP_LAUNCH_FINISH, fw);
     return fw === SEV_RET_SUCCESS ? 0 : EIO;
+  }
+
+  /**
+   * The VM is gone: `sev_free_vcpu` gives each VMSA page back with a plain RMPUPDATE to shared
+   * (`kvm_rmp_make_shared`, no firmware call); one that fails is a KVM_BUG_ON and the page is
+   * leaked. Then the pages' blocks go back to the host.
+   */
+  destroy(): void {
+    for (const pfn of this.vmsaPages.splice(0)) {
+      const r = this.linuxRmpupdate(pfn, 0, 0, 0);
+      if (r !== RMP_SUCCESS) {
+        this.pages.markLeaked(pfn);
+        this.leakAndBug(pfn, `rmp_make_shared of VMSA page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
+      }
+      this.pages.release(pfn);
+    }
+    this.pages.releaseBlocks();
   }
 
   /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
@@ -535,6 +590,7 @@ export class SevBackend implements Backend {
 
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.rmp.auditEntries(out);
+    out.set(resourceId(this.space, RMP_CALLS.length), `${this.vmsaPages.join(",")}|${this.pages.auditState()}`);
     if (this.injected.length > 0) for (let c = 0; c < RMP_CALLS.length; c++) out.set(resourceId(this.space, c), this.callCount[c]!);
   }
 

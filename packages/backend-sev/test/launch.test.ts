@@ -9,7 +9,7 @@
 import { describe, expect, it } from "vitest";
 import { hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core";
 import {
-  FW_STATUS, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
+  FW_STATUS, INITIAL_VMSA_GFN, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
 } from "../src/index.js";
 import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
 
@@ -63,7 +63,8 @@ describe("sev_gmem_post_populate", () => {
     expect(calls).toEqual([
       "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS",
       "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE INVALID_PARAM (injected)", "SNP_PAGE_RECLAIM SUCCESS", "RMPUPDATE SUCCESS",
-      "SNP_LAUNCH_FINISH SUCCESS",
+      // snp_launch_finish: the vCPU's VMSA first (snp_launch_update_vmsa), then the finish.
+      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS", "SNP_LAUNCH_FINISH SUCCESS",
       // The guest's write to page 1: its first fault (no NPT leaf yet) prepares it
       // (sev_gmem_prepare), and the access then needs a PVALIDATE the guest never made (#VC 0x404).
       "RMPUPDATE SUCCESS", "#VC raised",
@@ -106,7 +107,8 @@ describe("sev_gmem_post_populate", () => {
   it("an RMPUPDATE refused while making the page private is -EFAULT (rmpupdate()), and no firmware call follows", () => {
     const { r, be } = runLaunch("  - { call: RMPUPDATE, nth: 3, status: FAIL_PERMISSION }");
     expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 2, status: EFAULT });
-    expect(be.stats().calls).toMatchObject({ SNP_LAUNCH_UPDATE: 2 });
+    // Two launch pages, then the VMSA's at finalize.
+    expect(be.stats().calls).toMatchObject({ SNP_LAUNCH_UPDATE: 3 });
     expect(be.stats().calls.SNP_PAGE_RECLAIM).toBeUndefined();
   });
 });
@@ -115,6 +117,49 @@ describe("snp_launch_finish", () => {
   it("a firmware error fails the ioctl with -EIO, and the run stops there as bad input", () => {
     expect(() => runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_GUEST_STATE }"))
       .toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
+  });
+});
+
+describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
+  it("each vCPU's VMSA, never 2M-aligned, is private at INITIAL_VMSA_GPA after finalize: a VMSA, validated, not immutable", () => {
+    const { vm, be } = makeSevVm();
+    expect(be.vmsaPages).toHaveLength(1);
+    const [pfn] = be.vmsaPages as [number];
+    expect(pfn % 512).not.toBe(0);
+    expect(be.rmp.raw(pfn).assigned).toBe(false);
+    hostOps.finalize(vm);
+    expect(INITIAL_VMSA_GFN * 4096).toBe(0xfffffffff000);
+    expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: true, asid: be.asid, gfn: INITIAL_VMSA_GFN, pfn });
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_LAUNCH_FINISH: 1 });
+  });
+
+  it("a refused launch update of a VMSA: reclaimed, made shared, and finalize fails with -EIO", () => {
+    const { vm, be } = makeSevVm();
+    be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 1, status: "INVALID_PARAM", times: 1 });
+    expect(() => hostOps.finalize(vm)).toThrow(/finalize failed \(-5\): SNP_LAUNCH_UPDATE failed: INVALID_PARAM/);
+    const [pfn] = be.vmsaPages as [number];
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: false, vmsa: false });
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_LAUNCH_UPDATE: 1, SNP_PAGE_RECLAIM: 1 });
+  });
+
+  it("teardown gives each VMSA back with a plain RMPUPDATE; one that fails is a KVM_BUG_ON and the page is leaked", () => {
+    const ok = makeSevVm({ vcpus: 2 });
+    hostOps.finalize(ok.vm);
+    const pages = [...ok.be.vmsaPages];
+    expect(pages).toHaveLength(2);
+    runToEnd(hostOps.teardown(ok.vm, ok.vm.hostCtx));
+    for (const pfn of pages) expect(ok.be.rmp.raw(pfn).assigned).toBe(false);
+    expect(ok.vm.mmu.stats.leakedPages).toBe(0);
+
+    const bad = makeSevVm();
+    hostOps.finalize(bad.vm);
+    const [pfn] = bad.be.vmsaPages as [number];
+    // The entry turned immutable behind KVM's back: its RMPUPDATE to shared is FAIL_PERMISSION.
+    expect(bad.be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: bad.be.asid, gfn: INITIAL_VMSA_GFN })).toBe(RMP_SUCCESS);
+    expect(() => runToEnd(hostOps.teardown(bad.vm, bad.vm.hostCtx))).toThrow(/rmp_make_shared of VMSA page 0x[0-9a-f]+ failed: FAIL_PERMISSION.*snp_leak_pages/);
+    expect(bad.vm.mmu.stats.leakedPages).toBe(1);
+    expect(bad.be.bugged).toBe(true);
+    expect(bad.be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
   });
 });
 

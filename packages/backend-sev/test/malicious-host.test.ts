@@ -52,7 +52,7 @@ describe("the host remaps a guest's private frame at another GPA in the NPT", ()
     const frameA = gmemPfn(f.vm, A);
     const frameB = gmemPfn(f.vm, B);
     expect(frameA).not.toBe(frameB);
-    expect(f.be.rmp.raw(frameA)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, asid: f.be.asid, gfn: A, pfn: frameA });
+    expect(f.be.rmp.raw(frameA)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: f.be.asid, gfn: A, pfn: frameA });
     expect(nptLeaf(f.vm, B)).toMatchObject({ level: 1, pfn: frameB });
     const w = writeNptLeaf(f.vm, B, 1, frameA);
     expect(nptLeaf(f.vm, B)).toMatchObject({ level: 1, pfn: frameA });
@@ -256,12 +256,13 @@ describe("immutable pages and launch pages", () => {
     const { vm, be } = makeSevVm();
     expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toEqual({ mapped: 4, status: 0 });
     hostOps.finalize(vm);
-    expect(be.stats().calls).toMatchObject({ RMPUPDATE: 4, SNP_LAUNCH_UPDATE: 4, SNP_LAUNCH_FINISH: 1 });
+    // Four pages, then at finalize the vCPU's VMSA (snp_launch_update_vmsa): one more of each.
+    expect(be.stats().calls).toMatchObject({ RMPUPDATE: 5, SNP_LAUNCH_UPDATE: 5, SNP_LAUNCH_FINISH: 1 });
     for (let gfn = 0; gfn < 4; gfn++) {
       const pfn = gmemPfn(vm, gfn);
       // populate() RMPUPDATEs with immutable=true, then models the firmware's LAUNCH_UPDATE,
       // which leaves the page guest-valid and no longer immutable (sev-backend.ts populate()).
-      expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, asid: be.asid, gfn, pfn });
+      expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: be.asid, gfn, pfn });
     }
     // No PVALIDATE needed for launch pages.
     expect(access(vm, 0x1000, true)).toBe("ok");
@@ -281,7 +282,7 @@ describe("immutable pages and launch pages", () => {
     const pfn = gmemPfn(vm, 1);
     expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 1 })).toBe(RMP_SUCCESS);
     const entry = be.rmp.raw(pfn);
-    expect(entry).toEqual({ assigned: true, size2m: false, immutable: true, validated: false, asid: be.asid, gfn: 1, pfn });
+    expect(entry).toEqual({ assigned: true, size2m: false, immutable: true, validated: false, vmsa: false, asid: be.asid, gfn: 1, pfn });
 
     expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: pfn })).toEqual({ status: "FAIL_PERMISSION", detail: `RMPUPDATE.SHARED page 0x${pfn.toString(16)}` });
     expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x1000, page: "mapped" }).status).toBe("FAIL_PERMISSION");
@@ -379,7 +380,7 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
 
     expect(be.psmash(head)).toBe(RMP_SUCCESS);
     for (let i = 0; i < 512; i++) {
-      expect(be.rmp.raw(head + i)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, asid: be.asid, gfn: 0x200 + i, pfn: head + i });
+      expect(be.rmp.raw(head + i)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: be.asid, gfn: 0x200 + i, pfn: head + i });
     }
     // No merge back, and a second PSMASH has no 2M entry to split: FAIL_BADADDR (7), while a
     // frame that is not 2M-aligned is FAIL_INPUT (1).
@@ -446,7 +447,7 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
       expect(psmash(rmp, 512)).toBe(RMP_SUCCESS);
       expect(rmp.raw(512 + 300)).toMatchObject({ assigned: true, size2m: false, asid: 1, gfn: 0x1000 + 300 });
       expect(rmpupdate(rmp, 512 + 300, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }, never)).toBe(RMP_SUCCESS);
-      expect(rmp.raw(512 + 300)).toEqual({ assigned: false, size2m: false, immutable: false, validated: false, asid: 0, gfn: 0, pfn: 512 + 300 });
+      expect(rmp.raw(512 + 300)).toEqual({ assigned: false, size2m: false, immutable: false, validated: false, vmsa: false, asid: 0, gfn: 0, pfn: 512 + 300 });
     });
 
     it("RMPUPDATE always clears Validated; a busy page is FAIL_INUSE; out of range is FAIL_INPUT", () => {

@@ -29,13 +29,14 @@ export interface SevVmOptions {
   host?: Host;
   hostPageLevel?: 1 | 2;
   memory?: number;
+  vcpus?: number;
 }
 
 /** A SEV VM (all memory private, as it starts) with one vCPU. */
 export function makeSevVm(o: SevVmOptions = {}): SevFixture {
   const host = o.host ?? new Host({ memory: 256 * MiB });
   const be = newSev(host);
-  const vm = new Vm(host, { memory: o.memory ?? 32 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: o.hostPageLevel ?? 1 }, be);
+  const vm = new Vm(host, { memory: o.memory ?? 32 * MiB, gpaw: 48, vcpus: o.vcpus ?? 1, hostPageLevel: o.hostPageLevel ?? 1 }, be);
   return { host, vm, be };
 }
 

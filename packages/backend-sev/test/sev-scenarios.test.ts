@@ -45,18 +45,20 @@ describe("example scenarios with the sev backend", () => {
     expect(assignedToAsid(r, be)).toBe(0);
   });
 
-  it("tdx-sequential-2m: exactly 512 RMPUPDATE and 512 PVALIDATE, no fault or exception", () => {
+  it("tdx-sequential-2m: exactly 512 RMPUPDATE and 512 PVALIDATE (and the VMSA's launch), no fault or exception", () => {
     const { r, be } = run("tdx-sequential-2m");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.RMPUPDATE).toBe(512);
+    // 512 pages prepared, and the vCPU's VMSA made private at launch (snp_launch_update_vmsa).
+    expect(calls.RMPUPDATE).toBe(513);
+    expect(calls.SNP_LAUNCH_UPDATE).toBe(1);
     expect(calls.PVALIDATE).toBe(512);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
     expect(calls.PSMASH).toBeUndefined();
     expect(calls["#NPF"]).toBeUndefined();
     expect(calls["#VC"]).toBeUndefined();
     expect(be.exceptions).toEqual([]);
-    expect(assignedToAsid(r, be)).toBe(512);
+    expect(assignedToAsid(r, be)).toBe(513);
     // 512 accepts and 512 accesses, each page faulted in once at 4K.
     expect(r.report.stats.pages["4k"]).toBe(512);
     expect(r.vm.vcpus[0]!.exceptions).toBe(0);
@@ -78,10 +80,12 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-populate-teardown");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.SNP_LAUNCH_UPDATE).toBe(16);
+    // 16 launch pages and the vCPU's VMSA.
+    expect(calls.SNP_LAUNCH_UPDATE).toBe(17);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
-    // 16 launch pages + 16 prepared on accept, then 32 made shared at teardown.
-    expect(calls.RMPUPDATE).toBe(64);
+    // 16 launch pages + the VMSA + 16 prepared on accept, then 32 made shared at teardown and the
+    // VMSA by sev_free_vcpu.
+    expect(calls.RMPUPDATE).toBe(66);
     expect(calls.PVALIDATE).toBe(16);
     expect(be.exceptions).toEqual([]);
     expect(r.vm.dead).toBe(true);
