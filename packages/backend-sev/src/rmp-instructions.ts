@@ -3,7 +3,7 @@
  * (`asm/sev.h`): RMPUPDATE and PSMASH for the host, PVALIDATE for the guest.
  */
 import { StatusNames } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, type Rmp } from "./rmp.js";
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, type Rmp } from "./rmp.js";
 
 export const RMP_SUCCESS = 0;
 export const FAIL_INPUT = 1;
@@ -76,7 +76,12 @@ export function psmash(rmp: Rmp, pfn: number): number {
   const e = rmp.raw(pfn);
   if (!e.assigned || !e.size2m) return FAIL_BADADDR;
   const flags = rmp.flagsOf(pfn) & ~RMP_PAGE_2M;
-  for (let i = 0; i < 512; i++) rmp.set(pfn + i, flags, e.asid, e.gfn + i);
+  // The VMPL permissions go with the split, as Validated does.
+  const perms = [1, 2, 3].map((v) => rmp.vmplPerms(pfn, v));
+  for (let i = 0; i < 512; i++) {
+    rmp.set(pfn + i, flags, e.asid, e.gfn + i);
+    for (let v = 1; v <= 3; v++) if (perms[v - 1] !== 0) rmp.setVmplPerms(pfn + i, v, perms[v - 1]!);
+  }
   return RMP_SUCCESS;
 }
 
@@ -101,6 +106,35 @@ export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size
   if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
   if (((f & RMP_VALIDATED) !== 0) === validate) return PVALIDATE_NOUPDATE;
   rmp.setFlags(g, validate ? f | RMP_VALIDATED : f & ~RMP_VALIDATED);
+  return PVALIDATE_OK;
+}
+
+/**
+ * RMPADJUST (guest, running at VMPL `vmpl`): gives VMPL `target` the permissions `perms`
+ * (VMPL_*) on the frame `gfn` maps to, at 4K or 2M (`size2m`); at VMPL0 it also sets or clears
+ * the VMSA bit (elsewhere that bit is ignored). In the order the checks are known to run: a
+ * target that is not less privileged than the caller is FAIL_PERMISSION (one past VMPL3 is
+ * FAIL_INPUT); the entry must be this guest's at this GPA and mutable, else a #NPF with the RMP
+ * bit (a 4K request over a 2M entry adds SIZEM, and the host PSMASHes); a 2M request over 4K
+ * entries is FAIL_SIZEMISMATCH; permissions beyond the caller's own are FAIL_PERMISSION.
+ * Whether the page must be validated is not known from a public source; the model does not ask.
+ */
+export function rmpadjust(
+  rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, vmpl: number, target: number, perms: number, vmsa: boolean,
+  npfBase: bigint, rmpBit: bigint, sizemBit: bigint,
+): PvalidateResult {
+  if (target > 3) return { kind: "status", status: FAIL_INPUT };
+  if (target <= vmpl) return { kind: "status", status: FAIL_PERMISSION };
+  const g = rmp.governing(pfn);
+  const f = rmp.flagsOf(g);
+  const entry2m = (f & RMP_PAGE_2M) !== 0;
+  const expectGfn = entry2m ? rmp.gfnOf(g) + (pfn - g) : rmp.gfnOf(g);
+  if ((f & RMP_ASSIGNED) === 0 || rmp.asidOf(g) !== asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return { kind: "npf", errorCode: npfBase | rmpBit };
+  if (!size2m && entry2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
+  if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
+  if ((perms & ~rmp.vmplPerms(g, vmpl)) !== 0) return { kind: "status", status: FAIL_PERMISSION };
+  rmp.setVmplPerms(g, target, perms);
+  if (vmpl === 0 && ((f & RMP_VMSA) !== 0) !== vmsa) rmp.setFlags(g, vmsa ? f | RMP_VMSA : f & ~RMP_VMSA);
   return PVALIDATE_OK;
 }
 

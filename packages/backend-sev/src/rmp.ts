@@ -28,6 +28,17 @@ export const RMP_VALIDATED = 8;
 export const RMP_VMSA = 16;
 
 /**
+ * VMPL permissions of an entry (RMPADJUST's bits 8-11, shifted down): read, write, execute in
+ * user and in supervisor mode. VMPL0 always has all of them; VMPLs 1-3 have what RMPADJUST
+ * from a more privileged VMPL gave them, none after any RMPUPDATE.
+ */
+export const VMPL_R = 1;
+export const VMPL_W = 2;
+export const VMPL_XU = 4;
+export const VMPL_XS = 8;
+export const VMPL_ALL = 15;
+
+/**
  * A GFN the 32-bit array cannot hold (the VMSA's, 0xFFFFFFFFF at GPA 0xFFFFFFFFF000): the array
  * holds this and `bigGfns` the GFN, so that the array stays 4 bytes a frame.
  */
@@ -45,6 +56,11 @@ class RmpBlock {
   readonly asid = new Uint16Array(this.bytes, BLOCK_FRAMES, BLOCK_FRAMES);
   /** The GFN the frame must be reached at (BIG_GFN: see `Rmp.bigGfns`). */
   readonly gfn = new Uint32Array(this.bytes, BLOCK_FRAMES * 3, BLOCK_FRAMES);
+  /**
+   * VMPL 1-3's permissions, 4 bits each (VMPL v at bit 4 * (v - 1)); made when an entry of the
+   * block first gets any, so a guest that never uses VMPLs pays nothing for them.
+   */
+  perms: Uint16Array | null = null;
 }
 
 export interface RmpEntry {
@@ -216,8 +232,28 @@ export class Rmp {
     blk.flags[pfn & BLOCK_MASK] = flags;
     blk.asid[pfn & BLOCK_MASK] = asid;
     if (blk.gfn[pfn & BLOCK_MASK] === BIG_GFN) this.bigGfns.delete(pfn);
+    // Every RMPUPDATE leaves VMPLs 1-3 without permissions.
+    if (blk.perms !== null) blk.perms[pfn & BLOCK_MASK] = 0;
     if (gfn >= BIG_GFN) this.bigGfns.set(pfn, gfn);
     blk.gfn[pfn & BLOCK_MASK] = Math.min(gfn, BIG_GFN);
+  }
+
+  /** The permissions VMPL `vmpl` has on frame `pfn`'s entry (VMPL_*; VMPL0 has them all). */
+  vmplPerms(pfn: number, vmpl: number): number {
+    this.noteRead(pfn);
+    if (vmpl === 0) return VMPL_ALL;
+    const p = this.block(pfn, false)?.perms?.[pfn & BLOCK_MASK] ?? 0;
+    return (p >>> (4 * (vmpl - 1))) & VMPL_ALL;
+  }
+
+  /** Sets VMPL `vmpl`'s (1-3) permissions on frame `pfn`'s entry (RMPADJUST, PSMASH). */
+  setVmplPerms(pfn: number, vmpl: number, perms: number): void {
+    this.noteWrite(pfn);
+    const blk = this.block(pfn, true)!;
+    blk.perms ??= new Uint16Array(BLOCK_FRAMES);
+    const shift = 4 * (vmpl - 1);
+    const i = pfn & BLOCK_MASK;
+    blk.perms[i] = (blk.perms[i]! & ~(VMPL_ALL << shift)) | ((perms & VMPL_ALL) << shift);
   }
 
   setFlags(pfn: number, flags: number): void {
@@ -247,8 +283,9 @@ export class Rmp {
       const blk = this.blocks[b];
       if (!blk) continue;
       for (let i = 0; i < BLOCK_FRAMES; i++) {
-        if (blk.flags[i] === 0 && blk.asid[i] === 0 && blk.gfn[i] === 0) continue;
-        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${this.gfnIn(blk, i, b * BLOCK_FRAMES + i)}`);
+        const perms = blk.perms?.[i] ?? 0;
+        if (blk.flags[i] === 0 && blk.asid[i] === 0 && blk.gfn[i] === 0 && perms === 0) continue;
+        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${this.gfnIn(blk, i, b * BLOCK_FRAMES + i)}/${perms}`);
       }
     }
   }

@@ -13,9 +13,9 @@ import {
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp } from "./rmp.js";
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp, VMPL_R, VMPL_W } from "./rmp.js";
 import {
-  FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpupdateEntry,
+  FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpadjust, rmpupdateEntry,
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
@@ -31,6 +31,8 @@ export const PFERR_GUEST_FINAL = 1n << 32n;
 export const PFERR_GUEST_PAGE = 1n << 33n;
 export const PFERR_ENC = 1n << 34n;
 export const PFERR_SIZEM = 1n << 35n;
+/** A VMPL permission check failed (`PFERR_GUEST_VMPL_MASK`, which KVM defines and does not use). */
+export const PFERR_VMPL = 1n << 36n;
 /** #VC error code for an access to a page the guest never validated. */
 export const SVM_EXIT_PAGE_NOT_VALIDATED = 0x404;
 
@@ -44,6 +46,7 @@ const ERR_USER = Number(PFERR_USER);
 const ERR_RMP = Number(PFERR_RMP);
 const ERR_GUEST_FINAL = Number(PFERR_GUEST_FINAL);
 const ERR_ENC = Number(PFERR_ENC);
+const ERR_VMPL = Number(PFERR_VMPL);
 
 export interface SevException {
   kind: "#NPF" | "#VC" | "#PF";
@@ -54,13 +57,14 @@ export interface SevException {
 /** Where the model stops a retry loop the kernel would run until the hardware agrees. */
 const LINUX_SPIN_LIMIT = 1000;
 /** The RMP instructions, then the firmware's commands (from FIRMWARE on: their statuses are FW_STATUS codes). */
-export const RMP_CALLS: readonly string[] = ["RMPUPDATE", "PSMASH", "PVALIDATE", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH", "SNP_PAGE_RECLAIM"];
+export const RMP_CALLS: readonly string[] = ["RMPUPDATE", "PSMASH", "PVALIDATE", "RMPADJUST", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH", "SNP_PAGE_RECLAIM"];
 const RMPUPDATE = 0;
 const PSMASH = 1;
 const PVALIDATE = 2;
-const SNP_LAUNCH_UPDATE = 3;
-const SNP_LAUNCH_FINISH = 4;
-const SNP_PAGE_RECLAIM = 5;
+const RMPADJUST = 3;
+const SNP_LAUNCH_UPDATE = 4;
+const SNP_LAUNCH_FINISH = 5;
+const SNP_PAGE_RECLAIM = 6;
 const FIRMWARE = SNP_LAUNCH_UPDATE;
 
 /** The name of `status` as call `call` returns it: an RMP instruction's code or the firmware's. */
@@ -157,6 +161,11 @@ export class SevBackend implements Backend {
   private pages!: ControlPages;
   /** Each vCPU's VMSA page (`svm->sev_es.vmsa`), allocated with the vCPU. */
   vmsaPages: number[] = [];
+  /**
+   * The VMPL each vCPU runs at now (`enterVmpl`). The vCPU's own: only its own accesses read it,
+   * so it is no state another task shares.
+   */
+  private vmpls = new Uint8Array(0);
 
   /** The host's RMP and ASIDs (`sev-platform.ts`), shared with every guest on the host. */
   constructor(
@@ -169,6 +178,7 @@ export class SevBackend implements Backend {
     this.rmp.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.lastNpfCode = new Float64Array(vm.config.vcpus + 1).fill(-1);
+    this.vmpls = new Uint8Array(vm.config.vcpus + 1);
     this.asid = this.asids.alloc();
     this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, RMP_CALLS.length), "SEV VMSA pages");
     // `snp_safe_alloc_page` at vCPU creation: never a 2M-aligned page (an erratum: a 2M-aligned
@@ -363,7 +373,43 @@ export class SevBackend implements Backend {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
     }
+    // Last, the VMPL's permission (APM check 1.3): a read needs R, a write W. The #NPF has the
+    // VMPL bit (with the RMP bit: it is one of the RMP checks). Execute is not modelled.
+    const vmpl = this.vmpls[this.vcpuIndex(vcpu)]!;
+    if (vmpl !== 0) {
+      const need = write ? VMPL_W : VMPL_R;
+      if ((rmp.vmplPerms(rmp.governingPfn, vmpl) & need) !== need) return this.npf(vcpu, gpa, base + ERR_RMP + ERR_VMPL);
+    }
     return ACCESS_OK;
+  }
+
+  /** The vCPU runs at VMPL `vmpl` from its next access on. */
+  enterVmpl(_vm: BackendVm, vcpu: number, vmpl: number): void {
+    this.vmpls[this.vcpuIndex(vcpu)] = vmpl;
+  }
+
+  /**
+   * RMPADJUST from the guest at its current VMPL (see `rmpadjust`): like PVALIDATE, it needs the
+   * NPT to map the page (else KVM faults it in), and a 4K request over a 2M entry is a #NPF with
+   * SIZEM that KVM answers with a PSMASH.
+   */
+  guestRmpAdjust(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, target: number, perms: number, vmsa: boolean): number {
+    if (npt === null) return ACCESS_FAULT;
+    const gfn = Math.floor(gpa / 4096);
+    const injected = this.injectedStatus(RMPADJUST);
+    if (injected !== null) {
+      this.count(RMPADJUST, injected, npt.pfn, gfn, level);
+      return ACCESS_GUEST_EXCEPTION;
+    }
+    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
+    const r = rmpadjust(this.rmp, this.asid, gfn, npt.pfn, level === 2, this.vmpls[this.vcpuIndex(vcpu)]!, target, perms, vmsa, base, PFERR_RMP, PFERR_SIZEM);
+    if (r.kind === "npf") {
+      this.count(RMPADJUST, RMP_SUCCESS, npt.pfn, gfn, level);
+      return this.npf(vcpu, gpa, Number(r.errorCode));
+    }
+    const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
+    this.count(RMPADJUST, status, npt.pfn, gfn, level, `VMPL${target} ${perms}`);
+    return status === RMP_SUCCESS ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
   /**

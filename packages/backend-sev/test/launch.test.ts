@@ -7,7 +7,7 @@
  * function it follows.
  */
 import { describe, expect, it } from "vitest";
-import { hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core";
+import { guestRmpAdjustPage, hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core";
 import {
   FW_STATUS, INITIAL_VMSA_GFN, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
 } from "../src/index.js";
@@ -190,10 +190,12 @@ describe("fault injection", () => {
     const { vm, be } = makeSevVm();
     be.injectFault(vm, { call: "PVALIDATE", nth: 1, status: "FAIL_INPUT", times: 1 });
     be.injectFault(vm, { call: "PSMASH", nth: 1, status: "FAIL_INUSE", times: 1 });
+    be.injectFault(vm, { call: "RMPADJUST", nth: 1, status: "FAIL_PERMISSION", times: 1 });
     const events: TdpEvent[] = [];
     vm.events.subscribe((e) => events.push(e));
     expect(accept(vm, 0x3000)).toBe("exception");
     expect(be.rawCall(vm, "PSMASH", { page: 0x200 }).status).toBe("FAIL_INUSE");
+    expect(runToEnd(guestRmpAdjustPage(vm, vm.vcpus[0]!, 0x3000, 1, 1, 1, false))).toBe("exception");
     note(events);
     expect([...fired].sort()).toEqual([...RMP_CALLS].sort());
   });

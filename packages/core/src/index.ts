@@ -59,7 +59,7 @@ export { Prng } from "./exec/prng.js";
 // vm
 export { Vm, Vcpu, type VmOptions } from "./vm/vm.js";
 export { eptWalk, WalkOut, WALK_OK, WALK_NOT_PRESENT, WALK_PERMISSION, type HwUpdate } from "./vm/ept-walk.js";
-export { tdpPageFault, guestAccessPage, guestAccessRange, AccessTally, guestAcceptPage, GuestLivelock, type AccessOutcome } from "./vm/guest-access.js";
+export { tdpPageFault, guestAccessPage, guestAccessRange, AccessTally, guestAcceptPage, guestRmpAdjustPage, GuestLivelock, type AccessOutcome } from "./vm/guest-access.js";
 export { guestPageStateChange, type PscResult } from "./vm/guest-psc.js";
 export { RET_PF_MEMORY_FAULT_EXIT } from "./vm/tdp-fault.js";
 export * as hostOps from "./vm/host-ops.js";

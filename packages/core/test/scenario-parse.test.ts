@@ -244,23 +244,23 @@ describe("scenario parser: schedule", () => {
 describe("scenario parser: guest programs", () => {
   it("unknown guest op lists the valid guest ops", () => {
     expectError(doc(...HEAD, "vcpus:", "  - - { op: acces, gpa: 0x0 }"), {
-      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got "acces"/,
+      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, rmpadjust, got "acces"/,
     });
   });
 
   it("a host-only op in a vCPU program is unknown there", () => {
     expectError(doc(...HEAD, "vcpus:", "  - - { op: zap, gpa: 0x0 }"), {
-      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got "zap"/,
+      path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, rmpadjust, got "zap"/,
     });
   });
 
   it("an op without op", () => {
-    expectError(doc(...HEAD, "vcpus:", "  - - { gpa: 0x0 }"), { path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, got nothing/ });
+    expectError(doc(...HEAD, "vcpus:", "  - - { gpa: 0x0 }"), { path: "vcpus[0][0].op", line: 4, detail: /expected one of access, accept, convert, psc, rmpadjust, got nothing/ });
   });
 
   it("unknown key in an op lists the op's keys", () => {
     expectError(doc(...HEAD, "vcpus:", "  - - { op: access, gpa: 0x0, wirte: true }"), {
-      path: "vcpus[0][0].wirte", line: 4, detail: /unknown key \(expected one of: op, gpa, count, write, shared\)/,
+      path: "vcpus[0][0].wirte", line: 4, detail: /unknown key \(expected one of: op, gpa, count, write, shared, vmpl\)/,
     });
   });
 
@@ -316,7 +316,7 @@ describe("scenario parser: guest programs", () => {
 
   it("an accept at 2MiB counts 2 MiB pages; tdxHugePages is a boolean, off by default", () => {
     const s = parseScenarioText(doc(...HEAD, "options: { tdxHugePages: true }", "vcpus:", "  - - { op: accept, gpa: 0x200000, count: 2, size: 2MiB }"), "t.yaml");
-    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x200000, count: 2, size: 2 * 2 ** 20 });
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x200000, count: 2, size: 2 * 2 ** 20, vmpl: 0 });
     expect(s.options).toEqual({ strategy: "freeze", tdxHugePages: true });
     expect(parseScenarioText(doc(...HEAD), "t.yaml").options.tdxHugePages).toBe(false);
     expectError(doc(...HEAD, "options: { tdxHugePages: 1 }"), { path: "options.tdxHugePages", line: 3, detail: /expected true or false, got 1/ });
@@ -476,7 +476,7 @@ describe("scenario parser: good input", () => {
   it("hex numbers as YAML ints", () => {
     const s = parseScenarioText(doc("name: t", "vm: { memory: 0x40000000 }", "vcpus:", "  - - { op: access, gpa: 0x1000, count: 0x10 }"), "h.yaml");
     expect(s.vm.memory).toBe(GiB);
-    expect(s.vcpus[0]![0]).toEqual({ op: "access", gpa: 0x1000, count: 16, write: false, shared: false });
+    expect(s.vcpus[0]![0]).toEqual({ op: "access", gpa: 0x1000, count: 16, write: false, shared: false, vmpl: 0 });
   });
 
   it("hex numbers as JSON strings", () => {
@@ -489,7 +489,7 @@ describe("scenario parser: good input", () => {
     });
     const s = parseScenarioText(text, "h.json");
     expect(s.vm.memory).toBe(GiB);
-    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2, size: 4096 });
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2, size: 4096, vmpl: 0 });
     expect(s.host[0]).toEqual({ op: "zap", gpa: 0x200000, size: 0x1000 });
     expect(s.schedule.seed).toBe(16);
   });
@@ -508,7 +508,7 @@ describe("scenario parser: good input", () => {
     expect(s.backend).toBe("tdx");
     expect(s.schedule).toEqual({ mode: "round-robin", seed: 0 });
     expect(s.vm).toEqual({ memory: 2 * MiB, gpaw: 48, vcpus: 1, hugepages: false });
-    expect(s.vcpus).toEqual([[{ op: "access", gpa: 0, count: 1, write: false, shared: false }]]);
+    expect(s.vcpus).toEqual([[{ op: "access", gpa: 0, count: 1, write: false, shared: false, vmpl: 0 }]]);
     expect(s.host).toEqual([]);
     expect(s.source).toBe("d.yaml");
     expect(s.name).toBe("t");
@@ -542,7 +542,7 @@ describe("scenario parser: good input", () => {
 
   it("an access at an unaligned gpa is allowed (only page and range ops need alignment)", () => {
     const s = parseScenarioText(doc(...HEAD, "vcpus:", "  - - { op: access, gpa: 0x1234, write: true, shared: true }"), "u.yaml");
-    expect(s.vcpus[0]![0]).toEqual({ op: "access", gpa: 0x1234, count: 1, write: true, shared: true });
+    expect(s.vcpus[0]![0]).toEqual({ op: "access", gpa: 0x1234, count: 1, write: true, shared: true, vmpl: 0 });
   });
 
   it("an empty vCPU program (null) is an empty list", () => {

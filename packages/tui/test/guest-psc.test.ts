@@ -94,7 +94,7 @@ describe("a guest-initiated conversion", () => {
     expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 32 });
   });
 
-  it("bad input is named: a page size other than 4KiB or 2MiB, a range not made of whole pages", () => {
+  it("bad input is named: a page size other than 4KiB or 2MiB, a range not made of whole pages, a VMPL op where there are none", () => {
     const bad = (op: string) => () => parseScenarioText(scenario("sev", [op]), "bad.yaml");
     expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: shared, pagesize: 8KiB }")).toThrow(/vcpus\[0\]\[0\]\.pagesize: expected 4KiB or 2MiB/);
     expect(bad("{ op: psc, gpa: 0x1000, size: 2MiB, to: shared, pagesize: 2MiB }")).toThrow(/vcpus\[0\]\[0\]\.gpa: expected an address aligned to the page size/);
@@ -102,5 +102,15 @@ describe("a guest-initiated conversion", () => {
     expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: sideways }")).toThrow(/vcpus\[0\]\[0\]\.to: expected one of private, shared/);
     expect(() => runScenario(parseScenarioText(scenario("plain", ["{ op: psc, gpa: 0x0, size: 8KiB, to: private }"]), "p.yaml"), { backend: registry.source("plain") }))
       .toThrow(RunInputError);
+    // VMPLs are SEV-SNP's: an op at another level on a backend without them, or RMPADJUST there.
+    for (const be of ["plain", "tdx"]) {
+      expect(() => runScenario(parseScenarioText(scenario(be, ["{ op: access, gpa: 0x0, vmpl: 1 }"]), "v.yaml"), { backend: registry.source(be) }))
+        .toThrow(new RegExp(`backend '${be}' has no VMPLs; vmpl 1 needs SEV-SNP`));
+      expect(() => runScenario(parseScenarioText(scenario(be, ["{ op: rmpadjust, gpa: 0x0, target: 1, perms: r }"]), "v.yaml"), { backend: registry.source(be) }))
+        .toThrow(new RegExp(`rmpadjust: backend '${be}' has no RMPADJUST`));
+    }
+    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 5, perms: r }")).toThrow(/vcpus\[0\]\[0\]\.target: expected a VMPL from 0 to 3/);
+    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 1, perms: rq }")).toThrow(/vcpus\[0\]\[0\]\.perms: expected permissions as letters r, w and x/);
+    expect(bad("{ op: access, gpa: 0x0, vmpl: 4 }")).toThrow(/vcpus\[0\]\[0\]\.vmpl: expected a VMPL from 0 to 3/);
   });
 });

@@ -202,6 +202,18 @@ export interface Backend {
    */
   guestMapGpa?(vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): void;
   /**
+   * The vCPU runs its next op at privilege level `vmpl` (SEV-SNP's VMPLs: an SVSM at VMPL0, the
+   * OS above it, each with a VMSA of its own). Only the vCPU itself reads it back, in its own
+   * accesses. A backend without levels leaves it out, and then an op at any level but 0 is refused.
+   */
+  enterVmpl?(vm: BackendVm, vcpu: number, vmpl: number): void;
+  /**
+   * RMPADJUST from the guest at its current VMPL: VMPL `target` gets `perms` (read 1, write 2,
+   * execute-user 4, execute-supervisor 8) on the page at `gpa`, of `level`; at VMPL0 `vmsa` sets
+   * or clears the page's VMSA bit. Returns as `guestAccept`.
+   */
+  guestRmpAdjust?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, target: number, perms: number, vmsa: boolean): number;
+  /**
    * Host ops the backend defines, by name: a scenario writes `{ op: <backend>.<name>, ... }` in
    * its host program, and the operands are checked against `params` when the run is built, with
    * the same one-line errors as built-in ops' (`checkPluginOps`).

@@ -205,29 +205,52 @@ function slotOf(c: Ctx, path: Path, o: Record<string, unknown>): number {
   return slot;
 }
 
+/** `vmpl` of a guest op: the privilege level it runs at, 0 to 3 (0 unless given). */
+function vmplOf(c: Ctx, path: Path, o: Record<string, unknown>): number {
+  if (o.vmpl === undefined) return 0;
+  const n = num(c, [...path, "vmpl"], o.vmpl);
+  if (!Number.isInteger(n) || n < 0 || n > 3) c.expect([...path, "vmpl"], "a VMPL from 0 to 3", o.vmpl);
+  return n;
+}
+
+/** gpa, count and size of a per-page op at 4KiB or 2MiB (`size`), from a `gpa` aligned to it. */
+function sizedPages(c: Ctx, path: Path, v: Record<string, unknown>, vm: VmSpec): { gpa: number; count: number; size: number } {
+  const sz = v.size === undefined ? PAGE : size(c, [...path, "size"], v.size);
+  if (sz !== PAGE && sz !== 512 * PAGE) c.expect([...path, "size"], "4KiB or 2MiB", v.size);
+  if (sz === PAGE) return { ...pages(c, path, v, vm, true), size: sz };
+  if (v.gpa === undefined) c.fail(path, "missing key 'gpa'");
+  const gpa = num(c, [...path, "gpa"], v.gpa);
+  if (gpa % sz !== 0) c.expect([...path, "gpa"], "a 2MiB-aligned guest physical address (the size is 2MiB)", v.gpa);
+  const count = v.count === undefined ? 1 : num(c, [...path, "count"], v.count);
+  if (count < 1) c.expect([...path, "count"], "at least 1 page", v.count);
+  if (gpa + count * sz > vm.memory) c.fail([...path, "count"], `${count} pages of 2MiB from ${show(gpa)} go beyond the VM's memory (${show(vm.memory)} bytes)`);
+  return { gpa, count, size: sz };
+}
+
 function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
   if (!isObj(v)) c.expect(path, "an op mapping such as { op: access, gpa: 0x0 }", v);
   const op = oneOf(c, [...path, "op"], v.op, GUEST_OPS);
   switch (op) {
     case "access": {
-      checkKeys(c, path, v, ["op", "gpa", "count", "write", "shared"]);
+      checkKeys(c, path, v, ["op", "gpa", "count", "write", "shared", "vmpl"]);
       const p = pages(c, path, v, vm, false);
-      return { op, ...p, write: bool(c, [...path, "write"], v.write, false), shared: bool(c, [...path, "shared"], v.shared, false) };
+      return { op, ...p, write: bool(c, [...path, "write"], v.write, false), shared: bool(c, [...path, "shared"], v.shared, false), vmpl: vmplOf(c, path, v) };
     }
     case "accept": {
-      checkKeys(c, path, v, ["op", "gpa", "count", "size"]);
+      checkKeys(c, path, v, ["op", "gpa", "count", "size", "vmpl"]);
       // `size`: the page size the guest accepts at (TDG.MEM.PAGE.ACCEPT's level, PVALIDATE's
       // page size); `count` pages of it from `gpa`, which must be aligned to it.
-      const sz = v.size === undefined ? PAGE : size(c, [...path, "size"], v.size);
-      if (sz !== PAGE && sz !== 512 * PAGE) c.expect([...path, "size"], "4KiB or 2MiB", v.size);
-      if (sz === PAGE) return { op, ...pages(c, path, v, vm, true), size: sz };
-      if (v.gpa === undefined) c.fail(path, "missing key 'gpa'");
-      const gpa = num(c, [...path, "gpa"], v.gpa);
-      if (gpa % sz !== 0) c.expect([...path, "gpa"], "a 2MiB-aligned guest physical address (the size is 2MiB)", v.gpa);
-      const count = v.count === undefined ? 1 : num(c, [...path, "count"], v.count);
-      if (count < 1) c.expect([...path, "count"], "at least 1 page", v.count);
-      if (gpa + count * sz > vm.memory) c.fail([...path, "count"], `${count} pages of 2MiB from ${show(gpa)} go beyond the VM's memory (${show(vm.memory)} bytes)`);
-      return { op, gpa, count, size: sz };
+      return { op, ...sizedPages(c, path, v, vm), vmpl: vmplOf(c, path, v) };
+    }
+    case "rmpadjust": {
+      checkKeys(c, path, v, ["op", "gpa", "count", "size", "vmpl", "target", "perms", "vmsa"]);
+      if (v.target === undefined) c.fail(path, "missing key 'target' (the VMPL whose permissions change, 1 to 3)");
+      const target = num(c, [...path, "target"], v.target);
+      if (!Number.isInteger(target) || target < 0 || target > 3) c.expect([...path, "target"], "a VMPL from 0 to 3", v.target);
+      const p = v.perms === undefined ? "" : v.perms;
+      if (typeof p !== "string" || !/^[rwx]*$/.test(p)) c.expect([...path, "perms"], "permissions as letters r, w and x (execute, user and supervisor), such as rw, or \"\" for none", v.perms);
+      const perms = (p.includes("r") ? 1 : 0) | (p.includes("w") ? 2 : 0) | (p.includes("x") ? 12 : 0);
+      return { op, ...sizedPages(c, path, v, vm), vmpl: vmplOf(c, path, v), target, perms, vmsa: bool(c, [...path, "vmsa"], v.vmsa, false) };
     }
     case "convert": {
       checkKeys(c, path, v, ["op", "gpa", "size", "to"]);

@@ -21,7 +21,7 @@ import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
-import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange } from "../vm/guest-access.js";
+import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange, guestRmpAdjustPage } from "../vm/guest-access.js";
 import { guestPageStateChange } from "../vm/guest-psc.js";
 import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
@@ -250,9 +250,17 @@ function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail
 function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: SharedFlag): Op {
   const who = `vcpu${vcpu.id}`;
   while (!start.get()) yield BLOCKED;
+  let vmpl = 0;
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
+    // The vCPU enters at the op's VMPL (with that level's VMSA, as an SVSM setup switches).
+    const opVmpl = "vmpl" in op ? op.vmpl : 0;
+    if (opVmpl !== vmpl) {
+      if (!vm.backend.enterVmpl) throw new OpError(`vcpu${vcpu.id} op ${i} (${op.op}): backend '${vm.backend.name}' has no VMPLs; vmpl ${opVmpl} needs SEV-SNP`);
+      vm.backend.enterVmpl(vm, vcpu.id, opVmpl);
+      vmpl = opVmpl;
+    }
     opEvent(vm, who, op.op, "start", op);
     const result: Record<string, number | string> = {};
     switch (op.op) {
@@ -277,6 +285,17 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
         // MapGPA / page-state change: the guest asks, the VMM sets the attributes.
         const gfn = op.gpa / PAGE_SIZE;
         result.changed = yield* hostOps.convertMemory(vm, vcpu.ctx, gfn, gfn + op.size / PAGE_SIZE, op.to === "private");
+        break;
+      }
+      case "rmpadjust": {
+        let ok = 0, exceptions = 0;
+        const level = op.size === PAGE_SIZE ? 1 : 2;
+        for (let p = 0; p < op.count; p++) {
+          const o = yield* guestRmpAdjustPage(vm, vcpu, op.gpa + p * op.size, level, op.target, op.perms, op.vmsa);
+          if (o === "ok") ok++;
+          else exceptions++;
+        }
+        Object.assign(result, { ok, exceptions });
         break;
       }
       case "psc": {

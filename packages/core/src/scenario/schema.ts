@@ -25,10 +25,19 @@ export interface ScheduleSpec {
   interleave?: boolean;
 }
 
+/**
+ * `vmpl`: the privilege level the vCPU runs the op at (SEV-SNP's VMPLs; 0 unless given, and
+ * only a backend with levels takes another).
+ */
 export type GuestOp =
-  | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean }
+  | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean; vmpl: number }
   /** `count` pages of `size` bytes (4 KiB or 2 MiB) from `gpa`. */
-  | { op: "accept"; gpa: number; count: number; size: number }
+  | { op: "accept"; gpa: number; count: number; size: number; vmpl: number }
+  /**
+   * RMPADJUST of `count` pages of `size` from `gpa`, at `vmpl`: VMPL `target` gets `perms`
+   * (read 1, write 2, execute-user 4, execute-supervisor 8); `vmsa` sets the VMSA bit (VMPL0).
+   */
+  | { op: "rmpadjust"; gpa: number; count: number; size: number; vmpl: number; target: number; perms: number; vmsa: boolean }
   | { op: "convert"; gpa: number; size: number; to: "private" | "shared" }
   /**
    * The guest converts [gpa, gpa + size) itself (`guestPageStateChange`): PVALIDATE or ACCEPT
@@ -92,6 +101,6 @@ export interface Scenario {
   inject: InjectSpec[];
 }
 
-export const GUEST_OPS = ["access", "accept", "convert", "psc"] as const;
+export const GUEST_OPS = ["access", "accept", "convert", "psc", "rmpadjust"] as const;
 export const HOST_OPS = ["populate", "finalize", "convert", "zap", "dirty-log", "age", "split", "recover", "delete-memslot", "teardown", "terminate", "raw"] as const;
 export const STRATEGIES = ["freeze", "atomic-then-hook"] as const;

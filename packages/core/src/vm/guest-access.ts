@@ -212,32 +212,55 @@ function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
 /**
  * The guest accepts a private page of `level` (1: 4K, 2: 2M) at `gpa` (TDG.MEM.PAGE.ACCEPT /
  * PVALIDATE), or with `rescind` gives up its validation of it (PVALIDATE with validate clear).
- * When the backend reports that the page is not mapped yet, KVM maps it through the fault path
- * (the instruction itself raises the EPT violation or #NPF) and it is retried. A backend
- * without the notion does nothing.
+ * A backend without the notion does nothing.
  */
 export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level = 1, rescind = false): Op<AccessOutcome> {
   const backend = vm.backend;
   if (rescind ? !backend.guestRescind : !backend.guestAccept) return "ok";
+  const call = rescind
+    ? (npt: NptLeafFound) => backend.guestRescind!(vm, vcpu.id, gpa, npt, level)
+    : (npt: NptLeafFound) => backend.guestAccept!(vm, vcpu.id, gpa, npt, level);
+  return yield* guestPageInstruction(vm, vcpu, gpa, rescind ? "rescind" : "accept", call);
+}
+
+/**
+ * RMPADJUST from the guest at its current VMPL (see `Backend.guestRmpAdjust`); a backend
+ * without it refuses the op.
+ */
+export function* guestRmpAdjustPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level, target: number, perms: number, vmsa: boolean): Op<AccessOutcome> {
+  const backend = vm.backend;
+  if (!backend.guestRmpAdjust) throw new OpError(`rmpadjust: backend '${backend.name}' has no RMPADJUST (an SEV-SNP instruction)`);
+  return yield* guestPageInstruction(vm, vcpu, gpa, "rmpadjust", (npt) => backend.guestRmpAdjust!(vm, vcpu.id, gpa, npt, level, target, perms, vmsa));
+}
+
+type NptLeafFound = { pfn: number; level: number } | null;
+
+/**
+ * A guest instruction on the page at `gpa` (ACCEPT, PVALIDATE, RMPADJUST), as one atomic point
+ * per try. When the backend reports that the page is not mapped yet, KVM maps it through the
+ * fault path (the instruction itself raises the EPT violation or #NPF) and it is tried again.
+ */
+function* guestPageInstruction(vm: Vm, vcpu: Vcpu, gpa: number, name: "accept" | "rescind" | "rmpadjust", call: (npt: NptLeafFound) => number): Op<AccessOutcome> {
+  const backend = vm.backend;
   for (let tries = 0; tries < MAX_TRIES; tries++) {
     vm.enterGuest(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
-    // PVALIDATE works on the frame the NPT maps the page to; the mirror-root backends (TDX)
-    // find it in their own tables.
-    let npt: { pfn: number; level: number } | null = null;
+    // PVALIDATE and RMPADJUST work on the frame the NPT maps the page to; the mirror-root
+    // backends (TDX) find it in their own tables.
+    let npt: NptLeafFound = null;
     if (!backend.usesMirrorRoot) {
       const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), false, null, vcpu.walk);
       if (w === WALK_OK) npt = vcpu.walk;
     }
-    const r = rescind ? backend.guestRescind!(vm, vcpu.id, gpa, npt, level) : backend.guestAccept!(vm, vcpu.id, gpa, npt, level);
+    const r = call(npt);
     if (r === ACCESS_OK) return "ok";
     if (r === ACCESS_GUEST_EXCEPTION) {
       vcpu.exceptions++;
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
-    const accepted = rescind ? 0 : (backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0);
+    const accepted = name === "accept" ? (backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0) : 0;
     if (accepted > 0) yield* honorGuestAcceptLevel(vm, vcpu, gpaToGfn(gpa), accepted);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
     const m = beginEptViolation(vm, vcpu, gpa, true, true, r === ACCESS_FAULT_PRESENT);
@@ -248,7 +271,7 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level =
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, true);
   }
-  throw new GuestLivelock(`vcpu${vcpu.id}: ${rescind ? "rescind" : "accept"} of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+  throw new GuestLivelock(`vcpu${vcpu.id}: ${name} of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
 }
 
 /**
