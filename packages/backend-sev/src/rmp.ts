@@ -14,7 +14,7 @@
  * and `raw` give the same as an object, for checks and tools.
  *
  * Each entry is a resource of its own for the explorer (`resourceId(space, pfn)`): every reader
- * above records a read of the entries it looks at, and `set`/`setFlags` a write, into the
+ * above records a read of the entries it looks at, and `set`/`setFlags`/`setVmplPerms` a write, into the
  * recorder of the clock the RMP is attached to (`attach`). Two CPUs working on different
  * frames' entries are thus independent, as they are on the hardware. `assigned` and
  * `auditEntries` record nothing: they are for checks between steps.

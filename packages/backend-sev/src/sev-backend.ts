@@ -37,7 +37,7 @@ export const PFERR_VMPL = 1n << 36n;
 export const SVM_EXIT_PAGE_NOT_VALIDATED = 0x404;
 
 /**
- * The same bits as numbers, for error codes built on every access: all below 2^36, so exact as
+ * The same bits as numbers, for error codes built on every access: all below 2^37, so exact as
  * doubles, and distinct, so a sum of them is their OR (no bigint until someone reads one).
  */
 const ERR_PRESENT = Number(PFERR_PRESENT);
@@ -143,7 +143,7 @@ export class SevBackend implements Backend {
   /** Failed calls by status name, and how many were busy (`BackendStats`). */
   private readonly errors: Record<string, number> = {};
   private busy = 0;
-  /** Calls of RMPUPDATE, PSMASH and PVALIDATE (indexes into RMP_CALLS), for fault injection. */
+  /** Calls of each of RMP_CALLS (by index), for fault injection. */
   private readonly callCount = new Float64Array(RMP_CALLS.length);
   private readonly injected: { call: string; nth: number; status: number; times: number }[] = [];
   private vm!: BackendVm;
@@ -328,15 +328,24 @@ export class SevBackend implements Backend {
    * leaked. Then the pages' blocks go back to the host.
    */
   destroy(): void {
+    // Each vCPU on its own, as the kernel frees them: one failure leaks that page only.
+    const failed: string[] = [];
     for (const pfn of this.vmsaPages.splice(0)) {
       const r = this.linuxRmpupdate(pfn, 0, 0, 0);
-      if (r !== RMP_SUCCESS) {
-        this.pages.markLeaked(pfn);
-        this.leakAndBug(pfn, `rmp_make_shared of VMSA page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
+      if (r === RMP_SUCCESS) {
+        this.pages.release(pfn);
+        continue;
       }
-      this.pages.release(pfn);
+      const cause = `rmp_make_shared of VMSA page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`;
+      this.pages.markLeaked(pfn);
+      this.vm.leak(cause);
+      failed.push(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
     }
     this.pages.releaseBlocks();
+    if (failed.length > 0) {
+      this.bugged = true;
+      throw new KvmBug(failed.join("; "));
+    }
   }
 
   /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
@@ -373,7 +382,7 @@ export class SevBackend implements Backend {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
     }
-    // Last, the VMPL's permission (APM check 1.3): a read needs R, a write W. The #NPF has the
+    // Last, the VMPL's right (docs/sev-snp.md §1.3): a read needs R, a write W. The #NPF has the
     // VMPL bit (with the RMP bit: it is one of the RMP checks). Execute is not modelled.
     const vmpl = this.vmpls[this.vcpuIndex(vcpu)]!;
     if (vmpl !== 0) {
@@ -424,7 +433,7 @@ export class SevBackend implements Backend {
     const v = this.vcpuIndex(vcpu);
     const code = this.lastNpfCode[v]!;
     this.lastNpfCode[v] = -1;
-    // Bit 31 (RMP): the code is below 2^36, so the bit is that of the code divided by 2^31.
+    // Bit 31 (RMP): the code is below 2^37, so the bit is that of the code divided by 2^31.
     if (code < 0 || Math.floor(code / ERR_RMP) % 2 === 0) return null;
     const gfn = Math.floor(gpa / 4096);
     if (!vm.attributes.isPrivate(gfn)) return null;
@@ -461,11 +470,12 @@ export class SevBackend implements Backend {
    * changes later, when guest_memfd frees the pages (`sev_gmem_invalidate`) or the guest's next
    * access prepares them (`sev_gmem_prepare`).
    */
-  guestMapGpa(_vm: BackendVm, _vcpu: number, gfn: number, npages: number, toPrivate: boolean): void {
+  guestMapGpa(_vm: BackendVm, _vcpu: number, gfn: number, npages: number, toPrivate: boolean): number {
     this.calls.add(PSC);
     if (this.vm?.events.on) {
       this.vm.events.emit({ type: "call", vm: this.vm.id, name: "VMGEXIT(PSC)", detail: `gpa 0x${(gfn * 4096).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit", tone: "ok" });
     }
+    return ACCESS_OK;
   }
 
   private guestPvalidate(vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, validate: boolean): number {

@@ -11,7 +11,8 @@
  * Pre-Guest, which no RMPUPDATE can change (FAIL_PERMISSION): SNP_PAGE_RECLAIM moves it to the
  * Reclaim state (assigned, to no guest, not immutable), from which the hypervisor's RMPUPDATE
  * makes it shared again. The model has no Firmware or Metadata pages (no firmware context page
- * or VMSA is modelled), so reclaim only ever meets Pre-Guest pages.
+ * is modelled; a launched VMSA leaves the firmware a guest VMSA), so reclaim only ever meets
+ * Pre-Guest pages.
  */
 import { StatusNames } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, type Rmp } from "./rmp.js";

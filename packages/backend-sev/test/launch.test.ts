@@ -151,15 +151,17 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     for (const pfn of pages) expect(ok.be.rmp.raw(pfn).assigned).toBe(false);
     expect(ok.vm.mmu.stats.leakedPages).toBe(0);
 
-    const bad = makeSevVm();
+    const bad = makeSevVm({ vcpus: 2 });
     hostOps.finalize(bad.vm);
-    const [pfn] = bad.be.vmsaPages as [number];
-    // The entry turned immutable behind KVM's back: its RMPUPDATE to shared is FAIL_PERMISSION.
+    const [pfn, other] = bad.be.vmsaPages as [number, number];
+    // The first entry turned immutable behind KVM's back: its RMPUPDATE to shared is FAIL_PERMISSION.
     expect(bad.be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: bad.be.asid, gfn: INITIAL_VMSA_GFN })).toBe(RMP_SUCCESS);
     expect(() => runToEnd(hostOps.teardown(bad.vm, bad.vm.hostCtx))).toThrow(/rmp_make_shared of VMSA page 0x[0-9a-f]+ failed: FAIL_PERMISSION.*snp_leak_pages/);
     expect(bad.vm.mmu.stats.leakedPages).toBe(1);
     expect(bad.be.bugged).toBe(true);
     expect(bad.be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
+    // The other vCPU's VMSA went back all the same: each vCPU is freed on its own.
+    expect(bad.be.rmp.raw(other).assigned).toBe(false);
   });
 });
 

@@ -92,6 +92,12 @@ describe("VMPL permissions", () => {
     expect(be.rmp.raw(pfn).vmsa).toBe(true);
     expect(rmpadjust(be.rmp, be.asid, 0x100, pfn, false, 1, 2, VMPL_R, false, ...npfArgs)).toEqual({ kind: "ok" });
     expect(be.rmp.raw(pfn).vmsa).toBe(true);
+    // Cleared by VMPL0, then asked for by VMPL1: nothing.
+    expect(rmpadjust(be.rmp, be.asid, 0x100, pfn, false, 0, 1, VMPL_R, false, ...npfArgs)).toEqual({ kind: "ok" });
+    expect(rmpadjust(be.rmp, be.asid, 0x100, pfn, false, 1, 2, VMPL_R, true, ...npfArgs)).toEqual({ kind: "ok" });
+    expect(be.rmp.raw(pfn).vmsa).toBe(false);
+    expect(rmpadjust(be.rmp, be.asid, 0x100, pfn, false, 0, 1, VMPL_R, true, ...npfArgs)).toEqual({ kind: "ok" });
+    expect(be.rmp.raw(pfn).vmsa).toBe(true);
     expect(rmpadjust(be.rmp, be.asid, 0x100, pfn, false, 0, 1, VMPL_R, false, ...npfArgs)).toEqual({ kind: "ok" });
     expect(be.rmp.raw(pfn).vmsa).toBe(false);
   });

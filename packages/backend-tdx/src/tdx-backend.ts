@@ -559,14 +559,15 @@ export class TdxBackend implements Backend, CallListener {
    * (TDH.VP.ENTER returns), which hands it to userspace as KVM_HC_MAP_GPA_RANGE
    * (`tdx_map_gpa`).
    */
-  guestMapGpa(_vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): void {
-    if (!this.enter(vcpu)) return;
+  guestMapGpa(_vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): number {
+    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     this.calls.add(MAP_GPA);
     if (this.vm?.events.on) {
       const gpa = (gfn * 4096 + (toPrivate ? 0 : 2 ** (this.vm.config.gpaw - 1))).toString(16);
       this.vm.events.emit({ type: "call", vm: this.vm.id, name: "TDG.VP.VMCALL<MapGPA>", detail: `gpa 0x${gpa} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "TD exit", tone: "ok" });
     }
     this.exit(vcpu);
+    return ACCESS_OK;
   }
 
   /** A TD exit: TDH.VP.ENTER returns to KVM, and the vCPU is out of guest mode. */

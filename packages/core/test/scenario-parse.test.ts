@@ -316,7 +316,7 @@ describe("scenario parser: guest programs", () => {
 
   it("an accept at 2MiB counts 2 MiB pages; tdxHugePages is a boolean, off by default", () => {
     const s = parseScenarioText(doc(...HEAD, "options: { tdxHugePages: true }", "vcpus:", "  - - { op: accept, gpa: 0x200000, count: 2, size: 2MiB }"), "t.yaml");
-    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x200000, count: 2, size: 2 * 2 ** 20, vmpl: 0 });
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x200000, count: 2, size: 2 * 2 ** 20 });
     expect(s.options).toEqual({ strategy: "freeze", tdxHugePages: true });
     expect(parseScenarioText(doc(...HEAD), "t.yaml").options.tdxHugePages).toBe(false);
     expectError(doc(...HEAD, "options: { tdxHugePages: 1 }"), { path: "options.tdxHugePages", line: 3, detail: /expected true or false, got 1/ });
@@ -489,7 +489,7 @@ describe("scenario parser: good input", () => {
     });
     const s = parseScenarioText(text, "h.json");
     expect(s.vm.memory).toBe(GiB);
-    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2, size: 4096, vmpl: 0 });
+    expect(s.vcpus[0]![0]).toEqual({ op: "accept", gpa: 0x1000, count: 2, size: 4096 });
     expect(s.host[0]).toEqual({ op: "zap", gpa: 0x200000, size: 0x1000 });
     expect(s.schedule.seed).toBe(16);
   });

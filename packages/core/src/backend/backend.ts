@@ -199,8 +199,10 @@ export interface Backend {
    * The guest asks the host to convert [gfn, gfn + npages) (the GHCB's Page State Change
    * request, TDG.VP.VMCALL<MapGPA>): the vCPU leaves the guest for KVM, which exits to userspace
    * with KVM_HC_MAP_GPA_RANGE. The backend counts its exit; the core then has the VMM convert.
+   * `ACCESS_OK`, or `ACCESS_GUEST_EXCEPTION` when the vCPU cannot make the request (a TD that
+   * cannot be entered): then nothing is converted.
    */
-  guestMapGpa?(vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): void;
+  guestMapGpa?(vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): number;
   /**
    * The vCPU runs its next op at privilege level `vmpl` (SEV-SNP's VMPLs: an SVSM at VMPL0, the
    * OS above it, each with a VMSA of its own). Only the vCPU itself reads it back, in its own

@@ -237,14 +237,15 @@ function parseGuestOp(c: Ctx, path: Path, v: unknown, vm: VmSpec): GuestOp {
       return { op, ...p, write: bool(c, [...path, "write"], v.write, false), shared: bool(c, [...path, "shared"], v.shared, false), vmpl: vmplOf(c, path, v) };
     }
     case "accept": {
-      checkKeys(c, path, v, ["op", "gpa", "count", "size", "vmpl"]);
+      checkKeys(c, path, v, ["op", "gpa", "count", "size"]);
       // `size`: the page size the guest accepts at (TDG.MEM.PAGE.ACCEPT's level, PVALIDATE's
-      // page size); `count` pages of it from `gpa`, which must be aligned to it.
-      return { op, ...sizedPages(c, path, v, vm), vmpl: vmplOf(c, path, v) };
+      // page size); `count` pages of it from `gpa`, which must be aligned to it. Always at VMPL0:
+      // a guest above it validates through its SVSM (SVSM_CORE_PVALIDATE).
+      return { op, ...sizedPages(c, path, v, vm) };
     }
     case "rmpadjust": {
       checkKeys(c, path, v, ["op", "gpa", "count", "size", "vmpl", "target", "perms", "vmsa"]);
-      if (v.target === undefined) c.fail(path, "missing key 'target' (the VMPL whose permissions change, 1 to 3)");
+      if (v.target === undefined) c.fail(path, "missing key 'target' (the VMPL whose permissions change, below the caller's)");
       const target = num(c, [...path, "target"], v.target);
       if (!Number.isInteger(target) || target < 0 || target > 3) c.expect([...path, "target"], "a VMPL from 0 to 3", v.target);
       const p = v.perms === undefined ? "" : v.perms;

@@ -254,7 +254,8 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
-    // The vCPU enters at the op's VMPL (with that level's VMSA, as an SVSM setup switches).
+    // The vCPU runs the op at its VMPL (an SVSM setup switches levels through the SVSM; the
+    // model keeps one VMSA per vCPU and only the level changes).
     const opVmpl = "vmpl" in op ? op.vmpl : 0;
     if (opVmpl !== vmpl) {
       if (!vm.backend.enterVmpl) throw new OpError(`vcpu${vcpu.id} op ${i} (${op.op}): backend '${vm.backend.name}' has no VMPLs; vmpl ${opVmpl} needs SEV-SNP`);

@@ -32,7 +32,7 @@ export interface ScheduleSpec {
 export type GuestOp =
   | { op: "access"; gpa: number; count: number; write: boolean; shared: boolean; vmpl: number }
   /** `count` pages of `size` bytes (4 KiB or 2 MiB) from `gpa`. */
-  | { op: "accept"; gpa: number; count: number; size: number; vmpl: number }
+  | { op: "accept"; gpa: number; count: number; size: number }
   /**
    * RMPADJUST of `count` pages of `size` from `gpa`, at `vmpl`: VMPL `target` gets `perms`
    * (read 1, write 2, execute-user 4, execute-supervisor 8); `vmsa` sets the VMSA bit (VMPL0).

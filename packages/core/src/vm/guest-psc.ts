@@ -14,6 +14,7 @@
  * (`sev_es_terminate`, the TDX guest's panic): the op stops at the first one.
  */
 import { PAGES_PER_LEVEL, PAGE_SIZE, type Level } from "../arch/levels.js";
+import { ACCESS_OK } from "../backend/backend.js";
 import type { Op } from "../exec/ctx.js";
 import { guestAcceptPage } from "./guest-access.js";
 import { convertMemory } from "./host-ops.js";
@@ -22,7 +23,7 @@ import type { Vcpu, Vm } from "./vm.js";
 export interface PscResult {
   /** GFNs whose attributes changed. */
   changed: number;
-  /** Pages the guest validated (to private) or gave up (to shared). */
+  /** Pages the guest validated (to private) or gave up (to shared), at the size that worked. */
   pages: number;
   /** 1 if a PVALIDATE or ACCEPT failed and the guest stopped there, else 0. */
   exceptions: number;
@@ -30,34 +31,41 @@ export interface PscResult {
 
 /** [gfn, gfn + npages) to private or shared, validated or given up in pages of `level`. */
 export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: number, toPrivate: boolean, level: Level): Op<PscResult> {
-  const step = PAGES_PER_LEVEL[level]!;
   const out: PscResult = { changed: 0, pages: 0, exceptions: 0 };
-  if (!toPrivate && vm.backend.guestRescind) {
-    for (let g = gfn; g < gfn + npages; g += step) {
-      if ((yield* guestAcceptPage(vm, vcpu, g * PAGE_SIZE, level, true)) !== "ok") {
-        out.exceptions = 1;
-        return out;
-      }
-      out.pages++;
-    }
-  }
+  if (!toPrivate && vm.backend.guestRescind && !(yield* eachPage(vm, vcpu, gfn, npages, level, true, out))) return out;
   // The request: the vCPU leaves the guest, and KVM leaves for the VMM.
   vm.enterGuest(vcpu);
   vm.clock.step++;
   if (vcpu.ctx.interleave) yield;
-  vm.backend.guestMapGpa?.(vm, vcpu.id, gfn, npages, toPrivate);
+  if ((vm.backend.guestMapGpa?.(vm, vcpu.id, gfn, npages, toPrivate) ?? ACCESS_OK) !== ACCESS_OK) {
+    out.exceptions = 1;
+    return out;
+  }
   if (vm.events.on) {
     vm.events.emit({ type: "call", vm: vm.id, name: "KVM_HC_MAP_GPA_RANGE", detail: `gpa 0x${(gfn * PAGE_SIZE).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit to userspace", tone: "ok" });
   }
   out.changed = yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate);
-  if (toPrivate) {
-    for (let g = gfn; g < gfn + npages; g += step) {
-      if ((yield* guestAcceptPage(vm, vcpu, g * PAGE_SIZE, level)) !== "ok") {
-        out.exceptions = 1;
-        return out;
-      }
+  if (toPrivate) yield* eachPage(vm, vcpu, gfn, npages, level, false, out);
+  return out;
+}
+
+/**
+ * Validates (or with `rescind` gives up) each page of `level` in the range; false, with
+ * `exceptions` set, at the first that fails. A 2M page that fails is tried again as its 512 4K
+ * pages, as both guests do when the size does not match (`pvalidate_pages` on
+ * FAIL_SIZEMISMATCH, the TD guest's `try_accept_one` going down a size); only a 4K failure ends it.
+ */
+function* eachPage(vm: Vm, vcpu: Vcpu, gfn: number, npages: number, level: Level, rescind: boolean, out: PscResult): Op<boolean> {
+  const step = PAGES_PER_LEVEL[level]!;
+  for (let g = gfn; g < gfn + npages; g += step) {
+    if ((yield* guestAcceptPage(vm, vcpu, g * PAGE_SIZE, level, rescind)) === "ok") {
       out.pages++;
+      continue;
+    }
+    if (level === 1 || !(yield* eachPage(vm, vcpu, g, step, 1, rescind, out))) {
+      out.exceptions = 1;
+      return false;
     }
   }
-  return out;
+  return true;
 }
