@@ -540,6 +540,8 @@ export interface CompareRow {
   values: Record<string, string>;
   /** Why the scenario could not run on this backend (an op it refuses), if it could not. */
   error?: string;
+  /** The backend's calls by name (SEAMCALLs, RMP instructions, exits), most frequent first. */
+  calls?: Record<string, number>;
 }
 
 export const COMPARE_COLUMNS = [
@@ -570,8 +572,10 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, mmu?: 
     const t0 = performance.now();
     let values: Record<string, string>;
     let error: string | undefined;
+    let calls: Record<string, number> | undefined;
     try {
       const r = runScenario(scn, { backend: registry.source(name), mmu }).report;
+      calls = Object.fromEntries(Object.entries(r.backendStats.calls).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
       const s = r.stats;
       values = {
         "atomic points": String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
@@ -587,9 +591,12 @@ export function compareBackends(scn: Scenario, registry: BackendRegistry, mmu?: 
       values.violations = "n/a";
       error = (e as Error).message;
     }
-    return { backend: name, values, error };
+    return { backend: name, values, error, ...(calls ? { calls } : {}) };
   });
 }
+
+/** How many of a backend's calls `formatCompare` names, the most frequent first. */
+const COMPARE_CALLS_SHOWN = 8;
 
 /** The comparison as a plain-text table (backends as columns). */
 export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
@@ -597,7 +604,13 @@ export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
   const widths = rows.map((r) => Math.max(r.backend.length, ...COMPARE_COLUMNS.map((c) => r.values[c]!.length)));
   const line = (label: string, cells: string[]) => label.padEnd(w0) + "  " + cells.map((c, i) => c.padStart(widths[i]!)).join("  ");
   const notes = rows.filter((r) => r.error).map((r) => `${r.backend}: not run: ${r.error}`);
-  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!))), ...notes].join("\n");
+  // Where each backend's calls went: the counts above say how many, these say which.
+  const calls = rows.filter((r) => r.calls && Object.keys(r.calls).length > 0).map((r) => {
+    const all = Object.entries(r.calls!);
+    const shown = all.slice(0, COMPARE_CALLS_SHOWN).map(([n, k]) => `${n} ${k}`).join(", ");
+    return `${r.backend} calls: ${shown}${all.length > COMPARE_CALLS_SHOWN ? `, and ${all.length - COMPARE_CALLS_SHOWN} more kinds` : ""}`;
+  });
+  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!))), ...calls, ...notes].join("\n");
 }
 
 
