@@ -85,11 +85,14 @@ const PF = 2;
  * What `stats().calls` counts, by index: the RMP instructions and firmware calls (RMP_CALLS),
  * the ASID flush, then the exceptions raised (KINDS, from RAISED).
  */
-const COUNTED = [...RMP_CALLS, "ASID flush", "VMGEXIT(PSC)", ...KINDS];
+const COUNTED = [...RMP_CALLS, "ASID flush", "VMGEXIT(PSC)", "SNP_GCTX_CREATE", "SNP_DECOMMISSION", ...KINDS];
 const ASID_FLUSH = RMP_CALLS.length;
 /** The guest's Page State Change request (a VMGEXIT with the GHCB), which KVM takes to userspace. */
 const PSC = ASID_FLUSH + 1;
-const RAISED = PSC + 1;
+/** The guest context's firmware commands, at launch start and at the VM's end (not injectable). */
+const GCTX_CREATE = PSC + 1;
+const DECOMMISSION = PSC + 2;
+const RAISED = PSC + 3;
 /** The ring keeps the latest 1,000 to 1,999: at 2,000 the older 1,000 go at once (O(1) each). */
 const RING = 2000;
 const RING_DROP = 1000;
@@ -161,6 +164,8 @@ export class SevBackend implements Backend {
   private pages!: ControlPages;
   /** Each vCPU's VMSA page (`svm->sev_es.vmsa`), allocated with the vCPU. */
   vmsaPages: number[] = [];
+  /** The guest context page (`sev->snp_context`), a firmware page; -1 once given back. */
+  contextPage = -1;
   /**
    * The VMPL each vCPU runs at now (`enterVmpl`). The vCPU's own: only its own accesses read it,
    * so it is no state another task shares.
@@ -193,6 +198,13 @@ export class SevBackend implements Backend {
       this.vmsaPages.push(p);
     }
     for (const p of aligned) this.pages.release(p);
+    // KVM_SEV_SNP_LAUNCH_START (`snp_context_create`): the guest context is a firmware page
+    // (`snp_alloc_firmware_page`: RMPUPDATE to assigned, to no guest, immutable), which
+    // SNP_GCTX_CREATE fills. Made before any step: no injected fault reaches it.
+    this.contextPage = this.pages.alloc();
+    const r = rmpupdateEntry(this.rmp, this.contextPage, RMP_ASSIGNED | RMP_IMMUTABLE, 0, 0, NOTHING_IN_USE);
+    this.count(RMPUPDATE, r, this.contextPage, -1, 1, "firmware");
+    this.count(GCTX_CREATE, SEV_RET_SUCCESS, this.contextPage);
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */
@@ -325,10 +337,11 @@ export class SevBackend implements Backend {
   /**
    * The VM is gone: `sev_free_vcpu` gives each VMSA page back with a plain RMPUPDATE to shared
    * (`kvm_rmp_make_shared`, no firmware call); one that fails is a KVM_BUG_ON and the page is
-   * leaked. Then the pages' blocks go back to the host.
+   * leaked. Then the guest context is decommissioned, and the pages' blocks go back to the host.
    */
   destroy(): void {
-    // Each vCPU on its own, as the kernel frees them: one failure leaks that page only.
+    // Each vCPU on its own, as the kernel frees them (kvm_destroy_vcpus, before sev_vm_destroy
+    // decommissions the guest context): one failure leaks that page only.
     const failed: string[] = [];
     for (const pfn of this.vmsaPages.splice(0)) {
       const r = this.linuxRmpupdate(pfn, 0, 0, 0);
@@ -341,11 +354,35 @@ export class SevBackend implements Backend {
       this.vm.leak(cause);
       failed.push(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
     }
+    this.decommission();
     this.pages.releaseBlocks();
     if (failed.length > 0) {
       this.bugged = true;
       throw new KvmBug(failed.join("; "));
     }
+  }
+
+  /**
+   * `snp_decommission_context`: SNP_DECOMMISSION, then `snp_free_firmware_page` of the guest
+   * context: `snp_reclaim_pages` (SNP_PAGE_RECLAIM, then RMPUPDATE to shared). A page that
+   * cannot be reclaimed or made shared is leaked (`snp_leak_pages`); the VM is not bugged.
+   */
+  private decommission(): void {
+    const pfn = this.contextPage;
+    if (pfn < 0) return;
+    this.contextPage = -1;
+    this.count(DECOMMISSION, SEV_RET_SUCCESS, pfn);
+    const fw = this.injectedStatus(SNP_PAGE_RECLAIM) ?? snpPageReclaim(this.rmp, pfn);
+    this.count(SNP_PAGE_RECLAIM, fw, pfn, -1, 1);
+    const r = fw === SEV_RET_SUCCESS ? this.linuxRmpupdate(pfn, 0, 0, 0) : -1;
+    if (r === RMP_SUCCESS) {
+      this.pages.release(pfn);
+      return;
+    }
+    this.pages.markLeaked(pfn);
+    this.vm.leak(fw !== SEV_RET_SUCCESS
+      ? `SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`
+      : `rmp_make_shared of the guest context page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
   }
 
   /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
@@ -593,11 +630,11 @@ export class SevBackend implements Backend {
     // FAIL_INUSE is contention, retried: busy, not an error.
     if (call < FIRMWARE && status === FAIL_INUSE) this.busy++;
     else this.errors[n] = (this.errors[n] ?? 0) + 1;
-    this.lastFailure = `${RMP_CALLS[call]!} failed: ${n}`;
+    this.lastFailure = `${COUNTED[call]!} failed: ${n}`;
   }
 
   private emitCall(call: number, status: number, pfn: number, gfn: number, level: number, note: string): void {
-    const name = RMP_CALLS[call]!;
+    const name = COUNTED[call]!;
     // FAIL_INUSE is the RMP's contention: the caller retries.
     const tone = status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
     const parts: string[] = [];
@@ -646,7 +683,7 @@ export class SevBackend implements Backend {
 
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.rmp.auditEntries(out);
-    out.set(resourceId(this.space, RMP_CALLS.length), `${this.vmsaPages.join(",")}|${this.pages.auditState()}`);
+    out.set(resourceId(this.space, RMP_CALLS.length), `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}`);
     if (this.injected.length > 0) for (let c = 0; c < RMP_CALLS.length; c++) out.set(resourceId(this.space, c), this.callCount[c]!);
   }
 

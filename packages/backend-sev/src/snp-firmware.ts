@@ -10,9 +10,8 @@
  * encrypts it, and leaves it validated and mutable). A page the firmware refused stays
  * Pre-Guest, which no RMPUPDATE can change (FAIL_PERMISSION): SNP_PAGE_RECLAIM moves it to the
  * Reclaim state (assigned, to no guest, not immutable), from which the hypervisor's RMPUPDATE
- * makes it shared again. The model has no Firmware or Metadata pages (no firmware context page
- * is modelled; a launched VMSA leaves the firmware a guest VMSA), so reclaim only ever meets
- * Pre-Guest pages.
+ * makes it shared again. A Firmware page (the guest context: assigned to no guest, immutable)
+ * is reclaimed the same way at the VM's end. Metadata pages are not modelled.
  */
 import { StatusNames } from "@tdpemu/backend-sdk";
 import { RMP_ASSIGNED, RMP_IMMUTABLE, type Rmp } from "./rmp.js";
@@ -37,9 +36,9 @@ export const FW_STATUS = new StatusNames<number>("SEV firmware status", [
 ]);
 
 /**
- * SNP_PAGE_RECLAIM of the 4K page `pfn`: a page in a firmware-owned state (here: Pre-Guest,
- * assigned and immutable) goes to the Reclaim state, assigned to no guest and no longer
- * immutable; any other page is INVALID_PAGE_STATE and left as it is.
+ * SNP_PAGE_RECLAIM of the 4K page `pfn`: a page in a firmware-owned state (Pre-Guest or
+ * Firmware: assigned and immutable) goes to the Reclaim state, assigned to no guest and no
+ * longer immutable; any other page is INVALID_PAGE_STATE and left as it is.
  */
 export function snpPageReclaim(rmp: Rmp, pfn: number): number {
   const f = rmp.flagsOf(pfn);

@@ -51,7 +51,8 @@ describe("sev_gmem_post_populate", () => {
     const before = be.rmp.raw(pfn);
     expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({ mapped: 0, status: EEXIST });
     expect(be.rmp.raw(pfn)).toEqual(before);
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 1 });
+    // The one RMPUPDATE is the guest context's at launch start, and the test's own.
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1 });
     expect(slot.gmem!.isPrepared(0)).toBe(false);
   });
 
@@ -61,6 +62,8 @@ describe("sev_gmem_post_populate", () => {
     // Page 1: Pre-Guest (RMPUPDATE immutable), refused, SNP_PAGE_RECLAIM, RMPUPDATE to shared.
     const calls = events.filter((e) => e.type === "call").map((e) => `${e.name} ${e.status}${e.injected ? " (injected)" : ""}`);
     expect(calls).toEqual([
+      // KVM_SEV_SNP_LAUNCH_START: the guest context, a firmware page.
+      "RMPUPDATE SUCCESS", "SNP_GCTX_CREATE SUCCESS",
       "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS",
       "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE INVALID_PARAM (injected)", "SNP_PAGE_RECLAIM SUCCESS", "RMPUPDATE SUCCESS",
       // snp_launch_finish: the vCPU's VMSA first (snp_launch_update_vmsa), then the finish.
@@ -130,7 +133,7 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     hostOps.finalize(vm);
     expect(INITIAL_VMSA_GFN * 4096).toBe(0xfffffffff000);
     expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: true, asid: be.asid, gfn: INITIAL_VMSA_GFN, pfn });
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_LAUNCH_FINISH: 1 });
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_LAUNCH_FINISH: 1 });
   });
 
   it("a refused launch update of a VMSA: reclaimed, made shared, and finalize fails with -EIO", () => {
@@ -139,7 +142,7 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     expect(() => hostOps.finalize(vm)).toThrow(/finalize failed \(-5\): SNP_LAUNCH_UPDATE failed: INVALID_PARAM/);
     const [pfn] = be.vmsaPages as [number];
     expect(be.rmp.raw(pfn)).toMatchObject({ assigned: false, vmsa: false });
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_LAUNCH_UPDATE: 1, SNP_PAGE_RECLAIM: 1 });
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 3, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_PAGE_RECLAIM: 1 });
   });
 
   it("teardown gives each VMSA back with a plain RMPUPDATE; one that fails is a KVM_BUG_ON and the page is leaked", () => {
@@ -162,6 +165,32 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     expect(bad.be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
     // The other vCPU's VMSA went back all the same: each vCPU is freed on its own.
     expect(bad.be.rmp.raw(other).assigned).toBe(false);
+  });
+});
+
+describe("the guest context (snp_context_create, snp_decommission_context)", () => {
+  it("is a firmware page from launch start: assigned to no guest, immutable; given back after SNP_DECOMMISSION", () => {
+    const { vm, be } = makeSevVm();
+    const pfn = be.contextPage;
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true, validated: false, asid: 0 });
+    // No RMPUPDATE of the host's can change a firmware page.
+    expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: pfn }).status).toBe("FAIL_PERMISSION");
+    runToEnd(hostOps.teardown(vm, vm.hostCtx));
+    expect(be.rmp.raw(pfn).assigned).toBe(false);
+    expect(be.contextPage).toBe(-1);
+    expect(be.stats().calls).toMatchObject({ SNP_GCTX_CREATE: 1, SNP_DECOMMISSION: 1, SNP_PAGE_RECLAIM: 1 });
+    expect(vm.mmu.stats.leakedPages).toBe(0);
+  });
+
+  it("a context page the firmware will not give back is leaked, with its cause, and the VM is not bugged", () => {
+    const { vm, be } = makeSevVm();
+    const pfn = be.contextPage;
+    be.injectFault(vm, { call: "SNP_PAGE_RECLAIM", nth: 1, status: "INVALID_PAGE_STATE", times: 1 });
+    runToEnd(hostOps.teardown(vm, vm.hostCtx));
+    expect(vm.mmu.stats.leakedPages).toBe(1);
+    expect(vm.mmu.stats.leakCauses).toEqual({ [`SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]: 1 });
+    expect(be.bugged).toBe(false);
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
   });
 });
 

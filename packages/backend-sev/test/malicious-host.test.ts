@@ -256,8 +256,9 @@ describe("immutable pages and launch pages", () => {
     const { vm, be } = makeSevVm();
     expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toEqual({ mapped: 4, status: 0 });
     hostOps.finalize(vm);
-    // Four pages, then at finalize the vCPU's VMSA (snp_launch_update_vmsa): one more of each.
-    expect(be.stats().calls).toMatchObject({ RMPUPDATE: 5, SNP_LAUNCH_UPDATE: 5, SNP_LAUNCH_FINISH: 1 });
+    // The guest context at launch start, four pages, then at finalize the vCPU's VMSA
+    // (snp_launch_update_vmsa).
+    expect(be.stats().calls).toMatchObject({ RMPUPDATE: 6, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 5, SNP_LAUNCH_FINISH: 1 });
     for (let gfn = 0; gfn < 4; gfn++) {
       const pfn = gmemPfn(vm, gfn);
       // populate() RMPUPDATEs with immutable=true, then models the firmware's LAUNCH_UPDATE,
@@ -314,7 +315,8 @@ describe("a page the guest never validated", () => {
       expect(raised).toEqual([{ kind: "#VC", gpa: 0x5000, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) }]);
       expect(raised[0]!.errorCode).toBe(0x404n);
       expect(vm.vcpus[0]!.exceptions).toBe(1);
-      expect(be.stats().calls).toMatchObject({ RMPUPDATE: 1, "#VC": 1 });
+      // The guest context's RMPUPDATE at launch start, then the page's.
+      expect(be.stats().calls).toMatchObject({ RMPUPDATE: 2, "#VC": 1 });
       // The page is the guest's (assigned by sev_gmem_prepare), just not validated.
       expect(be.rmp.raw(gmemPfn(vm, 5))).toMatchObject({ assigned: true, validated: false, asid: be.asid, gfn: 5 });
       expect(accept(vm, 0x5000)).toBe("ok");

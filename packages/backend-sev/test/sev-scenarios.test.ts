@@ -49,8 +49,9 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-sequential-2m");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    // 512 pages prepared, and the vCPU's VMSA made private at launch (snp_launch_update_vmsa).
-    expect(calls.RMPUPDATE).toBe(513);
+    // The guest context (a firmware page), 512 pages prepared, and the vCPU's VMSA made private
+    // at launch (snp_launch_update_vmsa).
+    expect(calls.RMPUPDATE).toBe(514);
     expect(calls.SNP_LAUNCH_UPDATE).toBe(1);
     expect(calls.PVALIDATE).toBe(512);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
@@ -68,8 +69,9 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-convert");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    // 16 first uses (sev_gmem_prepare), 4 hole punches (sev_gmem_invalidate), 4 re-prepares.
-    expect(calls.RMPUPDATE).toBe(24);
+    // The guest context, 16 first uses (sev_gmem_prepare), 4 hole punches (sev_gmem_invalidate),
+    // 4 re-prepares.
+    expect(calls.RMPUPDATE).toBe(25);
     expect(calls.PVALIDATE).toBe(20);
     expect(calls.PSMASH).toBeUndefined();
     expect(be.exceptions).toEqual([]);
@@ -83,9 +85,10 @@ describe("example scenarios with the sev backend", () => {
     // 16 launch pages and the vCPU's VMSA.
     expect(calls.SNP_LAUNCH_UPDATE).toBe(17);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
-    // 16 launch pages + the VMSA + 16 prepared on accept, then 32 made shared at teardown and the
-    // VMSA by sev_free_vcpu.
-    expect(calls.RMPUPDATE).toBe(66);
+    // The guest context, 16 launch pages, the VMSA, 16 prepared on accept; then 32 made shared
+    // at teardown, the VMSA by sev_free_vcpu and the guest context after SNP_DECOMMISSION.
+    expect(calls.RMPUPDATE).toBe(68);
+    expect(calls).toMatchObject({ SNP_GCTX_CREATE: 1, SNP_DECOMMISSION: 1, SNP_PAGE_RECLAIM: 1 });
     expect(calls.PVALIDATE).toBe(16);
     expect(be.exceptions).toEqual([]);
     expect(r.vm.dead).toBe(true);
@@ -96,7 +99,7 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-race-2m-4k");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.RMPUPDATE).toBe(2);
+    expect(calls.RMPUPDATE).toBe(3); // and the guest context's
     expect(calls.PVALIDATE).toBe(2);
     expect(be.exceptions).toEqual([]);
   });
@@ -105,7 +108,7 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("sev-hugepages");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.RMPUPDATE).toBe(1);
+    expect(calls.RMPUPDATE).toBe(2); // one 2M, and the guest context's 4K
     expect(calls.PSMASH).toBe(1);
     expect(calls["#VC"]).toBe(1);
     expect(calls["#NPF"]).toBe(1);

@@ -69,7 +69,8 @@ for (const hostPageLevel of [1, 2] as const) {
       for (const pfn of s1) expect(s2.has(pfn)).toBe(false);
       // Every frame the RMP gives an ASID belongs to that ASID's VM.
       for (const e of one.be.rmp.assigned()) {
-        const owner = e.asid === one.be.asid ? one.vm.owner : e.asid === two.be.asid ? two.vm.owner : -1;
+        // ASID 0: a firmware page (a guest context), the VM's that made it.
+        const owner = e.asid === one.be.asid || e.pfn === one.be.contextPage ? one.vm.owner : e.asid === two.be.asid || e.pfn === two.be.contextPage ? two.vm.owner : -1;
         expect(host.frames.ownerOfPfn(e.pfn)).toBe(owner);
       }
       expect(violations(one.vm)).toEqual([]);

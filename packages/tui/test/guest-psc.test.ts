@@ -91,7 +91,7 @@ describe("a guest-initiated conversion", () => {
       calls[be] = r.report.backendStats.calls;
     }
     expect(calls.tdx).toMatchObject({ "TDG.VP.VMCALL<MapGPA>": 2, "TDH.MEM.PAGE.REMOVE": 8, "TDG.MEM.PAGE.ACCEPT": 24 });
-    expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 32 });
+    expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 33 });
   });
 
   it("at 2MiB over 4K mappings, each guest falls back to 4K pages (pvalidate_pages, try_accept_one) and finishes", () => {
