@@ -435,6 +435,16 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
   });
 
   describe("on a bare RMP", () => {
+    it("a shared 2M RMPUPDATE keeps its page size (rmp_make_shared at PG_LEVEL_2M); it governs nothing, and a 4K assignment inside it is allowed", () => {
+      const rmp = new Rmp(2048);
+      expect(rmpupdate(rmp, 512, { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 }, never)).toBe(RMP_SUCCESS);
+      expect(rmpupdate(rmp, 512, { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 }, never)).toBe(RMP_SUCCESS);
+      expect(rmp.raw(512)).toMatchObject({ assigned: false, size2m: true, asid: 0, gfn: 0, validated: false });
+      expect(rmp.governing(512 + 7)).toBe(512 + 7);
+      expect(rmpupdate(rmp, 512 + 7, { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1007 }, never)).toBe(RMP_SUCCESS);
+      expect(rmp.lookup(512 + 7)).toMatchObject({ assigned: true, size2m: false, gfn: 0x1007 });
+    });
+
     it("2M over assigned 4K: FAIL_OVERLAP; 4K inside 2M: FAIL_OVERLAP; PSMASH then 4K works; freed frames are unassigned", () => {
       const rmp = new Rmp(2048);
       expect(rmpupdate(rmp, 512 + 300, { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1000 + 300 }, never)).toBe(RMP_SUCCESS);
