@@ -200,7 +200,8 @@ export class SevBackend implements Backend {
     for (const p of aligned) this.pages.release(p);
     // KVM_SEV_SNP_LAUNCH_START (`snp_context_create`): the guest context is a firmware page
     // (`snp_alloc_firmware_page`: RMPUPDATE to assigned, to no guest, immutable), which
-    // SNP_GCTX_CREATE fills. Made before any step: no injected fault reaches it.
+    // SNP_GCTX_CREATE fills. Made before any step: no injected fault reaches it, and an injected
+    // fault's nth RMPUPDATE counts from the first one after it.
     this.contextPage = this.pages.alloc();
     const r = rmpupdateEntry(this.rmp, this.contextPage, RMP_ASSIGNED | RMP_IMMUTABLE, 0, 0, NOTHING_IN_USE);
     this.count(RMPUPDATE, r, this.contextPage, -1, 1, "firmware");
@@ -640,9 +641,10 @@ export class SevBackend implements Backend {
     const parts: string[] = [];
     if (gfn >= 0) parts.push(`gpa 0x${(gfn * 4096).toString(16)}`);
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
-    if (name === "RMPUPDATE" && gfn < 0) parts.push("to the hypervisor");
+    // A page given to no guest goes to the hypervisor, or, noted so, to the firmware.
+    if (name === "RMPUPDATE" && gfn < 0) parts.push(note === "firmware" ? "to the firmware" : "to the hypervisor");
     if (level > 0) parts.push(level === 2 ? "2M" : "4K");
-    if (note) parts.push(note);
+    if (note && note !== "firmware") parts.push(note);
     this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: statusName(call, status), tone, ...(this.injectedNow ? { injected: true } : {}) });
   }
 
