@@ -94,12 +94,12 @@ export type PvalidateResult =
   | { kind: "npf"; errorCode: bigint };
 
 /**
- * PVALIDATE (guest): set or clear Validated for the frame that `gfn` maps to at `size2m`. The
- * frame must be assigned to the guest's ASID at this GPA, else a #NPF with the RMP bit; a 4K
- * request over a 2M entry is a #NPF with SIZEM (the host PSMASHes); a 2M request over 4K entries
- * is FAIL_SIZEMISMATCH; no change is FAIL_NOUPDATE (CF=1).
+ * The checks PVALIDATE and RMPADJUST make alike on the entry that governs `pfn`: it is the
+ * guest's (its ASID, at `gfn`) and mutable, else a #NPF with the RMP bit; a 4K request over a
+ * 2M entry adds SIZEM; a 2M request over 4K entries is FAIL_SIZEMISMATCH. The failure, or the
+ * governing frame and its flags.
  */
-export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, validate: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult {
+function guestEntry(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult | { g: number; f: number } {
   const g = rmp.governing(pfn);
   const f = rmp.flagsOf(g);
   const entry2m = (f & RMP_PAGE_2M) !== 0;
@@ -107,6 +107,19 @@ export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size
   if ((f & RMP_ASSIGNED) === 0 || rmp.asidOf(g) !== asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return { kind: "npf", errorCode: npfBase | rmpBit };
   if (!size2m && entry2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
   if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
+  return { g, f };
+}
+
+/**
+ * PVALIDATE (guest): set or clear Validated for the frame that `gfn` maps to at `size2m`. The
+ * frame must be assigned to the guest's ASID at this GPA, else a #NPF with the RMP bit; a 4K
+ * request over a 2M entry is a #NPF with SIZEM (the host PSMASHes); a 2M request over 4K entries
+ * is FAIL_SIZEMISMATCH; no change is FAIL_NOUPDATE (CF=1).
+ */
+export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, validate: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult {
+  const e = guestEntry(rmp, asid, gfn, pfn, size2m, npfBase, rmpBit, sizemBit);
+  if ("kind" in e) return e;
+  const { g, f } = e;
   if (((f & RMP_VALIDATED) !== 0) === validate) return PVALIDATE_NOUPDATE;
   rmp.setFlags(g, validate ? f | RMP_VALIDATED : f & ~RMP_VALIDATED);
   return PVALIDATE_OK;
@@ -128,13 +141,9 @@ export function rmpadjust(
 ): PvalidateResult {
   if (target > 3) return { kind: "status", status: FAIL_INPUT };
   if (target <= vmpl) return { kind: "status", status: FAIL_PERMISSION };
-  const g = rmp.governing(pfn);
-  const f = rmp.flagsOf(g);
-  const entry2m = (f & RMP_PAGE_2M) !== 0;
-  const expectGfn = entry2m ? rmp.gfnOf(g) + (pfn - g) : rmp.gfnOf(g);
-  if ((f & RMP_ASSIGNED) === 0 || rmp.asidOf(g) !== asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return { kind: "npf", errorCode: npfBase | rmpBit };
-  if (!size2m && entry2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
-  if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
+  const e = guestEntry(rmp, asid, gfn, pfn, size2m, npfBase, rmpBit, sizemBit);
+  if ("kind" in e) return e;
+  const { g, f } = e;
   if ((perms & ~rmp.vmplPerms(g, vmpl)) !== 0) return { kind: "status", status: FAIL_PERMISSION };
   rmp.setVmplPerms(g, target, perms);
   if (vmpl === 0 && ((f & RMP_VMSA) !== 0) !== vmsa) rmp.setFlags(g, vmsa ? f | RMP_VMSA : f & ~RMP_VMSA);
