@@ -13,10 +13,10 @@ import {
   resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
   type RawCallArgs, type WalkedSpte,
 } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp, VMPL_R, VMPL_W } from "./rmp.js";
+import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp, VMPL_R, VMPL_W, VMPL_XS } from "./rmp.js";
 import {
   FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpadjust, rmpupdateEntry,
-  type RmpUpdate,
+  type PvalidateResult, type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
 import { FW_STATUS, SEV_RET_SUCCESS, snpPageReclaim } from "./snp-firmware.js";
@@ -441,22 +441,10 @@ export class SevBackend implements Backend {
    * SIZEM that KVM answers with a PSMASH.
    */
   guestRmpAdjust(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, target: number, perms: number, vmsa: boolean): number {
-    if (npt === null) return ACCESS_FAULT;
-    const gfn = Math.floor(gpa / 4096);
-    const injected = this.injectedStatus(RMPADJUST);
-    if (injected !== null) {
-      this.count(RMPADJUST, injected, npt.pfn, gfn, level);
-      return ACCESS_GUEST_EXCEPTION;
-    }
-    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
-    const r = rmpadjust(this.rmp, this.asid, gfn, npt.pfn, level === 2, this.vmpls[this.vcpuIndex(vcpu)]!, target, perms, vmsa, base, PFERR_RMP, PFERR_SIZEM);
-    if (r.kind === "npf") {
-      this.count(RMPADJUST, RMP_SUCCESS, npt.pfn, gfn, level);
-      return this.npf(vcpu, gpa, Number(r.errorCode));
-    }
-    const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(RMPADJUST, status, npt.pfn, gfn, level, `VMPL${target} ${perms}`);
-    return status === RMP_SUCCESS ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+    const vmpl = this.vmpls[this.vcpuIndex(vcpu)]!;
+    const letters = `${perms & VMPL_R ? "r" : ""}${perms & VMPL_W ? "w" : ""}${perms & VMPL_XS ? "x" : ""}`;
+    return this.guestInstruction(RMPADJUST, vcpu, gpa, npt, level, `VMPL${target} ${letters || "none"}`, (gfn, pfn, base) =>
+      rmpadjust(this.rmp, this.asid, gfn, pfn, level === 2, vmpl, target, perms, vmsa, base, PFERR_RMP, PFERR_SIZEM));
   }
 
   /**
@@ -517,23 +505,33 @@ export class SevBackend implements Backend {
   }
 
   private guestPvalidate(vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, validate: boolean): number {
+    return this.guestInstruction(PVALIDATE, vcpu, gpa, npt, level, validate ? "" : "rescind", (gfn, pfn, base) =>
+      pvalidate(this.rmp, this.asid, gfn, pfn, level === 2, validate, base, PFERR_RMP, PFERR_SIZEM));
+  }
+
+  /**
+   * A guest instruction on the page the NPT maps `gpa` to (PVALIDATE, RMPADJUST): without an NPT
+   * leaf KVM must fault the page in first; an injected status fails it; a #NPF it raises is
+   * KVM's to handle. Any other status but success is the guest's to see, and a Linux guest
+   * terminates on every one: FAIL_NOUPDATE too (CF=1, the page was validated already;
+   * `pvalidate_4k_page` stops the guest on any non-zero result, GHCB_TERM_PVALIDATE).
+   */
+  private guestInstruction(call: number, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, note: string,
+    exec: (gfn: number, pfn: number, npfBase: bigint) => PvalidateResult): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
-    const injected = this.injectedStatus(PVALIDATE);
+    const injected = this.injectedStatus(call);
     if (injected !== null) {
-      this.count(PVALIDATE, injected, npt.pfn, gfn, level);
+      this.count(call, injected, npt.pfn, gfn, level, note);
       return ACCESS_GUEST_EXCEPTION;
     }
-    const base = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
-    const r = pvalidate(this.rmp, this.asid, gfn, npt.pfn, level === 2, validate, base, PFERR_RMP, PFERR_SIZEM);
+    const r = exec(gfn, npt.pfn, PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC);
     if (r.kind === "npf") {
-      this.count(PVALIDATE, RMP_SUCCESS, npt.pfn, gfn, level);
+      this.count(call, RMP_SUCCESS, npt.pfn, gfn, level, note);
       return this.npf(vcpu, gpa, Number(r.errorCode));
     }
-    // FAIL_NOUPDATE (CF=1, the page was validated already) is a failure to a Linux guest: its
-    // `pvalidate_4k_page` terminates the guest on any non-zero result (GHCB_TERM_PVALIDATE).
     const status = r.kind === "ok" ? RMP_SUCCESS : r.status;
-    this.count(PVALIDATE, status, npt.pfn, gfn, level, validate ? "" : "rescind");
+    this.count(call, status, npt.pfn, gfn, level, note);
     return status === RMP_SUCCESS ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
