@@ -54,6 +54,9 @@ export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: n
  * `exceptions` set, at the first that fails. A 2M page that fails is tried again as its 512 4K
  * pages, as both guests do when the size does not match (`pvalidate_pages` on
  * FAIL_SIZEMISMATCH, the TD guest's `try_accept_one` going down a size); only a 4K failure ends it.
+ * The core sees an exception, not its cause, so it retries after any 2M failure where an SNP
+ * guest would stop at once on another status: the first 4K page then fails the same way and the
+ * op ends as the guest would, only with that one instruction more counted.
  */
 function* eachPage(vm: Vm, vcpu: Vcpu, gfn: number, npages: number, level: Level, rescind: boolean, out: PscResult): Op<boolean> {
   const step = PAGES_PER_LEVEL[level]!;
