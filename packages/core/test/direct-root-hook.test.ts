@@ -129,4 +129,32 @@ vcpus:
     const gfns = leaves.map((k) => Number(k.slice(2))).sort((a, b) => a - b);
     expect(gfns[0]).toBe(0x100);
   });
+
+  it("a teardown's removals are told the GFN without the direct bits, as the faults' stores are", () => {
+    const f = new Follower();
+    const told: number[] = [];
+    const inner = f.hook;
+    f.hook = (vm, gfn, level, oldPfn, newPfn, flags) => {
+      told.push(gfn);
+      inner(vm, gfn, level, oldPfn, newPfn, flags);
+    };
+    const scn = parseScenarioText(`
+name: shared-then-teardown
+vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: convert, gpa: 0x100000, size: 64KiB, to: shared }
+    - { op: access, gpa: 0x100000, count: 16, write: true, shared: true }
+host:
+  - { op: teardown }
+`, "shared-then-teardown.yaml");
+    const be = new FakeMirrorBackend();
+    const r = runScenario(scn, { backend: following(be, f) });
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(f.problems).toEqual([]);
+    // Every leaf made was told gone again, under the same GFN.
+    expect([...f.state].filter(([, e]) => e.leaf)).toEqual([]);
+    expect(told.length).toBeGreaterThan(32);
+    expect(Math.max(...told)).toBeLessThan(be.gfnDirectBits(r.vm));
+  });
 });

@@ -7,6 +7,7 @@ import { BackendRegistry, DEFAULT_SCENARIO_SOURCE, type Scenario } from "@tdpemu
 import { registration as plain } from "@tdpemu/backend-plain";
 import { registration as tdx } from "@tdpemu/backend-tdx";
 import { registration as sev } from "@tdpemu/backend-sev";
+import { registration as cca } from "@tdpemu/backend-cca";
 import { linkPlugins } from "./plugin-linker.js";
 import { UsageError } from "./usage-error.js";
 
@@ -18,6 +19,7 @@ export function builtinRegistry(): BackendRegistry {
   r.add(tdx);
   r.add(sev);
   r.add(plain);
+  r.add(cca);
   return r;
 }
 

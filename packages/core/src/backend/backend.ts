@@ -132,9 +132,12 @@ export interface Backend {
    * lock section, as `kvm_arch_post_set_memory_attributes` is: the range is already unmapped
    * from the side it left and the attributes stored, and the invalidation has just ended (the
    * section's `on_lock`), so a fault may map the range once the lock is dropped. A technology
-   * that tracks the guest's view of each page (a realm's RIPAS, say) updates it here.
+   * that tracks the guest's view of each page (a realm's RIPAS, say) updates it here. `vcpu` is
+   * the vCPU whose request the change answers (a guest's page-state change or MapGPA, whose
+   * `guestMapGpa` came first if it asked through one), or -1 when the VMM converted on its own
+   * (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
    */
-  memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean): void;
+  memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean, vcpu: number): void;
   /**
    * An entry of a direct root changed what it maps: a leaf or a table became present or went
    * (zapped, or frozen while its table is torn down), changed its PFN, or gained or lost write

@@ -12,6 +12,7 @@
  * so no walker acts on an entry the backend has not seen.
  */
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
+import { gfnWithoutDirectBits } from "../arch/gpa.js";
 import {
   EPT_W, FROZEN_SPTE_HI, FROZEN_SPTE_LO, HI_HOST_WRITABLE, HI_MMU_WRITABLE, isFrozen,
   isLastSpte, isShadowPresent, isWritable, makeNonleafHi, makeNonleafLo, RAM_MEMTYPE_BITS, RAM_MEMTYPE_BITS_GUEST_PAT, spteToPfn,
@@ -246,6 +247,9 @@ export class TdpMmu {
     // Old and new alike: nothing the backend is told of changed.
     if (oldPfn === newPfn && (flags & DIRECT_OLD_LEAF) === (flags & DIRECT_NEW_LEAF) >> 1
       && (flags & DIRECT_OLD_WRITABLE) === (flags & DIRECT_NEW_WRITABLE) >> 1) return;
+    // A walker's GFN is without the direct bits, a removed table's children (its `spGfn`) have
+    // them: the hook is told the GFN without them either way.
+    gfn = gfnWithoutDirectBits(gfn, this.gfnDirectBits);
     this.backend.directSpteChanged!(this.vm, gfn, level as Level, oldPfn, newPfn, flags);
     this.hookEvent("directSpteChanged", gfn, level, 0);
   }

@@ -285,7 +285,7 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
       case "convert": {
         // MapGPA / page-state change: the guest asks, the VMM sets the attributes.
         const gfn = op.gpa / PAGE_SIZE;
-        result.changed = yield* hostOps.convertMemory(vm, vcpu.ctx, gfn, gfn + op.size / PAGE_SIZE, op.to === "private");
+        result.changed = yield* hostOps.convertMemory(vm, vcpu.ctx, gfn, gfn + op.size / PAGE_SIZE, op.to === "private", vcpu.id);
         break;
       }
       case "rmpadjust": {

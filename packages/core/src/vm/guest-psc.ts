@@ -44,7 +44,7 @@ export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: n
   if (vm.events.on) {
     vm.events.emit({ type: "call", vm: vm.id, name: "KVM_HC_MAP_GPA_RANGE", detail: `gpa 0x${(gfn * PAGE_SIZE).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit to userspace", tone: "ok" });
   }
-  out.changed = yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate);
+  out.changed = yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate, vcpu.id);
   if (toPrivate) yield* eachPage(vm, vcpu, gfn, npages, level, false, out);
   return out;
 }

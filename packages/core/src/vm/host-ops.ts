@@ -67,8 +67,10 @@ function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => O
  * dropped the attributes are stored. Under the write lock again the invalidation ends
  * (`kvm_arch_post_set_memory_attributes`, whose hugepage bookkeeping the model recomputes from
  * the attributes when it needs it). A fault on the range in between retries. Returns pages changed.
+ * `vcpu` is the vCPU whose request the change answers (its page-state change or MapGPA), -1 when
+ * the VMM converts on its own (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
  */
-export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number, toPrivate: boolean): Op<number> {
+export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number, toPrivate: boolean, vcpu = -1): Op<number> {
   if (toPrivate && !vm.backend.hasPrivateMemory) {
     throw new OpError(`backend '${vm.backend.name}' has no private memory: KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) fails with -EINVAL`);
   }
@@ -95,7 +97,7 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
     // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
     // change at that point.
     mmu.invalidateEnd();
-    vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate);
+    vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate, vcpu);
   });
   if (!toPrivate) punchPrivateHoles(vm, start, end);
   return changed;

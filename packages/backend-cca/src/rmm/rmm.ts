@@ -1,0 +1,195 @@
+/**
+ * The Realm Management Monitor: the RMI commands a host issues, with the checks, their order and
+ * the statuses of RMM specification 1.0 as TF-RMM implements them at its `rmm-spec-v1.0-rel0`
+ * tag (`runtime/rmi/granule.c`, `realm.c`, `rec.c`, `rtt.c`). One per machine, shared by every
+ * realm on it. The RTT commands are in `rtt-commands.ts`, the realm's own calls (RSI) and its
+ * stage-2 checks in `realm-side.ts`.
+ *
+ * A command returns X0 (`packReturn`: status and index) and leaves its other outputs in `x1`,
+ * `x2` (registers, not objects: the fault path makes no allocation per call).
+ *
+ * Departures: a command is one atomic point (the RMM takes granule locks, so commands on
+ * different granules may really overlap; the model never runs two at once). Parameter pages
+ * (REALM_CREATE's, REC_CREATE's) are passed as objects, not read from NS memory, so the checks
+ * of their content are the ones the model has fields for. FEAT_LPA2's "address >= 2^48" checks
+ * are left out: the model's hosts have less memory than that.
+ */
+import {
+  GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RD, GRANULE_REC, GRANULE_REC_AUX, GRANULE_RTT, GRANULE_SIZE, Granules,
+} from "./granules.js";
+import { RMI_ERROR_INPUT, RMI_ERROR_REALM, RMI_ERROR_REC, RMI_SUCCESS, packReturn } from "./rmi-status.js";
+import { REALM_ACTIVE, REALM_NEW, REC_AUX_GRANULES, Realm, Rec, type RealmParams } from "./realm.js";
+import { RIPAS_EMPTY, RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS, RttStore } from "./rtt.js";
+
+const INPUT = packReturn(RMI_ERROR_INPUT);
+
+export class Rmm {
+  readonly granules: Granules;
+  readonly rtts = new RttStore();
+  readonly realms = new Map<number, Realm>();
+  readonly recs = new Map<number, Rec>();
+  private readonly vmids = new Set<number>();
+  /** Output registers of the last command. */
+  x1 = 0;
+  x2 = 0;
+
+  constructor(totalFrames: number) {
+    this.granules = new Granules(totalFrames);
+  }
+
+  /** The realm whose RD is at `addr`, or null (the caller's RMI_ERROR_INPUT). */
+  realmAt(addr: number): Realm | null {
+    const g = this.granules.findIn(addr, GRANULE_RD);
+    return g < 0 ? null : this.realms.get(g) ?? null;
+  }
+
+  // ---------------------------------------------------------------- granules
+
+  /** RMI_GRANULE_DELEGATE: NS → DELEGATED (moved to the Realm PAS, zeroed). */
+  granuleDelegate(addr: number): number {
+    const g = this.granules.findIn(addr, GRANULE_NS);
+    if (g < 0) return INPUT;
+    this.granules.state[g] = GRANULE_DELEGATED;
+    return RMI_SUCCESS;
+  }
+
+  /** RMI_GRANULE_UNDELEGATE: DELEGATED → NS (scrubbed, back to the Non-secure PAS). */
+  granuleUndelegate(addr: number): number {
+    const g = this.granules.findIn(addr, GRANULE_DELEGATED);
+    if (g < 0) return INPUT;
+    this.granules.state[g] = GRANULE_NS;
+    return RMI_SUCCESS;
+  }
+
+  // ---------------------------------------------------------------- realms
+
+  /**
+   * RMI_REALM_CREATE: every failure is RMI_ERROR_INPUT (a bad parameter, a VMID in use, the RD
+   * among the RTT granules, the RD or the starting RTT not DELEGATED). The starting RTT's
+   * protected entries start UNASSIGNED with RIPAS EMPTY, the others UNASSIGNED_NS.
+   */
+  realmCreate(rdAddr: number, p: RealmParams): number {
+    const levels = Math.ceil((p.ipaBits - 12) / 9);
+    if (!Number.isInteger(p.ipaBits) || p.ipaBits < 32 || p.ipaBits > 52) return INPUT;
+    if (p.rttLevelStart !== 4 - levels) return INPUT;
+    if (this.vmids.has(p.vmid)) return INPUT;
+    if (rdAddr === p.rttBase) return INPUT;
+    const rd = this.granules.findIn(rdAddr, GRANULE_DELEGATED);
+    const root = this.granules.findIn(p.rttBase, GRANULE_DELEGATED);
+    if (rd < 0 || root < 0) return INPUT;
+    const slot = this.rtts.alloc(root, p.rttLevelStart, RTTE_UNASSIGNED_NS, RIPAS_EMPTY);
+    // The protected half: the lower entries of the starting table.
+    const parEntries = Math.min(512, 2 ** (p.ipaBits - 1) / (4096 * 512 ** (3 - p.rttLevelStart)));
+    this.rtts.state.fill(RTTE_UNASSIGNED, slot * 512, slot * 512 + parEntries);
+    this.granules.state[rd] = GRANULE_RD;
+    this.granules.state[root] = GRANULE_RTT;
+    this.granules.refcount[rd] = 0;
+    this.granules.refcount[root] = 0;
+    this.vmids.add(p.vmid);
+    this.realms.set(rd, new Realm(rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid));
+    return RMI_SUCCESS;
+  }
+
+  /** RMI_REALM_ACTIVATE: NEW → ACTIVE; in any other state RMI_ERROR_REALM. */
+  realmActivate(rdAddr: number): number {
+    const r = this.realmAt(rdAddr);
+    if (r === null) return INPUT;
+    if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
+    r.state = REALM_ACTIVE;
+    return RMI_SUCCESS;
+  }
+
+  /**
+   * RMI_REALM_DESTROY: refused (RMI_ERROR_REALM) while a REC exists or the starting RTT has a
+   * live entry; then the RD and the starting RTT are DELEGATED again.
+   */
+  realmDestroy(rdAddr: number): number {
+    const r = this.realmAt(rdAddr);
+    if (r === null) return INPUT;
+    if (this.granules.refcount[r.rd] !== 0) return packReturn(RMI_ERROR_REALM);
+    if (this.granules.refcount[r.rootGranule] !== 0) return packReturn(RMI_ERROR_REALM);
+    this.rtts.free(r.rootSlot);
+    this.granules.state[r.rd] = GRANULE_DELEGATED;
+    this.granules.state[r.rootGranule] = GRANULE_DELEGATED;
+    this.vmids.delete(r.vmid);
+    this.realms.delete(r.rd);
+    return RMI_SUCCESS;
+  }
+
+  // ---------------------------------------------------------------- RECs
+
+  /** RMI_REC_AUX_COUNT: how many auxiliary granules a REC of the realm takes (in X1). */
+  recAuxCount(rdAddr: number): number {
+    if (this.realmAt(rdAddr) === null) return INPUT;
+    this.x1 = REC_AUX_GRANULES;
+    return RMI_SUCCESS;
+  }
+
+  /** RMI_REC_CREATE, with TF-RMM's order of checks. `mpidrIndex` stands for the MPIDR. */
+  recCreate(rdAddr: number, recAddr: number, mpidrIndex: number, aux: readonly number[]): number {
+    if (aux.length > REC_AUX_GRANULES) return INPUT;
+    const auxG: number[] = [];
+    for (const a of aux) {
+      const g = this.granules.findIn(a, GRANULE_DELEGATED);
+      if (g < 0 || auxG.includes(g)) return INPUT;
+      auxG.push(g);
+    }
+    if (recAddr === rdAddr) return INPUT;
+    const rec = this.granules.findIn(recAddr, GRANULE_DELEGATED);
+    const r = this.realmAt(rdAddr);
+    if (rec < 0 || r === null || auxG.includes(rec)) return INPUT;
+    if (this.granules.refcount[r.rd] === 0xffff) return packReturn(RMI_ERROR_REALM);
+    if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
+    if (!Number.isInteger(mpidrIndex) || mpidrIndex !== r.recCount) return INPUT;
+    if (aux.length !== REC_AUX_GRANULES) return INPUT;
+    this.granules.state[rec] = GRANULE_REC;
+    for (const g of auxG) this.granules.state[g] = GRANULE_REC_AUX;
+    this.granules.refcount[r.rd]!++;
+    r.recCount++;
+    this.recs.set(rec, new Rec(rec, r, mpidrIndex, auxG));
+    return RMI_SUCCESS;
+  }
+
+  /** RMI_REC_DESTROY: not a REC → RMI_ERROR_INPUT; running → RMI_ERROR_REC. */
+  recDestroy(recAddr: number): number {
+    const g = this.granules.findIn(recAddr, GRANULE_REC);
+    const rec = g < 0 ? undefined : this.recs.get(g);
+    if (rec === undefined) return INPUT;
+    if (rec.running) return packReturn(RMI_ERROR_REC);
+    this.granules.state[g] = GRANULE_DELEGATED;
+    for (const a of rec.aux) this.granules.state[a] = GRANULE_DELEGATED;
+    this.granules.refcount[rec.realm.rd]!--;
+    this.recs.delete(g);
+    return RMI_SUCCESS;
+  }
+
+  /** The REC at `addr`, or null. */
+  recAt(addr: number): Rec | null {
+    const g = this.granules.findIn(addr, GRANULE_REC);
+    return g < 0 ? null : this.recs.get(g) ?? null;
+  }
+
+  /** A frame's state, for the checks and the UI. */
+  granuleState(pfn: number): number {
+    return this.granules.state[pfn]!;
+  }
+
+  /** `addr` as a granule for the data commands: DELEGATED, else -1. */
+  delegatedGranule(addr: number): number {
+    return this.granules.findIn(addr, GRANULE_DELEGATED);
+  }
+
+  /** The data granule's new state (DATA) and the RTT's count of live entries, after a data command mapped it. */
+  takeData(g: number, rttGranule: number): void {
+    this.granules.state[g] = GRANULE_DATA;
+    this.granules.refcount[rttGranule]!++;
+  }
+
+  /** A data command unmapped granule `g` from the RTT in `rttGranule`. */
+  dropData(g: number, rttGranule: number): void {
+    this.granules.state[g] = GRANULE_DELEGATED;
+    this.granules.refcount[rttGranule]!--;
+  }
+}
+
+export { GRANULE_SIZE };
