@@ -117,6 +117,7 @@ export class CcaBackend implements Backend {
       this.inGuest.push(false);
     }
     this.initRipas(0, vm.config.memory);
+    this.rmi.startCounting();
   }
 
   gfnDirectBits(vm: BackendVm): number {

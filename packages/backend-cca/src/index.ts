@@ -9,7 +9,7 @@ import { registerCcaHost } from "./cca-platform.js";
 
 export { CcaBackend, findMapLevel } from "./cca-backend.js";
 export { RMM, CCA_VMIDS } from "./cca-platform.js";
-export { RmiCalls, EXTRA_NAMES } from "./rmi-calls.js";
+export { RmiCalls, EXTRA_NAMES, BUILD_ONLY } from "./rmi-calls.js";
 export { RAW_CALLS } from "./raw-calls.js";
 export { Rmm } from "./rmm/rmm.js";
 export * from "./rmm/rmi-status.js";

@@ -46,8 +46,11 @@ export const SEA = RSI_IPA_STATE_SET + 3;
 export const GPF = RSI_IPA_STATE_SET + 4;
 export const EXIT_DESTROYED = RSI_IPA_STATE_SET + 5;
 
-/** Commands KVM issues only while it makes the realm, or never (RMI_VERSION, RMI_FEATURES are left out of the model's KVM). */
-const BUILD_ONLY = ["RMI_VERSION", "RMI_REALM_CREATE", "RMI_REC_CREATE", "RMI_REC_AUX_COUNT"];
+/**
+ * Commands KVM issues only while it makes the realm (with the VMM's INIT_RIPAS), or never
+ * (RMI_VERSION; RMI_FEATURES is left out of the model's KVM): nothing can be injected into them.
+ */
+export const BUILD_ONLY: readonly string[] = ["RMI_VERSION", "RMI_REALM_CREATE", "RMI_REC_CREATE", "RMI_REC_AUX_COUNT", "RMI_RTT_INIT_RIPAS"];
 
 interface Injected {
   call: number;
@@ -78,6 +81,14 @@ export class RmiCalls {
     if (call < 0) throw new Error(`unknown RMI command '${f.call}' (known: ${RMI_NAMES.join(", ")})`);
     if (BUILD_ONLY.includes(f.call)) throw new Error(`${f.call} is issued only while the realm is made, before a fault can be injected (injectable: ${RMI_NAMES.filter((n) => !BUILD_ONLY.includes(n)).join(", ")})`);
     this.injected.push({ call, nth: f.nth, x0: parseReturn(f.status), times: f.times });
+  }
+
+  /**
+   * The realm is made: an injected fault's `nth` counts the calls from here on (KVM_CREATE_VM's
+   * delegations are not the run's).
+   */
+  startCounting(): void {
+    this.seen.fill(0);
   }
 
   /** The X0 an injected fault gives this invocation of `call`, or -1. */

@@ -49,6 +49,7 @@ export const USAGE = `usage:
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
   tdpemu fuzz [--budget s] [--seed n] [--corpus dir] [--json]   malformed files, CLI misuse and random workloads on every backend, each answer checked (pnpm fuzz)
       --write-corpus <dir> [--count n]   write n malformed scenario and schedule files (the checked-in corpus is fuzz/corpus)
+  tdpemu new-backend <name> [dir]     a new backend's package in dir (default ./<name>-backend), outside the workspace: every hook stubbed with its contract, example scenarios, a test, a README
   tdpemu help                         this text
 
 options of every command:

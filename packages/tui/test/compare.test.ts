@@ -10,18 +10,18 @@ function io() {
 }
 
 describe("tdpemu compare", () => {
-  it("runs the scenario on tdx, sev and plain and prints one table", async () => {
+  it("runs the scenario on tdx, sev, plain and cca and prints one table", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/tdx-sequential-2m.yaml"], x.o)).toBe(0);
-    expect(x.out()).toMatch(/^\s+tdx\s+sev\s+plain$/m);
-    expect(x.out()).toMatch(/^faults\s+512\s+512\s+512$/m);
-    expect(x.out()).toMatch(/^violations\s+0\s+0\s+0$/m);
+    expect(x.out()).toMatch(/^\s+tdx\s+sev\s+plain\s+cca$/m);
+    expect(x.out()).toMatch(/^faults\s+512\s+512\s+512\s+512$/m);
+    expect(x.out()).toMatch(/^violations\s+0\s+0\s+0\s+0$/m);
   });
 
   it("says where each backend's calls went: the guest's own conversion is MapGPA, AUG and ACCEPT on TDX, PVALIDATE, PSC and RMPUPDATE on SEV", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/guest-convert.yaml"], x.o)).toBe(0);
-    expect(x.out()).toMatch(/^backend calls\s+169\s+71\s+-$/m);
+    expect(x.out()).toMatch(/^backend calls\s+169\s+71\s+-\s+288$/m);
     expect(x.out()).toMatch(/^tdx calls: TDH\.VP\.ENTER 35, TD exit \(ACCEPT\) 24, TDG\.MEM\.PAGE\.ACCEPT 24, TDH\.MEM\.PAGE\.AUG 24, .*, and 13 more kinds$/m);
     expect(x.out()).toMatch(/^sev calls: RMPUPDATE 33, PVALIDATE 32, ASID flush 3, VMGEXIT\(PSC\) 2, SNP_GCTX_CREATE 1$/m);
     const j = io();
@@ -32,7 +32,7 @@ describe("tdpemu compare", () => {
   it("a backend that refuses an op of the scenario is reported under the table, not counted as a violation", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/dirty-log.yaml"], x.o)).toBe(0);
-    expect(x.out()).toMatch(/^violations\s+n\/a\s+n\/a\s+0$/m);
+    expect(x.out()).toMatch(/^violations\s+n\/a\s+n\/a\s+0\s+n\/a$/m);
     expect(x.out()).toMatch(/^tdx: not run: .*KVM_MEM_LOG_DIRTY_PAGES is not allowed/m);
   });
 
@@ -40,7 +40,7 @@ describe("tdpemu compare", () => {
     const x = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--json"], x.o)).toBe(0);
     const r = JSON.parse(x.out());
-    expect(r.backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain"]);
+    expect(r.backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "cca"]);
     const y = io();
     expect(await main(["compare"], y.o)).toBe(2);
     expect(y.err()).toMatch(/^tdpemu: compare: which scenario\?/);

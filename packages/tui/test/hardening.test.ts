@@ -158,8 +158,8 @@ describe("messages that name the file, the line and the setting", () => {
   });
 
   it("an unknown backend name in a scenario names the file and line", async () => {
-    const f = file("cca.yaml", "name: cca\nvm: { memory: 4MiB }\nbackend: arm-cca\n");
-    expectOneLine(await tdpemu("run", f), /cca\.yaml:3: backend: unknown backend 'arm-cca' \(registered: tdx, sev, plain;/);
+    const f = file("snp.yaml", "name: snp\nvm: { memory: 4MiB }\nbackend: amd-snp\n");
+    expectOneLine(await tdpemu("run", f), /snp\.yaml:3: backend: unknown backend 'amd-snp' \(registered: tdx, sev, plain, cca;/);
   });
 
   it("a missing plugin module in a scenario names the file and line", async () => {

@@ -61,7 +61,7 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const rows = (JSON.parse(r.out) as { backends: { backend: string; values: Record<string, string> }[] }).backends;
-    expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "flush-quiet"]);
+    expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "flush-quiet"]);
     const mine = rows.find((x) => x.backend === "flush-quiet")!.values;
     expect(mine.violations).toBe("0");
     // Its flushes are counted as its calls, as plain's are its INVEPTs.

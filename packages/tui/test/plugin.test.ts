@@ -71,7 +71,7 @@ describe("backend plugins", () => {
   it("compare takes plugins: --plugin adds a column, --backend picks, the scenario's own plugin is in when allowed", async () => {
     const o = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--plugin", plugin, "--json"], o)).toBe(0);
-    expect(JSON.parse(o.outText()).backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "counting"]);
+    expect(JSON.parse(o.outText()).backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "cca", "counting"]);
     const picked = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "plain", "--backend", plugin, "--json"], picked)).toBe(0);
     const rows = JSON.parse(picked.outText()).backends as { backend: string; values: Record<string, string> }[];
@@ -85,7 +85,7 @@ describe("backend plugins", () => {
     expect(JSON.parse(viaScenario.outText()).backends.map((b: { backend: string }) => b.backend)).toContain("counting");
     const bad = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "nope"], bad)).toBe(2);
-    expect(bad.errText()).toMatch(/^tdpemu: compare: --backend: unknown backend 'nope' \(registered: tdx, sev, plain\)$/);
+    expect(bad.errText()).toMatch(/^tdpemu: compare: --backend: unknown backend 'nope' \(registered: tdx, sev, plain, cca\)$/);
   });
 
   it("bench --plugin measures the plugin beside the built-ins", async () => {

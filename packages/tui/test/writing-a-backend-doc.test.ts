@@ -52,7 +52,7 @@ describe("docs/writing-a-backend.md", () => {
     expect(e.out).toMatch(/no violation in the first 2,000 schedules/);
     const c = tdpemu("compare", "sealed.yaml", "--allow-plugins", "--json");
     expect(c.err).toBe("");
-    expect(JSON.parse(c.out).backends.map((x: { backend: string }) => x.backend)).toEqual(["tdx", "sev", "plain", "sealed"]);
+    expect(JSON.parse(c.out).backends.map((x: { backend: string }) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "sealed"]);
     const bench = tdpemu("bench", "--plugin", "./sealed-backend.mjs", "--filter=zap-sealed", "--json");
     expect(bench.code).toBe(0);
     expect(JSON.parse(bench.out).cases.map((x: { name: string }) => x.name)).toEqual(["sol", "zap-sealed"]);
