@@ -4,6 +4,8 @@
  * KVM cannot go on is a KVM bug (the run's violation), a page the RMM will not give back is
  * leaked and counted, a populate fails to the VMM, an "already made" RTT is retried.
  */
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
 import { BUILD_ONLY, RMI_NAMES } from "../src/index.js";
@@ -86,12 +88,12 @@ describe("fault injection on the RMI", () => {
   });
 
   it("DATA_CREATE_UNKNOWN failing on a fault is a KVM bug that names the status with its level", () => {
-    const { r } = run("  - { call: RMI_DATA_CREATE_UNKNOWN, nth: 1, status: \"RMI_ERROR_RTT:3\" }");
+    const { r } = run("  - { call: RMI_DATA_CREATE_UNKNOWN, nth: 1, status: \"RMI_ERROR_RTT(3)\" }");
     expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/cca: RMI_DATA_CREATE_UNKNOWN of ipa 0x4000 failed: RMI_ERROR_RTT \(level 3\)/)]);
   });
 
   it("an RTT_CREATE told the table is there already (RMI_ERROR_RTT at the parent's level) retries the fault, and it succeeds", () => {
-    const { r } = run("  - { call: RMI_RTT_CREATE, nth: 1, status: \"RMI_ERROR_RTT:2\" }");
+    const { r } = run("  - { call: RMI_RTT_CREATE, nth: 1, status: \"RMI_ERROR_RTT(2)\" }");
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.stats.faultRetries).toBeGreaterThan(0);
     expect(r.report.stats.leakedPages).toBe(0);
@@ -122,5 +124,11 @@ describe("fault injection on the RMI", () => {
   it("REC_ENTER failing leaves the realm's access unexecuted: the vCPU takes it as an exception", () => {
     const { r } = run("  - { call: RMI_REC_ENTER, nth: 1, status: RMI_ERROR_REC }");
     expect(r.report.ops.find((o) => o.op === "access")!.result.exceptions).toBe(1);
+  });
+
+  it("--inject takes a status with its RTT level on the command line", () => {
+    const p = spawnSync(process.execPath, [resolve("packages/tui/dist/tdpemu.mjs"), "run", "scenarios/cca-realm-life.yaml", "--inject", "RMI_DATA_DESTROY:1:RMI_ERROR_RTT(2)"], { encoding: "utf8" });
+    expect(p.status).toBe(1);
+    expect(p.stdout).toMatch(/\[kvm-bug\] step \d+: KVM_BUG: cca: RMI_DATA_DESTROY of ipa 0x[0-9a-f]+ failed: RMI_ERROR_RTT \(level 2\)/);
   });
 });

@@ -75,10 +75,13 @@ export function mmuOptions(cmd: string, values: ParsedArgs["values"], scn: Scena
   } as Required<MmuOptions>;
 }
 
-/** `--inject CALL:N:STATUS[:TIMES]`, repeatable: the Nth CALL returns STATUS (TIMES times). */
+/**
+ * `--inject CALL:N:STATUS[:TIMES]`, repeatable: the Nth CALL returns STATUS (TIMES times). A
+ * status may carry an index in parentheses, as CCA's RMI_ERROR_RTT(2) carries the RTT level.
+ */
 export function injectOptions(cmd: string, specs: string[] | undefined): InjectSpec[] {
   return (specs ?? []).map((s) => {
-    const m = /^([A-Za-z0-9_.#-]+):([0-9]+):([A-Z_]+)(?::([0-9]+))?$/.exec(s);
+    const m = /^([A-Za-z0-9_.#-]+):([0-9]+):([A-Z_]+(?:\(-?[0-9]+\))?)(?::([0-9]+))?$/.exec(s);
     if (!m || Number(m[2]) < 1 || (m[4] !== undefined && Number(m[4]) < 1)) {
       throw new UsageError(`${cmd}: --inject: expected CALL:N:STATUS[:TIMES] such as TDH.MEM.PAGE.AUG:1:OPERAND_BUSY, got '${s}'`);
     }

@@ -10,6 +10,7 @@ import { BACKEND, BackendRegistry, loadScenario, type BackendVm, type WalkedSpte
 import { SEAM_MODULE, TDX_KEYIDS, TdxBackend, registration as tdx } from "@tdpemu/backend-tdx";
 import { PlainBackend } from "@tdpemu/backend-plain";
 import { Session } from "../src/session.js";
+import { builtinRegistry } from "../src/registry.js";
 
 /** TDX with its description hooks replaced, registered under another name. */
 class TaggedTdx extends TdxBackend {
@@ -99,9 +100,20 @@ describe("the UI's backend description hooks", () => {
     expect(tones.get("FLUSH.UNTONED")).toBe("plain");
   });
 
+  it("cca: the walk shows the RTT entry behind each entry, with its RIPAS in the protected half", () => {
+    const s = new Session(loadScenario("scenarios/cca-convert.yaml"), builtinRegistry(), "cca");
+    while (s.snapshot(64).walk[0]?.rows.at(-1)?.kind !== "leaf") s.step();
+    const snap = s.snapshot(64);
+    expect(snap.walk.map((w) => w.title)).toEqual(["mirror root (protected) · RTT", "direct root (unprotected) · RTT"]);
+    const rows = snap.walk[0]!.rows;
+    // Levels 4 to 1 of the mirror are RTT levels 0 to 3: tables down to the leaf, assigned RAM.
+    expect(rows.map((r) => r.secure)).toEqual(["RTT L0 TABLE", "RTT L1 TABLE", "RTT L2 TABLE", "RTT L3 ASSIGNED RAM"]);
+    expect(snap.stats).toContainEqual(["realm", "ACTIVE"]);
+  });
+
   it("no UI file imports a backend package", () => {
     const dir = "packages/tui/src";
     const files = readdirSync(dir, { recursive: true }).map(String).filter((f) => /\.tsx?$/.test(f) && !f.startsWith("registry"));
-    for (const f of files) expect(readFileSync(join(dir, f), "utf8"), f).not.toMatch(/@tdpemu\/backend-(tdx|sev|plain)/);
+    for (const f of files) expect(readFileSync(join(dir, f), "utf8"), f).not.toMatch(/@tdpemu\/backend-(tdx|sev|plain|cca)/);
   });
 });

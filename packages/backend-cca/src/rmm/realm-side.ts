@@ -102,7 +102,7 @@ const aw: WalkResult = { slot: 0, entry: 0, level: 0 };
  */
 export function realmAccess(m: Rmm, rec: Rec, ipa: number, write: boolean, pfnOut: Float64Array): number {
   const r = rec.realm;
-  if (!(ipa < 2 ** r.ipaBits)) return REALM_ACCESS_SEA;
+  if (!(ipa < r.ipaEnd)) return REALM_ACCESS_SEA;
   walk(m, r, ipa, RTT_PAGE_LEVEL, aw);
   const rtts = m.rtts;
   const s = rtts.state[aw.entry]!;

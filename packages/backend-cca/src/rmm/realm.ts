@@ -28,6 +28,10 @@ export class Realm {
   /** Extensions of the Realm Initial Measurement: DATA_CREATE with RMI_MEASURE_CONTENT, INIT_RIPAS. */
   measurements = 0;
 
+  /** 2^(IPA bits - 1), where the unprotected half starts, and 2^(IPA bits). */
+  readonly parEnd: number;
+  readonly ipaEnd: number;
+
   constructor(
     readonly rd: number,
     readonly ipaBits: number,
@@ -35,11 +39,14 @@ export class Realm {
     readonly rootGranule: number,
     readonly rootSlot: number,
     readonly vmid: number,
-  ) {}
+  ) {
+    this.parEnd = 2 ** (ipaBits - 1);
+    this.ipaEnd = 2 ** ipaBits;
+  }
 
   /** `addr_in_par`: below the top IPA bit. */
   inPar(addr: number): boolean {
-    return addr < 2 ** (this.ipaBits - 1);
+    return addr < this.parEnd;
   }
 }
 

@@ -45,9 +45,12 @@ export function formatReturn(x0: number): string {
   return name;
 }
 
-/** Reads a status a user wrote for fault injection: a name, or a name with its index ("RMI_ERROR_RTT:2"). */
+/**
+ * Reads a status a user wrote for fault injection: a name, or a name with its index in
+ * parentheses ("RMI_ERROR_RTT(2)": the RTT level; a colon would clash with --inject CALL:N:STATUS).
+ */
 export function parseReturn(text: string): number {
-  const m = /^([A-Z_]+)(?::(-?\d+))?$/.exec(text);
+  const m = /^([A-Z_]+)(?:\((-?\d+)\))?$/.exec(text);
   if (m === null) return packReturn(RMI_STATUS.code(text));
   return packReturn(RMI_STATUS.code(m[1]!), m[2] === undefined ? 0 : Number(m[2]));
 }

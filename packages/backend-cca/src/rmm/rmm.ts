@@ -34,6 +34,8 @@ export class Rmm {
   x2 = 0;
 
   constructor(totalFrames: number) {
+    // RTT entries keep frame numbers in 32-bit slots.
+    if (totalFrames > 2 ** 31) throw new Error(`the CCA model's RMM covers hosts of up to 8 TiB (2^31 granules), this one has ${totalFrames} granules`);
     this.granules = new Granules(totalFrames);
   }
 

@@ -29,9 +29,12 @@ export const RIPAS_NAMES: readonly string[] = ["EMPTY", "RAM", "DESTROYED"];
 export const RTT_MIN_BLOCK_LEVEL = 1;
 export const RTT_PAGE_LEVEL = 3;
 
+/** Bytes one entry at RTT level -1 to 3 covers, indexed by level + 1. */
+const LEVEL_SIZE = [2 ** 48, 2 ** 39, 2 ** 30, 2 ** 21, 2 ** 12];
+
 /** Bytes one entry at RTT `level` covers (level 3: 4 KiB; level -1 with LPA2: 256 TiB). */
 export function levelSize(level: number): number {
-  return 4096 * 512 ** (RTT_PAGE_LEVEL - level);
+  return LEVEL_SIZE[level + 1]!;
 }
 
 /** `addr` is a valid address of an entry at `level`: inside the IPA space and aligned to the entry. */
@@ -44,8 +47,11 @@ const ENTRIES = 512;
 export class RttStore {
   state = new Uint8Array(0);
   ripas = new Uint8Array(0);
-  /** ASSIGNED: the data granule; ASSIGNED_NS: the frame the host mapped; TABLE: the child's granule. */
-  addr = new Float64Array(0);
+  /**
+   * ASSIGNED: the data granule; ASSIGNED_NS: the frame the host mapped; TABLE: the child's
+   * granule. A frame number (the model's hosts stay below 2^31 frames, 8 TiB).
+   */
+  addr = new Int32Array(0);
   /** ASSIGNED_NS: the host's MemAttr and S2AP bits of its descriptor (bits [7:2]). */
   attr = new Uint8Array(0);
   /** TABLE: the child's slot. */
@@ -84,7 +90,7 @@ export class RttStore {
     this.state = g8(this.state, n * ENTRIES);
     this.ripas = g8(this.ripas, n * ENTRIES);
     this.attr = g8(this.attr, n * ENTRIES);
-    const addr = new Float64Array(n * ENTRIES); addr.set(this.addr); this.addr = addr;
+    const addr = new Int32Array(n * ENTRIES); addr.set(this.addr); this.addr = addr;
     const child = new Int32Array(n * ENTRIES); child.set(this.child); this.child = child;
     const level = new Int8Array(n); level.set(this.level); this.level = level;
     const granule = new Float64Array(n).fill(-1); granule.set(this.granule); this.granule = granule;
