@@ -34,7 +34,8 @@ export function rsiIpaStateSet(rec: Rec, base: number, top: number, ripas: numbe
   rec.ripasTop = top;
   rec.ripasAddr = base;
   rec.ripasValue = ripas;
-  rec.ripasChangeDestroyed = (flags & RSI_CHANGE_DESTROYED) !== 0;
+  // X4 is read as the enum it is: only the value RSI_CHANGE_DESTROYED itself means yes.
+  rec.ripasChangeDestroyed = flags === RSI_CHANGE_DESTROYED;
   rec.ripasPending = true;
   rec.running = false;
   return -1;

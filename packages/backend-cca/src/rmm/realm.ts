@@ -25,7 +25,10 @@ export class Realm {
   state = REALM_NEW;
   /** RECs created so far: the next REC's MPIDR index must equal it. */
   recCount = 0;
-  /** Extensions of the Realm Initial Measurement: DATA_CREATE with RMI_MEASURE_CONTENT, INIT_RIPAS. */
+  /**
+   * Extensions of the Realm Initial Measurement by DATA_CREATE (content hashed or not) and
+   * RTT_INIT_RIPAS (one per entry); REALM_CREATE's and REC_CREATE's are not counted.
+   */
   measurements = 0;
 
   /** 2^(IPA bits - 1), where the unprotected half starts, and 2^(IPA bits). */

@@ -22,6 +22,8 @@ import { REALM_ACTIVE, REALM_NEW, REC_AUX_GRANULES, Realm, Rec, type RealmParams
 import { RIPAS_EMPTY, RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS, RttStore } from "./rtt.js";
 
 const INPUT = packReturn(RMI_ERROR_INPUT);
+/** TF-RMM's granule reference counts are 10 bits wide: a realm has at most 1,023 RECs. */
+const REFCOUNT_MAX = 2 ** 10 - 1;
 
 export class Rmm {
   readonly granules: Granules;
@@ -140,7 +142,7 @@ export class Rmm {
     const rec = this.granules.findIn(recAddr, GRANULE_DELEGATED);
     const r = this.realmAt(rdAddr);
     if (rec < 0 || r === null || auxG.includes(rec)) return INPUT;
-    if (this.granules.refcount[r.rd] === 0xffff) return packReturn(RMI_ERROR_REALM);
+    if (this.granules.refcount[r.rd] === REFCOUNT_MAX) return packReturn(RMI_ERROR_REALM);
     if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
     if (!Number.isInteger(mpidrIndex) || mpidrIndex !== r.recCount) return INPUT;
     if (aux.length !== REC_AUX_GRANULES) return INPUT;

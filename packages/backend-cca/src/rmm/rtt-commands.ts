@@ -174,11 +174,14 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
     else if (s0 === RTTE_ASSIGNED && rtts.ripas[e] !== rip) alike = false;
     else if (s0 === RTTE_ASSIGNED_NS && rtts.attr[e] !== rtts.attr[b]) alike = false;
   }
-  if (!alike || s0 === RTTE_TABLE) return rttError(level);
   const assigned = s0 === RTTE_ASSIGNED || s0 === RTTE_ASSIGNED_NS;
-  if (assigned && level - 1 < RTT_MIN_BLOCK_LEVEL + 1) return rttError(level - 1);
   // A block must be aligned to its own size.
-  if (assigned && (rtts.addr[b]! % (pages * 512)) !== 0) return rttError(level);
+  const aligned = rtts.addr[b]! % (pages * 512) === 0;
+  // TF-RMM's order: a table of 512 protected pages is refused at a level with no blocks before
+  // its entries are looked at; NS mappings are looked at first (misaligned or mixed: RTT(level)).
+  if (m.granules.refcount[g] === 512 && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
+  if (!alike || s0 === RTTE_TABLE || (assigned && !aligned)) return rttError(level);
+  if (assigned && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
   const parentG = rtts.granule[w.slot]!;
   rtts.state[w.entry] = s0;
   rtts.ripas[w.entry] = rip;
@@ -205,7 +208,8 @@ export function dataCreate(m: Rmm, rdAddr: number, dataAddr: number, addr: numbe
   const r0 = dataChecks(m, rdAddr, dataAddr, addr, true);
   if (r0 !== RMI_SUCCESS) return r0;
   mapData(m, m.granules.find(dataAddr), RIPAS_RAM);
-  if (flags === 1) m.realmAt(rdAddr)!.measurements++;
+  // The RIM is extended either way; the flag says whether the content is hashed into it.
+  m.realmAt(rdAddr)!.measurements++;
   return RMI_SUCCESS;
 }
 
@@ -357,7 +361,8 @@ export function rttMapUnprotected(m: Rmm, rdAddr: number, addr: number, level: n
   if (r === null) return INPUT;
   const low = desc % 4096;
   const pa = desc - low;
-  if (!Number.isInteger(desc) || desc < 0 || (low & ~NS_DESC_ATTR_MASK) !== 0 || (low & MEMATTR_MASK) === MEMATTR_FWB_RESERVED || pa % levelSize(level) !== 0) return INPUT;
+  // Without LPA2 every bit from 48 up must be clear too (XN and the rest are the RMM's to set).
+  if (!Number.isInteger(desc) || desc < 0 || desc >= 2 ** 48 || (low & ~NS_DESC_ATTR_MASK) !== 0 || (low & MEMATTR_MASK) === MEMATTR_FWB_RESERVED || pa % levelSize(level) !== 0) return INPUT;
   if (!addrValidAt(addr, level, r.ipaBits) || r.inPar(addr)) return INPUT;
   walk(m, r, addr, level, w);
   if (w.level < level) return rttError(w.level);
@@ -394,7 +399,10 @@ export interface RttEntryRead {
   level: number;
   /** RTTE_* (the model's own, which tells NS entries apart). */
   state: number;
-  /** The PA of an assigned entry or a table (0 for an assigned DESTROYED one, as TF-RMM reports it). */
+  /**
+   * The PA of an assigned entry or a table (0 for an assigned DESTROYED one, as TF-RMM reports
+   * it); for an unprotected mapping the host's descriptor, its MemAttr and S2AP bits included.
+   */
   pa: number;
   ripas: number;
 }
@@ -411,6 +419,7 @@ export function rttReadEntry(m: Rmm, rdAddr: number, addr: number, level: number
   out.state = s;
   out.ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? rtts.ripas[w.entry]! : RIPAS_EMPTY;
   out.pa = s === RTTE_ASSIGNED && out.ripas === RIPAS_DESTROYED ? 0 : live(s) ? rtts.addr[w.entry]! * 4096 : 0;
+  if (s === RTTE_ASSIGNED_NS) out.pa += rtts.attr[w.entry]!;
   return RMI_SUCCESS;
 }
 
