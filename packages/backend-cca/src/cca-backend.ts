@@ -76,6 +76,8 @@ export class CcaBackend implements Backend {
   /** 2^(IPA bits - 1): the unprotected half starts here. */
   private unprotected = 0;
   private readonly ripasDone: RipasResponse = { next: 0, response: RSI_ACCEPT };
+  /** Unprotected mappings by GFN * 4 + KVM level: how many direct roots hold each. */
+  private readonly nsRoots = new Map<number, number>();
   private readonly pfnOut = new Float64Array(1);
 
   constructor(
@@ -312,16 +314,38 @@ export class CcaBackend implements Backend {
    * writable; the core's leaf says so unless it write-protects for dirty logging), creating the
    * RTTs it lacks; RMI_RTT_UNMAP_UNPROTECTED when one goes. Tables of the direct root are not
    * followed: the RTTs made for them stay until teardown.
+   *
+   * arm64 has one stage-2 per VM, the x86 TDP MMU a direct root per role, and an invalidated
+   * root lives on until its last user drops it: two roots may map the same GFN. The realm has
+   * one RTT, so a mapping counts the roots that hold it (`nsRoots`): it is made by the first,
+   * changed by any that maps something else there, and goes with the last.
    */
   directSpteChanged(_vm: BackendVm, gfn: number, level: Level, _oldPfn: number, newPfn: number, flags: number): void {
     const ipa = gfn * 4096 + this.unprotected;
     const l = 4 - level;
+    const key = gfn * 4 + level;
     if ((flags & DIRECT_OLD_LEAF) !== 0) {
-      const x0 = this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
-      // RMI_ERROR_RTT: nothing mapped there any more (its table went with a bigger mapping).
-      if (x0 !== RMI_SUCCESS && returnStatus(x0) !== RMI_ERROR_RTT) this.bug(`RMI_RTT_UNMAP_UNPROTECTED failed: ${formatReturn(x0)}`);
+      const n = this.nsRoots.get(key) ?? 0;
+      if (n > 1) this.nsRoots.set(key, n - 1);
+      else {
+        this.nsRoots.delete(key);
+        const x0 = this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
+        // RMI_ERROR_RTT: nothing mapped there any more (its table went with a bigger mapping).
+        if (x0 !== RMI_SUCCESS && returnStatus(x0) !== RMI_ERROR_RTT) this.bug(`RMI_RTT_UNMAP_UNPROTECTED failed: ${formatReturn(x0)}`);
+      }
     }
-    if ((flags & DIRECT_NEW_LEAF) !== 0) this.mapUnprotected(ipa, l, newPfn, (flags & DIRECT_NEW_WRITABLE) !== 0);
+    if ((flags & DIRECT_NEW_LEAF) !== 0) {
+      const writable = (flags & DIRECT_NEW_WRITABLE) !== 0;
+      const n = this.nsRoots.get(key) ?? 0;
+      this.nsRoots.set(key, n + 1);
+      if (n > 0) {
+        walk(this.rmm, this.realm, ipa, l, w);
+        const rtts = this.rmm.rtts;
+        if (w.level === l && rtts.state[w.entry] === RTTE_ASSIGNED_NS && rtts.addr[w.entry] === newPfn && ((rtts.attr[w.entry]! & S2AP_W) !== 0) === writable) return;
+        this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
+      }
+      this.mapUnprotected(ipa, l, newPfn, writable);
+    }
   }
 
   private mapUnprotected(ipa: number, l: number, pfn: number, writable: boolean): void {
@@ -331,7 +355,19 @@ export class CcaBackend implements Backend {
       if (x0 === RMI_SUCCESS) return;
       if (returnStatus(x0) !== RMI_ERROR_RTT) break;
       const at = returnIndex(x0);
-      if (at < l ? !this.createRtts(ipa, at + 1, l) : !this.destroyLevel(ipa, l)) break;
+      if (at < l) {
+        // Tables made down to the level; an NS block above is split into its pages by them.
+        if (!this.createRtts(ipa, at + 1, l)) break;
+        continue;
+      }
+      walk(this.rmm, this.realm, ipa, l, w);
+      const rtts = this.rmm.rtts;
+      if (rtts.state[w.entry] === RTTE_ASSIGNED_NS) {
+        // Mapped already: the same page (a block split into its pages, as a split of the direct
+        // leaf's block makes them), or another that goes first.
+        if (rtts.addr[w.entry] === pfn && rtts.attr[w.entry] === desc % 4096) return;
+        if (this.rmi.rttUnmapUnprotected(this.rd, ipa, l) !== RMI_SUCCESS) break;
+      } else if (rtts.state[w.entry] !== RTTE_TABLE || !this.destroyLevel(ipa, l)) break;
     }
     this.bug(`RMI_RTT_MAP_UNPROTECTED of ipa 0x${ipa.toString(16)} level ${l} failed: ${this.rmi.lastFailure}`);
   }

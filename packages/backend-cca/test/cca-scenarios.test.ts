@@ -118,6 +118,32 @@ vcpus:
   });
 });
 
+describe("unprotected mappings follow the direct root", () => {
+  it("a shared 2M page split by the host: the RTT_CREATE under the block already maps its pages, the 4K leaves find them mapped", () => {
+    const events: string[] = [];
+    const r = runScenario(parseScenarioText(`
+name: cca-shared-split
+vm: { memory: 4MiB, gpaw: 48, vcpus: 1, hugepages: 2MiB }
+backend: cca
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: convert, gpa: 0x0, size: 2MiB, to: shared }
+    - { op: access, gpa: 0xf3000, shared: true, write: true }
+host:
+  - { op: age, gpa: 0x0, size: 2MiB }
+  - { op: split, gpa: 0x0, size: 2MiB }
+  - { op: zap, gpa: 0x0, size: 2MiB }
+  - { op: teardown }
+`, "cca-shared-split.yaml"), { backend: cca, check: "op", onEvent: (e) => { if (e.type === "call") events.push(`${e.name} ${e.detail} ${e.status}`); } });
+    expectClean(r);
+    expect(r.report.ops.map((o) => `${o.op} ${JSON.stringify(o.result)}`)).toContain('split {"split":1}');
+    // One 2M mapping, split by RTT_CREATE into 512 pages, each unmapped by the zap.
+    expect(events.filter((e) => e.startsWith("RMI_RTT_MAP_UNPROTECTED") && e.endsWith("RMI_SUCCESS"))).toEqual(["RMI_RTT_MAP_UNPROTECTED ipa 0x800000000000 level 2 pa 0x4000d8 RMI_SUCCESS"]);
+    expect(r.report.backendStats.calls.RMI_RTT_UNMAP_UNPROTECTED).toBeGreaterThanOrEqual(512);
+    expect(granulesBack(r)).toBe(true);
+  });
+});
+
 describe("the race the freeze protocol prevents, on CCA", () => {
   it("freeze: no interleaving of at most 2 preemptions fails", () => {
     const r = exploreScenario(scenario("cca-race-2m-4k"), { backend: cca, preemptionBound: 2 });

@@ -85,7 +85,7 @@ describe("tdpemu fuzz", () => {
     expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
   });
 
-  for (const b of ["tdx", "sev", "plain"]) {
+  for (const b of ["tdx", "sev", "plain", "cca"]) {
     it(`the soak's workloads on ${b} run clean with invariants after every op (a short soak)`, () => {
       const m = soakCase(builtinRegistry(), b, 3000);
       expect(m.extra!.steps).toBeGreaterThanOrEqual(3000);

@@ -165,7 +165,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
     }
   }
 
-  const backends = ["tdx", "sev", "plain"];
+  const backends = ["tdx", "sev", "plain", "cca"];
   for (let i = 0; performance.now() - t0 < opts.budgetMs; i++) {
     const backend = backends[i % backends.length]!;
     const workload = randomWorkload(r, backend);
@@ -203,7 +203,7 @@ export function writeCorpus(dir: string, seed: number, count: number, scenarios:
   for (let i = 0; i < count; i++) {
     const kind = r.below(4);
     const json = kind === 3 && schedules.length > 0;
-    const base = json ? schedules[r.below(schedules.length)]! : kind === 0 ? randomWorkload(r, ["tdx", "sev", "plain"][r.below(3)]!) : scenarios[r.below(scenarios.length)]!;
+    const base = json ? schedules[r.below(schedules.length)]! : kind === 0 ? randomWorkload(r, ["tdx", "sev", "plain", "cca"][r.below(4)]!) : scenarios[r.below(scenarios.length)]!;
     const name = `${String(i).padStart(3, "0")}-${json ? "schedule.json" : "scenario.yaml"}`;
     writeFileSync(join(dir, name), malformed(r, base));
     written.push(name);
