@@ -54,8 +54,13 @@ export class CcaBackend implements Backend {
   readonly description = "Arm CCA realms: mirror page tables propagated to a model of the RMM (granules, RTTs, RIPAS)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
-  // No `recordsOwnAccesses`: the core records every hook as a write of the whole backend (and the
-  // RMM is the host's, shared by its realms, which that resource covers too). Sound, and coarse.
+  /**
+   * The RMM records its own state per granule, per RTT, per realm and per REC
+   * (`rmm/rmm-state.ts`); KVM's side here records its resources: 0 the control pages, 1
+   * `premapped` and the teardown flag, 2 the unprotected mappings' root counts, 3 + v vCPU v's
+   * mode, and with faults injected the count of each command (which call is the nth).
+   */
+  readonly recordsOwnAccesses = true;
 
   readonly rmi: RmiCalls;
   /** The RD's and the starting RTT's physical addresses. */
@@ -80,11 +85,39 @@ export class CcaBackend implements Backend {
   private readonly nsRoots = new Map<number, number>();
   private readonly pfnOut = new Float64Array(1);
 
+  private space = 0;
+
   constructor(
     @inject(RMM) readonly rmm: Rmm,
     @inject(CCA_VMIDS) private readonly vmids: IdAllocator,
   ) {
     this.rmi = new RmiCalls(rmm);
+  }
+
+  // KVM's own state, each piece read and written through these for the explorer.
+
+  private kvmId(i: number): number {
+    return resourceId(this.space, i);
+  }
+
+  private get premappedPages(): number {
+    this.vm.clock.fp?.read(this.kvmId(1));
+    return this.premapped;
+  }
+
+  private set premappedPages(n: number) {
+    this.vm.clock.touch(this.kvmId(1));
+    this.premapped = n;
+  }
+
+  private inRealm(v: number): boolean {
+    this.vm.clock.fp?.read(this.kvmId(3 + v));
+    return this.inGuest[v]!;
+  }
+
+  private setInRealm(v: number, on: boolean): void {
+    this.vm.clock.touch(this.kvmId(3 + v));
+    this.inGuest[v] = on;
   }
 
   // ------------------------------------------------------------------ the realm's life
@@ -97,9 +130,10 @@ export class CcaBackend implements Backend {
    */
   init(vm: BackendVm): void {
     this.vm = vm;
-    this.rmi.attach(vm);
-    const space = vm.clock.newResourceSpace();
-    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(space, 0), "CCA granules");
+    this.rmm.attach(vm.clock);
+    this.space = vm.clock.newResourceSpace();
+    this.rmi.attach(vm, this.space);
+    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, this.kvmId(0), "CCA granules");
     const ipaBits = vm.config.gpaw;
     this.unprotected = 2 ** (ipaBits - 1);
     this.rd = this.mustDelegate();
@@ -137,7 +171,7 @@ export class CcaBackend implements Backend {
 
   /** KVM_CAP_ARM_RME_POPULATE_REALM: only while the realm is NEW. */
   canPopulate(): number {
-    if (this.realm.state === REALM_NEW) return 0;
+    if (this.rmm.realmState(this.realm) === REALM_NEW) return 0;
     this.rmi.lastFailure = "KVM_CAP_ARM_RME_POPULATE_REALM: the realm is not NEW";
     return EINVAL;
   }
@@ -157,8 +191,8 @@ export class CcaBackend implements Backend {
       this.giveBackGuestPage(pfn);
       return EIO;
     }
-    if (this.premapped === 0) throw new KvmBug(`populate of gfn 0x${gfn.toString(16)} with nothing premapped`);
-    this.premapped--;
+    if (this.premappedPages === 0) throw new KvmBug(`populate of gfn 0x${gfn.toString(16)} with nothing premapped`);
+    this.premappedPages--;
     return 0;
   }
 
@@ -168,8 +202,8 @@ export class CcaBackend implements Backend {
   }
 
   private activate(): number {
-    if (this.realm.state !== REALM_NEW) return 0;
-    if (this.premapped !== 0) {
+    if (this.rmm.realmState(this.realm) !== REALM_NEW) return 0;
+    if (this.premappedPages !== 0) {
       this.rmi.lastFailure = `activation: ${this.premapped} premapped page(s) never got their RMI_DATA_CREATE`;
       return EINVAL;
     }
@@ -178,6 +212,7 @@ export class CcaBackend implements Backend {
 
   /** The vCPUs stop (the VMM's threads leave KVM_RUN): no REC runs while the realm is destroyed. */
   teardown(): void {
+    this.vm.clock.touch(this.kvmId(1));
     this.tearingDown = true;
     for (let v = 0; v < this.recs.length; v++) this.exit(v);
   }
@@ -191,6 +226,7 @@ export class CcaBackend implements Backend {
   destroy(vm: BackendVm): void {
     const r = this.realm;
     const size = levelSize(r.startLevel);
+    this.rmm.readTable(r.rootSlot);
     for (let i = 0; i < 512; i++) {
       const e = r.rootSlot * 512 + i;
       if (this.rmm.rtts.state[e] !== RTTE_TABLE) continue;
@@ -262,8 +298,8 @@ export class CcaBackend implements Backend {
    */
   setExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
     if (level !== 1) return this.bug(`CCA maps private memory at 4K only, asked for level ${level}`);
-    if (this.realm.state === REALM_NEW) {
-      this.premapped++;
+    if (this.rmm.realmState(this.realm) === REALM_NEW) {
+      this.premappedPages++;
       return 0;
     }
     const pa = pfn * 4096;
@@ -294,6 +330,7 @@ export class CcaBackend implements Backend {
    * page is undelegated. A page the RMM keeps is the core's to count as leaked.
    */
   freeExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
+    this.vm.clock.fp?.read(this.kvmId(1));
     if (!this.tearingDown) return 0;
     if (!this.destroyTable(gfn * 4096, 4 - level)) return EIO;
     if (this.rmi.granuleUndelegate(externalSpt * 4096) === RMI_SUCCESS) return 0;
@@ -324,6 +361,7 @@ export class CcaBackend implements Backend {
     const ipa = gfn * 4096 + this.unprotected;
     const l = 4 - level;
     const key = gfn * 4 + level;
+    this.vm.clock.touch(this.kvmId(2));
     if ((flags & DIRECT_OLD_LEAF) !== 0) {
       const n = this.nsRoots.get(key) ?? 0;
       if (n > 1) this.nsRoots.set(key, n - 1);
@@ -483,19 +521,20 @@ export class CcaBackend implements Backend {
    * v12 on), the RIPAS change to complete, then RMI_REC_ENTER. False when the REC cannot run.
    */
   private enter(v: number): boolean {
-    if (this.inGuest[v]) return true;
-    if (this.realm.state !== REALM_ACTIVE && this.activate() !== 0) return false;
+    if (this.inRealm(v)) return true;
+    if (this.rmm.realmState(this.realm) !== REALM_ACTIVE && this.activate() !== 0) return false;
     const rec = this.recs[v]!;
+    this.rmm.readRec(rec);
     if (rec.ripasPending) this.completeRipasChange(rec, this.recPas[v]!);
     if (this.rmi.recEnter(this.recPas[v]!, this.ripasDone) !== RMI_SUCCESS) return false;
-    this.inGuest[v] = true;
+    this.setInRealm(v, true);
     return true;
   }
 
   private exit(v: number): void {
-    if (!this.inGuest[v]) return;
-    this.inGuest[v] = false;
-    recExit(this.recs[v]!);
+    if (!this.inRealm(v)) return;
+    this.setInRealm(v, false);
+    recExit(this.rmm, this.recs[v]!);
   }
 
   /**
@@ -551,6 +590,7 @@ export class CcaBackend implements Backend {
   memoryAttributesChanged(_vm: BackendVm, gfn: number, npages: number, toPrivate: boolean, vcpu: number): void {
     if (vcpu < 0 || vcpu >= this.recs.length) return;
     const rec = this.recs[vcpu]!;
+    this.rmm.readRec(rec);
     const base = gfn * 4096;
     const top = (gfn + npages) * 4096;
     if (!(rec.ripasPending && rec.ripasBase <= base && rec.ripasTop >= top)) {
@@ -563,8 +603,8 @@ export class CcaBackend implements Backend {
   private ripasRequest(vcpu: number, base: number, top: number, ripas: number, flags: number): boolean {
     if (!this.enter(vcpu)) return false;
     this.rmi.note(RSI_IPA_STATE_SET, base);
-    if (rsiIpaStateSet(this.recs[vcpu]!, base, top, ripas, flags) !== -1) return false;
-    this.inGuest[vcpu] = false;
+    if (rsiIpaStateSet(this.rmm, this.recs[vcpu]!, base, top, ripas, flags) !== -1) return false;
+    this.setInRealm(vcpu, false);
     this.rmi.note(EXIT_RIPAS, base);
     return true;
   }
@@ -629,6 +669,16 @@ export class CcaBackend implements Backend {
     this.rmi.inject(f);
   }
 
+  /** The RMM's state (host-wide: every realm on the host lists it alike) and KVM's, each under its resource id. */
+  auditState(_vm: BackendVm, out: Map<number, string | number>): void {
+    this.rmm.auditState(out);
+    out.set(this.kvmId(0), this.pages.auditState());
+    out.set(this.kvmId(1), `${this.premapped}/${this.tearingDown}`);
+    out.set(this.kvmId(2), [...this.nsRoots].map(([k, n]) => `${k}:${n}`).join(","));
+    for (let v = 0; v < this.inGuest.length; v++) out.set(this.kvmId(3 + v), this.inGuest[v] ? 1 : 0);
+    this.rmi.auditState(out);
+  }
+
   rawCall(vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string } {
     if (args.page === "fresh" || args.page === undefined) vm.clock.touch(R_BACKING);
     return rawRmiCall(this, vm, call, args);
@@ -650,7 +700,7 @@ export class CcaBackend implements Backend {
     const l = 4 - level;
     if (l < this.realm.startLevel) return "";
     const ipa = gfn * 4096 + (root === "direct" ? this.unprotected : 0);
-    walk(this.rmm, this.realm, ipa - (ipa % levelSize(l)), l, w);
+    walk(this.rmm, this.realm, ipa - (ipa % levelSize(l)), l, w, true);
     if (w.level < l) return `RTT L${w.level} (no table below)`;
     const s = this.rmm.rtts.state[w.entry]!;
     const ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? ` ${RIPAS_NAMES[this.rmm.rtts.ripas[w.entry]!]}` : "";
@@ -660,7 +710,7 @@ export class CcaBackend implements Backend {
   /** A private leaf whose RIPAS is not RAM is one the realm cannot use yet: shown as pending. */
   mapCell(_vm: BackendVm, gfn: number): string | null {
     if (!this.rmm.realms.has(this.realm.rd)) return null;
-    walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w);
+    walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w, true);
     return this.rmm.rtts.ripas[w.entry] === RIPAS_RAM ? null : "?";
   }
 
@@ -679,7 +729,7 @@ export class CcaBackend implements Backend {
    */
   guestPage(_vm: BackendVm, gfn: number, pfn: number): number {
     if (!this.rmm.realms.has(this.realm.rd) || gfn * 4096 >= this.unprotected) return 0;
-    walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w);
+    walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w, true);
     const rtts = this.rmm.rtts;
     const ram = rtts.ripas[w.entry] === RIPAS_RAM && (rtts.state[w.entry] === RTTE_UNASSIGNED || rtts.state[w.entry] === RTTE_ASSIGNED);
     const owned = rtts.state[w.entry] === RTTE_ASSIGNED && rtts.addr[w.entry] === pfn;
@@ -688,7 +738,7 @@ export class CcaBackend implements Backend {
 
   /** A frame's granule state, for the UI and the tests. */
   granuleStateName(pfn: number): string {
-    return GRANULE_STATE_NAMES[this.rmm.granuleState(pfn)]!;
+    return GRANULE_STATE_NAMES[this.rmm.granules.state[pfn]!]!;
   }
 }
 

@@ -31,7 +31,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
   // The mirror, entry by entry, against the RTTs.
   mirror.forEach((gfn, level, kind, pfn, externalSpt) => {
     const l = 4 - level;
-    walk(rmm, r, gfn * 4096, l, w);
+    walk(rmm, r, gfn * 4096, l, w, true);
     const s = rtts.state[w.entry]!;
     if (kind === "leaf") {
       if (w.level !== l || s !== RTTE_ASSIGNED || rtts.addr[w.entry] !== pfn) {
@@ -49,7 +49,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     if (kind !== "leaf") return;
     nsLeaves.add(gfn * 4 + level);
     const l = 4 - level;
-    walk(rmm, r, gfn * 4096 + unprotected, l, w);
+    walk(rmm, r, gfn * 4096 + unprotected, l, w, true);
     if (w.level !== l || rtts.state[w.entry] !== RTTE_ASSIGNED_NS || rtts.addr[w.entry] !== pfn) {
       out.push({ check: "rtt-unprotected", message: `direct leaf gfn ${hex(gfn)} → pfn ${hex(pfn)} is not mapped unprotected at RTT level ${l}` });
     }

@@ -3,7 +3,7 @@
  * issues for one realm, counted by name, failed on cue by an injected fault, and shown as an
  * event. The RMM itself (`rmm/`) knows nothing of counting, injection or events.
  */
-import { CallCounts, type BackendVm, type FaultSpec } from "@tdpemu/backend-sdk";
+import { CallCounts, resourceId, type BackendVm, type FaultSpec } from "@tdpemu/backend-sdk";
 import type { Rmm } from "./rmm/rmm.js";
 import { RMI_NAMES, RMI_SUCCESS, formatReturn, parseReturn, returnStatus } from "./rmm/rmi-status.js";
 import {
@@ -71,8 +71,17 @@ export class RmiCalls {
 
   constructor(readonly rmm: Rmm) {}
 
-  attach(vm: BackendVm): void {
+  private space = 0;
+
+  /** The VM whose calls these are, and the resource space whose ids 1000 + n stand for command n's count. */
+  attach(vm: BackendVm, space: number): void {
     this.vm = vm;
+    this.space = space;
+  }
+
+  /** With faults injected, which call is the nth depends on the order of the calls: each count is shared state. */
+  auditState(out: Map<number, string | number>): void {
+    if (this.injected.length > 0) for (let c = 0; c < this.seen.length; c++) out.set(resourceId(this.space, 1000 + c), this.seen[c]!);
   }
 
   /** Fault injection: command `f.call` (its specification name) returns `f.status` on its `nth` call, `times` times. */
@@ -95,6 +104,7 @@ export class RmiCalls {
   private due(call: number): number {
     const n = ++this.seen[call]!;
     if (this.injected.length === 0) return -1;
+    this.vm?.clock.touch(resourceId(this.space, 1000 + call));
     for (const f of this.injected) {
       if (f.call === call && n >= f.nth && n < f.nth + f.times) {
         this.injectedNow = true;

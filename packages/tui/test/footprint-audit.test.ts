@@ -66,7 +66,7 @@ describe("the footprint audit", () => {
     it(`finds every change recorded in ${file}, on every backend that takes it`, () => {
       const scn = shrunk(loadScenario(resolve("scenarios", file)));
       let ran = 0;
-      for (const backend of ["plain", "sev", "tdx"]) {
+      for (const backend of ["plain", "sev", "tdx", "cca"]) {
         let r;
         try {
           r = exploreScenario(scn, { backend: registry.source(backend), audit: true, preemptionBound: 1, maxSchedules: 30 });
@@ -128,6 +128,26 @@ vcpus:
         }
       });
       expect(v, name).not.toBeNull();
+      expect(v!.check).toBe("footprint-audit");
+      expect(v!.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
+    }
+  });
+
+  it("fails a step that changes the CCA RMM's state without recording it (an RTT entry, a granule)", () => {
+    const scn = parseScenarioText(`
+name: audit-cca
+vm: { memory: 4MiB, vcpus: 1 }
+backend: cca
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`, "audit-cca.yaml");
+    type Rmm = { rtts: { ripas: Uint8Array }; granules: { state: Uint8Array }; realms: Map<number, { rootSlot: number; rd: number }> };
+    for (const tamper of [
+      (rmm: Rmm) => { rmm.rtts.ripas[[...rmm.realms.values()][0]!.rootSlot * 512 + 7]! ^= 1; },
+      (rmm: Rmm) => { rmm.granules.state[[...rmm.realms.values()][0]!.rd]! ^= 1; },
+    ]) {
+      const v = auditWithSneaky(scn, "cca", (built) => tamper((built.vm.backend as unknown as { rmm: Rmm }).rmm));
+      expect(v).not.toBeNull();
       expect(v!.check).toBe("footprint-audit");
       expect(v!.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
     }

@@ -26,10 +26,11 @@ export const RSI_CHANGE_DESTROYED = 1;
  * once (RSI_ERROR_INPUT, no exit); a good one is kept in the REC and the REC exits to the host
  * with RMI_EXIT_RIPAS_CHANGE. Returns the RSI status, or -1 for "exited".
  */
-export function rsiIpaStateSet(rec: Rec, base: number, top: number, ripas: number, flags: number): number {
+export function rsiIpaStateSet(m: Rmm, rec: Rec, base: number, top: number, ripas: number, flags: number): number {
   const r = rec.realm;
   if (ripas !== RIPAS_EMPTY && ripas !== RIPAS_RAM) return RSI_ERROR_INPUT;
   if (base % 4096 !== 0 || top % 4096 !== 0 || !(top > base) || !r.inPar(base) || !r.inPar(top - 4096)) return RSI_ERROR_INPUT;
+  m.writeRec(rec);
   rec.ripasBase = base;
   rec.ripasTop = top;
   rec.ripasAddr = base;
@@ -59,8 +60,10 @@ export function recEnter(m: Rmm, recAddr: number, reject: boolean, ripasDone: Ri
   const rec = m.recAt(recAddr);
   if (rec === null) return packReturn(RMI_ERROR_INPUT);
   if (rec.running) return packReturn(RMI_ERROR_REC);
-  if (rec.realm.state === REALM_NEW) return packReturn(RMI_ERROR_REALM, 0);
-  if (rec.realm.state === REALM_SYSTEM_OFF) return packReturn(RMI_ERROR_REALM, 1);
+  const state = m.realmState(rec.realm);
+  if (state === REALM_NEW) return packReturn(RMI_ERROR_REALM, 0);
+  if (state === REALM_SYSTEM_OFF) return packReturn(RMI_ERROR_REALM, 1);
+  m.writeRec(rec);
   if (rec.ripasPending) {
     rec.ripasPending = false;
     if (ripasDone !== null) {
@@ -73,7 +76,8 @@ export function recEnter(m: Rmm, recAddr: number, reject: boolean, ripasDone: Ri
 }
 
 /** A REC's exit (to the host): it stops running. */
-export function recExit(rec: Rec): void {
+export function recExit(m: Rmm, rec: Rec): void {
+  m.writeRec(rec);
   rec.running = false;
 }
 
@@ -119,7 +123,7 @@ export function realmAccess(m: Rmm, rec: Rec, ipa: number, write: boolean, pfnOu
   }
   if (s !== RTTE_ASSIGNED_NS) return REALM_ACCESS_EXIT;
   const pfn = rtts.addr[aw.entry]! + Math.floor((ipa % levelSize(aw.level)) / 4096);
-  if (m.granules.state[pfn] !== GRANULE_NS) return REALM_ACCESS_GPF;
+  if (m.granuleState(pfn) !== GRANULE_NS) return REALM_ACCESS_GPF;
   if (write && (rtts.attr[aw.entry]! & S2AP_W) === 0) return REALM_ACCESS_EXIT_PERMISSION;
   pfnOut[0] = pfn;
   return REALM_ACCESS_OK;

@@ -14,54 +14,51 @@
  * of their content are the ones the model has fields for. FEAT_LPA2's "address >= 2^48" checks
  * are left out: the model's hosts have less memory than that.
  */
-import {
-  GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RD, GRANULE_REC, GRANULE_REC_AUX, GRANULE_RTT, GRANULE_SIZE, Granules,
-} from "./granules.js";
+import { GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RD, GRANULE_REC, GRANULE_REC_AUX, GRANULE_RTT } from "./granules.js";
 import { RMI_ERROR_INPUT, RMI_ERROR_REALM, RMI_ERROR_REC, RMI_SUCCESS, packReturn } from "./rmi-status.js";
 import { REALM_ACTIVE, REALM_NEW, REC_AUX_GRANULES, Realm, Rec, type RealmParams } from "./realm.js";
-import { RIPAS_EMPTY, RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS, RttStore } from "./rtt.js";
+import { RmmState } from "./rmm-state.js";
+import { RIPAS_EMPTY, RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS } from "./rtt.js";
 
 const INPUT = packReturn(RMI_ERROR_INPUT);
 /** TF-RMM's granule reference counts are 10 bits wide: a realm has at most 1,023 RECs. */
 const REFCOUNT_MAX = 2 ** 10 - 1;
 
-export class Rmm {
-  readonly granules: Granules;
-  readonly rtts = new RttStore();
-  readonly realms = new Map<number, Realm>();
-  readonly recs = new Map<number, Rec>();
-  private readonly vmids = new Set<number>();
-  /** Output registers of the last command. */
+export class Rmm extends RmmState {
+  /** Output registers of the last command (scratch of one atomic point, not shared state). */
   x1 = 0;
   x2 = 0;
 
-  constructor(totalFrames: number) {
-    // RTT entries keep frame numbers in 32-bit slots.
-    if (totalFrames > 2 ** 31) throw new Error(`the CCA model's RMM covers hosts of up to 8 TiB (2^31 granules), this one has ${totalFrames} granules`);
-    this.granules = new Granules(totalFrames);
-  }
-
   /** The realm whose RD is at `addr`, or null (the caller's RMI_ERROR_INPUT). */
   realmAt(addr: number): Realm | null {
-    const g = this.granules.findIn(addr, GRANULE_RD);
-    return g < 0 ? null : this.realms.get(g) ?? null;
+    const g = this.findIn(addr, GRANULE_RD);
+    const r = g < 0 ? undefined : this.realms.get(g);
+    if (r === undefined) return null;
+    this.readRealm(r);
+    return r;
+  }
+
+  /** A realm's state, read as a command or KVM reads it. */
+  realmState(r: Realm): number {
+    this.readRealm(r);
+    return r.state;
   }
 
   // ---------------------------------------------------------------- granules
 
   /** RMI_GRANULE_DELEGATE: NS → DELEGATED (moved to the Realm PAS, zeroed). */
   granuleDelegate(addr: number): number {
-    const g = this.granules.findIn(addr, GRANULE_NS);
+    const g = this.findIn(addr, GRANULE_NS);
     if (g < 0) return INPUT;
-    this.granules.state[g] = GRANULE_DELEGATED;
+    this.setGranuleState(g, GRANULE_DELEGATED);
     return RMI_SUCCESS;
   }
 
   /** RMI_GRANULE_UNDELEGATE: DELEGATED → NS (scrubbed, back to the Non-secure PAS). */
   granuleUndelegate(addr: number): number {
-    const g = this.granules.findIn(addr, GRANULE_DELEGATED);
+    const g = this.findIn(addr, GRANULE_DELEGATED);
     if (g < 0) return INPUT;
-    this.granules.state[g] = GRANULE_NS;
+    this.setGranuleState(g, GRANULE_NS);
     return RMI_SUCCESS;
   }
 
@@ -76,21 +73,25 @@ export class Rmm {
     const levels = Math.ceil((p.ipaBits - 12) / 9);
     if (!Number.isInteger(p.ipaBits) || p.ipaBits < 32 || p.ipaBits > 52) return INPUT;
     if (p.rttLevelStart !== 4 - levels) return INPUT;
+    this.readVmids();
     if (this.vmids.has(p.vmid)) return INPUT;
     if (rdAddr === p.rttBase) return INPUT;
-    const rd = this.granules.findIn(rdAddr, GRANULE_DELEGATED);
-    const root = this.granules.findIn(p.rttBase, GRANULE_DELEGATED);
+    const rd = this.findIn(rdAddr, GRANULE_DELEGATED);
+    const root = this.findIn(p.rttBase, GRANULE_DELEGATED);
     if (rd < 0 || root < 0) return INPUT;
-    const slot = this.rtts.alloc(root, p.rttLevelStart, RTTE_UNASSIGNED_NS, RIPAS_EMPTY);
+    const slot = this.allocTable(root, p.rttLevelStart, RTTE_UNASSIGNED_NS, RIPAS_EMPTY);
     // The protected half: the lower entries of the starting table.
     const parEntries = Math.min(512, 2 ** (p.ipaBits - 1) / (4096 * 512 ** (3 - p.rttLevelStart)));
     this.rtts.state.fill(RTTE_UNASSIGNED, slot * 512, slot * 512 + parEntries);
-    this.granules.state[rd] = GRANULE_RD;
-    this.granules.state[root] = GRANULE_RTT;
-    this.granules.refcount[rd] = 0;
-    this.granules.refcount[root] = 0;
+    this.setGranuleState(rd, GRANULE_RD);
+    this.setGranuleState(root, GRANULE_RTT);
+    this.setRefs(rd, 0);
+    this.setRefs(root, 0);
+    this.writeVmids();
     this.vmids.add(p.vmid);
-    this.realms.set(rd, new Realm(rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid));
+    const r = new Realm(rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid);
+    this.writeRealm(r);
+    this.realms.set(rd, r);
     return RMI_SUCCESS;
   }
 
@@ -99,6 +100,7 @@ export class Rmm {
     const r = this.realmAt(rdAddr);
     if (r === null) return INPUT;
     if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
+    this.writeRealm(r);
     r.state = REALM_ACTIVE;
     return RMI_SUCCESS;
   }
@@ -110,12 +112,14 @@ export class Rmm {
   realmDestroy(rdAddr: number): number {
     const r = this.realmAt(rdAddr);
     if (r === null) return INPUT;
-    if (this.granules.refcount[r.rd] !== 0) return packReturn(RMI_ERROR_REALM);
-    if (this.granules.refcount[r.rootGranule] !== 0) return packReturn(RMI_ERROR_REALM);
-    this.rtts.free(r.rootSlot);
-    this.granules.state[r.rd] = GRANULE_DELEGATED;
-    this.granules.state[r.rootGranule] = GRANULE_DELEGATED;
+    if (this.refs(r.rd) !== 0) return packReturn(RMI_ERROR_REALM);
+    if (this.refs(r.rootGranule) !== 0) return packReturn(RMI_ERROR_REALM);
+    this.freeTable(r.rootSlot);
+    this.setGranuleState(r.rd, GRANULE_DELEGATED);
+    this.setGranuleState(r.rootGranule, GRANULE_DELEGATED);
+    this.writeVmids();
     this.vmids.delete(r.vmid);
+    this.writeRealm(r);
     this.realms.delete(r.rd);
     return RMI_SUCCESS;
   }
@@ -134,66 +138,61 @@ export class Rmm {
     if (aux.length > REC_AUX_GRANULES) return INPUT;
     const auxG: number[] = [];
     for (const a of aux) {
-      const g = this.granules.findIn(a, GRANULE_DELEGATED);
+      const g = this.findIn(a, GRANULE_DELEGATED);
       if (g < 0 || auxG.includes(g)) return INPUT;
       auxG.push(g);
     }
     if (recAddr === rdAddr) return INPUT;
-    const rec = this.granules.findIn(recAddr, GRANULE_DELEGATED);
+    const rec = this.findIn(recAddr, GRANULE_DELEGATED);
     const r = this.realmAt(rdAddr);
     if (rec < 0 || r === null || auxG.includes(rec)) return INPUT;
-    if (this.granules.refcount[r.rd] === REFCOUNT_MAX) return packReturn(RMI_ERROR_REALM);
+    if (this.refs(r.rd) === REFCOUNT_MAX) return packReturn(RMI_ERROR_REALM);
     if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
     if (!Number.isInteger(mpidrIndex) || mpidrIndex !== r.recCount) return INPUT;
     if (aux.length !== REC_AUX_GRANULES) return INPUT;
-    this.granules.state[rec] = GRANULE_REC;
-    for (const g of auxG) this.granules.state[g] = GRANULE_REC_AUX;
-    this.granules.refcount[r.rd]!++;
+    this.setGranuleState(rec, GRANULE_REC);
+    for (const g of auxG) this.setGranuleState(g, GRANULE_REC_AUX);
+    this.addRefs(r.rd, 1);
+    this.writeRealm(r);
     r.recCount++;
-    this.recs.set(rec, new Rec(rec, r, mpidrIndex, auxG));
+    const c = new Rec(rec, r, mpidrIndex, auxG);
+    this.writeRec(c);
+    this.recs.set(rec, c);
     return RMI_SUCCESS;
   }
 
   /** RMI_REC_DESTROY: not a REC → RMI_ERROR_INPUT; running → RMI_ERROR_REC. */
   recDestroy(recAddr: number): number {
-    const g = this.granules.findIn(recAddr, GRANULE_REC);
-    const rec = g < 0 ? undefined : this.recs.get(g);
-    if (rec === undefined) return INPUT;
+    const rec = this.recAt(recAddr);
+    if (rec === null) return INPUT;
     if (rec.running) return packReturn(RMI_ERROR_REC);
-    this.granules.state[g] = GRANULE_DELEGATED;
-    for (const a of rec.aux) this.granules.state[a] = GRANULE_DELEGATED;
-    this.granules.refcount[rec.realm.rd]!--;
-    this.recs.delete(g);
+    this.setGranuleState(rec.granule, GRANULE_DELEGATED);
+    for (const a of rec.aux) this.setGranuleState(a, GRANULE_DELEGATED);
+    this.addRefs(rec.realm.rd, -1);
+    this.writeRec(rec);
+    this.recs.delete(rec.granule);
     return RMI_SUCCESS;
   }
 
-  /** The REC at `addr`, or null. */
+  /** The REC at `addr`, or null; its fields read. */
   recAt(addr: number): Rec | null {
-    const g = this.granules.findIn(addr, GRANULE_REC);
-    return g < 0 ? null : this.recs.get(g) ?? null;
-  }
-
-  /** A frame's state, for the checks and the UI. */
-  granuleState(pfn: number): number {
-    return this.granules.state[pfn]!;
-  }
-
-  /** `addr` as a granule for the data commands: DELEGATED, else -1. */
-  delegatedGranule(addr: number): number {
-    return this.granules.findIn(addr, GRANULE_DELEGATED);
+    const g = this.findIn(addr, GRANULE_REC);
+    const rec = g < 0 ? undefined : this.recs.get(g);
+    if (rec === undefined) return null;
+    this.readRec(rec);
+    return rec;
   }
 
   /** The data granule's new state (DATA) and the RTT's count of live entries, after a data command mapped it. */
   takeData(g: number, rttGranule: number): void {
-    this.granules.state[g] = GRANULE_DATA;
-    this.granules.refcount[rttGranule]!++;
+    this.setGranuleState(g, GRANULE_DATA);
+    this.addRefs(rttGranule, 1);
   }
 
   /** A data command unmapped granule `g` from the RTT in `rttGranule`. */
   dropData(g: number, rttGranule: number): void {
-    this.granules.state[g] = GRANULE_DELEGATED;
-    this.granules.refcount[rttGranule]!--;
+    this.setGranuleState(g, GRANULE_DELEGATED);
+    this.addRefs(rttGranule, -1);
   }
 }
 
-export { GRANULE_SIZE };

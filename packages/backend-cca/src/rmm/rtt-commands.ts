@@ -29,16 +29,19 @@ export interface WalkResult {
 
 /**
  * The RMM's table walk (`s2tt_walk_lock_unlock`): from the starting table down through TABLE
- * entries to `target`, or to the first entry that is not a table. Fills `w`.
+ * entries to `target`, or to the first entry that is not a table. Fills `w`. Each table it
+ * passes is read (recorded); `peek` records nothing (the checks, the UI).
  */
-export function walk(m: Rmm, r: Realm, addr: number, target: number, w: WalkResult): WalkResult {
+export function walk(m: Rmm, r: Realm, addr: number, target: number, w: WalkResult, peek = false): WalkResult {
   const rtts = m.rtts;
   let slot = r.rootSlot;
   let level = r.startLevel;
+  if (!peek) m.readTable(slot);
   let e = slot * 512 + RttStore.index(addr, level);
   while (level < target && rtts.state[e] === RTTE_TABLE) {
     slot = rtts.child[e]!;
     level++;
+    if (!peek) m.readTable(slot);
     e = slot * 512 + RttStore.index(addr, level);
   }
   w.slot = slot;
@@ -75,7 +78,7 @@ function tableArgsValid(r: Realm, addr: number, level: number): boolean {
  */
 export function rttCreate(m: Rmm, rdAddr: number, rttAddr: number, addr: number, level: number): number {
   if (rttAddr === rdAddr) return INPUT;
-  const g = m.granules.findIn(rttAddr, GRANULE_DELEGATED);
+  const g = m.findIn(rttAddr, GRANULE_DELEGATED);
   const r = m.realmAt(rdAddr);
   if (g < 0 || r === null) return INPUT;
   if (!tableArgsValid(r, addr, level)) return INPUT;
@@ -85,8 +88,9 @@ export function rttCreate(m: Rmm, rdAddr: number, rttAddr: number, addr: number,
   const pe = w.entry;
   const ps = rtts.state[pe]!;
   if (ps === RTTE_TABLE) return rttError(level - 1);
-  const child = rtts.alloc(g, level, ps, rtts.ripas[pe]!);
-  const refs = m.granules.refcount;
+  m.writeTable(w.slot);
+  const child = m.allocTable(g, level, ps, rtts.ripas[pe]!);
+  const parentG = rtts.granule[w.slot]!;
   if (ps === RTTE_ASSIGNED || ps === RTTE_ASSIGNED_NS) {
     // A block split into its pages: contiguous, the block's RIPAS or attributes.
     const pages = levelSize(level) / 4096;
@@ -96,19 +100,19 @@ export function rttCreate(m: Rmm, rdAddr: number, rttAddr: number, addr: number,
     }
     // A protected block's pages count in the new table, the block no longer in its parent's
     // (which counts the table instead: unchanged); NS mappings count nowhere.
-    if (ps === RTTE_ASSIGNED) refs[g] = 512;
+    if (ps === RTTE_ASSIGNED) m.setRefs(g, 512);
     else {
-      refs[g] = 0;
-      refs[rtts.granule[w.slot]!]!++;
+      m.setRefs(g, 0);
+      m.addRefs(parentG, 1);
     }
   } else {
-    refs[g] = 0;
-    refs[rtts.granule[w.slot]!]!++;
+    m.setRefs(g, 0);
+    m.addRefs(parentG, 1);
   }
   rtts.state[pe] = RTTE_TABLE;
   rtts.addr[pe] = g;
   rtts.child[pe] = child;
-  m.granules.state[g] = GRANULE_RTT;
+  m.setGranuleState(g, GRANULE_RTT);
   return RMI_SUCCESS;
 }
 
@@ -129,18 +133,19 @@ export function rttDestroy(m: Rmm, rdAddr: number, addr: number, level: number):
   }
   const child = rtts.child[w.entry]!;
   const g = rtts.granule[child]!;
-  if (m.granules.refcount[g] !== 0) {
+  if (m.refs(g) !== 0) {
     m.x2 = addr;
     return rttError(level);
   }
   const par = r.inPar(addr);
+  m.writeTable(w.slot);
   rtts.state[w.entry] = par ? RTTE_UNASSIGNED : RTTE_UNASSIGNED_NS;
   rtts.ripas[w.entry] = par ? RIPAS_DESTROYED : RIPAS_EMPTY;
   rtts.addr[w.entry] = 0;
   rtts.child[w.entry] = -1;
-  m.granules.refcount[rtts.granule[w.slot]!]!--;
-  rtts.free(child);
-  m.granules.state[g] = GRANULE_DELEGATED;
+  m.addRefs(rtts.granule[w.slot]!, -1);
+  m.freeTable(child);
+  m.setGranuleState(g, GRANULE_DELEGATED);
   m.x1 = g * 4096;
   m.x2 = topFrom(m, w.entry, w.level, addr);
   return RMI_SUCCESS;
@@ -161,6 +166,7 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
   if (rtts.state[w.entry] !== RTTE_TABLE) return rttError(level - 1);
   const child = rtts.child[w.entry]!;
   const g = rtts.granule[child]!;
+  m.readTable(child);
   const b = child * 512;
   const s0 = rtts.state[b]!;
   const rip = rtts.ripas[b]!;
@@ -179,20 +185,21 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
   const aligned = rtts.addr[b]! % (pages * 512) === 0;
   // TF-RMM's order: a table of 512 protected pages is refused at a level with no blocks before
   // its entries are looked at; NS mappings are looked at first (misaligned or mixed: RTT(level)).
-  if (m.granules.refcount[g] === 512 && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
+  if (m.refs(g) === 512 && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
   if (!alike || s0 === RTTE_TABLE || (assigned && !aligned)) return rttError(level);
   if (assigned && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
   const parentG = rtts.granule[w.slot]!;
+  m.writeTable(w.slot);
   rtts.state[w.entry] = s0;
   rtts.ripas[w.entry] = rip;
   rtts.addr[w.entry] = assigned ? rtts.addr[b]! : 0;
   rtts.attr[w.entry] = rtts.attr[b]!;
   rtts.child[w.entry] = -1;
   // An assigned block counts once in its parent, as its table did; an unassigned one not at all.
-  if (s0 !== RTTE_ASSIGNED) m.granules.refcount[parentG]!--;
-  m.granules.refcount[g] = 0;
-  rtts.free(child);
-  m.granules.state[g] = GRANULE_DELEGATED;
+  if (s0 !== RTTE_ASSIGNED) m.addRefs(parentG, -1);
+  m.setRefs(g, 0);
+  m.freeTable(child);
+  m.setGranuleState(g, GRANULE_DELEGATED);
   m.x1 = g * 4096;
   return RMI_SUCCESS;
 }
@@ -204,12 +211,14 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
  */
 export function dataCreate(m: Rmm, rdAddr: number, dataAddr: number, addr: number, srcAddr: number, flags: number): number {
   if (flags !== 0 && flags !== 1) return INPUT;
-  if (m.granules.findIn(srcAddr, GRANULE_NS) < 0) return INPUT;
+  if (m.findIn(srcAddr, GRANULE_NS) < 0) return INPUT;
   const r0 = dataChecks(m, rdAddr, dataAddr, addr, true);
   if (r0 !== RMI_SUCCESS) return r0;
   mapData(m, m.granules.find(dataAddr), RIPAS_RAM);
   // The RIM is extended either way; the flag says whether the content is hashed into it.
-  m.realmAt(rdAddr)!.measurements++;
+  const r = m.realmAt(rdAddr)!;
+  m.writeRealm(r);
+  r.measurements++;
   return RMI_SUCCESS;
 }
 
@@ -227,7 +236,7 @@ export function dataCreateUnknown(m: Rmm, rdAddr: number, dataAddr: number, addr
 /** DATA_CREATE's and DATA_CREATE_UNKNOWN's common checks; on success `w` is at the level-3 entry. */
 function dataChecks(m: Rmm, rdAddr: number, dataAddr: number, addr: number, mustBeNew: boolean): number {
   if (dataAddr === rdAddr) return INPUT;
-  const g = m.granules.findIn(dataAddr, GRANULE_DELEGATED);
+  const g = m.findIn(dataAddr, GRANULE_DELEGATED);
   const r = m.realmAt(rdAddr);
   if (g < 0 || r === null) return INPUT;
   if (mustBeNew && r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
@@ -240,6 +249,7 @@ function dataChecks(m: Rmm, rdAddr: number, dataAddr: number, addr: number, must
 
 function mapData(m: Rmm, g: number, ripas: number): void {
   const rtts = m.rtts;
+  m.writeTable(w.slot);
   rtts.state[w.entry] = RTTE_ASSIGNED;
   rtts.ripas[w.entry] = ripas;
   rtts.addr[w.entry] = g;
@@ -267,7 +277,8 @@ export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
     return rttError(RTT_PAGE_LEVEL);
   }
   const g = rtts.addr[w.entry]!;
-  if (m.granules.state[g] !== GRANULE_DATA) throw new Error(`RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`);
+  if (m.granuleState(g) !== GRANULE_DATA) throw new Error(`RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`);
+  m.writeTable(w.slot);
   rtts.state[w.entry] = RTTE_UNASSIGNED;
   if (rtts.ripas[w.entry] === RIPAS_RAM) rtts.ripas[w.entry] = RIPAS_DESTROYED;
   rtts.addr[w.entry] = 0;
@@ -297,6 +308,10 @@ export function rttInitRipas(m: Rmm, rdAddr: number, base: number, top: number):
   let a = base;
   for (let e = w.entry; e < w.slot * 512 + 512 && a + size <= top; e++, a += size) {
     if (rtts.state[e] !== RTTE_UNASSIGNED || rtts.ripas[e] === RIPAS_DESTROYED) break;
+    if (a === base) {
+      m.writeTable(w.slot);
+      m.writeRealm(r);
+    }
     rtts.ripas[e] = RIPAS_RAM;
     r.measurements++;
   }
@@ -330,9 +345,11 @@ export function rttSetRipas(m: Rmm, rdAddr: number, recAddr: number, base: numbe
     if (s !== RTTE_UNASSIGNED && s !== RTTE_ASSIGNED) break;
     const cur = rtts.ripas[e]!;
     if (cur === RIPAS_DESTROYED && !rec.ripasChangeDestroyed) break;
+    if (a === base) m.writeTable(w.slot);
     rtts.ripas[e] = want;
   }
   if (a === base) return rttError(w.level);
+  m.writeRec(rec);
   rec.ripasAddr = a;
   m.x1 = a;
   return RMI_SUCCESS;
@@ -368,6 +385,7 @@ export function rttMapUnprotected(m: Rmm, rdAddr: number, addr: number, level: n
   if (w.level < level) return rttError(w.level);
   const rtts = m.rtts;
   if (rtts.state[w.entry] !== RTTE_UNASSIGNED_NS) return rttError(level);
+  m.writeTable(w.slot);
   rtts.state[w.entry] = RTTE_ASSIGNED_NS;
   rtts.addr[w.entry] = pa / 4096;
   rtts.attr[w.entry] = low;
@@ -387,6 +405,7 @@ export function rttUnmapUnprotected(m: Rmm, rdAddr: number, addr: number, level:
     m.x1 = topFrom(m, w.entry, w.level, addr);
     return rttError(w.level);
   }
+  m.writeTable(w.slot);
   rtts.state[w.entry] = RTTE_UNASSIGNED_NS;
   rtts.addr[w.entry] = 0;
   rtts.attr[w.entry] = 0;

@@ -96,6 +96,11 @@ export class RttStore {
     const granule = new Float64Array(n).fill(-1); granule.set(this.granule); this.granule = granule;
   }
 
+  /** The free slots and how many were ever made, for the footprint audit. */
+  auditState(): string {
+    return `${this.freeSlots.join(",")}/${this.slots}`;
+  }
+
   /** The index of `addr`'s entry in a table at `level`. */
   static index(addr: number, level: number): number {
     return Math.floor(addr / levelSize(level)) % ENTRIES;

@@ -1,0 +1,165 @@
+/**
+ * The RMM's state and the only ways to it that a command takes: each read and write recorded for
+ * the explorer, at the grain of the RMM's own locks (TF-RMM locks a granule, and walks an RTT
+ * holding each table's granule lock in turn):
+ *
+ * - a granule's state and reference count: one resource per granule;
+ * - an RTT: one resource per table (its 512 entries), read by every walk through it;
+ * - a realm's descriptor fields (state, REC count, measurement): one per realm;
+ * - a REC's fields (running, its pending RIPAS change): one per REC;
+ * - the RTT store's slots and the VMIDs in use: one resource.
+ *
+ * Writes go through the clock (`touch`), so the invariant checks see a new state version even
+ * when nothing records. The checks, the UI and the audit read the arrays directly (`peek`),
+ * recording nothing. `auditState` lists every piece under its resource id, for the footprint
+ * audit to catch a change that no accessor recorded.
+ */
+import { resourceId, type Clock, type FootprintRecorder } from "@tdpemu/backend-sdk";
+import { GRANULE_NS, Granules } from "./granules.js";
+import type { Realm, Rec } from "./realm.js";
+import { RttStore } from "./rtt.js";
+
+export class RmmState {
+  readonly granules: Granules;
+  readonly rtts = new RttStore();
+  readonly realms = new Map<number, Realm>();
+  readonly recs = new Map<number, Rec>();
+  protected readonly vmids = new Set<number>();
+  /** The explorer's recorder (the clock shares it: `attach`); null when nothing records. */
+  fp: FootprintRecorder | null = null;
+  private clock: Clock | null = null;
+  private gSpace = 0;
+  private tSpace = 0;
+  private rSpace = 0;
+  private cSpace = 0;
+  private oSpace = 0;
+
+  constructor(totalFrames: number) {
+    // RTT entries keep frame numbers in 32-bit slots.
+    if (totalFrames > 2 ** 31) throw new Error(`the CCA model's RMM covers hosts of up to 8 TiB (2^31 granules), this one has ${totalFrames} granules`);
+    this.granules = new Granules(totalFrames);
+  }
+
+  /** The run's clock: every realm on the host is made on it, and its recorder is shared here. */
+  attach(clock: Clock): void {
+    if (this.clock === clock) return;
+    this.clock = clock;
+    this.gSpace = clock.newResourceSpace();
+    this.tSpace = clock.newResourceSpace();
+    this.rSpace = clock.newResourceSpace();
+    this.cSpace = clock.newResourceSpace();
+    this.oSpace = clock.newResourceSpace();
+    clock.shareRecorder(this);
+  }
+
+  private write(id: number): void {
+    this.clock?.touch(id);
+  }
+
+  // ---------------------------------------------------------------- granules
+
+  /** `find_lock_granule(addr, expected)`: the granule if it is in state `expected`, else -1. */
+  findIn(addr: number, expected: number): number {
+    const g = this.granules.find(addr);
+    if (g < 0) return -1;
+    this.fp?.read(resourceId(this.gSpace, g));
+    return this.granules.state[g] === expected ? g : -1;
+  }
+
+  granuleState(g: number): number {
+    this.fp?.read(resourceId(this.gSpace, g));
+    return this.granules.state[g]!;
+  }
+
+  setGranuleState(g: number, state: number): void {
+    this.write(resourceId(this.gSpace, g));
+    this.granules.state[g] = state;
+  }
+
+  refs(g: number): number {
+    this.fp?.read(resourceId(this.gSpace, g));
+    return this.granules.refcount[g]!;
+  }
+
+  setRefs(g: number, n: number): void {
+    this.write(resourceId(this.gSpace, g));
+    this.granules.refcount[g] = n;
+  }
+
+  addRefs(g: number, d: number): void {
+    this.setRefs(g, this.granules.refcount[g]! + d);
+  }
+
+  // ---------------------------------------------------------------- RTTs
+
+  /** A walk passes through the table in `slot`. */
+  readTable(slot: number): void {
+    this.fp?.read(resourceId(this.tSpace, slot));
+  }
+
+  /** An entry of the table in `slot` is about to change. */
+  writeTable(slot: number): void {
+    this.write(resourceId(this.tSpace, slot));
+  }
+
+  /** A new table in granule `g` at `level`, its entries as `state`/`ripas`. */
+  allocTable(g: number, level: number, state: number, ripas: number): number {
+    this.write(resourceId(this.oSpace, 0));
+    const slot = this.rtts.alloc(g, level, state, ripas);
+    this.writeTable(slot);
+    return slot;
+  }
+
+  freeTable(slot: number): void {
+    this.write(resourceId(this.oSpace, 0));
+    this.writeTable(slot);
+    this.rtts.free(slot);
+  }
+
+  // ---------------------------------------------------------------- realms, RECs, VMIDs
+
+  readRealm(r: Realm): void {
+    this.fp?.read(resourceId(this.rSpace, r.rd));
+  }
+
+  writeRealm(r: Realm): void {
+    this.write(resourceId(this.rSpace, r.rd));
+  }
+
+  readRec(rec: Rec): void {
+    this.fp?.read(resourceId(this.cSpace, rec.granule));
+  }
+
+  writeRec(rec: Rec): void {
+    this.write(resourceId(this.cSpace, rec.granule));
+  }
+
+  /** The VMIDs in use and the RTT store's slots. */
+  readVmids(): void {
+    this.fp?.read(resourceId(this.oSpace, 0));
+  }
+
+  writeVmids(): void {
+    this.write(resourceId(this.oSpace, 0));
+  }
+
+  /** Every piece of the RMM's state under its resource id (the footprint audit), recording nothing. */
+  auditState(out: Map<number, string | number>): void {
+    const { state, refcount } = this.granules;
+    for (let g = 0; g < state.length; g++) {
+      if (state[g] !== GRANULE_NS || refcount[g] !== 0) out.set(resourceId(this.gSpace, g), state[g]! * 65536 + refcount[g]!);
+    }
+    const rtts = this.rtts;
+    for (let slot = 0; slot < rtts.level.length; slot++) {
+      if (!(rtts.granule[slot]! >= 0)) continue;
+      const parts: number[] = [rtts.granule[slot]!, rtts.level[slot]!];
+      for (let e = slot * 512; e < slot * 512 + 512; e++) parts.push(rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!);
+      out.set(resourceId(this.tSpace, slot), parts.join(","));
+    }
+    for (const r of this.realms.values()) out.set(resourceId(this.rSpace, r.rd), `${r.state}/${r.recCount}/${r.measurements}`);
+    for (const c of this.recs.values()) {
+      out.set(resourceId(this.cSpace, c.granule), `${c.running}/${c.ripasPending}/${c.ripasBase}/${c.ripasTop}/${c.ripasAddr}/${c.ripasValue}/${c.ripasChangeDestroyed}`);
+    }
+    out.set(resourceId(this.oSpace, 0), `${[...this.vmids].join(",")}|${rtts.auditState()}`);
+  }
+}
