@@ -35,7 +35,7 @@ import { rawRmiCall } from "./raw-calls.js";
 import { GRANULE_NS, GRANULE_STATE_NAMES } from "./rmm/granules.js";
 import { REALM_ACTIVE, REALM_NEW, REALM_STATE_NAMES, type Realm, type Rec } from "./rmm/realm.js";
 import {
-  REALM_ACCESS_DESTROYED, REALM_ACCESS_EXIT, REALM_ACCESS_EXIT_PERMISSION, REALM_ACCESS_GPF, REALM_ACCESS_OK, RSI_ACCEPT, RSI_CHANGE_DESTROYED,
+  psciSystemOff, REALM_ACCESS_DESTROYED, REALM_ACCESS_EXIT, REALM_ACCESS_EXIT_PERMISSION, REALM_ACCESS_GPF, REALM_ACCESS_OK, RSI_ACCEPT, RSI_CHANGE_DESTROYED,
   realmAccess, recExit, rsiIpaStateSet, type RipasResponse,
 } from "./rmm/realm-side.js";
 import { RMI_ERROR_RTT, RMI_SUCCESS, formatReturn, returnIndex, returnStatus } from "./rmm/rmi-status.js";
@@ -618,6 +618,32 @@ export class CcaBackend implements Backend {
     const base = gpa - (gpa % size);
     if (!this.ripasRequest(vcpu, base, base + size, ripas, flags) || !this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     return this.ripasDone.next >= base + size && this.ripasDone.response === RSI_ACCEPT ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+  }
+
+  /**
+   * The realm's PSCI SYSTEM_OFF from vCPU `vcpu` (a guest's call; the scenario format has no
+   * guest op for PSCI, so it is written as this backend's host op). The REC exits; KVM turns
+   * the exit into KVM_EXIT_SYSTEM_EVENT, and every later KVM_RUN of the realm fails: REC_ENTER
+   * answers RMI_ERROR_REALM (1), and the vCPU's access is an exception.
+   */
+  readonly hostOps = {
+    "system-off": { description: "the realm calls PSCI SYSTEM_OFF from a vCPU (default 0): no REC of it runs again", params: { vcpu: { kind: "number" as const, optional: true } } },
+  };
+
+  runHostOp(_vm: BackendVm, name: string, args: Readonly<Record<string, number | string | boolean>>): number {
+    if (name !== "system-off") return EINVAL;
+    const v = typeof args.vcpu === "number" ? args.vcpu : 0;
+    if (!Number.isInteger(v) || v < 0 || v >= this.recs.length) {
+      this.rmi.lastFailure = `system-off: vcpu ${v}: the realm has ${this.recs.length} vCPU(s)`;
+      return EINVAL;
+    }
+    if (this.rmm.realmState(this.realm) !== REALM_ACTIVE) {
+      this.rmi.lastFailure = "system-off: the realm is not running";
+      return EINVAL;
+    }
+    this.setInRealm(v, false);
+    psciSystemOff(this.rmm, this.recs[v]!);
+    return 0;
   }
 
   kickVcpu(_vm: BackendVm, vcpu: number): void {

@@ -118,6 +118,41 @@ vcpus:
   });
 });
 
+describe("SYSTEM_OFF", () => {
+  it("after the realm's PSCI SYSTEM_OFF no REC runs again (RMI_ERROR_REALM, index 1), and the teardown still gives everything back", () => {
+    const events: string[] = [];
+    const r = runScenario(parseScenarioText(`
+name: cca-system-off
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: cca
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: access, gpa: 0x0, count: 4, write: true }
+    - { op: access, gpa: 0x100000, count: 4, write: true }
+host:
+  - { op: cca.system-off, vcpu: 0 }
+  - { op: teardown }
+`, "cca-system-off.yaml"), { backend: cca, onEvent: (e) => { if (e.type === "call") events.push(`${e.name} ${e.status}`); } });
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.ops.map((o) => `${o.op} ${JSON.stringify(o.result)}`)).toEqual([
+      'access {"ok":4,"exceptions":0,"mmio":0}', 'cca.system-off {"status":0}', 'access {"ok":0,"exceptions":4,"mmio":0}', "teardown {}",
+    ]);
+    expect(events).toContain("RMI_REC_ENTER RMI_ERROR_REALM (index 1)");
+    expect(granulesBack(r)).toBe(true);
+    // A vCPU the realm does not have, or a realm not running yet: -EINVAL, nothing changed.
+    const bad = runScenario(parseScenarioText(`
+name: cca-system-off-bad
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: cca
+host:
+  - { op: cca.system-off, vcpu: 3 }
+  - { op: cca.system-off }
+`, "bad.yaml"), { backend: cca });
+    expect(bad.report.ops.map((o) => o.result.status)).toEqual([-22, -22]);
+    expect((bad.vm.backend as CcaBackend).realm.state).toBe(0);
+  });
+});
+
 describe("unprotected mappings follow the direct root", () => {
   it("a shared 2M page split by the host: the RTT_CREATE under the block already maps its pages, the 4K leaves find them mapped", () => {
     const events: string[] = [];

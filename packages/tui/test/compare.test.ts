@@ -18,6 +18,15 @@ describe("tdpemu compare", () => {
     expect(x.out()).toMatch(/^violations\s+0\s+0\s+0\s+0$/m);
   });
 
+  it("tdx-convert: cca in the fourth column, its conversion costing RMI calls and no violation", async () => {
+    const x = io();
+    expect(await main(["compare", "scenarios/tdx-convert.yaml"], x.o)).toBe(0);
+    expect(x.out()).toMatch(/^\s+tdx\s+sev\s+plain\s+cca$/m);
+    expect(x.out()).toMatch(/^faults\s+24\s+24\s+-\s+24$/m);
+    expect(x.out()).toMatch(/^violations\s+0\s+0\s+n\/a\s+0$/m);
+    expect(x.out()).toMatch(/^cca calls: RMI_REC_ENTER \d+, RMI_GRANULE_DELEGATE \d+, .*RMI_DATA_CREATE_UNKNOWN 20/m);
+  });
+
   it("says where each backend's calls went: the guest's own conversion is MapGPA, AUG and ACCEPT on TDX, PVALIDATE, PSC and RMPUPDATE on SEV", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/guest-convert.yaml"], x.o)).toBe(0);

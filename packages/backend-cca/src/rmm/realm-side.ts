@@ -75,6 +75,17 @@ export function recEnter(m: Rmm, recAddr: number, reject: boolean, ripasDone: Ri
   return RMI_SUCCESS;
 }
 
+/**
+ * PSCI SYSTEM_OFF from the realm (an SMC the RMM handles itself, `runtime/rsi/psci.c`): the realm
+ * is SYSTEM_OFF for good, and the REC that made the call exits. No REC of it runs again
+ * (RMI_REC_ENTER: RMI_ERROR_REALM, index 1).
+ */
+export function psciSystemOff(m: Rmm, rec: Rec): void {
+  m.writeRealm(rec.realm);
+  rec.realm.state = REALM_SYSTEM_OFF;
+  recExit(m, rec);
+}
+
 /** A REC's exit (to the host): it stops running. */
 export function recExit(m: Rmm, rec: Rec): void {
   m.writeRec(rec);
