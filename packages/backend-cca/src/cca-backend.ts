@@ -32,7 +32,7 @@ import { CCA_VMIDS, RMM } from "./cca-platform.js";
 import { checkCcaInvariants } from "./cca-invariants.js";
 import { EXIT_ABORT, EXIT_DESTROYED, EXIT_RIPAS, GPF, I_REALM_CREATE, I_REC_AUX_COUNT, I_REC_CREATE, RSI_IPA_STATE_SET, RmiCalls, SEA } from "./rmi-calls.js";
 import { rawRmiCall } from "./raw-calls.js";
-import { GRANULE_NS, GRANULE_STATE_NAMES } from "./rmm/granules.js";
+import { GRANULE_NS } from "./rmm/granules.js";
 import { REALM_ACTIVE, REALM_NEW, REALM_STATE_NAMES, type Realm, type Rec } from "./rmm/realm.js";
 import {
   psciSystemOff, REALM_ACCESS_DESTROYED, REALM_ACCESS_EXIT, REALM_ACCESS_EXIT_PERMISSION, REALM_ACCESS_GPF, REALM_ACCESS_OK, RSI_ACCEPT, RSI_CHANGE_DESTROYED,
@@ -476,42 +476,38 @@ export class CcaBackend implements Backend {
   }
 
   /**
-   * `ripas_change(RIPAS_INIT)`: RMI_RTT_INIT_RIPAS over [base, top), creating on RMI_ERROR_RTT the
-   * tables down to the level that fits the range (`find_map_level`).
+   * `ripas_change`: a RIPAS command from `base` to `top`, as far as each call gets (X1); on
+   * RMI_ERROR_RTT the tables from the level it names down to the one the range fits
+   * (`find_map_level`) are made and it goes on. False where it had to stop (KVM WARNs).
    */
-  private initRipas(base: number, top: number): void {
+  private ripasChange(base: number, top: number, cmd: (base: number) => number): boolean {
     while (base < top) {
-      const x0 = this.rmi.rttInitRipas(this.rd, base, top);
+      const x0 = cmd(base);
       if (x0 === RMI_SUCCESS) {
         base = this.rmm.x1;
         continue;
       }
       const at = returnIndex(x0);
-      if (returnStatus(x0) !== RMI_ERROR_RTT || at >= findMapLevel(base, top) || !this.createRtts(base, at + 1, findMapLevel(base, top))) {
-        this.bug(`KVM_CAP_ARM_RME_INIT_RIPAS_REALM: ${this.rmi.lastFailure}`);
-      }
+      const fits = findMapLevel(base, top);
+      if (returnStatus(x0) !== RMI_ERROR_RTT || at >= fits || !this.createRtts(base, at + 1, fits)) return false;
     }
+    return true;
+  }
+
+  /** KVM_CAP_ARM_RME_INIT_RIPAS_REALM: RMI_RTT_INIT_RIPAS over [base, top). */
+  private initRipas(base: number, top: number): void {
+    if (!this.ripasChange(base, top, (b) => this.rmi.rttInitRipas(this.rd, b, top))) this.bug(`KVM_CAP_ARM_RME_INIT_RIPAS_REALM: ${this.rmi.lastFailure}`);
   }
 
   /**
    * `kvm_complete_ripas_change` before the REC runs again: RMI_RTT_SET_RIPAS from where the
-   * change got to, table by table, creating tables as INIT_RIPAS does. A failure stops it (KVM
-   * WARNs): the realm learns how far it got. For EMPTY, KVM then unmaps the private range
-   * (`realm_unmap_private_range`); in the model the conversion that follows does it (the core's
-   * guest program asks the VMM right after), so the pages end UNASSIGNED EMPTY either way.
+   * change got to. A failure stops it: the realm learns how far it got. For EMPTY, KVM then
+   * unmaps the private range (`realm_unmap_private_range`); in the model the conversion that
+   * follows does it (the core's guest program asks the VMM right after), so the pages end
+   * UNASSIGNED EMPTY either way.
    */
   private completeRipasChange(rec: Rec, recPa: number): void {
-    let base = rec.ripasAddr;
-    const top = rec.ripasTop;
-    while (base < top) {
-      const x0 = this.rmi.rttSetRipas(this.rd, recPa, base, top);
-      if (x0 === RMI_SUCCESS) {
-        base = this.rmm.x1;
-        continue;
-      }
-      const at = returnIndex(x0);
-      if (returnStatus(x0) !== RMI_ERROR_RTT || at >= findMapLevel(base, top) || !this.createRtts(base, at + 1, findMapLevel(base, top))) return;
-    }
+    this.ripasChange(rec.ripasAddr, rec.ripasTop, (b) => this.rmi.rttSetRipas(this.rd, recPa, b, rec.ripasTop));
   }
 
   // ------------------------------------------------------------------ the realm runs
@@ -563,9 +559,15 @@ export class CcaBackend implements Backend {
     return ACCESS_GUEST_EXCEPTION;
   }
 
-  /** The realm's RSI_IPA_STATE_SET to RAM over the page (a realm's way to accept memory). */
+  /**
+   * An accept: the realm's RSI_IPA_STATE_SET to RAM over the page; KVM completes it as the REC is
+   * entered again, and the realm reads how far it got and whether the host accepted.
+   */
   guestAccept(_vm: BackendVm, vcpu: number, gpa: number, _npt: unknown, level: Level): number {
-    return this.ipaStateSet(vcpu, gpa, level, RIPAS_RAM, 0);
+    const size = level === 2 ? 2 * 1024 * 1024 : 4096;
+    const base = gpa - (gpa % size);
+    if (!this.ripasRequest(vcpu, base, base + size, RIPAS_RAM, 0) || !this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    return this.ripasDone.next >= base + size && this.ripasDone.response === RSI_ACCEPT ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
   /**
@@ -607,17 +609,6 @@ export class CcaBackend implements Backend {
     this.setInRealm(vcpu, false);
     this.rmi.note(EXIT_RIPAS, base);
     return true;
-  }
-
-  /**
-   * An accept: RSI_IPA_STATE_SET to RAM over the page; KVM completes it as the REC is entered
-   * again, and the realm reads how far it got and whether the host accepted.
-   */
-  private ipaStateSet(vcpu: number, gpa: number, level: Level, ripas: number, flags: number): number {
-    const size = level === 2 ? 2 * 1024 * 1024 : 4096;
-    const base = gpa - (gpa % size);
-    if (!this.ripasRequest(vcpu, base, base + size, ripas, flags) || !this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
-    return this.ripasDone.next >= base + size && this.ripasDone.response === RSI_ACCEPT ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
   }
 
   /**
@@ -762,10 +753,6 @@ export class CcaBackend implements Backend {
     return (owned ? GUEST_PAGE_OWNED : 0) | (ram ? GUEST_PAGE_ACCEPTED : 0);
   }
 
-  /** A frame's granule state, for the UI and the tests. */
-  granuleStateName(pfn: number): string {
-    return GRANULE_STATE_NAMES[this.rmm.granules.state[pfn]!]!;
-  }
 }
 
 /**
