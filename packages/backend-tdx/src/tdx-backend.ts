@@ -359,7 +359,7 @@ export class TdxBackend implements Backend, CallListener {
    * and write back the TDR's cache lines under the module's global KeyID (the module used the
    * TDR while the TDCS pages were reclaimed); a page that fails either is leaked.
    */
-  destroy(vm: BackendVm): void {
+  destroy(_vm: BackendVm): void {
     if (this.hkidAssigned) {
       // `tdx_reclaim_td_control_pages` returns at once while the HKID is assigned (its release
       // gave up): the TDR, TDCS and TDVPR pages stay the module's, leaked on purpose.

@@ -112,7 +112,7 @@ export function tdxEnable(module: SeamModule, globalKeyid: number, pamtBase: num
   must("TDH.SYS.CONFIG", module.sysConfig(tdmrs, globalKeyid));
   must("TDH.SYS.KEY.CONFIG", module.sysKeyConfig(0));
   const end = tdmrs[0]!.frames;
-  for (let next = 0; next < end;) next = Number(must("TDH.SYS.TDMR.INIT", module.sysTdmrInit(0)).regs!.rdx >> 12n);
+  for (let next = 0; next < end;) next = Number(must("TDH.SYS.TDMR.INIT", module.sysTdmrInit(0)).regs!.rdx! >> 12n);
 }
 
 /**

@@ -5,7 +5,6 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseScenarioText, runScenario } from "@tdpemu/core";
-import { TdxBackend } from "../src/index.js";
 import { tdx } from "./tdx-source.js";
 
 const SCENARIO = `

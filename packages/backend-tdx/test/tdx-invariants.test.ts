@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core";
-import { PT_NDA, PT_REG, SEPT_MAPPED, TdxBackend } from "../src/index.js";
+import { PT_NDA, PT_REG, SEPT_MAPPED } from "../src/index.js";
 import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

@@ -205,7 +205,7 @@ describe("bounded input", () => {
   });
 
   it("a plugin that throws a non-Error at import is one line", async () => {
-    for (const [what, shown] of [["null", "the value null"], ["'x'", "the value x"]]) {
+    for (const [what, shown] of [["null", "the value null"], ["'x'", "the value x"]] as const) {
       const f = file(`throws-${shown.length}.mjs`, `throw ${what};\n`);
       expectOneLine(await tdpemu("backends", "--plugin", f), new RegExp(`cannot load backend module '.*': ${shown}$`));
     }

@@ -375,7 +375,7 @@ export class Pamt {
     const was = ownable(blk.type[i]!);
     const is = ownable(type);
     if (was !== is) {
-      blk.assigned[i >>> 5] ^= 1 << (i & 31);
+      blk.assigned[i >>> 5]! ^= 1 << (i & 31);
       blk.nAssigned += is ? 1 : -1;
     }
     blk.type[i] = type;

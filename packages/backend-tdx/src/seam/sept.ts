@@ -80,8 +80,8 @@ export function septState(lo: number, hi: number, _level: number): number {
  * MT=WB, IPAT and PS for every leaf, RWX for the present states. With `septEntryHi`, what the module writes
  * when a leaf changes state; two numbers rather than an object, so a SEAMCALL allocates nothing.
  */
-export function septEntryLo(state: number, pfn: number, level: number): number {
-  return entryLo32(state, pfn, level) >>> 0;
+export function septEntryLo(state: number, pfn: number, _level: number): number {
+  return entryLo32(state, pfn) >>> 0;
 }
 
 /** The high half: HPA bits 32-51, suppress-#VE, and the TDB / TDP bits of the blocked and pending states. */
@@ -95,7 +95,7 @@ export function septEntryHi(state: number, pfn: number): number {
  * time a function returns it or takes it. The high half always is one (suppress-#VE is bit 31),
  * the low half whenever bit 19 of the PFN is set.
  */
-function entryLo32(state: number, pfn: number, level: number): number {
+function entryLo32(state: number, pfn: number): number {
   if (state === SEPT_FREE) return SEPT_FREE_LO;
   // PFNs below 2^32 (hosts up to 16 TiB) take integer math; the rest the exact double math.
   const pfnLo = (pfn >>> 0) === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
@@ -258,7 +258,7 @@ export class SeptPages {
   /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
   setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
     this.fp.writeSept(table[SEPT_PAGE_PFN]!, off >>> 1);
-    const lo = entryLo32(state, pfn, level);
+    const lo = entryLo32(state, pfn);
     const hi = entryHi32(state, pfn);
     table[off] = lo;
     table[off + 1] = hi;

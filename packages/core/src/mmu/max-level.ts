@@ -32,19 +32,19 @@ export function faultinMaxLevel(vm: BackendVm, backend: Backend, slot: Memslot, 
 }
 
 /** `kvm_mmu_hugepage_adjust`: the goal level of a fault, from `faultinMaxLevel`'s bound. Dirty logging forces 4K. */
-export function hugepageAdjust(vm: BackendVm, slot: Memslot, gfn: number, isPrivate: boolean, bound: Level): Level {
+export function hugepageAdjust(vm: BackendVm, slot: Memslot, gfn: number, bound: Level): Level {
   if (bound === 1 || slot.dirtyBitmap) return 1;
-  return levelInSlot(vm, slot, gfn, isPrivate, bound);
+  return levelInSlot(vm, slot, gfn, bound);
 }
 
 /** `kvm_mmu_max_mapping_level`: both halves, for a caller that holds `mmu_lock` (recovery skips dirty-logged slots itself). */
 export function maxMappingLevel(vm: BackendVm, backend: Backend, slot: Memslot, gfn: number, isPrivate: boolean, pfn: number): Level {
   const bound = faultinMaxLevel(vm, backend, slot, gfn, isPrivate, pfn);
-  return bound === 1 ? 1 : levelInSlot(vm, slot, gfn, isPrivate, bound);
+  return bound === 1 ? 1 : levelInSlot(vm, slot, gfn, bound);
 }
 
 /** The largest level up to `bound` whose huge page over `gfn` is inside the slot, uniform, and not guest-inhibited. */
-function levelInSlot(vm: BackendVm, slot: Memslot, gfn: number, isPrivate: boolean, bound: Level): Level {
+function levelInSlot(vm: BackendVm, slot: Memslot, gfn: number, bound: Level): Level {
   let level: number = bound;
   for (; level > 1; level--) {
     const span = PAGES_PER_LEVEL[level]!;

@@ -28,7 +28,7 @@ export class GuestLivelock extends ErrorOfKind("GuestLivelock") {}
  * backend's classification of the access. `prefetch` is a pre-fault by the host
  * (`KVM_PRE_FAULT_MEMORY`). The vCPU's own fault machine does the work (`tdp-fault.ts`).
  */
-export function* tdpPageFault(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false, present = false): Op<number> {
+export function* tdpPageFault(_vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false, present = false): Op<number> {
   const m = vcpu.pf.begin(gpa, write, privateAccess, prefetch, present);
   return vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
 }
