@@ -155,8 +155,8 @@ export function rttDestroy(m: Rmm, rdAddr: number, addr: number, level: number):
  * RMI_RTT_FOLD(rd, addr, level): a table whose 512 entries are alike becomes one entry of its
  * parent: unassigned of one RIPAS (or NS) with no live entry; a block of contiguous assigned
  * pages of one RIPAS, or of contiguous NS mappings of one attribute, where the parent's level
- * has blocks (a level-1 table of mappings does not fold into level 0). The table's granule is DELEGATED
- * again (X1).
+ * has blocks (a level-1 table of mappings does not fold into level 0). The table's granule is
+ * DELEGATED again (X1).
  */
 export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): number {
   const r = m.realmAt(rdAddr);
