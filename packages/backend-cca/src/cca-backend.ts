@@ -453,6 +453,7 @@ export class CcaBackend implements Backend {
     const slot = w.slot;
     const size = levelSize(level);
     const base = ipa - (ipa % levelSize(level - 1));
+    this.rmm.readTable(slot);
     for (let i = 0; i < 512; i++) {
       const e = slot * 512 + i;
       const s = rtts.state[e]!;

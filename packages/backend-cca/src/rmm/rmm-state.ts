@@ -1,10 +1,11 @@
 /**
  * The RMM's state and the only ways to it that a command takes: each read and write recorded for
- * the explorer, at the grain of the RMM's own locks (TF-RMM locks a granule, and walks an RTT
- * holding each table's granule lock in turn):
+ * the explorer, at the grain of what can change apart:
  *
- * - a granule's state and reference count: one resource per granule;
- * - an RTT: one resource per table (its 512 entries), read by every walk through it;
+ * - a granule's state and reference count: one resource per granule (an RTT's count goes up and
+ *   down as updates, which commute);
+ * - an RTT entry: one resource each, read by every walk through it (a new or freed table's 512
+ *   entries are all written);
  * - a realm's descriptor fields (state, REC count, measurement): one per realm;
  * - a REC's fields (running, its pending RIPAS change): one per REC;
  * - the RTT store's slots and the VMIDs in use: one resource.
@@ -86,20 +87,37 @@ export class RmmState {
     this.granules.refcount[g] = n;
   }
 
+  /**
+   * An RTT's count of live entries (or an RD's of RECs) goes up or down: increments commute with
+   * each other (two pages mapped in one table in either order leave the same count), so they
+   * are recorded as updates, which conflict only with reads and writes of the granule.
+   */
   addRefs(g: number, d: number): void {
-    this.setRefs(g, this.granules.refcount[g]! + d);
+    this.clock?.update(resourceId(this.gSpace, g));
+    this.granules.refcount[g]! += d;
   }
 
   // ---------------------------------------------------------------- RTTs
 
-  /** A walk passes through the table in `slot`. */
-  readTable(slot: number): void {
-    this.fp?.read(resourceId(this.tSpace, slot));
+  /** An RTT entry (`slot * 512 + index`) is read: a walk passes through it, or a command looks at it. */
+  readEntry(e: number): void {
+    this.fp?.read(resourceId(this.tSpace, e));
   }
 
-  /** An entry of the table in `slot` is about to change. */
-  writeTable(slot: number): void {
-    this.write(resourceId(this.tSpace, slot));
+  /** An RTT entry is about to change. */
+  writeEntry(e: number): void {
+    this.write(resourceId(this.tSpace, e));
+  }
+
+  /** Every entry of the table in `slot` is read (a fold, a teardown's scan). */
+  readTable(slot: number): void {
+    const fp = this.fp;
+    if (fp !== null) for (let e = slot * 512; e < slot * 512 + 512; e++) fp.read(resourceId(this.tSpace, e));
+  }
+
+  /** Every entry of the table in `slot` changes: it is made or freed. */
+  private writeTable(slot: number): void {
+    for (let e = slot * 512; e < slot * 512 + 512; e++) this.write(resourceId(this.tSpace, e));
   }
 
   /** A new table in granule `g` at `level`, its entries as `state`/`ripas`. */
@@ -152,9 +170,10 @@ export class RmmState {
     const rtts = this.rtts;
     for (let slot = 0; slot < rtts.level.length; slot++) {
       if (!(rtts.granule[slot]! >= 0)) continue;
-      const parts: number[] = [rtts.granule[slot]!, rtts.level[slot]!];
-      for (let e = slot * 512; e < slot * 512 + 512; e++) parts.push(rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!);
-      out.set(resourceId(this.tSpace, slot), parts.join(","));
+      // The table's granule and level are set at its birth, which writes every entry.
+      for (let e = slot * 512; e < slot * 512 + 512; e++) {
+        out.set(resourceId(this.tSpace, e), `${rtts.granule[slot]}/${rtts.level[slot]}/${rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!}`);
+      }
     }
     for (const r of this.realms.values()) out.set(resourceId(this.rSpace, r.rd), `${r.state}/${r.recCount}/${r.measurements}`);
     for (const c of this.recs.values()) {

@@ -36,13 +36,13 @@ export function walk(m: Rmm, r: Realm, addr: number, target: number, w: WalkResu
   const rtts = m.rtts;
   let slot = r.rootSlot;
   let level = r.startLevel;
-  if (!peek) m.readTable(slot);
   let e = slot * 512 + RttStore.index(addr, level);
+  if (!peek) m.readEntry(e);
   while (level < target && rtts.state[e] === RTTE_TABLE) {
     slot = rtts.child[e]!;
     level++;
-    if (!peek) m.readTable(slot);
     e = slot * 512 + RttStore.index(addr, level);
+    if (!peek) m.readEntry(e);
   }
   w.slot = slot;
   w.entry = e;
@@ -62,7 +62,10 @@ function topFrom(m: Rmm, entry: number, level: number, addr: number): number {
   const size = levelSize(level);
   const first = entry - (entry % 512);
   let a = addr - (addr % size);
-  for (let e = entry; e < first + 512; e++, a += size) if (live(m.rtts.state[e]!)) return e === entry ? addr : a;
+  for (let e = entry; e < first + 512; e++, a += size) {
+    m.readEntry(e);
+    if (live(m.rtts.state[e]!)) return e === entry ? addr : a;
+  }
   return a;
 }
 
@@ -88,7 +91,7 @@ export function rttCreate(m: Rmm, rdAddr: number, rttAddr: number, addr: number,
   const pe = w.entry;
   const ps = rtts.state[pe]!;
   if (ps === RTTE_TABLE) return rttError(level - 1);
-  m.writeTable(w.slot);
+  m.writeEntry(pe);
   const child = m.allocTable(g, level, ps, rtts.ripas[pe]!);
   const parentG = rtts.granule[w.slot]!;
   if (ps === RTTE_ASSIGNED || ps === RTTE_ASSIGNED_NS) {
@@ -138,7 +141,7 @@ export function rttDestroy(m: Rmm, rdAddr: number, addr: number, level: number):
     return rttError(level);
   }
   const par = r.inPar(addr);
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = par ? RTTE_UNASSIGNED : RTTE_UNASSIGNED_NS;
   rtts.ripas[w.entry] = par ? RIPAS_DESTROYED : RIPAS_EMPTY;
   rtts.addr[w.entry] = 0;
@@ -190,7 +193,7 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
   if (!alike || s0 === RTTE_TABLE || (assigned && !aligned)) return rttError(level);
   if (assigned && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
   const parentG = rtts.granule[w.slot]!;
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = s0;
   rtts.ripas[w.entry] = rip;
   rtts.addr[w.entry] = assigned ? rtts.addr[b]! : 0;
@@ -250,7 +253,7 @@ function dataChecks(m: Rmm, rdAddr: number, dataAddr: number, addr: number, must
 
 function mapData(m: Rmm, g: number, ripas: number): void {
   const rtts = m.rtts;
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = RTTE_ASSIGNED;
   rtts.ripas[w.entry] = ripas;
   rtts.addr[w.entry] = g;
@@ -279,7 +282,7 @@ export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
   }
   const g = rtts.addr[w.entry]!;
   if (m.granuleState(g) !== GRANULE_DATA) throw new Error(`RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`);
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = RTTE_UNASSIGNED;
   if (rtts.ripas[w.entry] === RIPAS_RAM) rtts.ripas[w.entry] = RIPAS_DESTROYED;
   rtts.addr[w.entry] = 0;
@@ -308,11 +311,10 @@ export function rttInitRipas(m: Rmm, rdAddr: number, base: number, top: number):
   const rtts = m.rtts;
   let a = base;
   for (let e = w.entry; e < w.slot * 512 + 512 && a + size <= top; e++, a += size) {
+    m.readEntry(e);
     if (rtts.state[e] !== RTTE_UNASSIGNED || rtts.ripas[e] === RIPAS_DESTROYED) break;
-    if (a === base) {
-      m.writeTable(w.slot);
-      m.writeRealm(r);
-    }
+    if (a === base) m.writeRealm(r);
+    m.writeEntry(e);
     rtts.ripas[e] = RIPAS_RAM;
     r.measurements++;
   }
@@ -342,12 +344,15 @@ export function rttSetRipas(m: Rmm, rdAddr: number, recAddr: number, base: numbe
   const want = rec.ripasValue;
   let a = base;
   for (let e = w.entry; e < w.slot * 512 + 512 && a + size <= top; e++, a += size) {
+    m.readEntry(e);
     const s = rtts.state[e]!;
     if (s !== RTTE_UNASSIGNED && s !== RTTE_ASSIGNED) break;
     const cur = rtts.ripas[e]!;
     if (cur === RIPAS_DESTROYED && !rec.ripasChangeDestroyed) break;
-    if (a === base) m.writeTable(w.slot);
-    rtts.ripas[e] = want;
+    if (cur !== want) {
+      m.writeEntry(e);
+      rtts.ripas[e] = want;
+    }
   }
   if (a === base) return rttError(w.level);
   m.writeRec(rec);
@@ -386,7 +391,7 @@ export function rttMapUnprotected(m: Rmm, rdAddr: number, addr: number, level: n
   if (w.level < level) return rttError(w.level);
   const rtts = m.rtts;
   if (rtts.state[w.entry] !== RTTE_UNASSIGNED_NS) return rttError(level);
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = RTTE_ASSIGNED_NS;
   rtts.addr[w.entry] = pa / 4096;
   rtts.attr[w.entry] = low;
@@ -406,7 +411,7 @@ export function rttUnmapUnprotected(m: Rmm, rdAddr: number, addr: number, level:
     m.x1 = topFrom(m, w.entry, w.level, addr);
     return rttError(w.level);
   }
-  m.writeTable(w.slot);
+  m.writeEntry(w.entry);
   rtts.state[w.entry] = RTTE_UNASSIGNED_NS;
   rtts.addr[w.entry] = 0;
   rtts.attr[w.entry] = 0;
