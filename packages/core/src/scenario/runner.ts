@@ -30,7 +30,7 @@ import { guestMemory } from "./guest-memory.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
 import { ErrorOfKind } from "../error-kind.js";
-import { checkPluginOps } from "./parse.js";
+import { checkPluginOps } from "./plugin-ops.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
 export class RunInputError extends ErrorOfKind("RunInputError") {}

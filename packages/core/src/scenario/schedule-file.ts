@@ -8,8 +8,10 @@ import { writeFileSync } from "node:fs";
 import { readInputFile } from "./input-file.js";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
-import { STRATEGIES, type InjectSpec } from "./schema.js";
-import { parseInjectList } from "./parse.js";
+import { z } from "zod";
+import { InjectListFormat, STRATEGIES, type InjectSpec } from "./schema.js";
+import { bool, issueDetail, list, mapping, num, oneOf, show, text } from "./schema-kit.js";
+import { pathText } from "./parse.js";
 import { ErrorOfKind } from "../error-kind.js";
 
 export const SCHEDULE_FORMAT = "tdpemu-schedule/1";
@@ -59,16 +61,45 @@ export function saveScheduleFile(path: string, s: ScheduleContent): void {
   }
 }
 
-const SCHEDULE_KEYS = ["format", "scenario", "name", "backend", "seed", "interleave", "mmu", "hostMemory", "inject", "violations", "choices"];
+const mmuFormat = mapping(
+  {
+    strategy: oneOf(STRATEGIES).optional(),
+    unsafeNonAtomicSet: bool().optional(),
+    tdxHugePages: bool().optional(),
+  },
+  "an object such as { \"strategy\": \"freeze\" }",
+);
 
-function checkMmu(mmu: unknown, bad: (what: string) => Error): asserts mmu is MmuOptions {
-  if (typeof mmu !== "object" || mmu === null || Array.isArray(mmu)) throw bad(`"mmu": expected an object such as { "strategy": "freeze" }`);
-  const m = mmu as Record<string, unknown>;
-  for (const k of Object.keys(m)) if (k !== "strategy" && k !== "unsafeNonAtomicSet" && k !== "tdxHugePages") throw bad(`"mmu": unknown key "${k}" (expected strategy, unsafeNonAtomicSet, tdxHugePages)`);
-  if (m.strategy !== undefined && !(STRATEGIES as readonly unknown[]).includes(m.strategy)) throw bad(`"mmu.strategy": expected one of ${STRATEGIES.join(", ")}, got ${JSON.stringify(m.strategy)}`);
-  if (m.tdxHugePages !== undefined && typeof m.tdxHugePages !== "boolean") throw bad(`"mmu.tdxHugePages": expected true or false, got ${JSON.stringify(m.tdxHugePages)}`);
-  if (m.unsafeNonAtomicSet !== undefined && typeof m.unsafeNonAtomicSet !== "boolean") throw bad(`"mmu.unsafeNonAtomicSet": expected true or false, got ${JSON.stringify(m.unsafeNonAtomicSet)}`);
-}
+/**
+ * The schedule file's format. It is checked as strictly as a scenario: a schedule from elsewhere
+ * must not switch on a debug mode by a value that only looks like one ("unsafeNonAtomicSet": "yes").
+ */
+export const ScheduleFileFormat = mapping(
+  {
+    format: z.literal(SCHEDULE_FORMAT, { error: () => `expected a schedule with "format": "${SCHEDULE_FORMAT}"` }),
+    /** The scenario file, relative to the schedule file's folder. */
+    scenario: text("the path of the scenario file"),
+    name: z.string({ error: (iss) => `expected a string, got ${show(iss.input)}` }).prefault(""),
+    backend: text("a backend name or module path"),
+    seed: num("an integer from 0 to 2^32-1")
+      .refine((n) => n <= 0xffffffff, { error: (iss) => `expected an integer from 0 to 2^32-1, got ${show(iss.input)}` })
+      .prefault(0),
+    interleave: bool(),
+    mmu: mmuFormat.prefault({}),
+    hostMemory: num("a number of bytes")
+      .refine((n) => n > 0, { error: (iss) => `expected a number of bytes, got ${show(iss.input)}` })
+      .optional(),
+    /** Faults injected besides the scenario's own. */
+    inject: InjectListFormat.optional(),
+    /** What the run found, for the reader; replay recomputes it. */
+    violations: list(
+      mapping({ check: z.string(), message: z.string(), step: z.number().int().min(0) }, "a violation with check, message, step"),
+      "a list",
+    ).optional(),
+    choices: list(z.number().int({ error: () => "expected a list of task indexes" }).min(0, { error: () => "expected a list of task indexes" }), "a list of task indexes"),
+  },
+  "a schedule object",
+);
 
 /** Reads and checks a schedule file; `scenario` comes back as a path usable from here. */
 export function loadScheduleFile(path: string): ScheduleFile {
@@ -79,33 +110,26 @@ export function loadScheduleFile(path: string): ScheduleFile {
   } catch (e) {
     throw new ScheduleFileError(`${path}: cannot read the schedule: not valid JSON: ${(e as Error).message.split("\n")[0]}`);
   }
-  const f = data as Partial<ScheduleFile>;
-  const bad = (what: string) => new ScheduleFileError(`${path}: ${what}`);
-  if (typeof f !== "object" || f === null || f.format !== SCHEDULE_FORMAT) throw bad(`expected a schedule with "format": "${SCHEDULE_FORMAT}"`);
-  if (typeof f.scenario !== "string") throw bad(`"scenario": expected the path of the scenario file`);
-  if (typeof f.backend !== "string") throw bad(`"backend": expected a backend name or module path`);
-  if (!Array.isArray(f.choices) || !f.choices.every((c) => Number.isInteger(c) && c >= 0)) throw bad(`"choices": expected a list of task indexes`);
-  if (typeof f.interleave !== "boolean") throw bad(`"interleave": expected true or false`);
-  // The rest is checked as strictly as a scenario: a schedule from elsewhere must not switch on
-  // a debug mode by a value that only looks like one ("unsafeNonAtomicSet": "yes").
-  const unknown = Object.keys(f).filter((k) => !SCHEDULE_KEYS.includes(k));
-  if (unknown.length > 0) throw bad(`unknown key "${unknown[0]}" (a schedule has ${SCHEDULE_KEYS.join(", ")})`);
-  if (f.name !== undefined && typeof f.name !== "string") throw bad(`"name": expected a string`);
-  if (f.seed !== undefined && !(Number.isInteger(f.seed) && f.seed >= 0 && f.seed <= 0xffffffff)) throw bad(`"seed": expected an integer from 0 to 2^32-1`);
-  if (f.hostMemory !== undefined && !(Number.isSafeInteger(f.hostMemory) && f.hostMemory > 0)) throw bad(`"hostMemory": expected a number of bytes`);
-  if (f.mmu !== undefined) checkMmu(f.mmu, bad);
-  if (f.violations !== undefined && !Array.isArray(f.violations)) throw bad(`"violations": expected a list`);
-  const inject = f.inject === undefined ? undefined : parseInjectList(path, f.inject);
+  // The format first: a JSON file that is no schedule at all says so, not which key it lacks.
+  if (typeof data !== "object" || data === null || (data as { format?: unknown }).format !== SCHEDULE_FORMAT) {
+    throw new ScheduleFileError(`${path}: expected a schedule with "format": "${SCHEDULE_FORMAT}"`);
+  }
+  const r = ScheduleFileFormat.safeParse(data);
+  if (!r.success) {
+    const { path: at, detail } = issueDetail(r.error.issues[0]!);
+    throw new ScheduleFileError(`${path}: ${at.length > 0 ? `"${pathText(at)}": ` : ""}${detail}`);
+  }
+  const f = r.data;
   return {
     format: SCHEDULE_FORMAT,
     scenario: f.scenario === BUILTIN_SCENARIO || isAbsolute(f.scenario) ? f.scenario : resolve(dirname(path), f.scenario),
-    name: String(f.name ?? ""),
+    name: f.name,
     backend: f.backend,
-    seed: Number(f.seed ?? 0),
+    seed: f.seed,
     interleave: f.interleave,
-    mmu: f.mmu ?? {},
+    mmu: f.mmu,
     hostMemory: f.hostMemory,
-    inject,
+    inject: f.inject,
     violations: f.violations,
     choices: f.choices,
   };
