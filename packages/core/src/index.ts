@@ -69,7 +69,10 @@ export { EventSink, type EventTone, type TdpEvent, type TdpEventInput, type Even
 export { checkInvariants, mirrorView, INVARIANTS, type CheckResult, type Violation } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";
-export { parseScenarioText, loadScenario, validateScenario, parseSizeText, checkPluginOps, ScenarioError } from "./scenario/parse.js";
+export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";
+export { checkPluginOps } from "./scenario/plugin-ops.js";
+export { scenarioJsonSchema, scheduleJsonSchema, type JsonSchema } from "./scenario/json-schema.js";
+export { scenarioFormatMarkdown, type FormatExample } from "./scenario/format-doc.js";
 export {
   runScenario, buildRun, classifyRunError, defaultHostMemory, RunInputError, InvariantViolation,
   type RunOptions, type RunResult, type OpResult, type BuiltRun,

@@ -17,6 +17,7 @@ import { compareCommand } from "./commands/compare.js";
 import { benchCommand } from "./commands/bench.js";
 import { fuzzCommand } from "./commands/fuzz.js";
 import { newBackendCommand } from "./commands/new-backend.js";
+import { schemaCommand } from "./commands/schema.js";
 import type { Io } from "./io.js";
 import { pluginMode } from "./registry.js";
 import { USAGE, UsageError, commandUsage } from "./usage-error.js";
@@ -61,7 +62,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const helpFor = cmd === "help" && rest.length > 0 ? rest[0]! : cmd !== undefined && (beforeDashes.includes("--help") || beforeDashes.includes("-h")) ? cmd : null;
     if (helpFor !== null) {
       const usage = commandUsage(helpFor);
-      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend)`);
+      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema)`);
       io.out(usage);
       return 0;
     }
@@ -88,13 +89,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await fuzzCommand(rest, io, main);
       case "new-backend":
         return await newBackendCommand(rest, io);
+      case "schema":
+        return await schemaCommand(rest, io);
       case "help":
       case "--help":
       case "-h":
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, help)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema, help)`);
     }
   } catch (e) {
     if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||

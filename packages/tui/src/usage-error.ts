@@ -50,6 +50,9 @@ export const USAGE = `usage:
   tdpemu fuzz [--budget s] [--seed n] [--corpus dir] [--json]   malformed files, CLI misuse and random workloads on every backend, each answer checked (pnpm fuzz)
       --write-corpus <dir> [--count n]   write n malformed scenario and schedule files (the checked-in corpus is fuzz/corpus)
   tdpemu new-backend <name> [dir]     a new backend's package in dir (default ./<name>-backend), outside the workspace: every hook stubbed with its contract, example scenarios, a test, a README
+  tdpemu schema scenario|schedule     a file format as JSON Schema (committed as schemas/*.schema.json), for editors and validators
+      --plugin <module>               spell out a plugin backend's host ops too (repeatable; scenario only)
+      --markdown [example.yaml]...    the scenario format's reference in Markdown (docs/scenario-format.md), with these examples
   tdpemu help                         this text
 
 options of every command:

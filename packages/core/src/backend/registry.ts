@@ -11,6 +11,7 @@ import { resolve as resolvePath } from "node:path";
 import { ErrorOfKind } from "../error-kind.js";
 import { Host } from "../mem/host.js";
 import { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend-source.js";
+import type { HostOpSchema } from "./backend.js";
 import { PluginError, checkPluginBackend, describeThrown, describeValue, pluginLabel, pluginThrew } from "./plugin-guard.js";
 
 export class UnknownBackendError extends ErrorOfKind("UnknownBackendError") {}
@@ -32,6 +33,8 @@ const BUILT_IN = "built-in";
 const PLUGIN_LOAD_TIMEOUT_MS = 10_000;
 /** The host a plugin's backend is made on to be checked at load (2 MiB: the least a host has). */
 const PROBE_HOST_MEMORY = 2 * 2 ** 20;
+/** The host `hostOpsOf` makes a backend on: room for the TDX module's PAMT of a small host. */
+const SCHEMA_HOST_MEMORY = 64 * 2 ** 20;
 
 export class BackendRegistry {
   private readonly regs = new Map<string, BackendRegistration & { origin: string }>();
@@ -74,6 +77,16 @@ export class BackendRegistry {
       throw new UnknownBackendError(`unknown backend '${name}' (registered: ${[...this.regs.keys()].join(", ") || "none"}; a plugin is given by a module path such as ./my-backend.js)`);
     }
     return reg.origin === BUILT_IN ? backendSource(reg) : backendSource(reg, this.pluginInfo(reg));
+  }
+
+  /**
+   * The host ops backend `name` defines (`Backend.hostOps`), read off an instance made for the
+   * purpose on a host of its own: what `tdpemu schema scenario` spells out.
+   */
+  hostOpsOf(name: string): Readonly<Record<string, HostOpSchema>> {
+    // Larger than a plugin's probe: a built-in backend's host-wide tables (the TDX module's PAMT)
+    // are made with the first VM.
+    return this.source(name).create(new Host({ memory: SCHEMA_HOST_MEMORY })).hostOps ?? {};
   }
 
   private pluginInfo(reg: BackendRegistration & { origin: string }) {
