@@ -7,10 +7,10 @@
 // and SEV tests are what exercise the guest's accept, the local retry of private faults and
 // the RMP fix-up of `vm/guest-access.ts`).
 import { resolve } from "node:path";
-import { defineConfig, mergeConfig } from "vitest/config";
+import { defineConfig, mergeConfig, type ViteUserConfig } from "vitest/config";
 import base from "./vitest.config.js";
 
-const config = mergeConfig(base, defineConfig({
+const config: ViteUserConfig = mergeConfig(base, defineConfig({
   resolve: { alias: { "@tdpemu/core": resolve(import.meta.dirname, "packages/core/src/index.ts") } },
 }));
 // Set, not merged: `mergeConfig` concatenates arrays, and the base's pattern takes in the CLI's

@@ -39,8 +39,9 @@ export function rawRmiCall(be: CcaBackend, vm: BackendVm, call: string, args: Ra
   const level = args.level ?? 3;
   const rec = () => {
     const v = args.vcpu ?? 0;
-    if (be.recPas[v] === undefined) throw new Error(`vcpu ${v}: the realm has ${be.recPas.length} REC(s)`);
-    return be.recPas[v]!;
+    const pa = be.recPas[v];
+    if (pa === undefined) throw new Error(`vcpu ${v}: the realm has ${be.recPas.length} REC(s)`);
+    return pa;
   };
   const x0 = (x: number, detail = "") => ({ status: formatReturn(x), detail });
   switch (call) {

@@ -83,7 +83,7 @@ describe("sev_gmem_post_populate", () => {
   - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_STATE }`);
     const pfn = gmemPfn(r.vm, 0);
     expect(r.report.invariants.violations).toEqual([
-      expect.objectContaining({ check: "kvm-bug", message: expect.stringMatching(/SNP_PAGE_RECLAIM of page 0x[0-9a-f]+ failed: INVALID_PAGE_STATE.*leaked \(snp_leak_pages\)/) }),
+      expect.objectContaining({ check: "kvm-bug", message: expect.stringMatching(/SNP_PAGE_RECLAIM of page 0x[0-9a-f]+ failed: INVALID_PAGE_STATE.*leaked \(snp_leak_pages\)/) as string }),
     ]);
     expect(r.report.stats.leakedPages).toBe(1);
     expect(Object.keys(r.report.stats.leakCauses)).toEqual([`SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]);

@@ -30,7 +30,7 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
     const { vm, be } = tdWithPages(2);
     const m = be.module;
     const page0 = vm.memslots.find(0)!.gmem!.peekPfn(0);
-    m.walk(be.td!, 1, 0);
+    m.walk(be.td, 1, 0);
     m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, page0, 0);
     expect(messages(vm)).toContainEqual(`pamt-consistent: page 0x${page0.toString(16)} is used twice in the S-EPT`);
   });
@@ -55,7 +55,7 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
     m.pamt.set(big + 7, PT_REG, be.tdr);
     expect(pamtOnly()).toContainEqual(`pamt-consistent: the 2 MiB page at 0x${big.toString(16)} has 4K PAMT entries assigned under its 2M entry`);
     m.pamt.set(big + 7, PT_NDA, -1);
-    m.walk(be.td!, 0, 0);
+    m.walk(be.td, 0, 0);
     m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, big + 9, 0);
     expect(pamtOnly()).toContainEqual(`pamt-consistent: page 0x${(big + 9).toString(16)} is used twice in the S-EPT`);
   });

@@ -196,7 +196,7 @@ describe("TDX: KVM_TDX_INIT_VCPU", () => {
     const r = runScenario(parseScenarioText("name: v\nvm: { memory: 16MiB, vcpus: 2 }\nbackend: tdx\nvcpus: [[], []]", "v.yaml"), { backend: tdx, onEvent: (e) => events.push(e) });
     expect(r.report.backendStats.calls).toMatchObject({ "TDH.VP.CREATE": 2, "TDH.VP.ADDCX": 10, "TDH.VP.INIT": 2, "TDH.VP.WR": 6, "TDH.MNG.RD": 2 });
     const vp = events.flatMap((e) => (e.type === "call" && e.name.startsWith("TDH.VP.") ? [`${e.name} ${e.detail}`] : []));
-    const one = ["TDH.VP.CREATE", ...Array(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.WR", "TDH.VP.WR", "TDH.VP.WR"];
+    const one = ["TDH.VP.CREATE", ...Array<string>(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.WR", "TDH.VP.WR", "TDH.VP.WR"];
     expect(vp.map((x) => x.split(" ")[0])).toEqual([...one, ...one]);
     expect(vp[6]).toMatch(/lp 0$/);
     expect(vp[16]).toMatch(/lp 1$/);

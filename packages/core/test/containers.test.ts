@@ -4,7 +4,7 @@
  * which is how a test substitutes a part.
  */
 import "reflect-metadata";
-import { inject, injectable, instanceCachingFactory, type DependencyContainer } from "tsyringe";
+import { inject, injectable, instanceCachingFactory, type ClassProvider, type DependencyContainer } from "tsyringe";
 import { describe, expect, it } from "vitest";
 import {
   BACKEND, CLOCK, EVENTS, EventSink, FRAMES, HOST, Host, PluginError, Vm, backendSource, emptyBackendStats, parseScenarioText,
@@ -54,8 +54,7 @@ class RunParts extends Injected {
   }
 }
 
-// tsyringe's own constructor type takes any arguments.
-function registration(cls: new (...a: any[]) => Backend = Injected): BackendRegistration & { hostsPrepared: number } {
+function registration(cls: ClassProvider<Backend>["useClass"] = Injected): BackendRegistration & { hostsPrepared: number } {
   const reg = {
     name: "injected",
     description: "test",

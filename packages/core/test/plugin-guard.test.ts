@@ -9,7 +9,7 @@ import { KvmBug, PluginError, checkPluginBackend, emptyBackendStats, guardPlugin
 const info = { name: "p", origin: "/x/p.mjs", strict: false };
 
 function backend(extra: Partial<Backend> & Record<string, unknown>): Backend {
-  return { name: "p", description: "d", usesMirrorRoot: false, hasPrivateMemory: false, stats: () => emptyBackendStats(), ...extra } as Backend;
+  return { name: "p", description: "d", usesMirrorRoot: false, hasPrivateMemory: false, stats: () => emptyBackendStats(), ...extra };
 }
 
 const vm = {} as never;
@@ -68,7 +68,7 @@ describe("guardPlugin", () => {
   });
 
   it("strict: each hook's return against its contract; loose: returned as is", () => {
-    const b = backend({ setExternalSpte: () => 1, maxMappingLevel: () => 4 as never, classifyFault: () => "yes" as never, mapCell: () => "x", guestPage: () => 4 });
+    const b = backend({ setExternalSpte: () => 1, maxMappingLevel: () => 4, classifyFault: () => "yes" as never, mapCell: () => "x", guestPage: () => 4 });
     const strict = guardPlugin(b, { ...info, strict: true });
     expect(() => strict.setExternalSpte!(vm, 0, 1, 0)).toThrow("plugin 'p' (/x/p.mjs): setExternalSpte() returned 1; expected a status: 0, or a negative errno");
     expect(() => strict.maxMappingLevel!(vm, 0, 0)).toThrow(/maxMappingLevel\(\) returned 4; expected a level/);

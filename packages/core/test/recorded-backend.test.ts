@@ -4,7 +4,7 @@
  * backend keeps being itself (`this`, fields it sets later, its own extra methods).
  */
 import { describe, expect, it } from "vitest";
-import { Clock, FootprintRecorder, KIND_READ, KIND_WRITE, R_BACKEND, recordedBackend, type Backend, type BackendVm } from "../src/index.js";
+import { Clock, FootprintRecorder, KIND_READ, KIND_WRITE, R_BACKEND, recordedBackend, type BackendVm } from "../src/index.js";
 import { bareBackend } from "./helpers.js";
 
 class Counting {
@@ -35,7 +35,7 @@ describe("recordedBackend", () => {
   it("records a state-changing hook as a write of the backend and a reading hook as a read, and calls the backend as itself", () => {
     const clock = new Clock();
     const inner = new Counting();
-    const b = recordedBackend(inner as unknown as Backend, clock) as unknown as Counting;
+    const b = recordedBackend(inner, clock) as unknown as Counting;
     const rec = new FootprintRecorder();
     clock.setRecorder(rec);
     b.init();
@@ -53,7 +53,7 @@ describe("recordedBackend", () => {
 
   it("records a function it does not know as a write (the sound default), and the views and checks not at all", () => {
     const clock = new Clock();
-    const b = recordedBackend(new Counting() as unknown as Backend, clock) as unknown as Counting;
+    const b = recordedBackend(new Counting(), clock) as unknown as Counting;
     const rec = new FootprintRecorder();
     clock.setRecorder(rec);
     b.extra();

@@ -131,7 +131,7 @@ describe("scenario parser: the top level", () => {
   });
 
   it("an empty name", () => {
-    expectError(doc('name: "  "', "vm: { memory: 1GiB }"), { path: "name", line: 1, detail: /expected a non-empty string, got "  "/ });
+    expectError(doc('name: "  "', "vm: { memory: 1GiB }"), { path: "name", line: 1, detail: /expected a non-empty string, got " {2}"/ });
   });
 
   it("a name that is not a string", () => {

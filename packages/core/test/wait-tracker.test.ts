@@ -69,7 +69,11 @@ describe("WaitTracker", () => {
         // Only an enabled task takes a step, as in any scheduler.
         if (!tracker.enabled(s.task)) continue;
         rec.reset();
-        for (const a of s.accesses) (a.kind === 1 ? rec.read(a.id) : a.kind === 2 ? rec.add(a.id) : rec.write(a.id));
+        for (const a of s.accesses) {
+          if (a.kind === 1) rec.read(a.id);
+          else if (a.kind === 2) rec.add(a.id);
+          else rec.write(a.id);
+        }
         tracker.onStep(s.task, rec.saveTo(store), s.outcome, false);
         log.push(s);
         for (let t = 0; t < 3; t++) expect(tracker.enabled(t)).toBe(referenceEnabled(log, t));
@@ -93,7 +97,11 @@ describe("WaitTracker", () => {
     // affecting attempts, as a tracker that was told of every step.
     const recorded = (store: FootprintStore, rec: FootprintRecorder, s: { accesses: Access[] }) => {
       rec.reset();
-      for (const a of s.accesses) (a.kind === 1 ? rec.read(a.id) : a.kind === 2 ? rec.add(a.id) : rec.write(a.id));
+      for (const a of s.accesses) {
+        if (a.kind === 1) rec.read(a.id);
+        else if (a.kind === 2) rec.add(a.id);
+        else rec.write(a.id);
+      }
       return rec.saveTo(store);
     };
     fc.assert(fc.property(fc.array(step, { maxLength: 30 }), fc.nat(), fc.array(step, { maxLength: 30 }), (first, cutAt, then) => {

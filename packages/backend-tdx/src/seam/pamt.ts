@@ -175,8 +175,8 @@ export class Pamt {
   }
 
   private noteRead(pfn: number): void {
-    const rec = this.fp?.fp;
-    if (rec) rec.read(this.fp!.pamtId(pfn));
+    const fp = this.fp;
+    if (fp?.fp) fp.fp.read(fp.pamtId(pfn));
   }
 
   inTdmr(pfn: number): boolean {
@@ -226,8 +226,8 @@ export class Pamt {
   // ------------------------------------------------------------------ the 2M level
 
   private noteRead2m(pfn: number): void {
-    const rec = this.fp?.fp;
-    if (rec) rec.read(this.fp!.pamt2mId(pfn));
+    const fp = this.fp;
+    if (fp?.fp) fp.fp.read(fp.pamt2mId(pfn));
   }
 
   /** The type of the 2M entry over `pfn`'s 2 MiB region: REG for a 2 MiB page, else NDA. */

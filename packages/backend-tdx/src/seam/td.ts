@@ -194,8 +194,8 @@ export class Td {
   }
 
   private noteRead(part: number): void {
-    const rec = this.fp?.fp;
-    if (rec) rec.read(this.fp!.tdId(this.tdr, part));
+    const fp = this.fp;
+    if (fp?.fp) fp.fp.read(fp.tdId(this.tdr, part));
   }
 
   private noteWrite(part: number): void {

@@ -96,7 +96,7 @@ const RETURNS: Readonly<Record<string, Contract>> = {
     expected: "null, or { gfn, npages } with npages > 0",
   },
   checkInvariants: {
-    ok: (r) => Array.isArray(r) && r.every((v) => typeof v === "object" && v !== null && typeof v.check === "string" && typeof v.message === "string"),
+    ok: (r) => Array.isArray(r) && (r as unknown[]).every((v) => typeof v === "object" && v !== null && typeof (v as { check?: unknown }).check === "string" && typeof (v as { message?: unknown }).message === "string"),
     expected: "an array of { check, message }",
   },
   rawCall: {

@@ -50,7 +50,7 @@ export function recordedBackend(backend: Backend, clock: Clock): Backend {
 
 /** Fixed arity (every hook takes at most six arguments): no array is made per call. */
 function wrap(name: string, fn: Fn, backend: Backend, clock: Clock): Fn {
-  if (UNRECORDED.has(name)) return fn.bind(backend) as Fn;
+  if (UNRECORDED.has(name)) return fn.bind(backend);
   if (READS.has(name)) {
     return (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
       clock.fp?.read(R_BACKEND);

@@ -139,8 +139,10 @@ export class BackendRegistry {
         ? `backend module '${modulePath}' registers '${reg.name}', the name of a built-in backend: give it a name of its own`
         : `backend module '${modulePath}' registers '${reg.name}', which '${known.origin}' registered already`);
     }
-    if (reg.registerHost !== undefined && typeof reg.registerHost !== "function") {
-      throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(reg.registerHost)}, expected a function`);
+    // A plugin's registration is only typed as one: its `registerHost` may be anything.
+    const registerHost: unknown = reg.registerHost;
+    if (registerHost !== undefined && typeof registerHost !== "function") {
+      throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(registerHost)}, expected a function`);
     }
     this.add(reg, modulePath);
     // Checked now, on an instance made for the purpose, so that a broken plugin is refused

@@ -121,13 +121,13 @@ class TableWalk {
 
     if (!endOnly) this.checkCounts();
     if (final && mmu.inFlightSps !== 0) this.fail("no-leaked-table", `${mmu.inFlightSps} table pages allocated and never linked or freed`);
-    const backendCheck = vm.backend.checkInvariants;
+    const backendCheck = vm.backend.checkInvariants?.bind(vm.backend);
     if (!endOnly && backendCheck && !vm.dead) {
       // A pass that found nothing wrong descended into every table an entry links, as the
       // view's own walks do, so its log is what they would find; otherwise they walk.
       const found = this.violations.length === 0 && !this.log.overflowed
         ? checkWithVisitLog(vm, this.log, backendCheck)
-        : backendCheck.call(vm.backend, vm, mirrorView(vm));
+        : backendCheck(vm, mirrorView(vm));
       for (const v of found) this.fail(v.check, v.message);
     }
     this.log.clear();

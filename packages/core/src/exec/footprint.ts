@@ -130,7 +130,7 @@ export class FootprintStore {
 
   /** Adds a copy of footprint `h` of store `src`; returns its handle here. */
   addFrom(src: FootprintStore, h: number): number {
-    return this.add(src.ids, src.kinds, src.len[h]!, src.start[h]!);
+    return this.add(src.ids, src.kinds, src.len[h]!, src.start[h]);
   }
 
   /** Where the accesses of footprint `h` start in `idsView`/`kindsView`. */

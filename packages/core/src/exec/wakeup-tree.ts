@@ -139,7 +139,7 @@ export class WakeupTrees {
   removeFirstChild(n: number): void {
     const c = this.first[n]!;
     this.first[n] = this.next[c]!;
-    if (this.first[n]! < 0) this.last[n] = -1;
+    if (this.first[n] < 0) this.last[n] = -1;
     this.freeSubtree(c);
   }
 

@@ -22,6 +22,6 @@ export function nextSetBit(words: Uint32Array | Int32Array, base: number, nWords
 
 /** `to` with `from` copied to its start: an array grown to `to`'s length. */
 export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(from: T, to: T): T {
-  (to as Uint8Array).set(from as Uint8Array);
+  (to as Uint8Array).set(from);
   return to;
 }

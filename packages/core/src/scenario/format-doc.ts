@@ -19,6 +19,11 @@ type Node = JsonSchema & {
   description?: string;
 };
 
+/** A constant of the schema as the reader writes it. */
+function word(v: unknown): string {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
 /** What a field takes, in a few words. */
 function kind(n: Node): string {
   const alts = n.anyOf ?? n.oneOf;
@@ -28,8 +33,8 @@ function kind(n: Node): string {
     if (words.includes("size") ) return "size";
     return words.join(" or ");
   }
-  if (n.const !== undefined) return `\`${String(n.const)}\``;
-  if (n.enum) return n.enum.map((v) => `\`${String(v)}\``).join(", ");
+  if (n.const !== undefined) return `\`${word(n.const)}\``;
+  if (n.enum) return n.enum.map((v) => `\`${word(v)}\``).join(", ");
   if (n.pattern?.includes("KiB")) return "size";
   if (n.type === "integer" || (n.type === "string" && n.pattern?.includes("0x"))) return "integer";
   if (n.type === "array") return `list of ${n.items ? kind(n.items) : "items"}`;
@@ -63,7 +68,7 @@ function opSections(list: Node, level: string): string[] {
       out.push(`${level} \`<backend>.<op>\``, "", "A host op a plugin backend defines, with the operands its `hostOps` schema names (`tdpemu schema scenario --plugin <module>` spells them out).", "");
       continue;
     }
-    out.push(`${level} \`${String(name)}\``, "", op.description ?? "", "", ...fieldTable(op, ["op"]), "");
+    out.push(`${level} \`${word(name)}\``, "", op.description ?? "", "", ...fieldTable(op, ["op"]), "");
   }
   return out;
 }
@@ -79,7 +84,7 @@ export function scenarioFormatMarkdown(examples: readonly FormatExample[]): stri
   const p = s.properties ?? {};
   const sub = (k: string): Node => {
     const n = p[k] ?? {};
-    return (n.anyOf?.find((a) => a.type === "object") ?? n) as Node;
+    return n.anyOf?.find((a) => a.type === "object") ?? n;
   };
   const vcpus = p.vcpus?.items ?? {};
   const lines = [
@@ -116,7 +121,7 @@ export function scenarioFormatMarkdown(examples: readonly FormatExample[]): stri
     "",
     "## `inject`",
     "",
-    ...fieldTable((p.inject?.anyOf?.find((a) => a.type === "array")?.items ?? {}) as Node),
+    ...fieldTable(p.inject?.anyOf?.find((a) => a.type === "array")?.items ?? {}),
     "",
     "## Guest ops (`vcpus`)",
     "",

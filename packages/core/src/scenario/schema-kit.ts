@@ -22,7 +22,8 @@ export function show(v: unknown): string {
   if (v === null || v === undefined) return "nothing";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a mapping";
-  return String(v);
+  if (typeof v === "boolean" || typeof v === "bigint") return String(v);
+  return typeof v;
 }
 
 type Msg = { error: (iss: { input?: unknown }) => string };

@@ -58,7 +58,7 @@ const VmFormat = mapping(
       "Guest memory in bytes (1GiB, 0x40000000); one memslot from GPA 0.",
     ),
     gpaw: num()
-      .refine((n) => n === 48 || n === 52, { error: (iss) => `expected 48 or 52, got ${show(iss.input)}` })
+      .refine((n): n is 48 | 52 => n === 48 || n === 52, { error: (iss) => `expected 48 or 52, got ${show(iss.input)}` })
       .prefault(48)
       .describe("Guest physical address width: 48 (4-level EPT/NPT) or 52 (5-level)."),
     vcpus: num()
@@ -73,7 +73,7 @@ const VmFormat = mapping(
   },
   "a mapping with memory, gpaw, vcpus, hugepages",
   { missing: "missing key 'vm' (e.g. vm: { memory: 1GiB })" },
-).transform((v) => ({ ...v, gpaw: v.gpaw as 48 | 52 }));
+);
 
 const ScheduleFormat = mapping(
   {
@@ -242,7 +242,7 @@ function genericPluginOpFormat(known: readonly string[]) {
     .transform(({ op, ...args }) => ({
       op: "plugin" as const,
       name: op,
-      args: args as Record<string, unknown>,
+      args,
       at: "",
       line: undefined as number | undefined,
       values: undefined as Record<string, number | string | boolean> | undefined,
