@@ -190,6 +190,18 @@ describe("a chrome trace cut short", () => {
     expect(op.args.unfinished).toBe(true);
     expect(check.slices.filter((s) => s.cat === "fault").length).toBeGreaterThan(100);
   }, 90_000);
+
+  it("written to a pipe, where no trailer can be taken back, a whole run is whole JSON", () => {
+    const out = join(dir, "piped.json");
+    // The trace goes to stderr, which is the pipe; the summary on stdout is dropped.
+    const run = `"${process.execPath}" "${cli}" run scenarios/dirty-log.yaml --trace /dev/stderr`;
+    const sh = `${run} --trace-format chrome 2>&1 >/dev/null | cat > "${out}"`;
+    expect(spawnSync("bash", ["-c", sh]).status).toBe(0);
+    const recs = traceEvents(JSON.parse(readFileSync(out, "utf8"))) as Rec[];
+    expect(checkChromeTrace(recs).problems).toEqual([]);
+    expect(recs.some((r) => r.name === "interrupted")).toBe(false);
+    expect(recs.filter((r) => r.cat === "op").length).toBeGreaterThan(0);
+  });
 });
 
 describe("--trace-format: bad input is one line, exit 2", () => {
