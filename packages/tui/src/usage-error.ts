@@ -18,7 +18,8 @@ export const USAGE = `usage:
       --plugin <module>               load this plugin backend (repeatable): a module the scenario names runs only if given here
       --allow-plugins                 load a module the scenario or schedule file names although the command line does not
       --json                          print the JSON report
-      --trace <file.jsonl>            write every event, one JSON object per line
+      --trace <file>                  write every event, one JSON object per line (jsonl)
+      --trace-format jsonl|chrome     jsonl (the default) or chrome (Perfetto, chrome://tracing)
       --seed <n>                      override the schedule's seed
       --host-memory <size>            host physical memory (default: 2 x guest memory + 64MiB)
       --check end|op                  check invariants at the end only (default) or after every op
@@ -44,7 +45,7 @@ export const USAGE = `usage:
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --diagram                       only the steps that lead to the violation, one column per task
-      --json, --trace <file.jsonl>, --plugin, --allow-plugins   as for run
+      --json, --trace <file>, --trace-format, --plugin, --allow-plugins   as for run
   tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given
   tdpemu fuzz [--budget s] [--seed n] [--corpus dir] [--json]   malformed files, CLI misuse and random workloads on every backend, each answer checked (pnpm fuzz)

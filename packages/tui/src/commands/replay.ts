@@ -11,18 +11,19 @@ import { builtinRegistry, loadPlugins } from "../registry.js";
 import { raceDiagram } from "../race-diagram.js";
 import { openSchedule } from "../schedule-source.js";
 import { formatSummary } from "../summary.js";
-import { TraceWriter } from "../trace-writer.js";
+import { TRACE_OPTIONS, openTrace, traceMeta, traceOption, type EventTrace } from "../trace-option.js";
 import { UsageError } from "../usage-error.js";
 
 export async function replayCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("replay", args, {
     ...PLUGIN_OPTIONS,
     json: { type: "boolean" },
-    trace: { type: "string" },
+    ...TRACE_OPTIONS,
     steps: { type: "boolean" },
     diagram: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
+  const traceReq = traceOption("replay", values);
   const registry = builtinRegistry();
   await loadPlugins(registry, values.lists.plugin ?? []);
   const opened = await openSchedule(positionals[0]!, registry, values.flags.has("allow-plugins"));
@@ -38,14 +39,8 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     for (const line of lines) io.out(line);
     return 1;
   }
-  let trace: TraceWriter | null = null;
-  if (values.trace !== undefined) {
-    try {
-      trace = new TraceWriter(values.trace);
-    } catch (e) {
-      throw new UsageError(`replay: --trace: cannot create '${values.trace}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
+  const meta = traceMeta(scn.name, opened.backend, scn.vcpus.length);
+  const trace: EventTrace | null = traceReq && openTrace("replay", traceReq, meta);
   const showSteps = values.flags.has("steps");
   const pending: string[] = [];
   let built = false;

@@ -7,7 +7,7 @@ import {
 } from "../cli-options.js";
 import { backendForSchedule, builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
 import { formatSummary } from "../summary.js";
-import { TraceWriter } from "../trace-writer.js";
+import { TRACE_OPTIONS, openTrace, traceMeta, traceOption, type EventTrace } from "../trace-option.js";
 import { UsageError } from "../usage-error.js";
 import type { Io } from "../io.js";
 
@@ -16,7 +16,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
     ...PLUGIN_OPTIONS,
     backend: { type: "string" },
     json: { type: "boolean" },
-    trace: { type: "string" },
+    ...TRACE_OPTIONS,
     seed: { type: "string" },
     "host-memory": { type: "string" },
     check: { type: "string" },
@@ -28,6 +28,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   });
   if (opts.requireScenario && positionals.length === 0) throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
   if (positionals.length > 1) throw new UsageError(`run: one scenario at a time, got ${positionals.length}: ${positionals.join(" ")}`);
+  const traceReq = traceOption("run", values);
   const scn = positionals.length === 1 ? loadScenario(positionals[0]!) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
   applySeedOption("run", values.seed, scn);
   const hostMemory = hostMemoryOption("run", values["host-memory"]);
@@ -45,18 +46,12 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const backend = registry.source(backendName);
   const replay = scenarioReplayChoices(scn);
 
-  let trace: TraceWriter | null = null;
-  if (values.trace !== undefined) {
-    try {
-      trace = new TraceWriter(values.trace);
-    } catch (e) {
-      throw new UsageError(`run: --trace: cannot create '${values.trace}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
+  const meta = traceMeta(scn.name, backendName, scn.vcpus.length);
+  const trace: EventTrace | null = traceReq && openTrace("run", traceReq, meta);
   const t0 = performance.now();
   let result;
   try {
-    result = runScenario(scn, { backend, hostMemory, onEvent: trace?.write, replay, check: check as "end" | "op", mmu, inject,
+    result = runScenario(scn, { backend, hostMemory, onEvent: trace ? (e) => trace.write(e) : undefined, replay, check: check as "end" | "op", mmu, inject,
       guestMemory: values.flags.has("json"),
     });
   } finally {

@@ -100,8 +100,13 @@ const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",
   "--strict-plugin", "--unsafe-non-atomic-set", "--shard", "--split-depth", "--", "-", "-x", "--no-such-option",
+  "--trace-format",
 ];
-const VALUES = ["", "0", "-1", "x", "1e9", "16TiB", "1KiB", "none", "freeze", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY", "A:B:C:D:E", "tdx", "plain", "nope", "/dev/null", "/dev/full", "scenarios/zap-refault.yaml", "0/2", "1/1"];
+const VALUES = [
+  "", "0", "-1", "x", "1e9", "16TiB", "1KiB", "none", "freeze", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY",
+  "A:B:C:D:E", "tdx", "plain", "nope", "/dev/null", "/dev/full", "scenarios/zap-refault.yaml",
+  "0/2", "1/1", "chrome",
+];
 
 /**
  * A command line that misuses the CLI: a command, options in any order, values of every kind.
