@@ -3,7 +3,7 @@
  * (lanes, steps, SPTE changes, backend calls, the chain the text diagram draws), the verdicts of
  * a search that found nothing, escaping, and the paths that are refused.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -97,6 +97,35 @@ describe("the race report's run", () => {
     expect(html).toContain(`id="replay-command">tdpemu replay ${sched}</pre>`);
     const lanes = [...html.matchAll(/<th class="lane" [^>]*>([^<]*)</g)];
     expect(lanes.map((m) => m[1])).toEqual(["vcpu0", "vcpu1"]);
+    expect(html).not.toContain("swatch chain");
+  });
+
+  it("the host has a lane of its own when it has a program, after the vCPUs", async () => {
+    const scn = join(dir, "host-zap.yaml");
+    writeFileSync(scn, [
+      "name: host-zap",
+      "vm: { memory: 8MiB, gpaw: 48, vcpus: 2 }",
+      "backend: tdx",
+      "schedule: { mode: random, seed: 3 }",
+      "vcpus:",
+      "  - - { op: accept, gpa: 0x0 }",
+      "  - - { op: accept, gpa: 0x1000 }",
+      "host:",
+      "  - { op: zap, gpa: 0x0, size: 2MiB }",
+    ].join("\n"));
+    const sched = join(dir, "host-zap.schedule.json");
+    expect(await main(["run", scn, "--schedule-out", sched], io().o)).toBe(0);
+    const tdx = builtinRegistry().source("tdx");
+    const { choices } = JSON.parse(readFileSync(sched, "utf8")) as { choices: number[] };
+    const run = raceRun(scheduleSteps(loadScenario(scn), { backend: tdx }, choices));
+    expect(run.lanes).toEqual(["vcpu0", "vcpu1", "host"]);
+    const host = run.steps.filter((st) => st.lane === 2);
+    expect(host.length).toBeGreaterThan(0);
+    const ops = host.map((st) => st.began).filter((b) => b !== null);
+    expect(ops).toEqual(["zap gpa 0x0 size 2097152"]);
+    const page = join(dir, "host-zap.html");
+    expect(await main(["replay", sched, "--report", page], io().o)).toBe(0);
+    expect(readFileSync(page, "utf8")).toMatch(/<th class="lane" [^>]*data-lane="2"[^>]*>host</);
   });
 });
 

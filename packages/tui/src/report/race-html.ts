@@ -83,12 +83,13 @@ ${run.steps.map((s) => row(s, run))}</tbody></table>
 </section>`;
 }
 
-function legend(): Html {
+/** The marks of the chain are explained only on a page that has one. */
+function legend(chain: boolean): Html {
   return html`<section id="legend"><h2>Legend</h2><div class="legend">
-<span><i class="swatch chain"></i>on the chain of conflicting steps
+${chain ? html`<span><i class="swatch chain"></i>on the chain of conflicting steps
 (as <code>replay --diagram</code> draws it)</span>
 <span><i class="swatch fail"></i>the step the violation shows in</span>
-<span><i class="swatch off"></i>off the chain</span>
+<span><i class="swatch off"></i>off the chain</span>` : ""}
 <span>a grey rule: another task takes the next step</span>
 <span><code>old → new</code>: an SPTE, 64 bits in hex, decoded below (kind, pfn, flags)</span>
 <span>call status: <b style="color: var(--ok)">success</b> <b style="color: var(--busy)">busy</b>
@@ -141,7 +142,7 @@ export function renderRaceReport(r: RaceReport): string {
 ${verdict(r)}
 ${replay(r)}
 ${figures(r)}
-${r.run === null ? "" : legend()}
+${r.run === null ? "" : legend(r.run.chain.length > 0)}
 ${r.run === null ? html`<p id="no-run">No run to show: no schedule ended in a violation.</p>`
     : lanes(r.run, r.runNote)}
 <footer>Written by tdpemu. Self-contained: no request leaves this page.</footer>
