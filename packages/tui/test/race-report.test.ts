@@ -12,7 +12,8 @@ import { main, type Io } from "../src/index.js";
 import { drawDiagram } from "../src/race-diagram.js";
 import { builtinRegistry } from "../src/registry.js";
 import { renderRaceReport } from "../src/report/race-html.js";
-import { type RaceReport, shellWord } from "../src/report/race-report.js";
+import { type ExploreReport } from "../src/commands/explore-report.js";
+import { exploreRaceReport, type RaceReport, shellWord } from "../src/report/race-report.js";
 import { raceRun } from "../src/report/race-run.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-report-"));
@@ -153,6 +154,19 @@ describe("the verdict of a search that found nothing", () => {
     expect(html).toContain(figure("branches skipped by the reduction", r.skippedByReduction));
     expect(html).toContain('<p id="no-run">');
     expect(rows(html).steps).toEqual([]);
+  });
+});
+
+describe("a violation without a run to show", () => {
+  it("names the schedule found, and says why no run is shown", async () => {
+    const out = join(dir, "norun.schedule.json");
+    const x = io();
+    const args = ["explore", RACE, "--strategy", "atomic-then-hook", "--out", out, "--json"];
+    expect(await main(args, x.o)).toBe(1);
+    const r = exploreRaceReport(JSON.parse(x.out()) as ExploreReport, null);
+    expect(r).toMatchObject({ verdict: "violation", run: null, replay: `tdpemu replay ${out}` });
+    expect(r.violation).toMatchObject({ check: "kvm-bug", step: 18 });
+    expect(renderRaceReport(r)).toContain("No run to show: the schedule, run again, did not end");
   });
 });
 

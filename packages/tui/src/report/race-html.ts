@@ -128,6 +128,12 @@ function figures(r: RaceReport): Html {
 <table class="figures">${rows}</table></section>`;
 }
 
+function noRun(r: RaceReport): string {
+  return r.verdict === "violation"
+    ? "the schedule, run again, did not end in the violation (replay it to see where it goes)"
+    : "no schedule ended in a violation";
+}
+
 export function renderRaceReport(r: RaceReport): string {
   const setup = r.setup.map(([k, v]) => html`<span>${k} <b>${v}</b></span>`);
   const page = html`<!DOCTYPE html>
@@ -143,8 +149,7 @@ ${verdict(r)}
 ${replay(r)}
 ${figures(r)}
 ${r.run === null ? "" : legend(r.run.chain.length > 0)}
-${r.run === null ? html`<p id="no-run">No run to show: no schedule ended in a violation.</p>`
-    : lanes(r.run, r.runNote)}
+${r.run !== null ? lanes(r.run, r.runNote) : html`<p id="no-run">No run to show: ${noRun(r)}.</p>`}
 <footer>Written by tdpemu. Self-contained: no request leaves this page.</footer>
 <script>${new Html(RACE_SCRIPT)}</script>
 </body></html>

@@ -105,8 +105,15 @@ export function exploreRaceReport(r: ExploreReport, found: FoundRace | null): Ra
     detail: `found in schedule ${n(r.violation.schedule)}, after ${n(r.violation.steps)} steps`,
     violation: found?.run.violation ?? v,
     run: found?.run ?? null, runNote: found?.note ?? null,
-    replay: found?.replayFile == null ? null : replayCommand(found.replayFile),
-    unsavedSchedule: found?.unsaved ?? null,
+    ...(found !== null ? {
+      replay: found.replayFile === null ? null : replayCommand(found.replayFile),
+      unsavedSchedule: found.unsaved,
+    } : {
+      // No run to show (it did not end in the violation when run again): the schedule found.
+      replay: r.violation.file === null ? null : replayCommand(r.violation.file),
+      unsavedSchedule: r.violation.scheduleFile === undefined ? null
+        : JSON.stringify(r.violation.scheduleFile, null, 1),
+    }),
   };
 }
 
