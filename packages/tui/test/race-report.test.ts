@@ -170,6 +170,20 @@ describe("a violation without a run to show", () => {
   });
 });
 
+describe("a schedule that could not be written", () => {
+  it("is carried by the page instead of a replay command", async () => {
+    const page = join(dir, "unsaved.html");
+    const out = join(dir, "no-such-folder", "x.schedule.json");
+    const args = ["explore", RACE, "--strategy", "atomic-then-hook", "--out", out];
+    expect(await main([...args, "--report", page], io().o)).toBe(1);
+    const html = readFileSync(page, "utf8");
+    expect(html).not.toContain('id="replay-command"');
+    const carried = /<pre class="command" id="unsaved-schedule">([^<]*)<\/pre>/.exec(html)![1]!;
+    const sched = JSON.parse(carried.replace(/&quot;/g, '"')) as { choices: number[] };
+    expect(sched.choices).toHaveLength(rows(html).steps.length);
+  });
+});
+
 describe("--report refuses what it cannot write, before any work, with exit 2", () => {
   const before = () => new Set(readdirSync(dir));
   it.each([
