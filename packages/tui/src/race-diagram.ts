@@ -20,7 +20,19 @@ export function raceDiagram(scn: Scenario, opts: StepsOptions, choices: readonly
   return drawDiagram(s);
 }
 
-function stepText(s: ScheduleSteps, k: number): string[] {
+/**
+ * The steps the diagram keeps: the chain of conflicting steps that leads to the schedule's last
+ * step (`conflictChain`), ascending. The HTML report (`report/race-data.ts`) marks the same.
+ */
+export function raceChain(s: ScheduleSteps): number[] {
+  return s.steps.length === 0 ? [] : conflictChain(s, s.steps.length - 1);
+}
+
+/**
+ * What step `k` did, as the diagram prints it: its events, or for a step that changed nothing,
+ * what it read.
+ */
+export function stepText(s: ScheduleSteps, k: number): string[] {
   const step = s.steps[k]!;
   const said = step.events.filter((e) => e.type !== "op" || e.phase !== "start").map(describeEvent);
   if (said.length > 0) return said;
@@ -34,8 +46,7 @@ function stepText(s: ScheduleSteps, k: number): string[] {
 }
 
 export function drawDiagram(s: ScheduleSteps): string[] {
-  const last = s.steps.length - 1;
-  const chain = conflictChain(s, last);
+  const chain = raceChain(s);
   const tasks = [...new Set(chain.map((k) => s.steps[k]!.task))].sort((a, b) => a - b);
   const names = new Map(chain.map((k) => [s.steps[k]!.task, s.steps[k]!.name]));
   const width = Math.max(34, Math.min(64, Math.floor(104 / tasks.length)));

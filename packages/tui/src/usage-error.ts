@@ -38,6 +38,7 @@ export const USAGE = `usage:
       --jobs <n>                      explore on n threads (default 1): the counts and traces of one thread, or its first violation
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
       --split-depth <d>               with --jobs or --shard: the depth whose nodes are shared out (default 12)
+      --report <file.html>            write the run that found the violation (or the verdict) as one HTML page
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives
       --json                          print the JSON report
@@ -45,6 +46,7 @@ export const USAGE = `usage:
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --diagram                       only the steps that lead to the violation, one column per task
+      --report <file.html>            write the run as one HTML page: a lane per task, the chain marked
       --json, --trace <file>, --trace-format, --plugin, --allow-plugins   as for run
   tdpemu bench [--json] [--filter NAME] [--quick] [--plugin m.js]...   the benchmarks (--quick skips the 64 GiB and 1 TiB guests; a plugin gets fault, zap and memory cases)
   tdpemu backends [--plugin <module>]... [--json]   list the registered backends, with the plugins given

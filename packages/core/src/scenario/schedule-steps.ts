@@ -23,6 +23,8 @@ export interface ScheduleStep {
 }
 
 export interface ScheduleSteps {
+  /** The name of every task of the run, by index, whether or not it took a step. */
+  tasks: string[];
   steps: ScheduleStep[];
   store: FootprintStore;
   /** The violation the schedule ends in (in its last step, or at its end), if any. */
@@ -79,7 +81,7 @@ export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, 
     violation = { check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: built.clock.tick };
   }
   if (violation === null) violation = built.check(built.tasks.every((t) => t.done)).violations[0] ?? null;
-  return { steps, store, violation };
+  return { tasks: built.tasks.map((t) => t.name), steps, store, violation };
 }
 
 /**

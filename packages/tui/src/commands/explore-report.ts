@@ -68,8 +68,31 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     if (v.file !== null) io.out(`schedule    written to ${v.file}; replay it with: tdpemu replay ${v.file}`);
     else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${JSON.stringify(v.scheduleFile, null, 1)}`);
   } else {
-    io.out(!r.exhausted ? `result      no violation in the first ${n(r.schedules)} schedules; the space is not exhausted (--max-schedules)`
-      : r.prunedByBound > 0 ? `result      no violation in any schedule of at most ${r.preemptionBound} preemptions (all of them ran); the bound cut ${n(r.prunedByBound)} branches, so the space beyond it is not exhausted (leave out --preemption-bound to explore it)`
-      : "result      no violation; the space is exhausted");
+    io.out(`result      ${resultText(r)}`);
+  }
+}
+
+/**
+ * How a search without a violation ended: stopped by --max-schedules, bounded (every schedule
+ * within the preemption bound ran, but the bound cut branches) or exhausted.
+ */
+export function searchEnd(r: ExploreReport): "stopped" | "bounded" | "exhausted" {
+  return !r.exhausted ? "stopped" : r.prunedByBound > 0 ? "bounded" : "exhausted";
+}
+
+/** The result line of a search without a violation (the text report's and the HTML report's). */
+export function resultText(r: ExploreReport): string {
+  const n = (x: number) => x.toLocaleString("en-US");
+  switch (searchEnd(r)) {
+    case "stopped":
+      return `no violation in the first ${n(r.schedules)} schedules; ` +
+        "the space is not exhausted (--max-schedules)";
+    case "bounded":
+      return `no violation in any schedule of at most ${r.preemptionBound} preemptions ` +
+        "(all of them ran); " +
+        `the bound cut ${n(r.prunedByBound)} branches, so the space beyond it is not exhausted ` +
+        "(leave out --preemption-bound to explore it)";
+    case "exhausted":
+      return "no violation; the space is exhausted";
   }
 }

@@ -5,13 +5,18 @@
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import {
-  ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText, shrinkSchedule,
-  type ExploreProgress, type MmuOptions, type Scenario, type ScheduleContent,
+  ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText,
+  scheduleSteps, shrinkSchedule, type ExploreProgress, type MmuOptions, type Scenario,
+  type ScheduleContent, type ScheduleSteps,
 } from "@tdpemu/core";
 import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
-import { raceDiagram } from "../race-diagram.js";
+import { drawDiagram } from "../race-diagram.js";
+import { renderRaceReport } from "../report/race-html.js";
+import { exploreRaceReport } from "../report/race-report.js";
+import { raceRun } from "../report/race-run.js";
+import { checkReportPath, writeReportFile } from "../report/report-file.js";
 import { UsageError } from "../usage-error.js";
 import { runExploreJobs } from "./explore-jobs.js";
 import { type ExploreReport, printExploreReport } from "./explore-report.js";
@@ -50,6 +55,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     jobs: { type: "string" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
+    report: { type: "string" },
   });
   if (positionals.length !== 1) throw new UsageError("explore: which scenario? (tdpemu explore scenarios/<name>.yaml)");
   const scenarioPath = positionals[0]!;
@@ -71,6 +77,17 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   if (jobs > 1 && values.shard !== undefined) throw new UsageError("explore: --jobs and --shard: a shard runs in one thread (run more shards instead)");
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
   const reduction = !values.flags.has("no-reduction");
+  const reportPath = values.report;
+  if (reportPath !== undefined) {
+    // The threads and the shards each see a share of the search; the one run to show is
+    // known only to the merge, which does not run the scenario again.
+    if (jobs > 1 || job !== undefined || values.shard !== undefined) {
+      throw new UsageError("explore: --report and --jobs/--shard: a report is written by " +
+        "one-thread searches only; leave out --jobs/--shard, or run tdpemu replay --report on " +
+        "the schedule the search writes");
+    }
+    checkReportPath("explore", reportPath);
+  }
   // Checked here, before --jobs hands the command line to its threads.
   const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), jobs > 1 || job !== undefined || values.shard !== undefined);
   if (jobs > 1 && job === undefined) {
@@ -135,21 +152,43 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     ...(shard === null ? {} : { shard, ...(countTraces ? { traceDigests: digests } : {}) }),
   };
   if (job !== undefined && r.violation) job.found(r.violation.position);
-  printExploreReport(io, report, shard !== null || values.flags.has("json"));
-  if (content !== null && shard === null && !values.flags.has("json")) drawRace(io, scn, { backend: source, hostMemory, mmu, inject }, content, file, r.schedules);
+  const json = shard !== null || values.flags.has("json");
+  printExploreReport(io, report, json);
+  const opts = { backend: source, hostMemory, mmu, inject };
+  const race = content !== null && shard === null && (!json || reportPath !== undefined)
+    ? drawRace(io, scn, opts, content, file, r.schedules, !json)
+    : null;
+  if (reportPath !== undefined) {
+    const found = race === null ? null : { ...race, run: raceRun(race.steps) };
+    writeReportFile("explore", reportPath, renderRaceReport(exploreRaceReport(report, found)));
+    // Beside JSON on stdout the line goes to stderr, so stdout stays one JSON document.
+    (json ? io.err : io.out)(`report      written to ${reportPath}`);
+  }
   return r.violation ? 1 : 0;
+}
+
+/** The run a race is shown by (text diagram, HTML report), and how to replay it. */
+interface Race {
+  steps: ScheduleSteps;
+  /** The schedule file that replays it, or null if it could not be written. */
+  replayFile: string | null;
+  /** Its schedule file's text when it could not be written. */
+  unsaved: string | null;
+  note: string;
 }
 
 /**
  * After a violation: the schedule shrunk to the fewest preemptions (`shrinkSchedule`), written
  * beside the one found (`<out>.shrunk.schedule.json`), and drawn as the race
- * (`race-diagram.ts`), with the command that replays it.
+ * (`race-diagram.ts`) if `print`, with the command that replays it. Returns the run drawn, which
+ * the HTML report shows too.
  */
 function drawRace(
   io: Io, scn: Scenario, opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions }, found: ScheduleContent, file: string | null, searched: number,
-): void {
+  print: boolean,
+): Race | null {
   const check = found.violations?.[0]?.check;
-  if (check === undefined) return;
+  if (check === undefined) return null;
   // Each bounded search may run ten times the schedules the search that found it ran (at least
   // 1,000, at most 100,000): a violation found at once is shrunk at once.
   const shrunk = shrinkSchedule(scn, opts, check, 6, Math.max(1000, Math.min(100_000, 10 * searched)));
@@ -164,12 +203,24 @@ function drawRace(
       replayFile = null;
     }
   }
-  const lines = raceDiagram(scn, opts, better ? shrunk.choices : found.choices);
-  if (lines === null) return;
+  const shown = better
+    ? { ...found, violations: shrunk.violations, choices: shrunk.choices }
+    : found;
+  const steps = scheduleSteps(scn, opts, shown.choices);
+  if (steps.violation === null || steps.steps.length === 0) return null;
+  const race: Race = {
+    steps, replayFile, unsaved: replayFile === null ? scheduleFileText(null, shown) : null,
+    note: !better ? "the schedule found"
+      : `the schedule found, shrunk to ${shrunk.choices.length} steps and ` +
+        `${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"}`,
+  };
+  if (!print) return race;
+  const lines = drawDiagram(steps);
   io.out(better ? `\nthe race, shrunk to ${shrunk.choices.length} steps and ${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"} (the steps that lead to the violation):`
     : "\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):");
   for (const line of lines) io.out(`  ${line}`);
   if (replayFile !== null) io.out(`replay it with: tdpemu replay ${replayFile} --diagram`);
+  return race;
 }
 
 /**

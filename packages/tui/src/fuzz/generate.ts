@@ -100,7 +100,7 @@ const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",
   "--strict-plugin", "--unsafe-non-atomic-set", "--shard", "--split-depth", "--", "-", "-x", "--no-such-option",
-  "--trace-format",
+  "--trace-format", "--report",
 ];
 const VALUES = [
   "", "0", "-1", "x", "1e9", "16TiB", "1KiB", "none", "freeze", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY",
@@ -125,7 +125,8 @@ export function misuse(r: Prng, dir: string): string[] {
     args.push(o);
     if (r.below(2) === 0 && !o.includes("=")) {
       const v = pick(r, VALUES);
-      args.push(o === "--out" || o === "--trace" ? `${dir}/out-${r.below(100)}` : v);
+      const writes = o === "--out" || o === "--trace" || o === "--report";
+      args.push(writes ? `${dir}/out-${r.below(100)}` : v);
     }
   }
   // An exploration of a real scenario may take hours: bounded, last (the last value is taken).
