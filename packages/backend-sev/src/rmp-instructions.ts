@@ -59,9 +59,10 @@ export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: numbe
   } else if ((governing & RMP_ASSIGNED) !== 0 && (governing & RMP_PAGE_2M) !== 0) {
     return FAIL_OVERLAP;
   }
-  // A shared entry keeps the page size it was written with (Linux's `rmp_make_shared(pfn,
-  // PG_LEVEL_2M)` writes a 2M hypervisor entry, and `snp_lookup_rmpentry` reads the size of the
-  // 2M-aligned entry whether or not it is assigned); nothing assigned is governed by it.
+  // A shared entry keeps the page size it was written with (arch/x86/virt/svm/sev.c:
+  // `rmp_make_shared(pfn, PG_LEVEL_2M)` writes a 2M hypervisor entry, and `snp_lookup_rmpentry`
+  // reads the size of the 2M-aligned entry whether or not it is assigned); nothing assigned is
+  // governed by it.
   rmp.set(pfn, assigned ? flags & (RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE) : flags & RMP_PAGE_2M, assigned ? asid : 0, assigned ? gfn : 0);
   return RMP_SUCCESS;
 }

@@ -54,7 +54,10 @@ export interface SevException {
   errorCode: bigint;
 }
 
-/** Where the model stops a retry loop the kernel would run until the hardware agrees. */
+/**
+ * Where the model stops a retry loop the kernel would run until the hardware agrees
+ * (`rmpupdate()` in arch/x86/virt/svm/sev.c).
+ */
 const LINUX_SPIN_LIMIT = 1000;
 /** The RMP instructions, then the firmware's commands (from FIRMWARE on: their statuses are FW_STATUS codes). */
 export const RMP_CALLS: readonly string[] = ["RMPUPDATE", "PSMASH", "PVALIDATE", "RMPADJUST", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH", "SNP_PAGE_RECLAIM"];
@@ -269,12 +272,13 @@ export class SevBackend implements Backend {
 
   /**
    * `sev_gmem_post_populate` (KVM_SEV_SNP_LAUNCH_UPDATE), one page: the frame must still be
-   * hypervisor-owned (-EEXIST otherwise: "initial shared state"); `rmp_make_private(...,
-   * immutable = true)` makes it Pre-Guest (-EFAULT if the RMPUPDATE fails, as Linux's
-   * `rmpupdate()` returns); then the firmware's SNP_LAUNCH_UPDATE measures and encrypts it and
-   * leaves it validated and mutable (Guest-Valid). A page the firmware refuses is taken back
+   * hypervisor-owned (-EEXIST otherwise: "initial shared state"); `rmp_make_private(..., immutable
+   * = true)` makes it Pre-Guest (-EFAULT if the RMPUPDATE fails, as Linux's `rmpupdate()` in
+   * arch/x86/virt/svm/sev.c returns); then the firmware's SNP_LAUNCH_UPDATE measures and encrypts
+   * it and leaves it validated and mutable (Guest-Valid). A page the firmware refuses is taken back
    * (`snp_page_reclaim`) and the ioctl fails with -EIO. Without `measure` the page would be
-   * KVM_SEV_SNP_PAGE_TYPE_UNMEASURED: only the launch digest differs, which the model does not keep.
+   * KVM_SEV_SNP_PAGE_TYPE_UNMEASURED: only the launch digest differs, which the model does not
+   * keep.
    */
   populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
     if (this.assigned(pfn)) return EEXIST;
@@ -341,8 +345,9 @@ export class SevBackend implements Backend {
    * leaked. Then the guest context is decommissioned, and the pages' blocks go back to the host.
    */
   destroy(): void {
-    // Each vCPU on its own, as the kernel frees them (kvm_destroy_vcpus, before sev_vm_destroy
-    // decommissions the guest context): one failure leaks that page only.
+    // Each vCPU on its own, as the kernel frees them (virt/kvm/kvm_main.c: kvm_destroy_vcpus(),
+    // before arch/x86/kvm/svm/sev.c: sev_vm_destroy() decommissions the guest context): one
+    // failure leaks that page only.
     const failed: string[] = [];
     for (const pfn of this.vmsaPages.splice(0)) {
       const r = this.linuxRmpupdate(pfn, 0, 0, 0);
@@ -546,9 +551,9 @@ export class SevBackend implements Backend {
   // ------------------------------------------------------------------ instructions, counted
 
   /**
-   * Linux's `rmpupdate()`: RMPUPDATE again while it returns FAIL_OVERLAP (another CPU is changing
-   * an overlapping entry). An overlap that never clears would spin the kernel forever; the model
-   * stops after LINUX_SPIN_LIMIT tries with a KVM bug that says so.
+   * Linux's `rmpupdate()` (arch/x86/virt/svm/sev.c): RMPUPDATE again while it returns FAIL_OVERLAP
+   * (another CPU is changing an overlapping entry). An overlap that never clears would spin the
+   * kernel forever; the model stops after LINUX_SPIN_LIMIT tries with a KVM bug that says so.
    */
   private linuxRmpupdate(pfn: number, flags: number, asid: number, gfn: number): number {
     for (let tries = 1; ; tries++) {

@@ -30,7 +30,7 @@ function raisedBy(be: SevBackend, fn: () => void): SevException[] {
 }
 
 describe("the error bits", () => {
-  it("are the reference's: 31 RMP, 32 GUEST_FINAL, 33 GUEST_PAGE, 34 ENC, 35 SIZEM; #VC code 0x404", () => {
+  it("are docs/sev-snp.md §1.3's: 31 RMP, 32 GUEST_FINAL, 33 GUEST_PAGE, 34 ENC, 35 SIZEM; #VC code 0x404", () => {
     expect([PFERR_RMP, PFERR_GUEST_FINAL, PFERR_GUEST_PAGE, PFERR_ENC, PFERR_SIZEM]).toEqual([1n << 31n, 1n << 32n, 1n << 33n, 1n << 34n, 1n << 35n]);
     expect([PFERR_PRESENT, PFERR_WRITE, PFERR_USER]).toEqual([1n, 2n, 4n]);
     expect(SVM_EXIT_PAGE_NOT_VALIDATED).toBe(0x404);

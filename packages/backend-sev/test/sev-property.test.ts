@@ -196,12 +196,13 @@ describe("core bugs the SEV tests found, now fixed (regression tests)", () => {
   });
 
   /**
-   * guest-access.ts used to run the backend's RMP fault fixup after every fault with the RMP bit, even
-   * when the fault handler returned RET_PF_MEMORY_FAULT_EXIT (the exit to userspace for an
-   * implicit conversion). Reference §2.1 has KVM call `sev_handle_rmp_fault` only after a handled
-   * fault (`npf_interception`: `if (rc > 0 && error_code & PFERR_GUEST_RMP_MASK)`; rc == 0 means
-   * "a userspace exit is needed ... do that first before updating the RMP table"). So a C=0 write
-   * to a never-used page of a 2M RMP entry PSMASHed the guest's 2M entry for nothing.
+   * guest-access.ts used to run the backend's RMP fault fixup after every fault with the RMP bit,
+   * even when the fault handler returned RET_PF_MEMORY_FAULT_EXIT (the exit to userspace for an
+   * implicit conversion). KVM calls `sev_handle_rmp_fault` only after a handled fault
+   * (`arch/x86/kvm/svm/svm.c`: `npf_interception()`: `if (rc > 0 && error_code &
+   * PFERR_GUEST_RMP_MASK)`; rc == 0 means "a userspace exit is needed ... do that first before
+   * updating the RMP table"). So a C=0 write to a never-used page of a 2M RMP entry PSMASHed the
+   * guest's 2M entry for nothing.
    */
   it("memory-fault exit: a C=0 write that exits to userspace does not PSMASH the 2M RMP entry", () => {
     const { vm, be } = newVm(2);

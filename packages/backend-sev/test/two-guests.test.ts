@@ -121,7 +121,8 @@ for (const hostPageLevel of [1, 2] as const) {
       const raised = raisedBy(two.be, () => expect(() => access(two.vm, gfn * 4096, true, true)).toThrow(GuestLivelock));
       expect(raised.length).toBeGreaterThan(1);
       for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: gfn * 4096, errorCode: NPF_BASE | PFERR_RMP | PFERR_WRITE });
-      // Reference §1.3 check 2: shared reads are not checked; they see guest 1's ciphertext.
+      // docs/sev-snp.md §1.3, check 2: shared reads are not checked; they see guest 1's
+      // ciphertext.
       expect(access(two.vm, gfn * 4096, false, true)).toBe("ok");
       expect(two.be.rawCall(two.vm, "HOST.READ", { page: target }).detail).toBe("ciphertext");
       w.restore();

@@ -622,9 +622,9 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * `__tdx_reclaim_page`: one RECLAIM, no retry. All TD pages are freed before the HKID is
-   * released, so the kernel expects no contention ("No need to check for TDX_OPERAND_BUSY"); a
-   * failure, BUSY included, is a WARN and the page is leaked by the caller.
+   * `__tdx_reclaim_page` (arch/x86/kvm/vmx/tdx.c): one RECLAIM, no retry. All TD pages are freed
+   * before the HKID is released, so the kernel expects no contention ("No need to check for
+   * TDX_OPERAND_BUSY"); a failure, BUSY included, is a WARN and the page is leaked by the caller.
    */
   private reclaim(pfn: number): SeamResult {
     return this.module.phymemPageReclaim(pfn);

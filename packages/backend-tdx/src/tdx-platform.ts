@@ -10,9 +10,9 @@ import { formatStatus, isOk } from "./seam/status.js";
 import { TDMR_ALIGN_FRAMES, type RsvdArea, type TdmrInfo } from "./seam/sys-leaves.js";
 
 /**
- * The platform's TDX KeyIDs. Linux keeps the first for the module's own key
- * (`tdx_global_keyid`, used to flush the TDR's cache lines at teardown) and gives the others to
- * TDs as their HKIDs, one each (`tdx_guest_keyid_alloc`).
+ * The platform's TDX KeyIDs. Linux (arch/x86/virt/vmx/tdx/tdx.c) keeps the first for the module's
+ * own key (`tdx_global_keyid`, used to flush the TDR's cache lines at teardown) and gives the
+ * others to TDs as their HKIDs, one each (`tdx_guest_keyid_alloc`).
  */
 export class TdxKeyIds extends IdAllocator {
   readonly globalKeyid = 1;
@@ -34,8 +34,9 @@ export function registerTdxHost(c: DependencyContainer): void {
       const host = r.resolve(HOST);
       const total = host.frames.totalFrames;
       // The host kernel takes the PAMT from its own memory when it brings TDX up
-      // (`tdmr_set_up_pamt`: one contiguous run per TDMR, `alloc_contig_pages`), before any VM:
-      // here the first free frames, in whole 2 MiB blocks of the host's allocator.
+      // (arch/x86/virt/vmx/tdx/tdx.c: `tdmr_set_up_pamt()`: one contiguous run per TDMR,
+      // `alloc_contig_pages`), before any VM: here the first free frames, in whole 2 MiB blocks of
+      // the host's allocator.
       const blocks = Math.ceil(pamtFrames(tdmrFramesFor(total)).reduce((a, b) => a + b) / FRAMES_PER_BLOCK);
       const pamtBase = host.frames.allocBlocks(blocks, 1, host.newOwnerId(), "the TDX module's PAMT") * FRAMES_PER_BLOCK;
       const module = broughtUp(total, r.resolve(TDX_KEYIDS).globalKeyid, pamtBase);

@@ -415,7 +415,8 @@ describe("locks held by a concurrent caller across the call (docs/tdx-module.md 
   });
 
   // src bug: mem-leaves.ts memRangeBlockLeaf tests "already blocked" before the entry lock (check 9
-  // before 10 in the reference; the module's tdh_mem_range_block.c takes the entry lock first).
+  // before 10 in docs/tdx-module.md §1; the module's tdh_mem_range_block.c takes the entry lock
+  // first).
   it("BLOCK of an already-blocked entry whose entry lock is held: OPERAND_BUSY|RCX, not ALREADY_BLOCKED", () => {
     const f = makeTd();
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);

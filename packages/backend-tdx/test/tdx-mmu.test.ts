@@ -1,6 +1,6 @@
 /**
  * TDX end to end: the mirror root, KVM's hooks and the TDX module model, against the facts of
- * the reference notes (SEAMCALL counts, states, the freeze protocol and the 2M/4K race).
+ * docs/tdx-module.md (SEAMCALL counts, states, the freeze protocol and the 2M/4K race).
  */
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";

@@ -1,6 +1,6 @@
 /**
- * The scenario parser (ARCHITECTURE.md, "The guest and the host in a scenario"): every kind of bad
- * input gives a ScenarioError that names the file, the line, the path inside the document and
+ * The scenario parser (docs/architecture.md, "Scenarios: the guest and the host"): every kind of
+ * bad input gives a ScenarioError that names the file, the line, the path inside the document and
  * what was expected; good input gives the documented values and defaults.
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";

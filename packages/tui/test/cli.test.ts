@@ -1,7 +1,7 @@
 /**
- * The `tdpemu` command (ARCHITECTURE.md, "The report" and "Commands"), run in-process through
- * `main(argv, io)` with buffering io, plus one spawn of the built CLI for the process exit code.
- * Exit codes: 0 success, 1 a run that found a violation, 2 bad input with a one-line message.
+ * The `tdpemu` command (docs/architecture.md, "The JSON report" and "Commands"), run in-process
+ * through `main(argv, io)` with buffering io, plus one spawn of the built CLI for the process exit
+ * code. Exit codes: 0 success, 1 a run that found a violation, 2 bad input with a one-line message.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -77,7 +77,10 @@ function expectCounts(v: unknown, where: string): void {
   for (const [k, n] of Object.entries(o)) expect(Number.isInteger(n), `${where}.${k} is a count`).toBe(true);
 }
 
-/** Checks every contract key of the report of ARCHITECTURE.md; extra keys are allowed. */
+/**
+ * Checks every contract key of the report (docs/architecture.md, "The JSON report"); extra keys
+ * are allowed.
+ */
 function expectContractReport(report: unknown): Json {
   const r = expectObject(report, "report");
   expect(typeof r.scenario).toBe("string");

@@ -1,5 +1,6 @@
 /**
- * Paging levels and index math of the x86 TDP page tables (kernel `tdp_iter.h`, `mmu.h`).
+ * Paging levels and index math of the x86 TDP page tables (`arch/x86/kvm/mmu/tdp_iter.h`,
+ * `arch/x86/kvm/mmu.h`).
  *
  * GFNs are plain JS numbers: a 52-bit GPA gives a 40-bit GFN, well inside the 53 bits a double
  * holds exactly. Bitwise operators truncate to 32 bits, so index math above bit 31 uses

@@ -1,6 +1,6 @@
 /**
- * The SPTE codec: bit-exact 64-bit EPT SPTEs as the kernel builds them (`spte.h`, `spte.c`,
- * `asm/vmx.h`; reference notes §1).
+ * The SPTE codec: bit-exact 64-bit EPT SPTEs as the kernel builds them
+ * (`arch/x86/kvm/mmu/spte.h`, `arch/x86/kvm/mmu/spte.c`, `arch/x86/include/asm/vmx.h`).
  *
  * The hot path keeps an SPTE as two unsigned 32-bit halves, `lo` (bits 0-31) and `hi` (bits
  * 32-63), because bigint arithmetic measured about 7x slower here. `bigint` appears only at the
@@ -64,7 +64,7 @@ export function isShadowPresent(lo: number): boolean {
   return (lo & SPTE_MMU_PRESENT) !== 0;
 }
 
-/** Compared by equality, as the kernel does (`is_frozen_spte`). */
+/** Compared by equality, as `arch/x86/kvm/mmu/spte.h`: `is_frozen_spte()` does. */
 export function isFrozen(lo: number, hi: number): boolean {
   return lo === FROZEN_SPTE_LO && hi === FROZEN_SPTE_HI;
 }

@@ -3,7 +3,8 @@
  * a VM (TDX: the TDR, TDCS, TDVPR and S-EPT pages it gives the TDX module), as 4 KiB host
  * frames carved out of 2 MiB blocks the VM owns, taken on demand and given back when the
  * firmware has released them. A page it could not release is never given back (leaked on
- * purpose, as KVM does with a page whose reclaim failed).
+ * purpose, as KVM's `tdx_reclaim_control_page()` in arch/x86/kvm/vmx/tdx.c does with a page
+ * whose reclaim failed).
  *
  * Pages given back are taken again first, the last given back first; then the newest block's
  * pages in ascending order. The newest block's untaken pages are a range (`next` to its end),

@@ -1,8 +1,9 @@
 /**
- * `kvm->mmu_lock` as an rwlock in the model. Readers share it, a writer excludes everyone. Like
- * the kernel's queued rwlock, a waiting writer stops new readers from entering, so a zap is not
- * starved by a stream of faults. A coroutine that cannot take the lock yields until it can; a
- * coroutine that runs without interleaving and finds the lock taken is a deadlock in the model.
+ * `kvm->mmu_lock` as an rwlock in the model. Readers share it, a writer excludes everyone. Like the
+ * kernel's queued rwlock (`include/asm-generic/qrwlock.h`: `queued_read_lock()` sends a reader to
+ * the slow path while a writer waits), a waiting writer stops new readers from entering, so a zap
+ * is not starved by a stream of faults. A coroutine that cannot take the lock yields until it can;
+ * a coroutine that runs without interleaving and finds the lock taken is a deadlock in the model.
  */
 import type { Clock } from "./clock.js";
 import { BLOCKED, type ExecCtx, type Op } from "./ctx.js";

@@ -1,7 +1,8 @@
 /**
  * Per-GFN memory attributes, as `KVM_SET_MEMORY_ATTRIBUTES` sets them: private or shared.
  *
- * The kernel keeps them in an xarray of ranges; a bitmap (one bit per GFN of guest memory) is
+ * The kernel keeps them in an xarray (`kvm->mem_attr_array`, stored by `virt/kvm/kvm_main.c`:
+ * `kvm_vm_set_mem_attributes()`); a bitmap (one bit per GFN of guest memory) is
  * the emulator's choice because it costs 1/32768 of the memory it describes and answers both
  * "is this GFN private" and "is this huge page uniform" (`KVM_LPAGE_MIXED_FLAG`) by word.
  * GFNs past the end are shared. The bitmap is made when a GFN first becomes private, so a VM

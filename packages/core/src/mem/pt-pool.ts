@@ -9,7 +9,8 @@
  *
  * A page is named by its *slot*; its host PFN (what a non-leaf SPTE holds) is the chunk's block
  * PFN plus the slot's index in the chunk, and `pfnToSlot` inverts that with one array read.
- * Per-page metadata (the kernel's `struct kvm_mmu_page`: level, base GFN, role, external SPT)
+ * Per-page metadata (the kernel's `struct kvm_mmu_page` in `arch/x86/kvm/mmu/mmu_internal.h`:
+ * level, base GFN, role, external SPT)
  * sits in parallel typed arrays indexed by slot.
  */
 import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";

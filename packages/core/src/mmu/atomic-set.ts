@@ -7,7 +7,7 @@
  * The first step runs in the caller's step (the one that read the entry): the cmpxchg, or the
  * freeze, happens at the same atomic point as the read the decision was made on. The result is
  * 1 when the new value was set, 0 when the race was lost (the snapshot is then refreshed and the
- * caller retries; -EBUSY in the kernel).
+ * caller retries; -EBUSY from the kernel's `tdp_mmu_set_spte_atomic()`).
  *
  * One machine is reused per walker, so a fault allocates nothing.
  */
@@ -149,7 +149,8 @@ export class AtomicSet implements StepMachine {
 
 /**
  * An atomic update of a mirror SPTE may only make a non-present entry present: an atomic zap or
- * change of a present mirror SPTE is a bug in the kernel (-EBUSY there).
+ * change of a present mirror SPTE is a KVM_BUG_ON in the kernel (`arch/x86/kvm/mmu/tdp_mmu.c`:
+ * `__tdp_mmu_set_spte_atomic()` returns -EBUSY, `set_external_spte_present()`).
  */
 function assertMirrorSetPresent(iter: TdpIter, lo: number): void {
   if (isShadowPresent(iter.oldLo) || !isShadowPresent(lo)) {

@@ -22,7 +22,8 @@ export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: nu
   const iter = new TdpIter(mmu.pool);
   let changed = false;
   for (iter.start(root, minLevel, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
-    // retry: a lost cmpxchg goes back through the yield check, as the kernel's `goto retry`.
+    // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
+    // `wrprot_gfn_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
     for (;;) {
       if (shouldResched(mmu, iter)) {
         yield* iterResched(mmu, ctx, iter, false, true);
@@ -77,8 +78,9 @@ export function clearDirtyPtMasked(mmu: TdpMmu, root: Root, gfn: number, mask: n
  * `KVM_GET_DIRTY_LOG` on `slot`, the part under the write lock (held by the caller): take and
  * clear the bitmap, write-protect what it reported. Returns the dirty GFNs, ascending; the
  * caller flushes after dropping the lock if any were found, as `kvm_get_dirty_log_protect` does.
- * The kernel takes the bitmap a `long` (64 GFNs) at a time; 32 here changes only how many times
- * `clear_dirty_pt_masked` runs, not what it does.
+ * The kernel (`virt/kvm/kvm_main.c`: `kvm_get_dirty_log_protect()`) takes the bitmap a `long` (64
+ * GFNs) at a time; 32 here changes only how many times `clear_dirty_pt_masked` runs, not what it
+ * does.
  */
 export function collectDirtyLog(mmu: TdpMmu, slot: Memslot): number[] {
   const words = slot.dirtyWords();

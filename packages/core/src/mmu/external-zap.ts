@@ -2,8 +2,9 @@
  * The backend calls for mirror entries zapped under the write lock, in the kernel's order:
  * `remove_external_spte` for each leaf, then `free_external_spt` for the table that held it.
  *
- * The kernel makes these calls inside `handle_changed_spte` and `handle_removed_pt`, with
- * `mmu_lock` held for write. The model queues them there and the walker runs them right after
+ * The kernel makes these calls in `arch/x86/kvm/mmu/tdp_mmu.c`, with `mmu_lock` held for write:
+ * `tdp_mmu_set_spte()` for a zapped leaf, `handle_removed_pt()` for each entry of a removed
+ * table and then the table itself. The model queues them there and the walker runs them right after
  * the store, as a step machine (`begin`): one atomic point per call, and as many as a backend's
  * removal takes, so that a walker that interleaves yields between them and one that does not
  * runs them straight through, with no generator per zapped leaf. TDX's removal takes four:
@@ -138,8 +139,8 @@ export class ExternalZaps implements StepMachine {
 
   /**
    * `free_external_spt`, then the table's page after a grace period. On failure the kernel
-   * WARNs, drops its pointer and so leaks the page on purpose (the TDX module may still own it,
-   * encrypted); the model counts the leak.
+   * (`handle_removed_pt()` in arch/x86/kvm/mmu/tdp_mmu.c) WARNs, drops its pointer and so leaks the
+   * page on purpose (the TDX module may still own it, encrypted); the model counts the leak.
    */
   private free(slot: number): void {
     const mmu = this.mmu;

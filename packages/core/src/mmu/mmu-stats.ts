@@ -1,6 +1,7 @@
 /**
  * The MMU's counters: the kernel's `kvm->stat.pages[]` and `tdp_mmu_pages`, plus what the
- * emulator counts that the kernel does not (leaked pages, which the kernel only WARNs about and
+ * emulator counts that the kernel does not (leaked pages, which the kernel only WARNs about, as
+ * `handle_removed_pt()` in arch/x86/kvm/mmu/tdp_mmu.c does for a failed `free_external_spt`, and
  * the review of the TDX patch asked to be counted).
  */
 export class MmuStats {

@@ -53,7 +53,7 @@ export function* recoverHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end:
     let flush = false;
     for (iter.start(root, 2, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
       // retry: a lost cmpxchg, or -EAGAIN from make_huge_spte, goes back through the yield
-      // check, as the kernel's `goto retry`.
+      // check, as the `goto retry` of `recover_huge_pages_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
       for (;;) {
         if (shouldResched(mmu, iter)) {
           yield* iterResched(mmu, ctx, iter, flush, true);

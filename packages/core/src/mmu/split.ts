@@ -26,7 +26,8 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
     let sp = -1;
     for (iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
-      // retry: a lost cmpxchg goes back through the yield check, as the kernel's `goto retry`.
+      // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
+      // `tdp_mmu_split_huge_pages_root()` in arch/x86/kvm/mmu/tdp_mmu.c.
       for (;;) {
         if (shouldResched(mmu, iter)) {
           yield* iterResched(mmu, ctx, iter, false, shared);
@@ -54,7 +55,10 @@ export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end
   return split;
 }
 
-/** `tdp_mmu_alloc_sp_for_split` with `mmu_lock` and RCU dropped around it, as the kernel does. */
+/**
+ * `tdp_mmu_alloc_sp_for_split` with `mmu_lock` and RCU dropped around it, as
+ * `tdp_mmu_split_huge_pages_root()` (arch/x86/kvm/mmu/tdp_mmu.c) does.
+ */
 function* allocWithLockDropped(mmu: TdpMmu, ctx: ExecCtx, shared: boolean): Op<number> {
   mmu.rcu.readUnlock(ctx);
   if (shared) mmu.lock.readUnlock(ctx);

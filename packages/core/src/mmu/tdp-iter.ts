@@ -1,7 +1,7 @@
 /**
  * `struct tdp_iter`: a pre-order walk of one TDP root over a GFN range, in the kernel's order
- * (`tdp_iter.c`): step down into a present non-leaf unless at `minLevel`, else step to the next
- * entry at the same level, else step up and try the side again.
+ * (`arch/x86/kvm/mmu/tdp_iter.c`: `tdp_iter_next()`): step down into a present non-leaf unless at
+ * `minLevel`, else step to the next entry at the same level, else step up and try the side again.
  *
  * Invariants, as in the kernel:
  * - `gfn` is the base GFN of the entry at `level` (rounded to the level), without `gfnBits`;

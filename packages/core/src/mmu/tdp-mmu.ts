@@ -1,11 +1,12 @@
 /**
- * The TDP MMU of one VM: its roots, its counters, and the primitives every operation is built
- * from (`tdp_mmu.c`): the SPTE setters, `handle_changed_spte`, `handle_removed_pt`, linking a
- * new table, the backend hooks of mirror roots, and remote TLB flushes.
+ * The TDP MMU of one VM: its roots, its counters, and the primitives every operation is built from
+ * (`arch/x86/kvm/mmu/tdp_mmu.c`): the SPTE setters, `handle_changed_spte`, `handle_removed_pt`,
+ * linking a new table, the backend hooks of mirror roots, and remote TLB flushes.
  *
  * Setters come in the kernel's two flavours:
  * - `setSpteAtomic` (read lock): a cmpxchg against the iterator's snapshot; on a lost race it
- *   refreshes the snapshot and returns false, and the caller retries (-EBUSY in the kernel);
+ *   refreshes the snapshot and returns false, and the caller retries (-EBUSY from the
+ *   kernel's `tdp_mmu_set_spte_atomic()`);
  * - `setSpte` (write lock): a plain store; the writer owns the table.
  * A mirror SPTE becoming present goes through `set_external_spte_present` instead (the step
  * machine `AtomicSet` in `atomic-set.ts`): freeze, call the backend, then publish or roll back,
@@ -89,7 +90,10 @@ export class TdpMmu {
   readonly externalZaps = new ExternalZaps(this);
   /** Pages (tables and roots) unlinked and waiting for their RCU grace period. */
   deferredFrees = 0;
-  /** Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches). */
+  /**
+   * Table pages allocated by a walker and not yet linked (the kernel's per-vCPU SP caches,
+   * `vcpu->arch.mmu_shadow_page_cache`, which `tdp_mmu_alloc_sp()` takes from).
+   */
   inFlightSps = 0;
   /**
    * Mirror entries between their first change and the end of their backend call, as
@@ -400,11 +404,12 @@ export class TdpMmu {
    * leaves and the mirror table itself, and free the page after an RCU grace period, since a
    * walker may still hold a pointer into it.
    *
-   * Under the read lock the kernel xchg's each entry to FROZEN and spins while another thread
-   * has it frozen. In the model the 512 entries are frozen in the same step as the unlink, and
-   * on a direct root no one else can hold a child of an unlinked table frozen (only the thread
-   * that unlinked it freezes its children); mirror tables are torn down only under the write
-   * lock. Meeting a FROZEN child under the read lock is therefore a bug here.
+   * Under the read lock the kernel (`arch/x86/kvm/mmu/tdp_mmu.c`: `handle_removed_pt()`) xchg's
+   * each entry to FROZEN and spins while another thread has it frozen. In the model the 512 entries
+   * are frozen in the same step as the unlink, and on a direct root no one else can hold a child of
+   * an unlinked table frozen (only the thread that unlinked it freezes its children); mirror tables
+   * are torn down only under the write lock. Meeting a FROZEN child under the read lock is
+   * therefore a bug here.
    */
   handleRemovedPt(slot: number, shared: boolean): void {
     const pool = this.pool;

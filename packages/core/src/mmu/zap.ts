@@ -94,7 +94,7 @@ function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean,
   // of a TDX VM the GFNs seen here include the shared bit).
   for (iter.start(root, zapLevel, 0, 0); iter.valid && iter.gfn < end; iter.next()) {
     // retry: a lost cmpxchg (the snapshot refreshed) goes back through the yield check and the
-    // tests, as the kernel's `goto retry`.
+    // tests, as the `goto retry` of `__tdp_mmu_zap_root()` in arch/x86/kvm/mmu/tdp_mmu.c.
     for (;;) {
       if (shouldResched(mmu, iter)) {
         yield* iterResched(mmu, ctx, iter, false, shared);

@@ -1,6 +1,6 @@
 /**
- * The JSON report of `tdpemu run --json` (ARCHITECTURE.md, "The report"). The keys named there
- * are the contract; `memslotBytes`-style extras may be added, never renamed.
+ * The JSON report of `tdpemu run --json` (docs/architecture.md, "The JSON report"). The keys named
+ * there are the contract; `memslotBytes`-style extras may be added, never renamed.
  */
 import type { BackendStats } from "../backend/backend.js";
 import type { CheckResult } from "../check/invariants.js";

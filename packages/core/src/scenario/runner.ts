@@ -1,7 +1,7 @@
 /**
  * The scenario runner: builds the host, the VM and its backend, turns each vCPU's ops and the
  * host's ops into coroutines, lets the scheduler run them, checks the invariants and builds the
- * report of ARCHITECTURE.md.
+ * report (docs/architecture.md, "The JSON report").
  *
  * Between two ops every program yields to the scheduler. With `interleave` on, each op also
  * yields at every atomic point inside, so vCPUs and the host interleave step by step.

@@ -198,10 +198,11 @@ function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boole
 }
 
 /**
- * `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits (PSMASH), KVM zaps
- * the range it names so that it re-faults at the new size. The kernel zaps [gfn, gfn + 512)
- * from the faulting GFN, which may leave a 2M leaf over the split entries below it; the
- * hardware refuses access through it and the next fault there maps 4K (`sev-invariants.ts`).
+ * `sev_handle_rmp_fault` after a fault with the RMP bit: the backend splits (PSMASH), KVM zaps the
+ * range it names so that it re-faults at the new size. The kernel (`arch/x86/kvm/svm/sev.c`:
+ * `sev_handle_rmp_fault()`) zaps [gfn, gfn + 512) from the faulting GFN, which may leave a 2M leaf
+ * over the split entries below it; the hardware refuses access through it and the next fault there
+ * maps 4K (`sev-invariants.ts`).
  */
 function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
   const z = vm.backend.faultFixup!(vm, vcpu.id, gpa);

@@ -272,8 +272,8 @@ export class TdpFault implements StepMachine {
       if (fault.prefetch) throw new OpError(`pre-fault of GFN 0x${fault.gfn.toString(16)}: its memslot is being deleted (-EAGAIN)`);
       return RET_PF_RETRY;
     }
-    // The kernel checks once more after faulting the PFN in; with no prepare step between, that
-    // check sees the same state as this one.
+    // `kvm_mmu_faultin_pfn()` (arch/x86/kvm/mmu/mmu.c) checks once more after faulting the PFN
+    // in; with no prepare step between, that check sees the same state as this one.
     if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
     if (fault.isPrivate) {
       const gmem = slot.gmem!;
