@@ -69,7 +69,7 @@ export function mmuOptions(cmd: string, values: ParsedArgs["values"], scn: Scena
     throw new UsageError(`${cmd}: --strategy: expected one of ${STRATEGIES.join(", ")}, got '${strategy}'`);
   }
   return {
-    strategy: strategy as MmuOptions["strategy"] & string,
+    strategy,
     unsafeNonAtomicSet: values.flags.has("unsafe-non-atomic-set"),
     tdxHugePages: values.flags.has("tdx-huge-pages") || scn.options.tdxHugePages,
   } as Required<MmuOptions>;

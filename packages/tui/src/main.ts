@@ -3,6 +3,7 @@
  * that found a violation, 2 bad input with one clear line).
  */
 import "reflect-metadata";
+import { inspect } from "node:util";
 import {
   DEFAULT_MAX_INPUT, HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError, inputLimits,
   parseSizeText,
@@ -80,7 +81,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "explore":
         return await exploreCommand(rest, io);
       case "explore-merge":
-        return await exploreMergeCommand(rest, io);
+        return exploreMergeCommand(rest, io);
       case "replay":
         return await replayCommand(rest, io);
       case "backends":
@@ -88,7 +89,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "fuzz":
         return await fuzzCommand(rest, io, main);
       case "new-backend":
-        return await newBackendCommand(rest, io);
+        return newBackendCommand(rest, io);
       case "schema":
         return await schemaCommand(rest, io);
       case "help":
@@ -104,7 +105,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         HostMemoryExhausted.is(e) || ScheduleFileError.is(e) || PluginError.is(e)) {
       io.err(`tdpemu: ${printable(e.message)}`);
       // The plugin's own stack, where its mistake is: one line unless asked for.
-      if (debug && e.cause !== undefined) io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : String(e.cause));
+      if (debug && e.cause !== undefined) io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : inspect(e.cause));
       return 2;
     }
     throw e;

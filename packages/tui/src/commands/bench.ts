@@ -204,8 +204,8 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
         const warm = c.warmup ? `${c.warmup} warm-up and ` : "";
         io.err(`[${i + 1}/${chosen.length}] ${c.name}: ${warm}${c.runs === 1 ? "one run" : `${c.runs} runs`} in a child process`);
         const p = spawnSync(process.execPath, ["--max-old-space-size=20000", process.argv[1]!, "bench", "--child", c.name, ...plugins.flatMap((p) => ["--plugin", p])], { encoding: "utf8", maxBuffer: 1 << 20 });
-        if (p.status !== 0) throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop()!);
-        runs.push(...(JSON.parse(p.stdout.trim().split("\n").pop()!) as Measurement[]));
+        if (p.status !== 0) throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop());
+        runs.push(...(JSON.parse(p.stdout.trim().split("\n").at(-1) ?? "") as Measurement[]));
       } else {
         for (let w = 0; w < (c.warmup ?? 0); w++) {
           io.err(`[${i + 1}/${chosen.length}] ${c.name}: warm-up run ${w + 1} of ${c.warmup}`);

@@ -19,7 +19,7 @@ const SAME = ["scenario", "backend", "strategy", "unsafeNonAtomicSet", "tdxHugeP
 export const MAX_SHARDS = 65536;
 const COUNTS = ["schedules", "steps", "complete", "cut", "unfair", "skippedByReduction", "prunedByBound"] as const;
 
-export async function exploreMergeCommand(args: string[], io: Io): Promise<number> {
+export function exploreMergeCommand(args: string[], io: Io): number {
   const { values, positionals } = parseCommandArgs("explore-merge", args, { json: { type: "boolean" }, out: { type: "string" } });
   if (positionals.length === 0) throw new UsageError("explore-merge: which shard reports? (tdpemu explore-merge shard-0.json shard-1.json ...)");
   const shares = positionals.map((f) => ({ file: f, r: readShare(f) }));

@@ -30,10 +30,10 @@ const DEFAULT_MAX_SCHEDULES = 1_000_000;
 export interface ExploreJob {
   index: number;
   count: number;
-  owns(subtree: number): boolean;
+  owns: (subtree: number) => boolean;
   /** Called with the position of the violation this job stopped at. */
-  found(position: number): void;
-  progress(p: ExploreProgress): void;
+  found: (position: number) => void;
+  progress: (p: ExploreProgress) => void;
 }
 
 export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): Promise<number> {
@@ -162,7 +162,9 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     const found = race === null ? null : { ...race, run: raceRun(race.steps) };
     writeReportFile("explore", reportPath, renderRaceReport(exploreRaceReport(report, found)));
     // Beside JSON on stdout the line goes to stderr, so stdout stays one JSON document.
-    (json ? io.err : io.out)(`report      written to ${reportPath}`);
+    const line = `report      written to ${reportPath}`;
+    if (json) io.err(line);
+    else io.out(line);
   }
   return r.violation ? 1 : 0;
 }

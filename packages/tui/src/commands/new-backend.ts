@@ -32,7 +32,7 @@ function checkoutPaths(): { sdkTypes: string; tdpemu: string } {
   return { sdkTypes, tdpemu };
 }
 
-export async function newBackendCommand(args: string[], io: Io): Promise<number> {
+export function newBackendCommand(args: string[], io: Io): number {
   let positionals: string[];
   try {
     ({ positionals } = parseArgs({ args, options: {}, allowPositionals: true }));

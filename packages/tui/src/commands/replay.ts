@@ -48,7 +48,9 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     writeReportFile("replay", reportPath,
       renderRaceReport(replayRaceReport(positionals[0]!, sched.name, setup, run)));
     // Beside JSON on stdout the line goes to stderr, so stdout stays one JSON document.
-    (values.flags.has("json") ? io.err : io.out)(`report      written to ${reportPath}`);
+    const line = `report      written to ${reportPath}`;
+    if (values.flags.has("json")) io.err(line);
+    else io.out(line);
   }
   if (values.flags.has("diagram")) {
     if (!sched.interleave) throw new UsageError("replay: --diagram: the schedule was recorded without interleaving (whole ops, no atomic points to draw)");

@@ -51,7 +51,7 @@ export async function runCommand(args: string[], io: Io, opts: { requireScenario
   const t0 = performance.now();
   let result;
   try {
-    result = runScenario(scn, { backend, hostMemory, onEvent: trace ? (e) => trace.write(e) : undefined, replay, check: check as "end" | "op", mmu, inject,
+    result = runScenario(scn, { backend, hostMemory, onEvent: trace ? (e) => trace.write(e) : undefined, replay, check, mmu, inject,
       guestMemory: values.flags.has("json"),
     });
   } finally {

@@ -95,7 +95,7 @@ export function malformed(r: Prng, text: string): string {
   return t;
 }
 
-const COMMANDS = ["run", "explore", "explore-merge", "replay", "compare", "backends", "tui", "help", "bench", "nope", ""];
+const COMMANDS = ["run", "explore", "explore-merge", "replay", "compare", "backends", "tui", "help", "bench", "schema", "nope", ""];
 const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",

@@ -20,7 +20,8 @@ function piece(v: unknown): string {
   if (v instanceof Html) return v.text;
   if (Array.isArray(v)) return v.map(piece).join("");
   if (v === null || v === undefined || v === false) return "";
-  return escapeHtml(String(v));
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  return escapeHtml(typeof v === "string" ? v : (JSON.stringify(v) ?? ""));
 }
 
 export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
