@@ -14,9 +14,7 @@ export interface GpaLimits {
   sharedBit: number;
 }
 
-export type GpaParse =
-  | { ok: true; gpa: number; shared: boolean }
-  | { ok: false; error: string };
+export type GpaParse = { ok: true; gpa: number; shared: boolean } | { ok: false; error: string };
 
 const UNITS: Record<string, bigint> = { k: 1n << 10n, m: 1n << 20n, g: 1n << 30n, t: 1n << 40n };
 const EXPECTED = "expected hex (0x7ff000, 7ff000) or a size (6M, 2MiB, 1G, 4K)";
@@ -32,12 +30,20 @@ function term(t: string): bigint | null {
 
 /** Text as one line: control characters as \u escapes. */
 function shown(t: string): string {
-  return t.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return t.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** A size in the largest binary unit that divides it (1 GiB, 64 MiB, 12 KiB, 100 bytes). */
 export function formatBytes(n: number): string {
-  for (const [unit, shift] of [["TiB", 40], ["GiB", 30], ["MiB", 20], ["KiB", 10]] as const) {
+  for (const [unit, shift] of [
+    ["TiB", 40],
+    ["GiB", 30],
+    ["MiB", 20],
+    ["KiB", 10],
+  ] as const) {
     if (n >= 2 ** shift && n % 2 ** shift === 0) return `${n / 2 ** shift} ${unit}`;
   }
   return `${n} bytes`;
@@ -69,12 +75,11 @@ export function parseGpaText(text: string, limits: GpaLimits): GpaParse {
   if (gpa >= memory) {
     // A TDX shared alias (bit 47 or 51) typed on a VM without a shared bit.
     const alias = (value & ((1n << 47n) | (1n << 51n))) !== 0n;
-    const noBit = bit === 0n && alias ? "; this VM has no shared bit" : "";
-    return {
-      ok: false,
-      error: `0x${value.toString(16)} is beyond the guest's ${formatBytes(limits.memory)}: expected `
-        + `0x0 to 0x${(memory - 1n).toString(16)}${bit > 0n ? ` (shared: | 0x${bit.toString(16)})` : ""}${noBit}`,
-    };
+    const noBit = bit === 0n && alias ? " (this VM has no shared bit)" : "";
+    const what = `0x${value.toString(16)} is beyond the guest's ${formatBytes(limits.memory)}`;
+    const orShared = bit > 0n ? ` (shared: | 0x${bit.toString(16)})` : "";
+    const expected = `expected 0x0 to 0x${(memory - 1n).toString(16)}${orShared}`;
+    return { ok: false, error: `${what}${noBit}: ${expected}` };
   }
   return { ok: true, gpa: Number(gpa), shared };
 }
