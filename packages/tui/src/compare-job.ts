@@ -116,7 +116,11 @@ export class CompareJob {
       this.state.fractions[m.row.index] = 1;
       this.state.rows[m.row.index] = m.row.row;
       if (this.done) this.ended = true;
-    } else this.state.error = m.failed;
+    } else {
+      // The thread's own word on what broke, not the exit that follows it.
+      this.ended = true;
+      this.state.error = m.failed;
+    }
     this.onChange(this.state);
   }
 

@@ -187,6 +187,22 @@ describe("tdpemu in a terminal", () => {
     });
   }, 120_000);
 
+  it("a plugin the comparison's thread cannot load stops it in one line; esc leaves", async () => {
+    const plugin = writeFlushLimitPlugin(dir, "flush-gone", 1e9);
+    const args = `tui ${resolve("scenarios/zap-refault.yaml")} --plugin ${plugin} --paused`;
+    await inTerminal("gone", 160, 48, args, async ({ keys, until }) => {
+      await until((s) => s.includes("zap-refault on plain"));
+      // Gone after the UI loaded it: the comparison's thread, which loads it again, cannot.
+      rmSync(plugin);
+      keys("c");
+      const stopped = await until((s) => s.includes("stopped: "), 20_000);
+      expect(stopped).toMatch(/stopped: cannot load backend module '.*flush-gone\.mjs'/);
+      expect(stopped).toContain("press c or esc to go back");
+      keys("Escape");
+      expect(await until((s) => s.includes("space run/pause"))).toContain("events (latest last)");
+    });
+  }, 60_000);
+
   it("a plugin from outside the workspace: its walk title, made with the frames the container handed it", async () => {
     const plugin = writeFlushLimitPlugin(dir, "flush-quiet", 1e9);
     try {

@@ -93,7 +93,7 @@ export const KEY_TABLE: readonly KeyBinding[] = [
   {
     keys: ["k"],
     contexts: ["main"],
-    does: `choose that kind (${EVENT_KINDS.join(", ")})`,
+    does: `n's kind: ${EVENT_KINDS.join(", ")}`,
     run: (a) => {
       const s = a.session;
       s.runTo = EVENT_KINDS[(EVENT_KINDS.indexOf(s.runTo) + 1) % EVENT_KINDS.length]!;
@@ -151,7 +151,7 @@ export const KEY_TABLE: readonly KeyBinding[] = [
   {
     keys: ["c"],
     contexts: ["main"],
-    does: "compare: the scenario on every backend, in the background",
+    does: "compare the backends, in the background",
     run: (a) => a.startCompare(),
   },
   { keys: ["tab"], contexts: ["main"], does: "focus the next pane", run: (a) => a.focusNext() },

@@ -7,14 +7,17 @@ import { SECTIONS, type KeyBinding } from "./keys.js";
 
 const SHOWN: Record<string, string> = { up: "↑", down: "↓" };
 
+/** One section of the list; `wrap`: long lines wrap (the right column has rows to spare). */
 function Section({
   title,
   bindings,
   snap,
+  wrap = false,
 }: {
   title: string;
   bindings: readonly KeyBinding[];
   snap: Snapshot;
+  wrap?: boolean;
 }) {
   return (
     <Box flexDirection="column">
@@ -22,11 +25,8 @@ function Section({
       {bindings.map((b) => {
         const now = b.now?.(snap) ?? "";
         return (
-          <Text key={b.keys.join(" ")} wrap="truncate-end">
-            {`${b.keys
-              .map((k) => SHOWN[k] ?? k)
-              .join(" ")
-              .padEnd(8)} ${b.does}`}
+          <Text key={b.keys.join(" ")} wrap={wrap ? "wrap" : "truncate-end"}>
+            {`${b.keys.map((k) => SHOWN[k] ?? k).join(" ").padEnd(8)} ${b.does}`}
             <Text color="cyan">{now === "" ? "" : `  (now: ${now})`}</Text>
           </Text>
         );
@@ -45,12 +45,12 @@ export function HelpView({ snap }: { snap: Snapshot }) {
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
       <Text bold>keys</Text>
       <Box>
-        <Box width="60%" flexDirection="column">
+        <Box width="62%" flexDirection="column">
           <Section {...main!} snap={snap} />
         </Box>
-        <Box width="40%" flexDirection="column" paddingLeft={1}>
+        <Box width="38%" flexDirection="column" paddingLeft={1}>
           {rest.map((s) => (
-            <Section key={s.title} {...s} snap={snap} />
+            <Section key={s.title} {...s} snap={snap} wrap />
           ))}
         </Box>
       </Box>
