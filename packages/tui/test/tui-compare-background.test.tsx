@@ -73,9 +73,13 @@ describe("the comparison in the background", () => {
     expect(await frameMatching(ui, /events \(latest last\)/, 5000)).toContain(
       "events (latest last)",
     );
-    // Run on the UI's thread, TDX's one step of 262,144 faults blocks it for 0.5 s or more.
-    expect(lag.max / 1e6).toBeLessThan(200);
     ui.unmount();
+    // On the UI's thread, TDX's one step of 262,144 faults would hold it for the whole run:
+    // measured now, as loaded as the machine is, the loop must have been held far less.
+    const t0 = performance.now();
+    compareOne(loadScenario(BIG), builtinRegistry(), "tdx");
+    const onThread = performance.now() - t0;
+    expect(lag.max / 1e6).toBeLessThan(onThread / 2);
   }, 120_000);
 });
 

@@ -192,9 +192,9 @@ export function App(props: AppProps) {
     if (binding) binding.run(actions, name);
     else if (typing !== null && !key.ctrl && !key.meta) {
       setField(fields.typeInField(typing, input, session));
-      // What a search shows changed under the chosen event.
-      if (typing.kind === "search") setCursor(null);
     }
+    // What a search shows may have changed under the chosen event.
+    if (typing?.kind === "search") setCursor(null);
   }
 
   if (size.columns < MIN_COLUMNS || size.rows < MIN_ROWS) {
