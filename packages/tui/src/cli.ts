@@ -4,6 +4,7 @@ import "reflect-metadata";
 import { main } from "./main.js";
 import { exploreCommand } from "./commands/explore.js";
 import { isExploreJob, runExploreJob } from "./commands/explore-jobs.js";
+import { isCompareJob, runCompareJob } from "./compare-job.js";
 import { processIo } from "./io.js";
 
 // V8 inlines callees into an optimized function until their bytecode adds up to 920 bytes. The
@@ -24,8 +25,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-// The same module is the entry of `explore --jobs`'s worker threads: there it runs one job.
+// The same module is the entry of `explore --jobs`'s worker threads, and of the UI's comparison
+// thread: there it runs that job.
 if (isExploreJob()) void runExploreJob(exploreCommand);
+else if (isCompareJob()) void runCompareJob();
 else main(process.argv.slice(2), processIo).then(
   (code) => {
     process.exitCode = code;

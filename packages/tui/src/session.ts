@@ -7,8 +7,9 @@
  */
 import {
   BLOCKED, RETRY_WAIT, Scheduler, TaskStepper, buildRun, decodeSpte, formatSpte, isLastSpte,
-  isShadowPresent, runScenario, sptIndex, spteToPfn, RunInputError, classifyRunError, type BackendRegistry, type BuiltRun, type Scenario,
-  type TdpEvent, type Root, type InjectSpec, type MmuOptions,
+  isShadowPresent, sptIndex, spteToPfn, RunInputError, classifyRunError, type BackendRegistry,
+  type BuiltRun, type Scenario,
+  type TdpEvent, type Root, type InjectSpec,
 } from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
 
@@ -68,6 +69,10 @@ export interface Snapshot {
   violations: string[];
   vcpus: VcpuRow[];
   walkGpa: number;
+  /** The walk's GPA was given as its shared alias (`g`): the title shows the shared bit. */
+  walkShared: boolean;
+  /** The GPA value of the VM's shared bit (TDX: bit gpaw-1), 0 without one. */
+  sharedBit: number;
   walk: { title: string; rows: WalkRow[] }[];
   events: EventRow[];
   stats: [string, string][];
@@ -120,6 +125,8 @@ export class Session {
   speedIndex = 2;
   runTo: EventKind = "fault";
   walkGpa = 0;
+  /** Whether `walkGpa` was given as its shared alias (see `Snapshot.walkShared`). */
+  walkShared = false;
   followFaults = true;
   taskFilter: string | null = null;
   /** A refusal to show the user once (a backend `b` could not switch to), or null. */
@@ -167,6 +174,7 @@ export class Session {
     this.violations = [];
     this.finished = false;
     this.walkGpa = 0;
+    this.walkShared = false;
   }
 
   /** The next backend of the registry, same scenario, from the start. */
@@ -289,6 +297,7 @@ export class Session {
     if (row.gpa >= 0) {
       this.followFaults = false;
       this.walkGpa = row.gpa;
+      this.walkShared = false;
     }
   }
 
@@ -340,7 +349,10 @@ export class Session {
         t.gpa = e.gpa;
         if (e.result === "retry") t.retries++;
       }
-      if (this.followFaults) this.walkGpa = e.gpa % (2 ** 47);
+      if (this.followFaults) {
+        this.walkGpa = e.gpa % (2 ** 47);
+        this.walkShared = false;
+      }
     }
     if (e.type === "access") {
       const t = this.trackers[e.vcpu];
@@ -392,6 +404,8 @@ export class Session {
       violations: this.violations,
       vcpus,
       walkGpa: this.walkGpa,
+      walkShared: this.walkShared,
+      sharedBit: this.sharedBit(),
       walk: this.walkTables(),
       events: this.filteredEvents().slice(-events),
       taskFilter: this.taskFilter,
@@ -430,6 +444,26 @@ export class Session {
     if (vcpu.ctx.lockMode === 2) return "in KVM (write lock)";
     if (vcpu.ctx.rcuNest > 0) return "in KVM (RCU)";
     return "running";
+  }
+
+  /** The GPA value of the shared bit, 0 on a VM without one (`GpaLimits.sharedBit`). */
+  sharedBit(): number {
+    return this.run.vm.mmu.gfnDirectBits * 4096;
+  }
+
+  /** The guest's memory in bytes: GPAs below it can be walked. */
+  get memory(): number {
+    return this.run.vm.config.memory;
+  }
+
+  /**
+   * The walk on `gpa` (`g`), given as itself or as its shared alias, and no longer following
+   * faults: the walk is the same either way, only its title says which was asked for.
+   */
+  jumpTo(gpa: number, shared: boolean): void {
+    this.followFaults = false;
+    this.walkGpa = gpa;
+    this.walkShared = shared && this.sharedBit() > 0;
   }
 
   /** The GPA of the walk pane, by 4 KiB or 2 MiB steps. */
@@ -534,22 +568,6 @@ export class Session {
 }
 
 
-/** One row of the comparison: the scenario run headless on one backend. */
-export interface CompareRow {
-  backend: string;
-  values: Record<string, string>;
-  /** Why the scenario could not run on this backend (an op it refuses), if it could not. */
-  error?: string;
-  /** The backend's calls by name (SEAMCALLs, RMP instructions, exits), most frequent first. */
-  calls?: Record<string, number>;
-}
-
-export const COMPARE_COLUMNS = [
-  "atomic points", "faults", "retries", "spurious", "pages 4k/2m/1g", "table pages", "TLB flushes", "zapped", "leaked",
-  "backend calls", "busy", "errors", "violations", "ms",
-];
-
-/** Runs the scenario on every registered backend, or on `only` (`tdpemu compare`, and the UI's comparison view). */
 /** The GPA an event is about, or -1: a fault's or access's, a call's operand, an entry's GFN. */
 function eventGpa(e: TdpEvent): number {
   switch (e.type) {
@@ -567,50 +585,6 @@ function eventGpa(e: TdpEvent): number {
   }
 }
 
-export function compareBackends(scn: Scenario, registry: BackendRegistry, mmu?: MmuOptions, only?: string[]): CompareRow[] {
-  return (only ?? registry.list().map((b) => b.name)).map((name) => {
-    const t0 = performance.now();
-    let values: Record<string, string>;
-    let error: string | undefined;
-    let calls: Record<string, number> | undefined;
-    try {
-      const r = runScenario(scn, { backend: registry.source(name), mmu }).report;
-      calls = Object.fromEntries(Object.entries(r.backendStats.calls).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
-      const s = r.stats;
-      values = {
-        "atomic points": String(r.steps), faults: String(s.faults), retries: String(s.faultRetries), spurious: String(s.spuriousFaults),
-        "pages 4k/2m/1g": `${s.pages["4k"]}/${s.pages["2m"]}/${s.pages["1g"]}`, "table pages": String(s.tablePages),
-        "TLB flushes": String(s.tlbFlushes), "vCPU flushes": String(s.vcpuTlbFlushes), zapped: String(s.zappedLeaves), leaked: String(s.leakedPages),
-        "backend calls": String(Object.values(r.backendStats.calls).reduce((a, b) => a + b, 0)),
-        busy: String(r.backendStats.busy), errors: String(Object.values(r.backendStats.errors).reduce((a, b) => a + b, 0)),
-        violations: String(r.invariants.violations.length),
-        ms: (performance.now() - t0).toFixed(1),
-      };
-    } catch (e) {
-      values = Object.fromEntries(COMPARE_COLUMNS.map((c) => [c, "-"]));
-      values.violations = "n/a";
-      error = (e as Error).message;
-    }
-    return { backend: name, values, error, ...(calls ? { calls } : {}) };
-  });
-}
-
-/** How many of a backend's calls `formatCompare` names, the most frequent first. */
-const COMPARE_CALLS_SHOWN = 8;
-
-/** The comparison as a plain-text table (backends as columns). */
-export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
-  const w0 = Math.max(...COMPARE_COLUMNS.map((c) => c.length));
-  const widths = rows.map((r) => Math.max(r.backend.length, ...COMPARE_COLUMNS.map((c) => r.values[c]!.length)));
-  const line = (label: string, cells: string[]) => label.padEnd(w0) + "  " + cells.map((c, i) => c.padStart(widths[i]!)).join("  ");
-  const notes = rows.filter((r) => r.error).map((r) => `${r.backend}: not run: ${r.error}`);
-  // Where each backend's calls went: the counts above say how many, these say which.
-  const calls = rows.filter((r) => r.calls && Object.keys(r.calls).length > 0).map((r) => {
-    const all = Object.entries(r.calls!);
-    const shown = all.slice(0, COMPARE_CALLS_SHOWN).map(([n, k]) => `${n} ${k}`).join(", ");
-    return `${r.backend} calls: ${shown}${all.length > COMPARE_CALLS_SHOWN ? `, and ${all.length - COMPARE_CALLS_SHOWN} more kinds` : ""}`;
-  });
-  return [`scenario ${scn.name}`, line("", rows.map((r) => r.backend)), ...COMPARE_COLUMNS.map((c) => line(c, rows.map((r) => r.values[c]!))), ...calls, ...notes].join("\n");
-}
-
-
+export {
+  COMPARE_COLUMNS, compareBackends, formatCompare, type CompareRow,
+} from "./compare-rows.js";

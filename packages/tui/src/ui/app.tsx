@@ -2,10 +2,14 @@
  * The terminal UI: a scenario running step by step on one backend, its tables live. Frames come
  * from a timer at about 30 a second, each from one snapshot of the model; events never render.
  */
-import { Box, Text, useApp, useInput, useStdout } from "ink";
+import { Box, Text, useApp, useInput, useStdout, type Key } from "ink";
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { BackendRegistry, Scenario } from "@tdpemu/core";
-import { EVENT_KINDS, SPEEDS, Session, compareBackends, formatCompare, type Snapshot } from "../session.js";
+import { CompareJob, type CompareState } from "../compare-job.js";
+import { Session, type Snapshot } from "../session.js";
+import * as fields from "./field.js";
+import { bindingFor, keyName, type KeyActions } from "./keys.js";
+import { CompareView, HelpView } from "./overlays.js";
 import { EventsPane, GpaMapPane, StatsPane, VcpuPane, WalkPane } from "./panes.js";
 import { layoutFor, mapSize, type Layout } from "./layout.js";
 
@@ -13,42 +17,6 @@ export const FRAME_MS = 33;
 export const MIN_COLUMNS = 100;
 export const MIN_ROWS = 30;
 const PANES = ["vcpus", "walk", "events", "stats", "map"] as const;
-
-export const HELP: [string, string][] = [
-  ["space", "pause / run"],
-  ["s", "step one atomic point"],
-  ["n", "run to the next event of the chosen kind"],
-  ["p", "one step back (the run replayed to the step before)"],
-  ["v", "run to the violation (or the end), and stop on the step that failed"],
-  ["k", "choose that kind (any, fault, spte, call, flush, hook)"],
-  ["+ / -", "faster / slower"],
-  ["[ ] { }", "walk the previous / next page, 2 MiB back / on"],
-  ["f", "the walk follows each new fault, or stays where it is"],
-  ["r", "restart the scenario from the start, paused"],
-  ["b", "next backend (restart the scenario on it)"],
-  ["c", "comparison: the scenario on every backend"],
-  ["tab", "focus the next pane"],
-  ["↑ ↓", "in the events pane: choose an event (up is older)"],
-  ["enter", "in the events pane: go to the step of the chosen event, the walk on its GPA"],
-  ["t", "the events of one task only: each task in turn, then all"],
-  ["g", "go to a step: type its number, then enter (back or forward)"],
-  ["/", "show only events containing what you type (a kind, a GPA); enter keeps, esc clears"],
-  ["?", "this help"],
-  ["q", "quit"],
-];
-
-/** What a key does in the state shown, beside its help line (`?`). */
-export function helpNow(key: string, snap: Snapshot): string {
-  switch (key) {
-    case "space": return snap.finished ? "  (now: the run has ended; r restarts)" : `  (now: ${snap.running ? "pauses" : "runs"})`;
-    case "n": return `  (now: to the next ${snap.runTo} event)`;
-    case "f": return `  (now: ${snap.followFaults ? "on" : "off"})`;
-    case "t": return `  (now: ${snap.taskFilter ?? "all tasks"})`;
-    case "/": return snap.search === "" ? "" : `  (now: "${snap.search}")`;
-    case "p": return snap.choices === 0 ? "  (now: at the start)" : `  (now: back to step ${snap.choices - 1})`;
-    default: return "";
-  }
-}
 
 export interface AppProps {
   scenario: Scenario;
@@ -73,7 +41,22 @@ export function App(props: AppProps) {
   const { exit } = useApp();
   const { stdout } = useStdout();
   const session = useMemo(() => props.session ?? new Session(props.scenario, props.registry, props.backend, { strategy: props.strategy }), []);
-  const [snap, setSnap] = useState<Snapshot>(() => session.snapshot(256, MAX_EVENTS));
+  const [size, setSizeState] = useState({
+    columns: props.columns ?? stdout?.columns ?? 120,
+    rows: props.rows ?? stdout?.rows ?? 40,
+  });
+  // The timer's snapshots are sized by the terminal as it is now, not as it was at the start.
+  const sizeRef = useRef(size);
+  const setSize = (s: { columns: number; rows: number }) => {
+    sizeRef.current = s;
+    setSizeState(s);
+  };
+  const take = () => {
+    const m = mapSize(sizeRef.current.columns, sizeRef.current.rows);
+    return session.snapshot(m.mapRows * m.mapCols, MAX_EVENTS, m.mapCols);
+  };
+  // The first frame's map is sized as every later one is (it was 256 cells until the first key).
+  const [snap, setSnap] = useState<Snapshot>(take);
   const [view, setViewState] = useState<"main" | "help" | "compare">("main");
   // Keys act on the view the previous key made, kept in a ref the key handler sets and reads:
   // React renders, and Ink re-subscribes the handler, only after the keys already typed are
@@ -84,7 +67,9 @@ export function App(props: AppProps) {
     viewRef.current = v;
     setViewState(v);
   };
-  const [compare, setCompare] = useState<string>("");
+  // The comparison under way or done, in a ref too: a cancelled job's last message is dropped.
+  const [compare, setCompare] = useState<CompareState | null>(null);
+  const jobRef = useRef<CompareJob | null>(null);
   const [focus, setFocus] = useState(0);
   // The chosen event in the events pane, counted from the latest (null: none chosen). In a ref
   // too, for keys typed faster than frames (see viewRef).
@@ -95,24 +80,12 @@ export function App(props: AppProps) {
     setCursorState(c);
   };
   const focusRef = useRef(0);
-  // While '/' or 'g' is being typed: the text so far (null when not typing).
-  const searchRef = useRef<string | null>(null);
-  const gotoRef = useRef(false);
-  const [searching, setSearching] = useState<string | null>(null);
-  const setSearch = (t: string | null) => {
-    searchRef.current = t;
-    setSearching(t);
-  };
-  const [size, setSizeState] = useState({ columns: props.columns ?? stdout?.columns ?? 120, rows: props.rows ?? stdout?.rows ?? 40 });
-  // The timer's snapshots are sized by the terminal as it is now, not as it was at the start.
-  const sizeRef = useRef(size);
-  const setSize = (s: { columns: number; rows: number }) => {
-    sizeRef.current = s;
-    setSizeState(s);
-  };
-  const take = () => {
-    const m = mapSize(sizeRef.current.columns, sizeRef.current.rows);
-    return session.snapshot(m.mapRows * m.mapCols, MAX_EVENTS, m.mapCols);
+  // The field being typed into after '/', ':' or 'g' (null when none), in a ref as the view is.
+  const fieldRef = useRef<fields.Field | null>(null);
+  const [field, setFieldState] = useState<fields.Field | null>(null);
+  const setField = (f: fields.Field | null) => {
+    fieldRef.current = f;
+    setFieldState(f);
   };
 
   useEffect(() => {
@@ -141,106 +114,88 @@ export function App(props: AppProps) {
     };
   }, [stdout]);
 
+  // A comparison still running when the UI goes would keep the process alive.
+  useEffect(() => () => jobRef.current?.cancel(), []);
+
   const refresh = () => setSnap(take());
 
-  useInput((input, key) => {
-    if (key.ctrl && input === "c") {
-      exit();
-      return;
-    }
-    // A notice is shown until the next key.
-    session.notice = null;
-    if (searchRef.current !== null && gotoRef.current) {
-      // Typing a step number: enter goes there.
-      const t = searchRef.current;
-      if (key.escape) setSearch(null);
-      else if (key.return) {
-        if (t !== "") session.goToStep(Number(t));
-        setSearch(null);
-      } else if (key.backspace || key.delete) setSearch(t.slice(0, -1));
-      else if (/^[0-9]$/.test(input) && t.length < 9) setSearch(t + input);
-      if (searchRef.current === null) gotoRef.current = false;
-      refresh();
-      return;
-    }
-    if (searchRef.current !== null) {
-      // Typing a search: the text filters the events as it grows.
-      const t = searchRef.current;
-      if (key.escape) {
-        session.search = "";
-        setSearch(null);
-      } else if (key.return) setSearch(null);
-      else if (key.backspace || key.delete) setSearch(t.slice(0, -1));
-      else if (input.length > 0 && !key.ctrl && !key.meta) setSearch(t + input);
-      if (searchRef.current !== null) session.search = searchRef.current;
-      setCursor(null);
-      refresh();
-      return;
-    }
-    // q quits, except while a search or a step number is typed (above: it is text there).
-    if (input === "q") {
-      exit();
-      return;
-    }
-    if (viewRef.current !== "main") {
-      if (input === "?" || input === "c" || key.escape) setView("main");
-      return;
-    }
-    if (input === " ") session.running = !session.running;
-    else if (input === "s") {
-      session.running = false;
-      session.step();
-    } else if (input === "n") {
-      session.running = false;
-      session.stepToEvent();
-    } else if (input === "p") {
-      session.stepBack();
-    } else if (input === "v") {
-      session.running = false;
-      session.runToEnd();
-    } else if (input === "k") session.runTo = EVENT_KINDS[(EVENT_KINDS.indexOf(session.runTo) + 1) % EVENT_KINDS.length]!;
-    else if (input === "+" || input === "=") session.speedIndex = Math.min(SPEEDS.length - 1, session.speedIndex + 1);
-    else if (input === "-") session.speedIndex = Math.max(0, session.speedIndex - 1);
-    else if (input === "[") session.moveWalk(-4096);
-    else if (input === "]") session.moveWalk(4096);
-    else if (input === "{") session.moveWalk(-(2 ** 21));
-    else if (input === "}") session.moveWalk(2 ** 21);
-    else if (input === "f") session.followFaults = !session.followFaults;
-    else if (input === "r") {
-      session.running = false;
-      session.restart();
-    }
-    else if (input === "b") session.cycleBackend();
-    else if (input === "c") {
-      setCompare(formatCompare(props.scenario, compareBackends(props.scenario, props.registry, props.strategy ? { strategy: props.strategy } : undefined)));
+  const quit = () => {
+    jobRef.current?.cancel();
+    exit();
+  };
+  const actions: KeyActions = {
+    session,
+    quit,
+    showHelp: (open) => setView(open ? "help" : "main"),
+    startCompare: () => {
+      const mmu = props.strategy ? { strategy: props.strategy } : undefined;
+      const job = new CompareJob(props.scenario, props.registry, mmu, (s) => {
+        if (jobRef.current === job) setCompare({ ...s });
+      });
+      jobRef.current = job;
+      setCompare({ ...job.state });
       setView("compare");
-    } else if (key.tab) {
+    },
+    leaveCompare: () => {
+      jobRef.current?.cancel();
+      jobRef.current = null;
+      setCompare(null);
+      setView("main");
+    },
+    openField: (kind) => setField(fields.openField(kind, session)),
+    acceptField: () => setField(fieldRef.current && fields.acceptField(fieldRef.current, session)),
+    cancelField: () => {
+      if (fieldRef.current) fields.cancelField(fieldRef.current, session);
+      setField(null);
+    },
+    eraseInField: () => {
+      setField(fieldRef.current && fields.eraseInField(fieldRef.current, session));
+    },
+    focusNext: () => {
       focusRef.current = (focusRef.current + 1) % PANES.length;
       setFocus(focusRef.current);
-    } else if (PANES[focusRef.current] === "events" && (key.upArrow || key.downArrow)) {
+    },
+    moveCursor: (dir) => {
       const n = session.snapshot(1, MAX_EVENTS, 1).events.length;
       const c = cursorRef.current;
       if (n === 0) setCursor(null);
-      else if (key.upArrow) setCursor(Math.min(n - 1, c === null ? 0 : c + 1));
+      else if (dir === 1) setCursor(Math.min(n - 1, c === null ? 0 : c + 1));
       else setCursor(c === null || c === 0 ? null : c - 1);
-    } else if (PANES[focusRef.current] === "events" && key.return && cursorRef.current !== null) {
+    },
+    goToChosenEvent: () => {
+      if (cursorRef.current === null) return;
       const events = session.snapshot(1, MAX_EVENTS, 1).events;
       const row = events[events.length - 1 - cursorRef.current];
       if (row) session.selectEvent(row);
       setCursor(null);
-    } else if (input === "g") {
-      gotoRef.current = true;
-      setSearch("");
-    } else if (input === "/") {
-      setSearch(session.search);
-      setCursor(null);
-    } else if (input === "t") {
-      session.cycleTaskFilter();
-      setCursor(null);
-    }
-    else if (input === "?") setView("help");
+    },
+    clearCursor: () => setCursor(null),
+  };
+
+  useInput((input, key) => {
+    // A notice is shown until the next key.
+    session.notice = null;
+    // Keys that arrive together (typed fast, pasted, sent by tmux) come as one string: each is
+    // a key of its own, and one of them may open the field the next ones go into.
+    const chars = [...input];
+    const plain = !key.ctrl && !key.meta && !key.return && !key.escape && !key.tab;
+    if (chars.length > 1 && plain) for (const ch of chars) onKey(ch, key);
+    else onKey(input, key);
     refresh();
   });
+
+  function onKey(input: string, key: Key): void {
+    const name = keyName(input, key);
+    const typing = fieldRef.current;
+    const where = typing !== null ? "field" : viewRef.current;
+    const binding = bindingFor(where, name, PANES[focusRef.current] === "events");
+    if (binding) binding.run(actions, name);
+    else if (typing !== null && !key.ctrl && !key.meta) {
+      setField(fields.typeInField(typing, input, session));
+    }
+    // What a search shows may have changed under the chosen event.
+    if (typing?.kind === "search") setCursor(null);
+  }
 
   if (size.columns < MIN_COLUMNS || size.rows < MIN_ROWS) {
     return (
@@ -259,32 +214,31 @@ export function App(props: AppProps) {
   );
   const status = snap.notice !== null
     ? <Text color="yellow" wrap="truncate-end">{snap.notice}</Text>
-    : searching !== null && gotoRef.current
-    ? <Text wrap="truncate-end">{`go to step: ${searching}▏ (enter goes, esc cancels)`}</Text>
-    : searching !== null
-    ? <Text wrap="truncate-end">{`search the events: ${searching}▏ (enter keeps it, esc clears it)`}</Text>
-    : <Text dimColor wrap="truncate-end">space run/pause · s step · p back · n next {snap.runTo} · v to the violation · / search · b backend · c compare · ? help · q quit</Text>;
+    : field !== null
+    ? (
+      <Text color={field.error !== null ? "red" : undefined} wrap="truncate-end">
+        {fields.fieldLine(field)}
+      </Text>
+    )
+    : (
+      <Text dimColor wrap="truncate-end">
+        {`space run/pause · s step · p back · n next ${snap.runTo} · v to the violation · `}
+        g walk a GPA · / search · c compare · ? keys · q quit
+      </Text>
+    );
   if (view === "help") {
     return (
       <Box flexDirection="column">
         {header}
-        <Box flexDirection="column" borderStyle="round" paddingX={1}>
-          <Text bold>keys</Text>
-          {HELP.map(([k, d]) => <Text key={k}>{`${k.padEnd(10)} ${d}`}<Text color="cyan">{helpNow(k, snap)}</Text></Text>)}
-          <Text dimColor>press ? or esc to go back</Text>
-        </Box>
+        <HelpView snap={snap} />
       </Box>
     );
   }
-  if (view === "compare") {
+  if (view === "compare" && compare !== null) {
     return (
       <Box flexDirection="column">
         {header}
-        <Box flexDirection="column" borderStyle="round" paddingX={1}>
-          <Text bold>comparison: the scenario on every backend</Text>
-          {compare.split("\n").map((l, i) => <Text key={i}>{l}</Text>)}
-          <Text dimColor>press c or esc to go back</Text>
-        </Box>
+        <CompareView scenario={props.scenario} state={compare} />
       </Box>
     );
   }

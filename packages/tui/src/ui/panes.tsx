@@ -2,6 +2,7 @@
 import { Box, Text } from "ink";
 import { MAP_CELL_CLASSES } from "@tdpemu/core";
 import type { EventRow, Snapshot } from "../session.js";
+import { formatGpa } from "./gpa-text.js";
 
 export function Pane(props: { title: string; focused: boolean; width?: number | string; children: React.ReactNode }) {
   return (
@@ -37,9 +38,21 @@ export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }
   );
 }
 
+/** The walk's GPA as asked for: a shared alias with its bit, and what it is the alias of. */
+function walkTitleGpa(snap: Snapshot): string {
+  const plain = formatGpa(snap.walkGpa);
+  if (!snap.walkShared) return plain;
+  return `${formatGpa(snap.walkGpa, true, snap.sharedBit)} (shared alias of ${plain})`;
+}
+
 export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
-    <Pane title={`walk of GPA 0x${snap.walkGpa.toString(16)} · ${snap.followFaults ? "follows faults (f)" : "fixed (f follows)"} · [ ] { } move`} focused={focused} width="55%">
+    <Pane
+      title={`walk of GPA ${walkTitleGpa(snap)} · ${
+        snap.followFaults ? "follows faults (f)" : "fixed (f follows)"} · [ ] { } move`}
+      focused={focused}
+      width="55%"
+    >
       {snap.walk.length === 0 ? <Text dimColor>no root loaded yet</Text> : null}
       {snap.walk.map((t) => (
         <Box key={t.title} flexDirection="column">
