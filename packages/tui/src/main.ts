@@ -4,6 +4,7 @@
  */
 import "reflect-metadata";
 import { inspect } from "node:util";
+import { printable } from "./printable.js";
 import {
   DEFAULT_MAX_INPUT, HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError, inputLimits,
   parseSizeText,
@@ -26,14 +27,6 @@ import { USAGE, UsageError, commandUsage } from "./usage-error.js";
 /** Options of every command, taken wherever they stand. */
 const GLOBAL_FLAGS = ["--debug", "--strict-plugin"];
 
-/**
- * A message as one line of plain text: what came from the input (a key, a value, a path) may
- * hold control characters, which would otherwise break the line or recolour the terminal.
- */
-export function printable(message: string): string {
-  // eslint-disable-next-line no-control-regex
-  return message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => c === "\n" ? " " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
 
 /** `--max-input <size>` (any command): the largest scenario or schedule file read. Returns the other arguments. */
 function takeMaxInput(args: string[]): string[] {

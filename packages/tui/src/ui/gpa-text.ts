@@ -7,6 +7,7 @@
  * suffix. The shared bit (TDX's bit gpaw-1) is taken off and reported apart: the walk of a GPA
  * and of its shared alias is the same walk (the direct root is walked at the alias).
  */
+import { printable } from "../printable.js";
 
 /** What the VM allows: its memory, and the GPA value of its shared bit (0 without one). */
 export interface GpaLimits {
@@ -28,13 +29,6 @@ function term(t: string): bigint | null {
   return null;
 }
 
-/** Text as one line: control characters as \u escapes. */
-function shown(t: string): string {
-  return t.replace(
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
 
 /** A size in the largest binary unit that divides it (1 GiB, 64 MiB, 12 KiB, 100 bytes). */
 export function formatBytes(n: number): string {
@@ -65,7 +59,7 @@ export function parseGpaText(text: string, limits: GpaLimits): GpaParse {
       continue;
     }
     const v = term(piece);
-    if (v === null) return { ok: false, error: `'${shown(piece)}' is not a GPA: ${EXPECTED}` };
+    if (v === null) return { ok: false, error: `'${printable(piece)}' is not a GPA: ${EXPECTED}` };
     value = op === "+" ? value + v : value | v;
   }
   const memory = BigInt(limits.memory);

@@ -81,7 +81,7 @@ export function CompareView({ scenario, state }: { scenario: Scenario; state: Co
     return (
       <Box flexDirection="column" borderStyle="round" paddingX={1}>
         <Text bold>comparison: the scenario on every backend</Text>
-        {formatCompare(scenario, rows as CompareRow[])
+        {formatCompare(scenario, rows)
           .split("\n")
           .map((l, i) => (
             <Text key={i}>{l}</Text>
