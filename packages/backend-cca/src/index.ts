@@ -7,17 +7,8 @@ import { BACKEND, type BackendRegistration } from "@tdpemu/backend-sdk";
 import { CcaBackend } from "./cca-backend.js";
 import { registerCcaHost } from "./cca-platform.js";
 
-export { CcaBackend, findMapLevel } from "./cca-backend.js";
+export { CcaBackend } from "./cca-backend.js";
 export { RMM, CCA_VMIDS } from "./cca-platform.js";
-export { RmiCalls, EXTRA_NAMES, BUILD_ONLY } from "./rmi-calls.js";
-export { RAW_CALLS } from "./raw-calls.js";
-export { Rmm } from "./rmm/rmm.js";
-export * from "./rmm/rmi-status.js";
-export * from "./rmm/granules.js";
-export * from "./rmm/rtt.js";
-export * from "./rmm/realm.js";
-export * from "./rmm/rtt-commands.js";
-export * from "./rmm/realm-side.js";
 
 export const registration: BackendRegistration = {
   name: "cca",

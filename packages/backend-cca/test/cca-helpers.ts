@@ -3,8 +3,8 @@
  * command makes it; the realm's accesses and accepts run to the end; the frames guest_memfd
  * gives a GFN; an RTT entry as RMI_RTT_READ_ENTRY reads it (without counting a call).
  */
-import { Host, backendSource, Vm, guestAcceptPage, guestAccessPage, runToEnd, type AccessOutcome } from "@tdpemu/core";
-import { registration, rttReadEntry, RTTE_STATE_NAMES, RIPAS_NAMES, type CcaBackend, type RttEntryRead } from "../src/index.js";
+import { Host, backendSource, Vm, guestAcceptPage, guestAccessPage, runToEnd, type AccessOutcome } from "@tdpemu/core/testing";
+import { registration, rttReadEntry, RTTE_STATE_NAMES, RIPAS_NAMES, type CcaBackend, type RttEntryRead } from "../src/testing.js";
 
 export const MiB = 2 ** 20;
 export const cca = backendSource(registration);

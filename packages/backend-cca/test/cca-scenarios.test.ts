@@ -5,8 +5,8 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { exploreScenario, parseScenarioText, runScenario, type RunResult } from "@tdpemu/core";
-import { GRANULE_NS, type CcaBackend } from "../src/index.js";
+import { exploreScenario, parseScenarioText, runScenario, type RunResult } from "@tdpemu/core/testing";
+import { GRANULE_NS, type CcaBackend } from "../src/testing.js";
 import { cca } from "./cca-helpers.js";
 
 const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url));

@@ -7,8 +7,8 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
-import { BUILD_ONLY, RMI_NAMES } from "../src/index.js";
+import { parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core/testing";
+import { BUILD_ONLY, RMI_NAMES } from "../src/testing.js";
 import { cca } from "./cca-helpers.js";
 
 /** A realm's whole life in one scenario: populate, activation, faults, shared pages, a conversion, teardown. */

@@ -6,8 +6,8 @@
  * DESTROYED, a granule protection fault) rather than to read the host's data.
  */
 import { describe, expect, it } from "vitest";
-import { checkInvariants, type Vm } from "@tdpemu/core";
-import { GRANULE_DATA, GRANULE_DELEGATED, type CcaBackend } from "../src/index.js";
+import { checkInvariants, type Vm } from "@tdpemu/core/testing";
+import { GRANULE_DATA, GRANULE_DELEGATED, type CcaBackend } from "../src/testing.js";
 import { MiB, access, gmemPfn, makeRealm, rtte } from "./cca-helpers.js";
 
 const SHARED = 2 ** 47;

@@ -7,8 +7,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseScenarioText, runScenario } from "@tdpemu/core";
-import { GRANULE_NS, type CcaBackend } from "../src/index.js";
+import { parseScenarioText, runScenario } from "@tdpemu/core/testing";
+import { GRANULE_NS, type CcaBackend } from "../src/testing.js";
 import { cca } from "./cca-helpers.js";
 
 const page = fc.integer({ min: 0, max: 255 }).map((p) => p * 4096);

@@ -8,7 +8,7 @@ import {
   RSI_ACCEPT, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, RTTE_TABLE, Rmm, S2AP_R, S2AP_W, dataCreate, dataCreateUnknown, dataDestroy,
   formatReturn, recEnter, rsiIpaStateSet, rttCreate, rttDestroy, rttFold, rttInitRipas, rttMapUnprotected, rttReadEntry, rttSetRipas,
   type RttEntryRead,
-} from "../src/index.js";
+} from "../src/testing.js";
 
 const MiB = 2 ** 20;
 const NS_HALF = 2 ** 47;

@@ -5,10 +5,6 @@ import { registerSevHost } from "./sev-platform.js";
 
 export { SevBackend, type SevException } from "./sev-backend.js";
 export { RMP, SEV_ASIDS } from "./sev-platform.js";
-export * from "./sev-backend.js";
-export * from "./rmp.js";
-export * from "./rmp-instructions.js";
-export * from "./snp-firmware.js";
 
 export const registration: BackendRegistration = {
   name: "sev",

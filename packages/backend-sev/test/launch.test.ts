@@ -7,10 +7,10 @@
  * function it follows.
  */
 import { describe, expect, it } from "vitest";
-import { guestRmpAdjustPage, hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core";
+import { guestRmpAdjustPage, hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core/testing";
 import {
   FW_STATUS, INITIAL_VMSA_GFN, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
 
 const EIO = -5;

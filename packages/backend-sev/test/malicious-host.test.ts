@@ -6,12 +6,12 @@
  * through the bad mapping.
  */
 import { describe, expect, it } from "vitest";
-import { GuestLivelock, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core";
+import { GuestLivelock, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core/testing";
 import {
   FAIL_BADADDR, FAIL_INPUT, FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL,
   PFERR_GUEST_PAGE, PFERR_PRESENT, PFERR_RMP, PFERR_SIZEM, PFERR_USER, PFERR_WRITE, RMP_SUCCESS, Rmp,
   SVM_EXIT_PAGE_NOT_VALIDATED, psmash, pvalidate, RMP, rmpupdate, type SevBackend, type SevException,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { MiB, accept, access, gmemPfn, makeSevVm, nptLeaf, sharedPfn, writeNptLeaf } from "./sev-helpers.js";
 
 /** What every #NPF of a private (C=1) guest access carries before its cause bits. */

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import {
   FAIL_NOUPDATE, FAIL_SIZEMISMATCH, NOTHING_IN_USE, PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP,
   PFERR_SIZEM, PFERR_USER, RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, Rmp, pvalidate, rmpupdate, rmpupdateEntry,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { access, makeSevVm, MiB } from "./sev-helpers.js";
 
 describe("the exceptions the backend keeps", () => {

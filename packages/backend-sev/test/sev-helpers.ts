@@ -6,8 +6,8 @@
 import {
   Host, TdpIter, backendSource, Vm, guestAcceptPage, guestAccessPage, isLastSpte, isShadowPresent, makeLeafHi, makeLeafLo,
   runToEnd, spteToPfn, type AccessOutcome,
-} from "@tdpemu/core";
-import { registration, type SevBackend } from "../src/index.js";
+} from "@tdpemu/core/testing";
+import { registration, type SevBackend } from "../src/testing.js";
 
 export const MiB = 2 ** 20;
 

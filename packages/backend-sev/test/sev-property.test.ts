@@ -17,8 +17,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Host, Vm, checkInvariants, hostOps, runToEnd, type AccessOutcome } from "@tdpemu/core";
-import { PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/index.js";
+import { Host, Vm, checkInvariants, hostOps, runToEnd, type AccessOutcome } from "@tdpemu/core/testing";
+import { PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/testing.js";
 import { MiB, accept, access, gmemPfn, newSev, nptLeaf } from "./sev-helpers.js";
 
 const NPAGES = 2048; // 8 MiB: four 2 MiB ranges

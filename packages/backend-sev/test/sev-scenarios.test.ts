@@ -10,8 +10,8 @@ import { describe, expect, it } from "vitest";
 import {
   OpError, R_ATTR, R_BACKEND, R_INVALIDATE, R_LOCK_READERS, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
   type FootprintRecorder, type Op, type RunResult,
-} from "@tdpemu/core";
-import { PFERR_RMP, PFERR_SIZEM, RMP, type SevBackend } from "../src/index.js";
+} from "@tdpemu/core/testing";
+import { PFERR_RMP, PFERR_SIZEM, RMP, type SevBackend } from "../src/testing.js";
 import { access, makeSevVm, nptLeaf, sev } from "./sev-helpers.js";
 
 const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url));

@@ -6,8 +6,8 @@
  * back to the host unassigned and leaves the other guest untouched.
  */
 import { describe, expect, it } from "vitest";
-import { GuestLivelock, Host, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core";
-import { PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/index.js";
+import { GuestLivelock, Host, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core/testing";
+import { PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/testing.js";
 import { MiB, accept, access, gmemPfn, makeSevVm, nptLeaf, sharedPfn, writeNptLeaf, type SevFixture } from "./sev-helpers.js";
 
 /** GFNs each guest validates and writes: two 2 MiB ranges, edges included. */

@@ -8,11 +8,11 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { GuestLivelock, guestAccessPage, guestRmpAdjustPage, parseScenarioText, runScenario, runToEnd, type AccessOutcome, type Vm } from "@tdpemu/core";
+import { GuestLivelock, guestAccessPage, guestRmpAdjustPage, parseScenarioText, runScenario, runToEnd, type AccessOutcome, type Vm } from "@tdpemu/core/testing";
 import {
   FAIL_INPUT, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_SIZEM, PFERR_USER,
   PFERR_VMPL, PFERR_WRITE, RMP_SUCCESS, VMPL_ALL, VMPL_R, VMPL_W, psmash, rmpadjust, type SevBackend,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
 
 const NPF_PRIVATE = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;

@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { HOST, instanceCachingFactory } from "@tdpemu/backend-sdk";
-import { Host, Vm, parseScenarioText, runScenario } from "@tdpemu/core";
-import { SEAM_MODULE, SeamModule, TDX_KEYIDS, TDX_OPERAND_BUSY, type SeamResult, type TdxBackend } from "../src/index.js";
+import { Host, Vm, parseScenarioText, runScenario } from "@tdpemu/core/testing";
+import { SEAM_MODULE, SeamModule, TDX_KEYIDS, TDX_OPERAND_BUSY, type SeamResult, type TdxBackend } from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
-import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/index.js";
+import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core/testing";
+import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
 interface Call {

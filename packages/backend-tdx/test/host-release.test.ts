@@ -5,8 +5,8 @@
  * runs of the race scenario report the same as on fresh storage.
  */
 import { describe, expect, it } from "vitest";
-import { Host, parseScenarioText, runScenario } from "@tdpemu/core";
-import { NO_TD, PT_NDA, PT_REG, PT_TDR, Pamt, SEPT_FREE, SEAM_MODULE, SeptPages, septState } from "../src/index.js";
+import { Host, parseScenarioText, runScenario } from "@tdpemu/core/testing";
+import { NO_TD, PT_NDA, PT_REG, PT_TDR, Pamt, SEPT_FREE, SEAM_MODULE, SeptPages, septState } from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

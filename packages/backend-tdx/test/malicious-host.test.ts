@@ -7,14 +7,14 @@
 import { describe, expect, it } from "vitest";
 import {
   FRAMES_PER_BLOCK, GUEST_PAGE_OWNED, Host, OWNER_FREE, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
-} from "@tdpemu/core";
+} from "@tdpemu/core/testing";
 import {
   OPERAND_R8, OPERAND_RCX, OPERAND_SEPT_TREE, PT_EPT, PT_NDA, PT_REG, PT_TDR, SEPT_BLOCKED, SEPT_FREE,
   SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_TDEL, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_PAGE_NOT_FREE,
   TDX_EPT_WALK_FAILED, TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT,
   TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS,
   TDX_TLB_TRACKING_NOT_DONE, TdxBackend, LC_TEARDOWN, levelState, statusClass, type SeamModule, type Td,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

@@ -18,7 +18,7 @@ import {
   TDX_TDMR_OUTSIDE_CMRS, type RsvdArea, type TdmrInfo,
   TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE, TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
   TD_TSC_OFFSET, VP_GUEST_RIP, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
 
 describe("the end of a TD's keys", () => {

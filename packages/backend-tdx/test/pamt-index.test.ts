@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { NO_TD, PT_EPT, PT_NDA, PT_REG, PT_TDCX, PT_TDR, Pamt } from "../src/index.js";
+import { NO_TD, PT_EPT, PT_NDA, PT_REG, PT_TDCX, PT_TDR, Pamt } from "../src/testing.js";
 
 const FRAMES = 3 * 4096 + 100;
 const TYPES = [PT_NDA, PT_REG, PT_EPT, PT_TDCX, PT_TDR];

@@ -4,7 +4,7 @@
  * into pages that are no S-EPT pages any more.
  */
 import { describe, expect, it } from "vitest";
-import { parseScenarioText, runScenario } from "@tdpemu/core";
+import { parseScenarioText, runScenario } from "@tdpemu/core/testing";
 import { tdx } from "./tdx-source.js";
 
 const SCENARIO = `

@@ -5,13 +5,13 @@
  * failing leaf releases, and the results a caller may keep.
  */
 import { describe, expect, it } from "vitest";
-import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core";
+import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core/testing";
 import {
   OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
   SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT,
   TDX_PAGE_METADATA_INCORRECT, TDX_EPT_WALK_FAILED, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, makeSeptEntry,
   septIndex, septPfn, septState,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
 import { createVcpu, finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";

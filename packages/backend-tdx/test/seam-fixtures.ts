@@ -1,6 +1,6 @@
 /** Small TDs on a module of their own, for tests of the SEAM module's leaves. */
 import { expect } from "vitest";
-import { SeamModule, TDX_SUCCESS } from "../src/index.js";
+import { SeamModule, TDX_SUCCESS } from "../src/testing.js";
 
 /** The pages of a TD's TDCS in these fixtures: the first (the S-EPT root) right after the TDR. */
 export function tdcsPages(tdr: number): number[] {

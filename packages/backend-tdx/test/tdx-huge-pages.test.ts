@@ -5,7 +5,7 @@
  * and the removal of a 2M page (REMOVE at 2M and 512 WBINVDs, or one RECLAIM after terminate).
  */
 import { describe, expect, it } from "vitest";
-import { exploreScenario, loadScenario, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core";
+import { exploreScenario, loadScenario, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core/testing";
 import { tdx } from "./tdx-source.js";
 
 /** A scenario on a 64 MiB TD backed by 2 MiB guest_memfd folios, huge pages on unless `huge: false`. */

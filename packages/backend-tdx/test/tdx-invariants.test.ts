@@ -4,8 +4,8 @@
  * and keeps its "used" map between runs, so a clean state checked again stays clean.
  */
 import { describe, expect, it } from "vitest";
-import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core";
-import { PT_NDA, PT_REG, SEPT_MAPPED } from "../src/index.js";
+import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core/testing";
+import { PT_NDA, PT_REG, SEPT_MAPPED } from "../src/testing.js";
 import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

@@ -7,10 +7,10 @@ import { describe, expect, it } from "vitest";
 import {
   ACCESS_FAULT, ACCESS_OK, ExecCtx, Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
   parseScenarioText, runScenario, runToEnd, type TdpEvent,
-} from "@tdpemu/core";
+} from "@tdpemu/core/testing";
 import {
   PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend, pamtFrames, tdmrFramesFor,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;

@@ -4,7 +4,7 @@
  * leaves the page with the backend, in every interleaving.
  */
 import { describe, expect, it } from "vitest";
-import { exploreScenario, parseScenarioText, runScenario, type BackendVm, type Level, type TdpEvent } from "../src/index.js";
+import { exploreScenario, parseScenarioText, runScenario, type BackendVm, type Level, type TdpEvent } from "../src/testing.js";
 import { FakeMirrorBackend } from "./helpers.js";
 
 /** The fake mirror with the tables above GFN 0 made at VM creation, as a realm's first RTTs are. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   gfnHasBit, gfnRoundForLevel, gpaToGfn, maxGfnExclusive, rootLevelForGpaw, sharedBitForGpaw, sharedGfnBit, sptIndex,
-} from "../src/index.js";
+} from "../src/testing.js";
 
 describe("levels and index math", () => {
   it("SPTE_INDEX takes 9 bits per level above the 12-bit page offset", () => {

@@ -4,7 +4,7 @@ import {
   SHADOW_NONPRESENT_VALUE, decodeSpte, formatSpte, isFrozen, isLastSpte, isShadowPresent,
   makeHugeSpte, makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo,
   spteFromBigInt, spteToBigInt, spteToPfn,
-} from "../src/index.js";
+} from "../src/testing.js";
 
 const leaf = (pfn: number, level: number, writable: boolean, prefetch = false) =>
   formatSpte(makeLeafLo(pfn, level, writable, prefetch), makeLeafHi(pfn, writable));

@@ -7,7 +7,7 @@ import {
   BLOCKED, Clock, ExecCtx, FROZEN_SPTE_HI, FROZEN_SPTE_LO, RET_PF_RETRY, Scheduler, TdpIter, DeadlockError,
   buildRun, explore, exploreScenario, guestAccessPage, hostOps, parseScenarioText, runScenario, tdpPageFault,
   type Op, type Task, type TdpEvent,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { RACE, bareBackend, makeVm, run } from "./helpers.js";
 
 /** An interleaving VM with GFN 0 mapped and a zap of GFNs [0, 16) stopped while it holds mmu_lock for write. */

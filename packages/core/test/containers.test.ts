@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import {
   BACKEND, CLOCK, EVENTS, EventSink, FRAMES, HOST, Host, PluginError, Vm, backendSource, emptyBackendStats, parseScenarioText,
   runScenario, type Backend, type BackendRegistration, type Clock, type FrameAllocator, type TdpEvent,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { MiB } from "./helpers.js";
 
 /** A host-wide part: numbers handed out to the VMs of one host, as ASIDs or HKIDs are. */

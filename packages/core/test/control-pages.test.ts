@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { FRAMES_PER_BLOCK, FrameAllocator } from "../src/index.js";
+import { FRAMES_PER_BLOCK, FrameAllocator } from "../src/testing.js";
 import { ControlPages } from "../src/backend/control-pages.js";
 
 /** The original implementation: every page of a new block pushed on the free list. */

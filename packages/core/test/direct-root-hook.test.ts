@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import {
   DIRECT_NEW_LEAF, DIRECT_NEW_WRITABLE, DIRECT_OLD_LEAF, DIRECT_OLD_WRITABLE, isLastSpte, isShadowPresent, isWritable,
   mirrorView, parseScenarioText, runScenario, spteToPfn, type Backend, type BackendVm, type Level, type TdpEvent,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { FakeMirrorBackend, bareBackend } from "./helpers.js";
 
 interface Entry {

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   DeadlockError, GuestLivelock, KvmBug, LockdepError, OpError, RunInputError, buildRun, classifyRunError, defineErrorKind,
   errorKind, parseScenarioText,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { bareBackend } from "./helpers.js";
 
 /** What another copy of the core's KvmBug is: same kind, another class. */

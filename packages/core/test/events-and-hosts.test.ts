@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   GuestBacking, Host, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
 describe("the event stream", () => {

@@ -5,7 +5,7 @@
  * and drop it; Optimal-DPOR's own choices are fair, so it never meets one here.
  */
 import { describe, expect, it } from "vitest";
-import { Clock, GuestLivelock, RETRY_WAIT, explore, resourceId, type ExploreSystem, type Op, type Task } from "../src/index.js";
+import { Clock, GuestLivelock, RETRY_WAIT, explore, resourceId, type ExploreSystem, type Op, type Task } from "../src/testing.js";
 
 /** Writes its own resource and reads the other's, then waits to retry: each step wakes the other. */
 function* pingPong(clock: Clock, me: number, other: number, limit: number): Op {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   ExecCtx, HI_MMU_WRITABLE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS, SPTE_ACCESSED, TdpIter, fastPageFault,
   guestAccessPage, hostOps, isWritable, runToEnd, type Root, type Vm,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
 /** The last SPTE on the way to `gfn` in `root`: where it is, and its level. */

@@ -5,7 +5,7 @@
  * another task holds both for read: the unwinding must leave that task's holds alone.
  */
 import { describe, expect, it } from "vitest";
-import { ExecCtx, guestAccessPage, runToEnd, type BackendVm } from "../src/index.js";
+import { ExecCtx, guestAccessPage, runToEnd, type BackendVm } from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
 class ThrowingPrepare extends FakeMirrorBackend {

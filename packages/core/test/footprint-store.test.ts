@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FootprintRecorder, FootprintStore, resourceId, taskDoneId } from "../src/index.js";
+import { FootprintRecorder, FootprintStore, resourceId, taskDoneId } from "../src/testing.js";
 
 type Access = { id: number; kind: "read" | "write" | "add" };
 const KIND = { read: 1, add: 2, write: 4 } as const;

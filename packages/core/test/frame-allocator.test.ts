@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameAllocator, HostMemoryExhausted, OWNER_FREE } from "../src/index.js";
+import { FrameAllocator, HostMemoryExhausted, OWNER_FREE } from "../src/testing.js";
 
 const BLOCK = 2 * 2 ** 20;
 

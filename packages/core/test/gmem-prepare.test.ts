@@ -4,7 +4,7 @@
  * tried again by the retried fault.
  */
 import { describe, expect, it } from "vitest";
-import { EBUSY, guestAccessPage, hostOps, type BackendVm } from "../src/index.js";
+import { EBUSY, guestAccessPage, hostOps, type BackendVm } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
 describe("gmem prepare", () => {

@@ -5,7 +5,7 @@
 import {
   ACCESS_FAULT, ACCESS_OK, EBUSY, Host, Vm, emptyBackendStats, gpaToGfn, runToEnd, sharedGfnBit,
   type Backend, type BackendStats, type BackendVm, type Level, type Op, type StepMachine,
-} from "../src/index.js";
+} from "../src/testing.js";
 
 /** A VM without private memory: what the plain backend is, without importing it. */
 export function bareBackend(): Backend {

@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import {
   FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, U32_PER_TABLE, buildRun, classifyRunError, explore,
   guestAccessPage, hostOps, parseScenarioText, type ExploreOptions, type ExploreResult, type ExploreSystem, type Op, type Vm,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
 import type { Backend, MirrorView } from "../src/backend/backend.js";
 import { FakeMirrorBackend, MiB, RACE, bareBackend, makeVm, run } from "./helpers.js";

@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TdpIter, checkInvariants, hostOps, isLastSpte, isShadowPresent, spteToPfn, type Vm } from "../src/index.js";
+import { TdpIter, checkInvariants, hostOps, isLastSpte, isShadowPresent, spteToPfn, type Vm } from "../src/testing.js";
 import { FakeMirrorBackend, MiB, makeVm, run } from "./helpers.js";
 import { NPAGES, apply, cmdArb } from "./random-ops.js";
 

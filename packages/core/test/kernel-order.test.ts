@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import {
   AccessTally, ExecCtx, KVM_DIRECT_ROOTS, TdpIter, guestAccessRange, hostOps, runToEnd, wrprotGfnRange, type BackendVm, type TdpEvent,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
 describe("tdp_mmu_map_handle_target_level", () => {

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import {
   LockdepError, Scheduler, TdpIter, guestAccessPage, guestAccessRange, AccessTally, hostOps, zapLeafs, buildRun,
   parseScenarioText, explore, type Task,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
 /** A VM with GFNs [0, n) mapped 4K by vCPU 0, interleaving from here on. */

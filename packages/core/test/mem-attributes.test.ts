@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MemAttributes } from "../src/index.js";
+import { MemAttributes } from "../src/testing.js";
 
 describe("memory attributes", () => {
   it("set, isPrivate and isUniform agree with a boolean array after random ranges", () => {

@@ -6,7 +6,7 @@
  * reported.
  */
 import { describe, expect, it } from "vitest";
-import { hostOps, type Backend, type BackendVm, type Vm } from "../src/index.js";
+import { hostOps, type Backend, type BackendVm, type Vm } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
 interface Heard { gfn: number; npages: number; toPrivate: boolean; privateNow: boolean; invalidation: string }

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   EBUSY, ExecCtx, Host, KvmBug, Vm, runSteps, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
   guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
 function privateAccess(vm: Vm, vcpu: number, gfn: number) {

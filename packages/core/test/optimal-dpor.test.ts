@@ -10,7 +10,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCKED, Clock, RETRY_WAIT, explore, resourceId, type ExploreResult, type Op, type Task } from "../src/index.js";
+import { BLOCKED, Clock, RETRY_WAIT, explore, resourceId, type ExploreResult, type Op, type Task } from "../src/testing.js";
 
 type Action =
   | { kind: "read"; cell: number }

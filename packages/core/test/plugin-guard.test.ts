@@ -4,7 +4,7 @@
  * returns answers the same way, and strict mode names a hook that returns a bad value.
  */
 import { describe, expect, it } from "vitest";
-import { KvmBug, PluginError, checkPluginBackend, emptyBackendStats, guardPlugin, type Backend, type StepMachine } from "../src/index.js";
+import { KvmBug, PluginError, checkPluginBackend, emptyBackendStats, guardPlugin, type Backend, type StepMachine } from "../src/testing.js";
 
 const info = { name: "p", origin: "/x/p.mjs", strict: false };
 

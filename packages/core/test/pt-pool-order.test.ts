@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Clock, FRAMES_PER_BLOCK, FrameAllocator, PtPool } from "../src/index.js";
+import { Clock, FRAMES_PER_BLOCK, FrameAllocator, PtPool } from "../src/testing.js";
 
 type Op = { kind: "alloc" } | { kind: "free"; pick: number } | { kind: "reserve"; n: number };
 

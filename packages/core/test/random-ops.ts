@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { expect } from "vitest";
-import { guestAccessPage, hostOps, type Vm } from "../src/index.js";
+import { guestAccessPage, hostOps, type Vm } from "../src/testing.js";
 import { MiB, run } from "./helpers.js";
 
 export const NPAGES = (16 * MiB) / 4096; // 4096 pages: eight 2M regions

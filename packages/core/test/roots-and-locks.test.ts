@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   ExecCtx, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, RET_PF_FIXED, TdpIter, checkInvariants,
   fastPageFault, guestAccessPage, hostOps, isWritable, type Backend, type Vm,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
 function privateAccess(vm: Vm, gfn: number) {

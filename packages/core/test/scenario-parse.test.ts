@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadScenario, parseScenarioText, ScenarioError, type Scenario } from "../src/index.js";
+import { loadScenario, parseScenarioText, ScenarioError, type Scenario } from "../src/testing.js";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
 const SCENARIOS = join(ROOT, "scenarios");

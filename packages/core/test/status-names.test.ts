@@ -1,6 +1,6 @@
 /** StatusNames names a code both ways, shows an unnamed code as itself, and refuses unknown names in one line. */
 import { describe, expect, it } from "vitest";
-import { StatusNames } from "../src/index.js";
+import { StatusNames } from "../src/testing.js";
 
 describe("StatusNames", () => {
   const rmp = new StatusNames<number>("RMP status", [[0, "SUCCESS"], [3, "FAIL_INUSE"]]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TdpIter, guestAccessPage, type Vm } from "../src/index.js";
+import { TdpIter, guestAccessPage, type Vm } from "../src/testing.js";
 import { makeVm, run } from "./helpers.js";
 
 /** Map the given 4K GFNs through the fault path. */

@@ -3,7 +3,7 @@ import {
   ExecCtx, HostMemoryExhausted, checkInvariants, formatSpte, guestAccessPage, hostOps, isLastSpte, isWritable, runToEnd, spteToPfn,
   wrprotGfnRange,
   TdpIter, type Vm,
-} from "../src/index.js";
+} from "../src/testing.js";
 import { GiB, MiB, makeVm, run } from "./helpers.js";
 
 function access(vm: Vm, gfnStart: number, count: number, write = true): void {

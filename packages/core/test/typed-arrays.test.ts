@@ -1,7 +1,7 @@
 /** `nextSetBit`, which the occupancy and PAMT indexes are walked with, against a bit-by-bit reading. */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { nextSetBit } from "../src/index.js";
+import { nextSetBit } from "../src/testing.js";
 
 describe("nextSetBit", () => {
   it("visits the set bits of a word range in ascending order, from any start", () => {

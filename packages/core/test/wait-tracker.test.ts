@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCKED, FootprintRecorder, FootprintStore, RETRY_WAIT, WaitTracker, modifies } from "../src/index.js";
+import { BLOCKED, FootprintRecorder, FootprintStore, RETRY_WAIT, WaitTracker, modifies } from "../src/testing.js";
 
 type Access = { id: number; kind: 1 | 2 | 4 };
 type Step = { task: number; accesses: Access[]; outcome: 0 | typeof BLOCKED | typeof RETRY_WAIT };

@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TdpIter, WalkOut, eptWalk, guestAccessPage, hostOps, type Root, type Vm } from "../src/index.js";
+import { TdpIter, WalkOut, eptWalk, guestAccessPage, hostOps, type Root, type Vm } from "../src/testing.js";
 import { FakeMirrorBackend, MiB, makeVm, run } from "./helpers.js";
 import { NPAGES, apply, cmdArb } from "./random-ops.js";
 

@@ -3,7 +3,7 @@
  * `tdp_mmu_zap_root` zaps in passes, leaves before the tables that hold them.
  */
 import { describe, expect, it } from "vitest";
-import { AccessTally, guestAccessRange, zapAll, zapRoot, type TdpEvent } from "../src/index.js";
+import { AccessTally, guestAccessRange, zapAll, zapRoot, type TdpEvent } from "../src/testing.js";
 import { makeVm, run } from "./helpers.js";
 
 /** A VM with GFNs [0, 1024) mapped 4K and, 1 GiB up, one more page under other tables. */

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import {
   BLOCKED, FootprintAudit, RunInputError, buildRun, explore, exploreScenario, loadScenario, parseScenarioText,
   type Op, type Scenario,
-} from "@tdpemu/core";
+} from "@tdpemu/core/testing";
 import { builtinRegistry } from "../src/registry.js";
 
 const MAX_MEMORY = 4 * 2 ** 20;

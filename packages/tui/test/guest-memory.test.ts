@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import {
   GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, OpError, RunInputError, guestMemory, mirrorView, parseScenarioText, runScenario,
   type GuestMemory, type GuestMemoryRange, type Vm,
-} from "@tdpemu/core";
+} from "@tdpemu/core/testing";
 import { main } from "../src/index.js";
 import { builtinRegistry } from "../src/registry.js";
 import { captureIo } from "./capture-io.js";

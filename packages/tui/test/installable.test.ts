@@ -40,7 +40,9 @@ describe("installable from tarballs", () => {
       const { files, manifest } = contents(join(tarballs, t));
       expect(files, t).toContain("package/dist/index.js");
       expect(files, t).toContain("package/dist/index.d.ts");
-      expect(files.filter((f) => !/^package\/(dist\/|package\.json$)/.test(f)), t).toEqual([]);
+      // pnpm pack adds the workspace's LICENSE to a package that has none of its own.
+      expect(files, t).toContain("package/LICENSE");
+      expect(files.filter((f) => !/^package\/(dist\/|package\.json$|LICENSE$)/.test(f)), t).toEqual([]);
       expect(files.filter((f) => f.endsWith(".tsbuildinfo")), t).toEqual([]);
       expect(manifest.license, t).toBe("MIT");
       expect(manifest.engines?.node, t).toBe(">=20.19");

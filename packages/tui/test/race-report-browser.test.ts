@@ -47,8 +47,11 @@ async function openBrowser() {
   });
 }
 
-/** CI set as CI services set it (ink's rule: "0" and "false" say it is not CI). */
-const underCi = process.env.CI !== undefined && !["", "0", "false"].includes(process.env.CI);
+/**
+ * CI set as CI services set it (ink's rule: "0" and "false" say it is not CI), or
+ * TDPEMU_REQUIRE_BROWSER=1, which `.ci/run` sets (it cannot set CI: ink renders differently).
+ */
+const underCi = (process.env.CI !== undefined && !["", "0", "false"].includes(process.env.CI)) || process.env.TDPEMU_REQUIRE_BROWSER === "1";
 const skip = !existsSync(CHROMIUM) && !underCi;
 if (skip) {
   console.warn(`race-report-browser: skipped: no ${CHROMIUM} (apt-get install -y chromium)`);
