@@ -144,7 +144,12 @@ describe("tdpemu explore", () => {
     const x = io();
     expect(await main(["explore", scn, "--tdx-huge-pages", "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
     expect(x.out()).toContain("TDX huge pages");
-    expect((JSON.parse(readFileSync(out, "utf8")) as ScheduleFile).mmu).toEqual({ strategy: "atomic-then-hook", unsafeNonAtomicSet: false, tdxHugePages: true });
+    const written = JSON.parse(readFileSync(out, "utf8")) as ScheduleFile;
+    expect(written.mmu).toEqual({
+      strategy: "atomic-then-hook",
+      unsafeNonAtomicSet: false,
+      tdxHugePages: true,
+    });
     const r = io();
     expect(await main(["replay", out], r.o)).toBe(1);
     expect(r.out()).toMatch(/EPT_WALK_FAILED/);

@@ -54,7 +54,8 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(whole.code).toBe(0);
     const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
     const parts = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number });
-    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k): unknown => expect.objectContaining({ index: k, count: n })));
+    const shardOf = (k: number): unknown => expect.objectContaining({ index: k, count: n });
+    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => shardOf(k)));
     // Each shard did a share of the work, not all of it.
     const wholeSchedules = (JSON.parse(whole.out) as { schedules: number }).schedules;
     for (const p of parts) expect(p.schedules).toBeLessThan(wholeSchedules);

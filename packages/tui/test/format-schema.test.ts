@@ -95,7 +95,12 @@ describe("every example scenario against the JSON Schema (ajv)", () => {
   }
 
   it("what tdpemu refuses field by field, the schema refuses too", async () => {
-    const base: Spoilable = { name: "t", vm: { memory: "1GiB", vcpus: 2 }, vcpus: [[{ op: "access", gpa: "0x1000" }]], host: [{ op: "zap", gpa: 0, size: "2MiB" }] };
+    const base: Spoilable = {
+      name: "t",
+      vm: { memory: "1GiB", vcpus: 2 },
+      vcpus: [[{ op: "access", gpa: "0x1000" }]],
+      host: [{ op: "zap", gpa: 0, size: "2MiB" }],
+    };
     const spoilt: [string, (s: Spoilable) => void][] = [
       ["an unknown key", (s) => { s.backned = "plain"; }],
       ["a size in GB", (s) => { s.vm.memory = "1GB"; }],

@@ -33,7 +33,8 @@ interface Manifest {
 /** The files of a tarball, and its package.json. */
 function contents(tgz: string): { files: string[]; manifest: Manifest } {
   const files = execFileSync("tar", ["tzf", tgz], { encoding: "utf8" }).trim().split("\n");
-  const manifest = JSON.parse(execFileSync("tar", ["xzOf", tgz, "package/package.json"], { encoding: "utf8" })) as Manifest;
+  const json = execFileSync("tar", ["xzOf", tgz, "package/package.json"], { encoding: "utf8" });
+  const manifest = JSON.parse(json) as Manifest;
   return { files, manifest };
 }
 

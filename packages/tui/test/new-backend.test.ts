@@ -34,7 +34,8 @@ describe("tdpemu new-backend", () => {
     expect(readdirSync(pkg).sort()).toEqual([".gitignore", "README.md", "package.json", "scenarios", "src", "test", "tsconfig.json"]);
     // Its SDK is this checkout's; every hook of the contract is named in it.
     const tsconfig = readFileSync(join(pkg, "tsconfig.json"), "utf8");
-    const { paths } = (JSON.parse(tsconfig) as { compilerOptions: { paths: Record<string, string[]> } }).compilerOptions;
+    type Paths = { compilerOptions: { paths: Record<string, string[]> } };
+    const { paths } = (JSON.parse(tsconfig) as Paths).compilerOptions;
     expect(paths["@tdpemu/backend-sdk"]).toEqual([resolve("packages/backend-sdk/dist/index.d.ts")]);
     const src = readFileSync(join(pkg, "src/index.ts"), "utf8");
     for (const hook of ["linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt", "gmemPrepare", "checkGuestAccess", "guestAccept", "directSpteChanged", "memoryAttributesChanged", "rawCall", "injectFault", "describeEntry", "stats"]) {

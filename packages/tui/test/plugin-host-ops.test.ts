@@ -56,7 +56,11 @@ describe("a plugin's host ops", () => {
     expect(r.code).toBe(0);
     const report = JSON.parse(r.out) as Report;
     const host = report.ops.filter((o) => o.who === "host");
-    expect(host.map((o) => [o.op, o.result.status])).toEqual([["zap", undefined], ["marker.mark", 0], ["marker.mark", -22]]);
+    expect(host.map((o) => [o.op, o.result.status])).toEqual([
+      ["zap", undefined],
+      ["marker.mark", 0],
+      ["marker.mark", -22],
+    ]);
     expect(report.backendStats.calls.MARKS).toBe(2);
   });
 
