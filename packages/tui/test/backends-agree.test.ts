@@ -45,7 +45,7 @@ function run(w: Workload, backend: string): Report | string {
   try {
     return runScenario(parseScenarioText(workloadText(w, backend), `${backend}.yaml`), { backend: registry.source(backend), guestMemory: true }).report;
   } catch (e) {
-    if (RunInputError.is(e) || OpError.is(e)) return (e as Error).message;
+    if (RunInputError.is(e) || OpError.is(e)) return e.message;
     throw e;
   }
 }

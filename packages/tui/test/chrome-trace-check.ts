@@ -28,6 +28,18 @@ export interface TraceCheck {
 
 type Rec = Record<string, unknown>;
 
+/** An event `fieldProblems` passed: the fields every phase requires are there, of their types. */
+interface CheckedEvent {
+  name: string;
+  ph: string;
+  ts: number;
+  pid: number;
+  tid: number;
+  cat?: unknown;
+  dur?: unknown;
+  args?: unknown;
+}
+
 const PHASES = new Set(["B", "E", "X", "i", "I", "C", "M"]);
 
 function isObject(v: unknown): v is Rec {
@@ -73,7 +85,7 @@ export function checkChromeTrace(events: unknown[]): TraceCheck {
   const problems: string[] = [];
   events.forEach((e, k) => problems.push(...fieldProblems(e, k)));
   if (problems.length > 0) return { problems, slices: [], threads: new Map() };
-  const recs = events as Rec[];
+  const recs = events as CheckedEvent[];
   const threads = new Map<string, string>();
   for (const e of recs) {
     if (e.ph !== "M" || e.name !== "thread_name") continue;
@@ -85,7 +97,7 @@ export function checkChromeTrace(events: unknown[]): TraceCheck {
   recs.forEach((e, k) => {
     if (e.ph === "M") return;
     const track = `${e.pid}:${e.tid}`;
-    const ts = e.ts as number;
+    const ts = e.ts;
     const what = `event ${k} (${e.name})`;
     if (!threads.has(track)) problems.push(`${what}: tid ${track} has no thread_name`);
     // B/E must come in time order on their thread; this writer keeps its instants and counters
@@ -99,8 +111,8 @@ export function checkChromeTrace(events: unknown[]): TraceCheck {
     }
     const args = isObject(e.args) ? e.args : {};
     const base = {
-      name: e.name as string, cat: e.cat as string | undefined,
-      pid: e.pid as number, tid: e.tid as number,
+      name: e.name, cat: e.cat as string | undefined,
+      pid: e.pid, tid: e.tid,
     };
     if (e.ph === "X") {
       slices.push({ ...base, start: ts, end: ts + (e.dur as number), args, parent: null });

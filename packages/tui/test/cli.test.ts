@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { Report } from "@tdpemu/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/main.js";
 
@@ -124,7 +125,7 @@ describe("tdpemu run --json", () => {
   it("--seed overrides the scenario's seed in the report", async () => {
     const r = await run("run", DIRTY, "--json", "--seed", "42");
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.out).seed).toBe(42);
+    expect((JSON.parse(r.out) as Report).seed).toBe(42);
   });
 });
 
@@ -138,7 +139,9 @@ describe("tdpemu run: the human summary", () => {
     expect(r.err).toBe("");
     expect(r.out).toMatch(new RegExp(`^faults\\s+${faults}\\b`, "m"));
     expect(r.out).toContain("zap-refault");
-    expect(() => JSON.parse(r.out)).toThrow();
+    expect(() => {
+      JSON.parse(r.out);
+    }).toThrow();
   });
 });
 

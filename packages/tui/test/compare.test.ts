@@ -1,6 +1,13 @@
 /** `tdpemu compare`: one scenario on every backend, side by side, headless. */
 import { describe, expect, it } from "vitest";
+import type { CompareRow } from "../src/compare-rows.js";
 import { main, type Io } from "../src/index.js";
+
+/** What `tdpemu compare --json` prints. */
+interface CompareJson {
+  scenario: string;
+  backends: CompareRow[];
+}
 
 function io() {
   const out: string[] = [];
@@ -35,7 +42,8 @@ describe("tdpemu compare", () => {
     expect(x.out()).toMatch(/^sev calls: RMPUPDATE 33, PVALIDATE 32, ASID flush 3, VMGEXIT\(PSC\) 2, SNP_GCTX_CREATE 1$/m);
     const j = io();
     expect(await main(["compare", "scenarios/guest-convert.yaml", "--json", "--backend", "tdx"], j.o)).toBe(0);
-    expect(JSON.parse(j.out()).backends[0].calls).toMatchObject({ "TDG.VP.VMCALL<MapGPA>": 2, "TDH.MEM.PAGE.REMOVE": 8 });
+    const rows = (JSON.parse(j.out()) as CompareJson).backends;
+    expect(rows[0]?.calls).toMatchObject({ "TDG.VP.VMCALL<MapGPA>": 2, "TDH.MEM.PAGE.REMOVE": 8 });
   });
 
   it("a backend that refuses an op of the scenario is reported under the table, not counted as a violation", async () => {
@@ -48,8 +56,8 @@ describe("tdpemu compare", () => {
   it("--json gives the rows; a missing scenario is bad input", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--json"], x.o)).toBe(0);
-    const r = JSON.parse(x.out());
-    expect(r.backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "cca"]);
+    const r = JSON.parse(x.out()) as CompareJson;
+    expect(r.backends.map((b) => b.backend)).toEqual(["tdx", "sev", "plain", "cca"]);
     const y = io();
     expect(await main(["compare"], y.o)).toBe(2);
     expect(y.err()).toMatch(/^tdpemu: compare: which scenario\?/);

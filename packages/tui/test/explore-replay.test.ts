@@ -2,7 +2,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { Report, ScheduleFile } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
+import type { ExploreReport } from "../src/commands/explore-report.js";
 import { main, type Io } from "../src/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-explore-"));
@@ -20,7 +22,7 @@ describe("tdpemu explore", () => {
   it("exhausts the race scenario without the unsafe option: exit 0, counts reported", async () => {
     const x = io();
     expect(await main(["explore", SCN, "--json"], x.o)).toBe(0);
-    const r = JSON.parse(x.out());
+    const r = JSON.parse(x.out()) as ExploreReport;
     expect(r).toMatchObject({ scenario: "race-shared-table", backend: "plain", exhausted: true, violation: null });
     expect(r.schedules).toBeGreaterThan(100);
     expect(r.skippedByReduction).toBeGreaterThan(0);
@@ -46,7 +48,7 @@ describe("tdpemu explore", () => {
     expect(await main(["explore", SCN, "--unsafe-non-atomic-set", "--out", out], x.o)).toBe(1);
     expect(x.out()).toMatch(/violation\s+in schedule \d+/);
     expect(x.out()).toContain(`tdpemu replay ${out}`);
-    const file = JSON.parse(readFileSync(out, "utf8"));
+    const file = JSON.parse(readFileSync(out, "utf8")) as ScheduleFile;
     expect(file.format).toBe("tdpemu-schedule/1");
     expect(file.mmu).toEqual({ strategy: "freeze", unsafeNonAtomicSet: true, tdxHugePages: false });
     expect(file.choices.length).toBeGreaterThan(5);
@@ -133,15 +135,21 @@ describe("tdpemu explore", () => {
     writeFileSync(scn, text);
     const off = io();
     expect(await main(["run", scn, "--json"], off.o)).toBe(0);
-    expect(JSON.parse(off.out()).stats.pages["2m"]).toBe(0);
+    expect((JSON.parse(off.out()) as Report).stats.pages["2m"]).toBe(0);
     const on = io();
     expect(await main(["run", scn, "--json", "--tdx-huge-pages", "--seed", "3"], on.o)).toBe(0);
-    expect(JSON.parse(on.out()).backendStats.calls["TDH.MEM.PAGE.AUG"]).toBeGreaterThan(0);
+    const calls = (JSON.parse(on.out()) as Report).backendStats.calls;
+    expect(calls["TDH.MEM.PAGE.AUG"]).toBeGreaterThan(0);
     const out = join(dir, "race-2m-leaf.json");
     const x = io();
     expect(await main(["explore", scn, "--tdx-huge-pages", "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
     expect(x.out()).toContain("TDX huge pages");
-    expect(JSON.parse(readFileSync(out, "utf8")).mmu).toEqual({ strategy: "atomic-then-hook", unsafeNonAtomicSet: false, tdxHugePages: true });
+    const written = JSON.parse(readFileSync(out, "utf8")) as ScheduleFile;
+    expect(written.mmu).toEqual({
+      strategy: "atomic-then-hook",
+      unsafeNonAtomicSet: false,
+      tdxHugePages: true,
+    });
     const r = io();
     expect(await main(["replay", out], r.o)).toBe(1);
     expect(r.out()).toMatch(/EPT_WALK_FAILED/);
@@ -150,7 +158,7 @@ describe("tdpemu explore", () => {
   it("a preemption bound and a schedule cap are reported", async () => {
     const x = io();
     expect(await main(["explore", SCN, "--preemption-bound", "1", "--max-schedules", "3", "--json"], x.o)).toBe(0);
-    const r = JSON.parse(x.out());
+    const r = JSON.parse(x.out()) as ExploreReport;
     expect(r.schedules).toBe(3);
     expect(r.exhausted).toBe(false);
     expect(r.preemptionBound).toBe(1);
@@ -181,9 +189,10 @@ describe("tdpemu run --schedule-out", () => {
     const b = io();
     expect(await main(["replay", sched, "--trace", t2, "--json"], b.o)).toBe(0);
     expect(readFileSync(t2, "utf8")).toBe(readFileSync(t1, "utf8"));
-    expect(JSON.parse(b.out()).stats).toEqual(JSON.parse(a.out()).stats);
+    const replayed = JSON.parse(b.out()) as Report;
+    expect(replayed.stats).toEqual((JSON.parse(a.out()) as Report).stats);
     // The seed is the one the schedule was recorded with (--seed 5), not the scenario's (B3).
-    expect(JSON.parse(b.out()).seed).toBe(5);
+    expect(replayed.seed).toBe(5);
     const c = io();
     expect(await main(["replay", sched], c.o)).toBe(0);
     expect(c.out()).toMatch(/^scenario .*\(backend plain, seed 5, /);

@@ -54,9 +54,11 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(whole.code).toBe(0);
     const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
     const parts = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number });
-    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => expect.objectContaining({ index: k, count: n })));
+    const shardOf = (k: number): unknown => expect.objectContaining({ index: k, count: n });
+    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => shardOf(k)));
     // Each shard did a share of the work, not all of it.
-    for (const p of parts) expect(p.schedules).toBeLessThan(JSON.parse(whole.out).schedules);
+    const wholeSchedules = (JSON.parse(whole.out) as { schedules: number }).schedules;
+    for (const p of parts) expect(p.schedules).toBeLessThan(wholeSchedules);
     const merged = await tdpemu("explore-merge", ...files, "--json");
     expect(merged.code).toBe(0);
     const w = JSON.parse(whole.out) as Record<string, unknown>;

@@ -15,6 +15,21 @@ import { captureIo as io } from "./capture-io.js";
 // @ts-expect-error: a plain ES module of the repository's scripts, without types
 import { GENERATED, ROOT, generate } from "../../../scripts/formats.mjs";
 
+/** The signature `generate` has in scripts/formats.mjs, which the compiler cannot see. */
+const generateFile = generate as (args: string[]) => string;
+
+/** A scenario as a hand-written file may spoil it: any key, on the file and on its ops. */
+interface Spoilable {
+  [key: string]: unknown;
+  name?: string;
+  vm: Record<string, unknown>;
+  vcpus: Record<string, unknown>[][];
+  host: Record<string, unknown>[];
+}
+
+/** The first op of the first vCPU's program. */
+const firstOp = (s: Spoilable): Record<string, unknown> => s.vcpus[0]![0]!;
+
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-schema-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -35,7 +50,7 @@ async function tdpemu(...args: string[]) {
 describe("generated from the one definition", () => {
   for (const g of GENERATED as { file: string; args: string[] }[]) {
     it(`${g.file} is current (regenerate with npm run formats)`, () => {
-      expect(readFileSync(resolve(ROOT as string, g.file), "utf8")).toBe(generate(g.args));
+      expect(readFileSync(resolve(ROOT as string, g.file), "utf8")).toBe(generateFile(g.args));
     });
   }
 
@@ -80,21 +95,26 @@ describe("every example scenario against the JSON Schema (ajv)", () => {
   }
 
   it("what tdpemu refuses field by field, the schema refuses too", async () => {
-    const base = { name: "t", vm: { memory: "1GiB", vcpus: 2 }, vcpus: [[{ op: "access", gpa: "0x1000" }]], host: [{ op: "zap", gpa: 0, size: "2MiB" }] };
-    const spoilt: [string, (s: Record<string, any>) => void][] = [
+    const base: Spoilable = {
+      name: "t",
+      vm: { memory: "1GiB", vcpus: 2 },
+      vcpus: [[{ op: "access", gpa: "0x1000" }]],
+      host: [{ op: "zap", gpa: 0, size: "2MiB" }],
+    };
+    const spoilt: [string, (s: Spoilable) => void][] = [
       ["an unknown key", (s) => { s.backned = "plain"; }],
       ["a size in GB", (s) => { s.vm.memory = "1GB"; }],
-      ["an unknown guest op", (s) => { s.vcpus[0][0].op = "acces"; }],
-      ["an unknown key on an op", (s) => { s.vcpus[0][0].wirte = true; }],
-      ["a string for a boolean", (s) => { s.vcpus[0][0].write = "yes"; }],
-      ["a host op without a dot that is not built in", (s) => { s.host[0].op = "zapp"; }],
-      ["a negative number", (s) => { s.vcpus[0][0].gpa = -1; }],
+      ["an unknown guest op", (s) => { firstOp(s).op = "acces"; }],
+      ["an unknown key on an op", (s) => { firstOp(s).wirte = true; }],
+      ["a string for a boolean", (s) => { firstOp(s).write = "yes"; }],
+      ["a host op without a dot that is not built in", (s) => { s.host[0]!.op = "zapp"; }],
+      ["a negative number", (s) => { firstOp(s).gpa = -1; }],
       ["a missing name", (s) => { delete s.name; }],
       ["an unknown strategy", (s) => { s.options = { strategy: "hope" }; }],
     ];
     expect(validScenario(base), JSON.stringify(validScenario.errors)).toBe(true);
     for (const [what, spoil] of spoilt) {
-      const s = structuredClone(base) as Record<string, any>;
+      const s = structuredClone(base);
       spoil(s);
       expect(validScenario(s), what).toBe(false);
       const f = join(dir, `${what.replaceAll(" ", "-")}.json`);

@@ -7,13 +7,17 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.js";
+import { main, type Io } from "../src/index.js";
 import { fuzz, keepFindingInputs, withoutTimes } from "../src/fuzz/fuzz.js";
 import { soakCase } from "../src/bench/cases.js";
 import { builtinRegistry } from "../src/registry.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-fuzz-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A stand-in `main` that answers at once; a throw rejects, as one in the real, async main does. */
+const mainOf = (answer: (argv: string[], io: Io) => number) => (argv: string[], io: Io) =>
+  new Promise<number>((resolve) => resolve(answer(argv, io)));
 
 describe("tdpemu fuzz", () => {
   it("the corpus has at least 200 malformed files", () => {
@@ -36,13 +40,13 @@ describe("tdpemu fuzz", () => {
 
   it("a crash, a stack trace or a second answer that differs is a finding", async () => {
     let n = 0;
-    const flaky = async (argv: string[], io: { out(t: string): void; err(t: string): void }) => {
+    const flaky = mainOf((argv, io) => {
       n++;
       if (argv[0] === "run" && argv[1]!.includes("workload")) throw new TypeError("boom");
       if (argv[0] === "run") { io.err(`tdpemu: bad\n    at x (y.js:1:1)`); return 2; }
       io.out(`answer ${n}`);
       return 0;
-    };
+    });
     const r = await fuzz({ seed: 3, budgetMs: 300, dir, main: flaky });
     expect(r.crashes.some((f) => f.kind === "workload" && /TypeError: boom/.test(f.what))).toBe(true);
     expect(r.crashes.some((f) => f.kind === "malformed" && /a stack trace|not one line/.test(f.what))).toBe(true);
@@ -50,7 +54,7 @@ describe("tdpemu fuzz", () => {
   });
 
   it("a valid workload that ends in a violation, and a warning on the process's stderr, are findings", async () => {
-    const broken = async (argv: string[], io: { out(t: string): void; err(t: string): void }) => {
+    const broken = mainOf((argv, io) => {
       if (argv[0] === "run" && argv[1]!.includes("workload")) {
         io.out(JSON.stringify({ invariants: { violations: [{ check: "pamt-consistent", message: "page 0x5 owned twice" }] } }));
         return 1;
@@ -61,7 +65,7 @@ describe("tdpemu fuzz", () => {
         return 2;
       }
       return 0;
-    };
+    });
     const r = await fuzz({ seed: 4, budgetMs: 300, dir, main: broken });
     expect(r.violations.length).toBeGreaterThan(0);
     expect(r.violations[0]!.what).toBe("[pamt-consistent] page 0x5 owned twice");

@@ -55,7 +55,7 @@ describe("parseGpaText", () => {
       expect(r.error).not.toContain("\n");
     }
     expect(parseGpaText("0xzz", TDX)).toMatchObject({
-      error: expect.stringMatching(/^'0xzz' is not a GPA/),
+      error: expect.stringMatching(/^'0xzz' is not a GPA/) as unknown,
     });
   });
 
@@ -131,7 +131,7 @@ describe("parseGpaText, properties", () => {
           else
             expect(r).toMatchObject({
               ok: false,
-              error: expect.stringContaining("is beyond the guest's"),
+              error: expect.stringContaining("is beyond the guest's") as unknown,
             });
         },
       ),

@@ -21,10 +21,20 @@ function pnpm(args: string[], cwd: string): string {
   return execFileSync("npx", ["-y", "pnpm@10.34.9", ...args], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }
 
+/** The fields of a packed package.json that a registry user reads, as far as this test looks. */
+interface Manifest {
+  license?: string;
+  engines?: { node?: string };
+  repository?: { directory?: string };
+  /** Checked to be a string, so not assumed to be one. */
+  description?: unknown;
+}
+
 /** The files of a tarball, and its package.json. */
-function contents(tgz: string): { files: string[]; manifest: Record<string, any> } {
+function contents(tgz: string): { files: string[]; manifest: Manifest } {
   const files = execFileSync("tar", ["tzf", tgz], { encoding: "utf8" }).trim().split("\n");
-  const manifest = JSON.parse(execFileSync("tar", ["xzOf", tgz, "package/package.json"], { encoding: "utf8" })) as Record<string, any>;
+  const json = execFileSync("tar", ["xzOf", tgz, "package/package.json"], { encoding: "utf8" });
+  const manifest = JSON.parse(json) as Manifest;
   return { files, manifest };
 }
 

@@ -33,7 +33,10 @@ describe("tdpemu new-backend", () => {
     expect(made.out).toMatch(/made the 'glass' backend in /);
     expect(readdirSync(pkg).sort()).toEqual([".gitignore", "README.md", "package.json", "scenarios", "src", "test", "tsconfig.json"]);
     // Its SDK is this checkout's; every hook of the contract is named in it.
-    expect(JSON.parse(readFileSync(join(pkg, "tsconfig.json"), "utf8")).compilerOptions.paths["@tdpemu/backend-sdk"]).toEqual([resolve("packages/backend-sdk/dist/index.d.ts")]);
+    const tsconfig = readFileSync(join(pkg, "tsconfig.json"), "utf8");
+    type Paths = { compilerOptions: { paths: Record<string, string[]> } };
+    const { paths } = (JSON.parse(tsconfig) as Paths).compilerOptions;
+    expect(paths["@tdpemu/backend-sdk"]).toEqual([resolve("packages/backend-sdk/dist/index.d.ts")]);
     const src = readFileSync(join(pkg, "src/index.ts"), "utf8");
     for (const hook of ["linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt", "gmemPrepare", "checkGuestAccess", "guestAccept", "directSpteChanged", "memoryAttributesChanged", "rawCall", "injectFault", "describeEntry", "stats"]) {
       expect(src).toContain(`${hook}(`);

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Report } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
 import { captureIo as io, expectOneLine } from "./capture-io.js";
@@ -155,6 +156,6 @@ describe("--strict-plugin checks what hooks return", () => {
     const r = await run(plugin(`${priv} maxMappingLevel() { return 1; }`), "--strict-plugin", "--json");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.out).stats.faults).toBeGreaterThan(0);
+    expect((JSON.parse(r.out) as Report).stats.faults).toBeGreaterThan(0);
   });
 });

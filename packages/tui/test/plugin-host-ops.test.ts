@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Report } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
 import { captureIo as io } from "./capture-io.js";
@@ -53,9 +54,13 @@ describe("a plugin's host ops", () => {
     const r = await run(scenario(["{ op: zap, gpa: 0x0, size: 4KiB }", "{ op: marker.mark, gpa: 0x2000, size: 8KiB, label: first }", "{ op: marker.mark, gpa: 0x1000, label: refuse }"]));
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.out);
-    const host = report.ops.filter((o: { who: string }) => o.who === "host");
-    expect(host.map((o: { op: string; result: Record<string, unknown> }) => [o.op, o.result.status])).toEqual([["zap", undefined], ["marker.mark", 0], ["marker.mark", -22]]);
+    const report = JSON.parse(r.out) as Report;
+    const host = report.ops.filter((o) => o.who === "host");
+    expect(host.map((o) => [o.op, o.result.status])).toEqual([
+      ["zap", undefined],
+      ["marker.mark", 0],
+      ["marker.mark", -22],
+    ]);
     expect(report.backendStats.calls.MARKS).toBe(2);
   });
 

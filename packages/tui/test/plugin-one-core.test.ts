@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { ScheduleFile } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFlushLimitPlugin } from "./outside-plugin.js";
 import { withoutProgress } from "./capture-io.js";
@@ -43,7 +44,8 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     expect(e.code).toBe(1);
     expect(e.out).toMatch(/\[kvm-bug\]/);
     expect(existsSync(out)).toBe(true);
-    expect(JSON.parse(readFileSync(out, "utf8")).violations[0].check).toBe("kvm-bug");
+    const schedule = JSON.parse(readFileSync(out, "utf8")) as ScheduleFile;
+    expect(schedule.violations?.[0]?.check).toBe("kvm-bug");
     const r = tdpemu("replay", out, "--plugin", plugin);
     expect(r.err).toBe("");
     expect(r.code).toBe(1);
@@ -71,7 +73,7 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
   it("bench measures it", () => {
     const r = tdpemu("bench", "--plugin", quiet, "--filter", "zap-flush-quiet", "--json");
     expect(r.code).toBe(0);
-    const cases = JSON.parse(r.out).cases as { name: string; value: number }[];
+    const { cases } = JSON.parse(r.out) as { cases: { name: string; value: number }[] };
     expect(cases.length).toBeGreaterThan(0);
     for (const c of cases) expect(c.value).toBeGreaterThan(0);
   });

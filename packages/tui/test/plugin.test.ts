@@ -5,9 +5,16 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import type { Report, ScheduleFile } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
+import type { CompareRow } from "../src/compare-rows.js";
 import { main } from "../src/index.js";
 import { captureIo as io } from "./capture-io.js";
+
+/** The report `run --json` or `replay --json` printed. */
+const reportOf = (text: string) => JSON.parse(text) as Report;
+/** The rows `compare --json` printed. */
+const rowsOf = (text: string) => (JSON.parse(text) as { backends: CompareRow[] }).backends;
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-plugin-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,7 +52,7 @@ describe("backend plugins", () => {
   it("run --backend <module path> runs the scenario on the plugin", async () => {
     const o = io();
     expect(await main(["run", "scenarios/zap-refault.yaml", "--backend", plugin, "--json"], o)).toBe(0);
-    const r = JSON.parse(o.outText());
+    const r = reportOf(o.outText());
     expect(r.backend).toBe("counting");
     // The plugin's flushTlb runs at each vCPU flush: one per remote request, at the next entry,
     // and one when a vCPU loads a new root.
@@ -61,20 +68,21 @@ describe("backend plugins", () => {
     const sched = join(dir, "uses-plugin.schedule.json");
     const o = io();
     expect(await main(["run", scn, "--json", "--schedule-out", sched, "--allow-plugins"], o)).toBe(0);
-    expect(JSON.parse(o.outText()).backend).toBe("counting");
-    expect(JSON.parse(readFileSync(sched, "utf8")).backend).toBe(plugin);
+    expect(reportOf(o.outText()).backend).toBe("counting");
+    expect((JSON.parse(readFileSync(sched, "utf8")) as ScheduleFile).backend).toBe(plugin);
     const r = io();
     expect(await main(["replay", sched, "--json", "--plugin", plugin], r)).toBe(0);
-    expect(JSON.parse(r.outText()).backend).toBe("counting");
+    expect(reportOf(r.outText()).backend).toBe("counting");
   });
 
   it("compare takes plugins: --plugin adds a column, --backend picks, the scenario's own plugin is in when allowed", async () => {
     const o = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--plugin", plugin, "--json"], o)).toBe(0);
-    expect(JSON.parse(o.outText()).backends.map((b: { backend: string }) => b.backend)).toEqual(["tdx", "sev", "plain", "cca", "counting"]);
+    const all = rowsOf(o.outText()).map((b) => b.backend);
+    expect(all).toEqual(["tdx", "sev", "plain", "cca", "counting"]);
     const picked = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "plain", "--backend", plugin, "--json"], picked)).toBe(0);
-    const rows = JSON.parse(picked.outText()).backends as { backend: string; values: Record<string, string> }[];
+    const rows = rowsOf(picked.outText());
     expect(rows.map((b) => b.backend)).toEqual(["plain", "counting"]);
     expect(rows[1]!.values.faults).toBe(rows[0]!.values.faults);
     const own = join(dir, "scenarios", "own-plugin.yaml");
@@ -82,7 +90,7 @@ describe("backend plugins", () => {
     writeFileSync(own, readFileSync("scenarios/zap-refault.yaml", "utf8").replace(/^backend: plain$/m, "backend: ../counting-backend.mjs"));
     const viaScenario = io();
     expect(await main(["compare", own, "--json", "--allow-plugins"], viaScenario)).toBe(0);
-    expect(JSON.parse(viaScenario.outText()).backends.map((b: { backend: string }) => b.backend)).toContain("counting");
+    expect(rowsOf(viaScenario.outText()).map((b) => b.backend)).toContain("counting");
     const bad = io();
     expect(await main(["compare", "scenarios/zap-refault.yaml", "--backend", "nope"], bad)).toBe(2);
     expect(bad.errText()).toMatch(/^tdpemu: compare: --backend: unknown backend 'nope' \(registered: tdx, sev, plain, cca\)$/);
@@ -91,7 +99,9 @@ describe("backend plugins", () => {
   it("bench --plugin measures the plugin beside the built-ins", async () => {
     const o = io();
     expect(await main(["bench", "--filter=zap-counting", "--plugin", plugin, "--json"], o)).toBe(0);
-    const cases = JSON.parse(o.outText()).cases as { name: string; value: number; unit: string }[];
+    const { cases } = JSON.parse(o.outText()) as {
+      cases: { name: string; value: number; unit: string }[];
+    };
     expect(cases.map((c) => c.name)).toEqual(["sol", "zap-counting"]);
     expect(cases[1]!.unit).toBe("pages/s");
     expect(cases[1]!.value).toBeGreaterThan(0);
@@ -143,16 +153,16 @@ describe("a data file never loads code by itself", () => {
     // The same module, named relative to the current directory rather than by the schedule's absolute path.
     const r = io();
     expect(await main(["replay", sched, "--plugin", relative(process.cwd(), sneaky2), "--json"], r)).toBe(0);
-    expect(JSON.parse(r.outText()).backend).toBe("sneaky");
+    expect(reportOf(r.outText()).backend).toBe("sneaky");
     expect(readFileSync(marker2, "utf8")).toBe("ran\n");
   });
 
   it("run: --plugin naming the same module, or --allow-plugins, lets it load", async () => {
     const a = io();
     expect(await main(["run", scn, "--plugin", sneaky, "--json"], a)).toBe(0);
-    expect(JSON.parse(a.outText()).backend).toBe("sneaky");
+    expect(reportOf(a.outText()).backend).toBe("sneaky");
     const b = io();
     expect(await main(["run", scn, "--allow-plugins", "--json"], b)).toBe(0);
-    expect(JSON.parse(b.outText()).backend).toBe("sneaky");
+    expect(reportOf(b.outText()).backend).toBe("sneaky");
   });
 });

@@ -39,10 +39,10 @@ describe("the comparison in the background", () => {
     await tick();
     const before = ui.lastFrame();
     ui.stdin.write("c");
-    const running = await frameMatching(ui, /tdx +█+░* +\d+%  running/);
+    const running = await frameMatching(ui, /tdx +█+░* +\d+% {2}running/);
     for (const name of ["tdx", "sev", "plain", "cca", "overall"])
       expect(running).toMatch(new RegExp(`│ ${name} +[█░]{30} +\\d+%`));
-    expect(running).toMatch(/sev +░{30} +0%  waiting/);
+    expect(running).toMatch(/sev +░{30} +0% {2}waiting/);
     expect(running).toContain("press esc or c to cancel it");
     ui.stdin.write("\u001B");
     expect(await frameMatching(ui, /events \(latest last\)/, 5000)).toBe(before);

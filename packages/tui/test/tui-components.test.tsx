@@ -71,7 +71,7 @@ describe("terminal UI: panes show the model", () => {
     ui.unmount();
   });
 
-  it("the GPA map colours what maps each region: private pages after ACCEPT, shared after a conversion", async () => {
+  it("the GPA map colours what maps each region: private pages after ACCEPT, shared after a conversion", () => {
     const s = new Session(loadScenario("scenarios/tdx-convert.yaml"), builtinRegistry(), "tdx");
     while (s.step()) { /* run to the end */ }
     const map = s.snapshot(4096).map;
@@ -150,7 +150,7 @@ describe("the events pane as a timeline", () => {
     ui.unmount();
   });
 
-  it("b to a backend that refuses the run stays where it was and says why; b in a replay does not crash", async () => {
+  it("b to a backend that refuses the run stays where it was and says why; b in a replay does not crash", () => {
     const registry = builtinRegistry();
     const s = new Session(loadScenario("scenarios/tdx-sequential-2m.yaml"), registry, "tdx", { inject: [{ call: "TDH.MEM.PAGE.AUG", nth: 1, status: "OPERAND_BUSY", times: 1 }] });
     s.cycleBackend();

@@ -174,7 +174,7 @@ describe("tdpemu in a terminal", () => {
       await until((s) => s.includes("sequential-1g on plain"));
       const main = await until((s) => s.includes("space run/pause"));
       keys("c");
-      const running = await until((s) => /tdx +█+░* +\d+%  running/.test(s), 20_000);
+      const running = await until((s) => /tdx +█+░* +\d+% {2}running/.test(s), 20_000);
       expect(running).toMatch(/overall +[█░]{30} +\d+%/);
       expect(running).toContain("press esc or c to cancel it");
       keys("Escape");

@@ -52,7 +52,7 @@ function registry(): BackendRegistry {
   const r = new BackendRegistry();
   // TDX's host-wide parts, handed to the subclass as the container hands them to TdxBackend.
   r.add({
-    name: "tagged", description: "t", registerHost: tdx.registerHost,
+    name: "tagged", description: "t", registerHost: (c) => tdx.registerHost?.(c),
     register: (c) => c.register(BACKEND, { useFactory: (x) => new TaggedTdx(x.resolve(SEAM_MODULE), x.resolve(TDX_KEYIDS)) }),
   });
   r.add({ name: "describing", description: "d", register: (c) => c.register(BACKEND, { useClass: Describing }) });

@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { Report } from "@tdpemu/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { withoutProgress } from "./capture-io.js";
 
@@ -38,7 +39,7 @@ describe("docs/writing-a-backend.md", () => {
     const r = tdpemu("run", "sealed.yaml", "--plugin", "./sealed-backend.mjs", "--strict-plugin", "--json");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.out);
+    const report = JSON.parse(r.out) as Report;
     expect(report.backend).toBe("sealed");
     expect(report.backendStats.calls).toEqual({ SEAL: 32, UNSEAL: 16 });
     expect(report.invariants.violations).toEqual([]);
@@ -52,9 +53,11 @@ describe("docs/writing-a-backend.md", () => {
     expect(e.out).toMatch(/no violation in the first 2,000 schedules/);
     const c = tdpemu("compare", "sealed.yaml", "--allow-plugins", "--json");
     expect(c.err).toBe("");
-    expect(JSON.parse(c.out).backends.map((x: { backend: string }) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "sealed"]);
+    const rows = (JSON.parse(c.out) as { backends: { backend: string }[] }).backends;
+    expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "sealed"]);
     const bench = tdpemu("bench", "--plugin", "./sealed-backend.mjs", "--filter=zap-sealed", "--json");
     expect(bench.code).toBe(0);
-    expect(JSON.parse(bench.out).cases.map((x: { name: string }) => x.name)).toEqual(["sol", "zap-sealed"]);
+    const { cases } = JSON.parse(bench.out) as { cases: { name: string }[] };
+    expect(cases.map((x) => x.name)).toEqual(["sol", "zap-sealed"]);
   });
 });
