@@ -140,7 +140,7 @@ export class BackendRegistry {
         : `backend module '${modulePath}' registers '${reg.name}', which '${known.origin}' registered already`);
     }
     // A plugin's registration is only typed as one: its `registerHost` may be anything.
-    const registerHost: unknown = reg.registerHost;
+    const { registerHost } = reg as { registerHost?: unknown };
     if (registerHost !== undefined && typeof registerHost !== "function") {
       throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(registerHost)}, expected a function`);
     }
