@@ -10,7 +10,10 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ["*.ts", "*.js", "*.mjs", "scripts/*.mjs"], defaultProject: "tsconfig.base.json" },
+        projectService: {
+          allowDefaultProject: ["*.ts", "*.js", "*.mjs", "scripts/*.mjs"],
+          defaultProject: "tsconfig.base.json",
+        },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -19,15 +22,25 @@ export default tseslint.config(
     rules: {
       // The compiler's convention (noUnusedParameters): a leading underscore marks a parameter a
       // hook's signature requires and this implementation does not use; a rest sibling drops a key.
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", ignoreRestSiblings: true }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", ignoreRestSiblings: true },
+      ],
       // A critical section or an op is a generator by contract (`withWriteLock(mmu, ctx, function* () {...})`),
       // whether or not this one has a point to yield at.
       "require-yield": "off",
       // The TDX module model ends a leaf by throwing a `SeamError` (seam/seam-result.ts), which the
       // SEAMCALL dispatcher catches: a status, not an Error, so that a failed check (OPERAND_BUSY
       // in every contended step the explorer runs) captures no stack.
-      "@typescript-eslint/only-throw-error": ["error", { allow: [{ from: "file", name: "SeamError" }] }],
+      "@typescript-eslint/only-throw-error": [
+        "error",
+        { allow: [{ from: "file", name: "SeamError" }] },
+      ],
     },
   },
-  { files: ["**/*.js", "**/*.mjs"], extends: [tseslint.configs.disableTypeChecked], languageOptions: { globals: { process: "readonly", console: "readonly" } } },
+  {
+    files: ["**/*.js", "**/*.mjs"],
+    extends: [tseslint.configs.disableTypeChecked],
+    languageOptions: { globals: { process: "readonly", console: "readonly" } },
+  },
 );

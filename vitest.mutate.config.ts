@@ -10,14 +10,23 @@ import { resolve } from "node:path";
 import { defineConfig, mergeConfig, type ViteUserConfig } from "vitest/config";
 import base from "./vitest.config.js";
 
-const config: ViteUserConfig = mergeConfig(base, defineConfig({
-  resolve: {
-    alias: [
-      { find: /^@tdpemu\/core\/testing$/, replacement: resolve(import.meta.dirname, "packages/core/src/testing.ts") },
-      { find: /^@tdpemu\/core$/, replacement: resolve(import.meta.dirname, "packages/core/src/index.ts") },
-    ],
-  },
-}));
+const config: ViteUserConfig = mergeConfig(
+  base,
+  defineConfig({
+    resolve: {
+      alias: [
+        {
+          find: /^@tdpemu\/core\/testing$/,
+          replacement: resolve(import.meta.dirname, "packages/core/src/testing.ts"),
+        },
+        {
+          find: /^@tdpemu\/core$/,
+          replacement: resolve(import.meta.dirname, "packages/core/src/index.ts"),
+        },
+      ],
+    },
+  }),
+);
 // Set, not merged: `mergeConfig` concatenates arrays, and the base's pattern takes in the CLI's
 // tests, whose explorations (minutes each) ran for every mutant they covered without ever
 // being able to kill one.

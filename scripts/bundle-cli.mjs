@@ -34,6 +34,8 @@ await build({
   sourcemap: "linked",
   // `ink` and `react` also have subpath imports (react/jsx-runtime).
   external: external.flatMap((d) => [d, `${d}/*`]),
-  banner: { js: "import { createRequire as __tdpemuCreateRequire } from 'node:module'; const require = __tdpemuCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __tdpemuCreateRequire } from 'node:module'; const require = __tdpemuCreateRequire(import.meta.url);",
+  },
   logLevel: "warning",
 });

@@ -9,7 +9,11 @@ import { fileURLToPath } from "node:url";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** The scenarios docs/scenario-format.md shows as examples. */
-const EXAMPLES = ["scenarios/tdx-race-2m-4k.yaml", "scenarios/sev-vmpl.yaml", "scenarios/dirty-log.yaml"];
+const EXAMPLES = [
+  "scenarios/tdx-race-2m-4k.yaml",
+  "scenarios/sev-vmpl.yaml",
+  "scenarios/dirty-log.yaml",
+];
 
 /** Each generated file and the `tdpemu` arguments that print it. */
 export const GENERATED = [
@@ -19,7 +23,10 @@ export const GENERATED = [
 ];
 
 export function generate(args) {
-  return execFileSync(process.execPath, [resolve(ROOT, "packages/tui/dist/tdpemu.mjs"), ...args], { cwd: ROOT, encoding: "utf8" });
+  return execFileSync(process.execPath, [resolve(ROOT, "packages/tui/dist/tdpemu.mjs"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -23,27 +23,93 @@
  *   conversion itself.
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, ControlPages, DIRECT_NEW_LEAF, DIRECT_NEW_WRITABLE,
-  DIRECT_OLD_LEAF, EBUSY, EINVAL, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator, KvmBug, R_BACKING, inject, injectable,
-  resourceId, sharedGfnBit, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
-  type RawCallArgs, type WalkedSpte,
+  ACCESS_FAULT,
+  ACCESS_FAULT_PRESENT,
+  ACCESS_GUEST_EXCEPTION,
+  ACCESS_OK,
+  ControlPages,
+  DIRECT_NEW_LEAF,
+  DIRECT_NEW_WRITABLE,
+  DIRECT_OLD_LEAF,
+  EBUSY,
+  EINVAL,
+  EIO,
+  GUEST_PAGE_ACCEPTED,
+  GUEST_PAGE_OWNED,
+  IdAllocator,
+  KvmBug,
+  R_BACKING,
+  inject,
+  injectable,
+  resourceId,
+  sharedGfnBit,
+  type Backend,
+  type BackendStats,
+  type BackendVm,
+  type FaultSpec,
+  type Level,
+  type MirrorView,
+  type RawCallArgs,
+  type WalkedSpte,
 } from "@tdpemu/backend-sdk";
 import { CCA_VMIDS, RMM } from "./cca-platform.js";
 import { checkCcaInvariants } from "./cca-invariants.js";
-import { EXIT_ABORT, EXIT_DESTROYED, EXIT_RIPAS, GPF, I_REALM_CREATE, I_REC_AUX_COUNT, I_REC_CREATE, RSI_IPA_STATE_SET, RmiCalls, SEA } from "./rmi-calls.js";
+import {
+  EXIT_ABORT,
+  EXIT_DESTROYED,
+  EXIT_RIPAS,
+  GPF,
+  I_REALM_CREATE,
+  I_REC_AUX_COUNT,
+  I_REC_CREATE,
+  RSI_IPA_STATE_SET,
+  RmiCalls,
+  SEA,
+} from "./rmi-calls.js";
 import { rawRmiCall } from "./raw-calls.js";
 import { GRANULE_NS } from "./rmm/granules.js";
 import { REALM_ACTIVE, REALM_NEW, REALM_STATE_NAMES, type Realm, type Rec } from "./rmm/realm.js";
 import {
-  psciSystemOff, REALM_ACCESS_DESTROYED, REALM_ACCESS_EXIT, REALM_ACCESS_EXIT_PERMISSION, REALM_ACCESS_GPF, REALM_ACCESS_OK, RSI_ACCEPT, RSI_CHANGE_DESTROYED,
-  realmAccess, recExit, rsiIpaStateSet, type RipasResponse,
+  psciSystemOff,
+  REALM_ACCESS_DESTROYED,
+  REALM_ACCESS_EXIT,
+  REALM_ACCESS_EXIT_PERMISSION,
+  REALM_ACCESS_GPF,
+  REALM_ACCESS_OK,
+  RSI_ACCEPT,
+  RSI_CHANGE_DESTROYED,
+  realmAccess,
+  recExit,
+  rsiIpaStateSet,
+  type RipasResponse,
 } from "./rmm/realm-side.js";
-import { RMI_ERROR_RTT, RMI_SUCCESS, formatReturn, returnIndex, returnStatus } from "./rmm/rmi-status.js";
-import type { Rmm } from "./rmm/rmm.js";
-import { MEMATTR_FWB_NORMAL_WB, S2AP_R, S2AP_W, walk, type WalkResult } from "./rmm/rtt-commands.js";
 import {
-  RIPAS_EMPTY, RIPAS_NAMES, RIPAS_RAM, RTT_MIN_BLOCK_LEVEL, RTT_PAGE_LEVEL, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, RTTE_STATE_NAMES,
-  RTTE_TABLE, RTTE_UNASSIGNED, levelSize,
+  RMI_ERROR_RTT,
+  RMI_SUCCESS,
+  formatReturn,
+  returnIndex,
+  returnStatus,
+} from "./rmm/rmi-status.js";
+import type { Rmm } from "./rmm/rmm.js";
+import {
+  MEMATTR_FWB_NORMAL_WB,
+  S2AP_R,
+  S2AP_W,
+  walk,
+  type WalkResult,
+} from "./rmm/rtt-commands.js";
+import {
+  RIPAS_EMPTY,
+  RIPAS_NAMES,
+  RIPAS_RAM,
+  RTT_MIN_BLOCK_LEVEL,
+  RTT_PAGE_LEVEL,
+  RTTE_ASSIGNED,
+  RTTE_ASSIGNED_NS,
+  RTTE_STATE_NAMES,
+  RTTE_TABLE,
+  RTTE_UNASSIGNED,
+  levelSize,
 } from "./rmm/rtt.js";
 
 const w: WalkResult = { slot: 0, entry: 0, level: 0 };
@@ -51,7 +117,8 @@ const w: WalkResult = { slot: 0, entry: 0, level: 0 };
 @injectable()
 export class CcaBackend implements Backend {
   readonly name: string = "cca";
-  readonly description = "Arm CCA realms: mirror page tables propagated to a model of the RMM (granules, RTTs, RIPAS)";
+  readonly description =
+    "Arm CCA realms: mirror page tables propagated to a model of the RMM (granules, RTTs, RIPAS)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
   /**
@@ -133,21 +200,41 @@ export class CcaBackend implements Backend {
     this.rmm.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
     this.rmi.attach(vm, this.space);
-    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, this.kvmId(0), "CCA granules");
+    this.pages = new ControlPages(
+      vm.host.frames,
+      vm.owner,
+      vm.clock,
+      this.kvmId(0),
+      "CCA granules",
+    );
     const ipaBits = vm.config.gpaw;
     this.unprotected = 2 ** (ipaBits - 1);
     this.rd = this.mustDelegate();
     this.root = this.mustDelegate();
-    const params = { ipaBits, rttLevelStart: 4 - Math.ceil((ipaBits - 12) / 9), rttBase: this.root, vmid: this.vmids.alloc() };
-    this.must("RMI_REALM_CREATE", this.rmi.counted(I_REALM_CREATE, this.rmm.realmCreate(this.rd, params), this.rd));
+    const params = {
+      ipaBits,
+      rttLevelStart: 4 - Math.ceil((ipaBits - 12) / 9),
+      rttBase: this.root,
+      vmid: this.vmids.alloc(),
+    };
+    this.must(
+      "RMI_REALM_CREATE",
+      this.rmi.counted(I_REALM_CREATE, this.rmm.realmCreate(this.rd, params), this.rd),
+    );
     this.realm = this.rmm.realmAt(this.rd)!;
-    this.must("RMI_REC_AUX_COUNT", this.rmi.counted(I_REC_AUX_COUNT, this.rmm.recAuxCount(this.rd), this.rd));
+    this.must(
+      "RMI_REC_AUX_COUNT",
+      this.rmi.counted(I_REC_AUX_COUNT, this.rmm.recAuxCount(this.rd), this.rd),
+    );
     const numAux = this.rmm.x1;
     for (let i = 0; i < vm.config.vcpus; i++) {
       const rec = this.mustDelegate();
       const aux: number[] = [];
       for (let a = 0; a < numAux; a++) aux.push(this.mustDelegate());
-      this.must("RMI_REC_CREATE", this.rmi.counted(I_REC_CREATE, this.rmm.recCreate(this.rd, rec, i, aux), rec));
+      this.must(
+        "RMI_REC_CREATE",
+        this.rmi.counted(I_REC_CREATE, this.rmm.recCreate(this.rd, rec, i, aux), rec),
+      );
       this.recPas.push(rec);
       this.recs.push(this.rmm.recAt(rec)!);
       this.inGuest.push(false);
@@ -191,7 +278,8 @@ export class CcaBackend implements Backend {
       this.giveBackGuestPage(pfn);
       return EIO;
     }
-    if (this.premappedPages === 0) throw new KvmBug(`populate of gfn 0x${gfn.toString(16)} with nothing premapped`);
+    if (this.premappedPages === 0)
+      throw new KvmBug(`populate of gfn 0x${gfn.toString(16)} with nothing premapped`);
     this.premappedPages--;
     return 0;
   }
@@ -237,7 +325,8 @@ export class CcaBackend implements Backend {
     for (let v = 0; v < this.recPas.length; v++) {
       const rec = this.recPas[v]!;
       if (this.rmi.recDestroy(rec) !== RMI_SUCCESS) {
-        for (let i = 0; i < 1 + this.recs[v]!.aux.length; i++) vm.leak(`REC of vCPU ${v} kept: ${this.rmi.lastFailure}`);
+        for (let i = 0; i < 1 + this.recs[v]!.aux.length; i++)
+          vm.leak(`REC of vCPU ${v} kept: ${this.rmi.lastFailure}`);
         continue;
       }
       for (const a of this.recs[v]!.aux) this.giveBack(a * 4096, "REC aux");
@@ -279,13 +368,16 @@ export class CcaBackend implements Backend {
    */
   linkExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
     const pa = externalSpt * 4096;
-    if (this.rmi.granuleDelegate(pa) !== RMI_SUCCESS) return this.bug(`RMI_GRANULE_DELEGATE of an RTT page failed: ${this.rmi.lastFailure}`);
+    if (this.rmi.granuleDelegate(pa) !== RMI_SUCCESS)
+      return this.bug(`RMI_GRANULE_DELEGATE of an RTT page failed: ${this.rmi.lastFailure}`);
     const l = 5 - level;
     const x0 = this.rmi.rttCreate(this.rd, pa, gfn * 4096, l);
     if (x0 === RMI_SUCCESS) return 0;
     if (this.rmi.granuleUndelegate(pa) !== RMI_SUCCESS) this.pages.markLeaked(externalSpt);
     if (returnStatus(x0) === RMI_ERROR_RTT && returnIndex(x0) === l - 1) return EBUSY;
-    return this.bug(`RMI_RTT_CREATE of ipa 0x${(gfn * 4096).toString(16)} level ${l} failed: ${formatReturn(x0)}`);
+    return this.bug(
+      `RMI_RTT_CREATE of ipa 0x${(gfn * 4096).toString(16)} level ${l} failed: ${formatReturn(x0)}`,
+    );
   }
 
   /**
@@ -297,7 +389,8 @@ export class CcaBackend implements Backend {
    * its RTT_CREATE ran).
    */
   setExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
-    if (level !== 1) return this.bug(`CCA maps private memory at 4K only, asked for level ${level}`);
+    if (level !== 1)
+      return this.bug(`CCA maps private memory at 4K only, asked for level ${level}`);
     if (this.rmm.realmState(this.realm) === REALM_NEW) {
       this.premappedPages++;
       return 0;
@@ -307,7 +400,9 @@ export class CcaBackend implements Backend {
     const x0 = this.rmi.dataCreateUnknown(this.rd, pa, gfn * 4096);
     if (x0 === RMI_SUCCESS) return 0;
     this.giveBackGuestPage(pfn);
-    return this.bug(`RMI_DATA_CREATE_UNKNOWN of ipa 0x${(gfn * 4096).toString(16)} failed: ${formatReturn(x0)}`);
+    return this.bug(
+      `RMI_DATA_CREATE_UNKNOWN of ipa 0x${(gfn * 4096).toString(16)} failed: ${formatReturn(x0)}`,
+    );
   }
 
   /**
@@ -316,10 +411,17 @@ export class CcaBackend implements Backend {
    * page the RMM keeps is leaked, as KVM does (`get_page` and a WARN).
    */
   removeExternalSpte(_vm: BackendVm, gfn: number, level: Level, pfn: number): number {
-    if (level !== 1) return this.bug(`CCA removes private memory at 4K only, asked for level ${level}`);
+    if (level !== 1)
+      return this.bug(`CCA removes private memory at 4K only, asked for level ${level}`);
     const x0 = this.rmi.dataDestroy(this.rd, gfn * 4096);
-    if (x0 !== RMI_SUCCESS) return this.bug(`RMI_DATA_DESTROY of ipa 0x${(gfn * 4096).toString(16)} failed: ${formatReturn(x0)}`);
-    if (this.rmm.x1 !== pfn * 4096) return this.bug(`RMI_DATA_DESTROY of ipa 0x${(gfn * 4096).toString(16)} gave pa 0x${this.rmm.x1.toString(16)}, the mirror had pfn 0x${pfn.toString(16)}`);
+    if (x0 !== RMI_SUCCESS)
+      return this.bug(
+        `RMI_DATA_DESTROY of ipa 0x${(gfn * 4096).toString(16)} failed: ${formatReturn(x0)}`,
+      );
+    if (this.rmm.x1 !== pfn * 4096)
+      return this.bug(
+        `RMI_DATA_DESTROY of ipa 0x${(gfn * 4096).toString(16)} gave pa 0x${this.rmm.x1.toString(16)}, the mirror had pfn 0x${pfn.toString(16)}`,
+      );
     this.giveBackGuestPage(pfn);
     return 0;
   }
@@ -357,7 +459,14 @@ export class CcaBackend implements Backend {
    * one RTT, so a mapping counts the roots that hold it (`nsRoots`): it is made by the first,
    * changed by any that maps something else there, and goes with the last.
    */
-  directSpteChanged(_vm: BackendVm, gfn: number, level: Level, _oldPfn: number, newPfn: number, flags: number): void {
+  directSpteChanged(
+    _vm: BackendVm,
+    gfn: number,
+    level: Level,
+    _oldPfn: number,
+    newPfn: number,
+    flags: number,
+  ): void {
     const ipa = gfn * 4096 + this.unprotected;
     const l = 4 - level;
     const key = gfn * 4 + level;
@@ -369,7 +478,8 @@ export class CcaBackend implements Backend {
         this.nsRoots.delete(key);
         const x0 = this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
         // RMI_ERROR_RTT: nothing mapped there any more (its table went with a bigger mapping).
-        if (x0 !== RMI_SUCCESS && returnStatus(x0) !== RMI_ERROR_RTT) this.bug(`RMI_RTT_UNMAP_UNPROTECTED failed: ${formatReturn(x0)}`);
+        if (x0 !== RMI_SUCCESS && returnStatus(x0) !== RMI_ERROR_RTT)
+          this.bug(`RMI_RTT_UNMAP_UNPROTECTED failed: ${formatReturn(x0)}`);
       }
     }
     if ((flags & DIRECT_NEW_LEAF) !== 0) {
@@ -379,7 +489,13 @@ export class CcaBackend implements Backend {
       if (n > 0) {
         walk(this.rmm, this.realm, ipa, l, w);
         const rtts = this.rmm.rtts;
-        if (w.level === l && rtts.state[w.entry] === RTTE_ASSIGNED_NS && rtts.addr[w.entry] === newPfn && ((rtts.attr[w.entry]! & S2AP_W) !== 0) === writable) return;
+        if (
+          w.level === l &&
+          rtts.state[w.entry] === RTTE_ASSIGNED_NS &&
+          rtts.addr[w.entry] === newPfn &&
+          ((rtts.attr[w.entry]! & S2AP_W) !== 0) === writable
+        )
+          return;
         this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
       }
       this.mapUnprotected(ipa, l, newPfn, writable);
@@ -407,7 +523,9 @@ export class CcaBackend implements Backend {
         if (this.rmi.rttUnmapUnprotected(this.rd, ipa, l) !== RMI_SUCCESS) break;
       } else if (rtts.state[w.entry] !== RTTE_TABLE || !this.destroyLevel(ipa, l)) break;
     }
-    this.bug(`RMI_RTT_MAP_UNPROTECTED of ipa 0x${ipa.toString(16)} level ${l} failed: ${this.rmi.lastFailure}`);
+    this.bug(
+      `RMI_RTT_MAP_UNPROTECTED of ipa 0x${ipa.toString(16)} level ${l} failed: ${this.rmi.lastFailure}`,
+    );
   }
 
   /** The entry at `l` is a table of smaller NS mappings where a block goes: the table is torn down first. */
@@ -490,14 +608,16 @@ export class CcaBackend implements Backend {
       }
       const at = returnIndex(x0);
       const fits = findMapLevel(base, top);
-      if (returnStatus(x0) !== RMI_ERROR_RTT || at >= fits || !this.createRtts(base, at + 1, fits)) return false;
+      if (returnStatus(x0) !== RMI_ERROR_RTT || at >= fits || !this.createRtts(base, at + 1, fits))
+        return false;
     }
     return true;
   }
 
   /** KVM_CAP_ARM_RME_INIT_RIPAS_REALM: RMI_RTT_INIT_RIPAS over [base, top). */
   private initRipas(base: number, top: number): void {
-    if (!this.ripasChange(base, top, (b) => this.rmi.rttInitRipas(this.rd, b, top))) this.bug(`KVM_CAP_ARM_RME_INIT_RIPAS_REALM: ${this.rmi.lastFailure}`);
+    if (!this.ripasChange(base, top, (b) => this.rmi.rttInitRipas(this.rd, b, top)))
+      this.bug(`KVM_CAP_ARM_RME_INIT_RIPAS_REALM: ${this.rmi.lastFailure}`);
   }
 
   /**
@@ -508,7 +628,9 @@ export class CcaBackend implements Backend {
    * UNASSIGNED EMPTY either way.
    */
   private completeRipasChange(rec: Rec, recPa: number): void {
-    this.ripasChange(rec.ripasAddr, rec.ripasTop, (b) => this.rmi.rttSetRipas(this.rd, recPa, b, rec.ripasTop));
+    this.ripasChange(rec.ripasAddr, rec.ripasTop, (b) =>
+      this.rmi.rttSetRipas(this.rd, recPa, b, rec.ripasTop),
+    );
   }
 
   // ------------------------------------------------------------------ the realm runs
@@ -567,8 +689,11 @@ export class CcaBackend implements Backend {
   guestAccept(_vm: BackendVm, vcpu: number, gpa: number, _npt: unknown, level: Level): number {
     const size = level === 2 ? 2 * 1024 * 1024 : 4096;
     const base = gpa - (gpa % size);
-    if (!this.ripasRequest(vcpu, base, base + size, RIPAS_RAM, 0) || !this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
-    return this.ripasDone.next >= base + size && this.ripasDone.response === RSI_ACCEPT ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+    if (!this.ripasRequest(vcpu, base, base + size, RIPAS_RAM, 0) || !this.enter(vcpu))
+      return ACCESS_GUEST_EXCEPTION;
+    return this.ripasDone.next >= base + size && this.ripasDone.response === RSI_ACCEPT
+      ? ACCESS_OK
+      : ACCESS_GUEST_EXCEPTION;
   }
 
   /**
@@ -578,8 +703,22 @@ export class CcaBackend implements Backend {
    * converts the range; the change is completed when the conversion is done
    * (`memoryAttributesChanged`), or at the REC's next entry if there was nothing to convert.
    */
-  guestMapGpa(_vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): number {
-    return this.ripasRequest(vcpu, gfn * 4096, (gfn + npages) * 4096, toPrivate ? RIPAS_RAM : RIPAS_EMPTY, toPrivate ? 0 : RSI_CHANGE_DESTROYED) ? ACCESS_OK : ACCESS_GUEST_EXCEPTION;
+  guestMapGpa(
+    _vm: BackendVm,
+    vcpu: number,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+  ): number {
+    return this.ripasRequest(
+      vcpu,
+      gfn * 4096,
+      (gfn + npages) * 4096,
+      toPrivate ? RIPAS_RAM : RIPAS_EMPTY,
+      toPrivate ? 0 : RSI_CHANGE_DESTROYED,
+    )
+      ? ACCESS_OK
+      : ACCESS_GUEST_EXCEPTION;
   }
 
   /**
@@ -590,20 +729,41 @@ export class CcaBackend implements Backend {
    * makes on its own changes no RIPAS (the realm did not ask; what the host unmapped from RAM is
    * DESTROYED to it).
    */
-  memoryAttributesChanged(_vm: BackendVm, gfn: number, npages: number, toPrivate: boolean, vcpu: number): void {
+  memoryAttributesChanged(
+    _vm: BackendVm,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+    vcpu: number,
+  ): void {
     if (vcpu < 0 || vcpu >= this.recs.length) return;
     const rec = this.recs[vcpu]!;
     this.rmm.readRec(rec);
     const base = gfn * 4096;
     const top = (gfn + npages) * 4096;
     if (!(rec.ripasPending && rec.ripasBase <= base && rec.ripasTop >= top)) {
-      if (!this.ripasRequest(vcpu, base, top, toPrivate ? RIPAS_RAM : RIPAS_EMPTY, toPrivate ? 0 : RSI_CHANGE_DESTROYED)) return;
+      if (
+        !this.ripasRequest(
+          vcpu,
+          base,
+          top,
+          toPrivate ? RIPAS_RAM : RIPAS_EMPTY,
+          toPrivate ? 0 : RSI_CHANGE_DESTROYED,
+        )
+      )
+        return;
     }
     this.enter(vcpu);
   }
 
   /** RSI_IPA_STATE_SET from the running REC: false when refused (RSI_ERROR_INPUT) or the REC cannot run; else it exited. */
-  private ripasRequest(vcpu: number, base: number, top: number, ripas: number, flags: number): boolean {
+  private ripasRequest(
+    vcpu: number,
+    base: number,
+    top: number,
+    ripas: number,
+    flags: number,
+  ): boolean {
     if (!this.enter(vcpu)) return false;
     this.rmi.note(RSI_IPA_STATE_SET, base);
     if (rsiIpaStateSet(this.rmm, this.recs[vcpu]!, base, top, ripas, flags) !== -1) return false;
@@ -619,10 +779,18 @@ export class CcaBackend implements Backend {
    * answers RMI_ERROR_REALM (1), and the vCPU's access is an exception.
    */
   readonly hostOps = {
-    "system-off": { description: "the realm calls PSCI SYSTEM_OFF from a vCPU (default 0): no REC of it runs again", params: { vcpu: { kind: "number" as const, optional: true } } },
+    "system-off": {
+      description:
+        "the realm calls PSCI SYSTEM_OFF from a vCPU (default 0): no REC of it runs again",
+      params: { vcpu: { kind: "number" as const, optional: true } },
+    },
   };
 
-  runHostOp(_vm: BackendVm, name: string, args: Readonly<Record<string, number | string | boolean>>): number {
+  runHostOp(
+    _vm: BackendVm,
+    name: string,
+    args: Readonly<Record<string, number | string | boolean>>,
+  ): number {
     if (name !== "system-off") return EINVAL;
     const v = typeof args.vcpu === "number" ? args.vcpu : 0;
     if (!Number.isInteger(v) || v < 0 || v >= this.recs.length) {
@@ -666,7 +834,8 @@ export class CcaBackend implements Backend {
 
   /** A guest_memfd page back from the RMM: undelegated, or leaked (it stays pinned: KVM's `get_page`). */
   private giveBackGuestPage(pfn: number): void {
-    if (this.rmi.granuleUndelegate(pfn * 4096) !== RMI_SUCCESS) this.vm.leak(`private page 0x${pfn.toString(16)} kept by the RMM: ${this.rmi.lastFailure}`);
+    if (this.rmi.granuleUndelegate(pfn * 4096) !== RMI_SUCCESS)
+      this.vm.leak(`private page 0x${pfn.toString(16)} kept by the RMM: ${this.rmi.lastFailure}`);
   }
 
   private must(what: string, x0: number): void {
@@ -693,7 +862,8 @@ export class CcaBackend implements Backend {
     out.set(this.kvmId(0), this.pages.auditState());
     out.set(this.kvmId(1), `${this.premapped}/${this.tearingDown}`);
     out.set(this.kvmId(2), [...this.nsRoots].map(([k, n]) => `${k}:${n}`).join(","));
-    for (let v = 0; v < this.inGuest.length; v++) out.set(this.kvmId(3 + v), this.inGuest[v] ? 1 : 0);
+    for (let v = 0; v < this.inGuest.length; v++)
+      out.set(this.kvmId(3 + v), this.inGuest[v] ? 1 : 0);
     this.rmi.auditState(out);
   }
 
@@ -713,7 +883,13 @@ export class CcaBackend implements Backend {
   }
 
   /** The RTT entry a walk's entry stands for: its state, and the RIPAS in the protected half. */
-  describeEntry(_vm: BackendVm, root: "mirror" | "direct", gfn: number, level: number, _spte: WalkedSpte): string {
+  describeEntry(
+    _vm: BackendVm,
+    root: "mirror" | "direct",
+    gfn: number,
+    level: number,
+    _spte: WalkedSpte,
+  ): string {
     if (!this.rmm.realms.has(this.realm.rd)) return "";
     const l = 4 - level;
     if (l < this.realm.startLevel) return "";
@@ -721,7 +897,10 @@ export class CcaBackend implements Backend {
     walk(this.rmm, this.realm, ipa - (ipa % levelSize(l)), l, w, true);
     if (w.level < l) return `RTT L${w.level} (no table below)`;
     const s = this.rmm.rtts.state[w.entry]!;
-    const ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? ` ${RIPAS_NAMES[this.rmm.rtts.ripas[w.entry]!]}` : "";
+    const ripas =
+      s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED
+        ? ` ${RIPAS_NAMES[this.rmm.rtts.ripas[w.entry]!]}`
+        : "";
     return `RTT L${l} ${RTTE_STATE_NAMES[s]}${ripas}`;
   }
 
@@ -749,11 +928,12 @@ export class CcaBackend implements Backend {
     if (!this.rmm.realms.has(this.realm.rd) || gfn * 4096 >= this.unprotected) return 0;
     walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w, true);
     const rtts = this.rmm.rtts;
-    const ram = rtts.ripas[w.entry] === RIPAS_RAM && (rtts.state[w.entry] === RTTE_UNASSIGNED || rtts.state[w.entry] === RTTE_ASSIGNED);
+    const ram =
+      rtts.ripas[w.entry] === RIPAS_RAM &&
+      (rtts.state[w.entry] === RTTE_UNASSIGNED || rtts.state[w.entry] === RTTE_ASSIGNED);
     const owned = rtts.state[w.entry] === RTTE_ASSIGNED && rtts.addr[w.entry] === pfn;
     return (owned ? GUEST_PAGE_OWNED : 0) | (ram ? GUEST_PAGE_ACCEPTED : 0);
   }
-
 }
 
 /**

@@ -14,7 +14,13 @@ import type { BackendVm, MirrorView } from "@tdpemu/backend-sdk";
 import type { CcaBackend } from "./cca-backend.js";
 import { GRANULE_DATA, GRANULE_NS, GRANULE_RTT } from "./rmm/granules.js";
 import { walk, type WalkResult } from "./rmm/rtt-commands.js";
-import { RTT_PAGE_LEVEL, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, RTTE_TABLE, levelSize } from "./rmm/rtt.js";
+import {
+  RTT_PAGE_LEVEL,
+  RTTE_ASSIGNED,
+  RTTE_ASSIGNED_NS,
+  RTTE_TABLE,
+  levelSize,
+} from "./rmm/rtt.js";
 
 type Violation = { check: string; message: string };
 const w: WalkResult = { slot: 0, entry: 0, level: 0 };
@@ -35,10 +41,18 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     const s = rtts.state[w.entry]!;
     if (kind === "leaf") {
       if (w.level !== l || s !== RTTE_ASSIGNED || rtts.addr[w.entry] !== pfn) {
-        if (!mirror.inFlight(gfn, level) && r.state !== 0) out.push({ check: "rtt-mirror", message: `mirror leaf gfn ${hex(gfn)} → pfn ${hex(pfn)}, the RTT has ${w.level !== l ? `no table at level ${l}` : `${s === RTTE_ASSIGNED ? `pa ${hex(rtts.addr[w.entry]! * 4096)}` : "no assigned entry"}`}` });
+        if (!mirror.inFlight(gfn, level) && r.state !== 0)
+          out.push({
+            check: "rtt-mirror",
+            message: `mirror leaf gfn ${hex(gfn)} → pfn ${hex(pfn)}, the RTT has ${w.level !== l ? `no table at level ${l}` : `${s === RTTE_ASSIGNED ? `pa ${hex(rtts.addr[w.entry]! * 4096)}` : "no assigned entry"}`}`,
+          });
       }
     } else if (w.level !== l || s !== RTTE_TABLE || rtts.addr[w.entry] !== externalSpt) {
-      if (!mirror.inFlight(gfn, level)) out.push({ check: "rtt-mirror", message: `mirror table under gfn ${hex(gfn)} level ${level} (page ${hex(externalSpt)}) is not the RTT there` });
+      if (!mirror.inFlight(gfn, level))
+        out.push({
+          check: "rtt-mirror",
+          message: `mirror table under gfn ${hex(gfn)} level ${level} (page ${hex(externalSpt)}) is not the RTT there`,
+        });
     }
   });
 
@@ -51,7 +65,10 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     const l = 4 - level;
     walk(rmm, r, gfn * 4096 + unprotected, l, w, true);
     if (w.level !== l || rtts.state[w.entry] !== RTTE_ASSIGNED_NS || rtts.addr[w.entry] !== pfn) {
-      out.push({ check: "rtt-unprotected", message: `direct leaf gfn ${hex(gfn)} → pfn ${hex(pfn)} is not mapped unprotected at RTT level ${l}` });
+      out.push({
+        check: "rtt-unprotected",
+        message: `direct leaf gfn ${hex(gfn)} → pfn ${hex(pfn)} is not mapped unprotected at RTT level ${l}`,
+      });
     }
   });
 
@@ -59,7 +76,11 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
   let nsEntries = 0;
   const visit = (slot: number, level: number, base: number) => {
     const g = rtts.granule[slot]!;
-    if (rmm.granules.state[g] !== GRANULE_RTT) out.push({ check: "granule-state", message: `RTT at ${hex(base)} level ${level} is granule ${hex(g)}, not in state RTT` });
+    if (rmm.granules.state[g] !== GRANULE_RTT)
+      out.push({
+        check: "granule-state",
+        message: `RTT at ${hex(base)} level ${level} is granule ${hex(g)}, not in state RTT`,
+      });
     let live = 0;
     const size = levelSize(level);
     for (let i = 0; i < 512; i++) {
@@ -72,26 +93,50 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
       } else if (s === RTTE_ASSIGNED) {
         live++;
         const data = rtts.addr[e]!;
-        if (rmm.granules.state[data] !== GRANULE_DATA) out.push({ check: "granule-state", message: `ipa ${hex(a)} maps granule ${hex(data)}, not DATA` });
-        if (level === RTT_PAGE_LEVEL && mirror.lookup(a / 4096, 1) === null && !mirror.inFlight(a / 4096, 1) && r.state !== 0) {
-          out.push({ check: "rtt-mirror", message: `ipa ${hex(a)} is ASSIGNED (granule ${hex(data)}) with no mirror leaf` });
+        if (rmm.granules.state[data] !== GRANULE_DATA)
+          out.push({
+            check: "granule-state",
+            message: `ipa ${hex(a)} maps granule ${hex(data)}, not DATA`,
+          });
+        if (
+          level === RTT_PAGE_LEVEL &&
+          mirror.lookup(a / 4096, 1) === null &&
+          !mirror.inFlight(a / 4096, 1) &&
+          r.state !== 0
+        ) {
+          out.push({
+            check: "rtt-mirror",
+            message: `ipa ${hex(a)} is ASSIGNED (granule ${hex(data)}) with no mirror leaf`,
+          });
         }
       } else if (s === RTTE_ASSIGNED_NS) {
         nsEntries++;
         const pfn = rtts.addr[e]!;
-        if (rmm.granules.state[pfn] !== GRANULE_NS) out.push({ check: "ns-access", message: `unprotected ipa ${hex(a)} maps ${hex(pfn * 4096)}, a delegated granule` });
+        if (rmm.granules.state[pfn] !== GRANULE_NS)
+          out.push({
+            check: "ns-access",
+            message: `unprotected ipa ${hex(a)} maps ${hex(pfn * 4096)}, a delegated granule`,
+          });
       }
     }
     const refs = rmm.granules.refcount[g]!;
     // A level-3 RTT split from an assigned block counts 512; otherwise tables and protected assigned entries.
-    if (refs !== live) out.push({ check: "granule-state", message: `RTT at ${hex(base)} level ${level} counts ${refs} live entries, holds ${live}` });
+    if (refs !== live)
+      out.push({
+        check: "granule-state",
+        message: `RTT at ${hex(base)} level ${level} counts ${refs} live entries, holds ${live}`,
+      });
   };
   const rootSize = levelSize(r.startLevel);
   for (let i = 0; i < 512; i++) {
     const e = r.rootSlot * 512 + i;
     if (rtts.state[e] === RTTE_TABLE) visit(rtts.child[e]!, r.startLevel + 1, i * rootSize);
   }
-  if (nsEntries !== nsLeaves.size) out.push({ check: "rtt-unprotected", message: `${nsEntries} unprotected mappings in the RTTs, ${nsLeaves.size} direct leaves` });
+  if (nsEntries !== nsLeaves.size)
+    out.push({
+      check: "rtt-unprotected",
+      message: `${nsEntries} unprotected mappings in the RTTs, ${nsLeaves.size} direct leaves`,
+    });
   void vm;
   return out;
 }

@@ -3,7 +3,13 @@
  * with its granule table, as the hardware's Granule Protection Table is one) and KVM's VMIDs.
  * Registered in the host's container by the registration's `registerHost`.
  */
-import { FRAMES, IdAllocator, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
+import {
+  FRAMES,
+  IdAllocator,
+  instanceCachingFactory,
+  type DependencyContainer,
+  type InjectionToken,
+} from "@tdpemu/backend-sdk";
 import { Rmm } from "./rmm/rmm.js";
 
 export const RMM: InjectionToken<Rmm> = Symbol.for("tdpemu.cca.Rmm");
@@ -11,6 +17,8 @@ export const RMM: InjectionToken<Rmm> = Symbol.for("tdpemu.cca.Rmm");
 export const CCA_VMIDS: InjectionToken<IdAllocator> = Symbol.for("tdpemu.cca.Vmids");
 
 export function registerCcaHost(c: DependencyContainer): void {
-  c.register(RMM, { useFactory: instanceCachingFactory((r) => new Rmm(r.resolve(FRAMES).totalFrames)) });
+  c.register(RMM, {
+    useFactory: instanceCachingFactory((r) => new Rmm(r.resolve(FRAMES).totalFrames)),
+  });
   c.register(CCA_VMIDS, { useFactory: instanceCachingFactory(() => new IdAllocator(1)) });
 }

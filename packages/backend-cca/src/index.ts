@@ -12,7 +12,8 @@ export { RMM, CCA_VMIDS } from "./cca-platform.js";
 
 export const registration: BackendRegistration = {
   name: "cca",
-  description: "Arm CCA realms: mirror page tables propagated to a model of the RMM (granules, RTTs, RIPAS)",
+  description:
+    "Arm CCA realms: mirror page tables propagated to a model of the RMM (granules, RTTs, RIPAS)",
   register(c) {
     c.register(BACKEND, { useClass: CcaBackend });
   },

@@ -5,10 +5,26 @@
  */
 import { CallCounts, resourceId, type BackendVm, type FaultSpec } from "@tdpemu/backend-sdk";
 import type { Rmm } from "./rmm/rmm.js";
-import { RMI_NAMES, RMI_SUCCESS, formatReturn, parseReturn, returnStatus } from "./rmm/rmi-status.js";
 import {
-  dataCreate, dataCreateUnknown, dataDestroy, rttCreate, rttDestroy, rttFold, rttInitRipas, rttMapUnprotected, rttReadEntry,
-  rttSetRipas, rttUnmapUnprotected, type RttEntryRead,
+  RMI_NAMES,
+  RMI_SUCCESS,
+  formatReturn,
+  parseReturn,
+  returnStatus,
+} from "./rmm/rmi-status.js";
+import {
+  dataCreate,
+  dataCreateUnknown,
+  dataDestroy,
+  rttCreate,
+  rttDestroy,
+  rttFold,
+  rttInitRipas,
+  rttMapUnprotected,
+  rttReadEntry,
+  rttSetRipas,
+  rttUnmapUnprotected,
+  type RttEntryRead,
 } from "./rmm/rtt-commands.js";
 import { recEnter, type RipasResponse } from "./rmm/realm-side.js";
 
@@ -38,7 +54,14 @@ export const I_REC_CREATE = RMI_NAMES.indexOf("RMI_REC_CREATE");
  * What `calls` counts beside the RMI commands: the realm's RSI calls and the exits and
  * exceptions the model raises, so that `compare` shows where a realm's time goes.
  */
-export const EXTRA_NAMES = ["RSI_IPA_STATE_SET", "REC exit (RIPAS_CHANGE)", "REC exit (data abort)", "#SEA", "#GPF", "REC exit (DESTROYED)"] as const;
+export const EXTRA_NAMES = [
+  "RSI_IPA_STATE_SET",
+  "REC exit (RIPAS_CHANGE)",
+  "REC exit (data abort)",
+  "#SEA",
+  "#GPF",
+  "REC exit (DESTROYED)",
+] as const;
 export const RSI_IPA_STATE_SET = RMI_NAMES.length;
 export const EXIT_RIPAS = RSI_IPA_STATE_SET + 1;
 export const EXIT_ABORT = RSI_IPA_STATE_SET + 2;
@@ -50,7 +73,13 @@ export const EXIT_DESTROYED = RSI_IPA_STATE_SET + 5;
  * Commands KVM issues only while it makes the realm (with the VMM's INIT_RIPAS), or never
  * (RMI_VERSION; RMI_FEATURES is left out of the model's KVM): nothing can be injected into them.
  */
-export const BUILD_ONLY: readonly string[] = ["RMI_VERSION", "RMI_REALM_CREATE", "RMI_REC_CREATE", "RMI_REC_AUX_COUNT", "RMI_RTT_INIT_RIPAS"];
+export const BUILD_ONLY: readonly string[] = [
+  "RMI_VERSION",
+  "RMI_REALM_CREATE",
+  "RMI_REC_CREATE",
+  "RMI_REC_AUX_COUNT",
+  "RMI_RTT_INIT_RIPAS",
+];
 
 interface Injected {
   call: number;
@@ -81,14 +110,20 @@ export class RmiCalls {
 
   /** With faults injected, which call is the nth depends on the order of the calls: each count is shared state. */
   auditState(out: Map<number, string | number>): void {
-    if (this.injected.length > 0) for (let c = 0; c < this.seen.length; c++) out.set(resourceId(this.space, 1000 + c), this.seen[c]!);
+    if (this.injected.length > 0)
+      for (let c = 0; c < this.seen.length; c++)
+        out.set(resourceId(this.space, 1000 + c), this.seen[c]!);
   }
 
   /** Fault injection: command `f.call` (its specification name) returns `f.status` on its `nth` call, `times` times. */
   inject(f: FaultSpec): void {
     const call = RMI_NAMES.indexOf(f.call);
-    if (call < 0) throw new Error(`unknown RMI command '${f.call}' (known: ${RMI_NAMES.join(", ")})`);
-    if (BUILD_ONLY.includes(f.call)) throw new Error(`${f.call} is issued only while the realm is made, before a fault can be injected (injectable: ${RMI_NAMES.filter((n) => !BUILD_ONLY.includes(n)).join(", ")})`);
+    if (call < 0)
+      throw new Error(`unknown RMI command '${f.call}' (known: ${RMI_NAMES.join(", ")})`);
+    if (BUILD_ONLY.includes(f.call))
+      throw new Error(
+        `${f.call} is issued only while the realm is made, before a fault can be injected (injectable: ${RMI_NAMES.filter((n) => !BUILD_ONLY.includes(n)).join(", ")})`,
+      );
     this.injected.push({ call, nth: f.nth, x0: parseReturn(f.status), times: f.times });
   }
 
@@ -127,8 +162,13 @@ export class RmiCalls {
     }
     if (this.vm?.events.on) {
       this.vm.events.emit({
-        type: "call", vm: this.vm.id, name: RMI_NAMES[call]!, detail: detail(ipa, pa, level, top), status: formatReturn(x0),
-        tone: returnStatus(x0) === RMI_SUCCESS ? "ok" : "error", ...(this.injectedNow ? { injected: true } : {}),
+        type: "call",
+        vm: this.vm.id,
+        name: RMI_NAMES[call]!,
+        detail: detail(ipa, pa, level, top),
+        status: formatReturn(x0),
+        tone: returnStatus(x0) === RMI_SUCCESS ? "ok" : "error",
+        ...(this.injectedNow ? { injected: true } : {}),
       });
     }
     this.injectedNow = false;
@@ -139,79 +179,172 @@ export class RmiCalls {
   note(what: number, gpa: number, tone: "ok" | "exception" = "ok"): void {
     this.counts.add(what);
     if (this.vm?.events.on) {
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name: EXTRA_NAMES[what - RSI_IPA_STATE_SET]!, detail: `gpa ${hex(gpa)}`, status: tone === "ok" ? "exit" : "raised", tone });
+      this.vm.events.emit({
+        type: "call",
+        vm: this.vm.id,
+        name: EXTRA_NAMES[what - RSI_IPA_STATE_SET]!,
+        detail: `gpa ${hex(gpa)}`,
+        status: tone === "ok" ? "exit" : "raised",
+        tone,
+      });
     }
   }
 
   granuleDelegate(pa: number): number {
     const inj = this.due(I_GRANULE_DELEGATE);
-    return this.done(I_GRANULE_DELEGATE, inj >= 0 ? inj : this.rmm.granuleDelegate(pa), -1, pa, NO_LEVEL);
+    return this.done(
+      I_GRANULE_DELEGATE,
+      inj >= 0 ? inj : this.rmm.granuleDelegate(pa),
+      -1,
+      pa,
+      NO_LEVEL,
+    );
   }
 
   granuleUndelegate(pa: number): number {
     const inj = this.due(I_GRANULE_UNDELEGATE);
-    return this.done(I_GRANULE_UNDELEGATE, inj >= 0 ? inj : this.rmm.granuleUndelegate(pa), -1, pa, NO_LEVEL);
+    return this.done(
+      I_GRANULE_UNDELEGATE,
+      inj >= 0 ? inj : this.rmm.granuleUndelegate(pa),
+      -1,
+      pa,
+      NO_LEVEL,
+    );
   }
 
   dataCreate(rd: number, data: number, ipa: number, src: number, flags: number): number {
     const inj = this.due(I_DATA_CREATE);
-    return this.done(I_DATA_CREATE, inj >= 0 ? inj : dataCreate(this.rmm, rd, data, ipa, src, flags), ipa, data, NO_LEVEL);
+    return this.done(
+      I_DATA_CREATE,
+      inj >= 0 ? inj : dataCreate(this.rmm, rd, data, ipa, src, flags),
+      ipa,
+      data,
+      NO_LEVEL,
+    );
   }
 
   dataCreateUnknown(rd: number, data: number, ipa: number): number {
     const inj = this.due(I_DATA_CREATE_UNKNOWN);
-    return this.done(I_DATA_CREATE_UNKNOWN, inj >= 0 ? inj : dataCreateUnknown(this.rmm, rd, data, ipa), ipa, data, NO_LEVEL);
+    return this.done(
+      I_DATA_CREATE_UNKNOWN,
+      inj >= 0 ? inj : dataCreateUnknown(this.rmm, rd, data, ipa),
+      ipa,
+      data,
+      NO_LEVEL,
+    );
   }
 
   /** X1 the data granule's PA, X2 "top" (in the RMM's registers). */
   dataDestroy(rd: number, ipa: number): number {
     const inj = this.due(I_DATA_DESTROY);
-    return this.done(I_DATA_DESTROY, inj >= 0 ? inj : dataDestroy(this.rmm, rd, ipa), ipa, -1, NO_LEVEL);
+    return this.done(
+      I_DATA_DESTROY,
+      inj >= 0 ? inj : dataDestroy(this.rmm, rd, ipa),
+      ipa,
+      -1,
+      NO_LEVEL,
+    );
   }
 
   rttCreate(rd: number, rtt: number, ipa: number, level: number): number {
     const inj = this.due(I_RTT_CREATE);
-    return this.done(I_RTT_CREATE, inj >= 0 ? inj : rttCreate(this.rmm, rd, rtt, ipa, level), ipa, rtt, level);
+    return this.done(
+      I_RTT_CREATE,
+      inj >= 0 ? inj : rttCreate(this.rmm, rd, rtt, ipa, level),
+      ipa,
+      rtt,
+      level,
+    );
   }
 
   rttDestroy(rd: number, ipa: number, level: number): number {
     const inj = this.due(I_RTT_DESTROY);
-    return this.done(I_RTT_DESTROY, inj >= 0 ? inj : rttDestroy(this.rmm, rd, ipa, level), ipa, -1, level);
+    return this.done(
+      I_RTT_DESTROY,
+      inj >= 0 ? inj : rttDestroy(this.rmm, rd, ipa, level),
+      ipa,
+      -1,
+      level,
+    );
   }
 
   rttFold(rd: number, ipa: number, level: number): number {
     const inj = this.due(I_RTT_FOLD);
-    return this.done(I_RTT_FOLD, inj >= 0 ? inj : rttFold(this.rmm, rd, ipa, level), ipa, -1, level);
+    return this.done(
+      I_RTT_FOLD,
+      inj >= 0 ? inj : rttFold(this.rmm, rd, ipa, level),
+      ipa,
+      -1,
+      level,
+    );
   }
 
   rttInitRipas(rd: number, base: number, top: number): number {
     const inj = this.due(I_RTT_INIT_RIPAS);
-    return this.done(I_RTT_INIT_RIPAS, inj >= 0 ? inj : rttInitRipas(this.rmm, rd, base, top), base, -1, NO_LEVEL, top);
+    return this.done(
+      I_RTT_INIT_RIPAS,
+      inj >= 0 ? inj : rttInitRipas(this.rmm, rd, base, top),
+      base,
+      -1,
+      NO_LEVEL,
+      top,
+    );
   }
 
   rttSetRipas(rd: number, rec: number, base: number, top: number): number {
     const inj = this.due(I_RTT_SET_RIPAS);
-    return this.done(I_RTT_SET_RIPAS, inj >= 0 ? inj : rttSetRipas(this.rmm, rd, rec, base, top), base, -1, NO_LEVEL, top);
+    return this.done(
+      I_RTT_SET_RIPAS,
+      inj >= 0 ? inj : rttSetRipas(this.rmm, rd, rec, base, top),
+      base,
+      -1,
+      NO_LEVEL,
+      top,
+    );
   }
 
   rttMapUnprotected(rd: number, ipa: number, level: number, desc: number): number {
     const inj = this.due(I_RTT_MAP_UNPROTECTED);
-    return this.done(I_RTT_MAP_UNPROTECTED, inj >= 0 ? inj : rttMapUnprotected(this.rmm, rd, ipa, level, desc), ipa, desc, level);
+    return this.done(
+      I_RTT_MAP_UNPROTECTED,
+      inj >= 0 ? inj : rttMapUnprotected(this.rmm, rd, ipa, level, desc),
+      ipa,
+      desc,
+      level,
+    );
   }
 
   rttUnmapUnprotected(rd: number, ipa: number, level: number): number {
     const inj = this.due(I_RTT_UNMAP_UNPROTECTED);
-    return this.done(I_RTT_UNMAP_UNPROTECTED, inj >= 0 ? inj : rttUnmapUnprotected(this.rmm, rd, ipa, level), ipa, -1, level);
+    return this.done(
+      I_RTT_UNMAP_UNPROTECTED,
+      inj >= 0 ? inj : rttUnmapUnprotected(this.rmm, rd, ipa, level),
+      ipa,
+      -1,
+      level,
+    );
   }
 
   rttReadEntry(rd: number, ipa: number, level: number, out: RttEntryRead): number {
     const inj = this.due(I_RTT_READ_ENTRY);
-    return this.done(I_RTT_READ_ENTRY, inj >= 0 ? inj : rttReadEntry(this.rmm, rd, ipa, level, out), ipa, -1, level);
+    return this.done(
+      I_RTT_READ_ENTRY,
+      inj >= 0 ? inj : rttReadEntry(this.rmm, rd, ipa, level, out),
+      ipa,
+      -1,
+      level,
+    );
   }
 
   realmActivate(rd: number): number {
     const inj = this.due(I_REALM_ACTIVATE);
-    return this.done(I_REALM_ACTIVATE, inj >= 0 ? inj : this.rmm.realmActivate(rd), -1, rd, NO_LEVEL);
+    return this.done(
+      I_REALM_ACTIVATE,
+      inj >= 0 ? inj : this.rmm.realmActivate(rd),
+      -1,
+      rd,
+      NO_LEVEL,
+    );
   }
 
   realmDestroy(rd: number): number {
@@ -226,7 +359,13 @@ export class RmiCalls {
 
   recEnter(rec: number, ripasDone: RipasResponse | null): number {
     const inj = this.due(I_REC_ENTER);
-    return this.done(I_REC_ENTER, inj >= 0 ? inj : recEnter(this.rmm, rec, false, ripasDone), -1, rec, NO_LEVEL);
+    return this.done(
+      I_REC_ENTER,
+      inj >= 0 ? inj : recEnter(this.rmm, rec, false, ripasDone),
+      -1,
+      rec,
+      NO_LEVEL,
+    );
   }
 
   /** A command KVM issues only while it builds the realm (REALM_CREATE, REC_AUX_COUNT, REC_CREATE): counted, not injectable. */

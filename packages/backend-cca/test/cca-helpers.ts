@@ -3,8 +3,23 @@
  * command makes it; the realm's accesses and accepts run to the end; the frames guest_memfd
  * gives a GFN; an RTT entry as RMI_RTT_READ_ENTRY reads it (without counting a call).
  */
-import { Host, backendSource, Vm, guestAcceptPage, guestAccessPage, runToEnd, type AccessOutcome } from "@tdpemu/core/testing";
-import { registration, rttReadEntry, RTTE_STATE_NAMES, RIPAS_NAMES, type CcaBackend, type RttEntryRead } from "../src/testing.js";
+import {
+  Host,
+  backendSource,
+  Vm,
+  guestAcceptPage,
+  guestAccessPage,
+  runToEnd,
+  type AccessOutcome,
+} from "@tdpemu/core/testing";
+import {
+  registration,
+  rttReadEntry,
+  RTTE_STATE_NAMES,
+  RIPAS_NAMES,
+  type CcaBackend,
+  type RttEntryRead,
+} from "../src/testing.js";
 
 export const MiB = 2 ** 20;
 export const cca = backendSource(registration);
@@ -18,7 +33,11 @@ export interface CcaFixture {
 export function makeRealm(o: { host?: Host; memory?: number; vcpus?: number } = {}): CcaFixture {
   const host = o.host ?? new Host({ memory: 256 * MiB });
   const be = cca.create(host) as CcaBackend;
-  const vm = new Vm(host, { memory: o.memory ?? 64 * MiB, gpaw: 48, vcpus: o.vcpus ?? 1, hostPageLevel: 1 }, be);
+  const vm = new Vm(
+    host,
+    { memory: o.memory ?? 64 * MiB, gpaw: 48, vcpus: o.vcpus ?? 1, hostPageLevel: 1 },
+    be,
+  );
   return { host, vm, be };
 }
 

@@ -5,7 +5,12 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { exploreScenario, parseScenarioText, runScenario, type RunResult } from "@tdpemu/core/testing";
+import {
+  exploreScenario,
+  parseScenarioText,
+  runScenario,
+  type RunResult,
+} from "@tdpemu/core/testing";
 import { GRANULE_NS, type CcaBackend } from "../src/testing.js";
 import { cca } from "./cca-helpers.js";
 
@@ -13,7 +18,10 @@ const SCENARIOS = fileURLToPath(new URL("../../../scenarios/", import.meta.url))
 
 function scenario(name: string, backend = "cca") {
   const path = `${SCENARIOS}${name}.yaml`;
-  return parseScenarioText(readFileSync(path, "utf8").replace(/^backend: .*$/m, `backend: ${backend}`), path);
+  return parseScenarioText(
+    readFileSync(path, "utf8").replace(/^backend: .*$/m, `backend: ${backend}`),
+    path,
+  );
 }
 
 function run(name: string): RunResult {
@@ -33,13 +41,19 @@ function expectClean(r: RunResult): void {
 function granulesBack(r: RunResult): boolean {
   const be = r.vm.backend as CcaBackend;
   const c = r.report.backendStats.calls;
-  return c.RMI_GRANULE_DELEGATE === c.RMI_GRANULE_UNDELEGATE && be.rmm.granules.state.every((s) => s === GRANULE_NS);
+  return (
+    c.RMI_GRANULE_DELEGATE === c.RMI_GRANULE_UNDELEGATE &&
+    be.rmm.granules.state.every((s) => s === GRANULE_NS)
+  );
 }
 
 describe("example scenarios on the cca backend", () => {
   // dirty-log refuses a guest_memfd memslot, sev-vmpl needs VMPLs: both are input errors on cca.
   const skip = new Set(["dirty-log", "sev-vmpl"]);
-  const names = readdirSync(SCENARIOS).filter((f) => f.endsWith(".yaml")).map((f) => f.slice(0, -5)).filter((n) => !skip.has(n));
+  const names = readdirSync(SCENARIOS)
+    .filter((f) => f.endsWith(".yaml"))
+    .map((f) => f.slice(0, -5))
+    .filter((n) => !skip.has(n));
   for (const name of names) {
     it(`${name} runs without a violation`, () => {
       const r = run(name);
@@ -73,13 +87,22 @@ describe("a realm's life", () => {
 
   it("orders the teardown leaf first: every DATA_DESTROY before the first RTT_DESTROY, the realm last", () => {
     const events: string[] = [];
-    const r = runScenario(scenario("cca-realm-life"), { backend: cca, onEvent: (e) => { if (e.type === "call" && e.status === "RMI_SUCCESS") events.push(e.name); } });
+    const r = runScenario(scenario("cca-realm-life"), {
+      backend: cca,
+      onEvent: (e) => {
+        if (e.type === "call" && e.status === "RMI_SUCCESS") events.push(e.name);
+      },
+    });
     expectClean(r);
     const lastData = events.lastIndexOf("RMI_DATA_DESTROY");
     const firstRtt = events.indexOf("RMI_RTT_DESTROY");
     expect(lastData).toBeLessThan(firstRtt);
-    expect(events.indexOf("RMI_REC_DESTROY")).toBeGreaterThan(events.lastIndexOf("RMI_RTT_DESTROY"));
-    expect(events.indexOf("RMI_REALM_DESTROY")).toBeGreaterThan(events.lastIndexOf("RMI_REC_DESTROY"));
+    expect(events.indexOf("RMI_REC_DESTROY")).toBeGreaterThan(
+      events.lastIndexOf("RMI_RTT_DESTROY"),
+    );
+    expect(events.indexOf("RMI_REALM_DESTROY")).toBeGreaterThan(
+      events.lastIndexOf("RMI_REC_DESTROY"),
+    );
     expect(events.at(-2)).toBe("RMI_GRANULE_UNDELEGATE");
   });
 });
@@ -87,7 +110,12 @@ describe("a realm's life", () => {
 describe("a conversion", () => {
   it("asks for RIPAS EMPTY, the VMM destroys the data, KVM completes with RMI_RTT_SET_RIPAS, and back", () => {
     const events: string[] = [];
-    const r = runScenario(scenario("cca-convert"), { backend: cca, onEvent: (e) => { if (e.type === "call") events.push(e.name); } });
+    const r = runScenario(scenario("cca-convert"), {
+      backend: cca,
+      onEvent: (e) => {
+        if (e.type === "call") events.push(e.name);
+      },
+    });
     expectClean(r);
     const c = r.report.backendStats.calls;
     expect(c.RMI_DATA_DESTROY).toBe(4);
@@ -98,20 +126,28 @@ describe("a conversion", () => {
     // exit, the data destroyed, then SET_RIPAS.
     const i = events.indexOf("RSI_IPA_STATE_SET");
     expect(events.slice(i, i + 2)).toEqual(["RSI_IPA_STATE_SET", "REC exit (RIPAS_CHANGE)"]);
-    expect(events.indexOf("RMI_DATA_DESTROY", i)).toBeLessThan(events.indexOf("RMI_RTT_SET_RIPAS", i));
+    expect(events.indexOf("RMI_DATA_DESTROY", i)).toBeLessThan(
+      events.indexOf("RMI_RTT_SET_RIPAS", i),
+    );
   });
 });
 
 describe("a fresh realm's faults", () => {
   it("cost exactly 1,024 RMI_DATA_CREATE_UNKNOWN for 4 MiB of private memory", () => {
-    const r = runScenario(parseScenarioText(`
+    const r = runScenario(
+      parseScenarioText(
+        `
 name: cca-4mib
 vm: { memory: 64MiB, gpaw: 48, vcpus: 1 }
 backend: cca
 schedule: { mode: round-robin, interleave: false }
 vcpus:
   - - { op: access, gpa: 0x0, count: 1024, write: true }
-`, "cca-4mib.yaml"), { backend: cca });
+`,
+        "cca-4mib.yaml",
+      ),
+      { backend: cca },
+    );
     expectClean(r);
     expect(r.report.backendStats.calls.RMI_DATA_CREATE_UNKNOWN).toBe(1024);
     expect(r.report.stats.faults).toBe(1024);
@@ -121,7 +157,9 @@ vcpus:
 describe("SYSTEM_OFF", () => {
   it("after the realm's PSCI SYSTEM_OFF no REC runs again (RMI_ERROR_REALM, index 1), and the teardown still gives everything back", () => {
     const events: string[] = [];
-    const r = runScenario(parseScenarioText(`
+    const r = runScenario(
+      parseScenarioText(
+        `
 name: cca-system-off
 vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
 backend: cca
@@ -132,22 +170,40 @@ vcpus:
 host:
   - { op: cca.system-off, vcpu: 0 }
   - { op: teardown }
-`, "cca-system-off.yaml"), { backend: cca, onEvent: (e) => { if (e.type === "call") events.push(`${e.name} ${e.status}`); } });
+`,
+        "cca-system-off.yaml",
+      ),
+      {
+        backend: cca,
+        onEvent: (e) => {
+          if (e.type === "call") events.push(`${e.name} ${e.status}`);
+        },
+      },
+    );
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.ops.map((o) => `${o.op} ${JSON.stringify(o.result)}`)).toEqual([
-      'access {"ok":4,"exceptions":0,"mmio":0}', 'cca.system-off {"status":0}', 'access {"ok":0,"exceptions":4,"mmio":0}', "teardown {}",
+      'access {"ok":4,"exceptions":0,"mmio":0}',
+      'cca.system-off {"status":0}',
+      'access {"ok":0,"exceptions":4,"mmio":0}',
+      "teardown {}",
     ]);
     expect(events).toContain("RMI_REC_ENTER RMI_ERROR_REALM (index 1)");
     expect(granulesBack(r)).toBe(true);
     // A vCPU the realm does not have, or a realm not running yet: -EINVAL, nothing changed.
-    const bad = runScenario(parseScenarioText(`
+    const bad = runScenario(
+      parseScenarioText(
+        `
 name: cca-system-off-bad
 vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
 backend: cca
 host:
   - { op: cca.system-off, vcpu: 3 }
   - { op: cca.system-off }
-`, "bad.yaml"), { backend: cca });
+`,
+        "bad.yaml",
+      ),
+      { backend: cca },
+    );
     expect(bad.report.ops.map((o) => o.result.status)).toEqual([-22, -22]);
     expect((bad.vm.backend as CcaBackend).realm.state).toBe(0);
   });
@@ -156,7 +212,9 @@ host:
 describe("unprotected mappings follow the direct root", () => {
   it("a shared 2M page split by the host: the RTT_CREATE under the block already maps its pages, the 4K leaves find them mapped", () => {
     const events: string[] = [];
-    const r = runScenario(parseScenarioText(`
+    const r = runScenario(
+      parseScenarioText(
+        `
 name: cca-shared-split
 vm: { memory: 4MiB, gpaw: 48, vcpus: 1, hugepages: 2MiB }
 backend: cca
@@ -169,11 +227,25 @@ host:
   - { op: split, gpa: 0x0, size: 2MiB }
   - { op: zap, gpa: 0x0, size: 2MiB }
   - { op: teardown }
-`, "cca-shared-split.yaml"), { backend: cca, check: "op", onEvent: (e) => { if (e.type === "call") events.push(`${e.name} ${e.detail} ${e.status}`); } });
+`,
+        "cca-shared-split.yaml",
+      ),
+      {
+        backend: cca,
+        check: "op",
+        onEvent: (e) => {
+          if (e.type === "call") events.push(`${e.name} ${e.detail} ${e.status}`);
+        },
+      },
+    );
     expectClean(r);
-    expect(r.report.ops.map((o) => `${o.op} ${JSON.stringify(o.result)}`)).toContain('split {"split":1}');
+    expect(r.report.ops.map((o) => `${o.op} ${JSON.stringify(o.result)}`)).toContain(
+      'split {"split":1}',
+    );
     // One 2M mapping, split by RTT_CREATE into 512 pages, each unmapped by the zap.
-    expect(events.filter((e) => e.startsWith("RMI_RTT_MAP_UNPROTECTED") && e.endsWith("RMI_SUCCESS"))).toEqual(["RMI_RTT_MAP_UNPROTECTED ipa 0x800000000000 level 2 pa 0x4000d8 RMI_SUCCESS"]);
+    expect(
+      events.filter((e) => e.startsWith("RMI_RTT_MAP_UNPROTECTED") && e.endsWith("RMI_SUCCESS")),
+    ).toEqual(["RMI_RTT_MAP_UNPROTECTED ipa 0x800000000000 level 2 pa 0x4000d8 RMI_SUCCESS"]);
     expect(r.report.backendStats.calls.RMI_RTT_UNMAP_UNPROTECTED).toBeGreaterThanOrEqual(512);
     expect(granulesBack(r)).toBe(true);
   });
@@ -191,6 +263,8 @@ describe("the race the freeze protocol prevents, on CCA", () => {
     const scn = scenario("cca-race-2m-4k");
     scn.options.strategy = "atomic-then-hook";
     const r = exploreScenario(scn, { backend: cca, preemptionBound: 2 });
-    expect(r.violation?.violations[0]?.message).toMatch(/RMI_DATA_CREATE_UNKNOWN of ipa 0x(0|1000) failed: RMI_ERROR_RTT \(level 2\)/);
+    expect(r.violation?.violations[0]?.message).toMatch(
+      /RMI_DATA_CREATE_UNKNOWN of ipa 0x(0|1000) failed: RMI_ERROR_RTT \(level 2\)/,
+    );
   });
 });

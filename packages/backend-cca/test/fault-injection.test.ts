@@ -7,7 +7,12 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core/testing";
+import {
+  parseScenarioText,
+  runScenario,
+  type RunResult,
+  type TdpEvent,
+} from "@tdpemu/core/testing";
 import { BUILD_ONLY, RMI_NAMES } from "../src/testing.js";
 import { cca } from "./cca-helpers.js";
 
@@ -34,7 +39,10 @@ vcpus:
 
 function run(inject: string): { r: RunResult; events: TdpEvent[] } {
   const events: TdpEvent[] = [];
-  const r = runScenario(parseScenarioText(life(inject), "cca-injected.yaml"), { backend: cca, onEvent: (e) => events.push(e) });
+  const r = runScenario(parseScenarioText(life(inject), "cca-injected.yaml"), {
+    backend: cca,
+    onEvent: (e) => events.push(e),
+  });
   return { r, events };
 }
 
@@ -42,13 +50,15 @@ function run(inject: string): { r: RunResult; events: TdpEvent[] } {
 function tryRun(inject: string): { r: RunResult | null; error: string; events: TdpEvent[] } {
   const events: TdpEvent[] = [];
   try {
-    const r = runScenario(parseScenarioText(life(inject), "cca-injected.yaml"), { backend: cca, onEvent: (e) => events.push(e) });
+    const r = runScenario(parseScenarioText(life(inject), "cca-injected.yaml"), {
+      backend: cca,
+      onEvent: (e) => events.push(e),
+    });
     return { r, error: "", events };
   } catch (e) {
     return { r: null, error: (e as Error).message, events };
   }
 }
-
 
 describe("fault injection on the RMI", () => {
   it("the scenario without injection runs clean", () => {
@@ -82,18 +92,28 @@ describe("fault injection on the RMI", () => {
   }
 
   it("refuses to inject into commands issued only while the realm is made, naming the ones it can", () => {
-    expect(() => run("  - { call: RMI_REALM_CREATE, nth: 1, status: RMI_ERROR_INPUT }")).toThrow(/RMI_REALM_CREATE is issued only while the realm is made.*injectable: RMI_GRANULE_DELEGATE/);
-    expect(() => run("  - { call: RMI_NOPE, nth: 1, status: RMI_ERROR_INPUT }")).toThrow(/unknown RMI command 'RMI_NOPE'/);
-    expect(() => run("  - { call: RMI_DATA_DESTROY, nth: 1, status: RMI_BAD }")).toThrow(/unknown RMI status 'RMI_BAD' \(known: RMI_SUCCESS, RMI_ERROR_INPUT/);
+    expect(() => run("  - { call: RMI_REALM_CREATE, nth: 1, status: RMI_ERROR_INPUT }")).toThrow(
+      /RMI_REALM_CREATE is issued only while the realm is made.*injectable: RMI_GRANULE_DELEGATE/,
+    );
+    expect(() => run("  - { call: RMI_NOPE, nth: 1, status: RMI_ERROR_INPUT }")).toThrow(
+      /unknown RMI command 'RMI_NOPE'/,
+    );
+    expect(() => run("  - { call: RMI_DATA_DESTROY, nth: 1, status: RMI_BAD }")).toThrow(
+      /unknown RMI status 'RMI_BAD' \(known: RMI_SUCCESS, RMI_ERROR_INPUT/,
+    );
   });
 
   it("DATA_CREATE_UNKNOWN failing on a fault is a KVM bug that names the status with its level", () => {
-    const { r } = run("  - { call: RMI_DATA_CREATE_UNKNOWN, nth: 1, status: \"RMI_ERROR_RTT(3)\" }");
-    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/cca: RMI_DATA_CREATE_UNKNOWN of ipa 0x4000 failed: RMI_ERROR_RTT \(level 3\)/)]);
+    const { r } = run('  - { call: RMI_DATA_CREATE_UNKNOWN, nth: 1, status: "RMI_ERROR_RTT(3)" }');
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(
+        /cca: RMI_DATA_CREATE_UNKNOWN of ipa 0x4000 failed: RMI_ERROR_RTT \(level 3\)/,
+      ),
+    ]);
   });
 
   it("an RTT_CREATE told the table is there already (RMI_ERROR_RTT at the parent's level) retries the fault, and it succeeds", () => {
-    const { r } = run("  - { call: RMI_RTT_CREATE, nth: 1, status: \"RMI_ERROR_RTT(2)\" }");
+    const { r } = run('  - { call: RMI_RTT_CREATE, nth: 1, status: "RMI_ERROR_RTT(2)" }');
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.stats.faultRetries).toBeGreaterThan(0);
     expect(r.report.stats.leakedPages).toBe(0);
@@ -103,14 +123,24 @@ describe("fault injection on the RMI", () => {
     const { r } = run("  - { call: RMI_GRANULE_UNDELEGATE, nth: 1, status: RMI_ERROR_INPUT }");
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.stats.leakedPages).toBe(1);
-    expect(Object.keys(r.report.stats.leakCauses)).toEqual([expect.stringMatching(/kept by the RMM: RMI_GRANULE_UNDELEGATE pa 0x[0-9a-f]+: RMI_ERROR_INPUT/)]);
+    expect(Object.keys(r.report.stats.leakCauses)).toEqual([
+      expect.stringMatching(
+        /kept by the RMM: RMI_GRANULE_UNDELEGATE pa 0x[0-9a-f]+: RMI_ERROR_INPUT/,
+      ),
+    ]);
   });
 
   it("DATA_CREATE failing in populate fails the ioctl, the page is undelegated, and activation then refuses", () => {
-    const { r, error, events } = tryRun("  - { call: RMI_DATA_CREATE, nth: 2, status: RMI_ERROR_INPUT }");
+    const { r, error, events } = tryRun(
+      "  - { call: RMI_DATA_CREATE, nth: 2, status: RMI_ERROR_INPUT }",
+    );
     expect(r).toBeNull();
-    expect(error).toMatch(/finalize failed \(-22\): activation: 1 premapped page\(s\) never got their RMI_DATA_CREATE/);
-    const names = events.filter((e) => e.type === "call").map((e) => e.type === "call" ? `${e.name} ${e.status}` : "");
+    expect(error).toMatch(
+      /finalize failed \(-22\): activation: 1 premapped page\(s\) never got their RMI_DATA_CREATE/,
+    );
+    const names = events
+      .filter((e) => e.type === "call")
+      .map((e) => (e.type === "call" ? `${e.name} ${e.status}` : ""));
     const i = names.indexOf("RMI_DATA_CREATE RMI_ERROR_INPUT");
     expect(names[i + 1]).toBe("RMI_GRANULE_UNDELEGATE RMI_SUCCESS");
   });
@@ -127,8 +157,20 @@ describe("fault injection on the RMI", () => {
   });
 
   it("--inject takes a status with its RTT level on the command line", () => {
-    const p = spawnSync(process.execPath, [resolve("packages/tui/dist/tdpemu.mjs"), "run", "scenarios/cca-realm-life.yaml", "--inject", "RMI_DATA_DESTROY:1:RMI_ERROR_RTT(2)"], { encoding: "utf8" });
+    const p = spawnSync(
+      process.execPath,
+      [
+        resolve("packages/tui/dist/tdpemu.mjs"),
+        "run",
+        "scenarios/cca-realm-life.yaml",
+        "--inject",
+        "RMI_DATA_DESTROY:1:RMI_ERROR_RTT(2)",
+      ],
+      { encoding: "utf8" },
+    );
     expect(p.status).toBe(1);
-    expect(p.stdout).toMatch(/\[kvm-bug\] step \d+: KVM_BUG: cca: RMI_DATA_DESTROY of ipa 0x[0-9a-f]+ failed: RMI_ERROR_RTT \(level 2\)/);
+    expect(p.stdout).toMatch(
+      /\[kvm-bug\] step \d+: KVM_BUG: cca: RMI_DATA_DESTROY of ipa 0x[0-9a-f]+ failed: RMI_ERROR_RTT \(level 2\)/,
+    );
   });
 });

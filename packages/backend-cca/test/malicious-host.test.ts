@@ -25,12 +25,15 @@ function checks(vm: Vm): string[] {
   return checkInvariants(vm, { final: false }).violations.map((v) => `${v.check}: ${v.message}`);
 }
 
-const raw = (vm: Vm, be: CcaBackend, call: string, args: Record<string, unknown> = {}) => be.rawCall(vm, call, args).status;
+const raw = (vm: Vm, be: CcaBackend, call: string, args: Record<string, unknown> = {}) =>
+  be.rawCall(vm, call, args).status;
 
 describe("a malicious host's RMI calls", () => {
   it("cannot undelegate a granule the realm's data is in: RMI_ERROR_INPUT, the page stays the realm's", () => {
     const { vm, be } = running();
-    expect(raw(vm, be, "RMI_GRANULE_UNDELEGATE", { gpa: 0, page: "mapped" })).toBe("RMI_ERROR_INPUT");
+    expect(raw(vm, be, "RMI_GRANULE_UNDELEGATE", { gpa: 0, page: "mapped" })).toBe(
+      "RMI_ERROR_INPUT",
+    );
     expect(be.rmm.granuleState(gmemPfn(vm, 0))).toBe(GRANULE_DATA);
     expect(raw(vm, be, "NS.WRITE", { gpa: 0, page: "mapped" })).toBe("GPF");
     expect(access(vm, 0)).toBe("ok");
@@ -45,14 +48,18 @@ describe("a malicious host's RMI calls", () => {
     const { vm, be } = running();
     const page = vm.host.frames.allocBlocks(1, 1, vm.owner, "test") * 512;
     expect(raw(vm, be, "RMI_GRANULE_DELEGATE", { page })).toBe("RMI_SUCCESS");
-    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 0x1000, page })).toBe("RMI_ERROR_RTT (level 3)");
+    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 0x1000, page })).toBe(
+      "RMI_ERROR_RTT (level 3)",
+    );
     expect(be.rmm.granuleState(page)).toBe(GRANULE_DELEGATED);
     expect(rtte(be, 0x1000)).toBe(`L3 ASSIGNED RAM pa 0x${(gmemPfn(vm, 1) * 4096).toString(16)}`);
   });
 
   it("cannot map an undelegated page into the realm: RMI_ERROR_INPUT", () => {
     const { vm, be } = running();
-    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 0x10000, page: "fresh" })).toBe("RMI_ERROR_INPUT");
+    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 0x10000, page: "fresh" })).toBe(
+      "RMI_ERROR_INPUT",
+    );
   });
 
   it("cannot add measured content once the realm is active: RMI_ERROR_REALM", () => {
@@ -66,14 +73,18 @@ describe("a malicious host's RMI calls", () => {
     const { vm, be } = running();
     const page = vm.host.frames.allocBlocks(1, 1, vm.owner, "test") * 512;
     raw(vm, be, "RMI_GRANULE_DELEGATE", { page });
-    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: SHARED + 0x10000, page })).toBe("RMI_ERROR_INPUT");
+    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: SHARED + 0x10000, page })).toBe(
+      "RMI_ERROR_INPUT",
+    );
   });
 
   it("mapping data where no level-3 RTT is: RMI_ERROR_RTT at the level the walk stopped (2)", () => {
     const { vm, be } = running();
     const page = vm.host.frames.allocBlocks(1, 1, vm.owner, "test") * 512;
     raw(vm, be, "RMI_GRANULE_DELEGATE", { page });
-    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 32 * MiB, page })).toBe("RMI_ERROR_RTT (level 2)");
+    expect(raw(vm, be, "RMI_DATA_CREATE_UNKNOWN", { gpa: 32 * MiB, page })).toBe(
+      "RMI_ERROR_RTT (level 2)",
+    );
   });
 
   it("cannot destroy an RTT that maps the realm's pages: RMI_ERROR_RTT (level 3), the table's own level", () => {
@@ -86,7 +97,9 @@ describe("a malicious host's RMI calls", () => {
     const { vm, be } = running();
     const page = vm.host.frames.allocBlocks(1, 1, vm.owner, "test") * 512;
     raw(vm, be, "RMI_GRANULE_DELEGATE", { page });
-    expect(raw(vm, be, "RMI_RTT_CREATE", { gpa: 0, level: 3, page })).toBe("RMI_ERROR_RTT (level 2)");
+    expect(raw(vm, be, "RMI_RTT_CREATE", { gpa: 0, level: 3, page })).toBe(
+      "RMI_ERROR_RTT (level 2)",
+    );
   });
 
   it("cannot create an RTT at the starting level: RMI_ERROR_INPUT", () => {
@@ -98,15 +111,25 @@ describe("a malicious host's RMI calls", () => {
 
   it("cannot map non-secure memory into the protected half: RMI_ERROR_INPUT", () => {
     const { vm, be } = running();
-    expect(raw(vm, be, "RMI_RTT_MAP_UNPROTECTED", { gpa: 0x10000, level: 3, page: "fresh" })).toBe("RMI_ERROR_INPUT");
-    expect(raw(vm, be, "RMI_RTT_UNMAP_UNPROTECTED", { gpa: 0x0, level: 3 })).toBe("RMI_ERROR_INPUT");
+    expect(raw(vm, be, "RMI_RTT_MAP_UNPROTECTED", { gpa: 0x10000, level: 3, page: "fresh" })).toBe(
+      "RMI_ERROR_INPUT",
+    );
+    expect(raw(vm, be, "RMI_RTT_UNMAP_UNPROTECTED", { gpa: 0x0, level: 3 })).toBe(
+      "RMI_ERROR_INPUT",
+    );
   });
 
   it("may map a delegated granule unprotected (the RMM does not look), but the realm's access faults in the GPT", () => {
     const { vm, be } = running();
     // The realm's own data page, mapped at an unprotected IPA: the realm would read its own
     // ciphertext-free page through a non-secure alias if the GPT let it.
-    expect(raw(vm, be, "RMI_RTT_MAP_UNPROTECTED", { gpa: SHARED + 8 * MiB + 0x1000, level: 3, page: gmemPfn(vm, 0) })).toBe("RMI_SUCCESS");
+    expect(
+      raw(vm, be, "RMI_RTT_MAP_UNPROTECTED", {
+        gpa: SHARED + 8 * MiB + 0x1000,
+        level: 3,
+        page: gmemPfn(vm, 0),
+      }),
+    ).toBe("RMI_SUCCESS");
     expect(checks(vm).some((c) => c.startsWith("ns-access:"))).toBe(true);
     expect(access(vm, 8 * MiB + 0x1000, false, true)).toBe("exception");
     expect(be.stats().calls["#GPF"]).toBe(1);
@@ -133,7 +156,9 @@ describe("a malicious host's RMI calls", () => {
   it("cannot change the realm's RIPAS unasked: RMI_RTT_SET_RIPAS without a request is RMI_ERROR_INPUT, INIT_RIPAS after activation RMI_ERROR_REALM", () => {
     const { vm, be } = running();
     be.kickVcpu(vm, 0);
-    expect(raw(vm, be, "RMI_RTT_SET_RIPAS", { vcpu: 0, gpa: 0x10000, level: 3 })).toBe("RMI_ERROR_INPUT");
+    expect(raw(vm, be, "RMI_RTT_SET_RIPAS", { vcpu: 0, gpa: 0x10000, level: 3 })).toBe(
+      "RMI_ERROR_INPUT",
+    );
     expect(raw(vm, be, "RMI_RTT_INIT_RIPAS", { gpa: 32 * MiB, level: 2 })).toBe("RMI_ERROR_REALM");
   });
 
@@ -161,13 +186,19 @@ describe("a malicious host's RMI calls", () => {
 
   it("reads an entry with RMI_RTT_READ_ENTRY: the PA of an assigned page, the level the walk reached", () => {
     const { vm, be } = running();
-    expect(be.rawCall(vm, "RMI_RTT_READ_ENTRY", { gpa: 0x1000, level: 3 }).detail).toBe(`level 3 ASSIGNED pa 0x${(gmemPfn(vm, 1) * 4096).toString(16)} ripas RAM`);
-    expect(be.rawCall(vm, "RMI_RTT_READ_ENTRY", { gpa: 32 * MiB, level: 3 }).detail).toBe("level 2 UNASSIGNED pa 0x0 ripas RAM");
+    expect(be.rawCall(vm, "RMI_RTT_READ_ENTRY", { gpa: 0x1000, level: 3 }).detail).toBe(
+      `level 3 ASSIGNED pa 0x${(gmemPfn(vm, 1) * 4096).toString(16)} ripas RAM`,
+    );
+    expect(be.rawCall(vm, "RMI_RTT_READ_ENTRY", { gpa: 32 * MiB, level: 3 }).detail).toBe(
+      "level 2 UNASSIGNED pa 0x0 ripas RAM",
+    );
     expect(raw(vm, be, "RMI_RTT_READ_ENTRY", { gpa: 0x1001, level: 3 })).toBe("RMI_ERROR_INPUT");
   });
 
   it("names the calls it knows when given another", () => {
     const { vm, be } = running();
-    expect(() => be.rawCall(vm, "RMI_NOPE", {})).toThrow(/raw call 'RMI_NOPE' is not one the CCA backend knows \(RMI_GRANULE_DELEGATE, /);
+    expect(() => be.rawCall(vm, "RMI_NOPE", {})).toThrow(
+      /raw call 'RMI_NOPE' is not one the CCA backend knows \(RMI_GRANULE_DELEGATE, /,
+    );
   });
 });

@@ -4,9 +4,34 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RTT, MEMATTR_FWB_NORMAL_WB, RIPAS_DESTROYED, RIPAS_EMPTY, RIPAS_RAM,
-  RSI_ACCEPT, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, RTTE_TABLE, Rmm, S2AP_R, S2AP_W, dataCreate, dataCreateUnknown, dataDestroy,
-  formatReturn, recEnter, rsiIpaStateSet, rttCreate, rttDestroy, rttFold, rttInitRipas, rttMapUnprotected, rttReadEntry, rttSetRipas,
+  GRANULE_DATA,
+  GRANULE_DELEGATED,
+  GRANULE_NS,
+  GRANULE_RTT,
+  MEMATTR_FWB_NORMAL_WB,
+  RIPAS_DESTROYED,
+  RIPAS_EMPTY,
+  RIPAS_RAM,
+  RSI_ACCEPT,
+  RTTE_ASSIGNED,
+  RTTE_ASSIGNED_NS,
+  RTTE_TABLE,
+  Rmm,
+  S2AP_R,
+  S2AP_W,
+  dataCreate,
+  dataCreateUnknown,
+  dataDestroy,
+  formatReturn,
+  recEnter,
+  rsiIpaStateSet,
+  rttCreate,
+  rttDestroy,
+  rttFold,
+  rttInitRipas,
+  rttMapUnprotected,
+  rttReadEntry,
+  rttSetRipas,
   type RttEntryRead,
 } from "../src/testing.js";
 
@@ -35,7 +60,10 @@ function delegated(m: Rmm): number {
 
 /** RTTs from level 1 to `to` over `ipa`. */
 function tables(m: Rmm, ipa: number, to: number): void {
-  for (let l = 1; l <= to; l++) expect(formatReturn(rttCreate(m, RD, delegated(m), ipa - (ipa % 2 ** (12 + 9 * (4 - l))), l))).toBe("RMI_SUCCESS");
+  for (let l = 1; l <= to; l++)
+    expect(
+      formatReturn(rttCreate(m, RD, delegated(m), ipa - (ipa % 2 ** (12 + 9 * (4 - l))), l)),
+    ).toBe("RMI_SUCCESS");
 }
 
 function read(m: Rmm, ipa: number, level = 3): RttEntryRead {
@@ -63,7 +91,9 @@ describe("the RMM's commands", () => {
     expect(read(m, 2 * MiB)).toMatchObject({ level: 2, ripas: RIPAS_RAM });
     expect(m.realmAt(RD)!.measurements).toBe(4);
     // A range not aligned to the level the tables reach: nothing done, RMI_ERROR_RTT there.
-    expect(formatReturn(rttInitRipas(m, RD, 8 * MiB + 0x1000, 10 * MiB))).toBe("RMI_ERROR_RTT (level 2)");
+    expect(formatReturn(rttInitRipas(m, RD, 8 * MiB + 0x1000, 10 * MiB))).toBe(
+      "RMI_ERROR_RTT (level 2)",
+    );
     expect(m.realmActivate(RD)).toBe(0);
     expect(formatReturn(rttInitRipas(m, RD, 16 * MiB, 18 * MiB))).toBe("RMI_ERROR_REALM");
   });
@@ -116,18 +146,39 @@ describe("the RMM's commands", () => {
     const rtt = read(m, 0x0, 2).pa;
     expect(rttFold(m, RD, 0x0, 3)).toBe(0);
     expect(m.x1).toBe(0x100000 + 2 * 4096);
-    expect(read(m, 0x0)).toMatchObject({ level: 2, state: RTTE_ASSIGNED, pa: 4 * MiB, ripas: RIPAS_EMPTY });
+    expect(read(m, 0x0)).toMatchObject({
+      level: 2,
+      state: RTTE_ASSIGNED,
+      pa: 4 * MiB,
+      ripas: RIPAS_EMPTY,
+    });
     expect(rtt).toBe(m.x1);
 
     // The unprotected half: a level-2 RTT of 512 NS 2M mappings folds into a 1G one.
     tables(m, NS_HALF, 2);
     const attrs = MEMATTR_FWB_NORMAL_WB + S2AP_R + S2AP_W;
-    for (let i = 0; i < 512; i++) expect(rttMapUnprotected(m, RD, NS_HALF + i * 2 * MiB, 2, 2 ** 30 + i * 2 * MiB + attrs)).toBe(0);
+    for (let i = 0; i < 512; i++)
+      expect(
+        rttMapUnprotected(m, RD, NS_HALF + i * 2 * MiB, 2, 2 ** 30 + i * 2 * MiB + attrs),
+      ).toBe(0);
     expect(formatReturn(rttFold(m, RD, NS_HALF, 2))).toBe("RMI_SUCCESS");
-    expect(read(m, NS_HALF, 1)).toMatchObject({ level: 1, state: RTTE_ASSIGNED_NS, pa: 2 ** 30 + attrs });
+    expect(read(m, NS_HALF, 1)).toMatchObject({
+      level: 1,
+      state: RTTE_ASSIGNED_NS,
+      pa: 2 ** 30 + attrs,
+    });
     // Contiguous but not aligned to 1G: not a block, RMI_ERROR_RTT at the table's own level.
     expect(rttCreate(m, RD, delegated(m), NS_HALF + 2 ** 30, 2)).toBe(0);
-    for (let i = 0; i < 512; i++) expect(rttMapUnprotected(m, RD, NS_HALF + 2 ** 30 + i * 2 * MiB, 2, 2 ** 31 + 2 * MiB + i * 2 * MiB + attrs)).toBe(0);
+    for (let i = 0; i < 512; i++)
+      expect(
+        rttMapUnprotected(
+          m,
+          RD,
+          NS_HALF + 2 ** 30 + i * 2 * MiB,
+          2,
+          2 ** 31 + 2 * MiB + i * 2 * MiB + attrs,
+        ),
+      ).toBe(0);
     expect(formatReturn(rttFold(m, RD, NS_HALF + 2 ** 30, 2))).toBe("RMI_ERROR_RTT (level 2)");
     // The level-1 table now holds a 1G NS block and a table: mixed, RMI_ERROR_RTT at its level.
     expect(formatReturn(rttFold(m, RD, NS_HALF, 1))).toBe("RMI_ERROR_RTT (level 1)");
@@ -152,13 +203,23 @@ describe("the RMM's commands", () => {
     const m = realm();
     tables(m, NS_HALF, 3);
     const attrs = MEMATTR_FWB_NORMAL_WB + S2AP_R;
-    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x5000 + attrs + 1))).toBe("RMI_ERROR_INPUT");
-    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 2 ** 54 + 0x5000 + attrs))).toBe("RMI_ERROR_INPUT");
-    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x5000 + 0x10 + S2AP_R))).toBe("RMI_ERROR_INPUT"); // the reserved MemAttr
-    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 4, 0x5000 + attrs))).toBe("RMI_ERROR_INPUT");
+    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x5000 + attrs + 1))).toBe(
+      "RMI_ERROR_INPUT",
+    );
+    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 2 ** 54 + 0x5000 + attrs))).toBe(
+      "RMI_ERROR_INPUT",
+    );
+    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x5000 + 0x10 + S2AP_R))).toBe(
+      "RMI_ERROR_INPUT",
+    ); // the reserved MemAttr
+    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 4, 0x5000 + attrs))).toBe(
+      "RMI_ERROR_INPUT",
+    );
     expect(rttMapUnprotected(m, RD, NS_HALF, 3, 0x5000 + attrs)).toBe(0);
     expect(read(m, NS_HALF)).toMatchObject({ state: RTTE_ASSIGNED_NS, pa: 0x5000 + attrs });
-    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x6000 + attrs))).toBe("RMI_ERROR_RTT (level 3)");
+    expect(formatReturn(rttMapUnprotected(m, RD, NS_HALF, 3, 0x6000 + attrs))).toBe(
+      "RMI_ERROR_RTT (level 3)",
+    );
     expect(m.granules.state[0x5]).toBe(GRANULE_NS);
   });
 

@@ -2,7 +2,13 @@
  * Plain EPT: a VM with no private memory. Every hook is absent except the TLB flush, which on
  * real hardware is an INVEPT (single-context) of the VM's EPTP; the core walks the EPT itself.
  */
-import { emptyBackendStats, injectable, type Backend, type BackendStats, type BackendVm } from "@tdpemu/backend-sdk";
+import {
+  emptyBackendStats,
+  injectable,
+  type Backend,
+  type BackendStats,
+  type BackendVm,
+} from "@tdpemu/backend-sdk";
 
 @injectable()
 export class PlainBackend implements Backend {
@@ -20,6 +26,10 @@ export class PlainBackend implements Backend {
   }
 
   stats(): BackendStats {
-    return { calls: { ...this.counters.calls }, busy: this.counters.busy, errors: { ...this.counters.errors } };
+    return {
+      calls: { ...this.counters.calls },
+      busy: this.counters.busy,
+      errors: { ...this.counters.errors },
+    };
   }
 }

@@ -19,12 +19,41 @@ import "reflect-metadata";
 
 // The contract and its registration.
 export {
-  type Backend, type BackendStats, type FaultSpec, type RawCallArgs, type MirrorView, type MirrorEntryKind,
-  ACCESS_OK, ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, EBUSY, EEXIST, EFAULT, EIO, EINVAL, ENOMEM, ENOTTY, BACKEND,
+  type Backend,
+  type BackendStats,
+  type FaultSpec,
+  type RawCallArgs,
+  type MirrorView,
+  type MirrorEntryKind,
+  ACCESS_OK,
+  ACCESS_FAULT,
+  ACCESS_FAULT_PRESENT,
+  ACCESS_GUEST_EXCEPTION,
+  EBUSY,
+  EEXIST,
+  EFAULT,
+  EIO,
+  EINVAL,
+  ENOMEM,
+  ENOTTY,
+  BACKEND,
   emptyBackendStats,
-  type BackendVm, type VmConfig, type BackendRegistration, type BackendSource, isRegistration, backendSource,
-  type WalkedSpte, MAP_CELL_CLASSES, DIRECT_OLD_LEAF, DIRECT_NEW_LEAF, DIRECT_OLD_WRITABLE, DIRECT_NEW_WRITABLE, type HostOpSchema, type HostOpParamKind,
-  GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED,
+  type BackendVm,
+  type VmConfig,
+  type BackendRegistration,
+  type BackendSource,
+  isRegistration,
+  backendSource,
+  type WalkedSpte,
+  MAP_CELL_CLASSES,
+  DIRECT_OLD_LEAF,
+  DIRECT_NEW_LEAF,
+  DIRECT_OLD_WRITABLE,
+  DIRECT_NEW_WRITABLE,
+  type HostOpSchema,
+  type HostOpParamKind,
+  GUEST_PAGE_ACCEPTED,
+  GUEST_PAGE_OWNED,
 } from "@tdpemu/core";
 // Events a backend emits (`vm.events`), with the tone the UI colours them by.
 export { type EventTone, type TdpEvent, type TdpEventInput } from "@tdpemu/core";
@@ -40,8 +69,23 @@ export { Host, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, EventSink } from "@
 // tsyringe's means of asking for it.
 export { HOST, FRAMES, CLOCK, EVENTS, type Configure } from "@tdpemu/core";
 export {
-  inject, injectable, singleton, injectAll, instanceCachingFactory, Lifecycle,
-  type DependencyContainer, type InjectionToken,
+  inject,
+  injectable,
+  singleton,
+  injectAll,
+  instanceCachingFactory,
+  Lifecycle,
+  type DependencyContainer,
+  type InjectionToken,
 } from "tsyringe";
 // Helpers.
-export { CallCounts, ControlPages, IdAllocator, StatusNames, packedZeros, nextSetBit, sharedGfnBit, type Level } from "@tdpemu/core";
+export {
+  CallCounts,
+  ControlPages,
+  IdAllocator,
+  StatusNames,
+  packedZeros,
+  nextSetBit,
+  sharedGfnBit,
+  type Level,
+} from "@tdpemu/core";

@@ -8,7 +8,8 @@ export { RMP, SEV_ASIDS } from "./sev-platform.js";
 
 export const registration: BackendRegistration = {
   name: "sev",
-  description: "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access",
+  description:
+    "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access",
   register(c) {
     c.register(BACKEND, { useClass: SevBackend });
   },

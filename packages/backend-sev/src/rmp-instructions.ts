@@ -3,7 +3,14 @@
  * (`asm/sev.h`): RMPUPDATE and PSMASH for the host, PVALIDATE for the guest.
  */
 import { StatusNames } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, type Rmp } from "./rmp.js";
+import {
+  RMP_ASSIGNED,
+  RMP_IMMUTABLE,
+  RMP_PAGE_2M,
+  RMP_VALIDATED,
+  RMP_VMSA,
+  type Rmp,
+} from "./rmp.js";
 
 export const RMP_SUCCESS = 0;
 export const FAIL_INPUT = 1;
@@ -17,8 +24,14 @@ export const FAIL_BADADDR = 7;
 export const FAIL_NOUPDATE = 255;
 
 export const RMP_STATUS = new StatusNames<number>("RMP status", [
-  [RMP_SUCCESS, "SUCCESS"], [FAIL_INPUT, "FAIL_INPUT"], [FAIL_PERMISSION, "FAIL_PERMISSION"], [FAIL_INUSE, "FAIL_INUSE"],
-  [FAIL_OVERLAP, "FAIL_OVERLAP"], [FAIL_SIZEMISMATCH, "FAIL_SIZEMISMATCH"], [FAIL_BADADDR, "FAIL_BADADDR"], [FAIL_NOUPDATE, "FAIL_NOUPDATE"],
+  [RMP_SUCCESS, "SUCCESS"],
+  [FAIL_INPUT, "FAIL_INPUT"],
+  [FAIL_PERMISSION, "FAIL_PERMISSION"],
+  [FAIL_INUSE, "FAIL_INUSE"],
+  [FAIL_OVERLAP, "FAIL_OVERLAP"],
+  [FAIL_SIZEMISMATCH, "FAIL_SIZEMISMATCH"],
+  [FAIL_BADADDR, "FAIL_BADADDR"],
+  [FAIL_NOUPDATE, "FAIL_NOUPDATE"],
 ]);
 
 export interface RmpUpdate {
@@ -35,8 +48,16 @@ export interface RmpUpdate {
  * 2M entry needs a PSMASH first (FAIL_OVERLAP). An immutable page takes no update from the host
  * (FAIL_PERMISSION) until firmware reclaims it; pages in use by VMRUN give FAIL_INUSE.
  */
-export function rmpupdate(rmp: Rmp, pfn: number, u: RmpUpdate, inUse: (pfn: number) => boolean): number {
-  const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
+export function rmpupdate(
+  rmp: Rmp,
+  pfn: number,
+  u: RmpUpdate,
+  inUse: (pfn: number) => boolean,
+): number {
+  const flags =
+    (u.assigned ? RMP_ASSIGNED : 0) |
+    (u.size2m ? RMP_PAGE_2M : 0) |
+    (u.immutable ? RMP_IMMUTABLE : 0);
   return rmpupdateEntry(rmp, pfn, flags, u.asid, u.gfn, inUse);
 }
 
@@ -44,7 +65,14 @@ export function rmpupdate(rmp: Rmp, pfn: number, u: RmpUpdate, inUse: (pfn: numb
  * RMPUPDATE with the new entry as its RMP bits (`RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE`),
  * ASID and GFN, as the instruction takes them in its operand (no object per call).
  */
-export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: number, gfn: number, inUse: (pfn: number) => boolean): number {
+export function rmpupdateEntry(
+  rmp: Rmp,
+  pfn: number,
+  flags: number,
+  asid: number,
+  gfn: number,
+  inUse: (pfn: number) => boolean,
+): number {
   const assigned = (flags & RMP_ASSIGNED) !== 0;
   const size2m = (flags & RMP_PAGE_2M) !== 0;
   if (!rmp.covers(pfn) || (size2m && pfn % 512 !== 0)) return FAIL_INPUT;
@@ -63,7 +91,12 @@ export function rmpupdateEntry(rmp: Rmp, pfn: number, flags: number, asid: numbe
   // `rmp_make_shared(pfn, PG_LEVEL_2M)` writes a 2M hypervisor entry, and `snp_lookup_rmpentry`
   // reads the size of the 2M-aligned entry whether or not it is assigned); nothing assigned is
   // governed by it.
-  rmp.set(pfn, assigned ? flags & (RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE) : flags & RMP_PAGE_2M, assigned ? asid : 0, assigned ? gfn : 0);
+  rmp.set(
+    pfn,
+    assigned ? flags & (RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE) : flags & RMP_PAGE_2M,
+    assigned ? asid : 0,
+    assigned ? gfn : 0,
+  );
   return RMP_SUCCESS;
 }
 
@@ -84,15 +117,14 @@ export function psmash(rmp: Rmp, pfn: number): number {
   const perms = [1, 2, 3].map((v) => rmp.vmplPerms(pfn, v));
   for (let i = 0; i < 512; i++) {
     rmp.set(pfn + i, flags, e.asid, e.gfn + i);
-    for (let v = 1; v <= 3; v++) if (perms[v - 1] !== 0) rmp.setVmplPerms(pfn + i, v, perms[v - 1]!);
+    for (let v = 1; v <= 3; v++)
+      if (perms[v - 1] !== 0) rmp.setVmplPerms(pfn + i, v, perms[v - 1]!);
   }
   return RMP_SUCCESS;
 }
 
 export type PvalidateResult =
-  | { kind: "ok" }
-  | { kind: "status"; status: number }
-  | { kind: "npf"; errorCode: bigint };
+  { kind: "ok" } | { kind: "status"; status: number } | { kind: "npf"; errorCode: bigint };
 
 /**
  * The checks PVALIDATE and RMPADJUST make alike on the entry that governs `pfn`: it is the
@@ -100,12 +132,27 @@ export type PvalidateResult =
  * 2M entry adds SIZEM; a 2M request over 4K entries is FAIL_SIZEMISMATCH. The failure, or the
  * governing frame and its flags.
  */
-function guestEntry(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult | { g: number; f: number } {
+function guestEntry(
+  rmp: Rmp,
+  asid: number,
+  gfn: number,
+  pfn: number,
+  size2m: boolean,
+  npfBase: bigint,
+  rmpBit: bigint,
+  sizemBit: bigint,
+): PvalidateResult | { g: number; f: number } {
   const g = rmp.governing(pfn);
   const f = rmp.flagsOf(g);
   const entry2m = (f & RMP_PAGE_2M) !== 0;
   const expectGfn = entry2m ? rmp.gfnOf(g) + (pfn - g) : rmp.gfnOf(g);
-  if ((f & RMP_ASSIGNED) === 0 || rmp.asidOf(g) !== asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return { kind: "npf", errorCode: npfBase | rmpBit };
+  if (
+    (f & RMP_ASSIGNED) === 0 ||
+    rmp.asidOf(g) !== asid ||
+    expectGfn !== gfn ||
+    (f & RMP_IMMUTABLE) !== 0
+  )
+    return { kind: "npf", errorCode: npfBase | rmpBit };
   if (!size2m && entry2m) return { kind: "npf", errorCode: npfBase | rmpBit | sizemBit };
   if (size2m && !entry2m) return PVALIDATE_SIZEMISMATCH;
   return { g, f };
@@ -117,7 +164,17 @@ function guestEntry(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: bo
  * request over a 2M entry is a #NPF with SIZEM (the host PSMASHes); a 2M request over 4K entries
  * is FAIL_SIZEMISMATCH; no change is FAIL_NOUPDATE (CF=1).
  */
-export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, validate: boolean, npfBase: bigint, rmpBit: bigint, sizemBit: bigint): PvalidateResult {
+export function pvalidate(
+  rmp: Rmp,
+  asid: number,
+  gfn: number,
+  pfn: number,
+  size2m: boolean,
+  validate: boolean,
+  npfBase: bigint,
+  rmpBit: bigint,
+  sizemBit: bigint,
+): PvalidateResult {
   const e = guestEntry(rmp, asid, gfn, pfn, size2m, npfBase, rmpBit, sizemBit);
   if ("kind" in e) return e;
   const { g, f } = e;
@@ -137,8 +194,18 @@ export function pvalidate(rmp: Rmp, asid: number, gfn: number, pfn: number, size
  * Whether the page must be validated is not known from a public source; the model does not ask.
  */
 export function rmpadjust(
-  rmp: Rmp, asid: number, gfn: number, pfn: number, size2m: boolean, vmpl: number, target: number, perms: number, vmsa: boolean,
-  npfBase: bigint, rmpBit: bigint, sizemBit: bigint,
+  rmp: Rmp,
+  asid: number,
+  gfn: number,
+  pfn: number,
+  size2m: boolean,
+  vmpl: number,
+  target: number,
+  perms: number,
+  vmsa: boolean,
+  npfBase: bigint,
+  rmpBit: bigint,
+  sizemBit: bigint,
 ): PvalidateResult {
   if (target > 3) return { kind: "status", status: FAIL_INPUT };
   if (target <= vmpl) return { kind: "status", status: FAIL_PERMISSION };
@@ -147,13 +214,20 @@ export function rmpadjust(
   const { g, f } = e;
   if ((perms & ~rmp.vmplPerms(g, vmpl)) !== 0) return { kind: "status", status: FAIL_PERMISSION };
   rmp.setVmplPerms(g, target, perms);
-  if (vmpl === 0 && ((f & RMP_VMSA) !== 0) !== vmsa) rmp.setFlags(g, vmsa ? f | RMP_VMSA : f & ~RMP_VMSA);
+  if (vmpl === 0 && ((f & RMP_VMSA) !== 0) !== vmsa)
+    rmp.setFlags(g, vmsa ? f | RMP_VMSA : f & ~RMP_VMSA);
   return PVALIDATE_OK;
 }
 
 /** The results PVALIDATE gives without an error code: shared, so never changed. */
 const PVALIDATE_OK: PvalidateResult = Object.freeze({ kind: "ok" });
-const PVALIDATE_SIZEMISMATCH: PvalidateResult = Object.freeze({ kind: "status", status: FAIL_SIZEMISMATCH });
-const PVALIDATE_NOUPDATE: PvalidateResult = Object.freeze({ kind: "status", status: FAIL_NOUPDATE });
+const PVALIDATE_SIZEMISMATCH: PvalidateResult = Object.freeze({
+  kind: "status",
+  status: FAIL_SIZEMISMATCH,
+});
+const PVALIDATE_NOUPDATE: PvalidateResult = Object.freeze({
+  kind: "status",
+  status: FAIL_NOUPDATE,
+});
 
 export { RMP_IMMUTABLE, RMP_VALIDATED };

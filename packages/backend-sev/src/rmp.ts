@@ -166,7 +166,7 @@ export class Rmp {
    */
   readGoverning(pfn: number): number {
     // Frames below 2^32 by shift and mask; anything else by the field readers, as ever.
-    if ((pfn >>> 0) !== pfn) return this.readGoverningSlow(pfn);
+    if (pfn >>> 0 !== pfn) return this.readGoverningSlow(pfn);
     // The head's entry is read; the frame's own too unless the head is an assigned 2M entry.
     // Recorded as both: one more read, never a missed one.
     if (this.clock !== null && this.clock.fp !== null) {
@@ -215,9 +215,14 @@ export class Rmp {
     const blk = this.block(pfn, false);
     const f = blk?.flags[pfn & BLOCK_MASK] ?? 0;
     return {
-      assigned: (f & RMP_ASSIGNED) !== 0, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
-      validated: (f & RMP_VALIDATED) !== 0, vmsa: (f & RMP_VMSA) !== 0, asid: blk?.asid[pfn & BLOCK_MASK] ?? 0,
-      gfn: blk === undefined ? 0 : this.gfnIn(blk, pfn & BLOCK_MASK, pfn), pfn,
+      assigned: (f & RMP_ASSIGNED) !== 0,
+      size2m: (f & RMP_PAGE_2M) !== 0,
+      immutable: (f & RMP_IMMUTABLE) !== 0,
+      validated: (f & RMP_VALIDATED) !== 0,
+      vmsa: (f & RMP_VMSA) !== 0,
+      asid: blk?.asid[pfn & BLOCK_MASK] ?? 0,
+      gfn: blk === undefined ? 0 : this.gfnIn(blk, pfn & BLOCK_MASK, pfn),
+      pfn,
     };
   }
 
@@ -270,8 +275,14 @@ export class Rmp {
         if ((blk.flags[i]! & RMP_ASSIGNED) === 0) continue;
         const f = blk.flags[i]!;
         yield {
-          assigned: true, size2m: (f & RMP_PAGE_2M) !== 0, immutable: (f & RMP_IMMUTABLE) !== 0,
-          validated: (f & RMP_VALIDATED) !== 0, vmsa: (f & RMP_VMSA) !== 0, asid: blk.asid[i]!, gfn: this.gfnIn(blk, i, b * BLOCK_FRAMES + i), pfn: b * BLOCK_FRAMES + i,
+          assigned: true,
+          size2m: (f & RMP_PAGE_2M) !== 0,
+          immutable: (f & RMP_IMMUTABLE) !== 0,
+          validated: (f & RMP_VALIDATED) !== 0,
+          vmsa: (f & RMP_VMSA) !== 0,
+          asid: blk.asid[i]!,
+          gfn: this.gfnIn(blk, i, b * BLOCK_FRAMES + i),
+          pfn: b * BLOCK_FRAMES + i,
         };
       }
     }
@@ -285,7 +296,10 @@ export class Rmp {
       for (let i = 0; i < BLOCK_FRAMES; i++) {
         const perms = blk.perms?.[i] ?? 0;
         if (blk.flags[i] === 0 && blk.asid[i] === 0 && blk.gfn[i] === 0 && perms === 0) continue;
-        out.set(resourceId(this.space, b * BLOCK_FRAMES + i), `${blk.flags[i]}/${blk.asid[i]}/${this.gfnIn(blk, i, b * BLOCK_FRAMES + i)}/${perms}`);
+        out.set(
+          resourceId(this.space, b * BLOCK_FRAMES + i),
+          `${blk.flags[i]}/${blk.asid[i]}/${this.gfnIn(blk, i, b * BLOCK_FRAMES + i)}/${perms}`,
+        );
       }
     }
   }

@@ -8,15 +8,55 @@
  * entry when an access needs 4K (`sev_handle_rmp_fault`).
  */
 import {
-  ACCESS_FAULT, ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, CallCounts, ControlPages, EEXIST, EFAULT, EIO, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, IdAllocator,
-  KvmBug, R_BACKING, inject, injectable,
-  resourceId, type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
-  type RawCallArgs, type WalkedSpte,
+  ACCESS_FAULT,
+  ACCESS_FAULT_PRESENT,
+  ACCESS_GUEST_EXCEPTION,
+  ACCESS_OK,
+  CallCounts,
+  ControlPages,
+  EEXIST,
+  EFAULT,
+  EIO,
+  GUEST_PAGE_ACCEPTED,
+  GUEST_PAGE_OWNED,
+  IdAllocator,
+  KvmBug,
+  R_BACKING,
+  inject,
+  injectable,
+  resourceId,
+  type Backend,
+  type BackendStats,
+  type BackendVm,
+  type FaultSpec,
+  type Level,
+  type MirrorView,
+  type RawCallArgs,
+  type WalkedSpte,
 } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, RMP_VALIDATED, RMP_VMSA, Rmp, VMPL_R, VMPL_W, VMPL_XS } from "./rmp.js";
 import {
-  FAIL_INUSE, FAIL_OVERLAP, NOTHING_IN_USE, RMP_STATUS, RMP_SUCCESS, psmash, pvalidate, rmpadjust, rmpupdateEntry,
-  type PvalidateResult, type RmpUpdate,
+  RMP_ASSIGNED,
+  RMP_IMMUTABLE,
+  RMP_PAGE_2M,
+  RMP_VALIDATED,
+  RMP_VMSA,
+  Rmp,
+  VMPL_R,
+  VMPL_W,
+  VMPL_XS,
+} from "./rmp.js";
+import {
+  FAIL_INUSE,
+  FAIL_OVERLAP,
+  NOTHING_IN_USE,
+  RMP_STATUS,
+  RMP_SUCCESS,
+  psmash,
+  pvalidate,
+  rmpadjust,
+  rmpupdateEntry,
+  type PvalidateResult,
+  type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
 import { FW_STATUS, SEV_RET_SUCCESS, snpPageReclaim } from "./snp-firmware.js";
@@ -60,7 +100,15 @@ export interface SevException {
  */
 const LINUX_SPIN_LIMIT = 1000;
 /** The RMP instructions, then the firmware's commands (from FIRMWARE on: their statuses are FW_STATUS codes). */
-export const RMP_CALLS: readonly string[] = ["RMPUPDATE", "PSMASH", "PVALIDATE", "RMPADJUST", "SNP_LAUNCH_UPDATE", "SNP_LAUNCH_FINISH", "SNP_PAGE_RECLAIM"];
+export const RMP_CALLS: readonly string[] = [
+  "RMPUPDATE",
+  "PSMASH",
+  "PVALIDATE",
+  "RMPADJUST",
+  "SNP_LAUNCH_UPDATE",
+  "SNP_LAUNCH_FINISH",
+  "SNP_PAGE_RECLAIM",
+];
 const RMPUPDATE = 0;
 const PSMASH = 1;
 const PVALIDATE = 2;
@@ -88,7 +136,14 @@ const PF = 2;
  * What `stats().calls` counts, by index: the RMP instructions and firmware calls (RMP_CALLS),
  * the ASID flush, then the exceptions raised (KINDS, from RAISED).
  */
-const COUNTED = [...RMP_CALLS, "ASID flush", "VMGEXIT(PSC)", "SNP_GCTX_CREATE", "SNP_DECOMMISSION", ...KINDS];
+const COUNTED = [
+  ...RMP_CALLS,
+  "ASID flush",
+  "VMGEXIT(PSC)",
+  "SNP_GCTX_CREATE",
+  "SNP_DECOMMISSION",
+  ...KINDS,
+];
 const ASID_FLUSH = RMP_CALLS.length;
 /** The guest's Page State Change request (a VMGEXIT with the GHCB), which KVM takes to userspace. */
 const PSC = ASID_FLUSH + 1;
@@ -103,7 +158,8 @@ const RING_DROP = 1000;
 @injectable()
 export class SevBackend implements Backend {
   readonly name: string = "sev";
-  readonly description = "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access";
+  readonly description =
+    "SEV-like (AMD SEV-SNP): one nested table plus a reverse-map table checked on every access";
   readonly usesMirrorRoot = false;
   readonly hasPrivateMemory = true;
   /** `kvm_gmem_populate`: launch content goes into guest_memfd and the RMP, not into the NPT. */
@@ -135,7 +191,11 @@ export class SevBackend implements Backend {
     const out: SevException[] = [];
     for (let i = this.raisedTotal - this.kept; i < this.raisedTotal; i++) {
       const s = i % RING;
-      out.push({ kind: KINDS[this.ringKind[s]!]!, gpa: this.ringGpa[s]!, errorCode: BigInt(this.ringCode[s]!) });
+      out.push({
+        kind: KINDS[this.ringKind[s]!]!,
+        gpa: this.ringGpa[s]!,
+        errorCode: BigInt(this.ringCode[s]!),
+      });
     }
     return out;
   }
@@ -188,7 +248,13 @@ export class SevBackend implements Backend {
     this.lastNpfCode = new Float64Array(vm.config.vcpus + 1).fill(-1);
     this.vmpls = new Uint8Array(vm.config.vcpus + 1);
     this.asid = this.asids.alloc();
-    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, RMP_CALLS.length), "SEV VMSA pages");
+    this.pages = new ControlPages(
+      vm.host.frames,
+      vm.owner,
+      vm.clock,
+      resourceId(this.space, RMP_CALLS.length),
+      "SEV VMSA pages",
+    );
     // `snp_safe_alloc_page` at vCPU creation: never a 2M-aligned page (an erratum: a 2M-aligned
     // VMSA can take a false RMP #PF when a huge mapping covers it).
     const aligned: number[] = [];
@@ -206,7 +272,14 @@ export class SevBackend implements Backend {
     // SNP_GCTX_CREATE fills. Made before any step: no injected fault reaches it, and an injected
     // fault's nth RMPUPDATE counts from the first one after it.
     this.contextPage = this.pages.alloc();
-    const r = rmpupdateEntry(this.rmp, this.contextPage, RMP_ASSIGNED | RMP_IMMUTABLE, 0, 0, NOTHING_IN_USE);
+    const r = rmpupdateEntry(
+      this.rmp,
+      this.contextPage,
+      RMP_ASSIGNED | RMP_IMMUTABLE,
+      0,
+      0,
+      NOTHING_IN_USE,
+    );
     this.count(RMPUPDATE, r, this.contextPage, -1, 1, "firmware");
     this.count(GCTX_CREATE, SEV_RET_SUCCESS, this.contextPage);
   }
@@ -282,7 +355,8 @@ export class SevBackend implements Backend {
    */
   populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
     if (this.assigned(pfn)) return EEXIST;
-    if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn) !== RMP_SUCCESS) return EFAULT;
+    if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn) !== RMP_SUCCESS)
+      return EFAULT;
     const fw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
     this.count(SNP_LAUNCH_UPDATE, fw, pfn, gfn, 1);
     if (fw !== SEV_RET_SUCCESS) {
@@ -302,9 +376,17 @@ export class SevBackend implements Backend {
   private snpPageReclaim(pfn: number): void {
     const fw = this.injectedStatus(SNP_PAGE_RECLAIM) ?? snpPageReclaim(this.rmp, pfn);
     this.count(SNP_PAGE_RECLAIM, fw, pfn, -1, 1);
-    if (fw !== SEV_RET_SUCCESS) this.leakAndBug(pfn, `SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`);
+    if (fw !== SEV_RET_SUCCESS)
+      this.leakAndBug(
+        pfn,
+        `SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`,
+      );
     const r = this.linuxRmpupdate(pfn, 0, 0, 0);
-    if (r !== RMP_SUCCESS) this.leakAndBug(pfn, `rmp_make_shared of reclaimed page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
+    if (r !== RMP_SUCCESS)
+      this.leakAndBug(
+        pfn,
+        `rmp_make_shared of reclaimed page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`,
+      );
   }
 
   /** `KVM_BUG` with `snp_leak_pages(pfn, 1)`: the page is leaked on purpose and the VM is bugged. */
@@ -325,7 +407,11 @@ export class SevBackend implements Backend {
   finalize(): number {
     for (const pfn of this.vmsaPages) {
       if ((this.rmp.flagsOf(pfn) & RMP_VMSA) !== 0) continue;
-      if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, INITIAL_VMSA_GFN) !== RMP_SUCCESS) return EFAULT;
+      if (
+        this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, INITIAL_VMSA_GFN) !==
+        RMP_SUCCESS
+      )
+        return EFAULT;
       const vmsaFw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
       this.count(SNP_LAUNCH_UPDATE, vmsaFw, pfn, INITIAL_VMSA_GFN, 1, "VMSA");
       if (vmsaFw !== SEV_RET_SUCCESS) {
@@ -386,9 +472,11 @@ export class SevBackend implements Backend {
       return;
     }
     this.pages.markLeaked(pfn);
-    this.vm.leak(fw !== SEV_RET_SUCCESS
-      ? `SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`
-      : `rmp_make_shared of the guest context page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`);
+    this.vm.leak(
+      fw !== SEV_RET_SUCCESS
+        ? `SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`
+        : `rmp_make_shared of the guest context page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`,
+    );
   }
 
   /** A vCPU's flush at entry (`svm_flush_tlb_all`): the VMCB asks this VMRUN to flush the guest's ASID. */
@@ -405,9 +493,22 @@ export class SevBackend implements Backend {
    * #NPF; then validated, else #VC 0x404. C=0: a write needs a hypervisor-owned frame, else
    * #NPF; shared reads are not checked.
    */
-  checkTranslation(_vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number {
+  checkTranslation(
+    _vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    write: boolean,
+    privateAccess: boolean,
+    pfn: number,
+    level: number,
+  ): number {
     const gfn = Math.floor(gpa / 4096);
-    const base = ERR_GUEST_FINAL + ERR_PRESENT + ERR_USER + (write ? ERR_WRITE : 0) + (privateAccess ? ERR_ENC : 0);
+    const base =
+      ERR_GUEST_FINAL +
+      ERR_PRESENT +
+      ERR_USER +
+      (write ? ERR_WRITE : 0) +
+      (privateAccess ? ERR_ENC : 0);
     const rmp = this.rmp;
     const f = rmp.readGoverning(pfn);
     const assigned = (f & RMP_ASSIGNED) !== 0;
@@ -417,10 +518,16 @@ export class SevBackend implements Backend {
     }
     const size2m = (f & RMP_PAGE_2M) !== 0;
     const expectGfn = size2m ? rmp.governingGfn + (pfn - rmp.governingPfn) : rmp.governingGfn;
-    if (!assigned || rmp.governingAsid !== this.asid || expectGfn !== gfn || (f & RMP_IMMUTABLE) !== 0) return this.npf(vcpu, gpa, base + ERR_RMP);
+    if (
+      !assigned ||
+      rmp.governingAsid !== this.asid ||
+      expectGfn !== gfn ||
+      (f & RMP_IMMUTABLE) !== 0
+    )
+      return this.npf(vcpu, gpa, base + ERR_RMP);
     // The page-size check of an access: RMP set, SIZEM not (the APM sets SIZEM only for a
     // PVALIDATE or RMPADJUST whose size mismatches the RMP; `sev_handle_rmp_fault`, case 2).
-    if ((level >= 2) !== size2m) return this.npf(vcpu, gpa, base + ERR_RMP);
+    if (level >= 2 !== size2m) return this.npf(vcpu, gpa, base + ERR_RMP);
     if ((f & RMP_VALIDATED) === 0) {
       this.raise(VC, gpa, SVM_EXIT_PAGE_NOT_VALIDATED);
       return ACCESS_GUEST_EXCEPTION;
@@ -430,7 +537,8 @@ export class SevBackend implements Backend {
     const vmpl = this.vmpls[this.vcpuIndex(vcpu)]!;
     if (vmpl !== 0) {
       const need = write ? VMPL_W : VMPL_R;
-      if ((rmp.vmplPerms(rmp.governingPfn, vmpl) & need) !== need) return this.npf(vcpu, gpa, base + ERR_RMP + ERR_VMPL);
+      if ((rmp.vmplPerms(rmp.governingPfn, vmpl) & need) !== need)
+        return this.npf(vcpu, gpa, base + ERR_RMP + ERR_VMPL);
     }
     return ACCESS_OK;
   }
@@ -445,11 +553,41 @@ export class SevBackend implements Backend {
    * NPT to map the page (else KVM faults it in), and a 4K request over a 2M entry is a #NPF with
    * SIZEM that KVM answers with a PSMASH.
    */
-  guestRmpAdjust(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, target: number, perms: number, vmsa: boolean): number {
+  guestRmpAdjust(
+    _vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+    target: number,
+    perms: number,
+    vmsa: boolean,
+  ): number {
     const vmpl = this.vmpls[this.vcpuIndex(vcpu)]!;
     const letters = `${perms & VMPL_R ? "r" : ""}${perms & VMPL_W ? "w" : ""}${perms & VMPL_XS ? "x" : ""}`;
-    return this.guestInstruction(RMPADJUST, vcpu, gpa, npt, level, `VMPL${target} ${letters || "none"}`, (gfn, pfn, base) =>
-      rmpadjust(this.rmp, this.asid, gfn, pfn, level === 2, vmpl, target, perms, vmsa, base, PFERR_RMP, PFERR_SIZEM));
+    return this.guestInstruction(
+      RMPADJUST,
+      vcpu,
+      gpa,
+      npt,
+      level,
+      `VMPL${target} ${letters || "none"}`,
+      (gfn, pfn, base) =>
+        rmpadjust(
+          this.rmp,
+          this.asid,
+          gfn,
+          pfn,
+          level === 2,
+          vmpl,
+          target,
+          perms,
+          vmsa,
+          base,
+          PFERR_RMP,
+          PFERR_SIZEM,
+        ),
+    );
   }
 
   /**
@@ -486,12 +624,24 @@ export class SevBackend implements Backend {
    * (else an NPF KVM fixes by faulting it in), then the RMP rules of `pvalidate` apply, page size
    * included (a 2M PVALIDATE over 4K RMP entries is FAIL_SIZEMISMATCH).
    */
-  guestAccept(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number {
+  guestAccept(
+    _vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+  ): number {
     return this.guestPvalidate(vcpu, gpa, npt, level, true);
   }
 
   /** PVALIDATE with validate clear: the guest gives a page up before asking for it to be shared (`set_pages_state`). */
-  guestRescind(_vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number {
+  guestRescind(
+    _vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+  ): number {
     return this.guestPvalidate(vcpu, gpa, npt, level, false);
   }
 
@@ -501,17 +651,54 @@ export class SevBackend implements Backend {
    * changes later, when guest_memfd frees the pages (`sev_gmem_invalidate`) or the guest's next
    * access prepares them (`sev_gmem_prepare`).
    */
-  guestMapGpa(_vm: BackendVm, _vcpu: number, gfn: number, npages: number, toPrivate: boolean): number {
+  guestMapGpa(
+    _vm: BackendVm,
+    _vcpu: number,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+  ): number {
     this.calls.add(PSC);
     if (this.vm?.events.on) {
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name: "VMGEXIT(PSC)", detail: `gpa 0x${(gfn * 4096).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit", tone: "ok" });
+      this.vm.events.emit({
+        type: "call",
+        vm: this.vm.id,
+        name: "VMGEXIT(PSC)",
+        detail: `gpa 0x${(gfn * 4096).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`,
+        status: "exit",
+        tone: "ok",
+      });
     }
     return ACCESS_OK;
   }
 
-  private guestPvalidate(vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, validate: boolean): number {
-    return this.guestInstruction(PVALIDATE, vcpu, gpa, npt, level, validate ? "" : "rescind", (gfn, pfn, base) =>
-      pvalidate(this.rmp, this.asid, gfn, pfn, level === 2, validate, base, PFERR_RMP, PFERR_SIZEM));
+  private guestPvalidate(
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+    validate: boolean,
+  ): number {
+    return this.guestInstruction(
+      PVALIDATE,
+      vcpu,
+      gpa,
+      npt,
+      level,
+      validate ? "" : "rescind",
+      (gfn, pfn, base) =>
+        pvalidate(
+          this.rmp,
+          this.asid,
+          gfn,
+          pfn,
+          level === 2,
+          validate,
+          base,
+          PFERR_RMP,
+          PFERR_SIZEM,
+        ),
+    );
   }
 
   /**
@@ -521,8 +708,15 @@ export class SevBackend implements Backend {
    * terminates on every one: FAIL_NOUPDATE too (CF=1, the page was validated already;
    * `pvalidate_4k_page` stops the guest on any non-zero result, GHCB_TERM_PVALIDATE).
    */
-  private guestInstruction(call: number, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, note: string,
-    exec: (gfn: number, pfn: number, npfBase: bigint) => PvalidateResult): number {
+  private guestInstruction(
+    call: number,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+    note: string,
+    exec: (gfn: number, pfn: number, npfBase: bigint) => PvalidateResult,
+  ): number {
     if (npt === null) return ACCESS_FAULT;
     const gfn = Math.floor(gpa / 4096);
     const injected = this.injectedStatus(call);
@@ -543,7 +737,11 @@ export class SevBackend implements Backend {
   /** A host write to a frame (the kernel's direct map): an assigned frame gives #PF with the RMP bit. */
   hostWrite(pfn: number): SevException | null {
     if (!this.assigned(pfn)) return null;
-    const ex: SevException = { kind: "#PF", gpa: -1, errorCode: PFERR_RMP | PFERR_WRITE | PFERR_PRESENT };
+    const ex: SevException = {
+      kind: "#PF",
+      gpa: -1,
+      errorCode: PFERR_RMP | PFERR_WRITE | PFERR_PRESENT,
+    };
     this.raise(PF, ex.gpa, Number(ex.errorCode));
     return ex;
   }
@@ -559,7 +757,10 @@ export class SevBackend implements Backend {
     for (let tries = 1; ; tries++) {
       const status = this.rmpUpdateEntry(pfn, flags, asid, gfn);
       if (status !== FAIL_OVERLAP) return status;
-      if (tries === LINUX_SPIN_LIMIT) throw new KvmBug(`RMPUPDATE of frame 0x${pfn.toString(16)} returned FAIL_OVERLAP ${tries} times in a row: Linux's rmpupdate() would spin here forever`);
+      if (tries === LINUX_SPIN_LIMIT)
+        throw new KvmBug(
+          `RMPUPDATE of frame 0x${pfn.toString(16)} returned FAIL_OVERLAP ${tries} times in a row: Linux's rmpupdate() would spin here forever`,
+        );
     }
   }
 
@@ -569,19 +770,33 @@ export class SevBackend implements Backend {
     for (let tries = 1; ; tries++) {
       const status = this.psmash(head);
       if (status !== FAIL_INUSE) return status;
-      if (tries === LINUX_SPIN_LIMIT) throw new KvmBug(`PSMASH of frame 0x${head.toString(16)} returned FAIL_INUSE ${tries} times in a row: snp_rmptable_psmash() would spin here forever`);
+      if (tries === LINUX_SPIN_LIMIT)
+        throw new KvmBug(
+          `PSMASH of frame 0x${head.toString(16)} returned FAIL_INUSE ${tries} times in a row: snp_rmptable_psmash() would spin here forever`,
+        );
     }
   }
 
   rmpUpdate(pfn: number, u: RmpUpdate): number {
-    const flags = (u.assigned ? RMP_ASSIGNED : 0) | (u.size2m ? RMP_PAGE_2M : 0) | (u.immutable ? RMP_IMMUTABLE : 0);
+    const flags =
+      (u.assigned ? RMP_ASSIGNED : 0) |
+      (u.size2m ? RMP_PAGE_2M : 0) |
+      (u.immutable ? RMP_IMMUTABLE : 0);
     return this.rmpUpdateEntry(pfn, flags, u.asid, u.gfn);
   }
 
   /** RMPUPDATE with the new entry as RMP bits, ASID and GFN (see `rmpupdateEntry`), counted. */
   private rmpUpdateEntry(pfn: number, flags: number, asid: number, gfn: number): number {
-    const status = this.injectedStatus(RMPUPDATE) ?? rmpupdateEntry(this.rmp, pfn, flags, asid, gfn, NOTHING_IN_USE);
-    this.count(RMPUPDATE, status, pfn, (flags & RMP_ASSIGNED) !== 0 ? gfn : -1, (flags & RMP_PAGE_2M) !== 0 ? 2 : 1);
+    const status =
+      this.injectedStatus(RMPUPDATE) ??
+      rmpupdateEntry(this.rmp, pfn, flags, asid, gfn, NOTHING_IN_USE);
+    this.count(
+      RMPUPDATE,
+      status,
+      pfn,
+      (flags & RMP_ASSIGNED) !== 0 ? gfn : -1,
+      (flags & RMP_PAGE_2M) !== 0 ? 2 : 1,
+    );
     return status;
   }
 
@@ -637,18 +852,35 @@ export class SevBackend implements Backend {
     this.lastFailure = `${COUNTED[call]!} failed: ${n}`;
   }
 
-  private emitCall(call: number, status: number, pfn: number, gfn: number, level: number, note: string): void {
+  private emitCall(
+    call: number,
+    status: number,
+    pfn: number,
+    gfn: number,
+    level: number,
+    note: string,
+  ): void {
     const name = COUNTED[call]!;
     // FAIL_INUSE is the RMP's contention: the caller retries.
-    const tone = status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
+    const tone =
+      status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
     const parts: string[] = [];
     if (gfn >= 0) parts.push(`gpa 0x${(gfn * 4096).toString(16)}`);
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);
     // A page given to no guest goes to the hypervisor, or, noted so, to the firmware.
-    if (name === "RMPUPDATE" && gfn < 0) parts.push(note === "firmware" ? "to the firmware" : "to the hypervisor");
+    if (name === "RMPUPDATE" && gfn < 0)
+      parts.push(note === "firmware" ? "to the firmware" : "to the hypervisor");
     if (level > 0) parts.push(level === 2 ? "2M" : "4K");
     if (note && note !== "firmware") parts.push(note);
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: parts.join(" "), status: statusName(call, status), tone, ...(this.injectedNow ? { injected: true } : {}) });
+    this.vm.events.emit({
+      type: "call",
+      vm: this.vm.id,
+      name,
+      detail: parts.join(" "),
+      status: statusName(call, status),
+      tone,
+      ...(this.injectedNow ? { injected: true } : {}),
+    });
   }
 
   private npf(vcpu: number, gpa: number, errorCode: number): number {
@@ -673,7 +905,14 @@ export class SevBackend implements Backend {
 
   /** The event of a raised exception (its text made here, only for a listener: kept out of `raise`, which is inlined). */
   private emitRaised(name: string, gpa: number, errorCode: number): void {
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name, detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`, status: "raised", tone: "exception" });
+    this.vm.events.emit({
+      type: "call",
+      vm: this.vm.id,
+      name,
+      detail: `gpa 0x${gpa.toString(16)} error 0x${errorCode.toString(16)}`,
+      status: "raised",
+      tone: "exception",
+    });
   }
 
   lastError(): string {
@@ -688,14 +927,21 @@ export class SevBackend implements Backend {
 
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.rmp.auditEntries(out);
-    out.set(resourceId(this.space, RMP_CALLS.length), `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}`);
-    if (this.injected.length > 0) for (let c = 0; c < RMP_CALLS.length; c++) out.set(resourceId(this.space, c), this.callCount[c]!);
+    out.set(
+      resourceId(this.space, RMP_CALLS.length),
+      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}`,
+    );
+    if (this.injected.length > 0)
+      for (let c = 0; c < RMP_CALLS.length; c++)
+        out.set(resourceId(this.space, c), this.callCount[c]!);
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
-    if (!RMP_CALLS.includes(f.call)) throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
+    if (!RMP_CALLS.includes(f.call))
+      throw new Error(`unknown SEV call '${f.call}' (known: ${RMP_CALLS.join(", ")})`);
     // An RMP instruction fails with an RMP status, a firmware command with a firmware one.
-    const status = RMP_CALLS.indexOf(f.call) >= FIRMWARE ? FW_STATUS.code(f.status) : RMP_STATUS.code(f.status);
+    const status =
+      RMP_CALLS.indexOf(f.call) >= FIRMWARE ? FW_STATUS.code(f.status) : RMP_STATUS.code(f.status);
     this.injected.push({ call: f.call, nth: f.nth, status, times: f.times });
   }
 
@@ -716,22 +962,45 @@ export class SevBackend implements Backend {
     } else {
       pfn = args.page;
     }
-    const named = (s: number) => ({ status: RMP_STATUS.name(s), detail: `${call} page 0x${pfn.toString(16)}` });
+    const named = (s: number) => ({
+      status: RMP_STATUS.name(s),
+      detail: `${call} page 0x${pfn.toString(16)}`,
+    });
     switch (call) {
       case "RMPUPDATE.PRIVATE":
-        return named(this.rmpUpdate(pfn, { assigned: true, size2m: (args.level ?? 0) >= 1, immutable: false, asid: this.asid, gfn }));
+        return named(
+          this.rmpUpdate(pfn, {
+            assigned: true,
+            size2m: (args.level ?? 0) >= 1,
+            immutable: false,
+            asid: this.asid,
+            gfn,
+          }),
+        );
       case "RMPUPDATE.SHARED":
-        return named(this.rmpUpdate(pfn, { assigned: false, size2m: (args.level ?? 0) >= 1, immutable: false, asid: 0, gfn: 0 }));
+        return named(
+          this.rmpUpdate(pfn, {
+            assigned: false,
+            size2m: (args.level ?? 0) >= 1,
+            immutable: false,
+            asid: 0,
+            gfn: 0,
+          }),
+        );
       case "PSMASH":
         return named(this.psmash(pfn));
       case "HOST.WRITE": {
         const ex = this.hostWrite(pfn);
-        return ex ? { status: "#PF", detail: `error 0x${ex.errorCode.toString(16)}` } : { status: "OK", detail: "written" };
+        return ex
+          ? { status: "#PF", detail: `error 0x${ex.errorCode.toString(16)}` }
+          : { status: "OK", detail: "written" };
       }
       case "HOST.READ":
         return { status: "OK", detail: this.assigned(pfn) ? "ciphertext" : "plaintext" };
       default:
-        throw new Error(`raw call '${call}' is not one the SEV backend knows (RMPUPDATE.PRIVATE, RMPUPDATE.SHARED, PSMASH, HOST.WRITE, HOST.READ)`);
+        throw new Error(
+          `raw call '${call}' is not one the SEV backend knows (RMPUPDATE.PRIVATE, RMPUPDATE.SHARED, PSMASH, HOST.WRITE, HOST.READ)`,
+        );
     }
   }
 
@@ -759,7 +1028,13 @@ export class SevBackend implements Backend {
   }
 
   /** The RMP entry that governs the page behind an NPT leaf. */
-  describeEntry(_vm: BackendVm, root: "mirror" | "direct", _gfn: number, _level: number, spte: WalkedSpte): string {
+  describeEntry(
+    _vm: BackendVm,
+    root: "mirror" | "direct",
+    _gfn: number,
+    _level: number,
+    spte: WalkedSpte,
+  ): string {
     if (root !== "direct" || !spte.present || !spte.leaf || this.rmp === undefined) return "";
     const e = this.rmp.lookup(spte.pfn);
     if (!e.assigned) return "RMP: hypervisor";

@@ -16,7 +16,11 @@ import type { SevBackend } from "./sev-backend.js";
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorView): { check: string; message: string }[] {
+export function checkSevInvariants(
+  be: SevBackend,
+  vm: BackendVm,
+  view: MirrorView,
+): { check: string; message: string }[] {
   const out: { check: string; message: string }[] = [];
   const fail = (check: string, message: string) => {
     if (out.length < 20) out.push({ check, message });
@@ -27,17 +31,26 @@ export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorVi
     const e = rmp.lookup(pfn);
     const expectGfn = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
     if (!e.assigned || e.asid !== be.asid || expectGfn !== gfn) {
-      fail("rmp-covers-private-leaf", `private leaf at gfn ${hex(gfn)} maps frame ${hex(pfn)}, which the RMP gives ${e.assigned ? `ASID ${e.asid} at gfn ${hex(expectGfn)}` : "to no guest"}`);
+      fail(
+        "rmp-covers-private-leaf",
+        `private leaf at gfn ${hex(gfn)} maps frame ${hex(pfn)}, which the RMP gives ${e.assigned ? `ASID ${e.asid} at gfn ${hex(expectGfn)}` : "to no guest"}`,
+      );
     } else if (level >= 3) {
       // The RMP has 4K and 2M entries only, and sev_gmem_max_mapping_level caps private
       // mappings at 2M: a 1G private leaf is KVM's mistake whatever the entries say.
-      fail("rmp-covers-private-leaf", `1G private leaf at gfn ${hex(gfn)}: SEV-SNP maps private memory at 2M at most`);
+      fail(
+        "rmp-covers-private-leaf",
+        `1G private leaf at gfn ${hex(gfn)}: SEV-SNP maps private memory at 2M at most`,
+      );
     } else if (level === 2 && !e.size2m) {
       // Over 4K entries: each of them must be this guest's, at the leaf's GFNs.
       for (let i = 1; i < 512; i++) {
         const f = rmp.lookup(pfn + i);
         if (!f.assigned || f.asid !== be.asid || f.size2m || f.gfn !== gfn + i) {
-          fail("rmp-covers-private-leaf", `2M private leaf at gfn ${hex(gfn)} over 4K RMP entries, of which frame ${hex(pfn + i)} is ${f.assigned ? `ASID ${f.asid}'s at gfn ${hex(f.gfn)}` : "no guest's"}`);
+          fail(
+            "rmp-covers-private-leaf",
+            `2M private leaf at gfn ${hex(gfn)} over 4K RMP entries, of which frame ${hex(pfn + i)} is ${f.assigned ? `ASID ${f.asid}'s at gfn ${hex(f.gfn)}` : "no guest's"}`,
+          );
           break;
         }
       }
@@ -47,13 +60,19 @@ export function checkSevInvariants(be: SevBackend, vm: BackendVm, view: MirrorVi
     if (e.size2m) {
       for (let i = 1; i < 512; i++) {
         if (rmp.flagsOf(e.pfn + i) & RMP_ASSIGNED) {
-          fail("rmp-no-overlap", `2M RMP entry at frame ${hex(e.pfn)} overlaps the assigned 4K entry of frame ${hex(e.pfn + i)}`);
+          fail(
+            "rmp-no-overlap",
+            `2M RMP entry at frame ${hex(e.pfn)} overlaps the assigned 4K entry of frame ${hex(e.pfn + i)}`,
+          );
           break;
         }
       }
     }
     if (e.asid === be.asid && vm.host.frames.ownerOfPfn(e.pfn) === OWNER_FREE) {
-      fail("rmp-freed-unassigned", `frame ${hex(e.pfn)} was given back to the host but the RMP still assigns it to ASID ${e.asid}`);
+      fail(
+        "rmp-freed-unassigned",
+        `frame ${hex(e.pfn)} was given back to the host but the RMP still assigns it to ASID ${e.asid}`,
+      );
     }
   }
   return out;

@@ -4,7 +4,13 @@
  * host's container by the registration's `registerHost`; `SevBackend` is handed both by its
  * constructor.
  */
-import { FRAMES, IdAllocator, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
+import {
+  FRAMES,
+  IdAllocator,
+  instanceCachingFactory,
+  type DependencyContainer,
+  type InjectionToken,
+} from "@tdpemu/backend-sdk";
 import { Rmp } from "./rmp.js";
 
 /** The host's RMP. */
@@ -17,6 +23,8 @@ export const SEV_ASIDS: InjectionToken<IdAllocator> = Symbol.for("tdpemu.sev.Asi
 
 /** `registerHost` of the `sev` registration: one RMP and one ASID space per host, made on first use. */
 export function registerSevHost(c: DependencyContainer): void {
-  c.register(RMP, { useFactory: instanceCachingFactory((r) => new Rmp(r.resolve(FRAMES).totalFrames)) });
+  c.register(RMP, {
+    useFactory: instanceCachingFactory((r) => new Rmp(r.resolve(FRAMES).totalFrames)),
+  });
   c.register(SEV_ASIDS, { useFactory: instanceCachingFactory(() => new IdAllocator(1)) });
 }

@@ -7,9 +7,23 @@
  * function it follows.
  */
 import { describe, expect, it } from "vitest";
-import { guestRmpAdjustPage, hostOps, parseScenarioText, runScenario, runToEnd, type TdpEvent } from "@tdpemu/core/testing";
 import {
-  FW_STATUS, INITIAL_VMSA_GFN, RMP_CALLS, RMP_SUCCESS, SEV_RET_INVALID_PAGE_STATE, SEV_RET_SUCCESS, snpPageReclaim, type SevBackend,
+  guestRmpAdjustPage,
+  hostOps,
+  parseScenarioText,
+  runScenario,
+  runToEnd,
+  type TdpEvent,
+} from "@tdpemu/core/testing";
+import {
+  FW_STATUS,
+  INITIAL_VMSA_GFN,
+  RMP_CALLS,
+  RMP_SUCCESS,
+  SEV_RET_INVALID_PAGE_STATE,
+  SEV_RET_SUCCESS,
+  snpPageReclaim,
+  type SevBackend,
 } from "../src/testing.js";
 import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
 
@@ -36,7 +50,10 @@ vcpus:
 
 function runLaunch(inject: string) {
   const events: TdpEvent[] = [];
-  const r = runScenario(parseScenarioText(launch(inject), "launch.yaml"), { backend: sev, onEvent: (e) => events.push(e) });
+  const r = runScenario(parseScenarioText(launch(inject), "launch.yaml"), {
+    backend: sev,
+    onEvent: (e) => events.push(e),
+  });
   return { r, be: r.vm.backend as SevBackend, events };
 }
 
@@ -47,9 +64,14 @@ describe("sev_gmem_post_populate", () => {
     // Another path (a racing prepare the folio does not show, a host playing tricks) assigned
     // the frame guest_memfd will hand out for GFN 0: "initial shared state" fails.
     const pfn = slot.gmem!.getPfn(0);
-    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 0 })).toBe(RMP_SUCCESS);
+    expect(
+      be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 0 }),
+    ).toBe(RMP_SUCCESS);
     const before = be.rmp.raw(pfn);
-    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({ mapped: 0, status: EEXIST });
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({
+      mapped: 0,
+      status: EEXIST,
+    });
     expect(be.rmp.raw(pfn)).toEqual(before);
     // The one RMPUPDATE is the guest context's at launch start, and the test's own.
     expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1 });
@@ -57,20 +79,35 @@ describe("sev_gmem_post_populate", () => {
   });
 
   it("a firmware error on SNP_LAUNCH_UPDATE: the page is reclaimed and made shared, the ioctl fails with -EIO, nothing leaks", () => {
-    const { r, be, events } = runLaunch("  - { call: SNP_LAUNCH_UPDATE, nth: 2, status: INVALID_PARAM }");
-    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: EIO });
+    const { r, be, events } = runLaunch(
+      "  - { call: SNP_LAUNCH_UPDATE, nth: 2, status: INVALID_PARAM }",
+    );
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({
+      mapped: 1,
+      status: EIO,
+    });
     // Page 1: Pre-Guest (RMPUPDATE immutable), refused, SNP_PAGE_RECLAIM, RMPUPDATE to shared.
-    const calls = events.filter((e) => e.type === "call").map((e) => `${e.name} ${e.status}${e.injected ? " (injected)" : ""}`);
+    const calls = events
+      .filter((e) => e.type === "call")
+      .map((e) => `${e.name} ${e.status}${e.injected ? " (injected)" : ""}`);
     expect(calls).toEqual([
       // KVM_SEV_SNP_LAUNCH_START: the guest context, a firmware page.
-      "RMPUPDATE SUCCESS", "SNP_GCTX_CREATE SUCCESS",
-      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS",
-      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE INVALID_PARAM (injected)", "SNP_PAGE_RECLAIM SUCCESS", "RMPUPDATE SUCCESS",
+      "RMPUPDATE SUCCESS",
+      "SNP_GCTX_CREATE SUCCESS",
+      "RMPUPDATE SUCCESS",
+      "SNP_LAUNCH_UPDATE SUCCESS",
+      "RMPUPDATE SUCCESS",
+      "SNP_LAUNCH_UPDATE INVALID_PARAM (injected)",
+      "SNP_PAGE_RECLAIM SUCCESS",
+      "RMPUPDATE SUCCESS",
       // snp_launch_finish: the vCPU's VMSA first (snp_launch_update_vmsa), then the finish.
-      "RMPUPDATE SUCCESS", "SNP_LAUNCH_UPDATE SUCCESS", "SNP_LAUNCH_FINISH SUCCESS",
+      "RMPUPDATE SUCCESS",
+      "SNP_LAUNCH_UPDATE SUCCESS",
+      "SNP_LAUNCH_FINISH SUCCESS",
       // The guest's write to page 1: its first fault (no NPT leaf yet) prepares it
       // (sev_gmem_prepare), and the access then needs a PVALIDATE the guest never made (#VC 0x404).
-      "RMPUPDATE SUCCESS", "#VC raised",
+      "RMPUPDATE SUCCESS",
+      "#VC raised",
     ]);
     expect(r.report.stats.leakedPages).toBe(0);
     expect(be.stats().errors).toEqual({ INVALID_PARAM: 1 });
@@ -83,33 +120,63 @@ describe("sev_gmem_post_populate", () => {
   - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_STATE }`);
     const pfn = gmemPfn(r.vm, 0);
     expect(r.report.invariants.violations).toEqual([
-      expect.objectContaining({ check: "kvm-bug", message: expect.stringMatching(/SNP_PAGE_RECLAIM of page 0x[0-9a-f]+ failed: INVALID_PAGE_STATE.*leaked \(snp_leak_pages\)/) as string }),
+      expect.objectContaining({
+        check: "kvm-bug",
+        message: expect.stringMatching(
+          /SNP_PAGE_RECLAIM of page 0x[0-9a-f]+ failed: INVALID_PAGE_STATE.*leaked \(snp_leak_pages\)/,
+        ) as string,
+      }),
     ]);
     expect(r.report.stats.leakedPages).toBe(1);
-    expect(Object.keys(r.report.stats.leakCauses)).toEqual([`SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]);
+    expect(Object.keys(r.report.stats.leakCauses)).toEqual([
+      `SNP_PAGE_RECLAIM of page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`,
+    ]);
     expect(be.bugged).toBe(true);
-    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true, validated: false, asid: be.asid, gfn: 0 });
+    expect(be.rmp.raw(pfn)).toMatchObject({
+      assigned: true,
+      immutable: true,
+      validated: false,
+      asid: be.asid,
+      gfn: 0,
+    });
   });
 
   it("SNP_PAGE_RECLAIM moves only a firmware-owned (Pre-Guest) page to Reclaim; any other is INVALID_PAGE_STATE", () => {
     const { be } = makeSevVm();
     const pfn = 0x1234;
     expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
-    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 5 })).toBe(RMP_SUCCESS);
+    expect(
+      be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 5 }),
+    ).toBe(RMP_SUCCESS);
     expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
     // Pre-Guest: no RMPUPDATE can change it; reclaim can, and then RMPUPDATE makes it shared.
     be.rmp.set(pfn, 0, 0, 0);
-    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 5 })).toBe(RMP_SUCCESS);
-    expect(be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 })).not.toBe(RMP_SUCCESS);
+    expect(
+      be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 5 }),
+    ).toBe(RMP_SUCCESS);
+    expect(
+      be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }),
+    ).not.toBe(RMP_SUCCESS);
     expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_SUCCESS);
-    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: false, validated: false, asid: 0, gfn: 0 });
-    expect(be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 })).toBe(RMP_SUCCESS);
+    expect(be.rmp.raw(pfn)).toMatchObject({
+      assigned: true,
+      immutable: false,
+      validated: false,
+      asid: 0,
+      gfn: 0,
+    });
+    expect(
+      be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }),
+    ).toBe(RMP_SUCCESS);
     expect(be.rmp.raw(pfn).assigned).toBe(false);
   });
 
   it("an RMPUPDATE refused while making the page private is -EFAULT (rmpupdate()), and no firmware call follows", () => {
     const { r, be } = runLaunch("  - { call: RMPUPDATE, nth: 3, status: FAIL_PERMISSION }");
-    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 2, status: EFAULT });
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({
+      mapped: 2,
+      status: EFAULT,
+    });
     // Two launch pages, then the VMSA's at finalize.
     expect(be.stats().calls).toMatchObject({ SNP_LAUNCH_UPDATE: 3 });
     expect(be.stats().calls.SNP_PAGE_RECLAIM).toBeUndefined();
@@ -118,8 +185,9 @@ describe("sev_gmem_post_populate", () => {
 
 describe("snp_launch_finish", () => {
   it("a firmware error fails the ioctl with -EIO, and the run stops there as bad input", () => {
-    expect(() => runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_GUEST_STATE }"))
-      .toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
+    expect(() =>
+      runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_GUEST_STATE }"),
+    ).toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
   });
 });
 
@@ -132,17 +200,38 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     expect(be.rmp.raw(pfn).assigned).toBe(false);
     hostOps.finalize(vm);
     expect(INITIAL_VMSA_GFN * 4096).toBe(0xfffffffff000);
-    expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: true, asid: be.asid, gfn: INITIAL_VMSA_GFN, pfn });
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_LAUNCH_FINISH: 1 });
+    expect(be.rmp.raw(pfn)).toEqual({
+      assigned: true,
+      size2m: false,
+      immutable: false,
+      validated: true,
+      vmsa: true,
+      asid: be.asid,
+      gfn: INITIAL_VMSA_GFN,
+      pfn,
+    });
+    expect(be.stats().calls).toEqual({
+      RMPUPDATE: 2,
+      SNP_GCTX_CREATE: 1,
+      SNP_LAUNCH_UPDATE: 1,
+      SNP_LAUNCH_FINISH: 1,
+    });
   });
 
   it("a refused launch update of a VMSA: reclaimed, made shared, and finalize fails with -EIO", () => {
     const { vm, be } = makeSevVm();
     be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 1, status: "INVALID_PARAM", times: 1 });
-    expect(() => hostOps.finalize(vm)).toThrow(/finalize failed \(-5\): SNP_LAUNCH_UPDATE failed: INVALID_PARAM/);
+    expect(() => hostOps.finalize(vm)).toThrow(
+      /finalize failed \(-5\): SNP_LAUNCH_UPDATE failed: INVALID_PARAM/,
+    );
     const [pfn] = be.vmsaPages as [number];
     expect(be.rmp.raw(pfn)).toMatchObject({ assigned: false, vmsa: false });
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 3, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 1, SNP_PAGE_RECLAIM: 1 });
+    expect(be.stats().calls).toEqual({
+      RMPUPDATE: 3,
+      SNP_GCTX_CREATE: 1,
+      SNP_LAUNCH_UPDATE: 1,
+      SNP_PAGE_RECLAIM: 1,
+    });
   });
 
   it("teardown gives each VMSA back with a plain RMPUPDATE; one that fails is a KVM_BUG_ON and the page is leaked", () => {
@@ -158,8 +247,18 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     hostOps.finalize(bad.vm);
     const [pfn, other] = bad.be.vmsaPages as [number, number];
     // The first entry turned immutable behind KVM's back: its RMPUPDATE to shared is FAIL_PERMISSION.
-    expect(bad.be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: bad.be.asid, gfn: INITIAL_VMSA_GFN })).toBe(RMP_SUCCESS);
-    expect(() => runToEnd(hostOps.teardown(bad.vm, bad.vm.hostCtx))).toThrow(/rmp_make_shared of VMSA page 0x[0-9a-f]+ failed: FAIL_PERMISSION.*snp_leak_pages/);
+    expect(
+      bad.be.rmpUpdate(pfn, {
+        assigned: true,
+        size2m: false,
+        immutable: true,
+        asid: bad.be.asid,
+        gfn: INITIAL_VMSA_GFN,
+      }),
+    ).toBe(RMP_SUCCESS);
+    expect(() => runToEnd(hostOps.teardown(bad.vm, bad.vm.hostCtx))).toThrow(
+      /rmp_make_shared of VMSA page 0x[0-9a-f]+ failed: FAIL_PERMISSION.*snp_leak_pages/,
+    );
     expect(bad.vm.mmu.stats.leakedPages).toBe(1);
     expect(bad.be.bugged).toBe(true);
     expect(bad.be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
@@ -172,23 +271,39 @@ describe("the guest context (snp_context_create, snp_decommission_context)", () 
   it("is a firmware page from launch start: assigned to no guest, immutable; given back after SNP_DECOMMISSION", () => {
     const { vm, be } = makeSevVm();
     const pfn = be.contextPage;
-    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true, validated: false, asid: 0 });
+    expect(be.rmp.raw(pfn)).toMatchObject({
+      assigned: true,
+      immutable: true,
+      validated: false,
+      asid: 0,
+    });
     // No RMPUPDATE of the host's can change a firmware page.
     expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: pfn }).status).toBe("FAIL_PERMISSION");
     runToEnd(hostOps.teardown(vm, vm.hostCtx));
     expect(be.rmp.raw(pfn).assigned).toBe(false);
     expect(be.contextPage).toBe(-1);
-    expect(be.stats().calls).toMatchObject({ SNP_GCTX_CREATE: 1, SNP_DECOMMISSION: 1, SNP_PAGE_RECLAIM: 1 });
+    expect(be.stats().calls).toMatchObject({
+      SNP_GCTX_CREATE: 1,
+      SNP_DECOMMISSION: 1,
+      SNP_PAGE_RECLAIM: 1,
+    });
     expect(vm.mmu.stats.leakedPages).toBe(0);
   });
 
   it("a context page the firmware will not give back is leaked, with its cause, and the VM is not bugged", () => {
     const { vm, be } = makeSevVm();
     const pfn = be.contextPage;
-    be.injectFault(vm, { call: "SNP_PAGE_RECLAIM", nth: 1, status: "INVALID_PAGE_STATE", times: 1 });
+    be.injectFault(vm, {
+      call: "SNP_PAGE_RECLAIM",
+      nth: 1,
+      status: "INVALID_PAGE_STATE",
+      times: 1,
+    });
     runToEnd(hostOps.teardown(vm, vm.hostCtx));
     expect(vm.mmu.stats.leakedPages).toBe(1);
-    expect(vm.mmu.stats.leakCauses).toEqual({ [`SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]: 1 });
+    expect(vm.mmu.stats.leakCauses).toEqual({
+      [`SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: INVALID_PAGE_STATE`]: 1,
+    });
     expect(be.bugged).toBe(false);
     expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, immutable: true });
   });
@@ -200,7 +315,8 @@ describe("fault injection", () => {
     RMPUPDATE: "  - { call: RMPUPDATE, nth: 1, status: FAIL_INUSE, times: 1 }",
     SNP_LAUNCH_UPDATE: "  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_ADDRESS }",
     SNP_LAUNCH_FINISH: "  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_PLATFORM_STATE }",
-    SNP_PAGE_RECLAIM: "  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_ADDRESS }\n  - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_OWNER }",
+    SNP_PAGE_RECLAIM:
+      "  - { call: SNP_LAUNCH_UPDATE, nth: 1, status: INVALID_ADDRESS }\n  - { call: SNP_PAGE_RECLAIM, nth: 1, status: INVALID_PAGE_OWNER }",
   };
 
   it("fires on every call the SEV backend accepts a fault for: each is consulted where it happens", () => {
@@ -211,7 +327,10 @@ describe("fault injection", () => {
     for (const inject of Object.values(scenarios)) {
       const events: TdpEvent[] = [];
       try {
-        runScenario(parseScenarioText(launch(inject), "launch.yaml"), { backend: sev, onEvent: (e) => events.push(e) });
+        runScenario(parseScenarioText(launch(inject), "launch.yaml"), {
+          backend: sev,
+          onEvent: (e) => events.push(e),
+        });
       } catch {
         // SNP_LAUNCH_FINISH refused ends the run; its event came first.
       }
@@ -226,7 +345,9 @@ describe("fault injection", () => {
     vm.events.subscribe((e) => events.push(e));
     expect(accept(vm, 0x3000)).toBe("exception");
     expect(be.rawCall(vm, "PSMASH", { page: 0x200 }).status).toBe("FAIL_INUSE");
-    expect(runToEnd(guestRmpAdjustPage(vm, vm.vcpus[0]!, 0x3000, 1, 1, 1, false))).toBe("exception");
+    expect(runToEnd(guestRmpAdjustPage(vm, vm.vcpus[0]!, 0x3000, 1, 1, 1, false))).toBe(
+      "exception",
+    );
     note(events);
     expect([...fired].sort()).toEqual([...RMP_CALLS].sort());
   });
@@ -234,7 +355,11 @@ describe("fault injection", () => {
   it("names a firmware command's status from the firmware's codes, and refuses an RMP status for it", () => {
     const { vm, be } = makeSevVm();
     expect(FW_STATUS.name(0x16)).toBe("INVALID_PARAM");
-    expect(() => be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 1, status: "FAIL_INPUT", times: 1 })).toThrow(/SEV firmware status/);
-    expect(() => be.injectFault(vm, { call: "RMPUPDATE", nth: 1, status: "INVALID_PARAM", times: 1 })).toThrow(/RMP status/);
+    expect(() =>
+      be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 1, status: "FAIL_INPUT", times: 1 }),
+    ).toThrow(/SEV firmware status/);
+    expect(() =>
+      be.injectFault(vm, { call: "RMPUPDATE", nth: 1, status: "INVALID_PARAM", times: 1 }),
+    ).toThrow(/RMP status/);
   });
 });

@@ -6,13 +6,50 @@
  * through the bad mapping.
  */
 import { describe, expect, it } from "vitest";
-import { GuestLivelock, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core/testing";
 import {
-  FAIL_BADADDR, FAIL_INPUT, FAIL_INUSE, FAIL_NOUPDATE, FAIL_OVERLAP, FAIL_PERMISSION, FAIL_SIZEMISMATCH, PFERR_ENC, PFERR_GUEST_FINAL,
-  PFERR_GUEST_PAGE, PFERR_PRESENT, PFERR_RMP, PFERR_SIZEM, PFERR_USER, PFERR_WRITE, RMP_SUCCESS, Rmp,
-  SVM_EXIT_PAGE_NOT_VALIDATED, psmash, pvalidate, RMP, rmpupdate, type SevBackend, type SevException,
+  GuestLivelock,
+  OWNER_FREE,
+  checkInvariants,
+  hostOps,
+  runToEnd,
+  type Vm,
+} from "@tdpemu/core/testing";
+import {
+  FAIL_BADADDR,
+  FAIL_INPUT,
+  FAIL_INUSE,
+  FAIL_NOUPDATE,
+  FAIL_OVERLAP,
+  FAIL_PERMISSION,
+  FAIL_SIZEMISMATCH,
+  PFERR_ENC,
+  PFERR_GUEST_FINAL,
+  PFERR_GUEST_PAGE,
+  PFERR_PRESENT,
+  PFERR_RMP,
+  PFERR_SIZEM,
+  PFERR_USER,
+  PFERR_WRITE,
+  RMP_SUCCESS,
+  Rmp,
+  SVM_EXIT_PAGE_NOT_VALIDATED,
+  psmash,
+  pvalidate,
+  RMP,
+  rmpupdate,
+  type SevBackend,
+  type SevException,
 } from "../src/testing.js";
-import { MiB, accept, access, gmemPfn, makeSevVm, nptLeaf, sharedPfn, writeNptLeaf } from "./sev-helpers.js";
+import {
+  MiB,
+  accept,
+  access,
+  gmemPfn,
+  makeSevVm,
+  nptLeaf,
+  sharedPfn,
+  writeNptLeaf,
+} from "./sev-helpers.js";
 
 /** What every #NPF of a private (C=1) guest access carries before its cause bits. */
 const NPF_PRIVATE = PFERR_GUEST_FINAL | PFERR_PRESENT | PFERR_USER | PFERR_ENC;
@@ -31,7 +68,13 @@ function raisedBy(be: SevBackend, fn: () => void): SevException[] {
 
 describe("the error bits", () => {
   it("are docs/sev-snp.md §1.3's: 31 RMP, 32 GUEST_FINAL, 33 GUEST_PAGE, 34 ENC, 35 SIZEM; #VC code 0x404", () => {
-    expect([PFERR_RMP, PFERR_GUEST_FINAL, PFERR_GUEST_PAGE, PFERR_ENC, PFERR_SIZEM]).toEqual([1n << 31n, 1n << 32n, 1n << 33n, 1n << 34n, 1n << 35n]);
+    expect([PFERR_RMP, PFERR_GUEST_FINAL, PFERR_GUEST_PAGE, PFERR_ENC, PFERR_SIZEM]).toEqual([
+      1n << 31n,
+      1n << 32n,
+      1n << 33n,
+      1n << 34n,
+      1n << 35n,
+    ]);
     expect([PFERR_PRESENT, PFERR_WRITE, PFERR_USER]).toEqual([1n, 2n, 4n]);
     expect(SVM_EXIT_PAGE_NOT_VALIDATED).toBe(0x404);
   });
@@ -52,7 +95,16 @@ describe("the host remaps a guest's private frame at another GPA in the NPT", ()
     const frameA = gmemPfn(f.vm, A);
     const frameB = gmemPfn(f.vm, B);
     expect(frameA).not.toBe(frameB);
-    expect(f.be.rmp.raw(frameA)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: f.be.asid, gfn: A, pfn: frameA });
+    expect(f.be.rmp.raw(frameA)).toEqual({
+      assigned: true,
+      size2m: false,
+      immutable: false,
+      validated: true,
+      vmsa: false,
+      asid: f.be.asid,
+      gfn: A,
+      pfn: frameA,
+    });
     expect(nptLeaf(f.vm, B)).toMatchObject({ level: 1, pfn: frameB });
     const w = writeNptLeaf(f.vm, B, 1, frameA);
     expect(nptLeaf(f.vm, B)).toMatchObject({ level: 1, pfn: frameA });
@@ -83,11 +135,23 @@ describe("the host remaps a guest's private frame at another GPA in the NPT", ()
       expect(vm.vcpus[0]!.exceptions).toBe(0);
 
       // Nothing changed hands: A's entry is intact (still validated, still at GPA A), B's too.
-      expect(be.rmp.raw(frameA)).toMatchObject({ assigned: true, validated: true, asid: be.asid, gfn: A });
-      expect(be.rmp.raw(frameB)).toMatchObject({ assigned: true, validated: true, asid: be.asid, gfn: B });
+      expect(be.rmp.raw(frameA)).toMatchObject({
+        assigned: true,
+        validated: true,
+        asid: be.asid,
+        gfn: A,
+      });
+      expect(be.rmp.raw(frameB)).toMatchObject({
+        assigned: true,
+        validated: true,
+        asid: be.asid,
+        gfn: B,
+      });
       expect(be.stats().calls.PSMASH).toBeUndefined();
       // The invariants see the forged leaf.
-      expect(invariantChecks(vm)).toEqual(expect.arrayContaining(["leaf-maps-backing", "rmp-covers-private-leaf"]));
+      expect(invariantChecks(vm)).toEqual(
+        expect.arrayContaining(["leaf-maps-backing", "rmp-covers-private-leaf"]),
+      );
 
       // Once the host puts the leaf back, B works again.
       w.restore();
@@ -100,7 +164,8 @@ describe("the host remaps a guest's private frame at another GPA in the NPT", ()
     const { vm, be, frameA } = remapped();
     const raised = raisedBy(be, () => expect(() => accept(vm, B * 4096)).toThrow(GuestLivelock));
     expect(raised.length).toBeGreaterThan(1);
-    for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: B * 4096, errorCode: NPF_PRIVATE | PFERR_RMP });
+    for (const ex of raised)
+      expect(ex).toEqual({ kind: "#NPF", gpa: B * 4096, errorCode: NPF_PRIVATE | PFERR_RMP });
     expect(be.rmp.raw(frameA).validated).toBe(true);
   });
 });
@@ -117,13 +182,27 @@ describe("a 2M NPT leaf over frames the RMP assigns at 4K", () => {
       expect(head % 512).toBe(0);
       expect(gmemPfn(vm, 0x201)).toBe(head + 1);
       // The RMP entries are 4K, assigned to this guest at the right GPAs, validated.
-      expect(be.rmp.lookup(head + 1)).toMatchObject({ assigned: true, size2m: false, validated: true, asid: be.asid, gfn: 0x201 });
+      expect(be.rmp.lookup(head + 1)).toMatchObject({
+        assigned: true,
+        size2m: false,
+        validated: true,
+        asid: be.asid,
+        gfn: 0x201,
+      });
 
       // The host replaces the level-2 entry (a table today) by a 2M leaf over the same frames.
       writeNptLeaf(vm, 0x200, 2, head);
       expect(nptLeaf(vm, 0x201)).toMatchObject({ level: 2, gfn: 0x200, pfn: head });
       const before = checkInvariants(vm, { final: false }).violations;
-      expect(before.some((v) => v.check === "rmp-covers-private-leaf" && /2M private leaf at gfn 0x200 over 4K RMP entries, of which frame 0x[0-9a-f]+ is no guest's/.test(v.message))).toBe(true);
+      expect(
+        before.some(
+          (v) =>
+            v.check === "rmp-covers-private-leaf" &&
+            /2M private leaf at gfn 0x200 over 4K RMP entries, of which frame 0x[0-9a-f]+ is no guest's/.test(
+              v.message,
+            ),
+        ),
+      ).toBe(true);
 
       const raised = raisedBy(be, () => expect(access(vm, 0x201000, write)).toBe("ok"));
       // SIZEM is set only when a PVALIDATE or RMPADJUST size mismatches the RMP (AMD APM vol. 2,
@@ -156,13 +235,27 @@ describe("host writes through the direct map (docs/sev-snp.md §1.3, check 4)", 
     expect(ex).toEqual({ kind: "#PF", gpa: -1, errorCode: HOST_PF });
     expect(be.exceptions.at(-1)).toEqual(ex);
 
-    expect(be.rawCall(vm, "HOST.WRITE", { gpa: 0x3000, page: "mapped" })).toEqual({ status: "#PF", detail: "error 0x80000003" });
-    expect(be.rawCall(vm, "HOST.WRITE", { page: pfn })).toEqual({ status: "#PF", detail: "error 0x80000003" });
+    expect(be.rawCall(vm, "HOST.WRITE", { gpa: 0x3000, page: "mapped" })).toEqual({
+      status: "#PF",
+      detail: "error 0x80000003",
+    });
+    expect(be.rawCall(vm, "HOST.WRITE", { page: pfn })).toEqual({
+      status: "#PF",
+      detail: "error 0x80000003",
+    });
     expect(be.exceptions.filter((e) => e.kind === "#PF")).toEqual([ex, ex, ex]);
     expect(be.stats().calls["#PF"]).toBe(3);
-    expect(be.rawCall(vm, "HOST.READ", { page: pfn })).toEqual({ status: "OK", detail: "ciphertext" });
+    expect(be.rawCall(vm, "HOST.READ", { page: pfn })).toEqual({
+      status: "OK",
+      detail: "ciphertext",
+    });
     // The guest's page is still its own.
-    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: true, validated: true, asid: be.asid, gfn: 3 });
+    expect(be.rmp.raw(pfn)).toMatchObject({
+      assigned: true,
+      validated: true,
+      asid: be.asid,
+      gfn: 3,
+    });
     expect(access(vm, 0x3000, true)).toBe("ok");
   });
 
@@ -182,8 +275,14 @@ describe("host writes through the direct map (docs/sev-snp.md §1.3, check 4)", 
     const shared = sharedPfn(vm, 8);
     expect(shared).toBeGreaterThanOrEqual(0);
     expect(be.hostWrite(shared)).toBeNull();
-    expect(be.rawCall(vm, "HOST.WRITE", { page: shared })).toEqual({ status: "OK", detail: "written" });
-    expect(be.rawCall(vm, "HOST.READ", { page: shared })).toEqual({ status: "OK", detail: "plaintext" });
+    expect(be.rawCall(vm, "HOST.WRITE", { page: shared })).toEqual({
+      status: "OK",
+      detail: "written",
+    });
+    expect(be.rawCall(vm, "HOST.READ", { page: shared })).toEqual({
+      status: "OK",
+      detail: "plaintext",
+    });
 
     // A private page converted to shared: guest_memfd's hole punch gives the frame back.
     expect(accept(vm, 0x9000)).toBe("ok");
@@ -219,16 +318,31 @@ describe("a second guest on the same host (another ASID) whose NPT maps the firs
   for (const write of [false, true]) {
     it(`its private ${write ? "write" : "read"} takes #NPF RMP (ASID mismatch), never completed`, () => {
       const { one, two, frameOne } = twoGuests();
-      expect(one.be.rmp.raw(frameOne)).toMatchObject({ assigned: true, validated: true, asid: one.be.asid, gfn: GFN });
+      expect(one.be.rmp.raw(frameOne)).toMatchObject({
+        assigned: true,
+        validated: true,
+        asid: one.be.asid,
+        gfn: GFN,
+      });
       const w = writeNptLeaf(two.vm, GFN, 1, frameOne);
       const oneBefore = one.be.raisedTotal;
-      const raised = raisedBy(two.be, () => expect(() => access(two.vm, GFN * 4096, write)).toThrow(GuestLivelock));
+      const raised = raisedBy(two.be, () =>
+        expect(() => access(two.vm, GFN * 4096, write)).toThrow(GuestLivelock),
+      );
       const code = NPF_PRIVATE | PFERR_RMP | (write ? PFERR_WRITE : 0n);
       expect(raised.length).toBeGreaterThan(1);
-      for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: GFN * 4096, errorCode: code });
+      for (const ex of raised)
+        expect(ex).toEqual({ kind: "#NPF", gpa: GFN * 4096, errorCode: code });
       expect(one.be.raisedTotal).toBe(oneBefore);
-      expect(one.be.rmp.raw(frameOne)).toMatchObject({ assigned: true, validated: true, asid: one.be.asid, gfn: GFN });
-      expect(invariantChecks(two.vm)).toEqual(expect.arrayContaining(["leaf-frame-owned-by-vm", "rmp-covers-private-leaf"]));
+      expect(one.be.rmp.raw(frameOne)).toMatchObject({
+        assigned: true,
+        validated: true,
+        asid: one.be.asid,
+        gfn: GFN,
+      });
+      expect(invariantChecks(two.vm)).toEqual(
+        expect.arrayContaining(["leaf-frame-owned-by-vm", "rmp-covers-private-leaf"]),
+      );
       w.restore();
       expect(invariantChecks(two.vm)).toEqual([]);
       expect(invariantChecks(one.vm)).toEqual([]);
@@ -242,11 +356,19 @@ describe("a second guest on the same host (another ASID) whose NPT maps the firs
     // The first guest touches a page it never validated: assigned, Validated clear.
     expect(access(one.vm, 0x41000, false)).toBe("exception");
     const target = gmemPfn(one.vm, 0x41);
-    expect(one.be.rmp.raw(target)).toMatchObject({ assigned: true, validated: false, asid: one.be.asid, gfn: 0x41 });
+    expect(one.be.rmp.raw(target)).toMatchObject({
+      assigned: true,
+      validated: false,
+      asid: one.be.asid,
+      gfn: 0x41,
+    });
     expect(access(two.vm, 0x41000, false)).toBe("exception");
     writeNptLeaf(two.vm, 0x41, 1, target);
-    const raised = raisedBy(two.be, () => expect(() => accept(two.vm, 0x41000)).toThrow(GuestLivelock));
-    for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: 0x41000, errorCode: NPF_PRIVATE | PFERR_RMP });
+    const raised = raisedBy(two.be, () =>
+      expect(() => accept(two.vm, 0x41000)).toThrow(GuestLivelock),
+    );
+    for (const ex of raised)
+      expect(ex).toEqual({ kind: "#NPF", gpa: 0x41000, errorCode: NPF_PRIVATE | PFERR_RMP });
     expect(one.be.rmp.raw(target).validated).toBe(false);
   });
 });
@@ -258,19 +380,35 @@ describe("immutable pages and launch pages", () => {
     hostOps.finalize(vm);
     // The guest context at launch start, four pages, then at finalize the vCPU's VMSA
     // (snp_launch_update_vmsa).
-    expect(be.stats().calls).toMatchObject({ RMPUPDATE: 6, SNP_GCTX_CREATE: 1, SNP_LAUNCH_UPDATE: 5, SNP_LAUNCH_FINISH: 1 });
+    expect(be.stats().calls).toMatchObject({
+      RMPUPDATE: 6,
+      SNP_GCTX_CREATE: 1,
+      SNP_LAUNCH_UPDATE: 5,
+      SNP_LAUNCH_FINISH: 1,
+    });
     for (let gfn = 0; gfn < 4; gfn++) {
       const pfn = gmemPfn(vm, gfn);
       // populate() RMPUPDATEs with immutable=true, then models the firmware's LAUNCH_UPDATE,
       // which leaves the page guest-valid and no longer immutable (sev-backend.ts populate()).
-      expect(be.rmp.raw(pfn)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: be.asid, gfn, pfn });
+      expect(be.rmp.raw(pfn)).toEqual({
+        assigned: true,
+        size2m: false,
+        immutable: false,
+        validated: true,
+        vmsa: false,
+        asid: be.asid,
+        gfn,
+        pfn,
+      });
     }
     // No PVALIDATE needed for launch pages.
     expect(access(vm, 0x1000, true)).toBe("ok");
     expect(be.stats().calls.PVALIDATE).toBeUndefined();
     // So a host RMPUPDATE of a launched page is allowed, and it clears Validated: the guest
     // notices on its next access (#VC 0x404) instead of using a page taken from it.
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x2000, page: "mapped" }).status).toBe("SUCCESS");
+    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x2000, page: "mapped" }).status).toBe(
+      "SUCCESS",
+    );
     expect(be.rmp.raw(gmemPfn(vm, 2)).validated).toBe(false);
     expect(access(vm, 0x2000, false)).toBe("exception");
     expect(be.exceptions.at(-1)).toEqual({ kind: "#VC", gpa: 0x2000, errorCode: 0x404n });
@@ -281,29 +419,76 @@ describe("immutable pages and launch pages", () => {
     runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 2));
     hostOps.finalize(vm);
     const pfn = gmemPfn(vm, 1);
-    expect(be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 1 })).toBe(RMP_SUCCESS);
+    expect(
+      be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: true, asid: be.asid, gfn: 1 }),
+    ).toBe(RMP_SUCCESS);
     const entry = be.rmp.raw(pfn);
-    expect(entry).toEqual({ assigned: true, size2m: false, immutable: true, validated: false, vmsa: false, asid: be.asid, gfn: 1, pfn });
+    expect(entry).toEqual({
+      assigned: true,
+      size2m: false,
+      immutable: true,
+      validated: false,
+      vmsa: false,
+      asid: be.asid,
+      gfn: 1,
+      pfn,
+    });
 
-    expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: pfn })).toEqual({ status: "FAIL_PERMISSION", detail: `RMPUPDATE.SHARED page 0x${pfn.toString(16)}` });
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x1000, page: "mapped" }).status).toBe("FAIL_PERMISSION");
-    expect(be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 })).toBe(FAIL_PERMISSION);
+    expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: pfn })).toEqual({
+      status: "FAIL_PERMISSION",
+      detail: `RMPUPDATE.SHARED page 0x${pfn.toString(16)}`,
+    });
+    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x1000, page: "mapped" }).status).toBe(
+      "FAIL_PERMISSION",
+    );
+    expect(
+      be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }),
+    ).toBe(FAIL_PERMISSION);
     expect(be.rmp.raw(pfn)).toEqual(entry);
     expect(be.stats().errors).toEqual({ FAIL_PERMISSION: 3 });
     expect(be.lastError()).toBe("RMPUPDATE failed: FAIL_PERMISSION");
 
     // The guest cannot use an immutable page either: #NPF with the RMP bit (docs/sev-snp.md §1.3, check 1).
-    const raised = raisedBy(be, () => expect(() => access(vm, 0x1000, false)).toThrow(GuestLivelock));
+    const raised = raisedBy(be, () =>
+      expect(() => access(vm, 0x1000, false)).toThrow(GuestLivelock),
+    );
     expect(raised.length).toBeGreaterThan(1);
-    for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: 0x1000, errorCode: NPF_PRIVATE | PFERR_RMP });
+    for (const ex of raised)
+      expect(ex).toEqual({ kind: "#NPF", gpa: 0x1000, errorCode: NPF_PRIVATE | PFERR_RMP });
   });
 
   it("the bare instruction: an immutable 2M entry refuses a 4K and a 2M RMPUPDATE with FAIL_PERMISSION", () => {
     const rmp = new Rmp(4096);
-    expect(rmpupdate(rmp, 512, { assigned: true, size2m: true, immutable: true, asid: 3, gfn: 0x400 }, never)).toBe(RMP_SUCCESS);
-    expect(rmpupdate(rmp, 512, { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 }, never)).toBe(FAIL_PERMISSION);
-    expect(rmpupdate(rmp, 600, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }, never)).toBe(FAIL_PERMISSION);
-    expect(rmp.lookup(600)).toMatchObject({ assigned: true, size2m: true, immutable: true, pfn: 512 });
+    expect(
+      rmpupdate(
+        rmp,
+        512,
+        { assigned: true, size2m: true, immutable: true, asid: 3, gfn: 0x400 },
+        never,
+      ),
+    ).toBe(RMP_SUCCESS);
+    expect(
+      rmpupdate(
+        rmp,
+        512,
+        { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 },
+        never,
+      ),
+    ).toBe(FAIL_PERMISSION);
+    expect(
+      rmpupdate(
+        rmp,
+        600,
+        { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 },
+        never,
+      ),
+    ).toBe(FAIL_PERMISSION);
+    expect(rmp.lookup(600)).toMatchObject({
+      assigned: true,
+      size2m: true,
+      immutable: true,
+      pfn: 512,
+    });
   });
 });
 
@@ -312,13 +497,20 @@ describe("a page the guest never validated", () => {
     it(`a private ${write ? "write" : "read"}: #VC with error code 0x404 (SVM_EXIT_PAGE_NOT_VALIDATED), access result "exception"`, () => {
       const { vm, be } = makeSevVm();
       const raised = raisedBy(be, () => expect(access(vm, 0x5000, write)).toBe("exception"));
-      expect(raised).toEqual([{ kind: "#VC", gpa: 0x5000, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) }]);
+      expect(raised).toEqual([
+        { kind: "#VC", gpa: 0x5000, errorCode: BigInt(SVM_EXIT_PAGE_NOT_VALIDATED) },
+      ]);
       expect(raised[0]!.errorCode).toBe(0x404n);
       expect(vm.vcpus[0]!.exceptions).toBe(1);
       // The guest context's RMPUPDATE at launch start, then the page's.
       expect(be.stats().calls).toMatchObject({ RMPUPDATE: 2, "#VC": 1 });
       // The page is the guest's (assigned by sev_gmem_prepare), just not validated.
-      expect(be.rmp.raw(gmemPfn(vm, 5))).toMatchObject({ assigned: true, validated: false, asid: be.asid, gfn: 5 });
+      expect(be.rmp.raw(gmemPfn(vm, 5))).toMatchObject({
+        assigned: true,
+        validated: false,
+        asid: be.asid,
+        gfn: 5,
+      });
       expect(accept(vm, 0x5000)).toBe("ok");
       expect(access(vm, 0x5000, write)).toBe("ok");
     });
@@ -328,8 +520,15 @@ describe("a page the guest never validated", () => {
     const { vm, be } = makeSevVm();
     expect(accept(vm, 0x6000)).toBe("ok");
     expect(access(vm, 0x6000, true)).toBe("ok");
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x6000, page: "mapped" }).status).toBe("SUCCESS");
-    expect(be.rmp.raw(gmemPfn(vm, 6))).toMatchObject({ assigned: true, validated: false, asid: be.asid, gfn: 6 });
+    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x6000, page: "mapped" }).status).toBe(
+      "SUCCESS",
+    );
+    expect(be.rmp.raw(gmemPfn(vm, 6))).toMatchObject({
+      assigned: true,
+      validated: false,
+      asid: be.asid,
+      gfn: 6,
+    });
     const raised = raisedBy(be, () => expect(access(vm, 0x6000, false)).toBe("exception"));
     expect(raised).toEqual([{ kind: "#VC", gpa: 0x6000, errorCode: 0x404n }]);
   });
@@ -344,13 +543,24 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     const head = gmemPfn(vm, 0x200);
     expect(head % 512).toBe(0);
     expect(be.rmp.raw(head + 1)).toMatchObject({ assigned: true, size2m: false, validated: true });
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x200000, page: head, level: 1 }).status).toBe("FAIL_OVERLAP");
-    expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: head, level: 1 }).status).toBe("FAIL_OVERLAP");
+    expect(
+      be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x200000, page: head, level: 1 }).status,
+    ).toBe("FAIL_OVERLAP");
+    expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: head, level: 1 }).status).toBe(
+      "FAIL_OVERLAP",
+    );
     expect(be.rmp.raw(head).assigned).toBe(false);
-    expect(be.rmp.raw(head + 1)).toMatchObject({ assigned: true, size2m: false, validated: true, gfn: 0x201 });
+    expect(be.rmp.raw(head + 1)).toMatchObject({
+      assigned: true,
+      size2m: false,
+      validated: true,
+      gfn: 0x201,
+    });
     expect(be.stats().errors).toEqual({ FAIL_OVERLAP: 2 });
     // A 2M entry must start at a 2M-aligned frame.
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x201000, page: head + 1, level: 1 }).status).toBe("FAIL_INPUT");
+    expect(
+      be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x201000, page: head + 1, level: 1 }).status,
+    ).toBe("FAIL_INPUT");
   });
 
   it("a 4K RMPUPDATE inside an assigned 2M entry: FAIL_OVERLAP until PSMASH", () => {
@@ -358,9 +568,17 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     expect(access(vm, 0x200000, false)).toBe("exception");
     const head = gmemPfn(vm, 0x200);
     const entry = be.rmp.raw(head);
-    expect(entry).toMatchObject({ assigned: true, size2m: true, validated: false, asid: be.asid, gfn: 0x200 });
+    expect(entry).toMatchObject({
+      assigned: true,
+      size2m: true,
+      validated: false,
+      asid: be.asid,
+      gfn: 0x200,
+    });
     expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: head + 7 }).status).toBe("FAIL_OVERLAP");
-    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x207000, page: head + 7 }).status).toBe("FAIL_OVERLAP");
+    expect(be.rawCall(vm, "RMPUPDATE.PRIVATE", { gpa: 0x207000, page: head + 7 }).status).toBe(
+      "FAIL_OVERLAP",
+    );
     expect(be.rawCall(vm, "RMPUPDATE.SHARED", { page: head }).status).toBe("FAIL_OVERLAP");
     expect(be.rmp.raw(head)).toEqual(entry);
     expect(be.rmp.lookup(head + 7)).toEqual(entry);
@@ -382,7 +600,16 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
 
     expect(be.psmash(head)).toBe(RMP_SUCCESS);
     for (let i = 0; i < 512; i++) {
-      expect(be.rmp.raw(head + i)).toEqual({ assigned: true, size2m: false, immutable: false, validated: true, vmsa: false, asid: be.asid, gfn: 0x200 + i, pfn: head + i });
+      expect(be.rmp.raw(head + i)).toEqual({
+        assigned: true,
+        size2m: false,
+        immutable: false,
+        validated: true,
+        vmsa: false,
+        asid: be.asid,
+        gfn: 0x200 + i,
+        pfn: head + i,
+      });
     }
     // No merge back, and a second PSMASH has no 2M entry to split: FAIL_BADADDR (7), while a
     // frame that is not 2M-aligned is FAIL_INPUT (1).
@@ -393,7 +620,9 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     // The 2M NPT leaf now sits over 4K entries: one #NPF with RMP (no SIZEM: an access, not a
     // PVALIDATE), KVM splits, the access completes without any PVALIDATE because Validated survived.
     const raised = raisedBy(be, () => expect(access(vm, 0x3ff000, true)).toBe("ok"));
-    expect(raised).toEqual([{ kind: "#NPF", gpa: 0x3ff000, errorCode: NPF_PRIVATE | PFERR_RMP | PFERR_WRITE }]);
+    expect(raised).toEqual([
+      { kind: "#NPF", gpa: 0x3ff000, errorCode: NPF_PRIVATE | PFERR_RMP | PFERR_WRITE },
+    ]);
     expect(nptLeaf(vm, 0x3ff)).toMatchObject({ level: 1, pfn: head + 511 });
     expect(access(vm, 0x250000, false)).toBe("ok");
     expect(be.stats().calls.PVALIDATE).toBeUndefined();
@@ -403,19 +632,30 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     const { vm, be } = makeSevVm({ hostPageLevel: 1 });
     expect(accept(vm, 0x200000)).toBe("ok");
     const head = gmemPfn(vm, 0x200);
-    expect(pvalidate(be.rmp, be.asid, 0x200, head, true, true, ...npfArgs)).toEqual({ kind: "status", status: FAIL_SIZEMISMATCH });
-    expect(pvalidate(be.rmp, be.asid, 0x200, head, true, false, ...npfArgs)).toEqual({ kind: "status", status: FAIL_SIZEMISMATCH });
+    expect(pvalidate(be.rmp, be.asid, 0x200, head, true, true, ...npfArgs)).toEqual({
+      kind: "status",
+      status: FAIL_SIZEMISMATCH,
+    });
+    expect(pvalidate(be.rmp, be.asid, 0x200, head, true, false, ...npfArgs)).toEqual({
+      kind: "status",
+      status: FAIL_SIZEMISMATCH,
+    });
     expect(be.rmp.raw(head).validated).toBe(true);
 
     const big = makeSevVm({ hostPageLevel: 2 });
     expect(access(big.vm, 0x200000, false)).toBe("exception");
     const bigHead = gmemPfn(big.vm, 0x200);
-    expect(pvalidate(big.be.rmp, big.be.asid, 0x205, bigHead + 5, false, true, ...npfArgs))
-      .toEqual({ kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP | PFERR_SIZEM });
+    expect(pvalidate(big.be.rmp, big.be.asid, 0x205, bigHead + 5, false, true, ...npfArgs)).toEqual(
+      { kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP | PFERR_SIZEM },
+    );
     expect(big.be.rmp.raw(bigHead)).toMatchObject({ size2m: true, validated: false });
     // Another ASID or the wrong GPA: #NPF without SIZEM.
-    expect(pvalidate(big.be.rmp, big.be.asid + 1, 0x205, bigHead + 5, false, true, ...npfArgs)).toEqual({ kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP });
-    expect(pvalidate(big.be.rmp, big.be.asid, 0x206, bigHead + 5, false, true, ...npfArgs)).toEqual({ kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP });
+    expect(
+      pvalidate(big.be.rmp, big.be.asid + 1, 0x205, bigHead + 5, false, true, ...npfArgs),
+    ).toEqual({ kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP });
+    expect(pvalidate(big.be.rmp, big.be.asid, 0x206, bigHead + 5, false, true, ...npfArgs)).toEqual(
+      { kind: "npf", errorCode: NPF_PRIVATE | PFERR_RMP },
+    );
   });
 
   it("PVALIDATE twice: FAIL_NOUPDATE, a failure the Linux guest terminates on (pvalidate_4k_page, GHCB_TERM_PVALIDATE)", () => {
@@ -427,39 +667,140 @@ describe("RMPUPDATE, PSMASH and PVALIDATE rules (docs/sev-snp.md §1.2)", () => 
     expect(be.lastError()).toBe("PVALIDATE failed: FAIL_NOUPDATE");
     expect(vm.vcpus[0]!.exceptions).toBe(1);
     const pfn = gmemPfn(vm, 7);
-    expect(pvalidate(be.rmp, be.asid, 7, pfn, false, true, ...npfArgs)).toEqual({ kind: "status", status: FAIL_NOUPDATE });
+    expect(pvalidate(be.rmp, be.asid, 7, pfn, false, true, ...npfArgs)).toEqual({
+      kind: "status",
+      status: FAIL_NOUPDATE,
+    });
     // Rescinding works once, then is FAIL_NOUPDATE too.
     expect(pvalidate(be.rmp, be.asid, 7, pfn, false, false, ...npfArgs)).toEqual({ kind: "ok" });
-    expect(pvalidate(be.rmp, be.asid, 7, pfn, false, false, ...npfArgs)).toEqual({ kind: "status", status: FAIL_NOUPDATE });
+    expect(pvalidate(be.rmp, be.asid, 7, pfn, false, false, ...npfArgs)).toEqual({
+      kind: "status",
+      status: FAIL_NOUPDATE,
+    });
     expect(be.rmp.raw(pfn).validated).toBe(false);
   });
 
   describe("on a bare RMP", () => {
     it("a shared 2M RMPUPDATE keeps its page size (rmp_make_shared at PG_LEVEL_2M); it governs nothing, and a 4K assignment inside it is allowed", () => {
       const rmp = new Rmp(2048);
-      expect(rmpupdate(rmp, 512, { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 }, never)).toBe(RMP_SUCCESS);
-      expect(rmpupdate(rmp, 512, { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 }, never)).toBe(RMP_SUCCESS);
-      expect(rmp.raw(512)).toMatchObject({ assigned: false, size2m: true, asid: 0, gfn: 0, validated: false });
+      expect(
+        rmpupdate(
+          rmp,
+          512,
+          { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(
+        rmpupdate(
+          rmp,
+          512,
+          { assigned: false, size2m: true, immutable: false, asid: 0, gfn: 0 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(rmp.raw(512)).toMatchObject({
+        assigned: false,
+        size2m: true,
+        asid: 0,
+        gfn: 0,
+        validated: false,
+      });
       expect(rmp.governing(512 + 7)).toBe(512 + 7);
-      expect(rmpupdate(rmp, 512 + 7, { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1007 }, never)).toBe(RMP_SUCCESS);
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 7,
+          { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1007 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
       expect(rmp.lookup(512 + 7)).toMatchObject({ assigned: true, size2m: false, gfn: 0x1007 });
     });
 
     it("2M over assigned 4K: FAIL_OVERLAP; 4K inside 2M: FAIL_OVERLAP; PSMASH then 4K works; freed frames are unassigned", () => {
       const rmp = new Rmp(2048);
-      expect(rmpupdate(rmp, 512 + 300, { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1000 + 300 }, never)).toBe(RMP_SUCCESS);
-      expect(rmpupdate(rmp, 512, { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 }, never)).toBe(FAIL_OVERLAP);
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 300,
+          { assigned: true, size2m: false, immutable: false, asid: 1, gfn: 0x1000 + 300 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(
+        rmpupdate(
+          rmp,
+          512,
+          { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 },
+          never,
+        ),
+      ).toBe(FAIL_OVERLAP);
       expect(rmp.raw(512).assigned).toBe(false);
       // Made shared again, the 2M update goes through.
-      expect(rmpupdate(rmp, 512 + 300, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }, never)).toBe(RMP_SUCCESS);
-      expect(rmpupdate(rmp, 512, { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 }, never)).toBe(RMP_SUCCESS);
-      expect(rmp.lookup(512 + 300)).toMatchObject({ assigned: true, size2m: true, pfn: 512, gfn: 0x1000 });
-      expect(rmpupdate(rmp, 512 + 300, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }, never)).toBe(FAIL_OVERLAP);
-      expect(rmpupdate(rmp, 512 + 300, { assigned: true, size2m: false, immutable: false, asid: 2, gfn: 7 }, never)).toBe(FAIL_OVERLAP);
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 300,
+          { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(
+        rmpupdate(
+          rmp,
+          512,
+          { assigned: true, size2m: true, immutable: false, asid: 1, gfn: 0x1000 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(rmp.lookup(512 + 300)).toMatchObject({
+        assigned: true,
+        size2m: true,
+        pfn: 512,
+        gfn: 0x1000,
+      });
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 300,
+          { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 },
+          never,
+        ),
+      ).toBe(FAIL_OVERLAP);
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 300,
+          { assigned: true, size2m: false, immutable: false, asid: 2, gfn: 7 },
+          never,
+        ),
+      ).toBe(FAIL_OVERLAP);
       expect(psmash(rmp, 512)).toBe(RMP_SUCCESS);
-      expect(rmp.raw(512 + 300)).toMatchObject({ assigned: true, size2m: false, asid: 1, gfn: 0x1000 + 300 });
-      expect(rmpupdate(rmp, 512 + 300, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }, never)).toBe(RMP_SUCCESS);
-      expect(rmp.raw(512 + 300)).toEqual({ assigned: false, size2m: false, immutable: false, validated: false, vmsa: false, asid: 0, gfn: 0, pfn: 512 + 300 });
+      expect(rmp.raw(512 + 300)).toMatchObject({
+        assigned: true,
+        size2m: false,
+        asid: 1,
+        gfn: 0x1000 + 300,
+      });
+      expect(
+        rmpupdate(
+          rmp,
+          512 + 300,
+          { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 },
+          never,
+        ),
+      ).toBe(RMP_SUCCESS);
+      expect(rmp.raw(512 + 300)).toEqual({
+        assigned: false,
+        size2m: false,
+        immutable: false,
+        validated: false,
+        vmsa: false,
+        asid: 0,
+        gfn: 0,
+        pfn: 512 + 300,
+      });
     });
 
     it("RMPUPDATE always clears Validated; a busy page is FAIL_INUSE; out of range is FAIL_INPUT", () => {

@@ -6,8 +6,22 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  FAIL_NOUPDATE, FAIL_SIZEMISMATCH, NOTHING_IN_USE, PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP,
-  PFERR_SIZEM, PFERR_USER, RMP_ASSIGNED, RMP_IMMUTABLE, RMP_PAGE_2M, Rmp, pvalidate, rmpupdate, rmpupdateEntry,
+  FAIL_NOUPDATE,
+  FAIL_SIZEMISMATCH,
+  NOTHING_IN_USE,
+  PFERR_ENC,
+  PFERR_GUEST_FINAL,
+  PFERR_PRESENT,
+  PFERR_RMP,
+  PFERR_SIZEM,
+  PFERR_USER,
+  RMP_ASSIGNED,
+  RMP_IMMUTABLE,
+  RMP_PAGE_2M,
+  Rmp,
+  pvalidate,
+  rmpupdate,
+  rmpupdateEntry,
 } from "../src/testing.js";
 import { access, makeSevVm, MiB } from "./sev-helpers.js";
 
@@ -16,7 +30,8 @@ describe("the exceptions the backend keeps", () => {
     const { vm, be } = makeSevVm({ memory: 16 * MiB });
     const raiseOne = (gfn: number) => expect(access(vm, gfn * 4096, false)).toBe("exception");
     const gpasOf = (list: { gpa: number }[]) => list.map((e) => e.gpa / 4096);
-    const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+    const range = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => from + i);
     // Each first access faults the page in (no exception), then the retry raises one #VC.
     for (let g = 0; g < 1999; g++) raiseOne(g);
     expect(be.raisedTotal).toBe(1999);
@@ -71,10 +86,27 @@ describe("RMPUPDATE", () => {
       [512, RMP_PAGE_2M, 0, 0],
       [600, RMP_ASSIGNED, 3, 7],
     ];
-    const asBits = run((rmp) => steps.map(([pfn, flags, asid, gfn]) => rmpupdateEntry(rmp, pfn, flags, asid, gfn, NOTHING_IN_USE)));
-    const asObject = run((rmp) => steps.map(([pfn, flags, asid, gfn]) => rmpupdate(rmp, pfn, {
-      assigned: (flags & RMP_ASSIGNED) !== 0, size2m: (flags & RMP_PAGE_2M) !== 0, immutable: (flags & RMP_IMMUTABLE) !== 0, asid, gfn,
-    }, NOTHING_IN_USE)));
+    const asBits = run((rmp) =>
+      steps.map(([pfn, flags, asid, gfn]) =>
+        rmpupdateEntry(rmp, pfn, flags, asid, gfn, NOTHING_IN_USE),
+      ),
+    );
+    const asObject = run((rmp) =>
+      steps.map(([pfn, flags, asid, gfn]) =>
+        rmpupdate(
+          rmp,
+          pfn,
+          {
+            assigned: (flags & RMP_ASSIGNED) !== 0,
+            size2m: (flags & RMP_PAGE_2M) !== 0,
+            immutable: (flags & RMP_IMMUTABLE) !== 0,
+            asid,
+            gfn,
+          },
+          NOTHING_IN_USE,
+        ),
+      ),
+    );
     expect(asBits).toEqual(asObject);
     expect(asBits.statuses).toEqual([0, 4, 1, 0, 4, 0, 2, 0, 2, 1, 0, 0]);
   });
@@ -86,26 +118,63 @@ describe("RMPUPDATE", () => {
     for (const pfn of [0, 7, 8, 511, 512, 513, 1023, 1024, 2000]) {
       const e = rmp.lookup(pfn);
       const g = rmp.governing(pfn);
-      expect({ pfn: g, asid: rmp.asidOf(g), gfn: rmp.gfnOf(g), assigned: (rmp.flagsOf(g) & RMP_ASSIGNED) !== 0 })
-        .toEqual({ pfn: e.pfn, asid: e.asid, gfn: e.gfn, assigned: e.assigned });
+      expect({
+        pfn: g,
+        asid: rmp.asidOf(g),
+        gfn: rmp.gfnOf(g),
+        assigned: (rmp.flagsOf(g) & RMP_ASSIGNED) !== 0,
+      }).toEqual({ pfn: e.pfn, asid: e.asid, gfn: e.gfn, assigned: e.assigned });
     }
   });
 
   it("readGoverning reads what the field readers read, in one lookup, for any frame number", () => {
     const rmp = new Rmp(3 * 4096);
     rmpupdateEntry(rmp, 512, RMP_ASSIGNED | RMP_PAGE_2M, 3, 0x400, NOTHING_IN_USE);
-    rmpupdateEntry(rmp, 4096 + 1024, RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE, 4, 0x800, NOTHING_IN_USE);
+    rmpupdateEntry(
+      rmp,
+      4096 + 1024,
+      RMP_ASSIGNED | RMP_PAGE_2M | RMP_IMMUTABLE,
+      4,
+      0x800,
+      NOTHING_IN_USE,
+    );
     rmpupdateEntry(rmp, 7, RMP_ASSIGNED, 9, 0x77, NOTHING_IN_USE);
     rmpupdateEntry(rmp, 2048, 0, 0, 0, NOTHING_IN_USE);
     // A 4K entry inside an unassigned 2M head, frames of blocks never made, and numbers no
     // frame has (the untrusted host's raw calls pass any number).
-    const frames = [0, 7, 8, 511, 512, 513, 1023, 1024, 2048, 4095, 4096, 4096 + 1024, 4096 + 1535, 4096 + 1536, 9000, 2 ** 20,
-      2 ** 32 + 7, -1, -513, 1.5, 512.25, Number.NaN];
+    const frames = [
+      0,
+      7,
+      8,
+      511,
+      512,
+      513,
+      1023,
+      1024,
+      2048,
+      4095,
+      4096,
+      4096 + 1024,
+      4096 + 1535,
+      4096 + 1536,
+      9000,
+      2 ** 20,
+      2 ** 32 + 7,
+      -1,
+      -513,
+      1.5,
+      512.25,
+      Number.NaN,
+    ];
     for (const pfn of frames) {
       const g = rmp.governing(pfn);
       const flags = rmp.readGoverning(pfn);
-      expect({ flags, pfn: rmp.governingPfn, asid: rmp.governingAsid, gfn: rmp.governingGfn })
-        .toEqual({ flags: rmp.flagsOf(g), pfn: g, asid: rmp.asidOf(g), gfn: rmp.gfnOf(g) });
+      expect({
+        flags,
+        pfn: rmp.governingPfn,
+        asid: rmp.governingAsid,
+        gfn: rmp.governingGfn,
+      }).toEqual({ flags: rmp.flagsOf(g), pfn: g, asid: rmp.asidOf(g), gfn: rmp.gfnOf(g) });
     }
   });
 });
@@ -115,7 +184,8 @@ describe("PVALIDATE", () => {
     const rmp = new Rmp(4096);
     rmpupdateEntry(rmp, 10, RMP_ASSIGNED, 1, 0x10, NOTHING_IN_USE);
     rmpupdateEntry(rmp, 512, RMP_ASSIGNED | RMP_PAGE_2M, 1, 0x200, NOTHING_IN_USE);
-    const v = (gfn: number, pfn: number, size2m: boolean, validate = true) => pvalidate(rmp, 1, gfn, pfn, size2m, validate, 4n, PFERR_RMP, PFERR_SIZEM);
+    const v = (gfn: number, pfn: number, size2m: boolean, validate = true) =>
+      pvalidate(rmp, 1, gfn, pfn, size2m, validate, 4n, PFERR_RMP, PFERR_SIZEM);
     const ok = v(0x10, 10, false);
     expect(ok).toEqual({ kind: "ok" });
     expect(Object.isFrozen(ok)).toBe(true);

@@ -4,8 +4,19 @@
  * NPT (read and overwrite an entry of the direct root with TdpIter).
  */
 import {
-  Host, TdpIter, backendSource, Vm, guestAcceptPage, guestAccessPage, isLastSpte, isShadowPresent, makeLeafHi, makeLeafLo,
-  runToEnd, spteToPfn, type AccessOutcome,
+  Host,
+  TdpIter,
+  backendSource,
+  Vm,
+  guestAcceptPage,
+  guestAccessPage,
+  isLastSpte,
+  isShadowPresent,
+  makeLeafHi,
+  makeLeafLo,
+  runToEnd,
+  spteToPfn,
+  type AccessOutcome,
 } from "@tdpemu/core/testing";
 import { registration, type SevBackend } from "../src/testing.js";
 
@@ -36,7 +47,16 @@ export interface SevVmOptions {
 export function makeSevVm(o: SevVmOptions = {}): SevFixture {
   const host = o.host ?? new Host({ memory: 256 * MiB });
   const be = newSev(host);
-  const vm = new Vm(host, { memory: o.memory ?? 32 * MiB, gpaw: 48, vcpus: o.vcpus ?? 1, hostPageLevel: o.hostPageLevel ?? 1 }, be);
+  const vm = new Vm(
+    host,
+    {
+      memory: o.memory ?? 32 * MiB,
+      gpaw: 48,
+      vcpus: o.vcpus ?? 1,
+      hostPageLevel: o.hostPageLevel ?? 1,
+    },
+    be,
+  );
   return { host, vm, be };
 }
 
@@ -79,7 +99,14 @@ export function nptLeaf(vm: Vm, gfn: number): NptLeaf | null {
   it.start(root, 1, gfn, 0);
   for (;;) {
     if (!it.valid || !isShadowPresent(it.oldLo)) return null;
-    if (isLastSpte(it.oldLo, it.level)) return { level: it.level, gfn: it.gfn, pfn: spteToPfn(it.oldLo, it.oldHi), lo: it.oldLo, hi: it.oldHi };
+    if (isLastSpte(it.oldLo, it.level))
+      return {
+        level: it.level,
+        gfn: it.gfn,
+        pfn: spteToPfn(it.oldLo, it.oldHi),
+        lo: it.oldLo,
+        hi: it.oldHi,
+      };
     it.next();
   }
 }
@@ -102,7 +129,8 @@ export function writeNptLeaf(vm: Vm, gfn: number, level: number, pfn: number): S
   const it = new TdpIter(vm.host.pool);
   it.start(root, 1, gfn, 0);
   while (it.level > level) {
-    if (!isShadowPresent(it.oldLo) || isLastSpte(it.oldLo, it.level)) throw new Error(`no table at level ${it.level} on the walk of gfn 0x${gfn.toString(16)}`);
+    if (!isShadowPresent(it.oldLo) || isLastSpte(it.oldLo, it.level))
+      throw new Error(`no table at level ${it.level} on the walk of gfn 0x${gfn.toString(16)}`);
     it.next();
   }
   const mem = it.mem;
@@ -115,7 +143,9 @@ export function writeNptLeaf(vm: Vm, gfn: number, level: number, pfn: number): S
   // every store through TdpMmu.writeSpte.
   if (level > 1) vm.host.pool.upperWrites++;
   return {
-    level, oldLo, oldHi,
+    level,
+    oldLo,
+    oldHi,
     restore() {
       mem[off] = oldLo;
       mem[off + 1] = oldHi;

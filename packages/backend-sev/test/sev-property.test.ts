@@ -17,8 +17,22 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Host, Vm, checkInvariants, hostOps, runToEnd, type AccessOutcome } from "@tdpemu/core/testing";
-import { PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/testing.js";
+import {
+  Host,
+  Vm,
+  checkInvariants,
+  hostOps,
+  runToEnd,
+  type AccessOutcome,
+} from "@tdpemu/core/testing";
+import {
+  PFERR_GUEST_FINAL,
+  PFERR_PRESENT,
+  PFERR_RMP,
+  PFERR_USER,
+  PFERR_WRITE,
+  type SevBackend,
+} from "../src/testing.js";
 import { MiB, accept, access, gmemPfn, newSev, nptLeaf } from "./sev-helpers.js";
 
 const NPAGES = 2048; // 8 MiB: four 2 MiB ranges
@@ -37,17 +51,49 @@ type Op =
 /** GFNs biased to 2 MiB edges, where 2M and 4K entries meet. */
 const gfnArb = fc.oneof(
   { arbitrary: fc.integer({ min: 0, max: NPAGES - 1 }), weight: 3 },
-  { arbitrary: fc.constantFrom(0, 1, 2, 0x1ff, 0x200, 0x201, 0x3ff, 0x400, 0x5ff, 0x600, 0x7ff), weight: 2 },
+  {
+    arbitrary: fc.constantFrom(0, 1, 2, 0x1ff, 0x200, 0x201, 0x3ff, 0x400, 0x5ff, 0x600, 0x7ff),
+    weight: 2,
+  },
 );
-const countArb = fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant(512), fc.integer({ min: 1, max: 1100 }));
+const countArb = fc.oneof(
+  fc.integer({ min: 1, max: 8 }),
+  fc.constant(512),
+  fc.integer({ min: 1, max: 1100 }),
+);
 
 function opArb(withRecover: boolean): fc.Arbitrary<Op> {
-  const range = <K extends "zap" | "split" | "recover" | "age">(k: K) => fc.record({ k: fc.constant(k), gfn: gfnArb, n: countArb });
+  const range = <K extends "zap" | "split" | "recover" | "age">(k: K) =>
+    fc.record({ k: fc.constant(k), gfn: gfnArb, n: countArb });
   const arbs: { arbitrary: fc.Arbitrary<Op>; weight: number }[] = [
-    { arbitrary: fc.record({ k: fc.constant("access" as const), gfn: gfnArb, write: fc.boolean(), shared: fc.constant(false) }), weight: 6 },
-    { arbitrary: fc.record({ k: fc.constant("access" as const), gfn: gfnArb, write: fc.boolean(), shared: fc.constant(true) }), weight: 2 },
+    {
+      arbitrary: fc.record({
+        k: fc.constant("access" as const),
+        gfn: gfnArb,
+        write: fc.boolean(),
+        shared: fc.constant(false),
+      }),
+      weight: 6,
+    },
+    {
+      arbitrary: fc.record({
+        k: fc.constant("access" as const),
+        gfn: gfnArb,
+        write: fc.boolean(),
+        shared: fc.constant(true),
+      }),
+      weight: 2,
+    },
     { arbitrary: fc.record({ k: fc.constant("accept" as const), gfn: gfnArb }), weight: 5 },
-    { arbitrary: fc.record({ k: fc.constant("convert" as const), gfn: gfnArb, n: countArb, toPrivate: fc.boolean() }), weight: 3 },
+    {
+      arbitrary: fc.record({
+        k: fc.constant("convert" as const),
+        gfn: gfnArb,
+        n: countArb,
+        toPrivate: fc.boolean(),
+      }),
+      weight: 3,
+    },
     { arbitrary: range("zap"), weight: 2 },
     { arbitrary: range("split"), weight: 1 },
     { arbitrary: range("age"), weight: 1 },
@@ -71,7 +117,8 @@ function step(vm: Vm, op: Op, validated: Set<number>): void {
   const end = (o: { gfn: number; n: number }) => Math.min(o.gfn + o.n, NPAGES);
   switch (op.k) {
     case "access": {
-      const readThroughPrivateLeaf = op.shared && !op.write && vm.attributes.isPrivate(op.gfn) && nptLeaf(vm, op.gfn) !== null;
+      const readThroughPrivateLeaf =
+        op.shared && !op.write && vm.attributes.isPrivate(op.gfn) && nptLeaf(vm, op.gfn) !== null;
       const got: AccessOutcome = access(vm, op.gfn * 4096, op.write, op.shared);
       if (readThroughPrivateLeaf) {
         // A C=0 read is not checked against the RMP (docs/sev-snp.md §1.3, check 2): through the
@@ -122,8 +169,14 @@ function checkValidated(vm: Vm, be: SevBackend, validated: Set<number>): void {
     const pfn = gmemPfn(vm, gfn);
     const e = be.rmp.lookup(pfn);
     const at = e.size2m ? e.gfn + (pfn - e.pfn) : e.gfn;
-    expect({ gfn, private: vm.attributes.isPrivate(gfn), assigned: e.assigned, validated: e.validated, asid: e.asid, at })
-      .toEqual({ gfn, private: true, assigned: true, validated: true, asid: be.asid, at: gfn });
+    expect({
+      gfn,
+      private: vm.attributes.isPrivate(gfn),
+      assigned: e.assigned,
+      validated: e.validated,
+      asid: e.asid,
+      at,
+    }).toEqual({ gfn, private: true, assigned: true, validated: true, asid: be.asid, at: gfn });
   }
 }
 
@@ -134,7 +187,10 @@ function runSequence(hostPageLevel: 1 | 2, ops: Op[], teardown: boolean): void {
     step(vm, op, validated);
     opsRun++;
     const v = checkInvariants(vm, { final: false }).violations;
-    if (v.length > 0) throw new Error(`after ${JSON.stringify(op)}: ${v.map((x) => `${x.check}: ${x.message}`).join("; ")}`);
+    if (v.length > 0)
+      throw new Error(
+        `after ${JSON.stringify(op)}: ${v.map((x) => `${x.check}: ${x.message}`).join("; ")}`,
+      );
   }
   checkValidated(vm, be, validated);
   expect(checkInvariants(vm, { final: true }).violations).toEqual([]);
@@ -149,7 +205,11 @@ describe("random operation sequences on a SEV VM keep every invariant", () => {
   it("4 KiB backing (recover included)", () => {
     const before = opsRun;
     fc.assert(
-      fc.property(fc.array(opArb(true), { minLength: 20, maxLength: 60 }), fc.boolean(), (ops, teardown) => runSequence(1, ops, teardown)),
+      fc.property(
+        fc.array(opArb(true), { minLength: 20, maxLength: 60 }),
+        fc.boolean(),
+        (ops, teardown) => runSequence(1, ops, teardown),
+      ),
       { seed: SEED, numRuns: RUNS },
     );
     // Each op was followed by a full invariant check.
@@ -161,7 +221,11 @@ describe("random operation sequences on a SEV VM keep every invariant", () => {
   it("2 MiB backing", () => {
     const before = opsRun;
     fc.assert(
-      fc.property(fc.array(opArb(false), { minLength: 20, maxLength: 60 }), fc.boolean(), (ops, teardown) => runSequence(2, ops, teardown)),
+      fc.property(
+        fc.array(opArb(false), { minLength: 20, maxLength: 60 }),
+        fc.boolean(),
+        (ops, teardown) => runSequence(2, ops, teardown),
+      ),
       { seed: SEED, numRuns: RUNS },
     );
     expect(opsRun - before).toBeGreaterThan(1000);
@@ -212,7 +276,13 @@ describe("core bugs the SEV tests found, now fixed (regression tests)", () => {
     const n = be.raisedTotal;
     // GFN 0x201 was never used privately: its conversion to shared punches nothing.
     expect(access(vm, 0x201000, true, true)).toBe("ok");
-    expect(be.exceptionsSince(n)).toEqual([{ kind: "#NPF", gpa: 0x201000, errorCode: PFERR_GUEST_FINAL | PFERR_RMP | PFERR_USER | PFERR_WRITE | PFERR_PRESENT }]);
+    expect(be.exceptionsSince(n)).toEqual([
+      {
+        kind: "#NPF",
+        gpa: 0x201000,
+        errorCode: PFERR_GUEST_FINAL | PFERR_RMP | PFERR_USER | PFERR_WRITE | PFERR_PRESENT,
+      },
+    ]);
     expect(vm.attributes.isPrivate(0x201)).toBe(false);
     expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
     // The bug ran PSMASH after the memory-fault exit, which left the entry 4K.

@@ -8,8 +8,25 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  OpError, R_ATTR, R_BACKEND, R_INVALIDATE, R_LOCK_READERS, R_SLOTS, Vm, buildRun, checkInvariants, explore, exploreScenario, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
-  type FootprintRecorder, type Op, type RunResult,
+  OpError,
+  R_ATTR,
+  R_BACKEND,
+  R_INVALIDATE,
+  R_LOCK_READERS,
+  R_SLOTS,
+  Vm,
+  buildRun,
+  checkInvariants,
+  explore,
+  exploreScenario,
+  guestAcceptPage,
+  hostOps,
+  parseScenarioText,
+  runScenario,
+  runToEnd,
+  type FootprintRecorder,
+  type Op,
+  type RunResult,
 } from "@tdpemu/core/testing";
 import { PFERR_RMP, PFERR_SIZEM, RMP, type SevBackend } from "../src/testing.js";
 import { access, makeSevVm, nptLeaf, sev } from "./sev-helpers.js";
@@ -119,12 +136,16 @@ describe("example scenarios with the sev backend", () => {
     expect(npf[0]!.gpa).toBe(0x200000);
     expect(npf[0]!.errorCode & PFERR_SIZEM).toBe(PFERR_SIZEM);
     expect(npf[0]!.errorCode & PFERR_RMP).toBe(PFERR_RMP);
-    expect(be.exceptions.filter((e) => e.kind === "#VC")).toEqual([{ kind: "#VC", gpa: 0x200000, errorCode: 0x404n }]);
+    expect(be.exceptions.filter((e) => e.kind === "#VC")).toEqual([
+      { kind: "#VC", gpa: 0x200000, errorCode: 0x404n },
+    ]);
     // After the PSMASH the 2 MiB range is 512 4K entries; 4 of them validated.
     const entries = [...r.host.container.resolve(RMP).assigned()].filter((e) => e.asid === be.asid);
     expect(entries).toHaveLength(512);
     expect(entries.every((e) => !e.size2m)).toBe(true);
-    expect(entries.filter((e) => e.validated).map((e) => e.gfn)).toEqual([0x200, 0x201, 0x202, 0x203]);
+    expect(entries.filter((e) => e.validated).map((e) => e.gfn)).toEqual([
+      0x200, 0x201, 0x202, 0x203,
+    ]);
   });
 });
 
@@ -145,7 +166,8 @@ describe("a 2M NPT leaf over a PSMASHed RMP entry", () => {
     let sawLeaf2mOver4k = false;
     for (let r = op.next(); !r.done; r = op.next()) {
       const leaf = nptLeaf(vm, 0x200);
-      if (leaf?.level === 2 && !(vm.backend as SevBackend).rmp.lookup(leaf.pfn).size2m) sawLeaf2mOver4k = true;
+      if (leaf?.level === 2 && !(vm.backend as SevBackend).rmp.lookup(leaf.pfn).size2m)
+        sawLeaf2mOver4k = true;
       expect(checkInvariants(vm, { final: false }).violations).toEqual([]);
     }
     expect(sawLeaf2mOver4k).toBe(true);
@@ -169,7 +191,8 @@ describe("a 2M NPT leaf over a PSMASHed RMP entry", () => {
     // What `tdpemu fuzz --seed 9` found: vCPU 1's 4K PVALIDATE at 0x1b7000 PSMASHes the 2M
     // entry and zaps [0x1b7, 0x3b7); vCPU 0's fault at 0x14b000, sized 2M before the PSMASH,
     // maps the 2M leaf at GFN 0 again while that zap yields.
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: fuzz-sev-found
 vm: { memory: 4MiB, vcpus: 2, hugepages: 2MiB }
 backend: sev
@@ -182,7 +205,9 @@ host:
   - { op: age, gpa: 0x0, size: 2MiB }
   - { op: split, gpa: 0x0, size: 2MiB }
   - { op: age, gpa: 0x0, size: 2MiB }
-`, "found.yaml");
+`,
+      "found.yaml",
+    );
     const r = runScenario(scn, { backend: sev, check: "op" });
     expect(r.report.invariants.violations).toEqual([]);
     const leaf = nptLeaf(r.vm, 0)!;
@@ -197,18 +222,23 @@ host:
     expect(be.psmash(be.rmp.governing(leaf.pfn))).toBe(0);
     be.rmp.set(leaf.pfn + 5, 0, 0, 0); // one frame back to the hypervisor
     const v = checkInvariants(vm, { final: false }).violations;
-    expect(v.map((x) => x.message)).toContain(`2M private leaf at gfn 0x200 over 4K RMP entries, of which frame 0x${(leaf.pfn + 5).toString(16)} is no guest's`);
+    expect(v.map((x) => x.message)).toContain(
+      `2M private leaf at gfn 0x200 over 4K RMP entries, of which frame 0x${(leaf.pfn + 5).toString(16)} is no guest's`,
+    );
   });
 
   it("tdpemu explore on scenarios/sev-hugepages.yaml exhausts its one schedule without a violation", () => {
     const path = `${SCENARIOS}sev-hugepages.yaml`;
-    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: sev });
+    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), {
+      backend: sev,
+    });
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
   });
 
   it("two vCPUs PVALIDATE and write in one 2M range: every interleaving within a preemption bound of 2 is clean", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: sev-hugepages-two-vcpus
 vm: { memory: 64MiB, gpaw: 48, vcpus: 2, hugepages: 2MiB }
 backend: sev
@@ -218,7 +248,9 @@ vcpus:
     - { op: accept, gpa: 0x200000, count: 2 }
   - - { op: accept, gpa: 0x201000 }
     - { op: access, gpa: 0x201000, write: true }
-`, "two-vcpus.yaml");
+`,
+      "two-vcpus.yaml",
+    );
     const r = exploreScenario(scn, { backend: sev, preemptionBound: 2 });
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
@@ -229,7 +261,10 @@ vcpus:
 /** sev-hugepages.yaml with faults injected (`inject:`), run to the end. */
 function runHugepages(inject: string[]): { r: RunResult; be: SevBackend } {
   const path = `${SCENARIOS}sev-hugepages.yaml`;
-  const text = readFileSync(path, "utf8").replace("vcpus:\n", `inject:\n${inject.map((f) => `  - ${f}\n`).join("")}vcpus:\n`);
+  const text = readFileSync(path, "utf8").replace(
+    "vcpus:\n",
+    `inject:\n${inject.map((f) => `  - ${f}\n`).join("")}vcpus:\n`,
+  );
   const r = runScenario(parseScenarioText(text, path), { backend: sev });
   return { r, be: r.vm.backend as SevBackend };
 }
@@ -277,9 +312,13 @@ describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
   });
 
   it("an overlap that never clears would spin the kernel forever: the model stops with a KVM bug that says so", () => {
-    const { r } = runHugepages(["{ call: RMPUPDATE, nth: 1, status: FAIL_OVERLAP, times: 100000 }"]);
+    const { r } = runHugepages([
+      "{ call: RMPUPDATE, nth: 1, status: FAIL_OVERLAP, times: 100000 }",
+    ]);
     expect(r.report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
-    expect(r.report.invariants.violations[0]!.message).toMatch(/RMPUPDATE of frame 0x[0-9a-f]+ returned FAIL_OVERLAP 1000 times in a row: Linux's rmpupdate\(\) would spin here forever/);
+    expect(r.report.invariants.violations[0]!.message).toMatch(
+      /RMPUPDATE of frame 0x[0-9a-f]+ returned FAIL_OVERLAP 1000 times in a row: Linux's rmpupdate\(\) would spin here forever/,
+    );
   });
 });
 
@@ -290,7 +329,11 @@ describe("what the explorer sees a SEV fault read", () => {
     vm.loadRoots(vm.vcpus[0]!);
     const steps: { read: Set<number>; written: Set<number> }[] = [];
     let cur = { read: new Set<number>(), written: new Set<number>() };
-    const rec = { read: (id: number) => cur.read.add(id), write: (id: number) => cur.written.add(id), add: (id: number) => cur.written.add(id) };
+    const rec = {
+      read: (id: number) => cur.read.add(id),
+      write: (id: number) => cur.written.add(id),
+      add: (id: number) => cur.written.add(id),
+    };
     vm.clock.fp = rec as unknown as FootprintRecorder;
     const pf = vm.vcpus[0]!.pf.begin(gpa, true, true, false, false);
     for (let r = pf.step(); ; r = pf.step()) {
@@ -306,7 +349,9 @@ describe("what the explorer sees a SEV fault read", () => {
   function rmpIds(vm: Vm, ids: Set<number>): number[] {
     const rmp = vm.host.container.resolve(RMP);
     const head = gmemPfn(vm, 0x200) - (gmemPfn(vm, 0x200) % 512);
-    return [...ids].filter((id) => id === rmp.entryId(head) || id === rmp.entryId(gmemPfn(vm, 0x200)));
+    return [...ids].filter(
+      (id) => id === rmp.entryId(head) || id === rmp.entryId(gmemPfn(vm, 0x200)),
+    );
   }
 
   function gmemPfn(vm: Vm, gfn: number): number {
@@ -323,7 +368,9 @@ describe("what the explorer sees a SEV fault read", () => {
     const faultin = stepFootprints(vm, 0x200000).find((s) => s.read.has(R_INVALIDATE))!;
     expect(faultin).toBeDefined();
     expect(rmpIds(vm, faultin.written)).toEqual([]);
-    expect(rmpIds(vm, faultin.read)).toContain(vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200)));
+    expect(rmpIds(vm, faultin.read)).toContain(
+      vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200)),
+    );
     expect(faultin.read.has(R_BACKEND)).toBe(false);
   });
 
@@ -333,7 +380,9 @@ describe("what the explorer sees a SEV fault read", () => {
     const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
     const prepare = steps[faultin + 1]!;
     // One 2M RMPUPDATE: the head's entry is written.
-    expect(rmpIds(vm, prepare.written)).toEqual([vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200))]);
+    expect(rmpIds(vm, prepare.written)).toEqual([
+      vm.host.container.resolve(RMP).entryId(gmemPfn(vm, 0x200)),
+    ]);
     expect(prepare.read.has(R_SLOTS)).toBe(false);
     expect(prepare.read.has(R_ATTR)).toBe(false);
     // kvm_mmu_hugepage_adjust runs in kvm_tdp_mmu_map, in the step that takes the read lock.
@@ -349,34 +398,40 @@ describe("the explorer with reduction reaches what it reaches without", () => {
   function finalTraces(text: string, reduction: boolean): Set<string> {
     const scn = parseScenarioText(text, "race.yaml");
     const traces = new Set<string>();
-    const r = explore(() => {
-      const built = buildRun(scn, { backend: sev, interleave: true });
-      const calls: string[] = [];
-      // An op the kernel refuses ends its program, as the VMM that got the error would stop.
-      function* refusedEnds(op: Op<unknown>): Op<unknown> {
-        try {
-          return yield* op;
-        } catch (e) {
-          if (!OpError.is(e)) throw e;
-          calls.push(`refused: ${e.message}`);
+    const r = explore(
+      () => {
+        const built = buildRun(scn, { backend: sev, interleave: true });
+        const calls: string[] = [];
+        // An op the kernel refuses ends its program, as the VMM that got the error would stop.
+        function* refusedEnds(op: Op<unknown>): Op<unknown> {
+          try {
+            return yield* op;
+          } catch (e) {
+            if (!OpError.is(e)) throw e;
+            calls.push(`refused: ${e.message}`);
+          }
         }
-      }
-      for (const t of built.tasks) (t as { op: Op<unknown> }).op = refusedEnds(t.op);
-      built.vm.events.subscribe((e) => {
-        if (e.type === "call") calls.push(e.name);
-        if (e.type === "hook") calls.push(e.hook);
-      });
-      return {
-        tasks: built.tasks, clock: built.clock,
-        setRecorder: (fp) => { built.host.pool.fp = fp; },
-        check: (final) => {
-          if (final) traces.add([...calls].sort().join(","));
-          return built.check(final).violations;
-        },
-        classify: () => null,
-        release: () => built.host.release(),
-      };
-    }, { reduction });
+        for (const t of built.tasks) (t as { op: Op<unknown> }).op = refusedEnds(t.op);
+        built.vm.events.subscribe((e) => {
+          if (e.type === "call") calls.push(e.name);
+          if (e.type === "hook") calls.push(e.hook);
+        });
+        return {
+          tasks: built.tasks,
+          clock: built.clock,
+          setRecorder: (fp) => {
+            built.host.pool.fp = fp;
+          },
+          check: (final) => {
+            if (final) traces.add([...calls].sort().join(","));
+            return built.check(final).violations;
+          },
+          classify: () => null,
+          release: () => built.host.release(),
+        };
+      },
+      { reduction },
+    );
     expect(r.violation).toBeNull();
     expect(r.exhausted).toBe(true);
     return traces;
@@ -398,8 +453,17 @@ host:
     // The populate step fills guest_memfd as a fault's faultin step does: the explorer orders them.
     // Populate first: the page is prepared, the fault finds it so. The fault first: the page is
     // the guest's, and kvm_gmem_populate refuses it with -EEXIST before any firmware call.
-    expect([...reduced].some((t) => !t.includes("gmemPrepare") && t.includes("SNP_LAUNCH_UPDATE"))).toBe(true);
-    expect([...reduced].some((t) => t.includes("gmemPrepare") && t.includes("refused: populate") && !t.includes("SNP_LAUNCH_UPDATE"))).toBe(true);
+    expect(
+      [...reduced].some((t) => !t.includes("gmemPrepare") && t.includes("SNP_LAUNCH_UPDATE")),
+    ).toBe(true);
+    expect(
+      [...reduced].some(
+        (t) =>
+          t.includes("gmemPrepare") &&
+          t.includes("refused: populate") &&
+          !t.includes("SNP_LAUNCH_UPDATE"),
+      ),
+    ).toBe(true);
   });
 });
 
@@ -422,7 +486,9 @@ ${inject}vcpus:
 
   it("when the first prepare fails, the waiting fault prepares the page itself", () => {
     const inject = "inject:\n  - { call: RMPUPDATE, nth: 1, status: FAIL_INPUT, times: 1 }\n";
-    const r = exploreScenario(parseScenarioText(text(inject), "prepare-fail-race.yaml"), { backend: sev });
+    const r = exploreScenario(parseScenarioText(text(inject), "prepare-fail-race.yaml"), {
+      backend: sev,
+    });
     expect(r.violation?.violations ?? []).toEqual([]);
     expect(r.exhausted).toBe(true);
   });
@@ -447,7 +513,10 @@ vcpus:
 
   it("ends the op with -EFAULT at that page (Linux's rmpupdate()), which stays unprepared, and the guest's fault prepares it", () => {
     const r = runScenario(parseScenarioText(text, "launch-update-fails.yaml"), { backend: sev });
-    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({ mapped: 1, status: -14 });
+    expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({
+      mapped: 1,
+      status: -14,
+    });
     const slot = r.vm.memslots.find(1)!;
     expect(slot.gmem!.isPrepared(1 - slot.baseGfn)).toBe(true);
     expect(r.report.ops.find((o) => o.op === "accept")!.result).toEqual({ ok: 1, exceptions: 0 });
@@ -463,7 +532,10 @@ vcpus:
 describe("a conversion racing a fault on the same page", () => {
   it("tdx-zap-race on sev, bound 2: no interleaving maps a private page for a shared GFN", () => {
     const path = `${SCENARIOS}tdx-zap-race.yaml`;
-    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: sev, preemptionBound: 2 });
+    const r = exploreScenario(parseScenarioText(readFileSync(path, "utf8"), path), {
+      backend: sev,
+      preemptionBound: 2,
+    });
     expect(r.violation?.violations ?? []).toEqual([]);
     expect(r.schedules).toBeGreaterThan(50);
   });

@@ -6,9 +6,35 @@
  * back to the host unassigned and leaves the other guest untouched.
  */
 import { describe, expect, it } from "vitest";
-import { GuestLivelock, Host, OWNER_FREE, checkInvariants, hostOps, runToEnd, type Vm } from "@tdpemu/core/testing";
-import { PFERR_ENC, PFERR_GUEST_FINAL, PFERR_PRESENT, PFERR_RMP, PFERR_USER, PFERR_WRITE, type SevBackend } from "../src/testing.js";
-import { MiB, accept, access, gmemPfn, makeSevVm, nptLeaf, sharedPfn, writeNptLeaf, type SevFixture } from "./sev-helpers.js";
+import {
+  GuestLivelock,
+  Host,
+  OWNER_FREE,
+  checkInvariants,
+  hostOps,
+  runToEnd,
+  type Vm,
+} from "@tdpemu/core/testing";
+import {
+  PFERR_ENC,
+  PFERR_GUEST_FINAL,
+  PFERR_PRESENT,
+  PFERR_RMP,
+  PFERR_USER,
+  PFERR_WRITE,
+  type SevBackend,
+} from "../src/testing.js";
+import {
+  MiB,
+  accept,
+  access,
+  gmemPfn,
+  makeSevVm,
+  nptLeaf,
+  sharedPfn,
+  writeNptLeaf,
+  type SevFixture,
+} from "./sev-helpers.js";
 
 /** GFNs each guest validates and writes: two 2 MiB ranges, edges included. */
 const PAGES = [0x0, 0x1, 0x2, 0x1ff, 0x200, 0x201, 0x3ff];
@@ -35,7 +61,8 @@ function twoGuests(hostPageLevel: 1 | 2): { host: Host; one: SevFixture; two: Se
 function framesOf(g: SevFixture): Set<number> {
   const out = new Set<number>();
   for (const gfn of PAGES) out.add(gmemPfn(g.vm, gfn));
-  for (const e of g.be.rmp.assigned()) if (e.asid === g.be.asid) for (let i = 0; i < (e.size2m ? 512 : 1); i++) out.add(e.pfn + i);
+  for (const e of g.be.rmp.assigned())
+    if (e.asid === g.be.asid) for (let i = 0; i < (e.size2m ? 512 : 1); i++) out.add(e.pfn + i);
   return out;
 }
 
@@ -57,8 +84,18 @@ for (const hostPageLevel of [1, 2] as const) {
         const f1 = gmemPfn(one.vm, gfn);
         const f2 = gmemPfn(two.vm, gfn);
         expect(f1).not.toBe(f2);
-        expect(one.be.rmp.lookup(f1)).toMatchObject({ assigned: true, size2m: false, validated: true, asid: one.be.asid });
-        expect(two.be.rmp.lookup(f2)).toMatchObject({ assigned: true, size2m: false, validated: true, asid: two.be.asid });
+        expect(one.be.rmp.lookup(f1)).toMatchObject({
+          assigned: true,
+          size2m: false,
+          validated: true,
+          asid: one.be.asid,
+        });
+        expect(two.be.rmp.lookup(f2)).toMatchObject({
+          assigned: true,
+          size2m: false,
+          validated: true,
+          asid: two.be.asid,
+        });
         expect(one.be.rmp.lookup(f1).gfn).toBe(gfn);
         expect(two.be.rmp.lookup(f2).gfn).toBe(gfn);
         expect(host.frames.ownerOfPfn(f1)).toBe(one.vm.owner);
@@ -70,7 +107,12 @@ for (const hostPageLevel of [1, 2] as const) {
       // Every frame the RMP gives an ASID belongs to that ASID's VM.
       for (const e of one.be.rmp.assigned()) {
         // ASID 0: a firmware page (a guest context), the VM's that made it.
-        const owner = e.asid === one.be.asid || e.pfn === one.be.contextPage ? one.vm.owner : e.asid === two.be.asid || e.pfn === two.be.contextPage ? two.vm.owner : -1;
+        const owner =
+          e.asid === one.be.asid || e.pfn === one.be.contextPage
+            ? one.vm.owner
+            : e.asid === two.be.asid || e.pfn === two.be.contextPage
+              ? two.vm.owner
+              : -1;
         expect(host.frames.ownerOfPfn(e.pfn)).toBe(owner);
       }
       expect(violations(one.vm)).toEqual([]);
@@ -87,26 +129,37 @@ for (const hostPageLevel of [1, 2] as const) {
         for (const gfn of [0x1, 0x201]) {
           const target = gmemPfn(victim.vm, gfn);
           const entry = victim.be.rmp.lookup(target);
-          expect(nptLeaf(attacker.vm, gfn)).toMatchObject({ level: 1, pfn: gmemPfn(attacker.vm, gfn) });
+          expect(nptLeaf(attacker.vm, gfn)).toMatchObject({
+            level: 1,
+            pfn: gmemPfn(attacker.vm, gfn),
+          });
           const w = writeNptLeaf(attacker.vm, gfn, 1, target);
           for (const op of ["read", "write", "pvalidate"] as const) {
             const raised = raisedBy(attacker.be, () => {
-              expect(() => (op === "pvalidate" ? accept(attacker.vm, gfn * 4096) : access(attacker.vm, gfn * 4096, op === "write"))).toThrow(GuestLivelock);
+              expect(() =>
+                op === "pvalidate"
+                  ? accept(attacker.vm, gfn * 4096)
+                  : access(attacker.vm, gfn * 4096, op === "write"),
+              ).toThrow(GuestLivelock);
             });
             const code = NPF_BASE | PFERR_ENC | PFERR_RMP | (op === "write" ? PFERR_WRITE : 0n);
             expect(raised.length).toBeGreaterThan(1);
-            for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: gfn * 4096, errorCode: code });
+            for (const ex of raised)
+              expect(ex).toEqual({ kind: "#NPF", gpa: gfn * 4096, errorCode: code });
           }
           // The victim's entry is as it was (same GFN in both guests: only the ASID differs).
           expect(victim.be.rmp.lookup(target)).toEqual(entry);
           expect(entry.asid).toBe(victim.be.asid);
-          expect(violations(attacker.vm).some((v) => v.startsWith("leaf-frame-owned-by-vm"))).toBe(true);
+          expect(violations(attacker.vm).some((v) => v.startsWith("leaf-frame-owned-by-vm"))).toBe(
+            true,
+          );
           w.restore();
         }
         expect(victim.be.raisedTotal).toBe(victimRaised);
         expect(violations(one.vm)).toEqual([]);
         expect(violations(two.vm)).toEqual([]);
-        for (const g of [one, two]) for (const gfn of PAGES) expect(access(g.vm, gfn * 4096, true)).toBe("ok");
+        for (const g of [one, two])
+          for (const gfn of PAGES) expect(access(g.vm, gfn * 4096, true)).toBe("ok");
       });
     }
 
@@ -118,15 +171,27 @@ for (const hostPageLevel of [1, 2] as const) {
       expect(nptLeaf(two.vm, gfn)).toMatchObject({ level: 1, pfn: sharedPfn(two.vm, gfn) });
       const target = gmemPfn(one.vm, 0x2);
       const w = writeNptLeaf(two.vm, gfn, 1, target);
-      const raised = raisedBy(two.be, () => expect(() => access(two.vm, gfn * 4096, true, true)).toThrow(GuestLivelock));
+      const raised = raisedBy(two.be, () =>
+        expect(() => access(two.vm, gfn * 4096, true, true)).toThrow(GuestLivelock),
+      );
       expect(raised.length).toBeGreaterThan(1);
-      for (const ex of raised) expect(ex).toEqual({ kind: "#NPF", gpa: gfn * 4096, errorCode: NPF_BASE | PFERR_RMP | PFERR_WRITE });
+      for (const ex of raised)
+        expect(ex).toEqual({
+          kind: "#NPF",
+          gpa: gfn * 4096,
+          errorCode: NPF_BASE | PFERR_RMP | PFERR_WRITE,
+        });
       // docs/sev-snp.md §1.3, check 2: shared reads are not checked; they see guest 1's
       // ciphertext.
       expect(access(two.vm, gfn * 4096, false, true)).toBe("ok");
       expect(two.be.rawCall(two.vm, "HOST.READ", { page: target }).detail).toBe("ciphertext");
       w.restore();
-      expect(one.be.rmp.lookup(target)).toMatchObject({ assigned: true, validated: true, asid: one.be.asid, gfn: 0x2 });
+      expect(one.be.rmp.lookup(target)).toMatchObject({
+        assigned: true,
+        validated: true,
+        asid: one.be.asid,
+        gfn: 0x2,
+      });
       expect(violations(two.vm)).toEqual([]);
     });
 
@@ -164,7 +229,12 @@ for (const hostPageLevel of [1, 2] as const) {
       expect(three.be.asid).not.toBe(two.be.asid);
       for (const gfn of PAGES) {
         expect(accept(three.vm, gfn * 4096)).toBe("ok");
-        expect(three.be.rmp.lookup(gmemPfn(three.vm, gfn))).toMatchObject({ assigned: true, validated: true, asid: three.be.asid, gfn });
+        expect(three.be.rmp.lookup(gmemPfn(three.vm, gfn))).toMatchObject({
+          assigned: true,
+          validated: true,
+          asid: three.be.asid,
+          gfn,
+        });
       }
       for (const gfn of PAGES) expect(access(two.vm, gfn * 4096, true)).toBe("ok");
       expect([...frames2].map((pfn) => two.be.rmp.lookup(pfn))).toEqual(rmp2Before);

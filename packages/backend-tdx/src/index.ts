@@ -8,7 +8,8 @@ export { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
 
 export const registration: BackendRegistration = {
   name: "tdx",
-  description: "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)",
+  description:
+    "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)",
   register(c) {
     c.register(BACKEND, { useClass: TdxBackend });
   },

@@ -44,7 +44,13 @@
  */
 import { STEP_YIELD, type Clock, type StepMachine } from "@tdpemu/backend-sdk";
 import type { SeamModule, SeamResult } from "./seam/seam-module.js";
-import { TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_INVALID_PROMOTE_CONDITIONS, isOk, statusClass, statusName } from "./seam/status.js";
+import {
+  TDX_EPT_ENTRY_STATE_INCORRECT,
+  TDX_EPT_INVALID_PROMOTE_CONDITIONS,
+  isOk,
+  statusClass,
+  statusName,
+} from "./seam/status.js";
 import { SEPT_FREE } from "./seam/sept.js";
 
 /** What the removal needs of KVM's side of the TD (`TdxBackend`). */
@@ -95,11 +101,16 @@ export class SeptChange implements StepMachine {
   private newSept = -1;
   /** The pages WBINVD writes back at the end, from `pfn`: the removed page's 1 or 512, or the merged-away S-EPT page. */
   private wbPages = 1;
-  private readonly block = () => this.host.module.memRangeBlock(this.gpa, this.tdxLevel, this.host.tdr);
-  private readonly remove = () => this.host.module.memPageRemove(this.gpa, this.tdxLevel, this.host.tdr);
-  private readonly demote = () => this.host.module.memPageDemote(this.gpa, this.tdxLevel, this.host.tdr, this.newSept);
-  private readonly unblock = () => this.host.module.memRangeUnblock(this.gpa, this.tdxLevel, this.host.tdr);
-  private readonly promote = () => this.host.module.memPagePromote(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly block = () =>
+    this.host.module.memRangeBlock(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly remove = () =>
+    this.host.module.memPageRemove(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly demote = () =>
+    this.host.module.memPageDemote(this.gpa, this.tdxLevel, this.host.tdr, this.newSept);
+  private readonly unblock = () =>
+    this.host.module.memRangeUnblock(this.gpa, this.tdxLevel, this.host.tdr);
+  private readonly promote = () =>
+    this.host.module.memPagePromote(this.gpa, this.tdxLevel, this.host.tdr);
 
   constructor(
     private readonly host: RemovalHost,
@@ -148,8 +159,13 @@ export class SeptChange implements StepMachine {
       case S_BLOCK: {
         const blocked = host.noVcpusRetry(this.block);
         if (!isOk(blocked.status)) {
-          if (this.mode === MODE_REMOVE && statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT && host.nrPremapped > 0 &&
-              blocked.levelState !== undefined && (blocked.levelState >> 8n) === BigInt(SEPT_FREE)) {
+          if (
+            this.mode === MODE_REMOVE &&
+            statusClass(blocked.status) === TDX_EPT_ENTRY_STATE_INCORRECT &&
+            host.nrPremapped > 0 &&
+            blocked.levelState !== undefined &&
+            blocked.levelState >> 8n === BigInt(SEPT_FREE)
+          ) {
             host.nrPremapped--;
             return 0;
           }
@@ -172,13 +188,15 @@ export class SeptChange implements StepMachine {
         if (isOk(promoted.status)) {
           // The freed S-EPT page is the one KVM linked there, and was written under the TD's key:
           // written back before the host has it again, as a removed page is.
-          if (promoted.pfn !== this.newSept) return host.bug("TDH.MEM.PAGE.PROMOTE returned another S-EPT page", promoted);
+          if (promoted.pfn !== this.newSept)
+            return host.bug("TDH.MEM.PAGE.PROMOTE returned another S-EPT page", promoted);
           this.pfn = this.newSept;
           this.wbPages = 1;
           this.state = S_WBINVD;
           return this.next();
         }
-        if (statusClass(promoted.status) !== TDX_EPT_INVALID_PROMOTE_CONDITIONS) return host.bug("TDH.MEM.PAGE.PROMOTE", promoted);
+        if (statusClass(promoted.status) !== TDX_EPT_INVALID_PROMOTE_CONDITIONS)
+          return host.bug("TDH.MEM.PAGE.PROMOTE", promoted);
         this.state = S_UNBLOCK;
         return this.next();
       }

@@ -9,9 +9,29 @@
  * mode and retries once; any other failure is a KVM_BUG_ON that marks the VM bugged.
  */
 import {
-  ACCESS_FAULT, ACCESS_GUEST_EXCEPTION, ACCESS_OK, GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, inject, injectable, CallCounts, ControlPages, EBUSY, EINVAL, EIO, KvmBug, resourceId, sharedGfnBit,
-  type Backend, type BackendStats, type BackendVm, type FaultSpec, type Level, type MirrorView,
-  type RawCallArgs, type StepMachine,
+  ACCESS_FAULT,
+  ACCESS_GUEST_EXCEPTION,
+  ACCESS_OK,
+  GUEST_PAGE_ACCEPTED,
+  GUEST_PAGE_OWNED,
+  inject,
+  injectable,
+  CallCounts,
+  ControlPages,
+  EBUSY,
+  EINVAL,
+  EIO,
+  KvmBug,
+  resourceId,
+  sharedGfnBit,
+  type Backend,
+  type BackendStats,
+  type BackendVm,
+  type FaultSpec,
+  type Level,
+  type MirrorView,
+  type RawCallArgs,
+  type StepMachine,
 } from "@tdpemu/backend-sdk";
 import { SeptChange } from "./sept-change.js";
 import { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
@@ -22,14 +42,26 @@ import { resultNotSuccess, resultOk } from "./seam/seam-result.js";
 import { PT_NDA } from "./seam/pamt.js";
 import { SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_STATE_NAMES } from "./seam/sept.js";
 import {
-  TDX_FLUSHVP_NOT_DONE, TDX_STATUS, TDX_VCPU_NOT_ASSOCIATED, formatStatus, isBusy, isOk, statusClass, tdxOperandBusy,
+  TDX_FLUSHVP_NOT_DONE,
+  TDX_STATUS,
+  TDX_VCPU_NOT_ASSOCIATED,
+  formatStatus,
+  isBusy,
+  isOk,
+  statusClass,
+  tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
 import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
 import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
 import { MIN_TDVPS_PAGES } from "./seam/vp-leaves.js";
 import {
-  TD_TSC_MULTIPLIER, TD_TSC_OFFSET, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV, mdFieldByName,
+  TD_TSC_MULTIPLIER,
+  TD_TSC_OFFSET,
+  VP_PIN_BASED_VM_EXEC_CONTROL,
+  VP_POSTED_INTR_DESC_ADDR,
+  VP_POSTED_INTR_NV,
+  mdFieldByName,
 } from "./seam/md-leaves.js";
 
 /** Linux's POSTED_INTR_VECTOR (0xf2), and PIN_BASED_POSTED_INTR (bit 7 of the pin-based controls). */
@@ -53,7 +85,8 @@ const MAP_GPA = VE + 3;
 @injectable()
 export class TdxBackend implements Backend, CallListener {
   readonly name: string = "tdx";
-  readonly description = "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
+  readonly description =
+    "Intel TDX: mirror page tables propagated to a model of the TDX module (S-EPT, PAMT, epochs, locks)";
   readonly usesMirrorRoot = true;
   readonly hasPrivateMemory = true;
   /**
@@ -114,15 +147,25 @@ export class TdxBackend implements Backend, CallListener {
     this.vm = vm;
     this.module.attach(vm.clock);
     this.space = vm.clock.newResourceSpace();
-    this.pages = new ControlPages(vm.host.frames, vm.owner, vm.clock, resourceId(this.space, 0), "TDX control pages");
+    this.pages = new ControlPages(
+      vm.host.frames,
+      vm.owner,
+      vm.clock,
+      resourceId(this.space, 0),
+      "TDX control pages",
+    );
     this.hkid = this.keyids.alloc();
     this.tdr = this.pages.alloc();
     this.module.listen(this.tdr, this);
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
     this.td = this.module.tds.get(this.tdr)!;
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
-    for (let i = 0; i < TDCS_PAGES; i++) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
-    this.must("TDH.MNG.INIT", this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }));
+    for (let i = 0; i < TDCS_PAGES; i++)
+      this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
+    this.must(
+      "TDH.MNG.INIT",
+      this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }),
+    );
     // tdx_td_init reads the TD's TSC offset and multiplier back (td_tdcs_exec_read64).
     this.must("TDH.MNG.RD", this.module.mngRd(this.tdr, TD_TSC_OFFSET));
     this.must("TDH.MNG.RD", this.module.mngRd(this.tdr, TD_TSC_MULTIPLIER));
@@ -141,9 +184,30 @@ export class TdxBackend implements Backend, CallListener {
       }
       this.must("TDH.VP.INIT", this.module.vpInit(tdvpr, i));
       // tdx_vcpu_init: posted interrupts, through the TD VMCS (td_vmcs_write16/64, setbit32).
-      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_POSTED_INTR_NV, POSTED_INTR_VECTOR, 0xffffn));
-      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_POSTED_INTR_DESC_ADDR, BigInt(tdvpr) << 12n, 0xffffffffffffffffn));
-      this.must("TDH.VP.WR", this.module.vpWr(tdvpr, i, VP_PIN_BASED_VM_EXEC_CONTROL, PIN_BASED_POSTED_INTR, PIN_BASED_POSTED_INTR));
+      this.must(
+        "TDH.VP.WR",
+        this.module.vpWr(tdvpr, i, VP_POSTED_INTR_NV, POSTED_INTR_VECTOR, 0xffffn),
+      );
+      this.must(
+        "TDH.VP.WR",
+        this.module.vpWr(
+          tdvpr,
+          i,
+          VP_POSTED_INTR_DESC_ADDR,
+          BigInt(tdvpr) << 12n,
+          0xffffffffffffffffn,
+        ),
+      );
+      this.must(
+        "TDH.VP.WR",
+        this.module.vpWr(
+          tdvpr,
+          i,
+          VP_PIN_BASED_VM_EXEC_CONTROL,
+          PIN_BASED_POSTED_INTR,
+          PIN_BASED_POSTED_INTR,
+        ),
+      );
       this.tdcxPages.push(tdcx);
       this.tdvprs.push(tdvpr);
       this.inGuest.push(false);
@@ -275,7 +339,8 @@ export class TdxBackend implements Backend, CallListener {
       this.lastFailure = `TDH.MEM.PAGE.ADD of gfn 0x${gfn.toString(16)} failed: ${formatStatus(r.status)}`;
       return tdxOperandBusy(r.status) ? EBUSY : EIO;
     }
-    if (this.nrPremapped === 0) this.bugOn(`nr_premapped is 0 at PAGE.ADD of gfn 0x${gfn.toString(16)}`);
+    if (this.nrPremapped === 0)
+      this.bugOn(`nr_premapped is 0 at PAGE.ADD of gfn 0x${gfn.toString(16)}`);
     this.nrPremapped--;
     if (!measure) return 0;
     for (let i = 0; i < 16; i++) {
@@ -315,7 +380,8 @@ export class TdxBackend implements Backend, CallListener {
     for (let v = 0; v < this.tdvprs.length; v++) {
       if (this.vcpuCpu(v) === -1) continue;
       const r = this.module.vpFlush(this.tdvprs[v]!, v);
-      if (!isOk(r.status) && statusClass(r.status) !== TDX_VCPU_NOT_ASSOCIATED) this.bug("TDH.VP.FLUSH", r);
+      if (!isOk(r.status) && statusClass(r.status) !== TDX_VCPU_NOT_ASSOCIATED)
+        this.bug("TDH.VP.FLUSH", r);
       this.setVcpuCpu(v, -1);
     }
     const done = this.module.mngVpflushdone(this.tdr);
@@ -363,14 +429,17 @@ export class TdxBackend implements Backend, CallListener {
     if (this.hkidAssigned) {
       // `tdx_reclaim_td_control_pages` returns at once while the HKID is assigned (its release
       // gave up): the TDR, TDCS and TDVPR pages stay the module's, leaked on purpose.
-      for (const page of [...this.vcpuPages(), ...this.td.tdcx, this.tdr]) this.leak(page, `control page ${page} kept: the HKID is still assigned`);
+      for (const page of [...this.vcpuPages(), ...this.td.tdcx, this.tdr])
+        this.leak(page, `control page ${page} kept: the HKID is still assigned`);
       return;
     }
-    for (const page of [...this.vcpuPages(), ...this.td.tdcx]) if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
+    for (const page of [...this.vcpuPages(), ...this.td.tdcx])
+      if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
     if (this.reclaimOrLeak(this.tdr, "control page")) {
       const wb = this.module.phymemPageWbinvd(this.tdr, this.keyids.globalKeyid, this.tdr);
       if (isOk(wb.status)) this.pages.release(this.tdr);
-      else this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
+      else
+        this.leak(this.tdr, `TDH.PHYMEM.PAGE.WBINVD of the TDR failed: ${statusName(wb.status)}`);
     }
     this.pages.releaseBlocks();
   }
@@ -398,9 +467,13 @@ export class TdxBackend implements Backend, CallListener {
    * only count the premap, which is 4K only.
    */
   setExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number {
-    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages)) throw new KvmBug(`TDX maps private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`);
+    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages))
+      throw new KvmBug(
+        `TDX maps private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`,
+      );
     if (this.td.opState !== OP_RUNNABLE) {
-      if (level !== 1) this.bugOn(`a 2M premap of gfn 0x${gfn.toString(16)} before the TD is runnable`);
+      if (level !== 1)
+        this.bugOn(`a 2M premap of gfn 0x${gfn.toString(16)} before the TD is runnable`);
       this.nrPremapped++;
       return 0;
     }
@@ -416,16 +489,22 @@ export class TdxBackend implements Backend, CallListener {
    * is gone (the guest_memfd's release zaps them first), so a removal without it is a KVM bug.
    */
   removeExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
-    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages)) throw new KvmBug(`TDX removes private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`);
+    if (level !== 1 && !(level === 2 && vm.config.tdxHugePages))
+      throw new KvmBug(
+        `TDX removes private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`,
+      );
     if (!this.hkidAssigned) {
-      if (!this.vmDead) this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
+      if (!this.vmDead)
+        this.bugOn(`remove_external_spte of gfn 0x${gfn.toString(16)} after the HKID was released`);
       // After KVM_TDX_TERMINATE_VM: `tdx_reclaim_page`, one RECLAIM; a failure leaks the page
       // (it stays pinned in guest_memfd, not one of the control pages) and is the caller's
       // KVM_BUG_ON.
       // A 2 MiB page is reclaimed by its 2M PAMT entry, named by its first PFN.
       const r = this.reclaim(pfn);
       if (isOk(r.status)) return 0;
-      this.vm.leak(`TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`);
+      this.vm.leak(
+        `TDH.PHYMEM.PAGE.RECLAIM of private page ${pfn} (gfn 0x${gfn.toString(16)}) failed: ${statusName(r.status)}`,
+      );
       return EIO;
     }
     this.removal ??= new SeptChange(this, this.vm.clock);
@@ -437,8 +516,16 @@ export class TdxBackend implements Backend, CallListener {
    * 2 MiB leaf of a runnable TD becomes 512 4K ones in `externalSpt` by BLOCK, TRACK and the
    * kick, and DEMOTE (`sept-change.ts`). Anything else is a KVM_BUG_ON.
    */
-  splitExternalSpte(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine {
-    if (this.td.opState !== OP_RUNNABLE || level !== 2) this.bugOn(`split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${this.td.opState !== OP_RUNNABLE ? " before the TD is runnable" : ""}`);
+  splitExternalSpte(
+    _vm: BackendVm,
+    gfn: number,
+    level: Level,
+    externalSpt: number,
+  ): number | StepMachine {
+    if (this.td.opState !== OP_RUNNABLE || level !== 2)
+      this.bugOn(
+        `split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${this.td.opState !== OP_RUNNABLE ? " before the TD is runnable" : ""}`,
+      );
     this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.beginSplit(gfn, externalSpt);
   }
@@ -451,9 +538,15 @@ export class TdxBackend implements Backend, CallListener {
    * page is free in the PAMT at once; KVM gives it back with the mirror table. Only with
    * `tdxHugePages`, on a runnable TD.
    */
-  promoteExternalSpt(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine {
+  promoteExternalSpt(
+    vm: BackendVm,
+    gfn: number,
+    level: Level,
+    externalSpt: number,
+  ): number | StepMachine {
     if (!vm.config.tdxHugePages || level !== 2) return -11;
-    if (this.td.opState !== OP_RUNNABLE) this.bugOn(`promote of gfn 0x${gfn.toString(16)} before the TD is runnable`);
+    if (this.td.opState !== OP_RUNNABLE)
+      this.bugOn(`promote of gfn 0x${gfn.toString(16)} before the TD is runnable`);
     this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.beginPromote(gfn, externalSpt);
   }
@@ -463,7 +556,10 @@ export class TdxBackend implements Backend, CallListener {
    * page owned by the module: the core leaks it on purpose and counts it.
    */
   freeExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
-    if (this.hkidAssigned) this.bugOn(`free_external_spt of the table at gfn 0x${gfn.toString(16)} level ${level} while the HKID is assigned`);
+    if (this.hkidAssigned)
+      this.bugOn(
+        `free_external_spt of the table at gfn 0x${gfn.toString(16)} level ${level} while the HKID is assigned`,
+      );
     const r = this.reclaim(externalSpt);
     if (isOk(r.status)) return 0;
     this.pages.markLeaked(externalSpt);
@@ -499,7 +595,13 @@ export class TdxBackend implements Backend, CallListener {
    * fine, PENDING gives the guest a #VE, anything else is an EPT violation (TD exit). Shared
    * GPAs go through the shared EPT, which the core walks.
    */
-  checkGuestAccess(_vm: BackendVm, vcpu: number, gpa: number, _write: boolean, privateAccess: boolean): number {
+  checkGuestAccess(
+    _vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    _write: boolean,
+    privateAccess: boolean,
+  ): number {
     if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     if (!privateAccess) return -1;
     const t = this.module.guestTranslate(this.tdvprs[vcpu]!, gpa);
@@ -559,12 +661,25 @@ export class TdxBackend implements Backend, CallListener {
    * (TDH.VP.ENTER returns), which hands it to userspace as KVM_HC_MAP_GPA_RANGE
    * (`tdx_map_gpa`).
    */
-  guestMapGpa(_vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): number {
+  guestMapGpa(
+    _vm: BackendVm,
+    vcpu: number,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+  ): number {
     if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
     this.calls.add(MAP_GPA);
     if (this.vm?.events.on) {
       const gpa = (gfn * 4096 + (toPrivate ? 0 : 2 ** (this.vm.config.gpaw - 1))).toString(16);
-      this.vm.events.emit({ type: "call", vm: this.vm.id, name: "TDG.VP.VMCALL<MapGPA>", detail: `gpa 0x${gpa} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "TD exit", tone: "ok" });
+      this.vm.events.emit({
+        type: "call",
+        vm: this.vm.id,
+        name: "TDG.VP.VMCALL<MapGPA>",
+        detail: `gpa 0x${gpa} ${npages} pages to ${toPrivate ? "private" : "shared"}`,
+        status: "TD exit",
+        tone: "ok",
+      });
     }
     this.exit(vcpu);
     return ACCESS_OK;
@@ -643,7 +758,10 @@ export class TdxBackend implements Backend, CallListener {
   /** `KVM_BUG_ON` after a failed SEAMCALL: the VM is bugged; the run stops with a violation. */
   bug(name: string, r: SeamResult): never {
     this.bugged = true;
-    const extra = r.entry !== undefined ? ` (entry 0x${r.entry.toString(16)}, level_state 0x${r.levelState!.toString(16)})` : "";
+    const extra =
+      r.entry !== undefined
+        ? ` (entry 0x${r.entry.toString(16)}, level_state 0x${r.levelState!.toString(16)})`
+        : "";
     throw new KvmBug(`SEAMCALL ${name} failed: ${formatStatus(r.status)}${extra}`);
   }
 
@@ -661,7 +779,15 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /** The module's `CallListener`: every call it made for this TD is counted, and an event (with its text) if someone listens. */
-  seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+  seamcallDone(
+    leaf: number,
+    r: SeamResult,
+    tdr: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+  ): void {
     this.calls.add(r.tdExit === undefined ? leaf : ACCEPT_EXIT);
     // The rare parts in functions of their own, so that this one stays small enough to inline.
     if (resultNotSuccess(r)) this.countFailure(r.status);
@@ -670,14 +796,38 @@ export class TdxBackend implements Backend, CallListener {
 
   private countFailure(status: bigint): void {
     if (isBusy(status)) this.busy++;
-    else if (!isOk(status)) this.errors[statusName(status)] = (this.errors[statusName(status)] ?? 0) + 1;
+    else if (!isOk(status))
+      this.errors[statusName(status)] = (this.errors[statusName(status)] ?? 0) + 1;
   }
 
-  private emitCall(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void {
+  private emitCall(
+    leaf: number,
+    r: SeamResult,
+    tdr: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+  ): void {
     // A TDCALL that exited has no status: the event says what happened instead.
     const status = r.tdExit !== undefined ? `TD exit (${r.tdExit})` : statusName(r.status);
-    const tone = r.tdExit !== undefined ? "exception" : isOk(r.status) ? "ok" : isBusy(r.status) ? "busy" : "error";
-    this.vm.events.emit({ type: "call", vm: this.vm.id, name: SEAMCALL_NAMES[leaf]!, detail: callDetail(leaf, tdr, a, b, c, d), status, tone, ...(r.injected ? { injected: true } : {}) });
+    const tone =
+      r.tdExit !== undefined
+        ? "exception"
+        : isOk(r.status)
+          ? "ok"
+          : isBusy(r.status)
+            ? "busy"
+            : "error";
+    this.vm.events.emit({
+      type: "call",
+      vm: this.vm.id,
+      name: SEAMCALL_NAMES[leaf]!,
+      detail: callDetail(leaf, tdr, a, b, c, d),
+      status,
+      tone,
+      ...(r.injected ? { injected: true } : {}),
+    });
   }
 
   // ------------------------------------------------------------------ checks, faults, the untrusted host
@@ -690,7 +840,11 @@ export class TdxBackend implements Backend, CallListener {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
     out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}/${this.keyAssigned}`);
-    for (let v = 0; v < this.inGuest.length; v++) out.set(resourceId(this.space, 2 + v), `${this.inGuest[v]}/${this.cpus[v]}/${this.acceptExit[v]}`);
+    for (let v = 0; v < this.inGuest.length; v++)
+      out.set(
+        resourceId(this.space, 2 + v),
+        `${this.inGuest[v]}/${this.cpus[v]}/${this.acceptExit[v]}`,
+      );
   }
 
   injectFault(_vm: BackendVm, f: FaultSpec): void {
@@ -712,18 +866,42 @@ export class TdxBackend implements Backend, CallListener {
     };
     let r: SeamResult;
     switch (call) {
-      case "TDH.MEM.PAGE.AUG": r = this.module.memPageAug(gpa, level, this.tdr, page()); break;
-      case "TDH.MEM.SEPT.ADD": r = this.module.memSeptAdd(gpa, level, this.tdr, page()); break;
-      case "TDH.MEM.RANGE.BLOCK": r = this.module.memRangeBlock(gpa, level, this.tdr); break;
-      case "TDH.MEM.RANGE.UNBLOCK": r = this.module.memRangeUnblock(gpa, level, this.tdr); break;
-      case "TDH.MEM.TRACK": r = this.module.memTrack(this.tdr); break;
-      case "TDH.MEM.PAGE.REMOVE": r = this.module.memPageRemove(gpa, level, this.tdr); break;
-      case "TDH.MEM.SEPT.REMOVE": r = this.module.memSeptRemove(gpa, level, this.tdr); break;
-      case "TDH.MEM.PAGE.DEMOTE": r = this.module.memPageDemote(gpa, level, this.tdr, page()); break;
-      case "TDH.MEM.PAGE.PROMOTE": r = this.module.memPagePromote(gpa, level, this.tdr); break;
-      case "TDH.PHYMEM.PAGE.RECLAIM": r = this.module.phymemPageReclaim(page()); break;
-      case "TDH.PHYMEM.PAGE.WBINVD": r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr); break;
-      case "TDH.MR.FINALIZE": r = this.module.mrFinalize(this.tdr); break;
+      case "TDH.MEM.PAGE.AUG":
+        r = this.module.memPageAug(gpa, level, this.tdr, page());
+        break;
+      case "TDH.MEM.SEPT.ADD":
+        r = this.module.memSeptAdd(gpa, level, this.tdr, page());
+        break;
+      case "TDH.MEM.RANGE.BLOCK":
+        r = this.module.memRangeBlock(gpa, level, this.tdr);
+        break;
+      case "TDH.MEM.RANGE.UNBLOCK":
+        r = this.module.memRangeUnblock(gpa, level, this.tdr);
+        break;
+      case "TDH.MEM.TRACK":
+        r = this.module.memTrack(this.tdr);
+        break;
+      case "TDH.MEM.PAGE.REMOVE":
+        r = this.module.memPageRemove(gpa, level, this.tdr);
+        break;
+      case "TDH.MEM.SEPT.REMOVE":
+        r = this.module.memSeptRemove(gpa, level, this.tdr);
+        break;
+      case "TDH.MEM.PAGE.DEMOTE":
+        r = this.module.memPageDemote(gpa, level, this.tdr, page());
+        break;
+      case "TDH.MEM.PAGE.PROMOTE":
+        r = this.module.memPagePromote(gpa, level, this.tdr);
+        break;
+      case "TDH.PHYMEM.PAGE.RECLAIM":
+        r = this.module.phymemPageReclaim(page());
+        break;
+      case "TDH.PHYMEM.PAGE.WBINVD":
+        r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr);
+        break;
+      case "TDH.MR.FINALIZE":
+        r = this.module.mrFinalize(this.tdr);
+        break;
       // A vCPU's call runs where KVM would run it, on the CPU the vCPU runs on (LP = its index).
       case "TDH.VP.FLUSH":
         if (args.vcpu === undefined) throw new Error("TDH.VP.FLUSH names a vCPU: give vcpu: N");
@@ -737,25 +915,61 @@ export class TdxBackend implements Backend, CallListener {
         if (args.vcpu === undefined) throw new Error("TDH.VP.INIT names a vCPU: give vcpu: N");
         r = this.module.vpInit(this.tdvprs[vcpu]!, vcpu);
         break;
-      case "TDH.PHYMEM.PAGE.RDMD": r = this.module.phymemPageRdmd(page()); break;
+      case "TDH.PHYMEM.PAGE.RDMD":
+        r = this.module.phymemPageRdmd(page());
+        break;
       // Metadata: `field` by name or as a hex id, `value` and `mask` (TDH.VP.WR) as numbers or hex strings.
-      case "TDH.MNG.RD": r = this.module.mngRd(this.tdr, mdFieldByName(args.field)); break;
-      case "TDH.VP.RD": r = this.module.vpRd(this.tdvprs[vcpu]!, vcpu, mdFieldByName(args.field)); break;
-      case "TDH.VP.WR": r = this.module.vpWr(this.tdvprs[vcpu]!, vcpu, mdFieldByName(args.field), BigInt(args.value ?? 0), BigInt(args.mask ?? "0xffffffffffffffff")); break;
+      case "TDH.MNG.RD":
+        r = this.module.mngRd(this.tdr, mdFieldByName(args.field));
+        break;
+      case "TDH.VP.RD":
+        r = this.module.vpRd(this.tdvprs[vcpu]!, vcpu, mdFieldByName(args.field));
+        break;
+      case "TDH.VP.WR":
+        r = this.module.vpWr(
+          this.tdvprs[vcpu]!,
+          vcpu,
+          mdFieldByName(args.field),
+          BigInt(args.value ?? 0),
+          BigInt(args.mask ?? "0xffffffffffffffff"),
+        );
+        break;
       // The bring-up leaves, on a platform the host kernel brought up long ago: each is refused
       // in its own way (SYS_INIT_NOT_PENDING, TDMR_ALREADY_INITIALIZED, ...). `vcpu` picks the LP.
-      case "TDH.SYS.INIT": r = this.module.sysInit(); break;
-      case "TDH.SYS.LP.INIT": r = this.module.sysLpInit(vcpu); break;
-      case "TDH.SYS.KEY.CONFIG": r = this.module.sysKeyConfig(vcpu); break;
-      case "TDH.SYS.TDMR.INIT": r = this.module.sysTdmrInit(args.page === undefined || typeof args.page !== "number" ? 0 : args.page); break;
-      case "TDH.MNG.VPFLUSHDONE": r = this.module.mngVpflushdone(this.tdr); break;
-      case "TDH.PHYMEM.CACHE.WB": r = this.module.phymemCacheWb(this.tdr); break;
-      case "TDH.MNG.KEY.FREEID": r = this.module.mngKeyFreeid(this.tdr); break;
+      case "TDH.SYS.INIT":
+        r = this.module.sysInit();
+        break;
+      case "TDH.SYS.LP.INIT":
+        r = this.module.sysLpInit(vcpu);
+        break;
+      case "TDH.SYS.KEY.CONFIG":
+        r = this.module.sysKeyConfig(vcpu);
+        break;
+      case "TDH.SYS.TDMR.INIT":
+        r = this.module.sysTdmrInit(
+          args.page === undefined || typeof args.page !== "number" ? 0 : args.page,
+        );
+        break;
+      case "TDH.MNG.VPFLUSHDONE":
+        r = this.module.mngVpflushdone(this.tdr);
+        break;
+      case "TDH.PHYMEM.CACHE.WB":
+        r = this.module.phymemCacheWb(this.tdr);
+        break;
+      case "TDH.MNG.KEY.FREEID":
+        r = this.module.mngKeyFreeid(this.tdr);
+        break;
       default:
-        throw new Error(`raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID, SYS.INIT, SYS.LP.INIT, SYS.KEY.CONFIG, SYS.TDMR.INIT, MNG.RD, VP.RD, VP.WR)`);
+        throw new Error(
+          `raw call '${call}' is not one the TDX backend issues (AUG, SEPT.ADD, RANGE.BLOCK/UNBLOCK, TRACK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE, RECLAIM, WBINVD, PAGE.RDMD, MR.FINALIZE, VP.ADDCX, VP.INIT, VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID, SYS.INIT, SYS.LP.INIT, SYS.KEY.CONFIG, SYS.TDMR.INIT, MNG.RD, VP.RD, VP.WR)`,
+        );
     }
     // A leaf that reads metadata says what it read, register by register.
-    const regs = r.regs ? ` ${Object.entries(r.regs).map(([k, v]) => `${k.toUpperCase()}=0x${v.toString(16)}`).join(" ")}` : "";
+    const regs = r.regs
+      ? ` ${Object.entries(r.regs)
+          .map(([k, v]) => `${k.toUpperCase()}=0x${v.toString(16)}`)
+          .join(" ")}`
+      : "";
     return { status: statusName(r.status), detail: formatStatus(r.status) + regs };
   }
 
@@ -793,7 +1007,10 @@ export class TdxBackend implements Backend, CallListener {
     if (td === undefined) return 0;
     const pamt = this.module.pamt;
     // A page of a 2 MiB page is the TD's by the 2M PAMT entry over it.
-    const owned = pamt.type2m(pfn) !== PT_NDA ? pamt.owner2m(pfn) === this.tdr : pamt.type(pfn) !== PT_NDA && pamt.owner(pfn) === this.tdr;
+    const owned =
+      pamt.type2m(pfn) !== PT_NDA
+        ? pamt.owner2m(pfn) === this.tdr
+        : pamt.type(pfn) !== PT_NDA && pamt.owner(pfn) === this.tdr;
     if (!owned) return 0;
     if (td.septRoot < 0) return GUEST_PAGE_OWNED;
     for (let lvl = 0; lvl <= 2; lvl++) {

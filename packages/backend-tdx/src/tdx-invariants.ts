@@ -15,8 +15,17 @@
 import { nextSetBit, type MirrorView } from "@tdpemu/backend-sdk";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
 import {
-  SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, SEPT_PENDING, SEPT_STATE_NAMES,
-  septPfn, septState, type SeptPages,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_OCCUPANCY,
+  SEPT_OCCUPANCY_WORDS,
+  SEPT_PENDING,
+  SEPT_STATE_NAMES,
+  septPfn,
+  septState,
+  type SeptPages,
 } from "./seam/sept.js";
 import { LC_TEARDOWN, OP_RUNNABLE, type Td } from "./seam/td.js";
 import type { TdxBackend } from "./tdx-backend.js";
@@ -41,14 +50,19 @@ function visitSept(pages: SeptPages, page: number, level: number, base: number, 
   const t = pages.get(page)!;
   // Only the entries the occupancy bitmap marks, in ascending order: every other entry is the
   // FREE encoding, which is FREE at every level.
-  for (let i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, i + 1)) {
+  for (
+    let i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, 0);
+    i >= 0;
+    i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, i + 1)
+  ) {
     const lo = t[2 * i]!;
     const hi = t[2 * i + 1]!;
     const st = septState(lo, hi, level);
     if (st === SEPT_FREE) continue;
     const gfn = base + i * GFNS_PER_ENTRY[level]!;
     cb(gfn, level, st, septPfn(lo, hi));
-    if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
+    if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED)
+      visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
   }
 }
 
@@ -78,7 +92,10 @@ function mark(pfn: number): void {
   used[pfn >>> 3] = used[pfn >>> 3]! | (1 << (pfn & 7));
 }
 
-export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check: string; message: string }[] {
+export function checkTdxInvariants(
+  be: TdxBackend,
+  mirror: MirrorView,
+): { check: string; message: string }[] {
   const out: { check: string; message: string }[] = [];
   const fail = (check: string, message: string) => {
     if (out.length < 20) out.push({ check, message });
@@ -95,25 +112,47 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
     if (kind === "leaf") {
       if (s.state === SEPT_FREE) {
         if (td.opState !== OP_RUNNABLE) premapped++;
-        else fail("mirror-equals-sept", `mirror leaf at gfn ${hex(gfn)} (page ${hex(pfn)}) has no S-EPT leaf`);
+        else
+          fail(
+            "mirror-equals-sept",
+            `mirror leaf at gfn ${hex(gfn)} (page ${hex(pfn)}) has no S-EPT leaf`,
+          );
         return;
       }
-      if (s.pfn !== pfn) fail("mirror-equals-sept", `gfn ${hex(gfn)}: mirror maps page ${hex(pfn)}, the S-EPT ${hex(s.pfn)}`);
+      if (s.pfn !== pfn)
+        fail(
+          "mirror-equals-sept",
+          `gfn ${hex(gfn)}: mirror maps page ${hex(pfn)}, the S-EPT ${hex(s.pfn)}`,
+        );
       if (s.state !== SEPT_MAPPED && s.state !== SEPT_PENDING) {
-        fail("mirror-equals-sept", `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[s.state]}`);
+        fail(
+          "mirror-equals-sept",
+          `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[s.state]}`,
+        );
       }
     } else if (s.state !== SEPT_NL_MAPPED || s.pfn !== ext) {
-      fail("mirror-equals-sept", `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`);
+      fail(
+        "mirror-equals-sept",
+        `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`,
+      );
     }
   });
   // A leaf KVM is setting now (frozen, not yet published) may have been counted already: its
   // `set_external_spte` runs between the freeze and the publish.
   let settingNow = 0;
   mirror.forEachInFlight((gfn, level) => {
-    if (level === 1 && mirror.lookup(gfn, 1) === null && module.entryAt(td, gfn, 0).state === SEPT_FREE) settingNow++;
+    if (
+      level === 1 &&
+      mirror.lookup(gfn, 1) === null &&
+      module.entryAt(td, gfn, 0).state === SEPT_FREE
+    )
+      settingNow++;
   });
   if (be.nrPremapped < premapped || be.nrPremapped > premapped + settingNow) {
-    fail("mirror-equals-sept", `${premapped} mirror leaves wait for PAGE.ADD${settingNow > 0 ? ` (and ${settingNow} being set)` : ""}, KVM counts ${be.nrPremapped} premapped`);
+    fail(
+      "mirror-equals-sept",
+      `${premapped} mirror leaves wait for PAGE.ADD${settingNow > 0 ? ` (and ${settingNow} being set)` : ""}, KVM counts ${be.nrPremapped} premapped`,
+    );
   }
 
   // S-EPT → mirror, and each page the S-EPT uses: the TD's, of the right type, used once.
@@ -121,25 +160,40 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
   forEachSeptEntry(module.sept, td, (gfn, level, state, pfn) => {
     const m = mirror.lookup(gfn, level + 1);
     if (!m && !mirror.inFlight(gfn, level + 1)) {
-      fail("mirror-equals-sept", `S-EPT ${SEPT_STATE_NAMES[state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(pfn)}) is not in the mirror`);
+      fail(
+        "mirror-equals-sept",
+        `S-EPT ${SEPT_STATE_NAMES[state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(pfn)}) is not in the mirror`,
+      );
     }
-    if (used[pfn >>> 3]! & (1 << (pfn & 7))) fail("pamt-consistent", `page ${hex(pfn)} is used twice in the S-EPT`);
+    if (used[pfn >>> 3]! & (1 << (pfn & 7)))
+      fail("pamt-consistent", `page ${hex(pfn)} is used twice in the S-EPT`);
     if (level === 1 && state !== SEPT_NL_MAPPED && state !== SEPT_NL_BLOCKED) {
       // A 2 MiB page: one 2M PAMT entry of the TD's, the 512 4K entries under it NDA.
       for (let i = 1; i < 512; i++) {
-        if (used[(pfn + i) >>> 3]! & (1 << ((pfn + i) & 7))) fail("pamt-consistent", `page ${hex(pfn + i)} is used twice in the S-EPT`);
+        if (used[(pfn + i) >>> 3]! & (1 << ((pfn + i) & 7)))
+          fail("pamt-consistent", `page ${hex(pfn + i)} is used twice in the S-EPT`);
       }
       for (let i = 0; i < 512; i++) mark(pfn + i);
       if (module.pamt.type2m(pfn) !== PT_REG || module.pamt.owner2m(pfn) !== be.tdr) {
-        fail("pamt-consistent", `the S-EPT maps a 2 MiB page at ${hex(pfn)}, which the PAMT's 2M entry says is ${PAGE_TYPE_NAMES[module.pamt.type2m(pfn)]} owned by ${hex(module.pamt.owner2m(pfn))}`);
+        fail(
+          "pamt-consistent",
+          `the S-EPT maps a 2 MiB page at ${hex(pfn)}, which the PAMT's 2M entry says is ${PAGE_TYPE_NAMES[module.pamt.type2m(pfn)]} owned by ${hex(module.pamt.owner2m(pfn))}`,
+        );
       }
-      if (module.pamt.anyAssigned4k(pfn)) fail("pamt-consistent", `the 2 MiB page at ${hex(pfn)} has 4K PAMT entries assigned under its 2M entry`);
+      if (module.pamt.anyAssigned4k(pfn))
+        fail(
+          "pamt-consistent",
+          `the 2 MiB page at ${hex(pfn)} has 4K PAMT entries assigned under its 2M entry`,
+        );
       return;
     }
     mark(pfn);
     const t = module.pamt.type(pfn);
     if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
-      fail("pamt-consistent", `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`);
+      fail(
+        "pamt-consistent",
+        `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`,
+      );
     }
   });
 
@@ -151,15 +205,31 @@ export function checkTdxInvariants(be: TdxBackend, mirror: MirrorView): { check:
     const type = pamt.type(pfn);
     owned++;
     if (type === PT_REG || type === PT_EPT) {
-      if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0) fail("pamt-consistent", `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is not in its S-EPT`);
+      if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0)
+        fail(
+          "pamt-consistent",
+          `${PAGE_TYPE_NAMES[type]} page ${hex(pfn)} owned by the TD is not in its S-EPT`,
+        );
     } else if (type !== PT_TDCX && type !== PT_TDVPR) {
-      fail("pamt-consistent", `page ${hex(pfn)} of type ${PAGE_TYPE_NAMES[type]} is owned by the TD`);
+      fail(
+        "pamt-consistent",
+        `page ${hex(pfn)} of type ${PAGE_TYPE_NAMES[type]} is owned by the TD`,
+      );
     }
   }
-  for (let pfn = pamt.next2mPageOf(be.tdr, 0); pfn >= 0; pfn = pamt.next2mPageOf(be.tdr, pfn + 512)) {
+  for (
+    let pfn = pamt.next2mPageOf(be.tdr, 0);
+    pfn >= 0;
+    pfn = pamt.next2mPageOf(be.tdr, pfn + 512)
+  ) {
     owned += 512;
-    if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0) fail("pamt-consistent", `2 MiB page ${hex(pfn)} owned by the TD is not in its S-EPT`);
+    if ((used[pfn >>> 3]! & (1 << (pfn & 7))) === 0)
+      fail("pamt-consistent", `2 MiB page ${hex(pfn)} owned by the TD is not in its S-EPT`);
   }
-  if (owned !== td.childCount) fail("pamt-consistent", `the TD owns ${owned} pages besides its TDR, its child count says ${td.childCount}`);
+  if (owned !== td.childCount)
+    fail(
+      "pamt-consistent",
+      `the TD owns ${owned} pages besides its TDR, its child count says ${td.childCount}`,
+    );
   return out;
 }

@@ -3,7 +3,14 @@
  * covers all of host memory) and the platform's KeyIDs. Registered in the host's container by
  * the registration's `registerHost`; `TdxBackend` is handed both by its constructor.
  */
-import { FRAMES_PER_BLOCK, HOST, IdAllocator, instanceCachingFactory, type DependencyContainer, type InjectionToken } from "@tdpemu/backend-sdk";
+import {
+  FRAMES_PER_BLOCK,
+  HOST,
+  IdAllocator,
+  instanceCachingFactory,
+  type DependencyContainer,
+  type InjectionToken,
+} from "@tdpemu/backend-sdk";
 import { SeamModule, type SeamResult } from "./seam/seam-module.js";
 import type { BringUpRecord } from "./seam/seam-core.js";
 import { formatStatus, isOk } from "./seam/status.js";
@@ -37,8 +44,12 @@ export function registerTdxHost(c: DependencyContainer): void {
       // (arch/x86/virt/vmx/tdx/tdx.c: `tdmr_set_up_pamt()`: one contiguous run per TDMR,
       // `alloc_contig_pages`), before any VM: here the first free frames, in whole 2 MiB blocks of
       // the host's allocator.
-      const blocks = Math.ceil(pamtFrames(tdmrFramesFor(total)).reduce((a, b) => a + b) / FRAMES_PER_BLOCK);
-      const pamtBase = host.frames.allocBlocks(blocks, 1, host.newOwnerId(), "the TDX module's PAMT") * FRAMES_PER_BLOCK;
+      const blocks = Math.ceil(
+        pamtFrames(tdmrFramesFor(total)).reduce((a, b) => a + b) / FRAMES_PER_BLOCK,
+      );
+      const pamtBase =
+        host.frames.allocBlocks(blocks, 1, host.newOwnerId(), "the TDX module's PAMT") *
+        FRAMES_PER_BLOCK;
       const module = broughtUp(total, r.resolve(TDX_KEYIDS).globalKeyid, pamtBase);
       // The module's memory goes with the host: a discarded host's PAMT blocks and S-EPT pages
       // serve the next host's module.
@@ -52,7 +63,10 @@ export function registerTdxHost(c: DependencyContainer): void {
 
 /** The frames of the one TDMR over a host of `totalFrames` frames: from 0, 1 GiB aligned and sized. */
 export function tdmrFramesFor(totalFrames: number): number {
-  return Math.max(TDMR_ALIGN_FRAMES, Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES);
+  return Math.max(
+    TDMR_ALIGN_FRAMES,
+    Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES,
+  );
 }
 
 /**
@@ -76,16 +90,20 @@ export function kernelTdmrInfo(totalFrames: number, pamtBase: number): TdmrInfo[
   const frames = tdmrFramesFor(totalFrames);
   const [k4, m2, g1] = pamtFrames(frames);
   const rsvd: RsvdArea[] = [];
-  if (pamtBase < frames) rsvd.push({ offset: pamtBase, frames: Math.min(k4 + m2 + g1, frames - pamtBase) });
+  if (pamtBase < frames)
+    rsvd.push({ offset: pamtBase, frames: Math.min(k4 + m2 + g1, frames - pamtBase) });
   if (totalFrames < frames) rsvd.push({ offset: totalFrames, frames: frames - totalFrames });
   rsvd.sort((a, b) => a.offset - b.offset);
-  return [{
-    base: 0, frames,
-    pamt4k: { base: pamtBase, frames: k4 },
-    pamt2m: { base: pamtBase + k4, frames: m2 },
-    pamt1g: { base: pamtBase + k4 + m2, frames: g1 },
-    rsvd,
-  }];
+  return [
+    {
+      base: 0,
+      frames,
+      pamt4k: { base: pamtBase, frames: k4 },
+      pamt2m: { base: pamtBase + k4, frames: m2 },
+      pamt1g: { base: pamtBase + k4 + m2, frames: g1 },
+      rsvd,
+    },
+  ];
 }
 
 /**
@@ -104,7 +122,8 @@ export function kernelTdmrInfo(totalFrames: number, pamtBase: number): TdmrInfo[
  */
 export function tdxEnable(module: SeamModule, globalKeyid: number, pamtBase: number): void {
   const must = (what: string, r: SeamResult) => {
-    if (!isOk(r.status)) throw new Error(`TDX module bring-up: ${what} failed: ${formatStatus(r.status)}`);
+    if (!isOk(r.status))
+      throw new Error(`TDX module bring-up: ${what} failed: ${formatStatus(r.status)}`);
     return r;
   };
   must("TDH.SYS.INIT", module.sysInit());
@@ -113,7 +132,8 @@ export function tdxEnable(module: SeamModule, globalKeyid: number, pamtBase: num
   must("TDH.SYS.CONFIG", module.sysConfig(tdmrs, globalKeyid));
   must("TDH.SYS.KEY.CONFIG", module.sysKeyConfig(0));
   const end = tdmrs[0]!.frames;
-  for (let next = 0; next < end;) next = Number(must("TDH.SYS.TDMR.INIT", module.sysTdmrInit(0)).regs!.rdx! >> 12n);
+  for (let next = 0; next < end;)
+    next = Number(must("TDH.SYS.TDMR.INIT", module.sysTdmrInit(0)).regs!.rdx! >> 12n);
 }
 
 /**

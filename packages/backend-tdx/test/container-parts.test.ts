@@ -5,7 +5,14 @@
 import { describe, expect, it } from "vitest";
 import { HOST, instanceCachingFactory } from "@tdpemu/backend-sdk";
 import { Host, Vm, parseScenarioText, runScenario } from "@tdpemu/core/testing";
-import { SEAM_MODULE, SeamModule, TDX_KEYIDS, TDX_OPERAND_BUSY, type SeamResult, type TdxBackend } from "../src/testing.js";
+import {
+  SEAM_MODULE,
+  SeamModule,
+  TDX_KEYIDS,
+  TDX_OPERAND_BUSY,
+  type SeamResult,
+  type TdxBackend,
+} from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
@@ -46,18 +53,24 @@ describe("TDX's host-wide parts", () => {
 
 describe("a TDX module substituted through the host's container", () => {
   it("the backend is handed it: an AUG answered OPERAND_BUSY is retried by the fault, as tdx_operand_busy says", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: busy-aug
 vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
 backend: tdx
 vcpus:
   - - { op: accept, gpa: 0x0 }
-`, "busy-aug.yaml");
+`,
+      "busy-aug.yaml",
+    );
     const r = runScenario(scn, {
       backend: tdx,
-      configureHost: (c) => c.register(SEAM_MODULE, {
-        useFactory: instanceCachingFactory((x) => new BusyAugModule(x.resolve(HOST).frames.totalFrames)),
-      }),
+      configureHost: (c) =>
+        c.register(SEAM_MODULE, {
+          useFactory: instanceCachingFactory(
+            (x) => new BusyAugModule(x.resolve(HOST).frames.totalFrames),
+          ),
+        }),
     });
     const be = r.vm.backend as TdxBackend;
     expect(be.module).toBeInstanceOf(BusyAugModule);

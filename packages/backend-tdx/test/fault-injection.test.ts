@@ -7,7 +7,13 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { RunInputError, parseScenarioText, runScenario, type RunResult, type TdpEvent } from "@tdpemu/core/testing";
+import {
+  RunInputError,
+  parseScenarioText,
+  runScenario,
+  type RunResult,
+  type TdpEvent,
+} from "@tdpemu/core/testing";
 import { PT_EPT, PT_NDA, PT_TDR, SEPT_FREE, TdxBackend } from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
@@ -32,20 +38,37 @@ function scenarioText(o: { inject?: string[]; vcpu: string[]; host?: string[] })
 }
 
 /** Runs a scenario with a fresh TdxBackend and records every SEAMCALL in order. */
-function run(o: { inject?: string[]; vcpu: string[]; host?: string[] }): RunResult & { be: TdxBackend; calls: Call[] } {
+function run(o: {
+  inject?: string[];
+  vcpu: string[];
+  host?: string[];
+}): RunResult & { be: TdxBackend; calls: Call[] } {
   const calls: Call[] = [];
   const onEvent = (e: TdpEvent) => {
-    if (e.type === "call") calls.push({ name: e.name, detail: e.detail, status: e.status, ...(e.injected ? { injected: true } : {}) });
+    if (e.type === "call")
+      calls.push({
+        name: e.name,
+        detail: e.detail,
+        status: e.status,
+        ...(e.injected ? { injected: true } : {}),
+      });
   };
-  const r = runScenario(parseScenarioText(scenarioText(o), "fault-injection.yaml"), { backend: tdx, onEvent });
+  const r = runScenario(parseScenarioText(scenarioText(o), "fault-injection.yaml"), {
+    backend: tdx,
+    onEvent,
+  });
   return { ...r, be: r.vm.backend as TdxBackend, calls };
 }
 
 const ACCEPT_ONE = ["{ op: accept, gpa: 0x0 }"];
-const ACCEPT_THEN_SHARE = ["{ op: accept, gpa: 0x0, count: 2 }", "{ op: convert, gpa: 0x0, size: 4KiB, to: shared }"];
+const ACCEPT_THEN_SHARE = [
+  "{ op: accept, gpa: 0x0, count: 2 }",
+  "{ op: convert, gpa: 0x0, size: 4KiB, to: shared }",
+];
 
 function septStateAt(be: TdxBackend, gfn: number): number {
-  for (const [g, level, state] of be.module.septEntries(be.td)) if (level === 0 && g === gfn) return state;
+  for (const [g, level, state] of be.module.septEntries(be.td))
+    if (level === 0 && g === gfn) return state;
   return SEPT_FREE;
 }
 
@@ -69,8 +92,13 @@ describe("a busy SEPT.ADD or AUG: the fault unfreezes and retries", () => {
     expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(2);
     // Busy is contention, not an error; the event says the status was injected.
     expect(report.backendStats.errors).toEqual({});
-    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map((c) => c.status)).toEqual(["OPERAND_BUSY", "SUCCESS"]);
-    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map((c) => c.injected === true)).toEqual([true, false]);
+    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map((c) => c.status)).toEqual([
+      "OPERAND_BUSY",
+      "SUCCESS",
+    ]);
+    expect(
+      calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map((c) => c.injected === true),
+    ).toEqual([true, false]);
     // The tables linked before the busy AUG stay: no SEPT.ADD is repeated.
     expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(3);
     expect(report.ops[0]!.result).toEqual({ ok: 1, exceptions: 0 });
@@ -86,7 +114,11 @@ describe("a busy SEPT.ADD or AUG: the fault unfreezes and retries", () => {
     expect(report.stats.faultRetries).toBeGreaterThanOrEqual(1);
     expect(report.backendStats.busy).toBeGreaterThanOrEqual(1);
     expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(4);
-    expect(calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map((c) => `${c.detail.split(" page")[0]} ${c.status}`)).toEqual([
+    expect(
+      calls
+        .filter((c) => c.name === "TDH.MEM.SEPT.ADD")
+        .map((c) => `${c.detail.split(" page")[0]} ${c.status}`),
+    ).toEqual([
       "gpa 0x0 L4 [tdx 3] SUCCESS",
       "gpa 0x0 L3 [tdx 2] OPERAND_BUSY",
       "gpa 0x0 L3 [tdx 2] SUCCESS",
@@ -113,9 +145,21 @@ describe("a busy SEPT.ADD or AUG: the fault unfreezes and retries", () => {
 describe("a busy REMOVE (under the write lock): kick every vCPU, retry once, then KVM_BUG_ON", () => {
   it("baseline: converting an accepted page to shared is BLOCK, TRACK, REMOVE, WBINVD", () => {
     const { report, calls, be, vm } = run({ vcpu: ACCEPT_THEN_SHARE });
-    expect(calls.filter((c) => c.name.startsWith("TDH.MEM.RANGE") || c.name.startsWith("TDH.MEM.TRACK") ||
-      c.name.startsWith("TDH.MEM.PAGE.REMOVE") || c.name.startsWith("TDH.PHYMEM")).map((c) => c.name)).toEqual([
-      "TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD",
+    expect(
+      calls
+        .filter(
+          (c) =>
+            c.name.startsWith("TDH.MEM.RANGE") ||
+            c.name.startsWith("TDH.MEM.TRACK") ||
+            c.name.startsWith("TDH.MEM.PAGE.REMOVE") ||
+            c.name.startsWith("TDH.PHYMEM"),
+        )
+        .map((c) => c.name),
+    ).toEqual([
+      "TDH.MEM.RANGE.BLOCK",
+      "TDH.MEM.TRACK",
+      "TDH.MEM.PAGE.REMOVE",
+      "TDH.PHYMEM.PAGE.WBINVD",
     ]);
     expect(septStateAt(be, 0)).toBe(SEPT_FREE);
     expect(vm.attributes.isPrivate(0)).toBe(false);
@@ -132,7 +176,10 @@ describe("a busy REMOVE (under the write lock): kick every vCPU, retry once, the
     expect(report.backendStats.calls["TDH.MEM.RANGE.BLOCK"]).toBe(1);
     expect(report.backendStats.busy).toBe(1);
     expect(report.backendStats.errors).toEqual({});
-    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.REMOVE").map((c) => c.status)).toEqual(["OPERAND_BUSY", "SUCCESS"]);
+    expect(calls.filter((c) => c.name === "TDH.MEM.PAGE.REMOVE").map((c) => c.status)).toEqual([
+      "OPERAND_BUSY",
+      "SUCCESS",
+    ]);
     expect(be.bugged).toBe(false);
     // The page is gone from the S-EPT and back to the host (NDA); its neighbour is untouched.
     expect(septStateAt(be, 0)).toBe(SEPT_FREE);
@@ -203,8 +250,15 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
       host: TEARDOWN,
     });
     // The very call the count pointed at failed.
-    const failed = calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status !== "SUCCESS");
-    expect(failed[0]).toEqual({ name: "TDH.PHYMEM.PAGE.RECLAIM", detail: `page ${victim}`, status: "LIFECYCLE_STATE_INCORRECT", injected: true });
+    const failed = calls.filter(
+      (c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status !== "SUCCESS",
+    );
+    expect(failed[0]).toEqual({
+      name: "TDH.PHYMEM.PAGE.RECLAIM",
+      detail: `page ${victim}`,
+      status: "LIFECYCLE_STATE_INCORRECT",
+      injected: true,
+    });
     expect(report.stats.leakedPages).toBeGreaterThanOrEqual(1);
     const causes = Object.keys(report.stats.leakCauses);
     expect(causes.some((c) => c.includes("LIFECYCLE_STATE_INCORRECT"))).toBe(true);
@@ -214,7 +268,9 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
     expect(be.module.pamt.type(be.tdr)).toBe(PT_TDR);
     expect(causes.some((c) => c.includes("TD_ASSOCIATED_PAGES_EXIST"))).toBe(true);
     expect(report.stats.leakedPages).toBe(2);
-    expect(Object.values(report.stats.leakCauses).reduce((a, b) => a + b, 0)).toBe(report.stats.leakedPages);
+    expect(Object.values(report.stats.leakCauses).reduce((a, b) => a + b, 0)).toBe(
+      report.stats.leakedPages,
+    );
     // The host never gets the leaked page back: its block stays the VM's.
     expect(host.frames.ownerOfPfn(victim)).toBe(vm.owner);
     expect(be.module.hostRead(victim)).toBeNull();
@@ -230,7 +286,9 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
     const last = pages.length - [...pages].reverse().findIndex((p) => septPages.has(p));
     expect(last - first + 1).toBe(3); // the S-EPT pages are reclaimed one after the other
     const { report } = run({
-      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${first}, status: LIFECYCLE_STATE_INCORRECT, times: 3 }`],
+      inject: [
+        `{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${first}, status: LIFECYCLE_STATE_INCORRECT, times: 3 }`,
+      ],
       vcpu: ACCEPT_ONE,
       host: TEARDOWN,
     });
@@ -249,57 +307,83 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
     expect(reclaimedOther).toHaveLength(6 + 1 + 5);
     const names = calls.map((c) => c.name);
     expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeGreaterThan(-1);
-    expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(names.indexOf("TDH.MNG.KEY.FREEID"));
+    expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(
+      names.indexOf("TDH.MNG.KEY.FREEID"),
+    );
     expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").map(page)).toEqual(pages);
   });
 });
 
 describe("bad inject input", () => {
   it("a misspelled call name is bad input, not a fault that never fires", () => {
-    const scn = parseScenarioText(scenarioText({
-      inject: ["{ call: TDH.MEM.PAGE.AUGG, nth: 1, status: OPERAND_BUSY }"],
-      vcpu: ACCEPT_ONE,
-    }), "bad-call.yaml");
-    expect(() => runScenario(scn, { backend: tdx })).toThrow(/unknown TDX call 'TDH\.MEM\.PAGE\.AUGG'/);
+    const scn = parseScenarioText(
+      scenarioText({
+        inject: ["{ call: TDH.MEM.PAGE.AUGG, nth: 1, status: OPERAND_BUSY }"],
+        vcpu: ACCEPT_ONE,
+      }),
+      "bad-call.yaml",
+    );
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(
+      /unknown TDX call 'TDH\.MEM\.PAGE\.AUGG'/,
+    );
   });
 
   it("an unknown status name: runScenario throws RunInputError naming it", () => {
-    const scn = parseScenarioText(scenarioText({
-      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: NOT_A_TDX_STATUS }"],
-      vcpu: ACCEPT_ONE,
-    }), "bad-inject.yaml");
+    const scn = parseScenarioText(
+      scenarioText({
+        inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: NOT_A_TDX_STATUS }"],
+        vcpu: ACCEPT_ONE,
+      }),
+      "bad-inject.yaml",
+    );
     expect(() => runScenario(scn, { backend: tdx })).toThrow(RunInputError);
     expect(() => runScenario(scn, { backend: tdx })).toThrow(/NOT_A_TDX_STATUS/);
   });
 
   it("a status name with an operand is not a name either (operands are not injected)", () => {
-    const scn = parseScenarioText(scenarioText({
-      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: 'OPERAND_BUSY|RCX' }"],
-      vcpu: ACCEPT_ONE,
-    }), "bad-inject.yaml");
+    const scn = parseScenarioText(
+      scenarioText({
+        inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: 'OPERAND_BUSY|RCX' }"],
+        vcpu: ACCEPT_ONE,
+      }),
+      "bad-inject.yaml",
+    );
     expect(() => runScenario(scn, { backend: tdx })).toThrow(RunInputError);
   });
 });
 
 describe("only TDX_OPERAND_BUSY is contention to KVM (tdx_operand_busy)", () => {
   it("AUG with OPERAND_BUSY_HOST_PRIORITY: no retry, KVM_BUG_ON names the call and the status", () => {
-    const { report, be } = run({ inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"], vcpu: ACCEPT_ONE });
+    const { report, be } = run({
+      inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"],
+      vcpu: ACCEPT_ONE,
+    });
     expect(be.bugged).toBe(true);
     expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBe(1);
     expect(report.stats.faultRetries).toBe(0);
     expect(report.invariants.violations.map((v) => v.check)).toEqual(["kvm-bug"]);
-    expect(report.invariants.violations[0]!.message).toContain("TDH.MEM.PAGE.AUG failed: 0x8000020400000000 (OPERAND_BUSY_HOST_PRIORITY)");
+    expect(report.invariants.violations[0]!.message).toContain(
+      "TDH.MEM.PAGE.AUG failed: 0x8000020400000000 (OPERAND_BUSY_HOST_PRIORITY)",
+    );
   });
 
   it("SEPT.ADD with PREVIOUS_TLB_EPOCH_BUSY: a KVM bug, not -EBUSY and a retried fault", () => {
-    const { report, be } = run({ inject: ["{ call: TDH.MEM.SEPT.ADD, nth: 1, status: PREVIOUS_TLB_EPOCH_BUSY }"], vcpu: ACCEPT_ONE });
+    const { report, be } = run({
+      inject: ["{ call: TDH.MEM.SEPT.ADD, nth: 1, status: PREVIOUS_TLB_EPOCH_BUSY }"],
+      vcpu: ACCEPT_ONE,
+    });
     expect(be.bugged).toBe(true);
     expect(report.backendStats.calls["TDH.MEM.SEPT.ADD"]).toBe(1);
-    expect(report.invariants.violations[0]!.message).toContain("TDH.MEM.SEPT.ADD failed: 0x8000020100000000 (PREVIOUS_TLB_EPOCH_BUSY)");
+    expect(report.invariants.violations[0]!.message).toContain(
+      "TDH.MEM.SEPT.ADD failed: 0x8000020100000000 (PREVIOUS_TLB_EPOCH_BUSY)",
+    );
   });
 
   it("a busy REMOVE with OPERAND_BUSY_HOST_PRIORITY is not kicked and retried: one REMOVE, then KVM_BUG_ON", () => {
-    const { report, be } = run({ inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"], vcpu: ACCEPT_THEN_SHARE });
+    const { report, be } = run({
+      inject: ["{ call: TDH.MEM.PAGE.REMOVE, nth: 1, status: OPERAND_BUSY_HOST_PRIORITY }"],
+      vcpu: ACCEPT_THEN_SHARE,
+    });
     expect(be.bugged).toBe(true);
     expect(report.backendStats.calls["TDH.MEM.PAGE.REMOVE"]).toBe(1);
   });
@@ -311,7 +395,10 @@ describe("RECLAIM is never retried (__tdx_reclaim_page)", () => {
     const reclaims = clean.report.backendStats.calls["TDH.PHYMEM.PAGE.RECLAIM"]!;
     const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
     const septPages = new Set(clean.calls.filter((c) => c.name === "TDH.MEM.SEPT.ADD").map(page));
-    const nth = clean.calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").findIndex((c) => septPages.has(page(c))) + 1;
+    const nth =
+      clean.calls
+        .filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM")
+        .findIndex((c) => septPages.has(page(c))) + 1;
     expect(nth).toBeGreaterThan(0);
     const { report, calls } = run({
       inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: OPERAND_BUSY }`],
@@ -320,7 +407,9 @@ describe("RECLAIM is never retried (__tdx_reclaim_page)", () => {
     });
     // The same number of RECLAIMs as without the injection: the busy one is not called again.
     expect(report.backendStats.calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(reclaims);
-    expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status === "OPERAND_BUSY")).toHaveLength(1);
+    expect(
+      calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM" && c.status === "OPERAND_BUSY"),
+    ).toHaveLength(1);
     expect(Object.keys(report.stats.leakCauses).some((c) => c.includes("OPERAND_BUSY"))).toBe(true);
     expect(report.stats.leakedPages).toBe(2); // the S-EPT page, and the TDR that still has a child
   });
@@ -338,12 +427,15 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
     expect(report.stats.leakedPages).toBe(0);
     expect(report.ops.find((o) => o.op === "terminate")!.result).toEqual({ status: 0 });
     const names = calls.map((c) => c.name);
-    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"]) expect(names).not.toContain(n);
+    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"])
+      expect(names).not.toContain(n);
     const page = (c: Call) => Number(/page (\d+)/.exec(c.detail)![1]);
     const augPages = calls.filter((c) => c.name === "TDH.MEM.PAGE.AUG").map(page);
     expect(augPages).toHaveLength(2);
     const freeid = names.indexOf("TDH.MNG.KEY.FREEID");
-    const reclaims = calls.map((c, i) => ({ c, i })).filter(({ c }) => c.name === "TDH.PHYMEM.PAGE.RECLAIM");
+    const reclaims = calls
+      .map((c, i) => ({ c, i }))
+      .filter(({ c }) => c.name === "TDH.PHYMEM.PAGE.RECLAIM");
     for (const p of augPages) {
       const at = reclaims.filter(({ c }) => page(c) === p);
       expect(at).toHaveLength(1);
@@ -356,13 +448,16 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
 
   it("scenarios/tdx-terminate.yaml: 48 RECLAIMs (32 private pages, 3 S-EPT pages, 13 control pages), nothing removed", () => {
     const path = fileURLToPath(new URL("../../../scenarios/tdx-terminate.yaml", import.meta.url));
-    const { report } = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: tdx });
+    const { report } = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), {
+      backend: tdx,
+    });
     expect(report.invariants.violations).toEqual([]);
     const calls = report.backendStats.calls;
     // Control pages: the TDR, six TDCS pages, the vCPU's TDVPR and its five TDCX pages.
     expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(32 + 3 + 1 + 6 + 1 + 5);
     expect(calls["TDH.MEM.PAGE.ADD"]! + calls["TDH.MEM.PAGE.AUG"]!).toBe(32);
-    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"]) expect(calls[n]).toBeUndefined();
+    for (const n of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE"])
+      expect(calls[n]).toBeUndefined();
     expect(report.stats.leakedPages).toBe(0);
   });
 
@@ -371,16 +466,29 @@ describe("terminate: the HKID released first, private pages reclaimed", () => {
     expect(report.invariants.violations).toEqual([]);
     const names = calls.map((c) => c.name);
     expect(names.filter((n) => n === "TDH.MEM.PAGE.REMOVE")).toHaveLength(2);
-    expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(names.indexOf("TDH.MNG.KEY.FREEID"));
+    expect(names.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(
+      names.indexOf("TDH.MNG.KEY.FREEID"),
+    );
   });
 
   it("a private page whose RECLAIM fails after terminate: leaked, and the caller's KVM_BUG_ON", () => {
     const clean = run({ vcpu: TWO_PRIVATE, host: ["{ op: terminate }"] });
-    const augPage = Number(/page (\d+)/.exec(clean.calls.find((c) => c.name === "TDH.MEM.PAGE.AUG")!.detail)![1]);
-    const nth = clean.calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").findIndex((c) => c.detail === `page ${augPage}`) + 1;
-    const { report } = run({ vcpu: TWO_PRIVATE, host: ["{ op: terminate }"], inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: PAGE_METADATA_INCORRECT }`] });
+    const augPage = Number(
+      /page (\d+)/.exec(clean.calls.find((c) => c.name === "TDH.MEM.PAGE.AUG")!.detail)![1],
+    );
+    const nth =
+      clean.calls
+        .filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM")
+        .findIndex((c) => c.detail === `page ${augPage}`) + 1;
+    const { report } = run({
+      vcpu: TWO_PRIVATE,
+      host: ["{ op: terminate }"],
+      inject: [`{ call: TDH.PHYMEM.PAGE.RECLAIM, nth: ${nth}, status: PAGE_METADATA_INCORRECT }`],
+    });
     expect(report.stats.leakedPages).toBe(1);
-    expect(report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/remove_external_spte failed \(-5\)/)]);
+    expect(report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(/remove_external_spte failed \(-5\)/),
+    ]);
   });
 });
 
@@ -412,20 +520,36 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
   });
 
   it("a PAGE.ADD that fails: the op stops there with -EIO, no KVM bug", () => {
-    const { report } = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }"]);
-    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 2, status: -5, detail: "TDH.MEM.PAGE.ADD of gfn 0x2 failed: 0xC000010000000000 (OPERAND_INVALID)" });
+    const { report } = populate("{ op: populate, gpa: 0x0, size: 16KiB }", [
+      "{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }",
+    ]);
+    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({
+      mapped: 2,
+      status: -5,
+      detail: "TDH.MEM.PAGE.ADD of gfn 0x2 failed: 0xC000010000000000 (OPERAND_INVALID)",
+    });
     expect(report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBe(3);
     expect(report.invariants.violations.map((v) => v.check)).not.toContain("kvm-bug");
   });
 
   it("finalize after that PAGE.ADD failed: refused, saying why (the page stays premapped)", () => {
-    expect(() => populate(["{ op: populate, gpa: 0x0, size: 16KiB }", "{ op: finalize }"], ["{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }"]))
-      .toThrow(/finalize failed \(-22\): KVM_TDX_FINALIZE_VM: 1 premapped page\(s\) never got their TDH\.MEM\.PAGE\.ADD/);
+    expect(() =>
+      populate(
+        ["{ op: populate, gpa: 0x0, size: 16KiB }", "{ op: finalize }"],
+        ["{ call: TDH.MEM.PAGE.ADD, nth: 3, status: OPERAND_INVALID }"],
+      ),
+    ).toThrow(
+      /finalize failed \(-22\): KVM_TDX_FINALIZE_VM: 1 premapped page\(s\) never got their TDH\.MEM\.PAGE\.ADD/,
+    );
   });
 
   it("populate after finalize: -EINVAL before anything is mapped (no AUG, no PAGE.ADD)", () => {
     const { report } = populate(["{ op: finalize }", "{ op: populate, gpa: 0x0, size: 16KiB }"]);
-    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 0, status: -22, detail: "KVM_TDX_INIT_MEM_REGION: the TD is finalized already" });
+    expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({
+      mapped: 0,
+      status: -22,
+      detail: "KVM_TDX_INIT_MEM_REGION: the TD is finalized already",
+    });
     expect(report.backendStats.calls["TDH.MEM.PAGE.AUG"]).toBeUndefined();
     expect(report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBeUndefined();
     expect(report.stats.faults).toBe(0);
@@ -433,10 +557,22 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
   });
 
   it("a busy PAGE.ADD is -EBUSY; a failing MR.EXTEND is -EIO after the page was added", () => {
-    const busy = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MEM.PAGE.ADD, nth: 1, status: OPERAND_BUSY }"]);
-    expect(busy.report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 0, status: -16, detail: "TDH.MEM.PAGE.ADD of gfn 0x0 failed: 0x8000020000000000 (OPERAND_BUSY)" });
-    const extend = populate("{ op: populate, gpa: 0x0, size: 16KiB }", ["{ call: TDH.MR.EXTEND, nth: 20, status: OPERAND_INVALID }"]);
-    expect(extend.report.ops.find((o) => o.op === "populate")!.result).toEqual({ mapped: 1, status: -5, detail: "TDH.MR.EXTEND of gpa 0x1300 failed: 0xC000010000000000 (OPERAND_INVALID)" });
+    const busy = populate("{ op: populate, gpa: 0x0, size: 16KiB }", [
+      "{ call: TDH.MEM.PAGE.ADD, nth: 1, status: OPERAND_BUSY }",
+    ]);
+    expect(busy.report.ops.find((o) => o.op === "populate")!.result).toEqual({
+      mapped: 0,
+      status: -16,
+      detail: "TDH.MEM.PAGE.ADD of gfn 0x0 failed: 0x8000020000000000 (OPERAND_BUSY)",
+    });
+    const extend = populate("{ op: populate, gpa: 0x0, size: 16KiB }", [
+      "{ call: TDH.MR.EXTEND, nth: 20, status: OPERAND_INVALID }",
+    ]);
+    expect(extend.report.ops.find((o) => o.op === "populate")!.result).toEqual({
+      mapped: 1,
+      status: -5,
+      detail: "TDH.MR.EXTEND of gpa 0x1300 failed: 0xC000010000000000 (OPERAND_INVALID)",
+    });
     expect(extend.report.backendStats.calls["TDH.MEM.PAGE.ADD"]).toBe(2);
     expect(extend.report.invariants.violations.map((v) => v.check)).not.toContain("kvm-bug");
   });

@@ -6,7 +6,17 @@
  */
 import { describe, expect, it } from "vitest";
 import { Host, parseScenarioText, runScenario } from "@tdpemu/core/testing";
-import { NO_TD, PT_NDA, PT_REG, PT_TDR, Pamt, SEPT_FREE, SEAM_MODULE, SeptPages, septState } from "../src/testing.js";
+import {
+  NO_TD,
+  PT_NDA,
+  PT_REG,
+  PT_TDR,
+  Pamt,
+  SEPT_FREE,
+  SEAM_MODULE,
+  SeptPages,
+  septState,
+} from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
@@ -37,7 +47,8 @@ describe("storage handed on by Host.release", () => {
     a.release();
     const b = new Pamt(frames);
     for (let pfn = 0; pfn < frames; pfn++) {
-      if (b.type(pfn) !== PT_NDA || b.owner(pfn) !== NO_TD || b.bepoch(pfn) !== 0) throw new Error(`granule ${pfn} kept state`);
+      if (b.type(pfn) !== PT_NDA || b.owner(pfn) !== NO_TD || b.bepoch(pfn) !== 0)
+        throw new Error(`granule ${pfn} kept state`);
     }
     for (const pfn of [0, 5, 4095, 4096, 9000, frames - 1]) {
       expect(b.lock(pfn).held).toBe(false);
@@ -73,7 +84,8 @@ describe("storage handed on by Host.release", () => {
     };
     const fresh = [1, 2, 3, 4, 5].map((seed) => report(seed, false));
     // Twice over, each run's storage handed to the next.
-    for (let round = 0; round < 2; round++) expect([1, 2, 3, 4, 5].map((seed) => report(seed, true))).toEqual(fresh);
+    for (let round = 0; round < 2; round++)
+      expect([1, 2, 3, 4, 5].map((seed) => report(seed, true))).toEqual(fresh);
   });
 
   it("a released host's module lets go of its storage", () => {

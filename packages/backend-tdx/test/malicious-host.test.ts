@@ -6,14 +6,50 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  FRAMES_PER_BLOCK, GUEST_PAGE_OWNED, Host, OWNER_FREE, Vm, checkInvariants, guestAcceptPage, hostOps, parseScenarioText, runScenario, runToEnd,
+  FRAMES_PER_BLOCK,
+  GUEST_PAGE_OWNED,
+  Host,
+  OWNER_FREE,
+  Vm,
+  checkInvariants,
+  guestAcceptPage,
+  hostOps,
+  parseScenarioText,
+  runScenario,
+  runToEnd,
 } from "@tdpemu/core/testing";
 import {
-  OPERAND_R8, OPERAND_RCX, OPERAND_SEPT_TREE, PT_EPT, PT_NDA, PT_REG, PT_TDR, SEPT_BLOCKED, SEPT_FREE,
-  SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_TDEL, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_EPT_PAGE_NOT_FREE,
-  TDX_EPT_WALK_FAILED, TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_LIFECYCLE_STATE_INCORRECT,
-  TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS,
-  TDX_TLB_TRACKING_NOT_DONE, TdxBackend, LC_TEARDOWN, levelState, statusClass, type SeamModule, type Td,
+  OPERAND_R8,
+  OPERAND_RCX,
+  OPERAND_SEPT_TREE,
+  PT_EPT,
+  PT_NDA,
+  PT_REG,
+  PT_TDR,
+  SEPT_BLOCKED,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_TDEL,
+  TDX_EPT_ENTRY_STATE_INCORRECT,
+  TDX_EPT_PAGE_NOT_FREE,
+  TDX_EPT_WALK_FAILED,
+  TDX_GPA_RANGE_ALREADY_BLOCKED,
+  TDX_GPA_RANGE_NOT_BLOCKED,
+  TDX_LIFECYCLE_STATE_INCORRECT,
+  TDX_OPERAND_BUSY,
+  TDX_OPERAND_INVALID,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_PREVIOUS_TLB_EPOCH_BUSY,
+  TDX_SUCCESS,
+  TDX_TLB_TRACKING_NOT_DONE,
+  TdxBackend,
+  LC_TEARDOWN,
+  levelState,
+  statusClass,
+  type SeamModule,
+  type Td,
 } from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
@@ -50,7 +86,10 @@ function makeTd(existingHost?: Host): Fixture {
 
 /** A host page the module has never seen (PAMT NDA), taken from the host's own allocator. */
 function freshPage(host: Host): number {
-  return host.frames.allocBlocks(1, 1, host.newOwnerId(), "pages of the malicious VMM") * FRAMES_PER_BLOCK;
+  return (
+    host.frames.allocBlocks(1, 1, host.newOwnerId(), "pages of the malicious VMM") *
+    FRAMES_PER_BLOCK
+  );
 }
 
 /** The state and page of the S-EPT entry at (gpa, TDX level), or FREE. */
@@ -84,7 +123,12 @@ function snapshot(f: Fixture): string {
     owned: [...f.m.pamt.pagesOf(f.tdr)],
     owned2m: (() => {
       const out: number[] = [];
-      for (let p = f.m.pamt.next2mPageOf(f.tdr, 0); p >= 0; p = f.m.pamt.next2mPageOf(f.tdr, p + 512)) out.push(p);
+      for (
+        let p = f.m.pamt.next2mPageOf(f.tdr, 0);
+        p >= 0;
+        p = f.m.pamt.next2mPageOf(f.tdr, p + 512)
+      )
+        out.push(p);
       return out;
     })(),
   });
@@ -111,7 +155,9 @@ describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
     const f = makeTd();
     const reg = privatePfn(f, 0x1000);
     const before = snapshot(f);
-    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, reg).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, reg).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, reg).status).toBe(0xc000030000000008n);
     expect(snapshot(f)).toBe(before);
     expect(f.m.pamt.type(reg)).toBe(PT_REG);
@@ -124,7 +170,9 @@ describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
     // helpers.c, non_shared_hpa_metadata_check_and_lock: the PAMT entry is locked before its
     // type is read, and the TDR's is held (shared) by the AUG's own prologue.
     expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, f.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
-    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, leafTableOf(f)).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(f.m.memPageAug(UNTOUCHED, 0, f.tdr, leafTableOf(f)).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     expect(snapshot(f)).toBe(before);
     expect(f.m.pamt.type(f.tdr)).toBe(PT_TDR);
   });
@@ -186,7 +234,9 @@ describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/t
     expect(f.m.pamt.bepoch(pfn)).toBe(e);
     expect(f.m.memTrack(f.tdr).status).toBe(TDX_SUCCESS);
     expect(f.td.epoch).toBe(e + 1);
-    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
+    expect(f.m.memPageRemove(0x1000, 0, f.tdr).status).toBe(
+      TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX,
+    );
     expect(f.m.pamt.type(pfn)).toBe(PT_REG);
     // The vCPU leaves guest mode: nobody can hold a translation from epoch e any more.
     f.m.tdExit(f.tdvpr);
@@ -306,7 +356,9 @@ describe("a second TD on the same host (one module per host)", () => {
     const victim = privatePfn(a, 0x1000);
     const beforeA = snapshot(a);
     const beforeB = snapshot(b);
-    expect(b.m.memPageAug(UNTOUCHED, 0, b.tdr, victim).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(b.m.memPageAug(UNTOUCHED, 0, b.tdr, victim).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     expect(snapshot(a)).toBe(beforeA);
     expect(snapshot(b)).toBe(beforeB);
     expect(a.m.pamt.owner(victim)).toBe(a.tdr);
@@ -318,10 +370,14 @@ describe("a second TD on the same host (one module per host)", () => {
     const table = leafTableOf(a);
     const beforeA = snapshot(a);
     // B's walk to level 2 at 1 GiB succeeds (B's level-3 entry exists), so only the page is wrong.
-    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, table).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, table).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     // A's TDR is held by A's vCPU in guest mode: the lock fails before the type is read.
     expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.tdr).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
-    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.td.septRoot).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(b.m.memSeptAdd(1 * GiB, 2, b.tdr, a.td.septRoot).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     expect(snapshot(a)).toBe(beforeA);
     expect(a.m.pamt.owner(table)).toBe(a.tdr);
     // With a page of its own the same SEPT.ADD works.
@@ -348,7 +404,9 @@ describe("operands a careful VMM never passes", () => {
     const bad = 0x1000 + SHARED_BIT;
     const invalid = TDX_OPERAND_INVALID + OPERAND_RCX;
     expect(invalid).toBe(0xc000010000000001n);
-    expect(f.m.memPageAug(UNTOUCHED + SHARED_BIT, 0, f.tdr, freshPage(f.host)).status).toBe(invalid);
+    expect(f.m.memPageAug(UNTOUCHED + SHARED_BIT, 0, f.tdr, freshPage(f.host)).status).toBe(
+      invalid,
+    );
     expect(f.m.memSeptAdd(1 * GiB + SHARED_BIT, 2, f.tdr, freshPage(f.host)).status).toBe(invalid);
     expect(f.m.memRangeBlock(bad, 0, f.tdr).status).toBe(invalid);
     expect(f.m.memPageRemove(bad, 0, f.tdr).status).toBe(invalid);
@@ -358,8 +416,12 @@ describe("operands a careful VMM never passes", () => {
 
   it("a GPA beyond GPAW (bit 48 with GPAW 48) and a misaligned GPA: OPERAND_INVALID|RCX", () => {
     const f = makeTd();
-    expect(f.m.memPageAug(2 ** 48 + UNTOUCHED, 0, f.tdr, freshPage(f.host)).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
-    expect(f.m.memPageAug(UNTOUCHED + 0x10, 0, f.tdr, freshPage(f.host)).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    expect(f.m.memPageAug(2 ** 48 + UNTOUCHED, 0, f.tdr, freshPage(f.host)).status).toBe(
+      TDX_OPERAND_INVALID + OPERAND_RCX,
+    );
+    expect(f.m.memPageAug(UNTOUCHED + 0x10, 0, f.tdr, freshPage(f.host)).status).toBe(
+      TDX_OPERAND_INVALID + OPERAND_RCX,
+    );
   });
 
   it("the S-EPT tree lock held by a concurrent caller: AUG returns OPERAND_BUSY|SEPT_TREE (0x8000020000000092)", () => {
@@ -411,7 +473,9 @@ describe("locks held by a concurrent caller across the call (docs/tdx-module.md 
   it("BLOCK of an entry already blocked (lock free): the warning GPA_RANGE_ALREADY_BLOCKED|RCX", () => {
     const f = makeTd();
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
-    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX);
+    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(
+      TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX,
+    );
   });
 
   // src bug: mem-leaves.ts memRangeBlockLeaf tests "already blocked" before the entry lock (check 9
@@ -462,9 +526,16 @@ describe("private memory stays private", () => {
     expect(f.m.hostRead(pfn)).toBeNull();
     // KVM converts the page to shared: BLOCK, TRACK + kick, REMOVE, WBINVD.
     const calls = { ...f.be.stats().calls };
-    expect(runToEnd(hostOps.convertMemory(f.vm, f.vm.hostCtx, gpa / 4096, gpa / 4096 + 1, false))).toBe(1);
+    expect(
+      runToEnd(hostOps.convertMemory(f.vm, f.vm.hostCtx, gpa / 4096, gpa / 4096 + 1, false)),
+    ).toBe(1);
     const after = f.be.stats().calls;
-    for (const c of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"]) {
+    for (const c of [
+      "TDH.MEM.RANGE.BLOCK",
+      "TDH.MEM.TRACK",
+      "TDH.MEM.PAGE.REMOVE",
+      "TDH.PHYMEM.PAGE.WBINVD",
+    ]) {
       expect(after[c]! - (calls[c] ?? 0)).toBe(1);
     }
     expect(f.be.stats().errors).toEqual({});
@@ -492,8 +563,15 @@ describe("raw calls through the backend and through a scenario", () => {
   it("backend.rawCall reports the status by name and as the exact value", () => {
     const f = makeTd();
     const r = f.be.rawCall(f.vm, "TDH.MEM.PAGE.REMOVE", { gpa: 0x1000, level: 0 });
-    expect(r).toEqual({ status: "GPA_RANGE_NOT_BLOCKED", detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)" });
-    const aug = f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: privatePfn(f, 0) });
+    expect(r).toEqual({
+      status: "GPA_RANGE_NOT_BLOCKED",
+      detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)",
+    });
+    const aug = f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", {
+      gpa: UNTOUCHED,
+      level: 0,
+      page: privatePfn(f, 0),
+    });
     expect(aug.detail).toBe("0xC000030000000008 (PAGE_METADATA_INCORRECT|R8)");
     const busy = (() => {
       f.td.treeLock.tryExclusive();
@@ -508,13 +586,22 @@ describe("raw calls through the backend and through a scenario", () => {
 
   it("on a running host the bring-up leaves are refused, each with its status; RDMD names what it read", () => {
     const f = makeTd();
-    expect(f.be.rawCall(f.vm, "TDH.SYS.INIT", {}).detail).toBe("0xC000050000000000 (SYS_INIT_NOT_PENDING)");
-    expect(f.be.rawCall(f.vm, "TDH.SYS.LP.INIT", { vcpu: 0 }).detail).toBe("0xC000050B00000000 (SYS_LP_INIT_NOT_PENDING)");
-    expect(f.be.rawCall(f.vm, "TDH.SYS.KEY.CONFIG", { vcpu: 0 }).detail).toBe("0xC000050700000000 (SYS_KEY_CONFIG_NOT_PENDING)");
-    expect(f.be.rawCall(f.vm, "TDH.SYS.TDMR.INIT", { page: 0 }).detail).toBe("0x00000A0300000000 (TDMR_ALREADY_INITIALIZED)");
+    expect(f.be.rawCall(f.vm, "TDH.SYS.INIT", {}).detail).toBe(
+      "0xC000050000000000 (SYS_INIT_NOT_PENDING)",
+    );
+    expect(f.be.rawCall(f.vm, "TDH.SYS.LP.INIT", { vcpu: 0 }).detail).toBe(
+      "0xC000050B00000000 (SYS_LP_INIT_NOT_PENDING)",
+    );
+    expect(f.be.rawCall(f.vm, "TDH.SYS.KEY.CONFIG", { vcpu: 0 }).detail).toBe(
+      "0xC000050700000000 (SYS_KEY_CONFIG_NOT_PENDING)",
+    );
+    expect(f.be.rawCall(f.vm, "TDH.SYS.TDMR.INIT", { page: 0 }).detail).toBe(
+      "0x00000A0300000000 (TDMR_ALREADY_INITIALIZED)",
+    );
     // A TDR's own PAMT entry: type TDR (4), its owner itself (RDX, as a PA).
-    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail)
-      .toBe(`0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x${(f.be.tdr * 4096).toString(16)} R8=0x0 R9=0x0`);
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: f.be.tdr }).detail).toBe(
+      `0x0000000000000000 (SUCCESS) RCX=0x4 RDX=0x${(f.be.tdr * 4096).toString(16)} R8=0x0 R9=0x0`,
+    );
   });
 
   it("the host's PAMT lies in host memory, reserved in the TDMR: a raw AUG or RECLAIM of a PAMT page is PAGE_METADATA_INCORRECT", () => {
@@ -523,23 +610,48 @@ describe("raw calls through the backend and through a scenario", () => {
     // from its memory; the TDMR's reserved areas are the PAMT and the part past host memory.
     const [pamt, hole] = f.m.sys.tdmrs[0]!.rsvd;
     expect(pamt!.frames).toBe(1027);
-    expect(hole).toEqual({ base: f.host.frames.totalFrames, frames: 262144 - f.host.frames.totalFrames });
+    expect(hole).toEqual({
+      base: f.host.frames.totalFrames,
+      frames: 262144 - f.host.frames.totalFrames,
+    });
     expect(f.host.frames.ownerOfPfn(pamt!.base)).not.toBe(OWNER_FREE);
-    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base }).detail).toBe("0x0000000000000000 (SUCCESS) RCX=0x1 RDX=0x0 R8=0x0 R9=0x0");
-    expect(f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: pamt!.base + 5 }).detail).toBe("0xC000030000000008 (PAGE_METADATA_INCORRECT|R8)");
-    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RECLAIM", { page: pamt!.base }).detail).toBe("0xC000030000000001 (PAGE_METADATA_INCORRECT|RCX)");
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base }).detail).toBe(
+      "0x0000000000000000 (SUCCESS) RCX=0x1 RDX=0x0 R8=0x0 R9=0x0",
+    );
+    expect(
+      f.be.rawCall(f.vm, "TDH.MEM.PAGE.AUG", { gpa: UNTOUCHED, level: 0, page: pamt!.base + 5 })
+        .detail,
+    ).toBe("0xC000030000000008 (PAGE_METADATA_INCORRECT|R8)");
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RECLAIM", { page: pamt!.base }).detail).toBe(
+      "0xC000030000000001 (PAGE_METADATA_INCORRECT|RCX)",
+    );
     // The rest of its last 2 MiB block is the host's, not the PAMT's: NDA to the module.
-    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base + 1027 }).detail).toMatch(/RCX=0x0 /);
+    expect(f.be.rawCall(f.vm, "TDH.PHYMEM.PAGE.RDMD", { page: pamt!.base + 1027 }).detail).toMatch(
+      /RCX=0x0 /,
+    );
   });
 
   it("metadata through raw calls: a field by name or id; the guest RIP is refused; an unknown name is bad input", () => {
     const f = makeTd();
-    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC_OFFSET" }).detail).toBe("0x0000000000000000 (SUCCESS) R8=0x0");
-    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "POSTED_INTR_NV" }).detail).toBe("0x0000000000000000 (SUCCESS) R8=0xf2");
-    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "GUEST_RIP" }).detail).toBe("0xC0000C0200000000 (METADATA_FIELD_NOT_READABLE)");
-    expect(f.be.rawCall(f.vm, "TDH.VP.WR", { vcpu: 0, field: "PEND_NMI", value: "1", mask: "0x1" }).status).toBe("SUCCESS");
-    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "0x1100000000000fff" }).detail).toBe("0xC0000C0000000000 (METADATA_FIELD_ID_INCORRECT)");
-    expect(() => f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC" })).toThrow(/unknown metadata field 'TSC'/);
+    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC_OFFSET" }).detail).toBe(
+      "0x0000000000000000 (SUCCESS) R8=0x0",
+    );
+    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "POSTED_INTR_NV" }).detail).toBe(
+      "0x0000000000000000 (SUCCESS) R8=0xf2",
+    );
+    expect(f.be.rawCall(f.vm, "TDH.VP.RD", { vcpu: 0, field: "GUEST_RIP" }).detail).toBe(
+      "0xC0000C0200000000 (METADATA_FIELD_NOT_READABLE)",
+    );
+    expect(
+      f.be.rawCall(f.vm, "TDH.VP.WR", { vcpu: 0, field: "PEND_NMI", value: "1", mask: "0x1" })
+        .status,
+    ).toBe("SUCCESS");
+    expect(f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "0x1100000000000fff" }).detail).toBe(
+      "0xC0000C0000000000 (METADATA_FIELD_ID_INCORRECT)",
+    );
+    expect(() => f.be.rawCall(f.vm, "TDH.MNG.RD", { field: "TSC" })).toThrow(
+      /unknown metadata field 'TSC'/,
+    );
   });
 
   const scenario = (hostLines: string) => `
@@ -554,22 +666,33 @@ ${hostLines}
 `;
 
   it("a raw REMOVE in a host program: the op's result names the status; nothing else changes", () => {
-    const scn = parseScenarioText(scenario("  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }"), "malicious.yaml");
+    const scn = parseScenarioText(
+      scenario("  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }"),
+      "malicious.yaml",
+    );
     const { report } = runScenario(scn, { backend: tdx });
     const raw = report.ops.find((o) => o.who === "host" && o.op === "raw");
-    expect(raw?.result).toEqual({ status: "GPA_RANGE_NOT_BLOCKED", detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)" });
+    expect(raw?.result).toEqual({
+      status: "GPA_RANGE_NOT_BLOCKED",
+      detail: "0xC0000B0600000001 (GPA_RANGE_NOT_BLOCKED|RCX)",
+    });
     expect(report.ops.find((o) => o.who === "vcpu0")?.result).toEqual({ ok: 2, exceptions: 0 });
     expect(report.backendStats.errors).toEqual({ GPA_RANGE_NOT_BLOCKED: 1 });
     expect(report.invariants.violations).toEqual([]);
   });
 
   it("raw BLOCK, TRACK, REMOVE with the vCPU still in guest: TLB_TRACKING_NOT_DONE, and the checks see the tampering", () => {
-    const scn = parseScenarioText(scenario([
-      "  - { op: raw, call: TDH.MEM.RANGE.BLOCK, gpa: 0x1000, level: 0 }",
-      "  - { op: raw, call: TDH.MEM.TRACK }",
-      "  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }",
-      "  - { op: raw, call: TDH.MEM.TRACK }",
-    ].join("\n")), "malicious.yaml");
+    const scn = parseScenarioText(
+      scenario(
+        [
+          "  - { op: raw, call: TDH.MEM.RANGE.BLOCK, gpa: 0x1000, level: 0 }",
+          "  - { op: raw, call: TDH.MEM.TRACK }",
+          "  - { op: raw, call: TDH.MEM.PAGE.REMOVE, gpa: 0x1000, level: 0 }",
+          "  - { op: raw, call: TDH.MEM.TRACK }",
+        ].join("\n"),
+      ),
+      "malicious.yaml",
+    );
     const { report } = runScenario(scn, { backend: tdx });
     const raws = report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
     expect(raws).toEqual([
@@ -598,17 +721,24 @@ vcpus: [[], []]
 host:
 ${host.map((l) => `  - ${l}`).join("\n")}
 `;
-  const raws = (r: ReturnType<typeof runScenario>) => r.report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
+  const raws = (r: ReturnType<typeof runScenario>) =>
+    r.report.ops.filter((o) => o.op === "raw").map((o) => o.result.detail);
 
   it("VPFLUSHDONE before the vCPUs are flushed: FLUSHVP_NOT_DONE; after flushing both, SUCCESS", () => {
-    const r = runScenario(parseScenarioText(scenario([
-      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
-      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }",
-      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
-      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
-      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
-      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
-    ]), "association.yaml"), { backend: tdx });
+    const r = runScenario(
+      parseScenarioText(
+        scenario([
+          "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+          "{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }",
+          "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+          "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
+          "{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }",
+          "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+        ]),
+        "association.yaml",
+      ),
+      { backend: tdx },
+    );
     expect(raws(r)).toEqual([
       "0x8000082400000000 (FLUSHVP_NOT_DONE)",
       "0x0000000000000000 (SUCCESS)",
@@ -620,7 +750,13 @@ ${host.map((l) => `  - ${l}`).join("\n")}
   });
 
   it("a vCPU flushed behind KVM's back: the teardown's VP.FLUSH gets VCPU_NOT_ASSOCIATED, and the HKID is freed", () => {
-    const r = runScenario(parseScenarioText(scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }", "{ op: teardown }"]), "association.yaml"), { backend: tdx });
+    const r = runScenario(
+      parseScenarioText(
+        scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 1 }", "{ op: teardown }"]),
+        "association.yaml",
+      ),
+      { backend: tdx },
+    );
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.backendStats.errors).toEqual({ VCPU_NOT_ASSOCIATED: 1 });
     expect(r.report.backendStats.calls["TDH.MNG.KEY.FREEID"]).toBe(1);
@@ -628,13 +764,24 @@ ${host.map((l) => `  - ${l}`).join("\n")}
   });
 
   it("a VP.FLUSH that fails otherwise in the teardown: KVM_BUG_ON", () => {
-    const r = runScenario(parseScenarioText(scenario(["{ op: teardown }"], ["{ call: TDH.VP.FLUSH, nth: 1, status: OPERAND_BUSY }"]), "association.yaml"), { backend: tdx });
-    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/KVM_BUG.*TDH\.VP\.FLUSH.*OPERAND_BUSY/)]);
+    const r = runScenario(
+      parseScenarioText(
+        scenario(["{ op: teardown }"], ["{ call: TDH.VP.FLUSH, nth: 1, status: OPERAND_BUSY }"]),
+        "association.yaml",
+      ),
+      { backend: tdx },
+    );
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(/KVM_BUG.*TDH\.VP\.FLUSH.*OPERAND_BUSY/),
+    ]);
   });
 
   it("a vCPU index the VM does not have is bad input at its line", () => {
-    expect(() => parseScenarioText(scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 2 }"]), "association.yaml"))
-      .toThrow(/association\.yaml:\d+: host\[0\]\.vcpu: vCPU 2 does not exist: the VM has 2 \(0 to 1\)/);
+    expect(() =>
+      parseScenarioText(scenario(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 2 }"]), "association.yaml"),
+    ).toThrow(
+      /association\.yaml:\d+: host\[0\]\.vcpu: vCPU 2 does not exist: the VM has 2 \(0 to 1\)/,
+    );
   });
 });
 
@@ -651,15 +798,25 @@ vcpus: [[]]
 host:
 ${host.map((l) => `  - ${l}`).join("\n")}
 `;
-  const run = (host: string[], inject?: string[]) => runScenario(parseScenarioText(scenario(host, inject), "release.yaml"), { backend: tdx });
+  const run = (host: string[], inject?: string[]) =>
+    runScenario(parseScenarioText(scenario(host, inject), "release.yaml"), { backend: tdx });
 
   it("the host flushed the vCPU and ran VPFLUSHDONE itself: KVM's VP.FLUSH meets TD_KEYS_NOT_CONFIGURED, a KVM_BUG_ON", () => {
-    const r = run(["{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }", "{ op: raw, call: TDH.MNG.VPFLUSHDONE }", "{ op: teardown }"]);
-    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/TDH\.VP\.FLUSH failed: 0x8000081000000000 \(TD_KEYS_NOT_CONFIGURED\)/)]);
+    const r = run([
+      "{ op: raw, call: TDH.VP.FLUSH, vcpu: 0 }",
+      "{ op: raw, call: TDH.MNG.VPFLUSHDONE }",
+      "{ op: teardown }",
+    ]);
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(/TDH\.VP\.FLUSH failed: 0x8000081000000000 \(TD_KEYS_NOT_CONFIGURED\)/),
+    ]);
   });
 
   it("VPFLUSHDONE answers FLUSHVP_NOT_DONE: KVM gives up, no KEY.FREEID, and the control pages are leaked and counted", () => {
-    const r = run(["{ op: teardown }"], ["{ call: TDH.VP.FLUSH, nth: 1, status: VCPU_NOT_ASSOCIATED }"]);
+    const r = run(
+      ["{ op: teardown }"],
+      ["{ call: TDH.VP.FLUSH, nth: 1, status: VCPU_NOT_ASSOCIATED }"],
+    );
     expect(r.report.invariants.violations).toEqual([]);
     expect(r.report.backendStats.calls["TDH.MNG.KEY.FREEID"]).toBeUndefined();
     expect(r.report.backendStats.errors).toMatchObject({ FLUSHVP_NOT_DONE: 1 });
@@ -668,13 +825,20 @@ ${host.map((l) => `  - ${l}`).join("\n")}
   });
 
   it("KEY.FREEID fails: a KVM_BUG_ON, and the HKID is leaked", () => {
-    const r = run(["{ op: teardown }"], ["{ call: TDH.MNG.KEY.FREEID, nth: 1, status: WBCACHE_NOT_COMPLETE }"]);
-    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([expect.stringMatching(/TDH\.MNG\.KEY\.FREEID failed: 0x8000081700000000/)]);
+    const r = run(
+      ["{ op: teardown }"],
+      ["{ call: TDH.MNG.KEY.FREEID, nth: 1, status: WBCACHE_NOT_COMPLETE }"],
+    );
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(/TDH\.MNG\.KEY\.FREEID failed: 0x8000081700000000/),
+    ]);
     expect(r.report.stats.leakedPages).toBeGreaterThan(0);
   });
 
   it("a raw VP.FLUSH without its vCPU is bad input", () => {
-    expect(() => run(["{ op: raw, call: TDH.VP.FLUSH }"])).toThrow(/raw TDH\.VP\.FLUSH: TDH\.VP\.FLUSH names a vCPU: give vcpu: N/);
+    expect(() => run(["{ op: raw, call: TDH.VP.FLUSH }"])).toThrow(
+      /raw TDH\.VP\.FLUSH: TDH\.VP\.FLUSH names a vCPU: give vcpu: N/,
+    );
   });
 });
 

@@ -7,19 +7,75 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  LC_KEYS_CONFIGURED, OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, PT_NDA, SeamModule, TDX_FLUSHVP_NOT_DONE,
-  TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT,
-  TDX_SUCCESS, TDX_TD_KEYS_NOT_CONFIGURED, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_OPERAND_ADDR_RANGE_ERROR,
-  PT_REG, PT_EPT, SEPT_MAPPED, SEPT_NL_MAPPED, SEPT_PENDING, TDX_GPA_RANGE_NOT_BLOCKED, TDX_PAGE_ALREADY_ACCEPTED,
-  TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_STATE_INCORRECT, PT_TDCX, PT_TDVPR,
-  TDX_SYS_NOT_READY, TDX_SYS_LP_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
-  TDX_SYS_CONFIG_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, tdxEnable, kernelTdmrInfo, PT_RSVD, TDX_INVALID_TDMR, TDX_NON_ORDERED_TDMR,
-  TDX_NON_ORDERED_RESERVED_IN_TDMR, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_PAMT, TDX_PAMT_OVERLAP, TDX_PAMT_OUTSIDE_CMRS,
-  TDX_TDMR_OUTSIDE_CMRS, type RsvdArea, type TdmrInfo,
-  TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE, TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
-  TD_TSC_OFFSET, VP_GUEST_RIP, VP_PIN_BASED_VM_EXEC_CONTROL, VP_POSTED_INTR_DESC_ADDR, VP_POSTED_INTR_NV,
+  LC_KEYS_CONFIGURED,
+  OPERAND_R8,
+  OPERAND_R9,
+  OPERAND_RCX,
+  OPERAND_RDX,
+  PT_NDA,
+  SeamModule,
+  TDX_FLUSHVP_NOT_DONE,
+  TDX_LIFECYCLE_STATE_INCORRECT,
+  TDX_OPERAND_BUSY,
+  TDX_OPERAND_INVALID,
+  TDX_OP_STATE_INCORRECT,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_SUCCESS,
+  TDX_TD_KEYS_NOT_CONFIGURED,
+  TDX_VCPU_ASSOCIATED,
+  TDX_VCPU_NOT_ASSOCIATED,
+  TDX_OPERAND_ADDR_RANGE_ERROR,
+  PT_REG,
+  PT_EPT,
+  SEPT_MAPPED,
+  SEPT_NL_MAPPED,
+  SEPT_PENDING,
+  TDX_GPA_RANGE_NOT_BLOCKED,
+  TDX_PAGE_ALREADY_ACCEPTED,
+  TDX_TLB_TRACKING_NOT_DONE,
+  TDX_EPT_INVALID_PROMOTE_CONDITIONS,
+  TDX_TDCX_NUM_INCORRECT,
+  TDX_VCPU_STATE_INCORRECT,
+  PT_TDCX,
+  PT_TDVPR,
+  TDX_SYS_NOT_READY,
+  TDX_SYS_LP_INIT_NOT_PENDING,
+  TDX_SYS_KEY_CONFIG_NOT_PENDING,
+  TDX_SYS_INIT_NOT_PENDING,
+  TDX_SYS_LP_INIT_DONE,
+  TDX_SYS_CONFIG_NOT_PENDING,
+  TDX_TDMR_ALREADY_INITIALIZED,
+  tdxEnable,
+  kernelTdmrInfo,
+  PT_RSVD,
+  TDX_INVALID_TDMR,
+  TDX_NON_ORDERED_TDMR,
+  TDX_NON_ORDERED_RESERVED_IN_TDMR,
+  TDX_INVALID_RESERVED_IN_TDMR,
+  TDX_INVALID_PAMT,
+  TDX_PAMT_OVERLAP,
+  TDX_PAMT_OUTSIDE_CMRS,
+  TDX_TDMR_OUTSIDE_CMRS,
+  type RsvdArea,
+  type TdmrInfo,
+  TDX_METADATA_FIELD_ID_INCORRECT,
+  TDX_METADATA_FIELD_NOT_READABLE,
+  TDX_METADATA_FIELD_NOT_WRITABLE,
+  TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
+  TD_TSC_OFFSET,
+  VP_GUEST_RIP,
+  VP_PIN_BASED_VM_EXEC_CONTROL,
+  VP_POSTED_INTR_DESC_ADDR,
+  VP_POSTED_INTR_NV,
 } from "../src/testing.js";
-import { finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
+import {
+  finalizedTd,
+  initializedTd,
+  releaseHkid,
+  runnableTd,
+  tdcsPages,
+  tdcxPages,
+} from "./seam-fixtures.js";
 
 describe("the end of a TD's keys", () => {
   // tdh_mng_vpflushdone.c: no TD prologue; the lifecycle must be KEYS_CONFIGURED or HKID_ASSIGNED.
@@ -127,7 +183,12 @@ describe("locks a vCPU in guest mode holds", () => {
 // tdh_mem_sept_remove.c locks the removed S-EPT page's PAMT entry exclusively.
 it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; unlocked, SUCCESS", () => {
   const m = finalizedTd();
-  for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  for (const [level, page] of [
+    [3, 10],
+    [2, 11],
+    [1, 12],
+  ])
+    expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
   expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
   expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
   const held = m.pamt.lock(12);
@@ -144,7 +205,12 @@ describe("PAGE.ADD's source page", () => {
   /** TD 0 initialized (not finalized), S-EPT tables 10-12 over GPA 0. */
   function withTables(): SeamModule {
     const m = initializedTd();
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [
+      [3, 10],
+      [2, 11],
+      [1, 12],
+    ])
+      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
     return m;
   }
 
@@ -199,7 +265,11 @@ describe("2 MiB private pages", () => {
   /** A finalized TD with the tables down to the 2M level over GPA 0-1 GiB (the level-1 entries FREE). */
   function upTo2m(): SeamModule {
     const m = finalizedTd();
-    for (const [level, page] of [[3, 10], [2, 11]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [
+      [3, 10],
+      [2, 11],
+    ])
+      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
     return m;
   }
 
@@ -207,8 +277,16 @@ describe("2 MiB private pages", () => {
     const m = upTo2m();
     const before = m.tds.get(0)!.childCount;
     expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
-    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_PENDING, pfn: 1024 });
-    expect([m.pamt.type2m(1024), m.pamt.owner2m(1024), m.pamt.type(1024), m.pamt.type(1535)]).toEqual([PT_REG, 0, PT_NDA, PT_NDA]);
+    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({
+      state: SEPT_PENDING,
+      pfn: 1024,
+    });
+    expect([
+      m.pamt.type2m(1024),
+      m.pamt.owner2m(1024),
+      m.pamt.type(1024),
+      m.pamt.type(1535),
+    ]).toEqual([PT_REG, 0, PT_NDA, PT_NDA]);
     expect(m.tds.get(0)!.childCount).toBe(before + 512);
   });
 
@@ -221,13 +299,17 @@ describe("2 MiB private pages", () => {
   it("AUG at 2M over a range holding a page of the TD's (its TDR): PAGE_METADATA_INCORRECT|R8; at a GPA not 2M-aligned: OPERAND_INVALID|RCX", () => {
     const m = upTo2m();
     expect(m.memPageAug(GPA_2M, 1, 0, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
-    expect(m.memPageAug(GPA_2M + 0x1000, 1, 0, 1024).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    expect(m.memPageAug(GPA_2M + 0x1000, 1, 0, 1024).status).toBe(
+      TDX_OPERAND_INVALID + OPERAND_RCX,
+    );
   });
 
   it("a page inside a 2 MiB page named as a new 4K page: PAGE_METADATA_INCORRECT|R8 (the PAMT walk ends at the 2M entry)", () => {
     const m = upTo2m();
     expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
-    expect(m.memSeptAdd(0x40000000, 2, 0, 1030).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(m.memSeptAdd(0x40000000, 2, 0, 1030).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
   });
 
   it("the guest ACCEPTs it at 2M; a 4K ACCEPT inside is PAGE_ALREADY_ACCEPTED with level 1", () => {
@@ -236,7 +318,9 @@ describe("2 MiB private pages", () => {
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, GPA_2M, 1)).toEqual({ status: TDX_SUCCESS });
     expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
-    expect(m.tdgMemPageAccept(2, GPA_2M + 0x5000, 0)).toEqual({ status: TDX_PAGE_ALREADY_ACCEPTED + 1n });
+    expect(m.tdgMemPageAccept(2, GPA_2M + 0x5000, 0)).toEqual({
+      status: TDX_PAGE_ALREADY_ACCEPTED + 1n,
+    });
   });
 
   it("BLOCK at 2M puts BEPOCH on the 2M entry: REMOVE before TRACK is TLB_TRACKING_NOT_DONE|RCX; after, SUCCESS and 512 fewer children", () => {
@@ -271,7 +355,9 @@ describe("2 MiB private pages", () => {
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 1030).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 1030).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
     expect(m.memPageDemote(GPA_2M, 0, 0, 20).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
   });
 
@@ -283,8 +369,17 @@ describe("2 MiB private pages", () => {
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
     expect(m.entryAt(td, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_NL_MAPPED, pfn: 20 });
-    for (const i of [0, 5, 511]) expect(m.entryAt(td, GPA_2M / 4096 + i, 0)).toMatchObject({ state: SEPT_MAPPED, pfn: 1024 + i });
-    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.owner(1535), m.pamt.type(20)]).toEqual([PT_NDA, PT_REG, 0, PT_EPT]);
+    for (const i of [0, 5, 511])
+      expect(m.entryAt(td, GPA_2M / 4096 + i, 0)).toMatchObject({
+        state: SEPT_MAPPED,
+        pfn: 1024 + i,
+      });
+    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.owner(1535), m.pamt.type(20)]).toEqual([
+      PT_NDA,
+      PT_REG,
+      0,
+      PT_EPT,
+    ]);
     expect(td.childCount).toBe(before + 1);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
@@ -301,7 +396,10 @@ describe("2 MiB private pages", () => {
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
-    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096 + 7, 0)).toMatchObject({ state: SEPT_PENDING, pfn: 1031 });
+    expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096 + 7, 0)).toMatchObject({
+      state: SEPT_PENDING,
+      pfn: 1031,
+    });
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, GPA_2M + 0x7000)).toBe("ve");
   });
@@ -323,7 +421,11 @@ describe("2 MiB private pages", () => {
     const before = td.childCount;
     expect(m.memPagePromote(GPA_2M, 1, 0)).toEqual({ status: TDX_SUCCESS, pfn: 20 });
     expect(m.entryAt(td, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_MAPPED, pfn: 1024 });
-    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.type(20)]).toEqual([PT_REG, PT_NDA, PT_NDA]);
+    expect([m.pamt.type2m(1024), m.pamt.type(1024), m.pamt.type(20)]).toEqual([
+      PT_REG,
+      PT_NDA,
+      PT_NDA,
+    ]);
     expect(td.childCount).toBe(before - 1);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, GPA_2M + 0x5000)).toBe("ok");
@@ -343,14 +445,19 @@ describe("2 MiB private pages", () => {
     expect(m.memRangeBlock(GPA_2M + 0x3000, 0, 0).status).toBe(TDX_SUCCESS);
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
+    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(
+      TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX,
+    );
     expect(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX).toBe(0xc0000b0900000001n);
   });
 
   it("PROMOTE of 512 PENDING leaves gives a PENDING 2 MiB leaf; mixed PENDING and MAPPED is refused", () => {
     const pending = demotedAndBlocked(false);
     expect(pending.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(pending.entryAt(pending.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_PENDING, pfn: 1024 });
+    expect(pending.entryAt(pending.tds.get(0)!, GPA_2M / 4096, 1)).toMatchObject({
+      state: SEPT_PENDING,
+      pfn: 1024,
+    });
     const mixed = with2mPage(false);
     expect(mixed.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(mixed.memTrack(0).status).toBe(TDX_SUCCESS);
@@ -360,7 +467,9 @@ describe("2 MiB private pages", () => {
     mixed.tdExit(2);
     expect(mixed.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(mixed.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(mixed.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
+    expect(mixed.memPagePromote(GPA_2M, 1, 0).status).toBe(
+      TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX,
+    );
   });
 
   it("the guest's write lands in the frame of the 2 MiB page that holds its GPA, and the host reads none of its frames", () => {
@@ -447,7 +556,8 @@ describe("a vCPU's TDVPS pages and VP.INIT", () => {
 
   it("VP.INIT before the five TDCX pages: TDCX_NUM_INCORRECT (0xC000061000000000), no operand", () => {
     const m = bareVcpu();
-    for (const page of tdcxPages(2).slice(0, 4)) expect(m.vpAddcx(2, page).status).toBe(TDX_SUCCESS);
+    for (const page of tdcxPages(2).slice(0, 4))
+      expect(m.vpAddcx(2, page).status).toBe(TDX_SUCCESS);
     expect(m.vpInit(2, 0).status).toBe(TDX_TDCX_NUM_INCORRECT);
     expect(TDX_TDCX_NUM_INCORRECT).toBe(0xc000061000000000n);
     expect(m.vpAddcx(2, tdcxPages(2)[4]!).status).toBe(TDX_SUCCESS);
@@ -502,9 +612,18 @@ describe("TDH.PHYMEM.PAGE.RDMD", () => {
   it("a 2 MiB page answers for its 2M PAMT entry (size 1); outside the TDMR: OPERAND_ADDR_RANGE_ERROR|RCX", () => {
     const m = initializedTd(new SeamModule(4096), 16, 2, 0);
     expect(m.mrFinalize(16).status).toBe(TDX_SUCCESS);
-    for (const [level, page] of [[3, 30], [2, 31]]) expect(m.memSeptAdd(0, level!, 16, page!).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [
+      [3, 30],
+      [2, 31],
+    ])
+      expect(m.memSeptAdd(0, level!, 16, page!).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x200000, 1, 16, 1024).status).toBe(TDX_SUCCESS);
-    expect(m.phymemPageRdmd(1024 + 7).regs).toEqual({ rcx: BigInt(PT_REG), rdx: 16n << 12n, r8: 1n, r9: 0n });
+    expect(m.phymemPageRdmd(1024 + 7).regs).toEqual({
+      rcx: BigInt(PT_REG),
+      rdx: 16n << 12n,
+      r8: 1n,
+      r9: 0n,
+    });
     expect(m.phymemPageRdmd(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
   });
 });
@@ -547,7 +666,13 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
 
   it("TDMR.INIT initializes 4 MiB a call; RDX stays at the 1 GiB boundary until the TDMR is done; pages past it are outside the TDMRs", () => {
     const m = new SeamModule(4096, { cold: true, lps: 1 });
-    for (const r of [m.sysInit(), m.sysLpInit(0), m.sysConfig(kernelTdmrInfo(4096, PAMT_BASE), 1), m.sysKeyConfig(0)]) expect(r.status).toBe(TDX_SUCCESS);
+    for (const r of [
+      m.sysInit(),
+      m.sysLpInit(0),
+      m.sysConfig(kernelTdmrInfo(4096, PAMT_BASE), 1),
+      m.sysKeyConfig(0),
+    ])
+      expect(r.status).toBe(TDX_SUCCESS);
     expect(m.sysTdmrInit(1).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
     expect(m.sysTdmrInit(GiB).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX); // no TDMR there
     const first = m.sysTdmrInit(0);
@@ -571,7 +696,11 @@ describe("the platform's bring-up (TDH.SYS.*)", () => {
     const m = new SeamModule(4096, { cold: true });
     tdxEnable(m, 1, PAMT_BASE);
     expect(m.stats.calls).toEqual({
-      "TDH.SYS.INIT": 1, "TDH.SYS.LP.INIT": 64, "TDH.SYS.CONFIG": 1, "TDH.SYS.KEY.CONFIG": 1, "TDH.SYS.TDMR.INIT": GiB / 1024,
+      "TDH.SYS.INIT": 1,
+      "TDH.SYS.LP.INIT": 64,
+      "TDH.SYS.CONFIG": 1,
+      "TDH.SYS.KEY.CONFIG": 1,
+      "TDH.SYS.TDMR.INIT": GiB / 1024,
     });
     expect(m.mngCreate(0, 2).status).toBe(TDX_SUCCESS);
   });
@@ -592,9 +721,15 @@ describe("TDMRs, their PAMTs and reserved areas", () => {
 
   it("the kernel's TDMR_INFO: one 1 GiB TDMR, its PAMT 4K, 2M, 1G in one run, reserved: the PAMT and the part past memory", () => {
     expect(good).toEqual({
-      base: 0, frames: GiB,
-      pamt4k: { base: 1024, frames: 1024 }, pamt2m: { base: 2048, frames: 2 }, pamt1g: { base: 2050, frames: 1 },
-      rsvd: [{ offset: 1024, frames: 1027 }, { offset: 4096, frames: GiB - 4096 }],
+      base: 0,
+      frames: GiB,
+      pamt4k: { base: 1024, frames: 1024 },
+      pamt2m: { base: 2048, frames: 2 },
+      pamt1g: { base: 2050, frames: 1 },
+      rsvd: [
+        { offset: 1024, frames: 1027 },
+        { offset: 4096, frames: GiB - 4096 },
+      ],
     });
     expect(config(good)).toBe(TDX_SUCCESS);
   });
@@ -604,12 +739,22 @@ describe("TDMRs, their PAMTs and reserved areas", () => {
     expect(config(good, good)).toBe(TDX_NON_ORDERED_TDMR + 1n); // the second overlaps the first
     const [pamt, hole] = good.rsvd as [RsvdArea, RsvdArea];
     expect(config({ ...good, rsvd: [hole, pamt] })).toBe(TDX_NON_ORDERED_RESERVED_IN_TDMR + 0x100n);
-    expect(config({ ...good, rsvd: [{ offset: 0, frames: 0 }, pamt, hole] })).toBe(TDX_NON_ORDERED_RESERVED_IN_TDMR);
-    expect(config({ ...good, rsvd: [pamt, { ...hole, frames: hole.frames + 1 }] })).toBe(TDX_INVALID_RESERVED_IN_TDMR + 0x100n);
+    expect(config({ ...good, rsvd: [{ offset: 0, frames: 0 }, pamt, hole] })).toBe(
+      TDX_NON_ORDERED_RESERVED_IN_TDMR,
+    );
+    expect(config({ ...good, rsvd: [pamt, { ...hole, frames: hole.frames + 1 }] })).toBe(
+      TDX_INVALID_RESERVED_IN_TDMR + 0x100n,
+    );
     expect(config({ ...good, pamt2m: { base: 2048, frames: 0 } })).toBe(TDX_INVALID_PAMT + 0x100n); // too small for 512 entries
     expect(config({ ...good, pamt1g: { base: 2049, frames: 1 } })).toBe(TDX_PAMT_OVERLAP + 0x100n); // the 2M area overlaps the 1G one
     expect(config({ ...good, rsvd: [hole] })).toBe(TDX_PAMT_OVERLAP); // the 4K area lies in the TDMR's usable part
-    const outside = { ...good, pamt4k: { base: 8192, frames: 1024 }, pamt2m: { base: 9216, frames: 2 }, pamt1g: { base: 9218, frames: 1 }, rsvd: [hole] };
+    const outside = {
+      ...good,
+      pamt4k: { base: 8192, frames: 1024 },
+      pamt2m: { base: 9216, frames: 2 },
+      pamt1g: { base: 9218, frames: 1 },
+      rsvd: [hole],
+    };
     expect(config(outside)).toBe(TDX_PAMT_OUTSIDE_CMRS + 0x200n); // the 1G area is checked first
     expect(TDX_PAMT_OUTSIDE_CMRS + 0x200n).toBe(0xc0000a1100000200n);
     expect(config({ ...good, rsvd: [pamt] })).toBe(TDX_TDMR_OUTSIDE_CMRS); // usable frames past the end of memory
@@ -623,9 +768,18 @@ describe("TDMRs, their PAMTs and reserved areas", () => {
     expect(m.phymemPageRdmd(PAMT_BASE - 1).regs!.rcx).toBe(BigInt(PT_NDA));
     expect(m.phymemPageRdmd(PAMT_BASE + 1027).regs!.rcx).toBe(BigInt(PT_NDA));
     initializedTd(m);
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-    expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 7).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
-    expect(m.phymemPageReclaim(PAMT_BASE + 7).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+    for (const [level, page] of [
+      [3, 10],
+      [2, 11],
+      [1, 12],
+    ])
+      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 7).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
+    );
+    expect(m.phymemPageReclaim(PAMT_BASE + 7).status).toBe(
+      TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX,
+    );
     expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 1027).status).toBe(TDX_SUCCESS);
   });
 });
@@ -658,26 +812,40 @@ describe("metadata: TDH.MNG.RD, TDH.VP.RD, TDH.VP.WR", () => {
     const readable = new Set([0, 32, 33, 50, 51, 52, 53, 54, 63]);
     for (let bit = 0; bit < 64; bit++) {
       const status = m.mngRd(0, TD_TSC_OFFSET ^ (1n << BigInt(bit))).status;
-      expect([bit, status]).toEqual([bit, readable.has(bit) ? TDX_SUCCESS : TDX_METADATA_FIELD_ID_INCORRECT]);
+      expect([bit, status]).toEqual([
+        bit,
+        readable.has(bit) ? TDX_SUCCESS : TDX_METADATA_FIELD_ID_INCORRECT,
+      ]);
     }
-    for (const id of [TD_TSC_OFFSET + (1n << 64n), -TD_TSC_OFFSET]) expect(m.mngRd(0, id).status).toBe(TDX_METADATA_FIELD_ID_INCORRECT);
+    for (const id of [TD_TSC_OFFSET + (1n << 64n), -TD_TSC_OFFSET])
+      expect(m.mngRd(0, id).status).toBe(TDX_METADATA_FIELD_ID_INCORRECT);
   });
 
   it("VP.RD/WR of the guest RIP of a production TD: METADATA_FIELD_NOT_READABLE, METADATA_FIELD_NOT_WRITABLE", () => {
     const m = initializedTd();
     expect(m.vpRd(2, 0, VP_GUEST_RIP).status).toBe(TDX_METADATA_FIELD_NOT_READABLE);
     expect(TDX_METADATA_FIELD_NOT_READABLE).toBe(0xc0000c0200000000n);
-    expect(m.vpWr(2, 0, VP_GUEST_RIP, 0x1000n, 0xffffffffffffffffn).status).toBe(TDX_METADATA_FIELD_NOT_WRITABLE);
+    expect(m.vpWr(2, 0, VP_GUEST_RIP, 0x1000n, 0xffffffffffffffffn).status).toBe(
+      TDX_METADATA_FIELD_NOT_WRITABLE,
+    );
     expect(TDX_METADATA_FIELD_NOT_WRITABLE).toBe(0xc0000c0100000000n);
   });
 
   it("VP.WR: posted interrupts on before the vector and descriptor: TD_VMCS_FIELD_NOT_INITIALIZED with the field; the host writes bit 7 of the pin-based controls only", () => {
     const m = initializedTd();
-    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2n);
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(
+      TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2n,
+    );
     expect(m.vpWr(2, 0, VP_POSTED_INTR_NV, 0xf2n, 0xffffn).status).toBe(TDX_SUCCESS);
-    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2016n);
-    expect(m.vpWr(2, 0, VP_POSTED_INTR_DESC_ADDR, 0x5000n, 0xffffffffffffffffn).status).toBe(TDX_SUCCESS);
-    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x1n, 0x1n).status).toBe(TDX_METADATA_FIELD_NOT_WRITABLE);
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x80n, 0x80n).status).toBe(
+      TDX_TD_VMCS_FIELD_NOT_INITIALIZED + 0x2016n,
+    );
+    expect(m.vpWr(2, 0, VP_POSTED_INTR_DESC_ADDR, 0x5000n, 0xffffffffffffffffn).status).toBe(
+      TDX_SUCCESS,
+    );
+    expect(m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0x1n, 0x1n).status).toBe(
+      TDX_METADATA_FIELD_NOT_WRITABLE,
+    );
     const w = m.vpWr(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL, 0xffn, 0xffn);
     expect(w).toMatchObject({ status: TDX_SUCCESS, regs: { r8: 0n } });
     expect(m.vpRd(2, 0, VP_PIN_BASED_VM_EXEC_CONTROL).regs).toEqual({ r8: 0x80n });

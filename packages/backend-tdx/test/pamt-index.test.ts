@@ -11,28 +11,37 @@ const FRAMES = 3 * 4096 + 100;
 const TYPES = [PT_NDA, PT_REG, PT_EPT, PT_TDCX, PT_TDR];
 
 function scan(pamt: Pamt, owner: number, from: number): number {
-  for (let p = Math.max(0, from); p < FRAMES; p++) if (pamt.type(p) !== PT_NDA && pamt.owner(p) === owner) return p;
+  for (let p = Math.max(0, from); p < FRAMES; p++)
+    if (pamt.type(p) !== PT_NDA && pamt.owner(p) === owner) return p;
   return -1;
 }
 
 describe("Pamt.nextPageOf", () => {
   it("finds what a scan of every granule finds", () => {
     const op = fc.record({
-      pfn: fc.oneof(fc.integer({ min: 0, max: FRAMES - 1 }), fc.constantFrom(0, 31, 32, 4095, 4096, 8191, 8192, FRAMES - 1)),
+      pfn: fc.oneof(
+        fc.integer({ min: 0, max: FRAMES - 1 }),
+        fc.constantFrom(0, 31, 32, 4095, 4096, 8191, 8192, FRAMES - 1),
+      ),
       type: fc.constantFrom(...TYPES),
       owner: fc.constantFrom(7, 8, 4096),
     });
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), fc.array(fc.integer({ min: -5, max: FRAMES + 5 }), { maxLength: 8 }), (ops, froms) => {
-        const pamt = new Pamt(FRAMES);
-        for (const o of ops) pamt.set(o.pfn, o.type, o.type === PT_NDA ? NO_TD : o.owner);
-        for (const owner of [7, 8, 4096, NO_TD]) {
-          for (const from of [0, ...froms]) expect(pamt.nextPageOf(owner, from)).toBe(scan(pamt, owner, from));
-          const all: number[] = [];
-          for (let p = scan(pamt, owner, 0); p >= 0; p = scan(pamt, owner, p + 1)) all.push(p);
-          expect([...pamt.pagesOf(owner)]).toEqual(all.map((p) => [p, pamt.type(p)]));
-        }
-      }),
+      fc.property(
+        fc.array(op, { maxLength: 60 }),
+        fc.array(fc.integer({ min: -5, max: FRAMES + 5 }), { maxLength: 8 }),
+        (ops, froms) => {
+          const pamt = new Pamt(FRAMES);
+          for (const o of ops) pamt.set(o.pfn, o.type, o.type === PT_NDA ? NO_TD : o.owner);
+          for (const owner of [7, 8, 4096, NO_TD]) {
+            for (const from of [0, ...froms])
+              expect(pamt.nextPageOf(owner, from)).toBe(scan(pamt, owner, from));
+            const all: number[] = [];
+            for (let p = scan(pamt, owner, 0); p >= 0; p = scan(pamt, owner, p + 1)) all.push(p);
+            expect([...pamt.pagesOf(owner)]).toEqual(all.map((p) => [p, pamt.type(p)]));
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });

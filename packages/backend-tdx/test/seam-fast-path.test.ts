@@ -5,16 +5,49 @@
  * failing leaf releases, and the results a caller may keep.
  */
 import { describe, expect, it } from "vitest";
-import { Host, Vm, guestAcceptPage, guestAccessPage, hostOps, runToEnd, type TdpEvent } from "@tdpemu/core/testing";
 import {
-  OPERAND_R8, OPERAND_RCX, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING,
-  SEPT_PENDING_BLOCKED, SeamModule, SeptPages, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT,
-  TDX_PAGE_METADATA_INCORRECT, TDX_EPT_WALK_FAILED, TDX_PAGE_ALREADY_ACCEPTED, TDX_SUCCESS, makeSeptEntry,
-  septIndex, septPfn, septState,
+  Host,
+  Vm,
+  guestAcceptPage,
+  guestAccessPage,
+  hostOps,
+  runToEnd,
+  type TdpEvent,
+} from "@tdpemu/core/testing";
+import {
+  OPERAND_R8,
+  OPERAND_RCX,
+  SEPT_BLOCKED,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_PENDING,
+  SEPT_PENDING_BLOCKED,
+  SeamModule,
+  SeptPages,
+  TDX_OPERAND_BUSY,
+  TDX_OP_STATE_INCORRECT,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_EPT_WALK_FAILED,
+  TDX_PAGE_ALREADY_ACCEPTED,
+  TDX_SUCCESS,
+  makeSeptEntry,
+  septIndex,
+  septPfn,
+  septState,
 } from "../src/testing.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
-import { createVcpu, finalizedTd, initializedTd, releaseHkid, runnableTd, tdcsPages, tdcxPages } from "./seam-fixtures.js";
+import {
+  createVcpu,
+  finalizedTd,
+  initializedTd,
+  releaseHkid,
+  runnableTd,
+  tdcsPages,
+  tdcxPages,
+} from "./seam-fixtures.js";
 
 const MiB = 2 ** 20;
 
@@ -58,8 +91,24 @@ describe("S-EPT entries", () => {
 describe("septIndex", () => {
   const exact = (gfn: number, level: number) => Math.floor(gfn / 512 ** level) % 512;
   it("matches the exact formula below and above 2^32, at every level including 4", () => {
-    const gfns = [0, 1, 511, 512, 0x3ffff, 0x40000, 0x7fffffff, 0x80000000, 0xffffffff, 2 ** 32, 2 ** 32 + 0x12345, 2 ** 40 - 1, 2 ** 40 + 513];
-    for (const gfn of gfns) for (let level = 0; level <= 4; level++) expect(septIndex(gfn, level)).toBe(exact(gfn, level));
+    const gfns = [
+      0,
+      1,
+      511,
+      512,
+      0x3ffff,
+      0x40000,
+      0x7fffffff,
+      0x80000000,
+      0xffffffff,
+      2 ** 32,
+      2 ** 32 + 0x12345,
+      2 ** 40 - 1,
+      2 ** 40 + 513,
+    ];
+    for (const gfn of gfns)
+      for (let level = 0; level <= 4; level++)
+        expect(septIndex(gfn, level)).toBe(exact(gfn, level));
   });
 });
 
@@ -69,7 +118,13 @@ describe("SeptPages", () => {
     const a = p.init(5);
     const b = p.init(3000);
     const c = p.init(2 ** 33 + 7);
-    expect([p.get(5), p.get(3000), p.get(2 ** 33 + 7), p.get(6), p.get(7)]).toEqual([a, b, c, undefined, undefined]);
+    expect([p.get(5), p.get(3000), p.get(2 ** 33 + 7), p.get(6), p.get(7)]).toEqual([
+      a,
+      b,
+      c,
+      undefined,
+      undefined,
+    ]);
     expect(p.count).toBe(3);
     p.drop(3000);
     p.drop(2 ** 33 + 7);
@@ -84,7 +139,14 @@ describe("the event text of every call", () => {
   it("is the text each leaf has always had (VP leaves name their LP)", () => {
     const d = (name: string, tdr: number, ...ops: number[]) => {
       const [a = 0, b = 0, c = 0, e = 0] = ops;
-      return callDetail(SEAMCALL_NAMES.indexOf(name as (typeof SEAMCALL_NAMES)[number]), tdr, a, b, c, e);
+      return callDetail(
+        SEAMCALL_NAMES.indexOf(name as (typeof SEAMCALL_NAMES)[number]),
+        tdr,
+        a,
+        b,
+        c,
+        e,
+      );
     };
     expect(d("TDH.MNG.CREATE", 0, 1)).toBe("tdr 0 hkid 1");
     expect(d("TDH.MNG.KEY.CONFIG", 7)).toBe("tdr 7");
@@ -144,10 +206,25 @@ describe("backendStats.calls", () => {
     // INVEPT first at the vCPU's first entry (kvm_mmu_load flushes for the new root), before the
     // TD is finalized and entered; the zap's remote flush is a request the vCPU has not acted on.
     expect(Object.keys(be.stats().calls)).toEqual([
-      "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.MNG.RD", "TDH.VP.CREATE", "TDH.VP.ADDCX", "TDH.VP.INIT",
-      "TDH.VP.WR", "INVEPT",
-      "TDH.MR.FINALIZE", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG", "#VE", "TDH.MEM.RANGE.BLOCK",
-      "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD",
+      "TDH.MNG.CREATE",
+      "TDH.MNG.KEY.CONFIG",
+      "TDH.MNG.ADDCX",
+      "TDH.MNG.INIT",
+      "TDH.MNG.RD",
+      "TDH.VP.CREATE",
+      "TDH.VP.ADDCX",
+      "TDH.VP.INIT",
+      "TDH.VP.WR",
+      "INVEPT",
+      "TDH.MR.FINALIZE",
+      "TDH.VP.ENTER",
+      "TDH.MEM.SEPT.ADD",
+      "TDH.MEM.PAGE.AUG",
+      "#VE",
+      "TDH.MEM.RANGE.BLOCK",
+      "TDH.MEM.TRACK",
+      "TDH.MEM.PAGE.REMOVE",
+      "TDH.PHYMEM.PAGE.WBINVD",
     ]);
     expect(be.stats().calls.INVEPT).toBe(1);
     expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x0, true, false))).toBe("exception");
@@ -162,11 +239,21 @@ describe("backendStats.calls", () => {
     const { vm, be } = tdVm();
     expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x0))).toBe("ok");
     // The module counts every TDCALL it ran; KVM counts an ACCEPT that ended in a TD exit apart.
-    const { "#VE": _ve, INVEPT: _invept, "TD exit (ACCEPT)": exited, ...seamcalls } = be.stats().calls;
+    const {
+      "#VE": _ve,
+      INVEPT: _invept,
+      "TD exit (ACCEPT)": exited,
+      ...seamcalls
+    } = be.stats().calls;
     expect(exited).toBe(1);
     // The platform's bring-up (TDH.SYS.*) is the host kernel's, before any TD: no TD's count.
-    const platform = Object.fromEntries(Object.entries(be.module.stats.calls).filter(([name]) => !name.startsWith("TDH.SYS.")));
-    expect(platform).toEqual({ ...seamcalls, "TDG.MEM.PAGE.ACCEPT": seamcalls["TDG.MEM.PAGE.ACCEPT"]! + exited! });
+    const platform = Object.fromEntries(
+      Object.entries(be.module.stats.calls).filter(([name]) => !name.startsWith("TDH.SYS.")),
+    );
+    expect(platform).toEqual({
+      ...seamcalls,
+      "TDG.MEM.PAGE.ACCEPT": seamcalls["TDG.MEM.PAGE.ACCEPT"]! + exited!,
+    });
     expect(be.module.stats.calls["TDH.SYS.INIT"]).toBe(1);
     expect(be.module.stats.busy).toBe(0);
     expect(be.module.stats.errors).toEqual({});
@@ -220,7 +307,8 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.mrFinalize(0).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     releaseHkid(m);
-    for (const page of [...tdcxPages(2), 2, ...tdcsPages(0), 0]) expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
+    for (const page of [...tdcxPages(2), 2, ...tdcsPages(0), 0])
+      expect(m.phymemPageReclaim(page).status).toBe(TDX_SUCCESS);
     expect(m.tds.size).toBe(0);
     expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.mrFinalize(0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
@@ -247,7 +335,9 @@ describe("the module's remembered lookups follow the TDs and vCPUs", () => {
     expect(m.phymemPageReclaim(2).status).toBe(TDX_SUCCESS);
     expect(m.vpEnter(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.vpFlush(2, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
-    expect(m.tdgMemPageAccept(2, 0, 0)).toEqual({ status: TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX });
+    expect(m.tdgMemPageAccept(2, 0, 0)).toEqual({
+      status: TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX,
+    });
   });
 
   it("two TDs on one module: calls that alternate between them reach the right TD", () => {
@@ -329,7 +419,13 @@ describe("locks a leaf takes within its step", () => {
     expect(page.tryExclusive()).toBe(true);
     expect(m.memPageAug(0x3000, 0, 0, 102).status).toBe(TDX_OPERAND_BUSY + 2n);
     page.release();
-    expect([td.treeLock.held, td.opStateLock.held, td.epochLock.held, m.pamt.lock(0).held, m.pamt.lock(102).held]).toEqual([false, false, false, false, false]);
+    expect([
+      td.treeLock.held,
+      td.opStateLock.held,
+      td.epochLock.held,
+      m.pamt.lock(0).held,
+      m.pamt.lock(102).held,
+    ]).toEqual([false, false, false, false, false]);
   });
 
   it("a TDR lock with 127 readers ends free after a leaf takes it shared (the Int8 lock wraps, as it always did)", () => {
@@ -344,7 +440,8 @@ describe("locks a leaf takes within its step", () => {
 describe("septEntries", () => {
   it("lists every present entry depth first, as a recursive walk of the tables does", () => {
     const { vm, be } = tdVm();
-    for (const gpa of [0x0, 0x1000, 0x3ff000, 0x400000, 0x800000, 0xf34000]) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
+    for (const gpa of [0x0, 0x1000, 0x3ff000, 0x400000, 0x800000, 0xf34000])
+      expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
     expect(be.module.memRangeBlock(0x1000, 0, be.tdr).status).toBe(TDX_SUCCESS);
     expect(be.module.memRangeBlock(0x800000, 1, be.tdr).status).toBe(TDX_SUCCESS);
     const m = be.module;
@@ -356,7 +453,8 @@ describe("septEntries", () => {
         if (st === SEPT_FREE) continue;
         const gfn = base + i * 512 ** level;
         expected.push([gfn, level, st, septPfn(t[2 * i]!, t[2 * i + 1]!)]);
-        if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) visit(septPfn(t[2 * i]!, t[2 * i + 1]!), level - 1, gfn);
+        if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED)
+          visit(septPfn(t[2 * i]!, t[2 * i + 1]!), level - 1, gfn);
       }
     };
     visit(be.td.septRoot, be.td.rootLevel, 0);
@@ -374,12 +472,20 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
     const m = finalizedTd();
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
-    for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [
+      [3, 10],
+      [2, 11],
+      [1, 12],
+    ])
+      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
     expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
     // Leaves that go on from the walk still fail with the entry and level where it stopped.
-    expect(m.memPageAug(0x2000, 0, 0, 101)).toMatchObject({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, levelState: 1n | (BigInt(SEPT_NL_BLOCKED) << 8n) });
+    expect(m.memPageAug(0x2000, 0, 0, 101)).toMatchObject({
+      status: TDX_EPT_WALK_FAILED + OPERAND_RCX,
+      levelState: 1n | (BigInt(SEPT_NL_BLOCKED) << 8n),
+    });
   });
 
   it("accepts a PENDING page once the walk reaches it, and only once", () => {

@@ -52,7 +52,12 @@ export function releaseHkid(m: SeamModule): void {
 /** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
 export function runnableTd(): SeamModule {
   const m = finalizedTd();
-  for (const [level, page] of [[3, 10], [2, 11], [1, 12]]) expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  for (const [level, page] of [
+    [3, 10],
+    [2, 11],
+    [1, 12],
+  ])
+    expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
   expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
   return m;
 }

@@ -5,11 +5,33 @@
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
-  ACCESS_FAULT, ACCESS_OK, ExecCtx, Host, Vm, checkInvariants, exploreScenario, guestAcceptPage, guestAccessPage, hostOps, loadScenario,
-  parseScenarioText, runScenario, runToEnd, type TdpEvent,
+  ACCESS_FAULT,
+  ACCESS_OK,
+  ExecCtx,
+  Host,
+  Vm,
+  checkInvariants,
+  exploreScenario,
+  guestAcceptPage,
+  guestAccessPage,
+  hostOps,
+  loadScenario,
+  parseScenarioText,
+  runScenario,
+  runToEnd,
+  type TdpEvent,
 } from "@tdpemu/core/testing";
 import {
-  PT_NDA, PT_REG, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_PENDING, SeamModule, TdxBackend, pamtFrames, tdmrFramesFor,
+  PT_NDA,
+  PT_REG,
+  SEPT_BLOCKED,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_PENDING,
+  SeamModule,
+  TdxBackend,
+  pamtFrames,
+  tdmrFramesFor,
 } from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
@@ -19,19 +41,25 @@ function tdVm(opts: { memory?: number; gpaw?: 48 | 52; vcpus?: number } = {}) {
   const memory = opts.memory ?? 16 * MiB;
   const host = new Host({ memory: 2 * memory + 64 * MiB });
   const be = newTdx(host);
-  const vm = new Vm(host, { memory, gpaw: opts.gpaw ?? 48, vcpus: opts.vcpus ?? 1, hostPageLevel: 1 }, be);
+  const vm = new Vm(
+    host,
+    { memory, gpaw: opts.gpaw ?? 48, vcpus: opts.vcpus ?? 1, hostPageLevel: 1 },
+    be,
+  );
   return { vm, be, host };
 }
 
 function septState(be: TdxBackend, gfn: number): number {
-  for (const [g, level, state] of be.module.septEntries(be.td)) if (level === 0 && g === gfn) return state;
+  for (const [g, level, state] of be.module.septEntries(be.td))
+    if (level === 0 && g === gfn) return state;
   return SEPT_FREE;
 }
 
 describe("TDX: private faults through the mirror and the S-EPT", () => {
   it("512 private 4 KiB faults over GPA 0-2 MiB on a fresh runnable TD cost 3 SEPT.ADD and 512 AUG", () => {
     const { vm, be } = tdVm();
-    for (let p = 0; p < 512; p++) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096))).toBe("ok");
+    for (let p = 0; p < 512; p++)
+      expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, p * 4096))).toBe("ok");
     const calls = be.stats().calls;
     expect(calls["TDH.MEM.SEPT.ADD"]).toBe(3);
     expect(calls["TDH.MEM.PAGE.AUG"]).toBe(512);
@@ -72,7 +100,13 @@ describe("TDX: private faults through the mirror and the S-EPT", () => {
     const pfn = vm.memslots.find(5)!.gmem!.peekPfn(5);
     runToEnd(hostOps.convertMemory(vm, vm.hostCtx, 5, 6, false));
     const calls = be.stats().calls;
-    for (const leaf of ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"]) expect(calls[leaf], leaf).toBe(1);
+    for (const leaf of [
+      "TDH.MEM.RANGE.BLOCK",
+      "TDH.MEM.TRACK",
+      "TDH.MEM.PAGE.REMOVE",
+      "TDH.PHYMEM.PAGE.WBINVD",
+    ])
+      expect(calls[leaf], leaf).toBe(1);
     expect(septState(be, 5)).toBe(SEPT_FREE);
     expect(be.module.pamt.type(pfn)).toBe(PT_NDA);
     // The shared alias now works through the direct root; the mirror and the S-EPT still agree.
@@ -81,7 +115,8 @@ describe("TDX: private faults through the mirror and the S-EPT", () => {
   });
 
   it("populate before finalize: premap, PAGE.ADD and MR.EXTEND; finalize; then the guest runs", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: populate
 vm: { memory: 16MiB }
 backend: tdx
@@ -89,7 +124,9 @@ schedule: { mode: round-robin, interleave: false }
 host:
   - { op: populate, gpa: 0x0, size: 16KiB }
   - { op: finalize }
-`, "populate.yaml");
+`,
+      "populate.yaml",
+    );
     const r = runScenario(scn, { backend: tdx });
     expect(r.report.invariants.violations).toEqual([]);
     const calls = r.report.backendStats.calls;
@@ -114,8 +151,12 @@ host:
     expect(calls["TDH.MEM.RANGE.BLOCK"]).toBe(600);
     expect(calls["TDH.MEM.PAGE.REMOVE"]).toBe(600);
     expect(calls["TDH.PHYMEM.PAGE.WBINVD"]).toBe(600 + 1); // and the TDR's, under the global KeyID
-    expect(order.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(order.indexOf("TDH.MNG.KEY.FREEID"));
-    expect(order.indexOf("TDH.PHYMEM.PAGE.RECLAIM")).toBeGreaterThan(order.indexOf("TDH.MNG.KEY.FREEID"));
+    expect(order.lastIndexOf("TDH.MEM.PAGE.REMOVE")).toBeLessThan(
+      order.indexOf("TDH.MNG.KEY.FREEID"),
+    );
+    expect(order.indexOf("TDH.PHYMEM.PAGE.RECLAIM")).toBeGreaterThan(
+      order.indexOf("TDH.MNG.KEY.FREEID"),
+    );
     // 4 S-EPT pages + 6 TDCS + 1 TDVPR and its 5 TDCX + the TDR.
     expect(calls["TDH.PHYMEM.PAGE.RECLAIM"]).toBe(4 + 6 + 1 + 5 + 1);
     expect(vm.mmu.stats.leakedPages).toBe(0);
@@ -146,8 +187,15 @@ describe("TDX: the 2M/4K race and the freeze protocol", () => {
     expect(r.violation).not.toBeNull();
     const v = r.violation!.violations[0]!;
     expect(v.check).toBe("kvm-bug");
-    expect(v.message).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
-    const rep = runScenario(scn, { backend: tdx, replay: r.violation!.choices, interleave: true, mmu: { strategy: "atomic-then-hook" } });
+    expect(v.message).toMatch(
+      /TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/,
+    );
+    const rep = runScenario(scn, {
+      backend: tdx,
+      replay: r.violation!.choices,
+      interleave: true,
+      mmu: { strategy: "atomic-then-hook" },
+    });
     expect(rep.report.invariants.violations[0]!.message).toBe(v.message);
   });
 
@@ -176,7 +224,8 @@ describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
     const v = vm.vcpus[0]!;
     // Each access: an EPT violation (TD exit), AUG, VP.ENTER again, then #VE on the PENDING page.
     // The #VE is delivered inside the guest, so the next access needs no entry of its own.
-    for (let p = 0; p < 8; p++) expect(runToEnd(guestAccessPage(vm, v, p * 4096, true, false))).toBe("exception");
+    for (let p = 0; p < 8; p++)
+      expect(runToEnd(guestAccessPage(vm, v, p * 4096, true, false))).toBe("exception");
     expect(be.stats().calls["TDH.VP.ENTER"]).toBe(1 + 8);
     expect(be.stats().calls["#VE"]).toBe(8);
     expect(be.td.vcpus.get([...be.td.vcpus.keys()][0]!)!.inGuest).toBe(true);
@@ -193,15 +242,40 @@ describe("TDX: vCPU entry (TDH.VP.ENTER)", () => {
 describe("TDX: KVM_TDX_INIT_VCPU", () => {
   it("each vCPU is TDH.VP.CREATE, five TDH.VP.ADDCX (its TDCX pages), TDH.VP.INIT on its CPU and three TDH.VP.WR (posted interrupts), in that order", () => {
     const events: TdpEvent[] = [];
-    const r = runScenario(parseScenarioText("name: v\nvm: { memory: 16MiB, vcpus: 2 }\nbackend: tdx\nvcpus: [[], []]", "v.yaml"), { backend: tdx, onEvent: (e) => events.push(e) });
-    expect(r.report.backendStats.calls).toMatchObject({ "TDH.VP.CREATE": 2, "TDH.VP.ADDCX": 10, "TDH.VP.INIT": 2, "TDH.VP.WR": 6, "TDH.MNG.RD": 2 });
-    const vp = events.flatMap((e) => (e.type === "call" && e.name.startsWith("TDH.VP.") ? [`${e.name} ${e.detail}`] : []));
-    const one = ["TDH.VP.CREATE", ...Array<string>(5).fill("TDH.VP.ADDCX"), "TDH.VP.INIT", "TDH.VP.WR", "TDH.VP.WR", "TDH.VP.WR"];
+    const r = runScenario(
+      parseScenarioText(
+        "name: v\nvm: { memory: 16MiB, vcpus: 2 }\nbackend: tdx\nvcpus: [[], []]",
+        "v.yaml",
+      ),
+      { backend: tdx, onEvent: (e) => events.push(e) },
+    );
+    expect(r.report.backendStats.calls).toMatchObject({
+      "TDH.VP.CREATE": 2,
+      "TDH.VP.ADDCX": 10,
+      "TDH.VP.INIT": 2,
+      "TDH.VP.WR": 6,
+      "TDH.MNG.RD": 2,
+    });
+    const vp = events.flatMap((e) =>
+      e.type === "call" && e.name.startsWith("TDH.VP.") ? [`${e.name} ${e.detail}`] : [],
+    );
+    const one = [
+      "TDH.VP.CREATE",
+      ...Array<string>(5).fill("TDH.VP.ADDCX"),
+      "TDH.VP.INIT",
+      "TDH.VP.WR",
+      "TDH.VP.WR",
+      "TDH.VP.WR",
+    ];
     expect(vp.map((x) => x.split(" ")[0])).toEqual([...one, ...one]);
     expect(vp[6]).toMatch(/lp 0$/);
     expect(vp[16]).toMatch(/lp 1$/);
     // POSTED_INTR_NV, POSTED_INTR_DESC_ADDR, then PIN_BASED_VM_EXEC_CONTROL: the order the module needs.
-    expect(vp.slice(7, 10).map((x) => x.replace(/^.* field /, ""))).toEqual(["0x2", "0x2016", "0x4000"]);
+    expect(vp.slice(7, 10).map((x) => x.replace(/^.* field /, ""))).toEqual([
+      "0x2",
+      "0x2016",
+      "0x4000",
+    ]);
   });
 });
 
@@ -224,11 +298,17 @@ describe("TDX: tdx_handle_ept_violation", () => {
       expect(r.report.backendStats.calls["TD exit (ACCEPT)"]).toBe(2);
       expect(r.report.backendStats.calls["TDG.MEM.PAGE.ACCEPT"]).toBe(2);
       // After a fault that ended in "retry", that vCPU's next event is its next fault.
-      const vcpuEvents = (id: number) => events.filter((e) => (e.type === "fault" && e.vcpu === id) || (e.type === "call" && (e.name === "TDH.VP.ENTER" || e.name === "TDG.MEM.PAGE.ACCEPT")));
+      const vcpuEvents = (id: number) =>
+        events.filter(
+          (e) =>
+            (e.type === "fault" && e.vcpu === id) ||
+            (e.type === "call" && (e.name === "TDH.VP.ENTER" || e.name === "TDG.MEM.PAGE.ACCEPT")),
+        );
       for (const id of [0, 1]) {
         const ev = vcpuEvents(id);
         ev.forEach((e, i) => {
-          if (e.type === "fault" && e.result === "retry") expect(ev.slice(i + 1).find((x) => x.type === "fault" && x.vcpu === id)).toBeDefined();
+          if (e.type === "fault" && e.result === "retry")
+            expect(ev.slice(i + 1).find((x) => x.type === "fault" && x.vcpu === id)).toBeDefined();
         });
       }
     }
@@ -278,7 +358,10 @@ describe("TDX: releasing the HKID (tdx_mmu_release_hkid) and freeing the TD (tdx
     // The TDR is reclaimed last and its cache lines written back under the global KeyID (1; TDs get 2 on).
     expect(be.hkid).toBeGreaterThan(1);
     const last = calls.slice(-2);
-    expect(last).toEqual([`TDH.PHYMEM.PAGE.RECLAIM page ${be.tdr} SUCCESS`, `TDH.PHYMEM.PAGE.WBINVD page ${be.tdr} hkid 1 SUCCESS`]);
+    expect(last).toEqual([
+      `TDH.PHYMEM.PAGE.RECLAIM page ${be.tdr} SUCCESS`,
+      `TDH.PHYMEM.PAGE.WBINVD page ${be.tdr} hkid 1 SUCCESS`,
+    ]);
     expect(vm.mmu.stats.leakedPages).toBe(0);
     expect(host.frames.ownerOfPfn(be.tdr)).not.toBe(vm.owner);
   });
@@ -327,7 +410,8 @@ describe("TDX: memory type of a TD's leaves", () => {
     const { vm } = tdVm();
     const sptes: { mirror: boolean; newLo: number }[] = [];
     vm.events.subscribe((e) => {
-      if (e.type === "spte" && e.level === 1 && (e.newLo & 7) !== 0) sptes.push({ mirror: e.mirror, newLo: e.newLo });
+      if (e.type === "spte" && e.level === 1 && (e.newLo & 7) !== 0)
+        sptes.push({ mirror: e.mirror, newLo: e.newLo });
     });
     expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x1000))).toBe("ok");
     expect(runToEnd(guestAccessPage(vm, vm.vcpus[0]!, 0x3000, true, true))).toBe("ok");
@@ -349,7 +433,8 @@ describe("TDX: the root list (kvm_tdp_mmu_alloc_root)", () => {
 describe("TDX: flush ranges", () => {
   it("a conversion flushes the whole VM (kvm_handle_gfn_range), a zap only its range (kvm_zap_gfn_range)", () => {
     const { vm } = tdVm();
-    for (const gpa of [0x1000, 0x2000]) expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
+    for (const gpa of [0x1000, 0x2000])
+      expect(runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, gpa))).toBe("ok");
     const flushes: { reason: string; gfn: number; level: number }[] = [];
     vm.events.subscribe((e) => {
       if (e.type === "flush") flushes.push({ reason: e.reason, gfn: e.gfn, level: e.level });
@@ -364,7 +449,12 @@ describe("TDX: flush ranges", () => {
 });
 
 describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => {
-  const REMOVAL = ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK", "TDH.MEM.PAGE.REMOVE", "TDH.PHYMEM.PAGE.WBINVD"];
+  const REMOVAL = [
+    "TDH.MEM.RANGE.BLOCK",
+    "TDH.MEM.TRACK",
+    "TDH.MEM.PAGE.REMOVE",
+    "TDH.PHYMEM.PAGE.WBINVD",
+  ];
 
   it("BLOCK, TRACK with the kick, REMOVE, WBINVD, with the write lock held; between them vCPUs run and see the page blocked", () => {
     const { vm, be } = tdVm({ vcpus: 2 });
@@ -425,13 +515,17 @@ describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => 
   it("KVM_BUG_ON: a removal after the HKID was released, a table freed while it is assigned", () => {
     const { vm, be } = tdVm();
     runToEnd(guestAcceptPage(vm, vm.vcpus[0]!, 0x5000));
-    expect(() => be.freeExternalSpt(vm, 0, 2, 1)).toThrow(/KVM_BUG_ON: free_external_spt .* while the HKID is assigned/);
+    expect(() => be.freeExternalSpt(vm, 0, 2, 1)).toThrow(
+      /KVM_BUG_ON: free_external_spt .* while the HKID is assigned/,
+    );
     expect(be.bugged).toBe(true);
     const td2 = tdVm();
     runToEnd(guestAcceptPage(td2.vm, td2.vm.vcpus[0]!, 0x5000));
     const pfn = td2.vm.memslots.find(5)!.gmem!.peekPfn(5);
     td2.be.teardown(td2.vm);
-    expect(() => td2.be.removeExternalSpte(td2.vm, 5, 1, pfn)).toThrow(/KVM_BUG_ON: remove_external_spte of gfn 0x5 after the HKID was released/);
+    expect(() => td2.be.removeExternalSpte(td2.vm, 5, 1, pfn)).toThrow(
+      /KVM_BUG_ON: remove_external_spte of gfn 0x5 after the HKID was released/,
+    );
     expect(td2.be.bugged).toBe(true);
   });
 });

@@ -23,7 +23,10 @@ export function defineErrorKind(cls: { prototype: Error }, kind: string): void {
  */
 export function ErrorOfKind(kind: string) {
   class Kinded extends Error {
-    static is<C extends abstract new (...args: never[]) => Error>(this: C, e: unknown): e is InstanceType<C> {
+    static is<C extends abstract new (...args: never[]) => Error>(
+      this: C,
+      e: unknown,
+    ): e is InstanceType<C> {
       return errorKind(e) === kind;
     }
   }

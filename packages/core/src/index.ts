@@ -23,8 +23,17 @@ export { nextSetBit } from "./mem/typed-arrays.js";
 export { Root } from "./mmu/roots.js";
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
-export { BackendRegistry, UnknownBackendError, type BackendRegistryOptions } from "./backend/registry.js";
-export { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend/backend-source.js";
+export {
+  BackendRegistry,
+  UnknownBackendError,
+  type BackendRegistryOptions,
+} from "./backend/registry.js";
+export {
+  backendSource,
+  isRegistration,
+  type BackendRegistration,
+  type BackendSource,
+} from "./backend/backend-source.js";
 export { HOST, FRAMES, CLOCK, EVENTS, type Configure } from "./backend/containers.js";
 export { CallCounts, packedZeros } from "./backend/call-counts.js";
 export { ControlPages } from "./backend/control-pages.js";
@@ -40,29 +49,81 @@ export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "./exec/step-machine.
 export { Prng } from "./exec/prng.js";
 export * as hostOps from "./vm/host-ops.js";
 // events and checks
-export { EventSink, type EventTone, type TdpEvent, type TdpEventInput, type EventListener, type FaultResult } from "./events/events.js";
+export {
+  EventSink,
+  type EventTone,
+  type TdpEvent,
+  type TdpEventInput,
+  type EventListener,
+  type FaultResult,
+} from "./events/events.js";
 export type { CheckResult, Violation } from "./check/invariants.js";
 // scenarios: the format, running, exploring, replaying
 export {
-  GUEST_OPS, HOST_OPS, STRATEGIES, type Scenario, type VmSpec, type HugePages, type ScheduleSpec, type GuestOp, type HostOp,
-  type Strategy, type InjectSpec,
+  GUEST_OPS,
+  HOST_OPS,
+  STRATEGIES,
+  type Scenario,
+  type VmSpec,
+  type HugePages,
+  type ScheduleSpec,
+  type GuestOp,
+  type HostOp,
+  type Strategy,
+  type InjectSpec,
 } from "./scenario/schema.js";
-export { parseScenarioText, loadScenario, validateScenario, parseSizeText, ScenarioError } from "./scenario/parse.js";
+export {
+  parseScenarioText,
+  loadScenario,
+  validateScenario,
+  parseSizeText,
+  ScenarioError,
+} from "./scenario/parse.js";
 export { scenarioJsonSchema, scheduleJsonSchema, type JsonSchema } from "./scenario/json-schema.js";
 export { scenarioFormatMarkdown, type FormatExample } from "./scenario/format-doc.js";
 export {
-  runScenario, buildRun, classifyRunError, defaultHostMemory, RunInputError, InvariantViolation,
-  type RunOptions, type RunResult, type OpResult, type BuiltRun,
+  runScenario,
+  buildRun,
+  classifyRunError,
+  defaultHostMemory,
+  RunInputError,
+  InvariantViolation,
+  type RunOptions,
+  type RunResult,
+  type OpResult,
+  type BuiltRun,
 } from "./scenario/runner.js";
 export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
-export { conflictChain, scheduleSteps, type ScheduleStep, type ScheduleSteps } from "./scenario/schedule-steps.js";
+export {
+  conflictChain,
+  scheduleSteps,
+  type ScheduleStep,
+  type ScheduleSteps,
+} from "./scenario/schedule-steps.js";
 export { shrinkSchedule, type Shrunk } from "./scenario/shrink.js";
 export { inputLimits, readInputFile, DEFAULT_MAX_INPUT } from "./scenario/input-file.js";
 export {
-  loadScheduleFile, saveScheduleFile, scheduleFileText, ScheduleFileError, SCHEDULE_FORMAT, BUILTIN_SCENARIO, type ScheduleContent,
+  loadScheduleFile,
+  saveScheduleFile,
+  scheduleFileText,
+  ScheduleFileError,
+  SCHEDULE_FORMAT,
+  BUILTIN_SCENARIO,
+  type ScheduleContent,
   type ScheduleFile,
 } from "./scenario/schedule-file.js";
-export type { ExploreAlgorithm, ExploreOptions, ExploreResult, ExploreProgress, ExploreViolation } from "./exec/explorer.js";
+export type {
+  ExploreAlgorithm,
+  ExploreOptions,
+  ExploreResult,
+  ExploreProgress,
+  ExploreViolation,
+} from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
-export { guestMemory, type GuestMemory, type GuestMemoryRange, type PageOwner } from "./scenario/guest-memory.js";
+export {
+  guestMemory,
+  type GuestMemory,
+  type GuestMemoryRange,
+  type PageOwner,
+} from "./scenario/guest-memory.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";

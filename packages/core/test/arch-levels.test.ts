@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
-  gfnHasBit, gfnRoundForLevel, gpaToGfn, maxGfnExclusive, rootLevelForGpaw, sharedBitForGpaw, sharedGfnBit, sptIndex,
+  gfnHasBit,
+  gfnRoundForLevel,
+  gpaToGfn,
+  maxGfnExclusive,
+  rootLevelForGpaw,
+  sharedBitForGpaw,
+  sharedGfnBit,
+  sptIndex,
 } from "../src/testing.js";
 
 describe("levels and index math", () => {

@@ -1,9 +1,26 @@
 import { describe, expect, it } from "vitest";
 import {
-  FROZEN_SPTE, FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO,
-  SHADOW_NONPRESENT_VALUE, decodeSpte, formatSpte, isFrozen, isLastSpte, isShadowPresent,
-  makeHugeSpte, makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo,
-  spteFromBigInt, spteToBigInt, spteToPfn,
+  FROZEN_SPTE,
+  FROZEN_SPTE_HI,
+  FROZEN_SPTE_LO,
+  SHADOW_NONPRESENT_HI,
+  SHADOW_NONPRESENT_LO,
+  SHADOW_NONPRESENT_VALUE,
+  decodeSpte,
+  formatSpte,
+  isFrozen,
+  isLastSpte,
+  isShadowPresent,
+  makeHugeSpte,
+  makeLeafHi,
+  makeLeafLo,
+  makeNonleafHi,
+  makeNonleafLo,
+  makeSmallSpteHi,
+  makeSmallSpteLo,
+  spteFromBigInt,
+  spteToBigInt,
+  spteToPfn,
 } from "../src/testing.js";
 
 const leaf = (pfn: number, level: number, writable: boolean, prefetch = false) =>
@@ -59,7 +76,13 @@ describe("SPTE codec, against hand-computed values", () => {
   });
 
   it("bigint round trip", () => {
-    for (const v of [0n, SHADOW_NONPRESENT_VALUE, FROZEN_SPTE, 0x8600000012345b77n, 0xffffffffffffffffn]) {
+    for (const v of [
+      0n,
+      SHADOW_NONPRESENT_VALUE,
+      FROZEN_SPTE,
+      0x8600000012345b77n,
+      0xffffffffffffffffn,
+    ]) {
       const { lo, hi } = spteFromBigInt(v);
       expect(spteToBigInt(lo, hi)).toBe(v);
     }
@@ -67,8 +90,25 @@ describe("SPTE codec, against hand-computed values", () => {
 
   it("decodes flags by name", () => {
     const d = decodeSpte(makeLeafLo(0x12345, 1, true, false), makeLeafHi(0x12345, true), 1);
-    expect(d).toMatchObject({ kind: "leaf", present: true, pfn: 0x12345, memtype: "WB", adMode: 0 });
-    expect(d.flags).toEqual(["R", "W", "X", "IPAT", "A", "D", "MMU_PRESENT", "HOST_WRITABLE", "MMU_WRITABLE", "SUPPRESS_VE"]);
+    expect(d).toMatchObject({
+      kind: "leaf",
+      present: true,
+      pfn: 0x12345,
+      memtype: "WB",
+      adMode: 0,
+    });
+    expect(d.flags).toEqual([
+      "R",
+      "W",
+      "X",
+      "IPAT",
+      "A",
+      "D",
+      "MMU_PRESENT",
+      "HOST_WRITABLE",
+      "MMU_WRITABLE",
+      "SUPPRESS_VE",
+    ]);
     expect(decodeSpte(makeNonleafLo(5), makeNonleafHi(5), 2).kind).toBe("table");
     expect(decodeSpte(SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI, 1).kind).toBe("empty");
   });
@@ -76,11 +116,15 @@ describe("SPTE codec, against hand-computed values", () => {
   it("make_small_spte: children of a 2M leaf advance the PFN and lose the page-size bit at 4K", () => {
     const lo = makeLeafLo(0x200, 2, true, false);
     const hi = makeLeafHi(0x200, true);
-    expect(formatSpte(makeSmallSpteLo(lo, 0x203, 1), makeSmallSpteHi(hi, 0x203))).toBe("0x8600000000203b77");
+    expect(formatSpte(makeSmallSpteLo(lo, 0x203, 1), makeSmallSpteHi(hi, 0x203))).toBe(
+      "0x8600000000203b77",
+    );
     // Children of a 1G leaf stay huge at 2M and advance by 512 pages.
     const glo = makeLeafLo(0x40000, 3, true, false);
     const ghi = makeLeafHi(0x40000, true);
-    expect(formatSpte(makeSmallSpteLo(glo, 0x40200, 2), makeSmallSpteHi(ghi, 0x40200))).toBe("0x8600000040200bf7");
+    expect(formatSpte(makeSmallSpteLo(glo, 0x40200, 2), makeSmallSpteHi(ghi, 0x40200))).toBe(
+      "0x8600000040200bf7",
+    );
   });
 
   it("make_huge_spte: the PFN is aligned down to the huge page and the page-size bit set", () => {

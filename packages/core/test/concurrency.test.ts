@@ -4,9 +4,26 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  BLOCKED, Clock, ExecCtx, FROZEN_SPTE_HI, FROZEN_SPTE_LO, RET_PF_RETRY, Scheduler, TdpIter, DeadlockError,
-  buildRun, explore, exploreScenario, guestAccessPage, hostOps, parseScenarioText, runScenario, tdpPageFault,
-  type Op, type Task, type TdpEvent,
+  BLOCKED,
+  Clock,
+  ExecCtx,
+  FROZEN_SPTE_HI,
+  FROZEN_SPTE_LO,
+  RET_PF_RETRY,
+  Scheduler,
+  TdpIter,
+  DeadlockError,
+  buildRun,
+  explore,
+  exploreScenario,
+  guestAccessPage,
+  hostOps,
+  parseScenarioText,
+  runScenario,
+  tdpPageFault,
+  type Op,
+  type Task,
+  type TdpEvent,
 } from "../src/testing.js";
 import { RACE, bareBackend, makeVm, run } from "./helpers.js";
 
@@ -25,7 +42,10 @@ describe("the mmu_lock rwlock", () => {
     const { vm, zap } = zapHoldingWriteLock();
     // A GFN outside the range being zapped: nothing tells the fault to retry early.
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x20000, true, false);
-    const tasks: Task[] = [{ name: "fault", op: fault, done: false }, { name: "zap", op: zap, done: false }];
+    const tasks: Task[] = [
+      { name: "fault", op: fault, done: false },
+      { name: "zap", op: zap, done: false },
+    ];
     // The fault runs until it has to wait for the lock: then it is blocked, the zap is not.
     for (let i = 0; i < 20; i++) if (fault.next().value === BLOCKED) break;
     expect(vm.mmu.lock.waitingReaders).toBe(1);
@@ -42,7 +62,10 @@ describe("the mmu_lock rwlock", () => {
     expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
     expect(vm.mmu.lock.waitingReaders).toBe(0);
     // It faults again once the zap is done, and maps.
-    const tasks: Task[] = [{ name: "fault", op: fault, done: false }, { name: "zap", op: zap, done: false }];
+    const tasks: Task[] = [
+      { name: "fault", op: fault, done: false },
+      { name: "zap", op: zap, done: false },
+    ];
     new Scheduler("round-robin", 0).run(tasks, vm.clock);
     expect(vm.mmu.stats.pages[1]).toBe(1);
   });
@@ -52,7 +75,10 @@ describe("the mmu_lock rwlock", () => {
     function* stuck(): Op {
       for (;;) yield BLOCKED;
     }
-    const tasks: Task[] = [{ name: "a", op: stuck(), done: false }, { name: "b", op: stuck(), done: false }];
+    const tasks: Task[] = [
+      { name: "a", op: stuck(), done: false },
+      { name: "b", op: stuck(), done: false },
+    ];
     expect(() => new Scheduler("round-robin", 0).run(tasks, clock)).toThrow(DeadlockError);
   });
 });
@@ -98,14 +124,18 @@ describe("racing faults", () => {
       return {
         tasks: built.tasks,
         clock: built.clock,
-        setRecorder: (fp) => { built.host.pool.fp = fp; },
+        setRecorder: (fp) => {
+          built.host.pool.fp = fp;
+        },
         check: (final) => {
           const v = built.check(final).violations;
           if (final) {
             schedules++;
             const s = built.vm.mmu.stats;
-            if (s.pages[1] !== 1) v.push({ check: "one-mapping", message: `${s.pages[1]} mappings`, step: 0 });
-            if (s.faults - s.spuriousFaults - s.faultRetries > 1) v.push({ check: "one-fix", message: "fixed twice", step: 0 });
+            if (s.pages[1] !== 1)
+              v.push({ check: "one-mapping", message: `${s.pages[1]} mappings`, step: 0 });
+            if (s.faults - s.spuriousFaults - s.faultRetries > 1)
+              v.push({ check: "one-fix", message: "fixed twice", step: 0 });
           }
           return v;
         },
@@ -128,14 +158,20 @@ describe("the explorer", () => {
   });
 
   it("finds the lost update of a non-atomic set: a table linked over another and leaked", () => {
-    const r = exploreScenario(parseScenarioText(RACE, "race.yaml"), { backend: bareBackend, mmu: { unsafeNonAtomicSet: true } });
+    const r = exploreScenario(parseScenarioText(RACE, "race.yaml"), {
+      backend: bareBackend,
+      mmu: { unsafeNonAtomicSet: true },
+    });
     expect(r.violation).not.toBeNull();
     const checks = r.violation!.violations.map((v) => v.check);
     expect(checks).toContain("no-leaked-table");
   });
 
   it("a preemption bound of 0 explores only the schedules that run each vCPU to the end", () => {
-    const r = exploreScenario(parseScenarioText(RACE, "race.yaml"), { backend: bareBackend, preemptionBound: 0 });
+    const r = exploreScenario(parseScenarioText(RACE, "race.yaml"), {
+      backend: bareBackend,
+      preemptionBound: 0,
+    });
     expect(r.schedules).toBe(2);
     expect(r.exhausted).toBe(true);
   });
@@ -152,27 +188,40 @@ describe("the explorer", () => {
     const scn = parseScenarioText(RACE, "race.yaml");
     const outcomes = (reduction: boolean) => {
       const seen = new Set<string>();
-      const r = explore(() => {
-        const built = buildRun(scn, { backend: bareBackend(), interleave: true });
-        return {
-          tasks: built.tasks, clock: built.clock,
-          setRecorder: (fp) => { built.host.pool.fp = fp; },
-          check: (final) => {
-            if (final) {
-              // The final tables, as the PFNs each GFN maps and the table count.
-              const s = built.vm.mmu.stats;
-              const it = new TdpIter(built.host.pool);
-              const leaves: string[] = [];
-              for (it.start(built.vm.mmu.roots[0]!, 1, 0, 0); it.valid && it.gfn < 1024; it.next()) {
-                if (it.level === 1 && (it.oldLo & 0x800)) leaves.push(`${it.gfn}:${it.oldLo >>> 12}`);
+      const r = explore(
+        () => {
+          const built = buildRun(scn, { backend: bareBackend(), interleave: true });
+          return {
+            tasks: built.tasks,
+            clock: built.clock,
+            setRecorder: (fp) => {
+              built.host.pool.fp = fp;
+            },
+            check: (final) => {
+              if (final) {
+                // The final tables, as the PFNs each GFN maps and the table count.
+                const s = built.vm.mmu.stats;
+                const it = new TdpIter(built.host.pool);
+                const leaves: string[] = [];
+                for (
+                  it.start(built.vm.mmu.roots[0]!, 1, 0, 0);
+                  it.valid && it.gfn < 1024;
+                  it.next()
+                ) {
+                  if (it.level === 1 && it.oldLo & 0x800)
+                    leaves.push(`${it.gfn}:${it.oldLo >>> 12}`);
+                }
+                seen.add(
+                  `${leaves.join(",")}|tables ${s.tablePages}|faults ${s.faults}|retries ${s.faultRetries}|spurious ${s.spuriousFaults}`,
+                );
               }
-              seen.add(`${leaves.join(",")}|tables ${s.tablePages}|faults ${s.faults}|retries ${s.faultRetries}|spurious ${s.spuriousFaults}`);
-            }
-            return built.check(final).violations;
-          },
-          classify: () => null,
-        };
-      }, { reduction, checkEveryStep: false, preemptionBound: 3 });
+              return built.check(final).violations;
+            },
+            classify: () => null,
+          };
+        },
+        { reduction, checkEveryStep: false, preemptionBound: 3 },
+      );
       return { seen, r };
     };
     const full = outcomes(false);
@@ -184,7 +233,10 @@ describe("the explorer", () => {
 });
 
 describe("replay", () => {
-  function trace(scn: ReturnType<typeof parseScenarioText>, opts: Parameters<typeof runScenario>[1]): string {
+  function trace(
+    scn: ReturnType<typeof parseScenarioText>,
+    opts: Parameters<typeof runScenario>[1],
+  ): string {
     const lines: string[] = [];
     runScenario(scn, { ...opts, onEvent: (e: TdpEvent) => lines.push(JSON.stringify(e)) });
     return lines.join("\n");
@@ -204,9 +256,16 @@ describe("replay", () => {
     const mmu = { unsafeNonAtomicSet: true };
     const r = exploreScenario(scn, { backend: bareBackend, mmu });
     const choices = r.violation!.choices;
-    const rep = runScenario(scn, { backend: bareBackend(), replay: choices, interleave: true, mmu });
+    const rep = runScenario(scn, {
+      backend: bareBackend(),
+      replay: choices,
+      interleave: true,
+      mmu,
+    });
     expect(rep.report.complete).toBe(false);
-    expect(rep.report.invariants.violations.map((v) => v.message)).toEqual(r.violation!.violations.map((v) => v.message));
+    expect(rep.report.invariants.violations.map((v) => v.message)).toEqual(
+      r.violation!.violations.map((v) => v.message),
+    );
     const t1 = trace(scn, { backend: bareBackend(), replay: choices, interleave: true, mmu });
     const t2 = trace(scn, { backend: bareBackend(), replay: choices, interleave: true, mmu });
     expect(t2).toBe(t1);
@@ -214,7 +273,9 @@ describe("replay", () => {
 
   it("a schedule that names a task that cannot run is reported, not followed", () => {
     const scn = parseScenarioText(RACE, "race.yaml");
-    expect(() => runScenario(scn, { backend: bareBackend(), replay: [0, 5] })).toThrow(/cannot run there/);
+    expect(() => runScenario(scn, { backend: bareBackend(), replay: [0, 5] })).toThrow(
+      /cannot run there/,
+    );
   });
 
   it("RCU: a reader that entered before a table was unlinked keeps it alive until it leaves", () => {
@@ -249,7 +310,10 @@ host:
   it("no interleaving leaves a huge leaf in the logged slot: a fault that read the old flags finishes before the split", () => {
     let raced = 0;
     for (let seed = 1; seed <= 60; seed++) {
-      const r = runScenario(parseScenarioText(text(seed), "dirty-log-race.yaml"), { backend: bareBackend(), interleave: true });
+      const r = runScenario(parseScenarioText(text(seed), "dirty-log-race.yaml"), {
+        backend: bareBackend(),
+        interleave: true,
+      });
       expect(r.report.invariants.violations).toEqual([]);
       expect(r.report.stats.pages["2m"], `seed ${seed}`).toBe(0);
       // The fault mapped 2M before the flag and the start split it: the race this is about.
@@ -261,7 +325,8 @@ host:
 
 describe("memslot deletion against a racing fault (KVM_MEMSLOT_INVALID, kvm->srcu)", () => {
   it("no interleaving leaves a mapping to the memory the deletion gave back", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: delete-race
 vm: { memory: 4MiB, gpaw: 48, vcpus: 1, hugepages: false }
 backend: plain
@@ -271,7 +336,9 @@ vcpus:
     - { op: access, gpa: 0x0, write: true }
 host:
   - { op: delete-memslot, slot: 0 }
-`, "delete-race.yaml");
+`,
+      "delete-race.yaml",
+    );
     const r = exploreScenario(scn, { backend: bareBackend });
     expect(r.violation?.violations ?? []).toEqual([]);
     expect(r.exhausted).toBe(true);

@@ -4,11 +4,33 @@
  * which is how a test substitutes a part.
  */
 import "reflect-metadata";
-import { inject, injectable, instanceCachingFactory, type ClassProvider, type DependencyContainer } from "tsyringe";
+import {
+  inject,
+  injectable,
+  instanceCachingFactory,
+  type ClassProvider,
+  type DependencyContainer,
+} from "tsyringe";
 import { describe, expect, it } from "vitest";
 import {
-  BACKEND, CLOCK, EVENTS, EventSink, FRAMES, HOST, Host, PluginError, Vm, backendSource, emptyBackendStats, parseScenarioText,
-  runScenario, type Backend, type BackendRegistration, type Clock, type FrameAllocator, type TdpEvent,
+  BACKEND,
+  CLOCK,
+  EVENTS,
+  EventSink,
+  FRAMES,
+  HOST,
+  Host,
+  PluginError,
+  Vm,
+  backendSource,
+  emptyBackendStats,
+  parseScenarioText,
+  runScenario,
+  type Backend,
+  type BackendRegistration,
+  type Clock,
+  type FrameAllocator,
+  type TdpEvent,
 } from "../src/testing.js";
 import { MiB } from "./helpers.js";
 
@@ -54,7 +76,9 @@ class RunParts extends Injected {
   }
 }
 
-function registration(cls: ClassProvider<Backend>["useClass"] = Injected): BackendRegistration & { hostsPrepared: number } {
+function registration(
+  cls: ClassProvider<Backend>["useClass"] = Injected,
+): BackendRegistration & { hostsPrepared: number } {
   const reg = {
     name: "injected",
     description: "test",
@@ -70,7 +94,8 @@ function registration(cls: ClassProvider<Backend>["useClass"] = Injected): Backe
   return reg;
 }
 
-const vmOn = (host: Host, backend: Backend) => new Vm(host, { memory: 4 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, backend);
+const vmOn = (host: Host, backend: Backend) =>
+  new Vm(host, { memory: 4 * MiB, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, backend);
 
 describe("a host's container", () => {
   it("holds the host and its frames, each host its own", () => {
@@ -123,7 +148,9 @@ vcpus:
 `;
 
   it("the backend is handed the run's host, clock and event bus", () => {
-    const r = runScenario(parseScenarioText(SCN, "containers.yaml"), { backend: backendSource(registration(RunParts)) });
+    const r = runScenario(parseScenarioText(SCN, "containers.yaml"), {
+      backend: backendSource(registration(RunParts)),
+    });
     const be = r.vm.backend as RunParts;
     expect(be.host).toBe(r.host);
     expect(be.clock).toBe(r.vm.clock);
@@ -135,18 +162,22 @@ vcpus:
     const scn = parseScenarioText(SCN, "containers.yaml");
     const r = runScenario(scn, {
       backend: backendSource(registration(RunParts)),
-      configureHost: (c) => c.register(EVENTS, {
-        useFactory: instanceCachingFactory((x) => {
-          const sink = new EventSink(x.resolve(CLOCK));
-          sink.subscribe((e) => seen.push(e));
-          return sink;
+      configureHost: (c) =>
+        c.register(EVENTS, {
+          useFactory: instanceCachingFactory((x) => {
+            const sink = new EventSink(x.resolve(CLOCK));
+            sink.subscribe((e) => seen.push(e));
+            return sink;
+          }),
         }),
-      }),
     });
     expect((r.vm.backend as RunParts).events).toBe(r.vm.events);
     expect(seen.some((e) => e.type === "fault")).toBe(true);
     const plain: TdpEvent[] = [];
-    runScenario(scn, { backend: backendSource(registration(RunParts)), onEvent: (e) => plain.push(e) });
+    runScenario(scn, {
+      backend: backendSource(registration(RunParts)),
+      onEvent: (e) => plain.push(e),
+    });
     expect(seen).toEqual(plain);
   });
 });
@@ -155,7 +186,12 @@ describe("a plugin's registration answers for itself", () => {
   const plugin = { name: "injected", origin: "/plugins/p.js", strict: true };
 
   it("registerHost that throws: one PluginError naming it", () => {
-    const reg = { ...registration(), registerHost: () => { throw new Error("no platform here"); } };
+    const reg = {
+      ...registration(),
+      registerHost: () => {
+        throw new Error("no platform here");
+      },
+    };
     const host = new Host({ memory: 64 * MiB });
     expect(() => backendSource(reg, plugin).create(host)).toThrow(PluginError);
     expect(() => backendSource(reg, plugin).create(new Host({ memory: 64 * MiB }))).toThrow(

@@ -12,7 +12,10 @@ import { ControlPages } from "../src/backend/control-pages.js";
 class ListModel {
   free: number[] = [];
   blocks: number[] = [];
-  constructor(private readonly frames: FrameAllocator, private readonly owner: number) {}
+  constructor(
+    private readonly frames: FrameAllocator,
+    private readonly owner: number,
+  ) {}
   alloc(): number {
     if (this.free.length === 0) {
       const block = this.frames.allocBlocks(1, 1, this.owner, "model");
@@ -39,14 +42,23 @@ class ListModel {
   }
 }
 
-type Op = { kind: "alloc"; n: number } | { kind: "release"; pick: number } | { kind: "releaseBlocks"; leak: number };
+type Op =
+  | { kind: "alloc"; n: number }
+  | { kind: "release"; pick: number }
+  | { kind: "releaseBlocks"; leak: number };
 
 describe("ControlPages", () => {
   it("takes and returns pages and blocks as the list-of-free-pages model does", () => {
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ kind: fc.constant("alloc" as const), n: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(FRAMES_PER_BLOCK)) }),
+      fc.record({
+        kind: fc.constant("alloc" as const),
+        n: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(FRAMES_PER_BLOCK)),
+      }),
       fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }),
-      fc.record({ kind: fc.constant("releaseBlocks" as const), leak: fc.integer({ min: -1, max: 6 }) }),
+      fc.record({
+        kind: fc.constant("releaseBlocks" as const),
+        leak: fc.integer({ min: -1, max: 6 }),
+      }),
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 40 }), (ops) => {

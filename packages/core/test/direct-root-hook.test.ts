@@ -7,8 +7,21 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
-  DIRECT_NEW_LEAF, DIRECT_NEW_WRITABLE, DIRECT_OLD_LEAF, DIRECT_OLD_WRITABLE, isLastSpte, isShadowPresent, isWritable,
-  mirrorView, parseScenarioText, runScenario, spteToPfn, type Backend, type BackendVm, type Level, type TdpEvent,
+  DIRECT_NEW_LEAF,
+  DIRECT_NEW_WRITABLE,
+  DIRECT_OLD_LEAF,
+  DIRECT_OLD_WRITABLE,
+  isLastSpte,
+  isShadowPresent,
+  isWritable,
+  mirrorView,
+  parseScenarioText,
+  runScenario,
+  spteToPfn,
+  type Backend,
+  type BackendVm,
+  type Level,
+  type TdpEvent,
 } from "../src/testing.js";
 import { FakeMirrorBackend, bareBackend } from "./helpers.js";
 
@@ -25,17 +38,39 @@ class Follower {
   calls = 0;
   readonly problems: string[] = [];
 
-  hook = (_vm: BackendVm, gfn: number, level: Level, oldPfn: number, newPfn: number, flags: number): void => {
+  hook = (
+    _vm: BackendVm,
+    gfn: number,
+    level: Level,
+    oldPfn: number,
+    newPfn: number,
+    flags: number,
+  ): void => {
     this.calls++;
     const k = key(gfn, level);
     const had = this.state.get(k);
-    const old: Entry | undefined = oldPfn < 0 ? undefined : { pfn: oldPfn, leaf: (flags & DIRECT_OLD_LEAF) !== 0, writable: (flags & DIRECT_OLD_WRITABLE) !== 0 };
-    if (JSON.stringify(had) !== JSON.stringify(old)) this.problems.push(`${k}: told the old entry was ${JSON.stringify(old)}, it was ${JSON.stringify(had)}`);
+    const old: Entry | undefined =
+      oldPfn < 0
+        ? undefined
+        : {
+            pfn: oldPfn,
+            leaf: (flags & DIRECT_OLD_LEAF) !== 0,
+            writable: (flags & DIRECT_OLD_WRITABLE) !== 0,
+          };
+    if (JSON.stringify(had) !== JSON.stringify(old))
+      this.problems.push(
+        `${k}: told the old entry was ${JSON.stringify(old)}, it was ${JSON.stringify(had)}`,
+      );
     if (newPfn < 0) {
-      if ((flags & (DIRECT_NEW_LEAF | DIRECT_NEW_WRITABLE)) !== 0) this.problems.push(`${k}: new-entry flags without a new entry`);
+      if ((flags & (DIRECT_NEW_LEAF | DIRECT_NEW_WRITABLE)) !== 0)
+        this.problems.push(`${k}: new-entry flags without a new entry`);
       this.state.delete(k);
     } else {
-      this.state.set(k, { pfn: newPfn, leaf: (flags & DIRECT_NEW_LEAF) !== 0, writable: (flags & DIRECT_NEW_WRITABLE) !== 0 });
+      this.state.set(k, {
+        pfn: newPfn,
+        leaf: (flags & DIRECT_NEW_LEAF) !== 0,
+        writable: (flags & DIRECT_NEW_WRITABLE) !== 0,
+      });
     }
   };
 }
@@ -44,9 +79,16 @@ class Follower {
 function meaningfulDirectStores(events: TdpEvent[]): number {
   let n = 0;
   const view = (lo: number, hi: number, level: number) =>
-    isShadowPresent(lo) ? `${spteToPfn(lo, hi)}/${isLastSpte(lo, level)}/${isWritable(lo)}` : "none";
+    isShadowPresent(lo)
+      ? `${spteToPfn(lo, hi)}/${isLastSpte(lo, level)}/${isWritable(lo)}`
+      : "none";
   for (const e of events) {
-    if (e.type === "spte" && !e.mirror && view(e.oldLo, e.oldHi, e.level) !== view(e.newLo, e.newHi, e.level)) n++;
+    if (
+      e.type === "spte" &&
+      !e.mirror &&
+      view(e.oldLo, e.oldHi, e.level) !== view(e.newLo, e.newHi, e.level)
+    )
+      n++;
   }
   return n;
 }
@@ -62,22 +104,28 @@ describe("directSpteChanged", () => {
       const f = new Follower();
       const events: TdpEvent[] = [];
       const r = runScenario(parseScenarioText(readFileSync(path, "utf8"), path), {
-        backend: following(bareBackend(), f), onEvent: (e) => events.push(e),
+        backend: following(bareBackend(), f),
+        onEvent: (e) => events.push(e),
       });
       expect(r.report.invariants.violations).toEqual([]);
       expect(f.problems).toEqual([]);
       expect(f.calls).toBeGreaterThan(0);
       expect(f.calls).toBe(meaningfulDirectStores(events));
       const walked = new Map<string, { pfn: number; leaf: boolean }>();
-      mirrorView(r.vm).forEachDirect((gfn, level, kind, pfn) => walked.set(key(gfn, level), { pfn, leaf: kind === "leaf" }));
-      expect(new Map([...f.state].map(([k, e]) => [k, { pfn: e.pfn, leaf: e.leaf }]))).toEqual(walked);
+      mirrorView(r.vm).forEachDirect((gfn, level, kind, pfn) =>
+        walked.set(key(gfn, level), { pfn, leaf: kind === "leaf" }),
+      );
+      expect(new Map([...f.state].map(([k, e]) => [k, { pfn: e.pfn, leaf: e.leaf }]))).toEqual(
+        walked,
+      );
     });
   }
 
   it("aging clears accessed bits only: nothing to tell", () => {
     const f = new Follower();
     const events: TdpEvent[] = [];
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: age
 vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
 schedule: { mode: round-robin, interleave: false }
@@ -85,8 +133,13 @@ vcpus:
   - - { op: access, gpa: 0x0, count: 16, write: true }
 host:
   - { op: age, gpa: 0x0, size: 64KiB }
-`, "age.yaml");
-    const r = runScenario(scn, { backend: following(bareBackend(), f), onEvent: (e) => events.push(e) });
+`,
+      "age.yaml",
+    );
+    const r = runScenario(scn, {
+      backend: following(bareBackend(), f),
+      onEvent: (e) => events.push(e),
+    });
     expect(r.report.ops.find((o) => o.op === "age")!.result.young).toBe(16);
     expect(events.filter((e) => e.type === "spte" && e.by === "age")).toHaveLength(16);
     expect(f.problems).toEqual([]);
@@ -102,7 +155,9 @@ host:
       if (oldPfn === newPfn) changes.push((flags & DIRECT_NEW_WRITABLE) !== 0 ? "w" : "ro");
       inner(vm, gfn, level, oldPfn, newPfn, flags);
     };
-    runScenario(parseScenarioText(readFileSync(path, "utf8"), path), { backend: following(bareBackend(), f) });
+    runScenario(parseScenarioText(readFileSync(path, "utf8"), path), {
+      backend: following(bareBackend(), f),
+    });
     // start: 64 leaves write-protected; 16 writes; collect: 16; 4 writes; collect: 4.
     expect(changes.filter((c) => c === "ro")).toHaveLength(64 + 16 + 4);
     expect(changes.filter((c) => c === "w")).toHaveLength(16 + 4);
@@ -110,14 +165,17 @@ host:
 
   it("a mirror root's stores are not told: only the shared accesses' direct leaves are", () => {
     const f = new Follower();
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: mirror-and-direct
 vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
 vcpus:
   - - { op: access, gpa: 0x0, count: 8, write: true }
     - { op: convert, gpa: 0x100000, size: 64KiB, to: shared }
     - { op: access, gpa: 0x100000, count: 16, write: true, shared: true }
-`, "mirror-and-direct.yaml");
+`,
+      "mirror-and-direct.yaml",
+    );
     const be = new FakeMirrorBackend();
     const r = runScenario(scn, { backend: following(be, f) });
     expect(r.report.invariants.violations).toEqual([]);
@@ -138,7 +196,8 @@ vcpus:
       told.push(gfn);
       inner(vm, gfn, level, oldPfn, newPfn, flags);
     };
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: shared-then-teardown
 vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
 schedule: { mode: round-robin, interleave: false }
@@ -147,7 +206,9 @@ vcpus:
     - { op: access, gpa: 0x100000, count: 16, write: true, shared: true }
 host:
   - { op: teardown }
-`, "shared-then-teardown.yaml");
+`,
+      "shared-then-teardown.yaml",
+    );
     const be = new FakeMirrorBackend();
     const r = runScenario(scn, { backend: following(be, f) });
     expect(r.report.invariants.violations).toEqual([]);

@@ -4,8 +4,17 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  DeadlockError, GuestLivelock, KvmBug, LockdepError, OpError, RunInputError, buildRun, classifyRunError, defineErrorKind,
-  errorKind, parseScenarioText,
+  DeadlockError,
+  GuestLivelock,
+  KvmBug,
+  LockdepError,
+  OpError,
+  RunInputError,
+  buildRun,
+  classifyRunError,
+  defineErrorKind,
+  errorKind,
+  parseScenarioText,
 } from "../src/testing.js";
 import { bareBackend } from "./helpers.js";
 
@@ -13,7 +22,10 @@ import { bareBackend } from "./helpers.js";
 class OtherCopysKvmBug extends Error {}
 defineErrorKind(OtherCopysKvmBug, "KvmBug");
 
-const scn = parseScenarioText("name: t\nvm: { memory: 4MiB, gpaw: 48, vcpus: 1 }\nbackend: plain\nvcpus: [[]]\n", "t.yaml");
+const scn = parseScenarioText(
+  "name: t\nvm: { memory: 4MiB, gpaw: 48, vcpus: 1 }\nbackend: plain\nvcpus: [[]]\n",
+  "t.yaml",
+);
 
 describe("error kinds", () => {
   it("a KvmBug from another copy is not an instance of ours, but is one by kind", () => {
@@ -22,16 +34,40 @@ describe("error kinds", () => {
     expect(KvmBug.is(e)).toBe(true);
     expect(e.name).toBe("KvmBug");
     const built = buildRun(scn, { backend: bareBackend() });
-    expect(classifyRunError(e, scn, built)).toEqual([{ check: "kvm-bug", message: "from a plugin", step: built.clock.step }]);
+    expect(classifyRunError(e, scn, built)).toEqual([
+      { check: "kvm-bug", message: "from a plugin", step: built.clock.step },
+    ]);
   });
 
   it("each class answers for its own kind only, and plain errors and non-errors have none", () => {
-    const errors = [new KvmBug("a"), new GuestLivelock("b"), new DeadlockError("c"), new LockdepError("d"), new OpError("e"), new RunInputError("f")];
-    expect(errors.map((e) => errorKind(e))).toEqual(["KvmBug", "GuestLivelock", "DeadlockError", "LockdepError", "OpError", "RunInputError"]);
-    expect(errors.map((e) => e.name)).toEqual(["KvmBug", "GuestLivelock", "DeadlockError", "LockdepError", "OpError", "RunInputError"]);
+    const errors = [
+      new KvmBug("a"),
+      new GuestLivelock("b"),
+      new DeadlockError("c"),
+      new LockdepError("d"),
+      new OpError("e"),
+      new RunInputError("f"),
+    ];
+    expect(errors.map((e) => errorKind(e))).toEqual([
+      "KvmBug",
+      "GuestLivelock",
+      "DeadlockError",
+      "LockdepError",
+      "OpError",
+      "RunInputError",
+    ]);
+    expect(errors.map((e) => e.name)).toEqual([
+      "KvmBug",
+      "GuestLivelock",
+      "DeadlockError",
+      "LockdepError",
+      "OpError",
+      "RunInputError",
+    ]);
     expect(errors.filter((e) => KvmBug.is(e))).toEqual([errors[0]]);
     expect(errors.filter((e) => OpError.is(e))).toEqual([errors[4]]);
-    for (const x of [new Error("x"), "KvmBug", null, undefined, { name: "KvmBug" }]) expect(errorKind(x)).toBeUndefined();
+    for (const x of [new Error("x"), "KvmBug", null, undefined, { name: "KvmBug" }])
+      expect(errorKind(x)).toBeUndefined();
   });
 
   it("an error of no kind is left to propagate (an emulator bug, not a finding)", () => {

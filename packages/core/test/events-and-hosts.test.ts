@@ -1,12 +1,23 @@
 import { describe, expect, it } from "vitest";
 import {
-  GuestBacking, Host, MemAttributes, Vm, checkInvariants, guestAccessPage, hostOps, parseScenarioText, runScenario, spteToPfn, type TdpEvent,
+  GuestBacking,
+  Host,
+  MemAttributes,
+  Vm,
+  checkInvariants,
+  guestAccessPage,
+  hostOps,
+  parseScenarioText,
+  runScenario,
+  spteToPfn,
+  type TdpEvent,
 } from "../src/testing.js";
 import { FakeMirrorBackend, MiB, bareBackend, makeVm, run } from "./helpers.js";
 
 describe("the event stream", () => {
   it("replaying the SPTE events of a run rebuilds every table exactly", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: replay-events
 vm: { memory: 16MiB, vcpus: 2, hugepages: true }
 schedule: { mode: round-robin, interleave: false }
@@ -19,7 +30,9 @@ host:
   - { op: split, gpa: 0x0, size: 4MiB }
   - { op: age, gpa: 0x0, size: 16MiB }
   - { op: zap, gpa: 0x100000, size: 1MiB }
-`, "replay-events.yaml");
+`,
+      "replay-events.yaml",
+    );
     const events: TdpEvent[] = [];
     const { vm } = runScenario(scn, { backend: bareBackend(), onEvent: (e) => events.push(e) });
     // Rebuild from the events alone: a new page starts empty, then the last value written to
@@ -27,8 +40,10 @@ host:
     const last = new Map<string, [number, number]>();
     for (const e of events) {
       if (e.type === "spte") last.set(`${e.table}:${e.index}`, [e.newLo, e.newHi]);
-      if (e.type === "table" && e.action === "alloc") for (let i = 0; i < 512; i++) last.set(`${e.slot}:${i}`, [0, 0x80000000]);
-      if (e.type === "root" && e.action === "alloc") for (let i = 0; i < 512; i++) last.set(`${e.root}:${i}`, [0, 0x80000000]);
+      if (e.type === "table" && e.action === "alloc")
+        for (let i = 0; i < 512; i++) last.set(`${e.slot}:${i}`, [0, 0x80000000]);
+      if (e.type === "root" && e.action === "alloc")
+        for (let i = 0; i < 512; i++) last.set(`${e.root}:${i}`, [0, 0x80000000]);
     }
     const pool = vm.host.pool;
     let compared = 0;
@@ -42,9 +57,21 @@ host:
     }
     expect(compared).toBeGreaterThan(500);
     // Steps never go backwards, and every kind of table change shows up.
-    for (let i = 1; i < events.length; i++) expect(events[i]!.step).toBeGreaterThanOrEqual(events[i - 1]!.step);
+    for (let i = 1; i < events.length; i++)
+      expect(events[i]!.step).toBeGreaterThanOrEqual(events[i - 1]!.step);
     const kinds = new Set(events.map((e) => (e.type === "spte" ? `spte:${e.by}` : e.type)));
-    for (const k of ["spte:cmpxchg", "spte:split", "spte:store", "spte:age", "spte:cpu-a/d", "table", "root", "fault", "flush", "op"]) {
+    for (const k of [
+      "spte:cmpxchg",
+      "spte:split",
+      "spte:store",
+      "spte:age",
+      "spte:cpu-a/d",
+      "table",
+      "root",
+      "fault",
+      "flush",
+      "op",
+    ]) {
       expect(kinds, k).toContain(k);
     }
   });
@@ -143,7 +170,11 @@ describe("per-VM bitmaps handed on when the host is released", () => {
     gmem.discardStorage();
     const attrs2 = new MemAttributes(2048);
     attrs2.set(5, 6, true);
-    expect([attrs2.isPrivate(0), attrs2.isPrivate(5), attrs2.isPrivate(2047)]).toEqual([false, true, false]);
+    expect([attrs2.isPrivate(0), attrs2.isPrivate(5), attrs2.isPrivate(2047)]).toEqual([
+      false,
+      true,
+      false,
+    ]);
     const gmem2 = new GuestBacking(host.frames, 9, "gmem", 2048, 1);
     expect(gmem2.testAndSetPrepared(3)).toBe(true);
     expect(gmem2.testAndSetPrepared(3)).toBe(false);

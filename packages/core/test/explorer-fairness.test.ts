@@ -5,7 +5,16 @@
  * and drop it; Optimal-DPOR's own choices are fair, so it never meets one here.
  */
 import { describe, expect, it } from "vitest";
-import { Clock, GuestLivelock, RETRY_WAIT, explore, resourceId, type ExploreSystem, type Op, type Task } from "../src/testing.js";
+import {
+  Clock,
+  GuestLivelock,
+  RETRY_WAIT,
+  explore,
+  resourceId,
+  type ExploreSystem,
+  type Op,
+  type Task,
+} from "../src/testing.js";
 
 /** Writes its own resource and reads the other's, then waits to retry: each step wakes the other. */
 function* pingPong(clock: Clock, me: number, other: number, limit: number): Op {
@@ -30,9 +39,14 @@ function pingPongSystem(): ExploreSystem {
     { name: "c", op: once(clock), done: false },
   ];
   return {
-    tasks, clock, setRecorder: () => {},
+    tasks,
+    clock,
+    setRecorder: () => {},
     check: () => [],
-    classify: (e) => (e instanceof GuestLivelock ? { check: "livelock", message: e.message, step: clock.step } : null),
+    classify: (e) =>
+      e instanceof GuestLivelock
+        ? { check: "livelock", message: e.message, step: clock.step }
+        : null,
   };
 }
 

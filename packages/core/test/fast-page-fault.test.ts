@@ -5,8 +5,20 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  ExecCtx, HI_MMU_WRITABLE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS, SPTE_ACCESSED, TdpIter, fastPageFault,
-  guestAccessPage, hostOps, isWritable, runToEnd, type Root, type Vm,
+  ExecCtx,
+  HI_MMU_WRITABLE,
+  RET_PF_FIXED,
+  RET_PF_INVALID,
+  RET_PF_SPURIOUS,
+  SPTE_ACCESSED,
+  TdpIter,
+  fastPageFault,
+  guestAccessPage,
+  hostOps,
+  isWritable,
+  runToEnd,
+  type Root,
+  type Vm,
 } from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
@@ -14,14 +26,27 @@ import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 function leafOf(vm: Vm, root: Root, gfn: number): { mem: Uint32Array; off: number; level: number } {
   const it = new TdpIter(vm.host.pool);
   let last = { mem: it.mem, off: 0, level: 0 };
-  for (it.start(root, 1, gfn, 0); it.valid && it.gfn <= gfn; it.next()) last = { mem: it.mem, off: it.off, level: it.level };
+  for (it.start(root, 1, gfn, 0); it.valid && it.gfn <= gfn; it.next())
+    last = { mem: it.mem, off: it.off, level: it.level };
   return last;
 }
 
 /** A fast page fault of vCPU 0 at `gfn`, run to its end (`ctx` may interleave). */
-function fastPf(vm: Vm, gfn: number, write: boolean, root = vm.vcpus[0]!.root!, ctx = new ExecCtx("fast", false)) {
+function fastPf(
+  vm: Vm,
+  gfn: number,
+  write: boolean,
+  root = vm.vcpus[0]!.root!,
+  ctx = new ExecCtx("fast", false),
+) {
   const fault = vm.vcpus[0]!.fault;
-  Object.assign(fault, { gfn, write, isPrivate: false, prefetch: false, slot: vm.memslots.find(gfn) });
+  Object.assign(fault, {
+    gfn,
+    write,
+    isPrivate: false,
+    prefetch: false,
+    slot: vm.memslots.find(gfn),
+  });
   return fastPageFault(vm.mmu, ctx, new TdpIter(vm.host.pool), root, fault);
 }
 
@@ -69,7 +94,9 @@ describe("fast page fault", () => {
     run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
     const leaf = leafOf(vm, vm.vcpus[0]!.root!, 0);
     expect(leaf.level).toBe(2);
-    const clearW = () => { leaf.mem[leaf.off] = (leaf.mem[leaf.off]! & ~2) >>> 0; };
+    const clearW = () => {
+      leaf.mem[leaf.off] = (leaf.mem[leaf.off]! & ~2) >>> 0;
+    };
     clearW();
     expect(runToEnd(fastPf(vm, 5, true))).toBe(RET_PF_FIXED);
     clearW();
@@ -98,17 +125,23 @@ describe("fast page fault", () => {
     // page_fault_can_be_fast: a write to a present translation, not a pre-fault, on the direct root.
     const byOf = (vm: Vm, op: () => void) => {
       const by: string[] = [];
-      const off = vm.events.subscribe((e) => { if (e.type === "spte") by.push(e.by); });
+      const off = vm.events.subscribe((e) => {
+        if (e.type === "spte") by.push(e.by);
+      });
       op();
       off();
       return by;
     };
     const vm = dirtyLogged();
-    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false)))).toEqual(["fast-pf"]);
+    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false)))).toEqual([
+      "fast-pf",
+    ]);
     expect(run(hostOps.dirtyLogCollect(vm, vm.hostCtx, 0))).toEqual([0]);
     // A read of the write-protected page is allowed already: no fault, no store.
     expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0, false, false)))).toEqual([]);
     // A write to a page never mapped goes the slow way (a new leaf, not a fast fix).
-    expect(byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false)))).not.toContain("fast-pf");
+    expect(
+      byOf(vm, () => run(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false))),
+    ).not.toContain("fast-pf");
   });
 });

@@ -20,7 +20,9 @@ describe("a fault that throws before it takes mmu_lock", () => {
     const other = new ExecCtx("other", false);
     runToEnd(vm.mmu.lock.readLock(other));
     vm.mmu.rcu.readLock(other);
-    expect(() => run(guestAccessPage(vm, vm.vcpus[0]!, 0x1000, true, false))).toThrow("the prepare failed");
+    expect(() => run(guestAccessPage(vm, vm.vcpus[0]!, 0x1000, true, false))).toThrow(
+      "the prepare failed",
+    );
     expect(vm.srcu.isReading(0)).toBe(false);
     expect(vm.mmu.lock.readers).toBe(1);
     expect(vm.vcpus[0]!.ctx.rcuNest).toBe(0);

@@ -35,38 +35,51 @@ describe("FootprintStore", () => {
   it("answers dependsOn as the accesses define it, and truncate forgets from a handle on", () => {
     const access = fc.record({
       id: fc.oneof(
-        fc.integer({ min: -13, max: -1 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 2 ** 30 }),
+        fc.integer({ min: -13, max: -1 }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 2 ** 30 }),
         fc.nat(7).map(taskDoneId),
         // Per-object spaces, near one another (the masks summarise ids by a hash of both halves).
-        fc.tuple(fc.nat(6), fc.oneof(fc.nat(40), fc.nat(2 ** 32 - 1))).map(([space, i]) => resourceId(space, i)),
+        fc
+          .tuple(fc.nat(6), fc.oneof(fc.nat(40), fc.nat(2 ** 32 - 1)))
+          .map(([space, i]) => resourceId(space, i)),
       ),
       kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
     });
-    const step = fc.oneof(fc.array(access, { maxLength: 6 }), fc.array(access, { minLength: 30, maxLength: 80 }));
+    const step = fc.oneof(
+      fc.array(access, { maxLength: 6 }),
+      fc.array(access, { minLength: 30, maxLength: 80 }),
+    );
     fc.assert(
-      fc.property(fc.array(step, { minLength: 1, maxLength: 12 }), fc.nat(), fc.array(step, { maxLength: 4 }), (steps, cut, more) => {
-        const rec = new FootprintRecorder();
-        const store = new FootprintStore();
-        const add = (s: Access[]) => {
-          rec.reset();
-          for (const a of s) rec[a.kind](a.id);
-          return rec.saveTo(store);
-        };
-        const held = steps.map(add);
-        expect(held).toEqual(steps.map((_, i) => i));
-        const check = (list: Access[][]) => {
-          for (let i = 0; i < list.length; i++) {
-            for (let j = 0; j < list.length; j++) expect(store.dependsOn(i, j)).toBe(depends(list[i]!, list[j]!));
-          }
-        };
-        check(steps);
-        const keep = cut % (steps.length + 1);
-        store.truncate(keep);
-        expect(store.count).toBe(keep);
-        const now = [...steps.slice(0, keep), ...more];
-        for (const s of more) add(s);
-        check(now);
-      }),
+      fc.property(
+        fc.array(step, { minLength: 1, maxLength: 12 }),
+        fc.nat(),
+        fc.array(step, { maxLength: 4 }),
+        (steps, cut, more) => {
+          const rec = new FootprintRecorder();
+          const store = new FootprintStore();
+          const add = (s: Access[]) => {
+            rec.reset();
+            for (const a of s) rec[a.kind](a.id);
+            return rec.saveTo(store);
+          };
+          const held = steps.map(add);
+          expect(held).toEqual(steps.map((_, i) => i));
+          const check = (list: Access[][]) => {
+            for (let i = 0; i < list.length; i++) {
+              for (let j = 0; j < list.length; j++)
+                expect(store.dependsOn(i, j)).toBe(depends(list[i]!, list[j]!));
+            }
+          };
+          check(steps);
+          const keep = cut % (steps.length + 1);
+          store.truncate(keep);
+          expect(store.count).toBe(keep);
+          const now = [...steps.slice(0, keep), ...more];
+          for (const s of more) add(s);
+          check(now);
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -36,48 +36,59 @@ describe("FrameAllocator", () => {
     fa.allocBlocks(512, 512, 2, "guest backing");
     expect(() => fa.allocBlocks(512, 512, 3, "guest backing (gmem)")).toThrow(
       "host out of memory: guest backing (gmem) needs 262144 contiguous frame(s) aligned to 262144; 261632 of the host's 524288 frames are free, " +
-      "the largest free run so aligned is 0 frames",
+        "the largest free run so aligned is 0 frames",
     );
   });
 
   it("property: runs never overlap, are aligned, and a request fails only when no free aligned run exists", () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant("alloc" as const), count: fc.integer({ min: 1, max: 8 }), align: fc.constantFrom(1, 2, 4, 8) }),
+      fc.record({
+        kind: fc.constant("alloc" as const),
+        count: fc.integer({ min: 1, max: 8 }),
+        align: fc.constantFrom(1, 2, 4, 8),
+      }),
       fc.record({ kind: fc.constant("free" as const), pick: fc.nat() }),
     );
-    fc.assert(fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-      const total = 32;
-      const fa = new FrameAllocator(total * BLOCK);
-      const owner = new Array<number>(total).fill(OWNER_FREE);
-      let next = 2;
-      for (const o of ops) {
-        if (o.kind === "free") {
-          const used = owner.map((w, b) => (w !== OWNER_FREE ? b : -1)).filter((b) => b >= 0);
-          if (used.length === 0) continue;
-          const b = used[o.pick % used.length]!;
-          fa.freeBlock(b, owner[b]!);
-          owner[b] = OWNER_FREE;
-          continue;
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const total = 32;
+        const fa = new FrameAllocator(total * BLOCK);
+        const owner = new Array<number>(total).fill(OWNER_FREE);
+        let next = 2;
+        for (const o of ops) {
+          if (o.kind === "free") {
+            const used = owner.map((w, b) => (w !== OWNER_FREE ? b : -1)).filter((b) => b >= 0);
+            if (used.length === 0) continue;
+            const b = used[o.pick % used.length]!;
+            fa.freeBlock(b, owner[b]!);
+            owner[b] = OWNER_FREE;
+            continue;
+          }
+          const exists = Array.from({ length: total }, (_, s) => s).some(
+            (s) =>
+              s % o.align === 0 &&
+              s + o.count <= total &&
+              owner.slice(s, s + o.count).every((w) => w === OWNER_FREE),
+          );
+          let start: number;
+          try {
+            start = fa.allocBlocks(o.count, o.align, next, "test");
+          } catch (e) {
+            expect(HostMemoryExhausted.is(e)).toBe(true);
+            expect(exists).toBe(false);
+            continue;
+          }
+          expect(start % o.align).toBe(0);
+          for (let b = start; b < start + o.count; b++) {
+            expect(owner[b]).toBe(OWNER_FREE);
+            owner[b] = next;
+          }
+          next++;
         }
-        const exists = Array.from({ length: total }, (_, s) => s).some((s) =>
-          s % o.align === 0 && s + o.count <= total && owner.slice(s, s + o.count).every((w) => w === OWNER_FREE));
-        let start: number;
-        try {
-          start = fa.allocBlocks(o.count, o.align, next, "test");
-        } catch (e) {
-          expect(HostMemoryExhausted.is(e)).toBe(true);
-          expect(exists).toBe(false);
-          continue;
-        }
-        expect(start % o.align).toBe(0);
-        for (let b = start; b < start + o.count; b++) {
-          expect(owner[b]).toBe(OWNER_FREE);
-          owner[b] = next;
-        }
-        next++;
-      }
-      for (let b = 0; b < total; b++) expect(fa.blockOwner[b]).toBe(owner[b]);
-      expect(fa.usedFrames).toBe(owner.filter((w) => w !== OWNER_FREE).length * 512);
-    }), { numRuns: 300 });
+        for (let b = 0; b < total; b++) expect(fa.blockOwner[b]).toBe(owner[b]);
+        expect(fa.usedFrames).toBe(owner.filter((w) => w !== OWNER_FREE).length * 512);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -3,8 +3,21 @@
  * package), and a VM factory.
  */
 import {
-  ACCESS_FAULT, ACCESS_OK, EBUSY, Host, Vm, emptyBackendStats, gpaToGfn, runToEnd, sharedGfnBit,
-  type Backend, type BackendStats, type BackendVm, type Level, type Op, type StepMachine,
+  ACCESS_FAULT,
+  ACCESS_OK,
+  EBUSY,
+  Host,
+  Vm,
+  emptyBackendStats,
+  gpaToGfn,
+  runToEnd,
+  sharedGfnBit,
+  type Backend,
+  type BackendStats,
+  type BackendVm,
+  type Level,
+  type Op,
+  type StepMachine,
 } from "../src/testing.js";
 
 /** A VM without private memory: what the plain backend is, without importing it. */
@@ -65,7 +78,8 @@ export class FakeMirrorBackend implements Backend {
   }
 
   releaseExternalSpt(_vm: BackendVm, h: number): void {
-    if (!this.liveExternal.delete(h)) throw new Error(`external page ${h} released twice or never allocated`);
+    if (!this.liveExternal.delete(h))
+      throw new Error(`external page ${h} released twice or never allocated`);
   }
 
   private count(name: string): void {
@@ -83,7 +97,8 @@ export class FakeMirrorBackend implements Backend {
   linkExternalSpt(vm: BackendVm, gfn: number, level: Level): number {
     this.count("link");
     const rootLevel = vm.config.gpaw > 48 ? 5 : 4;
-    if (!this.parentLinked(gfn, level, rootLevel)) throw new Error(`link at ${level}:${gfn} before its parent`);
+    if (!this.parentLinked(gfn, level, rootLevel))
+      throw new Error(`link at ${level}:${gfn} before its parent`);
     this.tables.add(`${level}:${gfn}`);
     return 0;
   }
@@ -96,16 +111,23 @@ export class FakeMirrorBackend implements Backend {
       return EBUSY;
     }
     const rootLevel = vm.config.gpaw > 48 ? 5 : 4;
-    if (!this.parentLinked(gfn, level, rootLevel)) throw new Error(`leaf at ${level}:${gfn} before its table`);
+    if (!this.parentLinked(gfn, level, rootLevel))
+      throw new Error(`leaf at ${level}:${gfn} before its table`);
     if (this.leaves.has(gfn)) throw new Error(`leaf ${gfn} set twice`);
     this.leaves.set(gfn, pfn);
     this.leafLevel.set(gfn, level);
     return 0;
   }
 
-  removeExternalSpte(_vm: BackendVm, gfn: number, _level: Level, pfn: number): number | StepMachine {
+  removeExternalSpte(
+    _vm: BackendVm,
+    gfn: number,
+    _level: Level,
+    pfn: number,
+  ): number | StepMachine {
     this.count("remove");
-    if (this.leaves.get(gfn) !== pfn) throw new Error(`remove of leaf ${gfn} (pfn ${pfn}) that was never set`);
+    if (this.leaves.get(gfn) !== pfn)
+      throw new Error(`remove of leaf ${gfn} (pfn ${pfn}) that was never set`);
     this.leaves.delete(gfn);
     this.leafLevel.delete(gfn);
     return 0;
@@ -116,7 +138,13 @@ export class FakeMirrorBackend implements Backend {
     return this.failFree ? -5 : 0;
   }
 
-  checkGuestAccess(_vm: BackendVm, _vcpu: number, gpa: number, _write: boolean, privateAccess: boolean): number {
+  checkGuestAccess(
+    _vm: BackendVm,
+    _vcpu: number,
+    gpa: number,
+    _write: boolean,
+    privateAccess: boolean,
+  ): number {
     if (!privateAccess) return -1;
     const gfn = gpaToGfn(gpa);
     for (let level = 1; level <= 3; level++) {
@@ -143,7 +171,11 @@ export interface TestVmOptions {
 export function makeVm(o: TestVmOptions = {}): Vm {
   const memory = o.memory ?? 64 * 2 ** 20;
   const host = new Host({ memory: o.hostMemory ?? 2 * memory + 64 * 2 ** 20 });
-  return new Vm(host, { memory, gpaw: o.gpaw ?? 48, vcpus: o.vcpus ?? 1, hostPageLevel: o.hostPageLevel ?? 1 }, o.backend ?? bareBackend());
+  return new Vm(
+    host,
+    { memory, gpaw: o.gpaw ?? 48, vcpus: o.vcpus ?? 1, hostPageLevel: o.hostPageLevel ?? 1 },
+    o.backend ?? bareBackend(),
+  );
 }
 
 export function run<R>(op: Op<R>): R {

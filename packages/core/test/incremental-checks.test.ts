@@ -10,8 +10,21 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  FROZEN_SPTE_HI, FROZEN_SPTE_LO, SHADOW_NONPRESENT_HI, U32_PER_TABLE, buildRun, classifyRunError, explore,
-  guestAccessPage, hostOps, parseScenarioText, type ExploreOptions, type ExploreResult, type ExploreSystem, type Op, type Vm,
+  FROZEN_SPTE_HI,
+  FROZEN_SPTE_LO,
+  SHADOW_NONPRESENT_HI,
+  U32_PER_TABLE,
+  buildRun,
+  classifyRunError,
+  explore,
+  guestAccessPage,
+  hostOps,
+  parseScenarioText,
+  type ExploreOptions,
+  type ExploreResult,
+  type ExploreSystem,
+  type Op,
+  type Vm,
 } from "../src/testing.js";
 import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
 import type { Backend, MirrorView } from "../src/backend/backend.js";
@@ -36,7 +49,16 @@ function corrupt(vm: Vm, kind: Corruption): boolean {
     vm.mmu.writeSpte(mem, off, mem[off]!, mem[off + 1]!, root.slot, root.level, 0, "test");
   } else {
     const lo = kind === "frozen" ? FROZEN_SPTE_LO : 1; // 1: not present, yet not the empty value
-    vm.mmu.writeSpte(mem, off, lo, kind === "frozen" ? FROZEN_SPTE_HI : SHADOW_NONPRESENT_HI, root.slot, root.level, 0, "test");
+    vm.mmu.writeSpte(
+      mem,
+      off,
+      lo,
+      kind === "frozen" ? FROZEN_SPTE_HI : SHADOW_NONPRESENT_HI,
+      root.slot,
+      root.level,
+      0,
+      "test",
+    );
   }
   return true;
 }
@@ -46,10 +68,19 @@ function corrupt(vm: Vm, kind: Corruption): boolean {
  * schedule, so replays repeat it) also corrupts the VM. `full`: no versions and no end-only
  * check, so the explorer checks everything after every step.
  */
-function system(atStep: number, kind: Corruption, full: boolean, unsafe: boolean): () => ExploreSystem {
+function system(
+  atStep: number,
+  kind: Corruption,
+  full: boolean,
+  unsafe: boolean,
+): () => ExploreSystem {
   const scn = parseScenarioText(RACE_AND_ZAP, "race.yaml");
   return () => {
-    const built = buildRun(scn, { backend: bareBackend(), interleave: true, mmu: { unsafeNonAtomicSet: unsafe } });
+    const built = buildRun(scn, {
+      backend: bareBackend(),
+      interleave: true,
+      mmu: { unsafeNonAtomicSet: unsafe },
+    });
     let steps = 0;
     let done = false;
     function* corrupting(inner: Op<unknown>): Op<unknown> {
@@ -64,7 +95,9 @@ function system(atStep: number, kind: Corruption, full: boolean, unsafe: boolean
     const sys: ExploreSystem = {
       tasks: built.tasks,
       clock: built.clock,
-      setRecorder: (fp) => { built.host.pool.fp = fp; },
+      setRecorder: (fp) => {
+        built.host.pool.fp = fp;
+      },
       check: (final) => built.check(final).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
     };
@@ -85,8 +118,11 @@ describe("the explorer's incremental checks", () => {
   it("report a corruption made at any step exactly as checking everything after every step does", () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 120 }), fc.constantFrom<Corruption>("frozen", "malformed", "stats"), fc.boolean(),
-        fc.constantFrom<number | undefined>(undefined, 1), (atStep, kind, unsafe, bound) => {
+        fc.integer({ min: 0, max: 120 }),
+        fc.constantFrom<Corruption>("frozen", "malformed", "stats"),
+        fc.boolean(),
+        fc.constantFrom<number | undefined>(undefined, 1),
+        (atStep, kind, unsafe, bound) => {
           const opts: ExploreOptions = { maxSchedules: 300, preemptionBound: bound };
           const fast = explore(system(atStep, kind, false, unsafe), opts);
           const full = explore(system(atStep, kind, true, unsafe), opts);
@@ -100,7 +136,12 @@ describe("the explorer's incremental checks", () => {
   it("find the corruption: a FROZEN entry at the end, a malformed entry or a wrong counter at once", () => {
     for (const kind of ["frozen", "malformed", "stats"] as const) {
       const r = explore(system(3, kind, false, false), { maxSchedules: 50 });
-      const want = kind === "frozen" ? "no-frozen-spte" : kind === "malformed" ? "spte-well-formed" : "stats-match-tables";
+      const want =
+        kind === "frozen"
+          ? "no-frozen-spte"
+          : kind === "malformed"
+            ? "spte-well-formed"
+            : "stats-match-tables";
       expect(r.violation?.violations.map((v) => v.check)).toContain(want);
     }
   });
@@ -110,13 +151,27 @@ describe("checkEndOfRun", () => {
   it("on a state the step check found clean, says what the full end-of-run check says", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ gfn: fc.integer({ min: 0, max: 4095 }), n: fc.integer({ min: 1, max: 600 }), zap: fc.boolean() }), { minLength: 1, maxLength: 8 }),
-        fc.boolean(), fc.boolean(), (ops, mirror, freeze) => {
-          const vm = makeVm({ memory: 16 * MiB, backend: mirror ? new FakeMirrorBackend() : undefined });
+        fc.array(
+          fc.record({
+            gfn: fc.integer({ min: 0, max: 4095 }),
+            n: fc.integer({ min: 1, max: 600 }),
+            zap: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        fc.boolean(),
+        fc.boolean(),
+        (ops, mirror, freeze) => {
+          const vm = makeVm({
+            memory: 16 * MiB,
+            backend: mirror ? new FakeMirrorBackend() : undefined,
+          });
           for (const o of ops) {
             const end = Math.min(4096, o.gfn + o.n);
             if (o.zap) run(hostOps.zapGfnRange(vm, vm.hostCtx, o.gfn, end));
-            else for (let g = o.gfn; g < end; g += 97) run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, false));
+            else
+              for (let g = o.gfn; g < end; g += 97)
+                run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, false));
           }
           if (freeze) corrupt(vm, "frozen");
           if (checkInvariants(vm, { final: false }).violations.length > 0) return;
@@ -134,13 +189,28 @@ describe("the invariant walk over a pool whose stores are stamped", () => {
       fc.property(
         fc.array(
           fc.record({
-            gfn: fc.integer({ min: 0, max: 4095 }), n: fc.integer({ min: 1, max: 600 }), zap: fc.boolean(), shared: fc.boolean(),
-            corrupt: fc.constantFrom<Corruption | null>(null, null, null, "frozen", "malformed", "stats"),
+            gfn: fc.integer({ min: 0, max: 4095 }),
+            n: fc.integer({ min: 1, max: 600 }),
+            zap: fc.boolean(),
+            shared: fc.boolean(),
+            corrupt: fc.constantFrom<Corruption | null>(
+              null,
+              null,
+              null,
+              "frozen",
+              "malformed",
+              "stats",
+            ),
           }),
           { minLength: 1, maxLength: 8 },
         ),
-        fc.boolean(), fc.nat(), (ops, mirror, trackAt) => {
-          const vm = makeVm({ memory: 16 * MiB, backend: mirror ? new FakeMirrorBackend() : undefined });
+        fc.boolean(),
+        fc.nat(),
+        (ops, mirror, trackAt) => {
+          const vm = makeVm({
+            memory: 16 * MiB,
+            backend: mirror ? new FakeMirrorBackend() : undefined,
+          });
           const pool = vm.host.pool;
           const both = (final: boolean) => {
             const tracked = pool.tracksWrites;
@@ -155,7 +225,9 @@ describe("the invariant walk over a pool whose stores are stamped", () => {
             if (k === trackAt % ops.length) pool.trackWrites(vm.clock);
             const end = Math.min(4096, o.gfn + o.n);
             if (o.zap) run(hostOps.zapGfnRange(vm, vm.hostCtx, o.gfn, end));
-            else for (let g = o.gfn; g < end; g += 97) run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, o.shared));
+            else
+              for (let g = o.gfn; g < end; g += 97)
+                run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, o.shared));
             both(false);
             if (o.corrupt) corrupt(vm, o.corrupt);
             both(false);
@@ -172,7 +244,9 @@ describe("the invariant walk over a pool whose stores are stamped", () => {
 function seen(view: MirrorView): string[] {
   const out: string[] = [];
   view.forEachDirect((gfn, level, kind, pfn) => out.push(`direct ${gfn} ${level} ${kind} ${pfn}`));
-  view.forEach((gfn, level, kind, pfn, ext) => out.push(`mirror ${gfn} ${level} ${kind} ${pfn} ${ext}`));
+  view.forEach((gfn, level, kind, pfn, ext) =>
+    out.push(`mirror ${gfn} ${level} ${kind} ${pfn} ${ext}`),
+  );
   return out;
 }
 
@@ -180,8 +254,17 @@ describe("the view a backend's checks get", () => {
   it("answers from the invariant walk's log what its own walks find", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ gfn: fc.integer({ min: 0, max: 4095 }), n: fc.integer({ min: 1, max: 600 }), zap: fc.boolean(), shared: fc.boolean() }), { minLength: 1, maxLength: 8 }),
-        fc.boolean(), (ops, mirror) => {
+        fc.array(
+          fc.record({
+            gfn: fc.integer({ min: 0, max: 4095 }),
+            n: fc.integer({ min: 1, max: 600 }),
+            zap: fc.boolean(),
+            shared: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        fc.boolean(),
+        (ops, mirror) => {
           const be: Backend = mirror ? new FakeMirrorBackend() : bareBackend();
           let inCheck: string[] | null = null;
           const own = be.checkInvariants?.bind(be);
@@ -193,7 +276,9 @@ describe("the view a backend's checks get", () => {
           for (const o of ops) {
             const end = Math.min(4096, o.gfn + o.n);
             if (o.zap) run(hostOps.zapGfnRange(vm, vm.hostCtx, o.gfn, end));
-            else for (let g = o.gfn; g < end; g += 97) run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, o.shared));
+            else
+              for (let g = o.gfn; g < end; g += 97)
+                run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, o.shared));
             inCheck = null;
             const r = checkInvariants(vm, { final: false });
             expect(r.violations).toEqual([]);

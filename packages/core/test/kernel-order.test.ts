@@ -5,7 +5,16 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  AccessTally, ExecCtx, KVM_DIRECT_ROOTS, TdpIter, guestAccessRange, hostOps, runToEnd, wrprotGfnRange, type BackendVm, type TdpEvent,
+  AccessTally,
+  ExecCtx,
+  KVM_DIRECT_ROOTS,
+  TdpIter,
+  guestAccessRange,
+  hostOps,
+  runToEnd,
+  wrprotGfnRange,
+  type BackendVm,
+  type TdpEvent,
 } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
@@ -113,34 +122,54 @@ describe("kvm_vm_set_mem_attributes", () => {
 });
 
 describe("kvm_arch_pre_set_memory_attributes: the invalidation covers the head and tail huge pages", () => {
-  const privateVm = (memory: number) => makeVm({
-    memory, hostPageLevel: 2,
-    backend: { ...bareBackend(), hasPrivateMemory: true, classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p },
-  });
+  const privateVm = (memory: number) =>
+    makeVm({
+      memory,
+      hostPageLevel: 2,
+      backend: {
+        ...bareBackend(),
+        hasPrivateMemory: true,
+        classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p,
+      },
+    });
   /** Which of `probes` a fault that sampled the sequence before the conversion must retry, at any point of it. */
-  const invalidated = (vm: ReturnType<typeof privateVm>, start: number, end: number, probes: number[]) => {
+  const invalidated = (
+    vm: ReturnType<typeof privateVm>,
+    start: number,
+    end: number,
+    probes: number[],
+  ) => {
     vm.setInterleave(true);
     const seq = vm.mmu.invalidateSeq;
     const hit = new Set<number>();
     const op = hostOps.convertMemory(vm, vm.hostCtx, start, end, false);
-    for (let r = op.next(); !r.done; r = op.next()) for (const g of probes) if (vm.mmu.invalidateRetryGfn(seq, g)) hit.add(g);
+    for (let r = op.next(); !r.done; r = op.next())
+      for (const g of probes) if (vm.mmu.invalidateRetryGfn(seq, g)) hit.add(g);
     vm.setInterleave(false);
     return probes.filter((g) => hit.has(g));
   };
   const MiB16 = 16 * 2 ** 20;
 
   it("widens to a uniform 2M page around a range inside it, and not beyond", () => {
-    expect(invalidated(privateVm(MiB16), 0x201, 0x202, [0x1ff, 0x200, 0x201, 0x3ff, 0x400])).toEqual([0x200, 0x201, 0x3ff]);
+    expect(
+      invalidated(privateVm(MiB16), 0x201, 0x202, [0x1ff, 0x200, 0x201, 0x3ff, 0x400]),
+    ).toEqual([0x200, 0x201, 0x3ff]);
     // Starting on the boundary, ending inside.
-    expect(invalidated(privateVm(MiB16), 0x200, 0x201, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([0x200, 0x3ff]);
+    expect(invalidated(privateVm(MiB16), 0x200, 0x201, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([
+      0x200, 0x3ff,
+    ]);
   });
 
   it("adds nothing to a range that is whole 2M pages", () => {
-    expect(invalidated(privateVm(MiB16), 0x200, 0x400, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([0x200, 0x3ff]);
+    expect(invalidated(privateVm(MiB16), 0x200, 0x400, [0x1ff, 0x200, 0x3ff, 0x400])).toEqual([
+      0x200, 0x3ff,
+    ]);
   });
 
   it("widens both ends of a range across two 2M pages", () => {
-    expect(invalidated(privateVm(MiB16), 0x3ff, 0x401, [0x1ff, 0x200, 0x3ff, 0x400, 0x5ff, 0x600])).toEqual([0x200, 0x3ff, 0x400, 0x5ff]);
+    expect(
+      invalidated(privateVm(MiB16), 0x3ff, 0x401, [0x1ff, 0x200, 0x3ff, 0x400, 0x5ff, 0x600]),
+    ).toEqual([0x200, 0x3ff, 0x400, 0x5ff]);
   });
 
   it("leaves out a head or tail 2M page whose attributes are mixed already", () => {
@@ -154,8 +183,12 @@ describe("kvm_arch_pre_set_memory_attributes: the invalidation covers the head a
 
   it("leaves out a head or tail 2M page that reaches past the memslot", () => {
     // 15 MiB: the last 2M page, 0xe00-0xfff, ends past the memslot's end at 0xf00.
-    expect(invalidated(privateVm(15 * 2 ** 20), 0xe01, 0xe02, [0xe00, 0xe01, 0xeff])).toEqual([0xe01]);
-    expect(invalidated(privateVm(15 * 2 ** 20), 0xdff, 0xe01, [0xc00, 0xdff, 0xe00, 0xe01, 0xeff])).toEqual([0xc00, 0xdff, 0xe00]);
+    expect(invalidated(privateVm(15 * 2 ** 20), 0xe01, 0xe02, [0xe00, 0xe01, 0xeff])).toEqual([
+      0xe01,
+    ]);
+    expect(
+      invalidated(privateVm(15 * 2 ** 20), 0xdff, 0xe01, [0xc00, 0xdff, 0xe00, 0xe01, 0xeff]),
+    ).toEqual([0xc00, 0xdff, 0xe00]);
   });
 });
 
@@ -176,7 +209,13 @@ describe("goto retry after a lost cmpxchg (wrprot_gfn_range, __tdp_mmu_zap_root,
     expect(w.next().done).toBe(false);
     // Another CPU under the read lock changes that leaf (clears Accessed), so the cmpxchg loses...
     const other = new TdpIter(mmu.pool);
-    for (other.start(root, 1, 1, 0); other.valid && (other.level > 1 || other.gfn < 1); other.next()) { /* down to GFN 1's leaf */ }
+    for (
+      other.start(root, 1, 1, 0);
+      other.valid && (other.level > 1 || other.gfn < 1);
+      other.next()
+    ) {
+      /* down to GFN 1's leaf */
+    }
     expect(other.gfn).toBe(1);
     expect(mmu.setSpteAtomic(other, (other.oldLo & ~0x100) >>> 0, other.oldHi)).toBe(true);
     // ...and a writer starts waiting for mmu_lock.
@@ -217,7 +256,12 @@ describe("tdp_mmu_split_huge_pages_root", () => {
 describe("kvm_flush_remote_tlbs", () => {
   it("is a KVM_REQ_TLB_FLUSH on every vCPU, done at each one's next entry, once for any number of requests", () => {
     const flushes: number[] = [];
-    const backend = { ...bareBackend(), flushTlb: (_vm: BackendVm, vcpu: number) => { flushes.push(vcpu); } };
+    const backend = {
+      ...bareBackend(),
+      flushTlb: (_vm: BackendVm, vcpu: number) => {
+        flushes.push(vcpu);
+      },
+    };
     const vm = makeVm({ vcpus: 2, backend });
     // First entries: kvm_mmu_load flushes for the new root.
     run(guestAccessRange(vm, vm.vcpus[0]!, 0, 1, true, false, new AccessTally()));

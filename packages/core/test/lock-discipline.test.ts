@@ -7,8 +7,18 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  LockdepError, Scheduler, TdpIter, guestAccessPage, guestAccessRange, AccessTally, hostOps, zapLeafs, buildRun,
-  parseScenarioText, explore, type Task,
+  LockdepError,
+  Scheduler,
+  TdpIter,
+  guestAccessPage,
+  guestAccessRange,
+  AccessTally,
+  hostOps,
+  zapLeafs,
+  buildRun,
+  parseScenarioText,
+  explore,
+  type Task,
 } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
@@ -28,7 +38,10 @@ describe("mmu_lock and the walkers", () => {
     expect(vm.mmu.lock.writer).not.toBeNull();
     // A fault outside the range being zapped (nothing tells it to retry early) waits for the lock.
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x800000, true, false);
-    const tasks: Task[] = [{ name: "zap", op: zap, done: false }, { name: "fault", op: fault, done: false }];
+    const tasks: Task[] = [
+      { name: "zap", op: zap, done: false },
+      { name: "fault", op: fault, done: false },
+    ];
     const finished: string[] = [];
     new Scheduler("round-robin", 0).run(tasks, vm.clock, (t) => {
       if (t.done && !finished.includes(t.name)) finished.push(t.name);
@@ -47,7 +60,9 @@ describe("mmu_lock and the walkers", () => {
     expect(vm.mmu.lock.readers).toBe(0);
     run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16));
     const retries = vm.mmu.stats.faultRetries;
-    for (let r = fault.next(); !r.done; r = fault.next()) { /* the fault runs alone */ }
+    for (let r = fault.next(); !r.done; r = fault.next()) {
+      /* the fault runs alone */
+    }
     expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
     expect(vm.mmu.stats.pages[1]).toBe(1);
   });
@@ -70,7 +85,9 @@ describe("lockdep", () => {
     run(vm.mmu.lock.readLock(ctx));
     const zap = zapLeafs(vm.mmu, ctx, vm.mmu.roots[0]!, 0, 4, false, false);
     expect(() => run(zap)).toThrow(LockdepError);
-    expect(() => run(zapLeafs(vm.mmu, ctx, vm.mmu.roots[0]!, 0, 4, false, false))).toThrow(/tdp_mmu_iter_set_spte: mmu_lock must be held for write, but it is held for read/);
+    expect(() => run(zapLeafs(vm.mmu, ctx, vm.mmu.roots[0]!, 0, 4, false, false))).toThrow(
+      /tdp_mmu_iter_set_spte: mmu_lock must be held for write, but it is held for read/,
+    );
   });
 
   it("a cmpxchg with no lock held fails (tdp_mmu_set_spte_atomic asserts the read lock)", () => {
@@ -78,17 +95,22 @@ describe("lockdep", () => {
     const it = new TdpIter(vm.host.pool);
     it.start(vm.mmu.roots[0]!, 1, 0, 0);
     while (it.level > 1) it.next();
-    expect(() => vm.mmu.setSpteAtomic(it, it.oldLo, it.oldHi)).toThrow(/tdp_mmu_set_spte_atomic: mmu_lock must be held for read, but it is not held/);
+    expect(() => vm.mmu.setSpteAtomic(it, it.oldLo, it.oldHi)).toThrow(
+      /tdp_mmu_set_spte_atomic: mmu_lock must be held for read, but it is not held/,
+    );
   });
 
   it("the explorer reports a lockdep failure as a violation of its own", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: lockdep
 vm: { memory: 4MiB, vcpus: 1 }
 backend: plain
 vcpus:
   - - { op: access, gpa: 0x0, write: true }
-`, "lockdep.yaml");
+`,
+      "lockdep.yaml",
+    );
     const r = explore(() => {
       const built = buildRun(scn, { backend: bareBackend(), interleave: true });
       // A host task that zaps leaves holding only the read lock: a write-lock path under the read lock.
@@ -99,9 +121,14 @@ vcpus:
       }
       const tasks: Task[] = [...built.tasks, { name: "host", op: wrongLock(), done: false }];
       return {
-        tasks, clock: built.clock, setRecorder: () => {},
+        tasks,
+        clock: built.clock,
+        setRecorder: () => {},
         check: (final) => built.check(final).violations,
-        classify: (e) => (e instanceof LockdepError ? { check: "lockdep", message: e.message, step: built.clock.step } : null),
+        classify: (e) =>
+          e instanceof LockdepError
+            ? { check: "lockdep", message: e.message, step: built.clock.step }
+            : null,
       };
     });
     expect(r.violation?.violations[0]).toMatchObject({ check: "lockdep" });

@@ -9,7 +9,13 @@ import { describe, expect, it } from "vitest";
 import { hostOps, type Backend, type BackendVm, type Vm } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
 
-interface Heard { gfn: number; npages: number; toPrivate: boolean; privateNow: boolean; invalidation: string }
+interface Heard {
+  gfn: number;
+  npages: number;
+  toPrivate: boolean;
+  privateNow: boolean;
+  invalidation: string;
+}
 
 function listening(): { backend: Backend; heard: Heard[] } {
   const heard: Heard[] = [];
@@ -21,7 +27,13 @@ function listening(): { backend: Backend; heard: Heard[] } {
     memoryAttributesChanged(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean) {
       const v = vm as Vm;
       v.mmu.lock.assertHeldWrite("memoryAttributesChanged");
-      heard.push({ gfn, npages, toPrivate, privateNow: v.attributes.peekPrivate(gfn), invalidation: v.mmu.invalidateAuditState().split("/")[1]! });
+      heard.push({
+        gfn,
+        npages,
+        toPrivate,
+        privateNow: v.attributes.peekPrivate(gfn),
+        invalidation: v.mmu.invalidateAuditState().split("/")[1]!,
+      });
     },
   };
   return { backend, heard };

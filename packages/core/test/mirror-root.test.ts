@@ -1,7 +1,24 @@
 import { describe, expect, it } from "vitest";
 import {
-  EBUSY, ExecCtx, Host, KvmBug, Vm, runSteps, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, STEP_YIELD, Scheduler, TdpIter, checkInvariants,
-  guestAccessPage, hostOps, type BackendVm, type Level, type Op, type StepMachine, type Task,
+  EBUSY,
+  ExecCtx,
+  Host,
+  KvmBug,
+  Vm,
+  runSteps,
+  SHADOW_NONPRESENT_HI,
+  SHADOW_NONPRESENT_LO,
+  STEP_YIELD,
+  Scheduler,
+  TdpIter,
+  checkInvariants,
+  guestAccessPage,
+  hostOps,
+  type BackendVm,
+  type Level,
+  type Op,
+  type StepMachine,
+  type Task,
 } from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
@@ -102,7 +119,10 @@ describe("the rwlock and RCU models", () => {
       order.push("zap");
     })();
     // Run the fault until it holds the read lock, then the zap until it queues.
-    const tasks: Task[] = [{ name: "f", op: fault, done: false }, { name: "z", op: zap, done: false }];
+    const tasks: Task[] = [
+      { name: "f", op: fault, done: false },
+      { name: "z", op: zap, done: false },
+    ];
     while (vm.mmu.lock.readers === 0) tasks[0]!.op.next();
     for (let i = 0; i < 5; i++) tasks[1]!.op.next();
     expect(vm.mmu.lock.waitingWriters).toBe(1);
@@ -142,7 +162,12 @@ class TwoStepRemoval extends FakeMirrorBackend {
     this.vm = vm;
   }
 
-  override removeExternalSpte(vm: BackendVm, gfn: number, level: Level, pfn: number): number | StepMachine {
+  override removeExternalSpte(
+    vm: BackendVm,
+    gfn: number,
+    level: Level,
+    pfn: number,
+  ): number | StepMachine {
     let phase = 0;
     const note = (name: string) => {
       this.calls.push(name);
@@ -208,7 +233,9 @@ describe("remove_external_spte in several atomic points", () => {
     const vm = makeVm({ backend: be });
     run(privateAccess(vm, 0, 1));
     be.failWith = 5;
-    expect(() => run(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false))).toThrow(/remove_external_spte failed \(-5\) at gfn 1 level 1/);
+    expect(() => run(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false))).toThrow(
+      /remove_external_spte failed \(-5\) at gfn 1 level 1/,
+    );
   });
 
   it("a mirror table torn down with leaves in it: each leaf leaves the backend, then the table, one atomic point per call", () => {
@@ -223,7 +250,8 @@ describe("remove_external_spte in several atomic points", () => {
     const zapTable = function* (): Op<void> {
       yield* mmu.lock.writeLock(ctx);
       const iter = new TdpIter(mmu.pool);
-      for (iter.start(vm.vcpus[0]!.mirrorRoot!, 2, 0, 0); iter.valid; iter.next()) if (iter.level === 2) break;
+      for (iter.start(vm.vcpus[0]!.mirrorRoot!, 2, 0, 0); iter.valid; iter.next())
+        if (iter.level === 2) break;
       mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
       // The walker runs the queued calls before it may store again.
       expect(() => mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI)).toThrow(KvmBug);
@@ -245,9 +273,15 @@ describe("remove_external_spte in several atomic points", () => {
 /** A VM with a fake mirror backend, interleaving, and the strategy given. */
 function mirrorVm(strategy: "freeze" | "atomic-then-hook") {
   const be = new FakeMirrorBackend();
-  const vm = new Vm(new Host({ memory: 256 * 2 ** 20 }), { memory: 64 * 2 ** 20, gpaw: 48, vcpus: 1, hostPageLevel: 1 }, be, {
-    mmu: { strategy }, interleave: true,
-  });
+  const vm = new Vm(
+    new Host({ memory: 256 * 2 ** 20 }),
+    { memory: 64 * 2 ** 20, gpaw: 48, vcpus: 1, hostPageLevel: 1 },
+    be,
+    {
+      mmu: { strategy },
+      interleave: true,
+    },
+  );
   /** What happened to the 4K mirror entry and the backend, by the yield it happened after. */
   const seen: string[] = [];
   let yields = 0;
@@ -289,8 +323,9 @@ describe("set_external_spte_present: where the atomic points are", () => {
     const { be, vm, seen, step } = mirrorVm("atomic-then-hook");
     be.failNextSet = 1;
     step(privateAccess(vm, 0, 1));
-    expect(seen.filter((s) => /cmpxchg|hook|rollback/.test(s)).map((s) => s.split(":")[1]))
-      .toEqual(["cmpxchg", `hook=${EBUSY}`, "rollback", "cmpxchg", "hook=0"]);
+    expect(seen.filter((s) => /cmpxchg|hook|rollback/.test(s)).map((s) => s.split(":")[1])).toEqual(
+      ["cmpxchg", `hook=${EBUSY}`, "rollback", "cmpxchg", "hook=0"],
+    );
     expect(vm.mmu.stats.faultRetries).toBe(1);
     expect(vm.mmu.stats.pages[1]).toBe(1);
     expect(be.leaves.has(1)).toBe(true);

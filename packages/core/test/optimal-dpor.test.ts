@@ -10,7 +10,16 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BLOCKED, Clock, RETRY_WAIT, explore, resourceId, type ExploreResult, type Op, type Task } from "../src/testing.js";
+import {
+  BLOCKED,
+  Clock,
+  RETRY_WAIT,
+  explore,
+  resourceId,
+  type ExploreResult,
+  type Op,
+  type Task,
+} from "../src/testing.js";
 
 type Action =
   | { kind: "read"; cell: number }
@@ -71,15 +80,25 @@ function* program(clock: Clock, mem: Int32Array, me: number, steps: readonly Act
   }
 }
 
-function search(programs: Action[][], how: { reduction: boolean; algorithm?: "optimal" | "sleep" }): { r: ExploreResult; keys: Set<string> } {
+function search(
+  programs: Action[][],
+  how: { reduction: boolean; algorithm?: "optimal" | "sleep" },
+): { r: ExploreResult; keys: Set<string> } {
   const keys = new Set<string>();
-  const r = explore(() => {
-    const clock = new Clock();
-    clock.interleaved = true;
-    const mem = new Int32Array(CELLS + programs.length);
-    const tasks: Task[] = programs.map((steps, i) => ({ name: `t${i}`, op: program(clock, mem, i, steps), done: false }));
-    return { tasks, clock, setRecorder: () => {}, check: () => [], classify: () => null };
-  }, { ...how, countTraces: true, onTrace: (k) => keys.add(k) });
+  const r = explore(
+    () => {
+      const clock = new Clock();
+      clock.interleaved = true;
+      const mem = new Int32Array(CELLS + programs.length);
+      const tasks: Task[] = programs.map((steps, i) => ({
+        name: `t${i}`,
+        op: program(clock, mem, i, steps),
+        done: false,
+      }));
+      return { tasks, clock, setRecorder: () => {}, check: () => [], classify: () => null };
+    },
+    { ...how, countTraces: true, onTrace: (k) => keys.add(k) },
+  );
   return { r, keys };
 }
 
@@ -87,7 +106,9 @@ const stepArb = (tasks: number, me: number): fc.Arbitrary<Action> => {
   const c = fc.integer({ min: 0, max: CELLS - 1 });
   const kinds: fc.Arbitrary<Action>[] = [
     c.map((cell) => ({ kind: "read" as const, cell })),
-    fc.record({ cell: c, value: fc.integer({ min: 0, max: 3 }) }).map((s) => ({ kind: "write" as const, ...s })),
+    fc
+      .record({ cell: c, value: fc.integer({ min: 0, max: 3 }) })
+      .map((s) => ({ kind: "write" as const, ...s })),
     c.map((cell) => ({ kind: "add" as const, cell })),
     fc.record({ cell: c, then: c, else: c }).map((s) => ({ kind: "branch" as const, ...s })),
   ];
@@ -102,7 +123,11 @@ const stepArb = (tasks: number, me: number): fc.Arbitrary<Action> => {
 /** Two tasks of up to four steps, or three of up to two: every interleaving stays in the thousands. */
 const programsArb = fc.oneof(
   fc.tuple(fc.array(stepArb(2, 0), { maxLength: 4 }), fc.array(stepArb(2, 1), { maxLength: 4 })),
-  fc.tuple(fc.array(stepArb(3, 0), { maxLength: 2 }), fc.array(stepArb(3, 1), { maxLength: 2 }), fc.array(stepArb(3, 2), { maxLength: 2 })),
+  fc.tuple(
+    fc.array(stepArb(3, 0), { maxLength: 2 }),
+    fc.array(stepArb(3, 1), { maxLength: 2 }),
+    fc.array(stepArb(3, 2), { maxLength: 2 }),
+  ),
 );
 
 describe("Optimal-DPOR", () => {
@@ -136,9 +161,19 @@ describe("Optimal-DPOR", () => {
   it("a bounded or split search must use sleep sets", () => {
     const make = () => {
       const clock = new Clock();
-      return { tasks: [] as Task[], clock, setRecorder: () => {}, check: () => [], classify: () => null };
+      return {
+        tasks: [] as Task[],
+        clock,
+        setRecorder: () => {},
+        check: () => [],
+        classify: () => null,
+      };
     };
-    expect(() => explore(make, { algorithm: "optimal", preemptionBound: 2 })).toThrow(/bounded search needs the sleep-set algorithm/);
-    expect(() => explore(make, { algorithm: "optimal", split: { depth: 3, owns: () => true } })).toThrow(/split search/);
+    expect(() => explore(make, { algorithm: "optimal", preemptionBound: 2 })).toThrow(
+      /bounded search needs the sleep-set algorithm/,
+    );
+    expect(() =>
+      explore(make, { algorithm: "optimal", split: { depth: 3, owns: () => true } }),
+    ).toThrow(/split search/);
   });
 });

@@ -33,7 +33,12 @@ class ReferencePool {
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.constant<Op>({ kind: "alloc" }) },
   { weight: 3, arbitrary: fc.nat(10_000).map<Op>((pick) => ({ kind: "free", pick })) },
-  { weight: 1, arbitrary: fc.integer({ min: 1, max: 2 * FRAMES_PER_BLOCK }).map<Op>((n) => ({ kind: "reserve", n })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .integer({ min: 1, max: 2 * FRAMES_PER_BLOCK })
+      .map<Op>((n) => ({ kind: "reserve", n })),
+  },
 );
 
 describe("page-table pool", () => {
@@ -88,7 +93,8 @@ describe("page-table pool storage", () => {
     const isEmpty = (pool: PtPool, slot: number) => {
       const m = pool.tableMem(slot);
       const off = pool.tableOff(slot);
-      for (let i = 0; i < 512; i++) if (m[off + 2 * i] !== 0 || m[off + 2 * i + 1] !== 0x80000000) return false;
+      for (let i = 0; i < 512; i++)
+        if (m[off + 2 * i] !== 0 || m[off + 2 * i + 1] !== 0x80000000) return false;
       return true;
     };
     const scribble = (pool: PtPool, slot: number) => {

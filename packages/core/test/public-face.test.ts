@@ -6,7 +6,19 @@ import { describe, expect, it } from "vitest";
 import * as core from "../src/index.js";
 import * as testing from "../src/testing.js";
 
-const INTERNALS = ["PtPool", "U32_PER_TABLE", "stepTask", "TdpMmu", "TdpIter", "RwLock", "WaitTracker", "zapLeafs", "FootprintAudit", "ScenarioFormat", "explore"];
+const INTERNALS = [
+  "PtPool",
+  "U32_PER_TABLE",
+  "stepTask",
+  "TdpMmu",
+  "TdpIter",
+  "RwLock",
+  "WaitTracker",
+  "zapLeafs",
+  "FootprintAudit",
+  "ScenarioFormat",
+  "explore",
+];
 
 describe("the core's public face", () => {
   it("leaves the MMU's internals out", () => {
@@ -19,7 +31,15 @@ describe("the core's public face", () => {
   });
 
   it("still offers what a program needs to run, explore and check a scenario", () => {
-    for (const name of ["loadScenario", "runScenario", "exploreScenario", "BackendRegistry", "scenarioJsonSchema", "decodeSpte", "KvmBug"]) {
+    for (const name of [
+      "loadScenario",
+      "runScenario",
+      "exploreScenario",
+      "BackendRegistry",
+      "scenarioJsonSchema",
+      "decodeSpte",
+      "KvmBug",
+    ]) {
       expect(Object.hasOwn(core, name), name).toBe(true);
     }
   });

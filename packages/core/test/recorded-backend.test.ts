@@ -4,7 +4,15 @@
  * backend keeps being itself (`this`, fields it sets later, its own extra methods).
  */
 import { describe, expect, it } from "vitest";
-import { Clock, FootprintRecorder, KIND_READ, KIND_WRITE, R_BACKEND, recordedBackend, type BackendVm } from "../src/testing.js";
+import {
+  Clock,
+  FootprintRecorder,
+  KIND_READ,
+  KIND_WRITE,
+  R_BACKEND,
+  recordedBackend,
+  type BackendVm,
+} from "../src/testing.js";
 import { bareBackend } from "./helpers.js";
 
 class Counting {

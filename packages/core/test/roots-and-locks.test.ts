@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import {
-  ExecCtx, KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, RET_PF_FIXED, TdpIter, checkInvariants,
-  fastPageFault, guestAccessPage, hostOps, isWritable, type Backend, type Vm,
+  ExecCtx,
+  KVM_DIRECT_ROOTS,
+  KVM_INVALID_ROOTS,
+  KVM_MIRROR_ROOTS,
+  RET_PF_FIXED,
+  TdpIter,
+  checkInvariants,
+  fastPageFault,
+  guestAccessPage,
+  hostOps,
+  isWritable,
+  type Backend,
+  type Vm,
 } from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
@@ -112,7 +123,13 @@ describe("fast page fault", () => {
     run(hostOps.dirtyLogStart(vm, vm.hostCtx, 0));
     const ctx = new ExecCtx("fast", true);
     const fault = v.fault;
-    Object.assign(fault, { gfn: 0, write: true, isPrivate: false, prefetch: false, slot: vm.memslots.find(0) });
+    Object.assign(fault, {
+      gfn: 0,
+      write: true,
+      isPrivate: false,
+      prefetch: false,
+      slot: vm.memslots.find(0),
+    });
     const op = fastPageFault(vm.mmu, ctx, new TdpIter(vm.host.pool), v.root!, fault);
     op.next(); // walked, snapshot taken, yielded before the cmpxchg
     run(hostOps.age(vm, vm.hostCtx, 0, 1)); // clears A: the SPTE is no longer the snapshot

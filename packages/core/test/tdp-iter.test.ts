@@ -8,7 +8,13 @@ function mapGfns(vm: Vm, gfns: number[]): void {
   for (const g of gfns) run(guestAccessPage(vm, v, g * 4096, true, false));
 }
 
-function walk(vm: Vm, minLevel: number, start: number, end: number, onVisit?: (it: TdpIter, n: number) => void): [number, number][] {
+function walk(
+  vm: Vm,
+  minLevel: number,
+  start: number,
+  end: number,
+  onVisit?: (it: TdpIter, n: number) => void,
+): [number, number][] {
   const it = new TdpIter(vm.host.pool);
   const out: [number, number][] = [];
   for (it.start(vm.vcpus[0]!.root!, minLevel, start, 0); it.valid && it.gfn < end; it.next()) {
@@ -26,7 +32,9 @@ describe("TdpIter visits entries in the kernel's order", () => {
     mapGfns(vm, [0, 513]);
     const visits = walk(vm, 1, 0, 1024);
     expect(visits).toEqual([
-      [4, 0], [3, 0], [2, 0],
+      [4, 0],
+      [3, 0],
+      [2, 0],
       ...range(0, 512).map((g) => [1, g]),
       [2, 512],
       ...range(512, 1024).map((g) => [1, g]),
@@ -36,27 +44,56 @@ describe("TdpIter visits entries in the kernel's order", () => {
   it("min_level stops the descent", () => {
     const vm = makeVm();
     mapGfns(vm, [0, 513]);
-    expect(walk(vm, 2, 0, 1024)).toEqual([[4, 0], [3, 0], [2, 0], [2, 512]]);
-    expect(walk(vm, 3, 0, 1024)).toEqual([[4, 0], [3, 0]]);
+    expect(walk(vm, 2, 0, 1024)).toEqual([
+      [4, 0],
+      [3, 0],
+      [2, 0],
+      [2, 512],
+    ]);
+    expect(walk(vm, 3, 0, 1024)).toEqual([
+      [4, 0],
+      [3, 0],
+    ]);
   });
 
   it("a range that starts and ends mid-table visits the covering upper entries, then only its own leaves", () => {
     const vm = makeVm();
     mapGfns(vm, [0]);
-    expect(walk(vm, 1, 5, 10)).toEqual([[4, 0], [3, 0], [2, 0], [1, 5], [1, 6], [1, 7], [1, 8], [1, 9]]);
+    expect(walk(vm, 1, 5, 10)).toEqual([
+      [4, 0],
+      [3, 0],
+      [2, 0],
+      [1, 5],
+      [1, 6],
+      [1, 7],
+      [1, 8],
+      [1, 9],
+    ]);
   });
 
   it("a range that crosses a table boundary steps up and over", () => {
     const vm = makeVm();
     mapGfns(vm, [510, 512]);
-    expect(walk(vm, 1, 510, 514)).toEqual([[4, 0], [3, 0], [2, 0], [1, 510], [1, 511], [2, 512], [1, 512], [1, 513]]);
+    expect(walk(vm, 1, 510, 514)).toEqual([
+      [4, 0],
+      [3, 0],
+      [2, 0],
+      [1, 510],
+      [1, 511],
+      [2, 512],
+      [1, 512],
+      [1, 513],
+    ]);
   });
 
   it("non-present entries are not descended into: an empty range visits only the upper levels", () => {
     const vm = makeVm();
     mapGfns(vm, [0]);
     // 1 GiB further there is no level-2 table: the level-3 entry is visited, nothing below it.
-    expect(walk(vm, 1, 512 * 512, 512 * 512 + 4)).toEqual([[4, 0], [3, 512 * 512]]);
+    expect(walk(vm, 1, 512 * 512, 512 * 512 + 4)).toEqual([
+      [4, 0],
+      [3, 512 * 512],
+    ]);
   });
 
   it("after a yield, the walk restarts from the root toward the GFN it had reached", () => {
@@ -70,8 +107,23 @@ describe("TdpIter visits entries in the kernel's order", () => {
       }
     });
     expect(visits).toEqual([
-      [4, 0], [3, 0], [2, 0], [1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [1, 5], [1, 6],
-      [4, 0], [3, 0], [2, 0], [1, 6], [1, 7], [1, 8], [1, 9],
+      [4, 0],
+      [3, 0],
+      [2, 0],
+      [1, 0],
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [1, 5],
+      [1, 6],
+      [4, 0],
+      [3, 0],
+      [2, 0],
+      [1, 6],
+      [1, 7],
+      [1, 8],
+      [1, 9],
     ]);
   });
 

@@ -1,14 +1,25 @@
 import { describe, expect, it } from "vitest";
 import {
-  ExecCtx, HostMemoryExhausted, checkInvariants, formatSpte, guestAccessPage, hostOps, isLastSpte, isWritable, runToEnd, spteToPfn,
+  ExecCtx,
+  HostMemoryExhausted,
+  checkInvariants,
+  formatSpte,
+  guestAccessPage,
+  hostOps,
+  isLastSpte,
+  isWritable,
+  runToEnd,
+  spteToPfn,
   wrprotGfnRange,
-  TdpIter, type Vm,
+  TdpIter,
+  type Vm,
 } from "../src/testing.js";
 import { GiB, MiB, makeVm, run } from "./helpers.js";
 
 function access(vm: Vm, gfnStart: number, count: number, write = true): void {
   const v = vm.vcpus[0]!;
-  for (let g = gfnStart; g < gfnStart + count; g++) expect(run(guestAccessPage(vm, v, g * 4096, write, false))).toBe("ok");
+  for (let g = gfnStart; g < gfnStart + count; g++)
+    expect(run(guestAccessPage(vm, v, g * 4096, write, false))).toBe("ok");
 }
 
 /** The leaf mapping `gfn` in the vCPU's root: [level, lo, hi] or null. */
@@ -16,7 +27,7 @@ function leafOf(vm: Vm, gfn: number): [number, number, number] | null {
   const it = new TdpIter(vm.host.pool);
   let found: [number, number, number] | null = null;
   for (it.start(vm.vcpus[0]!.root!, 1, gfn, 0); it.valid && it.gfn < gfn + 1; it.next()) {
-    if ((it.oldLo & 0x800) && isLastSpte(it.oldLo, it.level)) found = [it.level, it.oldLo, it.oldHi];
+    if (it.oldLo & 0x800 && isLastSpte(it.oldLo, it.level)) found = [it.level, it.oldLo, it.oldHi];
   }
   return found;
 }
@@ -189,12 +200,17 @@ describe("split and recover", () => {
     vm.mmu.lock.readUnlock(ctx);
     const [, hlo, hhi] = leafOf(vm, 0)!;
     const split: number[] = [];
-    const off = vm.events.subscribe((e) => { if (e.type === "spte" && e.by === "split") split.push(e.gfn); });
+    const off = vm.events.subscribe((e) => {
+      if (e.type === "spte" && e.by === "split") split.push(e.gfn);
+    });
     run(guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false));
     off();
     // Each child's store names the GFN it maps (the events a user follows in the UI and traces).
     expect(split).toEqual(Array.from({ length: 512 }, (_, i) => i));
-    for (const g of [0, 5, 511]) expect(spteToPfn(...(leafOf(vm, g)!.slice(1) as [number, number]))).toBe(spteToPfn(hlo, hhi) + g);
+    for (const g of [0, 5, 511])
+      expect(spteToPfn(...(leafOf(vm, g)!.slice(1) as [number, number]))).toBe(
+        spteToPfn(hlo, hhi) + g,
+      );
     expect(leafOf(vm, 5)![0]).toBe(1);
   });
 
@@ -277,7 +293,9 @@ describe("dirty log: what a collection write-protects", () => {
     // A leaf that is writable without being in the bitmap (made so behind KVM's back): the
     // collection must leave it alone, as it only touches the GFNs the mask names.
     const it = new TdpIter(vm.host.pool);
-    for (it.start(vm.vcpus[0]!.root!, 1, 6, 0); it.valid && it.level > 1; it.next()) { /* down to GFN 6's leaf */ }
+    for (it.start(vm.vcpus[0]!.root!, 1, 6, 0); it.valid && it.level > 1; it.next()) {
+      /* down to GFN 6's leaf */
+    }
     it.mem[it.off] = (it.mem[it.off]! | 2) >>> 0;
     const flushes = vm.mmu.stats.tlbFlushes;
     expect(run(hostOps.dirtyLogCollect(vm, vm.hostCtx, 0))).toEqual([5, 31, 32]);

@@ -12,7 +12,9 @@ describe("the visit log", () => {
     for (let i = 0; i < 256; i++) log.add(i, 1, true, 1000 + i, -1, i % 2 === 0);
     expect(log.overflowed).toBe(false);
     const mirror: number[] = [];
-    log.forEach(true, (gfn, level, kind, pfn) => mirror.push(gfn, level, kind === "leaf" ? 1 : 0, pfn));
+    log.forEach(true, (gfn, level, kind, pfn) =>
+      mirror.push(gfn, level, kind === "leaf" ? 1 : 0, pfn),
+    );
     expect(mirror.length).toBe(128 * 4);
     expect(mirror.slice(0, 8)).toEqual([0, 1, 1, 1000, 2, 1, 1, 1002]);
     log.add(256, 1, true, 1256, -1, true);

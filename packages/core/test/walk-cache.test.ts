@@ -6,7 +6,15 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TdpIter, WalkOut, eptWalk, guestAccessPage, hostOps, type Root, type Vm } from "../src/testing.js";
+import {
+  TdpIter,
+  WalkOut,
+  eptWalk,
+  guestAccessPage,
+  hostOps,
+  type Root,
+  type Vm,
+} from "../src/testing.js";
 import { FakeMirrorBackend, MiB, makeVm, run } from "./helpers.js";
 import { NPAGES, apply, cmdArb } from "./random-ops.js";
 
@@ -43,15 +51,30 @@ function compareWalks(vm: Vm, walkers: Map<string, Walkers>): void {
         const plain = new WalkOut();
         const want = eptWalk(pool, root.slot, root.level, gfn + rootBits, false, null, plain);
         const got = eptWalk(pool, root.slot, root.level, gfn + rootBits, false, null, w.out);
-        expect({ r: got, pfn: got === 0 ? w.out.pfn : 0, level: got === 0 ? w.out.level : 0 }, `eptWalk gfn ${gfn}`)
-          .toEqual({ r: want, pfn: want === 0 ? plain.pfn : 0, level: want === 0 ? plain.level : 0 });
+        expect(
+          { r: got, pfn: got === 0 ? w.out.pfn : 0, level: got === 0 ? w.out.level : 0 },
+          `eptWalk gfn ${gfn}`,
+        ).toEqual({
+          r: want,
+          pfn: want === 0 ? plain.pfn : 0,
+          level: want === 0 ? plain.level : 0,
+        });
       }
       // KVM's walk: a cached start must land where stepping down from the root lands.
       const fresh = new TdpIter(pool);
       walkDown(fresh, root, gfn, rootBits);
       if (w.iter.startAtLeaf(root, gfn, rootBits)) {
-        expect(fresh.level, `iter gfn ${gfn}: the cache jumped to a leaf the root walk does not reach`).toBe(1);
-        expect([w.iter.gfn, w.iter.tableSlot, w.iter.off, w.iter.oldLo, w.iter.oldHi]).toEqual([fresh.gfn, fresh.tableSlot, fresh.off, fresh.oldLo, fresh.oldHi]);
+        expect(
+          fresh.level,
+          `iter gfn ${gfn}: the cache jumped to a leaf the root walk does not reach`,
+        ).toBe(1);
+        expect([w.iter.gfn, w.iter.tableSlot, w.iter.off, w.iter.oldLo, w.iter.oldHi]).toEqual([
+          fresh.gfn,
+          fresh.tableSlot,
+          fresh.off,
+          fresh.oldLo,
+          fresh.oldHi,
+        ]);
       }
       walkDown(w.iter, root, gfn, rootBits);
     }
@@ -59,17 +82,28 @@ function compareWalks(vm: Vm, walkers: Map<string, Walkers>): void {
 }
 
 describe("walk caches", () => {
-  for (const [label, mirror] of [["no private memory", false], ["mirror root (fake TDX)", true]] as const) {
+  for (const [label, mirror] of [
+    ["no private memory", false],
+    ["mirror root (fake TDX)", true],
+  ] as const) {
     it(`a cached walk ends where a walk from the root ends, after any operations: ${label}`, () => {
       fc.assert(
-        fc.property(fc.array(cmdArb, { minLength: 1, maxLength: 20 }), fc.constantFrom<1 | 2>(1, 2), (cmds, hostPageLevel) => {
-          const vm = makeVm({ memory: 16 * MiB, hostPageLevel, backend: mirror ? new FakeMirrorBackend() : undefined });
-          const w = new Map<string, Walkers>();
-          for (const c of cmds) {
-            apply(vm, c, mirror);
-            compareWalks(vm, w);
-          }
-        }),
+        fc.property(
+          fc.array(cmdArb, { minLength: 1, maxLength: 20 }),
+          fc.constantFrom<1 | 2>(1, 2),
+          (cmds, hostPageLevel) => {
+            const vm = makeVm({
+              memory: 16 * MiB,
+              hostPageLevel,
+              backend: mirror ? new FakeMirrorBackend() : undefined,
+            });
+            const w = new Map<string, Walkers>();
+            for (const c of cmds) {
+              apply(vm, c, mirror);
+              compareWalks(vm, w);
+            }
+          },
+        ),
         { numRuns: 150, seed: 7 },
       );
     });
@@ -87,7 +121,8 @@ describe("walk caches", () => {
     compareWalks(vm, walkers);
     // And the vCPU's own walkers: the next accesses find the huge leaves, with no fault.
     const faults = vm.mmu.stats.faults;
-    for (let g = 0; g < 1024; g += 100) run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, false));
+    for (let g = 0; g < 1024; g += 100)
+      run(guestAccessPage(vm, vm.vcpus[0]!, g * 4096, true, false));
     expect(vm.mmu.stats.faults).toBe(faults);
   });
 

@@ -22,7 +22,9 @@ describe("zapping whole roots", () => {
     run(vm.mmu.lock.writeLock(ctx));
     run(zapAll(vm.mmu, ctx));
     vm.mmu.lock.writeUnlock(ctx);
-    expect([vm.mmu.stats.pages[1], vm.mmu.stats.pages[2], vm.mmu.stats.pages[3]]).toEqual([0, 0, 0]);
+    expect([vm.mmu.stats.pages[1], vm.mmu.stats.pages[2], vm.mmu.stats.pages[3]]).toEqual([
+      0, 0, 0,
+    ]);
     expect(vm.mmu.stats.zappedLeaves).toBe(1025);
     expect(root.invalid).toBe(false);
     // The tables went too (freed after their RCU grace period).
@@ -43,7 +45,8 @@ describe("zapping whole roots", () => {
     expect(levels.filter((l) => l === 1).length).toBe(1025);
     const firstAbove = levels.findIndex((l) => l > 1);
     expect(firstAbove).toBe(1025);
-    for (let i = 1; i < levels.length; i++) expect(levels[i]!).toBeGreaterThanOrEqual(levels[i - 1]!);
+    for (let i = 1; i < levels.length; i++)
+      expect(levels[i]!).toBeGreaterThanOrEqual(levels[i - 1]!);
     expect(levels.filter((l) => l === 2).length).toBe(3);
   });
 });

@@ -61,7 +61,10 @@ export class ChromeTraceEvents {
   private counterAt = -1;
   private readonly hostTid: number;
 
-  constructor(private readonly out: (r: ChromeEvent) => void, meta: ChromeTraceMeta) {
+  constructor(
+    private readonly out: (r: ChromeEvent) => void,
+    meta: ChromeTraceMeta,
+  ) {
     this.hostTid = this.track("host").tid;
     const process = { name: meta.process };
     this.out({ name: "process_name", ph: "M", ts: 0, pid: PID, tid: this.hostTid, args: process });
@@ -92,8 +95,13 @@ export class ChromeTraceEvents {
         break;
       case "fault": {
         const args = {
-          gpa: `0x${e.gpa.toString(16)}`, write: e.write, private: e.private, result: e.result,
-          level: e.level, vcpu: e.vcpu, step: e.step,
+          gpa: `0x${e.gpa.toString(16)}`,
+          write: e.write,
+          private: e.private,
+          result: e.result,
+          level: e.level,
+          vcpu: e.vcpu,
+          step: e.step,
         };
         const ts = t.faultStart;
         const name = `fault ${e.result}`;

@@ -18,7 +18,10 @@ export class ChromeTraceWriter {
   /** What goes before the next record: nothing before the first. */
   private sep = "[\n";
 
-  constructor(readonly path: string, meta: ChromeTraceMeta) {
+  constructor(
+    readonly path: string,
+    meta: ChromeTraceMeta,
+  ) {
     this.file = new ChunkFile(path, () => this.ending(this.events.closing(true)));
     this.events = new ChromeTraceEvents(this.record, meta);
     this.file.flush();

@@ -20,7 +20,10 @@ export class ChunkFile {
   private readonly seekable: boolean;
 
   /** `trailer` is asked for its text at every chunk, so it may tell how far the run got. */
-  constructor(readonly path: string, private readonly trailer: () => string) {
+  constructor(
+    readonly path: string,
+    private readonly trailer: () => string,
+  ) {
     this.fd = openSync(path, "w");
     this.seekable = fstatSync(this.fd).isFile();
   }

@@ -29,12 +29,13 @@ for (const stream of [process.stdout, process.stderr]) {
 // thread: there it runs that job.
 if (isExploreJob()) void runExploreJob(exploreCommand);
 else if (isCompareJob()) void runCompareJob();
-else main(process.argv.slice(2), processIo).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`tdpemu: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exitCode = 70;
-  },
-);
+else
+  main(process.argv.slice(2), processIo).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`tdpemu: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exitCode = 70;
+    },
+  );

@@ -6,7 +6,15 @@ import "reflect-metadata";
 import { inspect } from "node:util";
 import { printable } from "./printable.js";
 import {
-  DEFAULT_MAX_INPUT, HostMemoryExhausted, OpError, PluginError, RunInputError, ScenarioError, ScheduleFileError, UnknownBackendError, inputLimits,
+  DEFAULT_MAX_INPUT,
+  HostMemoryExhausted,
+  OpError,
+  PluginError,
+  RunInputError,
+  ScenarioError,
+  ScheduleFileError,
+  UnknownBackendError,
+  inputLimits,
   parseSizeText,
 } from "@tdpemu/core";
 import { backendsCommand } from "./commands/backends.js";
@@ -27,7 +35,6 @@ import { USAGE, UsageError, commandUsage } from "./usage-error.js";
 /** Options of every command, taken wherever they stand. */
 const GLOBAL_FLAGS = ["--debug", "--strict-plugin"];
 
-
 /** `--max-input <size>` (any command): the largest scenario or schedule file read. Returns the other arguments. */
 function takeMaxInput(args: string[]): string[] {
   inputLimits.maxBytes = DEFAULT_MAX_INPUT;
@@ -40,7 +47,10 @@ function takeMaxInput(args: string[]): string[] {
     }
     const v = a === "--max-input" ? args[++i] : a.slice("--max-input=".length);
     const n = v === undefined ? null : parseSizeText(v);
-    if (n === null || n < 1) throw new UsageError(`--max-input: expected a size such as 64MiB, got ${v === undefined ? "nothing" : `'${v}'`}`);
+    if (n === null || n < 1)
+      throw new UsageError(
+        `--max-input: expected a size such as 64MiB, got ${v === undefined ? "nothing" : `'${v}'`}`,
+      );
     inputLimits.maxBytes = n;
   }
   return out;
@@ -53,10 +63,18 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const [cmd, ...rest] = takeMaxInput(argv.filter((a) => !GLOBAL_FLAGS.includes(a)));
     // `tdpemu <command> --help` (before any "--"), and `tdpemu help <command>`: that command's usage.
     const beforeDashes = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
-    const helpFor = cmd === "help" && rest.length > 0 ? rest[0]! : cmd !== undefined && (beforeDashes.includes("--help") || beforeDashes.includes("-h")) ? cmd : null;
+    const helpFor =
+      cmd === "help" && rest.length > 0
+        ? rest[0]!
+        : cmd !== undefined && (beforeDashes.includes("--help") || beforeDashes.includes("-h"))
+          ? cmd
+          : null;
     if (helpFor !== null) {
       const usage = commandUsage(helpFor);
-      if (usage === null) throw new UsageError(`help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema)`);
+      if (usage === null)
+        throw new UsageError(
+          `help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema)`,
+        );
       io.out(usage);
       return 0;
     }
@@ -91,14 +109,25 @@ export async function main(argv: string[], io: Io): Promise<number> {
         io.out(USAGE);
         return 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema, help)`);
+        throw new UsageError(
+          `unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema, help)`,
+        );
     }
   } catch (e) {
-    if (UsageError.is(e) || ScenarioError.is(e) || RunInputError.is(e) || UnknownBackendError.is(e) || OpError.is(e) ||
-        HostMemoryExhausted.is(e) || ScheduleFileError.is(e) || PluginError.is(e)) {
+    if (
+      UsageError.is(e) ||
+      ScenarioError.is(e) ||
+      RunInputError.is(e) ||
+      UnknownBackendError.is(e) ||
+      OpError.is(e) ||
+      HostMemoryExhausted.is(e) ||
+      ScheduleFileError.is(e) ||
+      PluginError.is(e)
+    ) {
       io.err(`tdpemu: ${printable(e.message)}`);
       // The plugin's own stack, where its mistake is: one line unless asked for.
-      if (debug && e.cause !== undefined) io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : inspect(e.cause));
+      if (debug && e.cause !== undefined)
+        io.err(e.cause instanceof Error && e.cause.stack ? e.cause.stack : inspect(e.cause));
       return 2;
     }
     throw e;

@@ -51,6 +51,10 @@ export function linkPlugins(): void {
   linked = true;
   (globalThis as Record<symbol, unknown>)[Symbol.for(SDK_GLOBAL)] = sdk;
   register(`data:text/javascript,${encodeURIComponent(HOOKS)}`, {
-    data: { hostUrl: import.meta.url, global: SDK_GLOBAL, names: Object.keys(sdk).filter((n) => n !== "default") },
+    data: {
+      hostUrl: import.meta.url,
+      global: SDK_GLOBAL,
+      names: Object.keys(sdk).filter((n) => n !== "default"),
+    },
   });
 }

@@ -8,13 +8,23 @@
  *     vcpu 2: populating 4K private SPTE
  *     vcpu 2: TDX SEAMCALL to update 4K protected SPTE => error
  */
-import { conflictChain, resourceName, scheduleSteps, type Scenario, type ScheduleSteps } from "@tdpemu/core";
+import {
+  conflictChain,
+  resourceName,
+  scheduleSteps,
+  type Scenario,
+  type ScheduleSteps,
+} from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
 
 type StepsOptions = Parameters<typeof scheduleSteps>[1];
 
 /** The lines of the diagram of `choices` on `scn`, or null if the schedule ends in no violation. */
-export function raceDiagram(scn: Scenario, opts: StepsOptions, choices: readonly number[]): string[] | null {
+export function raceDiagram(
+  scn: Scenario,
+  opts: StepsOptions,
+  choices: readonly number[],
+): string[] | null {
   const s = scheduleSteps(scn, opts, choices);
   if (s.violation === null || s.steps.length === 0) return null;
   return drawDiagram(s);
@@ -39,7 +49,11 @@ export function stepText(s: ScheduleSteps, k: number): string[] {
   const ids = s.store.idsView;
   const kinds = s.store.kindsView;
   const read: string[] = [];
-  for (let i = s.store.startOf(step.fp), e = i + s.store.lengthOf(step.fp); i < e && read.length < 2; i++) {
+  for (
+    let i = s.store.startOf(step.fp), e = i + s.store.lengthOf(step.fp);
+    i < e && read.length < 2;
+    i++
+  ) {
     if (kinds[i] === 1) read.push(resourceName(ids[i]!));
   }
   return [read.length > 0 ? `reads ${read.join(", ")}` : "(no change)"];
@@ -64,16 +78,28 @@ export function drawDiagram(s: ScheduleSteps): string[] {
     rows.push(rest);
     return rows.map((r, i) => (i === 0 ? r : `  ${r}`));
   };
-  const lines = [`step  ${tasks.map((t) => cell(names.get(t)!)).join("").trimEnd()}`];
+  const lines = [
+    `step  ${tasks
+      .map((t) => cell(names.get(t)!))
+      .join("")
+      .trimEnd()}`,
+  ];
   for (const k of chain) {
     const col = tasks.indexOf(s.steps[k]!.task);
-    stepText(s, k).flatMap(wrap).forEach((text, i) => {
-      const row = tasks.map((_, c) => (c === col ? cell(text) : " ".repeat(width))).join("").trimEnd();
-      lines.push(`${(i === 0 ? `#${k + 1}` : "").padEnd(6)}${row}`);
-    });
+    stepText(s, k)
+      .flatMap(wrap)
+      .forEach((text, i) => {
+        const row = tasks
+          .map((_, c) => (c === col ? cell(text) : " ".repeat(width)))
+          .join("")
+          .trimEnd();
+        lines.push(`${(i === 0 ? `#${k + 1}` : "").padEnd(6)}${row}`);
+      });
   }
   const v = s.violation!;
   lines.push(`=> [${v.check}] ${v.message}`);
-  lines.push(`(${chain.length} of ${s.steps.length} steps: the chain of conflicting steps that leads to the violation)`);
+  lines.push(
+    `(${chain.length} of ${s.steps.length} steps: the chain of conflicting steps that leads to the violation)`,
+  );
   return lines;
 }

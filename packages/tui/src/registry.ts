@@ -61,21 +61,33 @@ const isUrl = (p: string) => /^[a-z][a-z0-9+.-]*:/i.test(p) && !/^[a-z]:[/\\]/i.
  * (`--backend`, `--plugin`) or `--allow-plugins`: a schedule attached to a bug report, or a
  * scenario from elsewhere, must not run code on the machine of whoever replays it.
  */
-export async function resolveBackend(r: BackendRegistry, nameOrPath: string, from?: NamedInFile): Promise<string> {
+export async function resolveBackend(
+  r: BackendRegistry,
+  nameOrPath: string,
+  from?: NamedInFile,
+): Promise<string> {
   if (r.has(nameOrPath)) return nameOrPath;
   const at = from === undefined ? "" : `${from.file}${from.line ? `:${from.line}` : ""}: `;
   if (!/[/\\]|\.m?js$/.test(nameOrPath)) {
     if (from === undefined) return nameOrPath; // source() reports it as unknown, with the known names
-    throw new UsageError(`${at}backend: unknown backend '${nameOrPath}' (registered: ${r.list().map((b) => b.name).join(", ")}; a plugin is given by a module path such as ./my-backend.mjs)`);
+    throw new UsageError(
+      `${at}backend: unknown backend '${nameOrPath}' (registered: ${r
+        .list()
+        .map((b) => b.name)
+        .join(", ")}; a plugin is given by a module path such as ./my-backend.mjs)`,
+    );
   }
-  const baseDir = from === undefined || from.file === DEFAULT_SCENARIO_SOURCE ? "." : dirname(from.file);
+  const baseDir =
+    from === undefined || from.file === DEFAULT_SCENARIO_SOURCE ? "." : dirname(from.file);
   const target = isUrl(nameOrPath) ? nameOrPath : resolvePath(baseDir, nameOrPath);
   if (from !== undefined) {
     const given = r.loadedFrom(target);
     if (given !== undefined) return given;
     if (!from.allowPlugins) {
-      throw new UsageError(`${at}backend '${nameOrPath}' is a module, and a ${from.what} file does not load code by itself: ` +
-        `give it on the command line (--plugin ${target}) or allow it with --allow-plugins`);
+      throw new UsageError(
+        `${at}backend '${nameOrPath}' is a module, and a ${from.what} file does not load code by itself: ` +
+          `give it on the command line (--plugin ${target}) or allow it with --allow-plugins`,
+      );
     }
   }
   try {

@@ -3,8 +3,16 @@
  * it was recorded with, and its backend, loaded only with the user's consent when it is a module.
  */
 import {
-  BUILTIN_SCENARIO, DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, loadScheduleFile, parseScenarioText, readInputFile,
-  type BackendRegistry, type Scenario, type ScheduleFile,
+  BUILTIN_SCENARIO,
+  DEFAULT_SCENARIO_SOURCE,
+  DEFAULT_SCENARIO_YAML,
+  loadScenario,
+  loadScheduleFile,
+  parseScenarioText,
+  readInputFile,
+  type BackendRegistry,
+  type Scenario,
+  type ScheduleFile,
 } from "@tdpemu/core";
 import { resolveBackend } from "./registry.js";
 
@@ -14,12 +22,23 @@ export interface OpenedSchedule {
   backend: string;
 }
 
-export async function openSchedule(path: string, registry: BackendRegistry, allowPlugins: boolean): Promise<OpenedSchedule> {
+export async function openSchedule(
+  path: string,
+  registry: BackendRegistry,
+  allowPlugins: boolean,
+): Promise<OpenedSchedule> {
   const sched = loadScheduleFile(path);
-  const scn = sched.scenario === BUILTIN_SCENARIO ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE) : loadScenario(sched.scenario);
+  const scn =
+    sched.scenario === BUILTIN_SCENARIO
+      ? parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE)
+      : loadScenario(sched.scenario);
   // The seed the schedule was recorded with, which `run --seed` may have set: not the scenario's.
   scn.schedule.seed = sched.seed;
-  const backend = await resolveBackend(registry, sched.backend, { file: path, what: "schedule", allowPlugins });
+  const backend = await resolveBackend(registry, sched.backend, {
+    file: path,
+    what: "schedule",
+    allowPlugins,
+  });
   return { sched, scn, backend };
 }
 

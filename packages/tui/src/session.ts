@@ -6,10 +6,25 @@
  * guest memory: the GPA map samples one GFN a cell, the walk is one GPA, the event list a ring.
  */
 import {
-  BLOCKED, RETRY_WAIT, Scheduler, TaskStepper, buildRun, decodeSpte, formatSpte, isLastSpte,
-  isShadowPresent, sptIndex, spteToPfn, RunInputError, classifyRunError, type BackendRegistry,
-  type BuiltRun, type Scenario,
-  type TdpEvent, type Root, type InjectSpec,
+  BLOCKED,
+  RETRY_WAIT,
+  Scheduler,
+  TaskStepper,
+  buildRun,
+  decodeSpte,
+  formatSpte,
+  isLastSpte,
+  isShadowPresent,
+  sptIndex,
+  spteToPfn,
+  RunInputError,
+  classifyRunError,
+  type BackendRegistry,
+  type BuiltRun,
+  type Scenario,
+  type TdpEvent,
+  type Root,
+  type InjectSpec,
 } from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
 
@@ -146,7 +161,9 @@ export class Session {
     this.backendName = backendName;
     this.strategy = opts.strategy ?? scenario.options.strategy;
     if (scenario.schedule.mode === "replay" && opts.replay === undefined) {
-      throw new RunInputError(`${scenario.source}: schedule mode replay needs the schedule's choices (schedule.file)`);
+      throw new RunInputError(
+        `${scenario.source}: schedule mode replay needs the schedule's choices (schedule.file)`,
+      );
     }
     this.restart();
   }
@@ -156,17 +173,23 @@ export class Session {
     const backend = this.registry.source(this.backendName);
     const o = this.opts;
     // The scheduler and the event list first: building the VM emits events (the VMM's calls), at step 0.
-    this.sched = o.replay !== undefined
-      ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
-      : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
+    this.sched =
+      o.replay !== undefined
+        ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
+        : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
     this.ring = [];
     this.run = buildRun(this.scenario, {
       // The UI steps atomic point by atomic point; a replay keeps the interleaving its choices
       // were made with (given, or the scenario's, as `run` takes it).
-      backend, interleave: o.interleave ?? (o.replay !== undefined ? undefined : true), mmu: {
-        strategy: this.strategy, unsafeNonAtomicSet: o.unsafeNonAtomicSet ?? false, tdxHugePages: o.tdxHugePages ?? this.scenario.options.tdxHugePages,
+      backend,
+      interleave: o.interleave ?? (o.replay !== undefined ? undefined : true),
+      mmu: {
+        strategy: this.strategy,
+        unsafeNonAtomicSet: o.unsafeNonAtomicSet ?? false,
+        tdxHugePages: o.tdxHugePages ?? this.scenario.options.tdxHugePages,
       },
-      inject: o.inject, hostMemory: o.hostMemory,
+      inject: o.inject,
+      hostMemory: o.hostMemory,
       onEvent: (e) => this.onEvent(e),
     });
     this.stepper = new TaskStepper(this.run.tasks, this.run.clock);
@@ -206,7 +229,10 @@ export class Session {
     if (this.enabled.length === 0) {
       this.finished = true;
       if (!tasks.every((t) => t.done)) this.violations.push(this.stepper.stuck().message);
-      else this.violations.push(...this.run.check(true).violations.map((v) => `[${v.check}] ${v.message}`));
+      else
+        this.violations.push(
+          ...this.run.check(true).violations.map((v) => `[${v.check}] ${v.message}`),
+        );
       return false;
     }
     const replay = this.opts.replay;
@@ -214,7 +240,9 @@ export class Session {
       // A schedule recorded up to a violation ends there: check the state it reached, as
       // `replay` does (between two steps, not at the end of a run).
       this.finished = true;
-      this.violations.push(...this.run.check(false).violations.map((v) => `[${v.check}] ${v.message}`));
+      this.violations.push(
+        ...this.run.check(false).violations.map((v) => `[${v.check}] ${v.message}`),
+      );
       return false;
     }
     let i = -1;
@@ -230,7 +258,9 @@ export class Session {
       // task was working on.
       let found: string[];
       try {
-        found = classifyRunError(e, this.scenario, this.run)?.map((v) => `[${v.check}] ${v.message}`) ?? [e instanceof Error ? `${e.name}: ${e.message}` : String(e)];
+        found = classifyRunError(e, this.scenario, this.run)?.map(
+          (v) => `[${v.check}] ${v.message}`,
+        ) ?? [e instanceof Error ? `${e.name}: ${e.message}` : String(e)];
       } catch (refused) {
         found = [(refused as Error).message];
       }
@@ -268,7 +298,9 @@ export class Session {
     // Forward is stepping on; back is building again and stepping to it.
     if (target < this.sched.choices.length) this.restart();
     this.followFaults = false;
-    while (this.sched.choices.length < target && this.step()) { /* replay */ }
+    while (this.sched.choices.length < target && this.step()) {
+      /* replay */
+    }
     this.followFaults = follow;
     this.walkGpa = walk;
   }
@@ -278,7 +310,11 @@ export class Session {
     const task = this.taskFilter;
     const q = this.search.toLowerCase();
     if (task === null && q === "") return this.ring;
-    return this.ring.filter((r) => (task === null || r.task === task) && (q === "" || `${r.task} ${r.text}`.toLowerCase().includes(q)));
+    return this.ring.filter(
+      (r) =>
+        (task === null || r.task === task) &&
+        (q === "" || `${r.task} ${r.text}`.toLowerCase().includes(q)),
+    );
   }
 
   /** Only this task's events in the events pane, the next task's, ..., then all again (`t`). */
@@ -350,7 +386,7 @@ export class Session {
         if (e.result === "retry") t.retries++;
       }
       if (this.followFaults) {
-        this.walkGpa = e.gpa % (2 ** 47);
+        this.walkGpa = e.gpa % 2 ** 47;
         this.walkShared = false;
       }
     }
@@ -363,10 +399,18 @@ export class Session {
     if (e.type === "table" && (e.action === "alloc" || e.action === "free")) return;
     let tone: EventRow["tone"] = "plain";
     // A backend's call says how it went (`tone`); one that does not is shown plain.
-    if (e.type === "call" && e.tone !== undefined && e.tone !== "ok") tone = e.tone === "exception" ? "fault" : e.tone;
+    if (e.type === "call" && e.tone !== undefined && e.tone !== "ok")
+      tone = e.tone === "exception" ? "fault" : e.tone;
     if (e.type === "fault") tone = e.result === "retry" ? "busy" : "fault";
     if (e.type === "hook" && e.result !== 0) tone = "busy";
-    this.ring.push({ step: e.step, at: this.sched.choices.length, task: e.task, gpa: eventGpa(e), text: describeEvent(e), tone });
+    this.ring.push({
+      step: e.step,
+      at: this.sched.choices.length,
+      task: e.task,
+      gpa: eventGpa(e),
+      text: describeEvent(e),
+      tone,
+    });
     if (this.ring.length > EVENT_RING) this.ring.splice(0, this.ring.length - EVENT_RING);
   }
 
@@ -422,7 +466,12 @@ export class Session {
         ["zapped leaves", String(s.zappedLeaves)],
         ["leaked pages", String(s.leakedPages)],
         ["busy", String(bs.busy)],
-        ["errors", Object.entries(bs.errors).map(([k, n]) => `${k} ${n}`).join(", ") || "none"],
+        [
+          "errors",
+          Object.entries(bs.errors)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(", ") || "none",
+        ],
         ...(vm.backend.extraStats?.(vm) ?? []),
       ],
       calls: Object.entries(bs.calls).sort((a, b) => b[1] - a[1]),
@@ -484,7 +533,11 @@ export class Session {
     return { direct, mirror };
   }
 
-  private walkRoot(root: Root, rawGfn: number, secure: (gfn: number, level: number, lo: number, hi: number) => string): WalkRow[] {
+  private walkRoot(
+    root: Root,
+    rawGfn: number,
+    secure: (gfn: number, level: number, lo: number, hi: number) => string,
+  ): WalkRow[] {
     const pool = this.run.host.pool;
     const rows: WalkRow[] = [];
     let slot = root.slot;
@@ -495,7 +548,14 @@ export class Session {
       const lo = mem[off]!;
       const hi = mem[off + 1]!;
       const d = decodeSpte(lo, hi, level);
-      rows.push({ level, index, hex: formatSpte(lo, hi), flags: d.flags.filter((f) => f !== "SUPPRESS_VE" && f !== "MMU_PRESENT").join(" "), kind: d.kind, secure: secure(rawGfn, level, lo, hi) });
+      rows.push({
+        level,
+        index,
+        hex: formatSpte(lo, hi),
+        flags: d.flags.filter((f) => f !== "SUPPRESS_VE" && f !== "MMU_PRESENT").join(" "),
+        kind: d.kind,
+        secure: secure(rawGfn, level, lo, hi),
+      });
       if (!isShadowPresent(lo) || isLastSpte(lo, level)) break;
       slot = pool.pfnToSlot(spteToPfn(lo, hi));
     }
@@ -510,16 +570,30 @@ export class Session {
     const out: { title: string; rows: WalkRow[] }[] = [];
     const bits = vm.mmu.gfnDirectBits;
     // What the backend says of each entry (TDX: its S-EPT state; SEV: the RMP entry), if anything.
-    const describe = (root: "mirror" | "direct") => (g: number, level: number, lo: number, hi: number) => {
-      if (!be.describeEntry) return "";
-      const present = isShadowPresent(lo);
-      return be.describeEntry(vm, root, g, level, { present, leaf: present && isLastSpte(lo, level), pfn: present ? spteToPfn(lo, hi) : 0 });
-    };
-    if (mirror) out.push({ title: be.walkTitle?.(vm, "mirror") ?? "mirror root (private)", rows: this.walkRoot(mirror, gfn, describe("mirror")) });
+    const describe =
+      (root: "mirror" | "direct") => (g: number, level: number, lo: number, hi: number) => {
+        if (!be.describeEntry) return "";
+        const present = isShadowPresent(lo);
+        return be.describeEntry(vm, root, g, level, {
+          present,
+          leaf: present && isLastSpte(lo, level),
+          pfn: present ? spteToPfn(lo, hi) : 0,
+        });
+      };
+    if (mirror)
+      out.push({
+        title: be.walkTitle?.(vm, "mirror") ?? "mirror root (private)",
+        rows: this.walkRoot(mirror, gfn, describe("mirror")),
+      });
     if (direct) {
       const title = be.walkTitle?.(vm, "direct") ?? (bits ? "direct root (shared alias)" : "EPT");
       const describeDirect = describe("direct");
-      out.push({ title, rows: this.walkRoot(direct, gfn + bits, (g, level, lo, hi) => describeDirect(g - bits, level, lo, hi)) });
+      out.push({
+        title,
+        rows: this.walkRoot(direct, gfn + bits, (g, level, lo, hi) =>
+          describeDirect(g - bits, level, lo, hi),
+        ),
+      });
     }
     return out;
   }
@@ -567,24 +641,29 @@ export class Session {
   }
 }
 
-
 /** The GPA an event is about, or -1: a fault's or access's, a call's operand, an entry's GFN. */
 function eventGpa(e: TdpEvent): number {
   switch (e.type) {
     case "fault":
-    case "access": return e.gpa % 2 ** 47;
+    case "access":
+      return e.gpa % 2 ** 47;
     case "spte":
     case "table":
     case "hook":
-    case "attributes": return (e.gfn * 4096) % 2 ** 47;
+    case "attributes":
+      return (e.gfn * 4096) % 2 ** 47;
     case "call": {
       const m = /gpa (0x[0-9a-f]+)/.exec(e.detail);
       return m ? Number(m[1]) % 2 ** 47 : -1;
     }
-    default: return -1;
+    default:
+      return -1;
   }
 }
 
 export {
-  COMPARE_COLUMNS, compareBackends, formatCompare, type CompareRow,
+  COMPARE_COLUMNS,
+  compareBackends,
+  formatCompare,
+  type CompareRow,
 } from "./compare-rows.js";

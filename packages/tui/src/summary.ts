@@ -9,7 +9,10 @@ function entries(r: Record<string, number | string>): string {
 export function formatSummary(r: Report, extra: { seconds: number }): string {
   const s = r.stats;
   // A rate over a few milliseconds says nothing; show it for runs long enough to mean something.
-  const rate = extra.seconds >= 0.05 ? `; ${Math.round(s.faults / extra.seconds).toLocaleString("en-US")} faults/s` : "";
+  const rate =
+    extra.seconds >= 0.05
+      ? `; ${Math.round(s.faults / extra.seconds).toLocaleString("en-US")} faults/s`
+      : "";
   const lines = [
     `scenario    ${r.scenario}  (backend ${r.backend}, seed ${r.seed}, ${r.steps} atomic points)`,
     `faults      ${s.faults}  (retries ${s.faultRetries}, spurious ${s.spuriousFaults}${rate})`,
@@ -19,13 +22,17 @@ export function formatSummary(r: Report, extra: { seconds: number }): string {
       (s.leakedPages > 0 ? ` (${entries(s.leakCauses)})` : ""),
     `backend     calls: ${entries(r.backendStats.calls)}; busy ${r.backendStats.busy}; errors: ${entries(r.backendStats.errors)}`,
     `invariants  ${r.invariants.checked} checked, ` +
-      (r.invariants.violations.length === 0 ? "no violations" : `${r.invariants.violations.length} violation(s):`),
+      (r.invariants.violations.length === 0
+        ? "no violations"
+        : `${r.invariants.violations.length} violation(s):`),
   ];
-  for (const v of r.invariants.violations) lines.push(`  [${v.check}] step ${v.step}: ${v.message}`);
+  for (const v of r.invariants.violations)
+    lines.push(`  [${v.check}] step ${v.step}: ${v.message}`);
   if (!r.complete) lines.push("stopped     before the programs ended");
   if (r.ops.length > 0 && r.ops.length <= 40) {
     lines.push("ops");
-    for (const o of r.ops) lines.push(`  ${o.who.padEnd(6)} #${o.index} ${o.op.padEnd(14)} ${entries(o.result)}`);
+    for (const o of r.ops)
+      lines.push(`  ${o.who.padEnd(6)} #${o.index} ${o.op.padEnd(14)} ${entries(o.result)}`);
   }
   return lines.join("\n");
 }

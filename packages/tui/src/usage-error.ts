@@ -74,7 +74,11 @@ export function commandUsage(cmd: string): string | null {
   const start = lines.findIndex((l) => l.startsWith(`  tdpemu ${cmd} `) || l === `  tdpemu ${cmd}`);
   if (start < 0) return null;
   let end = start + 1;
-  while (end < lines.length && (lines[end]!.startsWith("      ") || lines[end]!.startsWith(`  tdpemu ${cmd} `))) end++;
+  while (
+    end < lines.length &&
+    (lines[end]!.startsWith("      ") || lines[end]!.startsWith(`  tdpemu ${cmd} `))
+  )
+    end++;
   const common = lines.slice(lines.indexOf("options of every command:"));
   return ["usage:", ...lines.slice(start, end), "", ...common].join("\n");
 }

@@ -10,7 +10,10 @@ import { radixFill } from "../src/bench/cases.js";
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 
 function bench(...args: string[]) {
-  const p = spawnSync(process.execPath, [CLI, "bench", ...args], { encoding: "utf8", timeout: 120_000 });
+  const p = spawnSync(process.execPath, [CLI, "bench", ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   return { code: p.status, out: p.stdout, err: p.stderr };
 }
 
@@ -18,14 +21,25 @@ describe("tdpemu bench", () => {
   it("a filter that matches no case is bad input, and the message names the cases", () => {
     const r = bench("--filter", "no-such-case");
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^tdpemu: bench: --filter 'no-such-case' matches no case \(cases: sol, fault-plain, .*scale-plain-1TiB\)/);
+    expect(r.err).toMatch(
+      /^tdpemu: bench: --filter 'no-such-case' matches no case \(cases: sol, fault-plain, .*scale-plain-1TiB\)/,
+    );
   });
 
   it("a case in a child process reports every run's median, with progress on stderr and JSON on stdout", () => {
     const r = bench("--filter", "fault-plain-2m", "--json");
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/fault-plain-2m: 2 warm-up and 5 runs in a child process/);
-    const j = JSON.parse(r.out) as { speedOfLight: number; cases: { name: string; value: number; unit: string; extra: Record<string, number>; error?: string }[] };
+    const j = JSON.parse(r.out) as {
+      speedOfLight: number;
+      cases: {
+        name: string;
+        value: number;
+        unit: string;
+        extra: Record<string, number>;
+        error?: string;
+      }[];
+    };
     expect(j.speedOfLight).toBeGreaterThan(0);
     const row = j.cases.find((c) => c.name === "fault-plain-2m")!;
     expect(row.error).toBeUndefined();
@@ -37,7 +51,9 @@ describe("tdpemu bench", () => {
   it("explore-optimality: one complete run per trace on every race, and the same traces as sleep sets in more runs", () => {
     const r = bench("--filter", "explore-optimality", "--json");
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.out) as { cases: { name: string; value: number; ok: boolean; extra: Record<string, number> }[] };
+    const j = JSON.parse(r.out) as {
+      cases: { name: string; value: number; ok: boolean; extra: Record<string, number> }[];
+    };
     const row = j.cases.find((c) => c.name === "explore-optimality")!;
     expect([row.value, row.ok]).toEqual([1, true]);
     expect(row.extra["2m-4k tdx traces"]).toBe(5934);
@@ -70,7 +86,8 @@ describe("tdpemu bench", () => {
     }
     // The entry past the last GFN was never written.
     let table = 0;
-    for (let level = 4; level > 1; level--) table = pool[table * 1024 + 2 * (Math.floor(pages / 512 ** (level - 1)) % 512)]! >>> 12;
+    for (let level = 4; level > 1; level--)
+      table = pool[table * 1024 + 2 * (Math.floor(pages / 512 ** (level - 1)) % 512)]! >>> 12;
     expect(pool[table * 1024 + 2 * (pages % 512)]).toBe(0);
   });
 });

@@ -5,7 +5,12 @@ import type { Io } from "../src/index.js";
 export function captureIo(): Io & { outText: () => string; errText: () => string } {
   const out: string[] = [];
   const err: string[] = [];
-  return { out: (t) => out.push(t), err: (t) => err.push(t), outText: () => out.join("\n"), errText: () => err.join("\n") };
+  return {
+    out: (t) => out.push(t),
+    err: (t) => err.push(t),
+    outText: () => out.join("\n"),
+    errText: () => err.join("\n"),
+  };
 }
 
 /**
@@ -13,7 +18,10 @@ export function captureIo(): Io & { outText: () => string; errText: () => string
  * on how loaded the machine is.
  */
 export function withoutProgress(err: string): string {
-  return err.split("\n").filter((l) => !/^explored [\d,]+ schedules, [\d,]+ steps, [\d,]+\/s$/.test(l)).join("\n");
+  return err
+    .split("\n")
+    .filter((l) => !/^explored [\d,]+ schedules, [\d,]+ steps, [\d,]+\/s$/.test(l))
+    .join("\n");
 }
 
 /** Exit 2 and exactly one line on stderr, starting with "tdpemu: " and matching `re`. */

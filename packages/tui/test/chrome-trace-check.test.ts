@@ -19,7 +19,15 @@ describe("the Chrome trace checker", () => {
     const r = checkChromeTrace([
       ...meta,
       { name: "access", ph: "B", ts: 0, pid: 1, tid: 2 },
-      { name: "TDH.MEM.PAGE.AUG", ph: "i", s: "t", ts: 1.5, pid: 1, tid: 2, args: { status: "SUCCESS" } },
+      {
+        name: "TDH.MEM.PAGE.AUG",
+        ph: "i",
+        s: "t",
+        ts: 1.5,
+        pid: 1,
+        tid: 2,
+        args: { status: "SUCCESS" },
+      },
       { name: "access", ph: "E", ts: 10, pid: 1, tid: 2 },
       x("fault fixed", 1, 3),
       x("fault fixed", 4, 6),
@@ -58,8 +66,12 @@ describe("the Chrome trace checker", () => {
       { ph: "i", s: "t", ts: 1, pid: 1, tid: 2 },
     ]);
     expect(r.problems).toEqual([
-      "event 2: X without dur", "event 3: instant without scope s", "event 4: counter without args",
-      "event 5: no tid", "event 6: no ts", "event 7: no name",
+      "event 2: X without dur",
+      "event 3: instant without scope s",
+      "event 4: counter without args",
+      "event 5: no tid",
+      "event 6: no ts",
+      "event 7: no name",
     ]);
   });
 

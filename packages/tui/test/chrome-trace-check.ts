@@ -111,8 +111,10 @@ export function checkChromeTrace(events: unknown[]): TraceCheck {
     }
     const args = isObject(e.args) ? e.args : {};
     const base = {
-      name: e.name, cat: e.cat as string | undefined,
-      pid: e.pid, tid: e.tid,
+      name: e.name,
+      cat: e.cat as string | undefined,
+      pid: e.pid,
+      tid: e.tid,
     };
     if (e.ph === "X") {
       slices.push({ ...base, start: ts, end: ts + (e.dur as number), args, parent: null });

@@ -39,7 +39,10 @@ function traced(args: string[], name: string) {
   const again = tdpemu(...args, "--trace", jsonl);
   expect(again.code).toBe(r.code);
   const recs = traceEvents(JSON.parse(readFileSync(file, "utf8"))) as Rec[];
-  const events = readFileSync(jsonl, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as Rec);
+  const events = readFileSync(jsonl, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Rec);
   const report = JSON.parse(r.out) as Report;
   return { code: r.code, report, recs, events, check: checkChromeTrace(recs) };
 }
@@ -73,11 +76,15 @@ describe("run --trace-format chrome", () => {
       // The op slices are the scenario's ops, in order, on their task's track, all finished.
       const ops = check.slices.filter((s) => s.cat === "op");
       for (const task of tasks) {
-        const want = task === "host"
-          ? scn.host.map((op) => (op.op === "plugin" ? op.name : op.op))
-          : scn.vcpus[Number(task.slice(4))]!.map((op) => op.op);
+        const want =
+          task === "host"
+            ? scn.host.map((op) => (op.op === "plugin" ? op.name : op.op))
+            : scn.vcpus[Number(task.slice(4))]!.map((op) => op.op);
         const mine = ops.filter((s) => taskOf(check, s) === task).sort((a, b) => a.start - b.start);
-        expect(mine.map((s) => s.name), task).toEqual(want);
+        expect(
+          mine.map((s) => s.name),
+          task,
+        ).toEqual(want);
         for (const s of mine) expect(s.end, `${task} ${s.name} ends`).toBeLessThan(Infinity);
       }
 
@@ -134,8 +141,9 @@ describe("run --trace-format chrome", () => {
     expect(seamcalls.length).toBe(inTrace.length);
     expect(seamcalls.length).toBeGreaterThan(10);
     const injected = seamcalls.filter((r) => (r.args as Rec).injected === true);
-    expect(injected.map((r) => [r.name, (r.args as Rec).status]))
-      .toEqual([["TDH.PHYMEM.PAGE.RECLAIM", "PAGE_METADATA_INCORRECT"]]);
+    expect(injected.map((r) => [r.name, (r.args as Rec).status])).toEqual([
+      ["TDH.PHYMEM.PAGE.RECLAIM", "PAGE_METADATA_INCORRECT"],
+    ]);
   });
 });
 
@@ -146,8 +154,17 @@ describe("replay --trace-format chrome", () => {
     const b = join(dir, "replay.json");
     const scn = "scenarios/race-shared-table.yaml";
     const chrome = ["--trace-format", "chrome"];
-    const recorded = tdpemu("run", scn, "--seed", "5", "--schedule-out", sched, "--trace", a,
-      ...chrome);
+    const recorded = tdpemu(
+      "run",
+      scn,
+      "--seed",
+      "5",
+      "--schedule-out",
+      sched,
+      "--trace",
+      a,
+      ...chrome,
+    );
     expect(recorded.code).toBe(0);
     expect(tdpemu("replay", sched, "--trace", b, ...chrome).code).toBe(0);
     expect(readFileSync(b, "utf8")).toBe(readFileSync(a, "utf8"));

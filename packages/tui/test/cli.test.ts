@@ -29,7 +29,10 @@ interface Run {
 async function run(...argv: string[]): Promise<Run> {
   const outCalls: string[] = [];
   const errCalls: string[] = [];
-  const code = await main(argv, { out: (t) => void outCalls.push(t), err: (t) => void errCalls.push(t) });
+  const code = await main(argv, {
+    out: (t) => void outCalls.push(t),
+    err: (t) => void errCalls.push(t),
+  });
   return { code, outCalls, errCalls, out: outCalls.join("\n"), err: errCalls.join("\n") };
 }
 
@@ -40,7 +43,9 @@ async function expectBadInput(argv: string[], message: RegExp): Promise<string> 
   expect(r.outCalls).toEqual([]);
   expect(r.errCalls).toHaveLength(1);
   const line = r.errCalls[0]!;
-  expect(line.startsWith("tdpemu: "), `err ${JSON.stringify(line)} starts with "tdpemu: "`).toBe(true);
+  expect(line.startsWith("tdpemu: "), `err ${JSON.stringify(line)} starts with "tdpemu: "`).toBe(
+    true,
+  );
   expect(line, "err is one line").not.toMatch(/[\r\n]/);
   expect(line).toMatch(message);
   return line;
@@ -63,19 +68,25 @@ function tmpFile(name: string, text: string): string {
 type Json = Record<string, unknown>;
 
 function expectObject(v: unknown, where: string): Json {
-  expect(typeof v === "object" && v !== null && !Array.isArray(v), `${where} is an object`).toBe(true);
+  expect(typeof v === "object" && v !== null && !Array.isArray(v), `${where} is an object`).toBe(
+    true,
+  );
   return v as Json;
 }
 
 function expectNumber(o: Json, key: string, where: string): void {
   expect(o, `${where} has ${key}`).toHaveProperty([key]);
-  expect(Number.isInteger(o[key]), `${where}.${key} is an integer (got ${JSON.stringify(o[key])})`).toBe(true);
+  expect(
+    Number.isInteger(o[key]),
+    `${where}.${key} is an integer (got ${JSON.stringify(o[key])})`,
+  ).toBe(true);
   expect(o[key] as number).toBeGreaterThanOrEqual(0);
 }
 
 function expectCounts(v: unknown, where: string): void {
   const o = expectObject(v, where);
-  for (const [k, n] of Object.entries(o)) expect(Number.isInteger(n), `${where}.${k} is a count`).toBe(true);
+  for (const [k, n] of Object.entries(o))
+    expect(Number.isInteger(n), `${where}.${k} is a count`).toBe(true);
 }
 
 /**
@@ -89,7 +100,16 @@ function expectContractReport(report: unknown): Json {
   expectNumber(r, "seed", "report");
   expectNumber(r, "steps", "report");
   const stats = expectObject(r.stats, "stats");
-  for (const k of ["faults", "faultRetries", "spuriousFaults", "tablePages", "tlbFlushes", "zappedLeaves", "leakedPages"]) expectNumber(stats, k, "stats");
+  for (const k of [
+    "faults",
+    "faultRetries",
+    "spuriousFaults",
+    "tablePages",
+    "tlbFlushes",
+    "zappedLeaves",
+    "leakedPages",
+  ])
+    expectNumber(stats, k, "stats");
   const pages = expectObject(stats.pages, "stats.pages");
   for (const k of ["4k", "2m", "1g"]) expectNumber(pages, k, "stats.pages");
   const bs = expectObject(r.backendStats, "backendStats");
@@ -112,7 +132,12 @@ describe("tdpemu run --json", () => {
     expect(report.scenario).toBe("sequential-1g");
     expect(report.backend).toBe("plain");
     expect(report.seed).toBe(0);
-    const stats = report.stats as { faults: number; pages: Record<string, number>; tablePages: number; leakedPages: number };
+    const stats = report.stats as {
+      faults: number;
+      pages: Record<string, number>;
+      tablePages: number;
+      leakedPages: number;
+    };
     expect(stats.pages["4k"]).toBe(262144);
     expect(stats.pages["2m"]).toBe(0);
     expect(stats.pages["1g"]).toBe(0);
@@ -217,7 +242,11 @@ describe("tdpemu backends and help", () => {
 
   it("<command> --help and help <command> print that command's usage, exit 0", async () => {
     for (const cmd of ["tui", "run", "explore", "replay", "compare", "bench", "backends", "fuzz"]) {
-      for (const argv of [[cmd, "--help"], [cmd, "-h"], ["help", cmd]]) {
+      for (const argv of [
+        [cmd, "--help"],
+        [cmd, "-h"],
+        ["help", cmd],
+      ]) {
         const r = await run(...argv);
         expect({ argv, code: r.code, err: r.err }).toEqual({ argv, code: 0, err: "" });
         expect(r.out).toMatch(new RegExp(`^usage:\\n  tdpemu ${cmd}\\b`));
@@ -230,13 +259,18 @@ describe("tdpemu backends and help", () => {
     expect((await run("tui", "--help")).out).toContain("tdpemu tui <schedule.json>");
     // After "--", --help is a scenario's name, not a request for help.
     expect((await run("run", "--", "--help")).code).toBe(2);
-    expect((await run("help", "nope")).err).toMatch(/^tdpemu: help: no command 'nope' \(commands: /);
+    expect((await run("help", "nope")).err).toMatch(
+      /^tdpemu: help: no command 'nope' \(commands: /,
+    );
   });
 });
 
 describe("tdpemu: bad input exits 2 with one line", () => {
   it("unknown backend lists the registered ones", async () => {
-    await expectBadInput(["run", DIRTY, "--backend", "nope"], /unknown backend 'nope'.*registered: [^)]*\bplain\b/);
+    await expectBadInput(
+      ["run", DIRTY, "--backend", "nope"],
+      /unknown backend 'nope'.*registered: [^)]*\bplain\b/,
+    );
   });
 
   it("a missing scenario file", async () => {
@@ -262,8 +296,14 @@ describe("tdpemu: bad input exits 2 with one line", () => {
   });
 
   it("a GPA beyond the VM", async () => {
-    const p = tmpFile("beyond.yaml", "name: t\nvm: { memory: 64MiB }\nbackend: plain\nvcpus:\n  - - { op: access, gpa: 0x8000000 }\n");
-    const line = await expectBadInput(["run", p], /vcpus\[0\]\[0\]\.gpa: 0x8000000 is beyond the VM's memory/);
+    const p = tmpFile(
+      "beyond.yaml",
+      "name: t\nvm: { memory: 64MiB }\nbackend: plain\nvcpus:\n  - - { op: access, gpa: 0x8000000 }\n",
+    );
+    const line = await expectBadInput(
+      ["run", p],
+      /vcpus\[0\]\[0\]\.gpa: 0x8000000 is beyond the VM's memory/,
+    );
     expect(line).toContain(`${p}:5:`);
   });
 
@@ -299,7 +339,12 @@ describe("tdpemu: bad input exits 2 with one line", () => {
   });
 
   it.each([["abc"], ["1.5"], ["4294967296"]])("a bad --seed %s", async (seed) => {
-    await expectBadInput(["run", DIRTY, "--seed", seed], new RegExp(`--seed: expected an integer from 0 to 2\\^32-1, got '${seed.replace(".", "\\.")}'`));
+    await expectBadInput(
+      ["run", DIRTY, "--seed", seed],
+      new RegExp(
+        `--seed: expected an integer from 0 to 2\\^32-1, got '${seed.replace(".", "\\.")}'`,
+      ),
+    );
   });
 
   it("a negative --seed given as --seed=-1", async () => {
@@ -320,7 +365,10 @@ describe("tdpemu: bad input exits 2 with one line", () => {
   });
 
   it.each([["lots"], ["0x"], ["-5"], ["4GB"]])("a bad --host-memory %s", async (size) => {
-    await expectBadInput(["run", DIRTY, `--host-memory=${size}`], /--host-memory: expected a size such as 4GiB/);
+    await expectBadInput(
+      ["run", DIRTY, `--host-memory=${size}`],
+      /--host-memory: expected a size such as 4GiB/,
+    );
   });
 
   it("a --host-memory below what a host can have", async () => {
@@ -328,35 +376,53 @@ describe("tdpemu: bad input exits 2 with one line", () => {
   });
 
   it("a host memory too small for the scenario exits 2 naming host memory, not a crash", async () => {
-    await expectBadInput(["run", SEQ_1G, "--backend", "plain", "--host-memory", "4MiB"], /host (out of )?memory/i);
+    await expectBadInput(
+      ["run", SEQ_1G, "--backend", "plain", "--host-memory", "4MiB"],
+      /host (out of )?memory/i,
+    );
   });
 
   it("a bad --check", async () => {
-    await expectBadInput(["run", DIRTY, "--check", "always"], /--check: expected end or op, got 'always'/);
+    await expectBadInput(
+      ["run", DIRTY, "--check", "always"],
+      /--check: expected end or op, got 'always'/,
+    );
   });
 
   it("a missing plugin module", async () => {
-    await expectBadInput(["run", DIRTY, "--backend", join(dir, "no-such-backend.js")], /no-such-backend\.js/);
+    await expectBadInput(
+      ["run", DIRTY, "--backend", join(dir, "no-such-backend.js")],
+      /no-such-backend\.js/,
+    );
   });
 
   // BUG (src/commands/run.ts / trace-writer.ts): a --trace path that cannot be opened makes
   // openSync throw an ENOENT Error that main() does not map, so it escapes main() (the CLI prints
   // "tdpemu: internal error: ..." with a stack and exits 70) instead of bad input, exit 2.
   it("a --trace file that cannot be created", async () => {
-    await expectBadInput(["run", DIRTY, "--trace", join(dir, "no-such-dir", "t.jsonl")], /t\.jsonl/);
+    await expectBadInput(
+      ["run", DIRTY, "--trace", join(dir, "no-such-dir", "t.jsonl")],
+      /t\.jsonl/,
+    );
   });
 });
 
 describe("the built CLI as a process", () => {
   it("bad input: exit code 2, nothing on stdout, one line on stderr", () => {
-    const p = spawnSync(process.execPath, ["packages/tui/dist/tdpemu.mjs", "run", "scenarios/does-not-exist.yaml"], {
-      cwd: ROOT,
-      encoding: "utf8",
-      timeout: 20_000,
-    });
+    const p = spawnSync(
+      process.execPath,
+      ["packages/tui/dist/tdpemu.mjs", "run", "scenarios/does-not-exist.yaml"],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 20_000,
+      },
+    );
     expect(p.error).toBeUndefined();
     expect(p.status).toBe(2);
     expect(p.stdout).toBe("");
-    expect(p.stderr).toBe("tdpemu: scenarios/does-not-exist.yaml: cannot read the scenario: no such file\n");
+    expect(p.stderr).toBe(
+      "tdpemu: scenarios/does-not-exist.yaml: cannot read the scenario: no such file\n",
+    );
   });
 });

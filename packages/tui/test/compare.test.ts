@@ -31,17 +31,25 @@ describe("tdpemu compare", () => {
     expect(x.out()).toMatch(/^\s+tdx\s+sev\s+plain\s+cca$/m);
     expect(x.out()).toMatch(/^faults\s+24\s+24\s+-\s+24$/m);
     expect(x.out()).toMatch(/^violations\s+0\s+0\s+n\/a\s+0$/m);
-    expect(x.out()).toMatch(/^cca calls: RMI_REC_ENTER \d+, RMI_GRANULE_DELEGATE \d+, .*RMI_DATA_CREATE_UNKNOWN 20/m);
+    expect(x.out()).toMatch(
+      /^cca calls: RMI_REC_ENTER \d+, RMI_GRANULE_DELEGATE \d+, .*RMI_DATA_CREATE_UNKNOWN 20/m,
+    );
   });
 
   it("says where each backend's calls went: the guest's own conversion is MapGPA, AUG and ACCEPT on TDX, PVALIDATE, PSC and RMPUPDATE on SEV", async () => {
     const x = io();
     expect(await main(["compare", "scenarios/guest-convert.yaml"], x.o)).toBe(0);
     expect(x.out()).toMatch(/^backend calls\s+169\s+71\s+-\s+288$/m);
-    expect(x.out()).toMatch(/^tdx calls: TDH\.VP\.ENTER 35, TD exit \(ACCEPT\) 24, TDG\.MEM\.PAGE\.ACCEPT 24, TDH\.MEM\.PAGE\.AUG 24, .*, and 13 more kinds$/m);
-    expect(x.out()).toMatch(/^sev calls: RMPUPDATE 33, PVALIDATE 32, ASID flush 3, VMGEXIT\(PSC\) 2, SNP_GCTX_CREATE 1$/m);
+    expect(x.out()).toMatch(
+      /^tdx calls: TDH\.VP\.ENTER 35, TD exit \(ACCEPT\) 24, TDG\.MEM\.PAGE\.ACCEPT 24, TDH\.MEM\.PAGE\.AUG 24, .*, and 13 more kinds$/m,
+    );
+    expect(x.out()).toMatch(
+      /^sev calls: RMPUPDATE 33, PVALIDATE 32, ASID flush 3, VMGEXIT\(PSC\) 2, SNP_GCTX_CREATE 1$/m,
+    );
     const j = io();
-    expect(await main(["compare", "scenarios/guest-convert.yaml", "--json", "--backend", "tdx"], j.o)).toBe(0);
+    expect(
+      await main(["compare", "scenarios/guest-convert.yaml", "--json", "--backend", "tdx"], j.o),
+    ).toBe(0);
     const rows = (JSON.parse(j.out()) as CompareJson).backends;
     expect(rows[0]?.calls).toMatchObject({ "TDG.VP.VMCALL<MapGPA>": 2, "TDH.MEM.PAGE.REMOVE": 8 });
   });

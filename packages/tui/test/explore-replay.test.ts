@@ -23,7 +23,12 @@ describe("tdpemu explore", () => {
     const x = io();
     expect(await main(["explore", SCN, "--json"], x.o)).toBe(0);
     const r = JSON.parse(x.out()) as ExploreReport;
-    expect(r).toMatchObject({ scenario: "race-shared-table", backend: "plain", exhausted: true, violation: null });
+    expect(r).toMatchObject({
+      scenario: "race-shared-table",
+      backend: "plain",
+      exhausted: true,
+      violation: null,
+    });
     expect(r.schedules).toBeGreaterThan(100);
     expect(r.skippedByReduction).toBeGreaterThan(0);
     expect(r.schedulesPerSecond).toBeGreaterThan(0);
@@ -31,15 +36,28 @@ describe("tdpemu explore", () => {
 
   it("a bound that cut branches is not called an exhausted space (B6)", async () => {
     const x = io();
-    expect(await main(["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1"], x.o)).toBe(0);
-    expect(x.out()).toMatch(/^result {6}no violation in any schedule of at most 1 preemptions \(all of them ran\); the bound cut [\d,]+ branches, so the space beyond it is not exhausted/m);
+    expect(
+      await main(["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1"], x.o),
+    ).toBe(0);
+    expect(x.out()).toMatch(
+      /^result {6}no violation in any schedule of at most 1 preemptions \(all of them ran\); the bound cut [\d,]+ branches, so the space beyond it is not exhausted/m,
+    );
     expect(x.out()).not.toMatch(/the space is exhausted/);
     const j = io();
-    expect(await main(["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1", "--json"], j.o)).toBe(0);
+    expect(
+      await main(
+        ["explore", "scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "1", "--json"],
+        j.o,
+      ),
+    ).toBe(0);
     expect(JSON.parse(j.out())).toMatchObject({ exhausted: true, spaceExhausted: false });
     const whole = io();
     expect(await main(["explore", SCN, "--json"], whole.o)).toBe(0);
-    expect(JSON.parse(whole.out())).toMatchObject({ exhausted: true, spaceExhausted: true, prunedByBound: 0 });
+    expect(JSON.parse(whole.out())).toMatchObject({
+      exhausted: true,
+      spaceExhausted: true,
+      prunedByBound: 0,
+    });
   });
 
   it("with --unsafe-non-atomic-set finds a violation, exits 1 and writes the schedule", async () => {
@@ -67,15 +85,31 @@ describe("tdpemu explore", () => {
     const s = io();
     await main(["replay", out, "--steps"], s.o);
     expect(s.out().match(/store L2 gfn 0x0: 0x8000000000000000 → /g)?.length).toBe(1);
-    expect(s.out()).toMatch(/store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/);
+    expect(s.out()).toMatch(
+      /store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 → 0x80000000[0-9a-f]{5}907/,
+    );
   });
 
   it("a violation is shrunk to the fewest preemptions and drawn as the race, one column per task; replay --diagram draws the same", async () => {
     const out = join(dir, "aah.schedule.json");
     const shrunk = join(dir, "aah.shrunk.schedule.json");
     const x = io();
-    expect(await main(["explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
-    expect(x.out()).toMatch(/^the race, shrunk to 18 steps and 1 preemption \(the steps that lead to the violation\):$/m);
+    expect(
+      await main(
+        [
+          "explore",
+          resolve("scenarios/tdx-race-2m-4k.yaml"),
+          "--strategy",
+          "atomic-then-hook",
+          "--out",
+          out,
+        ],
+        x.o,
+      ),
+    ).toBe(1);
+    expect(x.out()).toMatch(
+      /^the race, shrunk to 18 steps and 1 preemption \(the steps that lead to the violation\):$/m,
+    );
     expect(x.out()).toContain(`replay it with: tdpemu replay ${shrunk} --diagram`);
     const race = x.out().slice(x.out().indexOf("the race"));
     const d = io();
@@ -88,7 +122,9 @@ describe("tdpemu explore", () => {
     const at = (re: RegExp) => lines.find((l) => re.test(l));
     expect(at(/cmpxchg mirror L2 gfn 0x0/)!.indexOf("cmpxchg")).toBeLessThan(col);
     expect(at(/TDH\.MEM\.PAGE\.AUG gpa 0x1000/)!.indexOf("TDH.MEM.PAGE.AUG")).toBe(col);
-    expect(d.out()).toMatch(/^=> \[kvm-bug\] KVM_BUG: SEAMCALL TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001/m);
+    expect(d.out()).toMatch(
+      /^=> \[kvm-bug\] KVM_BUG: SEAMCALL TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001/m,
+    );
     expect(d.out()).toMatch(/^\((\d+) of 18 steps: the chain of conflicting steps/m);
     expect(Number(/\((\d+) of 18 steps/.exec(d.out())![1])).toBeLessThan(9);
     // explore printed the same lines, indented.
@@ -96,10 +132,15 @@ describe("tdpemu explore", () => {
     // A schedule that is not the scenario's is bad input, as for a plain replay.
     const bad = join(dir, "bad.schedule.json");
     const sf = JSON.parse(readFileSync(shrunk, "utf8")) as { choices: number[] };
-    writeFileSync(bad, JSON.stringify({ ...sf, choices: [...sf.choices.slice(0, 3), 7, ...sf.choices.slice(3)] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({ ...sf, choices: [...sf.choices.slice(0, 3), 7, ...sf.choices.slice(3)] }),
+    );
     const b = io();
     expect(await main(["replay", bad, "--diagram"], b.o)).toBe(2);
-    expect(b.err()).toMatch(/replay: choice 4 names task 7, which does not exist: the schedule is not this scenario's/);
+    expect(b.err()).toMatch(
+      /replay: choice 4 names task 7, which does not exist: the schedule is not this scenario's/,
+    );
     // --algorithm is checked before --jobs starts its threads.
     const j = io();
     expect(await main(["explore", SCN, "--jobs", "2", "--algorithm", "optimal"], j.o)).toBe(2);
@@ -120,7 +161,9 @@ describe("tdpemu explore", () => {
     const lines = race.split("\n");
     const col = lines[1]!.indexOf("vcpu1");
     const link = lines.findIndex((l) => /store L2 gfn 0x0: 0x8000000000000000 →/.test(l));
-    const overwrite = lines.findIndex((l) => /store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 →/.test(l));
+    const overwrite = lines.findIndex((l) =>
+      /store L2 gfn 0x0: 0x80000000[0-9a-f]{5}907 →/.test(l),
+    );
     expect(link).toBeGreaterThan(0);
     expect(overwrite).toBeGreaterThan(link);
     expect(lines[link]!.indexOf("store")).toBe(col);
@@ -130,7 +173,10 @@ describe("tdpemu explore", () => {
 
   it("--tdx-huge-pages switches on 2 MiB private pages, and the schedule it writes replays with them", async () => {
     // The 2M-leaf race without the scenario's own switch: the flag alone turns it on.
-    const text = readFileSync(resolve("scenarios/tdx-race-2m-leaf.yaml"), "utf8").replace("tdxHugePages: true", "tdxHugePages: false");
+    const text = readFileSync(resolve("scenarios/tdx-race-2m-leaf.yaml"), "utf8").replace(
+      "tdxHugePages: true",
+      "tdxHugePages: false",
+    );
     const scn = join(dir, "race-2m-leaf-off.yaml");
     writeFileSync(scn, text);
     const off = io();
@@ -142,7 +188,12 @@ describe("tdpemu explore", () => {
     expect(calls["TDH.MEM.PAGE.AUG"]).toBeGreaterThan(0);
     const out = join(dir, "race-2m-leaf.json");
     const x = io();
-    expect(await main(["explore", scn, "--tdx-huge-pages", "--strategy", "atomic-then-hook", "--out", out], x.o)).toBe(1);
+    expect(
+      await main(
+        ["explore", scn, "--tdx-huge-pages", "--strategy", "atomic-then-hook", "--out", out],
+        x.o,
+      ),
+    ).toBe(1);
     expect(x.out()).toContain("TDX huge pages");
     const written = JSON.parse(readFileSync(out, "utf8")) as ScheduleFile;
     expect(written.mmu).toEqual({
@@ -157,7 +208,12 @@ describe("tdpemu explore", () => {
 
   it("a preemption bound and a schedule cap are reported", async () => {
     const x = io();
-    expect(await main(["explore", SCN, "--preemption-bound", "1", "--max-schedules", "3", "--json"], x.o)).toBe(0);
+    expect(
+      await main(
+        ["explore", SCN, "--preemption-bound", "1", "--max-schedules", "3", "--json"],
+        x.o,
+      ),
+    ).toBe(0);
     const r = JSON.parse(x.out()) as ExploreReport;
     expect(r.schedules).toBe(3);
     expect(r.exhausted).toBe(false);
@@ -165,14 +221,29 @@ describe("tdpemu explore", () => {
   });
 
   it("bad input exits 2 with one line", async () => {
-    for (const args of [["explore"], ["explore", SCN, "--max-schedules", "0"], ["explore", SCN, "--preemption-bound", "x"], ["replay"], ["replay", join(dir, "missing.json")]]) {
+    for (const args of [
+      ["explore"],
+      ["explore", SCN, "--max-schedules", "0"],
+      ["explore", SCN, "--preemption-bound", "x"],
+      ["replay"],
+      ["replay", join(dir, "missing.json")],
+    ]) {
       const x = io();
       expect(await main(args, x.o), args.join(" ")).toBe(2);
       expect(x.err().split("\n")).toHaveLength(1);
       expect(x.err()).toMatch(/^tdpemu: /);
     }
     const bad = join(dir, "bad.json");
-    writeFileSync(bad, JSON.stringify({ format: "tdpemu-schedule/1", scenario: SCN, backend: "plain", interleave: true, choices: [0, 7] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        format: "tdpemu-schedule/1",
+        scenario: SCN,
+        backend: "plain",
+        interleave: true,
+        choices: [0, 7],
+      }),
+    );
     const x = io();
     expect(await main(["replay", bad], x.o)).toBe(2);
     expect(x.err()).toMatch(/replay: choice 1 names task 7, which cannot run there/);
@@ -185,7 +256,12 @@ describe("tdpemu run --schedule-out", () => {
     const t1 = join(dir, "run1.jsonl");
     const t2 = join(dir, "run2.jsonl");
     const a = io();
-    expect(await main(["run", SCN, "--seed", "5", "--schedule-out", sched, "--trace", t1, "--json"], a.o)).toBe(0);
+    expect(
+      await main(
+        ["run", SCN, "--seed", "5", "--schedule-out", sched, "--trace", t1, "--json"],
+        a.o,
+      ),
+    ).toBe(0);
     const b = io();
     expect(await main(["replay", sched, "--trace", t2, "--json"], b.o)).toBe(0);
     expect(readFileSync(t2, "utf8")).toBe(readFileSync(t1, "utf8"));

@@ -30,7 +30,9 @@ async function tdpemu(...args: string[]): Promise<{ code: number; out: string; e
 /** Runs the N shards as N processes at once; returns their report files. */
 async function shards(n: number, args: string[], tag: string): Promise<string[]> {
   const files = Array.from({ length: n }, (_, k) => join(dir, `${tag}-${k}.json`));
-  const rs = await Promise.all(files.map((_, k) => tdpemu("explore", ...args, "--shard", `${k}/${n}`)));
+  const rs = await Promise.all(
+    files.map((_, k) => tdpemu("explore", ...args, "--shard", `${k}/${n}`)),
+  );
   rs.forEach((r, k) => writeFileSync(files[k]!, r.out));
   return files;
 }
@@ -41,32 +43,61 @@ const TIMING = new Set(["seconds", "schedulesPerSecond"]);
  * The one-process search a split one must equal: with sleep sets, as shares and jobs search
  * (an optimal search reaches the same traces in other runs, in another order).
  */
-const single = (args: readonly string[]) => (args.includes("--no-reduction") || args.includes("--preemption-bound") ? [...args] : [...args, "--algorithm", "sleep"]);
+const single = (args: readonly string[]) =>
+  args.includes("--no-reduction") || args.includes("--preemption-bound")
+    ? [...args]
+    : [...args, "--algorithm", "sleep"];
 
 describe("explore --shard K/N and explore-merge", () => {
   it.each([
-    ["race-shared-table on plain, 3 shards split at depth 6", ["scenarios/race-shared-table.yaml", "--count-traces"], ["--split-depth", "6"], 3],
-    ["race-shared-table on SEV, 2 shards", ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"], [], 2],
-    ["race-shared-table on plain without reduction, 3 shards", ["scenarios/race-shared-table.yaml", "--count-traces", "--no-reduction"], [], 3],
-    ["tdx-race-2m-4k on TDX, bound 2, 4 shards", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "2", "--count-traces"], [], 4],
-  ] as const)("%s: the merged report is the single exploration's, field by field", async (tag, args, split, n) => {
-    const whole = await tdpemu("explore", ...single(args), "--json");
-    expect(whole.code).toBe(0);
-    const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
-    const parts = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number });
-    const shardOf = (k: number): unknown => expect.objectContaining({ index: k, count: n });
-    expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => shardOf(k)));
-    // Each shard did a share of the work, not all of it.
-    const wholeSchedules = (JSON.parse(whole.out) as { schedules: number }).schedules;
-    for (const p of parts) expect(p.schedules).toBeLessThan(wholeSchedules);
-    const merged = await tdpemu("explore-merge", ...files, "--json");
-    expect(merged.code).toBe(0);
-    const w = JSON.parse(whole.out) as Record<string, unknown>;
-    const m = JSON.parse(merged.out) as Record<string, unknown>;
-    expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
-    for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
-    expect(w.exhausted).toBe(true);
-  }, 120_000);
+    [
+      "race-shared-table on plain, 3 shards split at depth 6",
+      ["scenarios/race-shared-table.yaml", "--count-traces"],
+      ["--split-depth", "6"],
+      3,
+    ],
+    [
+      "race-shared-table on SEV, 2 shards",
+      ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"],
+      [],
+      2,
+    ],
+    [
+      "race-shared-table on plain without reduction, 3 shards",
+      ["scenarios/race-shared-table.yaml", "--count-traces", "--no-reduction"],
+      [],
+      3,
+    ],
+    [
+      "tdx-race-2m-4k on TDX, bound 2, 4 shards",
+      ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "2", "--count-traces"],
+      [],
+      4,
+    ],
+  ] as const)(
+    "%s: the merged report is the single exploration's, field by field",
+    async (tag, args, split, n) => {
+      const whole = await tdpemu("explore", ...single(args), "--json");
+      expect(whole.code).toBe(0);
+      const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
+      const parts = files.map(
+        (f) => JSON.parse(readFileSync(f, "utf8")) as { shard: unknown; schedules: number },
+      );
+      const shardOf = (k: number): unknown => expect.objectContaining({ index: k, count: n });
+      expect(parts.map((p) => p.shard)).toEqual(Array.from({ length: n }, (_, k) => shardOf(k)));
+      // Each shard did a share of the work, not all of it.
+      const wholeSchedules = (JSON.parse(whole.out) as { schedules: number }).schedules;
+      for (const p of parts) expect(p.schedules).toBeLessThan(wholeSchedules);
+      const merged = await tdpemu("explore-merge", ...files, "--json");
+      expect(merged.code).toBe(0);
+      const w = JSON.parse(whole.out) as Record<string, unknown>;
+      const m = JSON.parse(merged.out) as Record<string, unknown>;
+      expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
+      for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+      expect(w.exhausted).toBe(true);
+    },
+    120_000,
+  );
 
   it("a violation: the first in the order of the search, whichever shard found it, with the same schedule to replay", async () => {
     const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
@@ -78,26 +109,41 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(merged.code).toBe(1);
     expect(merged.out).toMatch(/^violation {3}in schedule \d+ of shard \d\/4, after 18 steps:$/m);
     const a = JSON.parse(readFileSync(one, "utf8")) as { choices: number[]; violations: unknown };
-    const b = JSON.parse(readFileSync(mergedSchedule, "utf8")) as { choices: number[]; violations: unknown };
+    const b = JSON.parse(readFileSync(mergedSchedule, "utf8")) as {
+      choices: number[];
+      violations: unknown;
+    };
     expect(b.choices).toEqual(a.choices);
     expect(b.violations).toEqual(a.violations);
     const replayed = await tdpemu("replay", mergedSchedule);
     expect(replayed.code).toBe(1);
-    expect(replayed.out).toMatch(/TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/);
+    expect(replayed.out).toMatch(
+      /TDH\.MEM\.PAGE\.AUG failed: 0xC0000B0000000001 \(EPT_WALK_FAILED\|RCX\)/,
+    );
   }, 120_000);
 
   it.each([
-    ["race-shared-table on SEV", ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"]],
-    ["tdx-race-2m-4k on TDX, bound 3", ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "3", "--count-traces"]],
-  ] as const)("--jobs 3 on %s: the report of one thread, field by field", async (_tag, args) => {
-    const one = await tdpemu("explore", ...single(args), "--json");
-    const three = await tdpemu("explore", ...args, "--json", "--jobs", "3");
-    expect([one.code, three.code]).toEqual([0, 0]);
-    const w = JSON.parse(one.out) as Record<string, unknown>;
-    const m = JSON.parse(three.out) as Record<string, unknown>;
-    expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
-    for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
-  }, 120_000);
+    [
+      "race-shared-table on SEV",
+      ["scenarios/race-shared-table.yaml", "--backend", "sev", "--count-traces"],
+    ],
+    [
+      "tdx-race-2m-4k on TDX, bound 3",
+      ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "3", "--count-traces"],
+    ],
+  ] as const)(
+    "--jobs 3 on %s: the report of one thread, field by field",
+    async (_tag, args) => {
+      const one = await tdpemu("explore", ...single(args), "--json");
+      const three = await tdpemu("explore", ...args, "--json", "--jobs", "3");
+      expect([one.code, three.code]).toEqual([0, 0]);
+      const w = JSON.parse(one.out) as Record<string, unknown>;
+      const m = JSON.parse(three.out) as Record<string, unknown>;
+      expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
+      for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+    },
+    120_000,
+  );
 
   it("--jobs 2 with a violation: the one a single thread stops at, and its schedule", async () => {
     const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];
@@ -108,7 +154,10 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/^schedule {4}written to .*jobs-two\.schedule\.json/m);
     const a = JSON.parse(readFileSync(one, "utf8")) as { choices: number[]; violations: unknown };
-    const b = JSON.parse(readFileSync(double, "utf8")) as { choices: number[]; violations: unknown };
+    const b = JSON.parse(readFileSync(double, "utf8")) as {
+      choices: number[];
+      violations: unknown;
+    };
     expect(b.choices).toEqual(a.choices);
     expect(b.violations).toEqual(a.violations);
   }, 120_000);
@@ -123,12 +172,24 @@ describe("explore --shard K/N and explore-merge", () => {
     writeFileSync(notReport, JSON.stringify({ shard: { index: 0 } }));
     // A count no exploration had, from a file: refused before anything is sized by it.
     const hugeCount = join(dir, "huge-count.json");
-    writeFileSync(hugeCount, JSON.stringify({ ...JSON.parse(readFileSync(files[0]!, "utf8")), shard: { index: 0, count: 2 ** 32, depth: 4 } }));
+    writeFileSync(
+      hugeCount,
+      JSON.stringify({
+        ...JSON.parse(readFileSync(files[0]!, "utf8")),
+        shard: { index: 0, count: 2 ** 32, depth: 4 },
+      }),
+    );
     const cases: [string[], RegExp][] = [
       [[files[0]!, files[2]!], /explore-merge: shard 1\/3 missing: every share of the 3 is needed/],
       [[files[0]!, files[0]!, files[1]!, files[2]!], /explore-merge: shard 0\/3 is given twice/],
-      [[files[0]!, otherFile, files[2]!], /has backend "sev", .* "plain": not shares of one exploration/],
-      [[notReport], /not-report\.json: "shard": expected whole numbers, 0 <= index < count <= 65536, depth >= 1, got \{"index":0\}/],
+      [
+        [files[0]!, otherFile, files[2]!],
+        /has backend "sev", .* "plain": not shares of one exploration/,
+      ],
+      [
+        [notReport],
+        /not-report\.json: "shard": expected whole numbers, 0 <= index < count <= 65536, depth >= 1, got \{"index":0\}/,
+      ],
       [[hugeCount], /"shard": expected whole numbers, 0 <= index < count <= 65536/],
       [[join(dir, "nowhere.json")], /explore-merge: .*nowhere\.json: cannot read the shard report/],
       [[], /explore-merge: which shard reports\?/],
@@ -138,14 +199,23 @@ describe("explore --shard K/N and explore-merge", () => {
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);
     }
     for (const [flags, message] of [
-      [["--shard", "3/3"], /--shard: expected K\/N, the K-th of N shares counted from 0 \(0 <= K < N\), got '3\/3'/],
+      [
+        ["--shard", "3/3"],
+        /--shard: expected K\/N, the K-th of N shares counted from 0 \(0 <= K < N\), got '3\/3'/,
+      ],
       [["--shard", "one"], /--shard: expected K\/N/],
       [["--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N/],
       [["--jobs", "0"], /--jobs: expected a whole number of at least 1, got '0'/],
       [["--jobs", "10000"], /--jobs: expected at most 256 threads, got 10000/],
-      [["--jobs", "1", "--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N \(N > 1\)/],
+      [
+        ["--jobs", "1", "--split-depth", "4"],
+        /--split-depth: only with --shard K\/N or --jobs N \(N > 1\)/,
+      ],
       [["--jobs", "2", "--shard", "0/2"], /--jobs and --shard: a shard runs in one thread/],
-      [["--shard", "0/2", "--split-depth", "0"], /--split-depth: expected a whole number of at least 1/],
+      [
+        ["--shard", "0/2", "--split-depth", "0"],
+        /--split-depth: expected a whole number of at least 1/,
+      ],
     ] as [string[], RegExp][]) {
       const r = await tdpemu("explore", "scenarios/race-shared-table.yaml", ...flags);
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);

@@ -8,8 +8,16 @@ import { readdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
-  BLOCKED, FootprintAudit, RunInputError, buildRun, explore, exploreScenario, loadScenario, parseScenarioText,
-  type Op, type Scenario,
+  BLOCKED,
+  FootprintAudit,
+  RunInputError,
+  buildRun,
+  explore,
+  exploreScenario,
+  loadScenario,
+  parseScenarioText,
+  type Op,
+  type Scenario,
 } from "@tdpemu/core/testing";
 import { builtinRegistry } from "../src/registry.js";
 
@@ -42,24 +50,39 @@ const registry = builtinRegistry();
  * Explores `scn` on `backend` with the audit on and one more task, "sneaky", whose second step
  * runs `tamper` (given the run): the first audit violation, if any.
  */
-function auditWithSneaky(scn: Scenario, backend: string, tamper: (built: ReturnType<typeof buildRun>) => void) {
-  const r = explore(() => {
-    const built = buildRun({ ...scn, backend }, { backend: registry.source(backend), interleave: true });
-    function* sneaky(): Op {
-      yield;
-      tamper(built);
-      if (built.vm.dead) yield BLOCKED;
-    }
-    const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
-    return {
-      tasks, clock: built.clock, setRecorder: () => {},
-      check: (final) => built.check(final).violations, classify: () => null,
-      audit: new FootprintAudit(built.vm, tasks),
-    };
-  }, { audit: true });
+function auditWithSneaky(
+  scn: Scenario,
+  backend: string,
+  tamper: (built: ReturnType<typeof buildRun>) => void,
+) {
+  const r = explore(
+    () => {
+      const built = buildRun(
+        { ...scn, backend },
+        { backend: registry.source(backend), interleave: true },
+      );
+      function* sneaky(): Op {
+        yield;
+        tamper(built);
+        if (built.vm.dead) yield BLOCKED;
+      }
+      const tasks = [...built.tasks, { name: "sneaky", op: sneaky(), done: false }];
+      return {
+        tasks,
+        clock: built.clock,
+        setRecorder: () => {},
+        check: (final) => built.check(final).violations,
+        classify: () => null,
+        audit: new FootprintAudit(built.vm, tasks),
+      };
+    },
+    { audit: true },
+  );
   return r.violation?.violations[0] ?? null;
 }
-const files = readdirSync(resolve("scenarios")).filter((f) => f.endsWith(".yaml")).sort();
+const files = readdirSync(resolve("scenarios"))
+  .filter((f) => f.endsWith(".yaml"))
+  .sort();
 
 describe("the footprint audit", () => {
   for (const file of files) {
@@ -69,7 +92,12 @@ describe("the footprint audit", () => {
       for (const backend of ["plain", "sev", "tdx", "cca"]) {
         let r;
         try {
-          r = exploreScenario(scn, { backend: registry.source(backend), audit: true, preemptionBound: 1, maxSchedules: 30 });
+          r = exploreScenario(scn, {
+            backend: registry.source(backend),
+            audit: true,
+            preemptionBound: 1,
+            maxSchedules: 30,
+          });
         } catch (e) {
           if (e instanceof RunInputError) continue; // an op this backend refuses (dirty logging of private memory)
           throw e;
@@ -87,35 +115,46 @@ describe("the footprint audit", () => {
   }
 
   it("fails a step that changes shared state without recording it, naming the step and the state", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: audit
 vm: { memory: 4MiB, vcpus: 1 }
 backend: plain
 vcpus:
   - - { op: access, gpa: 0x0, write: true }
-`, "audit.yaml");
+`,
+      "audit.yaml",
+    );
     // A task that bumps mmu_invalidate_seq behind its accessors' back.
     const v = auditWithSneaky(scn, "plain", (built) => {
       (built.vm.mmu as unknown as { seq: number }).seq++;
     });
     expect(v).not.toBeNull();
     expect(v!.check).toBe("footprint-audit");
-    expect(v!.message).toMatch(/a step of sneaky changed its state \(mmu_invalidate\) without recording a write/);
+    expect(v!.message).toMatch(
+      /a step of sneaky changed its state \(mmu_invalidate\) without recording a write/,
+    );
   });
 
   it("fails a step that changes a backend's own state without recording it (an S-EPT entry, an RMP entry)", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: audit-backend
 vm: { memory: 4MiB, vcpus: 1 }
 backend: tdx
 vcpus:
   - - { op: accept, gpa: 0x0 }
-`, "audit-backend.yaml");
+`,
+      "audit-backend.yaml",
+    );
     for (const name of ["tdx", "sev"]) {
       // A task that flips a bit of the backend's state behind its accessors' back.
       const v = auditWithSneaky(scn, name, (built) => {
         const be = built.vm.backend as unknown as {
-          module?: { peekTds(): ReadonlyMap<number, { septRoot: number }>; sept: { get(pfn: number): Uint32Array | undefined } };
+          module?: {
+            peekTds(): ReadonlyMap<number, { septRoot: number }>;
+            sept: { get(pfn: number): Uint32Array | undefined };
+          };
           rmp?: { assigned(): Iterable<{ pfn: number }> };
         };
         if (be.module) {
@@ -124,32 +163,51 @@ vcpus:
         } else {
           // The Validated bit of the first assigned frame's entry, in the RMP's own array.
           const pfn = [...be.rmp!.assigned()][0]!.pfn;
-          (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[pfn & 4095]! ^= 8;
+          (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[
+            pfn & 4095
+          ]! ^= 8;
         }
       });
       expect(v, name).not.toBeNull();
       expect(v!.check).toBe("footprint-audit");
-      expect(v!.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
+      expect(v!.message).toMatch(
+        /a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/,
+      );
     }
   });
 
   it("fails a step that changes the CCA RMM's state without recording it (an RTT entry, a granule)", () => {
-    const scn = parseScenarioText(`
+    const scn = parseScenarioText(
+      `
 name: audit-cca
 vm: { memory: 4MiB, vcpus: 1 }
 backend: cca
 vcpus:
   - - { op: accept, gpa: 0x0 }
-`, "audit-cca.yaml");
-    type Rmm = { rtts: { ripas: Uint8Array }; granules: { state: Uint8Array }; realms: Map<number, { rootSlot: number; rd: number }> };
+`,
+      "audit-cca.yaml",
+    );
+    type Rmm = {
+      rtts: { ripas: Uint8Array };
+      granules: { state: Uint8Array };
+      realms: Map<number, { rootSlot: number; rd: number }>;
+    };
     for (const tamper of [
-      (rmm: Rmm) => { rmm.rtts.ripas[[...rmm.realms.values()][0]!.rootSlot * 512 + 7]! ^= 1; },
-      (rmm: Rmm) => { rmm.granules.state[[...rmm.realms.values()][0]!.rd]! ^= 1; },
+      (rmm: Rmm) => {
+        rmm.rtts.ripas[[...rmm.realms.values()][0]!.rootSlot * 512 + 7]! ^= 1;
+      },
+      (rmm: Rmm) => {
+        rmm.granules.state[[...rmm.realms.values()][0]!.rd]! ^= 1;
+      },
     ]) {
-      const v = auditWithSneaky(scn, "cca", (built) => tamper((built.vm.backend as unknown as { rmm: Rmm }).rmm));
+      const v = auditWithSneaky(scn, "cca", (built) =>
+        tamper((built.vm.backend as unknown as { rmm: Rmm }).rmm),
+      );
       expect(v).not.toBeNull();
       expect(v!.check).toBe("footprint-audit");
-      expect(v!.message).toMatch(/a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/);
+      expect(v!.message).toMatch(
+        /a step of sneaky changed its state \(resource \d+ of space \d+\) without recording a write/,
+      );
     }
   });
 });

@@ -34,8 +34,12 @@ const dir = mkdtempSync(join(tmpdir(), "tdpemu-schema-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const SCENARIOS = resolve(ROOT as string, "scenarios");
-const scenarioSchema = JSON.parse(readFileSync(resolve(ROOT as string, "schemas/scenario.schema.json"), "utf8")) as object;
-const scheduleSchema = JSON.parse(readFileSync(resolve(ROOT as string, "schemas/schedule.schema.json"), "utf8")) as object;
+const scenarioSchema = JSON.parse(
+  readFileSync(resolve(ROOT as string, "schemas/scenario.schema.json"), "utf8"),
+) as object;
+const scheduleSchema = JSON.parse(
+  readFileSync(resolve(ROOT as string, "schemas/schedule.schema.json"), "utf8"),
+) as object;
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 const validScenario = ajv.compile(scenarioSchema);
 const validSchedule = ajv.compile(scheduleSchema);
@@ -56,14 +60,22 @@ describe("generated from the one definition", () => {
 
   it("schema scenario spells out a plugin's host ops with their operands", async () => {
     const plugin = join(dir, "marker.mjs");
-    writeFileSync(plugin, `class Marker { name = "marker"; description = "m"; usesMirrorRoot = false; hasPrivateMemory = false;
+    writeFileSync(
+      plugin,
+      `class Marker { name = "marker"; description = "m"; usesMirrorRoot = false; hasPrivateMemory = false;
       hostOps = { mark: { description: "remember a range", params: { gpa: { kind: "gpa" }, label: { kind: "string" } } } };
       runHostOp() { return 0; } stats() { return { calls: {}, busy: 0, errors: {} }; } }
-      export const registration = { name: "marker", description: "m", register(c) { c.register(Symbol.for("tdpemu.Backend"), { useClass: Marker }); } };`);
+      export const registration = { name: "marker", description: "m", register(c) { c.register(Symbol.for("tdpemu.Backend"), { useClass: Marker }); } };`,
+    );
     const r = await tdpemu("schema", "scenario", "--plugin", plugin);
     expect(r.code).toBe(0);
     const v = new Ajv2020({ strict: false }).compile(JSON.parse(r.out) as object);
-    const scn = (op: object) => ({ name: "p", vm: { memory: "16MiB" }, backend: "marker", host: [op] });
+    const scn = (op: object) => ({
+      name: "p",
+      vm: { memory: "16MiB" },
+      backend: "marker",
+      host: [op],
+    });
     expect(v(scn({ op: "marker.mark", gpa: "0x1000", label: "x" }))).toBe(true);
     expect(v(scn({ op: "marker.mark", gpa: "0x1000" }))).toBe(false);
     expect(v(scn({ op: "marker.mark", gpa: "0x1000", label: "x", extra: 1 }))).toBe(false);
@@ -76,7 +88,9 @@ describe("generated from the one definition", () => {
     for (const args of [["schema"], ["schema", "scenarios"]]) {
       const r = await tdpemu(...args);
       expect(r.code).toBe(2);
-      expect(r.err).toMatch(/^tdpemu: schema: which format\? expected one of scenario, schedule, got (nothing|'scenarios')\s*$/);
+      expect(r.err).toMatch(
+        /^tdpemu: schema: which format\? expected one of scenario, schedule, got (nothing|'scenarios')\s*$/,
+      );
     }
   });
 });
@@ -84,7 +98,10 @@ describe("generated from the one definition", () => {
 describe("every example scenario against the JSON Schema (ajv)", () => {
   it("there are examples, and each names the schema on its first line", () => {
     expect(examples.length).toBeGreaterThan(10);
-    for (const f of examples) expect(readFileSync(join(SCENARIOS, f), "utf8").split("\n")[0], f).toBe("# yaml-language-server: $schema=../schemas/scenario.schema.json");
+    for (const f of examples)
+      expect(readFileSync(join(SCENARIOS, f), "utf8").split("\n")[0], f).toBe(
+        "# yaml-language-server: $schema=../schemas/scenario.schema.json",
+      );
   });
 
   for (const f of examples) {
@@ -102,15 +119,60 @@ describe("every example scenario against the JSON Schema (ajv)", () => {
       host: [{ op: "zap", gpa: 0, size: "2MiB" }],
     };
     const spoilt: [string, (s: Spoilable) => void][] = [
-      ["an unknown key", (s) => { s.backned = "plain"; }],
-      ["a size in GB", (s) => { s.vm.memory = "1GB"; }],
-      ["an unknown guest op", (s) => { firstOp(s).op = "acces"; }],
-      ["an unknown key on an op", (s) => { firstOp(s).wirte = true; }],
-      ["a string for a boolean", (s) => { firstOp(s).write = "yes"; }],
-      ["a host op without a dot that is not built in", (s) => { s.host[0]!.op = "zapp"; }],
-      ["a negative number", (s) => { firstOp(s).gpa = -1; }],
-      ["a missing name", (s) => { delete s.name; }],
-      ["an unknown strategy", (s) => { s.options = { strategy: "hope" }; }],
+      [
+        "an unknown key",
+        (s) => {
+          s.backned = "plain";
+        },
+      ],
+      [
+        "a size in GB",
+        (s) => {
+          s.vm.memory = "1GB";
+        },
+      ],
+      [
+        "an unknown guest op",
+        (s) => {
+          firstOp(s).op = "acces";
+        },
+      ],
+      [
+        "an unknown key on an op",
+        (s) => {
+          firstOp(s).wirte = true;
+        },
+      ],
+      [
+        "a string for a boolean",
+        (s) => {
+          firstOp(s).write = "yes";
+        },
+      ],
+      [
+        "a host op without a dot that is not built in",
+        (s) => {
+          s.host[0]!.op = "zapp";
+        },
+      ],
+      [
+        "a negative number",
+        (s) => {
+          firstOp(s).gpa = -1;
+        },
+      ],
+      [
+        "a missing name",
+        (s) => {
+          delete s.name;
+        },
+      ],
+      [
+        "an unknown strategy",
+        (s) => {
+          s.options = { strategy: "hope" };
+        },
+      ],
     ];
     expect(validScenario(base), JSON.stringify(validScenario.errors)).toBe(true);
     for (const [what, spoil] of spoilt) {
@@ -128,7 +190,12 @@ describe("every example scenario against the JSON Schema (ajv)", () => {
 describe("schedule files against their JSON Schema", () => {
   it("a recorded schedule is valid, and one with a debug mode switched on by a string is not", async () => {
     const sched = join(dir, "s.json");
-    const r = await tdpemu("run", join(SCENARIOS, "race-shared-table.yaml"), "--schedule-out", sched);
+    const r = await tdpemu(
+      "run",
+      join(SCENARIOS, "race-shared-table.yaml"),
+      "--schedule-out",
+      sched,
+    );
     expect(r.code).toBe(0);
     const s = JSON.parse(readFileSync(sched, "utf8")) as Record<string, unknown>;
     expect(validSchedule(s), JSON.stringify(validSchedule.errors)).toBe(true);

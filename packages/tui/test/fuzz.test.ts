@@ -43,20 +43,33 @@ describe("tdpemu fuzz", () => {
     const flaky = mainOf((argv, io) => {
       n++;
       if (argv[0] === "run" && argv[1]!.includes("workload")) throw new TypeError("boom");
-      if (argv[0] === "run") { io.err(`tdpemu: bad\n    at x (y.js:1:1)`); return 2; }
+      if (argv[0] === "run") {
+        io.err(`tdpemu: bad\n    at x (y.js:1:1)`);
+        return 2;
+      }
       io.out(`answer ${n}`);
       return 0;
     });
     const r = await fuzz({ seed: 3, budgetMs: 300, dir, main: flaky });
-    expect(r.crashes.some((f) => f.kind === "workload" && /TypeError: boom/.test(f.what))).toBe(true);
-    expect(r.crashes.some((f) => f.kind === "malformed" && /a stack trace|not one line/.test(f.what))).toBe(true);
+    expect(r.crashes.some((f) => f.kind === "workload" && /TypeError: boom/.test(f.what))).toBe(
+      true,
+    );
+    expect(
+      r.crashes.some((f) => f.kind === "malformed" && /a stack trace|not one line/.test(f.what)),
+    ).toBe(true);
     expect(r.nondeterministic.some((f) => f.kind === "misuse")).toBe(true);
   });
 
   it("a valid workload that ends in a violation, and a warning on the process's stderr, are findings", async () => {
     const broken = mainOf((argv, io) => {
       if (argv[0] === "run" && argv[1]!.includes("workload")) {
-        io.out(JSON.stringify({ invariants: { violations: [{ check: "pamt-consistent", message: "page 0x5 owned twice" }] } }));
+        io.out(
+          JSON.stringify({
+            invariants: {
+              violations: [{ check: "pamt-consistent", message: "page 0x5 owned twice" }],
+            },
+          }),
+        );
         return 1;
       }
       if (argv[0] === "run") {
@@ -69,7 +82,12 @@ describe("tdpemu fuzz", () => {
     const r = await fuzz({ seed: 4, budgetMs: 300, dir, main: broken });
     expect(r.violations.length).toBeGreaterThan(0);
     expect(r.violations[0]!.what).toBe("[pamt-consistent] page 0x5 owned twice");
-    expect(r.crashes.some((f) => f.kind === "malformed" && /a warning on stderr: Keys with collection values/.test(f.what))).toBe(true);
+    expect(
+      r.crashes.some(
+        (f) =>
+          f.kind === "malformed" && /a warning on stderr: Keys with collection values/.test(f.what),
+      ),
+    ).toBe(true);
     // The inputs of the findings outlive the fuzzer's temporary files.
     const kept = join(dir, "kept");
     expect(keepFindingInputs(r.violations, dir, kept)).toBe(r.violations.length);
@@ -77,15 +95,27 @@ describe("tdpemu fuzz", () => {
   });
 
   it("times and rates do not count as differences", () => {
-    expect(withoutTimes("faults      262144  (retries 0, spurious 0; 1,259,250 faults/s)")).toBe(withoutTimes("faults      262144  (retries 0, spurious 0; 180,287 faults/s)"));
-    expect(withoutTimes("explored    3 schedules, 9 steps in 0.52 s (6 schedules/s)")).toBe(withoutTimes("explored    3 schedules, 9 steps in 1.50 s (2 schedules/s)"));
-    expect(withoutTimes('"seconds": 0.5, "ms": "61.2"')).toBe(withoutTimes('"seconds": 1.25, "ms": "7.0"'));
+    expect(withoutTimes("faults      262144  (retries 0, spurious 0; 1,259,250 faults/s)")).toBe(
+      withoutTimes("faults      262144  (retries 0, spurious 0; 180,287 faults/s)"),
+    );
+    expect(withoutTimes("explored    3 schedules, 9 steps in 0.52 s (6 schedules/s)")).toBe(
+      withoutTimes("explored    3 schedules, 9 steps in 1.50 s (2 schedules/s)"),
+    );
+    expect(withoutTimes('"seconds": 0.5, "ms": "61.2"')).toBe(
+      withoutTimes('"seconds": 1.25, "ms": "7.0"'),
+    );
     // A quick run shows no rate, a slow one does (on a loaded machine, the same run can be both).
-    expect(withoutTimes("faults      512  (retries 0, spurious 0)")).toBe(withoutTimes("faults      512  (retries 0, spurious 0; 9,868 faults/s)"));
+    expect(withoutTimes("faults      512  (retries 0, spurious 0)")).toBe(
+      withoutTimes("faults      512  (retries 0, spurious 0; 9,868 faults/s)"),
+    );
     // compare's table is as wide as its widest cell, and the ms row's cells vary.
-    expect(withoutTimes("faults   512     512\nms      9.1   102.4")).toBe(withoutTimes("faults   512    512\nms      9.1   12.4"));
+    expect(withoutTimes("faults   512     512\nms      9.1   102.4")).toBe(
+      withoutTimes("faults   512    512\nms      9.1   12.4"),
+    );
     // explore's progress lines, one every 2 s, come as often as the machine's load makes them.
-    expect(withoutTimes("explored 1,915 schedules, 697,932 steps, 954/s\nresult      no violation")).toBe(withoutTimes("result      no violation"));
+    expect(
+      withoutTimes("explored 1,915 schedules, 697,932 steps, 954/s\nresult      no violation"),
+    ).toBe(withoutTimes("result      no violation"));
     expect(withoutTimes("faults 512")).not.toBe(withoutTimes("faults 513"));
   });
 

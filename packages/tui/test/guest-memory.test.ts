@@ -9,8 +9,17 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  GUEST_PAGE_ACCEPTED, GUEST_PAGE_OWNED, OpError, RunInputError, guestMemory, mirrorView, parseScenarioText, runScenario,
-  type GuestMemory, type GuestMemoryRange, type Vm,
+  GUEST_PAGE_ACCEPTED,
+  GUEST_PAGE_OWNED,
+  OpError,
+  RunInputError,
+  guestMemory,
+  mirrorView,
+  parseScenarioText,
+  runScenario,
+  type GuestMemory,
+  type GuestMemoryRange,
+  type Vm,
 } from "@tdpemu/core/testing";
 import { main } from "../src/index.js";
 import { builtinRegistry } from "../src/registry.js";
@@ -35,13 +44,22 @@ vcpus:
 `;
 
 function summary(text: string, backend: string): GuestMemory {
-  const r = runScenario(parseScenarioText(text, "known.yaml"), { backend: registry.source(backend), guestMemory: true });
+  const r = runScenario(parseScenarioText(text, "known.yaml"), {
+    backend: registry.source(backend),
+    guestMemory: true,
+  });
   expect(r.report.invariants.violations).toEqual([]);
   return r.report.guestMemory!;
 }
 
-const range = (gfn: number, npages: number, priv: boolean, mapped: GuestMemoryRange["mapped"], accepted: boolean, owner: GuestMemoryRange["owner"]) =>
-  ({ gfn, npages, private: priv, mapped, accepted, owner });
+const range = (
+  gfn: number,
+  npages: number,
+  priv: boolean,
+  mapped: GuestMemoryRange["mapped"],
+  accepted: boolean,
+  owner: GuestMemoryRange["owner"],
+) => ({ gfn, npages, private: priv, mapped, accepted, owner });
 
 /** The same facts read GFN by GFN, the obvious way. */
 function perGfn(vm: Vm): Omit<GuestMemoryRange, "gfn" | "npages">[] {
@@ -60,10 +78,17 @@ function perGfn(vm: Vm): Omit<GuestMemoryRange, "gfn" | "npages">[] {
     const slot = vm.memslots.peekAll().find((s) => s.baseGfn <= gfn && gfn < s.endGfn);
     const backing = slot === undefined ? null : priv ? slot.gmem : slot.shared;
     const pfn = backing === null ? -1 : backing.peekPfn(gfn - slot!.baseGfn);
-    const page = pfn < 0 ? 0 : vm.backend.guestPage?.(vm, gfn, pfn) ?? 0;
+    const page = pfn < 0 ? 0 : (vm.backend.guestPage?.(vm, gfn, pfn) ?? 0);
     out.push({
-      private: priv, mapped: ([null, "4k", "2m", "1g"] as const)[level]!, accepted: (page & GUEST_PAGE_ACCEPTED) !== 0,
-      owner: (page & GUEST_PAGE_OWNED) !== 0 ? ("guest" as const) : pfn < 0 ? ("none" as const) : ("host" as const),
+      private: priv,
+      mapped: ([null, "4k", "2m", "1g"] as const)[level]!,
+      accepted: (page & GUEST_PAGE_ACCEPTED) !== 0,
+      owner:
+        (page & GUEST_PAGE_OWNED) !== 0
+          ? ("guest" as const)
+          : pfn < 0
+            ? ("none" as const)
+            : ("host" as const),
     });
   }
   return out;
@@ -92,44 +117,72 @@ describe("the summary of guest memory", () => {
       range(1024, 512, true, "2m", false, "guest"), // mapped at 2M: one 2M RMP entry, not validated
       range(1536, 512, true, null, false, "none"),
     ]);
-    expect(g.totals).toEqual({ private: 1536, shared: 512, mapped: 1032, accepted: 4, guestOwned: 520, hostOwned: 1016, unbacked: 512 });
+    expect(g.totals).toEqual({
+      private: 1536,
+      shared: 512,
+      mapped: 1032,
+      accepted: 4,
+      guestOwned: 520,
+      hostOwned: 1016,
+      unbacked: 512,
+    });
   });
 
   it("plain EPT: all shared, nothing to accept, nothing the guest's", () => {
-    expect(summary(KNOWN, "plain").ranges).toEqual([range(0, 1536, false, "2m", false, "host"), range(1536, 512, false, null, false, "none")]);
+    expect(summary(KNOWN, "plain").ranges).toEqual([
+      range(0, 1536, false, "2m", false, "host"),
+      range(1536, 512, false, null, false, "none"),
+    ]);
   });
 
   it("agrees GFN by GFN with a per-GFN reading, and its ranges are maximal and cover every GFN once", () => {
     fc.assert(
-      fc.property(workloadArb(["zap", "age", "convert", "split", "recover"]), fc.constantFrom("tdx", "sev", "plain"), (w, backend) => {
-        let r;
-        try {
-          r = runScenario(parseScenarioText(workloadText(w, backend), "w.yaml"), { backend: registry.source(backend), guestMemory: true });
-        } catch (e) {
-          if (RunInputError.is(e) || OpError.is(e)) return;
-          throw e;
-        }
-        const g = r.report.guestMemory!;
-        expect(g).toEqual(guestMemory(r.vm));
-        const expanded = g.ranges.flatMap(({ gfn: _g, npages, ...rest }) => Array.from({ length: npages }, () => rest));
-        expect(expanded).toEqual(perGfn(r.vm));
-        let next = 0;
-        for (const [i, x] of g.ranges.entries()) {
-          expect(x.gfn).toBe(next);
-          next += x.npages;
-          if (i > 0) expect({ ...g.ranges[i - 1]!, gfn: 0, npages: 0 }).not.toEqual({ ...x, gfn: 0, npages: 0 });
-        }
-        expect(next).toBe(g.pages);
-        const t = g.totals;
-        expect(t.private + t.shared).toBe(g.pages);
-        expect(t.guestOwned + t.hostOwned + t.unbacked).toBe(g.pages);
-      }),
+      fc.property(
+        workloadArb(["zap", "age", "convert", "split", "recover"]),
+        fc.constantFrom("tdx", "sev", "plain"),
+        (w, backend) => {
+          let r;
+          try {
+            r = runScenario(parseScenarioText(workloadText(w, backend), "w.yaml"), {
+              backend: registry.source(backend),
+              guestMemory: true,
+            });
+          } catch (e) {
+            if (RunInputError.is(e) || OpError.is(e)) return;
+            throw e;
+          }
+          const g = r.report.guestMemory!;
+          expect(g).toEqual(guestMemory(r.vm));
+          const expanded = g.ranges.flatMap(({ gfn: _g, npages, ...rest }) =>
+            Array.from({ length: npages }, () => rest),
+          );
+          expect(expanded).toEqual(perGfn(r.vm));
+          let next = 0;
+          for (const [i, x] of g.ranges.entries()) {
+            expect(x.gfn).toBe(next);
+            next += x.npages;
+            if (i > 0)
+              expect({ ...g.ranges[i - 1]!, gfn: 0, npages: 0 }).not.toEqual({
+                ...x,
+                gfn: 0,
+                npages: 0,
+              });
+          }
+          expect(next).toBe(g.pages);
+          const t = g.totals;
+          expect(t.private + t.shared).toBe(g.pages);
+          expect(t.guestOwned + t.hostOwned + t.unbacked).toBe(g.pages);
+        },
+      ),
       { numRuns: 60, seed: 15 },
     );
   });
 
   it("a 1 TiB guest that touched one page is a handful of ranges", () => {
-    const g = summary("name: big\nvm: { memory: 1TiB, vcpus: 1 }\nvcpus:\n  - - { op: access, gpa: 0x40000000, count: 1 }\n", "plain");
+    const g = summary(
+      "name: big\nvm: { memory: 1TiB, vcpus: 1 }\nvcpus:\n  - - { op: access, gpa: 0x40000000, count: 1 }\n",
+      "plain",
+    );
     expect(g.pages).toBe(2 ** 28);
     expect(g.ranges).toEqual([
       range(0, 0x40000, false, null, false, "none"),
@@ -148,17 +201,23 @@ describe("the summary of guest memory", () => {
     const dir = mkdtempSync(join(tmpdir(), "tdpemu-gm-"));
     try {
       const sched = join(dir, "s.json");
-      expect(await main(["run", "scenarios/zap-refault.yaml", "--schedule-out", sched], captureIo())).toBe(0);
+      expect(
+        await main(["run", "scenarios/zap-refault.yaml", "--schedule-out", sched], captureIo()),
+      ).toBe(0);
       const ran = captureIo();
       expect(await main(["run", "scenarios/zap-refault.yaml", "--json"], ran)).toBe(0);
       const y = captureIo();
       expect(await main(["replay", sched, "--json"], y)).toBe(0);
       const replayed = JSON.parse(y.outText()) as { guestMemory: GuestMemory };
-      expect(replayed.guestMemory).toEqual((JSON.parse(ran.outText()) as { guestMemory: GuestMemory }).guestMemory);
+      expect(replayed.guestMemory).toEqual(
+        (JSON.parse(ran.outText()) as { guestMemory: GuestMemory }).guestMemory,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    const r = runScenario(parseScenarioText(KNOWN, "known.yaml"), { backend: registry.source("tdx") });
+    const r = runScenario(parseScenarioText(KNOWN, "known.yaml"), {
+      backend: registry.source("tdx"),
+    });
     expect(r.report.guestMemory).toBeUndefined();
   });
 });

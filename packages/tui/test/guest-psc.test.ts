@@ -16,8 +16,13 @@ const registry = builtinRegistry();
 
 function scenario(backend: string, ops: string[], memory = "8MiB"): string {
   return [
-    "name: psc", `vm: { memory: ${memory}, gpaw: 48, vcpus: 1 }`, `backend: ${backend}`,
-    "schedule: { mode: round-robin, interleave: false }", "vcpus:", `  - - ${ops[0]}`, ...ops.slice(1).map((o) => `    - ${o}`),
+    "name: psc",
+    `vm: { memory: ${memory}, gpaw: 48, vcpus: 1 }`,
+    `backend: ${backend}`,
+    "schedule: { mode: round-robin, interleave: false }",
+    "vcpus:",
+    `  - - ${ops[0]}`,
+    ...ops.slice(1).map((o) => `    - ${o}`),
   ].join("\n");
 }
 
@@ -30,8 +35,10 @@ function pscTrace(backend: string, ops: string[]) {
       if (e.type === "op" && e.phase === "start") lines.push([]);
       const cur = lines.at(-1);
       if (!cur) return;
-      if (e.type === "call") cur.push(`${e.name} ${e.status}${e.detail.includes("rescind") ? " (rescind)" : ""}`);
-      else if (e.type === "attributes") cur.push(`attributes ${e.private ? "private" : "shared"} ${e.npages}`);
+      if (e.type === "call")
+        cur.push(`${e.name} ${e.status}${e.detail.includes("rescind") ? " (rescind)" : ""}`);
+      else if (e.type === "attributes")
+        cur.push(`attributes ${e.private ? "private" : "shared"} ${e.npages}`);
       else if (e.type === "fault") cur.push(`fault ${e.result}`);
     },
   });
@@ -47,25 +54,62 @@ describe("a guest-initiated conversion", () => {
     const { r, lines } = pscTrace("sev", [...SETUP, TO_SHARED, TO_PRIVATE]);
     expect(r.report.invariants.violations).toEqual([]);
     expect(lines[1]).toEqual([
-      "PVALIDATE SUCCESS (rescind)", "PVALIDATE SUCCESS (rescind)", "VMGEXIT(PSC) exit", "KVM_HC_MAP_GPA_RANGE exit to userspace",
-      "attributes shared 2", "RMPUPDATE SUCCESS", "RMPUPDATE SUCCESS",
+      "PVALIDATE SUCCESS (rescind)",
+      "PVALIDATE SUCCESS (rescind)",
+      "VMGEXIT(PSC) exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      "attributes shared 2",
+      "RMPUPDATE SUCCESS",
+      "RMPUPDATE SUCCESS",
     ]);
     expect(lines[2]).toEqual([
-      "VMGEXIT(PSC) exit", "KVM_HC_MAP_GPA_RANGE exit to userspace", "attributes private 2",
-      "RMPUPDATE SUCCESS", "fault fixed", "PVALIDATE SUCCESS", "RMPUPDATE SUCCESS", "fault fixed", "PVALIDATE SUCCESS",
+      "VMGEXIT(PSC) exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      "attributes private 2",
+      "RMPUPDATE SUCCESS",
+      "fault fixed",
+      "PVALIDATE SUCCESS",
+      "RMPUPDATE SUCCESS",
+      "fault fixed",
+      "PVALIDATE SUCCESS",
     ]);
-    expect(r.report.ops.slice(1).map((o) => o.result)).toEqual([{ changed: 2, pages: 2, exceptions: 0 }, { changed: 2, pages: 2, exceptions: 0 }]);
+    expect(r.report.ops.slice(1).map((o) => o.result)).toEqual([
+      { changed: 2, pages: 2, exceptions: 0 },
+      { changed: 2, pages: 2, exceptions: 0 },
+    ]);
   });
 
   it("on TDX: MapGPA (a TD exit), KVM_HC_MAP_GPA_RANGE, BLOCK/TRACK/REMOVE, attributes; back: request, then AUG and ACCEPT per page", () => {
     const { r, lines } = pscTrace("tdx", [...SETUP, TO_SHARED, TO_PRIVATE]);
     expect(r.report.invariants.violations).toEqual([]);
-    const removal = ["TDH.MEM.RANGE.BLOCK SUCCESS", "TDH.MEM.TRACK SUCCESS", "TDH.MEM.PAGE.REMOVE SUCCESS", "TDH.PHYMEM.PAGE.WBINVD SUCCESS"];
-    expect(lines[1]).toEqual(["TDG.VP.VMCALL<MapGPA> TD exit", "KVM_HC_MAP_GPA_RANGE exit to userspace", ...removal, ...removal, "attributes shared 2"]);
-    const acceptOne = ["TDH.VP.ENTER SUCCESS", "TDG.MEM.PAGE.ACCEPT TD exit (ept-violation)", "TDH.MEM.PAGE.AUG SUCCESS", "fault fixed", "TDH.VP.ENTER SUCCESS", "TDG.MEM.PAGE.ACCEPT SUCCESS"];
+    const removal = [
+      "TDH.MEM.RANGE.BLOCK SUCCESS",
+      "TDH.MEM.TRACK SUCCESS",
+      "TDH.MEM.PAGE.REMOVE SUCCESS",
+      "TDH.PHYMEM.PAGE.WBINVD SUCCESS",
+    ];
+    expect(lines[1]).toEqual([
+      "TDG.VP.VMCALL<MapGPA> TD exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      ...removal,
+      ...removal,
+      "attributes shared 2",
+    ]);
+    const acceptOne = [
+      "TDH.VP.ENTER SUCCESS",
+      "TDG.MEM.PAGE.ACCEPT TD exit (ept-violation)",
+      "TDH.MEM.PAGE.AUG SUCCESS",
+      "fault fixed",
+      "TDH.VP.ENTER SUCCESS",
+      "TDG.MEM.PAGE.ACCEPT SUCCESS",
+    ];
     expect(lines[2]).toEqual([
-      "TDH.VP.ENTER SUCCESS", "TDG.VP.VMCALL<MapGPA> TD exit", "KVM_HC_MAP_GPA_RANGE exit to userspace", "attributes private 2",
-      ...acceptOne, ...acceptOne.slice(1),
+      "TDH.VP.ENTER SUCCESS",
+      "TDG.VP.VMCALL<MapGPA> TD exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      "attributes private 2",
+      ...acceptOne,
+      ...acceptOne.slice(1),
     ]);
   });
 
@@ -90,23 +134,37 @@ describe("a guest-initiated conversion", () => {
       expect(r.report.ops.map((o) => o.result.exceptions ?? 0)).toEqual([0, 0, 0, 0, 0, 0]);
       calls[be] = r.report.backendStats.calls;
     }
-    expect(calls.tdx).toMatchObject({ "TDG.VP.VMCALL<MapGPA>": 2, "TDH.MEM.PAGE.REMOVE": 8, "TDG.MEM.PAGE.ACCEPT": 24 });
+    expect(calls.tdx).toMatchObject({
+      "TDG.VP.VMCALL<MapGPA>": 2,
+      "TDH.MEM.PAGE.REMOVE": 8,
+      "TDG.MEM.PAGE.ACCEPT": 24,
+    });
     expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 33 });
   });
 
   it("at 2MiB over 4K mappings, each guest falls back to 4K pages (pvalidate_pages, try_accept_one) and finishes", () => {
     for (const be of ["sev", "tdx"]) {
-      const r = runScenario(parseScenarioText(scenario(be, [
-        "{ op: accept, gpa: 0x200000, count: 512 }",
-        "{ op: psc, gpa: 0x200000, size: 2MiB, to: shared, pagesize: 2MiB }",
-        "{ op: psc, gpa: 0x200000, size: 2MiB, to: private, pagesize: 2MiB }",
-        "{ op: access, gpa: 0x200000, count: 512, write: true }",
-      ]), "p2m.yaml"), { backend: registry.source(be) });
+      const r = runScenario(
+        parseScenarioText(
+          scenario(be, [
+            "{ op: accept, gpa: 0x200000, count: 512 }",
+            "{ op: psc, gpa: 0x200000, size: 2MiB, to: shared, pagesize: 2MiB }",
+            "{ op: psc, gpa: 0x200000, size: 2MiB, to: private, pagesize: 2MiB }",
+            "{ op: access, gpa: 0x200000, count: 512, write: true }",
+          ]),
+          "p2m.yaml",
+        ),
+        { backend: registry.source(be) },
+      );
       expect(r.report.invariants.violations).toEqual([]);
       // To shared, SNP's 2M rescind over 4K entries is FAIL_SIZEMISMATCH, then 512 4K ones work
       // (a TD rescinds nothing); back to private the 2M validate or accept fails on the size
       // and 512 4K ones work.
-      expect(r.report.ops[1]!.result).toEqual({ changed: 512, pages: be === "sev" ? 512 : 0, exceptions: 0 });
+      expect(r.report.ops[1]!.result).toEqual({
+        changed: 512,
+        pages: be === "sev" ? 512 : 0,
+        exceptions: 0,
+      });
       expect(r.report.ops[2]!.result).toEqual({ changed: 512, pages: 512, exceptions: 0 });
       expect(r.report.ops[3]!.result).toMatchObject({ ok: 512, exceptions: 0 });
     }
@@ -114,21 +172,53 @@ describe("a guest-initiated conversion", () => {
 
   it("bad input is named: a page size other than 4KiB or 2MiB, a range not made of whole pages, a VMPL op where there are none", () => {
     const bad = (op: string) => () => parseScenarioText(scenario("sev", [op]), "bad.yaml");
-    expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: shared, pagesize: 8KiB }")).toThrow(/vcpus\[0\]\[0\]\.pagesize: expected 4KiB or 2MiB/);
-    expect(bad("{ op: psc, gpa: 0x1000, size: 2MiB, to: shared, pagesize: 2MiB }")).toThrow(/vcpus\[0\]\[0\]\.gpa: expected an address aligned to the page size/);
-    expect(bad("{ op: psc, gpa: 0x200000, size: 3MiB, to: shared, pagesize: 2MiB }")).toThrow(/vcpus\[0\]\[0\]\.size: expected a multiple of the page size/);
-    expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: sideways }")).toThrow(/vcpus\[0\]\[0\]\.to: expected one of private, shared/);
-    expect(() => runScenario(parseScenarioText(scenario("plain", ["{ op: psc, gpa: 0x0, size: 8KiB, to: private }"]), "p.yaml"), { backend: registry.source("plain") }))
-      .toThrow(RunInputError);
+    expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: shared, pagesize: 8KiB }")).toThrow(
+      /vcpus\[0\]\[0\]\.pagesize: expected 4KiB or 2MiB/,
+    );
+    expect(bad("{ op: psc, gpa: 0x1000, size: 2MiB, to: shared, pagesize: 2MiB }")).toThrow(
+      /vcpus\[0\]\[0\]\.gpa: expected an address aligned to the page size/,
+    );
+    expect(bad("{ op: psc, gpa: 0x200000, size: 3MiB, to: shared, pagesize: 2MiB }")).toThrow(
+      /vcpus\[0\]\[0\]\.size: expected a multiple of the page size/,
+    );
+    expect(bad("{ op: psc, gpa: 0x0, size: 8KiB, to: sideways }")).toThrow(
+      /vcpus\[0\]\[0\]\.to: expected one of private, shared/,
+    );
+    expect(() =>
+      runScenario(
+        parseScenarioText(
+          scenario("plain", ["{ op: psc, gpa: 0x0, size: 8KiB, to: private }"]),
+          "p.yaml",
+        ),
+        { backend: registry.source("plain") },
+      ),
+    ).toThrow(RunInputError);
     // VMPLs are SEV-SNP's: an op at another level on a backend without them, or RMPADJUST there.
     for (const be of ["plain", "tdx"]) {
-      expect(() => runScenario(parseScenarioText(scenario(be, ["{ op: access, gpa: 0x0, vmpl: 1 }"]), "v.yaml"), { backend: registry.source(be) }))
-        .toThrow(new RegExp(`backend '${be}' has no VMPLs; vmpl 1 needs SEV-SNP`));
-      expect(() => runScenario(parseScenarioText(scenario(be, ["{ op: rmpadjust, gpa: 0x0, target: 1, perms: r }"]), "v.yaml"), { backend: registry.source(be) }))
-        .toThrow(new RegExp(`rmpadjust: backend '${be}' has no RMPADJUST`));
+      expect(() =>
+        runScenario(
+          parseScenarioText(scenario(be, ["{ op: access, gpa: 0x0, vmpl: 1 }"]), "v.yaml"),
+          { backend: registry.source(be) },
+        ),
+      ).toThrow(new RegExp(`backend '${be}' has no VMPLs; vmpl 1 needs SEV-SNP`));
+      expect(() =>
+        runScenario(
+          parseScenarioText(
+            scenario(be, ["{ op: rmpadjust, gpa: 0x0, target: 1, perms: r }"]),
+            "v.yaml",
+          ),
+          { backend: registry.source(be) },
+        ),
+      ).toThrow(new RegExp(`rmpadjust: backend '${be}' has no RMPADJUST`));
     }
-    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 5, perms: r }")).toThrow(/vcpus\[0\]\[0\]\.target: expected a VMPL from 0 to 3/);
-    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 1, perms: rq }")).toThrow(/vcpus\[0\]\[0\]\.perms: expected permissions as letters r, w and x/);
-    expect(bad("{ op: access, gpa: 0x0, vmpl: 4 }")).toThrow(/vcpus\[0\]\[0\]\.vmpl: expected a VMPL from 0 to 3/);
+    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 5, perms: r }")).toThrow(
+      /vcpus\[0\]\[0\]\.target: expected a VMPL from 0 to 3/,
+    );
+    expect(bad("{ op: rmpadjust, gpa: 0x0, target: 1, perms: rq }")).toThrow(
+      /vcpus\[0\]\[0\]\.perms: expected permissions as letters r, w and x/,
+    );
+    expect(bad("{ op: access, gpa: 0x0, vmpl: 4 }")).toThrow(
+      /vcpus\[0\]\[0\]\.vmpl: expected a VMPL from 0 to 3/,
+    );
   });
 });

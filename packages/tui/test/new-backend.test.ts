@@ -5,7 +5,15 @@
  * exit 2, and writes nothing.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -31,19 +39,43 @@ describe("tdpemu new-backend", () => {
     expect(made.err).toBe("");
     expect(made.code).toBe(0);
     expect(made.out).toMatch(/made the 'glass' backend in /);
-    expect(readdirSync(pkg).sort()).toEqual([".gitignore", "README.md", "package.json", "scenarios", "src", "test", "tsconfig.json"]);
+    expect(readdirSync(pkg).sort()).toEqual([
+      ".gitignore",
+      "README.md",
+      "package.json",
+      "scenarios",
+      "src",
+      "test",
+      "tsconfig.json",
+    ]);
     // Its SDK is this checkout's; every hook of the contract is named in it.
     const tsconfig = readFileSync(join(pkg, "tsconfig.json"), "utf8");
     type Paths = { compilerOptions: { paths: Record<string, string[]> } };
     const { paths } = (JSON.parse(tsconfig) as Paths).compilerOptions;
     expect(paths["@tdpemu/backend-sdk"]).toEqual([resolve("packages/backend-sdk/dist/index.d.ts")]);
     const src = readFileSync(join(pkg, "src/index.ts"), "utf8");
-    for (const hook of ["linkExternalSpt", "setExternalSpte", "removeExternalSpte", "freeExternalSpt", "gmemPrepare", "checkGuestAccess", "guestAccept", "directSpteChanged", "memoryAttributesChanged", "rawCall", "injectFault", "describeEntry", "stats"]) {
+    for (const hook of [
+      "linkExternalSpt",
+      "setExternalSpte",
+      "removeExternalSpte",
+      "freeExternalSpt",
+      "gmemPrepare",
+      "checkGuestAccess",
+      "guestAccept",
+      "directSpteChanged",
+      "memoryAttributesChanged",
+      "rawCall",
+      "injectFault",
+      "describeEntry",
+      "stats",
+    ]) {
       expect(src).toContain(`${hook}(`);
     }
     // The README's two commands.
     const readme = readFileSync(join(pkg, "README.md"), "utf8");
-    expect(readme).toContain(`npm install && npm run build && node ${CLI} run scenarios/glass-demo.yaml --plugin dist/index.js\nnpm test\n`);
+    expect(readme).toContain(
+      `npm install && npm run build && node ${CLI} run scenarios/glass-demo.yaml --plugin dist/index.js\nnpm test\n`,
+    );
 
     const install = npm(pkg, "install", "--no-audit", "--no-fund");
     expect(install.code, install.out).toBe(0);
@@ -51,7 +83,13 @@ describe("tdpemu new-backend", () => {
     expect(build.code, build.out).toBe(0);
     expect(existsSync(join(pkg, "dist/index.js"))).toBe(true);
 
-    const run = tdpemu("run", join(pkg, "scenarios/glass-demo.yaml"), "--plugin", join(pkg, "dist/index.js"), "--strict-plugin");
+    const run = tdpemu(
+      "run",
+      join(pkg, "scenarios/glass-demo.yaml"),
+      "--plugin",
+      join(pkg, "dist/index.js"),
+      "--strict-plugin",
+    );
     expect(run.err).toBe("");
     expect(run.code).toBe(0);
     expect(run.out).toMatch(/backend glass/);
@@ -68,12 +106,16 @@ describe("tdpemu new-backend", () => {
   it("refuses a bad name, a built-in's name and a folder in use: one line, exit 2, nothing written", () => {
     const bad = tdpemu("new-backend", "My Tech", join(dir, "x"));
     expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/^tdpemu: new-backend: name 'My Tech': expected a lowercase letter, then up to 30 lowercase letters, digits or '-'/);
+    expect(bad.err).toMatch(
+      /^tdpemu: new-backend: name 'My Tech': expected a lowercase letter, then up to 30 lowercase letters, digits or '-'/,
+    );
     expect(existsSync(join(dir, "x"))).toBe(false);
 
     const taken = tdpemu("new-backend", "cca", join(dir, "y"));
     expect(taken.code).toBe(2);
-    expect(taken.err).toMatch(/^tdpemu: new-backend: 'cca' is a built-in backend's name \(taken: tdx, sev, plain, cca\)\n$/);
+    expect(taken.err).toMatch(
+      /^tdpemu: new-backend: 'cca' is a built-in backend's name \(taken: tdx, sev, plain, cca\)\n$/,
+    );
     expect(existsSync(join(dir, "y"))).toBe(false);
 
     const used = join(dir, "used");
@@ -86,6 +128,8 @@ describe("tdpemu new-backend", () => {
 
     const none = tdpemu("new-backend");
     expect(none.code).toBe(2);
-    expect(none.err).toMatch(/^tdpemu: new-backend: expected a name and, optionally, a folder \(tdpemu new-backend <name> \[dir\]\), got 0 argument\(s\)/);
+    expect(none.err).toMatch(
+      /^tdpemu: new-backend: expected a name and, optionally, a folder \(tdpemu new-backend <name> \[dir\]\), got 0 argument\(s\)/,
+    );
   });
 });

@@ -15,7 +15,9 @@ import { join } from "node:path";
 /** Writes the plugin, registered as `name`, into `dir`; returns its path. */
 export function writeFlushLimitPlugin(dir: string, name: string, limit: number): string {
   const path = join(dir, `${name}.mjs`);
-  writeFileSync(path, `
+  writeFileSync(
+    path,
+    `
 import { BACKEND, CallCounts, FRAMES, KvmBug, emptyBackendStats, injectable, instanceCachingFactory } from "@tdpemu/backend-sdk";
 import { inject } from "tsyringe";
 
@@ -58,6 +60,7 @@ export const registration = {
     c.register(BACKEND, { useClass: FlushLimitBackend });
   },
 };
-`);
+`,
+  );
   return path;
 }

@@ -34,12 +34,22 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/backend flush-limit/);
     // zap-refault's host: 2 × 256 MiB of guest memory + 64 MiB, in 4K frames.
-    expect(r.out).toMatch(/\[kvm-bug\] step \d+: KVM_BUG: flush-limit: flush 2 is past the limit of 1 \(host of 147456 frames\)/);
+    expect(r.out).toMatch(
+      /\[kvm-bug\] step \d+: KVM_BUG: flush-limit: flush 2 is past the limit of 1 \(host of 147456 frames\)/,
+    );
   });
 
   it("explore writes the violating schedule, and replay reproduces it", () => {
     const out = join(dir, "violation.json");
-    const e = tdpemu("explore", "scenarios/race-shared-table.yaml", "--backend", plugin, "--out", out, "--strict-plugin");
+    const e = tdpemu(
+      "explore",
+      "scenarios/race-shared-table.yaml",
+      "--backend",
+      plugin,
+      "--out",
+      out,
+      "--strict-plugin",
+    );
     expect(withoutProgress(e.err)).toBe("");
     expect(e.code).toBe(1);
     expect(e.out).toMatch(/\[kvm-bug\]/);
@@ -62,7 +72,9 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
     const r = tdpemu("compare", "scenarios/zap-refault.yaml", "--plugin", quiet, "--json");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
-    const rows = (JSON.parse(r.out) as { backends: { backend: string; values: Record<string, string> }[] }).backends;
+    const rows = (
+      JSON.parse(r.out) as { backends: { backend: string; values: Record<string, string> }[] }
+    ).backends;
     expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "flush-quiet"]);
     const mine = rows.find((x) => x.backend === "flush-quiet")!.values;
     expect(mine.violations).toBe("0");
@@ -80,9 +92,16 @@ describe("a plugin outside the workspace, through the bundled binary", () => {
 
   it("a constructor that asks for a token nobody registered: one line naming the plugin, exit 2", () => {
     const file = join(dir, "unresolved.mjs");
-    writeFileSync(file, readFileSync(quiet, "utf8").replaceAll("flush-quiet", "unresolved").replace("registerHost(c) {", "notRegisterHost(c) {"));
+    writeFileSync(
+      file,
+      readFileSync(quiet, "utf8")
+        .replaceAll("flush-quiet", "unresolved")
+        .replace("registerHost(c) {", "notRegisterHost(c) {"),
+    );
     const r = tdpemu("run", "scenarios/zap-refault.yaml", "--backend", file);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^tdpemu: plugin 'unresolved' \(.*unresolved\.mjs\): resolving its backend threw Error: Cannot inject the dependency .*unresolved\.limit.*\n$/);
+    expect(r.err).toMatch(
+      /^tdpemu: plugin 'unresolved' \(.*unresolved\.mjs\): resolving its backend threw Error: Cannot inject the dependency .*unresolved\.limit.*\n$/,
+    );
   });
 });

@@ -41,8 +41,14 @@ async function openBrowser() {
     headless: true,
     viewport: { width: 1400, height: 900 },
     args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
     ],
   });
 }
@@ -51,7 +57,9 @@ async function openBrowser() {
  * CI set as CI services set it (ink's rule: "0" and "false" say it is not CI), or
  * TDPEMU_REQUIRE_BROWSER=1, which `.ci/run` sets (it cannot set CI: ink renders differently).
  */
-const underCi = (process.env.CI !== undefined && !["", "0", "false"].includes(process.env.CI)) || process.env.TDPEMU_REQUIRE_BROWSER === "1";
+const underCi =
+  (process.env.CI !== undefined && !["", "0", "false"].includes(process.env.CI)) ||
+  process.env.TDPEMU_REQUIRE_BROWSER === "1";
 const skip = !existsSync(CHROMIUM) && !underCi;
 if (skip) {
   console.warn(`race-report-browser: skipped: no ${CHROMIUM} (apt-get install -y chromium)`);
@@ -68,8 +76,16 @@ describe("explore --report in a browser", () => {
     const out = join(dir, "aah.schedule.json");
     const shrunk = join(dir, "aah.shrunk.schedule.json");
     const page = join(dir, "race.html");
-    const explore = await tdpemu("explore", resolve("scenarios/tdx-race-2m-4k.yaml"),
-      "--strategy", "atomic-then-hook", "--out", out, "--report", page);
+    const explore = await tdpemu(
+      "explore",
+      resolve("scenarios/tdx-race-2m-4k.yaml"),
+      "--strategy",
+      "atomic-then-hook",
+      "--out",
+      out,
+      "--report",
+      page,
+    );
     expect(explore.code).toBe(1);
     expect(explore.out).toContain(`report      written to ${page}`);
     const choices = (JSON.parse(readFileSync(shrunk, "utf8")) as { choices: number[] }).choices;
@@ -84,7 +100,10 @@ describe("explore --report in a browser", () => {
       const requests: string[] = [];
       ctx.on("request", (r) => requests.push(r.url()));
       // Anything but the page itself is refused, and listed.
-      await ctx.route((u) => u.href !== url, (route) => route.abort());
+      await ctx.route(
+        (u) => u.href !== url,
+        (route) => route.abort(),
+      );
       const tab = await ctx.newPage();
       await tab.goto(url, { waitUntil: "load" });
 
@@ -106,14 +125,18 @@ describe("explore --report in a browser", () => {
         trs.map((tr) => Number(tr.getAttribute(name)));
       expect(await rows.evaluateAll(numbers, "data-lane")).toEqual(choices);
       // Each step sits in its task's column: the cell under its lane's heading holds its card.
-      const placed = await rows.evaluateAll((trs) => trs.map((tr) =>
-        [...tr.querySelectorAll("td")].findIndex((td) => td.querySelector(".card") !== null)));
+      const placed = await rows.evaluateAll((trs) =>
+        trs.map((tr) =>
+          [...tr.querySelectorAll("td")].findIndex((td) => td.querySelector(".card") !== null),
+        ),
+      );
       expect(placed).toEqual(choices);
 
       const chain = tab.locator("tr.on-chain");
       expect(await chain.evaluateAll(numbers, "data-step")).toEqual(drawn);
-      expect(await chain.locator(".badge.chain").allTextContents())
-        .toEqual(drawn.map((_, i) => `chain ${i + 1}/${drawn.length}`));
+      expect(await chain.locator(".badge.chain").allTextContents()).toEqual(
+        drawn.map((_, i) => `chain ${i + 1}/${drawn.length}`),
+      );
       const border = (e: Element) => getComputedStyle(e).borderTopColor;
       const chainBorder = await chain.first().locator(".card").evaluate(border);
       const offBorder = await tab.locator("tr.step:not(.on-chain) .card").first().evaluate(border);
@@ -122,8 +145,9 @@ describe("explore --report in a browser", () => {
 
       const failing = tab.locator("tr.failing");
       expect(await failing.getAttribute("data-step")).toBe("18");
-      expect(await failing.locator(".call").innerText())
-        .toMatch(/^TDH.MEM.PAGE.AUG gpa 0x1000 L1 .*: EPT_WALK_FAILED$/);
+      expect(await failing.locator(".call").innerText()).toMatch(
+        /^TDH.MEM.PAGE.AUG gpa 0x1000 L1 .*: EPT_WALK_FAILED$/,
+      );
       const sept = tab.locator("#step-9 .spte");
       expect(await sept.locator(".where").innerText()).toBe("GPA 0x0 gfn 0x0 L2 mirror · cmpxchg");
       expect(await sept.locator("code.old").innerText()).toBe("0x8000000000000000");
@@ -132,8 +156,9 @@ describe("explore --report in a browser", () => {
       expect(font).toMatch(/monospace/);
 
       const message = await tab.locator("#violation-message").innerText();
-      expect(message)
-        .toMatch(/^KVM_BUG: SEAMCALL TDH.MEM.PAGE.AUG failed: 0x[0-9A-F]+ \(EPT_WALK_FAILED/);
+      expect(message).toMatch(
+        /^KVM_BUG: SEAMCALL TDH.MEM.PAGE.AUG failed: 0x[0-9A-F]+ \(EPT_WALK_FAILED/,
+      );
       expect(await tab.locator("#violation-check").innerText()).toBe("kvm-bug");
       const command = await tab.locator("#replay-command").innerText();
       expect(command).toBe(`tdpemu replay ${shrunk}`);

@@ -53,7 +53,9 @@ describe("the race report's run", () => {
     const opts = { backend: tdx, mmu: { strategy: "atomic-then-hook" as const } };
     const s = scheduleSteps(loadScenario(RACE), opts, sched.choices);
     const run = raceRun(s);
-    const drawn = drawDiagram(s).flatMap((l) => /^#(\d+)/.exec(l)?.slice(1) ?? []).map(Number);
+    const drawn = drawDiagram(s)
+      .flatMap((l) => /^#(\d+)/.exec(l)?.slice(1) ?? [])
+      .map(Number);
     expect(run.chain).toEqual(drawn);
     expect(run.chain).toEqual([8, 9, 15, 16, 18]);
     expect(run.lanes).toEqual(["vcpu0", "vcpu1"]);
@@ -64,19 +66,23 @@ describe("the race report's run", () => {
     expect(cmpxchg.old).toMatchObject({ hex: "0x8000000000000000", kind: "empty", flags: [] });
     expect(cmpxchg.new).toMatchObject({ hex: "0x8000000000804907", kind: "table" });
     // The line replay --steps and the text diagram print for it.
-    expect(cmpxchg.text).toBe(
-      "cmpxchg mirror L2 gfn 0x0: 0x8000000000000000 → 0x8000000000804907");
+    expect(cmpxchg.text).toBe("cmpxchg mirror L2 gfn 0x0: 0x8000000000000000 → 0x8000000000804907");
     const aug = run.steps[17]!;
     expect(aug).toMatchObject({ failing: true, chain: 5, lane: 1 });
-    expect(aug.calls).toEqual([expect.objectContaining({
-      name: "TDH.MEM.PAGE.AUG", status: "EPT_WALK_FAILED", tone: "error",
-      detail: "gpa 0x1000 L1 [tdx 0] page 2561",
-    })]);
+    expect(aug.calls).toEqual([
+      expect.objectContaining({
+        name: "TDH.MEM.PAGE.AUG",
+        status: "EPT_WALK_FAILED",
+        tone: "error",
+        detail: "gpa 0x1000 L1 [tdx 0] page 2561",
+      }),
+    ]);
     expect(run.steps.filter((st) => st.failing)).toHaveLength(1);
     expect(run.steps[1]!.began).toBe("accept gpa 0x0 count 1 size 4096");
     expect(run.violation).toMatchObject({ check: "kvm-bug", step: 18 });
-    expect(run.violation!.message)
-      .toMatch(/^KVM_BUG: SEAMCALL TDH.MEM.PAGE.AUG failed: .*EPT_WALK_FAILED/);
+    expect(run.violation!.message).toMatch(
+      /^KVM_BUG: SEAMCALL TDH.MEM.PAGE.AUG failed: .*EPT_WALK_FAILED/,
+    );
 
     // And the page has a row per step, the same chain marked, and the replay command.
     const html = readFileSync(page, "utf8");
@@ -103,17 +109,20 @@ describe("the race report's run", () => {
 
   it("the host has a lane of its own when it has a program, after the vCPUs", async () => {
     const scn = join(dir, "host-zap.yaml");
-    writeFileSync(scn, [
-      "name: host-zap",
-      "vm: { memory: 8MiB, gpaw: 48, vcpus: 2 }",
-      "backend: tdx",
-      "schedule: { mode: random, seed: 3 }",
-      "vcpus:",
-      "  - - { op: accept, gpa: 0x0 }",
-      "  - - { op: accept, gpa: 0x1000 }",
-      "host:",
-      "  - { op: zap, gpa: 0x0, size: 2MiB }",
-    ].join("\n"));
+    writeFileSync(
+      scn,
+      [
+        "name: host-zap",
+        "vm: { memory: 8MiB, gpaw: 48, vcpus: 2 }",
+        "backend: tdx",
+        "schedule: { mode: random, seed: 3 }",
+        "vcpus:",
+        "  - - { op: accept, gpa: 0x0 }",
+        "  - - { op: accept, gpa: 0x1000 }",
+        "host:",
+        "  - { op: zap, gpa: 0x0, size: 2MiB }",
+      ].join("\n"),
+    );
     const sched = join(dir, "host-zap.schedule.json");
     expect(await main(["run", scn, "--schedule-out", sched], io().o)).toBe(0);
     const tdx = builtinRegistry().source("tdx");
@@ -133,11 +142,18 @@ describe("the race report's run", () => {
 describe("the verdict of a search that found nothing", () => {
   it.each([
     ["exhausted", [SHARED], "exhausted, no violation", "no violation; the space is exhausted"],
-    ["stopped", [SHARED, "--max-schedules", "3"], "stopped, no violation in the schedules explored",
-      "no violation in the first 3 schedules; the space is not exhausted (--max-schedules)"],
-    ["bounded", [RACE, "--preemption-bound", "1"],
+    [
+      "stopped",
+      [SHARED, "--max-schedules", "3"],
+      "stopped, no violation in the schedules explored",
+      "no violation in the first 3 schedules; the space is not exhausted (--max-schedules)",
+    ],
+    [
+      "bounded",
+      [RACE, "--preemption-bound", "1"],
       "bounded, no violation within the preemption bound",
-      "no violation in any schedule of at most 1 preemptions (all of them ran)"],
+      "no violation in any schedule of at most 1 preemptions (all of them ran)",
+    ],
   ] as const)("%s: the page says so, with the figures", async (verdict, args, h, detail) => {
     const page = join(dir, `${verdict}.html`);
     const x = io();
@@ -187,8 +203,11 @@ describe("a schedule that could not be written", () => {
 describe("--report refuses what it cannot write, before any work, with exit 2", () => {
   const before = () => new Set(readdirSync(dir));
   it.each([
-    ["a folder that does not exist", (p: string) => join(p, "no-such-folder", "r.html"),
-      /folder '.*no-such-folder' does not exist/],
+    [
+      "a folder that does not exist",
+      (p: string) => join(p, "no-such-folder", "r.html"),
+      /folder '.*no-such-folder' does not exist/,
+    ],
     ["a folder", (p: string) => p, /is a folder; expected a file path such as race.html/],
     ["an empty path", () => "", /an empty path; expected a file path/],
   ])("explore and replay: %s", async (_, path, message) => {
@@ -209,7 +228,10 @@ describe("--report refuses what it cannot write, before any work, with exit 2", 
   });
 
   it("explore: --report with --jobs or --shard is refused, saying what to do instead", async () => {
-    for (const split of [["--jobs", "2"], ["--shard", "0/2"]]) {
+    for (const split of [
+      ["--jobs", "2"],
+      ["--shard", "0/2"],
+    ]) {
       const x = io();
       const page = join(dir, "split.html");
       expect(await main(["explore", RACE, ...split, "--report", page], x.o)).toBe(2);
@@ -223,33 +245,64 @@ describe("the page escapes what it shows", () => {
   it("a hostile scenario name, task name, message and SPTE text stay text", () => {
     const evil = `<img src=x onerror="alert(1)">'&</script><script>alert(2)</script>`;
     const report: RaceReport = {
-      command: "replay", scenario: evil, setup: [["backend", evil]], verdict: "violation",
-      headline: `violation: [${evil}]`, detail: evil,
+      command: "replay",
+      scenario: evil,
+      setup: [["backend", evil]],
+      verdict: "violation",
+      headline: `violation: [${evil}]`,
+      detail: evil,
       violation: { check: evil, message: evil, step: 1 },
       figures: [[evil, evil]],
       run: {
-        lanes: [evil], chain: [1], violation: { check: evil, message: evil, step: 1 },
-        steps: [{
-          n: 1, lane: 0, began: evil, other: [evil], reads: null,
-          chain: 1, failing: true, switched: false,
-          sptes: [{
-            by: evil, mirror: false, level: 1, gfn: evil, gpa: evil, text: evil,
-            old: { hex: evil, kind: evil, pfn: evil, flags: [evil] },
-            new: { hex: evil, kind: evil, pfn: null, flags: [] },
-          }],
-          calls: [{
-            name: evil, detail: evil, status: evil, tone: "error", injected: false, text: evil,
-          }],
-        }],
+        lanes: [evil],
+        chain: [1],
+        violation: { check: evil, message: evil, step: 1 },
+        steps: [
+          {
+            n: 1,
+            lane: 0,
+            began: evil,
+            other: [evil],
+            reads: null,
+            chain: 1,
+            failing: true,
+            switched: false,
+            sptes: [
+              {
+                by: evil,
+                mirror: false,
+                level: 1,
+                gfn: evil,
+                gpa: evil,
+                text: evil,
+                old: { hex: evil, kind: evil, pfn: evil, flags: [evil] },
+                new: { hex: evil, kind: evil, pfn: null, flags: [] },
+              },
+            ],
+            calls: [
+              {
+                name: evil,
+                detail: evil,
+                status: evil,
+                tone: "error",
+                injected: false,
+                text: evil,
+              },
+            ],
+          },
+        ],
       },
-      runNote: evil, replay: `tdpemu replay ${shellWord(evil)}`, unsavedSchedule: null,
+      runNote: evil,
+      replay: `tdpemu replay ${shellWord(evil)}`,
+      unsavedSchedule: null,
     };
     const html = renderRaceReport(report);
     expect(html).not.toContain("<img");
     expect(html).not.toContain("alert(2)</script>");
     expect(html.match(/<script>/g)).toHaveLength(1);
-    expect(html)
-      .toContain("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&#39;&amp;&lt;/script&gt;");
+    expect(html).toContain(
+      "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&#39;&amp;&lt;/script&gt;",
+    );
     expect(html.match(/&lt;img/g)!.length).toBeGreaterThanOrEqual(20);
   });
 });

@@ -4,7 +4,13 @@
  */
 import { render } from "ink-testing-library";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, formatSpte, loadScenario, parseScenarioText } from "@tdpemu/core";
+import {
+  DEFAULT_SCENARIO_SOURCE,
+  DEFAULT_SCENARIO_YAML,
+  formatSpte,
+  loadScenario,
+  parseScenarioText,
+} from "@tdpemu/core";
 import { builtinRegistry } from "../src/registry.js";
 import { App, MainView } from "../src/ui/app.js";
 import { KEY_TABLE } from "../src/ui/keys.js";
@@ -20,15 +26,23 @@ async function press(stdin: { write(s: string): void }, keys: string) {
 }
 
 /** The frame once it matches `re` (Ink renders asynchronously; a loaded machine may take longer than a tick). */
-async function frameMatching(ui: { lastFrame(): string | undefined }, re: RegExp, ms = 10_000): Promise<string> {
+async function frameMatching(
+  ui: { lastFrame(): string | undefined },
+  re: RegExp,
+  ms = 10_000,
+): Promise<string> {
   const end = Date.now() + ms;
   while (!re.test(ui.lastFrame() ?? "") && Date.now() < end) await tick();
   return ui.lastFrame() ?? "";
 }
 
 function app(scenarioPath?: string, backend = "tdx") {
-  const scenario = scenarioPath ? loadScenario(scenarioPath) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
-  return render(<App scenario={scenario} registry={builtinRegistry()} backend={backend} frameMs={0} />);
+  const scenario = scenarioPath
+    ? loadScenario(scenarioPath)
+    : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+  return render(
+    <App scenario={scenario} registry={builtinRegistry()} backend={backend} frameMs={0} />,
+  );
 }
 
 describe("terminal UI: panes show the model", () => {
@@ -73,7 +87,9 @@ describe("terminal UI: panes show the model", () => {
 
   it("the GPA map colours what maps each region: private pages after ACCEPT, shared after a conversion", () => {
     const s = new Session(loadScenario("scenarios/tdx-convert.yaml"), builtinRegistry(), "tdx");
-    while (s.step()) { /* run to the end */ }
+    while (s.step()) {
+      /* run to the end */
+    }
     const map = s.snapshot(4096).map;
     // 64 MiB in 4096 cells: 16 KiB a cell; the first cell holds private pages 0-3.
     expect(map.cellBytes).toBe(16384);
@@ -86,15 +102,21 @@ describe("terminal UI: panes show the model", () => {
 describe("stepping to the next event of a kind", () => {
   it("stops at every step that made a SEAMCALL, not only those whose last event was one (B1)", () => {
     const scn = loadScenario("scenarios/tdx-race-2m-4k.yaml");
-    const seamcalls = (s: Session) => s.snapshot().calls.filter(([name]) => name.startsWith("TDH.")).reduce((a, [, n]) => a + n, 0);
+    const seamcalls = (s: Session) =>
+      s
+        .snapshot()
+        .calls.filter(([name]) => name.startsWith("TDH."))
+        .reduce((a, [, n]) => a + n, 0);
     // One step at a time: the steps whose SEAMCALL count rose.
     const one = new Session(scn, builtinRegistry(), "tdx");
     let withCall = 0;
-    for (let before = seamcalls(one); one.step(); before = seamcalls(one)) if (seamcalls(one) > before) withCall++;
+    for (let before = seamcalls(one); one.step(); before = seamcalls(one))
+      if (seamcalls(one) > before) withCall++;
     // `n` with the run-to kind "call": it must stop at each of them.
     const byCall = new Session(scn, builtinRegistry(), "tdx");
     let stopsAtCall = 0;
-    for (let before = seamcalls(byCall); byCall.stepToEvent("call") > 0; before = seamcalls(byCall)) if (seamcalls(byCall) > before) stopsAtCall++;
+    for (let before = seamcalls(byCall); byCall.stepToEvent("call") > 0; before = seamcalls(byCall))
+      if (seamcalls(byCall) > before) stopsAtCall++;
     expect(withCall).toBeGreaterThan(5);
     expect(stopsAtCall).toBe(withCall);
   });
@@ -103,7 +125,9 @@ describe("stepping to the next event of a kind", () => {
 describe("the events pane as a timeline", () => {
   it("t shows one task's events at a time; every row knows its step and GPA", () => {
     const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
-    while (s.step()) { /* to the end */ }
+    while (s.step()) {
+      /* to the end */
+    }
     const all = s.snapshot(256, 200).events;
     // Building the TD is the host's, at step 0.
     expect(all[0]).toMatchObject({ task: "host", at: 0 });
@@ -152,17 +176,25 @@ describe("the events pane as a timeline", () => {
 
   it("b to a backend that refuses the run stays where it was and says why; b in a replay does not crash", () => {
     const registry = builtinRegistry();
-    const s = new Session(loadScenario("scenarios/tdx-sequential-2m.yaml"), registry, "tdx", { inject: [{ call: "TDH.MEM.PAGE.AUG", nth: 1, status: "OPERAND_BUSY", times: 1 }] });
+    const s = new Session(loadScenario("scenarios/tdx-sequential-2m.yaml"), registry, "tdx", {
+      inject: [{ call: "TDH.MEM.PAGE.AUG", nth: 1, status: "OPERAND_BUSY", times: 1 }],
+    });
     s.cycleBackend();
     expect(s.backendName).toBe("tdx");
     expect(s.snapshot().notice).toMatch(/^sev: .*inject TDH\.MEM\.PAGE\.AUG: unknown SEV call/);
     const choices: number[] = [];
     const r = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), registry, "tdx");
-    while (r.step()) { /* to the end */ }
+    while (r.step()) {
+      /* to the end */
+    }
     for (let i = 0; i < r.snapshot().choices; i++) choices.push(0);
-    const replayed = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), registry, "tdx", { replay: choices });
+    const replayed = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), registry, "tdx", {
+      replay: choices,
+    });
     replayed.cycleBackend(); // sev: the choices no longer fit
-    while (replayed.step()) { /* to where the replay stops */ }
+    while (replayed.step()) {
+      /* to where the replay stops */
+    }
     expect(replayed.snapshot().violations.join("\n")).toMatch(/replay: |every task finished/);
   });
 });
@@ -211,10 +243,23 @@ describe("going to a step", () => {
 describe("stepping back", () => {
   it("p returns to the state of the step before: the same tables, stats, tasks and events", () => {
     for (const backend of ["tdx", "sev", "plain"]) {
-      const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), backend);
+      const s = new Session(
+        loadScenario("scenarios/tdx-race-2m-4k.yaml"),
+        builtinRegistry(),
+        backend,
+      );
       const seen = [];
       for (let i = 0; i < 25 && s.step(); i++) seen.push(s.snapshot());
-      const state = (x: ReturnType<Session["snapshot"]>) => ({ choices: x.choices, step: x.step, walk: x.walk, stats: x.stats, calls: x.calls, vcpus: x.vcpus, events: x.events, map: x.map });
+      const state = (x: ReturnType<Session["snapshot"]>) => ({
+        choices: x.choices,
+        step: x.step,
+        walk: x.walk,
+        stats: x.stats,
+        calls: x.calls,
+        vcpus: x.vcpus,
+        events: x.events,
+        map: x.map,
+      });
       s.stepBack();
       expect(state(s.snapshot())).toEqual(state(seen.at(-2)!));
       expect(seen.length).toBeGreaterThan(3);
@@ -330,7 +375,9 @@ describe("terminal UI: keys", () => {
       ui.stdin.write(k);
       await soon();
     }
-    expect(await frameMatching(ui, /run to the next event of the chosen kind/, 3000)).toContain("run to the next event of the chosen kind");
+    expect(await frameMatching(ui, /run to the next event of the chosen kind/, 3000)).toContain(
+      "run to the next event of the chosen kind",
+    );
     ui.unmount();
   });
 
@@ -344,20 +391,50 @@ describe("terminal UI: keys", () => {
   });
 
   it("at the minimum, 100x30, the whole view fits: no more lines than rows, every pane there (B4)", async () => {
-    for (const path of ["scenarios/tdx-race-2m-4k.yaml", "scenarios/zap-refault.yaml", "scenarios/sev-hugepages.yaml"]) {
-      const ui = render(<App scenario={loadScenario(path)} registry={builtinRegistry()} backend={path.includes("sev") ? "sev" : "tdx"} frameMs={0} columns={100} rows={30} />);
+    for (const path of [
+      "scenarios/tdx-race-2m-4k.yaml",
+      "scenarios/zap-refault.yaml",
+      "scenarios/sev-hugepages.yaml",
+    ]) {
+      const ui = render(
+        <App
+          scenario={loadScenario(path)}
+          registry={builtinRegistry()}
+          backend={path.includes("sev") ? "sev" : "tdx"}
+          frameMs={0}
+          columns={100}
+          rows={30}
+        />,
+      );
       await press(ui.stdin, "nnv");
       const frame = ui.lastFrame()!;
       expect(frame.split("\n").length).toBeLessThanOrEqual(30);
-      for (const title of ["tdpemu  ", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) expect(frame).toContain(title);
+      for (const title of [
+        "tdpemu  ",
+        "vCPUs and host",
+        "walk of GPA",
+        "events (latest last)",
+        "stats",
+        "GPA map",
+        "space run/pause",
+      ])
+        expect(frame).toContain(title);
       ui.unmount();
     }
   });
 
   it("many long violations still fit: one line each, three at most and a count", () => {
     const s = new Session(loadScenario("scenarios/tdx-race-2m-4k.yaml"), builtinRegistry(), "tdx");
-    while (s.step()) { /* to the end */ }
-    const snap = { ...s.snapshot(96, 120, 96), violations: Array.from({ length: 15 }, (_, i) => `[check-${i}] ${"a long message ".repeat(20)}`) };
+    while (s.step()) {
+      /* to the end */
+    }
+    const snap = {
+      ...s.snapshot(96, 120, 96),
+      violations: Array.from(
+        { length: 15 },
+        (_, i) => `[check-${i}] ${"a long message ".repeat(20)}`,
+      ),
+    };
     const ui = render(<MainView snap={snap} focus={0} columns={100} rows={30} />);
     const frame = ui.lastFrame()!;
     // The header and the status line are the App's two other lines.
@@ -369,7 +446,9 @@ describe("terminal UI: keys", () => {
   it("a terminal smaller than the layout gets a clear message", () => {
     const prev = { c: process.stdout.columns, r: process.stdout.rows };
     const scenario = parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
-    const ui = render(<App scenario={scenario} registry={builtinRegistry()} backend="tdx" frameMs={0} />);
+    const ui = render(
+      <App scenario={scenario} registry={builtinRegistry()} backend="tdx" frameMs={0} />,
+    );
     // ink-testing-library's stdout is 100 columns wide; make it a real 80x24 terminal.
     Object.defineProperty(ui.stdout, "columns", { value: 80, configurable: true });
     Object.defineProperty(ui.stdout, "rows", { value: 24, configurable: true });

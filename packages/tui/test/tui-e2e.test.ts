@@ -31,14 +31,27 @@ async function waitFor(pred: (s: string) => boolean, what: string, ms = 8000): P
  * (8 s unless told) for the screen to satisfy `pred` and returns it. The session goes at the end.
  */
 async function inTerminal(
-  name: string, columns: number, rows: number, args: string,
+  name: string,
+  columns: number,
+  rows: number,
+  args: string,
   body: (t: {
     keys: (k: string) => void;
     until: (pred: (s: string) => boolean, ms?: number) => Promise<string>;
   }) => Promise<void>,
 ): Promise<void> {
   const session = `${SESSION}-${name}`;
-  tmux("new-session", "-d", "-s", session, "-x", String(columns), "-y", String(rows), `env CI=0 node ${CLI} ${args}; sleep 30`);
+  tmux(
+    "new-session",
+    "-d",
+    "-s",
+    session,
+    "-x",
+    String(columns),
+    "-y",
+    String(rows),
+    `env CI=0 node ${CLI} ${args}; sleep 30`,
+  );
   const shot = () => tmux("capture-pane", "-t", session, "-p");
   const until = async (pred: (s: string) => boolean, ms = 8000) => {
     const t0 = Date.now();
@@ -67,14 +80,26 @@ afterAll(() => {
 
 describe("tdpemu in a terminal", () => {
   it("steps, walks, swaps the backend, compares, and quits on the keys it documents", async () => {
-    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
+    tmux(
+      "new-session",
+      "-d",
+      "-s",
+      SESSION,
+      "-x",
+      "160",
+      "-y",
+      "48",
       // Ink renders only the last frame when it thinks it runs in CI (CI set), as in .ci/run.
-      `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-sequential-2m.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+      `env CI=0 node ${CLI} tui ${resolve("scenarios/tdx-sequential-2m.yaml")} --paused; echo TDPEMU-EXITED $?; sleep 30`,
+    );
     await waitFor((s) => s.includes("tdx-sequential-2m on tdx"), "the UI");
     expect(screen()).toMatch(/ step 0 /);
 
     tmux("send-keys", "-t", SESSION, "n");
-    const afterFault = await waitFor((s) => /L1 \[\s*0\] 0x86000000[0-9a-f]{5}b37/.test(s), "the leaf after a fault"); // a TD leaf: WB without IPAT
+    const afterFault = await waitFor(
+      (s) => /L1 \[\s*0\] 0x86000000[0-9a-f]{5}b37/.test(s),
+      "the leaf after a fault",
+    ); // a TD leaf: WB without IPAT
     expect(afterFault).toContain("PENDING");
     tmux("send-keys", "-t", SESSION, "]");
     await waitFor((s) => s.includes("walk of GPA 0x1000"), "the walk of the next page");
@@ -95,28 +120,46 @@ describe("tdpemu in a terminal", () => {
   }, 30_000);
 
   it("n with the run-to kind 'call' stops at each SEAMCALL, not at the end (B1)", async () => {
-    await inTerminal("b1", 160, 48, `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`, async ({ keys, until }) => {
-      await until((s) => s.includes("tdx-race-2m-4k on tdx"));
-      keys("k");
-      await until((s) => s.includes("run-to spte"));
-      keys("k");
-      await until((s) => s.includes("run-to call"));
-      let step = 0;
-      for (let i = 1; i <= 3; i++) {
-        keys("n");
-        const s = await until((x) => Number(/ step (\d+) /.exec(x)?.[1] ?? 0) > step);
-        expect({ n: i, finished: s.includes(" finished ") }).toEqual({ n: i, finished: false });
-        step = Number(/ step (\d+) /.exec(s)![1]);
-      }
-    });
+    await inTerminal(
+      "b1",
+      160,
+      48,
+      `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`,
+      async ({ keys, until }) => {
+        await until((s) => s.includes("tdx-race-2m-4k on tdx"));
+        keys("k");
+        await until((s) => s.includes("run-to spte"));
+        keys("k");
+        await until((s) => s.includes("run-to call"));
+        let step = 0;
+        for (let i = 1; i <= 3; i++) {
+          keys("n");
+          const s = await until((x) => Number(/ step (\d+) /.exec(x)?.[1] ?? 0) > step);
+          expect({ n: i, finished: s.includes(" finished ") }).toEqual({ n: i, finished: false });
+          step = Number(/ step (\d+) /.exec(s)![1]);
+        }
+      },
+    );
   }, 30_000);
 
   it("opens the schedule explore wrote and v stops on the failing TDH.MEM.PAGE.AUG, with its vCPU", async () => {
     const sched = join(dir, "2m4k.json");
     // Exit 1: it found the race.
-    expect(spawnSync(process.execPath, [CLI, "explore", resolve("scenarios/tdx-race-2m-4k.yaml"), "--strategy", "atomic-then-hook", "--out", sched]).status).toBe(1);
+    expect(
+      spawnSync(process.execPath, [
+        CLI,
+        "explore",
+        resolve("scenarios/tdx-race-2m-4k.yaml"),
+        "--strategy",
+        "atomic-then-hook",
+        "--out",
+        sched,
+      ]).status,
+    ).toBe(1);
     await inTerminal("sched", 160, 48, `tui ${sched} --paused`, async ({ keys, until }) => {
-      expect(await until((s) => s.includes("tdx-race-2m-4k on tdx"))).toContain("strategy atomic-then-hook");
+      expect(await until((s) => s.includes("tdx-race-2m-4k on tdx"))).toContain(
+        "strategy atomic-then-hook",
+      );
       keys("v");
       const s = await until((x) => x.includes("violations:"));
       expect(s).toMatch(/violations: \[kvm-bug\] .*TDH\.MEM\.PAGE\.AUG failed/);
@@ -126,18 +169,35 @@ describe("tdpemu in a terminal", () => {
     });
   }, 30_000);
 
-  for (const [columns, rows] of [[100, 30], [300, 80]]) {
+  for (const [columns, rows] of [
+    [100, 30],
+    [300, 80],
+  ]) {
     it(`at ${columns}x${rows} every pane's title is on the screen, nothing scrolled off (B4)`, async () => {
-      await inTerminal(String(columns), columns!, rows!, `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`, async ({ keys, until }) => {
-        await until((s) => s.includes("tdx-race-2m-4k on tdx"));
-        // Run to the end: the most the panes will hold.
-        keys("v");
-        const screenText = await until((s) => / finished /.test(s));
-        for (const title of ["tdpemu  tdx-race-2m-4k on tdx", "vCPUs and host", "walk of GPA", "events (latest last)", "stats", "GPA map", "space run/pause"]) {
-          expect({ title, on: screenText.includes(title) }).toEqual({ title, on: true });
-        }
-        expect(screenText.split("\n")[0]).toMatch(/^tdpemu {2}tdx-race-2m-4k on tdx/);
-      });
+      await inTerminal(
+        String(columns),
+        columns!,
+        rows!,
+        `tui ${resolve("scenarios/tdx-race-2m-4k.yaml")} --paused`,
+        async ({ keys, until }) => {
+          await until((s) => s.includes("tdx-race-2m-4k on tdx"));
+          // Run to the end: the most the panes will hold.
+          keys("v");
+          const screenText = await until((s) => / finished /.test(s));
+          for (const title of [
+            "tdpemu  tdx-race-2m-4k on tdx",
+            "vCPUs and host",
+            "walk of GPA",
+            "events (latest last)",
+            "stats",
+            "GPA map",
+            "space run/pause",
+          ]) {
+            expect({ title, on: screenText.includes(title) }).toEqual({ title, on: true });
+          }
+          expect(screenText.split("\n")[0]).toMatch(/^tdpemu {2}tdx-race-2m-4k on tdx/);
+        },
+      );
     }, 30_000);
   }
 
@@ -155,13 +215,19 @@ describe("tdpemu in a terminal", () => {
       for (const k of ["g", "4G", "Enter"]) keys(k);
       const refused = await until((s) => s.includes("✗"));
       expect(refused).toContain(
-        "walk GPA: 4G▏ ✗ 0x100000000 is beyond the guest's 64 MiB: expected 0x0 to 0x3ffffff");
+        "walk GPA: 4G▏ ✗ 0x100000000 is beyond the guest's 64 MiB: expected 0x0 to 0x3ffffff",
+      );
       expect(refused).toContain(alias);
       keys("Escape");
       await until((s) => s.includes("space run/pause"));
       keys("?");
       const list = await until((s) => s.includes("this list of keys"));
-      const lines = [/│ g +walk a GPA/, /│ c +compare/, /│ \? +this list of keys/, / \? esc +close/];
+      const lines = [
+        /│ g +walk a GPA/,
+        /│ c +compare/,
+        /│ \? +this list of keys/,
+        / \? esc +close/,
+      ];
       for (const line of lines) expect(list).toMatch(line);
       keys("Escape");
       await until((s) => s.includes("events (latest last)"));
@@ -210,12 +276,24 @@ describe("tdpemu in a terminal", () => {
     } catch {
       /* its sleep ended it already, while the tests before ran */
     }
-    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
-      `env CI=0 node ${CLI} tui ${resolve("scenarios/zap-refault.yaml")} --backend ${plugin} --paused; echo TDPEMU-EXITED $?; sleep 30`);
+    tmux(
+      "new-session",
+      "-d",
+      "-s",
+      SESSION,
+      "-x",
+      "160",
+      "-y",
+      "48",
+      `env CI=0 node ${CLI} tui ${resolve("scenarios/zap-refault.yaml")} --backend ${plugin} --paused; echo TDPEMU-EXITED $?; sleep 30`,
+    );
     await waitFor((s) => s.includes("zap-refault on flush-quiet"), "the UI on the plugin");
     tmux("send-keys", "-t", SESSION, "n");
     // zap-refault's host: 2 × 256 MiB of guest memory + 64 MiB, in 4K frames.
-    await waitFor((s) => s.includes("flush-quiet EPT on a host of 147456 frames"), "the plugin's walk title");
+    await waitFor(
+      (s) => s.includes("flush-quiet EPT on a host of 147456 frames"),
+      "the plugin's walk title",
+    );
     tmux("send-keys", "-t", SESSION, "q");
     await waitFor((s) => s.includes("TDPEMU-EXITED 0"), "the exit");
   }, 30_000);

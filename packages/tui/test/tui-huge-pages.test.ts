@@ -8,14 +8,17 @@ import { Session } from "../src/session.js";
 import { builtinRegistry } from "../src/registry.js";
 
 function session(vcpu: string): Session {
-  const scn = parseScenarioText([
-    "name: tdx-huge-ui",
-    "vm: { memory: 8MiB, vcpus: 1, hugepages: 2MiB }",
-    "backend: tdx",
-    "options: { tdxHugePages: true }",
-    "vcpus:",
-    `  - - ${vcpu}`,
-  ].join("\n"), "tdx-huge-ui.yaml");
+  const scn = parseScenarioText(
+    [
+      "name: tdx-huge-ui",
+      "vm: { memory: 8MiB, vcpus: 1, hugepages: 2MiB }",
+      "backend: tdx",
+      "options: { tdxHugePages: true }",
+      "vcpus:",
+      `  - - ${vcpu}`,
+    ].join("\n"),
+    "tdx-huge-ui.yaml",
+  );
   const s = new Session(scn, builtinRegistry(), "tdx");
   s.runToEnd();
   s.walkGpa = 0x201000;

@@ -6,7 +6,13 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { BACKEND, BackendRegistry, loadScenario, type BackendVm, type WalkedSpte } from "@tdpemu/core";
+import {
+  BACKEND,
+  BackendRegistry,
+  loadScenario,
+  type BackendVm,
+  type WalkedSpte,
+} from "@tdpemu/core";
 import { SEAM_MODULE, TDX_KEYIDS, TdxBackend, registration as tdx } from "@tdpemu/backend-tdx";
 import { PlainBackend } from "@tdpemu/backend-plain";
 import { Session } from "../src/session.js";
@@ -18,7 +24,12 @@ class TaggedTdx extends TdxBackend {
   override walkTitle(_vm: BackendVm, root: "mirror" | "direct"): string {
     return `tagged ${root}`;
   }
-  override describeEntry(_vm: BackendVm, root: "mirror" | "direct", _gfn: number, level: number): string {
+  override describeEntry(
+    _vm: BackendVm,
+    root: "mirror" | "direct",
+    _gfn: number,
+    level: number,
+  ): string {
     return root === "mirror" ? `tag L${level}` : "";
   }
   override mapCell(): string | null {
@@ -37,13 +48,26 @@ class Describing extends PlainBackend {
   init(vm: BackendVm): void {
     this.vm = vm;
   }
-  describeEntry(_vm: BackendVm, root: "mirror" | "direct", _gfn: number, level: number, spte: WalkedSpte): string {
+  describeEntry(
+    _vm: BackendVm,
+    root: "mirror" | "direct",
+    _gfn: number,
+    level: number,
+    spte: WalkedSpte,
+  ): string {
     this.seen.push({ level, spte });
     return root === "direct" && spte.leaf ? `leaf of ${spte.pfn}` : "";
   }
   override flushTlb(vm: BackendVm, vcpu: number): void {
     super.flushTlb(vm, vcpu);
-    vm.events.emit({ type: "call", vm: 0, name: "FLUSH.BUSY", detail: "", status: "whatever", tone: "busy" });
+    vm.events.emit({
+      type: "call",
+      vm: 0,
+      name: "FLUSH.BUSY",
+      detail: "",
+      status: "whatever",
+      tone: "busy",
+    });
     vm.events.emit({ type: "call", vm: 0, name: "FLUSH.UNTONED", detail: "", status: "FAILED" });
   }
 }
@@ -52,10 +76,19 @@ function registry(): BackendRegistry {
   const r = new BackendRegistry();
   // TDX's host-wide parts, handed to the subclass as the container hands them to TdxBackend.
   r.add({
-    name: "tagged", description: "t", registerHost: (c) => tdx.registerHost?.(c),
-    register: (c) => c.register(BACKEND, { useFactory: (x) => new TaggedTdx(x.resolve(SEAM_MODULE), x.resolve(TDX_KEYIDS)) }),
+    name: "tagged",
+    description: "t",
+    registerHost: (c) => tdx.registerHost?.(c),
+    register: (c) =>
+      c.register(BACKEND, {
+        useFactory: (x) => new TaggedTdx(x.resolve(SEAM_MODULE), x.resolve(TDX_KEYIDS)),
+      }),
   });
-  r.add({ name: "describing", description: "d", register: (c) => c.register(BACKEND, { useClass: Describing }) });
+  r.add({
+    name: "describing",
+    description: "d",
+    register: (c) => c.register(BACKEND, { useClass: Describing }),
+  });
   return r;
 }
 
@@ -94,7 +127,9 @@ describe("the UI's backend description hooks", () => {
     const s = new Session(loadScenario("scenarios/zap-refault.yaml"), registry(), "describing");
     const tones = new Map<string, string>();
     while (s.step()) {
-      for (const e of s.snapshot(64, 4).events) for (const n of ["FLUSH.BUSY", "FLUSH.UNTONED"]) if (e.text.includes(n)) tones.set(n, e.tone);
+      for (const e of s.snapshot(64, 4).events)
+        for (const n of ["FLUSH.BUSY", "FLUSH.UNTONED"])
+          if (e.text.includes(n)) tones.set(n, e.tone);
     }
     expect(tones.get("FLUSH.BUSY")).toBe("busy");
     expect(tones.get("FLUSH.UNTONED")).toBe("plain");
@@ -104,16 +139,29 @@ describe("the UI's backend description hooks", () => {
     const s = new Session(loadScenario("scenarios/cca-convert.yaml"), builtinRegistry(), "cca");
     while (s.snapshot(64).walk[0]?.rows.at(-1)?.kind !== "leaf") s.step();
     const snap = s.snapshot(64);
-    expect(snap.walk.map((w) => w.title)).toEqual(["mirror root (protected) · RTT", "direct root (unprotected) · RTT"]);
+    expect(snap.walk.map((w) => w.title)).toEqual([
+      "mirror root (protected) · RTT",
+      "direct root (unprotected) · RTT",
+    ]);
     const rows = snap.walk[0]!.rows;
     // Levels 4 to 1 of the mirror are RTT levels 0 to 3: tables down to the leaf, assigned RAM.
-    expect(rows.map((r) => r.secure)).toEqual(["RTT L0 TABLE", "RTT L1 TABLE", "RTT L2 TABLE", "RTT L3 ASSIGNED RAM"]);
+    expect(rows.map((r) => r.secure)).toEqual([
+      "RTT L0 TABLE",
+      "RTT L1 TABLE",
+      "RTT L2 TABLE",
+      "RTT L3 ASSIGNED RAM",
+    ]);
     expect(snap.stats).toContainEqual(["realm", "ACTIVE"]);
   });
 
   it("no UI file imports a backend package", () => {
     const dir = "packages/tui/src";
-    const files = readdirSync(dir, { recursive: true }).map(String).filter((f) => /\.tsx?$/.test(f) && !f.startsWith("registry"));
-    for (const f of files) expect(readFileSync(join(dir, f), "utf8"), f).not.toMatch(/@tdpemu\/backend-(tdx|sev|plain|cca)/);
+    const files = readdirSync(dir, { recursive: true })
+      .map(String)
+      .filter((f) => /\.tsx?$/.test(f) && !f.startsWith("registry"));
+    for (const f of files)
+      expect(readFileSync(join(dir, f), "utf8"), f).not.toMatch(
+        /@tdpemu\/backend-(tdx|sev|plain|cca)/,
+      );
   });
 });

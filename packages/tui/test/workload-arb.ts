@@ -23,20 +23,38 @@ export type GuestOp =
   | { op: "convert"; region: number; toPrivate: boolean };
 
 const guestOp: fc.Arbitrary<GuestOp> = fc.oneof(
-  fc.record({ op: fc.constant("access" as const), page: fc.nat(), count: fc.integer({ min: 1, max: 8 }), write: fc.boolean() }),
+  fc.record({
+    op: fc.constant("access" as const),
+    page: fc.nat(),
+    count: fc.integer({ min: 1, max: 8 }),
+    write: fc.boolean(),
+  }),
   fc.record({ op: fc.constant("access-shared" as const), page: fc.nat() }),
-  fc.record({ op: fc.constant("accept" as const), page: fc.nat(), count: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({
+    op: fc.constant("accept" as const),
+    page: fc.nat(),
+    count: fc.integer({ min: 1, max: 4 }),
+  }),
   fc.record({ op: fc.constant("convert" as const), region: fc.nat(), toPrivate: fc.boolean() }),
 );
 
 /** Workloads whose host ops are among `hostKinds`, with or without 2 MiB host pages. */
-export function workloadArb(hostKinds: readonly HostOpKind[], hugepages: fc.Arbitrary<boolean> = fc.boolean()): fc.Arbitrary<Workload> {
+export function workloadArb(
+  hostKinds: readonly HostOpKind[],
+  hugepages: fc.Arbitrary<boolean> = fc.boolean(),
+): fc.Arbitrary<Workload> {
   return fc.record({
     memoryMiB: fc.constantFrom(4 as const, 8 as const),
     hugepages,
-    vcpus: fc.array(fc.array(guestOp, { minLength: 1, maxLength: 5 }), { minLength: 1, maxLength: 2 }),
+    vcpus: fc.array(fc.array(guestOp, { minLength: 1, maxLength: 5 }), {
+      minLength: 1,
+      maxLength: 2,
+    }),
     populate: fc.uniqueArray(fc.nat(), { maxLength: 2 }),
-    host: fc.array(fc.record({ kind: fc.constantFrom(...hostKinds), region: fc.nat(), toPrivate: fc.boolean() }), { maxLength: 3 }),
+    host: fc.array(
+      fc.record({ kind: fc.constantFrom(...hostKinds), region: fc.nat(), toPrivate: fc.boolean() }),
+      { maxLength: 3 },
+    ),
   });
 }
 
@@ -51,10 +69,14 @@ export function workloadText(w: Workload, backend: string): string {
   const to = (p: boolean) => (p ? "private" : "shared");
   const guest = (o: GuestOp): string => {
     switch (o.op) {
-      case "access": return `{ op: access, gpa: ${at(o.page, o.count)}, count: ${o.count}, write: ${o.write} }`;
-      case "access-shared": return `{ op: access, gpa: ${at(o.page)}, shared: true, write: true }`;
-      case "accept": return `{ op: accept, gpa: ${at(o.page, o.count)}, count: ${o.count} }`;
-      case "convert": return `{ op: convert, gpa: ${region(o.region)}, size: 2MiB, to: ${to(o.toPrivate)} }`;
+      case "access":
+        return `{ op: access, gpa: ${at(o.page, o.count)}, count: ${o.count}, write: ${o.write} }`;
+      case "access-shared":
+        return `{ op: access, gpa: ${at(o.page)}, shared: true, write: true }`;
+      case "accept":
+        return `{ op: accept, gpa: ${at(o.page, o.count)}, count: ${o.count} }`;
+      case "convert":
+        return `{ op: convert, gpa: ${region(o.region)}, size: 2MiB, to: ${to(o.toPrivate)} }`;
     }
   };
   const lines = [
@@ -69,9 +91,11 @@ export function workloadText(w: Workload, backend: string): string {
   const host = populated.map((p) => `{ op: populate, gpa: ${at(p)}, size: 4KiB }`);
   if (host.length > 0) host.push("{ op: finalize }");
   for (const h of w.host) {
-    host.push(h.kind === "convert"
-      ? `{ op: convert, gpa: ${region(h.region)}, size: 2MiB, to: ${to(h.toPrivate)} }`
-      : `{ op: ${h.kind}, gpa: ${region(h.region)}, size: 2MiB }`);
+    host.push(
+      h.kind === "convert"
+        ? `{ op: convert, gpa: ${region(h.region)}, size: 2MiB, to: ${to(h.toPrivate)} }`
+        : `{ op: ${h.kind}, gpa: ${region(h.region)}, size: 2MiB }`,
+    );
   }
   if (host.length > 0) lines.push("host:", ...host.map((o) => `  - ${o}`));
   return lines.join("\n") + "\n";

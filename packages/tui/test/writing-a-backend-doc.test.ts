@@ -17,13 +17,19 @@ const dir = mkdtempSync(join(tmpdir(), "tdpemu-doc-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The fenced blocks the page marks `<!-- example: FILE -->`, written to `dir`. */
-const examples = [...page.matchAll(/<!-- example: (\S+) -->\n```\w+\n([\s\S]*?)```/g)].map(([, file, text]) => {
-  writeFileSync(join(dir, file!), text!);
-  return file!;
-});
+const examples = [...page.matchAll(/<!-- example: (\S+) -->\n```\w+\n([\s\S]*?)```/g)].map(
+  ([, file, text]) => {
+    writeFileSync(join(dir, file!), text!);
+    return file!;
+  },
+);
 
 function tdpemu(...args: string[]) {
-  const p = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120_000, cwd: dir });
+  const p = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+    cwd: dir,
+  });
   return { code: p.status, out: p.stdout, err: p.stderr };
 }
 
@@ -36,7 +42,14 @@ describe("docs/writing-a-backend.md", () => {
     const b = tdpemu("backends", "--plugin", "./sealed-backend.mjs");
     expect(b.err).toBe("");
     expect(b.out).toMatch(/^sealed .*sealed-backend\.mjs/m);
-    const r = tdpemu("run", "sealed.yaml", "--plugin", "./sealed-backend.mjs", "--strict-plugin", "--json");
+    const r = tdpemu(
+      "run",
+      "sealed.yaml",
+      "--plugin",
+      "./sealed-backend.mjs",
+      "--strict-plugin",
+      "--json",
+    );
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const report = JSON.parse(r.out) as Report;
@@ -47,7 +60,15 @@ describe("docs/writing-a-backend.md", () => {
   });
 
   it("explore, compare and bench take it as the page shows", () => {
-    const e = tdpemu("explore", "sealed.yaml", "--plugin", "./sealed-backend.mjs", "--max-schedules", "2000", "--strict-plugin");
+    const e = tdpemu(
+      "explore",
+      "sealed.yaml",
+      "--plugin",
+      "./sealed-backend.mjs",
+      "--max-schedules",
+      "2000",
+      "--strict-plugin",
+    );
     expect(withoutProgress(e.err)).toBe("");
     expect(e.code).toBe(0);
     expect(e.out).toMatch(/no violation in the first 2,000 schedules/);
@@ -55,7 +76,13 @@ describe("docs/writing-a-backend.md", () => {
     expect(c.err).toBe("");
     const rows = (JSON.parse(c.out) as { backends: { backend: string }[] }).backends;
     expect(rows.map((x) => x.backend)).toEqual(["tdx", "sev", "plain", "cca", "sealed"]);
-    const bench = tdpemu("bench", "--plugin", "./sealed-backend.mjs", "--filter=zap-sealed", "--json");
+    const bench = tdpemu(
+      "bench",
+      "--plugin",
+      "./sealed-backend.mjs",
+      "--filter=zap-sealed",
+      "--json",
+    );
     expect(bench.code).toBe(0);
     const { cases } = JSON.parse(bench.out) as { cases: { name: string }[] };
     expect(cases.map((x) => x.name)).toEqual(["sol", "zap-sealed"]);

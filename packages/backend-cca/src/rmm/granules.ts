@@ -17,7 +17,15 @@ export const GRANULE_REC_AUX = 4;
 export const GRANULE_DATA = 5;
 export const GRANULE_RTT = 6;
 
-export const GRANULE_STATE_NAMES: readonly string[] = ["NS", "DELEGATED", "RD", "REC", "REC_AUX", "DATA", "RTT"];
+export const GRANULE_STATE_NAMES: readonly string[] = [
+  "NS",
+  "DELEGATED",
+  "RD",
+  "REC",
+  "REC_AUX",
+  "DATA",
+  "RTT",
+];
 
 export const GRANULE_SIZE = 4096;
 

@@ -5,11 +5,25 @@
  * access: the hardware walks the realm's RTTs, and the RMM decides what a data abort becomes.
  */
 import { GRANULE_NS } from "./granules.js";
-import { RMI_ERROR_INPUT, RMI_ERROR_REALM, RMI_ERROR_REC, RMI_SUCCESS, packReturn } from "./rmi-status.js";
+import {
+  RMI_ERROR_INPUT,
+  RMI_ERROR_REALM,
+  RMI_ERROR_REC,
+  RMI_SUCCESS,
+  packReturn,
+} from "./rmi-status.js";
 import { REALM_NEW, REALM_SYSTEM_OFF, type Rec } from "./realm.js";
 import type { Rmm } from "./rmm.js";
 import { walk, type WalkResult } from "./rtt-commands.js";
-import { RIPAS_DESTROYED, RIPAS_EMPTY, RIPAS_RAM, RTT_PAGE_LEVEL, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, levelSize } from "./rtt.js";
+import {
+  RIPAS_DESTROYED,
+  RIPAS_EMPTY,
+  RIPAS_RAM,
+  RTT_PAGE_LEVEL,
+  RTTE_ASSIGNED,
+  RTTE_ASSIGNED_NS,
+  levelSize,
+} from "./rtt.js";
 import { S2AP_W } from "./rtt-commands.js";
 
 export const RSI_SUCCESS = 0;
@@ -26,10 +40,24 @@ export const RSI_CHANGE_DESTROYED = 1;
  * once (RSI_ERROR_INPUT, no exit); a good one is kept in the REC and the REC exits to the host
  * with RMI_EXIT_RIPAS_CHANGE. Returns the RSI status, or -1 for "exited".
  */
-export function rsiIpaStateSet(m: Rmm, rec: Rec, base: number, top: number, ripas: number, flags: number): number {
+export function rsiIpaStateSet(
+  m: Rmm,
+  rec: Rec,
+  base: number,
+  top: number,
+  ripas: number,
+  flags: number,
+): number {
   const r = rec.realm;
   if (ripas !== RIPAS_EMPTY && ripas !== RIPAS_RAM) return RSI_ERROR_INPUT;
-  if (base % 4096 !== 0 || top % 4096 !== 0 || !(top > base) || !r.inPar(base) || !r.inPar(top - 4096)) return RSI_ERROR_INPUT;
+  if (
+    base % 4096 !== 0 ||
+    top % 4096 !== 0 ||
+    !(top > base) ||
+    !r.inPar(base) ||
+    !r.inPar(top - 4096)
+  )
+    return RSI_ERROR_INPUT;
   m.writeRec(rec);
   rec.ripasBase = base;
   rec.ripasTop = top;
@@ -56,7 +84,12 @@ export interface RipasResponse {
  * request was for RAM, is incomplete and the host said REJECT (REC_ENTRY_FLAG_RIPAS_RESPONSE);
  * an EMPTY request is never refused.
  */
-export function recEnter(m: Rmm, recAddr: number, reject: boolean, ripasDone: RipasResponse | null): number {
+export function recEnter(
+  m: Rmm,
+  recAddr: number,
+  reject: boolean,
+  ripasDone: RipasResponse | null,
+): number {
   const rec = m.recAt(recAddr);
   if (rec === null) return packReturn(RMI_ERROR_INPUT);
   if (rec.running) return packReturn(RMI_ERROR_REC);
@@ -68,7 +101,10 @@ export function recEnter(m: Rmm, recAddr: number, reject: boolean, ripasDone: Ri
     rec.ripasPending = false;
     if (ripasDone !== null) {
       ripasDone.next = rec.ripasAddr;
-      ripasDone.response = reject && rec.ripasValue === RIPAS_RAM && rec.ripasAddr < rec.ripasTop ? RSI_REJECT : RSI_ACCEPT;
+      ripasDone.response =
+        reject && rec.ripasValue === RIPAS_RAM && rec.ripasAddr < rec.ripasTop
+          ? RSI_REJECT
+          : RSI_ACCEPT;
     }
   }
   rec.running = true;
@@ -116,7 +152,13 @@ const aw: WalkResult = { slot: 0, entry: 0, level: 0 };
  * EMPTY is the realm's own mistake (SEA, the host never hears of it); unassigned RAM exits to
  * the host, which maps it; DESTROYED exits to a host that cannot help. The frame behind the leaf goes in `pfnOut[0]`.
  */
-export function realmAccess(m: Rmm, rec: Rec, ipa: number, write: boolean, pfnOut: Float64Array): number {
+export function realmAccess(
+  m: Rmm,
+  rec: Rec,
+  ipa: number,
+  write: boolean,
+  pfnOut: Float64Array,
+): number {
   const r = rec.realm;
   if (!(ipa < r.ipaEnd)) return REALM_ACCESS_SEA;
   walk(m, r, ipa, RTT_PAGE_LEVEL, aw);

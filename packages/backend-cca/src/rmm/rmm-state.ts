@@ -37,7 +37,10 @@ export class RmmState {
 
   constructor(totalFrames: number) {
     // RTT entries keep frame numbers in 32-bit slots.
-    if (totalFrames > 2 ** 31) throw new Error(`the CCA model's RMM covers hosts of up to 8 TiB (2^31 granules), this one has ${totalFrames} granules`);
+    if (totalFrames > 2 ** 31)
+      throw new Error(
+        `the CCA model's RMM covers hosts of up to 8 TiB (2^31 granules), this one has ${totalFrames} granules`,
+      );
     this.granules = new Granules(totalFrames);
   }
 
@@ -112,7 +115,8 @@ export class RmmState {
   /** Every entry of the table in `slot` is read (a fold, a teardown's scan). */
   readTable(slot: number): void {
     const fp = this.fp;
-    if (fp !== null) for (let e = slot * 512; e < slot * 512 + 512; e++) fp.read(resourceId(this.tSpace, e));
+    if (fp !== null)
+      for (let e = slot * 512; e < slot * 512 + 512; e++) fp.read(resourceId(this.tSpace, e));
   }
 
   /** Every entry of the table in `slot` changes: it is made or freed. */
@@ -170,9 +174,15 @@ export class RmmState {
     for (let w = 0; w <= words.length; w++) {
       const from = w * 4;
       const to = Math.min(from + 4, state.length);
-      if (w < words.length && words[w] === 0 && (refcount[from]! | refcount[from + 1]! | refcount[from + 2]! | refcount[from + 3]!) === 0) continue;
+      if (
+        w < words.length &&
+        words[w] === 0 &&
+        (refcount[from]! | refcount[from + 1]! | refcount[from + 2]! | refcount[from + 3]!) === 0
+      )
+        continue;
       for (let g = from; g < to; g++) {
-        if (state[g] !== GRANULE_NS || refcount[g] !== 0) out.set(resourceId(this.gSpace, g), state[g]! * 65536 + refcount[g]!);
+        if (state[g] !== GRANULE_NS || refcount[g] !== 0)
+          out.set(resourceId(this.gSpace, g), state[g]! * 65536 + refcount[g]!);
       }
     }
     const rtts = this.rtts;
@@ -181,12 +191,19 @@ export class RmmState {
       // A number per entry, no string (the audit snapshots every step). The table's granule and
       // level change only at its birth and death, which write every entry.
       for (let e = slot * 512; e < slot * 512 + 512; e++) {
-        out.set(resourceId(this.tSpace, e), rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!);
+        out.set(
+          resourceId(this.tSpace, e),
+          rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!,
+        );
       }
     }
-    for (const r of this.realms.values()) out.set(resourceId(this.rSpace, r.rd), `${r.state}/${r.recCount}/${r.measurements}`);
+    for (const r of this.realms.values())
+      out.set(resourceId(this.rSpace, r.rd), `${r.state}/${r.recCount}/${r.measurements}`);
     for (const c of this.recs.values()) {
-      out.set(resourceId(this.cSpace, c.granule), `${c.running}/${c.ripasPending}/${c.ripasBase}/${c.ripasTop}/${c.ripasAddr}/${c.ripasValue}/${c.ripasChangeDestroyed}`);
+      out.set(
+        resourceId(this.cSpace, c.granule),
+        `${c.running}/${c.ripasPending}/${c.ripasBase}/${c.ripasTop}/${c.ripasAddr}/${c.ripasValue}/${c.ripasChangeDestroyed}`,
+      );
     }
     out.set(resourceId(this.oSpace, 0), `${[...this.vmids].join(",")}|${rtts.auditState()}`);
   }

@@ -14,9 +14,30 @@
  * of their content are the ones the model has fields for. FEAT_LPA2's "address >= 2^48" checks
  * are left out: the model's hosts have less memory than that.
  */
-import { GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RD, GRANULE_REC, GRANULE_REC_AUX, GRANULE_RTT } from "./granules.js";
-import { RMI_ERROR_INPUT, RMI_ERROR_REALM, RMI_ERROR_REC, RMI_SUCCESS, packReturn } from "./rmi-status.js";
-import { REALM_ACTIVE, REALM_NEW, REC_AUX_GRANULES, Realm, Rec, type RealmParams } from "./realm.js";
+import {
+  GRANULE_DATA,
+  GRANULE_DELEGATED,
+  GRANULE_NS,
+  GRANULE_RD,
+  GRANULE_REC,
+  GRANULE_REC_AUX,
+  GRANULE_RTT,
+} from "./granules.js";
+import {
+  RMI_ERROR_INPUT,
+  RMI_ERROR_REALM,
+  RMI_ERROR_REC,
+  RMI_SUCCESS,
+  packReturn,
+} from "./rmi-status.js";
+import {
+  REALM_ACTIVE,
+  REALM_NEW,
+  REC_AUX_GRANULES,
+  Realm,
+  Rec,
+  type RealmParams,
+} from "./realm.js";
 import { RmmState } from "./rmm-state.js";
 import { RIPAS_EMPTY, RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS } from "./rtt.js";
 
@@ -195,4 +216,3 @@ export class Rmm extends RmmState {
     this.addRefs(rttGranule, -1);
   }
 }
-

@@ -9,12 +9,30 @@
  * entry is live, else the next live entry of the same table, else that table's end.
  */
 import { GRANULE_DATA, GRANULE_DELEGATED, GRANULE_NS, GRANULE_RTT } from "./granules.js";
-import { RMI_ERROR_INPUT, RMI_ERROR_REALM, RMI_ERROR_REC, RMI_ERROR_RTT, RMI_SUCCESS, packReturn } from "./rmi-status.js";
+import {
+  RMI_ERROR_INPUT,
+  RMI_ERROR_REALM,
+  RMI_ERROR_REC,
+  RMI_ERROR_RTT,
+  RMI_SUCCESS,
+  packReturn,
+} from "./rmi-status.js";
 import { REALM_NEW, type Realm } from "./realm.js";
 import type { Rmm } from "./rmm.js";
 import {
-  RIPAS_DESTROYED, RIPAS_EMPTY, RIPAS_RAM, RTT_MIN_BLOCK_LEVEL, RTT_PAGE_LEVEL, RTTE_ASSIGNED, RTTE_ASSIGNED_NS, RTTE_TABLE,
-  RTTE_UNASSIGNED, RTTE_UNASSIGNED_NS, RttStore, addrValidAt, levelSize,
+  RIPAS_DESTROYED,
+  RIPAS_EMPTY,
+  RIPAS_RAM,
+  RTT_MIN_BLOCK_LEVEL,
+  RTT_PAGE_LEVEL,
+  RTTE_ASSIGNED,
+  RTTE_ASSIGNED_NS,
+  RTTE_TABLE,
+  RTTE_UNASSIGNED,
+  RTTE_UNASSIGNED_NS,
+  RttStore,
+  addrValidAt,
+  levelSize,
 } from "./rtt.js";
 
 const INPUT = packReturn(RMI_ERROR_INPUT);
@@ -32,7 +50,14 @@ export interface WalkResult {
  * entries to `target`, or to the first entry that is not a table. Fills `w`. Each table it
  * passes is read (recorded); `peek` records nothing (the checks, the UI).
  */
-export function walk(m: Rmm, r: Realm, addr: number, target: number, w: WalkResult, peek = false): WalkResult {
+export function walk(
+  m: Rmm,
+  r: Realm,
+  addr: number,
+  target: number,
+  w: WalkResult,
+  peek = false,
+): WalkResult {
   const rtts = m.rtts;
   let slot = r.rootSlot;
   let level = r.startLevel;
@@ -71,7 +96,12 @@ function topFrom(m: Rmm, entry: number, level: number, addr: number): number {
 
 /** The level and address checks of RTT_CREATE, RTT_DESTROY and RTT_FOLD. */
 function tableArgsValid(r: Realm, addr: number, level: number): boolean {
-  return Number.isInteger(level) && level >= r.startLevel + 1 && level <= RTT_PAGE_LEVEL && addrValidAt(addr, level - 1, r.ipaBits);
+  return (
+    Number.isInteger(level) &&
+    level >= r.startLevel + 1 &&
+    level <= RTT_PAGE_LEVEL &&
+    addrValidAt(addr, level - 1, r.ipaBits)
+  );
 }
 
 /**
@@ -79,7 +109,13 @@ function tableArgsValid(r: Realm, addr: number, level: number): boolean {
  * The new table takes on its parent's state: an unassigned parent gives 512 unassigned
  * entries of its RIPAS (or NS), an assigned block 512 contiguous assigned entries.
  */
-export function rttCreate(m: Rmm, rdAddr: number, rttAddr: number, addr: number, level: number): number {
+export function rttCreate(
+  m: Rmm,
+  rdAddr: number,
+  rttAddr: number,
+  addr: number,
+  level: number,
+): number {
   if (rttAddr === rdAddr) return INPUT;
   const g = m.findIn(rttAddr, GRANULE_DELEGATED);
   const r = m.realmAt(rdAddr);
@@ -180,7 +216,11 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
     const e = b + i;
     if (rtts.state[e] !== s0) alike = false;
     else if (s0 === RTTE_UNASSIGNED && rtts.ripas[e] !== rip) alike = false;
-    else if ((s0 === RTTE_ASSIGNED || s0 === RTTE_ASSIGNED_NS) && rtts.addr[e] !== rtts.addr[b]! + i * pages) alike = false;
+    else if (
+      (s0 === RTTE_ASSIGNED || s0 === RTTE_ASSIGNED_NS) &&
+      rtts.addr[e] !== rtts.addr[b]! + i * pages
+    )
+      alike = false;
     else if (s0 === RTTE_ASSIGNED && rtts.ripas[e] !== rip) alike = false;
     else if (s0 === RTTE_ASSIGNED_NS && rtts.attr[e] !== rtts.attr[b]) alike = false;
   }
@@ -213,7 +253,14 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
  * a delegated granule, measured with RMI_MEASURE_CONTENT (flags 1). The entry becomes
  * ASSIGNED with RIPAS RAM, whatever its RIPAS was.
  */
-export function dataCreate(m: Rmm, rdAddr: number, dataAddr: number, addr: number, srcAddr: number, flags: number): number {
+export function dataCreate(
+  m: Rmm,
+  rdAddr: number,
+  dataAddr: number,
+  addr: number,
+  srcAddr: number,
+  flags: number,
+): number {
   if (flags !== 0 && flags !== 1) return INPUT;
   if (m.findIn(srcAddr, GRANULE_NS) < 0) return INPUT;
   const r0 = dataChecks(m, rdAddr, dataAddr, addr, true);
@@ -238,7 +285,13 @@ export function dataCreateUnknown(m: Rmm, rdAddr: number, dataAddr: number, addr
 }
 
 /** DATA_CREATE's and DATA_CREATE_UNKNOWN's common checks; on success `w` is at the level-3 entry. */
-function dataChecks(m: Rmm, rdAddr: number, dataAddr: number, addr: number, mustBeNew: boolean): number {
+function dataChecks(
+  m: Rmm,
+  rdAddr: number,
+  dataAddr: number,
+  addr: number,
+  mustBeNew: boolean,
+): number {
   if (dataAddr === rdAddr) return INPUT;
   const g = m.findIn(dataAddr, GRANULE_DELEGATED);
   const r = m.realmAt(rdAddr);
@@ -281,7 +334,10 @@ export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
     return rttError(RTT_PAGE_LEVEL);
   }
   const g = rtts.addr[w.entry]!;
-  if (m.granuleState(g) !== GRANULE_DATA) throw new Error(`RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`);
+  if (m.granuleState(g) !== GRANULE_DATA)
+    throw new Error(
+      `RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`,
+    );
   m.writeEntry(w.entry);
   rtts.state[w.entry] = RTTE_UNASSIGNED;
   if (rtts.ripas[w.entry] === RIPAS_RAM) rtts.ripas[w.entry] = RIPAS_DESTROYED;
@@ -302,7 +358,11 @@ export function rttInitRipas(m: Rmm, rdAddr: number, base: number, top: number):
   if (!(top > base)) return INPUT;
   const r = m.realmAt(rdAddr);
   if (r === null) return INPUT;
-  if (!addrValidAt(base, RTT_PAGE_LEVEL, r.ipaBits) || !addrValidAt(top, RTT_PAGE_LEVEL, r.ipaBits + 1)) return INPUT;
+  if (
+    !addrValidAt(base, RTT_PAGE_LEVEL, r.ipaBits) ||
+    !addrValidAt(top, RTT_PAGE_LEVEL, r.ipaBits + 1)
+  )
+    return INPUT;
   if (!r.inPar(base) || !r.inPar(top - 4096)) return INPUT;
   if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
   walk(m, r, base, RTT_PAGE_LEVEL, w);
@@ -330,7 +390,13 @@ export function rttInitRipas(m: Rmm, rdAddr: number, base: number, top: number):
  * a table or NS entry ends it. X1 is the progress, which the REC keeps for the next call and
  * reports to the realm on its next entry.
  */
-export function rttSetRipas(m: Rmm, rdAddr: number, recAddr: number, base: number, top: number): number {
+export function rttSetRipas(
+  m: Rmm,
+  rdAddr: number,
+  recAddr: number,
+  base: number,
+  top: number,
+): number {
   if (!(top > base)) return INPUT;
   const r = m.realmAt(rdAddr);
   const rec = m.recAt(recAddr);
@@ -378,14 +444,29 @@ const MEMATTR_FWB_RESERVED = 0x10;
  * RMI_RTT_MAP_UNPROTECTED(rd, addr, level, desc): an NS page or block the host chose, in the
  * unprotected half, at level 1 to 3. The level is checked before the RD, as TF-RMM does.
  */
-export function rttMapUnprotected(m: Rmm, rdAddr: number, addr: number, level: number, desc: number): number {
-  if (!Number.isInteger(level) || level < RTT_MIN_BLOCK_LEVEL || level > RTT_PAGE_LEVEL) return INPUT;
+export function rttMapUnprotected(
+  m: Rmm,
+  rdAddr: number,
+  addr: number,
+  level: number,
+  desc: number,
+): number {
+  if (!Number.isInteger(level) || level < RTT_MIN_BLOCK_LEVEL || level > RTT_PAGE_LEVEL)
+    return INPUT;
   const r = m.realmAt(rdAddr);
   if (r === null) return INPUT;
   const low = desc % 4096;
   const pa = desc - low;
   // Without LPA2 every bit from 48 up must be clear too (XN and the rest are the RMM's to set).
-  if (!Number.isInteger(desc) || desc < 0 || desc >= 2 ** 48 || (low & ~NS_DESC_ATTR_MASK) !== 0 || (low & MEMATTR_MASK) === MEMATTR_FWB_RESERVED || pa % levelSize(level) !== 0) return INPUT;
+  if (
+    !Number.isInteger(desc) ||
+    desc < 0 ||
+    desc >= 2 ** 48 ||
+    (low & ~NS_DESC_ATTR_MASK) !== 0 ||
+    (low & MEMATTR_MASK) === MEMATTR_FWB_RESERVED ||
+    pa % levelSize(level) !== 0
+  )
+    return INPUT;
   if (!addrValidAt(addr, level, r.ipaBits) || r.inPar(addr)) return INPUT;
   walk(m, r, addr, level, w);
   if (w.level < level) return rttError(w.level);
@@ -401,7 +482,8 @@ export function rttMapUnprotected(m: Rmm, rdAddr: number, addr: number, level: n
 /** RMI_RTT_UNMAP_UNPROTECTED(rd, addr, level): back to UNASSIGNED_NS; X1 is "top", also on an RTT error. */
 export function rttUnmapUnprotected(m: Rmm, rdAddr: number, addr: number, level: number): number {
   m.x1 = 0;
-  if (!Number.isInteger(level) || level < RTT_MIN_BLOCK_LEVEL || level > RTT_PAGE_LEVEL) return INPUT;
+  if (!Number.isInteger(level) || level < RTT_MIN_BLOCK_LEVEL || level > RTT_PAGE_LEVEL)
+    return INPUT;
   const r = m.realmAt(rdAddr);
   if (r === null) return INPUT;
   if (!addrValidAt(addr, level, r.ipaBits) || r.inPar(addr)) return INPUT;
@@ -433,18 +515,34 @@ export interface RttEntryRead {
 }
 
 /** RMI_RTT_READ_ENTRY(rd, addr, level): the entry as deep as `level` the tables go. */
-export function rttReadEntry(m: Rmm, rdAddr: number, addr: number, level: number, out: RttEntryRead): number {
+export function rttReadEntry(
+  m: Rmm,
+  rdAddr: number,
+  addr: number,
+  level: number,
+  out: RttEntryRead,
+): number {
   const r = m.realmAt(rdAddr);
   if (r === null) return INPUT;
-  if (!Number.isInteger(level) || level < r.startLevel || level > RTT_PAGE_LEVEL || !addrValidAt(addr, level, r.ipaBits)) return INPUT;
+  if (
+    !Number.isInteger(level) ||
+    level < r.startLevel ||
+    level > RTT_PAGE_LEVEL ||
+    !addrValidAt(addr, level, r.ipaBits)
+  )
+    return INPUT;
   walk(m, r, addr, level, w);
   const rtts = m.rtts;
   const s = rtts.state[w.entry]!;
   out.level = w.level;
   out.state = s;
   out.ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? rtts.ripas[w.entry]! : RIPAS_EMPTY;
-  out.pa = s === RTTE_ASSIGNED && out.ripas === RIPAS_DESTROYED ? 0 : live(s) ? rtts.addr[w.entry]! * 4096 : 0;
+  out.pa =
+    s === RTTE_ASSIGNED && out.ripas === RIPAS_DESTROYED
+      ? 0
+      : live(s)
+        ? rtts.addr[w.entry]! * 4096
+        : 0;
   if (s === RTTE_ASSIGNED_NS) out.pa += rtts.attr[w.entry]!;
   return RMI_SUCCESS;
 }
-

@@ -18,7 +18,13 @@ export const RTTE_ASSIGNED_NS = 4;
 
 /** The state RMI_RTT_READ_ENTRY reports (RMI_UNASSIGNED 0, RMI_ASSIGNED 1, RMI_TABLE 2). */
 export const RMI_RTTE_STATE: readonly number[] = [0, 1, 2, 0, 1];
-export const RTTE_STATE_NAMES: readonly string[] = ["UNASSIGNED", "ASSIGNED", "TABLE", "UNASSIGNED_NS", "ASSIGNED_NS"];
+export const RTTE_STATE_NAMES: readonly string[] = [
+  "UNASSIGNED",
+  "ASSIGNED",
+  "TABLE",
+  "UNASSIGNED_NS",
+  "ASSIGNED_NS",
+];
 
 export const RIPAS_EMPTY = 0;
 export const RIPAS_RAM = 1;
@@ -39,7 +45,9 @@ export function levelSize(level: number): number {
 
 /** `addr` is a valid address of an entry at `level`: inside the IPA space and aligned to the entry. */
 export function addrValidAt(addr: number, level: number, ipaBits: number): boolean {
-  return Number.isInteger(addr) && addr >= 0 && addr < 2 ** ipaBits && addr % levelSize(level) === 0;
+  return (
+    Number.isInteger(addr) && addr >= 0 && addr < 2 ** ipaBits && addr % levelSize(level) === 0
+  );
 }
 
 const ENTRIES = 512;
@@ -86,14 +94,26 @@ export class RttStore {
   }
 
   private grow(n: number): void {
-    const g8 = (a: Uint8Array, k: number) => { const b = new Uint8Array(k); b.set(a); return b; };
+    const g8 = (a: Uint8Array, k: number) => {
+      const b = new Uint8Array(k);
+      b.set(a);
+      return b;
+    };
     this.state = g8(this.state, n * ENTRIES);
     this.ripas = g8(this.ripas, n * ENTRIES);
     this.attr = g8(this.attr, n * ENTRIES);
-    const addr = new Int32Array(n * ENTRIES); addr.set(this.addr); this.addr = addr;
-    const child = new Int32Array(n * ENTRIES); child.set(this.child); this.child = child;
-    const level = new Int8Array(n); level.set(this.level); this.level = level;
-    const granule = new Float64Array(n).fill(-1); granule.set(this.granule); this.granule = granule;
+    const addr = new Int32Array(n * ENTRIES);
+    addr.set(this.addr);
+    this.addr = addr;
+    const child = new Int32Array(n * ENTRIES);
+    child.set(this.child);
+    this.child = child;
+    const level = new Int8Array(n);
+    level.set(this.level);
+    this.level = level;
+    const granule = new Float64Array(n).fill(-1);
+    granule.set(this.granule);
+    this.granule = granule;
   }
 
   /** The free slots and how many were ever made, for the footprint audit. */

@@ -4,13 +4,42 @@
  */
 import { checkGpa } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, PENDING_EPT_VIOLATION, type SeamResult, check, fail, ok } from "./seam-result.js";
-import { SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, entryLocked, septIndex, septPfn, septState } from "./sept.js";
-import { OPERAND_RCX, TDX_OPERAND_BUSY, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH } from "./status.js";
+import {
+  ACCEPT_EXITED,
+  EPT_VIOLATION,
+  type GuestExit,
+  PENDING_EPT_VIOLATION,
+  type SeamResult,
+  check,
+  fail,
+  ok,
+} from "./seam-result.js";
+import {
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_PENDING,
+  entryLocked,
+  septIndex,
+  septPfn,
+  septState,
+} from "./sept.js";
+import {
+  OPERAND_RCX,
+  TDX_OPERAND_BUSY,
+  TDX_PAGE_ALREADY_ACCEPTED,
+  TDX_PAGE_SIZE_MISMATCH,
+} from "./status.js";
 import type { Td } from "./td.js";
 
 /** TDG.MEM.PAGE.ACCEPT: the body of `SeamModule.tdgMemPageAccept`. */
-export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, gpa: number, level: number): SeamResult {
+export function tdgMemPageAcceptLeaf(
+  m: SeamCore,
+  _tdr: number,
+  tdvpr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = m.tdOfVcpu(tdvpr);
   const gfn = checkGpa(td, gpa, level, 0, 1);
   if (!m.tryWalk(td, gfn, level)) {
@@ -18,7 +47,8 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
     // case 1): a guest-accessible leaf there (MAPPED) is the page already accepted, at a bigger
     // size, and the status carries the level the walk reached; anything else (a PENDING or
     // BLOCKED leaf, a missing or blocked table: cases 1.2 and 2) is an EPT violation TD exit.
-    if (m.walkStopState === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED, BigInt(m.walkStopLevel));
+    if (m.walkStopState === SEPT_MAPPED)
+      return fail(TDX_PAGE_ALREADY_ACCEPTED, BigInt(m.walkStopLevel));
     return ACCEPT_EXITED;
   }
   const table = m.walkTable;
@@ -30,7 +60,8 @@ export function tdgMemPageAcceptLeaf(m: SeamCore, _tdr: number, tdvpr: number, g
   // At the level asked for, the module's operand is that level (`api_error_with_operand_id(...,
   // ept_level)`): 0 for 4K, 1 for 2M, where a 2M ACCEPT finds a table (case 3).
   if (st === SEPT_MAPPED) return fail(TDX_PAGE_ALREADY_ACCEPTED, BigInt(level));
-  if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED) return fail(TDX_PAGE_SIZE_MISMATCH, BigInt(level));
+  if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED)
+    return fail(TDX_PAGE_SIZE_MISMATCH, BigInt(level));
   if (st !== SEPT_PENDING) return ACCEPT_EXITED;
   const pfn = septPfn(lo, hi);
   m.sept.setEntry(table, off, SEPT_MAPPED, pfn, level);
@@ -81,9 +112,13 @@ export function translatePfn(m: SeamCore, td: Td, gpa: number): number {
   for (let lvl = td.rootLevel; lvl >= 0; lvl--) {
     const off = 2 * septIndex(gfn, lvl);
     const st = septState(m.sept.entryLo(table, off), m.sept.entryHi(table, off), lvl);
-    if (st === SEPT_NL_MAPPED) table = m.sept.get(septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)))!;
+    if (st === SEPT_NL_MAPPED)
+      table = m.sept.get(septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)))!;
     // Under a leaf above 4K, the frame of it that holds `gpa`.
-    else return st === SEPT_MAPPED ? septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)) + (gfn % 512 ** lvl) : -1;
+    else
+      return st === SEPT_MAPPED
+        ? septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off)) + (gfn % 512 ** lvl)
+        : -1;
   }
   return -1;
 }

@@ -7,7 +7,14 @@
  */
 import { PT_NDA } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
-import { SEPT_FREE, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, septIndex, septPfn, septState } from "./sept.js";
+import {
+  SEPT_FREE,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  septIndex,
+  septPfn,
+  septState,
+} from "./sept.js";
 import type { Td } from "./td.js";
 
 /** The host reads a physical page: private memory (a page a TD owns) gives no plaintext. */
@@ -21,7 +28,12 @@ export function hostRead(m: SeamCore, pfn: number): string | null {
  * The S-EPT entry for `gfn` at TDX `level`, read as the host debugger would (no locks, no
  * counting): its state and page, or FREE when the walk stops above the level.
  */
-export function entryAt(m: SeamCore, td: Td, gfn: number, level: number): { state: number; pfn: number } {
+export function entryAt(
+  m: SeamCore,
+  td: Td,
+  gfn: number,
+  level: number,
+): { state: number; pfn: number } {
   const remembered = level === 0 ? m.rememberedLeafTable(td, gfn) : undefined;
   let table = remembered ?? m.sept.get(td.septRoot);
   for (let lvl = remembered ? 0 : td.rootLevel; lvl >= level && table; lvl--) {
@@ -51,7 +63,8 @@ export function mappedPfn(m: SeamCore, td: Td, gpa: number): number {
     const hi = m.sept.entryHi(table, off);
     const st = septState(lo, hi, lvl);
     if (lvl === 0) return st !== SEPT_FREE ? septPfn(lo, hi) : -1;
-    if (st !== SEPT_NL_MAPPED && st !== SEPT_NL_BLOCKED) return st !== SEPT_FREE ? septPfn(lo, hi) + (gfn % 512 ** lvl) : -1;
+    if (st !== SEPT_NL_MAPPED && st !== SEPT_NL_BLOCKED)
+      return st !== SEPT_FREE ? septPfn(lo, hi) + (gfn % 512 ** lvl) : -1;
     table = m.sept.get(septPfn(lo, hi));
   }
   return -1;
@@ -62,7 +75,10 @@ export function mappedPfn(m: SeamCore, td: Td, gpa: number): number {
  * first (an entry, then the table under it, then the next entry). One generator with its own
  * stack: a recursive one passed each of a 64 GiB TD's 16 million entries up through every level.
  */
-export function* septEntries(m: SeamCore, td: Td): Generator<[gfn: number, level: number, state: number, pfn: number]> {
+export function* septEntries(
+  m: SeamCore,
+  td: Td,
+): Generator<[gfn: number, level: number, state: number, pfn: number]> {
   const root = m.sept.get(td.septRoot);
   // After teardown the S-EPT pages may be reclaimed: a page that is no S-EPT page any more
   // has no entries to report, though an entry above it may still name it.
@@ -90,7 +106,8 @@ export function* septEntries(m: SeamCore, td: Td): Generator<[gfn: number, level
     if (st === SEPT_FREE) continue;
     const gfn = bases[top]! + i * 512 ** level;
     yield [gfn, level, st, septPfn(lo, hi)];
-    const child = st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED ? m.sept.get(septPfn(lo, hi)) : undefined;
+    const child =
+      st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED ? m.sept.get(septPfn(lo, hi)) : undefined;
     if (child !== undefined) {
       tables.push(child);
       levels.push(level - 1);

@@ -7,11 +7,35 @@
 import { PT_NDA, PT_TDR, PT_TDVPR } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
 import { SeamError, check, fail } from "./seam-result.js";
-import { entryBigInt, entryLocked, levelState, septState, septStateBit, SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED } from "./sept.js";
 import {
-  OPERAND_RCX, OPERAND_OP_STATE, OPERAND_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_ADDR_RANGE_ERROR,
-  TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_OP_STATE_INCORRECT, TDX_PAGE_METADATA_INCORRECT, TDX_TD_FATAL,
-  TDX_TD_KEYS_NOT_CONFIGURED, TDX_TDCS_NOT_ALLOCATED, TDX_GPA_RANGE_NOT_BLOCKED, TDX_TLB_TRACKING_NOT_DONE,
+  entryBigInt,
+  entryLocked,
+  levelState,
+  septState,
+  septStateBit,
+  SEPT_BLOCKED,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_PENDING,
+  SEPT_PENDING_BLOCKED,
+} from "./sept.js";
+import {
+  OPERAND_RCX,
+  OPERAND_OP_STATE,
+  OPERAND_SEPT_TREE,
+  TDX_EPT_ENTRY_STATE_INCORRECT,
+  TDX_OPERAND_ADDR_RANGE_ERROR,
+  TDX_OPERAND_BUSY,
+  TDX_OPERAND_INVALID,
+  TDX_OP_STATE_INCORRECT,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_TD_FATAL,
+  TDX_TD_KEYS_NOT_CONFIGURED,
+  TDX_TDCS_NOT_ALLOCATED,
+  TDX_GPA_RANGE_NOT_BLOCKED,
+  TDX_TLB_TRACKING_NOT_DONE,
 } from "./status.js";
 import type { SharexLock } from "./locks.js";
 import { OP_INITIALIZED, OP_RUNNABLE, OP_UNINITIALIZED, type Td } from "./td.js";
@@ -24,12 +48,22 @@ export const OPS_ANY = OPS_UNINITIALIZED | OPS_INIT_OR_RUNNABLE;
 
 export const ST_FREE = septStateBit(SEPT_FREE);
 export const ST_MAPPED = septStateBit(SEPT_MAPPED);
-export const ST_REMOVABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_PENDING_BLOCKED);
-export const ST_BLOCKABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_NL_MAPPED);
-export const ST_BLOCKED = septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING_BLOCKED) | septStateBit(SEPT_NL_BLOCKED);
+export const ST_REMOVABLE =
+  septStateBit(SEPT_MAPPED) |
+  septStateBit(SEPT_BLOCKED) |
+  septStateBit(SEPT_PENDING) |
+  septStateBit(SEPT_PENDING_BLOCKED);
+export const ST_BLOCKABLE =
+  septStateBit(SEPT_MAPPED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_NL_MAPPED);
+export const ST_BLOCKED =
+  septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING_BLOCKED) | septStateBit(SEPT_NL_BLOCKED);
 export const ST_NON_LEAF = septStateBit(SEPT_NL_MAPPED) | septStateBit(SEPT_NL_BLOCKED);
 /** DEMOTE's leaves: MAPPED, BLOCKED, PENDING, PENDING_BLOCKED. */
-export const ST_DEMOTABLE = septStateBit(SEPT_MAPPED) | septStateBit(SEPT_BLOCKED) | septStateBit(SEPT_PENDING) | septStateBit(SEPT_PENDING_BLOCKED);
+export const ST_DEMOTABLE =
+  septStateBit(SEPT_MAPPED) |
+  septStateBit(SEPT_BLOCKED) |
+  septStateBit(SEPT_PENDING) |
+  septStateBit(SEPT_PENDING_BLOCKED);
 
 /** How a leaf takes the S-EPT tree lock. */
 export const NO_TREE_LOCK = 0;
@@ -55,7 +89,11 @@ export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): vo
 export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOperand: bigint): void {
   // The prologue holds the TDR's lock (shared or exclusive), so a page that is the TDR itself
   // could not be locked again (the module's locks are not recursive).
-  if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, exclusive) || (exclusive && heldByGuest(m, pfn, m.pamt.type(pfn)))) {
+  if (
+    pfn === m.lockedTdr ||
+    !m.pamt.tryLockAndRelease(pfn, exclusive) ||
+    (exclusive && heldByGuest(m, pfn, m.pamt.type(pfn)))
+  ) {
     throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
   }
 }
@@ -87,7 +125,13 @@ export const MIN_NUM_TDCS_PAGES = 6;
  * `check_lock_and_map_explicit_tdr` in helpers.c): a PA below MAX_PA, inside a TDMR, its PAMT
  * entry locked, and only then its type checked (a locked page is busy whatever it is).
  */
-export function lockExplicitPage(m: SeamCore, pfn: number, exclusive: boolean, operand: bigint, type: number): void {
+export function lockExplicitPage(
+  m: SeamCore,
+  pfn: number,
+  exclusive: boolean,
+  operand: bigint,
+  type: number,
+): void {
   check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
   check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
   lockPage(m, pfn, exclusive, operand);
@@ -99,14 +143,26 @@ export function lockExplicitPage(m: SeamCore, pfn: number, exclusive: boolean, o
  * TDCS_NOT_ALLOCATED before TDH.MNG.ADDCX gave it its pages; ADDCX itself passes
  * `tdcsNeeded` false), the op-state lock and the op state (`opStates`: a mask of OP_*).
  */
-export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opStates: number, tdrExclusive = false, tdcsNeeded = true): Td {
+export function tdPrologue(
+  m: SeamCore,
+  tdr: number,
+  tdrOperand: bigint,
+  opStates: number,
+  tdrExclusive = false,
+  tdcsNeeded = true,
+): Td {
   // check_lock_and_map_explicit_tdr: the TDR's PAMT entry is locked before its type is read.
   check(m.pamt.inTdmr(tdr), TDX_OPERAND_ADDR_RANGE_ERROR, tdrOperand);
   lockPage(m, tdr, tdrExclusive, tdrOperand);
   const td = m.tdOfTdr(tdr);
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
   m.lockedTdr = tdr;
-  const alive = td!.aliveStatus(TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED, tdcsNeeded ? MIN_NUM_TDCS_PAGES : 0, TDX_TDCS_NOT_ALLOCATED);
+  const alive = td!.aliveStatus(
+    TDX_TD_FATAL,
+    TDX_TD_KEYS_NOT_CONFIGURED,
+    tdcsNeeded ? MIN_NUM_TDCS_PAGES : 0,
+    TDX_TDCS_NOT_ALLOCATED,
+  );
   if (alive !== 0n) throw new SeamError(fail(alive));
   lock(td!.opStateLock, false, OPERAND_OP_STATE);
   check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
@@ -114,12 +170,24 @@ export function tdPrologue(m: SeamCore, tdr: number, tdrOperand: bigint, opState
 }
 
 /** Check 6: the level is one the leaf takes, the GPA private, inside GPAW, and aligned to the level. */
-export function checkGpa(td: Td, gpa: number, level: number, minLevel: number, maxLevel: number): number {
+export function checkGpa(
+  td: Td,
+  gpa: number,
+  level: number,
+  minLevel: number,
+  maxLevel: number,
+): number {
   // A GPA below 2^GPAW is private iff it is below the shared bit, 2^(GPAW-1).
-  let valid = Number.isInteger(level) && level >= minLevel && level <= maxLevel && Number.isSafeInteger(gpa) &&
-    gpa >= 0 && gpa < td.sharedBitGpa;
+  let valid =
+    Number.isInteger(level) &&
+    level >= minLevel &&
+    level <= maxLevel &&
+    Number.isSafeInteger(gpa) &&
+    gpa >= 0 &&
+    gpa < td.sharedBitGpa;
   // 4K, 2M and 1G alignments divide 2^32, so the low 32 bits decide them for any safe integer.
-  if (valid) valid = level <= 2 ? (gpa & ALIGN_MASK[level]!) === 0 : gpa % (4096 * 512 ** level) === 0;
+  if (valid)
+    valid = level <= 2 ? (gpa & ALIGN_MASK[level]!) === 0 : gpa % (4096 * 512 ** level) === 0;
   check(valid, TDX_OPERAND_INVALID, OPERAND_RCX);
   return gpa / 4096;
 }
@@ -129,7 +197,15 @@ export function checkGpa(td: Td, gpa: number, level: number, minLevel: number, m
  * S-EPT tree lock (`tree`: TREE_SHARED, TREE_EXCLUSIVE or NO_TREE_LOCK), the walk. Returns the
  * table the entry is in; its offset is `walkOff`.
  */
-export function septOperand(m: SeamCore, td: Td, gpa: number, level: number, minLevel: number, maxLevel: number, tree: number): Uint32Array {
+export function septOperand(
+  m: SeamCore,
+  td: Td,
+  gpa: number,
+  level: number,
+  minLevel: number,
+  maxLevel: number,
+  tree: number,
+): Uint32Array {
   const gfn = checkGpa(td, gpa, level, minLevel, maxLevel);
   if (tree !== NO_TREE_LOCK) lock(td.treeLock, tree === TREE_EXCLUSIVE, OPERAND_SEPT_TREE);
   m.walk(td, gfn, level);
@@ -137,13 +213,23 @@ export function septOperand(m: SeamCore, td: Td, gpa: number, level: number, min
 }
 
 /** Checks 9-10: the entry lock, then the state the leaf needs (`allowed`: a mask of `septStateBit`s). */
-export function entryState(m: SeamCore, table: Uint32Array, off: number, level: number, allowed: number): number {
+export function entryState(
+  m: SeamCore,
+  table: Uint32Array,
+  off: number,
+  level: number,
+  allowed: number,
+): number {
   const lo = m.sept.entryLo(table, off);
   const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st = septState(lo, hi, level);
   if ((septStateBit(st) & allowed) === 0) {
-    throw new SeamError({ status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(level, st) });
+    throw new SeamError({
+      status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX,
+      entry: entryBigInt(lo, hi),
+      levelState: levelState(level, st),
+    });
   }
   return st;
 }
@@ -175,11 +261,16 @@ export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
  * 4K entry under it NDA too.
  */
 export function checkNew2mPage(m: SeamCore, pfn: number, operand: bigint): void {
-  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN && pfn % 512 === 0, TDX_OPERAND_INVALID, operand);
+  check(
+    Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN && pfn % 512 === 0,
+    TDX_OPERAND_INVALID,
+    operand,
+  );
   check(m.pamt.inTdmr(pfn) && m.pamt.inTdmr(pfn + 511), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
   check(m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, operand);
   check(m.pamt.type2m(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
-  for (let i = 0; i < 512; i++) check(m.pamt.type(pfn + i) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
+  for (let i = 0; i < 512; i++)
+    check(m.pamt.type(pfn + i) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
 }
 
 /** The lock of the PAMT entry of the leaf page `pfn` at TDX `level` (4K or 2M), exclusively. */
@@ -193,7 +284,13 @@ export function lockLeafPage(m: SeamCore, pfn: number, level: number, busyOperan
  * or table from the guest need: the entry blocked (GPA_RANGE_NOT_BLOCKED|RCX), then its BEPOCH
  * tracked (TLB_TRACKING_NOT_DONE|RCX). REMOVE, SEPT.REMOVE, DEMOTE and PROMOTE.
  */
-export function blockedAndTracked(m: SeamCore, td: Td, blocked: boolean, pfnOfEntry: number, pamtLevel = 0): void {
+export function blockedAndTracked(
+  m: SeamCore,
+  td: Td,
+  blocked: boolean,
+  pfnOfEntry: number,
+  pamtLevel = 0,
+): void {
   if (td.opState !== OP_RUNNABLE) return;
   check(blocked, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
   check(tracked(m, td, pfnOfEntry, pamtLevel), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);

@@ -7,13 +7,42 @@
 
 /** Every call the module answers, by its architectural name. */
 export const SEAMCALL_NAMES = [
-  "TDH.MNG.CREATE", "TDH.MNG.KEY.CONFIG", "TDH.MNG.ADDCX", "TDH.MNG.INIT", "TDH.VP.CREATE", "TDH.MR.FINALIZE",
-  "TDH.MR.EXTEND", "TDH.VP.FLUSH", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID", "TDH.VP.ENTER", "TDH.MEM.SEPT.ADD",
-  "TDH.MEM.PAGE.AUG", "TDH.MEM.PAGE.ADD", "TDH.MEM.RANGE.BLOCK", "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.TRACK",
-  "TDH.MEM.PAGE.REMOVE", "TDH.MEM.SEPT.REMOVE", "TDH.PHYMEM.PAGE.RECLAIM", "TDH.PHYMEM.PAGE.WBINVD", "TDG.MEM.PAGE.ACCEPT",
-  "TDH.PHYMEM.CACHE.WB", "TDH.MEM.PAGE.DEMOTE", "TDH.MEM.PAGE.PROMOTE", "TDH.VP.ADDCX", "TDH.VP.INIT",
-  "TDH.PHYMEM.PAGE.RDMD", "TDH.SYS.INIT", "TDH.SYS.LP.INIT", "TDH.SYS.CONFIG", "TDH.SYS.KEY.CONFIG", "TDH.SYS.TDMR.INIT",
-  "TDH.MNG.RD", "TDH.VP.RD", "TDH.VP.WR",
+  "TDH.MNG.CREATE",
+  "TDH.MNG.KEY.CONFIG",
+  "TDH.MNG.ADDCX",
+  "TDH.MNG.INIT",
+  "TDH.VP.CREATE",
+  "TDH.MR.FINALIZE",
+  "TDH.MR.EXTEND",
+  "TDH.VP.FLUSH",
+  "TDH.MNG.VPFLUSHDONE",
+  "TDH.MNG.KEY.FREEID",
+  "TDH.VP.ENTER",
+  "TDH.MEM.SEPT.ADD",
+  "TDH.MEM.PAGE.AUG",
+  "TDH.MEM.PAGE.ADD",
+  "TDH.MEM.RANGE.BLOCK",
+  "TDH.MEM.RANGE.UNBLOCK",
+  "TDH.MEM.TRACK",
+  "TDH.MEM.PAGE.REMOVE",
+  "TDH.MEM.SEPT.REMOVE",
+  "TDH.PHYMEM.PAGE.RECLAIM",
+  "TDH.PHYMEM.PAGE.WBINVD",
+  "TDG.MEM.PAGE.ACCEPT",
+  "TDH.PHYMEM.CACHE.WB",
+  "TDH.MEM.PAGE.DEMOTE",
+  "TDH.MEM.PAGE.PROMOTE",
+  "TDH.VP.ADDCX",
+  "TDH.VP.INIT",
+  "TDH.PHYMEM.PAGE.RDMD",
+  "TDH.SYS.INIT",
+  "TDH.SYS.LP.INIT",
+  "TDH.SYS.CONFIG",
+  "TDH.SYS.KEY.CONFIG",
+  "TDH.SYS.TDMR.INIT",
+  "TDH.MNG.RD",
+  "TDH.VP.RD",
+  "TDH.VP.WR",
 ] as const;
 
 export type SeamcallName = (typeof SEAMCALL_NAMES)[number];
@@ -71,44 +100,76 @@ function level(tdxLevel: number): string {
  * The event text of one call, from its operands as the leaf's method took them: `tdr` is the TD
  * the call was made for, `a`-`d` the method's other numeric operands in order.
  */
-export function callDetail(leaf: number, tdr: number, a: number, b: number, c: number, d: number): string {
+export function callDetail(
+  leaf: number,
+  tdr: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+): string {
   switch (leaf) {
-    case TDH_MNG_CREATE: return `tdr ${tdr} hkid ${a}`;
-    case TDH_MNG_ADDCX: return `tdr ${tdr} page ${a}`;
-    case TDH_MNG_INIT: return `tdr ${tdr} gpaw ${a}`;
-    case TDH_VP_CREATE: return `tdr ${tdr} tdvpr ${a}`;
-    case TDH_VP_ADDCX: return `tdvpr ${a} tdcx ${b}`;
-    case TDH_VP_INIT: return `tdvpr ${a} lp ${b}`;
-    case TDH_PHYMEM_PAGE_RDMD: return `page ${a}`;
-    case TDH_SYS_INIT: return "";
-    case TDH_SYS_LP_INIT: return `lp ${a}`;
-    case TDH_SYS_CONFIG: return `${a} TDMR(s), global KeyID ${b}`;
-    case TDH_SYS_KEY_CONFIG: return `lp ${a}`;
-    case TDH_SYS_TDMR_INIT: return `tdmr at frame ${a}`;
+    case TDH_MNG_CREATE:
+      return `tdr ${tdr} hkid ${a}`;
+    case TDH_MNG_ADDCX:
+      return `tdr ${tdr} page ${a}`;
+    case TDH_MNG_INIT:
+      return `tdr ${tdr} gpaw ${a}`;
+    case TDH_VP_CREATE:
+      return `tdr ${tdr} tdvpr ${a}`;
+    case TDH_VP_ADDCX:
+      return `tdvpr ${a} tdcx ${b}`;
+    case TDH_VP_INIT:
+      return `tdvpr ${a} lp ${b}`;
+    case TDH_PHYMEM_PAGE_RDMD:
+      return `page ${a}`;
+    case TDH_SYS_INIT:
+      return "";
+    case TDH_SYS_LP_INIT:
+      return `lp ${a}`;
+    case TDH_SYS_CONFIG:
+      return `${a} TDMR(s), global KeyID ${b}`;
+    case TDH_SYS_KEY_CONFIG:
+      return `lp ${a}`;
+    case TDH_SYS_TDMR_INIT:
+      return `tdmr at frame ${a}`;
     // The field id's high and low halves.
-    case TDH_MNG_RD: return `tdr ${tdr} field ${fieldHex(b, a)}`;
+    case TDH_MNG_RD:
+      return `tdr ${tdr} field ${fieldHex(b, a)}`;
     case TDH_VP_RD:
-    case TDH_VP_WR: return `tdvpr ${a} lp ${b} field ${fieldHex(d, c)}`;
-    case TDH_MR_EXTEND: return `gpa ${hex(a)}`;
+    case TDH_VP_WR:
+      return `tdvpr ${a} lp ${b} field ${fieldHex(d, c)}`;
+    case TDH_MR_EXTEND:
+      return `gpa ${hex(a)}`;
     case TDH_VP_FLUSH:
-    case TDH_VP_ENTER: return `tdvpr ${a} lp ${b}`;
+    case TDH_VP_ENTER:
+      return `tdvpr ${a} lp ${b}`;
     case TDH_MEM_SEPT_ADD:
     case TDH_MEM_PAGE_DEMOTE:
-    case TDH_MEM_PAGE_AUG: return `gpa ${hex(a)} ${level(b)} page ${c}`;
-    case TDH_MEM_PAGE_ADD: return `gpa ${hex(a)} page ${c}`;
+    case TDH_MEM_PAGE_AUG:
+      return `gpa ${hex(a)} ${level(b)} page ${c}`;
+    case TDH_MEM_PAGE_ADD:
+      return `gpa ${hex(a)} page ${c}`;
     case TDH_MEM_RANGE_BLOCK:
     case TDH_MEM_RANGE_UNBLOCK:
     case TDH_MEM_PAGE_PROMOTE:
     case TDH_MEM_PAGE_REMOVE:
-    case TDH_MEM_SEPT_REMOVE: return `gpa ${hex(a)} ${level(b)}`;
-    case TDH_PHYMEM_PAGE_RECLAIM: return `page ${a}`;
-    case TDH_PHYMEM_PAGE_WBINVD: return `page ${a} hkid ${b}`;
-    case TDG_MEM_PAGE_ACCEPT: return `gpa ${hex(b)} ${level(c)}`;
-    default: return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK, CACHE.WB (for that TD's HKID)
+    case TDH_MEM_SEPT_REMOVE:
+      return `gpa ${hex(a)} ${level(b)}`;
+    case TDH_PHYMEM_PAGE_RECLAIM:
+      return `page ${a}`;
+    case TDH_PHYMEM_PAGE_WBINVD:
+      return `page ${a} hkid ${b}`;
+    case TDG_MEM_PAGE_ACCEPT:
+      return `gpa ${hex(b)} ${level(c)}`;
+    default:
+      return `tdr ${tdr}`; // KEY.CONFIG, MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, TRACK, CACHE.WB (for that TD's HKID)
   }
 }
 
 /** A 64-bit field id given as its high and low 32-bit halves, in hex. */
 function fieldHex(hi: number, lo: number): string {
-  return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")}`;
+  return hi === 0
+    ? `0x${lo.toString(16)}`
+    : `0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")}`;
 }

@@ -19,8 +19,15 @@ import { OPS_INIT_OR_RUNNABLE, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check } from "./seam-result.js";
 import {
-  OPERAND_RCX, TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE, TDX_METADATA_FIELD_NOT_WRITABLE,
-  TDX_SUCCESS, TDX_TD_VMCS_FIELD_NOT_INITIALIZED, TDX_TDCX_NUM_INCORRECT, TDX_VCPU_ASSOCIATED, TDX_VCPU_STATE_INCORRECT,
+  OPERAND_RCX,
+  TDX_METADATA_FIELD_ID_INCORRECT,
+  TDX_METADATA_FIELD_NOT_READABLE,
+  TDX_METADATA_FIELD_NOT_WRITABLE,
+  TDX_SUCCESS,
+  TDX_TD_VMCS_FIELD_NOT_INITIALIZED,
+  TDX_TDCX_NUM_INCORRECT,
+  TDX_VCPU_ASSOCIATED,
+  TDX_VCPU_STATE_INCORRECT,
 } from "./status.js";
 import type { Td, TdVcpu } from "./td.js";
 import { MIN_TDVPS_PAGES, vcpuPrologue } from "./vp-leaves.js";
@@ -56,7 +63,10 @@ const TD_FIELDS = new Map<number, Field>([
 const VP_FIELDS = new Map<number, Field>([
   [CLASS_VMCS * 2 ** 24 + VMCS_POSTED_INTR_NV, { readMask: 0xffffn, writeMask: 0xffffn }],
   [CLASS_VMCS * 2 ** 24 + VMCS_POSTED_INTR_DESC_ADDR, { readMask: ALL, writeMask: ALL }],
-  [CLASS_VMCS * 2 ** 24 + VMCS_PIN_BASED_VM_EXEC_CONTROL, { readMask: 0xffffffffn, writeMask: PIN_BASED_POSTED_INTR }],
+  [
+    CLASS_VMCS * 2 ** 24 + VMCS_PIN_BASED_VM_EXEC_CONTROL,
+    { readMask: 0xffffffffn, writeMask: PIN_BASED_POSTED_INTR },
+  ],
   [CLASS_VMCS * 2 ** 24 + VMCS_GUEST_RIP, { readMask: 0n, writeMask: 0n }],
   [CLASS_VCPU_MANAGEMENT * 2 ** 24 + 11, { readMask: 1n, writeMask: 1n }], // TD_VCPU_PEND_NMI
 ]);
@@ -139,7 +149,11 @@ export function vpWrLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): 
   check(wr !== 0n, TDX_METADATA_FIELD_NOT_WRITABLE);
   const old = v.metadata(key);
   const next = (old & ~wr) | (value & wr);
-  if (key === VMCS_PIN_BASED_VM_EXEC_CONTROL && (next & PIN_BASED_POSTED_INTR) !== 0n && (old & PIN_BASED_POSTED_INTR) === 0n) {
+  if (
+    key === VMCS_PIN_BASED_VM_EXEC_CONTROL &&
+    (next & PIN_BASED_POSTED_INTR) !== 0n &&
+    (old & PIN_BASED_POSTED_INTR) === 0n
+  ) {
     for (const needed of [VMCS_POSTED_INTR_NV, VMCS_POSTED_INTR_DESC_ADDR]) {
       check(v.metadataWritten(needed), TDX_TD_VMCS_FIELD_NOT_INITIALIZED, BigInt(needed));
     }
@@ -178,9 +192,14 @@ const FIELD_NAMES: Readonly<Record<string, bigint>> = {
 };
 
 export function mdFieldByName(field: string | undefined): bigint {
-  if (field === undefined) throw new Error(`a metadata call names its field: give field: one of ${Object.keys(FIELD_NAMES).join(", ")}, or a field id such as "0x111000030000000a"`);
+  if (field === undefined)
+    throw new Error(
+      `a metadata call names its field: give field: one of ${Object.keys(FIELD_NAMES).join(", ")}, or a field id such as "0x111000030000000a"`,
+    );
   const named = FIELD_NAMES[field];
   if (named !== undefined) return named;
   if (/^0x[0-9a-f]{1,16}$/i.test(field)) return BigInt(field);
-  throw new Error(`unknown metadata field '${field}' (known: ${Object.keys(FIELD_NAMES).join(", ")}, or a field id in hex)`);
+  throw new Error(
+    `unknown metadata field '${field}' (known: ${Object.keys(FIELD_NAMES).join(", ")}, or a field id in hex)`,
+  );
 }

@@ -4,25 +4,69 @@
  */
 import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
 import {
-  NO_TREE_LOCK, OPS_INITIALIZED, OPS_INIT_OR_RUNNABLE, ST_BLOCKABLE, ST_BLOCKED, ST_DEMOTABLE, ST_FREE, ST_NON_LEAF, ST_REMOVABLE,
-  MAX_PA_PFN, TREE_EXCLUSIVE, TREE_SHARED, checkNew2mPage, checkNewPage, entryState, lock, lockLeafPage, lockPage, septOperand,
-  blockedAndTracked, tdPrologue, tracked,
+  NO_TREE_LOCK,
+  OPS_INITIALIZED,
+  OPS_INIT_OR_RUNNABLE,
+  ST_BLOCKABLE,
+  ST_BLOCKED,
+  ST_DEMOTABLE,
+  ST_FREE,
+  ST_NON_LEAF,
+  ST_REMOVABLE,
+  MAX_PA_PFN,
+  TREE_EXCLUSIVE,
+  TREE_SHARED,
+  checkNew2mPage,
+  checkNewPage,
+  entryState,
+  lock,
+  lockLeafPage,
+  lockPage,
+  septOperand,
+  blockedAndTracked,
+  tdPrologue,
+  tracked,
 } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
 import {
-  SEPT_BLOCKED, SEPT_FREE, SEPT_MAPPED, SEPT_NL_BLOCKED, SEPT_NL_MAPPED, SEPT_PENDING, SEPT_PENDING_BLOCKED, entryLocked,
-  septPfn, septState,
+  SEPT_BLOCKED,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_PENDING,
+  SEPT_PENDING_BLOCKED,
+  entryLocked,
+  septPfn,
+  septState,
 } from "./sept.js";
 import {
-  OPERAND_R8, OPERAND_R9, OPERAND_RCX, OPERAND_RDX, OPERAND_SEPT_TREE, OPERAND_TD_EPOCH, TDX_EPT_PAGE_NOT_FREE,
-  TDX_GPA_RANGE_ALREADY_BLOCKED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID,
-  TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_SUCCESS, TDX_TLB_TRACKING_NOT_DONE, TDX_EPT_INVALID_PROMOTE_CONDITIONS,
+  OPERAND_R8,
+  OPERAND_R9,
+  OPERAND_RCX,
+  OPERAND_RDX,
+  OPERAND_SEPT_TREE,
+  OPERAND_TD_EPOCH,
+  TDX_EPT_PAGE_NOT_FREE,
+  TDX_GPA_RANGE_ALREADY_BLOCKED,
+  TDX_OPERAND_BUSY,
+  TDX_OPERAND_INVALID,
+  TDX_PREVIOUS_TLB_EPOCH_BUSY,
+  TDX_SUCCESS,
+  TDX_TLB_TRACKING_NOT_DONE,
+  TDX_EPT_INVALID_PROMOTE_CONDITIONS,
 } from "./status.js";
 import { OP_RUNNABLE } from "./td.js";
 
 /** TDH.MEM.SEPT.ADD: the body of `SeamModule.memSeptAdd`. */
-export function memSeptAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+export function memSeptAddLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+  page: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_SHARED);
   const off = m.walkOff;
@@ -36,7 +80,13 @@ export function memSeptAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
 }
 
 /** TDH.MEM.PAGE.AUG: the body of `SeamModule.memPageAug`. */
-export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+export function memPageAugLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+  page: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   // 4K or 2M (tdh_mem_page_aug.c): a 2 MiB page is one 2M PAMT entry, 512 pages of the TD.
   const table = septOperand(m, td, gpa, level, 0, 1, TREE_SHARED);
@@ -51,7 +101,14 @@ export function memPageAugLeaf(m: SeamCore, tdr: number, gpa: number, level: num
 }
 
 /** TDH.MEM.PAGE.ADD: the body of `SeamModule.memPageAdd`. */
-export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number, source: number): SeamResult {
+export function memPageAddLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+  page: number,
+  source: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED, true);
   const table = septOperand(m, td, gpa, level, 0, 0, NO_TREE_LOCK);
   const off = m.walkOff;
@@ -60,7 +117,11 @@ export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
   // below MAX_PA, outside SEAMRR, with a shared KeyID (the model's PFNs carry no KeyID and no
   // SEAMRR lies in host memory). Any other page will do, another TD's or one outside the TDMRs:
   // the module reads it through a shared mapping.
-  check(Number.isInteger(source) && source >= 0 && source < MAX_PA_PFN, TDX_OPERAND_INVALID, OPERAND_R9);
+  check(
+    Number.isInteger(source) && source >= 0 && source < MAX_PA_PFN,
+    TDX_OPERAND_INVALID,
+    OPERAND_R9,
+  );
   checkNewPage(m, page, OPERAND_R8);
   m.pamt.set(page, PT_REG, tdr);
   td.addChildren(1);
@@ -71,7 +132,12 @@ export function memPageAddLeaf(m: SeamCore, tdr: number, gpa: number, level: num
 }
 
 /** TDH.MEM.RANGE.BLOCK: the body of `SeamModule.memRangeBlock`. */
-export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+export function memRangeBlockLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
@@ -84,7 +150,12 @@ export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   }
   const st = entryState(m, table, off, level, ST_BLOCKABLE);
   const pfn = septPfn(lo, hi);
-  const next = st === SEPT_MAPPED ? SEPT_BLOCKED : st === SEPT_PENDING ? SEPT_PENDING_BLOCKED : SEPT_NL_BLOCKED;
+  const next =
+    st === SEPT_MAPPED
+      ? SEPT_BLOCKED
+      : st === SEPT_PENDING
+        ? SEPT_PENDING_BLOCKED
+        : SEPT_NL_BLOCKED;
   m.sept.setEntry(table, off, next, pfn, level);
   // BEPOCH goes to the leaf page's own PAMT entry (2M for a 2 MiB page), or the S-EPT page's.
   m.pamt.setLeafBepoch(pfn, next === SEPT_NL_BLOCKED ? 0 : level, td.epoch);
@@ -92,14 +163,25 @@ export function memRangeBlockLeaf(m: SeamCore, tdr: number, gpa: number, level: 
 }
 
 /** TDH.MEM.RANGE.UNBLOCK: the body of `SeamModule.memRangeUnblock`. */
-export function memRangeUnblockLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+export function memRangeUnblockLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_BLOCKED);
   const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
-  if (td.opState === OP_RUNNABLE) check(tracked(m, td, pfn, st === SEPT_NL_BLOCKED ? 0 : level), TDX_TLB_TRACKING_NOT_DONE, OPERAND_SEPT_TREE);
-  const next = st === SEPT_BLOCKED ? SEPT_MAPPED : st === SEPT_PENDING_BLOCKED ? SEPT_PENDING : SEPT_NL_MAPPED;
+  if (td.opState === OP_RUNNABLE)
+    check(
+      tracked(m, td, pfn, st === SEPT_NL_BLOCKED ? 0 : level),
+      TDX_TLB_TRACKING_NOT_DONE,
+      OPERAND_SEPT_TREE,
+    );
+  const next =
+    st === SEPT_BLOCKED ? SEPT_MAPPED : st === SEPT_PENDING_BLOCKED ? SEPT_PENDING : SEPT_NL_MAPPED;
   m.sept.setEntry(table, off, next, pfn, level);
   return ok();
 }
@@ -114,7 +196,12 @@ export function memTrackLeaf(m: SeamCore, tdr: number): SeamResult {
 }
 
 /** TDH.MEM.PAGE.REMOVE: the body of `SeamModule.memPageRemove`. */
-export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+export function memPageRemoveLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 0, 2, TREE_SHARED);
   const off = m.walkOff;
@@ -139,7 +226,13 @@ export function memPageRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
  * guest keeps every page it had accepted; the parent is NL_MAPPED at once (no UNBLOCK), and the
  * 2M PAMT entry splits into 512 4K entries of the TD with BEPOCH 0.
  */
-export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number, page: number): SeamResult {
+export function memPageDemoteLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+  page: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   // Level 2 (1G → 2M) is a valid operand, as on the module, but the model has no 1G leaves: the
   // entry's state check refuses it before the body below, which is for 2M → 4K.
@@ -169,7 +262,12 @@ export function memPageDemoteLeaf(m: SeamCore, tdr: number, gpa: number, level: 
  * one; else EPT_INVALID_PROMOTE_CONDITIONS|RCX. The leaf takes their state, unblocked; the S-EPT
  * page is free at once (NDA) and its PFN returned; the 4K PAMT entries merge into the 2M one.
  */
-export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+export function memPagePromoteLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   // Level 2 would merge 2 MiB leaves into a 1G one, which the model does not have: its 2 MiB
   // children fail the 4K contiguity check below (EPT_INVALID_PROMOTE_CONDITIONS).
@@ -187,8 +285,11 @@ export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level:
     const lo = m.sept.entryLo(child, 2 * i);
     check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
     const hi = m.sept.entryHi(child, 2 * i);
-    const ok = first % 512 === 0 && (state === SEPT_MAPPED || state === SEPT_PENDING) &&
-      septState(lo, hi, level - 1) === state && septPfn(lo, hi) === first + i;
+    const ok =
+      first % 512 === 0 &&
+      (state === SEPT_MAPPED || state === SEPT_PENDING) &&
+      septState(lo, hi, level - 1) === state &&
+      septPfn(lo, hi) === first + i;
     check(ok, TDX_EPT_INVALID_PROMOTE_CONDITIONS, OPERAND_RCX);
   }
   // pamt_promote: the 2M entry locked exclusively, then the 512 4K entries merged into it.
@@ -203,7 +304,12 @@ export function memPagePromoteLeaf(m: SeamCore, tdr: number, gpa: number, level:
 }
 
 /** TDH.MEM.SEPT.REMOVE: the body of `SeamModule.memSeptRemove`. */
-export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: number): SeamResult {
+export function memSeptRemoveLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpa: number,
+  level: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INIT_OR_RUNNABLE);
   const table = septOperand(m, td, gpa, level, 1, td.rootLevel, TREE_EXCLUSIVE);
   const off = m.walkOff;
@@ -215,7 +321,9 @@ export function memSeptRemoveLeaf(m: SeamCore, tdr: number, gpa: number, level: 
   blockedAndTracked(m, td, st === SEPT_NL_BLOCKED, page);
   const child = m.sept.get(page)!;
   for (let i = 0; i < 512; i++) {
-    if (septState(m.sept.entryLo(child, 2 * i), m.sept.entryHi(child, 2 * i), level - 1) !== SEPT_FREE) {
+    if (
+      septState(m.sept.entryLo(child, 2 * i), m.sept.entryHi(child, 2 * i), level - 1) !== SEPT_FREE
+    ) {
       throw new SeamError({ status: TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX });
     }
   }

@@ -4,11 +4,33 @@
  * runs with the TD's TDR and the call's numeric operands.
  */
 import { PT_TDCX, PT_TDR } from "./pamt.js";
-import { MIN_NUM_TDCS_PAGES, OPS_UNINITIALIZED, checkNewPage, lockExplicitPage, tdPrologue } from "./leaf-checks.js";
+import {
+  MIN_NUM_TDCS_PAGES,
+  OPS_UNINITIALIZED,
+  checkNewPage,
+  lockExplicitPage,
+  tdPrologue,
+} from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
-import { OPERAND_RCX, OPERAND_RDX, TDX_FLUSHVP_NOT_DONE, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_INVALID, TDX_PAGE_METADATA_INCORRECT, TDX_WBCACHE_NOT_COMPLETE } from "./status.js";
-import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_UNINITIALIZED, Td } from "./td.js";
+import {
+  OPERAND_RCX,
+  OPERAND_RDX,
+  TDX_FLUSHVP_NOT_DONE,
+  TDX_LIFECYCLE_STATE_INCORRECT,
+  TDX_OPERAND_INVALID,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_WBCACHE_NOT_COMPLETE,
+} from "./status.js";
+import {
+  LC_BLOCKED,
+  LC_HKID_ASSIGNED,
+  LC_KEYS_CONFIGURED,
+  LC_TEARDOWN,
+  OP_INITIALIZED,
+  OP_UNINITIALIZED,
+  Td,
+} from "./td.js";
 
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
 export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
@@ -38,7 +60,12 @@ export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult
 }
 
 /** TDH.MNG.INIT: the body of `SeamModule.mngInit`. */
-export function mngInitLeaf(m: SeamCore, tdr: number, gpaw: number, septVeDisable: number): SeamResult {
+export function mngInitLeaf(
+  m: SeamCore,
+  tdr: number,
+  gpaw: number,
+  septVeDisable: number,
+): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RCX, OPS_UNINITIALIZED, true);
   check(gpaw === 48 || gpaw === 52, TDX_OPERAND_INVALID, OPERAND_RDX);
   td.gpaw = gpaw;
@@ -63,7 +90,8 @@ export function mngVpflushdoneLeaf(m: SeamCore, tdr: number): SeamResult {
   // No new association can start now (the TDR is held exclusively): every vCPU must have been
   // flushed from its LP (TDH.VP.FLUSH). The count lives in the TDCS, so only a TD with its TDCS
   // pages and an initialized op state has one.
-  if (td!.tdcx.length >= MIN_NUM_TDCS_PAGES && td!.opState !== OP_UNINITIALIZED) check(td!.associatedVcpus === 0, TDX_FLUSHVP_NOT_DONE);
+  if (td!.tdcx.length >= MIN_NUM_TDCS_PAGES && td!.opState !== OP_UNINITIALIZED)
+    check(td!.associatedVcpus === 0, TDX_FLUSHVP_NOT_DONE);
   td!.lifecycle = LC_BLOCKED;
   // KOT_STATE_HKID_FLUSHED: every package must write back its caches for the HKID first.
   td!.wbcachePending = true;

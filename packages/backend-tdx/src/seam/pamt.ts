@@ -34,7 +34,13 @@ export const PT_TDVPR = 6;
 export const PT_EPT = 8;
 
 export const PAGE_TYPE_NAMES: Record<number, string> = {
-  0: "NDA", 1: "RSVD", 3: "REG", 4: "TDR", 5: "TDCX", 6: "TDVPR", 8: "EPT",
+  0: "NDA",
+  1: "RSVD",
+  3: "REG",
+  4: "TDR",
+  5: "TDCX",
+  6: "TDVPR",
+  8: "EPT",
 };
 
 /** Types of pages a TD owns (in a block's `assigned` index): not NDA, not reserved. */
@@ -66,7 +72,11 @@ class PamtBlock {
   readonly assigned = new Int32Array(this.bytes, BLOCK_FRAMES * 8, BLOCK_FRAMES >>> 5);
   readonly type = new Uint8Array(this.bytes, BLOCK_FRAMES * 8 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
   /** The page's lock: -1 exclusive, n > 0 readers, 0 free; bit 6 (64) of `hp` the host-priority bit. */
-  readonly lockState = new Int8Array(this.bytes, BLOCK_FRAMES * 9 + (BLOCK_FRAMES >>> 3), BLOCK_FRAMES);
+  readonly lockState = new Int8Array(
+    this.bytes,
+    BLOCK_FRAMES * 9 + (BLOCK_FRAMES >>> 3),
+    BLOCK_FRAMES,
+  );
   /** How many granules of the block are assigned. */
   nAssigned = 0;
   /** The block's 2M entries: type, owner, BEPOCH, lock (as the 4K ones). */
@@ -310,7 +320,9 @@ export class Pamt {
 
   /** The lock of the PAMT entry of a leaf page at TDX `level`, as `tryLockAndRelease`. */
   tryLockLeafAndRelease(pfn: number, level: number, exclusive: boolean): boolean {
-    return level === 0 ? this.tryLockAndRelease(pfn, exclusive) : this.tryLock2mAndRelease(pfn, exclusive);
+    return level === 0
+      ? this.tryLockAndRelease(pfn, exclusive)
+      : this.tryLock2mAndRelease(pfn, exclusive);
   }
 
   /** The PAMT entry of a leaf page at TDX `level` becomes `type` of `owner`. */
@@ -330,7 +342,8 @@ export class Pamt {
       const blk = blocks[b];
       if (blk === undefined || blk.n2m === 0) continue;
       const start = b === from >>> BLOCK_SHIFT ? ((from & BLOCK_MASK) + 511) >>> 9 : 0;
-      for (let j = start; j < BLOCK_2M; j++) if (blk.type2m[j] !== PT_NDA && blk.owner2m[j] === owner) return b * BLOCK_FRAMES + j * 512;
+      for (let j = start; j < BLOCK_2M; j++)
+        if (blk.type2m[j] !== PT_NDA && blk.owner2m[j] === owner) return b * BLOCK_FRAMES + j * 512;
     }
     return -1;
   }
@@ -439,7 +452,11 @@ export class Pamt {
       const start = b === from >>> BLOCK_SHIFT ? from & BLOCK_MASK : 0;
       const assigned = blk.assigned;
       const ownerOf = blk.owner;
-      for (let i = nextSetBit(assigned, 0, assigned.length, start); i >= 0; i = nextSetBit(assigned, 0, assigned.length, i + 1)) {
+      for (
+        let i = nextSetBit(assigned, 0, assigned.length, start);
+        i >= 0;
+        i = nextSetBit(assigned, 0, assigned.length, i + 1)
+      ) {
         if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
       }
     }
@@ -448,7 +465,8 @@ export class Pamt {
 
   /** Every granule assigned to `owner` with its type, in ascending PFN order (for tests and tools). */
   *pagesOf(owner: number): Generator<[pfn: number, type: number]> {
-    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1)) yield [p, this.rawType(p)];
+    for (let p = this.nextPageOf(owner, 0); p >= 0; p = this.nextPageOf(owner, p + 1))
+      yield [p, this.rawType(p)];
   }
 
   /** Every entry not in its initial state, under its resource id (recording nothing: for the footprint audit). */
@@ -469,12 +487,25 @@ export class Pamt {
           if (reserved++ === 0) firstReserved = i;
           continue;
         }
-        out.set(this.fp.pamtId(b * BLOCK_FRAMES + i), `${blk.type[i]}/${blk.owner[i]}/${blk.bepoch[i]}/${blk.lockState[i]}`);
+        out.set(
+          this.fp.pamtId(b * BLOCK_FRAMES + i),
+          `${blk.type[i]}/${blk.owner[i]}/${blk.bepoch[i]}/${blk.lockState[i]}`,
+        );
       }
-      if (reserved > 0) out.set(this.fp.pamtId(b * BLOCK_FRAMES + firstReserved), `${reserved} reserved`);
+      if (reserved > 0)
+        out.set(this.fp.pamtId(b * BLOCK_FRAMES + firstReserved), `${reserved} reserved`);
       for (let j = 0; j < BLOCK_2M; j++) {
-        if (blk.type2m[j] === PT_NDA && blk.owner2m[j] === NO_TD && blk.bepoch2m[j] === 0 && blk.lock2m[j] === 0) continue;
-        out.set(this.fp.pamt2mId(b * BLOCK_FRAMES + j * 512), `2M ${blk.type2m[j]}/${blk.owner2m[j]}/${blk.bepoch2m[j]}/${blk.lock2m[j]}`);
+        if (
+          blk.type2m[j] === PT_NDA &&
+          blk.owner2m[j] === NO_TD &&
+          blk.bepoch2m[j] === 0 &&
+          blk.lock2m[j] === 0
+        )
+          continue;
+        out.set(
+          this.fp.pamt2mId(b * BLOCK_FRAMES + j * 512),
+          `2M ${blk.type2m[j]}/${blk.owner2m[j]}/${blk.bepoch2m[j]}/${blk.lock2m[j]}`,
+        );
       }
     }
   }

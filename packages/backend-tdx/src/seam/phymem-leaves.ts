@@ -7,7 +7,15 @@ import { MAX_PA_PFN, lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_TDR, TDX_LIFECYCLE_STATE_INCORRECT, TDX_OPERAND_BUSY, TDX_SUCCESS, TDX_OPERAND_INVALID, TDX_NO_HKID_READY_TO_WBCACHE, TDX_OPERAND_ADDR_RANGE_ERROR, TDX_PAGE_METADATA_INCORRECT,
+  OPERAND_RCX,
+  OPERAND_TDR,
+  TDX_LIFECYCLE_STATE_INCORRECT,
+  TDX_OPERAND_BUSY,
+  TDX_SUCCESS,
+  TDX_OPERAND_INVALID,
+  TDX_NO_HKID_READY_TO_WBCACHE,
+  TDX_OPERAND_ADDR_RANGE_ERROR,
+  TDX_PAGE_METADATA_INCORRECT,
   TDX_TD_ASSOCIATED_PAGES_EXIST,
 } from "./status.js";
 import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
@@ -19,7 +27,11 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   // is read (a live TD's TDR, held by a vCPU in guest mode, is busy); it ends at the 2M entry of
   // a 2 MiB page, which must then be named by its first PFN. A page that is not the TDR then
   // takes its owner's TDR lock shared.
-  check(m.pamt.tryLock2mAndRelease(pfn, m.pamt.type2m(pfn) !== PT_NDA), TDX_OPERAND_BUSY, OPERAND_RCX);
+  check(
+    m.pamt.tryLock2mAndRelease(pfn, m.pamt.type2m(pfn) !== PT_NDA),
+    TDX_OPERAND_BUSY,
+    OPERAND_RCX,
+  );
   const level = m.pamt.type2m(pfn) !== PT_NDA ? 1 : 0;
   if (level === 0) lockPage(m, pfn, true, OPERAND_RCX);
   const type = level === 0 ? m.pamt.type(pfn) : m.pamt.type2m(pfn);
@@ -60,7 +72,12 @@ export function phymemPageRdmdLeaf(m: SeamCore, _tdr: number, pfn: number): Seam
   const bepoch = type === PT_REG || type === PT_EPT ? m.pamt.leafBepoch(pfn, level) : 0;
   return {
     status: TDX_SUCCESS,
-    regs: { rcx: BigInt(type), rdx: owner === NO_TD ? 0n : BigInt(owner) << 12n, r8: BigInt(level), r9: BigInt(bepoch) },
+    regs: {
+      rcx: BigInt(type),
+      rdx: owner === NO_TD ? 0n : BigInt(owner) << 12n,
+      r8: BigInt(level),
+      r9: BigInt(bepoch),
+    },
   };
 }
 

@@ -7,19 +7,62 @@
  */
 import { CallCounts, packedZeros, type Clock } from "@tdpemu/backend-sdk";
 import { SeamFootprint } from "./seam-footprint.js";
-import { SEAMCALL_NAMES, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT } from "./leaves.js";
+import {
+  SEAMCALL_NAMES,
+  TDH_SYS_CONFIG,
+  TDH_SYS_INIT,
+  TDH_SYS_KEY_CONFIG,
+  TDH_SYS_LP_INIT,
+  TDH_SYS_TDMR_INIT,
+} from "./leaves.js";
 import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
-  type CallListener, type InjectedFault, type SeamResult, type SeamStats, SUCCESS, SeamError, check, injectedResult,
+  type CallListener,
+  type InjectedFault,
+  type SeamResult,
+  type SeamStats,
+  SUCCESS,
+  SeamError,
+  check,
+  injectedResult,
 } from "./seam-result.js";
-import { SeptPages, entryBigInt, levelState, septIndex, septPfn, septState, SEPT_NL_MAPPED } from "./sept.js";
-import { OPERAND_RCX, TDX_EPT_WALK_FAILED, TDX_PAGE_METADATA_INCORRECT, TDX_SUCCESS, TDX_SYS_NOT_READY, isBusy, isOk, statusName } from "./status.js";
-import { SYS_READY, SysState, TDMR_ALIGN_FRAMES, markReserved, type TdmrInfo } from "./sys-leaves.js";
+import {
+  SeptPages,
+  entryBigInt,
+  levelState,
+  septIndex,
+  septPfn,
+  septState,
+  SEPT_NL_MAPPED,
+} from "./sept.js";
+import {
+  OPERAND_RCX,
+  TDX_EPT_WALK_FAILED,
+  TDX_PAGE_METADATA_INCORRECT,
+  TDX_SUCCESS,
+  TDX_SYS_NOT_READY,
+  isBusy,
+  isOk,
+  statusName,
+} from "./status.js";
+import {
+  SYS_READY,
+  SysState,
+  TDMR_ALIGN_FRAMES,
+  markReserved,
+  type TdmrInfo,
+} from "./sys-leaves.js";
 import type { Td, TdVcpu } from "./td.js";
 
 /** A leaf's body: the checks and the change, given the module, the TD the call is for and its numeric operands. */
-export type LeafBody = (m: SeamCore, tdr: number, a: number, b: number, c: number, d: number) => SeamResult;
-
+export type LeafBody = (
+  m: SeamCore,
+  tdr: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+) => SeamResult;
 
 /** Per TD (by TDR): who hears of its calls, how many of each it has made, what to inject. */
 class TdCallLog {
@@ -35,9 +78,20 @@ class TdCallLog {
 export const PLATFORM_LPS = 64;
 
 /** The leaves the dispatcher lets through before SYS_READY (`tdx_vmm_dispatcher.c`); TDMR.INIT is not one. */
-const BEFORE_READY: ReadonlySet<number> = new Set([TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_SYS_CONFIG, TDH_SYS_KEY_CONFIG]);
+const BEFORE_READY: ReadonlySet<number> = new Set([
+  TDH_SYS_INIT,
+  TDH_SYS_LP_INIT,
+  TDH_SYS_CONFIG,
+  TDH_SYS_KEY_CONFIG,
+]);
 const SYS_NOT_READY_RESULT: SeamResult = Object.freeze({ status: TDX_SYS_NOT_READY });
-const BRING_UP_LEAVES = [TDH_SYS_INIT, TDH_SYS_LP_INIT, TDH_SYS_CONFIG, TDH_SYS_KEY_CONFIG, TDH_SYS_TDMR_INIT];
+const BRING_UP_LEAVES = [
+  TDH_SYS_INIT,
+  TDH_SYS_LP_INIT,
+  TDH_SYS_CONFIG,
+  TDH_SYS_KEY_CONFIG,
+  TDH_SYS_TDMR_INIT,
+];
 
 /** A module's state after its platform's bring-up, and the calls it took. */
 export interface BringUpRecord {
@@ -131,7 +185,10 @@ export class SeamCore {
     s.pkgConfigBitmap = 1;
     s.numInitPkgs = 1;
     s.globalHkid = 1;
-    const frames = Math.max(TDMR_ALIGN_FRAMES, Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES);
+    const frames = Math.max(
+      TDMR_ALIGN_FRAMES,
+      Math.ceil(totalFrames / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES,
+    );
     // The PAMT of this ready-made platform lies outside its frames: no reserved area.
     s.tdmrs = [{ base: 0, frames, lastInitialized: frames, rsvd: [] }];
     s.state = SYS_READY;
@@ -141,7 +198,10 @@ export class SeamCore {
   bringUpRecord(): BringUpRecord {
     const sys = new SysState(this.sys.numLps, this.sys.numPkgs);
     sys.copyFrom(this.sys);
-    return { sys, calls: BRING_UP_LEAVES.map((leaf) => [leaf, this.platformCalls.get(leaf)] as const) };
+    return {
+      sys,
+      calls: BRING_UP_LEAVES.map((leaf) => [leaf, this.platformCalls.get(leaf)] as const),
+    };
   }
 
   /** A cold module takes the state a bring-up of the same platform left (`bringUpRecord`), its counts included. */
@@ -208,13 +268,18 @@ export class SeamCore {
     for (const [pfn, data] of this.plaintext) out.set(this.fp.plainId(pfn), data);
     for (const [tdr, log] of this.logs) {
       if (log.injected.length === 0) continue;
-      for (let leaf = 0; leaf < log.counts.length; leaf++) out.set(this.fp.platformId(1 + leaf), `${tdr}:${log.counts[leaf]}`);
+      for (let leaf = 0; leaf < log.counts.length; leaf++)
+        out.set(this.fp.platformId(1 + leaf), `${tdr}:${log.counts[leaf]}`);
     }
   }
 
   /** Platform-wide counts of calls (names in first-call order), BUSY statuses and errors, as of now. */
   get stats(): SeamStats {
-    return { calls: this.platformCalls.record(), busy: this.busyCount, errors: { ...this.errorCounts } };
+    return {
+      calls: this.platformCalls.record(),
+      busy: this.busyCount,
+      errors: { ...this.errorCounts },
+    };
   }
 
   /** `listener` hears of every call made for the TD `tdr` (its VMM's counters and events). */
@@ -245,16 +310,26 @@ export class SeamCore {
    * Runs one leaf on behalf of the TD `tdr` (NO_TD when no TD is involved): counts it, applies
    * injected faults, turns a failed check into its status, and tells the TD's listener.
    */
-  protected call(leaf: number, tdr: number, a: number, b: number, c: number, d: number, body: LeafBody): SeamResult {
+  protected call(
+    leaf: number,
+    tdr: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    body: LeafBody,
+  ): SeamResult {
     this.platformCalls.add(leaf);
     const log = this.logOf(tdr);
     const n = ++log.counts[leaf]!;
     // With a fault injected, which call is the nth depends on the order of the calls: the
     // counter is shared state then.
     if (log.injected.length !== 0) this.fp.write(this.fp.platformId(1 + leaf));
-    let r = log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
+    let r =
+      log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
     // tdx_vmm_dispatcher: until the platform is SYS_READY only the bring-up leaves run.
-    if (r === null && this.sys.state !== SYS_READY && !BEFORE_READY.has(leaf)) r = SYS_NOT_READY_RESULT;
+    if (r === null && this.sys.state !== SYS_READY && !BEFORE_READY.has(leaf))
+      r = SYS_NOT_READY_RESULT;
     if (r === null) {
       this.lockedTdr = Number.NaN;
       try {
@@ -274,7 +349,9 @@ export class SeamCore {
     const pamt = this.pamt;
     // While recording, what the lookup reads must be read (and recorded) every time.
     if (this.fp.recording) return pamt.type(tdr) === PT_TDR ? this.tds.get(tdr) : undefined;
-    const pamtSame = this.cachedTdrIsTdr ? this.cachedTdControlVersion === pamt.controlPageVersion : this.cachedTdPamtVersion === pamt.version;
+    const pamtSame = this.cachedTdrIsTdr
+      ? this.cachedTdControlVersion === pamt.controlPageVersion
+      : this.cachedTdPamtVersion === pamt.version;
     if (tdr !== this.cachedTdr || !pamtSame || this.cachedTdVersion !== this.tdsVersion) {
       this.cachedTd = this.tds.get(tdr);
       this.cachedTdr = tdr;
@@ -297,8 +374,12 @@ export class SeamCore {
       this.lookUpVcpu(tdvpr);
       return this.cachedVcpu;
     }
-    const pamtSame = this.cachedType === PT_TDVPR ? this.cachedVcpuControlVersion === pamt.controlPageVersion : this.cachedPamtVersion === pamt.version;
-    if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion) this.lookUpVcpu(tdvpr);
+    const pamtSame =
+      this.cachedType === PT_TDVPR
+        ? this.cachedVcpuControlVersion === pamt.controlPageVersion
+        : this.cachedPamtVersion === pamt.version;
+    if (tdvpr !== this.cachedTdvpr || !pamtSame || this.cachedVcpuVersion !== this.tdsVersion)
+      this.lookUpVcpu(tdvpr);
     return this.cachedVcpu;
   }
 
@@ -315,7 +396,11 @@ export class SeamCore {
    */
   private lookUpVcpu(tdvpr: number): void {
     const owner = this.pamt.owner(tdvpr);
-    if (tdvpr !== this.cachedTdvpr || owner !== this.cachedOwner || this.cachedVcpuVersion !== this.tdsVersion) {
+    if (
+      tdvpr !== this.cachedTdvpr ||
+      owner !== this.cachedOwner ||
+      this.cachedVcpuVersion !== this.tdsVersion
+    ) {
       const td = this.tds.get(owner);
       this.cachedVcpuTd = td;
       this.cachedVcpu = td?.vcpus.get(tdvpr);
@@ -330,7 +415,8 @@ export class SeamCore {
 
   private countFailure(status: bigint): void {
     if (isBusy(status)) this.busyCount++;
-    if (!isOk(status)) this.errorCounts[statusName(status)] = (this.errorCounts[statusName(status)] ?? 0) + 1;
+    if (!isOk(status))
+      this.errorCounts[statusName(status)] = (this.errorCounts[statusName(status)] ?? 0) + 1;
   }
 
   /** The TD of a TDVPR page, with the vCPU in `foundVcpu`. */
@@ -351,7 +437,11 @@ export class SeamCore {
     if (!this.tryWalk(td, gfn, level)) {
       const lo = this.walkStopLo;
       const hi = this.walkStopHi;
-      throw new SeamError({ status: TDX_EPT_WALK_FAILED + OPERAND_RCX, entry: entryBigInt(lo, hi), levelState: levelState(this.walkStopLevel, this.walkStopState) });
+      throw new SeamError({
+        status: TDX_EPT_WALK_FAILED + OPERAND_RCX,
+        entry: entryBigInt(lo, hi),
+        levelState: levelState(this.walkStopLevel, this.walkStopState),
+      });
     }
   }
 
@@ -405,7 +495,12 @@ export class SeamCore {
   rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
     // While recording, the walk must read (and record) the entries above the table.
     if (this.fp.recording) return undefined;
-    if (this.leafVersion !== this.sept.version || this.leafRoot !== td.septRoot || this.leafBlock !== Math.floor(gfn / 512)) return undefined;
+    if (
+      this.leafVersion !== this.sept.version ||
+      this.leafRoot !== td.septRoot ||
+      this.leafBlock !== Math.floor(gfn / 512)
+    )
+      return undefined;
     return this.leafTable;
   }
 

@@ -58,7 +58,10 @@ export class SeamFootprint {
   }
 
   septId(page: number, index: number): number {
-    return resourceId(this.septSpace, page < SEPT_PFN_LIMIT ? page * 512 + index : 0xfffffe00 + index);
+    return resourceId(
+      this.septSpace,
+      page < SEPT_PFN_LIMIT ? page * 512 + index : 0xfffffe00 + index,
+    );
   }
 
   pamtId(pfn: number): number {

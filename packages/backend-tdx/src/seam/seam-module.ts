@@ -19,32 +19,111 @@
  * bit masks, and the event text is made only when the TD's listener asks for it.
  */
 import {
-  SEAMCALL_NAMES, TDG_MEM_PAGE_ACCEPT, TDH_MEM_PAGE_ADD, TDH_MEM_PAGE_AUG, TDH_MEM_PAGE_DEMOTE, TDH_MEM_PAGE_PROMOTE, TDH_MEM_PAGE_REMOVE, TDH_MEM_RANGE_BLOCK,
-  TDH_MEM_RANGE_UNBLOCK, TDH_MEM_SEPT_ADD, TDH_MEM_SEPT_REMOVE, TDH_MEM_TRACK, TDH_MNG_ADDCX, TDH_MNG_CREATE,
-  TDH_MNG_INIT, TDH_MNG_KEY_CONFIG, TDH_MNG_KEY_FREEID, TDH_MNG_VPFLUSHDONE, TDH_MR_EXTEND, TDH_MR_FINALIZE,
-  TDH_PHYMEM_CACHE_WB, TDH_PHYMEM_PAGE_RDMD, TDH_SYS_CONFIG, TDH_SYS_INIT, TDH_SYS_KEY_CONFIG, TDH_SYS_LP_INIT, TDH_SYS_TDMR_INIT, TDH_MNG_RD, TDH_VP_RD, TDH_VP_WR, TDH_PHYMEM_PAGE_RECLAIM, TDH_PHYMEM_PAGE_WBINVD, TDH_VP_ADDCX, TDH_VP_CREATE, TDH_VP_INIT, TDH_VP_ENTER, TDH_VP_FLUSH,
+  SEAMCALL_NAMES,
+  TDG_MEM_PAGE_ACCEPT,
+  TDH_MEM_PAGE_ADD,
+  TDH_MEM_PAGE_AUG,
+  TDH_MEM_PAGE_DEMOTE,
+  TDH_MEM_PAGE_PROMOTE,
+  TDH_MEM_PAGE_REMOVE,
+  TDH_MEM_RANGE_BLOCK,
+  TDH_MEM_RANGE_UNBLOCK,
+  TDH_MEM_SEPT_ADD,
+  TDH_MEM_SEPT_REMOVE,
+  TDH_MEM_TRACK,
+  TDH_MNG_ADDCX,
+  TDH_MNG_CREATE,
+  TDH_MNG_INIT,
+  TDH_MNG_KEY_CONFIG,
+  TDH_MNG_KEY_FREEID,
+  TDH_MNG_VPFLUSHDONE,
+  TDH_MR_EXTEND,
+  TDH_MR_FINALIZE,
+  TDH_PHYMEM_CACHE_WB,
+  TDH_PHYMEM_PAGE_RDMD,
+  TDH_SYS_CONFIG,
+  TDH_SYS_INIT,
+  TDH_SYS_KEY_CONFIG,
+  TDH_SYS_LP_INIT,
+  TDH_SYS_TDMR_INIT,
+  TDH_MNG_RD,
+  TDH_VP_RD,
+  TDH_VP_WR,
+  TDH_PHYMEM_PAGE_RECLAIM,
+  TDH_PHYMEM_PAGE_WBINVD,
+  TDH_VP_ADDCX,
+  TDH_VP_CREATE,
+  TDH_VP_INIT,
+  TDH_VP_ENTER,
+  TDH_VP_FLUSH,
 } from "./leaves.js";
 import { guestTranslate, guestWrite, tdgMemPageAcceptLeaf } from "./guest-leaves.js";
 import { entryAt, hostRead, mappedPfn, septEntries } from "./host-reads.js";
 import {
-  memPageAddLeaf, memPageAugLeaf, memPageDemoteLeaf, memPagePromoteLeaf, memPageRemoveLeaf, memRangeBlockLeaf, memRangeUnblockLeaf, memSeptAddLeaf,
-  memSeptRemoveLeaf, memTrackLeaf,
+  memPageAddLeaf,
+  memPageAugLeaf,
+  memPageDemoteLeaf,
+  memPagePromoteLeaf,
+  memPageRemoveLeaf,
+  memRangeBlockLeaf,
+  memRangeUnblockLeaf,
+  memSeptAddLeaf,
+  memSeptRemoveLeaf,
+  memTrackLeaf,
 } from "./mem-leaves.js";
 import {
-  mngAddcxLeaf, mngCreateLeaf, mngInitLeaf, mngKeyConfigLeaf, mngKeyFreeidLeaf, mngVpflushdoneLeaf,
+  mngAddcxLeaf,
+  mngCreateLeaf,
+  mngInitLeaf,
+  mngKeyConfigLeaf,
+  mngKeyFreeidLeaf,
+  mngVpflushdoneLeaf,
 } from "./mng-leaves.js";
 import { mrExtendLeaf, mrFinalizeLeaf } from "./mr-leaves.js";
-import { phymemCacheWbLeaf, phymemPageRdmdLeaf, phymemPageReclaimLeaf, phymemPageWbinvdLeaf } from "./phymem-leaves.js";
+import {
+  phymemCacheWbLeaf,
+  phymemPageRdmdLeaf,
+  phymemPageReclaimLeaf,
+  phymemPageWbinvdLeaf,
+} from "./phymem-leaves.js";
 import { SeamCore } from "./seam-core.js";
 import { NO_TD } from "./pamt.js";
 import { mngRdLeaf, vpRdLeaf, vpWrLeaf } from "./md-leaves.js";
 import { ACCEPT_EXITED, EPT_VIOLATION, type GuestExit, type SeamResult } from "./seam-result.js";
-import { LC_BLOCKED, LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./td.js";
-import { type TdmrInfo, sysConfigLeaf, sysInitLeaf, sysKeyConfigLeaf, sysLpInitLeaf, sysTdmrInitLeaf } from "./sys-leaves.js";
-import { tdExit, vpAddcxLeaf, vpCreateLeaf, vpEnterLeaf, vpFlushLeaf, vpInitLeaf } from "./vp-leaves.js";
+import {
+  LC_BLOCKED,
+  LC_HKID_ASSIGNED,
+  LC_KEYS_CONFIGURED,
+  LC_TEARDOWN,
+  OP_INITIALIZED,
+  OP_RUNNABLE,
+  type Td,
+} from "./td.js";
+import {
+  type TdmrInfo,
+  sysConfigLeaf,
+  sysInitLeaf,
+  sysKeyConfigLeaf,
+  sysLpInitLeaf,
+  sysTdmrInitLeaf,
+} from "./sys-leaves.js";
+import {
+  tdExit,
+  vpAddcxLeaf,
+  vpCreateLeaf,
+  vpEnterLeaf,
+  vpFlushLeaf,
+  vpInitLeaf,
+} from "./vp-leaves.js";
 
 export { SEAMCALL_NAMES };
-export type { CallListener, GuestExit, InjectedFault, SeamResult, SeamStats } from "./seam-result.js";
+export type {
+  CallListener,
+  GuestExit,
+  InjectedFault,
+  SeamResult,
+  SeamStats,
+} from "./seam-result.js";
 
 export class SeamModule extends SeamCore {
   // ------------------------------------------------------------------ TD management
@@ -66,7 +145,15 @@ export class SeamModule extends SeamCore {
 
   /** TDH.MNG.INIT: TD parameters (GPAW, attributes); the S-EPT root is set up. */
   mngInit(tdr: number, params: { gpaw: number; septVeDisable: boolean }): SeamResult {
-    return this.call(TDH_MNG_INIT, tdr, params.gpaw, params.septVeDisable ? 1 : 0, 0, 0, mngInitLeaf);
+    return this.call(
+      TDH_MNG_INIT,
+      tdr,
+      params.gpaw,
+      params.septVeDisable ? 1 : 0,
+      0,
+      0,
+      mngInitLeaf,
+    );
   }
 
   /** TDH.VP.CREATE + TDH.VP.INIT on logical processor `lp`: a vCPU's TDVPR page, associated with `lp`. */
@@ -143,7 +230,14 @@ export class SeamModule extends SeamCore {
    * TDH.MEM.PAGE.ADD (before finalize): a FREE 4K leaf becomes MAPPED over `page`, which gets the
    * content of `source` (a shared page) under the TD's key, and MRTD is extended.
    */
-  memPageAdd(gpa: number, level: number, tdr: number, page: number, source: number, content = ""): SeamResult {
+  memPageAdd(
+    gpa: number,
+    level: number,
+    tdr: number,
+    page: number,
+    source: number,
+    content = "",
+  ): SeamResult {
     this.addContent = content;
     return this.call(TDH_MEM_PAGE_ADD, tdr, gpa, level, page, source, memPageAddLeaf);
   }
@@ -196,7 +290,15 @@ export class SeamModule extends SeamCore {
    * TDR only once all its other pages are back.
    */
   phymemPageReclaim(pfn: number): SeamResult {
-    return this.call(TDH_PHYMEM_PAGE_RECLAIM, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageReclaimLeaf);
+    return this.call(
+      TDH_PHYMEM_PAGE_RECLAIM,
+      this.pamt.leafOwner(pfn),
+      pfn,
+      0,
+      0,
+      0,
+      phymemPageReclaimLeaf,
+    );
   }
 
   // ------------------------------------------------------------------ metadata
@@ -210,7 +312,15 @@ export class SeamModule extends SeamCore {
   /** TDH.VP.RD of field `id` of vCPU `tdvpr`, on logical processor `lp`: `regs.r8` the value. */
   vpRd(tdvpr: number, lp: number, id: bigint): SeamResult {
     this.mdOperands.id = id;
-    return this.call(TDH_VP_RD, this.pamt.owner(tdvpr), tdvpr, lp, Number(id & 0xffffffffn), Number(id >> 32n), vpRdLeaf);
+    return this.call(
+      TDH_VP_RD,
+      this.pamt.owner(tdvpr),
+      tdvpr,
+      lp,
+      Number(id & 0xffffffffn),
+      Number(id >> 32n),
+      vpRdLeaf,
+    );
   }
 
   /** TDH.VP.WR of `value` under `mask` into field `id` of vCPU `tdvpr`, on `lp`: `regs.r8` the old value. */
@@ -218,7 +328,15 @@ export class SeamModule extends SeamCore {
     this.mdOperands.id = id;
     this.mdOperands.value = value;
     this.mdOperands.mask = mask;
-    return this.call(TDH_VP_WR, this.pamt.owner(tdvpr), tdvpr, lp, Number(id & 0xffffffffn), Number(id >> 32n), vpWrLeaf);
+    return this.call(
+      TDH_VP_WR,
+      this.pamt.owner(tdvpr),
+      tdvpr,
+      lp,
+      Number(id & 0xffffffffn),
+      Number(id >> 32n),
+      vpWrLeaf,
+    );
   }
 
   // ------------------------------------------------------------------ the platform's bring-up
@@ -251,7 +369,15 @@ export class SeamModule extends SeamCore {
 
   /** TDH.PHYMEM.PAGE.RDMD: the page's PAMT metadata (`regs`: RCX type, RDX owner, R8 size, R9 BEPOCH). */
   phymemPageRdmd(pfn: number): SeamResult {
-    return this.call(TDH_PHYMEM_PAGE_RDMD, this.pamt.leafOwner(pfn), pfn, 0, 0, 0, phymemPageRdmdLeaf);
+    return this.call(
+      TDH_PHYMEM_PAGE_RDMD,
+      this.pamt.leafOwner(pfn),
+      pfn,
+      0,
+      0,
+      0,
+      phymemPageRdmdLeaf,
+    );
   }
 
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */
@@ -272,7 +398,15 @@ export class SeamModule extends SeamCore {
    * violation) so it can AUG the page; the guest then retries.
    */
   tdgMemPageAccept(tdvpr: number, gpa: number, level: number): SeamResult | GuestExit {
-    const r = this.call(TDG_MEM_PAGE_ACCEPT, this.pamt.owner(tdvpr), tdvpr, gpa, level, 0, tdgMemPageAcceptLeaf);
+    const r = this.call(
+      TDG_MEM_PAGE_ACCEPT,
+      this.pamt.owner(tdvpr),
+      tdvpr,
+      gpa,
+      level,
+      0,
+      tdgMemPageAcceptLeaf,
+    );
     return r === ACCEPT_EXITED ? EPT_VIOLATION : r;
   }
 
@@ -307,5 +441,11 @@ export class SeamModule extends SeamCore {
   }
 }
 
-
-export { LC_HKID_ASSIGNED, LC_KEYS_CONFIGURED, LC_BLOCKED, LC_TEARDOWN, OP_INITIALIZED, OP_RUNNABLE };
+export {
+  LC_HKID_ASSIGNED,
+  LC_KEYS_CONFIGURED,
+  LC_BLOCKED,
+  LC_TEARDOWN,
+  OP_INITIALIZED,
+  OP_RUNNABLE,
+};

@@ -50,7 +50,15 @@ export interface SeamStats {
  * measured about 30 instructions a call cheaper than a closure made per TD.
  */
 export interface CallListener {
-  seamcallDone(leaf: number, r: SeamResult, tdr: number, a: number, b: number, c: number, d: number): void;
+  seamcallDone(
+    leaf: number,
+    r: SeamResult,
+    tdr: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+  ): void;
 }
 
 /** The result of every call that succeeds with nothing more to say: shared, so never changed. */
@@ -58,7 +66,10 @@ export const SUCCESS: SeamResult = Object.freeze({ status: TDX_SUCCESS });
 export const EPT_VIOLATION: GuestExit = Object.freeze({ exit: "ept-violation" });
 export const PENDING_EPT_VIOLATION: GuestExit = Object.freeze({ exit: "pending-ept-violation" });
 /** The result of a TDG.MEM.PAGE.ACCEPT that ended in an EPT-violation TD exit (see `SeamResult.tdExit`). */
-export const ACCEPT_EXITED: SeamResult = Object.freeze({ status: TDX_SUCCESS, tdExit: "ept-violation" });
+export const ACCEPT_EXITED: SeamResult = Object.freeze({
+  status: TDX_SUCCESS,
+  tdExit: "ept-violation",
+});
 
 export const ok = (): SeamResult => SUCCESS;
 
@@ -87,10 +98,15 @@ export function check(cond: boolean, status: bigint, operand = 0n): void {
 }
 
 /** The status an injected fault gives the `n`th call named `name` (the last matching fault wins), or null. */
-export function injectedResult(faults: readonly InjectedFault[], name: string, n: number): SeamResult | null {
+export function injectedResult(
+  faults: readonly InjectedFault[],
+  name: string,
+  n: number,
+): SeamResult | null {
   let r: SeamResult | null = null;
   for (const f of faults) {
-    if (f.call === name && n >= f.nth && n < f.nth + f.times) r = { status: f.status, injected: true };
+    if (f.call === name && n >= f.nth && n < f.nth + f.times)
+      r = { status: f.status, injected: true };
   }
   return r;
 }

@@ -19,7 +19,13 @@ export const SEPT_NL_BLOCKED = 0x81;
 export const SEPT_NL_MAPPED = 0x84;
 
 export const SEPT_STATE_NAMES: Record<number, string> = {
-  0: "FREE", 1: "BLOCKED", 2: "PENDING", 3: "PENDING_BLOCKED", 4: "MAPPED", 0x81: "NL_BLOCKED", 0x84: "NL_MAPPED",
+  0: "FREE",
+  1: "BLOCKED",
+  2: "PENDING",
+  3: "PENDING_BLOCKED",
+  4: "MAPPED",
+  0x81: "NL_BLOCKED",
+  0x84: "NL_MAPPED",
 };
 
 // low half
@@ -98,7 +104,7 @@ export function septEntryHi(state: number, pfn: number): number {
 function entryLo32(state: number, pfn: number): number {
   if (state === SEPT_FREE) return SEPT_FREE_LO;
   // PFNs below 2^32 (hosts up to 16 TiB) take integer math; the rest the exact double math.
-  const pfnLo = (pfn >>> 0) === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
+  const pfnLo = pfn >>> 0 === pfn ? (pfn & 0xfffff) << 12 : (pfn % 0x100000) << 12;
   const leafBits = (state & 0x80) === 0 ? LEAF_BITS : 0;
   const rwx = state === SEPT_NL_MAPPED || state === SEPT_MAPPED ? RWX : 0;
   return pfnLo | leafBits | rwx;
@@ -106,13 +112,21 @@ function entryLo32(state: number, pfn: number): number {
 
 function entryHi32(state: number, pfn: number): number {
   if (state === SEPT_FREE) return FREE_HI32;
-  const pfnHi = (pfn >>> 0) === pfn ? pfn >>> 20 : Math.floor(pfn / 0x100000) & HI_PFN_MASK;
+  const pfnHi = pfn >>> 0 === pfn ? pfn >>> 20 : Math.floor(pfn / 0x100000) & HI_PFN_MASK;
   let bits = 0;
   switch (state) {
-    case SEPT_NL_BLOCKED: bits = TDB; break;
-    case SEPT_PENDING: bits = TDP; break;
-    case SEPT_BLOCKED: bits = TDB; break;
-    case SEPT_PENDING_BLOCKED: bits = TDB | TDP; break;
+    case SEPT_NL_BLOCKED:
+      bits = TDB;
+      break;
+    case SEPT_PENDING:
+      bits = TDP;
+      break;
+    case SEPT_BLOCKED:
+      bits = TDB;
+      break;
+    case SEPT_PENDING_BLOCKED:
+      bits = TDB | TDP;
+      break;
   }
   return pfnHi | SVE32 | bits;
 }
@@ -207,7 +221,7 @@ export class SeptPages {
   init(pfn: number): Uint32Array {
     const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
     t.set(FREE_TABLE);
-    t[SEPT_PAGE_PFN] = (pfn >>> 0) === pfn ? pfn : 0xffffffff;
+    t[SEPT_PAGE_PFN] = pfn >>> 0 === pfn ? pfn : 0xffffffff;
     // No entry is recorded as written: the page is reached only through the entry that links
     // it (TDH.MEM.SEPT.ADD writes that), and an entry of a page nobody can reach is no one's.
     this.put(pfn, t);
@@ -216,7 +230,7 @@ export class SeptPages {
   }
 
   get(pfn: number): Uint32Array | undefined {
-    if ((pfn >>> 0) !== pfn) return this.others.get(pfn);
+    if (pfn >>> 0 !== pfn) return this.others.get(pfn);
     return this.blocks[pfn >>> 9]?.[pfn & 511];
   }
 
@@ -247,7 +261,9 @@ export class SeptPages {
   /** A page stops being an S-EPT page (RECLAIM at teardown may drop one with entries left): its used entries are written. */
   private writeUsed(t: Uint32Array): void {
     const page = t[SEPT_PAGE_PFN]!;
-    for (let i = 0; i < 512; i++) if (t[2 * i] !== SEPT_FREE_LO || t[2 * i + 1] !== SEPT_FREE_HI) this.fp.write(this.fp.septId(page, i));
+    for (let i = 0; i < 512; i++)
+      if (t[2 * i] !== SEPT_FREE_LO || t[2 * i + 1] !== SEPT_FREE_HI)
+        this.fp.write(this.fp.septId(page, i));
   }
 
   /** The resource of the entry at `off` of `table` (for the audit). */
@@ -300,7 +316,8 @@ export class SeptPages {
       blk[pfn & 511] = undefined;
     }
     this.held.length = 0;
-    for (const blk of this.blocks) if (blk !== undefined && spareLookup.length < SPARE_LOOKUP_MAX) spareLookup.push(blk);
+    for (const blk of this.blocks)
+      if (blk !== undefined && spareLookup.length < SPARE_LOOKUP_MAX) spareLookup.push(blk);
     this.blocks.length = 0;
     this.others.clear();
     this.size = 0;
@@ -309,7 +326,7 @@ export class SeptPages {
 
   private put(pfn: number, t: Uint32Array | undefined): void {
     const had = this.get(pfn) !== undefined;
-    if ((pfn >>> 0) !== pfn) {
+    if (pfn >>> 0 !== pfn) {
       if (t) this.others.set(pfn, t);
       else this.others.delete(pfn);
     } else {
@@ -338,6 +355,6 @@ export class SeptPages {
 export function septIndex(gfn: number, level: number): number {
   // GFNs below 2^32 (GPAs below 16 TiB) by shift and mask; above, exact double math. Level 4
   // (5-level S-EPT) would shift by 36: every GFN below 2^32 is in entry 0 there.
-  if ((gfn >>> 0) === gfn) return level < 4 ? (gfn >>> (9 * level)) & 511 : 0;
+  if (gfn >>> 0 === gfn) return level < 4 ? (gfn >>> (9 * level)) & 511 : 0;
   return Math.floor(gfn / 512 ** level) % 512;
 }

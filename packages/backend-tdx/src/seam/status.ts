@@ -152,7 +152,11 @@ export function isBusy(s: bigint): boolean {
   // SUCCESS first: no bigint arithmetic (which allocates) for the common case.
   if (s === TDX_SUCCESS) return false;
   const c = statusClass(s);
-  return c === TDX_OPERAND_BUSY || c === TDX_OPERAND_BUSY_HOST_PRIORITY || c === TDX_PREVIOUS_TLB_EPOCH_BUSY;
+  return (
+    c === TDX_OPERAND_BUSY ||
+    c === TDX_OPERAND_BUSY_HOST_PRIORITY ||
+    c === TDX_PREVIOUS_TLB_EPOCH_BUSY
+  );
 }
 
 /** Success, or a warning (class 0x0…): bit 63 clear. */
@@ -172,6 +176,12 @@ export function formatStatus(s: bigint): string {
 }
 
 const OPERAND_NAMES = new Map<bigint, string>([
-  [OPERAND_RCX, "RCX"], [OPERAND_RDX, "RDX"], [OPERAND_R8, "R8"], [OPERAND_R9, "R9"], [OPERAND_TDR, "TDR"],
-  [OPERAND_SEPT_TREE, "SEPT_TREE"], [OPERAND_TD_EPOCH, "TD_EPOCH"], [OPERAND_OP_STATE, "OP_STATE"],
+  [OPERAND_RCX, "RCX"],
+  [OPERAND_RDX, "RDX"],
+  [OPERAND_R8, "R8"],
+  [OPERAND_R9, "R9"],
+  [OPERAND_TDR, "TDR"],
+  [OPERAND_SEPT_TREE, "SEPT_TREE"],
+  [OPERAND_TD_EPOCH, "TD_EPOCH"],
+  [OPERAND_OP_STATE, "OP_STATE"],
 ]);

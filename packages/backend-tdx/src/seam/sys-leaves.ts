@@ -18,10 +18,26 @@ import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import { MAX_PA_PFN } from "./leaf-checks.js";
 import {
-  OPERAND_R8, OPERAND_RCX, OPERAND_RDX, TDX_INVALID_PAMT, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_TDMR, TDX_KEY_CONFIGURED,
-  TDX_NON_ORDERED_RESERVED_IN_TDMR, TDX_NON_ORDERED_TDMR, TDX_OPERAND_INVALID, TDX_PAMT_OUTSIDE_CMRS, TDX_PAMT_OVERLAP, TDX_SUCCESS,
-  TDX_SYS_CONFIG_NOT_PENDING, TDX_SYS_INIT_NOT_PENDING, TDX_SYS_KEY_CONFIG_NOT_PENDING, TDX_SYS_LP_INIT_DONE,
-  TDX_SYS_LP_INIT_NOT_PENDING, TDX_TDMR_ALREADY_INITIALIZED, TDX_TDMR_OUTSIDE_CMRS,
+  OPERAND_R8,
+  OPERAND_RCX,
+  OPERAND_RDX,
+  TDX_INVALID_PAMT,
+  TDX_INVALID_RESERVED_IN_TDMR,
+  TDX_INVALID_TDMR,
+  TDX_KEY_CONFIGURED,
+  TDX_NON_ORDERED_RESERVED_IN_TDMR,
+  TDX_NON_ORDERED_TDMR,
+  TDX_OPERAND_INVALID,
+  TDX_PAMT_OUTSIDE_CMRS,
+  TDX_PAMT_OVERLAP,
+  TDX_SUCCESS,
+  TDX_SYS_CONFIG_NOT_PENDING,
+  TDX_SYS_INIT_NOT_PENDING,
+  TDX_SYS_KEY_CONFIG_NOT_PENDING,
+  TDX_SYS_LP_INIT_DONE,
+  TDX_SYS_LP_INIT_NOT_PENDING,
+  TDX_TDMR_ALREADY_INITIALIZED,
+  TDX_TDMR_OUTSIDE_CMRS,
 } from "./status.js";
 
 export const SYSINIT_PENDING = 0;
@@ -110,7 +126,11 @@ export class SysState {
    */
   usableFrames(): number {
     let end = 0;
-    for (const t of this.tdmrs) end = Math.max(end, t.base + Math.floor((t.lastInitialized - t.base) / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES);
+    for (const t of this.tdmrs)
+      end = Math.max(
+        end,
+        t.base + Math.floor((t.lastInitialized - t.base) / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES,
+      );
     return end;
   }
 }
@@ -153,20 +173,31 @@ export function sysConfigLeaf(m: SeamCore, _tdr: number, count: number, hkid: nu
   const s = m.sys;
   const info = m.tdmrInfo;
   check(s.state === SYSINIT_DONE && s.numInitLps === s.numLps, TDX_SYS_CONFIG_NOT_PENDING);
-  check(Number.isInteger(count) && count >= 1 && count <= MAX_TDMRS && count <= info.length, TDX_OPERAND_INVALID, OPERAND_RDX);
+  check(
+    Number.isInteger(count) && count >= 1 && count <= MAX_TDMRS && count <= info.length,
+    TDX_OPERAND_INVALID,
+    OPERAND_RDX,
+  );
   check(Number.isInteger(hkid) && hkid > 0 && hkid < 0x10000, TDX_OPERAND_INVALID, OPERAND_R8);
   // An entry has 16 reserved-area slots: a 17th cannot be written into the array RCX points to.
-  for (let i = 0; i < count; i++) check(info[i]!.rsvd.length <= MAX_RESERVED_AREAS, TDX_OPERAND_INVALID, OPERAND_RCX);
+  for (let i = 0; i < count; i++)
+    check(info[i]!.rsvd.length <= MAX_RESERVED_AREAS, TDX_OPERAND_INVALID, OPERAND_RCX);
   const cmrEnd = m.pamt.totalFrames;
   for (let i = 0; i < count; i++) {
     const t = info[i]!;
-    check(Number.isInteger(t.base) && Number.isInteger(t.frames) && t.base >= 0, multi(TDX_INVALID_TDMR, i));
+    check(
+      Number.isInteger(t.base) && Number.isInteger(t.frames) && t.base >= 0,
+      multi(TDX_INVALID_TDMR, i),
+    );
     if (i > 0) {
       const prev = info[i - 1]!;
       check(t.base >= prev.base, multi(TDX_NON_ORDERED_TDMR, i));
       check(t.base >= prev.base + prev.frames, multi(TDX_NON_ORDERED_TDMR, i));
     }
-    check(t.base % TDMR_ALIGN_FRAMES === 0 && t.frames > 0 && t.frames % TDMR_ALIGN_FRAMES === 0, multi(TDX_INVALID_TDMR, i));
+    check(
+      t.base % TDMR_ALIGN_FRAMES === 0 && t.frames > 0 && t.frames % TDMR_ALIGN_FRAMES === 0,
+      multi(TDX_INVALID_TDMR, i),
+    );
     check(t.base + t.frames <= MAX_PA_PFN, multi(TDX_INVALID_TDMR, i));
     checkReservedAreas(t, i);
     checkPamtAreas(info, i, cmrEnd);
@@ -174,8 +205,12 @@ export function sysConfigLeaf(m: SeamCore, _tdr: number, count: number, hkid: nu
   }
   s.globalHkid = hkid;
   s.tdmrs = info.slice(0, count).map((t) => ({
-    base: t.base, frames: t.frames, lastInitialized: t.base,
-    rsvd: t.rsvd.filter((r) => r.frames > 0).map((r) => ({ base: t.base + r.offset, frames: r.frames })),
+    base: t.base,
+    frames: t.frames,
+    lastInitialized: t.base,
+    rsvd: t.rsvd
+      .filter((r) => r.frames > 0)
+      .map((r) => ({ base: t.base + r.offset, frames: r.frames })),
   }));
   s.pkgConfigBitmap = 0;
   s.state = SYSCONFIG_DONE;
@@ -192,10 +227,16 @@ function checkReservedAreas(t: TdmrInfo, i: number): void {
   for (let j = 0; j < t.rsvd.length; j++) {
     const r = t.rsvd[j]!;
     if (r.frames === 0) {
-      check(j + 1 >= t.rsvd.length || t.rsvd[j + 1]!.frames === 0, multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j));
+      check(
+        j + 1 >= t.rsvd.length || t.rsvd[j + 1]!.frames === 0,
+        multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j),
+      );
       continue;
     }
-    check(Number.isInteger(r.offset) && Number.isInteger(r.frames) && r.offset >= 0 && r.frames > 0, multi(TDX_INVALID_RESERVED_IN_TDMR, i, j));
+    check(
+      Number.isInteger(r.offset) && Number.isInteger(r.frames) && r.offset >= 0 && r.frames > 0,
+      multi(TDX_INVALID_RESERVED_IN_TDMR, i, j),
+    );
     if (j > 0) {
       const prev = t.rsvd[j - 1]!;
       check(r.offset >= prev.offset, multi(TDX_NON_ORDERED_RESERVED_IN_TDMR, i, j));
@@ -241,27 +282,47 @@ function checkPamtAreas(info: readonly TdmrInfo[], i: number, cmrEnd: number): v
   const t = info[i]!;
   for (const level of [PT_1GB, PT_2MB, PT_4KB]) {
     const p = pamtOf(t, level);
-    const entries = level === PT_4KB ? t.frames : level === PT_2MB ? t.frames / 512 : t.frames / TDMR_ALIGN_FRAMES;
-    const ok = Number.isInteger(p.base) && Number.isInteger(p.frames) && p.base >= 0 && p.frames >= 0 &&
-      p.base + p.frames <= MAX_PA_PFN && p.frames * 4096 >= entries * PAMT_ENTRY_BYTES;
+    const entries =
+      level === PT_4KB
+        ? t.frames
+        : level === PT_2MB
+          ? t.frames / 512
+          : t.frames / TDMR_ALIGN_FRAMES;
+    const ok =
+      Number.isInteger(p.base) &&
+      Number.isInteger(p.frames) &&
+      p.base >= 0 &&
+      p.frames >= 0 &&
+      p.base + p.frames <= MAX_PA_PFN &&
+      p.frames * 4096 >= entries * PAMT_ENTRY_BYTES;
     check(ok, multi(TDX_INVALID_PAMT, i, level));
   }
   const levels = [PT_4KB, PT_2MB, PT_1GB];
   for (let j = 0; j < i; j++) {
     for (const level of levels) {
       const p = pamtOf(t, level);
-      const hit = levels.some((l) => overlap(p, pamtOf(info[j]!, l).base, pamtOf(info[j]!, l).base + pamtOf(info[j]!, l).frames));
+      const hit = levels.some((l) =>
+        overlap(p, pamtOf(info[j]!, l).base, pamtOf(info[j]!, l).base + pamtOf(info[j]!, l).frames),
+      );
       check(!hit, multi(TDX_PAMT_OVERLAP, i, level, j));
     }
   }
-  for (const [a, b] of [[PT_4KB, PT_2MB], [PT_4KB, PT_1GB], [PT_2MB, PT_1GB]] as const) {
+  for (const [a, b] of [
+    [PT_4KB, PT_2MB],
+    [PT_4KB, PT_1GB],
+    [PT_2MB, PT_1GB],
+  ] as const) {
     const q = pamtOf(t, b);
     check(!overlap(pamtOf(t, a), q.base, q.base + q.frames), multi(TDX_PAMT_OVERLAP, i, a, i));
   }
-  const hitsAvailable = (p: FrameRange, tdmr: TdmrInfo) => availableAreas(tdmr).some(([from, to]) => overlap(p, from, to));
+  const hitsAvailable = (p: FrameRange, tdmr: TdmrInfo) =>
+    availableAreas(tdmr).some(([from, to]) => overlap(p, from, to));
   for (let j = 0; j <= i; j++) {
-    for (const level of levels) check(!hitsAvailable(pamtOf(t, level), info[j]!), multi(TDX_PAMT_OVERLAP, i, level, j));
-    if (j < i) for (const level of levels) check(!hitsAvailable(pamtOf(info[j]!, level), t), multi(TDX_PAMT_OVERLAP, j, level, i));
+    for (const level of levels)
+      check(!hitsAvailable(pamtOf(t, level), info[j]!), multi(TDX_PAMT_OVERLAP, i, level, j));
+    if (j < i)
+      for (const level of levels)
+        check(!hitsAvailable(pamtOf(info[j]!, level), t), multi(TDX_PAMT_OVERLAP, j, level, i));
   }
   for (const level of [PT_1GB, PT_2MB, PT_4KB]) {
     const p = pamtOf(t, level);
@@ -294,7 +355,11 @@ export function sysKeyConfigLeaf(m: SeamCore, _tdr: number, lp: number): SeamRes
  */
 export function sysTdmrInitLeaf(m: SeamCore, _tdr: number, baseFrame: number): SeamResult {
   const s = m.sys;
-  check(Number.isInteger(baseFrame) && baseFrame % TDMR_ALIGN_FRAMES === 0, TDX_OPERAND_INVALID, OPERAND_RCX);
+  check(
+    Number.isInteger(baseFrame) && baseFrame % TDMR_ALIGN_FRAMES === 0,
+    TDX_OPERAND_INVALID,
+    OPERAND_RCX,
+  );
   const i = s.tdmrs.findIndex((t) => t.base === baseFrame);
   check(i >= 0, TDX_OPERAND_INVALID, OPERAND_RCX);
   const t = s.tdmrs[i]!;
@@ -303,7 +368,8 @@ export function sysTdmrInitLeaf(m: SeamCore, _tdr: number, baseFrame: number): S
   const from = t.lastInitialized;
   t.lastInitialized = Math.min(end, t.lastInitialized + TDMR_INIT_FRAMES);
   markReserved(m, t, from, t.lastInitialized);
-  const next = t.base + Math.floor((t.lastInitialized - t.base) / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES;
+  const next =
+    t.base + Math.floor((t.lastInitialized - t.base) / TDMR_ALIGN_FRAMES) * TDMR_ALIGN_FRAMES;
   m.pamt.setUsableFrames(s.usableFrames());
   return { status: TDX_SUCCESS, regs: { rdx: BigInt(next) << 12n } };
 }

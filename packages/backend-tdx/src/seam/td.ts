@@ -11,7 +11,15 @@
  */
 import { SharexLock } from "./locks.js";
 import {
-  TD_CHILDREN, TD_EPOCH, TD_EPOCH_LOCK, TD_MRTD, TD_OPSTATE_LOCK, TD_REFCOUNT, TD_STATE, TD_TREE_LOCK, type SeamFootprint,
+  TD_CHILDREN,
+  TD_EPOCH,
+  TD_EPOCH_LOCK,
+  TD_MRTD,
+  TD_OPSTATE_LOCK,
+  TD_REFCOUNT,
+  TD_STATE,
+  TD_TREE_LOCK,
+  type SeamFootprint,
 } from "./seam-footprint.js";
 
 // TDR lifecycle (docs/tdx-module.md §4)
@@ -142,7 +150,11 @@ export class TdVcpu {
   }
 
   auditState(out: Map<number, string | number>): void {
-    if (this.fp) out.set(this.id, `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}/${this.pages}/${[...this.md].join(",")}`);
+    if (this.fp)
+      out.set(
+        this.id,
+        `${this.entryEpoch}/${this.guest}/${this.init}/${this.lp}/${this.pages}/${[...this.md].join(",")}`,
+      );
   }
 
   /** The vCPU's state goes with its TD (the RECLAIM of the TDR): a write of it. */
@@ -397,7 +409,18 @@ export class Td {
    * written, so that a step that read any of it conflicts with the removal.
    */
   noteGone(): void {
-    for (const part of [TD_STATE, TD_EPOCH, TD_REFCOUNT, TD_REFCOUNT + 1, TD_CHILDREN, TD_MRTD, TD_TREE_LOCK, TD_OPSTATE_LOCK, TD_EPOCH_LOCK]) this.noteWrite(part);
+    for (const part of [
+      TD_STATE,
+      TD_EPOCH,
+      TD_REFCOUNT,
+      TD_REFCOUNT + 1,
+      TD_CHILDREN,
+      TD_MRTD,
+      TD_TREE_LOCK,
+      TD_OPSTATE_LOCK,
+      TD_EPOCH_LOCK,
+    ])
+      this.noteWrite(part);
     for (const v of this.vcpuMap.values()) v.noteGone();
   }
 
@@ -406,7 +429,10 @@ export class Td {
     const fp = this.fp;
     if (!fp) return;
     const id = (part: number) => fp.tdId(this.tdr, part);
-    out.set(id(TD_STATE), `${this.lc}/${this.ops}/${this.isFatal}/${this.wbcache}/${this.root}/${this.levels}/${this.gpawBits}/${this.veDisable}/${this.tdcxPages.join(",")}/${[...this.vcpuMap.keys()].join(",")}/${this.assocVcpus}`);
+    out.set(
+      id(TD_STATE),
+      `${this.lc}/${this.ops}/${this.isFatal}/${this.wbcache}/${this.root}/${this.levels}/${this.gpawBits}/${this.veDisable}/${this.tdcxPages.join(",")}/${[...this.vcpuMap.keys()].join(",")}/${this.assocVcpus}`,
+    );
     out.set(id(TD_EPOCH), this.tdEpoch);
     out.set(id(TD_REFCOUNT), this.counts[0]!);
     out.set(id(TD_REFCOUNT + 1), this.counts[1]!);

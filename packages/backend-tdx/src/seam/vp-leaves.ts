@@ -3,12 +3,28 @@
  * that undoes an entry's count in its epoch's parity.
  */
 import { PT_TDCX, PT_TDVPR } from "./pamt.js";
-import { OPS_INITIALIZED, checkNewPage, lock, lockExplicitPage, lockPage, tdPrologue } from "./leaf-checks.js";
+import {
+  OPS_INITIALIZED,
+  checkNewPage,
+  lock,
+  lockExplicitPage,
+  lockPage,
+  tdPrologue,
+} from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, fail, ok } from "./seam-result.js";
 import {
-  OPERAND_RCX, OPERAND_RDX, OPERAND_TD_EPOCH, OPERAND_TDR, TDX_OP_STATE_INCORRECT, TDX_TD_FATAL, TDX_TD_KEYS_NOT_CONFIGURED,
-  TDX_TDCX_NUM_INCORRECT, TDX_VCPU_ASSOCIATED, TDX_VCPU_NOT_ASSOCIATED, TDX_VCPU_STATE_INCORRECT,
+  OPERAND_RCX,
+  OPERAND_RDX,
+  OPERAND_TD_EPOCH,
+  OPERAND_TDR,
+  TDX_OP_STATE_INCORRECT,
+  TDX_TD_FATAL,
+  TDX_TD_KEYS_NOT_CONFIGURED,
+  TDX_TDCX_NUM_INCORRECT,
+  TDX_VCPU_ASSOCIATED,
+  TDX_VCPU_NOT_ASSOCIATED,
+  TDX_VCPU_STATE_INCORRECT,
 } from "./status.js";
 import { LC_KEYS_CONFIGURED, OP_RUNNABLE, TdVcpu, type Td } from "./td.js";
 
@@ -38,7 +54,13 @@ export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResul
  * before its type is read, then its TD's TDR (implicit, shared) and the TD's checks, its op state
  * one of `opStates`. Returns the TD and the vCPU.
  */
-export function vcpuPrologue(m: SeamCore, tdvpr: number, exclusive: boolean, operand: bigint, opStates: number): { td: Td; v: TdVcpu } {
+export function vcpuPrologue(
+  m: SeamCore,
+  tdvpr: number,
+  exclusive: boolean,
+  operand: bigint,
+  opStates: number,
+): { td: Td; v: TdVcpu } {
   lockExplicitPage(m, tdvpr, exclusive, operand, PT_TDVPR);
   const owner = m.pamt.owner(tdvpr);
   m.tdOfVcpu(tdvpr);

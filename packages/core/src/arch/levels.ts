@@ -23,7 +23,15 @@ export const SPTE_ENT_PER_PAGE = 512;
 export const SPTE_LEVEL_BITS = 9;
 
 /** GFNs spanned by one entry at each level, indexed by level (index 0 unused). */
-export const PAGES_PER_LEVEL: readonly number[] = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4, 512 ** 5];
+export const PAGES_PER_LEVEL: readonly number[] = [
+  0,
+  1,
+  512,
+  512 ** 2,
+  512 ** 3,
+  512 ** 4,
+  512 ** 5,
+];
 
 /** `KVM_PAGES_PER_HPAGE(level)`: GFNs mapped by one leaf at `level`. */
 export function pagesPerHpage(level: number): number {

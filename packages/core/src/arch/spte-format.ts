@@ -3,10 +3,29 @@
  * on the fault path.
  */
 import {
-  EPT_IPAT, EPT_MT_MASK, EPT_MT_SHIFT, EPT_R, EPT_W, EPT_X, FROZEN_SPTE_HI, FROZEN_SPTE_LO,
-  HI_AD_MODE_MASK, HI_AD_MODE_SHIFT, HI_HOST_WRITABLE, HI_MMU_WRITABLE, HI_SUPPRESS_VE,
-  PT_PAGE_SIZE_MASK, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, SPTE_ACCESSED, SPTE_DIRTY,
-  SPTE_MMU_PRESENT, isFrozen, isLastSpte, isShadowPresent, spteToPfn,
+  EPT_IPAT,
+  EPT_MT_MASK,
+  EPT_MT_SHIFT,
+  EPT_R,
+  EPT_W,
+  EPT_X,
+  FROZEN_SPTE_HI,
+  FROZEN_SPTE_LO,
+  HI_AD_MODE_MASK,
+  HI_AD_MODE_SHIFT,
+  HI_HOST_WRITABLE,
+  HI_MMU_WRITABLE,
+  HI_SUPPRESS_VE,
+  PT_PAGE_SIZE_MASK,
+  SHADOW_NONPRESENT_HI,
+  SHADOW_NONPRESENT_LO,
+  SPTE_ACCESSED,
+  SPTE_DIRTY,
+  SPTE_MMU_PRESENT,
+  isFrozen,
+  isLastSpte,
+  isShadowPresent,
+  spteToPfn,
 } from "./spte.js";
 
 export const SHADOW_NONPRESENT_VALUE = 0x8000_0000_0000_0000n;
@@ -58,7 +77,7 @@ export function decodeSpte(lo: number, hi: number, level: number): DecodedSpte {
     kind,
     present,
     pfn: present ? spteToPfn(lo, hi) : null,
-    memtype: leaf ? MEMTYPE_NAMES[(lo & EPT_MT_MASK) >>> EPT_MT_SHIFT] ?? "reserved" : null,
+    memtype: leaf ? (MEMTYPE_NAMES[(lo & EPT_MT_MASK) >>> EPT_MT_SHIFT] ?? "reserved") : null,
     adMode: (hi & HI_AD_MODE_MASK) >>> HI_AD_MODE_SHIFT,
     flags,
   };

@@ -82,7 +82,6 @@ export function isWritable(lo: number): boolean {
   return (lo & EPT_W) !== 0;
 }
 
-
 /** PFN of a present SPTE (leaf: the mapped frame; non-leaf: the child table's frame). */
 export function spteToPfn(lo: number, hi: number): number {
   const top = hi & HI_PFN_MASK;
@@ -122,7 +121,13 @@ export function makeNonleafHi(childPfn: number): number {
  * KVM maps a read fault writable too when the host mapping is writable (it marks the page dirty
  * in the slot's bitmap at once); only dirty logging write-protects it afterwards.
  */
-export function makeLeafLo(pfn: number, level: number, writable: boolean, prefetch: boolean, memtype = RAM_MEMTYPE_BITS): number {
+export function makeLeafLo(
+  pfn: number,
+  level: number,
+  writable: boolean,
+  prefetch: boolean,
+  memtype = RAM_MEMTYPE_BITS,
+): number {
   let lo = pfnLo(pfn) | SPTE_MMU_PRESENT | EPT_R | EPT_X | memtype;
   if (!prefetch) lo |= SPTE_ACCESSED;
   if (writable) lo |= EPT_W | SPTE_DIRTY;
@@ -156,7 +161,11 @@ export function makeSmallSpteHi(hugeHi: number, childPfn: number): number {
  * `make_huge_spte` (huge page recovery): the small leaf with the page-size bit set and its PFN
  * aligned down to the huge page (`& (KVM_HPAGE_MASK(level) | ~PAGE_MASK)`).
  */
-export function makeHugeSpte(smallLo: number, smallHi: number, pagesPerHuge: number): { lo: number; hi: number } {
+export function makeHugeSpte(
+  smallLo: number,
+  smallHi: number,
+  pagesPerHuge: number,
+): { lo: number; hi: number } {
   const pfn = spteToPfn(smallLo, smallHi);
   const base = pfn - (pfn % pagesPerHuge);
   return {

@@ -6,7 +6,13 @@ import type { DependencyContainer } from "tsyringe";
 import type { Host } from "../mem/host.js";
 import { BACKEND, type Backend } from "./backend.js";
 import type { Configure } from "./containers.js";
-import { PluginError, guardPlugin, pluginLabel, pluginThrew, type PluginInfo } from "./plugin-guard.js";
+import {
+  PluginError,
+  guardPlugin,
+  pluginLabel,
+  pluginThrew,
+  type PluginInfo,
+} from "./plugin-guard.js";
 
 /**
  * What a backend module exports (as `registration`, or as its default export): the backend's
@@ -31,7 +37,12 @@ export interface BackendRegistration {
 
 export function isRegistration(x: unknown): x is BackendRegistration {
   const r = x as BackendRegistration;
-  return typeof r === "object" && r !== null && typeof r.name === "string" && typeof r.register === "function";
+  return (
+    typeof r === "object" &&
+    r !== null &&
+    typeof r.name === "string" &&
+    typeof r.register === "function"
+  );
 }
 
 /** A registered backend, ready to make instances for VMs. */
@@ -52,7 +63,11 @@ export interface BackendSource {
  * reached through its guard (`guardPlugin`) unless `guarded` is false (the checks at load look
  * at the backend itself).
  */
-export function backendSource(reg: BackendRegistration, plugin?: PluginInfo, guarded = true): BackendSource {
+export function backendSource(
+  reg: BackendRegistration,
+  plugin?: PluginInfo,
+  guarded = true,
+): BackendSource {
   const prepareHost = (host: Host): void => {
     if (reg.registerHost === undefined || host.preparedFor.includes(reg.name)) return;
     host.preparedFor.push(reg.name);
@@ -84,7 +99,12 @@ export function backendSource(reg: BackendRegistration, plugin?: PluginInfo, gua
 }
 
 /** A plugin's backend, unguarded: its `register` and its construction, each answering for itself. */
-function resolvePlugin(reg: BackendRegistration, p: PluginInfo, c: DependencyContainer, configure?: Configure): Backend {
+function resolvePlugin(
+  reg: BackendRegistration,
+  p: PluginInfo,
+  c: DependencyContainer,
+  configure?: Configure,
+): Backend {
   try {
     reg.register(c);
   } catch (e) {
@@ -95,7 +115,16 @@ function resolvePlugin(reg: BackendRegistration, p: PluginInfo, c: DependencyCon
     return c.resolve<Backend>(BACKEND);
   } catch (e) {
     const m = e instanceof Error ? e.message : "";
-    if (!c.isRegistered(BACKEND, true)) throw new PluginError(`${pluginLabel(p)}: register() put nothing under the BACKEND token (c.register(BACKEND, { useClass: ... }))`);
-    throw pluginThrew(p, /TypeInfo not known|Cannot inject the dependency/.test(m) ? "resolving its backend" : "its backend's constructor", e);
+    if (!c.isRegistered(BACKEND, true))
+      throw new PluginError(
+        `${pluginLabel(p)}: register() put nothing under the BACKEND token (c.register(BACKEND, { useClass: ... }))`,
+      );
+    throw pluginThrew(
+      p,
+      /TypeInfo not known|Cannot inject the dependency/.test(m)
+        ? "resolving its backend"
+        : "its backend's constructor",
+      e,
+    );
   }
 }

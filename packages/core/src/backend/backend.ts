@@ -111,7 +111,12 @@ export interface Backend {
    * step machine, as `removeExternalSpte` may; its result is 0 or the errno's magnitude, and a
    * failure is a KVM bug. Without it the core never splits a mirror leaf.
    */
-  splitExternalSpte?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine;
+  splitExternalSpte?(
+    vm: BackendVm,
+    gfn: number,
+    level: Level,
+    externalSpt: number,
+  ): number | StepMachine;
   /**
    * The mirror table at (`gfn`, `level`), whose external page is `externalSpt`, is to become one
    * huge leaf over the same pages (huge-page recovery, under the write lock; no posted KVM series
@@ -120,7 +125,12 @@ export interface Backend {
    * machine ends with 11) when it refused and left everything as it was; anything else is a KVM
    * bug. A status or a step machine, as `removeExternalSpte`.
    */
-  promoteExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number | StepMachine;
+  promoteExternalSpt?(
+    vm: BackendVm,
+    gfn: number,
+    level: Level,
+    externalSpt: number,
+  ): number | StepMachine;
   /** A mirror table is freed; failure leaks the page, which the core counts. */
   freeExternalSpt?(vm: BackendVm, gfn: number, level: Level, externalSpt: number): number;
   /** Why the last failing hook failed, in the backend's words (for leak causes and messages). */
@@ -137,7 +147,13 @@ export interface Backend {
    * `guestMapGpa` came first if it asked through one), or -1 when the VMM converted on its own
    * (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
    */
-  memoryAttributesChanged?(vm: BackendVm, gfn: number, npages: number, toPrivate: boolean, vcpu: number): void;
+  memoryAttributesChanged?(
+    vm: BackendVm,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+    vcpu: number,
+  ): void;
   /**
    * An entry of a direct root changed what it maps: a leaf or a table became present or went
    * (zapped, or frozen while its table is torn down), changed its PFN, or gained or lost write
@@ -152,7 +168,14 @@ export interface Backend {
    * cannot follow throws `KvmBug`. It is on the fault path of every direct mapping: a backend
    * without it costs the core one test per store.
    */
-  directSpteChanged?(vm: BackendVm, gfn: number, level: Level, oldPfn: number, newPfn: number, flags: number): void;
+  directSpteChanged?(
+    vm: BackendVm,
+    gfn: number,
+    level: Level,
+    oldPfn: number,
+    newPfn: number,
+    flags: number,
+  ): void;
 
   /** A private page is first used (RMPUPDATE to assigned). */
   gmemPrepare?(vm: BackendVm, gfn: number, pfn: number): number;
@@ -165,13 +188,27 @@ export interface Backend {
    * `ACCESS_OK`, `ACCESS_FAULT` (not present), `ACCESS_FAULT_PRESENT` (present, not allowed) or
    * `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
    */
-  checkGuestAccess?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean): number;
+  checkGuestAccess?(
+    vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    write: boolean,
+    privateAccess: boolean,
+  ): number;
   /**
    * The hardware's checks after a successful walk of the direct root (SEV: the RMP checks): the
    * translation found maps `gpa` to host frame `pfn` with a leaf at `level`. Returns ACCESS_OK,
    * ACCESS_FAULT_PRESENT (a #NPF KVM must handle) or ACCESS_GUEST_EXCEPTION (#VC).
    */
-  checkTranslation?(vm: BackendVm, vcpu: number, gpa: number, write: boolean, privateAccess: boolean, pfn: number, level: number): number;
+  checkTranslation?(
+    vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    write: boolean,
+    privateAccess: boolean,
+    pfn: number,
+    level: number,
+  ): number;
   /**
    * After KVM handled a fault the hardware reported with the RMP bit (`sev_handle_rmp_fault`):
    * a GFN range to zap so it re-faults (after a PSMASH), or null.
@@ -183,7 +220,13 @@ export interface Backend {
    * PVALIDATE). `ACCESS_OK` when done, `ACCESS_FAULT` when KVM must map the page first (then the
    * accept is retried), `ACCESS_GUEST_EXCEPTION` when the guest gets an error back.
    */
-  guestAccept?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number;
+  guestAccept?(
+    vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+  ): number;
   /**
    * After `guestAccept` returned `ACCESS_FAULT`: the level the guest accepted at if the exit
    * says so (TDX's extended exit qualification of type ACCEPT), else 0. Unless the huge page
@@ -197,7 +240,13 @@ export interface Backend {
    * PVALIDATE with validate clear, as Linux's `set_pages_state` does first). Returns as
    * `guestAccept`. A backend whose guest has nothing to rescind (TDX) leaves it out.
    */
-  guestRescind?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level): number;
+  guestRescind?(
+    vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+  ): number;
   /**
    * The guest asks the host to convert [gfn, gfn + npages) (the GHCB's Page State Change
    * request, TDG.VP.VMCALL<MapGPA>): the vCPU leaves the guest for KVM, which exits to userspace
@@ -205,7 +254,13 @@ export interface Backend {
    * `ACCESS_OK`, or `ACCESS_GUEST_EXCEPTION` when the vCPU cannot make the request (a TD that
    * cannot be entered): then nothing is converted.
    */
-  guestMapGpa?(vm: BackendVm, vcpu: number, gfn: number, npages: number, toPrivate: boolean): number;
+  guestMapGpa?(
+    vm: BackendVm,
+    vcpu: number,
+    gfn: number,
+    npages: number,
+    toPrivate: boolean,
+  ): number;
   /**
    * The vCPU runs its next op at privilege level `vmpl` (SEV-SNP's VMPLs: an SVSM at VMPL0, the
    * OS above it, each with a VMSA of its own). Only the vCPU itself reads it back, in its own
@@ -217,7 +272,16 @@ export interface Backend {
    * execute-user 4, execute-supervisor 8) on the page at `gpa`, of `level`; at VMPL0 `vmsa` sets
    * or clears the page's VMSA bit. Returns as `guestAccept`.
    */
-  guestRmpAdjust?(vm: BackendVm, vcpu: number, gpa: number, npt: { pfn: number; level: number } | null, level: Level, target: number, perms: number, vmsa: boolean): number;
+  guestRmpAdjust?(
+    vm: BackendVm,
+    vcpu: number,
+    gpa: number,
+    npt: { pfn: number; level: number } | null,
+    level: Level,
+    target: number,
+    perms: number,
+    vmsa: boolean,
+  ): number;
   /**
    * Host ops the backend defines, by name: a scenario writes `{ op: <backend>.<name>, ... }` in
    * its host program, and the operands are checked against `params` when the run is built, with
@@ -228,7 +292,11 @@ export interface Backend {
    * Runs host op `name` with its checked operands: one atomic point, with no KVM lock held (an
    * ioctl of the backend's own). Returns a status, which the op's result reports.
    */
-  runHostOp?(vm: BackendVm, name: string, args: Readonly<Record<string, number | string | boolean>>): number;
+  runHostOp?(
+    vm: BackendVm,
+    name: string,
+    args: Readonly<Record<string, number | string | boolean>>,
+  ): number;
   /**
    * Host op before the guest runs: initial content of a private page (PAGE.ADD, LAUNCH_UPDATE),
    * measured if `measure` (TDX: KVM_TDX_MEASURE_MEMORY_REGION, TDH.MR.EXTEND; SEV-SNP: a NORMAL
@@ -307,7 +375,13 @@ export interface Backend {
    * (TDX: the state of the S-EPT entry a mirror entry stands for; SEV: the RMP entry behind a
    * leaf), or "" for nothing. `spte` is what the root's entry holds.
    */
-  describeEntry?(vm: BackendVm, root: "mirror" | "direct", gfn: number, level: number, spte: WalkedSpte): string;
+  describeEntry?(
+    vm: BackendVm,
+    root: "mirror" | "direct",
+    gfn: number,
+    level: number,
+    spte: WalkedSpte,
+  ): string;
   /**
    * The GPA map's class for a GFN that the mirror root maps with a leaf at `level`: one of the
    * map's letters (`MAP_CELL_CLASSES`), or null for the default ('p', or 'P' above 4K).
@@ -355,7 +429,12 @@ export interface WalkedSpte {
 
 /** The GPA map's classes, with what the UI says of each. */
 export const MAP_CELL_CLASSES: Readonly<Record<string, string>> = {
-  ".": "unmapped", s: "shared", p: "private 4K", P: "private 2M+", "?": "pending", b: "blocked",
+  ".": "unmapped",
+  s: "shared",
+  p: "private 4K",
+  P: "private 2M+",
+  "?": "pending",
+  b: "blocked",
 };
 
 /** The kinds of operand a plugin's host op may take (`HostOpSchema`), checked as built-in ops' are. */
@@ -400,7 +479,15 @@ export interface MirrorView {
    * the external page of a table), and whether the backend is being told about it right now
    * (`inFlight`: frozen, or published and its hook not called yet), when the two may differ.
    */
-  forEach(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void): void;
+  forEach(
+    cb: (
+      gfn: number,
+      level: number,
+      kind: MirrorEntryKind,
+      pfn: number,
+      externalSpt: number,
+    ) => void,
+  ): void;
   /** The same for the valid direct roots (GFNs without the shared bit). */
   forEachDirect(cb: (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void): void;
   /** Mirror entries whose backend call is under way (frozen or not yet propagated). */
@@ -411,7 +498,10 @@ export interface MirrorView {
    */
   forEachInFlight(cb: (gfn: number, level: number) => void): void;
   /** The present mirror entry at KVM `level` covering `gfn`, or null. */
-  lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null;
+  lookup(
+    gfn: number,
+    level: number,
+  ): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null;
 }
 
 /** The DI token under which a VM's backend is registered. */

@@ -22,7 +22,11 @@
  * resolve).
  */
 import "reflect-metadata";
-import { container as rootContainer, type DependencyContainer, type InjectionToken } from "tsyringe";
+import {
+  container as rootContainer,
+  type DependencyContainer,
+  type InjectionToken,
+} from "tsyringe";
 import type { Clock } from "../exec/clock.js";
 import type { EventSink } from "../events/events.js";
 import type { FrameAllocator } from "../mem/frame-allocator.js";

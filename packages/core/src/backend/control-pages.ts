@@ -78,7 +78,8 @@ export class ControlPages {
       else this.blocks.push(b);
     }
     this.free = this.free.filter((pfn) => this.blocks.includes(Math.floor(pfn / FRAMES_PER_BLOCK)));
-    if (this.next < this.end && !this.blocks.includes(Math.floor(this.next / FRAMES_PER_BLOCK))) this.next = this.end;
+    if (this.next < this.end && !this.blocks.includes(Math.floor(this.next / FRAMES_PER_BLOCK)))
+      this.next = this.end;
   }
 
   /** The allocator's state as a string, recording nothing (the footprint audit). */

@@ -26,8 +26,18 @@ const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault"])
  * nothing by design), or right after a recorded hook of the same step, about it (`lastError`).
  */
 const UNRECORDED: ReadonlySet<string> = new Set([
-  "init", "gfnDirectBits", "injectFault", "lastError", "stats", "checkInvariants", "auditState",
-  "walkTitle", "describeEntry", "mapCell", "extraStats", "guestPage",
+  "init",
+  "gfnDirectBits",
+  "injectFault",
+  "lastError",
+  "stats",
+  "checkInvariants",
+  "auditState",
+  "walkTitle",
+  "describeEntry",
+  "mapCell",
+  "extraStats",
+  "guestPage",
 ]);
 
 type Fn = (...args: unknown[]) => unknown;
@@ -38,7 +48,11 @@ export function recordedBackend(backend: Backend, clock: Clock): Backend {
   // sets later (in `init`); its functions are shadowed by ones that call it as `this`.
   const out = Object.create(backend) as Record<string, unknown>;
   const self = backend as unknown as Record<string, unknown>;
-  for (let o: object | null = backend; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+  for (
+    let o: object | null = backend;
+    o !== null && o !== Object.prototype;
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
     for (const k of Object.getOwnPropertyNames(o)) {
       if (k === "constructor" || Object.prototype.hasOwnProperty.call(out, k)) continue;
       const v = self[k];
@@ -60,7 +74,9 @@ function wrap(name: string, fn: Fn, backend: Backend, clock: Clock): Fn {
   return (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
     clock.touch(R_BACKEND);
     const r = fn.call(backend, a, b, c, d, e, f);
-    return typeof r === "object" && r !== null && typeof (r as StepMachine).step === "function" ? recordedSteps(r as StepMachine, clock) : r;
+    return typeof r === "object" && r !== null && typeof (r as StepMachine).step === "function"
+      ? recordedSteps(r as StepMachine, clock)
+      : r;
   };
 }
 

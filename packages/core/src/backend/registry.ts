@@ -10,9 +10,21 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve as resolvePath } from "node:path";
 import { ErrorOfKind } from "../error-kind.js";
 import { Host } from "../mem/host.js";
-import { backendSource, isRegistration, type BackendRegistration, type BackendSource } from "./backend-source.js";
+import {
+  backendSource,
+  isRegistration,
+  type BackendRegistration,
+  type BackendSource,
+} from "./backend-source.js";
 import type { HostOpSchema } from "./backend.js";
-import { PluginError, checkPluginBackend, describeThrown, describeValue, pluginLabel, pluginThrew } from "./plugin-guard.js";
+import {
+  PluginError,
+  checkPluginBackend,
+  describeThrown,
+  describeValue,
+  pluginLabel,
+  pluginThrew,
+} from "./plugin-guard.js";
 
 export class UnknownBackendError extends ErrorOfKind("UnknownBackendError") {}
 
@@ -42,12 +54,19 @@ export class BackendRegistry {
   constructor(private readonly opts: BackendRegistryOptions = {}) {}
 
   add(reg: BackendRegistration, origin = BUILT_IN): void {
-    if (this.regs.has(reg.name)) throw new Error(`a backend named '${reg.name}' is already registered (${this.regs.get(reg.name)!.origin})`);
+    if (this.regs.has(reg.name))
+      throw new Error(
+        `a backend named '${reg.name}' is already registered (${this.regs.get(reg.name)!.origin})`,
+      );
     this.regs.set(reg.name, { ...reg, origin });
   }
 
   list(): { name: string; description: string; origin: string }[] {
-    return [...this.regs.values()].map(({ name, description, origin }) => ({ name, description, origin }));
+    return [...this.regs.values()].map(({ name, description, origin }) => ({
+      name,
+      description,
+      origin,
+    }));
   }
 
   /** The module a plugin backend was loaded from (as loaded: an absolute path from the command), or null for a built-in. */
@@ -74,7 +93,9 @@ export class BackendRegistry {
   source(name: string): BackendSource {
     const reg = this.regs.get(name);
     if (!reg) {
-      throw new UnknownBackendError(`unknown backend '${name}' (registered: ${[...this.regs.keys()].join(", ") || "none"}; a plugin is given by a module path such as ./my-backend.js)`);
+      throw new UnknownBackendError(
+        `unknown backend '${name}' (registered: ${[...this.regs.keys()].join(", ") || "none"}; a plugin is given by a module path such as ./my-backend.js)`,
+      );
     }
     return reg.origin === BUILT_IN ? backendSource(reg) : backendSource(reg, this.pluginInfo(reg));
   }
@@ -98,7 +119,9 @@ export class BackendRegistry {
    * paths are taken from the current directory.
    */
   async load(modulePath: string): Promise<string> {
-    const url = /^[a-z]+:/i.test(modulePath) ? modulePath : pathToFileURL(resolvePath(modulePath)).href;
+    const url = /^[a-z]+:/i.test(modulePath)
+      ? modulePath
+      : pathToFileURL(resolvePath(modulePath)).href;
     // A device or a FIFO is not a module: /dev/zero would be read forever by the loader.
     if (url.startsWith("file:")) {
       let st: Stats | undefined;
@@ -107,7 +130,10 @@ export class BackendRegistry {
       } catch {
         /* missing: the import says so */
       }
-      if (st !== undefined && !st.isFile()) throw new UnknownBackendError(`cannot load backend module '${modulePath}': not a regular file`);
+      if (st !== undefined && !st.isFile())
+        throw new UnknownBackendError(
+          `cannot load backend module '${modulePath}': not a regular file`,
+        );
     }
     let mod: Record<string, unknown>;
     this.opts.beforeLoad?.();
@@ -118,31 +144,47 @@ export class BackendRegistry {
       // wait on: the command would end with exit 0 and no word. The timer keeps it alive and
       // turns the wait into an error.
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PluginError(`backend module '${modulePath}' did not finish loading within ${ms / 1000} s (a top-level await that never settles?)`)), ms);
+        timer = setTimeout(
+          () =>
+            reject(
+              new PluginError(
+                `backend module '${modulePath}' did not finish loading within ${ms / 1000} s (a top-level await that never settles?)`,
+              ),
+            ),
+          ms,
+        );
       });
       mod = (await Promise.race([import(url), timeout])) as Record<string, unknown>;
     } catch (e) {
       if (PluginError.is(e)) throw e;
-      throw new UnknownBackendError(`cannot load backend module '${modulePath}': ${describeThrown(e)}`);
+      throw new UnknownBackendError(
+        `cannot load backend module '${modulePath}': ${describeThrown(e)}`,
+      );
     } finally {
       clearTimeout(timer);
     }
     const reg = mod.registration ?? mod.default;
     if (!isRegistration(reg)) {
-      throw new UnknownBackendError(`backend module '${modulePath}' exports no registration (expected 'export const registration = { name, description, register }')`);
+      throw new UnknownBackendError(
+        `backend module '${modulePath}' exports no registration (expected 'export const registration = { name, description, register }')`,
+      );
     }
     const known = this.regs.get(reg.name);
     if (known !== undefined) {
       // The same module named twice (by --backend and by the scenario) is loaded once.
       if (known.origin === modulePath) return reg.name;
-      throw new PluginError(known.origin === BUILT_IN
-        ? `backend module '${modulePath}' registers '${reg.name}', the name of a built-in backend: give it a name of its own`
-        : `backend module '${modulePath}' registers '${reg.name}', which '${known.origin}' registered already`);
+      throw new PluginError(
+        known.origin === BUILT_IN
+          ? `backend module '${modulePath}' registers '${reg.name}', the name of a built-in backend: give it a name of its own`
+          : `backend module '${modulePath}' registers '${reg.name}', which '${known.origin}' registered already`,
+      );
     }
     // A plugin's registration is only typed as one: its `registerHost` may be anything.
     const { registerHost } = reg as { registerHost?: unknown };
     if (registerHost !== undefined && typeof registerHost !== "function") {
-      throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(registerHost)}, expected a function`);
+      throw new PluginError(
+        `${pluginLabel({ name: reg.name, origin: modulePath })}: its registration's registerHost is ${describeValue(registerHost)}, expected a function`,
+      );
     }
     this.add(reg, modulePath);
     // Checked now, on an instance made for the purpose, so that a broken plugin is refused
@@ -150,12 +192,18 @@ export class BackendRegistry {
     let problems: string[];
     try {
       // On a host of its own, the smallest there is; the guard is left off to see the backend itself.
-      const probe = backendSource(reg, this.pluginInfo(this.regs.get(reg.name)!), false).create(new Host({ memory: PROBE_HOST_MEMORY }));
+      const probe = backendSource(reg, this.pluginInfo(this.regs.get(reg.name)!), false).create(
+        new Host({ memory: PROBE_HOST_MEMORY }),
+      );
       try {
         problems = checkPluginBackend(probe, reg.name);
       } catch (e) {
         // A member that is a getter, and throws.
-        throw pluginThrew({ name: reg.name, origin: modulePath }, "reading its backend's members", e);
+        throw pluginThrew(
+          { name: reg.name, origin: modulePath },
+          "reading its backend's members",
+          e,
+        );
       }
     } catch (e) {
       this.regs.delete(reg.name);
@@ -163,7 +211,9 @@ export class BackendRegistry {
     }
     if (problems.length > 0) {
       this.regs.delete(reg.name);
-      throw new PluginError(`${pluginLabel({ name: reg.name, origin: modulePath })}: ${problems.join("; ")}`);
+      throw new PluginError(
+        `${pluginLabel({ name: reg.name, origin: modulePath })}: ${problems.join("; ")}`,
+      );
     }
     return reg.name;
   }

@@ -13,7 +13,8 @@ export class StatusNames<T extends number | bigint> {
     readonly what: string,
     entries: Iterable<readonly [T, string]>,
     /** How a code without a name is shown (default: decimal for numbers, 0x hex for bigints). */
-    private readonly unnamed: (code: T) => string = (c) => (typeof c === "bigint" ? `0x${c.toString(16)}` : String(c)),
+    private readonly unnamed: (code: T) => string = (c) =>
+      typeof c === "bigint" ? `0x${c.toString(16)}` : String(c),
   ) {
     for (const [code, name] of entries) {
       if (this.byName.has(name)) throw new Error(`${what}: the name ${name} is given twice`);
@@ -30,7 +31,8 @@ export class StatusNames<T extends number | bigint> {
   /** The code named `name`; an unknown name throws one line listing the known ones. */
   code(name: string): T {
     const c = this.byName.get(name);
-    if (c === undefined) throw new Error(`unknown ${this.what} '${name}' (known: ${this.names().join(", ")})`);
+    if (c === undefined)
+      throw new Error(`unknown ${this.what} '${name}' (known: ${this.names().join(", ")})`);
     return c;
   }
 

@@ -17,8 +17,23 @@
 import { resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
 import {
-  KIND_ADD, KIND_WRITE, R_ATTR, R_DIRTY, R_INVALIDATE, R_LPAGE, R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER, R_POOL,
-  R_RCU, R_ROOTS, R_SLOTS, R_SRCU, resourceName, taskDoneId, type FootprintRecorder,
+  KIND_ADD,
+  KIND_WRITE,
+  R_ATTR,
+  R_DIRTY,
+  R_INVALIDATE,
+  R_LPAGE,
+  R_LOCK_READERS,
+  R_LOCK_WAITERS,
+  R_LOCK_WRITER,
+  R_POOL,
+  R_RCU,
+  R_ROOTS,
+  R_SLOTS,
+  R_SRCU,
+  resourceName,
+  taskDoneId,
+  type FootprintRecorder,
 } from "../exec/footprint.js";
 import type { Task } from "../exec/scheduler.js";
 import type { Vm } from "../vm/vm.js";
@@ -47,14 +62,39 @@ export class FootprintAudit {
     private readonly vm: Vm,
     private readonly tasks: readonly Task[],
   ) {
-    this.watched.push(new Watched(() => vm.attributes.auditWords(), () => R_ATTR, "the memory attributes"));
+    this.watched.push(
+      new Watched(
+        () => vm.attributes.auditWords(),
+        () => R_ATTR,
+        "the memory attributes",
+      ),
+    );
     for (const m of vm.memslots.peekAll()) {
-      this.watched.push(new Watched(() => (vm.memslots.peekAll().includes(m) ? m.peekDirtyBitmap() : null), () => R_DIRTY, "a dirty bitmap"));
+      this.watched.push(
+        new Watched(
+          () => (vm.memslots.peekAll().includes(m) ? m.peekDirtyBitmap() : null),
+          () => R_DIRTY,
+          "a dirty bitmap",
+        ),
+      );
       for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
         const v = b.auditView();
-        this.watched.push(new Watched(() => v.chunks, (c) => resourceId(v.chunkSpace, c), "a host page of guest memory"));
+        this.watched.push(
+          new Watched(
+            () => v.chunks,
+            (c) => resourceId(v.chunkSpace, c),
+            "a host page of guest memory",
+          ),
+        );
         // A word of prepared bits: 32 folios; the message names the word's first.
-        this.watched.push(new Watched(() => v.prepared, (w) => resourceId(v.folioSpace, w * 32), "a prepared bit", true));
+        this.watched.push(
+          new Watched(
+            () => v.prepared,
+            (w) => resourceId(v.folioSpace, w * 32),
+            "a prepared bit",
+            true,
+          ),
+        );
       }
     }
   }
@@ -74,7 +114,10 @@ export class FootprintAudit {
     const out: string[] = [];
     const written = (id: number) => (rec.kindOf(id) & (KIND_WRITE | KIND_ADD)) !== 0;
     const miss = (id: number, what: string) => {
-      if (!written(id) && out.length < 5) out.push(`a step of ${task} changed ${what} (${resourceName(id)}) without recording a write of it`);
+      if (!written(id) && out.length < 5)
+        out.push(
+          `a step of ${task} changed ${what} (${resourceName(id)}) without recording a write of it`,
+        );
     };
     const after = this.snapshot();
     for (const [id, v] of after) if (this.before.get(id) !== v) miss(id, "its state");
@@ -83,7 +126,8 @@ export class FootprintAudit {
       const old = this.tables.get(slot);
       if (!old) continue; // a table allocated by this step: R_POOL covers its birth
       for (let i = 0; i < 512; i++) {
-        if (old[2 * i] !== words[2 * i] || old[2 * i + 1] !== words[2 * i + 1]) miss(slot * 512 + i, "an SPTE");
+        if (old[2 * i] !== words[2 * i] || old[2 * i + 1] !== words[2 * i + 1])
+          miss(slot * 512 + i, "an SPTE");
       }
     }
     for (const w of this.watched) {
@@ -121,10 +165,34 @@ export class FootprintAudit {
     const s = new Map<number, string | number>();
     const pool = mmu.pool;
     s.set(R_POOL, `${pool.generation}/${pool.liveTables}`);
-    s.set(R_SLOTS, vm.memslots.peekAll().map((m) => `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.peekFlags())}:${m.peekInvalid()}:${m.peekDirtyBitmap() !== null}`).join(";"));
-    s.set(R_LPAGE, vm.memslots.peekAll().map((m) => m.auditInhibit()).join(";"));
+    s.set(
+      R_SLOTS,
+      vm.memslots
+        .peekAll()
+        .map(
+          (m) =>
+            `${m.id}:${m.baseGfn}+${m.npages}:${JSON.stringify(m.peekFlags())}:${m.peekInvalid()}:${m.peekDirtyBitmap() !== null}`,
+        )
+        .join(";"),
+    );
+    s.set(
+      R_LPAGE,
+      vm.memslots
+        .peekAll()
+        .map((m) => m.auditInhibit())
+        .join(";"),
+    );
     s.set(R_INVALIDATE, mmu.invalidateAuditState());
-    s.set(R_ROOTS, mmu.peekRoots().map((r) => `${r.slot}:${r.mirror}:${r.peekInvalid()}:${r.peekFreed()}:${r.peekRefcount()}:${r.peekScheduledZap()}`).join(";"));
+    s.set(
+      R_ROOTS,
+      mmu
+        .peekRoots()
+        .map(
+          (r) =>
+            `${r.slot}:${r.mirror}:${r.peekInvalid()}:${r.peekFreed()}:${r.peekRefcount()}:${r.peekScheduledZap()}`,
+        )
+        .join(";"),
+    );
     const lock = mmu.lock;
     s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
     s.set(R_LOCK_READERS, lock.readers);

@@ -15,8 +15,16 @@
 import { gfnWithoutDirectBits } from "../arch/gpa.js";
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
-  EPT_W, HI_HOST_WRITABLE, HI_MMU_WRITABLE, HI_SUPPRESS_VE, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO,
-  isFrozen, isLastSpte, isShadowPresent, spteToPfn,
+  EPT_W,
+  HI_HOST_WRITABLE,
+  HI_MMU_WRITABLE,
+  HI_SUPPRESS_VE,
+  SHADOW_NONPRESENT_HI,
+  SHADOW_NONPRESENT_LO,
+  isFrozen,
+  isLastSpte,
+  isShadowPresent,
+  spteToPfn,
 } from "../arch/spte.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import { OCCUPANCY_WORDS } from "../mem/pt-pool.js";
@@ -42,8 +50,15 @@ const MAX_REPORTED = 20;
 
 /** The checks a pass runs; the last only at the end of a run. */
 export const INVARIANTS = [
-  "leaf-frame-owned-by-vm", "leaf-maps-backing", "frame-free-and-mapped", "table-linked-once",
-  "table-role", "spte-well-formed", "stats-match-tables", "no-leaked-table", "no-frozen-spte",
+  "leaf-frame-owned-by-vm",
+  "leaf-maps-backing",
+  "frame-free-and-mapped",
+  "table-linked-once",
+  "table-role",
+  "spte-well-formed",
+  "stats-match-tables",
+  "no-leaked-table",
+  "no-frozen-spte",
 ] as const;
 
 /**
@@ -73,7 +88,8 @@ class TableWalk {
   private vm!: Vm;
 
   private fail(check: string, message: string): void {
-    if (this.violations.length < MAX_REPORTED) this.violations.push({ check, message, step: this.step });
+    if (this.violations.length < MAX_REPORTED)
+      this.violations.push({ check, message, step: this.step });
   }
 
   /** Marks `slot` linked; false if it already was in this pass. */
@@ -110,7 +126,10 @@ class TableWalk {
 
     for (const root of mmu.peekRoots()) {
       if (!pool.isLive(root.slot)) {
-        this.fail("frame-free-and-mapped", `root ${root.slot} is in the root list but its page is free`);
+        this.fail(
+          "frame-free-and-mapped",
+          `root ${root.slot} is in the root list but its page is free`,
+        );
         continue;
       }
       this.see(root.slot);
@@ -120,18 +139,26 @@ class TableWalk {
     }
 
     if (!endOnly) this.checkCounts();
-    if (final && mmu.inFlightSps !== 0) this.fail("no-leaked-table", `${mmu.inFlightSps} table pages allocated and never linked or freed`);
+    if (final && mmu.inFlightSps !== 0)
+      this.fail(
+        "no-leaked-table",
+        `${mmu.inFlightSps} table pages allocated and never linked or freed`,
+      );
     const backendCheck = vm.backend.checkInvariants?.bind(vm.backend);
     if (!endOnly && backendCheck && !vm.dead) {
       // A pass that found nothing wrong descended into every table an entry links, as the
       // view's own walks do, so its log is what they would find; otherwise they walk.
-      const found = this.violations.length === 0 && !this.log.overflowed
-        ? checkWithVisitLog(vm, this.log, backendCheck)
-        : backendCheck(vm, mirrorView(vm));
+      const found =
+        this.violations.length === 0 && !this.log.overflowed
+          ? checkWithVisitLog(vm, this.log, backendCheck)
+          : backendCheck(vm, mirrorView(vm));
       for (const v of found) this.fail(v.check, v.message);
     }
     this.log.clear();
-    return { checked: final ? INVARIANTS.length : INVARIANTS.length - 1, violations: this.violations };
+    return {
+      checked: final ? INVARIANTS.length : INVARIANTS.length - 1,
+      violations: this.violations,
+    };
   }
 
   /** The counters against the recount of the walk, and the VM's pool pages against those it can account for. */
@@ -142,10 +169,17 @@ class TableWalk {
     const pages = this.pages;
     for (let level = 1; level <= 3; level++) {
       if (pages[level] !== mmu.stats.pages[level]) {
-        this.fail("stats-match-tables", `pages at level ${level}: counter ${mmu.stats.pages[level]}, tables hold ${pages[level]}`);
+        this.fail(
+          "stats-match-tables",
+          `pages at level ${level}: counter ${mmu.stats.pages[level]}, tables hold ${pages[level]}`,
+        );
       }
     }
-    if (this.tables !== mmu.stats.tablePages) this.fail("stats-match-tables", `tablePages: counter ${mmu.stats.tablePages}, tables hold ${this.tables}`);
+    if (this.tables !== mmu.stats.tablePages)
+      this.fail(
+        "stats-match-tables",
+        `tablePages: counter ${mmu.stats.tablePages}, tables hold ${this.tables}`,
+      );
 
     let live = 0;
     const spLive = pool.spLive;
@@ -156,7 +190,10 @@ class TableWalk {
     for (let s = 0; s < used; s++) if (spLive[s] === 1 && spOwner[s] === id) live++;
     const expected = this.linked - this.linkingNow + mmu.deferredFrees + mmu.inFlightSps;
     if (live !== expected) {
-      this.fail("no-leaked-table", `VM holds ${live} table pages; ${this.linked} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`);
+      this.fail(
+        "no-leaked-table",
+        `VM holds ${live} table pages; ${this.linked} are reachable, ${mmu.deferredFrees} wait for a grace period and ${mmu.inFlightSps} are being linked`,
+      );
     }
   }
 
@@ -168,8 +205,18 @@ class TableWalk {
       // The pool knows which entries are not empty (the explorer's pools): those, in order.
       const occupancy = pool.occupancy;
       const words = slot * OCCUPANCY_WORDS;
-      for (let i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, 0); i >= 0; i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, i + 1)) {
-        this.entry(mem[off + 2 * i]!, mem[off + 2 * i + 1]!, level, baseGfn + i * PAGES_PER_LEVEL[level]!, mirror);
+      for (
+        let i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, 0);
+        i >= 0;
+        i = nextSetBit(occupancy, words, OCCUPANCY_WORDS, i + 1)
+      ) {
+        this.entry(
+          mem[off + 2 * i]!,
+          mem[off + 2 * i + 1]!,
+          level,
+          baseGfn + i * PAGES_PER_LEVEL[level]!,
+          mirror,
+        );
       }
       return;
     }
@@ -192,35 +239,67 @@ class TableWalk {
     const pool = vm.host.pool;
     const gfn = mirror ? rawGfn : gfnWithoutDirectBits(rawGfn, mmu.gfnDirectBits);
     if (isFrozen(lo, hi)) {
-      if (this.final) this.fail("no-frozen-spte", `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`);
+      if (this.final)
+        this.fail(
+          "no-frozen-spte",
+          `FROZEN_SPTE left at gfn 0x${gfn.toString(16)} level ${level}${mirror ? " (mirror)" : ""}`,
+        );
       return;
     }
     if (!isShadowPresent(lo)) {
-      this.fail("spte-well-formed", `non-present SPTE 0x${hi.toString(16).padStart(8, "0")}${lo.toString(16).padStart(8, "0")} at gfn 0x${gfn.toString(16)} level ${level} is neither empty nor FROZEN`);
+      this.fail(
+        "spte-well-formed",
+        `non-present SPTE 0x${hi.toString(16).padStart(8, "0")}${lo.toString(16).padStart(8, "0")} at gfn 0x${gfn.toString(16)} level ${level} is neither empty nor FROZEN`,
+      );
       return;
     }
-    if ((hi & HI_SUPPRESS_VE) === 0) this.fail("spte-well-formed", `present SPTE at gfn 0x${gfn.toString(16)} level ${level} lacks bit 63`);
+    if ((hi & HI_SUPPRESS_VE) === 0)
+      this.fail(
+        "spte-well-formed",
+        `present SPTE at gfn 0x${gfn.toString(16)} level ${level} lacks bit 63`,
+      );
     const pfn = spteToPfn(lo, hi);
     if (isLastSpte(lo, level)) {
-      if (level > KVM_MAX_HUGEPAGE_LEVEL) this.fail("spte-well-formed", `leaf at level ${level} (gfn 0x${gfn.toString(16)})`);
-      if (((lo & EPT_W) !== 0 && (hi & HI_MMU_WRITABLE) === 0) || ((hi & HI_MMU_WRITABLE) !== 0 && (hi & HI_HOST_WRITABLE) === 0)) {
-        this.fail("spte-well-formed", `leaf at gfn 0x${gfn.toString(16)} level ${level} breaks W ⇒ MMU-writable ⇒ host-writable`);
+      if (level > KVM_MAX_HUGEPAGE_LEVEL)
+        this.fail("spte-well-formed", `leaf at level ${level} (gfn 0x${gfn.toString(16)})`);
+      if (
+        ((lo & EPT_W) !== 0 && (hi & HI_MMU_WRITABLE) === 0) ||
+        ((hi & HI_MMU_WRITABLE) !== 0 && (hi & HI_HOST_WRITABLE) === 0)
+      ) {
+        this.fail(
+          "spte-well-formed",
+          `leaf at gfn 0x${gfn.toString(16)} level ${level} breaks W ⇒ MMU-writable ⇒ host-writable`,
+        );
       }
       if (this.unaccounted === 0) this.pages[level]!++;
       if (this.logging) this.log.add(gfn, level, true, pfn, -1, mirror);
       const owner = vm.host.frames.ownerOfPfn(pfn);
-      if (owner === OWNER_FREE) this.fail("frame-free-and-mapped", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`);
-      else if (owner !== vm.owner) this.fail("leaf-frame-owned-by-vm", `leaf at gfn 0x${gfn.toString(16)} maps frame 0x${pfn.toString(16)} owned by ${owner}, not VM ${vm.owner}`);
+      if (owner === OWNER_FREE)
+        this.fail(
+          "frame-free-and-mapped",
+          `leaf at gfn 0x${gfn.toString(16)} level ${level} maps free frame 0x${pfn.toString(16)}`,
+        );
+      else if (owner !== vm.owner)
+        this.fail(
+          "leaf-frame-owned-by-vm",
+          `leaf at gfn 0x${gfn.toString(16)} maps frame 0x${pfn.toString(16)} owned by ${owner}, not VM ${vm.owner}`,
+        );
       else this.checkBacking(gfn, level, pfn, mirror);
       return;
     }
     const child = pool.pfnToSlot(pfn);
     if (child < 0 || !pool.isLive(child)) {
-      this.fail("frame-free-and-mapped", `table entry at gfn 0x${gfn.toString(16)} level ${level} points to frame 0x${pfn.toString(16)}, which is not a live table page`);
+      this.fail(
+        "frame-free-and-mapped",
+        `table entry at gfn 0x${gfn.toString(16)} level ${level} points to frame 0x${pfn.toString(16)}, which is not a live table page`,
+      );
       return;
     }
     if (!this.see(child)) {
-      this.fail("table-linked-once", `table page ${child} is linked more than once (again at gfn 0x${gfn.toString(16)} level ${level})`);
+      this.fail(
+        "table-linked-once",
+        `table page ${child} is linked more than once (again at gfn 0x${gfn.toString(16)} level ${level})`,
+      );
       return;
     }
     // A mirror table published before its backend call returned (strategy atomic-then-hook), or
@@ -231,8 +310,15 @@ class TableWalk {
     const linking = mirror && resizing !== 2 && mmu.isMirrorInFlight(gfn, level);
     if (linking) this.linkingNow++;
     const splitting = resizing === 1;
-    if (pool.spOwner[child] !== vm.id || pool.spLevel[child] !== level - 1 || pool.spGfn[child] !== gfn) {
-      this.fail("table-role", `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`);
+    if (
+      pool.spOwner[child] !== vm.id ||
+      pool.spLevel[child] !== level - 1 ||
+      pool.spGfn[child] !== gfn
+    ) {
+      this.fail(
+        "table-role",
+        `table page ${child} at gfn 0x${gfn.toString(16)} level ${level - 1} says owner ${pool.spOwner[child]}, level ${pool.spLevel[child]}, gfn 0x${pool.spGfn[child]!.toString(16)}`,
+      );
     }
     if (!linking) this.tables++;
     if (this.logging) this.log.add(gfn, level, false, pfn, pool.spExternal[child]!, mirror);
@@ -245,7 +331,10 @@ class TableWalk {
     const vm = this.vm;
     const slot = vm.memslots.find(gfn);
     if (!slot) {
-      this.fail("leaf-maps-backing", `leaf at gfn 0x${gfn.toString(16)} level ${level} has no memslot`);
+      this.fail(
+        "leaf-maps-backing",
+        `leaf at gfn 0x${gfn.toString(16)} level ${level} has no memslot`,
+      );
       return;
     }
     const privateInDirect = vm.backend.hasPrivateMemory && !vm.backend.usesMirrorRoot;
@@ -253,7 +342,10 @@ class TableWalk {
     const backing = priv ? slot.gmem : slot.shared;
     const want = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
     if (want < 0 || want - (want % PAGES_PER_LEVEL[level]!) !== pfn) {
-      this.fail("leaf-maps-backing", `leaf at gfn 0x${gfn.toString(16)} level ${level} maps frame 0x${pfn.toString(16)}; the ${priv ? "guest_memfd" : "shared memory"} backing has ${want < 0 ? "no frame" : `0x${want.toString(16)}`}`);
+      this.fail(
+        "leaf-maps-backing",
+        `leaf at gfn 0x${gfn.toString(16)} level ${level} maps frame 0x${pfn.toString(16)}; the ${priv ? "guest_memfd" : "shared memory"} backing has ${want < 0 ? "no frame" : `0x${want.toString(16)}`}`,
+      );
     }
   }
 }

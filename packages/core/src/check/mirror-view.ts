@@ -18,7 +18,13 @@ import type { Vm } from "../vm/vm.js";
 type BackendCheck = NonNullable<Backend["checkInvariants"]>;
 type Finding = ReturnType<BackendCheck>[number];
 
-type MirrorCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number, externalSpt: number) => void;
+type MirrorCb = (
+  gfn: number,
+  level: number,
+  kind: MirrorEntryKind,
+  pfn: number,
+  externalSpt: number,
+) => void;
 type DirectCb = (gfn: number, level: number, kind: MirrorEntryKind, pfn: number) => void;
 
 const LOG_LEAF = 1;
@@ -52,7 +58,14 @@ export class VisitLog {
     if (this.gfns.length > LOG_KEEP) this.resize(LOG_INITIAL);
   }
 
-  add(gfn: number, level: number, leaf: boolean, pfn: number, externalSpt: number, mirror: boolean): void {
+  add(
+    gfn: number,
+    level: number,
+    leaf: boolean,
+    pfn: number,
+    externalSpt: number,
+    mirror: boolean,
+  ): void {
     if (this.n === this.gfns.length) {
       if (this.n >= this.max) {
         this.overflowed = true;
@@ -77,7 +90,13 @@ export class VisitLog {
     for (let i = 0; i < this.n; i++) {
       const f = this.flags[i]!;
       if ((f & LOG_MIRROR) !== want) continue;
-      cb(this.gfns[i]!, this.levels[i]!, f & LOG_LEAF ? "leaf" : "table", this.pfns[i]!, this.exts[i]!);
+      cb(
+        this.gfns[i]!,
+        this.levels[i]!,
+        f & LOG_LEAF ? "leaf" : "table",
+        this.pfns[i]!,
+        this.exts[i]!,
+      );
     }
   }
 
@@ -121,7 +140,8 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(true, cb);
       return;
     }
-    for (const root of this.vm.mmu.peekRoots()) if (root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, true);
+    for (const root of this.vm.mmu.peekRoots())
+      if (root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, true);
   }
 
   forEachDirect(cb: DirectCb): void {
@@ -129,7 +149,8 @@ class PoolMirrorView implements MirrorView {
       this.log.forEach(false, cb);
       return;
     }
-    for (const root of this.vm.mmu.peekRoots()) if (!root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, false);
+    for (const root of this.vm.mmu.peekRoots())
+      if (!root.mirror && !root.peekInvalid()) this.walk(cb, root.slot, root.level, 0, false);
   }
 
   /** A direct root holds shared GFNs at their aliased index (`raw`); the GFN given is without the shared bit. */
@@ -163,7 +184,10 @@ class PoolMirrorView implements MirrorView {
     this.vm.mmu.forEachMirrorInFlight(cb);
   }
 
-  lookup(gfn: number, level: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
+  lookup(
+    gfn: number,
+    level: number,
+  ): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
     const pool = this.pool;
     for (const root of this.vm.mmu.peekRoots()) {
       if (!root.mirror || root.peekInvalid()) continue;
@@ -177,7 +201,9 @@ class PoolMirrorView implements MirrorView {
         const leaf = isLastSpte(lo, l);
         if (l === level) {
           const pfn = spteToPfn(lo, hi);
-          return leaf ? { kind: "leaf", pfn, externalSpt: -1 } : { kind: "table", pfn, externalSpt: pool.spExternal[pool.pfnToSlot(pfn)]! };
+          return leaf
+            ? { kind: "leaf", pfn, externalSpt: -1 }
+            : { kind: "table", pfn, externalSpt: pool.spExternal[pool.pfnToSlot(pfn)]! };
         }
         if (leaf) return null;
         slot = pool.pfnToSlot(spteToPfn(lo, hi));

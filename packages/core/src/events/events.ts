@@ -14,7 +14,8 @@ import type { Clock } from "../exec/clock.js";
  */
 export type EventTone = "ok" | "busy" | "error" | "exception";
 
-export type FaultResult = "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
+export type FaultResult =
+  "fixed" | "spurious" | "retry" | "emulate" | "memory-fault-exit" | "write-protected";
 
 /**
  * What every event carries: the scheduler step it happened in (`Clock.tick`: 1 for the first
@@ -25,22 +26,103 @@ interface EventStamp {
   task: string;
 }
 
-export type TdpEvent = EventStamp & (
-  | { type: "spte"; step: number; vm: number; table: number; index: number; mirror: boolean; level: number;
-      gfn: number; oldLo: number; oldHi: number; newLo: number; newHi: number; by: string }
-  | { type: "table"; step: number; vm: number; action: "alloc" | "link" | "unlink" | "free" | "leak";
-      slot: number; pfn: number; level: number; gfn: number; mirror: boolean }
-  | { type: "root"; step: number; vm: number; action: "alloc" | "invalidate" | "free"; root: number; level: number; mirror: boolean }
-  | { type: "hook"; step: number; vm: number; hook: string; gfn: number; level: number; result: number }
-  | { type: "call"; step: number; vm: number; name: string; detail: string; status: string; tone?: EventTone;
-      /** The status came from fault injection, not from the call. */
-      injected?: boolean }
-  | { type: "flush"; step: number; vm: number; reason: string; gfn: number; level: number }
-  | { type: "fault"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean;
-      result: FaultResult; level: number }
-  | { type: "access"; step: number; vm: number; vcpu: number; gpa: number; write: boolean; private: boolean; result: string }
-  | { type: "attributes"; step: number; vm: number; gfn: number; npages: number; private: boolean }
-  | { type: "op"; step: number; vm: number; who: string; op: string; phase: "start" | "end"; detail: string });
+export type TdpEvent = EventStamp &
+  (
+    | {
+        type: "spte";
+        step: number;
+        vm: number;
+        table: number;
+        index: number;
+        mirror: boolean;
+        level: number;
+        gfn: number;
+        oldLo: number;
+        oldHi: number;
+        newLo: number;
+        newHi: number;
+        by: string;
+      }
+    | {
+        type: "table";
+        step: number;
+        vm: number;
+        action: "alloc" | "link" | "unlink" | "free" | "leak";
+        slot: number;
+        pfn: number;
+        level: number;
+        gfn: number;
+        mirror: boolean;
+      }
+    | {
+        type: "root";
+        step: number;
+        vm: number;
+        action: "alloc" | "invalidate" | "free";
+        root: number;
+        level: number;
+        mirror: boolean;
+      }
+    | {
+        type: "hook";
+        step: number;
+        vm: number;
+        hook: string;
+        gfn: number;
+        level: number;
+        result: number;
+      }
+    | {
+        type: "call";
+        step: number;
+        vm: number;
+        name: string;
+        detail: string;
+        status: string;
+        tone?: EventTone;
+        /** The status came from fault injection, not from the call. */
+        injected?: boolean;
+      }
+    | { type: "flush"; step: number; vm: number; reason: string; gfn: number; level: number }
+    | {
+        type: "fault";
+        step: number;
+        vm: number;
+        vcpu: number;
+        gpa: number;
+        write: boolean;
+        private: boolean;
+        result: FaultResult;
+        level: number;
+      }
+    | {
+        type: "access";
+        step: number;
+        vm: number;
+        vcpu: number;
+        gpa: number;
+        write: boolean;
+        private: boolean;
+        result: string;
+      }
+    | {
+        type: "attributes";
+        step: number;
+        vm: number;
+        gfn: number;
+        npages: number;
+        private: boolean;
+      }
+    | {
+        type: "op";
+        step: number;
+        vm: number;
+        who: string;
+        op: string;
+        phase: "start" | "end";
+        detail: string;
+      }
+  );
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 export type TdpEventInput = DistributiveOmit<TdpEvent, "step" | "task">;

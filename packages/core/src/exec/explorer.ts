@@ -141,7 +141,12 @@ export interface ExploreResult extends ExploreProgress {
    * The violation the search stopped at; `position` orders the violations of a split search's
    * shares as the whole search would meet them (the least comes first; 0 when not split).
    */
-  violation: { violations: ExploreViolation[]; choices: number[]; schedule: number; position: number } | null;
+  violation: {
+    violations: ExploreViolation[];
+    choices: number[];
+    schedule: number;
+    position: number;
+  } | null;
 }
 
 /**
@@ -269,7 +274,9 @@ function starves(p: SearchPath, d: number): boolean {
 }
 
 /** What a run returns when it reached a subtree of another share (`ExploreSplit`): not a violation. */
-const ABANDONED: ExploreViolation[] = [{ check: "abandoned", message: "the subtree is another share's", step: -1 }];
+const ABANDONED: ExploreViolation[] = [
+  { check: "abandoned", message: "the subtree is another share's", step: -1 },
+];
 
 function grownTo(a: Int32Array<ArrayBuffer>, cap: number): Int32Array<ArrayBuffer> {
   return grown(a, new Int32Array(cap));
@@ -281,10 +288,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const checkEveryStep = opts.checkEveryStep ?? true;
   const reduction = opts.reduction ?? true;
   const bounded = bound !== Infinity;
-  const optimal = reduction && (opts.algorithm ?? (opts.split || bounded ? "sleep" : "optimal")) === "optimal";
+  const optimal =
+    reduction && (opts.algorithm ?? (opts.split || bounded ? "sleep" : "optimal")) === "optimal";
   // Neither would be complete (docs/explorer.md): the caller must not ask.
-  if (optimal && opts.split) throw new Error("explore: a split search (shards, jobs) needs the sleep-set algorithm");
-  if (optimal && bounded) throw new Error("explore: a bounded search needs the sleep-set algorithm");
+  if (optimal && opts.split)
+    throw new Error("explore: a split search (shards, jobs) needs the sleep-set algorithm");
+  if (optimal && bounded)
+    throw new Error("explore: a bounded search needs the sleep-set algorithm");
   const t0 = performance.now();
   let lastProgress = t0;
   const rec = new FootprintRecorder();
@@ -322,7 +332,14 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const position = () => (split === null ? 0 : runSubtree >= 0 ? 2 * runSubtree : 2 * subtrees - 1);
 
   const progress = (): ExploreProgress => ({
-    schedules, steps, skippedByReduction, prunedByBound, complete, cut, unfair, seconds: (performance.now() - t0) / 1000,
+    schedules,
+    steps,
+    skippedByReduction,
+    prunedByBound,
+    complete,
+    cut,
+    unfair,
+    seconds: (performance.now() - t0) / 1000,
   });
 
   /** What the last step `take` took yielded, and the depth of the step that woke its task (-1: none). */
@@ -350,7 +367,11 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     if (auditor) {
       const missed = auditor.end(rec, sys.tasks[c]!.name);
       if (missed.length > 0) {
-        stepViolation = { check: "footprint-audit", message: missed.join("; "), step: sys.clock.tick };
+        stepViolation = {
+          check: "footprint-audit",
+          message: missed.join("; "),
+          step: sys.clock.tick,
+        };
         return -1;
       }
     }
@@ -386,7 +407,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     }
     tracker ??= new WaitTracker(sys.tasks.length, store);
     tracker.reset();
-    for (let i = 0; i < sys.tasks.length; i++) if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
+    for (let i = 0; i < sys.tasks.length; i++)
+      if (sys.tasks[i]!.done) tracker.onStep(i, NO_CHANGE, 0, true);
     logBase = tracker.logLength;
     if (from === 0) tracker.save(0);
     // A run from a node inside a subtree stays in it (the search is depth-first).
@@ -426,7 +448,12 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     return !owns(runSubtree);
   };
 
-  const runOn = (sys: ExploreSystem, p: SearchPath, from: number, first: number | null): ExploreViolation[] | null => {
+  const runOn = (
+    sys: ExploreSystem,
+    p: SearchPath,
+    from: number,
+    first: number | null,
+  ): ExploreViolation[] | null => {
     // The prefix replays choices whose footprints were recorded when they were first taken (the
     // nodes keep them), so it runs without a recorder: nothing is noted or copied per step. Nor
     // is the wait tracker told of its steps: it goes back to the state it saved after the
@@ -474,7 +501,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     };
     /** At the end of the schedule: a state checked clean and unchanged since needs only the end-of-run checks. */
     const checkEnd = (): ExploreViolation[] => {
-      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt) return unrecorded(() => sys.checkEnd!());
+      if (sys.checkEnd && checkedAt !== -2 && version() === checkedAt)
+        return unrecorded(() => sys.checkEnd!());
       return unrecorded(() => sys.check(true));
     };
     if (first !== null) {
@@ -513,7 +541,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
           return v;
         }
         const stuck = deadlock(sys.tasks, tr).message;
-        return [{ check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: sys.clock.tick }];
+        return [
+          {
+            check: stuck.startsWith("livelock") ? "livelock" : "deadlock",
+            message: stuck,
+            step: sys.clock.tick,
+          },
+        ];
       }
       const d = depth;
       const base = d * T;
@@ -521,7 +555,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       for (let k = 0; k < enabled.length; k++) p.enabled[base + k] = enabled[k]!;
       p.nEnabled[d] = enabled.length;
       const prev = d === 0 ? -1 : p.choice(d - 1);
-      const preemptions = d === 0 ? 0 : p.preemptions[d - 1]! + (isPreemption(p, d - 1, prev) ? 1 : 0);
+      const preemptions =
+        d === 0 ? 0 : p.preemptions[d - 1]! + (isPreemption(p, d - 1, prev) ? 1 : 0);
       p.prev[d] = prev;
       p.preemptions[d] = preemptions;
       // Optimal-DPOR goes where the node's wakeup tree says; where it says nothing, the choice is
@@ -644,7 +679,12 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let evFps = new Int32Array(64);
   let evWakers = new Int32Array(64);
   /** The reversal being added, with its footprints copied into the wakeup trees' store. */
-  const copied: StepSequence = { tasks: new Int32Array(0), fps: new Int32Array(64), wakers: new Int32Array(0), len: 0 };
+  const copied: StepSequence = {
+    tasks: new Int32Array(0),
+    fps: new Int32Array(64),
+    wakers: new Int32Array(0),
+    len: 0,
+  };
   let noneTaken = new Uint8Array(64);
 
   /**
@@ -683,7 +723,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const cur = evTasks[i]!;
       for (let q = 0; q < T; q++) {
         if (q === cur) continue;
-        const fq = p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
+        const fq =
+          p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
         const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
         if (x >= 0) return;
       }
@@ -720,7 +761,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const last = v.len - 1;
       for (let k = 0; k < last; k++) {
         const t = v.tasks[k]!;
-        if (!sim.enabled(t)) throw new Error(`explorer: a reordered run cannot take step ${rf.vSteps[k]} (task ${t}): the footprints miss what enabled it`);
+        if (!sim.enabled(t))
+          throw new Error(
+            `explorer: a reordered run cannot take step ${rf.vSteps[k]} (task ${t}): the footprints miss what enabled it`,
+          );
         const s = rf.vSteps[k]!;
         sim.onStep(t, v.fps[k]!, p.outcome[s]!, p.finished[s] === 1);
       }
@@ -786,7 +830,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         // So does a t whose step changed something another task's attempt had touched: moved
         // to the front, it wakes that task earlier (or makes its next retry stale at once), and
         // a later switch away from that task, free while it waited, becomes a preemption.
-        if (ft !== -1 && bounded && ((isPreemption(p, d, t) ? 1 : 0) - (cPreempts ? 1 : 0) + p.goesOn[from + t]! > 0 || p.affects[from + t] === 1)) continue;
+        if (
+          ft !== -1 &&
+          bounded &&
+          ((isPreemption(p, d, t) ? 1 : 0) - (cPreempts ? 1 : 0) + p.goesOn[from + t]! > 0 ||
+            p.affects[from + t] === 1)
+        )
+          continue;
       }
       if (ft !== -1 && !store.dependsOn(ft, f)) p.sleep[to + t] = ft;
     }
@@ -812,13 +862,14 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         if (p.nDone[d]! > 0) wut.removeFirstChild(p.root[d]!);
         const fc = nextWakeup(p, d);
         if (fc >= 0) u = wut.taskOf(fc);
-      } else for (let k = 0; k < nEnabled; k++) {
-        const i = p.enabled[base + k]!;
-        if (p.isDone(d, i) || p.sleep[base + i] !== -1) continue;
-        if (isPreemption(p, d, i) && p.preemptions[d]! + 1 > bound) continue;
-        u = i;
-        break;
-      }
+      } else
+        for (let k = 0; k < nEnabled; k++) {
+          const i = p.enabled[base + k]!;
+          if (p.isDone(d, i) || p.sleep[base + i] !== -1) continue;
+          if (isPreemption(p, d, i) && p.preemptions[d]! + 1 > bound) continue;
+          u = i;
+          break;
+        }
       if (u >= 0) {
         p.addDone(d, u);
         next = d;
@@ -854,5 +905,11 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     violation = { violations: found, choices, schedule: schedules, position: position() };
   }
   const exhausted = violation === null && p.length === 0;
-  return { ...progress(), exhausted, traces: traceKeys === null ? null : traceKeys.size, preemptionBound: bound, violation };
+  return {
+    ...progress(),
+    exhausted,
+    traces: traceKeys === null ? null : traceKeys.size,
+    preemptionBound: bound,
+    violation,
+  };
 }

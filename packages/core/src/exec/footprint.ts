@@ -34,8 +34,21 @@ export function taskDoneId(task: number): number {
 }
 
 const FIXED_NAMES = [
-  "", "mmu_lock writer", "mmu_lock readers", "mmu_lock waiters", "RCU", "page-table pool", "guest backing frames",
-  "memory attributes", "mmu_invalidate", "backend", "roots", "memslots", "dirty bitmaps", "finalize", "kvm->srcu",
+  "",
+  "mmu_lock writer",
+  "mmu_lock readers",
+  "mmu_lock waiters",
+  "RCU",
+  "page-table pool",
+  "guest backing frames",
+  "memory attributes",
+  "mmu_invalidate",
+  "backend",
+  "roots",
+  "memslots",
+  "dirty bitmaps",
+  "finalize",
+  "kvm->srcu",
   "lpage_info guest inhibit",
 ];
 
@@ -66,7 +79,10 @@ export const KIND_WRITE = 4;
  * saw: a write changes every access, a commutative update changes a read or a write.
  */
 export function modifies(theirs: number, mine: number): boolean {
-  return (theirs & KIND_WRITE) !== 0 || ((theirs & KIND_ADD) !== 0 && (mine & (KIND_READ | KIND_WRITE)) !== 0);
+  return (
+    (theirs & KIND_WRITE) !== 0 ||
+    ((theirs & KIND_ADD) !== 0 && (mine & (KIND_READ | KIND_WRITE)) !== 0)
+  );
 }
 
 /**

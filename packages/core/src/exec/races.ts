@@ -30,7 +30,12 @@ export class RaceFinder {
    * The last reversal (`reversal`): its steps' tasks, footprints (handles in the run's store)
    * and wakers, and `vSteps`, the index of each in the run.
    */
-  readonly reversalSeq: StepSequence = { tasks: new Int32Array(64), fps: new Int32Array(64), wakers: new Int32Array(64), len: 0 };
+  readonly reversalSeq: StepSequence = {
+    tasks: new Int32Array(64),
+    fps: new Int32Array(64),
+    wakers: new Int32Array(64),
+    len: 0,
+  };
   vSteps = new Int32Array(64);
   /** Scratch for `reversal`: step → its index in the reversal. */
   private vIndex = new Int32Array(64);
@@ -47,7 +52,13 @@ export class RaceFinder {
    * steps were found by the run that first took them), by increasing j, then decreasing i.
    */
   analyze(
-    store: FootprintStore, tasks: Int32Array, fps: Int32Array, wakers: Int32Array, n: number, from: number, race: (i: number, j: number) => void,
+    store: FootprintStore,
+    tasks: Int32Array,
+    fps: Int32Array,
+    wakers: Int32Array,
+    n: number,
+    from: number,
+    race: (i: number, j: number) => void,
   ): void {
     const T = this.T;
     if (this.clock.length < n * T) {
@@ -65,7 +76,9 @@ export class RaceFinder {
     for (let j = 0; j < n; j++) {
       const t = tasks[j]!;
       const row = j * T;
-      if (count[t]! > 0) for (let u = 0, prev = steps[t * n + count[t]! - 1]! * T; u < T; u++) clock[row + u] = clock[prev + u]!;
+      if (count[t]! > 0)
+        for (let u = 0, prev = steps[t * n + count[t]! - 1]! * T; u < T; u++)
+          clock[row + u] = clock[prev + u]!;
       else clock.fill(0, row, row + T);
       this.pos[j] = count[t]!;
       steps[t * n + count[t]!] = j;
@@ -99,7 +112,8 @@ export class RaceFinder {
         }
         // The step that woke j's task is no race: j cannot come first.
         const wk = wakers[j]!;
-        if (wk >= 0) for (let u = 0; u < T; u++) covered[u] = Math.max(covered[u]!, clock[wk * T + u]!);
+        if (wk >= 0)
+          for (let u = 0; u < T; u++) covered[u] = Math.max(covered[u]!, clock[wk * T + u]!);
         for (;;) {
           let i = -1;
           let owner = -1;
@@ -115,7 +129,8 @@ export class RaceFinder {
           cursor[owner]!--;
           if (!store.dependsOn(fps[i]!, fps[j]!)) continue;
           race(i, j);
-          for (let w = 0; w < T; w++) if (clock[i * T + w]! > covered[w]!) covered[w] = clock[i * T + w]!;
+          for (let w = 0; w < T; w++)
+            if (clock[i * T + w]! > covered[w]!) covered[w] = clock[i * T + w]!;
         }
       }
       count[t]!++;
@@ -125,11 +140,19 @@ export class RaceFinder {
   /** Clock row `to` := its join with row `from`. */
   private join(to: number, from: number): void {
     const clock = this.clock;
-    for (let w = 0; w < this.T; w++) if (clock[from + w]! > clock[to + w]!) clock[to + w] = clock[from + w]!;
+    for (let w = 0; w < this.T; w++)
+      if (clock[from + w]! > clock[to + w]!) clock[to + w] = clock[from + w]!;
   }
 
   /** Builds `notdep(i).j` of the run last analysed into `reversalSeq` (with wakers) and `vSteps`. */
-  reversal(tasks: Int32Array, fps: Int32Array, wakers: Int32Array, n: number, i: number, j: number): void {
+  reversal(
+    tasks: Int32Array,
+    fps: Int32Array,
+    wakers: Int32Array,
+    n: number,
+    i: number,
+    j: number,
+  ): void {
     const v = this.reversalSeq;
     if (v.tasks.length < n) {
       v.tasks = new Int32Array(2 * n);

@@ -30,17 +30,24 @@ export class RwLock {
 
   /** `lockdep_assert_held_write(&kvm->mmu_lock)`, for function `fn`. */
   assertHeldWrite(fn: string): void {
-    if (this.writer === null) throw new LockdepError(`${fn}: mmu_lock must be held for write, ${this.readers > 0 ? "but it is held for read" : "but it is not held"}`);
+    if (this.writer === null)
+      throw new LockdepError(
+        `${fn}: mmu_lock must be held for write, ${this.readers > 0 ? "but it is held for read" : "but it is not held"}`,
+      );
   }
 
   /** `lockdep_assert_held_read(&kvm->mmu_lock)`. */
   assertHeldRead(fn: string): void {
-    if (this.readers === 0) throw new LockdepError(`${fn}: mmu_lock must be held for read, ${this.writer !== null ? "but it is held for write" : "but it is not held"}`);
+    if (this.readers === 0)
+      throw new LockdepError(
+        `${fn}: mmu_lock must be held for read, ${this.writer !== null ? "but it is held for write" : "but it is not held"}`,
+      );
   }
 
   /** `lockdep_assert_held(&kvm->mmu_lock)`: for read or for write. */
   assertHeld(fn: string): void {
-    if (this.writer === null && this.readers === 0) throw new LockdepError(`${fn}: mmu_lock must be held, but it is not`);
+    if (this.writer === null && this.readers === 0)
+      throw new LockdepError(`${fn}: mmu_lock must be held, but it is not`);
   }
 
   /** `rwlock_needbreak`: someone waits for the lock. */
@@ -64,7 +71,8 @@ export class RwLock {
       ctx.lockMode = 1;
       return true;
     }
-    if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
+    if (!ctx.interleave)
+      throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
     fp?.write(R_LOCK_WAITERS);
     this.waitingReaders++;
     return false;
@@ -109,7 +117,8 @@ export class RwLock {
       ctx.lockMode = 2;
       return;
     }
-    if (!ctx.interleave) throw new DeadlockError(`${ctx.name}: write_lock(mmu_lock) would block without interleaving`);
+    if (!ctx.interleave)
+      throw new DeadlockError(`${ctx.name}: write_lock(mmu_lock) would block without interleaving`);
     fp?.write(R_LOCK_WAITERS);
     this.waitingWriters++;
     for (;;) {

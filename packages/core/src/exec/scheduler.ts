@@ -51,7 +51,9 @@ export function deadlock(tasks: readonly Task[], tracker?: WaitTracker): Deadloc
   const waiting = tasks.flatMap((t, i) => (t.done ? [] : [i]));
   const names = waiting.map((i) => tasks[i]!.name).join(", ");
   if (tracker && waiting.every((i) => tracker.waitKind[i] === RETRY_WAIT)) {
-    return new DeadlockError(`livelock: ${names} retry their faults, and nothing that they read can change any more`);
+    return new DeadlockError(
+      `livelock: ${names} retry their faults, and nothing that they read can change any more`,
+    );
   }
   return new DeadlockError(`deadlock: ${names} all wait for something that no one will change`);
 }
@@ -72,7 +74,8 @@ export class TaskStepper {
     readonly clock: Clock,
   ) {
     this.tracker = new WaitTracker(tasks.length, this.store);
-    for (let i = 0; i < tasks.length; i++) if (tasks[i]!.done) this.tracker.onStep(i, NO_CHANGE, 0, true);
+    for (let i = 0; i < tasks.length; i++)
+      if (tasks[i]!.done) this.tracker.onStep(i, NO_CHANGE, 0, true);
   }
 
   /** The tasks that may take the next step, ascending, into `out`. */
@@ -91,7 +94,12 @@ export class TaskStepper {
     if (!clock.interleaved) {
       const v = clock.stateVersion;
       const outcome = stepTask(this.tasks, i, clock);
-      this.tracker.onStep(i, clock.stateVersion === v ? NO_CHANGE : UNKNOWN_CHANGE, outcome, this.tasks[i]!.done);
+      this.tracker.onStep(
+        i,
+        clock.stateVersion === v ? NO_CHANGE : UNKNOWN_CHANGE,
+        outcome,
+        this.tasks[i]!.done,
+      );
       return;
     }
     const prev = clock.fp;
@@ -130,10 +138,15 @@ export class Scheduler {
   pick(enabled: readonly number[]): number {
     let choice: number;
     if (this.mode === "replay") {
-      if (this.replayPos >= this.replay.length) throw new ReplayDivergence(`the schedule ends after ${this.replay.length} choices but tasks are still runnable`);
+      if (this.replayPos >= this.replay.length)
+        throw new ReplayDivergence(
+          `the schedule ends after ${this.replay.length} choices but tasks are still runnable`,
+        );
       choice = this.replay[this.replayPos++]!;
       if (!enabled.includes(choice)) {
-        throw new ReplayDivergence(`choice ${this.replayPos - 1} names task ${choice}, which cannot run there (runnable: ${enabled.join(", ")})`);
+        throw new ReplayDivergence(
+          `choice ${this.replayPos - 1} names task ${choice}, which cannot run there (runnable: ${enabled.join(", ")})`,
+        );
       }
     } else if (this.mode === "round-robin") {
       choice = enabled.find((i) => i > this.rr) ?? enabled[0]!;
@@ -159,7 +172,9 @@ export class Scheduler {
       if (enabled.length === 0) {
         if (tasks.every((t) => t.done)) {
           if (this.mode === "replay" && this.replayPos < this.replay.length) {
-            throw new ReplayDivergence(`every task finished after ${this.replayPos} of the schedule's ${this.replay.length} choices`);
+            throw new ReplayDivergence(
+              `every task finished after ${this.replayPos} of the schedule's ${this.replay.length} choices`,
+            );
           }
           return true;
         }

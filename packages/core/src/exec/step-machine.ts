@@ -30,7 +30,9 @@ export interface StepMachine {
 export function runNow(m: StepMachine): number {
   try {
     let r: number;
-    while ((r = m.step()) < 0) { /* no one to yield to */ }
+    while ((r = m.step()) < 0) {
+      /* no one to yield to */
+    }
     return r;
   } catch (e) {
     m.abort();

@@ -15,7 +15,13 @@ import type { FootprintStore } from "./footprint.js";
  * The key of the schedule whose event `i` is a step of task `tasks[i]` with footprint handle
  * `fps[i]`, for `i < n`; `taskCount` tasks in all.
  */
-export function traceKey(store: FootprintStore, tasks: ArrayLike<number>, fps: ArrayLike<number>, n: number, taskCount: number): string {
+export function traceKey(
+  store: FootprintStore,
+  tasks: ArrayLike<number>,
+  fps: ArrayLike<number>,
+  n: number,
+  taskCount: number,
+): string {
   const indeg = new Int32Array(n);
   const succ: number[][] = Array.from({ length: n }, () => []);
   // Per task, its events in order; per event, its position in its task's list.

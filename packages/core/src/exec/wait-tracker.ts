@@ -72,7 +72,10 @@ export class WaitTracker {
   private saved = new Int32Array(0);
   private readonly stride: number;
 
-  constructor(readonly tasks: number, private store: FootprintStore) {
+  constructor(
+    readonly tasks: number,
+    private store: FootprintStore,
+  ) {
     this.waitKind = new Uint8Array(tasks);
     this.woken = new Uint8Array(tasks);
     this.done = new Uint8Array(tasks);
@@ -90,7 +93,11 @@ export class WaitTracker {
   save(slot: number): void {
     const S = this.stride;
     const T = this.tasks;
-    if ((slot + 1) * S > this.saved.length) this.saved = grown(this.saved, new Int32Array(Math.max(2 * this.saved.length, (slot + 1) * S)));
+    if ((slot + 1) * S > this.saved.length)
+      this.saved = grown(
+        this.saved,
+        new Int32Array(Math.max(2 * this.saved.length, (slot + 1) * S)),
+      );
     const a = this.saved;
     let o = slot * S;
     a[o++] = this.n;
@@ -249,7 +256,8 @@ export class WaitTracker {
       const b0 = store.startOf(g);
       const b1 = b0 + store.lengthOf(g);
       for (let j = b0; j < b1; j++) {
-        for (let i = a0; i < a1; i++) if (ids[i] === ids[j] && modifies(kinds[i]!, kinds[j]!)) return true;
+        for (let i = a0; i < a1; i++)
+          if (ids[i] === ids[j] && modifies(kinds[i]!, kinds[j]!)) return true;
       }
     }
     return false;

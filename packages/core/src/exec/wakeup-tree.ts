@@ -45,7 +45,13 @@ export interface StepSequence {
  * woke it, or it is none of them and conflicts with none. Returns the index of its step in the
  * sequence (to be taken out), `seq.len` if it is none of them but commutes with all, or -1.
  */
-export function weakInitial(store: FootprintStore, task: number, fp: number, seq: StepSequence, taken: Uint8Array): number {
+export function weakInitial(
+  store: FootprintStore,
+  task: number,
+  fp: number,
+  seq: StepSequence,
+  taken: Uint8Array,
+): number {
   const { tasks, fps, len } = seq;
   const x = firstOf(task, tasks, taken, len);
   if (x >= 0) {
@@ -204,7 +210,7 @@ export class WakeupTrees {
     // Depth first, without recursion: down to the first child, else on to the next sibling of
     // the nearest node that has one.
     const up: number[] = [];
-    for (let n = root; n >= 0; ) {
+    for (let n = root; n >= 0;) {
       if (this.fp[n]! >= 0) this.fp[n] = fresh.addFrom(old, this.fp[n]!);
       if (this.first[n]! >= 0) {
         if (n !== root) up.push(n);
@@ -218,5 +224,4 @@ export class WakeupTrees {
     this.store = fresh;
     this.liveFps = fresh.count;
   }
-
 }

@@ -14,8 +14,10 @@ export class HostMemoryExhausted extends ErrorOfKind("HostMemoryExhausted") {
     readonly freeFrames: number,
     readonly largestFreeRun: number,
   ) {
-    super(`host out of memory: ${what} needs ${requestedFrames} contiguous frame(s)` +
-      `${alignFrames > 1 ? ` aligned to ${alignFrames}` : ""}; ${freeFrames} of the host's ${totalFrames} frames are free, ` +
-      `the largest free run so aligned is ${largestFreeRun} frames`);
+    super(
+      `host out of memory: ${what} needs ${requestedFrames} contiguous frame(s)` +
+        `${alignFrames > 1 ? ` aligned to ${alignFrames}` : ""}; ${freeFrames} of the host's ${totalFrames} frames are free, ` +
+        `the largest free run so aligned is ${largestFreeRun} frames`,
+    );
   }
 }

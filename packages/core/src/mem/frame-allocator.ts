@@ -34,7 +34,11 @@ export class FrameAllocator {
   private usedBlocks = 0;
 
   constructor(memoryBytes: number) {
-    if (!Number.isFinite(memoryBytes) || memoryBytes < 2 * 2 ** 20 || memoryBytes > MAX_HOST_MEMORY) {
+    if (
+      !Number.isFinite(memoryBytes) ||
+      memoryBytes < 2 * 2 ** 20 ||
+      memoryBytes > MAX_HOST_MEMORY
+    ) {
       throw new RangeError(`host memory must be between 2MiB and 16TiB, got ${memoryBytes} bytes`);
     }
     this.totalBlocks = Math.floor(memoryBytes / (FRAMES_PER_BLOCK * 4096));
@@ -106,13 +110,21 @@ export class FrameAllocator {
       while (b < this.totalBlocks && owner[b] === OWNER_FREE) b++;
       largest = Math.max(largest, b - start);
     }
-    return new HostMemoryExhausted(what, count * FRAMES_PER_BLOCK, align * FRAMES_PER_BLOCK, this.totalFrames,
-      (this.totalBlocks - this.usedBlocks) * FRAMES_PER_BLOCK, largest * FRAMES_PER_BLOCK);
+    return new HostMemoryExhausted(
+      what,
+      count * FRAMES_PER_BLOCK,
+      align * FRAMES_PER_BLOCK,
+      this.totalFrames,
+      (this.totalBlocks - this.usedBlocks) * FRAMES_PER_BLOCK,
+      largest * FRAMES_PER_BLOCK,
+    );
   }
 
   freeBlock(block: number, owner: number): void {
     if (this.blockOwner[block] !== owner) {
-      throw new Error(`freeing block ${block} owned by ${this.blockOwner[block]} as owner ${owner}`);
+      throw new Error(
+        `freeing block ${block} owned by ${this.blockOwner[block]} as owner ${owner}`,
+      );
     }
     this.blockOwner[block] = OWNER_FREE;
     this.freeBlocks.push(block);

@@ -56,7 +56,9 @@ export class GuestBacking {
     let base = this.chunkBase[c]!;
     if (base < 0) {
       const blocks = this.chunkPages / FRAMES_PER_BLOCK;
-      base = this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) * FRAMES_PER_BLOCK;
+      base =
+        this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) *
+        FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
       if (this.clock !== null) {
         this.clock.touch(R_BACKING);
@@ -96,8 +98,20 @@ export class GuestBacking {
    * The state behind this backing's resources, for the footprint audit: host pages (resource
    * `resourceId(chunkSpace, c)`) and folios (`resourceId(folioSpace, pgoff)`). Do not write.
    */
-  auditView(): { chunkSpace: number; folioSpace: number; chunks: Float64Array; prepared: Uint32Array | null; preparing: readonly number[] } {
-    return { chunkSpace: this.chunkSpace, folioSpace: this.folioSpace, chunks: this.chunkBase, prepared: this.prepared, preparing: this.preparing };
+  auditView(): {
+    chunkSpace: number;
+    folioSpace: number;
+    chunks: Float64Array;
+    prepared: Uint32Array | null;
+    preparing: readonly number[];
+  } {
+    return {
+      chunkSpace: this.chunkSpace,
+      folioSpace: this.folioSpace,
+      chunks: this.chunkBase,
+      prepared: this.prepared,
+      preparing: this.preparing,
+    };
   }
 
   /** A read of page `pgoff`'s folio state (its host page's too: a release clears it). */
@@ -199,7 +213,8 @@ export class GuestBacking {
     const p = this.prepared;
     if (p && this.clock !== null) {
       for (let w = 0; w < p.length; w++) {
-        for (let bits = p[w]!; bits !== 0; bits &= bits - 1) this.clock.touch(resourceId(this.folioSpace, w * 32 + (31 - Math.clz32(bits & -bits))));
+        for (let bits = p[w]!; bits !== 0; bits &= bits - 1)
+          this.clock.touch(resourceId(this.folioSpace, w * 32 + (31 - Math.clz32(bits & -bits))));
       }
     }
     p?.fill(0);

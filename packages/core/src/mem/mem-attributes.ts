@@ -56,7 +56,7 @@ export class MemAttributes {
     const bits = this.bits;
     // Word by word: the bits of [start, e) in each word are set or cleared at once, and the
     // ones that flipped are counted.
-    for (let g = start; g < e; ) {
+    for (let g = start; g < e;) {
       const w = g >>> 5;
       const lo = g & 31;
       const hi = Math.min(32, lo + (e - g));
@@ -91,7 +91,7 @@ export class MemAttributes {
       if (this.peekPrivate(g) !== first) return g;
       g++;
     }
-    while (g + 32 <= end && (this.bits[g >>> 5]! >>> 0) === want) g += 32;
+    while (g + 32 <= end && this.bits[g >>> 5]! >>> 0 === want) g += 32;
     for (; g < end; g++) if (this.peekPrivate(g) !== first) return g;
     // Past the end everything is shared.
     return first && end < limit ? end : limit;
@@ -118,11 +118,10 @@ export class MemAttributes {
       if (this.peekPrivate(g) !== first) return false;
       g++;
     }
-    for (; g + 32 <= end; g += 32) if ((this.bits[g >>> 5]! >>> 0) !== want) return false;
+    for (; g + 32 <= end; g += 32) if (this.bits[g >>> 5]! >>> 0 !== want) return false;
     for (; g < end; g++) if (this.peekPrivate(g) !== first) return false;
     return true;
   }
-
 }
 
 /** Set bits in a 32-bit word. */

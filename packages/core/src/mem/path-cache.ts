@@ -21,7 +21,12 @@ export class PathCache {
 
   /** The remembered path leads to the last-level table of `rawGfn` (GFN as walked, shared bit included) under `rootSlot`. */
   hit(pool: PtPool, rootSlot: number, rawGfn: number): boolean {
-    return pool.fp === null && this.gen === pool.upperWrites && this.root === rootSlot && this.region === rawGfn - gfnOffsetInLevel(rawGfn, 2);
+    return (
+      pool.fp === null &&
+      this.gen === pool.upperWrites &&
+      this.root === rootSlot &&
+      this.region === rawGfn - gfnOffsetInLevel(rawGfn, 2)
+    );
   }
 
   /** Remembers the whole path (`TdpIter`). */

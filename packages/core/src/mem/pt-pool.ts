@@ -209,7 +209,8 @@ export class PtPool {
     this.spOwner[slot] = owner;
     this.spExternal[slot] = -1;
     this.spLive[slot] = 1;
-    if (this.tracksWrites) this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
+    if (this.tracksWrites)
+      this.occupancy.fill(0, slot * OCCUPANCY_WORDS, (slot + 1) * OCCUPANCY_WORDS);
     this.live++;
     return slot;
   }
@@ -239,7 +240,8 @@ export class PtPool {
   trackWrites(clock: Clock): void {
     clock.tables = this;
     this.tracksWrites = true;
-    if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS) this.growOccupancy(this.spLevel.length);
+    if (this.occupancy.length < this.spLevel.length * OCCUPANCY_WORDS)
+      this.growOccupancy(this.spLevel.length);
     for (let slot = 0; slot < this.touched; slot++) {
       if (this.spLive[slot] !== 1) continue;
       for (let i = 0; i < 512; i++) this.noteSpteWrite(slot * 512 + i);
@@ -253,7 +255,8 @@ export class PtPool {
     const m = this.mem[slot >>> MEM_SHIFT]!;
     const off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * i;
     const w = slot * OCCUPANCY_WORDS + (i >>> 5);
-    if (m[off] === SHADOW_NONPRESENT_LO && m[off + 1] === SHADOW_NONPRESENT_HI) this.occupancy[w] = this.occupancy[w]! & ~(1 << (i & 31));
+    if (m[off] === SHADOW_NONPRESENT_LO && m[off + 1] === SHADOW_NONPRESENT_HI)
+      this.occupancy[w] = this.occupancy[w]! & ~(1 << (i & 31));
     else this.occupancy[w] = this.occupancy[w]! | (1 << (i & 31));
   }
 
@@ -300,7 +303,8 @@ export class PtPool {
     const needed = (chunk + 1) * FRAMES_PER_BLOCK;
     if (needed > this.spLevel.length) this.growMeta(Math.max(needed, this.spLevel.length * 2));
     // Hand out the new chunk's slots in ascending order.
-    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--) this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
+    for (let i = FRAMES_PER_BLOCK - 1; i >= 0; i--)
+      this.freeSlots[this.nFree++] = chunk * FRAMES_PER_BLOCK + i;
   }
 
   /**
@@ -322,19 +326,36 @@ export class PtPool {
     this.blockChunk = NO_I32;
     if (this.spLevel.length === FRAMES_PER_BLOCK && spareMeta.length < SPARE_META_MAX) {
       const meta: Meta = {
-        spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn,
-        spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots,
+        spLevel: this.spLevel,
+        spRole: this.spRole,
+        spLive: this.spLive,
+        spGfn: this.spGfn,
+        spOwner: this.spOwner,
+        spExternal: this.spExternal,
+        freeSlots: this.freeSlots,
       };
       // Zeroed over the slots ever allocated, the only ones written; `freeSlots` is written
       // by `grow` before it is read.
       const used = this.touched;
-      for (const a of [meta.spLevel, meta.spRole, meta.spLive, meta.spGfn, meta.spOwner, meta.spExternal]) a.fill(0, 0, used);
+      for (const a of [
+        meta.spLevel,
+        meta.spRole,
+        meta.spLive,
+        meta.spGfn,
+        meta.spOwner,
+        meta.spExternal,
+      ])
+        a.fill(0, 0, used);
       spareMeta.push(meta);
     }
     this.spLevel = this.spRole = this.spLive = NO_U8;
     this.spGfn = NO_F64;
     // Not cleared: `alloc` clears a slot's bits before the slot is used.
-    if (this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS && spareOccupancy.length < SPARE_META_MAX) spareOccupancy.push(this.occupancy);
+    if (
+      this.occupancy.length === FRAMES_PER_BLOCK * OCCUPANCY_WORDS &&
+      spareOccupancy.length < SPARE_META_MAX
+    )
+      spareOccupancy.push(this.occupancy);
     this.occupancy = NO_U32;
     this.spOwner = this.spExternal = this.freeSlots = NO_I32;
     this.nFree = 0;
@@ -346,7 +367,12 @@ export class PtPool {
     if (this.spLevel.length === 0 && cap === FRAMES_PER_BLOCK) {
       const meta = spareMeta.pop();
       if (meta !== undefined) {
-        ({ spLevel: this.spLevel, spRole: this.spRole, spLive: this.spLive, spGfn: this.spGfn } = meta);
+        ({
+          spLevel: this.spLevel,
+          spRole: this.spRole,
+          spLive: this.spLive,
+          spGfn: this.spGfn,
+        } = meta);
         ({ spOwner: this.spOwner, spExternal: this.spExternal, freeSlots: this.freeSlots } = meta);
         return;
       }
@@ -360,4 +386,3 @@ export class PtPool {
     this.freeSlots = grown(this.freeSlots, new Int32Array(cap));
   }
 }
-

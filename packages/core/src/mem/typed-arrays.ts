@@ -8,7 +8,12 @@
  * (bit `i & 31` of word `i >>> 5`), or -1. Walking `for (i = next(.., 0); i >= 0; i = next(.., i + 1))`
  * visits the set bits in ascending order, a word at a time.
  */
-export function nextSetBit(words: Uint32Array | Int32Array, base: number, nWords: number, from: number): number {
+export function nextSetBit(
+  words: Uint32Array | Int32Array,
+  base: number,
+  nWords: number,
+  from: number,
+): number {
   let w = from >>> 5;
   if (w >= nWords) return -1;
   // The first word keeps only the bits at or above `from`.
@@ -21,7 +26,10 @@ export function nextSetBit(words: Uint32Array | Int32Array, base: number, nWords
 }
 
 /** `to` with `from` copied to its start: an array grown to `to`'s length. */
-export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(from: T, to: T): T {
+export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
+  from: T,
+  to: T,
+): T {
   (to as Uint8Array).set(from);
   return to;
 }

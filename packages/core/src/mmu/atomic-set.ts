@@ -60,79 +60,149 @@ export class AtomicSet implements StepMachine {
     const mmu = this.mmu;
     const iter = this.iter;
     // Without interleaving, the atomic points are passed straight through.
-    for (;;) switch (this.state) {
-      case S_FIRST: {
-        if (iter.root.mirror) {
-          assertMirrorSetPresent(iter, this.lo);
-          if (mmu.options.strategy === "atomic-then-hook") {
-            if (!mmu.setSpteAtomic(iter, this.lo, this.hi)) return 0;
+    for (;;)
+      switch (this.state) {
+        case S_FIRST: {
+          if (iter.root.mirror) {
+            assertMirrorSetPresent(iter, this.lo);
+            if (mmu.options.strategy === "atomic-then-hook") {
+              if (!mmu.setSpteAtomic(iter, this.lo, this.hi)) return 0;
+              mmu.mirrorInFlightAdd(iter.gfn, iter.level);
+              this.state = S_PUBLISHED_HOOK;
+              mmu.clock.step++;
+              if (this.ctx.interleave) return STEP_YIELD;
+              continue;
+            }
+            // set_external_spte_present, 1: cmpxchg old → FROZEN. A lost race refreshes the
+            // snapshot (the 2026 fix 02eaaffdd865).
+            if (!this.compare()) return 0;
+            mmu.writeSpte(
+              iter.mem,
+              iter.off,
+              FROZEN_SPTE_LO,
+              FROZEN_SPTE_HI,
+              iter.tableSlot,
+              iter.level,
+              iter.gfn,
+              "freeze",
+            );
             mmu.mirrorInFlightAdd(iter.gfn, iter.level);
-            this.state = S_PUBLISHED_HOOK;
+            this.state = S_FROZEN_HOOK;
             mmu.clock.step++;
             if (this.ctx.interleave) return STEP_YIELD;
             continue;
           }
-          // set_external_spte_present, 1: cmpxchg old → FROZEN. A lost race refreshes the
-          // snapshot (the 2026 fix 02eaaffdd865).
-          if (!this.compare()) return 0;
-          mmu.writeSpte(iter.mem, iter.off, FROZEN_SPTE_LO, FROZEN_SPTE_HI, iter.tableSlot, iter.level, iter.gfn, "freeze");
-          mmu.mirrorInFlightAdd(iter.gfn, iter.level);
-          this.state = S_FROZEN_HOOK;
+          if (mmu.options.unsafeNonAtomicSet) {
+            if (!this.compare()) return 0;
+            this.state = S_UNSAFE_STORE;
+            mmu.clock.step++;
+            if (this.ctx.interleave) return STEP_YIELD;
+            continue;
+          }
+          return mmu.setSpteAtomic(iter, this.lo, this.hi) ? 1 : 0;
+        }
+        case S_FROZEN_HOOK:
+          // 2: the backend (`link_external_spt` for a table, `set_external_spte` for a leaf).
+          this.hookRet = mmu.callSetHook(iter.gfn, iter.level, this.lo, this.hi);
+          this.state = S_FROZEN_PUBLISH;
           mmu.clock.step++;
           if (this.ctx.interleave) return STEP_YIELD;
           continue;
-        }
-        if (mmu.options.unsafeNonAtomicSet) {
-          if (!this.compare()) return 0;
-          this.state = S_UNSAFE_STORE;
-          mmu.clock.step++;
-          if (this.ctx.interleave) return STEP_YIELD;
-          continue;
-        }
-        return mmu.setSpteAtomic(iter, this.lo, this.hi) ? 1 : 0;
-      }
-      case S_FROZEN_HOOK:
-        // 2: the backend (`link_external_spt` for a table, `set_external_spte` for a leaf).
-        this.hookRet = mmu.callSetHook(iter.gfn, iter.level, this.lo, this.hi);
-        this.state = S_FROZEN_PUBLISH;
-        mmu.clock.step++;
-        if (this.ctx.interleave) return STEP_YIELD;
-        continue;
-      case S_FROZEN_PUBLISH:
-        // 3: this thread owns the frozen entry, so a plain store publishes or rolls back.
-        mmu.mirrorInFlightDelete(iter.gfn, iter.level);
-        if (this.hookRet !== 0) {
-          mmu.writeSpte(iter.mem, iter.off, this.oldLo, this.oldHi, iter.tableSlot, iter.level, iter.gfn, "unfreeze");
+        case S_FROZEN_PUBLISH:
+          // 3: this thread owns the frozen entry, so a plain store publishes or rolls back.
+          mmu.mirrorInFlightDelete(iter.gfn, iter.level);
+          if (this.hookRet !== 0) {
+            mmu.writeSpte(
+              iter.mem,
+              iter.off,
+              this.oldLo,
+              this.oldHi,
+              iter.tableSlot,
+              iter.level,
+              iter.gfn,
+              "unfreeze",
+            );
+            iter.read();
+            return 0;
+          }
+          mmu.writeSpte(
+            iter.mem,
+            iter.off,
+            this.lo,
+            this.hi,
+            iter.tableSlot,
+            iter.level,
+            iter.gfn,
+            "publish",
+          );
+          mmu.handleChangedSpte(
+            iter.gfn,
+            this.oldLo,
+            this.oldHi,
+            this.lo,
+            this.hi,
+            iter.level,
+            true,
+          );
+          return 1;
+        case S_PUBLISHED_HOOK: {
+          // The unprotected order: walkers may already have used the new entry.
+          let ret: number;
+          try {
+            ret = mmu.callSetHook(iter.gfn, iter.level, this.lo, this.hi);
+          } finally {
+            mmu.mirrorInFlightDelete(iter.gfn, iter.level);
+          }
+          if (ret === 0) return 1;
+          if (iter.mem[iter.off] === this.lo && iter.mem[iter.off + 1] === this.hi) {
+            mmu.writeSpte(
+              iter.mem,
+              iter.off,
+              this.oldLo,
+              this.oldHi,
+              iter.tableSlot,
+              iter.level,
+              iter.gfn,
+              "rollback",
+            );
+            mmu.handleChangedSpte(
+              iter.gfn,
+              this.lo,
+              this.hi,
+              this.oldLo,
+              this.oldHi,
+              iter.level,
+              true,
+            );
+          }
           iter.read();
           return 0;
         }
-        mmu.writeSpte(iter.mem, iter.off, this.lo, this.hi, iter.tableSlot, iter.level, iter.gfn, "publish");
-        mmu.handleChangedSpte(iter.gfn, this.oldLo, this.oldHi, this.lo, this.hi, iter.level, true);
-        return 1;
-      case S_PUBLISHED_HOOK: {
-        // The unprotected order: walkers may already have used the new entry.
-        let ret: number;
-        try {
-          ret = mmu.callSetHook(iter.gfn, iter.level, this.lo, this.hi);
-        } finally {
-          mmu.mirrorInFlightDelete(iter.gfn, iter.level);
-        }
-        if (ret === 0) return 1;
-        if (iter.mem[iter.off] === this.lo && iter.mem[iter.off + 1] === this.hi) {
-          mmu.writeSpte(iter.mem, iter.off, this.oldLo, this.oldHi, iter.tableSlot, iter.level, iter.gfn, "rollback");
-          mmu.handleChangedSpte(iter.gfn, this.lo, this.hi, this.oldLo, this.oldHi, iter.level, true);
-        }
-        iter.read();
-        return 0;
+        case S_UNSAFE_STORE:
+          // The compare was a step ago: whatever another coroutine stored meanwhile is lost.
+          mmu.writeSpte(
+            iter.mem,
+            iter.off,
+            this.lo,
+            this.hi,
+            iter.tableSlot,
+            iter.level,
+            iter.gfn,
+            "store",
+          );
+          mmu.handleChangedSpte(
+            iter.gfn,
+            this.oldLo,
+            this.oldHi,
+            this.lo,
+            this.hi,
+            iter.level,
+            true,
+          );
+          return 1;
+        default:
+          throw new Error(`AtomicSet: bad state ${this.state}`);
       }
-      case S_UNSAFE_STORE:
-        // The compare was a step ago: whatever another coroutine stored meanwhile is lost.
-        mmu.writeSpte(iter.mem, iter.off, this.lo, this.hi, iter.tableSlot, iter.level, iter.gfn, "store");
-        mmu.handleChangedSpte(iter.gfn, this.oldLo, this.oldHi, this.lo, this.hi, iter.level, true);
-        return 1;
-      default:
-        throw new Error(`AtomicSet: bad state ${this.state}`);
-    }
   }
 
   /** Nothing is held across steps: an entry left FROZEN by a failed step is a finding, not a leak to undo. */
@@ -154,6 +224,8 @@ export class AtomicSet implements StepMachine {
  */
 function assertMirrorSetPresent(iter: TdpIter, lo: number): void {
   if (isShadowPresent(iter.oldLo) || !isShadowPresent(lo)) {
-    throw new KvmBug(`atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`);
+    throw new KvmBug(
+      `atomic update of mirror SPTE at gfn ${iter.gfn} level ${iter.level} from a present value or to a non-present one`,
+    );
   }
 }

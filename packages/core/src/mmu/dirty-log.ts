@@ -18,10 +18,21 @@ import type { TdpMmu } from "./tdp-mmu.js";
  * `minLevel` in [start, end). MMU-writable stays set, so a write fault may restore W without
  * the lock. Returns whether anything changed.
  */
-export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, end: number, minLevel: number): Op<boolean> {
+export function* wrprotGfnRange(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  root: Root,
+  start: number,
+  end: number,
+  minLevel: number,
+): Op<boolean> {
   const iter = new TdpIter(mmu.pool);
   let changed = false;
-  for (iter.start(root, minLevel, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+  for (
+    iter.start(root, minLevel, start, mmu.rootGfnBits(root));
+    iter.valid && iter.gfn < end;
+    iter.next()
+  ) {
     // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
     // `wrprot_gfn_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
     for (;;) {
@@ -29,7 +40,12 @@ export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: nu
         yield* iterResched(mmu, ctx, iter, false, true);
         break;
       }
-      if (!isShadowPresent(iter.oldLo) || !isLastSpte(iter.oldLo, iter.level) || (iter.oldLo & EPT_W) === 0) break;
+      if (
+        !isShadowPresent(iter.oldLo) ||
+        !isLastSpte(iter.oldLo, iter.level) ||
+        (iter.oldLo & EPT_W) === 0
+      )
+        break;
       mmu.clock.step++;
       if (ctx.interleave) yield;
       if (yield* mmu.setSpteAtomicOp(ctx, iter, (iter.oldLo & ~EPT_W) >>> 0, iter.oldHi)) {
@@ -42,7 +58,12 @@ export function* wrprotGfnRange(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: nu
 }
 
 /** `kvm_tdp_mmu_wrprot_slot` over every valid root (read lock and RCU held by the caller). */
-export function* wrprotSlot(mmu: TdpMmu, ctx: ExecCtx, slot: Memslot, minLevel: number): Op<boolean> {
+export function* wrprotSlot(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  slot: Memslot,
+  minLevel: number,
+): Op<boolean> {
   let changed = false;
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, function* (root) {
     if (yield* wrprotGfnRange(mmu, ctx, root, slot.baseGfn, slot.endGfn, minLevel)) changed = true;
@@ -59,7 +80,11 @@ export function clearDirtyPtMasked(mmu: TdpMmu, root: Root, gfn: number, mask: n
   const iter = new TdpIter(mmu.pool);
   let changed = false;
   const first = gfn + (31 - Math.clz32(mask & -mask));
-  for (iter.start(root, 1, first, mmu.rootGfnBits(root)); iter.valid && iter.gfn < gfn + 32; iter.next()) {
+  for (
+    iter.start(root, 1, first, mmu.rootGfnBits(root));
+    iter.valid && iter.gfn < gfn + 32;
+    iter.next()
+  ) {
     if (mask === 0) break;
     if (iter.level > 1) continue;
     const bit = 1 << (iter.gfn - gfn);
@@ -68,7 +93,16 @@ export function clearDirtyPtMasked(mmu: TdpMmu, root: Root, gfn: number, mask: n
     if (!isShadowPresent(iter.oldLo) || (iter.oldLo & EPT_W) === 0) continue;
     mmu.clock.step++;
     const lo = (iter.mem[iter.off]! & ~EPT_W) >>> 0;
-    mmu.writeSpte(iter.mem, iter.off, lo, iter.mem[iter.off + 1]!, iter.tableSlot, 1, iter.gfn, "clear-dirty");
+    mmu.writeSpte(
+      iter.mem,
+      iter.off,
+      lo,
+      iter.mem[iter.off + 1]!,
+      iter.tableSlot,
+      1,
+      iter.gfn,
+      "clear-dirty",
+    );
     changed = true;
   }
   return changed;

@@ -47,7 +47,8 @@ export class ExternalZaps implements StepMachine {
   /** A mirror SPTE was zapped: its old value, if a leaf, leaves the backend (`remove_external_spte`). */
   queueRemove(gfn: number, oldLo: number, oldHi: number, level: number): void {
     const mmu = this.mmu;
-    if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !mmu.backend.removeExternalSpte) return;
+    if (!isShadowPresent(oldLo) || !isLastSpte(oldLo, level) || !mmu.backend.removeExternalSpte)
+      return;
     // KVM zaps external (S-EPT) entries only with mmu_lock held for write.
     mmu.lock.assertHeldWrite("remove_external_spte");
     mmu.mirrorInFlightAdd(gfn, level);
@@ -62,7 +63,10 @@ export class ExternalZaps implements StepMachine {
   queueSplit(gfn: number, level: number, externalSpt: number): void {
     const mmu = this.mmu;
     mmu.lock.assertHeldWrite("split_external_spte");
-    if (!mmu.backend.splitExternalSpte) throw new KvmBug(`split of a mirror huge leaf at gfn ${gfn} level ${level}: the backend cannot split`);
+    if (!mmu.backend.splitExternalSpte)
+      throw new KvmBug(
+        `split of a mirror huge leaf at gfn ${gfn} level ${level}: the backend cannot split`,
+      );
     mmu.mirrorResizeBegin(gfn, level, true);
     this.queue.push(EXT_SPLIT, gfn, level, externalSpt);
   }
@@ -98,9 +102,10 @@ export class ExternalZaps implements StepMachine {
         return 0;
       } else if (q[i] !== EXT_FREE) {
         mmu.clock.step++;
-        const r = q[i] === EXT_REMOVE
-          ? mmu.backend.removeExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!)
-          : mmu.backend.splitExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!);
+        const r =
+          q[i] === EXT_REMOVE
+            ? mmu.backend.removeExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!)
+            : mmu.backend.splitExternalSpte!(mmu.vm, q[i + 1]!, q[i + 2]! as Level, q[i + 3]!);
         if (typeof r !== "number") {
           // Its first point is this one.
           this.removal = r;
@@ -121,7 +126,8 @@ export class ExternalZaps implements StepMachine {
   /** A step threw (a KVM bug): the run is over, nothing queued is left for the next store. */
   abort(): void {
     const q = this.queue;
-    for (let i = this.next; i < q.length; i += 4) if (q[i] === EXT_SPLIT) this.mmu.mirrorResizeEnd();
+    for (let i = this.next; i < q.length; i += 4)
+      if (q[i] === EXT_SPLIT) this.mmu.mirrorResizeEnd();
     this.removal?.abort();
     this.removal = null;
     this.queue.length = 0;
@@ -134,7 +140,10 @@ export class ExternalZaps implements StepMachine {
     else mmu.mirrorResizeEnd();
     const hook = kind === EXT_REMOVE ? "removeExternalSpte" : "splitExternalSpte";
     mmu.hookEvent(hook, gfn, level, ret);
-    if (ret !== 0) throw new KvmBug(`${kind === EXT_REMOVE ? "remove_external_spte" : "split_external_spte"} failed (${ret}) at gfn ${gfn} level ${level}`);
+    if (ret !== 0)
+      throw new KvmBug(
+        `${kind === EXT_REMOVE ? "remove_external_spte" : "split_external_spte"} failed (${ret}) at gfn ${gfn} level ${level}`,
+      );
   }
 
   /**

@@ -7,7 +7,13 @@ import type { ExecCtx, Op } from "../exec/ctx.js";
 import { STEP_YIELD, runSteps, type StepMachine } from "../exec/step-machine.js";
 import { U32_PER_TABLE } from "../mem/pt-pool.js";
 import type { Root } from "./roots.js";
-import { RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS, isAccessAllowed, type PageFault } from "./tdp-map.js";
+import {
+  RET_PF_FIXED,
+  RET_PF_INVALID,
+  RET_PF_SPURIOUS,
+  isAccessAllowed,
+  type PageFault,
+} from "./tdp-map.js";
 import type { TdpIter } from "./tdp-iter.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
@@ -58,7 +64,11 @@ export class FastPageFault implements StepMachine {
         if (this.root.mirror) return RET_PF_INVALID;
         const iter = this.iter;
         this.mem = null;
-        for (iter.start(this.root, 1, fault.gfn, mmu.rootGfnBits(this.root)); iter.valid && iter.gfn < fault.gfn + 1; iter.next()) {
+        for (
+          iter.start(this.root, 1, fault.gfn, mmu.rootGfnBits(this.root));
+          iter.valid && iter.gfn < fault.gfn + 1;
+          iter.next()
+        ) {
           this.mem = iter.mem;
           this.off = iter.off;
           this.level = iter.level;
@@ -79,7 +89,10 @@ export class FastPageFault implements StepMachine {
       if (!fault.write || (hi & HI_MMU_WRITABLE) === 0) return RET_PF_INVALID;
       if (level > 1 && fault.slot?.dirtyBitmap) return RET_PF_INVALID;
       // fast_pf_fix_direct_spte: one cmpxchg against the snapshot.
-      if (mmu.pool.readSpte(this.table, (off % U32_PER_TABLE) >>> 1) === lo && mmu.pool.readHi === hi) {
+      if (
+        mmu.pool.readSpte(this.table, (off % U32_PER_TABLE) >>> 1) === lo &&
+        mmu.pool.readHi === hi
+      ) {
         mmu.writeSpte(mem, off, (lo | EPT_W) >>> 0, hi, this.table, level, this.gfn, "fast-pf");
         fault.slot?.markDirty(fault.gfn);
         return RET_PF_FIXED;
@@ -93,6 +106,12 @@ export class FastPageFault implements StepMachine {
 }
 
 /** `fast_page_fault` as a coroutine (tests, callers without a machine of their own). */
-export function* fastPageFault(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, root: Root, fault: PageFault): Op<number> {
+export function* fastPageFault(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  root: Root,
+  fault: PageFault,
+): Op<number> {
   return yield* runSteps(new FastPageFault(mmu).begin(iter, root, fault, ctx), ctx);
 }

@@ -13,7 +13,13 @@ export function shouldResched(mmu: TdpMmu, iter: TdpIter): boolean {
   return iter.nextLastLevelGfn !== iter.yieldedGfn && mmu.lock.contended();
 }
 
-export function* iterResched(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, flush: boolean, shared: boolean): Op {
+export function* iterResched(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  flush: boolean,
+  shared: boolean,
+): Op {
   if (flush) mmu.flushRemoteTlbs(0, Infinity, "yield");
   mmu.rcu.readUnlock(ctx);
   if (shared) {

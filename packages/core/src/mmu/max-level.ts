@@ -18,7 +18,14 @@ import type { Backend } from "../backend/backend.js";
 import type { BackendVm } from "../backend/backend-vm.js";
 import type { Memslot } from "../mem/memslots.js";
 
-export function faultinMaxLevel(vm: BackendVm, backend: Backend, slot: Memslot, gfn: number, isPrivate: boolean, pfn: number): Level {
+export function faultinMaxLevel(
+  vm: BackendVm,
+  backend: Backend,
+  slot: Memslot,
+  gfn: number,
+  isPrivate: boolean,
+  pfn: number,
+): Level {
   const backing = isPrivate ? slot.gmem : slot.shared;
   let level = Math.min(backing ? backing.hostPageLevel : 1, KVM_MAX_HUGEPAGE_LEVEL);
   if (level === 1) return 1;
@@ -38,7 +45,14 @@ export function hugepageAdjust(vm: BackendVm, slot: Memslot, gfn: number, bound:
 }
 
 /** `kvm_mmu_max_mapping_level`: both halves, for a caller that holds `mmu_lock` (recovery skips dirty-logged slots itself). */
-export function maxMappingLevel(vm: BackendVm, backend: Backend, slot: Memslot, gfn: number, isPrivate: boolean, pfn: number): Level {
+export function maxMappingLevel(
+  vm: BackendVm,
+  backend: Backend,
+  slot: Memslot,
+  gfn: number,
+  isPrivate: boolean,
+  pfn: number,
+): Level {
   const bound = faultinMaxLevel(vm, backend, slot, gfn, isPrivate, pfn);
   return bound === 1 ? 1 : levelInSlot(vm, slot, gfn, bound);
 }

@@ -26,14 +26,20 @@ const EAGAIN = "EAGAIN";
  * should yield (`tdp_mmu_iter_need_resched` on the parent, so the progress check is the
  * caller's), EAGAIN: the caller retries, and its yield check yields.
  */
-function makeHugeFromChild(mmu: TdpMmu, iter: TdpIter): { lo: number; hi: number } | null | typeof EAGAIN {
+function makeHugeFromChild(
+  mmu: TdpMmu,
+  iter: TdpIter,
+): { lo: number; hi: number } | null | typeof EAGAIN {
   const pool = mmu.pool;
   const find = (slot: number, level: number): { lo: number; hi: number } | null | typeof EAGAIN => {
     for (let i = 0; i < 512; i++) {
       const lo = pool.readSpte(slot, i);
       if (!isShadowPresent(lo)) continue;
       const hi = pool.readHi;
-      if (isLastSpte(lo, level)) return shouldResched(mmu, iter) ? EAGAIN : makeHugeSpte(lo, hi, PAGES_PER_LEVEL[iter.level]!);
+      if (isLastSpte(lo, level))
+        return shouldResched(mmu, iter)
+          ? EAGAIN
+          : makeHugeSpte(lo, hi, PAGES_PER_LEVEL[iter.level]!);
       const below = find(pool.pfnToSlot(spteToPfn(lo, hi)), level - 1);
       if (below) return below;
     }
@@ -46,12 +52,22 @@ function makeHugeFromChild(mmu: TdpMmu, iter: TdpIter): { lo: number; hi: number
  * Caller holds the read lock and RCU. `maxLevel(gfn)` is `kvm_mmu_max_mapping_level` for the
  * slot, which also keeps huge pages inside it. Returns how many tables were replaced.
  */
-export function* recoverHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, maxLevel: (gfn: number) => number): Op<number> {
+export function* recoverHugePages(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  maxLevel: (gfn: number) => number,
+): Op<number> {
   let recovered = 0;
   const iter = new TdpIter(mmu.pool);
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
     let flush = false;
-    for (iter.start(root, 2, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+    for (
+      iter.start(root, 2, start, mmu.rootGfnBits(root));
+      iter.valid && iter.gfn < end;
+      iter.next()
+    ) {
       // retry: a lost cmpxchg, or -EAGAIN from make_huge_spte, goes back through the yield
       // check, as the `goto retry` of `recover_huge_pages_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
       for (;;) {
@@ -96,7 +112,13 @@ const EAGAIN_ERRNO = 11;
  * table becomes the huge leaf. The backend may refuse (its leaves are not all in the same state:
  * some accepted, some not), and the table stays. Returns tables merged.
  */
-export function* recoverMirrorHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, maxLevel: (gfn: number) => number): Op<number> {
+export function* recoverMirrorHugePages(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  maxLevel: (gfn: number) => number,
+): Op<number> {
   mmu.lock.assertHeldWrite("recover mirror huge pages");
   const backend = mmu.backend;
   if (!backend.promoteExternalSpt) return 0;
@@ -141,7 +163,8 @@ function mergeableLeaves(mmu: TdpMmu, iter: TdpIter): { lo: number; hi: number }
   if (first % 512 !== 0) return null;
   for (let i = 1; i < 512; i++) {
     const lo = pool.readSpte(slot, i);
-    if (!isShadowPresent(lo) || !isLastSpte(lo, 1) || spteToPfn(lo, pool.readHi) !== first + i) return null;
+    if (!isShadowPresent(lo) || !isLastSpte(lo, 1) || spteToPfn(lo, pool.readHi) !== first + i)
+      return null;
   }
   return makeHugeSpte(lo0, hi0, PAGES_PER_LEVEL[2]!);
 }

@@ -20,12 +20,23 @@ import type { TdpMmu } from "./tdp-mmu.js";
  * `mmu_lock` and RCU to allocate one (the allocation may sleep), takes them again and restarts
  * from the root; a page left over at the end is freed. Returns leaves split.
  */
-export function* trySplitHugePages(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, targetLevel: number, shared: boolean): Op<number> {
+export function* trySplitHugePages(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  targetLevel: number,
+  shared: boolean,
+): Op<number> {
   let split = 0;
   const iter = new TdpIter(mmu.pool);
   yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
     let sp = -1;
-    for (iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+    for (
+      iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root));
+      iter.valid && iter.gfn < end;
+      iter.next()
+    ) {
       // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
       // `tdp_mmu_split_huge_pages_root()` in arch/x86/kvm/mmu/tdp_mmu.c.
       for (;;) {
@@ -81,7 +92,12 @@ function* allocWithLockDropped(mmu: TdpMmu, ctx: ExecCtx, shared: boolean): Op<n
  * (TDX: BLOCK, TRACK, DEMOTE). The series takes the new table from a cache it tops up before
  * taking `mmu_lock`; the model allocates it in place. Returns leaves split.
  */
-export function* splitCrossBoundaryLeafs(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number): Op<number> {
+export function* splitCrossBoundaryLeafs(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+): Op<number> {
   mmu.lock.assertHeldWrite("kvm_split_cross_boundary_leafs");
   if (!mmu.backend.splitExternalSpte) return 0;
   let split = 0;

@@ -127,7 +127,8 @@ export class TdpIter {
   private refreshSptep(): void {
     const slot = this.ptSlot[this.level]!;
     this.mem = this.pool.mem[slot >>> MEM_SHIFT]!;
-    this.off = (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(this.gfn + this.gfnBits, this.level);
+    this.off =
+      (slot & MEM_MASK) * U32_PER_TABLE + 2 * sptIndex(this.gfn + this.gfnBits, this.level);
     this.read();
   }
 
@@ -141,7 +142,8 @@ export class TdpIter {
     this.ptSlot[this.level] = child;
     this.gfn = this.nextLastLevelGfn - gfnOffsetInLevel(this.nextLastLevelGfn, this.level);
     this.refreshSptep();
-    if (this.level === 1) this.cache.fillPath(this.pool, this.root.slot, this.gfn + this.gfnBits, this.ptSlot);
+    if (this.level === 1)
+      this.cache.fillPath(this.pool, this.root.slot, this.gfn + this.gfnBits, this.ptSlot);
     return true;
   }
 

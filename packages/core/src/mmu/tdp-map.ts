@@ -5,8 +5,18 @@
  */
 import { PAGES_PER_LEVEL } from "../arch/levels.js";
 import {
-  isFrozen, isLargePte, isLastSpte, isShadowPresent, isWritable,
-  makeLeafHi, makeLeafLo, makeNonleafHi, makeNonleafLo, makeSmallSpteHi, makeSmallSpteLo, spteToPfn,
+  isFrozen,
+  isLargePte,
+  isLastSpte,
+  isShadowPresent,
+  isWritable,
+  makeLeafHi,
+  makeLeafLo,
+  makeNonleafHi,
+  makeNonleafLo,
+  makeSmallSpteHi,
+  makeSmallSpteLo,
+  spteToPfn,
 } from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { STEP_YIELD, type StepMachine } from "../exec/step-machine.js";
@@ -108,13 +118,22 @@ export class MapWalk implements StepMachine {
           if (isFrozen(iter.oldLo, iter.oldHi)) return RET_PF_RETRY;
           // disallowed_hugepage_adjust on a mirror root (the TDX huge-page series): a table
           // already at the goal level is never merged into a huge leaf; the goal goes one down.
-          if (this.root.mirror && iter.level === fault.goalLevel && iter.level > 1 && isShadowPresent(iter.oldLo) && !isLargePte(iter.oldLo)) {
-            fault.pfn += fault.gfn % PAGES_PER_LEVEL[iter.level]! - fault.gfn % PAGES_PER_LEVEL[iter.level - 1]!;
+          if (
+            this.root.mirror &&
+            iter.level === fault.goalLevel &&
+            iter.level > 1 &&
+            isShadowPresent(iter.oldLo) &&
+            !isLargePte(iter.oldLo)
+          ) {
+            fault.pfn +=
+              (fault.gfn % PAGES_PER_LEVEL[iter.level]!) -
+              (fault.gfn % PAGES_PER_LEVEL[iter.level - 1]!);
             fault.goalLevel--;
           }
           if (iter.level === fault.goalLevel) {
             // A plain cmpxchg needs no step of its own; mirror roots and the unsafe store do.
-            if (!this.root.mirror && !mmu.options.unsafeNonAtomicSet) return mapHandleTargetLevelAtomic(mmu, iter, fault);
+            if (!this.root.mirror && !mmu.options.unsafeNonAtomicSet)
+              return mapHandleTargetLevelAtomic(mmu, iter, fault);
             const pre = targetLevelPrepare(mmu, iter, fault);
             if (pre >= 0) return pre;
             this.set.begin(iter, fault.newLo, fault.newHi, this.ctx);
@@ -132,7 +151,8 @@ export class MapWalk implements StepMachine {
           this.child = child;
           this.splitting = isShadowPresent(iter.oldLo);
           if (this.splitting) {
-            if (this.root.mirror) throw new KvmBug("huge page split on a mirror root in the fault path");
+            if (this.root.mirror)
+              throw new KvmBug("huge page split on a mirror root in the fault path");
             fillSplitTable(mmu, iter, child);
           }
           const pfn = mmu.pool.slotToPfn(child);
@@ -179,9 +199,17 @@ export function isAccessAllowed(fault: PageFault, lo: number): boolean {
 function targetLevelPrepare(mmu: TdpMmu, iter: TdpIter, fault: PageFault): number {
   const oldLo = iter.oldLo;
   // A prefetch does not overwrite a present leaf; a table under it is replaced by the huge page.
-  if (fault.prefetch && isShadowPresent(oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
-  if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level)) return RET_PF_SPURIOUS;
-  fault.newLo = makeLeafLo(fault.pfn, iter.level, fault.mapWritable, fault.prefetch, mmu.memtypeBits);
+  if (fault.prefetch && isShadowPresent(oldLo) && isLastSpte(oldLo, iter.level))
+    return RET_PF_SPURIOUS;
+  if (isShadowPresent(oldLo) && isAccessAllowed(fault, oldLo) && isLastSpte(oldLo, iter.level))
+    return RET_PF_SPURIOUS;
+  fault.newLo = makeLeafLo(
+    fault.pfn,
+    iter.level,
+    fault.mapWritable,
+    fault.prefetch,
+    mmu.memtypeBits,
+  );
   fault.newHi = makeLeafHi(fault.pfn, fault.mapWritable);
   // make_spte: a writable SPTE in a dirty-logged slot marks its page dirty at once, before the
   // SPTE is even set.
@@ -221,7 +249,16 @@ export function fillSplitTable(mmu: TdpMmu, iter: TdpIter, child: number): void 
   const pfn0 = spteToPfn(hugeLo, hugeHi);
   for (let i = 0; i < 512; i++) {
     const pfn = pfn0 + i * per;
-    mmu.writeSpte(mem, base + 2 * i, makeSmallSpteLo(hugeLo, pfn, childLevel), makeSmallSpteHi(hugeHi, pfn), child, childLevel, gfn0 + i * per, "split");
+    mmu.writeSpte(
+      mem,
+      base + 2 * i,
+      makeSmallSpteLo(hugeLo, pfn, childLevel),
+      makeSmallSpteHi(hugeHi, pfn),
+      child,
+      childLevel,
+      gfn0 + i * per,
+      "split",
+    );
   }
 }
 
@@ -230,7 +267,13 @@ export function fillSplitTable(mmu: TdpMmu, iter: TdpIter, child: number): void 
  * link it in place of the leaf without a flush (same PFNs, same rights), and account 512 pages
  * one level down.
  */
-export function* tdpMmuSplitHugePage(mmu: TdpMmu, ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
+export function* tdpMmuSplitHugePage(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  child: number,
+  shared: boolean,
+): Op<boolean> {
   fillSplitTable(mmu, iter, child);
   if (!(yield* mmu.linkSp(ctx, iter, child, shared))) return false;
   mmu.stats.pages[iter.level - 1]! += 512;

@@ -15,10 +15,28 @@
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { gfnWithoutDirectBits } from "../arch/gpa.js";
 import {
-  EPT_W, FROZEN_SPTE_HI, FROZEN_SPTE_LO, HI_HOST_WRITABLE, HI_MMU_WRITABLE, isFrozen,
-  isLastSpte, isShadowPresent, isWritable, makeNonleafHi, makeNonleafLo, RAM_MEMTYPE_BITS, RAM_MEMTYPE_BITS_GUEST_PAT, spteToPfn,
+  EPT_W,
+  FROZEN_SPTE_HI,
+  FROZEN_SPTE_LO,
+  HI_HOST_WRITABLE,
+  HI_MMU_WRITABLE,
+  isFrozen,
+  isLastSpte,
+  isShadowPresent,
+  isWritable,
+  makeNonleafHi,
+  makeNonleafLo,
+  RAM_MEMTYPE_BITS,
+  RAM_MEMTYPE_BITS_GUEST_PAT,
+  spteToPfn,
 } from "../arch/spte.js";
-import { DIRECT_NEW_LEAF, DIRECT_NEW_WRITABLE, DIRECT_OLD_LEAF, DIRECT_OLD_WRITABLE, type Backend } from "../backend/backend.js";
+import {
+  DIRECT_NEW_LEAF,
+  DIRECT_NEW_WRITABLE,
+  DIRECT_OLD_LEAF,
+  DIRECT_OLD_WRITABLE,
+  type Backend,
+} from "../backend/backend.js";
 import type { BackendVm } from "../backend/backend-vm.js";
 import type { EventSink } from "../events/events.js";
 import type { Clock } from "../exec/clock.js";
@@ -26,7 +44,14 @@ import type { ExecCtx, Op } from "../exec/ctx.js";
 import { Rcu } from "../exec/rcu.js";
 import { R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
 import { RwLock } from "../exec/rwlock.js";
-import { ROLE_ADOPTED, ROLE_INVALID, ROLE_MIRROR, ROLE_ROOT, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
+import {
+  ROLE_ADOPTED,
+  ROLE_INVALID,
+  ROLE_MIRROR,
+  ROLE_ROOT,
+  U32_PER_TABLE,
+  type PtPool,
+} from "../mem/pt-pool.js";
 import { MmuStats } from "./mmu-stats.js";
 import { KVM_DIRECT_ROOTS, KVM_INVALID_ROOTS, KVM_MIRROR_ROOTS, Root } from "./roots.js";
 import { KVM_REQ_TLB_FLUSH, VcpuRequests } from "../vm/vcpu-requests.js";
@@ -115,7 +140,8 @@ export class TdpMmu {
     if (this.resizeKey >= 0) {
       if (this.resizeKey === gfn * 8 + level) return true;
       const span = PAGES_PER_LEVEL[level + 1];
-      if (span !== undefined && this.resizeKey === (gfn - (gfn % span)) * 8 + level + 1) return true;
+      if (span !== undefined && this.resizeKey === (gfn - (gfn % span)) * 8 + level + 1)
+        return true;
     }
     return this.nMirrorInFlight > 0 && this.mirrorInFlightIndex(gfn * 8 + level) >= 0;
   }
@@ -217,7 +243,16 @@ export class TdpMmu {
    * small enough to be inlined into the fault path (the event is built elsewhere), which also
    * spares boxing the SPTE halves, doubles above 2^30, into heap numbers on every call.
    */
-  writeSpte(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+  writeSpte(
+    mem: Uint32Array,
+    off: number,
+    lo: number,
+    hi: number,
+    tableSlot: number,
+    level: number,
+    gfn: number,
+    by: string,
+  ): void {
     if (this.events.on || this.directHook) {
       this.writeSpteNoted(mem, off, lo, hi, tableSlot, level, gfn, by);
       return;
@@ -229,7 +264,16 @@ export class TdpMmu {
   }
 
   /** `writeSpte` when someone is told of it: the event stream, or the backend's `directSpteChanged`. */
-  private writeSpteNoted(mem: Uint32Array, off: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+  private writeSpteNoted(
+    mem: Uint32Array,
+    off: number,
+    lo: number,
+    hi: number,
+    tableSlot: number,
+    level: number,
+    gfn: number,
+    by: string,
+  ): void {
     const oldLo = mem[off]!;
     const oldHi = mem[off + 1]!;
     mem[off] = lo;
@@ -237,20 +281,33 @@ export class TdpMmu {
     if (level > 1) this.pool.upperWrites++;
     this.clock.touch(tableSlot * 512 + ((off & (U32_PER_TABLE - 1)) >>> 1));
     if (this.events.on) this.spteEvent(off, oldLo, oldHi, lo, hi, tableSlot, level, gfn, by);
-    if (this.directHook && !this.isMirrorSlot(tableSlot)) this.directChanged(gfn, level, oldLo, oldHi, lo, hi);
+    if (this.directHook && !this.isMirrorSlot(tableSlot))
+      this.directChanged(gfn, level, oldLo, oldHi, lo, hi);
   }
 
   /** `directSpteChanged` for a store to a direct root, unless only accessed or dirty bits changed. */
-  private directChanged(gfn: number, level: number, oldLo: number, oldHi: number, lo: number, hi: number): void {
+  private directChanged(
+    gfn: number,
+    level: number,
+    oldLo: number,
+    oldHi: number,
+    lo: number,
+    hi: number,
+  ): void {
     const oldPfn = isShadowPresent(oldLo) ? spteToPfn(oldLo, oldHi) : -1;
     const newPfn = isShadowPresent(lo) ? spteToPfn(lo, hi) : -1;
-    const flags = (oldPfn >= 0 && isLastSpte(oldLo, level) ? DIRECT_OLD_LEAF : 0)
-      | (newPfn >= 0 && isLastSpte(lo, level) ? DIRECT_NEW_LEAF : 0)
-      | (oldPfn >= 0 && isWritable(oldLo) ? DIRECT_OLD_WRITABLE : 0)
-      | (newPfn >= 0 && isWritable(lo) ? DIRECT_NEW_WRITABLE : 0);
+    const flags =
+      (oldPfn >= 0 && isLastSpte(oldLo, level) ? DIRECT_OLD_LEAF : 0) |
+      (newPfn >= 0 && isLastSpte(lo, level) ? DIRECT_NEW_LEAF : 0) |
+      (oldPfn >= 0 && isWritable(oldLo) ? DIRECT_OLD_WRITABLE : 0) |
+      (newPfn >= 0 && isWritable(lo) ? DIRECT_NEW_WRITABLE : 0);
     // Old and new alike: nothing the backend is told of changed.
-    if (oldPfn === newPfn && (flags & DIRECT_OLD_LEAF) === (flags & DIRECT_NEW_LEAF) >> 1
-      && (flags & DIRECT_OLD_WRITABLE) === (flags & DIRECT_NEW_WRITABLE) >> 1) return;
+    if (
+      oldPfn === newPfn &&
+      (flags & DIRECT_OLD_LEAF) === (flags & DIRECT_NEW_LEAF) >> 1 &&
+      (flags & DIRECT_OLD_WRITABLE) === (flags & DIRECT_NEW_WRITABLE) >> 1
+    )
+      return;
     // A walker's GFN is without the direct bits, a removed table's children (its `spGfn`) have
     // them: the hook is told the GFN without them either way.
     gfn = gfnWithoutDirectBits(gfn, this.gfnDirectBits);
@@ -258,10 +315,30 @@ export class TdpMmu {
     this.hookEvent("directSpteChanged", gfn, level, 0);
   }
 
-  private spteEvent(off: number, oldLo: number, oldHi: number, lo: number, hi: number, tableSlot: number, level: number, gfn: number, by: string): void {
+  private spteEvent(
+    off: number,
+    oldLo: number,
+    oldHi: number,
+    lo: number,
+    hi: number,
+    tableSlot: number,
+    level: number,
+    gfn: number,
+    by: string,
+  ): void {
     this.events.emit({
-      type: "spte", vm: this.vm.id, table: tableSlot, index: (off % U32_PER_TABLE) >>> 1,
-      mirror: this.isMirrorSlot(tableSlot), level, gfn, oldLo, oldHi, newLo: lo, newHi: hi, by,
+      type: "spte",
+      vm: this.vm.id,
+      table: tableSlot,
+      index: (off % U32_PER_TABLE) >>> 1,
+      mirror: this.isMirrorSlot(tableSlot),
+      level,
+      gfn,
+      oldLo,
+      oldHi,
+      newLo: lo,
+      newHi: hi,
+      by,
     });
   }
 
@@ -291,7 +368,8 @@ export class TdpMmu {
    */
   *setSpteAtomicOp(ctx: ExecCtx, iter: TdpIter, lo: number, hi: number): Op<boolean> {
     // A plain cmpxchg is one step of its own caller's: no machine needed (the common case).
-    if (!iter.root.mirror && !this.options.unsafeNonAtomicSet) return this.setSpteAtomic(iter, lo, hi);
+    if (!iter.root.mirror && !this.options.unsafeNonAtomicSet)
+      return this.setSpteAtomic(iter, lo, hi);
     return (yield* runSteps(new AtomicSet(this).begin(iter, lo, hi, ctx), ctx)) === 1;
   }
 
@@ -313,7 +391,9 @@ export class TdpMmu {
     this.lock.assertHeld("set_external_spte_present");
     let ret: number;
     if (isLastSpte(lo, level)) {
-      ret = this.backend.setExternalSpte ? this.backend.setExternalSpte(this.vm, gfn, level as Level, spteToPfn(lo, hi)) : 0;
+      ret = this.backend.setExternalSpte
+        ? this.backend.setExternalSpte(this.vm, gfn, level as Level, spteToPfn(lo, hi))
+        : 0;
       this.hookEvent("setExternalSpte", gfn, level, ret);
     } else {
       const slot = this.pool.pfnToSlot(spteToPfn(lo, hi));
@@ -324,7 +404,9 @@ export class TdpMmu {
         this.hookEvent("adoptExternalSpt", gfn, level, 0);
         return 0;
       }
-      ret = this.backend.linkExternalSpt ? this.backend.linkExternalSpt(this.vm, gfn, level as Level, ext) : 0;
+      ret = this.backend.linkExternalSpt
+        ? this.backend.linkExternalSpt(this.vm, gfn, level as Level, ext)
+        : 0;
       this.hookEvent("linkExternalSpt", gfn, level, ret);
     }
     return ret;
@@ -339,11 +421,14 @@ export class TdpMmu {
    */
   setSpte(iter: TdpIter, lo: number, hi: number): void {
     this.lock.assertHeldWrite("tdp_mmu_iter_set_spte");
-    if (this.externalZaps.pending) throw new KvmBug("SPTE store before the backend calls of the previous one ran");
+    if (this.externalZaps.pending)
+      throw new KvmBug("SPTE store before the backend calls of the previous one ran");
     const oldLo = iter.mem[iter.off]!;
     const oldHi = iter.mem[iter.off + 1]!;
     if (isFrozen(oldLo, oldHi) || isFrozen(lo, hi)) {
-      throw new KvmBug(`non-atomic set from or to FROZEN_SPTE at gfn ${iter.gfn} level ${iter.level}`);
+      throw new KvmBug(
+        `non-atomic set from or to FROZEN_SPTE at gfn ${iter.gfn} level ${iter.level}`,
+      );
     }
     this.writeSpte(iter.mem, iter.off, lo, hi, iter.tableSlot, iter.level, iter.gfn, "store");
     // As `tdp_mmu_iter_set_spte`, the snapshot becomes the value that was replaced.
@@ -352,8 +437,16 @@ export class TdpMmu {
     this.handleChangedSpte(iter.gfn, oldLo, oldHi, lo, hi, iter.level, false);
     if (iter.root.mirror) {
       if (!isShadowPresent(lo)) this.externalZaps.queueRemove(iter.gfn, oldLo, oldHi, iter.level);
-      else if (isShadowPresent(oldLo) && isLastSpte(oldLo, iter.level) && !isLastSpte(lo, iter.level)) {
-        this.externalZaps.queueSplit(iter.gfn, iter.level, this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!);
+      else if (
+        isShadowPresent(oldLo) &&
+        isLastSpte(oldLo, iter.level) &&
+        !isLastSpte(lo, iter.level)
+      ) {
+        this.externalZaps.queueSplit(
+          iter.gfn,
+          iter.level,
+          this.pool.spExternal[this.pool.pfnToSlot(spteToPfn(lo, hi))]!,
+        );
       } else throw new KvmBug("non-atomic set of a present mirror SPTE that is not a split");
     }
   }
@@ -363,10 +456,23 @@ export class TdpMmu {
    * leafness; a present table replaced by a leaf or a non-present value is torn down.
    * FROZEN counts as non-present here. A WARN of the kernel is a `KvmBug` in the model.
    */
-  handleChangedSpte(gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
+  handleChangedSpte(
+    gfn: number,
+    oldLo: number,
+    oldHi: number,
+    newLo: number,
+    newHi: number,
+    level: number,
+    shared: boolean,
+  ): void {
     // The fault path's common case, kept small enough to inline: a non-present, non-frozen
     // entry becomes a 4K leaf. Everything else takes the full checks below.
-    if (level === 1 && !isShadowPresent(oldLo) && isShadowPresent(newLo) && !isFrozen(oldLo, oldHi)) {
+    if (
+      level === 1 &&
+      !isShadowPresent(oldLo) &&
+      isShadowPresent(newLo) &&
+      !isFrozen(oldLo, oldHi)
+    ) {
       checkSpteWritableInvariants(newLo, newHi, gfn, level);
       this.stats.pages[1]!++;
       return;
@@ -374,21 +480,35 @@ export class TdpMmu {
     this.handleChangedSpteFull(gfn, oldLo, oldHi, newLo, newHi, level, shared);
   }
 
-  private handleChangedSpteFull(gfn: number, oldLo: number, oldHi: number, newLo: number, newHi: number, level: number, shared: boolean): void {
+  private handleChangedSpteFull(
+    gfn: number,
+    oldLo: number,
+    oldHi: number,
+    newLo: number,
+    newHi: number,
+    level: number,
+    shared: boolean,
+  ): void {
     const wasPresent = isShadowPresent(oldLo);
     const isPresent = isShadowPresent(newLo);
     const wasLeaf = wasPresent && isLastSpte(oldLo, level);
     const isLeaf = isPresent && isLastSpte(newLo, level);
-    if (level > KVM_MAX_HUGEPAGE_LEVEL && isLeaf) throw new KvmBug(`leaf SPTE at level ${level} (gfn ${gfn})`);
+    if (level > KVM_MAX_HUGEPAGE_LEVEL && isLeaf)
+      throw new KvmBug(`leaf SPTE at level ${level} (gfn ${gfn})`);
     if (isLeaf) checkSpteWritableInvariants(newLo, newHi, gfn, level);
     if (oldLo === newLo && oldHi === newHi) return;
     const pfnChanged = spteToPfn(oldLo, oldHi) !== spteToPfn(newLo, newHi);
     if (wasLeaf && isLeaf && pfnChanged) {
-      throw new KvmBug(`present leaf at gfn ${gfn} level ${level} changed PFN ${spteToPfn(oldLo, oldHi)} → ${spteToPfn(newLo, newHi)}`);
+      throw new KvmBug(
+        `present leaf at gfn ${gfn} level ${level} changed PFN ${spteToPfn(oldLo, oldHi)} → ${spteToPfn(newLo, newHi)}`,
+      );
     }
     // Non-present to non-present is legal only toward FROZEN (or MMIO, not modelled): a WARN.
     if (!wasPresent && !isPresent) {
-      if (!isFrozen(newLo, newHi)) throw new KvmBug(`WARN: non-present SPTE at gfn ${gfn} level ${level} changed to another non-present value`);
+      if (!isFrozen(newLo, newHi))
+        throw new KvmBug(
+          `WARN: non-present SPTE at gfn ${gfn} level ${level} changed to another non-present value`,
+        );
       return;
     }
     if (wasLeaf !== isLeaf) this.stats.pages[level]! += isLeaf ? 1 : -1;
@@ -428,7 +548,8 @@ export class TdpMmu {
       const oldLo = mem[off]!;
       const oldHi = mem[off + 1]!;
       if (shared) {
-        if (isFrozen(oldLo, oldHi)) throw new KvmBug(`child ${i} of removed table at gfn ${gfn} already frozen`);
+        if (isFrozen(oldLo, oldHi))
+          throw new KvmBug(`child ${i} of removed table at gfn ${gfn} already frozen`);
       } else if (!isShadowPresent(oldLo)) {
         continue;
       }
@@ -440,7 +561,6 @@ export class TdpMmu {
     if (mirror) this.externalZaps.queueFree(slot);
     else this.freeAfterGracePeriod(slot, -1);
   }
-
 
   /**
    * The page of an unlinked table, and its external page if the backend gave it back, are freed
@@ -472,7 +592,9 @@ export class TdpMmu {
     const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
     if (mirror) {
       // A secure table the backend made itself is adopted rather than a new one linked.
-      const adopted = this.backend.adoptExternalSpt ? this.backend.adoptExternalSpt(this.vm, iter.gfn, iter.level as Level) : -1;
+      const adopted = this.backend.adoptExternalSpt
+        ? this.backend.adoptExternalSpt(this.vm, iter.gfn, iter.level as Level)
+        : -1;
       if (adopted >= 0) {
         this.pool.spExternal[slot] = adopted;
         this.pool.spRole[slot] = this.pool.spRole[slot]! | ROLE_ADOPTED;
@@ -510,7 +632,8 @@ export class TdpMmu {
     const ext = this.pool.spExternal[slot]!;
     this.pool.spExternal[slot] = -1;
     // An adopted page stays the backend's secure table: it was never handed over.
-    if (ext >= 0 && (this.pool.spRole[slot]! & ROLE_ADOPTED) === 0) this.backend.releaseExternalSpt?.(this.vm, ext);
+    if (ext >= 0 && (this.pool.spRole[slot]! & ROLE_ADOPTED) === 0)
+      this.backend.releaseExternalSpt?.(this.vm, ext);
     this.pool.free(slot);
     this.inFlightSps--;
   }
@@ -522,7 +645,8 @@ export class TdpMmu {
   *linkSp(ctx: ExecCtx, iter: TdpIter, child: number, shared: boolean): Op<boolean> {
     const pfn = this.pool.slotToPfn(child);
     if (shared) {
-      if (!(yield* this.setSpteAtomicOp(ctx, iter, makeNonleafLo(pfn), makeNonleafHi(pfn)))) return false;
+      if (!(yield* this.setSpteAtomicOp(ctx, iter, makeNonleafLo(pfn), makeNonleafHi(pfn))))
+        return false;
     } else {
       this.setSpte(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
     }
@@ -549,9 +673,16 @@ export class TdpMmu {
     this.stats.tlbFlushes++;
     this.clock.step++;
     this.requests.makeAll(KVM_REQ_TLB_FLUSH);
-    if (this.backend.kickVcpu) for (let v = 0; v < this.requests.vcpus; v++) this.backend.kickVcpu(this.vm, v);
+    if (this.backend.kickVcpu)
+      for (let v = 0; v < this.requests.vcpus; v++) this.backend.kickVcpu(this.vm, v);
     if (this.events.on) {
-      this.events.emit({ type: "flush", vm: this.vm.id, reason, gfn, level: npages === Infinity ? 0 : npages });
+      this.events.emit({
+        type: "flush",
+        vm: this.vm.id,
+        reason,
+        gfn,
+        level: npages === Infinity ? 0 : npages,
+      });
     }
   }
 
@@ -563,18 +694,32 @@ export class TdpMmu {
   flushVcpuTlb(vcpu: number, reason: string): void {
     this.stats.vcpuTlbFlushes++;
     this.backend.flushTlb?.(this.vm, vcpu);
-    if (this.events.on) this.events.emit({ type: "flush", vm: this.vm.id, reason: `${reason} (vcpu${vcpu})`, gfn: 0, level: -1 });
+    if (this.events.on)
+      this.events.emit({
+        type: "flush",
+        vm: this.vm.id,
+        reason: `${reason} (vcpu${vcpu})`,
+        gfn: 0,
+        level: -1,
+      });
   }
 
   hookEvent(hook: string, gfn: number, level: number, result: number): void {
-    if (this.events.on) this.events.emit({ type: "hook", vm: this.vm.id, hook, gfn, level, result });
+    if (this.events.on)
+      this.events.emit({ type: "hook", vm: this.vm.id, hook, gfn, level, result });
   }
 
   tableEvent(action: "alloc" | "link" | "unlink" | "free" | "leak", slot: number): void {
     const p = this.pool;
     this.events.emit({
-      type: "table", vm: this.vm.id, action, slot, pfn: p.slotToPfn(slot), level: p.spLevel[slot]!,
-      gfn: p.spGfn[slot]!, mirror: (p.spRole[slot]! & ROLE_MIRROR) !== 0,
+      type: "table",
+      vm: this.vm.id,
+      action,
+      slot,
+      pfn: p.slotToPfn(slot),
+      level: p.spLevel[slot]!,
+      gfn: p.spGfn[slot]!,
+      mirror: (p.spRole[slot]! & ROLE_MIRROR) !== 0,
     });
   }
 
@@ -649,13 +794,26 @@ export class TdpMmu {
         return r;
       }
     }
-    const slot = this.pool.alloc(this.vm.id, this.rootLevel, 0, ROLE_ROOT | (mirror ? ROLE_MIRROR : 0));
+    const slot = this.pool.alloc(
+      this.vm.id,
+      this.rootLevel,
+      0,
+      ROLE_ROOT | (mirror ? ROLE_MIRROR : 0),
+    );
     const root = new Root(slot, this.rootLevel, mirror, this.clock);
     // list_add_rcu: a new root goes to the head of tdp_mmu_roots, so walks over the roots (zap,
     // unmap, invalidation) meet the newest first; on a TD, the direct root before the mirror,
     // which KVM allocates first.
     this.rootList.unshift(root);
-    if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "alloc", root: slot, level: root.level, mirror });
+    if (this.events.on)
+      this.events.emit({
+        type: "root",
+        vm: this.vm.id,
+        action: "alloc",
+        root: slot,
+        level: root.level,
+        mirror,
+      });
     return root;
   }
 
@@ -671,7 +829,15 @@ export class TdpMmu {
     this.deferredFrees++;
     this.rcu.callRcu(() => {
       this.deferredFrees--;
-      if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "free", root: root.slot, level: root.level, mirror: root.mirror });
+      if (this.events.on)
+        this.events.emit({
+          type: "root",
+          vm: this.vm.id,
+          action: "free",
+          root: root.slot,
+          level: root.level,
+          mirror: root.mirror,
+        });
       this.pool.free(root.slot);
     });
   }
@@ -685,7 +851,15 @@ export class TdpMmu {
       if (!want) continue;
       r.markInvalid();
       this.pool.spRole[r.slot] = this.pool.spRole[r.slot]! | ROLE_INVALID;
-      if (this.events.on) this.events.emit({ type: "root", vm: this.vm.id, action: "invalidate", root: r.slot, level: r.level, mirror: r.mirror });
+      if (this.events.on)
+        this.events.emit({
+          type: "root",
+          vm: this.vm.id,
+          action: "invalidate",
+          root: r.slot,
+          level: r.level,
+          mirror: r.mirror,
+        });
     }
   }
 
@@ -735,6 +909,8 @@ function checkSpteWritableInvariants(lo: number, hi: number, gfn: number, level:
   // One throw site: with two, V8 shared the message's number-to-string of `gfn` between them
   // and computed it on every call, before either test (4 % of the fault path's time).
   if (notMmuWritable || notHostWritable) {
-    throw new KvmBug(`${notMmuWritable ? "writable SPTE without MMU-writable" : "MMU-writable SPTE without host-writable"} at gfn ${gfn} level ${level}`);
+    throw new KvmBug(
+      `${notMmuWritable ? "writable SPTE without MMU-writable" : "MMU-writable SPTE without host-writable"} at gfn ${gfn} level ${level}`,
+    );
   }
 }

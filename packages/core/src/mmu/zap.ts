@@ -5,7 +5,12 @@
  */
 import { type Level } from "../arch/levels.js";
 import { maxGfnExclusive } from "../arch/gpa.js";
-import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, isLastSpte, isShadowPresent } from "../arch/spte.js";
+import {
+  SHADOW_NONPRESENT_HI,
+  SHADOW_NONPRESENT_LO,
+  isLastSpte,
+  isShadowPresent,
+} from "../arch/spte.js";
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { runExternalCalls } from "./external-zap.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
@@ -33,9 +38,21 @@ export function filterToRootTypes(mmu: TdpMmu, filter: number): number {
  * `tdp_mmu_zap_leafs` (write lock): make every present leaf in [start, end) non-present; tables
  * stay. Returns whether a TLB flush is due (never for an invalid root: no vCPU uses it).
  */
-export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, end: number, canYield: boolean, flush: boolean): Op<boolean> {
+export function* zapLeafs(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  root: Root,
+  start: number,
+  end: number,
+  canYield: boolean,
+  flush: boolean,
+): Op<boolean> {
   const iter = new TdpIter(mmu.pool);
-  for (iter.start(root, 1, start, mmu.rootGfnBits(root)); iter.valid && iter.gfn < end; iter.next()) {
+  for (
+    iter.start(root, 1, start, mmu.rootGfnBits(root));
+    iter.valid && iter.gfn < end;
+    iter.next()
+  ) {
     if (canYield && shouldResched(mmu, iter)) {
       yield* iterResched(mmu, ctx, iter, flush, false);
       flush = false;
@@ -58,8 +75,24 @@ export function* zapLeafs(mmu: TdpMmu, ctx: ExecCtx, root: Root, start: number, 
  * flush is of the range, or of the whole VM where the kernel's caller flushes that way
  * (`kvm_handle_gfn_range` for attribute changes, `kvm_mmu_zap_memslot`).
  */
-export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, filter: number, reason: string, wholeVmFlush = false): Op<boolean> {
-  return yield* zapLeafsOfRoots(mmu, ctx, filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS, start, end, reason, wholeVmFlush);
+export function* unmapGfnRange(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  filter: number,
+  reason: string,
+  wholeVmFlush = false,
+): Op<boolean> {
+  return yield* zapLeafsOfRoots(
+    mmu,
+    ctx,
+    filterToRootTypes(mmu, filter) | KVM_INVALID_ROOTS,
+    start,
+    end,
+    reason,
+    wholeVmFlush,
+  );
 }
 
 /**
@@ -67,11 +100,33 @@ export function* unmapGfnRange(mmu: TdpMmu, ctx: ExecCtx, start: number, end: nu
  * caller): the leaves of [start, end) in every *valid* root, direct and mirror
  * (`for_each_valid_tdp_mmu_root_yield_safe`). Invalid roots are left to their own zap.
  */
-export function* zapLeafsOfValidRoots(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number, reason: string): Op<boolean> {
-  return yield* zapLeafsOfRoots(mmu, ctx, KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, start, end, reason, false);
+export function* zapLeafsOfValidRoots(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  reason: string,
+): Op<boolean> {
+  return yield* zapLeafsOfRoots(
+    mmu,
+    ctx,
+    KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS,
+    start,
+    end,
+    reason,
+    false,
+  );
 }
 
-function* zapLeafsOfRoots(mmu: TdpMmu, ctx: ExecCtx, types: number, start: number, end: number, reason: string, wholeVmFlush: boolean): Op<boolean> {
+function* zapLeafsOfRoots(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  types: number,
+  start: number,
+  end: number,
+  reason: string,
+  wholeVmFlush: boolean,
+): Op<boolean> {
   let flush = false;
   yield* mmu.forEachRoot(types, function* (root) {
     flush = yield* zapLeafs(mmu, ctx, root, start, end, true, flush);
@@ -87,7 +142,13 @@ function* zapLeafsOfRoots(mmu: TdpMmu, ctx: ExecCtx, types: number, start: numbe
  * `__tdp_mmu_zap_root` at one level: zap every present entry at `zapLevel` (tables included,
  * which tears down everything below them).
  */
-function* zapRootAtLevel(mmu: TdpMmu, ctx: ExecCtx, root: Root, shared: boolean, zapLevel: number): Op {
+function* zapRootAtLevel(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  root: Root,
+  shared: boolean,
+  zapLevel: number,
+): Op {
   const iter = new TdpIter(mmu.pool);
   const end = maxGfnExclusive(root.level as Level);
   // `for_each_tdp_pte_min_level_all`: the whole root, with no GFN bits OR'd in (on a direct root
@@ -140,5 +201,7 @@ export function* zapInvalidatedRoots(mmu: TdpMmu, ctx: ExecCtx, shared: boolean)
  * to VM teardown, which zaps them once the backend can reclaim their pages.
  */
 export function* zapAll(mmu: TdpMmu, ctx: ExecCtx): Op {
-  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS, (root) => zapRoot(mmu, ctx, root, false));
+  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS, (root) =>
+    zapRoot(mmu, ctx, root, false),
+  );
 }

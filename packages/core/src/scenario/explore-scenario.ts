@@ -22,7 +22,13 @@ export interface ExploreScenarioOptions extends ExploreOptions {
 export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
   const backend = opts.backend;
   return explore(() => {
-    const built = buildRun(scn, { backend: typeof backend === "function" ? backend() : backend, hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true });
+    const built = buildRun(scn, {
+      backend: typeof backend === "function" ? backend() : backend,
+      hostMemory: opts.hostMemory,
+      mmu: opts.mmu,
+      inject: opts.inject,
+      interleave: true,
+    });
     // One VM on its own host, on one clock, storing only through its MMU: the invariant walk
     // may rescan only the tables stored to since its last pass.
     built.host.pool.trackWrites(built.clock);

@@ -30,7 +30,7 @@ function kind(n: Node): string {
   if (alts) {
     const parts = alts.map(kind).filter((k) => k !== "null");
     const words = [...new Set(parts)];
-    if (words.includes("size") ) return "size";
+    if (words.includes("size")) return "size";
     return words.join(" or ");
   }
   if (n.const !== undefined) return `\`${word(n.const)}\``;
@@ -51,7 +51,11 @@ function fieldTable(obj: Node, skip: readonly string[] = []): string[] {
   for (const [key, f] of Object.entries(obj.properties ?? {})) {
     if (skip.includes(key)) continue;
     const required = obj.required?.includes(key) ?? false;
-    const dflt = required ? "required" : f.default !== undefined ? `\`${JSON.stringify(f.default)}\`` : "—";
+    const dflt = required
+      ? "required"
+      : f.default !== undefined
+        ? `\`${JSON.stringify(f.default)}\``
+        : "—";
     rows.push(`| \`${key}\` | ${cell(kind(f))} | ${dflt} | ${cell(f.description ?? "")} |`);
   }
   return rows;
@@ -61,14 +65,27 @@ function fieldTable(obj: Node, skip: readonly string[] = []): string[] {
 function opSections(list: Node, level: string): string[] {
   const out: string[] = [];
   const items = list.anyOf?.find((a) => a.type === "array")?.items ?? list.items;
-  const flat = (n: Node | undefined): Node[] => (n ? (n.oneOf ?? n.anyOf)?.flatMap(flat) ?? [n] : []);
+  const flat = (n: Node | undefined): Node[] =>
+    n ? ((n.oneOf ?? n.anyOf)?.flatMap(flat) ?? [n]) : [];
   for (const op of flat(items)) {
     const name = op.properties?.op?.const;
     if (name === undefined) {
-      out.push(`${level} \`<backend>.<op>\``, "", "A host op a plugin backend defines, with the operands its `hostOps` schema names (`tdpemu schema scenario --plugin <module>` spells them out).", "");
+      out.push(
+        `${level} \`<backend>.<op>\``,
+        "",
+        "A host op a plugin backend defines, with the operands its `hostOps` schema names (`tdpemu schema scenario --plugin <module>` spells them out).",
+        "",
+      );
       continue;
     }
-    out.push(`${level} \`${word(name)}\``, "", op.description ?? "", "", ...fieldTable(op, ["op"]), "");
+    out.push(
+      `${level} \`${word(name)}\``,
+      "",
+      op.description ?? "",
+      "",
+      ...fieldTable(op, ["op"]),
+      "",
+    );
   }
   return out;
 }
@@ -132,6 +149,12 @@ export function scenarioFormatMarkdown(examples: readonly FormatExample[]): stri
     "## Examples",
     "",
   ];
-  for (const e of examples) lines.push(`### ${e.title} (\`${e.file}\`)`, "", "```yaml", e.text.trimEnd(), "```", "");
-  return lines.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";
+  for (const e of examples)
+    lines.push(`### ${e.title} (\`${e.file}\`)`, "", "```yaml", e.text.trimEnd(), "```", "");
+  return (
+    lines
+      .join("\n")
+      .replace(/\n{3,}/g, "\n\n")
+      .trimEnd() + "\n"
+  );
 }

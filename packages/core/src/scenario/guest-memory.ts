@@ -38,7 +38,15 @@ export interface GuestMemory {
   /** GFNs in the VM's memory. */
   pages: number;
   /** Pages of each kind; the owners sum to `pages`, as do `private` and `shared`. */
-  totals: { private: number; shared: number; mapped: number; accepted: number; guestOwned: number; hostOwned: number; unbacked: number };
+  totals: {
+    private: number;
+    shared: number;
+    mapped: number;
+    accepted: number;
+    guestOwned: number;
+    hostOwned: number;
+    unbacked: number;
+  };
   /** Maximal runs of GFNs alike in every field, in GFN order, covering every GFN once. */
   ranges: GuestMemoryRange[];
 }
@@ -98,11 +106,26 @@ class LeafRuns {
 }
 
 class Summary {
-  readonly totals = { private: 0, shared: 0, mapped: 0, accepted: 0, guestOwned: 0, hostOwned: 0, unbacked: 0 };
+  readonly totals = {
+    private: 0,
+    shared: 0,
+    mapped: 0,
+    accepted: 0,
+    guestOwned: 0,
+    hostOwned: 0,
+    unbacked: 0,
+  };
   readonly ranges: GuestMemoryRange[] = [];
   private cur: GuestMemoryRange | null = null;
 
-  add(gfn: number, npages: number, priv: boolean, level: number, accepted: boolean, owner: PageOwner): void {
+  add(
+    gfn: number,
+    npages: number,
+    priv: boolean,
+    level: number,
+    accepted: boolean,
+    owner: PageOwner,
+  ): void {
     const t = this.totals;
     if (priv) t.private += npages;
     else t.shared += npages;
@@ -113,7 +136,13 @@ class Summary {
     else t.unbacked += npages;
     const mapped = LEVEL_NAMES[level] ?? null;
     const c = this.cur;
-    if (c !== null && c.private === priv && c.mapped === mapped && c.accepted === accepted && c.owner === owner) {
+    if (
+      c !== null &&
+      c.private === priv &&
+      c.mapped === mapped &&
+      c.accepted === accepted &&
+      c.owner === owner
+    ) {
       c.npages += npages;
     } else {
       this.cur = { gfn, npages, private: priv, mapped, accepted, owner };
@@ -147,7 +176,7 @@ export function guestMemory(vm: Vm): GuestMemory {
   const backend = vm.backend;
   const out = new Summary();
   let slotIdx = 0;
-  for (let gfn = 0; gfn < n; ) {
+  for (let gfn = 0; gfn < n;) {
     // Memslots are few and sorted by GFN: walk them along with the GFNs.
     while (slotIdx < slots.length && slots[slotIdx]!.endGfn <= gfn) slotIdx++;
     const next = slotIdx < slots.length ? slots[slotIdx]! : null;
@@ -179,7 +208,14 @@ export function guestMemory(vm: Vm): GuestMemory {
     const e = Math.min(end, base + backing.hostPageEnd(gfn - base));
     for (let g = gfn; g < e; g++) {
       const page = backend.guestPage?.(vm, g, pfn0 + (g - gfn)) ?? 0;
-      out.add(g, 1, priv, level, (page & GUEST_PAGE_ACCEPTED) !== 0, (page & GUEST_PAGE_OWNED) !== 0 ? "guest" : "host");
+      out.add(
+        g,
+        1,
+        priv,
+        level,
+        (page & GUEST_PAGE_ACCEPTED) !== 0,
+        (page & GUEST_PAGE_OWNED) !== 0 ? "guest" : "host",
+      );
     }
     gfn = e;
   }

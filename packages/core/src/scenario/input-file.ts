@@ -14,7 +14,13 @@ export const inputLimits = { maxBytes: DEFAULT_MAX_INPUT };
 /** Why a file could not be read, in words (`no such file`, `permission denied`...). */
 export function readFailure(e: unknown, what: string): string {
   const code = (e as NodeJS.ErrnoException).code;
-  return code === "ENOENT" ? "no such file" : code === "EISDIR" ? `is a directory, not a ${what} file` : code === "EACCES" ? "permission denied" : code ?? String((e as Error).message);
+  return code === "ENOENT"
+    ? "no such file"
+    : code === "EISDIR"
+      ? `is a directory, not a ${what} file`
+      : code === "EACCES"
+        ? "permission denied"
+        : (code ?? String((e as Error).message));
 }
 
 /**
@@ -43,7 +49,10 @@ export function readInputFile(path: string, what: string, fail: (why: string) =>
       if (n === 0) break;
       chunks.push(buf.subarray(0, n));
       total += n;
-      if (total > max) throw fail(`larger than the ${formatLimit(max)} a ${what} file may have (raise it with --max-input <size>)`);
+      if (total > max)
+        throw fail(
+          `larger than the ${formatLimit(max)} a ${what} file may have (raise it with --max-input <size>)`,
+        );
     }
   } finally {
     closeSync(fd);

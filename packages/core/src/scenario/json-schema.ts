@@ -21,11 +21,18 @@ function toJsonSchema(format: z.ZodType, title: string): JsonSchema {
 }
 
 /** The scenario format; with `backends`, their host ops are spelled out (operands and all). */
-export function scenarioJsonSchema(backends: readonly { name: string; hostOps?: Readonly<Record<string, HostOpSchema>> }[] = []): JsonSchema {
+export function scenarioJsonSchema(
+  backends: readonly { name: string; hostOps?: Readonly<Record<string, HostOpSchema>> }[] = [],
+): JsonSchema {
   const format = scenarioFormat(hostOpFormat(backends.flatMap((b) => pluginOpSchemas(b))));
   return toJsonSchema(format, "tdpemu scenario (format v1)");
 }
 
 export function scheduleJsonSchema(): JsonSchema {
-  return toJsonSchema(ScheduleFileFormat.describe("A recorded schedule: the choices of a run and what is needed to run it again."), "tdpemu schedule file (tdpemu-schedule/1)");
+  return toJsonSchema(
+    ScheduleFileFormat.describe(
+      "A recorded schedule: the choices of a run and what is needed to run it again.",
+    ),
+    "tdpemu schedule file (tdpemu-schedule/1)",
+  );
 }

@@ -6,8 +6,21 @@
  * expected and what was found; unknown keys are errors too, so a typo never silently changes a run.
  */
 import { readInputFile } from "./input-file.js";
-import { LineCounter, isCollection, parseDocument, visit, type Document, type Node as YamlNode } from "yaml";
-import { ScenarioFormat, type GuestOp, type HostOp, type Scenario, type ScenarioDocument } from "./schema.js";
+import {
+  LineCounter,
+  isCollection,
+  parseDocument,
+  visit,
+  type Document,
+  type Node as YamlNode,
+} from "yaml";
+import {
+  ScenarioFormat,
+  type GuestOp,
+  type HostOp,
+  type Scenario,
+  type ScenarioDocument,
+} from "./schema.js";
 import { issueDetail, show, size } from "./schema-kit.js";
 import { ErrorOfKind } from "../error-kind.js";
 import type { z } from "zod";
@@ -46,8 +59,10 @@ export class Ctx {
     if (this.doc && this.lines) {
       // The deepest node that exists along the path gives the line.
       for (let n = path.length; n >= 0 && line === undefined; n--) {
-        const node = (n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true)) as YamlNode | undefined;
-        const off = node && typeof node === "object" && "range" in node ? node.range?.[0] : undefined;
+        const node = (n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true)) as
+          YamlNode | undefined;
+        const off =
+          node && typeof node === "object" && "range" in node ? node.range?.[0] : undefined;
         if (off !== undefined) line = this.lines.linePos(off).line;
       }
     }
@@ -70,7 +85,10 @@ export class Ctx {
 
 /** A context for checks made after parsing, that report every failure at one known line. */
 export class LineCtx extends Ctx {
-  constructor(file: string, private readonly line: number | undefined) {
+  constructor(
+    file: string,
+    private readonly line: number | undefined,
+  ) {
     super(file, null, null);
   }
 
@@ -87,37 +105,63 @@ export function parseSizeText(text: string): number | null {
 
 /** `gpa` lies inside the VM's memory. */
 function inMemory(c: Ctx, path: Path, gpa: number, memory: number): void {
-  if (gpa >= memory) c.fail([...path, "gpa"], `${show(gpa)} is beyond the VM's memory (${show(memory)} bytes)`);
+  if (gpa >= memory)
+    c.fail([...path, "gpa"], `${show(gpa)} is beyond the VM's memory (${show(memory)} bytes)`);
 }
 
 /** [gpa, gpa + size) lies inside the VM's memory. */
 function rangeInMemory(c: Ctx, path: Path, gpa: number, sz: number, memory: number): void {
   inMemory(c, path, gpa, memory);
-  if (gpa + sz > memory) c.fail([...path, "size"], `the range ${show(gpa)}+${show(sz)} goes beyond the VM's memory (${show(memory)} bytes)`);
+  if (gpa + sz > memory)
+    c.fail(
+      [...path, "size"],
+      `the range ${show(gpa)}+${show(sz)} goes beyond the VM's memory (${show(memory)} bytes)`,
+    );
 }
 
 /** `count` pages of `sz` from the page holding `gpa` lie inside the VM's memory. */
-function pagesInMemory(c: Ctx, path: Path, gpa: number, count: number, sz: number, memory: number): void {
+function pagesInMemory(
+  c: Ctx,
+  path: Path,
+  gpa: number,
+  count: number,
+  sz: number,
+  memory: number,
+): void {
   inMemory(c, path, gpa, memory);
   const first = gpa - (gpa % PAGE);
   if (first + count * sz > memory) {
     const pages = sz === PAGE ? "pages" : "pages of 2MiB";
-    c.fail([...path, "count"], `${count} ${pages} from ${show(first)} go beyond the VM's memory (${show(memory)} bytes)`);
+    c.fail(
+      [...path, "count"],
+      `${count} ${pages} from ${show(first)} go beyond the VM's memory (${show(memory)} bytes)`,
+    );
   }
 }
 
 function resolveGuestOp(c: Ctx, path: Path, op: GuestOp, memory: number): GuestOp {
   switch (op.op) {
-    case "access": pagesInMemory(c, path, op.gpa, op.count, PAGE, memory); break;
+    case "access":
+      pagesInMemory(c, path, op.gpa, op.count, PAGE, memory);
+      break;
     case "accept":
-    case "rmpadjust": pagesInMemory(c, path, op.gpa, op.count, op.size, memory); break;
+    case "rmpadjust":
+      pagesInMemory(c, path, op.gpa, op.count, op.size, memory);
+      break;
     case "convert":
-    case "psc": rangeInMemory(c, path, op.gpa, op.size, memory); break;
+    case "psc":
+      rangeInMemory(c, path, op.gpa, op.size, memory);
+      break;
   }
   return op;
 }
 
-function resolveHostOp(c: Ctx, path: Path, op: ScenarioDocument["host"][number], vm: Scenario["vm"]): HostOp {
+function resolveHostOp(
+  c: Ctx,
+  path: Path,
+  op: ScenarioDocument["host"][number],
+  vm: Scenario["vm"],
+): HostOp {
   switch (op.op) {
     case "age":
     case "split":
@@ -130,28 +174,43 @@ function resolveHostOp(c: Ctx, path: Path, op: ScenarioDocument["host"][number],
     }
     case "populate":
     case "convert":
-    case "zap": rangeInMemory(c, path, op.gpa, op.size, vm.memory); return op;
+    case "zap":
+      rangeInMemory(c, path, op.gpa, op.size, vm.memory);
+      return op;
     case "raw":
       if (op.vcpu !== undefined && op.vcpu >= vm.vcpus) {
-        c.fail([...path, "vcpu"], `vCPU ${op.vcpu} does not exist: the VM has ${vm.vcpus} (0 to ${vm.vcpus - 1})`);
+        c.fail(
+          [...path, "vcpu"],
+          `vCPU ${op.vcpu} does not exist: the VM has ${vm.vcpus} (0 to ${vm.vcpus - 1})`,
+        );
       }
       return op;
-    case "plugin": return { ...op, at: pathText(path), line: c.lineOf(path) };
-    default: return op;
+    case "plugin":
+      return { ...op, at: pathText(path), line: c.lineOf(path) };
+    default:
+      return op;
   }
 }
 
 /** Checks a parsed document (from YAML or JSON) against format v1. */
-export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(file, null, null)): Scenario {
+export function validateScenario(
+  raw: unknown,
+  file: string,
+  c: Ctx = new Ctx(file, null, null),
+): Scenario {
   const r = ScenarioFormat.safeParse(raw);
   if (!r.success) c.failIssues(r.error);
   const d = r.data;
   const { vm } = d;
   const maxMem = 2 ** (vm.gpaw - 1);
   if (vm.memory > maxMem) {
-    c.fail(["vm", "memory"], `${show(vm.memory)} bytes do not fit below the shared bit of a ${vm.gpaw}-bit GPA space (at most ${show(maxMem)})`);
+    c.fail(
+      ["vm", "memory"],
+      `${show(vm.memory)} bytes do not fit below the shared bit of a ${vm.gpaw}-bit GPA space (at most ${show(maxMem)})`,
+    );
   }
-  if (d.vcpus.length > vm.vcpus) c.fail(["vcpus"], `${d.vcpus.length} programs for a VM with ${vm.vcpus} vCPU(s) (vm.vcpus)`);
+  if (d.vcpus.length > vm.vcpus)
+    c.fail(["vcpus"], `${d.vcpus.length} programs for a VM with ${vm.vcpus} vCPU(s) (vm.vcpus)`);
   return {
     name: d.name,
     source: file,
@@ -159,7 +218,9 @@ export function validateScenario(raw: unknown, file: string, c: Ctx = new Ctx(fi
     backend: d.backend,
     backendLine: c.lineOf(["backend"]),
     schedule: d.schedule,
-    vcpus: d.vcpus.map((prog, i) => prog.map((op, j) => resolveGuestOp(c, ["vcpus", i, j], op, vm.memory))),
+    vcpus: d.vcpus.map((prog, i) =>
+      prog.map((op, j) => resolveGuestOp(c, ["vcpus", i, j], op, vm.memory)),
+    ),
     host: d.host.map((op, j) => resolveHostOp(c, ["host", j], op, vm)),
     options: d.options,
     inject: d.inject,
@@ -178,9 +239,19 @@ function aliasError(e: unknown, text: string, file: string, lines: LineCounter):
   const undefinedAlias = /Unresolved alias[^:]*: (\S+)/.exec(m);
   if (undefinedAlias) {
     const at = text.indexOf(`*${undefinedAlias[1]}`);
-    return new ScenarioError(file, "", `not valid YAML: alias *${undefinedAlias[1]} names no anchor set before it (&${undefinedAlias[1]})`, at >= 0 ? lines.linePos(at).line : undefined);
+    return new ScenarioError(
+      file,
+      "",
+      `not valid YAML: alias *${undefinedAlias[1]} names no anchor set before it (&${undefinedAlias[1]})`,
+      at >= 0 ? lines.linePos(at).line : undefined,
+    );
   }
-  if (/alias count/i.test(m)) return new ScenarioError(file, "", `not valid YAML: its aliases expand to more than ${MAX_ALIAS_COUNT} copies (an alias bomb?)`);
+  if (/alias count/i.test(m))
+    return new ScenarioError(
+      file,
+      "",
+      `not valid YAML: its aliases expand to more than ${MAX_ALIAS_COUNT} copies (an alias bomb?)`,
+    );
   return new ScenarioError(file, "", `not valid YAML: ${m.split("\n")[0]}`);
 }
 
@@ -192,7 +263,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
-    throw new ScenarioError(file, "", `not valid ${isJson ? "JSON" : "YAML"}: ${e.message.split("\n")[0]}`, line);
+    throw new ScenarioError(
+      file,
+      "",
+      `not valid ${isJson ? "JSON" : "YAML"}: ${e.message.split("\n")[0]}`,
+      line,
+    );
   }
   if (isJson) {
     // The YAML parser accepts more than JSON (comments, trailing commas, bare words): a file
@@ -201,7 +277,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
       JSON.parse(text);
     } catch (err) {
       const m = /position (\d+)/.exec((err as Error).message);
-      throw new ScenarioError(file, "", `not valid JSON: ${(err as Error).message.split("\n")[0]}`, m ? lines.linePos(Number(m[1])).line : undefined);
+      throw new ScenarioError(
+        file,
+        "",
+        `not valid JSON: ${(err as Error).message.split("\n")[0]}`,
+        m ? lines.linePos(Number(m[1])).line : undefined,
+      );
     }
   }
   // A map or list used as a key (`{ op: access }: 1`) has no meaning in a scenario, and `toJS`
@@ -210,7 +291,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
     Pair(_, pair) {
       if (isCollection(pair.key)) {
         const at = pair.key.range?.[0];
-        throw new ScenarioError(file, "", "a map or list is used as a key; expected a name (did a '}' or ']' go missing, or a ':' come too early?)", at === undefined ? undefined : lines.linePos(at).line);
+        throw new ScenarioError(
+          file,
+          "",
+          "a map or list is used as a key; expected a name (did a '}' or ']' go missing, or a ':' come too early?)",
+          at === undefined ? undefined : lines.linePos(at).line,
+        );
       }
     },
   });
@@ -225,6 +311,10 @@ export function parseScenarioText(text: string, file: string): Scenario {
 }
 
 export function loadScenario(path: string): Scenario {
-  const text = readInputFile(path, "scenario", (why) => new ScenarioError(path, "", `cannot read the scenario: ${why}`));
+  const text = readInputFile(
+    path,
+    "scenario",
+    (why) => new ScenarioError(path, "", `cannot read the scenario: ${why}`),
+  );
   return parseScenarioText(text, path);
 }

@@ -39,7 +39,14 @@ export interface Report {
   guestMemory?: GuestMemory;
 }
 
-export function buildReport(scn: Scenario, vm: Vm, steps: number, invariants: CheckResult, ops: Report["ops"], complete = true): Report {
+export function buildReport(
+  scn: Scenario,
+  vm: Vm,
+  steps: number,
+  invariants: CheckResult,
+  ops: Report["ops"],
+  complete = true,
+): Report {
   const s = vm.mmu.stats;
   return {
     scenario: scn.name,

@@ -21,7 +21,13 @@ import { Clock } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
-import { AccessTally, GuestLivelock, guestAcceptPage, guestAccessRange, guestRmpAdjustPage } from "../vm/guest-access.js";
+import {
+  AccessTally,
+  GuestLivelock,
+  guestAcceptPage,
+  guestAccessRange,
+  guestRmpAdjustPage,
+} from "../vm/guest-access.js";
 import { guestPageStateChange } from "../vm/guest-psc.js";
 import * as hostOps from "../vm/host-ops.js";
 import { OpError } from "../vm/op-error.js";
@@ -121,9 +127,11 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     host = new Host({ memory: opts.hostMemory ?? defaultHostMemory(scn) });
   } catch (e) {
     // Say which setting asked for it: the guest's size, through the default host, or --host-memory.
-    throw new RunInputError(opts.hostMemory === undefined
-      ? `${scn.source}: vm.memory: a guest of ${scn.vm.memory} bytes needs a host of ${defaultHostMemory(scn)} bytes (2 × its memory + 64MiB, in host pages), and ${(e as Error).message}`
-      : `--host-memory: ${(e as Error).message}`);
+    throw new RunInputError(
+      opts.hostMemory === undefined
+        ? `${scn.source}: vm.memory: a guest of ${scn.vm.memory} bytes needs a host of ${defaultHostMemory(scn)} bytes (2 × its memory + 64MiB, in host pages), and ${(e as Error).message}`
+        : `--host-memory: ${(e as Error).message}`,
+    );
   }
   // The run's clock and event bus are the host's: its one VM and the backend's platform parts
   // see the same ones.
@@ -135,18 +143,30 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   opts.configureHost?.(host.container);
   const events = host.container.resolve(EVENTS);
   if (opts.onEvent) events.subscribe(opts.onEvent);
-  const backend = source === null ? (opts.backend as Backend) : source.create(host, opts.configureVm);
+  const backend =
+    source === null ? (opts.backend as Backend) : source.create(host, opts.configureVm);
   // A plugin's host ops are checked against its schema now that the backend is known.
   checkPluginOps(scn, backend);
   const programs = scn.vcpus.filter((p) => p.length > 0).length + (scn.host.length > 0 ? 1 : 0);
   const interleave = opts.interleave ?? scn.schedule.interleave ?? programs > 1;
-  const vm = new Vm(host, {
-    memory: scn.vm.memory, gpaw: scn.vm.gpaw, vcpus: scn.vm.vcpus, hostPageLevel: hostPageLevel(scn),
-    tdxHugePages: opts.mmu?.tdxHugePages ?? scn.options.tdxHugePages,
-  }, backend, { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } });
+  const vm = new Vm(
+    host,
+    {
+      memory: scn.vm.memory,
+      gpaw: scn.vm.gpaw,
+      vcpus: scn.vm.vcpus,
+      hostPageLevel: hostPageLevel(scn),
+      tdxHugePages: opts.mmu?.tdxHugePages ?? scn.options.tdxHugePages,
+    },
+    backend,
+    { clock, events, interleave, mmu: { strategy: scn.options.strategy, ...opts.mmu } },
+  );
   for (const f of [...scn.inject, ...(opts.inject ?? [])]) {
     if (f.backend !== undefined && f.backend !== backend.name) continue;
-    if (!backend.injectFault) throw new RunInputError(`${scn.source}: inject: backend '${backend.name}' has no fault injection`);
+    if (!backend.injectFault)
+      throw new RunInputError(
+        `${scn.source}: inject: backend '${backend.name}' has no fault injection`,
+      );
     try {
       backend.injectFault(vm, f);
     } catch (e) {
@@ -155,16 +175,23 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   }
 
   const results: OpResult[] = [];
-  const checkOp = opts.check === "op" ? () => {
-    const r = checkInvariants(vm, { final: false });
-    if (r.violations.length > 0) throw new InvariantViolation(r.violations);
-  } : null;
+  const checkOp =
+    opts.check === "op"
+      ? () => {
+          const r = checkInvariants(vm, { final: false });
+          if (r.violations.length > 0) throw new InvariantViolation(r.violations);
+        }
+      : null;
   const tasks: Task[] = [];
   const vcpuTasks: Task[] = [];
   // The VMM starts its vCPUs only once the VM is finalized, if the host program finalizes it.
   const start = new SharedFlag(vm.clock, R_FINALIZED, !scn.host.some((op) => op.op === "finalize"));
   scn.vcpus.forEach((ops, i) => {
-    const t: Task = { name: `vcpu${i}`, op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp, start), done: ops.length === 0 };
+    const t: Task = {
+      name: `vcpu${i}`,
+      op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp, start),
+      done: ops.length === 0,
+    };
     tasks.push(t);
     vcpuTasks.push(t);
   });
@@ -172,17 +199,33 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     // The teardown waits for each vCPU task to finish: it reads their completion, one resource each.
     const vcpusDone = () => {
       let all = true;
-      for (let i = 0; i < vcpuTasks.length; i++) if (!isTaskDone(vcpuTasks, i, vm.clock)) all = false;
+      for (let i = 0; i < vcpuTasks.length; i++)
+        if (!isTaskDone(vcpuTasks, i, vm.clock)) all = false;
       return all;
     };
-    tasks.push({ name: "host", op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start), done: false });
+    tasks.push({
+      name: "host",
+      op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start),
+      done: false,
+    });
   }
-  return { scenario: scn, vm, host, clock, tasks, results, check: (final) => checkInvariants(vm, { final }) };
+  return {
+    scenario: scn,
+    vm,
+    host,
+    clock,
+    tasks,
+    results,
+    check: (final) => checkInvariants(vm, { final }),
+  };
 }
 
 /** A source rather than an instance: a backend has no `prepareHost`. */
 export function isBackendSource(b: BackendSource | Backend): b is BackendSource {
-  return typeof (b as BackendSource).prepareHost === "function" && typeof (b as BackendSource).create === "function";
+  return (
+    typeof (b as BackendSource).prepareHost === "function" &&
+    typeof (b as BackendSource).create === "function"
+  );
 }
 
 /** Thrown by `--check op` when an op leaves the VM in a state that breaks an invariant. */
@@ -200,7 +243,9 @@ export class InvariantViolation extends ErrorOfKind("InvariantViolation") {
 export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
   const step = built.clock.tick;
   if (HostMemoryExhausted.is(e)) {
-    throw new RunInputError(`${scn.source}: step ${step}: ${e.message} (the host has ${built.host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`);
+    throw new RunInputError(
+      `${scn.source}: step ${step}: ${e.message} (the host has ${built.host.frames.totalFrames * 4096} bytes; give it more with --host-memory)`,
+    );
   }
   if (OpError.is(e)) throw new RunInputError(`${scn.source}: step ${step}: ${e.message}`);
   if (ReplayDivergence.is(e)) throw new RunInputError(`replay: ${e.message}`);
@@ -218,11 +263,18 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
   const violations: Violation[] = [];
   let checked = 0;
   const mode = opts.replay ? "replay" : scn.schedule.mode;
-  if (mode === "replay" && !opts.replay) throw new RunInputError(`${scn.source}: schedule mode replay needs the schedule's choices (schedule.file)`);
+  if (mode === "replay" && !opts.replay)
+    throw new RunInputError(
+      `${scn.source}: schedule mode replay needs the schedule's choices (schedule.file)`,
+    );
   const sched = new Scheduler(mode, scn.schedule.seed, opts.replay ?? []);
   let complete = false;
   try {
-    complete = sched.run(tasks, clock, opts.onStep ? (t) => opts.onStep!(t.name, sched.choices.length) : undefined);
+    complete = sched.run(
+      tasks,
+      clock,
+      opts.onStep ? (t) => opts.onStep!(t.name, sched.choices.length) : undefined,
+    );
   } catch (e) {
     const v = classifyRunError(e, scn, built);
     if (v === null) throw e;
@@ -244,10 +296,18 @@ export function runScenario(scn: Scenario, opts: RunOptions): RunResult {
 
 /** An op's start or end event, with `detail` as JSON; nothing is serialized when no one listens. */
 function opEvent(vm: Vm, who: string, op: string, phase: "start" | "end", detail: object): void {
-  if (vm.events.on) vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail: JSON.stringify(detail) });
+  if (vm.events.on)
+    vm.events.emit({ type: "op", vm: vm.id, who, op, phase, detail: JSON.stringify(detail) });
 }
 
-function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], afterOp: (() => void) | null, start: SharedFlag): Op {
+function* vcpuProgram(
+  vm: Vm,
+  vcpu: Vcpu,
+  ops: GuestOp[],
+  results: OpResult[],
+  afterOp: (() => void) | null,
+  start: SharedFlag,
+): Op {
   const who = `vcpu${vcpu.id}`;
   while (!start.get()) yield BLOCKED;
   let vmpl = 0;
@@ -258,7 +318,10 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
     // model keeps one VMSA per vCPU and only the level changes).
     const opVmpl = "vmpl" in op ? op.vmpl : 0;
     if (opVmpl !== vmpl) {
-      if (!vm.backend.enterVmpl) throw new OpError(`vcpu${vcpu.id} op ${i} (${op.op}): backend '${vm.backend.name}' has no VMPLs; vmpl ${opVmpl} needs SEV-SNP`);
+      if (!vm.backend.enterVmpl)
+        throw new OpError(
+          `vcpu${vcpu.id} op ${i} (${op.op}): backend '${vm.backend.name}' has no VMPLs; vmpl ${opVmpl} needs SEV-SNP`,
+        );
       vm.backend.enterVmpl(vm, vcpu.id, opVmpl);
       vmpl = opVmpl;
     }
@@ -272,7 +335,8 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
         break;
       }
       case "accept": {
-        let ok = 0, exceptions = 0;
+        let ok = 0,
+          exceptions = 0;
         const level = op.size === PAGE_SIZE ? 1 : 2;
         for (let p = 0; p < op.count; p++) {
           const o = yield* guestAcceptPage(vm, vcpu, op.gpa + p * op.size, level);
@@ -285,14 +349,30 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
       case "convert": {
         // MapGPA / page-state change: the guest asks, the VMM sets the attributes.
         const gfn = op.gpa / PAGE_SIZE;
-        result.changed = yield* hostOps.convertMemory(vm, vcpu.ctx, gfn, gfn + op.size / PAGE_SIZE, op.to === "private", vcpu.id);
+        result.changed = yield* hostOps.convertMemory(
+          vm,
+          vcpu.ctx,
+          gfn,
+          gfn + op.size / PAGE_SIZE,
+          op.to === "private",
+          vcpu.id,
+        );
         break;
       }
       case "rmpadjust": {
-        let ok = 0, exceptions = 0;
+        let ok = 0,
+          exceptions = 0;
         const level = op.size === PAGE_SIZE ? 1 : 2;
         for (let p = 0; p < op.count; p++) {
-          const o = yield* guestRmpAdjustPage(vm, vcpu, op.gpa + p * op.size, level, op.target, op.perms, op.vmsa);
+          const o = yield* guestRmpAdjustPage(
+            vm,
+            vcpu,
+            op.gpa + p * op.size,
+            level,
+            op.target,
+            op.perms,
+            op.vmsa,
+          );
           if (o === "ok") ok++;
           else exceptions++;
         }
@@ -300,7 +380,14 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
         break;
       }
       case "psc": {
-        const r = yield* guestPageStateChange(vm, vcpu, op.gpa / PAGE_SIZE, op.size / PAGE_SIZE, op.to === "private", op.pageSize === PAGE_SIZE ? 1 : 2);
+        const r = yield* guestPageStateChange(
+          vm,
+          vcpu,
+          op.gpa / PAGE_SIZE,
+          op.size / PAGE_SIZE,
+          op.to === "private",
+          op.pageSize === PAGE_SIZE ? 1 : 2,
+        );
         Object.assign(result, r);
         break;
       }
@@ -311,7 +398,14 @@ function* vcpuProgram(vm: Vm, vcpu: Vcpu, ops: GuestOp[], results: OpResult[], a
   }
 }
 
-function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () => boolean, afterOp: (() => void) | null, start: SharedFlag): Op {
+function* hostProgram(
+  vm: Vm,
+  ops: HostOp[],
+  results: OpResult[],
+  vcpusDone: () => boolean,
+  afterOp: (() => void) | null,
+  start: SharedFlag,
+): Op {
   const ctx = vm.hostCtx;
   for (let i = 0; i < ops.length; i++) {
     yield;
@@ -341,23 +435,45 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
         result.status = hostOps.finalize(vm);
         start.raise();
         break;
-      case "convert": result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private"); break;
-      case "zap": result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end); break;
+      case "convert":
+        result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private");
+        break;
+      case "zap":
+        result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end);
+        break;
       case "dirty-log":
         if (op.action === "start") yield* hostOps.dirtyLogStart(vm, ctx, op.slot);
-        else if (op.action === "collect") result.dirty = (yield* hostOps.dirtyLogCollect(vm, ctx, op.slot)).length;
+        else if (op.action === "collect")
+          result.dirty = (yield* hostOps.dirtyLogCollect(vm, ctx, op.slot)).length;
         else result.recovered = yield* hostOps.dirtyLogStop(vm, ctx, op.slot);
         break;
-      case "age": result.young = yield* hostOps.age(vm, ctx, gfn, end); break;
-      case "split": result.split = yield* hostOps.split(vm, ctx, gfn, end); break;
-      case "recover": result.recovered = yield* hostOps.recover(vm, ctx, gfn, end); break;
-      case "delete-memslot": yield* hostOps.deleteMemslot(vm, ctx, op.slot); break;
+      case "age":
+        result.young = yield* hostOps.age(vm, ctx, gfn, end);
+        break;
+      case "split":
+        result.split = yield* hostOps.split(vm, ctx, gfn, end);
+        break;
+      case "recover":
+        result.recovered = yield* hostOps.recover(vm, ctx, gfn, end);
+        break;
+      case "delete-memslot":
+        yield* hostOps.deleteMemslot(vm, ctx, op.slot);
+        break;
       case "raw": {
-        if (!vm.backend.rawCall) throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
+        if (!vm.backend.rawCall)
+          throw new OpError(`raw ${op.call}: backend '${vm.backend.name}' takes no raw calls`);
         vm.clock.step++;
         let r: { status: string; detail: string };
         try {
-          r = vm.backend.rawCall(vm, op.call, { gpa: op.gpa, level: op.level, page: op.page, vcpu: op.vcpu, field: op.field, value: op.value, mask: op.mask });
+          r = vm.backend.rawCall(vm, op.call, {
+            gpa: op.gpa,
+            level: op.level,
+            page: op.page,
+            vcpu: op.vcpu,
+            field: op.field,
+            value: op.value,
+            mask: op.mask,
+          });
         } catch (e) {
           if (KvmBug.is(e)) throw e;
           throw new OpError(`raw ${op.call}: ${(e as Error).message}`);
@@ -369,7 +485,8 @@ function* hostProgram(vm: Vm, ops: HostOp[], results: OpResult[], vcpusDone: () 
       case "plugin": {
         // The backend's own ioctl: one atomic point; its operands were checked when the run was built.
         const name = op.name.slice(op.name.indexOf(".") + 1);
-        if (!vm.backend.runHostOp) throw new OpError(`${op.name}: backend '${vm.backend.name}' runs no host ops`);
+        if (!vm.backend.runHostOp)
+          throw new OpError(`${op.name}: backend '${vm.backend.name}' runs no host ops`);
         vm.clock.step++;
         result.status = vm.backend.runHostOp(vm, name, op.values!);
         break;

@@ -39,7 +39,9 @@ export class ScheduleFileError extends ErrorOfKind("ScheduleFileError") {}
 export const BUILTIN_SCENARIO = "<built-in default>";
 
 /** What a schedule file holds, before it is written (`scenarioPath` becomes `scenario`). */
-export type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & { scenarioPath: string | null };
+export type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & {
+  scenarioPath: string | null;
+};
 
 /**
  * The text of a schedule file for `path` (its scenario relative to it), or with `path` null, one
@@ -48,7 +50,12 @@ export type ScheduleContent = Omit<ScheduleFile, "format" | "scenario"> & { scen
  */
 export function scheduleFileText(path: string | null, s: ScheduleContent): string {
   const { scenarioPath, ...rest } = s;
-  const scenario = scenarioPath === null ? BUILTIN_SCENARIO : path === null ? resolve(scenarioPath) : relative(dirname(resolve(path)), resolve(scenarioPath));
+  const scenario =
+    scenarioPath === null
+      ? BUILTIN_SCENARIO
+      : path === null
+        ? resolve(scenarioPath)
+        : relative(dirname(resolve(path)), resolve(scenarioPath));
   const file: ScheduleFile = { format: SCHEDULE_FORMAT, scenario, ...rest };
   return JSON.stringify(file, null, 1) + "\n";
 }
@@ -57,7 +64,9 @@ export function saveScheduleFile(path: string, s: ScheduleContent): void {
   try {
     writeFileSync(path, scheduleFileText(path, s));
   } catch (e) {
-    throw new ScheduleFileError(`cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ScheduleFileError(
+      `cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -67,7 +76,7 @@ const mmuFormat = mapping(
     unsafeNonAtomicSet: bool().optional(),
     tdxHugePages: bool().optional(),
   },
-  "an object such as { \"strategy\": \"freeze\" }",
+  'an object such as { "strategy": "freeze" }',
 );
 
 /**
@@ -76,42 +85,67 @@ const mmuFormat = mapping(
  */
 export const ScheduleFileFormat = mapping(
   {
-    format: z.literal(SCHEDULE_FORMAT, { error: () => `expected a schedule with "format": "${SCHEDULE_FORMAT}"` }),
+    format: z.literal(SCHEDULE_FORMAT, {
+      error: () => `expected a schedule with "format": "${SCHEDULE_FORMAT}"`,
+    }),
     /** The scenario file, relative to the schedule file's folder. */
     scenario: text("the path of the scenario file"),
     name: z.string({ error: (iss) => `expected a string, got ${show(iss.input)}` }).prefault(""),
     backend: text("a backend name or module path"),
     seed: num("an integer from 0 to 2^32-1")
-      .refine((n) => n <= 0xffffffff, { error: (iss) => `expected an integer from 0 to 2^32-1, got ${show(iss.input)}` })
+      .refine((n) => n <= 0xffffffff, {
+        error: (iss) => `expected an integer from 0 to 2^32-1, got ${show(iss.input)}`,
+      })
       .prefault(0),
     interleave: bool(),
     mmu: mmuFormat.prefault({}),
     hostMemory: num("a number of bytes")
-      .refine((n) => n > 0, { error: (iss) => `expected a number of bytes, got ${show(iss.input)}` })
+      .refine((n) => n > 0, {
+        error: (iss) => `expected a number of bytes, got ${show(iss.input)}`,
+      })
       .optional(),
     /** Faults injected besides the scenario's own. */
     inject: InjectListFormat.optional(),
     /** What the run found, for the reader; replay recomputes it. */
     violations: list(
-      mapping({ check: z.string(), message: z.string(), step: z.number().int().min(0) }, "a violation with check, message, step"),
+      mapping(
+        { check: z.string(), message: z.string(), step: z.number().int().min(0) },
+        "a violation with check, message, step",
+      ),
       "a list",
     ).optional(),
-    choices: list(z.number().int({ error: () => "expected a list of task indexes" }).min(0, { error: () => "expected a list of task indexes" }), "a list of task indexes"),
+    choices: list(
+      z
+        .number()
+        .int({ error: () => "expected a list of task indexes" })
+        .min(0, { error: () => "expected a list of task indexes" }),
+      "a list of task indexes",
+    ),
   },
   "a schedule object",
 );
 
 /** Reads and checks a schedule file; `scenario` comes back as a path usable from here. */
 export function loadScheduleFile(path: string): ScheduleFile {
-  const text = readInputFile(path, "schedule", (why) => new ScheduleFileError(`${path}: cannot read the schedule: ${why}`));
+  const text = readInputFile(
+    path,
+    "schedule",
+    (why) => new ScheduleFileError(`${path}: cannot read the schedule: ${why}`),
+  );
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new ScheduleFileError(`${path}: cannot read the schedule: not valid JSON: ${(e as Error).message.split("\n")[0]}`);
+    throw new ScheduleFileError(
+      `${path}: cannot read the schedule: not valid JSON: ${(e as Error).message.split("\n")[0]}`,
+    );
   }
   // The format first: a JSON file that is no schedule at all says so, not which key it lacks.
-  if (typeof data !== "object" || data === null || (data as { format?: unknown }).format !== SCHEDULE_FORMAT) {
+  if (
+    typeof data !== "object" ||
+    data === null ||
+    (data as { format?: unknown }).format !== SCHEDULE_FORMAT
+  ) {
     throw new ScheduleFileError(`${path}: expected a schedule with "format": "${SCHEDULE_FORMAT}"`);
   }
   const r = ScheduleFileFormat.safeParse(data);
@@ -122,7 +156,10 @@ export function loadScheduleFile(path: string): ScheduleFile {
   const f = r.data;
   return {
     format: SCHEDULE_FORMAT,
-    scenario: f.scenario === BUILTIN_SCENARIO || isAbsolute(f.scenario) ? f.scenario : resolve(dirname(path), f.scenario),
+    scenario:
+      f.scenario === BUILTIN_SCENARIO || isAbsolute(f.scenario)
+        ? f.scenario
+        : resolve(dirname(path), f.scenario),
     name: f.name,
     backend: f.backend,
     seed: f.seed,

@@ -5,7 +5,13 @@
  * violation.
  */
 import type { TdpEvent } from "../events/events.js";
-import { FootprintRecorder, FootprintStore, KIND_ADD, KIND_READ, KIND_WRITE } from "../exec/footprint.js";
+import {
+  FootprintRecorder,
+  FootprintStore,
+  KIND_ADD,
+  KIND_READ,
+  KIND_WRITE,
+} from "../exec/footprint.js";
 import { deadlock, stepTask } from "../exec/scheduler.js";
 import { NO_CHANGE, WaitTracker } from "../exec/wait-tracker.js";
 import type { ExploreViolation } from "../exec/explorer.js";
@@ -36,11 +42,21 @@ export interface ScheduleSteps {
  * that fails; a choice of a task that cannot run there is bad input (the schedule is not this
  * scenario's). A schedule that leaves every unfinished task waiting ends in a deadlock.
  */
-export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, "hostMemory" | "mmu" | "inject"> & { backend: ExploreScenarioOptions["backend"] }, choices: readonly number[]): ScheduleSteps {
+export function scheduleSteps(
+  scn: Scenario,
+  opts: Pick<ExploreScenarioOptions, "hostMemory" | "mmu" | "inject"> & {
+    backend: ExploreScenarioOptions["backend"];
+  },
+  choices: readonly number[],
+): ScheduleSteps {
   let current: TdpEvent[] = [];
   const backend = opts.backend;
   const built = buildRun(scn, {
-    backend: typeof backend === "function" ? backend() : backend, hostMemory: opts.hostMemory, mmu: opts.mmu, inject: opts.inject, interleave: true,
+    backend: typeof backend === "function" ? backend() : backend,
+    hostMemory: opts.hostMemory,
+    mmu: opts.mmu,
+    inject: opts.inject,
+    interleave: true,
     onEvent: (e) => current.push(e),
   });
   const rec = new FootprintRecorder();
@@ -55,8 +71,11 @@ export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, 
   for (const c of choices) {
     const task = built.tasks[c];
     if (task === undefined || !tracker.enabled(c)) {
-      const why = task === undefined ? "does not exist" : task.done ? "has finished" : "waits there";
-      throw new RunInputError(`replay: choice ${steps.length + 1} names task ${c}, which ${why}: the schedule is not this scenario's`);
+      const why =
+        task === undefined ? "does not exist" : task.done ? "has finished" : "waits there";
+      throw new RunInputError(
+        `replay: choice ${steps.length + 1} names task ${c}, which ${why}: the schedule is not this scenario's`,
+      );
     }
     current = [];
     rec.reset();
@@ -75,12 +94,21 @@ export function scheduleSteps(scn: Scenario, opts: Pick<ExploreScenarioOptions, 
   }
   built.clock.setRecorder(null);
   built.host.pool.fp = null;
-  if (violation === null && !built.tasks.every((t) => t.done) && tracker.enabledTasks([]).length === 0) {
+  if (
+    violation === null &&
+    !built.tasks.every((t) => t.done) &&
+    tracker.enabledTasks([]).length === 0
+  ) {
     // Every unfinished task waits for a change no one will make (the explorer's deadlock).
     const stuck = deadlock(built.tasks, tracker).message;
-    violation = { check: stuck.startsWith("livelock") ? "livelock" : "deadlock", message: stuck, step: built.clock.tick };
+    violation = {
+      check: stuck.startsWith("livelock") ? "livelock" : "deadlock",
+      message: stuck,
+      step: built.clock.tick,
+    };
   }
-  if (violation === null) violation = built.check(built.tasks.every((t) => t.done)).violations[0] ?? null;
+  if (violation === null)
+    violation = built.check(built.tasks.every((t) => t.done)).violations[0] ?? null;
   return { tasks: built.tasks.map((t) => t.name), steps, store, violation };
 }
 
@@ -104,8 +132,12 @@ export function conflictChain(s: ScheduleSteps, last: number): number[] {
   const kinds = store.kindsView;
   const me = s.steps[last]!.task;
   let opStart = last;
-  while (opStart > 0 && !s.steps[opStart]!.events.some((e) => e.type === "op" && e.phase === "start")) {
-    do opStart--; while (opStart > 0 && s.steps[opStart]!.task !== me);
+  while (
+    opStart > 0 &&
+    !s.steps[opStart]!.events.some((e) => e.type === "op" && e.phase === "start")
+  ) {
+    do opStart--;
+    while (opStart > 0 && s.steps[opStart]!.task !== me);
   }
   for (let k = opStart; k < last; k++) {
     // Every step of another task since the op began that the failing step conflicts with.

@@ -13,12 +13,19 @@
  */
 import { z } from "zod";
 
-export const UNITS: Readonly<Record<string, number>> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+export const UNITS: Readonly<Record<string, number>> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  TiB: 1024 ** 4,
+};
 
 /** A value as a message shows it: strings quoted, addresses in hex, containers by kind. */
 export function show(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number") return Number.isInteger(v) && v >= 4096 ? `0x${v.toString(16)}` : String(v);
+  if (typeof v === "number")
+    return Number.isInteger(v) && v >= 4096 ? `0x${v.toString(16)}` : String(v);
   if (v === null || v === undefined) return "nothing";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a mapping";
@@ -30,7 +37,12 @@ type Msg = { error: (iss: { input?: unknown }) => string };
 
 /** The error option of a leaf: `missing` replaces the message when the key is absent. */
 function expected(what: string, missing?: string): Msg {
-  return { error: (iss) => (iss.input === undefined && missing !== undefined ? missing : `expected ${what}, got ${show(iss.input)}`) };
+  return {
+    error: (iss) =>
+      iss.input === undefined && missing !== undefined
+        ? missing
+        : `expected ${what}, got ${show(iss.input)}`,
+  };
 }
 
 export interface LeafOptions {
@@ -51,7 +63,8 @@ export function num(what = NUM_WHAT, o: LeafOptions = {}) {
     .transform((v, ctx) => {
       if (typeof v === "number") return v;
       const n = Number(v.trim().replace(/_/g, ""));
-      if (!Number.isSafeInteger(n)) ctx.issues.push({ code: "custom", input: v, message: `expected ${what}, got ${show(v)}` });
+      if (!Number.isSafeInteger(n))
+        ctx.issues.push({ code: "custom", input: v, message: `expected ${what}, got ${show(v)}` });
       return n;
     });
 }
@@ -74,7 +87,14 @@ export interface SizeOptions extends LeafOptions {
 export function size(o: SizeOptions = {}) {
   const e = expected(SIZE_WHAT, o.missing);
   return z
-    .union([z.number(e).int(e).min(0, e), z.string(e).regex(SIZE_TEXT, e), z.string(e).regex(NUM_TEXT, e)], e)
+    .union(
+      [
+        z.number(e).int(e).min(0, e),
+        z.string(e).regex(SIZE_TEXT, e),
+        z.string(e).regex(NUM_TEXT, e),
+      ],
+      e,
+    )
     .transform((v, ctx) => {
       const fail = (what: string) => {
         ctx.issues.push({ code: "custom", input: v, message: `expected ${what}, got ${show(v)}` });
@@ -98,7 +118,10 @@ export function bool() {
 }
 
 /** One of the given words. */
-export function oneOf<const T extends readonly [string, ...string[]]>(options: T, o: LeafOptions = {}) {
+export function oneOf<const T extends readonly [string, ...string[]]>(
+  options: T,
+  o: LeafOptions = {},
+) {
   return z.enum(options, expected(`one of ${options.join(", ")}`, o.missing));
 }
 
@@ -112,11 +135,16 @@ export function text(what: string, o: LeafOptions = {}) {
  * A mapping that takes exactly the keys of `shape`; `what` describes it for a value that is not a
  * mapping ("a mapping with memory, gpaw, vcpus, hugepages").
  */
-export function mapping<S extends z.core.$ZodLooseShape>(shape: S, what: string, o: LeafOptions = {}) {
+export function mapping<S extends z.core.$ZodLooseShape>(
+  shape: S,
+  what: string,
+  o: LeafOptions = {},
+) {
   const keys = Object.keys(shape).join(", ");
   const e = expected(what, o.missing);
   return z.strictObject(shape, {
-    error: (iss) => (iss.code === "unrecognized_keys" ? `unknown key (expected one of: ${keys})` : e.error(iss)),
+    error: (iss) =>
+      iss.code === "unrecognized_keys" ? `unknown key (expected one of: ${keys})` : e.error(iss),
   });
 }
 
@@ -132,13 +160,22 @@ export interface IssueDetail {
 }
 
 /** The issue a reader is shown: the first, followed into unions as the conventions above say. */
-export function issueDetail(issue: z.core.$ZodIssue, base: readonly (string | number)[] = []): IssueDetail {
+export function issueDetail(
+  issue: z.core.$ZodIssue,
+  base: readonly (string | number)[] = [],
+): IssueDetail {
   const path = [...base, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
-  if (issue.code === "invalid_union" && issue.message === "Invalid input" && issue.errors.length > 0) {
+  if (
+    issue.code === "invalid_union" &&
+    issue.message === "Invalid input" &&
+    issue.errors.length > 0
+  ) {
     const first = issue.errors[0]?.[0];
     if (first) return issueDetail(first, path);
   }
-  if (issue.code === "unrecognized_keys") return { path: [...path, issue.keys[0] ?? ""], detail: issue.message };
-  if (issue.message.startsWith("missing key")) return { path: path.slice(0, -1), detail: issue.message };
+  if (issue.code === "unrecognized_keys")
+    return { path: [...path, issue.keys[0] ?? ""], detail: issue.message };
+  if (issue.message.startsWith("missing key"))
+    return { path: path.slice(0, -1), detail: issue.message };
   return { path, detail: issue.message };
 }

@@ -20,12 +20,28 @@ export interface Shrunk {
  * `check`; null if none is found with at most `budget` schedules per bound.
  */
 export function shrinkSchedule(
-  scn: Scenario, opts: Omit<ExploreScenarioOptions, "preemptionBound" | "algorithm" | "maxSchedules" | "split">, check: string,
-  maxBound = 6, budget = 100_000,
+  scn: Scenario,
+  opts: Omit<ExploreScenarioOptions, "preemptionBound" | "algorithm" | "maxSchedules" | "split">,
+  check: string,
+  maxBound = 6,
+  budget = 100_000,
 ): Shrunk | null {
   for (let bound = 0; bound <= maxBound; bound++) {
-    const r = exploreScenario(scn, { ...opts, preemptionBound: bound, algorithm: "sleep", maxSchedules: budget, onProgress: undefined, onTrace: undefined, countTraces: false });
-    if (r.violation?.violations[0]?.check === check) return { choices: r.violation.choices, violations: r.violation.violations, preemptions: bound };
+    const r = exploreScenario(scn, {
+      ...opts,
+      preemptionBound: bound,
+      algorithm: "sleep",
+      maxSchedules: budget,
+      onProgress: undefined,
+      onTrace: undefined,
+      countTraces: false,
+    });
+    if (r.violation?.violations[0]?.check === check)
+      return {
+        choices: r.violation.choices,
+        violations: r.violation.violations,
+        preemptions: bound,
+      };
   }
   return null;
 }

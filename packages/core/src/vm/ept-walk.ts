@@ -8,7 +8,15 @@
  * There is no TLB in the model: every access walks the live tables, so a stale translation
  * after a missing flush is not observable here.
  */
-import { EPT_R, EPT_RWX, EPT_W, PT_PAGE_SIZE_MASK, SPTE_ACCESSED, SPTE_DIRTY, spteToPfn } from "../arch/spte.js";
+import {
+  EPT_R,
+  EPT_RWX,
+  EPT_W,
+  PT_PAGE_SIZE_MASK,
+  SPTE_ACCESSED,
+  SPTE_DIRTY,
+  spteToPfn,
+} from "../arch/spte.js";
 import { gfnOffsetInLevel, sptIndex } from "../arch/levels.js";
 import { MEM_MASK, U32_PER_TABLE, type PtPool } from "../mem/pt-pool.js";
 import { PathCache } from "../mem/path-cache.js";
@@ -20,7 +28,14 @@ export const WALK_NOT_PRESENT = 1;
 export const WALK_PERMISSION = 2;
 
 /** Told of an Accessed/Dirty update the "CPU" made, for the event stream. */
-export type HwUpdate = (table: number, off: number, level: number, oldLo: number, newLo: number, hi: number) => void;
+export type HwUpdate = (
+  table: number,
+  off: number,
+  level: number,
+  oldLo: number,
+  newLo: number,
+  hi: number,
+) => void;
 
 /**
  * Where the walk leaves the translation it found (reused, never allocated per walk), and the
@@ -37,7 +52,15 @@ export class WalkOut {
  * WALK_NOT_PRESENT or WALK_PERMISSION (what the EPT violation's exit qualification tells KVM).
  * `onUpdate`, if given, hears of every A/D update.
  */
-export function eptWalk(pool: PtPool, rootSlot: number, rootLevel: number, rawGfn: number, write: boolean, onUpdate?: HwUpdate | null, out?: WalkOut): number {
+export function eptWalk(
+  pool: PtPool,
+  rootSlot: number,
+  rootLevel: number,
+  rawGfn: number,
+  write: boolean,
+  onUpdate?: HwUpdate | null,
+  out?: WalkOut,
+): number {
   let slot = rootSlot;
   let level = rootLevel;
   if (out !== undefined && out.cache.hit(pool, rootSlot, rawGfn)) {

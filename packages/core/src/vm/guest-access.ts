@@ -17,7 +17,6 @@ import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
 import { ErrorOfKind } from "../error-kind.js";
 
-
 /** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
 const MAX_TRIES = 1000;
 
@@ -28,7 +27,15 @@ export class GuestLivelock extends ErrorOfKind("GuestLivelock") {}
  * backend's classification of the access. `prefetch` is a pre-fault by the host
  * (`KVM_PRE_FAULT_MEMORY`). The vCPU's own fault machine does the work (`tdp-fault.ts`).
  */
-export function* tdpPageFault(_vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, prefetch = false, present = false): Op<number> {
+export function* tdpPageFault(
+  _vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  write: boolean,
+  privateAccess: boolean,
+  prefetch = false,
+  present = false,
+): Op<number> {
   const m = vcpu.pf.begin(gpa, write, privateAccess, prefetch, present);
   return vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
 }
@@ -38,8 +45,18 @@ function hwUpdateEvent(vm: Vm, rawGfn: number): HwUpdate {
   return (table, off, level, oldLo, newLo, hi) => {
     const gfn = gfnWithoutDirectBits(rawGfn, vm.mmu.gfnDirectBits);
     vm.events.emit({
-      type: "spte", vm: vm.id, table, index: (off % 1024) >>> 1, mirror: false, level,
-      gfn: gfn - (gfn % PAGES_PER_LEVEL[level]!), oldLo, oldHi: hi, newLo, newHi: hi, by: "cpu-a/d",
+      type: "spte",
+      vm: vm.id,
+      table,
+      index: (off % 1024) >>> 1,
+      mirror: false,
+      level,
+      gfn: gfn - (gfn % PAGES_PER_LEVEL[level]!),
+      oldLo,
+      oldHi: hi,
+      newLo,
+      newHi: hi,
+      by: "cpu-a/d",
     });
   };
 }
@@ -69,7 +86,13 @@ const HW_RMP_FAULT = 4;
  * translates private GPAs through the S-EPT), else a walk of the direct root, then the
  * backend's check of the translation found (the RMP check on SNP).
  */
-function hardwareAccess(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean): number {
+function hardwareAccess(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  write: boolean,
+  privateAccess: boolean,
+): number {
   const backend = vm.backend;
   let hw = -1;
   if (backend.checkGuestAccess) {
@@ -81,17 +104,39 @@ function hardwareAccess(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, private
     return hw === ACCESS_FAULT_PRESENT ? HW_FAULT_PRESENT : HW_FAULT;
   }
   const gfn = gpaToGfn(gpa);
-  const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gfn, write, vm.events.on ? hwUpdateEvent(vm, gfn) : null, vcpu.walk);
+  const w = eptWalk(
+    vm.host.pool,
+    vcpu.root!.slot,
+    vm.rootLevel,
+    gfn,
+    write,
+    vm.events.on ? hwUpdateEvent(vm, gfn) : null,
+    vcpu.walk,
+  );
   if (w !== WALK_OK) return w === WALK_PERMISSION ? HW_FAULT_PRESENT : HW_FAULT;
   if (!backend.checkTranslation) return HW_OK;
-  hw = backend.checkTranslation(vm, vcpu.id, gpa, write, privateAccess, vcpu.walk.pfn, vcpu.walk.level);
+  hw = backend.checkTranslation(
+    vm,
+    vcpu.id,
+    gpa,
+    write,
+    privateAccess,
+    vcpu.walk.pfn,
+    vcpu.walk.level,
+  );
   if (hw === ACCESS_OK) return HW_OK;
   if (hw === ACCESS_GUEST_EXCEPTION) return HW_EXCEPTION;
   return hw === ACCESS_FAULT_PRESENT ? HW_RMP_FAULT : HW_FAULT;
 }
 
 /** One guest access of one page (see `guestAccessRange`). */
-export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, sharedHint: boolean): Op<AccessOutcome> {
+export function* guestAccessPage(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  write: boolean,
+  sharedHint: boolean,
+): Op<AccessOutcome> {
   const tally = new AccessTally();
   yield* guestAccessRange(vm, vcpu, gpa, 1, write, sharedHint, tally);
   return tally.last;
@@ -104,14 +149,24 @@ export function* guestAccessPage(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean
  * and re-enters the guest. One generator serves the whole range, so a bulk access costs no
  * generator per page.
  */
-export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: number, write: boolean, sharedHint: boolean, tally: AccessTally): Op {
+export function* guestAccessRange(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa0: number,
+  count: number,
+  write: boolean,
+  sharedHint: boolean,
+  tally: AccessTally,
+): Op {
   const backend = vm.backend;
   if (vm.dead) throw new OpError(`vcpu${vcpu.id}: access after the VM was torn down`);
   const bits = vm.mmu.gfnDirectBits;
   const base = gpa0 - (gpa0 % PAGE_SIZE);
   page: for (let p = 0; p < count; p++) {
     let gpa = p === 0 ? gpa0 : base + p * PAGE_SIZE;
-    const privateAccess = backend.classifyFault ? backend.classifyFault(vm, gpa, !sharedHint) : false;
+    const privateAccess = backend.classifyFault
+      ? backend.classifyFault(vm, gpa, !sharedHint)
+      : false;
     // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
     if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
     for (let tries = 0; tries < MAX_TRIES; tries++) {
@@ -121,7 +176,16 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       const hw = hardwareAccess(vm, vcpu, gpa, write, privateAccess);
       if (hw === HW_OK || hw === HW_EXCEPTION) {
         const result = hw === HW_OK ? "ok" : "exception";
-        if (vm.events.on) vm.events.emit({ type: "access", vm: vm.id, vcpu: vcpu.id, gpa, write, private: privateAccess, result });
+        if (vm.events.on)
+          vm.events.emit({
+            type: "access",
+            vm: vm.id,
+            vcpu: vcpu.id,
+            gpa,
+            write,
+            private: privateAccess,
+            result,
+          });
         if (hw === HW_OK) tally.ok++;
         else {
           vcpu.exceptions++;
@@ -138,7 +202,8 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       // kvm_tdp_page_fault: the vCPU's fault machine, stepped only when interleaving.
       const pf = beginEptViolation(vm, vcpu, gpa, write, privateAccess, present);
       let r = vcpu.ctx.interleave ? yield* runSteps(pf, vcpu.ctx) : runNow(pf);
-      if (r === RET_PF_RETRY && privateAccess && backend.privateEptViolation?.localRetry) r = yield* retryPrivateFaultLocally(vm, vcpu, gpa, write);
+      if (r === RET_PF_RETRY && privateAccess && backend.privateEptViolation?.localRetry)
+        r = yield* retryPrivateFaultLocally(vm, vcpu, gpa, write);
       if (r === RET_PF_EMULATE) {
         tally.mmio++;
         tally.last = "mmio";
@@ -146,13 +211,16 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
       }
       // npf_interception calls sev_handle_rmp_fault only after a handled fault (rc > 0), not when
       // the fault exits to userspace.
-      if (rmpFault && backend.faultFixup && r !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
+      if (rmpFault && backend.faultFixup && r !== RET_PF_MEMORY_FAULT_EXIT)
+        yield* rmpFaultFixup(vm, vcpu, gpa);
       // The guest re-executes the access; until someone else changes something it would only
       // meet the same FROZEN entry or lost race again.
       if (r === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
       if (r === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, privateAccess);
     }
-    throw new GuestLivelock(`vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+    throw new GuestLivelock(
+      `vcpu${vcpu.id}: access to ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`,
+    );
   }
 }
 
@@ -161,8 +229,16 @@ export function* guestAccessRange(vm: Vm, vcpu: Vcpu, gpa0: number, count: numbe
  * with what the exit qualification says, unless the backend ignores it for private GPAs
  * (`tdx_handle_ept_violation`: a write, and not known to be present).
  */
-function beginEptViolation(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, privateAccess: boolean, present: boolean): TdpFault {
-  if (privateAccess && vm.backend.privateEptViolation?.asWrite) return vcpu.pf.begin(gpa, true, true, false, false);
+function beginEptViolation(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  write: boolean,
+  privateAccess: boolean,
+  present: boolean,
+): TdpFault {
+  if (privateAccess && vm.backend.privateEptViolation?.asWrite)
+    return vcpu.pf.begin(gpa, true, true, false, false);
   return vcpu.pf.begin(gpa, write, privateAccess, false, present);
 }
 
@@ -174,7 +250,9 @@ function beginEptViolation(vm: Vm, vcpu: Vcpu, gpa: number, write: boolean, priv
 function* memoryFaultExit(vm: Vm, vcpu: Vcpu, toPrivate: boolean): Op {
   const gfn = vcpu.fault.gfn;
   if (toPrivate && vm.memslots.find(gfn) === null) {
-    throw new OpError(`vcpu${vcpu.id}: KVM_EXIT_MEMORY_FAULT for a private access to gfn 0x${gfn.toString(16)}, which no memslot covers: the VMM cannot convert it and stops the vCPU`);
+    throw new OpError(
+      `vcpu${vcpu.id}: KVM_EXIT_MEMORY_FAULT for a private access to gfn 0x${gfn.toString(16)}, which no memslot covers: the VMM cannot convert it and stops the vCPU`,
+    );
   }
   yield* convertMemory(vm, vcpu.ctx, gfn, gfn + 1, toPrivate);
 }
@@ -194,7 +272,9 @@ function* retryPrivateFaultLocally(vm: Vm, vcpu: Vcpu, gpa: number, write: boole
     const r = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
     if (r !== RET_PF_RETRY) return r;
   }
-  throw new GuestLivelock(`vcpu${vcpu.id}: the private fault at ${gpa.toString(16)} returned RET_PF_RETRY ${MAX_TRIES} times in KVM's local retry`);
+  throw new GuestLivelock(
+    `vcpu${vcpu.id}: the private fault at ${gpa.toString(16)} returned RET_PF_RETRY ${MAX_TRIES} times in KVM's local retry`,
+  );
 }
 
 /**
@@ -215,7 +295,13 @@ function* rmpFaultFixup(vm: Vm, vcpu: Vcpu, gpa: number): Op {
  * PVALIDATE), or with `rescind` gives up its validation of it (PVALIDATE with validate clear).
  * A backend without the notion does nothing.
  */
-export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level = 1, rescind = false): Op<AccessOutcome> {
+export function* guestAcceptPage(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  level: Level = 1,
+  rescind = false,
+): Op<AccessOutcome> {
   const backend = vm.backend;
   if (rescind ? !backend.guestRescind : !backend.guestAccept) return "ok";
   const call = rescind
@@ -228,10 +314,23 @@ export function* guestAcceptPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level =
  * RMPADJUST from the guest at its current VMPL (see `Backend.guestRmpAdjust`); a backend
  * without it refuses the op.
  */
-export function* guestRmpAdjustPage(vm: Vm, vcpu: Vcpu, gpa: number, level: Level, target: number, perms: number, vmsa: boolean): Op<AccessOutcome> {
+export function* guestRmpAdjustPage(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  level: Level,
+  target: number,
+  perms: number,
+  vmsa: boolean,
+): Op<AccessOutcome> {
   const backend = vm.backend;
-  if (!backend.guestRmpAdjust) throw new OpError(`rmpadjust: backend '${backend.name}' has no RMPADJUST (an SEV-SNP instruction)`);
-  return yield* guestPageInstruction(vm, vcpu, gpa, "rmpadjust", (npt) => backend.guestRmpAdjust!(vm, vcpu.id, gpa, npt, level, target, perms, vmsa));
+  if (!backend.guestRmpAdjust)
+    throw new OpError(
+      `rmpadjust: backend '${backend.name}' has no RMPADJUST (an SEV-SNP instruction)`,
+    );
+  return yield* guestPageInstruction(vm, vcpu, gpa, "rmpadjust", (npt) =>
+    backend.guestRmpAdjust!(vm, vcpu.id, gpa, npt, level, target, perms, vmsa),
+  );
 }
 
 type NptLeafFound = { pfn: number; level: number } | null;
@@ -241,7 +340,13 @@ type NptLeafFound = { pfn: number; level: number } | null;
  * per try. When the backend reports that the page is not mapped yet, KVM maps it through the
  * fault path (the instruction itself raises the EPT violation or #NPF) and it is tried again.
  */
-function* guestPageInstruction(vm: Vm, vcpu: Vcpu, gpa: number, name: "accept" | "rescind" | "rmpadjust", call: (npt: NptLeafFound) => number): Op<AccessOutcome> {
+function* guestPageInstruction(
+  vm: Vm,
+  vcpu: Vcpu,
+  gpa: number,
+  name: "accept" | "rescind" | "rmpadjust",
+  call: (npt: NptLeafFound) => number,
+): Op<AccessOutcome> {
   const backend = vm.backend;
   for (let tries = 0; tries < MAX_TRIES; tries++) {
     vm.enterGuest(vcpu);
@@ -251,7 +356,15 @@ function* guestPageInstruction(vm: Vm, vcpu: Vcpu, gpa: number, name: "accept" |
     // backends (TDX) find it in their own tables.
     let npt: NptLeafFound = null;
     if (!backend.usesMirrorRoot) {
-      const w = eptWalk(vm.host.pool, vcpu.root!.slot, vm.rootLevel, gpaToGfn(gpa), false, null, vcpu.walk);
+      const w = eptWalk(
+        vm.host.pool,
+        vcpu.root!.slot,
+        vm.rootLevel,
+        gpaToGfn(gpa),
+        false,
+        null,
+        vcpu.walk,
+      );
       if (w === WALK_OK) npt = vcpu.walk;
     }
     const r = call(npt);
@@ -261,18 +374,23 @@ function* guestPageInstruction(vm: Vm, vcpu: Vcpu, gpa: number, name: "accept" |
       return "exception";
     }
     backend.vcpuExit?.(vm, vcpu.id);
-    const accepted = name === "accept" ? (backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0) : 0;
+    const accepted =
+      name === "accept" ? (backend.guestAcceptLevel?.(vm, vcpu.id, gpaToGfn(gpa)) ?? 0) : 0;
     if (accepted > 0) yield* honorGuestAcceptLevel(vm, vcpu, gpaToGfn(gpa), accepted);
     // kvm_tdp_page_fault, as in guestAccessRange: no generator of its own when not interleaving.
     const m = beginEptViolation(vm, vcpu, gpa, true, true, r === ACCESS_FAULT_PRESENT);
     let pf = vcpu.ctx.interleave ? yield* runSteps(m, vcpu.ctx) : runNow(m);
-    if (pf === RET_PF_RETRY && backend.privateEptViolation?.localRetry) pf = yield* retryPrivateFaultLocally(vm, vcpu, gpa, true);
+    if (pf === RET_PF_RETRY && backend.privateEptViolation?.localRetry)
+      pf = yield* retryPrivateFaultLocally(vm, vcpu, gpa, true);
     if (pf === RET_PF_EMULATE) return "mmio";
-    if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT) yield* rmpFaultFixup(vm, vcpu, gpa);
+    if (r === ACCESS_FAULT_PRESENT && backend.faultFixup && pf !== RET_PF_MEMORY_FAULT_EXIT)
+      yield* rmpFaultFixup(vm, vcpu, gpa);
     if (pf === RET_PF_RETRY && vcpu.ctx.interleave) yield RETRY_WAIT;
     if (pf === RET_PF_MEMORY_FAULT_EXIT) yield* memoryFaultExit(vm, vcpu, true);
   }
-  throw new GuestLivelock(`vcpu${vcpu.id}: ${name} of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`);
+  throw new GuestLivelock(
+    `vcpu${vcpu.id}: ${name} of ${gpa.toString(16)} made no progress after ${MAX_TRIES} faults`,
+  );
 }
 
 /**
@@ -285,7 +403,8 @@ function* guestPageInstruction(vm: Vm, vcpu: Vcpu, gpa: number, name: "accept" |
 function* honorGuestAcceptLevel(vm: Vm, vcpu: Vcpu, gfn: number, level: number): Op {
   const slot = vm.memslots.find(gfn);
   // Read without mmu_lock, as the series does: the bit is only ever set, after the split.
-  if (slot === null || level >= KVM_MAX_HUGEPAGE_LEVEL || slot.guestInhibited(gfn, level + 1)) return;
+  if (slot === null || level >= KVM_MAX_HUGEPAGE_LEVEL || slot.guestInhibited(gfn, level + 1))
+    return;
   const span = PAGES_PER_LEVEL[level]!;
   const base = gfn - (gfn % span);
   const mmu = vm.mmu;

@@ -30,9 +30,21 @@ export interface PscResult {
 }
 
 /** [gfn, gfn + npages) to private or shared, validated or given up in pages of `level`. */
-export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: number, toPrivate: boolean, level: Level): Op<PscResult> {
+export function* guestPageStateChange(
+  vm: Vm,
+  vcpu: Vcpu,
+  gfn: number,
+  npages: number,
+  toPrivate: boolean,
+  level: Level,
+): Op<PscResult> {
   const out: PscResult = { changed: 0, pages: 0, exceptions: 0 };
-  if (!toPrivate && vm.backend.guestRescind && !(yield* eachPage(vm, vcpu, gfn, npages, level, true, out))) return out;
+  if (
+    !toPrivate &&
+    vm.backend.guestRescind &&
+    !(yield* eachPage(vm, vcpu, gfn, npages, level, true, out))
+  )
+    return out;
   // The request: the vCPU leaves the guest, and KVM leaves for the VMM.
   vm.enterGuest(vcpu);
   vm.clock.step++;
@@ -42,7 +54,14 @@ export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: n
     return out;
   }
   if (vm.events.on) {
-    vm.events.emit({ type: "call", vm: vm.id, name: "KVM_HC_MAP_GPA_RANGE", detail: `gpa 0x${(gfn * PAGE_SIZE).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`, status: "exit to userspace", tone: "ok" });
+    vm.events.emit({
+      type: "call",
+      vm: vm.id,
+      name: "KVM_HC_MAP_GPA_RANGE",
+      detail: `gpa 0x${(gfn * PAGE_SIZE).toString(16)} ${npages} pages to ${toPrivate ? "private" : "shared"}`,
+      status: "exit to userspace",
+      tone: "ok",
+    });
   }
   out.changed = yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate, vcpu.id);
   if (toPrivate) yield* eachPage(vm, vcpu, gfn, npages, level, false, out);
@@ -58,7 +77,15 @@ export function* guestPageStateChange(vm: Vm, vcpu: Vcpu, gfn: number, npages: n
  * guest would stop at once on another status: the first 4K page then fails the same way and the
  * op ends as the guest would, only with that one instruction more counted.
  */
-function* eachPage(vm: Vm, vcpu: Vcpu, gfn: number, npages: number, level: Level, rescind: boolean, out: PscResult): Op<boolean> {
+function* eachPage(
+  vm: Vm,
+  vcpu: Vcpu,
+  gfn: number,
+  npages: number,
+  level: Level,
+  rescind: boolean,
+  out: PscResult,
+): Op<boolean> {
   const step = PAGES_PER_LEVEL[level]!;
   for (let g = gfn; g < gfn + npages; g += step) {
     if ((yield* guestAcceptPage(vm, vcpu, g * PAGE_SIZE, level, rescind)) === "ok") {

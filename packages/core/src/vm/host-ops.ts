@@ -3,7 +3,14 @@
  * that takes `mmu_lock` the way the kernel does. Locks and RCU are released in `finally`, so an
  * error in the middle (a KVM_BUG, the host out of memory) never leaves the MMU locked.
  */
-import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, unmapGfnRange, zapAll, zapInvalidatedRoots, zapLeafsOfValidRoots } from "../mmu/zap.js";
+import {
+  KVM_FILTER_PRIVATE,
+  KVM_FILTER_SHARED,
+  unmapGfnRange,
+  zapAll,
+  zapInvalidatedRoots,
+  zapLeafsOfValidRoots,
+} from "../mmu/zap.js";
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
 import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
 import { splitCrossBoundaryLeafs, trySplitHugePages } from "../mmu/split.js";
@@ -70,14 +77,24 @@ function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => O
  * `vcpu` is the vCPU whose request the change answers (its page-state change or MapGPA), -1 when
  * the VMM converts on its own (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
  */
-export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number, toPrivate: boolean, vcpu = -1): Op<number> {
+export function* convertMemory(
+  vm: Vm,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  toPrivate: boolean,
+  vcpu = -1,
+): Op<number> {
   if (toPrivate && !vm.backend.hasPrivateMemory) {
-    throw new OpError(`backend '${vm.backend.name}' has no private memory: KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) fails with -EINVAL`);
+    throw new OpError(
+      `backend '${vm.backend.name}' has no private memory: KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) fails with -EINVAL`,
+    );
   }
   [start, end] = clampRange(vm, start, end);
   if (end <= start) return 0;
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
-  if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate) return 0;
+  if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate)
+    return 0;
   const mmu = vm.mmu;
   yield* withWriteLock(mmu, ctx, function* () {
     mmu.invalidateBegin(start, end);
@@ -85,13 +102,28 @@ export function* convertMemory(vm: Vm, ctx: ExecCtx, start: number, end: number,
     // kvm_arch_pre_set_memory_attributes in the TDX huge-page series: a private huge page that
     // straddles the range is split first (DEMOTE), so that only the converted pages leave it.
     yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
-    yield* unmapGfnRange(mmu, ctx, start, end, toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE, "convert", true);
+    yield* unmapGfnRange(
+      mmu,
+      ctx,
+      start,
+      end,
+      toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE,
+      "convert",
+      true,
+    );
   });
   // xa_store of each GFN's attributes, with mmu_lock dropped: an atomic point of its own.
   vm.clock.step++;
   if (ctx.interleave) yield;
   const changed = vm.attributes.set(start, end, toPrivate);
-  if (vm.events.on) vm.events.emit({ type: "attributes", vm: vm.id, gfn: start, npages: end - start, private: toPrivate });
+  if (vm.events.on)
+    vm.events.emit({
+      type: "attributes",
+      vm: vm.id,
+      gfn: start,
+      npages: end - start,
+      private: toPrivate,
+    });
   yield* withWriteLock(mmu, ctx, function* () {
     // The second section's on_lock ends the invalidation, then its handler,
     // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
@@ -115,8 +147,13 @@ function widenToHugepages(vm: Vm, start: number, end: number): void {
   for (let level = 2; level <= KVM_MAX_HUGEPAGE_LEVEL; level++) {
     const span = PAGES_PER_LEVEL[level]!;
     const head = start - (start % span);
-    const tail = (end - 1) - ((end - 1) % span);
-    if ((head !== start || head + span > end) && head >= slot.baseGfn && head + span <= slot.endGfn && vm.attributes.isUniform(head, span)) {
+    const tail = end - 1 - ((end - 1) % span);
+    if (
+      (head !== start || head + span > end) &&
+      head >= slot.baseGfn &&
+      head + span <= slot.endGfn &&
+      vm.attributes.isUniform(head, span)
+    ) {
       vm.mmu.invalidateRangeAdd(head, head + span);
     }
     if (tail === head) continue;
@@ -157,12 +194,14 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
   const before = mmu.stats.zappedLeaves;
-  yield* withWriteLock(mmu, ctx, () => invalidating(mmu, start, end, function* () {
-    // As guest_memfd's hole punch in the TDX huge-page series: a private huge page that
-    // straddles the range is split first, and only the pages inside are zapped.
-    yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
-    return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
-  }));
+  yield* withWriteLock(mmu, ctx, () =>
+    invalidating(mmu, start, end, function* () {
+      // As guest_memfd's hole punch in the TDX huge-page series: a private huge page that
+      // straddles the range is split first, and only the pages inside are zapped.
+      yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+      return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
+    }),
+  );
   return mmu.stats.zappedLeaves - before;
 }
 
@@ -174,7 +213,13 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
  * covers the rest of it: the next fault is at the end of that page. Returns pages mapped, and
  * the errno of the first page the backend refused (the ioctl stops there), else 0.
  */
-export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, measure = true): Op<{ mapped: number; status: number }> {
+export function* populate(
+  vm: Vm,
+  hostVcpu: Vcpu,
+  start: number,
+  end: number,
+  measure = true,
+): Op<{ mapped: number; status: number }> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
   let checked = false;
@@ -192,7 +237,9 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, me
       // kvm_gmem_populate takes only pages guest_memfd has not prepared yet: a page populated
       // before, or already faulted in by the guest, is -EEXIST before any firmware call.
       if (slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
-        throw new OpError(`populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`);
+        throw new OpError(
+          `populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`,
+        );
       }
     }
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
@@ -210,8 +257,10 @@ export function* populate(vm: Vm, hostVcpu: Vcpu, start: number, end: number, me
     do {
       vm.loadRoots(hostVcpu);
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
-      if (r === RET_PF_EMULATE) throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
-      if (++tries > 1000) throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
+      if (r === RET_PF_EMULATE)
+        throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
+      if (++tries > 1000)
+        throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
@@ -241,7 +290,10 @@ export function finalize(vm: Vm): number {
   vm.clock.step++;
   const ret = vm.backend.finalize(vm);
   vm.mmu.hookEvent("finalize", 0, 0, ret);
-  if (ret !== 0) throw new OpError(`finalize failed (${ret})${vm.backend.lastError?.() ? `: ${vm.backend.lastError()}` : ""}`);
+  if (ret !== 0)
+    throw new OpError(
+      `finalize failed (${ret})${vm.backend.lastError?.() ? `: ${vm.backend.lastError()}` : ""}`,
+    );
   return ret;
 }
 
@@ -262,7 +314,10 @@ function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
   for (;;) {
     if (!vm.srcu.readersBefore(gen)) return;
     // Without interleaving no fault can be in flight while a host op runs.
-    if (!ctx.interleave) throw new OpError("synchronize_srcu would wait forever: a fault is in flight and nothing interleaves");
+    if (!ctx.interleave)
+      throw new OpError(
+        "synchronize_srcu would wait forever: a fault is in flight and nothing interleaves",
+      );
     yield BLOCKED;
   }
 }
@@ -275,12 +330,17 @@ function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
  */
 export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
-  if (slot.gmem) throw new OpError(`memslot ${slotId} has a guest_memfd: KVM_MEM_LOG_DIRTY_PAGES is not allowed on it (-EINVAL)`);
+  if (slot.gmem)
+    throw new OpError(
+      `memslot ${slotId} has a guest_memfd: KVM_MEM_LOG_DIRTY_PAGES is not allowed on it (-EINVAL)`,
+    );
   if (slot.dirtyBitmap) return;
   slot.setDirtyLogging(true);
   yield* synchronizeSrcu(vm, ctx);
   const mmu = vm.mmu;
-  yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true));
+  yield* withReadLock(mmu, ctx, () =>
+    trySplitHugePages(mmu, ctx, slot.baseGfn, slot.endGfn, 1, true),
+  );
   yield* withReadLock(mmu, ctx, () => wrprotSlot(mmu, ctx, slot, 1));
   mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect slot");
 }
@@ -291,12 +351,16 @@ export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
  */
 export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<number[]> {
   const slot = slotById(vm, slotId);
-  if (!slot.dirtyBitmap) throw new OpError(`dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`);
+  if (!slot.dirtyBitmap)
+    throw new OpError(
+      `dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`,
+    );
   const mmu = vm.mmu;
   const dirty = yield* withWriteLock(mmu, ctx, function* () {
     return collectDirtyLog(mmu, slot);
   });
-  if (dirty.length > 0) mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
+  if (dirty.length > 0)
+    mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
   return dirty;
 }
 
@@ -324,10 +388,15 @@ export function* recover(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<n
     const pfn = backing ? backing.peekPfn(gfn - slot.baseGfn) : -1;
     return pfn < 0 ? 1 : maxMappingLevel(vm, vm.backend, slot, gfn, priv, pfn);
   };
-  const direct = yield* withReadLock(mmu, ctx, () => recoverHugePages(mmu, ctx, start, end, maxLevel));
+  const direct = yield* withReadLock(mmu, ctx, () =>
+    recoverHugePages(mmu, ctx, start, end, maxLevel),
+  );
   // The mirror roots' tables, merged by the backend (TDX: PROMOTE), under the write lock.
   if (!vm.backend.promoteExternalSpt) return direct;
-  return direct + (yield* withWriteLock(mmu, ctx, () => recoverMirrorHugePages(mmu, ctx, start, end, maxLevel)));
+  return (
+    direct +
+    (yield* withWriteLock(mmu, ctx, () => recoverMirrorHugePages(mmu, ctx, start, end, maxLevel)))
+  );
 }
 
 /** Eager split of [start, end) down to 4K under the read lock. Returns huge leaves split. */
@@ -369,7 +438,15 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
     // (synchronizeSrcu above), and one that looks it up now finds it invalid and retries. The
     // flush covers the slot (kvm_flush_remote_tlbs_memslot), inside the write lock.
     yield* withWriteLock(mmu, ctx, () =>
-      unmapGfnRange(mmu, ctx, slot.baseGfn, slot.endGfn, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, "delete memslot"));
+      unmapGfnRange(
+        mmu,
+        ctx,
+        slot.baseGfn,
+        slot.endGfn,
+        KVM_FILTER_SHARED | KVM_FILTER_PRIVATE,
+        "delete memslot",
+      ),
+    );
   }
   vm.memslots.remove(slotId);
   releaseBacking(vm, slot);
@@ -407,8 +484,11 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
   yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
   if (vm.backend.hasPrivateMemory) {
     const end = vm.npages;
-    yield* withWriteLock(mmu, ctx, () => invalidating(mmu, 0, end, () =>
-      unmapGfnRange(mmu, ctx, 0, end, KVM_FILTER_PRIVATE, "guest_memfd release", true)));
+    yield* withWriteLock(mmu, ctx, () =>
+      invalidating(mmu, 0, end, () =>
+        unmapGfnRange(mmu, ctx, 0, end, KVM_FILTER_PRIVATE, "guest_memfd release", true),
+      ),
+    );
   }
   if (vm.backend.teardown) {
     vm.clock.step++;

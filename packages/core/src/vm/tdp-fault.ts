@@ -12,7 +12,14 @@ import { STEP_BLOCKED, STEP_YIELD, type StepMachine } from "../exec/step-machine
 import { faultinMaxLevel, hugepageAdjust } from "../mmu/max-level.js";
 import type { Root } from "../mmu/roots.js";
 import { FastPageFault } from "../mmu/fast-page-fault.js";
-import { MapWalk, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_INVALID, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
+import {
+  MapWalk,
+  RET_PF_EMULATE,
+  RET_PF_FIXED,
+  RET_PF_INVALID,
+  RET_PF_RETRY,
+  RET_PF_SPURIOUS,
+} from "../mmu/tdp-map.js";
 import { OpError } from "./op-error.js";
 import type { Vcpu, Vm } from "./vm.js";
 
@@ -44,12 +51,18 @@ const FAULTIN_WAIT = -3;
 
 function faultResult(r: number): FaultResult {
   switch (r) {
-    case RET_PF_FIXED: return "fixed";
-    case RET_PF_SPURIOUS: return "spurious";
-    case RET_PF_RETRY: return "retry";
-    case RET_PF_EMULATE: return "emulate";
-    case RET_PF_MEMORY_FAULT_EXIT: return "memory-fault-exit";
-    default: return "write-protected";
+    case RET_PF_FIXED:
+      return "fixed";
+    case RET_PF_SPURIOUS:
+      return "spurious";
+    case RET_PF_RETRY:
+      return "retry";
+    case RET_PF_EMULATE:
+      return "emulate";
+    case RET_PF_MEMORY_FAULT_EXIT:
+      return "memory-fault-exit";
+    default:
+      return "write-protected";
   }
 }
 
@@ -80,7 +93,13 @@ export class TdpFault implements StepMachine {
   }
 
   /** A new fault at `gpa`; `present` is the exit qualification's "GPA was mapped". */
-  begin(gpa: number, write: boolean, privateAccess: boolean, prefetch: boolean, present: boolean): this {
+  begin(
+    gpa: number,
+    write: boolean,
+    privateAccess: boolean,
+    prefetch: boolean,
+    present: boolean,
+  ): this {
     const fault = this.vcpu.fault;
     fault.write = write;
     fault.isPrivate = privateAccess;
@@ -107,8 +126,14 @@ export class TdpFault implements StepMachine {
           // It walks the direct root only, so private faults of a mirror-root VM never take it.
           // page_fault_can_be_fast's own (racy) look at the memslot and attributes, last, so that
           // only a fault that could be fast reads them: a mismatch takes the slow path.
-          if (fault.write && this.present && !fault.prefetch && !(fault.isPrivate && vm.backend.usesMirrorRoot) &&
-            fault.slot !== null && vm.attributes.isPrivate(fault.gfn) === fault.isPrivate) {
+          if (
+            fault.write &&
+            this.present &&
+            !fault.prefetch &&
+            !(fault.isPrivate && vm.backend.usesMirrorRoot) &&
+            fault.slot !== null &&
+            vm.attributes.isPrivate(fault.gfn) === fault.isPrivate
+          ) {
             mmu.rcu.readLock(ctx);
             this.holdsRcu = true;
             this.fast.begin(vcpu.iter, this.root, fault, ctx);
@@ -129,11 +154,15 @@ export class TdpFault implements StepMachine {
         }
         case P_FAULTIN: {
           const r = this.faultin();
-          if (r === RET_PF_RETRY || r === RET_PF_MEMORY_FAULT_EXIT || r === RET_PF_EMULATE) return this.end(r);
+          if (r === RET_PF_RETRY || r === RET_PF_MEMORY_FAULT_EXIT || r === RET_PF_EMULATE)
+            return this.end(r);
           // Blocked on the folio lock: faultin runs again once something has changed. Alone,
           // no other fault can hold it.
           if (r === FAULTIN_WAIT) {
-            if (!ctx.interleave) throw new Error(`TdpFault: gfn 0x${fault.gfn.toString(16)} is being prepared, but nothing else runs`);
+            if (!ctx.interleave)
+              throw new Error(
+                `TdpFault: gfn 0x${fault.gfn.toString(16)} is being prepared, but nothing else runs`,
+              );
             this.state = P_FAULTIN_WAIT;
             return STEP_BLOCKED;
           }
@@ -269,7 +298,10 @@ export class TdpFault implements StepMachine {
     // A memslot being deleted: retry (its SPTEs are zapped before it goes), or, for a pre-fault,
     // fail (-EAGAIN: prefaulting promises no forward progress).
     if (slot.invalid) {
-      if (fault.prefetch) throw new OpError(`pre-fault of GFN 0x${fault.gfn.toString(16)}: its memslot is being deleted (-EAGAIN)`);
+      if (fault.prefetch)
+        throw new OpError(
+          `pre-fault of GFN 0x${fault.gfn.toString(16)}: its memslot is being deleted (-EAGAIN)`,
+        );
       return RET_PF_RETRY;
     }
     // `kvm_mmu_faultin_pfn()` (arch/x86/kvm/mmu/mmu.c) checks once more after faulting the PFN
@@ -305,7 +337,14 @@ export class TdpFault implements StepMachine {
   private adjust(): void {
     const vm = this.vm;
     const fault = this.vcpu.fault;
-    this.maxLevel = faultinMaxLevel(vm, vm.backend, fault.slot!, fault.gfn, fault.isPrivate, this.pfn);
+    this.maxLevel = faultinMaxLevel(
+      vm,
+      vm.backend,
+      fault.slot!,
+      fault.gfn,
+      fault.isPrivate,
+      this.pfn,
+    );
     // Until the adjust under the lock, the bound is the level a stale fault's event reports.
     fault.goalLevel = this.maxLevel;
     vm.mmu.pool.reserve(vm.rootLevel);
@@ -346,7 +385,16 @@ export class TdpFault implements StepMachine {
     else if (r === RET_PF_SPURIOUS) mmu.stats.spuriousFaults++;
     if (vm.events.on) {
       const f = this.vcpu.fault;
-      vm.events.emit({ type: "fault", vm: vm.id, vcpu: this.vcpu.id, gpa: this.gpa, write: f.write, private: f.isPrivate, result: faultResult(r), level: f.goalLevel });
+      vm.events.emit({
+        type: "fault",
+        vm: vm.id,
+        vcpu: this.vcpu.id,
+        gpa: this.gpa,
+        write: f.write,
+        private: f.isPrivate,
+        result: faultResult(r),
+        level: f.goalLevel,
+      });
     }
     return r;
   }

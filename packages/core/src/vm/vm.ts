@@ -37,7 +37,11 @@ export class Vcpu {
   /** Guest exceptions (#VE, #VC) this vCPU received. */
   exceptions = 0;
 
-  constructor(readonly id: number, readonly ctx: ExecCtx, vm: Vm) {
+  constructor(
+    readonly id: number,
+    readonly ctx: ExecCtx,
+    vm: Vm,
+  ) {
     this.iter = new TdpIter(vm.host.pool);
     this.pf = new TdpFault(vm, this);
   }
@@ -94,18 +98,28 @@ export class Vm implements BackendVm, HostStorage {
     this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
     // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
     // private memory, a guest_memfd for private ones (KVM_MEM_GUEST_MEMFD).
-    const shared = new GuestBacking(host.frames, this.owner, "shared", npages, config.hostPageLevel, this.clock);
+    const shared = new GuestBacking(
+      host.frames,
+      this.owner,
+      "shared",
+      npages,
+      config.hostPageLevel,
+      this.clock,
+    );
     const gmem = backend.hasPrivateMemory
       ? new GuestBacking(host.frames, this.owner, "gmem", npages, config.hostPageLevel, this.clock)
       : null;
-    this.memslots.add(new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem));
+    this.memslots.add(
+      new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem),
+    );
     // A confidential VM starts with all of its memory private, as QEMU sets it up.
     if (backend.hasPrivateMemory) this.attributes.set(0, npages, true);
     const interleave = opts.interleave ?? false;
     this.clock.interleaved = interleave;
     this.clock.shareRecorder(host.pool);
     this.hostCtx = new ExecCtx("host", interleave);
-    for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
+    for (let i = 0; i < config.vcpus; i++)
+      this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
     this.hostVcpu = new Vcpu(-1, this.hostCtx, this);
     host.onRelease(this);
   }
@@ -133,8 +147,13 @@ export class Vm implements BackendVm, HostStorage {
    * a flush now, then `kvm_mmu_reload`.
    */
   enterGuest(vcpu: Vcpu): void {
-    if (this.mmu.requests.check(vcpu.id, KVM_REQ_TLB_FLUSH)) this.mmu.flushVcpuTlb(vcpu.id, "KVM_REQ_TLB_FLUSH");
-    if (vcpu.root === null || vcpu.root.invalid || (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))) {
+    if (this.mmu.requests.check(vcpu.id, KVM_REQ_TLB_FLUSH))
+      this.mmu.flushVcpuTlb(vcpu.id, "KVM_REQ_TLB_FLUSH");
+    if (
+      vcpu.root === null ||
+      vcpu.root.invalid ||
+      (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))
+    ) {
       this.loadRoots(vcpu);
     }
   }

@@ -9,7 +9,17 @@ import vm from "node:vm";
 import { createElement } from "react";
 import { render } from "ink-testing-library";
 import {
-  OpError, Prng, RunInputError, exploreScenario, hostOps, loadScenario, parseScenarioText, runScenario, runToEnd, buildRun, Scheduler,
+  OpError,
+  Prng,
+  RunInputError,
+  exploreScenario,
+  hostOps,
+  loadScenario,
+  parseScenarioText,
+  runScenario,
+  runToEnd,
+  buildRun,
+  Scheduler,
   type BackendRegistry,
 } from "@tdpemu/core";
 import { randomWorkload } from "../fuzz/generate.js";
@@ -81,7 +91,11 @@ vcpus:
  * Sequential private faults, one vCPU, no interleaving: faults/s. Only the run is timed: the VM
  * is built before, and the invariants are checked after (a violation fails the case).
  */
-export function faultCase(registry: BackendRegistry, backend: string, hugepages: boolean): Measurement {
+export function faultCase(
+  registry: BackendRegistry,
+  backend: string,
+  hugepages: boolean,
+): Measurement {
   const scn = parseScenarioText(sequential("1GiB", PAGES_1G, backend, hugepages), "bench.yaml");
   const built = buildRun(scn, { backend: registry.source(backend) });
   const t0 = performance.now();
@@ -91,7 +105,8 @@ export function faultCase(registry: BackendRegistry, backend: string, hugepages:
   if (check.violations.length > 0) throw new Error(`${backend}: ${check.violations[0]!.message}`);
   const stats = built.vm.mmu.stats;
   const expected = hugepages ? PAGES_1G / 512 : PAGES_1G;
-  if (stats.faults < expected) throw new Error(`${backend}: ${stats.faults} faults, expected at least ${expected}`);
+  if (stats.faults < expected)
+    throw new Error(`${backend}: ${stats.faults} faults, expected at least ${expected}`);
   const pages = stats.pages[1]! + 512 * stats.pages[2]!;
   return { value: stats.faults / s, unit: "faults/s", extra: { "pages/s": pages / s } };
 }
@@ -114,11 +129,15 @@ export function zapCase(registry: BackendRegistry, backend: string): Measurement
 export function memoryCase(registry: BackendRegistry, backend: string): Measurement {
   const scn = parseScenarioText(sequential("2GiB", 2 * PAGES_1G, backend, false), "bench.yaml");
   // Warm up first, so compiled code is not counted as memory of the mapped pages.
-  runScenario(parseScenarioText(sequential("1GiB", 4096, backend, false), "warm.yaml"), { backend: registry.source(backend) });
+  runScenario(parseScenarioText(sequential("1GiB", 4096, backend, false), "warm.yaml"), {
+    backend: registry.source(backend),
+  });
   gc();
   gc();
   const m0 = process.memoryUsage();
-  let r: ReturnType<typeof runScenario> | null = runScenario(scn, { backend: registry.source(backend) });
+  let r: ReturnType<typeof runScenario> | null = runScenario(scn, {
+    backend: registry.source(backend),
+  });
   gc();
   gc();
   const m1 = process.memoryUsage();
@@ -133,7 +152,11 @@ export function memoryCase(registry: BackendRegistry, backend: string): Measurem
  * checked after every op, until `minSteps` steps have run: steps/s. An op the backend refuses
  * ends its workload (counted); a violation fails the case, naming the seed that found it.
  */
-export function soakCase(registry: BackendRegistry, backend: string, minSteps: number): Measurement {
+export function soakCase(
+  registry: BackendRegistry,
+  backend: string,
+  minSteps: number,
+): Measurement {
   const r = new Prng(0x50a4);
   let steps = 0;
   let workloads = 0;
@@ -143,8 +166,14 @@ export function soakCase(registry: BackendRegistry, backend: string, minSteps: n
     const text = randomWorkload(r, backend);
     workloads++;
     try {
-      const run = runScenario(parseScenarioText(text, `soak-${workloads}.yaml`), { backend: registry.source(backend), check: "op" });
-      if (run.report.invariants.violations.length > 0) throw new Error(`${backend}: workload ${workloads}: ${run.report.invariants.violations[0]!.message}\n${text}`);
+      const run = runScenario(parseScenarioText(text, `soak-${workloads}.yaml`), {
+        backend: registry.source(backend),
+        check: "op",
+      });
+      if (run.report.invariants.violations.length > 0)
+        throw new Error(
+          `${backend}: workload ${workloads}: ${run.report.invariants.violations[0]!.message}\n${text}`,
+        );
       steps += run.report.steps;
     } catch (e) {
       if (!RunInputError.is(e) && !OpError.is(e)) throw e;
@@ -156,11 +185,20 @@ export function soakCase(registry: BackendRegistry, backend: string, minSteps: n
 }
 
 /** Schedules explored per second on the 2M/4K race with the freeze protocol. */
-export function exploreCase(registry: BackendRegistry, scenarioPath: string, maxSchedules: number): Measurement {
+export function exploreCase(
+  registry: BackendRegistry,
+  scenarioPath: string,
+  maxSchedules: number,
+): Measurement {
   const scn = loadScenario(scenarioPath);
   const r = exploreScenario(scn, { backend: registry.source("tdx"), maxSchedules });
-  if (r.violation) throw new Error(`explore found a violation: ${r.violation.violations[0]!.message}`);
-  return { value: r.schedules / r.seconds, unit: "schedules/s", extra: { schedules: r.schedules, "steps/s": r.steps / r.seconds } };
+  if (r.violation)
+    throw new Error(`explore found a violation: ${r.violation.violations[0]!.message}`);
+  return {
+    value: r.schedules / r.seconds,
+    unit: "schedules/s",
+    extra: { schedules: r.schedules, "steps/s": r.steps / r.seconds },
+  };
 }
 
 /** A scenario to explore, on a backend, unbounded. */
@@ -174,17 +212,30 @@ export interface ExploreTarget {
  * Optimal-DPOR's runs per trace: complete runs ÷ distinct traces on each target (the value: the
  * largest), and the runs cut short (every task asleep), beside sleep sets' on the same targets.
  */
-export function exploreOptimalityCase(registry: BackendRegistry, targets: readonly ExploreTarget[]): Measurement {
+export function exploreOptimalityCase(
+  registry: BackendRegistry,
+  targets: readonly ExploreTarget[],
+): Measurement {
   const extra: Record<string, number> = {};
   let worst = 0;
   for (const t of targets) {
     const scn = loadScenario(t.path);
-    const opt = exploreScenario(scn, { backend: registry.source(t.backend), countTraces: true, algorithm: "optimal" });
-    const sleep = exploreScenario(scn, { backend: registry.source(t.backend), countTraces: true, algorithm: "sleep" });
+    const opt = exploreScenario(scn, {
+      backend: registry.source(t.backend),
+      countTraces: true,
+      algorithm: "optimal",
+    });
+    const sleep = exploreScenario(scn, {
+      backend: registry.source(t.backend),
+      countTraces: true,
+      algorithm: "sleep",
+    });
     for (const r of [opt, sleep]) {
-      if (r.violation || !r.exhausted) throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
+      if (r.violation || !r.exhausted)
+        throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
     }
-    if (sleep.traces !== opt.traces) throw new Error(`${t.label}: sleep sets reach ${sleep.traces} traces, optimal ${opt.traces}`);
+    if (sleep.traces !== opt.traces)
+      throw new Error(`${t.label}: sleep sets reach ${sleep.traces} traces, optimal ${opt.traces}`);
     const ratio = opt.complete / opt.traces!;
     worst = Math.max(worst, ratio);
     extra[`${t.label} traces`] = opt.traces!;
@@ -200,12 +251,20 @@ export function exploreExhaustCase(registry: BackendRegistry, t: ExploreTarget):
   const scn = loadScenario(t.path);
   const opt = exploreScenario(scn, { backend: registry.source(t.backend), algorithm: "optimal" });
   const sleep = exploreScenario(scn, { backend: registry.source(t.backend), algorithm: "sleep" });
-  for (const r of [opt, sleep]) if (r.violation || !r.exhausted) throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
+  for (const r of [opt, sleep])
+    if (r.violation || !r.exhausted)
+      throw new Error(`${t.label}: the search did not exhaust the space without a violation`);
   return {
-    value: opt.seconds, unit: "s",
+    value: opt.seconds,
+    unit: "s",
     extra: {
-      complete: opt.complete, cut: opt.cut, steps: opt.steps,
-      "sleep schedules": sleep.schedules, "sleep steps": sleep.steps, "sleep s": sleep.seconds, "× faster": sleep.seconds / opt.seconds,
+      complete: opt.complete,
+      cut: opt.cut,
+      steps: opt.steps,
+      "sleep schedules": sleep.schedules,
+      "sleep steps": sleep.steps,
+      "sleep s": sleep.seconds,
+      "× faster": sleep.seconds / opt.seconds,
     },
   };
 }
@@ -217,17 +276,28 @@ export function exploreExhaustCase(registry: BackendRegistry, t: ExploreTarget):
 export function exploreJobsCase(cli: string, args: readonly string[]): Measurement {
   const time = (jobs: string[]): { s: number; schedules: number } => {
     const t0 = performance.now();
-    const p = spawnSync(process.execPath, [cli, "explore", ...args, "--json", ...jobs], { encoding: "utf8", maxBuffer: 1 << 24 });
+    const p = spawnSync(process.execPath, [cli, "explore", ...args, "--json", ...jobs], {
+      encoding: "utf8",
+      maxBuffer: 1 << 24,
+    });
     const s = (performance.now() - t0) / 1000;
-    if (p.status !== 0) throw new Error(`explore ${jobs.join(" ")}: exit ${p.status}: ${(p.stderr || "").trim().split("\n").pop()}`);
+    if (p.status !== 0)
+      throw new Error(
+        `explore ${jobs.join(" ")}: exit ${p.status}: ${(p.stderr || "").trim().split("\n").pop()}`,
+      );
     const r = JSON.parse(p.stdout) as { schedules: number; exhausted: boolean };
     if (!r.exhausted) throw new Error(`explore ${jobs.join(" ")}: the space was not exhausted`);
     return { s, schedules: r.schedules };
   };
   const one = time(["--algorithm", "sleep"]);
   const two = time(["--jobs", "2"]);
-  if (one.schedules !== two.schedules) throw new Error(`--jobs 2 ran ${two.schedules} schedules, --jobs 1 ${one.schedules}`);
-  return { value: one.s / two.s, unit: "× speedup", extra: { "jobs 1 s": one.s, "jobs 2 s": two.s, schedules: one.schedules } };
+  if (one.schedules !== two.schedules)
+    throw new Error(`--jobs 2 ran ${two.schedules} schedules, --jobs 1 ${one.schedules}`);
+  return {
+    value: one.s / two.s,
+    unit: "× speedup",
+    extra: { "jobs 1 s": one.s, "jobs 2 s": two.s, schedules: one.schedules },
+  };
 }
 
 /** One UI frame (snapshot + Ink render) with `pages` mapped pages: ms. */
@@ -235,7 +305,9 @@ export function uiFrameCase(registry: BackendRegistry, pages: number): Measureme
   const scn = parseScenarioText(sequential("4GiB", pages, "plain", false), "bench.yaml");
   const s = new Session(scn, registry, "plain");
   s.run.vm.setInterleave(false);
-  while (s.step()) { /* fill memory */ }
+  while (s.step()) {
+    /* fill memory */
+  }
   const ui = render(createElement(MainView, { snap: s.snapshot(), focus: 0 }));
   const times: number[] = [];
   for (let i = 0; i < 40; i++) {
@@ -247,7 +319,11 @@ export function uiFrameCase(registry: BackendRegistry, pages: number): Measureme
   }
   ui.unmount();
   times.sort((a, b) => a - b);
-  return { value: times[times.length >> 1]!, unit: "ms/frame", extra: { "mapped pages": s.run.vm.mmu.stats.pages[1]! } };
+  return {
+    value: times[times.length >> 1]!,
+    unit: "ms/frame",
+    extra: { "mapped pages": s.run.vm.mmu.stats.pages[1]! },
+  };
 }
 
 /**
@@ -256,7 +332,10 @@ export function uiFrameCase(registry: BackendRegistry, pages: number): Measureme
  */
 export function scaleCase(registry: BackendRegistry, backend: string, memory: number): Measurement {
   const pages = memory / 4096;
-  const scn = parseScenarioText(sequential(`${memory / GiB}GiB`, pages, backend, false), "bench.yaml");
+  const scn = parseScenarioText(
+    sequential(`${memory / GiB}GiB`, pages, backend, false),
+    "bench.yaml",
+  );
   const built = buildRun(scn, { backend: registry.source(backend), hostMemory: 2 * memory + GiB });
   const t0 = performance.now();
   new Scheduler("round-robin", 0).run(built.tasks, built.clock);
@@ -268,5 +347,14 @@ export function scaleCase(registry: BackendRegistry, backend: string, memory: nu
   const checkSeconds = (performance.now() - c0) / 1000;
   if (check.violations.length > 0) throw new Error(`${backend}: ${check.violations[0]!.message}`);
   const peak = process.resourceUsage().maxRSS * 1024;
-  return { value: s, unit: "s", extra: { "faults/s": pages / s, "check s": checkSeconds, "peak RSS GiB": peak / GiB, "bytes/page (RSS)": peak / pages } };
+  return {
+    value: s,
+    unit: "s",
+    extra: {
+      "faults/s": pages / s,
+      "check s": checkSeconds,
+      "peak RSS GiB": peak / GiB,
+      "bytes/page (RSS)": peak / pages,
+    },
+  };
 }

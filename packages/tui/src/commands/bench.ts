@@ -12,8 +12,20 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import {
-  PAGES_1G, exploreCase, exploreExhaustCase, exploreJobsCase, exploreOptimalityCase, faultCase, memoryCase, scaleCase, soakCase, speedOfLight,
-  uiFrameCase, zapCase, type ExploreTarget, type Measurement,
+  PAGES_1G,
+  exploreCase,
+  exploreExhaustCase,
+  exploreJobsCase,
+  exploreOptimalityCase,
+  faultCase,
+  memoryCase,
+  scaleCase,
+  soakCase,
+  speedOfLight,
+  uiFrameCase,
+  zapCase,
+  type ExploreTarget,
+  type Measurement,
 } from "../bench/cases.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
@@ -46,7 +58,11 @@ interface CaseDef {
 
 /** The scenarios `explore-optimality` measures (the issue's races), unbounded. */
 const EXPLORE_TARGETS: readonly ExploreTarget[] = [
-  { label: "shared-table plain", path: resolve("scenarios/race-shared-table.yaml"), backend: "plain" },
+  {
+    label: "shared-table plain",
+    path: resolve("scenarios/race-shared-table.yaml"),
+    backend: "plain",
+  },
   { label: "2m-4k sev", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "sev" },
   { label: "2m-4k tdx", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "tdx" },
   { label: "shared-table sev", path: resolve("scenarios/race-shared-table.yaml"), backend: "sev" },
@@ -55,43 +71,102 @@ const EXPLORE_TARGETS: readonly ExploreTarget[] = [
 /** The cases, on the built-in backends and on each plugin loaded into `reg` (`--plugin`). */
 function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
   const fault = (b: string, min: number): CaseDef => ({
-    name: `fault-${b}`, what: `sequential 4K faults over 1 GiB on ${b}`, runs: 5, warmup: 2, ratio: true, child: true,
+    name: `fault-${b}`,
+    what: `sequential 4K faults over 1 GiB on ${b}`,
+    runs: 5,
+    warmup: 2,
+    ratio: true,
+    child: true,
     run: () => faultCase(reg, b, false),
     target: { text: `≥ ${min} × SoL`, ok: (m) => (m.extra?.["× SoL"] ?? 0) >= min },
   });
   const bytes = (b: string, max: number): CaseDef => ({
-    name: `memory-${b}`, what: `bytes per mapped 4K page on ${b} (2 GiB guest)`, runs: 3,
+    name: `memory-${b}`,
+    what: `bytes per mapped 4K page on ${b} (2 GiB guest)`,
+    runs: 3,
     run: () => memoryCase(reg, b),
     target: { text: `≤ ${max} B`, ok: (m) => m.value <= max },
   });
   const scale = (b: string, mem: number, label: string): CaseDef => ({
-    name: `scale-${b}-${label}`, what: `a ${label} guest (${(mem / 4096).toLocaleString("en-US")} 4K pages) on ${b}`, runs: 1, child: true, slow: true,
+    name: `scale-${b}-${label}`,
+    what: `a ${label} guest (${(mem / 4096).toLocaleString("en-US")} 4K pages) on ${b}`,
+    runs: 1,
+    child: true,
+    slow: true,
     run: () => scaleCase(reg, b, mem),
     target: { text: "fits this machine", ok: () => true },
   });
   const soak = (b: string): CaseDef => ({
-    name: `soak-${b}`, what: `random workloads on ${b}, invariants after every op, 100,000 steps or more`, runs: 1,
+    name: `soak-${b}`,
+    what: `random workloads on ${b}, invariants after every op, 100,000 steps or more`,
+    runs: 1,
     run: () => soakCase(reg, b, 100_000),
     target: { text: "no violation", ok: (m) => (m.extra?.steps ?? 0) >= 100_000 },
   });
   return [
-    { name: "sol", what: "speed of light: a bare 4-level radix fill of 1 GiB of GFNs", runs: 7, run: () => speedOfLight(PAGES_1G) },
+    {
+      name: "sol",
+      what: "speed of light: a bare 4-level radix fill of 1 GiB of GFNs",
+      runs: 7,
+      run: () => speedOfLight(PAGES_1G),
+    },
     fault("plain", 0.25),
     fault("sev", 0.15),
     fault("tdx", 0.1),
     fault("cca", 0.1),
-    { name: "fault-plain-2m", what: "sequential faults over 1 GiB with 2 MiB pages on plain", runs: 5, warmup: 2, child: true, run: () => faultCase(reg, "plain", true) },
-    { name: "fault-sev-2m", what: "sequential faults over 1 GiB with 2 MiB pages on sev", runs: 5, warmup: 2, child: true, run: () => faultCase(reg, "sev", true) },
-    { name: "zap-plain", what: "zap 1 GiB of 4K mappings on plain", runs: 3, warmup: 1, run: () => zapCase(reg, "plain") },
-    { name: "zap-sev", what: "zap 1 GiB of 4K mappings on sev", runs: 3, warmup: 1, run: () => zapCase(reg, "sev") },
-    { name: "zap-tdx", what: "zap 1 GiB of 4K mappings on tdx (BLOCK, TRACK, REMOVE, WBINVD each)", runs: 3, warmup: 1, run: () => zapCase(reg, "tdx") },
-    { name: "zap-cca", what: "zap 1 GiB of 4K mappings on cca (DATA_DESTROY, UNDELEGATE each)", runs: 3, warmup: 1, run: () => zapCase(reg, "cca") },
+    {
+      name: "fault-plain-2m",
+      what: "sequential faults over 1 GiB with 2 MiB pages on plain",
+      runs: 5,
+      warmup: 2,
+      child: true,
+      run: () => faultCase(reg, "plain", true),
+    },
+    {
+      name: "fault-sev-2m",
+      what: "sequential faults over 1 GiB with 2 MiB pages on sev",
+      runs: 5,
+      warmup: 2,
+      child: true,
+      run: () => faultCase(reg, "sev", true),
+    },
+    {
+      name: "zap-plain",
+      what: "zap 1 GiB of 4K mappings on plain",
+      runs: 3,
+      warmup: 1,
+      run: () => zapCase(reg, "plain"),
+    },
+    {
+      name: "zap-sev",
+      what: "zap 1 GiB of 4K mappings on sev",
+      runs: 3,
+      warmup: 1,
+      run: () => zapCase(reg, "sev"),
+    },
+    {
+      name: "zap-tdx",
+      what: "zap 1 GiB of 4K mappings on tdx (BLOCK, TRACK, REMOVE, WBINVD each)",
+      runs: 3,
+      warmup: 1,
+      run: () => zapCase(reg, "tdx"),
+    },
+    {
+      name: "zap-cca",
+      what: "zap 1 GiB of 4K mappings on cca (DATA_DESTROY, UNDELEGATE each)",
+      runs: 3,
+      warmup: 1,
+      run: () => zapCase(reg, "cca"),
+    },
     bytes("plain", 9),
     bytes("sev", 24),
     bytes("tdx", 32),
     bytes("cca", 40),
     {
-      name: "explore-race", what: "schedules/s on tdx-race-2m-4k (freeze)", runs: 3, warmup: 1,
+      name: "explore-race",
+      what: "schedules/s on tdx-race-2m-4k (freeze)",
+      runs: 3,
+      warmup: 1,
       // Up to 20,000 schedules a run (Optimal-DPOR exhausts the space in 5,936), after one
       // untimed run: the first run of a process is mostly the JIT compiling the explorer and the
       // fault path.
@@ -99,28 +174,54 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
       target: { text: "≥ 20,000/s", ok: (m) => m.value >= 20000 },
     },
     {
-      name: "explore-optimality", what: "complete runs ÷ traces, optimal DPOR, unbounded (the worst of 4)", runs: 1, warmup: 1,
+      name: "explore-optimality",
+      what: "complete runs ÷ traces, optimal DPOR, unbounded (the worst of 4)",
+      runs: 1,
+      warmup: 1,
       run: () => exploreOptimalityCase(reg, EXPLORE_TARGETS),
       target: { text: "= 1.00", ok: (m) => m.value === 1 },
     },
     {
-      name: "explore-exhaust-tdx", what: "seconds to exhaust tdx-race-2m-4k unbounded, optimal DPOR", runs: 3, warmup: 1,
+      name: "explore-exhaust-tdx",
+      what: "seconds to exhaust tdx-race-2m-4k unbounded, optimal DPOR",
+      runs: 3,
+      warmup: 1,
       run: () => exploreExhaustCase(reg, EXPLORE_TARGETS[2]!),
-      target: { text: "≤ 10,000 runs", ok: (m) => (m.extra?.complete ?? Infinity) + (m.extra?.cut ?? 0) <= 10000 },
+      target: {
+        text: "≤ 10,000 runs",
+        ok: (m) => (m.extra?.complete ?? Infinity) + (m.extra?.cut ?? 0) <= 10000,
+      },
     },
     {
-      name: "explore-3task", what: "seconds to exhaust tdx-race-2m-4k-convert unbounded, optimal DPOR", runs: 1, slow: true,
-      run: () => exploreExhaustCase(reg, { label: "2m-4k-convert", path: resolve("scenarios/tdx-race-2m-4k-convert.yaml"), backend: "tdx" }),
+      name: "explore-3task",
+      what: "seconds to exhaust tdx-race-2m-4k-convert unbounded, optimal DPOR",
+      runs: 1,
+      slow: true,
+      run: () =>
+        exploreExhaustCase(reg, {
+          label: "2m-4k-convert",
+          path: resolve("scenarios/tdx-race-2m-4k-convert.yaml"),
+          backend: "tdx",
+        }),
       target: { text: "≤ 600 s", ok: (m) => m.value <= 600 },
     },
     {
-      name: "explore-jobs", what: "speedup of explore --jobs 2 over --jobs 1 (sleep sets), tdx-race-3vcpu bound 3", runs: 1,
+      name: "explore-jobs",
+      what: "speedup of explore --jobs 2 over --jobs 1 (sleep sets), tdx-race-3vcpu bound 3",
+      runs: 1,
       // About 16 s with one thread: long enough that starting the workers does not count.
-      run: () => exploreJobsCase(process.argv[1]!, [resolve("scenarios/tdx-race-3vcpu.yaml"), "--preemption-bound", "3"]),
+      run: () =>
+        exploreJobsCase(process.argv[1]!, [
+          resolve("scenarios/tdx-race-3vcpu.yaml"),
+          "--preemption-bound",
+          "3",
+        ]),
       target: { text: "≥ 1.7×", ok: (m) => m.value >= 1.7 },
     },
     {
-      name: "ui-frame", what: "one UI frame with 1,048,576 mapped pages", runs: 3,
+      name: "ui-frame",
+      what: "one UI frame with 1,048,576 mapped pages",
+      runs: 3,
       run: () => uiFrameCase(reg, 1 << 20),
       target: { text: "≤ 16 ms", ok: (m) => m.value <= 16 },
     },
@@ -134,11 +235,33 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
     scale("plain", TiB, "1TiB"),
     // A plugin gets the fault, zap and memory cases, with no target: its own figures, measured
     // in the same run as the built-ins'.
-    ...reg.list().filter((b) => reg.moduleOf(b.name) !== null).flatMap(({ name }): CaseDef[] => [
-      { name: `fault-${name}`, what: `sequential 4K faults over 1 GiB on plugin ${name}`, runs: 5, warmup: 2, ratio: true, child: true, run: () => faultCase(reg, name, false) },
-      { name: `zap-${name}`, what: `zap 1 GiB of 4K mappings on plugin ${name}`, runs: 3, warmup: 1, run: () => zapCase(reg, name) },
-      { name: `memory-${name}`, what: `bytes per mapped 4K page on plugin ${name} (2 GiB guest)`, runs: 3, run: () => memoryCase(reg, name) },
-    ]),
+    ...reg
+      .list()
+      .filter((b) => reg.moduleOf(b.name) !== null)
+      .flatMap(({ name }): CaseDef[] => [
+        {
+          name: `fault-${name}`,
+          what: `sequential 4K faults over 1 GiB on plugin ${name}`,
+          runs: 5,
+          warmup: 2,
+          ratio: true,
+          child: true,
+          run: () => faultCase(reg, name, false),
+        },
+        {
+          name: `zap-${name}`,
+          what: `zap 1 GiB of 4K mappings on plugin ${name}`,
+          runs: 3,
+          warmup: 1,
+          run: () => zapCase(reg, name),
+        },
+        {
+          name: `memory-${name}`,
+          what: `bytes per mapped 4K page on plugin ${name} (2 GiB guest)`,
+          runs: 3,
+          run: () => memoryCase(reg, name),
+        },
+      ]),
   ];
 }
 
@@ -150,7 +273,11 @@ function median(ms: Measurement[]): Measurement {
 /** One run of a case; a ratio case measures the speed of light just before (best of three). */
 function measureOnce(c: CaseDef): Measurement {
   if (!c.ratio) return c.run();
-  const sol = Math.max(speedOfLight(PAGES_1G).value, speedOfLight(PAGES_1G).value, speedOfLight(PAGES_1G).value);
+  const sol = Math.max(
+    speedOfLight(PAGES_1G).value,
+    speedOfLight(PAGES_1G).value,
+    speedOfLight(PAGES_1G).value,
+  );
   const m = c.run();
   return { ...m, extra: { ...m.extra, "× SoL": m.value / sol, "SoL pages/s": sol } };
 }
@@ -177,7 +304,10 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     plugin: { type: "string", multiple: true },
   });
   // `bench -- --filter x` would otherwise run every case, for minutes, ignoring the filter.
-  if (positionals.length > 0) throw new UsageError(`bench: takes no file or name (got ${positionals.join(" ")}); pick cases with --filter NAME`);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `bench: takes no file or name (got ${positionals.join(" ")}); pick cases with --filter NAME`,
+    );
   const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
   const reg = builtinRegistry();
   const plugins = await loadPlugins(reg, values.lists.plugin ?? []);
@@ -191,9 +321,13 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const filter = values.filter;
-  const chosen = all.filter((c) => (filter ? c.name.includes(filter) || c.name === "sol" : !(values.flags.has("quick") && c.slow)));
+  const chosen = all.filter((c) =>
+    filter ? c.name.includes(filter) || c.name === "sol" : !(values.flags.has("quick") && c.slow),
+  );
   if (filter && chosen.length <= 1 && filter !== "sol") {
-    throw new UsageError(`bench: --filter '${filter}' matches no case (cases: ${all.map((c) => c.name).join(", ")})`);
+    throw new UsageError(
+      `bench: --filter '${filter}' matches no case (cases: ${all.map((c) => c.name).join(", ")})`,
+    );
   }
   const results: { def: CaseDef; m: Measurement; error?: string }[] = [];
   let sol = 0;
@@ -202,9 +336,23 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     try {
       if (c.child) {
         const warm = c.warmup ? `${c.warmup} warm-up and ` : "";
-        io.err(`[${i + 1}/${chosen.length}] ${c.name}: ${warm}${c.runs === 1 ? "one run" : `${c.runs} runs`} in a child process`);
-        const p = spawnSync(process.execPath, ["--max-old-space-size=20000", process.argv[1]!, "bench", "--child", c.name, ...plugins.flatMap((p) => ["--plugin", p])], { encoding: "utf8", maxBuffer: 1 << 20 });
-        if (p.status !== 0) throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop());
+        io.err(
+          `[${i + 1}/${chosen.length}] ${c.name}: ${warm}${c.runs === 1 ? "one run" : `${c.runs} runs`} in a child process`,
+        );
+        const p = spawnSync(
+          process.execPath,
+          [
+            "--max-old-space-size=20000",
+            process.argv[1]!,
+            "bench",
+            "--child",
+            c.name,
+            ...plugins.flatMap((p) => ["--plugin", p]),
+          ],
+          { encoding: "utf8", maxBuffer: 1 << 20 },
+        );
+        if (p.status !== 0)
+          throw new Error((p.stderr || p.stdout || `exit ${p.status}`).trim().split("\n").pop());
         runs.push(...(JSON.parse(p.stdout.trim().split("\n").at(-1) ?? "") as Measurement[]));
       } else {
         for (let w = 0; w < (c.warmup ?? 0); w++) {
@@ -226,18 +374,34 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   const rows = results.map(({ def, m, error }) => {
     const ratio = def.ratio ? m.extra?.["× SoL"] : undefined;
     const ok = error ? false : def.target ? def.target.ok(m) : undefined;
-    return { name: def.name, what: def.what, value: m.value, unit: m.unit, ratio, extra: m.extra ?? {}, target: def.target?.text ?? "", ok, error };
+    return {
+      name: def.name,
+      what: def.what,
+      value: m.value,
+      unit: m.unit,
+      ratio,
+      extra: m.extra ?? {},
+      target: def.target?.text ?? "",
+      ok,
+      error,
+    };
   });
   if (values.flags.has("json")) {
     io.out(JSON.stringify({ speedOfLight: sol, cases: rows }, null, 2));
   } else {
-    io.out(`${"case".padEnd(16)} ${"median".padStart(12)} ${"unit".padEnd(12)} ${"× SoL".padStart(6)}  ${"target".padEnd(18)} result  details`);
+    io.out(
+      `${"case".padEnd(16)} ${"median".padStart(12)} ${"unit".padEnd(12)} ${"× SoL".padStart(6)}  ${"target".padEnd(18)} result  details`,
+    );
     for (const r of rows) {
-      const extra = Object.entries(r.extra).filter(([k]) => k !== "× SoL").map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
+      const extra = Object.entries(r.extra)
+        .filter(([k]) => k !== "× SoL")
+        .map(([k, v]) => `${k} ${fmt(v)}`)
+        .join(", ");
       const result = r.error ? "ERROR" : r.ok === undefined ? "" : r.ok ? "ok" : "MISSED";
-      io.out(`${r.name.padEnd(16)} ${(r.error ? "-" : fmt(r.value)).padStart(12)} ${r.unit.padEnd(12)} ${(r.ratio !== undefined ? r.ratio.toFixed(3) : "").padStart(6)}  ${r.target.padEnd(18)} ${result.padEnd(6)}  ${r.error ?? extra}`);
+      io.out(
+        `${r.name.padEnd(16)} ${(r.error ? "-" : fmt(r.value)).padStart(12)} ${r.unit.padEnd(12)} ${(r.ratio !== undefined ? r.ratio.toFixed(3) : "").padStart(6)}  ${r.target.padEnd(18)} ${result.padEnd(6)}  ${r.error ?? extra}`,
+      );
     }
   }
   return rows.some((r) => r.error) ? 1 : 0;
 }
-

@@ -54,19 +54,39 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     return;
   }
   const n = (x: number) => x.toLocaleString("en-US");
-  const bound = r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
-  const search = r.algorithm === "optimal" ? "optimal DPOR" : r.algorithm === "sleep" ? "sleep sets" : "no reduction";
-  io.out(`scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound}, ${search})`);
-  io.out(`explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s (${n(r.schedulesPerSecond)} schedules/s)`);
+  const bound =
+    r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
+  const search =
+    r.algorithm === "optimal"
+      ? "optimal DPOR"
+      : r.algorithm === "sleep"
+        ? "sleep sets"
+        : "no reduction";
+  io.out(
+    `scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound}, ${search})`,
+  );
+  io.out(
+    `explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s (${n(r.schedulesPerSecond)} schedules/s)`,
+  );
   const traces = r.traces === null ? "" : `, ${n(r.traces)} distinct traces`;
-  io.out(`complete    ${n(r.complete)} schedules ran to the end${traces}; ${n(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${n(r.unfair)} starved a task and were dropped as unfair` : ""}`);
-  io.out(`reduction   skipped ${n(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${n(r.prunedByBound)}`);
+  io.out(
+    `complete    ${n(r.complete)} schedules ran to the end${traces}; ${n(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${n(r.unfair)} starved a task and were dropped as unfair` : ""}`,
+  );
+  io.out(
+    `reduction   skipped ${n(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${n(r.prunedByBound)}`,
+  );
   const v = r.violation;
   if (v) {
-    io.out(`violation   in schedule ${v.schedule}${v.foundBy === undefined ? "" : ` of shard ${v.foundBy}`}, after ${v.steps} steps:`);
+    io.out(
+      `violation   in schedule ${v.schedule}${v.foundBy === undefined ? "" : ` of shard ${v.foundBy}`}, after ${v.steps} steps:`,
+    );
     for (const x of v.violations) io.out(`  [${x.check}] step ${x.step}: ${x.message}`);
-    if (v.file !== null) io.out(`schedule    written to ${v.file}; replay it with: tdpemu replay ${v.file}`);
-    else io.out(`schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${JSON.stringify(v.scheduleFile, null, 1)}`);
+    if (v.file !== null)
+      io.out(`schedule    written to ${v.file}; replay it with: tdpemu replay ${v.file}`);
+    else
+      io.out(
+        `schedule    not written (see above); save these lines as a .json file and replay it with tdpemu replay:\n${JSON.stringify(v.scheduleFile, null, 1)}`,
+      );
   } else {
     io.out(`result      ${resultText(r)}`);
   }
@@ -85,13 +105,17 @@ export function resultText(r: ExploreReport): string {
   const n = (x: number) => x.toLocaleString("en-US");
   switch (searchEnd(r)) {
     case "stopped":
-      return `no violation in the first ${n(r.schedules)} schedules; ` +
-        "the space is not exhausted (--max-schedules)";
+      return (
+        `no violation in the first ${n(r.schedules)} schedules; ` +
+        "the space is not exhausted (--max-schedules)"
+      );
     case "bounded":
-      return `no violation in any schedule of at most ${r.preemptionBound} preemptions ` +
+      return (
+        `no violation in any schedule of at most ${r.preemptionBound} preemptions ` +
         "(all of them ran); " +
         `the bound cut ${n(r.prunedByBound)} branches, so the space beyond it is not exhausted ` +
-        "(leave out --preemption-bound to explore it)";
+        "(leave out --preemption-bound to explore it)"
+      );
     case "exhausted":
       return "no violation; the space is exhausted";
   }

@@ -5,13 +5,35 @@
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import {
-  ScheduleFileError, exploreScenario, loadScenario, saveScheduleFile, scheduleFileText,
-  scheduleSteps, shrinkSchedule, type ExploreProgress, type MmuOptions, type Scenario,
-  type ScheduleContent, type ScheduleSteps,
+  ScheduleFileError,
+  exploreScenario,
+  loadScenario,
+  saveScheduleFile,
+  scheduleFileText,
+  scheduleSteps,
+  shrinkSchedule,
+  type ExploreProgress,
+  type MmuOptions,
+  type Scenario,
+  type ScheduleContent,
+  type ScheduleSteps,
 } from "@tdpemu/core";
-import { PLUGIN_OPTIONS, countOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs } from "../cli-options.js";
+import {
+  PLUGIN_OPTIONS,
+  countOption,
+  hostMemoryOption,
+  injectOptions,
+  mmuOptions,
+  parseCommandArgs,
+} from "../cli-options.js";
 import type { Io } from "../io.js";
-import { backendForSchedule, builtinRegistry, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
+import {
+  backendForSchedule,
+  builtinRegistry,
+  loadPlugins,
+  namedInScenario,
+  resolveBackend,
+} from "../registry.js";
 import { drawDiagram } from "../race-diagram.js";
 import { renderRaceReport } from "../report/race-html.js";
 import { exploreRaceReport } from "../report/race-report.js";
@@ -57,24 +79,39 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     inject: { type: "string", multiple: true },
     report: { type: "string" },
   });
-  if (positionals.length !== 1) throw new UsageError("explore: which scenario? (tdpemu explore scenarios/<name>.yaml)");
+  if (positionals.length !== 1)
+    throw new UsageError("explore: which scenario? (tdpemu explore scenarios/<name>.yaml)");
   const scenarioPath = positionals[0]!;
   const scn = loadScenario(scenarioPath);
-  const maxSchedules = countOption("explore", "max-schedules", values["max-schedules"], 1) ?? DEFAULT_MAX_SCHEDULES;
-  const preemptionBound = countOption("explore", "preemption-bound", values["preemption-bound"], 0, true) ?? Infinity;
+  const maxSchedules =
+    countOption("explore", "max-schedules", values["max-schedules"], 1) ?? DEFAULT_MAX_SCHEDULES;
+  const preemptionBound =
+    countOption("explore", "preemption-bound", values["preemption-bound"], 0, true) ?? Infinity;
   const hostMemory = hostMemoryOption("explore", values["host-memory"]);
   const mmu = mmuOptions("explore", values, scn);
   const inject = injectOptions("explore", values.lists.inject);
   const registry = builtinRegistry();
   await loadPlugins(registry, values.lists.plugin ?? []);
-  const backendName = values.backend !== undefined ? await resolveBackend(registry, values.backend)
-    : await resolveBackend(registry, scn.backend, namedInScenario(scn, values.flags.has("allow-plugins")));
+  const backendName =
+    values.backend !== undefined
+      ? await resolveBackend(registry, values.backend)
+      : await resolveBackend(
+          registry,
+          scn.backend,
+          namedInScenario(scn, values.flags.has("allow-plugins")),
+        );
   const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
-  const out = values.out ?? `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
+  const out =
+    values.out ??
+    `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
   const jobs = countOption("explore", "jobs", values.jobs, 1) ?? 1;
-  if (jobs > MAX_JOBS) throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${jobs}`);
-  if (jobs > 1 && values.shard !== undefined) throw new UsageError("explore: --jobs and --shard: a shard runs in one thread (run more shards instead)");
+  if (jobs > MAX_JOBS)
+    throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${jobs}`);
+  if (jobs > 1 && values.shard !== undefined)
+    throw new UsageError(
+      "explore: --jobs and --shard: a shard runs in one thread (run more shards instead)",
+    );
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
   const reduction = !values.flags.has("no-reduction");
   const reportPath = values.report;
@@ -82,36 +119,59 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     // The threads and the shards each see a share of the search; the one run to show is
     // known only to the merge, which does not run the scenario again.
     if (jobs > 1 || job !== undefined || values.shard !== undefined) {
-      throw new UsageError("explore: --report and --jobs/--shard: a report is written by " +
-        "one-thread searches only; leave out --jobs/--shard, or run tdpemu replay --report on " +
-        "the schedule the search writes");
+      throw new UsageError(
+        "explore: --report and --jobs/--shard: a report is written by " +
+          "one-thread searches only; leave out --jobs/--shard, or run tdpemu replay --report on " +
+          "the schedule the search writes",
+      );
     }
     checkReportPath("explore", reportPath);
   }
   // Checked here, before --jobs hands the command line to its threads.
-  const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), jobs > 1 || job !== undefined || values.shard !== undefined);
+  const algorithm = algorithmOption(
+    values.algorithm,
+    reduction,
+    Number.isFinite(preemptionBound),
+    jobs > 1 || job !== undefined || values.shard !== undefined,
+  );
   if (jobs > 1 && job === undefined) {
     return runExploreJobs(args, jobs, out, values.flags.has("json"), io);
   }
-  const shard = job !== undefined ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
-    : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
+  const shard =
+    job !== undefined
+      ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
+      : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
   const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
-  const progress = job !== undefined ? job.progress : (p: ExploreProgress) => {
-    const line = `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
-      `${Math.round(p.schedules / p.seconds).toLocaleString("en-US")}/s`;
-    io.err(line);
-  };
+  const progress =
+    job !== undefined
+      ? job.progress
+      : (p: ExploreProgress) => {
+          const line =
+            `explored ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps, ` +
+            `${Math.round(p.schedules / p.seconds).toLocaleString("en-US")}/s`;
+          io.err(line);
+        };
   const countTraces = values.flags.has("count-traces");
   const digests: string[] = [];
   const r = exploreScenario(scn, {
-    backend: source, hostMemory, mmu, inject, maxSchedules, preemptionBound,
-    onProgress: progress, progressMs: 2000, reduction, algorithm: algorithm === "none" ? undefined : algorithm,
+    backend: source,
+    hostMemory,
+    mmu,
+    inject,
+    maxSchedules,
+    preemptionBound,
+    onProgress: progress,
+    progressMs: 2000,
+    reduction,
+    algorithm: algorithm === "none" ? undefined : algorithm,
     countTraces,
-    ...(shard === null ? {} : {
-      split: { depth: shard.depth, owns },
-      // A shard's traces leave as digests, for explore-merge to count them as one set.
-      onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
-    }),
+    ...(shard === null
+      ? {}
+      : {
+          split: { depth: shard.depth, owns },
+          // A shard's traces leave as digests, for explore-merge to count them as one set.
+          onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
+        }),
   });
   let file: string | null = null;
   /** The schedule, when it could not be written to `out` (or, for a shard, always): in the report, never lost. */
@@ -119,8 +179,16 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   let content: ScheduleContent | null = null;
   if (r.violation) {
     content = {
-      scenarioPath, name: scn.name, backend: backendForSchedule(registry, backendName), seed: scn.schedule.seed, interleave: true,
-      mmu, hostMemory, inject, violations: r.violation.violations, choices: r.violation.choices,
+      scenarioPath,
+      name: scn.name,
+      backend: backendForSchedule(registry, backendName),
+      seed: scn.schedule.seed,
+      interleave: true,
+      mmu,
+      hostMemory,
+      inject,
+      violations: r.violation.violations,
+      choices: r.violation.choices,
     };
     // A shard writes its schedule only where told to (shards side by side would overwrite one
     // file); its report carries it for explore-merge.
@@ -137,27 +205,46 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     }
   }
   const report: ExploreReport = {
-    scenario: scn.name, backend: backendName, strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, tdxHugePages: mmu.tdxHugePages,
-    reduction, algorithm,
-    schedules: r.schedules, steps: r.steps, complete: r.complete, cut: r.cut, traces: r.traces, unfair: r.unfair,
-    skippedByReduction: r.skippedByReduction, prunedByBound: r.prunedByBound,
+    scenario: scn.name,
+    backend: backendName,
+    strategy: mmu.strategy,
+    unsafeNonAtomicSet: mmu.unsafeNonAtomicSet,
+    tdxHugePages: mmu.tdxHugePages,
+    reduction,
+    algorithm,
+    schedules: r.schedules,
+    steps: r.steps,
+    complete: r.complete,
+    cut: r.cut,
+    traces: r.traces,
+    unfair: r.unfair,
+    skippedByReduction: r.skippedByReduction,
+    prunedByBound: r.prunedByBound,
     preemptionBound: Number.isFinite(r.preemptionBound) ? r.preemptionBound : null,
-    exhausted: r.exhausted, spaceExhausted: r.exhausted && r.prunedByBound === 0, seconds: r.seconds,
+    exhausted: r.exhausted,
+    spaceExhausted: r.exhausted && r.prunedByBound === 0,
+    seconds: r.seconds,
     schedulesPerSecond: r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules,
-    violation: r.violation ? {
-      schedule: r.violation.schedule, violations: r.violation.violations, file, steps: r.violation.choices.length,
-      ...(shard === null ? {} : { position: r.violation.position }),
-      ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
-    } : null,
+    violation: r.violation
+      ? {
+          schedule: r.violation.schedule,
+          violations: r.violation.violations,
+          file,
+          steps: r.violation.choices.length,
+          ...(shard === null ? {} : { position: r.violation.position }),
+          ...(unsaved === null ? {} : { scheduleFile: JSON.parse(unsaved) as unknown }),
+        }
+      : null,
     ...(shard === null ? {} : { shard, ...(countTraces ? { traceDigests: digests } : {}) }),
   };
   if (job !== undefined && r.violation) job.found(r.violation.position);
   const json = shard !== null || values.flags.has("json");
   printExploreReport(io, report, json);
   const opts = { backend: source, hostMemory, mmu, inject };
-  const race = content !== null && shard === null && (!json || reportPath !== undefined)
-    ? drawRace(io, scn, opts, content, file, r.schedules, !json)
-    : null;
+  const race =
+    content !== null && shard === null && (!json || reportPath !== undefined)
+      ? drawRace(io, scn, opts, content, file, r.schedules, !json)
+      : null;
   if (reportPath !== undefined) {
     const found = race === null ? null : { ...race, run: raceRun(race.steps) };
     writeReportFile("explore", reportPath, renderRaceReport(exploreRaceReport(report, found)));
@@ -186,20 +273,35 @@ interface Race {
  * the HTML report shows too.
  */
 function drawRace(
-  io: Io, scn: Scenario, opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions }, found: ScheduleContent, file: string | null, searched: number,
+  io: Io,
+  scn: Scenario,
+  opts: Parameters<typeof shrinkSchedule>[1] & { mmu: MmuOptions },
+  found: ScheduleContent,
+  file: string | null,
+  searched: number,
   print: boolean,
 ): Race | null {
   const check = found.violations?.[0]?.check;
   if (check === undefined) return null;
   // Each bounded search may run ten times the schedules the search that found it ran (at least
   // 1,000, at most 100,000): a violation found at once is shrunk at once.
-  const shrunk = shrinkSchedule(scn, opts, check, 6, Math.max(1000, Math.min(100_000, 10 * searched)));
+  const shrunk = shrinkSchedule(
+    scn,
+    opts,
+    check,
+    6,
+    Math.max(1000, Math.min(100_000, 10 * searched)),
+  );
   const better = shrunk !== null && shrunk.choices.length <= found.choices.length;
   let replayFile = file;
   if (better && file !== null) {
     replayFile = `${file.replace(/(\.schedule)?\.json$/i, "")}.shrunk.schedule.json`;
     try {
-      saveScheduleFile(replayFile, { ...found, violations: shrunk.violations, choices: shrunk.choices });
+      saveScheduleFile(replayFile, {
+        ...found,
+        violations: shrunk.violations,
+        choices: shrunk.choices,
+      });
     } catch (e) {
       if (!ScheduleFileError.is(e)) throw e;
       replayFile = null;
@@ -211,15 +313,21 @@ function drawRace(
   const steps = scheduleSteps(scn, opts, shown.choices);
   if (steps.violation === null || steps.steps.length === 0) return null;
   const race: Race = {
-    steps, replayFile, unsaved: replayFile === null ? scheduleFileText(null, shown) : null,
-    note: !better ? "the schedule found"
+    steps,
+    replayFile,
+    unsaved: replayFile === null ? scheduleFileText(null, shown) : null,
+    note: !better
+      ? "the schedule found"
       : `the schedule found, shrunk to ${shrunk.choices.length} steps and ` +
         `${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"}`,
   };
   if (!print) return race;
   const lines = drawDiagram(steps);
-  io.out(better ? `\nthe race, shrunk to ${shrunk.choices.length} steps and ${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"} (the steps that lead to the violation):`
-    : "\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):");
+  io.out(
+    better
+      ? `\nthe race, shrunk to ${shrunk.choices.length} steps and ${shrunk.preemptions} preemption${shrunk.preemptions === 1 ? "" : "s"} (the steps that lead to the violation):`
+      : "\nthe race (the steps that lead to the violation; all of them: tdpemu replay --steps):",
+  );
   for (const line of lines) io.out(`  ${line}`);
   if (replayFile !== null) io.out(`replay it with: tdpemu replay ${replayFile} --diagram`);
   return race;
@@ -229,17 +337,32 @@ function drawRace(
  * `--algorithm`: Optimal-DPOR unless the search is bounded or split, where only sleep sets are
  * complete (see docs/explorer.md): asking for `optimal` there is an error, not a silent change.
  */
-function algorithmOption(v: string | undefined, reduction: boolean, bounded: boolean, split: boolean): "optimal" | "sleep" | "none" {
-  if (v !== undefined && v !== "optimal" && v !== "sleep") throw new UsageError(`explore: --algorithm: expected optimal or sleep, got ${JSON.stringify(v)}`);
+function algorithmOption(
+  v: string | undefined,
+  reduction: boolean,
+  bounded: boolean,
+  split: boolean,
+): "optimal" | "sleep" | "none" {
+  if (v !== undefined && v !== "optimal" && v !== "sleep")
+    throw new UsageError(
+      `explore: --algorithm: expected optimal or sleep, got ${JSON.stringify(v)}`,
+    );
   if (!reduction) {
-    if (v !== undefined) throw new UsageError(`explore: --algorithm ${v} and --no-reduction: --no-reduction runs every interleaving, with no reduction to choose`);
+    if (v !== undefined)
+      throw new UsageError(
+        `explore: --algorithm ${v} and --no-reduction: --no-reduction runs every interleaving, with no reduction to choose`,
+      );
     return "none";
   }
   if (v === "optimal" && bounded) {
-    throw new UsageError("explore: --algorithm optimal and --preemption-bound: an optimal search reaches some traces only through reorderings that cost more preemptions than the bound allows, so it would miss traces within the bound; leave out --algorithm (a bounded search uses sleep sets)");
+    throw new UsageError(
+      "explore: --algorithm optimal and --preemption-bound: an optimal search reaches some traces only through reorderings that cost more preemptions than the bound allows, so it would miss traces within the bound; leave out --algorithm (a bounded search uses sleep sets)",
+    );
   }
   if (v === "optimal" && split) {
-    throw new UsageError("explore: --algorithm optimal and --jobs/--shard: an optimal search fills each node's wakeup tree from runs in every subtree below it, so its subtrees cannot be explored apart; leave out --algorithm (a split search uses sleep sets)");
+    throw new UsageError(
+      "explore: --algorithm optimal and --jobs/--shard: an optimal search fills each node's wakeup tree from runs in every subtree below it, so its subtrees cannot be explored apart; leave out --algorithm (a split search uses sleep sets)",
+    );
   }
   return v ?? (bounded || split ? "sleep" : "optimal");
 }
@@ -251,16 +374,22 @@ const MAX_JOBS = 256;
 export const DEFAULT_SPLIT_DEPTH = 12;
 
 /** `--shard K/N` (and `--split-depth`): the K-th of N shares of the search, or null. */
-function shardOption(v: string | undefined, depth: number | undefined): { index: number; count: number; depth: number } | null {
+function shardOption(
+  v: string | undefined,
+  depth: number | undefined,
+): { index: number; count: number; depth: number } | null {
   if (v === undefined) {
-    if (depth !== undefined) throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
+    if (depth !== undefined)
+      throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
     return null;
   }
   const m = /^([0-9]+)\/([0-9]+)$/.exec(v);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
   if (!m || !Number.isSafeInteger(count) || count < 1 || index >= count) {
-    throw new UsageError(`explore: --shard: expected K/N, the K-th of N shares counted from 0 (0 <= K < N), got '${v}'`);
+    throw new UsageError(
+      `explore: --shard: expected K/N, the K-th of N shares counted from 0 (0 <= K < N), got '${v}'`,
+    );
   }
   return { index, count, depth: depth ?? DEFAULT_SPLIT_DEPTH };
 }

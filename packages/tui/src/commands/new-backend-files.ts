@@ -16,33 +16,51 @@ export interface ScaffoldPaths {
 
 /** The class name for `name`: "my-tech" → "MyTechBackend". */
 export function className(name: string): string {
-  return `${name.split(/[-_]/).map((p) => p.charAt(0).toUpperCase() + p.slice(1)).join("")}Backend`;
+  return `${name
+    .split(/[-_]/)
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join("")}Backend`;
 }
 
 export function scaffoldFiles(p: ScaffoldPaths): Record<string, string> {
   const cls = className(p.name);
   return {
-    "package.json": `${JSON.stringify({
-      name: `tdpemu-backend-${p.name}`,
-      version: "0.1.0",
-      private: true,
-      description: `The '${p.name}' backend for tdpemu`,
-      type: "module",
-      main: "dist/index.js",
-      scripts: { build: "tsc -p .", test: "tsc -p . && node --test test/" },
-      devDependencies: { typescript: "5.9.3" },
-      tdpemu: { sdk: p.sdkTypes, command: p.tdpemu },
-    }, null, 2)}\n`,
-    "tsconfig.json": `${JSON.stringify({
-      compilerOptions: {
-        target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", strict: true, outDir: "dist", rootDir: "src",
-        declaration: false, skipLibCheck: true, types: [],
-        // The SDK of the tdpemu checkout this package was made from: its types at build time;
-        // at run time that checkout's tdpemu links the import to its own copy.
-        paths: { "@tdpemu/backend-sdk": [p.sdkTypes] },
+    "package.json": `${JSON.stringify(
+      {
+        name: `tdpemu-backend-${p.name}`,
+        version: "0.1.0",
+        private: true,
+        description: `The '${p.name}' backend for tdpemu`,
+        type: "module",
+        main: "dist/index.js",
+        scripts: { build: "tsc -p .", test: "tsc -p . && node --test test/" },
+        devDependencies: { typescript: "5.9.3" },
+        tdpemu: { sdk: p.sdkTypes, command: p.tdpemu },
       },
-      include: ["src"],
-    }, null, 2)}\n`,
+      null,
+      2,
+    )}\n`,
+    "tsconfig.json": `${JSON.stringify(
+      {
+        compilerOptions: {
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          strict: true,
+          outDir: "dist",
+          rootDir: "src",
+          declaration: false,
+          skipLibCheck: true,
+          types: [],
+          // The SDK of the tdpemu checkout this package was made from: its types at build time;
+          // at run time that checkout's tdpemu links the import to its own copy.
+          paths: { "@tdpemu/backend-sdk": [p.sdkTypes] },
+        },
+        include: ["src"],
+      },
+      null,
+      2,
+    )}\n`,
     ".gitignore": "node_modules/\ndist/\n",
     "src/index.ts": indexTs(p.name, cls),
     [`scenarios/${p.name}-demo.yaml`]: demoScenario(p.name),

@@ -21,13 +21,22 @@ function checkoutPaths(): { sdkTypes: string; tdpemu: string } {
   let dir = dirname(self);
   while (!existsSync(join(dir, "packages", "backend-sdk", "package.json"))) {
     const up = dirname(dir);
-    if (up === dir) throw new UsageError("new-backend: this tdpemu is not in a checkout (no packages/backend-sdk above it): the new package needs the SDK's types");
+    if (up === dir)
+      throw new UsageError(
+        "new-backend: this tdpemu is not in a checkout (no packages/backend-sdk above it): the new package needs the SDK's types",
+      );
     dir = up;
   }
   const sdkTypes = join(dir, "packages", "backend-sdk", "dist", "index.d.ts");
   const tdpemu = join(dir, "packages", "tui", "dist", "tdpemu.mjs");
-  for (const [what, p] of [["the SDK's types", sdkTypes], ["the bundled tdpemu", tdpemu]]) {
-    if (!existsSync(p!)) throw new UsageError(`new-backend: ${what} (${p}) are not built: run the build in ${dir} first`);
+  for (const [what, p] of [
+    ["the SDK's types", sdkTypes],
+    ["the bundled tdpemu", tdpemu],
+  ]) {
+    if (!existsSync(p!))
+      throw new UsageError(
+        `new-backend: ${what} (${p}) are not built: run the build in ${dir} first`,
+      );
   }
   return { sdkTypes, tdpemu };
 }
@@ -39,15 +48,26 @@ export function newBackendCommand(args: string[], io: Io): number {
   } catch (e) {
     throw new UsageError(`new-backend: ${(e as Error).message.split("\n")[0]}`);
   }
-  if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`new-backend: expected a name and, optionally, a folder (tdpemu new-backend <name> [dir]), got ${positionals.length} argument(s)`);
+  if (positionals.length < 1 || positionals.length > 2)
+    throw new UsageError(
+      `new-backend: expected a name and, optionally, a folder (tdpemu new-backend <name> [dir]), got ${positionals.length} argument(s)`,
+    );
   const name = positionals[0]!;
   if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) {
-    throw new UsageError(`new-backend: name '${name}': expected a lowercase letter, then up to 30 lowercase letters, digits or '-' (it names the backend in scenarios and the package)`);
+    throw new UsageError(
+      `new-backend: name '${name}': expected a lowercase letter, then up to 30 lowercase letters, digits or '-' (it names the backend in scenarios and the package)`,
+    );
   }
-  const taken = builtinRegistry().list().map((b) => b.name);
-  if (taken.includes(name)) throw new UsageError(`new-backend: '${name}' is a built-in backend's name (taken: ${taken.join(", ")})`);
+  const taken = builtinRegistry()
+    .list()
+    .map((b) => b.name);
+  if (taken.includes(name))
+    throw new UsageError(
+      `new-backend: '${name}' is a built-in backend's name (taken: ${taken.join(", ")})`,
+    );
   const dir = resolve(positionals[1] ?? `${name}-backend`);
-  if (existsSync(dir) && readdirSync(dir).length > 0) throw new UsageError(`new-backend: ${dir} exists and is not empty: give a new or empty folder`);
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new UsageError(`new-backend: ${dir} exists and is not empty: give a new or empty folder`);
   const paths = checkoutPaths();
   const files = scaffoldFiles({ name, ...paths });
   for (const [rel, text] of Object.entries(files)) {
@@ -59,7 +79,9 @@ export function newBackendCommand(args: string[], io: Io): number {
   for (const rel of Object.keys(files)) io.out(`  ${rel}`);
   io.out("");
   io.out(`cd ${dir}`);
-  io.out(`npm install && npm run build && node ${paths.tdpemu} run scenarios/${name}-demo.yaml --plugin dist/index.js`);
+  io.out(
+    `npm install && npm run build && node ${paths.tdpemu} run scenarios/${name}-demo.yaml --plugin dist/index.js`,
+  );
   io.out("npm test");
   return 0;
 }

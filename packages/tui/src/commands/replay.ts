@@ -16,7 +16,13 @@ import { raceRun } from "../report/race-run.js";
 import { checkReportPath, writeReportFile } from "../report/report-file.js";
 import { openSchedule } from "../schedule-source.js";
 import { formatSummary } from "../summary.js";
-import { TRACE_OPTIONS, openTrace, traceMeta, traceOption, type EventTrace } from "../trace-option.js";
+import {
+  TRACE_OPTIONS,
+  openTrace,
+  traceMeta,
+  traceOption,
+  type EventTrace,
+} from "../trace-option.js";
 import { UsageError } from "../usage-error.js";
 
 export async function replayCommand(args: string[], io: Io): Promise<number> {
@@ -28,7 +34,8 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     diagram: { type: "boolean" },
     report: { type: "string" },
   });
-  if (positionals.length !== 1) throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
+  if (positionals.length !== 1)
+    throw new UsageError("replay: which schedule? (tdpemu replay <file>.schedule.json)");
   const traceReq = traceOption("replay", values);
   const registry = builtinRegistry();
   await loadPlugins(registry, values.lists.plugin ?? []);
@@ -38,25 +45,39 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   const reportPath = values.report;
   if (reportPath !== undefined) {
     if (!sched.interleave) {
-      throw new UsageError("replay: --report: the schedule was recorded without interleaving " +
-        "(whole ops, no atomic points to show)");
+      throw new UsageError(
+        "replay: --report: the schedule was recorded without interleaving " +
+          "(whole ops, no atomic points to show)",
+      );
     }
     checkReportPath("replay", reportPath);
     const opts = { backend, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject };
     const run = raceRun(scheduleSteps(scn, opts, sched.choices));
     const setup = replaySetup(opened.backend, sched);
-    writeReportFile("replay", reportPath,
-      renderRaceReport(replayRaceReport(positionals[0]!, sched.name, setup, run)));
+    writeReportFile(
+      "replay",
+      reportPath,
+      renderRaceReport(replayRaceReport(positionals[0]!, sched.name, setup, run)),
+    );
     // Beside JSON on stdout the line goes to stderr, so stdout stays one JSON document.
     const line = `report      written to ${reportPath}`;
     if (values.flags.has("json")) io.err(line);
     else io.out(line);
   }
   if (values.flags.has("diagram")) {
-    if (!sched.interleave) throw new UsageError("replay: --diagram: the schedule was recorded without interleaving (whole ops, no atomic points to draw)");
-    const lines = raceDiagram(scn, { backend, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject }, sched.choices);
+    if (!sched.interleave)
+      throw new UsageError(
+        "replay: --diagram: the schedule was recorded without interleaving (whole ops, no atomic points to draw)",
+      );
+    const lines = raceDiagram(
+      scn,
+      { backend, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject },
+      sched.choices,
+    );
     if (lines === null) {
-      io.out("no violation: the schedule runs to its end with every invariant holding, so there is no race to draw");
+      io.out(
+        "no violation: the schedule runs to its end with every invariant holding, so there is no race to draw",
+      );
       return 0;
     }
     for (const line of lines) io.out(line);
@@ -79,16 +100,25 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
     }
     pending.push(describeEvent(e));
   };
-  const onStep = showSteps ? (task: string, n: number) => {
-    io.out(`#${n} ${task}${pending.length ? "" : ": (no table change)"}`);
-    for (const line of pending) io.out(`    ${line}`);
-    pending.length = 0;
-  } : undefined;
+  const onStep = showSteps
+    ? (task: string, n: number) => {
+        io.out(`#${n} ${task}${pending.length ? "" : ": (no table change)"}`);
+        for (const line of pending) io.out(`    ${line}`);
+        pending.length = 0;
+      }
+    : undefined;
   let result;
   try {
     result = runScenario(scn, {
-      backend, replay: sched.choices, interleave: sched.interleave, mmu: sched.mmu, hostMemory: sched.hostMemory, inject: sched.inject,
-      onEvent: trace || showSteps ? onEvent : undefined, onStep, guestMemory: values.flags.has("json"),
+      backend,
+      replay: sched.choices,
+      interleave: sched.interleave,
+      mmu: sched.mmu,
+      hostMemory: sched.hostMemory,
+      inject: sched.inject,
+      onEvent: trace || showSteps ? onEvent : undefined,
+      onStep,
+      guestMemory: values.flags.has("json"),
     });
   } finally {
     trace?.close();
@@ -100,7 +130,11 @@ export async function replayCommand(args: string[], io: Io): Promise<number> {
   }
   const report = result.report;
   if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));
-  else io.out(formatSummary(report, { seconds: 0 }) + (trace ? `\ntrace       ${trace.count} events → ${trace.path}` : ""));
+  else
+    io.out(
+      formatSummary(report, { seconds: 0 }) +
+        (trace ? `\ntrace       ${trace.count} events → ${trace.path}` : ""),
+    );
   return report.invariants.violations.length > 0 ? 1 : 0;
 }
 

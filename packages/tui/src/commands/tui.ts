@@ -5,12 +5,30 @@
  */
 import { createElement } from "react";
 import { render } from "ink";
-import { DEFAULT_SCENARIO_SOURCE, DEFAULT_SCENARIO_YAML, loadScenario, parseScenarioText, type Scenario } from "@tdpemu/core";
 import {
-  PLUGIN_OPTIONS, applySeedOption, hostMemoryOption, injectOptions, mmuOptions, parseCommandArgs, scenarioReplayChoices,
+  DEFAULT_SCENARIO_SOURCE,
+  DEFAULT_SCENARIO_YAML,
+  loadScenario,
+  parseScenarioText,
+  type Scenario,
+} from "@tdpemu/core";
+import {
+  PLUGIN_OPTIONS,
+  applySeedOption,
+  hostMemoryOption,
+  injectOptions,
+  mmuOptions,
+  parseCommandArgs,
+  scenarioReplayChoices,
 } from "../cli-options.js";
 import type { Io } from "../io.js";
-import { builtinRegistry, defaultBackend, loadPlugins, namedInScenario, resolveBackend } from "../registry.js";
+import {
+  builtinRegistry,
+  defaultBackend,
+  loadPlugins,
+  namedInScenario,
+  resolveBackend,
+} from "../registry.js";
 import { isScheduleFile, openSchedule } from "../schedule-source.js";
 import { Session, type SessionOptions } from "../session.js";
 import { UsageError } from "../usage-error.js";
@@ -28,7 +46,8 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     paused: { type: "boolean" },
     ...PLUGIN_OPTIONS,
   });
-  if (positionals.length > 1) throw new UsageError(`tui: one scenario or schedule at a time, got ${positionals.length}`);
+  if (positionals.length > 1)
+    throw new UsageError(`tui: one scenario or schedule at a time, got ${positionals.length}`);
   const registry = builtinRegistry();
   // Plugins given here join the built-ins in the UI's comparison view.
   await loadPlugins(registry, values.lists.plugin ?? []);
@@ -40,9 +59,19 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   let strategy: "freeze" | "atomic-then-hook" | undefined;
   if (path !== undefined && isScheduleFile(path)) {
     // A recorded schedule is replayed as recorded: what would change it is refused.
-    for (const o of ["backend", "seed", "strategy", "inject", "host-memory", "unsafe-non-atomic-set", "tdx-huge-pages"]) {
+    for (const o of [
+      "backend",
+      "seed",
+      "strategy",
+      "inject",
+      "host-memory",
+      "unsafe-non-atomic-set",
+      "tdx-huge-pages",
+    ]) {
       if (values[o] !== undefined || values.flags.has(o) || values.lists[o] !== undefined) {
-        throw new UsageError(`tui: --${o}: a schedule file is replayed as it was recorded; give the scenario instead to change it`);
+        throw new UsageError(
+          `tui: --${o}: a schedule file is replayed as it was recorded; give the scenario instead to change it`,
+        );
       }
     }
     const opened = await openSchedule(path, registry, allowPlugins);
@@ -52,30 +81,60 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
     registry.source(backend); // an unknown backend fails here, before the UI starts
     strategy = sched.mmu.strategy;
     session = new Session(scn, registry, backend, {
-      strategy: sched.mmu.strategy, unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet, tdxHugePages: sched.mmu.tdxHugePages, replay: sched.choices,
-      interleave: sched.interleave, inject: sched.inject, hostMemory: sched.hostMemory,
+      strategy: sched.mmu.strategy,
+      unsafeNonAtomicSet: sched.mmu.unsafeNonAtomicSet,
+      tdxHugePages: sched.mmu.tdxHugePages,
+      replay: sched.choices,
+      interleave: sched.interleave,
+      inject: sched.inject,
+      hostMemory: sched.hostMemory,
     });
   } else {
-    scn = path !== undefined ? loadScenario(path) : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
+    scn =
+      path !== undefined
+        ? loadScenario(path)
+        : parseScenarioText(DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE);
     applySeedOption("tui", values.seed, scn);
-    backend = values.backend !== undefined ? await resolveBackend(registry, values.backend)
-      : registry.has(scn.backend) ? scn.backend : path === undefined ? defaultBackend(registry) : await resolveBackend(registry, scn.backend, namedInScenario(scn, allowPlugins));
+    backend =
+      values.backend !== undefined
+        ? await resolveBackend(registry, values.backend)
+        : registry.has(scn.backend)
+          ? scn.backend
+          : path === undefined
+            ? defaultBackend(registry)
+            : await resolveBackend(registry, scn.backend, namedInScenario(scn, allowPlugins));
     registry.source(backend);
     const mmu = mmuOptions("tui", values, scn);
     strategy = mmu.strategy;
     const replay = scenarioReplayChoices(scn);
     const opts: SessionOptions = {
-      strategy: mmu.strategy, unsafeNonAtomicSet: mmu.unsafeNonAtomicSet, tdxHugePages: mmu.tdxHugePages, inject: injectOptions("tui", values.lists.inject),
-      hostMemory: hostMemoryOption("tui", values["host-memory"]), replay,
+      strategy: mmu.strategy,
+      unsafeNonAtomicSet: mmu.unsafeNonAtomicSet,
+      tdxHugePages: mmu.tdxHugePages,
+      inject: injectOptions("tui", values.lists.inject),
+      hostMemory: hostMemoryOption("tui", values["host-memory"]),
+      replay,
     };
     // Made before the UI starts, so that what the run refuses (an unknown call to inject, a host
     // too small) is one line and exit 2, not an error screen.
     session = new Session(scn, registry, backend, opts);
   }
   if (!process.stdin.isTTY) {
-    throw new UsageError("tui: the terminal UI needs a terminal (use tdpemu run for a headless run)");
+    throw new UsageError(
+      "tui: the terminal UI needs a terminal (use tdpemu run for a headless run)",
+    );
   }
-  const app = render(createElement(App, { scenario: scn, registry, backend, session, strategy, autoRun: !values.flags.has("paused") }), { exitOnCtrlC: true });
+  const app = render(
+    createElement(App, {
+      scenario: scn,
+      registry,
+      backend,
+      session,
+      strategy,
+      autoRun: !values.flags.has("paused"),
+    }),
+    { exitOnCtrlC: true },
+  );
   await app.waitUntilExit();
   return 0;
 }

@@ -93,5 +93,11 @@ if (only) {
 
 /** The lanes' colours, as the terminal UI gives each task its own. */
 export const LANE_COLOURS = [
-  "#2563eb", "#7c3aed", "#0d9488", "#c026d3", "#4d7c0f", "#0369a1", "#9f1239",
+  "#2563eb",
+  "#7c3aed",
+  "#0d9488",
+  "#c026d3",
+  "#4d7c0f",
+  "#0369a1",
+  "#9f1239",
 ];

@@ -43,7 +43,10 @@ export function replayCommand(file: string): string {
 const n = (x: number) => x.toLocaleString("en-US");
 
 function exploreSetup(r: ExploreReport): [string, string][] {
-  const setup: [string, string][] = [["backend", r.backend], ["strategy", r.strategy]];
+  const setup: [string, string][] = [
+    ["backend", r.backend],
+    ["strategy", r.strategy],
+  ];
   if (r.unsafeNonAtomicSet) setup.push(["unsafe non-atomic set", "on"]);
   if (r.tdxHugePages) setup.push(["TDX huge pages", "on"]);
   setup.push(["preemption bound", r.preemptionBound === null ? "none" : String(r.preemptionBound)]);
@@ -89,47 +92,73 @@ export interface FoundRace {
  */
 export function exploreRaceReport(r: ExploreReport, found: FoundRace | null): RaceReport {
   const base = {
-    command: "explore" as const, scenario: r.scenario,
-    setup: exploreSetup(r), figures: exploreFigures(r),
+    command: "explore" as const,
+    scenario: r.scenario,
+    setup: exploreSetup(r),
+    figures: exploreFigures(r),
   };
   const v = r.violation?.violations[0];
   if (r.violation === null || v === undefined) {
     const end = searchEnd(r);
     return {
-      ...base, verdict: end, headline: HEADLINES[end], detail: resultText(r), violation: null,
-      run: null, runNote: null, replay: null, unsavedSchedule: null,
+      ...base,
+      verdict: end,
+      headline: HEADLINES[end],
+      detail: resultText(r),
+      violation: null,
+      run: null,
+      runNote: null,
+      replay: null,
+      unsavedSchedule: null,
     };
   }
   return {
-    ...base, verdict: "violation", headline: `violation: [${v.check}]`,
+    ...base,
+    verdict: "violation",
+    headline: `violation: [${v.check}]`,
     detail: `found in schedule ${n(r.violation.schedule)}, after ${n(r.violation.steps)} steps`,
     violation: found?.run.violation ?? v,
-    run: found?.run ?? null, runNote: found?.note ?? null,
-    ...(found !== null ? {
-      replay: found.replayFile === null ? null : replayCommand(found.replayFile),
-      unsavedSchedule: found.unsaved,
-    } : {
-      // No run to show (it did not end in the violation when run again): the schedule found.
-      replay: r.violation.file === null ? null : replayCommand(r.violation.file),
-      unsavedSchedule: r.violation.scheduleFile === undefined ? null
-        : JSON.stringify(r.violation.scheduleFile, null, 1),
-    }),
+    run: found?.run ?? null,
+    runNote: found?.note ?? null,
+    ...(found !== null
+      ? {
+          replay: found.replayFile === null ? null : replayCommand(found.replayFile),
+          unsavedSchedule: found.unsaved,
+        }
+      : {
+          // No run to show (it did not end in the violation when run again): the schedule found.
+          replay: r.violation.file === null ? null : replayCommand(r.violation.file),
+          unsavedSchedule:
+            r.violation.scheduleFile === undefined
+              ? null
+              : JSON.stringify(r.violation.scheduleFile, null, 1),
+        }),
   };
 }
 
 /** The report of `replay`: the schedule's run, with its violation if it ends in one. */
 export function replayRaceReport(
-  file: string, scenario: string, setup: [string, string][], run: RaceRun,
+  file: string,
+  scenario: string,
+  setup: [string, string][],
+  run: RaceRun,
 ): RaceReport {
   const v = run.violation;
   return {
-    command: "replay", scenario, setup, figures: [],
+    command: "replay",
+    scenario,
+    setup,
+    figures: [],
     verdict: v === null ? "no-violation" : "violation",
     headline: v === null ? "no violation" : `violation: [${v.check}]`,
-    detail: v === null ? "the schedule runs to its end with every invariant holding"
-      : `the schedule ends in it, after ${n(run.steps.length)} steps`,
+    detail:
+      v === null
+        ? "the schedule runs to its end with every invariant holding"
+        : `the schedule ends in it, after ${n(run.steps.length)} steps`,
     violation: v,
-    run, runNote: `the schedule of ${file}, ${n(run.steps.length)} steps`,
-    replay: replayCommand(file), unsavedSchedule: null,
+    run,
+    runNote: `the schedule of ${file}, ${n(run.steps.length)} steps`,
+    replay: replayCommand(file),
+    unsavedSchedule: null,
   };
 }

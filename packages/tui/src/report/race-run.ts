@@ -5,7 +5,11 @@
  * (`raceChain` in race-diagram.ts: the same steps, not computed a second way).
  */
 import {
-  decodeSpte, formatSpte, type EventTone, type ScheduleSteps, type TdpEvent,
+  decodeSpte,
+  formatSpte,
+  type EventTone,
+  type ScheduleSteps,
+  type TdpEvent,
 } from "@tdpemu/core";
 import { describeEvent } from "../event-text.js";
 import { raceChain, stepText } from "../race-diagram.js";
@@ -83,16 +87,25 @@ const hex = (x: number) => `0x${x.toString(16)}`;
 
 function spteChange(e: TdpEvent & { type: "spte" }): SpteChange {
   return {
-    by: e.by, mirror: e.mirror, level: e.level, gfn: hex(e.gfn), gpa: hex(e.gfn * 4096),
-    old: spteValue(e.oldLo, e.oldHi, e.level), new: spteValue(e.newLo, e.newHi, e.level),
+    by: e.by,
+    mirror: e.mirror,
+    level: e.level,
+    gfn: hex(e.gfn),
+    gpa: hex(e.gfn * 4096),
+    old: spteValue(e.oldLo, e.oldHi, e.level),
+    new: spteValue(e.newLo, e.newHi, e.level),
     text: describeEvent(e),
   };
 }
 
 function backendCall(e: TdpEvent & { type: "call" }): BackendCall {
   return {
-    name: e.name, detail: e.detail, status: e.status, tone: e.tone ?? "none",
-    injected: e.injected === true, text: describeEvent(e),
+    name: e.name,
+    detail: e.detail,
+    status: e.status,
+    tone: e.tone ?? "none",
+    injected: e.injected === true,
+    text: describeEvent(e),
   };
 }
 
@@ -135,15 +148,23 @@ export function raceRun(s: ScheduleSteps): RaceRun {
     }
     const said = sptes.length + calls.length + other.length > 0;
     return {
-      n: k + 1, lane: step.task, began, sptes, calls, other,
-      reads: said ? null : stepText(s, k)[0] ?? null,
-      chain: place.get(k) ?? null, failing: k === failing,
+      n: k + 1,
+      lane: step.task,
+      began,
+      sptes,
+      calls,
+      other,
+      reads: said ? null : (stepText(s, k)[0] ?? null),
+      chain: place.get(k) ?? null,
+      failing: k === failing,
       switched: k > 0 && s.steps[k - 1]!.task !== step.task,
     };
   });
   const v = s.violation;
   return {
-    lanes: [...s.tasks], steps, chain: chain.map((k) => k + 1),
+    lanes: [...s.tasks],
+    steps,
+    chain: chain.map((k) => k + 1),
     violation: v === null ? null : { check: v.check, message: v.message, step: v.step },
   };
 }

@@ -40,7 +40,12 @@ const MAX_EVENTS = 120;
 export function App(props: AppProps) {
   const { exit } = useApp();
   const { stdout } = useStdout();
-  const session = useMemo(() => props.session ?? new Session(props.scenario, props.registry, props.backend, { strategy: props.strategy }), []);
+  const session = useMemo(
+    () =>
+      props.session ??
+      new Session(props.scenario, props.registry, props.backend, { strategy: props.strategy }),
+    [],
+  );
   const [size, setSizeState] = useState({
     columns: props.columns ?? stdout?.columns ?? 120,
     rows: props.rows ?? stdout?.rows ?? 40,
@@ -208,22 +213,25 @@ export function App(props: AppProps) {
     <Text wrap="truncate-end">
       <Text bold>tdpemu</Text>
       {`  ${snap.scenario} on `}
-      <Text bold color="cyan">{snap.backend}</Text>
+      <Text bold color="cyan">
+        {snap.backend}
+      </Text>
       {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
-  const status = snap.notice !== null
-    ? <Text color="yellow" wrap="truncate-end">{snap.notice}</Text>
-    : field !== null
-    ? (
+  const status =
+    snap.notice !== null ? (
+      <Text color="yellow" wrap="truncate-end">
+        {snap.notice}
+      </Text>
+    ) : field !== null ? (
       <Text color={field.error !== null ? "red" : undefined} wrap="truncate-end">
         {fields.fieldLine(field)}
       </Text>
-    )
-    : (
+    ) : (
       <Text dimColor wrap="truncate-end">
-        {`space run/pause · s step · p back · n next ${snap.runTo} · v to the violation · `}
-        g walk a GPA · / search · c compare · ? keys · q quit
+        {`space run/pause · s step · p back · n next ${snap.runTo} · v to the violation · `}g walk a
+        GPA · / search · c compare · ? keys · q quit
       </Text>
     );
   if (view === "help") {
@@ -258,11 +266,28 @@ function topLines(snap: Snapshot): number {
 }
 
 /** The main view's panes for one snapshot, sized to the terminal: what one frame renders. */
-export function MainView({ snap, focus, columns = 120, rows = 60, cursor = null }: { snap: Snapshot; focus: number; columns?: number; rows?: number; cursor?: number | null }) {
+export function MainView({
+  snap,
+  focus,
+  columns = 120,
+  rows = 60,
+  cursor = null,
+}: {
+  snap: Snapshot;
+  focus: number;
+  columns?: number;
+  rows?: number;
+  cursor?: number | null;
+}) {
   // One line a violation, cut to the width, at most three and a count of the rest: a height known
   // before it is drawn (wrapped text would take what the words make of it).
-  const shown = snap.violations.slice(0, 3).map((v, i) => `${i === 0 ? "violations: " : "            "}${v}`);
-  if (snap.violations.length > 3) shown.push(`            … and ${snap.violations.length - 3} more (tdpemu replay lists them all)`);
+  const shown = snap.violations
+    .slice(0, 3)
+    .map((v, i) => `${i === 0 ? "violations: " : "            "}${v}`);
+  if (snap.violations.length > 3)
+    shown.push(
+      `            … and ${snap.violations.length - 3} more (tdpemu replay lists them all)`,
+    );
   const layout: Layout = layoutFor(columns, rows, topLines(snap), shown.length, snap.stats.length);
   return (
     <Box flexDirection="column">
@@ -271,11 +296,25 @@ export function MainView({ snap, focus, columns = 120, rows = 60, cursor = null 
         <WalkPane snap={snap} focused={PANES[focus] === "walk"} />
       </Box>
       <Box>
-        <EventsPane snap={snap} focused={PANES[focus] === "events"} rows={layout.events} cursor={cursor} />
-        <StatsPane snap={snap} focused={PANES[focus] === "stats"} lines={layout.statsLines} calls={layout.calls} />
+        <EventsPane
+          snap={snap}
+          focused={PANES[focus] === "events"}
+          rows={layout.events}
+          cursor={cursor}
+        />
+        <StatsPane
+          snap={snap}
+          focused={PANES[focus] === "stats"}
+          lines={layout.statsLines}
+          calls={layout.calls}
+        />
       </Box>
       <GpaMapPane snap={snap} focused={PANES[focus] === "map"} legend={layout.legend} />
-      {shown.map((l, i) => <Text key={i} color="red" wrap="truncate-end">{l}</Text>)}
+      {shown.map((l, i) => (
+        <Text key={i} color="red" wrap="truncate-end">
+          {l}
+        </Text>
+      ))}
     </Box>
   );
 }

@@ -25,7 +25,9 @@ export function openField(kind: FieldKind, session: Session): Field {
 /** The field after a character is typed into it (one it does not take changes nothing). */
 export function typeInField(f: Field, input: string, session: Session): Field {
   const takes =
-    f.kind === "step" ? /^[0-9]$/.test(input) : input.length > 0 && ![...input].some((ch) => isControl(ch.charCodeAt(0)));
+    f.kind === "step"
+      ? /^[0-9]$/.test(input)
+      : input.length > 0 && ![...input].some((ch) => isControl(ch.charCodeAt(0)));
   if (!takes || f.text.length + input.length > MAX[f.kind]) return { ...f, error: null };
   return changed({ ...f, text: f.text + input, error: null }, session);
 }

@@ -29,7 +29,6 @@ function term(t: string): bigint | null {
   return null;
 }
 
-
 /** A size in the largest binary unit that divides it (1 GiB, 64 MiB, 12 KiB, 100 bytes). */
 export function formatBytes(n: number): string {
   for (const [unit, shift] of [

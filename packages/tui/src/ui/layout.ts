@@ -18,7 +18,10 @@ export interface Layout {
 }
 
 /** The map's size, which the snapshot needs before anything else is known. */
-export function mapSize(columns: number, rows: number): { mapRows: number; mapCols: number; legend: boolean } {
+export function mapSize(
+  columns: number,
+  rows: number,
+): { mapRows: number; mapCols: number; legend: boolean } {
   return {
     mapRows: rows >= 70 ? 8 : rows >= 45 ? 4 : rows >= 36 ? 2 : 1,
     // Inside the border and padding; at most 256 cells a row.
@@ -31,7 +34,13 @@ export function mapSize(columns: number, rows: number): { mapRows: number; mapCo
  * The rest, given what the top row holds (its tallest pane's lines: the walk's roots and rows,
  * or the tasks), the lines a violation takes under the panes, and the stats there are.
  */
-export function layoutFor(columns: number, rows: number, topLines: number, violationLines: number, statsCount: number): Layout {
+export function layoutFor(
+  columns: number,
+  rows: number,
+  topLines: number,
+  violationLines: number,
+  statsCount: number,
+): Layout {
   const map = mapSize(columns, rows);
   const header = 1;
   const status = 1;

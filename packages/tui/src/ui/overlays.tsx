@@ -26,7 +26,10 @@ function Section({
         const now = b.now?.(snap) ?? "";
         return (
           <Text key={b.keys.join(" ")} wrap={wrap ? "wrap" : "truncate-end"}>
-            {`${b.keys.map((k) => SHOWN[k] ?? k).join(" ").padEnd(8)} ${b.does}`}
+            {`${b.keys
+              .map((k) => SHOWN[k] ?? k)
+              .join(" ")
+              .padEnd(8)} ${b.does}`}
             <Text color="cyan">{now === "" ? "" : `  (now: ${now})`}</Text>
           </Text>
         );

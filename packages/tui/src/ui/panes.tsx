@@ -4,16 +4,36 @@ import { MAP_CELL_CLASSES } from "@tdpemu/core";
 import type { EventRow, Snapshot } from "../session.js";
 import { formatGpa } from "./gpa-text.js";
 
-export function Pane(props: { title: string; focused: boolean; width?: number | string; children: React.ReactNode }) {
+export function Pane(props: {
+  title: string;
+  focused: boolean;
+  width?: number | string;
+  children: React.ReactNode;
+}) {
   return (
-    <Box flexDirection="column" borderStyle="round" borderColor={props.focused ? "cyan" : "gray"} width={props.width} paddingX={1}>
-      <Text bold color={props.focused ? "cyan" : undefined} wrap="truncate-end">{`${props.focused ? "▶ " : ""}${props.title}`}</Text>
+    <Box
+      flexDirection="column"
+      borderStyle="round"
+      borderColor={props.focused ? "cyan" : "gray"}
+      width={props.width}
+      paddingX={1}
+    >
+      <Text
+        bold
+        color={props.focused ? "cyan" : undefined}
+        wrap="truncate-end"
+      >{`${props.focused ? "▶ " : ""}${props.title}`}</Text>
       {props.children}
     </Box>
   );
 }
 
-const STATE_COLOR: Record<string, string> = { done: "gray", blocked: "red", retrying: "yellow", running: "green" };
+const STATE_COLOR: Record<string, string> = {
+  done: "gray",
+  blocked: "red",
+  retrying: "yellow",
+  running: "green",
+};
 
 /** One colour per task, the same in every pane: the host, then the vCPUs in turn. */
 const TASK_COLORS = ["cyan", "yellow", "magenta", "green", "blue", "redBright"];
@@ -26,7 +46,9 @@ export function taskColor(task: string): string {
 export function VcpuPane({ snap, focused }: { snap: Snapshot; focused: boolean }) {
   return (
     <Pane title="vCPUs and host" focused={focused} width="45%">
-      <Text dimColor wrap="truncate-end">{"task   state              op       gpa             steps retries"}</Text>
+      <Text dimColor wrap="truncate-end">
+        {"task   state              op       gpa             steps retries"}
+      </Text>
       {snap.vcpus.map((v) => (
         <Text key={v.id} wrap="truncate-end">
           <Text color={taskColor(v.name)}>{v.name.padEnd(7)}</Text>
@@ -49,7 +71,8 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
   return (
     <Pane
       title={`walk of GPA ${walkTitleGpa(snap)} · ${
-        snap.followFaults ? "follows faults (f)" : "fixed (f follows)"} · [ ] { } move`}
+        snap.followFaults ? "follows faults (f)" : "fixed (f follows)"
+      } · [ ] { } move`}
       focused={focused}
       width="55%"
     >
@@ -60,7 +83,19 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
           {t.rows.map((r) => (
             <Text key={r.level} wrap="truncate-end">
               {`L${r.level} [${String(r.index).padStart(3)}] `}
-              <Text color={r.kind === "frozen" ? "magenta" : r.kind === "leaf" ? "green" : r.kind === "table" ? "blue" : "gray"}>{r.hex}</Text>
+              <Text
+                color={
+                  r.kind === "frozen"
+                    ? "magenta"
+                    : r.kind === "leaf"
+                      ? "green"
+                      : r.kind === "table"
+                        ? "blue"
+                        : "gray"
+                }
+              >
+                {r.hex}
+              </Text>
               {r.secure ? <Text color="yellow">{` ${r.secure.padEnd(10)}`}</Text> : null}
               {` ${r.kind.padEnd(6)} ${r.flags}`}
             </Text>
@@ -71,9 +106,24 @@ export function WalkPane({ snap, focused }: { snap: Snapshot; focused: boolean }
   );
 }
 
-const TONE: Record<EventRow["tone"], string | undefined> = { error: "red", busy: "yellow", fault: "cyan", plain: undefined };
+const TONE: Record<EventRow["tone"], string | undefined> = {
+  error: "red",
+  busy: "yellow",
+  fault: "cyan",
+  plain: undefined,
+};
 
-export function EventsPane({ snap, focused, rows, cursor = null }: { snap: Snapshot; focused: boolean; rows?: number; cursor?: number | null }) {
+export function EventsPane({
+  snap,
+  focused,
+  rows,
+  cursor = null,
+}: {
+  snap: Snapshot;
+  focused: boolean;
+  rows?: number;
+  cursor?: number | null;
+}) {
   // The window ends at the latest event, or scrolls up to keep the chosen one (`cursor`, counted
   // from the latest) in view.
   const n = snap.events.length;
@@ -85,7 +135,11 @@ export function EventsPane({ snap, focused, rows, cursor = null }: { snap: Snaps
   const stepWidth = String(events.at(-1)?.step ?? 0).length;
   const taskWidth = Math.max(4, ...events.map((e) => e.task.length));
   return (
-    <Pane title={`events (latest last${snap.taskFilter !== null ? `; ${snap.taskFilter} only, t for more` : ""}${snap.search !== "" ? `; containing "${snap.search}"` : ""}${cursor !== null ? `; step ${events[chosen]?.at ?? "?"} chosen, enter goes there` : ""})`} focused={focused} width="67%">
+    <Pane
+      title={`events (latest last${snap.taskFilter !== null ? `; ${snap.taskFilter} only, t for more` : ""}${snap.search !== "" ? `; containing "${snap.search}"` : ""}${cursor !== null ? `; step ${events[chosen]?.at ?? "?"} chosen, enter goes there` : ""})`}
+      focused={focused}
+      width="67%"
+    >
       {events.length === 0 ? <Text dimColor>none yet: press s to step</Text> : null}
       {events.map((e, i) => (
         <Text key={i} wrap="truncate-end" inverse={i === chosen}>
@@ -98,7 +152,17 @@ export function EventsPane({ snap, focused, rows, cursor = null }: { snap: Snaps
   );
 }
 
-export function StatsPane({ snap, focused, lines = snap.stats.length, calls = 6 }: { snap: Snapshot; focused: boolean; lines?: number; calls?: number }) {
+export function StatsPane({
+  snap,
+  focused,
+  lines = snap.stats.length,
+  calls = 6,
+}: {
+  snap: Snapshot;
+  focused: boolean;
+  lines?: number;
+  calls?: number;
+}) {
   return (
     <Pane title="stats" focused={focused} width="33%">
       {snap.stats.slice(0, lines).map(([k, v]) => (
@@ -112,20 +176,48 @@ export function StatsPane({ snap, focused, lines = snap.stats.length, calls = 6 
   );
 }
 
-const CELL_COLOR: Record<string, string> = { ".": "gray", s: "green", p: "blue", P: "magenta", "?": "yellow", b: "red" };
+const CELL_COLOR: Record<string, string> = {
+  ".": "gray",
+  s: "green",
+  p: "blue",
+  P: "magenta",
+  "?": "yellow",
+  b: "red",
+};
 
-export function GpaMapPane({ snap, focused, legend = true }: { snap: Snapshot; focused: boolean; legend?: boolean }) {
+export function GpaMapPane({
+  snap,
+  focused,
+  legend = true,
+}: {
+  snap: Snapshot;
+  focused: boolean;
+  legend?: boolean;
+}) {
   const { cells, cols, cellBytes } = snap.map;
   const rows: string[] = [];
   for (let i = 0; i < cells.length; i += cols) rows.push(cells.slice(i, i + cols));
   return (
-    <Pane title={`GPA map (${cellBytes >= 2 ** 20 ? `${cellBytes / 2 ** 20} MiB` : `${cellBytes / 1024} KiB`} a cell)`} focused={focused}>
+    <Pane
+      title={`GPA map (${cellBytes >= 2 ** 20 ? `${cellBytes / 2 ** 20} MiB` : `${cellBytes / 1024} KiB`} a cell)`}
+      focused={focused}
+    >
       {rows.map((r, i) => (
         <Text key={i}>
-          {[...r].map((c, j) => <Text key={j} color={CELL_COLOR[c]}>{c}</Text>)}
+          {[...r].map((c, j) => (
+            <Text key={j} color={CELL_COLOR[c]}>
+              {c}
+            </Text>
+          ))}
         </Text>
       ))}
-      {legend ? <Text dimColor wrap="truncate-end">{Object.entries(MAP_CELL_CLASSES).map(([c, what]) => `${c} ${what}`).join("  ")}</Text> : null}
+      {legend ? (
+        <Text dimColor wrap="truncate-end">
+          {Object.entries(MAP_CELL_CLASSES)
+            .map(([c, what]) => `${c} ${what}`)
+            .join("  ")}
+        </Text>
+      ) : null}
     </Pane>
   );
 }
