@@ -127,3 +127,13 @@ export {
   type PageOwner,
 } from "./scenario/guest-memory.js";
 export { DEFAULT_SCENARIO_YAML, DEFAULT_SCENARIO_SOURCE } from "./scenario/default-scenario.js";
+// virtual time: what a run would cost on a platform
+export {
+  parseCostTable,
+  loadCostTable,
+  defaultCostTable,
+  builtinCostTables,
+  type CostTable,
+  type CostEntry,
+} from "./cost/cost-table.js";
+export { VirtualTime, costKey, type VirtualTimeReport } from "./cost/virtual-time.js";

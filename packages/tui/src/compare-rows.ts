@@ -3,12 +3,16 @@
  * backend, one row each, and the table that puts them side by side.
  */
 import {
+  VirtualTime,
+  defaultCostTable,
   runScenario,
   type BackendRegistry,
   type MmuOptions,
   type Scenario,
   type TdpEvent,
+  type VirtualTimeReport,
 } from "@tdpemu/core";
+import { eventListeners, formatNs, topShares } from "./virtual-time-option.js";
 
 /** One row of the comparison: the scenario run headless on one backend. */
 export interface CompareRow {
@@ -18,6 +22,8 @@ export interface CompareRow {
   error?: string;
   /** The backend's calls by name (SEAMCALLs, RMP instructions, exits), most frequent first. */
   calls?: Record<string, number>;
+  /** What the run would cost on the backend's platform (its table in costs/), if it has one. */
+  virtualTime?: VirtualTimeReport;
 }
 
 export const COMPARE_COLUMNS = [
@@ -34,8 +40,19 @@ export const COMPARE_COLUMNS = [
   "busy",
   "errors",
   "violations",
+  "est. time",
+  "est. per fault",
+  "est. per page accepted",
   "ms",
 ];
+
+/** The 4K pages the scenario's guests accept (accept ops), what "per page accepted" divides by. */
+function pagesAccepted(scn: Scenario): number {
+  let n = 0;
+  for (const prog of scn.vcpus)
+    for (const op of prog) if (op.op === "accept") n += (op.count * op.size) / 4096;
+  return n;
+}
 
 /** Runs the scenario on every registered backend, or on `only` (`tdpemu compare`). */
 export function compareBackends(
@@ -64,12 +81,18 @@ export function compareOne(
   let values: Record<string, string>;
   let error: string | undefined;
   let calls: Record<string, number> | undefined;
+  let virtualTime: VirtualTimeReport | undefined;
   try {
+    const table = defaultCostTable(name);
+    const vt = table ? new VirtualTime(table) : null;
+    const listen = eventListeners(onEvent, vt?.onEvent);
     const r = runScenario(scn, {
       backend: registry.source(name),
       mmu,
-      ...(onEvent ? { onEvent } : {}),
+      ...(listen ? { onEvent: listen } : {}),
     }).report;
+    virtualTime = vt?.report();
+    const accepted = pagesAccepted(scn);
     calls = Object.fromEntries(
       Object.entries(r.backendStats.calls).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])),
     );
@@ -89,6 +112,11 @@ export function compareOne(
       busy: String(r.backendStats.busy),
       errors: String(Object.values(r.backendStats.errors).reduce((a, b) => a + b, 0)),
       violations: String(r.invariants.violations.length),
+      "est. time": virtualTime ? formatNs(virtualTime.elapsedNs) : "-",
+      "est. per fault":
+        virtualTime && s.faults > 0 ? formatNs(virtualTime.totalNs / s.faults) : "-",
+      "est. per page accepted":
+        virtualTime && accepted > 0 ? formatNs(virtualTime.totalNs / accepted) : "-",
       ms: (performance.now() - t0).toFixed(1),
     };
   } catch (e) {
@@ -96,7 +124,13 @@ export function compareOne(
     values.violations = "n/a";
     error = (e as Error).message;
   }
-  return { backend: name, values, error, ...(calls ? { calls } : {}) };
+  return {
+    backend: name,
+    values,
+    error,
+    ...(calls ? { calls } : {}),
+    ...(virtualTime ? { virtualTime } : {}),
+  };
 }
 
 /** How many of a backend's calls `formatCompare` names, the most frequent first. */
@@ -123,6 +157,12 @@ export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
       const more = all.length - COMPARE_CALLS_SHOWN;
       return `${r.backend} calls: ${shown}${more > 0 ? `, and ${more} more kinds` : ""}`;
     });
+  // Where the estimated time goes, and what it is priced by.
+  const time = rows
+    .filter((r) => r.virtualTime && r.virtualTime.kinds.length > 0)
+    .map(
+      (r) => `${r.backend} time: ${topShares(r.virtualTime!, 3)} (${r.virtualTime!.table.source})`,
+    );
   return [
     `scenario ${scn.name}`,
     line(
@@ -136,6 +176,7 @@ export function formatCompare(scn: Scenario, rows: CompareRow[]): string {
       ),
     ),
     ...calls,
+    ...time,
     ...notes,
   ].join("\n");
 }

@@ -25,6 +25,7 @@ import {
   resolveBackend,
 } from "../registry.js";
 import { formatSummary } from "../summary.js";
+import { eventListeners, formatVirtualTime, virtualTimeOption } from "../virtual-time-option.js";
 import {
   TRACE_OPTIONS,
   openTrace,
@@ -53,6 +54,7 @@ export async function runCommand(
     "tdx-huge-pages": { type: "boolean" },
     strategy: { type: "string" },
     inject: { type: "string", multiple: true },
+    costs: { type: "string" },
   });
   if (opts.requireScenario && positionals.length === 0)
     throw new UsageError("run: which scenario? (tdpemu run scenarios/<name>.yaml)");
@@ -88,6 +90,7 @@ export async function runCommand(
   const backend = registry.source(backendName);
   const replay = scenarioReplayChoices(scn);
 
+  const vt = virtualTimeOption("run", values.costs, backendName, values.flags.has("json"));
   const meta = traceMeta(scn.name, backendName, scn.vcpus.length);
   const trace: EventTrace | null = traceReq && openTrace("run", traceReq, meta);
   const t0 = performance.now();
@@ -96,7 +99,7 @@ export async function runCommand(
     result = runScenario(scn, {
       backend,
       hostMemory,
-      onEvent: trace ? (e) => trace.write(e) : undefined,
+      onEvent: eventListeners(trace ? (e) => trace.write(e) : undefined, vt?.onEvent),
       replay,
       check,
       mmu,
@@ -122,10 +125,13 @@ export async function runCommand(
       choices: result.choices,
     });
   }
-  if (values.flags.has("json")) io.out(JSON.stringify(report, null, 2));
+  const virtualTime = vt?.report();
+  if (values.flags.has("json"))
+    io.out(JSON.stringify(virtualTime ? { ...report, virtualTime } : report, null, 2));
   else
     io.out(
       formatSummary(report, { seconds }) +
+        (virtualTime ? `\n${formatVirtualTime(virtualTime)}` : "") +
         (trace ? `\ntrace       ${trace.count} events → ${trace.path}` : ""),
     );
   return report.invariants.violations.length > 0 ? 1 : 0;
