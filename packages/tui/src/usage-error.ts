@@ -9,7 +9,7 @@ export const USAGE = `usage:
       --backend, --plugin, --allow-plugins, --seed, --strategy, --inject, --host-memory, --unsafe-non-atomic-set, --tdx-huge-pages   as for run
       --paused                        start paused (space runs, s steps, n runs to the next event)
   tdpemu tui <schedule.json>          the terminal UI replaying a recorded schedule exactly (what explore writes)
-  tdpemu compare <scenario> [--json]  the scenario on every backend, side by side
+  tdpemu compare <scenario> [--json]  the scenario on every backend, side by side, with the estimated time on each (costs/)
       --strategy, --tdx-huge-pages    as for run
       --plugin <module>               a plugin backend to compare too (repeatable; the scenario's own takes part if given or allowed)
       --backend <name|module>         compare only these backends (repeatable)
@@ -28,6 +28,7 @@ export const USAGE = `usage:
       --strategy freeze|atomic-then-hook   how a mirror SPTE becomes present (default: the scenario's)
       --tdx-huge-pages                TDX maps private memory at 2 MiB where it can (default: the scenario's options.tdxHugePages)
       --inject CALL:N:STATUS[:TIMES]  the Nth CALL returns STATUS (repeatable), e.g. TDH.MEM.PAGE.AUG:1:OPERAND_BUSY
+      --costs <table.yaml>            price the run by this cost table (default with --json: the backend's own in costs/)
   tdpemu explore <scenario> [options] enumerate interleavings; stop at the first invariant violation
       --max-schedules <n>             stop after n schedules (default 1000000)
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)

@@ -22,6 +22,11 @@ import {
 } from "@tdpemu/core";
 import { builtinRegistry, main } from "../src/index.js";
 import { captureIo as io } from "./capture-io.js";
+import {
+  COST_CHECKS,
+  costValidationCase,
+  formatCostValidation,
+} from "../src/bench/cost-validation.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tdpemu-costs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -211,5 +216,23 @@ describe("where users look", () => {
       /^tdx time: (TDH\.VP\.ENTER|TDG\.MEM\.PAGE\.ACCEPT|TDH\.MEM\.PAGE\.AUG) \d+%/m,
     );
     for (const row of rows) expect(row.virtualTime?.totalNs, row.backend).toBeGreaterThan(0);
+  });
+});
+
+describe("checked against published measurements (bench cost-validation)", () => {
+  it("prices each check's scenario with no unpriced event and reports model, published, ratio and source", () => {
+    const m = costValidationCase(builtinRegistry());
+    expect(m.rows.map((r) => r.name)).toEqual(COST_CHECKS.map((c) => c.name));
+    for (const r of m.rows) {
+      expect(r.modelS).toBeGreaterThan(0);
+      expect(r.ratio).toBeCloseTo(r.modelS / r.publishedS);
+      expect(r.source).toMatch(/\d{4}/);
+    }
+    expect(m.value).toBe(Math.max(...m.rows.map((r) => Math.max(r.ratio, 1 / r.ratio))));
+    const table = formatCostValidation(m.rows);
+    for (const r of m.rows) expect(table).toContain(r.source);
+    // A ratio beyond 2× names what the model leaves out.
+    const far = formatCostValidation([{ ...m.rows[0]!, ratio: 3 }]);
+    expect(far).toContain(`leaves out: ${m.rows[0]!.leavesOut}`);
   });
 });

@@ -27,6 +27,7 @@ import {
   type ExploreTarget,
   type Measurement,
 } from "../bench/cases.js";
+import { costValidationCase, formatCostValidation } from "../bench/cost-validation.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, loadPlugins } from "../registry.js";
@@ -217,6 +218,18 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
           "3",
         ]),
       target: { text: "≥ 1.7×", ok: (m) => m.value >= 1.7 },
+    },
+    {
+      name: "cost-validation",
+      what: "the cost model ÷ published end-to-end times (TDX eager accept, SNP 4K validation)",
+      runs: 1,
+      run: () => {
+        const m = costValidationCase(reg);
+        // The table (model, published, ratio, source) beside the headline.
+        process.stderr.write(formatCostValidation(m.rows) + "\n");
+        return { value: m.value, unit: m.unit, extra: m.extra };
+      },
+      target: { text: "each within 2×", ok: (m) => m.value <= 2 },
     },
     {
       name: "ui-frame",

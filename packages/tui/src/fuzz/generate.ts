@@ -100,7 +100,7 @@ const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",
   "--strict-plugin", "--unsafe-non-atomic-set", "--shard", "--split-depth", "--", "-", "-x", "--no-such-option",
-  "--trace-format", "--report",
+  "--trace-format", "--report", "--costs",
 ];
 const VALUES = [
   "", "0", "-1", "x", "1e9", "16TiB", "1KiB", "none", "freeze", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY",
