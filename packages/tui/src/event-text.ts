@@ -23,5 +23,7 @@ export function describeEvent(e: TdpEvent): string {
       return `attributes gfn 0x${e.gfn.toString(16)}+${e.npages} → ${e.private ? "private" : "shared"}`;
     case "call":
       return `${e.name} ${e.detail}: ${e.status}${e.injected ? " (injected)" : ""}`;
+    case "lock":
+      return `mmu_lock taken for ${e.mode} after waiting for ${e.after}`;
   }
 }

@@ -2,8 +2,10 @@
  * Virtual time: each task (a vCPU, the host) carries a clock that advances by the cost of every
  * event it performs, priced by a cost table. The events are the run's own (`TdpEvent`): backend
  * calls by name (SEAMCALLs, RMP instructions, RMI commands, exits), faults by kind and mapping
- * size, remote TLB flushes. Not modelled: waiting for a lock (a task blocked on `mmu_lock` is not
- * advanced to the holder's release), overlap inside one task, and caches.
+ * size, remote TLB flushes. A task that waited for `mmu_lock` is advanced to the clock of the
+ * task whose release let it in (that task's clock when the waiter takes the lock: work it did
+ * after the release counts too, an overestimate). Not modelled: overlap inside one task, caches,
+ * and waits on anything but `mmu_lock` (a retry after a lost cmpxchg costs its events only).
  */
 import type { TdpEvent } from "../events/events.js";
 import type { CostTable } from "./cost-table.js";
@@ -32,23 +34,36 @@ export interface VirtualTimeReport {
   tasks: Record<string, number>;
   /** The longest clock: the run's elapsed time if the tasks ran in parallel, ns. */
   elapsedNs: number;
-  /** All tasks' clocks added: the CPU time, ns. */
+  /** All events' costs added: the CPU time (the clocks without their lock waits), ns. */
   totalNs: number;
   /** Each event kind: how many, what they cost together, their share of the total. */
   kinds: { key: string; label: string; count: number; ns: number; share: number }[];
   /** Events the table has no cost for (a run with any is incomplete), by key. */
   unpriced: Record<string, number>;
+  /** Time each task spent waiting for `mmu_lock` (in its clock, not in `kinds`), ns. */
+  lockWaits: Record<string, number>;
 }
 
 export class VirtualTime {
   private readonly clocks = new Map<string, number>();
   private readonly byKind = new Map<string, { count: number; ns: number }>();
   private readonly unpriced = new Map<string, number>();
+  private readonly waits = new Map<string, number>();
 
   constructor(readonly table: CostTable) {}
 
   /** The event listener a run is given (`RunOptions.onEvent`). */
   readonly onEvent = (e: TdpEvent): void => {
+    if (e.type === "lock") {
+      // The waiter's clock catches up with the release it waited for.
+      const own = this.clocks.get(e.task) ?? 0;
+      const holder = this.clocks.get(e.after) ?? 0;
+      if (holder > own) {
+        this.clocks.set(e.task, holder);
+        this.waits.set(e.task, (this.waits.get(e.task) ?? 0) + holder - own);
+      }
+      return;
+    }
     const key = costKey(e);
     if (key === null) return;
     const cost = this.table.events[key];
@@ -66,7 +81,7 @@ export class VirtualTime {
 
   report(): VirtualTimeReport {
     const tasks = Object.fromEntries([...this.clocks].sort(([a], [b]) => a.localeCompare(b)));
-    const totalNs = [...this.clocks.values()].reduce((a, b) => a + b, 0);
+    const totalNs = [...this.byKind.values()].reduce((a, k) => a + k.ns, 0);
     const kinds = [...this.byKind]
       .map(([key, k]) => ({
         key,
@@ -83,6 +98,7 @@ export class VirtualTime {
       totalNs,
       kinds,
       unpriced: Object.fromEntries(this.unpriced),
+      lockWaits: Object.fromEntries(this.waits),
     };
   }
 }

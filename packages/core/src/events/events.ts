@@ -114,6 +114,18 @@ export type TdpEvent = EventStamp &
         private: boolean;
       }
     | {
+        /**
+         * `mmu_lock` taken by a task that had to wait for it, `after` the task whose release let
+         * it in: what virtual time needs to advance the waiter to that release. Emitted only
+         * while someone listens, and only for a wait (never on the fault path's own taking).
+         */
+        type: "lock";
+        step: number;
+        vm: number;
+        mode: "read" | "write";
+        after: string;
+      }
+    | {
         type: "op";
         step: number;
         vm: number;

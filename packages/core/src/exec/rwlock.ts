@@ -9,6 +9,7 @@ import type { Clock } from "./clock.js";
 import { BLOCKED, type ExecCtx, type Op } from "./ctx.js";
 import { R_LOCK_READERS, R_LOCK_WAITERS, R_LOCK_WRITER } from "./footprint.js";
 import { ErrorOfKind } from "../error-kind.js";
+import type { EventSink } from "../events/events.js";
 
 export class DeadlockError extends ErrorOfKind("DeadlockError") {}
 
@@ -26,7 +27,25 @@ export class RwLock {
   waitingWriters = 0;
   waitingReaders = 0;
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    /** Where the lock's release and contended acquisition are told, while anyone listens. */
+    private readonly events: { sink: EventSink; vm: number } | null = null,
+  ) {}
+
+  /**
+   * The task that released the lock last: instrumentation for virtual time, not the lock's
+   * state (nothing decides by it; the waiter's step already conflicts with the release through
+   * the lock's own resources).
+   */
+  private lastReleaser = "";
+
+  /** Tells listeners (virtual time) that the current task took the lock after waiting. */
+  private tellWaited(mode: "read" | "write"): void {
+    const ev = this.events;
+    if (ev !== null && ev.sink.on)
+      ev.sink.emit({ type: "lock", vm: ev.vm, mode, after: this.lastReleaser });
+  }
 
   /** `lockdep_assert_held_write(&kvm->mmu_lock)`, for function `fn`. */
   assertHeldWrite(fn: string): void {
@@ -88,6 +107,7 @@ export class RwLock {
     this.waitingReaders--;
     this.readers++;
     ctx.lockMode = 1;
+    this.tellWaited("read");
     return true;
   }
 
@@ -104,6 +124,7 @@ export class RwLock {
     this.clock.fp?.add(R_LOCK_READERS);
     this.readers--;
     ctx.lockMode = 0;
+    this.lastReleaser = this.clock.task;
   }
 
   *writeLock(ctx: ExecCtx): Op {
@@ -133,6 +154,7 @@ export class RwLock {
     this.waitingWriters--;
     this.writer = ctx;
     ctx.lockMode = 2;
+    this.tellWaited("write");
   }
 
   writeUnlock(ctx: ExecCtx): void {
@@ -140,5 +162,6 @@ export class RwLock {
     this.clock.touch(R_LOCK_WRITER);
     this.writer = null;
     ctx.lockMode = 0;
+    this.lastReleaser = this.clock.task;
   }
 }

@@ -216,7 +216,7 @@ export class TdpMmu {
     readonly options: MmuOptions = {},
   ) {
     this.pool = vm.host.pool;
-    this.lock = new RwLock(vm.clock);
+    this.lock = new RwLock(vm.clock, { sink: vm.events, vm: vm.id });
     this.events = vm.events;
     this.clock = vm.clock;
     this.rcu = new Rcu(vm.clock);
