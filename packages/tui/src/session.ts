@@ -25,8 +25,11 @@ import {
   type TdpEvent,
   type Root,
   type InjectSpec,
+  VirtualTime,
+  defaultCostTable,
 } from "@tdpemu/core";
 import { describeEvent } from "./event-text.js";
+import { formatNs } from "./virtual-time-option.js";
 
 export type EventKind = "any" | "fault" | "spte" | "call" | "flush" | "hook";
 export const EVENT_KINDS: EventKind[] = ["any", "fault", "spte", "call", "flush", "hook"];
@@ -92,6 +95,11 @@ export interface Snapshot {
   events: EventRow[];
   stats: [string, string][];
   calls: [string, number][];
+  /**
+   * Virtual time on the backend's platform (costs/): the longest task clock, and the biggest
+   * event kinds with their share; null on a backend without a cost table.
+   */
+  cost: { elapsed: string; table: string; kinds: [string, string][] } | null;
   map: { cells: string; cols: number; cellBytes: number };
   runTo: EventKind;
 }
@@ -127,6 +135,8 @@ export interface SessionOptions {
 
 export class Session {
   run!: BuiltRun;
+  /** The run's virtual clocks (costs/), or null for a backend without a cost table. */
+  private vt: VirtualTime | null = null;
   private sched!: Scheduler;
   private stepper!: TaskStepper;
   private readonly enabled: number[] = [];
@@ -178,6 +188,8 @@ export class Session {
         ? new Scheduler("replay", this.scenario.schedule.seed, o.replay)
         : new Scheduler(this.scenario.schedule.mode, this.scenario.schedule.seed);
     this.ring = [];
+    const table = defaultCostTable(this.backendName);
+    this.vt = table ? new VirtualTime(table) : null;
     this.run = buildRun(this.scenario, {
       // The UI steps atomic point by atomic point; a replay keeps the interleaving its choices
       // were made with (given, or the scenario's, as `run` takes it).
@@ -366,7 +378,19 @@ export class Session {
     for (let i = 0; i < this.speed; i++) if (!this.step()) return;
   }
 
+  /** What the run has cost so far on the backend's platform, for the status line and stats. */
+  private costView(): Snapshot["cost"] {
+    if (this.vt === null) return null;
+    const r = this.vt.report();
+    return {
+      elapsed: formatNs(r.elapsedNs),
+      table: r.table.source,
+      kinds: r.kinds.map((k) => [k.key, `${formatNs(k.ns)} ${(k.share * 100).toFixed(0)}%`]),
+    };
+  }
+
   private onEvent(e: TdpEvent): void {
+    this.vt?.onEvent(e);
     this.stepKinds.add(e.type);
     if (e.type === "op" && e.phase === "start") {
       const t = this.taskOf(e.who);
@@ -475,6 +499,7 @@ export class Session {
         ...(vm.backend.extraStats?.(vm) ?? []),
       ],
       calls: Object.entries(bs.calls).sort((a, b) => b[1] - a[1]),
+      cost: this.costView(),
       map: this.gpaMap(mapCells, mapCols),
       runTo: this.runTo,
     };

@@ -216,7 +216,7 @@ export function App(props: AppProps) {
       <Text bold color="cyan">
         {snap.backend}
       </Text>
-      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
+      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}${snap.cost !== null ? `  virtual ${snap.cost.elapsed}` : ""}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
   const status =

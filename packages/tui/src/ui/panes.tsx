@@ -163,14 +163,24 @@ export function StatsPane({
   lines?: number;
   calls?: number;
 }) {
+  // The cost breakdown shares the call list's rows (layout.ts counts them as calls): its heading
+  // and up to three kinds, when six rows or more are there.
+  const costRows = snap.cost !== null && calls >= 6 ? Math.min(3, snap.cost.kinds.length) : 0;
+  const callRows = costRows > 0 ? calls - costRows - 1 : calls;
   return (
     <Pane title="stats" focused={focused} width="33%">
       {snap.stats.slice(0, lines).map(([k, v]) => (
         <Text key={k} wrap="truncate-end">{`${k.padEnd(15)} ${v}`}</Text>
       ))}
       {calls > 0 ? <Text dimColor>calls</Text> : null}
-      {snap.calls.slice(0, calls).map(([k, n]) => (
+      {snap.calls.slice(0, callRows).map(([k, n]) => (
         <Text key={k} wrap="truncate-end">{`  ${k.padEnd(24)} ${n}`}</Text>
+      ))}
+      {costRows > 0 ? (
+        <Text dimColor wrap="truncate-end">{`cost (${snap.cost!.table})`}</Text>
+      ) : null}
+      {snap.cost?.kinds.slice(0, costRows).map(([k, v]) => (
+        <Text key={`cost-${k}`} wrap="truncate-end">{`  ${k.padEnd(24)} ${v}`}</Text>
       ))}
     </Pane>
   );
