@@ -216,7 +216,7 @@ export function App(props: AppProps) {
       <Text bold color="cyan">
         {snap.backend}
       </Text>
-      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}${snap.cost !== null ? `  virtual ${snap.cost.elapsed}` : ""}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
+      {`${snap.strategy !== null ? `  strategy ${snap.strategy}` : ""}  step ${snap.choices}  ${snap.running ? "running" : snap.finished ? "finished" : "paused"}  speed ${snap.speed === Infinity ? "max" : `${snap.speed}/frame`}  run-to ${snap.runTo}`}
     </Text>
   );
   const status =
@@ -230,8 +230,8 @@ export function App(props: AppProps) {
       </Text>
     ) : (
       <Text dimColor wrap="truncate-end">
-        {`space run/pause · s step · p back · n next ${snap.runTo} · v to the violation · `}g walk a
-        GPA · / search · c compare · ? keys · q quit
+        {`${snap.cost !== null ? `virtual ${snap.cost.elapsed} · ` : ""}space run/pause · s step · p back · n next ${snap.runTo} · v to the violation · `}
+        g walk a GPA · / search · c compare · ? keys · q quit
       </Text>
     );
   if (view === "help") {
@@ -307,6 +307,7 @@ export function MainView({
           focused={PANES[focus] === "stats"}
           lines={layout.statsLines}
           calls={layout.calls}
+          costLines={layout.costLines}
         />
       </Box>
       <GpaMapPane snap={snap} focused={PANES[focus] === "map"} legend={layout.legend} />

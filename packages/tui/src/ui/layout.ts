@@ -11,6 +11,8 @@ export interface Layout {
   /** Stats rows shown, and call rows under them. */
   statsLines: number;
   calls: number;
+  /** Rows left under the call list for the cost breakdown (its heading and kinds), or 0. */
+  costLines: number;
   mapRows: number;
   mapCols: number;
   /** Whether the map's legend line fits. */
@@ -53,5 +55,7 @@ export function layoutFor(
   const statsLines = Math.min(statsCount, lines);
   // The call list needs its heading line and one call at least.
   const calls = lines - statsLines >= 2 ? Math.min(12, lines - statsLines - 1) : 0;
-  return { events: lines, statsLines, calls, ...map };
+  // What the call list leaves: the cost breakdown's heading and up to three kinds.
+  const costLines = Math.max(0, Math.min(4, lines - statsLines - (calls > 0 ? calls + 1 : 0)));
+  return { events: lines, statsLines, calls, costLines, ...map };
 }

@@ -157,23 +157,24 @@ export function StatsPane({
   focused,
   lines = snap.stats.length,
   calls = 6,
+  costLines = 4,
 }: {
   snap: Snapshot;
   focused: boolean;
   lines?: number;
   calls?: number;
+  costLines?: number;
 }) {
-  // The cost breakdown shares the call list's rows (layout.ts counts them as calls): its heading
-  // and up to three kinds, when six rows or more are there.
-  const costRows = snap.cost !== null && calls >= 6 ? Math.min(3, snap.cost.kinds.length) : 0;
-  const callRows = costRows > 0 ? calls - costRows - 1 : calls;
+  // The cost breakdown takes only the rows the call list leaves (layout.ts).
+  const costRows =
+    snap.cost !== null && costLines >= 2 ? Math.min(costLines - 1, snap.cost.kinds.length) : 0;
   return (
     <Pane title="stats" focused={focused} width="33%">
       {snap.stats.slice(0, lines).map(([k, v]) => (
         <Text key={k} wrap="truncate-end">{`${k.padEnd(15)} ${v}`}</Text>
       ))}
       {calls > 0 ? <Text dimColor>calls</Text> : null}
-      {snap.calls.slice(0, callRows).map(([k, n]) => (
+      {snap.calls.slice(0, calls).map(([k, n]) => (
         <Text key={k} wrap="truncate-end">{`  ${k.padEnd(24)} ${n}`}</Text>
       ))}
       {costRows > 0 ? (
