@@ -7,7 +7,14 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  BLOCKED,
+  Clock,
+  ExecCtx,
   LockdepError,
+  RwLock,
+  SharedFlag,
+  resourceId,
+  stepTask,
   Scheduler,
   TdpIter,
   guestAccessPage,
@@ -98,6 +105,79 @@ describe("lockdep", () => {
     expect(() => vm.mmu.setSpteAtomic(it, it.oldLo, it.oldHi)).toThrow(
       /tdp_mmu_set_spte_atomic: mmu_lock must be held for read, but it is not held/,
     );
+  });
+
+  it("a task that does not hold the lock fails its assertion while another task holds it", () => {
+    const vm = mapped(1);
+    vm.setInterleave(false);
+    run(vm.mmu.lock.readLock(vm.vcpus[0]!.ctx));
+    const it = new TdpIter(vm.host.pool);
+    it.start(vm.mmu.roots[0]!, 1, 0, 0);
+    while (it.level > 1) it.next();
+    function* cmpxchg() {
+      yield;
+      vm.mmu.setSpteAtomic(it, it.oldLo, it.oldHi);
+    }
+    // The vCPU holds the read lock; the host's step asks for it and does not hold it.
+    const tasks: Task[] = [{ name: "host", op: cmpxchg(), done: false, ctx: vm.hostCtx }];
+    stepTask(tasks, 0, vm.clock);
+    expect(() => stepTask(tasks, 0, vm.clock)).toThrow(
+      /tdp_mmu_set_spte_atomic: mmu_lock must be held for read, but it is not held/,
+    );
+    // The same call from the holder's own step passes.
+    const own: Task[] = [{ name: "vcpu0", op: cmpxchg(), done: false, ctx: vm.vcpus[0]!.ctx }];
+    stepTask(own, 0, vm.clock);
+    expect(() => stepTask(own, 0, vm.clock)).not.toThrow();
+  });
+
+  it("the explorer finds an assertion that only another task's hold satisfies, with every algorithm", () => {
+    // H holds the write lock across a wait for V; V, which never takes the lock, asserts it while
+    // H still holds it. Asked of the lock's words the assertion passes in that order, and its
+    // step, reading nothing shared, never races with H's unlock: the reduction would not run the
+    // order where it fails. Asked of V itself it fails in every order.
+    function make() {
+      const clock = new Clock();
+      clock.interleaved = true;
+      const space = clock.newResourceSpace();
+      const lock = new RwLock(clock);
+      const f1 = new SharedFlag(clock, resourceId(space, 1), false);
+      const f2 = new SharedFlag(clock, resourceId(space, 2), false);
+      const hctx = new ExecCtx("H", true);
+      const vctx = new ExecCtx("V", true);
+      function* h() {
+        yield* lock.writeLock(hctx);
+        f1.raise();
+        yield;
+        while (!f2.get()) yield BLOCKED;
+        lock.writeUnlock(hctx);
+      }
+      function* v() {
+        while (!f1.get()) yield BLOCKED;
+        f2.raise();
+        yield;
+        lock.assertHeldWrite("forgot_the_lock");
+      }
+      const tasks: Task[] = [
+        { name: "H", op: h(), done: false, ctx: hctx },
+        { name: "V", op: v(), done: false, ctx: vctx },
+      ];
+      return {
+        tasks,
+        clock,
+        setRecorder: () => {},
+        check: () => [],
+        classify: (e: unknown) =>
+          e instanceof LockdepError
+            ? { check: "lockdep", message: e.message, step: clock.tick }
+            : null,
+      };
+    }
+    for (const algorithm of ["optimal", "sleep"] as const) {
+      const r = explore(make, { algorithm });
+      expect(r.violation?.violations[0]?.message).toMatch(
+        /forgot_the_lock: mmu_lock must be held for write, but it is not held/,
+      );
+    }
   });
 
   it("the explorer reports a lockdep failure as a violation of its own", () => {

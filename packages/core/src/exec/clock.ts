@@ -5,6 +5,7 @@
  *
  * While the explorer runs, `fp` records what each step touches; it is null otherwise.
  */
+import type { ExecCtx } from "./ctx.js";
 import type { FootprintRecorder } from "./footprint.js";
 
 /** Hears of every SPTE store (see `Clock.tables`). */
@@ -34,6 +35,11 @@ export class Clock {
    * it; "host" before the first step (the VMM building the VM).
    */
   task = "host";
+  /**
+   * The execution context of the task taking the current step, if its task names one
+   * (`Task.ctx`); null between steps. Not shared state: it is always the running task's own.
+   */
+  ctx: ExecCtx | null = null;
   /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
   stateVersion = 0;
   fp: FootprintRecorder | null = null;

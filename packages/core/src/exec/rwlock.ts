@@ -15,9 +15,8 @@ export class DeadlockError extends ErrorOfKind("DeadlockError") {}
 
 /**
  * A function ran without the lock it needs (`lockdep_assert_held*`). The model's coroutines do
- * not run on threads, so "held" means held by the task whose step is running: a function
- * reached only from that task's code, with the lock in the state it needs, as lockdep checks it
- * for `current`.
+ * not run on threads, so "held" means held by the task whose step is running (`Clock.ctx`), in
+ * the mode it needs, as lockdep checks it for `current`.
  */
 export class LockdepError extends ErrorOfKind("LockdepError") {}
 
@@ -47,25 +46,44 @@ export class RwLock {
       ev.sink.emit({ type: "lock", vm: ev.vm, mode, after: this.lastReleaser });
   }
 
+  /**
+   * How the running task holds the lock (0 not, 1 read, 2 write), as lockdep asks it of
+   * `current`: its own context's state when the step's task names one (`Clock.ctx`), which no
+   * other task can change, so the answer depends on nothing shared and records nothing. Without
+   * a task context (setup, a test's own calls, nothing interleaving) the lock's words answer:
+   * held by anyone at all.
+   */
+  private heldMode(): number {
+    const ctx = this.clock.ctx;
+    if (ctx !== null) return ctx.lockMode;
+    return this.writer !== null ? 2 : this.readers > 0 ? 1 : 0;
+  }
+
+  private static notHeld(mode: number): string {
+    return mode === 2
+      ? "but it is held for write"
+      : mode === 1
+        ? "but it is held for read"
+        : "but it is not held";
+  }
+
   /** `lockdep_assert_held_write(&kvm->mmu_lock)`, for function `fn`. */
   assertHeldWrite(fn: string): void {
-    if (this.writer === null)
-      throw new LockdepError(
-        `${fn}: mmu_lock must be held for write, ${this.readers > 0 ? "but it is held for read" : "but it is not held"}`,
-      );
+    const mode = this.heldMode();
+    if (mode !== 2)
+      throw new LockdepError(`${fn}: mmu_lock must be held for write, ${RwLock.notHeld(mode)}`);
   }
 
   /** `lockdep_assert_held_read(&kvm->mmu_lock)`. */
   assertHeldRead(fn: string): void {
-    if (this.readers === 0)
-      throw new LockdepError(
-        `${fn}: mmu_lock must be held for read, ${this.writer !== null ? "but it is held for write" : "but it is not held"}`,
-      );
+    const mode = this.heldMode();
+    if (mode !== 1)
+      throw new LockdepError(`${fn}: mmu_lock must be held for read, ${RwLock.notHeld(mode)}`);
   }
 
   /** `lockdep_assert_held(&kvm->mmu_lock)`: for read or for write. */
   assertHeld(fn: string): void {
-    if (this.writer === null && this.readers === 0)
+    if (this.heldMode() === 0)
       throw new LockdepError(`${fn}: mmu_lock must be held, but it is not`);
   }
 

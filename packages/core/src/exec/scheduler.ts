@@ -5,7 +5,7 @@
  * task may be chosen: not finished, and not blocked on a lock whose state has not changed since.
  */
 import type { Clock } from "./clock.js";
-import { BLOCKED, RETRY_WAIT, type Op } from "./ctx.js";
+import { BLOCKED, RETRY_WAIT, type ExecCtx, type Op } from "./ctx.js";
 import { FootprintRecorder, FootprintStore, taskDoneId } from "./footprint.js";
 import { Prng } from "./prng.js";
 import { DeadlockError } from "./rwlock.js";
@@ -18,6 +18,12 @@ export interface Task {
   readonly name: string;
   readonly op: Op<unknown>;
   done: boolean;
+  /**
+   * The execution context the task's code runs in (its lock and RCU state), if it has one: while
+   * the task takes a step, the clock names it (`Clock.ctx`), so that a lock assertion asks the
+   * running task whether it holds the lock (its own state) instead of reading the lock's words.
+   */
+  readonly ctx?: ExecCtx;
 }
 
 export class ReplayDivergence extends ErrorOfKind("ReplayDivergence") {}
@@ -30,8 +36,11 @@ export class ReplayDivergence extends ErrorOfKind("ReplayDivergence") {}
 export function stepTask(tasks: readonly Task[], index: number, clock: Clock): number {
   const t = tasks[index]!;
   clock.task = t.name;
+  clock.ctx = t.ctx ?? null;
   clock.tick++;
   const r = t.op.next();
+  // Code run outside a step (setup, a test's own calls) is no task's.
+  clock.ctx = null;
   if (r.done) {
     t.done = true;
     clock.touch(taskDoneId(index));

@@ -191,6 +191,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
       name: `vcpu${i}`,
       op: vcpuProgram(vm, vm.vcpus[i]!, ops, results, checkOp, start),
       done: ops.length === 0,
+      ctx: vm.vcpus[i]!.ctx,
     };
     tasks.push(t);
     vcpuTasks.push(t);
@@ -207,6 +208,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
       name: "host",
       op: hostProgram(vm, scn.host, results, vcpusDone, checkOp, start),
       done: false,
+      ctx: vm.hostCtx,
     });
   }
   return {
