@@ -9,6 +9,8 @@ import {
   ExecCtx,
   FROZEN_SPTE_HI,
   FROZEN_SPTE_LO,
+  FootprintRecorder,
+  KIND_READ,
   RET_PF_RETRY,
   Scheduler,
   TdpIter,
@@ -165,6 +167,27 @@ describe("the explorer", () => {
     expect(r.violation).not.toBeNull();
     const checks = r.violation!.violations.map((v) => v.check);
     expect(checks).toContain("no-leaked-table");
+  });
+
+  it("the compare of a non-atomic set records its read of the entry, whichever way it goes", () => {
+    const vm = makeVm();
+    run(guestAccessPage(vm, vm.vcpus[0]!, 0x0, true, false));
+    (vm.mmu.options as { unsafeNonAtomicSet?: boolean }).unsafeNonAtomicSet = true;
+    const ctx = new ExecCtx("t", true);
+    run(vm.mmu.lock.readLock(ctx));
+    const it = new TdpIter(vm.host.pool);
+    it.start(vm.mmu.roots[0]!, 4, 0, 0);
+    const id = it.tableSlot * 512;
+    for (const snapshot of ["current", "stale"]) {
+      // The compare is the set's first step; a stale snapshot fails it, a current one passes.
+      if (snapshot === "stale") it.oldLo ^= 1;
+      const rec = new FootprintRecorder();
+      vm.host.pool.fp = rec;
+      const op = vm.mmu.setSpteAtomicOp(ctx, it, it.oldLo, it.oldHi);
+      op.next();
+      vm.host.pool.fp = null;
+      expect(rec.kindOf(id) & KIND_READ, snapshot).toBe(KIND_READ);
+    }
   });
 
   it("a preemption bound of 0 explores only the schedules that run each vCPU to the end", () => {

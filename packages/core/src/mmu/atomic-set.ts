@@ -211,6 +211,9 @@ export class AtomicSet implements StepMachine {
   /** The compare half of a cmpxchg; refreshes the snapshot when it fails. */
   private compare(): boolean {
     const iter = this.iter;
+    // A step of its own (the unsafe mode's compare comes after the read's step): its read of
+    // the entry is recorded whichever way it goes, or a store between the two would commute.
+    iter.noteRead();
     if (iter.mem[iter.off] === this.oldLo && iter.mem[iter.off + 1] === this.oldHi) return true;
     iter.read();
     return false;

@@ -109,9 +109,10 @@ export class TdpIter {
     if (this.pool.fp !== null) this.noteRead();
   }
 
-  /** For the explorer: this step read the current entry. */
-  private noteRead(): void {
-    this.pool.fp!.read(this.ptSlot[this.level]! * 512 + ((this.off % U32_PER_TABLE) >>> 1));
+  /** For the explorer: this step read the current entry (nothing while no one records). */
+  noteRead(): void {
+    const fp = this.pool.fp;
+    if (fp !== null) fp.read(this.ptSlot[this.level]! * 512 + ((this.off % U32_PER_TABLE) >>> 1));
   }
 
   /** Slot of the table the current entry lives in. */
