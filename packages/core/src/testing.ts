@@ -44,7 +44,7 @@ export {
   type PluginInfo,
 } from "./backend/plugin-guard.js";
 export { recordedBackend } from "./backend/recorded-backend.js";
-export { ExecCtx } from "./exec/ctx.js";
+export { ExecCtx, KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE } from "./exec/ctx.js";
 export * from "./exec/footprint.js";
 export { RwLock, DeadlockError, LockdepError } from "./exec/rwlock.js";
 export { Rcu } from "./exec/rcu.js";

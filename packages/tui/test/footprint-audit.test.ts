@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   BLOCKED,
+  ExecCtx,
   FootprintAudit,
   RunInputError,
   buildRun,
@@ -133,6 +134,37 @@ vcpus:
     expect(v!.check).toBe("footprint-audit");
     expect(v!.message).toMatch(
       /a step of sneaky changed its state \(mmu_invalidate\) without recording a write/,
+    );
+  });
+
+  it("fails a step that takes host frames or grows the table pool without recording it", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-frames
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`,
+      "audit-frames.yaml",
+    );
+    // Frames taken from the host's allocator, which guest memory and the pool share.
+    const frames = auditWithSneaky(scn, "plain", (built) => {
+      built.host.frames.allocBlocks(1, 1, 99, "sneaky");
+    });
+    expect(frames?.message).toMatch(
+      /a step of sneaky changed its state \(host frames\) without recording a write/,
+    );
+    // A cache topped up with the recorder detached: the pool's free slots change unrecorded.
+    const pool = auditWithSneaky(scn, "plain", (built) => {
+      const p = built.host.pool;
+      const fp = p.fp;
+      p.fp = null;
+      p.topUp(new ExecCtx("sneaky", true), 1);
+      p.fp = fp;
+    });
+    expect(pool?.message).toMatch(
+      /a step of sneaky changed its state \((page-table pool|host frames)\)/,
     );
   });
 

@@ -7,7 +7,7 @@
  * else would show it.
  *
  * Each piece of shared state is read here under the resource id its accessor records:
- * SPTEs (table slot * 512 + index), the page-table pool, memory attributes, memslots and dirty
+ * SPTEs (table slot * 512 + index), the page-table pool and the host's frame allocator, memory attributes, memslots and dirty
  * bitmaps, the invalidation sequence and range, the roots, guest backing per host page and
  * per folio, mmu_lock's words, RCU, kvm->srcu, each task's completion, and the backend's own
  * state as it reports it (`Backend.auditState`; a backend that does not record its own accesses
@@ -20,6 +20,7 @@ import {
   KIND_ADD,
   KIND_WRITE,
   R_ATTR,
+  R_BACKING,
   R_DIRTY,
   R_INVALIDATE,
   R_LPAGE,
@@ -27,6 +28,7 @@ import {
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
   R_POOL,
+  R_POOL_COUNTS,
   R_RCU,
   R_ROOTS,
   R_SLOTS,
@@ -124,7 +126,7 @@ export class FootprintAudit {
     for (const [id] of this.before) if (!after.has(id)) miss(id, "its state");
     for (const [slot, words] of this.copyTables()) {
       const old = this.tables.get(slot);
-      if (!old) continue; // a table allocated by this step: R_POOL covers its birth
+      if (!old) continue; // a table allocated by this step: R_POOL or R_POOL_COUNTS covers its birth
       for (let i = 0; i < 512; i++) {
         if (old[2 * i] !== words[2 * i] || old[2 * i + 1] !== words[2 * i + 1])
           miss(slot * 512 + i, "an SPTE");
@@ -164,7 +166,11 @@ export class FootprintAudit {
     const mmu = vm.mmu;
     const s = new Map<number, string | number>();
     const pool = mmu.pool;
-    s.set(R_POOL, `${pool.generation}/${pool.liveTables}`);
+    // The free list, and the counts every allocation and free updates.
+    s.set(R_POOL, `${pool.freeCount}/${pool.capacity}`);
+    s.set(R_POOL_COUNTS, `${pool.generation}/${pool.liveTables}`);
+    // The host's frame allocator, which guest memory, control pages and the pool share.
+    s.set(R_BACKING, vm.host.frames.usedFrames);
     s.set(
       R_SLOTS,
       vm.memslots

@@ -6,12 +6,23 @@
  * when `interleave` is set. With it clear, yields are skipped and an operation runs to the end
  * in one go.
  */
+/** The capacity of a KVM memory cache (`arch/x86/include/asm/kvm_types.h`). */
+export const KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE = 40;
+
 export class ExecCtx {
   /** Holds `mmu_lock`: 0 no, 1 read, 2 write. */
   lockMode = 0;
   /** RCU grace-period number at `rcu_read_lock`, -1 outside a read-side section. */
   rcuGp = -1;
   rcuNest = 0;
+  /**
+   * The task's `mmu_shadow_page_cache` (a vCPU's, `PtPool.topUp`): free table-page slots its
+   * faults set aside before taking `mmu_lock` and take their tables from, the next one last. The
+   * task's own: what another task does never changes it, so a fault that finds enough here, and
+   * the tables it takes from it, touch nothing another task reads.
+   */
+  readonly mmuPageSlots = new Int32Array(KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE);
+  mmuPageCache = 0;
 
   constructor(
     readonly name: string,

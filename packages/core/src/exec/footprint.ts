@@ -16,7 +16,7 @@ export const R_LOCK_READERS = -2; // mmu_lock: reader count
 export const R_LOCK_WAITERS = -3; // mmu_lock: contention (rwlock_needbreak)
 export const R_RCU = -4; // grace periods and deferred callbacks
 export const R_POOL = -5; // the page-table pool's free list
-export const R_BACKING = -6; // host frames given to guest memory
+export const R_BACKING = -6; // the host's frame allocator (guest memory, control pages, table pages)
 export const R_ATTR = -7; // memory attributes
 export const R_INVALIDATE = -8; // mmu_invalidate_seq / in_progress
 export const R_BACKEND = -9; // the backend's own state (SEAM module, RMP)
@@ -26,6 +26,7 @@ export const R_DIRTY = -12; // dirty bitmaps
 export const R_FINALIZED = -13; // the VMM has finalized the VM (its vCPUs may start)
 export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side section, of which memslots generation
 export const R_LPAGE = -15; // the memslots' lpage_info guest-inhibit bits (TDX huge pages)
+export const R_POOL_COUNTS = -16; // the page-table pool's counts of live tables (updated commutatively)
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -40,7 +41,7 @@ const FIXED_NAMES = [
   "mmu_lock waiters",
   "RCU",
   "page-table pool",
-  "guest backing frames",
+  "host frames",
   "memory attributes",
   "mmu_invalidate",
   "backend",
@@ -50,6 +51,7 @@ const FIXED_NAMES = [
   "finalize",
   "kvm->srcu",
   "lpage_info guest inhibit",
+  "page-table pool counts",
 ];
 
 /** A resource id as a reader would name it. */

@@ -16,11 +16,14 @@
 import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-allocator.js";
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
-import { R_POOL, type FootprintRecorder } from "../exec/footprint.js";
+import { KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE, type ExecCtx } from "../exec/ctx.js";
+import { R_BACKING, R_POOL, R_POOL_COUNTS, type FootprintRecorder } from "../exec/footprint.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
 import { grown } from "./typed-arrays.js";
 
 export const U32_PER_TABLE = 1024;
+/** The fewest table pages a fault's top-up wants (`mmu_topup_memory_caches`: a walk of 5 levels). */
+export const PT64_ROOT_MAX_LEVEL = 5;
 const SLOT_SHIFT = 9;
 const SLOT_MASK = 511;
 /** Pages per storage array: `mem[slot >>> MEM_SHIFT]` holds `slot`, at `(slot & MEM_MASK) * 1024`. */
@@ -182,20 +185,52 @@ export class PtPool {
   }
 
   /**
-   * Makes sure `n` pages can be allocated without asking the host (`mmu_topup_memory_caches`):
-   * the fault path tops up before it takes `mmu_lock`, so running out of memory is reported
-   * before anything is half-done. May throw `HostMemoryExhausted`.
+   * `kvm_mmu_topup_memory_cache(&vcpu->arch.mmu_shadow_page_cache, min)` for the task of `cache`
+   * (virt/kvm/kvm_main.c): nothing if its cache holds `min` pages; else the cache is filled to
+   * its capacity from the free list, which grows from the host's frames if it must. The fault
+   * path tops up before it takes `mmu_lock`, so running out of memory is reported before anything
+   * is half-done. May throw `HostMemoryExhausted` (the cache is then as it was).
+   *
+   * Only a refill touches the free list: a fault that finds its cache full enough reads nothing
+   * another task can change, as on the kernel, where each vCPU has its own cache. The slots leave
+   * the free list in the order `alloc` would have handed them out, so a lone vCPU gets the same
+   * tables as without a cache.
    */
-  reserve(n: number): void {
-    while (this.nFree < n) this.grow();
+  topUp(cache: ExecCtx, min: number): void {
+    if (cache.mmuPageCache >= min) return;
+    const want = KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE - cache.mmuPageCache;
+    this.fp?.write(R_POOL);
+    while (this.nFree < want) this.grow();
+    const slots = cache.mmuPageSlots;
+    // The cache hands out from its end: the free list's top goes last.
+    slots.copyWithin(want, 0, cache.mmuPageCache);
+    for (let i = want - 1; i >= 0; i--) slots[i] = this.freeSlots[--this.nFree]!;
+    cache.mmuPageCache = KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE;
   }
 
-  /** A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page. May throw `HostMemoryExhausted`. */
-  alloc(owner: number, level: number, gfn: number, role: number): number {
-    if (this.nFree === 0) this.grow();
-    this.fp?.write(R_POOL);
+  /**
+   * A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page: from the page cache of `cache`'s task if
+   * it holds one (`topUp`), else from the free list. Taken from a cache, the page touches only
+   * the pool's counts, which every allocation and free updates commutatively. May throw
+   * `HostMemoryExhausted` (from the free list).
+   */
+  alloc(
+    owner: number,
+    level: number,
+    gfn: number,
+    role: number,
+    cache: ExecCtx | null = null,
+  ): number {
+    let slot: number;
+    if (cache !== null && cache.mmuPageCache > 0) {
+      slot = cache.mmuPageSlots[--cache.mmuPageCache]!;
+    } else {
+      if (this.nFree === 0) this.grow();
+      this.fp?.write(R_POOL);
+      slot = this.freeSlots[--this.nFree]!;
+    }
+    this.fp?.add(R_POOL_COUNTS);
     this.generation++;
-    const slot = this.freeSlots[--this.nFree]!;
     if (slot >= this.touched) this.touched = slot + 1;
     let m = this.mem[slot >>> MEM_SHIFT];
     if (m === undefined) {
@@ -215,6 +250,11 @@ export class PtPool {
     return slot;
   }
 
+  /** Slots on the free list (not in a task's cache): for the footprint audit. */
+  get freeCount(): number {
+    return this.nFree;
+  }
+
   /** A page allocated before it was known where it goes (a split's) gets its level, GFN and role. */
   initSlot(slot: number, level: number, gfn: number, role: number): void {
     this.fp?.write(R_POOL);
@@ -225,7 +265,10 @@ export class PtPool {
 
   free(slot: number): void {
     if (this.spLive[slot] !== 1) throw new Error(`double free of table page slot ${slot}`);
+    // Back on the free list (the kernel frees a table page to the page allocator, not to a
+    // vCPU's cache).
     this.fp?.write(R_POOL);
+    this.fp?.add(R_POOL_COUNTS);
     this.generation++;
     this.spLive[slot] = 0;
     this.freeSlots[this.nFree++] = slot;
@@ -295,7 +338,14 @@ export class PtPool {
     return this.spLive[slot] === 1;
   }
 
+  /**
+   * One more block of host frames for tables: from the host's frame allocator, which guest
+   * memory and control pages take their frames from too (R_BACKING), so the order of a growth
+   * and another task's allocation decides which frames each gets.
+   */
   private grow(): void {
+    this.fp?.write(R_POOL);
+    this.fp?.write(R_BACKING);
     const block = this.frames.allocBlocks(1, 1, OWNER_PT_POOL, "page-table pool");
     const chunk = this.chunkBlock.length;
     this.chunkBlock.push(block);

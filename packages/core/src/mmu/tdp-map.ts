@@ -147,7 +147,7 @@ export class MapWalk implements StepMachine {
             continue;
           }
           // The SPTE is either non-present or a huge page that has to be split.
-          const child = mmu.allocChildSp(iter);
+          const child = mmu.allocChildSp(iter, this.ctx);
           this.child = child;
           this.splitting = isShadowPresent(iter.oldLo);
           if (this.splitting) {

@@ -585,11 +585,14 @@ export class TdpMmu {
 
   // ---------------------------------------------------------------- tables
 
-  /** `tdp_mmu_alloc_sp` + `tdp_mmu_init_child_sp` (+ `kvm_mmu_alloc_external_spt` on a mirror). */
-  allocChildSp(iter: TdpIter): number {
+  /**
+   * `tdp_mmu_alloc_sp` + `tdp_mmu_init_child_sp` (+ `kvm_mmu_alloc_external_spt` on a mirror):
+   * from the page cache of `cache`'s task (a faulting vCPU's), else from the pool.
+   */
+  allocChildSp(iter: TdpIter, cache: ExecCtx | null = null): number {
     const level = iter.level - 1;
     const mirror = iter.root.mirror;
-    const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0);
+    const slot = this.pool.alloc(this.vm.id, level, iter.gfn, mirror ? ROLE_MIRROR : 0, cache);
     if (mirror) {
       // A secure table the backend made itself is adopted rather than a new one linked.
       const adopted = this.backend.adoptExternalSpt

@@ -20,6 +20,7 @@ import {
   RET_PF_RETRY,
   RET_PF_SPURIOUS,
 } from "../mmu/tdp-map.js";
+import { PT64_ROOT_MAX_LEVEL } from "../mem/pt-pool.js";
 import { OpError } from "./op-error.js";
 import type { Vcpu, Vm } from "./vm.js";
 
@@ -331,8 +332,9 @@ export class TdpFault implements StepMachine {
 
   /**
    * The end of `kvm_mmu_faultin_pfn`: the bound the folio and the backend put on the level
-   * (`hugepageAdjust` finishes it under the lock); then `mmu_topup_memory_caches` (enough table
-   * pages for a full walk, before taking the lock), then the step of `read_lock`.
+   * (`hugepageAdjust` finishes it under the lock); then `mmu_topup_memory_caches` (the vCPU's
+   * cache of table pages holds enough for a full walk, before taking the lock), then the step of
+   * `read_lock`.
    */
   private adjust(): void {
     const vm = this.vm;
@@ -347,7 +349,7 @@ export class TdpFault implements StepMachine {
     );
     // Until the adjust under the lock, the bound is the level a stale fault's event reports.
     fault.goalLevel = this.maxLevel;
-    vm.mmu.pool.reserve(vm.rootLevel);
+    vm.mmu.pool.topUp(this.vcpu.ctx, PT64_ROOT_MAX_LEVEL);
     vm.mmu.clock.step++;
   }
 
