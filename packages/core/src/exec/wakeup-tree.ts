@@ -57,7 +57,16 @@ export function weakInitial(
   if (x >= 0) {
     const wk = seq.wakers[x]!;
     if (wk >= 0 && taken[wk] === 0) return -1;
-    for (let y = 0; y < x; y++) if (taken[y] === 0 && store.dependsOn(fps[y]!, fps[x]!)) return -1;
+    // The step's footprint where it would go first (`fp`) is what the steps before it must not
+    // touch: the sequence's footprint of it is the one it had in another run, where it came
+    // later and may have read other values and taken another branch (it is the same step only
+    // if nothing before it changes what it reads).
+    for (let y = 0; y < x; y++)
+      if (
+        taken[y] === 0 &&
+        (store.dependsOn(fps[y]!, fps[x]!) || (fp >= 0 && store.dependsOn(fps[y]!, fp)))
+      )
+        return -1;
     return x;
   }
   if (fp < 0) return -1;
