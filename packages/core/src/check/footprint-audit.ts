@@ -7,12 +7,13 @@
  * else would show it.
  *
  * Each piece of shared state is read here under the resource id its accessor records:
- * SPTEs (table slot * 512 + index), the page-table pool and the host's frame allocator, memory attributes, memslots and dirty
- * bitmaps, the invalidation sequence and range, the roots, guest backing per host page and
- * per folio, mmu_lock's words, RCU, kvm->srcu, each task's completion, and the backend's own
- * state as it reports it (`Backend.auditState`; a backend that does not record its own accesses
- * is recorded whole, as R_BACKEND, by the core). Reads are not audited here: the accessors that
- * record them are the only way to the state (fields private to them).
+ * SPTEs (table slot * 512 + index), the page-table pool (its free list and its counts), the
+ * host's frame allocator, memory attributes, memslots and dirty bitmaps, the invalidation
+ * sequence and range, the roots, guest backing per host page and per folio, mmu_lock's words,
+ * RCU, kvm->srcu, each task's completion, and the backend's own state as it reports it
+ * (`Backend.auditState`; a backend that does not record its own accesses is recorded whole, as
+ * R_BACKEND, by the core). Reads are not audited here: the accessors that record them are the
+ * only way to the state (fields private to them).
  */
 import { resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
