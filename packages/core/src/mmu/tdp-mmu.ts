@@ -787,7 +787,9 @@ export class TdpMmu {
 
   /**
    * `kvm_tdp_mmu_alloc_root`: a valid root of the wanted kind gets another reference; else a new
-   * root page is allocated with refcount 2 (the caller's and the MMU's).
+   * root page is allocated with refcount 2 (the caller's and the MMU's). The kernel takes that
+   * page from the vCPU's page cache, topped up by `kvm_mmu_load` first; the model takes it from
+   * the pool's free list (a write of R_POOL either way: the step also writes the root list).
    */
   getRoot(mirror: boolean): Root {
     this.clock.touch(R_ROOTS);
