@@ -53,6 +53,8 @@ export { SharedFlag } from "./exec/shared-flag.js";
 export { ReplayDivergence, stepTask } from "./exec/scheduler.js";
 export { runNow, runSteps } from "./exec/step-machine.js";
 export { WaitTracker } from "./exec/wait-tracker.js";
+export { RaceFinder } from "./exec/races.js";
+export { ReversalOrder } from "./exec/reversal-order.js";
 export { traceKey } from "./exec/trace-key.js";
 export { Vm, Vcpu, type VmOptions } from "./vm/vm.js";
 export {

@@ -60,6 +60,7 @@ describe("tdpemu bench", () => {
     expect(row.extra["shared-table plain traces"]).toBe(382);
     for (const k of ["shared-table plain", "2m-4k sev", "2m-4k tdx", "shared-table sev"]) {
       expect(row.extra[`${k} runs/trace`]).toBe(1);
+      expect(row.extra[`${k} cut`]).toBe(0);
       expect(row.extra[`${k} sleep runs/trace`]).toBeGreaterThan(1.5);
     }
   });

@@ -19,11 +19,11 @@
 import type { Clock } from "./clock.js";
 import { grown } from "../mem/typed-arrays.js";
 import { FootprintRecorder, FootprintStore } from "./footprint.js";
-import { RETRY_WAIT } from "./ctx.js";
 import { deadlock, stepTask, type Task } from "./scheduler.js";
 import { traceKey } from "./trace-key.js";
-import { NO_CHANGE, WAIT_NONE, WaitTracker } from "./wait-tracker.js";
+import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
 import { RaceFinder } from "./races.js";
+import { ReversalOrder, type RunSteps } from "./reversal-order.js";
 import { weakInitial, WakeupTrees, type StepSequence } from "./wakeup-tree.js";
 
 export interface ExploreViolation {
@@ -186,8 +186,6 @@ class SearchPath {
   finished = new Int32Array(0);
   /** The node whose choice woke the task of this node's choice from a wait, -1 if it did not wait. */
   waker = new Int32Array(0);
-  /** 1 if the node's choice woke a waiting task or made a task's attempt stale. */
-  wakes = new Int32Array(0);
 
   constructor(readonly tasks: number) {}
 
@@ -200,7 +198,6 @@ class SearchPath {
     while (d >= this.cap) this.grow();
     this.nEnabled[d] = 0;
     this.nDone[d] = 0;
-    this.wakes[d] = 0;
     this.fpMark[d] = storeCount;
     this.sleep.fill(-1, d * this.tasks, (d + 1) * this.tasks);
     this.fps.fill(-1, d * this.tasks, (d + 1) * this.tasks);
@@ -246,7 +243,6 @@ class SearchPath {
     this.outcome = per(this.outcome);
     this.finished = per(this.finished);
     this.waker = per(this.waker);
-    this.wakes = per(this.wakes);
     this.cap = cap;
   }
 }
@@ -630,13 +626,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     p.affects[at] = bound !== Infinity && tracker!.affectsAttempts(c, f) ? 1 : 0;
     p.outcome[d] = lastOutcome;
     p.waker[d] = lastWaker;
-    // A step that woke a task, or made a task's attempt stale (that task's own retry finds out):
-    // another task that could have done so first must get its turn here (`addReversals`).
-    if (tracker!.wokeByLast > 0) p.wakes[d] = 1;
-    if (tracker!.waitKind[c] !== WAIT_NONE && tracker!.enabled(c) && lastOutcome === RETRY_WAIT) {
-      const s = tracker!.wakerOf(c) - logBase;
-      if (s >= 0) p.wakes[s] = 1;
-    }
     // The step's own footprint, not the one it had in the run its wakeup sequence came from: the
     // last step of a reversal may behave otherwise once it runs first, and an insertion further
     // up compares with what the step did here.
@@ -677,7 +666,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   /** The steps of the last run, for `addReversals`. */
   let evTasks = new Int32Array(64);
   let evFps = new Int32Array(64);
-  let evWakers = new Int32Array(64);
   /** The reversal being added, with its footprints copied into the wakeup trees' store. */
   const copied: StepSequence = {
     tasks: new Int32Array(0),
@@ -686,15 +674,16 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     len: 0,
   };
   let noneTaken = new Uint8Array(64);
+  const reversalOrder = new ReversalOrder();
 
   /**
    * Optimal-DPOR, after a run (complete or not; a violation ends the search): for each race of
-   * its new steps (`from` on) whose reversal starts with no task asleep at the race's node and
-   * can run, the reversal goes into that node's wakeup tree (Abdulla et al., JACM 2017,
-   * Algorithm 2, lines 2-6; there at the end of maximal runs only, here after cut and unfair
-   * runs too: their races are real, and no other run may reach them).
+   * the run whose reversal can run and starts with no task asleep at the race's node, the
+   * reversal goes into that node's wakeup tree (Abdulla et al., JACM 2017, Algorithm 2, lines
+   * 2-6; there at the end of maximal runs only, here after cut and unfair runs too: their races
+   * are real, and no other run may reach them).
    */
-  function addReversals(p: SearchPath, from: number): void {
+  function addReversals(p: SearchPath): void {
     const T = p.tasks;
     let n = p.length;
     // The last node may hold no step: the run ended there (cut, or its step failed).
@@ -702,19 +691,19 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     if (evTasks.length < n) {
       evTasks = new Int32Array(2 * n);
       evFps = new Int32Array(2 * n);
-      evWakers = new Int32Array(2 * n);
       copied.fps = new Int32Array(2 * n);
       noneTaken = new Uint8Array(2 * n);
     }
     for (let d = 0; d < n; d++) {
       evTasks[d] = p.choice(d);
       evFps[d] = p.fps[d * T + evTasks[d]!]!;
-      evWakers[d] = p.waker[d]!;
     }
     const rf = races!;
     const w = wut!;
-    rf.analyze(store, evTasks, evFps, evWakers, n, from, (i, j) => {
-      rf.reversal(evTasks, evFps, evWakers, n, i, j);
+    const run = { tasks: evTasks, outcome: p.outcome, finished: p.finished, waker: p.waker };
+    rf.analyze(store, evTasks, evFps, n, (i, j) => {
+      rf.reversal(evTasks, evFps, n, i, j);
+      if (!runsFrom(i, rf, run)) return;
       const v = rf.reversalSeq;
       const len = v.len;
       // A task asleep at node i (arrived asleep, or explored there already) whose step is a weak
@@ -728,7 +717,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
         if (x >= 0) return;
       }
-      if (!feasible(p, i, rf)) return;
       const mark = w.store.count;
       for (let k = 0; k < len; k++) copied.fps[k] = w.store.addFrom(store, v.fps[k]!);
       copied.tasks = v.tasks;
@@ -736,39 +724,18 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       copied.len = len;
       if (!w.insert(p.root[i]!, copied)) w.store.truncate(mark);
     });
-    // Where a step woke a task (or made its attempt stale), any other task that could go there
-    // may be the one that wakes it first, and that run differs from this one by the order of two
-    // steps whose footprints need not conflict: no race names it, so it is branched to outright.
-    // (Optimal-DPOR assumes a task is disabled only by its own step and enabled by no one; the
-    // explorer's waiting tasks are enabled by another's step. Without these branches a search
-    // lost traces (test/optimal-dpor.test.ts); with them a few runs end with every task asleep.)
-    for (let d = 0; d < n; d++) if (p.wakes[d] === 1) branchToAll(p, d);
     w.compact(p.root[0]!);
   }
 
   /**
-   * Whether the reversal in `rf` can run from node `i`: every task enabled when its turn comes.
-   * Its steps before the last keep every order with the steps before them, and a step that ran
-   * after a wait re-read what it waited on (`take`), so they always can; the last may be a
-   * task's step after a wait that only the race's first step ended.
+   * Puts the reversal in `rf` into an order that can run from node `i` (`ReversalOrder`, on a
+   * copy of the wait tracker as it was there); false if its last step cannot come first.
    */
-  function feasible(p: SearchPath, i: number, rf: RaceFinder): boolean {
-    const sim = simTracker!;
-    sim.copyFrom(tracker!, i);
+  function runsFrom(i: number, rf: RaceFinder, run: RunSteps): boolean {
+    simTracker!.copyFrom(tracker!, i);
     const mark = store.count;
     try {
-      const v = rf.reversalSeq;
-      const last = v.len - 1;
-      for (let k = 0; k < last; k++) {
-        const t = v.tasks[k]!;
-        if (!sim.enabled(t))
-          throw new Error(
-            `explorer: a reordered run cannot take step ${rf.vSteps[k]} (task ${t}): the footprints miss what enabled it`,
-          );
-        const s = rf.vSteps[k]!;
-        sim.onStep(t, v.fps[k]!, p.outcome[s]!, p.finished[s] === 1);
-      }
-      return sim.enabled(v.tasks[last]!);
+      return reversalOrder.order(simTracker!, store, rf, run, i);
     } finally {
       // Waits begun in the trial added their wait sets to the store.
       store.truncate(mark);
@@ -845,9 +812,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let found = runSchedule(0, null);
   if (runCounted) schedules++;
   const p = path!;
-  let runFrom = 0;
   while (found === null || found.length === 0 || found === ABANDONED) {
-    if (wut !== null) addReversals(p, runFrom);
+    if (wut !== null) addReversals(p);
     if (schedules >= maxSchedules) break;
     // Backtrack to the deepest state with a choice left.
     let next = -1;
@@ -890,7 +856,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       store.truncate(p.fpMark[d]!);
     }
     if (next < 0) break;
-    runFrom = next;
     found = runSchedule(next, nextChoice);
     if (runCounted) schedules++;
     const now = performance.now();

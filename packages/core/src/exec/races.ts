@@ -6,9 +6,12 @@
  * happen after it, in the run's order, then e'. Run from the state before e, that sequence puts
  * e' before e and keeps every other order the run had.
  *
- * A step taken after a wait also happens after the step that woke its task (`wakers`): moved
- * before it, the task could not have run, though the footprints may not say so (a retried fault
- * re-reads what changed only in a later step of its new attempt).
+ * The step that woke a waiting task is no edge of this order, although the task could not run
+ * before it: a wake is an enabling condition, not a conflict (another step could have woken the
+ * task instead, and that run differs only by who woke it). So `notdep(e)` may hold steps of a
+ * task that only e, or a step after e, woke; `ReversalOrder` puts the reversal into an order
+ * that can run, and leaves those steps out (they come after e in every run that reverses the
+ * race).
  *
  * Happens-before is kept as vector clocks: `clock[j * T + u]` is how many steps of task u
  * happen before step j or are it. Built afresh per run, in typed arrays reused from run to run.
@@ -27,8 +30,8 @@ export class RaceFinder {
   /** Per task, the indexes of its steps (`n` slots per task). */
   private steps = new Int32Array(0);
   /**
-   * The last reversal (`reversal`): its steps' tasks, footprints (handles in the run's store)
-   * and wakers, and `vSteps`, the index of each in the run.
+   * The last reversal (`reversal`): its steps' tasks and footprints (handles in the run's store),
+   * and `vSteps`, the index of each in the run; `ReversalOrder` sets the wakers.
    */
   readonly reversalSeq: StepSequence = {
     tasks: new Int32Array(64),
@@ -37,8 +40,6 @@ export class RaceFinder {
     len: 0,
   };
   vSteps = new Int32Array(64);
-  /** Scratch for `reversal`: step → its index in the reversal. */
-  private vIndex = new Int32Array(64);
 
   constructor(private readonly T: number) {
     this.covered = new Int32Array(T);
@@ -48,16 +49,18 @@ export class RaceFinder {
 
   /**
    * Computes the happens-before order of the run's steps `[0, n)` (task `tasks[k]`, footprint
-   * `fps[k]`, woken by step `wakers[k]` or -1), and calls `race(i, j)` for every race with `j >= from` (the races of the earlier
-   * steps were found by the run that first took them), by increasing j, then decreasing i.
+   * `fps[k]`), and calls `race(i, j)` for every race, by increasing j, then decreasing i.
+   *
+   * Every race, not only those into the steps a run added to the prefix it replayed: the
+   * reversal of an old race ends with the new run's steps (those of `notdep(e)` after e'), and
+   * whether it can run, what it leaves out and whether the wakeup tree already covers it depend
+   * on them. Analysing only the new steps lost traces of programs whose tasks wait on each other.
    */
   analyze(
     store: FootprintStore,
     tasks: Int32Array,
     fps: Int32Array,
-    wakers: Int32Array,
     n: number,
-    from: number,
     race: (i: number, j: number) => void,
   ): void {
     const T = this.T;
@@ -83,7 +86,6 @@ export class RaceFinder {
       this.pos[j] = count[t]!;
       steps[t * n + count[t]!] = j;
       clock[row + t] = ++count[t]!;
-      if (wakers[j]! >= 0) this.join(row, wakers[j]! * T);
       // For every other task, its latest step that conflicts with j.
       for (let u = 0; u < T; u++) {
         if (u === t) continue;
@@ -104,37 +106,36 @@ export class RaceFinder {
     count.fill(0);
     for (let j = 0; j < n; j++) {
       const t = tasks[j]!;
-      if (j >= from) {
-        const c0 = this.pos[j]! > 0 ? steps[t * n + this.pos[j]! - 1]! * T : -1;
+      const c0 = this.pos[j]! > 0 ? steps[t * n + this.pos[j]! - 1]! * T : -1;
+      for (let u = 0; u < T; u++) {
+        covered[u] = c0 < 0 ? 0 : clock[c0 + u]!;
+        cursor[u] = count[u]! - 1;
+      }
+      for (;;) {
+        let i = -1;
+        let owner = -1;
         for (let u = 0; u < T; u++) {
-          covered[u] = c0 < 0 ? 0 : clock[c0 + u]!;
-          cursor[u] = count[u]! - 1;
-        }
-        // The step that woke j's task is no race: j cannot come first.
-        const wk = wakers[j]!;
-        if (wk >= 0)
-          for (let u = 0; u < T; u++) covered[u] = Math.max(covered[u]!, clock[wk * T + u]!);
-        for (;;) {
-          let i = -1;
-          let owner = -1;
-          for (let u = 0; u < T; u++) {
-            if (u === t || cursor[u]! < covered[u]!) continue;
-            const cand = steps[u * n + cursor[u]!]!;
-            if (cand > i) {
-              i = cand;
-              owner = u;
-            }
+          if (u === t || cursor[u]! < covered[u]!) continue;
+          const cand = steps[u * n + cursor[u]!]!;
+          if (cand > i) {
+            i = cand;
+            owner = u;
           }
-          if (i < 0) break;
-          cursor[owner]!--;
-          if (!store.dependsOn(fps[i]!, fps[j]!)) continue;
-          race(i, j);
-          for (let w = 0; w < T; w++)
-            if (clock[i * T + w]! > covered[w]!) covered[w] = clock[i * T + w]!;
         }
+        if (i < 0) break;
+        cursor[owner]!--;
+        if (!store.dependsOn(fps[i]!, fps[j]!)) continue;
+        race(i, j);
+        for (let w = 0; w < T; w++)
+          if (clock[i * T + w]! > covered[w]!) covered[w] = clock[i * T + w]!;
       }
       count[t]!++;
     }
+  }
+
+  /** Whether step `i` happens before step `k` (`i < k`) in the run last analysed. */
+  happensBefore(tasks: Int32Array, i: number, k: number): boolean {
+    return this.clock[k * this.T + tasks[i]!]! > this.pos[i]!;
   }
 
   /** Clock row `to` := its join with row `from`. */
@@ -144,36 +145,22 @@ export class RaceFinder {
       if (clock[from + w]! > clock[to + w]!) clock[to + w] = clock[from + w]!;
   }
 
-  /** Builds `notdep(i).j` of the run last analysed into `reversalSeq` (with wakers) and `vSteps`. */
-  reversal(
-    tasks: Int32Array,
-    fps: Int32Array,
-    wakers: Int32Array,
-    n: number,
-    i: number,
-    j: number,
-  ): void {
+  /** Builds `notdep(i).j` of the run last analysed into `reversalSeq` (no wakers) and `vSteps`. */
+  reversal(tasks: Int32Array, fps: Int32Array, n: number, i: number, j: number): void {
     const v = this.reversalSeq;
     if (v.tasks.length < n) {
       v.tasks = new Int32Array(2 * n);
       v.fps = new Int32Array(2 * n);
       v.wakers = new Int32Array(2 * n);
       this.vSteps = new Int32Array(2 * n);
-      this.vIndex = new Int32Array(2 * n);
     }
     v.len = 0;
-    const ti = tasks[i]!;
-    const pi = this.pos[i]!;
     // The steps after i that do not happen after it, in order, then j.
     for (let k = i + 1; k <= n; k++) {
       const s = k === n ? j : k;
-      if (k < n && (k === j || this.clock[k * this.T + ti]! > pi)) continue;
-      const wk = wakers[s]!;
-      this.vIndex[s] = v.len;
+      if (k < n && (k === j || this.happensBefore(tasks, i, k))) continue;
       v.tasks[v.len] = tasks[s]!;
       v.fps[v.len] = fps[s]!;
-      // A waker in the reversal came before s in the run; one before step i is not in it.
-      v.wakers[v.len] = wk > i ? this.vIndex[wk]! : -1;
       this.vSteps[v.len++] = s;
     }
   }

@@ -58,8 +58,6 @@ export class WaitTracker {
   private readonly waitFp: Int32Array;
   /** Per woken task: the log index of the step that woke it (changed what it waits on, or made its attempt stale). */
   private readonly wokenAt: Int32Array;
-  /** How many tasks the last step logged woke. */
-  wokeByLast = 0;
   private nWaiting = 0;
   /** Scratch for `beginRetryWait`: id → position in the wait set being merged. */
   private readonly seen = new IdIndex();
@@ -144,8 +142,9 @@ export class WaitTracker {
 
   /**
    * If task `t` waited and has been woken, the log index of the step that woke it; else -1. Its
-   * next step cannot come before that one: the explorer keeps them in this order although their
-   * footprints may not conflict (a retried fault re-reads what changed only in a later step).
+   * next step cannot come before that one, although their footprints may not conflict (a
+   * retried fault re-reads what changed only in a later step): the explorer's `ReversalOrder`
+   * asks, when it reorders a run.
    */
   wakerOf(t: number): number {
     return this.waitKind[t] !== WAIT_NONE && this.woken[t] === 1 ? this.wokenAt[t]! : -1;
@@ -215,7 +214,6 @@ export class WaitTracker {
     const idx = this.n++;
     this.logTask[idx] = t;
     this.logFp[idx] = h;
-    this.wokeByLast = 0;
     if (this.waitKind[t] !== WAIT_NONE) {
       // It ran, so it was woken: a retry begins a new attempt; a lock retry goes on with the old one.
       if (this.waitKind[t] === RETRY_WAIT) this.attemptStart[t] = idx;
@@ -273,7 +271,6 @@ export class WaitTracker {
         if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
-        this.wokeByLast++;
       }
       return;
     }
@@ -288,7 +285,6 @@ export class WaitTracker {
       if (this.waitAny[u] === 1 || w < 0) {
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
-        this.wokeByLast++;
         continue;
       }
       const w0 = store.startOf(w);
@@ -300,7 +296,6 @@ export class WaitTracker {
           if (ids[j] === id && modifies(k, kinds[j]!)) {
             this.woken[u] = 1;
             this.wokenAt[u] = this.n - 1;
-            this.wokeByLast++;
             break outer;
           }
         }
