@@ -3,6 +3,7 @@
  * the built binary, since cases that need a process of their own re-run it as a child.
  */
 import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { radixFill } from "../src/bench/cases.js";
@@ -10,7 +11,12 @@ import { radixFill } from "../src/bench/cases.js";
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 
 function bench(...args: string[]) {
+  return benchIn(process.cwd(), ...args);
+}
+
+function benchIn(cwd: string, ...args: string[]) {
   const p = spawnSync(process.execPath, [CLI, "bench", ...args], {
+    cwd,
     encoding: "utf8",
     timeout: 120_000,
   });
@@ -63,6 +69,15 @@ describe("tdpemu bench", () => {
       expect(row.extra[`${k} cut`]).toBe(0);
       expect(row.extra[`${k} sleep runs/trace`]).toBeGreaterThan(1.5);
     }
+  });
+
+  it("finds the repository's scenarios from any working directory", () => {
+    const r = benchIn(tmpdir(), "--child", "explore-race");
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const runs = JSON.parse(r.out) as { value: number; unit: string }[];
+    expect(runs).toHaveLength(3);
+    for (const m of runs) expect(m.unit).toBe("schedules/s");
   });
 
   it("a child reports its timed runs only, not its warm-up runs", () => {

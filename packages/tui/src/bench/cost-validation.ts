@@ -13,6 +13,7 @@ import {
   type BackendRegistry,
 } from "@tdpemu/core";
 import type { Measurement } from "./cases.js";
+import { repoFile } from "./repo-file.js";
 
 export interface CostCheck {
   name: string;
@@ -67,7 +68,7 @@ export function costValidationCase(
   registry: BackendRegistry,
 ): Measurement & { rows: CostCheckResult[] } {
   const rows = COST_CHECKS.map((c) => {
-    const scn = loadScenario(c.scenario);
+    const scn = loadScenario(repoFile(c.scenario));
     const vt = new VirtualTime(defaultCostTable(c.backend)!);
     runScenario(scn, { backend: registry.source(c.backend), onEvent: vt.onEvent });
     const pages = scn.vcpus

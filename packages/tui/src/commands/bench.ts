@@ -10,7 +10,6 @@
  * one backend and their peak memory is theirs alone.
  */
 import { spawnSync } from "node:child_process";
-import { resolve } from "node:path";
 import {
   PAGES_1G,
   exploreCase,
@@ -28,6 +27,7 @@ import {
   type Measurement,
 } from "../bench/cases.js";
 import { costValidationCase, formatCostValidation } from "../bench/cost-validation.js";
+import { repoFile } from "../bench/repo-file.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, loadPlugins } from "../registry.js";
@@ -61,12 +61,12 @@ interface CaseDef {
 const EXPLORE_TARGETS: readonly ExploreTarget[] = [
   {
     label: "shared-table plain",
-    path: resolve("scenarios/race-shared-table.yaml"),
+    path: repoFile("scenarios/race-shared-table.yaml"),
     backend: "plain",
   },
-  { label: "2m-4k sev", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "sev" },
-  { label: "2m-4k tdx", path: resolve("scenarios/tdx-race-2m-4k.yaml"), backend: "tdx" },
-  { label: "shared-table sev", path: resolve("scenarios/race-shared-table.yaml"), backend: "sev" },
+  { label: "2m-4k sev", path: repoFile("scenarios/tdx-race-2m-4k.yaml"), backend: "sev" },
+  { label: "2m-4k tdx", path: repoFile("scenarios/tdx-race-2m-4k.yaml"), backend: "tdx" },
+  { label: "shared-table sev", path: repoFile("scenarios/race-shared-table.yaml"), backend: "sev" },
 ];
 
 /** The cases, on the built-in backends and on each plugin loaded into `reg` (`--plugin`). */
@@ -201,7 +201,7 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
       run: () =>
         exploreExhaustCase(reg, {
           label: "2m-4k-convert",
-          path: resolve("scenarios/tdx-race-2m-4k-convert.yaml"),
+          path: repoFile("scenarios/tdx-race-2m-4k-convert.yaml"),
           backend: "tdx",
         }),
       target: { text: "≤ 600 s", ok: (m) => m.value <= 600 },
@@ -213,7 +213,7 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
       // About 16 s with one thread: long enough that starting the workers does not count.
       run: () =>
         exploreJobsCase(process.argv[1]!, [
-          resolve("scenarios/tdx-race-3vcpu.yaml"),
+          repoFile("scenarios/tdx-race-3vcpu.yaml"),
           "--preemption-bound",
           "3",
         ]),
@@ -321,7 +321,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(
       `bench: takes no file or name (got ${positionals.join(" ")}); pick cases with --filter NAME`,
     );
-  const explorePath = resolve("scenarios/tdx-race-2m-4k.yaml");
+  const explorePath = repoFile("scenarios/tdx-race-2m-4k.yaml");
   const reg = builtinRegistry();
   const plugins = await loadPlugins(reg, values.lists.plugin ?? []);
   const all = cases(explorePath, reg);
