@@ -707,7 +707,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const v = rf.reversalSeq;
       const len = v.len;
       // A task asleep at node i (arrived asleep, or explored there already) whose step is a weak
-      // initial of the reversal: the runs it stands for cover the reversal's trace.
+      // initial of the reversal: the runs it stands for cover the reversal's trace. If its step
+      // is none of the reversal's, it must also commute with what the trace keeps before it
+      // (`sleeperGoesFirst`).
       const base = i * T;
       const cur = evTasks[i]!;
       for (let q = 0; q < T; q++) {
@@ -715,7 +717,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         const fq =
           p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
         const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
-        if (x >= 0) return;
+        if (x >= 0 && (x < len || sleeperGoesFirst(rf, n, i, q, fq))) return;
       }
       const mark = w.store.count;
       for (let k = 0; k < len; k++) copied.fps[k] = w.store.addFrom(store, v.fps[k]!);
@@ -725,6 +727,30 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (!w.insert(p.root[i]!, copied)) w.store.truncate(mark);
     });
     w.compact(p.root[0]!);
+  }
+
+  /**
+   * Whether task q's step (footprint `fq`), asleep at node `i` and none of the reversal's steps,
+   * can go first in the trace the reversal of step i's race stands for: the reversal, then step
+   * i, then the steps that happen after step i, in the run's order, among them q's next step
+   * (if it has one). The paper's test looks at the reversal alone. But a step that branches on
+   * what it reads may conflict with q's step, or be changed by it, once q runs first; the runs q
+   * stands for then have q's step on the other side of step i, or of a step after it, which is
+   * another trace, and the reversed race's trace is run nowhere. So step i, and every step after
+   * it that happens after it and comes before q's next step, must commute with q's step too
+   * (Concuerror's optimal search likewise asks for weak initials of the reversal followed by the
+   * race's first event). Found by the generated programs at fast-check seed 68: t0 adds to c1,
+   * then writes c2; t1 branches on c1 (odd: write c1, else read c2); t2 writes c2, then reads
+   * it; the trace "t2 writes c2, t1 reads c1 and c2, t0 adds" was lost. A sleeper whose step is
+   * in the reversal comes before step i in that trace and needs nothing more (and a reversal
+   * that began with a sleeping task would be dropped when its turn came, with whatever had been
+   * merged below it: asking this of every sleeper lost traces).
+   */
+  function sleeperGoesFirst(rf: RaceFinder, n: number, i: number, q: number, fq: number): boolean {
+    if (store.dependsOn(fq, evFps[i]!)) return false;
+    for (let k = i + 1; k < n && evTasks[k] !== q; k++)
+      if (rf.happensBefore(evTasks, i, k) && store.dependsOn(fq, evFps[k]!)) return false;
+    return true;
   }
 
   /**
