@@ -103,6 +103,15 @@ function search(
   return { r, keys };
 }
 
+/** `programs` have `traces` traces, and the optimal search runs each once, none cut. */
+function expectEveryTraceOnce(programs: Action[][], traces: number): void {
+  const all = search(programs, { reduction: false });
+  const optimal = search(programs, { reduction: true, algorithm: "optimal" });
+  expect(all.keys.size).toBe(traces);
+  expect([...optimal.keys].sort()).toEqual([...all.keys].sort());
+  expect([optimal.r.complete, optimal.r.cut]).toEqual([traces, 0]);
+}
+
 const stepArb = (tasks: number, me: number): fc.Arbitrary<Action> => {
   const c = fc.integer({ min: 0, max: CELLS - 1 });
   const kinds: fc.Arbitrary<Action>[] = [
@@ -189,11 +198,7 @@ describe("Optimal-DPOR", () => {
         { kind: "add", cell: 0 },
       ],
     ];
-    const all = search(programs, { reduction: false });
-    const optimal = search(programs, { reduction: true, algorithm: "optimal" });
-    expect(all.keys.size).toBe(7);
-    expect([...optimal.keys].sort()).toEqual([...all.keys].sort());
-    expect([optimal.r.complete, optimal.r.cut]).toEqual([7, 0]);
+    expectEveryTraceOnce(programs, 7);
   });
 
   it("a sleeping step that commutes with a reversal but not with the race's first step does not cover it", () => {
@@ -234,13 +239,7 @@ describe("Optimal-DPOR", () => {
         8,
       ],
     ];
-    for (const [programs, traces] of cases) {
-      const all = search(programs, { reduction: false });
-      const optimal = search(programs, { reduction: true, algorithm: "optimal" });
-      expect(all.keys.size).toBe(traces);
-      expect([...optimal.keys].sort()).toEqual([...all.keys].sort());
-      expect([optimal.r.complete, optimal.r.cut]).toEqual([traces, 0]);
-    }
+    for (const [programs, traces] of cases) expectEveryTraceOnce(programs, traces);
   });
 
   it("a task woken by another's step: every order of the wake and the steps around it", () => {
@@ -307,13 +306,7 @@ describe("Optimal-DPOR", () => {
         19,
       ],
     ];
-    for (const [programs, traces] of cases) {
-      const all = search(programs, { reduction: false });
-      const optimal = search(programs, { reduction: true, algorithm: "optimal" });
-      expect(all.keys.size).toBe(traces);
-      expect([...optimal.keys].sort()).toEqual([...all.keys].sort());
-      expect([optimal.r.complete, optimal.r.cut]).toEqual([traces, 0]);
-    }
+    for (const [programs, traces] of cases) expectEveryTraceOnce(programs, traces);
   });
 
   it("a bounded or split search must use sleep sets", () => {

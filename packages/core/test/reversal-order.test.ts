@@ -77,23 +77,31 @@ function reorder(
   return Array.from({ length: v.len }, (_, k) => [v.tasks[k]!, rf.vSteps[k]!, v.wakers[k]!]);
 }
 
+/**
+ * t1 waits on F; t0 writes F (waking t1) and Y; t1 goes on reading Z (a step whose task only
+ * t0's step woke); then `last`, which races with t0's write of Y.
+ */
+function wokenByF(last: Step): Step[] {
+  return [
+    { task: 1, does: [["r", F]], blocks: true },
+    {
+      task: 0,
+      does: [
+        ["w", F],
+        ["w", Y],
+      ],
+    },
+    { task: 1, does: [["r", Z]] },
+    last,
+  ];
+}
+
 describe("ReversalOrder", () => {
   it("leaves out a step whose task only the race's first step woke", () => {
     // t1 waits on F; t0 writes F (waking t1) and Y; t1 goes on reading Z; t2 reads Y. Reversing
     // t0's step and t2's read: t1's step cannot come before t0's, though it conflicts with
     // neither, so the sequence is t2's read alone.
-    const run: Step[] = [
-      { task: 1, does: [["r", F]], blocks: true },
-      {
-        task: 0,
-        does: [
-          ["w", F],
-          ["w", Y],
-        ],
-      },
-      { task: 1, does: [["r", Z]] },
-      { task: 2, does: [["r", Y]] },
-    ];
+    const run = wokenByF({ task: 2, does: [["r", Y]] });
     expect(reorder(3, run, 1, 3)).toEqual([[2, 3, -1]]);
   });
 
@@ -132,36 +140,14 @@ describe("ReversalOrder", () => {
 
   it("drops the race when its last step must follow a step left out", () => {
     // t1's read of Z (woken by t0's step) is left out; t1's next step, reading Y, must follow it.
-    const run: Step[] = [
-      { task: 1, does: [["r", F]], blocks: true },
-      {
-        task: 0,
-        does: [
-          ["w", F],
-          ["w", Y],
-        ],
-      },
-      { task: 1, does: [["r", Z]] },
-      { task: 1, does: [["r", Y]] },
-    ];
+    const run = wokenByF({ task: 1, does: [["r", Y]] });
     expect(reorder(2, run, 1, 3)).toBe(false);
   });
 
   it("stops the search when a step cannot run and the run shows nothing it waited for", () => {
     // The run claims t1's step was woken before the race (step 0, its own wait): the footprints
     // then missed what enabled it, and pruning on them could lose traces.
-    const run: Step[] = [
-      { task: 1, does: [["r", F]], blocks: true },
-      {
-        task: 0,
-        does: [
-          ["w", F],
-          ["w", Y],
-        ],
-      },
-      { task: 1, does: [["r", Z]] },
-      { task: 2, does: [["r", Y]] },
-    ];
+    const run = wokenByF({ task: 2, does: [["r", Y]] });
     expect(() => reorder(3, run, 1, 3, [2, 0])).toThrow(/footprints miss what enabled it/);
   });
 });

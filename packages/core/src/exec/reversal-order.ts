@@ -80,7 +80,7 @@ export class ReversalOrder {
         if (!this.mustFollowUnplaced(store, v.tasks, v.fps, lo, c)) k = c;
       }
       if (k < 0) break;
-      this.place(sim, k, out++, base, v.tasks, v.fps, rf.vSteps);
+      this.place(sim, rf, k, out++, base);
       const s = rf.vSteps[k]!;
       sim.onStep(v.tasks[k]!, v.fps[k]!, run.outcome[s]!, run.finished[s] === 1);
       while (lo < last && state[lo] !== UNPLACED) lo++;
@@ -99,7 +99,7 @@ export class ReversalOrder {
       if (v.tasks[c] === tj || store.dependsOn(v.fps[c]!, v.fps[last]!)) follows = true;
     }
     if (follows || !sim.enabled(tj)) return false;
-    this.place(sim, last, out++, base, v.tasks, v.fps, rf.vSteps);
+    this.place(sim, rf, last, out++, base);
     v.len = out;
     v.tasks.set(this.tasks.subarray(0, out));
     v.fps.set(this.fps.subarray(0, out));
@@ -125,23 +125,16 @@ export class ReversalOrder {
     return false;
   }
 
-  /** Puts step `k` of the reversal at position `at` of the new order. */
-  private place(
-    sim: WaitTracker,
-    k: number,
-    at: number,
-    base: number,
-    tasks: Int32Array,
-    fps: Int32Array,
-    vSteps: Int32Array,
-  ): void {
+  /** Puts step `k` of the reversal `rf` holds at position `at` of the new order. */
+  private place(sim: WaitTracker, rf: RaceFinder, k: number, at: number, base: number): void {
+    const v = rf.reversalSeq;
     this.state[k] = PLACED;
-    this.tasks[at] = tasks[k]!;
-    this.fps[at] = fps[k]!;
-    this.steps[at] = vSteps[k]!;
+    this.tasks[at] = v.tasks[k]!;
+    this.fps[at] = v.fps[k]!;
+    this.steps[at] = rf.vSteps[k]!;
     // The tracker logs the placed steps from `base` on, in order: its log index of the waker is
     // the waker's position in the new order.
-    const w = sim.wakerOf(tasks[k]!);
+    const w = sim.wakerOf(v.tasks[k]!);
     this.wakers[at] = w >= base ? w - base : -1;
   }
 

@@ -13,7 +13,7 @@ import {
   type BackendRegistry,
 } from "@tdpemu/core";
 import type { Measurement } from "./cases.js";
-import { repoFile } from "./repo-file.js";
+import { repoFile } from "../checkout.js";
 
 export interface CostCheck {
   name: string;

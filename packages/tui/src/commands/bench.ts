@@ -27,7 +27,7 @@ import {
   type Measurement,
 } from "../bench/cases.js";
 import { costValidationCase, formatCostValidation } from "../bench/cost-validation.js";
-import { repoFile } from "../bench/repo-file.js";
+import { repoFile } from "../checkout.js";
 import { parseCommandArgs } from "../cli-options.js";
 import type { Io } from "../io.js";
 import { builtinRegistry, loadPlugins } from "../registry.js";

@@ -7,8 +7,8 @@
  */
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { checkoutHolding } from "../checkout.js";
 import { builtinRegistry } from "../registry.js";
 import { UsageError } from "../usage-error.js";
 import type { Io } from "../io.js";
@@ -16,17 +16,11 @@ import { scaffoldFiles } from "./new-backend-files.js";
 
 /** Where this checkout's SDK types and bundled command are, from the running command's own file. */
 function checkoutPaths(): { sdkTypes: string; tdpemu: string } {
-  // The bundle is packages/tui/dist/tdpemu.mjs; unbundled, packages/tui/dist/commands/new-backend.js.
-  const self = fileURLToPath(import.meta.url);
-  let dir = dirname(self);
-  while (!existsSync(join(dir, "packages", "backend-sdk", "package.json"))) {
-    const up = dirname(dir);
-    if (up === dir)
-      throw new UsageError(
-        "new-backend: this tdpemu is not in a checkout (no packages/backend-sdk above it): the new package needs the SDK's types",
-      );
-    dir = up;
-  }
+  const dir = checkoutHolding(join("packages", "backend-sdk", "package.json"));
+  if (dir === null)
+    throw new UsageError(
+      "new-backend: this tdpemu is not in a checkout (no packages/backend-sdk above it): the new package needs the SDK's types",
+    );
   const sdkTypes = join(dir, "packages", "backend-sdk", "dist", "index.d.ts");
   const tdpemu = join(dir, "packages", "tui", "dist", "tdpemu.mjs");
   for (const [what, p] of [
