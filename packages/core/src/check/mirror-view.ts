@@ -7,7 +7,7 @@
  * its walks are methods that take the callback as an argument: nothing is allocated per check.
  */
 import { gfnWithoutDirectBits } from "../arch/gpa.js";
-import { PAGES_PER_LEVEL, sptIndex } from "../arch/levels.js";
+import { PAGES_PER_LEVEL, gfnRoundForLevel, sptIndex } from "../arch/levels.js";
 import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import type { Backend, MirrorEntryKind, MirrorView } from "../backend/backend.js";
 import type { PtPool } from "../mem/pt-pool.js";
@@ -43,6 +43,16 @@ export class VisitLog {
   private flags = new Uint8Array(LOG_INITIAL);
   private n = 0;
   /**
+   * The positions of the mirror entries, and whether they came in ascending (GFN, then
+   * descending level) order: the preorder of one root's walk, where an entry's table comes
+   * before its children and a table's entries by index. Then `find` needs no walk.
+   */
+  private mirrorAt = new Int32Array(LOG_INITIAL);
+  private nMirror = 0;
+  private mirrorSorted = true;
+  /** Where the last `find` ended: lookups in walk order each start where the last one stopped. */
+  private cursor = 0;
+  /**
    * More entries than `LOG_MAX` were met: the log stopped taking them and the checks must walk.
    * A large guest (a 1 TiB one has 268 M leaves) would otherwise need gigabytes for a copy of
    * its tables; the log pays off on the explorer's small states, checked after every step.
@@ -54,8 +64,14 @@ export class VisitLog {
   /** Empties the log, and gives back the memory of a large one (the checker lives on). */
   clear(): void {
     this.n = 0;
+    this.nMirror = 0;
+    this.mirrorSorted = true;
+    this.cursor = 0;
     this.overflowed = false;
-    if (this.gfns.length > LOG_KEEP) this.resize(LOG_INITIAL);
+    if (this.gfns.length > LOG_KEEP) {
+      this.resize(LOG_INITIAL);
+      this.mirrorAt = new Int32Array(LOG_INITIAL);
+    }
   }
 
   add(
@@ -79,6 +95,53 @@ export class VisitLog {
     this.exts[i] = externalSpt;
     this.levels[i] = level;
     this.flags[i] = (leaf ? LOG_LEAF : 0) | (mirror ? LOG_MIRROR : 0);
+    if (!mirror) return;
+    if (this.nMirror === this.mirrorAt.length)
+      this.mirrorAt = grown(this.mirrorAt, new Int32Array(2 * this.nMirror));
+    if (this.nMirror > 0 && !this.precedes(this.mirrorAt[this.nMirror - 1]!, gfn, level))
+      this.mirrorSorted = false;
+    this.mirrorAt[this.nMirror++] = i;
+  }
+
+  /** Whether entry `i` comes before (gfn, level) in a walk's preorder. */
+  private precedes(i: number, gfn: number, level: number): boolean {
+    const g = this.gfns[i]!;
+    return g < gfn || (g === gfn && this.levels[i]! > level);
+  }
+
+  /**
+   * The position of the mirror entry at KVM `level` whose span starts at `gfn`; -1 if there is
+   * none; -2 if the log cannot tell (its mirror entries are not in one walk's order: two valid
+   * mirror roots).
+   */
+  find(gfn: number, level: number): number {
+    if (!this.mirrorSorted) return -2;
+    const at = this.mirrorAt;
+    const n = this.nMirror;
+    let k = this.cursor;
+    // Lookups in the walk's order move the cursor forward a little; any other starts afresh,
+    // by bisection.
+    if (k > n || (k > 0 && !this.precedes(at[k - 1]!, gfn, level))) {
+      let lo = 0;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.precedes(at[mid]!, gfn, level)) lo = mid + 1;
+        else hi = mid;
+      }
+      k = lo;
+    } else while (k < n && this.precedes(at[k]!, gfn, level)) k++;
+    this.cursor = k;
+    if (k === n) return -1;
+    const i = at[k]!;
+    return this.gfns[i] === gfn && this.levels[i] === level ? i : -1;
+  }
+
+  /** The entry at position `i` (`find`), as `MirrorView.lookup` gives it. */
+  entryAt(i: number): { kind: MirrorEntryKind; pfn: number; externalSpt: number } {
+    return this.flags[i]! & LOG_LEAF
+      ? { kind: "leaf", pfn: this.pfns[i]!, externalSpt: -1 }
+      : { kind: "table", pfn: this.pfns[i]!, externalSpt: this.exts[i]! };
   }
 
   get size(): number {
@@ -188,6 +251,13 @@ class PoolMirrorView implements MirrorView {
     gfn: number,
     level: number,
   ): { kind: MirrorEntryKind; pfn: number; externalSpt: number } | null {
+    if (this.log !== null) {
+      // The log holds every present entry of the valid roots, each under the GFN its span
+      // starts at: the entry covering `gfn` at `level` is the one at that GFN, if any.
+      const i = this.log.find(gfnRoundForLevel(gfn, level), level);
+      if (i >= 0) return this.log.entryAt(i);
+      if (i === -1) return null;
+    }
     const pool = this.pool;
     for (const root of this.vm.mmu.peekRoots()) {
       if (!root.mirror || root.peekInvalid()) continue;

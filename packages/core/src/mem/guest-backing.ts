@@ -51,8 +51,7 @@ export class GuestBacking {
 
   /** The PFN behind page `pgoff`, populating its host page on first use. */
   getPfn(pgoff: number): number {
-    // Host pages are a power of two of frames: a shift and a mask, exact below 2^32 pages.
-    const c = pgoff <= 0xffffffff ? pgoff >>> this.chunkShift : Math.floor(pgoff / this.chunkPages);
+    const c = this.chunkOf(pgoff);
     let base = this.chunkBase[c]!;
     if (base < 0) {
       const blocks = this.chunkPages / FRAMES_PER_BLOCK;
@@ -70,10 +69,19 @@ export class GuestBacking {
 
   /** The PFN behind `pgoff` if populated, else -1; never allocates. */
   peekPfn(pgoff: number): number {
-    const c = Math.floor(pgoff / this.chunkPages);
+    const c = this.chunkOf(pgoff);
     this.clock?.fp?.read(resourceId(this.chunkSpace, c));
     const base = this.chunkBase[c]!;
-    return base < 0 ? -1 : base + (pgoff % this.chunkPages);
+    return base < 0 ? -1 : base + (pgoff - c * this.chunkPages);
+  }
+
+  /**
+   * The host page that holds `pgoff`. Host pages are a power of two of frames: a shift, exact
+   * below 2^32 pages (a division and a floating-point remainder cost the invariant checks, which
+   * look up every leaf's backing after every explorer step, more than the rest of the lookup).
+   */
+  private chunkOf(pgoff: number): number {
+    return pgoff <= 0xffffffff ? pgoff >>> this.chunkShift : Math.floor(pgoff / this.chunkPages);
   }
 
   /** The end of the host page that holds `pgoff` (all its pages are populated together). */
