@@ -119,7 +119,7 @@ export class Rmp {
     const c = this.clock;
     if (c === null) return;
     // The id is made only while recording; otherwise a write only bumps the state version.
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(resourceId(this.space, pfn));
   }
 

@@ -146,7 +146,9 @@ export class TdxBackend implements Backend, CallListener {
   init(vm: BackendVm): void {
     this.vm = vm;
     this.module.attach(vm.clock);
-    this.space = vm.clock.newResourceSpace();
+    // Resource 0 is the control-page allocator, 1 KVM's TD state (`nr_premapped`, read by the
+    // invariant checks), 2 + v vCPU v's mode, which no check reads.
+    this.space = vm.clock.newResourceSpace((i) => i < 2);
     this.pages = new ControlPages(
       vm.host.frames,
       vm.owner,
@@ -227,7 +229,7 @@ export class TdxBackend implements Backend, CallListener {
 
   private writeKvm(): void {
     const c = this.vm.clock;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(resourceId(this.space, 1));
   }
 
@@ -237,7 +239,7 @@ export class TdxBackend implements Backend, CallListener {
 
   private writeVcpu(v: number): void {
     const c = this.vm.clock;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(resourceId(this.space, 2 + v));
   }
 

@@ -1,6 +1,7 @@
 /**
  * The explorer checks less than everything after every step: it skips the check after a step
- * that left `stateVersion` alone, and at the end of a schedule whose last state it has just
+ * that left the check version alone (`Clock.checkVersion`: changes of what no check reads do
+ * not move it), and at the end of a schedule whose last state it has just
  * found clean it runs only the end-of-run checks (`checkEndOfRun`). These tests show that this
  * finds what checking everything after every step finds: a corruption made at an arbitrary step
  * of an arbitrary schedule is reported in the same schedule, at the same step, with the same
@@ -25,7 +26,10 @@ import {
   type ExploreSystem,
   type Op,
   type Vm,
+  Clock,
+  resourceId,
 } from "../src/testing.js";
+import { R_INVALIDATE, R_LOCK_WRITER, R_ROOTS, R_SRCU, taskDoneId } from "../src/exec/footprint.js";
 import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
 import type { Backend, MirrorView } from "../src/backend/backend.js";
 import { FakeMirrorBackend, MiB, RACE, bareBackend, makeVm, run } from "./helpers.js";
@@ -104,7 +108,7 @@ function system(
     if (!full) {
       // As `exploreScenario` runs it: stamped stores, so the walk rescans only tables stored to.
       built.host.pool.trackWrites(built.clock);
-      sys.stateVersion = () => built.clock.stateVersion + built.host.pool.generation;
+      sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
       sys.checkEnd = () => checkEndOfRun(built.vm).violations;
       sys.release = () => built.host.release();
     }
@@ -288,5 +292,34 @@ describe("the view a backend's checks get", () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("the check version", () => {
+  it("moves with every change but those of what no check reads", () => {
+    const c = new Clock();
+    const checked = c.newResourceSpace();
+    const unchecked = c.newResourceSpace(false);
+    const some = c.newResourceSpace((i) => i % 2 === 0);
+    const moves = (f: () => void) => {
+      const [s, v] = [c.stateVersion, c.checkVersion];
+      f();
+      expect(c.stateVersion).toBe(s + 1);
+      return c.checkVersion !== v;
+    };
+    expect(moves(() => c.touch(7))).toBe(true); // an SPTE
+    expect(moves(() => c.touch(R_ROOTS))).toBe(true);
+    expect(moves(() => c.touch(resourceId(checked, 3)))).toBe(true);
+    expect(moves(() => c.touch(resourceId(some, 4)))).toBe(true);
+    expect(moves(() => c.update(resourceId(some, 6)))).toBe(true);
+    expect(moves(() => c.bump())).toBe(true);
+    expect(moves(() => c.touch(R_LOCK_WRITER))).toBe(false);
+    expect(moves(() => c.touch(R_SRCU))).toBe(false);
+    expect(moves(() => c.touch(R_INVALIDATE))).toBe(false);
+    expect(moves(() => c.touch(taskDoneId(0)))).toBe(false);
+    expect(moves(() => c.touch(taskDoneId(5)))).toBe(false);
+    expect(moves(() => c.touch(resourceId(unchecked, 0)))).toBe(false);
+    expect(moves(() => c.touch(resourceId(some, 5)))).toBe(false);
+    expect(moves(() => c.update(resourceId(unchecked, 9)))).toBe(false);
   });
 });

@@ -6,9 +6,10 @@
  */
 import { readdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   BLOCKED,
+  Clock,
   ExecCtx,
   FootprintAudit,
   RunInputError,
@@ -74,6 +75,7 @@ function auditWithSneaky(
         setRecorder: () => {},
         check: (final) => built.check(final).violations,
         classify: () => null,
+        stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
         audit: new FootprintAudit(built.vm, tasks),
       };
     },
@@ -135,6 +137,64 @@ vcpus:
     expect(v!.message).toMatch(
       /a step of sneaky changed its state \(mmu_invalidate\) without recording a write/,
     );
+  });
+
+  it("fails a step whose change the checks see but the check version does not", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-version
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`,
+      "audit-version.yaml",
+    );
+    // A write recorded, but not through the clock: an entry of the root that is neither empty
+    // nor FROZEN, which the explorer would not check (the version did not move).
+    const v = auditWithSneaky(scn, "plain", (built) => {
+      const pool = built.host.pool;
+      const root = built.vm.mmu.peekRoots()[0]!;
+      built.clock.fp?.write(root.slot * 512 + 5);
+      pool.tableMem(root.slot)[pool.tableOff(root.slot) + 10] = 0x10;
+    });
+    expect(v?.check).toBe("footprint-audit");
+    expect(v?.message).toMatch(
+      /a step changed what the invariants read without moving the check version: non-present SPTE/,
+    );
+  });
+
+  it("fails a check that reads what the clock says no check reads", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-unread
+vm: { memory: 4MiB, vcpus: 1 }
+backend: tdx
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`,
+      "audit-unread.yaml",
+    );
+    // As if the PAMT's entries (the second resource space of a TD's run) were read by no check.
+    const space1 = (id: number) =>
+      id <= -1099511627776 - 4294967296 && id > -1099511627776 - 2 * 4294967296;
+    const spy = vi
+      .spyOn(Clock.prototype, "isChecked")
+      .mockImplementation((id: number) => !space1(id));
+    try {
+      const r = exploreScenario(scn, {
+        backend: registry.source("tdx"),
+        audit: true,
+        maxSchedules: 5,
+      });
+      const v = r.violation?.violations[0];
+      expect(v?.check).toBe("footprint-audit");
+      expect(v?.message).toMatch(
+        /the invariant checks read resource \d+ of space 1.*, which the clock says no check reads/,
+      );
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("fails a step that takes host frames or grows the table pool without recording it", () => {

@@ -44,11 +44,16 @@ export class SeamFootprint {
     if (this.clock === clock) return;
     this.clock = clock;
     clock.shareRecorder(this);
+    // What the invariant checks read (`checkTdxInvariants`): the S-EPT, the PAMT, a TD's state
+    // and child count, and the list of TDs. Not a TD's epoch, guest-mode counts, MRTD or locks,
+    // a vCPU's TDVPR, or page contents: a change of those alone needs no check.
     this.septSpace = clock.newResourceSpace();
     this.pamtSpace = clock.newResourceSpace();
-    this.tdSpace = clock.newResourceSpace();
-    this.vcpuSpace = clock.newResourceSpace();
-    this.plainSpace = clock.newResourceSpace();
+    this.tdSpace = clock.newResourceSpace(
+      (i) => i % TD_PARTS === TD_STATE || i % TD_PARTS === TD_CHILDREN,
+    );
+    this.vcpuSpace = clock.newResourceSpace(false);
+    this.plainSpace = clock.newResourceSpace(false);
     this.platformSpace = clock.newResourceSpace();
   }
 
@@ -109,35 +114,35 @@ export class SeamFootprint {
   writeSept(page: number, index: number): void {
     const c = this.clock;
     if (c === null) return;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(this.septId(page, index));
   }
 
   writePamt(pfn: number): void {
     const c = this.clock;
     if (c === null) return;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(this.pamtId(pfn));
   }
 
   writePamt2m(pfn: number): void {
     const c = this.clock;
     if (c === null) return;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(this.pamt2mId(pfn));
   }
 
   writeTd(tdr: number, part: number): void {
     const c = this.clock;
     if (c === null) return;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.touch(this.tdId(tdr, part));
   }
 
   updateTd(tdr: number, part: number): void {
     const c = this.clock;
     if (c === null) return;
-    if (c.fp === null) c.stateVersion++;
+    if (c.fp === null) c.bump();
     else c.update(this.tdId(tdr, part));
   }
 }

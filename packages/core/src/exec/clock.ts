@@ -6,7 +6,32 @@
  * While the explorer runs, `fp` records what each step touches; it is null otherwise.
  */
 import type { ExecCtx } from "./ctx.js";
-import type { FootprintRecorder } from "./footprint.js";
+import {
+  R_INVALIDATE,
+  R_LOCK_READERS,
+  R_LOCK_WAITERS,
+  R_LOCK_WRITER,
+  R_SRCU,
+  R_TASK_DONE,
+  type FootprintRecorder,
+} from "./footprint.js";
+
+/**
+ * The fixed resources no invariant check reads: `mmu_lock`'s words, `kvm->srcu`, and
+ * `mmu_invalidate_seq` with its range (the checks look at tables, frames, memslots, backing,
+ * attributes, roots and the backend's state, never at who holds what or what is being
+ * invalidated).
+ */
+const UNCHECKED_FIXED: readonly number[] = [
+  R_LOCK_WRITER,
+  R_LOCK_READERS,
+  R_LOCK_WAITERS,
+  R_SRCU,
+  R_INVALIDATE,
+];
+
+/** Ids of resource spaces are below this (`resourceId`). */
+const SPACES_BASE = -1099511627776;
 
 /** Hears of every SPTE store (see `Clock.tables`). */
 export interface SpteWriteLog {
@@ -40,8 +65,15 @@ export class Clock {
    * (`Task.ctx`); null between steps. Not shared state: it is always the running task's own.
    */
   ctx: ExecCtx | null = null;
-  /** Bumped by changes of the state the invariants read (not lock words): see `touch`. */
+  /** Bumped by every change of shared state (`touch`, `update`, `bump`): a step that left it alone changed nothing. */
   stateVersion = 0;
+  /**
+   * Bumped by the changes of state an invariant check may read: every change but those of the
+   * resources `isChecked` says no check reads (lock words, `kvm->srcu`, `mmu_invalidate`, a
+   * task's completion, vCPU requests, a backend's spaces made unchecked). The explorer skips the
+   * check after a step that left it alone: the state the checks read is the one found clean.
+   */
+  checkVersion = 0;
   fp: FootprintRecorder | null = null;
   /**
    * The run's tasks yield at every atomic point (`Vm.setInterleave`): their steps are small, and
@@ -61,8 +93,35 @@ export class Clock {
    * A new space of per-object resource ids (`resourceId(space, i)`): one per guest backing, per
    * RMP, per S-EPT... Numbered in the order objects are made, so the same run numbers them alike.
    */
-  newResourceSpace(): number {
+  newResourceSpace(checked: boolean | ((index: number) => boolean) = true): number {
+    this.checkedSpaces.push(checked);
     return this.spaces++;
+  }
+
+  /** Per resource space, whether the invariant checks read its resources (`newResourceSpace`). */
+  private readonly checkedSpaces: (boolean | ((index: number) => boolean))[] = [];
+
+  /**
+   * Whether an invariant check may read resource `id`. Only what no check reads is left out,
+   * and the footprint audit holds the checks to it (a check that reads a resource said to be
+   * unread fails the audit): a change the checks could see that does not bump `checkVersion`
+   * would let the explorer skip the check of a state it never checked.
+   */
+  isChecked(id: number): boolean {
+    if (id >= 0) return true;
+    if (id > R_TASK_DONE) return !UNCHECKED_FIXED.includes(id);
+    // A task's completion: the explorer, not a check, knows when every task is done.
+    if (id > SPACES_BASE) return false;
+    const rest = SPACES_BASE - id;
+    const space = Math.floor(rest / 4294967296);
+    const c = this.checkedSpaces[space] ?? true;
+    return typeof c === "boolean" ? c : c(rest - space * 4294967296);
+  }
+
+  /** A change of shared state whose resource id is not made (nothing records): both versions move. */
+  bump(): void {
+    this.stateVersion++;
+    this.checkVersion++;
   }
 
   /** `sink` gets every recorder this clock gets (`setRecorder`), from now on. */
@@ -80,12 +139,14 @@ export class Clock {
   /** A step updates shared resource `id` commutatively (a counter's increment). */
   update(id: number): void {
     this.stateVersion++;
+    if (this.isChecked(id)) this.checkVersion++;
     this.fp?.add(id);
   }
 
   /** A step changes shared resource `id`. */
   touch(id: number): void {
     this.stateVersion++;
+    if (id >= 0 || this.isChecked(id)) this.checkVersion++;
     this.fp?.write(id);
     if (id >= 0 && this.tables !== null) this.tables.noteSpteWrite(id);
   }

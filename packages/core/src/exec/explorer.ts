@@ -18,7 +18,7 @@
  */
 import type { Clock } from "./clock.js";
 import { grown } from "../mem/typed-arrays.js";
-import { FootprintRecorder, FootprintStore } from "./footprint.js";
+import { FootprintRecorder, FootprintStore, resourceName } from "./footprint.js";
 import { deadlock, stepTask, type Task } from "./scheduler.js";
 import { traceKey } from "./trace-key.js";
 import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
@@ -294,6 +294,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const t0 = performance.now();
   let lastProgress = t0;
   const rec = new FootprintRecorder();
+  /** With the audit: what the invariant checks read (`auditCheckReads`). */
+  const checkRec = new FootprintRecorder();
+  const audited = opts.audit === true;
   const store = new FootprintStore();
   /** Made with the first system, when the number of tasks is known. */
   let path: SearchPath | null = null;
@@ -478,19 +481,32 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
      * The invariants read the state through the same accessors as the steps; what they read is
      * no step's footprint, so nothing records while they run (it would only cost time).
      */
-    const unrecorded = <T>(f: () => T): T => {
-      sys.clock.setRecorder(null);
-      sys.setRecorder(null);
+    const unrecorded = (f: () => ExploreViolation[]): ExploreViolation[] => {
+      sys.clock.setRecorder(audited ? checkRec : null);
+      sys.setRecorder(audited ? checkRec : null);
+      checkRec.reset();
+      let found: ExploreViolation[];
       try {
-        return f();
+        found = f();
       } finally {
         sys.clock.setRecorder(rec);
         sys.setRecorder(rec);
       }
+      return audited && found.length === 0 ? auditCheckReads(sys) : found;
     };
     const checkStep = (): ExploreViolation[] => {
       const v = version();
-      if (v !== -2 && v === checkedAt) return [];
+      if (v !== -2 && v === checkedAt) {
+        // The audit checks anyway: a state the invariants read that changed without moving
+        // the version would have gone unchecked.
+        if (!audited) return [];
+        const missed = unrecorded(() => sys.check(false));
+        return missed.map((m) => ({
+          check: "footprint-audit",
+          message: `a step changed what the invariants read without moving the check version: ${m.message}`,
+          step: m.step,
+        }));
+      }
       const found = unrecorded(() => sys.check(false));
       checkedAt = v;
       return found;
@@ -597,6 +613,24 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
     }
   };
+
+  /**
+   * With the audit, what a check read is recorded, and none of it may be a resource the clock
+   * says no check reads (`Clock.isChecked`): a change of it alone skips the next check.
+   */
+  function auditCheckReads(sys: ExploreSystem): ExploreViolation[] {
+    const unread = checkRec.touched().filter((id) => !sys.clock.isChecked(id));
+    if (unread.length === 0) return [];
+    const named = unread.slice(0, 3).map(resourceName).join(", ");
+    const more = unread.length > 3 ? ` and ${unread.length - 3} more` : "";
+    return [
+      {
+        check: "footprint-audit",
+        message: `the invariant checks read ${named}${more}, which the clock says no check reads`,
+        step: sys.clock.tick,
+      },
+    ];
+  }
 
   /** Optimal-DPOR: per task, the depth it last took a step at in the run (-1: none yet). */
   let lastRun = new Int32Array(0);

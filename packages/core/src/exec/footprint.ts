@@ -242,6 +242,11 @@ export class FootprintRecorder {
     this.n++;
   }
 
+  /** The resources recorded since `reset`, in the order first touched (for the audit). */
+  touched(): number[] {
+    return Array.from(this.ids.subarray(0, this.n));
+  }
+
   /** How the step in progress touched `id` (KIND_* bits), 0 if not at all. */
   kindOf(id: number): number {
     const i = this.find(id);

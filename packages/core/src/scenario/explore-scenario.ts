@@ -41,7 +41,7 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       check: (final) => built.check(final).violations,
       checkEnd: () => checkEndOfRun(built.vm).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-      stateVersion: () => built.clock.stateVersion + built.host.pool.generation,
+      stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
       // The host is this schedule's alone: its storage can go to the next schedule's.
       release: () => built.host.release(),
       audit: opts.audit ? new FootprintAudit(built.vm, built.tasks) : undefined,
