@@ -83,4 +83,47 @@ describe("FootprintStore", () => {
       { numRuns: 200 },
     );
   });
+
+  it("keeps each footprint ascending with no id twice, whatever order and repeats it is added in", () => {
+    const access = fc.record({
+      id: fc.oneof(
+        fc.integer({ min: -20, max: 20 }),
+        fc.nat(6).map((i) => resourceId(1, i)),
+      ),
+      kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
+    });
+    const step = fc.oneof(
+      fc.array(access, { maxLength: 10 }),
+      fc.array(access, { minLength: 17, maxLength: 60 }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 8 }), (steps) => {
+        const store = new FootprintStore();
+        const copy = new FootprintStore();
+        for (const s of steps) {
+          // Straight into the store, unsorted and with repeats, as no recorder would give them.
+          const h = store.add(
+            Float64Array.from(s.map((a) => a.id)),
+            Uint8Array.from(s.map((a) => KIND[a.kind])),
+            s.length,
+          );
+          const ids = Array.from(
+            store.idsView.subarray(store.startOf(h), store.startOf(h) + store.lengthOf(h)),
+          );
+          const kinds = Array.from(
+            store.kindsView.subarray(store.startOf(h), store.startOf(h) + store.lengthOf(h)),
+          );
+          const want = [...folded(s)].sort((x, y) => x[0] - y[0]);
+          expect(ids.map((id, i) => [id, kinds[i]])).toEqual(want);
+          copy.addFrom(store, h);
+        }
+        for (let i = 0; i < steps.length; i++)
+          for (let j = 0; j < steps.length; j++) {
+            expect(store.dependsOn(i, j)).toBe(depends(steps[i]!, steps[j]!));
+            expect(copy.dependsOn(i, j)).toBe(depends(steps[i]!, steps[j]!));
+          }
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

@@ -105,6 +105,9 @@ export class FootprintStore {
   /** Per handle: 1 if any access writes or updates (a footprint of reads only changes nothing). */
   private mods = new Uint8Array(256);
   private n = 0;
+  /** Room to sort a large footprint in (`sortRange`). */
+  private scratch = new Float64Array(64);
+  private scratchKinds = new Uint8Array(64);
 
   /** How many footprints are held (the next handle). */
   get count(): number {
@@ -117,7 +120,10 @@ export class FootprintStore {
     this.used = n === 0 ? 0 : this.start[n - 1]! + this.len[n - 1]!;
   }
 
-  /** Adds `count` accesses (ids and kinds, from index `from`); returns the new footprint's handle. */
+  /**
+   * Adds `count` accesses (ids and kinds, from index `from`), kept ascending by id with no id
+   * twice (`sortRange`); returns the new footprint's handle.
+   */
   add(ids: Float64Array, kinds: Uint8Array, count: number, from = 0): number {
     if (this.n === this.start.length) {
       this.start = grown(this.start, new Int32Array(this.n * 2));
@@ -133,17 +139,87 @@ export class FootprintStore {
     // would be the one allocation left.
     const to = this.used;
     let mods = 0;
+    let sorted = true;
     for (let i = 0; i < count; i++) {
       this.ids[to + i] = ids[from + i]!;
       this.kinds[to + i] = kinds[from + i]!;
       mods |= kinds[from + i]!;
+      if (i > 0 && !(ids[from + i]! > ids[from + i - 1]!)) sorted = false;
     }
+    const n = sorted ? count : this.sortRange(to, count);
     const h = this.n++;
     this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
     this.start[h] = this.used;
-    this.len[h] = count;
-    this.used += count;
+    this.len[h] = n;
+    this.used += n;
     return h;
+  }
+
+  /**
+   * Sorts the `count` accesses at `at` by id, merging an id met twice into one access of both
+   * kinds; returns how many are left. Footprints are kept so, ascending with no id twice, and
+   * `dependsOn` compares two by one merge pass: a step that splits a 2 MiB page touches a
+   * thousand resources, and comparing every pair of two such footprints cost the race analysis
+   * most of its time.
+   */
+  private sortRange(at: number, count: number): number {
+    const ids = this.ids;
+    const kinds = this.kinds;
+    if (count <= 16) {
+      // Insertion sort: most footprints are a handful of ids.
+      for (let i = 1; i < count; i++) {
+        const id = ids[at + i]!;
+        const k = kinds[at + i]!;
+        let j = i - 1;
+        for (; j >= 0 && ids[at + j]! > id; j--) {
+          ids[at + j + 1] = ids[at + j]!;
+          kinds[at + j + 1] = kinds[at + j]!;
+        }
+        ids[at + j + 1] = id;
+        kinds[at + j + 1] = k;
+      }
+    } else {
+      // The ids by the typed array's own numeric sort, without repeats; then each access's kind
+      // into its id's place, found by bisection.
+      if (this.scratch.length < count) {
+        this.scratch = new Float64Array(2 * count);
+        this.scratchKinds = new Uint8Array(2 * count);
+      }
+      const sorted = this.scratch.subarray(0, count);
+      sorted.set(ids.subarray(at, at + count));
+      sorted.sort();
+      let u = 0;
+      for (let i = 0; i < count; i++)
+        if (u === 0 || sorted[u - 1] !== sorted[i]) sorted[u++] = sorted[i]!;
+      const k = this.scratchKinds;
+      k.fill(0, 0, u);
+      for (let i = 0; i < count; i++) {
+        const id = ids[at + i]!;
+        let lo = 0;
+        let hi = u;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (sorted[mid]! < id) lo = mid + 1;
+          else hi = mid;
+        }
+        k[lo]! |= kinds[at + i]!;
+      }
+      for (let i = 0; i < u; i++) {
+        ids[at + i] = sorted[i]!;
+        kinds[at + i] = k[i]!;
+      }
+      return u;
+    }
+    let n = 0;
+    for (let i = 0; i < count; i++) {
+      if (n > 0 && ids[at + n - 1] === ids[at + i]) kinds[at + n - 1]! |= kinds[at + i]!;
+      else {
+        ids[at + n] = ids[at + i]!;
+        kinds[at + n] = kinds[at + i]!;
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Adds a copy of footprint `h` of store `src`; returns its handle here. */
@@ -174,20 +250,41 @@ export class FootprintStore {
     return this.kinds;
   }
 
+  /** Whether the step of footprint `a` changes what the step of footprint `b` touched (`modifies`), by one merge pass. */
+  modifiesSome(a: number, b: number): boolean {
+    const ids = this.ids;
+    const kinds = this.kinds;
+    let i = this.start[a]!;
+    const a1 = i + this.len[a]!;
+    let j = this.start[b]!;
+    const b1 = j + this.len[b]!;
+    while (i < a1 && j < b1) {
+      const x = ids[i]!;
+      const y = ids[j]!;
+      if (x < y) i++;
+      else if (x > y) j++;
+      else if (modifies(kinds[i++]!, kinds[j++]!)) return true;
+    }
+    return false;
+  }
+
   /** Whether the steps of footprints `a` and `b` do not commute. */
   dependsOn(a: number, b: number): boolean {
     const ids = this.ids;
     const kinds = this.kinds;
-    const a0 = this.start[a]!;
-    const a1 = a0 + this.len[a]!;
-    const b0 = this.start[b]!;
-    const b1 = b0 + this.len[b]!;
-    for (let i = a0; i < a1; i++) {
-      const id = ids[i]!;
-      const ka = kinds[i]!;
-      for (let j = b0; j < b1; j++) {
-        if (ids[j] !== id) continue;
-        const kb = kinds[j]!;
+    let i = this.start[a]!;
+    const a1 = i + this.len[a]!;
+    let j = this.start[b]!;
+    const b1 = j + this.len[b]!;
+    // Both ascending, no id twice (`add`): one pass finds the ids they share.
+    while (i < a1 && j < b1) {
+      const x = ids[i]!;
+      const y = ids[j]!;
+      if (x < y) i++;
+      else if (x > y) j++;
+      else {
+        const ka = kinds[i++]!;
+        const kb = kinds[j++]!;
         if ((ka | kb) & KIND_WRITE) return true;
         if ((ka & KIND_READ && kb & KIND_ADD) || (ka & KIND_ADD && kb & KIND_READ)) return true;
       }

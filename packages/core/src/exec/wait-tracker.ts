@@ -60,9 +60,11 @@ export class WaitTracker {
   private readonly wokenAt: Int32Array;
   private nWaiting = 0;
   /** Scratch for `beginRetryWait`: id → position in the wait set being merged. */
-  private readonly seen = new IdIndex();
+  /** A retry's wait set as it is merged, and the buffer the next merge writes (`mergeInto`). */
   private mergedIds = new Float64Array(64);
   private mergedKinds = new Uint8Array(64);
+  private spareIds = new Float64Array(64);
+  private spareKinds = new Uint8Array(64);
   /**
    * `save`d states, `stride` numbers each: the log length, `nWaiting`, then per task its wait
    * kind, woken, done, wait-any, attempt start, wait set and waker.
@@ -238,10 +240,6 @@ export class WaitTracker {
   affectsAttempts(t: number, h: number): boolean {
     if (h < 0) return h === UNKNOWN_CHANGE;
     const store = this.store;
-    const ids = store.idsView;
-    const kinds = store.kindsView;
-    const a0 = store.startOf(h);
-    const a1 = a0 + store.lengthOf(h);
     const last = this.n - 1;
     for (let s = 0; s < last; s++) {
       const u = this.logTask[s]!;
@@ -251,12 +249,7 @@ export class WaitTracker {
         if (g === UNKNOWN_CHANGE || g === NO_CHANGE) return true;
         continue;
       }
-      const b0 = store.startOf(g);
-      const b1 = b0 + store.lengthOf(g);
-      for (let j = b0; j < b1; j++) {
-        for (let i = a0; i < a1; i++)
-          if (ids[i] === ids[j] && modifies(kinds[i]!, kinds[j]!)) return true;
-      }
+      if (store.modifiesSome(h, g)) return true;
     }
     return false;
   }
@@ -275,10 +268,6 @@ export class WaitTracker {
       return;
     }
     const store = this.store;
-    const ids = store.idsView;
-    const kinds = store.kindsView;
-    const a0 = store.startOf(h);
-    const a1 = a0 + store.lengthOf(h);
     for (let u = 0; u < this.tasks; u++) {
       if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
       const w = this.waitFp[u]!;
@@ -287,18 +276,9 @@ export class WaitTracker {
         this.wokenAt[u] = this.n - 1;
         continue;
       }
-      const w0 = store.startOf(w);
-      const w1 = w0 + store.lengthOf(w);
-      outer: for (let i = a0; i < a1; i++) {
-        const k = kinds[i]!;
-        const id = ids[i]!;
-        for (let j = w0; j < w1; j++) {
-          if (ids[j] === id && modifies(k, kinds[j]!)) {
-            this.woken[u] = 1;
-            this.wokenAt[u] = this.n - 1;
-            break outer;
-          }
-        }
+      if (store.modifiesSome(h, w)) {
+        this.woken[u] = 1;
+        this.wokenAt[u] = this.n - 1;
       }
     }
   }
@@ -319,13 +299,13 @@ export class WaitTracker {
    * wakes it). The set goes to the store.
    */
   private beginRetryWait(t: number, idx: number): void {
-    const seen = this.seen;
-    seen.clear();
     let n = 0;
     let stale = false;
     let staleAt = -1;
     let any = 0;
     const store = this.store;
+    // Footprints are ascending by id (`FootprintStore.add`): the set grows by merging each of
+    // the task's own footprints into it, and another task's is met with it by the same pass.
     for (let s = this.attemptStart[t]!; s <= idx; s++) {
       const h = this.logFp[s]!;
       if (h < 0) {
@@ -338,29 +318,11 @@ export class WaitTracker {
         continue;
       }
       const mine = this.logTask[s] === t;
+      if (mine) n = this.mergeInto(n, h);
       // Another task's step that only read cannot have made the attempt stale.
-      if (!mine && (stale || !store.modifiesAny(h))) continue;
-      const ids = store.idsView;
-      const kinds = store.kindsView;
-      const a0 = store.startOf(h);
-      const a1 = a0 + store.lengthOf(h);
-      for (let i = a0; i < a1; i++) {
-        const id = ids[i]!;
-        const pos = seen.get(id);
-        if (mine) {
-          if (pos < 0) {
-            if (n === this.mergedIds.length) {
-              this.mergedIds = grown(this.mergedIds, new Float64Array(2 * n));
-              this.mergedKinds = grown(this.mergedKinds, new Uint8Array(2 * n));
-            }
-            seen.set(id, n);
-            this.mergedIds[n] = id;
-            this.mergedKinds[n++] = kinds[i]!;
-          } else this.mergedKinds[pos]! |= kinds[i]!;
-        } else if (!stale && pos >= 0 && modifies(kinds[i]!, this.mergedKinds[pos]!)) {
-          stale = true;
-          staleAt = s;
-        }
+      else if (!stale && store.modifiesAny(h) && this.modifiesMerged(n, h)) {
+        stale = true;
+        staleAt = s;
       }
     }
     this.waitFp[t] = store.add(this.mergedIds, this.mergedKinds, n);
@@ -370,59 +332,58 @@ export class WaitTracker {
     this.wokenAt[t] = staleAt;
     this.nWaiting++;
   }
-}
 
-/**
- * A map from resource id to a small number, cleared in O(1) (a generation stamp): open
- * addressing over typed arrays, since a retry's wait set is computed on every RET_PF_RETRY the
- * explorer runs into.
- */
-class IdIndex {
-  private keys = new Float64Array(256);
-  private vals = new Int32Array(256);
-  private stamps = new Int32Array(256);
-  private gen = 1;
-  private n = 0;
-
-  clear(): void {
-    this.gen++;
-    this.n = 0;
-  }
-
-  private slot(id: number): number {
-    const mask = this.keys.length - 1;
-    // The low 32 bits only: ids of different per-object spaces with one index collide, and the
-    // probe tells them apart; a division to mix in the high half cost more than the collisions.
-    let h = Math.imul(id | 0, 0x9e3779b1) >>> 0;
-    for (;;) {
-      const i = h & mask;
-      if (this.stamps[i] !== this.gen || this.keys[i] === id) return i;
-      h = i + 1;
+  /** The union of the first `n` merged accesses and footprint `h`, into `mergedIds`; its size. */
+  private mergeInto(n: number, h: number): number {
+    const store = this.store;
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    let j = store.startOf(h);
+    const j1 = j + store.lengthOf(h);
+    const cap = n + (j1 - j);
+    if (this.spareIds.length < cap) {
+      this.spareIds = new Float64Array(2 * cap);
+      this.spareKinds = new Uint8Array(2 * cap);
     }
+    const a = this.mergedIds;
+    const ak = this.mergedKinds;
+    const out = this.spareIds;
+    const ok = this.spareKinds;
+    let i = 0;
+    let m = 0;
+    while (i < n || j < j1) {
+      if (j === j1 || (i < n && a[i]! < ids[j]!)) {
+        out[m] = a[i]!;
+        ok[m++] = ak[i++]!;
+      } else if (i === n || ids[j]! < a[i]!) {
+        out[m] = ids[j]!;
+        ok[m++] = kinds[j++]!;
+      } else {
+        out[m] = a[i]!;
+        ok[m++] = ak[i++]! | kinds[j++]!;
+      }
+    }
+    this.spareIds = a;
+    this.spareKinds = ak;
+    this.mergedIds = out;
+    this.mergedKinds = ok;
+    return m;
   }
 
-  /** The number stored for `id`, or -1. */
-  get(id: number): number {
-    const i = this.slot(id);
-    return this.stamps[i] === this.gen ? this.vals[i]! : -1;
-  }
-
-  set(id: number, v: number): void {
-    if (2 * (this.n + 1) > this.keys.length) this.grow();
-    const i = this.slot(id);
-    if (this.stamps[i] !== this.gen) this.n++;
-    this.keys[i] = id;
-    this.vals[i] = v;
-    this.stamps[i] = this.gen;
-  }
-
-  private grow(): void {
-    const { keys, vals, stamps, gen } = this;
-    this.keys = new Float64Array(keys.length * 2);
-    this.vals = new Int32Array(keys.length * 2);
-    this.stamps = new Int32Array(keys.length * 2);
-    this.gen = 1;
-    this.n = 0;
-    for (let i = 0; i < keys.length; i++) if (stamps[i] === gen) this.set(keys[i]!, vals[i]!);
+  /** Whether footprint `h` modifies an id among the first `n` merged accesses, as they were touched. */
+  private modifiesMerged(n: number, h: number): boolean {
+    const store = this.store;
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    let j = store.startOf(h);
+    const j1 = j + store.lengthOf(h);
+    const a = this.mergedIds;
+    let i = 0;
+    while (i < n && j < j1) {
+      if (a[i]! < ids[j]!) i++;
+      else if (ids[j]! < a[i]!) j++;
+      else if (modifies(kinds[j++]!, this.mergedKinds[i++]!)) return true;
+    }
+    return false;
   }
 }
