@@ -10,6 +10,8 @@ import {
   FROZEN_SPTE_HI,
   FROZEN_SPTE_LO,
   FootprintRecorder,
+  FootprintStore,
+  RwLock,
   KIND_READ,
   RET_PF_RETRY,
   Scheduler,
@@ -188,6 +190,28 @@ describe("the explorer", () => {
       vm.host.pool.fp = null;
       expect(rec.kindOf(id) & KIND_READ, snapshot).toBe(KIND_READ);
     }
+  });
+
+  it("two readers queueing behind a writer commute; the contention check depends on each", () => {
+    const clock = new Clock();
+    const lock = new RwLock(clock);
+    const writer = new ExecCtx("w", true);
+    run(lock.writeLock(writer));
+    const store = new FootprintStore();
+    const rec = new FootprintRecorder();
+    clock.setRecorder(rec);
+    const step = (f: () => void) => {
+      rec.reset();
+      f();
+      return rec.saveTo(store);
+    };
+    const a = step(() => expect(lock.tryReadLock(new ExecCtx("a", true))).toBe(false));
+    const b = step(() => expect(lock.tryReadLock(new ExecCtx("b", true))).toBe(false));
+    const needbreak = step(() => expect(lock.contended()).toBe(true));
+    clock.setRecorder(null);
+    expect(store.dependsOn(a, b)).toBe(false);
+    expect(store.dependsOn(a, needbreak)).toBe(true);
+    expect(store.dependsOn(b, needbreak)).toBe(true);
   });
 
   it("a preemption bound of 0 explores only the schedules that run each vCPU to the end", () => {

@@ -110,7 +110,8 @@ export class RwLock {
     }
     if (!ctx.interleave)
       throw new DeadlockError(`${ctx.name}: read_lock(mmu_lock) would block without interleaving`);
-    fp?.write(R_LOCK_WAITERS);
+    // A count, read only by `contended`: two readers that queue commute.
+    fp?.add(R_LOCK_WAITERS);
     this.waitingReaders++;
     return false;
   }
@@ -120,7 +121,7 @@ export class RwLock {
     this.clock.step++;
     this.clock.fp?.read(R_LOCK_WRITER);
     if (this.writer !== null || this.waitingWriters !== 0) return false;
-    this.clock.touch(R_LOCK_WAITERS);
+    this.clock.update(R_LOCK_WAITERS);
     this.clock.fp?.add(R_LOCK_READERS);
     this.waitingReaders--;
     this.readers++;
