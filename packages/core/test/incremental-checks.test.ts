@@ -27,6 +27,7 @@ import {
   type Op,
   type Vm,
   Clock,
+  FootprintRecorder,
   resourceId,
 } from "../src/testing.js";
 import { R_INVALIDATE, R_LOCK_WRITER, R_ROOTS, R_SRCU, taskDoneId } from "../src/exec/footprint.js";
@@ -296,8 +297,12 @@ describe("the view a backend's checks get", () => {
 });
 
 describe("the check version", () => {
-  it("moves with every change but those of what no check reads", () => {
+  it("moves with every change but those of what no check reads, while steps record", () => {
     const c = new Clock();
+    // The explorer's steps record; unrecorded (the fault path, a replay) every change moves it.
+    c.touch(R_INVALIDATE);
+    expect(c.checkVersion).toBe(1);
+    c.setRecorder(new FootprintRecorder());
     const checked = c.newResourceSpace();
     const unchecked = c.newResourceSpace(false);
     const some = c.newResourceSpace((i) => i % 2 === 0);

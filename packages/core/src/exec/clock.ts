@@ -118,6 +118,15 @@ export class Clock {
     return typeof c === "boolean" ? c : c(rest - space * 4294967296);
   }
 
+  /**
+   * `checkVersion` after a change of `id`. Only the explorer's recorded steps compare it (it
+   * takes the version afresh after a replay), so while nothing records it simply moves: the
+   * fault path, which runs unrecorded, pays no lookup for it.
+   */
+  private checkChange(id: number): void {
+    if (this.fp === null || id >= 0 || this.isChecked(id)) this.checkVersion++;
+  }
+
   /** A change of shared state whose resource id is not made (nothing records): both versions move. */
   bump(): void {
     this.stateVersion++;
@@ -139,15 +148,15 @@ export class Clock {
   /** A step updates shared resource `id` commutatively (a counter's increment). */
   update(id: number): void {
     this.stateVersion++;
-    if (this.isChecked(id)) this.checkVersion++;
     this.fp?.add(id);
+    this.checkChange(id);
   }
 
   /** A step changes shared resource `id`. */
   touch(id: number): void {
     this.stateVersion++;
-    if (id >= 0 || this.isChecked(id)) this.checkVersion++;
     this.fp?.write(id);
+    this.checkChange(id);
     if (id >= 0 && this.tables !== null) this.tables.noteSpteWrite(id);
   }
 }

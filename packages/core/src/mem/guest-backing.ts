@@ -156,8 +156,12 @@ export class GuestBacking {
   /** The folio is unlocked: a fault waiting for it goes on. */
   endPrepare(pgoff: number): void {
     this.writeFolio(pgoff);
+    // The last one into its place, not `splice`: that builds an array of what it removed, and
+    // every private fault on SEV ends a prepare (the list is a set; its order means nothing).
     const i = this.preparing.indexOf(pgoff);
-    if (i >= 0) this.preparing.splice(i, 1);
+    if (i < 0) return;
+    const last = this.preparing.pop()!;
+    if (i < this.preparing.length) this.preparing[i] = last;
   }
 
   /** Whether `pgoff` is prepared (`folio_test_uptodate`). */
