@@ -159,10 +159,12 @@ export class TdpMmu {
     if (this.resizeKey >= 0) throw new KvmBug("a mirror entry changes size while another one does");
     this.resizeKey = gfn * 8 + level;
     this.resizeIsSplit = split;
+    this.clock.bump();
   }
 
   mirrorResizeEnd(): void {
     this.resizeKey = -1;
+    this.clock.bump();
   }
 
   /** 1 if the mirror table at (gfn, level) is a huge leaf being split, 2 if it is being merged, else 0 (for the checks). */
@@ -378,12 +380,16 @@ export class TdpMmu {
       this.mirrorInFlight = grown(this.mirrorInFlight, new Float64Array(2 * this.nMirrorInFlight));
     }
     this.mirrorInFlight[this.nMirrorInFlight++] = gfn * 8 + level;
+    // No step's footprint names the in-flight set (the SPTE's own resource orders the calls),
+    // but the checks read it: a change of it alone must still move the check version.
+    this.clock.bump();
   }
 
   mirrorInFlightDelete(gfn: number, level: number): void {
     const i = this.mirrorInFlightIndex(gfn * 8 + level);
     if (i < 0) return;
     this.mirrorInFlight[i] = this.mirrorInFlight[--this.nMirrorInFlight]!;
+    this.clock.bump();
   }
 
   /** The backend call for a mirror SPTE becoming present: link a table or set a leaf. */
