@@ -250,33 +250,27 @@ export class FootprintStore {
     return this.kinds;
   }
 
-  /** Whether the step of footprint `a` changes what the step of footprint `b` touched (`modifies`), by one merge pass. */
+  /** Whether the step of footprint `a` changes what the step of footprint `b` touched (`modifies`). */
   modifiesSome(a: number, b: number): boolean {
-    const ids = this.ids;
-    const kinds = this.kinds;
-    let i = this.start[a]!;
-    const a1 = i + this.len[a]!;
-    let j = this.start[b]!;
-    const b1 = j + this.len[b]!;
-    while (i < a1 && j < b1) {
-      const x = ids[i]!;
-      const y = ids[j]!;
-      if (x < y) i++;
-      else if (x > y) j++;
-      else if (modifies(kinds[i++]!, kinds[j++]!)) return true;
-    }
-    return false;
+    return this.meets(a, b, false);
   }
 
-  /** Whether the steps of footprints `a` and `b` do not commute. */
+  /** Whether the steps of footprints `a` and `b` do not commute: either modifies what the other touched. */
   dependsOn(a: number, b: number): boolean {
+    return this.meets(a, b, true);
+  }
+
+  /**
+   * Whether an id of both footprints is modified by `a`'s access (`both`: or by `b`'s). Both
+   * are ascending with no id twice (`add`): one merge pass finds the ids they share.
+   */
+  private meets(a: number, b: number, both: boolean): boolean {
     const ids = this.ids;
     const kinds = this.kinds;
     let i = this.start[a]!;
     const a1 = i + this.len[a]!;
     let j = this.start[b]!;
     const b1 = j + this.len[b]!;
-    // Both ascending, no id twice (`add`): one pass finds the ids they share.
     while (i < a1 && j < b1) {
       const x = ids[i]!;
       const y = ids[j]!;
@@ -285,8 +279,7 @@ export class FootprintStore {
       else {
         const ka = kinds[i++]!;
         const kb = kinds[j++]!;
-        if ((ka | kb) & KIND_WRITE) return true;
-        if ((ka & KIND_READ && kb & KIND_ADD) || (ka & KIND_ADD && kb & KIND_READ)) return true;
+        if (modifies(ka, kb) || (both && modifies(kb, ka))) return true;
       }
     }
     return false;
