@@ -39,6 +39,28 @@ export default tseslint.config(
     },
   },
   {
+    // No generator closures in the packages' code: V8 gives each `function*` closure its own
+    // prototype map, an old-generation object that points at the closure, so what it captured
+    // (a VM, in the explorer one per schedule) is promoted instead of dying young. A section
+    // passes an arrow that calls a module-level `function*` (see `TdpMmu.forEachRoot`).
+    files: ["packages/*/src/**/*.ts"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "FunctionExpression[generator=true]:not(MethodDefinition > FunctionExpression)",
+          message:
+            "a generator closure keeps what it captures alive through young collections: call a module-level function* from an arrow",
+        },
+        {
+          selector: ":function FunctionDeclaration[generator=true]",
+          message:
+            "a nested generator function is a closure made per call: declare it at module level",
+        },
+      ],
+    },
+  },
+  {
     files: ["**/*.js", "**/*.mjs"],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },

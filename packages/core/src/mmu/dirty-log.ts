@@ -64,11 +64,20 @@ export function* wrprotSlot(
   slot: Memslot,
   minLevel: number,
 ): Op<boolean> {
-  let changed = false;
-  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, function* (root) {
-    if (yield* wrprotGfnRange(mmu, ctx, root, slot.baseGfn, slot.endGfn, minLevel)) changed = true;
-  });
-  return changed;
+  return yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS, false, (root, changed) =>
+    wrprotRoot(mmu, ctx, root, slot, minLevel, changed),
+  );
+}
+
+function* wrprotRoot(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  root: Root,
+  slot: Memslot,
+  minLevel: number,
+  changed: boolean,
+): Op<boolean> {
+  return (yield* wrprotGfnRange(mmu, ctx, root, slot.baseGfn, slot.endGfn, minLevel)) || changed;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ExecCtx, Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
 import { KvmBug } from "./kvm-bug.js";
-import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "./roots.js";
+import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS, type Root } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
 import type { TdpMmu } from "./tdp-mmu.js";
 
@@ -59,43 +59,56 @@ export function* recoverHugePages(
   end: number,
   maxLevel: (gfn: number) => number,
 ): Op<number> {
-  let recovered = 0;
   const iter = new TdpIter(mmu.pool);
-  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
-    let flush = false;
-    for (
-      iter.start(root, 2, start, mmu.rootGfnBits(root));
-      iter.valid && iter.gfn < end;
-      iter.next()
-    ) {
-      // retry: a lost cmpxchg, or -EAGAIN from make_huge_spte, goes back through the yield
-      // check, as the `goto retry` of `recover_huge_pages_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
-      for (;;) {
-        if (shouldResched(mmu, iter)) {
-          yield* iterResched(mmu, ctx, iter, flush, true);
-          flush = false;
-          break;
-        }
-        if (iter.level > KVM_MAX_HUGEPAGE_LEVEL || !isShadowPresent(iter.oldLo)) break;
-        // A leaf that could be huge would have been mapped huge at fault time.
-        if (isLastSpte(iter.oldLo, iter.level)) break;
-        // The page for this level overlaps the range but starts outside it.
-        if (iter.gfn < start || iter.gfn >= end) break;
-        if (maxLevel(iter.gfn) < iter.level) break;
-        const huge = makeHugeFromChild(mmu, iter);
-        if (huge === EAGAIN) continue;
-        if (!huge) break;
-        mmu.clock.step++;
-        if (ctx.interleave) yield;
-        if (yield* mmu.setSpteAtomicOp(ctx, iter, huge.lo, huge.hi)) {
-          recovered++;
-          flush = true;
-          break;
-        }
+  return yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, 0, (root, recovered) =>
+    recoverHugePagesRange(mmu, ctx, iter, root, start, end, maxLevel, recovered),
+  );
+}
+
+/** `recover_huge_pages_range` in one root: `recovered` so far, returned with this root's added. */
+function* recoverHugePagesRange(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  root: Root,
+  start: number,
+  end: number,
+  maxLevel: (gfn: number) => number,
+  recovered: number,
+): Op<number> {
+  let flush = false;
+  for (
+    iter.start(root, 2, start, mmu.rootGfnBits(root));
+    iter.valid && iter.gfn < end;
+    iter.next()
+  ) {
+    // retry: a lost cmpxchg, or -EAGAIN from make_huge_spte, goes back through the yield
+    // check, as the `goto retry` of `recover_huge_pages_range()` in arch/x86/kvm/mmu/tdp_mmu.c.
+    for (;;) {
+      if (shouldResched(mmu, iter)) {
+        yield* iterResched(mmu, ctx, iter, flush, true);
+        flush = false;
+        break;
+      }
+      if (iter.level > KVM_MAX_HUGEPAGE_LEVEL || !isShadowPresent(iter.oldLo)) break;
+      // A leaf that could be huge would have been mapped huge at fault time.
+      if (isLastSpte(iter.oldLo, iter.level)) break;
+      // The page for this level overlaps the range but starts outside it.
+      if (iter.gfn < start || iter.gfn >= end) break;
+      if (maxLevel(iter.gfn) < iter.level) break;
+      const huge = makeHugeFromChild(mmu, iter);
+      if (huge === EAGAIN) continue;
+      if (!huge) break;
+      mmu.clock.step++;
+      if (ctx.interleave) yield;
+      if (yield* mmu.setSpteAtomicOp(ctx, iter, huge.lo, huge.hi)) {
+        recovered++;
+        flush = true;
+        break;
       }
     }
-    if (flush) mmu.flushRemoteTlbs(start, end - start, "recover huge pages");
-  });
+  }
+  if (flush) mmu.flushRemoteTlbs(start, end - start, "recover huge pages");
   return recovered;
 }
 
@@ -122,33 +135,46 @@ export function* recoverMirrorHugePages(
   mmu.lock.assertHeldWrite("recover mirror huge pages");
   const backend = mmu.backend;
   if (!backend.promoteExternalSpt) return 0;
-  let merged = 0;
   const iter = new TdpIter(mmu.pool);
-  yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, function* (root) {
-    for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
-      if (iter.level !== 2 || !isShadowPresent(iter.oldLo) || isLastSpte(iter.oldLo, 2)) continue;
-      if (iter.gfn < start || iter.gfn + 512 > end || maxLevel(iter.gfn) < 2) continue;
-      const huge = mergeableLeaves(mmu, iter);
-      if (huge === null) continue;
-      mmu.clock.step++;
-      if (ctx.interleave) yield;
-      const gfn = iter.gfn;
-      const ext = mmu.pool.spExternal[mmu.pool.pfnToSlot(spteToPfn(iter.oldLo, iter.oldHi))]!;
-      mmu.mirrorResizeBegin(gfn, 2, false);
-      let r: number;
-      try {
-        const m = backend.promoteExternalSpt!(mmu.vm, gfn, 2, ext);
-        r = typeof m === "number" ? m : -(ctx.interleave ? yield* runSteps(m, ctx) : runNow(m));
-      } finally {
-        mmu.mirrorResizeEnd();
-      }
-      mmu.hookEvent("promoteExternalSpt", gfn, 2, r);
-      if (r === -EAGAIN_ERRNO) continue;
-      if (r !== 0) throw new KvmBug(`promote_external_spt failed (${r}) at gfn ${gfn} level 2`);
-      mmu.replaceTableByMergedLeaf(iter, huge.lo, huge.hi);
-      merged++;
+  return yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, 0, (root, merged) =>
+    recoverMirrorRoot(mmu, ctx, iter, root, start, end, maxLevel, merged),
+  );
+}
+
+/** `recoverMirrorHugePages` in one mirror root: `merged` so far, returned with this root's added. */
+function* recoverMirrorRoot(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  root: Root,
+  start: number,
+  end: number,
+  maxLevel: (gfn: number) => number,
+  merged: number,
+): Op<number> {
+  for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
+    if (iter.level !== 2 || !isShadowPresent(iter.oldLo) || isLastSpte(iter.oldLo, 2)) continue;
+    if (iter.gfn < start || iter.gfn + 512 > end || maxLevel(iter.gfn) < 2) continue;
+    const huge = mergeableLeaves(mmu, iter);
+    if (huge === null) continue;
+    mmu.clock.step++;
+    if (ctx.interleave) yield;
+    const gfn = iter.gfn;
+    const ext = mmu.pool.spExternal[mmu.pool.pfnToSlot(spteToPfn(iter.oldLo, iter.oldHi))]!;
+    mmu.mirrorResizeBegin(gfn, 2, false);
+    let r: number;
+    try {
+      const m = mmu.backend.promoteExternalSpt!(mmu.vm, gfn, 2, ext);
+      r = typeof m === "number" ? m : -(ctx.interleave ? yield* runSteps(m, ctx) : runNow(m));
+    } finally {
+      mmu.mirrorResizeEnd();
     }
-  });
+    mmu.hookEvent("promoteExternalSpt", gfn, 2, r);
+    if (r === -EAGAIN_ERRNO) continue;
+    if (r !== 0) throw new KvmBug(`promote_external_spt failed (${r}) at gfn ${gfn} level 2`);
+    mmu.replaceTableByMergedLeaf(iter, huge.lo, huge.hi);
+    merged++;
+  }
   return merged;
 }
 

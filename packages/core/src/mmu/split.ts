@@ -9,7 +9,7 @@ import { isLargePte, isShadowPresent, makeNonleafHi, makeNonleafLo } from "../ar
 import type { ExecCtx, Op } from "../exec/ctx.js";
 import { iterResched, shouldResched } from "./iter-resched.js";
 import { runExternalCalls } from "./external-zap.js";
-import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "./roots.js";
+import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS, type Root } from "./roots.js";
 import { TdpIter } from "./tdp-iter.js";
 import { fillSplitTable, tdpMmuSplitHugePage } from "./tdp-map.js";
 import type { TdpMmu } from "./tdp-mmu.js";
@@ -28,41 +28,55 @@ export function* trySplitHugePages(
   targetLevel: number,
   shared: boolean,
 ): Op<number> {
-  let split = 0;
   const iter = new TdpIter(mmu.pool);
-  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, function* (root) {
-    let sp = -1;
-    for (
-      iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root));
-      iter.valid && iter.gfn < end;
-      iter.next()
-    ) {
-      // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
-      // `tdp_mmu_split_huge_pages_root()` in arch/x86/kvm/mmu/tdp_mmu.c.
-      for (;;) {
-        if (shouldResched(mmu, iter)) {
-          yield* iterResched(mmu, ctx, iter, false, shared);
-          break;
-        }
-        if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) break;
-        if (sp < 0) {
-          sp = yield* allocWithLockDropped(mmu, ctx, shared);
-          iter.yielded = true;
-          break;
-        }
-        mmu.initChildSp(sp, iter);
-        mmu.clock.step++;
-        if (ctx.interleave) yield;
-        if (yield* tdpMmuSplitHugePage(mmu, ctx, iter, sp, shared)) {
-          split++;
-          sp = -1;
-          break;
-        }
+  return yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, 0, (root, split) =>
+    splitHugePagesRoot(mmu, ctx, iter, root, start, end, targetLevel, shared, split),
+  );
+}
+
+/** `tdp_mmu_split_huge_pages_root`: `split` leaves split so far, returned with this root's added. */
+function* splitHugePagesRoot(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  root: Root,
+  start: number,
+  end: number,
+  targetLevel: number,
+  shared: boolean,
+  split: number,
+): Op<number> {
+  let sp = -1;
+  for (
+    iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root));
+    iter.valid && iter.gfn < end;
+    iter.next()
+  ) {
+    // retry: a lost cmpxchg goes back through the yield check, as the `goto retry` of
+    // `tdp_mmu_split_huge_pages_root()` in arch/x86/kvm/mmu/tdp_mmu.c.
+    for (;;) {
+      if (shouldResched(mmu, iter)) {
+        yield* iterResched(mmu, ctx, iter, false, shared);
+        break;
+      }
+      if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) break;
+      if (sp < 0) {
+        sp = yield* allocWithLockDropped(mmu, ctx, shared);
+        iter.yielded = true;
+        break;
+      }
+      mmu.initChildSp(sp, iter);
+      mmu.clock.step++;
+      if (ctx.interleave) yield;
+      if (yield* tdpMmuSplitHugePage(mmu, ctx, iter, sp, shared)) {
+        split++;
+        sp = -1;
+        break;
       }
     }
-    // Another thread (a vCPU splitting for NX huge pages, say) may have won the last race.
-    if (sp >= 0) mmu.freeUnlinkedSp(sp);
-  });
+  }
+  // Another thread (a vCPU splitting for NX huge pages, say) may have won the last race.
+  if (sp >= 0) mmu.freeUnlinkedSp(sp);
   return split;
 }
 
@@ -100,26 +114,38 @@ export function* splitCrossBoundaryLeafs(
 ): Op<number> {
   mmu.lock.assertHeldWrite("kvm_split_cross_boundary_leafs");
   if (!mmu.backend.splitExternalSpte) return 0;
-  let split = 0;
   const iter = new TdpIter(mmu.pool);
-  yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, function* (root) {
-    for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
-      if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) continue;
-      const span = PAGES_PER_LEVEL[iter.level]!;
-      if (iter.gfn >= start && iter.gfn + span <= end) continue;
-      mmu.clock.step++;
-      if (ctx.interleave) yield;
-      const child = mmu.allocChildSp(iter);
-      fillSplitTable(mmu, iter, child);
-      const pfn = mmu.pool.slotToPfn(child);
-      mmu.setSpte(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
-      yield* runExternalCalls(mmu, ctx);
-      // tdp_mmu_split_huge_page: the table and its leaves are accounted once the link (and with
-      // it the backend's split) is done.
-      mmu.linkedSp(child);
-      mmu.stats.pages[iter.level - 1]! += 512;
-      split++;
-    }
-  });
+  return yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, 0, (root, split) =>
+    splitCrossBoundaryRoot(mmu, ctx, iter, root, start, end, split),
+  );
+}
+
+/** `splitCrossBoundaryLeafs` in one mirror root: `split` so far, returned with this root's added. */
+function* splitCrossBoundaryRoot(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  iter: TdpIter,
+  root: Root,
+  start: number,
+  end: number,
+  split: number,
+): Op<number> {
+  for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
+    if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) continue;
+    const span = PAGES_PER_LEVEL[iter.level]!;
+    if (iter.gfn >= start && iter.gfn + span <= end) continue;
+    mmu.clock.step++;
+    if (ctx.interleave) yield;
+    const child = mmu.allocChildSp(iter);
+    fillSplitTable(mmu, iter, child);
+    const pfn = mmu.pool.slotToPfn(child);
+    mmu.setSpte(iter, makeNonleafLo(pfn), makeNonleafHi(pfn));
+    yield* runExternalCalls(mmu, ctx);
+    // tdp_mmu_split_huge_page: the table and its leaves are accounted once the link (and with
+    // it the backend's split) is done.
+    mmu.linkedSp(child);
+    mmu.stats.pages[iter.level - 1]! += 512;
+    split++;
+  }
   return split;
 }

@@ -895,18 +895,25 @@ export class TdpMmu {
   /**
    * Walks each root of `types` with a reference held (`tdp_mmu_next_root`), so a walker that
    * drops the lock to yield never finds its root freed under it. Roots already on their way out
-   * (refcount 0) are skipped.
+   * (refcount 0) are skipped. `body` takes the root and what the roots before it gave (`acc`
+   * for the first) and returns it updated; the walk returns the last.
+   *
+   * The body is an arrow that calls a module-level `function*`, never a `function*` closure: V8
+   * gives each generator closure its own prototype map, an old-generation object that points at
+   * the closure, so whatever the closure captured (the VM) outlives young collections and is
+   * promoted, for every schedule the explorer runs (lint forbids such closures).
    */
-  *forEachRoot(types: number, body: (root: Root) => Op): Op {
+  *forEachRoot<T>(types: number, acc: T, body: (root: Root, acc: T) => Op<T>): Op<T> {
     for (const root of this.rootsOfTypes(types)) {
       if (root.refcount === 0 || root.freed) continue;
       root.get();
       try {
-        yield* body(root);
+        acc = yield* body(root, acc);
       } finally {
         this.putRoot(root);
       }
     }
+    return acc;
   }
 }
 

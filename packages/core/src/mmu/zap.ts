@@ -127,10 +127,9 @@ function* zapLeafsOfRoots(
   reason: string,
   wholeVmFlush: boolean,
 ): Op<boolean> {
-  let flush = false;
-  yield* mmu.forEachRoot(types, function* (root) {
-    flush = yield* zapLeafs(mmu, ctx, root, start, end, true, flush);
-  });
+  const flush = yield* mmu.forEachRoot(types, false, (root, flush) =>
+    zapLeafs(mmu, ctx, root, start, end, true, flush),
+  );
   if (flush) {
     if (wholeVmFlush) mmu.flushRemoteTlbs(0, Infinity, reason);
     else mmu.flushRemoteTlbs(start, end - start, reason);
@@ -201,7 +200,7 @@ export function* zapInvalidatedRoots(mmu: TdpMmu, ctx: ExecCtx, shared: boolean)
  * to VM teardown, which zaps them once the backend can reclaim their pages.
  */
 export function* zapAll(mmu: TdpMmu, ctx: ExecCtx): Op {
-  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS, (root) =>
+  yield* mmu.forEachRoot(KVM_DIRECT_ROOTS | KVM_INVALID_ROOTS, undefined, (root) =>
     zapRoot(mmu, ctx, root, false),
   );
 }

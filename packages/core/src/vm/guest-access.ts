@@ -6,12 +6,14 @@
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGE_SIZE, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { gfnHasBit, gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
 import { ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
-import { RETRY_WAIT, type Op } from "../exec/ctx.js";
+import { RETRY_WAIT, type ExecCtx, type Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
 import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
 import { eptWalk, WALK_OK, WALK_PERMISSION, type HwUpdate } from "./ept-walk.js";
 import { convertMemory, withWriteLock, zapGfnRange } from "./host-ops.js";
 import { splitCrossBoundaryLeafs } from "../mmu/split.js";
+import type { TdpMmu } from "../mmu/tdp-mmu.js";
+import type { Memslot } from "../mem/memslots.js";
 import { OpError } from "./op-error.js";
 import { RET_PF_MEMORY_FAULT_EXIT, type TdpFault } from "./tdp-fault.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -408,8 +410,21 @@ function* honorGuestAcceptLevel(vm: Vm, vcpu: Vcpu, gfn: number, level: number):
   const span = PAGES_PER_LEVEL[level]!;
   const base = gfn - (gfn % span);
   const mmu = vm.mmu;
-  yield* withWriteLock(mmu, vcpu.ctx, function* () {
-    yield* splitCrossBoundaryLeafs(mmu, vcpu.ctx, base, base + span);
-    for (let l = level + 1; l <= KVM_MAX_HUGEPAGE_LEVEL; l++) slot.setGuestInhibit(gfn, l);
-  });
+  yield* withWriteLock(mmu, vcpu.ctx, () =>
+    splitAndInhibit(mmu, vcpu.ctx, slot, gfn, level, base, base + span),
+  );
+}
+
+/** The section of `honorGuestAcceptLevel` under the write lock. */
+function* splitAndInhibit(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  slot: Memslot,
+  gfn: number,
+  level: number,
+  start: number,
+  end: number,
+): Op<void> {
+  yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+  for (let l = level + 1; l <= KVM_MAX_HUGEPAGE_LEVEL; l++) slot.setGuestInhibit(gfn, l);
 }

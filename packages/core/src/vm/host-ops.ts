@@ -44,6 +44,15 @@ export function* withWriteLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>):
   }
 }
 
+/**
+ * An op of no atomic point of its own: `f`, run when the op is. For a critical section that
+ * only stores (a `function*` closure instead would outlive young collections: see
+ * `TdpMmu.forEachRoot`).
+ */
+function* atOnce<T>(f: () => T): Op<T> {
+  return f();
+}
+
 /** `read_lock(&kvm->mmu_lock)` around `body`, with RCU held. */
 function* withReadLock<T>(mmu: TdpMmu, ctx: ExecCtx, body: () => Op<T>): Op<T> {
   yield* mmu.lock.readLock(ctx);
@@ -96,22 +105,7 @@ export function* convertMemory(
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate)
     return 0;
   const mmu = vm.mmu;
-  yield* withWriteLock(mmu, ctx, function* () {
-    mmu.invalidateBegin(start, end);
-    widenToHugepages(vm, start, end);
-    // kvm_arch_pre_set_memory_attributes in the TDX huge-page series: a private huge page that
-    // straddles the range is split first (DEMOTE), so that only the converted pages leave it.
-    yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
-    yield* unmapGfnRange(
-      mmu,
-      ctx,
-      start,
-      end,
-      toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE,
-      "convert",
-      true,
-    );
-  });
+  yield* withWriteLock(mmu, ctx, () => preSetMemoryAttributes(vm, ctx, start, end, toPrivate));
   // xa_store of each GFN's attributes, with mmu_lock dropped: an atomic point of its own.
   vm.clock.step++;
   if (ctx.interleave) yield;
@@ -124,15 +118,42 @@ export function* convertMemory(
       npages: end - start,
       private: toPrivate,
     });
-  yield* withWriteLock(mmu, ctx, function* () {
-    // The second section's on_lock ends the invalidation, then its handler,
-    // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
-    // change at that point.
-    mmu.invalidateEnd();
-    vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate, vcpu);
-  });
+  yield* withWriteLock(mmu, ctx, () =>
+    atOnce(() => {
+      // The second section's on_lock ends the invalidation, then its handler,
+      // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
+      // change at that point.
+      mmu.invalidateEnd();
+      vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate, vcpu);
+    }),
+  );
   if (!toPrivate) punchPrivateHoles(vm, start, end);
   return changed;
+}
+
+/** The first section of `convertMemory`, under the write lock: `kvm_arch_pre_set_memory_attributes`. */
+function* preSetMemoryAttributes(
+  vm: Vm,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  toPrivate: boolean,
+): Op<void> {
+  const mmu = vm.mmu;
+  mmu.invalidateBegin(start, end);
+  widenToHugepages(vm, start, end);
+  // kvm_arch_pre_set_memory_attributes in the TDX huge-page series: a private huge page that
+  // straddles the range is split first (DEMOTE), so that only the converted pages leave it.
+  yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+  yield* unmapGfnRange(
+    mmu,
+    ctx,
+    start,
+    end,
+    toPrivate ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE,
+    "convert",
+    true,
+  );
 }
 
 /**
@@ -195,14 +216,18 @@ export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): 
   const mmu = vm.mmu;
   const before = mmu.stats.zappedLeaves;
   yield* withWriteLock(mmu, ctx, () =>
-    invalidating(mmu, start, end, function* () {
-      // As guest_memfd's hole punch in the TDX huge-page series: a private huge page that
-      // straddles the range is split first, and only the pages inside are zapped.
-      yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
-      return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
-    }),
+    invalidating(mmu, start, end, () => splitAndZapLeafs(mmu, ctx, start, end)),
   );
   return mmu.stats.zappedLeaves - before;
+}
+
+/**
+ * The body of `zapGfnRange`. As guest_memfd's hole punch in the TDX huge-page series: a private
+ * huge page that straddles the range is split first, and only the pages inside are zapped.
+ */
+function* splitAndZapLeafs(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number): Op<boolean> {
+  yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+  return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
 }
 
 /**
@@ -356,9 +381,7 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
       `dirty logging is not enabled on memslot ${slotId}: KVM_GET_DIRTY_LOG fails with -ENOENT`,
     );
   const mmu = vm.mmu;
-  const dirty = yield* withWriteLock(mmu, ctx, function* () {
-    return collectDirtyLog(mmu, slot);
-  });
+  const dirty = yield* withWriteLock(mmu, ctx, () => atOnce(() => collectDirtyLog(mmu, slot)));
   if (dirty.length > 0)
     mmu.flushRemoteTlbs(slot.baseGfn, slot.npages, "dirty log: write-protect collected pages");
   return dirty;
@@ -428,9 +451,7 @@ export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   slot.markInvalid();
   yield* synchronizeSrcu(vm, ctx);
   if (!vm.backend.hasPrivateMemory) {
-    yield* withWriteLock(mmu, ctx, function* () {
-      mmu.invalidateRoots(KVM_DIRECT_ROOTS);
-    });
+    yield* withWriteLock(mmu, ctx, () => atOnce(() => mmu.invalidateRoots(KVM_DIRECT_ROOTS)));
     yield* withReadLock(mmu, ctx, () => zapInvalidatedRoots(mmu, ctx, true));
   } else {
     // kvm_mmu_zap_memslot: no mmu_invalidate_begin/end and no new sequence number. None is
@@ -494,10 +515,7 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.clock.step++;
     vm.backend.teardown(vm);
   }
-  yield* withWriteLock(mmu, ctx, function* () {
-    mmu.invalidateRoots(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
-    yield* zapInvalidatedRoots(mmu, ctx, false);
-  });
+  yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     releaseBacking(vm, slot);
@@ -507,4 +525,10 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.backend.destroy(vm);
   }
   vm.dead = true;
+}
+
+/** `kvm_mmu_uninit_tdp_mmu`'s zap, under the write lock: every root invalidated, then zapped. */
+function* uninitTdpMmu(mmu: TdpMmu, ctx: ExecCtx): Op<void> {
+  mmu.invalidateRoots(KVM_DIRECT_ROOTS | KVM_MIRROR_ROOTS);
+  yield* zapInvalidatedRoots(mmu, ctx, false);
 }
