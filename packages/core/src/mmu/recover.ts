@@ -59,9 +59,8 @@ export function* recoverHugePages(
   end: number,
   maxLevel: (gfn: number) => number,
 ): Op<number> {
-  const iter = new TdpIter(mmu.pool);
   return yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, 0, (root, recovered) =>
-    recoverHugePagesRange(mmu, ctx, iter, root, start, end, maxLevel, recovered),
+    recoverHugePagesRange(mmu, ctx, root, start, end, maxLevel, recovered),
   );
 }
 
@@ -69,13 +68,13 @@ export function* recoverHugePages(
 function* recoverHugePagesRange(
   mmu: TdpMmu,
   ctx: ExecCtx,
-  iter: TdpIter,
   root: Root,
   start: number,
   end: number,
   maxLevel: (gfn: number) => number,
   recovered: number,
 ): Op<number> {
+  const iter = new TdpIter(mmu.pool);
   let flush = false;
   for (
     iter.start(root, 2, start, mmu.rootGfnBits(root));
@@ -135,9 +134,8 @@ export function* recoverMirrorHugePages(
   mmu.lock.assertHeldWrite("recover mirror huge pages");
   const backend = mmu.backend;
   if (!backend.promoteExternalSpt) return 0;
-  const iter = new TdpIter(mmu.pool);
   return yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, 0, (root, merged) =>
-    recoverMirrorRoot(mmu, ctx, iter, root, start, end, maxLevel, merged),
+    recoverMirrorRoot(mmu, ctx, root, start, end, maxLevel, merged),
   );
 }
 
@@ -145,13 +143,13 @@ export function* recoverMirrorHugePages(
 function* recoverMirrorRoot(
   mmu: TdpMmu,
   ctx: ExecCtx,
-  iter: TdpIter,
   root: Root,
   start: number,
   end: number,
   maxLevel: (gfn: number) => number,
   merged: number,
 ): Op<number> {
+  const iter = new TdpIter(mmu.pool);
   for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
     if (iter.level !== 2 || !isShadowPresent(iter.oldLo) || isLastSpte(iter.oldLo, 2)) continue;
     if (iter.gfn < start || iter.gfn + 512 > end || maxLevel(iter.gfn) < 2) continue;

@@ -28,9 +28,8 @@ export function* trySplitHugePages(
   targetLevel: number,
   shared: boolean,
 ): Op<number> {
-  const iter = new TdpIter(mmu.pool);
   return yield* mmu.forEachRoot(KVM_DIRECT_ROOTS, 0, (root, split) =>
-    splitHugePagesRoot(mmu, ctx, iter, root, start, end, targetLevel, shared, split),
+    splitHugePagesRoot(mmu, ctx, root, start, end, targetLevel, shared, split),
   );
 }
 
@@ -38,7 +37,6 @@ export function* trySplitHugePages(
 function* splitHugePagesRoot(
   mmu: TdpMmu,
   ctx: ExecCtx,
-  iter: TdpIter,
   root: Root,
   start: number,
   end: number,
@@ -46,6 +44,7 @@ function* splitHugePagesRoot(
   shared: boolean,
   split: number,
 ): Op<number> {
+  const iter = new TdpIter(mmu.pool);
   let sp = -1;
   for (
     iter.start(root, targetLevel + 1, start, mmu.rootGfnBits(root));
@@ -114,9 +113,8 @@ export function* splitCrossBoundaryLeafs(
 ): Op<number> {
   mmu.lock.assertHeldWrite("kvm_split_cross_boundary_leafs");
   if (!mmu.backend.splitExternalSpte) return 0;
-  const iter = new TdpIter(mmu.pool);
   return yield* mmu.forEachRoot(KVM_MIRROR_ROOTS, 0, (root, split) =>
-    splitCrossBoundaryRoot(mmu, ctx, iter, root, start, end, split),
+    splitCrossBoundaryRoot(mmu, ctx, root, start, end, split),
   );
 }
 
@@ -124,12 +122,12 @@ export function* splitCrossBoundaryLeafs(
 function* splitCrossBoundaryRoot(
   mmu: TdpMmu,
   ctx: ExecCtx,
-  iter: TdpIter,
   root: Root,
   start: number,
   end: number,
   split: number,
 ): Op<number> {
+  const iter = new TdpIter(mmu.pool);
   for (iter.start(root, 2, start, 0); iter.valid && iter.gfn < end; iter.next()) {
     if (!isShadowPresent(iter.oldLo) || !isLargePte(iter.oldLo)) continue;
     const span = PAGES_PER_LEVEL[iter.level]!;
