@@ -31,8 +31,21 @@ function depends(a: Access[], b: Access[]): boolean {
   return false;
 }
 
+/** A step of `theirs` changes what a step of `mine` saw: a write to anything it touched, or an add to what it read or wrote. */
+function changes(theirs: Access[], mine: Access[]): boolean {
+  const ft = folded(theirs);
+  const fm = folded(mine);
+  for (const [id, kt] of ft) {
+    const km = fm.get(id);
+    if (km === undefined) continue;
+    if (kt & KIND.write) return true;
+    if (kt & KIND.add && km & (KIND.read | KIND.write)) return true;
+  }
+  return false;
+}
+
 describe("FootprintStore", () => {
-  it("answers dependsOn as the accesses define it, and truncate forgets from a handle on", () => {
+  it("answers dependsOn and modifiesSome as the accesses define them, and truncate forgets from a handle on", () => {
     const access = fc.record({
       id: fc.oneof(
         fc.integer({ min: -13, max: -1 }),
@@ -46,9 +59,12 @@ describe("FootprintStore", () => {
       ),
       kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
     });
+    // Small steps, large ones, and some far larger than the small ones (which `meets` leaps
+    // through by bisection).
     const step = fc.oneof(
       fc.array(access, { maxLength: 6 }),
       fc.array(access, { minLength: 30, maxLength: 80 }),
+      fc.array(access, { minLength: 120, maxLength: 300 }),
     );
     fc.assert(
       fc.property(
@@ -67,8 +83,10 @@ describe("FootprintStore", () => {
           expect(held).toEqual(steps.map((_, i) => i));
           const check = (list: Access[][]) => {
             for (let i = 0; i < list.length; i++) {
-              for (let j = 0; j < list.length; j++)
+              for (let j = 0; j < list.length; j++) {
                 expect(store.dependsOn(i, j)).toBe(depends(list[i]!, list[j]!));
+                expect(store.modifiesSome(i, j)).toBe(changes(list[i]!, list[j]!));
+              }
             }
           };
           check(steps);

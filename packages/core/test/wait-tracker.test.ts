@@ -81,27 +81,77 @@ const step = fc.record({
   ),
 });
 
+/**
+ * Steps of a few accesses among many resources, and some of dozens: a retrying task's wait set
+ * grows to hundreds of ids, and the small steps join it in place (`insertInto`).
+ */
+const wideAccess = fc.record({
+  id: fc.integer({ min: 0, max: 150 }),
+  // Mostly updates: whether a task's access was an update only, or also a read, decides
+  // whether another task's update wakes it.
+  kind: fc.constantFrom(1 as const, 2 as const, 2 as const, 4 as const),
+});
+const wideStep = fc.record({
+  task: fc.integer({ min: 0, max: 2 }),
+  accesses: fc.oneof(
+    fc.array(wideAccess, { maxLength: 4 }),
+    fc.array(wideAccess, { minLength: 40, maxLength: 120 }),
+  ),
+  outcome: fc.constantFrom(0 as const, 0 as const, 0 as const, RETRY_WAIT as typeof RETRY_WAIT),
+});
+
+/** Runs `steps` through a tracker and checks every task's enabledness after each against the reference. */
+function checkAgainstReference(steps: Step[]): void {
+  const store = new FootprintStore();
+  const rec = new FootprintRecorder();
+  const tracker = new WaitTracker(3, store);
+  const log: Step[] = [];
+  for (const s of steps) {
+    // Only an enabled task takes a step, as in any scheduler.
+    if (!tracker.enabled(s.task)) continue;
+    rec.reset();
+    for (const a of s.accesses) {
+      if (a.kind === 1) rec.read(a.id);
+      else if (a.kind === 2) rec.add(a.id);
+      else rec.write(a.id);
+    }
+    tracker.onStep(s.task, rec.saveTo(store), s.outcome, false);
+    log.push(s);
+    for (let t = 0; t < 3; t++) expect(tracker.enabled(t)).toBe(referenceEnabled(log, t));
+    if (s.outcome === RETRY_WAIT) {
+      // The wait set is every access of the attempt, folded by id, ascending.
+      const h = tracker.waitSetOf(s.task);
+      const got = [];
+      for (let i = store.startOf(h); i < store.startOf(h) + store.lengthOf(h); i++)
+        got.push([store.idsView[i], store.kindsView[i]]);
+      const want = folded(attemptAccesses(log, s.task));
+      expect(got).toEqual([...want].sort((x, y) => x[0] - y[0]));
+    }
+  }
+}
+
+/** The accesses of task `t`'s attempt that ends with the last step of `log`. */
+function attemptAccesses(log: Step[], t: number): Access[] {
+  let start = 0;
+  for (let i = log.length - 2; i >= 0; i--)
+    if (log[i]!.task === t && log[i]!.outcome === RETRY_WAIT) {
+      start = i + 1;
+      break;
+    }
+  return log.slice(start).flatMap((s) => (s.task === t ? s.accesses : []));
+}
+
 describe("WaitTracker", () => {
+  it("enables exactly the tasks the reference does when wait sets grow large", () => {
+    fc.assert(fc.property(fc.array(wideStep, { maxLength: 40 }), checkAgainstReference), {
+      numRuns: 150,
+    });
+  });
+
   it("enables exactly the tasks the reference does, after every step of any run", () => {
     fc.assert(
       fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
-        const store = new FootprintStore();
-        const rec = new FootprintRecorder();
-        const tracker = new WaitTracker(3, store);
-        const log: Step[] = [];
-        for (const s of steps) {
-          // Only an enabled task takes a step, as in any scheduler.
-          if (!tracker.enabled(s.task)) continue;
-          rec.reset();
-          for (const a of s.accesses) {
-            if (a.kind === 1) rec.read(a.id);
-            else if (a.kind === 2) rec.add(a.id);
-            else rec.write(a.id);
-          }
-          tracker.onStep(s.task, rec.saveTo(store), s.outcome, false);
-          log.push(s);
-          for (let t = 0; t < 3; t++) expect(tracker.enabled(t)).toBe(referenceEnabled(log, t));
-        }
+        checkAgainstReference(steps);
       }),
       {
         numRuns: 400,

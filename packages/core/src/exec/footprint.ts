@@ -9,7 +9,7 @@
  * state has a negative id of its own below. Recording costs nothing when no recorder is set
  * (`clock.fp === null`, the normal case).
  */
-import { grown } from "../mem/typed-arrays.js";
+import { grown, lowerBound } from "../mem/typed-arrays.js";
 
 export const R_LOCK_WRITER = -1; // mmu_lock: writer and waiting writers
 export const R_LOCK_READERS = -2; // mmu_lock: reader count
@@ -193,17 +193,7 @@ export class FootprintStore {
         if (u === 0 || sorted[u - 1] !== sorted[i]) sorted[u++] = sorted[i]!;
       const k = this.scratchKinds;
       k.fill(0, 0, u);
-      for (let i = 0; i < count; i++) {
-        const id = ids[at + i]!;
-        let lo = 0;
-        let hi = u;
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1;
-          if (sorted[mid]! < id) lo = mid + 1;
-          else hi = mid;
-        }
-        k[lo]! |= kinds[at + i]!;
-      }
+      for (let i = 0; i < count; i++) k[lowerBound(sorted, 0, u, ids[at + i]!)]! |= kinds[at + i]!;
       for (let i = 0; i < u; i++) {
         ids[at + i] = sorted[i]!;
         kinds[at + i] = k[i]!;
@@ -262,15 +252,26 @@ export class FootprintStore {
 
   /**
    * Whether an id of both footprints is modified by `a`'s access (`both`: or by `b`'s). Both
-   * are ascending with no id twice (`add`): one merge pass finds the ids they share.
+   * are ascending with no id twice (`add`), so two footprints whose id ranges do not overlap
+   * share nothing, and otherwise one pass finds the ids they share. The race analysis compares a
+   * step of a handful of ids with one that splits a 2 MiB page (a thousand): there the pass
+   * leaps through the large one by bisection instead of stepping through it (measured on the
+   * three-vCPU race, such pairs were 7 % of the comparisons and 68 % of the ids stepped over).
    */
   private meets(a: number, b: number, both: boolean): boolean {
     const ids = this.ids;
+    const a0 = this.start[a]!;
+    const a1 = a0 + this.len[a]!;
+    const b0 = this.start[b]!;
+    const b1 = b0 + this.len[b]!;
+    if (a0 === a1 || b0 === b1 || ids[a1 - 1]! < ids[b0]! || ids[b1 - 1]! < ids[a0]!) return false;
+    const la = a1 - a0;
+    const lb = b1 - b0;
+    if (la * LEAP_RATIO < lb) return this.meetsLeaping(a0, a1, b0, b1, both, false);
+    if (lb * LEAP_RATIO < la) return this.meetsLeaping(b0, b1, a0, a1, both, true);
     const kinds = this.kinds;
-    let i = this.start[a]!;
-    const a1 = i + this.len[a]!;
-    let j = this.start[b]!;
-    const b1 = j + this.len[b]!;
+    let i = a0;
+    let j = b0;
     while (i < a1 && j < b1) {
       const x = ids[i]!;
       const y = ids[j]!;
@@ -284,7 +285,41 @@ export class FootprintStore {
     }
     return false;
   }
+
+  /**
+   * `meets` of a small footprint `[s0, s1)` and a large one `[l0, l1)`: each id of the small
+   * one is looked for in the rest of the large one by bisection. `swapped`: the small one is
+   * `meets`'s `b`.
+   */
+  private meetsLeaping(
+    s0: number,
+    s1: number,
+    l0: number,
+    l1: number,
+    both: boolean,
+    swapped: boolean,
+  ): boolean {
+    const ids = this.ids;
+    const kinds = this.kinds;
+    let lo = l0;
+    for (let i = s0; i < s1 && lo < l1; i++) {
+      const x = ids[i]!;
+      lo = lowerBound(ids, lo, l1, x);
+      if (lo === l1 || ids[lo]! !== x) continue;
+      const ka = swapped ? kinds[lo]! : kinds[i]!;
+      const kb = swapped ? kinds[i]! : kinds[lo]!;
+      if (modifies(ka, kb) || (both && modifies(kb, ka))) return true;
+      lo++;
+    }
+    return false;
+  }
 }
+
+/**
+ * A sorted set of ids is searched by bisection, instead of stepping through it beside another,
+ * when it is more than this many times the other's size (`meets`, and the wait sets' merges).
+ */
+export const LEAP_RATIO = 8;
 
 /**
  * Collects the accesses of the step in progress. A step touches a handful of resources, so the

@@ -33,8 +33,8 @@
  * task that blocks in such a step waits for any change by another.
  */
 import { BLOCKED, RETRY_WAIT } from "./ctx.js";
-import { modifies, type FootprintStore } from "./footprint.js";
-import { grown } from "../mem/typed-arrays.js";
+import { LEAP_RATIO, modifies, type FootprintStore } from "./footprint.js";
+import { grown, lowerBound } from "../mem/typed-arrays.js";
 
 export const WAIT_NONE = 0;
 /** Footprint handles for steps recorded without a footprint. */
@@ -65,6 +65,9 @@ export class WaitTracker {
   private mergedKinds = new Uint8Array(64);
   private spareIds = new Float64Array(64);
   private spareKinds = new Uint8Array(64);
+  /** Scratch for `insertInto`: where in the store each id it inserts is, and where in the set it goes. */
+  private insertAt = new Int32Array(64);
+  private insertPos = new Int32Array(64);
   /**
    * `save`d states, `stride` numbers each: the log length, `nWaiting`, then per task its wait
    * kind, woken, done, wait-any, attempt start, wait set and waker.
@@ -150,6 +153,14 @@ export class WaitTracker {
    */
   wakerOf(t: number): number {
     return this.waitKind[t] !== WAIT_NONE && this.woken[t] === 1 ? this.wokenAt[t]! : -1;
+  }
+
+  /**
+   * What task `t` waits on, as a footprint handle in the store (a retry's wait set, a blocked
+   * task's blocking step), or -1 if it does not wait.
+   */
+  waitSetOf(t: number): number {
+    return this.waitKind[t] === WAIT_NONE ? -1 : this.waitFp[t]!;
   }
 
   /** How many steps are logged. */
@@ -336,6 +347,8 @@ export class WaitTracker {
   /** The union of the first `n` merged accesses and footprint `h`, into `mergedIds`; its size. */
   private mergeInto(n: number, h: number): number {
     const store = this.store;
+    // A step of a few ids joins a set of a thousand (a retry after a 2 MiB split) in place.
+    if (store.lengthOf(h) * LEAP_RATIO <= n) return this.insertInto(n, h);
     const ids = store.idsView;
     const kinds = store.kindsView;
     let j = store.startOf(h);
@@ -370,6 +383,53 @@ export class WaitTracker {
     return m;
   }
 
+  /**
+   * `mergeInto` for a footprint far smaller than the set: each of its ids is found by bisection
+   * (an id already there only adds its kind), and the new ones go in from the back, each run of
+   * the set between them moved once (`copyWithin`, a memmove).
+   */
+  private insertInto(n: number, h: number): number {
+    const store = this.store;
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    const j0 = store.startOf(h);
+    const j1 = j0 + store.lengthOf(h);
+    if (this.mergedIds.length < n + (j1 - j0)) {
+      const cap = 2 * (n + (j1 - j0));
+      this.mergedIds = grown(this.mergedIds.subarray(0, n), new Float64Array(cap));
+      this.mergedKinds = grown(this.mergedKinds.subarray(0, n), new Uint8Array(cap));
+    }
+    if (this.insertAt.length < j1 - j0) {
+      this.insertAt = new Int32Array(2 * (j1 - j0));
+      this.insertPos = new Int32Array(2 * (j1 - j0));
+    }
+    const a = this.mergedIds;
+    const ak = this.mergedKinds;
+    const at = this.insertAt;
+    const pos = this.insertPos;
+    let k = 0;
+    let lo = 0;
+    for (let j = j0; j < j1; j++) {
+      lo = lowerBound(a, lo, n, ids[j]!);
+      if (lo < n && a[lo] === ids[j]) ak[lo]! |= kinds[j]!;
+      else {
+        at[k] = j;
+        pos[k++] = lo;
+      }
+    }
+    let end = n;
+    for (let q = k - 1; q >= 0; q--) {
+      const j = at[q]!;
+      const p = pos[q]!;
+      a.copyWithin(p + q + 1, p, end);
+      ak.copyWithin(p + q + 1, p, end);
+      a[p + q] = ids[j]!;
+      ak[p + q] = kinds[j]!;
+      end = p;
+    }
+    return n + k;
+  }
+
   /** Whether footprint `h` modifies an id among the first `n` merged accesses, as they were touched. */
   private modifiesMerged(n: number, h: number): boolean {
     const store = this.store;
@@ -378,11 +438,20 @@ export class WaitTracker {
     let j = store.startOf(h);
     const j1 = j + store.lengthOf(h);
     const a = this.mergedIds;
+    const ak = this.mergedKinds;
+    if ((j1 - j) * LEAP_RATIO <= n) {
+      // A step of a few ids against a large set: each looked for by bisection.
+      for (let i = 0; j < j1 && i < n; j++) {
+        i = lowerBound(a, i, n, ids[j]!);
+        if (i < n && a[i] === ids[j] && modifies(kinds[j]!, ak[i]!)) return true;
+      }
+      return false;
+    }
     let i = 0;
     while (i < n && j < j1) {
       if (a[i]! < ids[j]!) i++;
       else if (ids[j]! < a[i]!) j++;
-      else if (modifies(kinds[j++]!, this.mergedKinds[i++]!)) return true;
+      else if (modifies(kinds[j++]!, ak[i++]!)) return true;
     }
     return false;
   }

@@ -33,3 +33,13 @@ export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Ar
   (to as Uint8Array).set(from);
   return to;
 }
+
+/** The first index in `[lo, hi)` of the ascending `a` whose value is not below `x` (`hi` if none). */
+export function lowerBound(a: Float64Array, lo: number, hi: number, x: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
