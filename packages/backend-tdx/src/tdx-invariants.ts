@@ -32,21 +32,39 @@ import type { TdxBackend } from "./tdx-backend.js";
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-type SeptCb = (gfn: number, level: number, state: number, pfn: number) => void;
-
 /**
- * Every present entry of a TD's S-EPT below the root, in the order of
- * `SeamModule.septEntries`, by callback: the checks run after every explorer step, and a
- * generator with a tuple per entry cost more than the rest of the check.
+ * The present entries of the S-EPT below the root, as the last `collectSept` found them, in the
+ * order of `SeamModule.septEntries` (an entry, then the table under it): ascending GFN, and at
+ * one GFN the higher level first, which is the order the mirror's walk gives its entries in.
+ * In typed arrays kept from check to check: the checks run after every explorer step.
  */
-function forEachSeptEntry(pages: SeptPages, td: Td, cb: SeptCb): void {
-  visitSept(pages, td.septRoot, td.rootLevel, 0, cb);
+let sGfn = new Float64Array(64);
+let sPfn = new Float64Array(64);
+/** TDX level (0 = 4K) and state. */
+let sLevel = new Uint8Array(64);
+let sState = new Uint8Array(64);
+/** 1 if the module's walk reaches the entry (every entry above it NL_MAPPED), as `entryAt` does. */
+let sReached = new Uint8Array(64);
+/** 1 once a present mirror entry was met at the entry's GFN and level. */
+let sMatched = new Uint8Array(64);
+let nSept = 0;
+
+function collectSept(pages: SeptPages, td: Td): void {
+  nSept = 0;
+  visitSept(pages, td.septRoot, td.rootLevel, 0, 1);
+  sMatched.fill(0, 0, nSept);
 }
 
 /** GFNs an entry at TDX level `level` spans (`512 ** level`, which V8 computes as a call to pow). */
 const GFNS_PER_ENTRY = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4];
 
-function visitSept(pages: SeptPages, page: number, level: number, base: number, cb: SeptCb): void {
+function visitSept(
+  pages: SeptPages,
+  page: number,
+  level: number,
+  base: number,
+  reached: number,
+): void {
   const t = pages.get(page)!;
   // Only the entries the occupancy bitmap marks, in ascending order: every other entry is the
   // FREE encoding, which is FREE at every level.
@@ -60,10 +78,41 @@ function visitSept(pages: SeptPages, page: number, level: number, base: number, 
     const st = septState(lo, hi, level);
     if (st === SEPT_FREE) continue;
     const gfn = base + i * GFNS_PER_ENTRY[level]!;
-    cb(gfn, level, st, septPfn(lo, hi));
+    if (nSept === sGfn.length) growSept();
+    sGfn[nSept] = gfn;
+    sPfn[nSept] = septPfn(lo, hi);
+    sLevel[nSept] = level;
+    sState[nSept] = st;
+    sReached[nSept++] = reached;
+    // The walk goes on through a blocked table, which the module's own walk does not.
     if (st === SEPT_NL_MAPPED || st === SEPT_NL_BLOCKED)
-      visitSept(pages, septPfn(lo, hi), level - 1, gfn, cb);
+      visitSept(pages, septPfn(lo, hi), level - 1, gfn, st === SEPT_NL_MAPPED ? reached : 0);
   }
+}
+
+function growSept(): void {
+  const cap = 2 * sGfn.length;
+  const f64 = (a: Float64Array) => {
+    const b = new Float64Array(cap);
+    b.set(a);
+    return b;
+  };
+  const u8 = (a: Uint8Array) => {
+    const b = new Uint8Array(cap);
+    b.set(a);
+    return b;
+  };
+  sGfn = f64(sGfn);
+  sPfn = f64(sPfn);
+  sLevel = u8(sLevel);
+  sState = u8(sState);
+  sReached = u8(sReached);
+  sMatched = new Uint8Array(cap);
+}
+
+/** Whether S-EPT entry `k` comes before the mirror entry at (`gfn`, KVM `level`) in the walks' order. */
+function septBefore(k: number, gfn: number, level: number): boolean {
+  return sGfn[k]! < gfn || (sGfn[k] === gfn && sLevel[k]! + 1 > level);
 }
 
 /**
@@ -104,13 +153,41 @@ export function checkTdxInvariants(
   if (!td || td.lifecycle === LC_TEARDOWN || !be.module.tds.has(be.tdr)) return out;
   const module = be.module;
 
-  // Mirror → S-EPT.
+  // Mirror → S-EPT, by one pass over both: each side's walk gives its entries in the same
+  // order, so the S-EPT entry at a mirror entry's GFN and level is found by moving a cursor
+  // forward (a lookup per entry, from the root, cost most of the check). Should the mirror's
+  // entries come out of that order (two valid mirror roots), the rest are looked up instead.
+  collectSept(module.sept, td);
   let premapped = 0;
+  let cursor = 0;
+  let ordered = true;
+  let lastGfn = -1;
+  let lastLevel = 0;
   mirror.forEach((gfn, level, kind, pfn, ext) => {
+    if (ordered && (gfn < lastGfn || (gfn === lastGfn && level >= lastLevel))) ordered = false;
+    lastGfn = gfn;
+    lastLevel = level;
+    let state = SEPT_FREE;
+    let spfn = 0;
+    if (ordered) {
+      while (cursor < nSept && septBefore(cursor, gfn, level)) cursor++;
+      if (cursor < nSept && sGfn[cursor] === gfn && sLevel[cursor]! + 1 === level) {
+        sMatched[cursor] = 1;
+        // `entryAt`: an entry below a blocked table is not where the module's walk goes.
+        if (sReached[cursor] === 1) {
+          state = sState[cursor]!;
+          spfn = sPfn[cursor]!;
+        }
+      }
+    }
     if (mirror.inFlight(gfn, level)) return;
-    const s = module.entryAt(td, gfn, level - 1);
+    if (!ordered) {
+      const s = module.entryAt(td, gfn, level - 1);
+      state = s.state;
+      spfn = s.pfn;
+    }
     if (kind === "leaf") {
-      if (s.state === SEPT_FREE) {
+      if (state === SEPT_FREE) {
         if (td.opState !== OP_RUNNABLE) premapped++;
         else
           fail(
@@ -119,21 +196,21 @@ export function checkTdxInvariants(
           );
         return;
       }
-      if (s.pfn !== pfn)
+      if (spfn !== pfn)
         fail(
           "mirror-equals-sept",
-          `gfn ${hex(gfn)}: mirror maps page ${hex(pfn)}, the S-EPT ${hex(s.pfn)}`,
+          `gfn ${hex(gfn)}: mirror maps page ${hex(pfn)}, the S-EPT ${hex(spfn)}`,
         );
-      if (s.state !== SEPT_MAPPED && s.state !== SEPT_PENDING) {
+      if (state !== SEPT_MAPPED && state !== SEPT_PENDING) {
         fail(
           "mirror-equals-sept",
-          `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[s.state]}`,
+          `gfn ${hex(gfn)}: mirror leaf present, S-EPT leaf ${SEPT_STATE_NAMES[state]}`,
         );
       }
-    } else if (s.state !== SEPT_NL_MAPPED || s.pfn !== ext) {
+    } else if (state !== SEPT_NL_MAPPED || spfn !== ext) {
       fail(
         "mirror-equals-sept",
-        `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[s.state]} over ${hex(s.pfn)}`,
+        `gfn ${hex(gfn)} level ${level}: mirror table over page ${hex(ext)}, S-EPT ${SEPT_STATE_NAMES[state]} over ${hex(spfn)}`,
       );
     }
   });
@@ -155,11 +232,16 @@ export function checkTdxInvariants(
     );
   }
 
-  // S-EPT → mirror, and each page the S-EPT uses: the TD's, of the right type, used once.
+  // S-EPT → mirror (a present mirror entry at the same GFN and level, met by the pass above),
+  // and each page the S-EPT uses: the TD's, of the right type, used once.
   const used = usedBitmap(module.pamt.totalFrames);
-  forEachSeptEntry(module.sept, td, (gfn, level, state, pfn) => {
-    const m = mirror.lookup(gfn, level + 1);
-    if (!m && !mirror.inFlight(gfn, level + 1)) {
+  for (let k = 0; k < nSept; k++) {
+    const gfn = sGfn[k]!;
+    const level = sLevel[k]!;
+    const state = sState[k]!;
+    const pfn = sPfn[k]!;
+    const inMirror = ordered ? sMatched[k] === 1 : mirror.lookup(gfn, level + 1) !== null;
+    if (!inMirror && !mirror.inFlight(gfn, level + 1)) {
       fail(
         "mirror-equals-sept",
         `S-EPT ${SEPT_STATE_NAMES[state]} at gfn ${hex(gfn)} TDX level ${level} (page ${hex(pfn)}) is not in the mirror`,
@@ -185,7 +267,7 @@ export function checkTdxInvariants(
           "pamt-consistent",
           `the 2 MiB page at ${hex(pfn)} has 4K PAMT entries assigned under its 2M entry`,
         );
-      return;
+      continue;
     }
     mark(pfn);
     const t = module.pamt.type(pfn);
@@ -195,7 +277,7 @@ export function checkTdxInvariants(
         `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`,
       );
     }
-  });
+  }
 
   // The PAMT: what the TD owns against what its S-EPT and TDCS use.
   let owned = 0;

@@ -1,11 +1,31 @@
 /**
- * TDX's own invariants catch a PAMT that disagrees with the S-EPT: a page the S-EPT uses twice,
- * and a page the TD owns that its S-EPT does not use. The check runs after every explorer step
- * and keeps its "used" map between runs, so a clean state checked again stays clean.
+ * TDX's own invariants catch a PAMT that disagrees with the S-EPT (a page the S-EPT uses twice,
+ * a page the TD owns that its S-EPT does not use) and a mirror that disagrees with the S-EPT
+ * (an entry on one side only, a different page, an entry the module's walk does not reach). The
+ * check runs after every explorer step and keeps its "used" map and its copy of the S-EPT's
+ * entries between runs, so a clean state checked again stays clean.
  */
 import { describe, expect, it } from "vitest";
-import { Host, Vm, checkInvariants, guestAcceptPage, runToEnd } from "@tdpemu/core/testing";
-import { PT_NDA, PT_REG, SEPT_MAPPED } from "../src/testing.js";
+import {
+  Host,
+  Vm,
+  checkInvariants,
+  guestAcceptPage,
+  mirrorView,
+  runToEnd,
+  type MirrorView,
+} from "@tdpemu/core/testing";
+import {
+  PT_NDA,
+  PT_REG,
+  SEPT_FREE,
+  SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
+  SEPT_NL_MAPPED,
+  SEPT_STATE_NAMES,
+  septPfn,
+} from "../src/testing.js";
+import { checkTdxInvariants } from "../src/tdx-invariants.js";
 import { newTdx } from "./tdx-source.js";
 
 const MiB = 2 ** 20;
@@ -70,5 +90,89 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
     expect(pamtOnly()).toContainEqual(
       `pamt-consistent: page 0x${(big + 9).toString(16)} is used twice in the S-EPT`,
     );
+  });
+});
+
+describe("TDX invariants: the mirror against the S-EPT", () => {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+  const mirrorOnly = (vm: Vm) => messages(vm).filter((x) => x.startsWith("mirror-equals-sept"));
+
+  it("names a mirror leaf whose S-EPT leaf is gone, and an S-EPT leaf the mirror lacks", () => {
+    const { vm, be } = tdWithPages(3);
+    const m = be.module;
+    const page1 = vm.memslots.find(1)!.gmem!.peekPfn(1);
+    const stray = vm.memslots.find(5)!.gmem!.peekPfn(5);
+    m.walk(be.td, 1, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_FREE, 0, 0);
+    m.walk(be.td, 5, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, stray, 0);
+    expect(mirrorOnly(vm)).toEqual([
+      `mirror-equals-sept: mirror leaf at gfn 0x1 (page ${hex(page1)}) has no S-EPT leaf`,
+      `mirror-equals-sept: S-EPT ${SEPT_STATE_NAMES[SEPT_MAPPED]} at gfn 0x5 TDX level 0 (page ${hex(stray)}) is not in the mirror`,
+    ]);
+  });
+
+  it("names a GFN the two map to different pages", () => {
+    const { vm, be } = tdWithPages(3);
+    const m = be.module;
+    const page2 = vm.memslots.find(2)!.gmem!.peekPfn(2);
+    const other = vm.memslots.find(7)!.gmem!.peekPfn(7);
+    m.walk(be.td, 2, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, other, 0);
+    expect(mirrorOnly(vm)).toEqual([
+      `mirror-equals-sept: gfn 0x2: mirror maps page ${hex(page2)}, the S-EPT ${hex(other)}`,
+    ]);
+  });
+
+  it("finds no S-EPT leaf under a blocked table, where the module's walk stops", () => {
+    const { vm, be } = tdWithPages(2);
+    const m = be.module;
+    // The 2 MiB table over GFNs 0-511, blocked behind KVM's back: its leaves are still in the
+    // S-EPT (and the mirror), but no walk of the module reaches them.
+    m.walk(be.td, 0, 1);
+    const lo = m.sept.entryLo(m.walkTable, m.walkOff);
+    const hi = m.sept.entryHi(m.walkTable, m.walkOff);
+    const table = septPfn(lo, hi);
+    expect(m.sept.get(table)).toBeDefined();
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_NL_BLOCKED, table, 1);
+    const pages = [0, 1].map((g) => vm.memslots.find(g)!.gmem!.peekPfn(g));
+    expect(mirrorOnly(vm)).toEqual([
+      `mirror-equals-sept: gfn 0x0 level 2: mirror table over page ${hex(table)}, S-EPT ${SEPT_STATE_NAMES[SEPT_NL_BLOCKED]} over ${hex(table)}`,
+      ...pages.map(
+        (p, g) =>
+          `mirror-equals-sept: mirror leaf at gfn ${hex(g)} (page ${hex(p)}) has no S-EPT leaf`,
+      ),
+    ]);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_NL_MAPPED, table, 1);
+    expect(mirrorOnly(vm)).toEqual([]);
+  });
+
+  it("finds the same when the mirror's entries come out of the walks' order (two valid roots)", () => {
+    const { vm, be } = tdWithPages(4);
+    const m = be.module;
+    m.walk(be.td, 1, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_FREE, 0, 0);
+    m.walk(be.td, 6, 0);
+    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, vm.memslots.find(6)!.gmem!.peekPfn(6), 0);
+    const view = mirrorView(vm);
+    // The same entries, backwards: the check must notice and look each one up instead.
+    const backwards: MirrorView = {
+      forEach(cb) {
+        const all: Parameters<typeof cb>[] = [];
+        view.forEach((...e) => all.push(e));
+        for (const e of all.reverse()) cb(...e);
+      },
+      forEachDirect: (cb) => view.forEachDirect(cb),
+      inFlight: (gfn, level) => view.inFlight(gfn, level),
+      forEachInFlight: (cb) => view.forEachInFlight(cb),
+      lookup: (gfn, level) => view.lookup(gfn, level),
+    };
+    const inOrder = checkTdxInvariants(be, view).map((f) => f.message);
+    expect(inOrder).toHaveLength(4);
+    expect(
+      checkTdxInvariants(be, backwards)
+        .map((f) => f.message)
+        .sort(),
+    ).toEqual(inOrder.sort());
   });
 });

@@ -478,6 +478,8 @@ export interface MirrorView {
    * Every present mirror entry below the root: KVM level (1 = 4K), leaf or table, the PFN (or
    * the external page of a table), and whether the backend is being told about it right now
    * (`inFlight`: frozen, or published and its hook not called yet), when the two may differ.
+   * Root by root, each in its walk's order (an entry, then the table under it), so one root's
+   * entries come by ascending GFN, and at one GFN the higher level first.
    */
   forEach(
     cb: (
