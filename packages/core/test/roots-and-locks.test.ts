@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
   ExecCtx,
+  FootprintRecorder,
+  FootprintStore,
   KVM_DIRECT_ROOTS,
   KVM_INVALID_ROOTS,
   KVM_MIRROR_ROOTS,
@@ -12,6 +14,7 @@ import {
   hostOps,
   isWritable,
   type Backend,
+  type Root,
   type Vm,
 } from "../src/testing.js";
 import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
@@ -42,6 +45,41 @@ describe("root matching (tdp_mmu_root_match)", () => {
     run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, true)); // no-op: already private
     run(hostOps.convertMemory(vm, vm.hostCtx, 2, 3, false)); // zaps private mappings of GFN 2 only
     expect(be.leaves.size).toBe(1);
+  });
+});
+
+describe("a root's words are resources of their own", () => {
+  /** The footprint of `f`, done on `vm` with a recorder set, in `store`. */
+  function footprint(vm: Vm, store: FootprintStore, f: () => void): number {
+    const rec = new FootprintRecorder();
+    vm.clock.setRecorder(rec);
+    try {
+      f();
+    } finally {
+      vm.clock.setRecorder(null);
+    }
+    return rec.saveTo(store);
+  }
+
+  it("taking a reference commutes with another and with a fault's validity check; dropping one or invalidating does not", () => {
+    const vm = makeVm({ backend: new FakeMirrorBackend() });
+    run(privateAccess(vm, 0));
+    const root: Root = vm.vcpus[0]!.root!;
+    const store = new FootprintStore();
+    const get = footprint(vm, store, () => root.get());
+    const get2 = footprint(vm, store, () => root.get());
+    const valid = footprint(vm, store, () => root.invalid);
+    const put = footprint(vm, store, () => root.put());
+    const refs = footprint(vm, store, () => root.refcount);
+    const invalidate = footprint(vm, store, () => root.markInvalid());
+    expect(store.dependsOn(get, get2)).toBe(false);
+    expect(store.dependsOn(get, valid)).toBe(false);
+    expect(store.dependsOn(put, valid)).toBe(false);
+    expect(store.dependsOn(get, put)).toBe(true);
+    expect(store.dependsOn(get, refs)).toBe(true);
+    expect(store.dependsOn(put, put)).toBe(true);
+    expect(store.dependsOn(invalidate, valid)).toBe(true);
+    expect(store.dependsOn(invalidate, get)).toBe(false);
   });
 });
 

@@ -40,6 +40,7 @@ import {
 } from "../exec/footprint.js";
 import type { Task } from "../exec/scheduler.js";
 import type { Vm } from "../vm/vm.js";
+import { rootIds } from "../mmu/roots.js";
 
 type Numbers = Float64Array | Uint32Array;
 
@@ -190,16 +191,20 @@ export class FootprintAudit {
         .join(";"),
     );
     s.set(R_INVALIDATE, mmu.invalidateAuditState());
+    // The list, and each root's refcount, validity and freed flag under their own ids.
     s.set(
       R_ROOTS,
       mmu
         .peekRoots()
-        .map(
-          (r) =>
-            `${r.slot}:${r.mirror}:${r.peekInvalid()}:${r.peekFreed()}:${r.peekRefcount()}:${r.peekScheduledZap()}`,
-        )
+        .map((r) => `${r.slot}:${r.mirror}`)
         .join(";"),
     );
+    for (const r of mmu.peekRoots()) {
+      const [refs, validity, freed] = rootIds(mmu.rootSpace, r.slot);
+      s.set(refs, r.peekRefcount());
+      s.set(validity, `${r.peekInvalid()}:${r.peekScheduledZap()}`);
+      s.set(freed, r.peekFreed() ? 1 : 0);
+    }
     const lock = mmu.lock;
     s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
     s.set(R_LOCK_READERS, lock.readers);

@@ -95,6 +95,8 @@ export class TdpMmu {
   readonly rcu: Rcu;
   /** Requests made on the vCPUs (`KVM_REQ_TLB_FLUSH`), acted on at their next entry. */
   readonly requests: VcpuRequests;
+  /** The roots' own resources (`rootIds`: refcount, validity, freed), beside R_ROOTS for the list. */
+  readonly rootSpace: number;
   readonly rootLevel: Level;
   /** `kvm->arch.gfn_direct_bits`: the shared bit as a GFN on TDX, 0 elsewhere. */
   readonly gfnDirectBits: number;
@@ -223,6 +225,7 @@ export class TdpMmu {
     this.clock = vm.clock;
     this.rcu = new Rcu(vm.clock);
     this.requests = new VcpuRequests(vm.clock, vm.config.vcpus);
+    this.rootSpace = vm.clock.newResourceSpace();
     this.rootLevel = rootLevel;
     this.gfnDirectBits = backend.gfnDirectBits?.(vm) ?? 0;
     this.memtypeBits = backend.honorsGuestPat ? RAM_MEMTYPE_BITS_GUEST_PAT : RAM_MEMTYPE_BITS;
@@ -798,20 +801,20 @@ export class TdpMmu {
    * the pool's free list (a write of R_POOL either way: the step also writes the root list).
    */
   getRoot(mirror: boolean): Root {
-    this.clock.touch(R_ROOTS);
-    for (const r of this.rootList) {
+    for (const r of this.roots) {
       if (r.mirror === mirror && !r.invalid) {
         r.get();
         return r;
       }
     }
+    this.clock.touch(R_ROOTS);
     const slot = this.pool.alloc(
       this.vm.id,
       this.rootLevel,
       0,
       ROLE_ROOT | (mirror ? ROLE_MIRROR : 0),
     );
-    const root = new Root(slot, this.rootLevel, mirror, this.clock);
+    const root = new Root(slot, this.rootLevel, mirror, this.clock, this.rootSpace);
     // list_add_rcu: a new root goes to the head of tdp_mmu_roots, so walks over the roots (zap,
     // unmap, invalidation) meet the newest first; on a TD, the direct root before the mirror,
     // which KVM allocates first.
@@ -835,6 +838,7 @@ export class TdpMmu {
   putRoot(root: Root): void {
     if (root.put() > 0) return;
     if (!root.invalid) throw new KvmBug(`last reference to valid root ${root.slot} dropped`);
+    this.clock.touch(R_ROOTS);
     this.rootList.splice(this.rootList.indexOf(root), 1);
     root.markFreed();
     this.deferredFrees++;

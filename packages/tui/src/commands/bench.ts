@@ -168,7 +168,7 @@ function cases(explorePath: string, reg: BackendRegistry): CaseDef[] {
       what: "schedules/s on tdx-race-2m-4k (freeze)",
       runs: 3,
       warmup: 1,
-      // Up to 20,000 schedules a run (Optimal-DPOR exhausts the space in 5,934), after one
+      // Up to 20,000 schedules a run (Optimal-DPOR exhausts the space in 4,290), after one
       // untimed run: the first run of a process is mostly the JIT compiling the explorer and the
       // fault path.
       run: () => exploreCase(reg, explorePath, 20000),
