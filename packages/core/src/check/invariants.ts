@@ -259,7 +259,10 @@ class TableWalk {
     if (!isShadowPresent(lo) || isLastSpte(lo, level)) return;
     const pool = this.vm.host.pool;
     const child = pool.pfnToSlot(spteToPfn(lo, hi));
-    if (child >= 0 && pool.isLive(child)) this.walk(child, level - 1, rawGfn, mirror);
+    // Seen once, as in the full walk: the clean state links no table twice, but a walk that
+    // trusted that would loop on a state that did.
+    if (child >= 0 && pool.isLive(child) && this.see(child))
+      this.walk(child, level - 1, rawGfn, mirror);
   }
 
   private frozenLeft(gfn: number, level: number, mirror: boolean): void {

@@ -7,7 +7,7 @@
  *
  * The root list is one shared resource (R_ROOTS, the MMU's); each root's refcount, its validity
  * (`role.invalid`, with whether a zap of it is scheduled) and whether it is freed are three
- * more, in a resource space of the MMU's (`RootIds`): in the kernel they are separate words, and
+ * more, in a resource space of the MMU's (`rootIds`): in the kernel they are separate words, and
  * a walker taking a reference (`kvm_tdp_mmu_get_root`) changes nothing a fault reads when it
  * asks whether its root is still valid. Taking a reference is a commutative update; dropping
  * one is a write, since the one that drops the last frees the root. A root's state is reached

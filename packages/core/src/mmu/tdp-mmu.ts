@@ -799,6 +799,7 @@ export class TdpMmu {
    * root page is allocated with refcount 2 (the caller's and the MMU's). The kernel takes that
    * page from the vCPU's page cache, topped up by `kvm_mmu_load` first; the model takes it from
    * the pool's free list (a write of R_POOL either way: the step also writes the root list).
+   * Finding a valid root only reads the list and that root's validity, and takes a reference.
    */
   getRoot(mirror: boolean): Root {
     for (const r of this.roots) {
