@@ -18,19 +18,6 @@ function folded(step: Access[]): Map<number, number> {
   return m;
 }
 
-/** Two steps do not commute: a resource written by one and touched by the other, or read by one and added to by the other. */
-function depends(a: Access[], b: Access[]): boolean {
-  const fa = folded(a);
-  const fb = folded(b);
-  for (const [id, ka] of fa) {
-    const kb = fb.get(id);
-    if (kb === undefined) continue;
-    if ((ka | kb) & KIND.write) return true;
-    if ((ka & KIND.read && kb & KIND.add) || (ka & KIND.add && kb & KIND.read)) return true;
-  }
-  return false;
-}
-
 /** A step of `theirs` changes what a step of `mine` saw: a write to anything it touched, or an add to what it read or wrote. */
 function changes(theirs: Access[], mine: Access[]): boolean {
   const ft = folded(theirs);
@@ -42,6 +29,11 @@ function changes(theirs: Access[], mine: Access[]): boolean {
     if (kt & KIND.add && km & (KIND.read | KIND.write)) return true;
   }
   return false;
+}
+
+/** Two steps do not commute: either changes what the other saw. */
+function depends(a: Access[], b: Access[]): boolean {
+  return changes(a, b) || changes(b, a);
 }
 
 describe("FootprintStore", () => {
