@@ -85,6 +85,7 @@ export {
   IdAllocator,
   StatusNames,
   packedZeros,
+  grown,
   nextSetBit,
   sharedGfnBit,
   type Level,

@@ -12,7 +12,7 @@
  * each side is checked by looking the entry up in the other, and "mapped once" is a bitmap over
  * host frames.
  */
-import { nextSetBit, type MirrorView } from "@tdpemu/backend-sdk";
+import { grown, nextSetBit, type MirrorView } from "@tdpemu/backend-sdk";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
 import {
   SEPT_FREE,
@@ -92,21 +92,11 @@ function visitSept(
 
 function growSept(): void {
   const cap = 2 * sGfn.length;
-  const f64 = (a: Float64Array) => {
-    const b = new Float64Array(cap);
-    b.set(a);
-    return b;
-  };
-  const u8 = (a: Uint8Array) => {
-    const b = new Uint8Array(cap);
-    b.set(a);
-    return b;
-  };
-  sGfn = f64(sGfn);
-  sPfn = f64(sPfn);
-  sLevel = u8(sLevel);
-  sState = u8(sState);
-  sReached = u8(sReached);
+  sGfn = grown(sGfn, new Float64Array(cap));
+  sPfn = grown(sPfn, new Float64Array(cap));
+  sLevel = grown(sLevel, new Uint8Array(cap));
+  sState = grown(sState, new Uint8Array(cap));
+  sReached = grown(sReached, new Uint8Array(cap));
   sMatched = new Uint8Array(cap);
 }
 

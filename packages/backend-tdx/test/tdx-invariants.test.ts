@@ -39,6 +39,22 @@ function tdWithPages(pages: number) {
   return { vm, be };
 }
 
+/**
+ * Writes the S-EPT entry over `gfn` at TDX `level` behind the module's back (its state and the
+ * page it points to), as a bug in a SEAMCALL would leave it.
+ */
+function setSept(
+  be: ReturnType<typeof newTdx>,
+  gfn: number,
+  level: number,
+  state: number,
+  pfn: number,
+): void {
+  const m = be.module;
+  m.walk(be.td, gfn, level);
+  m.sept.setEntry(m.walkTable, m.walkOff, state, pfn, level);
+}
+
 const messages = (vm: Vm) =>
   checkInvariants(vm, { final: false }).violations.map((v) => `${v.check}: ${v.message}`);
 
@@ -50,10 +66,8 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
 
   it("names a page the S-EPT maps twice", () => {
     const { vm, be } = tdWithPages(2);
-    const m = be.module;
     const page0 = vm.memslots.find(0)!.gmem!.peekPfn(0);
-    m.walk(be.td, 1, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, page0, 0);
+    setSept(be, 1, 0, SEPT_MAPPED, page0);
     expect(messages(vm)).toContainEqual(
       `pamt-consistent: page 0x${page0.toString(16)} is used twice in the S-EPT`,
     );
@@ -85,8 +99,7 @@ describe("TDX invariants: the PAMT against the S-EPT", () => {
       `pamt-consistent: the 2 MiB page at 0x${big.toString(16)} has 4K PAMT entries assigned under its 2M entry`,
     );
     m.pamt.set(big + 7, PT_NDA, -1);
-    m.walk(be.td, 0, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, big + 9, 0);
+    setSept(be, 0, 0, SEPT_MAPPED, big + 9);
     expect(pamtOnly()).toContainEqual(
       `pamt-consistent: page 0x${(big + 9).toString(16)} is used twice in the S-EPT`,
     );
@@ -99,13 +112,10 @@ describe("TDX invariants: the mirror against the S-EPT", () => {
 
   it("names a mirror leaf whose S-EPT leaf is gone, and an S-EPT leaf the mirror lacks", () => {
     const { vm, be } = tdWithPages(3);
-    const m = be.module;
     const page1 = vm.memslots.find(1)!.gmem!.peekPfn(1);
     const stray = vm.memslots.find(5)!.gmem!.peekPfn(5);
-    m.walk(be.td, 1, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_FREE, 0, 0);
-    m.walk(be.td, 5, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, stray, 0);
+    setSept(be, 1, 0, SEPT_FREE, 0);
+    setSept(be, 5, 0, SEPT_MAPPED, stray);
     expect(mirrorOnly(vm)).toEqual([
       `mirror-equals-sept: mirror leaf at gfn 0x1 (page ${hex(page1)}) has no S-EPT leaf`,
       `mirror-equals-sept: S-EPT ${SEPT_STATE_NAMES[SEPT_MAPPED]} at gfn 0x5 TDX level 0 (page ${hex(stray)}) is not in the mirror`,
@@ -114,11 +124,9 @@ describe("TDX invariants: the mirror against the S-EPT", () => {
 
   it("names a GFN the two map to different pages", () => {
     const { vm, be } = tdWithPages(3);
-    const m = be.module;
     const page2 = vm.memslots.find(2)!.gmem!.peekPfn(2);
     const other = vm.memslots.find(7)!.gmem!.peekPfn(7);
-    m.walk(be.td, 2, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, other, 0);
+    setSept(be, 2, 0, SEPT_MAPPED, other);
     expect(mirrorOnly(vm)).toEqual([
       `mirror-equals-sept: gfn 0x2: mirror maps page ${hex(page2)}, the S-EPT ${hex(other)}`,
     ]);
@@ -134,7 +142,7 @@ describe("TDX invariants: the mirror against the S-EPT", () => {
     const hi = m.sept.entryHi(m.walkTable, m.walkOff);
     const table = septPfn(lo, hi);
     expect(m.sept.get(table)).toBeDefined();
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_NL_BLOCKED, table, 1);
+    setSept(be, 0, 1, SEPT_NL_BLOCKED, table);
     const pages = [0, 1].map((g) => vm.memslots.find(g)!.gmem!.peekPfn(g));
     expect(mirrorOnly(vm)).toEqual([
       `mirror-equals-sept: gfn 0x0 level 2: mirror table over page ${hex(table)}, S-EPT ${SEPT_STATE_NAMES[SEPT_NL_BLOCKED]} over ${hex(table)}`,
@@ -143,17 +151,14 @@ describe("TDX invariants: the mirror against the S-EPT", () => {
           `mirror-equals-sept: mirror leaf at gfn ${hex(g)} (page ${hex(p)}) has no S-EPT leaf`,
       ),
     ]);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_NL_MAPPED, table, 1);
+    setSept(be, 0, 1, SEPT_NL_MAPPED, table);
     expect(mirrorOnly(vm)).toEqual([]);
   });
 
   it("finds the same when the mirror's entries come out of the walks' order (two valid roots)", () => {
     const { vm, be } = tdWithPages(4);
-    const m = be.module;
-    m.walk(be.td, 1, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_FREE, 0, 0);
-    m.walk(be.td, 6, 0);
-    m.sept.setEntry(m.walkTable, m.walkOff, SEPT_MAPPED, vm.memslots.find(6)!.gmem!.peekPfn(6), 0);
+    setSept(be, 1, 0, SEPT_FREE, 0);
+    setSept(be, 6, 0, SEPT_MAPPED, vm.memslots.find(6)!.gmem!.peekPfn(6));
     const view = mirrorView(vm);
     // The same entries, backwards: the check must notice and look each one up instead.
     const backwards: MirrorView = {

@@ -19,7 +19,7 @@ export { OpError } from "./vm/op-error.js";
 // the host and what a backend is made of
 export { Host, type HostOptions } from "./mem/host.js";
 export { FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE } from "./mem/frame-allocator.js";
-export { nextSetBit } from "./mem/typed-arrays.js";
+export { grown, nextSetBit } from "./mem/typed-arrays.js";
 export { Root } from "./mmu/roots.js";
 export * from "./backend/backend.js";
 export type { BackendVm, VmConfig } from "./backend/backend-vm.js";
