@@ -136,4 +136,50 @@ describe("FootprintStore", () => {
       { numRuns: 200 },
     );
   });
+
+  it("addAscending keeps a set already ascending exactly as add does, small or copied whole", () => {
+    // Reads, and at most one access that modifies (anywhere, the first or the last too): whether
+    // a footprint modifies anything turns on that one.
+    const set = fc
+      .tuple(
+        fc.oneof(
+          fc.uniqueArray(fc.integer({ min: -300, max: 300 }), { maxLength: 20 }),
+          fc.uniqueArray(fc.integer({ min: -300, max: 300 }), { minLength: 64, maxLength: 200 }),
+        ),
+        fc.option(fc.nat()),
+        fc.constantFrom(2, 4, 3, 5, 6),
+      )
+      .map(([ids, at, kind]): [number[], number[]] => {
+        const kinds = ids.map(() => 1);
+        if (at !== null && ids.length > 0) kinds[at % ids.length] = kind;
+        return [ids.sort((a, b) => a - b), kinds];
+      });
+    fc.assert(
+      fc.property(fc.array(set, { minLength: 1, maxLength: 6 }), (sets) => {
+        const viaAdd = new FootprintStore();
+        const viaAscending = new FootprintStore();
+        for (const [ids, kinds] of sets) {
+          const a = viaAdd.add(Float64Array.from(ids), Uint8Array.from(kinds), ids.length);
+          // Arrays longer than the set, as the wait tracker's scratch is.
+          const big = new Float64Array(ids.length + 5).fill(7);
+          big.set(ids);
+          const bigKinds = new Uint8Array(ids.length + 5).fill(4);
+          bigKinds.set(kinds);
+          const b = viaAscending.addAscending(big, bigKinds, ids.length);
+          expect(b).toBe(a);
+          const read = (st: FootprintStore, h: number) => [
+            Array.from(st.idsView.subarray(st.startOf(h), st.startOf(h) + st.lengthOf(h))),
+            Array.from(st.kindsView.subarray(st.startOf(h), st.startOf(h) + st.lengthOf(h))),
+            st.modifiesAny(h),
+          ];
+          expect(read(viaAscending, b)).toEqual(read(viaAdd, a));
+          expect(read(viaAdd, a)[0]).toEqual(ids);
+        }
+        for (let i = 0; i < sets.length; i++)
+          for (let j = 0; j < sets.length; j++)
+            expect(viaAscending.dependsOn(i, j)).toBe(viaAdd.dependsOn(i, j));
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

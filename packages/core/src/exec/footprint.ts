@@ -11,6 +11,9 @@
  */
 import { grown, lowerBound } from "../mem/typed-arrays.js";
 
+/** From this many accesses on, `addAscending` copies a footprint whole (a view costs less than the loop). */
+const ASCENDING_COPY = 64;
+
 export const R_LOCK_WRITER = -1; // mmu_lock: writer and waiting writers
 export const R_LOCK_READERS = -2; // mmu_lock: reader count
 export const R_LOCK_WAITERS = -3; // mmu_lock: contention (rwlock_needbreak)
@@ -125,16 +128,7 @@ export class FootprintStore {
    * twice (`sortRange`); returns the new footprint's handle.
    */
   add(ids: Float64Array, kinds: Uint8Array, count: number, from = 0): number {
-    if (this.n === this.start.length) {
-      this.start = grown(this.start, new Int32Array(this.n * 2));
-      this.len = grown(this.len, new Int32Array(this.n * 2));
-      this.mods = grown(this.mods, new Uint8Array(this.n * 2));
-    }
-    if (this.used + count > this.ids.length) {
-      const cap = Math.max(this.ids.length * 2, this.used + count);
-      this.ids = grown(this.ids, new Float64Array(cap));
-      this.kinds = grown(this.kinds, new Uint8Array(cap));
-    }
+    this.reserve(count);
     // A loop, not `set(subarray)`: a step touches a handful of resources, and a view per step
     // would be the one allocation left.
     const to = this.used;
@@ -146,7 +140,39 @@ export class FootprintStore {
       mods |= kinds[from + i]!;
       if (i > 0 && !(ids[from + i]! > ids[from + i - 1]!)) sorted = false;
     }
-    const n = sorted ? count : this.sortRange(to, count);
+    return this.added(sorted ? count : this.sortRange(to, count), mods);
+  }
+
+  /**
+   * `add` for accesses already ascending by id with no id twice (a retry's wait set, merged
+   * so): a large set is copied whole, not an access at a time, and not checked for order.
+   */
+  addAscending(ids: Float64Array, kinds: Uint8Array, count: number): number {
+    if (count < ASCENDING_COPY) return this.add(ids, kinds, count);
+    this.reserve(count);
+    this.ids.set(ids.subarray(0, count), this.used);
+    this.kinds.set(kinds.subarray(0, count), this.used);
+    let mods = 0;
+    for (let i = 0; i < count; i++) mods |= kinds[i]!;
+    return this.added(count, mods);
+  }
+
+  /** Room for one more footprint of `count` accesses. */
+  private reserve(count: number): void {
+    if (this.n === this.start.length) {
+      this.start = grown(this.start, new Int32Array(this.n * 2));
+      this.len = grown(this.len, new Int32Array(this.n * 2));
+      this.mods = grown(this.mods, new Uint8Array(this.n * 2));
+    }
+    if (this.used + count > this.ids.length) {
+      const cap = Math.max(this.ids.length * 2, this.used + count);
+      this.ids = grown(this.ids, new Float64Array(cap));
+      this.kinds = grown(this.kinds, new Uint8Array(cap));
+    }
+  }
+
+  /** The footprint of the `n` accesses just written at `used` (their kinds or-ed in `mods`): its handle. */
+  private added(n: number, mods: number): number {
     const h = this.n++;
     this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
     this.start[h] = this.used;

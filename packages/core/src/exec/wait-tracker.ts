@@ -336,7 +336,7 @@ export class WaitTracker {
         staleAt = s;
       }
     }
-    this.waitFp[t] = store.add(this.mergedIds, this.mergedKinds, n);
+    this.waitFp[t] = store.addAscending(this.mergedIds, this.mergedKinds, n);
     this.waitAny[t] = any;
     this.waitKind[t] = RETRY_WAIT;
     this.woken[t] = stale ? 1 : 0;
