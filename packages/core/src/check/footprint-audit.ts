@@ -192,19 +192,15 @@ export class FootprintAudit {
     );
     s.set(R_INVALIDATE, mmu.invalidateAuditState());
     // The list, and each root's refcount, validity and freed flag under their own ids.
-    s.set(
-      R_ROOTS,
-      mmu
-        .peekRoots()
-        .map((r) => `${r.slot}:${r.mirror}`)
-        .join(";"),
-    );
+    const list: string[] = [];
     for (const r of mmu.peekRoots()) {
+      list.push(`${r.slot}:${r.mirror}`);
       const [refs, validity, freed] = rootIds(mmu.rootSpace, r.slot);
       s.set(refs, r.peekRefcount());
       s.set(validity, `${r.peekInvalid()}:${r.peekScheduledZap()}`);
       s.set(freed, r.peekFreed() ? 1 : 0);
     }
+    s.set(R_ROOTS, list.join(";"));
     const lock = mmu.lock;
     s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
     s.set(R_LOCK_READERS, lock.readers);

@@ -11,9 +11,6 @@
  */
 import { grown, lowerBound } from "../mem/typed-arrays.js";
 
-/** From this many accesses on, `addAscending` copies a footprint whole (a view costs less than the loop). */
-const ASCENDING_COPY = 64;
-
 export const R_LOCK_WRITER = -1; // mmu_lock: writer and waiting writers
 export const R_LOCK_READERS = -2; // mmu_lock: reader count
 export const R_LOCK_WAITERS = -3; // mmu_lock: contention (rwlock_needbreak)
@@ -89,6 +86,9 @@ export function modifies(theirs: number, mine: number): boolean {
     ((theirs & KIND_ADD) !== 0 && (mine & (KIND_READ | KIND_WRITE)) !== 0)
   );
 }
+
+/** From this many accesses on, `addAscending` copies a footprint whole (a view costs less than the loop). */
+const ASCENDING_COPY = 64;
 
 /**
  * The footprints of the steps the explorer has taken and still refers to, in one growing buffer
