@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import type { ExploreProgress } from "@tdpemu/core";
+import { progressLine, publishProgress } from "../src/commands/explore-jobs.js";
 
 const run = promisify(execFile);
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
@@ -36,6 +38,18 @@ async function shards(n: number, args: string[], tag: string): Promise<string[]>
   rs.forEach((r, k) => writeFileSync(files[k]!, r.out));
   return files;
 }
+
+/** A thread's progress before its first schedule. */
+const NO_PROGRESS: ExploreProgress = {
+  schedules: 0,
+  steps: 0,
+  skippedByReduction: 0,
+  prunedByBound: 0,
+  complete: 0,
+  cut: 0,
+  unfair: 0,
+  seconds: 0,
+};
 
 const TIMING = new Set(["seconds", "schedulesPerSecond"]);
 
@@ -221,4 +235,29 @@ describe("explore --shard K/N and explore-merge", () => {
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);
     }
   }, 120_000);
+});
+
+describe("explore --jobs progress", () => {
+  it("prints every thread's schedules and steps summed, at most every two seconds", () => {
+    const shared = new BigInt64Array(2 * 3);
+    const lines: string[] = [];
+    let now = 0;
+    const print = progressLine(shared, 3, { out: () => {}, err: (t) => lines.push(t) }, () => now);
+    publishProgress(shared, 0, { ...NO_PROGRESS, schedules: 10, steps: 400 });
+    publishProgress(shared, 2, { ...NO_PROGRESS, schedules: 3_000, steps: 5_000_000 });
+    now = 1_999;
+    print();
+    expect(lines).toEqual([]);
+    now = 2_000;
+    print();
+    publishProgress(shared, 1, { ...NO_PROGRESS, schedules: 7, steps: 9 });
+    now = 3_500;
+    print();
+    now = 4_000;
+    print();
+    expect(lines).toEqual([
+      "explored 3,010 schedules, 5,000,400 steps, on 3 threads",
+      "explored 3,017 schedules, 5,000,409 steps, on 3 threads",
+    ]);
+  });
 });

@@ -1,10 +1,17 @@
 /**
- * `tdpemu explore --jobs N`: one exploration on N worker threads. Each thread runs the whole
- * command as a shard of the search (`ExploreSplit`) whose subtrees are not fixed in advance: a
- * thread takes each subtree it reaches that no other thread has taken yet (one compare-and-swap
- * on a shared array), so a thread that finishes its subtree early takes the next ones, and the
- * work spreads however unevenly the subtrees are sized. Their reports are merged as
- * `explore-merge` merges shards: the same counts, traces and first violation as one thread.
+ * `tdpemu explore --jobs N`: one exploration on N threads, the main thread and N - 1 workers.
+ * Each runs the whole command as a shard of the search (`ExploreSplit`) whose subtrees are not
+ * fixed in advance: a thread takes each subtree it reaches that no other thread has taken yet
+ * (one compare-and-swap on a shared array), so a thread that finishes its subtree early takes the
+ * next ones, and the work spreads however unevenly the subtrees are sized. Their reports are
+ * merged as `explore-merge` merges shards: the same counts, traces and first violation as one
+ * thread.
+ *
+ * The main thread explores too, rather than only waiting: it has the command loaded already,
+ * while a worker must load and compile it first (0.7 s on the machine of the figures in
+ * docs/explorer.md, for a search of 8 s a thread), and the subtrees it takes meanwhile are work
+ * the workers no longer wait for. Its exploration keeps it from handling messages, so every
+ * thread publishes its progress in a shared array, and the main thread prints the sums.
  *
  * Once a thread has found a violation, no thread takes a subtree that comes after it in the
  * search: the subtrees before it are still explored (one of them may hold the violation the
@@ -23,6 +30,8 @@ import type { ExploreReport } from "./explore-report.js";
 const CLAIM_SLOTS = 1 << 20;
 /** Slot 0: the least position of a violation found so far. */
 const BEST = 0;
+/** How often the main thread prints the threads' progress summed. */
+const PROGRESS_MS = 2000;
 
 interface JobData {
   kind: "tdpemu-explore-job";
@@ -30,10 +39,75 @@ interface JobData {
   index: number;
   count: number;
   claims: SharedArrayBuffer;
+  /** Per thread, the schedules and steps it has explored (`publishProgress`). */
+  progress: SharedArrayBuffer;
 }
 
-type JobMessage =
-  { progress: ExploreProgress } | { done: { code: number; report: string } } | { failed: string };
+type JobMessage = { done: { code: number; report: string } } | { failed: string };
+
+type ExploreCommand = (args: string[], io: Io, job: ExploreJob) => Promise<number>;
+
+/** Thread `index`'s progress, where the main thread reads it (`progressLine`). */
+export function publishProgress(shared: BigInt64Array, index: number, p: ExploreProgress): void {
+  Atomics.store(shared, 2 * index, BigInt(p.schedules));
+  Atomics.store(shared, 2 * index + 1, BigInt(p.steps));
+}
+
+/** The threads' progress, summed, on standard error at most every `PROGRESS_MS` of `clock`. */
+export function progressLine(
+  shared: BigInt64Array,
+  jobs: number,
+  io: Io,
+  clock: () => number = () => performance.now(),
+): () => void {
+  let last = clock();
+  return () => {
+    const now = clock();
+    if (now - last < PROGRESS_MS) return;
+    last = now;
+    let schedules = 0n;
+    let steps = 0n;
+    for (let i = 0; i < jobs; i++) {
+      schedules += Atomics.load(shared, 2 * i);
+      steps += Atomics.load(shared, 2 * i + 1);
+    }
+    io.err(
+      `explored ${schedules.toLocaleString("en-US")} schedules, ${steps.toLocaleString("en-US")} steps, on ${jobs} threads`,
+    );
+  };
+}
+
+/**
+ * The job of thread `index`: it claims subtrees in `claims`, publishes its progress in
+ * `progress`, and its report goes to `io`.
+ */
+function jobOf(
+  claims: Int32Array,
+  progress: BigInt64Array,
+  index: number,
+  count: number,
+  onProgress: () => void,
+): ExploreJob {
+  return {
+    index,
+    count,
+    owns: (i) => {
+      // Nothing after a violation found (positions: 2i inside subtree i, 2i - 1 before it).
+      if (2 * i > Atomics.load(claims, BEST)) return false;
+      if (i + 1 >= CLAIM_SLOTS) return i % count === index;
+      return Atomics.compareExchange(claims, i + 1, 0, index + 1) === 0;
+    },
+    found: (position) => {
+      for (let b = Atomics.load(claims, BEST); position < b; b = Atomics.load(claims, BEST)) {
+        if (Atomics.compareExchange(claims, BEST, b, position) === b) break;
+      }
+    },
+    progress: (p) => {
+      publishProgress(progress, index, p);
+      onProgress();
+    },
+  };
+}
 
 /** The arguments of the threads: the command's, without --jobs, --out and --json (the main thread merges and prints). */
 function jobArgs(args: string[]): string[] {
@@ -56,6 +130,7 @@ export async function runExploreJobs(
   out: string,
   json: boolean,
   io: Io,
+  explore: ExploreCommand,
 ): Promise<number> {
   // The threads start where the command starts: the bundle this code is part of, or next to
   // the unbundled build, its cli.js (from the TypeScript sources, as in tests, there is none).
@@ -67,59 +142,64 @@ export async function runExploreJobs(
       : null;
   if (entry === null)
     throw new UsageError("explore: --jobs: needs the built command (packages/tui/dist/tdpemu.mjs)");
-  const claims = new SharedArrayBuffer(4 * CLAIM_SLOTS);
-  new Int32Array(claims)[BEST] = 0x7fffffff;
-  const latest: ExploreProgress[] = [];
-  let lastPrinted = performance.now();
+  const claimsBuffer = new SharedArrayBuffer(4 * CLAIM_SLOTS);
+  const claims = new Int32Array(claimsBuffer);
+  claims[BEST] = 0x7fffffff;
+  const progressBuffer = new SharedArrayBuffer(16 * jobs);
+  const progress = new BigInt64Array(progressBuffer);
+  const printProgress = progressLine(progress, jobs, io);
   const workers: Worker[] = [];
-  const all = Promise.all(
-    Array.from(
-      { length: jobs },
-      (_, index) =>
-        new Promise<string>((resolve, reject) => {
-          const data: JobData = {
-            kind: "tdpemu-explore-job",
-            args: jobArgs(args),
-            index,
-            count: jobs,
-            claims,
-          };
-          const w = new Worker(entry, { workerData: data });
-          workers.push(w);
-          w.on("message", (m: JobMessage) => {
-            if ("progress" in m) {
-              latest[index] = m.progress;
-              const now = performance.now();
-              if (now - lastPrinted >= 2000) {
-                lastPrinted = now;
-                const sum = (f: "schedules" | "steps") =>
-                  latest.reduce((a, p) => a + (p?.[f] ?? 0), 0);
-                io.err(
-                  `explored ${sum("schedules").toLocaleString("en-US")} schedules, ${sum("steps").toLocaleString("en-US")} steps, on ${jobs} threads`,
-                );
-              }
-            } else if ("done" in m) resolve(m.done.report);
-            else reject(new Error(`explore --jobs: thread ${index}: ${m.failed}`));
-          });
-          w.on("error", reject);
-          // After its report, a thread's exit changes nothing; before it, it is the thread's failure.
-          w.on("exit", (code) =>
-            reject(
-              new Error(
-                `explore --jobs: thread ${index} ended (exit code ${code}) without its report`,
-              ),
+  const threads = Array.from(
+    { length: jobs - 1 },
+    (_, w) =>
+      new Promise<string>((resolve, reject) => {
+        const index = w + 1;
+        const data: JobData = {
+          kind: "tdpemu-explore-job",
+          args: jobArgs(args),
+          index,
+          count: jobs,
+          claims: claimsBuffer,
+          progress: progressBuffer,
+        };
+        const worker = new Worker(entry, { workerData: data });
+        workers.push(worker);
+        worker.on("message", (m: JobMessage) => {
+          if ("done" in m) resolve(m.done.report);
+          else reject(new Error(`explore --jobs: thread ${index}: ${m.failed}`));
+        });
+        worker.on("error", reject);
+        // After its report, a thread's exit changes nothing; before it, it is the thread's failure.
+        worker.on("exit", (code) =>
+          reject(
+            new Error(
+              `explore --jobs: thread ${index} ended (exit code ${code}) without its report`,
             ),
-          );
-        }),
-    ),
+          ),
+        );
+      }),
   );
+  // While the main thread explores it runs no timer; once it is done, the workers' progress.
+  let timer: NodeJS.Timeout | undefined;
+  const mainShare = async (): Promise<string> => {
+    const text: string[] = [];
+    await explore(
+      jobArgs(args),
+      { out: (t) => text.push(t), err: () => {} },
+      jobOf(claims, progress, 0, jobs, printProgress),
+    );
+    timer = setInterval(printProgress, PROGRESS_MS);
+    return text.join("\n");
+  };
   let reports: string[];
   try {
-    reports = await all;
+    reports = await Promise.all([mainShare(), ...threads]);
   } catch (e) {
     // One thread failed: the others' work is moot, and they would keep the process alive.
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
+  } finally {
+    clearInterval(timer);
   }
   const shares = reports.map((text) => ({ r: JSON.parse(text) as ExploreReport }));
   return printMerged(io, mergeShares(shares), out, json);
@@ -130,34 +210,22 @@ export function isExploreJob(): boolean {
   return !isMainThread && (workerData as JobData | null)?.kind === "tdpemu-explore-job";
 }
 
-/** A thread of `explore --jobs`: the command as a shard that claims its subtrees. */
-export async function runExploreJob(
-  explore: (args: string[], io: Io, job: ExploreJob) => Promise<number>,
-): Promise<void> {
+/** A worker thread of `explore --jobs`: the command as a shard that claims its subtrees. */
+export async function runExploreJob(explore: ExploreCommand): Promise<void> {
   const data = workerData as JobData;
-  const claims = new Int32Array(data.claims);
   const post = (m: JobMessage) => parentPort!.postMessage(m);
   const text: string[] = [];
   try {
     const code = await explore(
       data.args,
       { out: (t) => text.push(t), err: () => {} },
-      {
-        index: data.index,
-        count: data.count,
-        owns: (i) => {
-          // Nothing after a violation found (positions: 2i inside subtree i, 2i - 1 before it).
-          if (2 * i > Atomics.load(claims, BEST)) return false;
-          if (i + 1 >= CLAIM_SLOTS) return i % data.count === data.index;
-          return Atomics.compareExchange(claims, i + 1, 0, data.index + 1) === 0;
-        },
-        found: (position) => {
-          for (let b = Atomics.load(claims, BEST); position < b; b = Atomics.load(claims, BEST)) {
-            if (Atomics.compareExchange(claims, BEST, b, position) === b) break;
-          }
-        },
-        progress: (p) => post({ progress: p }),
-      },
+      jobOf(
+        new Int32Array(data.claims),
+        new BigInt64Array(data.progress),
+        data.index,
+        data.count,
+        () => {},
+      ),
     );
     post({ done: { code, report: text.join("\n") } });
   } catch (e) {

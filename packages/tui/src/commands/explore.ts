@@ -46,8 +46,8 @@ import { type ExploreReport, printExploreReport } from "./explore-report.js";
 const DEFAULT_MAX_SCHEDULES = 1_000_000;
 
 /**
- * One of the worker threads of `explore --jobs N` (`explore-jobs.ts`): it explores the subtrees
- * it claims and prints its report as a shard does.
+ * One of the threads of `explore --jobs N` (`explore-jobs.ts`): it explores the subtrees it
+ * claims and prints its report as a shard does.
  */
 export interface ExploreJob {
   index: number;
@@ -135,7 +135,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     jobs > 1 || job !== undefined || values.shard !== undefined,
   );
   if (jobs > 1 && job === undefined) {
-    return runExploreJobs(args, jobs, out, values.flags.has("json"), io);
+    return runExploreJobs(args, jobs, out, values.flags.has("json"), io, exploreCommand);
   }
   const shard =
     job !== undefined
