@@ -87,9 +87,6 @@ export function modifies(theirs: number, mine: number): boolean {
   );
 }
 
-/** From this many accesses on, `addAscending` copies a footprint whole (a view costs less than the loop). */
-const ASCENDING_COPY = 64;
-
 /**
  * The footprints of the steps the explorer has taken and still refers to, in one growing buffer
  * (a step's accesses at an offset), named by handles 0, 1, 2, ... in the order they were added.
@@ -141,20 +138,6 @@ export class FootprintStore {
       if (i > 0 && !(ids[from + i]! > ids[from + i - 1]!)) sorted = false;
     }
     return this.added(sorted ? count : this.sortRange(to, count), mods);
-  }
-
-  /**
-   * `add` for accesses already ascending by id with no id twice (a retry's wait set, merged
-   * so): a large set is copied whole, not an access at a time, and not checked for order.
-   */
-  addAscending(ids: Float64Array, kinds: Uint8Array, count: number): number {
-    if (count < ASCENDING_COPY) return this.add(ids, kinds, count);
-    this.reserve(count);
-    this.ids.set(ids.subarray(0, count), this.used);
-    this.kinds.set(kinds.subarray(0, count), this.used);
-    let mods = 0;
-    for (let i = 0; i < count; i++) mods |= kinds[i]!;
-    return this.added(count, mods);
   }
 
   /** Room for one more footprint of `count` accesses. */
@@ -345,7 +328,7 @@ export class FootprintStore {
  * A sorted set of ids is searched by bisection, instead of stepping through it beside another,
  * when it is more than this many times the other's size (`meets`, and the wait sets' merges).
  */
-export const LEAP_RATIO = 8;
+const LEAP_RATIO = 8;
 
 /**
  * Collects the accesses of the step in progress. A step touches a handful of resources, so the

@@ -24,17 +24,18 @@
  *
  * The tracker reads footprints from a `FootprintStore` by handle and keeps a log of the steps
  * (task, footprint) of the current run; a run is replayed from its start, so `reset` empties it.
- * A wait set is a footprint too: a blocked task's is its blocking step's, a retrying task's is
- * added to the store when the retry begins. The explorer replays a prefix for every schedule:
- * instead of telling the tracker every step of it again (and so merging every retry and testing
- * every wake again), it restores the state `save` kept after the prefix's last step.
+ * A wait set is footprints already in the store: a blocked task's is its blocking step's, a
+ * retrying task's those of its own steps in its attempt, found in the log. The explorer replays a
+ * prefix for every schedule: instead of telling the tracker every step of it again (and so
+ * beginning every retry and testing every wake again), it restores the state `save` kept after
+ * the prefix's last step.
  * A step with no footprint (a run without interleaving records none, its steps being whole ops)
  * is `UNKNOWN_CHANGE` if it changed shared state (it wakes every waiting task) or `NO_CHANGE`; a
  * task that blocks in such a step waits for any change by another.
  */
 import { BLOCKED, RETRY_WAIT } from "./ctx.js";
-import { LEAP_RATIO, modifies, type FootprintStore } from "./footprint.js";
-import { grown, lowerBound } from "../mem/typed-arrays.js";
+import type { FootprintStore } from "./footprint.js";
+import { grown } from "../mem/typed-arrays.js";
 
 export const WAIT_NONE = 0;
 /** Footprint handles for steps recorded without a footprint. */
@@ -54,20 +55,15 @@ export class WaitTracker {
   private readonly waitAny: Uint8Array;
   /** Per task: the log index where its current retry attempt began. */
   private readonly attemptStart: Int32Array;
-  /** Per waiting task: the footprint of what it waits on (a handle in the store), -1 if none. */
-  private readonly waitFp: Int32Array;
+  /**
+   * Per waiting task, what it waits on: for BLOCKED the footprint of its blocking step (a handle
+   * in the store, -1 if none); for RETRY_WAIT the log index of the step that ended its attempt,
+   * whose own steps' footprints (`attemptStart` to there) are the wait set.
+   */
+  private readonly waitOn: Int32Array;
   /** Per woken task: the log index of the step that woke it (changed what it waits on, or made its attempt stale). */
   private readonly wokenAt: Int32Array;
   private nWaiting = 0;
-  /** Scratch for `beginRetryWait`: id → position in the wait set being merged. */
-  /** A retry's wait set as it is merged, and the buffer the next merge writes (`mergeInto`). */
-  private mergedIds = new Float64Array(64);
-  private mergedKinds = new Uint8Array(64);
-  private spareIds = new Float64Array(64);
-  private spareKinds = new Uint8Array(64);
-  /** Scratch for `insertInto`: where in the store each id it inserts is, and where in the set it goes. */
-  private insertAt = new Int32Array(64);
-  private insertPos = new Int32Array(64);
   /**
    * `save`d states, `stride` numbers each: the log length, `nWaiting`, then per task its wait
    * kind, woken, done, wait-any, attempt start, wait set and waker.
@@ -84,7 +80,7 @@ export class WaitTracker {
     this.done = new Uint8Array(tasks);
     this.waitAny = new Uint8Array(tasks);
     this.attemptStart = new Int32Array(tasks);
-    this.waitFp = new Int32Array(tasks).fill(-1);
+    this.waitOn = new Int32Array(tasks).fill(-1);
     this.wokenAt = new Int32Array(tasks).fill(-1);
     this.stride = 2 + 7 * tasks;
   }
@@ -111,7 +107,7 @@ export class WaitTracker {
       a[o + 2 * T] = this.done[t]!;
       a[o + 3 * T] = this.waitAny[t]!;
       a[o + 4 * T] = this.attemptStart[t]!;
-      a[o + 5 * T] = this.waitFp[t]!;
+      a[o + 5 * T] = this.waitOn[t]!;
       a[o + 6 * T] = this.wokenAt[t]!;
       o++;
     }
@@ -156,11 +152,16 @@ export class WaitTracker {
   }
 
   /**
-   * What task `t` waits on, as a footprint handle in the store (a retry's wait set, a blocked
-   * task's blocking step), or -1 if it does not wait.
+   * What task `t` waits on, as footprint handles in the store: a blocked task's blocking step,
+   * the own steps of a retrying task's attempt (none if it does not wait).
    */
-  waitSetOf(t: number): number {
-    return this.waitKind[t] === WAIT_NONE ? -1 : this.waitFp[t]!;
+  waitSetOf(t: number): number[] {
+    if (this.waitKind[t] === BLOCKED) return this.waitOn[t]! < 0 ? [] : [this.waitOn[t]!];
+    const out: number[] = [];
+    if (this.waitKind[t] === RETRY_WAIT)
+      for (let s = this.attemptStart[t]!; s <= this.waitOn[t]!; s++)
+        if (this.logTask[s] === t && this.logFp[s]! >= 0) out.push(this.logFp[s]!);
+    return out;
   }
 
   /** How many steps are logged. */
@@ -179,7 +180,7 @@ export class WaitTracker {
       this.done[t] = a[o + 2 * T]!;
       this.waitAny[t] = a[o + 3 * T]!;
       this.attemptStart[t] = a[o + 4 * T]!;
-      this.waitFp[t] = a[o + 5 * T]!;
+      this.waitOn[t] = a[o + 5 * T]!;
       this.wokenAt[t] = a[o + 6 * T]!;
       o++;
     }
@@ -281,13 +282,13 @@ export class WaitTracker {
     const store = this.store;
     for (let u = 0; u < this.tasks; u++) {
       if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
-      const w = this.waitFp[u]!;
-      if (this.waitAny[u] === 1 || w < 0) {
+      const w = this.waitOn[u]!;
+      if (this.waitAny[u] === 1 || (this.waitKind[u] === BLOCKED && w < 0)) {
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
         continue;
       }
-      if (store.modifiesSome(h, w)) {
+      if (this.waitKind[u] === BLOCKED ? store.modifiesSome(h, w) : this.modifiesAttempt(h, u)) {
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
       }
@@ -296,7 +297,7 @@ export class WaitTracker {
 
   /** It waits on what its blocking step touched: that step's own footprint. */
   private beginBlocked(t: number, h: number): void {
-    this.waitFp[t] = h;
+    this.waitOn[t] = h;
     this.waitAny[t] = h < 0 ? 1 : 0;
     this.waitKind[t] = BLOCKED;
     this.woken[t] = 0;
@@ -304,20 +305,21 @@ export class WaitTracker {
   }
 
   /**
-   * The wait set of a retry: everything `t` touched since its attempt began, in one pass over the
-   * log, noting on the way whether another task modified an id after `t` had touched it (then
-   * it is woken at once) and whether a step of the attempt had no footprint (then any change
-   * wakes it). The set goes to the store.
+   * The wait set of a retry: everything `t` touched since its attempt began, held as its own
+   * steps' footprints in the log rather than merged into one (a retry after a 2 MiB split holds
+   * a footprint of a thousand ids, and merging and copying it at every retry was a twentieth of
+   * the three-vCPU race's time). One pass over the attempt notes whether another task modified
+   * an id after `t` had touched it (then it is woken at once: such a step modifies an id of the
+   * union exactly when it modifies it in one of the footprints before it) and whether a step of
+   * the attempt had no footprint (then any change wakes it).
    */
   private beginRetryWait(t: number, idx: number): void {
-    let n = 0;
     let stale = false;
     let staleAt = -1;
     let any = 0;
     const store = this.store;
-    // Footprints are ascending by id (`FootprintStore.add`): the set grows by merging each of
-    // the task's own footprints into it, and another task's is met with it by the same pass.
-    for (let s = this.attemptStart[t]!; s <= idx; s++) {
+    const start = this.attemptStart[t]!;
+    for (let s = start; s <= idx; s++) {
       const h = this.logFp[s]!;
       if (h < 0) {
         // A step with no footprint: if it was the task's own, what it waits on is unknown.
@@ -328,15 +330,18 @@ export class WaitTracker {
         }
         continue;
       }
-      const mine = this.logTask[s] === t;
-      if (mine) n = this.mergeInto(n, h);
       // Another task's step that only read cannot have made the attempt stale.
-      else if (!stale && store.modifiesAny(h) && this.modifiesMerged(n, h)) {
+      if (
+        this.logTask[s] !== t &&
+        !stale &&
+        store.modifiesAny(h) &&
+        this.touchedBefore(h, t, start, s)
+      ) {
         stale = true;
         staleAt = s;
       }
     }
-    this.waitFp[t] = store.addAscending(this.mergedIds, this.mergedKinds, n);
+    this.waitOn[t] = idx;
     this.waitAny[t] = any;
     this.waitKind[t] = RETRY_WAIT;
     this.woken[t] = stale ? 1 : 0;
@@ -344,115 +349,17 @@ export class WaitTracker {
     this.nWaiting++;
   }
 
-  /** The union of the first `n` merged accesses and footprint `h`, into `mergedIds`; its size. */
-  private mergeInto(n: number, h: number): number {
-    const store = this.store;
-    // A step of a few ids joins a set of a thousand (a retry after a 2 MiB split) in place.
-    if (store.lengthOf(h) * LEAP_RATIO <= n) return this.insertInto(n, h);
-    const ids = store.idsView;
-    const kinds = store.kindsView;
-    let j = store.startOf(h);
-    const j1 = j + store.lengthOf(h);
-    const cap = n + (j1 - j);
-    if (this.spareIds.length < cap) {
-      this.spareIds = new Float64Array(2 * cap);
-      this.spareKinds = new Uint8Array(2 * cap);
-    }
-    const a = this.mergedIds;
-    const ak = this.mergedKinds;
-    const out = this.spareIds;
-    const ok = this.spareKinds;
-    let i = 0;
-    let m = 0;
-    while (i < n || j < j1) {
-      if (j === j1 || (i < n && a[i]! < ids[j]!)) {
-        out[m] = a[i]!;
-        ok[m++] = ak[i++]!;
-      } else if (i === n || ids[j]! < a[i]!) {
-        out[m] = ids[j]!;
-        ok[m++] = kinds[j++]!;
-      } else {
-        out[m] = a[i]!;
-        ok[m++] = ak[i++]! | kinds[j++]!;
-      }
-    }
-    this.spareIds = a;
-    this.spareKinds = ak;
-    this.mergedIds = out;
-    this.mergedKinds = ok;
-    return m;
-  }
-
-  /**
-   * `mergeInto` for a footprint far smaller than the set: each of its ids is found by bisection
-   * (an id already there only adds its kind), and the new ones go in from the back, each run of
-   * the set between them moved once (`copyWithin`, a memmove).
-   */
-  private insertInto(n: number, h: number): number {
-    const store = this.store;
-    const ids = store.idsView;
-    const kinds = store.kindsView;
-    const j0 = store.startOf(h);
-    const j1 = j0 + store.lengthOf(h);
-    if (this.mergedIds.length < n + (j1 - j0)) {
-      const cap = 2 * (n + (j1 - j0));
-      this.mergedIds = grown(this.mergedIds.subarray(0, n), new Float64Array(cap));
-      this.mergedKinds = grown(this.mergedKinds.subarray(0, n), new Uint8Array(cap));
-    }
-    if (this.insertAt.length < j1 - j0) {
-      this.insertAt = new Int32Array(2 * (j1 - j0));
-      this.insertPos = new Int32Array(2 * (j1 - j0));
-    }
-    const a = this.mergedIds;
-    const ak = this.mergedKinds;
-    const at = this.insertAt;
-    const pos = this.insertPos;
-    let k = 0;
-    let lo = 0;
-    for (let j = j0; j < j1; j++) {
-      lo = lowerBound(a, lo, n, ids[j]!);
-      if (lo < n && a[lo] === ids[j]) ak[lo]! |= kinds[j]!;
-      else {
-        at[k] = j;
-        pos[k++] = lo;
-      }
-    }
-    let end = n;
-    for (let q = k - 1; q >= 0; q--) {
-      const j = at[q]!;
-      const p = pos[q]!;
-      a.copyWithin(p + q + 1, p, end);
-      ak.copyWithin(p + q + 1, p, end);
-      a[p + q] = ids[j]!;
-      ak[p + q] = kinds[j]!;
-      end = p;
-    }
-    return n + k;
-  }
-
-  /** Whether footprint `h` modifies an id among the first `n` merged accesses, as they were touched. */
-  private modifiesMerged(n: number, h: number): boolean {
-    const store = this.store;
-    const ids = store.idsView;
-    const kinds = store.kindsView;
-    let j = store.startOf(h);
-    const j1 = j + store.lengthOf(h);
-    const a = this.mergedIds;
-    const ak = this.mergedKinds;
-    if ((j1 - j) * LEAP_RATIO <= n) {
-      // A step of a few ids against a large set: each looked for by bisection.
-      for (let i = 0; j < j1 && i < n; j++) {
-        i = lowerBound(a, i, n, ids[j]!);
-        if (i < n && a[i] === ids[j] && modifies(kinds[j]!, ak[i]!)) return true;
-      }
-      return false;
-    }
-    let i = 0;
-    while (i < n && j < j1) {
-      if (a[i]! < ids[j]!) i++;
-      else if (ids[j]! < a[i]!) j++;
-      else if (modifies(kinds[j++]!, ak[i++]!)) return true;
+  /** Whether footprint `h` modifies an id that a step of task `t` in `[from, to)` of the log touched. */
+  private touchedBefore(h: number, t: number, from: number, to: number): boolean {
+    for (let s = from; s < to; s++) {
+      const g = this.logFp[s]!;
+      if (this.logTask[s] === t && g >= 0 && this.store.modifiesSome(h, g)) return true;
     }
     return false;
+  }
+
+  /** Whether footprint `h` modifies what retrying task `u` waits on: an id its attempt touched. */
+  private modifiesAttempt(h: number, u: number): boolean {
+    return this.touchedBefore(h, u, this.attemptStart[u]!, this.waitOn[u]! + 1);
   }
 }
