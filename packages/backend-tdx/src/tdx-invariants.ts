@@ -106,29 +106,37 @@ function septBefore(k: number, gfn: number, level: number): boolean {
 }
 
 /**
- * The "used by the S-EPT" bitmap over host frames, and the frames this check marked in it (a
- * check clears what the previous one marked, not the whole map: a fill per check cost 4 KiB of
- * stores for a 128 MiB host, after every explorer step; checks do not nest).
+ * The "used by the S-EPT" bitmap over host frames, and the runs of frames this check marked in
+ * it (a check clears what the previous one marked, not the whole map: a fill per check cost
+ * 4 KiB of stores for a 128 MiB host, after every explorer step; checks do not nest). Marked
+ * frames come in runs (a 2 MiB page's 512, the 512 leaves of a split one), so a run is kept as
+ * its first frame and its end, and cleared by the bytes it covers: every bit set in the map is
+ * one this check's predecessor marked, so clearing a whole byte clears nothing else.
  */
 let used = new Uint8Array(0);
-let marked = new Float64Array(64);
-let nMarked = 0;
+let runFrom = new Float64Array(64);
+let runTo = new Float64Array(64);
+let nRuns = 0;
 
 function usedBitmap(frames: number): Uint8Array {
   if (used.length !== Math.ceil(frames / 8)) used = new Uint8Array(Math.ceil(frames / 8));
-  else for (let i = 0; i < nMarked; i++) used[marked[i]! >>> 3] = 0;
-  nMarked = 0;
+  else for (let r = 0; r < nRuns; r++) used.fill(0, runFrom[r]! >>> 3, ((runTo[r]! - 1) >>> 3) + 1);
+  nRuns = 0;
   return used;
 }
 
-function mark(pfn: number): void {
-  if (nMarked === marked.length) {
-    const m = new Float64Array(2 * nMarked);
-    m.set(marked);
-    marked = m;
+/** Marks frames `[pfn, pfn + n)` used. */
+function mark(pfn: number, n: number): void {
+  if (nRuns > 0 && runTo[nRuns - 1] === pfn) runTo[nRuns - 1] = pfn + n;
+  else {
+    if (nRuns === runFrom.length) {
+      runFrom = grown(runFrom, new Float64Array(2 * nRuns));
+      runTo = grown(runTo, new Float64Array(2 * nRuns));
+    }
+    runFrom[nRuns] = pfn;
+    runTo[nRuns++] = pfn + n;
   }
-  marked[nMarked++] = pfn;
-  used[pfn >>> 3] = used[pfn >>> 3]! | (1 << (pfn & 7));
+  for (let i = pfn; i < pfn + n; i++) used[i >>> 3] = used[i >>> 3]! | (1 << (i & 7));
 }
 
 export function checkTdxInvariants(
@@ -245,7 +253,7 @@ export function checkTdxInvariants(
         if (used[(pfn + i) >>> 3]! & (1 << ((pfn + i) & 7)))
           fail("pamt-consistent", `page ${hex(pfn + i)} is used twice in the S-EPT`);
       }
-      for (let i = 0; i < 512; i++) mark(pfn + i);
+      mark(pfn, 512);
       if (module.pamt.type2m(pfn) !== PT_REG || module.pamt.owner2m(pfn) !== be.tdr) {
         fail(
           "pamt-consistent",
@@ -259,9 +267,10 @@ export function checkTdxInvariants(
         );
       continue;
     }
-    mark(pfn);
-    const t = module.pamt.type(pfn);
-    if ((t !== PT_REG && t !== PT_EPT) || module.pamt.owner(pfn) !== be.tdr) {
+    mark(pfn, 1);
+    const ownedAs = module.pamt.typeIfOwnedBy(pfn, be.tdr);
+    if (ownedAs !== PT_REG && ownedAs !== PT_EPT) {
+      const t = module.pamt.type(pfn);
       fail(
         "pamt-consistent",
         `the S-EPT uses page ${hex(pfn)}, which the PAMT says is ${PAGE_TYPE_NAMES[t]} owned by ${hex(module.pamt.owner(pfn))}`,

@@ -228,6 +228,14 @@ export class Pamt {
     return this.blocks[pfn >>> BLOCK_SHIFT]?.owner[pfn & BLOCK_MASK] ?? NO_TD;
   }
 
+  /** `type(pfn)` if `owner` owns the page, else -1: one lookup where a check needs both. */
+  typeIfOwnedBy(pfn: number, owner: number): number {
+    this.noteRead(pfn);
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined || blk.owner[pfn & BLOCK_MASK] !== owner) return -1;
+    return blk.type[pfn & BLOCK_MASK]!;
+  }
+
   bepoch(pfn: number): number {
     this.noteRead(pfn);
     return this.blocks[pfn >>> BLOCK_SHIFT]?.bepoch[pfn & BLOCK_MASK] ?? 0;
