@@ -102,9 +102,19 @@ describe("FootprintStore", () => {
       ),
       kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
     });
+    // Wide enough to give footprints of a hundred ids, as a 2 MiB split's are.
+    const wideAccess = fc.record({
+      id: fc.integer({ min: -400, max: 400 }),
+      kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
+    });
     const step = fc.oneof(
       fc.array(access, { maxLength: 10 }),
       fc.array(access, { minLength: 17, maxLength: 60 }),
+      fc.array(wideAccess, { minLength: 70, maxLength: 160 }),
+      // A large footprint of reads alone modifies nothing, copied or not.
+      fc
+        .uniqueArray(fc.integer({ min: -400, max: 400 }), { minLength: 64, maxLength: 160 })
+        .map((ids) => ids.map((id) => ({ id, kind: "read" as const }))),
     );
     fc.assert(
       fc.property(fc.array(step, { minLength: 1, maxLength: 8 }), (steps) => {
@@ -125,7 +135,16 @@ describe("FootprintStore", () => {
           );
           const want = [...folded(s)].sort((x, y) => x[0] - y[0]);
           expect(ids.map((id, i) => [id, kinds[i]])).toEqual(want);
-          copy.addFrom(store, h);
+          const c = copy.addFrom(store, h);
+          expect(
+            Array.from(copy.idsView.subarray(copy.startOf(c), copy.startOf(c) + copy.lengthOf(c))),
+          ).toEqual(ids);
+          expect(
+            Array.from(
+              copy.kindsView.subarray(copy.startOf(c), copy.startOf(c) + copy.lengthOf(c)),
+            ),
+          ).toEqual(kinds);
+          expect(copy.modifiesAny(c)).toBe(store.modifiesAny(h));
         }
         for (let i = 0; i < steps.length; i++)
           for (let j = 0; j < steps.length; j++) {
