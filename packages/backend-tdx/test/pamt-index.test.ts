@@ -1,7 +1,7 @@
 /**
  * The PAMT's index of assigned granules (`nextPageOf`, which the PAMT invariant walks after every
  * explorer step) against a plain scan of every granule: random assignments and releases, across
- * block boundaries, over several owners.
+ * block boundaries, over several owners; and `typeIfOwnedBy`, the invariant check's lookup.
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
@@ -39,6 +39,12 @@ describe("Pamt.nextPageOf", () => {
             const all: number[] = [];
             for (let p = scan(pamt, owner, 0); p >= 0; p = scan(pamt, owner, p + 1)) all.push(p);
             expect([...pamt.pagesOf(owner)]).toEqual(all.map((p) => [p, pamt.type(p)]));
+            // The invariant check's one lookup: the type where the owner matches, else -1.
+            for (const o of ops)
+              for (const pfn of [o.pfn, FRAMES - 1 - o.pfn])
+                expect(pamt.typeIfOwnedBy(pfn, owner)).toBe(
+                  pamt.owner(pfn) === owner ? pamt.type(pfn) : -1,
+                );
           }
         },
       ),

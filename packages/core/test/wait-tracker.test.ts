@@ -83,7 +83,7 @@ const step = fc.record({
 
 /**
  * Steps of a few accesses among many resources, and some of dozens: a retrying task's wait set
- * grows to hundreds of ids, and the small steps join it in place (`insertInto`).
+ * grows to hundreds of ids over steps large and small.
  */
 const wideAccess = fc.record({
   id: fc.integer({ min: 0, max: 150 }),

@@ -232,8 +232,9 @@ export class Pamt {
   typeIfOwnedBy(pfn: number, owner: number): number {
     this.noteRead(pfn);
     const blk = this.blocks[pfn >>> BLOCK_SHIFT];
-    if (blk === undefined || blk.owner[pfn & BLOCK_MASK] !== owner) return -1;
-    return blk.type[pfn & BLOCK_MASK]!;
+    // A block never written is all NDA and unowned, as `type` and `owner` say.
+    if (blk === undefined) return owner === NO_TD ? PT_NDA : -1;
+    return blk.owner[pfn & BLOCK_MASK] === owner ? blk.type[pfn & BLOCK_MASK]! : -1;
   }
 
   bepoch(pfn: number): number {

@@ -326,7 +326,7 @@ export class FootprintStore {
 
 /**
  * A sorted set of ids is searched by bisection, instead of stepping through it beside another,
- * when it is more than this many times the other's size (`meets`, and the wait sets' merges).
+ * when it is more than this many times the other's size (`meets`).
  */
 const LEAP_RATIO = 8;
 

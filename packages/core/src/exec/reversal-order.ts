@@ -45,10 +45,10 @@ export class ReversalOrder {
 
   /**
    * Puts the reversal `rf` last built for the race of steps `i` and `j` into an order that can
-   * run from the state before step i, as `sim` holds it (the tracker is stepped; the wait sets
-   * it adds go into `store`, which the caller cuts back). Sets the sequence's wakers (the index
-   * in it of the step that woke each step's task, -1 if none there). Returns false if step j
-   * cannot come before step i.
+   * run from the state before step i, as `sim` holds it (the tracker is stepped; it reads the
+   * footprints in `store` and adds none). Sets the sequence's wakers (the index in it of the step
+   * that woke each step's task, -1 if none there). Returns false if step j cannot come before
+   * step i.
    */
   order(
     sim: WaitTracker,
