@@ -11,7 +11,13 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ExploreProgress } from "@tdpemu/core";
-import { progressLine, publishProgress } from "../src/commands/explore-jobs.js";
+import {
+  jobOf,
+  newClaims,
+  progressLine,
+  publishProgress,
+  stopClaims,
+} from "../src/commands/explore-jobs.js";
 
 const run = promisify(execFile);
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
@@ -259,5 +265,27 @@ describe("explore --jobs progress", () => {
       "explored 3,010 schedules, 5,000,400 steps, on 3 threads",
       "explored 3,017 schedules, 5,000,409 steps, on 3 threads",
     ]);
+  });
+});
+
+describe("explore --jobs claims", () => {
+  it("gives each subtree to one thread, none after a violation found, none once a thread failed", () => {
+    const claims = newClaims();
+    const progress = new BigInt64Array(4);
+    const [a, b] = [0, 1].map((i) => jobOf(claims, progress, i, 2, () => {}));
+    expect(a!.owns(0)).toBe(true);
+    expect(b!.owns(0)).toBe(false);
+    expect(b!.owns(1)).toBe(true);
+    // A violation inside subtree 3 (position 2 * 3): subtrees after it go to no one.
+    b!.found(6);
+    expect(a!.owns(3)).toBe(true);
+    expect(a!.owns(4)).toBe(false);
+    expect(b!.owns(2)).toBe(true);
+    // A thread failed: the run fails, and no thread takes another subtree.
+    stopClaims(claims);
+    expect(a!.owns(2)).toBe(false);
+    expect(b!.owns(0)).toBe(false);
+    a!.found(0);
+    expect(b!.owns(0)).toBe(false);
   });
 });

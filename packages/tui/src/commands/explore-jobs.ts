@@ -28,8 +28,12 @@ import type { ExploreReport } from "./explore-report.js";
 
 /** Subtrees the shared array has a slot for; past it each thread takes every N-th (as --shard). */
 const CLAIM_SLOTS = 1 << 20;
-/** Slot 0: the least position of a violation found so far. */
+/**
+ * Slot 0: the least position of a violation found so far; `STOP` once a thread has failed (no
+ * thread takes another subtree: the whole run fails).
+ */
 const BEST = 0;
+const STOP = -1;
 /** How often the main thread prints the threads' progress summed. */
 const PROGRESS_MS = 2000;
 
@@ -48,7 +52,11 @@ type JobMessage = { done: { code: number; report: string } } | { failed: string 
 type ExploreCommand = (args: string[], io: Io, job: ExploreJob) => Promise<number>;
 
 /** Thread `index`'s progress, where the main thread reads it (`progressLine`). */
-export function publishProgress(shared: BigInt64Array, index: number, p: ExploreProgress): void {
+export function publishProgress(
+  shared: BigInt64Array,
+  index: number,
+  p: Pick<ExploreProgress, "schedules" | "steps">,
+): void {
   Atomics.store(shared, 2 * index, BigInt(p.schedules));
   Atomics.store(shared, 2 * index + 1, BigInt(p.steps));
 }
@@ -77,11 +85,20 @@ export function progressLine(
   };
 }
 
-/**
- * The job of thread `index`: it claims subtrees in `claims`, publishes its progress in
- * `progress`, and its report goes to `io`.
- */
-function jobOf(
+/** The array the threads claim subtrees in: no subtree taken, no violation found. */
+export function newClaims(): Int32Array {
+  const claims = new Int32Array(new SharedArrayBuffer(4 * CLAIM_SLOTS));
+  claims[BEST] = 0x7fffffff;
+  return claims;
+}
+
+/** Stops every thread from taking another subtree (the run has failed). */
+export function stopClaims(claims: Int32Array): void {
+  Atomics.store(claims, BEST, STOP);
+}
+
+/** The job of thread `index`: it claims subtrees in `claims` and publishes its progress in `progress`. */
+export function jobOf(
   claims: Int32Array,
   progress: BigInt64Array,
   index: number,
@@ -142,9 +159,8 @@ export async function runExploreJobs(
       : null;
   if (entry === null)
     throw new UsageError("explore: --jobs: needs the built command (packages/tui/dist/tdpemu.mjs)");
-  const claimsBuffer = new SharedArrayBuffer(4 * CLAIM_SLOTS);
-  const claims = new Int32Array(claimsBuffer);
-  claims[BEST] = 0x7fffffff;
+  const claims = newClaims();
+  const claimsBuffer = claims.buffer as SharedArrayBuffer;
   const progressBuffer = new SharedArrayBuffer(16 * jobs);
   const progress = new BigInt64Array(progressBuffer);
   const printProgress = progressLine(progress, jobs, io);
@@ -179,26 +195,34 @@ export async function runExploreJobs(
         );
       }),
   );
-  // While the main thread explores it runs no timer; once it is done, the workers' progress.
+  // While the main thread explores it runs no timer; once it is done, the workers' progress
+  // (unless the run has failed meanwhile: then nothing is left to report on).
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const mainShare = async (): Promise<string> => {
-    const text: string[] = [];
-    await explore(
+    const { report } = await runShare(
+      explore,
       jobArgs(args),
-      { out: (t) => text.push(t), err: () => {} },
-      jobOf(claims, progress, 0, jobs, printProgress),
+      claims,
+      progress,
+      0,
+      jobs,
+      printProgress,
     );
-    timer = setInterval(printProgress, PROGRESS_MS);
-    return text.join("\n");
+    if (!settled) timer = setInterval(printProgress, PROGRESS_MS).unref();
+    return report;
   };
   let reports: string[];
   try {
     reports = await Promise.all([mainShare(), ...threads]);
   } catch (e) {
-    // One thread failed: the others' work is moot, and they would keep the process alive.
+    // One thread failed: the others' work is moot, and they would keep the process alive. A
+    // thread busy exploring hears no message; it sees STOP at its next subtree.
+    stopClaims(claims);
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   } finally {
+    settled = true;
     clearInterval(timer);
   }
   const shares = reports.map((text) => ({ r: JSON.parse(text) as ExploreReport }));
@@ -214,21 +238,44 @@ export function isExploreJob(): boolean {
 export async function runExploreJob(explore: ExploreCommand): Promise<void> {
   const data = workerData as JobData;
   const post = (m: JobMessage) => parentPort!.postMessage(m);
-  const text: string[] = [];
+  const claims = new Int32Array(data.claims);
   try {
-    const code = await explore(
+    const share = await runShare(
+      explore,
       data.args,
-      { out: (t) => text.push(t), err: () => {} },
-      jobOf(
-        new Int32Array(data.claims),
-        new BigInt64Array(data.progress),
-        data.index,
-        data.count,
-        () => {},
-      ),
+      claims,
+      new BigInt64Array(data.progress),
+      data.index,
+      data.count,
+      () => {},
     );
-    post({ done: { code, report: text.join("\n") } });
+    post({ done: share });
   } catch (e) {
+    // The run fails: the main thread, exploring a share itself, hears of it only once that
+    // share is done, so the other threads are stopped from here.
+    stopClaims(claims);
     post({ failed: e instanceof Error ? e.message : String(e) });
   }
+}
+
+/** Runs thread `index`'s share of the search; its exit code and report (JSON, as a shard's). */
+async function runShare(
+  explore: ExploreCommand,
+  args: string[],
+  claims: Int32Array,
+  progress: BigInt64Array,
+  index: number,
+  count: number,
+  onProgress: () => void,
+): Promise<{ code: number; report: string }> {
+  const text: string[] = [];
+  const code = await explore(
+    args,
+    { out: (t) => text.push(t), err: () => {} },
+    jobOf(claims, progress, index, count, onProgress),
+  );
+  const report = text.join("\n");
+  // The final count: the explorer reports its progress every two seconds, not at its end.
+  publishProgress(progress, index, JSON.parse(report) as ExploreReport);
+  return { code, report };
 }
