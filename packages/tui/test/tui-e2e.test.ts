@@ -15,6 +15,23 @@ const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 const tmux = (...args: string[]) => execFileSync("tmux", args, { encoding: "utf8" });
 const screen = () => tmux("capture-pane", "-t", SESSION, "-p");
 
+/**
+ * `tmux new-session -d <args>`. Killing the last session makes the tmux server exit, and a
+ * new-session that reaches it while it goes fails with "server exited unexpectedly" (it failed
+ * CI so once): then it is tried again, once that server is gone.
+ */
+function newSession(...args: string[]): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      tmux("new-session", "-d", ...args);
+      return;
+    } catch (e) {
+      if (attempt === 20 || !String(e).includes("server exited unexpectedly")) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
+}
+
 async function waitFor(pred: (s: string) => boolean, what: string, ms = 8000): Promise<string> {
   const t0 = Date.now();
   let last = "";
@@ -41,9 +58,7 @@ async function inTerminal(
   }) => Promise<void>,
 ): Promise<void> {
   const session = `${SESSION}-${name}`;
-  tmux(
-    "new-session",
-    "-d",
+  newSession(
     "-s",
     session,
     "-x",
@@ -80,9 +95,7 @@ afterAll(() => {
 
 describe("tdpemu in a terminal", () => {
   it("steps, walks, swaps the backend, compares, and quits on the keys it documents", async () => {
-    tmux(
-      "new-session",
-      "-d",
+    newSession(
       "-s",
       SESSION,
       "-x",
@@ -276,9 +289,7 @@ describe("tdpemu in a terminal", () => {
     } catch {
       /* its sleep ended it already, while the tests before ran */
     }
-    tmux(
-      "new-session",
-      "-d",
+    newSession(
       "-s",
       SESSION,
       "-x",
