@@ -282,13 +282,17 @@ export class WaitTracker {
     const store = this.store;
     for (let u = 0; u < this.tasks; u++) {
       if (u === t || this.waitKind[u] === WAIT_NONE || this.woken[u] === 1) continue;
-      const w = this.waitOn[u]!;
-      if (this.waitAny[u] === 1 || (this.waitKind[u] === BLOCKED && w < 0)) {
+      // A blocked task whose step had no footprint waits on any change (`beginBlocked`).
+      if (this.waitAny[u] === 1) {
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
         continue;
       }
-      if (this.waitKind[u] === BLOCKED ? store.modifiesSome(h, w) : this.modifiesAttempt(h, u)) {
+      if (
+        this.waitKind[u] === BLOCKED
+          ? store.modifiesSome(h, this.waitOn[u]!)
+          : this.modifiesAttempt(h, u)
+      ) {
         this.woken[u] = 1;
         this.wokenAt[u] = this.n - 1;
       }

@@ -199,7 +199,7 @@ export async function runExploreJobs(
   // (unless the run has failed meanwhile: then nothing is left to report on).
   let timer: NodeJS.Timeout | undefined;
   let settled = false;
-  const mainShare = async (): Promise<string> => {
+  const mainShare = async (): Promise<ExploreReport> => {
     const { report } = await runShare(
       explore,
       jobArgs(args),
@@ -212,7 +212,7 @@ export async function runExploreJobs(
     if (!settled) timer = setInterval(printProgress, PROGRESS_MS).unref();
     return report;
   };
-  let reports: string[];
+  let reports: [ExploreReport, ...string[]];
   try {
     reports = await Promise.all([mainShare(), ...threads]);
   } catch (e) {
@@ -225,7 +225,10 @@ export async function runExploreJobs(
     settled = true;
     clearInterval(timer);
   }
-  const shares = reports.map((text) => ({ r: JSON.parse(text) as ExploreReport }));
+  const [main, ...others] = reports;
+  const shares = [main, ...others.map((text) => JSON.parse(text) as ExploreReport)].map((r) => ({
+    r,
+  }));
   return printMerged(io, mergeShares(shares), out, json);
 }
 
@@ -249,7 +252,7 @@ export async function runExploreJob(explore: ExploreCommand): Promise<void> {
       data.count,
       () => {},
     );
-    post({ done: share });
+    post({ done: { code: share.code, report: share.text } });
   } catch (e) {
     // The run fails: the main thread, exploring a share itself, hears of it only once that
     // share is done, so the other threads are stopped from here.
@@ -258,7 +261,7 @@ export async function runExploreJob(explore: ExploreCommand): Promise<void> {
   }
 }
 
-/** Runs thread `index`'s share of the search; its exit code and report (JSON, as a shard's). */
+/** Runs thread `index`'s share of the search: its exit code, and its report as text (JSON, as a shard's) and read. */
 async function runShare(
   explore: ExploreCommand,
   args: string[],
@@ -267,15 +270,16 @@ async function runShare(
   index: number,
   count: number,
   onProgress: () => void,
-): Promise<{ code: number; report: string }> {
+): Promise<{ code: number; text: string; report: ExploreReport }> {
   const text: string[] = [];
   const code = await explore(
     args,
     { out: (t) => text.push(t), err: () => {} },
     jobOf(claims, progress, index, count, onProgress),
   );
-  const report = text.join("\n");
+  const joined = text.join("\n");
+  const report = JSON.parse(joined) as ExploreReport;
   // The final count: the explorer reports its progress every two seconds, not at its end.
-  publishProgress(progress, index, JSON.parse(report) as ExploreReport);
-  return { code, report };
+  publishProgress(progress, index, report);
+  return { code, text: joined, report };
 }
