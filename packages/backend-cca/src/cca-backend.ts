@@ -128,6 +128,12 @@ export class CcaBackend implements Backend {
    * mode, and with faults injected the count of each command (which call is the nth).
    */
   readonly recordsOwnAccesses = true;
+  /**
+   * The checks (`cca-invariants.ts`) compare the stage-2 tables with the RMM's RTTs and granules:
+   * they read the tables through the view and the RMM's state, never the attributes or a
+   * guest_memfd folio.
+   */
+  readonly checkIgnoresGuestMemory = true;
 
   readonly rmi: RmiCalls;
   /** The RD's and the starting RTT's physical addresses. */

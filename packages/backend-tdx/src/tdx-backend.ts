@@ -95,6 +95,12 @@ export class TdxBackend implements Backend, CallListener {
    * each vCPU's guest mode. Call counts and the #VE count are only reported.
    */
   readonly recordsOwnAccesses = true;
+  /**
+   * The checks (`tdx-invariants.ts`) compare the mirror with the S-EPT and the PAMT: they read
+   * the mirror through the view, the module and `nr_premapped`, never the attributes or a
+   * guest_memfd folio (the S-EPT's pages are the module's, and the mirror's leaves name them).
+   */
+  readonly checkIgnoresGuestMemory = true;
   /** `tdx_vm_init` disables KVM_X86_QUIRK_IGNORE_GUEST_PAT: a TD's leaves are WB without IPAT. */
   readonly honorsGuestPat = true;
   /** `tdx_handle_ept_violation`: a private fault is a write, retried in KVM (zero-step mitigation). */

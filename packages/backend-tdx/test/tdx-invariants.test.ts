@@ -7,9 +7,11 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  FootprintRecorder,
   Host,
   Vm,
   checkInvariants,
+  hostOps,
   guestAcceptPage,
   mirrorView,
   runToEnd,
@@ -179,5 +181,34 @@ describe("TDX invariants: the mirror against the S-EPT", () => {
         .map((f) => f.message)
         .sort(),
     ).toEqual(inOrder.sort());
+  });
+});
+
+describe("what TDX's checks read", () => {
+  it("is no guest memory state, as the backend declares (checkIgnoresGuestMemory)", () => {
+    const { vm, be } = tdWithPages(4);
+    // A page converted to shared as well: the attributes have changed.
+    runToEnd(hostOps.convertMemory(vm, vm.hostCtx, 8, 9, false));
+    expect(be.checkIgnoresGuestMemory).toBe(true);
+    expect(vm.clock.backendIgnoresGuestMemory).toBe(true);
+    const rec = new FootprintRecorder();
+    vm.clock.setRecorder(rec);
+    try {
+      expect(checkTdxInvariants(be, mirrorView(vm))).toEqual([]);
+    } finally {
+      vm.clock.setRecorder(null);
+    }
+    const read = rec.touched();
+    // It reads the module's state (so the recorder works here), none of guest memory.
+    expect(read.length).toBeGreaterThan(0);
+    expect(read.filter((id) => vm.clock.isGuestMemory(id))).toEqual([]);
+    // The recorder sees guest memory reads where they happen.
+    vm.clock.setRecorder(rec);
+    try {
+      vm.attributes.isPrivate(0);
+    } finally {
+      vm.clock.setRecorder(null);
+    }
+    expect(rec.touched().some((id) => vm.clock.isGuestMemory(id))).toBe(true);
   });
 });

@@ -33,9 +33,18 @@ import {
   FootprintRecorder,
   resourceId,
 } from "../src/testing.js";
-import { R_INVALIDATE, R_LOCK_WRITER, R_ROOTS, R_SRCU, taskDoneId } from "../src/exec/footprint.js";
+import {
+  R_ATTR,
+  R_BACKEND,
+  R_INVALIDATE,
+  R_LOCK_WRITER,
+  R_ROOTS,
+  R_SRCU,
+  taskDoneId,
+} from "../src/exec/footprint.js";
 import { checkEndOfRun, checkInvariants, mirrorView } from "../src/check/invariants.js";
 import type { Backend, MirrorView } from "../src/backend/backend.js";
+import type { BackendVm } from "../src/backend/backend-vm.js";
 import { FakeMirrorBackend, MiB, RACE, bareBackend, makeVm, run } from "./helpers.js";
 
 /** The race, and the host zapping under it. */
@@ -356,5 +365,171 @@ describe("the check version", () => {
     expect(moves(() => c.touch(resourceId(unchecked, 0)))).toBe(false);
     expect(moves(() => c.touch(resourceId(some, 5)))).toBe(false);
     expect(moves(() => c.update(resourceId(unchecked, 9)))).toBe(false);
+  });
+});
+
+describe("the backend check version", () => {
+  it("leaves out guest memory state only while every backend's check ignores it", () => {
+    const c = new Clock();
+    c.addBackend(true);
+    c.touch(R_ATTR); // unrecorded: every change moves both
+    expect(c.backendCheckVersion).toBe(1);
+    c.setRecorder(new FootprintRecorder());
+    const memory = c.newResourceSpace(true, true);
+    const other = c.newResourceSpace();
+    const moves = (f: () => void) => {
+      const [v, b] = [c.checkVersion, c.backendCheckVersion];
+      f();
+      return [c.checkVersion !== v, c.backendCheckVersion !== b];
+    };
+    expect(moves(() => c.touch(R_ATTR))).toEqual([true, false]);
+    expect(moves(() => c.touch(resourceId(memory, 5)))).toEqual([true, false]);
+    expect(moves(() => c.update(resourceId(memory, 6)))).toEqual([true, false]);
+    expect(moves(() => c.touch(7))).toEqual([true, true]); // an SPTE
+    expect(moves(() => c.touch(R_BACKEND))).toEqual([true, true]);
+    expect(moves(() => c.touch(R_ROOTS))).toEqual([true, true]);
+    expect(moves(() => c.touch(resourceId(other, 5)))).toEqual([true, true]);
+    expect(moves(() => c.bump())).toEqual([true, true]);
+    expect(moves(() => c.touch(R_LOCK_WRITER))).toEqual([false, false]);
+    // A second VM on the clock whose backend's check reads guest memory.
+    c.addBackend(false);
+    expect(moves(() => c.touch(R_ATTR))).toEqual([true, true]);
+    expect(moves(() => c.touch(resourceId(memory, 5)))).toEqual([true, true]);
+    c.addBackend(true);
+    expect(moves(() => c.touch(R_ATTR))).toEqual([true, true]);
+  });
+});
+
+/**
+ * A mirror backend whose check reads only its own leaves and the view: every leaf of its own is
+ * a mirror leaf of the same page, unless that leaf's call is under way.
+ */
+class CheckedMirrorBackend extends FakeMirrorBackend {
+  readonly checkIgnoresGuestMemory = true;
+  checkInvariants(_vm: BackendVm, view: MirrorView): { check: string; message: string }[] {
+    const out: { check: string; message: string }[] = [];
+    for (const [gfn, pfn] of this.leaves) {
+      const level = this.leafLevel.get(gfn)!;
+      const m = view.lookup(gfn, level);
+      if ((m === null || m.pfn !== pfn) && !view.inFlight(gfn, level))
+        out.push({ check: "fake-leaves", message: `leaf ${gfn} (page ${pfn}) not in the mirror` });
+    }
+    return out;
+  }
+}
+
+/** Two private faults under one table while the host converts a page of the same table. */
+const CONVERT_RACE = `
+name: convert-race
+vm: { memory: 4MiB, vcpus: 2 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+  - - { op: access, gpa: 0x1000, write: true }
+host:
+  - { op: convert, gpa: 0x2000, size: 4KiB, to: shared }
+  - { op: convert, gpa: 0x2000, size: 4KiB, to: private }
+`;
+
+/**
+ * CONVERT_RACE on CheckedMirrorBackend, where the first step at or after `atStep` also gives
+ * the backend a leaf the mirror does not have, recorded as a change of the backend's state.
+ * `full`: no versions, so every check runs in full after every step; `skipped` counts the
+ * checks that left the backend's out.
+ */
+function backendSystem(atStep: number, full: boolean, skipped: { n: number }): () => ExploreSystem {
+  const scn = parseScenarioText(CONVERT_RACE, "convert-race.yaml");
+  return () => {
+    const be = new CheckedMirrorBackend();
+    const built = buildRun(scn, { backend: be, interleave: true });
+    let steps = 0;
+    let done = false;
+    function* corrupting(inner: Op<unknown>): Op<unknown> {
+      for (;;) {
+        const r = inner.next();
+        if (!done && steps++ >= atStep) {
+          be.leaves.set(900, 1);
+          be.leafLevel.set(900, 1);
+          built.clock.touch(R_BACKEND);
+          done = true;
+        }
+        if (r.done) return r.value;
+        yield r.value;
+      }
+    }
+    for (const t of built.tasks) (t as { op: Op<unknown> }).op = corrupting(t.op);
+    const sys: ExploreSystem = {
+      tasks: built.tasks,
+      clock: built.clock,
+      setRecorder: (fp) => {
+        built.host.pool.fp = fp;
+      },
+      check: (final, skip) => {
+        if (skip) skipped.n++;
+        return built.check(final, skip).violations;
+      },
+      classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
+    };
+    if (!full) {
+      built.host.pool.trackWrites(built.clock);
+      sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
+      sys.backendCheckVersion = () => built.clock.backendCheckVersion + built.host.pool.generation;
+      sys.checkEnd = () => checkEndOfRun(built.vm).violations;
+    }
+    return sys;
+  };
+}
+
+describe("the explorer's skipping of a backend's checks", () => {
+  it("reports a change of the backend's state made at any step as full checks do", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 150 }), (atStep) => {
+        const opts: ExploreOptions = { maxSchedules: 200 };
+        const fast = explore(backendSystem(atStep, false, { n: 0 }), opts);
+        const full = explore(backendSystem(atStep, true, { n: 0 }), opts);
+        expect(withoutTime(fast)).toEqual(withoutTime(full));
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("skips them after steps that changed only guest memory, and only then", () => {
+    const skipped = { n: 0 };
+    const r = explore(backendSystem(1e9, false, skipped), { maxSchedules: 300 });
+    expect(r.violation).toBeNull();
+    expect(skipped.n).toBeGreaterThan(0);
+    // With the audit the skipped checks run anyway and agree.
+    const audited = explore(backendSystem(1e9, false, { n: 0 }), {
+      maxSchedules: 300,
+      audit: true,
+    });
+    expect(audited.violation).toBeNull();
+    // A backend whose check reads guest memory is never skipped.
+    const reads = { n: 0 };
+    const scn = parseScenarioText(CONVERT_RACE, "convert-race.yaml");
+    explore(
+      () => {
+        const be = new CheckedMirrorBackend();
+        Object.defineProperty(be, "checkIgnoresGuestMemory", { value: false });
+        const built = buildRun(scn, { backend: be, interleave: true });
+        return {
+          tasks: built.tasks,
+          clock: built.clock,
+          setRecorder: (fp) => {
+            built.host.pool.fp = fp;
+          },
+          check: (final, skip) => {
+            if (skip) reads.n++;
+            return built.check(final, skip).violations;
+          },
+          classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
+          stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
+          backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
+          checkEnd: () => checkEndOfRun(built.vm).violations,
+        };
+      },
+      { maxSchedules: 300 },
+    );
+    expect(reads.n).toBe(0);
   });
 });

@@ -345,6 +345,14 @@ export interface Backend {
   /** The backend's own invariants (TDX: mirror equals S-EPT, PAMT consistent), given a view of the mirror. */
   checkInvariants?(vm: BackendVm, mirror: MirrorView): { check: string; message: string }[];
   /**
+   * `checkInvariants` reads no guest memory state: neither the memory attributes nor the guest
+   * memory's backing (its pages and folios, shared or guest_memfd). The explorer then skips it
+   * after a step that changed only such state (a conversion's attribute store, a folio
+   * allocated), as it would have found what it found before. With the footprint audit the
+   * explorer runs the skipped checks anyway, and a finding of theirs fails the audit.
+   */
+  readonly checkIgnoresGuestMemory?: boolean;
+  /**
    * For the footprint audit (a backend that `recordsOwnAccesses`): every piece of its state that
    * a hook may change, each under the resource id its accessors record, as a value that changes
    * when the state does. Records nothing.

@@ -7,6 +7,7 @@
  */
 import type { ExecCtx } from "./ctx.js";
 import {
+  R_ATTR,
   R_INVALIDATE,
   R_LOCK_READERS,
   R_LOCK_WAITERS,
@@ -74,6 +75,19 @@ export class Clock {
    * check after a step that left it alone: the state the checks read is the one found clean.
    */
   checkVersion = 0;
+  /**
+   * Bumped like `checkVersion`, except by changes of guest memory state (the memory attributes,
+   * a backing's chunks and folios) when `backendIgnoresGuestMemory`: the backend's own check
+   * (`Backend.checkInvariants`) reads none of it, so after a step that changed only such state
+   * the explorer runs the core's checks alone (the backend's would see what it saw last).
+   */
+  backendCheckVersion = 0;
+  /**
+   * No backend on this clock reads guest memory state in its check
+   * (`Backend.checkIgnoresGuestMemory`; see `addBackend`).
+   */
+  backendIgnoresGuestMemory = false;
+  private backends = 0;
   fp: FootprintRecorder | null = null;
   /**
    * The run's tasks yield at every atomic point (`Vm.setInterleave`): their steps are small, and
@@ -93,13 +107,19 @@ export class Clock {
    * A new space of per-object resource ids (`resourceId(space, i)`): one per guest backing, per
    * RMP, per S-EPT... Numbered in the order objects are made, so the same run numbers them alike.
    */
-  newResourceSpace(checked: boolean | ((index: number) => boolean) = true): number {
+  newResourceSpace(
+    checked: boolean | ((index: number) => boolean) = true,
+    guestMemory = false,
+  ): number {
     this.checkedSpaces.push(checked);
+    this.guestMemorySpaces.push(guestMemory);
     return this.spaces++;
   }
 
   /** Per resource space, whether the invariant checks read its resources (`newResourceSpace`). */
   private readonly checkedSpaces: (boolean | ((index: number) => boolean))[] = [];
+  /** Per resource space, whether it holds guest memory state (see `backendCheckVersion`). */
+  private readonly guestMemorySpaces: boolean[] = [];
 
   /**
    * Whether an invariant check may read resource `id`. Only what no check reads is left out,
@@ -119,18 +139,42 @@ export class Clock {
   }
 
   /**
-   * `checkVersion` after a change of `id`. Only the explorer's recorded steps compare it (it
-   * takes the version afresh after a replay), so while nothing records it simply moves: the
-   * fault path, which runs unrecorded, pays no lookup for it.
+   * `checkVersion` and `backendCheckVersion` after a change of `id`. Only the explorer's
+   * recorded steps compare them (it takes them afresh after a replay), so while nothing records
+   * they simply move: the fault path, which runs unrecorded, pays no lookup for them.
    */
   private checkChange(id: number): void {
-    if (this.fp === null || id >= 0 || this.isChecked(id)) this.checkVersion++;
+    if (this.fp === null || id >= 0) {
+      this.checkVersion++;
+      this.backendCheckVersion++;
+    } else if (this.isChecked(id)) {
+      this.checkVersion++;
+      if (!this.backendIgnoresGuestMemory || !this.isGuestMemory(id)) this.backendCheckVersion++;
+    }
   }
 
-  /** A change of shared state whose resource id is not made (nothing records): both versions move. */
+  /** Whether `id` is guest memory state: the attributes, or a space made with `guestMemory`. */
+  isGuestMemory(id: number): boolean {
+    if (id === R_ATTR) return true;
+    if (id > SPACES_BASE) return false;
+    return this.guestMemorySpaces[Math.floor((SPACES_BASE - id) / 4294967296)] === true;
+  }
+
+  /** A change of shared state whose resource id is not made (nothing records): every version moves. */
   bump(): void {
     this.stateVersion++;
     this.checkVersion++;
+    this.backendCheckVersion++;
+  }
+
+  /**
+   * A VM's backend runs on this clock: guest memory state is left out of `backendCheckVersion`
+   * only while every such backend's check ignores it (VMs may share a clock).
+   */
+  addBackend(checkIgnoresGuestMemory: boolean): void {
+    this.backendIgnoresGuestMemory =
+      checkIgnoresGuestMemory && (this.backends === 0 || this.backendIgnoresGuestMemory);
+    this.backends++;
   }
 
   /** `sink` gets every recorder this clock gets (`setRecorder`), from now on. */

@@ -29,7 +29,10 @@ export class GuestBacking {
   private readonly chunkShift: number;
   /** gmem only: pages already prepared for the guest (`folio_test_uptodate` in `kvm_gmem`). */
   private readonly prepared: Uint32Array<ArrayBuffer> | null;
-  /** Resource spaces: host pages (chunks), and pages' folios. */
+  /**
+   * Resource spaces: host pages (chunks), and pages' folios; guest memory state, which a backend
+   * whose check ignores it does not see change (`Clock.backendCheckVersion`).
+   */
   private readonly chunkSpace: number;
   private readonly folioSpace: number;
 
@@ -41,8 +44,8 @@ export class GuestBacking {
     readonly hostPageLevel: Level,
     private readonly clock: Clock | null = null,
   ) {
-    this.chunkSpace = clock ? clock.newResourceSpace() : 0;
-    this.folioSpace = clock ? clock.newResourceSpace() : 0;
+    this.chunkSpace = clock ? clock.newResourceSpace(true, true) : 0;
+    this.folioSpace = clock ? clock.newResourceSpace(true, true) : 0;
     this.chunkPages = hostPageLevel >= 3 ? PAGES_PER_LEVEL[3]! : FRAMES_PER_BLOCK;
     this.chunkShift = Math.log2(this.chunkPages);
     this.chunkBase = new Float64Array(Math.ceil(npages / this.chunkPages)).fill(-1);

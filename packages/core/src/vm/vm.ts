@@ -88,6 +88,7 @@ export class Vm implements BackendVm, HostStorage {
     // The backend as the core calls it: its accesses recorded, by itself or by the wrapper.
     backend = recordedBackend(backend, this.clock);
     this.backend = backend;
+    this.clock.addBackend(backend.checkIgnoresGuestMemory === true);
     this.events = opts.events ?? new EventSink(this.clock);
     this.rootLevel = rootLevelForGpaw(config.gpaw);
     const npages = gpaToGfn(config.memory);
