@@ -1,6 +1,7 @@
 /**
  * The explorer's footprint store: footprints added from the recorder read back as the recorder
- * saw them (by `dependsOn`, against a plain definition over the recorded accesses), across the
+ * saw them (by `dependsOn`, and `dependsOnIn` against another store holding the same steps,
+ * against a plain definition over the recorded accesses), across the
  * recorder's switch to a hashed index and the store's growth, and `truncate` forgets exactly the
  * footprints from a handle on.
  */
@@ -74,10 +75,21 @@ describe("FootprintStore", () => {
           const held = steps.map(add);
           expect(held).toEqual(steps.map((_, i) => i));
           const check = (list: Access[][]) => {
+            // The same steps in another store, at other handles and offsets (`dependsOnIn`).
+            const other = new FootprintStore();
+            rec.reset();
+            rec.read(3);
+            rec.saveTo(other);
+            for (const s of list) {
+              rec.reset();
+              for (const a of s) rec[a.kind](a.id);
+              rec.saveTo(other);
+            }
             for (let i = 0; i < list.length; i++) {
               for (let j = 0; j < list.length; j++) {
                 expect(store.dependsOn(i, j)).toBe(depends(list[i]!, list[j]!));
                 expect(store.modifiesSome(i, j)).toBe(changes(list[i]!, list[j]!));
+                expect(store.dependsOnIn(i, other, j + 1)).toBe(depends(list[i]!, list[j]!));
               }
             }
           };

@@ -24,7 +24,7 @@ import { traceKey } from "./trace-key.js";
 import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
 import { RaceFinder } from "./races.js";
 import { ReversalOrder, type RunSteps } from "./reversal-order.js";
-import { weakInitial, WakeupTrees, type StepSequence } from "./wakeup-tree.js";
+import { weakInitial, WakeupTrees } from "./wakeup-tree.js";
 
 export interface ExploreViolation {
   check: string;
@@ -737,13 +737,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   /** The steps of the last run, for `addReversals`. */
   let evTasks = new Int32Array(64);
   let evFps = new Int32Array(64);
-  /** The reversal being added, with its footprints copied into the wakeup trees' store. */
-  const copied: StepSequence = {
-    tasks: new Int32Array(0),
-    fps: new Int32Array(64),
-    wakers: new Int32Array(0),
-    len: 0,
-  };
   let noneTaken = new Uint8Array(64);
   const reversalOrder = new ReversalOrder();
 
@@ -762,7 +755,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     if (evTasks.length < n) {
       evTasks = new Int32Array(2 * n);
       evFps = new Int32Array(2 * n);
-      copied.fps = new Int32Array(2 * n);
       noneTaken = new Uint8Array(2 * n);
     }
     for (let d = 0; d < n; d++) {
@@ -790,12 +782,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
         if (x >= 0 && (x < len || sleeperGoesFirst(rf, n, i, q, fq))) return;
       }
-      const mark = w.store.count;
-      for (let k = 0; k < len; k++) copied.fps[k] = w.store.addFrom(store, v.fps[k]!);
-      copied.tasks = v.tasks;
-      copied.wakers = v.wakers;
-      copied.len = len;
-      if (!w.insert(p.root[i]!, copied)) w.store.truncate(mark);
+      w.insert(p.root[i]!, v, store);
     });
     w.compact(p.root[0]!);
   }

@@ -41,9 +41,10 @@ export interface StepSequence {
 
 /**
  * Whether a step of `task` with footprint `fp` (a handle in `store`) is a weak initial of the
- * steps of `seq` not yet `taken`: it is one of them and nothing before it conflicts with it or
- * woke it, or it is none of them and conflicts with none. Returns the index of its step in the
- * sequence (to be taken out), `seq.len` if it is none of them but commutes with all, or -1.
+ * steps of `seq` (handles in `seqStore`) not yet `taken`: it is one of them and nothing before
+ * it conflicts with it or woke it, or it is none of them and conflicts with none. Returns the
+ * index of its step in the sequence (to be taken out), `seq.len` if it is none of them but
+ * commutes with all, or -1.
  */
 export function weakInitial(
   store: FootprintStore,
@@ -51,6 +52,7 @@ export function weakInitial(
   fp: number,
   seq: StepSequence,
   taken: Uint8Array,
+  seqStore: FootprintStore = store,
 ): number {
   const { tasks, fps, len } = seq;
   const x = firstOf(task, tasks, taken, len);
@@ -64,13 +66,15 @@ export function weakInitial(
     for (let y = 0; y < x; y++)
       if (
         taken[y] === 0 &&
-        (store.dependsOn(fps[y]!, fps[x]!) || (fp >= 0 && store.dependsOn(fps[y]!, fp)))
+        (seqStore.dependsOn(fps[y]!, fps[x]!) ||
+          (fp >= 0 && seqStore.dependsOnIn(fps[y]!, store, fp)))
       )
         return -1;
     return x;
   }
   if (fp < 0) return -1;
-  for (let y = 0; y < len; y++) if (taken[y] === 0 && store.dependsOn(fp, fps[y]!)) return -1;
+  for (let y = 0; y < len; y++)
+    if (taken[y] === 0 && store.dependsOnIn(fp, seqStore, fps[y]!)) return -1;
   return len;
 }
 
@@ -178,10 +182,13 @@ export class WakeupTrees {
   }
 
   /**
-   * Inserts the sequence `seq` (footprints: handles in `store`) into the tree below `root`.
-   * Returns false if the tree already held a run that covers it.
+   * Inserts the sequence `seq` (footprints: handles in `seqStore`, by default the trees' own
+   * `store`) into the tree below `root`. Returns false if the tree already held a run that
+   * covers it. Only the footprints of the steps it appends are copied into `store`: most
+   * sequences the explorer offers are covered already (seven in eight on the three-vCPU race),
+   * and a copy of each before the comparison cost more than the comparison.
    */
-  insert(root: number, seq: StepSequence): boolean {
+  insert(root: number, seq: StepSequence, seqStore: FootprintStore = this.store): boolean {
     const { tasks, fps, len } = seq;
     if (this.taken.length < len) this.taken = new Uint8Array(2 * len);
     const taken = this.taken;
@@ -192,7 +199,7 @@ export class WakeupTrees {
       if (left === 0 || (u !== root && this.first[u]! < 0)) return false;
       let c = this.first[u]!;
       for (; c >= 0; c = this.next[c]!) {
-        const x = weakInitial(this.store, this.task[c]!, this.fp[c]!, seq, taken);
+        const x = weakInitial(this.store, this.task[c]!, this.fp[c]!, seq, taken, seqStore);
         if (x < 0) continue;
         if (x < len) {
           taken[x] = 1;
@@ -203,7 +210,11 @@ export class WakeupTrees {
       if (c < 0) break;
       u = c;
     }
-    for (let x = 0; x < len; x++) if (taken[x] === 0) u = this.append(u, tasks[x]!, fps[x]!);
+    for (let x = 0; x < len; x++) {
+      if (taken[x] !== 0) continue;
+      const fp = seqStore === this.store ? fps[x]! : this.store.addFrom(seqStore, fps[x]!);
+      u = this.append(u, tasks[x]!, fp);
+    }
     return true;
   }
 
