@@ -532,4 +532,47 @@ describe("the explorer's skipping of a backend's checks", () => {
     );
     expect(reads.n).toBe(0);
   });
+
+  it("under the audit, fails a backend whose check reads guest memory though it says it does not", () => {
+    // Its check reads the attributes: the page the host converts must stay private.
+    class Lying extends CheckedMirrorBackend {
+      override checkInvariants(
+        vm: BackendVm,
+        view: MirrorView,
+      ): { check: string; message: string }[] {
+        const out = super.checkInvariants(vm, view);
+        if (!vm.attributes.isPrivate(2)) out.push({ check: "fake-attr", message: "gfn 2 shared" });
+        return out;
+      }
+    }
+    const scn = parseScenarioText(CONVERT_RACE, "convert-race.yaml");
+    const run = (audit: boolean) =>
+      explore(
+        () => {
+          const built = buildRun(scn, { backend: new Lying(), interleave: true });
+          built.host.pool.trackWrites(built.clock);
+          return {
+            tasks: built.tasks,
+            clock: built.clock,
+            setRecorder: (fp) => {
+              built.host.pool.fp = fp;
+            },
+            check: (final, skip) => built.check(final, skip).violations,
+            classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
+            stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
+            backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
+            checkEnd: () => checkEndOfRun(built.vm).violations,
+          };
+        },
+        { maxSchedules: 50, audit },
+      ).violation?.violations[0];
+    const audited = run(true);
+    expect(audited?.check).toBe("footprint-audit");
+    expect(audited?.message).toContain("without moving the backend check version: gfn 2 shared");
+    // Without the audit the lie goes unseen at the conversion's own step: the check that finds
+    // it comes later, after some step that moves the backend's version.
+    const plain = run(false);
+    expect(plain?.check).toBe("fake-attr");
+    expect(plain!.step).toBeGreaterThan(audited!.step);
+  });
 });

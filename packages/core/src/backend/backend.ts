@@ -347,8 +347,8 @@ export interface Backend {
   /**
    * `checkInvariants` reads no guest memory state: neither the memory attributes nor the guest
    * memory's backing (its pages and folios, shared or guest_memfd). The explorer then skips it
-   * after a step that changed only such state (a conversion's attribute store, a folio
-   * allocated), as it would have found what it found before. With the footprint audit the
+   * after a step that changed only such state (a conversion's attribute store, a folio locked
+   * or prepared), as it would have found what it found before. With the footprint audit the
    * explorer runs the skipped checks anyway, and a finding of theirs fails the audit.
    */
   readonly checkIgnoresGuestMemory?: boolean;

@@ -265,12 +265,13 @@ export class FootprintStore {
   }
 
   /**
-   * Whether an id of both footprints is modified by `a`'s access (`both`: or by `b`'s). Both
-   * are ascending with no id twice (`add`), so two footprints whose id ranges do not overlap
-   * share nothing, and otherwise one pass finds the ids they share. The race analysis compares a
-   * step of a handful of ids with one that splits a 2 MiB page (a thousand): there the pass
-   * leaps through the large one by bisection instead of stepping through it (measured on the
-   * three-vCPU race, such pairs were 7 % of the comparisons and 68 % of the ids stepped over).
+   * Whether an id of both footprints (`a` of this store, `b` of `other`, which may be this one)
+   * is modified by `a`'s access (`both`: or by `b`'s). Both are ascending with no id twice
+   * (`add`), so two footprints whose id ranges do not overlap share nothing, and otherwise one
+   * pass finds the ids they share. The race analysis compares a step of a handful of ids with
+   * one that splits a 2 MiB page (a thousand): there the pass leaps through the large one by
+   * bisection instead of stepping through it (measured on the three-vCPU race, such pairs were
+   * 7 % of the comparisons and 68 % of the ids stepped over).
    */
   private meets(a: number, other: FootprintStore, b: number, both: boolean): boolean {
     const ids = this.ids;

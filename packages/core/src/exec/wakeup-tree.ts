@@ -220,8 +220,8 @@ export class WakeupTrees {
 
   /**
    * Copies the footprints the trees below `root` still refer to into a fresh store, once the
-   * store holds many that none does (inserted sequences whose steps matched existing nodes,
-   * subtrees explored and freed). Call only when no handle into the store is held elsewhere.
+   * store holds many that none does (subtrees explored and freed, footprints replaced by
+   * `setFootprint`). Call only when no handle into the store is held elsewhere.
    */
   compact(root: number): void {
     if (this.store.count < 4096 || this.store.count < 2 * this.liveFps) return;

@@ -1,0 +1,131 @@
+/**
+ * Inserting a sequence into a wakeup tree (`WakeupTrees.insert`) with its footprints in another
+ * store (the explorer's, as `addReversals` does) does exactly what inserting a copy of it, its
+ * footprints in the trees' own store, does: the same answer and the same tree, node for node.
+ * The trees' nodes carry footprints of their own (`setFootprint`), which `weakInitial` compares
+ * with the sequence's steps, so a comparison made in the wrong store shows.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FootprintRecorder, FootprintStore, resourceId } from "../src/testing.js";
+import { WakeupTrees, type StepSequence } from "../src/exec/wakeup-tree.js";
+
+type Access = { id: number; kind: "read" | "write" | "add" };
+
+const access = fc.record({
+  id: fc.oneof(
+    fc.nat(5),
+    fc.nat(3).map((i) => resourceId(0, i)),
+  ),
+  kind: fc.constantFrom("read" as const, "write" as const, "add" as const),
+});
+const step = fc.record({
+  task: fc.nat(2),
+  accesses: fc.array(access, { maxLength: 3 }),
+});
+
+function save(store: FootprintStore, rec: FootprintRecorder, accesses: Access[]): number {
+  rec.reset();
+  for (const a of accesses) rec[a.kind](a.id);
+  return rec.saveTo(store);
+}
+
+/** The tree below `n`: per child its task, its footprint's accesses and its own subtree. */
+function shape(w: WakeupTrees, n: number, fpOf: (node: number) => number): unknown[] {
+  const out: unknown[] = [];
+  for (let c = w.firstChild(n); c >= 0; c = nextSibling(w, c)) {
+    const h = fpOf(c);
+    const accesses: string[] = [];
+    if (h >= 0)
+      for (let i = w.store.startOf(h); i < w.store.startOf(h) + w.store.lengthOf(h); i++)
+        accesses.push(`${w.store.idsView[i]}:${w.store.kindsView[i]}`);
+    out.push([w.taskOf(c), accesses, shape(w, c, fpOf)]);
+  }
+  return out;
+}
+
+/** The trees keep their links private: the next sibling, read through them for the test. */
+function nextSibling(w: WakeupTrees, c: number): number {
+  return (w as unknown as { next: Int32Array }).next[c]!;
+}
+
+function footprintOf(w: WakeupTrees): (node: number) => number {
+  return (node) => (w as unknown as { fp: Int32Array }).fp[node]!;
+}
+
+describe("WakeupTrees.insert", () => {
+  it("with the sequence in another store, does what it does with a copy in its own", () => {
+    fc.assert(
+      fc.property(
+        fc.array(step, { maxLength: 4 }),
+        fc.array(fc.array(step, { minLength: 1, maxLength: 5 }), { minLength: 1, maxLength: 6 }),
+        (explored, sequences) => {
+          const rec = new FootprintRecorder();
+          const build = () => {
+            const w = new WakeupTrees();
+            const root = w.root();
+            // Steps the search took below the root: nodes whose footprints are known.
+            for (const s of explored) {
+              if (w.hasChild(root, s.task)) continue;
+              const n = w.addChild(root, s.task);
+              w.setFootprint(n, save(w.store, rec, s.accesses));
+            }
+            return { w, root };
+          };
+          const apart = build();
+          const copied = build();
+          const theirs = new FootprintStore();
+          // Something at handle 0 of the other store, so that its handles differ from the trees'.
+          save(theirs, rec, [{ id: 99, kind: "write" }]);
+          for (const steps of sequences) {
+            const seq: StepSequence = {
+              tasks: Int32Array.from(steps.map((s) => s.task)),
+              fps: Int32Array.from(steps.map((s) => save(theirs, rec, s.accesses))),
+              wakers: new Int32Array(steps.length).fill(-1),
+              len: steps.length,
+            };
+            const copy: StepSequence = {
+              ...seq,
+              fps: Int32Array.from(seq.fps, (h) => copied.w.store.addFrom(theirs, h)),
+            };
+            expect(apart.w.insert(apart.root, seq, theirs)).toBe(
+              copied.w.insert(copied.root, copy),
+            );
+            expect(shape(apart.w, apart.root, footprintOf(apart.w))).toEqual(
+              shape(copied.w, copied.root, footprintOf(copied.w)),
+            );
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("does not take a node as the sequence's first step when the node's own step conflicts with one before it", () => {
+    // Below the root the search ran task 0's step, which wrote R. The sequence is task 1 reading
+    // R, then task 0 writing S: task 0's step there is not the node's (it would come after a
+    // read of R that the node's write changes), so the sequence is a new branch.
+    const rec = new FootprintRecorder();
+    const R = resourceId(0, 1);
+    const S = resourceId(0, 2);
+    for (const twoStores of [false, true]) {
+      const w = new WakeupTrees();
+      const root = w.root();
+      const node = w.addChild(root, 0);
+      w.setFootprint(node, save(w.store, rec, [{ id: R, kind: "write" }]));
+      const theirs = twoStores ? new FootprintStore() : w.store;
+      if (twoStores) save(theirs, rec, [{ id: R, kind: "write" }]);
+      const seq: StepSequence = {
+        tasks: Int32Array.from([1, 0]),
+        fps: Int32Array.from([
+          save(theirs, rec, [{ id: R, kind: "read" }]),
+          save(theirs, rec, [{ id: S, kind: "write" }]),
+        ]),
+        wakers: Int32Array.from([-1, -1]),
+        len: 2,
+      };
+      expect(w.insert(root, seq, theirs)).toBe(true);
+      expect(shape(w, root, footprintOf(w)).map((c) => (c as unknown[])[0])).toEqual([0, 1]);
+    }
+  });
+});
