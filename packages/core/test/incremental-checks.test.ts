@@ -534,22 +534,28 @@ describe("the explorer's skipping of a backend's checks", () => {
   });
 
   it("under the audit, fails a backend whose check reads guest memory though it says it does not", () => {
-    // Its check reads the attributes: the page the host converts must stay private.
+    // Its check reads the attributes: the page the host converts must stay private. `peek`: it
+    // reads them through the accessor that records nothing, so only the audit's rerun of a
+    // skipped check can tell.
     class Lying extends CheckedMirrorBackend {
+      constructor(private readonly peek: boolean) {
+        super();
+      }
       override checkInvariants(
         vm: BackendVm,
         view: MirrorView,
       ): { check: string; message: string }[] {
         const out = super.checkInvariants(vm, view);
-        if (!vm.attributes.isPrivate(2)) out.push({ check: "fake-attr", message: "gfn 2 shared" });
+        const priv = this.peek ? vm.attributes.peekPrivate(2) : vm.attributes.isPrivate(2);
+        if (!priv) out.push({ check: "fake-attr", message: "gfn 2 shared" });
         return out;
       }
     }
     const scn = parseScenarioText(CONVERT_RACE, "convert-race.yaml");
-    const run = (audit: boolean) =>
+    const run = (peek: boolean, audit: boolean) =>
       explore(
         () => {
-          const built = buildRun(scn, { backend: new Lying(), interleave: true });
+          const built = buildRun(scn, { backend: new Lying(peek), interleave: true });
           built.host.pool.trackWrites(built.clock);
           return {
             tasks: built.tasks,
@@ -566,12 +572,16 @@ describe("the explorer's skipping of a backend's checks", () => {
         },
         { maxSchedules: 50, audit },
       ).violation?.violations[0];
-    const audited = run(true);
+    // Its reads, recorded apart from the core's, name the attributes at its first check.
+    const read = run(false, true);
+    expect(read?.check).toBe("footprint-audit");
+    expect(read?.message).toContain("the backend's checks read memory attributes");
+    const audited = run(true, true);
     expect(audited?.check).toBe("footprint-audit");
     expect(audited?.message).toContain("without moving the backend check version: gfn 2 shared");
     // Without the audit the lie goes unseen at the conversion's own step: the check that finds
     // it comes later, after some step that moves the backend's version.
-    const plain = run(false);
+    const plain = run(true, false);
     expect(plain?.check).toBe("fake-attr");
     expect(plain!.step).toBeGreaterThan(audited!.step);
   });

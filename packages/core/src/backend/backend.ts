@@ -349,7 +349,8 @@ export interface Backend {
    * memory's backing (its pages and folios, shared or guest_memfd). The explorer then skips it
    * after a step that changed only such state (a conversion's attribute store, a folio locked
    * or prepared), as it would have found what it found before. With the footprint audit the
-   * explorer runs the skipped checks anyway, and a finding of theirs fails the audit.
+   * explorer runs the skipped checks anyway, and a finding of theirs fails the audit, as does a
+   * read of guest memory state they record.
    */
   readonly checkIgnoresGuestMemory?: boolean;
   /**

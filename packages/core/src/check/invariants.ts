@@ -26,6 +26,8 @@ import {
   isShadowPresent,
   spteToPfn,
 } from "../arch/spte.js";
+import type { Backend } from "../backend/backend.js";
+import { FootprintRecorder, resourceName } from "../exec/footprint.js";
 import { OWNER_FREE } from "../mem/frame-allocator.js";
 import { OCCUPANCY_WORDS } from "../mem/pt-pool.js";
 import { nextSetBit } from "../mem/typed-arrays.js";
@@ -152,19 +154,50 @@ class TableWalk {
       );
     const backendCheck = vm.backend.checkInvariants?.bind(vm.backend);
     if (!endOnly && !skipBackend && backendCheck && !vm.dead) {
-      // A pass that found nothing wrong descended into every table an entry links, as the
-      // view's own walks do, so its log is what they would find; otherwise they walk.
-      const found =
-        this.violations.length === 0 && !this.log.overflowed
-          ? checkWithVisitLog(vm, this.log, backendCheck)
-          : backendCheck(vm, mirrorView(vm));
-      for (const v of found) this.fail(v.check, v.message);
+      for (const v of this.backendFindings(vm, backendCheck)) this.fail(v.check, v.message);
     }
     this.log.clear();
     return {
       checked: final ? INVARIANTS.length : INVARIANTS.length - 1,
       violations: this.violations,
     };
+  }
+
+  /**
+   * The backend's own checks. A pass that found nothing wrong descended into every table an
+   * entry links, as the view's own walks do, so its log is what they would find; otherwise they
+   * walk. While the footprint audit records what the checks read (the clock has a recorder then,
+   * and only then), a backend that says its checks ignore guest memory is held to it: their reads
+   * are recorded apart, and one of guest memory state fails the audit.
+   */
+  private backendFindings(
+    vm: Vm,
+    check: NonNullable<Backend["checkInvariants"]>,
+  ): { check: string; message: string }[] {
+    const run = () =>
+      this.violations.length === 0 && !this.log.overflowed
+        ? checkWithVisitLog(vm, this.log, check)
+        : check(vm, mirrorView(vm));
+    const clock = vm.clock;
+    const outer = clock.fp;
+    if (outer === null || !clock.backendIgnoresGuestMemory) return run();
+    const own = new FootprintRecorder();
+    clock.setRecorder(own);
+    let found: { check: string; message: string }[];
+    try {
+      found = run();
+    } finally {
+      clock.setRecorder(outer);
+    }
+    for (const id of own.touched()) {
+      outer.read(id);
+      if (clock.isGuestMemory(id))
+        this.fail(
+          "footprint-audit",
+          `the backend's checks read ${resourceName(id)}, guest memory state they say they do not read (checkIgnoresGuestMemory)`,
+        );
+    }
+    return found;
   }
 
   /** The counters against the recount of the walk, and the VM's pool pages against those it can account for. */
