@@ -26,7 +26,9 @@ import {
   parseScenarioText,
   type ExploreOptions,
   type ExploreResult,
+  type BuiltRun,
   type ExploreSystem,
+  type Scenario,
   type Op,
   type Vm,
   Clock,
@@ -98,35 +100,61 @@ function system(
       interleave: true,
       mmu: { unsafeNonAtomicSet: unsafe },
     });
-    let steps = 0;
-    let done = false;
-    function* corrupting(inner: Op<unknown>): Op<unknown> {
-      for (;;) {
-        const r = inner.next();
-        if (!done && steps++ >= atStep) done = corrupt(built.vm, kind);
-        if (r.done) return r.value;
-        yield r.value;
-      }
-    }
-    for (const t of built.tasks) (t as { op: Op<unknown> }).op = corrupting(t.op);
-    const sys: ExploreSystem = {
-      tasks: built.tasks,
-      clock: built.clock,
-      setRecorder: (fp) => {
-        built.host.pool.fp = fp;
-      },
-      check: (final) => built.check(final).violations,
-      classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-    };
-    if (!full) {
-      // As `exploreScenario` runs it: stamped stores, so the walk rescans only tables stored to.
-      built.host.pool.trackWrites(built.clock);
-      sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
-      sys.checkEnd = () => checkEndOfRun(built.vm).violations;
-      sys.release = () => built.host.release();
-    }
-    return sys;
+    corruptingAt(built, atStep, () => corrupt(built.vm, kind));
+    return explored(built, scn, full);
   };
+}
+
+/**
+ * Makes the first step at or after `atStep` (counted from the start of each schedule, over
+ * every task, so replays repeat it) also run `f`, and the steps after it until `f` says it did.
+ */
+function corruptingAt(built: BuiltRun, atStep: number, f: () => boolean): void {
+  let steps = 0;
+  let done = false;
+  function* corrupting(inner: Op<unknown>): Op<unknown> {
+    for (;;) {
+      const r = inner.next();
+      if (!done && steps++ >= atStep) done = f();
+      if (r.done) return r.value;
+      yield r.value;
+    }
+  }
+  for (const t of built.tasks) (t as { op: Op<unknown> }).op = corrupting(t.op);
+}
+
+/**
+ * `built` as the explorer gets it from `exploreScenario` (stamped stores, so the walk rescans
+ * only tables stored to, and versions that skip checks), or with `full` as a system with no
+ * versions, so that every check runs in full after every step. `onCheck` hears whether each
+ * check left the backend's out.
+ */
+function explored(
+  built: BuiltRun,
+  scn: Scenario,
+  full: boolean,
+  onCheck?: (skipBackend: boolean) => void,
+): ExploreSystem {
+  const sys: ExploreSystem = {
+    tasks: built.tasks,
+    clock: built.clock,
+    setRecorder: (fp) => {
+      built.host.pool.fp = fp;
+    },
+    check: (final, skip) => {
+      onCheck?.(skip === true);
+      return built.check(final, skip).violations;
+    },
+    classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
+  };
+  if (!full) {
+    built.host.pool.trackWrites(built.clock);
+    sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
+    sys.backendCheckVersion = () => built.clock.backendCheckVersion + built.host.pool.generation;
+    sys.checkEnd = () => checkEndOfRun(built.vm).violations;
+    sys.release = () => built.host.release();
+  }
+  return sys;
 }
 
 const withoutTime = (r: ExploreResult) => ({ ...r, seconds: 0 });
@@ -442,41 +470,15 @@ function backendSystem(atStep: number, full: boolean, skipped: { n: number }): (
   return () => {
     const be = new CheckedMirrorBackend();
     const built = buildRun(scn, { backend: be, interleave: true });
-    let steps = 0;
-    let done = false;
-    function* corrupting(inner: Op<unknown>): Op<unknown> {
-      for (;;) {
-        const r = inner.next();
-        if (!done && steps++ >= atStep) {
-          be.leaves.set(900, 1);
-          be.leafLevel.set(900, 1);
-          built.clock.touch(R_BACKEND);
-          done = true;
-        }
-        if (r.done) return r.value;
-        yield r.value;
-      }
-    }
-    for (const t of built.tasks) (t as { op: Op<unknown> }).op = corrupting(t.op);
-    const sys: ExploreSystem = {
-      tasks: built.tasks,
-      clock: built.clock,
-      setRecorder: (fp) => {
-        built.host.pool.fp = fp;
-      },
-      check: (final, skip) => {
-        if (skip) skipped.n++;
-        return built.check(final, skip).violations;
-      },
-      classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-    };
-    if (!full) {
-      built.host.pool.trackWrites(built.clock);
-      sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
-      sys.backendCheckVersion = () => built.clock.backendCheckVersion + built.host.pool.generation;
-      sys.checkEnd = () => checkEndOfRun(built.vm).violations;
-    }
-    return sys;
+    corruptingAt(built, atStep, () => {
+      be.leaves.set(900, 1);
+      be.leafLevel.set(900, 1);
+      built.clock.touch(R_BACKEND);
+      return true;
+    });
+    return explored(built, scn, full, (skip) => {
+      if (skip) skipped.n++;
+    });
   };
 }
 
@@ -512,21 +514,9 @@ describe("the explorer's skipping of a backend's checks", () => {
         const be = new CheckedMirrorBackend();
         Object.defineProperty(be, "checkIgnoresGuestMemory", { value: false });
         const built = buildRun(scn, { backend: be, interleave: true });
-        return {
-          tasks: built.tasks,
-          clock: built.clock,
-          setRecorder: (fp) => {
-            built.host.pool.fp = fp;
-          },
-          check: (final, skip) => {
-            if (skip) reads.n++;
-            return built.check(final, skip).violations;
-          },
-          classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-          stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
-          backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
-          checkEnd: () => checkEndOfRun(built.vm).violations,
-        };
+        return explored(built, scn, false, (skip) => {
+          if (skip) reads.n++;
+        });
       },
       { maxSchedules: 300 },
     );
@@ -554,22 +544,7 @@ describe("the explorer's skipping of a backend's checks", () => {
     const scn = parseScenarioText(CONVERT_RACE, "convert-race.yaml");
     const run = (peek: boolean, audit: boolean) =>
       explore(
-        () => {
-          const built = buildRun(scn, { backend: new Lying(peek), interleave: true });
-          built.host.pool.trackWrites(built.clock);
-          return {
-            tasks: built.tasks,
-            clock: built.clock,
-            setRecorder: (fp) => {
-              built.host.pool.fp = fp;
-            },
-            check: (final, skip) => built.check(final, skip).violations,
-            classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-            stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
-            backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
-            checkEnd: () => checkEndOfRun(built.vm).violations,
-          };
-        },
+        () => explored(buildRun(scn, { backend: new Lying(peek), interleave: true }), scn, false),
         { maxSchedules: 50, audit },
       ).violation?.violations[0];
     // Its reads, recorded apart from the core's, name the attributes at its first check.

@@ -50,6 +50,8 @@ export interface CheckResult {
 
 const MAX_REPORTED = 20;
 
+type BackendCheck = NonNullable<Backend["checkInvariants"]>;
+
 /** The checks a pass runs; the last only at the end of a run. */
 export const INVARIANTS = [
   "leaf-frame-owned-by-vm",
@@ -170,22 +172,15 @@ class TableWalk {
    * and only then), a backend that says its checks ignore guest memory is held to it: their reads
    * are recorded apart, and one of guest memory state fails the audit.
    */
-  private backendFindings(
-    vm: Vm,
-    check: NonNullable<Backend["checkInvariants"]>,
-  ): { check: string; message: string }[] {
-    const run = () =>
-      this.violations.length === 0 && !this.log.overflowed
-        ? checkWithVisitLog(vm, this.log, check)
-        : check(vm, mirrorView(vm));
+  private backendFindings(vm: Vm, check: BackendCheck): { check: string; message: string }[] {
     const clock = vm.clock;
     const outer = clock.fp;
-    if (outer === null || !clock.backendIgnoresGuestMemory) return run();
+    if (outer === null || !clock.backendIgnoresGuestMemory) return this.runBackendCheck(vm, check);
     const own = new FootprintRecorder();
     clock.setRecorder(own);
     let found: { check: string; message: string }[];
     try {
-      found = run();
+      found = this.runBackendCheck(vm, check);
     } finally {
       clock.setRecorder(outer);
     }
@@ -198,6 +193,12 @@ class TableWalk {
         );
     }
     return found;
+  }
+
+  private runBackendCheck(vm: Vm, check: BackendCheck): { check: string; message: string }[] {
+    return this.violations.length === 0 && !this.log.overflowed
+      ? checkWithVisitLog(vm, this.log, check)
+      : check(vm, mirrorView(vm));
   }
 
   /** The counters against the recount of the walk, and the VM's pool pages against those it can account for. */

@@ -497,17 +497,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const bv = backendVersion();
       const skip = bv !== -2 && bv === backendCleanAt;
       let found = unrecorded(() => sys.check(final, skip));
-      if (skip && audited && found.length === 0) {
-        found = unrecorded(() => sys.check(final)).map((m) =>
-          m.check === "footprint-audit"
-            ? m
-            : {
-                check: "footprint-audit",
-                message: `a step changed what the backend's invariants read without moving the backend check version: ${m.message}`,
-                step: m.step,
-              },
-        );
-      }
+      if (skip && audited && found.length === 0)
+        found = missed(final, "the backend's invariants", "the backend check version");
       if (found.length === 0) backendCleanAt = bv;
       return found;
     };
@@ -528,18 +519,27 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       }
       return audited && found.length === 0 ? auditCheckReads(sys) : found;
     };
+    /**
+     * Under the audit, what a check the versions would have skipped finds: a step changed what
+     * `whose` checks read without moving `version`, a footprint-audit finding each.
+     */
+    const missed = (final: boolean, whose: string, version: string): ExploreViolation[] =>
+      unrecorded(() => sys.check(final)).map((m) =>
+        m.check === "footprint-audit"
+          ? m
+          : {
+              check: "footprint-audit",
+              message: `a step changed what ${whose} read without moving ${version}: ${m.message}`,
+              step: m.step,
+            },
+      );
     const checkStep = (): ExploreViolation[] => {
       const v = version();
       if (v !== -2 && v === checkedAt) {
         // The audit checks anyway: a state the invariants read that changed without moving
         // the version would have gone unchecked.
         if (!audited) return [];
-        const missed = unrecorded(() => sys.check(false));
-        return missed.map((m) => ({
-          check: "footprint-audit",
-          message: `a step changed what the invariants read without moving the check version: ${m.message}`,
-          step: m.step,
-        }));
+        return missed(false, "the invariants", "the check version");
       }
       const found = checkState(false);
       checkedAt = v;
