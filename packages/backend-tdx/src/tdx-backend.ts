@@ -34,6 +34,7 @@ import {
   type StepMachine,
 } from "@tdpemu/backend-sdk";
 import { SeptChange } from "./sept-change.js";
+import { savedTdSetup, saveTdSetup, tdSetupKey, type TdPages } from "./td-setup-memo.js";
 import { SEAM_MODULE, TDX_KEYIDS, TdxKeyIds } from "./tdx-platform.js";
 import { checkTdxInvariants } from "./tdx-invariants.js";
 import { SEAMCALL_NAMES, callDetail } from "./seam/leaves.js";
@@ -163,13 +164,58 @@ export class TdxBackend implements Backend, CallListener {
       "TDX control pages",
     );
     this.hkid = this.keyids.alloc();
-    this.tdr = this.pages.alloc();
+    const pages = this.allocTdPages(vm.config.vcpus);
+    this.tdr = pages.tdr;
     this.module.listen(this.tdr, this);
+    // With events or a recorder, each call is seen: the set-up is made through the leaves.
+    const key =
+      vm.events.on || vm.clock.fp !== null
+        ? null
+        : tdSetupKey(this.module, this.hkid, pages, vm.config.gpaw);
+    const saved = savedTdSetup(key);
+    if (saved !== undefined) {
+      this.td = this.module.restoreTdSetup(saved);
+      for (const [leaf, n] of saved.calls) this.calls.addMany(leaf, n);
+    } else {
+      this.setUpTd(vm, pages);
+      if (key !== null) saveTdSetup(key, this.module.saveTdSetup(this.tdr));
+    }
+    pages.vcpus.forEach((v, i) => {
+      this.tdcxPages.push([...v.tdcx]);
+      this.tdvprs.push(v.tdvpr);
+      this.inGuest.push(false);
+      this.cpus.push(i);
+      this.acceptExit.push(0);
+      this.veCount.push(0);
+    });
+  }
+
+  /**
+   * The TD's pages and every vCPU's, as KVM allocates them before the calls that hand them over
+   * (`__tdx_td_init`: the TDR and TDCS pages; `tdx_td_vcpu_init`: the TDVPR and TDCX pages). KVM
+   * makes a vCPU's at KVM_TDX_INIT_VCPU, after the TD's calls; nothing else takes control pages
+   * in between, so the pages are the same.
+   */
+  private allocTdPages(vcpus: number): TdPages {
+    const tdr = this.pages.alloc();
+    const tdcs: number[] = [];
+    for (let i = 0; i < TDCS_PAGES; i++) tdcs.push(this.pages.alloc());
+    const vcpuPages: TdPages["vcpus"][number][] = [];
+    for (let v = 0; v < vcpus; v++) {
+      const tdvpr = this.pages.alloc();
+      const tdcx: number[] = [];
+      for (let i = 1; i < MIN_TDVPS_PAGES; i++) tdcx.push(this.pages.alloc());
+      vcpuPages.push({ tdvpr, tdcx });
+    }
+    return { tdr, tdcs, vcpus: vcpuPages };
+  }
+
+  /** KVM_TDX_INIT_VM, then KVM_TDX_INIT_VCPU on each vCPU: the TD's set-up through the leaves. */
+  private setUpTd(vm: BackendVm, pages: TdPages): void {
     this.must("TDH.MNG.CREATE", this.module.mngCreate(this.tdr, this.hkid));
     this.td = this.module.tds.get(this.tdr)!;
     this.must("TDH.MNG.KEY.CONFIG", this.module.mngKeyConfig(this.tdr));
-    for (let i = 0; i < TDCS_PAGES; i++)
-      this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, this.pages.alloc()));
+    for (const page of pages.tdcs) this.must("TDH.MNG.ADDCX", this.module.mngAddcx(this.tdr, page));
     this.must(
       "TDH.MNG.INIT",
       this.module.mngInit(this.tdr, { gpaw: vm.config.gpaw, septVeDisable: false }),
@@ -181,15 +227,9 @@ export class TdxBackend implements Backend, CallListener {
     // module's TDVPS size asks for (`tdx_sysinfo->td_ctrl.tdvps_base_size`: 6 pages, the TDVPR
     // among them), then VP.INIT, which runs with the vCPU loaded on its CPU and associates it
     // there. The model runs vCPU i on logical processor i, and it never migrates.
-    for (let i = 0; i < vm.config.vcpus; i++) {
-      const tdvpr = this.pages.alloc();
+    pages.vcpus.forEach(({ tdvpr, tdcx }, i) => {
       this.must("TDH.VP.CREATE", this.module.vpCreate(this.tdr, tdvpr));
-      const tdcx: number[] = [];
-      for (let p = 1; p < MIN_TDVPS_PAGES; p++) {
-        const page = this.pages.alloc();
-        this.must("TDH.VP.ADDCX", this.module.vpAddcx(tdvpr, page));
-        tdcx.push(page);
-      }
+      for (const page of tdcx) this.must("TDH.VP.ADDCX", this.module.vpAddcx(tdvpr, page));
       this.must("TDH.VP.INIT", this.module.vpInit(tdvpr, i));
       // tdx_vcpu_init: posted interrupts, through the TD VMCS (td_vmcs_write16/64, setbit32).
       this.must(
@@ -216,13 +256,7 @@ export class TdxBackend implements Backend, CallListener {
           PIN_BASED_POSTED_INTR,
         ),
       );
-      this.tdcxPages.push(tdcx);
-      this.tdvprs.push(tdvpr);
-      this.inGuest.push(false);
-      this.cpus.push(i);
-      this.acceptExit.push(0);
-      this.veCount.push(0);
-    }
+    });
   }
 
   // KVM's own state, in two kinds of resources for the explorer: resource 1 is the VM's

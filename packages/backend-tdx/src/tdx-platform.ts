@@ -149,11 +149,11 @@ function broughtUp(frames: number, globalKeyid: number, pamtBase: number): SeamM
   const module = new SeamModule(frames, { cold: true });
   const key = `${frames}/${globalKeyid}/${pamtBase}`;
   const done = bringUps.get(key);
-  if (done) {
-    module.restoreBringUp(done);
-    return module;
+  if (done) module.restoreBringUp(done);
+  else {
+    tdxEnable(module, globalKeyid, pamtBase);
+    bringUps.set(key, module.bringUpRecord());
   }
-  tdxEnable(module, globalKeyid, pamtBase);
-  bringUps.set(key, module.bringUpRecord());
+  module.broughtUpAs(key);
   return module;
 }

@@ -3,6 +3,7 @@
  * the backend class, the host-wide parts' tokens) and the model's own modules.
  */
 export * from "./index.js";
+export { rememberTdSetups } from "./td-setup-memo.js";
 export {
   SEAM_MODULE,
   TDX_KEYIDS,

@@ -52,7 +52,7 @@ import {
   markReserved,
   type TdmrInfo,
 } from "./sys-leaves.js";
-import type { Td, TdVcpu } from "./td.js";
+import { Td, type TdState, type TdVcpu } from "./td.js";
 
 /** A leaf's body: the checks and the change, given the module, the TD the call is for and its numeric operands. */
 export type LeafBody = (
@@ -97,6 +97,19 @@ const BRING_UP_LEAVES = [
 export interface BringUpRecord {
   readonly sys: SysState;
   readonly calls: readonly (readonly [number, number])[];
+}
+
+/**
+ * What a TD's set-up (its TDH.MNG.* and TDH.VP.* calls from create to the last VP.WR) left in a
+ * module that had made no call since its bring-up: the TD, its pages' PAMT entries, its S-EPT
+ * root, and the calls in first-call order (`SeamCore.saveTdSetup`).
+ */
+export interface TdSetupRecord {
+  readonly td: TdState;
+  /** PAMT entries the set-up wrote, each a page of the TD (its TDR included): PFN and type. */
+  readonly pamt: readonly (readonly [number, number])[];
+  readonly calls: readonly (readonly [number, number])[];
+  readonly lockedTdr: number;
 }
 
 /** No table yet (shared: a module is made per explored schedule, and nothing is stored in it). */
@@ -212,6 +225,68 @@ export class SeamCore {
     for (const [leaf, n] of r.calls) this.platformCalls.addMany(leaf, n);
   }
 
+  /**
+   * The platform this module was brought up as (`tdx-platform.ts`), while it has made no call
+   * since and nothing was injected: a TD's set-up then does what it did in any other such
+   * module of the same platform. Empty otherwise.
+   */
+  get pristinePlatform(): string {
+    return this.pristine ? this.platformKey : "";
+  }
+
+  private platformKey = "";
+  private pristine = false;
+
+  /** The bring-up of platform `key` is done (through the leaves or `restoreBringUp`): the module is pristine. */
+  broughtUpAs(key: string): void {
+    this.platformKey = key;
+    this.pristine = true;
+  }
+
+  /**
+   * What the set-up of the TD `tdr`, the module's only calls since it was pristine, left:
+   * null if a lock is still held or a call failed.
+   */
+  saveTdSetup(tdr: number): TdSetupRecord | null {
+    const td = this.tdMap.get(tdr);
+    const log = this.logs.get(tdr);
+    if (td === undefined || log === undefined || this.tdMap.size !== 1) return null;
+    if (this.busyCount !== 0 || Object.keys(this.errorCounts).length !== 0) return null;
+    if (log.injected.length !== 0 || this.plaintext.size !== 0) return null;
+    const state = td.saveState();
+    if (state === null) return null;
+    const pamt = [...this.pamt.pagesOf(tdr)];
+    if (this.pamt.next2mPageOf(tdr, 0) >= 0) return null;
+    const calls: [number, number][] = [];
+    for (const name of Object.keys(this.platformCalls.record())) {
+      const leaf = (SEAMCALL_NAMES as readonly string[]).indexOf(name);
+      if (log.counts[leaf]! > 0) calls.push([leaf, log.counts[leaf]!]);
+    }
+    return { td: state, pamt, calls, lockedTdr: this.lockedTdr };
+  }
+
+  /**
+   * A pristine module of the same platform takes the state a set-up left (`saveTdSetup`), as the
+   * leaves would have left it: each PAMT entry, the S-EPT root, the TD and the counts written
+   * as they write them. The TD's listener is told nothing: the caller counts the calls itself.
+   */
+  restoreTdSetup(r: TdSetupRecord): Td {
+    this.pristine = false;
+    const tdr = r.td.tdr;
+    for (const [pfn, type] of r.pamt) this.pamt.set(pfn, type, tdr);
+    this.sept.init(r.td.root);
+    const td = Td.restored(r.td, this.fp);
+    this.addTd(td);
+    this.tdsVersion++;
+    const log = this.logOf(tdr);
+    for (const [leaf, n] of r.calls) {
+      this.platformCalls.addMany(leaf, n);
+      log.counts[leaf]! += n;
+    }
+    this.lockedTdr = r.lockedTdr;
+    return td;
+  }
+
   /** Accesses are recorded into `clock`'s recorder from now on (the module is the machine's; a run attaches it to its VM's clock). */
   attach(clock: Clock): void {
     this.fp.attach(clock);
@@ -289,6 +364,7 @@ export class SeamCore {
 
   /** Calls made for `tdr` return `f.status` from their `f.nth` invocation on, `f.times` times. */
   inject(tdr: number, f: InjectedFault): void {
+    this.pristine = false;
     this.logOf(tdr).injected.push(f);
   }
 
@@ -320,6 +396,7 @@ export class SeamCore {
     body: LeafBody,
   ): SeamResult {
     this.platformCalls.add(leaf);
+    this.pristine = false;
     const log = this.logOf(tdr);
     const n = ++log.counts[leaf]!;
     // With a fault injected, which call is the nth depends on the order of the calls: the

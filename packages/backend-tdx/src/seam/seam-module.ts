@@ -117,6 +117,7 @@ import {
 } from "./vp-leaves.js";
 
 export { SEAMCALL_NAMES };
+export type { TdSetupRecord } from "./seam-core.js";
 export type {
   CallListener,
   GuestExit,

@@ -161,6 +161,67 @@ export class TdVcpu {
   noteGone(): void {
     this.fp?.write(this.id);
   }
+
+  /** The state as plain data, recording nothing (`TdSetupRecord`). */
+  saveState(): TdVcpuState {
+    return {
+      tdvpr: this.tdvpr,
+      entryEpoch: this.entryEpoch,
+      guest: this.guest,
+      init: this.init,
+      pages: this.pages,
+      lp: this.lp,
+      md: [...this.md],
+    };
+  }
+
+  /** A vCPU of `fp`'s module in the state `s` saved, as if the leaves had made it (one write). */
+  static restored(s: TdVcpuState, fp: SeamFootprint | null): TdVcpu {
+    const v = new TdVcpu(s.tdvpr, fp);
+    fp?.write(v.id);
+    v.entryEpoch = s.entryEpoch;
+    v.guest = s.guest;
+    v.init = s.init;
+    v.pages = s.pages;
+    v.lp = s.lp;
+    for (const [k, x] of s.md) v.md.set(k, x);
+    return v;
+  }
+}
+
+/** A vCPU's state as plain data (`TdVcpu.saveState`). */
+export interface TdVcpuState {
+  readonly tdvpr: number;
+  readonly entryEpoch: number;
+  readonly guest: boolean;
+  readonly init: boolean;
+  readonly pages: number;
+  readonly lp: number;
+  readonly md: readonly (readonly [number, bigint])[];
+}
+
+/**
+ * A TD's state as plain data (`Td.saveState`), its locks left out: a TD is saved only with
+ * every lock free, as a leaf leaves them.
+ */
+export interface TdState {
+  readonly tdr: number;
+  readonly hkid: number;
+  readonly lc: number;
+  readonly ops: number;
+  readonly isFatal: boolean;
+  readonly tdEpoch: number;
+  readonly counts: readonly number[];
+  readonly children: number;
+  readonly wbcache: boolean;
+  readonly tdcxPages: readonly number[];
+  readonly root: number;
+  readonly levels: number;
+  readonly gpawBits: number;
+  readonly veDisable: boolean;
+  readonly vcpus: readonly TdVcpuState[];
+  readonly assocVcpus: number;
+  readonly measurement: number;
 }
 
 export class Td {
@@ -422,6 +483,60 @@ export class Td {
     ])
       this.noteWrite(part);
     for (const v of this.vcpuMap.values()) v.noteGone();
+  }
+
+  /** The state as plain data, recording nothing; null while a lock is held (`TdState`). */
+  saveState(): TdState | null {
+    if (this.treeLock.held || this.opStateLock.held || this.epochLock.held) return null;
+    if (this.treeLock.hostPriority || this.opStateLock.hostPriority || this.epochLock.hostPriority)
+      return null;
+    return {
+      tdr: this.tdr,
+      hkid: this.hkid,
+      lc: this.lc,
+      ops: this.ops,
+      isFatal: this.isFatal,
+      tdEpoch: this.tdEpoch,
+      counts: [...this.counts],
+      children: this.children,
+      wbcache: this.wbcache,
+      tdcxPages: [...this.tdcxPages],
+      root: this.root,
+      levels: this.levels,
+      gpawBits: this.gpawBits,
+      veDisable: this.veDisable,
+      vcpus: [...this.vcpuMap.values()].map((v) => v.saveState()),
+      assocVcpus: this.assocVcpus,
+      measurement: this.measurement,
+    };
+  }
+
+  /**
+   * A TD of `fp`'s module in the state `s` saved, with free locks, as if the leaves had made it:
+   * every piece of its state and each vCPU's is written once.
+   */
+  static restored(s: TdState, fp: SeamFootprint | null): Td {
+    const td = new Td(s.tdr, s.hkid, fp);
+    for (const part of [TD_STATE, TD_EPOCH, TD_REFCOUNT, TD_REFCOUNT + 1, TD_CHILDREN, TD_MRTD])
+      td.noteWrite(part);
+    td.lc = s.lc;
+    td.ops = s.ops;
+    td.isFatal = s.isFatal;
+    td.tdEpoch = s.tdEpoch;
+    td.counts[0] = s.counts[0]!;
+    td.counts[1] = s.counts[1]!;
+    td.children = s.children;
+    td.wbcache = s.wbcache;
+    td.tdcxPages.push(...s.tdcxPages);
+    td.root = s.root;
+    td.levels = s.levels;
+    td.gpawBits = s.gpawBits;
+    td.sharedBit = 2 ** (s.gpawBits - 1);
+    td.veDisable = s.veDisable;
+    for (const v of s.vcpus) td.vcpuMap.set(v.tdvpr, TdVcpu.restored(v, fp));
+    td.assocVcpus = s.assocVcpus;
+    td.measurement = s.measurement;
+    return td;
   }
 
   /** Every piece of the TD's state under its resource id, recording nothing (the footprint audit). */
