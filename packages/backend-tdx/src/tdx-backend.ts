@@ -173,9 +173,10 @@ export class TdxBackend implements Backend, CallListener {
         ? null
         : tdSetupKey(this.module, this.hkid, pages, vm.config.gpaw);
     const saved = savedTdSetup(key);
-    if (saved !== undefined) {
-      this.td = this.module.restoreTdSetup(saved);
-      for (const [leaf, n] of saved.calls) this.calls.addMany(leaf, n);
+    const td = saved === undefined ? null : this.module.restoreTdSetup(saved);
+    if (td !== null) {
+      this.td = td;
+      for (const [leaf, n] of saved!.calls) this.calls.addMany(leaf, n);
     } else {
       this.setUpTd(vm, pages);
       if (key !== null) saveTdSetup(key, this.module.saveTdSetup(this.tdr));

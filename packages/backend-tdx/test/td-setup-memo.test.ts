@@ -50,6 +50,10 @@ function setUpState(built: BuiltRun) {
     audit: [...audit].sort((a, b) => a[0] - b[0]),
     module: be.module.stats,
     kvm: be.stats(),
+    // The counts an injected fault's nth is taken against, and the counts' first-call order.
+    tdCalls: be.module.tdCalls(be.tdr),
+    moduleOrder: Object.keys(be.module.stats.calls),
+    kvmOrder: Object.keys(be.stats().calls ?? {}),
     td: be.td.saveState(),
     tdr: be.tdr,
     hkid: be.hkid,
@@ -125,7 +129,7 @@ describe("a TD's set-up, remembered", () => {
     expect(events.length).toBeGreaterThan(0);
   });
 
-  it("is not used in a module that made a call or had a fault injected since its bring-up", () => {
+  it("is not used in a module that made a call or took a fault since its bring-up, or where the leaves would refuse a page", () => {
     const scn = scenarios()[0]!;
     const module = () => {
       const host = new Host({ memory: 64 * 2 ** 20 });
@@ -139,6 +143,29 @@ describe("a TD's set-up, remembered", () => {
     const injected = module();
     injected.inject(1, { call: "TDH.MNG.CREATE", nth: 1, status: 0n, times: 1 });
     expect(injected.pristinePlatform).toBe("");
+    // A page the leaves would refuse (held by a concurrent caller, outside the TDMRs): no restore.
+    rememberTdSetups(false);
+    const made = build(scn);
+    const be = made.vm.backend as unknown as TdxBackend;
+    const record = be.module.saveTdSetup(be.tdr)!;
+    expect(record).not.toBeNull();
+    const same = () => {
+      const host = new Host({ memory: made.host.frames.totalFrames * 4096 });
+      tdx.prepareHost(host);
+      return host.container.resolve<SeamModule>(SEAM_MODULE);
+    };
+    const [page] = record.pamt[record.pamt.length - 1]!;
+    const locked = same();
+    const lock = locked.pamt.lock(page);
+    lock.tryShared();
+    expect(locked.restoreTdSetup(record)).toBeNull();
+    expect(locked.peekTds().size).toBe(0);
+    lock.release();
+    expect(locked.restoreTdSetup(record)?.tdr).toBe(be.tdr);
+    const shrunk = same();
+    shrunk.pamt.setUsableFrames(page);
+    expect(shrunk.restoreTdSetup(record)).toBeNull();
+    rememberTdSetups(true);
     // A restored set-up is a call like any other: the module is not pristine after it.
     build(scn);
     const restored = build(scn).vm.backend as unknown as TdxBackend;

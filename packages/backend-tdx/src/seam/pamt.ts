@@ -194,6 +194,25 @@ export class Pamt {
   }
 
   /**
+   * Whether `pfn` is a page the module would take as a new control page: in a TDMR, NDA, in no
+   * 2 MiB page, with its lock and its 2M entry's lock free. Records nothing (for
+   * `SeamCore.restoreTdSetup`, which gives such pages what the leaves would).
+   */
+  isFreshPage(pfn: number): boolean {
+    if (!this.inTdmr(pfn)) return false;
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined) return true;
+    const i = pfn & BLOCK_MASK;
+    const j = i >>> 9;
+    return (
+      blk.type[i] === PT_NDA &&
+      blk.lockState[i] === 0 &&
+      blk.type2m[j] === PT_NDA &&
+      blk.lock2m[j] === 0
+    );
+  }
+
+  /**
    * Frames below `n` are in the initialized part of a TDMR (TDH.SYS.TDMR.INIT's progress); the
    * module refuses any other page as outside the TDMRs.
    */

@@ -269,10 +269,15 @@ export class SeamCore {
    * A pristine module of the same platform takes the state a set-up left (`saveTdSetup`), as the
    * leaves would have left it: each PAMT entry, the S-EPT root, the TD and the counts written
    * as they write them. The TD's listener is told nothing: the caller counts the calls itself.
+   * Null, and nothing changed, unless the platform is ready and every page is one the leaves
+   * would take (a test may hold a page's lock, or shrink the TDMRs, without a call).
    */
-  restoreTdSetup(r: TdSetupRecord): Td {
-    this.pristine = false;
+  restoreTdSetup(r: TdSetupRecord): Td | null {
     const tdr = r.td.tdr;
+    if (this.sys.state !== SYS_READY || this.tdMap.has(tdr) || this.sept.get(r.td.root))
+      return null;
+    for (const [pfn] of r.pamt) if (!this.pamt.isFreshPage(pfn)) return null;
+    this.pristine = false;
     for (const [pfn, type] of r.pamt) this.pamt.set(pfn, type, tdr);
     this.sept.init(r.td.root);
     const td = Td.restored(r.td, this.fp);
@@ -285,6 +290,14 @@ export class SeamCore {
     }
     this.lockedTdr = r.lockedTdr;
     return td;
+  }
+
+  /** The calls made for the TD `tdr` by name, in SEAMCALL order, the ones made only (for tests). */
+  tdCalls(tdr: number): [string, number][] {
+    const counts = this.logs.get(tdr)?.counts ?? [];
+    return counts.flatMap((n, leaf) =>
+      n > 0 ? [[SEAMCALL_NAMES[leaf]!, n] as [string, number]] : [],
+    );
   }
 
   /** Accesses are recorded into `clock`'s recorder from now on (the module is the machine's; a run attaches it to its VM's clock). */
