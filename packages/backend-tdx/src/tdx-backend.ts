@@ -113,7 +113,7 @@ export class TdxBackend implements Backend, CallListener {
   private pages!: ControlPages;
   private readonly tdvprs: number[] = [];
   /** Each vCPU's TDCX pages (`tdx->vp.tdcx_pages`). */
-  private readonly tdcxPages: number[][] = [];
+  private readonly tdcxPages: (readonly number[])[] = [];
   /**
    * KVM's own view of each vCPU (`vcpu->mode`): in guest mode from a successful TDH.VP.ENTER
    * until the TD exit that returns from it. KVM issues VP.ENTER only to (re-)enter: a guest
@@ -182,7 +182,7 @@ export class TdxBackend implements Backend, CallListener {
       if (key !== null) saveTdSetup(key, this.module.saveTdSetup(this.tdr));
     }
     pages.vcpus.forEach((v, i) => {
-      this.tdcxPages.push([...v.tdcx]);
+      this.tdcxPages.push(v.tdcx);
       this.tdvprs.push(v.tdvpr);
       this.inGuest.push(false);
       this.cpus.push(i);

@@ -109,7 +109,6 @@ export interface TdSetupRecord {
   /** PAMT entries the set-up wrote, each a page of the TD (its TDR included): PFN and type. */
   readonly pamt: readonly (readonly [number, number])[];
   readonly calls: readonly (readonly [number, number])[];
-  readonly lockedTdr: number;
 }
 
 /** No table yet (shared: a module is made per explored schedule, and nothing is stored in it). */
@@ -254,15 +253,12 @@ export class SeamCore {
     if (this.busyCount !== 0 || Object.keys(this.errorCounts).length !== 0) return null;
     if (log.injected.length !== 0 || this.plaintext.size !== 0) return null;
     const state = td.saveState();
-    if (state === null) return null;
-    const pamt = [...this.pamt.pagesOf(tdr)];
-    if (this.pamt.next2mPageOf(tdr, 0) >= 0) return null;
-    const calls: [number, number][] = [];
-    for (const name of Object.keys(this.platformCalls.record())) {
-      const leaf = (SEAMCALL_NAMES as readonly string[]).indexOf(name);
-      if (log.counts[leaf]! > 0) calls.push([leaf, log.counts[leaf]!]);
-    }
-    return { td: state, pamt, calls, lockedTdr: this.lockedTdr };
+    if (state === null || this.pamt.next2mPageOf(tdr, 0) >= 0) return null;
+    const calls = this.platformCalls
+      .used()
+      .filter((leaf) => log.counts[leaf]! > 0)
+      .map((leaf) => [leaf, log.counts[leaf]!] as const);
+    return { td: state, pamt: [...this.pamt.pagesOf(tdr)], calls };
   }
 
   /**
@@ -282,13 +278,11 @@ export class SeamCore {
     this.sept.init(r.td.root);
     const td = Td.restored(r.td, this.fp);
     this.addTd(td);
-    this.tdsVersion++;
     const log = this.logOf(tdr);
     for (const [leaf, n] of r.calls) {
       this.platformCalls.addMany(leaf, n);
       log.counts[leaf]! += n;
     }
-    this.lockedTdr = r.lockedTdr;
     return td;
   }
 

@@ -35,6 +35,9 @@ export const OP_INITIALIZED = 1;
 export const OP_RUNNABLE = 2;
 export const OP_STATE_NAMES = ["UNINITIALIZED", "INITIALIZED", "RUNNABLE"];
 
+/** The TD's resources besides its locks: its state proper, epoch, refcounts, children and MRTD. */
+const TD_PARTS = [TD_STATE, TD_EPOCH, TD_REFCOUNT, TD_REFCOUNT + 1, TD_CHILDREN, TD_MRTD];
+
 export class TdVcpu {
   /** The TD epoch at this vCPU's last TDH.VP.ENTER. */
   private entryEpoch = 0;
@@ -470,18 +473,8 @@ export class Td {
    * written, so that a step that read any of it conflicts with the removal.
    */
   noteGone(): void {
-    for (const part of [
-      TD_STATE,
-      TD_EPOCH,
-      TD_REFCOUNT,
-      TD_REFCOUNT + 1,
-      TD_CHILDREN,
-      TD_MRTD,
-      TD_TREE_LOCK,
-      TD_OPSTATE_LOCK,
-      TD_EPOCH_LOCK,
-    ])
-      this.noteWrite(part);
+    for (const part of TD_PARTS) this.noteWrite(part);
+    for (const part of [TD_TREE_LOCK, TD_OPSTATE_LOCK, TD_EPOCH_LOCK]) this.noteWrite(part);
     for (const v of this.vcpuMap.values()) v.noteGone();
   }
 
@@ -517,8 +510,7 @@ export class Td {
    */
   static restored(s: TdState, fp: SeamFootprint | null): Td {
     const td = new Td(s.tdr, s.hkid, fp);
-    for (const part of [TD_STATE, TD_EPOCH, TD_REFCOUNT, TD_REFCOUNT + 1, TD_CHILDREN, TD_MRTD])
-      td.noteWrite(part);
+    for (const part of TD_PARTS) td.noteWrite(part);
     td.lc = s.lc;
     td.ops = s.ops;
     td.isFatal = s.isFatal;

@@ -44,6 +44,11 @@ export class CallCounts {
     return this.n[i]!;
   }
 
+  /** The calls made at least once, in first-use order. */
+  used(): readonly number[] {
+    return this.order;
+  }
+
   /** The counts by name, in first-use order (a new object each time). */
   record(): Record<string, number> {
     const r: Record<string, number> = {};
