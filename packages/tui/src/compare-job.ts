@@ -8,10 +8,9 @@
  * The thread starts where the command starts (the bundle, or the unbundled cli.js beside this
  * module); from the TypeScript sources (the tests) it starts the built dist/cli.js.
  */
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { BackendRegistry, MmuOptions, Scenario } from "@tdpemu/core";
+import { commandEntry } from "./command-entry.js";
 import { compareOne, type CompareRow } from "./compare-rows.js";
 import { builtinRegistry, pluginMode } from "./registry.js";
 import { RunProgress } from "./run-progress.js";
@@ -43,16 +42,6 @@ export interface CompareState {
 /** How often the thread reports a backend's progress, at most. */
 const REPORT_MS = 50;
 
-function entry(): string | null {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith(".mjs")) return here;
-  const built = here.endsWith(".js")
-    ? new URL("./cli.js", import.meta.url)
-    : new URL("../dist/cli.js", import.meta.url);
-  const path = fileURLToPath(built);
-  return existsSync(path) ? path : null;
-}
-
 export class CompareJob {
   readonly state: CompareState;
   private readonly worker: Worker | null = null;
@@ -72,7 +61,7 @@ export class CompareJob {
       rows: backends.map(() => undefined),
       error: null,
     };
-    const path = entry();
+    const path = commandEntry();
     if (path === null) {
       this.state.error = "the comparison runs on the built command: npm run build, then try again";
       this.ended = true;

@@ -6,8 +6,6 @@
 import { spawnSync } from "node:child_process";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { createElement } from "react";
-import { render } from "ink-testing-library";
 import {
   OpError,
   Prng,
@@ -23,8 +21,6 @@ import {
   type BackendRegistry,
 } from "@tdpemu/core";
 import { randomWorkload } from "../fuzz/generate.js";
-import { Session } from "../session.js";
-import { MainView } from "../ui/app.js";
 
 export interface Measurement {
   /** The headline number, in `unit`. */
@@ -76,7 +72,13 @@ export function radixFill(pages: number): Uint32Array {
   return pool;
 }
 
-function sequential(memory: string, pages: number, backend: string, hugepages: boolean): string {
+/** A one-vCPU scenario that writes `pages` pages from GPA 0, in order. */
+export function sequential(
+  memory: string,
+  pages: number,
+  backend: string,
+  hugepages: boolean,
+): string {
   return `
 name: bench-${backend}
 vm: { memory: ${memory}, gpaw: 48, vcpus: 1, hugepages: ${hugepages ? "2MiB" : "false"} }
@@ -298,32 +300,6 @@ export function exploreJobsCase(cli: string, args: readonly string[]): Measureme
     value: one.s / two.s,
     unit: "× speedup",
     extra: { "jobs 1 s": one.s, "jobs 2 s": two.s, schedules: one.schedules },
-  };
-}
-
-/** One UI frame (snapshot + Ink render) with `pages` mapped pages: ms. */
-export function uiFrameCase(registry: BackendRegistry, pages: number): Measurement {
-  const scn = parseScenarioText(sequential("4GiB", pages, "plain", false), "bench.yaml");
-  const s = new Session(scn, registry, "plain");
-  s.run.vm.setInterleave(false);
-  while (s.step()) {
-    /* fill memory */
-  }
-  const ui = render(createElement(MainView, { snap: s.snapshot(), focus: 0 }));
-  const times: number[] = [];
-  for (let i = 0; i < 40; i++) {
-    s.moveWalk(4096);
-    const t0 = performance.now();
-    ui.rerender(createElement(MainView, { snap: s.snapshot(), focus: i % 5 }));
-    if (!ui.lastFrame()) throw new Error("nothing rendered");
-    times.push(performance.now() - t0);
-  }
-  ui.unmount();
-  times.sort((a, b) => a - b);
-  return {
-    value: times[times.length >> 1]!,
-    unit: "ms/frame",
-    extra: { "mapped pages": s.run.vm.mmu.stats.pages[1]! },
   };
 }
 

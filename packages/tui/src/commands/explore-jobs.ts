@@ -8,18 +8,18 @@
  * thread.
  *
  * The main thread explores too, rather than only waiting: it has the command loaded already,
- * while a worker must load and compile it first (0.7 s on the machine of the figures in
- * docs/explorer.md, for a search of 8 s a thread), and the subtrees it takes meanwhile are work
- * the workers no longer wait for. Its exploration keeps it from handling messages, so every
+ * while a worker must load and compile it first (0.1 s on the machine of the figures in
+ * docs/explorer.md; 0.7 s while the bundle loaded the terminal UI too), and the subtrees it
+ * takes meanwhile are work the workers no longer wait for. Its exploration keeps it from handling messages, so every
  * thread publishes its progress in a shared array, and the main thread prints the sums.
  *
  * Once a thread has found a violation, no thread takes a subtree that comes after it in the
  * search: the subtrees before it are still explored (one of them may hold the violation the
  * search meets first), the rest are not.
  */
-import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { ExploreProgress } from "@tdpemu/core";
+import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
 import { UsageError } from "../usage-error.js";
 import { mergeShares, printMerged } from "./explore-merge.js";
@@ -149,14 +149,7 @@ export async function runExploreJobs(
   io: Io,
   explore: ExploreCommand,
 ): Promise<number> {
-  // The threads start where the command starts: the bundle this code is part of, or next to
-  // the unbundled build, its cli.js (from the TypeScript sources, as in tests, there is none).
-  const here = fileURLToPath(import.meta.url);
-  const entry = here.endsWith(".mjs")
-    ? here
-    : here.endsWith(".js")
-      ? fileURLToPath(new URL("../cli.js", import.meta.url))
-      : null;
+  const entry = commandEntry();
   if (entry === null)
     throw new UsageError("explore: --jobs: needs the built command (packages/tui/dist/tdpemu.mjs)");
   const claims = newClaims();

@@ -3,8 +3,6 @@
  * file (what `explore` writes, or `run --schedule-out`) is replayed exactly, as `replay` does,
  * and so is a scenario whose schedule is `mode: replay`.
  */
-import { createElement } from "react";
-import { render } from "ink";
 import {
   DEFAULT_SCENARIO_SOURCE,
   DEFAULT_SCENARIO_YAML,
@@ -32,7 +30,6 @@ import {
 import { isScheduleFile, openSchedule } from "../schedule-source.js";
 import { Session, type SessionOptions } from "../session.js";
 import { UsageError } from "../usage-error.js";
-import { App } from "../ui/app.js";
 
 export async function tuiCommand(args: string[], _io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs("tui", args, {
@@ -124,6 +121,13 @@ export async function tuiCommand(args: string[], _io: Io): Promise<number> {
       "tui: the terminal UI needs a terminal (use tdpemu run for a headless run)",
     );
   }
+  // The UI (ink, React and the views) loads here, not with the command: every other command,
+  // and every worker thread of `explore --jobs`, starts without it (it is most of a start).
+  const [{ createElement }, { render }, { App }] = await Promise.all([
+    import("react"),
+    import("ink"),
+    import("../ui/app.js"),
+  ]);
   const app = render(
     createElement(App, {
       scenario: scn,
