@@ -9,6 +9,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
+  FootprintRecorder,
   Host,
   buildRun,
   exploreScenario,
@@ -17,7 +18,7 @@ import {
   type BuiltRun,
   type Scenario,
 } from "@tdpemu/core/testing";
-import { SEAM_MODULE, SeamModule, rememberTdSetups, type TdxBackend } from "../src/testing.js";
+import { SEAM_MODULE, SeamModule, TdxBackend, rememberTdSetups } from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
 const SCENARIOS = join(__dirname, "../../../scenarios");
@@ -127,6 +128,35 @@ describe("a TD's set-up, remembered", () => {
     buildRun(scn, { backend: tdx, onEvent: (e) => events.push(e.type) });
     expect(create).toHaveBeenCalledTimes(1);
     expect(events.length).toBeGreaterThan(0);
+  });
+
+  it("is not used while a recorder is set: every call's footprint is recorded", () => {
+    const scn = scenarios()[0]!;
+    // The method itself, called below with the backend as `this`.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const init = TdxBackend.prototype.init;
+    const recorded: number[] = [];
+    vi.spyOn(TdxBackend.prototype, "init").mockImplementation(function (this: TdxBackend, vm) {
+      const rec = new FootprintRecorder();
+      rec.reset();
+      vm.clock.setRecorder(rec);
+      try {
+        init.call(this, vm);
+      } finally {
+        vm.clock.setRecorder(null);
+      }
+      recorded.push(rec.touched().length);
+    });
+    const create = vi.spyOn(SeamModule.prototype, "mngCreate");
+    // The same set-up, under a recorder each time: none is remembered or restored. (A host of
+    // a size this process has not brought up yet is brought up through the leaves, and its
+    // PAMT's version then differs from the later hosts', restored: the third build is the
+    // first that could take the second's set-up.)
+    for (let i = 0; i < 3; i++) build(scn);
+    expect(create).toHaveBeenCalledTimes(3);
+    expect(recorded).toHaveLength(3);
+    expect(recorded[2]).toBe(recorded[1]);
+    expect(recorded[0]).toBeGreaterThan(0);
   });
 
   it("is not used in a module that made a call or took a fault since its bring-up, or where the leaves would refuse a page", () => {
