@@ -118,6 +118,7 @@ export type {
   ExploreResult,
   ExploreProgress,
   ExploreViolation,
+  ScheduleBudget,
 } from "./exec/explorer.js";
 export { buildReport, type Report } from "./scenario/report.js";
 export {

@@ -30,7 +30,7 @@ export const USAGE = `usage:
       --inject CALL:N:STATUS[:TIMES]  the Nth CALL returns STATUS (repeatable), e.g. TDH.MEM.PAGE.AUG:1:OPERAND_BUSY
       --costs <table.yaml>            price the run by this cost table (default with --json: the backend's own in costs/)
   tdpemu explore <scenario> [options] enumerate interleavings; stop at the first invariant violation
-      --max-schedules <n>             stop after n schedules (default 1000000)
+      --max-schedules <n>             stop after n schedules, all threads together (default 1000000; each shard its own)
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps

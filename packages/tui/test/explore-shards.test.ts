@@ -14,8 +14,10 @@ import type { ExploreProgress } from "@tdpemu/core";
 import {
   jobOf,
   newClaims,
+  newTaken,
   progressLine,
   publishProgress,
+  scheduleBudget,
   stopClaims,
 } from "../src/commands/explore-jobs.js";
 
@@ -182,6 +184,17 @@ describe("explore --shard K/N and explore-merge", () => {
     expect(b.violations).toEqual(a.violations);
   }, 120_000);
 
+  it("--jobs 2 --max-schedules N: N schedules in all, as one thread counts them", async () => {
+    const args = ["scenarios/tdx-race-2m-4k.yaml", "--max-schedules", "300", "--json"];
+    const one = await tdpemu("explore", ...single(args));
+    const two = await tdpemu("explore", ...args, "--jobs", "2");
+    expect([one.code, two.code]).toEqual([0, 0]);
+    for (const r of [one, two]) {
+      const report = JSON.parse(r.out) as { schedules: number; exhausted: boolean };
+      expect([report.schedules, report.exhausted]).toEqual([300, false]);
+    }
+  }, 120_000);
+
   it("bad input is named, exit 2: a missing or doubled shard, shares of different explorations, a file that is no report, a bad --shard", async () => {
     const args = ["scenarios/race-shared-table.yaml", "--split-depth", "4"];
     const files = await shards(3, args, "bad");
@@ -272,7 +285,7 @@ describe("explore --jobs claims", () => {
   it("gives each subtree to one thread, none after a violation found, none once a thread failed", () => {
     const claims = newClaims();
     const progress = new BigInt64Array(4);
-    const [a, b] = [0, 1].map((i) => jobOf(claims, progress, i, 2, () => {}));
+    const [a, b] = [0, 1].map((i) => jobOf(claims, newTaken(), progress, i, 2, () => {}));
     expect(a!.owns(0)).toBe(true);
     expect(b!.owns(0)).toBe(false);
     expect(b!.owns(1)).toBe(true);
@@ -287,5 +300,18 @@ describe("explore --jobs claims", () => {
     expect(b!.owns(0)).toBe(false);
     a!.found(0);
     expect(b!.owns(0)).toBe(false);
+  });
+});
+
+describe("explore --jobs schedules", () => {
+  it("come from one count: taken up to the cap by any thread, given back for a run not counted", () => {
+    const taken = newTaken();
+    const [a, b] = [scheduleBudget(taken, 3), scheduleBudget(taken, 3)];
+    expect([a.take(), b.take(), a.take()]).toEqual([true, true, true]);
+    expect([b.take(), a.take()]).toEqual([false, false]);
+    b.giveBack();
+    expect(a.take()).toBe(true);
+    expect(b.take()).toBe(false);
+    expect(taken[0]).toBe(3n);
   });
 });

@@ -122,6 +122,21 @@ export interface ExploreSplit {
   depth: number;
   /** Whether this share explores subtree `index` (asked once per index, in increasing order). */
   owns(index: number): boolean;
+  /**
+   * The whole search's `maxSchedules`, where the shares run side by side and share one count
+   * (`explore --jobs`); without it each share stops at `maxSchedules` of its own (shards).
+   */
+  budget?: ScheduleBudget;
+}
+
+/**
+ * Schedules the shares of a search take from one count. A share takes one before each run and
+ * stops when none is left; a run it then does not count (it reached another share's subtree)
+ * gives its one back. The shares together count at most the search's cap.
+ */
+export interface ScheduleBudget {
+  take(): boolean;
+  giveBack(): void;
 }
 
 export interface ExploreProgress {
@@ -888,8 +903,24 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     }
   }
 
+  const budget = split?.budget ?? null;
+  /** Counts the run just made, or gives its schedule back to the budget. */
+  const counted = (): void => {
+    if (runCounted) schedules++;
+    else budget?.giveBack();
+  };
+  if (budget !== null && !budget.take()) {
+    // The other shares took every schedule before this one ran any.
+    return {
+      ...progress(),
+      exhausted: false,
+      traces: traceKeys === null ? null : 0,
+      preemptionBound: bound,
+      violation,
+    };
+  }
   let found = runSchedule(0, null);
-  if (runCounted) schedules++;
+  counted();
   const p = path!;
   while (found === null || found.length === 0 || found === ABANDONED) {
     if (wut !== null) addReversals(p);
@@ -935,8 +966,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       store.truncate(p.fpMark[d]!);
     }
     if (next < 0) break;
+    // None left: the search stops here, not exhausted (the node just chosen is on the path).
+    if (budget !== null && !budget.take()) break;
     found = runSchedule(next, nextChoice);
-    if (runCounted) schedules++;
+    counted();
     const now = performance.now();
     if (opts.onProgress && now - lastProgress >= (opts.progressMs ?? 1000)) {
       lastProgress = now;

@@ -16,9 +16,12 @@
  * Once a thread has found a violation, no thread takes a subtree that comes after it in the
  * search: the subtrees before it are still explored (one of them may hold the violation the
  * search meets first), the rest are not.
+ *
+ * `--max-schedules` caps the whole search, as with one thread: the threads take their schedules
+ * from one count (`ScheduleBudget`), where shards, apart, each have their own.
  */
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { ExploreProgress } from "@tdpemu/core";
+import type { ExploreProgress, ScheduleBudget } from "@tdpemu/core";
 import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
 import { UsageError } from "../usage-error.js";
@@ -45,6 +48,8 @@ interface JobData {
   claims: SharedArrayBuffer;
   /** Per thread, the schedules and steps it has explored (`publishProgress`). */
   progress: SharedArrayBuffer;
+  /** The schedules the threads have taken, together (`scheduleBudget`). */
+  taken: SharedArrayBuffer;
 }
 
 type JobMessage = { done: { code: number; report: string } } | { failed: string };
@@ -97,9 +102,30 @@ export function stopClaims(claims: Int32Array): void {
   Atomics.store(claims, BEST, STOP);
 }
 
-/** The job of thread `index`: it claims subtrees in `claims` and publishes its progress in `progress`. */
+/** The count the threads take their schedules from: none taken yet. */
+export function newTaken(): BigInt64Array {
+  return new BigInt64Array(new SharedArrayBuffer(8));
+}
+
+/** Schedules taken from `taken`, shared by every thread, up to `max` in all. */
+export function scheduleBudget(taken: BigInt64Array, max: number): ScheduleBudget {
+  const cap = BigInt(max);
+  return {
+    take: () => {
+      if (Atomics.add(taken, 0, 1n) < cap) return true;
+      Atomics.sub(taken, 0, 1n);
+      return false;
+    },
+    giveBack: () => {
+      Atomics.sub(taken, 0, 1n);
+    },
+  };
+}
+
+/** The job of thread `index`: it claims subtrees in `claims`, takes schedules from `taken` and publishes its progress in `progress`. */
 export function jobOf(
   claims: Int32Array,
+  taken: BigInt64Array,
   progress: BigInt64Array,
   index: number,
   count: number,
@@ -108,6 +134,7 @@ export function jobOf(
   return {
     index,
     count,
+    budget: (max) => scheduleBudget(taken, max),
     owns: (i) => {
       // Nothing after a violation found (positions: 2i inside subtree i, 2i - 1 before it).
       if (2 * i > Atomics.load(claims, BEST)) return false;
@@ -154,6 +181,7 @@ export async function runExploreJobs(
     throw new UsageError("explore: --jobs: needs the built command (packages/tui/dist/tdpemu.mjs)");
   const claims = newClaims();
   const claimsBuffer = claims.buffer as SharedArrayBuffer;
+  const taken = newTaken();
   const progressBuffer = new SharedArrayBuffer(16 * jobs);
   const progress = new BigInt64Array(progressBuffer);
   const printProgress = progressLine(progress, jobs, io);
@@ -170,6 +198,7 @@ export async function runExploreJobs(
           count: jobs,
           claims: claimsBuffer,
           progress: progressBuffer,
+          taken: taken.buffer as SharedArrayBuffer,
         };
         const worker = new Worker(entry, { workerData: data });
         workers.push(worker);
@@ -197,6 +226,7 @@ export async function runExploreJobs(
       explore,
       jobArgs(args),
       claims,
+      taken,
       progress,
       0,
       jobs,
@@ -222,7 +252,13 @@ export async function runExploreJobs(
   const shares = [main, ...others.map((text) => JSON.parse(text) as ExploreReport)].map((r) => ({
     r,
   }));
-  return printMerged(io, mergeShares(shares), out, json);
+  const merged = mergeShares(shares);
+  // The budget may run out while a thread is still in a subtree before the violation found.
+  if (merged.violation !== null && shares.some(({ r }) => !r.exhausted && r.violation === null))
+    io.err(
+      "tdpemu: explore: --max-schedules stopped a thread before its part of the search was explored: the violation reported may not be the first",
+    );
+  return printMerged(io, merged, out, json);
 }
 
 /** Whether this thread is one of `explore --jobs`'s (then `runExploreJob` is its whole work). */
@@ -240,6 +276,7 @@ export async function runExploreJob(explore: ExploreCommand): Promise<void> {
       explore,
       data.args,
       claims,
+      new BigInt64Array(data.taken),
       new BigInt64Array(data.progress),
       data.index,
       data.count,
@@ -259,6 +296,7 @@ async function runShare(
   explore: ExploreCommand,
   args: string[],
   claims: Int32Array,
+  taken: BigInt64Array,
   progress: BigInt64Array,
   index: number,
   count: number,
@@ -268,7 +306,7 @@ async function runShare(
   const code = await explore(
     args,
     { out: (t) => text.push(t), err: () => {} },
-    jobOf(claims, progress, index, count, onProgress),
+    jobOf(claims, taken, progress, index, count, onProgress),
   );
   const joined = text.join("\n");
   const report = JSON.parse(joined) as ExploreReport;

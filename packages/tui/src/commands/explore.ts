@@ -15,6 +15,7 @@ import {
   type ExploreProgress,
   type MmuOptions,
   type Scenario,
+  type ScheduleBudget,
   type ScheduleContent,
   type ScheduleSteps,
 } from "@tdpemu/core";
@@ -53,6 +54,8 @@ export interface ExploreJob {
   index: number;
   count: number;
   owns: (subtree: number) => boolean;
+  /** The threads' one count of schedules, capped at the search's `--max-schedules`. */
+  budget: (maxSchedules: number) => ScheduleBudget;
   /** Called with the position of the violation this job stopped at. */
   found: (position: number) => void;
   progress: (p: ExploreProgress) => void;
@@ -168,7 +171,12 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     ...(shard === null
       ? {}
       : {
-          split: { depth: shard.depth, owns },
+          // The threads of --jobs share one --max-schedules; shards each have their own.
+          split: {
+            depth: shard.depth,
+            owns,
+            ...(job === undefined ? {} : { budget: job.budget(maxSchedules) }),
+          },
           // A shard's traces leave as digests, for explore-merge to count them as one set.
           onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
         }),
