@@ -1,6 +1,7 @@
 /**
  * Builds the `tdpemu` binary, `packages/tui/dist/tdpemu.mjs`: the compiled packages (`tsc -b`
- * output) bundled into one module, with esbuild's syntax minification. Run by `pnpm build`.
+ * output) bundled, with esbuild's syntax minification, into that module and the chunks it loads
+ * (below). Run by `pnpm build`.
  *
  * Why a bundle: V8 reads every binding a module imports through a cell, with a hole check, at
  * run time. The fault path is many small functions across the packages and reads dozens of

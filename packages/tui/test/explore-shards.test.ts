@@ -195,6 +195,23 @@ describe("explore --shard K/N and explore-merge", () => {
     }
   }, 120_000);
 
+  it("--jobs 4 with a cap above the search's size: exhausted, as one thread is", async () => {
+    const args = ["scenarios/race-shared-table.yaml", "--json"];
+    const one = JSON.parse((await tdpemu("explore", ...single(args))).out) as {
+      schedules: number;
+      exhausted: boolean;
+    };
+    expect(one.exhausted).toBe(true);
+    // A thread that found the last schedules held by others' runs used to stop for good, and
+    // the search ended not exhausted when those runs gave theirs back.
+    for (let i = 0; i < 3; i++) {
+      const cap = String(one.schedules + 1);
+      const r = await tdpemu("explore", ...args, "--jobs", "4", "--max-schedules", cap);
+      const four = JSON.parse(r.out) as { schedules: number; exhausted: boolean };
+      expect([four.schedules, four.exhausted]).toEqual([one.schedules, true]);
+    }
+  }, 120_000);
+
   it("bad input is named, exit 2: a missing or doubled shard, shares of different explorations, a file that is no report, a bad --shard", async () => {
     const args = ["scenarios/race-shared-table.yaml", "--split-depth", "4"];
     const files = await shards(3, args, "bad");
@@ -304,14 +321,39 @@ describe("explore --jobs claims", () => {
 });
 
 describe("explore --jobs schedules", () => {
-  it("come from one count: taken up to the cap by any thread, given back for a run not counted", () => {
+  const never = () => false;
+
+  it("come from one count: taken by any thread up to the cap, then none", () => {
     const taken = newTaken();
-    const [a, b] = [scheduleBudget(taken, 3), scheduleBudget(taken, 3)];
+    const [a, b] = [scheduleBudget(taken, 3, never), scheduleBudget(taken, 3, never)];
     expect([a.take(), b.take(), a.take()]).toEqual([true, true, true]);
+    a.settle(true);
+    b.settle(true);
+    a.settle(true);
     expect([b.take(), a.take()]).toEqual([false, false]);
-    b.giveBack();
+  });
+
+  it("a run not counted gives its schedule back; a thread that finds the last one held waits for it", () => {
+    const taken = newTaken();
+    const a = scheduleBudget(taken, 1, never);
     expect(a.take()).toBe(true);
-    expect(b.take()).toBe(false);
-    expect(taken[0]).toBe(3n);
+    a.settle(false);
+    expect(a.take()).toBe(true);
+    // The last schedule is held by a's run: b waits, and takes it once the run gives it back
+    // (here the run settles while b asks whether the search has failed, as it does while waiting).
+    let asked = 0;
+    const b = scheduleBudget(taken, 1, () => {
+      if (asked++ === 0) a.settle(false);
+      return false;
+    });
+    expect(b.take()).toBe(true);
+    expect(asked).toBe(1);
+    b.settle(true);
+    expect(a.take()).toBe(false);
+    // A failed run stops a waiting thread.
+    const c = newTaken();
+    const d = scheduleBudget(c, 1, never);
+    expect(d.take()).toBe(true);
+    expect(scheduleBudget(c, 1, () => true).take()).toBe(false);
   });
 });

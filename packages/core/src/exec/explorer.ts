@@ -131,12 +131,16 @@ export interface ExploreSplit {
 
 /**
  * Schedules the shares of a search take from one count. A share takes one before each run and
- * stops when none is left; a run it then does not count (it reached another share's subtree)
- * gives its one back. The shares together count at most the search's cap.
+ * settles it after: counted, or given back when the run reached another share's subtree. The
+ * shares together count at most the search's cap.
  */
 export interface ScheduleBudget {
+  /**
+   * One schedule for the next run; false when the search has none left. While other shares'
+   * runs hold the last ones it waits for them to settle: any may come back.
+   */
   take(): boolean;
-  giveBack(): void;
+  settle(counted: boolean): void;
 }
 
 export interface ExploreProgress {
@@ -904,10 +908,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   }
 
   const budget = split?.budget ?? null;
-  /** Counts the run just made, or gives its schedule back to the budget. */
+  /** Counts the run just made (or not), and settles its schedule with the budget. */
   const counted = (): void => {
     if (runCounted) schedules++;
-    else budget?.giveBack();
+    budget?.settle(runCounted);
   };
   if (budget !== null && !budget.take()) {
     // The other shares took every schedule before this one ran any.

@@ -102,22 +102,44 @@ export function stopClaims(claims: Int32Array): void {
   Atomics.store(claims, BEST, STOP);
 }
 
-/** The count the threads take their schedules from: none taken yet. */
+/**
+ * The word the threads take their schedules from: the schedules counted, times 2^16, plus the
+ * ones held by runs under way (one a thread at most, and at most `MAX_JOBS` threads).
+ */
 export function newTaken(): BigInt64Array {
   return new BigInt64Array(new SharedArrayBuffer(8));
 }
 
-/** Schedules taken from `taken`, shared by every thread, up to `max` in all. */
-export function scheduleBudget(taken: BigInt64Array, max: number): ScheduleBudget {
-  const cap = BigInt(max);
+const HELD_BITS = 16n;
+const HELD = (1n << HELD_BITS) - 1n;
+/** The largest cap the word holds; a larger one never stops a search anyway (2^47 schedules). */
+const MAX_CAP = 2 ** 47 - 1;
+
+/**
+ * Schedules from `taken`, shared by every thread, up to `max` counted in all. A thread that finds
+ * the last ones held by other threads' runs waits until one settles (a run given back frees
+ * its schedule), unless `stopped` (the run has failed).
+ */
+export function scheduleBudget(
+  taken: BigInt64Array,
+  max: number,
+  stopped: () => boolean,
+): ScheduleBudget {
+  const cap = BigInt(Math.min(max, MAX_CAP));
   return {
     take: () => {
-      if (Atomics.add(taken, 0, 1n) < cap) return true;
-      Atomics.sub(taken, 0, 1n);
-      return false;
+      for (;;) {
+        const w = Atomics.load(taken, 0);
+        const held = w & HELD;
+        if ((w >> HELD_BITS) + held < cap) {
+          if (Atomics.compareExchange(taken, 0, w, w + 1n) === w) return true;
+        } else if (held === 0n || stopped()) return false;
+        else Atomics.wait(taken, 0, w, 10);
+      }
     },
-    giveBack: () => {
-      Atomics.sub(taken, 0, 1n);
+    settle: (counted) => {
+      Atomics.add(taken, 0, counted ? (1n << HELD_BITS) - 1n : -1n);
+      Atomics.notify(taken, 0);
     },
   };
 }
@@ -134,7 +156,7 @@ export function jobOf(
   return {
     index,
     count,
-    budget: (max) => scheduleBudget(taken, max),
+    budget: (max) => scheduleBudget(taken, max, () => Atomics.load(claims, BEST) === STOP),
     owns: (i) => {
       // Nothing after a violation found (positions: 2i inside subtree i, 2i - 1 before it).
       if (2 * i > Atomics.load(claims, BEST)) return false;
