@@ -220,6 +220,23 @@ describe("tdpemu explore", () => {
     expect(r.preemptionBound).toBe(1);
   });
 
+  it("a search whose last schedule is the cap's is exhausted; one short of it is not", async () => {
+    const report = async (...args: string[]) => {
+      const x = io();
+      expect(await main(["explore", SCN, "--json", ...args], x.o)).toBe(0);
+      return JSON.parse(x.out()) as ExploreReport;
+    };
+    for (const algorithm of ["optimal", "sleep"]) {
+      const whole = await report("--algorithm", algorithm);
+      expect(whole.exhausted).toBe(true);
+      const n = whole.schedules;
+      const at = await report("--algorithm", algorithm, "--max-schedules", String(n));
+      const short = await report("--algorithm", algorithm, "--max-schedules", String(n - 1));
+      expect([at.schedules, at.exhausted]).toEqual([n, true]);
+      expect([short.schedules, short.exhausted]).toEqual([n - 1, false]);
+    }
+  });
+
   it("bad input exits 2 with one line", async () => {
     for (const args of [
       ["explore"],

@@ -928,7 +928,6 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const p = path!;
   while (found === null || found.length === 0 || found === ABANDONED) {
     if (wut !== null) addReversals(p);
-    if (schedules >= maxSchedules) break;
     // Backtrack to the deepest state with a choice left.
     let next = -1;
     let nextChoice = -1;
@@ -970,7 +969,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       store.truncate(p.fpMark[d]!);
     }
     if (next < 0) break;
-    // None left: the search stops here, not exhausted (the node just chosen is on the path).
+    // The cap, or no schedule left in the budget: the search stops here, not exhausted (the
+    // node just chosen is on the path). Checked only once a choice is left, so a search whose
+    // last schedule is the cap's is exhausted.
+    if (schedules >= maxSchedules) break;
     if (budget !== null && !budget.take()) break;
     found = runSchedule(next, nextChoice);
     counted();
