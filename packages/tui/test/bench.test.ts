@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { radixFill } from "../src/bench/cases.js";
+import { exploreJobsCase, radixFill } from "../src/bench/cases.js";
 
 const CLI = resolve("packages/tui/dist/tdpemu.mjs");
 
@@ -106,4 +106,17 @@ describe("tdpemu bench", () => {
       table = pool[table * 1024 + 2 * (Math.floor(pages / 512 ** (level - 1)) % 512)]! >>> 12;
     expect(pool[table * 1024 + 2 * (pages % 512)]).toBe(0);
   });
+
+  it("explore-jobs compares searches that end alike: both exhausted, or both at the same cap", () => {
+    const scn = resolve("scenarios/race-shared-table.yaml");
+    const capped = exploreJobsCase(CLI, [scn, "--max-schedules", "50"], true);
+    expect(capped.extra?.schedules).toBe(50);
+    expect(capped.value).toBeGreaterThan(0);
+    const whole = exploreJobsCase(CLI, [scn]);
+    expect(whole.extra?.schedules).toBeGreaterThan(50);
+    expect(() => exploreJobsCase(CLI, [scn, "--max-schedules", "50"])).toThrow(
+      /the space was not exhausted/,
+    );
+    expect(() => exploreJobsCase(CLI, [scn], true)).toThrow(/exhausted before the cap/);
+  }, 120_000);
 });

@@ -274,10 +274,12 @@ export function exploreExhaustCase(
 
 /**
  * `explore --jobs 2` against `--jobs 1` (both sleep sets, the search a split one uses), as two
- * processes of the built CLI run one after the other: the speedup of the wall-clock times.
+ * processes of the built CLI run one after the other: the speedup of the wall-clock times. The
+ * search runs to its end, or, with `capped`, both stop at the same `--max-schedules` (which
+ * caps the threads together): the same number of schedules, not the same ones.
  */
-export function exploreJobsCase(cli: string, args: readonly string[]): Measurement {
-  const time = (jobs: string[]): { s: number; schedules: number } => {
+export function exploreJobsCase(cli: string, args: readonly string[], capped = false): Measurement {
+  const time = (jobs: string[]): { s: number; schedules: number; steps: number } => {
     const t0 = performance.now();
     const p = spawnSync(process.execPath, [cli, "explore", ...args, "--json", ...jobs], {
       encoding: "utf8",
@@ -288,9 +290,12 @@ export function exploreJobsCase(cli: string, args: readonly string[]): Measureme
       throw new Error(
         `explore ${jobs.join(" ")}: exit ${p.status}: ${(p.stderr || "").trim().split("\n").pop()}`,
       );
-    const r = JSON.parse(p.stdout) as { schedules: number; exhausted: boolean };
-    if (!r.exhausted) throw new Error(`explore ${jobs.join(" ")}: the space was not exhausted`);
-    return { s, schedules: r.schedules };
+    const r = JSON.parse(p.stdout) as { schedules: number; steps: number; exhausted: boolean };
+    if (r.exhausted === capped)
+      throw new Error(
+        `explore ${jobs.join(" ")}: ${capped ? "exhausted before the cap" : "the space was not exhausted"}`,
+      );
+    return { s, schedules: r.schedules, steps: r.steps };
   };
   const one = time(["--algorithm", "sleep"]);
   const two = time(["--jobs", "2"]);
@@ -299,7 +304,12 @@ export function exploreJobsCase(cli: string, args: readonly string[]): Measureme
   return {
     value: one.s / two.s,
     unit: "× speedup",
-    extra: { "jobs 1 s": one.s, "jobs 2 s": two.s, schedules: one.schedules },
+    extra: {
+      "jobs 1 s": one.s,
+      "jobs 2 s": two.s,
+      schedules: one.schedules,
+      ...(capped ? { "jobs 1 steps": one.steps, "jobs 2 steps": two.steps } : {}),
+    },
   };
 }
 
