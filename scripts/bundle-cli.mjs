@@ -22,8 +22,8 @@
  * all of it) is one shared chunk, in which esbuild still inlines the constants.
  */
 import { build } from "esbuild";
-import { readFileSync, readdirSync, rmSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -31,12 +31,17 @@ const tui = JSON.parse(readFileSync(resolve(root, "packages/tui/package.json"), 
 const external = Object.keys(tui.dependencies).filter((d) => !d.startsWith("@tdpemu/"));
 
 const dist = resolve(root, "packages/tui/dist");
-// A chunk's name holds its content's hash: drop the last build's, or they pile up.
-for (const f of readdirSync(dist)) {
-  if (/^tdpemu(-.*)?\.mjs(\.map)?$/.test(f)) rmSync(resolve(dist, f));
+/** The files the last build wrote (`tdpemu-files.json`), kept through this one. */
+const manifest = resolve(dist, "tdpemu-files.json");
+let previous = [];
+try {
+  previous = JSON.parse(readFileSync(manifest, "utf8"));
+} catch {
+  // No build before this one (or a damaged list): only this build's files are kept.
 }
 
-await build({
+const result = await build({
+  metafile: true,
   entryPoints: { tdpemu: resolve(dist, "cli.js") },
   outdir: dist,
   outExtension: { ".js": ".mjs" },
@@ -55,3 +60,14 @@ await build({
   },
   logLevel: "warning",
 });
+
+// A chunk's name holds its content's hash, so every build that changes the code adds chunks:
+// the ones older than the last build go. The last build's stay: a `tdpemu` started before this
+// build imports some of its own chunks only when it needs them (`tui`'s views, the ui-frame
+// bench case, compare's thread), and would fail to find them.
+const written = Object.keys(result.metafile.outputs).map((f) => basename(f));
+const keep = new Set([...written, ...(Array.isArray(previous) ? previous : [])]);
+for (const f of readdirSync(dist)) {
+  if (/^tdpemu(-.*)?\.mjs(\.map)?$/.test(f) && !keep.has(f)) rmSync(resolve(dist, f));
+}
+writeFileSync(manifest, JSON.stringify(written) + "\n");
