@@ -35,7 +35,8 @@ const dist = resolve(root, "packages/tui/dist");
 const manifest = resolve(dist, "tdpemu-files.json");
 let previous = [];
 try {
-  previous = JSON.parse(readFileSync(manifest, "utf8"));
+  const list = JSON.parse(readFileSync(manifest, "utf8"));
+  if (Array.isArray(list)) previous = list;
 } catch {
   // No build before this one (or a damaged list): only this build's files are kept.
 }
@@ -66,7 +67,7 @@ const result = await build({
 // build imports some of its own chunks only when it needs them (`tui`'s views, the ui-frame
 // bench case, compare's thread), and would fail to find them.
 const written = Object.keys(result.metafile.outputs).map((f) => basename(f));
-const keep = new Set([...written, ...(Array.isArray(previous) ? previous : [])]);
+const keep = new Set([...written, ...previous]);
 for (const f of readdirSync(dist)) {
   if (/^tdpemu(-.*)?\.mjs(\.map)?$/.test(f) && !keep.has(f)) rmSync(resolve(dist, f));
 }

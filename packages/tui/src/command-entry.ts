@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-export const BUNDLE_ENTRY = "tdpemu.mjs";
+const BUNDLE_ENTRY = "tdpemu.mjs";
 
 export function commandEntry(): string | null {
   const here = import.meta.url;

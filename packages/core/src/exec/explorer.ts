@@ -907,22 +907,21 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     }
   }
 
+  const result = (exhausted: boolean): ExploreResult => ({
+    ...progress(),
+    exhausted,
+    traces: traceKeys === null ? null : traceKeys.size,
+    preemptionBound: bound,
+    violation,
+  });
   const budget = split?.budget ?? null;
   /** Counts the run just made (or not), and settles its schedule with the budget. */
   const counted = (): void => {
     if (runCounted) schedules++;
     budget?.settle(runCounted);
   };
-  if (budget !== null && !budget.take()) {
-    // The other shares took every schedule before this one ran any.
-    return {
-      ...progress(),
-      exhausted: false,
-      traces: traceKeys === null ? null : 0,
-      preemptionBound: bound,
-      violation,
-    };
-  }
+  // The other shares took every schedule before this one ran any.
+  if (budget !== null && !budget.take()) return result(false);
   let found = runSchedule(0, null);
   counted();
   const p = path!;
@@ -987,12 +986,5 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     for (let d = 0; d < p.length; d++) choices.push(p.choice(d));
     violation = { violations: found, choices, schedule: schedules, position: position() };
   }
-  const exhausted = violation === null && p.length === 0;
-  return {
-    ...progress(),
-    exhausted,
-    traces: traceKeys === null ? null : traceKeys.size,
-    preemptionBound: bound,
-    violation,
-  };
+  return result(violation === null && p.length === 0);
 }
