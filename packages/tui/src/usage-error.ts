@@ -36,7 +36,7 @@ export const USAGE = `usage:
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --algorithm <optimal|sleep>     the reduction: optimal DPOR, one run per trace (default), or sleep sets (the default with --preemption-bound, --jobs or --shard)
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
-      --jobs <n>                      explore on n threads (default 1): the counts and traces of one thread, or its first violation
+      --jobs <n>                      explore on n threads: the counts and traces of one thread, or its first violation (default: every core, joining after 1 s, for a search with sleep sets or none; 1 for optimal DPOR)
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
       --split-depth <d>               with --jobs or --shard: the depth whose nodes are shared out (default 12)
       --report <file.html>            write the run that found the violation (or the verdict) as one HTML page

@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
@@ -28,8 +28,19 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The command's exit code, standard output and error (a non-zero exit is an answer, not a failure). */
 async function tdpemu(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return tdpemuWith({}, ...args);
+}
+
+/** `tdpemu` with more environment variables. */
+async function tdpemuWith(
+  env: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
   try {
-    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20 });
+    const r = await run(process.execPath, [CLI, ...args], {
+      maxBuffer: 64 << 20,
+      env: { ...process.env, ...env },
+    });
     return { code: 0, out: r.stdout, err: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -59,16 +70,17 @@ const NO_PROGRESS: ExploreProgress = {
   seconds: 0,
 };
 
-const TIMING = new Set(["seconds", "schedulesPerSecond"]);
+/** The fields a split search's report may differ in from one thread's: timing, and the threads. */
+const TIMING = new Set(["seconds", "schedulesPerSecond", "threads"]);
 
 /**
- * The one-process search a split one must equal: with sleep sets, as shares and jobs search
+ * The one-thread search a split one must equal: with sleep sets, as shares and jobs search
  * (an optimal search reaches the same traces in other runs, in another order).
  */
 const single = (args: readonly string[]) =>
   args.includes("--no-reduction") || args.includes("--preemption-bound")
-    ? [...args]
-    : [...args, "--algorithm", "sleep"];
+    ? [...args, "--jobs", "1"]
+    : [...args, "--algorithm", "sleep", "--jobs", "1"];
 
 describe("explore --shard K/N and explore-merge", () => {
   it.each([
@@ -117,6 +129,7 @@ describe("explore --shard K/N and explore-merge", () => {
       expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
       for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
       expect(w.exhausted).toBe(true);
+      expect([w.threads, m.threads]).toEqual([1, n]);
     },
     120_000,
   );
@@ -163,9 +176,45 @@ describe("explore --shard K/N and explore-merge", () => {
       const m = JSON.parse(three.out) as Record<string, unknown>;
       expect(Object.keys(m).sort()).toEqual(Object.keys(w).sort());
       for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+      expect([w.threads, m.threads]).toEqual([1, 3]);
     },
     120_000,
   );
+
+  it("without --jobs, a search that can be shared out runs on every core, with one thread's report", async () => {
+    const cores = Math.min(availableParallelism(), 256);
+    const args = ["scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "3", "--count-traces"];
+    const one = await tdpemu("explore", ...single(args), "--json");
+    // The other threads start at once, not after the default second of the main thread alone.
+    const now = { TDPEMU_JOBS_START_MS: "0" };
+    const all = await tdpemuWith(now, "explore", ...args, "--json");
+    expect([one.code, all.code]).toEqual([0, 0]);
+    const w = JSON.parse(one.out) as Record<string, unknown>;
+    const m = JSON.parse(all.out) as Record<string, unknown>;
+    for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
+    expect([w.threads, m.threads]).toEqual([1, cores]);
+    // An optimal search cannot be shared out: it runs on one thread.
+    const optimal = await tdpemuWith(now, "explore", "scenarios/race-shared-table.yaml", "--json");
+    expect(JSON.parse(optimal.out)).toMatchObject({ algorithm: "optimal", threads: 1 });
+    // By default the others start only after a second: a shorter search runs on one thread.
+    const short = await tdpemu(
+      "explore",
+      "scenarios/race-shared-table.yaml",
+      "--algorithm",
+      "sleep",
+      "--json",
+    );
+    expect(JSON.parse(short.out)).toMatchObject({
+      algorithm: "sleep",
+      threads: 1,
+      exhausted: true,
+    });
+    const bad = await tdpemuWith({ TDPEMU_JOBS_START_MS: "soon" }, "explore", ...args);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(
+      /TDPEMU_JOBS_START_MS: expected a whole number of milliseconds, got 'soon'/,
+    );
+  }, 120_000);
 
   it("--jobs 2 with a violation: the one a single thread stops at, and its schedule", async () => {
     const args = ["scenarios/tdx-race-2m-4k.yaml", "--strategy", "atomic-then-hook"];

@@ -173,6 +173,8 @@ export function jobOf(
       publishProgress(progress, index, p);
       onProgress();
     },
+    // The main thread starts the workers from its progress calls (`runExploreJobs`).
+    progressMs: index === 0 ? 100 : 2000,
   };
 }
 
@@ -198,6 +200,7 @@ export async function runExploreJobs(
   json: boolean,
   io: Io,
   explore: ExploreCommand,
+  { startAfterMs }: { startAfterMs: number },
 ): Promise<number> {
   const entry = commandEntry();
   if (entry === null)
@@ -209,37 +212,46 @@ export async function runExploreJobs(
   const progress = new BigInt64Array(progressBuffer);
   const printProgress = progressLine(progress, jobs, io);
   const workers: Worker[] = [];
-  const threads = Array.from(
-    { length: jobs - 1 },
-    (_, w) =>
-      new Promise<string>((resolve, reject) => {
-        const index = w + 1;
-        const data: JobData = {
-          kind: "tdpemu-explore-job",
-          args: jobArgs(args),
-          index,
-          count: jobs,
-          claims: claimsBuffer,
-          progress: progressBuffer,
-          taken: taken.buffer as SharedArrayBuffer,
-        };
-        const worker = new Worker(entry, { workerData: data });
-        workers.push(worker);
-        worker.on("message", (m: JobMessage) => {
-          if ("done" in m) resolve(m.done.report);
-          else reject(new Error(`explore --jobs: thread ${index}: ${m.failed}`));
-        });
-        worker.on("error", reject);
-        // After its report, a thread's exit changes nothing; before it, it is the thread's failure.
-        worker.on("exit", (code) =>
-          reject(
-            new Error(
-              `explore --jobs: thread ${index} ended (exit code ${code}) without its report`,
-            ),
-          ),
-        );
-      }),
-  );
+  const threads: Promise<string>[] = [];
+  const startWorker = (index: number) =>
+    new Promise<string>((resolve, reject) => {
+      const data: JobData = {
+        kind: "tdpemu-explore-job",
+        args: jobArgs(args),
+        index,
+        count: jobs,
+        claims: claimsBuffer,
+        progress: progressBuffer,
+        taken: taken.buffer as SharedArrayBuffer,
+      };
+      const worker = new Worker(entry, { workerData: data });
+      workers.push(worker);
+      worker.on("message", (m: JobMessage) => {
+        if ("done" in m) resolve(m.done.report);
+        else reject(new Error(`explore --jobs: thread ${index}: ${m.failed}`));
+      });
+      worker.on("error", reject);
+      // After its report, a thread's exit changes nothing; before it, it is the thread's failure.
+      worker.on("exit", (code) =>
+        reject(
+          new Error(`explore --jobs: thread ${index} ended (exit code ${code}) without its report`),
+        ),
+      );
+    });
+  // The workers start at once, or (without --jobs) once the main thread has explored for
+  // `startAfterMs`: from its progress calls, since its exploration runs no timer. They join a
+  // search already under way as any thread does, taking the subtrees no thread has taken yet.
+  const t0 = performance.now();
+  const startWorkers = () => {
+    if (threads.length > 0 || performance.now() - t0 < startAfterMs) return;
+    for (let index = 1; index < jobs; index++) {
+      const thread = startWorker(index);
+      // Awaited once the main thread's share is done; a failure before that is not unhandled.
+      thread.catch(() => {});
+      threads.push(thread);
+    }
+  };
+  startWorkers();
   // While the main thread explores it runs no timer; once it is done, the workers' progress
   // (unless the run has failed meanwhile: then nothing is left to report on).
   let timer: NodeJS.Timeout | undefined;
@@ -253,14 +265,18 @@ export async function runExploreJobs(
       progress,
       0,
       jobs,
-      printProgress,
+      () => {
+        startWorkers();
+        printProgress();
+      },
     );
-    if (!settled) timer = setInterval(printProgress, PROGRESS_MS).unref();
+    if (!settled && threads.length > 0) timer = setInterval(printProgress, PROGRESS_MS).unref();
     return report;
   };
   let reports: [ExploreReport, ...string[]];
   try {
-    reports = await Promise.all([mainShare(), ...threads]);
+    const main = await mainShare();
+    reports = [main, ...(await Promise.all(threads))];
   } catch (e) {
     // One thread failed: the others' work is moot, and they would keep the process alive. A
     // thread busy exploring hears no message; it sees STOP at its next subtree.
@@ -276,6 +292,9 @@ export async function runExploreJobs(
     r,
   }));
   const merged = mergeShares(shares);
+  // Explored by the main thread alone (the search ended before the others started): its
+  // violation is the whole search's, counted as one thread counts.
+  if (shares.length === 1 && merged.violation !== null) delete merged.violation.foundBy;
   // The budget may run out while a thread is still in a subtree before the violation found.
   if (merged.violation !== null && shares.some(({ r }) => !r.exhausted && r.violation === null))
     io.err(

@@ -110,6 +110,7 @@ export function mergeShares(shares: readonly { r: ExploreReport }[]): ExploreRep
     first.r.traceDigests === undefined
       ? null
       : new Set(shares.flatMap((s) => s.r.traceDigests!)).size;
+  merged.threads = shares.reduce((a, s) => a + s.r.threads, 0);
   // The shares ran side by side: the exploration took as long as the longest.
   merged.seconds = Math.max(...shares.map((s) => s.r.seconds));
   merged.schedulesPerSecond =
@@ -202,6 +203,9 @@ function readShare(file: string): ExploreReport {
     throw bad('"preemptionBound"', "a whole number or null", r.preemptionBound);
   if (typeof r.seconds !== "number" || !(r.seconds >= 0))
     throw bad('"seconds"', "a number of at least 0", r.seconds);
+  // A shard's report from before the field was added ran on one thread.
+  r.threads ??= 1;
+  if (!whole(r.threads, 1)) throw bad('"threads"', "a whole number of at least 1", r.threads);
   if (
     r.traceDigests !== undefined &&
     (!Array.isArray(r.traceDigests) || !r.traceDigests.every((d) => typeof d === "string"))

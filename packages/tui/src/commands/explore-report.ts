@@ -42,6 +42,8 @@ export interface ExploreReport {
     /** In merged shards: the shard that found it ("K/N"; `schedule` counts that shard's schedules). */
     foundBy?: string;
   } | null;
+  /** The threads that explored (`--jobs`; shards merged: theirs added up). */
+  threads: number;
   /** For a share of an exploration (`--shard K/N`): which one, and the depth the search was split at. */
   shard?: { index: number; count: number; depth: number };
   /** For a share with `--count-traces`: a digest of each trace it counted (merged as a set). */
@@ -66,7 +68,7 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     `scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound}, ${search})`,
   );
   io.out(
-    `explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s (${n(r.schedulesPerSecond)} schedules/s)`,
+    `explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s${r.threads > 1 ? ` on ${r.threads} threads` : ""} (${n(r.schedulesPerSecond)} schedules/s)`,
   );
   const traces = r.traces === null ? "" : `, ${n(r.traces)} distinct traces`;
   io.out(

@@ -3,6 +3,7 @@
  * write its schedule. Exit 1 when a violation is found.
  */
 import { createHash } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import {
   ScheduleFileError,
@@ -27,6 +28,7 @@ import {
   mmuOptions,
   parseCommandArgs,
 } from "../cli-options.js";
+import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
 import {
   backendForSchedule,
@@ -59,6 +61,8 @@ export interface ExploreJob {
   /** Called with the position of the violation this job stopped at. */
   found: (position: number) => void;
   progress: (p: ExploreProgress) => void;
+  /** How often `progress` is called (the main thread starts the workers from it). */
+  progressMs: number;
 }
 
 export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): Promise<number> {
@@ -108,16 +112,24 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     values.out ??
     `${basename(scenarioPath).replace(/\.(ya?ml|json)$/i, "")}.violation.schedule.json`;
 
-  const jobs = countOption("explore", "jobs", values.jobs, 1) ?? 1;
-  if (jobs > MAX_JOBS)
-    throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${jobs}`);
-  if (jobs > 1 && values.shard !== undefined)
+  const askedJobs = countOption("explore", "jobs", values.jobs, 1);
+  if (askedJobs !== undefined && askedJobs > MAX_JOBS)
+    throw new UsageError(`explore: --jobs: expected at most ${MAX_JOBS} threads, got ${askedJobs}`);
+  if (askedJobs !== undefined && askedJobs > 1 && values.shard !== undefined)
     throw new UsageError(
       "explore: --jobs and --shard: a shard runs in one thread (run more shards instead)",
     );
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
   const reduction = !values.flags.has("no-reduction");
   const reportPath = values.report;
+  const jobs =
+    askedJobs ??
+    defaultJobs(
+      job === undefined && values.shard === undefined && reportPath === undefined,
+      values.algorithm,
+      reduction,
+      Number.isFinite(preemptionBound),
+    );
   if (reportPath !== undefined) {
     // The threads and the shards each see a share of the search; the one run to show is
     // known only to the merge, which does not run the scenario again.
@@ -138,7 +150,9 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     jobs > 1 || job !== undefined || values.shard !== undefined,
   );
   if (jobs > 1 && job === undefined) {
-    return runExploreJobs(args, jobs, out, values.flags.has("json"), io, exploreCommand);
+    return runExploreJobs(args, jobs, out, values.flags.has("json"), io, exploreCommand, {
+      startAfterMs: askedJobs === undefined ? jobsStartMs() : 0,
+    });
   }
   const shard =
     job !== undefined
@@ -164,7 +178,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     maxSchedules,
     preemptionBound,
     onProgress: progress,
-    progressMs: 2000,
+    progressMs: job?.progressMs ?? 2000,
     reduction,
     algorithm: algorithm === "none" ? undefined : algorithm,
     countTraces,
@@ -232,6 +246,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     exhausted: r.exhausted,
     spaceExhausted: r.exhausted && r.prunedByBound === 0,
     seconds: r.seconds,
+    threads: 1,
     schedulesPerSecond: r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules,
     violation: r.violation
       ? {
@@ -377,6 +392,40 @@ function algorithmOption(
 
 /** More threads than any machine this runs on has cores for (each is a V8 isolate of its own). */
 const MAX_JOBS = 256;
+
+/**
+ * Without `--jobs`, how long the main thread explores alone before it starts the other threads:
+ * a worker takes 0.1-0.45 s to load the command (docs/explorer.md), which a search shorter than
+ * this would only wait for. `TDPEMU_JOBS_START_MS` sets another (0: at once).
+ */
+const DEFAULT_JOBS_START_MS = 1000;
+
+function jobsStartMs(): number {
+  const v = process.env.TDPEMU_JOBS_START_MS;
+  if (v === undefined || v === "") return DEFAULT_JOBS_START_MS;
+  if (!/^[0-9]{1,9}$/.test(v))
+    throw new UsageError(
+      `explore: TDPEMU_JOBS_START_MS: expected a whole number of milliseconds, got '${v}'`,
+    );
+  return Number(v);
+}
+
+/**
+ * The threads a search runs on without `--jobs`: every core, where the search can be shared out
+ * (sleep sets, which a bounded search uses, or no reduction); one for an optimal search, which
+ * cannot be (`algorithmOption`), for a shard, for a thread of `--jobs` itself and with
+ * `--report`, which one thread writes.
+ */
+function defaultJobs(
+  free: boolean,
+  algorithm: string | undefined,
+  reduction: boolean,
+  bounded: boolean,
+): number {
+  if (!free || commandEntry() === null) return 1;
+  const optimal = reduction && (algorithm === "optimal" || (algorithm === undefined && !bounded));
+  return optimal ? 1 : Math.min(availableParallelism(), MAX_JOBS);
+}
 
 /** The depth `--shard` splits the search at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
 export const DEFAULT_SPLIT_DEPTH = 12;
