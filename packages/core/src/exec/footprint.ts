@@ -104,6 +104,13 @@ export class FootprintStore {
   private len = new Int32Array(256);
   /** Per handle: 1 if any access writes or updates (a footprint of reads only changes nothing). */
   private mods = new Uint8Array(256);
+  /**
+   * Per footprint, a 32-bit signature of its ids (`idBit`), and of the ids it writes or updates:
+   * two footprints can conflict only where one's written signature meets the other's, so most
+   * pairs that share no modified id are told apart without the merge pass (`meets`).
+   */
+  private sig = new Int32Array(256);
+  private wsig = new Int32Array(256);
   private n = 0;
   /** Room to sort a large footprint in (`sortRange`). */
   private scratch = new Float64Array(64);
@@ -146,6 +153,8 @@ export class FootprintStore {
       this.start = grown(this.start, new Int32Array(this.n * 2));
       this.len = grown(this.len, new Int32Array(this.n * 2));
       this.mods = grown(this.mods, new Uint8Array(this.n * 2));
+      this.sig = grown(this.sig, new Int32Array(this.n * 2));
+      this.wsig = grown(this.wsig, new Int32Array(this.n * 2));
     }
     if (this.used + count > this.ids.length) {
       const cap = Math.max(this.ids.length * 2, this.used + count);
@@ -158,6 +167,15 @@ export class FootprintStore {
   private added(n: number, mods: number): number {
     const h = this.n++;
     this.mods[h] = (mods & (KIND_WRITE | KIND_ADD)) !== 0 ? 1 : 0;
+    let sig = 0;
+    let wsig = 0;
+    for (let i = this.used; i < this.used + n; i++) {
+      const bit = idBit(this.ids[i]!);
+      sig |= bit;
+      if ((this.kinds[i]! & (KIND_WRITE | KIND_ADD)) !== 0) wsig |= bit;
+    }
+    this.sig[h] = sig;
+    this.wsig[h] = wsig;
     this.start[h] = this.used;
     this.len[h] = n;
     this.used += n;
@@ -280,6 +298,11 @@ export class FootprintStore {
     const a1 = a0 + this.len[a]!;
     const b0 = other.start[b]!;
     const b1 = b0 + other.len[b]!;
+    // An id both touch that one modifies sets a bit of both signatures (`sig`).
+    const sigs = both
+      ? (this.wsig[a]! & other.sig[b]!) | (this.sig[a]! & other.wsig[b]!)
+      : this.wsig[a]! & other.sig[b]!;
+    if (sigs === 0) return false;
     if (a0 === a1 || b0 === b1 || ids[a1 - 1]! < idsB[b0]! || idsB[b1 - 1]! < ids[a0]!)
       return false;
     const la = a1 - a0;
@@ -305,6 +328,17 @@ export class FootprintStore {
     }
     return false;
   }
+}
+
+/**
+ * The bit of resource `id` in a footprint's signature: a hash of its two 32-bit halves (ids are
+ * whole numbers, exact in a double; `resourceId`), so that the SPTEs of one table, the entries
+ * of one space and the fixed ids spread over the 32 bits.
+ */
+function idBit(id: number): number {
+  const lo = (id % 4294967296) | 0;
+  const hi = (id / 4294967296) | 0;
+  return 1 << ((Math.imul(lo, 0x9e3779b1) ^ Math.imul(hi, 0x85ebca77)) >>> 27);
 }
 
 /**
