@@ -764,9 +764,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    * the run whose reversal can run and starts with no task asleep at the race's node, the
    * reversal goes into that node's wakeup tree (Abdulla et al., JACM 2017, Algorithm 2, lines
    * 2-6; there at the end of maximal runs only, here after cut and unfair runs too: their races
-   * are real, and no other run may reach them).
+   * are real, and no other run may reach them). The run's first `same` steps are the last
+   * run's, whose races the finder keeps (`RaceFinder.analyze`).
    */
-  function addReversals(p: SearchPath): void {
+  function addReversals(p: SearchPath, same: number): void {
     const T = p.tasks;
     let n = p.length;
     // The last node may hold no step: the run ended there (cut, or its step failed).
@@ -783,26 +784,33 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     const rf = races!;
     const w = wut!;
     const run = { tasks: evTasks, outcome: p.outcome, finished: p.finished, waker: p.waker };
-    rf.analyze(store, evTasks, evFps, n, (i, j) => {
-      rf.reversal(evTasks, evFps, n, i, j);
-      if (!runsFrom(i, rf, run)) return;
-      const v = rf.reversalSeq;
-      const len = v.len;
-      // A task asleep at node i (arrived asleep, or explored there already) whose step is a weak
-      // initial of the reversal: the runs it stands for cover the reversal's trace. If its step
-      // is none of the reversal's, it must also commute with what the trace keeps before it
-      // (`sleeperGoesFirst`).
-      const base = i * T;
-      const cur = evTasks[i]!;
-      for (let q = 0; q < T; q++) {
-        if (q === cur) continue;
-        const fq =
-          p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
-        const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
-        if (x >= 0 && (x < len || sleeperGoesFirst(rf, n, i, q, fq))) return;
-      }
-      w.insert(p.root[i]!, v, store);
-    });
+    rf.analyze(
+      store,
+      evTasks,
+      evFps,
+      n,
+      (i, j) => {
+        rf.reversal(evTasks, evFps, n, i, j);
+        if (!runsFrom(i, rf, run)) return;
+        const v = rf.reversalSeq;
+        const len = v.len;
+        // A task asleep at node i (arrived asleep, or explored there already) whose step is a weak
+        // initial of the reversal: the runs it stands for cover the reversal's trace. If its step
+        // is none of the reversal's, it must also commute with what the trace keeps before it
+        // (`sleeperGoesFirst`).
+        const base = i * T;
+        const cur = evTasks[i]!;
+        for (let q = 0; q < T; q++) {
+          if (q === cur) continue;
+          const fq =
+            p.sleep[base + q] !== -1 ? p.sleep[base + q]! : p.isDone(i, q) ? p.fps[base + q]! : -1;
+          const x = fq === -1 ? -1 : weakInitial(store, q, fq, v, noneTaken);
+          if (x >= 0 && (x < len || sleeperGoesFirst(rf, n, i, q, fq))) return;
+        }
+        w.insert(p.root[i]!, v, store);
+      },
+      same,
+    );
     w.compact(p.root[0]!);
   }
 
@@ -925,8 +933,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let found = runSchedule(0, null);
   counted();
   const p = path!;
+  /** The depth the last run branched at: its steps before it are the run before's. */
+  let branched = 0;
   while (found === null || found.length === 0 || found === ABANDONED) {
-    if (wut !== null) addReversals(p);
+    if (wut !== null) addReversals(p, branched);
     // Backtrack to the deepest state with a choice left.
     let next = -1;
     let nextChoice = -1;
@@ -974,6 +984,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
     if (schedules >= maxSchedules) break;
     if (budget !== null && !budget.take()) break;
     found = runSchedule(next, nextChoice);
+    branched = next;
     counted();
     const now = performance.now();
     if (opts.onProgress && now - lastProgress >= (opts.progressMs ?? 1000)) {
