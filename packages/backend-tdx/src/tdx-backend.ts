@@ -275,13 +275,19 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   private readVcpu(v: number): void {
-    this.vm.clock.fp?.read(resourceId(this.space, 2 + v));
+    if (this.vm.clock.fp !== null) this.recordVcpu(v, false);
   }
 
   private writeVcpu(v: number): void {
+    if (this.vm.clock.fp === null) this.vm.clock.bump();
+    else this.recordVcpu(v, true);
+  }
+
+  /** A vCPU's state read or written while recording, apart so that `readVcpu`/`writeVcpu` stay small (inlined). */
+  private recordVcpu(v: number, write: boolean): void {
     const c = this.vm.clock;
-    if (c.fp === null) c.bump();
-    else c.touch(resourceId(this.space, 2 + v));
+    if (write) c.touch(resourceId(this.space, 2 + v));
+    else c.fp!.read(resourceId(this.space, 2 + v));
   }
 
   /** `kvm_tdx->nr_premapped` */

@@ -6,7 +6,7 @@
  */
 import { PT_NDA, PT_TDR, PT_TDVPR } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
-import { SeamError, check, fail } from "./seam-result.js";
+import { SeamError, check, failed } from "./seam-result.js";
 import {
   entryBigInt,
   entryLocked,
@@ -82,7 +82,7 @@ const ALIGN_MASK = [0xfff, 0x1fffff, 0x3fffffff];
  * PAMT lock is the TDR's, already taken by the prologue) `lockPage` answers as the held lock would.
  */
 export function lock(l: SharexLock, exclusive: boolean, busyOperand: bigint): void {
-  if (!l.tryTakeAndRelease(exclusive)) throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
+  if (!l.tryTakeAndRelease(exclusive)) failed(TDX_OPERAND_BUSY, busyOperand);
 }
 
 /** The PAMT entry lock of `pfn` (a page or a TDR), as `lock` does for the other locks. */
@@ -94,7 +94,7 @@ export function lockPage(m: SeamCore, pfn: number, exclusive: boolean, busyOpera
     !m.pamt.tryLockAndRelease(pfn, exclusive) ||
     (exclusive && heldByGuest(m, pfn, m.pamt.type(pfn)))
   ) {
-    throw new SeamError(fail(TDX_OPERAND_BUSY, busyOperand));
+    failed(TDX_OPERAND_BUSY, busyOperand);
   }
 }
 
@@ -163,7 +163,7 @@ export function tdPrologue(
     tdcsNeeded ? MIN_NUM_TDCS_PAGES : 0,
     TDX_TDCS_NOT_ALLOCATED,
   );
-  if (alive !== 0n) throw new SeamError(fail(alive));
+  if (alive !== 0n) failed(alive);
   lock(td!.opStateLock, false, OPERAND_OP_STATE);
   check(((opStates >> td!.opState) & 1) !== 0, TDX_OP_STATE_INCORRECT);
   return td!;
@@ -224,14 +224,17 @@ export function entryState(
   const hi = m.sept.entryHi(table, off);
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st = septState(lo, hi, level);
-  if ((septStateBit(st) & allowed) === 0) {
-    throw new SeamError({
-      status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX,
-      entry: entryBigInt(lo, hi),
-      levelState: levelState(level, st),
-    });
-  }
+  if ((septStateBit(st) & allowed) === 0) entryStateIncorrect(lo, hi, level, st);
   return st;
+}
+
+/** `entryState`'s failure, apart so that the check every leaf inlines stays small. */
+function entryStateIncorrect(lo: number, hi: number, level: number, st: number): never {
+  throw new SeamError({
+    status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX,
+    entry: entryBigInt(lo, hi),
+    levelState: levelState(level, st),
+  });
 }
 
 /**
@@ -250,7 +253,7 @@ export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
   check(big === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
   const type = m.pamt.type(pfn);
   if (pfn === m.lockedTdr || !m.pamt.tryLockAndRelease(pfn, true) || heldByGuest(m, pfn, type)) {
-    throw new SeamError(fail(TDX_OPERAND_BUSY, operand));
+    failed(TDX_OPERAND_BUSY, operand);
   }
   check(type === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
 }

@@ -7,7 +7,7 @@
  * Each SEAMCALL is one atomic step of the model, so within a step the locks it takes are always
  * free unless another holder keeps them across steps (a test playing a concurrent caller does).
  */
-import type { SeamFootprint } from "./seam-footprint.js";
+import { UNATTACHED_FOOTPRINT, type SeamFootprint } from "./seam-footprint.js";
 
 export class SharexLock {
   exclusive = false;
@@ -19,7 +19,12 @@ export class SharexLock {
     /** Where the lock's accesses are recorded, as resource `id` (none for a lock no explorer sees). */
     private readonly fp: SeamFootprint | null = null,
     private readonly id = 0,
-  ) {}
+  ) {
+    this.rec = fp ?? UNATTACHED_FOOTPRINT;
+  }
+
+  /** `fp`, or a footprint that never records: "recording?" is one load. */
+  private readonly rec: SeamFootprint;
 
   tryShared(): boolean {
     this.fp?.write(this.id);
@@ -40,7 +45,7 @@ export class SharexLock {
    * be taken. The lock is left as it was, so the step only reads it.
    */
   tryTakeAndRelease(exclusive: boolean): boolean {
-    this.fp?.fp?.read(this.id);
+    if (this.rec.fp !== null) this.recordRead();
     return exclusive ? !this.exclusive && this.readers === 0 : !this.exclusive;
   }
 
@@ -49,6 +54,10 @@ export class SharexLock {
     if (this.exclusive) this.exclusive = false;
     else if (this.readers > 0) this.readers--;
     else throw new Error("release of a free sharex lock");
+  }
+
+  private recordRead(): void {
+    this.fp!.fp!.read(this.id);
   }
 
   auditState(out: Map<number, string | number>): void {

@@ -23,7 +23,7 @@
  */
 import { nextSetBit } from "@tdpemu/backend-sdk";
 import { SharexLock } from "./locks.js";
-import type { SeamFootprint } from "./seam-footprint.js";
+import { UNATTACHED_FOOTPRINT, type SeamFootprint } from "./seam-footprint.js";
 
 export const PT_NDA = 0;
 export const PT_RSVD = 1;
@@ -182,11 +182,20 @@ export class Pamt {
     private readonly fp: SeamFootprint | null = null,
   ) {
     this.usable = totalFrames;
+    this.rec = fp ?? UNATTACHED_FOOTPRINT;
   }
 
+  /** `fp`, or a footprint that never records: "recording?" is one load (`noteRead`). */
+  private readonly rec: SeamFootprint;
+
+  /** Small enough for V8 to inline everywhere: the recording itself is apart. */
   private noteRead(pfn: number): void {
-    const fp = this.fp;
-    if (fp?.fp) fp.fp.read(fp.pamtId(pfn));
+    if (this.rec.fp !== null) this.recordRead(pfn);
+  }
+
+  private recordRead(pfn: number): void {
+    const fp = this.fp!;
+    fp.fp!.read(fp.pamtId(pfn));
   }
 
   inTdmr(pfn: number): boolean {
@@ -264,8 +273,12 @@ export class Pamt {
   // ------------------------------------------------------------------ the 2M level
 
   private noteRead2m(pfn: number): void {
-    const fp = this.fp;
-    if (fp?.fp) fp.fp.read(fp.pamt2mId(pfn));
+    if (this.rec.fp !== null) this.recordRead2m(pfn);
+  }
+
+  private recordRead2m(pfn: number): void {
+    const fp = this.fp!;
+    fp.fp!.read(fp.pamt2mId(pfn));
   }
 
   /** The type of the 2M entry over `pfn`'s 2 MiB region: REG for a 2 MiB page, else NDA. */
@@ -389,7 +402,9 @@ export class Pamt {
    */
   tryLockAndRelease(pfn: number, exclusive: boolean): boolean {
     this.noteRead(pfn);
-    const blk = this.block(pfn);
+    // A frame whose block was never made has its lock free: nothing to make for a look.
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    if (blk === undefined) return true;
     const state = blk.lockState;
     const i = pfn & BLOCK_MASK;
     const v = state[i]!;

@@ -112,37 +112,37 @@ export class SeamFootprint {
    * is made only while recording (a write otherwise only bumps the state version).
    */
   writeSept(page: number, index: number): void {
-    const c = this.clock;
-    if (c === null) return;
-    if (c.fp === null) c.bump();
-    else c.touch(this.septId(page, index));
+    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
+    if (this.fp === null) this.clock?.bump();
+    else this.clock!.touch(this.septId(page, index));
   }
 
   writePamt(pfn: number): void {
-    const c = this.clock;
-    if (c === null) return;
-    if (c.fp === null) c.bump();
-    else c.touch(this.pamtId(pfn));
+    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
+    if (this.fp === null) this.clock?.bump();
+    else this.clock!.touch(this.pamtId(pfn));
   }
 
   writePamt2m(pfn: number): void {
-    const c = this.clock;
-    if (c === null) return;
-    if (c.fp === null) c.bump();
-    else c.touch(this.pamt2mId(pfn));
+    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
+    if (this.fp === null) this.clock?.bump();
+    else this.clock!.touch(this.pamt2mId(pfn));
   }
 
   writeTd(tdr: number, part: number): void {
-    const c = this.clock;
-    if (c === null) return;
-    if (c.fp === null) c.bump();
-    else c.touch(this.tdId(tdr, part));
+    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
+    if (this.fp === null) this.clock?.bump();
+    else this.clock!.touch(this.tdId(tdr, part));
   }
 
   updateTd(tdr: number, part: number): void {
-    const c = this.clock;
-    if (c === null) return;
-    if (c.fp === null) c.bump();
-    else c.update(this.tdId(tdr, part));
+    if (this.fp === null) this.clock?.bump();
+    else this.clock!.update(this.tdId(tdr, part));
   }
 }
+
+/**
+ * A footprint attached to no clock (its recorder stays null): what a state object without one
+ * reads its recorder through, so that its check of "recording?" is one load (`Td.rec`...).
+ */
+export const UNATTACHED_FOOTPRINT = new SeamFootprint();

@@ -93,8 +93,18 @@ export class SeamError {
 }
 
 /** A failed check: the leaf ends with `status` + `operand` (the dispatcher catches it). */
-export function check(cond: boolean, status: bigint, operand = 0n): void {
-  if (!cond) throw new SeamError(fail(status, operand));
+export function check(cond: boolean, status: bigint, operand?: bigint): void {
+  // Kept this small (V8 then inlines it without spending the caller's inlining budget, which
+  // every leaf's dozen checks would exhaust): the failure is built apart.
+  if (!cond) failed(status, operand);
+}
+
+/**
+ * Throws the failure `status` (+ `operand`): a call, not an inline `throw new SeamError(...)`,
+ * so that the helpers every leaf inlines (`check`, `lock`...) stay small.
+ */
+export function failed(status: bigint, operand = 0n): never {
+  throw new SeamError(fail(status, operand));
 }
 
 /** The status an injected fault gives the `n`th call named `name` (the last matching fault wins), or null. */

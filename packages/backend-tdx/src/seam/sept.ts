@@ -246,16 +246,19 @@ export class SeptPages {
    * recorded as a read of that entry. Leaves read entries only through this and `entryHi`.
    */
   entryLo(table: Uint32Array, off: number): number {
-    const rec = this.fp.fp;
-    if (rec !== null) rec.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    if (this.fp.fp !== null) this.recordRead(table, off);
     return table[off]!;
   }
 
   /** The high half of the entry at `off` of `table`, recorded as `entryLo`. */
   entryHi(table: Uint32Array, off: number): number {
-    const rec = this.fp.fp;
-    if (rec !== null) rec.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+    if (this.fp.fp !== null) this.recordRead(table, off);
     return table[off + 1]!;
+  }
+
+  /** The read of the entry at `off` of `table`, apart so that `entryLo`/`entryHi` stay small (inlined). */
+  private recordRead(table: Uint32Array, off: number): void {
+    this.fp.fp!.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
   }
 
   /** A page stops being an S-EPT page (RECLAIM at teardown may drop one with entries left): its used entries are written. */

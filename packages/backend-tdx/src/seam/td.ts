@@ -19,6 +19,7 @@ import {
   TD_REFCOUNT,
   TD_STATE,
   TD_TREE_LOCK,
+  UNATTACHED_FOOTPRINT,
   type SeamFootprint,
 } from "./seam-footprint.js";
 
@@ -48,16 +49,24 @@ export class TdVcpu {
   /** TDVPS `assoc_lpid`: the logical processor the vCPU is associated with, -1 for none. */
   private lp = -1;
   private readonly id: number;
+  /** `fp`, or a footprint that never records: "recording?" is one load (`noteRead`). */
+  private readonly rec: SeamFootprint;
 
   constructor(
     readonly tdvpr: number,
     private readonly fp: SeamFootprint | null = null,
   ) {
     this.id = fp ? fp.vcpuId(tdvpr) : 0;
+    this.rec = fp ?? UNATTACHED_FOOTPRINT;
   }
 
+  /** Small enough for V8 to inline everywhere: the recording itself is apart. */
   private noteRead(): void {
-    this.fp?.fp?.read(this.id);
+    if (this.rec.fp !== null) this.recordRead();
+  }
+
+  private recordRead(): void {
+    this.fp!.fp!.read(this.id);
   }
 
   get epoch(): number {
@@ -258,20 +267,28 @@ export class Td {
   private assocVcpus = 0;
   /** MRTD as a running digest of what was measured. */
   private measurement = 0;
+  /** `fp`, or a footprint that never records: "recording?" is one load (`noteRead`). */
+  private readonly rec: SeamFootprint;
 
   constructor(
     readonly tdr: number,
     readonly hkid: number,
     private readonly fp: SeamFootprint | null = null,
   ) {
+    this.rec = fp ?? UNATTACHED_FOOTPRINT;
     this.treeLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_TREE_LOCK) : 0);
     this.opStateLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_OPSTATE_LOCK) : 0);
     this.epochLock = new SharexLock(fp, fp ? fp.tdId(tdr, TD_EPOCH_LOCK) : 0);
   }
 
+  /** Small enough for V8 to inline everywhere: the recording itself is apart. */
   private noteRead(part: number): void {
-    const fp = this.fp;
-    if (fp?.fp) fp.fp.read(fp.tdId(this.tdr, part));
+    if (this.rec.fp !== null) this.recordRead(part);
+  }
+
+  private recordRead(part: number): void {
+    const fp = this.fp!;
+    fp.fp!.read(fp.tdId(this.tdr, part));
   }
 
   private noteWrite(part: number): void {
