@@ -279,7 +279,10 @@ export function exploreExhaustCase(
  * caps the threads together): the same number of schedules, not the same ones.
  */
 export function exploreJobsCase(cli: string, args: readonly string[], capped = false): Measurement {
-  const time = (jobs: string[]): { s: number; schedules: number; steps: number } => {
+  const time = (
+    jobs: string[],
+    threads: number,
+  ): { s: number; schedules: number; steps: number } => {
     const t0 = performance.now();
     const p = spawnSync(process.execPath, [cli, "explore", ...args, "--json", ...jobs], {
       encoding: "utf8",
@@ -290,15 +293,23 @@ export function exploreJobsCase(cli: string, args: readonly string[], capped = f
       throw new Error(
         `explore ${jobs.join(" ")}: exit ${p.status}: ${(p.stderr || "").trim().split("\n").pop()}`,
       );
-    const r = JSON.parse(p.stdout) as { schedules: number; steps: number; exhausted: boolean };
+    const r = JSON.parse(p.stdout) as {
+      schedules: number;
+      steps: number;
+      exhausted: boolean;
+      threads: number;
+    };
+    // Without --jobs a search with sleep sets runs on every core: the one thread is asked for.
+    if (r.threads !== threads)
+      throw new Error(`explore ${jobs.join(" ")}: ran on ${r.threads} threads, not ${threads}`);
     if (r.exhausted === capped)
       throw new Error(
         `explore ${jobs.join(" ")}: ${capped ? "exhausted before the cap" : "the space was not exhausted"}`,
       );
     return { s, schedules: r.schedules, steps: r.steps };
   };
-  const one = time(["--algorithm", "sleep"]);
-  const two = time(["--jobs", "2"]);
+  const one = time(["--algorithm", "sleep", "--jobs", "1"], 1);
+  const two = time(["--jobs", "2"], 2);
   if (one.schedules !== two.schedules)
     throw new Error(`--jobs 2 ran ${two.schedules} schedules, --jobs 1 ${one.schedules}`);
   return {
