@@ -345,6 +345,32 @@ describe("explore --jobs progress", () => {
       "explored 3,017 schedules, 5,000,409 steps, on 3 threads",
     ]);
   });
+
+  it("counts only the threads started: the main one alone until the others join", () => {
+    const shared = new BigInt64Array(2 * 2);
+    const lines: string[] = [];
+    let now = 0;
+    let running = 1;
+    const io = { out: () => {}, err: (t: string) => lines.push(t) };
+    const print = progressLine(
+      shared,
+      2,
+      io,
+      () => now,
+      () => running,
+    );
+    publishProgress(shared, 0, { ...NO_PROGRESS, schedules: 5, steps: 50 });
+    now = 2_000;
+    print();
+    running = 2;
+    publishProgress(shared, 1, { ...NO_PROGRESS, schedules: 1, steps: 10 });
+    now = 4_000;
+    print();
+    expect(lines).toEqual([
+      "explored 5 schedules, 50 steps, on 1 thread",
+      "explored 6 schedules, 60 steps, on 2 threads",
+    ]);
+  });
 });
 
 describe("explore --jobs claims", () => {

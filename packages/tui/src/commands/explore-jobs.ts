@@ -67,12 +67,16 @@ export function publishProgress(
   Atomics.store(shared, 2 * index + 1, BigInt(p.steps));
 }
 
-/** The threads' progress, summed, on standard error at most every `PROGRESS_MS` of `clock`. */
+/**
+ * The threads' progress, summed, on standard error at most every `PROGRESS_MS` of `clock`, with
+ * how many are `running` (the others start late without --jobs: `runExploreJobs`).
+ */
 export function progressLine(
   shared: BigInt64Array,
   jobs: number,
   io: Io,
   clock: () => number = () => performance.now(),
+  running: () => number = () => jobs,
 ): () => void {
   let last = clock();
   return () => {
@@ -85,8 +89,9 @@ export function progressLine(
       schedules += Atomics.load(shared, 2 * i);
       steps += Atomics.load(shared, 2 * i + 1);
     }
+    const n = running();
     io.err(
-      `explored ${schedules.toLocaleString("en-US")} schedules, ${steps.toLocaleString("en-US")} steps, on ${jobs} threads`,
+      `explored ${schedules.toLocaleString("en-US")} schedules, ${steps.toLocaleString("en-US")} steps, on ${n} thread${n === 1 ? "" : "s"}`,
     );
   };
 }
@@ -210,9 +215,9 @@ export async function runExploreJobs(
   const taken = newTaken();
   const progressBuffer = new SharedArrayBuffer(16 * jobs);
   const progress = new BigInt64Array(progressBuffer);
-  const printProgress = progressLine(progress, jobs, io);
   const workers: Worker[] = [];
   const threads: Promise<string>[] = [];
+  const printProgress = progressLine(progress, jobs, io, undefined, () => 1 + threads.length);
   const startWorker = (index: number) =>
     new Promise<string>((resolve, reject) => {
       const data: JobData = {
