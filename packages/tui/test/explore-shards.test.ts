@@ -209,11 +209,39 @@ describe("explore --shard K/N and explore-merge", () => {
       threads: 1,
       exhausted: true,
     });
-    const bad = await tdpemuWith({ TDPEMU_JOBS_START_MS: "soon" }, "explore", ...args);
-    expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(
-      /TDPEMU_JOBS_START_MS: expected a whole number of milliseconds, got 'soon'/,
-    );
+    // A bad delay is refused even where no other thread would start (an optimal search).
+    const soon = { TDPEMU_JOBS_START_MS: "soon" };
+    for (const a of [args, ["scenarios/race-shared-table.yaml"]]) {
+      const bad = await tdpemuWith(soon, "explore", ...a);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(
+        /TDPEMU_JOBS_START_MS: expected a whole number of milliseconds, got 'soon'/,
+      );
+    }
+  }, 120_000);
+
+  it("without --jobs, a violation is shrunk and drawn as one thread draws it", async () => {
+    const out = join(dir, "default-jobs.schedule.json");
+    const args = [
+      "scenarios/race-shared-table.yaml",
+      "--unsafe-non-atomic-set",
+      "--algorithm",
+      "sleep",
+      "--out",
+      out,
+    ];
+    const one = await tdpemu("explore", ...args, "--jobs", "1");
+    const shrunk = out.replace(/\.schedule\.json$/, ".shrunk.schedule.json");
+    // The other threads at once, and never: the same race either way.
+    for (const start of ["0", "999999"]) {
+      rmSync(shrunk, { force: true });
+      const r = await tdpemuWith({ TDPEMU_JOBS_START_MS: start }, "explore", ...args);
+      expect([one.code, r.code]).toEqual([1, 1]);
+      const race = (t: string) => t.slice(t.indexOf("\nthe race"));
+      expect(race(r.out)).toMatch(/^\nthe race, shrunk to \d+ steps and 1 preemption/);
+      expect(race(r.out)).toEqual(race(one.out));
+      expect(readFileSync(shrunk, "utf8")).toMatch(/"choices"/);
+    }
   }, 120_000);
 
   it("--jobs 2 with a violation: the one a single thread stops at, and its schedule", async () => {
@@ -304,6 +332,11 @@ describe("explore --shard K/N and explore-merge", () => {
       ],
       [["--shard", "one"], /--shard: expected K\/N/],
       [["--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N/],
+      // Not with the threads a search with sleep sets runs on by default: they vary by machine.
+      [
+        ["--algorithm", "sleep", "--split-depth", "4"],
+        /--split-depth: only with --shard K\/N or --jobs N/,
+      ],
       [["--jobs", "0"], /--jobs: expected a whole number of at least 1, got '0'/],
       [["--jobs", "10000"], /--jobs: expected at most 256 threads, got 10000/],
       [

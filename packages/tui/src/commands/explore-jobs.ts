@@ -22,7 +22,7 @@
  * from one count (`ScheduleBudget`), where shards, apart, each have their own.
  */
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { ExploreProgress, ScheduleBudget } from "@tdpemu/core";
+import type { ExploreProgress, ExploreViolation, ScheduleBudget } from "@tdpemu/core";
 import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
 import { UsageError } from "../usage-error.js";
@@ -205,7 +205,23 @@ export async function runExploreJobs(
   json: boolean,
   io: Io,
   explore: ExploreCommand,
-  { startAfterMs }: { startAfterMs: number },
+  {
+    startAfterMs,
+    onViolation,
+  }: {
+    startAfterMs: number;
+    /**
+     * Called with the violation reported, once the report is printed: its violations and
+     * choices, the file its schedule was written to (null if it could not be) and the schedules
+     * the search ran.
+     */
+    onViolation?: (
+      violations: ExploreViolation[],
+      choices: number[],
+      file: string | null,
+      searched: number,
+    ) => void;
+  },
 ): Promise<number> {
   const entry = commandEntry();
   if (entry === null)
@@ -231,14 +247,23 @@ export async function runExploreJobs(
       };
       const worker = new Worker(entry, { workerData: data });
       workers.push(worker);
+      let reported = false;
       worker.on("message", (m: JobMessage) => {
+        reported = true;
         if ("done" in m) resolve(m.done.report);
         else reject(new Error(`explore --jobs: thread ${index}: ${m.failed}`));
       });
-      worker.on("error", reject);
-      // After its report, a thread's exit changes nothing; before it, it is the thread's failure.
+      // A thread that dies before its report fails the run: the others take no more subtrees
+      // (one that failed in its search has stopped them itself). After its report, its exit
+      // changes nothing.
+      const died = (e: Error) => {
+        if (reported) return;
+        stopClaims(claims);
+        reject(e);
+      };
+      worker.on("error", died);
       worker.on("exit", (code) =>
-        reject(
+        died(
           new Error(`explore --jobs: thread ${index} ended (exit code ${code}) without its report`),
         ),
       );
@@ -305,7 +330,11 @@ export async function runExploreJobs(
     io.err(
       "tdpemu: explore: --max-schedules stopped a thread before its part of the search was explored: the violation reported may not be the first",
     );
-  return printMerged(io, merged, out, json);
+  const v = merged.violation;
+  const choices = v === null ? null : (v.scheduleFile as { choices: number[] }).choices;
+  const code = printMerged(io, merged, out, json);
+  if (v !== null && onViolation) onViolation(v.violations, choices!, v.file, merged.schedules);
+  return code;
 }
 
 /** Whether this thread is one of `explore --jobs`'s (then `runExploreJob` is its whole work). */

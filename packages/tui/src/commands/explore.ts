@@ -14,6 +14,7 @@ import {
   scheduleSteps,
   shrinkSchedule,
   type ExploreProgress,
+  type ExploreViolation,
   type MmuOptions,
   type Scenario,
   type ScheduleBudget,
@@ -122,6 +123,8 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
   const reduction = !values.flags.has("no-reduction");
   const reportPath = values.report;
+  // Read (and a bad value refused) whether or not other threads will start.
+  const startAfterMs = job === undefined && askedJobs === undefined ? jobsStartMs() : 0;
   const jobs =
     askedJobs ??
     defaultJobs(
@@ -149,15 +152,45 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     Number.isFinite(preemptionBound),
     jobs > 1 || job !== undefined || values.shard !== undefined,
   );
+  // `--split-depth` goes with an explicit --jobs N or --shard, not with the default's threads
+  // (which depend on the machine).
+  if (
+    splitDepth !== undefined &&
+    job === undefined &&
+    values.shard === undefined &&
+    !(jobs > 1 && askedJobs !== undefined)
+  )
+    throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
+  const opts = { backend: source, hostMemory, mmu, inject };
+  /** The schedule file's content for a violation found. */
+  const contentOf = (violations: ExploreViolation[], choices: number[]): ScheduleContent => ({
+    scenarioPath,
+    name: scn.name,
+    backend: backendForSchedule(registry, backendName),
+    seed: scn.schedule.seed,
+    interleave: true,
+    mmu,
+    hostMemory,
+    inject,
+    violations,
+    choices,
+  });
   if (jobs > 1 && job === undefined) {
-    return runExploreJobs(args, jobs, out, values.flags.has("json"), io, exploreCommand, {
-      startAfterMs: askedJobs === undefined ? jobsStartMs() : 0,
+    const json = values.flags.has("json");
+    return runExploreJobs(args, jobs, out, json, io, exploreCommand, {
+      startAfterMs,
+      // The race, shrunk and drawn, as one thread's search shows it (in the text report).
+      onViolation: json
+        ? undefined
+        : (violations, choices, file, searched) => {
+            drawRace(io, scn, opts, contentOf(violations, choices), file, searched, true);
+          },
     });
   }
   const shard =
     job !== undefined
       ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
-      : shardOption(values.shard, jobs > 1 ? undefined : splitDepth);
+      : shardOption(values.shard, splitDepth);
   const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
   const progress =
     job !== undefined
@@ -200,18 +233,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   let unsaved: string | null = null;
   let content: ScheduleContent | null = null;
   if (r.violation) {
-    content = {
-      scenarioPath,
-      name: scn.name,
-      backend: backendForSchedule(registry, backendName),
-      seed: scn.schedule.seed,
-      interleave: true,
-      mmu,
-      hostMemory,
-      inject,
-      violations: r.violation.violations,
-      choices: r.violation.choices,
-    };
+    content = contentOf(r.violation.violations, r.violation.choices);
     // A shard writes its schedule only where told to (shards side by side would overwrite one
     // file); its report carries it for explore-merge.
     if (shard !== null) unsaved = scheduleFileText(null, content);
@@ -263,7 +285,6 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   if (job !== undefined && r.violation) job.found(r.violation.position);
   const json = shard !== null || values.flags.has("json");
   printExploreReport(io, report, json);
-  const opts = { backend: source, hostMemory, mmu, inject };
   const race =
     content !== null && shard === null && (!json || reportPath !== undefined)
       ? drawRace(io, scn, opts, content, file, r.schedules, !json)
