@@ -109,28 +109,25 @@ export class SeamFootprint {
 
   /**
    * The write of S-EPT entry `index` of `page`, of PAMT entry `pfn`, of TD part `part`: the id
-   * is made only while recording (a write otherwise only bumps the state version).
+   * is made only while recording (a write otherwise only bumps the state version). `fp` is the
+   * clock's recorder (`shareRecorder`): null while nothing records, or with no clock.
    */
   writeSept(page: number, index: number): void {
-    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
     if (this.fp === null) this.clock?.bump();
     else this.clock!.touch(this.septId(page, index));
   }
 
   writePamt(pfn: number): void {
-    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
     if (this.fp === null) this.clock?.bump();
     else this.clock!.touch(this.pamtId(pfn));
   }
 
   writePamt2m(pfn: number): void {
-    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
     if (this.fp === null) this.clock?.bump();
     else this.clock!.touch(this.pamt2mId(pfn));
   }
 
   writeTd(tdr: number, part: number): void {
-    // \`fp\` is the clock's recorder (\`shareRecorder\`): null while nothing records, or no clock.
     if (this.fp === null) this.clock?.bump();
     else this.clock!.touch(this.tdId(tdr, part));
   }

@@ -282,10 +282,9 @@ export async function runExploreJobs(
     }
   };
   startWorkers();
-  // While the main thread explores it runs no timer; once it is done, the workers' progress
-  // (unless the run has failed meanwhile: then nothing is left to report on).
+  // While the main thread explores it runs no timer; once its share is done, the workers'
+  // progress, until they are.
   let timer: NodeJS.Timeout | undefined;
-  let settled = false;
   const mainShare = async (): Promise<ExploreReport> => {
     const { report } = await runShare(
       explore,
@@ -300,7 +299,7 @@ export async function runExploreJobs(
         printProgress();
       },
     );
-    if (!settled && threads.length > 0) timer = setInterval(printProgress, PROGRESS_MS).unref();
+    if (threads.length > 0) timer = setInterval(printProgress, PROGRESS_MS).unref();
     return report;
   };
   let reports: [ExploreReport, ...string[]];
@@ -314,7 +313,6 @@ export async function runExploreJobs(
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   } finally {
-    settled = true;
     clearInterval(timer);
   }
   const [main, ...others] = reports;

@@ -129,9 +129,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     askedJobs ??
     defaultJobs(
       job === undefined && values.shard === undefined && reportPath === undefined,
-      values.algorithm,
-      reduction,
-      Number.isFinite(preemptionBound),
+      algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), false),
     );
   if (reportPath !== undefined) {
     // The threads and the shards each see a share of the search; the one run to show is
@@ -434,18 +432,12 @@ function jobsStartMs(): number {
 /**
  * The threads a search runs on without `--jobs`: every core, where the search can be shared out
  * (sleep sets, which a bounded search uses, or no reduction); one for an optimal search, which
- * cannot be (`algorithmOption`), for a shard, for a thread of `--jobs` itself and with
- * `--report`, which one thread writes.
+ * cannot be (`unsplit`: the search's algorithm were it not split), for a shard, for a thread of
+ * `--jobs` itself and with `--report`, which one thread writes.
  */
-function defaultJobs(
-  free: boolean,
-  algorithm: string | undefined,
-  reduction: boolean,
-  bounded: boolean,
-): number {
-  if (!free || commandEntry() === null) return 1;
-  const optimal = reduction && (algorithm === "optimal" || (algorithm === undefined && !bounded));
-  return optimal ? 1 : Math.min(availableParallelism(), MAX_JOBS);
+function defaultJobs(free: boolean, unsplit: ReturnType<typeof algorithmOption>): number {
+  if (!free || unsplit === "optimal" || commandEntry() === null) return 1;
+  return Math.min(availableParallelism(), MAX_JOBS);
 }
 
 /** The depth `--shard` splits the search at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
