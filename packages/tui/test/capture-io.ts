@@ -20,7 +20,9 @@ export function captureIo(): Io & { outText: () => string; errText: () => string
 export function withoutProgress(err: string): string {
   return err
     .split("\n")
-    .filter((l) => !/^explored [\d,]+ schedules, [\d,]+ steps, [\d,]+\/s$/.test(l))
+    .filter(
+      (l) => !/^explored [\d,]+ schedules, [\d,]+ steps, ([\d,]+\/s|on \d+ threads?)$/.test(l),
+    )
     .join("\n");
 }
 
