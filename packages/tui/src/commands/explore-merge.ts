@@ -92,13 +92,7 @@ export function exploreMergeCommand(args: string[], io: Io): number {
       );
   }
 
-  return printMerged(
-    "explore-merge",
-    io,
-    mergeShares(shares),
-    values.out,
-    values.flags.has("json"),
-  );
+  return printMerged(io, mergeShares(shares), values.out, values.flags.has("json"));
 }
 
 /**
@@ -133,12 +127,8 @@ export function mergeShares(shares: readonly { r: ExploreReport }[]): ExploreRep
   return merged;
 }
 
-/**
- * Writes the merged violation's schedule to `out` (default: named for the scenario), prints the
- * report; the exit code. `command` names what failed if the schedule cannot be written.
- */
+/** Writes the merged violation's schedule to `out` (default: named for the scenario), prints the report; the exit code. */
 export function printMerged(
-  command: "explore" | "explore-merge",
   io: Io,
   merged: ExploreReport,
   out: string | undefined,
@@ -157,7 +147,7 @@ export function printMerged(
       delete v.scheduleFile;
     } catch (e) {
       io.err(
-        `tdpemu: ${command}: --out: cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`,
+        `tdpemu: --out: cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`,
       );
     }
   }
@@ -204,19 +194,17 @@ function readShare(file: string): ExploreReport {
     if (!whole(r[k], 0)) throw bad(`"${k}"`, "a whole number of at least 0", r[k]);
   for (const k of ["scenario", "backend", "strategy"] as const)
     if (typeof r[k] !== "string") throw bad(`"${k}"`, "a string", r[k]);
-  if (r.algorithm !== "optimal" && r.algorithm !== "sleep" && r.algorithm !== "none")
-    throw bad('"algorithm"', '"optimal", "sleep" or "none"', r.algorithm);
+  // A share of a search is a sleep-set search, or none at all (--no-reduction).
+  if (r.algorithm !== "sleep" && r.algorithm !== "none")
+    throw bad('"algorithm"', '"sleep" or "none" (a shard\'s search)', r.algorithm);
   for (const k of ["unsafeNonAtomicSet", "tdxHugePages", "reduction", "exhausted"] as const)
     if (typeof r[k] !== "boolean") throw bad(`"${k}"`, "true or false", r[k]);
   if (r.preemptionBound !== null && !whole(r.preemptionBound, 0))
     throw bad('"preemptionBound"', "a whole number or null", r.preemptionBound);
   if (typeof r.seconds !== "number" || !(r.seconds >= 0))
     throw bad('"seconds"', "a number of at least 0", r.seconds);
-  // A shard's report from before the field was added ran on one thread, split at its depth.
+  // A shard's report from before the field was added ran on one thread.
   r.threads ??= 1;
-  r.splitDepth ??= (r.shard as { depth: number }).depth;
-  if (r.splitDepth !== (r.shard as { depth: number }).depth)
-    throw bad('"splitDepth"', "the shard's depth", r.splitDepth);
   if (!whole(r.threads, 1)) throw bad('"threads"', "a whole number of at least 1", r.threads);
   if (
     r.traceDigests !== undefined &&
