@@ -408,27 +408,32 @@ describe("bounded input", () => {
 });
 
 describe("explore --out that cannot be written", () => {
-  it("still prints the violation and its schedule, exit 1, and the printed schedule replays", async () => {
-    const r = await tdpemu(
-      "explore",
-      "scenarios/race-shared-table.yaml",
-      "--unsafe-non-atomic-set",
-      "--out",
-      join(dir, "no-such-dir", "v.json"),
-      "--json",
-    );
-    expect(r.code).toBe(1);
-    expect(r.err).toMatch(
-      /^tdpemu: explore: --out: cannot write the schedule to '.*v\.json': ENOENT; the schedule is printed instead$/,
-    );
-    const found = (JSON.parse(r.out) as ExploreReport).violation!;
-    expect(found.file).toBeNull();
-    const saved = file("printed.json", JSON.stringify(found.scheduleFile));
-    const replay = await tdpemu("replay", saved, "--json");
-    expect(replay.code).toBe(1);
-    const replayed = (JSON.parse(replay.out) as Report).invariants.violations;
-    expect(replayed[0]!.message).toBe(found.violations[0]!.message);
-  });
+  // One thread, and threads (whose report is merged as shards' are): the same message.
+  it.each([[[]], [["--jobs", "2"]]])(
+    "still prints the violation and its schedule, exit 1, and the printed schedule replays (%j)",
+    async (jobs) => {
+      const r = await tdpemu(
+        "explore",
+        "scenarios/race-shared-table.yaml",
+        "--unsafe-non-atomic-set",
+        "--out",
+        join(dir, "no-such-dir", "v.json"),
+        "--json",
+        ...jobs,
+      );
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(
+        /^tdpemu: explore: --out: cannot write the schedule to '.*v\.json': ENOENT; the schedule is printed instead$/,
+      );
+      const found = (JSON.parse(r.out) as ExploreReport).violation!;
+      expect(found.file).toBeNull();
+      const saved = file(`printed-${jobs.length}.json`, JSON.stringify(found.scheduleFile));
+      const replay = await tdpemu("replay", saved, "--json");
+      expect(replay.code).toBe(1);
+      const replayed = (JSON.parse(replay.out) as Report).invariants.violations;
+      expect(replayed[0]!.message).toBe(found.violations[0]!.message);
+    },
+  );
 });
 
 describe("guests backed by 1 GiB pages get a host that holds them", () => {

@@ -330,7 +330,7 @@ export async function runExploreJobs(
     );
   const v = merged.violation;
   const choices = v === null ? null : (v.scheduleFile as { choices: number[] }).choices;
-  const code = printMerged(io, merged, out, json);
+  const code = printMerged("explore", io, merged, out, json);
   if (v !== null && onViolation) onViolation(v.violations, choices!, v.file, merged.schedules);
   return code;
 }

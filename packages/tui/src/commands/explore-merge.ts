@@ -92,7 +92,13 @@ export function exploreMergeCommand(args: string[], io: Io): number {
       );
   }
 
-  return printMerged(io, mergeShares(shares), values.out, values.flags.has("json"));
+  return printMerged(
+    "explore-merge",
+    io,
+    mergeShares(shares),
+    values.out,
+    values.flags.has("json"),
+  );
 }
 
 /**
@@ -127,8 +133,12 @@ export function mergeShares(shares: readonly { r: ExploreReport }[]): ExploreRep
   return merged;
 }
 
-/** Writes the merged violation's schedule to `out` (default: named for the scenario), prints the report; the exit code. */
+/**
+ * Writes the merged violation's schedule to `out` (default: named for the scenario), prints the
+ * report; the exit code. `command` names what failed if the schedule cannot be written.
+ */
 export function printMerged(
+  command: "explore" | "explore-merge",
   io: Io,
   merged: ExploreReport,
   out: string | undefined,
@@ -147,7 +157,7 @@ export function printMerged(
       delete v.scheduleFile;
     } catch (e) {
       io.err(
-        `tdpemu: --out: cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`,
+        `tdpemu: ${command}: --out: cannot write the schedule to '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; the schedule is printed instead`,
       );
     }
   }
