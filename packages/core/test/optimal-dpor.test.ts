@@ -219,6 +219,29 @@ describe("Optimal-DPOR", () => {
     expectEveryTraceOnce(programs, 6);
   });
 
+  it("a sleeper's veto below the root rests on a race above it: the trace is still run", () => {
+    // From a review of a split search (sleep sets above a depth, Optimal-DPOR in each subtree on
+    // its own), which lost the trace "t2 adds, t1 reads c2 and branches (c1 odd: writes c0), t0
+    // reads c0": after t1's read of c2, t0 is asleep (its read of c0 commutes with it), and it
+    // vetoes the reversal of t1's branch (as it ran: a read of c2) with t2's add, although
+    // reversed, that branch writes c0. The whole search runs the trace through the race of t0's
+    // read with t1's write above that node; this holds it to that.
+    const programs: Action[][] = [
+      [{ kind: "read", cell: 0 }],
+      [
+        { kind: "read", cell: 2 },
+        { kind: "branch", cell: 1, then: 0, else: 2 },
+      ],
+      [{ kind: "add", cell: 1 }],
+    ];
+    const all = search(programs, { reduction: false });
+    const optimal = search(programs, { reduction: true, algorithm: "optimal" });
+    expect(all.keys.size).toBe(3);
+    expect([...optimal.keys].sort()).toEqual([...all.keys].sort());
+    // One run ends with every way on asleep here (the sleeper's).
+    expect([optimal.r.complete, optimal.r.cut]).toEqual([3, 1]);
+  });
+
   it("a sleeping step that commutes with a reversal but not with the race's first step does not cover it", () => {
     // Found at fast-check seeds 68 and 87. In the first: t0 adds to c1, then writes c2; t1
     // branches on c1 (odd: write c1, else read c2); t2 writes c2, then branches on c2 (always
