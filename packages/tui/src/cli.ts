@@ -1,20 +1,17 @@
 #!/usr/bin/env node
 import v8 from "node:v8";
+import { isMainThread } from "node:worker_threads";
 import "reflect-metadata";
 import { main } from "./main.js";
 import { exploreCommand } from "./commands/explore.js";
 import { isExploreJob, runExploreJob } from "./commands/explore-jobs.js";
 import { isCompareJob, runCompareJob } from "./compare-job.js";
 import { processIo } from "./io.js";
+import { inlineForFaultPath } from "./v8-inlining.js";
 
-// V8 inlines callees into an optimized function until their bytecode adds up to 920 bytes. The
-// fault path is many small functions (one per kernel function it models), and that budget runs
-// out a few calls deep: each call left is a few nanoseconds, and the SPTE halves it passes
-// (uint32 above 2^31) are boxed into heap numbers. With a larger budget V8 inlines more of it:
-// measured +15 % faults/s on plain and +30 % on SEV and TDX, with the explorer and the UI frame
-// unchanged (`tdpemu bench`). Raising the per-function limit as well made it slower. Compilation
-// reads the flag, so setting it here, before any hot code has run, applies it to the whole run.
-v8.setFlagsFromString("--max-inlined-bytecode-size-cumulative=4000");
+// The fault path's inlining budget (`v8-inlining.ts`), before any hot code has run; a worker
+// thread leaves the flag, which is the process's, as the main thread set it.
+if (isMainThread) inlineForFaultPath();
 
 // V8 allocates objects from an allocation site straight into the old generation once most of
 // them have survived a young collection ("pretenuring"). The explorer builds a VM for every

@@ -27,6 +27,7 @@ import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
 import { UsageError } from "../usage-error.js";
 import { mergeShares, printMerged } from "./explore-merge.js";
+import { inlineForThreads } from "../v8-inlining.js";
 import type { ExploreJob } from "./explore.js";
 import type { ExploreReport } from "./explore-report.js";
 
@@ -226,6 +227,8 @@ export async function runExploreJobs(
   const entry = commandEntry();
   if (entry === null)
     throw new UsageError("explore: --jobs: needs the built command (packages/tui/dist/tdpemu.mjs)");
+  // Before this thread's search is compiled, and the workers': see `inlineForThreads`.
+  inlineForThreads();
   const claims = newClaims();
   const claimsBuffer = claims.buffer as SharedArrayBuffer;
   const taken = newTaken();
