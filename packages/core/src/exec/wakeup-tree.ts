@@ -59,22 +59,30 @@ export function weakInitial(
   if (x >= 0) {
     const wk = seq.wakers[x]!;
     if (wk >= 0 && taken[wk] === 0) return -1;
-    // The step's footprint where it would go first (`fp`) is what the steps before it must not
-    // touch: the sequence's footprint of it is the one it had in another run, where it came
-    // later and may have read other values and taken another branch (it is the same step only
-    // if nothing before it changes what it reads).
-    for (let y = 0; y < x; y++)
+    // The step goes first if it commutes with the steps before it. Either footprint shows it: the
+    // sequence's, of the step where it stands there, or `fp`, of the step where it would go
+    // first; each is the same step in the other place if nothing in between changes what it
+    // reads. One that is not known (-1: a reversed race's last step, which may take another
+    // branch once it runs first) shows nothing.
+    const mine = fps[x]!;
+    for (let y = 0; y < x; y++) {
+      if (taken[y] !== 0) continue;
+      const theirs = fps[y]!;
       if (
-        taken[y] === 0 &&
-        (seqStore.dependsOn(fps[y]!, fps[x]!) ||
-          (fp >= 0 && seqStore.dependsOnIn(fps[y]!, store, fp)))
+        theirs < 0 ||
+        (mine < 0 && fp < 0) ||
+        (mine >= 0 && seqStore.dependsOn(theirs, mine)) ||
+        (fp >= 0 && seqStore.dependsOnIn(theirs, store, fp))
       )
         return -1;
+    }
     return x;
   }
   if (fp < 0) return -1;
-  for (let y = 0; y < len; y++)
-    if (taken[y] === 0 && store.dependsOnIn(fp, seqStore, fps[y]!)) return -1;
+  for (let y = 0; y < len; y++) {
+    if (taken[y] !== 0) continue;
+    if (fps[y]! < 0 || store.dependsOnIn(fp, seqStore, fps[y]!)) return -1;
+  }
   return len;
 }
 
@@ -212,7 +220,8 @@ export class WakeupTrees {
     }
     for (let x = 0; x < len; x++) {
       if (taken[x] !== 0) continue;
-      const fp = seqStore === this.store ? fps[x]! : this.store.addFrom(seqStore, fps[x]!);
+      const fp =
+        seqStore === this.store || fps[x]! < 0 ? fps[x]! : this.store.addFrom(seqStore, fps[x]!);
       u = this.append(u, tasks[x]!, fp);
     }
     return true;
