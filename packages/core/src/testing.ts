@@ -81,5 +81,5 @@ export { checkInvariants, mirrorView, INVARIANTS } from "./check/invariants.js";
 // scenario
 export * from "./scenario/schema.js";
 export { checkPluginOps } from "./scenario/plugin-ops.js";
-export { explore, type ExploreSystem } from "./exec/explorer.js";
+export { explore, type ExploreSplit, type ExploreSystem } from "./exec/explorer.js";
 export { FootprintAudit } from "./check/footprint-audit.js";

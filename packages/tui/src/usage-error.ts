@@ -34,11 +34,11 @@ export const USAGE = `usage:
       --preemption-bound <k|none>     at most k preemptions per schedule (default none)
       --out <file>                    where to write the violating schedule
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
-      --algorithm <optimal|sleep>     the reduction: optimal DPOR, one run per trace (default), or sleep sets (the default with --preemption-bound, --jobs or --shard)
+      --algorithm <optimal|sleep>     the reduction: optimal DPOR, one run per trace (default; sleep sets above the split depth), or sleep sets (the default with --preemption-bound)
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
-      --jobs <n>                      explore on n threads: the counts and traces of one thread, or its first violation (default: every core, joining after 1 s, for a search with sleep sets or none; 1 for optimal DPOR)
+      --jobs <n>                      explore on n threads: the report of one thread, or its first violation (default: every core, joining after 1 s)
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
-      --split-depth <d>               with --jobs or --shard: the depth whose nodes are shared out (default 12)
+      --split-depth <d>               the depth whose nodes the threads or shards share out (default 12); 0: not split, one thread
       --report <file.html>            write the run that found the violation (or the verdict) as one HTML page
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives

@@ -143,8 +143,9 @@ describe("tdpemu explore", () => {
     );
     // --algorithm is checked before --jobs starts its threads.
     const j = io();
-    expect(await main(["explore", SCN, "--jobs", "2", "--algorithm", "optimal"], j.o)).toBe(2);
-    expect(j.err()).toMatch(/--algorithm optimal and --jobs\/--shard/);
+    const bounded = ["--preemption-bound", "2", "--algorithm", "optimal"];
+    expect(await main(["explore", SCN, "--jobs", "2", ...bounded], j.o)).toBe(2);
+    expect(j.err()).toMatch(/--algorithm optimal and --preemption-bound/);
     // A schedule that ends in no violation has no race to draw.
     const clean = join(dir, "clean.schedule.json");
     expect(await main(["run", SCN, "--seed", "3", "--schedule-out", clean], io().o)).toBe(0);

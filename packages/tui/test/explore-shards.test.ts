@@ -74,13 +74,10 @@ const NO_PROGRESS: ExploreProgress = {
 const TIMING = new Set(["seconds", "schedulesPerSecond", "threads"]);
 
 /**
- * The one-thread search a split one must equal: with sleep sets, as shares and jobs search
- * (an optimal search reaches the same traces in other runs, in another order).
+ * The one-thread search a split one must equal: `--jobs 1`, split as shares and threads are
+ * (an optimal search branches as sleep sets do above the split depth).
  */
-const single = (args: readonly string[]) =>
-  args.includes("--no-reduction") || args.includes("--preemption-bound")
-    ? [...args, "--jobs", "1"]
-    : [...args, "--algorithm", "sleep", "--jobs", "1"];
+const single = (args: readonly string[]) => [...args, "--jobs", "1"];
 
 describe("explore --shard K/N and explore-merge", () => {
   it.each([
@@ -111,7 +108,7 @@ describe("explore --shard K/N and explore-merge", () => {
   ] as const)(
     "%s: the merged report is the single exploration's, field by field",
     async (tag, args, split, n) => {
-      const whole = await tdpemu("explore", ...single(args), "--json");
+      const whole = await tdpemu("explore", ...single(args), ...split, "--json");
       expect(whole.code).toBe(0);
       const files = await shards(n, [...args, ...split], tag.replace(/\W+/g, "-"));
       const parts = files.map(
@@ -130,6 +127,13 @@ describe("explore --shard K/N and explore-merge", () => {
       for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
       expect(w.exhausted).toBe(true);
       expect([w.threads, m.threads]).toEqual([1, n]);
+      // The same traces as the unsplit search (optimal unless bounded or not reduced).
+      const unsplit = await tdpemu("explore", ...args, "--json", "--split-depth", "0");
+      expect(JSON.parse(unsplit.out)).toMatchObject({
+        traces: w.traces,
+        algorithm: w.algorithm,
+        splitDepth: null,
+      });
     },
     120_000,
   );
@@ -193,25 +197,23 @@ describe("explore --shard K/N and explore-merge", () => {
     const m = JSON.parse(all.out) as Record<string, unknown>;
     for (const k of Object.keys(w)) if (!TIMING.has(k)) expect([k, m[k]]).toEqual([k, w[k]]);
     expect([w.threads, m.threads]).toEqual([1, cores]);
-    // An optimal search cannot be shared out: it runs on one thread.
-    const optimal = await tdpemuWith(now, "explore", "scenarios/race-shared-table.yaml", "--json");
-    expect(JSON.parse(optimal.out)).toMatchObject({ algorithm: "optimal", threads: 1 });
+    // So is an optimal search, split as `--jobs 1` splits it.
+    const race = ["scenarios/race-shared-table.yaml", "--count-traces", "--json"];
+    const optimalOne = JSON.parse((await tdpemu("explore", ...single(race))).out) as object;
+    const optimal = JSON.parse((await tdpemuWith(now, "explore", ...race)).out) as object;
+    expect(optimal).toMatchObject({ algorithm: "optimal", threads: cores, splitDepth: 12 });
+    for (const [k, v] of Object.entries(optimalOne))
+      if (!TIMING.has(k)) expect([k, (optimal as Record<string, unknown>)[k]]).toEqual([k, v]);
     // By default the others start only after a second: a shorter search runs on one thread.
-    const short = await tdpemu(
-      "explore",
-      "scenarios/race-shared-table.yaml",
-      "--algorithm",
-      "sleep",
-      "--json",
-    );
+    const short = await tdpemu("explore", "scenarios/race-shared-table.yaml", "--json");
     expect(JSON.parse(short.out)).toMatchObject({
-      algorithm: "sleep",
+      algorithm: "optimal",
       threads: 1,
       exhausted: true,
     });
-    // A bad delay is refused even where no other thread would start (an optimal search).
+    // A bad delay is refused even where no other thread would start (a shard).
     const soon = { TDPEMU_JOBS_START_MS: "soon" };
-    for (const a of [args, ["scenarios/race-shared-table.yaml"]]) {
+    for (const a of [args, ["scenarios/race-shared-table.yaml", "--shard", "0/1"]]) {
       const bad = await tdpemuWith(soon, "explore", ...a);
       expect(bad.code).toBe(2);
       expect(bad.err).toMatch(
@@ -331,23 +333,15 @@ describe("explore --shard K/N and explore-merge", () => {
         /--shard: expected K\/N, the K-th of N shares counted from 0 \(0 <= K < N\), got '3\/3'/,
       ],
       [["--shard", "one"], /--shard: expected K\/N/],
-      [["--split-depth", "4"], /--split-depth: only with --shard K\/N or --jobs N/],
-      // Not with the threads a search with sleep sets runs on by default: they vary by machine.
+      [["--split-depth", "x"], /--split-depth: expected a whole number of at least 0, got .x./],
       [
-        ["--algorithm", "sleep", "--split-depth", "4"],
-        /--split-depth: only with --shard K\/N or --jobs N/,
+        ["--split-depth", "0", "--jobs", "2"],
+        /--split-depth 0 and --jobs\/--shard: a search that is not split runs on one thread/,
       ],
       [["--jobs", "0"], /--jobs: expected a whole number of at least 1, got '0'/],
       [["--jobs", "10000"], /--jobs: expected at most 256 threads, got 10000/],
-      [
-        ["--jobs", "1", "--split-depth", "4"],
-        /--split-depth: only with --shard K\/N or --jobs N \(N > 1\)/,
-      ],
       [["--jobs", "2", "--shard", "0/2"], /--jobs and --shard: a shard runs in one thread/],
-      [
-        ["--shard", "0/2", "--split-depth", "0"],
-        /--split-depth: expected a whole number of at least 1/,
-      ],
+      [["--shard", "0/2", "--split-depth", "0"], /--split-depth 0 and --jobs\/--shard/],
     ] as [string[], RegExp][]) {
       const r = await tdpemu("explore", "scenarios/race-shared-table.yaml", ...flags);
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)]);

@@ -86,10 +86,12 @@ export interface ExploreOptions {
   /**
    * The reduction: `optimal` (Optimal-DPOR with wakeup trees: one complete run per trace, none
    * cut by a sleep set) or `sleep` (sleep sets alone, which branch at every node and cut the
-   * runs they find redundant). `optimal` unless the search is split or bounded, which need
-   * `sleep` (asking for `optimal` there throws): an optimal search fills a node's wakeup tree
-   * from the runs of every subtree below it, so its subtrees cannot be explored apart; and it
-   * reaches some traces only through reorderings that cost more preemptions than a bound allows.
+   * runs they find redundant). `optimal` unless the search is bounded, which needs `sleep`
+   * (asking for `optimal` throws): an optimal search reaches some traces only
+   * through reorderings that cost more preemptions than the bound allows. A split optimal
+   * search branches as sleep sets do above the split depth and is optimal in each subtree on
+   * its own (`optimalFrom`), since a node's wakeup tree fills from the runs of every subtree
+   * below it: complete runs stay one per trace, and some runs above the depth are cut.
    */
   algorithm?: ExploreAlgorithm;
   /**
@@ -312,11 +314,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   const checkEveryStep = opts.checkEveryStep ?? true;
   const reduction = opts.reduction ?? true;
   const bounded = bound !== Infinity;
-  const optimal =
-    reduction && (opts.algorithm ?? (opts.split || bounded ? "sleep" : "optimal")) === "optimal";
-  // Neither would be complete (docs/explorer.md): the caller must not ask.
-  if (optimal && opts.split)
-    throw new Error("explore: a split search (shards, jobs) needs the sleep-set algorithm");
+  const optimal = reduction && (opts.algorithm ?? (bounded ? "sleep" : "optimal")) === "optimal";
+  // It would not be complete (docs/explorer.md): the caller must not ask.
   if (optimal && bounded)
     throw new Error("explore: a bounded search needs the sleep-set algorithm");
   const t0 = performance.now();
@@ -347,6 +346,14 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let stepViolation: ExploreViolation | null = null;
   const split = opts.split ?? null;
   const splitDepth = split === null ? Infinity : split.depth;
+  /**
+   * The depth from which the search is optimal: 0, or, split, the split depth. Above it a split
+   * optimal search branches as sleep sets do (every enabled, awake task), so that each subtree
+   * is searched on its own: a race whose first step lies above the split depth asks for a
+   * branch there, and sleep sets run that branch anyway (docs/explorer.md). Infinity with
+   * sleep sets alone.
+   */
+  const optimalFrom = !optimal ? Infinity : split === null ? 0 : splitDepth;
   /** Subtree roots (nodes at `splitDepth`) met so far, in the order of the search. */
   let subtrees = 0;
   const ownership: boolean[] = [];
@@ -629,11 +636,11 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       p.preemptions[d] = preemptions;
       // Optimal-DPOR goes where the node's wakeup tree says; where it says nothing, the choice is
       // free, as with sleep sets: keep the running task, else the lowest enabled one.
-      const wake = wut === null ? -1 : nextWakeup(p, d);
+      const wake = d >= optimalFrom ? nextWakeup(p, d) : -1;
       let c = wake >= 0 ? wut!.taskOf(wake) : -1;
       if (c >= 0) {
         // Taken from the tree.
-      } else if (wut !== null && (c = starved(p, d, enabled)) >= 0) {
+      } else if (d >= optimalFrom && (c = starved(p, d, enabled)) >= 0) {
         // A task kept waiting too long goes first.
       } else if (prev >= 0 && p.isEnabled(d, prev) && p.sleep[base + prev] === -1) c = prev;
       else {
@@ -818,6 +825,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       evFps,
       n,
       (i, j) => {
+        // Above the split depth every branch is run (`optimalFrom`).
+        if (i < optimalFrom) return;
         rf.reversal(evTasks, evFps, n, i, j);
         if (!runsFrom(i, rf, run)) return;
         const v = rf.reversalSeq;
@@ -953,12 +962,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       const base = d * p.tasks;
       const nEnabled = p.nEnabled[d]!;
       let u = -1;
-      if (wut !== null) {
-        // The choice explored from here leaves the wakeup tree; the next one left is taken.
-        if (p.nDone[d]! > 0) wut.removeFirstChild(p.root[d]!);
+      // The choice explored from here leaves the wakeup tree.
+      if (wut !== null && p.nDone[d]! > 0) wut.removeFirstChild(p.root[d]!);
+      if (d >= optimalFrom) {
+        // The next one the tree has left is taken.
         const fc = nextWakeup(p, d);
-        if (fc >= 0) u = wut.taskOf(fc);
-      } else
+        if (fc >= 0) u = wut!.taskOf(fc);
+      } else {
         for (let k = 0; k < nEnabled; k++) {
           const i = p.enabled[base + k]!;
           if (p.isDone(d, i) || p.sleep[base + i] !== -1) continue;
@@ -966,6 +976,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
           u = i;
           break;
         }
+        // Above the split depth of an optimal search the branch becomes the node's tree's one
+        // child, so that the nodes below it have trees.
+        if (u >= 0 && wut !== null) wut.addChild(p.root[d]!, u);
+      }
       if (u >= 0) {
         p.addDone(d, u);
         next = d;
@@ -978,7 +992,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
         const i = p.enabled[base + k]!;
         if (p.isDone(d, i)) continue;
         // Optimal-DPOR leaves out every choice no race asked for: each is only a reordering.
-        if (p.sleep[base + i] !== -1 || wut !== null) skippedByReduction++;
+        if (p.sleep[base + i] !== -1 || d >= optimalFrom) skippedByReduction++;
         else prunedByBound++;
       }
       // The node and its subtree's footprints go.

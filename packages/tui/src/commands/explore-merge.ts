@@ -204,17 +204,19 @@ function readShare(file: string): ExploreReport {
     if (!whole(r[k], 0)) throw bad(`"${k}"`, "a whole number of at least 0", r[k]);
   for (const k of ["scenario", "backend", "strategy"] as const)
     if (typeof r[k] !== "string") throw bad(`"${k}"`, "a string", r[k]);
-  // A share of a search is a sleep-set search, or none at all (--no-reduction).
-  if (r.algorithm !== "sleep" && r.algorithm !== "none")
-    throw bad('"algorithm"', '"sleep" or "none" (a shard\'s search)', r.algorithm);
+  if (r.algorithm !== "optimal" && r.algorithm !== "sleep" && r.algorithm !== "none")
+    throw bad('"algorithm"', '"optimal", "sleep" or "none"', r.algorithm);
   for (const k of ["unsafeNonAtomicSet", "tdxHugePages", "reduction", "exhausted"] as const)
     if (typeof r[k] !== "boolean") throw bad(`"${k}"`, "true or false", r[k]);
   if (r.preemptionBound !== null && !whole(r.preemptionBound, 0))
     throw bad('"preemptionBound"', "a whole number or null", r.preemptionBound);
   if (typeof r.seconds !== "number" || !(r.seconds >= 0))
     throw bad('"seconds"', "a number of at least 0", r.seconds);
-  // A shard's report from before the field was added ran on one thread.
+  // A shard's report from before the field was added ran on one thread, split at its depth.
   r.threads ??= 1;
+  r.splitDepth ??= (r.shard as { depth: number }).depth;
+  if (r.splitDepth !== (r.shard as { depth: number }).depth)
+    throw bad('"splitDepth"', "the shard's depth", r.splitDepth);
   if (!whole(r.threads, 1)) throw bad('"threads"', "a whole number of at least 1", r.threads);
   if (
     r.traceDigests !== undefined &&

@@ -44,6 +44,11 @@ export interface ExploreReport {
   } | null;
   /** The threads that explored (`--jobs`; shards merged: theirs added up). */
   threads: number;
+  /**
+   * The depth the search was split at (`--jobs`, `--shard`, or the threads a search runs on
+   * without `--jobs`), null if it was not. An optimal search branches as sleep sets do above it.
+   */
+  splitDepth: number | null;
   /** For a share of an exploration (`--shard K/N`): which one, and the depth the search was split at. */
   shard?: { index: number; count: number; depth: number };
   /** For a share with `--count-traces`: a digest of each trace it counted (merged as a set). */
@@ -60,7 +65,9 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
   const search =
     r.algorithm === "optimal"
-      ? "optimal DPOR"
+      ? r.splitDepth === null
+        ? "optimal DPOR"
+        : `optimal DPOR below depth ${r.splitDepth}, sleep sets above`
       : r.algorithm === "sleep"
         ? "sleep sets"
         : "no reduction";

@@ -120,7 +120,15 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     throw new UsageError(
       "explore: --jobs and --shard: a shard runs in one thread (run more shards instead)",
     );
-  const splitDepth = countOption("explore", "split-depth", values["split-depth"], 1);
+  // Every search is split, whatever runs it (one thread, threads or shards), so that it gives
+  // the same report on any machine: an optimal search branches as sleep sets do above the
+  // split depth. 0: not split, the search shared out by no thread or shard.
+  const splitDepth =
+    countOption("explore", "split-depth", values["split-depth"], 0) ?? DEFAULT_SPLIT_DEPTH;
+  if (splitDepth === 0 && ((askedJobs ?? 1) > 1 || values.shard !== undefined))
+    throw new UsageError(
+      "explore: --split-depth 0 and --jobs/--shard: a search that is not split runs on one thread; leave out --jobs/--shard",
+    );
   const reduction = !values.flags.has("no-reduction");
   const reportPath = values.report;
   // Read (and a bad value refused) whether or not other threads will start.
@@ -128,8 +136,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   const jobs =
     askedJobs ??
     defaultJobs(
-      job === undefined && values.shard === undefined && reportPath === undefined,
-      algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound), false),
+      job === undefined && values.shard === undefined && reportPath === undefined && splitDepth > 0,
     );
   if (reportPath !== undefined) {
     // The threads and the shards each see a share of the search; the one run to show is
@@ -144,21 +151,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     checkReportPath("explore", reportPath);
   }
   // Checked here, before --jobs hands the command line to its threads.
-  const algorithm = algorithmOption(
-    values.algorithm,
-    reduction,
-    Number.isFinite(preemptionBound),
-    jobs > 1 || job !== undefined || values.shard !== undefined,
-  );
-  // `--split-depth` goes with an explicit --jobs N or --shard, not with the default's threads
-  // (which depend on the machine).
-  if (
-    splitDepth !== undefined &&
-    job === undefined &&
-    values.shard === undefined &&
-    !(jobs > 1 && askedJobs !== undefined)
-  )
-    throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
+  const algorithm = algorithmOption(values.algorithm, reduction, Number.isFinite(preemptionBound));
   const opts = { backend: source, hostMemory, mmu, inject };
   /** The schedule file's content for a violation found. */
   const contentOf = (violations: ExploreViolation[], choices: number[]): ScheduleContent => ({
@@ -187,9 +180,15 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   }
   const shard =
     job !== undefined
-      ? { index: job.index, count: job.count, depth: splitDepth ?? DEFAULT_SPLIT_DEPTH }
+      ? { index: job.index, count: job.count, depth: splitDepth }
       : shardOption(values.shard, splitDepth);
-  const owns = job !== undefined ? job.owns : (i: number) => i % shard!.count === shard!.index;
+  const split = shard ?? (splitDepth === 0 ? null : { depth: splitDepth });
+  const owns =
+    job !== undefined
+      ? job.owns
+      : shard === null
+        ? () => true
+        : (i: number) => i % shard.count === shard.index;
   const progress =
     job !== undefined
       ? job.progress
@@ -213,17 +212,20 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     reduction,
     algorithm: algorithm === "none" ? undefined : algorithm,
     countTraces,
-    ...(shard === null
+    ...(split === null
       ? {}
       : {
           // The threads of --jobs share one --max-schedules; shards each have their own.
           split: {
-            depth: shard.depth,
+            depth: split.depth,
             owns,
             ...(job === undefined ? {} : { budget: job.budget(maxSchedules) }),
           },
           // A shard's traces leave as digests, for explore-merge to count them as one set.
-          onTrace: countTraces ? (key: string) => digests.push(traceDigest(key)) : undefined,
+          onTrace:
+            countTraces && shard !== null
+              ? (key: string) => digests.push(traceDigest(key))
+              : undefined,
         }),
   });
   let file: string | null = null;
@@ -267,6 +269,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     spaceExhausted: r.exhausted && r.prunedByBound === 0,
     seconds: r.seconds,
     threads: 1,
+    splitDepth: split === null ? null : split.depth,
     schedulesPerSecond: r.seconds > 0 ? Math.round(r.schedules / r.seconds) : r.schedules,
     violation: r.violation
       ? {
@@ -376,14 +379,13 @@ function drawRace(
 }
 
 /**
- * `--algorithm`: Optimal-DPOR unless the search is bounded or split, where only sleep sets are
- * complete (see docs/explorer.md): asking for `optimal` there is an error, not a silent change.
+ * `--algorithm`: Optimal-DPOR unless the search is bounded, where only sleep sets are complete
+ * (see docs/explorer.md): asking for `optimal` there is an error, not a silent change.
  */
 function algorithmOption(
   v: string | undefined,
   reduction: boolean,
   bounded: boolean,
-  split: boolean,
 ): "optimal" | "sleep" | "none" {
   if (v !== undefined && v !== "optimal" && v !== "sleep")
     throw new UsageError(
@@ -401,12 +403,7 @@ function algorithmOption(
       "explore: --algorithm optimal and --preemption-bound: an optimal search reaches some traces only through reorderings that cost more preemptions than the bound allows, so it would miss traces within the bound; leave out --algorithm (a bounded search uses sleep sets)",
     );
   }
-  if (v === "optimal" && split) {
-    throw new UsageError(
-      "explore: --algorithm optimal and --jobs/--shard: an optimal search fills each node's wakeup tree from runs in every subtree below it, so its subtrees cannot be explored apart; leave out --algorithm (a split search uses sleep sets)",
-    );
-  }
-  return v ?? (bounded || split ? "sleep" : "optimal");
+  return v ?? (bounded ? "sleep" : "optimal");
 }
 
 /** More threads than any machine this runs on has cores for (each is a V8 isolate of its own). */
@@ -430,29 +427,23 @@ function jobsStartMs(): number {
 }
 
 /**
- * The threads a search runs on without `--jobs`: every core, where the search can be shared out
- * (sleep sets, which a bounded search uses, or no reduction); one for an optimal search, which
- * cannot be (`unsplit`: the search's algorithm were it not split), for a shard, for a thread of
+ * The threads a search runs on without `--jobs`: every core; one for a shard, for a thread of
  * `--jobs` itself and with `--report`, which one thread writes.
  */
-function defaultJobs(free: boolean, unsplit: ReturnType<typeof algorithmOption>): number {
-  if (!free || unsplit === "optimal" || commandEntry() === null) return 1;
+function defaultJobs(free: boolean): number {
+  if (!free || commandEntry() === null) return 1;
   return Math.min(availableParallelism(), MAX_JOBS);
 }
 
-/** The depth `--shard` splits the search at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
+/** The depth a search is split at unless `--split-depth` says: deep enough for a few hundred subtrees in the shipped races. */
 export const DEFAULT_SPLIT_DEPTH = 12;
 
 /** `--shard K/N` (and `--split-depth`): the K-th of N shares of the search, or null. */
 function shardOption(
   v: string | undefined,
-  depth: number | undefined,
+  depth: number,
 ): { index: number; count: number; depth: number } | null {
-  if (v === undefined) {
-    if (depth !== undefined)
-      throw new UsageError("explore: --split-depth: only with --shard K/N or --jobs N (N > 1)");
-    return null;
-  }
+  if (v === undefined) return null;
   const m = /^([0-9]+)\/([0-9]+)$/.exec(v);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
@@ -461,7 +452,7 @@ function shardOption(
       `explore: --shard: expected K/N, the K-th of N shares counted from 0 (0 <= K < N), got '${v}'`,
     );
   }
-  return { index, count, depth: depth ?? DEFAULT_SPLIT_DEPTH };
+  return { index, count, depth };
 }
 
 /** A trace's key as a short digest (SHA-256, 96 bits): what a shard's report lists of each trace. */
