@@ -84,14 +84,15 @@ export interface ExploreOptions {
   /** Partial-order reduction (default on); off explores every interleaving within the bound. */
   reduction?: boolean;
   /**
-   * The reduction: `optimal` (Optimal-DPOR with wakeup trees: one complete run per trace, none
-   * cut by a sleep set) or `sleep` (sleep sets alone, which branch at every node and cut the
+   * The reduction: `optimal` (Optimal-DPOR with wakeup trees: one complete run per trace, few
+   * cut by a sleep set: "Steps that branch" below) or `sleep` (sleep sets alone, which branch at every node and cut the
    * runs they find redundant). `optimal` unless the search is bounded, which needs `sleep`
    * (asking for `optimal` throws): an optimal search reaches some traces only
    * through reorderings that cost more preemptions than the bound allows. A split optimal
    * search branches as sleep sets do above the split depth and is optimal in each subtree on
    * its own (`optimalFrom`), since a node's wakeup tree fills from the runs of every subtree
-   * below it: complete runs stay one per trace, and some runs above the depth are cut.
+   * below it: complete runs stay one per trace, and more runs are cut (above the depth, and in
+   * subtrees whose root has sleepers).
    */
   algorithm?: ExploreAlgorithm;
   /**
@@ -783,8 +784,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   // second branch raced with the add, commuted with the add and with that branch as it ran.)
   // Asking step i and the steps after it to commute too, as this explorer did, still lost
   // traces: their footprints are also the ones they had before the reversal. So a sleeper whose
-  // step is not in the reversal never vetoes; a sequence the runs it stands for did cover runs
-  // once more, and ends cut by the sleep set (`cut`).
+  // step is not in the reversal never vetoes. Where the sleeper did cover the reversal, its
+  // sequence now runs anyway and ends cut by the sleep set (`cut`).
   //
   // Likewise step j's footprint in the reversal is its footprint after step i, whose writes it
   // may have read: where step i modified what step j touched, the reversal holds step j with no
