@@ -4,6 +4,9 @@
  * footprints in the trees' own store, does: the same answer and the same tree, node for node.
  * The trees' nodes carry footprints of their own (`setFootprint`), which `weakInitial` compares
  * with the sequence's steps, so a comparison made in the wrong store shows.
+ *
+ * Dropping a step the search may not take (`WakeupTrees.dropFirstChild`) keeps every sequence
+ * that was below it, for some of them were merged there without holding its step.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -127,5 +130,90 @@ describe("WakeupTrees.insert", () => {
       expect(w.insert(root, seq, theirs)).toBe(true);
       expect(shape(w, root, footprintOf(w)).map((c) => (c as unknown[])[0])).toEqual([0, 1]);
     }
+  });
+});
+
+/** Every root-to-leaf sequence of tasks below `n`. */
+function leafPaths(w: WakeupTrees, n: number): number[][] {
+  const out: number[][] = [];
+  for (let c = w.firstChild(n); c >= 0; c = nextSibling(w, c)) {
+    const below = leafPaths(w, c);
+    if (below.length === 0) out.push([w.taskOf(c)]);
+    else for (const p of below) out.push([w.taskOf(c), ...p]);
+  }
+  return out;
+}
+
+/** A sequence of `tasks` whose footprints are not known. */
+function unknown(tasks: number[]): StepSequence {
+  const len = tasks.length;
+  return {
+    tasks: Int32Array.from(tasks),
+    fps: new Int32Array(len).fill(-1),
+    wakers: new Int32Array(len).fill(-1),
+    len,
+  };
+}
+
+describe("WakeupTrees.dropFirstChild", () => {
+  it("keeps each sequence below the dropped step, without it, and leaves the other branches as they were", () => {
+    const sequence = fc.array(fc.nat(3), { minLength: 1, maxLength: 4 });
+    fc.assert(
+      fc.property(fc.array(sequence, { minLength: 1, maxLength: 6 }), (sequences) => {
+        const w = new WakeupTrees();
+        const root = w.root();
+        for (const s of sequences) w.insert(root, unknown(s));
+        const dropped = w.firstChild(root);
+        const below = leafPaths(w, dropped);
+        const others = leafPaths(w, root).filter((p) => p[0] !== w.taskOf(dropped));
+        const firsts = (ps: number[][]) => [...new Set(ps.map((p) => p[0]))];
+        w.dropFirstChild(root);
+        const after = leafPaths(w, root);
+        // The branches after the dropped one stay, first and in their order.
+        expect(firsts(after).slice(0, firsts(others).length)).toEqual(firsts(others));
+        for (const p of others) expect(after).toContainEqual(p);
+        // What was below it is held: each such sequence, offered again, is covered.
+        for (const p of below) expect(w.insert(root, unknown(p))).toBe(false);
+        // And nothing else.
+        for (const p of after) expect([...others, ...below]).toContainEqual(p);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("puts back a sequence merged below a step of another task, which the step's branch does not run", () => {
+    // Task 0 wrote R; a sequence of task 1 then task 2, both writing S, commutes with it and is
+    // merged below it. Dropping task 0's step (asleep where the search stands) keeps 1, 2.
+    const rec = new FootprintRecorder();
+    const R = resourceId(0, 1);
+    const S = resourceId(0, 2);
+    const w = new WakeupTrees();
+    const root = w.root();
+    const node = w.addChild(root, 0);
+    w.setFootprint(node, save(w.store, rec, [{ id: R, kind: "write" }]));
+    // The branch of task 0 goes on with task 3 (a choice of the search's own).
+    w.addChild(node, 3);
+    const seq: StepSequence = {
+      tasks: Int32Array.from([1, 2]),
+      fps: Int32Array.from([
+        save(w.store, rec, [{ id: S, kind: "write" }]),
+        save(w.store, rec, [{ id: S, kind: "write" }]),
+      ]),
+      wakers: Int32Array.from([-1, -1]),
+      len: 2,
+    };
+    expect(w.insert(root, seq)).toBe(true);
+    expect(leafPaths(w, root)).toEqual([
+      [0, 3],
+      [0, 1, 2],
+    ]);
+    w.dropFirstChild(root);
+    expect(leafPaths(w, root)).toEqual([[3], [1, 2]]);
+    // The new nodes know no footprint: moved in front of task 0's step they may branch otherwise.
+    const fpOf = footprintOf(w);
+    expect(fpOf(w.firstChild(root))).toBe(-1);
+    // A leaf goes with nothing put back.
+    w.dropFirstChild(root);
+    expect(leafPaths(w, root)).toEqual([[1, 2]]);
   });
 });

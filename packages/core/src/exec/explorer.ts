@@ -735,8 +735,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
    * The first step node `d`'s wakeup tree has left to run; -1 if none. In the paper's model its
    * task is always enabled and awake here; with tasks that wait, a sequence merged into the tree
    * below a prefix other than its own may not be (`addReversals`). A step of a sleeping task
-   * begins only runs its earlier branch covers: that subtree goes. A task that cannot run here
-   * makes the node branch to every task that can, as sleep sets would, so nothing is lost.
+   * begins only runs its earlier branch covers: the step goes, and what was merged below it goes
+   * back into the tree (`dropFirstChild`). A task that cannot run here makes the node branch to
+   * every task that can, as sleep sets would, so nothing is lost.
    */
   function nextWakeup(p: SearchPath, d: number): number {
     const r = p.root[d]!;
@@ -745,7 +746,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (fc < 0) return -1;
       const t = wut!.taskOf(fc);
       if (p.isEnabled(d, t) && p.sleep[d * p.tasks + t] === -1 && !p.isDone(d, t)) return fc;
-      wut!.removeFirstChild(r);
+      wut!.dropFirstChild(r);
       skippedByReduction++;
       if (!p.isEnabled(d, t)) branchToAll(p, d);
     }

@@ -171,6 +171,54 @@ export class WakeupTrees {
   }
 
   /**
+   * Drops the first child of `n`, a step the search may not take there (its task is asleep,
+   * explored there already, or cannot run), but not what was merged under it: each sequence
+   * below it goes back into the tree below `n` without the child's step.
+   *
+   * In the paper's model such a child has only sequences that begin with its step below it, and
+   * a sleeping task's earlier branch covers them all. But `insert` also merges below a child a
+   * sequence that does not hold its step at all, because the step commutes with every step of
+   * it (a weak initial that is none of the sequence's): the run goes the child's way and takes
+   * the sequence after it. That the earlier branch covers such a sequence too rests on the
+   * footprints compared, which a step that branches (`weakInitial`) or a task that waits can
+   * make wrong; the search has not been seen to reach this (no generated program, no shipped
+   * scenario drops a child with a subtree), so it costs nothing where the model holds, and
+   * where it does not, a run too many replaces a trace lost. The sequences go back with
+   * footprints unknown (-1): moved in front of the child's step they may branch otherwise, so
+   * each merges only with a branch that takes the same tasks in the same order.
+   */
+  dropFirstChild(n: number): void {
+    const c = this.first[n]!;
+    this.first[n] = this.next[c]!;
+    if (this.first[n] < 0) this.last[n] = -1;
+    this.next[c] = -1;
+    // Depth first below `c`, without recursion: `path` is the nodes from c's child down.
+    const path: number[] = [];
+    for (let u = this.first[c]!; u >= 0;) {
+      path.push(u);
+      if (this.first[u]! >= 0) {
+        u = this.first[u]!;
+        continue;
+      }
+      this.insert(n, {
+        tasks: Int32Array.from(path, (m) => this.task[m]!),
+        fps: new Int32Array(path.length).fill(-1),
+        wakers: new Int32Array(path.length).fill(-1),
+        len: path.length,
+      });
+      u = -1;
+      while (path.length > 0) {
+        const m = path.pop()!;
+        if (this.next[m]! >= 0) {
+          u = this.next[m]!;
+          break;
+        }
+      }
+    }
+    this.freeSubtree(c);
+  }
+
+  /**
    * Frees `n` and everything below it. Iterative (a branch is as deep as a run is long): each
    * freed node's children join the work list, which is threaded through `next`.
    */
