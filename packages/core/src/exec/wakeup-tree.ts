@@ -175,17 +175,18 @@ export class WakeupTrees {
    * explored there already, or cannot run), but not what was merged under it: each sequence
    * below it goes back into the tree below `n` without the child's step.
    *
-   * In the paper's model such a child has only sequences that begin with its step below it, and
-   * a sleeping task's earlier branch covers them all. But `insert` also merges below a child a
-   * sequence that does not hold its step at all, because the step commutes with every step of
-   * it (a weak initial that is none of the sequence's): the run goes the child's way and takes
-   * the sequence after it. That the earlier branch covers such a sequence too rests on the
-   * footprints compared, which a step that branches (`weakInitial`) or a task that waits can
-   * make wrong; the search has not been seen to reach this (no generated program, no shipped
-   * scenario drops a child with a subtree), so it costs nothing where the model holds, and
-   * where it does not, a run too many replaces a trace lost. The sequences go back with
-   * footprints unknown (-1): moved in front of the child's step they may branch otherwise, so
-   * each merges only with a branch that takes the same tasks in the same order.
+   * In the paper's model no tree step is ever a sleeping task's (a reversal a sleeper could begin
+   * is not inserted) and every task can always run. Here one can be, and the sequences that begin
+   * with its step are covered by its earlier branch. But `insert` also merges below a child a
+   * sequence that does not hold its step at all, because the step commutes with every step of it (a
+   * weak initial that is none of the sequence's): the run goes the child's way and takes the
+   * sequence after it. That the earlier branch covers such a sequence too rests on the footprints
+   * compared, which a step that branches (`weakInitial`) or a task that waits can make wrong; the
+   * search has not been seen to reach this (no generated program, no shipped scenario drops a child
+   * with a subtree), so it costs nothing where the model holds, and where it does not, a run too
+   * many replaces a trace lost. The sequences go back with footprints unknown (-1): moved in front
+   * of the child's step they may branch otherwise, so each merges only with a branch that takes the
+   * same tasks in the same order.
    */
   dropFirstChild(n: number): void {
     const c = this.first[n]!;
