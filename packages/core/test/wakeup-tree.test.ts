@@ -7,11 +7,15 @@
  *
  * Dropping a step the search may not take (`WakeupTrees.dropFirstChild`) keeps every sequence
  * that was below it, for some of them were merged there without holding its step.
+ *
+ * `weakInitial`, the test every insertion and every sleeper's veto rests on, has a case for each
+ * way it refuses a step (a waker before it, a footprint not known, a conflict seen from either
+ * side): removing any one of its conditions fails a test here.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FootprintRecorder, FootprintStore, resourceId } from "../src/testing.js";
-import { WakeupTrees, type StepSequence } from "../src/exec/wakeup-tree.js";
+import { WakeupTrees, weakInitial, type StepSequence } from "../src/exec/wakeup-tree.js";
 
 type Access = { id: number; kind: "read" | "write" | "add" };
 
@@ -215,5 +219,53 @@ describe("WakeupTrees.dropFirstChild", () => {
     // A leaf goes with nothing put back.
     w.dropFirstChild(root);
     expect(leafPaths(w, root)).toEqual([[1, 2]]);
+  });
+});
+
+describe("weakInitial", () => {
+  const rec = new FootprintRecorder();
+  const R = resourceId(0, 1);
+  const S = resourceId(0, 2);
+  const T = resourceId(0, 3);
+  const store = new FootprintStore();
+  const writes = (id: number) => save(store, rec, [{ id, kind: "write" }]);
+  const reads = (id: number) => save(store, rec, [{ id, kind: "read" }]);
+  /** Task 0 writes R, then task 1 reads T: independent, unless step 1 waited for step 0. */
+  const seq = (wakers: number[], fps = [writes(R), reads(T)]): StepSequence => ({
+    tasks: Int32Array.from([0, 1]),
+    fps: Int32Array.from(fps),
+    wakers: Int32Array.from(wakers),
+    len: 2,
+  });
+  const none = new Uint8Array(2);
+
+  it("takes a step that commutes with the steps before it, unless one of them woke its task", () => {
+    expect(weakInitial(store, 1, reads(T), seq([-1, -1]), none)).toBe(1);
+    // Step 0 woke task 1: its step cannot come first, though their footprints do not conflict.
+    expect(weakInitial(store, 1, reads(T), seq([-1, 0]), none)).toBe(-1);
+    // Once the waker is taken out (it runs first), the step is next.
+    expect(weakInitial(store, 1, reads(T), seq([-1, 0]), Uint8Array.from([1, 0]))).toBe(1);
+  });
+
+  it("does not take a step whose footprint, or a footprint before it, is not known", () => {
+    // A step before it with no footprint (a reversal's last step) may conflict with anything.
+    expect(weakInitial(store, 1, reads(T), seq([-1, -1], [-1, reads(T)]), none)).toBe(-1);
+    // The step's footprint known on one side suffices: either shows it commutes.
+    expect(weakInitial(store, 1, -1, seq([-1, -1]), none)).toBe(1);
+    expect(weakInitial(store, 1, reads(T), seq([-1, -1], [writes(R), -1]), none)).toBe(1);
+    // Known on neither side, nothing shows it.
+    expect(weakInitial(store, 1, -1, seq([-1, -1], [writes(R), -1]), none)).toBe(-1);
+    // Either footprint that conflicts is enough to refuse it.
+    expect(weakInitial(store, 1, reads(R), seq([-1, -1]), none)).toBe(-1);
+    expect(weakInitial(store, 1, reads(T), seq([-1, -1], [writes(R), reads(R)]), none)).toBe(-1);
+  });
+
+  it("takes a step of a task the sequence does not hold only if it is known to commute with all of it", () => {
+    expect(weakInitial(store, 2, writes(S), seq([-1, -1]), none)).toBe(2);
+    expect(weakInitial(store, 2, writes(T), seq([-1, -1]), none)).toBe(-1);
+    expect(weakInitial(store, 2, -1, seq([-1, -1]), none)).toBe(-1);
+    expect(weakInitial(store, 2, writes(S), seq([-1, -1], [writes(R), -1]), none)).toBe(-1);
+    // A step taken out of the sequence no longer counts.
+    expect(weakInitial(store, 2, writes(T), seq([-1, -1]), Uint8Array.from([0, 1]))).toBe(2);
   });
 });
