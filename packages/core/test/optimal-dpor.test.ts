@@ -507,4 +507,89 @@ describe("Optimal-DPOR", () => {
       /bounded search needs the sleep-set algorithm/,
     );
   });
+
+  // Programs that reach nextWakeup's rare paths (found by a helper's directed search, 2026-12-06):
+  // a tree step with a subtree whose task is asleep where it comes first, and a first step whose
+  // task cannot run there (`branchToAll`). With 4 tasks and a retry the first is routine: the
+  // waker rule of `weakInitial` refuses a step whose recorded waker is not on the tree's path,
+  // though another step on that path already woke it, so the rest of the sequence goes below a
+  // branch where the task sleeps. The second needs 5 tasks, and arises here only from what
+  // `dropFirstChild` puts back. Each program must give every trace, one complete run each.
+  it("a tree step with a subtree, its task asleep where it comes first: every trace once", () => {
+    expectEveryTraceOnce(
+      [
+        [{ kind: "read", cell: 1 }],
+        [{ kind: "add", cell: 1 }],
+        [
+          { kind: "read", cell: 1 },
+          { kind: "retry", task: 3, cell: 0 },
+        ],
+        [{ kind: "wait", task: 0 }],
+      ],
+      18,
+    );
+  }, 300_000);
+
+  it("a dropped tree step with a sequence merged below it that does not hold it: every trace once", () => {
+    expectEveryTraceOnce(
+      [
+        [{ kind: "add", cell: 1 }],
+        [
+          { kind: "add", cell: 1 },
+          { kind: "retry", task: 3, cell: 0 },
+        ],
+        [
+          { kind: "write", cell: 1, value: 0 },
+          { kind: "read", cell: 1 },
+        ],
+        [{ kind: "wait", task: 0 }],
+      ],
+      38,
+    );
+  }, 600_000);
+
+  it("a tree step whose task cannot run (branchToAll): the traces sleep sets reach, once each", () => {
+    // Five tasks: the unreduced search would run some 10^9 schedules, so sleep sets, which the
+    // first property checks against it, are the reference.
+    const sameAsSleep = (programs: Action[][], traces: number) => {
+      const sleep = search(programs, { reduction: true, algorithm: "sleep" });
+      const optimal = search(programs, { reduction: true, algorithm: "optimal" });
+      expect(sleep.keys.size).toBe(traces);
+      expect([...optimal.keys].sort()).toEqual([...sleep.keys].sort());
+      expect(optimal.r.complete).toBe(traces);
+    };
+    sameAsSleep(
+      [
+        [
+          { kind: "retry", task: 3, cell: 2 },
+          { kind: "retry", task: 4, cell: 0 },
+        ],
+        [{ kind: "retry", task: 2, cell: 2 }],
+        [],
+        [
+          { kind: "add", cell: 2 },
+          { kind: "wait", task: 1 },
+        ],
+        [{ kind: "retry", task: 2, cell: 0 }],
+      ],
+      68,
+    );
+    sameAsSleep(
+      [
+        [{ kind: "read", cell: 0 }],
+        [{ kind: "wait", task: 0 }],
+        [
+          { kind: "read", cell: 0 },
+          { kind: "retry", task: 1, cell: 1 },
+          { kind: "add", cell: 2 },
+        ],
+        [
+          { kind: "add", cell: 0 },
+          { kind: "retry", task: 4, cell: 2 },
+        ],
+        [],
+      ],
+      54,
+    );
+  }, 300_000);
 });

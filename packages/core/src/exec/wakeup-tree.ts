@@ -181,12 +181,12 @@ export class WakeupTrees {
    * sequence that does not hold its step at all, because the step commutes with every step of it (a
    * weak initial that is none of the sequence's): the run goes the child's way and takes the
    * sequence after it. That the earlier branch covers such a sequence too rests on the footprints
-   * compared, which a step that branches (`weakInitial`) or a task that waits can make wrong; the
-   * search has not been seen to reach this (no generated program, no shipped scenario drops a child
-   * with a subtree), so it costs nothing where the model holds, and where it does not, a run too
-   * many replaces a trace lost. The sequences go back with footprints unknown (-1): moved in front
-   * of the child's step they may branch otherwise, so each merges only with a branch that takes the
-   * same tasks in the same order.
+   * compared, which a step that branches (`weakInitial`) or a task that waits can make wrong;
+   * programs of four tasks with a retry reach it (`optimal-dpor.test.ts` names two), and no trace
+   * was found that needs the sequences put back; they cost a few runs, and where the model fails, a
+   * run too many replaces a trace lost. The sequences go back with footprints unknown (-1): moved
+   * in front of the child's step they may branch otherwise, so each merges only with a branch that
+   * takes the same tasks in the same order.
    */
   dropFirstChild(n: number): void {
     const c = this.first[n]!;
