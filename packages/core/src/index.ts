@@ -93,7 +93,11 @@ export {
   type OpResult,
   type BuiltRun,
 } from "./scenario/runner.js";
-export { exploreScenario, type ExploreScenarioOptions } from "./scenario/explore-scenario.js";
+export {
+  exploreScenario,
+  scenarioSystem,
+  type ExploreScenarioOptions,
+} from "./scenario/explore-scenario.js";
 export {
   conflictChain,
   scheduleSteps,

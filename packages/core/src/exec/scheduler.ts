@@ -75,14 +75,17 @@ export function deadlock(tasks: readonly Task[], tracker?: WaitTracker): Deadloc
  */
 export class TaskStepper {
   private readonly rec = new FootprintRecorder();
-  private readonly store = new FootprintStore();
+  /** The footprints of the steps taken (`last`). */
+  readonly footprints = new FootprintStore();
   readonly tracker: WaitTracker;
+  /** The footprint of the last step in `footprints`; -1 if it was not recorded (no interleaving). */
+  last = -1;
 
   constructor(
     readonly tasks: readonly Task[],
     readonly clock: Clock,
   ) {
-    this.tracker = new WaitTracker(tasks.length, this.store);
+    this.tracker = new WaitTracker(tasks.length, this.footprints);
     for (let i = 0; i < tasks.length; i++)
       if (tasks[i]!.done) this.tracker.onStep(i, NO_CHANGE, 0, true);
   }
@@ -97,9 +100,11 @@ export class TaskStepper {
    * not steps through whole ops (a range of a thousand faults in one step): recording them would
    * cost the fault path most of its speed, and its only waits (for the VM to be finalized, for
    * the vCPUs to finish) are woken by any step of another task that changed shared state.
+   * Returns what the step yielded (`stepTask`).
    */
-  step(i: number): void {
+  step(i: number): number {
     const clock = this.clock;
+    this.last = -1;
     if (!clock.interleaved) {
       const v = clock.stateVersion;
       const outcome = stepTask(this.tasks, i, clock);
@@ -109,7 +114,7 @@ export class TaskStepper {
         outcome,
         this.tasks[i]!.done,
       );
-      return;
+      return outcome;
     }
     const prev = clock.fp;
     this.rec.reset();
@@ -120,7 +125,9 @@ export class TaskStepper {
     } finally {
       clock.setRecorder(prev);
     }
-    this.tracker.onStep(i, this.rec.saveTo(this.store), outcome, this.tasks[i]!.done);
+    this.last = this.rec.saveTo(this.footprints);
+    this.tracker.onStep(i, this.last, outcome, this.tasks[i]!.done);
+    return outcome;
   }
 
   /** Unfinished tasks with nothing enabled: a deadlock, or a livelock of retries. */

@@ -6,7 +6,12 @@ import type { Backend } from "../backend/backend.js";
 import type { BackendSource } from "../backend/backend-source.js";
 import { FootprintAudit } from "../check/footprint-audit.js";
 import { checkEndOfRun } from "../check/invariants.js";
-import { explore, type ExploreOptions, type ExploreResult } from "../exec/explorer.js";
+import {
+  explore,
+  type ExploreOptions,
+  type ExploreResult,
+  type ExploreSystem,
+} from "../exec/explorer.js";
 import type { MmuOptions } from "../mmu/tdp-mmu.js";
 import { buildRun, classifyRunError } from "./runner.js";
 import type { InjectSpec, Scenario } from "./schema.js";
@@ -20,8 +25,19 @@ export interface ExploreScenarioOptions extends ExploreOptions {
 }
 
 export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
+  return explore(scenarioSystem(scn, opts), opts);
+}
+
+/**
+ * What the explorer runs for a scenario: a function that builds it afresh, as one system (with
+ * `audit`, a `FootprintAudit` of it too: `auditCommutation` takes the same).
+ */
+export function scenarioSystem(
+  scn: Scenario,
+  opts: Omit<ExploreScenarioOptions, keyof ExploreOptions> & { audit?: boolean },
+): () => ExploreSystem {
   const backend = opts.backend;
-  return explore(() => {
+  return () => {
     const built = buildRun(scn, {
       backend: typeof backend === "function" ? backend() : backend,
       hostMemory: opts.hostMemory,
@@ -45,7 +61,7 @@ export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): Ex
       backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
       // The host is this schedule's alone: its storage can go to the next schedule's.
       release: () => built.host.release(),
-      audit: opts.audit ? new FootprintAudit(built.vm, built.tasks) : undefined,
+      audit: opts.audit ? new FootprintAudit(built.vm, built.tasks, built.results) : undefined,
     };
-  }, opts);
+  };
 }
