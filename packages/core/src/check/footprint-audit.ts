@@ -12,8 +12,8 @@
  * sequence and range, the roots, guest backing per host page and per folio, mmu_lock's words,
  * RCU, kvm->srcu, each task's completion, and the backend's own state as it reports it
  * (`Backend.auditState`; a backend that does not record its own accesses is recorded whole, as
- * R_BACKEND, by the core). Reads are not audited here: the accessors that record them are the
- * only way to the state (fields private to them).
+ * R_BACKEND, by the core). Reads are not audited here (a read changes nothing to compare): the
+ * commutation audit (`commute-audit.ts`) finds a read left unrecorded where it matters.
  */
 import { resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
@@ -44,6 +44,25 @@ import { rootIds } from "../mmu/roots.js";
 
 type Numbers = Float64Array | Uint32Array;
 
+/** `state`'s name of a table's SPTEs, before its slot (`tableOfStatePart` reads it back). */
+const TABLE = "the SPTEs of table slot ";
+
+/** The table slot of a part of `FootprintAudit.state`, or -1 if the part is not a table's. */
+export function tableOfStatePart(name: string): number {
+  return name.startsWith(TABLE) ? Number(name.slice(TABLE.length)) : -1;
+}
+
+/** JSON with every object's keys sorted: counters kept in first-use order compare equal. */
+function sortedJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x !== null && typeof x === "object" && !Array.isArray(x) && !ArrayBuffer.isView(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : ArrayBuffer.isView(x)
+        ? Array.from(x as unknown as ArrayLike<number>)
+        : x,
+  );
+}
+
 /** A copy of an array of numbers taken before a step, to be compared with it after. */
 class Watched {
   copy: Numbers = new Uint32Array(0);
@@ -65,6 +84,8 @@ export class FootprintAudit {
   constructor(
     private readonly vm: Vm,
     private readonly tasks: readonly Task[],
+    /** What each op returned (`BuiltRun.results`), for `state`. */
+    private readonly results: readonly unknown[] = [],
   ) {
     this.watched.push(
       new Watched(
@@ -147,6 +168,40 @@ export class FootprintAudit {
         } else miss(id, w.what);
       }
     }
+    return out;
+  }
+
+  /**
+   * The whole state, each part under a name that says what it is: the resources above with
+   * their values, every live table's SPTEs, the watched arrays, and what is no resource but
+   * shows what the steps saw (the ops' results, guest exceptions, the VM's death, the vCPUs'
+   * roots, the MMU's and the backend's counters). Two runs that took the same steps in orders
+   * the footprints call equivalent must end in equal states (`auditCommutation`).
+   */
+  state(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [id, v] of this.snapshot()) out.set(resourceName(id), String(v));
+    for (const [slot, words] of this.copyTables()) out.set(`${TABLE}${slot}`, words.join(","));
+    for (const w of this.watched) {
+      const a = w.get();
+      out.set(`${w.what} (${resourceName(w.idOf(0))}...)`, a === null ? "none" : a.join(","));
+    }
+    const vm = this.vm;
+    // In the order the ops ended, which is the schedule's: sorted, they are what each op found.
+    out.set(
+      "the ops' results",
+      this.results
+        .map((r) => sortedJson(r))
+        .sort()
+        .join("; "),
+    );
+    out.set("the VM is torn down", String(vm.dead));
+    out.set(
+      "the vCPUs' roots and guest exceptions",
+      vm.vcpus.map((v) => `${v.root?.slot}/${v.mirrorRoot?.slot}/${v.exceptions}`).join(" "),
+    );
+    out.set("the MMU's counters", sortedJson(vm.mmu.stats));
+    out.set("the backend's counters", sortedJson(vm.backend.stats()));
     return out;
   }
 

@@ -1,0 +1,256 @@
+/**
+ * The commutation audit: the footprint audit's other half. The footprint audit compares the
+ * state around each step and so sees every write a step does not record; a read left unrecorded
+ * changes nothing and is invisible to it. Where such a read matters, it shows otherwise: two
+ * steps whose footprints the reduction calls independent do not commute. The step that read
+ * behaves differently when the other goes first (it yields something else, records another
+ * footprint, or leaves another state behind), and the explorer, which runs only one of the two
+ * orders, never sees the other.
+ *
+ * From the states of seeded random walks, for every two enabled tasks i and j, the audit runs i
+ * then j and j then i, each from a fresh system with the walk's prefix replayed. Where the first
+ * steps' footprints are independent (`FootprintStore.dependsOn`, the relation the explorer
+ * uses), each step must do the same in either order (yield the same, record the same footprint,
+ * leave the other task enabled) and the two orders must end in the same state
+ * (`FootprintAudit.state`). Anything else is a finding that names the prefix, the two steps and
+ * what differed.
+ *
+ * It checks the states the walks reach, not every state: a test runs it over scenarios small
+ * enough that a few walks pass the races that matter.
+ */
+import { KIND_ADD, KIND_WRITE, resourceName, type FootprintStore } from "../exec/footprint.js";
+import type { ExploreSystem } from "../exec/explorer.js";
+import { Prng } from "../exec/prng.js";
+import { BLOCKED, RETRY_WAIT } from "../exec/ctx.js";
+import { TaskStepper } from "../exec/scheduler.js";
+import { tableOfStatePart } from "./footprint-audit.js";
+
+export interface CommuteAuditOptions {
+  /** Random walks from the start (default 4). */
+  walks?: number;
+  /** The walks' seed (default 1): the same seed takes the same walks. */
+  seed?: number;
+  /** Steps a walk takes at most (default 400). */
+  maxDepth?: number;
+  /** The audit stops after this many findings (default 5). */
+  maxFindings?: number;
+}
+
+export interface CommuteAuditResult {
+  /** States at which two or more tasks were enabled. */
+  states: number;
+  /** Pairs of enabled tasks run in both orders. */
+  pairs: number;
+  /** Of those, the pairs whose footprints are independent: the ones checked. */
+  independent: number;
+  /** What did not commute, one line each. */
+  findings: string[];
+}
+
+/** The system's audit, with the whole state (`FootprintAudit.state`). */
+type StateAudit = NonNullable<ExploreSystem["audit"]> & { state(): Map<string, string> };
+
+/** One fresh system, its prefix replayed. */
+class Run {
+  readonly stepper: TaskStepper;
+  readonly audit: StateAudit;
+
+  constructor(
+    readonly sys: ExploreSystem,
+    prefix: readonly number[],
+  ) {
+    const audit = sys.audit as StateAudit | undefined;
+    if (audit?.state === undefined)
+      throw new Error("auditCommutation: the system's audit has no state() (a FootprintAudit)");
+    this.audit = audit;
+    this.stepper = new TaskStepper(sys.tasks, sys.clock);
+    for (const c of prefix) this.stepper.step(c);
+  }
+
+  /** Task `i`'s step: what it yielded, or the violation it threw (`failed`), and its footprint. */
+  step(i: number): { outcome: string; fp: number; failed: boolean } {
+    try {
+      const r = this.stepper.step(i);
+      const outcome = this.sys.tasks[i]!.done
+        ? "finished"
+        : r === BLOCKED
+          ? "blocked"
+          : r === RETRY_WAIT
+            ? "waits to retry"
+            : "went on";
+      return { outcome, fp: this.stepper.last, failed: false };
+    } catch (e) {
+      const v = this.sys.classify(e);
+      if (v === null) throw e;
+      return { outcome: `failed: [${v.check}] ${v.message}`, fp: -1, failed: true };
+    }
+  }
+
+  name(i: number): string {
+    return this.sys.tasks[i]!.name;
+  }
+
+  release(): void {
+    this.sys.release?.();
+  }
+}
+
+export function auditCommutation(
+  make: () => ExploreSystem,
+  opts: CommuteAuditOptions = {},
+): CommuteAuditResult {
+  const walks = opts.walks ?? 4;
+  const maxDepth = opts.maxDepth ?? 400;
+  const maxFindings = opts.maxFindings ?? 5;
+  const prng = new Prng(opts.seed ?? 1);
+  const result: CommuteAuditResult = { states: 0, pairs: 0, independent: 0, findings: [] };
+  const enabled: number[] = [];
+  for (let w = 0; w < walks && result.findings.length < maxFindings; w++) {
+    const prefix: number[] = [];
+    const walker = new Run(make(), prefix);
+    try {
+      for (let d = 0; d < maxDepth && result.findings.length < maxFindings; d++) {
+        walker.stepper.enabled(enabled);
+        if (enabled.length === 0) break;
+        if (enabled.length > 1) {
+          result.states++;
+          for (let x = 0; x < enabled.length; x++)
+            for (let y = x + 1; y < enabled.length; y++)
+              comparePair(make, prefix, enabled[x]!, enabled[y]!, result);
+        }
+        const c = enabled[prng.below(enabled.length)]!;
+        if (walker.step(c).failed) break;
+        prefix.push(c);
+      }
+    } finally {
+      walker.release();
+    }
+  }
+  return result;
+}
+
+/** Runs `i` then `j` and `j` then `i` after `prefix`; a finding if independent steps do not commute. */
+function comparePair(
+  make: () => ExploreSystem,
+  prefix: readonly number[],
+  i: number,
+  j: number,
+  result: CommuteAuditResult,
+): void {
+  const a = new Run(make(), prefix);
+  const b = new Run(make(), prefix);
+  try {
+    const ai = a.step(i);
+    const bj = b.step(j);
+    // A step that fails is a violation the explorer reports in any order it runs.
+    if (ai.failed || bj.failed) return;
+    result.pairs++;
+    if (a.stepper.footprints.dependsOnIn(ai.fp, b.stepper.footprints, bj.fp)) return;
+    result.independent++;
+    const ti = a.name(i);
+    const tj = a.name(j);
+    const found: string[] = [];
+    const jEnabled = a.stepper.enabled().includes(j);
+    const iEnabled = b.stepper.enabled().includes(i);
+    if (!jEnabled) found.push(`${tj} is no longer enabled after ${ti}'s step`);
+    if (!iEnabled) found.push(`${ti} is no longer enabled after ${tj}'s step`);
+    if (jEnabled && iEnabled) {
+      const aj = a.step(j);
+      const bi = b.step(i);
+      const same = (who: string, other: string, first: Taken, second: Taken): void => {
+        if (first.outcome !== second.outcome)
+          found.push(`${who}'s step ${first.outcome} first but ${second.outcome} after ${other}'s`);
+        else if (!second.failed) {
+          const diff = footprintDiff(first.run, first.fp, second.run, second.fp);
+          if (diff !== "")
+            found.push(`${who}'s step records another footprint after ${other}'s: ${diff}`);
+        }
+      };
+      same(tj, ti, { ...bj, run: b }, { ...aj, run: a });
+      same(ti, tj, { ...ai, run: a }, { ...bi, run: b });
+      if (found.length === 0) {
+        const diff = stateDiff(a.audit.state(), b.audit.state());
+        if (diff !== "") found.push(`the two orders end in different states: ${diff}`);
+      }
+    }
+    if (found.length > 0) {
+      // The read left unrecorded is of something the other step changed: say what it changed.
+      const writes = `${ti}'s step writes ${written(a, ai.fp)}, ${tj}'s ${written(b, bj.fp)}`;
+      result.findings.push(
+        `after the schedule [${prefix.join(", ")}], the steps of ${ti} and ${tj} record independent footprints but do not commute: ${found.join("; ")} (${writes})`,
+      );
+    }
+  } finally {
+    a.release();
+    b.release();
+  }
+}
+
+/** A step taken in `run`. */
+interface Taken {
+  outcome: string;
+  fp: number;
+  failed: boolean;
+  run: Run;
+}
+
+/** The KIND_* bits of an access, named. */
+const KINDS = [
+  "",
+  "read",
+  "update",
+  "read+update",
+  "write",
+  "read+write",
+  "update+write",
+  "read+update+write",
+];
+
+/** What footprint `h` of `r` writes or updates, named. */
+function written(r: Run, h: number): string {
+  const s: FootprintStore = r.stepper.footprints;
+  const ids = s.idsView;
+  const kinds = s.kindsView;
+  const out: string[] = [];
+  for (let k = s.startOf(h), e = k + s.lengthOf(h); k < e; k++)
+    if ((kinds[k]! & (KIND_WRITE | KIND_ADD)) !== 0) out.push(resourceName(ids[k]!));
+  if (out.length === 0) return "nothing";
+  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+}
+
+/** How footprint `hb` of `rb` differs from `ha` of `ra`: "+read X, -write Y", or "". */
+function footprintDiff(ra: Run, ha: number, rb: Run, hb: number): string {
+  const of = (r: Run, h: number) => {
+    const s: FootprintStore = r.stepper.footprints;
+    const m = new Map<number, number>();
+    const ids = s.idsView;
+    const kinds = s.kindsView;
+    for (let k = s.startOf(h), e = k + s.lengthOf(h); k < e; k++) m.set(ids[k]!, kinds[k]!);
+    return m;
+  };
+  const x = of(ra, ha);
+  const y = of(rb, hb);
+  const out: string[] = [];
+  for (const [id, k] of y) if (x.get(id) !== k) out.push(`+${KINDS[k]} ${resourceName(id)}`);
+  for (const [id, k] of x) if (y.get(id) !== k) out.push(`-${KINDS[k]} ${resourceName(id)}`);
+  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+}
+
+/** The parts of two states that differ, named (a table by its first SPTE that differs). */
+function stateDiff(x: Map<string, string>, y: Map<string, string>): string {
+  const out: string[] = [];
+  for (const name of new Set([...x.keys(), ...y.keys()])) {
+    const u = x.get(name);
+    const v = y.get(name);
+    if (u === v) continue;
+    const slot = tableOfStatePart(name);
+    if (slot >= 0 && u !== undefined && v !== undefined) {
+      const wu = u.split(",");
+      const wv = v.split(",");
+      let k = 0;
+      while (k < wu.length && wu[k] === wv[k]) k++;
+      out.push(resourceName(slot * 512 + (k >> 1)));
+    } else out.push(name);
+  }
+  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+}
