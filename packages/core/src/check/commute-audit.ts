@@ -7,7 +7,7 @@
  * footprint, or leaves another state behind), and the explorer, which runs only one of the two
  * orders, never sees the other.
  *
- * From the states of seeded random walks, for every two enabled tasks i and j, the audit runs i
+ * From the states of seeded random walks (some keep to one task for long: `STICKINESS`), for every two enabled tasks i and j, the audit runs i
  * then j and j then i, each from a fresh system with the walk's prefix replayed. Where the first
  * steps' footprints are independent (`FootprintStore.dependsOn`, the relation the explorer
  * uses), each step must do the same in either order (yield the same, record the same footprint,
@@ -46,6 +46,13 @@ export interface CommuteAuditResult {
   /** What did not commute, one line each. */
   findings: string[];
 }
+
+/**
+ * How likely (in %) a walk keeps running the task it ran last, by walk. Uniform choices keep the
+ * tasks abreast, so a state where one task is far ahead of another (a vCPU's late step with the
+ * host's first still to come) is rare; sticky walks reach those.
+ */
+const STICKINESS = [0, 80, 97];
 
 /** The system's audit, with the whole state (`FootprintAudit.state`). */
 type StateAudit = NonNullable<ExploreSystem["audit"]> & { state(): Map<string, string> };
@@ -118,7 +125,10 @@ export function auditCommutation(
             for (let y = x + 1; y < enabled.length; y++)
               comparePair(make, prefix, enabled[x]!, enabled[y]!, result);
         }
-        const c = enabled[prng.below(enabled.length)]!;
+        // Stay with the last task with the walk's stickiness, else any enabled task.
+        const last = prefix.length > 0 ? prefix[prefix.length - 1]! : -1;
+        const stay = enabled.includes(last) && prng.below(100) < STICKINESS[w % STICKINESS.length]!;
+        const c = stay ? last : enabled[prng.below(enabled.length)]!;
         if (walker.step(c).failed) break;
         prefix.push(c);
       }
