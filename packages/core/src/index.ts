@@ -99,6 +99,12 @@ export {
   type ExploreScenarioOptions,
 } from "./scenario/explore-scenario.js";
 export {
+  auditScenario,
+  type AuditScenarioOptions,
+  type AuditScenarioResult,
+} from "./scenario/audit-scenario.js";
+export type { CommuteAuditResult } from "./check/commute-audit.js";
+export {
   conflictChain,
   scheduleSteps,
   type ScheduleStep,

@@ -83,8 +83,4 @@ export * from "./scenario/schema.js";
 export { checkPluginOps } from "./scenario/plugin-ops.js";
 export { explore, type ExploreSplit, type ExploreSystem } from "./exec/explorer.js";
 export { FootprintAudit } from "./check/footprint-audit.js";
-export {
-  auditCommutation,
-  type CommuteAuditOptions,
-  type CommuteAuditResult,
-} from "./check/commute-audit.js";
+export { auditCommutation, type CommuteAuditOptions } from "./check/commute-audit.js";

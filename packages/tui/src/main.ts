@@ -17,6 +17,7 @@ import {
   inputLimits,
   parseSizeText,
 } from "@tdpemu/core";
+import { auditCommand } from "./commands/audit.js";
 import { backendsCommand } from "./commands/backends.js";
 import { runCommand } from "./commands/run.js";
 import { exploreCommand } from "./commands/explore.js";
@@ -73,7 +74,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       const usage = commandUsage(helpFor);
       if (usage === null)
         throw new UsageError(
-          `help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema)`,
+          `help: no command '${helpFor}' (commands: tui, run, explore, explore-merge, audit, replay, compare, bench, backends, fuzz, new-backend, schema)`,
         );
       io.out(usage);
       return 0;
@@ -93,6 +94,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await exploreCommand(rest, io);
       case "explore-merge":
         return exploreMergeCommand(rest, io);
+      case "audit":
+        return await auditCommand(rest, io);
       case "replay":
         return await replayCommand(rest, io);
       case "backends":
@@ -110,7 +113,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return 0;
       default:
         throw new UsageError(
-          `unknown command '${cmd}' (commands: tui, run, explore, explore-merge, replay, compare, bench, backends, fuzz, new-backend, schema, help)`,
+          `unknown command '${cmd}' (commands: tui, run, explore, explore-merge, audit, replay, compare, bench, backends, fuzz, new-backend, schema, help)`,
         );
     }
   } catch (e) {

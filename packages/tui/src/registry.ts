@@ -9,6 +9,7 @@ import { registration as tdx } from "@tdpemu/backend-tdx";
 import { registration as sev } from "@tdpemu/backend-sev";
 import { registration as cca } from "@tdpemu/backend-cca";
 import { linkPlugins } from "./plugin-linker.js";
+import type { ParsedArgs } from "./cli-options.js";
 import { UsageError } from "./usage-error.js";
 
 /** How plugins are run, for the whole command (`--strict-plugin`, set by `main`). */
@@ -113,4 +114,26 @@ export async function loadPlugins(r: BackendRegistry, paths: readonly string[]):
 /** What a schedule file records for backend `name`: a plugin's module path, else the name. */
 export function backendForSchedule(r: BackendRegistry, name: string): string {
   return r.moduleOf(name) ?? name;
+}
+
+/**
+ * The backend a command runs a scenario on (`explore`, `audit`): `--backend` if given, else the
+ * scenario's own (a plugin module it names loads only with `--plugin` or `--allow-plugins`),
+ * with every `--plugin` loaded first. The registry comes with it, for the backend's source.
+ */
+export async function scenarioBackend(
+  values: ParsedArgs["values"],
+  scn: Scenario,
+): Promise<{ registry: BackendRegistry; name: string }> {
+  const registry = builtinRegistry();
+  await loadPlugins(registry, values.lists.plugin ?? []);
+  const name =
+    values.backend !== undefined
+      ? await resolveBackend(registry, values.backend)
+      : await resolveBackend(
+          registry,
+          scn.backend,
+          namedInScenario(scn, values.flags.has("allow-plugins")),
+        );
+  return { registry, name };
 }

@@ -44,6 +44,12 @@ export const USAGE = `usage:
   tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives
       --json                          print the JSON report
       --out <file>                    where to write the violating schedule
+  tdpemu audit <scenario> [options]   check that each step records what it reads and writes (what the explorer's reduction rests on): a sample of schedules under the footprint audit, and random walks under the commutation audit
+      --walks <n>                     random walks of the commutation audit (default 8)
+      --seed <n>                      their seed (default 1)
+      --max-schedules <n>             schedules the footprint audit explores (default 200)
+      --preemption-bound <k|none>     their preemption bound (default 1)
+      --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did
       --diagram                       only the steps that lead to the violation, one column per task

@@ -31,13 +31,7 @@ import {
 } from "../cli-options.js";
 import { commandEntry } from "../command-entry.js";
 import type { Io } from "../io.js";
-import {
-  backendForSchedule,
-  builtinRegistry,
-  loadPlugins,
-  namedInScenario,
-  resolveBackend,
-} from "../registry.js";
+import { backendForSchedule, scenarioBackend } from "../registry.js";
 import { drawDiagram } from "../race-diagram.js";
 import { renderRaceReport } from "../report/race-html.js";
 import { exploreRaceReport } from "../report/race-report.js";
@@ -98,16 +92,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
   const hostMemory = hostMemoryOption("explore", values["host-memory"]);
   const mmu = mmuOptions("explore", values, scn);
   const inject = injectOptions("explore", values.lists.inject);
-  const registry = builtinRegistry();
-  await loadPlugins(registry, values.lists.plugin ?? []);
-  const backendName =
-    values.backend !== undefined
-      ? await resolveBackend(registry, values.backend)
-      : await resolveBackend(
-          registry,
-          scn.backend,
-          namedInScenario(scn, values.flags.has("allow-plugins")),
-        );
+  const { registry, name: backendName } = await scenarioBackend(values, scn);
   const source = registry.source(backendName); // an unknown backend fails here, before any schedule runs
   const out =
     values.out ??

@@ -95,7 +95,7 @@ export function malformed(r: Prng, text: string): string {
   return t;
 }
 
-const COMMANDS = ["run", "explore", "explore-merge", "replay", "compare", "backends", "tui", "help", "bench", "schema", "nope", ""];
+const COMMANDS = ["run", "explore", "explore-merge", "audit", "replay", "compare", "backends", "tui", "help", "bench", "schema", "nope", ""];
 const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",
@@ -131,5 +131,6 @@ export function misuse(r: Prng, dir: string): string[] {
   }
   // An exploration of a real scenario may take hours: bounded, last (the last value is taken).
   if (cmd === "explore") args.push("--max-schedules", "20");
+  if (cmd === "audit") args.push("--max-schedules", "20", "--walks", "1");
   return args;
 }
