@@ -47,6 +47,7 @@ export const USAGE = `usage:
   tdpemu audit <scenario> [options]   check that each step records what it reads and writes (what the explorer's reduction rests on): a sample of schedules under the footprint audit, and random walks under the commutation audit
       --walks <n>                     random walks of the commutation audit (default 8)
       --seed <n>                      their seed (default 1)
+      --max-depth <n>                 steps a walk takes at most (default 400)
       --max-schedules <n>             schedules the footprint audit explores (default 200)
       --preemption-bound <k|none>     their preemption bound (default 1)
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run

@@ -82,7 +82,13 @@ describe("tdpemu audit", () => {
         violation: unknown;
         preemptionBound: number;
       };
-      commutation: { walks: number; seed: number; independent: number; findings: string[] };
+      commutation: {
+        walks: number;
+        seed: number;
+        maxDepth: number;
+        independent: number;
+        findings: string[];
+      };
     };
     expect(j.backend).toBe("sev");
     expect(j.clean).toBe(true);
@@ -90,6 +96,7 @@ describe("tdpemu audit", () => {
     expect(j.footprint.preemptionBound).toBe(1);
     expect(j.footprint.schedules).toBeGreaterThan(1);
     expect(j.commutation.walks).toBe(8);
+    expect(j.commutation.maxDepth).toBe(400);
     expect(j.commutation.independent).toBeGreaterThan(0);
     expect(j.commutation.findings).toEqual([]);
   });
@@ -105,6 +112,22 @@ describe("tdpemu audit", () => {
       /the steps of vcpu0 and host record independent footprints but do not commute: the two orders end in different states: the ops' results/,
     );
     expect(r.out).toMatch(/result {6}\d+ findings?: steps record less than they touch/);
+  });
+
+  it("says when its walks stop short of the end (--max-depth), and takes one walk where no step has a choice", async () => {
+    const short = await audit("scenarios/tdx-race-2m-4k.yaml", "--max-depth", "5", "--json");
+    expect(short.code).toBe(0);
+    const c = (JSON.parse(short.out) as { commutation: { walks: number; cutWalks: number } })
+      .commutation;
+    expect(c).toMatchObject({ walks: 8, cutWalks: 8 });
+    const text = await audit("scenarios/tdx-race-2m-4k.yaml", "--max-depth", "5");
+    expect(text.out).toMatch(
+      /8 walks \(seed 1; 8 stopped at 5 steps with tasks still to run \(--max-depth\)\)/,
+    );
+    // One vCPU and no host program: every walk is the first.
+    const alone = await audit("scenarios/sev-hugepages.yaml", "--max-schedules", "1", "--json");
+    expect(alone.code).toBe(0);
+    expect(JSON.parse(alone.out)).toMatchObject({ commutation: { walks: 1, states: 0 } });
   });
 
   it("refuses bad input in one line, exit 2", async () => {

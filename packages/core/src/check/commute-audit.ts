@@ -34,6 +34,8 @@ export interface CommuteAuditOptions {
   maxDepth?: number;
   /** The audit stops after this many findings (default 5). */
   maxFindings?: number;
+  /** Called after each walk with the walks taken so far (for a progress line). */
+  onWalk?: (taken: number) => void;
 }
 
 export interface CommuteAuditResult {
@@ -45,6 +47,10 @@ export interface CommuteAuditResult {
   independent: number;
   /** What did not commute, one line each. */
   findings: string[];
+  /** Walks taken: fewer than asked after a finding, or when the first had no choice to make. */
+  walks: number;
+  /** Walks that stopped at `maxDepth` steps with tasks still to run: the states after it are unchecked. */
+  cutWalks: number;
 }
 
 /**
@@ -110,15 +116,29 @@ export function auditCommutation(
   const maxDepth = opts.maxDepth ?? 400;
   const maxFindings = opts.maxFindings ?? 5;
   const prng = new Prng(opts.seed ?? 1);
-  const result: CommuteAuditResult = { states: 0, pairs: 0, independent: 0, findings: [] };
+  const result: CommuteAuditResult = {
+    states: 0,
+    pairs: 0,
+    independent: 0,
+    findings: [],
+    walks: 0,
+    cutWalks: 0,
+  };
   const enabled: number[] = [];
   for (let w = 0; w < walks && result.findings.length < maxFindings; w++) {
+    // A first walk that never had two tasks to choose from is every walk.
+    if (w === 1 && result.states === 0) break;
     const prefix: number[] = [];
     const walker = new Run(make(), prefix);
+    result.walks++;
     try {
-      for (let d = 0; d < maxDepth && result.findings.length < maxFindings; d++) {
+      for (let d = 0; result.findings.length < maxFindings; d++) {
         walker.stepper.enabled(enabled);
         if (enabled.length === 0) break;
+        if (d === maxDepth) {
+          result.cutWalks++;
+          break;
+        }
         if (enabled.length > 1) {
           result.states++;
           for (let x = 0; x < enabled.length; x++)
@@ -135,6 +155,7 @@ export function auditCommutation(
     } finally {
       walker.release();
     }
+    opts.onWalk?.(result.walks);
   }
   return result;
 }

@@ -23,9 +23,13 @@ export interface AuditScenarioOptions extends Pick<
   maxSchedules?: number;
   /** Their preemption bound (default 1): the sample reaches every task's steps early. */
   preemptionBound?: number;
-  /** The commutation audit's random walks (default 8) and their seed (default 1). */
+  /** The commutation audit's random walks (default 8), their seed (default 1) and length (default 400 steps). */
   walks?: number;
   seed?: number;
+  maxDepth?: number;
+  /** Progress: of the footprint audit's search, and after each walk. */
+  onProgress?: ExploreScenarioOptions["onProgress"];
+  onWalk?: (taken: number) => void;
 }
 
 export interface AuditScenarioResult {
@@ -52,10 +56,13 @@ export function auditScenario(scn: Scenario, opts: AuditScenarioOptions): AuditS
     audit: true,
     maxSchedules: opts.maxSchedules ?? 200,
     preemptionBound: opts.preemptionBound ?? 1,
+    onProgress: opts.onProgress,
   });
   const commutation = auditCommutation(scenarioSystem(scn, { ...system, audit: true }), {
     walks: opts.walks ?? 8,
     seed: opts.seed ?? 1,
+    maxDepth: opts.maxDepth,
+    onWalk: opts.onWalk,
   });
   return {
     footprint: {

@@ -22,6 +22,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     backend: { type: "string" },
     walks: { type: "string" },
     seed: { type: "string" },
+    "max-depth": { type: "string" },
     "max-schedules": { type: "string" },
     "preemption-bound": { type: "string" },
     json: { type: "boolean" },
@@ -36,6 +37,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
   const scn = loadScenario(positionals[0]!);
   const walks = countOption("audit", "walks", values.walks, 1) ?? 8;
   const seed = countOption("audit", "seed", values.seed, 0) ?? 1;
+  const maxDepth = countOption("audit", "max-depth", values["max-depth"], 1) ?? 400;
   const maxSchedules = countOption("audit", "max-schedules", values["max-schedules"], 1) ?? 200;
   const preemptionBound =
     countOption("audit", "preemption-bound", values["preemption-bound"], 0, true) ?? 1;
@@ -43,6 +45,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
   const mmu = mmuOptions("audit", values, scn);
   const inject = injectOptions("audit", values.lists.inject);
   const { registry, name: backend } = await scenarioBackend(values, scn);
+  let lastWalkLine = performance.now();
   const r = auditScenario(scn, {
     backend: registry.source(backend),
     hostMemory,
@@ -52,6 +55,19 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     preemptionBound,
     walks,
     seed,
+    maxDepth,
+    // A large guest is slow under the footprint audit (it copies the shared state around every
+    // step): say how far it is, on stderr, as explore does.
+    onProgress: (p) =>
+      io.err(
+        `audited ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps`,
+      ),
+    onWalk: (taken) => {
+      const now = performance.now();
+      if (now - lastWalkLine < 2000) return;
+      lastWalkLine = now;
+      io.err(`walked ${taken} of ${walks}`);
+    },
   });
   const clean = r.footprint.violation === null && r.commutation.findings.length === 0;
   if (values.flags.has("json")) {
@@ -64,14 +80,14 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
             ...r.footprint,
             preemptionBound: Number.isFinite(preemptionBound) ? preemptionBound : null,
           },
-          commutation: { walks, seed, ...r.commutation },
+          commutation: { seed, maxDepth, ...r.commutation },
           clean,
         },
         null,
         2,
       ),
     );
-  } else printAudit(io, scn.name, backend, r, preemptionBound, walks, seed);
+  } else printAudit(io, scn.name, backend, r, preemptionBound, seed, maxDepth);
   return clean ? 0 : 1;
 }
 
@@ -81,8 +97,8 @@ function printAudit(
   backend: string,
   r: AuditScenarioResult,
   bound: number,
-  walks: number,
   seed: number,
+  maxDepth: number,
 ): void {
   const n = (x: number) => x.toLocaleString("en-US");
   const f = r.footprint;
@@ -98,8 +114,12 @@ function printAudit(
     io.out(
       `footprints  ${searched}, stopped at a violation the audit did not find (the steps after it were not audited):\n  [${f.violation.check}] step ${f.violation.step}: ${f.violation.message}`,
     );
+  const cut =
+    c.cutWalks === 0
+      ? ""
+      : `; ${c.cutWalks} stopped at ${maxDepth} steps with tasks still to run (--max-depth)`;
   const walked =
-    `${walks} walks (seed ${seed}): ${n(c.states)} states with two tasks or more enabled, ` +
+    `${c.walks} walk${c.walks === 1 ? "" : "s"} (seed ${seed}${cut}): ${n(c.states)} states with two tasks or more enabled, ` +
     `${n(c.pairs)} pairs of steps run in both orders, ${n(c.independent)} with independent footprints`;
   if (c.findings.length === 0) io.out(`commutes    ${walked}: all commute`);
   else io.out(`commutes    ${walked}:\n${c.findings.map((x) => `  ${x}`).join("\n")}`);
