@@ -7,8 +7,9 @@
  * footprint, or leaves another state behind), and the explorer, which runs only one of the two
  * orders, never sees the other.
  *
- * From the states of seeded random walks (some keep to one task for long: `STICKINESS`), for every two enabled tasks i and j, the audit runs i
- * then j and j then i, each from a fresh system with the walk's prefix replayed. Where the first
+ * From the states of seeded random walks (some keep to one task for long: `STICKINESS`), for
+ * every two enabled tasks i and j, the audit runs i then j and j then i, each from a fresh
+ * system with the walk's prefix replayed. Where the first
  * steps' footprints are independent (`FootprintStore.dependsOn`, the relation the explorer
  * uses), each step must do the same in either order (yield the same, record the same footprint,
  * leave the other task enabled) and the two orders must end in the same state
@@ -18,7 +19,7 @@
  * It checks the states the walks reach, not every state: a test runs it over scenarios small
  * enough that a few walks pass the races that matter.
  */
-import { KIND_ADD, KIND_WRITE, resourceName, type FootprintStore } from "../exec/footprint.js";
+import { KIND_ADD, KIND_WRITE, fewNames, resourceName } from "../exec/footprint.js";
 import type { ExploreSystem } from "../exec/explorer.js";
 import { Prng } from "../exec/prng.js";
 import { BLOCKED, RETRY_WAIT } from "../exec/ctx.js";
@@ -81,7 +82,7 @@ class Run {
   }
 
   /** Task `i`'s step: what it yielded, or the violation it threw (`failed`), and its footprint. */
-  step(i: number): { outcome: string; fp: number; failed: boolean } {
+  step(i: number): Taken {
     try {
       const r = this.stepper.step(i);
       const outcome = this.sys.tasks[i]!.done
@@ -91,12 +92,22 @@ class Run {
           : r === RETRY_WAIT
             ? "waits to retry"
             : "went on";
-      return { outcome, fp: this.stepper.last, failed: false };
+      return { outcome, fp: this.stepper.last, failed: false, run: this };
     } catch (e) {
       const v = this.sys.classify(e);
       if (v === null) throw e;
-      return { outcome: `failed: [${v.check}] ${v.message}`, fp: -1, failed: true };
+      return { outcome: `failed: [${v.check}] ${v.message}`, fp: -1, failed: true, run: this };
     }
+  }
+
+  /** The accesses of footprint `h`: id to KIND_* bits. */
+  accesses(h: number): Map<number, number> {
+    const s = this.stepper.footprints;
+    const ids = s.idsView;
+    const kinds = s.kindsView;
+    const m = new Map<number, number>();
+    for (let k = s.startOf(h), e = k + s.lengthOf(h); k < e; k++) m.set(ids[k]!, kinds[k]!);
+    return m;
   }
 
   name(i: number): string {
@@ -192,13 +203,13 @@ function comparePair(
         if (first.outcome !== second.outcome)
           found.push(`${who}'s step ${first.outcome} first but ${second.outcome} after ${other}'s`);
         else if (!second.failed) {
-          const diff = footprintDiff(first.run, first.fp, second.run, second.fp);
+          const diff = footprintDiff(first, second);
           if (diff !== "")
             found.push(`${who}'s step records another footprint after ${other}'s: ${diff}`);
         }
       };
-      same(tj, ti, { ...bj, run: b }, { ...aj, run: a });
-      same(ti, tj, { ...ai, run: a }, { ...bi, run: b });
+      same(tj, ti, bj, aj);
+      same(ti, tj, ai, bi);
       if (found.length === 0) {
         const diff = stateDiff(a.audit.state(), b.audit.state());
         if (diff !== "") found.push(`the two orders end in different states: ${diff}`);
@@ -206,7 +217,7 @@ function comparePair(
     }
     if (found.length > 0) {
       // The read left unrecorded is of something the other step changed: say what it changed.
-      const writes = `${ti}'s step writes ${written(a, ai.fp)}, ${tj}'s ${written(b, bj.fp)}`;
+      const writes = `${ti}'s step writes ${written(ai)}, ${tj}'s ${written(bj)}`;
       result.findings.push(
         `after the schedule [${prefix.join(", ")}], the steps of ${ti} and ${tj} record independent footprints but do not commute: ${found.join("; ")} (${writes})`,
       );
@@ -237,34 +248,22 @@ const KINDS = [
   "read+update+write",
 ];
 
-/** What footprint `h` of `r` writes or updates, named. */
-function written(r: Run, h: number): string {
-  const s: FootprintStore = r.stepper.footprints;
-  const ids = s.idsView;
-  const kinds = s.kindsView;
+/** What step `t` writes or updates, named. */
+function written(t: Taken): string {
   const out: string[] = [];
-  for (let k = s.startOf(h), e = k + s.lengthOf(h); k < e; k++)
-    if ((kinds[k]! & (KIND_WRITE | KIND_ADD)) !== 0) out.push(resourceName(ids[k]!));
-  if (out.length === 0) return "nothing";
-  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+  for (const [id, k] of t.run.accesses(t.fp))
+    if ((k & (KIND_WRITE | KIND_ADD)) !== 0) out.push(resourceName(id));
+  return out.length === 0 ? "nothing" : fewNames(out, 4);
 }
 
-/** How footprint `hb` of `rb` differs from `ha` of `ra`: "+read X, -write Y", or "". */
-function footprintDiff(ra: Run, ha: number, rb: Run, hb: number): string {
-  const of = (r: Run, h: number) => {
-    const s: FootprintStore = r.stepper.footprints;
-    const m = new Map<number, number>();
-    const ids = s.idsView;
-    const kinds = s.kindsView;
-    for (let k = s.startOf(h), e = k + s.lengthOf(h); k < e; k++) m.set(ids[k]!, kinds[k]!);
-    return m;
-  };
-  const x = of(ra, ha);
-  const y = of(rb, hb);
+/** How the footprint of step `y` differs from that of `x`: "+read X, -write Y", or "". */
+function footprintDiff(x: Taken, y: Taken): string {
+  const a = x.run.accesses(x.fp);
+  const b = y.run.accesses(y.fp);
   const out: string[] = [];
-  for (const [id, k] of y) if (x.get(id) !== k) out.push(`+${KINDS[k]} ${resourceName(id)}`);
-  for (const [id, k] of x) if (y.get(id) !== k) out.push(`-${KINDS[k]} ${resourceName(id)}`);
-  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+  for (const [id, k] of b) if (a.get(id) !== k) out.push(`+${KINDS[k]} ${resourceName(id)}`);
+  for (const [id, k] of a) if (b.get(id) !== k) out.push(`-${KINDS[k]} ${resourceName(id)}`);
+  return fewNames(out, 4);
 }
 
 /** The parts of two states that differ, named (a table by its first SPTE that differs). */
@@ -283,5 +282,5 @@ function stateDiff(x: Map<string, string>, y: Map<string, string>): string {
       out.push(resourceName(slot * 512 + (k >> 1)));
     } else out.push(name);
   }
-  return out.slice(0, 4).join(", ") + (out.length > 4 ? ` and ${out.length - 4} more` : "");
+  return fewNames(out, 4);
 }

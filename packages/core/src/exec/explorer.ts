@@ -18,7 +18,7 @@
  */
 import type { Clock } from "./clock.js";
 import { grown } from "../mem/typed-arrays.js";
-import { FootprintRecorder, FootprintStore, resourceName } from "./footprint.js";
+import { FootprintRecorder, FootprintStore, fewNames, resourceName } from "./footprint.js";
 import { deadlock, stepTask, type Task } from "./scheduler.js";
 import { traceKey } from "./trace-key.js";
 import { NO_CHANGE, WaitTracker } from "./wait-tracker.js";
@@ -685,12 +685,10 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   function auditCheckReads(sys: ExploreSystem): ExploreViolation[] {
     const unread = checkRec.touched().filter((id) => !sys.clock.isChecked(id));
     if (unread.length === 0) return [];
-    const named = unread.slice(0, 3).map(resourceName).join(", ");
-    const more = unread.length > 3 ? ` and ${unread.length - 3} more` : "";
     return [
       {
         check: "footprint-audit",
-        message: `the invariant checks read ${named}${more}, which the clock says no check reads`,
+        message: `the invariant checks read ${fewNames(unread.map(resourceName), 3)}, which the clock says no check reads`,
         step: sys.clock.tick,
       },
     ];

@@ -63,6 +63,12 @@ export function resourceName(id: number): string {
   return `resource ${rest % 4294967296} of space ${Math.floor(rest / 4294967296)}`;
 }
 
+/** The first `n` of `names`, and how many more there are: "a, b, c and 4 more". */
+export function fewNames(names: readonly string[], n: number): string {
+  const more = names.length > n ? ` and ${names.length - n} more` : "";
+  return names.slice(0, n).join(", ") + more;
+}
+
 /**
  * Resource `index` (< 2^32) of the per-object space `space` (`Clock.newResourceSpace`): a guest
  * backing's host pages, an RMP's entries, a TD's S-EPT entries. Below -2^40, apart from the

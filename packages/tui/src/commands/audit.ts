@@ -12,6 +12,7 @@ import {
   mmuOptions,
   parseCommandArgs,
 } from "../cli-options.js";
+import { grouped } from "../grouped.js";
 import type { Io } from "../io.js";
 import { scenarioBackend } from "../registry.js";
 import { UsageError } from "../usage-error.js";
@@ -59,9 +60,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     // A large guest is slow under the footprint audit (it copies the shared state around every
     // step): say how far it is, on stderr, as explore does.
     onProgress: (p) =>
-      io.err(
-        `audited ${p.schedules.toLocaleString("en-US")} schedules, ${p.steps.toLocaleString("en-US")} steps`,
-      ),
+      io.err(`audited ${grouped(p.schedules)} schedules, ${grouped(p.steps)} steps`),
     onWalk: (taken) => {
       const now = performance.now();
       if (now - lastWalkLine < 2000) return;
@@ -100,12 +99,11 @@ function printAudit(
   seed: number,
   maxDepth: number,
 ): void {
-  const n = (x: number) => x.toLocaleString("en-US");
   const f = r.footprint;
   const c = r.commutation;
   io.out(`scenario    ${name}  (backend ${backend})`);
   const searched =
-    `${n(f.schedules)} schedules, ${n(f.steps)} steps explored under the footprint audit ` +
+    `${grouped(f.schedules)} schedules, ${grouped(f.steps)} steps explored under the footprint audit ` +
     `(${Number.isFinite(bound) ? `preemption bound ${bound}` : "no preemption bound"}, ${f.exhausted ? "exhausted" : "a sample"})`;
   if (f.violation === null) io.out(`footprints  ${searched}: every change recorded`);
   else if (f.violation.check === "footprint-audit")
@@ -119,8 +117,8 @@ function printAudit(
       ? ""
       : `; ${c.cutWalks} stopped at ${maxDepth} steps with tasks still to run (--max-depth)`;
   const walked =
-    `${c.walks} walk${c.walks === 1 ? "" : "s"} (seed ${seed}${cut}): ${n(c.states)} states with two tasks or more enabled, ` +
-    `${n(c.pairs)} pairs of steps run in both orders, ${n(c.independent)} with independent footprints`;
+    `${c.walks} walk${c.walks === 1 ? "" : "s"} (seed ${seed}${cut}): ${grouped(c.states)} states with two tasks or more enabled, ` +
+    `${grouped(c.pairs)} pairs of steps run in both orders, ${grouped(c.independent)} with independent footprints`;
   if (c.findings.length === 0) io.out(`commutes    ${walked}: all commute`);
   else io.out(`commutes    ${walked}:\n${c.findings.map((x) => `  ${x}`).join("\n")}`);
   const found = (f.violation?.check === "footprint-audit" ? 1 : 0) + c.findings.length;

@@ -4,6 +4,7 @@
  * exactly as one exploration does.
  */
 import type { ExploreViolation } from "@tdpemu/core";
+import { grouped } from "../grouped.js";
 import type { Io } from "../io.js";
 
 export interface ExploreReport {
@@ -60,7 +61,6 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     io.out(JSON.stringify(r, null, 2));
     return;
   }
-  const n = (x: number) => x.toLocaleString("en-US");
   const bound =
     r.preemptionBound !== null ? `preemption bound ${r.preemptionBound}` : "no preemption bound";
   const search =
@@ -75,14 +75,14 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
     `scenario    ${r.scenario}  (backend ${r.backend}, strategy ${r.strategy}${r.unsafeNonAtomicSet ? ", unsafe non-atomic set" : ""}${r.tdxHugePages ? ", TDX huge pages" : ""}, ${bound}, ${search})`,
   );
   io.out(
-    `explored    ${n(r.schedules)} schedules, ${n(r.steps)} steps in ${r.seconds.toFixed(2)} s${r.threads > 1 ? ` on ${r.threads} threads` : ""} (${n(r.schedulesPerSecond)} schedules/s)`,
+    `explored    ${grouped(r.schedules)} schedules, ${grouped(r.steps)} steps in ${r.seconds.toFixed(2)} s${r.threads > 1 ? ` on ${r.threads} threads` : ""} (${grouped(r.schedulesPerSecond)} schedules/s)`,
   );
-  const traces = r.traces === null ? "" : `, ${n(r.traces)} distinct traces`;
+  const traces = r.traces === null ? "" : `, ${grouped(r.traces)} distinct traces`;
   io.out(
-    `complete    ${n(r.complete)} schedules ran to the end${traces}; ${n(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${n(r.unfair)} starved a task and were dropped as unfair` : ""}`,
+    `complete    ${grouped(r.complete)} schedules ran to the end${traces}; ${grouped(r.cut)} were cut short by the sleep sets or the bound${r.unfair > 0 ? `; ${grouped(r.unfair)} starved a task and were dropped as unfair` : ""}`,
   );
   io.out(
-    `reduction   skipped ${n(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${n(r.prunedByBound)}`,
+    `reduction   skipped ${grouped(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${grouped(r.prunedByBound)}`,
   );
   const v = r.violation;
   if (v) {
@@ -111,18 +111,17 @@ export function searchEnd(r: ExploreReport): "stopped" | "bounded" | "exhausted"
 
 /** The result line of a search without a violation (the text report's and the HTML report's). */
 export function resultText(r: ExploreReport): string {
-  const n = (x: number) => x.toLocaleString("en-US");
   switch (searchEnd(r)) {
     case "stopped":
       return (
-        `no violation in the first ${n(r.schedules)} schedules; ` +
+        `no violation in the first ${grouped(r.schedules)} schedules; ` +
         "the space is not exhausted (--max-schedules)"
       );
     case "bounded":
       return (
         `no violation in any schedule of at most ${r.preemptionBound} preemptions ` +
         "(all of them ran); " +
-        `the bound cut ${n(r.prunedByBound)} branches, so the space beyond it is not exhausted ` +
+        `the bound cut ${grouped(r.prunedByBound)} branches, so the space beyond it is not exhausted ` +
         "(leave out --preemption-bound to explore it)"
       );
     case "exhausted":

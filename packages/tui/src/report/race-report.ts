@@ -4,6 +4,7 @@
  * `race-html.ts` renders it; nothing here knows HTML.
  */
 import { resultText, searchEnd, type ExploreReport } from "../commands/explore-report.js";
+import { grouped } from "../grouped.js";
 import type { RaceRun } from "./race-run.js";
 
 export type Verdict = "violation" | "exhausted" | "bounded" | "stopped" | "no-violation";
@@ -40,8 +41,6 @@ export function replayCommand(file: string): string {
   return `tdpemu replay ${shellWord(file)}`;
 }
 
-const n = (x: number) => x.toLocaleString("en-US");
-
 function exploreSetup(r: ExploreReport): [string, string][] {
   const setup: [string, string][] = [
     ["backend", r.backend],
@@ -57,16 +56,16 @@ function exploreSetup(r: ExploreReport): [string, string][] {
 
 function exploreFigures(r: ExploreReport): [string, string][] {
   const figures: [string, string][] = [
-    ["schedules", n(r.schedules)],
-    ["steps", n(r.steps)],
-    ["complete schedules", n(r.complete)],
-    ["cut short (sleep sets or bound)", n(r.cut)],
+    ["schedules", grouped(r.schedules)],
+    ["steps", grouped(r.steps)],
+    ["complete schedules", grouped(r.complete)],
+    ["cut short (sleep sets or bound)", grouped(r.cut)],
   ];
-  if (r.traces !== null) figures.push(["distinct traces", n(r.traces)]);
-  if (r.unfair > 0) figures.push(["dropped as unfair", n(r.unfair)]);
+  if (r.traces !== null) figures.push(["distinct traces", grouped(r.traces)]);
+  if (r.unfair > 0) figures.push(["dropped as unfair", grouped(r.unfair)]);
   figures.push(
-    ["branches skipped by the reduction", n(r.skippedByReduction)],
-    ["branches cut by the bound", n(r.prunedByBound)],
+    ["branches skipped by the reduction", grouped(r.skippedByReduction)],
+    ["branches cut by the bound", grouped(r.prunedByBound)],
     ["seconds", r.seconds.toFixed(2)],
   );
   return figures;
@@ -116,7 +115,7 @@ export function exploreRaceReport(r: ExploreReport, found: FoundRace | null): Ra
     ...base,
     verdict: "violation",
     headline: `violation: [${v.check}]`,
-    detail: `found in schedule ${n(r.violation.schedule)}, after ${n(r.violation.steps)} steps`,
+    detail: `found in schedule ${grouped(r.violation.schedule)}, after ${grouped(r.violation.steps)} steps`,
     violation: found?.run.violation ?? v,
     run: found?.run ?? null,
     runNote: found?.note ?? null,
@@ -154,10 +153,10 @@ export function replayRaceReport(
     detail:
       v === null
         ? "the schedule runs to its end with every invariant holding"
-        : `the schedule ends in it, after ${n(run.steps.length)} steps`,
+        : `the schedule ends in it, after ${grouped(run.steps.length)} steps`,
     violation: v,
     run,
-    runNote: `the schedule of ${file}, ${n(run.steps.length)} steps`,
+    runNote: `the schedule of ${file}, ${grouped(run.steps.length)} steps`,
     replay: replayCommand(file),
     unsavedSchedule: null,
   };
