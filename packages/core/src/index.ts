@@ -41,7 +41,7 @@ export { IdAllocator } from "./backend/id-allocator.js";
 export { StatusNames } from "./backend/status-names.js";
 export { PluginError } from "./backend/plugin-guard.js";
 // execution: steps, step machines, footprints a backend records
-export { Clock } from "./exec/clock.js";
+export { Clock, UnrecordedAccess } from "./exec/clock.js";
 export { runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";
 export { resourceId, resourceName, R_BACKING, FootprintRecorder } from "./exec/footprint.js";
 export { Scheduler, TaskStepper, type ScheduleMode, type Task } from "./exec/scheduler.js";

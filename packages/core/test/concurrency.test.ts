@@ -37,7 +37,7 @@ function zapHoldingWriteLock() {
   vm.setInterleave(true);
   run(guestAccessPage(vm, vm.vcpus[0]!, 0, true, false));
   const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16);
-  while (vm.mmu.lock.writer === null) zap.next();
+  while (vm.mmu.lock.peekState().writer === null) zap.next();
   return { vm, zap };
 }
 
@@ -52,7 +52,7 @@ describe("the mmu_lock rwlock", () => {
     ];
     // The fault runs until it has to wait for the lock: then it is blocked, the zap is not.
     for (let i = 0; i < 20; i++) if (fault.next().value === BLOCKED) break;
-    expect(vm.mmu.lock.waitingReaders).toBe(1);
+    expect(vm.mmu.lock.peekState().waitingReaders).toBe(1);
     new Scheduler("round-robin", 0).run(tasks, vm.clock);
     expect(vm.mmu.stats.zappedLeaves).toBe(1);
     expect(vm.mmu.stats.pages[1]).toBe(1); // the fault mapped 0x20000 after the zap
@@ -64,7 +64,7 @@ describe("the mmu_lock rwlock", () => {
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x5000, true, false);
     for (let i = 0; i < 20 && vm.mmu.stats.faultRetries === retries; i++) fault.next();
     expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
-    expect(vm.mmu.lock.waitingReaders).toBe(0);
+    expect(vm.mmu.lock.peekState().waitingReaders).toBe(0);
     // It faults again once the zap is done, and maps.
     const tasks: Task[] = [
       { name: "fault", op: fault, done: false },

@@ -24,12 +24,12 @@ describe("a fault that throws before it takes mmu_lock", () => {
       "the prepare failed",
     );
     expect(vm.srcu.isReading(0)).toBe(false);
-    expect(vm.mmu.lock.readers).toBe(1);
+    expect(vm.mmu.lock.peekState().readers).toBe(1);
     expect(vm.vcpus[0]!.ctx.rcuNest).toBe(0);
     expect(vm.vcpus[0]!.ctx.lockMode).toBe(0);
     vm.mmu.rcu.readUnlock(other);
     vm.mmu.lock.readUnlock(other);
-    expect(vm.mmu.lock.readers).toBe(0);
+    expect(vm.mmu.lock.peekState().readers).toBe(0);
     // Nothing is inside RCU any more: rcu_barrier runs.
     vm.mmu.rcu.barrier();
   });

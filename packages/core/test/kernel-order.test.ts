@@ -100,7 +100,7 @@ describe("kvm_vm_set_mem_attributes", () => {
     const seen: { locked: boolean; shared: boolean; widened: boolean; beyond: boolean }[] = [];
     for (let r = op.next(); !r.done; r = op.next()) {
       seen.push({
-        locked: vm.mmu.lock.writer !== null,
+        locked: vm.mmu.lock.peekState().writer !== null,
         shared: !vm.attributes.peekPrivate(0x201),
         // A fault that sampled the sequence before the change, on the same 2M page but outside
         // the range converted, and on the next 2M page.
@@ -225,7 +225,7 @@ describe("goto retry after a lost cmpxchg (wrprot_gfn_range, __tdp_mmu_zap_root,
     expect(mmu.lock.contended()).toBe(true);
     // The retry yields the lock to the writer before trying the cmpxchg again.
     w.next();
-    expect(mmu.lock.readers).toBe(0);
+    expect(mmu.lock.peekState().readers).toBe(0);
     expect(writer.next().done).toBe(true);
   });
 });

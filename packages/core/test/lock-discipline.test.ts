@@ -42,7 +42,7 @@ describe("mmu_lock and the walkers", () => {
     const vm = mapped(1024);
     const zap = hostOps.zapGfnRange(vm, vm.hostCtx, 0, 1024);
     while (vm.mmu.stats.zappedLeaves < 8) zap.next();
-    expect(vm.mmu.lock.writer).not.toBeNull();
+    expect(vm.mmu.lock.peekState().writer).not.toBeNull();
     // A fault outside the range being zapped (nothing tells it to retry early) waits for the lock.
     const fault = guestAccessPage(vm, vm.vcpus[0]!, 0x800000, true, false);
     const tasks: Task[] = [
@@ -64,7 +64,7 @@ describe("mmu_lock and the walkers", () => {
     const fault = guestAccessPage(vm, vcpu, 0x5000, true, false);
     // Up to the step that sampled the sequence (the fault is inside kvm->srcu, without the lock).
     while (!vm.srcu.isReading(vcpu.id)) fault.next();
-    expect(vm.mmu.lock.readers).toBe(0);
+    expect(vm.mmu.lock.peekState().readers).toBe(0);
     run(hostOps.zapGfnRange(vm, vm.hostCtx, 0, 16));
     const retries = vm.mmu.stats.faultRetries;
     for (let r = fault.next(); !r.done; r = fault.next()) {

@@ -123,9 +123,9 @@ describe("the rwlock and RCU models", () => {
       { name: "f", op: fault, done: false },
       { name: "z", op: zap, done: false },
     ];
-    while (vm.mmu.lock.readers === 0) tasks[0]!.op.next();
+    while (vm.mmu.lock.peekState().readers === 0) tasks[0]!.op.next();
     for (let i = 0; i < 5; i++) tasks[1]!.op.next();
-    expect(vm.mmu.lock.waitingWriters).toBe(1);
+    expect(vm.mmu.lock.peekState().waitingWriters).toBe(1);
     new Scheduler("round-robin", 0).run(tasks, vm.clock);
     expect(order).toEqual(["fault", "zap"]);
     expect(vm.mmu.stats.pages[1]).toBe(0);

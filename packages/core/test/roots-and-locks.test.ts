@@ -123,7 +123,7 @@ describe("errors never leave the MMU locked", () => {
     };
     const vm = makeVm({ backend: be });
     expect(() => run(privateAccess(vm, 0))).toThrow("backend exploded");
-    expect(vm.mmu.lock.readers).toBe(0);
+    expect(vm.mmu.lock.peekState().readers).toBe(0);
     expect(vm.vcpus[0]!.ctx.rcuNest).toBe(0);
     expect(vm.vcpus[0]!.ctx.lockMode).toBe(0);
     // The MMU still works: a zap takes the write lock at once.

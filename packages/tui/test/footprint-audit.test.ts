@@ -132,7 +132,8 @@ vcpus:
     // nor FROZEN, which the explorer would not check (the version did not move).
     const v = auditWithSneaky(scn, "plain", (built) => {
       const pool = built.host.pool;
-      const root = built.vm.mmu.peekRoots()[0]!;
+      // Found as an observer would: the step's unrecorded write is what is under test.
+      const root = built.clock.observe(() => built.vm.mmu.peekRoots()[0]!);
       built.clock.fp?.write(root.slot * 512 + 5);
       pool.tableMem(root.slot)[pool.tableOff(root.slot) + 10] = 0x10;
     });

@@ -34,6 +34,7 @@ import {
   R_ROOTS,
   R_SLOTS,
   R_SRCU,
+  R_TORN_DOWN,
   resourceName,
   taskDoneId,
   type FootprintRecorder,
@@ -195,10 +196,10 @@ export class FootprintAudit {
         .sort()
         .join("; "),
     );
-    out.set("the VM is torn down", String(vm.dead));
+    out.set("the VM is torn down", String(vm.peekDead()));
     out.set(
       "the vCPUs' roots and guest exceptions",
-      vm.vcpus.map((v) => `${v.root?.slot}/${v.mirrorRoot?.slot}/${v.exceptions}`).join(" "),
+      vm.vcpus.map((v) => `${v.peekRoots()}/${v.exceptions}`).join(" "),
     );
     out.set("the MMU's counters", sortedJson(vm.mmu.stats));
     out.set("the backend's counters", sortedJson(vm.backend.stats()));
@@ -256,10 +257,13 @@ export class FootprintAudit {
       s.set(freed, r.peekFreed() ? 1 : 0);
     }
     s.set(R_ROOTS, list.join(";"));
-    const lock = mmu.lock;
-    s.set(R_LOCK_WRITER, `${lock.writer?.name ?? "-"}/${lock.waitingWriters}`);
+    const lock = mmu.lock.peekState();
+    s.set(R_LOCK_WRITER, `${lock.writer ?? "-"}/${lock.waitingWriters}`);
     s.set(R_LOCK_READERS, lock.readers);
     s.set(R_LOCK_WAITERS, lock.waitingReaders);
+    s.set(R_TORN_DOWN, vm.peekDead() ? 1 : 0);
+    for (const v of [...vm.vcpus, vm.hostVcpu])
+      s.set(resourceId(vm.vcpuRootSpace, v.id + 1), v.peekRoots());
     s.set(R_RCU, mmu.rcu.auditState());
     s.set(R_SRCU, vm.srcu.auditState());
     for (let i = 0; i < this.tasks.length; i++) s.set(taskDoneId(i), this.tasks[i]!.done ? 1 : 0);

@@ -155,7 +155,7 @@ class TableWalk {
         `${mmu.inFlightSps} table pages allocated and never linked or freed`,
       );
     const backendCheck = vm.backend.checkInvariants?.bind(vm.backend);
-    if (!endOnly && !skipBackend && backendCheck && !vm.dead) {
+    if (!endOnly && !skipBackend && backendCheck && !vm.peekDead()) {
       for (const v of this.backendFindings(vm, backendCheck)) this.fail(v.check, v.message);
     }
     this.log.clear();

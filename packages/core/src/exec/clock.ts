@@ -6,6 +6,7 @@
  * While the explorer runs, `fp` records what each step touches; it is null otherwise.
  */
 import type { ExecCtx } from "./ctx.js";
+import { ErrorOfKind } from "../error-kind.js";
 import {
   R_ATTR,
   R_INVALIDATE,
@@ -30,6 +31,13 @@ const UNCHECKED_FIXED: readonly number[] = [
   R_SRCU,
   R_INVALIDATE,
 ];
+
+/**
+ * A task's step called a reader that records nothing (`peek*`, `audit*`): what it read is shared
+ * state no footprint holds, so the explorer would take the step to commute with a write of it.
+ * Those readers are for checks, views and the audits, which run between steps.
+ */
+export class UnrecordedAccess extends ErrorOfKind("UnrecordedAccess") {}
 
 /** Ids of resource spaces are below this (`resourceId`). */
 const SPACES_BASE = -1099511627776;
@@ -66,6 +74,12 @@ export class Clock {
    * (`Task.ctx`); null between steps. Not shared state: it is always the running task's own.
    */
   ctx: ExecCtx | null = null;
+  /**
+   * A task's step is running (`stepTask`). Readers that record nothing ask `assertBetweenSteps`,
+   * so that a step reaching shared state around its recording accessors fails in every run that
+   * steps tasks one by one, not only where an audit happens to compare the right states.
+   */
+  inStep = false;
   /** Bumped by every change of shared state (`touch`, `update`, `bump`): a step that left it alone changed nothing. */
   stateVersion = 0;
   /**
@@ -102,6 +116,34 @@ export class Clock {
    * invariant walk rescans only the tables written since its last pass. Null otherwise.
    */
   tables: SpteWriteLog | null = null;
+
+  /**
+   * Called by every reader that records nothing (`what` names the state it reads): outside a
+   * step it is a check's or a view's read; inside one it is a step reading shared state that
+   * its footprint will not hold, and the run fails, naming the task and the state.
+   */
+  assertBetweenSteps(what: string): void {
+    if (this.inStep)
+      throw new UnrecordedAccess(
+        `${this.task}'s step ${this.tick} read ${what} through a reader that records nothing: ` +
+          `a step reaches shared state only through the accessors that record it`,
+      );
+  }
+
+  /**
+   * Runs `look`, an observer called from inside a step (the invariant checks after each op, with
+   * `check: "op"`), as if between steps: it may use the readers that record nothing, for what
+   * it reads decides nothing the step does (a violation it finds ends the run).
+   */
+  observe<T>(look: () => T): T {
+    const was = this.inStep;
+    this.inStep = false;
+    try {
+      return look();
+    } finally {
+      this.inStep = was;
+    }
+  }
 
   /**
    * A new space of per-object resource ids (`resourceId(space, i)`): one per guest backing, per

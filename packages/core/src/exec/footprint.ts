@@ -27,6 +27,7 @@ export const R_FINALIZED = -13; // the VMM has finalized the VM (its vCPUs may s
 export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side section, of which memslots generation
 export const R_LPAGE = -15; // the memslots' lpage_info guest-inhibit bits (TDX huge pages)
 export const R_POOL_COUNTS = -16; // the page-table pool's counts of live tables (updated commutatively)
+export const R_TORN_DOWN = -17; // the VM has been torn down
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -52,6 +53,7 @@ const FIXED_NAMES = [
   "kvm->srcu",
   "lpage_info guest inhibit",
   "page-table pool counts",
+  "the VM is torn down",
 ];
 
 /** A resource id as a reader would name it. */

@@ -20,11 +20,22 @@ export class DeadlockError extends ErrorOfKind("DeadlockError") {}
  */
 export class LockdepError extends ErrorOfKind("LockdepError") {}
 
+/** The lock's words as they stand (`RwLock.peekState`). */
+export interface RwLockState {
+  readonly readers: number;
+  /** The task holding it for write. */
+  readonly writer: string | null;
+  readonly waitingWriters: number;
+  readonly waitingReaders: number;
+}
+
 export class RwLock {
-  readers = 0;
-  writer: ExecCtx | null = null;
-  waitingWriters = 0;
-  waitingReaders = 0;
+  // Private, so that no step reads them around the lock operations that record them: checks,
+  // views and tests read them between steps through `peekState`.
+  private readers = 0;
+  private writer: ExecCtx | null = null;
+  private waitingWriters = 0;
+  private waitingReaders = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -182,5 +193,16 @@ export class RwLock {
     this.writer = null;
     ctx.lockMode = 0;
     this.lastReleaser = this.clock.task;
+  }
+
+  /** The lock's words, recording nothing: for checks, views and tests, between steps. */
+  peekState(): RwLockState {
+    this.clock.assertBetweenSteps("mmu_lock's words");
+    return {
+      readers: this.readers,
+      writer: this.writer?.name ?? null,
+      waitingWriters: this.waitingWriters,
+      waitingReaders: this.waitingReaders,
+    };
   }
 }

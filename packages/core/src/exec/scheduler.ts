@@ -38,9 +38,15 @@ export function stepTask(tasks: readonly Task[], index: number, clock: Clock): n
   clock.task = t.name;
   clock.ctx = t.ctx ?? null;
   clock.tick++;
-  const r = t.op.next();
-  // Code run outside a step (setup, a test's own calls) is no task's.
-  clock.ctx = null;
+  clock.inStep = true;
+  let r: ReturnType<Op<unknown>["next"]>;
+  try {
+    r = t.op.next();
+  } finally {
+    // Code run outside a step (setup, a test's own calls, the checks) is no task's.
+    clock.ctx = null;
+    clock.inStep = false;
+  }
   if (r.done) {
     t.done = true;
     clock.touch(taskDoneId(index));

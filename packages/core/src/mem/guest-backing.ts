@@ -97,6 +97,7 @@ export class GuestBacking {
    * allocates and records nothing (views between steps, over guests of any size).
    */
   peekNextPopulated(pgoff: number, limit: number): number {
+    this.clock?.assertBetweenSteps("which host pages back guest memory");
     const bases = this.chunkBase;
     const last = Math.min(Math.ceil(limit / this.chunkPages), bases.length);
     for (let c = Math.floor(pgoff / this.chunkPages); c < last; c++) {

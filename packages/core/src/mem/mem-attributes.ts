@@ -10,7 +10,8 @@
  *
  * The attributes are shared state (one resource, R_ATTR): `isPrivate`, `isUniform` and `set`
  * record their access into the clock's recorder themselves, so no caller can forget it. Checks
- * that look between steps use `peekPrivate`, which records nothing.
+ * that look between steps use `peekPrivate` and `peekRunEnd`, which record nothing and so fail
+ * when a step calls them (`Clock.assertBetweenSteps`).
  */
 import type { Clock } from "../exec/clock.js";
 import { R_ATTR } from "../exec/footprint.js";
@@ -35,11 +36,16 @@ export class MemAttributes {
   /** Whether `gfn` is private (`kvm_mem_is_private`): a read of the attributes. */
   isPrivate(gfn: number): boolean {
     this.clock?.fp?.read(R_ATTR);
-    return this.peekPrivate(gfn);
+    return this.bit(gfn);
   }
 
   /** `isPrivate` without recording: for checks and views between steps. */
   peekPrivate(gfn: number): boolean {
+    this.clock?.assertBetweenSteps("the memory attributes");
+    return this.bit(gfn);
+  }
+
+  private bit(gfn: number): boolean {
     if (gfn >= this.npages || this.bits === NONE) return false;
     return (this.bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;
   }
@@ -81,18 +87,19 @@ export class MemAttributes {
    * of a run, found by word where the run is long. Records nothing (views between steps).
    */
   peekRunEnd(start: number, limit: number): number {
+    this.clock?.assertBetweenSteps("the memory attributes");
     const end = Math.min(limit, this.npages);
     if (start >= end) return limit;
-    const first = this.peekPrivate(start);
+    const first = this.bit(start);
     if (this.bits === NONE) return limit;
     const want = first ? 0xffffffff : 0;
     let g = start + 1;
     while (g < end && (g & 31) !== 0) {
-      if (this.peekPrivate(g) !== first) return g;
+      if (this.bit(g) !== first) return g;
       g++;
     }
     while (g + 32 <= end && this.bits[g >>> 5]! >>> 0 === want) g += 32;
-    for (; g < end; g++) if (this.peekPrivate(g) !== first) return g;
+    for (; g < end; g++) if (this.bit(g) !== first) return g;
     // Past the end everything is shared.
     return first && end < limit ? end : limit;
   }
@@ -100,26 +107,26 @@ export class MemAttributes {
   /** True if [start, start+count) is all private or all shared (no mixed huge page). */
   isUniform(start: number, count: number): boolean {
     this.clock?.fp?.read(R_ATTR);
-    return this.peekUniform(start, count);
+    return this.uniform(start, count);
   }
 
-  private peekUniform(start: number, count: number): boolean {
+  private uniform(start: number, count: number): boolean {
     if (start + count > this.npages) {
       // Past the end everything is shared.
       if (start >= this.npages) return true;
-      return this.peekUniform(start, this.npages - start) && !this.peekPrivate(start);
+      return this.uniform(start, this.npages - start) && !this.bit(start);
     }
     if (this.bits === NONE) return true;
-    const first = this.peekPrivate(start);
+    const first = this.bit(start);
     const want = first ? 0xffffffff : 0;
     let g = start;
     const end = start + count;
     while (g < end && (g & 31) !== 0) {
-      if (this.peekPrivate(g) !== first) return false;
+      if (this.bit(g) !== first) return false;
       g++;
     }
     for (; g + 32 <= end; g += 32) if (this.bits[g >>> 5]! >>> 0 !== want) return false;
-    for (; g < end; g++) if (this.peekPrivate(g) !== first) return false;
+    for (; g < end; g++) if (this.bit(g) !== first) return false;
     return true;
   }
 }

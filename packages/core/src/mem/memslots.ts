@@ -142,14 +142,17 @@ export class Memslot {
 
   /** The state as it stands, recording nothing: for checks and the footprint audit. */
   peekFlags(): Readonly<MemslotFlags> {
+    this.clock?.assertBetweenSteps("a memslot's flags");
     return this.slotFlags;
   }
 
   peekInvalid(): boolean {
+    this.clock?.assertBetweenSteps("whether a memslot is invalid");
     return this.isInvalid;
   }
 
   peekDirtyBitmap(): Uint32Array | null {
+    this.clock?.assertBetweenSteps("a memslot's dirty bitmap");
     return this.bitmap;
   }
 }
@@ -167,6 +170,7 @@ export class Memslots {
 
   /** `all` without recording: for checks and views between steps. */
   peekAll(): readonly Memslot[] {
+    this.clock?.assertBetweenSteps("the memslots");
     return this.slots;
   }
 

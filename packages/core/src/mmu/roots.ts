@@ -110,18 +110,22 @@ export class Root {
 
   /** The state, recording nothing: for checks and views between steps. */
   peekInvalid(): boolean {
+    this.clock.assertBetweenSteps("whether a root is invalid");
     return this.isInvalid;
   }
 
   peekFreed(): boolean {
+    this.clock.assertBetweenSteps("whether a root is freed");
     return this.isFreed;
   }
 
   peekRefcount(): number {
+    this.clock.assertBetweenSteps("a root's refcount");
     return this.refs;
   }
 
   peekScheduledZap(): boolean {
+    this.clock.assertBetweenSteps("whether a root waits for its zap");
     return this.scheduled;
   }
 

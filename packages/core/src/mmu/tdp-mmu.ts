@@ -791,6 +791,7 @@ export class TdpMmu {
 
   /** The root list, recording nothing: for checks and views between steps. */
   peekRoots(): readonly Root[] {
+    this.clock.assertBetweenSteps("the root list");
     return this.rootList;
   }
 

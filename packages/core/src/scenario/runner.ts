@@ -17,7 +17,7 @@ import { DeadlockError, LockdepError } from "../exec/rwlock.js";
 import { R_FINALIZED } from "../exec/footprint.js";
 import { SharedFlag } from "../exec/shared-flag.js";
 import { ReplayDivergence, Scheduler, isTaskDone, type Task } from "../exec/scheduler.js";
-import { Clock } from "../exec/clock.js";
+import { Clock, UnrecordedAccess } from "../exec/clock.js";
 import { HostMemoryExhausted } from "../mem/errors.js";
 import { Host } from "../mem/host.js";
 import { KvmBug, type MmuOptions } from "../mmu/tdp-mmu.js";
@@ -181,7 +181,8 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
   const checkOp =
     opts.check === "op"
       ? () => {
-          const r = checkInvariants(vm, { final: false });
+          // The check looks from inside the step that ended the op, as an observer.
+          const r = vm.clock.observe(() => checkInvariants(vm, { final: false }));
           if (r.violations.length > 0) throw new InvariantViolation(r.violations);
         }
       : null;
@@ -242,7 +243,8 @@ export class InvariantViolation extends ErrorOfKind("InvariantViolation") {
 
 /**
  * What an error thrown by a step means for a run: a violation the run found (a KVM_BUG, a
- * deadlock, a livelock, a lock not held where lockdep would assert it), or bad input (rethrown as `RunInputError`). Anything else is a bug of
+ * deadlock, a livelock, a lock not held where lockdep would assert it, a step reading state its
+ * footprint does not hold), or bad input (rethrown as `RunInputError`). Anything else is a bug of
  * the emulator and propagates.
  */
 export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Violation[] | null {
@@ -259,6 +261,7 @@ export function classifyRunError(e: unknown, scn: Scenario, built: BuiltRun): Vi
   if (GuestLivelock.is(e)) return [{ check: "livelock", message: e.message, step }];
   if (DeadlockError.is(e)) return [{ check: "deadlock", message: e.message, step }];
   if (LockdepError.is(e)) return [{ check: "lockdep", message: e.message, step }];
+  if (UnrecordedAccess.is(e)) return [{ check: "footprint-audit", message: e.message, step }];
   return null;
 }
 

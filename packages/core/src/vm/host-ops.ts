@@ -524,7 +524,7 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.clock.step++;
     vm.backend.destroy(vm);
   }
-  vm.dead = true;
+  vm.markDead();
 }
 
 /** `kvm_mmu_uninit_tdp_mmu`'s zap, under the write lock: every root invalidated, then zapped. */

@@ -9,6 +9,7 @@ import type { Backend, MirrorView } from "../backend/backend.js";
 import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
 import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
+import { R_TORN_DOWN, resourceId } from "../exec/footprint.js";
 import { ExecCtx } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
 import type { Host, HostStorage } from "../mem/host.js";
@@ -31,9 +32,15 @@ export class Vcpu {
   readonly pf: TdpFault;
   /** The translation the last hardware walk found. */
   readonly walk = new WalkOut();
-  /** `mmu->root` (direct) and `mmu->mirror_root_hpa`, loaded on first entry and after invalidation. */
-  root: Root | null = null;
-  mirrorRoot: Root | null = null;
+  /**
+   * `mmu->root` (direct) and `mmu->mirror_root_hpa`, loaded on first entry and after
+   * invalidation. The vCPU's own, but the host's teardown unloads them (`kvm_mmu_unload` at vCPU
+   * destruction), so they are a resource of their own, recorded by `root` and `mirrorRoot`.
+   */
+  private rootRef: Root | null = null;
+  private mirrorRef: Root | null = null;
+  private readonly clock: Clock;
+  private readonly rootsId: number;
   /** Guest exceptions (#VE, #VC) this vCPU received. */
   exceptions = 0;
 
@@ -44,6 +51,34 @@ export class Vcpu {
   ) {
     this.iter = new TdpIter(vm.host.pool);
     this.pf = new TdpFault(vm, this);
+    this.clock = vm.clock;
+    this.rootsId = resourceId(vm.vcpuRootSpace, id + 1);
+  }
+
+  get root(): Root | null {
+    this.clock.fp?.read(this.rootsId);
+    return this.rootRef;
+  }
+
+  set root(r: Root | null) {
+    this.clock.touch(this.rootsId);
+    this.rootRef = r;
+  }
+
+  get mirrorRoot(): Root | null {
+    this.clock.fp?.read(this.rootsId);
+    return this.mirrorRef;
+  }
+
+  set mirrorRoot(r: Root | null) {
+    this.clock.touch(this.rootsId);
+    this.mirrorRef = r;
+  }
+
+  /** The roots' slots, recording nothing: for checks, views and the audits, between steps. */
+  peekRoots(): string {
+    this.clock.assertBetweenSteps("a vCPU's roots");
+    return `${this.rootRef?.slot}/${this.mirrorRef?.slot}`;
   }
 }
 
@@ -69,8 +104,9 @@ export class Vm implements BackendVm, HostStorage {
   readonly backend: Backend;
   readonly events: EventSink;
   readonly rootLevel: Level;
-  /** The VM has been torn down; no op may run on it any more. */
-  dead = false;
+  private tornDown = false;
+  /** The resources of the vCPUs' root pointers (`Vcpu.root`), one per vCPU and the host's. */
+  readonly vcpuRootSpace: number;
   /** `kvm->srcu`: faults read the memslots inside it; memslot updates wait for them (`synchronizeSrcu`). */
   readonly srcu: Srcu;
   /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
@@ -119,6 +155,8 @@ export class Vm implements BackendVm, HostStorage {
     this.clock.interleaved = interleave;
     this.clock.shareRecorder(host.pool);
     this.hostCtx = new ExecCtx("host", interleave);
+    // No invariant check reads a vCPU's roots.
+    this.vcpuRootSpace = this.clock.newResourceSpace(false);
     for (let i = 0; i < config.vcpus; i++)
       this.vcpus.push(new Vcpu(i, new ExecCtx(`vcpu${i}`, interleave), this));
     this.hostVcpu = new Vcpu(-1, this.hostCtx, this);
@@ -185,6 +223,24 @@ export class Vm implements BackendVm, HostStorage {
     if (vcpu.mirrorRoot) this.mmu.putRoot(vcpu.mirrorRoot);
     vcpu.root = null;
     vcpu.mirrorRoot = null;
+  }
+
+  /** The VM has been torn down (`teardown`); no op may run on it any more. */
+  get dead(): boolean {
+    this.clock.fp?.read(R_TORN_DOWN);
+    return this.tornDown;
+  }
+
+  /** The teardown's last act. */
+  markDead(): void {
+    this.clock.touch(R_TORN_DOWN);
+    this.tornDown = true;
+  }
+
+  /** `dead`, recording nothing: for checks and the audits, between steps. */
+  peekDead(): boolean {
+    this.clock.assertBetweenSteps("whether the VM is torn down");
+    return this.tornDown;
   }
 
   get npages(): number {
