@@ -12,15 +12,13 @@
  * each side is checked by looking the entry up in the other, and "mapped once" is a bitmap over
  * host frames.
  */
-import { grown, nextSetBit, type MirrorView } from "@tdpemu/backend-sdk";
+import { grown, type MirrorView } from "@tdpemu/backend-sdk";
 import { PT_EPT, PT_REG, PT_TDCX, PT_TDVPR, PAGE_TYPE_NAMES } from "./seam/pamt.js";
 import {
   SEPT_FREE,
   SEPT_MAPPED,
   SEPT_NL_BLOCKED,
   SEPT_NL_MAPPED,
-  SEPT_OCCUPANCY,
-  SEPT_OCCUPANCY_WORDS,
   SEPT_PENDING,
   SEPT_STATE_NAMES,
   septPfn,
@@ -68,13 +66,9 @@ function visitSept(
   const t = pages.get(page)!;
   // Only the entries the occupancy bitmap marks, in ascending order: every other entry is the
   // FREE encoding, which is FREE at every level.
-  for (
-    let i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, 0);
-    i >= 0;
-    i = nextSetBit(t, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, i + 1)
-  ) {
-    const lo = t[2 * i]!;
-    const hi = t[2 * i + 1]!;
+  for (let i = pages.peekNextUsed(t, 0); i >= 0; i = pages.peekNextUsed(t, i + 1)) {
+    const lo = pages.peekLo(t, 2 * i);
+    const hi = pages.peekHi(t, 2 * i);
     const st = septState(lo, hi, level);
     if (st === SEPT_FREE) continue;
     const gfn = base + i * GFNS_PER_ENTRY[level]!;

@@ -16,6 +16,7 @@ import {
   SEAM_MODULE,
   SeptPages,
   septState,
+  septPageWords,
 } from "../src/testing.js";
 import { tdx } from "./tdx-source.js";
 
@@ -60,15 +61,14 @@ describe("storage handed on by Host.release", () => {
 
   it("S-EPT pages taken again come back all FREE", () => {
     const a = new SeptPages();
-    const t = a.init(10);
-    t.fill(0xdeadbeef);
-    a.init(600).fill(1);
+    septPageWords(a.init(10)).fill(0xdeadbeef);
+    septPageWords(a.init(600)).fill(1);
     a.release();
     expect(a.get(10)).toBeUndefined();
     expect(a.count).toBe(0);
     const b = new SeptPages();
     for (const pfn of [10, 600, 11]) {
-      const p = b.init(pfn);
+      const p = septPageWords(b.init(pfn));
       for (let i = 0; i < 512; i++) expect(septState(p[2 * i]!, p[2 * i + 1]!, 1)).toBe(SEPT_FREE);
     }
     expect(b.count).toBe(3);

@@ -50,6 +50,7 @@ import {
   statusClass,
   type SeamModule,
   type Td,
+  septPageWords,
 } from "../src/testing.js";
 import { newTdx, tdx } from "./tdx-source.js";
 
@@ -456,7 +457,7 @@ describe("operands a careful VMM never passes", () => {
 describe("locks held by a concurrent caller across the call (docs/tdx-module.md §1 checks 9-10, §5)", () => {
   /** Sets or clears the S-EPT entry lock (TDEL, bit 11) of the 4K entry of `gpa`, as another CPU holding it would. */
   function entryLock(f: Fixture, gpa: number, held: boolean): void {
-    const t = f.m.sept.get(leafTableOf(f))!;
+    const t = septPageWords(f.m.sept.get(leafTableOf(f))!);
     const off = 2 * ((gpa / 4096) % 512);
     t[off] = held ? t[off]! | SEPT_TDEL : t[off]! & ~SEPT_TDEL;
   }

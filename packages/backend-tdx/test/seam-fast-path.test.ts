@@ -36,6 +36,7 @@ import {
   septIndex,
   septPfn,
   septState,
+  septPageWords,
 } from "../src/testing.js";
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
@@ -115,7 +116,7 @@ describe("septIndex", () => {
 describe("SeptPages", () => {
   it("finds, drops and counts pages at small and huge PFNs", () => {
     const p = new SeptPages();
-    const a = p.init(5);
+    const a = septPageWords(p.init(5));
     const b = p.init(3000);
     const c = p.init(2 ** 33 + 7);
     expect([p.get(5), p.get(3000), p.get(2 ** 33 + 7), p.get(6), p.get(7)]).toEqual([
@@ -379,7 +380,7 @@ describe("the remembered walk (paging-structure cache) follows every change abov
     expect(m.memSeptAdd(0, 1, 0, 13).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x1000, 0, 0, 101).status).toBe(TDX_SUCCESS);
     expect(m.guestTranslate(2, 0x1000)).toBe("ve");
-    expect(m.sept.get(13)![2]).toBe((101 << 12) | 0xf0); // PENDING: MT=WB, IPAT, PS
+    expect(septPageWords(m.sept.get(13)!)[2]).toBe((101 << 12) | 0xf0); // PENDING: MT=WB, IPAT, PS
     expect(m.entryAt(m.tds.get(0)!, 1, 0)).toEqual({ state: SEPT_PENDING, pfn: 101 });
     // Blocking the 2M-level entry above it stops the walk again.
     expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
@@ -394,7 +395,7 @@ describe("locks a leaf takes within its step", () => {
     expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     // Corrupt the blocked leaf to point at page 0 (the TDR), as no leaf ever would.
-    const t = m.sept.get(12)!;
+    const t = septPageWords(m.sept.get(12)!);
     const e = makeSeptEntry(SEPT_BLOCKED, 0, 0);
     t[2] = e.lo;
     t[3] = e.hi;
@@ -447,7 +448,7 @@ describe("septEntries", () => {
     const m = be.module;
     const expected: [number, number, number, number][] = [];
     const visit = (page: number, level: number, base: number) => {
-      const t = m.sept.get(page)!;
+      const t = septPageWords(m.sept.get(page)!);
       for (let i = 0; i < 512; i++) {
         const st = septState(t[2 * i]!, t[2 * i + 1]!, level);
         if (st === SEPT_FREE) continue;

@@ -18,6 +18,8 @@ import {
   SEPT_PENDING,
   SEPT_PENDING_BLOCKED,
   SeptPages,
+  septPageWords,
+  type SeptPage,
 } from "../src/testing.js";
 
 const STATES = [
@@ -30,7 +32,8 @@ const STATES = [
   SEPT_NL_MAPPED,
 ];
 
-function expectBitmapMatches(t: Uint32Array): void {
+function expectBitmapMatches(page: SeptPage): void {
+  const t = septPageWords(page);
   for (let w = 0; w < SEPT_OCCUPANCY_WORDS; w++) {
     let want = 0;
     for (let b = 0; b < 32; b++) {
@@ -55,7 +58,7 @@ describe("S-EPT occupancy bitmap", () => {
         if (recycle) {
           // Pages taken again after a release start from a clean bitmap too.
           const old = new SeptPages();
-          for (const p of [100, 101, 102]) old.init(p).fill(0xffffffff);
+          for (const p of [100, 101, 102]) septPageWords(old.init(p)).fill(0xffffffff);
           old.release();
         }
         const sept = new SeptPages();

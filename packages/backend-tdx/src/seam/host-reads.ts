@@ -14,6 +14,7 @@ import {
   septIndex,
   septPfn,
   septState,
+  type SeptPage,
 } from "./sept.js";
 import type { Td } from "./td.js";
 
@@ -38,8 +39,8 @@ export function entryAt(
   let table = remembered ?? m.sept.get(td.septRoot);
   for (let lvl = remembered ? 0 : td.rootLevel; lvl >= level && table; lvl--) {
     const off = 2 * septIndex(gfn, lvl);
-    const lo = table[off]!;
-    const hi = table[off + 1]!;
+    const lo = m.sept.peekLo(table, off);
+    const hi = m.sept.peekHi(table, off);
     const st = septState(lo, hi, lvl);
     if (lvl === level) return { state: st, pfn: septPfn(lo, hi) };
     if (st !== SEPT_NL_MAPPED) return { state: SEPT_FREE, pfn: 0 };
@@ -83,7 +84,7 @@ export function* septEntries(
   // After teardown the S-EPT pages may be reclaimed: a page that is no S-EPT page any more
   // has no entries to report, though an entry above it may still name it.
   if (root === undefined) return;
-  const tables: Uint32Array[] = [root];
+  const tables: SeptPage[] = [root];
   const levels = [td.rootLevel];
   const bases = [0];
   const next = [0];
@@ -100,8 +101,8 @@ export function* septEntries(
     next[top] = i + 1;
     const t = tables[top]!;
     const level = levels[top]!;
-    const lo = t[2 * i]!;
-    const hi = t[2 * i + 1]!;
+    const lo = m.sept.peekLo(t, 2 * i);
+    const hi = m.sept.peekHi(t, 2 * i);
     const st = septState(lo, hi, level);
     if (st === SEPT_FREE) continue;
     const gfn = bases[top]! + i * 512 ** level;

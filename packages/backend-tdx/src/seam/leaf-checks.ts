@@ -20,6 +20,7 @@ import {
   SEPT_NL_MAPPED,
   SEPT_PENDING,
   SEPT_PENDING_BLOCKED,
+  type SeptPage,
 } from "./sept.js";
 import {
   OPERAND_RCX,
@@ -205,7 +206,7 @@ export function septOperand(
   minLevel: number,
   maxLevel: number,
   tree: number,
-): Uint32Array {
+): SeptPage {
   const gfn = checkGpa(td, gpa, level, minLevel, maxLevel);
   if (tree !== NO_TREE_LOCK) lock(td.treeLock, tree === TREE_EXCLUSIVE, OPERAND_SEPT_TREE);
   m.walk(td, gfn, level);
@@ -215,7 +216,7 @@ export function septOperand(
 /** Checks 9-10: the entry lock, then the state the leaf needs (`allowed`: a mask of `septStateBit`s). */
 export function entryState(
   m: SeamCore,
-  table: Uint32Array,
+  table: SeptPage,
   off: number,
   level: number,
   allowed: number,

@@ -34,6 +34,7 @@ import {
   septPfn,
   septState,
   SEPT_NL_MAPPED,
+  type SeptPage,
 } from "./sept.js";
 import {
   OPERAND_RCX,
@@ -112,7 +113,7 @@ export interface TdSetupRecord {
 }
 
 /** No table yet (shared: a module is made per explored schedule, and nothing is stored in it). */
-const NO_TABLE = new Uint32Array(0);
+const NO_TABLE = new Uint32Array(0) as unknown as SeptPage;
 
 export class SeamCore {
   /** Where the state's accessors record what each call reads and writes (`attach`). */
@@ -134,7 +135,7 @@ export class SeamCore {
   /** The TDR whose PAMT lock the running leaf took in its prologue (NaN before). */
   lockedTdr = Number.NaN;
   /** Where the last `walk` ended: the table at the level asked for and the entry's offset in it. */
-  walkTable: Uint32Array = NO_TABLE;
+  walkTable: SeptPage = NO_TABLE;
   walkOff = 0;
   /** The vCPU `tdOfVcpu` found. */
   foundVcpu: TdVcpu | undefined = undefined;
@@ -173,7 +174,7 @@ export class SeamCore {
   private leafRoot = -1;
   /** The 2 MiB block of GFNs (`gfn / 512`, floored) of the remembered table. */
   private leafBlock = -1;
-  private leafTable: Uint32Array = NO_TABLE;
+  private leafTable: SeptPage = NO_TABLE;
 
   /** The platform's bring-up state (TDH.SYS.*, `sys-leaves.ts`). */
   readonly sys: SysState;
@@ -576,7 +577,7 @@ export class SeamCore {
    * S-EPT three times for the same GFN (the guest's access, AUG, the access again) and the next
    * fault goes to the same table: the hardware's paging-structure cache, in short.
    */
-  rememberedLeafTable(td: Td, gfn: number): Uint32Array | undefined {
+  rememberedLeafTable(td: Td, gfn: number): SeptPage | undefined {
     // While recording, the walk must read (and record) the entries above the table.
     if (this.fp.recording) return undefined;
     if (
@@ -588,7 +589,7 @@ export class SeamCore {
     return this.leafTable;
   }
 
-  rememberLeafTable(td: Td, gfn: number, table: Uint32Array): void {
+  rememberLeafTable(td: Td, gfn: number, table: SeptPage): void {
     this.leafVersion = this.sept.version;
     this.leafRoot = td.septRoot;
     // Divided and floored, not `gfn % 512`: a GFN is a double to the compiler, and a double's

@@ -8,6 +8,7 @@
  * every leaf, 4K ones too, has IPAT and PS, and memory type WB; a non-leaf has neither. TDX
  * numbers levels from 0 (4K) up; KVM's mirror level is the TDX level + 1.
  */
+import { nextSetBit } from "@tdpemu/backend-sdk";
 import { SeamFootprint } from "./seam-footprint.js";
 
 export const SEPT_FREE = 0;
@@ -194,6 +195,24 @@ const sparePages: Uint32Array[] = [];
 const SPARE_LOOKUP_MAX = 8;
 const spareLookup: (Uint32Array | undefined)[][] = [];
 
+declare const septPageBrand: unique symbol;
+/**
+ * An S-EPT page as the leaves hold it: opaque (at run time the page's `Uint32Array`), so that
+ * code outside this file reads its entries only through `entryLo`/`entryHi`, which record the
+ * read, and writes them only through `setEntry`, which records the write.
+ */
+export interface SeptPage {
+  readonly [septPageBrand]: true;
+}
+
+/**
+ * The words of `page`, recording nothing: for this package's tests, which corrupt a page to show
+ * a check firing or look at its layout. Not exported from the package; no leaf uses it.
+ */
+export function septPageWords(page: SeptPage): Uint32Array {
+  return page as unknown as Uint32Array;
+}
+
 /**
  * S-EPT pages by their host PFN: 512 entries as 1024 uint32, like the mirror's tables, then the
  * occupancy bitmap (`SEPT_OCCUPANCY`). Looked up
@@ -218,7 +237,7 @@ export class SeptPages {
   private readonly held: number[] = [];
 
   /** A page handed to the module: every entry FREE (suppress-#VE set). */
-  init(pfn: number): Uint32Array {
+  init(pfn: number): SeptPage {
     const t = sparePages.pop() ?? new Uint32Array(PAGE_U32);
     t.set(FREE_TABLE);
     t[SEPT_PAGE_PFN] = pfn >>> 0 === pfn ? pfn : 0xffffffff;
@@ -226,16 +245,20 @@ export class SeptPages {
     // it (TDH.MEM.SEPT.ADD writes that), and an entry of a page nobody can reach is no one's.
     this.put(pfn, t);
     this.version++;
-    return t;
+    return t as unknown as SeptPage;
   }
 
-  get(pfn: number): Uint32Array | undefined {
+  get(pfn: number): SeptPage | undefined {
+    return this.raw(pfn) as SeptPage | undefined;
+  }
+
+  private raw(pfn: number): Uint32Array | undefined {
     if (pfn >>> 0 !== pfn) return this.others.get(pfn);
     return this.blocks[pfn >>> 9]?.[pfn & 511];
   }
 
   drop(pfn: number): void {
-    const t = this.get(pfn);
+    const t = this.raw(pfn);
     if (t !== undefined) this.writeUsed(t);
     this.put(pfn, undefined);
     this.version++;
@@ -245,20 +268,39 @@ export class SeptPages {
    * The low half of the entry at `off` of `table` (a page `get` returned), as a leaf reads it:
    * recorded as a read of that entry. Leaves read entries only through this and `entryHi`.
    */
-  entryLo(table: Uint32Array, off: number): number {
-    if (this.fp.fp !== null) this.recordRead(table, off);
-    return table[off]!;
+  entryLo(table: SeptPage, off: number): number {
+    const t = table as unknown as Uint32Array;
+    if (this.fp.fp !== null) this.recordRead(t, off);
+    return t[off]!;
   }
 
   /** The high half of the entry at `off` of `table`, recorded as `entryLo`. */
-  entryHi(table: Uint32Array, off: number): number {
-    if (this.fp.fp !== null) this.recordRead(table, off);
-    return table[off + 1]!;
+  entryHi(table: SeptPage, off: number): number {
+    const t = table as unknown as Uint32Array;
+    if (this.fp.fp !== null) this.recordRead(t, off);
+    return t[off + 1]!;
   }
 
   /** The read of the entry at `off` of `table`, apart so that `entryLo`/`entryHi` stay small (inlined). */
   private recordRead(table: Uint32Array, off: number): void {
     this.fp.fp!.read(this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1));
+  }
+
+  /**
+   * The halves of the entry at `off` of `table` and the next used entry from `i` on (by the
+   * occupancy bitmap; -1 if none), recording nothing: for the invariant checks, the views and
+   * the host debugger's reads, which run between calls. A leaf reads through `entryLo`.
+   */
+  peekLo(table: SeptPage, off: number): number {
+    return (table as unknown as Uint32Array)[off]!;
+  }
+
+  peekHi(table: SeptPage, off: number): number {
+    return (table as unknown as Uint32Array)[off + 1]!;
+  }
+
+  peekNextUsed(table: SeptPage, i: number): number {
+    return nextSetBit(table as unknown as Uint32Array, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, i);
   }
 
   /** A page stops being an S-EPT page (RECLAIM at teardown may drop one with entries left): its used entries are written. */
@@ -270,12 +312,13 @@ export class SeptPages {
   }
 
   /** The resource of the entry at `off` of `table` (for the audit). */
-  entryId(table: Uint32Array, off: number): number {
-    return this.fp.septId(table[SEPT_PAGE_PFN]!, off >>> 1);
+  entryId(table: SeptPage, off: number): number {
+    return this.fp.septId((table as unknown as Uint32Array)[SEPT_PAGE_PFN]!, off >>> 1);
   }
 
   /** Writes the entry for `state` over `pfn` at `off` of `table`, at TDX `level`, and its occupancy bit. */
-  setEntry(table: Uint32Array, off: number, state: number, pfn: number, level: number): void {
+  setEntry(page: SeptPage, off: number, state: number, pfn: number, level: number): void {
+    const table = page as unknown as Uint32Array;
     this.fp.writeSept(table[SEPT_PAGE_PFN]!, off >>> 1);
     const lo = entryLo32(state, pfn);
     const hi = entryHi32(state, pfn);
@@ -297,7 +340,7 @@ export class SeptPages {
    * a page's birth and death (all FREE, or dropped) then show no change, as they need none.
    */
   auditEntries(out: Map<number, string | number>): void {
-    const pages = [...this.held.map((pfn) => this.get(pfn)!), ...this.others.values()];
+    const pages = [...this.held.map((pfn) => this.raw(pfn)!), ...this.others.values()];
     for (const t of pages) {
       for (let i = 0; i < 512; i++) {
         if (t[2 * i] === SEPT_FREE_LO && t[2 * i + 1] === SEPT_FREE_HI) continue;
