@@ -148,8 +148,8 @@ export class CcaBackend implements Backend {
   private pages!: ControlPages;
   /** Private pages the mirror mapped before activation and not yet given their RMI_DATA_CREATE (populate). */
   private premapped = 0;
-  /** The VM is being destroyed: RTTs the mirror frees are destroyed too. */
-  private tearingDown = false;
+  /** The VM is being destroyed: RTTs the mirror frees are destroyed too (`tearingDown`). */
+  private tearing = false;
   private vm!: BackendVm;
   /** 2^(IPA bits - 1): the unprotected half starts here. */
   private unprotected = 0;
@@ -181,6 +181,28 @@ export class CcaBackend implements Backend {
   private set premappedPages(n: number) {
     this.vm.clock.touch(this.kvmId(1));
     this.premapped = n;
+  }
+
+  private get tearingDown(): boolean {
+    this.vm.clock.fp?.read(this.kvmId(1));
+    return this.tearing;
+  }
+
+  private set tearingDown(on: boolean) {
+    this.vm.clock.touch(this.kvmId(1));
+    this.tearing = on;
+  }
+
+  /** How many direct roots hold the unprotected mapping `key` (0: none). */
+  private rootsHolding(key: number): number {
+    this.vm.clock.fp?.read(this.kvmId(2));
+    return this.nsRoots.get(key) ?? 0;
+  }
+
+  private setRootsHolding(key: number, n: number): void {
+    this.vm.clock.touch(this.kvmId(2));
+    if (n > 0) this.nsRoots.set(key, n);
+    else this.nsRoots.delete(key);
   }
 
   private inRealm(v: number): boolean {
@@ -306,7 +328,6 @@ export class CcaBackend implements Backend {
 
   /** The vCPUs stop (the VMM's threads leave KVM_RUN): no REC runs while the realm is destroyed. */
   teardown(): void {
-    this.vm.clock.touch(this.kvmId(1));
     this.tearingDown = true;
     for (let v = 0; v < this.recs.length; v++) this.exit(v);
   }
@@ -320,10 +341,9 @@ export class CcaBackend implements Backend {
   destroy(vm: BackendVm): void {
     const r = this.realm;
     const size = levelSize(r.startLevel);
-    this.rmm.readTable(r.rootSlot);
     for (let i = 0; i < 512; i++) {
       const e = r.rootSlot * 512 + i;
-      if (this.rmm.rtts.state[e] !== RTTE_TABLE) continue;
+      if (this.rmm.rtts.state(e) !== RTTE_TABLE) continue;
       const ipa = i * size;
       if (this.destroyTable(ipa, r.startLevel + 1)) this.giveBack(this.rmm.x1, "RTT");
       else vm.leak(`RTT at ipa 0x${ipa.toString(16)} kept: ${this.rmi.lastFailure}`);
@@ -362,8 +382,8 @@ export class CcaBackend implements Backend {
   /** An RTT KVM made itself (INIT_RIPAS, SET_RIPAS) where the mirror now makes its table: the mirror takes it. */
   adoptExternalSpt(_vm: BackendVm, gfn: number, level: Level): number {
     walk(this.rmm, this.realm, gfn * 4096, 4 - level, w);
-    if (w.level !== 4 - level || this.rmm.rtts.state[w.entry] !== RTTE_TABLE) return -1;
-    return this.rmm.rtts.addr[w.entry]!;
+    if (w.level !== 4 - level || this.rmm.rtts.state(w.entry) !== RTTE_TABLE) return -1;
+    return this.rmm.rtts.addr(w.entry);
   }
 
   /**
@@ -438,7 +458,6 @@ export class CcaBackend implements Backend {
    * page is undelegated. A page the RMM keeps is the core's to count as leaked.
    */
   freeExternalSpt(_vm: BackendVm, gfn: number, level: Level, externalSpt: number): number {
-    this.vm.clock.fp?.read(this.kvmId(1));
     if (!this.tearingDown) return 0;
     if (!this.destroyTable(gfn * 4096, 4 - level)) return EIO;
     if (this.rmi.granuleUndelegate(externalSpt * 4096) === RMI_SUCCESS) return 0;
@@ -476,12 +495,10 @@ export class CcaBackend implements Backend {
     const ipa = gfn * 4096 + this.unprotected;
     const l = 4 - level;
     const key = gfn * 4 + level;
-    this.vm.clock.touch(this.kvmId(2));
     if ((flags & DIRECT_OLD_LEAF) !== 0) {
-      const n = this.nsRoots.get(key) ?? 0;
-      if (n > 1) this.nsRoots.set(key, n - 1);
-      else {
-        this.nsRoots.delete(key);
+      const n = this.rootsHolding(key);
+      this.setRootsHolding(key, n - 1);
+      if (n <= 1) {
         const x0 = this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
         // RMI_ERROR_RTT: nothing mapped there any more (its table went with a bigger mapping).
         if (x0 !== RMI_SUCCESS && returnStatus(x0) !== RMI_ERROR_RTT)
@@ -490,16 +507,16 @@ export class CcaBackend implements Backend {
     }
     if ((flags & DIRECT_NEW_LEAF) !== 0) {
       const writable = (flags & DIRECT_NEW_WRITABLE) !== 0;
-      const n = this.nsRoots.get(key) ?? 0;
-      this.nsRoots.set(key, n + 1);
+      const n = this.rootsHolding(key);
+      this.setRootsHolding(key, n + 1);
       if (n > 0) {
         walk(this.rmm, this.realm, ipa, l, w);
         const rtts = this.rmm.rtts;
         if (
           w.level === l &&
-          rtts.state[w.entry] === RTTE_ASSIGNED_NS &&
-          rtts.addr[w.entry] === newPfn &&
-          ((rtts.attr[w.entry]! & S2AP_W) !== 0) === writable
+          rtts.state(w.entry) === RTTE_ASSIGNED_NS &&
+          rtts.addr(w.entry) === newPfn &&
+          ((rtts.attr(w.entry) & S2AP_W) !== 0) === writable
         )
           return;
         this.rmi.rttUnmapUnprotected(this.rd, ipa, l);
@@ -522,12 +539,12 @@ export class CcaBackend implements Backend {
       }
       walk(this.rmm, this.realm, ipa, l, w);
       const rtts = this.rmm.rtts;
-      if (rtts.state[w.entry] === RTTE_ASSIGNED_NS) {
+      if (rtts.state(w.entry) === RTTE_ASSIGNED_NS) {
         // Mapped already: the same page (a block split into its pages, as a split of the direct
         // leaf's block makes them), or another that goes first.
-        if (rtts.addr[w.entry] === pfn && rtts.attr[w.entry] === desc % 4096) return;
+        if (rtts.addr(w.entry) === pfn && rtts.attr(w.entry) === desc % 4096) return;
         if (this.rmi.rttUnmapUnprotected(this.rd, ipa, l) !== RMI_SUCCESS) break;
-      } else if (rtts.state[w.entry] !== RTTE_TABLE || !this.destroyLevel(ipa, l)) break;
+      } else if (rtts.state(w.entry) !== RTTE_TABLE || !this.destroyLevel(ipa, l)) break;
     }
     this.bug(
       `RMI_RTT_MAP_UNPROTECTED of ipa 0x${ipa.toString(16)} level ${l} failed: ${this.rmi.lastFailure}`,
@@ -577,10 +594,9 @@ export class CcaBackend implements Backend {
     const slot = w.slot;
     const size = levelSize(level);
     const base = ipa - (ipa % levelSize(level - 1));
-    this.rmm.readTable(slot);
     for (let i = 0; i < 512; i++) {
       const e = slot * 512 + i;
-      const s = rtts.state[e]!;
+      const s = rtts.state(e);
       const a = base + i * size;
       if (s === RTTE_TABLE) {
         if (!this.destroyTable(a, level + 1)) return false;
@@ -649,7 +665,6 @@ export class CcaBackend implements Backend {
     if (this.inRealm(v)) return true;
     if (this.rmm.realmState(this.realm) !== REALM_ACTIVE && this.activate() !== 0) return false;
     const rec = this.recs[v]!;
-    this.rmm.readRec(rec);
     if (rec.ripasPending) this.completeRipasChange(rec, this.recPas[v]!);
     if (this.rmi.recEnter(this.recPas[v]!, this.ripasDone) !== RMI_SUCCESS) return false;
     this.setInRealm(v, true);
@@ -659,7 +674,7 @@ export class CcaBackend implements Backend {
   private exit(v: number): void {
     if (!this.inRealm(v)) return;
     this.setInRealm(v, false);
-    recExit(this.rmm, this.recs[v]!);
+    recExit(this.recs[v]!);
   }
 
   /**
@@ -744,7 +759,6 @@ export class CcaBackend implements Backend {
   ): void {
     if (vcpu < 0 || vcpu >= this.recs.length) return;
     const rec = this.recs[vcpu]!;
-    this.rmm.readRec(rec);
     const base = gfn * 4096;
     const top = (gfn + npages) * 4096;
     if (!(rec.ripasPending && rec.ripasBase <= base && rec.ripasTop >= top)) {
@@ -772,7 +786,7 @@ export class CcaBackend implements Backend {
   ): boolean {
     if (!this.enter(vcpu)) return false;
     this.rmi.note(RSI_IPA_STATE_SET, base);
-    if (rsiIpaStateSet(this.rmm, this.recs[vcpu]!, base, top, ripas, flags) !== -1) return false;
+    if (rsiIpaStateSet(this.recs[vcpu]!, base, top, ripas, flags) !== -1) return false;
     this.setInRealm(vcpu, false);
     this.rmi.note(EXIT_RIPAS, base);
     return true;
@@ -808,7 +822,7 @@ export class CcaBackend implements Backend {
       return EINVAL;
     }
     this.setInRealm(v, false);
-    psciSystemOff(this.rmm, this.recs[v]!);
+    psciSystemOff(this.recs[v]!);
     return 0;
   }
 
@@ -866,7 +880,7 @@ export class CcaBackend implements Backend {
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.rmm.auditState(out);
     out.set(this.kvmId(0), this.pages.auditState());
-    out.set(this.kvmId(1), `${this.premapped}/${this.tearingDown}`);
+    out.set(this.kvmId(1), `${this.premapped}/${this.tearing}`);
     out.set(this.kvmId(2), [...this.nsRoots].map(([k, n]) => `${k}:${n}`).join(","));
     for (let v = 0; v < this.inGuest.length; v++)
       out.set(this.kvmId(3 + v), this.inGuest[v] ? 1 : 0);
@@ -902,10 +916,10 @@ export class CcaBackend implements Backend {
     const ipa = gfn * 4096 + (root === "direct" ? this.unprotected : 0);
     walk(this.rmm, this.realm, ipa - (ipa % levelSize(l)), l, w, true);
     if (w.level < l) return `RTT L${w.level} (no table below)`;
-    const s = this.rmm.rtts.state[w.entry]!;
+    const s = this.rmm.rtts.peekState(w.entry);
     const ripas =
       s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED
-        ? ` ${RIPAS_NAMES[this.rmm.rtts.ripas[w.entry]!]}`
+        ? ` ${RIPAS_NAMES[this.rmm.rtts.peekRipas(w.entry)]}`
         : "";
     return `RTT L${l} ${RTTE_STATE_NAMES[s]}${ripas}`;
   }
@@ -914,15 +928,15 @@ export class CcaBackend implements Backend {
   mapCell(_vm: BackendVm, gfn: number): string | null {
     if (!this.rmm.realms.has(this.realm.rd)) return null;
     walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w, true);
-    return this.rmm.rtts.ripas[w.entry] === RIPAS_RAM ? null : "?";
+    return this.rmm.rtts.peekRipas(w.entry) === RIPAS_RAM ? null : "?";
   }
 
   extraStats(): [string, string][] {
     const live = this.rmm.realms.has(this.realm.rd);
     return [
-      ["realm", live ? REALM_STATE_NAMES[this.realm.state]! : "destroyed"],
+      ["realm", live ? REALM_STATE_NAMES[this.realm.peek().state]! : "destroyed"],
       ["RECs", String(this.recs.length)],
-      ["measured", String(this.realm.measurements)],
+      ["measured", String(this.realm.peek().measurements)],
     ];
   }
 
@@ -935,9 +949,9 @@ export class CcaBackend implements Backend {
     walk(this.rmm, this.realm, gfn * 4096, RTT_PAGE_LEVEL, w, true);
     const rtts = this.rmm.rtts;
     const ram =
-      rtts.ripas[w.entry] === RIPAS_RAM &&
-      (rtts.state[w.entry] === RTTE_UNASSIGNED || rtts.state[w.entry] === RTTE_ASSIGNED);
-    const owned = rtts.state[w.entry] === RTTE_ASSIGNED && rtts.addr[w.entry] === pfn;
+      rtts.peekRipas(w.entry) === RIPAS_RAM &&
+      (rtts.peekState(w.entry) === RTTE_UNASSIGNED || rtts.peekState(w.entry) === RTTE_ASSIGNED);
+    const owned = rtts.peekState(w.entry) === RTTE_ASSIGNED && rtts.peekAddr(w.entry) === pfn;
     return (owned ? GUEST_PAGE_OWNED : 0) | (ram ? GUEST_PAGE_ACCEPTED : 0);
   }
 }

@@ -38,16 +38,16 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
   mirror.forEach((gfn, level, kind, pfn, externalSpt) => {
     const l = 4 - level;
     walk(rmm, r, gfn * 4096, l, w, true);
-    const s = rtts.state[w.entry]!;
+    const s = rtts.peekState(w.entry);
     if (kind === "leaf") {
-      if (w.level !== l || s !== RTTE_ASSIGNED || rtts.addr[w.entry] !== pfn) {
-        if (!mirror.inFlight(gfn, level) && r.state !== 0)
+      if (w.level !== l || s !== RTTE_ASSIGNED || rtts.peekAddr(w.entry) !== pfn) {
+        if (!mirror.inFlight(gfn, level) && r.peek().state !== 0)
           out.push({
             check: "rtt-mirror",
-            message: `mirror leaf gfn ${hex(gfn)} → pfn ${hex(pfn)}, the RTT has ${w.level !== l ? `no table at level ${l}` : `${s === RTTE_ASSIGNED ? `pa ${hex(rtts.addr[w.entry]! * 4096)}` : "no assigned entry"}`}`,
+            message: `mirror leaf gfn ${hex(gfn)} → pfn ${hex(pfn)}, the RTT has ${w.level !== l ? `no table at level ${l}` : `${s === RTTE_ASSIGNED ? `pa ${hex(rtts.peekAddr(w.entry) * 4096)}` : "no assigned entry"}`}`,
           });
       }
-    } else if (w.level !== l || s !== RTTE_TABLE || rtts.addr[w.entry] !== externalSpt) {
+    } else if (w.level !== l || s !== RTTE_TABLE || rtts.peekAddr(w.entry) !== externalSpt) {
       if (!mirror.inFlight(gfn, level))
         out.push({
           check: "rtt-mirror",
@@ -64,7 +64,11 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     nsLeaves.add(gfn * 4 + level);
     const l = 4 - level;
     walk(rmm, r, gfn * 4096 + unprotected, l, w, true);
-    if (w.level !== l || rtts.state[w.entry] !== RTTE_ASSIGNED_NS || rtts.addr[w.entry] !== pfn) {
+    if (
+      w.level !== l ||
+      rtts.peekState(w.entry) !== RTTE_ASSIGNED_NS ||
+      rtts.peekAddr(w.entry) !== pfn
+    ) {
       out.push({
         check: "rtt-unprotected",
         message: `direct leaf gfn ${hex(gfn)} → pfn ${hex(pfn)} is not mapped unprotected at RTT level ${l}`,
@@ -75,7 +79,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
   // Every RTT of the realm: its entries, their granules, its count.
   let nsEntries = 0;
   const visit = (slot: number, level: number, base: number) => {
-    const g = rtts.granule[slot]!;
+    const g = rtts.granuleOf(slot);
     if (rmm.granules.state[g] !== GRANULE_RTT)
       out.push({
         check: "granule-state",
@@ -86,13 +90,13 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     for (let i = 0; i < 512; i++) {
       const e = slot * 512 + i;
       const a = base + i * size;
-      const s = rtts.state[e]!;
+      const s = rtts.peekState(e);
       if (s === RTTE_TABLE) {
         live++;
-        visit(rtts.child[e]!, level + 1, a);
+        visit(rtts.peekChild(e), level + 1, a);
       } else if (s === RTTE_ASSIGNED) {
         live++;
-        const data = rtts.addr[e]!;
+        const data = rtts.peekAddr(e);
         if (rmm.granules.state[data] !== GRANULE_DATA)
           out.push({
             check: "granule-state",
@@ -102,7 +106,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
           level === RTT_PAGE_LEVEL &&
           mirror.lookup(a / 4096, 1) === null &&
           !mirror.inFlight(a / 4096, 1) &&
-          r.state !== 0
+          r.peek().state !== 0
         ) {
           out.push({
             check: "rtt-mirror",
@@ -111,7 +115,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
         }
       } else if (s === RTTE_ASSIGNED_NS) {
         nsEntries++;
-        const pfn = rtts.addr[e]!;
+        const pfn = rtts.peekAddr(e);
         if (rmm.granules.state[pfn] !== GRANULE_NS)
           out.push({
             check: "ns-access",
@@ -130,7 +134,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
   const rootSize = levelSize(r.startLevel);
   for (let i = 0; i < 512; i++) {
     const e = r.rootSlot * 512 + i;
-    if (rtts.state[e] === RTTE_TABLE) visit(rtts.child[e]!, r.startLevel + 1, i * rootSize);
+    if (rtts.peekState(e) === RTTE_TABLE) visit(rtts.peekChild(e), r.startLevel + 1, i * rootSize);
   }
   if (nsEntries !== nsLeaves.size)
     out.push({

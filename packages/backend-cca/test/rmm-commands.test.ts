@@ -239,15 +239,15 @@ describe("the RMM's commands", () => {
     expect(m.recs.size).toBe(1);
     const destroyed = delegated(m);
     expect(dataCreateUnknown(m, RD, destroyed, 0x1000)).toBe(0);
-    expect(rsiIpaStateSet(m, r, 0x1000, 0x2000, RIPAS_RAM, 0)).toBe(-1);
+    expect(rsiIpaStateSet(r, 0x1000, 0x2000, RIPAS_RAM, 0)).toBe(-1);
     expect(rttSetRipas(m, RD, rec, 0x1000, 0x2000)).toBe(0);
     expect(recEnter(m, rec, false, null)).toBe(0);
     r.running = false;
     expect(dataDestroy(m, RD, 0x1000)).toBe(0);
     expect(read(m, 0x1000).ripas).toBe(RIPAS_DESTROYED);
-    expect(rsiIpaStateSet(m, r, 0x1000, 0x2000, RIPAS_EMPTY, 3)).toBe(-1);
+    expect(rsiIpaStateSet(r, 0x1000, 0x2000, RIPAS_EMPTY, 3)).toBe(-1);
     expect(formatReturn(rttSetRipas(m, RD, rec, 0x1000, 0x2000))).toBe("RMI_ERROR_RTT (level 3)");
-    expect(rsiIpaStateSet(m, r, 0x1000, 0x2000, RIPAS_EMPTY, 1)).toBe(-1);
+    expect(rsiIpaStateSet(r, 0x1000, 0x2000, RIPAS_EMPTY, 1)).toBe(-1);
     expect(rttSetRipas(m, RD, rec, 0x1000, 0x2000)).toBe(0);
     const done = { next: 0, response: -1 };
     expect(recEnter(m, rec, true, done)).toBe(0);

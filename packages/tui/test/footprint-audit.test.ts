@@ -259,13 +259,14 @@ vcpus:
       "audit-cca.yaml",
     );
     type Rmm = {
-      rtts: { ripas: Uint8Array };
+      // The store's private array: the sneaky step goes around its recording accessors.
+      rtts: { rip: Uint8Array };
       granules: { state: Uint8Array };
       realms: Map<number, { rootSlot: number; rd: number }>;
     };
     for (const tamper of [
       (rmm: Rmm) => {
-        rmm.rtts.ripas[[...rmm.realms.values()][0]!.rootSlot * 512 + 7]! ^= 1;
+        rmm.rtts.rip[[...rmm.realms.values()][0]!.rootSlot * 512 + 7]! ^= 1;
       },
       (rmm: Rmm) => {
         rmm.granules.state[[...rmm.realms.values()][0]!.rd]! ^= 1;

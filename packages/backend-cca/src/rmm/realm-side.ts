@@ -41,7 +41,6 @@ export const RSI_CHANGE_DESTROYED = 1;
  * with RMI_EXIT_RIPAS_CHANGE. Returns the RSI status, or -1 for "exited".
  */
 export function rsiIpaStateSet(
-  m: Rmm,
   rec: Rec,
   base: number,
   top: number,
@@ -58,7 +57,6 @@ export function rsiIpaStateSet(
     !r.inPar(top - 4096)
   )
     return RSI_ERROR_INPUT;
-  m.writeRec(rec);
   rec.ripasBase = base;
   rec.ripasTop = top;
   rec.ripasAddr = base;
@@ -96,7 +94,6 @@ export function recEnter(
   const state = m.realmState(rec.realm);
   if (state === REALM_NEW) return packReturn(RMI_ERROR_REALM, 0);
   if (state === REALM_SYSTEM_OFF) return packReturn(RMI_ERROR_REALM, 1);
-  m.writeRec(rec);
   if (rec.ripasPending) {
     rec.ripasPending = false;
     if (ripasDone !== null) {
@@ -116,15 +113,13 @@ export function recEnter(
  * is SYSTEM_OFF for good, and the REC that made the call exits. No REC of it runs again
  * (RMI_REC_ENTER: RMI_ERROR_REALM, index 1).
  */
-export function psciSystemOff(m: Rmm, rec: Rec): void {
-  m.writeRealm(rec.realm);
+export function psciSystemOff(rec: Rec): void {
   rec.realm.state = REALM_SYSTEM_OFF;
-  recExit(m, rec);
+  recExit(rec);
 }
 
 /** A REC's exit (to the host): it stops running. */
-export function recExit(m: Rmm, rec: Rec): void {
-  m.writeRec(rec);
+export function recExit(rec: Rec): void {
   rec.running = false;
 }
 
@@ -163,21 +158,21 @@ export function realmAccess(
   if (!(ipa < r.ipaEnd)) return REALM_ACCESS_SEA;
   walk(m, r, ipa, RTT_PAGE_LEVEL, aw);
   const rtts = m.rtts;
-  const s = rtts.state[aw.entry]!;
+  const s = rtts.state(aw.entry);
   if (r.inPar(ipa)) {
-    const ripas = rtts.ripas[aw.entry]!;
+    const ripas = rtts.ripas(aw.entry);
     if (ripas === RIPAS_EMPTY) return REALM_ACCESS_SEA;
     if (ripas === RIPAS_DESTROYED) return REALM_ACCESS_DESTROYED;
     if (s === RTTE_ASSIGNED) {
-      pfnOut[0] = rtts.addr[aw.entry]! + Math.floor((ipa % levelSize(aw.level)) / 4096);
+      pfnOut[0] = rtts.addr(aw.entry) + Math.floor((ipa % levelSize(aw.level)) / 4096);
       return REALM_ACCESS_OK;
     }
     return REALM_ACCESS_EXIT;
   }
   if (s !== RTTE_ASSIGNED_NS) return REALM_ACCESS_EXIT;
-  const pfn = rtts.addr[aw.entry]! + Math.floor((ipa % levelSize(aw.level)) / 4096);
+  const pfn = rtts.addr(aw.entry) + Math.floor((ipa % levelSize(aw.level)) / 4096);
   if (m.granuleState(pfn) !== GRANULE_NS) return REALM_ACCESS_GPF;
-  if (write && (rtts.attr[aw.entry]! & S2AP_W) === 0) return REALM_ACCESS_EXIT_PERMISSION;
+  if (write && (rtts.attr(aw.entry) & S2AP_W) === 0) return REALM_ACCESS_EXIT_PERMISSION;
   pfnOut[0] = pfn;
   return REALM_ACCESS_OK;
 }

@@ -21,21 +21,38 @@ export interface RealmParams {
   vmid: number;
 }
 
+/**
+ * Where a realm's and a REC's fields record their accesses (`RmmState`): one resource per realm,
+ * one per REC.
+ */
+export interface RealmRecorder {
+  readRealm(r: Realm): void;
+  writeRealm(r: Realm): void;
+  readRec(c: Rec): void;
+  writeRec(c: Rec): void;
+}
+
+/**
+ * The Realm Descriptor's fields that change (state, REC count, measurement) are private: the
+ * accessors record the read or the write of the realm as they do it, and the checks, the UI and
+ * the audit read `peek()`, which records nothing. The rest never changes while the realm lives.
+ */
 export class Realm {
-  state = REALM_NEW;
+  private st = REALM_NEW;
   /** RECs created so far: the next REC's MPIDR index must equal it. */
-  recCount = 0;
+  private recs = 0;
   /**
    * Extensions of the Realm Initial Measurement by DATA_CREATE (content hashed or not) and
    * RTT_INIT_RIPAS (one per entry); REALM_CREATE's and REC_CREATE's are not counted.
    */
-  measurements = 0;
+  private measured = 0;
 
   /** 2^(IPA bits - 1), where the unprotected half starts, and 2^(IPA bits). */
   readonly parEnd: number;
   readonly ipaEnd: number;
 
   constructor(
+    private readonly rec: RealmRecorder,
     readonly rd: number,
     readonly ipaBits: number,
     readonly startLevel: number,
@@ -45,6 +62,41 @@ export class Realm {
   ) {
     this.parEnd = 2 ** (ipaBits - 1);
     this.ipaEnd = 2 ** ipaBits;
+  }
+
+  get state(): number {
+    this.rec.readRealm(this);
+    return this.st;
+  }
+
+  set state(v: number) {
+    this.rec.writeRealm(this);
+    this.st = v;
+  }
+
+  get recCount(): number {
+    this.rec.readRealm(this);
+    return this.recs;
+  }
+
+  set recCount(v: number) {
+    this.rec.writeRealm(this);
+    this.recs = v;
+  }
+
+  get measurements(): number {
+    this.rec.readRealm(this);
+    return this.measured;
+  }
+
+  set measurements(v: number) {
+    this.rec.writeRealm(this);
+    this.measured = v;
+  }
+
+  /** The fields that change, recording nothing: for the checks, the UI and the audit. */
+  peek(): { state: number; recCount: number; measurements: number } {
+    return { state: this.st, recCount: this.recs, measurements: this.measured };
   }
 
   /** `addr_in_par`: below the top IPA bit. */
@@ -57,21 +109,94 @@ export class Realm {
 export const RMI_EXIT_SYNC = 0;
 export const RMI_EXIT_RIPAS_CHANGE = 4;
 
-export class Rec {
-  /** 1 while the REC runs (REC_ENTER until its exit): REC_DESTROY and RTT_SET_RIPAS then fail with RMI_ERROR_REC. */
-  running = false;
+/** What a REC keeps that changes, for `Rec`'s accessors and `peek`. */
+export interface RecFields {
+  /** True while the REC runs (REC_ENTER until its exit): REC_DESTROY and RTT_SET_RIPAS then fail with RMI_ERROR_REC. */
+  running: boolean;
   /** The pending RSI_IPA_STATE_SET: [base, top) to `value`, done up to `addr`. */
-  ripasBase = 0;
-  ripasTop = 0;
-  ripasAddr = 0;
-  ripasValue = 0;
-  ripasChangeDestroyed = false;
-  ripasPending = false;
+  ripasBase: number;
+  ripasTop: number;
+  ripasAddr: number;
+  ripasValue: number;
+  ripasChangeDestroyed: boolean;
+  ripasPending: boolean;
+}
+
+/** A REC: its fields that change are private, behind accessors that record as `Realm`'s do. */
+export class Rec {
+  private readonly f: RecFields = {
+    running: false,
+    ripasBase: 0,
+    ripasTop: 0,
+    ripasAddr: 0,
+    ripasValue: 0,
+    ripasChangeDestroyed: false,
+    ripasPending: false,
+  };
 
   constructor(
+    private readonly rec: RealmRecorder,
     readonly granule: number,
     readonly realm: Realm,
     readonly index: number,
     readonly aux: readonly number[],
   ) {}
+
+  private get read(): RecFields {
+    this.rec.readRec(this);
+    return this.f;
+  }
+
+  private get write(): RecFields {
+    this.rec.writeRec(this);
+    return this.f;
+  }
+
+  get running(): boolean {
+    return this.read.running;
+  }
+  set running(v: boolean) {
+    this.write.running = v;
+  }
+  get ripasBase(): number {
+    return this.read.ripasBase;
+  }
+  set ripasBase(v: number) {
+    this.write.ripasBase = v;
+  }
+  get ripasTop(): number {
+    return this.read.ripasTop;
+  }
+  set ripasTop(v: number) {
+    this.write.ripasTop = v;
+  }
+  get ripasAddr(): number {
+    return this.read.ripasAddr;
+  }
+  set ripasAddr(v: number) {
+    this.write.ripasAddr = v;
+  }
+  get ripasValue(): number {
+    return this.read.ripasValue;
+  }
+  set ripasValue(v: number) {
+    this.write.ripasValue = v;
+  }
+  get ripasChangeDestroyed(): boolean {
+    return this.read.ripasChangeDestroyed;
+  }
+  set ripasChangeDestroyed(v: boolean) {
+    this.write.ripasChangeDestroyed = v;
+  }
+  get ripasPending(): boolean {
+    return this.read.ripasPending;
+  }
+  set ripasPending(v: boolean) {
+    this.write.ripasPending = v;
+  }
+
+  /** The fields, recording nothing: for the checks, the UI and the audit. */
+  peek(): Readonly<RecFields> {
+    return this.f;
+  }
 }

@@ -11,18 +11,18 @@
  * - the RTT store's slots and the VMIDs in use: one resource.
  *
  * Writes go through the clock (`touch`), so the invariant checks see a new state version even
- * when nothing records. The checks, the UI and the audit read the arrays directly (`peek`),
- * recording nothing. `auditState` lists every piece under its resource id, for the footprint
+ * when nothing records. RTT entries record themselves in their store's accessors (`RttStore`);
+ * the checks, the UI and the audit read them through its `peek*` readers, recording nothing. `auditState` lists every piece under its resource id, for the footprint
  * audit to catch a change that no accessor recorded.
  */
 import { resourceId, type Clock, type FootprintRecorder } from "@tdpemu/backend-sdk";
 import { GRANULE_NS, Granules } from "./granules.js";
-import type { Realm, Rec } from "./realm.js";
-import { RttStore } from "./rtt.js";
+import type { Realm, RealmRecorder, Rec } from "./realm.js";
+import { RttStore, type RttRecorder } from "./rtt.js";
 
-export class RmmState {
+export class RmmState implements RttRecorder, RealmRecorder {
   readonly granules: Granules;
-  readonly rtts = new RttStore();
+  readonly rtts = new RttStore(this);
   readonly realms = new Map<number, Realm>();
   readonly recs = new Map<number, Rec>();
   protected readonly vmids = new Set<number>();
@@ -102,44 +102,50 @@ export class RmmState {
 
   // ---------------------------------------------------------------- RTTs
 
-  /** An RTT entry (`slot * 512 + index`) is read: a walk passes through it, or a command looks at it. */
+  /** For the RTT store's accessors only (`RttRecorder`): commands read entries through them. */
   readEntry(e: number): void {
     this.fp?.read(resourceId(this.tSpace, e));
   }
 
-  /** An RTT entry is about to change. */
   writeEntry(e: number): void {
     this.write(resourceId(this.tSpace, e));
-  }
-
-  /** Every entry of the table in `slot` is read (a fold, a teardown's scan). */
-  readTable(slot: number): void {
-    const fp = this.fp;
-    if (fp !== null)
-      for (let e = slot * 512; e < slot * 512 + 512; e++) fp.read(resourceId(this.tSpace, e));
-  }
-
-  /** Every entry of the table in `slot` changes: it is made or freed. */
-  private writeTable(slot: number): void {
-    for (let e = slot * 512; e < slot * 512 + 512; e++) this.write(resourceId(this.tSpace, e));
   }
 
   /** A new table in granule `g` at `level`, its entries as `state`/`ripas`. */
   allocTable(g: number, level: number, state: number, ripas: number): number {
     this.write(resourceId(this.oSpace, 0));
-    const slot = this.rtts.alloc(g, level, state, ripas);
-    this.writeTable(slot);
-    return slot;
+    return this.rtts.alloc(g, level, state, ripas);
   }
 
   freeTable(slot: number): void {
     this.write(resourceId(this.oSpace, 0));
-    this.writeTable(slot);
     this.rtts.free(slot);
   }
 
   // ---------------------------------------------------------------- realms, RECs, VMIDs
 
+  /** A realm is made (REALM_CREATE) or destroyed: its descriptor is written. */
+  protected addRealm(r: Realm): void {
+    this.writeRealm(r);
+    this.realms.set(r.rd, r);
+  }
+
+  protected removeRealm(r: Realm): void {
+    this.writeRealm(r);
+    this.realms.delete(r.rd);
+  }
+
+  protected addRec(c: Rec): void {
+    this.writeRec(c);
+    this.recs.set(c.granule, c);
+  }
+
+  protected removeRec(c: Rec): void {
+    this.writeRec(c);
+    this.recs.delete(c.granule);
+  }
+
+  /** For the accessors of `Realm` and `Rec` only (`RealmRecorder`). */
   readRealm(r: Realm): void {
     this.fp?.read(resourceId(this.rSpace, r.rd));
   }
@@ -186,23 +192,22 @@ export class RmmState {
       }
     }
     const rtts = this.rtts;
-    for (let slot = 0; slot < rtts.level.length; slot++) {
-      if (!(rtts.granule[slot]! >= 0)) continue;
+    for (let slot = 0; slot < rtts.slotCount; slot++) {
+      if (!(rtts.granuleOf(slot) >= 0)) continue;
       // A number per entry, no string (the audit snapshots every step). The table's granule and
       // level change only at its birth and death, which write every entry.
-      for (let e = slot * 512; e < slot * 512 + 512; e++) {
-        out.set(
-          resourceId(this.tSpace, e),
-          rtts.state[e]! + 8 * rtts.ripas[e]! + 32 * rtts.attr[e]! + 8192 * rtts.addr[e]!,
-        );
-      }
+      for (let e = slot * 512; e < slot * 512 + 512; e++)
+        out.set(resourceId(this.tSpace, e), rtts.auditEntry(e));
     }
-    for (const r of this.realms.values())
-      out.set(resourceId(this.rSpace, r.rd), `${r.state}/${r.recCount}/${r.measurements}`);
+    for (const r of this.realms.values()) {
+      const f = r.peek();
+      out.set(resourceId(this.rSpace, r.rd), `${f.state}/${f.recCount}/${f.measurements}`);
+    }
     for (const c of this.recs.values()) {
+      const f = c.peek();
       out.set(
         resourceId(this.cSpace, c.granule),
-        `${c.running}/${c.ripasPending}/${c.ripasBase}/${c.ripasTop}/${c.ripasAddr}/${c.ripasValue}/${c.ripasChangeDestroyed}`,
+        `${f.running}/${f.ripasPending}/${f.ripasBase}/${f.ripasTop}/${f.ripasAddr}/${f.ripasValue}/${f.ripasChangeDestroyed}`,
       );
     }
     out.set(resourceId(this.oSpace, 0), `${[...this.vmids].join(",")}|${rtts.auditState()}`);

@@ -54,14 +54,11 @@ export class Rmm extends RmmState {
   realmAt(addr: number): Realm | null {
     const g = this.findIn(addr, GRANULE_RD);
     const r = g < 0 ? undefined : this.realms.get(g);
-    if (r === undefined) return null;
-    this.readRealm(r);
-    return r;
+    return r ?? null;
   }
 
   /** A realm's state, read as a command or KVM reads it. */
   realmState(r: Realm): number {
-    this.readRealm(r);
     return r.state;
   }
 
@@ -103,16 +100,15 @@ export class Rmm extends RmmState {
     const slot = this.allocTable(root, p.rttLevelStart, RTTE_UNASSIGNED_NS, RIPAS_EMPTY);
     // The protected half: the lower entries of the starting table.
     const parEntries = Math.min(512, 2 ** (p.ipaBits - 1) / (4096 * 512 ** (3 - p.rttLevelStart)));
-    this.rtts.state.fill(RTTE_UNASSIGNED, slot * 512, slot * 512 + parEntries);
+    for (let e = slot * 512; e < slot * 512 + parEntries; e++)
+      this.rtts.setState(e, RTTE_UNASSIGNED);
     this.setGranuleState(rd, GRANULE_RD);
     this.setGranuleState(root, GRANULE_RTT);
     this.setRefs(rd, 0);
     this.setRefs(root, 0);
     this.writeVmids();
     this.vmids.add(p.vmid);
-    const r = new Realm(rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid);
-    this.writeRealm(r);
-    this.realms.set(rd, r);
+    this.addRealm(new Realm(this, rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid));
     return RMI_SUCCESS;
   }
 
@@ -121,7 +117,6 @@ export class Rmm extends RmmState {
     const r = this.realmAt(rdAddr);
     if (r === null) return INPUT;
     if (r.state !== REALM_NEW) return packReturn(RMI_ERROR_REALM);
-    this.writeRealm(r);
     r.state = REALM_ACTIVE;
     return RMI_SUCCESS;
   }
@@ -140,8 +135,7 @@ export class Rmm extends RmmState {
     this.setGranuleState(r.rootGranule, GRANULE_DELEGATED);
     this.writeVmids();
     this.vmids.delete(r.vmid);
-    this.writeRealm(r);
-    this.realms.delete(r.rd);
+    this.removeRealm(r);
     return RMI_SUCCESS;
   }
 
@@ -174,11 +168,8 @@ export class Rmm extends RmmState {
     this.setGranuleState(rec, GRANULE_REC);
     for (const g of auxG) this.setGranuleState(g, GRANULE_REC_AUX);
     this.addRefs(r.rd, 1);
-    this.writeRealm(r);
     r.recCount++;
-    const c = new Rec(rec, r, mpidrIndex, auxG);
-    this.writeRec(c);
-    this.recs.set(rec, c);
+    this.addRec(new Rec(this, rec, r, mpidrIndex, auxG));
     return RMI_SUCCESS;
   }
 
@@ -190,8 +181,7 @@ export class Rmm extends RmmState {
     this.setGranuleState(rec.granule, GRANULE_DELEGATED);
     for (const a of rec.aux) this.setGranuleState(a, GRANULE_DELEGATED);
     this.addRefs(rec.realm.rd, -1);
-    this.writeRec(rec);
-    this.recs.delete(rec.granule);
+    this.removeRec(rec);
     return RMI_SUCCESS;
   }
 
@@ -199,9 +189,7 @@ export class Rmm extends RmmState {
   recAt(addr: number): Rec | null {
     const g = this.findIn(addr, GRANULE_REC);
     const rec = g < 0 ? undefined : this.recs.get(g);
-    if (rec === undefined) return null;
-    this.readRec(rec);
-    return rec;
+    return rec ?? null;
   }
 
   /** The data granule's new state (DATA) and the RTT's count of live entries, after a data command mapped it. */

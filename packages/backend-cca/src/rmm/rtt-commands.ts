@@ -62,12 +62,12 @@ export function walk(
   let slot = r.rootSlot;
   let level = r.startLevel;
   let e = slot * 512 + RttStore.index(addr, level);
-  if (!peek) m.readEntry(e);
-  while (level < target && rtts.state[e] === RTTE_TABLE) {
-    slot = rtts.child[e]!;
+  // Every entry the walk reaches is read, the one it stops at too (its table is the one
+  // `s2tt_walk_lock_unlock` leaves locked).
+  while ((peek ? rtts.peekState(e) : rtts.state(e)) === RTTE_TABLE && level < target) {
+    slot = peek ? rtts.peekChild(e) : rtts.child(e);
     level++;
     e = slot * 512 + RttStore.index(addr, level);
-    if (!peek) m.readEntry(e);
   }
   w.slot = slot;
   w.entry = e;
@@ -88,8 +88,7 @@ function topFrom(m: Rmm, entry: number, level: number, addr: number): number {
   const first = entry - (entry % 512);
   let a = addr - (addr % size);
   for (let e = entry; e < first + 512; e++, a += size) {
-    m.readEntry(e);
-    if (live(m.rtts.state[e]!)) return e === entry ? addr : a;
+    if (live(m.rtts.state(e))) return e === entry ? addr : a;
   }
   return a;
 }
@@ -125,17 +124,16 @@ export function rttCreate(
   if (w.level < level - 1) return rttError(w.level);
   const rtts = m.rtts;
   const pe = w.entry;
-  const ps = rtts.state[pe]!;
+  const ps = rtts.state(pe);
   if (ps === RTTE_TABLE) return rttError(level - 1);
-  m.writeEntry(pe);
-  const child = m.allocTable(g, level, ps, rtts.ripas[pe]!);
-  const parentG = rtts.granule[w.slot]!;
+  const child = m.allocTable(g, level, ps, rtts.ripas(pe));
+  const parentG = rtts.granuleOf(w.slot);
   if (ps === RTTE_ASSIGNED || ps === RTTE_ASSIGNED_NS) {
     // A block split into its pages: contiguous, the block's RIPAS or attributes.
     const pages = levelSize(level) / 4096;
     for (let i = 0; i < 512; i++) {
-      rtts.addr[child * 512 + i] = rtts.addr[pe]! + i * pages;
-      rtts.attr[child * 512 + i] = rtts.attr[pe]!;
+      rtts.setAddr(child * 512 + i, rtts.addr(pe) + i * pages);
+      rtts.setAttr(child * 512 + i, rtts.attr(pe));
     }
     // A protected block's pages count in the new table, the block no longer in its parent's
     // (which counts the table instead: unchanged); NS mappings count nowhere.
@@ -148,9 +146,9 @@ export function rttCreate(
     m.setRefs(g, 0);
     m.addRefs(parentG, 1);
   }
-  rtts.state[pe] = RTTE_TABLE;
-  rtts.addr[pe] = g;
-  rtts.child[pe] = child;
+  rtts.setState(pe, RTTE_TABLE);
+  rtts.setAddr(pe, g);
+  rtts.setChild(pe, child);
   m.setGranuleState(g, GRANULE_RTT);
   return RMI_SUCCESS;
 }
@@ -166,23 +164,22 @@ export function rttDestroy(m: Rmm, rdAddr: number, addr: number, level: number):
   if (r === null || !tableArgsValid(r, addr, level)) return INPUT;
   walk(m, r, addr, level - 1, w);
   const rtts = m.rtts;
-  if (w.level < level - 1 || rtts.state[w.entry] !== RTTE_TABLE) {
+  if (w.level < level - 1 || rtts.state(w.entry) !== RTTE_TABLE) {
     m.x2 = topFrom(m, w.entry, w.level, addr);
     return rttError(w.level);
   }
-  const child = rtts.child[w.entry]!;
-  const g = rtts.granule[child]!;
+  const child = rtts.child(w.entry);
+  const g = rtts.granuleOf(child);
   if (m.refs(g) !== 0) {
     m.x2 = addr;
     return rttError(level);
   }
   const par = r.inPar(addr);
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = par ? RTTE_UNASSIGNED : RTTE_UNASSIGNED_NS;
-  rtts.ripas[w.entry] = par ? RIPAS_DESTROYED : RIPAS_EMPTY;
-  rtts.addr[w.entry] = 0;
-  rtts.child[w.entry] = -1;
-  m.addRefs(rtts.granule[w.slot]!, -1);
+  rtts.setState(w.entry, par ? RTTE_UNASSIGNED : RTTE_UNASSIGNED_NS);
+  rtts.setRipas(w.entry, par ? RIPAS_DESTROYED : RIPAS_EMPTY);
+  rtts.setAddr(w.entry, 0);
+  rtts.setChild(w.entry, -1);
+  m.addRefs(rtts.granuleOf(w.slot), -1);
   m.freeTable(child);
   m.setGranuleState(g, GRANULE_DELEGATED);
   m.x1 = g * 4096;
@@ -203,42 +200,40 @@ export function rttFold(m: Rmm, rdAddr: number, addr: number, level: number): nu
   walk(m, r, addr, level - 1, w);
   const rtts = m.rtts;
   if (w.level < level - 1) return rttError(w.level);
-  if (rtts.state[w.entry] !== RTTE_TABLE) return rttError(level - 1);
-  const child = rtts.child[w.entry]!;
-  const g = rtts.granule[child]!;
-  m.readTable(child);
+  if (rtts.state(w.entry) !== RTTE_TABLE) return rttError(level - 1);
+  const child = rtts.child(w.entry);
+  const g = rtts.granuleOf(child);
   const b = child * 512;
-  const s0 = rtts.state[b]!;
-  const rip = rtts.ripas[b]!;
+  const s0 = rtts.state(b);
+  const rip = rtts.ripas(b);
   const pages = levelSize(level) / 4096;
   let alike = true;
   for (let i = 1; i < 512 && alike; i++) {
     const e = b + i;
-    if (rtts.state[e] !== s0) alike = false;
-    else if (s0 === RTTE_UNASSIGNED && rtts.ripas[e] !== rip) alike = false;
+    if (rtts.state(e) !== s0) alike = false;
+    else if (s0 === RTTE_UNASSIGNED && rtts.ripas(e) !== rip) alike = false;
     else if (
       (s0 === RTTE_ASSIGNED || s0 === RTTE_ASSIGNED_NS) &&
-      rtts.addr[e] !== rtts.addr[b]! + i * pages
+      rtts.addr(e) !== rtts.addr(b) + i * pages
     )
       alike = false;
-    else if (s0 === RTTE_ASSIGNED && rtts.ripas[e] !== rip) alike = false;
-    else if (s0 === RTTE_ASSIGNED_NS && rtts.attr[e] !== rtts.attr[b]) alike = false;
+    else if (s0 === RTTE_ASSIGNED && rtts.ripas(e) !== rip) alike = false;
+    else if (s0 === RTTE_ASSIGNED_NS && rtts.attr(e) !== rtts.attr(b)) alike = false;
   }
   const assigned = s0 === RTTE_ASSIGNED || s0 === RTTE_ASSIGNED_NS;
   // A block must be aligned to its own size.
-  const aligned = rtts.addr[b]! % (pages * 512) === 0;
+  const aligned = rtts.addr(b) % (pages * 512) === 0;
   // TF-RMM's order: a table of 512 protected pages is refused at a level with no blocks before
   // its entries are looked at; NS mappings are looked at first (misaligned or mixed: RTT(level)).
   if (m.refs(g) === 512 && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
   if (!alike || s0 === RTTE_TABLE || (assigned && !aligned)) return rttError(level);
   if (assigned && level - 1 < RTT_MIN_BLOCK_LEVEL) return rttError(level - 1);
-  const parentG = rtts.granule[w.slot]!;
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = s0;
-  rtts.ripas[w.entry] = rip;
-  rtts.addr[w.entry] = assigned ? rtts.addr[b]! : 0;
-  rtts.attr[w.entry] = rtts.attr[b]!;
-  rtts.child[w.entry] = -1;
+  const parentG = rtts.granuleOf(w.slot);
+  rtts.setState(w.entry, s0);
+  rtts.setRipas(w.entry, rip);
+  rtts.setAddr(w.entry, assigned ? rtts.addr(b) : 0);
+  rtts.setAttr(w.entry, rtts.attr(b));
+  rtts.setChild(w.entry, -1);
   // An assigned block counts once in its parent, as its table did; an unassigned one not at all.
   if (s0 !== RTTE_ASSIGNED) m.addRefs(parentG, -1);
   m.setRefs(g, 0);
@@ -268,7 +263,6 @@ export function dataCreate(
   mapData(m, m.granules.find(dataAddr), RIPAS_RAM);
   // The RIM is extended either way; the flag says whether the content is hashed into it.
   const r = m.realmAt(rdAddr)!;
-  m.writeRealm(r);
   r.measurements++;
   return RMI_SUCCESS;
 }
@@ -280,7 +274,7 @@ export function dataCreate(
 export function dataCreateUnknown(m: Rmm, rdAddr: number, dataAddr: number, addr: number): number {
   const r0 = dataChecks(m, rdAddr, dataAddr, addr, false);
   if (r0 !== RMI_SUCCESS) return r0;
-  mapData(m, m.granules.find(dataAddr), m.rtts.ripas[w.entry]!);
+  mapData(m, m.granules.find(dataAddr), m.rtts.ripas(w.entry));
   return RMI_SUCCESS;
 }
 
@@ -300,17 +294,16 @@ function dataChecks(
   if (!r.inPar(addr) || !addrValidAt(addr, RTT_PAGE_LEVEL, r.ipaBits)) return INPUT;
   walk(m, r, addr, RTT_PAGE_LEVEL, w);
   if (w.level < RTT_PAGE_LEVEL) return rttError(w.level);
-  if (m.rtts.state[w.entry] !== RTTE_UNASSIGNED) return rttError(RTT_PAGE_LEVEL);
+  if (m.rtts.state(w.entry) !== RTTE_UNASSIGNED) return rttError(RTT_PAGE_LEVEL);
   return RMI_SUCCESS;
 }
 
 function mapData(m: Rmm, g: number, ripas: number): void {
   const rtts = m.rtts;
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = RTTE_ASSIGNED;
-  rtts.ripas[w.entry] = ripas;
-  rtts.addr[w.entry] = g;
-  m.takeData(g, rtts.granule[w.slot]!);
+  rtts.setState(w.entry, RTTE_ASSIGNED);
+  rtts.setRipas(w.entry, ripas);
+  rtts.setAddr(w.entry, g);
+  m.takeData(g, rtts.granuleOf(w.slot));
 }
 
 /**
@@ -329,20 +322,19 @@ export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
     m.x2 = topFrom(m, w.entry, w.level, addr);
     return rttError(w.level);
   }
-  if (rtts.state[w.entry] !== RTTE_ASSIGNED) {
+  if (rtts.state(w.entry) !== RTTE_ASSIGNED) {
     m.x2 = topFrom(m, w.entry, w.level, addr);
     return rttError(RTT_PAGE_LEVEL);
   }
-  const g = rtts.addr[w.entry]!;
+  const g = rtts.addr(w.entry);
   if (m.granuleState(g) !== GRANULE_DATA)
     throw new Error(
       `RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`,
     );
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = RTTE_UNASSIGNED;
-  if (rtts.ripas[w.entry] === RIPAS_RAM) rtts.ripas[w.entry] = RIPAS_DESTROYED;
-  rtts.addr[w.entry] = 0;
-  m.dropData(g, rtts.granule[w.slot]!);
+  rtts.setState(w.entry, RTTE_UNASSIGNED);
+  if (rtts.ripas(w.entry) === RIPAS_RAM) rtts.setRipas(w.entry, RIPAS_DESTROYED);
+  rtts.setAddr(w.entry, 0);
+  m.dropData(g, rtts.granuleOf(w.slot));
   m.x1 = g * 4096;
   m.x2 = topFrom(m, w.entry, w.level, addr);
   return RMI_SUCCESS;
@@ -371,11 +363,8 @@ export function rttInitRipas(m: Rmm, rdAddr: number, base: number, top: number):
   const rtts = m.rtts;
   let a = base;
   for (let e = w.entry; e < w.slot * 512 + 512 && a + size <= top; e++, a += size) {
-    m.readEntry(e);
-    if (rtts.state[e] !== RTTE_UNASSIGNED || rtts.ripas[e] === RIPAS_DESTROYED) break;
-    if (a === base) m.writeRealm(r);
-    m.writeEntry(e);
-    rtts.ripas[e] = RIPAS_RAM;
+    if (rtts.state(e) !== RTTE_UNASSIGNED || rtts.ripas(e) === RIPAS_DESTROYED) break;
+    rtts.setRipas(e, RIPAS_RAM);
     r.measurements++;
   }
   if (a === base) return rttError(w.level);
@@ -410,18 +399,15 @@ export function rttSetRipas(
   const want = rec.ripasValue;
   let a = base;
   for (let e = w.entry; e < w.slot * 512 + 512 && a + size <= top; e++, a += size) {
-    m.readEntry(e);
-    const s = rtts.state[e]!;
+    const s = rtts.state(e);
     if (s !== RTTE_UNASSIGNED && s !== RTTE_ASSIGNED) break;
-    const cur = rtts.ripas[e]!;
+    const cur = rtts.ripas(e);
     if (cur === RIPAS_DESTROYED && !rec.ripasChangeDestroyed) break;
     if (cur !== want) {
-      m.writeEntry(e);
-      rtts.ripas[e] = want;
+      rtts.setRipas(e, want);
     }
   }
   if (a === base) return rttError(w.level);
-  m.writeRec(rec);
   rec.ripasAddr = a;
   m.x1 = a;
   return RMI_SUCCESS;
@@ -471,11 +457,10 @@ export function rttMapUnprotected(
   walk(m, r, addr, level, w);
   if (w.level < level) return rttError(w.level);
   const rtts = m.rtts;
-  if (rtts.state[w.entry] !== RTTE_UNASSIGNED_NS) return rttError(level);
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = RTTE_ASSIGNED_NS;
-  rtts.addr[w.entry] = pa / 4096;
-  rtts.attr[w.entry] = low;
+  if (rtts.state(w.entry) !== RTTE_UNASSIGNED_NS) return rttError(level);
+  rtts.setState(w.entry, RTTE_ASSIGNED_NS);
+  rtts.setAddr(w.entry, pa / 4096);
+  rtts.setAttr(w.entry, low);
   return RMI_SUCCESS;
 }
 
@@ -489,14 +474,13 @@ export function rttUnmapUnprotected(m: Rmm, rdAddr: number, addr: number, level:
   if (!addrValidAt(addr, level, r.ipaBits) || r.inPar(addr)) return INPUT;
   walk(m, r, addr, level, w);
   const rtts = m.rtts;
-  if (w.level < level || rtts.state[w.entry] !== RTTE_ASSIGNED_NS) {
+  if (w.level < level || rtts.state(w.entry) !== RTTE_ASSIGNED_NS) {
     m.x1 = topFrom(m, w.entry, w.level, addr);
     return rttError(w.level);
   }
-  m.writeEntry(w.entry);
-  rtts.state[w.entry] = RTTE_UNASSIGNED_NS;
-  rtts.addr[w.entry] = 0;
-  rtts.attr[w.entry] = 0;
+  rtts.setState(w.entry, RTTE_UNASSIGNED_NS);
+  rtts.setAddr(w.entry, 0);
+  rtts.setAttr(w.entry, 0);
   m.x1 = topFrom(m, w.entry, w.level, addr);
   return RMI_SUCCESS;
 }
@@ -533,16 +517,16 @@ export function rttReadEntry(
     return INPUT;
   walk(m, r, addr, level, w);
   const rtts = m.rtts;
-  const s = rtts.state[w.entry]!;
+  const s = rtts.state(w.entry);
   out.level = w.level;
   out.state = s;
-  out.ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? rtts.ripas[w.entry]! : RIPAS_EMPTY;
+  out.ripas = s === RTTE_UNASSIGNED || s === RTTE_ASSIGNED ? rtts.ripas(w.entry) : RIPAS_EMPTY;
   out.pa =
     s === RTTE_ASSIGNED && out.ripas === RIPAS_DESTROYED
       ? 0
       : live(s)
-        ? rtts.addr[w.entry]! * 4096
+        ? rtts.addr(w.entry) * 4096
         : 0;
-  if (s === RTTE_ASSIGNED_NS) out.pa += rtts.attr[w.entry]!;
+  if (s === RTTE_ASSIGNED_NS) out.pa += rtts.attr(w.entry);
   return RMI_SUCCESS;
 }

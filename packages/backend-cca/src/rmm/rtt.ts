@@ -52,44 +52,153 @@ export function addrValidAt(addr: number, level: number, ipaBits: number): boole
 
 const ENTRIES = 512;
 
+/** Where an RTT store records the accesses to its entries (`RmmState`: the explorer's recorder). */
+export interface RttRecorder {
+  /** Entry `e` (`slot * 512 + index`) is read: a walk passes through it, or a command looks at it. */
+  readEntry(e: number): void;
+  /** Entry `e` changes. */
+  writeEntry(e: number): void;
+}
+
+/**
+ * The RTTs: 512 entries per table slot, each field in its own typed array, private. A command
+ * reaches an entry only through the accessors below, which record the read or the write of
+ * that entry as they do it (`state`, `setState`, ...); the checks, the UI and the audit read
+ * through the `peek*` ones, which record nothing. A table's granule and level are set when its
+ * slot is allocated and cleared when it is freed, both of which write every entry, so reading
+ * them records nothing: whoever asks reached the table through an entry it read.
+ */
 export class RttStore {
-  state = new Uint8Array(0);
-  ripas = new Uint8Array(0);
+  private st = new Uint8Array(0);
+  private rip = new Uint8Array(0);
   /**
    * ASSIGNED: the data granule; ASSIGNED_NS: the frame the host mapped; TABLE: the child's
    * granule. A frame number (the model's hosts stay below 2^31 frames, 8 TiB).
    */
-  addr = new Int32Array(0);
+  private pa = new Int32Array(0);
   /** ASSIGNED_NS: the host's MemAttr and S2AP bits of its descriptor (bits [7:2]). */
-  attr = new Uint8Array(0);
+  private at = new Uint8Array(0);
   /** TABLE: the child's slot. */
-  child = new Int32Array(0);
-  /** Per slot: the table's level, its granule, and whether it is in use. */
-  level = new Int8Array(0);
-  granule = new Float64Array(0);
+  private ch = new Int32Array(0);
+  /** Per slot: the table's level, its granule (-1: the slot is free). */
+  private lvl = new Int8Array(0);
+  private gran = new Float64Array(0);
   private readonly freeSlots: number[] = [];
   private slots = 0;
 
-  /** A new table at `level` in granule `g`, its 512 entries as `state`/`ripas`. */
+  constructor(private readonly rec: RttRecorder) {}
+
+  state(e: number): number {
+    this.rec.readEntry(e);
+    return this.st[e]!;
+  }
+
+  ripas(e: number): number {
+    this.rec.readEntry(e);
+    return this.rip[e]!;
+  }
+
+  addr(e: number): number {
+    this.rec.readEntry(e);
+    return this.pa[e]!;
+  }
+
+  attr(e: number): number {
+    this.rec.readEntry(e);
+    return this.at[e]!;
+  }
+
+  child(e: number): number {
+    this.rec.readEntry(e);
+    return this.ch[e]!;
+  }
+
+  setState(e: number, v: number): void {
+    this.rec.writeEntry(e);
+    this.st[e] = v;
+  }
+
+  setRipas(e: number, v: number): void {
+    this.rec.writeEntry(e);
+    this.rip[e] = v;
+  }
+
+  setAddr(e: number, v: number): void {
+    this.rec.writeEntry(e);
+    this.pa[e] = v;
+  }
+
+  setAttr(e: number, v: number): void {
+    this.rec.writeEntry(e);
+    this.at[e] = v;
+  }
+
+  setChild(e: number, v: number): void {
+    this.rec.writeEntry(e);
+    this.ch[e] = v;
+  }
+
+  /** The granule of the table in `slot` (-1 if the slot is free). */
+  granuleOf(slot: number): number {
+    return this.gran[slot]!;
+  }
+
+  levelOf(slot: number): number {
+    return this.lvl[slot]!;
+  }
+
+  /** The fields, recording nothing: for the checks, the UI and the audit, between steps. */
+  peekState(e: number): number {
+    return this.st[e]!;
+  }
+
+  peekRipas(e: number): number {
+    return this.rip[e]!;
+  }
+
+  peekAddr(e: number): number {
+    return this.pa[e]!;
+  }
+
+  peekAttr(e: number): number {
+    return this.at[e]!;
+  }
+
+  peekChild(e: number): number {
+    return this.ch[e]!;
+  }
+
+  /** Slots ever made (free or not): the bound of a scan over `granuleOf`. */
+  get slotCount(): number {
+    return this.lvl.length;
+  }
+
+  /**
+   * A new table at `level` in granule `g`, its 512 entries as `state`/`ripas`; every entry of
+   * it written.
+   */
   alloc(g: number, level: number, state: number, ripas: number): number {
     let s = this.freeSlots.pop();
     if (s === undefined) {
       s = this.slots++;
-      if (s >= this.level.length) this.grow(Math.max(16, this.level.length * 2));
+      if (s >= this.lvl.length) this.grow(Math.max(16, this.lvl.length * 2));
     }
-    this.level[s] = level;
-    this.granule[s] = g;
+    this.lvl[s] = level;
+    this.gran[s] = g;
     const base = s * ENTRIES;
-    this.state.fill(state, base, base + ENTRIES);
-    this.ripas.fill(ripas, base, base + ENTRIES);
-    this.addr.fill(0, base, base + ENTRIES);
-    this.attr.fill(0, base, base + ENTRIES);
-    this.child.fill(-1, base, base + ENTRIES);
+    for (let e = base; e < base + ENTRIES; e++) this.rec.writeEntry(e);
+    this.st.fill(state, base, base + ENTRIES);
+    this.rip.fill(ripas, base, base + ENTRIES);
+    this.pa.fill(0, base, base + ENTRIES);
+    this.at.fill(0, base, base + ENTRIES);
+    this.ch.fill(-1, base, base + ENTRIES);
     return s;
   }
 
+  /** The table in `slot` is gone: every entry of it written. */
   free(slot: number): void {
-    this.granule[slot] = -1;
+    for (let e = slot * ENTRIES; e < slot * ENTRIES + ENTRIES; e++) this.rec.writeEntry(e);
+    this.gran[slot] = -1;
     this.freeSlots.push(slot);
   }
 
@@ -99,26 +208,31 @@ export class RttStore {
       b.set(a);
       return b;
     };
-    this.state = g8(this.state, n * ENTRIES);
-    this.ripas = g8(this.ripas, n * ENTRIES);
-    this.attr = g8(this.attr, n * ENTRIES);
-    const addr = new Int32Array(n * ENTRIES);
-    addr.set(this.addr);
-    this.addr = addr;
-    const child = new Int32Array(n * ENTRIES);
-    child.set(this.child);
-    this.child = child;
-    const level = new Int8Array(n);
-    level.set(this.level);
-    this.level = level;
-    const granule = new Float64Array(n).fill(-1);
-    granule.set(this.granule);
-    this.granule = granule;
+    this.st = g8(this.st, n * ENTRIES);
+    this.rip = g8(this.rip, n * ENTRIES);
+    this.at = g8(this.at, n * ENTRIES);
+    const pa = new Int32Array(n * ENTRIES);
+    pa.set(this.pa);
+    this.pa = pa;
+    const ch = new Int32Array(n * ENTRIES);
+    ch.set(this.ch);
+    this.ch = ch;
+    const lvl = new Int8Array(n);
+    lvl.set(this.lvl);
+    this.lvl = lvl;
+    const gran = new Float64Array(n).fill(-1);
+    gran.set(this.gran);
+    this.gran = gran;
   }
 
   /** The free slots and how many were ever made, for the footprint audit. */
   auditState(): string {
     return `${this.freeSlots.join(",")}/${this.slots}`;
+  }
+
+  /** Entry `e` as one number, recording nothing: for the footprint audit. */
+  auditEntry(e: number): number {
+    return this.st[e]! + 8 * this.rip[e]! + 32 * this.at[e]! + 8192 * this.pa[e]!;
   }
 
   /** The index of `addr`'s entry in a table at `level`. */
