@@ -128,6 +128,37 @@ host:
   - { op: age, gpa: 0x0, size: 2MiB }
 `,
   },
+  "a realm's accesses against the untrusted host's own RMI calls": {
+    // The host goes around KVM (op raw), so nothing but the RTT entry's and the REC's own
+    // records order its commands against the data granule KVM's fault maps there and against
+    // the realm's RSI_IPA_STATE_SET.
+    backends: ["cca"],
+    yaml: `
+vm: { memory: 4MiB, gpaw: 48, vcpus: 1 }
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+    - { op: access, gpa: 0x0, write: true }
+    - { op: psc, gpa: 0x1000, size: 4KiB, to: shared }
+host:
+  - { op: raw, call: RMI_RTT_READ_ENTRY, gpa: 0x0, level: 3 }
+  - { op: raw, call: RMI_DATA_DESTROY, gpa: 0x0 }
+  - { op: raw, call: RMI_RTT_SET_RIPAS, gpa: 0x1000, level: 3, vcpu: 0 }
+`,
+  },
+  "a realm's vCPUs against its SYSTEM_OFF and the host destroying a REC": {
+    // The realm's state and each REC's fields are read by REC_ENTER and RMI_REC_DESTROY.
+    backends: ["cca"],
+    yaml: `
+vm: { memory: 4MiB, gpaw: 48, vcpus: 2 }
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+    - { op: access, gpa: 0x1000 }
+  - - { op: access, gpa: 0x2000 }
+host:
+  - { op: cca.system-off, vcpu: 0 }
+  - { op: raw, call: RMI_REC_DESTROY, vcpu: 1 }
+`,
+  },
   "2M and 4K accepts against a zap, with TDX huge pages": {
     backends: ["tdx"],
     yaml: `
