@@ -188,11 +188,9 @@ export class Vm implements BackendVm, HostStorage {
   enterGuest(vcpu: Vcpu): void {
     if (this.mmu.requests.check(vcpu.id, KVM_REQ_TLB_FLUSH))
       this.mmu.flushVcpuTlb(vcpu.id, "KVM_REQ_TLB_FLUSH");
-    if (
-      vcpu.root === null ||
-      vcpu.root.invalid ||
-      (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid))
-    ) {
+    const root = vcpu.root;
+    const mirror = this.backend.usesMirrorRoot ? vcpu.mirrorRoot : undefined;
+    if (root === null || root.invalid || mirror === null || (mirror?.invalid ?? false)) {
       this.loadRoots(vcpu);
     }
   }
@@ -204,13 +202,17 @@ export class Vm implements BackendVm, HostStorage {
   loadRoots(vcpu: Vcpu): void {
     const mmu = this.mmu;
     let loaded = false;
-    if (this.backend.usesMirrorRoot && (vcpu.mirrorRoot === null || vcpu.mirrorRoot.invalid)) {
-      if (vcpu.mirrorRoot) mmu.putRoot(vcpu.mirrorRoot);
-      vcpu.mirrorRoot = mmu.getRoot(true);
-      loaded = true;
+    if (this.backend.usesMirrorRoot) {
+      const mirror = vcpu.mirrorRoot;
+      if (mirror === null || mirror.invalid) {
+        if (mirror) mmu.putRoot(mirror);
+        vcpu.mirrorRoot = mmu.getRoot(true);
+        loaded = true;
+      }
     }
-    if (vcpu.root === null || vcpu.root.invalid) {
-      if (vcpu.root) mmu.putRoot(vcpu.root);
+    const root = vcpu.root;
+    if (root === null || root.invalid) {
+      if (root) mmu.putRoot(root);
       vcpu.root = mmu.getRoot(false);
       loaded = true;
     }
@@ -219,8 +221,10 @@ export class Vm implements BackendVm, HostStorage {
 
   /** Drop the vCPU's root references (`kvm_mmu_unload` at vCPU destruction). */
   unloadRoots(vcpu: Vcpu): void {
-    if (vcpu.root) this.mmu.putRoot(vcpu.root);
-    if (vcpu.mirrorRoot) this.mmu.putRoot(vcpu.mirrorRoot);
+    const root = vcpu.root;
+    const mirror = vcpu.mirrorRoot;
+    if (root) this.mmu.putRoot(root);
+    if (mirror) this.mmu.putRoot(mirror);
     vcpu.root = null;
     vcpu.mirrorRoot = null;
   }
