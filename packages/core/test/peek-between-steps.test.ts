@@ -5,7 +5,16 @@
  * tasks one by one: not only where an audit happens to compare the right two states.
  */
 import { describe, expect, it } from "vitest";
-import { UnrecordedAccess, stepTask, type Op, type Task, type Vm } from "../src/testing.js";
+import {
+  UnrecordedAccess,
+  parseScenarioText,
+  runScenario,
+  stepTask,
+  type BackendVm,
+  type Op,
+  type Task,
+  type Vm,
+} from "../src/testing.js";
 import { FakeMirrorBackend, makeVm } from "./helpers.js";
 
 const READERS: [what: RegExp, read: (vm: Vm) => unknown][] = [
@@ -76,5 +85,36 @@ describe("readers that record nothing, inside a step", () => {
     const tasks: Task[] = [{ name: "honest", op: op(), done: false }];
     stepTask(tasks, 0, vm.clock);
     expect(() => stepTask(tasks, 0, vm.clock)).not.toThrow();
+  });
+});
+
+describe("a raw call that reads around its recording", () => {
+  it("is a footprint-audit violation of the run, not bad input", () => {
+    // The untrusted host's call into the backend is one step of the host task: a read the
+    // backend makes there through a reader that records nothing is the backend's slip.
+    class Sloppy extends FakeMirrorBackend {
+      rawCall(vm: BackendVm): { status: string; detail: string } {
+        (vm as Vm).memslots.peekAll();
+        return { status: "OK", detail: "" };
+      }
+    }
+    const r = runScenario(
+      parseScenarioText(
+        `
+name: sloppy
+vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
+schedule: { mode: round-robin, interleave: true }
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+host:
+  - { op: raw, call: ANY }
+`,
+        "sloppy.yaml",
+      ),
+      { backend: new Sloppy() },
+    );
+    const v = r.report.invariants.violations;
+    expect(v.map((x) => x.check)).toEqual(["footprint-audit"]);
+    expect(v[0]!.message).toMatch(/^host's step \d+ read the memslots through a reader/);
   });
 });

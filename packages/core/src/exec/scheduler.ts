@@ -35,6 +35,10 @@ export class ReplayDivergence extends ErrorOfKind("ReplayDivergence") {}
  */
 export function stepTask(tasks: readonly Task[], index: number, clock: Clock): number {
   const t = tasks[index]!;
+  // What was running before (nothing, outside a step: setup, a test's own calls, the checks) is
+  // what runs after.
+  const outerCtx = clock.ctx;
+  const outerInStep = clock.inStep;
   clock.task = t.name;
   clock.ctx = t.ctx ?? null;
   clock.tick++;
@@ -43,9 +47,8 @@ export function stepTask(tasks: readonly Task[], index: number, clock: Clock): n
   try {
     r = t.op.next();
   } finally {
-    // Code run outside a step (setup, a test's own calls, the checks) is no task's.
-    clock.ctx = null;
-    clock.inStep = false;
+    clock.ctx = outerCtx;
+    clock.inStep = outerInStep;
   }
   if (r.done) {
     t.done = true;

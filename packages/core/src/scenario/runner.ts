@@ -35,7 +35,7 @@ import { Vm, type Vcpu } from "../vm/vm.js";
 import { guestMemory } from "./guest-memory.js";
 import { buildReport, type Report } from "./report.js";
 import type { GuestOp, HostOp, InjectSpec, Scenario } from "./schema.js";
-import { ErrorOfKind } from "../error-kind.js";
+import { ErrorOfKind, errorKind } from "../error-kind.js";
 import { checkPluginOps } from "./plugin-ops.js";
 
 /** Bad input found while running (an op the VM refuses, a host too small): exit code 2. */
@@ -483,7 +483,9 @@ function* hostProgram(
             mask: op.mask,
           });
         } catch (e) {
-          if (KvmBug.is(e)) throw e;
+          // tdpemu's own errors keep their kind (a KVM_BUG, a step reading what it did not
+          // record, a lock assertion): only the backend's complaint about its operands is input.
+          if (errorKind(e) !== undefined) throw e;
           throw new OpError(`raw ${op.call}: ${(e as Error).message}`);
         }
         result.status = r.status;
