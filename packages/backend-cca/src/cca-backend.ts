@@ -934,7 +934,7 @@ export class CcaBackend implements Backend {
   extraStats(): [string, string][] {
     const live = this.rmm.realms.has(this.realm.rd);
     return [
-      ["realm", live ? REALM_STATE_NAMES[this.realm.peek().state]! : "destroyed"],
+      ["realm", live ? REALM_STATE_NAMES[this.realm.peekState()]! : "destroyed"],
       ["RECs", String(this.recs.length)],
       ["measured", String(this.realm.peek().measurements)],
     ];

@@ -41,7 +41,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
     const s = rtts.peekState(w.entry);
     if (kind === "leaf") {
       if (w.level !== l || s !== RTTE_ASSIGNED || rtts.peekAddr(w.entry) !== pfn) {
-        if (!mirror.inFlight(gfn, level) && r.peek().state !== 0)
+        if (!mirror.inFlight(gfn, level) && r.peekState() !== 0)
           out.push({
             check: "rtt-mirror",
             message: `mirror leaf gfn ${hex(gfn)} → pfn ${hex(pfn)}, the RTT has ${w.level !== l ? `no table at level ${l}` : `${s === RTTE_ASSIGNED ? `pa ${hex(rtts.peekAddr(w.entry) * 4096)}` : "no assigned entry"}`}`,
@@ -106,7 +106,7 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
           level === RTT_PAGE_LEVEL &&
           mirror.lookup(a / 4096, 1) === null &&
           !mirror.inFlight(a / 4096, 1) &&
-          r.peek().state !== 0
+          r.peekState() !== 0
         ) {
           out.push({
             check: "rtt-mirror",

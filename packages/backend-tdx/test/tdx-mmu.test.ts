@@ -501,7 +501,9 @@ describe("TDX: remove_external_spte takes one atomic point per SEAMCALL", () => 
           const be = newTdx(host);
           const check = be.checkGuestAccess.bind(be);
           be.checkGuestAccess = (vm, vcpu, gpa, write, priv) => {
-            if (gpa === 0x5000 && priv && septState(be, 5) === SEPT_BLOCKED) sawBlocked++;
+            // The test looks on from inside the vCPU's step, as an observer: it decides nothing.
+            const blocked = vm.clock.observe(() => septState(be, 5) === SEPT_BLOCKED);
+            if (gpa === 0x5000 && priv && blocked) sawBlocked++;
             return check(vm, vcpu, gpa, write, priv);
           };
           return be;

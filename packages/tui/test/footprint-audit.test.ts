@@ -229,7 +229,8 @@ vcpus:
           rmp?: { assigned(): Iterable<{ pfn: number }> };
         };
         if (be.module) {
-          const td = [...be.module.peekTds().values()][0]!;
+          // Found as an observer would; the unrecorded write is what is under test.
+          const td = built.clock.observe(() => [...be.module!.peekTds().values()][0]!);
           be.module.sept.get(td.septRoot)![2]! ^= 1;
         } else {
           // The Validated bit of the first assigned frame's entry, in the RMP's own array.

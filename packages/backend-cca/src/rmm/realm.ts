@@ -30,6 +30,8 @@ export interface RealmRecorder {
   writeRealm(r: Realm): void;
   readRec(c: Rec): void;
   writeRec(c: Rec): void;
+  /** A reader that records nothing was called: it fails inside a step (`Clock.assertBetweenSteps`). */
+  assertBetweenSteps(what: string): void;
 }
 
 /**
@@ -94,8 +96,15 @@ export class Realm {
     this.measured = v;
   }
 
+  /** `state`, recording nothing (the checks ask it per leaf). */
+  peekState(): number {
+    this.rec.assertBetweenSteps("a realm descriptor");
+    return this.st;
+  }
+
   /** The fields that change, recording nothing: for the checks, the UI and the audit. */
   peek(): { state: number; recCount: number; measurements: number } {
+    this.rec.assertBetweenSteps("a realm descriptor");
     return { state: this.st, recCount: this.recs, measurements: this.measured };
   }
 
@@ -197,6 +206,7 @@ export class Rec {
 
   /** The fields, recording nothing: for the checks, the UI and the audit. */
   peek(): Readonly<RecFields> {
-    return this.f;
+    this.rec.assertBetweenSteps("a REC");
+    return { ...this.f };
   }
 }

@@ -25,7 +25,7 @@ export class RmmState implements RttRecorder, RealmRecorder {
   readonly rtts = new RttStore(this);
   readonly realms = new Map<number, Realm>();
   readonly recs = new Map<number, Rec>();
-  protected readonly vmids = new Set<number>();
+  private readonly vmids = new Set<number>();
   /** The explorer's recorder (the clock shares it: `attach`); null when nothing records. */
   fp: FootprintRecorder | null = null;
   private clock: Clock | null = null;
@@ -145,6 +145,10 @@ export class RmmState implements RttRecorder, RealmRecorder {
     this.recs.delete(c.granule);
   }
 
+  assertBetweenSteps(what: string): void {
+    this.clock?.assertBetweenSteps(what);
+  }
+
   /** For the accessors of `Realm` and `Rec` only (`RealmRecorder`). */
   readRealm(r: Realm): void {
     this.fp?.read(resourceId(this.rSpace, r.rd));
@@ -162,13 +166,21 @@ export class RmmState implements RttRecorder, RealmRecorder {
     this.write(resourceId(this.cSpace, rec.granule));
   }
 
-  /** The VMIDs in use and the RTT store's slots. */
-  readVmids(): void {
+  /** Whether VMID `v` is in use: a read of the VMIDs (one resource with the RTT store's slots). */
+  vmidInUse(v: number): boolean {
     this.fp?.read(resourceId(this.oSpace, 0));
+    return this.vmids.has(v);
   }
 
-  writeVmids(): void {
+  /** VMID `v` is taken (REALM_CREATE) or given back (REALM_DESTROY). */
+  takeVmid(v: number): void {
     this.write(resourceId(this.oSpace, 0));
+    this.vmids.add(v);
+  }
+
+  releaseVmid(v: number): void {
+    this.write(resourceId(this.oSpace, 0));
+    this.vmids.delete(v);
   }
 
   /** Every piece of the RMM's state under its resource id (the footprint audit), recording nothing. */

@@ -91,8 +91,7 @@ export class Rmm extends RmmState {
     const levels = Math.ceil((p.ipaBits - 12) / 9);
     if (!Number.isInteger(p.ipaBits) || p.ipaBits < 32 || p.ipaBits > 52) return INPUT;
     if (p.rttLevelStart !== 4 - levels) return INPUT;
-    this.readVmids();
-    if (this.vmids.has(p.vmid)) return INPUT;
+    if (this.vmidInUse(p.vmid)) return INPUT;
     if (rdAddr === p.rttBase) return INPUT;
     const rd = this.findIn(rdAddr, GRANULE_DELEGATED);
     const root = this.findIn(p.rttBase, GRANULE_DELEGATED);
@@ -106,8 +105,7 @@ export class Rmm extends RmmState {
     this.setGranuleState(root, GRANULE_RTT);
     this.setRefs(rd, 0);
     this.setRefs(root, 0);
-    this.writeVmids();
-    this.vmids.add(p.vmid);
+    this.takeVmid(p.vmid);
     this.addRealm(new Realm(this, rd, p.ipaBits, p.rttLevelStart, root, slot, p.vmid));
     return RMI_SUCCESS;
   }
@@ -133,8 +131,7 @@ export class Rmm extends RmmState {
     this.freeTable(r.rootSlot);
     this.setGranuleState(r.rd, GRANULE_DELEGATED);
     this.setGranuleState(r.rootGranule, GRANULE_DELEGATED);
-    this.writeVmids();
-    this.vmids.delete(r.vmid);
+    this.releaseVmid(r.vmid);
     this.removeRealm(r);
     return RMI_SUCCESS;
   }
@@ -185,7 +182,7 @@ export class Rmm extends RmmState {
     return RMI_SUCCESS;
   }
 
-  /** The REC at `addr`, or null; its fields read. */
+  /** The REC at `addr`, or null: found by its granule's state (read); its fields record their own reads. */
   recAt(addr: number): Rec | null {
     const g = this.findIn(addr, GRANULE_REC);
     const rec = g < 0 ? undefined : this.recs.get(g);

@@ -58,6 +58,8 @@ export interface RttRecorder {
   readEntry(e: number): void;
   /** Entry `e` changes. */
   writeEntry(e: number): void;
+  /** A reader that records nothing was called: it fails inside a step (`Clock.assertBetweenSteps`). */
+  assertBetweenSteps(what: string): void;
 }
 
 /**
@@ -143,28 +145,29 @@ export class RttStore {
     return this.gran[slot]!;
   }
 
-  levelOf(slot: number): number {
-    return this.lvl[slot]!;
-  }
-
   /** The fields, recording nothing: for the checks, the UI and the audit, between steps. */
   peekState(e: number): number {
+    this.rec.assertBetweenSteps("an RTT entry");
     return this.st[e]!;
   }
 
   peekRipas(e: number): number {
+    this.rec.assertBetweenSteps("an RTT entry");
     return this.rip[e]!;
   }
 
   peekAddr(e: number): number {
+    this.rec.assertBetweenSteps("an RTT entry");
     return this.pa[e]!;
   }
 
   peekAttr(e: number): number {
+    this.rec.assertBetweenSteps("an RTT entry");
     return this.at[e]!;
   }
 
   peekChild(e: number): number {
+    this.rec.assertBetweenSteps("an RTT entry");
     return this.ch[e]!;
   }
 

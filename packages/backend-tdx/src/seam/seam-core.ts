@@ -310,6 +310,7 @@ export class SeamCore {
 
   /** The TDs, recording nothing (checks, tools). */
   peekTds(): ReadonlyMap<number, Td> {
+    this.fp.assertBetweenSteps("the TDs");
     return this.tdMap;
   }
 

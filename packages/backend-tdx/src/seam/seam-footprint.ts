@@ -39,6 +39,14 @@ export class SeamFootprint {
   private plainSpace = 0;
   private platformSpace = 0;
 
+  /**
+   * The module's readers that record nothing (`SeptPages.peekLo`...) ask this: inside a task's
+   * step they fail (`Clock.assertBetweenSteps`), for the checks and views run between steps.
+   */
+  assertBetweenSteps(what: string): void {
+    this.clock?.assertBetweenSteps(what);
+  }
+
   /** Records into `clock` from now on (a new set of resource spaces if it is a new clock). */
   attach(clock: Clock): void {
     if (this.clock === clock) return;

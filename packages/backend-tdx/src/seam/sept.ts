@@ -289,17 +289,21 @@ export class SeptPages {
   /**
    * The halves of the entry at `off` of `table` and the next used entry from `i` on (by the
    * occupancy bitmap; -1 if none), recording nothing: for the invariant checks, the views and
-   * the host debugger's reads, which run between calls. A leaf reads through `entryLo`.
+   * the host debugger's reads, which run between steps (inside a step they fail:
+   * `SeamFootprint.assertBetweenSteps`). A leaf reads through `entryLo`.
    */
   peekLo(table: SeptPage, off: number): number {
+    this.fp.assertBetweenSteps("an S-EPT entry");
     return (table as unknown as Uint32Array)[off]!;
   }
 
   peekHi(table: SeptPage, off: number): number {
+    this.fp.assertBetweenSteps("an S-EPT entry");
     return (table as unknown as Uint32Array)[off + 1]!;
   }
 
   peekNextUsed(table: SeptPage, i: number): number {
+    this.fp.assertBetweenSteps("an S-EPT page's occupancy");
     return nextSetBit(table as unknown as Uint32Array, SEPT_OCCUPANCY, SEPT_OCCUPANCY_WORDS, i);
   }
 
