@@ -261,7 +261,7 @@ vcpus:
     );
     type Rmm = {
       // The store's private array: the sneaky step goes around its recording accessors.
-      rtts: { rip: Uint8Array };
+      rtts: { rip: Uint8Array; ch: Int32Array };
       granules: { state: Uint8Array };
       realms: Map<number, { rootSlot: number; rd: number }>;
     };
@@ -271,6 +271,13 @@ vcpus:
       },
       (rmm: Rmm) => {
         rmm.granules.state[[...rmm.realms.values()][0]!.rd]! ^= 1;
+      },
+      (rmm: Rmm) => {
+        // The child slot of the starting table's first table entry.
+        const root = [...rmm.realms.values()][0]!.rootSlot * 512;
+        let e = root;
+        while (rmm.rtts.ch[e]! < 0) e++;
+        rmm.rtts.ch[e]! ^= 1;
       },
     ]) {
       const v = auditWithSneaky(scn, "cca", (built) =>

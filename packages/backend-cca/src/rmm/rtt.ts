@@ -233,9 +233,14 @@ export class RttStore {
     return `${this.freeSlots.join(",")}/${this.slots}`;
   }
 
-  /** Entry `e` as one number, recording nothing: for the footprint audit. */
-  auditEntry(e: number): number {
-    return this.st[e]! + 8 * this.rip[e]! + 32 * this.at[e]! + 8192 * this.pa[e]!;
+  /**
+   * Entry `e`, recording nothing: for the footprint audit. One number, and the child's slot
+   * beside it for a table entry (the few that have one), so that no field goes unseen.
+   */
+  auditEntry(e: number): number | string {
+    const n = this.st[e]! + 8 * this.rip[e]! + 32 * this.at[e]! + 8192 * this.pa[e]!;
+    const c = this.ch[e]!;
+    return c < 0 ? n : `${n}>${c}`;
   }
 
   /** The index of `addr`'s entry in a table at `level`. */
