@@ -266,8 +266,9 @@ export class Rmp {
     this.block(pfn, true)!.flags[pfn & BLOCK_MASK] = flags;
   }
 
-  /** Every assigned entry (recording nothing: for checks). */
+  /** Every assigned entry (recording nothing: for checks; inside a step it fails). */
   *assigned(): Generator<RmpEntry> {
+    this.clock?.assertBetweenSteps("the RMP's assigned entries");
     for (let b = 0; b < this.blocks.length; b++) {
       const blk = this.blocks[b];
       if (!blk) continue;

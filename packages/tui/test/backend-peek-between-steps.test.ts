@@ -1,6 +1,6 @@
 /**
  * The backends' readers that record nothing (TDX's S-EPT and TD readers, CCA's RTT, realm and REC
- * readers) hold themselves to running between steps as the core's do: a task's step that calls
+ * readers, SEV's list of assigned RMP entries) hold themselves to running between steps as the core's do: a task's step that calls
  * one fails there, naming the task and the state.
  */
 import { describe, expect, it } from "vitest";
@@ -44,6 +44,8 @@ const septRoot = (b: Built) =>
     return m.sept.get([...m.peekTds().values()][0]!.septRoot);
   });
 const cca = (b: Built) => (b.vm.backend as unknown as Cca).rmm;
+const rmp = (b: Built) =>
+  (b.vm.backend as unknown as { rmp: { assigned(): Iterable<unknown> } }).rmp;
 
 const READERS: [backend: string, what: RegExp, read: (b: Built) => unknown][] = [
   ["tdx", /the TDs/, (b) => tdx(b).module.peekTds()],
@@ -54,6 +56,7 @@ const READERS: [backend: string, what: RegExp, read: (b: Built) => unknown][] = 
   ["cca", /an RTT entry/, (b) => cca(b).rtts.peekRipas(0)],
   ["cca", /a realm descriptor/, (b) => [...cca(b).realms.values()][0]!.peek()],
   ["cca", /a realm descriptor/, (b) => [...cca(b).realms.values()][0]!.peekState()],
+  ["sev", /the RMP's assigned entries/, (b) => [...rmp(b).assigned()]],
   ["cca", /a REC/, (b) => [...cca(b).recs.values()][0]!.peek()],
 ];
 
