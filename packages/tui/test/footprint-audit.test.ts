@@ -234,7 +234,7 @@ vcpus:
           be.module.sept.get(td.septRoot)![2]! ^= 1;
         } else {
           // The Validated bit of the first assigned frame's entry, in the RMP's own array.
-          const pfn = [...be.rmp!.assigned()][0]!.pfn;
+          const pfn = built.clock.observe(() => [...be.rmp!.assigned()][0]!.pfn);
           (be.rmp as unknown as { blocks: { flags: Uint8Array }[] }).blocks[pfn >>> 12]!.flags[
             pfn & 4095
           ]! ^= 8;
