@@ -38,7 +38,6 @@ import {
   GUEST_PAGE_OWNED,
   IdAllocator,
   KvmBug,
-  R_BACKING,
   inject,
   injectable,
   resourceId,
@@ -888,7 +887,6 @@ export class CcaBackend implements Backend {
   }
 
   rawCall(vm: BackendVm, call: string, args: RawCallArgs): { status: string; detail: string } {
-    if (args.page === "fresh" || args.page === undefined) vm.clock.touch(R_BACKING);
     return rawRmiCall(this, vm, call, args);
   }
 

@@ -21,7 +21,6 @@ import {
   GUEST_PAGE_OWNED,
   IdAllocator,
   KvmBug,
-  R_BACKING,
   inject,
   injectable,
   resourceId,
@@ -956,8 +955,7 @@ export class SevBackend implements Backend {
       const slot = vm.memslots.find(gfn);
       pfn = slot?.gmem?.peekPfn(gfn - slot.baseGfn) ?? -1;
     } else if (args.page === undefined || args.page === "fresh") {
-      // The host's frame allocator, which guest memory takes its frames from too.
-      vm.clock.touch(R_BACKING);
+      // From the host's frame allocator, which records the allocation itself.
       pfn = vm.host.frames.allocBlocks(1, 1, vm.owner, "untrusted host page") * 512;
     } else {
       pfn = args.page;

@@ -187,13 +187,23 @@ vcpus:
 `,
       "audit-frames.yaml",
     );
-    // Frames taken from the host's allocator, which guest memory and the pool share.
+    // Frames taken from the host's allocator with its recorder detached.
     const frames = auditWithSneaky(scn, "plain", (built) => {
-      built.host.frames.allocBlocks(1, 1, 99, "sneaky");
+      const f = built.host.frames;
+      const fp = f.fp;
+      f.fp = null;
+      f.allocBlocks(1, 1, 99, "sneaky");
+      f.fp = fp;
     });
     expect(frames?.message).toMatch(
       /a step of sneaky changed its state \(host frames\) without recording a write/,
     );
+    // Through the allocator, whoever the caller is, the frames taken are recorded.
+    expect(
+      auditWithSneaky(scn, "plain", (built) => {
+        built.host.frames.allocBlocks(1, 1, 99, "sneaky");
+      }),
+    ).toBeNull();
     // A cache topped up with the recorder detached: the pool's free slots change unrecorded.
     const pool = auditWithSneaky(scn, "plain", (built) => {
       const p = built.host.pool;
@@ -205,6 +215,31 @@ vcpus:
     expect(pool?.message).toMatch(
       /a step of sneaky changed its state \((page-table pool|host frames)\)/,
     );
+  });
+
+  it("finds the frames a raw call takes for itself recorded, on CCA and SEV", () => {
+    // RMI_DATA_CREATE takes a fresh source page whatever page it maps; SEV's raw calls take one
+    // unless told which. Beside a vCPU whose fault takes guest memory from the same allocator.
+    for (const [backend, call] of [
+      ["cca", "{ op: raw, call: RMI_DATA_CREATE, gpa: 0x10000, page: 0x3ff }"],
+      ["sev", "{ op: raw, call: RMPUPDATE.PRIVATE, gpa: 0x10000 }"],
+    ] as const) {
+      const scn = parseScenarioText(
+        `
+name: audit-raw-frames
+vm: { memory: 4MiB, vcpus: 1 }
+backend: ${backend}
+host:
+  - ${call}
+vcpus:
+  - - { op: access, gpa: 0x200000, write: true }
+`,
+        "audit-raw-frames.yaml",
+      );
+      const r = exploreScenario(scn, { backend: registry.source(backend), audit: true });
+      expect(r.exhausted, backend).toBe(true);
+      expect(r.violation?.violations ?? [], backend).toEqual([]);
+    }
   });
 
   it("fails a step that changes a backend's own state without recording it (an S-EPT entry, an RMP entry)", () => {

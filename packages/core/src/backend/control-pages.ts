@@ -12,10 +12,9 @@
  *
  * Which page a caller gets depends on the order of the calls: the pages are one resource of the
  * explorer's (`id`), which every call writes, and a new block comes from the host's frame
- * allocator, which guest memory takes its frames from too (R_BACKING).
+ * allocator, which guest memory takes its frames from too (it records R_BACKING itself).
  */
 import type { Clock } from "../exec/clock.js";
-import { R_BACKING } from "../exec/footprint.js";
 import { FRAMES_PER_BLOCK, type FrameAllocator } from "../mem/frame-allocator.js";
 
 export class ControlPages {
@@ -41,7 +40,6 @@ export class ControlPages {
     this.clock?.touch(this.id);
     if (this.free.length > 0) return this.free.pop()!;
     if (this.next === this.end) {
-      this.clock?.touch(R_BACKING);
       const block = this.frames.allocBlocks(1, 1, this.owner, this.label);
       this.blocks.push(block);
       this.next = block * FRAMES_PER_BLOCK;
@@ -65,7 +63,6 @@ export class ControlPages {
   releaseBlocks(): void {
     const leaked = this.leaked;
     this.clock?.touch(this.id);
-    this.clock?.touch(R_BACKING);
     const freeSet = new Set(this.free);
     const untaken = (pfn: number) => pfn >= this.next && pfn < this.end;
     for (const b of this.blocks.splice(0)) {

@@ -8,6 +8,7 @@
  *
  * PFNs stay below 2^32 (host memory up to 16 TiB), so `pfn >>> 9` is the block of a frame.
  */
+import { R_BACKING, type FootprintRecorder } from "../exec/footprint.js";
 import { HostMemoryExhausted } from "./errors.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
 
@@ -32,6 +33,13 @@ export class FrameAllocator {
    */
   private freeBlocks: number[] = [];
   private usedBlocks = 0;
+  /**
+   * What the current step touches, while the explorer runs (each VM's clock shares its recorder
+   * here). Every allocation and free records a write of `R_BACKING` itself: which frames a task
+   * gets depends on who allocated before it, whoever the caller is (guest memory, table pages,
+   * control pages, a raw call's page), so no caller has to remember to record it.
+   */
+  fp: FootprintRecorder | null = null;
 
   constructor(memoryBytes: number) {
     if (
@@ -64,6 +72,8 @@ export class FrameAllocator {
    * nothing is changed then.
    */
   allocBlocks(count: number, align: number, owner: number, what: string): number {
+    // Recorded before anything can throw: running out depends on the other tasks' allocations.
+    this.fp?.write(R_BACKING);
     if (count === 1 && align === 1) {
       while (this.freeBlocks.length > 0) {
         const b = this.freeBlocks.pop()!;
@@ -121,6 +131,7 @@ export class FrameAllocator {
   }
 
   freeBlock(block: number, owner: number): void {
+    this.fp?.write(R_BACKING);
     if (this.blockOwner[block] !== owner) {
       throw new Error(
         `freeing block ${block} owned by ${this.blockOwner[block]} as owner ${owner}`,

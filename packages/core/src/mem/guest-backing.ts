@@ -10,13 +10,13 @@
  *
  * Shared state that records itself: given a clock, every access notes its resource for the
  * explorer. Each host page is one resource (its frames, its pages' prepared bits), each page's
- * folio another (the folio lock and the prepared bit), and taking or giving back frames writes
- * `R_BACKING`, the host's frame allocator as guest memory uses it (the order of two allocations
- * decides which frames each gets).
+ * folio another (the folio lock and the prepared bit); the frame allocator records its own
+ * `R_BACKING` when frames are taken or given back (the order of two allocations decides which
+ * frames each gets).
  */
 import { PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import type { Clock } from "../exec/clock.js";
-import { R_BACKING, resourceId } from "../exec/footprint.js";
+import { resourceId } from "../exec/footprint.js";
 import { FRAMES_PER_BLOCK, type FrameAllocator } from "./frame-allocator.js";
 import { giveUint32Array, takeUint32Array } from "./spare-arrays.js";
 
@@ -62,10 +62,7 @@ export class GuestBacking {
         this.frames.allocBlocks(blocks, blocks, this.owner, `${this.kind} guest memory`) *
         FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
-      if (this.clock !== null) {
-        this.clock.touch(R_BACKING);
-        this.clock.touch(resourceId(this.chunkSpace, c));
-      }
+      this.clock?.touch(resourceId(this.chunkSpace, c));
     } else this.clock?.fp?.read(resourceId(this.chunkSpace, c));
     return base + (pgoff - c * this.chunkPages);
   }
@@ -217,7 +214,6 @@ export class GuestBacking {
   /** Gives every populated host page back to the host (memslot deletion, VM teardown). */
   release(): void {
     const blocks = this.chunkPages / FRAMES_PER_BLOCK;
-    this.clock?.touch(R_BACKING);
     for (let c = 0; c < this.chunkBase.length; c++) {
       const base = this.chunkBase[c]!;
       if (base < 0) continue;

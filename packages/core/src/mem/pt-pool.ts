@@ -17,7 +17,7 @@ import { FRAMES_PER_BLOCK, OWNER_PT_POOL, type FrameAllocator } from "./frame-al
 import { SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO } from "../arch/spte.js";
 import type { Clock } from "../exec/clock.js";
 import { KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE, type ExecCtx } from "../exec/ctx.js";
-import { R_BACKING, R_POOL, R_POOL_COUNTS, type FootprintRecorder } from "../exec/footprint.js";
+import { R_POOL, R_POOL_COUNTS, type FootprintRecorder } from "../exec/footprint.js";
 import { giveInt32Array, takeInt32Array } from "./spare-arrays.js";
 import { grown } from "./typed-arrays.js";
 
@@ -340,12 +340,11 @@ export class PtPool {
 
   /**
    * One more block of host frames for tables: from the host's frame allocator, which guest
-   * memory and control pages take their frames from too (R_BACKING), so the order of a growth
-   * and another task's allocation decides which frames each gets.
+   * memory and control pages take their frames from too, so the order of a growth and another
+   * task's allocation decides which frames each gets (the allocator records R_BACKING).
    */
   private grow(): void {
     this.fp?.write(R_POOL);
-    this.fp?.write(R_BACKING);
     const block = this.frames.allocBlocks(1, 1, OWNER_PT_POOL, "page-table pool");
     const chunk = this.chunkBlock.length;
     this.chunkBlock.push(block);

@@ -154,6 +154,7 @@ export class Vm implements BackendVm, HostStorage {
     const interleave = opts.interleave ?? false;
     this.clock.interleaved = interleave;
     this.clock.shareRecorder(host.pool);
+    this.clock.shareRecorder(host.frames);
     this.hostCtx = new ExecCtx("host", interleave);
     // No invariant check reads a vCPU's roots.
     this.vcpuRootSpace = this.clock.newResourceSpace(false);
