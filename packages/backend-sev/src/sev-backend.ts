@@ -353,7 +353,13 @@ export class SevBackend implements Backend {
    * keep.
    */
   populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
-    if (this.assigned(pfn)) return EEXIST;
+    if (this.assigned(pfn)) {
+      // Said here, in this step: `lastError` is read right after this hook, and what another
+      // task's failure left there would make the op's result depend on an order the explorer
+      // treats as equivalent.
+      this.lastFailure = `gfn 0x${gfn.toString(16)}: frame 0x${pfn.toString(16)} is assigned in the RMP already (not in the initial shared state)`;
+      return EEXIST;
+    }
     if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn) !== RMP_SUCCESS)
       return EFAULT;
     const fw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
