@@ -260,4 +260,14 @@ host:
     expect(r.findings).toEqual([]);
     expect(r.independent).toBeGreaterThan(0);
   });
+
+  it("reports a step that reads through a reader that records nothing, rather than skip it", () => {
+    // peekRoots fails inside a step (UnrecordedAccess): the step's footprint would say less
+    // than it read, which is this audit's business even though the step never ends.
+    const r = withReader("peeker", (built) => built.vm.mmu.peekRoots().length);
+    expect(r.findings.length).toBeGreaterThan(0);
+    expect(r.findings[0]).toMatch(
+      /a step failed the footprint audit: peeker's step \d+ read .* through a reader that records nothing/,
+    );
+  });
 });

@@ -92,11 +92,17 @@ class Run {
           : r === RETRY_WAIT
             ? "waits to retry"
             : "went on";
-      return { outcome, fp: this.stepper.last, failed: false, run: this };
+      return { outcome, fp: this.stepper.last, failed: false, footprintFailure: "", run: this };
     } catch (e) {
       const v = this.sys.classify(e);
       if (v === null) throw e;
-      return { outcome: `failed: [${v.check}] ${v.message}`, fp: -1, failed: true, run: this };
+      return {
+        outcome: `failed: [${v.check}] ${v.message}`,
+        fp: -1,
+        failed: true,
+        footprintFailure: v.check === "footprint-audit" ? v.message : "",
+        run: this,
+      };
     }
   }
 
@@ -160,7 +166,11 @@ export function auditCommutation(
         const last = prefix.length > 0 ? prefix[prefix.length - 1]! : -1;
         const stay = enabled.includes(last) && prng.below(100) < STICKINESS[w % STICKINESS.length]!;
         const c = stay ? last : enabled[prng.below(enabled.length)]!;
-        if (walker.step(c).failed) break;
+        const taken = walker.step(c);
+        if (taken.failed) {
+          reportFootprintFailure(prefix, taken, result);
+          break;
+        }
         prefix.push(c);
       }
     } finally {
@@ -184,8 +194,13 @@ function comparePair(
   try {
     const ai = a.step(i);
     const bj = b.step(j);
-    // A step that fails is a violation the explorer reports in any order it runs.
-    if (ai.failed || bj.failed) return;
+    // A step that fails is a violation the explorer reports in any order it runs; one that
+    // reached shared state around its accessors is this audit's own business too.
+    if (ai.failed || bj.failed) {
+      reportFootprintFailure(prefix, ai, result);
+      reportFootprintFailure(prefix, bj, result);
+      return;
+    }
     result.pairs++;
     if (a.stepper.footprints.dependsOnIn(ai.fp, b.stepper.footprints, bj.fp)) return;
     result.independent++;
@@ -228,11 +243,29 @@ function comparePair(
   }
 }
 
+/**
+ * A step that failed because it reached shared state around the accessors that record it
+ * (`UnrecordedAccess`, a `footprint-audit` violation) is a finding: its footprint says less than
+ * it did, which is what this audit looks for. Once per message.
+ */
+function reportFootprintFailure(
+  prefix: readonly number[],
+  taken: Taken,
+  result: CommuteAuditResult,
+): void {
+  if (taken.footprintFailure === "") return;
+  const finding = `after the schedule [${prefix.join(", ")}], a step failed the footprint audit: ${taken.footprintFailure}`;
+  if (!result.findings.some((f) => f.endsWith(taken.footprintFailure)))
+    result.findings.push(finding);
+}
+
 /** A step taken in `run`. */
 interface Taken {
   outcome: string;
   fp: number;
   failed: boolean;
+  /** The message of a `footprint-audit` violation the step threw, else "". */
+  footprintFailure: string;
   run: Run;
 }
 
