@@ -63,7 +63,7 @@ export class GuestBacking {
         FRAMES_PER_BLOCK;
       this.chunkBase[c] = base;
       this.clock?.touch(resourceId(this.chunkSpace, c));
-    } else this.clock?.fp?.read(resourceId(this.chunkSpace, c));
+    } else this.readChunk(c);
     return base + (pgoff - c * this.chunkPages);
   }
 
@@ -203,9 +203,15 @@ export class GuestBacking {
     return true;
   }
 
-  /** Populated host pages: [first PFN, frames]. */
+  /** Whether host page `c` is populated was read (a fault populating it would change that). */
+  private readChunk(c: number): void {
+    this.clock?.fp?.read(resourceId(this.chunkSpace, c));
+  }
+
+  /** Populated host pages: [first PFN, frames]. Every host page is read, populated or not. */
   *populated(): Generator<[pfn: number, npages: number]> {
     for (let c = 0; c < this.chunkBase.length; c++) {
+      this.readChunk(c);
       const base = this.chunkBase[c]!;
       if (base >= 0) yield [base, this.chunkPages];
     }
@@ -216,7 +222,11 @@ export class GuestBacking {
     const blocks = this.chunkPages / FRAMES_PER_BLOCK;
     for (let c = 0; c < this.chunkBase.length; c++) {
       const base = this.chunkBase[c]!;
-      if (base < 0) continue;
+      // One still unpopulated was read: a fault populating it first would have it freed here.
+      if (base < 0) {
+        this.readChunk(c);
+        continue;
+      }
       this.clock?.touch(resourceId(this.chunkSpace, c));
       const b0 = base / FRAMES_PER_BLOCK;
       for (let b = 0; b < blocks; b++) this.frames.freeBlock(b0 + b, this.owner);
