@@ -127,6 +127,21 @@ describe("zap", () => {
     expect(vm.mmu.stats.pages[1]).toBe(1024);
   });
 
+  it("a zap counts the leaves it zapped, not those another task zapped while it waited for the lock", () => {
+    const vm = makeVm();
+    access(vm, 0, 16);
+    // The first zap's first step ends at its attempt at mmu_lock; another zap runs whole
+    // before it goes on (the explorer's order of two independent steps).
+    const ctx = new ExecCtx("host", true);
+    const first = hostOps.zapGfnRange(vm, ctx, 0, 1);
+    expect(first.next().done).toBe(false);
+    expect(run(hostOps.zapGfnRange(vm, vm.hostCtx, 8, 16))).toBe(8);
+    let r = first.next();
+    while (!r.done) r = first.next();
+    expect(r.value).toBe(1);
+    expect(vm.mmu.stats.zappedLeaves).toBe(9);
+  });
+
   it("a zap of a range that starts inside a huge page zaps the whole huge page", () => {
     const vm = makeVm({ hostPageLevel: 2 });
     access(vm, 0, 1);

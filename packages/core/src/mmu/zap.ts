@@ -35,6 +35,15 @@ export function filterToRootTypes(mmu: TdpMmu, filter: number): number {
 }
 
 /**
+ * The leaves one zap made non-present, counted by the zap itself: the MMU's `zappedLeaves` also
+ * counts what other tasks zap while this one waits for `mmu_lock` or has dropped it to yield,
+ * and no footprint records a read of that statistic.
+ */
+export class ZapTally {
+  leaves = 0;
+}
+
+/**
  * `tdp_mmu_zap_leafs` (write lock): make every present leaf in [start, end) non-present; tables
  * stay. Returns whether a TLB flush is due (never for an invalid root: no vCPU uses it).
  */
@@ -46,6 +55,7 @@ export function* zapLeafs(
   end: number,
   canYield: boolean,
   flush: boolean,
+  tally: ZapTally | null = null,
 ): Op<boolean> {
   const iter = new TdpIter(mmu.pool);
   for (
@@ -62,6 +72,7 @@ export function* zapLeafs(
     mmu.clock.step++;
     if (ctx.interleave) yield;
     mmu.setSpte(iter, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+    if (tally !== null) tally.leaves++;
     yield* runExternalCalls(mmu, ctx);
     if (!root.invalid) flush = true;
   }
@@ -106,6 +117,7 @@ export function* zapLeafsOfValidRoots(
   start: number,
   end: number,
   reason: string,
+  tally: ZapTally | null = null,
 ): Op<boolean> {
   return yield* zapLeafsOfRoots(
     mmu,
@@ -115,6 +127,7 @@ export function* zapLeafsOfValidRoots(
     end,
     reason,
     false,
+    tally,
   );
 }
 
@@ -126,9 +139,10 @@ function* zapLeafsOfRoots(
   end: number,
   reason: string,
   wholeVmFlush: boolean,
+  tally: ZapTally | null = null,
 ): Op<boolean> {
   const flush = yield* mmu.forEachRoot(types, false, (root, flush) =>
-    zapLeafs(mmu, ctx, root, start, end, true, flush),
+    zapLeafs(mmu, ctx, root, start, end, true, flush, tally),
   );
   if (flush) {
     if (wholeVmFlush) mmu.flushRemoteTlbs(0, Infinity, reason);

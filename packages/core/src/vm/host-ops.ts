@@ -10,6 +10,7 @@ import {
   zapAll,
   zapInvalidatedRoots,
   zapLeafsOfValidRoots,
+  ZapTally,
 } from "../mmu/zap.js";
 import { KVM_DIRECT_ROOTS, KVM_MIRROR_ROOTS } from "../mmu/roots.js";
 import { collectDirtyLog, wrprotSlot } from "../mmu/dirty-log.js";
@@ -214,20 +215,27 @@ function releaseBacking(vm: Vm, slot: Memslot): void {
 export function* zapGfnRange(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<number> {
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
-  const before = mmu.stats.zappedLeaves;
+  // The kernel returns only whether to flush; the op reports how many leaves it zapped.
+  const tally = new ZapTally();
   yield* withWriteLock(mmu, ctx, () =>
-    invalidating(mmu, start, end, () => splitAndZapLeafs(mmu, ctx, start, end)),
+    invalidating(mmu, start, end, () => splitAndZapLeafs(mmu, ctx, start, end, tally)),
   );
-  return mmu.stats.zappedLeaves - before;
+  return tally.leaves;
 }
 
 /**
  * The body of `zapGfnRange`. As guest_memfd's hole punch in the TDX huge-page series: a private
  * huge page that straddles the range is split first, and only the pages inside are zapped.
  */
-function* splitAndZapLeafs(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number): Op<boolean> {
+function* splitAndZapLeafs(
+  mmu: TdpMmu,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  tally: ZapTally,
+): Op<boolean> {
   yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
-  return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap");
+  return yield* zapLeafsOfValidRoots(mmu, ctx, start, end, "zap", tally);
 }
 
 /**
