@@ -410,7 +410,10 @@ export class TdxBackend implements Backend, CallListener {
       return EINVAL;
     }
     const r = this.module.mrFinalize(this.tdr);
-    if (tdxOperandBusy(r.status)) return EBUSY;
+    if (tdxOperandBusy(r.status)) {
+      this.lastFailure = `TDH.MR.FINALIZE: ${formatStatus(r.status)}`;
+      return EBUSY;
+    }
     if (!isOk(r.status)) this.bug("TDH.MR.FINALIZE", r);
     return 0;
   }
