@@ -577,3 +577,15 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
     expect(extend.report.invariants.violations.map((v) => v.check)).not.toContain("kvm-bug");
   });
 });
+
+describe("finalize: a busy TDH.MR.FINALIZE", () => {
+  it("fails KVM_TDX_FINALIZE_VM with -EBUSY, and the error names the SEAMCALL and its status", () => {
+    expect(() =>
+      run({
+        inject: ["{ call: TDH.MR.FINALIZE, nth: 1, status: OPERAND_BUSY }"],
+        vcpu: ACCEPT_ONE,
+        host: ["{ op: finalize }"],
+      }),
+    ).toThrow(/finalize failed \(-16\): TDH\.MR\.FINALIZE: 0x8000020000000000 \(OPERAND_BUSY\)/);
+  });
+});
