@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import {
   AccessTally,
+  BLOCKED,
   ExecCtx,
   KVM_DIRECT_ROOTS,
   TdpIter,
@@ -118,6 +119,71 @@ describe("kvm_vm_set_mem_attributes", () => {
     expect(seen.slice(between).some((s) => s.shared && s.widened && !s.beyond)).toBe(true);
     expect(vm.attributes.peekPrivate(0x201)).toBe(false);
     expect(vm.attributes.peekPrivate(0x300)).toBe(true);
+  });
+});
+
+describe("kvm->slots_lock", () => {
+  const privateVm = () => {
+    const vm = makeVm({
+      memory: 16 * 2 ** 20,
+      backend: {
+        ...bareBackend(),
+        hasPrivateMemory: true,
+        classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p,
+      },
+    });
+    vm.setInterleave(true);
+    return vm;
+  };
+
+  it("two conversions never interleave: the second blocks until the first has ended its invalidation", () => {
+    const vm = privateVm();
+    // The VMM converts one page while a vCPU's own page-state change converts another, in
+    // another 2 MiB page (each invalidation widens to its head and tail huge pages).
+    const a = hostOps.convertMemory(vm, vm.hostCtx, 0x10, 0x11, false);
+    const b = hostOps.convertMemory(vm, vm.vcpus[0]!.ctx, 0x400, 0x401, false);
+    a.next();
+    a.next(); // a holds kvm->slots_lock
+    const seq = vm.mmu.invalidateSeq;
+    expect(b.next()).toEqual({ done: false, value: undefined }); // b's attempt at the lock
+    for (let i = 0; i < 3; i++) expect(b.next().value).toBe(BLOCKED);
+    // Nothing of b ran: the attributes are a's alone, and only a invalidates.
+    expect(vm.attributes.peekPrivate(0x400)).toBe(true);
+    let r = a.next();
+    while (!r.done) {
+      expect(vm.mmu.invalidateRetryGfn(seq, 0x400)).toBe(false);
+      r = a.next();
+    }
+    expect(r.value).toBe(1);
+    let rb = b.next();
+    while (!rb.done) rb = b.next();
+    expect(rb.value).toBe(1);
+    expect([vm.attributes.peekPrivate(0x10), vm.attributes.peekPrivate(0x400)]).toEqual([
+      false,
+      false,
+    ]);
+  });
+
+  it("a conversion's check that there is nothing to do is made under the lock", () => {
+    const vm = privateVm();
+    const a = hostOps.convertMemory(vm, vm.hostCtx, 0x10, 0x11, false);
+    const b = hostOps.convertMemory(vm, vm.vcpus[0]!.ctx, 0x10, 0x11, false);
+    a.next();
+    a.next();
+    b.next();
+    expect(b.next().value).toBe(BLOCKED);
+    for (let r = a.next(); !r.done; r = a.next());
+    // b finds the page shared already, once a has released the lock: nothing to do.
+    let rb = b.next();
+    while (!rb.done) rb = b.next();
+    expect(rb.value).toBe(0);
+  });
+
+  it("is not held once the op ends, however it ends", () => {
+    const vm = privateVm();
+    expect(() => run(hostOps.deleteMemslot(vm, vm.hostCtx, 7))).toThrow(/memslot 7/);
+    run(hostOps.convertMemory(vm, vm.hostCtx, 0, 1, false));
+    expect(vm.slotsLock.peekOwner()).toBeNull();
   });
 });
 

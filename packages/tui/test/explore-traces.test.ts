@@ -4,7 +4,7 @@
  * within preemption bounds. The SEV races have test files of their own, so that their
  * brute-force searches (over a million schedules each) run beside the rest.
  */
-import { describe, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectSameTraces } from "./trace-sets.js";
 
 describe("the reduced searches reach exactly the traces of the full one", () => {
@@ -18,6 +18,12 @@ describe("the reduced searches reach exactly the traces of the full one", () => 
 
   it("tdx-race-2m-4k on TDX, preemption bound 3", () => {
     expectSameTraces("tdx-race-2m-4k.yaml", "tdx", 3);
+  });
+
+  it("convert-race on TDX: kvm->slots_lock keeps the two conversions apart", () => {
+    const { full } = expectSameTraces("convert-race.yaml", "tdx");
+    // Either conversion first, each whole (18 traces if their phases could interleave).
+    expect(full.traces).toBe(4);
   });
 
   it("tdx-race-3vcpu on TDX, preemption bound 1", () => {

@@ -28,6 +28,7 @@ import {
   R_LOCK_READERS,
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
+  R_SLOTS_LOCK,
   R_POOL,
   R_POOL_COUNTS,
   R_RCU,
@@ -262,6 +263,7 @@ export class FootprintAudit {
     s.set(R_LOCK_READERS, lock.readers);
     s.set(R_LOCK_WAITERS, lock.waitingReaders);
     s.set(R_TORN_DOWN, vm.peekDead() ? 1 : 0);
+    s.set(R_SLOTS_LOCK, vm.slotsLock.peekOwner() ?? "-");
     for (const v of [...vm.vcpus, vm.hostVcpu])
       s.set(resourceId(vm.vcpuRootSpace, v.id + 1), v.peekRoots());
     s.set(R_RCU, mmu.rcu.auditState());

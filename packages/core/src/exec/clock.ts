@@ -13,21 +13,23 @@ import {
   R_LOCK_READERS,
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
+  R_SLOTS_LOCK,
   R_SRCU,
   R_TASK_DONE,
   type FootprintRecorder,
 } from "./footprint.js";
 
 /**
- * The fixed resources no invariant check reads: `mmu_lock`'s words, `kvm->srcu`, and
- * `mmu_invalidate_seq` with its range (the checks look at tables, frames, memslots, backing,
- * attributes, roots and the backend's state, never at who holds what or what is being
- * invalidated).
+ * The fixed resources no invariant check reads: `mmu_lock`'s words, `kvm->slots_lock`,
+ * `kvm->srcu`, and `mmu_invalidate_seq` with its range (the checks look at tables, frames,
+ * memslots, backing, attributes, roots and the backend's state, never at who holds what or what
+ * is being invalidated).
  */
 const UNCHECKED_FIXED: readonly number[] = [
   R_LOCK_WRITER,
   R_LOCK_READERS,
   R_LOCK_WAITERS,
+  R_SLOTS_LOCK,
   R_SRCU,
   R_INVALIDATE,
 ];

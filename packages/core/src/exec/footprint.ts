@@ -28,6 +28,7 @@ export const R_SRCU = -14; // kvm->srcu: which faults are inside a read-side sec
 export const R_LPAGE = -15; // the memslots' lpage_info guest-inhibit bits (TDX huge pages)
 export const R_POOL_COUNTS = -16; // the page-table pool's counts of live tables (updated commutatively)
 export const R_TORN_DOWN = -17; // the VM has been torn down
+export const R_SLOTS_LOCK = -18; // kvm->slots_lock: who holds it
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -54,6 +55,7 @@ const FIXED_NAMES = [
   "lpage_info guest inhibit",
   "page-table pool counts",
   "the VM is torn down",
+  "kvm->slots_lock",
 ];
 
 /** A resource id as a reader would name it. */

@@ -20,6 +20,7 @@ import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
 import { BLOCKED, type ExecCtx, type Op } from "../exec/ctx.js";
+import { withMutex } from "../exec/mutex.js";
 import { gfnToGpa } from "../arch/gpa.js";
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
 import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
@@ -102,6 +103,22 @@ export function* convertMemory(
   }
   [start, end] = clampRange(vm, start, end);
   if (end <= start) return 0;
+  const changed = yield* withMutex(vm.slotsLock, ctx, () =>
+    setMemoryAttributes(vm, ctx, start, end, toPrivate, vcpu),
+  );
+  if (changed > 0 && !toPrivate) punchPrivateHoles(vm, start, end);
+  return changed;
+}
+
+/** `kvm_vm_set_mem_attributes` under `kvm->slots_lock`: the body of `convertMemory`. */
+function* setMemoryAttributes(
+  vm: Vm,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  toPrivate: boolean,
+  vcpu: number,
+): Op<number> {
   // kvm_range_has_memory_attributes: nothing to do if the range already has them.
   if (vm.attributes.isUniform(start, end - start) && vm.attributes.isPrivate(start) === toPrivate)
     return 0;
@@ -128,7 +145,6 @@ export function* convertMemory(
       vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate, vcpu);
     }),
   );
-  if (!toPrivate) punchPrivateHoles(vm, start, end);
   return changed;
 }
 
@@ -253,6 +269,23 @@ export function* populate(
   end: number,
   measure = true,
 ): Op<{ mapped: number; status: number }> {
+  // KVM_PRE_FAULT_MEMORY alone is a vCPU ioctl that takes no slots_lock; the backends' own
+  // population (KVM_TDX_INIT_MEM_REGION, KVM_SEV_SNP_LAUNCH_UPDATE, the realm's) holds it
+  // around kvm_gmem_populate, which asserts it.
+  if (!vm.backend.populate) return yield* populateRange(vm, hostVcpu, start, end, measure);
+  return yield* withMutex(vm.slotsLock, hostVcpu.ctx, () =>
+    populateRange(vm, hostVcpu, start, end, measure),
+  );
+}
+
+/** The body of `populate`. */
+function* populateRange(
+  vm: Vm,
+  hostVcpu: Vcpu,
+  start: number,
+  end: number,
+  measure = true,
+): Op<{ mapped: number; status: number }> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
   let checked = false;
@@ -312,6 +345,7 @@ export function* populate(
 
 /** The backend's part of populating one page, as one atomic point: its status. */
 function populatePage(vm: Vm, gfn: number, pfn: number, measure: boolean): number {
+  vm.slotsLock.assertHeld("kvm_gmem_populate");
   vm.clock.step++;
   const ret = vm.backend.populate!(vm, gfn, pfn, measure);
   vm.mmu.hookEvent("populate", gfn, 1, ret);
@@ -362,6 +396,11 @@ function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
  * then flush the slot.
  */
 export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
+  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStartLocked(vm, ctx, slotId));
+}
+
+/** `dirtyLogStart` under `kvm->slots_lock` (`kvm_set_memory_region`). */
+function* dirtyLogStartLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   if (slot.gmem)
     throw new OpError(
@@ -383,6 +422,11 @@ export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
  * write lock, then one flush after the lock is dropped if any page was dirty.
  */
 export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<number[]> {
+  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogCollectLocked(vm, ctx, slotId));
+}
+
+/** `dirtyLogCollect` under `kvm->slots_lock` (`kvm_vm_ioctl_get_dirty_log`). */
+function* dirtyLogCollectLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<number[]> {
   const slot = slotById(vm, slotId);
   if (!slot.dirtyBitmap)
     throw new OpError(
@@ -397,6 +441,11 @@ export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<numbe
 
 /** Dirty logging off: drop the bitmap and recover huge pages (`kvm_mmu_recover_huge_pages`). */
 export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
+  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStopLocked(vm, ctx, slotId));
+}
+
+/** `dirtyLogStop` under `kvm->slots_lock` (`kvm_set_memory_region`). */
+function* dirtyLogStopLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
   const slot = slotById(vm, slotId);
   if (!slot.dirtyBitmap) return 0;
   slot.setDirtyLogging(false);
@@ -451,6 +500,11 @@ export function* age(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<numbe
  * roots included). Then the slot's memory goes back to the host.
  */
 export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
+  return yield* withMutex(vm.slotsLock, ctx, () => deleteMemslotLocked(vm, ctx, slotId));
+}
+
+/** `deleteMemslot` under `kvm->slots_lock` (`kvm_set_memory_region`). */
+function* deleteMemslotLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
   const slot = slotById(vm, slotId);
   const mmu = vm.mmu;
   // kvm_invalidate_memslot: publish the slot as KVM_MEMSLOT_INVALID and wait for the faults that

@@ -9,7 +9,8 @@ import type { Backend, MirrorView } from "../backend/backend.js";
 import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
 import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
-import { R_TORN_DOWN, resourceId } from "../exec/footprint.js";
+import { R_SLOTS_LOCK, R_TORN_DOWN, resourceId } from "../exec/footprint.js";
+import { Mutex } from "../exec/mutex.js";
 import { ExecCtx } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
 import type { Host, HostStorage } from "../mem/host.js";
@@ -109,6 +110,11 @@ export class Vm implements BackendVm, HostStorage {
   readonly vcpuRootSpace: number;
   /** `kvm->srcu`: faults read the memslots inside it; memslot updates wait for them (`synchronizeSrcu`). */
   readonly srcu: Srcu;
+  /**
+   * `kvm->slots_lock`: memory-attribute changes, memslot updates, dirty-log collection and
+   * guest_memfd population hold it, so none of them interleave (`exec/mutex.ts`).
+   */
+  readonly slotsLock: Mutex;
   /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
   checkView: MirrorView | null = null;
 
@@ -131,6 +137,7 @@ export class Vm implements BackendVm, HostStorage {
     this.attributes = new MemAttributes(npages, this.clock);
     this.memslots = new Memslots(this.clock);
     this.srcu = new Srcu(this.clock, config.vcpus);
+    this.slotsLock = new Mutex(this.clock, R_SLOTS_LOCK, "kvm->slots_lock");
     backend.init?.(this);
     this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
     // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
