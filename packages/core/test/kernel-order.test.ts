@@ -173,10 +173,16 @@ describe("kvm->slots_lock", () => {
     b.next();
     expect(b.next().value).toBe(BLOCKED);
     for (let r = a.next(); !r.done; r = a.next());
-    // b finds the page shared already, once a has released the lock: nothing to do.
+    // b finds the page shared already, once a has released the lock: nothing to do, so no
+    // invalidation and no store of attributes (checked before the lock, it would do both).
+    const seq = vm.mmu.invalidateSeq;
+    const events: string[] = [];
+    vm.events.subscribe((e) => events.push(e.type));
     let rb = b.next();
     while (!rb.done) rb = b.next();
     expect(rb.value).toBe(0);
+    expect(vm.mmu.invalidateSeq).toBe(seq);
+    expect(events).not.toContain("attributes");
   });
 
   it("is not held once the op ends, however it ends", () => {

@@ -1,9 +1,9 @@
 /**
  * A sleeping lock of the kernel's (`struct mutex`) as one resource that records its own
- * accesses: `kvm->slots_lock`. KVM takes it around every change of what the memslots and their
- * memory are: KVM_SET_MEMORY_ATTRIBUTES (`kvm_vm_set_mem_attributes`, from before its "nothing to
+ * accesses: `kvm->slots_lock`. KVM takes it around memslot and memory-attribute changes:
+ * KVM_SET_MEMORY_ATTRIBUTES (`kvm_vm_set_mem_attributes`, from before its "nothing to
  * do" check to after the post-change section), memslot updates (`kvm_set_memory_region`, dirty
- * logging on and off included), KVM_GET_DIRTY_LOG, and guest_memfd population
+ * logging on and off included), KVM_GET_DIRTY_LOG and eager splitting, and guest_memfd population
  * (`kvm_gmem_populate` asserts it, so that a conversion cannot change the attributes the
  * population relies on). Two conversions therefore never interleave, whichever task asks for
  * them: a vCPU answering its own KVM_EXIT_MEMORY_FAULT or page-state change, or the VMM.
@@ -27,10 +27,17 @@ export class Mutex {
     readonly name: string,
   ) {}
 
-  /** `mutex_lock`: the attempt is one atomic point; a task that finds it held blocks. */
-  *lock(ctx: ExecCtx): Op {
-    this.clock.step++;
-    if (ctx.interleave) yield;
+  /**
+   * `mutex_lock`: the attempt is one atomic point; a task that finds it held blocks. `atStepStart`:
+   * the caller's step began right before, with nothing shared touched since (an ioctl the
+   * scenario's program issues as an op of its own), so the attempt is that step's first atomic
+   * point rather than one more step.
+   */
+  *lock(ctx: ExecCtx, atStepStart = false): Op {
+    if (!atStepStart) {
+      this.clock.step++;
+      if (ctx.interleave) yield;
+    }
     if (this.owner === ctx)
       throw new LockdepError(`${ctx.name}: ${this.name} taken again by its holder (AA deadlock)`);
     this.clock.fp?.read(this.id);
@@ -78,8 +85,13 @@ export class Mutex {
 }
 
 /** Runs `body` with `mutex` held by `ctx`, releasing it however the body ends. */
-export function* withMutex<T>(mutex: Mutex, ctx: ExecCtx, body: () => Op<T>): Op<T> {
-  yield* mutex.lock(ctx);
+export function* withMutex<T>(
+  mutex: Mutex,
+  ctx: ExecCtx,
+  body: () => Op<T>,
+  atStepStart = false,
+): Op<T> {
+  yield* mutex.lock(ctx, atStepStart);
   try {
     return yield* body();
   } finally {

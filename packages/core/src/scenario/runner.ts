@@ -364,6 +364,7 @@ function* vcpuProgram(
           gfn + op.size / PAGE_SIZE,
           op.to === "private",
           vcpu.id,
+          true,
         );
         break;
       }
@@ -430,7 +431,7 @@ function* hostProgram(
       case "populate": {
         // KVM_TDX_INIT_MEM_REGION / KVM_SEV_SNP_LAUNCH_UPDATE stop at the first page the
         // firmware refuses and return its errno to the VMM: the op's status.
-        const r = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end, op.measure);
+        const r = yield* hostOps.populate(vm, vm.hostVcpu, gfn, end, op.measure, true);
         result.mapped = r.mapped;
         if (r.status !== 0) {
           result.status = r.status;
@@ -444,28 +445,36 @@ function* hostProgram(
         start.raise();
         break;
       case "convert":
-        result.changed = yield* hostOps.convertMemory(vm, ctx, gfn, end, op.to === "private");
+        result.changed = yield* hostOps.convertMemory(
+          vm,
+          ctx,
+          gfn,
+          end,
+          op.to === "private",
+          -1,
+          true,
+        );
         break;
       case "zap":
         result.zapped = yield* hostOps.zapGfnRange(vm, ctx, gfn, end);
         break;
       case "dirty-log":
-        if (op.action === "start") yield* hostOps.dirtyLogStart(vm, ctx, op.slot);
+        if (op.action === "start") yield* hostOps.dirtyLogStart(vm, ctx, op.slot, true);
         else if (op.action === "collect")
-          result.dirty = (yield* hostOps.dirtyLogCollect(vm, ctx, op.slot)).length;
-        else result.recovered = yield* hostOps.dirtyLogStop(vm, ctx, op.slot);
+          result.dirty = (yield* hostOps.dirtyLogCollect(vm, ctx, op.slot, true)).length;
+        else result.recovered = yield* hostOps.dirtyLogStop(vm, ctx, op.slot, true);
         break;
       case "age":
         result.young = yield* hostOps.age(vm, ctx, gfn, end);
         break;
       case "split":
-        result.split = yield* hostOps.split(vm, ctx, gfn, end);
+        result.split = yield* hostOps.split(vm, ctx, gfn, end, true);
         break;
       case "recover":
         result.recovered = yield* hostOps.recover(vm, ctx, gfn, end);
         break;
       case "delete-memslot":
-        yield* hostOps.deleteMemslot(vm, ctx, op.slot);
+        yield* hostOps.deleteMemslot(vm, ctx, op.slot, true);
         break;
       case "raw": {
         if (!vm.backend.rawCall)

@@ -87,6 +87,9 @@ function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => O
  * the attributes when it needs it). A fault on the range in between retries. Returns pages changed.
  * `vcpu` is the vCPU whose request the change answers (its page-state change or MapGPA), -1 when
  * the VMM converts on its own (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
+ * `atOpStart` (here and in the other ops that take `kvm->slots_lock`): the caller is a scenario
+ * program that has just yielded to begin this op, so taking the lock is that step's first atomic
+ * point (`Mutex.lock`), not a step of its own.
  */
 export function* convertMemory(
   vm: Vm,
@@ -95,6 +98,7 @@ export function* convertMemory(
   end: number,
   toPrivate: boolean,
   vcpu = -1,
+  atOpStart = false,
 ): Op<number> {
   if (toPrivate && !vm.backend.hasPrivateMemory) {
     throw new OpError(
@@ -103,10 +107,20 @@ export function* convertMemory(
   }
   [start, end] = clampRange(vm, start, end);
   if (end <= start) return 0;
-  const changed = yield* withMutex(vm.slotsLock, ctx, () =>
-    setMemoryAttributes(vm, ctx, start, end, toPrivate, vcpu),
+  const changed = yield* withMutex(
+    vm.slotsLock,
+    ctx,
+    () => setMemoryAttributes(vm, ctx, start, end, toPrivate, vcpu),
+    atOpStart,
   );
-  if (changed > 0 && !toPrivate) punchPrivateHoles(vm, start, end);
+  // QEMU's kvm_convert_memory punches the old private pages out of the guest_memfd once the
+  // ioctl has returned: a syscall of its own, outside kvm->slots_lock, which another thread's
+  // conversion may come before. (Only where freeing them does something the model sees.)
+  if (changed > 0 && !toPrivate && vm.backend.gmemInvalidate) {
+    vm.clock.step++;
+    if (ctx.interleave) yield;
+    punchPrivateHoles(vm, start, end);
+  }
   return changed;
 }
 
@@ -268,13 +282,17 @@ export function* populate(
   start: number,
   end: number,
   measure = true,
+  atOpStart = false,
 ): Op<{ mapped: number; status: number }> {
   // KVM_PRE_FAULT_MEMORY alone is a vCPU ioctl that takes no slots_lock; the backends' own
   // population (KVM_TDX_INIT_MEM_REGION, KVM_SEV_SNP_LAUNCH_UPDATE, the realm's) holds it
   // around kvm_gmem_populate, which asserts it.
   if (!vm.backend.populate) return yield* populateRange(vm, hostVcpu, start, end, measure);
-  return yield* withMutex(vm.slotsLock, hostVcpu.ctx, () =>
-    populateRange(vm, hostVcpu, start, end, measure),
+  return yield* withMutex(
+    vm.slotsLock,
+    hostVcpu.ctx,
+    () => populateRange(vm, hostVcpu, start, end, measure),
+    atOpStart,
   );
 }
 
@@ -395,8 +413,8 @@ function* synchronizeSrcu(vm: Vm, ctx: ExecCtx): Op {
  * slot's huge pages, then write-protect every leaf at 4K, each under its own read-lock section,
  * then flush the slot.
  */
-export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
-  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStartLocked(vm, ctx, slotId));
+export function* dirtyLogStart(vm: Vm, ctx: ExecCtx, slotId: number, atOpStart = false): Op<void> {
+  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStartLocked(vm, ctx, slotId), atOpStart);
 }
 
 /** `dirtyLogStart` under `kvm->slots_lock` (`kvm_set_memory_region`). */
@@ -421,8 +439,18 @@ function* dirtyLogStartLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
  * `KVM_GET_DIRTY_LOG`: the dirty GFNs since the last collection, write-protected again under the
  * write lock, then one flush after the lock is dropped if any page was dirty.
  */
-export function* dirtyLogCollect(vm: Vm, ctx: ExecCtx, slotId: number): Op<number[]> {
-  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogCollectLocked(vm, ctx, slotId));
+export function* dirtyLogCollect(
+  vm: Vm,
+  ctx: ExecCtx,
+  slotId: number,
+  atOpStart = false,
+): Op<number[]> {
+  return yield* withMutex(
+    vm.slotsLock,
+    ctx,
+    () => dirtyLogCollectLocked(vm, ctx, slotId),
+    atOpStart,
+  );
 }
 
 /** `dirtyLogCollect` under `kvm->slots_lock` (`kvm_vm_ioctl_get_dirty_log`). */
@@ -440,8 +468,8 @@ function* dirtyLogCollectLocked(vm: Vm, ctx: ExecCtx, slotId: number): Op<number
 }
 
 /** Dirty logging off: drop the bitmap and recover huge pages (`kvm_mmu_recover_huge_pages`). */
-export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number): Op<number> {
-  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStopLocked(vm, ctx, slotId));
+export function* dirtyLogStop(vm: Vm, ctx: ExecCtx, slotId: number, atOpStart = false): Op<number> {
+  return yield* withMutex(vm.slotsLock, ctx, () => dirtyLogStopLocked(vm, ctx, slotId), atOpStart);
 }
 
 /** `dirtyLogStop` under `kvm->slots_lock` (`kvm_set_memory_region`). */
@@ -479,11 +507,27 @@ export function* recover(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<n
   );
 }
 
-/** Eager split of [start, end) down to 4K under the read lock. Returns huge leaves split. */
-export function* split(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<number> {
+/**
+ * Eager split of [start, end) down to 4K under the read lock. Returns huge leaves split. The
+ * kernel splits eagerly only for dirty logging (turning it on, KVM_CLEAR_DIRTY_LOG), with
+ * `kvm->slots_lock` held; `recover`, which also stands for the NX huge page recovery worker,
+ * takes none.
+ */
+export function* split(
+  vm: Vm,
+  ctx: ExecCtx,
+  start: number,
+  end: number,
+  atOpStart = false,
+): Op<number> {
   [start, end] = clampRange(vm, start, end);
   const mmu = vm.mmu;
-  return yield* withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, start, end, 1, true));
+  return yield* withMutex(
+    vm.slotsLock,
+    ctx,
+    () => withReadLock(mmu, ctx, () => trySplitHugePages(mmu, ctx, start, end, 1, true)),
+    atOpStart,
+  );
 }
 
 /** Aging by the host's reclaim: clears Accessed on shared leaves; returns how many were young. */
@@ -499,8 +543,8 @@ export function* age(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<numbe
  * (TDX, SEV-SNP) zaps only the slot (`kvm_mmu_zap_memslot`: private and shared mappings, invalid
  * roots included). Then the slot's memory goes back to the host.
  */
-export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number): Op<void> {
-  return yield* withMutex(vm.slotsLock, ctx, () => deleteMemslotLocked(vm, ctx, slotId));
+export function* deleteMemslot(vm: Vm, ctx: ExecCtx, slotId: number, atOpStart = false): Op<void> {
+  return yield* withMutex(vm.slotsLock, ctx, () => deleteMemslotLocked(vm, ctx, slotId), atOpStart);
 }
 
 /** `deleteMemslot` under `kvm->slots_lock` (`kvm_set_memory_region`). */
