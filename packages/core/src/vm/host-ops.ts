@@ -114,13 +114,12 @@ export function* convertMemory(
     atOpStart,
   );
   // QEMU's kvm_convert_memory punches the old private pages out of the guest_memfd once the
-  // ioctl has returned: a syscall of its own, outside kvm->slots_lock, which another thread's
-  // conversion may come before. (Only where freeing them does something the model sees.)
-  if (changed > 0 && !toPrivate && vm.backend.gmemInvalidate) {
-    vm.clock.step++;
-    if (ctx.interleave) yield;
-    punchPrivateHoles(vm, start, end);
-  }
+  // ioctl has returned, a syscall of its own outside kvm->slots_lock. The model's punch only
+  // frees the pages (kvm_arch_gmem_invalidate); the kernel's kvm_gmem_punch_hole first zaps
+  // their private mappings inside an invalidation. As a step of its own, the punch would free a
+  // page another vCPU's conversion back to private had just mapped (a false violation on
+  // tdx-zap-race under SEV), so it stays in the conversion's last step.
+  if (changed > 0 && !toPrivate) punchPrivateHoles(vm, start, end);
   return changed;
 }
 
