@@ -185,6 +185,23 @@ describe("kvm->slots_lock", () => {
     expect(events).not.toContain("attributes");
   });
 
+  it("eager split waits for a conversion to end, as KVM_CLEAR_DIRTY_LOG does", () => {
+    const vm = privateVm();
+    const a = hostOps.convertMemory(vm, vm.hostCtx, 0x10, 0x11, false);
+    const split = hostOps.split(vm, new ExecCtx("dirty-log", true), 0, 0x200);
+    a.next();
+    a.next(); // a holds kvm->slots_lock
+    split.next(); // the split's attempt at the lock
+    expect(split.next().value).toBe(BLOCKED);
+    for (let r = a.next(); !r.done; r = a.next());
+    let r = split.next();
+    while (!r.done) {
+      expect(r.value).not.toBe(BLOCKED);
+      r = split.next();
+    }
+    expect(vm.slotsLock.peekOwner()).toBeNull();
+  });
+
   it("is not held once the op ends, however it ends", () => {
     const vm = privateVm();
     expect(() => run(hostOps.deleteMemslot(vm, vm.hostCtx, 7))).toThrow(/memslot 7/);
