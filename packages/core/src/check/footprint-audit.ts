@@ -10,7 +10,8 @@
  * SPTEs (table slot * 512 + index), the page-table pool (its free list and its counts), the
  * host's frame allocator, memory attributes, memslots and dirty bitmaps, the invalidation
  * sequence and range, the roots, guest backing per host page and per folio, mmu_lock's words,
- * RCU, kvm->srcu, each task's completion, and the backend's own state as it reports it
+ * kvm->slots_lock's owner, RCU, kvm->srcu, whether the VM is torn down, each vCPU's root
+ * pointers, each task's completion, and the backend's own state as it reports it
  * (`Backend.auditState`; a backend that does not record its own accesses is recorded whole, as
  * R_BACKEND, by the core). Reads are not audited here (a read changes nothing to compare): the
  * commutation audit (`commute-audit.ts`) finds a read left unrecorded where it matters.
