@@ -369,6 +369,11 @@ function populatePage(vm: Vm, gfn: number, pfn: number, measure: boolean): numbe
   return ret;
 }
 
+/**
+ * The VMM finalizes the VM (TDX: KVM_TDX_FINALIZE_VM), one atomic point: the backend's status.
+ * `tdx_td_finalize` holds `kvm->slots_lock`; the model takes none here, because finalize is one
+ * synchronous step and no vCPU runs, so none converts, before it (they wait on `R_FINALIZED`).
+ */
 export function finalize(vm: Vm): number {
   if (!vm.backend.finalize) return 0;
   vm.clock.step++;
