@@ -283,6 +283,59 @@ vcpus:
     }
   });
 
+  it("fails a step that changes the TDX platform's bring-up state, which leaves read unrecorded", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-tdx-platform
+vm: { memory: 4MiB, vcpus: 1 }
+backend: tdx
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`,
+      "audit-tdx-platform.yaml",
+    );
+    type Module = {
+      sys: { numInitLps: number };
+      pamt: { setUsableFrames(n: number): void; usableFrames: number };
+    };
+    for (const tamper of [
+      (m: Module) => {
+        m.sys.numInitLps++;
+      },
+      (m: Module) => m.pamt.setUsableFrames(m.pamt.usableFrames - 512),
+    ]) {
+      const v = auditWithSneaky(scn, "tdx", (built) =>
+        tamper((built.vm.backend as unknown as { module: Module }).module),
+      );
+      expect(v?.check).toBe("footprint-audit");
+      expect(v?.message).toMatch(
+        /a step of sneaky changed its state \(resource 2147483647 of space \d+\) without recording a write/,
+      );
+    }
+  });
+
+  it("finds the TDX bring-up leaves, called raw on a platform that is up, change nothing", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-tdx-sys
+vm: { memory: 4MiB, vcpus: 2 }
+backend: tdx
+host:
+  - { op: raw, call: TDH.SYS.INIT }
+  - { op: raw, call: TDH.SYS.LP.INIT, vcpu: 1 }
+  - { op: raw, call: TDH.SYS.KEY.CONFIG }
+  - { op: raw, call: TDH.SYS.TDMR.INIT }
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`,
+      "audit-tdx-sys.yaml",
+    );
+    const r = exploreScenario(scn, { backend: registry.source("tdx"), audit: true });
+    // Refused, they touch nothing recorded: one run covers every order.
+    expect(r.exhausted).toBe(true);
+    expect(r.violation?.violations ?? []).toEqual([]);
+  });
+
   it("fails a step that changes the CCA RMM's state without recording it (an RTT entry, a granule)", () => {
     const scn = parseScenarioText(
       `

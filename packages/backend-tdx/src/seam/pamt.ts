@@ -198,6 +198,11 @@ export class Pamt {
     fp.fp!.read(fp.pamtId(pfn));
   }
 
+  /** Frames below this are in an initialized part of a TDMR, recording nothing (the footprint audit). */
+  get usableFrames(): number {
+    return this.usable;
+  }
+
   inTdmr(pfn: number): boolean {
     return Number.isInteger(pfn) && pfn >= 0 && pfn < this.usable;
   }

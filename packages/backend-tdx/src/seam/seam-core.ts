@@ -6,7 +6,7 @@
  * fields they read and write are public for them, and for nothing else to change.
  */
 import { CallCounts, packedZeros, type Clock } from "@tdpemu/backend-sdk";
-import { SeamFootprint } from "./seam-footprint.js";
+import { PLATFORM_SYS, SeamFootprint } from "./seam-footprint.js";
 import {
   SEAMCALL_NAMES,
   TDH_SYS_CONFIG,
@@ -348,6 +348,10 @@ export class SeamCore {
     this.sept.auditEntries(out);
     this.pamt.auditEntries(out);
     out.set(this.fp.platformId(0), [...this.tdMap.keys()].join(","));
+    out.set(
+      this.fp.platformId(PLATFORM_SYS),
+      `${this.sys.auditText()} usable ${this.pamt.usableFrames}`,
+    );
     for (const td of this.tdMap.values()) td.auditState(out);
     for (const [pfn, data] of this.plaintext) out.set(this.fp.plainId(pfn), data);
     for (const [tdr, log] of this.logs) {

@@ -25,6 +25,15 @@ export const TD_OPSTATE_LOCK = 7;
 export const TD_EPOCH_LOCK = 8;
 const TD_PARTS = 16;
 
+/**
+ * The platform resource of the module's bring-up state and the frames its TDMRs make usable
+ * (`SysState`, `Pamt.inTdmr`). Every leaf reads them, the dispatcher's SYS_READY check first,
+ * and none records the read: the host kernel brings the module up before any VM exists, and
+ * nothing changes them after (the bring-up leaves a scenario calls raw are refused). No write
+ * of it is ever recorded either, so the footprint audit fails any step that changes them.
+ */
+export const PLATFORM_SYS = 0x7fffffff;
+
 /** Index spaces are 2^32 wide: an S-EPT page at a PFN from 2^23 on shares one resource per entry index (coarser, never unsound). */
 const SEPT_PFN_LIMIT = 2 ** 23;
 
@@ -98,7 +107,10 @@ export class SeamFootprint {
     return resourceId(this.plainSpace, pfn);
   }
 
-  /** The list of TDs (index 0), and per leaf its call counter while a fault is injected (1 + leaf). */
+  /**
+   * The list of TDs (index 0), per leaf its call counter while a fault is injected (1 + leaf),
+   * and the platform's bring-up state (`PLATFORM_SYS`, which nothing records).
+   */
   platformId(index: number): number {
     return resourceId(this.platformSpace, index);
   }

@@ -120,6 +120,19 @@ export class SysState {
     this.tdmrs = o.tdmrs.map((t) => ({ ...t }));
   }
 
+  /** The whole state as text, for the footprint audit (`SeamCore.auditState`). */
+  auditText(): string {
+    return JSON.stringify([
+      this.state,
+      Array.from(this.lpIsInit),
+      this.numInitLps,
+      this.pkgConfigBitmap,
+      this.numInitPkgs,
+      this.globalHkid,
+      this.tdmrs,
+    ]);
+  }
+
   /**
    * Frames below this are in an initialized part of a TDMR: `pamt_get_block` refuses a page at
    * or above `last_initialized` rounded down to 1 GiB.
