@@ -9,7 +9,7 @@ import type { BackendVm, RawCallArgs } from "@tdpemu/backend-sdk";
 import type { CcaBackend } from "./cca-backend.js";
 import { formatReturn } from "./rmm/rmi-status.js";
 import { levelSize, RIPAS_NAMES, RTTE_STATE_NAMES } from "./rmm/rtt.js";
-import { GRANULE_STATE_NAMES } from "./rmm/granules.js";
+import { GRANULE_NS, GRANULE_STATE_NAMES } from "./rmm/granules.js";
 import type { RttEntryRead } from "./rmm/rtt-commands.js";
 
 export const RAW_CALLS = [
@@ -125,10 +125,11 @@ export function rawRmiCall(
       return x0(rmi.recEnter(rec(), null));
     case "NS.WRITE": {
       const p = page(vm, args);
-      const ok = be.rmm.granules.nsAccessible(p);
+      // The Granule Protection Table lets a non-secure access through to an NS granule only.
+      const state = be.rmm.granuleState(p);
       return {
-        status: ok ? "OK" : "GPF",
-        detail: `pa 0x${(p * 4096).toString(16)} is ${GRANULE_STATE_NAMES[be.rmm.granuleState(p)]}`,
+        status: state === GRANULE_NS ? "OK" : "GPF",
+        detail: `pa 0x${(p * 4096).toString(16)} is ${GRANULE_STATE_NAMES[state]}`,
       };
     }
     default:

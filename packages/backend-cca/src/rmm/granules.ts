@@ -53,9 +53,4 @@ export class Granules {
     const g = this.find(addr);
     return g >= 0 && this.state[g] === expected ? g : -1;
   }
-
-  /** Whether the Granule Protection Table lets a non-secure access reach frame `pfn`. */
-  nsAccessible(pfn: number): boolean {
-    return this.state[pfn] === GRANULE_NS;
-  }
 }

@@ -328,9 +328,7 @@ export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
   }
   const g = rtts.addr(w.entry);
   if (m.granuleState(g) !== GRANULE_DATA)
-    throw new Error(
-      `RMM model: an assigned entry maps granule ${g} in state ${m.granules.state[g]}`,
-    );
+    throw new Error(`RMM model: an assigned entry maps granule ${g} in state ${m.granuleState(g)}`);
   rtts.setState(w.entry, RTTE_UNASSIGNED);
   if (rtts.ripas(w.entry) === RIPAS_RAM) rtts.setRipas(w.entry, RIPAS_DESTROYED);
   rtts.setAddr(w.entry, 0);
