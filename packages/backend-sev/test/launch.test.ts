@@ -68,15 +68,13 @@ describe("sev_gmem_post_populate", () => {
       be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 0 }),
     ).toBe(RMP_SUCCESS);
     const before = be.rmp.raw(pfn);
+    // Why, in this call's own words (not what an earlier failure left behind).
     expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({
       mapped: 0,
       status: EEXIST,
+      detail: `gfn 0x0: frame 0x${pfn.toString(16)} is assigned in the RMP already (not in the initial shared state)`,
     });
     expect(be.rmp.raw(pfn)).toEqual(before);
-    // Why, in this call's own words (not what an earlier failure left behind).
-    expect(be.lastError()).toBe(
-      `gfn 0x0: frame 0x${pfn.toString(16)} is assigned in the RMP already (not in the initial shared state)`,
-    );
     // The one RMPUPDATE is the guest context's at launch start, and the test's own.
     expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1 });
     expect(slot.gmem!.isPrepared(0)).toBe(false);

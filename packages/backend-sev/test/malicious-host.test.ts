@@ -376,7 +376,11 @@ describe("a second guest on the same host (another ASID) whose NPT maps the firs
 describe("immutable pages and launch pages", () => {
   it("populate (SNP_LAUNCH_UPDATE) leaves the page assigned and validated; the model then clears Immutable", () => {
     const { vm, be } = makeSevVm();
-    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toEqual({ mapped: 4, status: 0 });
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 4))).toEqual({
+      mapped: 4,
+      status: 0,
+      detail: "",
+    });
     hostOps.finalize(vm);
     // The guest context at launch start, four pages, then at finalize the vCPU's VMSA
     // (snp_launch_update_vmsa).

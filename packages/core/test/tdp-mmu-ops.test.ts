@@ -106,7 +106,11 @@ describe("populate (KVM_PRE_FAULT_MEMORY)", () => {
   it("with 4K host pages it faults every page", () => {
     const vm = makeVm({ hostPageLevel: 1 });
     vm.loadRoots(vm.hostVcpu);
-    expect(run(hostOps.populate(vm, vm.hostVcpu, 0, 16))).toEqual({ mapped: 16, status: 0 });
+    expect(run(hostOps.populate(vm, vm.hostVcpu, 0, 16))).toEqual({
+      mapped: 16,
+      status: 0,
+      detail: "",
+    });
     expect(vm.mmu.stats.faults).toBe(16);
     expect(vm.mmu.stats.pages[1]).toBe(16);
   });

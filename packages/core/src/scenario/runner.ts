@@ -435,8 +435,7 @@ function* hostProgram(
         result.mapped = r.mapped;
         if (r.status !== 0) {
           result.status = r.status;
-          const why = vm.backend.lastError?.();
-          if (why) result.detail = why;
+          if (r.detail) result.detail = r.detail;
         }
         break;
       }

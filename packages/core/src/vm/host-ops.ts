@@ -27,7 +27,7 @@ import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js
 import type { Memslot } from "../mem/memslots.js";
 import { tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { ENOTTY } from "../backend/backend.js";
+import { EEXIST, ENOTTY } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -282,7 +282,7 @@ export function* populate(
   end: number,
   measure = true,
   atOpStart = false,
-): Op<{ mapped: number; status: number }> {
+): Op<PopulateResult> {
   // KVM_PRE_FAULT_MEMORY alone is a vCPU ioctl that takes no slots_lock; the backends' own
   // population (KVM_TDX_INIT_MEM_REGION, KVM_SEV_SNP_LAUNCH_UPDATE, the realm's) holds it
   // around kvm_gmem_populate, which asserts it.
@@ -295,6 +295,24 @@ export function* populate(
   );
 }
 
+/**
+ * What a population did: pages mapped, and the errno of the page it stopped at (0 if none),
+ * with why (`detail`, empty if it did not stop).
+ */
+export interface PopulateResult {
+  mapped: number;
+  status: number;
+  detail: string;
+}
+
+/**
+ * The population stopped at a page with `status`: why, as the backend said it in the same atomic
+ * point (its `lastError` is any task's last failure, so it is read here and nowhere later).
+ */
+function stopped(vm: Vm, mapped: number, status: number): PopulateResult {
+  return { mapped, status, detail: vm.backend.lastError?.() ?? "" };
+}
+
 /** The body of `populate`. */
 function* populateRange(
   vm: Vm,
@@ -302,7 +320,7 @@ function* populateRange(
   start: number,
   end: number,
   measure = true,
-): Op<{ mapped: number; status: number }> {
+): Op<PopulateResult> {
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
   let checked = false;
@@ -315,14 +333,18 @@ function* populateRange(
       if (!checked) {
         checked = true;
         const ret = vm.backend.canPopulate?.(vm) ?? 0;
-        if (ret !== 0) return { mapped, status: ret };
+        if (ret !== 0) return stopped(vm, mapped, ret);
       }
       // kvm_gmem_populate takes only pages guest_memfd has not prepared yet: a page populated
-      // before, or already faulted in by the guest, is -EEXIST before any firmware call.
+      // before, or already faulted in by the guest, is -EEXIST before any firmware call. The
+      // ioctl returns it to the VMM: whether the guest's fault came first is up to the schedule,
+      // so it is the op's result, not an error in the scenario.
       if (slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
-        throw new OpError(
-          `populate: GFN 0x${gfn.toString(16)} is already populated or in use by the guest (-EEXIST from kvm_gmem_populate)`,
-        );
+        return {
+          mapped,
+          status: EEXIST,
+          detail: `GFN 0x${gfn.toString(16)} is already populated or in use by the guest (kvm_gmem_populate)`,
+        };
       }
     }
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
@@ -330,7 +352,7 @@ function* populateRange(
       // is left alone. The folio is marked prepared (no gmemPrepare later) only on success.
       const pgoff = gfn - slot.baseGfn;
       const ret = populatePage(vm, gfn, slot.gmem!.getPfn(pgoff), measure);
-      if (ret !== 0) return { mapped, status: ret };
+      if (ret !== 0) return stopped(vm, mapped, ret);
       slot.gmem!.testAndSetPrepared(pgoff);
       mapped++;
       continue;
@@ -348,7 +370,7 @@ function* populateRange(
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
       const ret = populatePage(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn), measure);
-      if (ret !== 0) return { mapped, status: ret };
+      if (ret !== 0) return stopped(vm, mapped, ret);
       mapped++;
       continue;
     }
@@ -357,7 +379,7 @@ function* populateRange(
     mapped += next - gfn;
     gfn = next - 1;
   }
-  return { mapped, status: 0 };
+  return { mapped, status: 0, detail: "" };
 }
 
 /** The backend's part of populating one page, as one atomic point: its status. */
