@@ -149,8 +149,8 @@ function explored(
   };
   if (!full) {
     built.host.pool.trackWrites(built.clock);
-    sys.stateVersion = () => built.clock.checkVersion + built.host.pool.generation;
-    sys.backendCheckVersion = () => built.clock.backendCheckVersion + built.host.pool.generation;
+    sys.stateVersion = built.checkVersion;
+    sys.backendCheckVersion = built.backendCheckVersion;
     sys.checkEnd = () => checkEndOfRun(built.vm).violations;
     sys.release = () => built.host.release();
   }

@@ -53,7 +53,7 @@ function auditWithSneaky(
         setRecorder: () => {},
         check: (final) => built.check(final).violations,
         classify: () => null,
-        stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
+        stateVersion: built.checkVersion,
         audit: new FootprintAudit(built.vm, tasks),
       };
     },
@@ -215,6 +215,32 @@ vcpus:
     expect(pool?.message).toMatch(
       /a step of sneaky changed its state \((page-table pool|host frames)\)/,
     );
+  });
+
+  it("checks the state after a step that only frees host frames", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-frames-checked
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`,
+      "audit-frames-checked.yaml",
+    );
+    // Through the allocator (recorded), the host page that backs GPA 0 goes back to the host
+    // while the guest's memory still holds it: which frames are whose is what the checks read,
+    // so the check right after this step must run and fail. Left out of the check version, the
+    // step would be taken as changing nothing a check sees (the audit's complaint).
+    const v = auditWithSneaky(scn, "plain", (built) => {
+      const frames = built.host.frames;
+      const pfn = built.clock.observe(() => built.vm.memslots.find(0)!.shared.peekPfn(0));
+      if (pfn < 0) return;
+      const block = Math.floor(pfn / 512);
+      frames.freeBlock(block, frames.ownerOfPfn(pfn));
+    });
+    expect(v?.check).not.toBe("footprint-audit");
+    expect(v?.message).toMatch(/free/);
   });
 
   it("finds the frames a raw call takes for itself recorded, on CCA and SEV", () => {

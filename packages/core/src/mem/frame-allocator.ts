@@ -40,6 +40,12 @@ export class FrameAllocator {
    * control pages, a raw call's page), so no caller has to remember to record it.
    */
   fp: FootprintRecorder | null = null;
+  /**
+   * Bumped by every allocation and free. The allocator records into the clock's recorder but is
+   * not on a clock: the invariant checks read which frames are whose, so the explorer adds this
+   * to the check version (`Host.generation`), as it adds the table pool's.
+   */
+  generation = 0;
 
   constructor(memoryBytes: number) {
     if (
@@ -80,6 +86,7 @@ export class FrameAllocator {
         if (this.blockOwner[b] !== OWNER_FREE) continue; // taken by a run since
         this.blockOwner[b] = owner;
         this.usedBlocks++;
+        this.generation++;
         return b;
       }
     }
@@ -97,6 +104,7 @@ export class FrameAllocator {
     }
     this.blockOwner.fill(owner, start, start + count);
     this.usedBlocks += count;
+    this.generation++;
     return start;
   }
 
@@ -140,6 +148,7 @@ export class FrameAllocator {
     this.blockOwner[block] = OWNER_FREE;
     this.freeBlocks.push(block);
     this.usedBlocks--;
+    this.generation++;
   }
 
   ownerOfPfn(pfn: number): number {

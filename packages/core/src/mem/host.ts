@@ -43,6 +43,15 @@ export class Host {
     this.container.register(FRAMES, { useValue: this.frames });
   }
 
+  /**
+   * Moves with every change of the table pool's pages and of the frames' owners: state the
+   * invariant checks read that lives on the host, not on a VM's clock. A check version is a
+   * clock's plus this (`checkVersions`).
+   */
+  get generation(): number {
+    return this.pool.generation + this.frames.generation;
+  }
+
   /** `s.release()` runs when the host is discarded (`release`). */
   onRelease(s: HostStorage): void {
     this.storage.push(s);

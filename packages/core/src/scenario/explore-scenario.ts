@@ -57,8 +57,8 @@ export function scenarioSystem(
       check: (final, skipBackend) => built.check(final, skipBackend).violations,
       checkEnd: () => checkEndOfRun(built.vm).violations,
       classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
-      stateVersion: () => built.clock.checkVersion + built.host.pool.generation,
-      backendCheckVersion: () => built.clock.backendCheckVersion + built.host.pool.generation,
+      stateVersion: built.checkVersion,
+      backendCheckVersion: built.backendCheckVersion,
       // The host is this schedule's alone: its storage can go to the next schedule's.
       release: () => built.host.release(),
       audit: opts.audit ? new FootprintAudit(built.vm, built.tasks, built.results) : undefined,

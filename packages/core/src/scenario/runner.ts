@@ -121,6 +121,13 @@ export interface BuiltRun {
    * leaves out the backend's own checks (`checkInvariants`).
    */
   check(final: boolean, skipBackend?: boolean): CheckResult;
+  /**
+   * Moves with every change an invariant check may see (the clock's `checkVersion` and the
+   * host's `generation`): the explorer skips the check after a step that left it alone.
+   */
+  checkVersion: () => number;
+  /** The same for what the backend's own checks read (`Clock.backendCheckVersion`). */
+  backendCheckVersion: () => number;
 }
 
 /** Builds the host, the VM and one task per program, without running anything. */
@@ -223,6 +230,8 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     tasks,
     results,
     check: (final, skipBackend) => checkInvariants(vm, { final, skipBackend }),
+    checkVersion: () => clock.checkVersion + host.generation,
+    backendCheckVersion: () => clock.backendCheckVersion + host.generation,
   };
 }
 
