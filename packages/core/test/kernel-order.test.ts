@@ -8,6 +8,7 @@ import {
   AccessTally,
   BLOCKED,
   ExecCtx,
+  RETRY_WAIT,
   KVM_DIRECT_ROOTS,
   TdpIter,
   guestAccessRange,
@@ -33,6 +34,23 @@ describe("tdp_mmu_map_handle_target_level", () => {
     expect(vm.mmu.stats.pages[1]).toBe(0);
     expect(vm.mmu.stats.tlbFlushes).toBe(flushes + 1);
     expect(vm.mmu.stats.spuriousFaults).toBe(spurious);
+  });
+
+  it("a pre-fault that must retry waits for a change, as a vCPU's fault does, then maps", () => {
+    const vm = makeVm({});
+    vm.setInterleave(true);
+    // An invalidation of GFN 0 under way (an mmu notifier between its begin and end): the
+    // fault sees it and says retry.
+    vm.mmu.invalidateBegin(0, 1);
+    const op = hostOps.populate(vm, vm.hostVcpu, 0, 1);
+    let r = op.next();
+    while (!r.done && r.value !== RETRY_WAIT) r = op.next();
+    // Without the wait the loop faulted again at once, a thousand times, and failed the op.
+    expect(r.value).toBe(RETRY_WAIT);
+    vm.mmu.invalidateEnd();
+    while (!r.done) r = op.next();
+    expect(r.value).toEqual({ mapped: 1, status: 0, detail: "" });
+    expect(vm.mmu.stats.pages[1]).toBe(1);
   });
 
   it("a pre-fault of a page already mapped by a leaf is spurious and changes nothing", () => {

@@ -20,7 +20,7 @@ import type { Vcpu, Vm } from "./vm.js";
 import { ErrorOfKind } from "../error-kind.js";
 
 /** A guest that re-faults this often on one access without progress is livelocked: a model bug. */
-const MAX_TRIES = 1000;
+export const MAX_TRIES = 1000;
 
 export class GuestLivelock extends ErrorOfKind("GuestLivelock") {}
 

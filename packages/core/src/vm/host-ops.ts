@@ -19,13 +19,13 @@ import { recoverHugePages, recoverMirrorHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
-import { BLOCKED, type ExecCtx, type Op } from "../exec/ctx.js";
+import { BLOCKED, RETRY_WAIT, type ExecCtx, type Op } from "../exec/ctx.js";
 import { withMutex } from "../exec/mutex.js";
 import { gfnToGpa } from "../arch/gpa.js";
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
-import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
+import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
 import type { Memslot } from "../mem/memslots.js";
-import { tdpPageFault } from "./guest-access.js";
+import { GuestLivelock, MAX_TRIES, tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
 import { EEXIST, ENOTTY } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
@@ -364,7 +364,17 @@ function* populateRange(
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
       if (r === RET_PF_EMULATE)
         throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
-      if (++tries > 1000)
+      if (r === RET_PF_RETRY) {
+        // kvm_tdp_map_page faults again for as long as the fault says retry, as a guest access
+        // does: a retry that made no progress is a livelock, subject to the explorer's fairness.
+        if (++tries >= MAX_TRIES)
+          throw new GuestLivelock(
+            `populate: GFN 0x${gfn.toString(16)} made no progress after ${MAX_TRIES} faults`,
+          );
+        // Until someone else changes what the fault met (a FROZEN entry, an invalidation, a
+        // lost cmpxchg), another try would meet it again.
+        if (hostVcpu.ctx.interleave) yield RETRY_WAIT;
+      } else if (++tries > MAX_TRIES)
         throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
