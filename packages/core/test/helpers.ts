@@ -178,6 +178,11 @@ export function makeVm(o: TestVmOptions = {}): Vm {
   );
 }
 
+/** Backend pages the VM's vCPUs hold in their external-SPT caches (`mmu_external_spt_cache`). */
+export function cachedExternalSpts(vm: Vm): number {
+  return [...vm.vcpus, vm.hostVcpu].reduce((n, v) => n + v.ctx.externalSptCache, 0);
+}
+
 export function run<R>(op: Op<R>): R {
   return runToEnd(op);
 }

@@ -17,7 +17,7 @@ import {
   type Root,
   type Vm,
 } from "../src/testing.js";
-import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
+import { FakeMirrorBackend, cachedExternalSpts, makeVm, run } from "./helpers.js";
 
 function privateAccess(vm: Vm, gfn: number) {
   return guestAccessPage(vm, vm.vcpus[0]!, gfn * 4096, true, false);
@@ -137,9 +137,37 @@ describe("external pages go back to the host", () => {
     const vm = makeVm({ backend: be });
     be.failNextSet = 1; // the first leaf fails, the fault retries
     for (let g = 0; g < 600; g++) run(privateAccess(vm, g));
-    expect(be.liveExternal.size).toBe(vm.mmu.stats.tablePages);
+    // One per table, and those the vCPU's cache holds for its next tables (given back when
+    // the vCPU goes, at teardown).
+    expect(be.liveExternal.size).toBe(vm.mmu.stats.tablePages + cachedExternalSpts(vm));
     run(hostOps.teardown(vm, vm.hostCtx));
     expect(be.liveExternal.size).toBe(0);
+  });
+
+  it("a fault takes its tables' external pages from its vCPU's cache, filled before mmu_lock", () => {
+    const be = new FakeMirrorBackend();
+    let allocs = 0;
+    let locked = 0;
+    const alloc = be.allocExternalSpt.bind(be);
+    be.allocExternalSpt = () => {
+      allocs++;
+      // As kvm_mmu_topup_memory_cache: before the fault takes mmu_lock.
+      locked += vm.vcpus[0]!.ctx.lockMode;
+      return alloc();
+    };
+    const vm = makeVm({ backend: be });
+    run(privateAccess(vm, 0));
+    expect(locked).toBe(0);
+    // The first fault fills the cache to its capacity (KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).
+    expect(allocs).toBe(40);
+    const cached = cachedExternalSpts(vm);
+    const tables = vm.mmu.stats.tablePages;
+    expect(cached).toBeLessThan(40);
+    // A fault 40 MiB away needs a new table: it comes from the cache, the backend is not asked.
+    run(privateAccess(vm, 512 * 20));
+    expect(vm.mmu.stats.tablePages).toBeGreaterThan(tables);
+    expect(allocs).toBe(40);
+    expect(cachedExternalSpts(vm)).toBe(cached - (vm.mmu.stats.tablePages - tables));
   });
 
   it("a leaked table's external page is never released", () => {

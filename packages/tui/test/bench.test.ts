@@ -62,7 +62,7 @@ describe("tdpemu bench", () => {
     };
     const row = j.cases.find((c) => c.name === "explore-optimality")!;
     expect([row.value, row.ok]).toEqual([1, true]);
-    expect(row.extra["2m-4k tdx traces"]).toBe(4290);
+    expect(row.extra["2m-4k tdx traces"]).toBe(3914);
     expect(row.extra["shared-table plain traces"]).toBe(268);
     for (const k of ["shared-table plain", "2m-4k sev", "2m-4k tdx", "shared-table sev"]) {
       expect(row.extra[`${k} runs/trace`]).toBe(1);

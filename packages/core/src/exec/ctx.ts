@@ -25,6 +25,15 @@ export class ExecCtx {
    */
   readonly mmuPageSlots: number[] = new Array<number>(KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).fill(0);
   mmuPageCache = 0;
+  /**
+   * The task's `mmu_external_spt_cache`: pages for the backend's half of new mirror tables
+   * (`Backend.allocExternalSpt`: TDX's S-EPT pages, CCA's RTTs), set aside with the table pages
+   * before `mmu_lock` (`TdpMmu.topUpExternalSpts`), the next one last. As the kernel's
+   * `kvm_mmu_alloc_external_spt` takes them from the vCPU's own cache, a fault that finds one
+   * here touches nothing another task reads.
+   */
+  readonly externalSpts: number[] = new Array<number>(KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).fill(0);
+  externalSptCache = 0;
 
   constructor(
     readonly name: string,

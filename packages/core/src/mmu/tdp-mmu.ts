@@ -40,7 +40,7 @@ import {
 import type { BackendVm } from "../backend/backend-vm.js";
 import type { EventSink } from "../events/events.js";
 import type { Clock } from "../exec/clock.js";
-import type { ExecCtx, Op } from "../exec/ctx.js";
+import { KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE, type ExecCtx, type Op } from "../exec/ctx.js";
 import { Rcu } from "../exec/rcu.js";
 import { R_INVALIDATE, R_ROOTS } from "../exec/footprint.js";
 import { RwLock } from "../exec/rwlock.js";
@@ -611,12 +611,35 @@ export class TdpMmu {
         this.pool.spExternal[slot] = adopted;
         this.pool.spRole[slot] = this.pool.spRole[slot]! | ROLE_ADOPTED;
       } else if (this.backend.allocExternalSpt) {
-        this.pool.spExternal[slot] = this.backend.allocExternalSpt(this.vm);
+        this.pool.spExternal[slot] =
+          cache !== null && cache.externalSptCache > 0
+            ? cache.externalSpts[--cache.externalSptCache]!
+            : this.backend.allocExternalSpt(this.vm);
       }
     }
     this.inFlightSps++;
     if (this.events.on) this.tableEvent("alloc", slot);
     return slot;
+  }
+
+  /**
+   * `mmu_topup_memory_caches` for `vcpu->arch.mmu_external_spt_cache` (a VM with mirror roots):
+   * at least `min` backend pages in `cache`, else filled to its capacity. Each page taken here
+   * comes from the backend's allocator, shared by every task; one taken from the cache later
+   * (`allocChildSp`) is the task's own.
+   */
+  topUpExternalSpts(cache: ExecCtx, min: number): void {
+    const be = this.backend;
+    if (!be.allocExternalSpt || !be.usesMirrorRoot || cache.externalSptCache >= min) return;
+    const pages = cache.externalSpts;
+    while (cache.externalSptCache < KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE)
+      pages[cache.externalSptCache++] = be.allocExternalSpt(this.vm);
+  }
+
+  /** `kvm_mmu_free_memory_cache` of the external-SPT cache: its pages go back to the backend. */
+  freeExternalSpts(cache: ExecCtx): void {
+    while (cache.externalSptCache > 0)
+      this.backend.releaseExternalSpt?.(this.vm, cache.externalSpts[--cache.externalSptCache]!);
   }
 
   /**

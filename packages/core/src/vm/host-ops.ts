@@ -658,6 +658,8 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.backend.teardown(vm);
   }
   yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
+  // kvm_destroy_vcpus: each vCPU's mmu_external_spt_cache gives back the pages it still holds.
+  for (const v of [...vm.vcpus, vm.hostVcpu, ...extraVcpus]) mmu.freeExternalSpts(v.ctx);
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     releaseBacking(vm, slot);

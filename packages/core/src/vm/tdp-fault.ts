@@ -350,6 +350,7 @@ export class TdpFault implements StepMachine {
     // Until the adjust under the lock, the bound is the level a stale fault's event reports.
     fault.goalLevel = this.maxLevel;
     vm.mmu.pool.topUp(this.vcpu.ctx, PT64_ROOT_MAX_LEVEL);
+    vm.mmu.topUpExternalSpts(this.vcpu.ctx, PT64_ROOT_MAX_LEVEL);
     vm.mmu.clock.step++;
   }
 
