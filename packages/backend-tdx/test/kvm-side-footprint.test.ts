@@ -5,7 +5,7 @@
  * audits stayed clean); this test does.
  */
 import { describe, expect, it } from "vitest";
-import { FootprintRecorder, Host, Vm, type BackendVm } from "@tdpemu/core/testing";
+import { Host, Vm, recordedStep, type BackendVm } from "@tdpemu/core/testing";
 import type { TdxBackend } from "../src/testing.js";
 import { newTdx } from "./tdx-source.js";
 
@@ -32,23 +32,11 @@ function kvmIds(vm: Vm, be: TdxBackend, vcpus: number): { kvm: number; vcpu: num
   return { kvm: keys[first - 1]!, vcpu: keys.slice(first) };
 }
 
-/** What `f` records, as a step of the explorer would. */
-function recorded(vm: Vm, f: () => void): FootprintRecorder {
-  const rec = new FootprintRecorder();
-  vm.clock.setRecorder(rec);
-  try {
-    f();
-  } finally {
-    vm.clock.setRecorder(null);
-  }
-  return rec;
-}
-
 describe("KVM's side of TDX records what it reads", () => {
   it("a guest access reads its own vCPU's mode, and only its own", () => {
     const { vm, be } = tdVm(2);
     const ids = kvmIds(vm, be, 2);
-    const rec = recorded(vm, () => be.checkGuestAccess(vm, 1, 0x1000, false, true));
+    const rec = recordedStep(vm.clock, () => be.checkGuestAccess(vm, 1, 0x1000, false, true));
     expect(rec.kindOf(ids.vcpu[1]!) & READ).toBe(READ);
     expect(rec.kindOf(ids.vcpu[0]!)).toBe(0);
   });
@@ -56,7 +44,7 @@ describe("KVM's side of TDX records what it reads", () => {
   it("nr_premapped is a read of KVM's VM-wide state", () => {
     const { vm, be } = tdVm(1);
     const ids = kvmIds(vm, be, 1);
-    const rec = recorded(vm, () => be.nrPremapped);
+    const rec = recordedStep(vm.clock, () => be.nrPremapped);
     expect(rec.kindOf(ids.kvm) & READ).toBe(READ);
   });
 });

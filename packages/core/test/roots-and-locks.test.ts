@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
   ExecCtx,
-  FootprintRecorder,
   FootprintStore,
   KVM_DIRECT_ROOTS,
   KVM_INVALID_ROOTS,
@@ -13,6 +12,7 @@ import {
   guestAccessPage,
   hostOps,
   isWritable,
+  recordedStep,
   type Backend,
   type Root,
   type Vm,
@@ -51,14 +51,7 @@ describe("root matching (tdp_mmu_root_match)", () => {
 describe("a root's words are resources of their own", () => {
   /** The footprint of `f`, done on `vm` with a recorder set, in `store`. */
   function footprint(vm: Vm, store: FootprintStore, f: () => void): number {
-    const rec = new FootprintRecorder();
-    vm.clock.setRecorder(rec);
-    try {
-      f();
-    } finally {
-      vm.clock.setRecorder(null);
-    }
-    return rec.saveTo(store);
+    return recordedStep(vm.clock, f).saveTo(store);
   }
 
   it("taking a reference commutes with another and with a fault's validity check; dropping one or invalidating does not", () => {

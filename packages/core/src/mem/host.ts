@@ -46,7 +46,7 @@ export class Host {
   /**
    * Moves with every change of the table pool's pages and of the frames' owners: state the
    * invariant checks read that lives on the host, not on a VM's clock. A check version is a
-   * clock's plus this (`checkVersions`).
+   * clock's plus this (`BuiltRun.checkVersion`).
    */
   get generation(): number {
     return this.pool.generation + this.frames.generation;

@@ -364,18 +364,19 @@ function* populateRange(
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
       if (r === RET_PF_EMULATE)
         throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
-      if (r === RET_PF_RETRY) {
-        // kvm_tdp_map_page faults again for as long as the fault says retry, as a guest access
-        // does: a retry that made no progress is a livelock, subject to the explorer's fairness.
-        if (++tries >= MAX_TRIES)
-          throw new GuestLivelock(
-            `populate: GFN 0x${gfn.toString(16)} made no progress after ${MAX_TRIES} faults`,
-          );
-        // Until someone else changes what the fault met (a FROZEN entry, an invalidation, a
-        // lost cmpxchg), another try would meet it again.
-        if (hostVcpu.ctx.interleave) yield RETRY_WAIT;
-      } else if (++tries > MAX_TRIES)
-        throw new OpError(`populate: GFN 0x${gfn.toString(16)} could not be mapped`);
+      // kvm_tdp_map_page faults again for as long as the fault says retry, as a guest access
+      // does: retries that make no progress are a livelock, subject to the explorer's fairness.
+      // Any other result the kernel returns at once (-EIO, or -EFAULT for a memory fault exit);
+      // the model tries again, as it always has, and gives up as an error of the op.
+      if (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS && ++tries >= MAX_TRIES) {
+        const at = `populate: GFN 0x${gfn.toString(16)}`;
+        throw r === RET_PF_RETRY
+          ? new GuestLivelock(`${at} made no progress after ${MAX_TRIES} faults`)
+          : new OpError(`${at} could not be mapped`);
+      }
+      // Until someone else changes what the fault met (a FROZEN entry, an invalidation, a lost
+      // cmpxchg), another try would meet it again.
+      if (r === RET_PF_RETRY && hostVcpu.ctx.interleave) yield RETRY_WAIT;
     } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
