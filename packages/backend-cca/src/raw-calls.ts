@@ -7,7 +7,7 @@
  */
 import type { BackendVm, RawCallArgs } from "@tdpemu/backend-sdk";
 import type { CcaBackend } from "./cca-backend.js";
-import { formatReturn } from "./rmm/rmi-status.js";
+import { RMI_SUCCESS, formatReturn, returnStatus } from "./rmm/rmi-status.js";
 import { levelSize, RIPAS_NAMES, RTTE_STATE_NAMES } from "./rmm/rtt.js";
 import { GRANULE_NS, GRANULE_STATE_NAMES } from "./rmm/granules.js";
 import type { RttEntryRead } from "./rmm/rtt-commands.js";
@@ -64,6 +64,8 @@ export function rawRmiCall(
     return pa;
   };
   const x0 = (x: number, detail = "") => ({ status: formatReturn(x), detail });
+  // X1 (the granule given back) is defined only on success.
+  const success = (x: number) => returnStatus(x) === RMI_SUCCESS;
   switch (call) {
     case "RMI_GRANULE_DELEGATE": {
       const p = page(vm, args);
@@ -83,7 +85,10 @@ export function rawRmiCall(
     }
     case "RMI_DATA_DESTROY": {
       const r = rmi.dataDestroy(rd, ipa);
-      return x0(r, `pa 0x${be.rmm.x1.toString(16)} top 0x${be.rmm.x2.toString(16)}`);
+      return x0(
+        r,
+        `${success(r) ? `pa 0x${be.rmm.x1.toString(16)} ` : ""}top 0x${be.rmm.x2.toString(16)}`,
+      );
     }
     case "RMI_RTT_CREATE": {
       const p = page(vm, args);
@@ -91,7 +96,10 @@ export function rawRmiCall(
     }
     case "RMI_RTT_DESTROY": {
       const r = rmi.rttDestroy(rd, ipa, level);
-      return x0(r, `rtt 0x${be.rmm.x1.toString(16)} top 0x${be.rmm.x2.toString(16)}`);
+      return x0(
+        r,
+        `${success(r) ? `rtt 0x${be.rmm.x1.toString(16)} ` : ""}top 0x${be.rmm.x2.toString(16)}`,
+      );
     }
     case "RMI_RTT_FOLD":
       return x0(rmi.rttFold(rd, ipa, level));

@@ -184,6 +184,24 @@ describe("a malicious host's RMI calls", () => {
     expect(be.stats().calls["REC exit (DESTROYED)"]).toBe(1);
   });
 
+  it("a failed RMI_DATA_DESTROY or RMI_RTT_DESTROY reports no granule (X1 is an output of a success only)", () => {
+    const { vm, be } = running();
+    // The success before it set X1; the failures after must not show it.
+    expect(be.rawCall(vm, "RMI_DATA_DESTROY", { gpa: 0x2000 }).detail).toBe(
+      `pa 0x${(gmemPfn(vm, 2) * 4096).toString(16)} top 0x3000`,
+    );
+    expect(be.rmm.x1).not.toBe(0);
+    const d = be.rawCall(vm, "RMI_DATA_DESTROY", { gpa: 0x400000 });
+    expect(d.status).toMatch(/^RMI_ERROR_RTT/);
+    expect(d.detail).toMatch(/^top 0x/);
+    expect(be.rmm.x1).toBe(0);
+    expect(raw(vm, be, "RMI_DATA_DESTROY", { gpa: 0x3000 })).toBe("RMI_SUCCESS");
+    const t = be.rawCall(vm, "RMI_RTT_DESTROY", { gpa: 0, level: 3 });
+    expect(t.status).toBe("RMI_ERROR_RTT (level 3)");
+    expect(t.detail).toMatch(/^top 0x/);
+    expect(be.rmm.x1).toBe(0);
+  });
+
   it("reads an entry with RMI_RTT_READ_ENTRY: the PA of an assigned page, the level the walk reached", () => {
     const { vm, be } = running();
     expect(be.rawCall(vm, "RMI_RTT_READ_ENTRY", { gpa: 0x1000, level: 3 }).detail).toBe(

@@ -159,6 +159,8 @@ export function rttCreate(
  * protected half (the realm can tell the host took the range away), UNASSIGNED_NS above it.
  */
 export function rttDestroy(m: Rmm, rdAddr: number, addr: number, level: number): number {
+  // X1 is an output of this call alone (set on success): never a value another call left.
+  m.x1 = 0;
   m.x2 = 0;
   const r = m.realmAt(rdAddr);
   if (r === null || !tableArgsValid(r, addr, level)) return INPUT;
@@ -312,6 +314,8 @@ function mapData(m: Rmm, g: number, ripas: number): void {
  * was. X2 is "top" on success and on an RTT error.
  */
 export function dataDestroy(m: Rmm, rdAddr: number, addr: number): number {
+  // X1 is an output of this call alone (set on success): never a value another call left.
+  m.x1 = 0;
   m.x2 = 0;
   const r = m.realmAt(rdAddr);
   if (r === null) return INPUT;
