@@ -124,7 +124,14 @@ export class RmiCalls {
       throw new Error(
         `${f.call} is issued only while the realm is made, before a fault can be injected (injectable: ${RMI_NAMES.filter((n) => !BUILD_ONLY.includes(n)).join(", ")})`,
       );
-    this.injected.push({ call, nth: f.nth, x0: parseReturn(f.status), times: f.times });
+    const x0 = parseReturn(f.status);
+    // An injected status replaces the command, which then sets none of its outputs (X1, X2):
+    // KVM would go on with whatever an earlier call left there. Only a failure can stand in.
+    if (returnStatus(x0) === RMI_SUCCESS)
+      throw new Error(
+        `status ${f.status} cannot be injected (the command would not run, and KVM would read outputs it never set); inject an error status`,
+      );
+    this.injected.push({ call, nth: f.nth, x0, times: f.times });
   }
 
   /**

@@ -101,6 +101,11 @@ describe("fault injection on the RMI", () => {
     expect(() => run("  - { call: RMI_DATA_DESTROY, nth: 1, status: RMI_BAD }")).toThrow(
       /unknown RMI status 'RMI_BAD' \(known: RMI_SUCCESS, RMI_ERROR_INPUT/,
     );
+    // A success would skip the command and leave its outputs (X1: the granule to undelegate)
+    // as an earlier call set them.
+    expect(() => run("  - { call: RMI_DATA_DESTROY, nth: 1, status: RMI_SUCCESS }")).toThrow(
+      /status RMI_SUCCESS cannot be injected.*inject an error status/,
+    );
   });
 
   it("DATA_CREATE_UNKNOWN failing on a fault is a KVM bug that names the status with its level", () => {

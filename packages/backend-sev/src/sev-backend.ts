@@ -947,6 +947,12 @@ export class SevBackend implements Backend {
     // An RMP instruction fails with an RMP status, a firmware command with a firmware one.
     const status =
       RMP_CALLS.indexOf(f.call) >= FIRMWARE ? FW_STATUS.code(f.status) : RMP_STATUS.code(f.status);
+    // An injected status stands in for the call, which then changes nothing: a success the
+    // hypervisor would go on from is not one the hardware or firmware gave.
+    if (status === 0)
+      throw new Error(
+        `status ${f.status} cannot be injected (the call would not run, and the hypervisor would go on as if it had); inject an error status`,
+      );
     this.injected.push({ call: f.call, nth: f.nth, status, times: f.times });
   }
 

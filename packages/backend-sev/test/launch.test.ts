@@ -191,6 +191,15 @@ describe("snp_launch_finish", () => {
       runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: INVALID_GUEST_STATE }"),
     ).toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
   });
+
+  it("a success is not a fault to inject: the command would be skipped and KVM would go on", () => {
+    expect(() => runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: SUCCESS }")).toThrow(
+      /status SUCCESS cannot be injected.*inject an error status/,
+    );
+    expect(() => runLaunch("  - { call: RMPUPDATE, nth: 1, status: SUCCESS }")).toThrow(
+      /status SUCCESS cannot be injected/,
+    );
+  });
 });
 
 describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {

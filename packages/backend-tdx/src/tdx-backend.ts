@@ -904,6 +904,12 @@ export class TdxBackend implements Backend, CallListener {
       throw new Error(`unknown TDX call '${f.call}' (known: ${SEAMCALL_NAMES.join(", ")})`);
     }
     const status = TDX_STATUS.code(f.status);
+    // An injected status stands in for the call, which then changes nothing and sets none of
+    // its outputs: a success KVM would go on from is not one the module gave.
+    if (isOk(status))
+      throw new Error(
+        `status ${f.status} cannot be injected (the call would not run, and KVM would go on as if it had); inject an error status`,
+      );
     this.module.inject(this.tdr, { call: f.call, nth: f.nth, status, times: f.times });
   }
 

@@ -340,6 +340,20 @@ describe("bad inject input", () => {
     expect(() => runScenario(scn, { backend: tdx })).toThrow(/NOT_A_TDX_STATUS/);
   });
 
+  it("a success is not a fault: the call would be skipped and KVM would go on as if it had run", () => {
+    const scn = parseScenarioText(
+      scenarioText({
+        inject: ["{ call: TDH.MEM.PAGE.AUG, nth: 1, status: SUCCESS }"],
+        vcpu: ACCEPT_ONE,
+      }),
+      "bad-inject.yaml",
+    );
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(RunInputError);
+    expect(() => runScenario(scn, { backend: tdx })).toThrow(
+      /status SUCCESS cannot be injected.*inject an error status/,
+    );
+  });
+
   it("a status name with an operand is not a name either (operands are not injected)", () => {
     const scn = parseScenarioText(
       scenarioText({

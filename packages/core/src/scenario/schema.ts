@@ -416,7 +416,7 @@ export const InjectFormat = mapping(
       .describe("Its nth invocation in this VM fails (the first is 1) ..."),
     /** ... with this status (a status name of the backend: OPERAND_BUSY, FAIL_INUSE, ...) ... */
     status: text("a status name such as OPERAND_BUSY").describe(
-      "... with this status, by the backend's name for it (OPERAND_BUSY, FAIL_INUSE, RMI_ERROR_RTT(2)) ...",
+      "... with this status, an error by the backend's name for it (OPERAND_BUSY, FAIL_INUSE, RMI_ERROR_RTT(2); a success is refused: the call would not run) ...",
     ),
     /** ... and so do the following times - 1 invocations. */
     times: num()
