@@ -35,6 +35,7 @@ import {
   TDX_TLB_TRACKING_NOT_DONE,
   TDX_EPT_INVALID_PROMOTE_CONDITIONS,
   TDX_TDCX_NUM_INCORRECT,
+  TDX_EPT_ENTRY_NOT_PRESENT,
   TDX_VCPU_STATE_INCORRECT,
   PT_TDCX,
   PT_TDVPR,
@@ -245,6 +246,35 @@ describe("the order of an operand's checks", () => {
     expect(m.mngKeyFreeid(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
     expect(m.mngVpflushdone(1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
     expect(m.mngKeyFreeid(1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX);
+  });
+
+  it("a page operand at or above MAX_PA, or not a page number: OPERAND_INVALID with its operand, before the TDMR check", () => {
+    // hpa_check_with_pwr_2_alignment (helpers.c) comes before the PAMT walk, whose miss is
+    // OPERAND_ADDR_RANGE_ERROR (a page below MAX_PA outside the TDMRs).
+    const m = finalizedTd();
+    for (const pfn of [2 ** 40, 2 ** 40 + 5, 1.5, -1]) {
+      expect(m.phymemPageReclaim(pfn).status, `RECLAIM ${pfn}`).toBe(
+        TDX_OPERAND_INVALID + OPERAND_RCX,
+      );
+      expect(m.phymemPageWbinvd(pfn, 1, 0).status, `WBINVD ${pfn}`).toBe(
+        TDX_OPERAND_INVALID + OPERAND_RCX,
+      );
+      expect(m.mngVpflushdone(pfn).status, `TDR ${pfn}`).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    }
+    expect(m.phymemPageReclaim(2 ** 40 - 1).status).toBe(
+      TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX,
+    );
+    expect(m.phymemPageWbinvd(4096, 1, 0).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
+  });
+
+  it("RECLAIM of the S-EPT root (the TD's first TDCS page) leaves no S-EPT page behind for the frame's next use", () => {
+    const m = runnableTd();
+    releaseHkid(m);
+    for (const p of [100, 12, 11, 10]) expect(m.phymemPageReclaim(p).status).toBe(TDX_SUCCESS);
+    const root = m.tds.get(0)!.septRoot;
+    expect(m.sept.get(root)).toBeDefined();
+    expect(m.phymemPageReclaim(root).status).toBe(TDX_SUCCESS);
+    expect(m.sept.get(root)).toBeUndefined();
   });
 
   it("RECLAIM of an S-EPT page while its TDR is held exclusively: OPERAND_BUSY|TDR (0x8000020000000080)", () => {
@@ -573,6 +603,16 @@ describe("a vCPU's TDVPS pages and VP.INIT", () => {
     expect(m.pamt.type(3500)).toBe(PT_NDA);
   });
 
+  it("VP.FLUSH of a vCPU short of TDCX pages: TDCX_NUM_INCORRECT before the association (tdh_vp_flush.c, map_tdvps)", () => {
+    const m = bareVcpu();
+    for (const page of tdcxPages(2).slice(0, 4))
+      expect(m.vpAddcx(2, page).status).toBe(TDX_SUCCESS);
+    expect(m.vpFlush(2, 0).status).toBe(TDX_TDCX_NUM_INCORRECT);
+    expect(m.vpAddcx(2, tdcxPages(2)[4]!).status).toBe(TDX_SUCCESS);
+    // Whole, never VP.INITed: associated with no LP.
+    expect(m.vpFlush(2, 0).status).toBe(TDX_VCPU_NOT_ASSOCIATED);
+  });
+
   it("VP.ADDCX past MAX_TDVPS_PAGES (15): TDCX_NUM_INCORRECT", () => {
     const m = bareVcpu();
     for (let i = 0; i < 14; i++) expect(m.vpAddcx(2, 3500 + i).status).toBe(TDX_SUCCESS);
@@ -593,6 +633,40 @@ describe("a vCPU's TDVPS pages and VP.INIT", () => {
     expect(m.vpEnter(2, 0).status).toBe(TDX_VCPU_STATE_INCORRECT);
     expect(m.vpInit(2, 0).status).toBe(TDX_OP_STATE_INCORRECT);
     expect(m.vpAddcx(2, 3500).status).toBe(TDX_OP_STATE_INCORRECT);
+  });
+});
+
+// tdh_mr_extend.c: the TDR held exclusively (the S-EPT tree with it), a 256-byte aligned
+// private GPA, a walk to the first leaf, which must be MAPPED.
+describe("TDH.MR.EXTEND", () => {
+  it("a GPA with no leaf: EPT_ENTRY_NOT_PRESENT|RCX (0xC0000B0300000000 + RCX), with the entry the walk stopped at", () => {
+    const m = initializedTd();
+    const r = m.mrExtend(0x1000, 0);
+    expect(r.status).toBe(TDX_EPT_ENTRY_NOT_PRESENT + OPERAND_RCX);
+    expect(TDX_EPT_ENTRY_NOT_PRESENT).toBe(0xc0000b0300000000n);
+    expect(r.entry).toBeDefined();
+  });
+
+  it("a leaf that is not MAPPED (PENDING): EPT_ENTRY_NOT_PRESENT with no operand; a MAPPED one is measured", () => {
+    const m = initializedTd();
+    for (const [level, page] of [
+      [3, 10],
+      [2, 11],
+      [1, 12],
+    ])
+      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    expect(m.mrExtend(0x1000, 0).status).toBe(TDX_EPT_ENTRY_NOT_PRESENT);
+    expect(m.memPageAdd(0x2000, 0, 0, 101, 3000).status).toBe(TDX_SUCCESS);
+    const before = m.tds.get(0)!.mrtd;
+    expect(m.mrExtend(0x2100, 0).status).toBe(TDX_SUCCESS);
+    expect(m.tds.get(0)!.mrtd).not.toBe(before);
+  });
+
+  it("a shared GPA, or one not 256-byte aligned: OPERAND_INVALID|RCX", () => {
+    const m = initializedTd();
+    expect(m.mrExtend(2 ** 47, 0).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
+    expect(m.mrExtend(0x1010, 0).status).toBe(TDX_OPERAND_INVALID + OPERAND_RCX);
   });
 });
 

@@ -118,6 +118,16 @@ function heldByGuest(m: SeamCore, pfn: number, type: number): boolean {
 /** PFNs below MAX_PA (52 bits of physical address). */
 export const MAX_PA_PFN = 2 ** (52 - 12);
 
+/**
+ * An operand's physical address, before its PAMT entry is looked at (`hpa_check` and its
+ * callers in helpers.c): below MAX_PA (else OPERAND_INVALID), then inside a TDMR (else
+ * OPERAND_ADDR_RANGE_ERROR, from the PAMT walk).
+ */
+export function checkHpa(m: SeamCore, pfn: number, operand: bigint): void {
+  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
+  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+}
+
 /** A TD's TDCS pages before its leaves run (TDX module 1.5, `tdcs_page_index_t`). */
 export const MIN_NUM_TDCS_PAGES = 6;
 
@@ -133,8 +143,7 @@ export function lockExplicitPage(
   operand: bigint,
   type: number,
 ): void {
-  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
-  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  checkHpa(m, pfn, operand);
   lockPage(m, pfn, exclusive, operand);
   check(m.pamt.type(pfn) === type, TDX_PAGE_METADATA_INCORRECT, operand);
 }
@@ -153,7 +162,7 @@ export function tdPrologue(
   tdcsNeeded = true,
 ): Td {
   // check_lock_and_map_explicit_tdr: the TDR's PAMT entry is locked before its type is read.
-  check(m.pamt.inTdmr(tdr), TDX_OPERAND_ADDR_RANGE_ERROR, tdrOperand);
+  checkHpa(m, tdr, tdrOperand);
   lockPage(m, tdr, tdrExclusive, tdrOperand);
   const td = m.tdOfTdr(tdr);
   check(td !== undefined, TDX_PAGE_METADATA_INCORRECT, tdrOperand);
@@ -245,8 +254,7 @@ function entryStateIncorrect(lo: number, hi: number, level: number, st: number):
  * type (the TD's own TDR, locked by the call's prologue, among them).
  */
 export function checkNewPage(m: SeamCore, pfn: number, operand: bigint): void {
-  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, operand);
-  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
+  checkHpa(m, pfn, operand);
   // The PAMT walk passes the 2M entry (locked shared); a 2 MiB page there ends the walk above
   // the 4K entry the operand needs. Each entry is read once: this is on every AUG's path.
   const big = m.pamt.walk2m(pfn);

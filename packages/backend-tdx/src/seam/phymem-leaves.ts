@@ -3,7 +3,7 @@
  * writing back a package's caches for the HKIDs being freed.
  */
 import { NO_TD, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDR } from "./pamt.js";
-import { MAX_PA_PFN, lockPage } from "./leaf-checks.js";
+import { checkHpa, lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
 import { type SeamResult, check, ok } from "./seam-result.js";
 import {
@@ -14,7 +14,6 @@ import {
   TDX_SUCCESS,
   TDX_OPERAND_INVALID,
   TDX_NO_HKID_READY_TO_WBCACHE,
-  TDX_OPERAND_ADDR_RANGE_ERROR,
   TDX_PAGE_METADATA_INCORRECT,
   TDX_TD_ASSOCIATED_PAGES_EXIST,
 } from "./status.js";
@@ -22,7 +21,7 @@ import { LC_BLOCKED, LC_TEARDOWN } from "./td.js";
 
 /** TDH.PHYMEM.PAGE.RECLAIM: the body of `SeamModule.phymemPageReclaim`. */
 export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
-  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  checkHpa(m, pfn, OPERAND_RCX);
   // tdh_phymem_page_reclaim.c: the PAMT walk locks the page's entry exclusively before its type
   // is read (a live TD's TDR, held by a vCPU in guest mode, is busy); it ends at the 2M entry of
   // a 2 MiB page, which must then be named by its first PFN. A page that is not the TDR then
@@ -47,7 +46,10 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   } else {
     td.addChildren(level === 0 ? -1 : -512);
   }
-  if (type === PT_EPT) m.sept.drop(pfn);
+  // A page that leaves the TD stops being S-EPT memory: an S-EPT page, and the root too, which
+  // is a TDCS page (its first, as TDH.MNG.INIT makes it). Left in the store, its entries would be
+  // overwritten unrecorded when the frame next becomes an S-EPT page (`Sept.init`).
+  if (m.sept.get(pfn) !== undefined) m.sept.drop(pfn);
   for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainDelete(pfn + i);
   m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
   return ok();
@@ -61,8 +63,7 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
  * leaf's size (0 for 4K, 1 for 2M), R9 = BEPOCH for a REG or EPT page, else 0.
  */
 export function phymemPageRdmdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
-  check(Number.isInteger(pfn) && pfn >= 0 && pfn < MAX_PA_PFN, TDX_OPERAND_INVALID, OPERAND_RCX);
-  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  checkHpa(m, pfn, OPERAND_RCX);
   check(m.pamt.tryLock2mAndRelease(pfn, false), TDX_OPERAND_BUSY, OPERAND_RCX);
   const big = m.pamt.type2m(pfn) !== PT_NDA;
   if (!big) check(m.pamt.tryLockAndRelease(pfn, false), TDX_OPERAND_BUSY, OPERAND_RCX);
@@ -83,7 +84,7 @@ export function phymemPageRdmdLeaf(m: SeamCore, _tdr: number, pfn: number): Seam
 
 /** TDH.PHYMEM.PAGE.WBINVD: the body of `SeamModule.phymemPageWbinvd`. */
 export function phymemPageWbinvdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
-  check(m.pamt.inTdmr(pfn), TDX_OPERAND_ADDR_RANGE_ERROR, OPERAND_RCX);
+  checkHpa(m, pfn, OPERAND_RCX);
   // check_and_lock_explicit_4k_private_hpa: a frame of a 2 MiB page ends the walk at its 2M entry.
   const big = m.pamt.walk2m(pfn);
   check(big >= 0, TDX_OPERAND_BUSY, OPERAND_RCX);

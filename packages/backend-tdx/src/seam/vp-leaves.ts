@@ -103,8 +103,9 @@ export function vpInitLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number)
 
 /**
  * TDH.VP.FLUSH on logical processor `lp` (`tdh_vp_flush.c`): the TDVPR locked exclusively (a
- * vCPU in guest mode holds it: busy), the TD must have its keys, and the vCPU must be associated
- * with this very LP; then it is associated with none, and the TD counts one fewer.
+ * vCPU in guest mode holds it: busy), the TD must have its keys, the vCPU's TDVPS must be mapped
+ * whole (`map_tdvps` fails on a vCPU short of TDCX pages: TDCX_NUM_INCORRECT), and the vCPU must
+ * be associated with this very LP; then it is associated with none, and the TD counts one fewer.
  */
 export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number): SeamResult {
   lockExplicitPage(m, tdvpr, true, OPERAND_RCX, PT_TDVPR);
@@ -112,6 +113,7 @@ export function vpFlushLeaf(m: SeamCore, _tdr: number, tdvpr: number, lp: number
   const v = m.foundVcpu!;
   lockPage(m, m.pamt.owner(tdvpr), false, OPERAND_TDR);
   check(td.lifecycle === LC_KEYS_CONFIGURED, TDX_TD_KEYS_NOT_CONFIGURED);
+  check(v.tdvpsPages >= MIN_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
   check(v.associatedLp === lp, TDX_VCPU_NOT_ASSOCIATED);
   v.associatedLp = -1;
   td.addAssociatedVcpus(-1);
