@@ -104,6 +104,7 @@ export {
   type AuditScenarioResult,
 } from "./scenario/audit-scenario.js";
 export type { CommuteAuditResult } from "./check/commute-audit.js";
+export type { TraceStateAuditResult } from "./check/trace-state-audit.js";
 export {
   conflictChain,
   scheduleSteps,

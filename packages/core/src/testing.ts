@@ -84,4 +84,5 @@ export { checkPluginOps } from "./scenario/plugin-ops.js";
 export { explore, type ExploreSplit, type ExploreSystem } from "./exec/explorer.js";
 export { FootprintAudit } from "./check/footprint-audit.js";
 export { auditCommutation, type CommuteAuditOptions } from "./check/commute-audit.js";
+export { auditTraceStates, type TraceStateAuditOptions } from "./check/trace-state-audit.js";
 export { recordedStep } from "./exec/recorded-step.js";

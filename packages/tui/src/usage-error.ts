@@ -36,6 +36,7 @@ export const USAGE = `usage:
       --no-reduction                  explore every interleaving, also those that only reorder independent steps
       --algorithm <optimal|sleep>     the reduction: optimal DPOR, one run per trace (default; sleep sets above the split depth), or sleep sets (the default with --preemption-bound)
       --count-traces                  count the distinct Mazurkiewicz traces among the complete schedules
+      --every-state                   check the invariants in every state of every trace, also those only other orders of its steps pass through (one thread)
       --jobs <n>                      explore on n threads: the report of one thread, or its first violation (default: every core, joining after 1 s)
       --shard <K/N>                   explore the K-th of N shares of the search (0 <= K < N) and print its JSON report, for explore-merge
       --split-depth <d>               the depth whose nodes the threads or shards share out (default 12); 0: not split, one thread
@@ -44,12 +45,13 @@ export const USAGE = `usage:
   tdpemu explore-merge <shard.json>...   the reports of all N shards of one exploration as the one report explore gives
       --json                          print the JSON report
       --out <file>                    where to write the violating schedule
-  tdpemu audit <scenario> [options]   check that each step records what it reads and writes (what the explorer's reduction rests on): a sample of schedules under the footprint audit, and random walks under the commutation audit
+  tdpemu audit <scenario> [options]   check that each step records what it reads and writes (what the explorer's reduction rests on): a sample of schedules under the footprint audit, random walks under the commutation audit, and a search without reduction under the trace-state audit
       --walks <n>                     random walks of the commutation audit (default 8)
       --seed <n>                      their seed (default 1)
       --max-depth <n>                 steps a walk takes at most (default 400)
       --max-schedules <n>             schedules the footprint audit explores (default 200)
-      --preemption-bound <k|none>     their preemption bound (default 1)
+      --trace-schedules <n>           schedules the trace-state audit explores (default 1000; 0: none)
+      --preemption-bound <k|none>     both searches' preemption bound (default 1)
       --backend, --plugin, --allow-plugins, --host-memory, --strategy, --inject, --unsafe-non-atomic-set, --tdx-huge-pages, --json   as for run
   tdpemu replay <schedule.json>       run a recorded schedule again, exactly
       --steps                         print what each step did

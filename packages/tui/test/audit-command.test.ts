@@ -1,5 +1,5 @@
 /**
- * `tdpemu audit`: a scenario under the footprint audit and the commutation audit, for a backend
+ * `tdpemu audit`: a scenario under the footprint, commutation and trace-state audits, for a backend
  * author who wants to know that the explorer's reduction can trust what the backend records.
  * Clean on the built-ins (exit 0); a plugin that claims to record its own accesses and records
  * none is caught (exit 1), naming the two steps; bad input is one line and exit 2.
@@ -67,7 +67,10 @@ describe("tdpemu audit", () => {
     expect(lines[2]).toMatch(
       /^commutes {4}8 walks \(seed 1\): [\d,]+ states with two tasks or more enabled, [\d,]+ pairs of steps run in both orders, [1-9][\d,]* with independent footprints: all commute$/,
     );
-    expect(lines[3]).toBe("result      clean");
+    expect(lines[3]).toMatch(
+      /^traces {6}[\d,]+ schedules without reduction \(preemption bound 1, exhausted\): [\d,]+ traces, [1-9][\d,]* run in two orders or more, each ending in one state$/,
+    );
+    expect(lines[4]).toBe("result      clean");
   });
 
   it("--json gives the same as one document", async () => {
@@ -81,6 +84,14 @@ describe("tdpemu audit", () => {
         exhausted: boolean;
         violation: unknown;
         preemptionBound: number;
+      };
+      traces: {
+        violation: unknown;
+        apart: unknown;
+        exhausted: boolean;
+        traces: number;
+        complete: number;
+        compared: number;
       };
       commutation: {
         walks: number;
@@ -99,6 +110,17 @@ describe("tdpemu audit", () => {
     expect(j.commutation.maxDepth).toBe(400);
     expect(j.commutation.independent).toBeGreaterThan(0);
     expect(j.commutation.findings).toEqual([]);
+    expect(j.traces).toMatchObject({ violation: null, apart: null, exhausted: true });
+    expect(j.traces.compared).toBeGreaterThan(0);
+    expect(j.traces.traces).toBeLessThan(j.traces.complete);
+    // --trace-schedules 0 leaves the trace-state audit out.
+    const none = await audit(
+      "scenarios/race-shared-table.yaml",
+      "--trace-schedules",
+      "0",
+      "--json",
+    );
+    expect(JSON.parse(none.out)).toMatchObject({ traces: null, clean: true });
   });
 
   it("catches a plugin that reads state it does not record, naming both steps (exit 1)", async () => {
@@ -111,6 +133,11 @@ describe("tdpemu audit", () => {
     expect(r.out).toMatch(
       /the steps of vcpu0 and host record independent footprints but do not commute: the two orders end in different states: the ops' results/,
     );
+    // And two schedules of one trace (the host's read before and after an access) end apart.
+    expect(r.out).toMatch(
+      /traces .*:\n {2}two schedules of one trace end in different states \(the ops' results\)/,
+    );
+    expect(r.out).toMatch(/\n {2}the schedule that ended apart: \[\d+(, \d+)*\]/);
     expect(r.out).toMatch(/result {6}\d+ findings?: steps record less than they touch/);
   });
 
@@ -137,6 +164,10 @@ describe("tdpemu audit", () => {
       /audit: --walks: expected a whole number of at least 1, got '0'/,
     );
     expectOneLine(
+      await audit("scenarios/tdx-race-2m-4k.yaml", "--trace-schedules", "many"),
+      /audit: --trace-schedules: expected a whole number of at least 0, got 'many'/,
+    );
+    expectOneLine(
       await audit("scenarios/tdx-race-2m-4k.yaml", "--preemption-bound", "x"),
       /audit: --preemption-bound: expected a whole number of at least 0 \(or none\), got 'x'/,
     );
@@ -148,5 +179,6 @@ describe("tdpemu audit", () => {
     expect(await main(["audit", "--help"], o)).toBe(0);
     expect(o.outText()).toMatch(/tdpemu audit <scenario>/);
     expect(o.outText()).toMatch(/--walks <n>/);
+    expect(o.outText()).toMatch(/--trace-schedules <n>/);
   });
 });

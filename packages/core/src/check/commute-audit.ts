@@ -24,7 +24,7 @@ import type { ExploreSystem } from "../exec/explorer.js";
 import { Prng } from "../exec/prng.js";
 import { BLOCKED, RETRY_WAIT } from "../exec/ctx.js";
 import { TaskStepper } from "../exec/scheduler.js";
-import { tableOfStatePart } from "./footprint-audit.js";
+import { stateDiff } from "./footprint-audit.js";
 
 export interface CommuteAuditOptions {
   /** Random walks from the start (default 4). */
@@ -62,7 +62,8 @@ export interface CommuteAuditResult {
 const STICKINESS = [0, 80, 97];
 
 /** The system's audit, with the whole state (`FootprintAudit.state`). */
-type StateAudit = NonNullable<ExploreSystem["audit"]> & { state(): Map<string, string> };
+type StateAudit = NonNullable<ExploreSystem["audit"]> &
+  Required<Pick<NonNullable<ExploreSystem["audit"]>, "state">>;
 
 /** One fresh system, its prefix replayed. */
 class Run {
@@ -296,24 +297,5 @@ function footprintDiff(x: Taken, y: Taken): string {
   const out: string[] = [];
   for (const [id, k] of b) if (a.get(id) !== k) out.push(`+${KINDS[k]} ${resourceName(id)}`);
   for (const [id, k] of a) if (b.get(id) !== k) out.push(`-${KINDS[k]} ${resourceName(id)}`);
-  return fewNames(out, 4);
-}
-
-/** The parts of two states that differ, named (a table by its first SPTE that differs). */
-function stateDiff(x: Map<string, string>, y: Map<string, string>): string {
-  const out: string[] = [];
-  for (const name of new Set([...x.keys(), ...y.keys()])) {
-    const u = x.get(name);
-    const v = y.get(name);
-    if (u === v) continue;
-    const slot = tableOfStatePart(name);
-    if (slot >= 0 && u !== undefined && v !== undefined) {
-      const wu = u.split(",");
-      const wv = v.split(",");
-      let k = 0;
-      while (k < wu.length && wu[k] === wv[k]) k++;
-      out.push(resourceName(slot * 512 + (k >> 1)));
-    } else out.push(name);
-  }
   return fewNames(out, 4);
 }

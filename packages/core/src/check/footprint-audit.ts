@@ -16,7 +16,7 @@
  * R_BACKEND, by the core). Reads are not audited here (a read changes nothing to compare): the
  * commutation audit (`commute-audit.ts`) finds a read left unrecorded where it matters.
  */
-import { resourceId } from "../exec/footprint.js";
+import { fewNames, resourceId } from "../exec/footprint.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
 import {
   KIND_ADD,
@@ -280,4 +280,23 @@ export class FootprintAudit {
     }
     return s;
   }
+}
+
+/** The parts of two states that differ, named (a table by its first SPTE that differs). */
+export function stateDiff(x: Map<string, string>, y: Map<string, string>): string {
+  const out: string[] = [];
+  for (const name of new Set([...x.keys(), ...y.keys()])) {
+    const u = x.get(name);
+    const v = y.get(name);
+    if (u === v) continue;
+    const slot = tableOfStatePart(name);
+    if (slot >= 0 && u !== undefined && v !== undefined) {
+      const wu = u.split(",");
+      const wv = v.split(",");
+      let k = 0;
+      while (k < wu.length && wu[k] === wv[k]) k++;
+      out.push(resourceName(slot * 512 + (k >> 1)));
+    } else out.push(name);
+  }
+  return fewNames(out, 4);
 }

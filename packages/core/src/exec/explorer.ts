@@ -68,7 +68,12 @@ export interface ExploreSystem {
    * With `audit`: before each step, `begin`; after it, `end` returns the changes the step's
    * footprint does not record (empty when it records them all).
    */
-  audit?: { begin(): void; end(rec: FootprintRecorder, task: string): string[] };
+  audit?: {
+    begin(): void;
+    end(rec: FootprintRecorder, task: string): string[];
+    /** The whole state, each part named (`FootprintAudit.state`): what the state audits compare. */
+    state?(): Map<string, string>;
+  };
 }
 
 export type ExploreAlgorithm = "sleep" | "optimal";
@@ -105,11 +110,29 @@ export interface ExploreOptions {
   /** Called with the trace key and the choices of every complete schedule (with `countTraces`). */
   onTrace?: (key: string, choices: Int32Array) => void;
   /**
+   * Called at the end of every complete schedule that passed its checks, while `sys` still holds
+   * the state the schedule ended in: a violation ends the search there, as a check's would (the
+   * trace-state audit, `check/trace-state-audit.ts`; every state of a trace,
+   * `check/every-state.ts`). Trace keys are made for it as for `countTraces`.
+   */
+  onComplete?: (sys: ExploreSystem, run: CompletedRun) => ExploreViolation | null;
+  /**
    * Explore a share of the search (`explore --shard K/N`): the nodes at depth `depth` are
    * numbered in the order the search meets them, and only the subtrees below the nodes `owns`
    * takes are explored. See `ExploreSplit`.
    */
   split?: ExploreSplit;
+}
+
+/** A complete schedule, as `onComplete` sees it. */
+export interface CompletedRun {
+  /** Its Mazurkiewicz trace (`traceKey`). */
+  key: string;
+  /** The task of each step: the schedule's choices. */
+  tasks: Int32Array;
+  /** The footprint of each step, a handle into `store` (-1: none recorded). */
+  fps: Int32Array;
+  store: FootprintStore;
 }
 
 /**
@@ -335,7 +358,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   let complete = 0;
   let cut = 0;
   let unfair = 0;
-  const traceKeys = opts.countTraces ? new Set<string>() : null;
+  const traceKeys = opts.countTraces || opts.onComplete ? new Set<string>() : null;
   /** Made with the first system, like the path. */
   let tracker: WaitTracker | null = null;
   /** Optimal-DPOR's wakeup trees and race finder, and a tracker to try reordered runs on. */
@@ -613,8 +636,7 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       if (enabled.length === 0) {
         if (sys.tasks.every((t) => t.done)) {
           const v = checkEnd();
-          if (v.length === 0) completed(p);
-          return v;
+          return v.length === 0 ? completed(p, sys) : v;
         }
         const stuck = deadlock(sys.tasks, tr).message;
         return [
@@ -866,9 +888,9 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
   }
 
   /** A complete schedule ran: its trace is counted. */
-  function completed(p: SearchPath): void {
+  function completed(p: SearchPath, sys: ExploreSystem): ExploreViolation[] {
     complete++;
-    if (traceKeys === null) return;
+    if (traceKeys === null) return [];
     const n = p.length;
     const tasks = new Int32Array(n);
     const fps = new Int32Array(n);
@@ -877,6 +899,8 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       fps[d] = p.fps[d * p.tasks + tasks[d]!]!;
     }
     pendingTrace = { key: traceKey(store, tasks, fps, n, p.tasks), tasks };
+    const v = opts.onComplete?.(sys, { key: pendingTrace.key, tasks, fps, store });
+    return v ? [v] : [];
   }
 
   /**

@@ -1,12 +1,15 @@
 /**
- * `tdpemu audit`: a scenario run under both audits, which hold the footprints the core and the
+ * `tdpemu audit`: a scenario run under three audits, which hold the footprints the core and the
  * backend record to what their steps do. The footprint audit explores a sample of schedules
  * (bounded) and fails a step that changed state it did not record as written; the commutation
  * audit takes random walks and fails two steps whose footprints are independent but which do
- * not commute (a read left unrecorded). For a backend that records its own accesses
+ * not commute (a read left unrecorded); the trace-state audit explores without reduction and
+ * fails two schedules of one trace that end in different states (a read left unrecorded,
+ * wherever the search goes). For a backend that records its own accesses
  * (`recordsOwnAccesses`), a plugin's above all: the explorer's "exhausted" rests on them.
  */
 import { auditCommutation, type CommuteAuditResult } from "../check/commute-audit.js";
+import { auditTraceStates, type TraceStateAuditResult } from "../check/trace-state-audit.js";
 import type { ExploreViolation } from "../exec/explorer.js";
 import {
   exploreScenario,
@@ -27,6 +30,8 @@ export interface AuditScenarioOptions extends Pick<
   walks?: number;
   seed?: number;
   maxDepth?: number;
+  /** Schedules the trace-state audit explores without reduction (default 1,000; 0: none). */
+  traceSchedules?: number;
   /** Progress: of the footprint audit's search, and after each walk. */
   onProgress?: ExploreScenarioOptions["onProgress"];
   onWalk?: (taken: number) => void;
@@ -42,6 +47,8 @@ export interface AuditScenarioResult {
     violation: ExploreViolation | null;
   };
   commutation: CommuteAuditResult;
+  /** The trace-state audit's search (with the preemption bound above), or null if not asked for. */
+  traces: TraceStateAuditResult | null;
 }
 
 export function auditScenario(scn: Scenario, opts: AuditScenarioOptions): AuditScenarioResult {
@@ -64,7 +71,16 @@ export function auditScenario(scn: Scenario, opts: AuditScenarioOptions): AuditS
     maxDepth: opts.maxDepth,
     onWalk: opts.onWalk,
   });
+  const traceSchedules = opts.traceSchedules ?? 1000;
+  const traces =
+    traceSchedules === 0
+      ? null
+      : auditTraceStates(scenarioSystem(scn, { ...system, audit: true }), {
+          maxSchedules: traceSchedules,
+          preemptionBound: opts.preemptionBound ?? 1,
+        });
   return {
+    traces,
     footprint: {
       schedules: r.schedules,
       steps: r.steps,

@@ -1,7 +1,7 @@
 /**
- * `tdpemu audit <scenario>`: the scenario under the footprint audit and the commutation audit
- * (`auditScenario` in core), which hold what each step records to what it does. Exit 1 on a
- * finding (or a violation the audit's search stopped at), 0 when both are clean.
+ * `tdpemu audit <scenario>`: the scenario under the footprint, commutation and trace-state
+ * audits (`auditScenario` in core), which hold what each step records to what it does. Exit 1
+ * on a finding (or a violation an audit's search stopped at), 0 when all are clean.
  */
 import { auditScenario, loadScenario, type AuditScenarioResult } from "@tdpemu/core";
 import {
@@ -25,6 +25,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     seed: { type: "string" },
     "max-depth": { type: "string" },
     "max-schedules": { type: "string" },
+    "trace-schedules": { type: "string" },
     "preemption-bound": { type: "string" },
     json: { type: "boolean" },
     "host-memory": { type: "string" },
@@ -40,6 +41,8 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
   const seed = countOption("audit", "seed", values.seed, 0) ?? 1;
   const maxDepth = countOption("audit", "max-depth", values["max-depth"], 1) ?? 400;
   const maxSchedules = countOption("audit", "max-schedules", values["max-schedules"], 1) ?? 200;
+  const traceSchedules =
+    countOption("audit", "trace-schedules", values["trace-schedules"], 0) ?? 1000;
   const preemptionBound =
     countOption("audit", "preemption-bound", values["preemption-bound"], 0, true) ?? 1;
   const hostMemory = hostMemoryOption("audit", values["host-memory"]);
@@ -53,6 +56,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     mmu,
     inject,
     maxSchedules,
+    traceSchedules,
     preemptionBound,
     walks,
     seed,
@@ -68,7 +72,10 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
       io.err(`walked ${taken} of ${walks}`);
     },
   });
-  const clean = r.footprint.violation === null && r.commutation.findings.length === 0;
+  const clean =
+    r.footprint.violation === null &&
+    r.commutation.findings.length === 0 &&
+    (r.traces?.violation ?? null) === null;
   if (values.flags.has("json")) {
     io.out(
       JSON.stringify(
@@ -80,6 +87,7 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
             preemptionBound: Number.isFinite(preemptionBound) ? preemptionBound : null,
           },
           commutation: { seed, maxDepth, ...r.commutation },
+          traces: r.traces,
           clean,
         },
         null,
@@ -121,12 +129,32 @@ function printAudit(
     `${grouped(c.pairs)} pairs of steps run in both orders, ${grouped(c.independent)} with independent footprints`;
   if (c.findings.length === 0) io.out(`commutes    ${walked}: all commute`);
   else io.out(`commutes    ${walked}:\n${c.findings.map((x) => `  ${x}`).join("\n")}`);
-  const found = (f.violation?.check === "footprint-audit" ? 1 : 0) + c.findings.length;
+  const t = r.traces;
+  if (t !== null) {
+    const searched =
+      `${grouped(t.schedules)} schedules without reduction ` +
+      `(${Number.isFinite(bound) ? `preemption bound ${bound}` : "no preemption bound"}, ${t.exhausted ? "exhausted" : "a sample"}): ` +
+      `${grouped(t.traces)} traces, ${grouped(t.compared)} run in two orders or more`;
+    if (t.violation === null) io.out(`traces      ${searched}, each ending in one state`);
+    else if (t.violation.check === "footprint-audit")
+      io.out(
+        `traces      ${searched}:\n  ${t.violation.message}\n  the schedule that ended apart: [${t.apart!.second.join(", ")}]`,
+      );
+    else
+      io.out(
+        `traces      ${searched}, stopped at a violation the audit did not find:\n  [${t.violation.check}] step ${t.violation.step}: ${t.violation.message}`,
+      );
+  }
+  const found =
+    (f.violation?.check === "footprint-audit" ? 1 : 0) +
+    c.findings.length +
+    (t?.violation?.check === "footprint-audit" ? 1 : 0);
+  const stopped = f.violation ?? t?.violation ?? null;
   const result =
     found > 0
       ? `${found} finding${found === 1 ? "" : "s"}: steps record less than they touch`
-      : f.violation !== null
-        ? `no finding, but a [${f.violation.check}] violation stopped the footprint audit's search`
+      : stopped !== null
+        ? `no finding, but a [${stopped.check}] violation stopped an audit's search`
         : "clean";
   io.out(`result      ${result}`);
 }
