@@ -85,4 +85,5 @@ export { explore, type ExploreSplit, type ExploreSystem } from "./exec/explorer.
 export { FootprintAudit } from "./check/footprint-audit.js";
 export { auditCommutation, type CommuteAuditOptions } from "./check/commute-audit.js";
 export { auditTraceStates, type TraceStateAuditOptions } from "./check/trace-state-audit.js";
+export { exploreEveryState, type EveryStateResult } from "./check/every-state.js";
 export { recordedStep } from "./exec/recorded-step.js";

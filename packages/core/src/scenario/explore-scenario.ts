@@ -4,6 +4,7 @@
  */
 import type { Backend } from "../backend/backend.js";
 import type { BackendSource } from "../backend/backend-source.js";
+import { exploreEveryState } from "../check/every-state.js";
 import { FootprintAudit } from "../check/footprint-audit.js";
 import { checkEndOfRun } from "../check/invariants.js";
 import {
@@ -17,6 +18,8 @@ import { buildRun, classifyRunError } from "./runner.js";
 import type { InjectSpec, Scenario } from "./schema.js";
 
 export interface ExploreScenarioOptions extends ExploreOptions {
+  /** Check every state of every trace, not only those the schedules pass (`exploreEveryState`). */
+  everyState?: boolean;
   /** Where each schedule's backend comes from: a source, or a function that makes a fresh one. */
   backend: BackendSource | (() => Backend);
   hostMemory?: number;
@@ -24,8 +27,13 @@ export interface ExploreScenarioOptions extends ExploreOptions {
   inject?: InjectSpec[];
 }
 
-export function exploreScenario(scn: Scenario, opts: ExploreScenarioOptions): ExploreResult {
-  return explore(scenarioSystem(scn, opts), opts);
+/** The search's result; `otherStates` with `everyState` (else null). */
+export function exploreScenario(
+  scn: Scenario,
+  opts: ExploreScenarioOptions,
+): ExploreResult & { otherStates: number | null } {
+  if (opts.everyState) return exploreEveryState(scenarioSystem(scn, opts), opts);
+  return { ...explore(scenarioSystem(scn, opts), opts), otherStates: null };
 }
 
 /**

@@ -22,6 +22,11 @@ export interface ExploreReport {
   complete: number;
   cut: number;
   traces: number | null;
+  /**
+   * With `--every-state`: the states checked besides those the schedules passed through (those
+   * other orders of each trace's steps pass through); null without it.
+   */
+  otherStates: number | null;
   unfair: number;
   skippedByReduction: number;
   prunedByBound: number;
@@ -84,6 +89,10 @@ export function printExploreReport(io: Io, r: ExploreReport, json: boolean): voi
   io.out(
     `reduction   skipped ${grouped(r.skippedByReduction)} branches that only reorder independent steps; the bound cut ${grouped(r.prunedByBound)}`,
   );
+  if (typeof r.otherStates === "number")
+    io.out(
+      `states      ${grouped(r.otherStates)} more checked: those other orders of the same steps pass through (--every-state)`,
+    );
   const v = r.violation;
   if (v) {
     io.out(
@@ -125,6 +134,10 @@ export function resultText(r: ExploreReport): string {
         "(leave out --preemption-bound to explore it)"
       );
     case "exhausted":
-      return "no violation; the space is exhausted";
+      // A reduced search checks the states its schedules pass through; another order of a
+      // trace's independent steps passes through others (`--every-state` checks them too).
+      return typeof r.otherStates === "number" || r.algorithm === "none"
+        ? "no violation in any state; the space is exhausted"
+        : "no violation; the space is exhausted (in the states its schedules passed; --every-state checks every state)";
   }
 }

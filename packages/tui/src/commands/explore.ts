@@ -74,6 +74,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     "no-reduction": { type: "boolean" },
     algorithm: { type: "string" },
     "count-traces": { type: "boolean" },
+    "every-state": { type: "boolean" },
     shard: { type: "string" },
     "split-depth": { type: "string" },
     jobs: { type: "string" },
@@ -115,13 +116,24 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
       "explore: --split-depth 0 and --jobs/--shard: a search that is not split runs on one thread; leave out --jobs/--shard",
     );
   const reduction = !values.flags.has("no-reduction");
+  // Every state of every trace: the states are checked as each complete schedule ends, against
+  // one set of those checked before, so the search runs in one thread.
+  const everyState = values.flags.has("every-state");
+  if (everyState && ((askedJobs ?? 1) > 1 || values.shard !== undefined))
+    throw new UsageError(
+      "explore: --every-state and --jobs/--shard: the states are checked in one thread; leave out --jobs/--shard",
+    );
   const reportPath = values.report;
   // Read (and a bad value refused) whether or not other threads will start.
   const startAfterMs = job === undefined && askedJobs === undefined ? jobsStartMs() : 0;
   const jobs =
     askedJobs ??
     defaultJobs(
-      job === undefined && values.shard === undefined && reportPath === undefined && splitDepth > 0,
+      job === undefined &&
+        values.shard === undefined &&
+        reportPath === undefined &&
+        splitDepth > 0 &&
+        !everyState,
     );
   if (reportPath !== undefined) {
     // The threads and the shards each see a share of the search; the one run to show is
@@ -197,6 +209,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     reduction,
     algorithm: algorithm === "none" ? undefined : algorithm,
     countTraces,
+    everyState,
     ...(split === null
       ? {}
       : {
@@ -246,6 +259,7 @@ export async function exploreCommand(args: string[], io: Io, job?: ExploreJob): 
     complete: r.complete,
     cut: r.cut,
     traces: r.traces,
+    otherStates: r.otherStates,
     unfair: r.unfair,
     skippedByReduction: r.skippedByReduction,
     prunedByBound: r.prunedByBound,
