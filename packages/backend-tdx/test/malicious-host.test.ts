@@ -474,9 +474,12 @@ describe("locks held by a concurrent caller across the call (docs/tdx-module.md 
   it("BLOCK of an entry already blocked (lock free): the warning GPA_RANGE_ALREADY_BLOCKED|RCX", () => {
     const f = makeTd();
     expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(TDX_SUCCESS);
-    expect(f.m.memRangeBlock(0x1000, 0, f.tdr).status).toBe(
-      TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX,
-    );
+    const again = f.m.memRangeBlock(0x1000, 0, f.tdr);
+    expect(again.status).toBe(TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX);
+    // With the entry in RCX and its level and state in RDX (tdh_mem_range_block.c).
+    expect(again.levelState).toBe(levelState(0, SEPT_BLOCKED));
+    expect(again.entry).toBeDefined();
+    expect(again.entry).not.toBe(FREE_ENTRY);
   });
 
   // src bug: mem-leaves.ts memRangeBlockLeaf tests "already blocked" before the entry lock (check 9

@@ -270,7 +270,14 @@ describe("the order of an operand's checks", () => {
   it("RECLAIM of the S-EPT root (the TD's first TDCS page) leaves no S-EPT page behind for the frame's next use", () => {
     const m = runnableTd();
     releaseHkid(m);
-    for (const p of [100, 12, 11, 10]) expect(m.phymemPageReclaim(p).status).toBe(TDX_SUCCESS);
+    for (const p of [100, 12, 11]) expect(m.phymemPageReclaim(p).status).toBe(TDX_SUCCESS);
+    // RCX = the type the page had, RDX = the owner's TDR address, R8 = its size.
+    const tdr = m.tds.get(0)!.tdr;
+    expect(m.phymemPageReclaim(10).regs).toEqual({
+      rcx: BigInt(PT_EPT),
+      rdx: BigInt(tdr) << 12n,
+      r8: 0n,
+    });
     const root = m.tds.get(0)!.septRoot;
     expect(m.sept.get(root)).toBeDefined();
     expect(m.phymemPageReclaim(root).status).toBe(TDX_SUCCESS);
@@ -624,6 +631,7 @@ describe("a vCPU's TDVPS pages and VP.INIT", () => {
     expect(m.vpAddcx(3, 3500).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RDX); // TDCS page 3, not a TDVPR
     expect(m.vpAddcx(2, 1).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX); // the TD's own TDCS page
     expect(m.vpAddcx(2, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // its TDR, locked by the call
+    expect(m.vpAddcx(2, 2).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX); // its TDVPR, held exclusively
   });
 
   it("VP.ENTER of a vCPU never VP.INITed: VCPU_STATE_INCORRECT; VP.ADDCX or VP.INIT on a finalized TD: OP_STATE_INCORRECT", () => {

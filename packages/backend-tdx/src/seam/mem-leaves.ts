@@ -37,7 +37,9 @@ import {
   SEPT_NL_MAPPED,
   SEPT_PENDING,
   SEPT_PENDING_BLOCKED,
+  entryBigInt,
   entryLocked,
+  levelState,
   septPfn,
   septState,
 } from "./sept.js";
@@ -146,7 +148,13 @@ export function memRangeBlockLeaf(
   check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
   const st0 = septState(lo, hi, level);
   if (st0 === SEPT_BLOCKED || st0 === SEPT_PENDING_BLOCKED || st0 === SEPT_NL_BLOCKED) {
-    return { status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX };
+    // tdh_mem_range_block.c: with the entry (RCX) and its level and state (RDX), as a walk's
+    // failure gives them.
+    return {
+      status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX,
+      entry: entryBigInt(lo, hi),
+      levelState: levelState(level, st0),
+    };
   }
   const st = entryState(m, table, off, level, ST_BLOCKABLE);
   const pfn = septPfn(lo, hi);

@@ -52,7 +52,13 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   if (m.sept.get(pfn) !== undefined) m.sept.drop(pfn);
   for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainDelete(pfn + i);
   m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
-  return ok();
+  // RCX = the type the page had, RDX = its owner's TDR address, R8 = its size. The module sets
+  // them once the type passed its check, so a later failure returns them too; the model's
+  // failures carry no registers.
+  return {
+    status: TDX_SUCCESS,
+    regs: { rcx: BigInt(type), rdx: BigInt(owner) << 12n, r8: BigInt(level) },
+  };
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   OPERAND_RDX,
   OPERAND_TD_EPOCH,
   OPERAND_TDR,
+  TDX_OPERAND_BUSY,
   TDX_OP_STATE_INCORRECT,
   TDX_TD_FATAL,
   TDX_TD_KEYS_NOT_CONFIGURED,
@@ -78,6 +79,9 @@ export function vpAddcxLeaf(m: SeamCore, _tdr: number, tdvpr: number, tdcx: numb
   const { td, v } = vcpuPrologue(m, tdvpr, true, OPERAND_RDX, OPS_INITIALIZED);
   check(!v.initialized, TDX_VCPU_STATE_INCORRECT);
   check(v.tdvpsPages < MAX_TDVPS_PAGES, TDX_TDCX_NUM_INCORRECT);
+  // The TDVPR is held exclusively for the whole leaf (tdh_vp_addcx.c): named as the new page
+  // too, its PAMT lock cannot be taken again.
+  check(tdcx !== tdvpr, TDX_OPERAND_BUSY, OPERAND_RCX);
   checkNewPage(m, tdcx, OPERAND_RCX);
   m.pamt.set(tdcx, PT_TDCX, td.tdr);
   td.addChildren(1);
