@@ -100,7 +100,7 @@ const OPTIONS = [
   "--json", "--seed", "--seed=-1", "--backend", "--plugin", "--host-memory", "--host-memory=3MiB", "--check", "--strategy", "--inject",
   "--max-schedules", "--preemption-bound", "--out", "--trace", "--steps", "--filter", "--max-input", "--allow-plugins", "--debug",
   "--strict-plugin", "--unsafe-non-atomic-set", "--shard", "--split-depth", "--", "-", "-x", "--no-such-option",
-  "--trace-format", "--report", "--costs",
+  "--trace-format", "--report", "--costs", "--trace-schedules",
 ];
 const VALUES = [
   "", "0", "-1", "x", "1e9", "16TiB", "1KiB", "none", "freeze", "TDH.MEM.PAGE.AUG:1:OPERAND_BUSY",
@@ -131,6 +131,6 @@ export function misuse(r: Prng, dir: string): string[] {
   }
   // An exploration of a real scenario may take hours: bounded, last (the last value is taken).
   if (cmd === "explore") args.push("--max-schedules", "20");
-  if (cmd === "audit") args.push("--max-schedules", "20", "--walks", "1");
+  if (cmd === "audit") args.push("--max-schedules", "20", "--trace-schedules", "20", "--walks", "1");
   return args;
 }
