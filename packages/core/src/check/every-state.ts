@@ -28,7 +28,6 @@ import {
   type ExploreViolation,
 } from "../exec/explorer.js";
 import { TaskStepper } from "../exec/scheduler.js";
-import { traceKey } from "../exec/trace-key.js";
 
 export interface EveryStateResult extends ExploreResult {
   /** States checked besides those the schedules passed through (each once). */
@@ -99,81 +98,181 @@ function checkIdeals(
     }
     byTask[t]!.push(j);
   }
-  // An ideal is how many of each task's steps it holds. The run passes through its prefixes.
+  // An ideal is how many of each task's steps it holds; its key says which steps those are and
+  // how they are ordered (`IdealKeys`), so that an ideal another run had is known. The run
+  // passed through its own prefixes and checked them.
+  const keys = new IdealKeys(run, taskCount, pos, preds);
   const counts = new Array<number>(taskCount).fill(0);
-  const passed = new Set<string>([counts.join(",")]);
+  checked.add(keys.of(counts));
   for (let i = 0; i < n; i++) {
     counts[tasks[i]!]!++;
-    passed.add(counts.join(","));
+    checked.add(keys.of(counts));
   }
-  // Breadth first from the empty ideal: add any task's next step whose predecessors are in.
-  const start = new Array<number>(taskCount).fill(0);
-  const queue: number[][] = [start];
-  const seen = new Set<string>([start.join(",")]);
-  for (let q = 0; q < queue.length; q++) {
-    const ideal = queue[q]!;
-    const name = ideal.join(",");
-    if (!passed.has(name)) {
-      const steps: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const t = tasks[i]!;
-        if (pos[i]! < ideal[t]!) steps.push(i);
-      }
-      const key = traceKey(
-        store,
-        steps.map((i) => tasks[i]!),
-        steps.map((i) => fps[i]!),
-        steps.length,
-        taskCount,
-      );
+  // Depth first over the ideals, each reached once from its canonical parent: the ideal without
+  // its last step in the schedule's order (a child adds a step that comes after all of the
+  // parent's). A child's steps in the schedule's order are then its parent's and one more, so
+  // the system that holds a state goes on to the next by one step while the search goes down,
+  // and is run again from the start only where it goes back up (`Replayer`).
+  const replayer = new Replayer(make, tasks);
+  try {
+    const stack: { ideal: number[]; last: number }[] = [
+      { ideal: new Array<number>(taskCount).fill(0), last: -1 },
+    ];
+    while (stack.length > 0) {
+      const { ideal, last } = stack.pop()!;
+      const key = keys.of(ideal);
       if (!checked.has(key)) {
         checked.add(key);
         counted();
-        const choices = steps.map((i) => tasks[i]!);
-        const v = checkState(make, choices);
+        const steps: number[] = [];
+        for (let i = 0; i <= last; i++) if (pos[i]! < ideal[tasks[i]!]!) steps.push(i);
+        const v = replayer.check(steps);
         if (v !== null) return v;
       }
+      // Children, pushed so that the one with the earliest step comes off the stack first.
+      for (let e = n - 1; e > last; e--) {
+        const t = tasks[e]!;
+        if (pos[e] !== ideal[t]) continue;
+        if (!preds[e]!.every((i) => pos[i]! < ideal[tasks[i]!]!)) continue;
+        const next = ideal.slice();
+        next[t]!++;
+        stack.push({ ideal: next, last: e });
+      }
     }
-    for (let t = 0; t < taskCount; t++) {
-      const k = ideal[t]!;
-      if (k === byTask[t]!.length) continue;
-      const step = byTask[t]![k]!;
-      if (!preds[step]!.every((i) => pos[i]! < ideal[tasks[i]!]!)) continue;
-      const next = ideal.slice();
-      next[t]!++;
-      const nextName = next.join(",");
-      if (seen.has(nextName)) continue;
-      seen.add(nextName);
-      queue.push(next);
-    }
+  } finally {
+    replayer.release();
   }
   return null;
 }
 
 /**
- * The invariants' violations in the state `choices` reach from a fresh system, with the
- * schedule that shows them, or null. A step that throws a violation on the way (a KVM_BUG_ON
- * the other order avoided) is one too, its schedule ending at that step.
+ * Keys of a run's ideals. Two ideals, of this run or another, hold the same state when they hold
+ * the same steps (per task, the same footprints) in the same order of conflicting steps. That
+ * order is told, step by step, by how many steps of each task must come before it (a vector
+ * clock, from the run's own "must come before"), which an ideal does not change: every step a
+ * step must follow is in any ideal that holds it. So a step's hash of its task, footprint and
+ * vector clock is made once per run, each task's prefixes are hashed once, and an ideal's key is
+ * its tasks' prefix hashes: a few operations, where the ideal's trace key (`traceKey`) would
+ * cost its steps times the tasks.
  */
-function checkState(
-  make: () => ExploreSystem,
-  choices: number[],
-): { violations: ExploreViolation[]; choices: number[] } | null {
-  const sys = make();
-  try {
-    const stepper = new TaskStepper(sys.tasks, sys.clock);
-    for (let k = 0; k < choices.length; k++) {
+class IdealKeys {
+  private readonly prefix1: Int32Array[] = [];
+  private readonly prefix2: Int32Array[] = [];
+
+  constructor(run: CompletedRun, taskCount: number, pos: Int32Array, preds: number[][]) {
+    const { tasks, fps, store } = run;
+    const n = tasks.length;
+    const clocks = new Int32Array(n * taskCount);
+    const last = new Int32Array(taskCount).fill(-1);
+    const ids = store.idsView;
+    const kinds = store.kindsView;
+    const lengths = new Int32Array(taskCount);
+    for (let j = 0; j < n; j++) lengths[tasks[j]!]!++;
+    for (let t = 0; t < taskCount; t++) {
+      this.prefix1.push(new Int32Array(lengths[t]! + 1));
+      this.prefix2.push(new Int32Array(lengths[t]! + 1));
+      this.prefix1[t]![0] = 0x811c9dc5 ^ t;
+      this.prefix2[t]![0] = 0x9747b28c ^ t;
+    }
+    for (let j = 0; j < n; j++) {
+      const t = tasks[j]!;
+      const vc = j * taskCount;
+      // The steps before j: its task's earlier ones, and everything before its direct
+      // predecessors in other tasks (their clocks, and themselves).
+      const mine = last[t]!;
+      if (mine >= 0)
+        for (let u = 0; u < taskCount; u++) clocks[vc + u] = clocks[mine * taskCount + u]!;
+      for (const i of preds[j]!) {
+        for (let u = 0; u < taskCount; u++)
+          clocks[vc + u] = Math.max(clocks[vc + u]!, clocks[i * taskCount + u]!);
+        clocks[vc + tasks[i]!] = Math.max(clocks[vc + tasks[i]!]!, pos[i]! + 1);
+      }
+      last[t] = j;
+      let h1 = this.prefix1[t]![pos[j]!]!;
+      let h2 = this.prefix2[t]![pos[j]!]!;
+      const mix = (x: number): void => {
+        h1 = Math.imul(h1 ^ x, 0x01000193);
+        h2 = Math.imul(h2 ^ x, 0x5bd1e995);
+        h2 ^= h2 >>> 15;
+      };
+      for (let u = 0; u < taskCount; u++) mix(clocks[vc + u]!);
+      const h = fps[j]!;
+      if (h < 0) mix(-1);
+      else {
+        const a0 = store.startOf(h);
+        const a1 = a0 + store.lengthOf(h);
+        mix(a1 - a0);
+        for (let a = a0; a < a1; a++) {
+          const id = ids[a]!;
+          mix(id | 0);
+          mix(Math.floor(id / 4294967296) | 0);
+          mix(kinds[a]!);
+        }
+      }
+      this.prefix1[t]![pos[j]! + 1] = h1;
+      this.prefix2[t]![pos[j]! + 1] = h2;
+    }
+  }
+
+  /** The key of the ideal that holds the first `counts[t]` steps of each task t. */
+  of(counts: readonly number[]): string {
+    let key = "";
+    for (let t = 0; t < counts.length; t++)
+      key += `${(this.prefix1[t]![counts[t]!]! >>> 0).toString(36)}.${(this.prefix2[t]![counts[t]!]! >>> 0).toString(36)},`;
+    return key;
+  }
+}
+
+/**
+ * One system at a time, holding the state after some of the run's steps (`at`, in the
+ * schedule's order): a state whose steps begin with those is reached by taking the rest; any
+ * other, from a fresh system.
+ */
+class Replayer {
+  private sys: ExploreSystem | null = null;
+  private stepper: TaskStepper | null = null;
+  private at: number[] = [];
+
+  constructor(
+    private readonly make: () => ExploreSystem,
+    private readonly tasks: Int32Array,
+  ) {}
+
+  /**
+   * The invariants' violations in the state after `steps` (the run's steps, in its order), with
+   * the schedule that shows them, or null. A step that throws a violation on the way (a
+   * KVM_BUG_ON the other order avoided) is one too, its schedule ending at that step.
+   */
+  check(steps: readonly number[]): { violations: ExploreViolation[]; choices: number[] } | null {
+    let k = 0;
+    while (k < this.at.length && k < steps.length && this.at[k] === steps[k]) k++;
+    if (this.sys === null || k < this.at.length) {
+      this.release();
+      this.sys = this.make();
+      this.stepper = new TaskStepper(this.sys.tasks, this.sys.clock);
+      k = 0;
+    }
+    const sys = this.sys;
+    for (; k < steps.length; k++) {
       try {
-        stepper.step(choices[k]!);
+        this.stepper!.step(this.tasks[steps[k]!]!);
+        this.at.push(steps[k]!);
       } catch (e) {
         const v = sys.classify(e);
         if (v === null) throw e;
-        return { violations: [v], choices: choices.slice(0, k + 1) };
+        const choices = steps.slice(0, k + 1).map((i) => this.tasks[i]!);
+        this.release();
+        return { violations: [v], choices };
       }
     }
     const violations = sys.check(false);
-    return violations.length > 0 ? { violations, choices } : null;
-  } finally {
-    sys.release?.();
+    return violations.length > 0 ? { violations, choices: steps.map((i) => this.tasks[i]!) } : null;
+  }
+
+  release(): void {
+    this.sys?.release?.();
+    this.sys = null;
+    this.stepper = null;
+    this.at = [];
   }
 }
