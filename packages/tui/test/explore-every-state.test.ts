@@ -4,6 +4,9 @@
  * check over two SPTEs that a host's aging and a vCPU's fault write in independent steps fails
  * only in the order the reduced search does not run.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   SPTE_ACCESSED,
@@ -41,6 +44,23 @@ describe("explore --every-state", () => {
     const report = JSON.parse(j.out) as { otherStates: number; violation: unknown };
     expect(report.otherStates).toBeGreaterThan(0);
     expect(report.violation).toBeNull();
+    // The HTML verdict carries the figure too.
+    const dir = mkdtempSync(join(tmpdir(), "tdpemu-every-"));
+    const page = join(dir, "verdict.html");
+    const h = await explorePrint(
+      "scenarios/race-shared-table.yaml",
+      "--every-state",
+      "--json",
+      "--report",
+      page,
+    );
+    expect(h.code).toBe(0);
+    const html = readFileSync(page, "utf8");
+    expect(html).toContain(
+      `<tr><td>other states checked (--every-state)</td><td class="num">${report.otherStates.toLocaleString("en-US")}</td></tr>`,
+    );
+    expect(html).toContain("no violation in any state; the space is exhausted");
+    rmSync(dir, { recursive: true, force: true });
     // Without it, the result says where the invariants were checked.
     const plain = await explorePrint("scenarios/race-shared-table.yaml", "--json");
     expect((JSON.parse(plain.out) as { otherStates: unknown }).otherStates).toBeNull();

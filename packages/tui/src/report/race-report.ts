@@ -62,6 +62,8 @@ function exploreFigures(r: ExploreReport): [string, string][] {
     ["cut short (sleep sets or bound)", grouped(r.cut)],
   ];
   if (r.traces !== null) figures.push(["distinct traces", grouped(r.traces)]);
+  if (typeof r.otherStates === "number")
+    figures.push(["other states checked (--every-state)", grouped(r.otherStates)]);
   if (r.unfair > 0) figures.push(["dropped as unfair", grouped(r.unfair)]);
   figures.push(
     ["branches skipped by the reduction", grouped(r.skippedByReduction)],
