@@ -15,7 +15,9 @@ import {
   classifyRunError,
   explore,
   exploreEveryState,
+  exploreScenario,
   isLastSpte,
+  loadScenario,
   isShadowPresent,
   parseScenarioText,
   spteToPfn,
@@ -69,6 +71,27 @@ describe("explore --every-state", () => {
       /^result {6}no violation; the space is exhausted \(in the states its schedules passed; --every-state checks every state\)$/m,
     );
   });
+
+  it.each([
+    ["race-shared-table", "plain"],
+    ["race-shared-table", "sev"],
+    ["tdx-race-2m-4k", "tdx"],
+    ["tdx-race-2m-4k", "sev"],
+    ["convert-race", "tdx"],
+    ["tdx-terminate", "tdx"],
+  ])(
+    "%s on %s: no invariant fails in any state of any trace",
+    (name, backend) => {
+      const r = exploreScenario(loadScenario(`scenarios/${name}.yaml`), {
+        backend: builtinRegistry().source(backend),
+        everyState: true,
+      });
+      expect(r.violation?.violations ?? null).toBeNull();
+      expect(r.exhausted).toBe(true);
+      expect(r.otherStates).toBeGreaterThan(0);
+    },
+    120_000,
+  );
 
   it("runs in one thread: with --jobs or --shard it is bad input (exit 2)", async () => {
     expectOneLine(
