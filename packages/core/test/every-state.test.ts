@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import {
   BLOCKED,
   Clock,
+  RETRY_WAIT,
   TaskStepper,
   explore,
   exploreEveryState,
@@ -91,7 +92,57 @@ function independent(n: number): () => ExploreSystem {
   };
 }
 
+/**
+ * t0 retries until t1's flag is up: its attempt reads the flag and waits to retry; the next
+ * attempt's first step reads only a cell of its own. The check refuses that step before the
+ * flag, a state no schedule reaches (t0 cannot retry before t1 wakes it), though the step
+ * conflicts with nothing of t1's.
+ */
+function retryBeforeWake(): () => ExploreSystem {
+  return () => {
+    const clock = new Clock();
+    clock.interleaved = true;
+    const [CELL, FLAG] = [0, 1].map((i) => resourceId(0, i));
+    const st = { flag: 0, retried: 0 };
+    function* t0(): Op {
+      clock.fp?.read(FLAG!);
+      while (st.flag !== 1) {
+        yield RETRY_WAIT;
+        clock.fp?.read(CELL!);
+        st.retried = 1;
+        yield;
+        clock.fp?.read(FLAG!);
+      }
+    }
+    function* t1(): Op {
+      clock.touch(FLAG!);
+      st.flag = 1;
+    }
+    return {
+      tasks: [
+        { name: "t0", op: t0(), done: false },
+        { name: "t1", op: t1(), done: false },
+      ],
+      clock,
+      setRecorder: () => {},
+      classify: () => null,
+      check: () =>
+        st.retried === 1 && st.flag === 0
+          ? [{ check: "retry-before-wake", message: "t0 retried first", step: clock.tick }]
+          : [],
+    };
+  };
+}
+
 describe("exploreEveryState", () => {
+  it("checks no state a wait keeps every schedule from: the waker comes before the woken step", () => {
+    // Without reduction no schedule reaches it; the states every-state adds must be reachable.
+    expect(explore(retryBeforeWake(), { reduction: false }).violation).toBeNull();
+    const r = exploreEveryState(retryBeforeWake(), { algorithm: "optimal" });
+    expect(r.violation).toBeNull();
+    expect(r.exhausted).toBe(true);
+  });
+
   it("finds a violation only another order of one trace's independent steps passes through", () => {
     const make = flagThenWrites(14);
     // The reduced search alone runs one order per trace, the one with X first.
@@ -121,6 +172,12 @@ describe("exploreEveryState", () => {
       expect(r.traces).toBe(1);
       expect(r.violation).toBeNull();
       expect(r.otherStates).toBe((n + 1) ** 2 - (2 * n + 1));
+      // Checked only at the end of each schedule, the run's own states are others too.
+      const end = exploreEveryState(independent(n), {
+        algorithm: "optimal",
+        checkEveryStep: false,
+      });
+      expect(end.otherStates).toBe((n + 1) ** 2 - 1);
     }
   });
 

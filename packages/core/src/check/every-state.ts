@@ -51,7 +51,7 @@ export function exploreEveryState(
     onComplete: (sys, run) => {
       const own = userComplete?.(sys, run) ?? null;
       if (own !== null) return own;
-      const v = checkIdeals(make, run, checked, () => otherStates++);
+      const v = checkIdeals(make, run, checked, () => otherStates++, opts.checkEveryStep !== false);
       if (v === null) return null;
       found = v;
       return v.violations[0]!;
@@ -72,19 +72,24 @@ function checkIdeals(
   run: CompletedRun,
   checked: Set<string>,
   counted: () => void,
+  everyStep: boolean,
 ): { violations: ExploreViolation[]; choices: number[] } | null {
-  const { tasks, fps, store } = run;
+  const { tasks, fps, waker, store } = run;
   const n = tasks.length;
   let taskCount = 0;
   for (let i = 0; i < n; i++) taskCount = Math.max(taskCount, tasks[i]! + 1);
   // Per task, its steps in order; per step, its place in its task and the steps of other tasks
-  // it must follow directly.
+  // it must follow directly: the latest one of each other task whose footprint conflicts with
+  // its own, and the step that woke its task from a wait (a task that waits to retry, or for a
+  // lock, cannot take its next step before then, though that step may conflict with nothing of
+  // the waker's: without the edge, an ideal could hold a state no schedule reaches).
   const byTask: number[][] = Array.from({ length: taskCount }, () => []);
   const pos = new Int32Array(n);
   const preds: number[][] = Array.from({ length: n }, () => []);
   for (let j = 0; j < n; j++) {
     const t = tasks[j]!;
     pos[j] = byTask[t]!.length;
+    if (waker[j]! >= 0 && tasks[waker[j]!] !== t) preds[j]!.push(waker[j]!);
     for (let u = 0; u < taskCount; u++) {
       if (u === t) continue;
       const evs = byTask[u]!;
@@ -100,13 +105,13 @@ function checkIdeals(
   }
   // An ideal is how many of each task's steps it holds; its key says which steps those are and
   // how they are ordered (`IdealKeys`), so that an ideal another run had is known. The run
-  // passed through its own prefixes and checked them.
+  // passed through its own prefixes and checked them (with `checkEveryStep`; else only its end).
   const keys = new IdealKeys(run, taskCount, pos, preds);
   const counts = new Array<number>(taskCount).fill(0);
-  checked.add(keys.of(counts));
+  if (everyStep) checked.add(keys.of(counts));
   for (let i = 0; i < n; i++) {
     counts[tasks[i]!]!++;
-    checked.add(keys.of(counts));
+    if (everyStep || i === n - 1) checked.add(keys.of(counts));
   }
   // Depth first over the ideals, each reached once from its canonical parent: the ideal without
   // its last step in the schedule's order (a child adds a step that comes after all of the
@@ -232,6 +237,7 @@ class Replayer {
   private sys: ExploreSystem | null = null;
   private stepper: TaskStepper | null = null;
   private at: number[] = [];
+  private readonly enabled: number[] = [];
 
   constructor(
     private readonly make: () => ExploreSystem,
@@ -254,8 +260,17 @@ class Replayer {
     }
     const sys = this.sys;
     for (; k < steps.length; k++) {
+      const task = this.tasks[steps[k]!]!;
+      // The order holds every wake-up, so each step's task can run where the replay takes it.
+      if (!this.stepper!.enabled(this.enabled).includes(task))
+        throw new Error(
+          `exploreEveryState: replaying [${steps
+            .slice(0, k + 1)
+            .map((i) => this.tasks[i])
+            .join(", ")}], task ${task} cannot run at step ${k}: a state no schedule reaches`,
+        );
       try {
-        this.stepper!.step(this.tasks[steps[k]!]!);
+        this.stepper!.step(task);
         this.at.push(steps[k]!);
       } catch (e) {
         const v = sys.classify(e);

@@ -132,6 +132,8 @@ export interface CompletedRun {
   tasks: Int32Array;
   /** The footprint of each step, a handle into `store` (-1: none recorded). */
   fps: Int32Array;
+  /** The step that woke each step's task from a wait, -1 if it did not wait. */
+  waker: Int32Array;
   store: FootprintStore;
 }
 
@@ -899,7 +901,13 @@ export function explore(make: () => ExploreSystem, opts: ExploreOptions = {}): E
       fps[d] = p.fps[d * p.tasks + tasks[d]!]!;
     }
     pendingTrace = { key: traceKey(store, tasks, fps, n, p.tasks), tasks };
-    const v = opts.onComplete?.(sys, { key: pendingTrace.key, tasks, fps, store });
+    const v = opts.onComplete?.(sys, {
+      key: pendingTrace.key,
+      tasks,
+      fps,
+      waker: p.waker.subarray(0, n),
+      store,
+    });
     return v ? [v] : [];
   }
 
