@@ -131,11 +131,8 @@ export function checkCcaInvariants(be: CcaBackend, vm: BackendVm, mirror: Mirror
         message: `RTT at ${hex(base)} level ${level} counts ${refs} live entries, holds ${live}`,
       });
   };
-  const rootSize = levelSize(r.startLevel);
-  for (let i = 0; i < 512; i++) {
-    const e = r.rootSlot * 512 + i;
-    if (rtts.peekState(e) === RTTE_TABLE) visit(rtts.peekChild(e), r.startLevel + 1, i * rootSize);
-  }
+  // From the starting RTT, whose count REALM_DESTROY goes by, down.
+  visit(r.rootSlot, r.startLevel, 0);
   if (nsEntries !== nsLeaves.size)
     out.push({
       check: "rtt-unprotected",

@@ -39,6 +39,19 @@ describe("a malicious host's RMI calls", () => {
     expect(access(vm, 0)).toBe("ok");
   });
 
+  it("the starting RTT's count of live entries is checked as every other RTT's (REALM_DESTROY goes by it)", () => {
+    const { vm, be } = running();
+    const root = be.rmm.rtts.granuleOf(be.realm.rootSlot);
+    const refs = be.rmm.granules.refcount[root]!;
+    expect(refs).toBeGreaterThan(0);
+    be.rmm.granules.refcount[root] = refs + 1;
+    expect(checks(vm)).toEqual([
+      `granule-state: RTT at 0x0 level ${be.realm.startLevel} counts ${refs + 1} live entries, holds ${refs}`,
+    ]);
+    be.rmm.granules.refcount[root] = refs;
+    expect(checks(vm)).toEqual([]);
+  });
+
   it("cannot delegate a granule twice: RMI_ERROR_INPUT", () => {
     const { vm, be } = running();
     expect(raw(vm, be, "RMI_GRANULE_DELEGATE", { gpa: 0, page: "mapped" })).toBe("RMI_ERROR_INPUT");
