@@ -8,16 +8,16 @@
  * step of either puts right) can fail only in the state the run skipped.
  *
  * The states any order of a trace passes through are its ideals: the sets of steps closed under
- * "must come before" (the same task's earlier steps, and earlier steps whose footprints
- * conflict), each reached by running its steps in the schedule's order. After each complete
- * schedule, every ideal of its trace that the schedule did not pass through and no earlier
- * schedule checked (the same steps in the same conflicting order: the same trace key) is run
- * from a fresh system and checked. With every trace's ideals checked, every state of every
- * schedule the search covers is: each is an ideal of the trace of a complete schedule that
- * extends it.
+ * "must come before" (the same task's earlier steps, earlier steps whose footprints conflict,
+ * and the step that woke a task from a wait), each reached by running its steps in the
+ * schedule's order. After each complete schedule, every ideal of its trace that the schedule did
+ * not pass through and no earlier schedule checked (the same steps in the same conflicting order)
+ * is run and checked. With every trace's ideals checked, every state of every schedule the
+ * search covers is: each is an ideal of the trace of a complete schedule that extends it.
  *
- * It costs a replay per state, and a trace of k independent steps has 2^k ideals: for the
- * scenarios a user steps through and for tests, not for the largest explorations.
+ * It costs about a step per state and a replay per branch of the ideals, and a trace of k
+ * independent steps has 2^k ideals: for the scenarios a user steps through and for tests, not
+ * for the largest explorations.
  */
 import {
   explore,
