@@ -28,6 +28,7 @@ import {
   type ExploreViolation,
 } from "../exec/explorer.js";
 import { TaskStepper } from "../exec/scheduler.js";
+import { Hash64, conflictPredecessors } from "../exec/trace-key.js";
 
 export interface EveryStateResult extends ExploreResult {
   /** States checked besides those the schedules passed through (each once). */
@@ -78,30 +79,17 @@ function checkIdeals(
   const n = tasks.length;
   let taskCount = 0;
   for (let i = 0; i < n; i++) taskCount = Math.max(taskCount, tasks[i]! + 1);
-  // Per task, its steps in order; per step, its place in its task and the steps of other tasks
-  // it must follow directly: the latest one of each other task whose footprint conflicts with
-  // its own, and the step that woke its task from a wait (a task that waits to retry, or for a
+  // Per step, its place in its task and the steps of other tasks it must follow directly: the
+  // latest one of each other task whose footprint conflicts with its own, and the step that woke
+  // its task from a wait (a task that waits to retry, or for a
   // lock, cannot take its next step before then, though that step may conflict with nothing of
   // the waker's: without the edge, an ideal could hold a state no schedule reaches).
-  const byTask: number[][] = Array.from({ length: taskCount }, () => []);
+  const preds = conflictPredecessors(store, tasks, fps, n, taskCount);
   const pos = new Int32Array(n);
-  const preds: number[][] = Array.from({ length: n }, () => []);
+  const seen = new Int32Array(taskCount);
   for (let j = 0; j < n; j++) {
-    const t = tasks[j]!;
-    pos[j] = byTask[t]!.length;
-    if (waker[j]! >= 0 && tasks[waker[j]!] !== t) preds[j]!.push(waker[j]!);
-    for (let u = 0; u < taskCount; u++) {
-      if (u === t) continue;
-      const evs = byTask[u]!;
-      for (let k = evs.length - 1; k >= 0; k--) {
-        const i = evs[k]!;
-        if (fps[i]! >= 0 && fps[j]! >= 0 && store.dependsOn(fps[i]!, fps[j]!)) {
-          preds[j]!.push(i);
-          break;
-        }
-      }
-    }
-    byTask[t]!.push(j);
+    pos[j] = seen[tasks[j]!]!++;
+    if (waker[j]! >= 0 && tasks[waker[j]!] !== tasks[j]) preds[j]!.push(waker[j]!);
   }
   // An ideal is how many of each task's steps it holds; its key says which steps those are and
   // how they are ordered (`IdealKeys`), so that an ideal another run had is known. The run
@@ -169,15 +157,14 @@ class IdealKeys {
     const n = tasks.length;
     const clocks = new Int32Array(n * taskCount);
     const last = new Int32Array(taskCount).fill(-1);
-    const ids = store.idsView;
-    const kinds = store.kindsView;
+    const hash = new Hash64();
     const lengths = new Int32Array(taskCount);
     for (let j = 0; j < n; j++) lengths[tasks[j]!]!++;
     for (let t = 0; t < taskCount; t++) {
       this.prefix1.push(new Int32Array(lengths[t]! + 1));
       this.prefix2.push(new Int32Array(lengths[t]! + 1));
-      this.prefix1[t]![0] = 0x811c9dc5 ^ t;
-      this.prefix2[t]![0] = 0x9747b28c ^ t;
+      this.prefix1[t]![0] = hash.h1 ^ t;
+      this.prefix2[t]![0] = hash.h2 ^ t;
     }
     for (let j = 0; j < n; j++) {
       const t = tasks[j]!;
@@ -193,29 +180,12 @@ class IdealKeys {
         clocks[vc + tasks[i]!] = Math.max(clocks[vc + tasks[i]!]!, pos[i]! + 1);
       }
       last[t] = j;
-      let h1 = this.prefix1[t]![pos[j]!]!;
-      let h2 = this.prefix2[t]![pos[j]!]!;
-      const mix = (x: number): void => {
-        h1 = Math.imul(h1 ^ x, 0x01000193);
-        h2 = Math.imul(h2 ^ x, 0x5bd1e995);
-        h2 ^= h2 >>> 15;
-      };
-      for (let u = 0; u < taskCount; u++) mix(clocks[vc + u]!);
-      const h = fps[j]!;
-      if (h < 0) mix(-1);
-      else {
-        const a0 = store.startOf(h);
-        const a1 = a0 + store.lengthOf(h);
-        mix(a1 - a0);
-        for (let a = a0; a < a1; a++) {
-          const id = ids[a]!;
-          mix(id | 0);
-          mix(Math.floor(id / 4294967296) | 0);
-          mix(kinds[a]!);
-        }
-      }
-      this.prefix1[t]![pos[j]! + 1] = h1;
-      this.prefix2[t]![pos[j]! + 1] = h2;
+      hash.h1 = this.prefix1[t]![pos[j]!]!;
+      hash.h2 = this.prefix2[t]![pos[j]!]!;
+      for (let u = 0; u < taskCount; u++) hash.mix(clocks[vc + u]!);
+      hash.mixFootprint(store, fps[j]!);
+      this.prefix1[t]![pos[j]! + 1] = hash.h1;
+      this.prefix2[t]![pos[j]! + 1] = hash.h2;
     }
   }
 

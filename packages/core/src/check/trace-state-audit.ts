@@ -21,6 +21,7 @@ import {
   type ExploreViolation,
 } from "../exec/explorer.js";
 import { TaskStepper } from "../exec/scheduler.js";
+import { Hash64 } from "../exec/trace-key.js";
 import { stateDiff } from "./footprint-audit.js";
 
 export interface TraceStateAuditOptions {
@@ -51,19 +52,12 @@ export interface TraceStateAuditResult {
 
 /** Two states compare by this digest: the parts in name order, each with its value. */
 function digest(state: Map<string, string>): string {
-  const names = [...state.keys()].sort();
-  let h1 = 0x811c9dc5 | 0;
-  let h2 = 0x9747b28c | 0;
-  for (const n of names) {
+  const hash = new Hash64();
+  for (const n of [...state.keys()].sort()) {
     const s = `${n}=${state.get(n)!};`;
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-      h2 ^= h2 >>> 15;
-    }
+    for (let i = 0; i < s.length; i++) hash.mix(s.charCodeAt(i));
   }
-  return `${(h1 >>> 0).toString(16)}:${(h2 >>> 0).toString(16)}:${state.size}`;
+  return `${hash.text()}:${state.size}`;
 }
 
 /** The state a fresh system ends in after `choices` (the earlier schedule, to name what differs). */
