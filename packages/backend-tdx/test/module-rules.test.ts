@@ -70,6 +70,7 @@ import {
   VP_POSTED_INTR_NV,
 } from "../src/testing.js";
 import {
+  addSeptTables,
   finalizedTd,
   initializedTd,
   releaseHkid,
@@ -184,12 +185,7 @@ describe("locks a vCPU in guest mode holds", () => {
 // tdh_mem_sept_remove.c locks the removed S-EPT page's PAMT entry exclusively.
 it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; unlocked, SUCCESS", () => {
   const m = finalizedTd();
-  for (const [level, page] of [
-    [3, 10],
-    [2, 11],
-    [1, 12],
-  ])
-    expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  addSeptTables(m);
   expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
   expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
   const held = m.pamt.lock(12);
@@ -205,14 +201,7 @@ it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; 
 describe("PAGE.ADD's source page", () => {
   /** TD 0 initialized (not finalized), S-EPT tables 10-12 over GPA 0. */
   function withTables(): SeamModule {
-    const m = initializedTd();
-    for (const [level, page] of [
-      [3, 10],
-      [2, 11],
-      [1, 12],
-    ])
-      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-    return m;
+    return addSeptTables(initializedTd());
   }
 
   it("may be any page: the TD's own TDR, a page outside the TDMRs", () => {
@@ -301,13 +290,7 @@ describe("2 MiB private pages", () => {
   const GPA_2M = 0x200000;
   /** A finalized TD with the tables down to the 2M level over GPA 0-1 GiB (the level-1 entries FREE). */
   function upTo2m(): SeamModule {
-    const m = finalizedTd();
-    for (const [level, page] of [
-      [3, 10],
-      [2, 11],
-    ])
-      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
-    return m;
+    return addSeptTables(finalizedTd(), 2);
   }
 
   it("AUG at level 1: PENDING at 2M, one 2M PAMT entry REG of the TD, 512 more children", () => {
@@ -657,12 +640,7 @@ describe("TDH.MR.EXTEND", () => {
 
   it("a leaf that is not MAPPED (PENDING): EPT_ENTRY_NOT_PRESENT with no operand; a MAPPED one is measured", () => {
     const m = initializedTd();
-    for (const [level, page] of [
-      [3, 10],
-      [2, 11],
-      [1, 12],
-    ])
-      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    addSeptTables(m);
     expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
     expect(m.mrExtend(0x1000, 0).status).toBe(TDX_EPT_ENTRY_NOT_PRESENT);
     expect(m.memPageAdd(0x2000, 0, 0, 101, 3000).status).toBe(TDX_SUCCESS);
@@ -850,12 +828,7 @@ describe("TDMRs, their PAMTs and reserved areas", () => {
     expect(m.phymemPageRdmd(PAMT_BASE - 1).regs!.rcx).toBe(BigInt(PT_NDA));
     expect(m.phymemPageRdmd(PAMT_BASE + 1027).regs!.rcx).toBe(BigInt(PT_NDA));
     initializedTd(m);
-    for (const [level, page] of [
-      [3, 10],
-      [2, 11],
-      [1, 12],
-    ])
-      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    addSeptTables(m);
     expect(m.memPageAug(0x1000, 0, 0, PAMT_BASE + 7).status).toBe(
       TDX_PAGE_METADATA_INCORRECT + OPERAND_R8,
     );

@@ -41,6 +41,7 @@ import {
 import { SEAMCALL_NAMES, callDetail } from "../src/seam/leaves.js";
 import { newTdx } from "./tdx-source.js";
 import {
+  addSeptTables,
   createVcpu,
   finalizedTd,
   initializedTd,
@@ -473,12 +474,7 @@ describe("TDG.MEM.PAGE.ACCEPT where the S-EPT walk stops", () => {
     const m = finalizedTd();
     expect(m.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });
-    for (const [level, page] of [
-      [3, 10],
-      [2, 11],
-      [1, 12],
-    ])
-      expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+    addSeptTables(m);
     expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
     expect(m.memRangeBlock(0, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.tdgMemPageAccept(2, 0x1000, 0)).toEqual({ exit: "ept-violation" });

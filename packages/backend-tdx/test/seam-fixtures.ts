@@ -49,15 +49,19 @@ export function releaseHkid(m: SeamModule): void {
   expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
 }
 
+/**
+ * TD 0's S-EPT tables over GPA 0 from level 3 down to TDX level `lowest` (1: down to the 4K
+ * table): page 10 at level 3, 11 at level 2, 12 at level 1.
+ */
+export function addSeptTables(m: SeamModule, lowest = 1): SeamModule {
+  for (let level = 3; level >= lowest; level--)
+    expect(m.memSeptAdd(0, level, 0, 13 - level).status).toBe(TDX_SUCCESS);
+  return m;
+}
+
 /** `finalizedTd` with S-EPT tables 10-12 over GPA 0 and page 100 AUGed at 0x1000. */
 export function runnableTd(): SeamModule {
-  const m = finalizedTd();
-  for (const [level, page] of [
-    [3, 10],
-    [2, 11],
-    [1, 12],
-  ])
-    expect(m.memSeptAdd(0, level!, 0, page!).status).toBe(TDX_SUCCESS);
+  const m = addSeptTables(finalizedTd());
   expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
   return m;
 }
