@@ -17,6 +17,26 @@ import {
   type Op,
 } from "../src/testing.js";
 
+/** Two tasks t0 and t1 on `clock`, and the check of the state they leave. */
+function twoTasks(
+  clock: Clock,
+  t0: Op,
+  t1: Op,
+  check: () => ReturnType<ExploreSystem["check"]> = () => [],
+): ExploreSystem {
+  return {
+    tasks: [
+      { name: "t0", op: t0, done: false },
+      { name: "t1", op: t1, done: false },
+    ],
+    clock,
+    setRecorder: () => {},
+    classify: () => null,
+    check,
+    stateVersion: () => clock.checkVersion,
+  };
+}
+
 /**
  * t0 takes `private` steps of its own, raises a flag, then writes X; t1 waits for the flag, then
  * writes Y. Once the flag is up, t0's write of X and t1's write of Y are independent: one trace,
@@ -49,20 +69,11 @@ function flagThenWrites(privateSteps: number): () => ExploreSystem {
       clock.touch(Y!);
       mem.y = 1;
     }
-    return {
-      tasks: [
-        { name: "t0", op: t0(), done: false },
-        { name: "t1", op: t1(), done: false },
-      ],
-      clock,
-      setRecorder: () => {},
-      classify: () => null,
-      check: () =>
-        mem.y === 1 && mem.x === 0
-          ? [{ check: "y-implies-x", message: "Y is set and X is not", step: clock.tick }]
-          : [],
-      stateVersion: () => clock.checkVersion,
-    };
+    return twoTasks(clock, t0(), t1(), () =>
+      mem.y === 1 && mem.x === 0
+        ? [{ check: "y-implies-x", message: "Y is set and X is not", step: clock.tick }]
+        : [],
+    );
   };
 }
 
@@ -78,17 +89,7 @@ function independent(n: number): () => ExploreSystem {
           if (k < n - 1) yield;
         }
       })();
-    return {
-      tasks: [
-        { name: "t0", op: task(0), done: false },
-        { name: "t1", op: task(1), done: false },
-      ],
-      clock,
-      setRecorder: () => {},
-      classify: () => null,
-      check: () => [],
-      stateVersion: () => clock.checkVersion,
-    };
+    return twoTasks(clock, task(0), task(1));
   };
 }
 
@@ -118,19 +119,13 @@ function retryBeforeWake(): () => ExploreSystem {
       clock.touch(FLAG!);
       st.flag = 1;
     }
-    return {
-      tasks: [
-        { name: "t0", op: t0(), done: false },
-        { name: "t1", op: t1(), done: false },
-      ],
-      clock,
-      setRecorder: () => {},
-      classify: () => null,
-      check: () =>
-        st.retried === 1 && st.flag === 0
-          ? [{ check: "retry-before-wake", message: "t0 retried first", step: clock.tick }]
-          : [],
-    };
+    // Checked after every step: `retried` moves no version.
+    const sys = twoTasks(clock, t0(), t1(), () =>
+      st.retried === 1 && st.flag === 0
+        ? [{ check: "retry-before-wake", message: "t0 retried first", step: clock.tick }]
+        : [],
+    );
+    return { ...sys, stateVersion: undefined };
   };
 }
 
