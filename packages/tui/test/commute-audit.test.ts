@@ -6,13 +6,11 @@
  * write; this is what sees an unrecorded read (removing the SPTE read of the hardware walk, the
  * attributes read of `kvm_mem_is_private`, or the RMP's reads each fails it).
  */
-import { readdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   FootprintAudit,
   R_DIRTY,
-  RunInputError,
   auditCommutation,
   buildRun,
   classifyRunError,
@@ -23,26 +21,21 @@ import {
   type Scenario,
 } from "@tdpemu/core/testing";
 import { builtinRegistry } from "../src/registry.js";
-import { shrunk } from "./shrunk-scenario.js";
+import { shippedScenarioFiles, shrunk, unlessRefused } from "./shrunk-scenario.js";
 
 const registry = builtinRegistry();
 
 /** The audit's findings for `scn` on `backend`, or null if the backend refuses the scenario. */
 function audit(scn: Scenario, backend: string, walks: number) {
-  try {
-    return auditCommutation(
-      scenarioSystem(scn, { backend: registry.source(backend), audit: true }),
-      { walks, seed: 7 },
-    );
-  } catch (e) {
-    if (e instanceof RunInputError) return null; // an op this backend refuses
-    throw e;
-  }
+  return unlessRefused(() =>
+    auditCommutation(scenarioSystem(scn, { backend: registry.source(backend), audit: true }), {
+      walks,
+      seed: 7,
+    }),
+  );
 }
 
-const files = readdirSync(resolve("scenarios"))
-  .filter((f) => f.endsWith(".yaml"))
-  .sort();
+const files = shippedScenarioFiles;
 
 /** Small races, one path each, where random walks meet the pairs that matter often. */
 const RACES: Record<string, { backends: string[]; yaml: string }> = {

@@ -3,7 +3,24 @@
  * guest memory of at most 4 MiB, ops past it dropped and ranges clamped. The audits copy the
  * shared state around steps, and a smaller guest runs the same code.
  */
-import type { Scenario } from "@tdpemu/core/testing";
+import { readdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { RunInputError, type Scenario } from "@tdpemu/core/testing";
+
+/** The shipped scenarios' file names (in `scenarios/`), sorted. */
+export const shippedScenarioFiles: readonly string[] = readdirSync(resolve("scenarios"))
+  .filter((f) => f.endsWith(".yaml"))
+  .sort();
+
+/** `f()`, or null if the backend refuses the scenario (an op it does not take: RunInputError). */
+export function unlessRefused<T>(f: () => T): T | null {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RunInputError) return null;
+    throw e;
+  }
+}
 
 const MAX_MEMORY = 4 * 2 ** 20;
 const PAGE = 4096;

@@ -4,12 +4,10 @@
  * the same state. And it finds a read left unrecorded wherever it happens in the schedule,
  * naming the part of the state the two schedules disagree on.
  */
-import { readdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   FootprintAudit,
-  RunInputError,
   auditTraceStates,
   buildRun,
   classifyRunError,
@@ -20,26 +18,21 @@ import {
   type Scenario,
 } from "@tdpemu/core/testing";
 import { builtinRegistry } from "../src/registry.js";
-import { shrunk } from "./shrunk-scenario.js";
+import { shippedScenarioFiles, shrunk, unlessRefused } from "./shrunk-scenario.js";
 
 const registry = builtinRegistry();
 
 /** The audit's result for `scn` on `backend`, or null if the backend refuses the scenario. */
 function audit(scn: Scenario, backend: string, maxSchedules: number) {
-  try {
-    return auditTraceStates(
-      scenarioSystem(scn, { backend: registry.source(backend), audit: true }),
-      { maxSchedules, preemptionBound: 1 },
-    );
-  } catch (e) {
-    if (e instanceof RunInputError) return null; // an op this backend refuses
-    throw e;
-  }
+  return unlessRefused(() =>
+    auditTraceStates(scenarioSystem(scn, { backend: registry.source(backend), audit: true }), {
+      maxSchedules,
+      preemptionBound: 1,
+    }),
+  );
 }
 
-const files = readdirSync(resolve("scenarios"))
-  .filter((f) => f.endsWith(".yaml"))
-  .sort();
+const files = shippedScenarioFiles;
 
 /**
  * Schedules per scenario and backend: 150, but 20 for zap-refault, whose schedules each take
