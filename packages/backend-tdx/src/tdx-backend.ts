@@ -794,7 +794,7 @@ export class TdxBackend implements Backend, CallListener {
    * TDX_OPERAND_BUSY"); a failure, BUSY included, is a WARN and the page is leaked by the caller.
    */
   private reclaim(pfn: number): SeamResult {
-    return this.module.phymemPageReclaim(pfn);
+    return this.module.phymemPageReclaim(pfn, this.tdr);
   }
 
   private must(name: string, r: SeamResult): void {
@@ -952,7 +952,7 @@ export class TdxBackend implements Backend, CallListener {
         r = this.module.memPagePromote(gpa, level, this.tdr);
         break;
       case "TDH.PHYMEM.PAGE.RECLAIM":
-        r = this.module.phymemPageReclaim(page());
+        r = this.module.phymemPageReclaim(page(), this.tdr);
         break;
       case "TDH.PHYMEM.PAGE.WBINVD":
         r = this.module.phymemPageWbinvd(page(), this.hkid, this.tdr);
@@ -974,7 +974,7 @@ export class TdxBackend implements Backend, CallListener {
         r = this.module.vpInit(this.tdvprs[vcpu]!, vcpu);
         break;
       case "TDH.PHYMEM.PAGE.RDMD":
-        r = this.module.phymemPageRdmd(page());
+        r = this.module.phymemPageRdmd(page(), this.tdr);
         break;
       // Metadata: `field` by name or as a hex id, `value` and `mask` (TDH.VP.WR) as numbers or hex strings.
       case "TDH.MNG.RD":

@@ -276,7 +276,6 @@ export function checkTdxInvariants(
   let owned = 0;
   const pamt = module.pamt;
   for (let pfn = pamt.nextPageOf(be.tdr, 0); pfn >= 0; pfn = pamt.nextPageOf(be.tdr, pfn + 1)) {
-    if (pfn === be.tdr) continue;
     const type = pamt.type(pfn);
     owned++;
     if (type === PT_REG || type === PT_EPT) {

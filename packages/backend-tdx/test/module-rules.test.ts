@@ -13,6 +13,7 @@ import {
   OPERAND_RCX,
   OPERAND_RDX,
   PT_NDA,
+  PT_TDR,
   SeamModule,
   TDX_FLUSHVP_NOT_DONE,
   TDX_LIFECYCLE_STATE_INCORRECT,
@@ -277,9 +278,15 @@ describe("the order of an operand's checks", () => {
     const m = runnableTd();
     const tdr = m.pamt.lock(0);
     expect(tdr.tryExclusive()).toBe(true);
-    expect(m.phymemPageReclaim(12).status).toBe(0x8000020000000080n);
+    // A failure after the type check returns RCX, RDX and R8 as a success would.
+    const regs = { rcx: BigInt(PT_EPT), rdx: 0n, r8: 0n };
+    expect(m.phymemPageReclaim(12)).toEqual({ status: 0x8000020000000080n, regs });
     tdr.release();
-    expect(m.phymemPageReclaim(12).status).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+    expect(m.phymemPageReclaim(12)).toEqual({ status: TDX_LIFECYCLE_STATE_INCORRECT, regs });
+    // Before it, nothing: the module's RCX, RDX and R8 stay 0.
+    expect(m.phymemPageReclaim(3900)).toEqual({
+      status: TDX_PAGE_METADATA_INCORRECT + OPERAND_RCX,
+    });
   });
 });
 
@@ -539,6 +546,32 @@ describe("2 MiB private pages", () => {
     expect(m.pamt.type2m(1024)).toBe(PT_NDA);
     expect(m.tds.get(0)!.childCount).toBe(before - 512);
   });
+
+  it("the 2M PAMT entry keeps its BEPOCH through DEMOTE and PROMOTE (pamt_promote copies type and owner only)", () => {
+    const m = with2mPage(true);
+    const blockedAt = m.tds.get(0)!.epoch;
+    expect(blockedAt).not.toBe(0);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    // DEMOTE's 512 4K entries start at BEPOCH 0; the 2M entry is NDA, its BEPOCH left as it was.
+    expect(m.phymemPageRdmd(1024 + 3).regs).toEqual({
+      rcx: BigInt(PT_REG),
+      rdx: 0n,
+      r8: 0n,
+      r9: 0n,
+    });
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.tds.get(0)!.epoch).toBeGreaterThan(blockedAt);
+    expect(m.phymemPageRdmd(1024).regs).toEqual({
+      rcx: BigInt(PT_REG),
+      rdx: 0n,
+      r8: 1n,
+      r9: BigInt(blockedAt),
+    });
+  });
 });
 
 // check_td_in_correct_build_state (helpers.c): after fatal and keys, a TD leaf needs the TDCS
@@ -667,6 +700,39 @@ describe("TDH.PHYMEM.PAGE.RDMD", () => {
     expect(m.phymemPageRdmd(100).regs!.r9).toBe(BigInt(m.tds.get(0)!.epoch));
     expect(m.phymemPageRdmd(2).regs).toEqual({ rcx: BigInt(PT_TDVPR), rdx: 0n, r8: 0n, r9: 0n });
     expect(m.phymemPageRdmd(3900).regs).toEqual({ rcx: BigInt(PT_NDA), rdx: 0n, r8: 0n, r9: 0n });
+  });
+
+  it("a page that left its TD is NDA with its owner kept (leaves write only `pt = PT_NDA`); a TDR has no owner", () => {
+    // A TDR away from PFN 0, so that an owner reads as something other than 0.
+    const m = initializedTd(new SeamModule(4096), 16, 2, 0);
+    expect(m.mrFinalize(16).status).toBe(TDX_SUCCESS);
+    for (const [level, page] of [
+      [3, 30],
+      [2, 31],
+      [1, 32],
+    ])
+      expect(m.memSeptAdd(0, level!, 16, page!).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 16, 100).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(0x1000, 0, 16).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(16).status).toBe(TDX_SUCCESS);
+    expect(m.memPageRemove(0x1000, 0, 16).status).toBe(TDX_SUCCESS);
+    const owner = { rdx: 16n << 12n, r8: 0n, r9: 0n };
+    expect(m.phymemPageRdmd(100).regs).toEqual({ rcx: BigInt(PT_NDA), ...owner });
+    // tdh_mng_create.c: the TDR's PAMT owner is 0.
+    expect(m.phymemPageRdmd(16).regs).toEqual({ rcx: BigInt(PT_TDR), rdx: 0n, r8: 0n, r9: 0n });
+    // SEPT.REMOVE of the emptied table; RECLAIM of a TDCS page once the HKID is released.
+    expect(m.memRangeBlock(0, 1, 16).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(16).status).toBe(TDX_SUCCESS);
+    expect(m.memSeptRemove(0, 1, 16).status).toBe(TDX_SUCCESS);
+    expect(m.phymemPageRdmd(32).regs).toEqual({ rcx: BigInt(PT_NDA), ...owner });
+    releaseHkid(m, 16);
+    const tdcs = tdcsPages(16)[1]!;
+    expect(m.phymemPageReclaim(tdcs).regs).toEqual({
+      rcx: BigInt(PT_TDCX),
+      rdx: 16n << 12n,
+      r8: 0n,
+    });
+    expect(m.phymemPageRdmd(tdcs).regs).toEqual({ rcx: BigInt(PT_NDA), ...owner });
   });
 
   it("a 2 MiB page answers for its 2M PAMT entry (size 1); outside the TDMR: OPERAND_ADDR_RANGE_ERROR|RCX", () => {

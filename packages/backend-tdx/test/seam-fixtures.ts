@@ -40,13 +40,16 @@ export function finalizedTd(): SeamModule {
   return m;
 }
 
-/** TD 0's vCPU (TDVPR 2) leaves guest mode and the HKID is released, as `tdx_mmu_release_hkid` does. */
-export function releaseHkid(m: SeamModule): void {
-  m.tdExit(2);
-  expect(m.vpFlush(2, 0).status).toBe(TDX_SUCCESS);
-  expect(m.mngVpflushdone(0).status).toBe(TDX_SUCCESS);
-  expect(m.phymemCacheWb(0).status).toBe(TDX_SUCCESS);
-  expect(m.mngKeyFreeid(0).status).toBe(TDX_SUCCESS);
+/**
+ * The vCPU of TD `tdr` (TDVPR `tdr + 2`, on LP 0) leaves guest mode and the HKID is released, as
+ * `tdx_mmu_release_hkid` does.
+ */
+export function releaseHkid(m: SeamModule, tdr = 0): void {
+  m.tdExit(tdr + 2);
+  expect(m.vpFlush(tdr + 2, 0).status).toBe(TDX_SUCCESS);
+  expect(m.mngVpflushdone(tdr).status).toBe(TDX_SUCCESS);
+  expect(m.phymemCacheWb(tdr).status).toBe(TDX_SUCCESS);
+  expect(m.mngKeyFreeid(tdr).status).toBe(TDX_SUCCESS);
 }
 
 /**

@@ -2,7 +2,7 @@
  * TDH.MEM.*: the S-EPT leaves (SEPT.ADD and SEPT.REMOVE; PAGE.AUG, PAGE.ADD and PAGE.REMOVE;
  * RANGE.BLOCK and RANGE.UNBLOCK) and TDH.MEM.TRACK, which starts a new TLB epoch.
  */
-import { NO_TD, PT_EPT, PT_NDA, PT_REG } from "./pamt.js";
+import { PT_EPT, PT_REG } from "./pamt.js";
 import {
   NO_TREE_LOCK,
   OPS_INITIALIZED,
@@ -220,7 +220,7 @@ export function memPageRemoveLeaf(
   lockLeafPage(m, pfn, level, OPERAND_RCX);
   blockedAndTracked(m, td, st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, pfn, level);
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
-  m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
+  m.pamt.setLeafNda(pfn, level);
   // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
   for (let i = 0; i < 512 ** level; i++) m.plainDelete(pfn + i);
   td.addChildren(-(512 ** level));
@@ -257,7 +257,7 @@ export function memPageDemoteLeaf(
   for (let i = 0; i < 512; i++) m.sept.setEntry(child, 2 * i, small, pfn + i, level - 1);
   m.pamt.set(page, PT_EPT, tdr);
   td.addChildren(1);
-  m.pamt.set2m(pfn, PT_NDA, NO_TD);
+  m.pamt.setNda2m(pfn);
   for (let i = 0; i < 512; i++) m.pamt.set(pfn + i, PT_REG, tdr);
   m.sept.setEntry(table, off, SEPT_NL_MAPPED, page, level);
   return ok();
@@ -302,11 +302,11 @@ export function memPagePromoteLeaf(
   }
   // pamt_promote: the 2M entry locked exclusively, then the 512 4K entries merged into it.
   lockLeafPage(m, first, level, OPERAND_RCX);
-  for (let i = 0; i < 512; i++) m.pamt.set(first + i, PT_NDA, NO_TD);
-  m.pamt.set2m(first, PT_REG, tdr);
+  for (let i = 0; i < 512; i++) m.pamt.setNda(first + i);
+  m.pamt.promote2m(first, PT_REG, tdr);
   m.sept.setEntry(table, off, state, first, level);
   m.sept.drop(page);
-  m.pamt.set(page, PT_NDA, NO_TD);
+  m.pamt.setNda(page);
   td.addChildren(-1);
   return { status: TDX_SUCCESS, pfn: page };
 }
@@ -337,7 +337,7 @@ export function memSeptRemoveLeaf(
   }
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.sept.drop(page);
-  m.pamt.set(page, PT_NDA, NO_TD);
+  m.pamt.setNda(page);
   td.addChildren(-1);
   return ok();
 }

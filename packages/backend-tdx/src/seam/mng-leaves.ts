@@ -3,7 +3,7 @@
  * the VP flush barrier, freeing the key). Each is a leaf body the dispatcher (`SeamCore.call`)
  * runs with the TD's TDR and the call's numeric operands.
  */
-import { PT_TDCX, PT_TDR } from "./pamt.js";
+import { NO_TD, PT_TDCX, PT_TDR } from "./pamt.js";
 import {
   MIN_NUM_TDCS_PAGES,
   OPS_UNINITIALIZED,
@@ -35,7 +35,8 @@ import {
 /** TDH.MNG.CREATE: the body of `SeamModule.mngCreate`. */
 export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
   checkNewPage(m, tdr, OPERAND_RCX);
-  m.pamt.set(tdr, PT_TDR, tdr);
+  // tdh_mng_create.c: a TDR has no owner (PAMT owner 0; NO_TD here, since a TDR may sit at PFN 0).
+  m.pamt.set(tdr, PT_TDR, NO_TD);
   m.addTd(new Td(tdr, hkid, m.fp));
   return ok();
 }

@@ -299,14 +299,34 @@ export class Pamt {
 
   /** The 2M entry over `pfn`: a 2 MiB page of `owner` (REG) or none (NDA); BEPOCH back to 0. */
   set2m(pfn: number, type: number, owner: number): void {
+    const blk = this.setType2m(pfn, type);
+    const j = (pfn & BLOCK_MASK) >>> 9;
+    blk.owner2m[j] = owner;
+    blk.bepoch2m[j] = 0;
+  }
+
+  /**
+   * `pamt_promote`: the 2M entry takes the type and owner of the merged 4K entries, and keeps
+   * the BEPOCH it had (a BLOCK of the 2 MiB page before it was demoted left one there).
+   */
+  promote2m(pfn: number, type: number, owner: number): void {
+    const blk = this.setType2m(pfn, type);
+    blk.owner2m[(pfn & BLOCK_MASK) >>> 9] = owner;
+  }
+
+  /** The 2M entry is no longer a page (PAGE.REMOVE, DEMOTE, RECLAIM): as `setNda`. */
+  setNda2m(pfn: number): void {
+    this.setType2m(pfn, PT_NDA);
+  }
+
+  private setType2m(pfn: number, type: number): PamtBlock {
     this.fp?.writePamt2m(pfn);
     this.version++;
     const blk = this.block(pfn);
     const j = (pfn & BLOCK_MASK) >>> 9;
     if ((blk.type2m[j] !== PT_NDA) !== (type !== PT_NDA)) blk.n2m += type !== PT_NDA ? 1 : -1;
     blk.type2m[j] = type;
-    blk.owner2m[j] = owner;
-    blk.bepoch2m[j] = 0;
+    return blk;
   }
 
   /**
@@ -377,6 +397,12 @@ export class Pamt {
     else this.set2m(pfn, type, owner);
   }
 
+  /** `setNda` or `setNda2m` for a leaf page at TDX `level`. */
+  setLeafNda(pfn: number, level: number): void {
+    if (level === 0) this.setNda(pfn);
+    else this.setNda2m(pfn);
+  }
+
   /**
    * The first PFN of the lowest 2 MiB page at or above `from` that `owner` has (a 2M entry of
    * type REG), or -1; records nothing (for the checks).
@@ -425,7 +451,29 @@ export class Pamt {
     return true;
   }
 
+  /**
+   * The page becomes `type` for `owner` with BEPOCH 0, as PAGE.AUG, PAGE.ADD and SEPT.ADD write
+   * it (`set_pamt_entry_owner`, `bepoch.raw = 0`). The control-page leaves (MNG.ADDCX, VP.CREATE,
+   * VP.ADDCX) leave BEPOCH as it was; nothing reads it of a page of theirs (RDMD gives BEPOCH of
+   * REG and EPT pages only), so the model zeroes it there too.
+   */
   set(pfn: number, type: number, owner: number): void {
+    const blk = this.setType(pfn, type);
+    const i = pfn & BLOCK_MASK;
+    blk.owner[i] = owner;
+    blk.bepoch[i] = 0;
+  }
+
+  /**
+   * The page is no longer assigned: every leaf that frees one (PAGE.REMOVE, SEPT.REMOVE, PROMOTE's
+   * merged entries, PHYMEM.PAGE.RECLAIM) writes `pt = PT_NDA` and nothing else, so the owner and
+   * BEPOCH stay, and TDH.PHYMEM.PAGE.RDMD reports the owner until the page is assigned again.
+   */
+  setNda(pfn: number): void {
+    this.setType(pfn, PT_NDA);
+  }
+
+  private setType(pfn: number, type: number): PamtBlock {
     this.fp?.writePamt(pfn);
     this.version++;
     const blk = this.block(pfn);
@@ -440,8 +488,7 @@ export class Pamt {
       blk.nAssigned += is ? 1 : -1;
     }
     blk.type[i] = type;
-    blk.owner[i] = owner;
-    blk.bepoch[i] = 0;
+    return blk;
   }
 
   /**

@@ -5,7 +5,7 @@
 import { NO_TD, PT_EPT, PT_NDA, PT_REG, PT_RSVD, PT_TDR } from "./pamt.js";
 import { checkHpa, lockPage } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { type SeamResult, check, ok } from "./seam-result.js";
+import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
 import {
   OPERAND_RCX,
   OPERAND_TDR,
@@ -34,14 +34,25 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   const level = m.pamt.type2m(pfn) !== PT_NDA ? 1 : 0;
   if (level === 0) lockPage(m, pfn, true, OPERAND_RCX);
   const type = level === 0 ? m.pamt.type(pfn) : m.pamt.type2m(pfn);
-  check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
-  check(level === 0 || pfn % 512 === 0, TDX_OPERAND_INVALID, OPERAND_RCX);
   const owner = level === 0 ? m.pamt.owner(pfn) : m.pamt.owner2m(pfn);
-  if (type !== PT_TDR) lockPage(m, owner, false, OPERAND_TDR);
-  const td = m.tds.get(owner)!;
-  check(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
+  check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
+  // RCX = the type the page had, RDX = its owner's TDR address (0 for a TDR, which has none),
+  // R8 = its size: set once the type passed its check, so every later failure returns them too.
+  const regs = {
+    rcx: BigInt(type),
+    rdx: owner === NO_TD ? 0n : BigInt(owner) << 12n,
+    r8: BigInt(level),
+  };
+  const must = (cond: boolean, status: bigint): void => {
+    if (!cond) throw new SeamError({ status, regs });
+  };
+  must(level === 0 || pfn % 512 === 0, TDX_OPERAND_INVALID + OPERAND_RCX);
+  // lock_and_map_implicit_tdr: the owner's TDR shared (RECLAIM has no prologue holding it).
+  if (type !== PT_TDR) must(m.pamt.tryLockAndRelease(owner, false), TDX_OPERAND_BUSY + OPERAND_TDR);
+  const td = m.tds.get(type === PT_TDR ? pfn : owner)!;
+  must(td.lifecycle === LC_TEARDOWN, TDX_LIFECYCLE_STATE_INCORRECT);
   if (type === PT_TDR) {
-    check(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
+    must(td.childCount === 0, TDX_TD_ASSOCIATED_PAGES_EXIST);
     m.removeTd(pfn);
   } else {
     td.addChildren(level === 0 ? -1 : -512);
@@ -51,14 +62,8 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   // overwritten unrecorded when the frame next becomes an S-EPT page (`Sept.init`).
   if (m.sept.get(pfn) !== undefined) m.sept.drop(pfn);
   for (let i = 0; i < (level === 0 ? 1 : 512); i++) m.plainDelete(pfn + i);
-  m.pamt.setLeaf(pfn, level, PT_NDA, NO_TD);
-  // RCX = the type the page had, RDX = its owner's TDR address, R8 = its size. The module sets
-  // them once the type passed its check, so a later failure returns them too; the model's
-  // failures carry no registers.
-  return {
-    status: TDX_SUCCESS,
-    regs: { rcx: BigInt(type), rdx: BigInt(owner) << 12n, r8: BigInt(level) },
-  };
+  m.pamt.setLeafNda(pfn, level);
+  return { status: TDX_SUCCESS, regs };
 }
 
 /**

@@ -15,7 +15,7 @@ import {
   TDH_SYS_LP_INIT,
   TDH_SYS_TDMR_INIT,
 } from "./leaves.js";
-import { Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
+import { NO_TD, Pamt, PT_TDR, PT_TDVPR } from "./pamt.js";
 import {
   type CallListener,
   type InjectedFault,
@@ -259,7 +259,8 @@ export class SeamCore {
       .used()
       .filter((leaf) => log.counts[leaf]! > 0)
       .map((leaf) => [leaf, log.counts[leaf]!] as const);
-    return { td: state, pamt: [...this.pamt.pagesOf(tdr)], calls };
+    // The TDR has no owner (TDH.MNG.CREATE), so it is not among the pages the TD owns.
+    return { td: state, pamt: [[tdr, PT_TDR], ...this.pamt.pagesOf(tdr)], calls };
   }
 
   /**
@@ -275,7 +276,7 @@ export class SeamCore {
       return null;
     for (const [pfn] of r.pamt) if (!this.pamt.isFreshPage(pfn)) return null;
     this.pristine = false;
-    for (const [pfn, type] of r.pamt) this.pamt.set(pfn, type, tdr);
+    for (const [pfn, type] of r.pamt) this.pamt.set(pfn, type, type === PT_TDR ? NO_TD : tdr);
     this.sept.init(r.td.root);
     const td = Td.restored(r.td, this.fp);
     this.addTd(td);

@@ -290,16 +290,8 @@ export class SeamModule extends SeamCore {
    * TDH.PHYMEM.PAGE.RECLAIM: take a page back from a TD that is being torn down (HKID freed). A
    * TDR only once all its other pages are back.
    */
-  phymemPageReclaim(pfn: number): SeamResult {
-    return this.call(
-      TDH_PHYMEM_PAGE_RECLAIM,
-      this.pamt.leafOwner(pfn),
-      pfn,
-      0,
-      0,
-      0,
-      phymemPageReclaimLeaf,
-    );
+  phymemPageReclaim(pfn: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
+    return this.call(TDH_PHYMEM_PAGE_RECLAIM, onBehalfOf, pfn, 0, 0, 0, phymemPageReclaimLeaf);
   }
 
   // ------------------------------------------------------------------ metadata
@@ -369,16 +361,8 @@ export class SeamModule extends SeamCore {
   }
 
   /** TDH.PHYMEM.PAGE.RDMD: the page's PAMT metadata (`regs`: RCX type, RDX owner, R8 size, R9 BEPOCH). */
-  phymemPageRdmd(pfn: number): SeamResult {
-    return this.call(
-      TDH_PHYMEM_PAGE_RDMD,
-      this.pamt.leafOwner(pfn),
-      pfn,
-      0,
-      0,
-      0,
-      phymemPageRdmdLeaf,
-    );
+  phymemPageRdmd(pfn: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
+    return this.call(TDH_PHYMEM_PAGE_RDMD, onBehalfOf, pfn, 0, 0, 0, phymemPageRdmdLeaf);
   }
 
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */
