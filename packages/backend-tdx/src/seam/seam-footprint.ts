@@ -23,7 +23,12 @@ export const TD_MRTD = 5;
 export const TD_TREE_LOCK = 6;
 export const TD_OPSTATE_LOCK = 7;
 export const TD_EPOCH_LOCK = 8;
-const TD_PARTS = 16;
+/**
+ * One resource space per part, indexed by the TDR's PFN: a PFN takes the whole 2^32 of an index
+ * space on a 16 TiB host, so the parts cannot share one (TDRs 2^28 apart would alias, and a part
+ * the checks read could land in a space said to be unread).
+ */
+const TD_PARTS = 9;
 
 /**
  * The platform resource of the module's bring-up state and the frames its TDMRs make usable
@@ -43,6 +48,8 @@ export class SeamFootprint {
   fp: FootprintRecorder | null = null;
   private septSpace = 0;
   private pamtSpace = 0;
+  private pamt2mSpace = 0;
+  /** The first of TD_PARTS consecutive spaces, one per part (`tdId`). */
   private tdSpace = 0;
   private vcpuSpace = 0;
   private plainSpace = 0;
@@ -66,9 +73,13 @@ export class SeamFootprint {
     // a vCPU's TDVPR, or page contents: a change of those alone needs no check.
     this.septSpace = clock.newResourceSpace();
     this.pamtSpace = clock.newResourceSpace();
-    this.tdSpace = clock.newResourceSpace(
-      (i) => i % TD_PARTS === TD_STATE || i % TD_PARTS === TD_CHILDREN,
-    );
+    this.pamt2mSpace = clock.newResourceSpace();
+    for (let part = 0; part < TD_PARTS; part++) {
+      const space = clock.newResourceSpace(part === TD_STATE || part === TD_CHILDREN);
+      if (part === 0) this.tdSpace = space;
+      else if (space !== this.tdSpace + part)
+        throw new Error("a TD's resource spaces must be consecutive");
+    }
     this.vcpuSpace = clock.newResourceSpace(false);
     this.plainSpace = clock.newResourceSpace(false);
     this.platformSpace = clock.newResourceSpace();
@@ -92,11 +103,11 @@ export class SeamFootprint {
 
   /** The 2M PAMT entry over `pfn` (its own resource, apart from the 512 4K entries under it). */
   pamt2mId(pfn: number): number {
-    return resourceId(this.pamtSpace, 0x80000000 + Math.floor(pfn / 512));
+    return resourceId(this.pamt2mSpace, Math.floor(pfn / 512));
   }
 
   tdId(tdr: number, part: number): number {
-    return resourceId(this.tdSpace, tdr * TD_PARTS + part);
+    return resourceId(this.tdSpace + part, tdr);
   }
 
   vcpuId(tdvpr: number): number {
