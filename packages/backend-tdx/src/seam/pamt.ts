@@ -4,7 +4,9 @@
  * host-priority lock. The real PAMT costs 16 bytes per page; here 10 (type, owner, BEPOCH and
  * the lock in typed arrays), per 16 MiB block of frames, made on first use, so memory the module
  * never sees costs nothing. (A block per 2 MiB cost a few microseconds to make for every 512
- * pages a TD was given.) Owners are TDR PFNs (below 2^31 for hosts up to 8 TiB).
+ * pages a TD was given.) Owners are TDR PFNs, below 2^32 on hosts up to 16 TiB, stored unsigned
+ * with `OWNER_NONE` for none: a TDR at the last frame of a full 16 TiB host (PFN 2^32 - 1) would
+ * own nothing, the one PFN the model cannot tell from none.
  *
  * Above the 4K entries, one 2M entry per 2 MiB region (the module's PAMT is a 1G/2M/4K
  * hierarchy, `pamt_manager.c`): a 2 MiB private page is one 2M entry of type REG, the 512 4K
@@ -50,6 +52,13 @@ function ownable(type: number): boolean {
 
 /** The owner of a page no TD owns: -1, since a TDR may sit at PFN 0. */
 export const NO_TD = -1;
+/** NO_TD as the owner arrays store it (`NO_TD >>> 0`). */
+const OWNER_NONE = 0xffffffff;
+
+/** An owner as stored (a Uint32Array entry) back to a TDR PFN or NO_TD. */
+function ownerOf(stored: number): number {
+  return stored === OWNER_NONE ? NO_TD : stored;
+}
 
 /** Frames per block: 4096 (16 MiB). */
 const BLOCK_SHIFT = 12;
@@ -61,7 +70,7 @@ const BLOCK_2M = BLOCK_FRAMES >>> 9;
 class PamtBlock {
   /** One buffer for the five arrays: one backing store to make (and collect) per block, not five. */
   private readonly bytes = new ArrayBuffer(BLOCK_FRAMES * 10 + (BLOCK_FRAMES >>> 3));
-  readonly owner = new Int32Array(this.bytes, 0, BLOCK_FRAMES).fill(NO_TD);
+  readonly owner = new Uint32Array(this.bytes, 0, BLOCK_FRAMES).fill(OWNER_NONE);
   readonly bepoch = new Uint32Array(this.bytes, BLOCK_FRAMES * 4, BLOCK_FRAMES);
   /**
    * Bit `i & 31` of word `i >>> 5`: granule i is assigned (its type is not NDA or RSVD). The module
@@ -81,7 +90,7 @@ class PamtBlock {
   nAssigned = 0;
   /** The block's 2M entries: type, owner, BEPOCH, lock (as the 4K ones). */
   readonly type2m = new Uint8Array(BLOCK_2M);
-  readonly owner2m = new Int32Array(BLOCK_2M).fill(NO_TD);
+  readonly owner2m = new Uint32Array(BLOCK_2M).fill(OWNER_NONE);
   readonly bepoch2m = new Uint32Array(BLOCK_2M);
   readonly lock2m = new Int8Array(BLOCK_2M);
   /** How many of the block's 2M entries are assigned. */
@@ -100,13 +109,13 @@ class PamtBlock {
   clear(): void {
     if (this.lo < this.hi) {
       this.type.fill(PT_NDA, this.lo, this.hi);
-      this.owner.fill(NO_TD, this.lo, this.hi);
+      this.owner.fill(OWNER_NONE, this.lo, this.hi);
       this.bepoch.fill(0, this.lo, this.hi);
       this.lockState.fill(0, this.lo, this.hi);
       this.assigned.fill(0, this.lo >>> 5, ((this.hi - 1) >>> 5) + 1);
     }
     this.type2m.fill(PT_NDA);
-    this.owner2m.fill(NO_TD);
+    this.owner2m.fill(OWNER_NONE);
     this.bepoch2m.fill(0);
     this.lock2m.fill(0);
     this.n2m = 0;
@@ -258,7 +267,8 @@ export class Pamt {
 
   owner(pfn: number): number {
     this.noteRead(pfn);
-    return this.blocks[pfn >>> BLOCK_SHIFT]?.owner[pfn & BLOCK_MASK] ?? NO_TD;
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    return blk === undefined ? NO_TD : ownerOf(blk.owner[pfn & BLOCK_MASK]!);
   }
 
   /** `type(pfn)` if `owner` owns the page, else -1: one lookup where a check needs both. */
@@ -267,7 +277,7 @@ export class Pamt {
     const blk = this.blocks[pfn >>> BLOCK_SHIFT];
     // A block never written is all NDA and unowned, as `type` and `owner` say.
     if (blk === undefined) return owner === NO_TD ? PT_NDA : -1;
-    return blk.owner[pfn & BLOCK_MASK] === owner ? blk.type[pfn & BLOCK_MASK]! : -1;
+    return blk.owner[pfn & BLOCK_MASK] === owner >>> 0 ? blk.type[pfn & BLOCK_MASK]! : -1;
   }
 
   bepoch(pfn: number): number {
@@ -294,7 +304,8 @@ export class Pamt {
 
   owner2m(pfn: number): number {
     this.noteRead2m(pfn);
-    return this.blocks[pfn >>> BLOCK_SHIFT]?.owner2m[(pfn & BLOCK_MASK) >>> 9] ?? NO_TD;
+    const blk = this.blocks[pfn >>> BLOCK_SHIFT];
+    return blk === undefined ? NO_TD : ownerOf(blk.owner2m[(pfn & BLOCK_MASK) >>> 9]!);
   }
 
   /** The 2M entry over `pfn`: a 2 MiB page of `owner` (REG) or none (NDA); BEPOCH back to 0. */
@@ -415,7 +426,8 @@ export class Pamt {
       if (blk === undefined || blk.n2m === 0) continue;
       const start = b === from >>> BLOCK_SHIFT ? ((from & BLOCK_MASK) + 511) >>> 9 : 0;
       for (let j = start; j < BLOCK_2M; j++)
-        if (blk.type2m[j] !== PT_NDA && blk.owner2m[j] === owner) return b * BLOCK_FRAMES + j * 512;
+        if (blk.type2m[j] !== PT_NDA && blk.owner2m[j] === owner >>> 0)
+          return b * BLOCK_FRAMES + j * 512;
     }
     return -1;
   }
@@ -506,7 +518,7 @@ export class Pamt {
       blk.touch(lo);
       blk.touch(hi - 1);
       blk.type.fill(PT_RSVD, lo, hi);
-      blk.owner.fill(NO_TD, lo, hi);
+      blk.owner.fill(OWNER_NONE, lo, hi);
       pfn += hi - lo;
     }
   }
@@ -546,13 +558,14 @@ export class Pamt {
       if (blk === undefined || blk.nAssigned === 0) continue;
       const start = b === from >>> BLOCK_SHIFT ? from & BLOCK_MASK : 0;
       const assigned = blk.assigned;
-      const ownerOf = blk.owner;
+      const owners = blk.owner;
+      const stored = owner >>> 0;
       for (
         let i = nextSetBit(assigned, 0, assigned.length, start);
         i >= 0;
         i = nextSetBit(assigned, 0, assigned.length, i + 1)
       ) {
-        if (ownerOf[i] === owner) return b * BLOCK_FRAMES + i;
+        if (owners[i] === stored) return b * BLOCK_FRAMES + i;
       }
     }
     return -1;
@@ -575,7 +588,8 @@ export class Pamt {
       let reserved = 0;
       let firstReserved = -1;
       for (let i = blk.lo; i < blk.hi; i++) {
-        const initial = blk.owner[i] === NO_TD && blk.bepoch[i] === 0 && blk.lockState[i] === 0;
+        const initial =
+          blk.owner[i] === OWNER_NONE && blk.bepoch[i] === 0 && blk.lockState[i] === 0;
         // An entry as a new block has it is not listed: a change to it shows as its appearance.
         if (initial && blk.type[i] === PT_NDA) continue;
         if (initial && blk.type[i] === PT_RSVD) {
@@ -592,7 +606,7 @@ export class Pamt {
       for (let j = 0; j < BLOCK_2M; j++) {
         if (
           blk.type2m[j] === PT_NDA &&
-          blk.owner2m[j] === NO_TD &&
+          blk.owner2m[j] === OWNER_NONE &&
           blk.bepoch2m[j] === 0 &&
           blk.lock2m[j] === 0
         )
