@@ -145,7 +145,9 @@ const programsArb = fc.oneof(
   ),
 );
 
-describe("Optimal-DPOR", () => {
+// Most of these run thousands of generated programs through three searches each: 20-60 s
+// alone, and up to twice that on a loaded machine, over the suite's 60 s default.
+describe("Optimal-DPOR", { timeout: 300_000 }, () => {
   it("reaches every trace of every interleaving, one complete run each, almost none cut; sleep sets reach the same", () => {
     const stats = { cut: 0, complete: 0, sleepCut: 0 };
     fc.assert(
