@@ -114,12 +114,8 @@ export function* convertMemory(
     atOpStart,
   );
   // QEMU's kvm_convert_memory punches the old private pages out of the guest_memfd once the
-  // ioctl has returned, a syscall of its own outside kvm->slots_lock. The model's punch only
-  // frees the pages (kvm_arch_gmem_invalidate); the kernel's kvm_gmem_punch_hole first zaps
-  // their private mappings inside an invalidation. As a step of its own, the punch would free a
-  // page another vCPU's conversion back to private had just mapped (a false violation on
-  // tdx-zap-race under SEV), so it stays in the conversion's last step.
-  if (changed > 0 && !toPrivate) punchPrivateHoles(vm, start, end);
+  // ioctl has returned: a syscall of its own, outside kvm->slots_lock.
+  if (changed > 0 && !toPrivate) yield* punchHole(vm, ctx, start, end);
   return changed;
 }
 
@@ -215,18 +211,50 @@ function widenToHugepages(vm: Vm, start: number, end: number): void {
 }
 
 /**
- * After a conversion to shared the VMM punches the old private pages out of the guest_memfd;
- * freeing them runs `kvm_arch_gmem_invalidate` (SEV: RMPUPDATE back to hypervisor-owned).
+ * `fallocate(PUNCH_HOLE)` on the guest_memfd behind [start, end) (`kvm_gmem_punch_hole`), as
+ * QEMU makes it after a conversion to shared, in the kernel's three parts:
+ * `kvm_gmem_invalidate_begin` under the write lock (the invalidation begins, a private huge page
+ * that straddles the range is split in the TDX huge-page series, the range's private mappings
+ * are zapped and the whole VM flushed); `truncate_inode_pages_range` with `mmu_lock` dropped,
+ * which locks each folio (waiting for a fault that holds it to prepare the page) and frees it,
+ * `kvm_arch_gmem_invalidate` giving it back (SEV: RMPUPDATE to hypervisor-owned); then
+ * `kvm_gmem_invalidate_end` under the write lock. A fault that raced with it retries, and a
+ * page mapped private again in the meantime (another conversion back) is unmapped before it is
+ * freed. The range is the memslot of `start`'s, as QEMU punches one RAM block.
  */
-function punchPrivateHoles(vm: Vm, start: number, end: number): void {
+function* punchHole(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<void> {
   const slot = vm.memslots.find(start);
   const gmem = slot?.gmem;
-  if (!slot || !gmem || !vm.backend.gmemInvalidate) return;
-  for (let gfn = start; gfn < Math.min(end, slot.endGfn); gfn++) {
+  if (!slot || !gmem) return;
+  end = Math.min(end, slot.endGfn);
+  const mmu = vm.mmu;
+  yield* withWriteLock(mmu, ctx, () => gmemInvalidateBegin(mmu, ctx, start, end));
+  for (let gfn = start; gfn < end; gfn++) {
     const pgoff = gfn - slot.baseGfn;
-    if (!gmem.discard(pgoff)) continue;
-    vm.backend.gmemInvalidate(vm, gmem.peekPfn(pgoff), 1);
+    // Only pages in the page cache are truncated: the prepared ones. None becomes prepared
+    // while the invalidation is in progress (a fault in the range retries before its prepare).
+    if (!gmem.isPrepared(pgoff)) continue;
+    // folio_lock: an atomic point of its own, blocked while a fault holds the folio to prepare it.
+    vm.clock.step++;
+    if (ctx.interleave) yield;
+    while (gmem.isPreparing(pgoff)) {
+      if (!ctx.interleave)
+        throw new Error(
+          `punch of gfn 0x${gfn.toString(16)}: a fault holds its folio, and nothing else runs`,
+        );
+      yield BLOCKED;
+      vm.clock.step++;
+    }
+    if (gmem.discard(pgoff)) vm.backend.gmemInvalidate?.(vm, gmem.peekPfn(pgoff), 1);
   }
+  yield* withWriteLock(mmu, ctx, () => atOnce(() => mmu.invalidateEnd()));
+}
+
+/** `kvm_gmem_invalidate_begin`, under the write lock (the first part of `punchHole`). */
+function* gmemInvalidateBegin(mmu: TdpMmu, ctx: ExecCtx, start: number, end: number): Op<void> {
+  mmu.invalidateBegin(start, end);
+  yield* splitCrossBoundaryLeafs(mmu, ctx, start, end);
+  yield* unmapGfnRange(mmu, ctx, start, end, KVM_FILTER_PRIVATE, "gmem-punch", true);
 }
 
 /** Guest memory goes back to the host; guest_memfd pages are invalidated first (`kvm_gmem_free_folio`). */
