@@ -61,6 +61,32 @@ describe("tdp_mmu_map_handle_target_level", () => {
     expect(vm.mmu.stats.spuriousFaults).toBe(spurious + 1);
     expect(vm.mmu.stats.pages[1]).toBe(1);
   });
+
+  it("a private pre-fault whose GFN a conversion makes shared under it returns -EFAULT at once (kvm_mmu_prepare_memory_fault_exit)", () => {
+    const backend = {
+      ...bareBackend(),
+      hasPrivateMemory: true,
+      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
+    };
+    const vm = makeVm({ memory: 16 * 2 ** 20, backend });
+    vm.setInterleave(true);
+    const faults = () => vm.mmu.stats.memoryFaultExits;
+    // The pre-fault reads the GFN's attributes (private) and starts its fault; the conversion
+    // to shared then runs whenever it can, the pre-fault when the conversion waits.
+    const pre = hostOps.populate(vm, vm.hostVcpu, 3, 4);
+    let p = pre.next();
+    const convert = hostOps.convertMemory(vm, new ExecCtx("vmm", true), 3, 4, false);
+    let c = convert.next();
+    while (!c.done) {
+      if (c.value === BLOCKED && !p.done) p = pre.next();
+      else c = convert.next();
+    }
+    while (!p.done) p = pre.next();
+    // One fault, and the ioctl's -EFAULT (retried, it met the same mismatch a thousand times).
+    expect(p.value).toMatchObject({ mapped: 0, status: -14 });
+    expect(faults()).toBe(1);
+    expect(vm.mmu.stats.pages[1]).toBe(0);
+  });
 });
 
 describe("kvm_zap_gfn_range", () => {

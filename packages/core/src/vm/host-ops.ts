@@ -23,11 +23,18 @@ import { BLOCKED, RETRY_WAIT, type ExecCtx, type Op } from "../exec/ctx.js";
 import { withMutex } from "../exec/mutex.js";
 import { gfnToGpa } from "../arch/gpa.js";
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGES_PER_LEVEL } from "../arch/levels.js";
-import { RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from "../mmu/tdp-map.js";
+import {
+  RET_PF_EMULATE,
+  RET_PF_FIXED,
+  RET_PF_RETRY,
+  RET_PF_SPURIOUS,
+  RET_PF_WRITE_PROTECTED,
+} from "../mmu/tdp-map.js";
+import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Memslot } from "../mem/memslots.js";
 import { GuestLivelock, MAX_TRIES, tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { EEXIST, ENOTTY } from "../backend/backend.js";
+import { EEXIST, EFAULT, EIO, ENOTTY } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -385,27 +392,39 @@ function* populateRange(
       mapped++;
       continue;
     }
+    // kvm_tdp_map_page faults again for as long as the fault says retry, as a guest access
+    // does: retries that make no progress are a livelock, subject to the explorer's fairness.
     let r: number;
-    let tries = 0;
-    do {
+    for (let tries = 0; ;) {
       vm.loadRoots(hostVcpu);
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
-      if (r === RET_PF_EMULATE)
-        throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
-      // kvm_tdp_map_page faults again for as long as the fault says retry, as a guest access
-      // does: retries that make no progress are a livelock, subject to the explorer's fairness.
-      // Any other result the kernel returns at once (-EIO, or -EFAULT for a memory fault exit);
-      // the model tries again, as it always has, and gives up as an error of the op.
-      if (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS && ++tries >= MAX_TRIES) {
-        const at = `populate: GFN 0x${gfn.toString(16)}`;
-        throw r === RET_PF_RETRY
-          ? new GuestLivelock(`${at} made no progress after ${MAX_TRIES} faults`)
-          : new OpError(`${at} could not be mapped`);
-      }
+      if (r !== RET_PF_RETRY) break;
+      if (++tries >= MAX_TRIES)
+        throw new GuestLivelock(
+          `populate: GFN 0x${gfn.toString(16)} made no progress after ${MAX_TRIES} faults`,
+        );
       // Until someone else changes what the fault met (a FROZEN entry, an invalidation, a lost
       // cmpxchg), another try would meet it again.
-      if (r === RET_PF_RETRY && hostVcpu.ctx.interleave) yield RETRY_WAIT;
-    } while (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS);
+      if (hostVcpu.ctx.interleave) yield RETRY_WAIT;
+    }
+    if (r === RET_PF_EMULATE)
+      throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
+    // Any other result ends the ioctl at once. A private/shared mismatch (a conversion changed
+    // the GFN's attributes since this loop read them) is kvm_mmu_prepare_memory_fault_exit's
+    // -EFAULT; what is neither fixed nor spurious nor write-protected is -EIO, with a WARN
+    // ("could not fix page fault during prefault").
+    if (r === RET_PF_MEMORY_FAULT_EXIT)
+      return {
+        mapped,
+        status: EFAULT,
+        detail: `GFN 0x${gfn.toString(16)} is no longer ${priv ? "private" : "shared"}: KVM_EXIT_MEMORY_FAULT`,
+      };
+    if (r !== RET_PF_FIXED && r !== RET_PF_SPURIOUS && r !== RET_PF_WRITE_PROTECTED)
+      return {
+        mapped,
+        status: EIO,
+        detail: `GFN 0x${gfn.toString(16)}: could not fix page fault during prefault`,
+      };
     if (priv && vm.backend.populate) {
       // The backend measures every 4K page (TDX maps private memory at 4K only).
       const ret = populatePage(vm, gfn, slot.gmem!.peekPfn(gfn - slot.baseGfn), measure);
