@@ -547,6 +547,26 @@ describe("2 MiB private pages", () => {
     expect(m.tds.get(0)!.childCount).toBe(before - 512);
   });
 
+  it("DEMOTE's new S-EPT page keeps the BEPOCH its frame had (tdh_mem_page_demote.c writes its type and owner only)", () => {
+    const m = with2mPage(true);
+    expect(m.memSeptAdd(0, 1, 0, 12).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(0x1000, 0, 0, 100).status).toBe(TDX_SUCCESS);
+    const blockedAt = m.tds.get(0)!.epoch;
+    expect(blockedAt).not.toBe(0);
+    expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageRemove(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, 100).status).toBe(TDX_SUCCESS);
+    expect(m.phymemPageRdmd(100).regs).toEqual({
+      rcx: BigInt(PT_EPT),
+      rdx: 0n,
+      r8: 0n,
+      r9: BigInt(blockedAt),
+    });
+  });
+
   it("the 2M PAMT entry keeps its BEPOCH through DEMOTE and PROMOTE (pamt_promote copies type and owner only)", () => {
     const m = with2mPage(true);
     const blockedAt = m.tds.get(0)!.epoch;

@@ -255,7 +255,8 @@ export function memPageDemoteLeaf(
   const child = m.sept.init(page);
   const small = st === SEPT_BLOCKED || st === SEPT_MAPPED ? SEPT_MAPPED : SEPT_PENDING;
   for (let i = 0; i < 512; i++) m.sept.setEntry(child, 2 * i, small, pfn + i, level - 1);
-  m.pamt.set(page, PT_EPT, tdr);
+  // tdh_mem_page_demote.c: the new S-EPT page's type and owner only (unlike SEPT.ADD's).
+  m.pamt.setTypeOwner(page, PT_EPT, tdr);
   td.addChildren(1);
   m.pamt.setNda2m(pfn);
   for (let i = 0; i < 512; i++) m.pamt.set(pfn + i, PT_REG, tdr);

@@ -36,7 +36,7 @@ import {
 export function mngCreateLeaf(m: SeamCore, tdr: number, hkid: number): SeamResult {
   checkNewPage(m, tdr, OPERAND_RCX);
   // tdh_mng_create.c: a TDR has no owner (PAMT owner 0; NO_TD here, since a TDR may sit at PFN 0).
-  m.pamt.set(tdr, PT_TDR, NO_TD);
+  m.pamt.setTypeOwner(tdr, PT_TDR, NO_TD);
   m.addTd(new Td(tdr, hkid, m.fp));
   return ok();
 }
@@ -54,7 +54,7 @@ export function mngKeyConfigLeaf(m: SeamCore, tdr: number): SeamResult {
 export function mngAddcxLeaf(m: SeamCore, tdr: number, page: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_UNINITIALIZED, true, false);
   checkNewPage(m, page, OPERAND_RCX);
-  m.pamt.set(page, PT_TDCX, tdr);
+  m.pamt.setTypeOwner(page, PT_TDCX, tdr);
   td.addTdcx(page);
   td.addChildren(1);
   return ok();

@@ -368,9 +368,18 @@ export class Pamt {
     return new PamtLock(this.block(pfn).lock2m, (pfn & BLOCK_MASK) >>> 9) as unknown as SharexLock;
   }
 
-  /** The owner of the page `pfn` is in: of its 2 MiB page if it is in one, else its own. */
-  leafOwner(pfn: number): number {
-    return this.type2m(pfn) !== PT_NDA ? this.owner2m(pfn) : this.owner(pfn);
+  /**
+   * The TD a call naming page `pfn` is made for when its caller does not say (whose counters,
+   * events and injected faults it goes to): the owner of an assigned page, of its 2 MiB page if
+   * it is in one; a TDR's own TD; none for a free page, whatever owner it had last. Not the
+   * module's: its calls carry no such thing.
+   */
+  callOwner(pfn: number): number {
+    const big = this.type2m(pfn) !== PT_NDA;
+    const type = big ? PT_REG : this.type(pfn);
+    if (type === PT_TDR) return pfn;
+    if (!ownable(type)) return NO_TD;
+    return big ? this.owner2m(pfn) : this.owner(pfn);
   }
 
   /** Whether any 4K entry of the 2 MiB region from `pfn` is assigned (records nothing: for the checks). */
@@ -465,15 +474,25 @@ export class Pamt {
 
   /**
    * The page becomes `type` for `owner` with BEPOCH 0, as PAGE.AUG, PAGE.ADD and SEPT.ADD write
-   * it (`set_pamt_entry_owner`, `bepoch.raw = 0`). The control-page leaves (MNG.ADDCX, VP.CREATE,
-   * VP.ADDCX) leave BEPOCH as it was; nothing reads it of a page of theirs (RDMD gives BEPOCH of
-   * REG and EPT pages only), so the model zeroes it there too.
+   * it (`set_pamt_entry_owner`, `bepoch.raw = 0`), and DEMOTE its 512 new 4K entries
+   * (`pamt_demote`).
    */
   set(pfn: number, type: number, owner: number): void {
     const blk = this.setType(pfn, type);
     const i = pfn & BLOCK_MASK;
     blk.owner[i] = owner;
     blk.bepoch[i] = 0;
+  }
+
+  /**
+   * The page becomes `type` for `owner`, its BEPOCH left as it was: the control-page leaves
+   * (MNG.CREATE, MNG.ADDCX, VP.CREATE, VP.ADDCX) and DEMOTE's new S-EPT page write the type and
+   * owner only. A frame freed after a BLOCK keeps that BEPOCH, which RDMD shows again for an
+   * S-EPT page.
+   */
+  setTypeOwner(pfn: number, type: number, owner: number): void {
+    const blk = this.setType(pfn, type);
+    blk.owner[pfn & BLOCK_MASK] = owner;
   }
 
   /**

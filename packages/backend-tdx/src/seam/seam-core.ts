@@ -276,7 +276,8 @@ export class SeamCore {
       return null;
     for (const [pfn] of r.pamt) if (!this.pamt.isFreshPage(pfn)) return null;
     this.pristine = false;
-    for (const [pfn, type] of r.pamt) this.pamt.set(pfn, type, type === PT_TDR ? NO_TD : tdr);
+    for (const [pfn, type] of r.pamt)
+      this.pamt.setTypeOwner(pfn, type, type === PT_TDR ? NO_TD : tdr);
     this.sept.init(r.td.root);
     const td = Td.restored(r.td, this.fp);
     this.addTd(td);

@@ -164,12 +164,12 @@ export class SeamModule extends SeamCore {
 
   /** TDH.VP.ADDCX: `tdcx` becomes one of the TDCX pages of the vCPU `tdvpr`. */
   vpAddcx(tdvpr: number, tdcx: number): SeamResult {
-    return this.call(TDH_VP_ADDCX, this.pamt.owner(tdvpr), tdvpr, tdcx, 0, 0, vpAddcxLeaf);
+    return this.call(TDH_VP_ADDCX, this.pamt.callOwner(tdvpr), tdvpr, tdcx, 0, 0, vpAddcxLeaf);
   }
 
   /** TDH.VP.INIT on logical processor `lp`. */
   vpInit(tdvpr: number, lp: number): SeamResult {
-    return this.call(TDH_VP_INIT, this.pamt.owner(tdvpr), tdvpr, lp, 0, 0, vpInitLeaf);
+    return this.call(TDH_VP_INIT, this.pamt.callOwner(tdvpr), tdvpr, lp, 0, 0, vpInitLeaf);
   }
 
   /** TDH.MR.FINALIZE: the measurement is final; the TD becomes RUNNABLE. */
@@ -187,7 +187,7 @@ export class SeamModule extends SeamCore {
    * out of guest mode and associated with `lp`), and it is associated with no LP any more.
    */
   vpFlush(tdvpr: number, lp: number): SeamResult {
-    return this.call(TDH_VP_FLUSH, this.pamt.owner(tdvpr), tdvpr, lp, 0, 0, vpFlushLeaf);
+    return this.call(TDH_VP_FLUSH, this.pamt.callOwner(tdvpr), tdvpr, lp, 0, 0, vpFlushLeaf);
   }
 
   /** TDH.MNG.VPFLUSHDONE: every vCPU flushed; no VP.ENTER any more (lifecycle BLOCKED). */
@@ -290,7 +290,7 @@ export class SeamModule extends SeamCore {
    * TDH.PHYMEM.PAGE.RECLAIM: take a page back from a TD that is being torn down (HKID freed). A
    * TDR only once all its other pages are back.
    */
-  phymemPageReclaim(pfn: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
+  phymemPageReclaim(pfn: number, onBehalfOf = this.pamt.callOwner(pfn)): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_RECLAIM, onBehalfOf, pfn, 0, 0, 0, phymemPageReclaimLeaf);
   }
 
@@ -307,7 +307,7 @@ export class SeamModule extends SeamCore {
     this.mdOperands.id = id;
     return this.call(
       TDH_VP_RD,
-      this.pamt.owner(tdvpr),
+      this.pamt.callOwner(tdvpr),
       tdvpr,
       lp,
       Number(id & 0xffffffffn),
@@ -323,7 +323,7 @@ export class SeamModule extends SeamCore {
     this.mdOperands.mask = mask;
     return this.call(
       TDH_VP_WR,
-      this.pamt.owner(tdvpr),
+      this.pamt.callOwner(tdvpr),
       tdvpr,
       lp,
       Number(id & 0xffffffffn),
@@ -361,12 +361,12 @@ export class SeamModule extends SeamCore {
   }
 
   /** TDH.PHYMEM.PAGE.RDMD: the page's PAMT metadata (`regs`: RCX type, RDX owner, R8 size, R9 BEPOCH). */
-  phymemPageRdmd(pfn: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
+  phymemPageRdmd(pfn: number, onBehalfOf = this.pamt.callOwner(pfn)): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_RDMD, onBehalfOf, pfn, 0, 0, 0, phymemPageRdmdLeaf);
   }
 
   /** TDH.PHYMEM.PAGE.WBINVD: write back and invalidate the page's cache lines for a key (1.5: page must be NDA). */
-  phymemPageWbinvd(pfn: number, hkid: number, onBehalfOf = this.pamt.leafOwner(pfn)): SeamResult {
+  phymemPageWbinvd(pfn: number, hkid: number, onBehalfOf = this.pamt.callOwner(pfn)): SeamResult {
     return this.call(TDH_PHYMEM_PAGE_WBINVD, onBehalfOf, pfn, hkid, 0, 0, phymemPageWbinvdLeaf);
   }
 
@@ -385,7 +385,7 @@ export class SeamModule extends SeamCore {
   tdgMemPageAccept(tdvpr: number, gpa: number, level: number): SeamResult | GuestExit {
     const r = this.call(
       TDG_MEM_PAGE_ACCEPT,
-      this.pamt.owner(tdvpr),
+      this.pamt.callOwner(tdvpr),
       tdvpr,
       gpa,
       level,

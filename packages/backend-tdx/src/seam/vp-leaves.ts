@@ -43,7 +43,7 @@ export const MAX_TDVPS_PAGES = 15;
 export function vpCreateLeaf(m: SeamCore, tdr: number, tdvpr: number): SeamResult {
   const td = tdPrologue(m, tdr, OPERAND_RDX, OPS_INITIALIZED);
   checkNewPage(m, tdvpr, OPERAND_RCX);
-  m.pamt.set(tdvpr, PT_TDVPR, tdr);
+  m.pamt.setTypeOwner(tdvpr, PT_TDVPR, tdr);
   td.addChildren(1);
   td.addVcpu(new TdVcpu(tdvpr, m.fp));
   m.tdsVersion++;
@@ -83,7 +83,7 @@ export function vpAddcxLeaf(m: SeamCore, _tdr: number, tdvpr: number, tdcx: numb
   // too, its PAMT lock cannot be taken again.
   check(tdcx !== tdvpr, TDX_OPERAND_BUSY, OPERAND_RCX);
   checkNewPage(m, tdcx, OPERAND_RCX);
-  m.pamt.set(tdcx, PT_TDCX, td.tdr);
+  m.pamt.setTypeOwner(tdcx, PT_TDCX, td.tdr);
   td.addChildren(1);
   v.addTdvpsPage();
   return ok();
