@@ -86,4 +86,23 @@ describe("guest_memfd's hole punch after a conversion to shared", () => {
     while (!r.done) r = op.next();
     expect(freed.length).toBe(1);
   });
+
+  it("follows every conversion to shared that returned 0, whether or not it changed anything, under filemap_invalidate_lock", () => {
+    const freed: number[] = [];
+    const vm = punchVm(freed);
+    vm.setInterleave(true);
+    for (const round of [1, 2]) {
+      const op = hostOps.convertMemory(vm, vm.hostCtx, GFN, GFN + 1, false);
+      let punched = false;
+      let r = op.next();
+      for (; !r.done; r = op.next()) {
+        if (vm.gmemLock.peekOwner() !== null) {
+          punched = true;
+          expect(vm.slotsLock.peekOwner()).toBeNull();
+        }
+      }
+      expect([round, r.value]).toEqual([round, round === 1 ? 1 : 0]);
+      expect(punched).toBe(true);
+    }
+  });
 });

@@ -30,6 +30,7 @@ import {
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
   R_SLOTS_LOCK,
+  R_GMEM_LOCK,
   R_POOL,
   R_POOL_COUNTS,
   R_RCU,
@@ -265,6 +266,7 @@ export class FootprintAudit {
     s.set(R_LOCK_WAITERS, lock.waitingReaders);
     s.set(R_TORN_DOWN, vm.peekDead() ? 1 : 0);
     s.set(R_SLOTS_LOCK, vm.slotsLock.peekOwner() ?? "-");
+    s.set(R_GMEM_LOCK, vm.gmemLock.peekOwner() ?? "-");
     for (const v of [...vm.vcpus, vm.hostVcpu])
       s.set(resourceId(vm.vcpuRootSpace, v.id + 1), v.peekRoots());
     s.set(R_RCU, mmu.rcu.auditState());

@@ -14,6 +14,7 @@ import {
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
   R_SLOTS_LOCK,
+  R_GMEM_LOCK,
   R_SRCU,
   R_TASK_DONE,
   type FootprintRecorder,
@@ -21,6 +22,7 @@ import {
 
 /**
  * The fixed resources no invariant check reads: `mmu_lock`'s words, `kvm->slots_lock`,
+ * guest_memfd's `filemap_invalidate_lock`,
  * `kvm->srcu`, and `mmu_invalidate_seq` with its range (the checks look at tables, frames,
  * memslots, backing, attributes, roots and the backend's state, never at who holds what or what
  * is being invalidated).
@@ -30,6 +32,7 @@ const UNCHECKED_FIXED: readonly number[] = [
   R_LOCK_READERS,
   R_LOCK_WAITERS,
   R_SLOTS_LOCK,
+  R_GMEM_LOCK,
   R_SRCU,
   R_INVALIDATE,
 ];

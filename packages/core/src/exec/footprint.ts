@@ -29,6 +29,7 @@ export const R_LPAGE = -15; // the memslots' lpage_info guest-inhibit bits (TDX 
 export const R_POOL_COUNTS = -16; // the page-table pool's counts of live tables (updated commutatively)
 export const R_TORN_DOWN = -17; // the VM has been torn down
 export const R_SLOTS_LOCK = -18; // kvm->slots_lock: who holds it
+export const R_GMEM_LOCK = -19; // guest_memfd's filemap_invalidate_lock: who holds it
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -56,6 +57,7 @@ const FIXED_NAMES = [
   "page-table pool counts",
   "the VM is torn down",
   "kvm->slots_lock",
+  "guest_memfd's filemap_invalidate_lock",
 ];
 
 /** A resource id as a reader would name it. */

@@ -120,9 +120,10 @@ export function* convertMemory(
     () => setMemoryAttributes(vm, ctx, start, end, toPrivate, vcpu),
     atOpStart,
   );
-  // QEMU's kvm_convert_memory punches the old private pages out of the guest_memfd once the
-  // ioctl has returned: a syscall of its own, outside kvm->slots_lock.
-  if (changed > 0 && !toPrivate) yield* punchHole(vm, ctx, start, end);
+  // QEMU's kvm_convert_memory punches the range out of the guest_memfd once the ioctl has
+  // returned 0, whether or not it changed anything: a syscall of its own, outside
+  // kvm->slots_lock.
+  if (!toPrivate) yield* punchHole(vm, ctx, start, end);
   return changed;
 }
 
@@ -219,7 +220,8 @@ function widenToHugepages(vm: Vm, start: number, end: number): void {
 
 /**
  * `fallocate(PUNCH_HOLE)` on the guest_memfd behind [start, end) (`kvm_gmem_punch_hole`), as
- * QEMU makes it after a conversion to shared, in the kernel's three parts:
+ * QEMU makes it after a conversion to shared, under the file's `filemap_invalidate_lock` (so
+ * not inside another punch or a `kvm_gmem_populate`), in the kernel's three parts:
  * `kvm_gmem_invalidate_begin` under the write lock (the invalidation begins, a private huge page
  * that straddles the range is split in the TDX huge-page series, the range's private mappings
  * are zapped and the whole VM flushed); `truncate_inode_pages_range` with `mmu_lock` dropped,
@@ -227,13 +229,23 @@ function widenToHugepages(vm: Vm, start: number, end: number): void {
  * `kvm_arch_gmem_invalidate` giving it back (SEV: RMPUPDATE to hypervisor-owned); then
  * `kvm_gmem_invalidate_end` under the write lock. A fault that raced with it retries, and a
  * page mapped private again in the meantime (another conversion back) is unmapped before it is
- * freed. The range is the memslot of `start`'s, as QEMU punches one RAM block.
+ * freed. The range is the memslot of `start`'s, as QEMU punches one RAM block. The truncation
+ * visits the prepared pages only: a fault's attribute check, PFN and prepare are one atomic
+ * point here, so no page becomes prepared in the range while the invalidation is in progress
+ * (in the kernel a fault past its lockless check can still create one, which the truncation may
+ * miss and the fault then drops as stale).
  */
 function* punchHole(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<void> {
   const slot = vm.memslots.find(start);
   const gmem = slot?.gmem;
   if (!slot || !gmem) return;
   end = Math.min(end, slot.endGfn);
+  yield* withMutex(vm.gmemLock, ctx, () => punchLocked(vm, ctx, slot, start, end));
+}
+
+/** The body of `punchHole`, under `filemap_invalidate_lock`. */
+function* punchLocked(vm: Vm, ctx: ExecCtx, slot: Memslot, start: number, end: number): Op<void> {
+  const gmem = slot.gmem!;
   const mmu = vm.mmu;
   yield* withWriteLock(mmu, ctx, () => gmemInvalidateBegin(mmu, ctx, start, end));
   for (let gfn = start; gfn < end; gfn++) {
@@ -321,11 +333,14 @@ export function* populate(
   // KVM_PRE_FAULT_MEMORY alone is a vCPU ioctl that takes no slots_lock; the backends' own
   // population (KVM_TDX_INIT_MEM_REGION, KVM_SEV_SNP_LAUNCH_UPDATE, the realm's) holds it
   // around kvm_gmem_populate, which asserts it.
+  // kvm_gmem_populate holds the guest_memfd's filemap_invalidate_lock too, so no hole punch
+  // runs between a page's mapping and its PAGE.ADD / LAUNCH_UPDATE.
   if (!vm.backend.populate) return yield* populateRange(vm, hostVcpu, start, end, measure);
   return yield* withMutex(
     vm.slotsLock,
     hostVcpu.ctx,
-    () => populateRange(vm, hostVcpu, start, end, measure),
+    () =>
+      withMutex(vm.gmemLock, hostVcpu.ctx, () => populateRange(vm, hostVcpu, start, end, measure)),
     atOpStart,
   );
 }

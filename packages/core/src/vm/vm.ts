@@ -9,7 +9,7 @@ import type { Backend, MirrorView } from "../backend/backend.js";
 import type { BackendVm, VmConfig } from "../backend/backend-vm.js";
 import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
-import { R_SLOTS_LOCK, R_TORN_DOWN, resourceId } from "../exec/footprint.js";
+import { R_GMEM_LOCK, R_SLOTS_LOCK, R_TORN_DOWN, resourceId } from "../exec/footprint.js";
 import { Mutex } from "../exec/mutex.js";
 import { ExecCtx } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
@@ -115,6 +115,13 @@ export class Vm implements BackendVm, HostStorage {
    * guest_memfd population hold it, so none of them interleave (`exec/mutex.ts`).
    */
   readonly slotsLock: Mutex;
+  /**
+   * guest_memfd's `filemap_invalidate_lock`, taken for write by a hole punch for its whole
+   * length and by `kvm_gmem_populate`, so neither runs inside the other (the private fault path
+   * takes none). One for the VM: the kernel has one per guest_memfd file, and the model's
+   * memslots each have their own, so two memslots' punches are kept apart here and not there.
+   */
+  readonly gmemLock: Mutex;
   /** The view of the VM's tables that the backend's invariant checks walk (`check/mirror-view.ts`), made on first use. */
   checkView: MirrorView | null = null;
 
@@ -138,6 +145,7 @@ export class Vm implements BackendVm, HostStorage {
     this.memslots = new Memslots(this.clock);
     this.srcu = new Srcu(this.clock, config.vcpus);
     this.slotsLock = new Mutex(this.clock, R_SLOTS_LOCK, "kvm->slots_lock");
+    this.gmemLock = new Mutex(this.clock, R_GMEM_LOCK, "filemap_invalidate_lock");
     backend.init?.(this);
     this.mmu = new TdpMmu(this, backend, this.rootLevel, opts.mmu);
     // One memslot for all of guest memory: userspace memory for shared pages and, on a VM with
