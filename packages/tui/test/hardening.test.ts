@@ -323,12 +323,20 @@ describe("ops the kernel refuses", () => {
     });
   }
 
-  it("sev: populate after the memslot is deleted names the GFN, not a TypeError", async () => {
-    const f = file(
-      "sev-deleted.yaml",
-      hostScenario("sev", ["{ op: delete-memslot }", "{ op: populate, gpa: 0x0, size: 4KiB }"]),
-    );
-    expectOneLine(await tdpemu("run", f), /step \d+: populate: GFN 0x0 has no memslot$/);
+  it("populate after the memslot is deleted: the ioctl's errno, naming the GFN (kvm_gmem_populate -EINVAL; a plain pre-fault -ENOENT)", async () => {
+    for (const [backend, status] of [
+      ["sev", -22],
+      ["plain", -2],
+    ] as const) {
+      const f = file(
+        `${backend}-deleted.yaml`,
+        hostScenario(backend, ["{ op: delete-memslot }", "{ op: populate, gpa: 0x0, size: 4KiB }"]),
+      );
+      const r = await tdpemu("run", f, "--json");
+      expect(r.code, r.err).toBe(0);
+      const ops = (JSON.parse(r.out) as { ops: { result: unknown }[] }).ops;
+      expect(ops[1]!.result).toEqual({ mapped: 0, status, detail: "GFN 0x0 has no memslot" });
+    }
   });
 });
 

@@ -21,6 +21,7 @@ export const ENOTTY = -25;
 export const ENOMEM = -12;
 export const EFAULT = -14;
 export const EEXIST = -17;
+export const ENOENT = -2;
 
 /** What the "hardware" step of a guest access found (`checkGuestAccess`). */
 export const ACCESS_OK = 0;

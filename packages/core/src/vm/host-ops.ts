@@ -34,7 +34,7 @@ import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Memslot } from "../mem/memslots.js";
 import { GuestLivelock, MAX_TRIES, tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { EEXIST, EFAULT, EIO, ENOTTY } from "../backend/backend.js";
+import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOTTY } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -377,7 +377,13 @@ function* populateRange(
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
     const slot = vm.memslots.find(gfn);
-    if (slot === null) throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
+    // No memslot: kvm_gmem_populate refuses the GFN (-EINVAL: `kvm_slot_can_be_private`); a
+    // pre-fault meets kvm_handle_noslot_fault (RET_PF_EMULATE, -ENOENT) or, for a private GFN,
+    // a memory fault exit (-EFAULT). The ioctl returns it to the VMM.
+    if (slot === null) {
+      const status = priv && vm.backend.populate ? EINVAL : priv ? EFAULT : ENOENT;
+      return { mapped, status, detail: `GFN 0x${gfn.toString(16)} has no memslot` };
+    }
     if (priv && vm.backend.populate) {
       // The ioctl's own checks come before any page is touched (TDX: -EINVAL once finalized).
       if (!checked) {
@@ -422,8 +428,9 @@ function* populateRange(
       // cmpxchg), another try would meet it again.
       if (hostVcpu.ctx.interleave) yield RETRY_WAIT;
     }
+    // kvm_tdp_map_page: RET_PF_EMULATE (no memslot now, MMIO) is -ENOENT.
     if (r === RET_PF_EMULATE)
-      throw new OpError(`populate: GFN 0x${gfn.toString(16)} has no memslot`);
+      return { mapped, status: ENOENT, detail: `GFN 0x${gfn.toString(16)} has no memslot` };
     // Any other result ends the ioctl at once. A private/shared mismatch (a conversion changed
     // the GFN's attributes since this loop read them) is kvm_mmu_prepare_memory_fault_exit's
     // -EFAULT; what is neither fixed nor spurious nor write-protected is -EIO, with a WARN
