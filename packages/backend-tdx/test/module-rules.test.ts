@@ -274,6 +274,15 @@ describe("the order of an operand's checks", () => {
     expect(m.sept.get(root)).toBeUndefined();
   });
 
+  it("WBINVD takes the page's 4K PAMT entry shared before its type check: held exclusively, OPERAND_BUSY|RCX", () => {
+    const m = runnableTd();
+    const page = m.pamt.lock(3900);
+    expect(page.tryExclusive()).toBe(true);
+    expect(m.phymemPageWbinvd(3900, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
+    page.release();
+    expect(m.phymemPageWbinvd(3900, 1, 0).status).toBe(TDX_SUCCESS);
+  });
+
   it("RECLAIM of an S-EPT page while its TDR is held exclusively: OPERAND_BUSY|TDR (0x8000020000000080)", () => {
     const m = runnableTd();
     const tdr = m.pamt.lock(0);

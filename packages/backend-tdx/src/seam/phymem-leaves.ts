@@ -96,9 +96,11 @@ export function phymemPageRdmdLeaf(m: SeamCore, _tdr: number, pfn: number): Seam
 /** TDH.PHYMEM.PAGE.WBINVD: the body of `SeamModule.phymemPageWbinvd`. */
 export function phymemPageWbinvdLeaf(m: SeamCore, _tdr: number, pfn: number): SeamResult {
   checkHpa(m, pfn, OPERAND_RCX);
-  // check_and_lock_explicit_4k_private_hpa: a frame of a 2 MiB page ends the walk at its 2M entry.
+  // check_and_lock_explicit_4k_private_hpa: a frame of a 2 MiB page ends the walk at its 2M entry;
+  // else the walk takes the 4K entry's lock shared, before the type check.
   const big = m.pamt.walk2m(pfn);
   check(big >= 0, TDX_OPERAND_BUSY, OPERAND_RCX);
+  if (big === PT_NDA) check(m.pamt.tryLockAndRelease(pfn, false), TDX_OPERAND_BUSY, OPERAND_RCX);
   check(big === PT_NDA && m.pamt.type(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   return ok();
 }
