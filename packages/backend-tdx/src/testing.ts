@@ -38,14 +38,4 @@ export {
   VP_POSTED_INTR_DESC_ADDR,
   VP_POSTED_INTR_NV,
 } from "./seam/md-leaves.js";
-export {
-  SeamFootprint,
-  TD_CHILDREN,
-  TD_EPOCH,
-  TD_EPOCH_LOCK,
-  TD_MRTD,
-  TD_OPSTATE_LOCK,
-  TD_REFCOUNT,
-  TD_STATE,
-  TD_TREE_LOCK,
-} from "./seam/seam-footprint.js";
+export { SeamFootprint, TD_CHILDREN, TD_PART_COUNT, TD_STATE } from "./seam/seam-footprint.js";

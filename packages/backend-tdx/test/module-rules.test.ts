@@ -376,6 +376,13 @@ describe("2 MiB private pages", () => {
   });
 
   /** `upTo2m` with a 2 MiB page AUGed at GPA_2M over pages 1024-1535 (accepted if `accept`) and its vCPU out of guest mode. */
+  /** The 2 MiB leaf blocked, tracked and demoted into S-EPT page `page`. */
+  function demote(m: SeamModule, page = 20): void {
+    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
+    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
+    expect(m.memPageDemote(GPA_2M, 1, 0, page).status).toBe(TDX_SUCCESS);
+  }
+
   function with2mPage(accept: boolean): SeamModule {
     const m = upTo2m();
     expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_SUCCESS);
@@ -401,9 +408,7 @@ describe("2 MiB private pages", () => {
     const m = with2mPage(true);
     const td = m.tds.get(0)!;
     const before = td.childCount;
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(m);
     expect(m.entryAt(td, GPA_2M / 4096, 1)).toMatchObject({ state: SEPT_NL_MAPPED, pfn: 20 });
     for (const i of [0, 5, 511])
       expect(m.entryAt(td, GPA_2M / 4096 + i, 0)).toMatchObject({
@@ -429,9 +434,7 @@ describe("2 MiB private pages", () => {
 
   it("DEMOTE of a 2 MiB page the guest never accepted: 512 PENDING leaves (a #VE on access)", () => {
     const m = with2mPage(false);
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(m);
     expect(m.entryAt(m.tds.get(0)!, GPA_2M / 4096 + 7, 0)).toMatchObject({
       state: SEPT_PENDING,
       pfn: 1031,
@@ -443,9 +446,7 @@ describe("2 MiB private pages", () => {
   /** `with2mPage` demoted into S-EPT page 20, then its table blocked and tracked, ready to PROMOTE. */
   function demotedAndBlocked(accept: boolean): SeamModule {
     const m = with2mPage(accept);
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(m);
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     return m;
@@ -469,9 +470,7 @@ describe("2 MiB private pages", () => {
 
   it("PROMOTE refusals: unblocked GPA_RANGE_NOT_BLOCKED|RCX; untracked TLB_TRACKING_NOT_DONE|RCX; a leaf removed or of another state EPT_INVALID_PROMOTE_CONDITIONS|RCX", () => {
     const m = with2mPage(true);
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(m);
     expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
@@ -495,9 +494,7 @@ describe("2 MiB private pages", () => {
       pfn: 1024,
     });
     const mixed = with2mPage(false);
-    expect(mixed.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(mixed.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(mixed.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(mixed);
     expect(mixed.vpEnter(2, 0).status).toBe(TDX_SUCCESS);
     expect(mixed.tdgMemPageAccept(2, GPA_2M + 0x1000, 0)).toEqual({ status: TDX_SUCCESS });
     mixed.tdExit(2);
@@ -565,9 +562,7 @@ describe("2 MiB private pages", () => {
     expect(m.memRangeBlock(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     expect(m.memPageRemove(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 100).status).toBe(TDX_SUCCESS);
+    demote(m, 100);
     expect(m.phymemPageRdmd(100).regs).toEqual({
       rcx: BigInt(PT_EPT),
       rdx: 0n,
@@ -580,9 +575,7 @@ describe("2 MiB private pages", () => {
     const m = with2mPage(true);
     const blockedAt = m.tds.get(0)!.epoch;
     expect(blockedAt).not.toBe(0);
-    expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
-    expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPageDemote(GPA_2M, 1, 0, 20).status).toBe(TDX_SUCCESS);
+    demote(m);
     // DEMOTE's 512 4K entries start at BEPOCH 0; the 2M entry is NDA, its BEPOCH left as it was.
     expect(m.phymemPageRdmd(1024 + 3).regs).toEqual({
       rcx: BigInt(PT_REG),

@@ -6,29 +6,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { Clock } from "@tdpemu/core";
-import {
-  SeamFootprint,
-  TD_CHILDREN,
-  TD_EPOCH,
-  TD_EPOCH_LOCK,
-  TD_MRTD,
-  TD_OPSTATE_LOCK,
-  TD_REFCOUNT,
-  TD_STATE,
-  TD_TREE_LOCK,
-} from "../src/testing.js";
+import { SeamFootprint, TD_CHILDREN, TD_PART_COUNT, TD_STATE } from "../src/testing.js";
 
-const PARTS = [
-  TD_STATE,
-  TD_EPOCH,
-  TD_REFCOUNT,
-  TD_REFCOUNT + 1,
-  TD_CHILDREN,
-  TD_MRTD,
-  TD_TREE_LOCK,
-  TD_OPSTATE_LOCK,
-  TD_EPOCH_LOCK,
-];
+/** A TD's parts (state, epoch, refcounts, children, MRTD, its three locks) are 0 to TD_PART_COUNT - 1. */
+const PARTS = Array.from({ length: TD_PART_COUNT }, (_, part) => part);
 /** PFNs from 0 to the last of a 16 TiB host, across the old 2^28 and 2^31 limits. */
 const PFNS = [0, 1, 2 ** 28 - 1, 2 ** 28, 2 ** 28 + 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
 

@@ -5,15 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import { EBUSY, guestAccessPage, hostOps, type BackendVm } from "../src/testing.js";
-import { bareBackend, makeVm, run } from "./helpers.js";
+import { makeVm, privateBackend, run } from "./helpers.js";
 
 describe("gmem prepare", () => {
   it("a prepare that fails leaves the page unprepared: the retried fault prepares it again, then maps it", () => {
     const calls: number[] = [];
     const backend = {
-      ...bareBackend(),
-      hasPrivateMemory: true,
-      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
+      ...privateBackend(),
       gmemPrepare: (_vm: BackendVm, gfn: number) => {
         calls.push(gfn);
         return calls.length === 1 ? EBUSY : 0;

@@ -32,6 +32,15 @@ export function bareBackend(): Backend {
   };
 }
 
+/** `bareBackend` with private memory: a fault is private when the access says so, as on TDX. */
+export function privateBackend(): Backend {
+  return {
+    ...bareBackend(),
+    hasPrivateMemory: true,
+    classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
+  };
+}
+
 /**
  * A mirror-root backend in the shape of TDX, small enough to check the MMU against: it keeps
  * its own "external" table (GFN → PFN for leaves, a set of linked tables per level) and fails

@@ -18,7 +18,7 @@ import {
   type BackendVm,
   type TdpEvent,
 } from "../src/testing.js";
-import { bareBackend, makeVm, run } from "./helpers.js";
+import { bareBackend, makeVm, privateBackend, run } from "./helpers.js";
 
 describe("tdp_mmu_map_handle_target_level", () => {
   it("a pre-fault over a split 2M page installs the 2M leaf again, frees the table and flushes (not spurious)", () => {
@@ -63,11 +63,7 @@ describe("tdp_mmu_map_handle_target_level", () => {
   });
 
   it("a private pre-fault whose GFN a conversion makes shared under it returns -EFAULT at once (kvm_mmu_prepare_memory_fault_exit)", () => {
-    const backend = {
-      ...bareBackend(),
-      hasPrivateMemory: true,
-      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
-    };
+    const backend = privateBackend();
     const vm = makeVm({ memory: 16 * 2 ** 20, backend });
     vm.setInterleave(true);
     const faults = () => vm.mmu.stats.memoryFaultExits;
@@ -103,11 +99,7 @@ describe("kvm_zap_gfn_range", () => {
 
 describe("kvm_mmu_zap_memslot", () => {
   it("deleting a memslot of a VM with private memory takes no invalidation and keeps the sequence; it flushes the slot", () => {
-    const backend = {
-      ...bareBackend(),
-      hasPrivateMemory: true,
-      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
-    };
+    const backend = privateBackend();
     const vm = makeVm({ memory: 16 * 2 ** 20, backend });
     run(guestAccessRange(vm, vm.vcpus[0]!, 0, 4, true, false, new AccessTally()));
     const seq = vm.mmu.invalidateSeq;
@@ -133,11 +125,7 @@ describe("kvm_mmu_zap_memslot", () => {
 
 describe("kvm_vm_set_mem_attributes", () => {
   it("zaps in one write-lock section, stores the attributes with mmu_lock dropped, ends the invalidation in a second; the range covers the head huge page", () => {
-    const backend = {
-      ...bareBackend(),
-      hasPrivateMemory: true,
-      classifyFault: (_vm: BackendVm, _gpa: number, privateAccess: boolean) => privateAccess,
-    };
+    const backend = privateBackend();
     const vm = makeVm({ memory: 16 * 2 ** 20, hostPageLevel: 2, backend });
     vm.setInterleave(true);
     const seq = vm.mmu.invalidateSeq;
@@ -170,11 +158,7 @@ describe("kvm->slots_lock", () => {
   const privateVm = () => {
     const vm = makeVm({
       memory: 16 * 2 ** 20,
-      backend: {
-        ...bareBackend(),
-        hasPrivateMemory: true,
-        classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p,
-      },
+      backend: privateBackend(),
     });
     vm.setInterleave(true);
     return vm;
@@ -267,11 +251,7 @@ describe("kvm_arch_pre_set_memory_attributes: the invalidation covers the head a
     makeVm({
       memory,
       hostPageLevel: 2,
-      backend: {
-        ...bareBackend(),
-        hasPrivateMemory: true,
-        classifyFault: (_vm: BackendVm, _gpa: number, p: boolean) => p,
-      },
+      backend: privateBackend(),
     });
   /**
    * Which of `probes` a fault that sampled the sequence before the conversion must retry, at any

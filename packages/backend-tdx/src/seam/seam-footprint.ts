@@ -28,7 +28,7 @@ export const TD_EPOCH_LOCK = 8;
  * space on a 16 TiB host, so the parts cannot share one (TDRs 2^28 apart would alias, and a part
  * the checks read could land in a space said to be unread).
  */
-const TD_PARTS = 9;
+export const TD_PART_COUNT = TD_EPOCH_LOCK + 1;
 
 /**
  * The platform resource of the module's bring-up state and the frames its TDMRs make usable
@@ -49,7 +49,7 @@ export class SeamFootprint {
   private septSpace = 0;
   private pamtSpace = 0;
   private pamt2mSpace = 0;
-  /** The first of TD_PARTS consecutive spaces, one per part (`tdId`). */
+  /** The first of TD_PART_COUNT consecutive spaces, one per part (`tdId`). */
   private tdSpace = 0;
   private vcpuSpace = 0;
   private plainSpace = 0;
@@ -74,7 +74,7 @@ export class SeamFootprint {
     this.septSpace = clock.newResourceSpace();
     this.pamtSpace = clock.newResourceSpace();
     this.pamt2mSpace = clock.newResourceSpace();
-    for (let part = 0; part < TD_PARTS; part++) {
+    for (let part = 0; part < TD_PART_COUNT; part++) {
       const space = clock.newResourceSpace(part === TD_STATE || part === TD_CHILDREN);
       if (part === 0) this.tdSpace = space;
       else if (space !== this.tdSpace + part)

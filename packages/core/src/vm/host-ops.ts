@@ -237,8 +237,7 @@ function widenToHugepages(vm: Vm, start: number, end: number): void {
  */
 function* punchHole(vm: Vm, ctx: ExecCtx, start: number, end: number): Op<void> {
   const slot = vm.memslots.find(start);
-  const gmem = slot?.gmem;
-  if (!slot || !gmem) return;
+  if (!slot?.gmem) return;
   end = Math.min(end, slot.endGfn);
   yield* withMutex(vm.gmemLock, ctx, () => punchLocked(vm, ctx, slot, start, end));
 }
