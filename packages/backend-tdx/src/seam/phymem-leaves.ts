@@ -38,6 +38,7 @@ export function phymemPageReclaimLeaf(m: SeamCore, _tdr: number, pfn: number): S
   check(type !== PT_NDA && type !== PT_RSVD, TDX_PAGE_METADATA_INCORRECT, OPERAND_RCX);
   // RCX = the type the page had, RDX = its owner's TDR address (0 for a TDR, which has none),
   // R8 = its size: set once the type passed its check, so every later failure returns them too.
+  // The module also zeroes R9-R11 at entry; KVM reads none of them, and the model leaves them out.
   const regs = {
     rcx: BigInt(type),
     rdx: owner === NO_TD ? 0n : BigInt(owner) << 12n,
