@@ -58,8 +58,8 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 /** GPAW 48: the shared bit is bit 47 (docs/tdx-module.md §7). */
 const SHARED_BIT = 2 ** 47;
-/** A FREE S-EPT entry as the module returns it: TDEX, TDBW and TDB (the FREE encoding) with suppress-#VE (`SEPTE_INIT_VALUE`). */
-const FREE_ENTRY = 0x80e0000000000000n;
+/** A FREE entry as RCX reports it: suppress-#VE alone (`set_arch_septe_details_in_vmm_regs`). */
+const FREE_ENTRY = 0x8000000000000000n;
 /** Pages the guest accepts in every fixture (all under one level-0 S-EPT table). */
 const ACCEPTED = [0x0, 0x1000, 0x2000];
 /** A GPA under the same S-EPT tables that the guest never touched (its 4K entry is FREE). */
@@ -196,8 +196,10 @@ describe("TDH.MEM.PAGE.AUG with a page that is not the host's to give", () => {
     expect(r.status).toBe(0xc0000b0d00000001n);
     expect(r.levelState).toBe(levelState(0, SEPT_MAPPED));
     expect(r.levelState).toBe(0x400n);
-    // RCX: the architectural entry, which maps the page the guest has there.
+    // RCX: the architectural entry, which maps the page the guest has there: SVE, HPA, PS,
+    // IPAT, MT=WB and RWX (SEPT_ARCH_ENTRY_LEAF_MASK), none of the module's state bits.
     expect(Number((r.entry! >> 12n) & 0xffffffffffn)).toBe(mapped);
+    expect(r.entry).toBe((1n << 63n) | (BigInt(mapped) << 12n) | 0xf7n);
     expect(snapshot(f)).toBe(before);
     expect(f.m.pamt.type(page)).toBe(PT_NDA);
   });
@@ -210,6 +212,9 @@ describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/t
     const r = f.m.memPageRemove(0x1000, 0, f.tdr);
     expect(r.status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
     expect(r.status).toBe(0xc0000b0600000001n);
+    // With the entry and its level and state (tdh_mem_page_remove.c).
+    expect(r.entry).toBe((1n << 63n) | (BigInt(privatePfn(f, 0x1000)) << 12n) | 0xf7n);
+    expect(r.levelState).toBe(levelState(0, SEPT_MAPPED));
     expect(snapshot(f)).toBe(before);
   });
 
@@ -220,6 +225,8 @@ describe("TDH.MEM.PAGE.REMOVE and the TLB-tracking rule on a RUNNABLE TD (docs/t
     const r = f.m.memPageRemove(0x1000, 0, f.tdr);
     expect(r.status).toBe(TDX_TLB_TRACKING_NOT_DONE + OPERAND_RCX);
     expect(r.status).toBe(0xc0000b0800000001n);
+    // The one S-EPT failure of these leaves without entry details.
+    expect(r.entry).toBeUndefined();
     expect(septAt(f, 0x1000, 0).state).toBe(SEPT_BLOCKED);
   });
 
@@ -304,6 +311,16 @@ describe("S-EPT table leaves", () => {
     expect(r.status).toBe(TDX_EPT_WALK_FAILED + OPERAND_RCX);
     expect(r.levelState).toBe(levelState(1, SEPT_NL_BLOCKED));
     expect(r.levelState).toBe(0x8101n);
+    // A non-leaf keeps only RWX and PS (SEPT_ARCH_ENTRY_NON_LEAF_MASK), and BLOCK cleared RWX.
+    expect(r.entry).toBe(0n);
+  });
+
+  it("SEPT.ADD over a table already there: EPT_ENTRY_STATE_INCORRECT|RCX with the non-leaf as RWX alone (no HPA, no SVE)", () => {
+    const f = makeTd();
+    const r = f.m.memSeptAdd(0, 1, f.tdr, freshPage(f.host));
+    expect(r.status).toBe(TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX);
+    expect(r.levelState).toBe(levelState(1, SEPT_NL_MAPPED));
+    expect(r.entry).toBe(7n);
   });
 
   it("SEPT.REMOVE of a table that still has children, after BLOCK+TRACK and every exit: EPT_PAGE_NOT_FREE|RCX", () => {
@@ -316,6 +333,9 @@ describe("S-EPT table leaves", () => {
     const r = f.m.memSeptRemove(0, 1, f.tdr);
     expect(r.status).toBe(TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX);
     expect(r.status).toBe(0xc0000b0e00000001n);
+    // The removed table's own entry, blocked, in RCX and RDX (tdh_mem_sept_remove.c).
+    expect(r.entry).toBe(0n);
+    expect(r.levelState).toBe(levelState(1, SEPT_NL_BLOCKED));
     expect(septAt(f, 0, 1)).toEqual({ state: SEPT_NL_BLOCKED, pfn: table });
     expect(f.m.pamt.type(table)).toBe(PT_EPT);
     expect(f.td.childCount).toBe(children);
@@ -323,7 +343,10 @@ describe("S-EPT table leaves", () => {
 
   it("SEPT.REMOVE of a table without BLOCK on a RUNNABLE TD: GPA_RANGE_NOT_BLOCKED|RCX", () => {
     const f = makeTd();
-    expect(f.m.memSeptRemove(0, 1, f.tdr).status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+    const r = f.m.memSeptRemove(0, 1, f.tdr);
+    expect(r.status).toBe(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX);
+    expect(r.entry).toBe(7n);
+    expect(r.levelState).toBe(levelState(1, SEPT_NL_MAPPED));
   });
 });
 

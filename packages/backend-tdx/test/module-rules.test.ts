@@ -29,6 +29,7 @@ import {
   PT_REG,
   PT_EPT,
   SEPT_MAPPED,
+  SEPT_NL_BLOCKED,
   SEPT_NL_MAPPED,
   SEPT_PENDING,
   TDX_GPA_RANGE_NOT_BLOCKED,
@@ -69,6 +70,7 @@ import {
   VP_PIN_BASED_VM_EXEC_CONTROL,
   VP_POSTED_INTR_DESC_ADDR,
   VP_POSTED_INTR_NV,
+  levelState,
 } from "../src/testing.js";
 import {
   addSeptTables,
@@ -193,7 +195,8 @@ it("SEPT.REMOVE of a table whose page's PAMT entry is locked: OPERAND_BUSY|RCX; 
   expect(held.tryExclusive()).toBe(true);
   expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_RCX);
   held.release();
-  expect(m.memSeptRemove(0, 1, 0).status).toBe(TDX_SUCCESS);
+  // RCX: the removed page (tdh_mem_sept_remove.c).
+  expect(m.memSeptRemove(0, 1, 0)).toEqual({ status: TDX_SUCCESS, pfn: 12 });
   expect(m.pamt.type(12)).toBe(PT_NDA);
 });
 
@@ -332,12 +335,22 @@ describe("2 MiB private pages", () => {
     expect(m.memPageAug(GPA_2M, 1, 0, 4096).status).toBe(0xc000010100000008n);
   });
 
-  it("AUG at 2M over a range holding a page of the TD's (its TDR): PAGE_METADATA_INCORRECT|R8; at a GPA not 2M-aligned: OPERAND_INVALID|RCX", () => {
+  it("AUG at 2M over a range holding an S-EPT page of the TD's: PAGE_METADATA_INCORRECT|R8; at a GPA not 2M-aligned: OPERAND_INVALID|RCX", () => {
     const m = upTo2m();
-    expect(m.memPageAug(GPA_2M, 1, 0, 0).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
+    // A 4K table under the 2M entry at 4 MiB, in frame 1029 (inside 1024-1535).
+    expect(m.memSeptAdd(0x400000, 1, 0, 1029).status).toBe(TDX_SUCCESS);
+    expect(m.memPageAug(GPA_2M, 1, 0, 1024).status).toBe(TDX_PAGE_METADATA_INCORRECT + OPERAND_R8);
     expect(m.memPageAug(GPA_2M + 0x1000, 1, 0, 1024).status).toBe(
       TDX_OPERAND_INVALID + OPERAND_RCX,
     );
+  });
+
+  it("AUG at 2M over the range of the call's own TDR: OPERAND_BUSY|R8 (the prologue's PAMT walk holds that 2M entry shared)", () => {
+    const m = upTo2m();
+    // pamt_walk to the TDR leaves its 1G and 2M entries held shared until the call ends, and
+    // check_and_lock_free_range_hpa cannot promote the 2M one to exclusive: busy, not a type.
+    expect(m.memPageAug(GPA_2M, 1, 0, 0).status).toBe(TDX_OPERAND_BUSY + OPERAND_R8);
+    expect(m.pamt.type(0)).toBe(PT_TDR);
   });
 
   it("a page inside a 2 MiB page named as a new 4K page: PAGE_METADATA_INCORRECT|R8 (the PAMT walk ends at the 2M entry)", () => {
@@ -480,10 +493,11 @@ describe("2 MiB private pages", () => {
     expect(m.memRangeBlock(GPA_2M + 0x3000, 0, 0).status).toBe(TDX_SUCCESS);
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
-    expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(
-      TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX,
-    );
+    const r = m.memPagePromote(GPA_2M, 1, 0);
+    expect(r.status).toBe(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX);
     expect(TDX_EPT_INVALID_PROMOTE_CONDITIONS + OPERAND_RCX).toBe(0xc0000b0900000001n);
+    // Reported on the parent entry (blocked table: no RWX, no HPA), not the leaf that failed.
+    expect([r.entry, r.levelState]).toEqual([0n, levelState(1, SEPT_NL_BLOCKED)]);
   });
 
   it("PROMOTE of 512 PENDING leaves gives a PENDING 2 MiB leaf; mixed PENDING and MAPPED is refused", () => {

@@ -6,9 +6,9 @@
  */
 import { PT_NDA, PT_TDR, PT_TDVPR } from "./pamt.js";
 import type { SeamCore } from "./seam-core.js";
-import { SeamError, check, failed } from "./seam-result.js";
+import { SeamError, check, failed, type SeamResult } from "./seam-result.js";
 import {
-  entryBigInt,
+  archSepteEntry,
   entryLocked,
   levelState,
   septState,
@@ -232,19 +232,30 @@ export function entryState(
 ): number {
   const lo = m.sept.entryLo(table, off);
   const hi = m.sept.entryHi(table, off);
-  check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+  if (entryLocked(lo)) failOnEntry(TDX_OPERAND_BUSY + OPERAND_RCX, lo, hi, level);
   const st = septState(lo, hi, level);
-  if ((septStateBit(st) & allowed) === 0) entryStateIncorrect(lo, hi, level, st);
+  if ((septStateBit(st) & allowed) === 0)
+    failOnEntry(TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX, lo, hi, level);
   return st;
 }
 
-/** `entryState`'s failure, apart so that the check every leaf inlines stays small. */
-function entryStateIncorrect(lo: number, hi: number, level: number, st: number): never {
-  throw new SeamError({
-    status: TDX_EPT_ENTRY_STATE_INCORRECT + OPERAND_RCX,
-    entry: entryBigInt(lo, hi),
-    levelState: levelState(level, st),
-  });
+/**
+ * `status` for a leaf that failed on the S-EPT entry (lo, hi) at TDX `level`, with the entry in
+ * RCX and its level and state in RDX, as `set_arch_septe_details_in_vmm_regs` leaves them: after
+ * a walk that stopped, a busy entry lock, a state the leaf does not take, a removal not blocked,
+ * a table not empty or not promotable. (TLB_TRACKING_NOT_DONE comes without them.)
+ */
+export function entryDetails(status: bigint, lo: number, hi: number, level: number): SeamResult {
+  return {
+    status,
+    entry: archSepteEntry(lo, hi),
+    levelState: levelState(level, septState(lo, hi, level)),
+  };
+}
+
+/** Fails the leaf with `entryDetails`; apart so that the checks every leaf inlines stay small. */
+export function failOnEntry(status: bigint, lo: number, hi: number, level: number): never {
+  throw new SeamError(entryDetails(status, lo, hi, level));
 }
 
 /**
@@ -279,7 +290,11 @@ export function checkNew2mPage(m: SeamCore, pfn: number, operand: bigint): void 
     operand,
   );
   check(m.pamt.inTdmr(pfn) && m.pamt.inTdmr(pfn + 511), TDX_OPERAND_ADDR_RANGE_ERROR, operand);
-  check(m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, operand);
+  // The prologue's PAMT walk to the TDR holds the 2M entry above it shared until the call ends
+  // (`pamt_walk`), so promoting that entry to exclusive for a 2 MiB page around the TDR fails:
+  // OPERAND_BUSY before any type is read.
+  const holdsTdr = m.lockedTdr >= pfn && m.lockedTdr < pfn + 512;
+  check(!holdsTdr && m.pamt.tryLock2mAndRelease(pfn, true), TDX_OPERAND_BUSY, operand);
   check(m.pamt.type2m(pfn) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
   for (let i = 0; i < 512; i++)
     check(m.pamt.type(pfn + i) === PT_NDA, TDX_PAGE_METADATA_INCORRECT, operand);
@@ -299,12 +314,18 @@ export function lockLeafPage(m: SeamCore, pfn: number, level: number, busyOperan
 export function blockedAndTracked(
   m: SeamCore,
   td: Td,
+  table: SeptPage,
+  off: number,
+  level: number,
   blocked: boolean,
   pfnOfEntry: number,
   pamtLevel = 0,
 ): void {
   if (td.opState !== OP_RUNNABLE) return;
-  check(blocked, TDX_GPA_RANGE_NOT_BLOCKED, OPERAND_RCX);
+  if (!blocked) {
+    const lo = m.sept.entryLo(table, off);
+    failOnEntry(TDX_GPA_RANGE_NOT_BLOCKED + OPERAND_RCX, lo, m.sept.entryHi(table, off), level);
+  }
   check(tracked(m, td, pfnOfEntry, pamtLevel), TDX_TLB_TRACKING_NOT_DONE, OPERAND_RCX);
 }
 

@@ -18,7 +18,9 @@ import {
   TREE_SHARED,
   checkNew2mPage,
   checkNewPage,
+  entryDetails,
   entryState,
+  failOnEntry,
   lock,
   lockLeafPage,
   lockPage,
@@ -28,7 +30,7 @@ import {
   tracked,
 } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { type SeamResult, SeamError, check, ok } from "./seam-result.js";
+import { type SeamResult, check, ok } from "./seam-result.js";
 import {
   SEPT_BLOCKED,
   SEPT_FREE,
@@ -37,9 +39,7 @@ import {
   SEPT_NL_MAPPED,
   SEPT_PENDING,
   SEPT_PENDING_BLOCKED,
-  entryBigInt,
   entryLocked,
-  levelState,
   septPfn,
   septState,
 } from "./sept.js";
@@ -145,16 +145,11 @@ export function memRangeBlockLeaf(
   const off = m.walkOff;
   const lo = m.sept.entryLo(table, off);
   const hi = m.sept.entryHi(table, off);
-  check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
+  if (entryLocked(lo)) failOnEntry(TDX_OPERAND_BUSY + OPERAND_RCX, lo, hi, level);
   const st0 = septState(lo, hi, level);
   if (st0 === SEPT_BLOCKED || st0 === SEPT_PENDING_BLOCKED || st0 === SEPT_NL_BLOCKED) {
-    // tdh_mem_range_block.c: with the entry (RCX) and its level and state (RDX), as a walk's
-    // failure gives them.
-    return {
-      status: TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX,
-      entry: entryBigInt(lo, hi),
-      levelState: levelState(level, st0),
-    };
+    // tdh_mem_range_block.c: a warning, with the entry details as for its errors.
+    return entryDetails(TDX_GPA_RANGE_ALREADY_BLOCKED + OPERAND_RCX, lo, hi, level);
   }
   const st = entryState(m, table, off, level, ST_BLOCKABLE);
   const pfn = septPfn(lo, hi);
@@ -218,7 +213,8 @@ export function memPageRemoveLeaf(
   // The page's PAMT entry (2M for a 2 MiB page) is locked before the blocked/tracked checks;
   // REMOVE has no page operand, so a busy page lock is reported against the GPA (RCX).
   lockLeafPage(m, pfn, level, OPERAND_RCX);
-  blockedAndTracked(m, td, st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, pfn, level);
+  const blocked = st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED;
+  blockedAndTracked(m, td, table, off, level, blocked, pfn, level);
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.pamt.setLeafNda(pfn, level);
   // Not scrubbed: the page still holds ciphertext under the TD's key, never plaintext.
@@ -248,7 +244,8 @@ export function memPageDemoteLeaf(
   const off = m.walkOff;
   const st = entryState(m, table, off, level, ST_DEMOTABLE);
   const pfn = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
-  blockedAndTracked(m, td, st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED, pfn, level);
+  const blocked = st === SEPT_BLOCKED || st === SEPT_PENDING_BLOCKED;
+  blockedAndTracked(m, td, table, off, level, blocked, pfn, level);
   checkNewPage(m, page, OPERAND_R8);
   // pamt_demote: the 2M entry locked exclusively (no page operand of its own: RCX).
   lockLeafPage(m, pfn, level, OPERAND_RCX);
@@ -285,21 +282,30 @@ export function memPagePromoteLeaf(
   const st = entryState(m, table, off, level, ST_NON_LEAF);
   const page = septPfn(m.sept.entryLo(table, off), m.sept.entryHi(table, off));
   lockPage(m, page, true, OPERAND_RCX);
-  blockedAndTracked(m, td, st === SEPT_NL_BLOCKED, page);
+  blockedAndTracked(m, td, table, off, level, st === SEPT_NL_BLOCKED, page);
   const child = m.sept.get(page)!;
   const lo0 = m.sept.entryLo(child, 0);
   const first = septPfn(lo0, m.sept.entryHi(child, 0));
   const state = septState(lo0, m.sept.entryHi(child, 0), level - 1);
   for (let i = 0; i < 512; i++) {
     const lo = m.sept.entryLo(child, 2 * i);
-    check(!entryLocked(lo), TDX_OPERAND_BUSY, OPERAND_RCX);
     const hi = m.sept.entryHi(child, 2 * i);
-    const ok =
-      first % 512 === 0 &&
-      (state === SEPT_MAPPED || state === SEPT_PENDING) &&
-      septState(lo, hi, level - 1) === state &&
-      septPfn(lo, hi) === first + i;
-    check(ok, TDX_EPT_INVALID_PROMOTE_CONDITIONS, OPERAND_RCX);
+    // `is_sept_page_valid_for_merge`'s failures are reported on the parent entry.
+    let fail = entryLocked(lo) ? TDX_OPERAND_BUSY : 0n;
+    if (
+      fail === 0n &&
+      !(
+        first % 512 === 0 &&
+        (state === SEPT_MAPPED || state === SEPT_PENDING) &&
+        septState(lo, hi, level - 1) === state &&
+        septPfn(lo, hi) === first + i
+      )
+    )
+      fail = TDX_EPT_INVALID_PROMOTE_CONDITIONS;
+    if (fail !== 0n) {
+      const plo = m.sept.entryLo(table, off);
+      failOnEntry(fail + OPERAND_RCX, plo, m.sept.entryHi(table, off), level);
+    }
   }
   // pamt_promote: the 2M entry locked exclusively, then the 512 4K entries merged into it.
   lockLeafPage(m, first, level, OPERAND_RCX);
@@ -327,18 +333,20 @@ export function memSeptRemoveLeaf(
   // tdh_mem_sept_remove.c locks the removed page's PAMT entry exclusively before the tracking
   // and emptiness checks (busy: RCX).
   lockPage(m, page, true, OPERAND_RCX);
-  blockedAndTracked(m, td, st === SEPT_NL_BLOCKED, page);
+  blockedAndTracked(m, td, table, off, level, st === SEPT_NL_BLOCKED, page);
   const child = m.sept.get(page)!;
   for (let i = 0; i < 512; i++) {
     if (
       septState(m.sept.entryLo(child, 2 * i), m.sept.entryHi(child, 2 * i), level - 1) !== SEPT_FREE
     ) {
-      throw new SeamError({ status: TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX });
+      const lo = m.sept.entryLo(table, off);
+      failOnEntry(TDX_EPT_PAGE_NOT_FREE + OPERAND_RCX, lo, m.sept.entryHi(table, off), level);
     }
   }
   m.sept.setEntry(table, off, SEPT_FREE, 0, level);
   m.sept.drop(page);
   m.pamt.setNda(page);
   td.addChildren(-1);
-  return ok();
+  // tdh_mem_sept_remove.c: RCX is the removed page's HPA.
+  return { status: TDX_SUCCESS, pfn: page };
 }

@@ -1,8 +1,8 @@
 /** TDH.MR.*: the TD's measurement (extending MRTD, finalizing it). */
-import { OPS_INITIALIZED, tdPrologue } from "./leaf-checks.js";
+import { OPS_INITIALIZED, failOnEntry, tdPrologue } from "./leaf-checks.js";
 import type { SeamCore } from "./seam-core.js";
-import { SeamError, type SeamResult, check, ok } from "./seam-result.js";
-import { SEPT_FREE, SEPT_MAPPED, entryBigInt, levelState, septState } from "./sept.js";
+import { type SeamResult, check, ok } from "./seam-result.js";
+import { SEPT_FREE, SEPT_MAPPED, septState } from "./sept.js";
 import {
   OPERAND_RCX,
   OPERAND_RDX,
@@ -48,11 +48,12 @@ export function mrExtendLeaf(m: SeamCore, tdr: number, gpa: number): SeamResult 
   } else {
     st = m.walkStopState;
     if (st === SEPT_FREE || (st & SEPT_NON_LEAF) !== 0)
-      throw new SeamError({
-        status: TDX_EPT_ENTRY_NOT_PRESENT + OPERAND_RCX,
-        entry: entryBigInt(m.walkStopLo, m.walkStopHi),
-        levelState: levelState(m.walkStopLevel, st),
-      });
+      failOnEntry(
+        TDX_EPT_ENTRY_NOT_PRESENT + OPERAND_RCX,
+        m.walkStopLo,
+        m.walkStopHi,
+        m.walkStopLevel,
+      );
   }
   check(st === SEPT_MAPPED, TDX_EPT_ENTRY_NOT_PRESENT);
   td.mrtd = (Math.imul(td.mrtd ^ 0x9e3779b9, 31) + gpa) >>> 0;

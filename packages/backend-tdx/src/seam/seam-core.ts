@@ -26,16 +26,8 @@ import {
   check,
   injectedResult,
 } from "./seam-result.js";
-import {
-  SeptPages,
-  entryBigInt,
-  levelState,
-  septIndex,
-  septPfn,
-  septState,
-  SEPT_NL_MAPPED,
-  type SeptPage,
-} from "./sept.js";
+import { failOnEntry } from "./leaf-checks.js";
+import { SeptPages, septIndex, septPfn, septState, SEPT_NL_MAPPED, type SeptPage } from "./sept.js";
 import {
   OPERAND_RCX,
   TDX_EPT_WALK_FAILED,
@@ -529,11 +521,7 @@ export class SeamCore {
     if (!this.tryWalk(td, gfn, level)) {
       const lo = this.walkStopLo;
       const hi = this.walkStopHi;
-      throw new SeamError({
-        status: TDX_EPT_WALK_FAILED + OPERAND_RCX,
-        entry: entryBigInt(lo, hi),
-        levelState: levelState(this.walkStopLevel, this.walkStopState),
-      });
+      failOnEntry(TDX_EPT_WALK_FAILED + OPERAND_RCX, lo, hi, this.walkStopLevel);
     }
   }
 

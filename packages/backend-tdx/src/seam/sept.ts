@@ -158,8 +158,19 @@ export function levelState(level: number, state: number): bigint {
   return BigInt(level) | (BigInt(state) << 8n);
 }
 
-export function entryBigInt(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+/** What RCX keeps of a leaf's low half: RWX, MT, IPAT, PS and HPA bits 12-31. */
+const ARCH_LEAF_LO = (0xfffff000 | (7 << 3) | IPAT | PS | RWX) >>> 0;
+
+/**
+ * The entry as RCX reports it (`set_arch_septe_details_in_vmm_regs`, sept_manager.c): a FREE
+ * entry is suppress-#VE alone, a leaf keeps RWX, MT, IPAT, PS, HPA and SVE
+ * (`SEPT_ARCH_ENTRY_LEAF_MASK`), a non-leaf only RWX and PS (`SEPT_ARCH_ENTRY_NON_LEAF_MASK`: no
+ * HPA, no SVE). The module's own bits (TDEL, TDHP, TDEX, TDBW, TDB, TDP) never leave it.
+ */
+export function archSepteEntry(lo: number, hi: number): bigint {
+  if (septState(lo, hi, 0) === SEPT_FREE) return BigInt(SVE) << 32n;
+  if ((lo & PS) === 0) return BigInt(lo & RWX);
+  return (BigInt((hi & (HI_PFN_MASK | SVE)) >>> 0) << 32n) | BigInt((lo & ARCH_LEAF_LO) >>> 0);
 }
 
 /**
