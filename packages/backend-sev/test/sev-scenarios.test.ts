@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import {
   OpError,
   R_ATTR,
+  R_LPAGE,
   R_BACKEND,
   R_INVALIDATE,
   R_LOCK_READERS,
@@ -374,7 +375,7 @@ describe("what the explorer sees a SEV fault read", () => {
     expect(faultin.read.has(R_BACKEND)).toBe(false);
   });
 
-  it("the gmem prepare step writes the RMP entry; the level is picked under mmu_lock, reading the memslot flags and the attributes", () => {
+  it("the gmem prepare step writes the RMP entry; the level is picked under mmu_lock, reading the memslot flags and lpage_info (the mixed bits)", () => {
     const { vm } = makeSevVm({ hostPageLevel: 2 });
     const steps = stepFootprints(vm, 0x200000);
     const faultin = steps.findIndex((s) => s.read.has(R_INVALIDATE));
@@ -385,8 +386,10 @@ describe("what the explorer sees a SEV fault read", () => {
     ]);
     expect(prepare.read.has(R_SLOTS)).toBe(false);
     expect(prepare.read.has(R_ATTR)).toBe(false);
-    // kvm_mmu_hugepage_adjust runs in kvm_tdp_mmu_map, in the step that takes the read lock.
-    const locked = steps.findIndex((s, i) => i > faultin + 1 && s.read.has(R_ATTR));
+    expect(prepare.read.has(R_LPAGE)).toBe(false);
+    // kvm_mmu_hugepage_adjust runs in kvm_tdp_mmu_map, in the step that takes the read lock; it
+    // reads KVM_LPAGE_MIXED_FLAG, not the attributes.
+    const locked = steps.findIndex((s, i) => i > faultin + 1 && s.read.has(R_LPAGE));
     expect(locked).toBeGreaterThan(faultin + 1);
     expect(steps[locked]!.written.has(R_LOCK_READERS)).toBe(true);
     expect(steps[locked]!.read.has(R_SLOTS)).toBe(true);

@@ -152,6 +152,32 @@ describe("kvm_vm_set_mem_attributes", () => {
     expect(vm.attributes.peekPrivate(0x201)).toBe(false);
     expect(vm.attributes.peekPrivate(0x300)).toBe(true);
   });
+
+  it("a fault between the store of the attributes and the second section still sees a mixed huge page as mixed (KVM_LPAGE_MIXED_FLAG): it maps 4K, not 2M over GFNs still being invalidated", () => {
+    const vm = makeVm({ memory: 16 * 2 ** 20, hostPageLevel: 2, backend: privateBackend() });
+    const access = (gfn: number) =>
+      run(guestAccessRange(vm, vm.vcpus[0]!, gfn * 4096, 1, true, false, new AccessTally()));
+    // GFN 0x200 shared: the 2M page 0x200-0x3ff is mixed.
+    expect(run(hostOps.convertMemory(vm, vm.hostCtx, 0x200, 0x201, false))).toBe(1);
+    vm.setInterleave(true);
+    const op = hostOps.convertMemory(vm, vm.hostCtx, 0x200, 0x201, true);
+    let r = op.next();
+    // The attributes are private again, the invalidation of GFN 0x200 not yet over: the page
+    // was mixed, so the invalidation was not widened, and GFN 0x205 is outside it.
+    const seq = vm.mmu.invalidateSeq;
+    while (!r.done && !(vm.attributes.peekPrivate(0x200) && vm.mmu.invalidateRetryGfn(seq, 0x200)))
+      r = op.next();
+    expect(r.done).toBe(false);
+    expect(vm.mmu.invalidateRetryGfn(seq, 0x205)).toBe(false);
+    access(0x205);
+    expect([vm.mmu.stats.pages[1], vm.mmu.stats.pages[2]]).toEqual([1, 0]);
+    for (r = op.next(); !r.done; r = op.next());
+    // The second section found the page uniform: a fault there now maps 2M.
+    vm.setInterleave(false);
+    run(hostOps.zapGfnRange(vm, vm.hostCtx, 0x200, 0x400));
+    access(0x210);
+    expect(vm.mmu.stats.pages[2]).toBe(1);
+  });
 });
 
 describe("kvm->slots_lock", () => {

@@ -246,7 +246,7 @@ export class FootprintAudit {
       R_LPAGE,
       vm.memslots
         .peekAll()
-        .map((m) => m.auditInhibit())
+        .map((m) => m.auditLpage())
         .join(";"),
     );
     s.set(R_INVALIDATE, mmu.invalidateAuditState());

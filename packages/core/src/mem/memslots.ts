@@ -32,6 +32,15 @@ export class Memslot {
    * again. Set one way only, under the write `mmu_lock`; one resource (R_LPAGE).
    */
   private readonly inhibited: [Set<number>, Set<number>] = [new Set(), new Set()];
+  /**
+   * `lpage_info`'s KVM_LPAGE_MIXED_FLAG, per level 2 and 3: the huge pages (indexed as the
+   * guest-inhibit bits) whose GFNs do not all have the same memory attributes, as
+   * `kvm_arch_post_set_memory_attributes` last found them under the write `mmu_lock`
+   * (`mmu/mixed-hugepages.ts`). A fault reads these, not the attributes: between a conversion's
+   * store of the attributes and its second lock section they still say what they said before.
+   * Written under the write `mmu_lock` only; R_LPAGE with the guest-inhibit bits.
+   */
+  private readonly mixed: [Set<number>, Set<number>] = [new Set(), new Set()];
 
   constructor(
     readonly id: number,
@@ -129,15 +138,31 @@ export class Memslot {
     this.inhibited[level - 2]!.add(this.hugeIndex(gfn, level));
   }
 
+  /** `hugepage_test_mixed`: the huge page of `level` (2 or 3) over `gfn` has GFNs of both kinds. */
+  hugepageMixed(gfn: number, level: number): boolean {
+    this.clock?.fp?.read(R_LPAGE);
+    return this.mixed[level - 2]!.has(this.hugeIndex(gfn, level));
+  }
+
+  /** `hugepage_set_mixed` (`on`) or `hugepage_clear_mixed`. */
+  setHugepageMixed(gfn: number, level: number, on: boolean): void {
+    this.clock?.touch(R_LPAGE);
+    const set = this.mixed[level - 2]!;
+    if (on) set.add(this.hugeIndex(gfn, level));
+    else set.delete(this.hugeIndex(gfn, level));
+  }
+
   /** lpage_info's index: huge pages counted from the one over the slot's first GFN. */
   private hugeIndex(gfn: number, level: number): number {
     const span = level === 2 ? 512 : 512 * 512;
     return Math.floor(gfn / span) - Math.floor(this.baseGfn / span);
   }
 
-  /** The guest-inhibit bits as a string, recording nothing: for the footprint audit. */
-  auditInhibit(): string {
-    return this.inhibited.map((s) => [...s].sort((a, b) => a - b).join(",")).join("/");
+  /** The guest-inhibit and mixed bits as a string, recording nothing: for the footprint audit. */
+  auditLpage(): string {
+    return [...this.inhibited, ...this.mixed]
+      .map((s) => [...s].sort((a, b) => a - b).join(","))
+      .join("/");
   }
 
   /** The state as it stands, recording nothing: for checks and the footprint audit. */

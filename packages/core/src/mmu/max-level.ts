@@ -6,7 +6,7 @@
  *   `hugepage_adjust`), and for private memory the backend has its say in `kvm_mmu_faultin_pfn`
  *   (`kvm_max_private_mapping_level` → `gmem_max_mapping_level`): `faultinMaxLevel`;
  * - `kvm_mmu_hugepage_adjust` (in `kvm_tdp_mmu_map`, under the read `mmu_lock`): the huge page
- *   must lie inside the memslot, with uniform memory attributes (no `KVM_LPAGE_MIXED_FLAG`), no
+ *   must lie inside the memslot, not mixed (`KVM_LPAGE_MIXED_FLAG`, `mixed-hugepages.ts`), no
  *   dirty logging on the slot, and no guest-inhibit bit for that size (the TDX huge-page series:
  *   the guest accepted a page under it at a smaller size, which is set under the write lock, so
  *   reading it under the read lock orders a fault against it).
@@ -39,9 +39,9 @@ export function faultinMaxLevel(
 }
 
 /** `kvm_mmu_hugepage_adjust`: the goal level of a fault, from `faultinMaxLevel`'s bound. Dirty logging forces 4K. */
-export function hugepageAdjust(vm: BackendVm, slot: Memslot, gfn: number, bound: Level): Level {
+export function hugepageAdjust(slot: Memslot, gfn: number, bound: Level): Level {
   if (bound === 1 || slot.dirtyBitmap) return 1;
-  return levelInSlot(vm, slot, gfn, bound);
+  return levelInSlot(slot, gfn, bound);
 }
 
 /** `kvm_mmu_max_mapping_level`: both halves, for a caller that holds `mmu_lock` (recovery skips dirty-logged slots itself). */
@@ -54,17 +54,19 @@ export function maxMappingLevel(
   pfn: number,
 ): Level {
   const bound = faultinMaxLevel(vm, backend, slot, gfn, isPrivate, pfn);
-  return bound === 1 ? 1 : levelInSlot(vm, slot, gfn, bound);
+  return bound === 1 ? 1 : levelInSlot(slot, gfn, bound);
 }
 
 /** The largest level up to `bound` whose huge page over `gfn` is inside the slot, uniform, and not guest-inhibited. */
-function levelInSlot(vm: BackendVm, slot: Memslot, gfn: number, bound: Level): Level {
+function levelInSlot(slot: Memslot, gfn: number, bound: Level): Level {
   let level: number = bound;
   for (; level > 1; level--) {
     const span = PAGES_PER_LEVEL[level]!;
     const base = gfn - (gfn % span);
     if (base < slot.baseGfn || base + span > slot.endGfn) continue;
-    if (!vm.attributes.isUniform(base, span)) continue;
+    // KVM_LPAGE_MIXED_FLAG as the last attribute change left it, not the attributes
+    // themselves (`mixed-hugepages.ts`); only a slot with a guest_memfd tracks it.
+    if (slot.gmem !== null && slot.hugepageMixed(base, level)) continue;
     // __kvm_mmu_max_mapping_level in the TDX huge-page series: lpage_info's guest-inhibit bit,
     // one of `disallow_lpage`'s, which holds for shared faults as well.
     if (slot.guestInhibited(gfn, level)) continue;

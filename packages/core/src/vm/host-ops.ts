@@ -18,6 +18,7 @@ import { splitCrossBoundaryLeafs, trySplitHugePages } from "../mmu/split.js";
 import { recoverHugePages, recoverMirrorHugePages } from "../mmu/recover.js";
 import { ageGfnRange } from "../mmu/age.js";
 import { maxMappingLevel } from "../mmu/max-level.js";
+import { postSetMemoryAttributes } from "../mmu/mixed-hugepages.js";
 import type { TdpMmu } from "../mmu/tdp-mmu.js";
 import { BLOCKED, RETRY_WAIT, type ExecCtx, type Op } from "../exec/ctx.js";
 import { withMutex } from "../exec/mutex.js";
@@ -89,9 +90,10 @@ function* invalidating<T>(mmu: TdpMmu, start: number, end: number, body: () => O
  * shared, in the kernel's three phases. Under the write lock, the invalidation begins and the
  * mappings of the other kind are zapped (`kvm_arch_pre_set_memory_attributes`: going private
  * zaps shared mappings, going shared private ones), then the TLBs are flushed. With `mmu_lock`
- * dropped the attributes are stored. Under the write lock again the invalidation ends
- * (`kvm_arch_post_set_memory_attributes`, whose hugepage bookkeeping the model recomputes from
- * the attributes when it needs it). A fault on the range in between retries. Returns pages changed.
+ * dropped the attributes are stored. Under the write lock again the invalidation ends and
+ * `kvm_arch_post_set_memory_attributes` says which huge pages are mixed now (faults read that,
+ * not the attributes: `mmu/mixed-hugepages.ts`). A fault on the range in between retries.
+ * Returns pages changed.
  * `vcpu` is the vCPU whose request the change answers (its page-state change or MapGPA), -1 when
  * the VMM converts on its own (a host op, or its answer to a KVM_EXIT_MEMORY_FAULT).
  * `atOpStart` (here and in the other ops that take `kvm->slots_lock`): the caller is a scenario
@@ -159,6 +161,11 @@ function* setMemoryAttributes(
       // kvm_arch_post_set_memory_attributes, runs under the same lock: the backend hears of the
       // change at that point.
       mmu.invalidateEnd();
+      for (const slot of vm.memslots.all()) {
+        const s = Math.max(start, slot.baseGfn);
+        const e = Math.min(end, slot.endGfn);
+        if (s < e) postSetMemoryAttributes(vm, slot, s, e, toPrivate);
+      }
       vm.backend.memoryAttributesChanged?.(vm, start, end - start, toPrivate, vcpu);
     }),
   );

@@ -370,7 +370,7 @@ export class TdpFault implements StepMachine {
     }
     // kvm_tdp_mmu_map starts with kvm_mmu_hugepage_adjust, under the lock: the goal level.
     const fault = this.vcpu.fault;
-    const level = hugepageAdjust(this.vm, fault.slot!, fault.gfn, this.maxLevel);
+    const level = hugepageAdjust(fault.slot!, fault.gfn, this.maxLevel);
     fault.goalLevel = level;
     fault.pfn = this.pfn - gfnOffsetInLevel(this.pfn, level);
     mmu.rcu.readLock(ctx);

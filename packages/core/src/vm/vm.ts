@@ -21,6 +21,7 @@ import { recordedBackend } from "../backend/recorded-backend.js";
 import { Memslot, Memslots } from "../mem/memslots.js";
 import { PageFault } from "../mmu/tdp-map.js";
 import { TdpIter } from "../mmu/tdp-iter.js";
+import { initMemslotMemoryAttributes, postSetMemoryAttributes } from "../mmu/mixed-hugepages.js";
 import { WalkOut } from "./ept-walk.js";
 import { TdpFault } from "./tdp-fault.js";
 import { TdpMmu, type MmuOptions } from "../mmu/tdp-mmu.js";
@@ -161,11 +162,15 @@ export class Vm implements BackendVm, HostStorage {
     const gmem = backend.hasPrivateMemory
       ? new GuestBacking(host.frames, this.owner, "gmem", npages, config.hostPageLevel, this.clock)
       : null;
-    this.memslots.add(
-      new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem),
-    );
-    // A confidential VM starts with all of its memory private, as QEMU sets it up.
-    if (backend.hasPrivateMemory) this.attributes.set(0, npages, true);
+    const slot = new Memslot(0, 0, npages, { dirtyLogging: false, readonly: false }, shared, gmem);
+    this.memslots.add(slot);
+    initMemslotMemoryAttributes(this, slot);
+    // A confidential VM starts with all of its memory private, as QEMU sets it up (an
+    // attribute change over the whole slot: no huge page of it is mixed).
+    if (backend.hasPrivateMemory) {
+      this.attributes.set(0, npages, true);
+      postSetMemoryAttributes(this, slot, 0, npages, true);
+    }
     const interleave = opts.interleave ?? false;
     this.clock.interleaved = interleave;
     this.clock.shareRecorder(host.pool);
