@@ -229,6 +229,11 @@ export class SevBackend implements Backend {
   /** The guest context page (`sev->snp_context`), a firmware page; -1 once given back. */
   contextPage = -1;
   /**
+   * `kvm->arch.pre_fault_allowed`: set when SNP_LAUNCH_FINISH succeeds (`snp_launch_finish`),
+   * with the VMSA pages' resource (RMP_CALLS.length).
+   */
+  private launchFinished = false;
+  /**
    * The VMPL each vCPU runs at now (`enterVmpl`). The vCPU's own: only its own accesses read it,
    * so it is no state another task shares.
    */
@@ -427,7 +432,16 @@ export class SevBackend implements Backend {
     }
     const fw = this.injectedStatus(SNP_LAUNCH_FINISH) ?? SEV_RET_SUCCESS;
     this.count(SNP_LAUNCH_FINISH, fw);
-    return fw === SEV_RET_SUCCESS ? 0 : EIO;
+    if (fw !== SEV_RET_SUCCESS) return EIO;
+    this.vm.clock.touch(resourceId(this.space, RMP_CALLS.length));
+    this.launchFinished = true;
+    return 0;
+  }
+
+  /** KVM_PRE_FAULT_MEMORY once SNP_LAUNCH_FINISH has succeeded (`snp_launch_finish`). */
+  preFaultAllowed(): boolean {
+    this.vm.clock.fp?.read(resourceId(this.space, RMP_CALLS.length));
+    return this.launchFinished;
   }
 
   /**
@@ -934,7 +948,7 @@ export class SevBackend implements Backend {
     this.rmp.auditEntries(out);
     out.set(
       resourceId(this.space, RMP_CALLS.length),
-      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}`,
+      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}|${this.launchFinished}`,
     );
     if (this.injected.length > 0)
       for (let c = 0; c < RMP_CALLS.length; c++)

@@ -192,6 +192,24 @@ describe("snp_launch_finish", () => {
     ).toThrow(/finalize failed \(-5\): SNP_LAUNCH_FINISH failed: INVALID_GUEST_STATE/);
   });
 
+  it("allows KVM_PRE_FAULT_MEMORY: a shared GFN's pre-fault is -EOPNOTSUPP before it, mapped after", () => {
+    const { vm } = makeSevVm();
+    runToEnd(hostOps.convertMemory(vm, vm.hostCtx, 1, 2, false));
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 1, 2))).toEqual({
+      mapped: 0,
+      status: -95,
+      detail: "KVM_PRE_FAULT_MEMORY at GFN 0x1 before the VM is finalized (pre_fault_allowed)",
+    });
+    expect(vm.mmu.stats.faults).toBe(0);
+    expect(hostOps.finalize(vm)).toBe(0);
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 1, 2))).toEqual({
+      mapped: 1,
+      status: 0,
+      detail: "",
+    });
+    expect(vm.mmu.stats.faults).toBe(1);
+  });
+
   it("a success is not a fault to inject: the command would be skipped and KVM would go on", () => {
     expect(() => runLaunch("  - { call: SNP_LAUNCH_FINISH, nth: 1, status: SUCCESS }")).toThrow(
       /status SUCCESS cannot be injected.*inject an error status/,

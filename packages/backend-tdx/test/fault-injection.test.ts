@@ -570,6 +570,25 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
     expect(report.invariants.violations).toEqual([]);
   });
 
+  it("a shared GFN is KVM_PRE_FAULT_MEMORY's: -EOPNOTSUPP before the TD is finalized (pre_fault_allowed), mapped after", () => {
+    const ops = [
+      "{ op: convert, gpa: 0x1000, size: 4KiB, to: shared }",
+      "{ op: populate, gpa: 0x1000, size: 4KiB }",
+      "{ op: finalize }",
+      "{ op: populate, gpa: 0x1000, size: 4KiB }",
+    ];
+    const { report } = populate(ops);
+    const results = report.ops.filter((o) => o.op === "populate").map((o) => o.result);
+    expect(results[0]).toEqual({
+      mapped: 0,
+      status: -95,
+      detail: "KVM_PRE_FAULT_MEMORY at GFN 0x1 before the VM is finalized (pre_fault_allowed)",
+    });
+    expect(results[1]).toEqual({ mapped: 1 });
+    expect(report.stats.faults).toBe(1);
+    expect(report.invariants.violations).toEqual([]);
+  });
+
   it("a busy PAGE.ADD is -EBUSY; a failing MR.EXTEND is -EIO after the page was added", () => {
     const busy = populate("{ op: populate, gpa: 0x0, size: 16KiB }", [
       "{ call: TDH.MEM.PAGE.ADD, nth: 1, status: OPERAND_BUSY }",

@@ -22,6 +22,7 @@ export const ENOMEM = -12;
 export const EFAULT = -14;
 export const EEXIST = -17;
 export const ENOENT = -2;
+export const EOPNOTSUPP = -95;
 
 /** What the "hardware" step of a guest access found (`checkGuestAccess`). */
 export const ACCESS_OK = 0;
@@ -311,6 +312,13 @@ export interface Backend {
    * the op ends with.
    */
   canPopulate?(vm: BackendVm): number;
+  /**
+   * `kvm->arch.pre_fault_allowed`: whether KVM_PRE_FAULT_MEMORY may run now; until it may, the
+   * ioctl is -EOPNOTSUPP before it touches a page. A VM with private memory starts without it
+   * (`svm_vm_init`: `!has_private_mem`), and gets it once its initial state is measured: TDX in
+   * `tdx_td_finalize`, SEV-SNP when SNP_LAUNCH_FINISH succeeds. Absent: always allowed.
+   */
+  preFaultAllowed?(vm: BackendVm): boolean;
   /**
    * Whether `populate` maps the page through the fault path first (TDX: `kvm_tdp_map_page`, then
    * PAGE.ADD; the default) or only fills guest_memfd (SEV: `kvm_gmem_populate`; the guest's

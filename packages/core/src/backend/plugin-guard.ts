@@ -97,6 +97,10 @@ const RETURNS: Readonly<Record<string, Contract>> = {
     expected: "a boolean (is the access private)",
   },
   maxMappingLevel: oneOf([1, 2, 3], "a level: 1 (4K), 2 (2M) or 3 (1G)"),
+  preFaultAllowed: {
+    ok: (r) => typeof r === "boolean",
+    expected: "a boolean (may KVM_PRE_FAULT_MEMORY run now)",
+  },
   allocExternalSpt: {
     ok: (r) => isInt(r) && r >= 0,
     expected: "the external page's handle, an integer ≥ 0",

@@ -19,7 +19,7 @@ import type { Backend } from "./backend.js";
  * reaches through the wrapper is recorded as a write, the sound default: a hook added to
  * `Backend` later, or one this list forgets, is over-recorded rather than never recorded.
  */
-const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault"]);
+const READS: ReadonlySet<string> = new Set(["maxMappingLevel", "classifyFault", "preFaultAllowed"]);
 /**
  * Functions that record nothing: called at VM creation (`init`, `gfnDirectBits`, `injectFault`,
  * before any step), between steps by the checks, the audit, the UI and the report (which record

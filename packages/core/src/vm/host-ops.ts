@@ -35,7 +35,7 @@ import { RET_PF_MEMORY_FAULT_EXIT } from "./tdp-fault.js";
 import type { Memslot } from "../mem/memslots.js";
 import { GuestLivelock, MAX_TRIES, tdpPageFault } from "./guest-access.js";
 import { OpError } from "./op-error.js";
-import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOTTY } from "../backend/backend.js";
+import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOTTY, EOPNOTSUPP } from "../backend/backend.js";
 import type { Vcpu, Vm } from "./vm.js";
 
 function clampRange(vm: Vm, start: number, end: number): [number, number] {
@@ -325,8 +325,10 @@ function* splitAndZapLeafs(
  * (`KVM_PRE_FAULT_MEMORY`, which TDX's `KVM_TDX_INIT_MEM_REGION` also uses), private or shared
  * as the attributes say, then let the backend add private pages (PAGE.ADD, LAUNCH_UPDATE),
  * measured if `measure`. As `kvm_arch_vcpu_pre_fault_memory`, a fault that mapped a huge page
- * covers the rest of it: the next fault is at the end of that page. Returns pages mapped, and
- * the errno of the first page the backend refused (the ioctl stops there), else 0.
+ * covers the rest of it: the next fault is at the end of that page. A GFN the backend does not
+ * populate is the pre-fault's, -EOPNOTSUPP until the backend allows it (`preFaultAllowed`: TDX
+ * and SEV-SNP once finalized). Returns pages mapped, and the errno of the first page refused
+ * (the ioctl stops there), else 0.
  */
 export function* populate(
   vm: Vm,
@@ -380,9 +382,21 @@ function* populateRange(
   [start, end] = clampRange(vm, start, end);
   let mapped = 0;
   let checked = false;
+  let preFaultChecked = false;
   for (let gfn = start; gfn < end; gfn++) {
     const priv = vm.attributes.isPrivate(gfn);
     const slot = vm.memslots.find(gfn);
+    // A GFN the backend does not populate is KVM_PRE_FAULT_MEMORY's, which a VM with private
+    // memory may issue only once its initial state is measured (-EOPNOTSUPP before any page).
+    if (!(priv && vm.backend.populate) && !preFaultChecked) {
+      preFaultChecked = true;
+      if (vm.backend.preFaultAllowed?.(vm) === false)
+        return {
+          mapped,
+          status: EOPNOTSUPP,
+          detail: `KVM_PRE_FAULT_MEMORY at GFN 0x${gfn.toString(16)} before the VM is finalized (pre_fault_allowed)`,
+        };
+    }
     // No memslot: kvm_gmem_populate refuses the GFN (-EINVAL: `kvm_slot_can_be_private`); a
     // pre-fault meets kvm_handle_noslot_fault (RET_PF_EMULATE, -ENOENT) or, for a private GFN,
     // a memory fault exit (-EFAULT). The ioctl returns it to the VMM.

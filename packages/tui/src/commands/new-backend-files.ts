@@ -188,6 +188,8 @@ export class ${cls} implements Backend {
   // faultFixup(vm: BackendVm, vcpu: number, gpa: number): { gfn: number; npages: number } | null { ... }
   // /** The populate ioctl's own checks, then each page's initial content (measured or not), then finalize: statuses. */
   // canPopulate(vm: BackendVm): number { ... }
+  // /** May KVM_PRE_FAULT_MEMORY run yet (kvm->arch.pre_fault_allowed)? Absent: always. */
+  // preFaultAllowed(vm: BackendVm): boolean { ... }
   // populate(vm: BackendVm, gfn: number, pfn: number, measure: boolean): number { ... }
   // finalize(vm: BackendVm): number { ... }
   // /** Host ops of the backend's own (\`${name}.<op>\` in a scenario's host program), and how to run one. */
