@@ -407,9 +407,15 @@ export class TdxBackend implements Backend, CallListener {
     return 0;
   }
 
-  /** `KVM_TDX_FINALIZE_VM`: refused while premapped pages wait for PAGE.ADD. */
+  /**
+   * `KVM_TDX_FINALIZE_VM` (`tdx_td_finalize`): -EINVAL for a TD finalized already, and while
+   * premapped pages wait for PAGE.ADD.
+   */
   finalize(_vm: BackendVm): number {
-    if (this.td.opState === OP_RUNNABLE) return 0;
+    if (this.td.opState === OP_RUNNABLE) {
+      this.lastFailure = "KVM_TDX_FINALIZE_VM: the TD is finalized already";
+      return EINVAL;
+    }
     if (this.nrPremapped !== 0) {
       this.lastFailure = `KVM_TDX_FINALIZE_VM: ${this.nrPremapped} premapped page(s) never got their TDH.MEM.PAGE.ADD`;
       return EINVAL;

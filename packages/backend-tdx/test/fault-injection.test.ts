@@ -557,6 +557,12 @@ describe("populate: errors are the VMM's, and measuring is a flag", () => {
     );
   });
 
+  it("finalize of a TD finalized already: -EINVAL (tdx_td_finalize), the run stops saying why", () => {
+    expect(() => populate(["{ op: finalize }", "{ op: finalize }"])).toThrow(
+      /finalize failed \(-22\): KVM_TDX_FINALIZE_VM: the TD is finalized already/,
+    );
+  });
+
   it("populate after finalize: -EINVAL before anything is mapped (no AUG, no PAGE.ADD)", () => {
     const { report } = populate(["{ op: finalize }", "{ op: populate, gpa: 0x0, size: 16KiB }"]);
     expect(report.ops.find((o) => o.op === "populate")!.result).toEqual({
