@@ -183,8 +183,10 @@ export class TdpFault implements StepMachine {
           // The folio is unlocked: a fault waiting for it goes on.
           this.endPrepare();
           if (ret !== 0) {
-            // kvm_gmem_prepare_folio marks the folio up to date only on success: the retried
-            // fault prepares again.
+            // kvm_gmem_prepare_folio marks the folio up to date only on success, so a later
+            // fault prepares again. A simplification: here this fault retries, where the kernel
+            // returns the errno from KVM_RUN (kvm_mmu_faultin_pfn_private) and QEMU stops the
+            // VM; the model has no stopped VM to end every program in.
             fault.slot!.gmem!.discard(fault.gfn - fault.slot!.baseGfn);
             return this.end(RET_PF_RETRY);
           }
@@ -286,8 +288,11 @@ export class TdpFault implements StepMachine {
     const slot = fault.slot;
     if (slot === null) {
       // kvm_handle_noslot_fault: a private access to no memslot exits to userspace too; a
-      // shared one is emulated MMIO. MMIO SPTEs are not cached here, as with
-      // `enable_mmio_caching=0`, so each such access exits.
+      // shared one is emulated MMIO. A simplification: the model has no MMIO SPTEs, as with
+      // `enable_mmio_caching=0`, so each such access exits and no table is made for it. The
+      // kernel refuses TDX and SEV-ES without MMIO caching: there the fault takes mmu_lock,
+      // links the tables down to the GFN and installs an MMIO SPTE (`make_mmio_spte`), and the
+      // guest's next access takes an EPT misconfiguration (TDX: a #VE) without this path.
       if (fault.isPrivate) {
         mmu.stats.memoryFaultExits++;
         return RET_PF_MEMORY_FAULT_EXIT;
