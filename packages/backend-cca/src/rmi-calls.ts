@@ -3,7 +3,13 @@
  * issues for one realm, counted by name, failed on cue by an injected fault, and shown as an
  * event. The RMM itself (`rmm/`) knows nothing of counting, injection or events.
  */
-import { CallCounts, resourceId, type BackendVm, type FaultSpec } from "@tdpemu/backend-sdk";
+import {
+  CallCounts,
+  R_INJECTED,
+  resourceId,
+  type BackendVm,
+  type FaultSpec,
+} from "@tdpemu/backend-sdk";
 import type { Rmm } from "./rmm/rmm.js";
 import {
   RMI_NAMES,
@@ -147,6 +153,8 @@ export class RmiCalls {
     const n = ++this.seen[call]!;
     if (this.injected.length === 0) return -1;
     this.vm?.clock.touch(resourceId(this.space, 1000 + call));
+    // The caller's own next call may end otherwise: its retry is not a no-op.
+    this.vm?.clock.touch(R_INJECTED);
     for (const f of this.injected) {
       if (f.call === call && n >= f.nth && n < f.nth + f.times) {
         this.injectedNow = true;

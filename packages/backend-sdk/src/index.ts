@@ -62,7 +62,13 @@ export { KvmBug, ErrorOfKind, errorKind, defineErrorKind } from "@tdpemu/core";
 // Hooks of several atomic points.
 export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "@tdpemu/core";
 // Recording a backend's own accesses for the explorer (`recordsOwnAccesses`).
-export { resourceId, R_BACKING, type Clock, type FootprintRecorder } from "@tdpemu/core";
+export {
+  resourceId,
+  R_BACKING,
+  R_INJECTED,
+  type Clock,
+  type FootprintRecorder,
+} from "@tdpemu/core";
 // Host-wide state a backend shares with the other VMs of its host, and the host's frames.
 export { Host, FrameAllocator, FRAMES_PER_BLOCK, OWNER_FREE, EventSink } from "@tdpemu/core";
 // Dependency injection (core's `backend/containers.ts`): what a host's container holds, and

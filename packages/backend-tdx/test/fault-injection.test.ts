@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   RunInputError,
+  exploreScenario,
   parseScenarioText,
   runScenario,
   type RunResult,
@@ -311,6 +312,40 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
       names.indexOf("TDH.MNG.KEY.FREEID"),
     );
     expect(calls.filter((c) => c.name === "TDH.PHYMEM.PAGE.RECLAIM").map(page)).toEqual(pages);
+  });
+});
+
+// A fault whose AUG got the injected BUSY returns RET_PF_RETRY, and its own call advanced the
+// counter: the next AUG succeeds. The explorer held the retry back until another task changed
+// something it had read, as if it would end the same way, and reported a livelock (or, where
+// another task did wake it, never ran the schedules where it retried first).
+describe("exploring with an injected fault", () => {
+  const text = `
+name: inject-retry
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: tdx
+inject:
+  - { call: TDH.MEM.PAGE.AUG, nth: 1, status: OPERAND_BUSY }
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+host:
+  - { op: zap, gpa: 0x0, size: 4KiB }
+`;
+
+  it("a retry after the task's own injected failure may run at once: no false livelock, the space is exhausted", () => {
+    const r = exploreScenario(parseScenarioText(text, "inject-retry.yaml"), { backend: tdx });
+    expect(r.violation?.violations ?? []).toEqual([]);
+    expect(r.exhausted).toBe(true);
+  });
+
+  it("the reduced search reaches every trace of the unreduced one (bound 2)", () => {
+    const scn = parseScenarioText(text, "inject-retry.yaml");
+    const opts = { backend: tdx, countTraces: true, preemptionBound: 2 };
+    const reduced = exploreScenario(scn, opts);
+    const full = exploreScenario(scn, { ...opts, reduction: false });
+    expect(full.exhausted).toBe(true);
+    expect(reduced.traces).toBe(full.traces);
+    expect(reduced.traces).toBeGreaterThan(1);
   });
 });
 

@@ -43,7 +43,13 @@ export { PluginError } from "./backend/plugin-guard.js";
 // execution: steps, step machines, footprints a backend records
 export { Clock, UnrecordedAccess } from "./exec/clock.js";
 export { runToEnd, BLOCKED, RETRY_WAIT, type Op, type Step } from "./exec/ctx.js";
-export { resourceId, resourceName, R_BACKING, FootprintRecorder } from "./exec/footprint.js";
+export {
+  resourceId,
+  resourceName,
+  R_BACKING,
+  R_INJECTED,
+  FootprintRecorder,
+} from "./exec/footprint.js";
 export { Scheduler, TaskStepper, type ScheduleMode, type Task } from "./exec/scheduler.js";
 export { STEP_YIELD, STEP_BLOCKED, type StepMachine } from "./exec/step-machine.js";
 export { Prng } from "./exec/prng.js";

@@ -5,7 +5,7 @@
  * bodies (mng-, vp-, mem-, mr-, phymem- and guest-leaves.ts) are functions of this state; the
  * fields they read and write are public for them, and for nothing else to change.
  */
-import { CallCounts, packedZeros, type Clock } from "@tdpemu/backend-sdk";
+import { CallCounts, R_INJECTED, packedZeros, type Clock } from "@tdpemu/backend-sdk";
 import { PLATFORM_SYS, SeamFootprint } from "./seam-footprint.js";
 import {
   SEAMCALL_NAMES,
@@ -408,7 +408,11 @@ export class SeamCore {
     const n = ++log.counts[leaf]!;
     // With a fault injected, which call is the nth depends on the order of the calls: the
     // counter is shared state then.
-    if (log.injected.length !== 0) this.fp.write(this.fp.platformId(1 + leaf));
+    // R_INJECTED: the caller's own next call may end otherwise (its retry is not a no-op).
+    if (log.injected.length !== 0) {
+      this.fp.write(this.fp.platformId(1 + leaf));
+      this.fp.write(R_INJECTED);
+    }
     let r =
       log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);
     // tdx_vmm_dispatcher: until the platform is SYS_READY only the bring-up leaves run.

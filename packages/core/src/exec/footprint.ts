@@ -30,6 +30,12 @@ export const R_POOL_COUNTS = -16; // the page-table pool's counts of live tables
 export const R_TORN_DOWN = -17; // the VM has been torn down
 export const R_SLOTS_LOCK = -18; // kvm->slots_lock: who holds it
 export const R_GMEM_LOCK = -19; // guest_memfd's filemap_invalidate_lock: who holds it
+/**
+ * A call counter that an injected fault reads has advanced (`--inject`): the calling task's own
+ * next call may end otherwise, so a retry after it is not one that "would end the same way"
+ * (`WaitTracker.beginRetryWait`). Written beside the counter's own id.
+ */
+export const R_INJECTED = -20;
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -58,6 +64,7 @@ const FIXED_NAMES = [
   "the VM is torn down",
   "kvm->slots_lock",
   "guest_memfd's filemap_invalidate_lock",
+  "an injected fault's call counter",
 ];
 
 /** A resource id as a reader would name it. */
@@ -263,6 +270,14 @@ export class FootprintStore {
 
   lengthOf(h: number): number {
     return this.len[h]!;
+  }
+
+  /** Whether footprint `h` writes or updates resource `id`. */
+  modifiesId(h: number, id: number): boolean {
+    const from = this.start[h]!;
+    const to = from + this.len[h]!;
+    const i = lowerBound(this.ids, from, to, id);
+    return i < to && this.ids[i] === id && (this.kinds[i]! & (KIND_WRITE | KIND_ADD)) !== 0;
   }
 
   /** Whether footprint `h` writes or updates anything (else it cannot change what another step saw). */

@@ -13,7 +13,8 @@
  *   attempt: the fault's reads of the memslot, the invalidation sequence, the SPTEs it walked,
  *   the lock words). If another task modified one of them *after* the task had touched it, the
  *   attempt is already stale and the task is enabled at once (a lost cmpxchg, an invalidation
- *   that ended after the fault sampled the sequence).
+ *   that ended after the fault sampled the sequence). So is an attempt in which the task's own
+ *   call advanced an injected fault's counter (R_INJECTED): its next call may end otherwise.
  *
  * This is what makes the explorer's reduction sound: a step that enables a waiting task conflicts
  * (by footprint) with a step of that task, so the sleep sets order them; a step that changes
@@ -34,7 +35,7 @@
  * task that blocks in such a step waits for any change by another.
  */
 import { BLOCKED, RETRY_WAIT } from "./ctx.js";
-import type { FootprintStore } from "./footprint.js";
+import { R_INJECTED, type FootprintStore } from "./footprint.js";
 import { grown } from "../mem/typed-arrays.js";
 
 export const WAIT_NONE = 0;
@@ -320,11 +321,15 @@ export class WaitTracker {
   private beginRetryWait(t: number, idx: number): void {
     let stale = false;
     let staleAt = -1;
+    let own = false;
     let any = 0;
     const store = this.store;
     const start = this.attemptStart[t]!;
     for (let s = start; s <= idx; s++) {
       const h = this.logFp[s]!;
+      // The task's own call advanced an injected fault's counter: the retry may end otherwise,
+      // with no other task's step to wake it (it is then enabled on its own, no waker).
+      if (h >= 0 && this.logTask[s] === t && store.modifiesId(h, R_INJECTED)) own = true;
       if (h < 0) {
         // A step with no footprint: if it was the task's own, what it waits on is unknown.
         if (this.logTask[s] === t) any = 1;
@@ -348,8 +353,8 @@ export class WaitTracker {
     this.waitOn[t] = idx;
     this.waitAny[t] = any;
     this.waitKind[t] = RETRY_WAIT;
-    this.woken[t] = stale ? 1 : 0;
-    this.wokenAt[t] = staleAt;
+    this.woken[t] = stale || own ? 1 : 0;
+    this.wokenAt[t] = own ? -1 : staleAt;
     this.nWaiting++;
   }
 
