@@ -16,6 +16,7 @@ import {
   ControlPages,
   EEXIST,
   EFAULT,
+  EINVAL,
   EIO,
   GUEST_PAGE_ACCEPTED,
   GUEST_PAGE_OWNED,
@@ -117,6 +118,15 @@ const SNP_LAUNCH_UPDATE = 4;
 const SNP_LAUNCH_FINISH = 5;
 const SNP_PAGE_RECLAIM = 6;
 const FIRMWARE = SNP_LAUNCH_UPDATE;
+
+/**
+ * Contention, counted as busy rather than an error: PSMASH's FAIL_INUSE, which
+ * `snp_rmptable_psmash` retries. RMPUPDATE's FAIL_INUSE is an error: `rmpupdate()` retries only
+ * FAIL_OVERLAP, and returns -EFAULT for the rest.
+ */
+function retried(call: number, status: number): boolean {
+  return call === PSMASH && status === FAIL_INUSE;
+}
 
 /** The name of `status` as call `call` returns it: an RMP instruction's code or the firmware's. */
 function statusName(call: number, status: number): string {
@@ -321,7 +331,8 @@ export class SevBackend implements Backend {
     const r = huge
       ? this.linuxRmpupdate(head, RMP_ASSIGNED | RMP_PAGE_2M, this.asid, gfnHead)
       : this.linuxRmpupdate(pfn, RMP_ASSIGNED, this.asid, gfn);
-    return r === RMP_SUCCESS ? 0 : EIO;
+    // sev_gmem_prepare: "Failed to update RMP entry", -EINVAL.
+    return r === RMP_SUCCESS ? 0 : EINVAL;
   }
 
   /**
@@ -354,10 +365,14 @@ export class SevBackend implements Backend {
    * = true)` makes it Pre-Guest (-EFAULT if the RMPUPDATE fails, as Linux's `rmpupdate()` in
    * arch/x86/virt/svm/sev.c returns); then the firmware's SNP_LAUNCH_UPDATE measures and encrypts
    * it and leaves it validated and mutable (Guest-Valid). A page the firmware refuses is taken back
-   * (`snp_page_reclaim`) and the ioctl fails with -EIO. Without `measure` the page would be
+   * (`snp_page_reclaim`), -EIO. These are `sev_gmem_post_populate`'s own errnos (the hook event's
+   * result); the ioctl returns -EIO for any of them (`populateErrno`). Without `measure` the page would be
    * KVM_SEV_SNP_PAGE_TYPE_UNMEASURED: only the launch digest differs, which the model does not
    * keep.
    */
+  /** `snp_launch_update`: any page `kvm_gmem_populate` refuses ends the ioctl with -EIO. */
+  readonly populateErrno = EIO;
+
   populate(_vm: BackendVm, gfn: number, pfn: number, _measure: boolean): number {
     if (this.assigned(pfn)) {
       // Said here, in this step: `lastError` is read right after this hook, and what another
@@ -416,6 +431,14 @@ export class SevBackend implements Backend {
    * kernel. Then SNP_LAUNCH_FINISH; a firmware error fails the ioctl with -EIO.
    */
   finalize(): number {
+    // A second SNP_LAUNCH_FINISH goes through snp_launch_update_vmsa again, and sev_es_sync_vmsa
+    // refuses a vCPU whose state is protected already: -EINVAL before any firmware call.
+    this.vm.clock.fp?.read(resourceId(this.space, RMP_CALLS.length));
+    if (this.launchFinished) {
+      this.lastFailure =
+        "KVM_SEV_SNP_LAUNCH_FINISH: the vCPUs' state is protected already (sev_es_sync_vmsa)";
+      return EINVAL;
+    }
     for (const pfn of this.vmsaPages) {
       if ((this.rmp.flagsOf(pfn) & RMP_VMSA) !== 0) continue;
       if (
@@ -868,8 +891,7 @@ export class SevBackend implements Backend {
 
   private countFailure(call: number, status: number): void {
     const n = statusName(call, status);
-    // FAIL_INUSE is contention, retried: busy, not an error.
-    if (call < FIRMWARE && status === FAIL_INUSE) this.busy++;
+    if (retried(call, status)) this.busy++;
     else this.errors[n] = (this.errors[n] ?? 0) + 1;
     this.lastFailure = `${COUNTED[call]!} failed: ${n}`;
   }
@@ -883,9 +905,7 @@ export class SevBackend implements Backend {
     note: string,
   ): void {
     const name = COUNTED[call]!;
-    // FAIL_INUSE is the RMP's contention: the caller retries.
-    const tone =
-      status === RMP_SUCCESS ? "ok" : call < FIRMWARE && status === FAIL_INUSE ? "busy" : "error";
+    const tone = status === RMP_SUCCESS ? "ok" : retried(call, status) ? "busy" : "error";
     const parts: string[] = [];
     if (gfn >= 0) parts.push(`gpa 0x${(gfn * 4096).toString(16)}`);
     if (pfn >= 0) parts.push(`pfn 0x${pfn.toString(16)}`);

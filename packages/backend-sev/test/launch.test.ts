@@ -28,8 +28,6 @@ import {
 import { accept, gmemPfn, makeSevVm, sev } from "./sev-helpers.js";
 
 const EIO = -5;
-const EFAULT = -14;
-const EEXIST = -17;
 
 /** A scenario that populates four pages from GPA 0, finalizes and has the guest touch page 1. */
 function launch(inject: string): string {
@@ -58,7 +56,7 @@ function runLaunch(inject: string) {
 }
 
 describe("sev_gmem_post_populate", () => {
-  it("a frame the RMP already assigns is refused with -EEXIST before any RMPUPDATE or firmware call", () => {
+  it("a frame the RMP already assigns is refused (sev_gmem_post_populate's -EEXIST, the ioctl's -EIO) before any RMPUPDATE or firmware call", () => {
     const { vm, be } = makeSevVm();
     const slot = vm.memslots.find(0)!;
     // Another path (a racing prepare the folio does not show, a host playing tricks) assigned
@@ -71,7 +69,7 @@ describe("sev_gmem_post_populate", () => {
     // Why, in this call's own words (not what an earlier failure left behind).
     expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toEqual({
       mapped: 0,
-      status: EEXIST,
+      status: EIO,
       detail: `gfn 0x0: frame 0x${pfn.toString(16)} is assigned in the RMP already (not in the initial shared state)`,
     });
     expect(be.rmp.raw(pfn)).toEqual(before);
@@ -173,11 +171,12 @@ describe("sev_gmem_post_populate", () => {
     expect(be.rmp.raw(pfn).assigned).toBe(false);
   });
 
-  it("an RMPUPDATE refused while making the page private is -EFAULT (rmpupdate()), and no firmware call follows", () => {
+  it("an RMPUPDATE refused while making the page private ends the ioctl with -EIO (snp_launch_update; rmpupdate()'s -EFAULT inside), and no firmware call follows", () => {
     const { r, be } = runLaunch("  - { call: RMPUPDATE, nth: 3, status: FAIL_PERMISSION }");
     expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({
       mapped: 2,
-      status: EFAULT,
+      status: EIO,
+      detail: "RMPUPDATE failed: FAIL_PERMISSION",
     });
     // Two launch pages, then the VMSA's at finalize.
     expect(be.stats().calls).toMatchObject({ SNP_LAUNCH_UPDATE: 3 });
@@ -208,6 +207,24 @@ describe("snp_launch_finish", () => {
       detail: "",
     });
     expect(vm.mmu.stats.faults).toBe(1);
+  });
+
+  it("a second LAUNCH_FINISH is -EINVAL before any firmware call (sev_es_sync_vmsa: state protected)", () => {
+    const { vm, be } = makeSevVm();
+    expect(hostOps.finalize(vm)).toBe(0);
+    const calls = { ...be.stats().calls };
+    expect(() => hostOps.finalize(vm)).toThrow(
+      /finalize failed \(-22\): KVM_SEV_SNP_LAUNCH_FINISH: the vCPUs' state is protected already/,
+    );
+    expect(be.stats().calls).toEqual(calls);
+  });
+
+  it("RMPUPDATE's FAIL_INUSE is an error, not retried contention (rmpupdate() retries FAIL_OVERLAP only)", () => {
+    const { vm, be } = makeSevVm();
+    be.injectFault(vm, { call: "RMPUPDATE", nth: 1, status: "FAIL_INUSE", times: 1 });
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1)).status).toBe(EIO);
+    expect(be.stats().busy).toBe(0);
+    expect(be.stats().errors).toEqual({ FAIL_INUSE: 1 });
   });
 
   it("a success is not a fault to inject: the command would be skipped and KVM would go on", () => {

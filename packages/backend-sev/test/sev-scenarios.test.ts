@@ -427,7 +427,7 @@ describe("the explorer with reduction reaches what it reaches without", () => {
           },
           check: (final) => {
             if (final) {
-              // A populate the kernel refused says so in its status (-EEXIST, as the VMM gets it).
+              // A populate the kernel refused says so in its status (-EIO, as the VMM gets it).
               const refused = built.results
                 .filter((o) => o.op === "populate" && o.result.status !== undefined)
                 .map((o) => `refused: populate ${o.result.status}: ${o.result.detail}`);
@@ -461,7 +461,8 @@ host:
     expect(reduced).toEqual(finalTraces(text, false));
     // The populate step fills guest_memfd as a fault's faultin step does: the explorer orders them.
     // Populate first: the page is prepared, the fault finds it so. The fault first: the page is
-    // the guest's, and kvm_gmem_populate refuses it with -EEXIST before any firmware call.
+    // the guest's, and kvm_gmem_populate refuses it (-EEXIST, which snp_launch_update returns
+    // as -EIO) before any firmware call.
     expect(
       [...reduced].some((t) => !t.includes("gmemPrepare") && t.includes("SNP_LAUNCH_UPDATE")),
     ).toBe(true);
@@ -469,7 +470,7 @@ host:
       [...reduced].some(
         (t) =>
           t.includes("gmemPrepare") &&
-          t.includes("refused: populate -17: GFN 0x0 is already populated") &&
+          t.includes("refused: populate -5: GFN 0x0 is already populated") &&
           !t.includes("SNP_LAUNCH_UPDATE"),
       ),
     ).toBe(true);
@@ -520,11 +521,11 @@ vcpus:
   - - { op: accept, gpa: 0x1000 }
 `;
 
-  it("ends the op with -EFAULT at that page (Linux's rmpupdate()), which stays unprepared, and the guest's fault prepares it", () => {
+  it("ends the op with -EIO at that page (snp_launch_update; Linux's rmpupdate() -EFAULT inside), which stays unprepared, and the guest's fault prepares it", () => {
     const r = runScenario(parseScenarioText(text, "launch-update-fails.yaml"), { backend: sev });
     expect(r.report.ops.find((o) => o.op === "populate")!.result).toMatchObject({
       mapped: 1,
-      status: -14,
+      status: -5,
     });
     const slot = r.vm.memslots.find(1)!;
     expect(slot.gmem!.isPrepared(1 - slot.baseGfn)).toBe(true);

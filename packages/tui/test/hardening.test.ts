@@ -240,7 +240,7 @@ describe("ops the kernel refuses", () => {
   });
 
   for (const backend of ["tdx", "sev"]) {
-    it(`${backend}: a second populate of a GFN is -EEXIST before any firmware call`, async () => {
+    it(`${backend}: a second populate of a GFN is ${backend === "tdx" ? "-EEXIST" : "-EIO (snp_launch_update over kvm_gmem_populate's -EEXIST)"} before any firmware call`, async () => {
       const f = file(
         `populate-twice-${backend}.yaml`,
         hostScenario(backend, [
@@ -248,14 +248,14 @@ describe("ops the kernel refuses", () => {
           "{ op: populate, gpa: 0x0, size: 4KiB }",
         ]),
       );
-      // The ioctl returns -EEXIST to the VMM: the op's status, and the run goes on.
+      // The ioctl returns -EEXIST to the VMM (SEV: -EIO): the op's status, and the run goes on.
       const twice = await tdpemu("run", f, "--json");
       expect(twice.code).toBe(0);
       expect(populateResults(twice.out)).toEqual([
         { mapped: 1 },
         {
           mapped: 0,
-          status: -17,
+          status: backend === "tdx" ? -17 : -5,
           detail: "GFN 0x0 is already populated or in use by the guest (kvm_gmem_populate)",
         },
       ]);
@@ -269,7 +269,7 @@ describe("ops the kernel refuses", () => {
       expect(calls[backend === "tdx" ? "TDH.MEM.PAGE.ADD" : "SNP_LAUNCH_UPDATE"]).toBe(1);
     });
 
-    it(`${backend}: a populate of a page the guest already faulted in is ${backend === "tdx" ? "-EINVAL (the TD is finalized)" : "-EEXIST"}`, async () => {
+    it(`${backend}: a populate of a page the guest already faulted in is ${backend === "tdx" ? "-EINVAL (the TD is finalized)" : "-EIO (kvm_gmem_populate's -EEXIST)"}`, async () => {
       const f = file(
         `populate-used-${backend}.yaml`,
         hostScenario(
@@ -291,7 +291,7 @@ describe("ops the kernel refuses", () => {
         backend === "sev"
           ? {
               mapped: 0,
-              status: -17,
+              status: -5,
               detail: "GFN 0x0 is already populated or in use by the guest (kvm_gmem_populate)",
             }
           : {
@@ -323,9 +323,9 @@ describe("ops the kernel refuses", () => {
     });
   }
 
-  it("populate after the memslot is deleted: the ioctl's errno, naming the GFN (kvm_gmem_populate -EINVAL; a plain pre-fault -ENOENT)", async () => {
+  it("populate after the memslot is deleted: the ioctl's errno, naming the GFN (kvm_gmem_populate's -EINVAL, which snp_launch_update returns as -EIO; a plain pre-fault -ENOENT)", async () => {
     for (const [backend, status] of [
-      ["sev", -22],
+      ["sev", -5],
       ["plain", -2],
     ] as const) {
       const f = file(

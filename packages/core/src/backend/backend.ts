@@ -313,6 +313,13 @@ export interface Backend {
    */
   canPopulate?(vm: BackendVm): number;
   /**
+   * The errno the populate ioctl returns for a private page it refuses, whatever the reason (the
+   * op's `detail` still says which). SEV-SNP: -EIO, as `snp_launch_update` turns any error of
+   * `kvm_gmem_populate` into it (and after a partial success the VMM calls again from the
+   * refused page, which then fails first). Absent: the reason's own (TDX and CCA pass it on).
+   */
+  readonly populateErrno?: number;
+  /**
    * `kvm->arch.pre_fault_allowed`: whether KVM_PRE_FAULT_MEMORY may run now; until it may, the
    * ioctl is -EOPNOTSUPP before it touches a page. A VM with private memory starts without it
    * (`svm_vm_init`: `!has_private_mem`), and gets it once its initial state is measured: TDX in

@@ -368,7 +368,12 @@ export interface PopulateResult {
  * point (its `lastError` is any task's last failure, so it is read here and nowhere later).
  */
 function stopped(vm: Vm, mapped: number, status: number): PopulateResult {
-  return { mapped, status, detail: vm.backend.lastError?.() ?? "" };
+  return refused(vm, mapped, status, vm.backend.lastError?.() ?? "");
+}
+
+/** The backend's population refused a private page: the ioctl's errno (`Backend.populateErrno`). */
+function refused(vm: Vm, mapped: number, status: number, detail: string): PopulateResult {
+  return { mapped, status: vm.backend.populateErrno ?? status, detail };
 }
 
 /** The body of `populate`. */
@@ -401,8 +406,9 @@ function* populateRange(
     // pre-fault meets kvm_handle_noslot_fault (RET_PF_EMULATE, -ENOENT) or, for a private GFN,
     // a memory fault exit (-EFAULT). The ioctl returns it to the VMM.
     if (slot === null) {
-      const status = priv && vm.backend.populate ? EINVAL : priv ? EFAULT : ENOENT;
-      return { mapped, status, detail: `GFN 0x${gfn.toString(16)} has no memslot` };
+      const detail = `GFN 0x${gfn.toString(16)} has no memslot`;
+      if (priv && vm.backend.populate) return refused(vm, mapped, EINVAL, detail);
+      return { mapped, status: priv ? EFAULT : ENOENT, detail };
     }
     if (priv && vm.backend.populate) {
       // The ioctl's own checks come before any page is touched (TDX: -EINVAL once finalized).
@@ -416,11 +422,12 @@ function* populateRange(
       // ioctl returns it to the VMM: whether the guest's fault came first is up to the schedule,
       // so it is the op's result, not an error in the scenario.
       if (slot.gmem?.isPrepared(gfn - slot.baseGfn)) {
-        return {
+        return refused(
+          vm,
           mapped,
-          status: EEXIST,
-          detail: `GFN 0x${gfn.toString(16)} is already populated or in use by the guest (kvm_gmem_populate)`,
-        };
+          EEXIST,
+          `GFN 0x${gfn.toString(16)} is already populated or in use by the guest (kvm_gmem_populate)`,
+        );
       }
     }
     if (priv && vm.backend.populate && vm.backend.populateMapsFirst === false) {
