@@ -114,7 +114,7 @@ describe("events carry their task", () => {
     };
     expect(report.backendStats.busy).toBe(1);
     expect(report.backendStats.errors).toEqual({});
-    // SEV's injected RMP statuses too: the busy RMPUPDATE is marked, its retry is not.
+    // SEV's injected RMP statuses too: the refused RMPUPDATE is marked, the next one is not.
     const sevTrace = join(dir, "sev-inj.jsonl");
     const sevIo = captureIo();
     expect(
@@ -147,7 +147,9 @@ describe("events carry their task", () => {
     const sevReport = JSON.parse(sevIo.outText()) as {
       backendStats: { busy: number; errors: Record<string, number> };
     };
-    expect(sevReport.backendStats).toMatchObject({ busy: 1, errors: {} });
+    // RMPUPDATE's FAIL_INUSE is an error, not retried contention: Linux's rmpupdate() retries
+    // only FAIL_OVERLAP (the fault is retried here, the model's departure: docs/architecture.md).
+    expect(sevReport.backendStats).toMatchObject({ busy: 0, errors: { FAIL_INUSE: 1 } });
   });
 
   it("in the UI's events pane, one column per row", () => {
