@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import {
   OpError,
   R_ATTR,
-  R_LPAGE,
+  R_LPAGE_MIXED,
   R_BACKEND,
   R_INVALIDATE,
   R_LOCK_READERS,
@@ -386,10 +386,10 @@ describe("what the explorer sees a SEV fault read", () => {
     ]);
     expect(prepare.read.has(R_SLOTS)).toBe(false);
     expect(prepare.read.has(R_ATTR)).toBe(false);
-    expect(prepare.read.has(R_LPAGE)).toBe(false);
+    expect(prepare.read.has(R_LPAGE_MIXED)).toBe(false);
     // kvm_mmu_hugepage_adjust runs in kvm_tdp_mmu_map, in the step that takes the read lock; it
     // reads KVM_LPAGE_MIXED_FLAG, not the attributes.
-    const locked = steps.findIndex((s, i) => i > faultin + 1 && s.read.has(R_LPAGE));
+    const locked = steps.findIndex((s, i) => i > faultin + 1 && s.read.has(R_LPAGE_MIXED));
     expect(locked).toBeGreaterThan(faultin + 1);
     expect(steps[locked]!.written.has(R_LOCK_READERS)).toBe(true);
     expect(steps[locked]!.read.has(R_SLOTS)).toBe(true);

@@ -26,6 +26,7 @@ import {
   R_DIRTY,
   R_INVALIDATE,
   R_LPAGE,
+  R_LPAGE_MIXED,
   R_LOCK_READERS,
   R_LOCK_WAITERS,
   R_LOCK_WRITER,
@@ -247,6 +248,13 @@ export class FootprintAudit {
       vm.memslots
         .peekAll()
         .map((m) => m.auditLpage())
+        .join(";"),
+    );
+    s.set(
+      R_LPAGE_MIXED,
+      vm.memslots
+        .peekAll()
+        .map((m) => m.auditLpage(true))
         .join(";"),
     );
     s.set(R_INVALIDATE, mmu.invalidateAuditState());

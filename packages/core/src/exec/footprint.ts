@@ -36,6 +36,8 @@ export const R_GMEM_LOCK = -19; // guest_memfd's filemap_invalidate_lock: who ho
  * (`WaitTracker.beginRetryWait`). Written beside the counter's own id.
  */
 export const R_INJECTED = -20;
+/** The memslots' lpage_info KVM_LPAGE_MIXED_FLAG bits (apart from the guest-inhibit bits, R_LPAGE). */
+export const R_LPAGE_MIXED = -21;
 /** Task `i` has finished: `R_TASK_DONE - i`, one resource per task (below every other id). */
 export const R_TASK_DONE = -1000;
 
@@ -65,6 +67,7 @@ const FIXED_NAMES = [
   "kvm->slots_lock",
   "guest_memfd's filemap_invalidate_lock",
   "an injected fault's call counter",
+  "lpage_info mixed attributes",
 ];
 
 /** A resource id as a reader would name it. */

@@ -10,7 +10,7 @@
  */
 import type { GuestBacking } from "./guest-backing.js";
 import type { Clock } from "../exec/clock.js";
-import { R_DIRTY, R_LPAGE, R_SLOTS } from "../exec/footprint.js";
+import { R_DIRTY, R_LPAGE, R_LPAGE_MIXED, R_SLOTS } from "../exec/footprint.js";
 
 export interface MemslotFlags {
   /** `KVM_MEM_LOG_DIRTY_PAGES` */
@@ -38,7 +38,8 @@ export class Memslot {
    * `kvm_arch_post_set_memory_attributes` last found them under the write `mmu_lock`
    * (`mmu/mixed-hugepages.ts`). A fault reads these, not the attributes: between a conversion's
    * store of the attributes and its second lock section they still say what they said before.
-   * Written under the write `mmu_lock` only; R_LPAGE with the guest-inhibit bits.
+   * Written under the write `mmu_lock` only; a resource of their own (R_LPAGE_MIXED), so that a
+   * conversion's update of them does not conflict with a guest's ACCEPT setting an inhibit bit.
    */
   private readonly mixed: [Set<number>, Set<number>] = [new Set(), new Set()];
 
@@ -140,13 +141,13 @@ export class Memslot {
 
   /** `hugepage_test_mixed`: the huge page of `level` (2 or 3) over `gfn` has GFNs of both kinds. */
   hugepageMixed(gfn: number, level: number): boolean {
-    this.clock?.fp?.read(R_LPAGE);
+    this.clock?.fp?.read(R_LPAGE_MIXED);
     return this.mixed[level - 2]!.has(this.hugeIndex(gfn, level));
   }
 
   /** `hugepage_set_mixed` (`on`) or `hugepage_clear_mixed`. */
   setHugepageMixed(gfn: number, level: number, on: boolean): void {
-    this.clock?.touch(R_LPAGE);
+    this.clock?.touch(R_LPAGE_MIXED);
     const set = this.mixed[level - 2]!;
     if (on) set.add(this.hugeIndex(gfn, level));
     else set.delete(this.hugeIndex(gfn, level));
@@ -158,9 +159,9 @@ export class Memslot {
     return Math.floor(gfn / span) - Math.floor(this.baseGfn / span);
   }
 
-  /** The guest-inhibit and mixed bits as a string, recording nothing: for the footprint audit. */
-  auditLpage(): string {
-    return [...this.inhibited, ...this.mixed]
+  /** The guest-inhibit bits (`mixed`: the mixed bits) as a string, recording nothing: for the footprint audit. */
+  auditLpage(mixed = false): string {
+    return (mixed ? this.mixed : this.inhibited)
       .map((s) => [...s].sort((a, b) => a - b).join(","))
       .join("/");
   }
@@ -238,6 +239,7 @@ export class Memslots {
     this.clock?.touch(R_SLOTS);
     // The slot's lpage_info goes with it (kvm_arch_free_memslot).
     this.clock?.touch(R_LPAGE);
+    this.clock?.touch(R_LPAGE_MIXED);
     const [s] = this.slots.splice(i, 1);
     if (this.last === s) this.last = null;
     return s!;
