@@ -302,6 +302,11 @@ describe("the order of an operand's checks", () => {
   });
 });
 
+/** TDH.PHYMEM.PAGE.RDMD's output registers: type, owner, size, BEPOCH. */
+function rdmdRegs(rcx: bigint, rdx: bigint, r8: bigint, r9: bigint): Record<string, bigint> {
+  return { rcx, rdx, r8, r9 };
+}
+
 // 2 MiB private pages (tdh_mem_page_aug.c, tdg_mem_page_accept.c, tdh_mem_range_block.c,
 // tdh_mem_page_remove.c, tdh_phymem_page_reclaim.c; pamt_manager.c): one 2M PAMT entry per
 // 2 MiB page, the 512 4K entries under it left NDA, the TD's child count 512 more.
@@ -577,12 +582,7 @@ describe("2 MiB private pages", () => {
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     expect(m.memPageRemove(0x1000, 0, 0).status).toBe(TDX_SUCCESS);
     demote(m, 100);
-    expect(m.phymemPageRdmd(100).regs).toEqual({
-      rcx: BigInt(PT_EPT),
-      rdx: 0n,
-      r8: 0n,
-      r9: BigInt(blockedAt),
-    });
+    expect(m.phymemPageRdmd(100).regs).toEqual(rdmdRegs(BigInt(PT_EPT), 0n, 0n, BigInt(blockedAt)));
   });
 
   it("the 2M PAMT entry keeps its BEPOCH through DEMOTE and PROMOTE (pamt_promote copies type and owner only)", () => {
@@ -591,22 +591,14 @@ describe("2 MiB private pages", () => {
     expect(blockedAt).not.toBe(0);
     demote(m);
     // DEMOTE's 512 4K entries start at BEPOCH 0; the 2M entry is NDA, its BEPOCH left as it was.
-    expect(m.phymemPageRdmd(1024 + 3).regs).toEqual({
-      rcx: BigInt(PT_REG),
-      rdx: 0n,
-      r8: 0n,
-      r9: 0n,
-    });
+    expect(m.phymemPageRdmd(1024 + 3).regs).toEqual(rdmdRegs(BigInt(PT_REG), 0n, 0n, 0n));
     expect(m.memRangeBlock(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.memTrack(0).status).toBe(TDX_SUCCESS);
     expect(m.memPagePromote(GPA_2M, 1, 0).status).toBe(TDX_SUCCESS);
     expect(m.tds.get(0)!.epoch).toBeGreaterThan(blockedAt);
-    expect(m.phymemPageRdmd(1024).regs).toEqual({
-      rcx: BigInt(PT_REG),
-      rdx: 0n,
-      r8: 1n,
-      r9: BigInt(blockedAt),
-    });
+    expect(m.phymemPageRdmd(1024).regs).toEqual(
+      rdmdRegs(BigInt(PT_REG), 0n, 1n, BigInt(blockedAt)),
+    );
   });
 });
 
@@ -780,12 +772,7 @@ describe("TDH.PHYMEM.PAGE.RDMD", () => {
     ])
       expect(m.memSeptAdd(0, level!, 16, page!).status).toBe(TDX_SUCCESS);
     expect(m.memPageAug(0x200000, 1, 16, 1024).status).toBe(TDX_SUCCESS);
-    expect(m.phymemPageRdmd(1024 + 7).regs).toEqual({
-      rcx: BigInt(PT_REG),
-      rdx: 16n << 12n,
-      r8: 1n,
-      r9: 0n,
-    });
+    expect(m.phymemPageRdmd(1024 + 7).regs).toEqual(rdmdRegs(BigInt(PT_REG), 16n << 12n, 1n, 0n));
     expect(m.phymemPageRdmd(4096).status).toBe(TDX_OPERAND_ADDR_RANGE_ERROR + OPERAND_RCX);
   });
 });
