@@ -154,7 +154,7 @@ export class RmiCalls {
     if (this.injected.length === 0) return -1;
     this.vm?.clock.touch(resourceId(this.space, 1000 + call));
     // The caller's own next call may end otherwise: its retry is not a no-op.
-    this.vm?.clock.touch(R_INJECTED);
+    this.vm?.clock.update(R_INJECTED);
     for (const f of this.injected) {
       if (f.call === call && n >= f.nth && n < f.nth + f.times) {
         this.injectedNow = true;

@@ -8,6 +8,11 @@ import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  FootprintRecorder,
+  KIND_ADD,
+  R_INJECTED,
+  Scheduler,
+  buildRun,
   parseScenarioText,
   runScenario,
   type RunResult,
@@ -177,5 +182,29 @@ describe("fault injection on the RMI", () => {
     expect(p.stdout).toMatch(
       /\[kvm-bug\] step \d+: KVM_BUG: cca: RMI_DATA_DESTROY of ipa 0x[0-9a-f]+ failed: RMI_ERROR_RTT \(level 2\)/,
     );
+  });
+});
+
+// The explorer's wait for a retry asks whether the task's own step advanced an injected fault's
+// counter (R_INJECTED). No step reads it: a write would make any two counted commands conflict,
+// of different kinds and vCPUs too, where only their counters may (each its own resource).
+describe("R_INJECTED", () => {
+  it("every counted command updates it commutatively, never writes it", () => {
+    const built = buildRun(
+      parseScenarioText(
+        life("  - { call: RMI_DATA_CREATE_UNKNOWN, nth: 1000, status: RMI_ERROR_INPUT }"),
+        "cca-injected.yaml",
+      ),
+      { backend: cca },
+    );
+    const rec = new FootprintRecorder();
+    rec.reset();
+    built.clock.setRecorder(rec);
+    try {
+      new Scheduler("round-robin", 0).run(built.tasks, built.clock);
+    } finally {
+      built.clock.setRecorder(null);
+    }
+    expect(rec.kindOf(R_INJECTED)).toBe(KIND_ADD);
   });
 });

@@ -867,7 +867,7 @@ export class SevBackend implements Backend {
     if (this.injected.length === 0) return null;
     this.vm.clock.touch(resourceId(this.space, call));
     // The caller's own next call may end otherwise: its retry is not a no-op.
-    this.vm.clock.touch(R_INJECTED);
+    this.vm.clock.update(R_INJECTED);
     for (const f of this.injected) {
       if (f.call === RMP_CALLS[call] && n >= f.nth && n < f.nth + f.times) {
         this.injectedNow = true;

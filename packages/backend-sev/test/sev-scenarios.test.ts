@@ -25,7 +25,10 @@ import {
   parseScenarioText,
   runScenario,
   runToEnd,
-  type FootprintRecorder,
+  FootprintRecorder,
+  KIND_ADD,
+  R_INJECTED,
+  Scheduler,
   type Op,
   type RunResult,
 } from "@tdpemu/core/testing";
@@ -269,6 +272,29 @@ function runHugepages(inject: string[]): { r: RunResult; be: SevBackend } {
   const r = runScenario(parseScenarioText(text, path), { backend: sev });
   return { r, be: r.vm.backend as SevBackend };
 }
+
+// The explorer's wait for a retry asks whether the task's own step advanced an injected fault's
+// counter (R_INJECTED). No step reads it: a write would make any two counted instructions or
+// commands conflict, of different kinds and tasks too, where only their counters may.
+describe("R_INJECTED", () => {
+  it("every counted RMP instruction and firmware command updates it commutatively, never writes it", () => {
+    const path = `${SCENARIOS}sev-hugepages.yaml`;
+    const text = readFileSync(path, "utf8").replace(
+      "vcpus:\n",
+      "inject:\n  - { call: RMPUPDATE, nth: 100000, status: FAIL_INUSE }\nvcpus:\n",
+    );
+    const built = buildRun(parseScenarioText(text, path), { backend: sev });
+    const rec = new FootprintRecorder();
+    rec.reset();
+    built.clock.setRecorder(rec);
+    try {
+      new Scheduler("round-robin", 0).run(built.tasks, built.clock);
+    } finally {
+      built.clock.setRecorder(null);
+    }
+    expect(rec.kindOf(R_INJECTED)).toBe(KIND_ADD);
+  });
+});
 
 describe("sev_handle_rmp_fault and Linux's RMP instruction wrappers", () => {
   it("zaps the 512 GFNs from the faulting one, not the aligned 2 MiB: the huge leaf of the next 2 MiB goes too", () => {

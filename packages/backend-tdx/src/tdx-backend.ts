@@ -367,12 +367,12 @@ export class TdxBackend implements Backend, CallListener {
     return this.td.opState === OP_RUNNABLE ? 2 : 1;
   }
 
-  /** `tdx_vcpu_init_mem_region`: only before KVM_TDX_FINALIZE_VM, before anything is mapped. */
   /** `tdx_td_finalize` sets `pre_fault_allowed` once the TD is RUNNABLE. */
   preFaultAllowed(): boolean {
     return this.td.opState === OP_RUNNABLE;
   }
 
+  /** `tdx_vcpu_init_mem_region`: only before KVM_TDX_FINALIZE_VM, before anything is mapped. */
   canPopulate(): number {
     if (this.td.opState === OP_INITIALIZED) return 0;
     this.lastFailure = "KVM_TDX_INIT_MEM_REGION: the TD is finalized already";

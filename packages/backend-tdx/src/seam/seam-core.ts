@@ -411,7 +411,7 @@ export class SeamCore {
     // R_INJECTED: the caller's own next call may end otherwise (its retry is not a no-op).
     if (log.injected.length !== 0) {
       this.fp.write(this.fp.platformId(1 + leaf));
-      this.fp.write(R_INJECTED);
+      this.fp.update(R_INJECTED);
     }
     let r =
       log.injected.length === 0 ? null : injectedResult(log.injected, SEAMCALL_NAMES[leaf]!, n);

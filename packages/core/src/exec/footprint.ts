@@ -33,7 +33,9 @@ export const R_GMEM_LOCK = -19; // guest_memfd's filemap_invalidate_lock: who ho
 /**
  * A call counter that an injected fault reads has advanced (`--inject`): the calling task's own
  * next call may end otherwise, so a retry after it is not one that "would end the same way"
- * (`WaitTracker.beginRetryWait`). Written beside the counter's own id.
+ * (`WaitTracker.beginRetryWait`). Updated (commutatively) beside the counter's own id, which
+ * is written: only the task's own footprint is asked about it and no step reads it, so it adds
+ * no conflict between calls, of different leaves or tasks, that their counters do not make.
  */
 export const R_INJECTED = -20;
 /** The memslots' lpage_info KVM_LPAGE_MIXED_FLAG bits (apart from the guest-inhibit bits, R_LPAGE). */
