@@ -11,6 +11,7 @@ import { RMI_SUCCESS, formatReturn, returnStatus } from "./rmm/rmi-status.js";
 import { levelSize, RIPAS_NAMES, RTTE_STATE_NAMES } from "./rmm/rtt.js";
 import { GRANULE_NS, GRANULE_STATE_NAMES } from "./rmm/granules.js";
 import type { RttEntryRead } from "./rmm/rtt-commands.js";
+import { recExit } from "./rmm/realm-side.js";
 
 export const RAW_CALLS = [
   "RMI_GRANULE_DELEGATE",
@@ -129,8 +130,15 @@ export function rawRmiCall(
       return x0(rmi.realmDestroy(rd));
     case "RMI_REC_DESTROY":
       return x0(rmi.recDestroy(rec()));
-    case "RMI_REC_ENTER":
-      return x0(rmi.recEnter(rec(), null));
+    case "RMI_REC_ENTER": {
+      // REC_ENTER is a blocking call: it returns when the REC exits (`smc_rec_enter` releases
+      // the REC granule on its way out), so a host's own call leaves the REC idle again. The
+      // realm runs nothing of the scenario's here: it exits at once, as on an interrupt.
+      const pa = rec();
+      const r = rmi.recEnter(pa, null);
+      if (success(r)) recExit(be.rmm.recAt(pa)!);
+      return x0(r, success(r) ? "the REC ran and exited (RMI_EXIT_IRQ)" : "");
+    }
     case "NS.WRITE": {
       const p = page(vm, args);
       // The Granule Protection Table lets a non-secure access through to an NS granule only.

@@ -166,6 +166,14 @@ describe("a malicious host's RMI calls", () => {
     expect(raw(vm, be, "RMI_REC_ENTER", { vcpu: 0 })).toBe("RMI_ERROR_REC");
   });
 
+  it("its own RMI_REC_ENTER returns with the REC idle (a blocking call): the REC can then be destroyed", () => {
+    const { vm, be } = running();
+    be.kickVcpu(vm, 0);
+    expect(raw(vm, be, "RMI_REC_ENTER", { vcpu: 0 })).toBe("RMI_SUCCESS");
+    expect(raw(vm, be, "RMI_REC_ENTER", { vcpu: 0 })).toBe("RMI_SUCCESS");
+    expect(raw(vm, be, "RMI_REC_DESTROY", { vcpu: 0 })).toBe("RMI_SUCCESS");
+  });
+
   it("cannot change the realm's RIPAS unasked: RMI_RTT_SET_RIPAS without a request is RMI_ERROR_INPUT, INIT_RIPAS after activation RMI_ERROR_REALM", () => {
     const { vm, be } = running();
     be.kickVcpu(vm, 0);
