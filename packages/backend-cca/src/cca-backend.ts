@@ -718,7 +718,8 @@ export class CcaBackend implements Backend {
 
   /**
    * The realm asks for [gfn, gfn + npages) to become RAM or EMPTY (Linux's
-   * `rsi_set_memory_range_protected` / `_shared`, the latter with RSI_CHANGE_DESTROYED): one
+   * `rsi_set_memory_range_protected` / `_shared`, both with RSI_CHANGE_DESTROYED: only the boot's
+   * `_safe` variant, the `accept` op here, refuses to make a DESTROYED page RAM again): one
    * RSI_IPA_STATE_SET, and the REC exits. KVM passes it to the VMM (KVM_EXIT_MEMORY_FAULT), which
    * converts the range; the change is completed when the conversion is done
    * (`memoryAttributesChanged`), or at the REC's next entry if there was nothing to convert.
@@ -735,7 +736,7 @@ export class CcaBackend implements Backend {
       gfn * 4096,
       (gfn + npages) * 4096,
       toPrivate ? RIPAS_RAM : RIPAS_EMPTY,
-      toPrivate ? 0 : RSI_CHANGE_DESTROYED,
+      RSI_CHANGE_DESTROYED,
     )
       ? ACCESS_OK
       : ACCESS_GUEST_EXCEPTION;
@@ -767,7 +768,7 @@ export class CcaBackend implements Backend {
           base,
           top,
           toPrivate ? RIPAS_RAM : RIPAS_EMPTY,
-          toPrivate ? 0 : RSI_CHANGE_DESTROYED,
+          RSI_CHANGE_DESTROYED,
         )
       )
         return;

@@ -131,6 +131,33 @@ describe("a conversion", () => {
       events.indexOf("RMI_RTT_SET_RIPAS", i),
     );
   });
+
+  // Linux's `rsi_set_memory_range_protected` passes RSI_CHANGE_DESTROYED (only the boot's
+  // `_safe` variant does not): a page the host destroyed becomes RAM again when the realm asks.
+  it("to RAM over a page the host zapped (RIPAS DESTROYED): RSI_CHANGE_DESTROYED, the page is the realm's again", () => {
+    const text = `
+name: cca-destroyed-to-ram
+vm: { memory: 16MiB, gpaw: 48, vcpus: 1 }
+backend: cca
+schedule: { mode: round-robin, interleave: false }
+vcpus:
+  - - { op: access, gpa: 0x2000, write: true }
+    - { op: psc, gpa: 0x2000, size: 4KiB, to: private }
+    - { op: access, gpa: 0x2000, write: true }
+host:
+  - { op: zap, gpa: 0x2000, size: 4KiB }
+`;
+    const r = runScenario(parseScenarioText(text, "cca-destroyed-to-ram.yaml"), { backend: cca });
+    expect(r.report.invariants.violations).toEqual([]);
+    expect(r.report.ops.map((o) => `${o.who} ${o.op} ${JSON.stringify(o.result)}`)).toEqual([
+      'vcpu0 access {"ok":1,"exceptions":0,"mmio":0}',
+      'host zap {"zapped":1}',
+      'vcpu0 psc {"changed":0,"pages":1,"exceptions":0}',
+      'vcpu0 access {"ok":1,"exceptions":0,"mmio":0}',
+    ]);
+    expect(r.report.backendStats.calls["REC exit (DESTROYED)"]).toBeUndefined();
+    expect(r.report.backendStats.errors["RMI_ERROR_RTT (level 3)"]).toBeUndefined();
+  });
 });
 
 describe("a fresh realm's faults", () => {
