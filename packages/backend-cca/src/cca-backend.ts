@@ -21,6 +21,20 @@
  * - The realm asks for a RIPAS change page by page, as the core's guest program converts (Linux
  *   asks for a range at once), and KVM's exit to the VMM (KVM_EXIT_MEMORY_FAULT) is the core's
  *   conversion itself.
+ * - Every REC is made runnable. `kvm_create_rec` sets REC_PARAMS_FLAG_RUNNABLE for vCPU 0 only;
+ *   a secondary runs once the realm's PSCI CPU_ON has reached KVM (RMI_PSCI_COMPLETE), and the
+ *   scenario format has no PSCI for the guest: its vCPUs all run from their first op, as if
+ *   vCPU 0 had started them before.
+ * - An unprotected mapping is made at the direct leaf's level, a 2 MiB shared leaf as one block.
+ *   `realm_map_non_secure` maps 4K pages only (its "TODO: Support block mappings"): 512 calls
+ *   where the model makes one, so `compare` counts a huge shared page's RMI calls low.
+ * - Teardown empties each RTT bottom-up (DATA_DESTROY, UNMAP_UNPROTECTED), then destroys it.
+ *   KVM unmaps the whole range first (`kvm_realm_unmap_range`), then `realm_tear_down_rtt_level`
+ *   tries RTT_DESTROY top-down and descends on each RMI_ERROR_RTT: the same granules come back,
+ *   without those failed calls.
+ * - A 52-bit IPA space starts at level -1 with one RTT. KVM starts it at level 0 with 16
+ *   concatenated RTTs (`get_start_level`), and TF-RMM takes more than 48 bits only with
+ *   RMI_REALM_FLAGS_LPA2: the model has neither (every shipped CCA scenario is 48-bit).
  */
 import {
   ACCESS_FAULT,
