@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
-  FootprintRecorder,
   KIND_ADD,
+  recordedStep,
   R_INJECTED,
   Scheduler,
   buildRun,
@@ -197,14 +197,9 @@ describe("R_INJECTED", () => {
       ),
       { backend: cca },
     );
-    const rec = new FootprintRecorder();
-    rec.reset();
-    built.clock.setRecorder(rec);
-    try {
-      new Scheduler("round-robin", 0).run(built.tasks, built.clock);
-    } finally {
-      built.clock.setRecorder(null);
-    }
+    const rec = recordedStep(built.clock, () =>
+      new Scheduler("round-robin", 0).run(built.tasks, built.clock),
+    );
     expect(rec.kindOf(R_INJECTED)).toBe(KIND_ADD);
   });
 });

@@ -25,8 +25,9 @@ import {
   parseScenarioText,
   runScenario,
   runToEnd,
-  FootprintRecorder,
   KIND_ADD,
+  recordedStep,
+  type FootprintRecorder,
   R_INJECTED,
   Scheduler,
   type Op,
@@ -284,14 +285,9 @@ describe("R_INJECTED", () => {
       "inject:\n  - { call: RMPUPDATE, nth: 100000, status: FAIL_INUSE }\nvcpus:\n",
     );
     const built = buildRun(parseScenarioText(text, path), { backend: sev });
-    const rec = new FootprintRecorder();
-    rec.reset();
-    built.clock.setRecorder(rec);
-    try {
-      new Scheduler("round-robin", 0).run(built.tasks, built.clock);
-    } finally {
-      built.clock.setRecorder(null);
-    }
+    const rec = recordedStep(built.clock, () =>
+      new Scheduler("round-robin", 0).run(built.tasks, built.clock),
+    );
     expect(rec.kindOf(R_INJECTED)).toBe(KIND_ADD);
   });
 });

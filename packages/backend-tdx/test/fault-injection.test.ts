@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  FootprintRecorder,
   KIND_ADD,
+  recordedStep,
   R_INJECTED,
   RunInputError,
   buildRun,
@@ -358,14 +358,7 @@ host:
   it("a counted call updates R_INJECTED commutatively: calls of different leaves do not conflict through it", () => {
     const built = buildRun(parseScenarioText(text, "inject-retry.yaml"), { backend: tdx });
     const be = built.vm.backend as TdxBackend;
-    const rec = new FootprintRecorder();
-    rec.reset();
-    built.clock.setRecorder(rec);
-    try {
-      be.module.memTrack(be.tdr);
-    } finally {
-      built.clock.setRecorder(null);
-    }
+    const rec = recordedStep(built.clock, () => be.module.memTrack(be.tdr));
     expect(rec.kindOf(R_INJECTED)).toBe(KIND_ADD);
   });
 

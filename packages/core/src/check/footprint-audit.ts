@@ -243,20 +243,9 @@ export class FootprintAudit {
         )
         .join(";"),
     );
-    s.set(
-      R_LPAGE,
-      vm.memslots
-        .peekAll()
-        .map((m) => m.auditLpage())
-        .join(";"),
-    );
-    s.set(
-      R_LPAGE_MIXED,
-      vm.memslots
-        .peekAll()
-        .map((m) => m.auditLpage(true))
-        .join(";"),
-    );
+    const slots = vm.memslots.peekAll();
+    s.set(R_LPAGE, slots.map((m) => m.auditLpage()).join(";"));
+    s.set(R_LPAGE_MIXED, slots.map((m) => m.auditMixed()).join(";"));
     s.set(R_INVALIDATE, mmu.invalidateAuditState());
     // The list, and each root's refcount, validity and freed flag under their own ids.
     const list: string[] = [];

@@ -19,6 +19,11 @@ export interface MemslotFlags {
   readonly: boolean;
 }
 
+/** Per huge-page level, the indices set, sorted: a set of lpage_info bits as the audit compares them. */
+function auditBits(sets: readonly Set<number>[]): string {
+  return sets.map((s) => [...s].sort((a, b) => a - b).join(",")).join("/");
+}
+
 export class Memslot {
   private bitmap: Uint32Array | null = null;
   private isInvalid = false;
@@ -159,11 +164,14 @@ export class Memslot {
     return Math.floor(gfn / span) - Math.floor(this.baseGfn / span);
   }
 
-  /** The guest-inhibit bits (`mixed`: the mixed bits) as a string, recording nothing: for the footprint audit. */
-  auditLpage(mixed = false): string {
-    return (mixed ? this.mixed : this.inhibited)
-      .map((s) => [...s].sort((a, b) => a - b).join(","))
-      .join("/");
+  /** The guest-inhibit bits as a string, recording nothing: for the footprint audit (R_LPAGE). */
+  auditLpage(): string {
+    return auditBits(this.inhibited);
+  }
+
+  /** The mixed bits as a string, recording nothing: for the footprint audit (R_LPAGE_MIXED). */
+  auditMixed(): string {
+    return auditBits(this.mixed);
   }
 
   /** The state as it stands, recording nothing: for checks and the footprint audit. */
