@@ -231,7 +231,7 @@ host:
           check: (final) => built.check(final).violations,
           classify: (e) => classifyRunError(e, scn, built)?.[0] ?? null,
           release: () => built.host.release(),
-          audit: new FootprintAudit(built.vm, tasks, built.results),
+          audit: new FootprintAudit(built.vm, tasks, built.results, [built.finalized]),
         };
       },
       { walks: 8, seed: 1 },

@@ -52,7 +52,7 @@ function auditWithSneaky(
         check: (final) => built.check(final).violations,
         classify: () => null,
         stateVersion: built.checkVersion,
-        audit: new FootprintAudit(built.vm, tasks),
+        audit: new FootprintAudit(built.vm, tasks, [], [built.finalized]),
       };
     },
     { audit: true },
@@ -209,6 +209,65 @@ vcpus:
     expect(pool?.message).toMatch(
       /a step of sneaky changed its state \((page-table pool|host frames)\)/,
     );
+  });
+
+  it("fails a step that raises the finalized flag without recording it", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-finalized
+vm: { memory: 4MiB, vcpus: 1 }
+backend: tdx
+host:
+  - { op: finalize }
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`,
+      "audit-finalized.yaml",
+    );
+    const v = auditWithSneaky(scn, "tdx", (built) => {
+      (built.finalized as unknown as { value: boolean }).value = true;
+    });
+    expect(v?.message).toMatch(
+      /a step of sneaky changed its state \(finalize\) without recording a write/,
+    );
+  });
+
+  it("fails a step that changes a linked table's kvm_mmu_page fields without writing its SPTE", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-sp-fields
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`,
+      "audit-sp-fields.yaml",
+    );
+    // The table under the root's first entry, once the fault has linked it.
+    const child = (built: ReturnType<typeof buildRun>) => {
+      const pool = built.host.pool;
+      const root = built.clock.observe(() => built.vm.mmu.peekRoots()[0]);
+      if (root === undefined) return -1;
+      const lo = pool.tableMem(root.slot)[pool.tableOff(root.slot)]!;
+      return (lo & 1) === 0 ? -1 : pool.pfnToSlot(lo >>> 12);
+    };
+    const v = auditWithSneaky(scn, "plain", (built) => {
+      const slot = child(built);
+      if (slot >= 0) built.host.pool.spOwner[slot] = 99;
+    });
+    expect(v?.message).toMatch(
+      /a step of sneaky changed the kvm_mmu_page fields of the table it links \(SPTE 0 of table slot \d+\) without recording a write/,
+    );
+    // The same change with the linking SPTE written passes the audit (the SPTE's writer owns
+    // the table), and the invariant check after it finds the owner wrong.
+    const recorded = auditWithSneaky(scn, "plain", (built) => {
+      const slot = child(built);
+      if (slot < 0) return;
+      const root = built.clock.observe(() => built.vm.mmu.peekRoots()[0]!);
+      built.clock.touch(root.slot * 512);
+      built.host.pool.spOwner[slot] = 99;
+    });
+    expect(recorded?.check).toBe("table-role");
   });
 
   it("checks the state after a step that only frees host frames", () => {

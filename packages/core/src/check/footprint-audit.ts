@@ -16,7 +16,9 @@
  * R_BACKEND, by the core). Reads are not audited here (a read changes nothing to compare): the
  * commutation audit (`commute-audit.ts`) finds a read left unrecorded where it matters.
  */
+import { isLastSpte, isShadowPresent, spteToPfn } from "../arch/spte.js";
 import { fewNames, resourceId } from "../exec/footprint.js";
+import type { SharedFlag } from "../exec/shared-flag.js";
 import { U32_PER_TABLE, MEM_MASK, MEM_SHIFT } from "../mem/pt-pool.js";
 import {
   KIND_ADD,
@@ -84,6 +86,9 @@ class Watched {
 export class FootprintAudit {
   private before = new Map<number, string | number>();
   private tables = new Map<number, Uint32Array>();
+  /** Each live table's `kvm_mmu_page` fields before the step, and the SPTE linking it. */
+  private fields = new Map<number, string>();
+  private parents = new Map<number, number>();
   private readonly watched: Watched[] = [];
 
   constructor(
@@ -91,6 +96,8 @@ export class FootprintAudit {
     private readonly tasks: readonly Task[],
     /** What each op returned (`BuiltRun.results`), for `state`. */
     private readonly results: readonly unknown[] = [],
+    /** Flags the tasks share (`BuiltRun.finalized`), each under its resource id. */
+    private readonly flags: readonly SharedFlag[] = [],
   ) {
     this.watched.push(
       new Watched(
@@ -133,6 +140,8 @@ export class FootprintAudit {
   begin(): void {
     this.before = this.snapshot();
     this.tables = this.copyTables();
+    this.fields = this.tableFields();
+    this.parents = this.links(this.tables);
     for (const w of this.watched) {
       const a = w.get();
       w.copy = a ? a.slice() : new Uint32Array(0);
@@ -152,7 +161,8 @@ export class FootprintAudit {
     const after = this.snapshot();
     for (const [id, v] of after) if (this.before.get(id) !== v) miss(id, "its state");
     for (const [id] of this.before) if (!after.has(id)) miss(id, "its state");
-    for (const [slot, words] of this.copyTables()) {
+    const tables = this.copyTables();
+    for (const [slot, words] of tables) {
       const old = this.tables.get(slot);
       if (!old) continue; // a table allocated by this step: R_POOL or R_POOL_COUNTS covers its birth
       for (let i = 0; i < 512; i++) {
@@ -160,6 +170,7 @@ export class FootprintAudit {
           miss(slot * 512 + i, "an SPTE");
       }
     }
+    this.auditFields(tables, written, miss);
     for (const w of this.watched) {
       const a = w.get() ?? new Uint32Array(0);
       const n = Math.max(a.length, w.copy.length);
@@ -187,6 +198,8 @@ export class FootprintAudit {
     const out = new Map<string, string>();
     for (const [id, v] of this.snapshot()) out.set(resourceName(id), String(v));
     for (const [slot, words] of this.copyTables()) out.set(`${TABLE}${slot}`, words.join(","));
+    for (const [slot, f] of this.tableFields())
+      out.set(`the kvm_mmu_page fields of table slot ${slot}`, f);
     for (const w of this.watched) {
       const a = w.get();
       out.set(`${w.what} (${resourceName(w.idOf(0))}...)`, a === null ? "none" : a.join(","));
@@ -207,6 +220,68 @@ export class FootprintAudit {
     );
     out.set("the MMU's counters", sortedJson(vm.mmu.stats));
     out.set("the backend's counters", sortedJson(vm.backend.stats()));
+    return out;
+  }
+
+  /**
+   * A table's `kvm_mmu_page` fields (level, role, GFN, owner, `external_spt`) have no resource of
+   * their own: the kernel changes them only where it holds the SPTE that links the table (a
+   * promotion drops `external_spt` as it replaces that SPTE), so a change of a linked table's
+   * fields must come with a write of the SPTE linking it, before or after the step. A table off
+   * the tree (allocated and not yet linked, or unlinked and waiting for its free) is its
+   * holder's alone, as `handle_removed_pt` owns a removed table; a root's fields go with its own
+   * resources. A table born or freed in the step is the pool's (R_POOL, R_POOL_COUNTS).
+   */
+  private auditFields(
+    tables: Map<number, Uint32Array>,
+    written: (id: number) => boolean,
+    miss: (id: number, what: string) => void,
+  ): void {
+    const parents = this.links(tables);
+    const roots = new Set(this.vm.mmu.peekRoots().map((r) => r.slot));
+    for (const [slot, now] of this.tableFields()) {
+      const was = this.fields.get(slot);
+      if (was === undefined || was === now) continue;
+      const p = this.parents.get(slot);
+      const q = parents.get(slot);
+      if ((p !== undefined && written(p)) || (q !== undefined && written(q))) continue;
+      if (p !== undefined || q !== undefined) {
+        miss(p ?? q!, "the kvm_mmu_page fields of the table it links");
+      } else if (roots.has(slot)) {
+        const ids = [R_ROOTS, ...rootIds(this.vm.mmu.rootSpace, slot)];
+        if (!ids.some(written)) miss(ids[1]!, "a root's kvm_mmu_page fields");
+      }
+    }
+  }
+
+  /** Each live table's `kvm_mmu_page` fields, by slot. */
+  private tableFields(): Map<number, string> {
+    const pool = this.vm.host.pool;
+    const out = new Map<number, string>();
+    for (let slot = 0; slot < pool.slotsUsed; slot++) {
+      if (pool.spLive[slot] !== 1) continue;
+      out.set(
+        slot,
+        `${pool.spLevel[slot]}/${pool.spRole[slot]}/${pool.spGfn[slot]}/${pool.spOwner[slot]}/${pool.spExternal[slot]}`,
+      );
+    }
+    return out;
+  }
+
+  /** The SPTE (its resource) linking each table that some live table links, by the child's slot. */
+  private links(tables: Map<number, Uint32Array>): Map<number, number> {
+    const pool = this.vm.host.pool;
+    const out = new Map<number, number>();
+    for (const [slot, words] of tables) {
+      const level = pool.spLevel[slot]!;
+      for (let i = 0; i < 512; i++) {
+        const lo = words[2 * i]!;
+        const hi = words[2 * i + 1]!;
+        if (!isShadowPresent(lo) || isLastSpte(lo, level)) continue;
+        const child = pool.pfnToSlot(spteToPfn(lo, hi));
+        if (child >= 0) out.set(child, slot * 512 + i);
+      }
+    }
     return out;
   }
 
@@ -271,6 +346,7 @@ export class FootprintAudit {
     for (let i = 0; i < this.tasks.length; i++) s.set(taskDoneId(i), this.tasks[i]!.done ? 1 : 0);
     vm.backend.auditState?.(vm, s);
     mmu.requests.auditState(s);
+    for (const f of this.flags) f.auditState(s);
     for (const m of vm.memslots.peekAll()) {
       for (const b of m.gmem ? [m.shared, m.gmem] : [m.shared]) {
         const v = b.auditView();

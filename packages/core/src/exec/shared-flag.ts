@@ -21,4 +21,10 @@ export class SharedFlag {
     this.clock.touch(this.id);
     this.value = true;
   }
+
+  /** The flag under its resource id, recording nothing: for the footprint audit, between steps. */
+  auditState(s: Map<number, string | number>): void {
+    this.clock.assertBetweenSteps("a shared flag");
+    s.set(this.id, this.value ? 1 : 0);
+  }
 }

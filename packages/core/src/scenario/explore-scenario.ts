@@ -69,7 +69,9 @@ export function scenarioSystem(
       backendCheckVersion: built.backendCheckVersion,
       // The host is this schedule's alone: its storage can go to the next schedule's.
       release: () => built.host.release(),
-      audit: opts.audit ? new FootprintAudit(built.vm, built.tasks, built.results) : undefined,
+      audit: opts.audit
+        ? new FootprintAudit(built.vm, built.tasks, built.results, [built.finalized])
+        : undefined,
     };
   };
 }

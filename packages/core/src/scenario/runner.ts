@@ -116,6 +116,8 @@ export interface BuiltRun {
   clock: Clock;
   tasks: Task[];
   results: OpResult[];
+  /** Whether the VMM has finalized the VM (`R_FINALIZED`): the vCPU tasks wait for it. */
+  finalized: SharedFlag;
   /**
    * Invariant violations of the current state (`final` at the end of the run); `skipBackend`
    * leaves out the backend's own checks (`checkInvariants`).
@@ -229,6 +231,7 @@ export function buildRun(scn: Scenario, opts: RunOptions): BuiltRun {
     clock,
     tasks,
     results,
+    finalized: start,
     check: (final, skipBackend) => checkInvariants(vm, { final, skipBackend }),
     checkVersion: () => clock.checkVersion + host.generation,
     backendCheckVersion: () => clock.backendCheckVersion + host.generation,
