@@ -11,6 +11,7 @@ import {
   Clock,
   ExecCtx,
   FootprintAudit,
+  R_RCU,
   buildRun,
   explore,
   exploreScenario,
@@ -209,6 +210,56 @@ vcpus:
     expect(pool?.message).toMatch(
       /a step of sneaky changed its state \((page-table pool|host frames)\)/,
     );
+  });
+
+  it("fails a step that reorders the pool's free list, swaps blocks' owners or moves an RCU reader, unrecorded", () => {
+    const scn = parseScenarioText(
+      `
+name: audit-orders
+vm: { memory: 4MiB, vcpus: 1 }
+backend: plain
+vcpus:
+  - - { op: access, gpa: 0x0, write: true }
+`,
+      "audit-orders.yaml",
+    );
+    // The same number of free slots, in another order: another table for the next allocation.
+    const order = auditWithSneaky(scn, "plain", (built) => {
+      const p = built.host.pool as unknown as { freeSlots: Int32Array; nFree: number };
+      if (p.nFree < 2) return;
+      [p.freeSlots[0], p.freeSlots[1]] = [p.freeSlots[1]!, p.freeSlots[0]!];
+    });
+    expect(order?.message).toMatch(/a step of sneaky changed its state \(page-table pool\)/);
+    // As many blocks used, but two of them trade owners.
+    const owners = auditWithSneaky(scn, "plain", (built) => {
+      const o = built.host.frames.blockOwner;
+      const a = o.findIndex((x) => x !== 0);
+      const b = o.findIndex((x) => x !== 0 && x !== o[a]);
+      if (a < 0 || b < 0) return;
+      [o[a], o[b]] = [o[b]!, o[a]!];
+    });
+    expect(owners?.message).toMatch(
+      /a step of sneaky changed the owner of a host block \(host frames\)/,
+    );
+    // A vCPU inside an RCU read-side section (a TDX fault holds it across the mirror's hook)
+    // made to have entered a grace period later.
+    const tdx = parseScenarioText(
+      `
+name: audit-rcu
+vm: { memory: 4MiB, vcpus: 1 }
+backend: tdx
+vcpus:
+  - - { op: accept, gpa: 0x0 }
+`,
+      "audit-rcu.yaml",
+    );
+    const rcu = auditWithSneaky(tdx, "tdx", (built) => {
+      // Read, so that the search runs this step where the vCPU holds RCU too; written unrecorded.
+      built.clock.fp?.read(R_RCU);
+      const ctx = built.vm.vcpus[0]!.ctx;
+      if (ctx.rcuNest > 0) ctx.rcuGp++;
+    });
+    expect(rcu?.message).toMatch(/a step of sneaky changed its state \(RCU\)/);
   });
 
   it("fails a step that raises the finalized flag without recording it", () => {

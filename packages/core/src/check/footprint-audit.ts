@@ -49,7 +49,7 @@ import type { Task } from "../exec/scheduler.js";
 import type { Vm } from "../vm/vm.js";
 import { rootIds } from "../mmu/roots.js";
 
-type Numbers = Float64Array | Uint32Array;
+type Numbers = Float64Array | Uint32Array | Int32Array;
 
 /** `state`'s name of a table's SPTEs, before its slot (`tableOfStatePart` reads it back). */
 const TABLE = "the SPTEs of table slot ";
@@ -99,6 +99,13 @@ export class FootprintAudit {
     /** Flags the tasks share (`BuiltRun.finalized`), each under its resource id. */
     private readonly flags: readonly SharedFlag[] = [],
   ) {
+    this.watched.push(
+      new Watched(
+        () => vm.host.frames.blockOwner,
+        () => R_BACKING,
+        "the owner of a host block",
+      ),
+    );
     this.watched.push(
       new Watched(
         () => vm.attributes.auditWords(),
@@ -304,10 +311,10 @@ export class FootprintAudit {
     const s = new Map<number, string | number>();
     const pool = mmu.pool;
     // The free list, and the counts every allocation and free updates.
-    s.set(R_POOL, `${pool.freeCount}/${pool.capacity}`);
+    s.set(R_POOL, `${pool.freeCount}/${pool.capacity}:${pool.auditFreeList()}`);
     s.set(R_POOL_COUNTS, `${pool.generation}/${pool.liveTables}`);
     // The host's frame allocator, which guest memory, control pages and the pool share.
-    s.set(R_BACKING, vm.host.frames.usedFrames);
+    s.set(R_BACKING, vm.host.frames.auditState());
     s.set(
       R_SLOTS,
       vm.memslots

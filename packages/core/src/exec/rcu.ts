@@ -18,9 +18,17 @@ export class Rcu {
 
   constructor(private readonly clock: Clock | null = null) {}
 
-  /** Grace periods, readers and queued callbacks, for the footprint audit. */
+  /**
+   * Grace periods, readers and queued callbacks, for the footprint audit, with the grace period
+   * each reader entered at (which callbacks `reclaim` may run): sorted, as readers that enter in
+   * either order commute.
+   */
   auditState(): string {
-    return `${this.gp}/${this.inside}/${this.pendingGp.join(",")}`;
+    const entered = this.known
+      .map((c) => c.rcuGp)
+      .filter((g) => g >= 0)
+      .sort((a, b) => a - b);
+    return `${this.gp}/${this.inside}/${this.pendingGp.join(",")}/${entered.join(",")}`;
   }
 
   readLock(ctx: ExecCtx): void {

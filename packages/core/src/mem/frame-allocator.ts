@@ -73,6 +73,15 @@ export class FrameAllocator {
   }
 
   /**
+   * The bump pointer and the list of blocks given back, in the order they are reused: with the
+   * owners (`blockOwner`, compared apart), which blocks the next allocation takes. For the
+   * footprint audit.
+   */
+  auditState(): string {
+    return `${this.usedBlocks}/${this.bump}/${this.freeBlocks.join(",")}`;
+  }
+
+  /**
    * `count` contiguous blocks aligned to `align` blocks (1 for 2 MiB, 512 for a 1 GiB page),
    * owned by `owner`. Returns the first block. Throws `HostMemoryExhausted` when none are left;
    * nothing is changed then.

@@ -255,6 +255,14 @@ export class PtPool {
     return this.nFree;
   }
 
+  /**
+   * The free list in the order `alloc` hands it out, and the host blocks the pool took (`grow`):
+   * which table a task gets depends on both. For the footprint audit, between steps.
+   */
+  auditFreeList(): string {
+    return `${this.freeSlots.subarray(0, this.nFree).join(",")}|${this.chunkBlock.join(",")}`;
+  }
+
   /** A page allocated before it was known where it goes (a split's) gets its level, GFN and role. */
   initSlot(slot: number, level: number, gfn: number, role: number): void {
     this.fp?.write(R_POOL);
