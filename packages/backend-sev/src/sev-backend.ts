@@ -60,7 +60,12 @@ import {
   type RmpUpdate,
 } from "./rmp-instructions.js";
 import { checkSevInvariants } from "./sev-invariants.js";
-import { FW_STATUS, SEV_RET_SUCCESS, snpPageReclaim } from "./snp-firmware.js";
+import {
+  FW_STATUS,
+  SEV_RET_INVALID_GUEST_STATE,
+  SEV_RET_SUCCESS,
+  snpPageReclaim,
+} from "./snp-firmware.js";
 import { RMP, SEV_ASIDS } from "./sev-platform.js";
 
 /** #NPF error code bits (EXITINFO1, docs/sev-snp.md §1.3), and the x86 #PF bits they start with. */
@@ -383,7 +388,11 @@ export class SevBackend implements Backend {
     }
     if (this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, gfn) !== RMP_SUCCESS)
       return EFAULT;
-    const fw = this.injectedStatus(SNP_LAUNCH_UPDATE) ?? SEV_RET_SUCCESS;
+    // `snp_launch_update` does not look at the launch state: after SNP_LAUNCH_FINISH the page is
+    // still made Pre-Guest, and the firmware refuses a guest past its LAUNCH state.
+    const fw =
+      this.injectedStatus(SNP_LAUNCH_UPDATE) ??
+      (this.finished() ? SEV_RET_INVALID_GUEST_STATE : SEV_RET_SUCCESS);
     this.count(SNP_LAUNCH_UPDATE, fw, pfn, gfn, 1);
     if (fw !== SEV_RET_SUCCESS) {
       this.snpPageReclaim(pfn);
@@ -431,16 +440,13 @@ export class SevBackend implements Backend {
    * kernel. Then SNP_LAUNCH_FINISH; a firmware error fails the ioctl with -EIO.
    */
   finalize(): number {
-    // A second SNP_LAUNCH_FINISH goes through snp_launch_update_vmsa again, and sev_es_sync_vmsa
-    // refuses a vCPU whose state is protected already: -EINVAL before any firmware call.
-    this.vm.clock.fp?.read(resourceId(this.space, RMP_CALLS.length));
-    if (this.launchFinished) {
-      this.lastFailure =
-        "KVM_SEV_SNP_LAUNCH_FINISH: the vCPUs' state is protected already (sev_es_sync_vmsa)";
-      return EINVAL;
-    }
+    // A second SNP_LAUNCH_FINISH goes through snp_launch_update_vmsa again, boot vCPU first, and
+    // sev_es_sync_vmsa refuses a vCPU whose state is protected already: -EINVAL before any
+    // firmware call. So does a retry after a failure that left some VMSA converted (or all,
+    // SNP_LAUNCH_FINISH itself refused): the launch cannot be finished any more.
+    if (this.finished()) return this.protectedAlready();
     for (const pfn of this.vmsaPages) {
-      if ((this.rmp.flagsOf(pfn) & RMP_VMSA) !== 0) continue;
+      if ((this.rmp.flagsOf(pfn) & RMP_VMSA) !== 0) return this.protectedAlready();
       if (
         this.linuxRmpupdate(pfn, RMP_ASSIGNED | RMP_IMMUTABLE, this.asid, INITIAL_VMSA_GFN) !==
         RMP_SUCCESS
@@ -462,10 +468,21 @@ export class SevBackend implements Backend {
     return 0;
   }
 
-  /** KVM_PRE_FAULT_MEMORY once SNP_LAUNCH_FINISH has succeeded (`snp_launch_finish`). */
-  preFaultAllowed(): boolean {
+  private protectedAlready(): number {
+    this.lastFailure =
+      "KVM_SEV_SNP_LAUNCH_FINISH: the vCPUs' state is protected already (sev_es_sync_vmsa)";
+    return EINVAL;
+  }
+
+  /** Whether SNP_LAUNCH_FINISH has succeeded, recorded as a read of the launch's resource. */
+  private finished(): boolean {
     this.vm.clock.fp?.read(resourceId(this.space, RMP_CALLS.length));
     return this.launchFinished;
+  }
+
+  /** KVM_PRE_FAULT_MEMORY once SNP_LAUNCH_FINISH has succeeded (`snp_launch_finish`). */
+  preFaultAllowed(): boolean {
+    return this.finished();
   }
 
   /**

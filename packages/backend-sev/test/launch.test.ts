@@ -219,6 +219,50 @@ describe("snp_launch_finish", () => {
     expect(be.stats().calls).toEqual(calls);
   });
 
+  it("a LAUNCH_FINISH retried after a VMSA was converted is -EINVAL there, before any firmware call: the launch cannot finish", () => {
+    // vCPU 0's VMSA converted, vCPU 1's refused: the retry meets vCPU 0 first.
+    const { vm, be } = makeSevVm({ vcpus: 2 });
+    be.injectFault(vm, { call: "SNP_LAUNCH_UPDATE", nth: 2, status: "INVALID_PARAM", times: 1 });
+    expect(() => hostOps.finalize(vm)).toThrow(/finalize failed \(-5\)/);
+    const calls = { ...be.stats().calls };
+    expect(() => hostOps.finalize(vm)).toThrow(
+      /finalize failed \(-22\): KVM_SEV_SNP_LAUNCH_FINISH: the vCPUs' state is protected already/,
+    );
+    expect(be.stats().calls).toEqual(calls);
+    expect(be.preFaultAllowed()).toBe(false);
+    // Every VMSA converted and SNP_LAUNCH_FINISH itself refused: the same.
+    const f = makeSevVm();
+    f.be.injectFault(f.vm, {
+      call: "SNP_LAUNCH_FINISH",
+      nth: 1,
+      status: "INVALID_PARAM",
+      times: 1,
+    });
+    expect(() => hostOps.finalize(f.vm)).toThrow(/finalize failed \(-5\)/);
+    expect(() => hostOps.finalize(f.vm)).toThrow(/finalize failed \(-22\)/);
+    expect(f.be.stats().calls.SNP_LAUNCH_FINISH).toBe(1);
+  });
+
+  it("KVM_SEV_SNP_LAUNCH_UPDATE after the launch finished: the firmware refuses the Pre-Guest page (INVALID_GUEST_STATE), it is reclaimed and made shared, -EIO", () => {
+    const { vm, be } = makeSevVm();
+    expect(hostOps.finalize(vm)).toBe(0);
+    const calls = { ...be.stats().calls };
+    expect(runToEnd(hostOps.populate(vm, vm.hostVcpu, 0, 1))).toMatchObject({
+      mapped: 0,
+      status: EIO,
+    });
+    const pfn = vm.memslots.find(0)!.gmem!.getPfn(0);
+    expect(be.rmp.raw(pfn)).toMatchObject({ assigned: false, immutable: false });
+    expect(be.stats().errors).toEqual({ INVALID_GUEST_STATE: 1 });
+    expect(be.stats().calls).toEqual({
+      ...calls,
+      RMPUPDATE: calls.RMPUPDATE! + 2,
+      SNP_LAUNCH_UPDATE: calls.SNP_LAUNCH_UPDATE! + 1,
+      SNP_PAGE_RECLAIM: 1,
+    });
+    expect(be.bugged).toBe(false);
+  });
+
   it("RMPUPDATE's FAIL_INUSE is an error, not retried contention (rmpupdate() retries FAIL_OVERLAP only)", () => {
     const { vm, be } = makeSevVm();
     be.injectFault(vm, { call: "RMPUPDATE", nth: 1, status: "FAIL_INUSE", times: 1 });
