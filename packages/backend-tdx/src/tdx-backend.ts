@@ -11,6 +11,8 @@
 import {
   ACCESS_FAULT,
   ACCESS_GUEST_EXCEPTION,
+  ACCESS_INTERNAL_ERROR,
+  ACCESS_REENTER,
   ACCESS_OK,
   GUEST_PAGE_ACCEPTED,
   GUEST_PAGE_OWNED,
@@ -665,7 +667,8 @@ export class TdxBackend implements Backend, CallListener {
     _write: boolean,
     privateAccess: boolean,
   ): number {
-    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    const entered = this.enter(vcpu);
+    if (entered !== ACCESS_OK) return entered;
     if (!privateAccess) return -1;
     const t = this.module.guestTranslate(this.tdvprs[vcpu]!, gpa);
     // The exit (an object) first: the comparisons below then only ever see the two strings, so
@@ -686,7 +689,8 @@ export class TdxBackend implements Backend, CallListener {
    * (`guestAcceptLevel`).
    */
   guestAccept(_vm: BackendVm, vcpu: number, gpa: number, _npt: unknown, level: Level): number {
-    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    const entered = this.enter(vcpu);
+    if (entered !== ACCESS_OK) return entered;
     const r = this.module.tdgMemPageAccept(this.tdvprs[vcpu]!, gpa - (gpa % 4096), level - 1);
     if ("exit" in r) {
       this.exit(vcpu);
@@ -731,7 +735,8 @@ export class TdxBackend implements Backend, CallListener {
     npages: number,
     toPrivate: boolean,
   ): number {
-    if (!this.enter(vcpu)) return ACCESS_GUEST_EXCEPTION;
+    const entered = this.enter(vcpu);
+    if (entered !== ACCESS_OK) return entered;
     this.calls.add(MAP_GPA);
     if (this.vm?.events.on) {
       const gpa = (gfn * 4096 + (toPrivate ? 0 : 2 ** (this.vm.config.gpaw - 1))).toString(16);
@@ -755,20 +760,30 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * TDH.VP.ENTER, unless the vCPU is in guest mode already. The VMM finalizes the TD before the
-   * first KVM_RUN (QEMU does it when machine setup is done), so a vCPU entering an INITIALIZED TD
-   * finalizes it first. False if the vCPU cannot enter (the TD cannot be finalized, or it is torn
-   * down).
+   * TDH.VP.ENTER, unless the vCPU is in guest mode already: ACCESS_OK once in the guest. A busy
+   * entry (the TD's epoch, which TDH.MEM.TRACK takes) KVM enters again with nothing handled
+   * (`tdx_exit_handlers_fastpath`: EXIT_FASTPATH_EXIT_HANDLED), unseen by the guest:
+   * ACCESS_REENTER. Any other failure is an exit KVM cannot handle (`tdx_handle_exit`'s
+   * unhandled_exit, KVM_EXIT_INTERNAL_ERROR): ACCESS_INTERNAL_ERROR, with why in `lastError`.
+   * The VMM finalizes the TD before the first KVM_RUN (QEMU does it when machine setup is done),
+   * so a vCPU entering an INITIALIZED TD finalizes it first; KVM_RUN fails if that fails.
    */
-  private enter(vcpu: number): boolean {
-    if (this.guestMode(vcpu)) return true;
+  private enter(vcpu: number): number {
+    if (this.guestMode(vcpu)) return ACCESS_OK;
     const tdvpr = this.tdvprs[vcpu];
-    if (tdvpr === undefined) return false;
-    if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0) return false;
-    if (this.td.lifecycle !== LC_KEYS_CONFIGURED) return false;
-    const ok = resultOk(this.module.vpEnter(tdvpr, vcpu));
+    if (tdvpr === undefined) {
+      this.lastFailure = `vcpu${vcpu}: KVM_RUN of a vCPU the TD no longer has`;
+      return ACCESS_INTERNAL_ERROR;
+    }
+    if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0)
+      return ACCESS_INTERNAL_ERROR;
+    const r = this.module.vpEnter(tdvpr, vcpu);
+    const ok = resultOk(r);
     this.setGuestMode(vcpu, ok);
-    return ok;
+    if (ok) return ACCESS_OK;
+    if (tdxOperandBusy(r.status)) return ACCESS_REENTER;
+    this.lastFailure = `TDH.VP.ENTER failed: ${formatStatus(r.status)}`;
+    return ACCESS_INTERNAL_ERROR;
   }
 
   // ------------------------------------------------------------------ KVM helpers

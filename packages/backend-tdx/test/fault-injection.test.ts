@@ -698,3 +698,34 @@ describe("finalize: a busy TDH.MR.FINALIZE", () => {
     ).toThrow(/finalize failed \(-16\): TDH\.MR\.FINALIZE: 0x8000020000000000 \(OPERAND_BUSY\)/);
   });
 });
+
+describe("a failed TDH.VP.ENTER (tdx_exit_handlers_fastpath, tdx_handle_exit)", () => {
+  it("busy: KVM enters again and the guest sees nothing; the accept and the access go on", () => {
+    const clean = run({ vcpu: [...ACCEPT_ONE, "{ op: access, gpa: 0x0, write: true }"] });
+    const { report, calls } = run({
+      inject: ["{ call: TDH.VP.ENTER, nth: 1, status: OPERAND_BUSY, times: 2 }"],
+      vcpu: [...ACCEPT_ONE, "{ op: access, gpa: 0x0, write: true }"],
+    });
+    expect(report.ops.map((o) => o.result)).toEqual(clean.report.ops.map((o) => o.result));
+    expect(report.ops[0]!.result).toEqual({ ok: 1, exceptions: 0 });
+    expect(calls.filter((c) => c.name === "TDH.VP.ENTER").map((c) => c.status)).toEqual([
+      "OPERAND_BUSY",
+      "OPERAND_BUSY",
+      ...clean.calls.filter((c) => c.name === "TDH.VP.ENTER").map((c) => c.status),
+    ]);
+    expect(report.backendStats.busy).toBe(2);
+    expect(report.backendStats.errors).toEqual({});
+    expect(report.invariants.violations).toEqual([]);
+  });
+
+  it("any other failure: KVM_EXIT_INTERNAL_ERROR, the VMM stops the vCPU; no exception reaches the guest", () => {
+    expect(() =>
+      run({
+        inject: ["{ call: TDH.VP.ENTER, nth: 1, status: OPERAND_INVALID }"],
+        vcpu: ACCEPT_ONE,
+      }),
+    ).toThrow(
+      /step 2: vcpu0: KVM_RUN ended with KVM_EXIT_INTERNAL_ERROR \(TDH\.VP\.ENTER failed: 0xC000010000000000 \(OPERAND_INVALID\)\); the VMM stops the vCPU/,
+    );
+  });
+});

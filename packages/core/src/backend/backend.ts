@@ -32,6 +32,17 @@ export const ACCESS_FAULT = 1;
 export const ACCESS_GUEST_EXCEPTION = 2;
 /** An EPT/NPT violation on a present translation (a permission fault): fast page fault may fix it. */
 export const ACCESS_FAULT_PRESENT = 3;
+/**
+ * The entry failed and KVM enters again with nothing handled, the guest none the wiser (TDX:
+ * TDH.VP.ENTER busy on the TD's epoch, which `tdx_exit_handlers_fastpath` answers with
+ * EXIT_FASTPATH_EXIT_HANDLED). The access is tried again.
+ */
+export const ACCESS_REENTER = 4;
+/**
+ * The entry failed in a way KVM cannot handle: KVM_RUN returns KVM_EXIT_INTERNAL_ERROR (or an
+ * errno) and the VMM stops the vCPU; the op ends with the backend's `lastError`.
+ */
+export const ACCESS_INTERNAL_ERROR = 5;
 
 export interface BackendStats {
   /** Architectural calls by their architectural names (SEAMCALL/TDCALL leaves, RMPUPDATE, ...). */
@@ -188,7 +199,8 @@ export interface Backend {
    * The hardware step of a guest access, for the GPAs the backend's hardware walks itself
    * (TDX: private GPAs through the S-EPT; SEV: the NPT walk plus RMP checks). Returns
    * `ACCESS_OK`, `ACCESS_FAULT` (not present), `ACCESS_FAULT_PRESENT` (present, not allowed) or
-   * `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT.
+   * `ACCESS_GUEST_EXCEPTION`, or -1 to let the core walk the EPT; or, when entering the guest
+   * failed first, `ACCESS_REENTER` (KVM enters again) or `ACCESS_INTERNAL_ERROR` (the op ends).
    */
   checkGuestAccess?(
     vm: BackendVm,
@@ -253,8 +265,9 @@ export interface Backend {
    * The guest asks the host to convert [gfn, gfn + npages) (the GHCB's Page State Change
    * request, TDG.VP.VMCALL<MapGPA>): the vCPU leaves the guest for KVM, which exits to userspace
    * with KVM_HC_MAP_GPA_RANGE. The backend counts its exit; the core then has the VMM convert.
-   * `ACCESS_OK`, or `ACCESS_GUEST_EXCEPTION` when the vCPU cannot make the request (a TD that
-   * cannot be entered): then nothing is converted.
+   * `ACCESS_OK`, or `ACCESS_GUEST_EXCEPTION` when the guest's request is refused: then nothing is
+   * converted. An entry that failed first is `ACCESS_REENTER` or `ACCESS_INTERNAL_ERROR`, as for
+   * `checkGuestAccess`.
    */
   guestMapGpa?(
     vm: BackendVm,

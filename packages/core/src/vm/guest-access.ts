@@ -5,7 +5,13 @@
  */
 import { KVM_MAX_HUGEPAGE_LEVEL, PAGE_SIZE, PAGES_PER_LEVEL, type Level } from "../arch/levels.js";
 import { gfnHasBit, gfnWithoutDirectBits, gpaToGfn } from "../arch/gpa.js";
-import { ACCESS_FAULT_PRESENT, ACCESS_GUEST_EXCEPTION, ACCESS_OK } from "../backend/backend.js";
+import {
+  ACCESS_FAULT_PRESENT,
+  ACCESS_GUEST_EXCEPTION,
+  ACCESS_INTERNAL_ERROR,
+  ACCESS_OK,
+  ACCESS_REENTER,
+} from "../backend/backend.js";
 import { RETRY_WAIT, type ExecCtx, type Op } from "../exec/ctx.js";
 import { runNow, runSteps } from "../exec/step-machine.js";
 import { RET_PF_EMULATE, RET_PF_RETRY } from "../mmu/tdp-map.js";
@@ -82,6 +88,19 @@ const HW_FAULT = 2;
 const HW_FAULT_PRESENT = 3;
 /** A present translation the backend's hardware check refused (SNP's #NPF with the RMP bit). */
 const HW_RMP_FAULT = 4;
+/** The entry failed and KVM enters again (`ACCESS_REENTER`). */
+const HW_REENTER = 5;
+
+/**
+ * `ACCESS_INTERNAL_ERROR`: KVM_RUN returns KVM_EXIT_INTERNAL_ERROR, which no VMM recovers from
+ * (QEMU stops the vCPU), so the op ends here with the backend's word for why.
+ */
+export function entryFailed(vm: Vm, vcpu: Vcpu): never {
+  const why = vm.backend.lastError?.() || "the entry failed";
+  throw new OpError(
+    `vcpu${vcpu.id}: KVM_RUN ended with KVM_EXIT_INTERNAL_ERROR (${why}); the VMM stops the vCPU`,
+  );
+}
 
 /**
  * One attempt of an access by the "hardware": the backend's own check if it has one (TDX
@@ -103,6 +122,8 @@ function hardwareAccess(
   if (hw >= 0) {
     if (hw === ACCESS_OK) return HW_OK;
     if (hw === ACCESS_GUEST_EXCEPTION) return HW_EXCEPTION;
+    if (hw === ACCESS_REENTER) return HW_REENTER;
+    if (hw === ACCESS_INTERNAL_ERROR) entryFailed(vm, vcpu);
     return hw === ACCESS_FAULT_PRESENT ? HW_FAULT_PRESENT : HW_FAULT;
   }
   const gfn = gpaToGfn(gpa);
@@ -196,6 +217,7 @@ export function* guestAccessRange(
         tally.last = result;
         continue page;
       }
+      if (hw === HW_REENTER) continue;
       // The exit qualification's "GPA was mapped": a violation on a present EPT entry (an RMP
       // refusal is a #NPF of its own, not a permission fault of the NPT walk).
       const present = hw === HW_FAULT_PRESENT;
@@ -371,6 +393,8 @@ function* guestPageInstruction(
     }
     const r = call(npt);
     if (r === ACCESS_OK) return "ok";
+    if (r === ACCESS_REENTER) continue;
+    if (r === ACCESS_INTERNAL_ERROR) entryFailed(vm, vcpu);
     if (r === ACCESS_GUEST_EXCEPTION) {
       vcpu.exceptions++;
       return "exception";

@@ -14,9 +14,9 @@
  * (`sev_es_terminate`, the TDX guest's panic): the op stops at the first one.
  */
 import { PAGES_PER_LEVEL, PAGE_SIZE, type Level } from "../arch/levels.js";
-import { ACCESS_OK } from "../backend/backend.js";
+import { ACCESS_INTERNAL_ERROR, ACCESS_OK, ACCESS_REENTER } from "../backend/backend.js";
 import type { Op } from "../exec/ctx.js";
-import { guestAcceptPage } from "./guest-access.js";
+import { GuestLivelock, MAX_TRIES, entryFailed, guestAcceptPage } from "./guest-access.js";
 import { convertMemory } from "./host-ops.js";
 import type { Vcpu, Vm } from "./vm.js";
 
@@ -45,11 +45,20 @@ export function* guestPageStateChange(
     !(yield* eachPage(vm, vcpu, gfn, npages, level, true, out))
   )
     return out;
-  // The request: the vCPU leaves the guest, and KVM leaves for the VMM.
-  vm.enterGuest(vcpu);
-  vm.clock.step++;
-  if (vcpu.ctx.interleave) yield;
-  if ((vm.backend.guestMapGpa?.(vm, vcpu.id, gfn, npages, toPrivate) ?? ACCESS_OK) !== ACCESS_OK) {
+  // The request: the vCPU leaves the guest, and KVM leaves for the VMM. An entry KVM retries
+  // (ACCESS_REENTER) is one more atomic point before the request.
+  for (let tries = 0; ; tries++) {
+    if (tries === MAX_TRIES)
+      throw new GuestLivelock(
+        `vcpu${vcpu.id}: the guest's entry for its conversion request failed ${MAX_TRIES} times`,
+      );
+    vm.enterGuest(vcpu);
+    vm.clock.step++;
+    if (vcpu.ctx.interleave) yield;
+    const r = vm.backend.guestMapGpa?.(vm, vcpu.id, gfn, npages, toPrivate) ?? ACCESS_OK;
+    if (r === ACCESS_REENTER) continue;
+    if (r === ACCESS_INTERNAL_ERROR) entryFailed(vm, vcpu);
+    if (r === ACCESS_OK) break;
     out.exceptions = 1;
     return out;
   }
