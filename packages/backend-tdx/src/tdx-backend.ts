@@ -474,9 +474,21 @@ export class TdxBackend implements Backend, CallListener {
     return 0;
   }
 
-  /** The vCPUs' pages in `tdx_vcpu_free`'s order: each vCPU's TDCX pages, then its TDVPR. */
-  private vcpuPages(): number[] {
-    return this.tdvprs.flatMap((tdvpr, v) => [...this.tdcxPages[v]!, tdvpr]);
+  /**
+   * `tdx_vcpu_free` (from `kvm_destroy_vcpus`, after the HKID's release and before the S-EPT
+   * pages go): the vCPU's TDCX pages, then its TDVPR, each reclaimed or leaked. While the HKID
+   * is still assigned (its release gave up) nothing can be reclaimed: the pages are the
+   * module's, kept on purpose.
+   */
+  vcpuFree(_vm: BackendVm, vcpu: number): void {
+    const pages = [...this.tdcxPages[vcpu]!, this.tdvprs[vcpu]!];
+    if (this.hkidAssigned) {
+      for (const page of pages)
+        this.leak(page, `control page ${page} kept: the HKID is still assigned`);
+      return;
+    }
+    for (const page of pages)
+      if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
   }
 
   /** `KVM_BUG_ON` after VPFLUSHDONE or KEY.FREEID failed: "HKID is leaked", with every page of the TD. */
@@ -486,19 +498,20 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * `tdx_vm_free`: reclaim the vCPU pages, the TDCS pages (with the S-EPT root), then the TDR,
-   * and write back the TDR's cache lines under the module's global KeyID (the module used the
-   * TDR while the TDCS pages were reclaimed); a page that fails either is leaked.
+   * `tdx_vm_free`, once the vCPUs (`vcpuFree`) and the S-EPT pages are gone: reclaim the TDCS
+   * pages (with the S-EPT root), then the TDR, and write back the TDR's cache lines under the
+   * module's global KeyID (the module used the TDR while the TDCS pages were reclaimed); a page
+   * that fails either is leaked.
    */
   destroy(_vm: BackendVm): void {
     if (this.hkidAssigned) {
       // `tdx_reclaim_td_control_pages` returns at once while the HKID is assigned (its release
-      // gave up): the TDR, TDCS and TDVPR pages stay the module's, leaked on purpose.
-      for (const page of [...this.vcpuPages(), ...this.td.tdcx, this.tdr])
+      // gave up): the TDR and TDCS pages stay the module's, leaked on purpose.
+      for (const page of [...this.td.tdcx, this.tdr])
         this.leak(page, `control page ${page} kept: the HKID is still assigned`);
       return;
     }
-    for (const page of [...this.vcpuPages(), ...this.td.tdcx])
+    for (const page of this.td.tdcx)
       if (this.reclaimOrLeak(page, "control page")) this.pages.release(page);
     if (this.reclaimOrLeak(this.tdr, "control page")) {
       const wb = this.module.phymemPageWbinvd(this.tdr, this.keyids.globalKeyid, this.tdr);

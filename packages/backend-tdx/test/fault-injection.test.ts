@@ -245,6 +245,21 @@ describe("a failing RECLAIM at teardown leaks the page", () => {
     return { pages, septPages };
   }
 
+  it("pages are reclaimed in kvm_arch_destroy_vm's order: the vCPU's (tdx_vcpu_free), the S-EPT pages (kvm_mmu_uninit_vm), the TDCS pages, the TDR", () => {
+    const { pages, septPages } = reclaimOrder();
+    const { be } = run({ vcpu: ACCEPT_ONE, host: TEARDOWN });
+    const tdcs = new Set(be.td.tdcx);
+    const kind = (p: number) =>
+      p === be.tdr ? "TDR" : tdcs.has(p) ? "TDCS" : septPages.has(p) ? "S-EPT" : "vCPU";
+    // Five TDCX pages, then the TDVPR, all of them before any S-EPT page.
+    expect(pages.map(kind)).toEqual([
+      ...Array<string>(6).fill("vCPU"),
+      ...Array<string>(3).fill("S-EPT"),
+      ...Array<string>(tdcs.size).fill("TDCS"),
+      "TDR",
+    ]);
+  });
+
   it("RECLAIM of an S-EPT page fails (LIFECYCLE_STATE_INCORRECT): the page leaks, the TDR with it, no other violation", () => {
     const { pages, septPages } = reclaimOrder();
     const nth = pages.findIndex((p) => septPages.has(p)) + 1;

@@ -369,6 +369,12 @@ export interface Backend {
 
   /** The vCPU left guest mode on an EPT/NPT violation (TD exit, #VMEXIT). */
   vcpuExit?(vm: BackendVm, vcpu: number): void;
+  /**
+   * `kvm_destroy_vcpus`, at teardown: vCPU `vcpu`'s own state goes (TDX: `tdx_vcpu_free`
+   * reclaims its TDCX pages, then its TDVPR). After `teardown` (the VM's pre-destroy) and before
+   * the roots go, as `kvm_arch_destroy_vm` frees the vCPUs before `kvm_mmu_uninit_vm`.
+   */
+  vcpuFree?(vm: BackendVm, vcpu: number): void;
   /** The VM is gone (roots zapped, memory back): reclaim the control pages. */
   destroy?(vm: BackendVm): void;
   /** The backend's own invariants (TDX: mirror equals S-EPT, PAMT consistent), given a view of the mirror. */

@@ -754,9 +754,16 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.clock.step++;
     vm.backend.teardown(vm);
   }
-  yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
-  // kvm_destroy_vcpus: each vCPU's mmu_external_spt_cache gives back the pages it still holds.
+  // kvm_destroy_vcpus, before kvm_mmu_uninit_vm: each vCPU's own state, and the pages its
+  // mmu_external_spt_cache still holds (kvm_mmu_destroy).
+  for (const v of vm.vcpus) {
+    if (vm.backend.vcpuFree) {
+      vm.clock.step++;
+      vm.backend.vcpuFree(vm, v.id);
+    }
+  }
   for (const v of [...vm.vcpus, vm.hostVcpu, ...extraVcpus]) mmu.freeExternalSpts(v.ctx);
+  yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);
     releaseBacking(vm, slot);
