@@ -55,7 +55,7 @@ import {
   tdxOperandBusy,
   statusName,
 } from "./seam/status.js";
-import { LC_KEYS_CONFIGURED, OP_INITIALIZED, OP_RUNNABLE, type Td } from "./seam/td.js";
+import type { Td } from "./seam/td.js";
 import { MIN_NUM_TDCS_PAGES } from "./seam/leaf-checks.js";
 import { MIN_TDVPS_PAGES } from "./seam/vp-leaves.js";
 import {
@@ -127,6 +127,8 @@ export class TdxBackend implements Backend, CallListener {
   private readonly acceptExit: number[] = [];
   private dead = false;
   private keyAssigned = true;
+  /** `kvm_tdx->state == TD_STATE_RUNNABLE` (`tdRunnable`). */
+  private runnable = false;
   /** Private pages mapped in the mirror before finalize and not yet PAGE.ADDed (`nrPremapped`). */
   private premapped = 0;
   /**
@@ -263,7 +265,7 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   // KVM's own state, in two kinds of resources for the explorer: resource 1 is the VM's
-  // (`kvm_tdx`: nr_premapped, the HKID, `kvm->vm_dead`), 2 + v vCPU v's (mode and CPU). A write
+  // (`kvm_tdx`: nr_premapped, the HKID, its state, `kvm->vm_dead`), 2 + v vCPU v's (mode and CPU). A write
   // made while nothing records only bumps the state version; the id is made only while recording.
 
   private readKvm(): void {
@@ -328,6 +330,21 @@ export class TdxBackend implements Backend, CallListener {
     this.keyAssigned = a;
   }
 
+  /**
+   * `kvm_tdx->state == TD_STATE_RUNNABLE`: KVM's own view, set by its own successful
+   * KVM_TDX_FINALIZE_VM. KVM decides by it, not by the module's OP_STATE, which a malicious
+   * host's raw TDH.MR.FINALIZE moves without KVM knowing.
+   */
+  private get tdRunnable(): boolean {
+    this.readKvm();
+    return this.runnable;
+  }
+
+  private set tdRunnable(r: boolean) {
+    this.writeKvm();
+    this.runnable = r;
+  }
+
   /** Whether KVM has vCPU `v` in guest mode (`vcpu->mode`). */
   private guestMode(v: number): boolean {
     this.readVcpu(v);
@@ -366,17 +383,17 @@ export class TdxBackend implements Backend, CallListener {
    */
   maxMappingLevel(vm: BackendVm): Level {
     if (!vm.config.tdxHugePages) return 1;
-    return this.td.opState === OP_RUNNABLE ? 2 : 1;
+    return this.tdRunnable ? 2 : 1;
   }
 
   /** `tdx_td_finalize` sets `pre_fault_allowed` once the TD is RUNNABLE. */
   preFaultAllowed(): boolean {
-    return this.td.opState === OP_RUNNABLE;
+    return this.tdRunnable;
   }
 
   /** `tdx_vcpu_init_mem_region`: only before KVM_TDX_FINALIZE_VM, before anything is mapped. */
   canPopulate(): number {
-    if (this.td.opState === OP_INITIALIZED) return 0;
+    if (!this.tdRunnable) return 0;
     this.lastFailure = "KVM_TDX_INIT_MEM_REGION: the TD is finalized already";
     return EINVAL;
   }
@@ -410,12 +427,15 @@ export class TdxBackend implements Backend, CallListener {
   }
 
   /**
-   * `KVM_TDX_FINALIZE_VM` (`tdx_td_finalize`): -EINVAL for a TD finalized already, and while
-   * premapped pages wait for PAGE.ADD.
+   * `KVM_TDX_FINALIZE_VM` (`tdx_td_finalize`): -EINVAL for a TD finalized already or without its
+   * HKID, and while premapped pages wait for PAGE.ADD; the TD is RUNNABLE to KVM once its
+   * TDH.MR.FINALIZE succeeded.
    */
   finalize(_vm: BackendVm): number {
-    if (this.td.opState === OP_RUNNABLE) {
-      this.lastFailure = "KVM_TDX_FINALIZE_VM: the TD is finalized already";
+    if (this.tdRunnable || !this.hkidAssigned) {
+      this.lastFailure = this.tdRunnable
+        ? "KVM_TDX_FINALIZE_VM: the TD is finalized already"
+        : "KVM_TDX_FINALIZE_VM: the TD has no HKID";
       return EINVAL;
     }
     if (this.nrPremapped !== 0) {
@@ -428,6 +448,7 @@ export class TdxBackend implements Backend, CallListener {
       return EBUSY;
     }
     if (!isOk(r.status)) this.bug("TDH.MR.FINALIZE", r);
+    this.tdRunnable = true;
     return 0;
   }
 
@@ -549,7 +570,7 @@ export class TdxBackend implements Backend, CallListener {
       throw new KvmBug(
         `TDX maps private memory at ${vm.config.tdxHugePages ? "4K or 2M" : "4K only"}, asked for level ${level}`,
       );
-    if (this.td.opState !== OP_RUNNABLE) {
+    if (!this.tdRunnable) {
       if (level !== 1)
         this.bugOn(`a 2M premap of gfn 0x${gfn.toString(16)} before the TD is runnable`);
       this.nrPremapped++;
@@ -600,9 +621,10 @@ export class TdxBackend implements Backend, CallListener {
     level: Level,
     externalSpt: number,
   ): number | StepMachine {
-    if (this.td.opState !== OP_RUNNABLE || level !== 2)
+    const runnable = this.tdRunnable;
+    if (!runnable || level !== 2)
       this.bugOn(
-        `split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${this.td.opState !== OP_RUNNABLE ? " before the TD is runnable" : ""}`,
+        `split_external_spte of gfn 0x${gfn.toString(16)} level ${level}${!runnable ? " before the TD is runnable" : ""}`,
       );
     this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.beginSplit(gfn, externalSpt);
@@ -623,7 +645,7 @@ export class TdxBackend implements Backend, CallListener {
     externalSpt: number,
   ): number | StepMachine {
     if (!vm.config.tdxHugePages || level !== 2) return -11;
-    if (this.td.opState !== OP_RUNNABLE)
+    if (!this.tdRunnable)
       this.bugOn(`promote of gfn 0x${gfn.toString(16)} before the TD is runnable`);
     this.removal ??= new SeptChange(this, this.vm.clock);
     return this.removal.beginPromote(gfn, externalSpt);
@@ -788,8 +810,7 @@ export class TdxBackend implements Backend, CallListener {
       this.lastFailure = `vcpu${vcpu}: KVM_RUN of a vCPU the TD no longer has`;
       return ACCESS_INTERNAL_ERROR;
     }
-    if (this.td.opState === OP_INITIALIZED && this.finalize(this.vm) !== 0)
-      return ACCESS_INTERNAL_ERROR;
+    if (!this.tdRunnable && this.finalize(this.vm) !== 0) return ACCESS_INTERNAL_ERROR;
     const r = this.module.vpEnter(tdvpr, vcpu);
     const ok = resultOk(r);
     this.setGuestMode(vcpu, ok);
@@ -808,7 +829,7 @@ export class TdxBackend implements Backend, CallListener {
 
   /** `tdx_track` has work only for a runnable TD with its key. */
   trackNeeded(): boolean {
-    return this.td.opState === OP_RUNNABLE && this.td.lifecycle === LC_KEYS_CONFIGURED;
+    return this.tdRunnable && this.hkidAssigned;
   }
 
   /** `tdx_track`: TDH.MEM.TRACK, then every vCPU out of the TD (internal to the package). */
@@ -930,7 +951,10 @@ export class TdxBackend implements Backend, CallListener {
   auditState(_vm: BackendVm, out: Map<number, string | number>): void {
     this.module.auditState(out);
     out.set(resourceId(this.space, 0), this.pages.auditState());
-    out.set(resourceId(this.space, 1), `${this.premapped}/${this.dead}/${this.keyAssigned}`);
+    out.set(
+      resourceId(this.space, 1),
+      `${this.premapped}/${this.dead}/${this.keyAssigned}/${this.runnable}`,
+    );
     for (let v = 0; v < this.inGuest.length; v++)
       out.set(
         resourceId(this.space, 2 + v),

@@ -883,3 +883,34 @@ describe("a 2 MiB page AUGed behind KVM's back", () => {
     expect(f.be.guestPage(f.vm, 0x205, page + 5)).toBe(GUEST_PAGE_OWNED);
   });
 });
+
+// KVM decides by its own `kvm_tdx->state`, set by its own KVM_TDX_FINALIZE_VM, never by the
+// module's OP_STATE, which a raw TDH.MR.FINALIZE moves behind its back.
+describe("KVM's own TD state after the host's raw TDH.MR.FINALIZE", () => {
+  const scenario = (host: string[]) => `
+name: raw-finalize
+vm: { memory: 8MiB, gpaw: 48, vcpus: 1 }
+backend: tdx
+schedule: { mode: round-robin, interleave: false }
+vcpus: [[]]
+host:
+${host.map((l) => `  - ${l}`).join("\n")}
+`;
+  const run = (host: string[]) =>
+    runScenario(parseScenarioText(scenario(host), "raw-finalize.yaml"), { backend: tdx });
+
+  it("a populate still premaps (KVM thinks the TD is being built): PAGE.ADD fails, -EIO, the premap stays counted", () => {
+    const r = run(["{ op: raw, call: TDH.MR.FINALIZE }", "{ op: populate, gpa: 0x0, size: 4KiB }"]);
+    const result = r.report.ops[1]!.result as { status: number; detail: string };
+    expect(result.status).toBe(-5);
+    expect(result.detail).toMatch(/TDH\.MEM\.PAGE\.ADD of gfn 0x0 failed: .*OP_STATE_INCORRECT/);
+    expect((r.vm.backend as TdxBackend).nrPremapped).toBe(1);
+  });
+
+  it("KVM's own finalize then runs its TDH.MR.FINALIZE, which fails: a KVM_BUG_ON", () => {
+    const r = run(["{ op: raw, call: TDH.MR.FINALIZE }", "{ op: finalize }"]);
+    expect(r.report.invariants.violations.map((v) => v.message)).toEqual([
+      expect.stringMatching(/TDH\.MR\.FINALIZE failed: .*OP_STATE_INCORRECT/),
+    ]);
+  });
+});
