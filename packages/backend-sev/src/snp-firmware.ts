@@ -8,13 +8,14 @@
  * the RMP bits. A launch page goes Hypervisor → Pre-Guest (`rmp_make_private(..., immutable =
  * true)`: assigned to the guest, immutable) → Guest-Valid (SNP_LAUNCH_UPDATE measures and
  * encrypts it, and leaves it validated and mutable). A page the firmware refused stays
- * Pre-Guest, which no RMPUPDATE can change (FAIL_PERMISSION): SNP_PAGE_RECLAIM moves it to the
- * Reclaim state (assigned, to no guest, not immutable), from which the hypervisor's RMPUPDATE
- * makes it shared again. A Firmware page (the guest context: assigned to no guest, immutable)
- * is reclaimed the same way at the VM's end. Metadata pages are not modelled.
+ * Pre-Guest, which no RMPUPDATE can change (FAIL_PERMISSION): SNP_PAGE_RECLAIM makes it
+ * Guest-Invalid (still the guest's, at its GPA, no longer immutable), from which the
+ * hypervisor's RMPUPDATE makes it shared again. A Firmware page (the guest context: assigned to
+ * no guest, immutable) goes to Reclaim the same way at the VM's end. Metadata and Pre-Swap
+ * pages are not modelled.
  */
 import { StatusNames } from "@tdpemu/backend-sdk";
-import { RMP_ASSIGNED, RMP_IMMUTABLE, type Rmp } from "./rmp.js";
+import { RMP_IMMUTABLE, type Rmp } from "./rmp.js";
 
 export const SEV_RET_SUCCESS = 0;
 export const SEV_RET_INVALID_PLATFORM_STATE = 0x0001;
@@ -41,13 +42,14 @@ export const FW_STATUS = new StatusNames<number>("SEV firmware status", [
 ]);
 
 /**
- * SNP_PAGE_RECLAIM of the 4K page `pfn`: a page in a firmware-owned state (Pre-Guest or
- * Firmware: assigned and immutable) goes to the Reclaim state, assigned to no guest and no
- * longer immutable; any other page is INVALID_PAGE_STATE and left as it is.
+ * SNP_PAGE_RECLAIM of the 4K page `pfn`, as AMD's firmware does it (`snp_mcmd_page_reclaim`): a
+ * page that is not immutable needs nothing and succeeds as it is; an immutable one (Firmware,
+ * Pre-Guest) only loses its immutable bit, keeping its owner and GPA (Firmware to Reclaim,
+ * Pre-Guest to Guest-Invalid).
  */
 export function snpPageReclaim(rmp: Rmp, pfn: number): number {
   const f = rmp.flagsOf(pfn);
-  if ((f & RMP_ASSIGNED) === 0 || (f & RMP_IMMUTABLE) === 0) return SEV_RET_INVALID_PAGE_STATE;
-  rmp.set(pfn, RMP_ASSIGNED, 0, 0);
+  if ((f & RMP_IMMUTABLE) === 0) return SEV_RET_SUCCESS;
+  rmp.setFlags(pfn, f & ~RMP_IMMUTABLE);
   return SEV_RET_SUCCESS;
 }

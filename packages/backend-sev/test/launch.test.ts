@@ -20,7 +20,6 @@ import {
   INITIAL_VMSA_GFN,
   RMP_CALLS,
   RMP_SUCCESS,
-  SEV_RET_INVALID_PAGE_STATE,
   SEV_RET_SUCCESS,
   snpPageReclaim,
   type SevBackend,
@@ -141,14 +140,18 @@ describe("sev_gmem_post_populate", () => {
     });
   });
 
-  it("SNP_PAGE_RECLAIM moves only a firmware-owned (Pre-Guest) page to Reclaim; any other is INVALID_PAGE_STATE", () => {
+  it("SNP_PAGE_RECLAIM clears only the immutable bit (Pre-Guest to Guest-Invalid); a page that is not immutable succeeds as it is", () => {
     const { be } = makeSevVm();
     const pfn = 0x1234;
-    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
+    // A hypervisor page and a Guest-Valid one: nothing to do, SUCCESS (snp_mcmd_page_reclaim).
+    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_SUCCESS);
+    expect(be.rmp.raw(pfn).assigned).toBe(false);
     expect(
       be.rmpUpdate(pfn, { assigned: true, size2m: false, immutable: false, asid: be.asid, gfn: 5 }),
     ).toBe(RMP_SUCCESS);
-    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_INVALID_PAGE_STATE);
+    const guest = be.rmp.raw(pfn);
+    expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_SUCCESS);
+    expect(be.rmp.raw(pfn)).toEqual(guest);
     // Pre-Guest: no RMPUPDATE can change it; reclaim can, and then RMPUPDATE makes it shared.
     be.rmp.set(pfn, 0, 0, 0);
     expect(
@@ -158,12 +161,13 @@ describe("sev_gmem_post_populate", () => {
       be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }),
     ).not.toBe(RMP_SUCCESS);
     expect(snpPageReclaim(be.rmp, pfn)).toBe(SEV_RET_SUCCESS);
+    // Guest-Invalid: still the guest's, at its GPA, not validated, no longer immutable.
     expect(be.rmp.raw(pfn)).toMatchObject({
       assigned: true,
       immutable: false,
       validated: false,
-      asid: 0,
-      gfn: 0,
+      asid: be.asid,
+      gfn: 5,
     });
     expect(
       be.rmpUpdate(pfn, { assigned: false, size2m: false, immutable: false, asid: 0, gfn: 0 }),
