@@ -245,6 +245,12 @@ export class SevBackend implements Backend {
   /** The guest context page (`sev->snp_context`), a firmware page; -1 once given back. */
   contextPage = -1;
   /**
+   * The guest-request response page (`sev->guest_resp_buf`, `snp_guest_req_init` at
+   * KVM_SEV_INIT2), a firmware page the firmware writes SNP_GUEST_REQUEST's answers into; -1
+   * once given back.
+   */
+  responsePage = -1;
+  /**
    * `kvm->arch.pre_fault_allowed`: set when SNP_LAUNCH_FINISH succeeds (`snp_launch_finish`),
    * with the VMSA pages' resource (RMP_CALLS.length).
    */
@@ -287,21 +293,22 @@ export class SevBackend implements Backend {
       this.vmsaPages.push(p);
     }
     for (const p of aligned) this.pages.release(p);
-    // KVM_SEV_SNP_LAUNCH_START (`snp_context_create`): the guest context is a firmware page
-    // (`snp_alloc_firmware_page`: RMPUPDATE to assigned, to no guest, immutable), which
-    // SNP_GCTX_CREATE fills. Made before any step: no injected fault reaches it, and an injected
-    // fault's nth RMPUPDATE counts from the first one after it.
-    this.contextPage = this.pages.alloc();
-    const r = rmpupdateEntry(
-      this.rmp,
-      this.contextPage,
-      RMP_ASSIGNED | RMP_IMMUTABLE,
-      0,
-      0,
-      NOTHING_IN_USE,
-    );
-    this.count(RMPUPDATE, r, this.contextPage, -1, 1, "firmware");
+    // KVM_SEV_INIT2 (`snp_guest_req_init`), then KVM_SEV_SNP_LAUNCH_START (`snp_context_create`):
+    // the guest-request response page and the guest context are firmware pages
+    // (`snp_alloc_firmware_page`: RMPUPDATE to assigned, to no guest, immutable), the second
+    // filled by SNP_GCTX_CREATE. Made before any step: no injected fault reaches them, and an
+    // injected fault's nth RMPUPDATE counts from the first one after them.
+    this.responsePage = this.firmwarePage();
+    this.contextPage = this.firmwarePage();
     this.count(GCTX_CREATE, SEV_RET_SUCCESS, this.contextPage);
+  }
+
+  /** `snp_alloc_firmware_page`: a page made Firmware (assigned to no guest, immutable). */
+  private firmwarePage(): number {
+    const pfn = this.pages.alloc();
+    const r = rmpupdateEntry(this.rmp, pfn, RMP_ASSIGNED | RMP_IMMUTABLE, 0, 0, NOTHING_IN_USE);
+    this.count(RMPUPDATE, r, pfn, -1, 1, "firmware");
+    return pfn;
   }
 
   /** Private or shared is the access's C-bit, not the GPA (unlike TDX's shared bit). */
@@ -515,15 +522,25 @@ export class SevBackend implements Backend {
   }
 
   /**
-   * `snp_decommission_context`: SNP_DECOMMISSION, then `snp_free_firmware_page` of the guest
-   * context: `snp_reclaim_pages` (SNP_PAGE_RECLAIM, then RMPUPDATE to shared). A page that
-   * cannot be reclaimed or made shared is leaked (`snp_leak_pages`); the VM is not bugged.
+   * `sev_vm_destroy` for an SNP guest: `snp_guest_req_cleanup` gives the response page back,
+   * then `snp_decommission_context`: SNP_DECOMMISSION, and the guest context page back. Each is
+   * `snp_free_firmware_page`: `snp_reclaim_pages` (SNP_PAGE_RECLAIM, then RMPUPDATE to shared);
+   * a page that cannot be reclaimed or made shared is leaked (`snp_leak_pages`), and the VM is
+   * not bugged.
    */
   private decommission(): void {
+    const resp = this.responsePage;
+    this.responsePage = -1;
+    if (resp >= 0) this.freeFirmwarePage(resp, "the guest-request response page");
     const pfn = this.contextPage;
     if (pfn < 0) return;
     this.contextPage = -1;
     this.count(DECOMMISSION, SEV_RET_SUCCESS, pfn);
+    this.freeFirmwarePage(pfn, "the guest context page");
+  }
+
+  /** `snp_free_firmware_page` of `pfn` (`what` names it in a leak's cause). */
+  private freeFirmwarePage(pfn: number, what: string): void {
     const fw = this.injectedStatus(SNP_PAGE_RECLAIM) ?? snpPageReclaim(this.rmp, pfn);
     this.count(SNP_PAGE_RECLAIM, fw, pfn, -1, 1);
     const r = fw === SEV_RET_SUCCESS ? this.linuxRmpupdate(pfn, 0, 0, 0) : -1;
@@ -534,8 +551,8 @@ export class SevBackend implements Backend {
     this.pages.markLeaked(pfn);
     this.vm.leak(
       fw !== SEV_RET_SUCCESS
-        ? `SNP_PAGE_RECLAIM of the guest context page 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`
-        : `rmp_make_shared of the guest context page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`,
+        ? `SNP_PAGE_RECLAIM of ${what} 0x${pfn.toString(16)} failed: ${FW_STATUS.name(fw)}`
+        : `rmp_make_shared of ${what} 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`,
     );
   }
 
@@ -988,7 +1005,7 @@ export class SevBackend implements Backend {
     this.rmp.auditEntries(out);
     out.set(
       resourceId(this.space, RMP_CALLS.length),
-      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.pages.auditState()}|${this.launchFinished}`,
+      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.responsePage}|${this.pages.auditState()}|${this.launchFinished}`,
     );
     if (this.injected.length > 0)
       for (let c = 0; c < RMP_CALLS.length; c++)

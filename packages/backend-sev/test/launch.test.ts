@@ -72,8 +72,9 @@ describe("sev_gmem_post_populate", () => {
       detail: `gfn 0x0: frame 0x${pfn.toString(16)} is assigned in the RMP already (not in the initial shared state)`,
     });
     expect(be.rmp.raw(pfn)).toEqual(before);
-    // The one RMPUPDATE is the guest context's at launch start, and the test's own.
-    expect(be.stats().calls).toEqual({ RMPUPDATE: 2, SNP_GCTX_CREATE: 1 });
+    // The RMPUPDATEs are the two firmware pages' (the guest-request response page at
+    // KVM_SEV_INIT2, the guest context at launch start), and the test's own.
+    expect(be.stats().calls).toEqual({ RMPUPDATE: 3, SNP_GCTX_CREATE: 1 });
     expect(slot.gmem!.isPrepared(0)).toBe(false);
   });
 
@@ -90,7 +91,9 @@ describe("sev_gmem_post_populate", () => {
       .filter((e) => e.type === "call")
       .map((e) => `${e.name} ${e.status}${e.injected ? " (injected)" : ""}`);
     expect(calls).toEqual([
-      // KVM_SEV_SNP_LAUNCH_START: the guest context, a firmware page.
+      // KVM_SEV_INIT2: the guest-request response page; KVM_SEV_SNP_LAUNCH_START: the guest
+      // context. Firmware pages both.
+      "RMPUPDATE SUCCESS",
       "RMPUPDATE SUCCESS",
       "SNP_GCTX_CREATE SUCCESS",
       "RMPUPDATE SUCCESS",
@@ -305,7 +308,7 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
       pfn,
     });
     expect(be.stats().calls).toEqual({
-      RMPUPDATE: 2,
+      RMPUPDATE: 3,
       SNP_GCTX_CREATE: 1,
       SNP_LAUNCH_UPDATE: 1,
       SNP_LAUNCH_FINISH: 1,
@@ -321,7 +324,7 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
     const [pfn] = be.vmsaPages as [number];
     expect(be.rmp.raw(pfn)).toMatchObject({ assigned: false, vmsa: false });
     expect(be.stats().calls).toEqual({
-      RMPUPDATE: 3,
+      RMPUPDATE: 4,
       SNP_GCTX_CREATE: 1,
       SNP_LAUNCH_UPDATE: 1,
       SNP_PAGE_RECLAIM: 1,
@@ -376,10 +379,12 @@ describe("the guest context (snp_context_create, snp_decommission_context)", () 
     runToEnd(hostOps.teardown(vm, vm.hostCtx));
     expect(be.rmp.raw(pfn).assigned).toBe(false);
     expect(be.contextPage).toBe(-1);
+    // The guest-request response page goes back first (snp_guest_req_cleanup), then the context.
+    expect(be.responsePage).toBe(-1);
     expect(be.stats().calls).toMatchObject({
       SNP_GCTX_CREATE: 1,
       SNP_DECOMMISSION: 1,
-      SNP_PAGE_RECLAIM: 1,
+      SNP_PAGE_RECLAIM: 2,
     });
     expect(vm.mmu.stats.leakedPages).toBe(0);
   });
@@ -387,9 +392,10 @@ describe("the guest context (snp_context_create, snp_decommission_context)", () 
   it("a context page the firmware will not give back is leaked, with its cause, and the VM is not bugged", () => {
     const { vm, be } = makeSevVm();
     const pfn = be.contextPage;
+    // The first reclaim is the response page's, the second the context's.
     be.injectFault(vm, {
       call: "SNP_PAGE_RECLAIM",
-      nth: 1,
+      nth: 2,
       status: "INVALID_PAGE_STATE",
       times: 1,
     });

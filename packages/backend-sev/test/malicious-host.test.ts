@@ -382,10 +382,10 @@ describe("immutable pages and launch pages", () => {
       detail: "",
     });
     hostOps.finalize(vm);
-    // The guest context at launch start, four pages, then at finalize the vCPU's VMSA
-    // (snp_launch_update_vmsa).
+    // The two firmware pages (the guest-request response page, the guest context), four pages,
+    // then at finalize the vCPU's VMSA (snp_launch_update_vmsa).
     expect(be.stats().calls).toMatchObject({
-      RMPUPDATE: 6,
+      RMPUPDATE: 7,
       SNP_GCTX_CREATE: 1,
       SNP_LAUNCH_UPDATE: 5,
       SNP_LAUNCH_FINISH: 1,
@@ -506,8 +506,8 @@ describe("a page the guest never validated", () => {
       ]);
       expect(raised[0]!.errorCode).toBe(0x404n);
       expect(vm.vcpus[0]!.exceptions).toBe(1);
-      // The guest context's RMPUPDATE at launch start, then the page's.
-      expect(be.stats().calls).toMatchObject({ RMPUPDATE: 2, "#VC": 1 });
+      // The two firmware pages' RMPUPDATEs (the response page, the guest context), then the page's.
+      expect(be.stats().calls).toMatchObject({ RMPUPDATE: 3, "#VC": 1 });
       // The page is the guest's (assigned by sev_gmem_prepare), just not validated.
       expect(be.rmp.raw(gmemPfn(vm, 5))).toMatchObject({
         assigned: true,

@@ -71,9 +71,9 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-sequential-2m");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    // The guest context (a firmware page), 512 pages prepared, and the vCPU's VMSA made private
-    // at launch (snp_launch_update_vmsa).
-    expect(calls.RMPUPDATE).toBe(514);
+    // The two firmware pages (the guest-request response page, the guest context), 512 pages
+    // prepared, and the vCPU's VMSA made private at launch (snp_launch_update_vmsa).
+    expect(calls.RMPUPDATE).toBe(515);
     expect(calls.SNP_LAUNCH_UPDATE).toBe(1);
     expect(calls.PVALIDATE).toBe(512);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
@@ -91,9 +91,9 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-convert");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    // The guest context, 16 first uses (sev_gmem_prepare), 4 hole punches (sev_gmem_invalidate),
-    // 4 re-prepares.
-    expect(calls.RMPUPDATE).toBe(25);
+    // The two firmware pages, 16 first uses (sev_gmem_prepare), 4 hole punches
+    // (sev_gmem_invalidate), 4 re-prepares.
+    expect(calls.RMPUPDATE).toBe(26);
     expect(calls.PVALIDATE).toBe(20);
     expect(calls.PSMASH).toBeUndefined();
     expect(be.exceptions).toEqual([]);
@@ -107,10 +107,11 @@ describe("example scenarios with the sev backend", () => {
     // 16 launch pages and the vCPU's VMSA.
     expect(calls.SNP_LAUNCH_UPDATE).toBe(17);
     expect(calls.SNP_LAUNCH_FINISH).toBe(1);
-    // The guest context, 16 launch pages, the VMSA, 16 prepared on accept; then 32 made shared
-    // at teardown, the VMSA by sev_free_vcpu and the guest context after SNP_DECOMMISSION.
-    expect(calls.RMPUPDATE).toBe(68);
-    expect(calls).toMatchObject({ SNP_GCTX_CREATE: 1, SNP_DECOMMISSION: 1, SNP_PAGE_RECLAIM: 1 });
+    // The two firmware pages, 16 launch pages, the VMSA, 16 prepared on accept; then 32 made
+    // shared at teardown, the VMSA by sev_free_vcpu, the response page (snp_guest_req_cleanup)
+    // and the guest context after SNP_DECOMMISSION.
+    expect(calls.RMPUPDATE).toBe(70);
+    expect(calls).toMatchObject({ SNP_GCTX_CREATE: 1, SNP_DECOMMISSION: 1, SNP_PAGE_RECLAIM: 2 });
     expect(calls.PVALIDATE).toBe(16);
     expect(be.exceptions).toEqual([]);
     expect(r.vm.dead).toBe(true);
@@ -121,7 +122,7 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("tdx-race-2m-4k");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.RMPUPDATE).toBe(3); // and the guest context's
+    expect(calls.RMPUPDATE).toBe(4); // and the two firmware pages'
     expect(calls.PVALIDATE).toBe(2);
     expect(be.exceptions).toEqual([]);
   });
@@ -130,7 +131,7 @@ describe("example scenarios with the sev backend", () => {
     const { r, be } = run("sev-hugepages");
     expectClean(r);
     const calls = r.report.backendStats.calls;
-    expect(calls.RMPUPDATE).toBe(2); // one 2M, and the guest context's 4K
+    expect(calls.RMPUPDATE).toBe(3); // one 2M, and the two firmware pages' 4K
     expect(calls.PSMASH).toBe(1);
     expect(calls["#VC"]).toBe(1);
     expect(calls["#NPF"]).toBe(1);

@@ -106,11 +106,14 @@ for (const hostPageLevel of [1, 2] as const) {
       for (const pfn of s1) expect(s2.has(pfn)).toBe(false);
       // Every frame the RMP gives an ASID belongs to that ASID's VM.
       for (const e of one.be.rmp.assigned()) {
-        // ASID 0: a firmware page (a guest context), the VM's that made it.
+        // ASID 0: a firmware page (a guest context, a guest-request response page), the VM's that
+        // made it.
+        const firmware = (be: typeof one.be) =>
+          e.pfn === be.contextPage || e.pfn === be.responsePage;
         const owner =
-          e.asid === one.be.asid || e.pfn === one.be.contextPage
+          e.asid === one.be.asid || firmware(one.be)
             ? one.vm.owner
-            : e.asid === two.be.asid || e.pfn === two.be.contextPage
+            : e.asid === two.be.asid || firmware(two.be)
               ? two.vm.owner
               : -1;
         expect(host.frames.ownerOfPfn(e.pfn)).toBe(owner);

@@ -139,7 +139,7 @@ describe("a guest-initiated conversion", () => {
       "TDH.MEM.PAGE.REMOVE": 8,
       "TDG.MEM.PAGE.ACCEPT": 24,
     });
-    expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 33 });
+    expect(calls.sev).toMatchObject({ "VMGEXIT(PSC)": 2, PVALIDATE: 32, RMPUPDATE: 34 });
   });
 
   it("at 2MiB over 4K mappings, each guest falls back to 4K pages (pvalidate_pages, try_accept_one) and finishes", () => {
