@@ -180,6 +180,11 @@ export class SevBackend implements Backend {
   /** `kvm_gmem_populate`: launch content goes into guest_memfd and the RMP, not into the NPT. */
   readonly populateMapsFirst = false;
   /**
+   * A Linux guest's Page State Change descriptor holds VMGEXIT_PSC_MAX_ENTRY (64) entries, one
+   * batch per VMGEXIT (`__set_pages_state`); KVM makes each a KVM_HC_MAP_GPA_RANGE exit.
+   */
+  readonly pscBatchEntries = 64;
+  /**
    * The RMP records each entry's reads and writes (`Rmp.attach`); the call counters, while a
    * fault is injected, are resources of their own. The exception ring and the statistics are
    * only reported, never read by a hook, so they are not shared state the explorer needs.

@@ -79,6 +79,29 @@ describe("a guest-initiated conversion", () => {
     ]);
   });
 
+  it("on SEV-SNP, 64 entries a request (VMGEXIT_PSC_MAX_ENTRY): 65 pages are two batches, each given up, requested and converted before the next; a TD asks once", () => {
+    const setup = "{ op: accept, gpa: 0x100000, count: 65 }";
+    const toShared = "{ op: psc, gpa: 0x100000, size: 260KiB, to: shared }";
+    const { r, lines } = pscTrace("sev", [setup, toShared]);
+    expect(r.report.invariants.violations).toEqual([]);
+    const kinds = lines[1]!.filter((l) => !l.startsWith("RMPUPDATE"));
+    expect(kinds).toEqual([
+      ...Array<string>(64).fill("PVALIDATE SUCCESS (rescind)"),
+      "VMGEXIT(PSC) exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      "attributes shared 64",
+      "PVALIDATE SUCCESS (rescind)",
+      "VMGEXIT(PSC) exit",
+      "KVM_HC_MAP_GPA_RANGE exit to userspace",
+      "attributes shared 1",
+    ]);
+    expect(r.report.ops[1]!.result).toEqual({ changed: 65, pages: 65, exceptions: 0 });
+    const td = pscTrace("tdx", [setup, toShared]);
+    expect(td.lines[1]!.filter((l) => l.includes("MapGPA") || l.includes("MAP_GPA_RANGE"))).toEqual(
+      ["TDG.VP.VMCALL<MapGPA> TD exit", "KVM_HC_MAP_GPA_RANGE exit to userspace"],
+    );
+  });
+
   it("on TDX: MapGPA (a TD exit), KVM_HC_MAP_GPA_RANGE, BLOCK/TRACK/REMOVE, attributes; back: request, then AUG and ACCEPT per page", () => {
     const { r, lines } = pscTrace("tdx", [...SETUP, TO_SHARED, TO_PRIVATE]);
     expect(r.report.invariants.violations).toEqual([]);

@@ -277,6 +277,13 @@ export interface Backend {
     toPrivate: boolean,
   ): number;
   /**
+   * The most pages (of the op's size) one conversion request of the guest carries: SEV-SNP's
+   * Page State Change descriptor holds VMGEXIT_PSC_MAX_ENTRY (64) entries, and a Linux guest
+   * gives up, requests and validates one batch at a time. Absent, the whole range goes in one
+   * request (a TD's MapGPA).
+   */
+  readonly pscBatchEntries?: number;
+  /**
    * The vCPU runs its next op at privilege level `vmpl` (SEV-SNP's VMPLs: an SVSM at VMPL0, the
    * OS above it, each with a VMSA of its own). Only the vCPU itself reads it back, in its own
    * accesses. A backend without levels leaves it out, and then an op at any level but 0 is refused.

@@ -11,7 +11,8 @@
  * it into a KVM_HC_MAP_GPA_RANGE exit to userspace, and the VMM answers with
  * KVM_SET_MEMORY_ATTRIBUTES, which zaps the range, and, for shared, punches the private pages
  * out of guest_memfd (`convertMemory`). A failed PVALIDATE or ACCEPT is fatal to a Linux guest
- * (`sev_es_terminate`, the TDX guest's panic): the op stops at the first one.
+ * (`sev_es_terminate`, the TDX guest's panic): the op stops at the first one. An SNP guest sends
+ * a long range in batches of 64 entries (`Backend.pscBatchEntries`), a TD in one MapGPA.
  */
 import { PAGES_PER_LEVEL, PAGE_SIZE, type Level } from "../arch/levels.js";
 import { ACCESS_INTERNAL_ERROR, ACCESS_OK, ACCESS_REENTER } from "../backend/backend.js";
@@ -29,7 +30,13 @@ export interface PscResult {
   exceptions: number;
 }
 
-/** [gfn, gfn + npages) to private or shared, validated or given up in pages of `level`. */
+/**
+ * [gfn, gfn + npages) to private or shared, validated or given up in pages of `level`: in
+ * batches of at most `Backend.pscBatchEntries` pages of `level` (SEV-SNP's Page State Change
+ * descriptor holds 64 entries, and Linux's `__set_pages_state` gives up, requests and validates
+ * one batch before the next), else the whole range in one request (a TD's MapGPA). A failure
+ * stops the op where it happened: the batches before it are converted.
+ */
 export function* guestPageStateChange(
   vm: Vm,
   vcpu: Vcpu,
@@ -39,12 +46,31 @@ export function* guestPageStateChange(
   level: Level,
 ): Op<PscResult> {
   const out: PscResult = { changed: 0, pages: 0, exceptions: 0 };
+  const entries = vm.backend.pscBatchEntries;
+  const batch = entries === undefined ? npages : entries * PAGES_PER_LEVEL[level]!;
+  for (let b = gfn; b < gfn + npages; b += batch) {
+    const n = Math.min(batch, gfn + npages - b);
+    if (!(yield* pscBatch(vm, vcpu, b, n, toPrivate, level, out))) break;
+  }
+  return out;
+}
+
+/** One request of `guestPageStateChange`, over [gfn, gfn + npages); false once it failed. */
+function* pscBatch(
+  vm: Vm,
+  vcpu: Vcpu,
+  gfn: number,
+  npages: number,
+  toPrivate: boolean,
+  level: Level,
+  out: PscResult,
+): Op<boolean> {
   if (
     !toPrivate &&
     vm.backend.guestRescind &&
     !(yield* eachPage(vm, vcpu, gfn, npages, level, true, out))
   )
-    return out;
+    return false;
   // The request: the vCPU leaves the guest, and KVM leaves for the VMM. An entry KVM retries
   // (ACCESS_REENTER) is one more atomic point before the request.
   for (let tries = 0; ; tries++) {
@@ -60,7 +86,7 @@ export function* guestPageStateChange(
     if (r === ACCESS_INTERNAL_ERROR) entryFailed(vm, vcpu);
     if (r === ACCESS_OK) break;
     out.exceptions = 1;
-    return out;
+    return false;
   }
   if (vm.events.on) {
     vm.events.emit({
@@ -72,9 +98,8 @@ export function* guestPageStateChange(
       tone: "ok",
     });
   }
-  out.changed = yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate, vcpu.id);
-  if (toPrivate) yield* eachPage(vm, vcpu, gfn, npages, level, false, out);
-  return out;
+  out.changed += yield* convertMemory(vm, vcpu.ctx, gfn, gfn + npages, toPrivate, vcpu.id);
+  return !toPrivate || (yield* eachPage(vm, vcpu, gfn, npages, level, false, out));
 }
 
 /**
