@@ -84,6 +84,8 @@ export class TdpFault implements StepMachine {
   private holdsLock = false;
   /** The gmem page whose folio this fault holds locked for its prepare, or -1. */
   private preparing = -1;
+  /** Woken from the folio lock: `faultin` goes on at the folio (`faultinPfn`). */
+  private resumed = false;
 
   constructor(
     private readonly vm: Vm,
@@ -154,11 +156,12 @@ export class TdpFault implements StepMachine {
           continue;
         }
         case P_FAULTIN: {
-          const r = this.faultin();
+          const r = this.resumed ? this.faultinPfn() : this.faultin();
+          this.resumed = false;
           if (r === RET_PF_RETRY || r === RET_PF_MEMORY_FAULT_EXIT || r === RET_PF_EMULATE)
             return this.end(r);
-          // Blocked on the folio lock: faultin runs again once something has changed. Alone,
-          // no other fault can hold it.
+          // Blocked on the folio lock: the folio is tried again once something has changed.
+          // Alone, no other fault can hold it.
           if (r === FAULTIN_WAIT) {
             if (!ctx.interleave)
               throw new Error(
@@ -174,7 +177,10 @@ export class TdpFault implements StepMachine {
         }
         case P_FAULTIN_WAIT:
           // Another try for the folio lock is an atomic point of its own, as a retried read_lock.
+          // kvm_gmem_get_pfn slept inside kvm_mmu_faultin_pfn: the fault goes on from the folio
+          // with the sequence it sampled before, not from a new snapshot.
           mmu.clock.step++;
+          this.resumed = true;
           this.state = P_FAULTIN;
           continue;
         case P_PREPARE: {
@@ -300,7 +306,6 @@ export class TdpFault implements StepMachine {
       mmu.stats.mmioExits++;
       return RET_PF_EMULATE;
     }
-    const pgoff = fault.gfn - slot.baseGfn;
     // A memslot being deleted: retry (its SPTEs are zapped before it goes), or, for a pre-fault,
     // fail (-EAGAIN: prefaulting promises no forward progress).
     if (slot.invalid) {
@@ -310,9 +315,23 @@ export class TdpFault implements StepMachine {
         );
       return RET_PF_RETRY;
     }
-    // `kvm_mmu_faultin_pfn()` (arch/x86/kvm/mmu/mmu.c) checks once more after faulting the PFN
-    // in; with no prepare step between, that check sees the same state as this one.
     if (mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
+    return this.faultinPfn();
+  }
+
+  /**
+   * The rest of `kvm_mmu_faultin_pfn`, from `__kvm_mmu_faultin_pfn` on: the PFN, and for a
+   * private page its folio, whose lock a fault that prepares the page holds. A fault that waited
+   * for that lock (`resumed`) goes on here with the sequence it sampled before the wait, and
+   * checks it once more (`mmu_invalidate_retry_gfn_unsafe` after the PFN is in); without a wait
+   * nothing can have changed since the same check in `faultin`, in the same atomic step.
+   */
+  private faultinPfn(): number {
+    const vm = this.vm;
+    const mmu = vm.mmu;
+    const fault = this.vcpu.fault;
+    const slot = fault.slot!;
+    const pgoff = fault.gfn - slot.baseGfn;
     if (fault.isPrivate) {
       const gmem = slot.gmem!;
       this.pfn = gmem.getPfn(pgoff);
@@ -331,6 +350,7 @@ export class TdpFault implements StepMachine {
       this.pfn = slot.shared.getPfn(pgoff);
       fault.mapWritable = !slot.flags.readonly;
     }
+    if (this.resumed && mmu.invalidateRetryGfn(this.mmuSeq, fault.gfn)) return RET_PF_RETRY;
     this.adjust();
     return FAULTIN_DONE;
   }
