@@ -432,8 +432,9 @@ export class TdxBackend implements Backend, CallListener {
    * TDH.MR.FINALIZE succeeded.
    */
   finalize(_vm: BackendVm): number {
-    if (this.tdRunnable || !this.hkidAssigned) {
-      this.lastFailure = this.tdRunnable
+    const runnable = this.tdRunnable;
+    if (runnable || !this.hkidAssigned) {
+      this.lastFailure = runnable
         ? "KVM_TDX_FINALIZE_VM: the TD is finalized already"
         : "KVM_TDX_FINALIZE_VM: the TD has no HKID";
       return EINVAL;

@@ -60,6 +60,14 @@ function auditWithSneaky(
   );
   return r.violation?.violations[0] ?? null;
 }
+/** A one-vCPU scenario `name` on `backend` whose vCPU runs the single op `op`. */
+function oneOp(name: string, backend: string, op: string): Scenario {
+  return parseScenarioText(
+    `name: ${name}\nvm: { memory: 4MiB, vcpus: 1 }\nbackend: ${backend}\nvcpus:\n  - - ${op}\n`,
+    `${name}.yaml`,
+  );
+}
+
 const files = shippedScenarioFiles;
 
 describe("the footprint audit", () => {
@@ -91,16 +99,7 @@ describe("the footprint audit", () => {
   }
 
   it("fails a step that changes shared state without recording it, naming the step and the state", () => {
-    const scn = parseScenarioText(
-      `
-name: audit
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit.yaml",
-    );
+    const scn = oneOp("audit", "plain", "{ op: access, gpa: 0x0, write: true }");
     // A task that bumps mmu_invalidate_seq behind its accessors' back.
     const v = auditWithSneaky(scn, "plain", (built) => {
       (built.vm.mmu as unknown as { seq: number }).seq++;
@@ -113,16 +112,7 @@ vcpus:
   });
 
   it("fails a step whose change the checks see but the check version does not", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-version
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit-version.yaml",
-    );
+    const scn = oneOp("audit-version", "plain", "{ op: access, gpa: 0x0, write: true }");
     // A write recorded, but not through the clock: an entry of the root that is neither empty
     // nor FROZEN, which the explorer would not check (the version did not move).
     const v = auditWithSneaky(scn, "plain", (built) => {
@@ -139,16 +129,7 @@ vcpus:
   });
 
   it("fails a check that reads what the clock says no check reads", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-unread
-vm: { memory: 4MiB, vcpus: 1 }
-backend: tdx
-vcpus:
-  - - { op: accept, gpa: 0x0 }
-`,
-      "audit-unread.yaml",
-    );
+    const scn = oneOp("audit-unread", "tdx", "{ op: accept, gpa: 0x0 }");
     // As if the PAMT's entries (the second resource space of a TD's run) were read by no check.
     const space1 = (id: number) =>
       id <= -1099511627776 - 4294967296 && id > -1099511627776 - 2 * 4294967296;
@@ -172,16 +153,7 @@ vcpus:
   });
 
   it("fails a step that takes host frames or grows the table pool without recording it", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-frames
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit-frames.yaml",
-    );
+    const scn = oneOp("audit-frames", "plain", "{ op: access, gpa: 0x0, write: true }");
     // Frames taken from the host's allocator with its recorder detached.
     const frames = auditWithSneaky(scn, "plain", (built) => {
       const f = built.host.frames;
@@ -213,16 +185,7 @@ vcpus:
   });
 
   it("fails a step that reorders the pool's free list, swaps blocks' owners or moves an RCU reader, unrecorded", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-orders
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit-orders.yaml",
-    );
+    const scn = oneOp("audit-orders", "plain", "{ op: access, gpa: 0x0, write: true }");
     // The same number of free slots, in another order: another table for the next allocation.
     const order = auditWithSneaky(scn, "plain", (built) => {
       const p = built.host.pool as unknown as { freeSlots: Int32Array; nFree: number };
@@ -243,16 +206,7 @@ vcpus:
     );
     // A vCPU inside an RCU read-side section (a TDX fault holds it across the mirror's hook)
     // made to have entered a grace period later.
-    const tdx = parseScenarioText(
-      `
-name: audit-rcu
-vm: { memory: 4MiB, vcpus: 1 }
-backend: tdx
-vcpus:
-  - - { op: accept, gpa: 0x0 }
-`,
-      "audit-rcu.yaml",
-    );
+    const tdx = oneOp("audit-rcu", "tdx", "{ op: accept, gpa: 0x0 }");
     const rcu = auditWithSneaky(tdx, "tdx", (built) => {
       // Read, so that the search runs this step where the vCPU holds RCU too; written unrecorded.
       built.clock.fp?.read(R_RCU);
@@ -284,16 +238,7 @@ vcpus:
   });
 
   it("fails a step that changes a linked table's kvm_mmu_page fields without writing its SPTE", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-sp-fields
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit-sp-fields.yaml",
-    );
+    const scn = oneOp("audit-sp-fields", "plain", "{ op: access, gpa: 0x0, write: true }");
     // The table under the root's first entry, once the fault has linked it.
     const child = (built: ReturnType<typeof buildRun>) => {
       const pool = built.host.pool;
@@ -322,16 +267,7 @@ vcpus:
   });
 
   it("checks the state after a step that only frees host frames", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-frames-checked
-vm: { memory: 4MiB, vcpus: 1 }
-backend: plain
-vcpus:
-  - - { op: access, gpa: 0x0, write: true }
-`,
-      "audit-frames-checked.yaml",
-    );
+    const scn = oneOp("audit-frames-checked", "plain", "{ op: access, gpa: 0x0, write: true }");
     // Through the allocator (recorded), the host page that backs GPA 0 goes back to the host
     // while the guest's memory still holds it: which frames are whose is what the checks read,
     // so the check right after this step must run and fail. Left out of the check version, the
@@ -373,16 +309,7 @@ vcpus:
   });
 
   it("fails a step that changes a backend's own state without recording it (an S-EPT entry, an RMP entry)", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-backend
-vm: { memory: 4MiB, vcpus: 1 }
-backend: tdx
-vcpus:
-  - - { op: accept, gpa: 0x0 }
-`,
-      "audit-backend.yaml",
-    );
+    const scn = oneOp("audit-backend", "tdx", "{ op: accept, gpa: 0x0 }");
     for (const name of ["tdx", "sev"]) {
       // A task that flips a bit of the backend's state behind its accessors' back.
       const v = auditWithSneaky(scn, name, (built) => {
@@ -414,16 +341,7 @@ vcpus:
   });
 
   it("fails a step that changes the TDX platform's bring-up state, which leaves read unrecorded", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-tdx-platform
-vm: { memory: 4MiB, vcpus: 1 }
-backend: tdx
-vcpus:
-  - - { op: accept, gpa: 0x0 }
-`,
-      "audit-tdx-platform.yaml",
-    );
+    const scn = oneOp("audit-tdx-platform", "tdx", "{ op: accept, gpa: 0x0 }");
     type Module = {
       sys: { numInitLps: number };
       pamt: { setUsableFrames(n: number): void; usableFrames: number };
@@ -467,16 +385,7 @@ vcpus:
   });
 
   it("fails a step that changes the CCA RMM's state without recording it (an RTT entry, a granule)", () => {
-    const scn = parseScenarioText(
-      `
-name: audit-cca
-vm: { memory: 4MiB, vcpus: 1 }
-backend: cca
-vcpus:
-  - - { op: accept, gpa: 0x0 }
-`,
-      "audit-cca.yaml",
-    );
+    const scn = oneOp("audit-cca", "cca", "{ op: accept, gpa: 0x0 }");
     type Rmm = {
       // The store's private array: the sneaky step goes around its recording accessors.
       rtts: { rip: Uint8Array; ch: Int32Array };
