@@ -350,7 +350,7 @@ describe("what the explorer sees a SEV fault read", () => {
   /** Runs a fault machine step by step under a recorder standing in for the explorer's: each step's reads and writes. */
   function stepFootprints(vm: Vm, gpa: number): { read: Set<number>; written: Set<number> }[] {
     vm.setInterleave(true);
-    vm.loadRoots(vm.vcpus[0]!);
+    runToEnd(vm.reloadRoots(vm.vcpus[0]!, false));
     const steps: { read: Set<number>; written: Set<number> }[] = [];
     let cur = { read: new Set<number>(), written: new Set<number>() };
     const rec = {

@@ -424,7 +424,7 @@ describe("TDX: memory type of a TD's leaves", () => {
 describe("TDX: the root list (kvm_tdp_mmu_alloc_root)", () => {
   it("KVM allocates the mirror root first and adds each new root at the head: the direct root comes first", () => {
     const { vm } = tdVm();
-    vm.loadRoots(vm.vcpus[0]!);
+    runToEnd(vm.reloadRoots(vm.vcpus[0]!, false));
     expect(vm.mmu.roots.map((r) => r.mirror)).toEqual([false, true]);
     expect(vm.mmu.roots[1]).toBe(vm.vcpus[0]!.mirrorRoot);
   });

@@ -108,11 +108,10 @@ describe("racing faults", () => {
     vm.setInterleave(true);
     const a = guestAccessPage(vm, vm.vcpus[0]!, 0x3000, true, false);
     const b = guestAccessPage(vm, vm.vcpus[1]!, 0x3000, true, false);
-    // Both take their EPT violation (the hardware walk fails) before either maps the page.
-    a.next();
-    a.next();
-    b.next();
-    b.next();
+    // Both load their roots (a read-lock section) and take their EPT violation (the hardware
+    // walk fails) before either maps the page.
+    for (let i = 0; i < 3; i++) a.next();
+    for (let i = 0; i < 3; i++) b.next();
     while (!a.next().done);
     while (!b.next().done);
     expect(vm.mmu.stats.faults).toBe(2);

@@ -25,6 +25,7 @@ import {
   buildRun,
   parseScenarioText,
   explore,
+  KVM_DIRECT_ROOTS,
   type Task,
 } from "../src/testing.js";
 import { bareBackend, makeVm, run } from "./helpers.js";
@@ -72,6 +73,38 @@ describe("mmu_lock and the walkers", () => {
     }
     expect(vm.mmu.stats.faultRetries).toBe(retries + 1);
     expect(vm.mmu.stats.pages[1]).toBe(1);
+  });
+
+  it("a vCPU whose root was invalidated waits for mmu_lock to drop it and load a new one", () => {
+    // kvm_mmu_free_roots and kvm_tdp_mmu_alloc_root take mmu_lock for read: a vCPU re-entering
+    // while a writer (here the one that invalidated its root, as kvm_mmu_zap_all_fast does)
+    // holds the lock waits for it.
+    const vm = mapped(1);
+    const vcpu = vm.vcpus[0]!;
+    const old = vcpu.root!;
+    const ctx = vm.hostCtx;
+    function* writer() {
+      yield* vm.mmu.lock.writeLock(ctx);
+      vm.mmu.invalidateRoots(KVM_DIRECT_ROOTS);
+      yield;
+      vm.mmu.lock.writeUnlock(ctx);
+    }
+    const tasks: Task[] = [
+      { name: "host", op: writer(), done: false, ctx },
+      { name: "vcpu0", op: guestAccessPage(vm, vcpu, 0, false, false), done: false, ctx: vcpu.ctx },
+    ];
+    stepTask(tasks, 0, vm.clock);
+    stepTask(tasks, 0, vm.clock);
+    expect(old.invalid).toBe(true);
+    stepTask(tasks, 1, vm.clock);
+    expect(stepTask(tasks, 1, vm.clock)).toBe(BLOCKED);
+    expect(vcpu.root).toBe(old);
+    stepTask(tasks, 0, vm.clock);
+    expect(tasks[0]!.done).toBe(true);
+    while (!tasks[1]!.done) expect(stepTask(tasks, 1, vm.clock)).not.toBe(BLOCKED);
+    expect(vcpu.root).not.toBe(old);
+    expect(vcpu.root!.invalid).toBe(false);
+    expect(old.refcount).toBe(1);
   });
 
   it("a zap flushes the TLBs once for what it zapped, and not at all when it zapped nothing", () => {

@@ -15,7 +15,7 @@ import {
   type Task,
   type Vm,
 } from "../src/testing.js";
-import { FakeMirrorBackend, makeVm } from "./helpers.js";
+import { FakeMirrorBackend, makeVm, run } from "./helpers.js";
 
 const READERS: [what: RegExp, read: (vm: Vm) => unknown][] = [
   [/the memslots/, (vm) => vm.memslots.peekAll()],
@@ -52,7 +52,7 @@ describe("readers that record nothing, inside a step", () => {
   for (const [what, read] of READERS) {
     it(`fail naming the task and the state (${what.source})`, () => {
       const vm = makeVm({ backend: new FakeMirrorBackend() });
-      vm.loadRoots(vm.vcpus[0]!);
+      run(vm.reloadRoots(vm.vcpus[0]!, false));
       // Between steps (a check, a view) the reader answers.
       expect(() => read(vm)).not.toThrow();
       const tasks = [sneaky(vm, read)];

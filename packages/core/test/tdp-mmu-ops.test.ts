@@ -95,7 +95,7 @@ describe("map: the fault path", () => {
 describe("populate (KVM_PRE_FAULT_MEMORY)", () => {
   it("a fault that maps a huge page covers the rest of it: 2 MiB from 0x1000 is two faults, each a 2M leaf", () => {
     const vm = makeVm({ hostPageLevel: 2 });
-    vm.loadRoots(vm.hostVcpu);
+    run(vm.reloadRoots(vm.hostVcpu, false));
     const { mapped } = run(hostOps.populate(vm, vm.hostVcpu, 1, 1 + 512));
     expect(mapped).toBe(512);
     expect(vm.mmu.stats.faults).toBe(2);
@@ -105,7 +105,7 @@ describe("populate (KVM_PRE_FAULT_MEMORY)", () => {
 
   it("with 4K host pages it faults every page", () => {
     const vm = makeVm({ hostPageLevel: 1 });
-    vm.loadRoots(vm.hostVcpu);
+    run(vm.reloadRoots(vm.hostVcpu, false));
     expect(run(hostOps.populate(vm, vm.hostVcpu, 0, 16))).toEqual({
       mapped: 16,
       status: 0,

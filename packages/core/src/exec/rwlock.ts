@@ -141,9 +141,15 @@ export class RwLock {
     return true;
   }
 
-  *readLock(ctx: ExecCtx): Op {
-    this.clock.step++;
-    if (ctx.interleave) yield;
+  /**
+   * `read_lock`: an atomic point of its own, unless `atStepStart` (the task has just yielded,
+   * and taking the lock is its first shared access since: that step's atomic point).
+   */
+  *readLock(ctx: ExecCtx, atStepStart = false): Op {
+    if (!atStepStart) {
+      this.clock.step++;
+      if (ctx.interleave) yield;
+    }
     if (this.tryReadLock(ctx)) return;
     do yield BLOCKED;
     while (!this.retryReadLock(ctx));

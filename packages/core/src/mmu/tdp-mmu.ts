@@ -819,13 +819,13 @@ export class TdpMmu {
   }
 
   /**
-   * `kvm_tdp_mmu_alloc_root`: a valid root of the wanted kind gets another reference; else a new
-   * root page is allocated with refcount 2 (the caller's and the MMU's). The kernel takes that
-   * page from the vCPU's page cache, topped up by `kvm_mmu_load` first; the model takes it from
-   * the pool's free list (a write of R_POOL either way: the step also writes the root list).
+   * `kvm_tdp_mmu_alloc_root` (under `mmu_lock` for read): a valid root of the wanted kind gets
+   * another reference; else a new root page is allocated with refcount 2 (the caller's and the
+   * MMU's), from the page cache of `cache` (the vCPU's, topped up by `kvm_mmu_load` first).
    * Finding a valid root only reads the list and that root's validity, and takes a reference.
    */
-  getRoot(mirror: boolean): Root {
+  getRoot(mirror: boolean, cache: ExecCtx): Root {
+    this.lock.assertHeld("kvm_tdp_mmu_alloc_root");
     for (const r of this.roots) {
       if (r.mirror === mirror && !r.invalid) {
         r.get();
@@ -838,6 +838,7 @@ export class TdpMmu {
       this.rootLevel,
       0,
       ROLE_ROOT | (mirror ? ROLE_MIRROR : 0),
+      cache,
     );
     const root = new Root(slot, this.rootLevel, mirror, this.clock, this.rootSpace);
     // list_add_rcu: a new root goes to the head of tdp_mmu_roots, so walks over the roots (zap,

@@ -334,6 +334,8 @@ function* vcpuProgram(
   for (let i = 0; i < ops.length; i++) {
     yield;
     const op = ops[i]!;
+    // The vCPU's first KVM_RUN loads its roots (kvm_mmu_load) before the guest runs anything.
+    if (i === 0 && vm.rootsStale(vcpu)) yield* vm.reloadRoots(vcpu, true, true);
     // The vCPU runs the op at its VMPL (an SVSM setup switches levels through the SVSM; the
     // model keeps one VMSA per vCPU and only the level changes).
     const opVmpl = "vmpl" in op ? op.vmpl : 0;

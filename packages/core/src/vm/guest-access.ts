@@ -193,7 +193,8 @@ export function* guestAccessRange(
     // A shared access on a VM with a shared bit (TDX) uses the shared alias of the GPA.
     if (!privateAccess && bits !== 0 && !gfnHasBit(gpaToGfn(gpa), bits)) gpa += bits * PAGE_SIZE;
     for (let tries = 0; tries < MAX_TRIES; tries++) {
-      vm.enterGuest(vcpu);
+      if (vm.rootsStale(vcpu)) yield* vm.reloadRoots(vcpu, true);
+      else vm.enterGuest(vcpu);
       vm.clock.step++;
       if (vcpu.ctx.interleave) yield;
       const hw = hardwareAccess(vm, vcpu, gpa, write, privateAccess);
@@ -373,7 +374,8 @@ function* guestPageInstruction(
 ): Op<AccessOutcome> {
   const backend = vm.backend;
   for (let tries = 0; tries < MAX_TRIES; tries++) {
-    vm.enterGuest(vcpu);
+    if (vm.rootsStale(vcpu)) yield* vm.reloadRoots(vcpu, true);
+    else vm.enterGuest(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     // PVALIDATE and RMPADJUST work on the frame the NPT maps the page to; the mirror-root

@@ -78,7 +78,8 @@ function* pscBatch(
       throw new GuestLivelock(
         `vcpu${vcpu.id}: the guest's entry for its conversion request failed ${MAX_TRIES} times`,
       );
-    vm.enterGuest(vcpu);
+    if (vm.rootsStale(vcpu)) yield* vm.reloadRoots(vcpu, true);
+    else vm.enterGuest(vcpu);
     vm.clock.step++;
     if (vcpu.ctx.interleave) yield;
     const r = vm.backend.guestMapGpa?.(vm, vcpu.id, gfn, npages, toPrivate) ?? ACCESS_OK;

@@ -444,7 +444,7 @@ function* populateRange(
     // does: retries that make no progress are a livelock, subject to the explorer's fairness.
     let r: number;
     for (let tries = 0; ;) {
-      vm.loadRoots(hostVcpu);
+      if (vm.rootsStale(hostVcpu)) yield* vm.reloadRoots(hostVcpu, false);
       r = yield* tdpPageFault(vm, hostVcpu, gfnToGpa(gfn), false, priv, true);
       if (r !== RET_PF_RETRY) break;
       if (++tries >= MAX_TRIES)
@@ -725,11 +725,12 @@ export function terminate(vm: Vm): number {
 }
 
 /**
- * VM teardown: vCPUs drop their roots, the MMU notifier's release zaps everything it may
- * (`kvm_mmu_zap_all`: direct and invalid roots), the guest_memfd's release zaps every private
- * mapping, the backend gives up the guest's key (TDX: HKID release, after which S-EPT pages can
- * be reclaimed), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the
- * write lock, the deferred frees run, and guest memory goes back to the host.
+ * VM teardown: the MMU notifier's release zaps everything it may (`kvm_mmu_zap_all`: direct and
+ * invalid roots), the guest_memfd's release zaps every private mapping, the backend gives up
+ * the guest's key (TDX: HKID release, after which S-EPT pages can be reclaimed), the vCPUs are
+ * destroyed (their backend state, then their roots and caches), then `kvm_mmu_uninit_tdp_mmu`
+ * invalidates every root and zaps them under the write lock, the deferred frees run, and guest
+ * memory goes back to the host.
  *
  * A guest_memfd file holds a reference to its VM, so `kvm_gmem_release` runs before the VM is
  * destroyed: `kvm_gmem_invalidate_begin` over the whole file, one invalidation under the write
@@ -740,7 +741,6 @@ export function terminate(vm: Vm): number {
  */
 export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<void> {
   const mmu = vm.mmu;
-  for (const v of [...vm.vcpus, ...extraVcpus]) vm.unloadRoots(v);
   yield* withWriteLock(mmu, ctx, () => zapAll(mmu, ctx));
   if (vm.backend.hasPrivateMemory) {
     const end = vm.npages;
@@ -754,15 +754,17 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.clock.step++;
     vm.backend.teardown(vm);
   }
-  // kvm_destroy_vcpus, before kvm_mmu_uninit_vm: each vCPU's own state, and the pages its
-  // mmu_external_spt_cache still holds (kvm_mmu_destroy).
-  for (const v of vm.vcpus) {
-    if (vm.backend.vcpuFree) {
+  // kvm_destroy_vcpus, before kvm_mmu_uninit_vm: per vCPU, its own state (`vcpu_free`), then
+  // kvm_mmu_destroy: its roots (`kvm_mmu_unload`) and the pages its mmu_external_spt_cache
+  // still holds. The host's own vCPU (pre-faults, populate) goes last.
+  for (const v of new Set([...vm.vcpus, ...extraVcpus, vm.hostVcpu])) {
+    if (vm.backend.vcpuFree && vm.vcpus.includes(v)) {
       vm.clock.step++;
       vm.backend.vcpuFree(vm, v.id);
     }
+    yield* vm.unloadRoots(v, ctx);
+    mmu.freeExternalSpts(v.ctx);
   }
-  for (const v of [...vm.vcpus, vm.hostVcpu, ...extraVcpus]) mmu.freeExternalSpts(v.ctx);
   yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
   for (const slot of [...vm.memslots.all()]) {
     vm.memslots.remove(slot.id);

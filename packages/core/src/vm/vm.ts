@@ -11,8 +11,9 @@ import { EventSink } from "../events/events.js";
 import { Clock } from "../exec/clock.js";
 import { R_GMEM_LOCK, R_SLOTS_LOCK, R_TORN_DOWN, resourceId } from "../exec/footprint.js";
 import { Mutex } from "../exec/mutex.js";
-import { ExecCtx } from "../exec/ctx.js";
+import { ExecCtx, type Op } from "../exec/ctx.js";
 import { GuestBacking } from "../mem/guest-backing.js";
+import { PT64_ROOT_MAX_LEVEL } from "../mem/pt-pool.js";
 import type { Host, HostStorage } from "../mem/host.js";
 import { MemAttributes } from "../mem/mem-attributes.js";
 import { Srcu } from "../exec/srcu.js";
@@ -203,51 +204,104 @@ export class Vm implements BackendVm, HostStorage {
   }
 
   /**
-   * `vcpu_enter_guest` up to the entry, as far as the MMU goes: a pending `KVM_REQ_TLB_FLUSH` is
-   * a flush now, then `kvm_mmu_reload`.
+   * Whether the vCPU's direct root is missing or invalid (`kvm_mmu_reload`'s test, and the root
+   * an earlier KVM_REQ_MMU_FREE_OBSOLETE_ROOTS frees): then `reloadRoots` runs before it enters
+   * (or pre-faults), and takes `mmu_lock`. A TD's mirror root is loaded with the first direct
+   * root and stays until the vCPU is destroyed.
+   */
+  rootsStale(vcpu: Vcpu): boolean {
+    const root = vcpu.root;
+    return root === null || root.invalid;
+  }
+
+  /**
+   * `vcpu_enter_guest` up to the entry, as far as the MMU goes, for a vCPU whose roots are
+   * current (`rootsStale` false): a pending `KVM_REQ_TLB_FLUSH` is a flush now.
    */
   enterGuest(vcpu: Vcpu): void {
     if (this.mmu.requests.check(vcpu.id, KVM_REQ_TLB_FLUSH))
       this.mmu.flushVcpuTlb(vcpu.id, "KVM_REQ_TLB_FLUSH");
-    const root = vcpu.root;
-    const mirror = this.backend.usesMirrorRoot ? vcpu.mirrorRoot : undefined;
-    if (root === null || root.invalid || mirror === null || (mirror?.invalid ?? false)) {
-      this.loadRoots(vcpu);
-    }
   }
 
   /**
-   * `kvm_mmu_reload`: drop invalid roots and load valid ones (the mirror root first, as KVM
-   * does); `kvm_mmu_load` flushes the vCPU's TLB for the new root (`flush_tlb_current`).
+   * The roots' part of `vcpu_enter_guest` (`entering`) or of a pre-fault (`kvm_mmu_reload`
+   * alone), for a vCPU whose roots are stale. Every step takes `mmu_lock` for read, as KVM does
+   * for TDP MMU roots, so it waits behind a writer (a zap, a conversion) like a fault:
+   *
+   * - KVM_REQ_MMU_FREE_OBSOLETE_ROOTS (`kvm_mmu_free_obsolete_roots`, early in the request
+   *   block): an invalid direct root is put in a read-lock section of its own
+   *   (`kvm_mmu_free_roots`; `mmu_free_root_page` asserts the read lock). KVM frees obsolete
+   *   direct roots only: a mirror root is never reloaded while the TD runs (only its teardown
+   *   invalidates mirror roots), and is put at vCPU destruction (`unloadRoots`).
+   * - then, entering, a pending `KVM_REQ_TLB_FLUSH`, later in the same request block;
+   * - `kvm_mmu_load`: the vCPU's caches topped up, then (`mmu_alloc_direct_roots`) the mirror
+   *   root if there is none and the direct root, each by `kvm_tdp_mmu_alloc_root` in a read-lock
+   *   section of its own (one atomic point here: see below);
+   * - and, with the lock dropped, `flush_tlb_current` for the new root.
+   *
+   * `atOpStart`: the vCPU's first KVM_RUN, at the start of its first op (the scenario program
+   * has just yielded to begin it), where taking the lock is the step's first atomic point.
    */
-  loadRoots(vcpu: Vcpu): void {
+  *reloadRoots(vcpu: Vcpu, entering: boolean, atOpStart = false): Op<void> {
     const mmu = this.mmu;
-    let loaded = false;
-    if (this.backend.usesMirrorRoot) {
-      const mirror = vcpu.mirrorRoot;
-      if (mirror === null || mirror.invalid) {
-        if (mirror) mmu.putRoot(mirror);
-        vcpu.mirrorRoot = mmu.getRoot(true);
-        loaded = true;
-      }
+    const ctx = vcpu.ctx;
+    // The first lock of an op's start is that step's atomic point (`RwLock.readLock`).
+    let now = atOpStart;
+    const old = vcpu.root;
+    if (old !== null && old.invalid) {
+      yield* mmu.lock.readLock(ctx, now);
+      now = false;
+      mmu.lock.assertHeldRead("mmu_free_root_page");
+      mmu.putRoot(old);
+      vcpu.root = null;
+      mmu.lock.readUnlock(ctx);
     }
-    const root = vcpu.root;
-    if (root === null || root.invalid) {
-      if (root) mmu.putRoot(root);
-      vcpu.root = mmu.getRoot(false);
-      loaded = true;
+    if (entering) this.enterGuest(vcpu);
+    // kvm_mmu_load tops the vCPU's caches up first, with no lock held (mmu_topup_memory_caches,
+    // as a fault does): a new root's page comes from the vCPU's own cache.
+    mmu.pool.topUp(ctx, PT64_ROOT_MAX_LEVEL);
+    mmu.topUpExternalSpts(ctx, PT64_ROOT_MAX_LEVEL);
+    if (this.backend.usesMirrorRoot && vcpu.mirrorRoot === null) {
+      yield* mmu.lock.readLock(ctx, now);
+      vcpu.mirrorRoot = mmu.getRoot(true, ctx);
+      mmu.lock.readUnlock(ctx);
+      // KVM takes the lock again for the direct root; with private memory the model goes on in
+      // the same atomic point. There, while vCPUs run, no writer changes the root list or a
+      // root's validity (a memslot deletion invalidates no root; only the teardown does), so
+      // what could come between is another vCPU's first load, which would then allocate the
+      // direct root from its own cache instead: the same roots, in another page. Apart, the
+      // two sections tripled the traces of tdx-race-2m-4k (3,914 to 12,034).
+      now = this.backend.hasPrivateMemory;
     }
-    if (loaded) mmu.flushVcpuTlb(vcpu.id, "new root");
+    yield* mmu.lock.readLock(ctx, now);
+    vcpu.root = mmu.getRoot(false, ctx);
+    mmu.lock.readUnlock(ctx);
+    mmu.flushVcpuTlb(vcpu.id, "new root");
   }
 
-  /** Drop the vCPU's root references (`kvm_mmu_unload` at vCPU destruction). */
-  unloadRoots(vcpu: Vcpu): void {
+  /**
+   * `kvm_mmu_unload` at vCPU destruction (`kvm_mmu_destroy`): the direct root is put in one
+   * read-lock section (`kvm_mmu_free_roots`), the mirror root in another; `ctx` is the task
+   * destroying the VM.
+   */
+  *unloadRoots(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
+    const mmu = this.mmu;
     const root = vcpu.root;
+    if (root !== null) {
+      yield* mmu.lock.readLock(ctx);
+      mmu.lock.assertHeldRead("mmu_free_root_page");
+      mmu.putRoot(root);
+      vcpu.root = null;
+      mmu.lock.readUnlock(ctx);
+    }
     const mirror = vcpu.mirrorRoot;
-    if (root) this.mmu.putRoot(root);
-    if (mirror) this.mmu.putRoot(mirror);
-    vcpu.root = null;
-    vcpu.mirrorRoot = null;
+    if (mirror !== null) {
+      yield* mmu.lock.readLock(ctx);
+      mmu.lock.assertHeldRead("mmu_free_root_page");
+      mmu.putRoot(mirror);
+      vcpu.mirrorRoot = null;
+      mmu.lock.readUnlock(ctx);
+    }
   }
 
   /** The VM has been torn down (`teardown`); no op may run on it any more. */
