@@ -498,28 +498,44 @@ export class SevBackend implements Backend {
   }
 
   /**
-   * The VM is gone: `sev_free_vcpu` gives each VMSA page back with a plain RMPUPDATE to shared
-   * (`kvm_rmp_make_shared`, no firmware call); one that fails is a KVM_BUG_ON and the page is
-   * leaked. Then the guest context is decommissioned, and the pages' blocks go back to the host.
+   * `kvm_destroy_vcpus` → `sev_free_vcpu`: the vCPU's VMSA page goes back with a plain RMPUPDATE
+   * to shared (`kvm_rmp_make_shared`, no firmware call), after guest_memfd's folios (the file is
+   * released before the VM is destroyed) and before the guest context is decommissioned. One
+   * that fails is a KVM_BUG_ON and the page is leaked; the teardown goes on, as the kernel's
+   * does, and `destroy` reports it.
+   */
+  vcpuFree(_vm: BackendVm, vcpu: number): void {
+    this.freeVmsa(vcpu);
+  }
+
+  private freeVmsa(vcpu: number): void {
+    const pfn = this.vmsaPages[vcpu] ?? -1;
+    if (pfn < 0) return;
+    this.vmsaPages[vcpu] = -1;
+    const r = this.linuxRmpupdate(pfn, 0, 0, 0);
+    if (r === RMP_SUCCESS) {
+      this.pages.release(pfn);
+      return;
+    }
+    const cause = `rmp_make_shared of VMSA page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`;
+    this.pages.markLeaked(pfn);
+    this.vm.leak(cause);
+    this.vmsaFailures.push(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
+  }
+
+  /** The VMSA pages `vcpuFree` could not give back, for `destroy` to report (under the VMSA pages' resource). */
+  private readonly vmsaFailures: string[] = [];
+
+  /**
+   * The VM is gone (`sev_vm_destroy`, after its vCPUs): the guest context is decommissioned, and
+   * the pages' blocks go back to the host. A VMSA page left (a vCPU never freed) goes back first,
+   * as `vcpuFree` gives it.
    */
   destroy(): void {
-    // Each vCPU on its own, as the kernel frees them (virt/kvm/kvm_main.c: kvm_destroy_vcpus(),
-    // before arch/x86/kvm/svm/sev.c: sev_vm_destroy() decommissions the guest context): one
-    // failure leaks that page only.
-    const failed: string[] = [];
-    for (const pfn of this.vmsaPages.splice(0)) {
-      const r = this.linuxRmpupdate(pfn, 0, 0, 0);
-      if (r === RMP_SUCCESS) {
-        this.pages.release(pfn);
-        continue;
-      }
-      const cause = `rmp_make_shared of VMSA page 0x${pfn.toString(16)} failed: ${RMP_STATUS.name(r)}`;
-      this.pages.markLeaked(pfn);
-      this.vm.leak(cause);
-      failed.push(`${cause}; page 0x${pfn.toString(16)} leaked (snp_leak_pages)`);
-    }
+    for (let v = 0; v < this.vmsaPages.length; v++) this.freeVmsa(v);
     this.decommission();
     this.pages.releaseBlocks();
+    const failed = this.vmsaFailures.splice(0);
     if (failed.length > 0) {
       this.bugged = true;
       throw new KvmBug(failed.join("; "));
@@ -1010,7 +1026,7 @@ export class SevBackend implements Backend {
     this.rmp.auditEntries(out);
     out.set(
       resourceId(this.space, RMP_CALLS.length),
-      `${this.vmsaPages.join(",")}|${this.contextPage}|${this.responsePage}|${this.pages.auditState()}|${this.launchFinished}`,
+      `${this.vmsaPages.join(",")}|${this.vmsaFailures.length}|${this.contextPage}|${this.responsePage}|${this.pages.auditState()}|${this.launchFinished}`,
     );
     if (this.injected.length > 0)
       for (let c = 0; c < RMP_CALLS.length; c++)

@@ -364,6 +364,33 @@ describe("VMSA pages (snp_launch_update_vmsa, sev_free_vcpu)", () => {
   });
 });
 
+describe("the teardown's order (kvm_destroy_vm)", () => {
+  it("each vCPU's VMSA goes back at its destruction: after guest_memfd's pages, before the roots' last zap and SNP_DECOMMISSION", () => {
+    const { vm, be } = makeSevVm({ vcpus: 2 });
+    hostOps.finalize(vm);
+    expect(accept(vm, 0x3000)).toBe("ok");
+    const page = gmemPfn(vm, 3);
+    expect(be.rmp.raw(page).assigned).toBe(true);
+    // The guest_memfd file holds the VM: its folios are freed (made shared) before the VM's
+    // destruction begins; kvm_destroy_vcpus comes before kvm_mmu_uninit_vm and sev_vm_destroy.
+    const seen: string[] = [];
+    const vcpuFree = be.vcpuFree.bind(be);
+    be.vcpuFree = (v, vcpu) => {
+      const gmem = be.rmp.raw(page).assigned ? "assigned" : "shared";
+      const roots = vm.mmu.peekRoots().length;
+      seen.push(`${vcpu}: gmem ${gmem}, ${roots} root, context ${be.contextPage >= 0}`);
+      vcpuFree(v, vcpu);
+    };
+    runToEnd(hostOps.teardown(vm, vm.hostCtx));
+    expect(seen).toEqual([
+      "0: gmem shared, 1 root, context true",
+      "1: gmem shared, 1 root, context true",
+    ]);
+    expect(be.vmsaPages).toEqual([-1, -1]);
+    expect(be.contextPage).toBe(-1);
+  });
+});
+
 describe("the guest context (snp_context_create, snp_decommission_context)", () => {
   it("is a firmware page from launch start: assigned to no guest, immutable; given back after SNP_DECOMMISSION", () => {
     const { vm, be } = makeSevVm();

@@ -284,13 +284,21 @@ function* gmemInvalidateBegin(mmu: TdpMmu, ctx: ExecCtx, start: number, end: num
 
 /** Guest memory goes back to the host; guest_memfd pages are invalidated first (`kvm_gmem_free_folio`). */
 function releaseBacking(vm: Vm, slot: Memslot): void {
-  if (slot.gmem && vm.backend.gmemInvalidate) {
-    for (const [pfn, npages] of slot.gmem.populated()) {
-      vm.backend.gmemInvalidate(vm, pfn, npages);
-    }
-  }
+  releaseGmem(vm, slot);
   slot.shared.release();
-  slot.gmem?.release();
+}
+
+/**
+ * guest_memfd's folios go back to the host (`kvm_gmem_free_folio` → `kvm_arch_gmem_invalidate`:
+ * SEV makes each page shared in the RMP first).
+ */
+function releaseGmem(vm: Vm, slot: Memslot): void {
+  const gmem = slot.gmem;
+  if (!gmem) return;
+  if (vm.backend.gmemInvalidate) {
+    for (const [pfn, npages] of gmem.populated()) vm.backend.gmemInvalidate(vm, pfn, npages);
+  }
+  gmem.release();
 }
 
 /** `kvm_zap_gfn_range`: zap every mapping of [start, end), private and shared, in every valid root. */
@@ -726,18 +734,20 @@ export function terminate(vm: Vm): number {
 
 /**
  * VM teardown: the MMU notifier's release zaps everything it may (`kvm_mmu_zap_all`: direct and
- * invalid roots), the guest_memfd's release zaps every private mapping, the backend gives up
- * the guest's key (TDX: HKID release, after which S-EPT pages can be reclaimed), the vCPUs are
- * destroyed (their backend state, then their roots and caches), then `kvm_mmu_uninit_tdp_mmu`
- * invalidates every root and zaps them under the write lock, the deferred frees run, and guest
- * memory goes back to the host.
+ * invalid roots), the guest_memfd's release zaps every private mapping and its folios go back
+ * to the host, the backend gives up the guest's key (TDX: HKID release, after which S-EPT pages
+ * can be reclaimed), the vCPUs are destroyed (their backend state, then their roots and
+ * caches), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the write
+ * lock, the deferred frees run, the memslots go and the shared memory with them.
  *
  * A guest_memfd file holds a reference to its VM, so `kvm_gmem_release` runs before the VM is
  * destroyed: `kvm_gmem_invalidate_begin` over the whole file, one invalidation under the write
  * lock that unmaps private mappings only (KVM_FILTER_PRIVATE) and flushes the whole VM. On TDX
  * that removes every private page from the S-EPT (BLOCK, TRACK, REMOVE, WBINVD) while the TD
  * still has its key: `tdx_sept_remove_private_spte` treats a removal after the HKID release as
- * a KVM bug. What is left of a mirror root for the last zap is its tables.
+ * a KVM bug. What is left of a mirror root for the last zap is its tables. The file's inode
+ * goes with it, and with the inode its folios (`kvm_gmem_free_folio`), all before the VM's
+ * destruction begins.
  */
 export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<void> {
   const mmu = vm.mmu;
@@ -749,6 +759,7 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
         unmapGfnRange(mmu, ctx, 0, end, KVM_FILTER_PRIVATE, "guest_memfd release", true),
       ),
     );
+    for (const slot of vm.memslots.all()) releaseGmem(vm, slot);
   }
   if (vm.backend.teardown) {
     vm.clock.step++;
