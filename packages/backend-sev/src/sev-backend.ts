@@ -499,8 +499,9 @@ export class SevBackend implements Backend {
 
   /**
    * `kvm_destroy_vcpus` → `sev_free_vcpu`: the vCPU's VMSA page goes back with a plain RMPUPDATE
-   * to shared (`kvm_rmp_make_shared`, no firmware call), after guest_memfd's folios (the file is
-   * released before the VM is destroyed) and before the guest context is decommissioned. One
+   * to shared (`kvm_rmp_make_shared`, no firmware call), after guest_memfd's folios (the teardown
+   * takes the file to be released before the VM's last reference) and before the guest context
+   * is decommissioned. One
    * that fails is a KVM_BUG_ON and the page is leaked; the teardown goes on, as the kernel's
    * does, and `destroy` reports it.
    */
@@ -509,6 +510,7 @@ export class SevBackend implements Backend {
   }
 
   private freeVmsa(vcpu: number): void {
+    this.vm.clock.fp?.read(resourceId(this.space, RMP_CALLS.length));
     const pfn = this.vmsaPages[vcpu] ?? -1;
     if (pfn < 0) return;
     this.vmsaPages[vcpu] = -1;
@@ -528,8 +530,8 @@ export class SevBackend implements Backend {
 
   /**
    * The VM is gone (`sev_vm_destroy`, after its vCPUs): the guest context is decommissioned, and
-   * the pages' blocks go back to the host. A VMSA page left (a vCPU never freed) goes back first,
-   * as `vcpuFree` gives it.
+   * the pages' blocks go back to the host. The teardown frees every vCPU first; a VMSA page still
+   * here (a caller that destroys without freeing the vCPUs) goes back as `vcpuFree` gives it.
    */
   destroy(): void {
     for (let v = 0; v < this.vmsaPages.length; v++) this.freeVmsa(v);

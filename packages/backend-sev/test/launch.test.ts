@@ -371,8 +371,9 @@ describe("the teardown's order (kvm_destroy_vm)", () => {
     expect(accept(vm, 0x3000)).toBe("ok");
     const page = gmemPfn(vm, 3);
     expect(be.rmp.raw(page).assigned).toBe(true);
-    // The guest_memfd file holds the VM: its folios are freed (made shared) before the VM's
-    // destruction begins; kvm_destroy_vcpus comes before kvm_mmu_uninit_vm and sev_vm_destroy.
+    // The guest_memfd file released before the VM's last reference (the close order the
+    // teardown takes): its folios are freed (made shared) before the VM's destruction begins;
+    // kvm_destroy_vcpus comes before kvm_mmu_uninit_vm and sev_vm_destroy.
     const seen: string[] = [];
     const vcpuFree = be.vcpuFree.bind(be);
     be.vcpuFree = (v, vcpu) => {

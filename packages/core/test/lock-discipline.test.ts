@@ -28,7 +28,7 @@ import {
   KVM_DIRECT_ROOTS,
   type Task,
 } from "../src/testing.js";
-import { bareBackend, makeVm, run } from "./helpers.js";
+import { FakeMirrorBackend, bareBackend, makeVm, run } from "./helpers.js";
 
 /** A VM with GFNs [0, n) mapped 4K by vCPU 0, interleaving from here on. */
 function mapped(n: number) {
@@ -105,6 +105,33 @@ describe("mmu_lock and the walkers", () => {
     expect(vcpu.root).not.toBe(old);
     expect(vcpu.root!.invalid).toBe(false);
     expect(old.refcount).toBe(1);
+  });
+
+  it("a TD vCPU's first entry waits for a writer at its first step, then loads both roots in one", () => {
+    const vm = makeVm({ backend: new FakeMirrorBackend() });
+    vm.setInterleave(true);
+    const vcpu = vm.vcpus[0]!;
+    const ctx = vm.hostCtx;
+    function* writer() {
+      yield* vm.mmu.lock.writeLock(ctx);
+      yield;
+      vm.mmu.lock.writeUnlock(ctx);
+    }
+    const tasks: Task[] = [
+      { name: "host", op: writer(), done: false, ctx },
+      { name: "vcpu0", op: vm.reloadRoots(vcpu, true, true), done: false, ctx: vcpu.ctx },
+    ];
+    stepTask(tasks, 0, vm.clock);
+    stepTask(tasks, 0, vm.clock);
+    // At the op's start the attempt is the step's atomic point: no step of its own before it.
+    expect(stepTask(tasks, 1, vm.clock)).toBe(BLOCKED);
+    expect(vcpu.mirrorRoot).toBeNull();
+    stepTask(tasks, 0, vm.clock);
+    expect(stepTask(tasks, 1, vm.clock)).toBe(0);
+    expect(tasks[1]!.done).toBe(true);
+    expect(vcpu.mirrorRoot!.mirror).toBe(true);
+    expect(vcpu.root!.mirror).toBe(false);
+    expect(vm.mmu.lock.peekState().readers).toBe(0);
   });
 
   it("a zap flushes the TLBs once for what it zapped, and not at all when it zapped nothing", () => {

@@ -223,3 +223,20 @@ describe("well-formed SPTEs", () => {
     expect(v.map((x) => x.check)).toEqual(["spte-well-formed"]);
   });
 });
+
+describe("kvm_mmu_destroy", () => {
+  it("gives each vCPU's table-page cache back to the pool, with its roots", () => {
+    const vm = makeVm({ vcpus: 2 });
+    for (const v of vm.vcpus) run(vm.reloadRoots(v, true));
+    const cached = vm.vcpus.map((v) => v.ctx.mmuPageCache);
+    expect(Math.min(...cached)).toBeGreaterThan(0);
+    const free = vm.host.pool.freeCount;
+    run(hostOps.teardown(vm, vm.hostCtx));
+    for (const v of vm.vcpus) {
+      expect(v.ctx.mmuPageCache).toBe(0);
+      expect(v.root).toBeNull();
+    }
+    // The caches' pages, and the one root's (both vCPUs share it; freed after its grace period).
+    expect(vm.host.pool.freeCount).toBe(free + cached[0]! + cached[1]! + 1);
+  });
+});

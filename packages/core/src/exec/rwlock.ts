@@ -142,8 +142,9 @@ export class RwLock {
   }
 
   /**
-   * `read_lock`: an atomic point of its own, unless `atStepStart` (the task has just yielded,
-   * and taking the lock is its first shared access since: that step's atomic point).
+   * `read_lock`: an atomic point of its own, unless `atStepStart`: the attempt belongs to the
+   * current atomic point (the caller says why no other task's step between would matter; at an
+   * op's start, the task has just yielded).
    */
   *readLock(ctx: ExecCtx, atStepStart = false): Op {
     if (!atStepStart) {

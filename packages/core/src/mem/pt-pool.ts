@@ -209,6 +209,17 @@ export class PtPool {
   }
 
   /**
+   * `kvm_mmu_free_memory_cache` of `cache`'s table pages (at vCPU destruction): back on the free
+   * list, the cache's top first.
+   */
+  freeCache(cache: ExecCtx): void {
+    if (cache.mmuPageCache === 0) return;
+    this.fp?.write(R_POOL);
+    while (cache.mmuPageCache > 0)
+      this.freeSlots[this.nFree++] = cache.mmuPageSlots[--cache.mmuPageCache]!;
+  }
+
+  /**
    * A zeroed (all `SHADOW_NONPRESENT_VALUE`) table page: from the page cache of `cache`'s task if
    * it holds one (`topUp`), else from the free list. Taken from a cache, the page touches only
    * the pool's counts, which every allocation and free updates commutatively. May throw

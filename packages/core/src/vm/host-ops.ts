@@ -747,7 +747,9 @@ export function terminate(vm: Vm): number {
  * still has its key: `tdx_sept_remove_private_spte` treats a removal after the HKID release as
  * a KVM bug. What is left of a mirror root for the last zap is its tables. The file's inode
  * goes with it, and with the inode its folios (`kvm_gmem_free_folio`), all before the VM's
- * destruction begins.
+ * destruction begins: the model takes the files to be released before the VM's last reference
+ * goes (a file that held the last one would destroy the VM inside its release, and free its
+ * folios after that).
  */
 export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<void> {
   const mmu = vm.mmu;
@@ -766,14 +768,15 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.backend.teardown(vm);
   }
   // kvm_destroy_vcpus, before kvm_mmu_uninit_vm: per vCPU, its own state (`vcpu_free`), then
-  // kvm_mmu_destroy: its roots (`kvm_mmu_unload`) and the pages its mmu_external_spt_cache
-  // still holds. The host's own vCPU (pre-faults, populate) goes last.
+  // kvm_mmu_destroy: its roots and the pages its caches still hold (mmu_shadow_page_cache,
+  // mmu_external_spt_cache). The host's own vCPU (pre-faults, populate) goes last.
   for (const v of new Set([...vm.vcpus, ...extraVcpus, vm.hostVcpu])) {
     if (vm.backend.vcpuFree && vm.vcpus.includes(v)) {
       vm.clock.step++;
       vm.backend.vcpuFree(vm, v.id);
     }
     yield* vm.unloadRoots(v, ctx);
+    mmu.pool.freeCache(v.ctx);
     mmu.freeExternalSpts(v.ctx);
   }
   yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));

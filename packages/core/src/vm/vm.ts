@@ -266,10 +266,12 @@ export class Vm implements BackendVm, HostStorage {
       vcpu.mirrorRoot = mmu.getRoot(true, ctx);
       mmu.lock.readUnlock(ctx);
       // KVM takes the lock again for the direct root; with private memory the model goes on in
-      // the same atomic point. There, while vCPUs run, no writer changes the root list or a
-      // root's validity (a memslot deletion invalidates no root; only the teardown does), so
-      // what could come between is another vCPU's first load, which would then allocate the
-      // direct root from its own cache instead: the same roots, in another page. Apart, the
+      // the same atomic point. There, while vCPUs run, none of the model's writers changes the
+      // root list or a root's validity (a memslot deletion invalidates no root; only the
+      // teardown, which waits for the vCPUs, does), and a walk of the roots between the two
+      // sections could only miss a direct root not allocated yet, which holds nothing. What
+      // could come between is another vCPU's first load, which would then allocate
+      // the direct root from its own cache instead: the same roots, in another page. Apart, the
       // two sections tripled the traces of tdx-race-2m-4k (3,914 to 12,034).
       now = this.backend.hasPrivateMemory;
     }
@@ -280,9 +282,9 @@ export class Vm implements BackendVm, HostStorage {
   }
 
   /**
-   * `kvm_mmu_unload` at vCPU destruction (`kvm_mmu_destroy`): the direct root is put in one
-   * read-lock section (`kvm_mmu_free_roots`), the mirror root in another; `ctx` is the task
-   * destroying the VM.
+   * The roots' part of `kvm_mmu_destroy` at vCPU destruction: `kvm_mmu_unload` puts the direct
+   * root in one read-lock section (`kvm_mmu_free_roots`), then the mirror root is put in another;
+   * `ctx` is the task destroying the VM.
    */
   *unloadRoots(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
     const mmu = this.mmu;
