@@ -501,9 +501,8 @@ export class SevBackend implements Backend {
    * `kvm_destroy_vcpus` → `sev_free_vcpu`: the vCPU's VMSA page goes back with a plain RMPUPDATE
    * to shared (`kvm_rmp_make_shared`, no firmware call), after guest_memfd's folios (the teardown
    * takes the file to be released before the VM's last reference) and before the guest context
-   * is decommissioned. One
-   * that fails is a KVM_BUG_ON and the page is leaked; the teardown goes on, as the kernel's
-   * does, and `destroy` reports it.
+   * is decommissioned. One that fails is a KVM_BUG_ON and the page is leaked; the teardown goes
+   * on, as the kernel's does, and `destroy` reports it.
    */
   vcpuFree(_vm: BackendVm, vcpu: number): void {
     this.freeVmsa(vcpu);

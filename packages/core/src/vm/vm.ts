@@ -207,7 +207,8 @@ export class Vm implements BackendVm, HostStorage {
    * Whether the vCPU's direct root is missing or invalid (`kvm_mmu_reload`'s test, and the root
    * an earlier KVM_REQ_MMU_FREE_OBSOLETE_ROOTS frees): then `reloadRoots` runs before it enters
    * (or pre-faults), and takes `mmu_lock`. A TD's mirror root is loaded with the first direct
-   * root and stays until the vCPU is destroyed.
+   * root and stays until the vCPU is destroyed. Callers test this first, so that an entry with
+   * current roots (nearly every one) makes no generator.
    */
   rootsStale(vcpu: Vcpu): boolean {
     const root = vcpu.root;
@@ -249,12 +250,9 @@ export class Vm implements BackendVm, HostStorage {
     let now = atOpStart;
     const old = vcpu.root;
     if (old !== null && old.invalid) {
-      yield* mmu.lock.readLock(ctx, now);
-      now = false;
-      mmu.lock.assertHeldRead("mmu_free_root_page");
-      mmu.putRoot(old);
+      yield* this.putRootLocked(old, ctx, now);
       vcpu.root = null;
-      mmu.lock.readUnlock(ctx);
+      now = false;
     }
     if (entering) this.enterGuest(vcpu);
     // kvm_mmu_load tops the vCPU's caches up first, with no lock held (mmu_topup_memory_caches,
@@ -287,23 +285,25 @@ export class Vm implements BackendVm, HostStorage {
    * `ctx` is the task destroying the VM.
    */
   *unloadRoots(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
-    const mmu = this.mmu;
     const root = vcpu.root;
     if (root !== null) {
-      yield* mmu.lock.readLock(ctx);
-      mmu.lock.assertHeldRead("mmu_free_root_page");
-      mmu.putRoot(root);
+      yield* this.putRootLocked(root, ctx);
       vcpu.root = null;
-      mmu.lock.readUnlock(ctx);
     }
     const mirror = vcpu.mirrorRoot;
     if (mirror !== null) {
-      yield* mmu.lock.readLock(ctx);
-      mmu.lock.assertHeldRead("mmu_free_root_page");
-      mmu.putRoot(mirror);
+      yield* this.putRootLocked(mirror, ctx);
       vcpu.mirrorRoot = null;
-      mmu.lock.readUnlock(ctx);
     }
+  }
+
+  /** `mmu_free_root_page` in a read-lock section of its own (`kvm_mmu_free_roots`). */
+  private *putRootLocked(root: Root, ctx: ExecCtx, atStepStart = false): Op<void> {
+    const mmu = this.mmu;
+    yield* mmu.lock.readLock(ctx, atStepStart);
+    mmu.lock.assertHeldRead("mmu_free_root_page");
+    mmu.putRoot(root);
+    mmu.lock.readUnlock(ctx);
   }
 
   /** The VM has been torn down (`teardown`); no op may run on it any more. */
