@@ -239,4 +239,34 @@ describe("kvm_mmu_destroy", () => {
     // The caches' pages, and the one root's (both vCPUs share it; freed after its grace period).
     expect(vm.host.pool.freeCount).toBe(free + cached[0]! + cached[1]! + 1);
   });
+
+  it("puts a vCPU's direct root before the backend frees the vCPU, and its mirror root after", () => {
+    // kvm_arch_vcpu_destroy: kvm_mmu_unload, then vcpu_free, then kvm_mmu_destroy's mirror root.
+    const backend = new FakeMirrorBackend();
+    const seen: string[] = [];
+    let vm: Vm | null = null;
+    Object.assign(backend, {
+      vcpuFree(_vm: unknown, id: number) {
+        const v = vm!.vcpus[id]!;
+        seen.push(
+          `${id}: direct ${v.root === null ? "put" : "held"}, mirror ${v.mirrorRoot === null ? "put" : "held"}`,
+        );
+      },
+    });
+    vm = makeVm({ vcpus: 2, backend });
+    for (const v of vm.vcpus) run(vm.reloadRoots(v, true));
+    const sections: string[] = [];
+    const readLock = vm.mmu.lock.readLock.bind(vm.mmu.lock);
+    vm.mmu.lock.readLock = (ctx, atStepStart) => {
+      sections.push(seen.length.toString());
+      return readLock(ctx, atStepStart);
+    };
+    run(hostOps.teardown(vm, vm.hostCtx));
+    expect(seen).toEqual(["0: direct put, mirror held", "1: direct put, mirror held"]);
+    // Per vCPU, one read-lock section before its free (the direct root) and one after (the
+    // mirror root); the host's own vCPU, which never loaded roots, still takes the mirror's.
+    expect(sections).toEqual(["0", "1", "1", "2", "2"]);
+    for (const v of [...vm.vcpus, vm.hostVcpu])
+      expect([v.root, v.mirrorRoot]).toEqual([null, null]);
+  });
 });

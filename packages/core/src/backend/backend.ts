@@ -377,9 +377,11 @@ export interface Backend {
   /** The vCPU left guest mode on an EPT/NPT violation (TD exit, #VMEXIT). */
   vcpuExit?(vm: BackendVm, vcpu: number): void;
   /**
-   * `kvm_destroy_vcpus`, at teardown: vCPU `vcpu`'s own state goes (TDX: `tdx_vcpu_free`
-   * reclaims its TDCX pages, then its TDVPR). After `teardown` (the VM's pre-destroy) and before
-   * the roots go, as `kvm_arch_destroy_vm` frees the vCPUs before `kvm_mmu_uninit_vm`.
+   * `kvm_destroy_vcpus`, at teardown: vCPU `vcpu`'s own state goes (`vcpu_free`; TDX:
+   * `tdx_vcpu_free` reclaims its TDCX pages, then its TDVPR). After `teardown` (the VM's
+   * pre-destroy) and before the roots' last zap, as `kvm_arch_destroy_vm` frees the vCPUs before
+   * `kvm_mmu_uninit_vm`; within `kvm_arch_vcpu_destroy`, after the vCPU's direct root is put
+   * (`kvm_mmu_unload`) and before its mirror root is (`kvm_mmu_destroy`).
    */
   vcpuFree?(vm: BackendVm, vcpu: number): void;
   /** The VM is gone (roots zapped, memory back): reclaim the control pages. */

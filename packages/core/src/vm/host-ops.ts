@@ -736,8 +736,8 @@ export function terminate(vm: Vm): number {
  * VM teardown: the MMU notifier's release zaps everything it may (`kvm_mmu_zap_all`: direct and
  * invalid roots), the guest_memfd's release zaps every private mapping and its folios go back
  * to the host, the backend gives up the guest's key (TDX: HKID release, after which S-EPT pages
- * can be reclaimed), the vCPUs are destroyed (their backend state, then their roots and
- * caches), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the write
+ * can be reclaimed), the vCPUs are destroyed (each one's direct root, its backend state, then its
+ * mirror root and caches), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the write
  * lock, the deferred frees run, the memslots go and the shared memory with them.
  *
  * A guest_memfd file holds a reference to its VM, so `kvm_gmem_release` runs before the VM is
@@ -767,17 +767,22 @@ export function* teardown(vm: Vm, ctx: ExecCtx, extraVcpus: Vcpu[] = []): Op<voi
     vm.clock.step++;
     vm.backend.teardown(vm);
   }
-  // kvm_destroy_vcpus, before kvm_mmu_uninit_vm: per vCPU, its own state (`vcpu_free`), then
-  // kvm_mmu_destroy: its roots and the pages its caches still hold (mmu_shadow_page_cache,
-  // mmu_external_spt_cache). The host's own vCPU (pre-faults, populate) goes last.
+  // kvm_destroy_vcpus, before kvm_mmu_uninit_vm; per vCPU, kvm_arch_vcpu_destroy:
+  // kvm_mmu_unload puts the direct root, then the vCPU's own state goes (`vcpu_free`), then
+  // kvm_mmu_destroy, inside a kvm->srcu read section, puts the mirror root and frees the pages
+  // the vCPU's caches still hold (mmu_shadow_page_cache, mmu_external_spt_cache). The host's
+  // own vCPU (pre-faults, populate) goes last; KVM has no such vCPU.
   for (const v of new Set([...vm.vcpus, ...extraVcpus, vm.hostVcpu])) {
+    yield* vm.mmuUnload(v, ctx);
     if (vm.backend.vcpuFree && vm.vcpus.includes(v)) {
       vm.clock.step++;
       vm.backend.vcpuFree(vm, v.id);
     }
-    yield* vm.unloadRoots(v, ctx);
+    vm.srcu.readLock(vm.hostVcpu.id);
+    yield* vm.mmuDestroyMirror(v, ctx);
     mmu.pool.freeCache(v.ctx);
     mmu.freeExternalSpts(v.ctx);
+    vm.srcu.readUnlock(vm.hostVcpu.id);
   }
   yield* withWriteLock(mmu, ctx, () => uninitTdpMmu(mmu, ctx));
   for (const slot of [...vm.memslots.all()]) {

@@ -233,7 +233,7 @@ export class Vm implements BackendVm, HostStorage {
    *   block): an invalid direct root is put in a read-lock section of its own
    *   (`kvm_mmu_free_roots`; `mmu_free_root_page` asserts the read lock). KVM frees obsolete
    *   direct roots only: a mirror root is never reloaded while the TD runs (only its teardown
-   *   invalidates mirror roots), and is put at vCPU destruction (`unloadRoots`).
+   *   invalidates mirror roots), and is put at vCPU destruction (`mmuDestroyMirror`).
    * - then, entering, a pending `KVM_REQ_TLB_FLUSH`, later in the same request block;
    * - `kvm_mmu_load`: the vCPU's caches topped up, then (`mmu_alloc_direct_roots`) the mirror
    *   root if there is none and the direct root, each by `kvm_tdp_mmu_alloc_root` in a read-lock
@@ -280,29 +280,37 @@ export class Vm implements BackendVm, HostStorage {
   }
 
   /**
-   * The roots' part of `kvm_mmu_destroy` at vCPU destruction: `kvm_mmu_unload` puts the direct
-   * root in one read-lock section (`kvm_mmu_free_roots`), then the mirror root is put in another;
-   * `ctx` is the task destroying the VM.
+   * `kvm_mmu_unload` at vCPU destruction, before the backend frees the vCPU (`vcpu_free`): the
+   * direct root is put in a read-lock section (`kvm_mmu_free_roots`, which takes the lock only
+   * when there is a root to free). `ctx` is the task destroying the VM.
    */
-  *unloadRoots(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
+  *mmuUnload(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
     const root = vcpu.root;
-    if (root !== null) {
-      yield* this.putRootLocked(root, ctx);
-      vcpu.root = null;
-    }
-    const mirror = vcpu.mirrorRoot;
-    if (mirror !== null) {
-      yield* this.putRootLocked(mirror, ctx);
-      vcpu.mirrorRoot = null;
-    }
+    if (root === null) return;
+    yield* this.putRootLocked(root, ctx);
+    vcpu.root = null;
   }
 
-  /** `mmu_free_root_page` in a read-lock section of its own (`kvm_mmu_free_roots`). */
-  private *putRootLocked(root: Root, ctx: ExecCtx, atStepStart = false): Op<void> {
+  /**
+   * `kvm_mmu_destroy`'s own section, after the backend freed the vCPU: the mirror root is put
+   * under `mmu_lock` for read. KVM takes the lock whether or not the vCPU has a mirror root
+   * (`mmu_free_root_page` returns at once on an invalid one: SEV, plain, or a TD vCPU that
+   * never ran), and so does the model.
+   */
+  *mmuDestroyMirror(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
+    yield* this.putRootLocked(vcpu.mirrorRoot, ctx);
+    vcpu.mirrorRoot = null;
+  }
+
+  /**
+   * `mmu_free_root_page` in a read-lock section of its own (`kvm_mmu_free_roots`); `null` is an
+   * invalid root hpa, which it leaves alone.
+   */
+  private *putRootLocked(root: Root | null, ctx: ExecCtx, atStepStart = false): Op<void> {
     const mmu = this.mmu;
     yield* mmu.lock.readLock(ctx, atStepStart);
     mmu.lock.assertHeldRead("mmu_free_root_page");
-    mmu.putRoot(root);
+    if (root !== null) mmu.putRoot(root);
     mmu.lock.readUnlock(ctx);
   }
 
