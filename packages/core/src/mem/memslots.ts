@@ -248,6 +248,8 @@ export class Memslots {
     // The slot's lpage_info goes with it (kvm_arch_free_memslot).
     this.clock?.touch(R_LPAGE);
     this.clock?.touch(R_LPAGE_MIXED);
+    // So does its dirty bitmap (kvm_destroy_dirty_bitmap, from kvm_free_memslot).
+    if (this.slots[i]!.dirtyBitmap !== null) this.clock?.touch(R_DIRTY);
     const [s] = this.slots.splice(i, 1);
     if (this.last === s) this.last = null;
     return s!;
