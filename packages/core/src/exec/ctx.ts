@@ -18,8 +18,10 @@ export class ExecCtx {
   /**
    * The task's `mmu_shadow_page_cache` (a vCPU's, `PtPool.topUp`): free table-page slots its
    * faults set aside before taking `mmu_lock` and take their tables from, the next one last. The
-   * task's own: what another task does never changes it, so a fault that finds enough here, and
-   * the tables it takes from it, touch nothing another task reads. A plain array: a typed array
+   * task's own: while the task runs, what another task does never changes it, so a fault that
+   * finds enough here, and the tables it takes from it, touch nothing another task reads. (The
+   * teardown drains every vCPU's caches, `kvm_mmu_destroy`, only once all vCPU tasks have
+   * finished; an op that changed a running task's cache would need a resource for it.) A plain array: a typed array
    * of 40 keeps its store outside the V8 heap, and the explorer makes four contexts for every
    * schedule (making them was 1.3 % of the three-vCPU race's time).
    */
