@@ -258,14 +258,17 @@ describe("kvm_mmu_destroy", () => {
     const sections: string[] = [];
     const readLock = vm.mmu.lock.readLock.bind(vm.mmu.lock);
     vm.mmu.lock.readLock = (ctx, atStepStart) => {
-      sections.push(seen.length.toString());
+      // Which frees came before, and whether kvm->srcu is held (kvm_mmu_destroy's section).
+      sections.push(`${seen.length}${vm.srcu.isReading(-1) ? " srcu" : ""}`);
       return readLock(ctx, atStepStart);
     };
     run(hostOps.teardown(vm, vm.hostCtx));
     expect(seen).toEqual(["0: direct put, mirror held", "1: direct put, mirror held"]);
     // Per vCPU, one read-lock section before its free (the direct root) and one after (the
-    // mirror root); the host's own vCPU, which never loaded roots, still takes the mirror's.
-    expect(sections).toEqual(["0", "1", "1", "2", "2"]);
+    // mirror root, inside kvm->srcu); the host's own vCPU, which never loaded roots, still takes
+    // the mirror's.
+    expect(sections).toEqual(["0", "1 srcu", "1", "2 srcu", "2 srcu"]);
+    expect(vm.srcu.isReading(-1)).toBe(false);
     for (const v of [...vm.vcpus, vm.hostVcpu])
       expect([v.root, v.mirrorRoot]).toEqual([null, null]);
   });

@@ -127,7 +127,7 @@ describe("the footprint audit", () => {
         // convert it), and would end the run before the steps the audit is for.
         const shared = backend === "plain" ? "" : ", shared: true";
         const text =
-          `name: audit-memslot\nvm: { memory: 4MiB, vcpus: 2 }\nbackend: plain\nvcpus:\n` +
+          `name: audit-memslot\nvm: { memory: 4MiB, vcpus: 2 }\nbackend: ${backend}\nvcpus:\n` +
           `  - - { op: access, gpa: 0x0, count: 2, write: true${shared} }\n` +
           `  - - { op: access, gpa: 0x200000, count: 2, write: true${shared} }\nhost:\n${host}`;
         const scn = parseScenarioText(text, "audit-memslot.yaml");

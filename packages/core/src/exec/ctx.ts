@@ -21,9 +21,9 @@ export class ExecCtx {
    * task's own: while the task runs, what another task does never changes it, so a fault that
    * finds enough here, and the tables it takes from it, touch nothing another task reads. (The
    * teardown drains every vCPU's caches, `kvm_mmu_destroy`, only once all vCPU tasks have
-   * finished; an op that changed a running task's cache would need a resource for it.) A plain array: a typed array
-   * of 40 keeps its store outside the V8 heap, and the explorer makes four contexts for every
-   * schedule (making them was 1.3 % of the three-vCPU race's time).
+   * finished; an op that changed a running task's cache would need a resource for it.) A plain
+   * array: a typed array of 40 keeps its store outside the V8 heap, and the explorer makes four
+   * contexts for every schedule (making them was 1.3 % of the three-vCPU race's time).
    */
   readonly mmuPageSlots: number[] = new Array<number>(KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).fill(0);
   mmuPageCache = 0;

@@ -1,7 +1,9 @@
 /**
- * `kvm->srcu`, as far as memslot updates and faults share it: a fault runs inside a read-side
- * section (`srcu_read_lock` in `kvm_arch_vcpu_ioctl_run`'s loop), and an update of the memslots
- * publishes the new ones and then `synchronize_srcu` waits for every section that began before.
+ * `kvm->srcu`, as far as memslot updates, faults and a vCPU's destruction share it: a fault runs
+ * inside a read-side section (`srcu_read_lock` in `kvm_arch_vcpu_ioctl_run`'s loop), as does
+ * `kvm_mmu_destroy` in the teardown (the host's reader), and an update of the memslots publishes
+ * the new ones and then `synchronize_srcu` waits for every section that began before. A reader's
+ * sections do not nest: `readLock` refuses a reader already inside one.
  *
  * Modelled by generations: each `synchronize` starts a new one; a reader notes the generation it
  * entered under; the update waits until no reader of an older generation is left. The state is
@@ -28,9 +30,11 @@ export class Srcu {
     return vcpu < 0 ? this.vcpus : vcpu;
   }
 
-  /** `srcu_read_lock` by vCPU `vcpu` (-1: the host's). */
+  /** `srcu_read_lock` by vCPU `vcpu` (-1: the host's: its pre-faults, populate, the teardown). */
   readLock(vcpu: number): void {
     this.clock.fp?.add(R_SRCU);
+    if (this.readers[this.index(vcpu)]! >= 0)
+      throw new Error(`kvm->srcu: reader ${vcpu} is already inside a read-side section`);
     this.readers[this.index(vcpu)] = this.gen;
   }
 

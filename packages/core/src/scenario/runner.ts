@@ -338,8 +338,9 @@ function* vcpuProgram(
     // The load ends in the step the op begins in: an op whose first atomic point is at its start
     // (a conversion's slots_lock) then takes it in the same step, after the load. That step may
     // block on the lock having loaded the roots; its footprint, the wait set, holds both. No
-    // order is lost: the load touches mmu_lock (for read), the roots and the vCPU's own cache,
-    // which commute with everything a slots_lock holder does before its mmu_lock write section.
+    // order is lost: the load touches mmu_lock (for read), the roots, the vCPU's own cache and
+    // the table pool's free list (its top-up), and the vCPU's TLB-flush request, which commute
+    // with everything a slots_lock holder does before its mmu_lock write section.
     if (i === 0 && vm.rootsStale(vcpu)) yield* vm.reloadRoots(vcpu, true, true);
     // The vCPU runs the op at its VMPL (an SVSM setup switches levels through the SVSM; the
     // model keeps one VMSA per vCPU and only the level changes).

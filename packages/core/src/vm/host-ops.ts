@@ -736,9 +736,10 @@ export function terminate(vm: Vm): number {
  * VM teardown: the MMU notifier's release zaps everything it may (`kvm_mmu_zap_all`: direct and
  * invalid roots), the guest_memfd's release zaps every private mapping and its folios go back
  * to the host, the backend gives up the guest's key (TDX: HKID release, after which S-EPT pages
- * can be reclaimed), the vCPUs are destroyed (each one's direct root, its backend state, then its
- * mirror root and caches), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps them under the write
- * lock, the deferred frees run, the memslots go and the shared memory with them.
+ * can be reclaimed), the vCPUs are destroyed (each one's direct root, its backend state, then
+ * its mirror root and caches), then `kvm_mmu_uninit_tdp_mmu` invalidates every root and zaps
+ * them under the write lock, the deferred frees run, the memslots go and the shared memory with
+ * them.
  *
  * A guest_memfd file holds a reference to its VM, so `kvm_gmem_release` runs before the VM is
  * destroyed: `kvm_gmem_invalidate_begin` over the whole file, one invalidation under the write
