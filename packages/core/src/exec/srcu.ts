@@ -33,9 +33,10 @@ export class Srcu {
   /** `srcu_read_lock` by vCPU `vcpu` (-1: the host's: its pre-faults, populate, the teardown). */
   readLock(vcpu: number): void {
     this.clock.fp?.add(R_SRCU);
-    if (this.readers[this.index(vcpu)]! >= 0)
+    const i = this.index(vcpu);
+    if (this.readers[i]! >= 0)
       throw new Error(`kvm->srcu: reader ${vcpu} is already inside a read-side section`);
-    this.readers[this.index(vcpu)] = this.gen;
+    this.readers[i] = this.gen;
   }
 
   /** `srcu_read_unlock`. */

@@ -298,8 +298,9 @@ export class Vm implements BackendVm, HostStorage {
    * never ran), and so does the model.
    */
   *mmuDestroyMirror(vcpu: Vcpu, ctx: ExecCtx): Op<void> {
-    yield* this.putRootLocked(vcpu.mirrorRoot, ctx);
-    vcpu.mirrorRoot = null;
+    const mirror = vcpu.mirrorRoot;
+    yield* this.putRootLocked(mirror, ctx);
+    if (mirror !== null) vcpu.mirrorRoot = null;
   }
 
   /**
